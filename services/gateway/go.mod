@@ -1,0 +1,3 @@
+module github.com/cairn-dev/cairn/services/gateway
+
+go 1.26.0

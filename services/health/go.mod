@@ -1,0 +1,3 @@
+module github.com/cairn-dev/cairn/services/health
+
+go 1.26.0

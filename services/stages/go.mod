@@ -1,0 +1,3 @@
+module github.com/cairn-dev/cairn/services/stages
+
+go 1.26.0
