@@ -1,0 +1,3 @@
+module github.com/cairn-dev/cairn/cmd/cairn
+
+go 1.26.0
