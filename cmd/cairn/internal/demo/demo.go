@@ -1,0 +1,608 @@
+// Package demo generates a deterministic, realistic B2B SaaS workspace as
+// Segment-spec events: a year of marketing touches, buying committees, CRM
+// pipeline, contracts, product usage, support tickets, NPS surveys, QBRs,
+// renewals and churn.
+//
+// The generator is pure: the same Options always produce the same events in
+// the same order, so `make run` is reproducible and tests can pin a golden
+// hash. Churn is decided from the simulated behaviour (seat utilisation,
+// detractor NPS, unresolved P1 tickets), so health models have a real signal
+// to find.
+package demo
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Segments an account can belong to.
+const (
+	SegmentSMB        = "smb"
+	SegmentMidMarket  = "mid-market"
+	SegmentEnterprise = "enterprise"
+)
+
+// Personas of a buying committee, as sent in identify traits "role".
+const (
+	RoleChampion      = "champion"
+	RoleEconomicBuyer = "economic_buyer"
+	RoleITSecurity    = "it_security"
+	RoleProcurement   = "procurement"
+	RoleEndUser       = "end_user"
+)
+
+// Features are the product events that count as feature adoption.
+var Features = []string{"report_created", "dashboard_shared", "alert_configured", "export_run", "integration_connected"}
+
+// Options controls the generated workspace.
+type Options struct {
+	// Seed makes the output reproducible; different seeds give different workspaces.
+	Seed uint64
+	// Accounts is the number of companies to simulate (default 300).
+	Accounts int
+	// Now is the end of the simulated year; no event is later than Now.
+	// It is truncated to the day so that output does not depend on the hour.
+	Now time.Time
+	// Workspace is stamped on nothing in the events themselves (Segment calls
+	// carry no tenant), but prefixes message ids so that two demo workspaces
+	// loaded into the same suite do not deduplicate each other.
+	Workspace string
+}
+
+// Event is one Segment-spec call, serialised exactly as Segment's HTTP API
+// accepts it.
+type Event struct {
+	Type        string         `json:"type"`
+	MessageID   string         `json:"messageId"`
+	UserID      string         `json:"userId,omitempty"`
+	AnonymousID string         `json:"anonymousId,omitempty"`
+	Event       string         `json:"event,omitempty"`
+	Name        string         `json:"name,omitempty"`
+	GroupID     string         `json:"groupId,omitempty"`
+	Properties  map[string]any `json:"properties,omitempty"`
+	Traits      map[string]any `json:"traits,omitempty"`
+	Context     map[string]any `json:"context,omitempty"`
+	Timestamp   time.Time      `json:"timestamp"`
+}
+
+// Account is the ground truth behind one simulated company, for tests and
+// for the summary printed after loading.
+type Account struct {
+	ID       string
+	Name     string
+	Domain   string
+	Segment  string
+	Industry string
+	Region   string
+	// Customer is true when the account had a contract at some point in the year.
+	Customer bool
+	// Churned is true when the account cancelled at a renewal.
+	Churned bool
+	// Renewals counts renewals within the year.
+	Renewals int
+	// Seats is the latest contracted seat count (0 for non-customers).
+	Seats int
+	// Utilization is the mean weekly share of seats active over the last 12
+	// weeks as a customer (before churn, or before now).
+	Utilization float64
+	// UsageEvents counts product events emitted for the account.
+	UsageEvents int
+}
+
+// Dataset is a generated workspace.
+type Dataset struct {
+	Accounts []Account
+	// Events are ordered by timestamp, ties by generation order.
+	Events []Event
+}
+
+// Generate simulates the workspace. It never fails: bad options fall back to
+// defaults.
+func Generate(opts Options) Dataset {
+	if opts.Accounts <= 0 {
+		opts.Accounts = 300
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if opts.Workspace == "" {
+		opts.Workspace = "demo"
+	}
+	now := opts.Now.UTC().Truncate(24 * time.Hour)
+	var ds Dataset
+	names := newNamer()
+	type stamped struct {
+		ev  Event
+		seq int
+	}
+	var all []stamped
+	for i := range opts.Accounts {
+		// One stream per account keeps accounts independent of each other's
+		// random draws, so changing one rule does not reshuffle everything.
+		rng := rand.New(rand.NewPCG(opts.Seed, uint64(i)+1))
+		s := &sim{rng: rng, now: now, start: now.AddDate(0, 0, -365), idPrefix: fmt.Sprintf("%s-%d-%d", opts.Workspace, opts.Seed, i)}
+		s.account = names.account(rng, i)
+		s.run()
+		ds.Accounts = append(ds.Accounts, s.account)
+		for _, ev := range s.events {
+			all = append(all, stamped{ev: ev, seq: len(all)})
+		}
+	}
+	sort.SliceStable(all, func(a, b int) bool {
+		if !all[a].ev.Timestamp.Equal(all[b].ev.Timestamp) {
+			return all[a].ev.Timestamp.Before(all[b].ev.Timestamp)
+		}
+		return all[a].seq < all[b].seq
+	})
+	ds.Events = make([]Event, len(all))
+	for i, s := range all {
+		ds.Events[i] = s.ev
+	}
+	return ds
+}
+
+// person is a simulated user of an account.
+type person struct {
+	id, anon, email, name, title, role string
+}
+
+// sim simulates one account over the year.
+type sim struct {
+	rng      *rand.Rand
+	now      time.Time
+	start    time.Time
+	idPrefix string
+	n        int
+	account  Account
+	events   []Event
+	people   []person
+
+	// fit is how well the account matches the ideal customer profile; it
+	// drives conversion. engagement is the latent product health.
+	fit, engagement float64
+	trajectory      string // steady, growing, collapsing
+	plan            string
+	seats           int
+	arr             float64
+	tickets         int
+	openP1          map[string]bool
+	lastNPS         int
+}
+
+func (s *sim) float(lo, hi float64) float64 { return lo + s.rng.Float64()*(hi-lo) }
+func (s *sim) chance(p float64) bool        { return s.rng.Float64() < p }
+func (s *sim) intn(lo, hi int) int          { return lo + s.rng.IntN(hi-lo+1) }
+
+// at returns a business-hours time on the day of t, or t itself if later.
+func (s *sim) workTime(day time.Time) time.Time {
+	d := day.UTC().Truncate(24 * time.Hour)
+	return d.Add(time.Duration(s.intn(8*60, 18*60))*time.Minute + time.Duration(s.intn(0, 59))*time.Second)
+}
+
+func (s *sim) nextID() string {
+	s.n++
+	return fmt.Sprintf("%s-%05d", s.idPrefix, s.n)
+}
+
+// emit records an event unless it falls after now.
+func (s *sim) emit(ev Event) bool {
+	if ev.Timestamp.After(s.now) {
+		return false
+	}
+	ev.MessageID = s.nextID()
+	if ev.Context == nil {
+		ev.Context = map[string]any{}
+	}
+	ev.Context["library"] = map[string]any{"name": "cairn-demo", "version": "1"}
+	if ev.GroupID == "" && ev.Type != "group" && ev.UserID != "" {
+		ev.Context["groupId"] = s.account.ID
+	}
+	s.events = append(s.events, ev)
+	return true
+}
+
+func (s *sim) track(p person, name string, at time.Time, props map[string]any) bool {
+	return s.emit(Event{Type: "track", UserID: p.id, Event: name, Timestamp: at, Properties: props})
+}
+
+// system emits a track call from a back-office system (CRM, billing,
+// support) about the account, attributed through context.groupId.
+func (s *sim) system(name string, at time.Time, props map[string]any) bool {
+	if props == nil {
+		props = map[string]any{}
+	}
+	ev := Event{Type: "track", AnonymousID: "system-" + strings.SplitN(name, ".", 2)[0], Event: name, Timestamp: at, Properties: props}
+	ev.Context = map[string]any{"groupId": s.account.ID}
+	return s.emit(ev)
+}
+
+func (s *sim) run() {
+	a := &s.account
+	s.fit = s.rng.Float64()
+	s.engagement = 0.25 + 0.6*s.rng.Float64()*0.5 + 0.4*s.fit*0.5
+	switch r := s.rng.Float64(); {
+	case r < 0.2+0.15*(1-s.fit):
+		s.trajectory = "collapsing"
+	case r < 0.45:
+		s.trajectory = "growing"
+	default:
+		s.trajectory = "steady"
+	}
+	s.openP1 = map[string]bool{}
+	s.lastNPS = -1
+	s.buildCommittee()
+
+	var contractStart time.Time
+	if s.chance(0.35) {
+		// Existing customer: signed before the window, renews inside it.
+		contractStart = s.start.AddDate(0, 0, -s.intn(30, 330))
+		s.seats = s.initialSeats()
+		s.pickPlan()
+		first := s.workTime(s.start.AddDate(0, 0, s.intn(0, 6)))
+		s.groupCall(first)
+		for _, p := range s.people {
+			s.identify(p, first.Add(time.Minute))
+		}
+		s.contractUpdated(first.Add(2*time.Minute), contractStart)
+	} else {
+		won, ok := s.pipeline()
+		if !ok {
+			s.finish()
+			return
+		}
+		contractStart = won.AddDate(0, 0, s.intn(1, 7))
+		if contractStart.After(s.now) {
+			s.finish()
+			return
+		}
+		s.system("billing.subscription_started", s.workTime(contractStart), map[string]any{"plan": s.plan, "seats": s.seats, "arr": s.arr})
+		s.contractUpdated(s.workTime(contractStart).Add(time.Minute), contractStart)
+	}
+	a.Customer = true
+	s.customer(contractStart)
+	s.finish()
+}
+
+func (s *sim) finish() {
+	a := &s.account
+	a.Seats = s.seats
+	if !a.Customer {
+		a.Seats = 0
+	}
+}
+
+func (s *sim) initialSeats() int {
+	switch s.account.Segment {
+	case SegmentEnterprise:
+		return s.intn(40, 120)
+	case SegmentMidMarket:
+		return s.intn(12, 40)
+	default:
+		return s.intn(3, 12)
+	}
+}
+
+func (s *sim) pickPlan() {
+	switch s.account.Segment {
+	case SegmentEnterprise:
+		s.plan = "enterprise"
+		s.arr = float64(s.seats) * 900
+	case SegmentMidMarket:
+		s.plan = "business"
+		s.arr = float64(s.seats) * 600
+	default:
+		s.plan = "team"
+		s.arr = float64(s.seats) * 360
+	}
+}
+
+func (s *sim) buildCommittee() {
+	a := &s.account
+	size := 2
+	switch a.Segment {
+	case SegmentEnterprise:
+		size = s.intn(6, 9)
+	case SegmentMidMarket:
+		size = s.intn(4, 6)
+	default:
+		size = s.intn(2, 3)
+	}
+	roles := []string{RoleChampion, RoleEconomicBuyer}
+	if a.Segment != SegmentSMB {
+		roles = append(roles, RoleITSecurity)
+	}
+	if a.Segment == SegmentEnterprise {
+		roles = append(roles, RoleProcurement)
+	}
+	for len(roles) < size {
+		roles = append(roles, RoleEndUser)
+	}
+	for i := range size {
+		s.people = append(s.people, s.newPerson(i, roles[i]))
+	}
+}
+
+func (s *sim) newPerson(i int, role string) person {
+	first := firstNames[s.rng.IntN(len(firstNames))]
+	last := lastNames[s.rng.IntN(len(lastNames))]
+	return person{
+		id:    fmt.Sprintf("%s-u%03d", s.account.ID, i+1),
+		anon:  fmt.Sprintf("anon-%s-%03d", s.account.ID, i+1),
+		email: fmt.Sprintf("%s.%s@%s", strings.ToLower(first), strings.ToLower(last), s.account.Domain),
+		name:  first + " " + last,
+		title: titles[role][s.rng.IntN(len(titles[role]))],
+		role:  role,
+	}
+}
+
+func (s *sim) identify(p person, at time.Time) {
+	s.emit(Event{Type: "identify", UserID: p.id, AnonymousID: p.anon, Timestamp: at, Traits: map[string]any{
+		"email": p.email, "name": p.name, "title": p.title, "role": p.role, "company": s.account.Name,
+	}})
+}
+
+func (s *sim) groupCall(at time.Time) {
+	a := s.account
+	s.emit(Event{Type: "group", UserID: s.people[0].id, GroupID: a.ID, Timestamp: at, Traits: map[string]any{
+		"name": a.Name, "domain": a.Domain, "segment": a.Segment, "industry": a.Industry, "region": a.Region,
+		"employees": map[string]int{SegmentSMB: 40, SegmentMidMarket: 400, SegmentEnterprise: 5000}[a.Segment],
+	}})
+	for _, p := range s.people[1:] {
+		s.emit(Event{Type: "group", UserID: p.id, GroupID: a.ID, Timestamp: at})
+	}
+}
+
+func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+func (s *sim) contractUpdated(at, contractStart time.Time) {
+	s.system("billing.contract_updated", at, map[string]any{
+		"plan": s.plan, "seats": s.seats, "arr": s.arr,
+		"contract_start": day(contractStart), "contract_end": day(contractStart.AddDate(1, 0, 0)),
+	})
+}
+
+// pipeline simulates marketing and sales for a prospect. It returns the
+// close date when the deal is won.
+func (s *sim) pipeline() (time.Time, bool) {
+	t := s.workTime(s.start.AddDate(0, 0, s.intn(0, 330)))
+	champ := s.people[0]
+	pages := []struct{ name, path string }{{"Home", "/"}, {"Pricing", "/pricing"}, {"Docs", "/docs"}, {"Blog", "/blog/customer-journey-metrics"}, {"Integrations", "/integrations"}}
+	// Anonymous research.
+	for range s.intn(1, 4) {
+		pg := pages[s.rng.IntN(len(pages))]
+		s.emit(Event{Type: "page", AnonymousID: champ.anon, Name: pg.name, Timestamp: t, Properties: map[string]any{"path": pg.path, "url": "https://cairn.example" + pg.path}})
+		t = t.Add(time.Duration(s.intn(1, 30)) * time.Minute)
+	}
+	if !s.chance(0.55 + 0.4*s.fit) {
+		return time.Time{}, false
+	}
+	// Content download: the form fill identifies the visitor.
+	t = s.workTime(t.AddDate(0, 0, s.intn(0, 10)))
+	s.identify(champ, t)
+	s.groupCall(t.Add(time.Second))
+	s.track(champ, "content_downloaded", t.Add(2*time.Second), map[string]any{"asset": []string{"journey-playbook", "health-score-guide", "revops-benchmark"}[s.rng.IntN(3)]})
+	s.system("crm.lead_created", t.Add(5*time.Minute), map[string]any{"email": champ.email, "lead_source": []string{"inbound", "webinar", "outbound"}[s.rng.IntN(3)]})
+	for range s.intn(1, 5) {
+		t = s.workTime(t.AddDate(0, 0, s.intn(1, 8)))
+		pg := pages[1+s.rng.IntN(2)]
+		s.emit(Event{Type: "page", UserID: champ.id, AnonymousID: champ.anon, Name: pg.name, Timestamp: t, Properties: map[string]any{"path": pg.path, "url": "https://cairn.example" + pg.path}})
+	}
+	if !s.chance(0.5 + 0.45*s.fit) {
+		return time.Time{}, false
+	}
+	t = s.workTime(t.AddDate(0, 0, s.intn(0, 5)))
+	s.system("crm.mql", t, map[string]any{"score": s.intn(60, 100), "email": champ.email})
+	s.seats = s.initialSeats()
+	s.pickPlan()
+	if s.chance(0.5) {
+		s.track(champ, "trial_started", t.Add(time.Hour), map[string]any{"plan": s.plan})
+		// Trial usage.
+		for d := 1; d < 14; d += s.intn(1, 4) {
+			s.track(champ, s.feature(), s.workTime(t.AddDate(0, 0, d)), nil)
+		}
+	} else {
+		s.track(champ, "demo_requested", t.Add(time.Hour), nil)
+	}
+	t = s.workTime(t.AddDate(0, 0, s.intn(1, 6)))
+	s.system("crm.contacted", t, map[string]any{"channel": []string{"email", "phone"}[s.rng.IntN(2)], "owner": "sdr"})
+	if !s.chance(0.35 + 0.55*s.fit) {
+		return time.Time{}, false
+	}
+	t = s.workTime(t.AddDate(0, 0, s.intn(1, 10)))
+	s.system("crm.meeting_booked", t, nil)
+	s.system("crm.sql_accepted", t.Add(time.Hour), nil)
+	amount := s.arr
+	// The buying committee shows up during evaluation.
+	for _, p := range s.people[1:] {
+		s.identify(p, s.workTime(t.AddDate(0, 0, s.intn(1, 20))))
+		s.emit(Event{Type: "group", UserID: p.id, GroupID: s.account.ID, Timestamp: s.workTime(t.AddDate(0, 0, s.intn(1, 20)))})
+	}
+	for _, stage := range []string{"discovery", "demo", "proposal", "negotiation"} {
+		t = s.workTime(t.AddDate(0, 0, s.intn(3, 21)))
+		s.system("crm.opportunity_stage_changed", t, map[string]any{"stage": stage, "amount": amount})
+		if stage != "discovery" && !s.chance(0.72+0.25*s.fit) {
+			s.system("crm.closed_lost", s.workTime(t.AddDate(0, 0, s.intn(2, 14))), map[string]any{"reason": []string{"no_budget", "competitor", "no_decision"}[s.rng.IntN(3)], "amount": amount})
+			return time.Time{}, false
+		}
+	}
+	t = s.workTime(t.AddDate(0, 0, s.intn(2, 14)))
+	if !s.system("crm.closed_won", t, map[string]any{"amount": amount, "arr": s.arr, "plan": s.plan}) {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// customer simulates weekly product usage, support, surveys, QBRs and
+// renewals from contractStart to now or churn.
+func (s *sim) customer(contractStart time.Time) {
+	a := &s.account
+	h := s.engagement
+	// Product users beyond the committee join over time.
+	users := append([]person(nil), s.people...)
+	weekStart := contractStart
+	if weekStart.Before(s.start) {
+		weekStart = s.start
+	}
+	contractEnd := contractStart.AddDate(1, 0, 0)
+	collapseAt := weekStart.AddDate(0, 0, s.intn(60, 240))
+	integrated := false
+	recentUtil := []float64{}
+	for w := 0; ; w++ {
+		ws := weekStart.AddDate(0, 0, 7*w)
+		if ws.After(s.now) {
+			return
+		}
+		switch s.trajectory {
+		case "growing":
+			h = math.Min(0.97, h+0.008)
+		case "collapsing":
+			if ws.After(collapseAt) {
+				h = math.Max(0.03, h-0.04)
+			}
+		}
+		// Onboarding ramp in the first 6 weeks of a new contract.
+		ramp := 1.0
+		if since := ws.Sub(contractStart); since < 42*24*time.Hour {
+			ramp = 0.3 + 0.7*since.Hours()/(42*24)
+		}
+		util := math.Max(0, math.Min(1, h*ramp+s.float(-0.08, 0.08)))
+		for len(users) < s.seats {
+			users = append(users, s.newPerson(len(users), RoleEndUser))
+			p := users[len(users)-1]
+			at := s.workTime(ws)
+			s.identify(p, at)
+			s.emit(Event{Type: "group", UserID: p.id, GroupID: a.ID, Timestamp: at.Add(time.Second)})
+		}
+		active := int(math.Round(util * float64(s.seats)))
+		recentUtil = append(recentUtil, float64(active)/float64(s.seats))
+		if len(recentUtil) > 12 {
+			recentUtil = recentUtil[1:]
+		}
+		a.Utilization = mean(recentUtil)
+		perm := s.rng.Perm(len(users))
+		for k := range active {
+			p := users[perm[k]]
+			n := 1
+			if s.chance(h / 2) {
+				n++
+			}
+			for range n {
+				f := s.feature()
+				props := map[string]any(nil)
+				if f == "export_run" {
+					props = map[string]any{"format": []string{"csv", "pdf"}[s.rng.IntN(2)]}
+				}
+				if s.track(p, f, s.workTime(ws.AddDate(0, 0, s.rng.IntN(5))), props) {
+					a.UsageEvents++
+				}
+			}
+		}
+		if !integrated && w >= 1 && s.chance(h) {
+			integrated = true
+			s.track(users[0], "integration_connected", s.workTime(ws.AddDate(0, 0, 2)), map[string]any{"integration": []string{"salesforce", "hubspot", "slack", "snowflake"}[s.rng.IntN(4)]})
+			a.UsageEvents++
+		}
+		s.support(ws, h, users)
+		if w%13 == 6 {
+			s.survey(ws, h, users)
+			if a.Segment != SegmentSMB && s.chance(0.4+0.5*h) {
+				s.system("meeting.qbr_held", s.workTime(ws.AddDate(0, 0, 3)), map[string]any{"attendees": s.intn(2, 6)})
+			}
+		}
+		// Renewal decision at contract end.
+		if !ws.Before(contractEnd) {
+			if !s.renew(contractEnd, recentUtil) {
+				a.Churned = true
+				return
+			}
+			a.Renewals++
+			contractStart = contractEnd
+			contractEnd = contractStart.AddDate(1, 0, 0)
+		}
+	}
+}
+
+func (s *sim) support(ws time.Time, h float64, users []person) {
+	if !s.chance(0.05 + 0.12*(1-h)) {
+		return
+	}
+	s.tickets++
+	id := fmt.Sprintf("T-%s-%d", s.account.ID, s.tickets)
+	prio := "p3"
+	switch r := s.rng.Float64(); {
+	case r < 0.05+0.2*(1-h):
+		prio = "p1"
+	case r < 0.3:
+		prio = "p2"
+	case r > 0.85:
+		prio = "p4"
+	}
+	opened := s.workTime(ws.AddDate(0, 0, s.rng.IntN(5)))
+	s.system("support.ticket_opened", opened, map[string]any{"ticket_id": id, "priority": prio, "user_id": users[s.rng.IntN(len(users))].id})
+	if prio == "p1" && h < 0.4 && s.chance(0.6) {
+		s.openP1[id] = true
+		return
+	}
+	s.system("support.ticket_resolved", opened.Add(time.Duration(s.intn(2, 120))*time.Hour), map[string]any{"ticket_id": id, "priority": prio})
+}
+
+func (s *sim) survey(ws time.Time, h float64, users []person) {
+	for range s.intn(1, 2) {
+		p := users[s.rng.IntN(len(users))]
+		score := int(math.Round(math.Max(0, math.Min(10, 2+h*9+s.float(-2, 2)))))
+		s.lastNPS = score
+		s.track(p, "survey.nps", s.workTime(ws.AddDate(0, 0, s.rng.IntN(5))), map[string]any{"score": score})
+	}
+}
+
+// renew decides a renewal from recent behaviour and emits the billing events.
+func (s *sim) renew(end time.Time, recentUtil []float64) bool {
+	util := mean(recentUtil)
+	p := 0.02 + 1.2*math.Pow(1-util, 3)
+	if s.lastNPS >= 0 && s.lastNPS <= 6 {
+		p += 0.2
+	}
+	p += 0.15 * float64(len(s.openP1))
+	p = math.Min(0.95, p)
+	at := s.workTime(end)
+	if s.chance(p) {
+		s.system("billing.churned", at, map[string]any{"arr": s.arr, "reason": []string{"low_adoption", "budget", "switched_vendor"}[s.rng.IntN(3)]})
+		return false
+	}
+	if util > 0.8 {
+		s.seats += int(math.Ceil(float64(s.seats) * s.float(0.1, 0.4)))
+	}
+	s.pickPlan()
+	s.system("billing.renewed", at, map[string]any{"arr": s.arr, "seats": s.seats, "contract_end": day(end.AddDate(1, 0, 0))})
+	s.contractUpdated(at.Add(time.Minute), end)
+	return true
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
+// feature draws a product feature event; reports are the most common.
+func (s *sim) feature() string {
+	switch r := s.rng.Float64(); {
+	case r < 0.35:
+		return "report_created"
+	case r < 0.6:
+		return "dashboard_shared"
+	case r < 0.85:
+		return "export_run"
+	default:
+		return "alert_configured"
+	}
+}
