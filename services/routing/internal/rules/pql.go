@@ -1,0 +1,120 @@
+package rules
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+)
+
+// Product is the product-signal context of one account that PQL rules see.
+// The CEL variables are `stage` (string), `previous_stage` (string),
+// `health_band` (string, e.g. "green"), `health_score` (double), `signals`
+// (list of open signal reasons, e.g. "activation_reached") and `account`
+// (map of account traits and signal attributes).
+type Product struct {
+	// Stage is the account's current journey stage.
+	Stage string
+	// PreviousStage is the stage before the last transition.
+	PreviousStage string
+	// HealthBand is the lower-cased band name.
+	HealthBand string
+	// HealthScore is the latest score.
+	HealthScore float64
+	// Signals are the reasons of open signals.
+	Signals []string
+	// Account holds traits and attributes.
+	Account map[string]any
+}
+
+type compiledPQL struct {
+	name string
+	prg  cel.Program
+}
+
+func pqlEnv() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("stage", cel.StringType),
+		cel.Variable("previous_stage", cel.StringType),
+		cel.Variable("health_band", cel.StringType),
+		cel.Variable("health_score", cel.DoubleType),
+		cel.Variable("signals", cel.ListType(cel.StringType)),
+		cel.Variable("account", cel.MapType(cel.StringType, cel.DynType)),
+	)
+}
+
+func compilePQL(rs []*routingv1.PqlRule) ([]compiledPQL, []*commonv1.ValidationError) {
+	var errs []*commonv1.ValidationError
+	env, err := pqlEnv()
+	if err != nil {
+		return nil, []*commonv1.ValidationError{{Path: "pql_rules", Message: fmt.Sprintf("build CEL environment: %v", err)}}
+	}
+	var out []compiledPQL
+	seen := map[string]bool{}
+	for i, r := range rs {
+		path := fmt.Sprintf("pql_rules[%d]", i)
+		if r.GetName() == "" {
+			errs = append(errs, &commonv1.ValidationError{Path: path + ".name", Message: "required"})
+		} else if seen[r.GetName()] {
+			errs = append(errs, &commonv1.ValidationError{Path: path + ".name", Message: fmt.Sprintf("duplicate PQL rule %q", r.GetName())})
+		}
+		seen[r.GetName()] = true
+		if strings.TrimSpace(r.GetCondition()) == "" {
+			errs = append(errs, &commonv1.ValidationError{Path: path + ".condition", Message: "required"})
+			continue
+		}
+		prg, err := compileBool(env, r.GetCondition())
+		if err != nil {
+			errs = append(errs, &commonv1.ValidationError{Path: path + ".condition", Message: err.Error()})
+			continue
+		}
+		out = append(out, compiledPQL{name: r.GetName(), prg: prg})
+	}
+	return out, errs
+}
+
+// HasPQL reports whether the config has PQL rules.
+func (e *Engine) HasPQL() bool { return len(e.pql) > 0 }
+
+// EvaluatePQL returns the PQL rules that newly hold for an account, and the
+// full set that holds now. A rule fires once per qualification: it fires when
+// it starts to hold, not again while it keeps holding, and again only after
+// it stopped holding. Evaluation errors count as not holding.
+func (e *Engine) EvaluatePQL(p Product, holding []string) (fired, now []string, errs []error) {
+	was := make(map[string]bool, len(holding))
+	for _, h := range holding {
+		was[h] = true
+	}
+	signals := p.Signals
+	if signals == nil {
+		signals = []string{}
+	}
+	vars := map[string]any{
+		"stage":          p.Stage,
+		"previous_stage": p.PreviousStage,
+		"health_band":    p.HealthBand,
+		"health_score":   p.HealthScore,
+		"signals":        signals,
+		"account":        orEmpty(p.Account),
+	}
+	for _, r := range e.pql {
+		out, _, err := r.prg.Eval(vars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("evaluate PQL rule %q: %w", r.name, err))
+			continue
+		}
+		if b, ok := out.Value().(bool); !ok || !b {
+			continue
+		}
+		now = append(now, r.name)
+		if !was[r.name] {
+			fired = append(fired, r.name)
+		}
+	}
+	sort.Strings(now)
+	return fired, now, errs
+}
