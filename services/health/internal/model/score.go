@@ -1,0 +1,153 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+)
+
+// Result is one account's score under a compiled model.
+type Result struct {
+	// Score is sum(points*weight/100), rounded to 0.01, in [0, 100].
+	Score float64
+	// Band classifies Score with the model's boundaries.
+	Band healthv1.Band
+	// Profile names the profile that applied; empty for the base components.
+	Profile string
+	// Components explains every component, in model order.
+	Components []*healthv1.ComponentScore
+}
+
+// Score evaluates the model for one account input. A measure that fails to
+// evaluate earns 0 points and reports its error, so one broken component
+// cannot hide the rest of the explanation.
+func (c *Compiled) Score(in any) Result {
+	comps, prof := c.base, ""
+	for _, p := range c.profiles {
+		ok, err := p.when(in)
+		if err == nil && ok {
+			comps, prof = p.comps, p.name
+			break
+		}
+	}
+	res := Result{Profile: prof, Components: make([]*healthv1.ComponentScore, 0, len(comps))}
+	total := 0.0
+	for _, cc := range comps {
+		cs := &healthv1.ComponentScore{Name: cc.def.GetName(), Weight: cc.def.GetWeight()}
+		raw, err := cc.measure(in)
+		if err == nil && (math.IsNaN(raw) || math.IsInf(raw, 0)) {
+			err = fmt.Errorf("measure returned %g", raw)
+		}
+		if err != nil {
+			cs.Error = err.Error()
+			cs.Explanation = "measure failed; 0 points"
+		} else {
+			cs.RawValue = raw
+			cs.Points = Points(cc.def, raw)
+			cs.Explanation = explain(cc.def, raw, cs.Points)
+		}
+		cs.Contribution = round2(cs.Points * cs.Weight / 100)
+		total += cs.Points * cs.Weight / 100
+		res.Components = append(res.Components, cs)
+	}
+	res.Score = round2(math.Max(0, math.Min(100, total)))
+	res.Band = BandOf(res.Score, c.healthy, c.neutral)
+	return res
+}
+
+// BandOf classifies a score with this model's boundaries.
+func (c *Compiled) BandOf(score float64) healthv1.Band { return BandOf(score, c.healthy, c.neutral) }
+
+// Components lists the names of every component the model can produce,
+// base components first, then each profile's, without duplicates.
+func (c *Compiled) Components() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(cs []component) {
+		for _, cc := range cs {
+			if !seen[cc.def.GetName()] {
+				seen[cc.def.GetName()] = true
+				out = append(out, cc.def.GetName())
+			}
+		}
+	}
+	add(c.base)
+	for _, p := range c.profiles {
+		add(p.comps)
+	}
+	return out
+}
+
+func explain(c *healthv1.Component, raw, points float64) string {
+	v := num(raw)
+	if l := c.GetLinear(); l != nil {
+		return fmt.Sprintf("%s on a linear range %s..%s gives %s points", v, num(l.GetFrom()), num(l.GetTo()), num(points))
+	}
+	minV := math.Inf(-1)
+	found := false
+	for _, t := range c.GetThresholds() {
+		if raw >= t.GetMin() && t.GetMin() >= minV {
+			minV, found = t.GetMin(), true
+		}
+	}
+	if !found {
+		return fmt.Sprintf("%s is below every threshold: 0 points", v)
+	}
+	return fmt.Sprintf("%s >= %s gives %s points", v, num(minV), num(points))
+}
+
+// Changes explains how each component's contribution moved since the
+// previous score. Components that did not move are left out.
+func Changes(prev, cur []*healthv1.ComponentScore, prevProfile, curProfile string) []*healthv1.Change {
+	before := make(map[string]*healthv1.ComponentScore, len(prev))
+	for _, p := range prev {
+		before[p.GetName()] = p
+	}
+	var out []*healthv1.Change
+	seen := map[string]bool{}
+	for _, c := range cur {
+		seen[c.GetName()] = true
+		p, ok := before[c.GetName()]
+		switch {
+		case !ok && prev == nil:
+			continue // first score: nothing changed
+		case !ok:
+			out = append(out, &healthv1.Change{Component: c.GetName(), Contribution: c.GetContribution(),
+				Reason: profileReason(prevProfile, curProfile, "component added")})
+		case math.Abs(p.GetContribution()-c.GetContribution()) >= 0.005:
+			out = append(out, &healthv1.Change{Component: c.GetName(), PreviousContribution: p.GetContribution(),
+				Contribution: c.GetContribution(),
+				Reason: fmt.Sprintf("raw value %s -> %s, points %s -> %s", num(p.GetRawValue()), num(c.GetRawValue()),
+					num(p.GetPoints()), num(c.GetPoints()))})
+		}
+	}
+	for _, p := range prev {
+		if !seen[p.GetName()] {
+			out = append(out, &healthv1.Change{Component: p.GetName(), PreviousContribution: p.GetContribution(),
+				Reason: profileReason(prevProfile, curProfile, "component removed")})
+		}
+	}
+	return out
+}
+
+func profileReason(prev, cur, what string) string {
+	name := func(s string) string {
+		if s == "" {
+			return "base model"
+		}
+		return "profile " + s
+	}
+	if prev != cur {
+		return fmt.Sprintf("%s: %s -> %s", what, name(prev), name(cur))
+	}
+	return what + ": model changed"
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+func num(f float64) string { return strconv.FormatFloat(round2x(f), 'f', -1, 64) }
+
+// round2x rounds to 4 decimals for display, enough for ratios.
+func round2x(f float64) float64 { return math.Round(f*1e4) / 1e4 }
