@@ -1,0 +1,641 @@
+// Package account keeps bounded, incrementally updated aggregates per
+// (workspace, account) and evaluates CEL criteria over them.
+//
+// Both the stages service (journey criteria) and the health service (score
+// components) build on it: they apply every ingestion event of an account to
+// its Aggregates, persist the result with Marshal, and evaluate compiled
+// programs at an evaluation time that is passed in, never read from a clock.
+package account
+
+import (
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Storage bounds. They keep one account's aggregates to a few kilobytes
+// whatever the account sends.
+const (
+	// KeepDays is how many daily buckets of event counts are kept.
+	KeepDays = 400
+	// KeepUserDays is how many recent days keep their distinct active user ids.
+	KeepUserDays = 120
+	// MaxUsersPerDay caps the active user ids stored for one day.
+	MaxUsersPerDay = 1000
+	// MaxEventNames caps the distinct event names tracked per account.
+	MaxEventNames = 1000
+	// MaxUsers caps the users tracked per account.
+	MaxUsers = 5000
+	// MaxTickets caps the open support tickets tracked per account.
+	MaxTickets = 1000
+	// MaxIntegrations caps the integrations tracked per account.
+	MaxIntegrations = 200
+	// MaxTraits caps the free-form account traits kept.
+	MaxTraits = 64
+	// maxTraitLen truncates trait values so one large trait cannot bloat state.
+	maxTraitLen = 256
+)
+
+// Synthetic event names recorded by Apply so that criteria can count changes
+// that no single event names.
+const (
+	// EventSeatsIncreased is recorded when a contract update raises the seat count.
+	EventSeatsIncreased = "$seats_increased"
+	// EventPlanChanged is recorded when the plan changes from one known plan to another.
+	EventPlanChanged = "$plan_changed"
+	// EventAny names every event in count, trend and days_since.
+	EventAny = "*"
+)
+
+// Reserved event names from the ingestion contract (docs/events.md).
+const (
+	eventContractUpdated     = "billing.contract_updated"
+	eventSubscriptionStarted = "billing.subscription_started"
+	eventRenewed             = "billing.renewed"
+	eventNPS                 = "survey.nps"
+	eventTicketOpened        = "support.ticket_opened"
+	eventTicketResolved      = "support.ticket_resolved"
+)
+
+// Personas of a buying committee, derived from identify traits.
+const (
+	PersonaChampion      = "champion"
+	PersonaEconomicBuyer = "economic_buyer"
+	PersonaITSecurity    = "it_security"
+	PersonaProcurement   = "procurement"
+	PersonaEndUser       = "end_user"
+)
+
+// Personas lists every persona in display order.
+func Personas() []string {
+	return []string{PersonaChampion, PersonaEconomicBuyer, PersonaITSecurity, PersonaProcurement, PersonaEndUser}
+}
+
+// Config says how a definition reads events. It is part of both applying
+// events (activity, integrations) and evaluating (features).
+type Config struct {
+	// Features are the event names that count as product features.
+	Features []string
+	// IntegrationEvents are event names meaning an integration was connected;
+	// the integration's name is the "integration" property, else the event name.
+	IntegrationEvents []string
+	// ActivityEvents are event names meaning a user was active; empty means any
+	// track, page or screen event from the product source.
+	ActivityEvents []string
+}
+
+// Day is one UTC day of activity.
+type Day struct {
+	// Day is the number of days since the Unix epoch (UTC).
+	Day int32
+	// Counts is the number of events per name that day.
+	Counts map[string]int32
+	// Users are the distinct active user ids, sorted; emptied after KeepUserDays.
+	Users []string
+	// Total is the number of events of any name that day.
+	Total int32
+}
+
+// Span is the first and last time an event was seen, in Unix seconds.
+type Span struct {
+	// First is when the event was first seen.
+	First int64
+	// Last is when the event was last seen.
+	Last int64
+}
+
+// User is one person seen on the account.
+type User struct {
+	// ID is the Segment userId.
+	ID string
+	// EmailDomain is the domain part of the email trait, lower-cased.
+	EmailDomain string
+	// Department comes from the department trait.
+	Department string
+	// Title comes from the title trait.
+	Title string
+	// Role comes from the role trait.
+	Role string
+	// Persona comes from the persona trait, if set explicitly.
+	Persona string
+	// FirstSeen is when the user was first seen, in Unix seconds.
+	FirstSeen int64
+	// LastSeen is when the user last sent any event, in Unix seconds.
+	LastSeen int64
+}
+
+// Ticket is one open support ticket.
+type Ticket struct {
+	// Priority is e.g. "p1"; lower-cased.
+	Priority string
+	// OpenedAt is in Unix seconds.
+	OpenedAt int64
+}
+
+// Aggregates is the bounded state of one account.
+type Aggregates struct {
+	// Workspace is the tenant.
+	Workspace string
+	// AccountID is the account.
+	AccountID string
+	// Days holds daily buckets in ascending order.
+	Days []Day
+	// Events is the first/last time of each event name.
+	Events map[string]Span
+	// Users by id.
+	Users map[string]*User
+	// Integrations maps an integration name to when it was connected (Unix seconds).
+	Integrations map[string]int64
+	// Traits holds string account traits: name, plan, segment, owner, industry...
+	Traits map[string]string
+	// Seats purchased.
+	Seats int64
+	// ARR is the annual recurring revenue.
+	ARR float64
+	// CreatedAt, ContractStart and ContractEnd are Unix seconds; 0 means unknown.
+	CreatedAt, ContractStart, ContractEnd int64
+	// NPS is the latest score, -1 when none.
+	NPS int32
+	// NPSAt is when the latest NPS was given.
+	NPSAt int64
+	// Tickets are the open support tickets by ticket id.
+	Tickets map[string]Ticket
+	// FirstEventAt and LastEventAt bound the event times seen (Unix seconds).
+	FirstEventAt, LastEventAt int64
+}
+
+// New returns empty aggregates for an account.
+func New(workspace, accountID string) *Aggregates {
+	return &Aggregates{
+		Workspace:    workspace,
+		AccountID:    accountID,
+		Events:       map[string]Span{},
+		Users:        map[string]*User{},
+		Integrations: map[string]int64{},
+		Traits:       map[string]string{},
+		Tickets:      map[string]Ticket{},
+		NPS:          -1,
+	}
+}
+
+// EventTime is the time an event is applied at: its timestamp, else its
+// received time.
+func EventTime(e *ingestionv1.Event) time.Time {
+	if ts := e.GetTimestamp(); ts != nil && (ts.Seconds != 0 || ts.Nanos != 0) {
+		return ts.AsTime()
+	}
+	if ts := e.GetReceivedAt(); ts != nil {
+		return ts.AsTime()
+	}
+	return time.Unix(0, 0).UTC()
+}
+
+// DayOf returns the UTC day number of t.
+func DayOf(t time.Time) int32 { return dayOfUnix(t.Unix()) }
+
+func dayOfUnix(sec int64) int32 {
+	d := sec / 86400
+	if sec < 0 && sec%86400 != 0 {
+		d--
+	}
+	return int32(d)
+}
+
+// EventName is the name an event is counted under: the track event, or the
+// page/screen name (prefixed "page:"/"screen:" so they cannot collide).
+// Identify, group and alias calls have no name.
+func EventName(e *ingestionv1.Event) string {
+	switch e.GetType() {
+	case ingestionv1.EventType_EVENT_TYPE_TRACK:
+		return e.GetEvent()
+	case ingestionv1.EventType_EVENT_TYPE_PAGE:
+		if e.GetName() == "" {
+			return "page"
+		}
+		return "page:" + e.GetName()
+	case ingestionv1.EventType_EVENT_TYPE_SCREEN:
+		if e.GetName() == "" {
+			return "screen"
+		}
+		return "screen:" + e.GetName()
+	}
+	return ""
+}
+
+// Apply folds one event into the aggregates. It is deterministic: the same
+// events in the same order give the same state.
+func (a *Aggregates) Apply(e *ingestionv1.Event, cfg *Config) {
+	a.ensureMaps()
+	t := EventTime(e).Unix()
+	if a.FirstEventAt == 0 || t < a.FirstEventAt {
+		a.FirstEventAt = t
+	}
+	if t > a.LastEventAt {
+		a.LastEventAt = t
+	}
+	uid := e.GetUserId()
+	var u *User
+	if uid != "" {
+		u = a.user(uid, t)
+	}
+	switch e.GetType() {
+	case ingestionv1.EventType_EVENT_TYPE_IDENTIFY:
+		if u != nil {
+			applyUserTraits(u, e.GetTraits())
+		}
+	case ingestionv1.EventType_EVENT_TYPE_GROUP:
+		a.applyAccountTraits(e.GetTraits(), t)
+	case ingestionv1.EventType_EVENT_TYPE_TRACK, ingestionv1.EventType_EVENT_TYPE_PAGE, ingestionv1.EventType_EVENT_TYPE_SCREEN:
+		name := EventName(e)
+		if name == "" {
+			break
+		}
+		a.record(name, t)
+		if uid != "" && isActivity(e, name, cfg) {
+			a.addActiveUser(dayOfUnix(t), uid)
+		}
+		a.applyReserved(e, name, t, cfg)
+	}
+	a.prune()
+}
+
+func (a *Aggregates) ensureMaps() {
+	if a.Events == nil {
+		a.Events = map[string]Span{}
+	}
+	if a.Users == nil {
+		a.Users = map[string]*User{}
+	}
+	if a.Integrations == nil {
+		a.Integrations = map[string]int64{}
+	}
+	if a.Traits == nil {
+		a.Traits = map[string]string{}
+	}
+	if a.Tickets == nil {
+		a.Tickets = map[string]Ticket{}
+	}
+}
+
+func (a *Aggregates) user(id string, t int64) *User {
+	u, ok := a.Users[id]
+	if !ok {
+		if len(a.Users) >= MaxUsers {
+			return nil
+		}
+		u = &User{ID: id, FirstSeen: t, LastSeen: t}
+		a.Users[id] = u
+	}
+	if t < u.FirstSeen {
+		u.FirstSeen = t
+	}
+	if t > u.LastSeen {
+		u.LastSeen = t
+	}
+	return u
+}
+
+func isActivity(e *ingestionv1.Event, name string, cfg *Config) bool {
+	if cfg != nil && len(cfg.ActivityEvents) > 0 {
+		return contains(cfg.ActivityEvents, name)
+	}
+	src := e.GetSource()
+	return src == "" || src == "product"
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// dayIndex returns the index of day d in a.Days, inserting an empty bucket
+// when absent.
+func (a *Aggregates) dayIndex(d int32) int {
+	i := sort.Search(len(a.Days), func(i int) bool { return a.Days[i].Day >= d })
+	if i < len(a.Days) && a.Days[i].Day == d {
+		return i
+	}
+	a.Days = append(a.Days, Day{})
+	copy(a.Days[i+1:], a.Days[i:])
+	a.Days[i] = Day{Day: d, Counts: map[string]int32{}}
+	return i
+}
+
+// record counts one occurrence of name at t.
+func (a *Aggregates) record(name string, t int64) {
+	sp, ok := a.Events[name]
+	if !ok {
+		if len(a.Events) >= MaxEventNames {
+			return
+		}
+		sp = Span{First: t, Last: t}
+	}
+	if t < sp.First {
+		sp.First = t
+	}
+	if t > sp.Last {
+		sp.Last = t
+	}
+	a.Events[name] = sp
+	i := a.dayIndex(dayOfUnix(t))
+	if a.Days[i].Counts == nil {
+		a.Days[i].Counts = map[string]int32{}
+	}
+	a.Days[i].Counts[name]++
+	a.Days[i].Total++
+}
+
+func (a *Aggregates) addActiveUser(d int32, uid string) {
+	if a.LastEventAt != 0 && d <= dayOfUnix(a.LastEventAt)-KeepUserDays {
+		return
+	}
+	i := a.dayIndex(d)
+	users := a.Days[i].Users
+	j := sort.SearchStrings(users, uid)
+	if j < len(users) && users[j] == uid {
+		return
+	}
+	if len(users) >= MaxUsersPerDay {
+		return
+	}
+	users = append(users, "")
+	copy(users[j+1:], users[j:])
+	users[j] = uid
+	a.Days[i].Users = users
+}
+
+func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, cfg *Config) {
+	props := e.GetProperties()
+	switch name {
+	case eventContractUpdated, eventSubscriptionStarted, eventRenewed:
+		if v, ok := number(props, "seats"); ok && v >= 0 && v < math.MaxInt32 {
+			seats := int64(v)
+			if a.Seats > 0 && seats > a.Seats {
+				a.record(EventSeatsIncreased, t)
+			}
+			a.Seats = seats
+		}
+		if v, ok := number(props, "arr"); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			a.ARR = v
+		}
+		if p := str(props, "plan"); p != "" {
+			a.setPlan(p, t)
+		}
+		if v, ok := timeValue(props, "contract_start"); ok {
+			a.ContractStart = v
+		}
+		if v, ok := timeValue(props, "contract_end"); ok {
+			a.ContractEnd = v
+		}
+	case eventNPS:
+		if v, ok := number(props, "score"); ok && v >= 0 && v <= 10 && t >= a.NPSAt {
+			a.NPS = int32(v)
+			a.NPSAt = t
+		}
+	case eventTicketOpened:
+		id := str(props, "ticket_id")
+		if id == "" {
+			break
+		}
+		if _, ok := a.Tickets[id]; ok || len(a.Tickets) < MaxTickets {
+			a.Tickets[id] = Ticket{Priority: strings.ToLower(str(props, "priority")), OpenedAt: t}
+		}
+	case eventTicketResolved:
+		delete(a.Tickets, str(props, "ticket_id"))
+	}
+	if cfg != nil && contains(cfg.IntegrationEvents, name) {
+		in := str(props, "integration")
+		if in == "" {
+			in = name
+		}
+		if _, ok := a.Integrations[in]; !ok && len(a.Integrations) < MaxIntegrations {
+			a.Integrations[in] = t
+		}
+	}
+}
+
+func (a *Aggregates) setPlan(p string, t int64) {
+	p = clip(p)
+	if old := a.Traits["plan"]; old != "" && old != p {
+		a.record(EventPlanChanged, t)
+	}
+	a.Traits["plan"] = p
+}
+
+// accountTraitKeys are group traits kept as strings.
+var accountTraitKeys = [...]string{"name", "segment", "owner", "industry", "tier", "region"}
+
+func (a *Aggregates) applyAccountTraits(s *structpb.Struct, t int64) {
+	if s == nil {
+		return
+	}
+	for _, k := range accountTraitKeys {
+		if v := str(s, k); v != "" {
+			a.Traits[k] = clip(v)
+		}
+	}
+	if p := str(s, "plan"); p != "" {
+		a.setPlan(p, t)
+	}
+	if v, ok := number(s, "seats"); ok && v >= 0 && v < math.MaxInt32 {
+		a.Seats = int64(v)
+	}
+	if v, ok := number(s, "arr"); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		a.ARR = v
+	}
+	for _, k := range []string{"created_at", "createdAt"} {
+		if v, ok := timeValue(s, k); ok {
+			a.CreatedAt = v
+			break
+		}
+	}
+	// Other string traits are kept too, so that criteria can read them with
+	// trait(); the cap keeps state bounded.
+	keys := make([]string, 0, len(s.GetFields()))
+	for k := range s.GetFields() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := a.Traits[k]; !ok && len(a.Traits) >= MaxTraits {
+			continue
+		}
+		if v, ok := s.GetFields()[k].GetKind().(*structpb.Value_StringValue); ok && len(k) <= 64 {
+			a.Traits[k] = clip(v.StringValue)
+		}
+	}
+}
+
+func applyUserTraits(u *User, s *structpb.Struct) {
+	if s == nil {
+		return
+	}
+	if email := str(s, "email"); email != "" {
+		if at := strings.LastIndexByte(email, '@'); at >= 0 {
+			u.EmailDomain = clip(strings.ToLower(email[at+1:]))
+		}
+	}
+	if v := str(s, "department"); v != "" {
+		u.Department = clip(v)
+	}
+	if v := str(s, "title"); v != "" {
+		u.Title = clip(v)
+	}
+	if v := str(s, "role"); v != "" {
+		u.Role = clip(v)
+	}
+	if v := str(s, "persona"); v != "" {
+		u.Persona = clip(v)
+	}
+}
+
+// PersonaOf derives a user's buying-committee persona: an explicit persona
+// trait wins, then keywords in role, title and department.
+func PersonaOf(u *User) string {
+	if p := normalizePersona(u.Persona); p != "" {
+		return p
+	}
+	if p := normalizePersona(u.Role); p != "" {
+		return p
+	}
+	text := strings.ToLower(u.Role + " " + u.Title + " " + u.Department)
+	switch {
+	case hasAny(text, "security", "infosec", "ciso", "it ", " it", "compliance"):
+		return PersonaITSecurity
+	case hasAny(text, "procurement", "purchasing", "sourcing", "vendor management"):
+		return PersonaProcurement
+	case hasAny(text, "cfo", "ceo", "coo", "chief", "vp", "vice president", "finance", "budget"):
+		return PersonaEconomicBuyer
+	case hasAny(text, "champion"):
+		return PersonaChampion
+	}
+	return PersonaEndUser
+}
+
+func normalizePersona(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.NewReplacer(" ", "_", "-", "_", "/", "_").Replace(s)
+	switch s {
+	case "champion":
+		return PersonaChampion
+	case "economic_buyer", "buyer", "decision_maker":
+		return PersonaEconomicBuyer
+	case "it_security", "security", "it":
+		return PersonaITSecurity
+	case "procurement":
+		return PersonaProcurement
+	case "end_user", "user":
+		return PersonaEndUser
+	}
+	return ""
+}
+
+func hasAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// prune drops buckets older than KeepDays and user ids older than
+// KeepUserDays, both relative to the newest event seen.
+func (a *Aggregates) prune() {
+	last := dayOfUnix(a.LastEventAt)
+	cut := 0
+	for cut < len(a.Days) && a.Days[cut].Day <= last-KeepDays {
+		cut++
+	}
+	if cut > 0 {
+		a.Days = append(a.Days[:0], a.Days[cut:]...)
+	}
+	for i := range a.Days {
+		if a.Days[i].Day > last-KeepUserDays {
+			break
+		}
+		a.Days[i].Users = nil
+	}
+}
+
+// ForgetUser removes a user's identity and activity (right to be forgotten).
+func (a *Aggregates) ForgetUser(id string) {
+	delete(a.Users, id)
+	for i := range a.Days {
+		users := a.Days[i].Users
+		j := sort.SearchStrings(users, id)
+		if j < len(users) && users[j] == id {
+			a.Days[i].Users = append(users[:j], users[j+1:]...)
+		}
+	}
+}
+
+// Trait returns an account trait: the string traits, or "seats"/"arr" formatted.
+func (a *Aggregates) Trait(name string) string { return a.Traits[name] }
+
+func clip(s string) string {
+	if len(s) > maxTraitLen {
+		return s[:maxTraitLen]
+	}
+	return s
+}
+
+func str(s *structpb.Struct, key string) string {
+	v, ok := s.GetFields()[key]
+	if !ok {
+		return ""
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		return k.StringValue
+	case *structpb.Value_NumberValue:
+		return strconv.FormatFloat(k.NumberValue, 'f', -1, 64)
+	}
+	return ""
+}
+
+func number(s *structpb.Struct, key string) (float64, bool) {
+	v, ok := s.GetFields()[key]
+	if !ok {
+		return 0, false
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return k.NumberValue, true
+	case *structpb.Value_StringValue:
+		f, err := strconv.ParseFloat(strings.TrimSpace(k.StringValue), 64)
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// timeValue reads a time as RFC 3339, a date "2006-01-02", or Unix seconds.
+func timeValue(s *structpb.Struct, key string) (int64, bool) {
+	v, ok := s.GetFields()[key]
+	if !ok {
+		return 0, false
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		if k.NumberValue <= 0 || k.NumberValue > 1e11 {
+			return 0, false
+		}
+		return int64(k.NumberValue), true
+	case *structpb.Value_StringValue:
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+			if t, err := time.Parse(layout, k.StringValue); err == nil {
+				return t.Unix(), true
+			}
+		}
+	}
+	return 0, false
+}
