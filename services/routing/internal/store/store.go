@@ -1,0 +1,713 @@
+// Package store holds routing's typed bbolt buckets over pkg/store: owners,
+// pools, config versions, assignments with their indexes, account ownership
+// and product context, round-robin cursors, load counters, idempotency keys
+// and the durable SLA timer bucket.
+//
+// Layout (all keys big-endian or NUL-separated so they sort usefully):
+//
+//	timers/<due unix ns, 8 bytes><workspace>\x00<assignment id> -> kind
+//	ws/<workspace>/owners/<owner id>                   -> routingv1.Owner
+//	ws/<workspace>/pools/<pool id>                     -> routingv1.Pool
+//	ws/<workspace>/configs/<version, 8 bytes>          -> routingv1.Config
+//	ws/<workspace>/assignments/<assignment id>         -> routingv1.Assignment
+//	ws/<workspace>/by_owner|by_state|by_type|by_account/<key>\x00<assignment id>
+//	ws/<workspace>/by_email/<email>\x00<assignment id>
+//	ws/<workspace>/armed/<assignment id>                -> timers key
+//	ws/<workspace>/accounts/<account id>                -> Account (JSON)
+//	ws/<workspace>/domains/<domain>                     -> account id
+//	ws/<workspace>/users/<user id>                      -> User (JSON)
+//	ws/<workspace>/cursors/<pool id>                    -> round-robin position
+//	ws/<workspace>/load/<owner id>                      -> open, breached (2x8 bytes)
+//	ws/<workspace>/requests/<request id>                -> assignment id
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/store"
+)
+
+// ErrNotFound is returned for a missing owner, pool, config or assignment.
+var ErrNotFound = store.ErrNotFound
+
+// SchemaVersion is the routing file's schema version.
+const SchemaVersion = 1
+
+var timersBucket = []byte("timers")
+
+// Tx is one bbolt transaction scoped to a workspace.
+type Tx struct {
+	tx *bbolt.Tx
+	ws string
+}
+
+// In scopes tx to a workspace.
+func In(tx *bbolt.Tx, workspace string) *Tx { return &Tx{tx: tx, ws: workspace} }
+
+// Bolt returns the underlying transaction.
+func (t *Tx) Bolt() *bbolt.Tx { return t.tx }
+
+// Workspace returns the workspace the Tx is scoped to.
+func (t *Tx) Workspace() string { return t.ws }
+
+// bucket returns ws/<workspace>/<name>; nil in a read-only tx when missing.
+func (t *Tx) bucket(name string) (*bbolt.Bucket, error) {
+	b, err := store.Bucket(t.tx, "ws", t.ws, name)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", name, err)
+	}
+	return b, nil
+}
+
+func (t *Tx) get(name string, key []byte) []byte {
+	b, err := t.bucket(name)
+	if err != nil || b == nil {
+		return nil
+	}
+	return b.Get(key)
+}
+
+func (t *Tx) put(name string, key, val []byte) error {
+	b, err := t.bucket(name)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(key, val); err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	return nil
+}
+
+func (t *Tx) del(name string, key []byte) error {
+	b, err := t.bucket(name)
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete(key); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+func (t *Tx) getProto(name, key string, m proto.Message) error {
+	b, err := t.bucket(name)
+	if err != nil {
+		return err
+	}
+	return store.GetProto(b, []byte(key), m)
+}
+
+// Page is a page of keys: scan starts after After and yields at most Size.
+type Page struct {
+	// After is the key to start after (nil for the first page).
+	After []byte
+	// Size is the page size.
+	Size int
+}
+
+// scan iterates a bucket (optionally under prefix) in key order from after,
+// calling fn until it returns false or size items were accepted. It returns
+// the last accepted key and whether more keys follow.
+func (t *Tx) scan(name string, prefix []byte, p Page, fn func(k, v []byte) (accepted bool, err error)) (last []byte, more bool, err error) {
+	b, err := t.bucket(name)
+	if err != nil || b == nil {
+		return nil, false, err
+	}
+	c := b.Cursor()
+	var k, v []byte
+	if len(p.After) > 0 {
+		k, v = c.Seek(p.After)
+		if k != nil && bytes.Equal(k, p.After) {
+			k, v = c.Next()
+		}
+	} else {
+		k, v = c.Seek(prefix)
+	}
+	n := 0
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if n >= p.Size {
+			return last, true, nil
+		}
+		ok, err := fn(k, v)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			n++
+			last = append(last[:0:0], k...)
+		}
+	}
+	return last, false, nil
+}
+
+// Owner returns an owner.
+func (t *Tx) Owner(id string) (*routingv1.Owner, error) {
+	o := &routingv1.Owner{}
+	if err := t.getProto("owners", id, o); err != nil {
+		return nil, fmt.Errorf("get owner %q: %w", id, err)
+	}
+	return o, nil
+}
+
+// PutOwner stores an owner.
+func (t *Tx) PutOwner(o *routingv1.Owner) error {
+	b, err := t.bucket("owners")
+	if err != nil {
+		return err
+	}
+	return store.PutProto(b, []byte(o.GetOwnerId()), o)
+}
+
+// DeleteOwner removes an owner; ErrNotFound if missing.
+func (t *Tx) DeleteOwner(id string) error {
+	if t.get("owners", []byte(id)) == nil {
+		return fmt.Errorf("delete owner %q: %w", id, ErrNotFound)
+	}
+	return t.del("owners", []byte(id))
+}
+
+// ListOwners pages owners by id, optionally of one team.
+func (t *Tx) ListOwners(p Page, team routingv1.Team) ([]*routingv1.Owner, []byte, bool, error) {
+	var out []*routingv1.Owner
+	last, more, err := t.scan("owners", nil, p, func(_, v []byte) (bool, error) {
+		o := &routingv1.Owner{}
+		if err := unmarshal(v, o); err != nil {
+			return false, err
+		}
+		if team != routingv1.Team_TEAM_UNSPECIFIED && o.GetTeam() != team {
+			return false, nil
+		}
+		out = append(out, o)
+		return true, nil
+	})
+	return out, last, more, err
+}
+
+// Pool returns a pool.
+func (t *Tx) Pool(id string) (*routingv1.Pool, error) {
+	p := &routingv1.Pool{}
+	if err := t.getProto("pools", id, p); err != nil {
+		return nil, fmt.Errorf("get pool %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// PutPool stores a pool.
+func (t *Tx) PutPool(p *routingv1.Pool) error {
+	b, err := t.bucket("pools")
+	if err != nil {
+		return err
+	}
+	return store.PutProto(b, []byte(p.GetPoolId()), p)
+}
+
+// DeletePool removes a pool; ErrNotFound if missing.
+func (t *Tx) DeletePool(id string) error {
+	if t.get("pools", []byte(id)) == nil {
+		return fmt.Errorf("delete pool %q: %w", id, ErrNotFound)
+	}
+	return t.del("pools", []byte(id))
+}
+
+// ListPools pages pools by id.
+func (t *Tx) ListPools(p Page) ([]*routingv1.Pool, []byte, bool, error) {
+	var out []*routingv1.Pool
+	last, more, err := t.scan("pools", nil, p, func(_, v []byte) (bool, error) {
+		pl := &routingv1.Pool{}
+		if err := unmarshal(v, pl); err != nil {
+			return false, err
+		}
+		out = append(out, pl)
+		return true, nil
+	})
+	return out, last, more, err
+}
+
+// Config returns the active (latest) config, or ErrNotFound.
+func (t *Tx) Config() (*routingv1.Config, error) {
+	b, err := t.bucket("configs")
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("get config: %w", ErrNotFound)
+	}
+	k, v := b.Cursor().Last()
+	if k == nil {
+		return nil, fmt.Errorf("get config: %w", ErrNotFound)
+	}
+	c := &routingv1.Config{}
+	if err := unmarshal(v, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// PutConfig stores cfg as the next version and sets cfg.version.
+func (t *Tx) PutConfig(cfg *routingv1.Config) error {
+	b, err := t.bucket("configs")
+	if err != nil {
+		return err
+	}
+	var next uint32 = 1
+	if k, _ := b.Cursor().Last(); k != nil {
+		next = uint32(store.ParseU64(k)) + 1
+	}
+	cfg.Version = next
+	return store.PutProto(b, store.U64(uint64(next)), cfg)
+}
+
+// NextAssignmentID returns a new id that sorts by creation order.
+func (t *Tx) NextAssignmentID() (string, error) {
+	b, err := t.bucket("assignments")
+	if err != nil {
+		return "", err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return "", fmt.Errorf("next assignment id: %w", err)
+	}
+	return fmt.Sprintf("as_%012d", seq), nil
+}
+
+// Assignment returns an assignment.
+func (t *Tx) Assignment(id string) (*routingv1.Assignment, error) {
+	a := &routingv1.Assignment{}
+	if err := t.getProto("assignments", id, a); err != nil {
+		return nil, fmt.Errorf("get assignment %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// Open reports whether an assignment counts against its owner's capacity.
+func Open(s routingv1.AssignmentState) bool {
+	switch s {
+	case routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN, routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED, routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED:
+		return true
+	}
+	return false
+}
+
+func indexKeys(a *routingv1.Assignment) map[string][]byte {
+	id := a.GetAssignmentId()
+	k := func(parts ...string) []byte { return []byte(strings.Join(append(parts, id), "\x00")) }
+	m := map[string][]byte{
+		"by_owner": k(a.GetOwnerId()),
+		"by_state": k(a.GetState().String()),
+		"by_type":  k(a.GetType().String()),
+	}
+	if a.GetAccountId() != "" {
+		m["by_account"] = k(a.GetAccountId())
+	}
+	if e := strings.ToLower(a.GetLead().GetEmail()); e != "" {
+		m["by_email"] = k(e)
+	}
+	return m
+}
+
+// PutAssignment stores a, keeping indexes and the owners' load counters in
+// step with the previous version (if any).
+func (t *Tx) PutAssignment(a *routingv1.Assignment) error {
+	old, err := t.Assignment(a.GetAssignmentId())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if old != nil {
+		for name, key := range indexKeys(old) {
+			if err := t.del(name, key); err != nil {
+				return err
+			}
+		}
+		if err := t.addLoad(old, -1); err != nil {
+			return err
+		}
+	}
+	for name, key := range indexKeys(a) {
+		if err := t.put(name, key, nil); err != nil {
+			return err
+		}
+	}
+	if err := t.addLoad(a, 1); err != nil {
+		return err
+	}
+	b, err := t.bucket("assignments")
+	if err != nil {
+		return err
+	}
+	return store.PutProto(b, []byte(a.GetAssignmentId()), a)
+}
+
+func (t *Tx) addLoad(a *routingv1.Assignment, sign int64) error {
+	if a.GetOwnerId() == "" {
+		return nil
+	}
+	open, breached := t.counters(a.GetOwnerId())
+	if Open(a.GetState()) {
+		open += sign
+	}
+	if a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
+		breached += sign
+	}
+	v := append(store.U64(uint64(max(open, 0))), store.U64(uint64(max(breached, 0)))...)
+	return t.put("load", []byte(a.GetOwnerId()), v)
+}
+
+func (t *Tx) counters(owner string) (open, breached int64) {
+	v := t.get("load", []byte(owner))
+	if len(v) != 16 {
+		return 0, 0
+	}
+	return int64(store.ParseU64(v[:8])), int64(store.ParseU64(v[8:]))
+}
+
+// Load returns an owner's open and breached assignment counts.
+func (t *Tx) Load(owner string) (open, breached int) {
+	o, b := t.counters(owner)
+	return int(o), int(b)
+}
+
+// Filter selects assignments.
+type Filter struct {
+	// OwnerID, State, Type and AccountID filter when set.
+	OwnerID   string
+	State     routingv1.AssignmentState
+	Type      routingv1.HandoffType
+	AccountID string
+}
+
+func (f Filter) match(a *routingv1.Assignment) bool {
+	return (f.OwnerID == "" || a.GetOwnerId() == f.OwnerID) &&
+		(f.State == 0 || a.GetState() == f.State) &&
+		(f.Type == 0 || a.GetType() == f.Type) &&
+		(f.AccountID == "" || a.GetAccountId() == f.AccountID)
+}
+
+// ListAssignments pages assignments matching f, walking the most selective
+// index; the page key is that index's key, so a token is only meaningful with
+// the same filter.
+func (t *Tx) ListAssignments(f Filter, p Page) ([]*routingv1.Assignment, []byte, bool, error) {
+	var out []*routingv1.Assignment
+	accept := func(id []byte) (bool, error) {
+		a, err := t.Assignment(string(id))
+		if err != nil {
+			return false, err
+		}
+		if !f.match(a) {
+			return false, nil
+		}
+		out = append(out, a)
+		return true, nil
+	}
+	idx := func(name, key string) ([]byte, bool, error) {
+		prefix := []byte(key + "\x00")
+		return t.scan(name, prefix, p, func(k, _ []byte) (bool, error) { return accept(k[len(prefix):]) })
+	}
+	var (
+		last []byte
+		more bool
+		err  error
+	)
+	switch {
+	case f.AccountID != "":
+		last, more, err = idx("by_account", f.AccountID)
+	case f.OwnerID != "":
+		last, more, err = idx("by_owner", f.OwnerID)
+	case f.State != 0:
+		last, more, err = idx("by_state", f.State.String())
+	case f.Type != 0:
+		last, more, err = idx("by_type", f.Type.String())
+	default:
+		last, more, err = t.scan("assignments", nil, p, func(k, _ []byte) (bool, error) { return accept(k) })
+	}
+	return out, last, more, err
+}
+
+// ForEachAssignment calls fn for every assignment of the workspace.
+func (t *Tx) ForEachAssignment(fn func(*routingv1.Assignment) error) error {
+	b, err := t.bucket("assignments")
+	if err != nil || b == nil {
+		return err
+	}
+	return b.ForEach(func(_, v []byte) error {
+		a := &routingv1.Assignment{}
+		if err := unmarshal(v, a); err != nil {
+			return err
+		}
+		return fn(a)
+	})
+}
+
+// AssignmentsByEmail returns the ids of assignments of a lead email.
+func (t *Tx) AssignmentsByEmail(email string) ([]string, error) {
+	return t.ids("by_email", strings.ToLower(email))
+}
+
+// AssignmentsByAccount returns the ids of an account's assignments.
+func (t *Tx) AssignmentsByAccount(account string) ([]string, error) {
+	return t.ids("by_account", account)
+}
+
+func (t *Tx) ids(name, key string) ([]string, error) {
+	var out []string
+	prefix := []byte(key + "\x00")
+	_, _, err := t.scan(name, prefix, Page{Size: 1 << 30}, func(k, _ []byte) (bool, error) {
+		out = append(out, string(k[len(prefix):]))
+		return true, nil
+	})
+	return out, err
+}
+
+// RequestAssignment returns the assignment created for an idempotency key, or "".
+func (t *Tx) RequestAssignment(requestID string) string {
+	return string(t.get("requests", []byte(requestID)))
+}
+
+// PutRequest records the assignment created for an idempotency key.
+func (t *Tx) PutRequest(requestID, assignmentID string) error {
+	return t.put("requests", []byte(requestID), []byte(assignmentID))
+}
+
+// Cursor returns a pool's round-robin position.
+func (t *Tx) Cursor(pool string) uint64 { return store.ParseU64(t.get("cursors", []byte(pool))) }
+
+// PutCursor stores a pool's round-robin position.
+func (t *Tx) PutCursor(pool string, c uint64) error {
+	return t.put("cursors", []byte(pool), store.U64(c))
+}
+
+// Account is what routing knows about an account: owners per team (from
+// assignments and CRM traits such as csm_id / ae_id), traits, and the product
+// context PQL rules see.
+type Account struct {
+	// Owners maps a team name ("TEAM_CSM") to the owner id.
+	Owners map[string]string `json:"owners,omitempty"`
+	// Traits are group traits.
+	Traits map[string]any `json:"traits,omitempty"`
+	// Domain is the account's email domain, for lead-to-account matching.
+	Domain string `json:"domain,omitempty"`
+	// Stage and PreviousStage come from the stages log.
+	Stage         string `json:"stage,omitempty"`
+	PreviousStage string `json:"previous_stage,omitempty"`
+	// HealthBand and HealthScore come from the health log.
+	HealthBand  string  `json:"health_band,omitempty"`
+	HealthScore float64 `json:"health_score,omitempty"`
+	// Signals are the reasons of open signals, from stages and health.
+	Signals []string `json:"signals,omitempty"`
+	// SignalAttributes are the attributes of open signals, merged.
+	SignalAttributes map[string]any `json:"signal_attributes,omitempty"`
+	// PQLHolding are the PQL rules that currently hold.
+	PQLHolding []string `json:"pql_holding,omitempty"`
+}
+
+// Account returns an account; a missing one is empty, not an error.
+func (t *Tx) Account(id string) (*Account, error) {
+	a := &Account{}
+	v := t.get("accounts", []byte(id))
+	if v == nil {
+		return a, nil
+	}
+	if err := json.Unmarshal(v, a); err != nil {
+		return nil, fmt.Errorf("decode account %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// PutAccount stores an account and its domain index.
+func (t *Tx) PutAccount(id string, a *Account) error {
+	v, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode account %q: %w", id, err)
+	}
+	if a.Domain != "" {
+		if err := t.put("domains", []byte(strings.ToLower(a.Domain)), []byte(id)); err != nil {
+			return err
+		}
+	}
+	return t.put("accounts", []byte(id), v)
+}
+
+// AccountByDomain returns the account id of an email domain, or "".
+func (t *Tx) AccountByDomain(domain string) string {
+	return string(t.get("domains", []byte(strings.ToLower(domain))))
+}
+
+// DeleteAccount forgets an account (tombstone).
+func (t *Tx) DeleteAccount(id string) error { return t.del("accounts", []byte(id)) }
+
+// User is what routing knows about a user (lead) from identify calls.
+type User struct {
+	// Email is the user's email trait.
+	Email string `json:"email,omitempty"`
+	// AccountID is the account the user was last seen with.
+	AccountID string `json:"account_id,omitempty"`
+	// Traits are identify traits.
+	Traits map[string]any `json:"traits,omitempty"`
+}
+
+// User returns a user; a missing one is empty, not an error.
+func (t *Tx) User(id string) (*User, error) {
+	u := &User{}
+	v := t.get("users", []byte(id))
+	if v == nil {
+		return u, nil
+	}
+	if err := json.Unmarshal(v, u); err != nil {
+		return nil, fmt.Errorf("decode user %q: %w", id, err)
+	}
+	return u, nil
+}
+
+// PutUser stores a user.
+func (t *Tx) PutUser(id string, u *User) error {
+	v, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode user %q: %w", id, err)
+	}
+	return t.put("users", []byte(id), v)
+}
+
+// DeleteUser forgets a user (tombstone).
+func (t *Tx) DeleteUser(id string) error { return t.del("users", []byte(id)) }
+
+// TimerKey is the key of a timer: due time then workspace and assignment.
+func TimerKey(due time.Time, workspace, assignmentID string) []byte {
+	k := store.U64(uint64(max(due.UnixNano(), 0)))
+	k = append(k, workspace...)
+	k = append(k, 0)
+	return append(k, assignmentID...)
+}
+
+// Arm replaces the assignment's pending timer with one of kind at due.
+func (t *Tx) Arm(assignmentID string, due time.Time, kind string) error {
+	if err := t.Disarm(assignmentID); err != nil {
+		return err
+	}
+	tb, err := t.tx.CreateBucketIfNotExists(timersBucket)
+	if err != nil {
+		return fmt.Errorf("open timers: %w", err)
+	}
+	key := TimerKey(due, t.ws, assignmentID)
+	if err := tb.Put(key, []byte(kind)); err != nil {
+		return fmt.Errorf("arm timer: %w", err)
+	}
+	return t.put("armed", []byte(assignmentID), key)
+}
+
+// Disarm deletes the assignment's pending timer, if any.
+func (t *Tx) Disarm(assignmentID string) error {
+	key := t.get("armed", []byte(assignmentID))
+	if key == nil {
+		return nil
+	}
+	key = append([]byte(nil), key...)
+	if tb := t.tx.Bucket(timersBucket); tb != nil {
+		if err := tb.Delete(key); err != nil {
+			return fmt.Errorf("disarm timer: %w", err)
+		}
+	}
+	return t.del("armed", []byte(assignmentID))
+}
+
+// Timer is a pending SLA timer.
+type Timer struct {
+	// Key is the timers bucket key.
+	Key []byte
+	// Due is when it fires.
+	Due time.Time
+	// Workspace and AssignmentID name the assignment.
+	Workspace, AssignmentID string
+	// Kind is the SLA event kind.
+	Kind string
+}
+
+func parseTimer(k, v []byte) (Timer, error) {
+	if len(k) < 9 {
+		return Timer{}, fmt.Errorf("timer key %x: too short", k)
+	}
+	ws, id, ok := strings.Cut(string(k[8:]), "\x00")
+	if !ok {
+		return Timer{}, fmt.Errorf("timer key %x: no separator", k)
+	}
+	return Timer{Key: append([]byte(nil), k...), Due: time.Unix(0, int64(store.ParseU64(k))).UTC(), Workspace: ws, AssignmentID: id, Kind: string(v)}, nil
+}
+
+// DueTimers returns up to max timers due at or before now, earliest first.
+func DueTimers(tx *bbolt.Tx, now time.Time, limit int) ([]Timer, error) {
+	tb := tx.Bucket(timersBucket)
+	if tb == nil {
+		return nil, nil
+	}
+	var out []Timer
+	end := uint64(max(now.UnixNano(), 0))
+	c := tb.Cursor()
+	for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+		if store.ParseU64(k) > end {
+			break
+		}
+		tm, err := parseTimer(k, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tm)
+	}
+	return out, nil
+}
+
+// NextTimer returns the earliest pending timer's due time.
+func NextTimer(tx *bbolt.Tx) (time.Time, bool) {
+	tb := tx.Bucket(timersBucket)
+	if tb == nil {
+		return time.Time{}, false
+	}
+	k, _ := tb.Cursor().First()
+	if k == nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(store.ParseU64(k))).UTC(), true
+}
+
+// DeleteTimer removes a fired timer and its armed pointer.
+func (t *Tx) DeleteTimer(tm Timer) error {
+	if tb := t.tx.Bucket(timersBucket); tb != nil {
+		if err := tb.Delete(tm.Key); err != nil {
+			return fmt.Errorf("delete timer: %w", err)
+		}
+	}
+	if cur := t.get("armed", []byte(tm.AssignmentID)); bytes.Equal(cur, tm.Key) {
+		return t.del("armed", []byte(tm.AssignmentID))
+	}
+	return nil
+}
+
+// PendingTimers counts pending timers.
+func PendingTimers(tx *bbolt.Tx) int {
+	tb := tx.Bucket(timersBucket)
+	if tb == nil {
+		return 0
+	}
+	n := 0
+	c := tb.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+func unmarshal(v []byte, m proto.Message) error {
+	if err := proto.Unmarshal(v, m); err != nil {
+		return fmt.Errorf("unmarshal %T: %w", m, err)
+	}
+	return nil
+}
