@@ -1,0 +1,250 @@
+// Package server assembles the gateway's HTTP handler: the grpc-gateway REST
+// facade over the four services, the Segment-compatible tracking API, the
+// OpenAPI document and docs page, health endpoints and the dashboard, behind
+// request ids, CORS, body limits, per-key rate limits and metrics.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/gen/openapi"
+	"github.com/cairn-dev/cairn/services/gateway/internal/dashboard"
+	"github.com/cairn-dev/cairn/services/gateway/internal/tracking"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
+)
+
+// Upstreams are the client connections to the four services.
+type Upstreams struct {
+	// Ingestion is the IngestionService connection.
+	Ingestion grpc.ClientConnInterface
+	// Stages is the StagesService connection.
+	Stages grpc.ClientConnInterface
+	// Health is the HealthService connection.
+	Health grpc.ClientConnInterface
+	// Routing is the RoutingService connection.
+	Routing grpc.ClientConnInterface
+}
+
+// Config configures the handler.
+type Config struct {
+	// Upstreams to forward to; all four are required.
+	Upstreams Upstreams
+	// Auth checks API keys for rate limiting and tracking write keys; the
+	// services still authorize every call themselves.
+	Auth web.Authenticator
+	// Limiter applies per-key rate limits; nil means unlimited.
+	Limiter *web.RateLimiter
+	// CORSOrigins may call the REST API from browsers; "*" allows any.
+	CORSOrigins []string
+	// MaxBody caps request bodies in bytes (413 beyond); 0 means 1 MiB.
+	MaxBody int64
+	// Registerer receives the HTTP metrics.
+	Registerer prometheus.Registerer
+	// ReadyTimeout bounds each upstream health check of /readyz; 0 means 2s.
+	ReadyTimeout time.Duration
+	// Logger receives one line per failed upstream call.
+	Logger *slog.Logger
+}
+
+// New returns the gateway's HTTP handler.
+func New(ctx context.Context, cfg Config) (http.Handler, error) {
+	u := cfg.Upstreams
+	if u.Ingestion == nil || u.Stages == nil || u.Health == nil || u.Routing == nil {
+		return nil, fmt.Errorf("new gateway: all four upstream connections are required")
+	}
+	if cfg.Auth == nil {
+		return nil, fmt.Errorf("new gateway: an authenticator is required")
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	metrics, err := web.NewMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: register metrics: %w", err)
+	}
+	rest, err := newREST(ctx, u, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	tr := &tracking.Handler{Ingestion: ingestionv1.NewIngestionServiceClient(u.Ingestion), Auth: cfg.Auth, Limiter: cfg.Limiter}
+	tr.Register(mux)
+	for _, p := range []string{"track", "identify", "group", "page", "screen", "alias", "batch", "import"} {
+		mux.HandleFunc("OPTIONS /v1/"+p, tracking.Preflight)
+	}
+	mux.Handle("/v1/", keyed(cfg.Auth, cfg.Limiter, rest))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), "/openapi.json")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.JSON)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), "/healthz")
+		web.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", readiness(u, cfg.ReadyTimeout))
+	mux.Handle("/", dashboard.Handler())
+
+	var h http.Handler = mux
+	h = web.LimitBody(cfg.MaxBody, h)
+	h = web.CORS{Origins: cfg.CORSOrigins}.Wrap(h)
+	h = web.Identify(h)
+	h = metrics.Wrap(h)
+	return h, nil
+}
+
+func newREST(ctx context.Context, u Upstreams, log *slog.Logger) (*runtime.ServeMux, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+		}),
+		runtime.WithErrorHandler(func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+			body, _ := web.FromError(web.RequestID(r.Context()), err)
+			if body.HTTPStatus >= 500 {
+				log.WarnContext(ctx, "upstream call failed", "path", r.URL.Path, "request_id", body.RequestID, "error", err)
+			}
+			web.WriteError(w, r, err)
+		}),
+		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
+			md := metadata.MD{}
+			if id := web.RequestID(r.Context()); id != "" {
+				md.Set("x-request-id", id)
+			}
+			if t, ok := web.TraceFrom(r.Context()); ok {
+				md.Set("traceparent", t.Traceparent())
+			}
+			return md
+		}),
+		runtime.WithMiddlewares(func(next runtime.HandlerFunc) runtime.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request, p map[string]string) {
+				if pat, ok := runtime.HTTPPattern(r.Context()); ok {
+					web.SetRoute(r.Context(), r.Method+" "+strings.ReplaceAll(pat.String(), "=*}", "}"))
+				}
+				next(w, r, p)
+			}
+		}),
+	)
+	for name, reg := range map[string]func() error{
+		"ingestion": func() error {
+			return ingestionv1.RegisterIngestionServiceHandlerClient(ctx, mux, ingestionv1.NewIngestionServiceClient(u.Ingestion))
+		},
+		"stages": func() error {
+			return stagesv1.RegisterStagesServiceHandlerClient(ctx, mux, stagesv1.NewStagesServiceClient(u.Stages))
+		},
+		"health": func() error {
+			return healthv1.RegisterHealthServiceHandlerClient(ctx, mux, healthv1.NewHealthServiceClient(u.Health))
+		},
+		"routing": func() error {
+			return routingv1.RegisterRoutingServiceHandlerClient(ctx, mux, routingv1.NewRoutingServiceClient(u.Routing))
+		},
+	} {
+		if err := reg(); err != nil {
+			return nil, fmt.Errorf("register %s REST handlers: %w", name, err)
+		}
+	}
+	return mux, nil
+}
+
+// keyed checks the Bearer key before forwarding, so that bad keys are refused
+// without an upstream round trip and rate limits are kept per key. The
+// services authorize the forwarded key again (role, workspace).
+func keyed(a web.Authenticator, l *web.RateLimiter, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), "unmatched /v1")
+		tok, ok := web.BearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			web.WriteStatus(w, r, codes.Unauthenticated, "missing API key: send Authorization: Bearer <key>")
+			return
+		}
+		key, err := a.Authenticate(tok)
+		if err != nil {
+			web.WriteStatus(w, r, codes.Unauthenticated, "API key not recognized")
+			return
+		}
+		if ok, wait := l.Allow(key.ID); !ok {
+			web.WriteError(w, r, web.RateLimited(wait))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readiness reports ready when every upstream answers its gRPC health check
+// with SERVING.
+func readiness(u Upstreams, timeout time.Duration) http.Handler {
+	conns := map[string]grpc.ClientConnInterface{
+		"ingestion": u.Ingestion, "stages": u.Stages, "health": u.Health, "routing": u.Routing,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), "/readyz")
+		var (
+			mu     sync.Mutex
+			wg     sync.WaitGroup
+			states = make(map[string]string, len(conns))
+			ready  = true
+		)
+		for name, cc := range conns {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(r.Context(), timeout)
+				defer cancel()
+				resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+				state := resp.GetStatus().String()
+				if err != nil {
+					state = "UNREACHABLE"
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				states[name] = state
+				if state != healthpb.HealthCheckResponse_SERVING.String() {
+					ready = false
+				}
+			})
+		}
+		wg.Wait()
+		code, s := http.StatusOK, "ready"
+		if !ready {
+			code, s = http.StatusServiceUnavailable, "not ready"
+		}
+		web.WriteJSON(w, code, map[string]any{"status": s, "upstreams": states})
+	})
+}
+
+// SplitList splits a comma-separated flag value, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

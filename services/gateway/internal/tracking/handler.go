@@ -1,0 +1,221 @@
+package tracking
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
+)
+
+// Handler serves the tracking endpoints.
+type Handler struct {
+	// Ingestion receives the decoded events.
+	Ingestion ingestionv1.IngestionServiceClient
+	// Auth checks write keys before anything is decoded or forwarded.
+	Auth web.Authenticator
+	// Limiter applies per-key rate limits; nil means unlimited.
+	Limiter *web.RateLimiter
+}
+
+// Rejection reports one event that was not stored.
+type Rejection struct {
+	// Index of the event in the request's batch (0 for single calls).
+	Index int `json:"index"`
+	// MessageID of the event, when known.
+	MessageID string `json:"messageId,omitempty"`
+	// Field is the offending field, relative to the event.
+	Field string `json:"field,omitempty"`
+	// Reason says why.
+	Reason string `json:"reason"`
+}
+
+// Response is the body of a 200 answer. Unlike Segment, it says which events
+// were rejected; the status stays 200 for partial acceptance because SDKs
+// retry anything else.
+type Response struct {
+	// Success is true when no event was rejected.
+	Success bool `json:"success"`
+	// Accepted counts events newly logged.
+	Accepted int `json:"accepted"`
+	// Duplicates counts events already logged under the same messageId.
+	Duplicates int `json:"duplicates"`
+	// Rejected lists events that were not logged and why.
+	Rejected []Rejection `json:"rejected"`
+}
+
+// Register adds the tracking routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	for _, typ := range []string{"track", "identify", "group", "page", "screen", "alias"} {
+		mux.Handle("POST /v1/"+typ, h.route("/v1/"+typ, func(body []byte) (Decoded, error) { return DecodeCall(typ, body) }))
+	}
+	mux.Handle("POST /v1/batch", h.route("/v1/batch", DecodeBatch))
+	mux.Handle("POST /v1/import", h.route("/v1/import", DecodeBatch))
+}
+
+// route wraps one endpoint. Tracking is called from browsers on any site
+// (analytics.js), so like Segment it allows every origin; the write key, not
+// the origin, is the credential.
+func (h *Handler) route(name string, decode func([]byte) (Decoded, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), name)
+		if o := r.Header.Get("Origin"); o != "" {
+			web.SetCORSHeaders(w, o)
+		}
+		h.serve(w, r, decode)
+	})
+}
+
+// Preflight answers CORS preflight requests for the tracking routes.
+func Preflight(w http.ResponseWriter, r *http.Request) {
+	if o := r.Header.Get("Origin"); o != "" {
+		web.SetCORSHeaders(w, o)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]byte) (Decoded, error)) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			web.WriteError(w, r, err)
+			return
+		}
+		web.WriteStatus(w, r, codes.InvalidArgument, "could not read request body")
+		return
+	}
+	token, fromHeader := headerKey(r)
+	var key web.Key
+	if fromHeader {
+		if key, err = h.authenticate(token); err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+	}
+	d, err := decode(body)
+	if err != nil {
+		web.WriteStatus(w, r, codes.InvalidArgument, err.Error())
+		return
+	}
+	if !fromHeader {
+		token = d.WriteKey
+		if key, err = h.authenticate(token); err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+	}
+	if ok, wait := h.Limiter.Allow(key.ID); !ok {
+		web.WriteError(w, r, rateLimited(wait))
+		return
+	}
+	resp := Response{Rejected: []Rejection{}}
+	for _, p := range d.Problems {
+		resp.Rejected = append(resp.Rejected, Rejection{Index: p.Index, Field: p.Field, Reason: p.Reason})
+	}
+	if len(d.Events) > 0 {
+		out, err := h.Ingestion.Ingest(outgoing(r.Context(), token), &ingestionv1.IngestRequest{Events: d.Events})
+		if err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+		resp.Accepted, resp.Duplicates = int(out.GetAccepted()), int(out.GetDuplicates())
+		for _, res := range out.GetResults() {
+			if res.GetStatus() != ingestionv1.EventStatus_EVENT_STATUS_REJECTED {
+				continue
+			}
+			i := int(res.GetIndex())
+			if i < 0 || i >= len(d.Index) {
+				continue
+			}
+			resp.Rejected = append(resp.Rejected, Rejection{
+				Index: d.Index[i], MessageID: res.GetMessageId(),
+				Field: relativeField(res.GetField(), int(res.GetIndex())), Reason: res.GetReason(),
+			})
+		}
+	}
+	sortRejections(resp.Rejected)
+	resp.Success = len(resp.Rejected) == 0
+	web.WriteJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) authenticate(token string) (web.Key, error) {
+	if token == "" {
+		return web.Key{}, status.Error(codes.Unauthenticated, "missing write key: send it as the HTTP Basic user, as a Bearer token or as writeKey in the body")
+	}
+	key, err := h.Auth.Authenticate(token)
+	if err != nil {
+		return web.Key{}, status.Error(codes.Unauthenticated, "write key not recognized")
+	}
+	if !key.CanWrite {
+		return web.Key{}, status.Error(codes.PermissionDenied, "this key may not send events; use a write key")
+	}
+	return key, nil
+}
+
+// headerKey reads the write key from Basic auth (Segment's writeKey as user,
+// empty password) or from a Bearer token.
+func headerKey(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", false
+	}
+	if tok, ok := web.BearerToken(h); ok {
+		return tok, true
+	}
+	const basic = "basic "
+	if len(h) > len(basic) && strings.EqualFold(h[:len(basic)], basic) {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(basic):]))
+		if err != nil {
+			return "", true
+		}
+		user, _, _ := strings.Cut(string(raw), ":")
+		return user, true
+	}
+	return "", true
+}
+
+// rateLimited builds the ResourceExhausted status with RetryInfo that
+// web.WriteError turns into 429 and Retry-After.
+func rateLimited(wait time.Duration) error {
+	return web.RateLimited(wait)
+}
+
+// outgoing forwards the caller's key, so ingestion applies its own auth and
+// workspace resolution, plus the request and trace ids.
+func outgoing(ctx context.Context, token string) context.Context {
+	md := metadata.Pairs("authorization", "Bearer "+token)
+	if id := web.RequestID(ctx); id != "" {
+		md.Set("x-request-id", id)
+	}
+	if t, ok := web.TraceFrom(ctx); ok {
+		md.Set("traceparent", t.Traceparent())
+	}
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+// relativeField strips the "events[i]." prefix ingestion puts on field paths:
+// the rejection already carries the index in the caller's own batch.
+func relativeField(field string, i int) string {
+	prefix := fmt.Sprintf("events[%d]", i)
+	if rest, ok := strings.CutPrefix(field, prefix); ok {
+		return strings.TrimPrefix(rest, ".")
+	}
+	return field
+}
+
+func sortRejections(rs []Rejection) {
+	slices.SortStableFunc(rs, func(a, b Rejection) int { return cmp.Compare(a.Index, b.Index) })
+}
