@@ -1,0 +1,306 @@
+// Package signals derives risk, expansion and renewal-window signals from an
+// account's facts and keeps them deduplicated: a signal opens once when its
+// condition starts to hold, stays open (its attributes may be refreshed) and
+// closes once when the condition clears. It is pure and keeps no clock.
+package signals
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+)
+
+// Reasons, stable because routing rules and lists match on them.
+const (
+	UsageDrop          = "usage_drop_30d"
+	SingleActiveUser   = "single_active_user"
+	LowFeatureAdoption = "low_feature_adoption"
+	P1TicketAging      = "p1_ticket_aging"
+	ChampionInactive   = "champion_inactive"
+	NPSDetractor       = "nps_detractor"
+	BandDrop           = "band_drop"
+	SeatUtilization    = "seat_utilization_high"
+	UsageNearLimit     = "usage_near_limit"
+	NewEmailDomain     = "new_email_domain"
+	NewDepartment      = "new_department"
+	HigherTierFeature  = "higher_tier_feature"
+)
+
+// Renewal plays, carried in the "play" attribute of renewal signals.
+const (
+	PlayAutomated  = "automated_renewal"
+	PlayStrategic  = "strategic_business_review"
+	PlayStandard   = "standard_renewal"
+	PlayMonitor    = "monitor"
+	renewalPrefix  = "renewal_window_"
+	grace          = 30 * 24 * time.Hour
+	newWithin      = 30 * 24 * time.Hour
+	usageBaseline  = 10
+	limitShare     = 0.8
+	seatShare      = 0.8
+	tierUsesNeeded = 3
+)
+
+// Windows are the renewal windows, in days before contract end, largest first.
+var Windows = []int{120, 90, 60, 30}
+
+// RenewalReason names the signal of a renewal window.
+func RenewalReason(days int) string { return renewalPrefix + strconv.Itoa(days) }
+
+// Condition is one signal whose condition currently holds.
+type Condition struct {
+	// Kind groups the signal.
+	Kind commonv1.SignalKind
+	// Reason is the stable machine-readable reason.
+	Reason string
+	// Message explains the condition to a person.
+	Message string
+	// Attributes carry details (play, band, domains...).
+	Attributes map[string]string
+}
+
+// Facts are what the rules read: an account at one evaluation time.
+type Facts struct {
+	// Agg is the account aggregate.
+	Agg *aggregate.Aggregate
+	// Now is the evaluation time.
+	Now time.Time
+	// Band is the band just computed; PrevBand the band before it (unspecified on first score).
+	Band, PrevBand healthv1.Band
+}
+
+// State is an account's signal state, persisted between evaluations.
+type State struct {
+	// Open holds the open signals by reason.
+	Open map[string]*commonv1.Signal `json:"-"`
+	// DropFrom is the band the account held before a band drop; the band_drop
+	// signal stays open until the account is back in it.
+	DropFrom healthv1.Band `json:"drop_from,omitempty"`
+}
+
+// worse reports whether band a is worse than b (at risk is worst).
+func worse(a, b healthv1.Band) bool {
+	if a == healthv1.Band_BAND_UNSPECIFIED || b == healthv1.Band_BAND_UNSPECIFIED {
+		return false
+	}
+	return a > b
+}
+
+// Evaluate lists the conditions that hold. It updates st.DropFrom, the only
+// state a rule needs beyond the facts.
+func Evaluate(f Facts, st *State) []Condition {
+	a, now := f.Agg, f.Now
+	age := now.Sub(a.CreatedAt)
+	var out []Condition
+	add := func(kind commonv1.SignalKind, reason, msg string, attrs map[string]string) {
+		out = append(out, Condition{Kind: kind, Reason: reason, Message: msg, Attributes: attrs})
+	}
+	risk, exp := commonv1.SignalKind_SIGNAL_KIND_RISK, commonv1.SignalKind_SIGNAL_KIND_EXPANSION
+
+	prev := a.Count(now.Add(-30*24*time.Hour), "", 30*24*time.Hour)
+	if tr := a.Trend(now, "", 30*24*time.Hour); prev >= usageBaseline && tr < -0.30 {
+		add(risk, UsageDrop, fmt.Sprintf("product usage down %.0f%% over the last 30 days", -tr*100), nil)
+	}
+	active := a.ActiveUsers(now, 30*24*time.Hour)
+	if age >= grace && active <= 1 {
+		add(risk, SingleActiveUser, fmt.Sprintf("%d active user(s) in the last 30 days after 30 days as a customer", active), nil)
+	}
+	if feats := a.FeaturesUsed(now, 30*24*time.Hour); age >= grace && feats < 3 {
+		add(risk, LowFeatureAdoption, fmt.Sprintf("%d feature(s) used in the last 30 days; fewer than 3", feats), nil)
+	}
+	if d := a.OpenTicketMaxAgeDays(now, "p1"); a.OpenTickets("p1") > 0 && d > 7 {
+		add(risk, P1TicketAging, fmt.Sprintf("a P1 ticket has been open for %.0f days", d), nil)
+	}
+	if a.HasChampion() {
+		d := a.DaysSinceChampion(now)
+		if d > 30 || (d < 0 && age > grace) {
+			add(risk, ChampionInactive, "the champion has not been active for more than 30 days", nil)
+		}
+	}
+	if a.NPS >= 0 && a.NPS <= 6 {
+		add(risk, NPSDetractor, fmt.Sprintf("latest NPS answer is %.0f (detractor)", a.NPS), nil)
+	}
+	switch {
+	case worse(f.Band, f.PrevBand) && st.DropFrom == healthv1.Band_BAND_UNSPECIFIED:
+		st.DropFrom = f.PrevBand
+	case st.DropFrom != healthv1.Band_BAND_UNSPECIFIED && !worse(f.Band, st.DropFrom):
+		st.DropFrom = healthv1.Band_BAND_UNSPECIFIED
+	}
+	if st.DropFrom != healthv1.Band_BAND_UNSPECIFIED {
+		add(risk, BandDrop, fmt.Sprintf("score dropped from %s to %s", bandName(st.DropFrom), bandName(f.Band)),
+			map[string]string{"from_band": bandName(st.DropFrom), "band": bandName(f.Band)})
+	}
+
+	if r := a.SeatsActiveRatio(); a.Seats > 0 && r > seatShare {
+		add(exp, SeatUtilization, fmt.Sprintf("%d users on %d seats (%.0f%%)", len(a.Users), a.Seats, r*100), nil)
+	}
+	if a.UsageLimit > 0 {
+		if used := a.Count(now, "", 30*24*time.Hour); float64(used) >= limitShare*a.UsageLimit {
+			add(exp, UsageNearLimit, fmt.Sprintf("%d of %.0f monthly events used", used, a.UsageLimit),
+				map[string]string{"used": strconv.Itoa(used), "limit": strconv.FormatFloat(a.UsageLimit, 'f', -1, 64)})
+		}
+	}
+	if ds := fresh(a.Domains, a.CreatedAt, now); len(ds) > 0 {
+		add(exp, NewEmailDomain, "new email domain(s) among users: "+strings.Join(ds, ", "), map[string]string{"domains": strings.Join(ds, ",")})
+	}
+	if ds := fresh(a.Departments, a.CreatedAt, now); len(ds) > 0 {
+		add(exp, NewDepartment, "new department(s) among users: "+strings.Join(ds, ", "), map[string]string{"departments": strings.Join(ds, ",")})
+	}
+	var tiers []string
+	for feat, uses := range a.HigherTier {
+		n := 0
+		for _, u := range uses {
+			if !u.After(now) && now.Sub(u) < 30*24*time.Hour {
+				n++
+			}
+		}
+		if n >= tierUsesNeeded {
+			tiers = append(tiers, feat)
+		}
+	}
+	if len(tiers) > 0 {
+		sort.Strings(tiers)
+		add(exp, HigherTierFeature, "repeated use of higher-tier feature(s): "+strings.Join(tiers, ", "), map[string]string{"features": strings.Join(tiers, ",")})
+	}
+	if c, ok := Renewal(a.DaysUntilContractEnd(now), f.Band); ok {
+		out = append(out, c)
+	}
+	return out
+}
+
+// fresh lists keys first seen within the last 30 days, leaving out those
+// seen in the account's first 30 days (the founding domains).
+func fresh(m map[string]time.Time, created, now time.Time) []string {
+	var out []string
+	for k, t := range m {
+		if t.Sub(created) > grace && !t.After(now) && now.Sub(t) < newWithin {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Renewal returns the renewal-window condition for an account daysLeft days
+// before contract end (negative = unknown or past), with the play for band:
+// at risk runs a strategic business review from 120 days; healthy accounts
+// get a simplified, automated renewal from 90 days; the rest follow the
+// standard 90/60/30 playbook. At 120 days non-risk accounts are monitored.
+func Renewal(daysLeft float64, band healthv1.Band) (Condition, bool) {
+	if daysLeft < 0 || daysLeft > float64(Windows[0]) {
+		return Condition{}, false
+	}
+	w := Windows[len(Windows)-1]
+	for i, d := range Windows {
+		next := 0
+		if i+1 < len(Windows) {
+			next = Windows[i+1]
+		}
+		if daysLeft <= float64(d) && daysLeft > float64(next) {
+			w = d
+			break
+		}
+	}
+	play := PlayStandard
+	switch {
+	case band == healthv1.Band_BAND_AT_RISK:
+		play = PlayStrategic
+	case w == 120:
+		play = PlayMonitor
+	case band == healthv1.Band_BAND_HEALTHY:
+		play = PlayAutomated
+	}
+	return Condition{
+		Kind:    commonv1.SignalKind_SIGNAL_KIND_RENEWAL,
+		Reason:  RenewalReason(w),
+		Message: fmt.Sprintf("contract ends in %.0f days; play: %s", daysLeft, play),
+		Attributes: map[string]string{
+			"play": play, "band": bandName(band), "window_days": strconv.Itoa(w),
+		},
+	}, true
+}
+
+func bandName(b healthv1.Band) string {
+	return strings.ToLower(strings.TrimPrefix(b.String(), "BAND_"))
+}
+
+// ID is the stable signal id: account + kind + reason.
+func ID(account string, kind commonv1.SignalKind, reason string) string {
+	return account + "/" + strings.ToLower(strings.TrimPrefix(kind.String(), "SIGNAL_KIND_")) + "/" + reason
+}
+
+// Diff reconciles the open signals in st with the conditions that hold now
+// and returns every signal that opened, closed or changed attributes (each
+// a fresh copy, ready to publish and store). st.Open is updated.
+func Diff(workspace, account string, st *State, conds []Condition, now time.Time) []*commonv1.Signal {
+	if st.Open == nil {
+		st.Open = map[string]*commonv1.Signal{}
+	}
+	var out []*commonv1.Signal
+	holds := make(map[string]bool, len(conds))
+	for _, c := range conds {
+		holds[c.Reason] = true
+		if s, ok := st.Open[c.Reason]; ok {
+			if !sameAttrs(s.GetAttributes(), c.Attributes) {
+				s.Attributes = copyAttrs(c.Attributes)
+				s.Message = c.Message
+				out = append(out, proto.Clone(s).(*commonv1.Signal))
+			}
+			continue
+		}
+		s := &commonv1.Signal{
+			Workspace: workspace, AccountId: account, SignalId: ID(account, c.Kind, c.Reason),
+			Kind: c.Kind, Reason: c.Reason, Message: c.Message, State: commonv1.SignalState_SIGNAL_STATE_OPEN,
+			OpenedAt: timestamppb.New(now), Attributes: copyAttrs(c.Attributes),
+		}
+		st.Open[c.Reason] = s
+		out = append(out, proto.Clone(s).(*commonv1.Signal))
+	}
+	reasons := make([]string, 0, len(st.Open))
+	for r := range st.Open {
+		if !holds[r] {
+			reasons = append(reasons, r)
+		}
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		s := st.Open[r]
+		delete(st.Open, r)
+		s.State = commonv1.SignalState_SIGNAL_STATE_CLOSED
+		s.ClosedAt = timestamppb.New(now)
+		out = append(out, s)
+	}
+	return out
+}
+
+func sameAttrs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func copyAttrs(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
