@@ -31,9 +31,10 @@ type component struct {
 }
 
 type profile struct {
-	name  string
-	when  Condition
-	comps []component
+	name    string
+	whenSrc string
+	when    Condition
+	comps   []component
 }
 
 // Compile validates m and compiles every expression. On failure the error is
@@ -64,7 +65,7 @@ func Compile(m *healthv1.Model, c Compiler) (*Compiled, error) {
 			v.add(path+".name", "duplicate profile name")
 		}
 		seen[p.GetName()] = true
-		cp := profile{name: p.GetName()}
+		cp := profile{name: p.GetName(), whenSrc: p.GetWhen()}
 		switch {
 		case p.GetWhen() == "":
 			v.add(path+".when", "required")

@@ -18,21 +18,27 @@ type Result struct {
 	Profile string
 	// Components explains every component, in model order.
 	Components []*healthv1.ComponentScore
+	// Measures holds each component's CEL source, parallel to Components;
+	// snapshots key raw values by it so other models can be backtested.
+	Measures []string
+	// When is the applied profile's condition source ("" for the base components).
+	When string
 }
 
 // Score evaluates the model for one account input. A measure that fails to
 // evaluate earns 0 points and reports its error, so one broken component
 // cannot hide the rest of the explanation.
 func (c *Compiled) Score(in any) Result {
-	comps, prof := c.base, ""
+	comps, prof, when := c.base, "", ""
 	for _, p := range c.profiles {
 		ok, err := p.when(in)
 		if err == nil && ok {
-			comps, prof = p.comps, p.name
+			comps, prof, when = p.comps, p.name, p.whenSrc
 			break
 		}
 	}
-	res := Result{Profile: prof, Components: make([]*healthv1.ComponentScore, 0, len(comps))}
+	res := Result{Profile: prof, When: when, Components: make([]*healthv1.ComponentScore, 0, len(comps)),
+		Measures: make([]string, 0, len(comps))}
 	total := 0.0
 	for _, cc := range comps {
 		cs := &healthv1.ComponentScore{Name: cc.def.GetName(), Weight: cc.def.GetWeight()}
@@ -51,6 +57,7 @@ func (c *Compiled) Score(in any) Result {
 		cs.Contribution = round2(cs.Points * cs.Weight / 100)
 		total += cs.Points * cs.Weight / 100
 		res.Components = append(res.Components, cs)
+		res.Measures = append(res.Measures, cc.def.GetMeasure())
 	}
 	res.Score = round2(math.Max(0, math.Min(100, total)))
 	res.Band = BandOf(res.Score, c.healthy, c.neutral)

@@ -42,7 +42,9 @@ func track(user, name string, kv ...any) *ingestionv1.Event {
 func identify(user string, kv ...any) *ingestionv1.Event {
 	return ev(ingestionv1.EventType_EVENT_TYPE_IDENTIFY, user, "", kv...)
 }
-func group(kv ...any) *ingestionv1.Event { return ev(ingestionv1.EventType_EVENT_TYPE_GROUP, "", "", kv...) }
+func group(kv ...any) *ingestionv1.Event {
+	return ev(ingestionv1.EventType_EVENT_TYPE_GROUP, "", "", kv...)
+}
 
 func repeat(n int, e func(i int) *ingestionv1.Event) []*ingestionv1.Event {
 	out := make([]*ingestionv1.Event, n)

@@ -1,0 +1,454 @@
+// Package engine applies upstream records (ingestion events, stage
+// transitions, tombstones), daily timers and full rescoring to the health
+// store. Every change happens inside the caller's bbolt transaction, so an
+// account's state, its outputs on the health log and the consumer cursors
+// commit together.
+//
+// Every event is evaluated at its own event time, and evaluation time never
+// moves backwards for an account, so the outcome does not depend on how the
+// upstream log was batched: a restart mid-stream equals a clean run.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/model"
+	"github.com/cairn-dev/cairn/services/health/internal/signals"
+	"github.com/cairn-dev/cairn/services/health/internal/store"
+)
+
+// Appender is the health log as the engine needs it; *stream.Log implements it.
+type Appender interface {
+	// AppendTx appends data to partition p inside tx.
+	AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error)
+	// Partitions is the log's partition count.
+	Partitions() uint32
+}
+
+// Config wires an Engine.
+type Config struct {
+	// Log receives score changes, signals and forwarded tombstones.
+	Log Appender
+	// Clock drives timers and stamps model versions.
+	Clock clock.Clock
+	// Logger reports skipped records.
+	Logger *slog.Logger
+}
+
+// Engine holds the compiled models; it is safe for concurrent use.
+type Engine struct {
+	log    Appender
+	clk    clock.Clock
+	logger *slog.Logger
+	comp   *aggregate.Compiler
+	def    *model.Compiled
+
+	mu     sync.Mutex
+	models map[string]cachedModel
+}
+
+type cachedModel struct {
+	id      string
+	version uint32
+	c       *model.Compiled
+}
+
+// New builds an Engine with the built-in default model compiled.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Log == nil || cfg.Clock == nil {
+		return nil, errors.New("engine: Log and Clock are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	comp, err := aggregate.NewCompiler()
+	if err != nil {
+		return nil, err
+	}
+	dm, err := model.Default()
+	if err != nil {
+		return nil, err
+	}
+	def, err := model.Compile(dm, comp)
+	if err != nil {
+		return nil, fmt.Errorf("compile built-in default model: %w", err)
+	}
+	return &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{}}, nil
+}
+
+// Compiler is the CEL compiler for measures, for validation by the server.
+func (e *Engine) Compiler() *aggregate.Compiler { return e.comp }
+
+// Default returns the built-in default model.
+func (e *Engine) Default() *model.Compiled { return e.def }
+
+// Model returns the workspace's active compiled model (the built-in default
+// when none was activated). The cache is checked against the stored active
+// version on every call, so activation needs no invalidation.
+func (e *Engine) Model(tx *bbolt.Tx, ws string) (*model.Compiled, error) {
+	id, ver, err := store.Active(tx, ws)
+	if errors.Is(err, store.ErrNotFound) {
+		return e.def, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read active model: %w", err)
+	}
+	e.mu.Lock()
+	cm, ok := e.models[ws]
+	e.mu.Unlock()
+	if ok && cm.id == id && cm.version == ver {
+		return cm.c, nil
+	}
+	m, err := store.GetModel(tx, ws, id, ver)
+	if err != nil {
+		return nil, err
+	}
+	c, err := model.Compile(m, e.comp)
+	if err != nil {
+		return nil, fmt.Errorf("compile active model %q v%d: %w", id, ver, err)
+	}
+	e.mu.Lock()
+	e.models[ws] = cachedModel{id: id, version: ver, c: c}
+	e.mu.Unlock()
+	return c, nil
+}
+
+// Partition is the health-log partition of an account: FNV-1a of
+// workspace+"\x00"+account modulo n, as pkg/stream.Partition.
+func Partition(ws, acct string, n uint32) uint32 {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(ws))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(acct))
+	return h.Sum32() % n
+}
+
+// batch caches decoded accounts for one transaction and writes each once.
+type batch struct {
+	e     *Engine
+	tx    *bbolt.Tx
+	accts map[[2]string]*state
+	order [][2]string
+}
+
+type state struct {
+	acc    *store.Account
+	health *healthv1.AccountHealth
+}
+
+func (e *Engine) newBatch(tx *bbolt.Tx) *batch {
+	return &batch{e: e, tx: tx, accts: map[[2]string]*state{}}
+}
+
+func (b *batch) get(ws, acct string, create bool) (*state, error) {
+	k := [2]string{ws, acct}
+	if st, ok := b.accts[k]; ok {
+		return st, nil
+	}
+	acc, err := store.GetAccount(b.tx, ws, acct)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if !create {
+			return nil, nil
+		}
+		acc = &store.Account{Agg: aggregate.New(ws, acct)}
+	case err != nil:
+		return nil, err
+	}
+	st := &state{acc: acc}
+	h, err := store.GetHealth(b.tx, ws, acct)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		st.health = h
+	}
+	b.accts[k] = st
+	b.order = append(b.order, k)
+	return st, nil
+}
+
+func (b *batch) forget(ws, acct string) {
+	delete(b.accts, [2]string{ws, acct})
+}
+
+// flush writes every touched account once.
+func (b *batch) flush() error {
+	for _, k := range b.order {
+		st, ok := b.accts[k]
+		if !ok {
+			continue
+		}
+		if err := store.PutAccount(b.tx, st.acc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *batch) publish(ws, acct string, rec *healthv1.LogRecord) error {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("marshal health log record: %w", err)
+	}
+	if _, err := b.e.log.AppendTx(b.tx, Partition(ws, acct, b.e.log.Partitions()), data); err != nil {
+		return fmt.Errorf("append to health log: %w", err)
+	}
+	return nil
+}
+
+// ApplyIngestion folds a batch of ingestion log records into the store.
+// Events without an account are skipped; tombstones forget the subject and
+// are forwarded on the health log.
+func (e *Engine) ApplyIngestion(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+	b := e.newBatch(tx)
+	for _, r := range recs {
+		switch k := r.GetKind().(type) {
+		case *ingestionv1.LogRecord_Event:
+			ev := k.Event
+			if ev.GetWorkspace() == "" || ev.GetAccountId() == "" {
+				continue
+			}
+			st, err := b.get(ev.GetWorkspace(), ev.GetAccountId(), true)
+			if err != nil {
+				return err
+			}
+			st.acc.Agg.Apply(ev)
+			if err := b.evaluate(st, aggregate.EventTime(ev)); err != nil {
+				return fmt.Errorf("evaluate %q after offset %d: %w", ev.GetAccountId(), r.GetOffset(), err)
+			}
+		case *ingestionv1.LogRecord_Tombstone:
+			if err := b.tombstone(k.Tombstone, true); err != nil {
+				return err
+			}
+		}
+	}
+	return b.flush()
+}
+
+// ApplyStages records each account's current stage and rescores it, so
+// measures may use stage and days_in_stage. Stage signals are not health's
+// business; stage tombstones are applied but not forwarded (ingestion's are).
+func (e *Engine) ApplyStages(tx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
+	b := e.newBatch(tx)
+	for _, r := range recs {
+		switch k := r.GetKind().(type) {
+		case *stagesv1.LogRecord_Transition:
+			t := k.Transition
+			if t.GetWorkspace() == "" || t.GetAccountId() == "" || t.GetToStage() == "" {
+				continue
+			}
+			st, err := b.get(t.GetWorkspace(), t.GetAccountId(), true)
+			if err != nil {
+				return err
+			}
+			at := t.GetAt().AsTime()
+			st.acc.Stage, st.acc.EnteredAt = t.GetToStage(), at
+			if err := b.evaluate(st, at); err != nil {
+				return fmt.Errorf("evaluate %q after stage offset %d: %w", t.GetAccountId(), r.GetOffset(), err)
+			}
+		case *stagesv1.LogRecord_Tombstone:
+			if err := b.tombstone(k.Tombstone, false); err != nil {
+				return err
+			}
+		}
+	}
+	return b.flush()
+}
+
+func (b *batch) tombstone(t *commonv1.Tombstone, forward bool) error {
+	ws := t.GetWorkspace()
+	if ws == "" {
+		return nil
+	}
+	switch {
+	case t.GetAccountId() != "":
+		if err := b.flush(); err != nil {
+			return err
+		}
+		b.forget(ws, t.GetAccountId())
+		if err := store.DeleteAccount(b.tx, ws, t.GetAccountId()); err != nil {
+			return fmt.Errorf("forget account %q: %w", t.GetAccountId(), err)
+		}
+	case t.GetUserId() != "":
+		if err := b.flush(); err != nil {
+			return err
+		}
+		var hit []string
+		if err := store.ForEachAccount(b.tx, ws, func(a *store.Account) error {
+			if _, ok := a.Agg.Users[t.GetUserId()]; ok {
+				hit = append(hit, a.Agg.Account)
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("find accounts of user: %w", err)
+		}
+		for _, acct := range hit {
+			st, err := b.get(ws, acct, false)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				st.acc.Agg.ForgetUser(t.GetUserId())
+			}
+		}
+	default:
+		return nil
+	}
+	if !forward {
+		return nil
+	}
+	return b.publish(ws, t.GetAccountId(), &healthv1.LogRecord{Kind: &healthv1.LogRecord_Tombstone{Tombstone: t}})
+}
+
+// evaluate rescores one account as of at and publishes what changed.
+func (b *batch) evaluate(st *state, at time.Time) error {
+	acc := st.acc
+	ws, acct := acc.Agg.Workspace, acc.Agg.Account
+	at = at.UTC()
+	if at.Before(acc.LastEval) {
+		at = acc.LastEval
+	}
+	acc.LastEval = at
+	cm, err := b.e.Model(b.tx, ws)
+	if err != nil {
+		return err
+	}
+	act, err := aggregate.Activate(aggregate.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
+	if err != nil {
+		return err
+	}
+	res := cm.Score(act)
+	prev := st.health
+	h := &healthv1.AccountHealth{
+		Workspace: ws, AccountId: acct, Score: res.Score, Band: res.Band, Components: res.Components,
+		ModelId: cm.Model.GetId(), ModelVersion: cm.Model.GetVersion(), Profile: res.Profile,
+		ComputedAt: timestamppb.New(at), Stage: acc.Stage, Arr: acc.Agg.ARR, PreviousScore: res.Score,
+	}
+	if h.ModelId == "" {
+		h.ModelId = "default"
+	}
+	if !acc.Agg.ContractEnd.IsZero() {
+		h.ContractEnd = timestamppb.New(acc.Agg.ContractEnd)
+	}
+	moved := prev == nil || math.Abs(prev.GetScore()-res.Score) >= 0.005 || prev.GetBand() != res.Band
+	if prev != nil {
+		if moved || prev.GetProfile() != res.Profile || prev.GetModelVersion() != h.ModelVersion {
+			h.PreviousScore = prev.GetScore()
+			h.Changes = model.Changes(prev.GetComponents(), res.Components, prev.GetProfile(), res.Profile)
+		} else {
+			h.PreviousScore, h.Changes = prev.GetPreviousScore(), prev.GetChanges()
+		}
+	}
+
+	// Signals.
+	sst := &signals.State{Open: map[string]*commonv1.Signal{}, DropFrom: acc.DropFrom}
+	for _, s := range prev.GetOpenSignals() {
+		sst.Open[s.GetReason()] = s
+	}
+	prevBand := healthv1.Band_BAND_UNSPECIFIED
+	if prev != nil {
+		prevBand = prev.GetBand()
+	}
+	conds := signals.Evaluate(signals.Facts{Agg: acc.Agg, Now: at, Band: res.Band, PrevBand: prevBand}, sst)
+	changed := signals.Diff(ws, acct, sst, conds, at)
+	acc.DropFrom = sst.DropFrom
+	for _, s := range changed {
+		if err := store.PutSignal(b.tx, s); err != nil {
+			return err
+		}
+		if err := b.publish(ws, acct, &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}); err != nil {
+			return err
+		}
+	}
+	reasons := make([]string, 0, len(sst.Open))
+	for r := range sst.Open {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	play := ""
+	for _, r := range reasons {
+		s := sst.Open[r]
+		h.OpenSignals = append(h.OpenSignals, s)
+		if s.GetKind() == commonv1.SignalKind_SIGNAL_KIND_RENEWAL {
+			play = s.GetAttributes()["play"]
+		}
+	}
+
+	// Daily snapshot and trend.
+	day := at.Format(time.DateOnly)
+	snap := &store.Snapshot{Day: day, Score: res.Score, Band: res.Band, When: res.When,
+		Points: make(map[string]float64, len(res.Components)), Raw: make(map[string]float64, len(res.Components))}
+	for i, c := range res.Components {
+		snap.Points[c.GetName()] = c.GetPoints()
+		if c.GetError() == "" {
+			snap.Raw[res.Measures[i]] = c.GetRawValue()
+		}
+	}
+	if err := store.PutSnapshot(b.tx, ws, acct, snap); err != nil {
+		return err
+	}
+	if h.Trend_7D, err = b.trend(ws, acct, at, 7, res.Score); err != nil {
+		return err
+	}
+	if h.Trend_30D, err = b.trend(ws, acct, at, 30, res.Score); err != nil {
+		return err
+	}
+	h.Direction = "flat"
+	switch {
+	case h.Trend_7D > 2:
+		h.Direction = "up"
+	case h.Trend_7D < -2:
+		h.Direction = "down"
+	}
+
+	if moved {
+		sc := &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(), Score: res.Score,
+			PreviousBand: prevBand, Band: res.Band, At: timestamppb.New(at)}
+		if err := b.publish(ws, acct, &healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: sc}}); err != nil {
+			return err
+		}
+	}
+	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
+		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
+	if err := store.PutHealth(b.tx, h, row); err != nil {
+		return err
+	}
+	st.health = h
+	// Time-based conditions (renewal windows, "after 30 days") are rechecked
+	// by a durable daily timer at the next UTC midnight of the service clock.
+	due := b.e.clk.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	return store.ArmTimer(b.tx, ws, acct, due)
+}
+
+func (b *batch) trend(ws, acct string, at time.Time, days int, score float64) (float64, error) {
+	s, err := store.SnapshotAt(b.tx, ws, acct, at.AddDate(0, 0, -days).Format(time.DateOnly))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return math.Round((score-s.Score)*100) / 100, nil
+}

@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	kv "github.com/cairn-dev/cairn/pkg/store"
+	"go.etcd.io/bbolt"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/backtest"
+	"github.com/cairn-dev/cairn/services/health/internal/store"
+)
+
+// timerBatch bounds one timer transaction.
+const timerBatch = 512
+
+// maxTimerWait bounds a sleep so timers armed while sleeping are not missed
+// for long.
+const maxTimerWait = time.Minute
+
+// FireDue evaluates every account whose daily check is due at the clock's
+// current time, re-arming each. It returns how many it evaluated.
+func (e *Engine) FireDue(db *kv.DB) (int, error) {
+	total := 0
+	for {
+		now := e.clk.Now()
+		n := 0
+		err := db.Update(func(tx *bbolt.Tx) error {
+			due, err := store.DueTimers(tx, now, timerBatch)
+			if err != nil {
+				return err
+			}
+			n = len(due)
+			b := e.newBatch(tx)
+			for _, t := range due {
+				st, err := b.get(t.Workspace, t.Account, false)
+				if err != nil {
+					return err
+				}
+				if st == nil { // forgotten account: drop its timer
+					if err := store.DeleteAccount(tx, t.Workspace, t.Account); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := b.evaluate(st, now); err != nil {
+					return fmt.Errorf("timer for %q: %w", t.Account, err)
+				}
+			}
+			return b.flush()
+		})
+		if err != nil {
+			return total, fmt.Errorf("fire due timers: %w", err)
+		}
+		total += n
+		if n < timerBatch {
+			return total, nil
+		}
+	}
+}
+
+// RunTimers fires due timers until ctx ends, sleeping on the engine clock
+// until the next one is due. Timers live in bbolt, so they survive restarts.
+func (e *Engine) RunTimers(ctx context.Context, db *kv.DB) error {
+	for {
+		if _, err := e.FireDue(db); err != nil {
+			e.logger.Error("daily timers failed", "err", err)
+		}
+		wait := maxTimerWait
+		if err := db.View(func(tx *bbolt.Tx) error {
+			next, ok, err := store.NextTimer(tx)
+			if err == nil && ok {
+				wait = min(wait, max(0, next.Sub(e.clk.Now())))
+			}
+			return err
+		}); err != nil {
+			return fmt.Errorf("read next timer: %w", err)
+		}
+		if wait <= 0 {
+			wait = time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.clk.After(wait):
+		}
+	}
+}
+
+// Rescore recomputes every account of a workspace with its active model at
+// the clock's current time, in one transaction. It returns the account count.
+func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error) {
+	n := 0
+	now := e.clk.Now()
+	err := db.Update(func(tx *bbolt.Tx) error {
+		b := e.newBatch(tx)
+		var ids []string
+		if err := store.ForEachAccount(tx, ws, func(a *store.Account) error {
+			ids = append(ids, a.Agg.Account)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, id := range ids {
+			if i%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			st, err := b.get(ws, id, false)
+			if err != nil {
+				return err
+			}
+			if err := b.evaluate(st, now); err != nil {
+				return fmt.Errorf("rescore %q: %w", id, err)
+			}
+			n++
+			// Keep memory flat: write and drop each account as we go.
+			if err := store.PutAccount(tx, st.acc); err != nil {
+				return err
+			}
+			b.forget(ws, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("rescore workspace: %w", err)
+	}
+	return n, nil
+}
+
+// DefaultHorizonDays is the backtest horizon when none is given.
+const DefaultHorizonDays = 90
+
+// Backtest scores m against every renewal, churn and expansion recorded for
+// the workspace, using the snapshot taken horizonDays before each outcome.
+// Expansions count with renewals as good outcomes.
+func (e *Engine) Backtest(tx *bbolt.Tx, ws string, m *healthv1.Model, horizonDays int32) (*healthv1.BacktestResponse, error) {
+	if horizonDays <= 0 {
+		horizonDays = DefaultHorizonDays
+	}
+	var samples []backtest.Sample
+	err := store.ForEachAccount(tx, ws, func(a *store.Account) error {
+		for _, o := range a.Agg.Outcomes {
+			day := o.At.AddDate(0, 0, -int(horizonDays)).Format(time.DateOnly)
+			snap, err := store.SnapshotAt(tx, ws, a.Agg.Account, day)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			samples = append(samples, backtest.Sample{
+				Churned: o.Kind == aggregate.OutcomeChurned,
+				Input:   backtest.Input{Values: snap.Raw, When: snap.When},
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collect backtest samples: %w", err)
+	}
+	return backtest.Run(m, samples, horizonDays)
+}

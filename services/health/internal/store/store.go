@@ -1,0 +1,410 @@
+// Package store keeps the health service's typed buckets on top of the
+// shared bbolt wrapper. Every bucket is nested under the workspace, so a scan
+// can never cross tenants. Functions take the caller's transaction so that
+// state, cursors and log records commit together.
+//
+// Layout (all under a per-workspace sub-bucket unless noted):
+//
+//	accounts/<ws>   account id                 -> Account (JSON)
+//	health/<ws>     account id                 -> healthv1.AccountHealth
+//	rows/<ws>       account id                 -> healthv1.AccountRow
+//	signals/<ws>    account \x00 reason        -> commonv1.Signal (open and closed)
+//	sigidx/<ws>     reason \x00 account        -> "" (open signals only)
+//	snapshots/<ws>  account \x00 YYYY-MM-DD    -> Snapshot (JSON)
+//	models/<ws>     model id \x00 U64(version) -> healthv1.Model
+//	active/<ws>     "model"                    -> model id \x00 U64(version)
+//	timers          U64(unix due) ws \x00 acct -> "" (global, ordered by due time)
+//	timeridx/<ws>   account id                 -> U64(unix due)
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	kv "github.com/cairn-dev/cairn/pkg/store"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+)
+
+// SchemaVersion is the layout above.
+const SchemaVersion = 1
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = kv.ErrNotFound
+
+// Account is the per-account working state of the consumers.
+type Account struct {
+	// Agg is the folded event history.
+	Agg *aggregate.Aggregate `json:"agg"`
+	// Stage and EnteredAt come from the stages log.
+	Stage     string    `json:"stage,omitempty"`
+	EnteredAt time.Time `json:"entered_at,omitempty"`
+	// DropFrom is the band held before a band drop (signals.State).
+	DropFrom healthv1.Band `json:"drop_from,omitempty"`
+	// LastEval is the as-of time of the latest evaluation; evaluations never go back in time.
+	LastEval time.Time `json:"last_eval,omitempty"`
+}
+
+// Snapshot is one day's score with enough detail to backtest other models.
+type Snapshot struct {
+	// Day is YYYY-MM-DD (UTC).
+	Day string `json:"day"`
+	// Score and Band as computed.
+	Score float64       `json:"score"`
+	Band  healthv1.Band `json:"band"`
+	// Points per component name.
+	Points map[string]float64 `json:"points,omitempty"`
+	// Raw holds each evaluated measure's value, keyed by its CEL source.
+	Raw map[string]float64 `json:"raw,omitempty"`
+	// When is the condition of the profile that applied ("" = base components).
+	When string `json:"when,omitempty"`
+}
+
+func bucket(tx *bbolt.Tx, name, ws string) (*bbolt.Bucket, error) {
+	if ws == "" {
+		return nil, errors.New("empty workspace")
+	}
+	return kv.Bucket(tx, name, ws)
+}
+
+func key(parts ...string) []byte {
+	return []byte(joinNul(parts))
+}
+
+func joinNul(parts []string) string {
+	var b bytes.Buffer
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// putProto marshals deterministically (sorted map keys), so identical state
+// gives identical bytes, which the restart-equivalence test relies on.
+func putProto(b *bbolt.Bucket, k []byte, m proto.Message) error {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("marshal %T: %w", m, err)
+	}
+	return b.Put(k, raw)
+}
+
+func getJSON(b *bbolt.Bucket, k []byte, v any) error {
+	if b == nil {
+		return ErrNotFound
+	}
+	raw := b.Get(k)
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode %T: %w", v, err)
+	}
+	return nil
+}
+
+func putJSON(b *bbolt.Bucket, k []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %T: %w", v, err)
+	}
+	return b.Put(k, raw)
+}
+
+// GetAccount loads an account's working state.
+func GetAccount(tx *bbolt.Tx, ws, acct string) (*Account, error) {
+	b, err := bucket(tx, "accounts", ws)
+	if err != nil {
+		return nil, err
+	}
+	a := &Account{}
+	if err := getJSON(b, []byte(acct), a); err != nil {
+		return nil, fmt.Errorf("get account %q: %w", acct, err)
+	}
+	return a, nil
+}
+
+// PutAccount stores an account's working state.
+func PutAccount(tx *bbolt.Tx, a *Account) error {
+	b, err := bucket(tx, "accounts", a.Agg.Workspace)
+	if err != nil {
+		return err
+	}
+	return putJSON(b, []byte(a.Agg.Account), a)
+}
+
+// ForEachAccount visits every account of a workspace in id order.
+func ForEachAccount(tx *bbolt.Tx, ws string, fn func(*Account) error) error {
+	b, err := bucket(tx, "accounts", ws)
+	if err != nil || b == nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		a := &Account{}
+		if err := json.Unmarshal(v, a); err != nil {
+			return fmt.Errorf("decode account %q: %w", k, err)
+		}
+		return fn(a)
+	})
+}
+
+// DeleteAccount forgets everything about an account.
+func DeleteAccount(tx *bbolt.Tx, ws, acct string) error {
+	for _, name := range []string{"accounts", "health", "rows", "timeridx"} {
+		b, err := bucket(tx, name, ws)
+		if err != nil {
+			return err
+		}
+		if name == "timeridx" {
+			if due := b.Get([]byte(acct)); due != nil {
+				if err := deleteTimer(tx, ws, acct, kv.ParseU64(due)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := b.Delete([]byte(acct)); err != nil {
+			return fmt.Errorf("delete %s of %q: %w", name, acct, err)
+		}
+	}
+	for _, name := range []string{"signals", "snapshots"} {
+		b, err := bucket(tx, name, ws)
+		if err != nil {
+			return err
+		}
+		if err := deletePrefix(b, key(acct, "")); err != nil {
+			return fmt.Errorf("delete %s of %q: %w", name, acct, err)
+		}
+	}
+	idx, err := bucket(tx, "sigidx", ws)
+	if err != nil {
+		return err
+	}
+	var dead [][]byte
+	_ = idx.ForEach(func(k, _ []byte) error {
+		if i := bytes.IndexByte(k, 0); i >= 0 && string(k[i+1:]) == acct {
+			dead = append(dead, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range dead {
+		if err := idx.Delete(k); err != nil {
+			return fmt.Errorf("delete signal index of %q: %w", acct, err)
+		}
+	}
+	return nil
+}
+
+func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetHealth loads an account's current health.
+func GetHealth(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountHealth, error) {
+	b, err := bucket(tx, "health", ws)
+	if err != nil {
+		return nil, err
+	}
+	h := &healthv1.AccountHealth{}
+	if err := kv.GetProto(b, []byte(acct), h); err != nil {
+		return nil, fmt.Errorf("get health of %q: %w", acct, err)
+	}
+	return h, nil
+}
+
+// PutHealth stores an account's health and its list row.
+func PutHealth(tx *bbolt.Tx, h *healthv1.AccountHealth, row *healthv1.AccountRow) error {
+	b, err := bucket(tx, "health", h.GetWorkspace())
+	if err != nil {
+		return err
+	}
+	if err := putProto(b, []byte(h.GetAccountId()), h); err != nil {
+		return fmt.Errorf("put health of %q: %w", h.GetAccountId(), err)
+	}
+	rb, err := bucket(tx, "rows", h.GetWorkspace())
+	if err != nil {
+		return err
+	}
+	return putProto(rb, []byte(h.GetAccountId()), row)
+}
+
+// ForEachRow visits every account row of a workspace in id order.
+func ForEachRow(tx *bbolt.Tx, ws string, fn func(*healthv1.AccountRow) error) error {
+	b, err := bucket(tx, "rows", ws)
+	if err != nil || b == nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		r := &healthv1.AccountRow{}
+		if err := kv.GetProto(b, k, r); err != nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
+// GetRow loads one account row.
+func GetRow(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountRow, error) {
+	b, err := bucket(tx, "rows", ws)
+	if err != nil {
+		return nil, err
+	}
+	r := &healthv1.AccountRow{}
+	if err := kv.GetProto(b, []byte(acct), r); err != nil {
+		return nil, fmt.Errorf("get row of %q: %w", acct, err)
+	}
+	return r, nil
+}
+
+// PutSignal stores a signal and keeps the open-signal index.
+func PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
+	b, err := bucket(tx, "signals", s.GetWorkspace())
+	if err != nil {
+		return err
+	}
+	if err := putProto(b, key(s.GetAccountId(), s.GetReason()), s); err != nil {
+		return fmt.Errorf("put signal %q: %w", s.GetSignalId(), err)
+	}
+	idx, err := bucket(tx, "sigidx", s.GetWorkspace())
+	if err != nil {
+		return err
+	}
+	k := key(s.GetReason(), s.GetAccountId())
+	if s.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
+		return idx.Put(k, nil)
+	}
+	return idx.Delete(k)
+}
+
+// ScanSignals visits signals of a workspace (of one account when acct is not
+// empty) in key order, starting after the key after; fn returns false to stop.
+func ScanSignals(tx *bbolt.Tx, ws, acct string, after []byte, fn func(k []byte, s *commonv1.Signal) (bool, error)) error {
+	b, err := bucket(tx, "signals", ws)
+	if err != nil || b == nil {
+		return err
+	}
+	var prefix []byte
+	if acct != "" {
+		prefix = key(acct, "")
+	}
+	c := b.Cursor()
+	k, v := c.Seek(prefix)
+	if len(after) > 0 {
+		k, v = c.Seek(after)
+		if bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		s := &commonv1.Signal{}
+		if err := kv.GetProto(b, k, s); err != nil {
+			return err
+		}
+		_ = v
+		more, err := fn(k, s)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// AccountsWithSignal lists the accounts holding an open signal with reason.
+func AccountsWithSignal(tx *bbolt.Tx, ws, reason string) (map[string]bool, error) {
+	b, err := bucket(tx, "sigidx", ws)
+	if err != nil || b == nil {
+		return map[string]bool{}, err
+	}
+	out := map[string]bool{}
+	prefix := key(reason, "")
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		out[string(k[len(prefix):])] = true
+	}
+	return out, nil
+}
+
+// PutSnapshot stores (overwrites) the account's snapshot of s.Day.
+func PutSnapshot(tx *bbolt.Tx, ws, acct string, s *Snapshot) error {
+	b, err := bucket(tx, "snapshots", ws)
+	if err != nil {
+		return err
+	}
+	return putJSON(b, key(acct, s.Day), s)
+}
+
+// SnapshotAt returns the latest snapshot on or before day.
+func SnapshotAt(tx *bbolt.Tx, ws, acct, day string) (*Snapshot, error) {
+	b, err := bucket(tx, "snapshots", ws)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, ErrNotFound
+	}
+	prefix := key(acct, "")
+	c := b.Cursor()
+	k, v := c.Seek(key(acct, day))
+	switch {
+	case k == nil: // past the end: the last key is the candidate
+		k, v = c.Last()
+	case !bytes.Equal(k, key(acct, day)):
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, ErrNotFound
+	}
+	s := &Snapshot{}
+	if err := json.Unmarshal(v, s); err != nil {
+		return nil, fmt.Errorf("decode snapshot %q: %w", k, err)
+	}
+	return s, nil
+}
+
+// ScanSnapshots visits an account's snapshots newest first, starting before
+// the day before (exclusive; "" = newest); fn returns false to stop.
+func ScanSnapshots(tx *bbolt.Tx, ws, acct, before string, fn func(*Snapshot) (bool, error)) error {
+	b, err := bucket(tx, "snapshots", ws)
+	if err != nil || b == nil {
+		return err
+	}
+	prefix := key(acct, "")
+	c := b.Cursor()
+	var k, v []byte
+	if before == "" {
+		k, v = c.Seek(key(acct, "\xff"))
+	} else {
+		k, v = c.Seek(key(acct, before))
+	}
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		s := &Snapshot{}
+		if err := json.Unmarshal(v, s); err != nil {
+			return fmt.Errorf("decode snapshot %q: %w", k, err)
+		}
+		more, err := fn(s)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
