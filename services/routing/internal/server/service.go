@@ -1,0 +1,679 @@
+// Package server implements the routing service: the cairn.routing.v1 gRPC
+// API, the durable SLA timer loop and the consumers of the ingestion, stages
+// and health logs. Every state change (assignment, SLA state, timer, cursor,
+// routing log record) commits in one bbolt transaction.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/services/routing/internal/rules"
+	"github.com/cairn-dev/cairn/services/routing/internal/sla"
+	"github.com/cairn-dev/cairn/services/routing/internal/store"
+)
+
+// Appender appends a record to the routing log inside the caller's write
+// transaction; *stream.Log implements it.
+type Appender interface {
+	AppendTx(tx *bbolt.Tx, partition uint32, data []byte) (uint64, error)
+}
+
+// Errors translated to gRPC codes by toStatus.
+var (
+	// ErrInvalid marks bad input; the message names the field.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound marks a missing owner, pool, config or assignment.
+	ErrNotFound = store.ErrNotFound
+	// ErrState marks an operation that does not fit the assignment's state.
+	ErrState = errors.New("failed precondition")
+)
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+}
+
+// Options configure a Service.
+type Options struct {
+	// DB is the routing bbolt file.
+	DB *pstore.DB
+	// Log is the routing log (assignments and SLA events).
+	Log Appender
+	// Partitions is the number of log partitions.
+	Partitions uint32
+	// Clock drives decisions, SLA clocks and timers.
+	Clock clock.Clock
+	// Logger receives operational logs.
+	Logger *slog.Logger
+	// Registerer receives cairn_sla_breaches_total and
+	// cairn_routing_decision_seconds; nil skips registration.
+	Registerer prometheus.Registerer
+	// TimerBatch is how many due timers fire per transaction (default 2000).
+	TimerBatch int
+}
+
+// Service is routing's state machine over its store; the gRPC server and the
+// consumers call it.
+type Service struct {
+	db       *pstore.DB
+	log      Appender
+	parts    uint32
+	clk      clock.Clock
+	logger   *slog.Logger
+	batch    int
+	wake     chan struct{}
+	breaches *prometheus.CounterVec
+	decision prometheus.Histogram
+
+	mu      sync.Mutex
+	engines map[string]engineEntry
+	zones   map[string]*time.Location
+}
+
+type engineEntry struct {
+	version uint32
+	cfg     *routingv1.Config
+	engine  *rules.Engine
+}
+
+// New builds a Service.
+func New(opts Options) (*Service, error) {
+	if opts.DB == nil || opts.Log == nil {
+		return nil, errors.New("routing service: DB and Log are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Partitions == 0 {
+		opts.Partitions = 1
+	}
+	if opts.TimerBatch <= 0 {
+		opts.TimerBatch = 2000
+	}
+	s := &Service{
+		db: opts.DB, log: opts.Log, parts: opts.Partitions, clk: opts.Clock, logger: opts.Logger, batch: opts.TimerBatch,
+		wake:    make(chan struct{}, 1),
+		engines: map[string]engineEntry{},
+		zones:   map[string]*time.Location{},
+		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_sla_breaches_total", Help: "SLA breaches by handoff type.",
+		}, []string{"type"}),
+		decision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_routing_decision_seconds", Help: "Time to route one handoff (rules, candidates, store).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.breaches, s.decision} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register routing metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Partition is stream.Partition: FNV-1a of workspace, NUL, account, mod n.
+func Partition(workspace, account string, n uint32) uint32 {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(workspace))
+	h.Write([]byte{0})
+	h.Write([]byte(account))
+	return h.Sum32() % n
+}
+
+// notify wakes the timer loop after a commit that armed a timer.
+func (s *Service) notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// location caches time zones: time.LoadLocation reads the zone file each call.
+func (s *Service) location(name string) (*time.Location, error) {
+	if name == "" {
+		return time.UTC, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if loc, ok := s.zones[name]; ok {
+		return loc, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("load zone %q: %w", name, err)
+	}
+	s.zones[name] = loc
+	return loc, nil
+}
+
+// Calendar builds an owner's business-hours calendar.
+func (s *Service) Calendar(o *routingv1.Owner) (*hours.Calendar, error) {
+	loc, err := s.location(o.GetTimeZone())
+	if err != nil {
+		return nil, err
+	}
+	var days []hours.Day
+	for _, w := range o.GetWorkingHours() {
+		days = append(days, hours.Day{Weekday: time.Weekday(w.GetWeekday()), Start: w.GetStart(), End: w.GetEnd()})
+	}
+	var away []hours.Window
+	if w := o.GetOutOfOffice(); w != nil {
+		var win hours.Window
+		if w.GetStart() != nil {
+			win.Start = w.GetStart().AsTime()
+		}
+		if w.GetEnd() != nil {
+			win.End = w.GetEnd().AsTime()
+		}
+		away = append(away, win)
+	}
+	return hours.New(loc, days, o.GetHolidays(), away)
+}
+
+// utcCalendar is used for clocks whose owner is gone: plain default hours.
+func utcCalendar() *hours.Calendar {
+	c, _ := hours.New(time.UTC, nil, nil, nil)
+	return c
+}
+
+func (s *Service) ownerCalendar(tx *store.Tx, ownerID string) *hours.Calendar {
+	o, err := tx.Owner(ownerID)
+	if err != nil {
+		return utcCalendar()
+	}
+	cal, err := s.Calendar(o)
+	if err != nil {
+		return utcCalendar()
+	}
+	return cal
+}
+
+// engine returns the compiled active config of a workspace (an empty config
+// when none was applied), cached by version.
+func (s *Service) engine(tx *store.Tx) (*routingv1.Config, *rules.Engine, error) {
+	cfg, err := tx.Config()
+	if errors.Is(err, store.ErrNotFound) {
+		cfg = &routingv1.Config{}
+	} else if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	e, ok := s.engines[tx.Workspace()]
+	s.mu.Unlock()
+	if ok && e.version == cfg.GetVersion() && e.engine != nil {
+		return e.cfg, e.engine, nil
+	}
+	eng, errs := rules.Compile(cfg)
+	if len(errs) > 0 {
+		return nil, nil, fmt.Errorf("compile stored config v%d: %s: %s", cfg.GetVersion(), errs[0].GetPath(), errs[0].GetMessage())
+	}
+	s.mu.Lock()
+	s.engines[tx.Workspace()] = engineEntry{version: cfg.GetVersion(), cfg: cfg, engine: eng}
+	s.mu.Unlock()
+	return cfg, eng, nil
+}
+
+// directory adapts a store transaction to rules.Directory.
+type directory struct {
+	s      *Service
+	tx     *store.Tx
+	owners map[string]*rules.Owner
+}
+
+func (d *directory) Owner(id string) (*rules.Owner, bool) {
+	if o, ok := d.owners[id]; ok {
+		return o, o != nil
+	}
+	o, err := d.tx.Owner(id)
+	if err != nil {
+		d.owners[id] = nil
+		return nil, false
+	}
+	cal, err := d.s.Calendar(o)
+	if err != nil {
+		d.s.logger.Warn("owner calendar invalid; treating owner as unknown", "owner", id, "err", err)
+		d.owners[id] = nil
+		return nil, false
+	}
+	ro := &rules.Owner{Owner: o, Calendar: cal}
+	d.owners[id] = ro
+	return ro, true
+}
+
+func (d *directory) Pool(id string) (*routingv1.Pool, bool) {
+	p, err := d.tx.Pool(id)
+	return p, err == nil
+}
+
+func (d *directory) Load(id string) int { open, _ := d.tx.Load(id); return open }
+
+func (d *directory) Cursor(id string) uint64 { return d.tx.Cursor(id) }
+
+func (d *directory) AccountOwner(accountID, domain string, team routingv1.Team) (string, bool) {
+	if accountID == "" && domain != "" {
+		accountID = d.tx.AccountByDomain(domain)
+	}
+	if accountID == "" {
+		return "", false
+	}
+	a, err := d.tx.Account(accountID)
+	if err != nil {
+		return "", false
+	}
+	id, ok := a.Owners[team.String()]
+	return id, ok && id != ""
+}
+
+// Route is one handoff to route.
+type Route struct {
+	// Type is the handoff type.
+	Type routingv1.HandoffType
+	// Lead is the lead (MQL/PQL/SQL); for post-sale handoffs it may be nil.
+	Lead *routingv1.Lead
+	// AccountID is the account.
+	AccountID string
+	// OwnerID forces an owner (manual handoffs).
+	OwnerID string
+	// Reason is a free-form reason.
+	Reason string
+	// RequestID makes the call idempotent.
+	RequestID string
+	// Signal is the CEL `signal` variable.
+	Signal map[string]any
+	// Rule, when set with OwnerID, names the decision (e.g. "account_ae").
+	Rule string
+}
+
+// RouteTx routes one handoff inside tx and returns the stored assignment.
+func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) {
+	start := time.Now()
+	defer func() { s.decision.Observe(time.Since(start).Seconds()) }()
+	if r.RequestID != "" {
+		if id := tx.RequestAssignment(r.RequestID); id != "" {
+			return tx.Assignment(id)
+		}
+	}
+	now := s.clk.Now()
+	cfg, eng, err := s.engine(tx)
+	if err != nil {
+		return nil, err
+	}
+	lead := r.Lead
+	if lead == nil {
+		lead = &routingv1.Lead{}
+	}
+	accountID := r.AccountID
+	if accountID == "" {
+		accountID = lead.GetAccountId()
+	}
+	acct, err := tx.Account(accountID)
+	if err != nil {
+		return nil, err
+	}
+	if accountID == "" {
+		acct = &store.Account{}
+	}
+	id, err := tx.NextAssignmentID()
+	if err != nil {
+		return nil, err
+	}
+	a := &routingv1.Assignment{
+		Workspace: tx.Workspace(), AssignmentId: id, Type: r.Type, AccountId: accountID, Lead: lead,
+		CreatedAt: timestamppb.New(now), Reason: r.Reason,
+	}
+	dir := &directory{s: s, tx: tx, owners: map[string]*rules.Owner{}}
+	if r.OwnerID != "" {
+		if _, ok := dir.Owner(r.OwnerID); !ok {
+			return nil, fmt.Errorf("route to owner %q: %w", r.OwnerID, ErrNotFound)
+		}
+		rule := r.Rule
+		if rule == "" {
+			rule = "manual"
+		}
+		a.OwnerId = r.OwnerID
+		a.Decision = &routingv1.Decision{Rule: rule, Candidates: []*routingv1.Candidate{{OwnerId: r.OwnerID, Chosen: true, OpenAssignments: int32(dir.Load(r.OwnerID))}}}
+	} else {
+		res := eng.Decide(rules.Input{
+			Type: r.Type, AccountID: accountID, Email: lead.GetEmail(),
+			Lead: leadVars(lead), Account: accountVars(accountID, acct), Signal: r.Signal, Now: now,
+		}, dir)
+		for _, err := range res.Errors {
+			s.logger.Warn("routing rule error", "workspace", tx.Workspace(), "err", err)
+		}
+		for pool, c := range res.Cursors {
+			if err := tx.PutCursor(pool, c); err != nil {
+				return nil, err
+			}
+		}
+		a.OwnerId, a.Decision = res.OwnerID, res.Decision
+	}
+	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
+	if a.GetOwnerId() == "" {
+		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_UNASSIGNED
+	} else {
+		o, _ := dir.Owner(a.GetOwnerId())
+		segment := lead.GetSegment()
+		if segment == "" {
+			segment, _ = acct.Traits["segment"].(string)
+		}
+		if p := sla.Select(cfg.GetSlaPolicies(), r.Type, segment); p != nil {
+			a.Sla = sla.Start(p, o.Calendar, now)
+			if err := s.armNext(tx, a, o.Calendar, now); err != nil {
+				return nil, err
+			}
+		}
+		if accountID != "" && o.Owner.GetTeam() != routingv1.Team_TEAM_UNSPECIFIED {
+			if acct.Owners == nil {
+				acct.Owners = map[string]string{}
+			}
+			acct.Owners[o.Owner.GetTeam().String()] = a.GetOwnerId()
+		}
+	}
+	if accountID != "" {
+		if d := rules.Domain(lead.GetEmail()); d != "" && acct.Domain == "" {
+			acct.Domain = d
+		}
+		if err := tx.PutAccount(accountID, acct); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.PutAssignment(a); err != nil {
+		return nil, err
+	}
+	if r.RequestID != "" {
+		if err := tx.PutRequest(r.RequestID, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func leadVars(l *routingv1.Lead) map[string]any {
+	m := map[string]any{}
+	for k, v := range l.GetAttributes() {
+		m[k] = v
+	}
+	for k, v := range map[string]string{
+		"lead_id": l.GetLeadId(), "email": l.GetEmail(), "account_id": l.GetAccountId(), "name": l.GetName(),
+		"segment": l.GetSegment(), "territory": l.GetTerritory(), "domain": rules.Domain(l.GetEmail()),
+	} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func accountVars(id string, a *store.Account) map[string]any {
+	m := map[string]any{}
+	for k, v := range a.Traits {
+		m[k] = v
+	}
+	if id != "" {
+		m["account_id"] = id
+	}
+	if a.Domain != "" {
+		m["domain"] = a.Domain
+	}
+	if a.Stage != "" {
+		m["stage"] = a.Stage
+	}
+	if a.HealthBand != "" {
+		m["health_band"] = a.HealthBand
+		m["health_score"] = a.HealthScore
+	}
+	return m
+}
+
+// publish appends a record to the routing log in the account's partition.
+func (s *Service) publish(tx *store.Tx, account string, rec *routingv1.LogRecord) error {
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("marshal log record: %w", err)
+	}
+	if _, err := s.log.AppendTx(tx.Bolt(), Partition(tx.Workspace(), account, s.parts), data); err != nil {
+		return fmt.Errorf("append routing log: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) slaEvent(tx *store.Tx, a *routingv1.Assignment, kind sla.Kind, newOwner string, at time.Time) error {
+	return s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: &routingv1.SlaEvent{
+		Workspace: tx.Workspace(), AssignmentId: a.GetAssignmentId(), Kind: string(kind),
+		OwnerId: a.GetOwnerId(), NewOwnerId: newOwner, At: timestamppb.New(at),
+	}}})
+}
+
+// armNext arms the next timer of a's clock, measured from ref, or disarms.
+func (s *Service) armNext(tx *store.Tx, a *routingv1.Assignment, cal *hours.Calendar, ref time.Time) error {
+	t, ok := sla.Next(a.GetSla(), cal, ref)
+	if !ok {
+		return tx.Disarm(a.GetAssignmentId())
+	}
+	return tx.Arm(a.GetAssignmentId(), t.At, string(t.Kind))
+}
+
+// Update runs fn in one write transaction scoped to ws and wakes the timer
+// loop afterwards.
+func (s *Service) Update(ws string, fn func(tx *store.Tx) error) error {
+	err := s.db.Update(func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
+	if err == nil {
+		s.notify()
+	}
+	return err
+}
+
+// View runs fn in a read transaction scoped to ws.
+func (s *Service) View(ws string, fn func(tx *store.Tx) error) error {
+	return s.db.View(func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
+}
+
+// Touch records a touch on an assignment.
+func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routingv1.Assignment, error) {
+	a, err := tx.Assignment(id)
+	if err != nil {
+		return nil, err
+	}
+	if a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED {
+		return a, nil
+	}
+	if a.GetFirstTouchAt() == nil {
+		a.FirstTouchAt = timestamppb.New(at)
+	}
+	cal := s.ownerCalendar(tx, a.GetOwnerId())
+	policy := s.policy(tx, a)
+	if a.GetSla() != nil && sla.Satisfies(policy, touch) && sla.Meet(a.GetSla(), cal, at) {
+		if err := tx.Disarm(id); err != nil {
+			return nil, err
+		}
+		if err := s.slaEvent(tx, a, sla.Met, "", at); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case touch == sla.TouchDisqualified:
+		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED
+		if err := tx.Disarm(id); err != nil {
+			return nil, err
+		}
+	case a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN && (a.GetSla() == nil || a.GetSla().GetMetAt() != nil):
+		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED
+	}
+	if err := tx.PutAssignment(a); err != nil {
+		return nil, err
+	}
+	if err := s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// policy finds the policy an assignment's clock runs under (by name, among
+// the active config's and the defaults).
+func (s *Service) policy(tx *store.Tx, a *routingv1.Assignment) *routingv1.SlaPolicy {
+	name := a.GetSla().GetPolicy()
+	cfg, _, err := s.engine(tx)
+	if err == nil {
+		for _, p := range cfg.GetSlaPolicies() {
+			if p.GetName() == name {
+				return p
+			}
+		}
+	}
+	for _, p := range sla.Defaults() {
+		if p.GetName() == name {
+			return p
+		}
+	}
+	return &routingv1.SlaPolicy{Name: name}
+}
+
+// PauseTx pauses an assignment's SLA clock.
+func (s *Service) PauseTx(tx *store.Tx, id, reason string) (*routingv1.Assignment, error) {
+	a, err := tx.Assignment(id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clk.Now()
+	if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN || !sla.Pause(a.GetSla(), s.ownerCalendar(tx, a.GetOwnerId()), now) {
+		return nil, fmt.Errorf("pause assignment %q in state %s: %w", id, a.GetState(), ErrState)
+	}
+	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED
+	if reason != "" {
+		a.Reason = reason
+	}
+	if err := tx.Disarm(id); err != nil {
+		return nil, err
+	}
+	if err := tx.PutAssignment(a); err != nil {
+		return nil, err
+	}
+	return a, s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}})
+}
+
+// ResumeTx resumes a paused SLA clock.
+func (s *Service) ResumeTx(tx *store.Tx, id string) (*routingv1.Assignment, error) {
+	a, err := tx.Assignment(id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clk.Now()
+	cal := s.ownerCalendar(tx, a.GetOwnerId())
+	if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED || !sla.Resume(a.GetSla(), cal, now) {
+		return nil, fmt.Errorf("resume assignment %q in state %s: %w", id, a.GetState(), ErrState)
+	}
+	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
+	if err := s.armNext(tx, a, cal, now); err != nil {
+		return nil, err
+	}
+	if err := tx.PutAssignment(a); err != nil {
+		return nil, err
+	}
+	return a, s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}})
+}
+
+// fireTx fires one due timer: the timer's deletion, the SLA state change,
+// any escalation and the log records commit together, so a timer fires
+// exactly once even across kill -9.
+func (s *Service) fireTx(tx *store.Tx, tm store.Timer) (breached routingv1.HandoffType, err error) {
+	if err := tx.DeleteTimer(tm); err != nil {
+		return 0, err
+	}
+	a, err := tx.Assignment(tm.AssignmentID)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !sla.Running(a.GetSla()) {
+		return 0, nil
+	}
+	kind := sla.Kind(tm.Kind)
+	sla.Fire(a.GetSla(), sla.Timer{Kind: kind, At: tm.Due})
+	if err := s.slaEvent(tx, a, kind, "", tm.Due); err != nil {
+		return 0, err
+	}
+	if kind != sla.Breach {
+		if err := s.armNext(tx, a, s.ownerCalendar(tx, a.GetOwnerId()), tm.Due); err != nil {
+			return 0, err
+		}
+		return 0, tx.PutAssignment(a)
+	}
+	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+	p := s.policy(tx, a)
+	if p.GetReassignOnBreach() || p.GetNotifyManager() {
+		next := ""
+		if p.GetReassignOnBreach() && a.GetDecision().GetPoolId() != "" {
+			next = s.nextInPool(tx, a, tm.Due)
+		}
+		if err := s.slaEvent(tx, a, sla.Escalation, next, tm.Due); err != nil {
+			return 0, err
+		}
+		if next != "" {
+			a.PreviousOwnerIds = append(a.PreviousOwnerIds, a.GetOwnerId())
+			a.OwnerId = next
+		}
+	}
+	if err := tx.PutAssignment(a); err != nil {
+		return 0, err
+	}
+	return a.GetType(), nil
+}
+
+// nextInPool is the first owner after the current one in the decision's pool
+// who can take work now (not away, not at capacity); "" if none.
+func (s *Service) nextInPool(tx *store.Tx, a *routingv1.Assignment, now time.Time) string {
+	pool, err := tx.Pool(a.GetDecision().GetPoolId())
+	if err != nil {
+		return ""
+	}
+	ids := pool.GetOwnerIds()
+	start := 0
+	for i, id := range ids {
+		if id == a.GetOwnerId() {
+			start = i + 1
+		}
+	}
+	dir := &directory{s: s, tx: tx, owners: map[string]*rules.Owner{}}
+	for k := range len(ids) {
+		id := ids[(start+k)%len(ids)]
+		if id == a.GetOwnerId() || slices.Contains(a.GetPreviousOwnerIds(), id) {
+			continue
+		}
+		o, ok := dir.Owner(id)
+		if !ok || o.Calendar.Away(now) {
+			continue
+		}
+		if c := o.Owner.GetCapacity(); c > 0 && dir.Load(id) >= int(c) {
+			continue
+		}
+		return id
+	}
+	return ""
+}
