@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"google.golang.org/grpc/codes"
@@ -135,6 +136,9 @@ func tally(sum *Summary, batch []Item, resp *ingestionv1.IngestResponse) {
 		rej := Rejection{MessageID: r.GetMessageId(), Field: r.GetField(), Reason: r.GetReason()}
 		if i := int(r.GetIndex()); i >= 0 && i < len(batch) {
 			rej.Line = batch[i].Line
+			// "events[3].properties.seats" numbers the event within its
+			// batch, which means nothing to the user; Line locates it.
+			rej.Field = strings.TrimPrefix(strings.TrimPrefix(rej.Field, fmt.Sprintf("events[%d]", i)), ".")
 		}
 		sum.Reject(rej)
 	}

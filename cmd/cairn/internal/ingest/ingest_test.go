@@ -119,13 +119,13 @@ func TestSend(t *testing.T) {
 		{
 			name: "stream, batches of 2, one rejection", batch: 2,
 			events:    []string{"a", "b", "bad", "c", "d"},
-			want:      Summary{Sent: 5, Accepted: 4, Rejected: 1, Rejections: []Rejection{{Line: 3, MessageID: "m2", Field: "events[0].event", Reason: "bad name"}}},
+			want:      Summary{Sent: 5, Accepted: 4, Rejected: 1, Rejections: []Rejection{{Line: 3, MessageID: "m2", Field: "event", Reason: "bad name"}}},
 			wantCalls: 3,
 		},
 		{
 			name: "unary fallback when IngestStream is unimplemented", noStream: true, batch: 500,
 			events:    []string{"a", "bad", "c"},
-			want:      Summary{Sent: 3, Accepted: 2, Rejected: 1, Rejections: []Rejection{{Line: 2, MessageID: "m1", Field: "events[1].event", Reason: "bad name"}}},
+			want:      Summary{Sent: 3, Accepted: 2, Rejected: 1, Rejections: []Rejection{{Line: 2, MessageID: "m1", Field: "event", Reason: "bad name"}}},
 			wantCalls: 1,
 		},
 		{

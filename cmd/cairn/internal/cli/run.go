@@ -1,0 +1,454 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
+	"github.com/cairn-dev/cairn/cmd/cairn/internal/ingest"
+	"github.com/cairn-dev/cairn/cmd/cairn/internal/supervisor"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/segment"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// DemoWorkspace is the workspace `cairn run` creates keys for and loads.
+const DemoWorkspace = "demo"
+
+// Services in start order: upstreams first, so consumers find them.
+var suiteServices = []string{"ingestion", "stages", "health", "routing", "gateway"}
+
+// runConfig is the configuration of `cairn run`.
+type runConfig struct {
+	bin, data    string
+	demo, noDemo bool
+	demoFlags    *demoFlags
+	basePort     int
+	metricsBase  int
+	httpAddr     string
+	partitions   int
+	services     string
+	readyTimeout time.Duration
+	stopTimeout  time.Duration
+}
+
+// ports derives every address from the base ports.
+type ports struct {
+	grpc    map[string]string
+	metrics map[string]string
+	http    string
+}
+
+func (rc *runConfig) ports() ports {
+	p := ports{grpc: map[string]string{}, metrics: map[string]string{}, http: rc.httpAddr}
+	for i, s := range suiteServices {
+		if s != "gateway" {
+			p.grpc[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.basePort+i+1))
+		}
+		p.metrics[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.metricsBase+i+1))
+	}
+	return p
+}
+
+func runSuite(ctx context.Context, env *Env, args []string) error {
+	fs := helpFlagSet(env, "run", "run [--bin ./bin] [--data ./data] [--no-demo] [--base-port 7100]")
+	rc := &runConfig{}
+	fs.StringVar(&rc.bin, "bin", "./bin", "directory holding cairn-<service> binaries")
+	fs.StringVar(&rc.data, "data", "./data", "data directory: bbolt files, keys.json, run.json")
+	fs.BoolVar(&rc.demo, "demo", true, "load the demo workspace when the ingestion log is empty")
+	fs.BoolVar(&rc.noDemo, "no-demo", false, "do not load the demo workspace")
+	rc.demoFlags = addDemoFlags(fs)
+	fs.IntVar(&rc.basePort, "base-port", 7100, "gRPC ports are base+1 (ingestion) .. base+4 (routing)")
+	fs.IntVar(&rc.metricsBase, "metrics-base-port", 9100, "metrics ports are base+1 .. base+5 (gateway); default base-port+10 when --base-port is set")
+	fs.StringVar(&rc.httpAddr, "http-addr", "127.0.0.1:8080", "gateway HTTP address; default port base-port+20 when --base-port is set")
+	fs.IntVar(&rc.partitions, "partitions", 8, "log partitions (the same for every service)")
+	fs.StringVar(&rc.services, "services", strings.Join(suiteServices, ","), "services to start (comma-separated)")
+	fs.DurationVar(&rc.readyTimeout, "ready-timeout", 2*time.Minute, "how long to wait for every service to report SERVING")
+	fs.DurationVar(&rc.stopTimeout, "stop-timeout", 20*time.Second, "how long children get to stop before they are killed")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if explicit["base-port"] {
+		if !explicit["metrics-base-port"] {
+			rc.metricsBase = rc.basePort + 10
+		}
+		if !explicit["http-addr"] {
+			rc.httpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.basePort+20))
+		}
+	}
+	if rc.basePort <= 0 || rc.basePort+20 > 65535 || rc.metricsBase <= 0 || rc.metricsBase+5 > 65535 {
+		return usagef("ports out of range")
+	}
+	if rc.partitions <= 0 {
+		return usagef("--partitions must be positive")
+	}
+	if rc.noDemo {
+		rc.demo = false
+	}
+	opts, err := rc.demoFlags.options()
+	if err != nil {
+		return err
+	}
+	enabled := map[string]bool{}
+	for _, s := range strings.Split(rc.services, ",") {
+		s = strings.TrimSpace(s)
+		if !contains(suiteServices, s) {
+			return usagef("--services: unknown service %q", s)
+		}
+		enabled[s] = true
+	}
+	return superviseSuite(ctx, env, rc, opts, enabled)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// logf prints the supervisor's own lines, prefixed like a child's.
+func logf(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "%-9s | %s\n", "cairn", fmt.Sprintf(format, args...))
+}
+
+func superviseSuite(ctx context.Context, env *Env, rc *runConfig, opts demo.Options, enabled map[string]bool) error {
+	if err := os.MkdirAll(rc.data, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	data, err := filepath.Abs(rc.data)
+	if err != nil {
+		return fmt.Errorf("resolve data directory: %w", err)
+	}
+	keysPath := filepath.Join(data, "keys.json")
+	info, err := ensureKeys(data, keysPath)
+	if err != nil {
+		return err
+	}
+	p := rc.ports()
+	info.GatewayURL = "http://" + p.http
+	info.DashboardURL = info.GatewayURL + "/#key=" + info.ReadKey
+	info.Workspace = DemoWorkspace
+	info.GRPC = p.grpc
+	info.Metrics = p.metrics
+	info.PID = os.Getpid()
+
+	g := supervisor.NewGroup(env.Stdout, clock.Real{})
+	stop := func() error {
+		logf(env.Stdout, "stopping the suite")
+		if err := g.Stop(rc.stopTimeout); err != nil {
+			logf(env.Stdout, "warning: %v", err)
+		}
+		return nil
+	}
+	for _, s := range suiteServices {
+		if !enabled[s] {
+			continue
+		}
+		if err := g.Start(processFor(s, rc, p, data, keysPath, info.ServiceKey)); err != nil {
+			_ = stop()
+			return err
+		}
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, rc.readyTimeout)
+	err = g.WaitReady(readyCtx, 100*time.Millisecond)
+	cancel()
+	if err != nil {
+		_ = stop()
+		if ctx.Err() != nil {
+			return nil // Interrupted while starting: a clean stop.
+		}
+		return fmt.Errorf("start the suite: %w", err)
+	}
+	logf(env.Stdout, "all services are ready")
+
+	// The demo loads while the children run; a child dying meanwhile still
+	// stops everything.
+	loadCtx, cancelLoad := context.WithCancel(ctx)
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		if rc.demo && enabled["ingestion"] {
+			loadDemo(loadCtx, env.Stdout, p, info, opts, enabled)
+		}
+	}()
+	var exit *supervisor.Exit
+	select {
+	case <-loaded:
+	case e := <-g.Exits():
+		exit = &e
+	case <-ctx.Done():
+	}
+	cancelLoad()
+	<-loaded
+	if exit == nil && ctx.Err() == nil {
+		if err := writeRunInfo(data, info); err != nil {
+			_ = stop()
+			return err
+		}
+		printBanner(env.Stdout, info, enabled, data)
+		select {
+		case e := <-g.Exits():
+			exit = &e
+		case <-ctx.Done():
+		}
+	}
+	if exit != nil {
+		logf(env.Stdout, "%s exited unexpectedly (%s); stopping the others", exit.Name, exitText(exit.Err))
+		_ = stop()
+		return fmt.Errorf("%s exited unexpectedly (%s)", exit.Name, exitText(exit.Err))
+	}
+	return stop()
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// processFor builds one child's command line. Flags follow the conventions
+// of pkg/server (services) and the gateway's main; the service key travels
+// in the environment so that it does not show up in ps.
+func processFor(name string, rc *runConfig, p ports, data, keysPath, serviceKey string) supervisor.Process {
+	proc := supervisor.Process{
+		Name: name,
+		Path: filepath.Join(rc.bin, "cairn-"+name),
+		Env:  []string{"CAIRN_SERVICE_KEY=" + serviceKey},
+		Args: []string{"-metrics-addr", p.metrics[name], "-keys", keysPath},
+	}
+	upstreams := map[string][]string{
+		"stages":  {"ingestion"},
+		"health":  {"ingestion"},
+		"routing": {"ingestion", "stages", "health"},
+		"gateway": {"ingestion", "stages", "health", "routing"},
+	}[name]
+	for _, u := range upstreams {
+		proc.Env = append(proc.Env, "CAIRN_"+upper(u)+"_ADDR="+p.grpc[u])
+	}
+	if name == "gateway" {
+		proc.Args = append(proc.Args, "-http-addr", p.http)
+		for _, u := range upstreams {
+			proc.Args = append(proc.Args, "-"+u+"-addr", p.grpc[u])
+		}
+		proc.ReadyURL = "http://" + p.http + "/readyz"
+		return proc
+	}
+	proc.Args = append(proc.Args, "-grpc-addr", p.grpc[name], "-data", data, "-partitions", strconv.Itoa(rc.partitions))
+	proc.GRPCAddr = p.grpc[name]
+	return proc
+}
+
+// ensureKeys returns the suite's keys. Tokens are stored only hashed, so the
+// previous run.json is the only place they can be recovered from: reuse its
+// keys when the keyring still accepts them, otherwise create a fresh set.
+func ensureKeys(data, keysPath string) (*RunInfo, error) {
+	kr, err := auth.LoadKeyring(keysPath)
+	if err != nil {
+		return nil, fmt.Errorf("load keyring: %w", err)
+	}
+	if prev, err := ReadRunInfo(data); err == nil {
+		valid := true
+		for tok, role := range map[string]auth.Role{prev.ReadKey: auth.RoleRead, prev.WriteKey: auth.RoleWrite, prev.AdminKey: auth.RoleAdmin, prev.ServiceKey: auth.RoleService} {
+			pr, err := kr.Authenticate(tok)
+			if err != nil || pr.Role != role {
+				valid = false
+			}
+		}
+		if valid {
+			return &RunInfo{ReadKey: prev.ReadKey, WriteKey: prev.WriteKey, AdminKey: prev.AdminKey, ServiceKey: prev.ServiceKey}, nil
+		}
+	}
+	info := &RunInfo{}
+	for _, k := range []struct {
+		ws   string
+		role auth.Role
+		dst  *string
+	}{
+		{DemoWorkspace, auth.RoleWrite, &info.WriteKey},
+		{DemoWorkspace, auth.RoleRead, &info.ReadKey},
+		{DemoWorkspace, auth.RoleAdmin, &info.AdminKey},
+		{"", auth.RoleService, &info.ServiceKey},
+	} {
+		tok, err := kr.Create(k.ws, k.role)
+		if err != nil {
+			return nil, fmt.Errorf("create %s key: %w", k.role, err)
+		}
+		*k.dst = tok
+	}
+	return info, nil
+}
+
+// writeRunInfo writes run.json atomically; it holds keys, so only the owner
+// may read it.
+func writeRunInfo(data string, info *RunInfo) error {
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode run info: %w", err)
+	}
+	tmp := filepath.Join(data, ".run.json.tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write run info: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(data, "run.json")); err != nil {
+		return fmt.Errorf("write run info: %w", err)
+	}
+	return nil
+}
+
+func printBanner(w io.Writer, info *RunInfo, enabled map[string]bool, data string) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Cairn is running.")
+	if enabled["gateway"] {
+		fmt.Fprintf(w, "  Gateway:    %s   (OpenAPI: %s/openapi.json)\n", info.GatewayURL, info.GatewayURL)
+		fmt.Fprintf(w, "  Dashboard:  %s\n", info.DashboardURL)
+	}
+	fmt.Fprintln(w, "  gRPC:")
+	for _, s := range suiteServices {
+		if addr := info.GRPC[s]; addr != "" && enabled[s] {
+			fmt.Fprintf(w, "    %-10s %s   (metrics http://%s/metrics)\n", s, addr, info.Metrics[s])
+		}
+	}
+	fmt.Fprintf(w, "  Keys (workspace %q):\n", DemoWorkspace)
+	fmt.Fprintf(w, "    read     %s\n    write    %s\n    admin    %s\n    service  %s\n", info.ReadKey, info.WriteKey, info.AdminKey, info.ServiceKey)
+	fmt.Fprintf(w, "  Written to %s. Try: cairn funnel --data %s\n", filepath.Join(data, "run.json"), data)
+	fmt.Fprintln(w, "Press Ctrl-C to stop.")
+	fmt.Fprintln(w)
+}
+
+// loadDemo fills an empty suite with the demo workspace: the routing config
+// first (so qualifications in the data get routed), then the events. Failures
+// are reported but do not stop the suite: it is still usable without demo data.
+func loadDemo(ctx context.Context, w io.Writer, p ports, info *RunInfo, opts demo.Options, enabled map[string]bool) {
+	dial := func(s string) (*grpc.ClientConn, error) {
+		return grpc.NewClient(p.grpc[s], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(info.AdminKey)))
+	}
+	ic, err := dial("ingestion")
+	if err != nil {
+		logf(w, "demo: %v", err)
+		return
+	}
+	defer ic.Close()
+	client := ingestionv1.NewIngestionServiceClient(ic)
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	li, err := client.GetLogInfo(lctx, &ingestionv1.GetLogInfoRequest{})
+	cancel()
+	if err != nil {
+		logf(w, "demo: not loaded: cannot read the ingestion log: %s", describe(err))
+		return
+	}
+	for _, part := range li.GetPartitions() {
+		if part.GetLastOffset() > 0 {
+			logf(w, "demo: the ingestion log already holds data; not loading the demo workspace")
+			return
+		}
+	}
+	if enabled["routing"] {
+		rc, err := dial("routing")
+		if err == nil {
+			a := &applier{workspace: "", routing: routingv1.NewRoutingServiceClient(rc)}
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := a.apply(actx, prefixed{w}, demo.RoutingYAML); err != nil {
+				logf(w, "demo: routing config not applied: %s", describe(err))
+			}
+			cancel()
+			rc.Close()
+		}
+	}
+	ds := demo.Generate(opts)
+	items, err := demoItems(ds)
+	if err != nil {
+		logf(w, "demo: %v", err)
+		return
+	}
+	logf(w, "demo: loading %d events for %d accounts (seed %d, up to %s)", len(items), len(ds.Accounts), opts.Seed, opts.Now.Format("2006-01-02"))
+	next := 10
+	var sum ingest.Summary
+	start := time.Now()
+	err = ingest.Send(ctx, client, items, ingest.Options{BatchSize: 500, Progress: func(done, total int) {
+		if pct := done * 100 / total; pct >= next {
+			logf(w, "demo: %d%% (%d/%d events)", pct, done, total)
+			next = pct/10*10 + 10
+		}
+	}}, &sum)
+	if err != nil {
+		logf(w, "demo: load stopped: %s", describe(err))
+		return
+	}
+	logf(w, "demo: accepted %d, duplicate %d, rejected %d in %s", sum.Accepted, sum.Duplicates, sum.Rejected, time.Since(start).Round(time.Millisecond))
+	for _, r := range sum.Rejections {
+		logf(w, "demo: rejected event %d (%s): %s %s", r.Line, r.MessageID, r.Field, r.Reason)
+	}
+}
+
+// prefixed writes the supervisor's prefix before each line.
+type prefixed struct{ w io.Writer }
+
+func (p prefixed) Write(b []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line != "" {
+			logf(p.w, "demo: %s", strings.TrimSuffix(line, "\n"))
+		}
+	}
+	return len(b), nil
+}
+
+// demoItems converts the generator's Segment calls through pkg/segment, the
+// same decoder the gateway and `cairn ingest` use, so the demo exercises the
+// real path.
+func demoItems(ds demo.Dataset) ([]ingest.Item, error) {
+	items := make([]ingest.Item, 0, len(ds.Events))
+	for i := range ds.Events {
+		b, err := json.Marshal(&ds.Events[i])
+		if err != nil {
+			return nil, fmt.Errorf("encode demo event %d: %w", i, err)
+		}
+		ev, err := segment.DecodeCall("", b)
+		if err != nil {
+			return nil, fmt.Errorf("decode demo event %d: %w", i, err)
+		}
+		items = append(items, ingest.Item{Event: ev, Line: i + 1})
+	}
+	return items, nil
+}
+
+func generate(opts demo.Options) demo.Dataset { return demo.Generate(opts) }
+
+func writeDemo(w io.Writer, ds demo.Dataset) error { return demo.WriteNDJSON(w, ds.Events) }
+
+func (d *demoFlags) options() (demo.Options, error) {
+	if d.accounts <= 0 || d.accounts > 100000 {
+		return demo.Options{}, usagef("--demo-accounts must be between 1 and 100000")
+	}
+	now := time.Now().UTC()
+	if d.now != "" {
+		t, err := time.Parse("2006-01-02", d.now)
+		if err != nil {
+			return demo.Options{}, usagef("--now: want YYYY-MM-DD: %v", err)
+		}
+		now = t
+	}
+	return demo.Options{Seed: d.seed, Accounts: d.accounts, Now: now.Truncate(24 * time.Hour), Workspace: DemoWorkspace}, nil
+}

@@ -1,0 +1,9 @@
+package demo
+
+import _ "embed"
+
+// RoutingYAML is the demo workspace's owners, pools, rules and SLA policies,
+// in the format of `cairn apply -f routing.yaml`.
+//
+//go:embed routing.yaml
+var RoutingYAML []byte
