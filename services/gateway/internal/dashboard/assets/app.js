@@ -1,1 +1,520 @@
-// placeholder localStorage
+// Cairn dashboard: a dependency-free single-page app over the REST API.
+// Every request carries the API key the user entered (kept in localStorage,
+// or taken once from a "#key=..." fragment that `cairn run` prints).
+'use strict';
+
+(function () {
+  const KEY_STORE = 'cairn.apiKey';
+  const view = document.getElementById('view');
+  const SVGNS = 'http://www.w3.org/2000/svg';
+
+  // ---- DOM helpers: text always goes through text nodes, never innerHTML.
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    append(el, kids);
+    return el;
+  }
+  function s(tag, attrs, ...kids) {
+    const el = document.createElementNS(SVGNS, tag);
+    setAttrs(el, attrs);
+    append(el, kids);
+    return el;
+  }
+  function setAttrs(el, attrs) {
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.setAttribute('class', v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+  function append(el, kids) {
+    for (const k of kids.flat(Infinity)) {
+      if (k === undefined || k === null || k === false) continue;
+      el.appendChild(k instanceof Node ? k : document.createTextNode(String(k)));
+    }
+  }
+
+  // ---- key handling
+  function takeKeyFromFragment() {
+    const m = location.hash.match(/(?:^#|&)key=([^&]+)/);
+    if (!m) return;
+    localStorage.setItem(KEY_STORE, decodeURIComponent(m[1]));
+    history.replaceState(null, '', location.pathname + location.search + '#/journey');
+  }
+  function apiKey() { return localStorage.getItem(KEY_STORE) || ''; }
+  function askKey() {
+    const d = document.getElementById('key-dialog');
+    document.getElementById('key-input').value = '';
+    if (!d.open) d.showModal();
+  }
+
+  // ---- API
+  class APIError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || ('HTTP ' + status));
+      this.status = status;
+      this.code = (body && body.code) || '';
+      this.requestId = (body && body.request_id) || '';
+    }
+  }
+  async function api(path, params) {
+    const url = new URL(path, location.origin);
+    for (const [k, v] of Object.entries(params || {})) {
+      if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, v);
+    }
+    const resp = await fetch(url, { headers: { Authorization: 'Bearer ' + apiKey(), Accept: 'application/json' } });
+    let body = null;
+    try { body = await resp.json(); } catch (e) { body = null; }
+    if (!resp.ok) {
+      if (resp.status === 401) askKey();
+      throw new APIError(resp.status, body);
+    }
+    return body || {};
+  }
+  // optional returns null instead of failing for data a page can do without.
+  async function optional(p) {
+    try { return await p; } catch (e) { if (e.status === 401) throw e; return null; }
+  }
+
+  // ---- formatting
+  const num = (v) => Number(v || 0);
+  const fmtInt = (v) => num(v).toLocaleString('en-US');
+  const fmtPct = (v) => (num(v) * 100).toFixed(num(v) >= 0.1 || num(v) === 0 ? 0 : 1) + '%';
+  const fmtScore = (v) => num(v).toFixed(0);
+  const fmtMoney = (v) => num(v) ? '$' + Math.round(num(v)).toLocaleString('en-US') : '—';
+  function seconds(d) { // protojson Duration: "3600s" / "1.5s"
+    if (!d) return 0;
+    return parseFloat(String(d).replace(/s$/, '')) || 0;
+  }
+  function fmtDuration(d) {
+    const sec = typeof d === 'number' ? d : seconds(d);
+    if (!sec) return '—';
+    const abs = Math.abs(sec);
+    if (abs >= 86400 * 2) return Math.round(sec / 86400) + 'd';
+    if (abs >= 3600) return (sec / 3600).toFixed(abs >= 36000 ? 0 : 1) + 'h';
+    if (abs >= 60) return Math.round(sec / 60) + 'm';
+    return Math.round(sec) + 's';
+  }
+  function fmtDate(ts) {
+    if (!ts) return '—';
+    const d = new Date(ts);
+    if (isNaN(d) || d.getUTCFullYear() < 1971) return '—';
+    return d.toLocaleDateString('en-US', { year: 'numeric', month: 'short', day: 'numeric' });
+  }
+  function fmtDateTime(ts) {
+    if (!ts) return '—';
+    const d = new Date(ts);
+    if (isNaN(d) || d.getUTCFullYear() < 1971) return '—';
+    return d.toLocaleString('en-US', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  }
+  const validTime = (ts) => ts && !isNaN(new Date(ts)) && new Date(ts).getUTCFullYear() > 1971;
+  const enumName = (v, prefix) => String(v || '').replace(prefix, '').toLowerCase().replace(/_/g, ' ');
+  function bandPill(band) {
+    const name = enumName(band, 'BAND_');
+    const cls = { healthy: 'good', neutral: 'warn', 'at risk': 'bad' }[name] || 'muted';
+    return h('span', { class: 'pill ' + cls }, name || 'unscored');
+  }
+  function scoreClass(score, band) {
+    const b = enumName(band, 'BAND_');
+    if (b === 'healthy') return 'good';
+    if (b === 'at risk') return 'bad';
+    if (b === 'neutral') return 'warn';
+    return num(score) >= 80 ? 'good' : num(score) >= 60 ? 'warn' : 'bad';
+  }
+  function signalPill(sig) {
+    const kind = enumName(sig.kind, 'SIGNAL_KIND_');
+    const cls = { risk: 'bad', dropoff: 'bad', stuck: 'warn', expansion: 'good', renewal: '' }[kind];
+    return h('span', { class: 'pill ' + (cls === undefined ? 'muted' : cls), title: sig.message || '' }, kind + ': ' + (sig.reason || '').replace(/_/g, ' '));
+  }
+  const accountLink = (id, label) => h('a', { href: '#/account/' + encodeURIComponent(id), 'data-account': id }, label || id);
+
+  // ---- states
+  const loading = (what) => h('div', { class: 'loading' }, 'Loading ' + what);
+  const empty = (msg) => h('div', { class: 'empty' }, msg);
+  function failure(err) {
+    const msg = err.status === 401 ? 'Your API key was not accepted. Enter a read key to continue.'
+      : err.status === 403 ? 'This key may not read this data (use a read or admin key).'
+      : err.message || String(err);
+    return h('div', { class: 'error', role: 'alert' }, msg,
+      err.requestId ? h('small', {}, (err.code ? err.code + ' · ' : '') + 'request ' + err.requestId) : null);
+  }
+  // fill renders a section asynchronously with loading and error states.
+  async function fill(el, what, render) {
+    el.replaceChildren(loading(what));
+    try {
+      const out = await render();
+      el.replaceChildren(...[out].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false)
+        .map((x) => (x instanceof Node ? x : document.createTextNode(String(x)))));
+    } catch (err) {
+      el.replaceChildren(failure(err));
+    }
+  }
+  const panel = (title, ...kids) => h('section', { class: 'panel' }, title ? h('h2', {}, title) : null, ...kids);
+
+  // ---- charts
+  function funnelChart(stages) {
+    const W = 860, H = 240, pad = 34, n = stages.length;
+    const max = Math.max(1, ...stages.map((st) => num(st.entered)));
+    const slot = (W - pad * 2) / n, bw = Math.min(90, slot * 0.55);
+    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': 'Funnel: accounts entering and converting per stage', 'data-testid': 'funnel-chart' });
+    const y = (v) => H - pad - (H - pad * 2) * (num(v) / max);
+    svg.appendChild(s('line', { x1: pad, x2: W - pad, y1: H - pad, y2: H - pad, stroke: '#e4e7ec' }));
+    stages.forEach((st, i) => {
+      const x = pad + slot * i + (slot - bw) / 2;
+      svg.appendChild(s('rect', { x, y: y(st.entered), width: bw, height: H - pad - y(st.entered), rx: 4, fill: '#dbe4ff' }, s('title', {}, `${st.name || st.stage}: ${fmtInt(st.entered)} entered`)));
+      svg.appendChild(s('rect', { x: x + bw * 0.2, y: y(st.converted), width: bw * 0.6, height: H - pad - y(st.converted), rx: 3, fill: '#3b5bdb' }, s('title', {}, `${fmtInt(st.converted)} converted`)));
+      svg.appendChild(s('text', { x: x + bw / 2, y: y(st.entered) - 6, 'text-anchor': 'middle', class: 'label' }, fmtInt(st.entered)));
+      svg.appendChild(s('text', { x: x + bw / 2, y: H - pad + 16, 'text-anchor': 'middle' }, st.name || st.stage));
+      if (i < n - 1 && num(st.entered) > 0) {
+        const next = stages[i + 1];
+        const x2 = pad + slot * (i + 1) + (slot - bw) / 2;
+        svg.appendChild(s('path', { d: `M${x + bw} ${y(st.entered)} L${x2} ${y(next.entered)} L${x2} ${H - pad} L${x + bw} ${H - pad} Z`, fill: '#edf2ff', opacity: 0.7 }));
+      }
+    });
+    svg.appendChild(s('rect', { x: W - 200, y: 6, width: 10, height: 10, fill: '#dbe4ff' }));
+    svg.appendChild(s('text', { x: W - 185, y: 15 }, 'entered'));
+    svg.appendChild(s('rect', { x: W - 120, y: 6, width: 10, height: 10, fill: '#3b5bdb' }));
+    svg.appendChild(s('text', { x: W - 105, y: 15 }, 'converted'));
+    return svg;
+  }
+
+  function trendChart(points) { // points: [{day, score}], oldest first
+    const W = 560, H = 200, L = 34, R = 12, T = 12, B = 26;
+    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': 'Health score, last 30 days', 'data-testid': 'trend-chart' });
+    const x = (i) => L + (W - L - R) * (points.length < 2 ? 0.5 : i / (points.length - 1));
+    const y = (v) => T + (H - T - B) * (1 - num(v) / 100);
+    svg.appendChild(s('rect', { x: L, y: y(100), width: W - L - R, height: y(80) - y(100), fill: '#ebfbee' }));
+    svg.appendChild(s('rect', { x: L, y: y(60), width: W - L - R, height: y(0) - y(60), fill: '#fff5f5' }));
+    for (const g of [0, 20, 40, 60, 80, 100]) {
+      svg.appendChild(s('line', { x1: L, x2: W - R, y1: y(g), y2: y(g), stroke: '#eef0f4' }));
+      svg.appendChild(s('text', { x: L - 6, y: y(g) + 4, 'text-anchor': 'end' }, g));
+    }
+    const d = points.map((p, i) => (i ? 'L' : 'M') + x(i).toFixed(1) + ' ' + y(p.score).toFixed(1)).join(' ');
+    svg.appendChild(s('path', { d, fill: 'none', stroke: '#3b5bdb', 'stroke-width': 2.5, 'stroke-linejoin': 'round' }));
+    points.forEach((p, i) => svg.appendChild(s('circle', { cx: x(i), cy: y(p.score), r: 3, fill: '#3b5bdb' }, s('title', {}, `${p.day}: ${fmtScore(p.score)}`))));
+    if (points.length) {
+      svg.appendChild(s('text', { x: L, y: H - 6 }, points[0].day));
+      svg.appendChild(s('text', { x: W - R, y: H - 6, 'text-anchor': 'end' }, points[points.length - 1].day));
+    }
+    return svg;
+  }
+
+  function arrowSvg() {
+    return s('svg', { width: 44, height: 14, viewBox: '0 0 44 14', 'aria-hidden': 'true' },
+      s('path', { d: 'M2 7 H38 M32 2 L40 7 L32 12', stroke: '#98a2b3', 'stroke-width': 2, fill: 'none' }));
+  }
+
+  // ---- pages
+  async function journeyPage(params) {
+    const cohort = params.get('cohort') || '', segment = params.get('segment') || '';
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Journey map'), h('div', { class: 'sub', id: 'journey-sub' }, 'Where every account really is')));
+    const body = h('div', {});
+    view.replaceChildren(head, body);
+    await fill(body, 'journey', async () => {
+      const f = await api('/v1/funnel', { cohort, segment });
+      const stages = f.stages || [];
+      const cohortSel = h('select', { id: 'cohort', 'aria-label': 'Cohort', onchange: (e) => go('journey', { cohort: e.target.value, segment }) },
+        h('option', { value: '' }, 'All cohorts'), (f.cohorts || []).map((c) => h('option', { value: c, selected: c === cohort }, c)));
+      const segSel = h('select', { id: 'segment', 'aria-label': 'Segment', onchange: (e) => go('journey', { cohort, segment: e.target.value }) },
+        ['', 'smb', 'mid_market', 'enterprise'].map((v) => h('option', { value: v, selected: v === segment }, v ? v.replace('_', '-') : 'All segments')));
+      head.appendChild(h('div', { class: 'controls' }, h('label', { for: 'cohort' }, 'Cohort'), cohortSel, h('label', { for: 'segment' }, 'Segment'), segSel));
+      document.getElementById('journey-sub').textContent = `${fmtInt(f.accounts)} accounts` + (cohort ? ` · cohort ${cohort}` : '') + (segment ? ` · ${segment}` : '');
+      if (!stages.length) return empty('No journey data yet. Apply a journey definition and send some events, or start the suite with --demo.');
+      const list = h('div', {});
+      const row = h('div', { class: 'stages', 'data-testid': 'stage-map' });
+      stages.forEach((st, i) => {
+        if (i > 0) {
+          const prev = stages[i - 1];
+          row.appendChild(h('div', { class: 'arrow', title: 'Conversion from ' + (prev.name || prev.stage) },
+            h('span', { class: 'pct' }, fmtPct(prev.conversionRate)), arrowSvg(), h('span', {}, 'convert')));
+        }
+        const card = h('button', { class: 'stage', type: 'button', 'data-stage': st.stage, 'data-testid': 'stage-card',
+          onclick: () => { row.querySelectorAll('.stage').forEach((c) => c.classList.remove('selected')); card.classList.add('selected'); showStage(list, st, segment); } },
+          h('div', { class: 'name' }, st.name || st.stage),
+          h('div', { class: 'team' }, st.ownerTeam || ''),
+          h('div', { class: 'count', 'data-testid': 'stage-count' }, fmtInt(st.current), h('small', {}, 'now')),
+          h('dl', {},
+            h('dt', {}, 'entered'), h('dd', {}, fmtInt(st.entered)),
+            h('dt', {}, 'converted'), h('dd', {}, fmtInt(st.converted)),
+            h('dt', {}, 'dropped'), h('dd', { class: num(st.dropped) ? 'drop' : '' }, fmtInt(st.dropped)),
+            h('dt', {}, 'median'), h('dd', {}, fmtDuration(st.medianTimeInStage)),
+            h('dt', {}, 'p90'), h('dd', {}, fmtDuration(st.p90TimeInStage))));
+        row.appendChild(card);
+      });
+      const table = h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Stage'), h('th', { class: 'num' }, 'Now'), h('th', { class: 'num' }, 'Entered'),
+        h('th', { class: 'num' }, 'Converted'), h('th', { class: 'num' }, 'Conversion'), h('th', { class: 'num' }, 'Dropped'),
+        h('th', { class: 'num' }, 'Median time'), h('th', { class: 'num' }, 'p90 time'))),
+      h('tbody', {}, stages.map((st) => h('tr', {}, h('td', {}, st.name || st.stage), h('td', { class: 'num' }, fmtInt(st.current)), h('td', { class: 'num' }, fmtInt(st.entered)),
+        h('td', { class: 'num' }, fmtInt(st.converted)), h('td', { class: 'num' }, fmtPct(st.conversionRate)), h('td', { class: 'num' }, fmtInt(st.dropped)),
+        h('td', { class: 'num' }, fmtDuration(st.medianTimeInStage)), h('td', { class: 'num' }, fmtDuration(st.p90TimeInStage))))));
+      return [row, h('div', { style: 'margin-top:18px' }, panel('Funnel', funnelChart(stages)), panel('Stage metrics', h('div', { class: 'table-wrap' }, table))), list];
+    });
+  }
+
+  function showStage(el, st, segment) {
+    el.replaceChildren();
+    const p = panel('Accounts in ' + (st.name || st.stage));
+    el.appendChild(p);
+    const body = h('div', {});
+    p.appendChild(body);
+    fill(body, 'accounts', async () => {
+      const r = await api('/v1/journey/accounts', { stage: st.stage, segment, 'page.pageSize': 100 });
+      return accountTable(r.accounts || [], 'No accounts are in this stage right now.');
+    });
+    p.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+
+  function accountTable(rows, emptyMsg) {
+    if (!rows.length) return empty(emptyMsg);
+    return h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'account-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', {}, 'Stage'), h('th', {}, 'Since'), h('th', {}, 'Segment'), h('th', {}, 'Owner'), h('th', { class: 'num' }, 'Open signals'))),
+      h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, accountLink(a.accountId, a.name || a.accountId)), h('td', {}, a.stage || '—'),
+        h('td', { class: 'nowrap' }, fmtDate(a.enteredAt)), h('td', {}, a.segment || '—'), h('td', {}, a.owner || '—'),
+        h('td', { class: 'num' }, num(a.openSignals) ? h('span', { class: 'pill warn' }, a.openSignals) : '0'))))));
+  }
+
+  async function accountsPage(params) {
+    const stage = params.get('stage') || '';
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub' }, 'Every account with its current stage')));
+    const body = h('div', {});
+    view.replaceChildren(head, panel('', body));
+    await fill(body, 'accounts', async () => {
+      const r = await api('/v1/journey/accounts', { stage, 'page.pageSize': 200 });
+      return accountTable(r.accounts || [], 'No accounts yet.');
+    });
+  }
+
+  async function accountPage(id) {
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', { 'data-testid': 'account-id' }, id), h('div', { class: 'traits', id: 'traits' })));
+    const top = h('div', { class: 'grid two' });
+    const healthEl = h('section', { class: 'panel', 'data-testid': 'health-panel' });
+    const trendEl = h('section', { class: 'panel' });
+    top.append(healthEl, trendEl);
+    const mid = h('div', { class: 'grid two', style: 'margin-top:18px' });
+    const stageEl = h('section', { class: 'panel', 'data-testid': 'journey-panel' });
+    const leftEl = h('section', { class: 'panel' });
+    mid.append(stageEl, leftEl);
+    const low = h('div', { class: 'grid three', style: 'margin-top:18px' });
+    const sigEl = h('section', { class: 'panel' }), handEl = h('section', { class: 'panel' }), evEl = h('section', { class: 'panel' });
+    low.append(sigEl, handEl, evEl);
+    view.replaceChildren(head, top, mid, low);
+    const enc = encodeURIComponent(id);
+
+    const journeyP = api(`/v1/accounts/${enc}/journey`);
+    const healthP = api(`/v1/accounts/${enc}/health`);
+    fill(healthEl, 'health', async () => {
+      const hl = (await healthP).health || {};
+      const cls = scoreClass(hl.score, hl.band);
+      const comps = (hl.components || []).map((c) => h('div', { class: 'comp' },
+        h('span', { class: 'n' }, c.name.replace(/_/g, ' ')),
+        h('div', { class: 'bar ' + (num(c.points) >= 80 ? 'good' : num(c.points) >= 50 ? 'warn' : 'bad'), title: `${fmtScore(c.points)} of 100 points × weight ${num(c.weight)}` },
+          h('span', { style: `width:${Math.max(0, Math.min(100, num(c.points)))}%` })),
+        h('span', { class: 'num' }, '+' + num(c.contribution).toFixed(1)),
+        c.explanation || c.error ? h('div', { class: 'x' }, c.error || c.explanation) : null));
+      const delta = num(hl.trend30d);
+      return [h('h2', {}, 'Health'),
+        h('div', { class: 'kpis' },
+          h('div', {}, h('div', { class: 'score ' + cls, 'data-testid': 'health-score' }, fmtScore(hl.score)), h('div', { class: 'sub' }, 'of 100 ', bandPill(hl.band))),
+          h('div', { class: 'kpi' }, h('div', { class: 'v' }, (delta > 0 ? '+' : '') + delta.toFixed(1)), h('div', { class: 'l' }, '30-day change')),
+          h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtMoney(hl.arr)), h('div', { class: 'l' }, 'ARR')),
+          h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDate(hl.contractEnd)), h('div', { class: 'l' }, 'contract end'))),
+        h('h3', { style: 'margin-top:16px' }, 'Components'),
+        comps.length ? comps : empty('No components.'),
+        (hl.changes || []).length ? h('div', { class: 'sub', style: 'margin-top:8px' }, 'Recent change: ', hl.changes.map((c) => c.reason).join('; ')) : null];
+    });
+    fill(trendEl, 'trend', async () => {
+      const since = new Date(Date.now() - 30 * 86400e3).toISOString();
+      const r = await api(`/v1/accounts/${enc}/health/history`, { 'window.start': since, 'page.pageSize': 60 });
+      const pts = (r.snapshots || []).slice().reverse().slice(-31);
+      return [h('h2', {}, '30-day health trend'), pts.length ? trendChart(pts) : empty('No daily scores recorded yet.')];
+    });
+    fill(stageEl, 'journey', async () => {
+      const j = (await journeyP).journey || {};
+      const traits = document.getElementById('traits');
+      traits.replaceChildren(...Object.entries(j.traits || {}).slice(0, 8).map(([k, v]) => h('span', {}, k + ' ', h('b', {}, v))));
+      const hist = (j.history || []).slice().reverse();
+      return [h('h2', {}, 'Stage history'),
+        h('div', { class: 'kpis', style: 'margin-bottom:14px' },
+          h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'account-stage' }, j.stage || '—'), h('div', { class: 'l' }, 'current stage')),
+          h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDuration(j.timeInStage)), h('div', { class: 'l' }, 'in stage since ' + fmtDate(j.enteredAt)))),
+        hist.length ? h('ul', { class: 'timeline' }, hist.map((t) => h('li', {},
+          h('div', {}, h('b', {}, (t.fromStage ? t.fromStage + ' → ' : 'placed in ') + t.toStage), ' ', h('span', { class: 'pill muted' }, t.cause || 'event')),
+          h('div', { class: 'when' }, fmtDateTime(t.at) + (t.triggerMessageId ? ' · ' + t.triggerMessageId : '')),
+          (t.criteria || []).filter((c) => c.met).length ? h('div', { class: 'sub' }, 'moved by: ', (t.criteria || []).filter((c) => c.met).map((c) => c.name).join(', ')) : null)))
+          : empty('No transitions recorded.')];
+    });
+    fill(leftEl, 'criteria', async () => {
+      const j = (await journeyP).journey || {};
+      const crit = (list) => h('ul', { class: 'criteria' }, list.map((c) => h('li', { class: c.met ? 'met' : 'unmet' },
+        h('span', { class: 'mark' }, c.met ? '✓' : '○'),
+        h('div', {}, h('div', {}, c.description || c.name), h('code', {}, c.expr), c.error ? h('div', { class: 'drop' }, c.error) : null))));
+      const exit = j.exitCriteria || [];
+      const left = exit.filter((c) => !c.met).length;
+      const drop = (j.dropoffCriteria || []).filter((c) => c.met);
+      return [h('h2', {}, "What's left in " + (j.stage || 'this stage')),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, exit.length ? `${exit.length - left} of ${exit.length} exit criteria met` : 'This stage has no exit criteria.'),
+        exit.length ? crit(exit) : null,
+        drop.length ? [h('h3', { style: 'margin-top:14px' }, 'Drop-off warnings'), crit(drop)] : null];
+    });
+    fill(sigEl, 'signals', async () => {
+      const [j, hl] = await Promise.all([optional(journeyP), optional(healthP)]);
+      const seen = new Set();
+      const sigs = [...((j && j.journey && j.journey.openSignals) || []), ...((hl && hl.health && hl.health.openSignals) || [])]
+        .filter((x) => !seen.has(x.signalId || x.reason) && seen.add(x.signalId || x.reason));
+      return [h('h2', {}, 'Open signals'), sigs.length ? h('ul', { class: 'criteria' }, sigs.map((x) => h('li', {},
+        h('div', {}, signalPill(x), h('div', { class: 'sub' }, x.message || ''), h('div', { class: 'when muted' }, 'since ' + fmtDate(x.openedAt))))))
+        : empty('No open signals.')];
+    });
+    fill(handEl, 'handoffs', async () => {
+      const r = await api('/v1/assignments', { accountId: id, 'page.pageSize': 20 });
+      const rows = r.assignments || [];
+      return [h('h2', {}, 'Handoffs'), rows.length ? h('ul', { class: 'criteria' }, rows.map((a) => h('li', {},
+        h('div', {}, h('div', {}, h('b', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()), ' → ', a.ownerId || 'unassigned', ' ', statePill(a)),
+          h('div', { class: 'sub' }, slaText(a)), a.decision && a.decision.rule ? h('div', { class: 'when muted' }, 'rule: ' + a.decision.rule) : null))))
+        : empty('No handoffs for this account.')];
+    });
+    fill(evEl, 'events', async () => {
+      const r = await api(`/v1/accounts/${enc}/events`, { 'page.pageSize': 25 });
+      const evs = r.events || [];
+      return [h('h2', {}, 'Recent events'), evs.length ? h('ul', { class: 'timeline' }, evs.map((e) => h('li', {},
+        h('div', {}, h('b', {}, e.event || e.name || enumName(e.type, 'EVENT_TYPE_')), e.source ? [' ', h('span', { class: 'pill muted' }, e.source)] : null),
+        h('div', { class: 'when' }, fmtDateTime(e.timestamp) + (e.userId ? ' · ' + e.userId : '')))))
+        : empty('No events for this account.')];
+    });
+    try { await Promise.all([journeyP, healthP]); } catch (e) { /* shown in the panels */ }
+  }
+
+  function statePill(a) {
+    const st = enumName(a.state, 'ASSIGNMENT_STATE_');
+    const cls = { breached: 'bad', open: 'warn', touched: 'good', closed: 'muted', paused: 'muted', unassigned: 'bad' }[st] || 'muted';
+    return h('span', { class: 'pill ' + cls }, st);
+  }
+  function slaText(a) {
+    const sla = a.sla || {};
+    if (validTime(sla.metAt)) return 'SLA met ' + fmtDateTime(sla.metAt);
+    if (sla.breached) return 'SLA breached (due ' + fmtDateTime(sla.dueAt) + ')';
+    if (sla.paused) return 'SLA paused';
+    if (validTime(sla.dueAt)) return 'SLA due ' + fmtDateTime(sla.dueAt);
+    return 'no SLA';
+  }
+  function countdown(a) {
+    const sla = a.sla || {};
+    if (sla.breached || enumName(a.state, 'ASSIGNMENT_STATE_') === 'breached') {
+      const ago = validTime(sla.dueAt) ? (Date.now() - new Date(sla.dueAt)) / 1000 : 0;
+      return h('span', { class: 'countdown late' }, ago > 60 ? 'breached ' + fmtDuration(ago) + ' ago' : 'breached');
+    }
+    if (sla.paused) return h('span', { class: 'muted' }, 'paused');
+    if (!validTime(sla.dueAt)) return h('span', { class: 'muted' }, '—');
+    const left = (new Date(sla.dueAt) - Date.now()) / 1000;
+    if (left <= 0) return h('span', { class: 'countdown late' }, 'overdue ' + fmtDuration(-left));
+    const share = seconds(sla.allowed) ? left / seconds(sla.allowed) : 1;
+    return h('span', { class: 'countdown ' + (share < 0.2 ? 'soon' : ''), 'data-due': sla.dueAt }, fmtDuration(left) + ' left');
+  }
+
+  async function listsPage() {
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Lists'), h('div', { class: 'sub' }, 'Accounts and handoffs that need someone today')));
+    const risk = h('section', { class: 'panel', 'data-testid': 'at-risk' }), exp = h('section', { class: 'panel', 'data-testid': 'expansion' });
+    const ren = h('section', { class: 'panel', 'data-testid': 'renewals' });
+    const queue = h('section', { class: 'panel', 'data-testid': 'queue' }), load = h('section', { class: 'panel', 'data-testid': 'owner-load' });
+    view.replaceChildren(head, h('div', { class: 'grid two' }, risk, exp), h('div', { style: 'margin-top:18px' }, ren),
+      h('div', { class: 'grid two' }, queue, load));
+    const scoreRows = (rows) => h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', { class: 'num' }, 'Score'), h('th', { class: 'num' }, '30d'), h('th', { class: 'num' }, 'ARR'), h('th', {}, 'Stage'))),
+      h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, accountLink(a.accountId)), h('td', { class: 'num' }, h('span', { class: 'pill ' + scoreClass(a.score, a.band) }, fmtScore(a.score))),
+        h('td', { class: 'num ' + (num(a.scoreChange30d) < 0 ? 'drop' : '') }, (num(a.scoreChange30d) > 0 ? '+' : '') + num(a.scoreChange30d).toFixed(1)),
+        h('td', { class: 'num' }, fmtMoney(a.arr)), h('td', {}, a.stage || '—'))))));
+    fill(risk, 'at-risk accounts', async () => {
+      const r = await api('/v1/health/accounts', { band: 'BAND_AT_RISK', sort: 'ACCOUNT_SORT_ARR', 'page.pageSize': 25 });
+      return [h('h2', {}, 'At risk'), (r.accounts || []).length ? scoreRows(r.accounts) : empty('No accounts at risk.')];
+    });
+    fill(exp, 'expansion signals', async () => {
+      const r = await api('/v1/signals', { kind: 'SIGNAL_KIND_EXPANSION', state: 'SIGNAL_STATE_OPEN', 'page.pageSize': 25 });
+      const sigs = r.signals || [];
+      return [h('h2', {}, 'Expansion-ready'), sigs.length ? h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', {}, 'Signal'), h('th', {}, 'Since'))),
+        h('tbody', {}, sigs.map((x) => h('tr', {}, h('td', {}, accountLink(x.accountId)), h('td', {}, signalPill(x), h('div', { class: 'sub' }, x.message || '')), h('td', { class: 'nowrap' }, fmtDate(x.openedAt)))))))
+        : empty('No expansion signals open.')];
+    });
+    fill(ren, 'renewal calendar', async () => {
+      const windows = [30, 60, 90, 120];
+      const res = await Promise.all(windows.map((w) => api('/v1/health/accounts', { renewalWindow: w, sort: 'ACCOUNT_SORT_ARR', 'page.pageSize': 50 })));
+      // Each window includes the shorter ones; show each account once, in its nearest window.
+      const seen = new Set();
+      const byEnd = (a, b) => new Date(a.contractEnd || 0) - new Date(b.contractEnd || 0);
+      const buckets = windows.map((w, i) => ({ w, rows: (res[i].accounts || []).filter((a) => !seen.has(a.accountId) && seen.add(a.accountId)).sort(byEnd) }));
+      return [h('h2', {}, 'Renewal calendar'), h('div', { class: 'renewals' }, buckets.map((b) => h('div', { class: 'bucket', 'data-window': b.w },
+        h('h4', {}, `≤ ${b.w} days `, h('span', { class: 'pill muted' }, b.rows.length)),
+        b.rows.length ? h('ul', {}, b.rows.slice(0, 12).map((a) => h('li', {}, accountLink(a.accountId), h('span', { class: 'muted nowrap' }, fmtDate(a.contractEnd)))))
+          : h('div', { class: 'muted' }, 'none'))))];
+    });
+    fill(queue, 'routing queue', async () => {
+      const [open, breached] = await Promise.all([
+        api('/v1/assignments', { state: 'ASSIGNMENT_STATE_OPEN', 'page.pageSize': 50 }),
+        api('/v1/assignments', { state: 'ASSIGNMENT_STATE_BREACHED', 'page.pageSize': 50 })]);
+      const rows = [...(breached.assignments || []), ...(open.assignments || [])];
+      return [h('h2', {}, 'Routing queue ', h('span', { class: 'pill bad' }, (breached.assignments || []).length + ' breached')),
+        rows.length ? h('div', { class: 'table-wrap' }, h('table', {},
+          h('thead', {}, h('tr', {}, h('th', {}, 'Type'), h('th', {}, 'Account / lead'), h('th', {}, 'Owner'), h('th', {}, 'SLA'))),
+          h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()),
+            h('td', {}, a.accountId ? accountLink(a.accountId) : ((a.lead && (a.lead.email || a.lead.leadId)) || '—')),
+            h('td', {}, a.ownerId || h('span', { class: 'pill bad' }, 'unassigned')), h('td', { class: 'nowrap' }, countdown(a)))))))
+          : empty('The queue is empty.')];
+    });
+    fill(load, 'owner load', async () => {
+      const r = await api('/v1/routing/load', { 'page.pageSize': 100 });
+      const owners = r.owners || [];
+      return [h('h2', {}, 'Load per owner'), owners.length ? owners.map((o) => {
+        const cap = num(o.capacity), open = num(o.open), share = cap ? open / cap : 0;
+        return h('div', { class: 'load' }, h('div', {}, h('b', {}, o.name || o.ownerId), h('div', { class: 'muted' }, enumName(o.team, 'TEAM_'))),
+          h('div', { class: 'bar ' + (share >= 1 ? 'bad' : share >= 0.8 ? 'warn' : 'good') }, h('span', { style: `width:${cap ? Math.min(100, share * 100) : Math.min(100, open * 5)}%` })),
+          h('div', { class: 'num' }, cap ? `${open}/${cap}` : String(open), num(o.breached) ? h('div', { class: 'drop' }, o.breached + ' breached') : null));
+      }) : empty('No owners configured.')];
+    });
+  }
+
+  // ---- routing
+  function go(page, params) {
+    const q = new URLSearchParams(Object.entries(params || {}).filter(([, v]) => v)).toString();
+    location.hash = '#/' + page + (q ? '?' + q : '');
+  }
+  function route() {
+    takeKeyFromFragment();
+    const raw = location.hash.replace(/^#\/?/, '') || 'journey';
+    const [path, query] = raw.split('?');
+    const params = new URLSearchParams(query || '');
+    const [page, ...rest] = path.split('/');
+    document.querySelectorAll('.tabs a[data-tab]').forEach((a) => a.classList.toggle('active', a.dataset.tab === (page === 'account' ? 'accounts' : page)));
+    if (!apiKey()) {
+      view.replaceChildren(h('div', { class: 'empty' }, 'Enter an API key to see your workspace.'));
+      askKey();
+      return;
+    }
+    switch (page) {
+      case 'account': accountPage(decodeURIComponent(rest.join('/'))); break;
+      case 'accounts': accountsPage(params); break;
+      case 'lists': listsPage(); break;
+      default: journeyPage(params);
+    }
+    window.scrollTo(0, 0);
+  }
+
+  document.getElementById('key-form').addEventListener('submit', () => {
+    const v = document.getElementById('key-input').value.trim();
+    if (v) { localStorage.setItem(KEY_STORE, v); route(); }
+  });
+  document.getElementById('key-forget').addEventListener('click', () => {
+    localStorage.removeItem(KEY_STORE);
+    document.getElementById('key-dialog').close();
+    route();
+  });
+  document.getElementById('key-button').addEventListener('click', askKey);
+  document.getElementById('search').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = document.getElementById('search-input').value.trim();
+    if (v) go('account/' + encodeURIComponent(v));
+  });
+  window.addEventListener('hashchange', route);
+  route();
+})();
