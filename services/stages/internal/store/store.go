@@ -1,0 +1,626 @@
+// Package store keeps the stages service's typed bbolt buckets: journey
+// definitions (versioned, with an active pointer), per-account journey state
+// and aggregates, signals, durable timers keyed by due time, stage visits for
+// funnels, and replays.
+//
+// Account data lives under a namespace: the live one, or one per replay, so
+// that a replay never touches live state until it is activated.
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/store"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = store.ErrNotFound
+
+// SchemaVersion is the layout version of the stages file.
+const SchemaVersion = 1
+
+// Top-level bucket names.
+const (
+	bucketDefs    = "definitions" // key(ws, journey) + U32(version) -> JourneyDefinition
+	bucketActive  = "active"      // key(ws, journey) -> U32(version)
+	bucketReplays = "replays"     // key(ws, replay id) -> Replay
+	bucketTimers  = "timers"      // U64(due nanos) + key(ns, ws, journey, account) -> U32(partition)
+	bucketTimerOf = "timer_of"    // key(ns, ws, journey, account) -> U64(due nanos)
+)
+
+// Per-namespace bucket names.
+const (
+	bucketAccounts = "accounts" // key(ws, journey, account) -> AccountJourney
+	bucketAggs     = "aggs"     // key(ws, journey, account) -> account.Aggregates encoding
+	bucketSignals  = "signals"  // key(ws, account, signal id) -> Signal
+	bucketVisits   = "visits"   // key(ws, journey, account) + U64(entered nanos) + stage -> Visit
+)
+
+// Key joins parts with a length prefix each, so that any bytes may appear in
+// ids and a key of fewer parts is a prefix of longer ones.
+func Key(parts ...string) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 2
+	}
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+// SplitKey reverses Key.
+func SplitKey(k []byte) ([]string, error) {
+	var out []string
+	for len(k) > 0 {
+		n, w := binary.Uvarint(k)
+		if w <= 0 || uint64(len(k)-w) < n {
+			return nil, fmt.Errorf("split key: %w", errCorruptKey)
+		}
+		out = append(out, string(k[w:w+int(n)]))
+		k = k[w+int(n):]
+	}
+	return out, nil
+}
+
+var errCorruptKey = errors.New("corrupt key")
+
+func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+// Namespace selects live state or a replay's shadow state.
+type Namespace string
+
+// Live is the namespace of the active versions.
+const Live Namespace = "live"
+
+// ReplayNamespace is the shadow namespace of a replay.
+func ReplayNamespace(replayID string) Namespace { return Namespace("replay:" + replayID) }
+
+func (ns Namespace) bucket(tx *bbolt.Tx, name string) (*bbolt.Bucket, error) {
+	return store.Bucket(tx, string(ns), name)
+}
+
+// Open opens the stages bbolt file.
+func Open(path string, noSync bool) (*store.DB, error) {
+	db, err := store.Open(path, store.Options{NoSync: noSync, SchemaVersion: SchemaVersion})
+	if err != nil {
+		return nil, fmt.Errorf("open stages store: %w", err)
+	}
+	return db, nil
+}
+
+// --- definitions ---
+
+// PutDefinition stores a definition version.
+func PutDefinition(tx *bbolt.Tx, ws string, def *stagesv1.JourneyDefinition) error {
+	b, err := store.Bucket(tx, bucketDefs)
+	if err != nil {
+		return fmt.Errorf("put definition: %w", err)
+	}
+	k := append(Key(ws, def.GetId()), u32(def.GetVersion())...)
+	if err := store.PutProto(b, k, def); err != nil {
+		return fmt.Errorf("put definition %s v%d: %w", def.GetId(), def.GetVersion(), err)
+	}
+	return nil
+}
+
+// GetDefinition returns one version, or the active one when version is 0.
+func GetDefinition(tx *bbolt.Tx, ws, journey string, version uint32) (*stagesv1.JourneyDefinition, error) {
+	if version == 0 {
+		v, err := Active(tx, ws, journey)
+		if err != nil {
+			return nil, err
+		}
+		version = v
+	}
+	b, err := store.Bucket(tx, bucketDefs)
+	if err != nil || b == nil {
+		return nil, fmt.Errorf("get journey %q v%d: %w", journey, version, ErrNotFound)
+	}
+	def := &stagesv1.JourneyDefinition{}
+	if err := store.GetProto(b, append(Key(ws, journey), u32(version)...), def); err != nil {
+		return nil, fmt.Errorf("get journey %q v%d: %w", journey, version, err)
+	}
+	return def, nil
+}
+
+// LatestVersion returns the highest stored version of a journey, 0 if none.
+func LatestVersion(tx *bbolt.Tx, ws, journey string) (uint32, error) {
+	b, err := store.Bucket(tx, bucketDefs)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	prefix := Key(ws, journey)
+	c := b.Cursor()
+	var last uint32
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) == len(prefix)+4 {
+			last = binary.BigEndian.Uint32(k[len(prefix):])
+		}
+	}
+	return last, nil
+}
+
+// Versions calls fn for each stored version of a journey, newest first,
+// starting below before (0 = from the newest).
+func Versions(tx *bbolt.Tx, ws, journey string, before uint32, fn func(*stagesv1.JourneyDefinition) (bool, error)) error {
+	b, err := store.Bucket(tx, bucketDefs)
+	if err != nil || b == nil {
+		return err
+	}
+	prefix := Key(ws, journey)
+	c := b.Cursor()
+	var k, v []byte
+	if before == 0 {
+		k, v = c.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
+	} else {
+		k, v = c.Seek(append(append([]byte{}, prefix...), u32(before)...))
+	}
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		if len(k) != len(prefix)+4 {
+			continue
+		}
+		def := &stagesv1.JourneyDefinition{}
+		if err := proto.Unmarshal(v, def); err != nil {
+			return fmt.Errorf("decode journey %q: %w", journey, err)
+		}
+		more, err := fn(def)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetActive points a journey at a version.
+func SetActive(tx *bbolt.Tx, ws, journey string, version uint32) error {
+	b, err := store.Bucket(tx, bucketActive)
+	if err != nil {
+		return fmt.Errorf("activate journey %q: %w", journey, err)
+	}
+	return b.Put(Key(ws, journey), u32(version))
+}
+
+// Active returns the active version of a journey.
+func Active(tx *bbolt.Tx, ws, journey string) (uint32, error) {
+	b, err := store.Bucket(tx, bucketActive)
+	if err != nil || b == nil {
+		return 0, fmt.Errorf("active version of %q: %w", journey, ErrNotFound)
+	}
+	v := b.Get(Key(ws, journey))
+	if len(v) != 4 {
+		return 0, fmt.Errorf("active version of %q: %w", journey, ErrNotFound)
+	}
+	return binary.BigEndian.Uint32(v), nil
+}
+
+// ActiveJourney is a journey id with its active version.
+type ActiveJourney struct {
+	// ID is the journey id.
+	ID string
+	// Version is the active version.
+	Version uint32
+}
+
+// ActiveJourneys lists a workspace's journeys that have an active version.
+func ActiveJourneys(tx *bbolt.Tx, ws string) ([]ActiveJourney, error) {
+	b, err := store.Bucket(tx, bucketActive)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	prefix := Key(ws)
+	var out []ActiveJourney
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		parts, err := SplitKey(k)
+		if err != nil || len(parts) != 2 || len(v) != 4 {
+			continue
+		}
+		out = append(out, ActiveJourney{ID: parts[1], Version: binary.BigEndian.Uint32(v)})
+	}
+	return out, nil
+}
+
+// --- accounts ---
+
+// Account is one account's state in one journey.
+type Account struct {
+	// Journey is the stored state (stage, history, open signals, traits).
+	Journey *stagesv1.AccountJourney
+	// Aggs are the account's aggregates under the journey's config.
+	Aggs *account.Aggregates
+}
+
+// GetAccount loads an account's state; ErrNotFound when it has none.
+func (ns Namespace) GetAccount(tx *bbolt.Tx, ws, journey, acct string) (*Account, error) {
+	ab, err := ns.bucket(tx, bucketAccounts)
+	if err != nil || ab == nil {
+		return nil, fmt.Errorf("get account %q: %w", acct, ErrNotFound)
+	}
+	k := Key(ws, journey, acct)
+	aj := &stagesv1.AccountJourney{}
+	if err := store.GetProto(ab, k, aj); err != nil {
+		return nil, fmt.Errorf("get account %q: %w", acct, err)
+	}
+	gb, err := ns.bucket(tx, bucketAggs)
+	if err != nil || gb == nil {
+		return nil, fmt.Errorf("get aggregates of %q: %w", acct, ErrNotFound)
+	}
+	raw := gb.Get(k)
+	if raw == nil {
+		return &Account{Journey: aj, Aggs: account.New(ws, acct)}, nil
+	}
+	agg, err := account.Unmarshal(raw)
+	if err != nil {
+		return nil, fmt.Errorf("get aggregates of %q: %w", acct, err)
+	}
+	return &Account{Journey: aj, Aggs: agg}, nil
+}
+
+// PutAccount stores an account's state.
+func (ns Namespace) PutAccount(tx *bbolt.Tx, a *Account) error {
+	aj := a.Journey
+	k := Key(aj.GetWorkspace(), aj.GetJourneyId(), aj.GetAccountId())
+	ab, err := ns.bucket(tx, bucketAccounts)
+	if err != nil {
+		return fmt.Errorf("put account %q: %w", aj.GetAccountId(), err)
+	}
+	if err := store.PutProto(ab, k, aj); err != nil {
+		return fmt.Errorf("put account %q: %w", aj.GetAccountId(), err)
+	}
+	gb, err := ns.bucket(tx, bucketAggs)
+	if err != nil {
+		return fmt.Errorf("put aggregates of %q: %w", aj.GetAccountId(), err)
+	}
+	if err := gb.Put(k, a.Aggs.Marshal()); err != nil {
+		return fmt.Errorf("put aggregates of %q: %w", aj.GetAccountId(), err)
+	}
+	return nil
+}
+
+// DeleteAccount removes an account's state in a journey, its visits and its timer.
+func (ns Namespace) DeleteAccount(tx *bbolt.Tx, ws, journey, acct string) error {
+	k := Key(ws, journey, acct)
+	for _, name := range []string{bucketAccounts, bucketAggs} {
+		b, err := ns.bucket(tx, name)
+		if err != nil {
+			return fmt.Errorf("delete account %q: %w", acct, err)
+		}
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("delete account %q: %w", acct, err)
+		}
+	}
+	if err := ns.deletePrefix(tx, bucketVisits, k); err != nil {
+		return fmt.Errorf("delete visits of %q: %w", acct, err)
+	}
+	return ns.ClearTimer(tx, ws, journey, acct)
+}
+
+// DeleteSignals removes every signal of an account.
+func (ns Namespace) DeleteSignals(tx *bbolt.Tx, ws, acct string) error {
+	return ns.deletePrefix(tx, bucketSignals, Key(ws, acct))
+}
+
+func (ns Namespace) deletePrefix(tx *bbolt.Tx, bucket string, prefix []byte) error {
+	b, err := ns.bucket(tx, bucket)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Accounts calls fn for each account of a journey in key order, starting
+// after the key after (nil = from the start). fn returns false to stop.
+func (ns Namespace) Accounts(tx *bbolt.Tx, ws, journey string, after []byte, fn func(key []byte, aj *stagesv1.AccountJourney) (bool, error)) error {
+	b, err := ns.bucket(tx, bucketAccounts)
+	if err != nil || b == nil {
+		return err
+	}
+	prefix := Key(ws, journey)
+	c := b.Cursor()
+	k, v := c.Seek(prefix)
+	if after != nil {
+		k, v = c.Seek(after)
+		if bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		aj := &stagesv1.AccountJourney{}
+		if err := proto.Unmarshal(v, aj); err != nil {
+			return fmt.Errorf("decode account: %w", err)
+		}
+		more, err := fn(k, aj)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// AggKeys lists the (journey, account) pairs of a workspace with aggregates.
+func (ns Namespace) AggKeys(tx *bbolt.Tx, ws string) ([][2]string, error) {
+	b, err := ns.bucket(tx, bucketAggs)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	prefix := Key(ws)
+	var out [][2]string
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		parts, err := SplitKey(k)
+		if err != nil || len(parts) != 3 {
+			continue
+		}
+		out = append(out, [2]string{parts[1], parts[2]})
+	}
+	return out, nil
+}
+
+// CopyJourney replaces dst's accounts, aggregates and visits of a journey
+// with ns's, for activating a replayed version.
+func (ns Namespace) CopyJourney(tx *bbolt.Tx, dst Namespace, ws, journey string) (int, error) {
+	prefix := Key(ws, journey)
+	n := 0
+	for _, name := range []string{bucketAccounts, bucketAggs, bucketVisits} {
+		if err := dst.deletePrefix(tx, name, prefix); err != nil {
+			return 0, fmt.Errorf("clear %s: %w", name, err)
+		}
+		src, err := ns.bucket(tx, name)
+		if err != nil {
+			return 0, fmt.Errorf("copy %s: %w", name, err)
+		}
+		to, err := dst.bucket(tx, name)
+		if err != nil {
+			return 0, fmt.Errorf("copy %s: %w", name, err)
+		}
+		c := src.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if err := to.Put(append([]byte{}, k...), append([]byte{}, v...)); err != nil {
+				return 0, fmt.Errorf("copy %s: %w", name, err)
+			}
+			if name == bucketAccounts {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// Drop deletes the whole namespace (a finished or abandoned replay).
+func (ns Namespace) Drop(tx *bbolt.Tx) error {
+	if tx.Bucket([]byte(ns)) == nil {
+		return nil
+	}
+	return tx.DeleteBucket([]byte(ns))
+}
+
+// --- signals ---
+
+// PutSignal stores a signal.
+func (ns Namespace) PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
+	b, err := ns.bucket(tx, bucketSignals)
+	if err != nil {
+		return fmt.Errorf("put signal: %w", err)
+	}
+	return store.PutProto(b, Key(s.GetWorkspace(), s.GetAccountId(), s.GetSignalId()), s)
+}
+
+// Signals calls fn for each signal of a workspace (one account when acct is
+// set) in key order, after the key after.
+func (ns Namespace) Signals(tx *bbolt.Tx, ws, acct string, after []byte, fn func(key []byte, s *commonv1.Signal) (bool, error)) error {
+	b, err := ns.bucket(tx, bucketSignals)
+	if err != nil || b == nil {
+		return err
+	}
+	prefix := Key(ws)
+	if acct != "" {
+		prefix = Key(ws, acct)
+	}
+	c := b.Cursor()
+	k, v := c.Seek(prefix)
+	if after != nil {
+		k, v = c.Seek(after)
+		if bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		s := &commonv1.Signal{}
+		if err := proto.Unmarshal(v, s); err != nil {
+			return fmt.Errorf("decode signal: %w", err)
+		}
+		more, err := fn(k, s)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- timers ---
+
+// Timer is a due evaluation of one account.
+type Timer struct {
+	// Due is when it fires.
+	Due time.Time
+	// NS is the namespace of the account.
+	NS Namespace
+	// Workspace, Journey and Account identify the account state.
+	Workspace, Journey, Account string
+	// Partition is the log partition outputs go to.
+	Partition uint32
+	key       []byte
+}
+
+// SetTimer arms the account's single timer at due, replacing any earlier one.
+// It is a no-op when the timer is already armed at due.
+func (ns Namespace) SetTimer(tx *bbolt.Tx, ws, journey, acct string, due time.Time, partition uint32) error {
+	id := Key(string(ns), ws, journey, acct)
+	of, err := store.Bucket(tx, bucketTimerOf)
+	if err != nil {
+		return fmt.Errorf("set timer: %w", err)
+	}
+	tb, err := store.Bucket(tx, bucketTimers)
+	if err != nil {
+		return fmt.Errorf("set timer: %w", err)
+	}
+	nanos := store.U64(uint64(due.UnixNano()))
+	if old := of.Get(id); old != nil {
+		if bytes.Equal(old, nanos) {
+			return nil
+		}
+		if err := tb.Delete(append(append([]byte{}, old...), id...)); err != nil {
+			return fmt.Errorf("set timer: %w", err)
+		}
+	}
+	if err := tb.Put(append(nanos, id...), u32(partition)); err != nil {
+		return fmt.Errorf("set timer: %w", err)
+	}
+	return of.Put(id, nanos)
+}
+
+// ClearTimer removes the account's timer.
+func (ns Namespace) ClearTimer(tx *bbolt.Tx, ws, journey, acct string) error {
+	id := Key(string(ns), ws, journey, acct)
+	of, err := store.Bucket(tx, bucketTimerOf)
+	if err != nil {
+		return fmt.Errorf("clear timer: %w", err)
+	}
+	old := of.Get(id)
+	if old == nil {
+		return nil
+	}
+	tb, err := store.Bucket(tx, bucketTimers)
+	if err != nil {
+		return fmt.Errorf("clear timer: %w", err)
+	}
+	if err := tb.Delete(append(append([]byte{}, old...), id...)); err != nil {
+		return fmt.Errorf("clear timer: %w", err)
+	}
+	return of.Delete(id)
+}
+
+// DueTimers returns up to max timers due at or before now, earliest first.
+func DueTimers(tx *bbolt.Tx, now time.Time, max int) ([]Timer, error) {
+	tb, err := store.Bucket(tx, bucketTimers)
+	if err != nil || tb == nil {
+		return nil, err
+	}
+	limit := uint64(now.UnixNano())
+	var out []Timer
+	c := tb.Cursor()
+	for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		if len(k) < 8 || store.ParseU64(k[:8]) > limit {
+			break
+		}
+		parts, err := SplitKey(k[8:])
+		if err != nil || len(parts) != 4 || len(v) != 4 {
+			continue
+		}
+		out = append(out, Timer{
+			Due: time.Unix(0, int64(store.ParseU64(k[:8]))).UTC(), NS: Namespace(parts[0]),
+			Workspace: parts[1], Journey: parts[2], Account: parts[3],
+			Partition: binary.BigEndian.Uint32(v), key: append([]byte{}, k...),
+		})
+	}
+	return out, nil
+}
+
+// NextDue returns the earliest timer's due time, false when none is armed.
+func NextDue(tx *bbolt.Tx) (time.Time, bool) {
+	tb := tx.Bucket([]byte(bucketTimers))
+	if tb == nil {
+		return time.Time{}, false
+	}
+	k, _ := tb.Cursor().First()
+	if len(k) < 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(store.ParseU64(k[:8]))).UTC(), true
+}
+
+// Fired removes a timer returned by DueTimers (unless it was re-armed).
+func Fired(tx *bbolt.Tx, t Timer) error {
+	tb, err := store.Bucket(tx, bucketTimers)
+	if err != nil {
+		return fmt.Errorf("remove fired timer: %w", err)
+	}
+	if err := tb.Delete(t.key); err != nil {
+		return fmt.Errorf("remove fired timer: %w", err)
+	}
+	of, err := store.Bucket(tx, bucketTimerOf)
+	if err != nil {
+		return fmt.Errorf("remove fired timer: %w", err)
+	}
+	id := t.key[8:]
+	if bytes.Equal(of.Get(id), t.key[:8]) {
+		return of.Delete(id)
+	}
+	return nil
+}
+
+// --- replays ---
+
+// PutReplay stores a replay's progress.
+func PutReplay(tx *bbolt.Tx, ws string, r *stagesv1.Replay) error {
+	b, err := store.Bucket(tx, bucketReplays)
+	if err != nil {
+		return fmt.Errorf("put replay: %w", err)
+	}
+	return store.PutProto(b, Key(ws, r.GetReplayId()), r)
+}
+
+// GetReplay loads a replay.
+func GetReplay(tx *bbolt.Tx, ws, id string) (*stagesv1.Replay, error) {
+	b, err := store.Bucket(tx, bucketReplays)
+	if err != nil || b == nil {
+		return nil, fmt.Errorf("get replay %q: %w", id, ErrNotFound)
+	}
+	r := &stagesv1.Replay{}
+	if err := store.GetProto(b, Key(ws, id), r); err != nil {
+		return nil, fmt.Errorf("get replay %q: %w", id, err)
+	}
+	return r, nil
+}
+
+// Replays calls fn for every replay of every workspace.
+func Replays(tx *bbolt.Tx, fn func(ws string, r *stagesv1.Replay) error) error {
+	b := tx.Bucket([]byte(bucketReplays))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		parts, err := SplitKey(k)
+		if err != nil || len(parts) != 2 {
+			return nil
+		}
+		r := &stagesv1.Replay{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("decode replay: %w", err)
+		}
+		return fn(parts[0], r)
+	})
+}
