@@ -356,7 +356,8 @@ func (s *sim) groupCall(at time.Time) {
 	}
 }
 
-func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
+// day formats a contract date as the RFC 3339 date-time docs/events.md requires.
+func day(t time.Time) string { return t.UTC().Truncate(24 * time.Hour).Format(time.RFC3339) }
 
 func (s *sim) contractUpdated(at, contractStart time.Time) {
 	s.system("billing.contract_updated", at, map[string]any{
@@ -385,7 +386,8 @@ func (s *sim) pipeline() (time.Time, bool) {
 	s.identify(champ, t)
 	s.groupCall(t.Add(time.Second))
 	s.track(champ, "content_downloaded", t.Add(2*time.Second), map[string]any{"asset": []string{"journey-playbook", "health-score-guide", "revops-benchmark"}[s.rng.IntN(3)]})
-	s.system("crm.lead_created", t.Add(5*time.Minute), map[string]any{"email": champ.email, "lead_source": []string{"inbound", "webinar", "outbound"}[s.rng.IntN(3)]})
+	leadID := "lead-" + s.account.ID
+	s.system("crm.lead_created", t.Add(5*time.Minute), map[string]any{"lead_id": leadID, "email": champ.email, "lead_source": []string{"inbound", "webinar", "outbound"}[s.rng.IntN(3)]})
 	for range s.intn(1, 5) {
 		t = s.workTime(t.AddDate(0, 0, s.intn(1, 8)))
 		pg := pages[1+s.rng.IntN(2)]
@@ -395,7 +397,7 @@ func (s *sim) pipeline() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	t = s.workTime(t.AddDate(0, 0, s.intn(0, 5)))
-	s.system("crm.mql", t, map[string]any{"score": s.intn(60, 100), "email": champ.email})
+	s.system("crm.mql", t, map[string]any{"lead_id": leadID, "score": s.intn(60, 100), "email": champ.email, "reason": "content and pricing engagement"})
 	s.seats = s.initialSeats()
 	s.pickPlan()
 	if s.chance(0.5) {
@@ -408,29 +410,36 @@ func (s *sim) pipeline() (time.Time, bool) {
 		s.track(champ, "demo_requested", t.Add(time.Hour), nil)
 	}
 	t = s.workTime(t.AddDate(0, 0, s.intn(1, 6)))
-	s.system("crm.contacted", t, map[string]any{"channel": []string{"email", "phone"}[s.rng.IntN(2)], "owner": "sdr"})
+	s.system("crm.contacted", t, map[string]any{"channel": []string{"email", "call"}[s.rng.IntN(2)]})
 	if !s.chance(0.35 + 0.55*s.fit) {
 		return time.Time{}, false
 	}
 	t = s.workTime(t.AddDate(0, 0, s.intn(1, 10)))
-	s.system("crm.meeting_booked", t, nil)
-	s.system("crm.sql_accepted", t.Add(time.Hour), nil)
+	oppID := "opp-" + s.account.ID
+	s.system("crm.meeting_booked", t, map[string]any{"meeting_at": s.workTime(t.AddDate(0, 0, 3)).Format(time.RFC3339)})
+	s.system("crm.sql_accepted", t.Add(time.Hour), map[string]any{"lead_id": leadID, "opportunity_id": oppID})
 	amount := s.arr
 	// The buying committee shows up during evaluation.
 	for _, p := range s.people[1:] {
 		s.identify(p, s.workTime(t.AddDate(0, 0, s.intn(1, 20))))
 		s.emit(Event{Type: "group", UserID: p.id, GroupID: s.account.ID, Timestamp: s.workTime(t.AddDate(0, 0, s.intn(1, 20)))})
 	}
+	prev := ""
 	for _, stage := range []string{"discovery", "demo", "proposal", "negotiation"} {
 		t = s.workTime(t.AddDate(0, 0, s.intn(3, 21)))
-		s.system("crm.opportunity_stage_changed", t, map[string]any{"stage": stage, "amount": amount})
+		props := map[string]any{"opportunity_id": oppID, "stage": stage, "amount": amount}
+		if prev != "" {
+			props["previous_stage"] = prev
+		}
+		prev = stage
+		s.system("crm.opportunity_stage_changed", t, props)
 		if stage != "discovery" && !s.chance(0.72+0.25*s.fit) {
-			s.system("crm.closed_lost", s.workTime(t.AddDate(0, 0, s.intn(2, 14))), map[string]any{"reason": []string{"no_budget", "competitor", "no_decision"}[s.rng.IntN(3)], "amount": amount})
+			s.system("crm.closed_lost", s.workTime(t.AddDate(0, 0, s.intn(2, 14))), map[string]any{"opportunity_id": oppID, "reason": []string{"no_budget", "competitor", "no_decision"}[s.rng.IntN(3)]})
 			return time.Time{}, false
 		}
 	}
 	t = s.workTime(t.AddDate(0, 0, s.intn(2, 14)))
-	if !s.system("crm.closed_won", t, map[string]any{"amount": amount, "arr": s.arr, "plan": s.plan}) {
+	if !s.system("crm.closed_won", t, map[string]any{"opportunity_id": oppID, "amount": amount, "plan": s.plan}) {
 		return time.Time{}, false
 	}
 	return t, true
@@ -510,7 +519,8 @@ func (s *sim) customer(contractStart time.Time) {
 		if w%13 == 6 {
 			s.survey(ws, h, users)
 			if a.Segment != SegmentSMB && s.chance(0.4+0.5*h) {
-				s.system("meeting.qbr_held", s.workTime(ws.AddDate(0, 0, 3)), map[string]any{"attendees": s.intn(2, 6)})
+				at := s.workTime(ws.AddDate(0, 0, 3))
+				s.system("meeting.qbr_held", at, map[string]any{"attendees": s.intn(2, 6), "held_at": at.Format(time.RFC3339)})
 			}
 		}
 		// Renewal decision at contract end.
