@@ -1,0 +1,364 @@
+// Package store is Cairn's narrow wrapper around bbolt, modelled on etcd's
+// storage backend: it owns opening (always with a lock timeout), the schema
+// version and migrations, read and write transactions, and group commit.
+// Services keep their own typed buckets on top of it.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrNotFound is returned when a key or bucket does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrClosed is returned by Commit after Close.
+var ErrClosed = errors.New("store closed")
+
+var (
+	metaBucket = []byte("_meta")
+	schemaKey  = []byte("schema_version")
+)
+
+// Options configure Open.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock held by another process
+	// (default 5s), so a second instance fails fast instead of hanging.
+	LockTimeout time.Duration
+	// NoSync skips fsync. Only for tests and benchmarks: acknowledged writes
+	// may be lost on a crash.
+	NoSync bool
+	// SchemaVersion is the version the caller's code expects. A file with a
+	// newer version is refused; an older one is migrated.
+	SchemaVersion uint32
+	// Migrations upgrade the file: Migrations[v] moves a file from v-1 to v.
+	Migrations map[uint32]func(*bbolt.Tx) error
+	// MaxGroup caps how many Commit calls share one transaction (default 1024).
+	MaxGroup int
+}
+
+// DB is an open bbolt file.
+type DB struct {
+	bolt *bbolt.DB
+	path string
+
+	commits chan *commitReq
+	// closeMu orders Commit's enqueue before Close, so that nothing is
+	// queued after the committer has drained and stopped.
+	closeMu sync.RWMutex
+	closed  bool
+	done    chan struct{}
+	stopped chan struct{}
+	maxGrp  int
+}
+
+// Open opens (creating if needed) the bbolt file at path.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.MaxGroup <= 0 {
+		opts.MaxGroup = 1024
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir for %s: %w", path, err)
+	}
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        opts.LockTimeout,
+		NoSync:         opts.NoSync,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db := &DB{
+		bolt:    b,
+		path:    path,
+		commits: make(chan *commitReq, opts.MaxGroup),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		maxGrp:  opts.MaxGroup,
+	}
+	if err := db.checkSchema(opts.SchemaVersion, opts.Migrations); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	go db.committer()
+	return db, nil
+}
+
+func (db *DB) checkSchema(want uint32, migrations map[uint32]func(*bbolt.Tx) error) error {
+	return db.bolt.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return fmt.Errorf("create meta bucket: %w", err)
+		}
+		have := uint32(0)
+		fresh := true
+		if v := meta.Get(schemaKey); len(v) == 4 {
+			have = binary.BigEndian.Uint32(v)
+			fresh = false
+		}
+		if have > want {
+			return fmt.Errorf("open %s: schema version %d is newer than this binary's %d", db.path, have, want)
+		}
+		if !fresh {
+			for v := have + 1; v <= want; v++ {
+				if m := migrations[v]; m != nil {
+					if err := m(tx); err != nil {
+						return fmt.Errorf("migrate %s to schema %d: %w", db.path, v, err)
+					}
+				}
+			}
+		}
+		var buf [4]byte
+		binary.BigEndian.PutUint32(buf[:], want)
+		return meta.Put(schemaKey, buf[:])
+	})
+}
+
+// SchemaVersion returns the version recorded in the file.
+func (db *DB) SchemaVersion() (uint32, error) {
+	var v uint32
+	err := db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(metaBucket)
+		if b == nil {
+			return ErrNotFound
+		}
+		raw := b.Get(schemaKey)
+		if len(raw) != 4 {
+			return ErrNotFound
+		}
+		v = binary.BigEndian.Uint32(raw)
+		return nil
+	})
+	return v, err
+}
+
+// Close stops group commit and closes the file. Pending Commit calls finish first.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	close(db.done)
+	db.closeMu.Unlock()
+	<-db.stopped
+	return db.bolt.Close()
+}
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(*bbolt.Tx) error) error { return db.bolt.View(fn) }
+
+// Update runs fn in its own write transaction (one fsync).
+func (db *DB) Update(fn func(*bbolt.Tx) error) error { return db.bolt.Update(fn) }
+
+// Bolt exposes the underlying handle for stats and backups.
+func (db *DB) Bolt() *bbolt.DB { return db.bolt }
+
+// Path is the file's path.
+func (db *DB) Path() string { return db.path }
+
+// Size returns the file's size in bytes.
+func (db *DB) Size() int64 {
+	var n int64
+	_ = db.bolt.View(func(tx *bbolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+// Bucket returns the nested bucket at path. In a writable transaction missing
+// buckets are created; in a read-only one a missing bucket yields (nil, nil).
+func Bucket(tx *bbolt.Tx, path ...string) (*bbolt.Bucket, error) {
+	if len(path) == 0 {
+		return nil, errors.New("bucket: empty path")
+	}
+	var b *bbolt.Bucket
+	for i, name := range path {
+		key := []byte(name)
+		if tx.Writable() {
+			var err error
+			if i == 0 {
+				b, err = tx.CreateBucketIfNotExists(key)
+			} else {
+				b, err = b.CreateBucketIfNotExists(key)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create bucket %q: %w", path[:i+1], err)
+			}
+			continue
+		}
+		if i == 0 {
+			b = tx.Bucket(key)
+		} else {
+			b = b.Bucket(key)
+		}
+		if b == nil {
+			return nil, nil
+		}
+	}
+	return b, nil
+}
+
+// U64 encodes v as 8 big-endian bytes, so keys sort numerically.
+func U64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+// ParseU64 decodes a key made by U64; short input decodes as 0.
+func ParseU64(b []byte) uint64 {
+	if len(b) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// PutProto stores m under key.
+func PutProto(b *bbolt.Bucket, key []byte, m proto.Message) error {
+	raw, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("marshal %T: %w", m, err)
+	}
+	return b.Put(key, raw)
+}
+
+// GetProto loads key into m, or returns ErrNotFound.
+func GetProto(b *bbolt.Bucket, key []byte, m proto.Message) error {
+	if b == nil {
+		return ErrNotFound
+	}
+	raw := b.Get(key)
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := proto.Unmarshal(raw, m); err != nil {
+		return fmt.Errorf("unmarshal %T: %w", m, err)
+	}
+	return nil
+}
+
+// commitReq is one caller's share of a group commit.
+type commitReq struct {
+	ctx context.Context
+	fn  func(*bbolt.Tx) error
+	err chan error
+}
+
+// Commit runs fn in a write transaction shared with other concurrent Commit
+// calls, so that they pay for one fsync together. It returns once the
+// transaction is durable (or fn's own error). fn may run more than once: if
+// another member of the group fails, the group is rolled back and retried
+// without it. So fn must only read and write through tx.
+func (db *DB) Commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	req := &commitReq{ctx: ctx, fn: fn, err: make(chan error, 1)}
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case db.commits <- req:
+		db.closeMu.RUnlock()
+	case <-ctx.Done():
+		db.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	// Once queued, wait for the outcome even if ctx ends: the write may
+	// already be durable and the caller must not believe otherwise.
+	return <-req.err
+}
+
+// committer drains the queue: whatever arrived while the previous fsync ran
+// becomes the next group, so batching grows with load and adds no delay when idle.
+func (db *DB) committer() {
+	defer close(db.stopped)
+	group := make([]*commitReq, 0, db.maxGrp)
+	for {
+		select {
+		case req := <-db.commits:
+			group = append(group[:0], req)
+		case <-db.done:
+			// Finish whatever is queued, then stop.
+			for {
+				select {
+				case req := <-db.commits:
+					db.runGroup([]*commitReq{req})
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(group) < db.maxGrp {
+			select {
+			case req := <-db.commits:
+				group = append(group, req)
+			default:
+				break drain
+			}
+		}
+		db.runGroup(group)
+	}
+}
+
+func (db *DB) runGroup(group []*commitReq) {
+	live := group[:0:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	for len(live) > 0 {
+		failed := -1
+		var failErr error
+		err := db.bolt.Update(func(tx *bbolt.Tx) error {
+			for i, r := range live {
+				if err := safeRun(r.fn, tx); err != nil {
+					failed, failErr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			for _, r := range live {
+				r.err <- nil
+			}
+			return
+		}
+		if failed < 0 {
+			// The commit itself failed (disk full, I/O error): everyone hears it.
+			for _, r := range live {
+				r.err <- fmt.Errorf("commit: %w", err)
+			}
+			return
+		}
+		live[failed].err <- failErr
+		live = append(live[:failed:failed], live[failed+1:]...)
+	}
+}
+
+// safeRun keeps one caller's panic from killing the committer and everyone's writes.
+func safeRun(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("commit function panicked: %v", r)
+		}
+	}()
+	return fn(tx)
+}

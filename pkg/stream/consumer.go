@@ -1,0 +1,388 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/store"
+)
+
+// Subscription yields batches of upstream records in offset order, each with
+// the upstream head at the time it was read.
+type Subscription[T any] interface {
+	Recv() (recs []T, head uint64, err error)
+}
+
+// Source opens a subscription on one upstream partition starting at from.
+type Source[T any] func(ctx context.Context, partition uint32, from uint64) (Subscription[T], error)
+
+// GRPCSource adapts a generated Subscribe client method to a Source.
+// unpack extracts the records and head offset from one response.
+func GRPCSource[Resp any, T any](
+	open func(ctx context.Context, partition uint32, from uint64) (grpc.ServerStreamingClient[Resp], error),
+	unpack func(*Resp) ([]T, uint64),
+) Source[T] {
+	return func(ctx context.Context, partition uint32, from uint64) (Subscription[T], error) {
+		s, err := open(ctx, partition, from)
+		if err != nil {
+			return nil, err
+		}
+		return &grpcSub[Resp, T]{s: s, unpack: unpack}, nil
+	}
+}
+
+type grpcSub[Resp any, T any] struct {
+	s      grpc.ServerStreamingClient[Resp]
+	unpack func(*Resp) ([]T, uint64)
+}
+
+func (g *grpcSub[Resp, T]) Recv() ([]T, uint64, error) {
+	resp, err := g.s.Recv()
+	if err != nil {
+		return nil, 0, err
+	}
+	recs, head := g.unpack(resp)
+	return recs, head, nil
+}
+
+// LocalSource serves a Log in this process as a Source; tests and the
+// single-process suite use it to skip the network.
+func LocalSource[T any](l *Log, decode func(Record) (T, error)) Source[T] {
+	return func(ctx context.Context, partition uint32, from uint64) (Subscription[T], error) {
+		if err := l.checkPartition(partition); err != nil {
+			return nil, err
+		}
+		if from == 0 {
+			from = l.First(partition)
+		}
+		return &localSub[T]{ctx: ctx, l: l, p: partition, from: from, decode: decode}, nil
+	}
+}
+
+type localSub[T any] struct {
+	ctx    context.Context
+	l      *Log
+	p      uint32
+	from   uint64
+	decode func(Record) (T, error)
+}
+
+func (s *localSub[T]) Recv() ([]T, uint64, error) {
+	for {
+		wake := s.l.waitChan(s.p)
+		recs, err := s.l.Read(s.p, s.from, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(recs) > 0 {
+			out := make([]T, 0, len(recs))
+			for _, r := range recs {
+				v, err := s.decode(r)
+				if err != nil {
+					return nil, 0, fmt.Errorf("decode offset %d: %w", r.Offset, err)
+				}
+				out = append(out, v)
+			}
+			s.from = recs[len(recs)-1].Offset + 1
+			return out, s.l.Head(s.p), nil
+		}
+		if h := s.l.Head(s.p); s.from <= h {
+			s.from = h + 1
+		}
+		select {
+		case <-wake:
+		case <-s.ctx.Done():
+			return nil, 0, s.ctx.Err()
+		}
+	}
+}
+
+// Lag is how far a consumer is behind one upstream partition.
+type Lag struct {
+	Name      string
+	Partition uint32
+	Cursor    uint64
+	Head      uint64
+}
+
+// ConsumerOptions configure NewConsumer.
+type ConsumerOptions[T any] struct {
+	// Name identifies the upstream; it names the cursor, e.g. "ingestion".
+	Name string
+	// DB is the consumer's own store, where state and cursor live.
+	DB *store.DB
+	// Source opens upstream subscriptions.
+	Source Source[T]
+	// Partitions lists the upstream partitions to follow.
+	Partitions []uint32
+	// Offset returns a record's upstream offset.
+	Offset func(T) uint64
+	// Apply applies records inside the transaction that also saves the
+	// cursor. It must only touch tx: it may be re-run (group commit).
+	Apply func(tx *bbolt.Tx, partition uint32, recs []T) error
+	// Clock drives reconnect backoff (default the wall clock).
+	Clock clock.Clock
+	// Logger receives reconnect and apply errors.
+	Logger *slog.Logger
+	// Registerer, when set, receives cairn_consumer_lag and cairn_consumer_cursor.
+	Registerer prometheus.Registerer
+	// MinBackoff and MaxBackoff bound reconnect delays (default 50ms, 5s).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Consumer follows upstream partitions and applies their records
+// exactly once by committing its cursor with the state change.
+type Consumer[T any] struct {
+	opts ConsumerOptions[T]
+
+	mu      sync.Mutex
+	cursors map[uint32]uint64
+	heads   map[uint32]uint64
+	wake    chan struct{}
+
+	lag    *prometheus.GaugeVec
+	cursor *prometheus.GaugeVec
+}
+
+// NewConsumer validates opts and loads the saved cursors.
+func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
+	switch {
+	case opts.Name == "":
+		return nil, errors.New("consumer: Name is required")
+	case opts.DB == nil:
+		return nil, errors.New("consumer: DB is required")
+	case opts.Source == nil:
+		return nil, errors.New("consumer: Source is required")
+	case opts.Offset == nil || opts.Apply == nil:
+		return nil, errors.New("consumer: Offset and Apply are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 50 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Second
+	}
+	c := &Consumer[T]{
+		opts:    opts,
+		cursors: make(map[uint32]uint64),
+		heads:   make(map[uint32]uint64),
+		wake:    make(chan struct{}),
+	}
+	err := opts.DB.View(func(tx *bbolt.Tx) error {
+		for _, p := range opts.Partitions {
+			v, err := ReadCursor(tx, opts.Name, p)
+			if err != nil {
+				return err
+			}
+			c.cursors[p] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load cursors for %q: %w", opts.Name, err)
+	}
+	if opts.Registerer != nil {
+		c.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_consumer_lag", Help: "Upstream records not yet applied.",
+			ConstLabels: prometheus.Labels{"consumer": opts.Name},
+		}, []string{"partition"})
+		c.cursor = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_consumer_cursor", Help: "Last upstream offset applied.",
+			ConstLabels: prometheus.Labels{"consumer": opts.Name},
+		}, []string{"partition"})
+		for _, col := range []prometheus.Collector{c.lag, c.cursor} {
+			if err := opts.Registerer.Register(col); err != nil {
+				return nil, fmt.Errorf("register consumer metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+func cursorKey(name string, p uint32) []byte {
+	return []byte(name + "/" + strconv.FormatUint(uint64(p), 10))
+}
+
+// ReadCursor returns the saved cursor of consumer name on partition p (0 if none).
+func ReadCursor(tx *bbolt.Tx, name string, p uint32) (uint64, error) {
+	b, err := store.Bucket(tx, "_cursors")
+	if err != nil || b == nil {
+		return 0, err
+	}
+	return store.ParseU64(b.Get(cursorKey(name, p))), nil
+}
+
+func writeCursor(tx *bbolt.Tx, name string, p uint32, v uint64) error {
+	b, err := store.Bucket(tx, "_cursors")
+	if err != nil {
+		return err
+	}
+	return b.Put(cursorKey(name, p), store.U64(v))
+}
+
+// Cursor returns the last applied offset of partition p.
+func (c *Consumer[T]) Cursor(p uint32) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cursors[p]
+}
+
+// Lag reports the lag of every followed partition.
+func (c *Consumer[T]) Lag() []Lag {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Lag, 0, len(c.opts.Partitions))
+	for _, p := range c.opts.Partitions {
+		out = append(out, Lag{Name: c.opts.Name, Partition: p, Cursor: c.cursors[p], Head: c.heads[p]})
+	}
+	return out
+}
+
+// WaitFor blocks until the cursor of p reaches offset or ctx ends.
+func (c *Consumer[T]) WaitFor(ctx context.Context, p uint32, offset uint64) error {
+	for {
+		c.mu.Lock()
+		done := c.cursors[p] >= offset
+		wake := c.wake
+		c.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Run follows every partition until ctx ends. It returns nil on cancellation.
+func (c *Consumer[T]) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, p := range c.opts.Partitions {
+		wg.Add(1)
+		go func(p uint32) {
+			defer wg.Done()
+			c.follow(ctx, p)
+		}(p)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Consumer[T]) follow(ctx context.Context, p uint32) {
+	backoff := c.opts.MinBackoff
+	for ctx.Err() == nil {
+		progressed, err := c.session(ctx, p)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			backoff = c.opts.MinBackoff
+		}
+		c.opts.Logger.Warn("consumer reconnecting", "consumer", c.opts.Name, "partition", p, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.opts.Clock.After(backoff):
+		}
+		backoff = min(backoff*2, c.opts.MaxBackoff)
+	}
+}
+
+// session runs one subscription until it fails; it reports whether any
+// record was applied, so that backoff resets after a healthy stretch.
+func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sub, err := c.opts.Source(sctx, p, c.Cursor(p)+1)
+	if err != nil {
+		return false, fmt.Errorf("subscribe to %s partition %d: %w", c.opts.Name, p, err)
+	}
+	progressed := false
+	for {
+		recs, head, err := sub.Recv()
+		if err != nil {
+			return progressed, fmt.Errorf("receive from %s partition %d: %w", c.opts.Name, p, err)
+		}
+		c.setHead(p, head)
+		if len(recs) == 0 {
+			continue
+		}
+		var applied uint64
+		err = c.opts.DB.Commit(ctx, func(tx *bbolt.Tx) error {
+			// Re-read the cursor inside the transaction: redelivered
+			// records (at-least-once) are dropped here, atomically.
+			cur, err := ReadCursor(tx, c.opts.Name, p)
+			if err != nil {
+				return err
+			}
+			fresh := recs[:0:0]
+			for _, r := range recs {
+				if c.opts.Offset(r) > cur {
+					fresh = append(fresh, r)
+				}
+			}
+			applied = cur
+			if len(fresh) == 0 {
+				return nil
+			}
+			if err := c.opts.Apply(tx, p, fresh); err != nil {
+				return err
+			}
+			applied = c.opts.Offset(fresh[len(fresh)-1])
+			return writeCursor(tx, c.opts.Name, p, applied)
+		})
+		if err != nil {
+			return progressed, fmt.Errorf("apply %s partition %d: %w", c.opts.Name, p, err)
+		}
+		progressed = true
+		c.setCursor(p, applied)
+	}
+}
+
+func (c *Consumer[T]) setHead(p uint32, head uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if head > c.heads[p] {
+		c.heads[p] = head
+	}
+	c.updateGauges(p)
+}
+
+func (c *Consumer[T]) setCursor(p uint32, v uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cursors[p] = v
+	if v > c.heads[p] {
+		c.heads[p] = v
+	}
+	close(c.wake)
+	c.wake = make(chan struct{})
+	c.updateGauges(p)
+}
+
+func (c *Consumer[T]) updateGauges(p uint32) {
+	if c.lag == nil {
+		return
+	}
+	label := strconv.FormatUint(uint64(p), 10)
+	c.lag.WithLabelValues(label).Set(float64(c.heads[p] - min(c.cursors[p], c.heads[p])))
+	c.cursor.WithLabelValues(label).Set(float64(c.cursors[p]))
+}

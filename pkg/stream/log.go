@@ -1,0 +1,449 @@
+// Package stream implements the pattern every Cairn service uses to move
+// data: an append-only log per partition inside the producer's bbolt file,
+// served live as a gRPC server stream, and a consumer that applies records
+// and saves its cursor in the same bbolt transaction as the state change.
+//
+// Delivery is at-least-once; because the cursor commits atomically with the
+// state it describes, application is exactly-once.
+package stream
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/store"
+)
+
+// Record is one entry of a log. Offsets start at 1 in each partition.
+type Record struct {
+	Partition uint32
+	Offset    uint64
+	Data      []byte
+}
+
+var (
+	// ErrCompacted means the requested offset was removed by retention.
+	ErrCompacted = errors.New("offset is older than the log's retention")
+	// ErrBeyondHead means the requested offset has not been written yet
+	// (more than one past the head), which usually means the consumer's
+	// cursor belongs to another log.
+	ErrBeyondHead = errors.New("offset is beyond the head of the log")
+	// ErrNoPartition means the partition does not exist.
+	ErrNoPartition = errors.New("no such partition")
+)
+
+// Status translates stream errors to gRPC status errors for Subscribe handlers.
+func Status(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrCompacted), errors.Is(err, ErrBeyondHead):
+		return status.Error(codes.OutOfRange, err.Error())
+	case errors.Is(err, ErrNoPartition):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "subscription canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "subscription deadline exceeded")
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, "log read failed")
+}
+
+// Partition maps (workspace, account) to one of n partitions with FNV-1a.
+// It is the one place partitioning is decided, so replicas and clients agree.
+func Partition(workspace, account string, n uint32) uint32 {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(workspace))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(account))
+	return h.Sum32() % n
+}
+
+// LogOptions configure OpenLog.
+type LogOptions struct {
+	// Partitions is the fixed partition count (default 1).
+	Partitions uint32
+	// Retention removes records older than this; 0 keeps them forever.
+	Retention time.Duration
+	// Clock stamps records for retention (default the wall clock).
+	Clock clock.Clock
+	// ReadBatch caps records per Serve send (default 512).
+	ReadBatch int
+}
+
+// Log is an append-only, partitioned log stored in one bbolt file.
+type Log struct {
+	db   *store.DB
+	name string
+	opts LogOptions
+
+	mu    sync.Mutex
+	heads []uint64
+	first []uint64
+	wake  []chan struct{}
+}
+
+var (
+	keyHead  = []byte("head")
+	keyFirst = []byte("first")
+)
+
+// OpenLog opens (creating if needed) the log called name in db.
+func OpenLog(db *store.DB, name string, opts LogOptions) (*Log, error) {
+	if opts.Partitions == 0 {
+		opts.Partitions = 1
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.ReadBatch <= 0 {
+		opts.ReadBatch = 512
+	}
+	l := &Log{
+		db:    db,
+		name:  name,
+		opts:  opts,
+		heads: make([]uint64, opts.Partitions),
+		first: make([]uint64, opts.Partitions),
+		wake:  make([]chan struct{}, opts.Partitions),
+	}
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for p := uint32(0); p < opts.Partitions; p++ {
+			meta, _, err := l.buckets(tx, p)
+			if err != nil {
+				return err
+			}
+			l.heads[p] = store.ParseU64(meta.Get(keyHead))
+			l.first[p] = store.ParseU64(meta.Get(keyFirst))
+			if l.first[p] == 0 {
+				l.first[p] = 1
+				if err := meta.Put(keyFirst, store.U64(1)); err != nil {
+					return err
+				}
+			}
+			l.wake[p] = make(chan struct{})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open log %q: %w", name, err)
+	}
+	return l, nil
+}
+
+// Partitions returns the partition count.
+func (l *Log) Partitions() uint32 { return l.opts.Partitions }
+
+// Name returns the log's name.
+func (l *Log) Name() string { return l.name }
+
+func (l *Log) buckets(tx *bbolt.Tx, p uint32) (meta, recs *bbolt.Bucket, err error) {
+	pb, err := store.Bucket(tx, "log", l.name, fmt.Sprintf("p%05d", p))
+	if err != nil || pb == nil {
+		return nil, nil, err
+	}
+	if tx.Writable() {
+		if meta, err = pb.CreateBucketIfNotExists([]byte("meta")); err != nil {
+			return nil, nil, err
+		}
+		if recs, err = pb.CreateBucketIfNotExists([]byte("records")); err != nil {
+			return nil, nil, err
+		}
+		return meta, recs, nil
+	}
+	return pb.Bucket([]byte("meta")), pb.Bucket([]byte("records")), nil
+}
+
+func (l *Log) checkPartition(p uint32) error {
+	if p >= l.opts.Partitions {
+		return fmt.Errorf("%w: partition %d (log %q has %d)", ErrNoPartition, p, l.name, l.opts.Partitions)
+	}
+	return nil
+}
+
+// Head returns the newest offset of partition p (0 when empty).
+func (l *Log) Head(p uint32) uint64 {
+	if p >= l.opts.Partitions {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.heads[p]
+}
+
+// First returns the oldest retained offset of partition p.
+func (l *Log) First(p uint32) uint64 {
+	if p >= l.opts.Partitions {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first[p]
+}
+
+// AppendTx appends data to partition p inside the caller's write transaction,
+// so that an output record commits together with the state that produced it.
+// Subscribers are woken when the transaction commits.
+func (l *Log) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
+	if err := l.checkPartition(p); err != nil {
+		return 0, err
+	}
+	meta, recs, err := l.buckets(tx, p)
+	if err != nil {
+		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
+	}
+	off := store.ParseU64(meta.Get(keyHead)) + 1
+	val := make([]byte, 8+len(data))
+	binary.BigEndian.PutUint64(val, uint64(l.opts.Clock.Now().UnixNano()))
+	copy(val[8:], data)
+	if err := recs.Put(store.U64(off), val); err != nil {
+		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
+	}
+	if err := meta.Put(keyHead, store.U64(off)); err != nil {
+		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
+	}
+	tx.OnCommit(func() { l.advance(p, off) })
+	return off, nil
+}
+
+// Append durably appends data to partition p using group commit and returns
+// the offset of the first record.
+func (l *Log) Append(ctx context.Context, p uint32, data ...[]byte) (uint64, error) {
+	if err := l.checkPartition(p); err != nil {
+		return 0, err
+	}
+	var first uint64
+	err := l.db.Commit(ctx, func(tx *bbolt.Tx) error {
+		first = 0
+		for _, d := range data {
+			off, err := l.AppendTx(tx, p, d)
+			if err != nil {
+				return err
+			}
+			if first == 0 {
+				first = off
+			}
+		}
+		return nil
+	})
+	return first, err
+}
+
+// DeleteTx removes one record (right to be forgotten). Readers skip the gap;
+// offsets are never reused.
+func (l *Log) DeleteTx(tx *bbolt.Tx, p uint32, offset uint64) error {
+	if err := l.checkPartition(p); err != nil {
+		return err
+	}
+	_, recs, err := l.buckets(tx, p)
+	if err != nil {
+		return fmt.Errorf("delete from log %q: %w", l.name, err)
+	}
+	return recs.Delete(store.U64(offset))
+}
+
+func (l *Log) advance(p uint32, off uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if off > l.heads[p] {
+		l.heads[p] = off
+		close(l.wake[p])
+		l.wake[p] = make(chan struct{})
+	}
+}
+
+func (l *Log) waitChan(p uint32) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.wake[p]
+}
+
+// Read returns up to max records of partition p with offsets >= from.
+// from 0 means the oldest retained record.
+func (l *Log) Read(p uint32, from uint64, max int) ([]Record, error) {
+	if err := l.checkPartition(p); err != nil {
+		return nil, err
+	}
+	if max <= 0 {
+		max = l.opts.ReadBatch
+	}
+	var out []Record
+	err := l.db.View(func(tx *bbolt.Tx) error {
+		meta, recs, err := l.buckets(tx, p)
+		if err != nil {
+			return err
+		}
+		var head, first uint64 = 0, 1
+		if meta != nil {
+			head = store.ParseU64(meta.Get(keyHead))
+			if f := store.ParseU64(meta.Get(keyFirst)); f > 0 {
+				first = f
+			}
+		}
+		if from == 0 {
+			from = first
+		}
+		if from < first {
+			return fmt.Errorf("%w: from_offset %d, first retained offset is %d", ErrCompacted, from, first)
+		}
+		if from > head+1 {
+			return fmt.Errorf("%w: from_offset %d, head is %d", ErrBeyondHead, from, head)
+		}
+		if recs == nil {
+			return nil
+		}
+		c := recs.Cursor()
+		for k, v := c.Seek(store.U64(from)); k != nil && len(out) < max; k, v = c.Next() {
+			if len(v) < 8 {
+				return fmt.Errorf("log %q partition %d offset %d: corrupt record", l.name, p, store.ParseU64(k))
+			}
+			data := make([]byte, len(v)-8)
+			copy(data, v[8:])
+			out = append(out, Record{Partition: p, Offset: store.ParseU64(k), Data: data})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Serve implements Subscribe: it sends records of partition p from offset
+// from, then tails new appends without polling, until ctx ends or send fails.
+func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs []Record, head uint64) error) error {
+	if err := l.checkPartition(p); err != nil {
+		return err
+	}
+	if from == 0 {
+		from = l.First(p)
+	}
+	for {
+		// Take the wake channel before reading so an append that lands
+		// between the read and the wait is not missed.
+		wake := l.waitChan(p)
+		recs, err := l.Read(p, from, l.opts.ReadBatch)
+		if err != nil {
+			return err
+		}
+		if len(recs) > 0 {
+			if err := send(recs, l.Head(p)); err != nil {
+				return err
+			}
+			from = recs[len(recs)-1].Offset + 1
+			continue
+		}
+		// Nothing at or after from: skip a deleted tail so we wait for new data.
+		if h := l.Head(p); from <= h {
+			from = h + 1
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// ApplyRetention removes records older than the retention period, at most
+// chunk records per transaction so that writers are not stalled, and
+// returns how many it removed.
+func (l *Log) ApplyRetention(ctx context.Context, chunk int) (int, error) {
+	if l.opts.Retention <= 0 {
+		return 0, nil
+	}
+	if chunk <= 0 {
+		chunk = 10000
+	}
+	cutoff := uint64(l.opts.Clock.Now().Add(-l.opts.Retention).UnixNano())
+	total := 0
+	for p := uint32(0); p < l.opts.Partitions; p++ {
+		for {
+			if err := ctx.Err(); err != nil {
+				return total, err
+			}
+			n, more, err := l.retainChunk(p, cutoff, chunk)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("retention on log %q partition %d: %w", l.name, p, err)
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+func (l *Log) retainChunk(p uint32, cutoff uint64, chunk int) (int, bool, error) {
+	removed := 0
+	more := false
+	var newFirst uint64
+	err := l.db.Update(func(tx *bbolt.Tx) error {
+		meta, recs, err := l.buckets(tx, p)
+		if err != nil {
+			return err
+		}
+		head := store.ParseU64(meta.Get(keyHead))
+		c := recs.Cursor()
+		newFirst = store.ParseU64(meta.Get(keyFirst))
+		for k, v := c.First(); k != nil; k, v = c.First() {
+			if removed >= chunk {
+				more = true
+				break
+			}
+			if len(v) >= 8 && binary.BigEndian.Uint64(v) >= cutoff {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			newFirst = store.ParseU64(k) + 1
+			removed++
+		}
+		if k, _ := c.First(); k == nil && newFirst <= head {
+			// Only gaps remained: everything up to head is gone.
+			newFirst = head + 1
+		}
+		return meta.Put(keyFirst, store.U64(newFirst))
+	})
+	if err == nil {
+		l.mu.Lock()
+		if newFirst > l.first[p] {
+			l.first[p] = newFirst
+		}
+		l.mu.Unlock()
+	}
+	return removed, more, err
+}
+
+// RunRetention applies retention every interval until ctx ends.
+func (l *Log) RunRetention(ctx context.Context, interval time.Duration) error {
+	if l.opts.Retention <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		if _, err := l.ApplyRetention(ctx, 0); err != nil && ctx.Err() == nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.opts.Clock.After(interval):
+		}
+	}
+}
