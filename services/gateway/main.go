@@ -53,7 +53,30 @@ type config struct {
 
 func main() {
 	var cfg config
-	fs := flag.NewFlagSet("cairn-gateway", flag.ExitOnError)
+	fs := newFlagSet(&cfg)
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2) // the flag package has printed the problem and usage.
+	}
+
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "gateway")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("gateway stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+// newFlagSet defines the gateway's flags over cfg.
+func newFlagSet(cfg *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("cairn-gateway", flag.ContinueOnError)
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9105", "Prometheus /metrics listen address")
 	fs.StringVar(&cfg.ingestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address")
@@ -66,19 +89,7 @@ func main() {
 	fs.Float64Var(&cfg.rate, "rate", 1000, "requests per second allowed per API key (0 disables)")
 	fs.IntVar(&cfg.burst, "burst", 2000, "burst of requests allowed per API key")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown limit")
-	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on failure.
-
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "gateway")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, logger); err != nil {
-		logger.Error("gateway stopped", "error", err)
-		os.Exit(1)
-	}
+	return fs
 }
 
 // applyEnv sets each flag from CAIRN_<FLAG_UPPER_SNAKE> when that variable is

@@ -183,6 +183,8 @@ type Suite struct {
 	Status *health.Server
 	// Conn is a client connection to the server.
 	Conn *grpc.ClientConn
+	// Addr is the server's address.
+	Addr string
 }
 
 // Start serves the fakes on 127.0.0.1:0 until the test ends.
@@ -208,7 +210,7 @@ func Start(tb testing.TB) *Suite {
 	if err != nil {
 		tb.Fatalf("dial fakes: %v", err)
 	}
-	s.Conn = cc
+	s.Conn, s.Addr = cc, ln.Addr().String()
 	tb.Cleanup(func() {
 		_ = cc.Close()
 		srv.Stop()
