@@ -80,7 +80,7 @@ type localSub[T any] struct {
 func (s *localSub[T]) Recv() ([]T, uint64, error) {
 	for {
 		wake := s.l.waitChan(s.p)
-		recs, err := s.l.Read(s.p, s.from, 0)
+		recs, head, err := s.l.read(s.p, s.from, 0)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -94,10 +94,10 @@ func (s *localSub[T]) Recv() ([]T, uint64, error) {
 				out = append(out, v)
 			}
 			s.from = recs[len(recs)-1].Offset + 1
-			return out, s.l.Head(s.p), nil
+			return out, head, nil
 		}
-		if h := s.l.Head(s.p); s.from <= h {
-			s.from = h + 1
+		if s.from <= head {
+			s.from = head + 1
 		}
 		select {
 		case <-wake:
@@ -376,6 +376,15 @@ func (c *Consumer[T]) setCursor(p uint32, v uint64) {
 	close(c.wake)
 	c.wake = make(chan struct{})
 	c.updateGauges(p)
+}
+
+// LagGauge returns the lag gauge of partition p (nil without a Registerer);
+// tests use it to check the exported metric.
+func (c *Consumer[T]) LagGauge(p uint32) prometheus.Gauge {
+	if c.lag == nil {
+		return nil
+	}
+	return c.lag.WithLabelValues(strconv.FormatUint(uint64(p), 10))
 }
 
 func (c *Consumer[T]) updateGauges(p uint32) {

@@ -277,19 +277,27 @@ func (l *Log) waitChan(p uint32) <-chan struct{} {
 // Read returns up to max records of partition p with offsets >= from.
 // from 0 means the oldest retained record.
 func (l *Log) Read(p uint32, from uint64, max int) ([]Record, error) {
+	recs, _, err := l.read(p, from, max)
+	return recs, err
+}
+
+// read also returns the head as of the same snapshot, so callers can tell a
+// deleted gap (offsets <= that head) from records not yet visible.
+func (l *Log) read(p uint32, from uint64, max int) ([]Record, uint64, error) {
 	if err := l.checkPartition(p); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if max <= 0 {
 		max = l.opts.ReadBatch
 	}
 	var out []Record
+	var head uint64
 	err := l.db.View(func(tx *bbolt.Tx) error {
 		meta, recs, err := l.buckets(tx, p)
 		if err != nil {
 			return err
 		}
-		var head, first uint64 = 0, 1
+		var first uint64 = 1
 		if meta != nil {
 			head = store.ParseU64(meta.Get(keyHead))
 			if f := store.ParseU64(meta.Get(keyFirst)); f > 0 {
@@ -319,7 +327,7 @@ func (l *Log) Read(p uint32, from uint64, max int) ([]Record, error) {
 		}
 		return nil
 	})
-	return out, err
+	return out, head, err
 }
 
 // Serve implements Subscribe: it sends records of partition p from offset
@@ -335,20 +343,21 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 		// Take the wake channel before reading so an append that lands
 		// between the read and the wait is not missed.
 		wake := l.waitChan(p)
-		recs, err := l.Read(p, from, l.opts.ReadBatch)
+		recs, head, err := l.read(p, from, l.opts.ReadBatch)
 		if err != nil {
 			return err
 		}
 		if len(recs) > 0 {
-			if err := send(recs, l.Head(p)); err != nil {
+			if err := send(recs, head); err != nil {
 				return err
 			}
 			from = recs[len(recs)-1].Offset + 1
 			continue
 		}
-		// Nothing at or after from: skip a deleted tail so we wait for new data.
-		if h := l.Head(p); from <= h {
-			from = h + 1
+		// Nothing at or after from in this snapshot: offsets up to the
+		// snapshot's head are deleted gaps; later ones are not written yet.
+		if from <= head {
+			from = head + 1
 		}
 		select {
 		case <-wake:
