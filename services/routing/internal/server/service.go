@@ -79,6 +79,12 @@ type Service struct {
 	breaches *prometheus.CounterVec
 	decision prometheus.Histogram
 
+	// AfterFire, when set, is called after each committed batch of fired
+	// timers with the total fired by this Service; only fault-injection
+	// tests use it.
+	AfterFire func(total int)
+	fired     int
+
 	mu      sync.Mutex
 	engines map[string]engineEntry
 	zones   map[string]*time.Location

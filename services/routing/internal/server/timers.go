@@ -48,6 +48,10 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 			s.breaches.WithLabelValues(rules.TypeName(t)).Inc()
 		}
 		total += n
+		s.fired += n
+		if s.AfterFire != nil && n > 0 {
+			s.AfterFire(s.fired)
+		}
 		// A fired warning may arm a timer that is already due (after
 		// downtime), so keep going until a pass finds nothing.
 		if n == 0 {
