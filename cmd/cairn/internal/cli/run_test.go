@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -343,4 +344,17 @@ func TestProcessFor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkDemoItems measures turning the 300-account demo into events
+// through pkg/segment, the CPU cost `cairn run` pays before loading.
+func BenchmarkDemoItems(b *testing.B) {
+	ds := demo.Generate(demo.Options{Seed: 1, Accounts: 300, Now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := demoItems(ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(ds.Events)), "events/op")
 }
