@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -229,7 +230,7 @@ func TestCommitAfterClose(t *testing.T) {
 func BenchmarkCommit(b *testing.B) {
 	for _, mode := range []string{"group", "single"} {
 		for _, conc := range []int{1, 16, 64} {
-			b.Run(fmt.Sprintf("%s/conc=%d", mode, conc), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/goroutines=%d", mode, conc*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 				db, err := store.Open(filepath.Join(b.TempDir(), "b.db"), store.Options{SchemaVersion: 1})
 				if err != nil {
 					b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -272,7 +273,7 @@ func BenchmarkAppend(b *testing.B) {
 	payload := make([]byte, 300)
 	for _, mode := range []string{"group", "fsync-each"} {
 		for _, conc := range []int{1, 8, 64} {
-			b.Run(fmt.Sprintf("%s/writers=%d", mode, conc), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/goroutines=%d", mode, conc*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 				db, err := store.Open(filepath.Join(b.TempDir(), "b.db"), store.Options{SchemaVersion: 1})
 				if err != nil {
 					b.Fatal(err)
