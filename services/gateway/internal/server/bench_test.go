@@ -41,10 +41,12 @@ func BenchmarkTrackBatch(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
+			out, err := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d", resp.StatusCode)
+			// Count only batches whose 100 events were all accepted, so that a
+			// decoding regression cannot pass as throughput.
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"accepted":100,`)) {
+				b.Errorf("status %d body %.300s err %v", resp.StatusCode, out, err)
 				return
 			}
 		}

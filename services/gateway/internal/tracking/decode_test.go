@@ -1,6 +1,7 @@
 package tracking
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -73,6 +74,7 @@ func seeds(f *testing.F) {
 		`{"userId":12,"traits":{"a":[1,{"b":null}]}}`,
 		`[]`, `null`, ``, `{"batch":[1,"x",{}]}`,
 		`{"context":[],"batch":[]}`,
+		`{"batch":[{ },{"type":"page"} , 3,{"context":null}],"x":{"y":[1]}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -81,6 +83,9 @@ func seeds(f *testing.F) {
 func FuzzDecodeBatch(f *testing.F) {
 	seeds(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if json.Valid(body) && !json.Valid(patchBatch(body)) {
+			t.Fatalf("patchBatch broke valid JSON %q into %q", body, patchBatch(body))
+		}
 		d, err := DecodeBatch(body)
 		checkDecoded(t, d, err)
 	})
@@ -97,4 +102,41 @@ func FuzzDecodeCall(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeBatchWithoutEnvelopeContext pins the patchBatch workaround: most
+// SDK batches carry no top-level context or integrations, and their items
+// must still decode.
+func TestDecodeBatchWithoutEnvelopeContext(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"no envelope, bare items", `{"batch":[{"type":"track","userId":"u","event":"e"},{"type":"identify","userId":"u"}]}`},
+		{"envelope context only", `{"context":{"ip":"1.2.3.4"},"batch":[{"type":"track","userId":"u","event":"e"},{"type":"identify","userId":"u"}]}`},
+		{"empty envelope objects", `{"context":{},"integrations":null,"batch":[{"type":"track","userId":"u","event":"e","context":{"a":1}},{}]}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := DecodeBatch([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range d.Problems {
+				if p.Field == "context" || p.Field == "integrations" {
+					t.Errorf("item %d rejected on %s: %s", p.Index, p.Field, p.Reason)
+				}
+			}
+			if len(d.Events) < 1 {
+				t.Errorf("no events decoded: %+v", d.Problems)
+			}
+		})
+	}
+	d, err := DecodeBatch([]byte(`{"context":{"ip":"1.2.3.4"},"batch":[{"type":"track","userId":"u","event":"e","context":{"groupId":"acme"}}]}`))
+	if err != nil || len(d.Events) != 1 {
+		t.Fatalf("decode: %v %+v", err, d)
+	}
+	if got := d.Events[0].GetContext().AsMap(); got["ip"] != "1.2.3.4" || got["groupId"] != "acme" {
+		t.Errorf("merged context = %v", got)
+	}
 }

@@ -2,6 +2,7 @@ package tracking
 
 import (
 	"cmp"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -28,7 +29,13 @@ type Handler struct {
 	Auth web.Authenticator
 	// Limiter applies per-key rate limits; nil means unlimited.
 	Limiter *web.RateLimiter
+	// MaxInflated caps gzip-encoded bodies after inflation; 0 means 4 MiB.
+	MaxInflated int64
 }
+
+// defaultMaxInflated is large enough for Segment's 500 KB batch limit even
+// with generous JSON whitespace.
+const defaultMaxInflated = 4 << 20
 
 // Rejection reports one event that was not stored.
 type Rejection struct {
@@ -87,14 +94,14 @@ func Preflight(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]byte) (Decoded, error)) {
-	body, err := io.ReadAll(r.Body)
+	body, err := h.readBody(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, web.ErrTooLarge) {
 			web.WriteError(w, r, err)
 			return
 		}
-		web.WriteStatus(w, r, codes.InvalidArgument, "could not read request body")
+		web.WriteStatus(w, r, codes.InvalidArgument, "could not read request body: "+err.Error())
 		return
 	}
 	token, fromHeader := headerKey(r)
@@ -149,6 +156,44 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]by
 	sortRejections(resp.Rejected)
 	resp.Success = len(resp.Rejected) == 0
 	web.WriteJSON(w, http.StatusOK, resp)
+}
+
+// readBody reads the request body, inflating it when the client sent
+// Content-Encoding: gzip (RudderStack's and several Segment SDKs do). The
+// inflated size is capped too, so a small compressed body cannot expand
+// without bound.
+func (h *Handler) readBody(r *http.Request) ([]byte, error) {
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return io.ReadAll(r.Body)
+	case "gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		limit := h.MaxInflated
+		if limit <= 0 {
+			limit = defaultMaxInflated
+		}
+		b, err := io.ReadAll(io.LimitReader(zr, limit+1))
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		if int64(len(b)) > limit {
+			return nil, fmt.Errorf("inflate body beyond %d bytes: %w", limit, web.ErrTooLarge)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("unsupported Content-Encoding %q", truncate(enc, 20))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func (h *Handler) authenticate(token string) (web.Key, error) {

@@ -2,6 +2,7 @@ package tracking
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -258,5 +259,52 @@ func TestEmptyBatchSkipsIngestion(t *testing.T) {
 	}
 	if n := e.fakes.Ingestion.Calls.Count(); n != 0 {
 		t.Errorf("ingestion called %d times for an empty batch", n)
+	}
+}
+
+func TestGzipBodies(t *testing.T) {
+	e := newEnv(t, 0, 0)
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return buf.Bytes()
+	}
+	batch := []byte(`{"batch":[{"type":"track","userId":"u1","event":"report_created"}]}`)
+	// 5 MB of spaces compresses far below the 4 KiB body limit but inflates past 4 MiB.
+	bomb := append(append([]byte(`{"batch":[`), bytes.Repeat([]byte(" "), 5<<20)...), []byte(`]}`)...)
+	tests := []struct {
+		name       string
+		encoding   string
+		body       []byte
+		wantStatus int
+	}{
+		{"gzip batch", "gzip", gz(batch), 200},
+		{"not gzip", "gzip", batch, 400},
+		{"inflates too far", "gzip", gz(bomb), 413},
+		{"unknown encoding", "br", batch, 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), "POST", e.srv.URL+"/v1/batch", bytes.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", basic(fakes.WriteKey))
+			req.Header.Set("Content-Encoding", tc.encoding)
+			resp, err := e.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, tc.wantStatus, b)
+			}
+			if tc.wantStatus == 200 && !bytes.Contains(b, []byte(`"accepted":1`)) {
+				t.Errorf("body %s, want one accepted", b)
+			}
+		})
 	}
 }
