@@ -125,6 +125,9 @@ func (e *Evaluator) holds(s *Stage, list []*Criterion, entered time.Time, result
 //   - Progress: when the current stage has exit criteria and all hold, move to
 //     the first of [next stage, allowed moves...] whose entry criteria hold
 //     (this is how renewal loops back each contract term).
+//   - Catch-up: an account in a stage without entry criteria (a catch-all
+//     such as Awareness) moves to the furthest later stage whose entry
+//     criteria hold, so evidence such as a signed contract places it.
 //   - Regression: otherwise, when the current stage has entry criteria and
 //     they no longer hold, move to the furthest earlier allowed move whose
 //     entry holds.
@@ -181,6 +184,21 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 						next, res = m, r
 						break
 					}
+				}
+			}
+		}
+		if next < 0 && len(s.Entry) == 0 {
+			// A stage without entry criteria is a catch-all: evidence that
+			// a later stage's entry criteria hold moves the account there.
+			for i := len(j.Stages) - 1; i > cur; i-- {
+				t := j.Stages[i]
+				if len(t.Entry) == 0 || visited[i] {
+					continue
+				}
+				var r []*stagesv1.CriterionResult
+				if e.holds(t, t.Entry, time.Time{}, &r) {
+					next, res = i, r
+					break
 				}
 			}
 		}

@@ -1,0 +1,623 @@
+// Package engine applies ingestion records to journey state: it updates each
+// account's aggregates, re-evaluates only that account against every active
+// journey of its workspace, records transitions, signals and stage visits,
+// arms durable timers, and appends the outputs to the stages log, all inside
+// the caller's bbolt transaction so that state, cursor and outputs commit
+// together.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/stages/internal/journey"
+	"github.com/cairn-dev/cairn/services/stages/internal/store"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// HistoryLimit bounds the transitions kept per account; funnels use visits,
+// so older history is only lost from GetAccountJourney.
+const HistoryLimit = 100
+
+// timerBatch is how many timers fire per transaction.
+const timerBatch = 256
+
+// Log is where outputs go: the stages log.
+type Log interface {
+	// AppendTx appends inside the caller's write transaction.
+	AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error)
+	// Partitions is the log's partition count.
+	Partitions() uint32
+}
+
+// Options configure an Engine.
+type Options struct {
+	// DB is the stages bbolt file.
+	DB *pstore.DB
+	// Log receives transitions, signals and forwarded tombstones.
+	Log Log
+	// Clock drives timers and stamps definitions.
+	Clock clock.Clock
+	// Logger reports timer failures.
+	Logger *slog.Logger
+	// MaxTimerWait caps how long the timer loop sleeps before re-reading the
+	// earliest timer (default 1 minute), so a timer armed concurrently is at
+	// most this late.
+	MaxTimerWait time.Duration
+}
+
+// Engine evaluates journeys. It is safe for concurrent use.
+type Engine struct {
+	db     *pstore.DB
+	log    Log
+	clock  clock.Clock
+	logger *slog.Logger
+	wait   time.Duration
+
+	mu       sync.Mutex
+	journeys map[string]*compiled
+	wake     chan struct{}
+}
+
+type compiled struct {
+	j    *journey.Journey
+	pool sync.Pool
+}
+
+// New returns an engine.
+func New(opts Options) (*Engine, error) {
+	if opts.DB == nil || opts.Log == nil {
+		return nil, errors.New("new engine: DB and Log are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxTimerWait <= 0 {
+		opts.MaxTimerWait = time.Minute
+	}
+	return &Engine{
+		db: opts.DB, log: opts.Log, clock: opts.Clock, logger: opts.Logger, wait: opts.MaxTimerWait,
+		journeys: map[string]*compiled{}, wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// Journey returns the compiled journey for a stored version.
+func (e *Engine) Journey(tx *bbolt.Tx, ws, id string, version uint32) (*journey.Journey, error) {
+	c, err := e.compiled(tx, ws, id, version)
+	if err != nil {
+		return nil, err
+	}
+	return c.j, nil
+}
+
+func (e *Engine) compiled(tx *bbolt.Tx, ws, id string, version uint32) (*compiled, error) {
+	key := string(store.Key(ws, id, strconv.FormatUint(uint64(version), 10)))
+	e.mu.Lock()
+	c, ok := e.journeys[key]
+	e.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	def, err := store.GetDefinition(tx, ws, id, version)
+	if err != nil {
+		return nil, err
+	}
+	j, err := journey.Compile(def)
+	if err != nil {
+		return nil, fmt.Errorf("compile stored journey %q v%d: %w", id, version, err)
+	}
+	c = &compiled{j: j}
+	c.pool.New = func() any { return j.NewEvaluator() }
+	e.mu.Lock()
+	e.journeys[key] = c
+	e.mu.Unlock()
+	return c, nil
+}
+
+// InstallDefault applies the default template as journey "default" v1 when
+// the workspace has no journey, and returns the active journeys.
+func (e *Engine) InstallDefault(tx *bbolt.Tx, ws string) ([]store.ActiveJourney, error) {
+	active, err := store.ActiveJourneys(tx, ws)
+	if err != nil || len(active) > 0 {
+		return active, err
+	}
+	if v, err := store.LatestVersion(tx, ws, journey.DefaultJourney); err != nil || v > 0 {
+		// Versions exist but none is active: the workspace chose that.
+		return nil, err
+	}
+	def, err := journey.Template(journey.DefaultTemplate)
+	if err != nil {
+		return nil, err
+	}
+	def.Id, def.Version, def.CreatedAt = journey.DefaultJourney, 1, timestamppb.New(e.clock.Now())
+	if err := store.PutDefinition(tx, ws, def); err != nil {
+		return nil, err
+	}
+	if err := store.SetActive(tx, ws, def.Id, 1); err != nil {
+		return nil, err
+	}
+	return []store.ActiveJourney{{ID: def.Id, Version: 1}}, nil
+}
+
+// Apply is the stream consumer's Apply: it folds ingestion records into live
+// state inside tx.
+func (e *Engine) Apply(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+	b := e.newBatch(tx, store.Live, nil)
+	for _, r := range recs {
+		switch k := r.GetKind().(type) {
+		case *ingestionv1.LogRecord_Event:
+			if err := b.event(k.Event, journey.CauseEvent); err != nil {
+				return err
+			}
+		case *ingestionv1.LogRecord_Tombstone:
+			if err := b.flush(); err != nil {
+				return err
+			}
+			if err := b.tombstone(k.Tombstone); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.flush(); err != nil {
+		return err
+	}
+	e.poke()
+	return nil
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// only restricts a batch to one journey version (replays).
+type only struct {
+	ws, journey string
+	version     uint32
+}
+
+// batch caches account state across the records of one transaction so that
+// an account with many events is decoded and encoded once.
+type batch struct {
+	e        *Engine
+	tx       *bbolt.Tx
+	ns       store.Namespace
+	only     *only
+	active   map[string][]store.ActiveJourney
+	accounts map[string]*acctState
+	order    []*acctState
+	// publish is false for replays: shadow state is not published.
+	publish bool
+}
+
+type acctState struct {
+	acc   *store.Account
+	c     *compiled
+	dirty bool
+}
+
+func (e *Engine) newBatch(tx *bbolt.Tx, ns store.Namespace, o *only) *batch {
+	return &batch{e: e, tx: tx, ns: ns, only: o, active: map[string][]store.ActiveJourney{}, accounts: map[string]*acctState{}, publish: o == nil}
+}
+
+func (b *batch) journeys(ws string) ([]store.ActiveJourney, error) {
+	if b.only != nil {
+		if ws != b.only.ws {
+			return nil, nil
+		}
+		return []store.ActiveJourney{{ID: b.only.journey, Version: b.only.version}}, nil
+	}
+	if js, ok := b.active[ws]; ok {
+		return js, nil
+	}
+	js, err := b.e.InstallDefault(b.tx, ws)
+	if err != nil {
+		return nil, fmt.Errorf("journeys of workspace %q: %w", ws, err)
+	}
+	b.active[ws] = js
+	return js, nil
+}
+
+func (b *batch) load(ws, jid, acct string, c *compiled) (*acctState, error) {
+	key := string(store.Key(ws, jid, acct))
+	if st, ok := b.accounts[key]; ok {
+		return st, nil
+	}
+	acc, err := b.ns.GetAccount(b.tx, ws, jid, acct)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		acc = &store.Account{
+			Journey: &stagesv1.AccountJourney{Workspace: ws, AccountId: acct, JourneyId: jid, Version: c.j.Def.GetVersion()},
+			Aggs:    account.New(ws, acct),
+		}
+	case err != nil:
+		return nil, err
+	}
+	st := &acctState{acc: acc, c: c}
+	b.accounts[key] = st
+	b.order = append(b.order, st)
+	return st, nil
+}
+
+func (b *batch) event(ev *ingestionv1.Event, cause string) error {
+	ws, acct := ev.GetWorkspace(), ev.GetAccountId()
+	if ws == "" || acct == "" {
+		return nil // unattributed events cannot move an account
+	}
+	js, err := b.journeys(ws)
+	if err != nil {
+		return err
+	}
+	at := account.EventTime(ev)
+	for _, aj := range js {
+		c, err := b.e.compiled(b.tx, ws, aj.ID, aj.Version)
+		if err != nil {
+			return err
+		}
+		st, err := b.load(ws, aj.ID, acct, c)
+		if err != nil {
+			return err
+		}
+		st.c = c
+		st.acc.Aggs.Apply(ev, &c.j.Config)
+		if st.acc.Journey.GetStage() == "" && !behavioural(ev) {
+			// Identify and group calls carry traits, not behaviour: an account
+			// is first placed by its first track, page or screen event, so
+			// that a group call sent just before "contract_signed" does not
+			// place it at the top of the funnel.
+			st.dirty = true
+			continue
+		}
+		now := at
+		if entered := st.acc.Journey.GetEnteredAt(); entered != nil && now.Before(entered.AsTime()) {
+			// A late event cannot move an account before its last move.
+			now = entered.AsTime()
+		}
+		if err := b.evaluate(st, now, cause, ev.GetMessageId()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func behavioural(ev *ingestionv1.Event) bool {
+	switch ev.GetType() {
+	case ingestionv1.EventType_EVENT_TYPE_TRACK, ingestionv1.EventType_EVENT_TYPE_PAGE, ingestionv1.EventType_EVENT_TYPE_SCREEN:
+		return true
+	}
+	return false
+}
+
+// evaluate runs the journey for one account at now and records the outcome.
+func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) error {
+	aj := st.acc.Journey
+	j := st.c.j
+	state := journey.State{Stage: aj.GetStage()}
+	if aj.GetEnteredAt() != nil {
+		state.EnteredAt = aj.GetEnteredAt().AsTime()
+	}
+	for _, s := range aj.GetOpenSignals() {
+		if s.GetAttributes()["stage"] == aj.GetStage() {
+			state.Open = append(state.Open, s.GetAttributes()["criterion"])
+		}
+	}
+	ev := st.c.pool.Get().(*journey.Evaluator)
+	out := ev.Evaluate(st.acc.Aggs, state, now, cause)
+	st.c.pool.Put(ev)
+	st.dirty = true
+	aj.Version = j.Def.GetVersion()
+	syncTraits(aj, st.acc.Aggs)
+	ws, acct := aj.GetWorkspace(), aj.GetAccountId()
+	ts := timestamppb.New(now)
+
+	for _, m := range out.Moves {
+		if aj.Traits["cohort"] == "" {
+			aj.Traits["cohort"] = now.UTC().Format("2006-01")
+		}
+		if m.From != "" {
+			outcome := store.OutcomeConverted
+			if m.Cause == journey.CauseRegression {
+				outcome = store.OutcomeRegressed
+			}
+			if err := b.closeVisit(aj, outcome, now); err != nil {
+				return err
+			}
+		}
+		tr := &stagesv1.Transition{
+			Workspace: ws, AccountId: acct, JourneyId: aj.GetJourneyId(), Version: aj.GetVersion(),
+			FromStage: m.From, ToStage: m.To, At: ts, TriggerMessageId: trigger, Cause: m.Cause, Criteria: m.Criteria,
+		}
+		aj.History = append(aj.History, tr)
+		if len(aj.History) > HistoryLimit {
+			aj.History = append(aj.History[:0], aj.History[len(aj.History)-HistoryLimit:]...)
+		}
+		aj.Stage, aj.EnteredAt = m.To, ts
+		v := &store.Visit{Stage: m.To, Account: acct, Entered: now, Cohort: aj.Traits["cohort"], Segment: aj.Traits["segment"]}
+		if err := b.ns.PutVisit(b.tx, ws, aj.GetJourneyId(), v); err != nil {
+			return err
+		}
+		if err := b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: tr}}, ws, acct); err != nil {
+			return err
+		}
+	}
+	for _, sc := range out.Signals {
+		sig, err := b.signal(aj, sc, ts)
+		if err != nil {
+			return err
+		}
+		if err := b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Signal{Signal: sig}}, ws, acct); err != nil {
+			return err
+		}
+	}
+	aj.Stage = out.State.Stage
+	if !out.State.EnteredAt.IsZero() {
+		aj.EnteredAt = timestamppb.New(out.State.EnteredAt)
+	}
+	if b.ns == store.Live && !out.NextCheck.IsZero() {
+		if err := b.ns.SetTimer(b.tx, ws, aj.GetJourneyId(), acct, out.NextCheck, b.partition(ws, acct)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *batch) partition(ws, acct string) uint32 {
+	return stream.Partition(ws, acct, b.e.log.Partitions())
+}
+
+func (b *batch) closeVisit(aj *stagesv1.AccountJourney, outcome store.Outcome, now time.Time) error {
+	if aj.GetEnteredAt() == nil {
+		return nil
+	}
+	v, err := b.ns.GetVisit(b.tx, aj.GetWorkspace(), aj.GetJourneyId(), aj.GetAccountId(), aj.GetStage(), aj.GetEnteredAt().AsTime())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v.Left, v.Outcome = now, outcome
+	return b.ns.PutVisit(b.tx, aj.GetWorkspace(), aj.GetJourneyId(), v)
+}
+
+// signal records an opened or closed drop-off signal on the account.
+func (b *batch) signal(aj *stagesv1.AccountJourney, sc journey.SignalChange, at *timestamppb.Timestamp) (*commonv1.Signal, error) {
+	ws, acct := aj.GetWorkspace(), aj.GetAccountId()
+	id := acct + ":dropoff:" + aj.GetJourneyId() + ":" + sc.Reason()
+	var sig *commonv1.Signal
+	keep := aj.OpenSignals[:0]
+	for _, s := range aj.GetOpenSignals() {
+		if s.GetSignalId() == id {
+			sig = s
+			continue
+		}
+		keep = append(keep, s)
+	}
+	aj.OpenSignals = keep
+	if sc.Open {
+		msg := sc.Description
+		if msg == "" {
+			msg = "drop-off criterion " + sc.Name + " holds in stage " + sc.Stage
+		}
+		sig = &commonv1.Signal{
+			Workspace: ws, AccountId: acct, SignalId: id, Kind: commonv1.SignalKind_SIGNAL_KIND_DROPOFF,
+			Reason: sc.Reason(), Message: msg, State: commonv1.SignalState_SIGNAL_STATE_OPEN, OpenedAt: at,
+			Attributes: map[string]string{"journey": aj.GetJourneyId(), "stage": sc.Stage, "criterion": sc.Name},
+		}
+		aj.OpenSignals = append(aj.OpenSignals, sig)
+		if aj.GetEnteredAt() != nil {
+			v, err := b.ns.GetVisit(b.tx, ws, aj.GetJourneyId(), acct, sc.Stage, aj.GetEnteredAt().AsTime())
+			if err == nil && !v.Dropoff {
+				v.Dropoff = true
+				if err := b.ns.PutVisit(b.tx, ws, aj.GetJourneyId(), v); err != nil {
+					return nil, err
+				}
+			}
+		}
+	} else {
+		if sig == nil {
+			sig = &commonv1.Signal{
+				Workspace: ws, AccountId: acct, SignalId: id, Kind: commonv1.SignalKind_SIGNAL_KIND_DROPOFF, Reason: sc.Reason(),
+				Attributes: map[string]string{"journey": aj.GetJourneyId(), "stage": sc.Stage, "criterion": sc.Name},
+			}
+		}
+		sig = proto.Clone(sig).(*commonv1.Signal)
+		sig.State, sig.ClosedAt = commonv1.SignalState_SIGNAL_STATE_CLOSED, at
+	}
+	if err := b.ns.PutSignal(b.tx, sig); err != nil {
+		return nil, err
+	}
+	return sig, nil
+}
+
+func (b *batch) emit(rec *stagesv1.LogRecord, ws, acct string) error {
+	if !b.publish {
+		return nil
+	}
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode stages record: %w", err)
+	}
+	if _, err := b.e.log.AppendTx(b.tx, b.partition(ws, acct), data); err != nil {
+		return fmt.Errorf("append stages record: %w", err)
+	}
+	return nil
+}
+
+// syncTraits copies the account traits shown by queries into the journey state.
+func syncTraits(aj *stagesv1.AccountJourney, a *account.Aggregates) {
+	if aj.Traits == nil {
+		aj.Traits = map[string]string{}
+	}
+	for _, k := range []string{"name", "plan", "segment", "owner", "industry"} {
+		if v := a.Traits[k]; v != "" {
+			aj.Traits[k] = v
+		}
+	}
+	if a.Seats > 0 {
+		aj.Traits["seats"] = strconv.FormatInt(a.Seats, 10)
+	}
+	if a.ARR > 0 {
+		aj.Traits["arr"] = strconv.FormatFloat(a.ARR, 'f', -1, 64)
+	}
+}
+
+func (b *batch) flush() error {
+	for _, st := range b.order {
+		if !st.dirty {
+			continue
+		}
+		if err := b.ns.PutAccount(b.tx, st.acc); err != nil {
+			return err
+		}
+	}
+	b.accounts = map[string]*acctState{}
+	b.order = b.order[:0]
+	return nil
+}
+
+func (b *batch) tombstone(t *commonv1.Tombstone) error {
+	ws := t.GetWorkspace()
+	keys, err := b.ns.AggKeys(b.tx, ws)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.GetAccountId() != "":
+		for _, k := range keys {
+			if k[1] == t.GetAccountId() {
+				if err := b.ns.DeleteAccount(b.tx, ws, k[0], k[1]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := b.ns.DeleteSignals(b.tx, ws, t.GetAccountId()); err != nil {
+			return err
+		}
+	case t.GetUserId() != "":
+		for _, k := range keys {
+			acc, err := b.ns.GetAccount(b.tx, ws, k[0], k[1])
+			if err != nil {
+				return err
+			}
+			if _, ok := acc.Aggs.Users[t.GetUserId()]; !ok {
+				continue
+			}
+			acc.Aggs.ForgetUser(t.GetUserId())
+			if err := b.ns.PutAccount(b.tx, acc); err != nil {
+				return err
+			}
+		}
+	}
+	return b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Tombstone{Tombstone: t}}, ws, t.GetAccountId())
+}
+
+// FireDue evaluates every live account whose timer is due at now, at the
+// timer's due time, and re-arms it. It returns how many timers fired.
+func (e *Engine) FireDue(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for ctx.Err() == nil {
+		n := 0
+		err := e.db.Update(func(tx *bbolt.Tx) error {
+			due, err := store.DueTimers(tx, now, timerBatch)
+			if err != nil {
+				return err
+			}
+			n = len(due)
+			b := e.newBatch(tx, store.Live, nil)
+			for _, t := range due {
+				if err := store.Fired(tx, t); err != nil {
+					return err
+				}
+				if t.NS != store.Live {
+					continue
+				}
+				version, err := store.Active(tx, t.Workspace, t.Journey)
+				if errors.Is(err, store.ErrNotFound) {
+					continue // journey deactivated
+				}
+				if err != nil {
+					return err
+				}
+				c, err := e.compiled(tx, t.Workspace, t.Journey, version)
+				if err != nil {
+					return err
+				}
+				st, err := b.load(t.Workspace, t.Journey, t.Account, c)
+				if err != nil {
+					return err
+				}
+				if st.acc.Journey.GetStage() == "" {
+					continue
+				}
+				st.c = c
+				if err := b.evaluate(st, t.Due, journey.CauseTimer, ""); err != nil {
+					return err
+				}
+			}
+			return b.flush()
+		})
+		if err != nil {
+			return total, fmt.Errorf("fire timers: %w", err)
+		}
+		total += n
+		// Firing re-arms timers later than their due time, so this ends; a
+		// timer re-armed at or before now (catching up after downtime) fires
+		// in the next round.
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+// RunTimers fires timers as the clock reaches them until ctx ends.
+func (e *Engine) RunTimers(ctx context.Context) error {
+	for {
+		now := e.clock.Now()
+		wait := e.wait
+		next, ok := e.nextDue()
+		if ok && !next.After(now) {
+			if _, err := e.FireDue(ctx, now); err != nil {
+				e.logger.Error("timers failed", "err", err)
+			} else {
+				continue
+			}
+		} else if ok && next.Sub(now) < wait {
+			wait = next.Sub(now)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.clock.After(wait):
+		case <-e.wake:
+		}
+	}
+}
+
+func (e *Engine) nextDue() (next time.Time, ok bool) {
+	_ = e.db.View(func(tx *bbolt.Tx) error {
+		next, ok = store.NextDue(tx)
+		return nil
+	})
+	return next, ok
+}
