@@ -2,15 +2,122 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	rserver "github.com/cairn-dev/cairn/services/routing/internal/server"
 )
 
-// consumers returns the upstream consumers to run.
-func consumers(cfg config, svc *rserver.Service, logger *slog.Logger, reg prometheus.Registerer, clk clock.Clock) []func(context.Context) error {
-	return nil
+// dial connects to an upstream peer with the service key.
+func dial(addr, key string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.Bearer(key)),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// upstream holds what every consumer needs.
+type upstream struct {
+	db     *store.DB
+	parts  []uint32
+	clk    clock.Clock
+	logger *slog.Logger
+	reg    prometheus.Registerer
+}
+
+// consumers builds the consumers of the ingestion, stages and health logs
+// (each skipped when its address is empty) and returns their Run functions
+// and the connections to close on exit.
+func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Context) error, []*grpc.ClientConn, error) {
+	var (
+		runs  []func(context.Context) error
+		conns []*grpc.ClientConn
+	)
+	connect := func(addr string) (*grpc.ClientConn, error) {
+		conn, err := dial(addr, cfg.Server.ServiceKey)
+		if err == nil {
+			conns = append(conns, conn)
+		}
+		return conn, err
+	}
+	if cfg.IngestionAddr != "" {
+		conn, err := connect(cfg.IngestionAddr)
+		if err != nil {
+			return nil, conns, err
+		}
+		c := ingestionv1.NewIngestionServiceClient(conn)
+		cons, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
+			Name: "ingestion", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Source: stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
+				return c.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
+			}, func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
+				return r.GetRecords(), r.GetHeadOffset()
+			}),
+			Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
+			Apply:  svc.ApplyIngestion,
+		})
+		if err != nil {
+			return nil, conns, fmt.Errorf("ingestion consumer: %w", err)
+		}
+		runs = append(runs, cons.Run)
+	}
+	if cfg.StagesAddr != "" {
+		conn, err := connect(cfg.StagesAddr)
+		if err != nil {
+			return nil, conns, err
+		}
+		c := stagesv1.NewStagesServiceClient(conn)
+		cons, err := stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
+			Name: "stages", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Source: stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
+				return c.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
+			}, func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
+				return r.GetRecords(), r.GetHeadOffset()
+			}),
+			Offset: func(r *stagesv1.LogRecord) uint64 { return r.GetOffset() },
+			Apply:  svc.ApplyStages,
+		})
+		if err != nil {
+			return nil, conns, fmt.Errorf("stages consumer: %w", err)
+		}
+		runs = append(runs, cons.Run)
+	}
+	if cfg.HealthAddr != "" {
+		conn, err := connect(cfg.HealthAddr)
+		if err != nil {
+			return nil, conns, err
+		}
+		c := healthv1.NewHealthServiceClient(conn)
+		cons, err := stream.NewConsumer(stream.ConsumerOptions[*healthv1.LogRecord]{
+			Name: "health", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Source: stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[healthv1.SubscribeResponse], error) {
+				return c.Subscribe(ctx, &healthv1.SubscribeRequest{Partition: p, FromOffset: from})
+			}, func(r *healthv1.SubscribeResponse) ([]*healthv1.LogRecord, uint64) {
+				return r.GetRecords(), r.GetHeadOffset()
+			}),
+			Offset: func(r *healthv1.LogRecord) uint64 { return r.GetOffset() },
+			Apply:  svc.ApplyHealth,
+		})
+		if err != nil {
+			return nil, conns, fmt.Errorf("health consumer: %w", err)
+		}
+		runs = append(runs, cons.Run)
+	}
+	return runs, conns, nil
 }

@@ -69,7 +69,7 @@ func (p *proc) kill() {
 	_ = p.cmd.Wait()
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dialTest(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -134,7 +134,7 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 	const leads = 300
 	// Phase 1: Monday 09:00 UTC; each MQL has a 1 business hour SLA.
 	p := start(t, bin, data, "2026-11-16T09:00:00Z", 2000)
-	conn := dial(t, p.addr)
+	conn := dialTest(t, p.addr)
 	waitServing(t, conn)
 	c := routingv1.NewRoutingServiceClient(conn)
 	ctx := bearer(admin)
@@ -175,7 +175,7 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 
 	// Phase 3: restart and let it finish.
 	p = start(t, bin, data, "2026-11-17T12:00:00Z", 5)
-	conn = dial(t, p.addr)
+	conn = dialTest(t, p.addr)
 	waitServing(t, conn)
 	c = routingv1.NewRoutingServiceClient(conn)
 	deadline := time.Now().Add(60 * time.Second)

@@ -119,6 +119,19 @@ func run(ctx context.Context, cfg config) error {
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
+	parts := make([]uint32, cfg.Server.Partitions)
+	for i := range parts {
+		parts[i] = uint32(i)
+	}
+	runs, conns, err := consumers(cfg, svc, upstream{db: db, parts: parts, clk: clk, logger: logger, reg: reg})
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Server.GRPCAddr, err)
@@ -139,7 +152,7 @@ func run(ctx context.Context, cfg config) error {
 			return ms.Close()
 		})
 	}
-	for _, c := range consumers(cfg, svc, logger, reg, clk) {
+	for _, c := range runs {
 		g.Go(func() error { return c(ctx) })
 	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

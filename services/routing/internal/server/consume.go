@@ -1,0 +1,474 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/services/routing/internal/rules"
+	"github.com/cairn-dev/cairn/services/routing/internal/store"
+)
+
+// ownerTraits maps account (group) traits that name an owner to the team
+// they own the account for, so rules with ACCOUNT_OWNER find CRM owners.
+var ownerTraits = map[string]routingv1.Team{
+	"csm_id":            routingv1.Team_TEAM_CSM,
+	"ae_id":             routingv1.Team_TEAM_AE,
+	"sdr_id":            routingv1.Team_TEAM_SDR,
+	"implementation_id": routingv1.Team_TEAM_IMPLEMENTATION,
+}
+
+// ApplyIngestion applies ingestion log records inside the consumer's
+// transaction: identify/group traits, CRM qualifications and handoffs, and
+// touches. Records are processed in offset order.
+func (s *Service) ApplyIngestion(btx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+	for _, r := range recs {
+		if ts := r.GetTombstone(); ts != nil {
+			if err := forget(store.In(btx, ts.GetWorkspace()), ts); err != nil {
+				return err
+			}
+			continue
+		}
+		e := r.GetEvent()
+		if e == nil || e.GetWorkspace() == "" {
+			continue
+		}
+		if err := s.applyEvent(store.In(btx, e.GetWorkspace()), e); err != nil {
+			return fmt.Errorf("apply ingestion record %d: %w", r.GetOffset(), err)
+		}
+	}
+	return nil
+}
+
+func forget(tx *store.Tx, ts *commonv1.Tombstone) error {
+	if ts.GetAccountId() != "" {
+		if err := tx.DeleteAccount(ts.GetAccountId()); err != nil {
+			return err
+		}
+	}
+	if ts.GetUserId() != "" {
+		return tx.DeleteUser(ts.GetUserId())
+	}
+	return nil
+}
+
+// structString returns a string field of a Struct, or "".
+func structString(s *structpb.Struct, key string) string {
+	if v, ok := s.GetFields()[key]; ok {
+		return v.GetStringValue()
+	}
+	return ""
+}
+
+// flat converts a Struct's scalar fields to CEL-friendly values; nested
+// values are kept as their Go form.
+func flat(s *structpb.Struct) map[string]any {
+	out := map[string]any{}
+	for k, v := range s.GetFields() {
+		out[k] = v.AsInterface()
+	}
+	return out
+}
+
+func (s *Service) applyEvent(tx *store.Tx, e *ingestionv1.Event) error {
+	switch e.GetType() {
+	case ingestionv1.EventType_EVENT_TYPE_IDENTIFY:
+		if e.GetUserId() == "" {
+			return nil
+		}
+		u, err := tx.User(e.GetUserId())
+		if err != nil {
+			return err
+		}
+		if u.Traits == nil {
+			u.Traits = map[string]any{}
+		}
+		maps.Copy(u.Traits, flat(e.GetTraits()))
+		if email := structString(e.GetTraits(), "email"); email != "" {
+			u.Email = email
+		}
+		if e.GetAccountId() != "" {
+			u.AccountID = e.GetAccountId()
+		}
+		return tx.PutUser(e.GetUserId(), u)
+	case ingestionv1.EventType_EVENT_TYPE_GROUP:
+		account := e.GetGroupId()
+		if account == "" {
+			account = e.GetAccountId()
+		}
+		if account == "" {
+			return nil
+		}
+		a, err := tx.Account(account)
+		if err != nil {
+			return err
+		}
+		if a.Traits == nil {
+			a.Traits = map[string]any{}
+		}
+		maps.Copy(a.Traits, flat(e.GetTraits()))
+		for trait, team := range ownerTraits {
+			if id := structString(e.GetTraits(), trait); id != "" {
+				if a.Owners == nil {
+					a.Owners = map[string]string{}
+				}
+				a.Owners[team.String()] = id
+			}
+		}
+		if d := structString(e.GetTraits(), "domain"); d != "" {
+			a.Domain = strings.ToLower(d)
+		} else if w := structString(e.GetTraits(), "website"); w != "" && a.Domain == "" {
+			a.Domain = domainOf(w)
+		}
+		if e.GetUserId() != "" {
+			u, err := tx.User(e.GetUserId())
+			if err != nil {
+				return err
+			}
+			u.AccountID = account
+			if err := tx.PutUser(e.GetUserId(), u); err != nil {
+				return err
+			}
+		}
+		return tx.PutAccount(account, a)
+	case ingestionv1.EventType_EVENT_TYPE_TRACK:
+		return s.applyCRM(tx, e)
+	}
+	return nil
+}
+
+// domainOf extracts the host of a website trait, without "www.".
+func domainOf(w string) string {
+	w = strings.ToLower(w)
+	w = strings.TrimPrefix(strings.TrimPrefix(w, "https://"), "http://")
+	w = strings.TrimPrefix(w, "www.")
+	if i := strings.IndexAny(w, "/:?"); i >= 0 {
+		w = w[:i]
+	}
+	return w
+}
+
+// eventLead builds the Lead of a CRM event from its properties, context
+// traits and what identify calls said about the user.
+func eventLead(tx *store.Tx, e *ingestionv1.Event) (*routingv1.Lead, error) {
+	u, err := tx.User(e.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	props := e.GetProperties()
+	ctxTraits := e.GetContext().GetFields()["traits"].GetStructValue()
+	lead := &routingv1.Lead{
+		LeadId:     structString(props, "lead_id"),
+		Email:      structString(props, "email"),
+		AccountId:  e.GetAccountId(),
+		Attributes: map[string]string{},
+	}
+	if lead.LeadId == "" {
+		lead.LeadId = e.GetUserId()
+	}
+	for _, src := range []string{structString(ctxTraits, "email"), u.Email} {
+		if lead.Email == "" {
+			lead.Email = src
+		}
+	}
+	if lead.AccountId == "" {
+		lead.AccountId = u.AccountID
+	}
+	traits := map[string]any{}
+	maps.Copy(traits, u.Traits)
+	maps.Copy(traits, flat(ctxTraits))
+	maps.Copy(traits, flat(props))
+	for k, v := range traits {
+		if str, ok := v.(string); ok && len(k) <= maxID && len(str) <= maxText && len(lead.Attributes) < maxAttrs {
+			lead.Attributes[k] = str
+		}
+	}
+	lead.Name, _ = traits["name"].(string)
+	lead.Segment, _ = traits["segment"].(string)
+	lead.Territory, _ = traits["territory"].(string)
+	return lead, nil
+}
+
+// disqualifies reports whether a CRM event ends a lead's handoffs.
+func disqualifies(e *ingestionv1.Event) bool {
+	name := e.GetEvent()
+	return name == "crm.closed_lost" || strings.Contains(name, "disqualified") ||
+		structString(e.GetProperties(), "status") == "disqualified"
+}
+
+func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
+	name := e.GetEvent()
+	if !strings.HasPrefix(name, "crm.") {
+		return nil
+	}
+	reqID := "ingestion:" + e.GetMessageId()
+	switch name {
+	case "crm.mql", "crm.sql_accepted":
+		lead, err := eventLead(tx, e)
+		if err != nil {
+			return err
+		}
+		t := routingv1.HandoffType_HANDOFF_TYPE_MQL
+		r := Route{Type: t, Lead: lead, RequestID: reqID, Signal: flat(e.GetProperties())}
+		if name == "crm.sql_accepted" {
+			r.Type = routingv1.HandoffType_HANDOFF_TYPE_SQL
+			// The CRM already chose the AE: honour it when we know them.
+			if id := structString(e.GetProperties(), "owner_id"); id != "" {
+				if _, err := tx.Owner(id); err == nil {
+					r.OwnerID, r.Rule = id, "crm_owner"
+				}
+			}
+		}
+		_, err = s.RouteTx(tx, r)
+		return err
+	case "crm.closed_won":
+		if e.GetAccountId() == "" {
+			return nil
+		}
+		_, err := s.RouteTx(tx, Route{
+			Type: routingv1.HandoffType_HANDOFF_TYPE_CLOSED_WON, AccountID: e.GetAccountId(), RequestID: reqID,
+			Lead: &routingv1.Lead{AccountId: e.GetAccountId()}, Reason: "closed won", Signal: flat(e.GetProperties()),
+		})
+		return err
+	case "crm.contacted", "crm.meeting_booked":
+		return s.touchMatching(tx, e, strings.TrimPrefix(name, "crm."))
+	}
+	if disqualifies(e) {
+		return s.touchMatching(tx, e, "disqualified")
+	}
+	return nil
+}
+
+// touchMatching touches the not yet touched assignments of the event's lead
+// (by email) or, failing that, of its account.
+func (s *Service) touchMatching(tx *store.Tx, e *ingestionv1.Event, touch string) error {
+	lead, err := eventLead(tx, e)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	if lead.GetEmail() != "" {
+		if ids, err = tx.AssignmentsByEmail(lead.GetEmail()); err != nil {
+			return err
+		}
+	}
+	if len(ids) == 0 && lead.GetAccountId() != "" {
+		if ids, err = tx.AssignmentsByAccount(lead.GetAccountId()); err != nil {
+			return err
+		}
+	}
+	at := e.GetTimestamp().AsTime()
+	if e.GetTimestamp() == nil {
+		at = s.clk.Now()
+	}
+	for _, id := range ids {
+		a, err := tx.Assignment(id)
+		if err != nil {
+			return err
+		}
+		switch a.GetState() {
+		case routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED, routingv1.AssignmentState_ASSIGNMENT_STATE_UNASSIGNED:
+			continue
+		}
+		if _, err := s.TouchTx(tx, id, touch, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyStages applies stage transitions and signals: they update the
+// account's product context and re-evaluate PQL rules.
+func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
+	for _, r := range recs {
+		var (
+			ws, account string
+			update      func(a *store.Account)
+		)
+		switch {
+		case r.GetTombstone() != nil:
+			if err := forget(store.In(btx, r.GetTombstone().GetWorkspace()), r.GetTombstone()); err != nil {
+				return err
+			}
+			continue
+		case r.GetTransition() != nil:
+			t := r.GetTransition()
+			ws, account = t.GetWorkspace(), t.GetAccountId()
+			update = func(a *store.Account) { a.PreviousStage, a.Stage = t.GetFromStage(), t.GetToStage() }
+		case r.GetSignal() != nil:
+			sig := r.GetSignal()
+			ws, account = sig.GetWorkspace(), sig.GetAccountId()
+			update = func(a *store.Account) { applySignal(a, sig) }
+		default:
+			continue
+		}
+		if ws == "" || account == "" {
+			continue
+		}
+		if err := s.updateProduct(store.In(btx, ws), account, update); err != nil {
+			return fmt.Errorf("apply stages record %d: %w", r.GetOffset(), err)
+		}
+	}
+	return nil
+}
+
+func applySignal(a *store.Account, sig *commonv1.Signal) {
+	reason := sig.GetReason()
+	a.Signals = slices.DeleteFunc(a.Signals, func(s string) bool { return s == reason })
+	if sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
+		a.Signals = append(a.Signals, reason)
+		if len(sig.GetAttributes()) > 0 && a.SignalAttributes == nil {
+			a.SignalAttributes = map[string]any{}
+		}
+		for k, v := range sig.GetAttributes() {
+			a.SignalAttributes[k] = v
+		}
+	}
+	slices.Sort(a.Signals)
+}
+
+// updateProduct changes an account's product context and routes a PQL for
+// every PQL rule that starts to hold.
+func (s *Service) updateProduct(tx *store.Tx, account string, update func(a *store.Account)) error {
+	a, err := tx.Account(account)
+	if err != nil {
+		return err
+	}
+	update(a)
+	_, eng, err := s.engine(tx)
+	if err != nil {
+		return err
+	}
+	var fired []string
+	if eng.HasPQL() {
+		attrs := map[string]any{}
+		maps.Copy(attrs, a.SignalAttributes)
+		maps.Copy(attrs, a.Traits)
+		var errs []error
+		fired, a.PQLHolding, errs = eng.EvaluatePQL(rules.Product{
+			Stage: a.Stage, PreviousStage: a.PreviousStage, HealthBand: a.HealthBand, HealthScore: a.HealthScore,
+			Signals: a.Signals, Account: attrs,
+		}, a.PQLHolding)
+		for _, err := range errs {
+			s.logger.Warn("PQL rule error", "workspace", tx.Workspace(), "account", account, "err", err)
+		}
+	}
+	if err := tx.PutAccount(account, a); err != nil {
+		return err
+	}
+	for _, rule := range fired {
+		_, err := s.RouteTx(tx, Route{
+			Type: routingv1.HandoffType_HANDOFF_TYPE_PQL, AccountID: account, Reason: "PQL rule " + rule,
+			Lead:   &routingv1.Lead{AccountId: account, Attributes: map[string]string{"pql_rule": rule}},
+			Signal: map[string]any{"pql_rule": rule},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bandName is "healthy", "neutral" or "at_risk".
+func bandName(b healthv1.Band) string {
+	if b == healthv1.Band_BAND_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(b.String(), "BAND_"))
+}
+
+// ApplyHealth applies score changes (PQL context) and signals: an open
+// renewal-window signal routes a RENEWAL handoff (rules usually send it to
+// the account's CSM); an open risk signal routes a RISK handoff and, when the
+// account has an AE, a second RISK assignment to that AE.
+func (s *Service) ApplyHealth(btx *bbolt.Tx, _ uint32, recs []*healthv1.LogRecord) error {
+	for _, r := range recs {
+		switch {
+		case r.GetTombstone() != nil:
+			if err := forget(store.In(btx, r.GetTombstone().GetWorkspace()), r.GetTombstone()); err != nil {
+				return err
+			}
+		case r.GetScoreChange() != nil:
+			c := r.GetScoreChange()
+			if c.GetWorkspace() == "" || c.GetAccountId() == "" {
+				continue
+			}
+			err := s.updateProduct(store.In(btx, c.GetWorkspace()), c.GetAccountId(), func(a *store.Account) {
+				a.HealthBand, a.HealthScore = bandName(c.GetBand()), c.GetScore()
+			})
+			if err != nil {
+				return fmt.Errorf("apply health record %d: %w", r.GetOffset(), err)
+			}
+		case r.GetSignal() != nil:
+			if err := s.applyHealthSignal(store.In(btx, r.GetSignal().GetWorkspace()), r.GetSignal()); err != nil {
+				return fmt.Errorf("apply health record %d: %w", r.GetOffset(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
+	if tx.Workspace() == "" || sig.GetAccountId() == "" {
+		return nil
+	}
+	if err := s.updateProduct(tx, sig.GetAccountId(), func(a *store.Account) { applySignal(a, sig) }); err != nil {
+		return err
+	}
+	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN {
+		return nil
+	}
+	var t routingv1.HandoffType
+	switch sig.GetKind() {
+	case commonv1.SignalKind_SIGNAL_KIND_RENEWAL:
+		t = routingv1.HandoffType_HANDOFF_TYPE_RENEWAL
+	case commonv1.SignalKind_SIGNAL_KIND_RISK:
+		t = routingv1.HandoffType_HANDOFF_TYPE_RISK
+	default:
+		return nil
+	}
+	// One handoff per opening of a signal: the same signal reopened later
+	// is a new qualification.
+	opened := time.Time{}
+	if sig.GetOpenedAt() != nil {
+		opened = sig.GetOpenedAt().AsTime()
+	}
+	reqID := fmt.Sprintf("health:%s:%d", sig.GetSignalId(), opened.UnixNano())
+	signal := map[string]any{"kind": strings.ToLower(strings.TrimPrefix(sig.GetKind().String(), "SIGNAL_KIND_")), "reason": sig.GetReason(), "message": sig.GetMessage()}
+	for k, v := range sig.GetAttributes() {
+		signal[k] = v
+	}
+	route := Route{Type: t, AccountID: sig.GetAccountId(), RequestID: reqID, Reason: sig.GetReason(), Signal: signal, Lead: &routingv1.Lead{AccountId: sig.GetAccountId()}}
+	first, err := s.RouteTx(tx, route)
+	if err != nil {
+		return err
+	}
+	if t != routingv1.HandoffType_HANDOFF_TYPE_RISK {
+		return nil
+	}
+	acct, err := tx.Account(sig.GetAccountId())
+	if err != nil {
+		return err
+	}
+	ae := acct.Owners[routingv1.Team_TEAM_AE.String()]
+	if ae == "" || ae == first.GetOwnerId() {
+		return nil
+	}
+	if _, err := tx.Owner(ae); errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	route.OwnerID, route.Rule, route.RequestID = ae, "account_ae", reqID+":ae"
+	_, err = s.RouteTx(tx, route)
+	return err
+}

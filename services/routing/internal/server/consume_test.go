@@ -1,0 +1,306 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/routing/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// applyConfigYAML loads the example routing.yaml (owners, pools, config).
+func (h *harness) applyExample() {
+	h.t.Helper()
+	cfg, owners, pools, err := config.Parse([]byte(exampleYAML))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx := ctxWith(adminKey)
+	for _, o := range owners {
+		if _, err := h.client.UpsertOwner(ctx, &routingv1.UpsertOwnerRequest{Owner: o}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	for _, p := range pools {
+		if _, err := h.client.UpsertPool(ctx, &routingv1.UpsertPoolRequest{Pool: p}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: cfg}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+const exampleYAML = `
+fallback_pool: sdr
+owners:
+  - {id: sam, team: sdr}
+  - {id: sue, team: sdr}
+  - {id: cara, team: csm}
+  - {id: carl, team: csm}
+  - {id: abe, team: ae}
+  - {id: ian, team: implementation}
+pools:
+  - {id: sdr, owners: [sam, sue]}
+  - {id: cs, owners: [carl]}
+  - {id: impl, owners: [ian]}
+rules:
+  - {name: existing-csm, types: [renewal, risk], action: account_owner, team: csm, pool: cs}
+  - {name: kickoff, types: [closed_won], action: pool, pool: impl}
+  - {name: known-account, types: [mql, pql, sql], action: account_owner, team: sdr, pool: sdr}
+pql_rules:
+  - {name: activated-trial, when: 'stage == "trial" && "activation_reached" in signals'}
+  - {name: healthy, when: 'health_band == "healthy"'}
+`
+
+func st(t *testing.T, m map[string]any) *structpb.Struct {
+	t.Helper()
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) apply(fn func(tx *bbolt.Tx) error) {
+	h.t.Helper()
+	if err := h.db.Update(fn); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) list(f *routingv1.ListAssignmentsRequest) []*routingv1.Assignment {
+	h.t.Helper()
+	r, err := h.client.ListAssignments(ctxWith(readKey), f)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r.GetAssignments()
+}
+
+func summary(as []*routingv1.Assignment) string {
+	var out []string
+	for _, a := range as {
+		out = append(out, strings.ToLower(strings.TrimPrefix(a.GetType().String(), "HANDOFF_TYPE_"))+"/"+a.GetAccountId()+"/"+a.GetOwnerId()+"/"+a.GetDecision().GetRule()+"/"+strings.ToLower(strings.TrimPrefix(a.GetState().String(), "ASSIGNMENT_STATE_")))
+	}
+	return strings.Join(out, " ")
+}
+
+func TestApplyIngestion(t *testing.T) {
+	ts := timestamppb.New(ny(16, 10, 0))
+	ev := func(id string, e *ingestionv1.Event) *ingestionv1.LogRecord {
+		e.Workspace, e.MessageId, e.Timestamp = "ws", id, ts
+		return &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: e}}
+	}
+	tests := []struct {
+		name string
+		recs func(t *testing.T) []*ingestionv1.LogRecord
+		want string
+	}{
+		{
+			name: "mql from crm event with identify email then contacted",
+			recs: func(t *testing.T) []*ingestionv1.LogRecord {
+				return []*ingestionv1.LogRecord{
+					ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_IDENTIFY, UserId: "u1", Traits: st(t, map[string]any{"email": "pat@acme.com", "territory": "emea"})}),
+					ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", UserId: "u1", AccountId: "acme"}),
+					ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", UserId: "u1", AccountId: "acme"}),
+					ev("m3", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", UserId: "u1"}),
+				}
+			},
+			want: "mql/acme/sam/known-account/touched",
+		},
+		{
+			name: "second mql of a known account goes to its sdr",
+			recs: func(t *testing.T) []*ingestionv1.LogRecord {
+				return []*ingestionv1.LogRecord{
+					ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "acme", Properties: st(t, map[string]any{"email": "a@acme.com"})}),
+					ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "", Properties: st(t, map[string]any{"email": "b@acme.com"})}),
+				}
+			},
+			want: "mql/acme/sam/known-account/open mql//sam/known-account/open",
+		},
+		{
+			name: "sql honours the crm owner and closed lost disqualifies",
+			recs: func(t *testing.T) []*ingestionv1.LogRecord {
+				return []*ingestionv1.LogRecord{
+					ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.sql_accepted", AccountId: "acme", Properties: st(t, map[string]any{"owner_id": "abe", "email": "x@acme.com"})}),
+					ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.closed_lost", AccountId: "acme"}),
+				}
+			},
+			want: "sql/acme/abe/crm_owner/closed",
+		},
+		{
+			name: "closed won goes to implementation",
+			recs: func(t *testing.T) []*ingestionv1.LogRecord {
+				return []*ingestionv1.LogRecord{
+					ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.closed_won", AccountId: "acme"}),
+				}
+			},
+			want: "closed_won/acme/ian/kickoff/open",
+		},
+		{
+			name: "tombstone forgets the account owner",
+			recs: func(t *testing.T) []*ingestionv1.LogRecord {
+				return []*ingestionv1.LogRecord{
+					ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", Traits: st(t, map[string]any{"sdr_id": "sue"})}),
+					{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "ws", AccountId: "acme"}}},
+					ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "acme", Properties: st(t, map[string]any{"email": "a@acme.com"})}),
+				}
+			},
+			want: "mql/acme/sam/known-account/open",
+		},
+		{
+			name: "group owner trait routes to that sdr",
+			recs: func(t *testing.T) []*ingestionv1.LogRecord {
+				return []*ingestionv1.LogRecord{
+					ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", Traits: st(t, map[string]any{"sdr_id": "sue"})}),
+					ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "acme"}),
+				}
+			},
+			want: "mql/acme/sue/known-account/open",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, "", ny(16, 10, 0))
+			h.applyExample()
+			for _, r := range tt.recs(t) {
+				h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
+			}
+			if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != tt.want {
+				t.Fatalf("assignments %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestApplyStagesAndHealth(t *testing.T) {
+	h := newHarness(t, "", ny(16, 10, 0))
+	h.applyExample()
+	stage := func(from, to string) *stagesv1.LogRecord {
+		return &stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{Workspace: "ws", AccountId: "acme", FromStage: from, ToStage: to}}}
+	}
+	signal := func(kind commonv1.SignalKind, reason string, state commonv1.SignalState) *commonv1.Signal {
+		return &commonv1.Signal{Workspace: "ws", AccountId: "acme", SignalId: "acme:" + reason, Kind: kind, Reason: reason, State: state, OpenedAt: timestamppb.New(ny(16, 10, 0))}
+	}
+	activation := func(state commonv1.SignalState) *stagesv1.LogRecord {
+		return &stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_STUCK, "activation_reached", state)}}
+	}
+	steps := []struct {
+		name   string
+		stages []*stagesv1.LogRecord
+		health []*healthv1.LogRecord
+		want   string
+	}{
+		{"trial without activation", []*stagesv1.LogRecord{stage("", "trial")}, nil, ""},
+		{"activation fires a pql", []*stagesv1.LogRecord{activation(commonv1.SignalState_SIGNAL_STATE_OPEN)}, nil, "pql/acme/sam/known-account/open"},
+		{"still holding does not refire", []*stagesv1.LogRecord{stage("trial", "trial")}, nil, "pql/acme/sam/known-account/open"},
+		{"requalification fires again", []*stagesv1.LogRecord{activation(commonv1.SignalState_SIGNAL_STATE_CLOSED), activation(commonv1.SignalState_SIGNAL_STATE_OPEN)}, nil,
+			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open"},
+		{"group trait names the csm and ae", nil, nil, "pql/acme/sam/known-account/open pql/acme/sam/known-account/open"},
+		{"risk goes to csm and ae", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RISK, "usage_drop_30d", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
+			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
+		{"replayed risk signal is idempotent", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RISK, "usage_drop_30d", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
+			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
+		{"healthy band fires the other pql rule", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: &healthv1.ScoreChange{Workspace: "ws", AccountId: "acme", Score: 90, Band: healthv1.Band_BAND_HEALTHY}}}},
+			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open"},
+		{"renewal window goes to the csm", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RENEWAL, "renewal_window_90", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
+			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open renewal/acme/cara/existing-csm/open"},
+	}
+	for _, s := range steps {
+		if s.name == "group trait names the csm and ae" {
+			group := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+				Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", Traits: st(t, map[string]any{"csm_id": "cara", "ae_id": "abe"}),
+			}}}
+			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{group}) })
+		}
+		if len(s.stages) > 0 {
+			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyStages(tx, 0, s.stages) })
+		}
+		if len(s.health) > 0 {
+			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyHealth(tx, 0, s.health) })
+		}
+		if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != s.want {
+			t.Fatalf("%s: assignments\n%q\nwant\n%q", s.name, got, s.want)
+		}
+	}
+}
+
+// TestConsumerEndToEnd runs a real stream.Consumer over a local ingestion
+// log: records appended upstream become assignments, and the cursor commits
+// with them.
+func TestConsumerEndToEnd(t *testing.T) {
+	h := newHarness(t, "", ny(16, 10, 0))
+	h.applyExample()
+	upDB := storetest.Open(t)
+	upLog, err := stream.OpenLog(upDB, "ingestion", stream.LogOptions{Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
+		Name: "ingestion", DB: h.db, Partitions: []uint32{0},
+		Source: stream.LocalSource(upLog, func(r stream.Record) (*ingestionv1.LogRecord, error) {
+			m := &ingestionv1.LogRecord{}
+			if err := proto.Unmarshal(r.Data, m); err != nil {
+				return nil, err
+			}
+			m.Offset, m.Partition = r.Offset, r.Partition
+			return m, nil
+		}),
+		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
+		Apply:  h.svc.ApplyIngestion,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(ctx) }()
+	var last uint64
+	for i, name := range []string{"crm.mql", "crm.closed_won"} {
+		data, err := proto.Marshal(&ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+			Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: name, MessageId: string(rune('a' + i)), AccountId: "acme",
+			Properties: st(t, map[string]any{"email": "lee@acme.com"}),
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last, err = upLog.Append(ctx, 0, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := cons.WaitFor(wctx, 0, last); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != "mql/acme/sam/known-account/open closed_won/acme/ian/kickoff/open" {
+		t.Fatalf("assignments %q", got)
+	}
+	_ = h.db.View(func(tx *bbolt.Tx) error {
+		if c, err := stream.ReadCursor(tx, "ingestion", 0); err != nil || c != last {
+			t.Errorf("stored cursor %d (%v), want %d", c, err, last)
+		}
+		return nil
+	})
+}
