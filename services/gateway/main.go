@@ -20,12 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/telemetry"
 	"github.com/cairn-dev/cairn/services/gateway/internal/server"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
@@ -65,10 +67,18 @@ func main() {
 		os.Exit(2) // the flag package has printed the problem and usage.
 	}
 
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "gateway")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, logger); err != nil {
+	shutdown, logger, err := telemetry.Setup(ctx, "gateway")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	err = run(ctx, cfg, logger)
+	if serr := shutdown(context.WithoutCancel(ctx)); serr != nil {
+		logger.Warn("flush traces", "error", serr)
+	}
+	if err != nil {
 		logger.Error("gateway stopped", "error", err)
 		os.Exit(1)
 	}
@@ -120,7 +130,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		{cfg.ingestionAddr, &ups.Ingestion}, {cfg.stagesAddr, &ups.Stages},
 		{cfg.healthAddr, &ups.Health}, {cfg.routingAddr, &ups.Routing},
 	} {
-		cc, err := grpc.NewClient(u.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(u.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 		if err != nil {
 			return fmt.Errorf("dial %s: %w", u.addr, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type ctxKey int
@@ -28,6 +29,23 @@ type Trace struct {
 	SpanID string
 	// Flags is the two-digit trace-flags field.
 	Flags string
+}
+
+func (t Trace) spanContext() (trace.SpanContext, bool) {
+	tid, err := trace.TraceIDFromHex(t.TraceID)
+	if err != nil {
+		return trace.SpanContext{}, false
+	}
+	sid, err := trace.SpanIDFromHex(t.SpanID)
+	if err != nil {
+		return trace.SpanContext{}, false
+	}
+	var flags trace.TraceFlags
+	if b, err := hex.DecodeString(t.Flags); err == nil && len(b) == 1 {
+		flags = trace.TraceFlags(b[0])
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true})
+	return sc, sc.IsValid()
 }
 
 // Traceparent formats t as a W3C traceparent header value.
@@ -66,6 +84,11 @@ func Identify(next http.Handler) http.Handler {
 		h.Set("X-Trace-Id", t.TraceID)
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		ctx = context.WithValue(ctx, traceKey, t)
+		// As the remote parent of outgoing calls, the gateway's span makes
+		// otelgrpc's client spans join the trace named in X-Trace-Id.
+		if sc, ok := t.spanContext(); ok {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
