@@ -334,6 +334,9 @@ func TestStaticAndHealthEndpoints(t *testing.T) {
 			if !bytes.Contains(r.body, []byte(tc.wantBody)) {
 				t.Errorf("body lacks %q", tc.wantBody)
 			}
+			if tc.wantType == "text/html" && !strings.Contains(r.header.Get("Content-Security-Policy"), "script-src 'self'") {
+				t.Errorf("page served without a script-src CSP: %q", r.header.Get("Content-Security-Policy"))
+			}
 		})
 	}
 }

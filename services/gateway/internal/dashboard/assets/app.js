@@ -280,10 +280,16 @@
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub' }, 'Every account with its current stage')));
     const body = h('div', {});
     view.replaceChildren(head, panel('', body));
-    await fill(body, 'accounts', async () => {
-      const r = await api('/v1/journey/accounts', { stage, 'page.pageSize': 200 });
-      return accountTable(r.accounts || [], 'No accounts yet.');
-    });
+    const rows = [];
+    const more = async (token) => {
+      const r = await api('/v1/journey/accounts', { stage, 'page.pageSize': 200, 'page.pageToken': token });
+      rows.push(...(r.accounts || []));
+      const next = r.page && r.page.nextPageToken;
+      return [accountTable(rows, 'No accounts yet.'),
+        next ? h('div', { style: 'text-align:center;margin-top:12px' }, h('button', { type: 'button', 'data-testid': 'load-more',
+          onclick: () => fill(body, 'more accounts', () => more(next)) }, 'Load more')) : null];
+    };
+    await fill(body, 'accounts', () => more(''));
   }
 
   async function accountPage(id) {
