@@ -82,6 +82,16 @@ has_demo_data() {
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const f=JSON.parse(s);process.exit((f.stages||[]).some(x=>Number(x.current)>0)?0:1)})'
 }
 wait_for "demo data" has_demo_data
+# The services may still be applying the demo year; wait until the funnel holds
+# still for a few seconds so that page and API agree.
+funnel_stable() {
+  local a b
+  a=$(curl -fsS -H "Authorization: Bearer $key" "$url/v1/funnel") || return 1
+  sleep 3
+  b=$(curl -fsS -H "Authorization: Bearer $key" "$url/v1/funnel") || return 1
+  [ "$a" = "$b" ]
+}
+wait_for "the demo data to settle" funnel_stable
 
 log "running browser tests"
 (cd "$here" && CAIRN_URL="$url" CAIRN_KEY="$key" npm test)
