@@ -605,8 +605,11 @@ func (s *Service) ResumeTx(tx *store.Tx, id string) (*routingv1.Assignment, erro
 
 // fireTx fires one due timer: the timer's deletion, the SLA state change,
 // any escalation and the log records commit together, so a timer fires
-// exactly once even across kill -9.
-func (s *Service) fireTx(tx *store.Tx, tm store.Timer) (breached routingv1.HandoffType, err error) {
+// exactly once even across kill -9. When later timers of the same clock are
+// already due at now (after downtime), they fire in the same step, each
+// event stamped with its own due time. cals caches calendars per workspace and
+// owner for the batch.
+func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[string]*hours.Calendar) (breached routingv1.HandoffType, err error) {
 	if err := tx.DeleteTimer(tm); err != nil {
 		return 0, err
 	}
@@ -620,25 +623,41 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer) (breached routingv1.Hando
 	if !sla.Running(a.GetSla()) {
 		return 0, nil
 	}
-	kind := sla.Kind(tm.Kind)
-	sla.Fire(a.GetSla(), sla.Timer{Kind: kind, At: tm.Due})
-	if err := s.slaEvent(tx, a, kind, "", tm.Due); err != nil {
-		return 0, err
+	calKey := tx.Workspace() + "\x00" + a.GetOwnerId()
+	cal, ok := cals[calKey]
+	if !ok {
+		cal = s.ownerCalendar(tx, a.GetOwnerId())
+		cals[calKey] = cal
 	}
-	if kind != sla.Breach {
-		if err := s.armNext(tx, a, s.ownerCalendar(tx, a.GetOwnerId()), tm.Due); err != nil {
+	t := sla.Timer{Kind: sla.Kind(tm.Kind), At: tm.Due}
+	for {
+		sla.Fire(a.GetSla(), t)
+		if err := s.slaEvent(tx, a, t.Kind, "", t.At); err != nil {
 			return 0, err
 		}
-		return 0, tx.PutAssignment(a)
+		if t.Kind == sla.Breach {
+			break
+		}
+		next, ok := sla.Next(a.GetSla(), cal, t.At)
+		if !ok {
+			return 0, tx.PutAssignment(a)
+		}
+		if next.At.After(now) {
+			if err := tx.Arm(a.GetAssignmentId(), next.At, string(next.Kind)); err != nil {
+				return 0, err
+			}
+			return 0, tx.PutAssignment(a)
+		}
+		t = next
 	}
 	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
 	p := s.policy(tx, a)
 	if p.GetReassignOnBreach() || p.GetNotifyManager() {
 		next := ""
 		if p.GetReassignOnBreach() && a.GetDecision().GetPoolId() != "" {
-			next = s.nextInPool(tx, a, tm.Due)
+			next = s.nextInPool(tx, a, t.At)
 		}
-		if err := s.slaEvent(tx, a, sla.Escalation, next, tm.Due); err != nil {
+		if err := s.slaEvent(tx, a, sla.Escalation, next, t.At); err != nil {
 			return 0, err
 		}
 		if next != "" {

@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
@@ -29,8 +30,9 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
+			cals := map[string]*hours.Calendar{}
 			for _, tm := range due {
-				t, err := s.fireTx(store.In(btx, tm.Workspace), tm)
+				t, err := s.fireTx(store.In(btx, tm.Workspace), tm, now, cals)
 				if err != nil {
 					return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
 				}
