@@ -3,6 +3,10 @@
 // pipeline, contracts, product usage, support tickets, NPS surveys, QBRs,
 // renewals and churn.
 //
+// Accounts that were already customers when the year began arrive with a
+// backfill of their earlier milestones (deal won, contract, activation) at
+// the times they happened, up to about two years back.
+//
 // The generator is pure: the same Options always produce the same events in
 // the same order, so `make run` is reproducible and tests can pin a golden
 // hash. Churn is decided from the simulated behaviour (seat utilisation,
@@ -170,6 +174,7 @@ type sim struct {
 	arr             float64
 	tickets         int
 	openP1          map[string]bool
+	activated       bool
 	lastNPS         int
 }
 
@@ -242,12 +247,20 @@ func (s *sim) run() {
 		contractStart = s.start.AddDate(0, 0, -s.intn(30, 330))
 		s.seats = s.initialSeats()
 		s.pickPlan()
-		first := s.workTime(s.start.AddDate(0, 0, s.intn(0, 6)))
+		// Their history before the year arrives as a CRM and billing
+		// backfill, at the times it happened.
+		first := s.workTime(contractStart.AddDate(0, 0, -s.intn(45, 90)))
 		s.groupCall(first)
 		for _, p := range s.people {
 			s.identify(p, first.Add(time.Minute))
 		}
-		s.contractUpdated(first.Add(2*time.Minute), contractStart)
+		s.track(s.people[0], "demo_requested", first.Add(time.Hour), nil)
+		s.system("crm.closed_won", s.workTime(contractStart.AddDate(0, 0, -2)), map[string]any{"opportunity_id": "opp-" + s.account.ID, "amount": s.arr, "plan": s.plan})
+		s.system("billing.subscription_started", s.workTime(contractStart), map[string]any{"plan": s.plan, "seats": s.seats, "arr": s.arr})
+		s.contractUpdated(s.workTime(contractStart).Add(time.Minute), contractStart)
+		s.track(s.people[0], "setup_completed", s.workTime(contractStart.AddDate(0, 0, s.intn(2, 6))), nil)
+		s.track(s.people[0], "activated", s.workTime(contractStart.AddDate(0, 0, s.intn(7, 20))), nil)
+		s.activated = true
 	} else {
 		won, ok := s.pipeline()
 		if !ok {
@@ -388,6 +401,17 @@ func (s *sim) pipeline() (time.Time, bool) {
 	s.track(champ, "content_downloaded", t.Add(2*time.Second), map[string]any{"asset": []string{"journey-playbook", "health-score-guide", "revops-benchmark"}[s.rng.IntN(3)]})
 	leadID := "lead-" + s.account.ID
 	s.system("crm.lead_created", t.Add(5*time.Minute), map[string]any{"lead_id": leadID, "email": champ.email, "lead_source": []string{"inbound", "webinar", "outbound"}[s.rng.IntN(3)]})
+	for range s.intn(1, 3) {
+		t = s.workTime(t.AddDate(0, 0, s.intn(1, 6)))
+		switch s.rng.IntN(3) {
+		case 0:
+			s.track(champ, "content_viewed", t, map[string]any{"asset": "customer-journey-metrics"})
+		case 1:
+			s.track(champ, "email_clicked", t, map[string]any{"campaign": "nurture-" + []string{"a", "b", "c"}[s.rng.IntN(3)]})
+		default:
+			s.track(champ, "webinar_attended", t, map[string]any{"webinar": "health-scores-101"})
+		}
+	}
 	for range s.intn(1, 5) {
 		t = s.workTime(t.AddDate(0, 0, s.intn(1, 8)))
 		pg := pages[1+s.rng.IntN(2)]
@@ -423,6 +447,13 @@ func (s *sim) pipeline() (time.Time, bool) {
 	for _, p := range s.people[1:] {
 		s.identify(p, s.workTime(t.AddDate(0, 0, s.intn(1, 20))))
 		s.emit(Event{Type: "group", UserID: p.id, GroupID: s.account.ID, Timestamp: s.workTime(t.AddDate(0, 0, s.intn(1, 20)))})
+	}
+	if s.account.Segment == SegmentEnterprise && s.chance(0.6) {
+		s.track(champ, "poc_started", s.workTime(t.AddDate(0, 0, s.intn(3, 10))), nil)
+		s.track(champ, "poc_completed", s.workTime(t.AddDate(0, 0, s.intn(20, 28))), map[string]any{"outcome": "success"})
+	}
+	if s.account.Segment != SegmentSMB {
+		s.track(s.people[2], "security_review_approved", s.workTime(t.AddDate(0, 0, s.intn(20, 40))), nil)
 	}
 	prev := ""
 	for _, stage := range []string{"discovery", "demo", "proposal", "negotiation"} {
@@ -509,6 +540,21 @@ func (s *sim) customer(contractStart time.Time) {
 					a.UsageEvents++
 				}
 			}
+		}
+		if w == 0 && !s.activated {
+			s.track(users[0], "setup_completed", s.workTime(ws.AddDate(0, 0, s.intn(1, 4))), nil)
+		}
+		// Activation comes quickly to engaged accounts and never to some
+		// disengaged ones: those raise the onboarding drop-off signal.
+		if !s.activated && w < 10 && s.chance(h*0.3) {
+			s.activated = true
+			s.track(users[0], "activated", s.workTime(ws.AddDate(0, 0, s.rng.IntN(5))), nil)
+		}
+		// Mid-term upsell when seats run out.
+		if w > 0 && w%26 == 0 && mean(recentUtil) > 0.8 && ws.Before(contractEnd.AddDate(0, 0, -60)) {
+			s.seats += int(math.Ceil(float64(s.seats) * 0.2))
+			s.pickPlan()
+			s.contractUpdated(s.workTime(ws.AddDate(0, 0, 2)), contractEnd.AddDate(-1, 0, 0))
 		}
 		if !integrated && w >= 1 && s.chance(h) {
 			integrated = true
@@ -610,9 +656,13 @@ func (s *sim) feature() string {
 		return "report_created"
 	case r < 0.6:
 		return "dashboard_shared"
-	case r < 0.85:
+	case r < 0.8:
 		return "export_run"
-	default:
+	case r < 0.9:
 		return "alert_configured"
+	case r < 0.96:
+		return "workflow_created"
+	default:
+		return "api_key_created"
 	}
 }

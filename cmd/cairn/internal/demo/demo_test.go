@@ -69,7 +69,9 @@ func TestGenerateSeedsDiffer(t *testing.T) {
 
 func TestGenerateWellFormed(t *testing.T) {
 	ds := Generate(Options{Seed: 3, Accounts: 60, Now: fixedNow})
-	start := fixedNow.AddDate(0, 0, -366)
+	// Existing customers' history is backfilled from before the year: their
+	// contract began up to 330 days earlier, the deal 90 days before that.
+	start := fixedNow.AddDate(0, 0, -365-330-91)
 	ids := map[string]bool{}
 	accounts := map[string]bool{}
 	for _, a := range ds.Accounts {
@@ -90,7 +92,7 @@ func TestGenerateWellFormed(t *testing.T) {
 			t.Errorf("event %d (%s %s): neither userId nor anonymousId", i, ev.Type, ev.Event)
 		}
 		if ev.Timestamp.After(fixedNow) || ev.Timestamp.Before(start) {
-			t.Errorf("event %d at %v: outside the simulated year", i, ev.Timestamp)
+			t.Errorf("event %d at %v: outside the simulated period", i, ev.Timestamp)
 		}
 		if i > 0 && ev.Timestamp.Before(ds.Events[i-1].Timestamp) {
 			t.Fatalf("event %d: not in timestamp order", i)
@@ -153,6 +155,8 @@ func TestGenerateDistribution(t *testing.T) {
 		"track:billing.subscription_started", "track:billing.contract_updated", "track:billing.renewed", "track:billing.churned",
 		"track:support.ticket_opened", "track:support.ticket_resolved", "track:survey.nps", "track:meeting.qbr_held",
 		"track:report_created", "track:dashboard_shared", "track:integration_connected", "track:alert_configured", "track:export_run",
+		"track:workflow_created", "track:api_key_created", "track:setup_completed", "track:activated", "track:content_viewed",
+		"track:email_clicked", "track:webinar_attended", "track:security_review_approved", "track:poc_started",
 	} {
 		if names[name] == 0 {
 			t.Errorf("no %s events in a 300-account year", name)
