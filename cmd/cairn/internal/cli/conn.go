@@ -9,6 +9,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -78,15 +79,7 @@ func addConnFlags(fs *flag.FlagSet, env *Env) *connFlags {
 	return c
 }
 
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
-}
+func upper(s string) string { return strings.ToUpper(s) }
 
 // resolve fills unset addresses and the key from the environment and
 // run.json, in that order of precedence after explicit flags.
