@@ -151,7 +151,7 @@ func (s *Server) UpsertOwner(ctx context.Context, req *routingv1.UpsertOwnerRequ
 	if err := validOwner(req.GetOwner(), s.svc); err != nil {
 		return nil, toStatus(err)
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return tx.PutOwner(req.GetOwner()) })
+	err = s.svc.Update(ws, func(tx *store.Tx) error { return s.svc.PutOwner(tx, req.GetOwner()) })
 	return &routingv1.UpsertOwnerResponse{Owner: req.GetOwner()}, toStatus(err)
 }
 
@@ -197,7 +197,7 @@ func (s *Server) DeleteOwner(ctx context.Context, req *routingv1.DeleteOwnerRequ
 	if err := checkID("owner_id", req.GetOwnerId(), true); err != nil {
 		return nil, toStatus(err)
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return tx.DeleteOwner(req.GetOwnerId()) })
+	err = s.svc.Update(ws, func(tx *store.Tx) error { return s.svc.DeleteOwner(tx, req.GetOwnerId()) })
 	return &routingv1.DeleteOwnerResponse{}, toStatus(err)
 }
 

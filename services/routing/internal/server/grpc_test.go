@@ -244,3 +244,33 @@ func TestConfigRoundTrip(t *testing.T) {
 		t.Fatalf("get config: %v\n%s", g.GetConfig(), g.GetYaml())
 	}
 }
+
+// TestOwnerUpdateTakesEffect checks that the owner cache used by decisions
+// follows UpsertOwner and DeleteOwner.
+func TestOwnerUpdateTakesEffect(t *testing.T) {
+	h := newHarness(t, "", ny(16, 10, 0))
+	h.setup(nil)
+	owners := func(n int) string {
+		var got []string
+		for i := range n {
+			got = append(got, h.qualify(fmt.Sprintf("u%d-%d@x.com", len(got), i)).GetOwnerId())
+		}
+		return strings.Join(got, ",")
+	}
+	if got := owners(2); got != "alice,bob" {
+		t.Fatalf("before: %s", got)
+	}
+	away := &commonv1.TimeWindow{Start: timestamppb.New(ny(16, 0, 0)), End: timestamppb.New(ny(17, 0, 0))}
+	if _, err := h.client.UpsertOwner(ctxWith(adminKey), &routingv1.UpsertOwnerRequest{Owner: &routingv1.Owner{OwnerId: "alice", Team: routingv1.Team_TEAM_SDR, OutOfOffice: away}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := owners(2); got != "bob,bob" {
+		t.Fatalf("alice out of office: %s", got)
+	}
+	if _, err := h.client.DeleteOwner(ctxWith(adminKey), &routingv1.DeleteOwnerRequest{OwnerId: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := owners(1); got != "" {
+		t.Fatalf("nobody eligible: %q", got)
+	}
+}

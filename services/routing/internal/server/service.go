@@ -88,6 +88,10 @@ type Service struct {
 	mu      sync.Mutex
 	engines map[string]engineEntry
 	zones   map[string]*time.Location
+	// owners caches owners with their calendars by workspace NUL id. It is
+	// filled and invalidated only inside write transactions, which bbolt
+	// serializes, so it never holds a version older than the last commit.
+	owners map[string]*rules.Owner
 }
 
 type engineEntry struct {
@@ -118,6 +122,7 @@ func New(opts Options) (*Service, error) {
 		wake:    make(chan struct{}, 1),
 		engines: map[string]engineEntry{},
 		zones:   map[string]*time.Location{},
+		owners:  map[string]*rules.Owner{},
 		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_sla_breaches_total", Help: "SLA breaches by handoff type.",
 		}, []string{"type"}),
@@ -205,15 +210,10 @@ func utcCalendar() *hours.Calendar {
 }
 
 func (s *Service) ownerCalendar(tx *store.Tx, ownerID string) *hours.Calendar {
-	o, err := tx.Owner(ownerID)
-	if err != nil {
-		return utcCalendar()
+	if o := s.owner(tx, ownerID); o != nil {
+		return o.Calendar
 	}
-	cal, err := s.Calendar(o)
-	if err != nil {
-		return utcCalendar()
-	}
-	return cal
+	return utcCalendar()
 }
 
 // engine returns the compiled active config of a workspace (an empty config
@@ -252,20 +252,58 @@ func (d *directory) Owner(id string) (*rules.Owner, bool) {
 	if o, ok := d.owners[id]; ok {
 		return o, o != nil
 	}
-	o, err := d.tx.Owner(id)
-	if err != nil {
-		d.owners[id] = nil
-		return nil, false
+	ro := d.s.owner(d.tx, id)
+	d.owners[id] = ro
+	return ro, ro != nil
+}
+
+// owner loads an owner with its calendar, through the cache in write
+// transactions; nil when missing or its calendar is invalid.
+func (s *Service) owner(tx *store.Tx, id string) *rules.Owner {
+	key := tx.Workspace() + "\x00" + id
+	writable := tx.Bolt().Writable()
+	if writable {
+		s.mu.Lock()
+		ro, ok := s.owners[key]
+		s.mu.Unlock()
+		if ok {
+			return ro
+		}
 	}
-	cal, err := d.s.Calendar(o)
+	o, err := tx.Owner(id)
 	if err != nil {
-		d.s.logger.Warn("owner calendar invalid; treating owner as unknown", "owner", id, "err", err)
-		d.owners[id] = nil
-		return nil, false
+		return nil
+	}
+	cal, err := s.Calendar(o)
+	if err != nil {
+		s.logger.Warn("owner calendar invalid; treating owner as unknown", "owner", id, "err", err)
+		return nil
 	}
 	ro := &rules.Owner{Owner: o, Calendar: cal}
-	d.owners[id] = ro
-	return ro, true
+	if writable {
+		s.mu.Lock()
+		s.owners[key] = ro
+		s.mu.Unlock()
+	}
+	return ro
+}
+
+// PutOwner stores an owner and drops its cached copy, in tx.
+func (s *Service) PutOwner(tx *store.Tx, o *routingv1.Owner) error {
+	s.forgetOwner(tx, o.GetOwnerId())
+	return tx.PutOwner(o)
+}
+
+// DeleteOwner deletes an owner and drops its cached copy, in tx.
+func (s *Service) DeleteOwner(tx *store.Tx, id string) error {
+	s.forgetOwner(tx, id)
+	return tx.DeleteOwner(id)
+}
+
+func (s *Service) forgetOwner(tx *store.Tx, id string) {
+	s.mu.Lock()
+	delete(s.owners, tx.Workspace()+"\x00"+id)
+	s.mu.Unlock()
 }
 
 func (d *directory) Pool(id string) (*routingv1.Pool, bool) {

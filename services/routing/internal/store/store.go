@@ -48,6 +48,9 @@ var timersBucket = []byte("timers")
 type Tx struct {
 	tx *bbolt.Tx
 	ws string
+	// buckets caches bucket handles: the nested lookup is a measurable
+	// part of firing timers in bulk.
+	buckets map[string]*bbolt.Bucket
 }
 
 // In scopes tx to a workspace.
@@ -61,9 +64,18 @@ func (t *Tx) Workspace() string { return t.ws }
 
 // bucket returns ws/<workspace>/<name>; nil in a read-only tx when missing.
 func (t *Tx) bucket(name string) (*bbolt.Bucket, error) {
+	if b, ok := t.buckets[name]; ok {
+		return b, nil
+	}
 	b, err := store.Bucket(t.tx, "ws", t.ws, name)
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", name, err)
+	}
+	if b != nil {
+		if t.buckets == nil {
+			t.buckets = map[string]*bbolt.Bucket{}
+		}
+		t.buckets[name] = b
 	}
 	return b, nil
 }
@@ -324,23 +336,34 @@ func (t *Tx) PutAssignment(a *routingv1.Assignment) error {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
+	newKeys := indexKeys(a)
+	var oldKeys map[string][]byte
 	if old != nil {
-		for name, key := range indexKeys(old) {
-			if err := t.del(name, key); err != nil {
+		oldKeys = indexKeys(old)
+		for name, key := range oldKeys {
+			if !bytes.Equal(newKeys[name], key) {
+				if err := t.del(name, key); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for name, key := range newKeys {
+		if !bytes.Equal(oldKeys[name], key) {
+			if err := t.put(name, key, nil); err != nil {
 				return err
 			}
 		}
-		if err := t.addLoad(old, -1); err != nil {
+	}
+	if old == nil || old.GetOwnerId() != a.GetOwnerId() || old.GetState() != a.GetState() {
+		if old != nil {
+			if err := t.addLoad(old, -1); err != nil {
+				return err
+			}
+		}
+		if err := t.addLoad(a, 1); err != nil {
 			return err
 		}
-	}
-	for name, key := range indexKeys(a) {
-		if err := t.put(name, key, nil); err != nil {
-			return err
-		}
-	}
-	if err := t.addLoad(a, 1); err != nil {
-		return err
 	}
 	b, err := t.bucket("assignments")
 	if err != nil {
