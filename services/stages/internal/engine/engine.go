@@ -621,3 +621,116 @@ func (e *Engine) nextDue() (next time.Time, ok bool) {
 	})
 	return next, ok
 }
+
+// Replay applies ingestion records to the shadow namespace ns for one
+// journey version of one workspace. Nothing is published and no timer is
+// armed: shadow state only becomes live through Activate.
+func (e *Engine) Replay(tx *bbolt.Tx, ns store.Namespace, ws, jid string, version uint32, recs []*ingestionv1.LogRecord) error {
+	b := e.newBatch(tx, ns, &only{ws: ws, journey: jid, version: version})
+	for _, r := range recs {
+		switch k := r.GetKind().(type) {
+		case *ingestionv1.LogRecord_Event:
+			if err := b.event(k.Event, journey.CauseReplay); err != nil {
+				return err
+			}
+		case *ingestionv1.LogRecord_Tombstone:
+			if k.Tombstone.GetWorkspace() != ws {
+				continue
+			}
+			if err := b.flush(); err != nil {
+				return err
+			}
+			if err := b.tombstone(k.Tombstone); err != nil {
+				return err
+			}
+		}
+	}
+	return b.flush()
+}
+
+// EvaluateAll re-evaluates every placed account of a journey in ns at now,
+// so that time-driven moves a replay could not see (it fires no timers) are
+// applied. It returns the number of accounts per stage.
+func (e *Engine) EvaluateAll(tx *bbolt.Tx, ns store.Namespace, ws, jid string, version uint32, now time.Time, cause string) (map[string]int64, error) {
+	c, err := e.compiled(tx, ws, jid, version)
+	if err != nil {
+		return nil, err
+	}
+	var o *only
+	if ns != store.Live {
+		o = &only{ws: ws, journey: jid, version: version}
+	}
+	b := e.newBatch(tx, ns, o)
+	var ids []string
+	if err := ns.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
+		ids = append(ids, aj.GetAccountId())
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+	counts := map[string]int64{}
+	for _, id := range ids {
+		st, err := b.load(ws, jid, id, c)
+		if err != nil {
+			return nil, err
+		}
+		st.c = c
+		if st.acc.Journey.GetStage() != "" {
+			t := now
+			if entered := st.acc.Journey.GetEnteredAt(); entered != nil && t.Before(entered.AsTime()) {
+				t = entered.AsTime()
+			}
+			if err := b.evaluate(st, t, cause, ""); err != nil {
+				return nil, err
+			}
+			counts[st.acc.Journey.GetStage()]++
+		}
+	}
+	return counts, b.flush()
+}
+
+// Activate makes a replayed version live: the shadow state of the journey
+// replaces the live state, the version becomes active, a transition (cause
+// "replay") is published for every account whose stage changed, and live
+// timers are re-armed by evaluating every account at now.
+func (e *Engine) Activate(tx *bbolt.Tx, shadow store.Namespace, ws, jid string, version uint32, now time.Time) error {
+	before := map[string]string{}
+	if err := store.Live.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
+		before[aj.GetAccountId()] = aj.GetStage()
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	for acct := range before {
+		if err := store.Live.ClearTimer(tx, ws, jid, acct); err != nil {
+			return err
+		}
+	}
+	if _, err := shadow.CopyJourney(tx, store.Live, ws, jid); err != nil {
+		return err
+	}
+	if err := store.SetActive(tx, ws, jid, version); err != nil {
+		return err
+	}
+	b := e.newBatch(tx, store.Live, nil)
+	err := store.Live.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
+		if old := before[aj.GetAccountId()]; old != aj.GetStage() && aj.GetStage() != "" {
+			tr := &stagesv1.Transition{
+				Workspace: ws, AccountId: aj.GetAccountId(), JourneyId: jid, Version: version,
+				FromStage: old, ToStage: aj.GetStage(), At: timestamppb.New(now), Cause: journey.CauseReplay,
+			}
+			if err := b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: tr}}, ws, aj.GetAccountId()); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := e.EvaluateAll(tx, store.Live, ws, jid, version, now, journey.CauseReplay); err != nil {
+		return err
+	}
+	e.poke()
+	return nil
+}

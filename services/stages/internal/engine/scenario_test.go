@@ -41,9 +41,9 @@ type scenario struct {
 		At string `yaml:"at"`
 		// Every and Until repeat the step's events (without expectations)
 		// every interval after At up to Until inclusive.
-		Every  string                `yaml:"every"`
-		Until  string                `yaml:"until"`
-		Events []scenarioEvent       `yaml:"events"`
+		Every  string                 `yaml:"every"`
+		Until  string                 `yaml:"until"`
+		Events []scenarioEvent        `yaml:"events"`
 		Expect map[string]expectation `yaml:"expect"`
 	} `yaml:"steps"`
 	// Log maps an account to its published records, in order:
@@ -97,7 +97,7 @@ func (sc *scenario) flatten(t *testing.T) []flatStep {
 
 type scenarioEvent struct {
 	// Times repeats the event (default once).
-	Times int `yaml:"times"`
+	Times   int            `yaml:"times"`
 	Account string         `yaml:"account"`
 	User    string         `yaml:"user"`
 	Type    string         `yaml:"type"` // track (default), identify, group, page
