@@ -706,6 +706,9 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 	if err := tx.PutAssignment(a); err != nil {
 		return 0, err
 	}
+	if err := s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}}); err != nil {
+		return 0, err
+	}
 	return a.GetType(), nil
 }
 
