@@ -94,14 +94,16 @@ func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// Batch checks the batch-level limits of req. A violation fails the whole
+// Batch checks the batch-level limits for a request of events events and
+// size bytes (its protobuf size, which the caller computes once because it
+// also charges it against the in-flight budget). A violation fails the whole
 // request, so its Field is a path in the request ("events").
-func Batch(req *ingestionv1.IngestRequest, l Limits) *FieldError {
-	if n := len(req.GetEvents()); n > l.MaxBatchEvents {
-		return fieldErr("events", "%d events, more than the %d allowed per batch", n, l.MaxBatchEvents)
+func Batch(events, size int, l Limits) *FieldError {
+	if events > l.MaxBatchEvents {
+		return fieldErr("events", "%d events, more than the %d allowed per batch", events, l.MaxBatchEvents)
 	}
-	if n := proto.Size(req); n > l.MaxBatchBytes {
-		return fieldErr("events", "batch of %d bytes, more than the %d allowed", n, l.MaxBatchBytes)
+	if size > l.MaxBatchBytes {
+		return fieldErr("events", "batch of %d bytes, more than the %d allowed", size, l.MaxBatchBytes)
 	}
 	return nil
 }

@@ -221,7 +221,7 @@ func TestBatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Batch(tc.req, small)
+			err := Batch(len(tc.req.GetEvents()), proto.Size(tc.req), small)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("Batch() = %v", err)

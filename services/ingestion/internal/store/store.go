@@ -1,0 +1,620 @@
+// Package store keeps the ingestion service's durable state in its bbolt file:
+// the event log (a pkg/stream Log), the dedup ids, the user-to-account map,
+// the pending events of users not yet grouped, and the timeline and subject
+// indexes. Every batch is written in one group-committed transaction, so an
+// event is acknowledged only when it, its dedup id and its index rows are
+// durable together.
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	pkgstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// SchemaVersion is the layout version of ingestion.db.
+const SchemaVersion = 1
+
+// LogName names the event log inside the bbolt file.
+const LogName = "events"
+
+// Bucket names.
+var (
+	bucketDedup    = []byte("dedup")    // (ws, message_id) -> U64(first seen, Unix ns)
+	bucketUsers    = []byte("users")    // (ws, subject) -> account last grouped with
+	bucketPending  = []byte("pending")  // (ws, subject, partition, offset) -> Event not yet attributed
+	bucketAccounts = []byte("accounts") // (ws, account, second, partition, offset) -> entry
+	bucketSubjects = []byte("subjects") // (ws, subject, partition, offset) -> entry
+)
+
+// ErrInvalidArgument marks errors caused by the request (the server maps it to
+// InvalidArgument).
+var ErrInvalidArgument = errors.New("invalid argument")
+
+// Options configure a Store.
+type Options struct {
+	// Partitions is the number of log partitions.
+	Partitions uint32
+	// Retention removes log records older than this; 0 keeps them forever.
+	Retention time.Duration
+	// DedupWindow is how long a message id is remembered.
+	DedupWindow time.Duration
+	// Clock tells the time for dedup expiry and sweeping.
+	Clock clock.Clock
+	// NoGroupCommit writes each batch in its own transaction (one fsync per
+	// batch) instead of sharing commits; only for comparing in benchmarks.
+	NoGroupCommit bool
+	// SweepChunk bounds how many dedup ids one sweep transaction examines,
+	// so that sweeping never holds the write lock for long (default 5000).
+	SweepChunk int
+	// SweepInterval is the pause between full sweeps (default 1 minute).
+	SweepInterval time.Duration
+	// DeleteChunk bounds how many events one DeleteSubject transaction
+	// removes (default 5000); a larger subject takes several transactions and
+	// the tombstone is logged with the last one.
+	DeleteChunk int
+}
+
+// Store is the ingestion service's state.
+type Store struct {
+	db   *pkgstore.DB
+	log  *stream.Log
+	opts Options
+}
+
+// Open opens the event log in db and returns the store.
+func Open(db *pkgstore.DB, opts Options) (*Store, error) {
+	if opts.Partitions == 0 {
+		opts.Partitions = 1
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.SweepChunk <= 0 {
+		opts.SweepChunk = 5000
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = time.Minute
+	}
+	if opts.DeleteChunk <= 0 {
+		opts.DeleteChunk = 5000
+	}
+	l, err := stream.OpenLog(db, LogName, stream.LogOptions{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("open event log: %w", err)
+	}
+	return &Store{db: db, log: l, opts: opts}, nil
+}
+
+// Log returns the event log, which Subscribe serves.
+func (s *Store) Log() *stream.Log { return s.log }
+
+// Options returns the effective options.
+func (s *Store) Options() Options { return s.opts }
+
+// Outcome is what happened to one event of Ingest.
+type Outcome struct {
+	// Duplicate is set when the message id was seen within the dedup window
+	// (earlier, or earlier in the same batch).
+	Duplicate bool
+	// Position is where an accepted event was logged.
+	Position *commonv1.LogPosition
+}
+
+// Subject returns whom an event is about: its user id, else its anonymous id.
+func Subject(ev *ingestionv1.Event) string {
+	if ev.GetUserId() != "" {
+		return ev.GetUserId()
+	}
+	return ev.GetAnonymousId()
+}
+
+// partitionFor places an event: by account, else by its user so that an
+// unattributed user's events stay in order.
+func (s *Store) partitionFor(ws, account, subject string) uint32 {
+	if account != "" {
+		return stream.Partition(ws, account, s.opts.Partitions)
+	}
+	return stream.Partition(ws, "user:"+subject, s.opts.Partitions)
+}
+
+// buckets holds one write transaction's bucket handles.
+type buckets struct {
+	dedup, users, pending, accounts, subjects *bbolt.Bucket
+}
+
+func openBuckets(tx *bbolt.Tx) (*buckets, error) {
+	var b buckets
+	for _, x := range []struct {
+		name []byte
+		dst  **bbolt.Bucket
+	}{
+		{bucketDedup, &b.dedup}, {bucketUsers, &b.users}, {bucketPending, &b.pending},
+		{bucketAccounts, &b.accounts}, {bucketSubjects, &b.subjects},
+	} {
+		bk, err := pkgstore.Bucket(tx, string(x.name))
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = bk
+	}
+	return &b, nil
+}
+
+// Ingest deduplicates, attributes and logs validated events of workspace ws
+// in one transaction shared with concurrent callers, and returns one outcome
+// per event once they are durable. Events must have a message id; Ingest
+// sets their workspace and account_id.
+func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Event) ([]Outcome, error) {
+	now := s.opts.Clock.Now()
+	// Marshal outside the transaction, which runs on the single committer:
+	// only events whose account comes from the user map are re-marshalled.
+	pre := make([][]byte, len(events))
+	preAccount := make([]string, len(events))
+	for i, ev := range events {
+		ev.Workspace = ws
+		preAccount[i] = validate.ContextGroup(ev)
+		ev.AccountId = preAccount[i]
+		b, err := marshalEvent(ev)
+		if err != nil {
+			return nil, err
+		}
+		pre[i] = b
+	}
+	out := make([]Outcome, len(events))
+	fn := func(tx *bbolt.Tx) error {
+		// fn may run again if another member of the group commit fails:
+		// start from scratch every time.
+		clear(out)
+		b, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		for i, ev := range events {
+			dk := key(ws, ev.GetMessageId())
+			if v := b.dedup.Get(dk); v != nil && now.Sub(time.Unix(0, int64(pkgstore.ParseU64(v)))) < s.opts.DedupWindow {
+				out[i].Duplicate = true
+				continue
+			}
+			if err := b.dedup.Put(dk, pkgstore.U64(uint64(now.UnixNano()))); err != nil {
+				return fmt.Errorf("put dedup id: %w", err)
+			}
+			subject := Subject(ev)
+			data := pre[i]
+			account := preAccount[i]
+			ev.AccountId = account
+			if account == "" {
+				if a := b.users.Get(key(ws, subject)); a != nil {
+					account = string(a)
+				}
+			}
+			if account != preAccount[i] {
+				ev.AccountId = account
+				if data, err = marshalEvent(ev); err != nil {
+					return err
+				}
+			}
+			pos, err := s.append(tx, b, ws, subject, ev, data)
+			if err != nil {
+				return err
+			}
+			out[i].Position = pos
+			if account == "" {
+				k := subjectKey(ws, subject, pos.Partition, pos.Offset)
+				if err := b.pending.Put(k, data); err != nil {
+					return fmt.Errorf("put pending event: %w", err)
+				}
+			}
+			if ev.GetType() == ingestionv1.EventType_EVENT_TYPE_GROUP && subject != "" {
+				if err := s.group(tx, b, ws, subject, ev.GetGroupId()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := s.write(ctx, fn); err != nil {
+		return nil, fmt.Errorf("commit batch of %d events: %w", len(events), err)
+	}
+	return out, nil
+}
+
+func (s *Store) write(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if s.opts.NoGroupCommit {
+		return s.db.Update(fn)
+	}
+	return s.db.Commit(ctx, fn)
+}
+
+func marshalEvent(ev *ingestionv1.Event) ([]byte, error) {
+	b, err := proto.Marshal(&ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: ev}})
+	if err != nil {
+		return nil, fmt.Errorf("marshal event %q: %w", ev.GetMessageId(), err)
+	}
+	return b, nil
+}
+
+// append logs one event record and indexes it.
+func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingestionv1.Event, data []byte) (*commonv1.LogPosition, error) {
+	p := s.partitionFor(ws, ev.GetAccountId(), subject)
+	off, err := s.log.AppendTx(tx, p, data)
+	if err != nil {
+		return nil, fmt.Errorf("append event to partition %d: %w", p, err)
+	}
+	e := entry{
+		MessageID: ev.GetMessageId(), Account: ev.GetAccountId(), Subject: subject,
+		Name: eventName(ev), Source: ev.GetSource(), Time: ev.GetTimestamp().AsTime(),
+	}
+	v := e.marshal()
+	if e.Account != "" {
+		if err := b.accounts.Put(accountKey(ws, e.Account, e.Time, p, off), v); err != nil {
+			return nil, fmt.Errorf("put timeline index: %w", err)
+		}
+	}
+	if subject != "" {
+		if err := b.subjects.Put(subjectKey(ws, subject, p, off), v); err != nil {
+			return nil, fmt.Errorf("put subject index: %w", err)
+		}
+	}
+	return &commonv1.LogPosition{Partition: p, Offset: off}, nil
+}
+
+// eventName is the name timelines filter on: the track event, else the
+// page or screen name.
+func eventName(ev *ingestionv1.Event) string {
+	if ev.GetEvent() != "" {
+		return ev.GetEvent()
+	}
+	return ev.GetName()
+}
+
+// group records that subject now belongs to account and re-attributes the
+// subject's pending events: a copy of each is logged for the account with
+// reattributed set, and the pending rows are dropped.
+func (s *Store) group(tx *bbolt.Tx, b *buckets, ws, subject, account string) error {
+	if err := b.users.Put(key(ws, subject), []byte(account)); err != nil {
+		return fmt.Errorf("put user account: %w", err)
+	}
+	prefix := key(ws, subject)
+	var keys, vals [][]byte
+	c := b.pending.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+		vals = append(vals, bytes.Clone(v))
+	}
+	for i, k := range keys {
+		var rec ingestionv1.LogRecord
+		if err := proto.Unmarshal(vals[i], &rec); err != nil {
+			return fmt.Errorf("decode pending event: %w", err)
+		}
+		ev := rec.GetEvent()
+		if ev == nil {
+			return errors.New("decode pending event: not an event record")
+		}
+		ev.AccountId = account
+		ev.Reattributed = true
+		data, err := marshalEvent(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := s.append(tx, b, ws, subject, ev, data); err != nil {
+			return err
+		}
+		if err := b.pending.Delete(k); err != nil {
+			return fmt.Errorf("delete pending event: %w", err)
+		}
+	}
+	return nil
+}
+
+// Sweep deletes dedup ids older than the window, at most SweepChunk per
+// transaction, in full passes separated by SweepInterval, until ctx ends.
+func (s *Store) Sweep(ctx context.Context) error {
+	var after []byte
+	for {
+		next, _, err := s.SweepChunk(ctx, after)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		after = next
+		if after != nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.opts.Clock.After(s.opts.SweepInterval):
+		}
+	}
+}
+
+// SweepChunk examines up to SweepChunk dedup ids after the key after (nil:
+// from the start), deletes the expired ones and returns the key to continue
+// from, nil when the pass is complete.
+func (s *Store) SweepChunk(ctx context.Context, after []byte) (next []byte, deleted int, err error) {
+	cutoff := uint64(s.opts.Clock.Now().Add(-s.opts.DedupWindow).UnixNano())
+	err = s.write(ctx, func(tx *bbolt.Tx) error {
+		next, deleted = nil, 0
+		b, err := pkgstore.Bucket(tx, string(bucketDedup))
+		if err != nil {
+			return err
+		}
+		var expired [][]byte
+		c := b.Cursor()
+		k, v := c.First()
+		if after != nil {
+			k, v = c.Seek(after)
+			if k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		n := 0
+		for ; k != nil && n < s.opts.SweepChunk; k, v = c.Next() {
+			n++
+			if pkgstore.ParseU64(v) < cutoff {
+				expired = append(expired, bytes.Clone(k))
+			}
+			next = bytes.Clone(k)
+		}
+		if k == nil {
+			next = nil
+		}
+		for _, k := range expired {
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("delete expired dedup id: %w", err)
+			}
+		}
+		deleted = len(expired)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sweep dedup ids: %w", err)
+	}
+	return next, deleted, nil
+}
+
+// TimelineQuery selects events of one account.
+type TimelineQuery struct {
+	Workspace, Account string
+	// Name and Source filter when non-empty.
+	Name, Source string
+	// Start and End bound the event time, [Start, End); zero is open.
+	Start, End time.Time
+	// Limit is the page size.
+	Limit int
+	// After is the key of the last event of the previous page (nil: newest).
+	After []byte
+}
+
+// maxScan bounds the index rows one timeline page examines, so that a
+// selective filter over a long history cannot pin a read transaction.
+const maxScan = 10000
+
+// Timeline returns an account's events newest first. next is the key to pass
+// as After for the following page, nil when there are no more.
+func (s *Store) Timeline(q TimelineQuery) (events []*ingestionv1.Event, next []byte, err error) {
+	prefix := key(q.Workspace, q.Account)
+	type hit struct {
+		p   uint32
+		off uint64
+	}
+	var hits []hit
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		b, err := pkgstore.Bucket(tx, string(bucketAccounts))
+		if err != nil || b == nil {
+			return err
+		}
+		// Seek to the first row after the page start and step back: rows at
+		// or after it were returned already (or are newer than the prefix).
+		start := append(bytes.Clone(prefix), bytes.Repeat([]byte{0xff}, 21)...)
+		if q.After != nil {
+			start = append(bytes.Clone(prefix), q.After...)
+		}
+		c := b.Cursor()
+		k, v := c.Seek(start)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		scanned := 0
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			if len(hits) == q.Limit || scanned == maxScan {
+				return nil // next names the last row examined
+			}
+			scanned++
+			next = bytes.Clone(k[len(prefix):])
+			var e entry
+			if err := e.unmarshal(v); err != nil {
+				return err
+			}
+			if (q.Name != "" && e.Name != q.Name) || (q.Source != "" && e.Source != q.Source) ||
+				(!q.Start.IsZero() && e.Time.Before(q.Start)) || (!q.End.IsZero() && !e.Time.Before(q.End)) {
+				continue
+			}
+			p, off, err := parsePosition(k)
+			if err != nil {
+				return err
+			}
+			hits = append(hits, hit{p, off})
+		}
+		next = nil
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan timeline of %q: %w", q.Account, err)
+	}
+	for _, h := range hits {
+		ev, err := s.readEvent(h.p, h.off)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ev != nil {
+			events = append(events, ev)
+		}
+	}
+	return events, next, nil
+}
+
+// readEvent loads the event at (p, off); nil when retention or a deletion
+// removed it.
+func (s *Store) readEvent(p uint32, off uint64) (*ingestionv1.Event, error) {
+	recs, err := s.log.Read(p, off, 1)
+	if errors.Is(err, stream.ErrCompacted) || errors.Is(err, stream.ErrBeyondHead) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read event %d/%d: %w", p, off, err)
+	}
+	if len(recs) == 0 || recs[0].Offset != off {
+		return nil, nil
+	}
+	var rec ingestionv1.LogRecord
+	if err := proto.Unmarshal(recs[0].Data, &rec); err != nil {
+		return nil, fmt.Errorf("decode event %d/%d: %w", p, off, err)
+	}
+	return rec.GetEvent(), nil
+}
+
+// Deletion reports what DeleteSubject removed.
+type Deletion struct {
+	// Events is the number of log records removed.
+	Events int64
+	// Tombstone is where the tombstone was logged in the subject's own
+	// partition. Tombstones are also logged in every other partition that
+	// held deleted events, so that each consumer sees one after the events.
+	Tombstone *commonv1.LogPosition
+}
+
+// DeleteSubject forgets a user (userID) or an account (accountID) of ws: its
+// log records, index rows, dedup ids, pending events and user mapping are
+// deleted, in chunks of DeleteChunk events per transaction, and tombstones
+// are logged with the last chunk.
+func (s *Store) DeleteSubject(ctx context.Context, ws, userID, accountID string) (*Deletion, error) {
+	if (userID == "") == (accountID == "") {
+		return nil, fmt.Errorf("%w: exactly one of user_id and account_id is required", ErrInvalidArgument)
+	}
+	home := s.partitionFor(ws, accountID, userID)
+	touched := map[uint32]bool{home: true}
+	res := &Deletion{}
+	for {
+		var (
+			done      bool
+			n         int64
+			tomb      *commonv1.LogPosition
+			chunkSeen map[uint32]bool
+		)
+		err := s.write(ctx, func(tx *bbolt.Tx) error {
+			done, n, tomb, chunkSeen = false, 0, nil, map[uint32]bool{}
+			b, err := openBuckets(tx)
+			if err != nil {
+				return err
+			}
+			idx, prefix := b.subjects, key(ws, userID)
+			if accountID != "" {
+				idx, prefix = b.accounts, key(ws, accountID)
+			}
+			var keys, vals [][]byte
+			c := idx.Cursor()
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(keys) < s.opts.DeleteChunk; k, v = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+				vals = append(vals, bytes.Clone(v))
+			}
+			for i, k := range keys {
+				var e entry
+				if err := e.unmarshal(vals[i]); err != nil {
+					return err
+				}
+				p, off, err := parsePosition(k)
+				if err != nil {
+					return err
+				}
+				if err := s.log.DeleteTx(tx, p, off); err != nil && !errors.Is(err, stream.ErrCompacted) {
+					return fmt.Errorf("delete log record %d/%d: %w", p, off, err)
+				}
+				chunkSeen[p] = true
+				if err := b.dedup.Delete(key(ws, e.MessageID)); err != nil {
+					return fmt.Errorf("delete dedup id: %w", err)
+				}
+				if e.Account != "" {
+					if err := b.accounts.Delete(accountKey(ws, e.Account, e.Time, p, off)); err != nil {
+						return fmt.Errorf("delete timeline row: %w", err)
+					}
+				}
+				if e.Subject != "" {
+					if err := b.subjects.Delete(subjectKey(ws, e.Subject, p, off)); err != nil {
+						return fmt.Errorf("delete subject row: %w", err)
+					}
+					if err := b.pending.Delete(subjectKey(ws, e.Subject, p, off)); err != nil {
+						return fmt.Errorf("delete pending event: %w", err)
+					}
+				}
+				n++
+			}
+			if len(keys) == s.opts.DeleteChunk {
+				return nil
+			}
+			if userID != "" {
+				if err := b.users.Delete(key(ws, userID)); err != nil {
+					return fmt.Errorf("delete user account: %w", err)
+				}
+			}
+			tombstone, err := proto.Marshal(&ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{
+				Workspace: ws, AccountId: accountID, UserId: userID, DeletedAt: timestamppb.New(s.opts.Clock.Now()),
+			}}})
+			if err != nil {
+				return fmt.Errorf("marshal tombstone: %w", err)
+			}
+			for p := range s.opts.Partitions {
+				if !touched[p] && !chunkSeen[p] {
+					continue
+				}
+				off, err := s.log.AppendTx(tx, p, tombstone)
+				if err != nil {
+					return fmt.Errorf("append tombstone to partition %d: %w", p, err)
+				}
+				if p == home {
+					tomb = &commonv1.LogPosition{Partition: p, Offset: off}
+				}
+			}
+			done = true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("delete subject: %w", err)
+		}
+		res.Events += n
+		for p := range chunkSeen {
+			touched[p] = true
+		}
+		if done {
+			res.Tombstone = tomb
+			return res, nil
+		}
+	}
+}
+
+// Decode turns a log record into its LogRecord with the position filled in.
+func Decode(r stream.Record) (*ingestionv1.LogRecord, error) {
+	var rec ingestionv1.LogRecord
+	if err := proto.Unmarshal(r.Data, &rec); err != nil {
+		return nil, fmt.Errorf("decode log record %d/%d: %w", r.Partition, r.Offset, err)
+	}
+	rec.Offset, rec.Partition = r.Offset, r.Partition
+	return &rec, nil
+}
