@@ -1,0 +1,201 @@
+// Command ingestload drives a running ingestion service with concurrent
+// batches (unary Ingest, or IngestStream with -stream) and reports durable
+// events per second and the ack latency of batches (p50, p99, max).
+//
+//	ingestload -addr 127.0.0.1:7101 -key $CAIRN_API_KEY -batch 100 -conc 8 -duration 30s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// options are the command-line flags.
+type options struct {
+	addr, key, workspace string
+	batch, conc          int
+	duration             time.Duration
+	n                    int64
+	accounts             int
+	stream               bool
+	runID                string
+}
+
+// totals are shared counters of all workers.
+type totals struct {
+	accepted, duplicates, rejected, failed atomic.Int64
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:7101", "ingestion gRPC address")
+	flag.StringVar(&o.key, "key", os.Getenv("CAIRN_API_KEY"), "API key with the write role (default $CAIRN_API_KEY)")
+	flag.StringVar(&o.workspace, "workspace", "", "workspace (required with a service key)")
+	flag.IntVar(&o.batch, "batch", 100, "events per batch")
+	flag.IntVar(&o.conc, "conc", 8, "concurrent callers (streams with -stream)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run")
+	flag.Int64Var(&o.n, "n", 0, "stop after this many events (0: run for -duration)")
+	flag.IntVar(&o.accounts, "accounts", 1000, "distinct accounts the events are spread over")
+	flag.BoolVar(&o.stream, "stream", false, "use IngestStream (one stream per caller, one batch in flight each)")
+	flag.StringVar(&o.runID, "run", fmt.Sprint(time.Now().UnixNano()), "prefix of generated message ids")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestload:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.key == "" {
+		return errors.New("-key: required")
+	}
+	if o.batch <= 0 || o.conc <= 0 || o.accounts <= 0 {
+		return errors.New("-batch, -conc and -accounts must be positive")
+	}
+	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.Bearer(o.key)))
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", o.addr, err)
+	}
+	defer conn.Close()
+	client := ingestionv1.NewIngestionServiceClient(conn)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+
+	var (
+		t       totals
+		next    atomic.Int64
+		mu      sync.Mutex
+		lat     []time.Duration
+		wg      sync.WaitGroup
+		firstMu sync.Mutex
+		firstEr error
+	)
+	props, err := structpb.NewStruct(map[string]any{"plan": "pro", "rows": 12, "path": "/reports/new"})
+	if err != nil {
+		return err
+	}
+	makeBatch := func(n int64) *ingestionv1.IngestRequest {
+		req := &ingestionv1.IngestRequest{Workspace: o.workspace, Events: make([]*ingestionv1.Event, o.batch)}
+		for i := range req.Events {
+			seq := n*int64(o.batch) + int64(i)
+			c, _ := structpb.NewStruct(map[string]any{"groupId": fmt.Sprint("acct-", seq%int64(o.accounts))})
+			req.Events[i] = &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK,
+				MessageId: fmt.Sprint(o.runID, "-", seq), UserId: fmt.Sprint("user-", seq%(int64(o.accounts)*5)),
+				Event: "report_created", Properties: props, Context: c}
+		}
+		return req
+	}
+	take := func() (int64, bool) {
+		n := next.Add(1) - 1
+		if o.n > 0 && n*int64(o.batch) >= o.n {
+			return 0, false
+		}
+		return n, ctx.Err() == nil
+	}
+	record := func(resp *ingestionv1.IngestResponse, d time.Duration, local *[]time.Duration) {
+		t.accepted.Add(int64(resp.GetAccepted()))
+		t.duplicates.Add(int64(resp.GetDuplicates()))
+		t.rejected.Add(int64(resp.GetRejected()))
+		*local = append(*local, d)
+	}
+	fail := func(err error) {
+		t.failed.Add(1)
+		firstMu.Lock()
+		if firstEr == nil {
+			firstEr = err
+		}
+		firstMu.Unlock()
+	}
+	start := time.Now()
+	for range o.conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
+			if !o.stream {
+				for {
+					n, ok := take()
+					if !ok {
+						return
+					}
+					req := makeBatch(n)
+					t0 := time.Now()
+					resp, err := client.Ingest(context.WithoutCancel(ctx), req)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					record(resp, time.Since(t0), &local)
+				}
+			}
+			s, err := client.IngestStream(context.WithoutCancel(ctx))
+			if err != nil {
+				fail(err)
+				return
+			}
+			for {
+				n, ok := take()
+				if !ok {
+					break
+				}
+				t0 := time.Now()
+				if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(n), Batch: makeBatch(n)}); err != nil {
+					fail(err)
+					return
+				}
+				resp, err := s.Recv()
+				if err != nil {
+					fail(err)
+					return
+				}
+				record(resp.GetResult(), time.Since(t0), &local)
+			}
+			if err := s.CloseSend(); err == nil {
+				if _, err := s.Recv(); err != nil && !errors.Is(err, io.EOF) {
+					fail(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	pct := func(q float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
+	}
+	mode := "unary"
+	if o.stream {
+		mode = "stream"
+	}
+	fmt.Printf("mode=%s batch=%d conc=%d elapsed=%s\n", mode, o.batch, o.conc, elapsed.Round(time.Millisecond))
+	fmt.Printf("accepted=%d duplicates=%d rejected=%d failed_batches=%d\n", t.accepted.Load(), t.duplicates.Load(), t.rejected.Load(), t.failed.Load())
+	fmt.Printf("events/s=%.0f batches=%d ack_p50=%s ack_p99=%s ack_max=%s\n",
+		float64(t.accepted.Load())/elapsed.Seconds(), len(lat), pct(0.50), pct(0.99), pct(1))
+	if firstEr != nil {
+		fmt.Printf("first error: %v\n", firstEr)
+	}
+	return nil
+}
