@@ -179,14 +179,19 @@ func (c *Calendar) AddBusiness(start time.Time, d time.Duration) time.Time {
 }
 
 // BusinessBetween returns the business time elapsed in [a, b); zero if b is
-// not after a.
+// not after a. Spans longer than ten years count only their first ten years,
+// which bounds the work a caller-supplied instant can cause.
 func (c *Calendar) BusinessBetween(a, b time.Time) time.Duration {
 	if !b.After(a) {
 		return 0
 	}
 	var total time.Duration
 	last := localDate(b.In(c.loc))
-	for day := localDate(a.In(c.loc)); !day.After(last); day = day.AddDate(0, 0, 1) {
+	first := localDate(a.In(c.loc))
+	if limit := first.AddDate(0, 0, maxDays); last.After(limit) {
+		last = limit
+	}
+	for day := first; !day.After(last); day = day.AddDate(0, 0, 1) {
 		for _, iv := range c.day(day) {
 			s, e := iv.Start, iv.End
 			if s.Before(a) {

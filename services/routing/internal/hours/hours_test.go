@@ -193,3 +193,27 @@ func TestAddBusinessInverse(t *testing.T) {
 		})
 	}
 }
+
+// FuzzNew feeds owner-supplied working hours and holidays (they arrive
+// through UpsertOwner) to New and, when accepted, exercises the arithmetic.
+func FuzzNew(f *testing.F) {
+	f.Add(1, "09:00", "17:00", "2026-12-25", int64(3600))
+	f.Add(0, "00:00", "24:00", "", int64(86400))
+	f.Add(6, "23:59", "24:00", "2026-02-30", int64(1))
+	f.Add(7, "9:00", "17:0", "x", int64(-5))
+	f.Fuzz(func(t *testing.T, wd int, start, end, holiday string, secs int64) {
+		c, err := New(time.UTC, []Day{{Weekday: time.Weekday(wd), Start: start, End: end}}, []string{holiday}, nil)
+		if err != nil {
+			return
+		}
+		from := time.Date(2026, 11, 16, 8, 0, 0, 0, time.UTC)
+		d := time.Duration(secs%(86400*30)) * time.Second
+		due := c.AddBusiness(from, d)
+		if due.Before(from) {
+			t.Fatalf("due %s before start %s", due, from)
+		}
+		if got := c.BusinessBetween(from, due); d > 0 && got != d && due != from.Add(d) {
+			t.Fatalf("BusinessBetween(start, due) = %s, want %s", got, d)
+		}
+	})
+}

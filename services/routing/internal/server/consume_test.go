@@ -17,9 +17,11 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/config"
+	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -302,5 +304,48 @@ func TestConsumerEndToEnd(t *testing.T) {
 			t.Errorf("stored cursor %d (%v), want %d", c, err, last)
 		}
 		return nil
+	})
+}
+
+// FuzzApplyIngestion applies arbitrary ingestion log records (the consumer's
+// outside input) against a small directory and checks that nothing panics;
+// errors are allowed (the consumer's transaction then rolls back).
+func FuzzApplyIngestion(f *testing.F) {
+	seeds := []*ingestionv1.LogRecord{
+		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "a", MessageId: "m"}}},
+		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "a"}}},
+		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", UserId: "u"}}},
+		{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "ws", AccountId: "a"}}},
+	}
+	for _, s := range seeds {
+		b, err := proto.Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	db := storetest.Open(f)
+	svc, err := New(Options{DB: db, Log: txLog{}, Partitions: 4, Clock: clock.NewManual(ny(16, 10, 0))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	err = svc.Update("ws", func(tx *store.Tx) error {
+		if err := svc.PutOwner(tx, &routingv1.Owner{OwnerId: "o", Team: routingv1.Team_TEAM_SDR}); err != nil {
+			return err
+		}
+		if err := tx.PutPool(&routingv1.Pool{PoolId: "p", OwnerIds: []string{"o"}}); err != nil {
+			return err
+		}
+		return tx.PutConfig(&routingv1.Config{FallbackPoolId: "p"})
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &ingestionv1.LogRecord{}
+		if err := proto.Unmarshal(data, r); err != nil {
+			return
+		}
+		_ = db.Update(func(tx *bbolt.Tx) error { return svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
 	})
 }

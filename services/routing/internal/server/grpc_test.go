@@ -191,6 +191,7 @@ func TestReport(t *testing.T) {
 	for i := range 4 {
 		ids = append(ids, h.qualify(fmt.Sprintf("r%d@acme.com", i)).GetAssignmentId())
 	}
+	h.clk.Set(ny(16, 9, 30))
 	for i, id := range ids[:3] {
 		at := ny(16, 9, 10*(i+1))
 		if _, err := h.client.RecordTouch(ctxWith(writeKey), &routingv1.RecordTouchRequest{AssignmentId: id, TouchType: "contacted", At: timestamppb.New(at)}); err != nil {

@@ -537,7 +537,8 @@ func (s *Service) View(ws string, fn func(tx *store.Tx) error) error {
 	return s.db.View(func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
 }
 
-// Touch records a touch on an assignment.
+// TouchTx records a touch on an assignment at (clamped to the interval
+// from its creation to now).
 func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routingv1.Assignment, error) {
 	a, err := tx.Assignment(id)
 	if err != nil {
@@ -545,6 +546,14 @@ func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routin
 	}
 	if a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED {
 		return a, nil
+	}
+	// A touch counts between the assignment's creation and now: CRM events
+	// replayed late or clocks that disagree cannot move it outside that.
+	if created := a.GetCreatedAt().AsTime(); at.Before(created) {
+		at = created
+	}
+	if now := s.clk.Now(); at.After(now) {
+		at = now
 	}
 	if a.GetFirstTouchAt() == nil {
 		a.FirstTouchAt = timestamppb.New(at)
