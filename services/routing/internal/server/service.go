@@ -7,7 +7,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/sla"
@@ -141,18 +141,6 @@ func New(opts Options) (*Service, error) {
 	return s, nil
 }
 
-// Partition is stream.Partition: FNV-1a of workspace, NUL, account, mod n.
-func Partition(workspace, account string, n uint32) uint32 {
-	if n <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	h.Write([]byte(workspace))
-	h.Write([]byte{0})
-	h.Write([]byte(account))
-	return h.Sum32() % n
-}
-
 // notify wakes the timer loop after a commit that armed a timer.
 func (s *Service) notify() {
 	select {
@@ -219,17 +207,18 @@ func (s *Service) ownerCalendar(tx *store.Tx, ownerID string) *hours.Calendar {
 // engine returns the compiled active config of a workspace (an empty config
 // when none was applied), cached by version.
 func (s *Service) engine(tx *store.Tx) (*routingv1.Config, *rules.Engine, error) {
+	version := tx.ConfigVersion()
+	s.mu.Lock()
+	e, ok := s.engines[tx.Workspace()]
+	s.mu.Unlock()
+	if ok && e.version == version && e.engine != nil {
+		return e.cfg, e.engine, nil
+	}
 	cfg, err := tx.Config()
 	if errors.Is(err, store.ErrNotFound) {
 		cfg = &routingv1.Config{}
 	} else if err != nil {
 		return nil, nil, err
-	}
-	s.mu.Lock()
-	e, ok := s.engines[tx.Workspace()]
-	s.mu.Unlock()
-	if ok && e.version == cfg.GetVersion() && e.engine != nil {
-		return e.cfg, e.engine, nil
 	}
 	eng, errs := rules.Compile(cfg)
 	if len(errs) > 0 {
@@ -500,7 +489,7 @@ func (s *Service) publish(tx *store.Tx, account string, rec *routingv1.LogRecord
 	if err != nil {
 		return fmt.Errorf("marshal log record: %w", err)
 	}
-	if _, err := s.log.AppendTx(tx.Bolt(), Partition(tx.Workspace(), account, s.parts), data); err != nil {
+	if _, err := s.log.AppendTx(tx.Bolt(), stream.Partition(tx.Workspace(), account, s.parts), data); err != nil {
 		return fmt.Errorf("append routing log: %w", err)
 	}
 	return nil

@@ -267,6 +267,17 @@ func (t *Tx) Config() (*routingv1.Config, error) {
 	return c, nil
 }
 
+// ConfigVersion returns the active config's version without decoding it;
+// 0 when none was applied.
+func (t *Tx) ConfigVersion() uint32 {
+	b, err := t.bucket("configs")
+	if err != nil || b == nil {
+		return 0
+	}
+	k, _ := b.Cursor().Last()
+	return uint32(store.ParseU64(k))
+}
+
 // PutConfig stores cfg as the next version and sets cfg.version.
 func (t *Tx) PutConfig(cfg *routingv1.Config) error {
 	b, err := t.bucket("configs")
