@@ -24,7 +24,7 @@ func BenchmarkIngest(b *testing.B) {
 		name    string
 		noGroup bool
 	}{{"group", false}, {"nogroup", true}} {
-		for _, conc := range []int{1, 8} {
+		for _, conc := range []int{1, 8, 32} {
 			b.Run(fmt.Sprintf("%s/conc=%d", mode.name, conc), func(b *testing.B) {
 				benchIngest(b, mode.noGroup, conc, 100)
 			})
