@@ -395,7 +395,7 @@ func (s *Server) Qualify(ctx context.Context, req *routingv1.QualifyRequest) (*r
 		return nil, toStatus(err)
 	}
 	var a *routingv1.Assignment
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
+	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
 		a, err = s.svc.RouteTx(tx, Route{Type: req.GetType(), Lead: req.GetLead(), RequestID: req.GetRequestId()})
 		return err
 	})
@@ -426,7 +426,7 @@ func (s *Server) Handoff(ctx context.Context, req *routingv1.HandoffRequest) (*r
 		return nil, toStatus(err)
 	}
 	var a *routingv1.Assignment
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
+	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
 		a, err = s.svc.RouteTx(tx, Route{
 			Type: req.GetType(), AccountID: req.GetAccountId(), OwnerID: req.GetOwnerId(), Reason: req.GetReason(), RequestID: req.GetRequestId(),
 			Lead: &routingv1.Lead{AccountId: req.GetAccountId()},
@@ -494,7 +494,7 @@ func (s *Server) RecordTouch(ctx context.Context, req *routingv1.RecordTouchRequ
 		at = req.GetAt().AsTime()
 	}
 	var a *routingv1.Assignment
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
+	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
 		a, err = s.svc.TouchTx(tx, req.GetAssignmentId(), req.GetTouchType(), at)
 		return err
 	})
@@ -514,7 +514,7 @@ func (s *Server) PauseSla(ctx context.Context, req *routingv1.PauseSlaRequest) (
 		return nil, toStatus(err)
 	}
 	var a *routingv1.Assignment
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
+	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
 		a, err = s.svc.PauseTx(tx, req.GetAssignmentId(), req.GetReason())
 		return err
 	})
@@ -531,7 +531,7 @@ func (s *Server) ResumeSla(ctx context.Context, req *routingv1.ResumeSlaRequest)
 		return nil, toStatus(err)
 	}
 	var a *routingv1.Assignment
-	err = s.svc.Update(ws, func(tx *store.Tx) error { a, err = s.svc.ResumeTx(tx, req.GetAssignmentId()); return err })
+	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error { a, err = s.svc.ResumeTx(tx, req.GetAssignmentId()); return err })
 	return &routingv1.ResumeSlaResponse{Assignment: a}, toStatus(err)
 }
 

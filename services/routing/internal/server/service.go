@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -515,6 +516,18 @@ func (s *Service) armNext(tx *store.Tx, a *routingv1.Assignment, cal *hours.Cale
 // loop afterwards.
 func (s *Service) Update(ws string, fn func(tx *store.Tx) error) error {
 	err := s.db.Update(func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
+	if err == nil {
+		s.notify()
+	}
+	return err
+}
+
+// Commit runs fn in a group-committed write transaction scoped to ws: many
+// concurrent handoffs share one fsync. fn may run more than once (when
+// another member of the group fails), so it must only act through tx; the
+// caches it may fill hold only data that directory writes (Update) commit.
+func (s *Service) Commit(ctx context.Context, ws string, fn func(tx *store.Tx) error) error {
+	err := s.db.Commit(ctx, func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
 	if err == nil {
 		s.notify()
 	}
