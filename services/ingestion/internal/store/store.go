@@ -319,21 +319,17 @@ func (s *Store) group(tx *bbolt.Tx, b *buckets, ws, subject, account string) err
 	return nil
 }
 
-// Sweep deletes dedup ids older than the window, at most SweepChunk per
-// transaction, in full passes separated by SweepInterval, until ctx ends.
+// Sweep keeps storage bounded until ctx ends: in passes separated by
+// SweepInterval it deletes dedup ids older than the window and, when the log
+// has a retention, the index rows and pending events whose log records
+// retention removed. Every transaction examines at most SweepChunk keys.
 func (s *Store) Sweep(ctx context.Context) error {
-	var after []byte
 	for {
-		next, _, err := s.SweepChunk(ctx, after)
-		if err != nil {
+		if err := s.sweepPass(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
-		}
-		after = next
-		if after != nil {
-			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -341,6 +337,87 @@ func (s *Store) Sweep(ctx context.Context) error {
 		case <-s.opts.Clock.After(s.opts.SweepInterval):
 		}
 	}
+}
+
+func (s *Store) sweepPass(ctx context.Context) error {
+	var after []byte
+	for {
+		next, _, err := s.SweepChunk(ctx, after)
+		if err != nil {
+			return err
+		}
+		if after = next; after == nil {
+			break
+		}
+	}
+	if s.opts.Retention <= 0 {
+		return nil
+	}
+	for _, b := range [][]byte{bucketPending, bucketAccounts, bucketSubjects} {
+		var after []byte
+		for {
+			next, _, err := s.PruneChunk(ctx, b, after)
+			if err != nil {
+				return err
+			}
+			if after = next; after == nil {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// PruneChunk examines up to SweepChunk rows of an index bucket (keys end in
+// a log position) after the key after, deletes those whose log record is
+// older than the log's first retained offset, and returns the key to
+// continue from, nil when the pass is complete.
+func (s *Store) PruneChunk(ctx context.Context, bucket []byte, after []byte) (next []byte, deleted int, err error) {
+	first := make([]uint64, s.log.Partitions())
+	for p := range first {
+		first[p] = s.log.First(uint32(p))
+	}
+	err = s.write(ctx, func(tx *bbolt.Tx) error {
+		next, deleted = nil, 0
+		b, err := pkgstore.Bucket(tx, string(bucket))
+		if err != nil {
+			return err
+		}
+		var stale [][]byte
+		c := b.Cursor()
+		k, _ := c.First()
+		if after != nil {
+			k, _ = c.Seek(after)
+			if k != nil && bytes.Equal(k, after) {
+				k, _ = c.Next()
+			}
+		}
+		for n := 0; k != nil && n < s.opts.SweepChunk; k, _ = c.Next() {
+			n++
+			next = bytes.Clone(k)
+			p, off, err := parsePosition(k)
+			if err != nil {
+				return err
+			}
+			if int(p) < len(first) && off < first[p] {
+				stale = append(stale, bytes.Clone(k))
+			}
+		}
+		if k == nil {
+			next = nil
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("delete stale index row: %w", err)
+			}
+		}
+		deleted = len(stale)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("prune %s index: %w", bucket, err)
+	}
+	return next, deleted, nil
 }
 
 // SweepChunk examines up to SweepChunk dedup ids after the key after (nil:

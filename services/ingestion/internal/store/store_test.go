@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
+	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -486,6 +487,54 @@ func TestReopenKeepsState(t *testing.T) {
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+func TestRetentionPrunesIndexes(t *testing.T) {
+	clk := clock.NewManual(t0)
+	s, err := Open(storetest.Open(t), Options{Partitions: 2, DedupWindow: window, Retention: 24 * time.Hour, Clock: clk, SweepChunk: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest(t, s, "w",
+		ev(t, clk, &ingestionv1.Event{MessageId: "old1", UserId: "u", Context: withGroup("acme")}),
+		ev(t, clk, &ingestionv1.Event{MessageId: "old2", UserId: "u", Context: withGroup("acme")}),
+		ev(t, clk, &ingestionv1.Event{MessageId: "oldpending", UserId: "lonely"}))
+	clk.Advance(25 * time.Hour)
+	ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "new", UserId: "u", Context: withGroup("acme")}))
+	if _, err := s.Log().ApplyRetention(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sweepPass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketPending, bucketAccounts, bucketSubjects} {
+			if b := tx.Bucket(name); b != nil {
+				counts[string(name)] = b.Stats().KeyN
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"pending": 0, "accounts": 1, "subjects": 1}
+	for k, n := range want {
+		if counts[k] != n {
+			t.Errorf("%s rows after pruning = %d, want %d", k, counts[k], n)
+		}
+	}
+	evs, _, err := s.Timeline(TimelineQuery{Workspace: "w", Account: "acme", Limit: 10})
+	if err != nil || len(evs) != 1 || evs[0].GetMessageId() != "new" {
+		t.Errorf("timeline after retention = %v, %v", evs, err)
+	}
+	// A later group call finds nothing pending for the expired event.
+	ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "g", UserId: "lonely", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme"}))
+	for _, r := range records(t, s) {
+		if r.GetEvent().GetReattributed() {
+			t.Errorf("expired pending event re-attributed: %v", r.GetEvent())
 		}
 	}
 }
