@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -73,6 +74,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	policy := server.Policy()
 	gs := grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.ChainUnaryInterceptor(recoverUnary(logger), auth.UnaryServerInterceptor(keys, policy)),
 		grpc.ChainStreamInterceptor(recoverStream(logger), auth.StreamServerInterceptor(keys, policy)),
