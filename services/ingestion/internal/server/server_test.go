@@ -48,7 +48,7 @@ type fixture struct {
 	clients map[string]ingestionv1.IngestionServiceClient
 }
 
-func start(t *testing.T, cfg Config) *fixture {
+func start(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	clk := clock.NewManual(t0)
 	st, err := store.Open(storetest.Open(t), store.Options{Partitions: 4, DedupWindow: 7 * 24 * time.Hour, Clock: clk})
