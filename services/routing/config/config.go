@@ -29,6 +29,9 @@ const BusinessDay = 8 * time.Hour
 
 // File is the YAML document.
 type File struct {
+	// Kind, when set, must be "routing"; it lets one tool tell routing,
+	// journey and health files apart.
+	Kind string `yaml:"kind,omitempty"`
 	// FallbackPool is the pool used when no rule matches or the matched
 	// rule finds nobody eligible.
 	FallbackPool string `yaml:"fallback_pool,omitempty"`
@@ -188,6 +191,9 @@ func (f *File) Proto() (*routingv1.Config, []*routingv1.Owner, []*routingv1.Pool
 	var probs []*commonv1.ValidationError
 	bad := func(path, format string, a ...any) {
 		probs = append(probs, &commonv1.ValidationError{Path: path, Message: fmt.Sprintf(format, a...)})
+	}
+	if f.Kind != "" && f.Kind != "routing" {
+		bad("kind", "must be routing, not %q", f.Kind)
 	}
 	cfg := &routingv1.Config{FallbackPoolId: f.FallbackPool}
 	var owners []*routingv1.Owner
@@ -359,7 +365,7 @@ func formatDuration(d time.Duration) string {
 // Format renders a config (without owners and pools) as YAML that Parse reads
 // back to the same config.
 func Format(cfg *routingv1.Config) ([]byte, error) {
-	f := File{FallbackPool: cfg.GetFallbackPoolId()}
+	f := File{Kind: "routing", FallbackPool: cfg.GetFallbackPoolId()}
 	for _, r := range cfg.GetRules() {
 		fr := Rule{Name: r.GetName(), When: r.GetCondition(), Owner: r.GetOwnerId(), Pool: r.GetPoolId(),
 			Action: strings.ToLower(strings.TrimPrefix(r.GetAction().String(), "ACTION_KIND_"))}

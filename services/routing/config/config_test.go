@@ -69,6 +69,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad within", "sla_policies: [{name: s, type: mql, within: soon}]", "sla_policies[0].within"},
 		{"negative days", "sla_policies: [{name: s, type: mql, within: -1d}]", "sla_policies[0].within"},
 		{"not yaml", "rules: [", "decode YAML"},
+		{"wrong kind", "kind: journey", "kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
