@@ -50,8 +50,16 @@ type fixture struct {
 
 func start(t testing.TB, cfg Config) *fixture {
 	t.Helper()
+	return startWith(t, cfg, store.Options{Partitions: 4, DedupWindow: 7 * 24 * time.Hour})
+}
+
+// startWith is start with explicit store options; the fixture's manual clock
+// replaces sopts.Clock.
+func startWith(t testing.TB, cfg Config, sopts store.Options) *fixture {
+	t.Helper()
 	clk := clock.NewManual(t0)
-	st, err := store.Open(storetest.Open(t), store.Options{Partitions: 4, DedupWindow: 7 * 24 * time.Hour, Clock: clk})
+	sopts.Clock = clk
+	st, err := store.Open(storetest.Open(t), sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,5 +460,57 @@ func TestRejectReason(t *testing.T) {
 		if got := rejectReason(tc.field); got != tc.want {
 			t.Errorf("rejectReason(%q) = %q, want %q", tc.field, got, tc.want)
 		}
+	}
+}
+
+func TestSubscribeBehindRetention(t *testing.T) {
+	f := startWith(t, Config{}, store.Options{Partitions: 1, DedupWindow: time.Hour, Retention: time.Hour})
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		if _, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track(id, "u", "acme", "x", nil)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clk.Advance(2 * time.Hour)
+	if _, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("c", "u", "acme", "x", nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.srv.st.Log().ApplyRetention(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		from    uint64
+		want    codes.Code
+		wantMsg string
+		first   uint64
+	}{
+		{name: "cursor behind retention", from: 1, want: codes.OutOfRange, wantMsg: "retention"},
+		{name: "from the beginning means oldest retained", from: 0, want: codes.OK, first: 3},
+		{name: "at the first retained offset", from: 3, want: codes.OK, first: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			s, err := f.clients[serviceKey].Subscribe(sctx, &ingestionv1.SubscribeRequest{FromOffset: tc.from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := s.Recv()
+			if status.Code(err) != tc.want || !strings.Contains(status.Convert(err).Message(), tc.wantMsg) {
+				t.Fatalf("Recv() = %v, want %v mentioning %q", err, tc.want, tc.wantMsg)
+			}
+			if err == nil && resp.GetRecords()[0].GetOffset() != tc.first {
+				t.Errorf("first record offset = %d, want %d", resp.GetRecords()[0].GetOffset(), tc.first)
+			}
+		})
+	}
+	info, err := f.clients[readKey].GetLogInfo(ctx, &ingestionv1.GetLogInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := info.GetPartitions()[0]; p.GetFirstOffset() != 3 || p.GetLastOffset() != 3 || info.GetRetentionSeconds() != 3600 {
+		t.Errorf("GetLogInfo() = %v", info)
 	}
 }
