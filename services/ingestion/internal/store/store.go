@@ -217,8 +217,14 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 					return fmt.Errorf("put pending event: %w", err)
 				}
 			}
-			if ev.GetType() == ingestionv1.EventType_EVENT_TYPE_GROUP && subject != "" {
+			switch {
+			case subject == "":
+			case ev.GetType() == ingestionv1.EventType_EVENT_TYPE_GROUP:
 				if err := s.group(tx, b, ws, subject, ev.GetGroupId()); err != nil {
+					return err
+				}
+			case ev.GetType() == ingestionv1.EventType_EVENT_TYPE_ALIAS:
+				if err := s.alias(tx, b, ws, ev.GetPreviousId(), subject); err != nil {
 					return err
 				}
 			}
@@ -281,19 +287,69 @@ func eventName(ev *ingestionv1.Event) string {
 }
 
 // group records that subject now belongs to account and re-attributes the
-// subject's pending events: a copy of each is logged for the account with
-// reattributed set, and the pending rows are dropped.
+// subject's pending events.
 func (s *Store) group(tx *bbolt.Tx, b *buckets, ws, subject, account string) error {
 	if err := b.users.Put(key(ws, subject), []byte(account)); err != nil {
 		return fmt.Errorf("put user account: %w", err)
 	}
-	prefix := key(ws, subject)
-	var keys, vals [][]byte
-	c := b.pending.Cursor()
+	return s.reattribute(tx, b, ws, subject, subject, account)
+}
+
+// alias merges the identity previous into subject (Segment's alias call,
+// typically an anonymous id becoming a known user): subject inherits
+// previous's account if it has none, and previous's pending events follow
+// subject, re-attributed at once if subject has an account.
+func (s *Store) alias(tx *bbolt.Tx, b *buckets, ws, previous, subject string) error {
+	if previous == subject {
+		return nil
+	}
+	account := string(b.users.Get(key(ws, subject)))
+	if account == "" {
+		if a := b.users.Get(key(ws, previous)); a != nil {
+			// subject inherits the account, so its own pending events
+			// (this alias call among them) are attributed now too.
+			if err := s.group(tx, b, ws, subject, string(a)); err != nil {
+				return err
+			}
+			account = string(a)
+		}
+	}
+	if account != "" {
+		return s.reattribute(tx, b, ws, previous, subject, account)
+	}
+	// Neither is grouped yet: move the pending rows so that a later group
+	// call for subject finds them.
+	keys, vals := scanPrefix(b.pending, key(ws, previous))
+	for i, k := range keys {
+		p, off, err := parsePosition(k)
+		if err != nil {
+			return err
+		}
+		if err := b.pending.Put(subjectKey(ws, subject, p, off), vals[i]); err != nil {
+			return fmt.Errorf("move pending event: %w", err)
+		}
+		if err := b.pending.Delete(k); err != nil {
+			return fmt.Errorf("move pending event: %w", err)
+		}
+	}
+	return nil
+}
+
+// scanPrefix copies the rows of b whose key starts with prefix.
+func scanPrefix(b *bbolt.Bucket, prefix []byte) (keys, vals [][]byte) {
+	c := b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 		vals = append(vals, bytes.Clone(v))
 	}
+	return keys, vals
+}
+
+// reattribute logs, for each pending event of pendingSubject, a copy
+// attributed to account with reattributed set, indexed under subject, and
+// drops the pending rows.
+func (s *Store) reattribute(tx *bbolt.Tx, b *buckets, ws, pendingSubject, subject, account string) error {
+	keys, vals := scanPrefix(b.pending, key(ws, pendingSubject))
 	for i, k := range keys {
 		var rec ingestionv1.LogRecord
 		if err := proto.Unmarshal(vals[i], &rec); err != nil {
@@ -649,6 +705,14 @@ func (s *Store) DeleteSubject(ctx context.Context, ws, userID, accountID string)
 			if userID != "" {
 				if err := b.users.Delete(key(ws, userID)); err != nil {
 					return fmt.Errorf("delete user account: %w", err)
+				}
+				// Pending rows moved here by an alias are indexed under the
+				// previous id, so drop whatever is left under the user.
+				pk, _ := scanPrefix(b.pending, key(ws, userID))
+				for _, k := range pk {
+					if err := b.pending.Delete(k); err != nil {
+						return fmt.Errorf("delete pending event: %w", err)
+					}
 				}
 			}
 			tombstone, err := proto.Marshal(&ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{

@@ -243,6 +243,33 @@ func TestAttribution(t *testing.T) {
 			},
 		},
 		{
+			name: "alias after group carries anonymous events to the account",
+			batches: [][]step{
+				{{&ingestionv1.Event{MessageId: "t1", AnonymousId: "anon"}, ""}},
+				{{withID(group("u", "acme"), "g1"), "acme"}},
+				{{withID(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_ALIAS, UserId: "u", PreviousId: "anon"}, "al"), "acme"}},
+			},
+			wantReattrib: map[string]string{"t1": "acme"},
+		},
+		{
+			name: "alias before group moves pending events to the user",
+			batches: [][]step{
+				{{&ingestionv1.Event{MessageId: "t1", AnonymousId: "anon"}, ""}},
+				{{withID(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_ALIAS, UserId: "u", PreviousId: "anon"}, "al"), ""}},
+				{{withID(group("u", "acme"), "g1"), "acme"}},
+			},
+			wantReattrib: map[string]string{"t1": "acme", "al": "acme"},
+		},
+		{
+			name: "alias inherits the previous identity's account",
+			batches: [][]step{
+				{{withID(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_GROUP, AnonymousId: "anon", GroupId: "acme"}, "g1"), "acme"}},
+				{{withID(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_ALIAS, UserId: "u", PreviousId: "anon"}, "al"), ""}},
+				{{&ingestionv1.Event{MessageId: "t1", UserId: "u"}, "acme"}},
+			},
+			wantReattrib: map[string]string{"al": "acme"},
+		},
+		{
 			name: "other users stay pending",
 			batches: [][]step{
 				{{&ingestionv1.Event{MessageId: "t1", UserId: "other"}, ""}},
