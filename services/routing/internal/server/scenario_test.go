@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,17 @@ func TestSLAScenarios(t *testing.T) {
 				}
 				if n := testutil.ToFloat64(h.svc.breaches.WithLabelValues("mql")); n != 1 {
 					t.Fatalf("cairn_sla_breaches_total{type=mql} = %v, want 1", n)
+				}
+				load, err := h.client.ListOwnerLoad(ctxWith(readKey), &routingv1.ListOwnerLoadRequest{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, o := range load.GetOwners() {
+					got = append(got, fmt.Sprintf("%s:%d/%d", o.GetOwnerId(), o.GetOpen(), o.GetBreached()))
+				}
+				if strings.Join(got, " ") != "alice:0/0 bob:1/1 maria:0/0" {
+					t.Fatalf("load after escalation (open/breached): %v", got)
 				}
 			},
 		},

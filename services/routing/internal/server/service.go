@@ -672,6 +672,7 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 	if !sla.Running(a.GetSla()) {
 		return 0, nil
 	}
+	prevOwner, prevState := a.GetOwnerId(), a.GetState()
 	calKey := tx.Workspace() + "\x00" + a.GetOwnerId()
 	cal, ok := cals[calKey]
 	if !ok {
@@ -689,13 +690,13 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 		}
 		next, ok := sla.Next(a.GetSla(), cal, t.At)
 		if !ok {
-			return 0, tx.PutAssignment(a)
+			return 0, tx.UpdateAssignment(a, prevOwner, prevState)
 		}
 		if next.At.After(now) {
 			if err := tx.Arm(a.GetAssignmentId(), next.At, string(next.Kind)); err != nil {
 				return 0, err
 			}
-			return 0, tx.PutAssignment(a)
+			return 0, tx.UpdateAssignment(a, prevOwner, prevState)
 		}
 		t = next
 	}
@@ -714,7 +715,7 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 			a.OwnerId = next
 		}
 	}
-	if err := tx.PutAssignment(a); err != nil {
+	if err := tx.UpdateAssignment(a, prevOwner, prevState); err != nil {
 		return 0, err
 	}
 	if err := s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}}); err != nil {

@@ -347,6 +347,21 @@ func (t *Tx) PutAssignment(a *routingv1.Assignment) error {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
+	return t.putAssignment(old, a)
+}
+
+// UpdateAssignment stores a new version of an assignment whose previous
+// version had owner prevOwner and state prevState (the only indexed fields
+// that change after creation), without reading it back.
+func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) error {
+	old := &routingv1.Assignment{
+		AssignmentId: a.GetAssignmentId(), OwnerId: prevOwner, State: prevState,
+		Type: a.GetType(), AccountId: a.GetAccountId(), Lead: a.GetLead(),
+	}
+	return t.putAssignment(old, a)
+}
+
+func (t *Tx) putAssignment(old, a *routingv1.Assignment) error {
 	newKeys := indexKeys(a)
 	var oldKeys map[string][]byte
 	if old != nil {
