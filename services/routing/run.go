@@ -49,8 +49,10 @@ type config struct {
 // fires for non-positive durations and the timer loop relies on wake-ups.
 type fixedClock struct{ now time.Time }
 
+// Now returns the frozen instant.
 func (c fixedClock) Now() time.Time { return c.now }
 
+// After fires at once for d <= 0 and never otherwise.
 func (c fixedClock) After(d time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1)
 	if d <= 0 {

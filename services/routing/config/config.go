@@ -157,6 +157,7 @@ type Error struct {
 	Problems []*commonv1.ValidationError
 }
 
+// Error joins the problems as "path: message; ...".
 func (e *Error) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {

@@ -8,7 +8,6 @@
 package hours
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -17,9 +16,6 @@ import (
 // maxDays bounds the day-by-day walk so that a calendar whose working time is
 // entirely covered by holidays or a very long absence cannot loop forever.
 const maxDays = 366 * 10
-
-// ErrNoWorkingTime is returned when a calendar has no working interval at all.
-var ErrNoWorkingTime = errors.New("calendar has no working time")
 
 // Day is one weekday's working interval, in local "HH:MM" (end may be "24:00").
 type Day struct {

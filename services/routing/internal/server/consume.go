@@ -22,11 +22,13 @@ import (
 
 // ownerTraits maps account (group) traits that name an owner to the team
 // they own the account for, so rules with ACCOUNT_OWNER find CRM owners.
-var ownerTraits = map[string]routingv1.Team{
-	"csm_id":            routingv1.Team_TEAM_CSM,
-	"ae_id":             routingv1.Team_TEAM_AE,
-	"sdr_id":            routingv1.Team_TEAM_SDR,
-	"implementation_id": routingv1.Team_TEAM_IMPLEMENTATION,
+func ownerTraits() map[string]routingv1.Team {
+	return map[string]routingv1.Team{
+		"csm_id":            routingv1.Team_TEAM_CSM,
+		"ae_id":             routingv1.Team_TEAM_AE,
+		"sdr_id":            routingv1.Team_TEAM_SDR,
+		"implementation_id": routingv1.Team_TEAM_IMPLEMENTATION,
+	}
 }
 
 // ApplyIngestion applies ingestion log records inside the consumer's
@@ -118,7 +120,7 @@ func (s *Service) applyEvent(tx *store.Tx, e *ingestionv1.Event) error {
 			a.Traits = map[string]any{}
 		}
 		maps.Copy(a.Traits, flat(e.GetTraits()))
-		for trait, team := range ownerTraits {
+		for trait, team := range ownerTraits() {
 			if id := structString(e.GetTraits(), trait); id != "" {
 				if a.Owners == nil {
 					a.Owners = map[string]string{}

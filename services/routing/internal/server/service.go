@@ -238,6 +238,7 @@ type directory struct {
 	owners map[string]*rules.Owner
 }
 
+// Owner implements rules.Directory.
 func (d *directory) Owner(id string) (*rules.Owner, bool) {
 	if o, ok := d.owners[id]; ok {
 		return o, o != nil
@@ -296,15 +297,20 @@ func (s *Service) forgetOwner(tx *store.Tx, id string) {
 	s.mu.Unlock()
 }
 
+// Pool implements rules.Directory.
 func (d *directory) Pool(id string) (*routingv1.Pool, bool) {
 	p, err := d.tx.Pool(id)
 	return p, err == nil
 }
 
+// Load implements rules.Directory.
 func (d *directory) Load(id string) int { open, _ := d.tx.Load(id); return open }
 
+// Cursor implements rules.Directory.
 func (d *directory) Cursor(id string) uint64 { return d.tx.Cursor(id) }
 
+// AccountOwner implements rules.Directory: by account id, else by the
+// account that owns the email domain.
 func (d *directory) AccountOwner(accountID, domain string, team routingv1.Team) (string, bool) {
 	if accountID == "" && domain != "" {
 		accountID = d.tx.AccountByDomain(domain)

@@ -42,7 +42,8 @@ var ErrNotFound = store.ErrNotFound
 // SchemaVersion is the routing file's schema version.
 const SchemaVersion = 1
 
-var timersBucket = []byte("timers")
+// timersBucket is the top-level bucket of pending SLA timers.
+const timersBucket = "timers"
 
 // Tx is one bbolt transaction scoped to a workspace.
 type Tx struct {
@@ -643,7 +644,7 @@ func (t *Tx) Arm(assignmentID string, due time.Time, kind string) error {
 	if err := t.Disarm(assignmentID); err != nil {
 		return err
 	}
-	tb, err := t.tx.CreateBucketIfNotExists(timersBucket)
+	tb, err := t.tx.CreateBucketIfNotExists([]byte(timersBucket))
 	if err != nil {
 		return fmt.Errorf("open timers: %w", err)
 	}
@@ -661,7 +662,7 @@ func (t *Tx) Disarm(assignmentID string) error {
 		return nil
 	}
 	key = append([]byte(nil), key...)
-	if tb := t.tx.Bucket(timersBucket); tb != nil {
+	if tb := t.tx.Bucket([]byte(timersBucket)); tb != nil {
 		if err := tb.Delete(key); err != nil {
 			return fmt.Errorf("disarm timer: %w", err)
 		}
@@ -694,7 +695,7 @@ func parseTimer(k, v []byte) (Timer, error) {
 
 // DueTimers returns up to max timers due at or before now, earliest first.
 func DueTimers(tx *bbolt.Tx, now time.Time, limit int) ([]Timer, error) {
-	tb := tx.Bucket(timersBucket)
+	tb := tx.Bucket([]byte(timersBucket))
 	if tb == nil {
 		return nil, nil
 	}
@@ -716,7 +717,7 @@ func DueTimers(tx *bbolt.Tx, now time.Time, limit int) ([]Timer, error) {
 
 // NextTimer returns the earliest pending timer's due time.
 func NextTimer(tx *bbolt.Tx) (time.Time, bool) {
-	tb := tx.Bucket(timersBucket)
+	tb := tx.Bucket([]byte(timersBucket))
 	if tb == nil {
 		return time.Time{}, false
 	}
@@ -729,7 +730,7 @@ func NextTimer(tx *bbolt.Tx) (time.Time, bool) {
 
 // DeleteTimer removes a fired timer and its armed pointer.
 func (t *Tx) DeleteTimer(tm Timer) error {
-	if tb := t.tx.Bucket(timersBucket); tb != nil {
+	if tb := t.tx.Bucket([]byte(timersBucket)); tb != nil {
 		if err := tb.Delete(tm.Key); err != nil {
 			return fmt.Errorf("delete timer: %w", err)
 		}
@@ -742,7 +743,7 @@ func (t *Tx) DeleteTimer(tm Timer) error {
 
 // PendingTimers counts pending timers.
 func PendingTimers(tx *bbolt.Tx) int {
-	tb := tx.Bucket(timersBucket)
+	tb := tx.Bucket([]byte(timersBucket))
 	if tb == nil {
 		return 0
 	}
