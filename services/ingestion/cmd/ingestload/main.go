@@ -68,7 +68,7 @@ func run(o options) error {
 		return errors.New("-batch, -conc and -accounts must be positive")
 	}
 	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(auth.Bearer(o.key)))
+		grpc.WithPerRPCCredentials(auth.Bearer(o.key)), grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", o.addr, err)
 	}
