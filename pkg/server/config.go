@@ -1,0 +1,304 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
+)
+
+// Defaults applied by RegisterFlags and New to zero fields.
+const (
+	DefaultDataDir         = "./data"
+	DefaultPartitions      = 8
+	DefaultMaxRecvBytes    = 4 << 20
+	DefaultRequestTimeout  = 30 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+	// MaxPartitions bounds -partitions; partition ids are uint32 in the API
+	// but every partition costs a goroutine per consumer.
+	MaxPartitions = 4096
+)
+
+// Config is the process configuration shared by every service. Fill in Name
+// (and any per-service defaults), then call RegisterFlags and flag.Parse.
+type Config struct {
+	// Name is the service name ("ingestion", "stages", ...). It names the
+	// bbolt file DataDir/<Name>.db and picks the default ports.
+	Name string
+	// GRPCAddr is the gRPC listen address (-grpc-addr, CAIRN_GRPC_ADDR);
+	// port 0 picks a free port, see Server.Addr.
+	GRPCAddr string
+	// MetricsAddr is the Prometheus /metrics listen address (-metrics-addr,
+	// CAIRN_METRICS_ADDR); empty disables the listener.
+	MetricsAddr string
+	// DataDir holds the service's bbolt file and, by default, the key file
+	// (-data, CAIRN_DATA).
+	DataDir string
+	// KeysFile is the API key file (-keys, CAIRN_KEYS); empty means
+	// DataDir/keys.json.
+	KeysFile string
+	// ServiceKey is the RoleService token this process presents to its
+	// upstream peers (-service-key, CAIRN_SERVICE_KEY). Prefer the
+	// environment: flags show up in ps.
+	ServiceKey string
+	// Partitions is the number of log partitions, the same value for every
+	// service (-partitions, CAIRN_PARTITIONS).
+	Partitions uint32
+	// MaxRecvBytes bounds one received gRPC message (-max-recv-bytes,
+	// CAIRN_MAX_RECV_BYTES); larger ones fail with ResourceExhausted.
+	MaxRecvBytes int
+	// RequestTimeout is the deadline given to unary calls whose client set
+	// none (-request-timeout, CAIRN_REQUEST_TIMEOUT).
+	RequestTimeout time.Duration
+	// DrainDelay is how long the server keeps serving after reporting
+	// NOT_SERVING on shutdown, so that load balancers stop sending traffic
+	// first (-drain-delay, CAIRN_DRAIN_DELAY).
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds GracefulStop before connections are cut
+	// (-shutdown-timeout, CAIRN_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+	// Logger receives server logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Clock paces the drain delay and shutdown timeout; nil means the real
+	// clock. Tests use a manual clock.
+	Clock clock.Clock
+
+	// envErrs records environment values that did not parse, reported by
+	// Validate because RegisterFlags cannot return an error.
+	envErrs []error
+}
+
+// DefaultGRPCAddr returns the conventional local gRPC address of a service,
+// or "" for unknown names.
+func DefaultGRPCAddr(name string) string {
+	switch name {
+	case "ingestion":
+		return "127.0.0.1:7101"
+	case "stages":
+		return "127.0.0.1:7102"
+	case "health":
+		return "127.0.0.1:7103"
+	case "routing":
+		return "127.0.0.1:7104"
+	default:
+		return ""
+	}
+}
+
+// DefaultMetricsAddr returns the conventional local metrics address of a
+// service, or "" for unknown names.
+func DefaultMetricsAddr(name string) string {
+	switch name {
+	case "ingestion":
+		return "127.0.0.1:9101"
+	case "stages":
+		return "127.0.0.1:9102"
+	case "health":
+		return "127.0.0.1:9103"
+	case "routing":
+		return "127.0.0.1:9104"
+	case "gateway":
+		return "127.0.0.1:9105"
+	default:
+		return ""
+	}
+}
+
+// EnvName returns the environment variable that overrides flag name, e.g.
+// "grpc-addr" -> "CAIRN_GRPC_ADDR".
+func EnvName(flagName string) string {
+	return "CAIRN_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// RegisterFlags registers the configuration flags on fs. Each flag's default
+// is, in order of precedence: the environment variable EnvName(flag), the
+// value already in c, or the package default. Environment values that do not
+// parse are reported by Validate.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.envErrs = nil
+	str := func(p *string, name, def, usage string) {
+		if *p == "" {
+			*p = def
+		}
+		if v, ok := os.LookupEnv(EnvName(name)); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" (env "+EnvName(name)+")")
+	}
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		if *p == 0 {
+			*p = def
+		}
+		c.fromEnv(name, func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err == nil {
+				*p = d
+			}
+			return err
+		})
+		fs.DurationVar(p, name, *p, usage+" (env "+EnvName(name)+")")
+	}
+
+	str(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr(c.Name), "gRPC listen address")
+	str(&c.MetricsAddr, "metrics-addr", DefaultMetricsAddr(c.Name), "Prometheus /metrics listen address; empty disables it")
+	str(&c.DataDir, "data", DefaultDataDir, "data directory holding <service>.db")
+	str(&c.KeysFile, "keys", "", "API key file (default <data>/keys.json)")
+
+	if v, ok := os.LookupEnv(EnvName("service-key")); ok {
+		c.ServiceKey = v
+	}
+	fs.Var(secret{&c.ServiceKey}, "service-key", "service API key presented to upstream peers (env "+EnvName("service-key")+", preferred)")
+
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	c.fromEnv("partitions", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err == nil {
+			c.Partitions = uint32(n)
+		}
+		return err
+	})
+	fs.Func("partitions", fmt.Sprintf("number of log partitions, the same for every service (default %d) (env %s)", c.Partitions, EnvName("partitions")), func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a positive integer: %w", err)
+		}
+		c.Partitions = uint32(n)
+		return nil
+	})
+
+	if c.MaxRecvBytes == 0 {
+		c.MaxRecvBytes = DefaultMaxRecvBytes
+	}
+	c.fromEnv("max-recv-bytes", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err == nil {
+			c.MaxRecvBytes = n
+		}
+		return err
+	})
+	fs.IntVar(&c.MaxRecvBytes, "max-recv-bytes", c.MaxRecvBytes, "largest gRPC message accepted (env "+EnvName("max-recv-bytes")+")")
+
+	dur(&c.RequestTimeout, "request-timeout", DefaultRequestTimeout, "deadline for unary calls that set none")
+	dur(&c.DrainDelay, "drain-delay", 0, "time to keep serving after reporting NOT_SERVING on shutdown")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "bound on graceful stop")
+}
+
+// fromEnv applies the environment value of flag name, if set, with set.
+func (c *Config) fromEnv(name string, set func(string) error) {
+	v, ok := os.LookupEnv(EnvName(name))
+	if !ok {
+		return
+	}
+	if err := set(v); err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("-%s: environment %s=%q: %w", name, EnvName(name), v, err))
+	}
+}
+
+// secret is a flag.Value that never prints its value (e.g. in -help).
+type secret struct{ p *string }
+
+func (s secret) String() string {
+	if s.p == nil || *s.p == "" {
+		return ""
+	}
+	return "(set)"
+}
+
+func (s secret) Set(v string) error { *s.p = v; return nil }
+
+// withDefaults returns c with zero fields defaulted.
+func (c Config) withDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.MaxRecvBytes == 0 {
+		c.MaxRecvBytes = DefaultMaxRecvBytes
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	return c
+}
+
+// Validate reports every invalid field, naming its flag.
+func (c Config) Validate() error {
+	errs := append([]error(nil), c.envErrs...)
+	if c.Name == "" {
+		errs = append(errs, errors.New("service name is empty"))
+	}
+	if err := checkAddr(c.GRPCAddr); err != nil {
+		errs = append(errs, fmt.Errorf("-grpc-addr: %w", err))
+	}
+	if c.MetricsAddr != "" {
+		if err := checkAddr(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("-metrics-addr: %w", err))
+		}
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("-data: empty"))
+	}
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("-partitions: %d is not between 1 and %d", c.Partitions, MaxPartitions))
+	}
+	if c.MaxRecvBytes < 1024 || c.MaxRecvBytes > 256<<20 {
+		errs = append(errs, fmt.Errorf("-max-recv-bytes: %d is not between 1 KiB and 256 MiB", c.MaxRecvBytes))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-request-timeout: %v is not positive", c.RequestTimeout))
+	}
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("-drain-delay: %v is negative", c.DrainDelay))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-shutdown-timeout: %v is not positive", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// checkAddr accepts host:port with a numeric port (host may be empty).
+func checkAddr(addr string) error {
+	if addr == "" {
+		return errors.New("empty")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+// DBPath is the service's bbolt file, DataDir/<Name>.db.
+func (c Config) DBPath() string { return filepath.Join(c.DataDir, c.Name+".db") }
+
+// KeysPath is KeysFile, or DataDir/keys.json when empty.
+func (c Config) KeysPath() string {
+	if c.KeysFile != "" {
+		return c.KeysFile
+	}
+	return filepath.Join(c.DataDir, "keys.json")
+}
