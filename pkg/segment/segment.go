@@ -176,8 +176,12 @@ func DecodeBatch(body []byte) (*Batch, error) {
 			b.Errors = append(b.Errors, fe)
 			continue
 		}
-		io["context"] = merge(ctx, io["context"])
-		io["integrations"] = merge(integ, io["integrations"])
+		if ctx != nil {
+			io["context"] = merge(ctx, io["context"])
+		}
+		if integ != nil {
+			io["integrations"] = merge(integ, io["integrations"])
+		}
 		if _, ok := io["sentAt"]; !ok && hasSentAt {
 			io["sentAt"] = sentAt
 		}
@@ -232,8 +236,11 @@ func object(raw []byte, field string) (map[string]json.RawMessage, error) {
 	return m, nil
 }
 
+// isNull reports a JSON null (or an absent value), which Segment treats as
+// the field not being sent.
 func isNull(raw json.RawMessage) bool {
-	return string(bytes.TrimSpace(raw)) == "null"
+	t := bytes.TrimSpace(raw)
+	return len(t) == 0 || string(t) == "null"
 }
 
 // decodeObject fills an Event from the fields of one call.

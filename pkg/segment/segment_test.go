@@ -307,3 +307,13 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeBatchWithoutTopLevelFields(t *testing.T) {
+	b, err := DecodeBatch([]byte(`{"batch":[{"type":"track","userId":"u","event":"e","context":{"ip":"1.2.3.4"}}]}`))
+	if err != nil || len(b.Errors) != 0 || len(b.Events) != 1 {
+		t.Fatalf("DecodeBatch() = %+v, %v", b, err)
+	}
+	if b.Events[0].GetIntegrations() != nil || b.Events[0].GetContext().GetFields()["ip"].GetStringValue() != "1.2.3.4" {
+		t.Errorf("event = %v", b.Events[0])
+	}
+}
