@@ -13,6 +13,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ const (
 	SkipOutOfOffice  = "out_of_office"
 	SkipAtCapacity   = "at_capacity"
 	SkipOffHours     = "outside_working_hours"
+	// SkipTerritory and SkipSegment apply to pool members whose
+	// territories or segments are set and do not include the lead's.
+	SkipTerritory = "territory_mismatch"
+	SkipSegment   = "segment_mismatch"
 )
 
 // Owner is an owner with its calendar built.
@@ -76,6 +81,9 @@ type Input struct {
 	Lead, Account, Signal map[string]any
 	// Now is the decision time (working hours, out of office).
 	Now time.Time
+	// Territory and Segment of the lead (or account), matched against pool
+	// members' territories and segments; empty matches everyone.
+	Territory, Segment string
 }
 
 // Result is a decision.
@@ -259,7 +267,7 @@ func (e *Engine) Decide(in Input, dir Directory) Result {
 		res.Decision.Rule = FallbackRule
 	}
 	if e.fallback != "" {
-		res.OwnerID = pick(e.fallback, in.Now, dir, &res)
+		res.OwnerID = pick(e.fallback, in, dir, &res)
 	}
 	return res
 }
@@ -310,7 +318,7 @@ func (e *Engine) act(r *routingv1.Rule, in Input, dir Directory, res *Result) st
 		}
 	}
 	if r.GetPoolId() != "" {
-		return pick(r.GetPoolId(), in.Now, dir, res)
+		return pick(r.GetPoolId(), in, dir, res)
 	}
 	return ""
 }
@@ -333,6 +341,22 @@ func skipReason(id string, now time.Time, dir Directory) string {
 	return ""
 }
 
+// mismatch says whether a pool member does not cover the lead's territory or
+// segment.
+func mismatch(id string, in Input, dir Directory) string {
+	o, ok := dir.Owner(id)
+	if !ok {
+		return ""
+	}
+	if ts := o.Owner.GetTerritories(); in.Territory != "" && len(ts) > 0 && !slices.Contains(ts, in.Territory) {
+		return SkipTerritory
+	}
+	if ss := o.Owner.GetSegments(); in.Segment != "" && len(ss) > 0 && !slices.Contains(ss, in.Segment) {
+		return SkipSegment
+	}
+	return ""
+}
+
 // ErrNoPool is reported when a rule names a pool that does not exist.
 var ErrNoPool = errors.New("pool not found")
 
@@ -340,7 +364,7 @@ var ErrNoPool = errors.New("pool not found")
 // while anyone else in the pool is working; if nobody is, the first owner who
 // is only off-hours is chosen, so night-time leads are not left unassigned
 // (their SLA clock starts at their next working hour anyway).
-func pick(poolID string, now time.Time, dir Directory, res *Result) string {
+func pick(poolID string, in Input, dir Directory, res *Result) string {
 	pool, ok := dir.Pool(poolID)
 	if !ok {
 		res.Errors = append(res.Errors, fmt.Errorf("pool %q: %w", poolID, ErrNoPool))
@@ -400,7 +424,12 @@ func pick(poolID string, now time.Time, dir Directory, res *Result) string {
 	offHours := -1
 	reasons := make([]string, len(order))
 	for pos, idx := range order {
-		reasons[pos] = skipReason(ids[idx], now, dir)
+		reasons[pos] = skipReason(ids[idx], in.Now, dir)
+		if reasons[pos] == "" || reasons[pos] == SkipOffHours {
+			if why := mismatch(ids[idx], in, dir); why != "" {
+				reasons[pos] = why
+			}
+		}
 		if reasons[pos] == SkipOffHours && offHours < 0 {
 			offHours = pos
 		}

@@ -401,3 +401,35 @@ func TestDomain(t *testing.T) {
 		})
 	}
 }
+
+func TestTerritoryAndSegment(t *testing.T) {
+	withTerritories := func(ts ...string) func(*routingv1.Owner) { return func(o *routingv1.Owner) { o.Territories = ts } }
+	withSegments := func(ss ...string) func(*routingv1.Owner) { return func(o *routingv1.Owner) { o.Segments = ss } }
+	tests := []struct {
+		name      string
+		in        Input
+		wantOwner string
+		wantSkips string
+	}{
+		{"emea lead skips na", Input{Territory: "emea"}, "lena", "sam:territory_mismatch lena:"},
+		{"apac lead", Input{Territory: "apac"}, "kenji", "sam:territory_mismatch lena:territory_mismatch kenji:"},
+		{"no territory matches everyone", Input{}, "sam", "sam:"},
+		{"unknown territory falls to the owner without territories", Input{Territory: "latam"}, "any", "sam:territory_mismatch lena:territory_mismatch kenji:territory_mismatch any:"},
+		{"segment filters too", Input{Territory: "emea", Segment: "enterprise"}, "any", "sam:territory_mismatch lena:segment_mismatch kenji:territory_mismatch any:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := newDir(t, owner("sam", withTerritories("na")), owner("lena", withTerritories("emea"), withSegments("smb")), owner("kenji", withTerritories("apac")), owner("any"))
+			dir.pools["p"] = &routingv1.Pool{PoolId: "p", OwnerIds: []string{"sam", "lena", "kenji", "any"}}
+			tt.in.Now = monday10
+			r := compile(t, poolCfg("p")).Decide(tt.in, dir)
+			var skips []string
+			for _, c := range r.Decision.GetCandidates() {
+				skips = append(skips, c.GetOwnerId()+":"+c.GetSkippedBecause())
+			}
+			if r.OwnerID != tt.wantOwner || strings.Join(skips, " ") != tt.wantSkips {
+				t.Fatalf("owner %q candidates %q, want %q %q", r.OwnerID, strings.Join(skips, " "), tt.wantOwner, tt.wantSkips)
+			}
+		})
+	}
+}

@@ -383,6 +383,14 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 		Workspace: tx.Workspace(), AssignmentId: id, Type: r.Type, AccountId: accountID, Lead: lead,
 		CreatedAt: timestamppb.New(now), Reason: r.Reason,
 	}
+	segment := lead.GetSegment()
+	if segment == "" {
+		segment, _ = acct.Traits["segment"].(string)
+	}
+	territory := lead.GetTerritory()
+	if territory == "" {
+		territory, _ = acct.Traits["territory"].(string)
+	}
 	dir := &directory{s: s, tx: tx, owners: map[string]*rules.Owner{}}
 	if r.OwnerID != "" {
 		if _, ok := dir.Owner(r.OwnerID); !ok {
@@ -398,6 +406,7 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 		res := eng.Decide(rules.Input{
 			Type: r.Type, AccountID: accountID, Email: lead.GetEmail(),
 			Lead: leadVars(lead), Account: accountVars(accountID, acct), Signal: r.Signal, Now: now,
+			Territory: territory, Segment: segment,
 		}, dir)
 		for _, err := range res.Errors {
 			s.logger.Warn("routing rule error", "workspace", tx.Workspace(), "err", err)
@@ -414,10 +423,6 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_UNASSIGNED
 	} else {
 		o, _ := dir.Owner(a.GetOwnerId())
-		segment := lead.GetSegment()
-		if segment == "" {
-			segment, _ = acct.Traits["segment"].(string)
-		}
 		if p := sla.Select(cfg.GetSlaPolicies(), r.Type, segment); p != nil {
 			a.Sla = sla.Start(p, o.Calendar, now)
 			if err := s.armNext(tx, a, o.Calendar, now); err != nil {
