@@ -159,13 +159,36 @@ func openBuckets(tx *bbolt.Tx) (*buckets, error) {
 // sets their workspace and account_id.
 func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Event) ([]Outcome, error) {
 	now := s.opts.Clock.Now()
-	// Marshal outside the transaction, which runs on the single committer:
-	// only events whose account comes from the user map are re-marshalled.
+	// Marshal outside the write transaction, which runs on the single
+	// committer goroutine shared by all callers. The account of an event
+	// without context.groupId is guessed from the user map in a concurrent
+	// read transaction; the write transaction re-marshals only the events
+	// whose guess turned out stale (a group call in between).
 	pre := make([][]byte, len(events))
 	preAccount := make([]string, len(events))
+	needUsers := false
 	for i, ev := range events {
 		ev.Workspace = ws
 		preAccount[i] = validate.ContextGroup(ev)
+		needUsers = needUsers || preAccount[i] == ""
+	}
+	if needUsers {
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			users := tx.Bucket(bucketUsers)
+			if users == nil {
+				return nil
+			}
+			for i, ev := range events {
+				if preAccount[i] == "" {
+					preAccount[i] = string(users.Get(key(ws, Subject(ev))))
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("look up user accounts: %w", err)
+		}
+	}
+	for i, ev := range events {
 		ev.AccountId = preAccount[i]
 		b, err := marshalEvent(ev)
 		if err != nil {
@@ -193,15 +216,12 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 			}
 			subject := Subject(ev)
 			data := pre[i]
-			account := preAccount[i]
-			ev.AccountId = account
+			account := validate.ContextGroup(ev)
 			if account == "" {
-				if a := b.users.Get(key(ws, subject)); a != nil {
-					account = string(a)
-				}
+				account = string(b.users.Get(key(ws, subject)))
 			}
+			ev.AccountId = account
 			if account != preAccount[i] {
-				ev.AccountId = account
 				if data, err = marshalEvent(ev); err != nil {
 					return err
 				}

@@ -295,14 +295,23 @@ func TestAttribution(t *testing.T) {
 				clk.Advance(time.Minute)
 			}
 			got := map[string]string{}
+			logged := map[string]string{} // message id -> account in the original record
 			for _, r := range records(t, s) {
 				e := r.GetEvent()
 				if !e.GetReattributed() {
+					logged[e.GetMessageId()] = e.GetAccountId()
 					continue
 				}
 				got[e.GetMessageId()] = e.GetAccountId()
 				if want := stream.Partition("w", e.GetAccountId(), 4); r.GetPartition() != want {
 					t.Errorf("re-attributed %s in partition %d, want the account's %d", e.GetMessageId(), r.GetPartition(), want)
+				}
+			}
+			for _, batch := range tc.batches {
+				for _, st := range batch {
+					if a, ok := logged[st.event.GetMessageId()]; !ok || a != st.wantAccount {
+						t.Errorf("log record of %s has account %q (found %v), want %q", st.event.GetMessageId(), a, ok, st.wantAccount)
+					}
 				}
 			}
 			if len(got) != len(tc.wantReattrib) {
