@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,4 +43,37 @@ func (m *rpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	err := handler(srv, ss)
 	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
 	return err
+}
+
+// fileSizeCollector reports the size of the service's bbolt file at scrape
+// time, so that alerts can fire before the volume fills. It reports nothing
+// while the file does not exist (e.g. the gateway, which has no store).
+type fileSizeCollector struct {
+	path string
+	desc *prometheus.Desc
+}
+
+func newFileSizeCollector(service, path string) *fileSizeCollector {
+	return &fileSizeCollector{
+		path: path,
+		desc: prometheus.NewDesc("cairn_bbolt_file_bytes",
+			"Size of the service's bbolt file on disk.",
+			nil, prometheus.Labels{"service": service}),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *fileSizeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *fileSizeCollector) Collect(ch chan<- prometheus.Metric) {
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		return
+	}
+	m, err := prometheus.NewConstMetric(c.desc, prometheus.GaugeValue, float64(fi.Size()))
+	if err != nil {
+		m = prometheus.NewInvalidMetric(c.desc, err)
+	}
+	ch <- m
 }

@@ -53,7 +53,8 @@ type Server struct {
 	// shutdown, NOT_SERVING for every registered service and for "".
 	Health *health.Server
 	// Registry is exposed on /metrics; it already has the Go and process
-	// collectors and the cairn_grpc_* request metrics.
+	// collectors, the cairn_grpc_* request metrics and
+	// cairn_bbolt_file_bytes{service} for Config.DBPath.
 	Registry *prometheus.Registry
 	// Logger is Config.Logger.
 	Logger *slog.Logger
@@ -87,6 +88,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.latency,
+		newFileSizeCollector(cfg.Name, cfg.DBPath()),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,7 +220,12 @@ func recvHealth(t *testing.T, w healthpb.Health_WatchClient) healthpb.HealthChec
 
 func TestInterceptors(t *testing.T) {
 	var logs bytes.Buffer
+	dataDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dataDir, "test.db"), make([]byte, 12345), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	s := newTestServer(t, Config{
+		DataDir:        dataDir,
 		MetricsAddr:    "127.0.0.1:0",
 		RequestTimeout: 7 * time.Second,
 		MaxRecvBytes:   4096,
@@ -321,6 +328,7 @@ func TestInterceptors(t *testing.T) {
 			"process_",
 			`cairn_grpc_requests_total{code="Internal",method="/cairn.test.v1.TestService/Panic"} 1`,
 			`cairn_grpc_request_duration_seconds_count{method="/cairn.test.v1.TestService/Echo"}`,
+			`cairn_bbolt_file_bytes{service="test"} 12345`,
 		} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("/metrics lacks %q", want)
