@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -174,6 +175,20 @@ func TestIngestResults(t *testing.T) {
 	}
 	if resp.GetAccepted() != 3 || resp.GetDuplicates() != 2 || resp.GetRejected() != 4 {
 		t.Errorf("counts = %d/%d/%d, want 3/2/4", resp.GetAccepted(), resp.GetDuplicates(), resp.GetRejected())
+	}
+	// The first batch accepted one event too.
+	for label, want := range map[string]float64{"accepted": 4, "duplicate": 2, "rejected": 4} {
+		if got := testutil.ToFloat64(f.srv.m.events.WithLabelValues(label)); got != want {
+			t.Errorf("cairn_ingest_events_total{status=%q} = %v, want %v", label, got, want)
+		}
+	}
+	for label, want := range map[string]float64{"properties": 1, "user_id": 1, "workspace": 1, "message_id": 1} {
+		if got := testutil.ToFloat64(f.srv.m.rejects.WithLabelValues(label)); got != want {
+			t.Errorf("cairn_ingest_rejects_total{reason=%q} = %v, want %v", label, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(f.srv.m.batch); n != 1 {
+		t.Errorf("cairn_ingest_batch_seconds series = %d", n)
 	}
 }
 
