@@ -8,8 +8,6 @@
 package tracking
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -62,7 +60,7 @@ func DecodeCall(typ string, body []byte) (Decoded, error) {
 // DecodeBatch decodes a /v1/batch (or /v1/import) body. Only an unusable
 // envelope is ErrUnparseable; bad items become Problems.
 func DecodeBatch(body []byte) (Decoded, error) {
-	b, err := segment.DecodeBatch(patchBatch(body))
+	b, err := segment.DecodeBatch(body)
 	if err != nil {
 		return Decoded{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
 	}
@@ -80,87 +78,4 @@ func itemField(field string, i int) string {
 		return field
 	}
 	return strings.TrimPrefix(rest, ".")
-}
-
-// patchBatch works around pkg/segment.DecodeBatch (as of dfec5d3) rejecting
-// every item that has no "context" (or "integrations") when the batch has
-// none either: its merge then stores a nil value that fails as "not a JSON
-// object". Giving such items an empty object keeps their meaning. Batches
-// with non-empty top-level context and integrations pass through untouched,
-// and so does anything unparseable, which DecodeBatch then reports.
-func patchBatch(body []byte) []byte {
-	var env map[string]json.RawMessage
-	if json.Unmarshal(body, &env) != nil || env == nil {
-		return body
-	}
-	needCtx, needInteg := isEmptyObject(env["context"]), isEmptyObject(env["integrations"])
-	if !needCtx && !needInteg {
-		return body
-	}
-	var items []json.RawMessage
-	if json.Unmarshal(env["batch"], &items) != nil {
-		return body
-	}
-	changed := false
-	for i, it := range items {
-		// Only the presence of the two keys matters, so decode just those.
-		var has struct {
-			Context      *json.RawMessage `json:"context"`
-			Integrations *json.RawMessage `json:"integrations"`
-		}
-		it = bytes.TrimSpace(it)
-		if len(it) < 2 || it[0] != '{' || json.Unmarshal(it, &has) != nil {
-			continue
-		}
-		var add []byte
-		if needCtx && has.Context == nil {
-			add = append(add, `"context":{},`...)
-		}
-		if needInteg && has.Integrations == nil {
-			add = append(add, `"integrations":{},`...)
-		}
-		if add == nil {
-			continue
-		}
-		rest := bytes.TrimSpace(it[1:])
-		if rest[0] == '}' { // empty object: no member follows, so drop the comma
-			add = add[:len(add)-1]
-		}
-		items[i] = append(append([]byte{'{'}, add...), rest...)
-		changed = true
-	}
-	if !changed {
-		return body
-	}
-	// Reassemble by hand: every piece is already valid JSON, and re-marshaling
-	// would re-validate and re-compact the whole body.
-	out := make([]byte, 0, len(body)+len(items)*32)
-	out = append(out, '{')
-	for k, v := range env {
-		if k == "batch" {
-			continue
-		}
-		kb, err := json.Marshal(k)
-		if err != nil {
-			return body
-		}
-		out = append(append(append(append(out, kb...), ':'), v...), ',')
-	}
-	out = append(out, `"batch":[`...)
-	for i, it := range items {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, it...)
-	}
-	return append(out, ']', '}')
-}
-
-// isEmptyObject reports whether raw is absent, null or an object with no keys.
-func isEmptyObject(raw json.RawMessage) bool {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return true
-	}
-	var m map[string]json.RawMessage
-	return json.Unmarshal(raw, &m) == nil && len(m) == 0
 }
