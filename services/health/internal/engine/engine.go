@@ -154,6 +154,9 @@ type batch struct {
 type state struct {
 	acc    *store.Account
 	health *healthv1.AccountHealth
+	// aggDirty is set when events changed the aggregate, which then must be
+	// written back; evaluations alone only touch the small meta record.
+	aggDirty bool
 }
 
 func (e *Engine) newBatch(tx *bbolt.Tx) *batch {
@@ -166,16 +169,17 @@ func (b *batch) get(ws, acct string, create bool) (*state, error) {
 		return st, nil
 	}
 	acc, err := store.GetAccount(b.tx, ws, acct)
+	fresh := false
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		if !create {
 			return nil, nil
 		}
-		acc = &store.Account{Agg: aggregate.New(ws, acct)}
+		acc, fresh = &store.Account{Agg: aggregate.New(ws, acct)}, true
 	case err != nil:
 		return nil, err
 	}
-	st := &state{acc: acc}
+	st := &state{acc: acc, aggDirty: fresh}
 	h, err := store.GetHealth(b.tx, ws, acct)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -200,7 +204,7 @@ func (b *batch) flush() error {
 		if !ok {
 			continue
 		}
-		if err := store.PutAccount(b.tx, st.acc); err != nil {
+		if err := store.PutAccount(b.tx, st.acc, st.aggDirty); err != nil {
 			return err
 		}
 	}
@@ -235,6 +239,7 @@ func (e *Engine) ApplyIngestion(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogR
 				return err
 			}
 			st.acc.Agg.Apply(ev)
+			st.aggDirty = true
 			if err := b.evaluate(st, aggregate.EventTime(ev)); err != nil {
 				return fmt.Errorf("evaluate %q after offset %d: %w", ev.GetAccountId(), r.GetOffset(), err)
 			}
@@ -311,6 +316,7 @@ func (b *batch) tombstone(t *commonv1.Tombstone, forward bool) error {
 			}
 			if st != nil {
 				st.acc.Agg.ForgetUser(t.GetUserId())
+				st.aggDirty = true
 			}
 		}
 	default:
@@ -324,6 +330,32 @@ func (b *batch) tombstone(t *commonv1.Tombstone, forward bool) error {
 
 // evaluate rescores one account as of at and publishes what changed.
 func (b *batch) evaluate(st *state, at time.Time) error {
+	cm, err := b.e.Model(b.tx, st.acc.Agg.Workspace)
+	if err != nil {
+		return err
+	}
+	out, err := compute(st, cm, at)
+	if err != nil {
+		return err
+	}
+	return b.commit(st, out)
+}
+
+// outcome is everything an evaluation produced, computed without the store
+// so that a rescore can compute accounts in parallel.
+type outcome struct {
+	health  *healthv1.AccountHealth
+	changed []*commonv1.Signal
+	snap    *store.Snapshot
+	moved   bool
+	change  *healthv1.ScoreChange
+	play    string
+}
+
+// compute scores st as of at with cm and updates st.acc's meta. It reads
+// and writes nothing else, so it is safe to run concurrently for
+// different accounts.
+func compute(st *state, cm *model.Compiled, at time.Time) (*outcome, error) {
 	acc := st.acc
 	ws, acct := acc.Agg.Workspace, acc.Agg.Account
 	at = at.UTC()
@@ -331,13 +363,9 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		at = acc.LastEval
 	}
 	acc.LastEval = at
-	cm, err := b.e.Model(b.tx, ws)
-	if err != nil {
-		return err
-	}
 	act, err := aggregate.Activate(aggregate.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res := cm.Score(act)
 	prev := st.health
@@ -352,9 +380,10 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 	if !acc.Agg.ContractEnd.IsZero() {
 		h.ContractEnd = timestamppb.New(acc.Agg.ContractEnd)
 	}
-	moved := prev == nil || math.Abs(prev.GetScore()-res.Score) >= 0.005 || prev.GetBand() != res.Band
+	out := &outcome{health: h}
+	out.moved = prev == nil || math.Abs(prev.GetScore()-res.Score) >= 0.005 || prev.GetBand() != res.Band
 	if prev != nil {
-		if moved || prev.GetProfile() != res.Profile || prev.GetModelVersion() != h.ModelVersion {
+		if out.moved || prev.GetProfile() != res.Profile || prev.GetModelVersion() != h.ModelVersion {
 			h.PreviousScore = prev.GetScore()
 			h.Changes = model.Changes(prev.GetComponents(), res.Components, prev.GetProfile(), res.Profile)
 		} else {
@@ -362,7 +391,6 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		}
 	}
 
-	// Signals.
 	sst := &signals.State{Open: map[string]*commonv1.Signal{}, DropFrom: acc.DropFrom}
 	for _, s := range prev.GetOpenSignals() {
 		sst.Open[s.GetReason()] = s
@@ -372,9 +400,43 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		prevBand = prev.GetBand()
 	}
 	conds := signals.Evaluate(signals.Facts{Agg: acc.Agg, Now: at, Band: res.Band, PrevBand: prevBand}, sst)
-	changed := signals.Diff(ws, acct, sst, conds, at)
+	out.changed = signals.Diff(ws, acct, sst, conds, at)
 	acc.DropFrom = sst.DropFrom
-	for _, s := range changed {
+	reasons := make([]string, 0, len(sst.Open))
+	for r := range sst.Open {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		s := sst.Open[r]
+		h.OpenSignals = append(h.OpenSignals, s)
+		if s.GetKind() == commonv1.SignalKind_SIGNAL_KIND_RENEWAL {
+			out.play = s.GetAttributes()["play"]
+		}
+	}
+
+	out.snap = &store.Snapshot{Day: at.Format(time.DateOnly), Score: res.Score, Band: res.Band, When: res.When,
+		Points: make(map[string]float64, len(res.Components)), Raw: make(map[string]float64, len(res.Components))}
+	for i, c := range res.Components {
+		out.snap.Points[c.GetName()] = c.GetPoints()
+		if c.GetError() == "" {
+			out.snap.Raw[res.Measures[i]] = c.GetRawValue()
+		}
+	}
+	if out.moved {
+		out.change = &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(), Score: res.Score,
+			PreviousBand: prevBand, Band: res.Band, At: timestamppb.New(at)}
+	}
+	return out, nil
+}
+
+// commit writes an outcome: signals, snapshot, trend, health, row, log
+// records and the daily timer.
+func (b *batch) commit(st *state, out *outcome) error {
+	h := out.health
+	ws, acct := h.GetWorkspace(), h.GetAccountId()
+	at := h.GetComputedAt().AsTime()
+	for _, s := range out.changed {
 		if err := store.PutSignal(b.tx, s); err != nil {
 			return err
 		}
@@ -382,37 +444,14 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 			return err
 		}
 	}
-	reasons := make([]string, 0, len(sst.Open))
-	for r := range sst.Open {
-		reasons = append(reasons, r)
-	}
-	sort.Strings(reasons)
-	play := ""
-	for _, r := range reasons {
-		s := sst.Open[r]
-		h.OpenSignals = append(h.OpenSignals, s)
-		if s.GetKind() == commonv1.SignalKind_SIGNAL_KIND_RENEWAL {
-			play = s.GetAttributes()["play"]
-		}
-	}
-
-	// Daily snapshot and trend.
-	day := at.Format(time.DateOnly)
-	snap := &store.Snapshot{Day: day, Score: res.Score, Band: res.Band, When: res.When,
-		Points: make(map[string]float64, len(res.Components)), Raw: make(map[string]float64, len(res.Components))}
-	for i, c := range res.Components {
-		snap.Points[c.GetName()] = c.GetPoints()
-		if c.GetError() == "" {
-			snap.Raw[res.Measures[i]] = c.GetRawValue()
-		}
-	}
-	if err := store.PutSnapshot(b.tx, ws, acct, snap); err != nil {
+	if err := store.PutSnapshot(b.tx, ws, acct, out.snap); err != nil {
 		return err
 	}
-	if h.Trend_7D, err = b.trend(ws, acct, at, 7, res.Score); err != nil {
+	var err error
+	if h.Trend_7D, err = b.trend(ws, acct, at, 7, h.GetScore()); err != nil {
 		return err
 	}
-	if h.Trend_30D, err = b.trend(ws, acct, at, 30, res.Score); err != nil {
+	if h.Trend_30D, err = b.trend(ws, acct, at, 30, h.GetScore()); err != nil {
 		return err
 	}
 	h.Direction = "flat"
@@ -422,16 +461,13 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 	case h.Trend_7D < -2:
 		h.Direction = "down"
 	}
-
-	if moved {
-		sc := &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(), Score: res.Score,
-			PreviousBand: prevBand, Band: res.Band, At: timestamppb.New(at)}
-		if err := b.publish(ws, acct, &healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: sc}}); err != nil {
+	if out.change != nil {
+		if err := b.publish(ws, acct, &healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: out.change}}); err != nil {
 			return err
 		}
 	}
-	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
-		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
+	row := &healthv1.AccountRow{AccountId: acct, Score: h.GetScore(), Band: h.GetBand(), ScoreChange_30D: h.Trend_30D,
+		Arr: h.GetArr(), ContractEnd: h.GetContractEnd(), OpenSignals: int32(len(h.GetOpenSignals())), Stage: h.GetStage(), RenewalPlay: out.play}
 	if err := store.PutHealth(b.tx, h, row); err != nil {
 		return err
 	}

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
 	"github.com/cairn-dev/cairn/services/health/internal/backtest"
+	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
 
@@ -91,44 +95,103 @@ func (e *Engine) RunTimers(ctx context.Context, db *kv.DB) error {
 	}
 }
 
+// rescoreChunk is how many accounts a rescore reads, computes in parallel
+// and writes at a time.
+const rescoreChunk = 4096
+
 // Rescore recomputes every account of a workspace with its active model at
-// the clock's current time, in one transaction. It returns the account count.
+// the clock's current time. Accounts are committed rescoreChunk at a time:
+// one huge bbolt transaction grows superlinearly, and a rescore interrupted
+// midway is safe to run again. Decoding and scoring run on every CPU; reads
+// and writes stay on the transaction's goroutine. It returns the account
+// count.
 func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error) {
-	n := 0
 	now := e.clk.Now()
-	err := db.Update(func(tx *bbolt.Tx) error {
-		b := e.newBatch(tx)
-		var ids []string
-		if err := store.ForEachAccount(tx, ws, func(a *store.Account) error {
-			ids = append(ids, a.Agg.Account)
-			return nil
-		}); err != nil {
+	var ids []string
+	var cm *model.Compiled
+	if err := db.View(func(tx *bbolt.Tx) error {
+		var err error
+		if cm, err = e.Model(tx, ws); err != nil {
 			return err
 		}
-		for i, id := range ids {
-			if i%1024 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			st, err := b.get(ws, id, false)
-			if err != nil {
-				return err
-			}
-			if err := b.evaluate(st, now); err != nil {
-				return fmt.Errorf("rescore %q: %w", id, err)
-			}
-			n++
-			// Keep memory flat: write and drop each account as we go.
-			if err := store.PutAccount(tx, st.acc); err != nil {
-				return err
-			}
-			b.forget(ws, id)
+		ids, err = store.AccountIDs(tx, ws)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("list accounts to rescore: %w", err)
+	}
+	n := 0
+	for start := 0; start < len(ids); start += rescoreChunk {
+		if err := ctx.Err(); err != nil {
+			return n, err
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("rescore workspace: %w", err)
+		chunk := ids[start:min(start+rescoreChunk, len(ids))]
+		if err := db.Update(func(tx *bbolt.Tx) error { return e.rescoreChunk(tx, ws, chunk, cm, now) }); err != nil {
+			return n, fmt.Errorf("rescore workspace: %w", err)
+		}
+		n += len(chunk)
 	}
 	return n, nil
+}
+
+func (e *Engine) rescoreChunk(tx *bbolt.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
+	type job struct {
+		agg, meta, health []byte
+		st                *state
+		out               *outcome
+		err               error
+	}
+	jobs := make([]job, 0, len(ids))
+	for _, id := range ids {
+		agg, meta, err := store.GetAccountRaw(tx, ws, id)
+		if err != nil {
+			return err
+		}
+		hraw, err := store.GetHealthRaw(tx, ws, id)
+		if err != nil {
+			return err
+		}
+		jobs = append(jobs, job{agg: agg, meta: meta, health: hraw})
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(jobs); i += workers {
+				j := &jobs[i]
+				acc, err := store.DecodeAccount(j.agg, j.meta)
+				if err != nil {
+					j.err = err
+					continue
+				}
+				j.st = &state{acc: acc}
+				if j.health != nil {
+					j.st.health = &healthv1.AccountHealth{}
+					if err := proto.Unmarshal(j.health, j.st.health); err != nil {
+						j.err = fmt.Errorf("decode health: %w", err)
+						continue
+					}
+				}
+				j.out, j.err = compute(j.st, cm, now)
+			}
+		}(w)
+	}
+	wg.Wait()
+	b := e.newBatch(tx)
+	for i := range jobs {
+		j := &jobs[i]
+		if j.err != nil {
+			return fmt.Errorf("rescore %q: %w", ids[i], j.err)
+		}
+		if err := b.commit(j.st, j.out); err != nil {
+			return fmt.Errorf("rescore %q: %w", ids[i], err)
+		}
+		if err := store.PutAccount(tx, j.st.acc, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DefaultHorizonDays is the backtest horizon when none is given.

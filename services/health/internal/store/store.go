@@ -5,7 +5,8 @@
 //
 // Layout (all under a per-workspace sub-bucket unless noted):
 //
-//	accounts/<ws>   account id                 -> Account (JSON)
+//	accounts/<ws>   account id                 -> aggregate.Aggregate (JSON)
+//	meta/<ws>       account id                 -> Meta (JSON; small, rewritten on every evaluation)
 //	health/<ws>     account id                 -> healthv1.AccountHealth
 //	rows/<ws>       account id                 -> healthv1.AccountRow
 //	signals/<ws>    account \x00 reason        -> commonv1.Signal (open and closed)
@@ -42,7 +43,14 @@ var ErrNotFound = kv.ErrNotFound
 // Account is the per-account working state of the consumers.
 type Account struct {
 	// Agg is the folded event history.
-	Agg *aggregate.Aggregate `json:"agg"`
+	Agg *aggregate.Aggregate
+	// Meta is the evaluation state; it is stored apart from Agg so that a
+	// rescore, which does not change Agg, does not rewrite it.
+	Meta
+}
+
+// Meta is an account's evaluation state.
+type Meta struct {
 	// Stage and EnteredAt come from the stages log.
 	Stage     string    `json:"stage,omitempty"`
 	EnteredAt time.Time `json:"entered_at,omitempty"`
@@ -123,44 +131,104 @@ func putJSON(b *bbolt.Bucket, k []byte, v any) error {
 
 // GetAccount loads an account's working state.
 func GetAccount(tx *bbolt.Tx, ws, acct string) (*Account, error) {
-	b, err := bucket(tx, "accounts", ws)
+	raw, meta, err := GetAccountRaw(tx, ws, acct)
 	if err != nil {
 		return nil, err
 	}
-	a := &Account{}
-	if err := getJSON(b, []byte(acct), a); err != nil {
-		return nil, fmt.Errorf("get account %q: %w", acct, err)
+	return DecodeAccount(raw, meta)
+}
+
+// GetAccountRaw returns copies of an account's encoded aggregate and meta,
+// for callers that decode in parallel outside the transaction.
+func GetAccountRaw(tx *bbolt.Tx, ws, acct string) (agg, meta []byte, err error) {
+	b, err := bucket(tx, "accounts", ws)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b != nil {
+		agg = b.Get([]byte(acct))
+	}
+	if agg == nil {
+		return nil, nil, fmt.Errorf("get account %q: %w", acct, ErrNotFound)
+	}
+	mb, err := bucket(tx, "meta", ws)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mb != nil {
+		meta = mb.Get([]byte(acct))
+	}
+	return append([]byte(nil), agg...), append([]byte(nil), meta...), nil
+}
+
+// DecodeAccount decodes what GetAccountRaw returned.
+func DecodeAccount(agg, meta []byte) (*Account, error) {
+	a := &Account{Agg: &aggregate.Aggregate{}}
+	if err := json.Unmarshal(agg, a.Agg); err != nil {
+		return nil, fmt.Errorf("decode aggregate: %w", err)
+	}
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &a.Meta); err != nil {
+			return nil, fmt.Errorf("decode account meta: %w", err)
+		}
 	}
 	return a, nil
 }
 
-// PutAccount stores an account's working state.
-func PutAccount(tx *bbolt.Tx, a *Account) error {
-	b, err := bucket(tx, "accounts", a.Agg.Workspace)
+// PutAccount stores an account's meta, and its aggregate when withAgg.
+func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
+	ws, id := a.Agg.Workspace, []byte(a.Agg.Account)
+	if withAgg {
+		b, err := bucket(tx, "accounts", ws)
+		if err != nil {
+			return err
+		}
+		if err := putJSON(b, id, a.Agg); err != nil {
+			return fmt.Errorf("put aggregate of %q: %w", id, err)
+		}
+	}
+	mb, err := bucket(tx, "meta", ws)
 	if err != nil {
 		return err
 	}
-	return putJSON(b, []byte(a.Agg.Account), a)
+	return putJSON(mb, id, &a.Meta)
+}
+
+// AccountIDs lists a workspace's account ids in order.
+func AccountIDs(tx *bbolt.Tx, ws string) ([]string, error) {
+	b, err := bucket(tx, "accounts", ws)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var out []string
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		out = append(out, string(k))
+	}
+	return out, nil
 }
 
 // ForEachAccount visits every account of a workspace in id order.
 func ForEachAccount(tx *bbolt.Tx, ws string, fn func(*Account) error) error {
-	b, err := bucket(tx, "accounts", ws)
-	if err != nil || b == nil {
+	ids, err := AccountIDs(tx, ws)
+	if err != nil {
 		return err
 	}
-	return b.ForEach(func(k, v []byte) error {
-		a := &Account{}
-		if err := json.Unmarshal(v, a); err != nil {
-			return fmt.Errorf("decode account %q: %w", k, err)
+	for _, id := range ids {
+		a, err := GetAccount(tx, ws, id)
+		if err != nil {
+			return err
 		}
-		return fn(a)
-	})
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteAccount forgets everything about an account.
 func DeleteAccount(tx *bbolt.Tx, ws, acct string) error {
-	for _, name := range []string{"accounts", "health", "rows", "timeridx"} {
+	for _, name := range []string{"accounts", "meta", "health", "rows", "timeridx"} {
 		b, err := bucket(tx, name, ws)
 		if err != nil {
 			return err
@@ -225,6 +293,20 @@ func GetHealth(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountHealth, error) {
 		return nil, fmt.Errorf("get health of %q: %w", acct, err)
 	}
 	return h, nil
+}
+
+// GetHealthRaw returns a copy of an account's encoded health, nil when it
+// was never scored.
+func GetHealthRaw(tx *bbolt.Tx, ws, acct string) ([]byte, error) {
+	b, err := bucket(tx, "health", ws)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	v := b.Get([]byte(acct))
+	if v == nil {
+		return nil, nil
+	}
+	return append([]byte(nil), v...), nil
 }
 
 // PutHealth stores an account's health and its list row.

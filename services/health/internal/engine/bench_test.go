@@ -1,0 +1,89 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
+	kv "github.com/cairn-dev/cairn/pkg/store"
+	"go.etcd.io/bbolt"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/engine"
+	"github.com/cairn-dev/cairn/services/health/internal/store"
+)
+
+// synthetic builds a realistic small aggregate without replaying events, so
+// benchmark setup stays fast.
+func synthetic(ws string, i int, now time.Time) *store.Account {
+	a := aggregate.New(ws, fmt.Sprintf("acct-%06d", i))
+	a.CreatedAt = now.AddDate(0, 0, -200)
+	a.LastEventAt = now
+	a.Seats = 10
+	a.ARR = float64(1000 * (i%50 + 1))
+	a.ContractEnd = now.AddDate(0, 0, i%365)
+	a.NPS = float64(i % 11)
+	a.Users = map[string]*aggregate.User{}
+	for u := 0; u < 1+i%8; u++ {
+		a.Users[fmt.Sprintf("u%d", u)] = &aggregate.User{FirstSeen: a.CreatedAt, LastSeen: now.AddDate(0, 0, -(u * 5)), Champion: u == 0}
+	}
+	a.Features = map[string]time.Time{}
+	for f := 0; f < i%7; f++ {
+		a.Features[fmt.Sprintf("f%d", f)] = now.AddDate(0, 0, -f*6)
+	}
+	a.LastByName = map[string]time.Time{"activated": a.CreatedAt, "meeting.qbr": now.AddDate(0, 0, -(i % 120))}
+	day := now.Unix() / 86400
+	for d := int64(0); d < 60; d += 3 {
+		a.Days = append(a.Days, aggregate.Day{Day: day - 60 + d, Product: 10 + i%20})
+	}
+	return &store.Account{Agg: a, Meta: store.Meta{LastEval: now}}
+}
+
+func seedAccounts(b *testing.B, db *kv.DB, ws string, n int, now time.Time) {
+	b.Helper()
+	for i := 0; i < n; i += 10000 {
+		if err := db.Update(func(tx *bbolt.Tx) error {
+			for j := i; j < min(i+10000, n); j++ {
+				if err := store.PutAccount(tx, synthetic(ws, j, now), true); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchRescore(b *testing.B, n int) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	db, err := kv.Open(filepath.Join(b.TempDir(), "bench.db"), kv.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	seedAccounts(b, db, "w", n, now)
+	clk := clock.NewManual(now)
+	e, err := engine.New(engine.Config{Log: boltLog{parts: 8}, Clock: clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clk.Advance(24 * time.Hour) // each run is a new day: new snapshots, real work
+		got, err := e.Rescore(context.Background(), db, "w")
+		if err != nil || got != n {
+			b.Fatalf("rescored %d: %v", got, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/rescore")
+}
+
+// BenchmarkRescore100k rescores a workspace of 100,000 accounts (target ≤ 2 s).
+func BenchmarkRescore100k(b *testing.B) { benchRescore(b, 100000) }
+
+// BenchmarkRescore10k is the same at a tenth of the size, for quick runs.
+func BenchmarkRescore10k(b *testing.B) { benchRescore(b, 10000) }
