@@ -6,31 +6,17 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	rserver "github.com/cairn-dev/cairn/services/routing/internal/server"
 )
-
-// dial connects to an upstream peer with the service key.
-func dial(addr, key string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(auth.Bearer(key)),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	return conn, nil
-}
 
 // upstream holds what every consumer needs.
 type upstream struct {
@@ -50,7 +36,7 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		conns []*grpc.ClientConn
 	)
 	connect := func(addr string) (*grpc.ClientConn, error) {
-		conn, err := dial(addr, cfg.Server.ServiceKey)
+		conn, err := server.Dial(addr, cfg.Server.ServiceKey)
 		if err == nil {
 			conns = append(conns, conn)
 		}

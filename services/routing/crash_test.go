@@ -247,3 +247,55 @@ func pendingTimers(t *testing.T, path string) int {
 	_ = db.View(func(tx *bbolt.Tx) error { n = rstore.PendingTimers(tx); return nil })
 	return n
 }
+
+// TestGracefulStop checks that SIGTERM stops the process cleanly (exit 0)
+// even while a Subscribe stream is open.
+func TestGracefulStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "cairn-routing")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	keys, err := auth.LoadKeyring(filepath.Join(dir, "data", "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	service, err := keys.Create("", auth.RoleService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, bin, filepath.Join(dir, "data"), "2026-11-16T09:00:00Z", 100)
+	conn := dialTest(t, p.addr)
+	waitServing(t, conn)
+	ctx, cancel := context.WithCancel(bearer(service))
+	defer cancel()
+	st, err := routingv1.NewRoutingServiceClient(conn).Subscribe(ctx, &routingv1.SubscribeRequest{Partition: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := st.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still running 20s after SIGTERM")
+	}
+}

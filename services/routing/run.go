@@ -2,23 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -61,6 +48,9 @@ func (c fixedClock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
+// run validates the config, opens the store and the routing log, registers
+// the API and serves it with the timer loop and the upstream consumers until
+// ctx ends.
 func run(ctx context.Context, cfg config) error {
 	if err := cfg.Server.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
@@ -70,6 +60,7 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer func() { _ = shutdown(context.Background()) }()
+	cfg.Server.Logger = logger
 	var clk clock.Clock = clock.Real{}
 	if !cfg.FakeNow.IsZero() {
 		clk = fixedClock{now: cfg.FakeNow}
@@ -90,14 +81,16 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("load keys: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	svc, err := rserver.New(rserver.Options{DB: db, Log: log, Partitions: cfg.Server.Partitions, Clock: clk, Logger: logger, Registerer: reg, TimerBatch: cfg.TimerBatch})
+	srv, err := server.New(cfg.Server, rserver.Policy(), keys)
 	if err != nil {
+		return err
+	}
+	svc, err := rserver.New(rserver.Options{
+		DB: db, Log: log, Partitions: cfg.Server.Partitions, Clock: clk, Logger: logger,
+		Registerer: srv.Registry, TimerBatch: cfg.TimerBatch,
+	})
+	if err != nil {
+		_ = srv.Close()
 		return err
 	}
 	if n := cfg.KillAfterTimers; n > 0 {
@@ -108,84 +101,21 @@ func run(ctx context.Context, cfg config) error {
 			}
 		}
 	}
-
-	policy := rserver.Policy()
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.ChainUnaryInterceptor(deadline(cfg.Server.RequestTimeout), auth.UnaryServerInterceptor(keys, policy)),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, policy)),
-	)
-	routingv1.RegisterRoutingServiceServer(gs, rserver.NewServer(svc, rserver.LogSubscriber(log)))
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	routingv1.RegisterRoutingServiceServer(srv.GRPC, rserver.NewServer(svc, rserver.LogSubscriber(log)))
 
 	parts := make([]uint32, cfg.Server.Partitions)
 	for i := range parts {
 		parts[i] = uint32(i)
 	}
-	runs, conns, err := consumers(cfg, svc, upstream{db: db, parts: parts, clk: clk, logger: logger, reg: reg})
+	runs, conns, err := consumers(cfg, svc, upstream{db: db, parts: parts, clk: clk, logger: logger, reg: srv.Registry})
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	}()
 	if err != nil {
+		_ = srv.Close()
 		return err
 	}
-	lis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Server.GRPCAddr, err)
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gs.Serve(lis) })
-	g.Go(func() error { return svc.RunTimers(ctx) })
-	if cfg.Server.MetricsAddr != "" {
-		ms := &http.Server{Addr: cfg.Server.MetricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := ms.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("metrics listener: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-ctx.Done()
-			return ms.Close()
-		})
-	}
-	for _, c := range runs {
-		g.Go(func() error { return c(ctx) })
-	}
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(routingv1.RoutingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	logger.Info("routing serving", "grpc", lis.Addr().String(), "metrics", cfg.Server.MetricsAddr, "partitions", cfg.Server.Partitions)
-	g.Go(func() error {
-		<-ctx.Done()
-		hs.Shutdown()
-		stopped := make(chan struct{})
-		go func() { gs.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(cfg.Server.ShutdownTimeout):
-			gs.Stop()
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
-// deadline gives unary calls without a client deadline a bounded one.
-func deadline(d time.Duration) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if _, ok := ctx.Deadline(); !ok && d > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
-		}
-		return h(ctx, req)
-	}
+	return srv.Run(ctx, append([]func(context.Context) error{svc.RunTimers}, runs...)...)
 }
