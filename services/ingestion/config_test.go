@@ -10,38 +10,45 @@ func TestParse(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		env     map[string]string
+		env     map[string]string // ingestion-specific variables
+		osEnv   map[string]string // shared variables, read by pkg/server
 		wantErr string
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
-			if c.GRPCAddr != "127.0.0.1:7101" || c.Partitions != 8 || c.DedupWindow != 7*24*time.Hour || c.Limits.MaxSkew != 10*time.Minute {
+			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
+				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 {
 				t.Errorf("defaults = %+v", c)
 			}
-			if c.dbPath() != "data/ingestion.db" || c.keysPath() != "data/keys.json" {
-				t.Errorf("paths = %q, %q", c.dbPath(), c.keysPath())
+			if c.Server.DBPath() != "data/ingestion.db" {
+				t.Errorf("db path = %q", c.Server.DBPath())
 			}
 		}},
-		{name: "environment sets defaults", env: map[string]string{"CAIRN_GRPC_ADDR": "127.0.0.1:9999", "CAIRN_DEDUP_WINDOW": "24h"},
+		{name: "environment sets defaults", env: map[string]string{"CAIRN_DEDUP_WINDOW": "24h", "CAIRN_MAX_SKEW": "1m"},
+			osEnv: map[string]string{"CAIRN_GRPC_ADDR": "127.0.0.1:9999"},
 			check: func(t *testing.T, c config) {
-				if c.GRPCAddr != "127.0.0.1:9999" || c.DedupWindow != 24*time.Hour {
+				if c.Server.GRPCAddr != "127.0.0.1:9999" || c.DedupWindow != 24*time.Hour || c.Limits.MaxSkew != time.Minute {
 					t.Errorf("config = %+v", c)
 				}
 			}},
-		{name: "flags beat the environment", args: []string{"-grpc-addr", "127.0.0.1:1"}, env: map[string]string{"CAIRN_GRPC_ADDR": "127.0.0.1:2"},
+		{name: "flags beat the environment", args: []string{"-dedup-window", "2h", "-retention", "720h"}, env: map[string]string{"CAIRN_DEDUP_WINDOW": "24h"},
 			check: func(t *testing.T, c config) {
-				if c.GRPCAddr != "127.0.0.1:1" {
-					t.Errorf("grpc addr = %q", c.GRPCAddr)
+				if c.DedupWindow != 2*time.Hour || c.Retention != 720*time.Hour {
+					t.Errorf("config = %+v", c)
 				}
 			}},
-		{name: "bad environment value", env: map[string]string{"CAIRN_PARTITIONS": "many"}, wantErr: "CAIRN_PARTITIONS"},
-		{name: "zero partitions", args: []string{"-partitions", "0"}, wantErr: "-partitions"},
+		{name: "bad environment value", env: map[string]string{"CAIRN_MAX_DEPTH": "deep"}, wantErr: "CAIRN_MAX_DEPTH"},
 		{name: "zero dedup window", args: []string{"-dedup-window", "0s"}, wantErr: "-dedup-window"},
 		{name: "negative retention", args: []string{"-retention", "-1h"}, wantErr: "-retention"},
 		{name: "batch above recv limit", args: []string{"-max-batch-bytes", "5000000"}, wantErr: "-max-batch-bytes"},
+		{name: "zero depth", args: []string{"-max-depth", "0"}, wantErr: "limits"},
+		{name: "unknown flag", args: []string{"-nope"}, wantErr: "nope"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.osEnv {
+				t.Setenv(k, v)
+			}
 			c, err := parse(tc.args, func(k string) string { return tc.env[k] })
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
