@@ -440,6 +440,13 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	default:
 		return nil
 	}
+	// Renewal windows (120/90/60/30 days) and several risk reasons open
+	// one after another: while the account has an open handoff of the same
+	// type, the owner already has it.
+	open, err := s.hasOpen(tx, sig.GetAccountId(), t)
+	if err != nil || open {
+		return err
+	}
 	// One handoff per opening of a signal: the same signal reopened later
 	// is a new qualification.
 	opened := time.Time{}
@@ -473,4 +480,22 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	route.OwnerID, route.Rule, route.RequestID = ae, "account_ae", reqID+":ae"
 	_, err = s.RouteTx(tx, route)
 	return err
+}
+
+// hasOpen reports whether the account has an open handoff of type t.
+func (s *Service) hasOpen(tx *store.Tx, account string, t routingv1.HandoffType) (bool, error) {
+	ids, err := tx.AssignmentsByAccount(account)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range ids {
+		a, err := tx.Assignment(id)
+		if err != nil {
+			return false, err
+		}
+		if a.GetType() == t && store.Open(a.GetState()) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

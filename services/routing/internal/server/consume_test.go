@@ -222,6 +222,8 @@ func TestApplyStagesAndHealth(t *testing.T) {
 			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
 		{"healthy band fires the other pql rule", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: &healthv1.ScoreChange{Workspace: "ws", AccountId: "acme", Score: 90, Band: healthv1.Band_BAND_HEALTHY}}}},
 			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open"},
+		{"second risk reason while the first is open adds nothing", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RISK, "nps_detractor", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
+			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open"},
 		{"renewal window goes to the csm", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RENEWAL, "renewal_window_90", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
 			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open renewal/acme/cara/existing-csm/open"},
 	}
