@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/server"
+	kv "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/pkg/telemetry"
+	"google.golang.org/grpc"
+
+	"github.com/cairn-dev/cairn/services/health/internal/app"
+	"github.com/cairn-dev/cairn/services/health/internal/engine"
+	hserver "github.com/cairn-dev/cairn/services/health/internal/server"
+	"github.com/cairn-dev/cairn/services/health/internal/store"
+)
+
+// config is the process configuration.
+type config struct {
+	// Server holds the flags shared by every service.
+	Server server.Config
+	// IngestionAddr is the ingestion service whose log is consumed.
+	IngestionAddr string
+	// StagesAddr is the stages service whose log is consumed; empty skips it.
+	StagesAddr string
+}
+
+// run validates the config, opens the store and the health log, registers
+// the API and serves it with the consumers and the daily timer loop until
+// ctx ends.
+func run(ctx context.Context, cfg config) error {
+	if err := cfg.Server.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if cfg.IngestionAddr == "" {
+		return errors.New("invalid configuration: -ingestion-addr is required")
+	}
+	shutdown, logger, err := telemetry.Setup(ctx, "health")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+	cfg.Server.Logger = logger
+	clk := clock.Real{}
+
+	db, err := kv.Open(cfg.Server.DBPath(), kv.Options{SchemaVersion: store.SchemaVersion, LockTimeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open health store: %w", err)
+	}
+	defer func() { _ = db.Close() }()
+	log, err := stream.OpenLog(db, "health", stream.LogOptions{Partitions: cfg.Server.Partitions, Clock: clk})
+	if err != nil {
+		return fmt.Errorf("open health log: %w", err)
+	}
+	keys, err := auth.LoadKeyring(cfg.Server.KeysPath())
+	if err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	eng, err := engine.New(engine.Config{Log: log, Clock: clk, Logger: logger})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg.Server, hserver.Policy(), keys)
+	if err != nil {
+		return err
+	}
+	hserver.New(db, eng, log, clk, logger).Register(srv.GRPC)
+
+	ingConn, err := server.Dial(cfg.IngestionAddr, cfg.Server.ServiceKey)
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("dial ingestion: %w", err)
+	}
+	defer func() { _ = ingConn.Close() }()
+	ing := ingestionv1.NewIngestionServiceClient(ingConn)
+	opts := app.Options{
+		DB: db, Engine: eng, Partitions: cfg.Server.Partitions, Clock: clk, Logger: logger, Registerer: srv.Registry,
+		Ingestion: stream.GRPCSource(
+			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
+				return ing.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
+			},
+			func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) { return r.GetRecords(), r.GetHeadOffset() }),
+	}
+	if cfg.StagesAddr != "" {
+		stConn, err := server.Dial(cfg.StagesAddr, cfg.Server.ServiceKey)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("dial stages: %w", err)
+		}
+		defer func() { _ = stConn.Close() }()
+		st := stagesv1.NewStagesServiceClient(stConn)
+		opts.Stages = stream.GRPCSource(
+			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
+				return st.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
+			},
+			func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) { return r.GetRecords(), r.GetHeadOffset() })
+	}
+	w, err := app.Background(opts)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	return srv.Run(ctx, w.Run...)
+}
