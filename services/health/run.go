@@ -86,7 +86,9 @@ func run(ctx context.Context, cfg config) error {
 			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
 				return ing.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
 			},
-			func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) { return r.GetRecords(), r.GetHeadOffset() }),
+			func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
+				return r.GetRecords(), r.GetHeadOffset()
+			}),
 	}
 	if cfg.StagesAddr != "" {
 		stConn, err := server.Dial(cfg.StagesAddr, cfg.Server.ServiceKey)
@@ -100,7 +102,9 @@ func run(ctx context.Context, cfg config) error {
 			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
 				return st.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
 			},
-			func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) { return r.GetRecords(), r.GetHeadOffset() })
+			func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
+				return r.GetRecords(), r.GetHeadOffset()
+			})
 	}
 	w, err := app.Background(opts)
 	if err != nil {
