@@ -353,7 +353,7 @@ func TestSuiteEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Errorf("cairn run exited with %v after SIGINT, want status 0", err)
 			}
-		case <-time.After(90 * time.Second): // failure guard, not a speed assertion
+		case <-time.After(150 * time.Second): // failure guard (5 children x 20s stop bound), not a speed assertion
 			_ = cmd.Process.Kill()
 			<-exited
 			t.Fatal("cairn run did not stop after SIGINT")

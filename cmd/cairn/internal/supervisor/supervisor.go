@@ -176,44 +176,43 @@ func (c *child) waitReady(ctx context.Context, clk clock.Clock, interval time.Du
 	}
 }
 
-// Stop sends SIGTERM to every child still running, waits up to timeout for
-// them to exit, then kills the rest. It returns the names of children that
-// had to be killed or exited with an error.
+// Stop stops the children one at a time in reverse start order, so that
+// downstream services (started last) leave before the upstreams they read
+// from and do not spend their shutdown reconnecting. Each child gets SIGTERM
+// and up to timeout to exit before it is killed; one that hangs does not cut
+// short the others' graceful stop. Stop returns the children that had to be
+// killed or exited with an error.
 func (g *Group) Stop(timeout time.Duration) error {
 	g.mu.Lock()
 	g.closed = true
 	procs := append([]*child(nil), g.procs...)
 	g.mu.Unlock()
-	for _, c := range procs {
-		select {
-		case <-c.done:
-		default:
-			_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
-	deadline := g.clock.After(timeout)
-	expired := false
 	var errs []error
-	for _, c := range procs {
-		if !expired {
-			select {
-			case <-c.done:
-			case <-deadline:
-				expired = true
-			}
-		}
-		select {
-		case <-c.done:
-			if c.err != nil && !terminatedBySignal(c.err, syscall.SIGTERM) {
-				errs = append(errs, fmt.Errorf("%s: %s", c.p.Name, exitText(c.err)))
-			}
-		default:
-			_ = c.cmd.Process.Kill()
-			<-c.done
-			errs = append(errs, fmt.Errorf("%s: killed after not stopping within %s", c.p.Name, timeout))
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].stop(g.clock, timeout); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (c *child) stop(clk clock.Clock, timeout time.Duration) error {
+	select {
+	case <-c.done:
+	default:
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-clk.After(timeout):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+			return fmt.Errorf("%s: killed after not stopping within %s", c.p.Name, timeout)
+		}
+	}
+	if c.err != nil && !terminatedBySignal(c.err, syscall.SIGTERM) {
+		return fmt.Errorf("%s: %s", c.p.Name, exitText(c.err))
+	}
+	return nil
 }
 
 func terminatedBySignal(err error, sig syscall.Signal) bool {

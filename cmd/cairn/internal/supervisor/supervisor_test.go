@@ -123,10 +123,16 @@ func TestGroupStartReadyStop(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
 	}
+	var order []string
 	for range 2 {
-		if e := <-g.Exits(); e.Err != nil {
+		e := <-g.Exits()
+		if e.Err != nil {
 			t.Errorf("%s exited with %v after SIGTERM, want status 0", e.Name, e.Err)
 		}
+		order = append(order, e.Name)
+	}
+	if strings.Join(order, ",") != "beta,alpha" {
+		t.Errorf("stop order %v, want the reverse of the start order", order)
 	}
 }
 
