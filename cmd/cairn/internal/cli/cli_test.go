@@ -126,7 +126,7 @@ func (f fakeStages) GetAccountJourney(ctx context.Context, req *stagesv1.GetAcco
 		TimeInStage: durationpb.New(5 * 24 * time.Hour), Traits: map[string]string{"segment": "smb", "plan": "team"},
 		History: []*stagesv1.Transition{
 			{ToStage: "trial", At: timestamppb.New(t0.AddDate(0, 0, -20)), Cause: "event"},
-			{FromStage: "trial", ToStage: "onboarding", At: timestamppb.New(t0), Cause: "event", Criteria: []*stagesv1.CriterionResult{{Name: "closed_won", Met: true}}},
+			{FromStage: "trial", ToStage: "onboarding", At: timestamppb.New(t0), Cause: "event", Criteria: []*stagesv1.CriterionResult{{Name: "closed_won", Met: true}, {Name: "closed_won", Met: true}, {Name: "nope"}}},
 		},
 		ExitCriteria: []*stagesv1.CriterionResult{{Name: "activated", Expr: `count("report_created", "14d") >= 3`}, {Name: "integrated", Met: true, Expr: "integrations() >= 1"}},
 	}}, nil
@@ -309,7 +309,7 @@ func TestQueryCommands(t *testing.T) {
 		wantErr  string
 		wantCall string
 	}{
-		{name: "journey table", args: []string{"journey", "acme"}, want: []string{"Stage:          onboarding (since 2026-10-01 09:00, 5d)", "[ ]  activated", "[x]  integrated", "trial  onboarding  event  closed_won", "plan=team segment=smb"}, wantCall: "GetAccountJourney"},
+		{name: "journey table", args: []string{"journey", "acme"}, want: []string{"Stage:          onboarding (since 2026-10-01 09:00, 5d)", "[ ]  activated", "[x]  integrated", "trial  onboarding  event  closed_won\n", "plan=team segment=smb"}, wantCall: "GetAccountJourney"},
 		{name: "journey flags after the account, json", args: []string{"journey", "acme", "-o", "json"}, want: []string{`"stage": "onboarding"`, `"journeyId": "b2b"`}},
 		{name: "journey not found", args: []string{"journey", "nobody"}, wantCode: 1, wantErr: `cairn journey: get journey of "nobody": NotFound: account "nobody" not found`},
 		{name: "journey without account", args: []string{"journey"}, wantCode: 2, wantErr: "want 1 argument(s), got 0"},

@@ -101,7 +101,9 @@ func runJourney(ctx context.Context, env *Env, args []string) error {
 	for _, tr := range j.GetHistory() {
 		var met []string
 		for _, cr := range tr.GetCriteria() {
-			if cr.GetMet() {
+			// A move lists the old stage's exit and the new stage's entry,
+			// which often share a criterion name.
+			if cr.GetMet() && !contains(met, cr.GetName()) {
 				met = append(met, cr.GetName())
 			}
 		}
