@@ -662,6 +662,20 @@ func (s *Store) DeleteSubject(ctx context.Context, ws, userID, accountID string)
 	if (userID == "") == (accountID == "") {
 		return nil, fmt.Errorf("%w: exactly one of user_id and account_id is required", ErrInvalidArgument)
 	}
+	if accountID != "" {
+		// Forget which users belonged to the account, so that their later
+		// events are not attributed to it again.
+		var after []byte
+		for {
+			next, err := s.unmapUsers(ctx, ws, accountID, after)
+			if err != nil {
+				return nil, err
+			}
+			if after = next; after == nil {
+				break
+			}
+		}
+	}
 	home := s.partitionFor(ws, accountID, userID)
 	touched := map[uint32]bool{home: true}
 	res := &Deletion{}
@@ -768,6 +782,54 @@ func (s *Store) DeleteSubject(ctx context.Context, ws, userID, accountID string)
 			return res, nil
 		}
 	}
+}
+
+// unmapUsers examines up to 8*DeleteChunk user rows of ws after the key
+// after, deletes those mapped to account, and returns the key to continue
+// from, nil when all users of ws were examined.
+func (s *Store) unmapUsers(ctx context.Context, ws, account string, after []byte) (next []byte, err error) {
+	prefix := key(ws)
+	err = s.write(ctx, func(tx *bbolt.Tx) error {
+		next = nil
+		b, err := pkgstore.Bucket(tx, string(bucketUsers))
+		if err != nil {
+			return err
+		}
+		var drop [][]byte
+		c := b.Cursor()
+		k, v := c.Seek(prefix)
+		if after != nil {
+			k, v = c.Seek(after)
+			if k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for n := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if n == 8*s.opts.DeleteChunk {
+				return deleteKeys(b, drop) // next names the last row examined
+			}
+			n++
+			next = bytes.Clone(k)
+			if string(v) == account {
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+		next = nil
+		return deleteKeys(b, drop)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unmap users of account %q: %w", account, err)
+	}
+	return next, nil
+}
+
+func deleteKeys(b *bbolt.Bucket, keys [][]byte) error {
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Decode turns a log record into its LogRecord with the position filled in.

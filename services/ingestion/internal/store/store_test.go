@@ -411,11 +411,14 @@ func TestDeleteSubject(t *testing.T) {
 		// also forgets p1's id: its re-attributed copy shares the message id
 		// with the user's original, which stays in the user's partition.
 		keptDedup []string
+		// wantU1Account is where a later event of u1 (grouped with acme)
+		// is attributed.
+		wantU1Account string
 	}{
 		{name: "user", user: "u1", wantDeleted: 5, gone: []string{"a1", "a2", "p1", "g1"}, kept: []string{"b1", "o1"}, keptDedup: []string{"b1", "o1"}},
 		{name: "account", account: "acme", wantDeleted: 5, gone: []string{"a1", "a2", "b1", "g1"}, kept: []string{"p1", "o1"}, keptDedup: []string{"o1"}},
 		{name: "unknown user still gets a tombstone", user: "nobody", wantDeleted: 0,
-			kept: []string{"a1", "a2", "b1", "p1", "g1", "o1"}, keptDedup: []string{"a1", "a2", "b1", "p1", "g1", "o1"}},
+			kept: []string{"a1", "a2", "b1", "p1", "g1", "o1"}, keptDedup: []string{"a1", "a2", "b1", "p1", "g1", "o1"}, wantU1Account: "acme"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -428,6 +431,9 @@ func TestDeleteSubject(t *testing.T) {
 				ev(t, clk, &ingestionv1.Event{MessageId: "p1", UserId: "u1"}), // pending, then re-attributed
 				ev(t, clk, &ingestionv1.Event{MessageId: "o1", UserId: "u3", Context: withGroup("globex")}))
 			ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "g1", UserId: "u1", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme"}))
+			// Users of other workspaces and accounts keep their mapping.
+			ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "g2", UserId: "u3", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "globex"}))
+			ingest(t, s, "w2", ev(t, clk, &ingestionv1.Event{MessageId: "g3", UserId: "u1", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme"}))
 
 			d, err := s.DeleteSubject(context.Background(), "w", tc.user, tc.account)
 			if err != nil {
@@ -478,6 +484,18 @@ func TestDeleteSubject(t *testing.T) {
 			for _, id := range tc.keptDedup {
 				if out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: id, UserId: "new"})); !out[0].Duplicate {
 					t.Errorf("dedup forgot kept %s", id)
+				}
+			}
+			later := ev(t, clk, &ingestionv1.Event{MessageId: "later", UserId: "u1"})
+			ingest(t, s, "w", later)
+			if later.GetAccountId() != tc.wantU1Account {
+				t.Errorf("later event of u1 attributed to %q, want %q", later.GetAccountId(), tc.wantU1Account)
+			}
+			for _, c := range []struct{ ws, user, want string }{{"w", "u3", "globex"}, {"w2", "u1", "acme"}} {
+				e := ev(t, clk, &ingestionv1.Event{MessageId: "later-" + c.ws + c.user, UserId: c.user})
+				ingest(t, s, c.ws, e)
+				if e.GetAccountId() != c.want {
+					t.Errorf("%s/%s attributed to %q after the deletion, want %q", c.ws, c.user, e.GetAccountId(), c.want)
 				}
 			}
 			// The timeline no longer lists deleted events.
@@ -571,6 +589,34 @@ func TestRetentionPrunesIndexes(t *testing.T) {
 	for _, r := range records(t, s) {
 		if r.GetEvent().GetReattributed() {
 			t.Errorf("expired pending event re-attributed: %v", r.GetEvent())
+		}
+	}
+}
+
+func TestDeleteAccountUnmapsUsersInChunks(t *testing.T) {
+	clk := clock.NewManual(t0)
+	s := open(t, clk) // DeleteChunk 2: 16 user rows per transaction
+	const users = 40
+	for i := range users {
+		account := "acme"
+		if i%2 == 1 {
+			account = "globex"
+		}
+		ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: fmt.Sprint("g", i), UserId: fmt.Sprint("u", i),
+			Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: account}))
+	}
+	if _, err := s.DeleteSubject(context.Background(), "w", "", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range users {
+		e := ev(t, clk, &ingestionv1.Event{MessageId: fmt.Sprint("t", i), UserId: fmt.Sprint("u", i)})
+		ingest(t, s, "w", e)
+		want := ""
+		if i%2 == 1 {
+			want = "globex"
+		}
+		if e.GetAccountId() != want {
+			t.Errorf("u%d attributed to %q, want %q", i, e.GetAccountId(), want)
 		}
 	}
 }
