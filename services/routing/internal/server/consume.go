@@ -37,7 +37,7 @@ func ownerTraits() map[string]routingv1.Team {
 func (s *Service) ApplyIngestion(btx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
 	for _, r := range recs {
 		if ts := r.GetTombstone(); ts != nil {
-			if err := forget(store.In(btx, ts.GetWorkspace()), ts); err != nil {
+			if err := s.forget(store.In(btx, ts.GetWorkspace()), ts, true); err != nil {
 				return err
 			}
 			continue
@@ -53,16 +53,58 @@ func (s *Service) ApplyIngestion(btx *bbolt.Tx, _ uint32, recs []*ingestionv1.Lo
 	return nil
 }
 
-func forget(tx *store.Tx, ts *commonv1.Tombstone) error {
-	if ts.GetAccountId() != "" {
-		if err := tx.DeleteAccount(ts.GetAccountId()); err != nil {
+// forget applies a right-to-be-forgotten tombstone: it drops what routing
+// keeps about the account or user, strips the lead's personal data from
+// their assignments (keeping the assignment, its owner and SLA for the
+// reports) and, when forward is set (tombstones from ingestion, the source;
+// stages and health repeat them), forwards it on the routing log.
+func (s *Service) forget(tx *store.Tx, ts *commonv1.Tombstone, forward bool) error {
+	if tx.Workspace() == "" {
+		return nil
+	}
+	var ids []string
+	if acct := ts.GetAccountId(); acct != "" {
+		found, err := tx.AssignmentsByAccount(acct)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, found...)
+		if err := tx.DeleteAccount(acct); err != nil {
 			return err
 		}
 	}
-	if ts.GetUserId() != "" {
-		return tx.DeleteUser(ts.GetUserId())
+	if uid := ts.GetUserId(); uid != "" {
+		u, err := tx.User(uid)
+		if err != nil {
+			return err
+		}
+		if u.Email != "" {
+			found, err := tx.AssignmentsByEmail(u.Email)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, found...)
+		}
+		if err := tx.DeleteUser(uid); err != nil {
+			return err
+		}
 	}
-	return nil
+	for _, id := range ids {
+		a, err := tx.Assignment(id)
+		if err != nil {
+			return err
+		}
+		// The account id is the customer's own pseudonymous key and keeps
+		// the assignment in the reports; names, emails and attributes go.
+		a.Lead = &routingv1.Lead{AccountId: a.GetAccountId()}
+		if err := tx.PutAssignment(a); err != nil {
+			return err
+		}
+	}
+	if !forward {
+		return nil
+	}
+	return s.publish(tx, ts.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Tombstone{Tombstone: ts}})
 }
 
 // structString returns a string field of a Struct, or "".
@@ -300,7 +342,7 @@ func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecor
 		)
 		switch {
 		case r.GetTombstone() != nil:
-			if err := forget(store.In(btx, r.GetTombstone().GetWorkspace()), r.GetTombstone()); err != nil {
+			if err := s.forget(store.In(btx, r.GetTombstone().GetWorkspace()), r.GetTombstone(), false); err != nil {
 				return err
 			}
 			continue
@@ -398,7 +440,7 @@ func (s *Service) ApplyHealth(btx *bbolt.Tx, _ uint32, recs []*healthv1.LogRecor
 	for _, r := range recs {
 		switch {
 		case r.GetTombstone() != nil:
-			if err := forget(store.In(btx, r.GetTombstone().GetWorkspace()), r.GetTombstone()); err != nil {
+			if err := s.forget(store.In(btx, r.GetTombstone().GetWorkspace()), r.GetTombstone(), false); err != nil {
 				return err
 			}
 		case r.GetScoreChange() != nil:

@@ -351,3 +351,45 @@ func FuzzApplyIngestion(f *testing.F) {
 		_ = db.Update(func(tx *bbolt.Tx) error { return svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
 	})
 }
+
+func TestTombstoneScrubsLeads(t *testing.T) {
+	h := newHarness(t, "", ny(16, 10, 0))
+	h.applyExample()
+	ev := func(id string, e *ingestionv1.Event) *ingestionv1.LogRecord {
+		e.Workspace, e.MessageId = "ws", id
+		return &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: e}}
+	}
+	recs := []*ingestionv1.LogRecord{
+		ev("m1", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_IDENTIFY, UserId: "u1", Traits: st(t, map[string]any{"email": "pat@acme.com", "name": "Pat"})}),
+		ev("m2", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", UserId: "u1", AccountId: "acme"}),
+		ev("m3", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "globex", Properties: st(t, map[string]any{"email": "kim@globex.com"})}),
+		{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "ws", UserId: "u1"}}},
+	}
+	h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
+	as := h.list(&routingv1.ListAssignmentsRequest{})
+	if len(as) != 2 {
+		t.Fatalf("assignments %v", as)
+	}
+	if l := as[0].GetLead(); l.GetEmail() != "" || len(l.GetAttributes()) != 0 || l.GetAccountId() != "acme" {
+		t.Fatalf("forgotten lead kept %v", l)
+	}
+	if as[1].GetLead().GetEmail() != "kim@globex.com" {
+		t.Fatalf("other lead scrubbed: %v", as[1].GetLead())
+	}
+	tombstones := 0
+	for _, r := range records(t, h.db) {
+		if r.GetTombstone() != nil {
+			tombstones++
+		}
+	}
+	if tombstones != 1 {
+		t.Fatalf("%d tombstones forwarded on the routing log, want 1", tombstones)
+	}
+	// A later touch for the forgotten email finds nothing to touch.
+	h.apply(func(tx *bbolt.Tx) error {
+		return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{ev("m4", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", Properties: st(t, map[string]any{"email": "pat@acme.com"})})})
+	})
+	if s := h.list(&routingv1.ListAssignmentsRequest{})[0].GetState(); s != routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN {
+		t.Fatalf("state %s", s)
+	}
+}
