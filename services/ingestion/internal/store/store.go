@@ -543,6 +543,7 @@ func (s *Store) SweepChunk(ctx context.Context, after []byte) (next []byte, dele
 
 // TimelineQuery selects events of one account.
 type TimelineQuery struct {
+	// Workspace and Account name the account.
 	Workspace, Account string
 	// Name and Source filter when non-empty.
 	Name, Source string

@@ -53,9 +53,14 @@ type Property struct {
 	Kind Kind
 	// Required properties must be present.
 	Required bool
-	// Min and Max bound numbers when HasMin/HasMax are set.
-	Min, Max       float64
-	HasMin, HasMax bool
+	// Min is the lower bound of a number, checked when HasMin is set.
+	Min float64
+	// Max is the upper bound of a number, checked when HasMax is set.
+	Max float64
+	// HasMin enables Min (a zero Min is a real bound: arr >= 0).
+	HasMin bool
+	// HasMax enables Max.
+	HasMax bool
 	// ExclusiveMin makes Min a strict bound (seats > 0).
 	ExclusiveMin bool
 	// Enum lists the allowed values of a KindEnum property.
