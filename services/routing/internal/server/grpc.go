@@ -396,7 +396,7 @@ func (s *Server) Qualify(ctx context.Context, req *routingv1.QualifyRequest) (*r
 	}
 	var a *routingv1.Assignment
 	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
-		a, err = s.svc.RouteTx(tx, Route{Type: req.GetType(), Lead: req.GetLead(), RequestID: req.GetRequestId()})
+		a, err = s.svc.RouteTx(tx, Route{Type: req.GetType(), Lead: req.GetLead(), RequestID: apiRequestID(req.GetRequestId())})
 		return err
 	})
 	return &routingv1.QualifyResponse{Assignment: a}, toStatus(err)
@@ -428,7 +428,7 @@ func (s *Server) Handoff(ctx context.Context, req *routingv1.HandoffRequest) (*r
 	var a *routingv1.Assignment
 	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
 		a, err = s.svc.RouteTx(tx, Route{
-			Type: req.GetType(), AccountID: req.GetAccountId(), OwnerID: req.GetOwnerId(), Reason: req.GetReason(), RequestID: req.GetRequestId(),
+			Type: req.GetType(), AccountID: req.GetAccountId(), OwnerID: req.GetOwnerId(), Reason: req.GetReason(), RequestID: apiRequestID(req.GetRequestId()),
 			Lead: &routingv1.Lead{AccountId: req.GetAccountId()},
 		})
 		return err
@@ -670,4 +670,13 @@ func (s *Server) Subscribe(req *routingv1.SubscribeRequest, stream routingv1.Rou
 		return nil
 	}
 	return err
+}
+
+// apiRequestID namespaces client idempotency keys apart from the keys the
+// consumers derive from upstream records ("ingestion:<message id>", ...).
+func apiRequestID(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "api:" + id
 }
