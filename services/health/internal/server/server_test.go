@@ -50,7 +50,10 @@ type env struct {
 	clients map[string]healthv1.HealthServiceClient
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { return setupB(t) }
+
+// setupB starts the service over bufconn for a test or benchmark.
+func setupB(t testing.TB) *env {
 	t.Helper()
 	db := storetest.Open(t)
 	clk := clock.NewManual(t0.AddDate(0, 0, 200))

@@ -1,0 +1,176 @@
+package store_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	kv "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"go.etcd.io/bbolt"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/store"
+)
+
+func TestSnapshots(t *testing.T) {
+	db := storetest.Open(t)
+	days := []string{"2026-01-01", "2026-01-03", "2026-01-10"}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for i, d := range days {
+			if err := store.PutSnapshot(tx, "w", "a", &store.Snapshot{Day: d, Score: float64(i)}); err != nil {
+				return err
+			}
+		}
+		// Neighbours that must never leak into "a".
+		if err := store.PutSnapshot(tx, "w", "a2", &store.Snapshot{Day: "2026-01-02", Score: 99}); err != nil {
+			return err
+		}
+		return store.PutSnapshot(tx, "w", "", &store.Snapshot{Day: "2026-01-05", Score: 98})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		day  string
+		want string // "" = not found
+	}{
+		{"2025-12-31", ""},
+		{"2026-01-01", "2026-01-01"},
+		{"2026-01-02", "2026-01-01"},
+		{"2026-01-09", "2026-01-03"},
+		{"2026-01-10", "2026-01-10"},
+		{"2027-01-01", "2026-01-10"},
+	}
+	for _, tt := range tests {
+		t.Run("at "+tt.day, func(t *testing.T) {
+			var got *store.Snapshot
+			err := db.View(func(tx *bbolt.Tx) error {
+				var err error
+				got, err = store.SnapshotAt(tx, "w", "a", tt.day)
+				return err
+			})
+			switch {
+			case tt.want == "" && !errors.Is(err, store.ErrNotFound):
+				t.Fatalf("got %v %v, want not found", got, err)
+			case tt.want != "" && (err != nil || got.Day != tt.want):
+				t.Fatalf("got %v %v, want %s", got, err, tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct{ before, want string }{
+		{"", "2026-01-10,2026-01-03,2026-01-01"},
+		{"2026-01-10", "2026-01-03,2026-01-01"},
+		{"2026-01-02", "2026-01-01"},
+		{"2026-01-01", ""},
+	} {
+		t.Run("scan before "+tt.before, func(t *testing.T) {
+			var got []string
+			if err := db.View(func(tx *bbolt.Tx) error {
+				return store.ScanSnapshots(tx, "w", "a", tt.before, func(s *store.Snapshot) (bool, error) {
+					got = append(got, s.Day)
+					return true, nil
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Fatalf("got %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTimers(t *testing.T) {
+	db := storetest.Open(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for i, a := range []string{"a", "b", "c"} {
+			if err := store.ArmTimer(tx, "w", a, t0.Add(time.Duration(i)*time.Hour)); err != nil {
+				return err
+			}
+		}
+		// Re-arming replaces: "a" moves after "c".
+		return store.ArmTimer(tx, "w", "a", t0.Add(5*time.Hour))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var due []store.Timer
+	var next time.Time
+	if err := db.View(func(tx *bbolt.Tx) error {
+		var err error
+		if due, err = store.DueTimers(tx, t0.Add(2*time.Hour), 10); err != nil {
+			return err
+		}
+		next, _, err = store.NextTimer(tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 2 || due[0].Account != "b" || due[1].Account != "c" || !next.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("due %v next %v", due, next)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return store.DeleteAccount(tx, "w", "b") }); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *bbolt.Tx) error {
+		due, _ = store.DueTimers(tx, t0.Add(10*time.Hour), 10)
+		return nil
+	})
+	if len(due) != 2 || due[0].Account != "c" || due[1].Account != "a" {
+		t.Fatalf("after delete: %v", due)
+	}
+}
+
+func TestModelsAndAccounts(t *testing.T) {
+	db := storetest.Open(t)
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for i := 0; i < 3; i++ {
+			m := &healthv1.Model{Id: "m"}
+			if err := store.PutModel(tx, "w", m); err != nil {
+				return err
+			}
+			if m.GetVersion() != uint32(i+1) {
+				t.Errorf("version %d, want %d", m.GetVersion(), i+1)
+			}
+		}
+		if err := store.PutModel(tx, "w", &healthv1.Model{Id: "m2"}); err != nil {
+			return err
+		}
+		if err := store.SetActive(tx, "w", "m", 2); err != nil {
+			return err
+		}
+		a := &store.Account{Agg: aggregate.New("w", "acme"), Meta: store.Meta{Stage: "adoption"}}
+		return store.PutAccount(tx, a, true)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(tx *bbolt.Tx) error {
+		ms, err := store.ListModels(tx, "w", "m", 0, 10)
+		if err != nil || len(ms) != 3 || ms[0].GetVersion() != 3 {
+			t.Errorf("list: %v %v", ms, err)
+		}
+		ms, _ = store.ListModels(tx, "w", "m", 3, 1)
+		if len(ms) != 1 || ms[0].GetVersion() != 2 {
+			t.Errorf("list before 3: %v", ms)
+		}
+		id, ver, err := store.Active(tx, "w")
+		if err != nil || id != "m" || ver != 2 {
+			t.Errorf("active %q %d %v", id, ver, err)
+		}
+		if _, _, err := store.Active(tx, "other"); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("active of other workspace: %v", err)
+		}
+		a, err := store.GetAccount(tx, "w", "acme")
+		if err != nil || a.Stage != "adoption" || a.Agg.NPS != -1 {
+			t.Errorf("account: %+v %v", a, err)
+		}
+		if _, err := store.GetAccount(tx, "other", "acme"); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("account leaked across workspaces: %v", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
