@@ -96,7 +96,9 @@ func run(ctx context.Context, cfg config) error {
 		func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
 			return ingestion.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
 		},
-		func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) { return r.Records, r.HeadOffset },
+		func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
+			return r.Records, r.HeadOffset
+		},
 	)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -182,4 +184,3 @@ func deadline(d time.Duration) grpc.UnaryServerInterceptor {
 		return h(ctx, req)
 	}
 }
-
