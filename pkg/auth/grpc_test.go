@@ -222,3 +222,27 @@ func TestHealthIsPublic(t *testing.T) {
 		t.Fatalf("status = %v", resp.GetStatus())
 	}
 }
+
+func TestCheckPolicy(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy Policy
+		want   string
+	}{
+		{name: "complete", policy: Policy{method("Write"): RoleWrite, method("Read"): RoleRead, method("Admin"): RoleAdmin,
+			method("Service"): RoleService, method("Any"): RoleUnspecified, method("Unlisted"): RoleAdmin, method("Tail"): RoleRead}},
+		{name: "test policy leaves Unlisted out", policy: testPolicy, want: "/cairn.test.v1.TestService/Unlisted"},
+		{name: "stream missing", policy: Policy{}, want: "/cairn.test.v1.TestService/Tail"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckPolicy(tc.policy, &testDesc, &healthpb.Health_ServiceDesc)
+			if tc.want == "" && err != nil {
+				t.Fatalf("CheckPolicy = %v, want nil (health is public)", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("CheckPolicy = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}

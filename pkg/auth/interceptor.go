@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -153,3 +154,31 @@ func (bearer) String() string { return "Bearer(redacted)" }
 
 // GoString keeps the token out of %#v output.
 func (bearer) GoString() string { return "auth.Bearer(redacted)" }
+
+// CheckPolicy reports the methods of the given services that p does not
+// list (and which the interceptors would therefore deny to every key).
+// Services call it in a test so that a new RPC cannot ship unreachable.
+func CheckPolicy(p Policy, services ...*grpc.ServiceDesc) error {
+	var missing []string
+	for _, sd := range services {
+		for _, m := range sd.Methods {
+			if name := "/" + sd.ServiceName + "/" + m.MethodName; !listed(p, name) {
+				missing = append(missing, name)
+			}
+		}
+		for _, st := range sd.Streams {
+			if name := "/" + sd.ServiceName + "/" + st.StreamName; !listed(p, name) {
+				missing = append(missing, name)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("policy lists no role for %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func listed(p Policy, method string) bool {
+	_, ok := p[method]
+	return ok || public(method)
+}

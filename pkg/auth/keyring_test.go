@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,5 +207,26 @@ func TestStaticKeys(t *testing.T) {
 	}
 	if _, err := s.Authenticate("to"); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("Authenticate(to) err = %v", err)
+	}
+}
+
+// BenchmarkAuthenticate measures one Authenticate against a keyring of 100
+// keys (every hash is compared, in constant time).
+func BenchmarkAuthenticate(b *testing.B) {
+	k, err := NewKeyring(filepath.Join(b.TempDir(), "keys.json"), clock.NewManual(epoch))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tok string
+	for i := range 100 {
+		if tok, err = k.Create(fmt.Sprintf("ws%d", i), RoleWrite); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Authenticate(tok); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

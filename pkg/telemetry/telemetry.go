@@ -33,8 +33,8 @@ const EnvEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
 // EnvLogLevel sets the log level: debug, info (default), warn or error.
 const EnvLogLevel = "CAIRN_LOG_LEVEL"
 
-// Setup installs the global TracerProvider and propagator (which otelgrpc
-// uses) and returns a JSON logger on stderr. Without an OTLP endpoint the
+// Setup installs the global TracerProvider, propagator (which otelgrpc
+// uses) and OTel error handler and returns a JSON logger on stderr. Without an OTLP endpoint the
 // provider exports nothing but still creates spans, so logs carry trace ids.
 // Call shutdown before exit to flush spans.
 func Setup(ctx context.Context, service string) (shutdown func(context.Context) error, logger *slog.Logger, err error) {
@@ -68,6 +68,10 @@ func setup(ctx context.Context, service string, w io.Writer, getenv func(string)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
 	logger := slog.New(NewHandler(w, level)).With("service", service)
+	// Exporter failures (collector down) go to the JSON log, not stdlib log.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("opentelemetry error", "error", err)
+	}))
 	shutdown := func(ctx context.Context) error {
 		if err := tp.Shutdown(ctx); err != nil {
 			return fmt.Errorf("shut down tracer provider: %w", err)
