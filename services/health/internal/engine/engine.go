@@ -334,34 +334,65 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	out, err := compute(st, cm, at)
+	at = asOf(st.acc, at)
+	pr, err := b.priors(st.acc.Agg.Workspace, st.acc.Agg.Account, at)
+	if err != nil {
+		return err
+	}
+	out, err := compute(st, cm, at, pr)
 	if err != nil {
 		return err
 	}
 	return b.commit(st, out)
 }
 
-// outcome is everything an evaluation produced, computed without the store
-// so that a rescore can compute accounts in parallel.
-type outcome struct {
-	health  *healthv1.AccountHealth
-	changed []*commonv1.Signal
-	snap    *store.Snapshot
-	moved   bool
-	change  *healthv1.ScoreChange
-	play    string
-}
-
-// compute scores st as of at with cm and updates st.acc's meta. It reads
-// and writes nothing else, so it is safe to run concurrently for
-// different accounts.
-func compute(st *state, cm *model.Compiled, at time.Time) (*outcome, error) {
-	acc := st.acc
-	ws, acct := acc.Agg.Workspace, acc.Agg.Account
+// asOf is the evaluation time: never before the account's last evaluation,
+// so evaluation order cannot move an account back in time.
+func asOf(acc *store.Account, at time.Time) time.Time {
 	at = at.UTC()
 	if at.Before(acc.LastEval) {
-		at = acc.LastEval
+		return acc.LastEval
 	}
+	return at
+}
+
+// priors are the scores of the snapshots 7 and 30 days before an
+// evaluation, for the trend; nil when there is none.
+type priors struct{ d7, d30 *float64 }
+
+func (b *batch) priors(ws, acct string, at time.Time) (priors, error) {
+	var p priors
+	for _, x := range []struct {
+		days int
+		dst  **float64
+	}{{7, &p.d7}, {30, &p.d30}} {
+		s, err := store.SnapshotAt(b.tx, ws, acct, at.AddDate(0, 0, -x.days).Format(time.DateOnly))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return p, err
+		}
+		*x.dst = &s.Score
+	}
+	return p, nil
+}
+
+// outcome is everything an evaluation produced, already encoded, so that a
+// rescore can compute accounts in parallel and only write in the transaction.
+type outcome struct {
+	health *healthv1.AccountHealth
+	enc    store.Encoded
+	// records are encoded health-log records, in publishing order.
+	records [][]byte
+}
+
+// compute scores st as of at (see asOf) with cm and updates st.acc's meta.
+// It reads and writes nothing else, so it is safe to run concurrently for
+// different accounts.
+func compute(st *state, cm *model.Compiled, at time.Time, pr priors) (*outcome, error) {
+	acc := st.acc
+	ws, acct := acc.Agg.Workspace, acc.Agg.Account
 	acc.LastEval = at
 	act, err := aggregate.Activate(aggregate.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
 	if err != nil {
@@ -380,17 +411,32 @@ func compute(st *state, cm *model.Compiled, at time.Time) (*outcome, error) {
 	if !acc.Agg.ContractEnd.IsZero() {
 		h.ContractEnd = timestamppb.New(acc.Agg.ContractEnd)
 	}
-	out := &outcome{health: h}
-	out.moved = prev == nil || math.Abs(prev.GetScore()-res.Score) >= 0.005 || prev.GetBand() != res.Band
+	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct, Day: at.Format(time.DateOnly)}}
+	moved := prev == nil || math.Abs(prev.GetScore()-res.Score) >= 0.005 || prev.GetBand() != res.Band
 	if prev != nil {
-		if out.moved || prev.GetProfile() != res.Profile || prev.GetModelVersion() != h.ModelVersion {
+		if moved || prev.GetProfile() != res.Profile || prev.GetModelVersion() != h.ModelVersion {
 			h.PreviousScore = prev.GetScore()
 			h.Changes = model.Changes(prev.GetComponents(), res.Components, prev.GetProfile(), res.Profile)
 		} else {
 			h.PreviousScore, h.Changes = prev.GetPreviousScore(), prev.GetChanges()
 		}
 	}
+	trend := func(p *float64) float64 {
+		if p == nil {
+			return 0
+		}
+		return math.Round((res.Score-*p)*100) / 100
+	}
+	h.Trend_7D, h.Trend_30D = trend(pr.d7), trend(pr.d30)
+	h.Direction = "flat"
+	switch {
+	case h.Trend_7D > 2:
+		h.Direction = "up"
+	case h.Trend_7D < -2:
+		h.Direction = "down"
+	}
 
+	// Signals: each change is stored and published.
 	sst := &signals.State{Open: map[string]*commonv1.Signal{}, DropFrom: acc.DropFrom}
 	for _, s := range prev.GetOpenSignals() {
 		sst.Open[s.GetReason()] = s
@@ -400,91 +446,82 @@ func compute(st *state, cm *model.Compiled, at time.Time) (*outcome, error) {
 		prevBand = prev.GetBand()
 	}
 	conds := signals.Evaluate(signals.Facts{Agg: acc.Agg, Now: at, Band: res.Band, PrevBand: prevBand}, sst)
-	out.changed = signals.Diff(ws, acct, sst, conds, at)
 	acc.DropFrom = sst.DropFrom
+	for _, s := range signals.Diff(ws, acct, sst, conds, at) {
+		data, err := store.Marshal(s)
+		if err != nil {
+			return nil, err
+		}
+		out.enc.Signals = append(out.enc.Signals, store.EncodedSignal{Signal: s, Data: data})
+		if err := out.record(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}); err != nil {
+			return nil, err
+		}
+	}
 	reasons := make([]string, 0, len(sst.Open))
 	for r := range sst.Open {
 		reasons = append(reasons, r)
 	}
 	sort.Strings(reasons)
+	play := ""
 	for _, r := range reasons {
 		s := sst.Open[r]
 		h.OpenSignals = append(h.OpenSignals, s)
 		if s.GetKind() == commonv1.SignalKind_SIGNAL_KIND_RENEWAL {
-			out.play = s.GetAttributes()["play"]
+			play = s.GetAttributes()["play"]
+		}
+	}
+	if moved {
+		sc := &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(), Score: res.Score,
+			PreviousBand: prevBand, Band: res.Band, At: timestamppb.New(at)}
+		if err := out.record(&healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: sc}}); err != nil {
+			return nil, err
 		}
 	}
 
-	out.snap = &store.Snapshot{Day: at.Format(time.DateOnly), Score: res.Score, Band: res.Band, When: res.When,
+	snap := &store.Snapshot{Day: out.enc.Day, Score: res.Score, Band: res.Band, When: res.When,
 		Points: make(map[string]float64, len(res.Components)), Raw: make(map[string]float64, len(res.Components))}
 	for i, c := range res.Components {
-		out.snap.Points[c.GetName()] = c.GetPoints()
+		snap.Points[c.GetName()] = c.GetPoints()
 		if c.GetError() == "" {
-			out.snap.Raw[res.Measures[i]] = c.GetRawValue()
+			snap.Raw[res.Measures[i]] = c.GetRawValue()
 		}
 	}
-	if out.moved {
-		out.change = &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(), Score: res.Score,
-			PreviousBand: prevBand, Band: res.Band, At: timestamppb.New(at)}
+	out.enc.Snapshot = store.EncodeSnapshot(snap)
+	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
+		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
+	if out.enc.Row, err = store.Marshal(row); err != nil {
+		return nil, err
+	}
+	if out.enc.Health, err = store.Marshal(h); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// commit writes an outcome: signals, snapshot, trend, health, row, log
-// records and the daily timer.
+func (o *outcome) record(r *healthv1.LogRecord) error {
+	data, err := store.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("marshal health log record: %w", err)
+	}
+	o.records = append(o.records, data)
+	return nil
+}
+
+// commit writes an outcome, publishes its records and re-arms the daily timer.
 func (b *batch) commit(st *state, out *outcome) error {
-	h := out.health
-	ws, acct := h.GetWorkspace(), h.GetAccountId()
-	at := h.GetComputedAt().AsTime()
-	for _, s := range out.changed {
-		if err := store.PutSignal(b.tx, s); err != nil {
-			return err
-		}
-		if err := b.publish(ws, acct, &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}); err != nil {
-			return err
+	if err := store.PutEncoded(b.tx, &out.enc); err != nil {
+		return err
+	}
+	p := Partition(out.enc.Workspace, out.enc.Account, b.e.log.Partitions())
+	for _, r := range out.records {
+		if _, err := b.e.log.AppendTx(b.tx, p, r); err != nil {
+			return fmt.Errorf("append to health log: %w", err)
 		}
 	}
-	if err := store.PutSnapshot(b.tx, ws, acct, out.snap); err != nil {
-		return err
-	}
-	var err error
-	if h.Trend_7D, err = b.trend(ws, acct, at, 7, h.GetScore()); err != nil {
-		return err
-	}
-	if h.Trend_30D, err = b.trend(ws, acct, at, 30, h.GetScore()); err != nil {
-		return err
-	}
-	h.Direction = "flat"
-	switch {
-	case h.Trend_7D > 2:
-		h.Direction = "up"
-	case h.Trend_7D < -2:
-		h.Direction = "down"
-	}
-	if out.change != nil {
-		if err := b.publish(ws, acct, &healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: out.change}}); err != nil {
-			return err
-		}
-	}
-	row := &healthv1.AccountRow{AccountId: acct, Score: h.GetScore(), Band: h.GetBand(), ScoreChange_30D: h.Trend_30D,
-		Arr: h.GetArr(), ContractEnd: h.GetContractEnd(), OpenSignals: int32(len(h.GetOpenSignals())), Stage: h.GetStage(), RenewalPlay: out.play}
-	if err := store.PutHealth(b.tx, h, row); err != nil {
-		return err
-	}
-	st.health = h
+	st.health = out.health
 	// Time-based conditions (renewal windows, "after 30 days") are rechecked
 	// by a durable daily timer at the next UTC midnight of the service clock.
 	due := b.e.clk.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
-	return store.ArmTimer(b.tx, ws, acct, due)
+	return store.ArmTimer(b.tx, out.enc.Workspace, out.enc.Account, due)
 }
 
-func (b *batch) trend(ws, acct string, at time.Time, days int, score float64) (float64, error) {
-	s, err := store.SnapshotAt(b.tx, ws, acct, at.AddDate(0, 0, -days).Format(time.DateOnly))
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return math.Round((score-s.Score)*100) / 100, nil
-}

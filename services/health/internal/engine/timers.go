@@ -136,6 +136,8 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 func (e *Engine) rescoreChunk(tx *bbolt.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
 	type job struct {
 		agg, meta, health []byte
+		at                time.Time
+		pr                priors
 		st                *state
 		out               *outcome
 		err               error
@@ -151,6 +153,20 @@ func (e *Engine) rescoreChunk(tx *bbolt.Tx, ws string, ids []string, cm *model.C
 			return err
 		}
 		jobs = append(jobs, job{agg: agg, meta: meta, health: hraw})
+	}
+	// Trend inputs are read here, on the transaction's goroutine; the
+	// evaluation time only depends on the account's last evaluation.
+	b := e.newBatch(tx)
+	for i := range jobs {
+		j := &jobs[i]
+		meta, err := store.DecodeAccount([]byte("{}"), j.meta)
+		if err != nil {
+			return fmt.Errorf("rescore %q: %w", ids[i], err)
+		}
+		j.at = asOf(meta, now)
+		if j.pr, err = b.priors(ws, ids[i], j.at); err != nil {
+			return err
+		}
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
@@ -173,12 +189,11 @@ func (e *Engine) rescoreChunk(tx *bbolt.Tx, ws string, ids []string, cm *model.C
 						continue
 					}
 				}
-				j.out, j.err = compute(j.st, cm, now)
+				j.out, j.err = compute(j.st, cm, j.at, j.pr)
 			}
 		}(w)
 	}
 	wg.Wait()
-	b := e.newBatch(tx)
 	for i := range jobs {
 		j := &jobs[i]
 		if j.err != nil {

@@ -11,7 +11,7 @@
 //	rows/<ws>       account id                 -> healthv1.AccountRow
 //	signals/<ws>    account \x00 reason        -> commonv1.Signal (open and closed)
 //	sigidx/<ws>     reason \x00 account        -> "" (open signals only)
-//	snapshots/<ws>  account \x00 YYYY-MM-DD    -> Snapshot (JSON)
+//	snapshots/<ws>  account \x00 YYYY-MM-DD    -> Snapshot (EncodeSnapshot)
 //	models/<ws>     model id \x00 U64(version) -> healthv1.Model
 //	active/<ws>     "model"                    -> model id \x00 U64(version)
 //	timers          U64(unix due) ws \x00 acct -> "" (global, ordered by due time)
@@ -355,11 +355,19 @@ func GetRow(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountRow, error) {
 
 // PutSignal stores a signal and keeps the open-signal index.
 func PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
+	data, err := Marshal(s)
+	if err != nil {
+		return err
+	}
+	return putSignal(tx, s, data)
+}
+
+func putSignal(tx *bbolt.Tx, s *commonv1.Signal, data []byte) error {
 	b, err := bucket(tx, "signals", s.GetWorkspace())
 	if err != nil {
 		return err
 	}
-	if err := putProto(b, key(s.GetAccountId(), s.GetReason()), s); err != nil {
+	if err := b.Put(key(s.GetAccountId(), s.GetReason()), data); err != nil {
 		return fmt.Errorf("put signal %q: %w", s.GetSignalId(), err)
 	}
 	idx, err := bucket(tx, "sigidx", s.GetWorkspace())
@@ -427,7 +435,7 @@ func PutSnapshot(tx *bbolt.Tx, ws, acct string, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	return putJSON(b, key(acct, s.Day), s)
+	return b.Put(key(acct, s.Day), EncodeSnapshot(s))
 }
 
 // SnapshotAt returns the latest snapshot on or before day.
@@ -451,8 +459,8 @@ func SnapshotAt(tx *bbolt.Tx, ws, acct, day string) (*Snapshot, error) {
 	if k == nil || !bytes.HasPrefix(k, prefix) {
 		return nil, ErrNotFound
 	}
-	s := &Snapshot{}
-	if err := json.Unmarshal(v, s); err != nil {
+	s, err := DecodeSnapshot(v)
+	if err != nil {
 		return nil, fmt.Errorf("decode snapshot %q: %w", k, err)
 	}
 	return s, nil
@@ -479,8 +487,8 @@ func ScanSnapshots(tx *bbolt.Tx, ws, acct, before string, fn func(*Snapshot) (bo
 		k, v = c.Prev()
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-		s := &Snapshot{}
-		if err := json.Unmarshal(v, s); err != nil {
+		s, err := DecodeSnapshot(v)
+		if err != nil {
 			return fmt.Errorf("decode snapshot %q: %w", k, err)
 		}
 		more, err := fn(s)

@@ -1,0 +1,181 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+)
+
+// snapshotVersion prefixes encoded snapshots so the format can change.
+const snapshotVersion = 1
+
+var errShort = errors.New("truncated snapshot")
+
+// EncodeSnapshot renders s in a compact binary form (snapshots are the
+// bulkiest records: one per account per day). Map entries are sorted so
+// equal snapshots encode equally.
+func EncodeSnapshot(s *Snapshot) []byte {
+	buf := make([]byte, 0, 64+24*(len(s.Points)+len(s.Raw)))
+	buf = append(buf, snapshotVersion)
+	buf = appendString(buf, s.Day)
+	buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(s.Score))
+	buf = binary.AppendUvarint(buf, uint64(s.Band))
+	buf = appendString(buf, s.When)
+	buf = appendMap(buf, s.Points)
+	return appendMap(buf, s.Raw)
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendMap(buf []byte, m map[string]float64) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	buf = binary.AppendUvarint(buf, uint64(len(keys)))
+	for _, k := range keys {
+		buf = appendString(buf, k)
+		buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(m[k]))
+	}
+	return buf
+}
+
+// DecodeSnapshot parses EncodeSnapshot's output.
+func DecodeSnapshot(b []byte) (*Snapshot, error) {
+	if len(b) == 0 || b[0] != snapshotVersion {
+		return nil, errors.New("unknown snapshot encoding")
+	}
+	d := decoder{b: b[1:]}
+	s := &Snapshot{Day: d.str()}
+	s.Score = math.Float64frombits(d.u64())
+	s.Band = healthv1.Band(d.uvarint())
+	s.When = d.str()
+	s.Points = d.floats()
+	s.Raw = d.floats()
+	if d.err != nil {
+		return nil, d.err
+	}
+	return s, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	if d.err != nil || len(d.b) < 8 {
+		d.err = errShort
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil || uint64(len(d.b)) < n {
+		d.err = errShort
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) floats() map[string]float64 {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errShort
+		return nil
+	}
+	m := make(map[string]float64, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := d.str()
+		m[k] = math.Float64frombits(d.u64())
+	}
+	return m
+}
+
+// Encoded is an evaluation's output in stored form, prepared outside the
+// transaction (in parallel during a rescore) and written by PutEncoded.
+type Encoded struct {
+	// Workspace and Account name the account.
+	Workspace, Account string
+	// Day keys the snapshot.
+	Day string
+	// Snapshot, Health and Row are the encoded records.
+	Snapshot, Health, Row []byte
+	// Signals are the changed signals with their encoded form.
+	Signals []EncodedSignal
+}
+
+// EncodedSignal is one changed signal.
+type EncodedSignal struct {
+	// Signal is the decoded signal (its reason, state and account key the indexes).
+	Signal *commonv1.Signal
+	// Data is its deterministic proto encoding.
+	Data []byte
+}
+
+// Marshal encodes m deterministically, as every record of this store is.
+func Marshal(m proto.Message) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %T: %w", m, err)
+	}
+	return b, nil
+}
+
+// PutEncoded writes an evaluation's records.
+func PutEncoded(tx *bbolt.Tx, e *Encoded) error {
+	for _, s := range e.Signals {
+		if err := putSignal(tx, s.Signal, s.Data); err != nil {
+			return err
+		}
+	}
+	b, err := bucket(tx, "snapshots", e.Workspace)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(key(e.Account, e.Day), e.Snapshot); err != nil {
+		return fmt.Errorf("put snapshot of %q: %w", e.Account, err)
+	}
+	hb, err := bucket(tx, "health", e.Workspace)
+	if err != nil {
+		return err
+	}
+	if err := hb.Put([]byte(e.Account), e.Health); err != nil {
+		return fmt.Errorf("put health of %q: %w", e.Account, err)
+	}
+	rb, err := bucket(tx, "rows", e.Workspace)
+	if err != nil {
+		return err
+	}
+	return rb.Put([]byte(e.Account), e.Row)
+}
