@@ -524,4 +524,3 @@ func (b *batch) commit(st *state, out *outcome) error {
 	due := b.e.clk.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
 	return store.ArmTimer(b.tx, out.enc.Workspace, out.enc.Account, due)
 }
-
