@@ -80,7 +80,13 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("open stages log: %w", err)
 	}
-	eng, err := engine.New(engine.Options{DB: db, Log: out, Clock: clk, Logger: logger})
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register process metrics: %w", err)
+		}
+	}
+	eng, err := engine.New(engine.Options{DB: db, Log: out, Clock: clk, Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -100,8 +106,6 @@ func run(ctx context.Context, cfg config) error {
 			return r.Records, r.HeadOffset
 		},
 	)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	partitions := make([]uint32, parts)
 	for i := range partitions {
 		partitions[i] = uint32(i)

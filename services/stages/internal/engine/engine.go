@@ -24,6 +24,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -54,6 +55,8 @@ type Options struct {
 	Clock clock.Clock
 	// Logger reports timer failures.
 	Logger *slog.Logger
+	// Registerer, when set, receives the engine's metrics.
+	Registerer prometheus.Registerer
 	// MaxTimerWait caps how long the timer loop sleeps before re-reading the
 	// earliest timer (default 1 minute), so a timer armed concurrently is at
 	// most this late.
@@ -71,6 +74,11 @@ type Engine struct {
 	mu       sync.Mutex
 	journeys map[string]*compiled
 	wake     chan struct{}
+
+	transitions *prometheus.CounterVec
+	signals     *prometheus.CounterVec
+	applyTime   prometheus.Histogram
+	timersFired prometheus.Counter
 }
 
 type compiled struct {
@@ -92,10 +100,31 @@ func New(opts Options) (*Engine, error) {
 	if opts.MaxTimerWait <= 0 {
 		opts.MaxTimerWait = time.Minute
 	}
-	return &Engine{
+	e := &Engine{
 		db: opts.DB, log: opts.Log, clock: opts.Clock, logger: opts.Logger, wait: opts.MaxTimerWait,
 		journeys: map[string]*compiled{}, wake: make(chan struct{}, 1),
-	}, nil
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_stages_transitions_total", Help: "Stage transitions committed, by cause.",
+		}, []string{"cause"}),
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_stages_signals_total", Help: "Drop-off signals committed, by state.",
+		}, []string{"state"}),
+		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_stages_apply_seconds", Help: "Time to apply one batch of ingestion records (aggregates and evaluation).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		timersFired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_stages_timers_fired_total", Help: "Durable timers fired.",
+		}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{e.transitions, e.signals, e.applyTime, e.timersFired} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register stages metrics: %w", err)
+			}
+		}
+	}
+	return e, nil
 }
 
 // Journey returns the compiled journey for a stored version.
@@ -159,7 +188,9 @@ func (e *Engine) InstallDefault(tx *bbolt.Tx, ws string) ([]store.ActiveJourney,
 // Apply is the stream consumer's Apply: it folds ingestion records into live
 // state inside tx.
 func (e *Engine) Apply(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+	start := time.Now()
 	b := e.newBatch(tx, store.Live, nil)
+	defer func() { e.applyTime.Observe(time.Since(start).Seconds()) }()
 	for _, r := range recs {
 		switch k := r.GetKind().(type) {
 		case *ingestionv1.LogRecord_Event:
@@ -368,6 +399,22 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 			return err
 		}
 	}
+	if b.publish && (len(out.Moves) > 0 || len(out.Signals) > 0) {
+		moves, sigs := out.Moves, out.Signals
+		// Counted on commit: a group-committed Apply may run more than once.
+		b.tx.OnCommit(func() {
+			for _, m := range moves {
+				b.e.transitions.WithLabelValues(m.Cause).Inc()
+			}
+			for _, sc := range sigs {
+				state := "closed"
+				if sc.Open {
+					state = "open"
+				}
+				b.e.signals.WithLabelValues(state).Inc()
+			}
+		})
+	}
 	aj.Stage = out.State.Stage
 	if !out.State.EnteredAt.IsZero() {
 		aj.EnteredAt = timestamppb.New(out.State.EnteredAt)
@@ -543,6 +590,7 @@ func (e *Engine) FireDue(ctx context.Context, now time.Time) (int, error) {
 				return err
 			}
 			n = len(due)
+			tx.OnCommit(func() { e.timersFired.Add(float64(len(due))) })
 			b := e.newBatch(tx, store.Live, nil)
 			for _, t := range due {
 				if err := store.Fired(tx, t); err != nil {

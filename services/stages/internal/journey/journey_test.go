@@ -333,3 +333,42 @@ stages:
 		t.Errorf("exit results = %v, want one unmet criterion with a cost-limit error", exit)
 	}
 }
+
+func FuzzParseYAML(f *testing.F) {
+	all, err := Templates()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, def := range all {
+		y, err := ProtoYAML(def)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(y))
+	}
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(toy))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		def, errs := ProtoFromYAML(data)
+		if def == nil {
+			if len(errs) == 0 {
+				t.Fatal("no definition and no error")
+			}
+			return
+		}
+		// Validation must report problems, never panic; a valid definition
+		// must evaluate an empty account without panicking.
+		j, err := Compile(def)
+		if err != nil {
+			return
+		}
+		j.NewEvaluator().Evaluate(account.New("w", "a"), State{}, t0, CauseEvent)
+	})
+}
