@@ -388,7 +388,7 @@ func (s *Server) ListAccounts(ctx context.Context, req *healthv1.ListAccountsReq
 	}
 	if rw := req.GetRenewalWindow(); rw != 0 {
 		ok := false
-		for _, w := range signals.Windows {
+		for _, w := range signals.Windows() {
 			ok = ok || int(rw) == w
 		}
 		if !ok {

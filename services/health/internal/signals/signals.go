@@ -50,8 +50,8 @@ const (
 	tierUsesNeeded = 3
 )
 
-// Windows are the renewal windows, in days before contract end, largest first.
-var Windows = []int{120, 90, 60, 30}
+// Windows returns the renewal windows, in days before contract end, largest first.
+func Windows() []int { return []int{120, 90, 60, 30} }
 
 // RenewalReason names the signal of a renewal window.
 func RenewalReason(days int) string { return renewalPrefix + strconv.Itoa(days) }
@@ -196,14 +196,15 @@ func fresh(m map[string]time.Time, created, now time.Time) []string {
 // get a simplified, automated renewal from 90 days; the rest follow the
 // standard 90/60/30 playbook. At 120 days non-risk accounts are monitored.
 func Renewal(daysLeft float64, band healthv1.Band) (Condition, bool) {
-	if daysLeft < 0 || daysLeft > float64(Windows[0]) {
+	windows := Windows()
+	if daysLeft < 0 || daysLeft > float64(windows[0]) {
 		return Condition{}, false
 	}
-	w := Windows[len(Windows)-1]
-	for i, d := range Windows {
+	w := windows[len(windows)-1]
+	for i, d := range windows {
 		next := 0
-		if i+1 < len(Windows) {
-			next = Windows[i+1]
+		if i+1 < len(windows) {
+			next = windows[i+1]
 		}
 		if daysLeft <= float64(d) && daysLeft > float64(next) {
 			w = d

@@ -370,7 +370,7 @@ func TestRenewalWindowsOverTime(t *testing.T) {
 					}
 				}
 			}
-			for _, w := range signals.Windows {
+			for _, w := range signals.Windows() {
 				r := signals.RenewalReason(w)
 				if opened[r] != 1 || closed[r] != 1 {
 					t.Errorf("%s opened %d closed %d times, want 1 and 1", r, opened[r], closed[r])
