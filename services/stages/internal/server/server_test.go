@@ -36,7 +36,7 @@ const parts = 2
 
 // rig runs a stages server over bufconn, fed by an in-process ingestion log.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	ingest   *stream.Log
 	consumer *stream.Consumer[*ingestionv1.LogRecord]
 	clock    *clock.Manual
@@ -51,7 +51,7 @@ var keys = auth.StaticKeys{
 	"service": {KeyID: "k4", Role: auth.RoleService},
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	clk := clock.NewManual(t0)
 	ingestDB, db := storetest.Open(t), storetest.Open(t)
