@@ -160,21 +160,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
 	}
-	c.fromEnv("partitions", func(v string) error {
+	setPartitions := func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
-		if err == nil {
-			c.Partitions = uint32(n)
-		}
-		return err
-	})
-	fs.Func("partitions", fmt.Sprintf("number of log partitions, the same for every service (default %d) (env %s)", c.Partitions, EnvName("partitions")), func(v string) error {
-		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil {
-			return fmt.Errorf("want a positive integer: %w", err)
+		if err != nil || n == 0 {
+			return fmt.Errorf("want an integer from 1 to %d", MaxPartitions)
 		}
 		c.Partitions = uint32(n)
 		return nil
-	})
+	}
+	c.fromEnv("partitions", setPartitions)
+	fs.Func("partitions", fmt.Sprintf("number of log partitions, the same for every service (default %d) (env %s)", c.Partitions, EnvName("partitions")), setPartitions)
 
 	if c.MaxRecvBytes == 0 {
 		c.MaxRecvBytes = DefaultMaxRecvBytes
@@ -242,8 +237,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every invalid field, naming its flag.
+// Validate reports every invalid field, naming its flag. Zero fields that
+// have a default (see the Default* constants) are valid: New applies the
+// defaults.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	errs := append([]error(nil), c.envErrs...)
 	if c.Name == "" {
 		errs = append(errs, errors.New("service name is empty"))

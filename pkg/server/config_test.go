@@ -67,10 +67,16 @@ func TestRegisterFlags(t *testing.T) {
 			err:  `-partitions: environment CAIRN_PARTITIONS="many"`,
 		},
 		{
-			name: "zero partitions",
+			name: "zero partitions from the environment",
 			base: Config{Name: "routing"},
-			args: []string{"-partitions", "0"},
-			err:  "-partitions: 0 is not between 1 and 4096",
+			env:  map[string]string{"CAIRN_PARTITIONS": "0"},
+			err:  "-partitions: environment CAIRN_PARTITIONS=\"0\": want an integer from 1 to 4096",
+		},
+		{
+			name: "too many partitions",
+			base: Config{Name: "routing"},
+			args: []string{"-partitions", "5000"},
+			err:  "-partitions: 5000 is not between 1 and 4096",
 		},
 		{
 			name: "bad metrics address",
@@ -139,5 +145,40 @@ func TestEnvName(t *testing.T) {
 		if got := EnvName(in); got != want {
 			t.Errorf("EnvName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestValidateZeroDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		err  string
+	}{
+		{name: "zero durations and sizes take defaults", cfg: Config{Name: "x", GRPCAddr: "127.0.0.1:0"}},
+		{name: "negative drain delay", cfg: Config{Name: "x", GRPCAddr: "127.0.0.1:0", DrainDelay: -time.Second}, err: "-drain-delay"},
+		{name: "negative request timeout", cfg: Config{Name: "x", GRPCAddr: "127.0.0.1:0", RequestTimeout: -time.Second}, err: "-request-timeout"},
+		{name: "no name", cfg: Config{GRPCAddr: "127.0.0.1:0"}, err: "service name is empty"},
+		{name: "port out of range", cfg: Config{Name: "x", GRPCAddr: "127.0.0.1:70000"}, err: "port must be a number"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.err == "" && err != nil {
+				t.Fatalf("Validate = %v", err)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("Validate = %v, want one containing %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestPartitionsFlagRejectsZero(t *testing.T) {
+	c := Config{Name: "routing"}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(new(bytes.Buffer))
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-partitions", "0"}); err == nil || !strings.Contains(err.Error(), "want an integer from 1 to 4096") {
+		t.Fatalf("Parse(-partitions 0) = %v", err)
 	}
 }
