@@ -33,6 +33,7 @@ type options struct {
 	n                    int64
 	accounts             int
 	stream               bool
+	window               int
 	runID                string
 }
 
@@ -51,7 +52,8 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run")
 	flag.Int64Var(&o.n, "n", 0, "stop after this many events (0: run for -duration)")
 	flag.IntVar(&o.accounts, "accounts", 1000, "distinct accounts the events are spread over")
-	flag.BoolVar(&o.stream, "stream", false, "use IngestStream (one stream per caller, one batch in flight each)")
+	flag.BoolVar(&o.stream, "stream", false, "use IngestStream (one stream per caller)")
+	flag.IntVar(&o.window, "window", 1, "with -stream: batches in flight per stream")
 	flag.StringVar(&o.runID, "run", fmt.Sprint(time.Now().UnixNano()), "prefix of generated message ids")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -153,28 +155,52 @@ func run(o options) error {
 				fail(err)
 				return
 			}
+			// The sender keeps up to -window batches in flight; the
+			// receiver matches answers to send times by sequence.
+			var sentMu sync.Mutex
+			sent := map[uint64]time.Time{}
+			slots := make(chan struct{}, max(1, o.window))
+			sendDone, recvDone := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(sendDone)
+				defer func() { _ = s.CloseSend() }()
+				for {
+					select {
+					case slots <- struct{}{}:
+					case <-recvDone:
+						return
+					}
+					n, ok := take()
+					if !ok {
+						return
+					}
+					sentMu.Lock()
+					sent[uint64(n)] = time.Now()
+					sentMu.Unlock()
+					if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(n), Batch: makeBatch(n)}); err != nil {
+						fail(err)
+						return
+					}
+				}
+			}()
 			for {
-				n, ok := take()
-				if !ok {
+				resp, err := s.Recv()
+				if errors.Is(err, io.EOF) {
 					break
 				}
-				t0 := time.Now()
-				if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(n), Batch: makeBatch(n)}); err != nil {
-					fail(err)
-					return
-				}
-				resp, err := s.Recv()
 				if err != nil {
 					fail(err)
-					return
+					break
 				}
+				sentMu.Lock()
+				t0 := sent[resp.GetSequence()]
+				delete(sent, resp.GetSequence())
+				sentMu.Unlock()
 				record(resp.GetResult(), time.Since(t0), &local)
+				<-slots
 			}
-			if err := s.CloseSend(); err == nil {
-				if _, err := s.Recv(); err != nil && !errors.Is(err, io.EOF) {
-					fail(err)
-				}
-			}
+			close(recvDone)
+			<-sendDone
 		}()
 	}
 	wg.Wait()
