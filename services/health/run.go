@@ -48,6 +48,9 @@ func run(ctx context.Context, cfg config) error {
 	}
 	defer func() { _ = shutdown(context.Background()) }()
 	cfg.Server.Logger = logger
+	if cfg.Server.Partitions == 0 {
+		cfg.Server.Partitions = server.DefaultPartitions
+	}
 	clk := clock.Real{}
 
 	db, err := kv.Open(cfg.Server.DBPath(), kv.Options{SchemaVersion: store.SchemaVersion, LockTimeout: 5 * time.Second})
