@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 SERVICES := ingestion stages health routing gateway
-MODULES := ./gen/... ./pkg/... ./services/ingestion/... ./services/stages/... ./services/health/... ./services/routing/... ./services/gateway/... ./cmd/cairn/...
+MODULES := ./gen/... ./pkg/... ./services/ingestion/... ./services/stages/... ./services/health/... ./services/routing/... ./services/gateway/... ./cmd/cairn/... ./reliability/...
 TEST_FLAGS ?=
 
 .PHONY: all build run test race vet gen gen-check lint bench apply clean

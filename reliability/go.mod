@@ -1,0 +1,3 @@
+module github.com/cairn-dev/cairn/reliability
+
+go 1.26.0
