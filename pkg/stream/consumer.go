@@ -288,6 +288,7 @@ func (c *Consumer[T]) Run(ctx context.Context) error {
 
 func (c *Consumer[T]) follow(ctx context.Context, p uint32) {
 	backoff := c.opts.MinBackoff
+	failures := 0
 	for ctx.Err() == nil {
 		progressed, err := c.session(ctx, p)
 		if ctx.Err() != nil {
@@ -295,8 +296,16 @@ func (c *Consumer[T]) follow(ctx context.Context, p uint32) {
 		}
 		if progressed {
 			backoff = c.opts.MinBackoff
+			failures = 0
 		}
-		c.opts.Logger.Warn("consumer reconnecting", "consumer", c.opts.Name, "partition", p, "err", err, "backoff", backoff)
+		failures++
+		// Peers start in any order, so the first few refusals are expected;
+		// only a persistent failure deserves a warning.
+		level := slog.LevelDebug
+		if failures >= 5 {
+			level = slog.LevelWarn
+		}
+		c.opts.Logger.Log(ctx, level, "consumer reconnecting", "consumer", c.opts.Name, "partition", p, "err", err, "backoff", backoff, "attempt", failures)
 		select {
 		case <-ctx.Done():
 			return

@@ -165,6 +165,8 @@ func (l *Log) buckets(tx *bbolt.Tx, p uint32) (meta, recs *bbolt.Bucket, err err
 		if recs, err = pb.CreateBucketIfNotExists([]byte("records")); err != nil {
 			return nil, nil, err
 		}
+		// Offsets only grow, so pages can be packed full instead of split in half.
+		recs.FillPercent = 1.0
 		return meta, recs, nil
 	}
 	return pb.Bucket([]byte("meta")), pb.Bucket([]byte("records")), nil
