@@ -43,8 +43,10 @@ cleanup() {
     kill -KILL "$suite_pid" 2>/dev/null || true
     wait "$suite_pid" 2>/dev/null || true
   fi
+  mkdir -p "$here/screenshots"
+  cp "$suite_log" "$here/screenshots/suite.log" 2>/dev/null || true
   if [ "$status" -ne 0 ]; then
-    log "failed; last lines of the suite's log:"
+    log "failed; last lines of the suite's log (all of it: e2e/screenshots/suite.log):"
     tail -n 40 "$suite_log" >&2 || true
   fi
   rm -rf "$data"

@@ -459,22 +459,29 @@
       const [open, breached] = await Promise.all([
         api('/v1/assignments', { state: 'ASSIGNMENT_STATE_OPEN', 'page.pageSize': 50 }),
         api('/v1/assignments', { state: 'ASSIGNMENT_STATE_BREACHED', 'page.pageSize': 50 })]);
-      const rows = [...(breached.assignments || []), ...(open.assignments || [])];
+      // Breaches first, then the open ones whose SLA runs out soonest.
+      const due = (a) => (validTime(a.sla && a.sla.dueAt) ? new Date(a.sla.dueAt).getTime() : Infinity);
+      const all = [...(breached.assignments || []), ...(open.assignments || []).sort((a, b) => due(a) - due(b))];
+      const rows = all.slice(0, 25);
       return [h('h2', {}, 'Routing queue ', h('span', { class: 'pill bad' }, (breached.assignments || []).length + ' breached')),
         rows.length ? h('div', { class: 'table-wrap' }, h('table', {},
           h('thead', {}, h('tr', {}, h('th', {}, 'Type'), h('th', {}, 'Account / lead'), h('th', {}, 'Owner'), h('th', {}, 'SLA'))),
           h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()),
             h('td', {}, a.accountId ? accountLink(a.accountId) : ((a.lead && (a.lead.email || a.lead.leadId)) || '—')),
-            h('td', {}, a.ownerId || h('span', { class: 'pill bad' }, 'unassigned')), h('td', { class: 'nowrap' }, countdown(a)))))))
+            h('td', {}, a.ownerId || h('span', { class: 'pill bad' }, 'unassigned')), h('td', { class: 'nowrap' }, countdown(a))))),
+          all.length > rows.length ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 4, class: 'muted' }, `and ${all.length - rows.length} more`))) : null))
           : empty('The queue is empty.')];
     });
     fill(load, 'owner load', async () => {
       const r = await api('/v1/routing/load', { 'page.pageSize': 100 });
       const owners = r.owners || [];
+      // Owners without a capacity are drawn relative to the busiest owner, in a neutral colour.
+      const busiest = Math.max(1, ...owners.map((o) => num(o.open)));
       return [h('h2', {}, 'Load per owner'), owners.length ? owners.map((o) => {
         const cap = num(o.capacity), open = num(o.open), share = cap ? open / cap : 0;
+        const cls = !cap ? '' : share >= 1 ? 'bad' : share >= 0.8 ? 'warn' : 'good';
         return h('div', { class: 'load' }, h('div', {}, h('b', {}, o.name || o.ownerId), h('div', { class: 'muted' }, enumName(o.team, 'TEAM_'))),
-          h('div', { class: 'bar ' + (share >= 1 ? 'bad' : share >= 0.8 ? 'warn' : 'good') }, h('span', { style: `width:${cap ? Math.min(100, share * 100) : Math.min(100, open * 5)}%` })),
+          h('div', { class: 'bar ' + cls, title: cap ? `${open} of ${cap}` : `${open} open, no capacity limit` }, h('span', { style: `width:${cap ? Math.min(100, share * 100) : (open / busiest) * 100}%` })),
           h('div', { class: 'num' }, cap ? `${open}/${cap}` : String(open), num(o.breached) ? h('div', { class: 'drop' }, o.breached + ' breached') : null));
       }) : empty('No owners configured.')];
     });
