@@ -39,15 +39,12 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.NoSync, "no-sync", false, "skip fsync; acknowledged state may be lost on a crash (benchmarks only)")
 }
 
-// run wires the service in order: validate config, open the store, register
-// the API, then serve while the ingestion consumer, the timer loop and
+// run wires the service in order: validate config (server.New), open the
+// store, register the API, then serve while the ingestion consumer, the timer loop and
 // replays run in the background, until ctx ends.
 func run(ctx context.Context, cfg config) error {
 	if cfg.IngestionAddr == "" {
 		return errors.New("invalid configuration: -ingestion-addr: empty")
-	}
-	if err := cfg.Server.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	shutdown, logger, err := telemetry.Setup(ctx, "stages")
 	if err != nil {
@@ -59,11 +56,6 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("load keys: %w", err)
 	}
-	db, err := store.Open(cfg.Server.DBPath(), cfg.NoSync)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = db.Close() }()
 	srv, err := server.New(cfg.Server, stagesserver.Policy(), keys)
 	if err != nil {
 		return err
@@ -74,6 +66,11 @@ func run(ctx context.Context, cfg config) error {
 			_ = srv.Close()
 		}
 	}()
+	db, err := store.Open(srv.Config().DBPath(), cfg.NoSync)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = db.Close() }()
 	clk := clock.Real{}
 	parts := srv.Config().Partitions
 	out, err := stream.OpenLog(db, "stages", stream.LogOptions{Partitions: parts, Clock: clk})

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeIngestion serves a local log as the ingestion Subscribe stream.
+type fakeIngestion struct {
+	ingestionv1.UnimplementedIngestionServiceServer
+	log *stream.Log
+}
+
+func (f *fakeIngestion) Subscribe(req *ingestionv1.SubscribeRequest, ss grpc.ServerStreamingServer[ingestionv1.SubscribeResponse]) error {
+	err := f.log.Serve(ss.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []stream.Record, head uint64) error {
+		resp := &ingestionv1.SubscribeResponse{HeadOffset: head}
+		for _, r := range recs {
+			lr := &ingestionv1.LogRecord{}
+			if err := proto.Unmarshal(r.Data, lr); err != nil {
+				return err
+			}
+			lr.Offset, lr.Partition = r.Offset, r.Partition
+			resp.Records = append(resp.Records, lr)
+		}
+		return ss.Send(resp)
+	})
+	if ss.Context().Err() != nil {
+		return nil
+	}
+	return stream.Status(err)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRunEndToEnd starts the real service (run) against a fake ingestion
+// server over loopback gRPC, logs an event, and reads the account's journey
+// back through the authenticated API; the first event installs the default
+// journey.
+func TestRunEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	keys, err := auth.LoadKeyring(filepath.Join(dir, "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readKey, err := keys.Create("w", auth.RoleRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcKey, err := keys.Create("", auth.RoleService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 2
+	ingLog, err := stream.OpenLog(storetest.Open(t), "ingestion", stream.LogOptions{Partitions: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
+	served := make(chan struct{})
+	go func() { _ = g.Serve(lis); close(served) }()
+	defer func() { g.Stop(); <-served }()
+
+	cfg := config{
+		Server:        server.Config{Name: "stages", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey, Partitions: parts},
+		IngestionAddr: lis.Addr().String(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+		Workspace: "w", AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1",
+		Event: "demo_requested", MessageId: "m1", Timestamp: timestamppb.Now()}}}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ingLog.Append(ctx, stream.Partition("w", "acme", parts), data); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := server.Dial(cfg.Server.GRPCAddr, readKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := stagesv1.NewStagesServiceClient(conn)
+	// Poll until the consumer has applied the event: this waits for a
+	// separate server to catch up, not for a deadline of the code under test.
+	var aj *stagesv1.AccountJourney
+	for i := 0; i < 600 && aj == nil; i++ {
+		resp, err := c.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: "acme"})
+		switch status.Code(err) {
+		case codes.OK:
+			aj = resp.GetJourney()
+		case codes.NotFound, codes.Unavailable:
+			time.Sleep(20 * time.Millisecond)
+		default:
+			t.Fatal(err)
+		}
+	}
+	if aj == nil {
+		t.Fatal("account never placed")
+	}
+	if aj.GetStage() != "evaluation" || aj.GetJourneyId() != "default" || len(aj.GetHistory()) != 1 || aj.GetHistory()[0].GetTriggerMessageId() != "m1" {
+		t.Fatalf("journey = %v", aj)
+	}
+	if _, err := c.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Yaml: "id: x\nstages: [{id: one}]\n"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("read key applying a journey: err = %v, want PermissionDenied", err)
+	}
+}
