@@ -1,7 +1,9 @@
 package aggregate_test
 
 import (
+	"bytes"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +212,57 @@ func FuzzParseWindow(f *testing.F) {
 		d, err := aggregate.ParseWindow(s)
 		if err == nil && d <= 0 {
 			t.Fatalf("ParseWindow(%q) = %v without error", s, d)
+		}
+	})
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	a := fixture()
+	a.Apply(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_IDENTIFY, UserId: "u9",
+		Traits: mustStruct(map[string]any{"email": "x@y.io", "department": "Ops", "role": "champion"}), Timestamp: timestamppb.New(t0)})
+	a.Apply(track(41, "u1", "sso", "tier", "enterprise"))
+	a.Apply(track(42, "u1", "billing.churned"))
+	a.CreatedAt = time.Date(1500, 1, 1, 0, 0, 0, 7, time.UTC) // outside the UnixNano range
+	b, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &aggregate.Aggregate{}
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, a) {
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v", got, a)
+	}
+	again, _ := got.MarshalBinary()
+	if !bytes.Equal(again, b) {
+		t.Fatal("encoding is not deterministic")
+	}
+	for i := 0; i < len(b); i++ {
+		if err := (&aggregate.Aggregate{}).UnmarshalBinary(b[:i]); err == nil {
+			t.Fatalf("truncated to %d bytes decoded without error", i)
+		}
+	}
+}
+
+func FuzzUnmarshalBinary(f *testing.F) {
+	b, err := fixture().MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a := &aggregate.Aggregate{}
+		if err := a.UnmarshalBinary(b); err != nil {
+			return
+		}
+		again, err := a.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := (&aggregate.Aggregate{}).UnmarshalBinary(again); err != nil {
+			t.Fatalf("re-encoded aggregate does not decode: %v", err)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
@@ -87,3 +88,33 @@ func BenchmarkRescore100k(b *testing.B) { benchRescore(b, 100000) }
 
 // BenchmarkRescore10k is the same at a tenth of the size, for quick runs.
 func BenchmarkRescore10k(b *testing.B) { benchRescore(b, 10000) }
+
+// BenchmarkApplyEvent measures the incremental path: one product event
+// applied, rescored and committed, in consumer-sized batches of 500 over
+// 1,000 accounts that already have 60 days of history.
+func BenchmarkApplyEvent(b *testing.B) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	db, err := kv.Open(filepath.Join(b.TempDir(), "bench.db"), kv.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	seedAccounts(b, db, "w", 1000, now)
+	e, err := engine.New(engine.Config{Log: boltLog{parts: 8}, Clock: clock.NewManual(now)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]*ingestionv1.LogRecord, 0, 500)
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		recs = recs[:0]
+		for ; len(recs) < 500 && i < b.N; i++ {
+			r := event(fmt.Sprintf("acct-%06d", i%1000), 151, track, fmt.Sprintf("u%d", i%5), fmt.Sprintf("f%d", i%7))
+			r.GetEvent().Workspace = "w"
+			recs = append(recs, r)
+		}
+		if err := db.Update(func(tx *bbolt.Tx) error { return e.ApplyIngestion(tx, 0, recs) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -159,11 +159,11 @@ func (e *Engine) rescoreChunk(tx *bbolt.Tx, ws string, ids []string, cm *model.C
 	b := e.newBatch(tx)
 	for i := range jobs {
 		j := &jobs[i]
-		meta, err := store.DecodeAccount([]byte("{}"), j.meta)
+		meta, err := store.DecodeMeta(j.meta)
 		if err != nil {
 			return fmt.Errorf("rescore %q: %w", ids[i], err)
 		}
-		j.at = asOf(meta, now)
+		j.at = asOf(&store.Account{Meta: *meta}, now)
 		if j.pr, err = b.priors(ws, ids[i], j.at); err != nil {
 			return err
 		}

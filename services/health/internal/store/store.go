@@ -5,7 +5,7 @@
 //
 // Layout (all under a per-workspace sub-bucket unless noted):
 //
-//	accounts/<ws>   account id                 -> aggregate.Aggregate (JSON)
+//	accounts/<ws>   account id                 -> aggregate.Aggregate (MarshalBinary)
 //	meta/<ws>       account id                 -> Meta (JSON; small, rewritten on every evaluation)
 //	health/<ws>     account id                 -> healthv1.AccountHealth
 //	rows/<ws>       account id                 -> healthv1.AccountRow
@@ -164,15 +164,26 @@ func GetAccountRaw(tx *bbolt.Tx, ws, acct string) (agg, meta []byte, err error) 
 // DecodeAccount decodes what GetAccountRaw returned.
 func DecodeAccount(agg, meta []byte) (*Account, error) {
 	a := &Account{Agg: &aggregate.Aggregate{}}
-	if err := json.Unmarshal(agg, a.Agg); err != nil {
+	if err := a.Agg.UnmarshalBinary(agg); err != nil {
 		return nil, fmt.Errorf("decode aggregate: %w", err)
 	}
+	m, err := DecodeMeta(meta)
+	if err != nil {
+		return nil, err
+	}
+	a.Meta = *m
+	return a, nil
+}
+
+// DecodeMeta decodes an account's meta record (empty input = zero meta).
+func DecodeMeta(meta []byte) (*Meta, error) {
+	m := &Meta{}
 	if len(meta) > 0 {
-		if err := json.Unmarshal(meta, &a.Meta); err != nil {
+		if err := json.Unmarshal(meta, m); err != nil {
 			return nil, fmt.Errorf("decode account meta: %w", err)
 		}
 	}
-	return a, nil
+	return m, nil
 }
 
 // PutAccount stores an account's meta, and its aggregate when withAgg.
@@ -183,7 +194,11 @@ func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
 		if err != nil {
 			return err
 		}
-		if err := putJSON(b, id, a.Agg); err != nil {
+		raw, err := a.Agg.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("encode aggregate of %q: %w", id, err)
+		}
+		if err := b.Put(id, raw); err != nil {
 			return fmt.Errorf("put aggregate of %q: %w", id, err)
 		}
 	}
