@@ -618,7 +618,18 @@ func (e *Engine) FireDue(ctx context.Context, now time.Time) (int, error) {
 					continue
 				}
 				st.c = c
-				if err := b.evaluate(st, t.Due, journey.CauseTimer, ""); err != nil {
+				// While the consumer backfills, it may already have applied
+				// events after the due time; evaluating before them would
+				// read "future" aggregates as of the past, so evaluate no
+				// earlier than the newest event applied.
+				at := t.Due
+				if last := time.Unix(st.acc.Aggs.LastEventAt, 0); last.After(at) {
+					at = last
+				}
+				if entered := st.acc.Journey.GetEnteredAt(); entered != nil && entered.AsTime().After(at) {
+					at = entered.AsTime()
+				}
+				if err := b.evaluate(st, at, journey.CauseTimer, ""); err != nil {
 					return err
 				}
 			}
