@@ -377,7 +377,7 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 			Workspace: ws, AccountId: acct, JourneyId: aj.GetJourneyId(), Version: aj.GetVersion(),
 			FromStage: m.From, ToStage: m.To, At: ts, TriggerMessageId: trigger, Cause: m.Cause, Criteria: m.Criteria,
 		}
-		aj.History = append(aj.History, tr)
+		aj.History = append(aj.History, historyEntry(tr))
 		if len(aj.History) > HistoryLimit {
 			aj.History = append(aj.History[:0], aj.History[len(aj.History)-HistoryLimit:]...)
 		}
@@ -425,6 +425,19 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		}
 	}
 	return nil
+}
+
+// historyEntry is the transition as kept in the account's history: the
+// criteria keep their names and results but not their expressions, which
+// the definition version has, so that state stays small to decode and
+// encode on every event. The published record keeps everything.
+func historyEntry(tr *stagesv1.Transition) *stagesv1.Transition {
+	h := proto.Clone(tr).(*stagesv1.Transition)
+	h.Workspace, h.AccountId = "", ""
+	for _, c := range h.Criteria {
+		c.Expr, c.Description = "", ""
+	}
+	return h
 }
 
 func (b *batch) partition(ws, acct string) uint32 {
