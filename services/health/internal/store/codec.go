@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
@@ -95,6 +96,33 @@ func (d *decoder) u64() uint64 {
 	v := binary.BigEndian.Uint64(d.b)
 	d.b = d.b[8:]
 	return v
+}
+
+func (d *decoder) time() time.Time {
+	if len(d.b) < 1 {
+		d.err = errShort
+		return time.Time{}
+	}
+	set := d.b[0]
+	d.b = d.b[1:]
+	if set == 0 {
+		return time.Time{}
+	}
+	sec := int64(0)
+	if d.err == nil {
+		v, n := binary.Varint(d.b)
+		if n <= 0 {
+			d.err = errShort
+			return time.Time{}
+		}
+		sec, d.b = v, d.b[n:]
+	}
+	nsec := d.uvarint()
+	if d.err != nil || nsec >= 1e9 {
+		d.err = errShort
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
 }
 
 func (d *decoder) str() string {

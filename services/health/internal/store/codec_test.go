@@ -3,6 +3,7 @@ package store_test
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 
@@ -46,4 +47,23 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			t.Fatalf("re-encoded snapshot does not decode: %v", err)
 		}
 	})
+}
+
+func TestMetaCodec(t *testing.T) {
+	for _, m := range []*store.Meta{
+		{},
+		{Stage: "adoption", EnteredAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), DropFrom: healthv1.Band_BAND_HEALTHY,
+			LastEval: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		b := store.EncodeMeta(m)
+		got, err := store.DecodeMeta(b)
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Fatalf("round trip: %+v %v, want %+v", got, err, m)
+		}
+		for i := 1; i < len(b); i++ {
+			if _, err := store.DecodeMeta(b[:i]); err == nil {
+				t.Fatalf("truncated to %d bytes decoded without error", i)
+			}
+		}
+	}
 }

@@ -6,7 +6,7 @@
 // Layout (all under a per-workspace sub-bucket unless noted):
 //
 //	accounts/<ws>   account id                 -> aggregate.Aggregate (MarshalBinary)
-//	meta/<ws>       account id                 -> Meta (JSON; small, rewritten on every evaluation)
+//	meta/<ws>       account id                 -> Meta (EncodeMeta; small, rewritten on every evaluation)
 //	health/<ws>     account id                 -> healthv1.AccountHealth
 //	rows/<ws>       account id                 -> healthv1.AccountRow
 //	signals/<ws>    account \x00 reason        -> commonv1.Signal (open and closed)
@@ -20,7 +20,7 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -52,12 +52,12 @@ type Account struct {
 // Meta is an account's evaluation state.
 type Meta struct {
 	// Stage and EnteredAt come from the stages log.
-	Stage     string    `json:"stage,omitempty"`
-	EnteredAt time.Time `json:"entered_at,omitempty"`
+	Stage     string
+	EnteredAt time.Time
 	// DropFrom is the band held before a band drop (signals.State).
-	DropFrom healthv1.Band `json:"drop_from,omitempty"`
+	DropFrom healthv1.Band
 	// LastEval is the as-of time of the latest evaluation; evaluations never go back in time.
-	LastEval time.Time `json:"last_eval,omitempty"`
+	LastEval time.Time
 }
 
 // Snapshot is one day's score with enough detail to backtest other models.
@@ -103,28 +103,6 @@ func putProto(b *bbolt.Bucket, k []byte, m proto.Message) error {
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("marshal %T: %w", m, err)
-	}
-	return b.Put(k, raw)
-}
-
-func getJSON(b *bbolt.Bucket, k []byte, v any) error {
-	if b == nil {
-		return ErrNotFound
-	}
-	raw := b.Get(k)
-	if raw == nil {
-		return ErrNotFound
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("decode %T: %w", v, err)
-	}
-	return nil
-}
-
-func putJSON(b *bbolt.Bucket, k []byte, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %T: %w", v, err)
 	}
 	return b.Put(k, raw)
 }
@@ -175,13 +153,44 @@ func DecodeAccount(agg, meta []byte) (*Account, error) {
 	return a, nil
 }
 
+// metaVersion prefixes encoded meta records.
+const metaVersion = 1
+
+// EncodeMeta renders m compactly: it is rewritten on every evaluation.
+func EncodeMeta(m *Meta) []byte {
+	b := make([]byte, 0, 48+len(m.Stage))
+	b = append(b, metaVersion)
+	b = appendString(b, m.Stage)
+	b = appendTime(b, m.EnteredAt)
+	b = binary.AppendUvarint(b, uint64(m.DropFrom))
+	return appendTime(b, m.LastEval)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
 // DecodeMeta decodes an account's meta record (empty input = zero meta).
 func DecodeMeta(meta []byte) (*Meta, error) {
 	m := &Meta{}
-	if len(meta) > 0 {
-		if err := json.Unmarshal(meta, m); err != nil {
-			return nil, fmt.Errorf("decode account meta: %w", err)
-		}
+	if len(meta) == 0 {
+		return m, nil
+	}
+	if meta[0] != metaVersion {
+		return nil, errors.New("decode account meta: unknown encoding")
+	}
+	d := decoder{b: meta[1:]}
+	m.Stage = d.str()
+	m.EnteredAt = d.time()
+	m.DropFrom = healthv1.Band(d.uvarint())
+	m.LastEval = d.time()
+	if d.err != nil {
+		return nil, fmt.Errorf("decode account meta: %w", d.err)
 	}
 	return m, nil
 }
@@ -206,7 +215,7 @@ func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
 	if err != nil {
 		return err
 	}
-	return putJSON(mb, id, &a.Meta)
+	return mb.Put(id, EncodeMeta(&a.Meta))
 }
 
 // AccountIDs lists a workspace's account ids in order.
