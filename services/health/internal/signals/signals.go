@@ -81,10 +81,10 @@ type Facts struct {
 // State is an account's signal state, persisted between evaluations.
 type State struct {
 	// Open holds the open signals by reason.
-	Open map[string]*commonv1.Signal `json:"-"`
+	Open map[string]*commonv1.Signal
 	// DropFrom is the band the account held before a band drop; the band_drop
 	// signal stays open until the account is back in it.
-	DropFrom healthv1.Band `json:"drop_from,omitempty"`
+	DropFrom healthv1.Band
 }
 
 // worse reports whether band a is worse than b (at risk is worst).

@@ -63,16 +63,16 @@ type Meta struct {
 // Snapshot is one day's score with enough detail to backtest other models.
 type Snapshot struct {
 	// Day is YYYY-MM-DD (UTC).
-	Day string `json:"day"`
+	Day string
 	// Score and Band as computed.
-	Score float64       `json:"score"`
-	Band  healthv1.Band `json:"band"`
+	Score float64
+	Band  healthv1.Band
 	// Points per component name.
-	Points map[string]float64 `json:"points,omitempty"`
+	Points map[string]float64
 	// Raw holds each evaluated measure's value, keyed by its CEL source.
-	Raw map[string]float64 `json:"raw,omitempty"`
+	Raw map[string]float64
 	// When is the condition of the profile that applied ("" = base components).
-	When string `json:"when,omitempty"`
+	When string
 }
 
 func bucket(tx *bbolt.Tx, name, ws string) (*bbolt.Bucket, error) {
