@@ -342,6 +342,13 @@ func behavioural(ev *ingestionv1.Event) bool {
 func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) error {
 	aj := st.acc.Journey
 	j := st.c.j
+	if aj.GetStage() != "" && j.Stage(aj.GetStage()) == nil {
+		// A new version dropped the account's stage: end the stay and its
+		// signals, then place the account afresh.
+		if err := b.retire(aj, now); err != nil {
+			return err
+		}
+	}
 	state := journey.State{Stage: aj.GetStage()}
 	if aj.GetEnteredAt() != nil {
 		state.EnteredAt = aj.GetEnteredAt().AsTime()
@@ -438,6 +445,27 @@ func historyEntry(tr *stagesv1.Transition) *stagesv1.Transition {
 		c.Expr, c.Description = "", ""
 	}
 	return h
+}
+
+// retire closes the visit and the open signals of a stage that no longer
+// exists in the account's journey version.
+func (b *batch) retire(aj *stagesv1.AccountJourney, now time.Time) error {
+	if err := b.closeVisit(aj, store.OutcomeRemoved, now); err != nil {
+		return err
+	}
+	ts := timestamppb.New(now)
+	for _, open := range append([]*commonv1.Signal(nil), aj.GetOpenSignals()...) {
+		sc := journey.SignalChange{Stage: open.GetAttributes()["stage"], Name: open.GetAttributes()["criterion"]}
+		sig, err := b.signal(aj, sc, ts)
+		if err != nil {
+			return err
+		}
+		if err := b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Signal{Signal: sig}}, aj.GetWorkspace(), aj.GetAccountId()); err != nil {
+			return err
+		}
+	}
+	aj.Stage, aj.EnteredAt = "", nil
+	return nil
 }
 
 func (b *batch) partition(ws, acct string) uint32 {
@@ -665,6 +693,12 @@ func (e *Engine) FireDue(ctx context.Context, now time.Time) (int, error) {
 // RunTimers fires timers as the clock reaches them until ctx ends.
 func (e *Engine) RunTimers(ctx context.Context) error {
 	for {
+		// Check before firing: with a backlog of due timers the loop below
+		// continues without reaching the select, and shutdown must not wait
+		// for the whole backlog.
+		if ctx.Err() != nil {
+			return nil
+		}
 		now := e.clock.Now()
 		wait := e.wait
 		next, ok := e.nextDue()

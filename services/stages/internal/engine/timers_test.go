@@ -10,6 +10,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -165,5 +166,57 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestActivatingVersionWithoutStageRetiresIt switches versions without a
+// replay: an account whose stage vanished has its stay and signals closed
+// and is placed afresh on its next event.
+func TestActivatingVersionWithoutStageRetiresIt(t *testing.T) {
+	r := newRig(t, storetest.Open(t), clock.NewManual(start))
+	r.apply(onboardingEvents()...)
+	if _, err := r.eng.FireDue(context.Background(), start.Add(15*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := openSignals(t, r); got != "onboarding.no_activation_14d" {
+		t.Fatalf("open signals = %q", got)
+	}
+	def := `id: default
+stages:
+  - id: customer
+    entry: [{name: signed, expr: 'has_event("contract_signed")'}]
+`
+	p, errs := journey.ProtoFromYAML([]byte(def))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p.Version = 2
+	err := r.db.Update(func(tx *bbolt.Tx) error {
+		if err := store.PutDefinition(tx, "w", p); err != nil {
+			return err
+		}
+		return store.SetActive(tx, "w", "default", 2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.apply(&ingestionv1.Event{Workspace: "w", AccountId: "o1", UserId: "u1", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "login", Timestamp: timestamppb.New(start.Add(16 * 24 * time.Hour))})
+	a := r.account("w", "default", "o1")
+	if a.Journey.GetStage() != "customer" || a.Journey.GetVersion() != 2 || len(a.Journey.GetOpenSignals()) != 0 {
+		t.Fatalf("after switch: stage %q v%d open %v", a.Journey.GetStage(), a.Journey.GetVersion(), a.Journey.GetOpenSignals())
+	}
+	err = r.db.View(func(tx *bbolt.Tx) error {
+		return store.Live.Visits(tx, "w", "default", func(v *store.Visit) error {
+			if v.Stage == "onboarding" && v.Outcome != store.OutcomeRemoved {
+				t.Errorf("onboarding visit outcome = %d, want removed", v.Outcome)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.published()["o1"]; strings.Join(got, " ") != ">onboarding +onboarding.no_activation_14d -onboarding.no_activation_14d >customer" {
+		t.Errorf("published %v", got)
 	}
 }
