@@ -39,9 +39,6 @@ const (
 	RoleEndUser       = "end_user"
 )
 
-// Features are the product events that count as feature adoption.
-var Features = []string{"report_created", "dashboard_shared", "alert_configured", "export_run", "integration_connected"}
-
 // Options controls the generated workspace.
 type Options struct {
 	// Seed makes the output reproducible; different seeds give different workspaces.
@@ -428,7 +425,7 @@ func (s *sim) pipeline() (time.Time, bool) {
 		s.track(champ, "trial_started", t.Add(time.Hour), map[string]any{"plan": s.plan})
 		// Trial usage.
 		for d := 1; d < 14; d += s.intn(1, 4) {
-			s.track(champ, s.feature(), s.workTime(t.AddDate(0, 0, d)), nil)
+			s.track(champ, s.feature(-1), s.workTime(t.AddDate(0, 0, d)), nil)
 		}
 	} else {
 		s.track(champ, "demo_requested", t.Add(time.Hour), nil)
@@ -488,7 +485,15 @@ func (s *sim) customer(contractStart time.Time) {
 		weekStart = s.start
 	}
 	contractEnd := contractStart.AddDate(1, 0, 0)
+	// A collapse starts months before the renewal it will cost, so that a
+	// score taken 90 days ahead can already see it.
 	collapseAt := weekStart.AddDate(0, 0, s.intn(60, 240))
+	for end := contractEnd; !end.After(s.now); end = end.AddDate(1, 0, 0) {
+		if end.After(weekStart.AddDate(0, 0, 60)) {
+			collapseAt = end.AddDate(0, 0, -s.intn(100, 200))
+			break
+		}
+	}
 	integrated := false
 	recentUtil := []float64{}
 	for w := 0; ; w++ {
@@ -531,7 +536,7 @@ func (s *sim) customer(contractStart time.Time) {
 				n++
 			}
 			for range n {
-				f := s.feature()
+				f := s.feature(h)
 				props := map[string]any(nil)
 				if f == "export_run" {
 					props = map[string]any{"format": []string{"csv", "pdf"}[s.rng.IntN(2)]}
@@ -618,7 +623,7 @@ func (s *sim) survey(ws time.Time, h float64, users []person) {
 // renew decides a renewal from recent behaviour and emits the billing events.
 func (s *sim) renew(end time.Time, recentUtil []float64) bool {
 	util := mean(recentUtil)
-	p := 0.02 + 1.2*math.Pow(1-util, 3)
+	p := 0.02 + 1.5*math.Pow(1-util, 3)
 	if s.lastNPS >= 0 && s.lastNPS <= 6 {
 		p += 0.2
 	}
@@ -649,20 +654,34 @@ func mean(xs []float64) float64 {
 	return sum / float64(len(xs))
 }
 
-// feature draws a product feature event; reports are the most common.
-func (s *sim) feature() string {
-	switch r := s.rng.Float64(); {
-	case r < 0.35:
-		return "report_created"
-	case r < 0.6:
-		return "dashboard_shared"
-	case r < 0.8:
-		return "export_run"
-	case r < 0.9:
-		return "alert_configured"
-	case r < 0.96:
-		return "workflow_created"
-	default:
-		return "api_key_created"
+// featureMix lists product features from the most to the least common.
+var featureMix = []struct {
+	name   string
+	weight float64
+}{
+	{"report_created", 0.35}, {"dashboard_shared", 0.25}, {"export_run", 0.2},
+	{"alert_configured", 0.1}, {"workflow_created", 0.06}, {"api_key_created", 0.04},
+}
+
+// feature draws a product feature event. Breadth follows engagement h:
+// disengaged accounts stick to the first one or two features, engaged ones
+// use all of them, so feature adoption predicts churn as it does in life.
+// h < 0 means any feature (trial usage).
+func (s *sim) feature(h float64) string {
+	k := len(featureMix)
+	if h >= 0 {
+		k = min(len(featureMix), 1+int(h*float64(len(featureMix))))
 	}
+	total := 0.0
+	for _, f := range featureMix[:k] {
+		total += f.weight
+	}
+	r := s.rng.Float64() * total
+	for _, f := range featureMix[:k] {
+		if r < f.weight {
+			return f.name
+		}
+		r -= f.weight
+	}
+	return featureMix[k-1].name
 }
