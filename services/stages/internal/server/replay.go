@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -29,14 +28,11 @@ const ingestionCursor = "ingestion"
 // while it was catching a replay up with the live consumer.
 const maxCatchUp = 20
 
-// replays runs replay jobs one at a time and remembers, per replay, the
-// ingestion offset it has applied in each partition.
+// replays runs replay jobs one at a time; each replay records the ingestion
+// offset it applied per partition in its namespace.
 type replays struct {
 	s    *Server
 	jobs chan *replayJob
-
-	mu  sync.Mutex
-	pos map[string][]uint64 // replay id -> applied offset per partition
 }
 
 type replayJob struct {
@@ -46,7 +42,7 @@ type replayJob struct {
 }
 
 func newReplays(s *Server) *replays {
-	return &replays{s: s, jobs: make(chan *replayJob, 16), pos: map[string][]uint64{}}
+	return &replays{s: s, jobs: make(chan *replayJob, 16)}
 }
 
 // run executes jobs until ctx ends. Replays interrupted by a restart are
@@ -104,17 +100,11 @@ func (r *replays) failInterrupted() error {
 func (r *replays) execute(ctx context.Context, job *replayJob) error {
 	rp := job.replay
 	ns := store.ReplayNamespace(rp.GetReplayId())
-	pos := make([]uint64, len(job.targets))
 	for p, target := range job.targets {
-		n, err := r.catchUp(ctx, job.ws, rp, ns, uint32(p), 0, target, true)
-		if err != nil {
+		if _, err := r.catchUp(ctx, job.ws, rp, ns, uint32(p), 0, target, true); err != nil {
 			return err
 		}
-		pos[p] = n
 	}
-	r.mu.Lock()
-	r.pos[rp.GetReplayId()] = pos
-	r.mu.Unlock()
 	return r.finish(job, nil)
 }
 
@@ -147,6 +137,9 @@ func (r *replays) catchUp(ctx context.Context, ws string, rp *stagesv1.Replay, n
 		}
 		err = r.s.db.Update(func(tx *bbolt.Tx) error {
 			if err := r.s.eng.Replay(tx, ns, ws, rp.GetJourneyId(), rp.GetVersion(), batch); err != nil {
+				return err
+			}
+			if err := ns.SetPosition(tx, p, batch[len(batch)-1].GetOffset()); err != nil {
 				return err
 			}
 			if !progress {
@@ -293,6 +286,17 @@ func (s *Server) ActivateJourney(ctx context.Context, req *stagesv1.ActivateJour
 	if err != nil {
 		return nil, s.toStatus(fmt.Errorf("activate journey: %w", err))
 	}
+	if done != nil {
+		err = s.db.View(func(tx *bbolt.Tx) error {
+			if !store.ReplayNamespace(done.GetReplayId()).Exists(tx) {
+				done = nil // already activated once: its shadow state is gone
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, s.toStatus(err)
+		}
+	}
 	if done == nil {
 		err = s.db.Update(func(tx *bbolt.Tx) error { return store.SetActive(tx, ws, req.GetJourneyId(), req.GetVersion()) })
 		if err != nil {
@@ -310,13 +314,16 @@ func (s *Server) ActivateJourney(ctx context.Context, req *stagesv1.ActivateJour
 // one transaction that checks nothing new was applied live meanwhile, makes
 // it live.
 func (s *Server) activateReplay(ctx context.Context, ws string, rp *stagesv1.Replay) error {
-	s.replays.mu.Lock()
-	pos, ok := s.replays.pos[rp.GetReplayId()]
-	s.replays.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("replay state was lost by a restart; start a new replay: %w", errFailedPrecondition)
-	}
 	ns := store.ReplayNamespace(rp.GetReplayId())
+	var pos []uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		pos, err = ns.Positions(tx, s.parts)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	for attempt := 0; attempt < maxCatchUp; attempt++ {
 		live := make([]uint64, len(pos))
 		err := s.db.View(func(tx *bbolt.Tx) error {
@@ -360,9 +367,6 @@ func (s *Server) activateReplay(ctx context.Context, ws string, rp *stagesv1.Rep
 			return err
 		}
 		if switched {
-			s.replays.mu.Lock()
-			delete(s.replays.pos, rp.GetReplayId())
-			s.replays.mu.Unlock()
 			return nil
 		}
 	}

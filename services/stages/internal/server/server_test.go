@@ -429,6 +429,10 @@ func TestReplayAndActivate(t *testing.T) {
 			t.Errorf("%s after activation = %v, %v; want stage %s v2", acct, j.GetJourney(), err, want)
 		}
 	}
+	// Activating again (e.g. back and forth) only switches the version.
+	if _, err := admin.ActivateJourney(ctx, &stagesv1.ActivateJourneyRequest{JourneyId: "j", Version: 2}); err != nil {
+		t.Fatal(err)
+	}
 	_, err = admin.StartReplay(ctx, &stagesv1.StartReplayRequest{JourneyId: "j", Version: 7})
 	wantCode(t, err, codes.NotFound, "v7")
 }

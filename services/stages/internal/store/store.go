@@ -624,3 +624,32 @@ func Replays(tx *bbolt.Tx, fn func(ws string, r *stagesv1.Replay) error) error {
 		return fn(parts[0], r)
 	})
 }
+
+// bucketPositions holds, in a replay namespace, the ingestion offset applied
+// per partition, so that a finished replay can be activated after a restart.
+const bucketPositions = "positions"
+
+// SetPosition records the ingestion offset applied in partition p.
+func (ns Namespace) SetPosition(tx *bbolt.Tx, p uint32, offset uint64) error {
+	b, err := ns.bucket(tx, bucketPositions)
+	if err != nil {
+		return fmt.Errorf("set replay position: %w", err)
+	}
+	return b.Put(u32(p), store.U64(offset))
+}
+
+// Positions returns the offsets applied in partitions 0..n-1 (0 when none).
+func (ns Namespace) Positions(tx *bbolt.Tx, n uint32) ([]uint64, error) {
+	out := make([]uint64, n)
+	b, err := ns.bucket(tx, bucketPositions)
+	if err != nil || b == nil {
+		return out, err
+	}
+	for p := range out {
+		out[p] = store.ParseU64(b.Get(u32(uint32(p))))
+	}
+	return out, nil
+}
+
+// Exists reports whether the namespace holds any state.
+func (ns Namespace) Exists(tx *bbolt.Tx) bool { return tx.Bucket([]byte(ns)) != nil }
