@@ -360,6 +360,9 @@ func (s *Server) GetAccountJourney(ctx context.Context, req *stagesv1.GetAccount
 	if err := checkID("account_id", req.GetAccountId(), true); err != nil {
 		return nil, s.toStatus(err)
 	}
+	if err := checkID("journey_id", req.GetJourneyId(), false); err != nil {
+		return nil, s.toStatus(err)
+	}
 	now := s.clock.Now()
 	var aj *stagesv1.AccountJourney
 	err = s.db.View(func(tx *bbolt.Tx) error {
@@ -397,6 +400,11 @@ func (s *Server) ListAccounts(ctx context.Context, req *stagesv1.ListAccountsReq
 	ws, err := auth.Workspace(ctx, req.GetWorkspace())
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range []struct{ name, v string }{{"journey_id", req.GetJourneyId()}, {"stage", req.GetStage()}, {"signal", req.GetSignal()}, {"segment", req.GetSegment()}, {"owner", req.GetOwner()}} {
+		if err := checkID(f.name, f.v, false); err != nil {
+			return nil, s.toStatus(err)
+		}
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
@@ -464,6 +472,9 @@ func (s *Server) ListSignals(ctx context.Context, req *stagesv1.ListSignalsReque
 		return nil, err
 	}
 	if err := checkID("account_id", req.GetAccountId(), false); err != nil {
+		return nil, s.toStatus(err)
+	}
+	if err := checkID("reason", req.GetReason(), false); err != nil {
 		return nil, s.toStatus(err)
 	}
 	size, after, err := page.Bounds(req.GetPage())

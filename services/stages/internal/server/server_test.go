@@ -258,6 +258,8 @@ func TestAccountQueries(t *testing.T) {
 	wantCode(t, err, codes.NotFound, "nope")
 	_, err = c.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{})
 	wantCode(t, err, codes.InvalidArgument, "account_id: required")
+	_, err = c.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Segment: strings.Repeat("s", 200)})
+	wantCode(t, err, codes.InvalidArgument, "segment: longer than 128 characters")
 
 	list, err := c.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Stage: "evaluation"})
 	if err != nil || len(list.GetAccounts()) != 1 || list.GetAccounts()[0].GetAccountId() != "acme" {
