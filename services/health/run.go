@@ -66,12 +66,13 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("load keys: %w", err)
 	}
-	eng, err := engine.New(engine.Config{Log: log, Clock: clk, Logger: logger})
+	srv, err := server.New(cfg.Server, hserver.Policy(), keys)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg.Server, hserver.Policy(), keys)
+	eng, err := engine.New(engine.Config{Log: log, Clock: clk, Logger: logger, Registerer: srv.Registry})
 	if err != nil {
+		_ = srv.Close()
 		return err
 	}
 	hserver.New(db, eng, log, clk, logger).Register(srv.GRPC)

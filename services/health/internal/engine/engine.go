@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -50,6 +52,9 @@ type Config struct {
 	Clock clock.Clock
 	// Logger reports skipped records.
 	Logger *slog.Logger
+	// Registerer receives cairn_health_evaluation_seconds and
+	// cairn_health_signals_total; nil disables them.
+	Registerer prometheus.Registerer
 }
 
 // Engine holds the compiled models; it is safe for concurrent use.
@@ -62,6 +67,9 @@ type Engine struct {
 
 	mu     sync.Mutex
 	models map[string]cachedModel
+
+	evalSeconds prometheus.Histogram
+	signalsOut  *prometheus.CounterVec
 }
 
 type cachedModel struct {
@@ -90,7 +98,23 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile built-in default model: %w", err)
 	}
-	return &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{}}, nil
+	e := &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{},
+		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_health_evaluation_seconds", Help: "Time to rescore one account after an event, stage change or timer.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14),
+		}),
+		signalsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_health_signals_total", Help: "Signal transitions published, by kind and state.",
+		}, []string{"kind", "state"}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{e.evalSeconds, e.signalsOut} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register health metrics: %w", err)
+			}
+		}
+	}
+	return e, nil
 }
 
 // Compiler is the CEL compiler for measures, for validation by the server.
@@ -330,6 +354,9 @@ func (b *batch) tombstone(t *commonv1.Tombstone, forward bool) error {
 
 // evaluate rescores one account as of at and publishes what changed.
 func (b *batch) evaluate(st *state, at time.Time) error {
+	// Wall time on purpose: this is a latency metric, not a rule input.
+	start := time.Now()
+	defer func() { b.e.evalSeconds.Observe(time.Since(start).Seconds()) }()
 	cm, err := b.e.Model(b.tx, st.acc.Agg.Workspace)
 	if err != nil {
 		return err
@@ -517,6 +544,10 @@ func (b *batch) commit(st *state, out *outcome) error {
 		if _, err := b.e.log.AppendTx(b.tx, p, r); err != nil {
 			return fmt.Errorf("append to health log: %w", err)
 		}
+	}
+	for _, s := range out.enc.Signals {
+		b.e.signalsOut.WithLabelValues(strings.ToLower(strings.TrimPrefix(s.Signal.GetKind().String(), "SIGNAL_KIND_")),
+			strings.ToLower(strings.TrimPrefix(s.Signal.GetState().String(), "SIGNAL_STATE_"))).Inc()
 	}
 	st.health = out.health
 	// Time-based conditions (renewal windows, "after 30 days") are rechecked

@@ -15,6 +15,7 @@ import (
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
@@ -236,8 +237,27 @@ func TestIngestionScoresSignalsAndForgets(t *testing.T) {
 	clk := clock.NewManual(t0.AddDate(0, 0, 90))
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	defer db.Close()
-	e := newEngine(t, clk)
+	reg := prometheus.NewRegistry()
+	e, err := engine.New(engine.Config{Log: boltLog{parts: 4}, Clock: clk, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	apply(t, db, e, history(), 50)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			if m.GetHistogram().GetSampleCount() > 0 || m.GetCounter().GetValue() > 0 {
+				seen[f.GetName()] = true
+			}
+		}
+	}
+	if !seen["cairn_health_evaluation_seconds"] || !seen["cairn_health_signals_total"] {
+		t.Errorf("metrics with samples: %v", seen)
+	}
 
 	var h0, h3 *healthv1.AccountHealth
 	if err := db.View(func(tx *bbolt.Tx) error {
