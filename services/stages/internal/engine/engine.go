@@ -7,6 +7,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,7 @@ type Engine struct {
 	mu       sync.Mutex
 	journeys map[string]*compiled
 	wake     chan struct{}
+	cache    *stateCache
 
 	transitions *prometheus.CounterVec
 	signals     *prometheus.CounterVec
@@ -102,7 +104,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		db: opts.DB, log: opts.Log, clock: opts.Clock, logger: opts.Logger, wait: opts.MaxTimerWait,
-		journeys: map[string]*compiled{}, wake: make(chan struct{}, 1),
+		journeys: map[string]*compiled{}, wake: make(chan struct{}, 1), cache: newStateCache(),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_stages_transitions_total", Help: "Stage transitions committed, by cause.",
 		}, []string{"cause"}),
@@ -273,7 +275,19 @@ func (b *batch) load(ws, jid, acct string, c *compiled) (*acctState, error) {
 	if st, ok := b.accounts[key]; ok {
 		return st, nil
 	}
-	acc, err := b.ns.GetAccount(b.tx, ws, jid, acct)
+	var acc *store.Account
+	var err error
+	if b.ns == store.Live {
+		if ce := b.e.cache.take(key); ce != nil {
+			aj, aggs := b.ns.RawAccount(b.tx, ws, jid, acct)
+			if bytes.Equal(aj, ce.aj) && bytes.Equal(aggs, ce.aggs) {
+				acc = ce.acc
+			}
+		}
+	}
+	if acc == nil {
+		acc, err = b.ns.GetAccount(b.tx, ws, jid, acct)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		acc = &store.Account{
@@ -574,8 +588,15 @@ func (b *batch) flush() error {
 		if !st.dirty {
 			continue
 		}
-		if err := b.ns.PutAccount(b.tx, st.acc); err != nil {
+		aj, aggs, err := b.ns.PutAccountRaw(b.tx, st.acc)
+		if err != nil {
 			return err
+		}
+		if b.ns == store.Live {
+			j := st.acc.Journey
+			key := string(store.Key(j.GetWorkspace(), j.GetJourneyId(), j.GetAccountId()))
+			entry := &cacheEntry{aj: aj, aggs: aggs, acc: st.acc}
+			b.tx.OnCommit(func() { b.e.cache.put(key, entry) })
 		}
 	}
 	b.accounts = map[string]*acctState{}

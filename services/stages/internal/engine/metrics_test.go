@@ -1,19 +1,23 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-func TestMetricsCountCommittedWorkOnly(t *testing.T) {
+func TestRollbackLeavesNoTrace(t *testing.T) {
 	r := newRig(t, storetest.Open(t), clock.NewManual(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)))
 	recs := []*ingestionv1.LogRecord{{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
 		Workspace: "w", AccountId: "a", UserId: "u", Type: ingestionv1.EventType_EVENT_TYPE_TRACK,
@@ -45,6 +49,34 @@ func TestMetricsCountCommittedWorkOnly(t *testing.T) {
 			if got := testutil.ToFloat64(r.eng.transitions.WithLabelValues("event")); got != tt.want {
 				t.Errorf("transitions = %v, want %v", got, tt.want)
 			}
+			// The state cache must not keep what a rolled-back transaction did.
+			if !tt.rollback {
+				a := r.account("w", "default", "a")
+				if n := a.Aggs.Count("demo_requested", 1, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)); n != 1 {
+					t.Errorf("demo_requested counted %d times, want 1", n)
+				}
+			}
 		})
+	}
+}
+
+// TestCachedStateMatchesStore applies events in many transactions, as the
+// consumer does, and checks the cached state equals a fresh decode.
+func TestCachedStateMatchesStore(t *testing.T) {
+	r := newRig(t, storetest.Open(t), clock.NewManual(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)))
+	evs := history(5, 30)
+	for i := 0; i < len(evs); i += 7 {
+		r.apply(evs[i:min(i+7, len(evs))]...)
+	}
+	for a := 0; a < 5; a++ {
+		acct := fmt.Sprintf("acct-%03d", a)
+		stored := r.account("w", "default", acct)
+		ce := r.eng.cache.take(string(store.Key("w", "default", acct)))
+		if ce == nil {
+			t.Fatalf("%s not cached", acct)
+		}
+		if !proto.Equal(ce.acc.Journey, stored.Journey) || !bytes.Equal(ce.acc.Aggs.Marshal(), stored.Aggs.Marshal()) {
+			t.Errorf("%s: cached state differs from the store", acct)
+		}
 	}
 }

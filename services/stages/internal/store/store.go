@@ -653,3 +653,44 @@ func (ns Namespace) Positions(tx *bbolt.Tx, n uint32) ([]uint64, error) {
 
 // Exists reports whether the namespace holds any state.
 func (ns Namespace) Exists(tx *bbolt.Tx) bool { return tx.Bucket([]byte(ns)) != nil }
+
+// RawAccount returns the stored encodings of an account's state, valid only
+// during tx; nil when absent. The engine compares them with what it wrote
+// to reuse decoded state.
+func (ns Namespace) RawAccount(tx *bbolt.Tx, ws, journey, acct string) (aj, aggs []byte) {
+	k := Key(ws, journey, acct)
+	if b := tx.Bucket([]byte(ns)); b != nil {
+		if ab := b.Bucket([]byte(bucketAccounts)); ab != nil {
+			aj = ab.Get(k)
+		}
+		if gb := b.Bucket([]byte(bucketAggs)); gb != nil {
+			aggs = gb.Get(k)
+		}
+	}
+	return aj, aggs
+}
+
+// PutAccountRaw is PutAccount that also returns the encodings written.
+func (ns Namespace) PutAccountRaw(tx *bbolt.Tx, a *Account) (aj, aggs []byte, err error) {
+	j := a.Journey
+	k := Key(j.GetWorkspace(), j.GetJourneyId(), j.GetAccountId())
+	if aj, err = proto.Marshal(j); err != nil {
+		return nil, nil, fmt.Errorf("encode account %q: %w", j.GetAccountId(), err)
+	}
+	aggs = a.Aggs.Marshal()
+	ab, err := ns.bucket(tx, bucketAccounts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("put account %q: %w", j.GetAccountId(), err)
+	}
+	if err := ab.Put(k, aj); err != nil {
+		return nil, nil, fmt.Errorf("put account %q: %w", j.GetAccountId(), err)
+	}
+	gb, err := ns.bucket(tx, bucketAggs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("put aggregates of %q: %w", j.GetAccountId(), err)
+	}
+	if err := gb.Put(k, aggs); err != nil {
+		return nil, nil, fmt.Errorf("put aggregates of %q: %w", j.GetAccountId(), err)
+	}
+	return aj, aggs, nil
+}
