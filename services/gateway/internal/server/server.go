@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	tr := &tracking.Handler{Ingestion: ingestionv1.NewIngestionServiceClient(u.Ingestion), Auth: cfg.Auth, Limiter: cfg.Limiter}
 	tr.Register(mux)
-	for _, p := range []string{"track", "identify", "group", "page", "screen", "alias", "batch", "import"} {
+	for _, p := range tracking.Paths() {
 		mux.HandleFunc("OPTIONS /v1/"+p, tracking.Preflight)
 	}
 	mux.Handle("/v1/", keyed(cfg.Auth, cfg.Limiter, rest))

@@ -63,13 +63,25 @@ type Response struct {
 	Rejected []Rejection `json:"rejected"`
 }
 
-// Register adds the tracking routes to mux.
+// Paths lists the last element of every tracking path (/v1/<name>), for
+// CORS preflight registration.
+func Paths() []string {
+	return []string{"track", "identify", "group", "page", "screen", "alias", "batch", "import", "t", "i", "g", "p", "s", "a", "b"}
+}
+
+// Register adds the tracking routes to mux. Besides Segment's documented
+// paths it serves the one-letter ones analytics.js posts to (/v1/t, /v1/p,
+// ..., /v1/b for batches), so a browser SDK needs only a new host.
 func (h *Handler) Register(mux *http.ServeMux) {
 	for _, typ := range []string{"track", "identify", "group", "page", "screen", "alias"} {
-		mux.Handle("POST /v1/"+typ, h.route("/v1/"+typ, func(body []byte) (Decoded, error) { return DecodeCall(typ, body) }))
+		decode := func(body []byte) (Decoded, error) { return DecodeCall(typ, body) }
+		mux.Handle("POST /v1/"+typ, h.route("/v1/"+typ, decode))
+		short := "/v1/" + typ[:1]
+		mux.Handle("POST "+short, h.route(short, decode))
 	}
-	mux.Handle("POST /v1/batch", h.route("/v1/batch", DecodeBatch))
-	mux.Handle("POST /v1/import", h.route("/v1/import", DecodeBatch))
+	for _, p := range []string{"/v1/batch", "/v1/import", "/v1/b"} {
+		mux.Handle("POST "+p, h.route(p, DecodeBatch))
+	}
 }
 
 // route wraps one endpoint. Tracking is called from browsers on any site

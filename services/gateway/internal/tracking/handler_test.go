@@ -138,6 +138,13 @@ func TestCallTypes(t *testing.T) {
 		{"/v1/page", `{"anonymousId":"a1","name":"Pricing"}`, ingestionv1.EventType_EVENT_TYPE_PAGE},
 		{"/v1/screen", `{"userId":"u1","name":"Home"}`, ingestionv1.EventType_EVENT_TYPE_SCREEN},
 		{"/v1/alias", `{"userId":"u1","previousId":"a1"}`, ingestionv1.EventType_EVENT_TYPE_ALIAS},
+		{"/v1/t", `{"userId":"u1","event":"report_created"}`, ingestionv1.EventType_EVENT_TYPE_TRACK},
+		{"/v1/i", `{"userId":"u1"}`, ingestionv1.EventType_EVENT_TYPE_IDENTIFY},
+		{"/v1/g", `{"userId":"u1","groupId":"acme"}`, ingestionv1.EventType_EVENT_TYPE_GROUP},
+		{"/v1/p", `{"anonymousId":"a1","name":"Home"}`, ingestionv1.EventType_EVENT_TYPE_PAGE},
+		{"/v1/s", `{"userId":"u1","name":"Home"}`, ingestionv1.EventType_EVENT_TYPE_SCREEN},
+		{"/v1/a", `{"userId":"u1","previousId":"a1"}`, ingestionv1.EventType_EVENT_TYPE_ALIAS},
+		{"/v1/b", `{"batch":[{"type":"page","anonymousId":"a1","name":"Home"}]}`, ingestionv1.EventType_EVENT_TYPE_PAGE},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
