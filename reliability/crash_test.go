@@ -1,0 +1,202 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+)
+
+const (
+	seed       = 42
+	nAccounts  = 50
+	batchSize  = 25
+	crashKills = 8
+)
+
+// disruption is what a run does to the suite while it ingests: before
+// sending batch number i, act(i) may kill, stop or restart processes.
+type disruption func(t *testing.T, s *suite, batch int, nBatches int)
+
+// runWorkload starts the four services, applies the routing config,
+// ingests the workload under the given disruption, checks that every event
+// was acknowledged and is in the log exactly once, and returns the settled
+// derived state.
+func runWorkload(t *testing.T, events []*ingestionv1.Event, accounts []string, disrupt disruption) snapshot {
+	t.Helper()
+	s := newSuite(t)
+	for _, name := range services {
+		s.start(name)
+	}
+	ctx := t.Context()
+	ro := routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.admin))
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if _, err := ro.ApplyConfig(actx, &routingv1.ApplyConfigRequest{Yaml: routingYAML}); err != nil {
+		cancel()
+		t.Fatalf("apply routing config: %v", err)
+	}
+	cancel()
+
+	client := ingestionv1.NewIngestionServiceClient(s.conn("ingestion", s.keys.write))
+	acked := map[string]bool{}
+	nBatches := (len(events) + batchSize - 1) / batchSize
+	retries := 0
+	for i := range nBatches {
+		batch := events[i*batchSize : min((i+1)*batchSize, len(events))]
+		var done chan struct{}
+		if disrupt != nil {
+			// The disruption runs while the batch is in flight, so a kill
+			// can land in the middle of a group commit.
+			done = make(chan struct{})
+			go func() {
+				defer close(done)
+				disrupt(t, s, i, nBatches)
+			}()
+		}
+		resp, r, err := sendBatch(ctx, client, batch)
+		if done != nil {
+			<-done
+			if t.Failed() {
+				t.FailNow()
+			}
+		}
+		if err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		retries += r
+		for _, res := range resp.GetResults() {
+			switch res.GetStatus() {
+			case ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED, ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE:
+				acked[res.GetMessageId()] = true
+			default:
+				t.Fatalf("batch %d event %d (%s) %v: %s %s", i, res.GetIndex(), res.GetMessageId(), res.GetStatus(), res.GetField(), res.GetReason())
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Every process is up again at the end of a run.
+	for _, name := range services {
+		s.mu.Lock()
+		up := s.procs[name] != nil
+		s.mu.Unlock()
+		if !up {
+			s.start(name)
+		}
+	}
+	t.Logf("ingested %d events in %d batches (%d retries after failures)", len(events), nBatches, retries)
+	if len(acked) != len(events) {
+		t.Fatalf("acknowledged %d distinct events, want %d", len(acked), len(events))
+	}
+	ids, err := s.ingestedIDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if n := ids[ev.GetMessageId()]; n != 1 {
+			t.Errorf("message %s is in the ingestion log %d times, want exactly once", ev.GetMessageId(), n)
+		}
+	}
+	if len(ids) != len(events) {
+		t.Errorf("ingestion log holds %d distinct message ids, want %d", len(ids), len(events))
+	}
+	snap, err := s.settle(ctx, accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// TestCrashAndOutage runs the same workload three times: undisturbed; with
+// services SIGKILLed at seeded random points and restarted; and with the
+// downstream services stopped for part of the load. The derived state of
+// the disturbed runs must equal the undisturbed run.
+func TestCrashAndOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("suite-level test")
+	}
+	// A whole day before now keeps every event time in the past, and the
+	// day boundary keeps both runs on the same base.
+	base := time.Now().UTC().Truncate(24 * time.Hour)
+	events := workload(seed, nAccounts, base)
+	accounts := make([]string, nAccounts)
+	for a := range accounts {
+		accounts[a] = fmt.Sprintf("acct-%03d", a)
+	}
+
+	var want snapshot
+	t.Run("undisturbed", func(t *testing.T) {
+		want = runWorkload(t, events, accounts, nil)
+		checkNonTrivial(t, want)
+	})
+	if want == nil {
+		t.Fatal("no undisturbed baseline")
+	}
+
+	t.Run("crash", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		nBatches := (len(events) + batchSize - 1) / batchSize
+		plan := map[int]string{}
+		for len(plan) < crashKills {
+			plan[1+rng.IntN(nBatches-1)] = services[rng.IntN(len(services))]
+		}
+		got := runWorkload(t, events, accounts, func(t *testing.T, s *suite, batch, _ int) {
+			name, ok := plan[batch]
+			if !ok {
+				return
+			}
+			t.Logf("batch %d: SIGKILL %s and restart it", batch, name)
+			s.kill(name)
+			s.start(name)
+		})
+		if d := want.diff(got, 10); len(d) > 0 {
+			t.Errorf("state after crashes differs from the undisturbed run in %d places:\n%v", len(d), d)
+		}
+	})
+
+	t.Run("downstream outage", func(t *testing.T) {
+		got := runWorkload(t, events, accounts, func(t *testing.T, s *suite, batch, n int) {
+			switch batch {
+			case n / 4:
+				t.Logf("batch %d: stop stages, health and routing", batch)
+				for _, name := range []string{"routing", "health", "stages"} {
+					s.stop(name)
+				}
+			case 3 * n / 4:
+				t.Logf("batch %d: start stages, health and routing", batch)
+				for _, name := range []string{"stages", "health", "routing"} {
+					s.start(name)
+				}
+			}
+		})
+		if d := want.diff(got, 10); len(d) > 0 {
+			t.Errorf("state after the outage differs from the undisturbed run in %d places:\n%v", len(d), d)
+		}
+	})
+}
+
+// checkNonTrivial guards against comparing two empty states: the workload
+// must have moved accounts through stages, scored them and routed some.
+func checkNonTrivial(t *testing.T, s snapshot) {
+	t.Helper()
+	var staged, scored, routed int
+	for k, v := range s {
+		switch {
+		case len(k) > 7 && k[:7] == "stages/" && v != "not found":
+			staged++
+		case len(k) > 7 && k[:7] == "health/" && v != "not found":
+			scored++
+		case len(k) > 8 && k[:8] == "routing/" && v != "":
+			routed++
+		}
+	}
+	t.Logf("baseline: %d accounts staged, %d scored, %d with assignments", staged, scored, routed)
+	if staged == 0 || scored == 0 || routed == 0 {
+		t.Fatalf("baseline state is trivial (staged %d, scored %d, routed %d): the comparison would prove nothing", staged, scored, routed)
+	}
+}
