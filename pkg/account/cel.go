@@ -243,8 +243,10 @@ func (e *Env) Config() Config { return e.cfg }
 // that a typo fails when a definition is applied, not on every event.
 type windowValidator struct{ env *Env }
 
+// Name implements cel.ASTValidator.
 func (windowValidator) Name() string { return "cairn.window" }
 
+// Validate implements cel.ASTValidator.
 func (v windowValidator) Validate(_ *cel.Env, _ cel.ValidatorConfig, a *ast.AST, iss *cel.Issues) {
 	for _, call := range ast.MatchDescendants(ast.NavigateAST(a), func(e ast.NavigableExpr) bool { return e.Kind() == ast.CallKind }) {
 		f, ok := v.env.funcs[call.AsCall().FunctionName()]
@@ -281,6 +283,7 @@ type CompileError struct {
 	Issues []Issue
 }
 
+// Error lists the issues as "line:column: message".
 func (e *CompileError) Error() string {
 	parts := make([]string, len(e.Issues))
 	for i, is := range e.Issues {
@@ -356,6 +359,7 @@ func (e *Env) compile(expr string, kind Kind) (*Program, error) {
 
 type costEstimator map[string]uint64
 
+// CallCost charges each built-in its declared cost.
 func (c costEstimator) CallCost(_, overloadID string, _ []ref.Val, _ ref.Val) *uint64 {
 	if v, ok := c[overloadID]; ok {
 		return &v

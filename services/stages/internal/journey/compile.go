@@ -93,6 +93,7 @@ type InvalidError struct {
 	Errors []*commonv1.ValidationError
 }
 
+// Error names the first problem and how many more there are.
 func (e *InvalidError) Error() string {
 	if len(e.Errors) == 0 {
 		return ErrInvalid.Error()

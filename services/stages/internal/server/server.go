@@ -107,6 +107,7 @@ func (s *Server) Run(ctx context.Context) error { return s.replays.run(ctx) }
 // errInvalid carries a field path for InvalidArgument.
 type errInvalid struct{ field, msg string }
 
+// Error implements error.
 func (e *errInvalid) Error() string { return e.field + ": " + e.msg }
 
 func invalid(field, format string, args ...any) error {
