@@ -12,7 +12,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"math"
 	"sort"
@@ -25,6 +24,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -154,19 +154,6 @@ func (e *Engine) Model(tx *bbolt.Tx, ws string) (*model.Compiled, error) {
 	return c, nil
 }
 
-// Partition is the health-log partition of an account: FNV-1a of
-// workspace+"\x00"+account modulo n, as pkg/stream.Partition.
-func Partition(ws, acct string, n uint32) uint32 {
-	if n <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(ws))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(acct))
-	return h.Sum32() % n
-}
-
 // batch caches decoded accounts for one transaction and writes each once.
 type batch struct {
 	e     *Engine
@@ -240,7 +227,7 @@ func (b *batch) publish(ws, acct string, rec *healthv1.LogRecord) error {
 	if err != nil {
 		return fmt.Errorf("marshal health log record: %w", err)
 	}
-	if _, err := b.e.log.AppendTx(b.tx, Partition(ws, acct, b.e.log.Partitions()), data); err != nil {
+	if _, err := b.e.log.AppendTx(b.tx, stream.Partition(ws, acct, b.e.log.Partitions()), data); err != nil {
 		return fmt.Errorf("append to health log: %w", err)
 	}
 	return nil
@@ -539,7 +526,7 @@ func (b *batch) commit(st *state, out *outcome) error {
 	if err := store.PutEncoded(b.tx, &out.enc); err != nil {
 		return err
 	}
-	p := Partition(out.enc.Workspace, out.enc.Account, b.e.log.Partitions())
+	p := stream.Partition(out.enc.Workspace, out.enc.Account, b.e.log.Partitions())
 	for _, r := range out.records {
 		if _, err := b.e.log.AppendTx(b.tx, p, r); err != nil {
 			return fmt.Errorf("append to health log: %w", err)
