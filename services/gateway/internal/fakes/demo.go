@@ -49,7 +49,7 @@ var demoNames = []string{"Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vand
 // NewDemo builds the demo workspace as of now.
 func NewDemo(now time.Time) *Demo {
 	d := &Demo{Now: now}
-	segs := []string{"smb", "mid_market", "enterprise"}
+	segs := []string{"smb", "mid-market", "enterprise"}
 	owners := []string{"olivia", "noah", "emma", "liam"}
 	for i := range 48 {
 		idx := []int{0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 4, 4}[i%12]
