@@ -1,11 +1,13 @@
-// Command check validates rendered Kubernetes manifests offline: every
-// document is strictly decoded into its Kubernetes API type (unknown or
-// mistyped fields fail), and a few cross-object rules that the API server
-// would not catch are checked. It is its own module, outside go.work, so
-// that the services do not depend on k8s.io/api:
+// Command check validates Kubernetes manifests offline: it renders a
+// kustomization directory with the kustomize Go API (no kubectl needed),
+// strictly decodes every document into its Kubernetes API type (unknown or
+// mistyped fields fail), and checks a few cross-object rules that the API
+// server would not catch. It is its own module, outside go.work, so that the
+// services do not depend on k8s.io/api or kustomize:
 //
-//	kubectl kustomize deploy/k8s/base > /tmp/cairn.yaml
-//	cd deploy/k8s/check && GOWORK=off go run . /tmp/cairn.yaml
+//	cd deploy/k8s/check && GOWORK=off go run . ../base
+//
+// A file argument (or - for stdin) is checked as already rendered YAML.
 package main
 
 import (
@@ -15,6 +17,9 @@ import (
 	"io"
 	"os"
 
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -23,18 +28,10 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: check RENDERED.yaml (- for stdin)")
+		fmt.Fprintln(os.Stderr, "usage: check KUSTOMIZATION_DIR | RENDERED.yaml | - (stdin)")
 		os.Exit(2)
 	}
-	var (
-		data []byte
-		err  error
-	)
-	if os.Args[1] == "-" {
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(os.Args[1])
-	}
+	data, err := load(os.Args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -45,6 +42,45 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("%d objects valid\n", n)
+}
+
+// load renders arg when it is a kustomization directory, and otherwise
+// reads it (- for stdin) as rendered YAML.
+func load(arg string) ([]byte, error) {
+	if arg == "-" {
+		data, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		return data, nil
+	}
+	fi, err := os.Stat(arg)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", arg, err)
+	}
+	if fi.IsDir() {
+		return render(arg)
+	}
+	data, err := os.ReadFile(arg)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", arg, err)
+	}
+	return data, nil
+}
+
+// render builds a kustomization directory as `kubectl kustomize` does
+// (same default options: no plugins, load restrictions on).
+func render(dir string) ([]byte, error) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("render kustomization %s: %w", dir, err)
+	}
+	data, err := m.AsYaml()
+	if err != nil {
+		return nil, fmt.Errorf("encode rendered %s: %w", dir, err)
+	}
+	return data, nil
 }
 
 // objects collects the decoded documents by kind.

@@ -47,3 +47,42 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderBase renders the real kustomize base with the kustomize Go API
+// and checks it, so that CI validates what would be applied.
+func TestRenderBase(t *testing.T) {
+	data, err := load("../base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := check(data)
+	if err != nil {
+		t.Fatalf("rendered base: %v", err)
+	}
+	if n != 16 {
+		t.Fatalf("rendered base has %d objects, want 16", n)
+	}
+	for _, want := range []string{"kind: ConfigMap", "name: cairn-config-", "image: ghcr.io/cairn-dev/cairn-ingestion:latest", "app.kubernetes.io/part-of: cairn"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("rendered base lacks %q (kustomize generators, images or labels not applied)", want)
+		}
+	}
+}
+
+// TestLoadErrors covers the arguments that cannot be loaded.
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, arg, wantErr string
+	}{
+		{name: "missing path", arg: "testdata/nope", wantErr: "stat testdata/nope"},
+		{name: "directory without kustomization", arg: "testdata", wantErr: "render kustomization testdata"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(tc.arg)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
