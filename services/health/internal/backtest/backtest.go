@@ -23,11 +23,11 @@ type Sample struct {
 	Input Input
 }
 
-// Input is a recorded evaluation: raw values by measure expression, and the
-// "when" expression of the profile that applied then ("" = base components).
+// Input is a recorded evaluation: raw values by measure, and the "when"
+// expression of the profile that applied then ("" = base components).
 type Input struct {
-	// Values maps a measure's CEL source to the value it had.
-	Values map[string]float64
+	// Values maps model.MeasureKey of a measure's CEL source to the value it had.
+	Values map[uint64]float64
 	// When is the applied profile's condition source.
 	When string
 }
@@ -44,8 +44,9 @@ var _ model.Compiler = Compiler{}
 
 // Number returns the recorded value of expr.
 func (Compiler) Number(expr string) (model.Measure, error) {
+	key := model.MeasureKey(expr)
 	return func(in any) (float64, error) {
-		v, ok := in.(Input).Values[expr]
+		v, ok := in.(Input).Values[key]
 		if !ok {
 			return 0, ErrNoHistory
 		}

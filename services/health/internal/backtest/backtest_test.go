@@ -8,6 +8,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 
 	"github.com/cairn-dev/cairn/services/health/internal/backtest"
+	"github.com/cairn-dev/cairn/services/health/internal/model"
 )
 
 func TestAUC(t *testing.T) {
@@ -54,7 +55,8 @@ func generate(n int, linked bool, seed uint64) []backtest.Sample {
 		}
 		out[i] = backtest.Sample{
 			Churned: rng.Float64() < pChurn,
-			Input:   backtest.Input{Values: map[string]float64{"usage_ratio()": usage, "noise()": noise}},
+			Input: backtest.Input{Values: map[uint64]float64{
+				model.MeasureKey("usage_ratio()"): usage, model.MeasureKey("noise()"): noise}},
 		}
 	}
 	return out

@@ -493,11 +493,11 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors) (*outcome, 
 	}
 
 	snap := &store.Snapshot{Day: out.enc.Day, Score: res.Score, Band: res.Band, When: res.When,
-		Points: make(map[string]float64, len(res.Components)), Raw: make(map[string]float64, len(res.Components))}
+		Points: make(map[string]float64, len(res.Components)), Raw: make(map[uint64]float64, len(res.Components))}
 	for i, c := range res.Components {
 		snap.Points[c.GetName()] = c.GetPoints()
 		if c.GetError() == "" {
-			snap.Raw[res.Measures[i]] = c.GetRawValue()
+			snap.Raw[res.Keys[i]] = c.GetRawValue()
 		}
 	}
 	out.enc.Snapshot = store.EncodeSnapshot(snap)

@@ -28,6 +28,7 @@ type Compiled struct {
 type component struct {
 	def     *healthv1.Component
 	measure Measure
+	key     uint64
 }
 
 type profile struct {
@@ -128,7 +129,7 @@ func (v *validator) components(prefix string, comps []*healthv1.Component) []com
 			v.add(path+".name", "duplicate component name")
 		}
 		seen[c.GetName()] = true
-		cc := component{def: c}
+		cc := component{def: c, key: MeasureKey(c.GetMeasure())}
 		switch {
 		case c.GetMeasure() == "":
 			v.add(path+".measure", "required")

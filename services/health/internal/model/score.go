@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 
@@ -18,9 +19,11 @@ type Result struct {
 	Profile string
 	// Components explains every component, in model order.
 	Components []*healthv1.ComponentScore
-	// Measures holds each component's CEL source, parallel to Components;
-	// snapshots key raw values by it so other models can be backtested.
+	// Measures holds each component's CEL source, parallel to Components.
 	Measures []string
+	// Keys holds MeasureKey of each measure, parallel to Components;
+	// snapshots key raw values by it so other models can be backtested.
+	Keys []uint64
 	// When is the applied profile's condition source ("" for the base components).
 	When string
 }
@@ -38,7 +41,7 @@ func (c *Compiled) Score(in any) Result {
 		}
 	}
 	res := Result{Profile: prof, When: when, Components: make([]*healthv1.ComponentScore, 0, len(comps)),
-		Measures: make([]string, 0, len(comps))}
+		Measures: make([]string, 0, len(comps)), Keys: make([]uint64, 0, len(comps))}
 	total := 0.0
 	for _, cc := range comps {
 		cs := &healthv1.ComponentScore{Name: cc.def.GetName(), Weight: cc.def.GetWeight()}
@@ -58,6 +61,7 @@ func (c *Compiled) Score(in any) Result {
 		total += cs.Points * cs.Weight / 100
 		res.Components = append(res.Components, cs)
 		res.Measures = append(res.Measures, cc.def.GetMeasure())
+		res.Keys = append(res.Keys, cc.key)
 	}
 	res.Score = round2(math.Max(0, math.Min(100, total)))
 	res.Band = BandOf(res.Score, c.healthy, c.neutral)
@@ -150,6 +154,16 @@ func profileReason(prev, cur, what string) string {
 		return fmt.Sprintf("%s: %s -> %s", what, name(prev), name(cur))
 	}
 	return what + ": model changed"
+}
+
+// MeasureKey is a short stable key for a measure's CEL source: FNV-1a 64.
+// Daily snapshots store raw values under it instead of the source text,
+// which would dominate their size; a collision needs two different
+// measures with the same 64-bit hash.
+func MeasureKey(expr string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(expr))
+	return h.Sum64()
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

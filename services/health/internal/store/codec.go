@@ -15,7 +15,7 @@ import (
 )
 
 // snapshotVersion prefixes encoded snapshots so the format can change.
-const snapshotVersion = 1
+const snapshotVersion = 2
 
 var errShort = errors.New("truncated snapshot")
 
@@ -30,7 +30,17 @@ func EncodeSnapshot(s *Snapshot) []byte {
 	buf = binary.AppendUvarint(buf, uint64(s.Band))
 	buf = appendString(buf, s.When)
 	buf = appendMap(buf, s.Points)
-	return appendMap(buf, s.Raw)
+	keys := make([]uint64, 0, len(s.Raw))
+	for k := range s.Raw {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	buf = binary.AppendUvarint(buf, uint64(len(keys)))
+	for _, k := range keys {
+		buf = binary.BigEndian.AppendUint64(buf, k)
+		buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(s.Raw[k]))
+	}
+	return buf
 }
 
 func appendString(buf []byte, s string) []byte {
@@ -63,7 +73,7 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	s.Band = healthv1.Band(d.uvarint())
 	s.When = d.str()
 	s.Points = d.floats()
-	s.Raw = d.floats()
+	s.Raw = d.keyed()
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -134,6 +144,20 @@ func (d *decoder) str() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+func (d *decoder) keyed() map[uint64]float64 {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b))/16 {
+		d.err = errShort
+		return nil
+	}
+	m := make(map[uint64]float64, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := d.u64()
+		m[k] = math.Float64frombits(d.u64())
+	}
+	return m
 }
 
 func (d *decoder) floats() map[string]float64 {

@@ -15,9 +15,9 @@ func TestSnapshotCodec(t *testing.T) {
 		name string
 		s    *store.Snapshot
 	}{
-		{"empty maps", &store.Snapshot{Day: "2026-01-01", Points: map[string]float64{}, Raw: map[string]float64{}}},
+		{"empty maps", &store.Snapshot{Day: "2026-01-01", Points: map[string]float64{}, Raw: map[uint64]float64{}}},
 		{"full", &store.Snapshot{Day: "2026-02-03", Score: 71.25, Band: healthv1.Band_BAND_NEUTRAL, When: "days_since_created() < 30.0",
-			Points: map[string]float64{"a": 100, "b": 0.5}, Raw: map[string]float64{`trend("", "30d")`: -0.31, "nps()": -1}}},
+			Points: map[string]float64{"a": 100, "b": 0.5}, Raw: map[uint64]float64{7: -0.31, 1 << 63: -1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

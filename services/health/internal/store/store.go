@@ -69,8 +69,9 @@ type Snapshot struct {
 	Band  healthv1.Band
 	// Points per component name.
 	Points map[string]float64
-	// Raw holds each evaluated measure's value, keyed by its CEL source.
-	Raw map[string]float64
+	// Raw holds each evaluated measure's value, keyed by model.MeasureKey
+	// of its CEL source.
+	Raw map[uint64]float64
 	// When is the condition of the profile that applied ("" = base components).
 	When string
 }
