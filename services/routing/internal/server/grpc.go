@@ -557,17 +557,24 @@ func (s *Server) GetReport(ctx context.Context, req *routingv1.GetReportRequest)
 		speeds []time.Duration
 	}
 	groups := map[[2]string]*acc{}
-	add := func(by, key string, a *routingv1.Assignment) {
+	// An assignment reassigned on breach counts as breached for its type
+	// and for each previous owner (and their team); its current owner is
+	// judged by the fresh clock it got.
+	add := func(by, key string, a *routingv1.Assignment, previous bool) {
 		g := groups[[2]string{by, key}]
 		if g == nil {
 			g = &acc{row: &routingv1.Attainment{GroupBy: by, Key: key}}
 			groups[[2]string{by, key}] = g
 		}
 		g.row.Assignments++
+		if previous {
+			g.row.Breached++
+			return
+		}
 		if a.GetSla().GetMetAt() != nil {
 			g.row.Met++
 		}
-		if a.GetSla().GetBreached() {
+		if a.GetSla().GetBreached() || (by == "type" && len(a.GetPreviousOwnerIds()) > 0) {
 			g.row.Breached++
 		}
 		if a.GetFirstTouchAt() != nil {
@@ -581,16 +588,23 @@ func (s *Server) GetReport(ctx context.Context, req *routingv1.GetReportRequest)
 			if (!from.IsZero() && c.Before(from)) || (!to.IsZero() && !c.Before(to)) || a.GetOwnerId() == "" {
 				return nil
 			}
-			team, ok := teams[a.GetOwnerId()]
-			if !ok {
-				if o, err := tx.Owner(a.GetOwnerId()); err == nil {
-					team = strings.ToLower(strings.TrimPrefix(o.GetTeam().String(), "TEAM_"))
+			teamOf := func(owner string) string {
+				team, ok := teams[owner]
+				if !ok {
+					if o, err := tx.Owner(owner); err == nil {
+						team = strings.ToLower(strings.TrimPrefix(o.GetTeam().String(), "TEAM_"))
+					}
+					teams[owner] = team
 				}
-				teams[a.GetOwnerId()] = team
+				return team
 			}
-			add("type", rules.TypeName(a.GetType()), a)
-			add("team", team, a)
-			add("owner", a.GetOwnerId(), a)
+			add("type", rules.TypeName(a.GetType()), a, false)
+			add("team", teamOf(a.GetOwnerId()), a, false)
+			add("owner", a.GetOwnerId(), a, false)
+			for _, prev := range a.GetPreviousOwnerIds() {
+				add("team", teamOf(prev), a, true)
+				add("owner", prev, a, true)
+			}
 			return nil
 		})
 	})

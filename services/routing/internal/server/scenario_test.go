@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,15 +87,24 @@ func TestSLAScenarios(t *testing.T) {
 				{at: ny(16, 12, 59), events: "", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
 				{at: ny(16, 13, 0), events: "warning_50:alice"},
 				{at: ny(16, 15, 24), events: "warning_50:alice warning_80:alice"},
-				{at: ny(16, 17, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob", state: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED},
-				{at: ny(18, 17, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob", state: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED},
+				// Bob gets a fresh 8h clock from 17:00: 13:00, 15:24, 17:00 the next day.
+				{at: ny(16, 17, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
+				{at: ny(17, 12, 59), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
+				{at: ny(17, 13, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria warning_50:bob"},
+				{at: ny(17, 15, 24), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria warning_50:bob warning_80:bob"},
+				// Nobody is left in the pool: the escalation only notifies.
+				{at: ny(17, 17, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria warning_50:bob warning_80:bob breach:bob escalation:bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED},
+				{at: ny(19, 17, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria warning_50:bob warning_80:bob breach:bob escalation:bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED},
 			},
 			check: func(t *testing.T, h *harness, a *routingv1.Assignment) {
 				if a.GetOwnerId() != "bob" || strings.Join(a.GetPreviousOwnerIds(), ",") != "alice" || !a.GetSla().GetBreached() {
 					t.Fatalf("after escalation: %v", a)
 				}
-				if n := testutil.ToFloat64(h.svc.breaches.WithLabelValues("mql")); n != 1 {
-					t.Fatalf("cairn_sla_breaches_total{type=mql} = %v, want 1", n)
+				if due := a.GetSla().GetDueAt().AsTime(); !due.Equal(ny(17, 17, 0)) {
+					t.Fatalf("bob's clock due %s, want %s", due, ny(17, 17, 0))
+				}
+				if n := testutil.ToFloat64(h.svc.breaches.WithLabelValues("mql")); n != 2 {
+					t.Fatalf("cairn_sla_breaches_total{type=mql} = %v, want 2", n)
 				}
 				load, err := h.client.ListOwnerLoad(ctxWith(readKey), &routingv1.ListOwnerLoadRequest{})
 				if err != nil {
@@ -107,6 +117,19 @@ func TestSLAScenarios(t *testing.T) {
 				if strings.Join(got, " ") != "alice:0/0 bob:1/1 maria:0/0" {
 					t.Fatalf("load after escalation (open/breached): %v", got)
 				}
+				rep, err := h.client.GetReport(ctxWith(readKey), &routingv1.GetReportRequest{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var rows []string
+				for _, r := range rep.GetRows() {
+					rows = append(rows, fmt.Sprintf("%s=%s n=%d breached=%d", r.GetGroupBy(), r.GetKey(), r.GetAssignments(), r.GetBreached()))
+				}
+				slices.Sort(rows)
+				// The breach counts against alice and the type as well as bob.
+				if want := "owner=alice n=1 breached=1 owner=bob n=1 breached=1 team=sdr n=2 breached=2 type=mql n=1 breached=1"; strings.Join(rows, " ") != want {
+					t.Fatalf("report %q, want %q", strings.Join(rows, " "), want)
+				}
 			},
 		},
 		{
@@ -116,7 +139,7 @@ func TestSLAScenarios(t *testing.T) {
 				{at: ny(20, 17, 0), events: "", state: routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED},
 				{at: ny(23, 9, 0), action: "resume", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
 				{at: ny(23, 11, 0), events: "warning_50:alice"},
-				{at: ny(23, 15, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob", state: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED},
+				{at: ny(23, 15, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
 			},
 		},
 		{
@@ -211,6 +234,38 @@ func TestRestartFiresOverdueOnce(t *testing.T) {
 		if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
 			t.Fatalf("%s: state %s", id, a.GetState())
 		}
+	}
+}
+
+// TestReassignedClockSurvivesRestart breaches, reassigns, closes the store
+// and reopens it after the new owner's clock ran out: the new owner's
+// warnings and breach fire once, at their own due times.
+func TestReassignedClockSurvivesRestart(t *testing.T) {
+	h := newHarness(t, "", ny(16, 9, 0))
+	h.setup(escalating)
+	a := h.qualify("lead@acme.com")
+	h.clk.Set(ny(16, 17, 0))
+	h.fire()
+	path := h.path
+	h.stop()
+
+	h2 := newHarness(t, path, ny(18, 9, 0))
+	h2.fire()
+	if n := h2.fire(); n != 0 {
+		t.Fatalf("fired %d timers on the second pass", n)
+	}
+	var got []string
+	for _, r := range records(t, h2.db) {
+		if e := r.GetSlaEvent(); e != nil && e.GetOwnerId() == "bob" {
+			got = append(got, e.GetKind()+"@"+e.GetAt().AsTime().In(newYork).Format("02 15:04"))
+		}
+	}
+	want := "warning_50@17 13:00 warning_80@17 15:24 breach@17 17:00 escalation@17 17:00"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("bob's events %q, want %q", strings.Join(got, " "), want)
+	}
+	if st := h2.assignment(a.GetAssignmentId()).GetState(); st != routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
+		t.Fatalf("state %s", st)
 	}
 }
 

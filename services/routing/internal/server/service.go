@@ -721,9 +721,15 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 		if err := s.slaEvent(tx, a, sla.Escalation, next, t.At); err != nil {
 			return 0, err
 		}
+		if p.GetNotifyManager() {
+			if err := s.notifyManager(tx, a, t.At); err != nil {
+				return 0, err
+			}
+		}
 		if next != "" {
-			a.PreviousOwnerIds = append(a.PreviousOwnerIds, a.GetOwnerId())
-			a.OwnerId = next
+			if err := s.reassign(tx, a, p, next, t.At); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if err := tx.UpdateAssignment(a, prevOwner, prevState); err != nil {
@@ -733,6 +739,38 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 		return 0, err
 	}
 	return a.GetType(), nil
+}
+
+// notifyManager publishes a manager_notified event whose owner_id is the
+// breaching owner's manager, so a notifier subscribed to the routing log can
+// find whom to tell without reading the directory. Owners without a manager
+// (or gone from the directory) produce no event.
+func (s *Service) notifyManager(tx *store.Tx, a *routingv1.Assignment, at time.Time) error {
+	o := s.owner(tx, a.GetOwnerId())
+	if o == nil || o.Owner.GetManagerId() == "" {
+		return nil
+	}
+	return s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: &routingv1.SlaEvent{
+		Workspace: tx.Workspace(), AssignmentId: a.GetAssignmentId(), Kind: string(sla.ManagerNotified),
+		OwnerId: o.Owner.GetManagerId(), At: timestamppb.New(at),
+	}}})
+}
+
+// reassign hands a breached assignment to next with a fresh clock under the
+// same policy, started at the breach instant on next's calendar, so the new
+// owner gets the full allowed time with its own warnings and breach. A
+// policy that no longer has an allowed time (deleted from the config) gives
+// no clock, which keeps a chain of instant breaches from happening.
+func (s *Service) reassign(tx *store.Tx, a *routingv1.Assignment, p *routingv1.SlaPolicy, next string, at time.Time) error {
+	a.PreviousOwnerIds = append(a.PreviousOwnerIds, a.GetOwnerId())
+	a.OwnerId = next
+	if p.GetWithin().AsDuration() <= 0 {
+		return nil
+	}
+	cal := s.ownerCalendar(tx, next)
+	a.Sla = sla.Start(p, cal, at)
+	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
+	return s.armNext(tx, a, cal, at)
 }
 
 // nextInPool is the first owner after the current one in the decision's pool

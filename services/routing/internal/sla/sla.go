@@ -30,6 +30,8 @@ const (
 	Breach     Kind = "breach"
 	Escalation Kind = "escalation"
 	Met        Kind = "met"
+	// ManagerNotified carries the breaching owner's manager in owner_id.
+	ManagerNotified Kind = "manager_notified"
 )
 
 // BusinessDay is the business time of one default working day.
