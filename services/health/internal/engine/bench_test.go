@@ -73,6 +73,7 @@ func benchRescore(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		clk.Advance(24 * time.Hour) // each run is a new day: new snapshots, real work
 		got, err := e.Rescore(context.Background(), db, "w")
@@ -81,6 +82,7 @@ func benchRescore(b *testing.B, n int) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/rescore")
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/rescore")
 }
 
 // BenchmarkRescore100k rescores a workspace of 100,000 accounts (target ≤ 2 s).
@@ -106,6 +108,8 @@ func BenchmarkApplyEvent(b *testing.B) {
 	}
 	recs := make([]*ingestionv1.LogRecord, 0, 500)
 	b.ResetTimer()
+	cpu0 := cpuTime()
+	defer func() { b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event") }()
 	for i := 0; i < b.N; {
 		recs = recs[:0]
 		for ; len(recs) < 500 && i < b.N; i++ {
