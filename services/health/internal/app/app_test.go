@@ -1,7 +1,11 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +13,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"go.etcd.io/bbolt"
@@ -119,5 +124,132 @@ func TestConsumersApplyUpstreamLogs(t *testing.T) {
 	cancel()
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		t.Fatal(err)
+	}
+}
+
+// dump renders every bucket (but bbolt metadata) so two stores can be compared.
+func dump(t *testing.T, db *kv.DB) string {
+	t.Helper()
+	var buf bytes.Buffer
+	var walk func(prefix string, b *bbolt.Bucket) error
+	walk = func(prefix string, b *bbolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return walk(prefix+"/"+string(k), b.Bucket(k))
+			}
+			fmt.Fprintf(&buf, "%s/%q=%x\n", prefix, k, v)
+			return nil
+		})
+	}
+	if err := db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error { return walk(string(name), b) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// consume runs the real consumers on db until they reach the ingestion
+// log's head on every partition, then stops them.
+func consume(t *testing.T, db *kv.DB, ingLog *stream.Log, clk clock.Clock, parts uint32) {
+	t.Helper()
+	hLog, err := stream.OpenLog(db, "health", stream.LogOptions{Partitions: parts, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Log: hLog, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := app.Background(app.Options{DB: db, Engine: eng, Partitions: parts, Clock: clk,
+		Ingestion: stream.LocalSource(ingLog, decodeIngestion)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Ingestion.Run(ctx) }()
+	for p := uint32(0); p < parts; p++ {
+		if err := w.Ingestion.WaitFor(ctx, p, ingLog.Head(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestartMidStreamEqualsCleanRun stops the consumer halfway through the
+// upstream log, reopens the store and resumes from the saved cursors; the
+// resulting store (state, cursors, health log) must equal a clean run's.
+func TestRestartMidStreamEqualsCleanRun(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(t0.AddDate(0, 0, 60))
+	const parts = 3
+	var recs [][]byte
+	var keys []uint32
+	for day := 0; day < 40; day++ {
+		for a := 0; a < 6; a++ {
+			acct := fmt.Sprintf("acct-%d", a)
+			for u := 0; u <= a%3; u++ {
+				ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+					Workspace: "w", AccountId: acct, Type: ingestionv1.EventType_EVENT_TYPE_TRACK,
+					UserId: fmt.Sprintf("u%d", u), Event: fmt.Sprintf("f%d", (day+u)%4),
+					Timestamp: timestamppb.New(t0.AddDate(0, 0, day))}}}
+				data, err := proto.Marshal(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, data)
+				keys = append(keys, stream.Partition("w", acct, parts))
+			}
+		}
+	}
+	appendAll := func(l *stream.Log, from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := l.Append(context.Background(), keys[i], recs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	cleanUp, clean := storetest.Open(t), storetest.Open(t)
+	cleanLog, err := stream.OpenLog(cleanUp, "ingestion", stream.LogOptions{Partitions: parts, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(cleanLog, 0, len(recs))
+	consume(t, clean, cleanLog, clk, parts)
+
+	up := storetest.Open(t)
+	upLog, err := stream.OpenLog(up, "ingestion", stream.LogOptions{Partitions: parts, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "health.db")
+	db, err := kv.Open(path, kv.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(upLog, 0, len(recs)/2)
+	consume(t, db, upLog, clk, parts)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = kv.Open(path, kv.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	appendAll(upLog, len(recs)/2, len(recs))
+	consume(t, db, upLog, clk, parts)
+
+	a, b := dump(t, clean), dump(t, db)
+	if a != b {
+		t.Fatalf("restarted run differs from the clean run (%d vs %d bytes)", len(a), len(b))
+	}
+	if !strings.Contains(a, "health/w/\"acct-5\"") || !strings.Contains(a, "snapshots/w/") {
+		t.Fatalf("the compared stores hold no health state:\n%.500s", a)
 	}
 }
