@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ const (
 	seed       = 42
 	nAccounts  = 50
 	batchSize  = 25
-	crashKills = 8
+	crashKills = 12
 )
 
 // disruption is what a run does to the suite while it ingests: before
@@ -35,9 +36,9 @@ func runWorkload(t *testing.T, events []*ingestionv1.Event, accounts []string, d
 	ctx := t.Context()
 	ro := routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.admin))
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if _, err := ro.ApplyConfig(actx, &routingv1.ApplyConfigRequest{Yaml: routingYAML}); err != nil {
+	if err := setupRouting(actx, ro); err != nil {
 		cancel()
-		t.Fatalf("apply routing config: %v", err)
+		t.Fatal(err)
 	}
 	cancel()
 
@@ -154,9 +155,7 @@ func TestCrashAndOutage(t *testing.T) {
 			s.kill(name)
 			s.start(name)
 		})
-		if d := want.diff(got, 10); len(d) > 0 {
-			t.Errorf("state after crashes differs from the undisturbed run in %d places:\n%v", len(d), d)
-		}
+		compare(t, "after crashes", want, got)
 	})
 
 	t.Run("downstream outage", func(t *testing.T) {
@@ -174,9 +173,7 @@ func TestCrashAndOutage(t *testing.T) {
 				}
 			}
 		})
-		if d := want.diff(got, 10); len(d) > 0 {
-			t.Errorf("state after the outage differs from the undisturbed run in %d places:\n%v", len(d), d)
-		}
+		compare(t, "after the outage", want, got)
 	})
 }
 
@@ -198,5 +195,17 @@ func checkNonTrivial(t *testing.T, s snapshot) {
 	t.Logf("baseline: %d accounts staged, %d scored, %d with assignments", staged, scored, routed)
 	if staged == 0 || scored == 0 || routed == 0 {
 		t.Fatalf("baseline state is trivial (staged %d, scored %d, routed %d): the comparison would prove nothing", staged, scored, routed)
+	}
+}
+
+// compare fails on differences in the required state and logs the
+// order-dependent routing lines that differ (see signalledPrefix).
+func compare(t *testing.T, what string, want, got snapshot) {
+	t.Helper()
+	if d := want.diff(got, 10, required); len(d) > 0 {
+		t.Errorf("state %s differs from the undisturbed run:\n%s", what, strings.Join(d, "\n"))
+	}
+	if d := want.diff(got, 10, signalled); len(d) > 0 {
+		t.Logf("risk/renewal handoffs %s differ (read order of three logs, not required equal):\n%s", what, strings.Join(d, "\n"))
 	}
 }

@@ -13,26 +13,47 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 )
 
-// routingYAML gives every pool a single owner, so that the owner of an
-// assignment does not depend on the order in which routing sees accounts
-// from different partitions (round robin would). No SLA policies: SLA
-// clocks run on the wall clock and would make breach state timing-dependent.
+// routingYAML holds the routing rules. Every pool (see routingSetup) has a
+// single owner, so that the owner of an assignment does not depend on the
+// order in which routing sees accounts from different partitions (round
+// robin would). No SLA policies: SLA clocks run on the wall clock and would
+// make breach state timing-dependent.
 const routingYAML = `fallback_pool: sdr-pool
-owners:
-  - {id: sam, name: Sam Carter, email: sam@cairn.example, team: sdr, time_zone: UTC}
-  - {id: olivia, name: Olivia Grant, email: olivia@cairn.example, team: ae, time_zone: UTC}
-  - {id: nora, name: Nora Lind, email: nora@cairn.example, team: csm, time_zone: UTC}
-pools:
-  - {id: sdr-pool, name: SDRs, strategy: round_robin, owners: [sam]}
-  - {id: ae-pool, name: AEs, strategy: round_robin, owners: [olivia]}
-  - {id: cs-pool, name: CS, strategy: round_robin, owners: [nora]}
 rules:
   - {name: post-sale, types: [closed_won, renewal, risk], action: pool, pool: cs-pool}
   - {name: sql-to-ae, types: [sql], action: pool, pool: ae-pool}
   - {name: leads, types: [mql, pql], action: pool, pool: sdr-pool}
 `
+
+// setupRouting stores one owner per pool and applies routingYAML.
+func setupRouting(ctx context.Context, c routingv1.RoutingServiceClient) error {
+	for _, o := range []struct {
+		id, pool string
+		team     routingv1.Team
+	}{
+		{"sam", "sdr-pool", routingv1.Team_TEAM_SDR},
+		{"olivia", "ae-pool", routingv1.Team_TEAM_AE},
+		{"nora", "cs-pool", routingv1.Team_TEAM_CSM},
+	} {
+		if _, err := c.UpsertOwner(ctx, &routingv1.UpsertOwnerRequest{Owner: &routingv1.Owner{
+			OwnerId: o.id, Name: o.id, Email: o.id + "@cairn.example", Team: o.team, TimeZone: "UTC",
+		}}); err != nil {
+			return fmt.Errorf("upsert owner %s: %w", o.id, err)
+		}
+		if _, err := c.UpsertPool(ctx, &routingv1.UpsertPoolRequest{Pool: &routingv1.Pool{
+			PoolId: o.pool, Name: o.pool, OwnerIds: []string{o.id}, Strategy: routingv1.Strategy_STRATEGY_ROUND_ROBIN,
+		}}); err != nil {
+			return fmt.Errorf("upsert pool %s: %w", o.pool, err)
+		}
+	}
+	if _, err := c.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: routingYAML}); err != nil {
+		return fmt.Errorf("apply routing rules: %w", err)
+	}
+	return nil
+}
 
 // workload is a deterministic list of events for nAccounts accounts.
 // Event times are spread over the 36 hours before base, so that no
