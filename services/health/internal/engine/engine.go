@@ -146,7 +146,13 @@ func (e *Engine) Model(tx *bbolt.Tx, ws string) (*model.Compiled, error) {
 	}
 	c, err := model.Compile(m, e.comp)
 	if err != nil {
-		return nil, fmt.Errorf("compile active model %q v%d: %w", id, ver, err)
+		// Stored models were validated when applied, so this only happens
+		// when the measure language changed under them. Scoring with the
+		// default keeps the consumers moving instead of retrying a poison
+		// batch forever; the error is logged once per version.
+		e.logger.Error("active model no longer compiles; scoring with the built-in default",
+			"workspace", ws, "model", id, "version", ver, "err", err)
+		c = e.def
 	}
 	e.mu.Lock()
 	e.models[ws] = cachedModel{id: id, version: ver, c: c}
