@@ -207,21 +207,28 @@ func (s *Server) GetModel(ctx context.Context, req *healthv1.GetModelRequest) (*
 			return err
 		}
 		id, ver := req.GetModelId(), req.GetVersion()
+		wantActive := id == "" && ver == 0
 		if id == "" {
 			id = activeID
 		}
-		if ver == 0 {
-			if id == activeID {
+		if wantActive {
+			ver = activeVer
+		} else if ver == 0 {
+			// No version: the active one if this id is active, else the
+			// newest stored; the built-in default is version 0 of "default".
+			if id == activeID && activeVer != 0 {
 				ver = activeVer
 			} else {
 				ms, err := store.ListModels(tx, ws, id, 0, 1)
 				if err != nil {
 					return err
 				}
-				if len(ms) == 0 {
+				switch {
+				case len(ms) > 0:
+					ver = ms[0].GetVersion()
+				case id != "default":
 					return fmt.Errorf("model %q: %w", id, store.ErrNotFound)
 				}
-				ver = ms[0].GetVersion()
 			}
 		}
 		if ver == 0 { // the built-in default, never stored

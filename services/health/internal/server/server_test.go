@@ -346,6 +346,18 @@ func TestModels(t *testing.T) {
 	if err != nil || !def.GetActive() || def.GetModel().GetId() != "default" || !strings.Contains(def.GetYaml(), "usage_breadth") {
 		t.Fatalf("default model: %v %v", def, err)
 	}
+	// A model stored under "default" but not activated is what GetModel
+	// returns for that id; the active model stays the built-in one.
+	if _, err := admin.ApplyModel(ctx, &healthv1.ApplyModelRequest{Yaml: strings.Replace(validYAML, "id: simple", "id: default", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := read.GetModel(ctx, &healthv1.GetModelRequest{ModelId: "default"})
+	if err != nil || stored.GetModel().GetVersion() != 1 || stored.GetActive() {
+		t.Fatalf("stored default: %v %v", stored, err)
+	}
+	if act, err := read.GetModel(ctx, &healthv1.GetModelRequest{}); err != nil || act.GetModel().GetVersion() != 0 || !act.GetActive() {
+		t.Fatalf("active after storing: %v %v", act, err)
+	}
 	v, err := read.ValidateModel(ctx, &healthv1.ValidateModelRequest{Yaml: strings.Replace(validYAML, "weight: 100", "weight: 90", 1)})
 	if err != nil || v.GetValid() || v.GetErrors()[0].GetPath() != "components" {
 		t.Fatalf("validate: %v %v", v, err)
