@@ -20,7 +20,7 @@ func TestCheckRules(t *testing.T) {
 	}{
 		{name: "shipped rules are valid"},
 		{name: "bad PromQL", old: "> 0.05", new: "> > 0.05", wantErr: "could not parse expression"},
-		{name: "missing runbook", old: "runbook: deploy/README.md#cairntargetdown", new: "owner: ops", wantErr: "no runbook"},
+		{name: "missing runbook", old: "runbook: docs/operations.md#cairntargetdown", new: "owner: ops", wantErr: "no runbook"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
