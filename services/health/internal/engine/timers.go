@@ -39,23 +39,35 @@ func (e *Engine) FireDue(db *kv.DB) (int, error) {
 				return err
 			}
 			n = len(due)
-			b := e.newBatch(tx)
+			// Group by workspace and score each group like a rescore chunk,
+			// so the midnight wave of timers uses every core.
+			var order []string
+			groups := map[string][]string{}
 			for _, t := range due {
-				st, err := b.get(t.Workspace, t.Account, false)
-				if err != nil {
-					return err
-				}
-				if st == nil { // forgotten account: drop its timer
+				if _, _, err := store.GetAccountRaw(tx, t.Workspace, t.Account); errors.Is(err, store.ErrNotFound) {
+					// Forgotten account: drop its timer.
 					if err := store.DeleteAccount(tx, t.Workspace, t.Account); err != nil {
 						return err
 					}
 					continue
+				} else if err != nil {
+					return err
 				}
-				if err := b.evaluate(st, now); err != nil {
-					return fmt.Errorf("timer for %q: %w", t.Account, err)
+				if _, ok := groups[t.Workspace]; !ok {
+					order = append(order, t.Workspace)
+				}
+				groups[t.Workspace] = append(groups[t.Workspace], t.Account)
+			}
+			for _, ws := range order {
+				cm, err := e.Model(tx, ws)
+				if err != nil {
+					return err
+				}
+				if err := e.rescoreChunk(tx, ws, groups[ws], cm, now); err != nil {
+					return fmt.Errorf("timers of workspace %q: %w", ws, err)
 				}
 			}
-			return b.flush()
+			return nil
 		})
 		if err != nil {
 			return total, fmt.Errorf("fire due timers: %w", err)
