@@ -4,19 +4,28 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 )
 
 // Product is the product-signal context of one account that PQL rules see.
 // The CEL variables are `stage` (string), `previous_stage` (string),
-// `health_band` (string, e.g. "green"), `health_score` (double), `signals`
+// `health_band` (string, e.g. "healthy"), `health_score` (double), `signals`
 // (list of open signal reasons, e.g. "activation_reached") and `account`
-// (map of account traits and signal attributes).
+// (map of account traits and signal attributes); the functions are
+// pkg/account's over the account's product aggregates (count(name, window),
+// has_event(name), active_users(window), features_used(window), ...).
 type Product struct {
+	// Aggregates are the account's product aggregates; nil means none.
+	Aggregates *account.Aggregates
+	// Now is the evaluation time of the aggregate functions' windows: the
+	// time of the record that triggered the evaluation.
+	Now time.Time
 	// Stage is the account's current journey stage.
 	Stage string
 	// PreviousStage is the stage before the last transition.
@@ -33,11 +42,13 @@ type Product struct {
 
 type compiledPQL struct {
 	name string
-	prg  cel.Program
+	prg  *account.Program
 }
 
-func pqlEnv() (*cel.Env, error) {
-	return cel.NewEnv(
+// pqlEnv is pkg/account's environment (aggregate functions, cost limit) plus
+// routing's product-signal variables.
+func pqlEnv() (*account.Env, error) {
+	return account.NewEnv(account.Config{},
 		cel.Variable("stage", cel.StringType),
 		cel.Variable("previous_stage", cel.StringType),
 		cel.Variable("health_band", cel.StringType),
@@ -67,7 +78,7 @@ func compilePQL(rs []*routingv1.PqlRule) ([]compiledPQL, []*commonv1.ValidationE
 			errs = append(errs, &commonv1.ValidationError{Path: path + ".condition", Message: "required"})
 			continue
 		}
-		prg, err := compileBool(env, r.GetCondition())
+		prg, err := env.CompileBool(r.GetCondition())
 		if err != nil {
 			errs = append(errs, &commonv1.ValidationError{Path: path + ".condition", Message: err.Error()})
 			continue
@@ -101,13 +112,17 @@ func (e *Engine) EvaluatePQL(p Product, holding []string) (fired, now []string, 
 		"signals":        signals,
 		"account":        orEmpty(p.Account),
 	}
+	agg := p.Aggregates
+	if agg == nil {
+		agg = account.New("", "")
+	}
 	for _, r := range e.pql {
-		out, _, err := r.prg.Eval(vars)
+		ok, err := r.prg.EvalBool(agg, p.Now, vars)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("evaluate PQL rule %q: %w", r.name, err))
 			continue
 		}
-		if b, ok := out.Value().(bool); !ok || !b {
+		if !ok {
 			continue
 		}
 		now = append(now, r.name)

@@ -10,12 +10,14 @@ import (
 
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
@@ -72,6 +74,9 @@ func (s *Service) forget(tx *store.Tx, ts *commonv1.Tombstone, forward bool) err
 		if err := tx.DeleteAccount(acct); err != nil {
 			return err
 		}
+		if err := tx.DeleteAggregates(acct); err != nil {
+			return err
+		}
 	}
 	if uid := ts.GetUserId(); uid != "" {
 		u, err := tx.User(uid)
@@ -84,6 +89,16 @@ func (s *Service) forget(tx *store.Tx, ts *commonv1.Tombstone, forward bool) err
 				return err
 			}
 			ids = append(ids, found...)
+		}
+		if u.AccountID != "" {
+			agg, err := tx.Aggregates(u.AccountID)
+			if err != nil {
+				return err
+			}
+			agg.ForgetUser(uid)
+			if err := tx.PutAggregates(u.AccountID, agg); err != nil {
+				return err
+			}
 		}
 		if err := tx.DeleteUser(uid); err != nil {
 			return err
@@ -126,6 +141,9 @@ func flat(s *structpb.Struct) map[string]any {
 }
 
 func (s *Service) applyEvent(tx *store.Tx, e *ingestionv1.Event) error {
+	if err := s.applyAggregates(tx, e); err != nil {
+		return err
+	}
 	switch e.GetType() {
 	case ingestionv1.EventType_EVENT_TYPE_IDENTIFY:
 		if e.GetUserId() == "" {
@@ -190,6 +208,49 @@ func (s *Service) applyEvent(tx *store.Tx, e *ingestionv1.Event) error {
 		return s.applyCRM(tx, e)
 	}
 	return nil
+}
+
+// eventAccount is the account an event counts for: its account id, the
+// group of a group call, else the account identify/group calls tied the
+// user to.
+func eventAccount(tx *store.Tx, e *ingestionv1.Event) (string, error) {
+	if id := e.GetAccountId(); id != "" {
+		return id, nil
+	}
+	if e.GetType() == ingestionv1.EventType_EVENT_TYPE_GROUP && e.GetGroupId() != "" {
+		return e.GetGroupId(), nil
+	}
+	if e.GetUserId() == "" {
+		return "", nil
+	}
+	u, err := tx.User(e.GetUserId())
+	if err != nil {
+		return "", err
+	}
+	return u.AccountID, nil
+}
+
+// applyAggregates folds an event into its account's product aggregates (the
+// PQL rules' count(), active_users(), ... functions) and, when the
+// workspace has PQL rules, re-evaluates them at the event's time.
+func (s *Service) applyAggregates(tx *store.Tx, e *ingestionv1.Event) error {
+	acct, err := eventAccount(tx, e)
+	if err != nil || acct == "" {
+		return err
+	}
+	agg, err := tx.Aggregates(acct)
+	if err != nil {
+		return err
+	}
+	agg.Apply(e, &account.Config{})
+	if err := tx.PutAggregates(acct, agg); err != nil {
+		return err
+	}
+	_, eng, err := s.engine(tx)
+	if err != nil || !eng.HasPQL() {
+		return err
+	}
+	return s.evaluatePQL(tx, acct, agg, account.EventTime(e))
 }
 
 // domainOf extracts the host of a website trait, without "www.".
@@ -264,7 +325,7 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 			return err
 		}
 		t := routingv1.HandoffType_HANDOFF_TYPE_MQL
-		r := Route{Type: t, Lead: lead, RequestID: reqID, Signal: flat(e.GetProperties())}
+		r := Route{Type: t, Lead: lead, RequestID: reqID, Signal: flat(e.GetProperties()), At: account.EventTime(e)}
 		if name == "crm.sql_accepted" {
 			r.Type = routingv1.HandoffType_HANDOFF_TYPE_SQL
 			// The CRM already chose the AE: honour it when we know them.
@@ -283,6 +344,7 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 		_, err := s.RouteTx(tx, Route{
 			Type: routingv1.HandoffType_HANDOFF_TYPE_CLOSED_WON, AccountID: e.GetAccountId(), RequestID: reqID,
 			Lead: &routingv1.Lead{AccountId: e.GetAccountId()}, Reason: "closed won", Signal: flat(e.GetProperties()),
+			At: account.EventTime(e),
 		})
 		return err
 	case "crm.contacted", "crm.meeting_booked":
@@ -338,6 +400,7 @@ func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecor
 	for _, r := range recs {
 		var (
 			ws, account string
+			at          time.Time
 			update      func(a *store.Account)
 		)
 		switch {
@@ -348,11 +411,11 @@ func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecor
 			continue
 		case r.GetTransition() != nil:
 			t := r.GetTransition()
-			ws, account = t.GetWorkspace(), t.GetAccountId()
+			ws, account, at = t.GetWorkspace(), t.GetAccountId(), s.recordTime(t.GetAt())
 			update = func(a *store.Account) { a.PreviousStage, a.Stage = t.GetFromStage(), t.GetToStage() }
 		case r.GetSignal() != nil:
 			sig := r.GetSignal()
-			ws, account = sig.GetWorkspace(), sig.GetAccountId()
+			ws, account, at = sig.GetWorkspace(), sig.GetAccountId(), signalTime(s, sig)
 			update = func(a *store.Account) { applySignal(a, sig) }
 		default:
 			continue
@@ -360,7 +423,7 @@ func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecor
 		if ws == "" || account == "" {
 			continue
 		}
-		if err := s.updateProduct(store.In(btx, ws), account, update); err != nil {
+		if err := s.updateProduct(store.In(btx, ws), account, at, update); err != nil {
 			return fmt.Errorf("apply stages record %d: %w", r.GetOffset(), err)
 		}
 	}
@@ -383,45 +446,82 @@ func applySignal(a *store.Account, sig *commonv1.Signal) {
 }
 
 // updateProduct changes an account's product context and routes a PQL for
-// every PQL rule that starts to hold.
-func (s *Service) updateProduct(tx *store.Tx, account string, update func(a *store.Account)) error {
+// every PQL rule that starts to hold, evaluated at at.
+func (s *Service) updateProduct(tx *store.Tx, account string, at time.Time, update func(a *store.Account)) error {
 	a, err := tx.Account(account)
 	if err != nil {
 		return err
 	}
 	update(a)
+	if err := tx.PutAccount(account, a); err != nil {
+		return err
+	}
+	_, eng, err := s.engine(tx)
+	if err != nil || !eng.HasPQL() {
+		return err
+	}
+	agg, err := tx.Aggregates(account)
+	if err != nil {
+		return err
+	}
+	return s.evaluatePQL(tx, account, agg, at)
+}
+
+// evaluatePQL evaluates the PQL rules for an account at at and routes a PQL
+// handoff, created at at, for every rule that starts to hold.
+func (s *Service) evaluatePQL(tx *store.Tx, acctID string, agg *account.Aggregates, at time.Time) error {
+	a, err := tx.Account(acctID)
+	if err != nil {
+		return err
+	}
 	_, eng, err := s.engine(tx)
 	if err != nil {
 		return err
 	}
-	var fired []string
-	if eng.HasPQL() {
-		attrs := map[string]any{}
-		maps.Copy(attrs, a.SignalAttributes)
-		maps.Copy(attrs, a.Traits)
-		var errs []error
-		fired, a.PQLHolding, errs = eng.EvaluatePQL(rules.Product{
-			Stage: a.Stage, PreviousStage: a.PreviousStage, HealthBand: a.HealthBand, HealthScore: a.HealthScore,
-			Signals: a.Signals, Account: attrs,
-		}, a.PQLHolding)
-		for _, err := range errs {
-			s.logger.Warn("PQL rule error", "workspace", tx.Workspace(), "account", account, "err", err)
-		}
+	attrs := map[string]any{}
+	maps.Copy(attrs, a.SignalAttributes)
+	maps.Copy(attrs, a.Traits)
+	fired, holding, errs := eng.EvaluatePQL(rules.Product{
+		Aggregates: agg, Now: at,
+		Stage: a.Stage, PreviousStage: a.PreviousStage, HealthBand: a.HealthBand, HealthScore: a.HealthScore,
+		Signals: a.Signals, Account: attrs,
+	}, a.PQLHolding)
+	for _, err := range errs {
+		s.logger.Warn("PQL rule error", "workspace", tx.Workspace(), "account", acctID, "err", err)
 	}
-	if err := tx.PutAccount(account, a); err != nil {
-		return err
+	if !slices.Equal(holding, a.PQLHolding) {
+		a.PQLHolding = holding
+		if err := tx.PutAccount(acctID, a); err != nil {
+			return err
+		}
 	}
 	for _, rule := range fired {
 		_, err := s.RouteTx(tx, Route{
-			Type: routingv1.HandoffType_HANDOFF_TYPE_PQL, AccountID: account, Reason: "PQL rule " + rule,
-			Lead:   &routingv1.Lead{AccountId: account, Attributes: map[string]string{"pql_rule": rule}},
-			Signal: map[string]any{"pql_rule": rule},
+			Type: routingv1.HandoffType_HANDOFF_TYPE_PQL, AccountID: acctID, Reason: "PQL rule " + rule,
+			Lead:   &routingv1.Lead{AccountId: acctID, Attributes: map[string]string{"pql_rule": rule}},
+			Signal: map[string]any{"pql_rule": rule}, At: at,
 		})
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// recordTime is an upstream record's time, or now for records without one.
+func (s *Service) recordTime(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil || !ts.IsValid() {
+		return s.clk.Now()
+	}
+	return ts.AsTime()
+}
+
+// signalTime is when a signal opened or closed: its state change time.
+func signalTime(s *Service, sig *commonv1.Signal) time.Time {
+	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN && sig.GetClosedAt() != nil {
+		return s.recordTime(sig.GetClosedAt())
+	}
+	return s.recordTime(sig.GetOpenedAt())
 }
 
 // bandName is "healthy", "neutral" or "at_risk".
@@ -448,7 +548,7 @@ func (s *Service) ApplyHealth(btx *bbolt.Tx, _ uint32, recs []*healthv1.LogRecor
 			if c.GetWorkspace() == "" || c.GetAccountId() == "" {
 				continue
 			}
-			err := s.updateProduct(store.In(btx, c.GetWorkspace()), c.GetAccountId(), func(a *store.Account) {
+			err := s.updateProduct(store.In(btx, c.GetWorkspace()), c.GetAccountId(), s.recordTime(c.GetAt()), func(a *store.Account) {
 				a.HealthBand, a.HealthScore = bandName(c.GetBand()), c.GetScore()
 			})
 			if err != nil {
@@ -467,7 +567,7 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	if tx.Workspace() == "" || sig.GetAccountId() == "" {
 		return nil
 	}
-	if err := s.updateProduct(tx, sig.GetAccountId(), func(a *store.Account) { applySignal(a, sig) }); err != nil {
+	if err := s.updateProduct(tx, sig.GetAccountId(), signalTime(s, sig), func(a *store.Account) { applySignal(a, sig) }); err != nil {
 		return err
 	}
 	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN {
@@ -500,7 +600,7 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	for k, v := range sig.GetAttributes() {
 		signal[k] = v
 	}
-	route := Route{Type: t, AccountID: sig.GetAccountId(), RequestID: reqID, Reason: sig.GetReason(), Signal: signal, Lead: &routingv1.Lead{AccountId: sig.GetAccountId()}}
+	route := Route{Type: t, AccountID: sig.GetAccountId(), RequestID: reqID, Reason: sig.GetReason(), Signal: signal, Lead: &routingv1.Lead{AccountId: sig.GetAccountId()}, At: signalTime(s, sig)}
 	first, err := s.RouteTx(tx, route)
 	if err != nil {
 		return err

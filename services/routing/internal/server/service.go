@@ -344,6 +344,11 @@ type Route struct {
 	Signal map[string]any
 	// Rule, when set with OwnerID, names the decision (e.g. "account_ae").
 	Rule string
+	// At is when the handoff happened: the triggering event's time, so that
+	// a consumer catching up after downtime starts SLA clocks when the lead
+	// qualified, not when the record was processed. Zero means now; a time
+	// after now is clamped to now.
+	At time.Time
 }
 
 // RouteTx routes one handoff inside tx and returns the stored assignment.
@@ -356,6 +361,9 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 		}
 	}
 	now := s.clk.Now()
+	if !r.At.IsZero() && r.At.Before(now) {
+		now = r.At
+	}
 	cfg, eng, err := s.engine(tx)
 	if err != nil {
 		return nil, err

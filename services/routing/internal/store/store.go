@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 	"github.com/cairn-dev/cairn/pkg/store"
 )
 
@@ -760,4 +761,29 @@ func unmarshal(v []byte, m proto.Message) error {
 		return fmt.Errorf("unmarshal %T: %w", m, err)
 	}
 	return nil
+}
+
+// Aggregates returns an account's product aggregates (empty when none were
+// kept yet).
+func (t *Tx) Aggregates(accountID string) (*account.Aggregates, error) {
+	v := t.get("aggregates", []byte(accountID))
+	if v == nil {
+		return account.New(t.ws, accountID), nil
+	}
+	a, err := account.Unmarshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("decode aggregates of account %q: %w", accountID, err)
+	}
+	return a, nil
+}
+
+// PutAggregates stores an account's product aggregates; pkg/account bounds
+// their size per account.
+func (t *Tx) PutAggregates(accountID string, a *account.Aggregates) error {
+	return t.put("aggregates", []byte(accountID), a.Marshal())
+}
+
+// DeleteAggregates drops an account's product aggregates.
+func (t *Tx) DeleteAggregates(accountID string) error {
+	return t.del("aggregates", []byte(accountID))
 }

@@ -199,3 +199,45 @@ func TestConfigVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAggregates round-trips an account's product aggregates per workspace
+// and rejects corrupt bytes with an error instead of a panic.
+func TestAggregates(t *testing.T) {
+	db := storetest.Open(t)
+	err := db.Update(func(btx *bbolt.Tx) error {
+		tx := In(btx, "ws1")
+		a, err := tx.Aggregates("acme")
+		if err != nil {
+			return err
+		}
+		if len(a.Days) != 0 || a.AccountID != "acme" {
+			return fmt.Errorf("fresh aggregates: %+v", a)
+		}
+		a.Seats = 12
+		if err := tx.PutAggregates("acme", a); err != nil {
+			return err
+		}
+		if got, err := tx.Aggregates("acme"); err != nil || got.Seats != 12 {
+			return fmt.Errorf("read back: %v %v", got, err)
+		}
+		if got, err := In(btx, "ws2").Aggregates("acme"); err != nil || got.Seats != 0 {
+			return fmt.Errorf("other workspace sees %v %v", got, err)
+		}
+		if err := tx.put("aggregates", []byte("bad"), []byte{0xff, 0x01}); err != nil {
+			return err
+		}
+		if _, err := tx.Aggregates("bad"); err == nil {
+			return errors.New("corrupt aggregates decoded without error")
+		}
+		if err := tx.DeleteAggregates("acme"); err != nil {
+			return err
+		}
+		if got, err := tx.Aggregates("acme"); err != nil || got.Seats != 0 {
+			return fmt.Errorf("after delete: %v %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
