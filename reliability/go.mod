@@ -3,6 +3,8 @@ module github.com/cairn-dev/cairn/reliability
 go 1.26.0
 
 require (
+	go.etcd.io/bbolt v1.5.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -59,6 +60,13 @@ func TestMain(m *testing.M) {
 	} else {
 		binDir = dir
 		code = m.Run()
+		// Every process is reaped and every client closed by the tests'
+		// cleanups; idle keep-alive connections of the scrapes are not.
+		http.DefaultClient.CloseIdleConnections()
+		if err := goleak.Find(); code == 0 && err != nil {
+			fmt.Fprintln(os.Stderr, "reliability: leaked goroutines:", err)
+			code = 1
+		}
 	}
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
@@ -104,6 +112,9 @@ type suite struct {
 	grpc    map[string]string
 	metrics map[string]string
 	http    string
+	// dataDirs overrides the data directory of some processes (default
+	// <dir>/data), e.g. to put one on a small file system.
+	dataDirs map[string]string
 
 	mu      sync.Mutex
 	procs   map[string]*exec.Cmd
@@ -175,7 +186,11 @@ func (s *suite) command(name string) *exec.Cmd {
 			args = append(args, "-"+u+"-addr", s.grpc[u])
 		}
 	} else {
-		args = append(args, "-grpc-addr", s.grpc[name], "-data", filepath.Join(s.dir, "data"), "-partitions", strconv.Itoa(partitions))
+		data := filepath.Join(s.dir, "data")
+		if d := s.dataDirs[name]; d != "" {
+			data = d
+		}
+		args = append(args, "-grpc-addr", s.grpc[name], "-data", data, "-partitions", strconv.Itoa(partitions))
 	}
 	cmd := exec.Command(filepath.Join(binDir, "cairn-"+name), args...)
 	cmd.Env = env

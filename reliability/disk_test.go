@@ -1,0 +1,184 @@
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+)
+
+// mountTmpfs mounts a tmpfs of the given size on dir, or skips the test
+// when that is not possible (not root, no mount permission in a container).
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("disk trouble test: needs root to mount a small tmpfs")
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("disk trouble test: cannot mount a tmpfs (%v: %s)", err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// resizeTmpfs gives the mounted tmpfs a new size: the disk gets space back.
+func resizeTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,size="+size, dir).CombinedOutput(); err != nil {
+		t.Fatalf("resize tmpfs: %v: %s", err, out)
+	}
+}
+
+// bulkyBatch is n track events of about 2 KB each with unique ids.
+func bulkyBatch(prefix string, n int, at time.Time) []*ingestionv1.Event {
+	pad := strings.Repeat("x", 2000)
+	out := make([]*ingestionv1.Event, n)
+	for i := range out {
+		out[i] = &ingestionv1.Event{
+			Type: ingestionv1.EventType_EVENT_TYPE_TRACK, MessageId: fmt.Sprintf("%s-%03d", prefix, i),
+			UserId: "disk-user", Event: "report_created",
+			Context:    fields(map[string]any{"groupId": fmt.Sprintf("disk-acct-%d", i%20)}),
+			Properties: &structpb.Struct{Fields: map[string]*structpb.Value{"pad": structpb.NewStringValue(pad)}},
+			Timestamp:  timestamppb.New(at),
+		}
+	}
+	return out
+}
+
+// TestDiskFull fills the file system under ingestion's bbolt file: Ingest
+// must fail with an error (acknowledging nothing it did not store) and keep
+// running; once space returns, the same batches are accepted, every
+// acknowledged event is in the log exactly once, and bbolt's consistency
+// check passes on the file.
+func TestDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("suite-level test")
+	}
+	data := t.TempDir()
+	mountTmpfs(t, data, "2m")
+	s := newSuite(t)
+	s.dataDirs = map[string]string{"ingestion": data}
+	s.start("ingestion")
+	ctx := t.Context()
+	c := ingestionv1.NewIngestionServiceClient(s.conn("ingestion", s.keys.write))
+	at := time.Now().UTC().Add(-time.Hour)
+
+	acked := map[string]bool{}
+	var (
+		failed  []*ingestionv1.Event
+		failErr error
+		sent    int
+	)
+	for b := 0; b < 100 && failed == nil; b++ {
+		batch := bulkyBatch(fmt.Sprintf("disk-%03d", b), 50, at)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := c.Ingest(cctx, &ingestionv1.IngestRequest{Events: batch})
+		cancel()
+		sent++
+		if err != nil {
+			failed, failErr = batch, err
+			break
+		}
+		for _, r := range resp.GetResults() {
+			if r.GetStatus() != ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED {
+				t.Fatalf("event %s: %v %s %s", r.GetMessageId(), r.GetStatus(), r.GetField(), r.GetReason())
+			}
+			acked[r.GetMessageId()] = true
+		}
+	}
+	if failed == nil {
+		t.Fatalf("%d batches of about 100 KB fit in a 2 MiB file system: the disk never filled", sent)
+	}
+	t.Logf("disk full after %d batches (%d events acknowledged): %v", sent, len(acked), failErr)
+	switch status.Code(failErr) {
+	case codes.Internal, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+	default:
+		t.Fatalf("Ingest on a full disk: code %v (%v), want Internal, Unavailable, ResourceExhausted or Aborted", status.Code(failErr), failErr)
+	}
+	if msg := status.Convert(failErr).Message(); strings.Contains(msg, data) {
+		t.Errorf("error %q leaks the data path", msg)
+	}
+	// The process survives a failed write and keeps answering.
+	if !s.ready(ctx, "ingestion") {
+		t.Fatalf("ingestion is not serving after a failed write\n%s", s.logTail("ingestion"))
+	}
+
+	resizeTmpfs(t, data, "64m")
+	guard, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	resp, retries, err := sendBatch(guard, c, failed)
+	if err != nil {
+		t.Fatalf("Ingest after space returned: %v\n%s", err, s.logTail("ingestion"))
+	}
+	for _, r := range resp.GetResults() {
+		switch r.GetStatus() {
+		case ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED, ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE:
+			acked[r.GetMessageId()] = true
+		default:
+			t.Fatalf("event %s after recovery: %v %s", r.GetMessageId(), r.GetStatus(), r.GetReason())
+		}
+	}
+	t.Logf("the failed batch was accepted after space returned (%d transient retries)", retries)
+	more := bulkyBatch("disk-after", 50, at)
+	if _, _, err := sendBatch(guard, c, more); err != nil {
+		t.Fatalf("Ingest of a new batch after recovery: %v", err)
+	}
+	for _, e := range more {
+		acked[e.GetMessageId()] = true
+	}
+
+	ids, err := s.ingestedIDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range acked {
+		if ids[id] != 1 {
+			t.Errorf("acknowledged %s is in the log %d times, want once", id, ids[id])
+		}
+	}
+	if len(ids) != len(acked) {
+		t.Errorf("log holds %d distinct ids, %d were acknowledged", len(ids), len(acked))
+	}
+
+	// Nothing corrupt: stop the service and run bbolt's own consistency
+	// check over every page of the file.
+	s.stop("ingestion")
+	if err := checkBolt(filepath.Join(data, "ingestion.db")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkBolt opens a bbolt file read-only and runs its consistency check.
+func checkBolt(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("bbolt check of %s: %w", path, err)
+		}
+		return nil
+	})
+}
