@@ -67,6 +67,7 @@ func TestBacktestRecoversUsageChurnRelationship(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("linked outcomes: AUC %.3f, bands %v", res.GetAuc(), res.GetBands())
 	if res.GetAuc() <= 0.75 {
 		t.Fatalf("AUC %v, want > 0.75", res.GetAuc())
 	}
@@ -100,6 +101,7 @@ func TestBacktestRandomOutcomesNearChance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("random outcomes: AUC %.3f", res.GetAuc())
 	if a := res.GetAuc(); a < 0.4 || a > 0.6 {
 		t.Fatalf("AUC %v on random outcomes, want 0.4..0.6", a)
 	}
