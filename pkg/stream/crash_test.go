@@ -81,7 +81,9 @@ func runCrashChild() int {
 		func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
 			return client.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
 		},
-		func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) { return r.Records, r.HeadOffset },
+		func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
+			return r.Records, r.HeadOffset
+		},
 	)
 	parts := make([]uint32, crashPartitions)
 	for i := range parts {
