@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,7 @@ type call struct {
 // key nor a workspace name.
 func TestSecurity(t *testing.T) {
 	s := newSuite(t)
+	s.logLevel = "debug" // the most a process logs, for the clear-key check
 	for _, name := range append(append([]string{}, services...), "gateway") {
 		s.start(name)
 	}
@@ -187,6 +190,39 @@ func TestSecurity(t *testing.T) {
 				checkNoLeak(t, string(body), secrets)
 			})
 		}
+	}
+	// Stop the processes so their logs are complete, then look for keys.
+	for _, name := range append(append([]string{}, services...), "gateway") {
+		s.stop(name)
+	}
+	checkNoClearKeys(t, s, secrets)
+}
+
+// checkNoClearKeys fails if a token appears in the keyring file or in any
+// process log: keys are stored hashed and logged by id only.
+func checkNoClearKeys(t *testing.T, s *suite, secrets []string) {
+	t.Helper()
+	files := []string{s.keyring}
+	for _, name := range append(append([]string{}, services...), "gateway") {
+		files = append(files, filepath.Join(s.dir, name+".log"))
+	}
+	logged := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Errorf("read %s: %v", f, err)
+			continue
+		}
+		logged += len(b)
+		for _, sec := range secrets {
+			if strings.Contains(string(b), sec) {
+				t.Errorf("%s contains a key in clear", filepath.Base(f))
+			}
+		}
+	}
+	t.Logf("searched %d bytes of keyring and debug logs for keys", logged)
+	if logged < 1000 {
+		t.Errorf("only %d bytes of keyring and logs: the clear-key check would prove little", logged)
 	}
 }
 

@@ -115,6 +115,8 @@ type suite struct {
 	// dataDirs overrides the data directory of some processes (default
 	// <dir>/data), e.g. to put one on a small file system.
 	dataDirs map[string]string
+	// logLevel is CAIRN_LOG_LEVEL for the processes (default warn).
+	logLevel string
 
 	mu      sync.Mutex
 	procs   map[string]*exec.Cmd
@@ -176,7 +178,11 @@ func freeAddr(t *testing.T) string {
 // does; the service key travels in the environment.
 func (s *suite) command(name string) *exec.Cmd {
 	args := []string{"-metrics-addr", s.metrics[name], "-keys", s.keyring}
-	env := append(os.Environ(), "CAIRN_SERVICE_KEY="+s.keys.service, "CAIRN_LOG_LEVEL=warn")
+	level := s.logLevel
+	if level == "" {
+		level = "warn"
+	}
+	env := append(os.Environ(), "CAIRN_SERVICE_KEY="+s.keys.service, "CAIRN_LOG_LEVEL="+level)
 	for _, u := range upstreams[name] {
 		env = append(env, "CAIRN_"+strings.ToUpper(u)+"_ADDR="+s.grpc[u])
 	}
