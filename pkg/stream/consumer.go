@@ -70,11 +70,12 @@ func LocalSource[T any](l *Log, decode func(Record) (T, error)) Source[T] {
 }
 
 type localSub[T any] struct {
-	ctx    context.Context
-	l      *Log
-	p      uint32
-	from   uint64
-	decode func(Record) (T, error)
+	started bool
+	ctx     context.Context
+	l       *Log
+	p       uint32
+	from    uint64
+	decode  func(Record) (T, error)
 }
 
 func (s *localSub[T]) Recv() ([]T, uint64, error) {
@@ -94,10 +95,16 @@ func (s *localSub[T]) Recv() ([]T, uint64, error) {
 				out = append(out, v)
 			}
 			s.from = recs[len(recs)-1].Offset + 1
+			s.started = true
 			return out, head, nil
 		}
 		if s.from <= head {
 			s.from = head + 1
+		}
+		if !s.started {
+			// Like Log.Serve: a caught-up subscriber still learns the head.
+			s.started = true
+			return nil, head, nil
 		}
 		select {
 		case <-wake:
@@ -210,6 +217,9 @@ func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
 			if err := opts.Registerer.Register(col); err != nil {
 				return nil, fmt.Errorf("register consumer metrics: %w", err)
 			}
+		}
+		for _, p := range opts.Partitions {
+			c.cursor.WithLabelValues(strconv.FormatUint(uint64(p), 10)).Set(float64(c.cursors[p]))
 		}
 	}
 	return c, nil

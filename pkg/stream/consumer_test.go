@@ -101,6 +101,28 @@ func TestConsumerExactlyOnceAcrossRestarts(t *testing.T) {
 	if got := applied(t, down); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("applied %v\nwant    %v", got, want)
 	}
+
+	// A restarted consumer with nothing new to apply still reports its lag.
+	reg := prometheus.NewRegistry()
+	c := newConsumer(t, down, stream.LocalSource(up, decodeString), reg)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	deadline := time.Now().Add(30 * time.Second) // failure guard
+	for {
+		if n := testutil.CollectAndCount(reg, "cairn_consumer_lag"); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("caught-up consumer never exported cairn_consumer_lag")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := testutil.ToFloat64(c.LagGauge(0)); got != 0 {
+		t.Errorf("caught-up lag = %v, want 0", got)
+	}
+	cancel()
+	<-done
 }
 
 // flakySource redelivers already-seen records and fails every few batches,

@@ -341,6 +341,7 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 	if from == 0 {
 		from = l.First(p)
 	}
+	first := true
 	for {
 		// Take the wake channel before reading so an append that lands
 		// between the read and the wait is not missed.
@@ -349,6 +350,14 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 		if err != nil {
 			return err
 		}
+		if len(recs) == 0 && first {
+			// A subscriber that is already caught up still learns the head,
+			// so its lag is known (zero) rather than missing.
+			if err := send(nil, head); err != nil {
+				return err
+			}
+		}
+		first = false
 		if len(recs) > 0 {
 			if err := send(recs, head); err != nil {
 				return err
