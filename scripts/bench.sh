@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind docs/benchmarks.md. In-process Go benchmarks
+# first, then the suite under load (built binaries, real fsync, loopback).
+#   scripts/bench.sh            # everything (~15 minutes on 2 cores)
+#   scripts/bench.sh go         # only the go test -bench part
+#   scripts/bench.sh suite      # only the running-suite part
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+out=${BENCH_OUT:-/tmp/cairn-bench}
+mkdir -p "$out"
+say() { printf '\n### %s (load: %s)\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+if [ "$what" = all ] || [ "$what" = go ]; then
+  say "pkg/stream: durable appends, group commit vs one fsync per append"
+  go test -run '^$' -bench Append -benchtime 3s ./pkg/stream | tee "$out/stream.txt"
+  say "ingestion store: fsynced batches of 100, group vs per-batch commit"
+  (cd services/ingestion && go test -run '^$' -bench 'Ingest$' -benchtime 400x ./internal/store) | tee "$out/ingest-store.txt"
+  say "stages: events applied from the log (seven stages, ~20 criteria)"
+  (cd services/stages && go test -run '^$' -bench 'Apply$' -benchtime 100000x ./internal/engine) | tee "$out/stages-apply.txt"
+  say "stages: funnel over 100k accounts; event -> Subscribe latency at 5,000/s"
+  (cd services/stages && go test -run '^$' -bench 'Funnel' -benchtime 5x ./internal/server && \
+     go test -run '^$' -bench 'EventToSubscribe' -benchtime 10000x ./internal/server) | tee "$out/stages-server.txt"
+  say "health: rescore 100k accounts; GetAccountHealth at 1,000 req/s"
+  (cd services/health && go test -run '^$' -bench 'Rescore100k' -benchtime 1x ./internal/engine && \
+     go test -run '^$' -bench 'GetAccountHealthRate1000' -benchtime 1x ./internal/server) | tee "$out/health.txt"
+  say "routing: decisions (200 owners, 50 rules), qualify at 1,000/s with fsync, restart with overdue timers"
+  (cd services/routing && go test -run '^$' -bench Decision -benchtime 2000x ./internal/rules && \
+     go test -run '^$' -bench 'QualifyAtRate' -benchtime 3000x ./internal/server && \
+     CAIRN_BENCH_TIMERS=${CAIRN_BENCH_TIMERS:-100000} go test -run '^$' -bench RestartTimers -benchtime 1x ./internal/server) | tee "$out/routing.txt"
+  say "gateway: Segment /v1/batch of 100 events to a loopback ingestion fake"
+  (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
+fi
+
+if [ "$what" = all ] || [ "$what" = suite ]; then
+  make build >/dev/null
+  data=$(mktemp -d /tmp/cairn-bench-XXXXXX)
+  # The gateway's per-key limit (default 1,000 req/s) would answer 429 at the paced rate.
+  CAIRN_RATE=0 ./bin/cairn run --bin ./bin --data "$data" --no-demo >"$data/suite.log" 2>&1 &
+  suite=$!
+  trap 'kill -INT $suite 2>/dev/null; wait $suite 2>/dev/null; rm -rf "$data"' EXIT
+  for _ in $(seq 1 120); do [ -s "$data/run.json" ] && break; sleep 1; done
+  wkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['write_key'])" "$data/run.json")
+  rkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['read_key'])" "$data/run.json")
+  go build -o "$data/ingestload" ./services/ingestion/cmd/ingestload
+  go build -o "$data/pace" ./reliability/cmd/pace
+  for conc in 8 32; do
+    say "ingestion binary, fsync, IngestStream batches of 100, $conc streams"
+    "$data/ingestload" -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
+  done
+  say "suite memory after the ingest runs (RSS kB per process)"
+  ps -o rss=,comm= -C cairn-ingestion,cairn-stages,cairn-health,cairn-routing,cairn-gateway | tee -a "$out/ingest-suite.txt"
+  say "REST reads through the gateway, paced at 1,000 req/s"
+  acct=$(curl -s -H "Authorization: Bearer $rkey" '127.0.0.1:8080/v1/journey/accounts?page.page_size=1' | python3 -c "import json,sys;a=json.load(sys.stdin).get('accounts',[]);print(a[0]['accountId'] if a else 'none')")
+  "$data/pace" -rate 1000 -duration 20s -H "Authorization: Bearer $rkey" \
+    "http://127.0.0.1:8080/v1/accounts/$acct/health" "http://127.0.0.1:8080/v1/accounts/$acct/journey" | tee "$out/rest.txt"
+fi
