@@ -3,6 +3,7 @@
 # first, then the suite under load (built binaries, real fsync, loopback).
 #   scripts/bench.sh            # everything (~15 minutes on 2 cores)
 #   scripts/bench.sh go         # only the go test -bench part
+#   scripts/bench.sh ingest     # only the ingestion binary under load
 #   scripts/bench.sh suite      # only the running-suite part
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +33,30 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
 fi
 
+if [ "$what" = all ] || [ "$what" = ingest ]; then
+  # Ingestion alone: the issue's throughput target is about this process.
+  make build >/dev/null
+  d=$(mktemp -d /tmp/cairn-ingest-XXXXXX)
+  key=$(./bin/cairn keys create --role write --workspace bench --keys "$d/keys.json" 2>/dev/null)
+  ./bin/cairn-ingestion -grpc-addr 127.0.0.1:7201 -metrics-addr 127.0.0.1:9201 -data "$d" -keys "$d/keys.json" >"$d/log" 2>&1 &
+  ing=$!
+  go build -o "$d/ingestload" ./services/ingestion/cmd/ingestload
+  for _ in $(seq 1 50); do curl -s 127.0.0.1:9201/metrics >/dev/null && break; sleep 0.2; done
+  for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64"; do
+    say "ingestion alone, fsync, batches of 100: $args"
+    "$d/ingestload" -addr 127.0.0.1:7201 -key "$key" -batch 100 $args -duration 15s | tee -a "$out/ingest-alone.txt"
+  done
+  say "ingestion alone, RSS after the runs (kB)"
+  ps -o rss=,comm= -p "$ing" | tee -a "$out/ingest-alone.txt"
+  kill -TERM "$ing"; wait "$ing" || true
+  rm -rf "$d"
+fi
+
 if [ "$what" = all ] || [ "$what" = suite ]; then
   make build >/dev/null
   data=$(mktemp -d /tmp/cairn-bench-XXXXXX)
   # The gateway's per-key limit (default 1,000 req/s) would answer 429 at the paced rate.
-  CAIRN_RATE=0 ./bin/cairn run --bin ./bin --data "$data" --no-demo >"$data/suite.log" 2>&1 &
+  CAIRN_RATE=0 ./bin/cairn run --bin ./bin --data "$data" >"$data/suite.log" 2>&1 &
   suite=$!
   trap 'kill -INT $suite 2>/dev/null; wait $suite 2>/dev/null; rm -rf "$data"' EXIT
   for _ in $(seq 1 120); do [ -s "$data/run.json" ] && break; sleep 1; done
@@ -44,14 +64,20 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
   rkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['read_key'])" "$data/run.json")
   go build -o "$data/ingestload" ./services/ingestion/cmd/ingestload
   go build -o "$data/pace" ./reliability/cmd/pace
+  # run.json appears once the demo is loaded; let the consumers catch up.
+  for _ in $(seq 1 300); do
+    lag=$(curl -s 127.0.0.1:9102/metrics 127.0.0.1:9103/metrics 127.0.0.1:9104/metrics | awk '/^cairn_consumer_lag/ {s+=$2} END {print s+0}')
+    [ "$lag" = 0 ] && break
+    sleep 1
+  done
+  say "REST reads through the gateway, paced at 1,000 req/s"
+  acct=$(curl -s -H "Authorization: Bearer $rkey" '127.0.0.1:8080/v1/journey/accounts?page.page_size=1' | python3 -c "import json,sys;a=json.load(sys.stdin).get('accounts',[]);print(a[0]['accountId'] if a else 'none')")
+  "$data/pace" -rate 1000 -duration 20s -H "Authorization: Bearer $rkey" \
+    "http://127.0.0.1:8080/v1/accounts/$acct/health" "http://127.0.0.1:8080/v1/accounts/$acct/journey" | tee "$out/rest.txt"
   for conc in 8 32; do
     say "ingestion binary, fsync, IngestStream batches of 100, $conc streams"
     "$data/ingestload" -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
   done
   say "suite memory after the ingest runs (RSS kB per process)"
   ps -o rss=,comm= -C cairn-ingestion,cairn-stages,cairn-health,cairn-routing,cairn-gateway | tee -a "$out/ingest-suite.txt"
-  say "REST reads through the gateway, paced at 1,000 req/s"
-  acct=$(curl -s -H "Authorization: Bearer $rkey" '127.0.0.1:8080/v1/journey/accounts?page.page_size=1' | python3 -c "import json,sys;a=json.load(sys.stdin).get('accounts',[]);print(a[0]['accountId'] if a else 'none')")
-  "$data/pace" -rate 1000 -duration 20s -H "Authorization: Bearer $rkey" \
-    "http://127.0.0.1:8080/v1/accounts/$acct/health" "http://127.0.0.1:8080/v1/accounts/$acct/journey" | tee "$out/rest.txt"
 fi
