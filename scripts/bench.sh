@@ -46,8 +46,9 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
     say "ingestion alone, fsync, batches of 100: $args"
     "$d/ingestload" -addr 127.0.0.1:7201 -key "$key" -batch 100 $args -duration 15s | tee -a "$out/ingest-alone.txt"
   done
-  say "ingestion alone, RSS after the runs (kB)"
-  ps -o rss=,comm= -p "$ing" | tee -a "$out/ingest-alone.txt"
+  say "ingestion alone, memory after the runs (RssFile is bbolt's mmap of the data file)"
+  grep -E 'VmRSS|RssAnon|RssFile' "/proc/$ing/status" | tee -a "$out/ingest-alone.txt"
+  ls -l "$d/ingestion.db" | tee -a "$out/ingest-alone.txt"
   kill -TERM "$ing"; wait "$ing" || true
   rm -rf "$d"
 fi
@@ -78,6 +79,9 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     say "ingestion binary, fsync, IngestStream batches of 100, $conc streams"
     "$data/ingestload" -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
   done
-  say "suite memory after the ingest runs (RSS kB per process)"
-  ps -o rss=,comm= -C cairn-ingestion,cairn-stages,cairn-health,cairn-routing,cairn-gateway | tee -a "$out/ingest-suite.txt"
+  say "suite memory after the ingest runs (RssFile is bbolt's mmap of the data files)"
+  for p in $(pgrep -f "$PWD/bin/cairn-"); do
+    printf '%s ' "$(tr '\0' ' ' </proc/$p/cmdline | cut -d' ' -f1 | xargs basename)"
+    grep -E 'RssAnon|RssFile' "/proc/$p/status" | tr -s ' \t\n' ' '; echo
+  done | tee -a "$out/ingest-suite.txt"
 fi
