@@ -80,7 +80,7 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     "$data/ingestload" -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
   done
   say "suite memory after the ingest runs (RssFile is bbolt's mmap of the data files)"
-  for p in $(pgrep -f "$PWD/bin/cairn-"); do
+  for p in $(pgrep -f "bin/cairn-(ingestion|stages|health|routing|gateway)"); do
     printf '%s ' "$(tr '\0' ' ' </proc/$p/cmdline | cut -d' ' -f1 | xargs basename)"
     grep -E 'RssAnon|RssFile' "/proc/$p/status" | tr -s ' \t\n' ' '; echo
   done | tee -a "$out/ingest-suite.txt"
