@@ -39,7 +39,7 @@ func main() {
 	str(&cfg.IngestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address")
 	str(&cfg.StagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address")
 	str(&cfg.HealthAddr, "health-addr", "127.0.0.1:7103", "health gRPC address")
-	fs.IntVar(&cfg.TimerBatch, "timer-batch", 2000, "SLA timers fired per transaction (env "+server.EnvName("timer-batch")+")")
+	fs.IntVar(&cfg.TimerBatch, "timer-batch", 10000, "SLA timers fired per transaction (env "+server.EnvName("timer-batch")+")")
 	if v, ok := os.LookupEnv(server.EnvName("timer-batch")); ok {
 		if n, err := strconv.Atoi(v); err == nil {
 			cfg.TimerBatch = n

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -63,7 +64,7 @@ type Options struct {
 	// Registerer receives cairn_sla_breaches_total and
 	// cairn_routing_decision_seconds; nil skips registration.
 	Registerer prometheus.Registerer
-	// TimerBatch is how many due timers fire per transaction (default 2000).
+	// TimerBatch is how many due timers fire per transaction (default 10000): larger batches share one commit and fsync.
 	TimerBatch int
 }
 
@@ -116,7 +117,7 @@ func New(opts Options) (*Service, error) {
 		opts.Partitions = 1
 	}
 	if opts.TimerBatch <= 0 {
-		opts.TimerBatch = 2000
+		opts.TimerBatch = 10000
 	}
 	s := &Service{
 		db: opts.DB, log: opts.Log, parts: opts.Partitions, clk: opts.Clock, logger: opts.Logger, batch: opts.TimerBatch,
@@ -509,6 +510,11 @@ func (s *Service) publish(tx *store.Tx, account string, rec *routingv1.LogRecord
 	if err != nil {
 		return fmt.Errorf("marshal log record: %w", err)
 	}
+	return s.publishRaw(tx, account, data)
+}
+
+// publishRaw appends an encoded LogRecord to the routing log.
+func (s *Service) publishRaw(tx *store.Tx, account string, data []byte) error {
 	if _, err := s.log.AppendTx(tx.Bolt(), stream.Partition(tx.Workspace(), account, s.parts), data); err != nil {
 		return fmt.Errorf("append routing log: %w", err)
 	}
@@ -516,10 +522,30 @@ func (s *Service) publish(tx *store.Tx, account string, rec *routingv1.LogRecord
 }
 
 func (s *Service) slaEvent(tx *store.Tx, a *routingv1.Assignment, kind sla.Kind, newOwner string, at time.Time) error {
-	return s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: &routingv1.SlaEvent{
-		Workspace: tx.Workspace(), AssignmentId: a.GetAssignmentId(), Kind: string(kind),
-		OwnerId: a.GetOwnerId(), NewOwnerId: newOwner, At: timestamppb.New(at),
-	}}})
+	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(kind), a.GetOwnerId(), newOwner, at))
+}
+
+// slaEventRecord encodes a LogRecord holding one SlaEvent exactly as
+// proto.Marshal does (fields in number order, empty ones omitted), without
+// building the messages: a restart after downtime publishes millions of
+// them.
+func slaEventRecord(ws, assignment, kind, owner, newOwner string, at time.Time) []byte {
+	ev := make([]byte, 0, 64+len(ws)+len(assignment)+len(owner)+len(newOwner))
+	for i, v := range [...]string{ws, assignment, kind, owner, newOwner} {
+		if v != "" {
+			ev = protowire.AppendString(protowire.AppendTag(ev, protowire.Number(i+1), protowire.BytesType), v)
+		}
+	}
+	var ts []byte
+	if sec := at.Unix(); sec != 0 {
+		ts = protowire.AppendVarint(protowire.AppendTag(ts, 1, protowire.VarintType), uint64(sec))
+	}
+	if ns := at.Nanosecond(); ns != 0 {
+		ts = protowire.AppendVarint(protowire.AppendTag(ts, 2, protowire.VarintType), uint64(int64(ns)))
+	}
+	ev = protowire.AppendBytes(protowire.AppendTag(ev, 6, protowire.BytesType), ts)
+	rec := make([]byte, 0, len(ev)+4)
+	return protowire.AppendBytes(protowire.AppendTag(rec, 4, protowire.BytesType), ev)
 }
 
 // armNext arms the next timer of a's clock, measured from ref, or disarms.
@@ -675,9 +701,9 @@ func (s *Service) ResumeTx(tx *store.Tx, id string) (*routingv1.Assignment, erro
 // any escalation and the log records commit together, so a timer fires
 // exactly once even across kill -9. When later timers of the same clock are
 // already due at now (after downtime), they fire in the same step, each
-// event stamped with its own due time. cals caches calendars per workspace and
-// owner for the batch.
-func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[string]*hours.Calendar) (breached routingv1.HandoffType, err error) {
+// event stamped with its own due time. b caches calendars and policies for
+// the batch.
+func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBatch) (breached routingv1.HandoffType, err error) {
 	if err := tx.DeleteTimer(tm); err != nil {
 		return 0, err
 	}
@@ -692,12 +718,7 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 		return 0, nil
 	}
 	prevOwner, prevState := a.GetOwnerId(), a.GetState()
-	calKey := tx.Workspace() + "\x00" + a.GetOwnerId()
-	cal, ok := cals[calKey]
-	if !ok {
-		cal = s.ownerCalendar(tx, a.GetOwnerId())
-		cals[calKey] = cal
-	}
+	cal := b.calendar(s, tx, a.GetOwnerId())
 	t := sla.Timer{Kind: sla.Kind(tm.Kind), At: tm.Due}
 	for {
 		sla.Fire(a.GetSla(), t)
@@ -709,18 +730,20 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 		}
 		next, ok := sla.Next(a.GetSla(), cal, t.At)
 		if !ok {
-			return 0, tx.UpdateAssignment(a, prevOwner, prevState)
+			_, err := tx.UpdateAssignment(a, prevOwner, prevState)
+			return 0, err
 		}
 		if next.At.After(now) {
 			if err := tx.Arm(a.GetAssignmentId(), next.At, string(next.Kind)); err != nil {
 				return 0, err
 			}
-			return 0, tx.UpdateAssignment(a, prevOwner, prevState)
+			_, err := tx.UpdateAssignment(a, prevOwner, prevState)
+			return 0, err
 		}
 		t = next
 	}
 	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
-	p := s.policy(tx, a)
+	p := b.policy(s, tx, a)
 	if p.GetReassignOnBreach() || p.GetNotifyManager() {
 		next := ""
 		if p.GetReassignOnBreach() && a.GetDecision().GetPoolId() != "" {
@@ -740,13 +763,39 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, cals map[s
 			}
 		}
 	}
-	if err := tx.UpdateAssignment(a, prevOwner, prevState); err != nil {
+	enc, err := tx.UpdateAssignment(a, prevOwner, prevState)
+	if err != nil {
 		return 0, err
 	}
-	if err := s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}}); err != nil {
+	// The stored encoding is the LogRecord's assignment field as is: one
+	// marshal instead of two.
+	rec := protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(enc)+6), 3, protowire.BytesType), enc)
+	if err := s.publishRaw(tx, a.GetAccountId(), rec); err != nil {
 		return 0, err
 	}
 	return a.GetType(), nil
+}
+
+// calendar is the owner's calendar, built once per batch.
+func (b *fireBatch) calendar(s *Service, tx *store.Tx, owner string) *hours.Calendar {
+	key := tx.Workspace() + "\x00" + owner
+	cal, ok := b.cals[key]
+	if !ok {
+		cal = s.ownerCalendar(tx, owner)
+		b.cals[key] = cal
+	}
+	return cal
+}
+
+// policy is the assignment's SLA policy, looked up once per batch.
+func (b *fireBatch) policy(s *Service, tx *store.Tx, a *routingv1.Assignment) *routingv1.SlaPolicy {
+	key := tx.Workspace() + "\x00" + a.GetSla().GetPolicy()
+	p, ok := b.policies[key]
+	if !ok {
+		p = s.policy(tx, a)
+		b.policies[key] = p
+	}
+	return p
 }
 
 // notifyManager publishes a manager_notified event whose owner_id is the
@@ -758,10 +807,7 @@ func (s *Service) notifyManager(tx *store.Tx, a *routingv1.Assignment, at time.T
 	if o == nil || o.Owner.GetManagerId() == "" {
 		return nil
 	}
-	return s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: &routingv1.SlaEvent{
-		Workspace: tx.Workspace(), AssignmentId: a.GetAssignmentId(), Kind: string(sla.ManagerNotified),
-		OwnerId: o.Owner.GetManagerId(), At: timestamppb.New(at),
-	}}})
+	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(sla.ManagerNotified), o.Owner.GetManagerId(), "", at))
 }
 
 // reassign hands a breached assignment to next with a fresh clock under the

@@ -30,14 +30,29 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			cals := map[string]*hours.Calendar{}
+			b := &fireBatch{cals: map[string]*hours.Calendar{}, policies: map[string]*routingv1.SlaPolicy{}}
+			// One Tx per workspace for the whole batch keeps its bucket
+			// handles, and defers the owners' load counters to one write
+			// each at the end.
+			txs := map[string]*store.Tx{}
 			for _, tm := range due {
-				t, err := s.fireTx(store.In(btx, tm.Workspace), tm, now, cals)
+				tx, ok := txs[tm.Workspace]
+				if !ok {
+					tx = store.In(btx, tm.Workspace)
+					tx.DeferLoad()
+					txs[tm.Workspace] = tx
+				}
+				t, err := s.fireTx(tx, tm, now, b)
 				if err != nil {
 					return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
 				}
 				if t != 0 {
 					breached = append(breached, t)
+				}
+			}
+			for ws, tx := range txs {
+				if err := tx.FlushLoad(); err != nil {
+					return fmt.Errorf("write owner load of %s: %w", ws, err)
 				}
 			}
 			n = len(due)
@@ -61,6 +76,13 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// fireBatch caches, for one transaction of fired timers, the calendars by
+// workspace and owner and the SLA policies by workspace and name.
+type fireBatch struct {
+	cals     map[string]*hours.Calendar
+	policies map[string]*routingv1.SlaPolicy
 }
 
 // RunTimers is the timer loop: it fires due timers, then sleeps on the clock

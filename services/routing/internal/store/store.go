@@ -53,6 +53,31 @@ type Tx struct {
 	// buckets caches bucket handles: the nested lookup is a measurable
 	// part of firing timers in bulk.
 	buckets map[string]*bbolt.Bucket
+	// loads, when not nil, holds owners' load counters changed since
+	// DeferLoad; FlushLoad writes them. Firing thousands of timers for a
+	// few owners then writes each counter once per batch, not per timer.
+	loads map[string][2]int64
+}
+
+// DeferLoad keeps load counter changes in memory until FlushLoad; reads
+// through this Tx see them.
+func (t *Tx) DeferLoad() {
+	if t.loads == nil {
+		t.loads = map[string][2]int64{}
+	}
+}
+
+// FlushLoad writes the load counters changed since DeferLoad and stops
+// deferring.
+func (t *Tx) FlushLoad() error {
+	loads := t.loads
+	t.loads = nil
+	for owner, c := range loads {
+		if err := t.putCounters(owner, c[0], c[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // In scopes tx to a workspace.
@@ -354,13 +379,49 @@ func (t *Tx) PutAssignment(a *routingv1.Assignment) error {
 
 // UpdateAssignment stores a new version of an assignment whose previous
 // version had owner prevOwner and state prevState (the only indexed fields
-// that change after creation), without reading it back.
-func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) error {
-	old := &routingv1.Assignment{
-		AssignmentId: a.GetAssignmentId(), OwnerId: prevOwner, State: prevState,
-		Type: a.GetType(), AccountId: a.GetAccountId(), Lead: a.GetLead(),
+// that change after creation), without reading it back. It returns the
+// stored encoding, which callers may reuse (e.g. to publish it) as long as
+// they do not modify it.
+func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) ([]byte, error) {
+	id := a.GetAssignmentId()
+	if prevOwner != a.GetOwnerId() {
+		if err := t.move("by_owner", prevOwner, a.GetOwnerId(), id); err != nil {
+			return nil, err
+		}
 	}
-	return t.putAssignment(old, a)
+	if prevState != a.GetState() {
+		if err := t.move("by_state", prevState.String(), a.GetState().String(), id); err != nil {
+			return nil, err
+		}
+	}
+	if prevOwner != a.GetOwnerId() || prevState != a.GetState() {
+		if err := t.addLoad(&routingv1.Assignment{OwnerId: prevOwner, State: prevState}, -1); err != nil {
+			return nil, err
+		}
+		if err := t.addLoad(a, 1); err != nil {
+			return nil, err
+		}
+	}
+	enc, err := proto.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("marshal assignment %q: %w", id, err)
+	}
+	if err := t.put("assignments", []byte(id), enc); err != nil {
+		return nil, err
+	}
+	return enc, nil
+}
+
+// move re-keys an index entry from value from to value to.
+func (t *Tx) move(index, from, to, id string) error {
+	key := make([]byte, 0, len(from)+len(to)+2*len(id)+2)
+	key = append(append(append(key, from...), 0), id...)
+	if err := t.del(index, key); err != nil {
+		return err
+	}
+	newKey := key[len(key):]
+	newKey = append(append(append(newKey, to...), 0), id...)
+	return t.put(index, newKey, nil)
 }
 
 func (t *Tx) putAssignment(old, a *routingv1.Assignment) error {
@@ -411,11 +472,23 @@ func (t *Tx) addLoad(a *routingv1.Assignment, sign int64) error {
 	if a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
 		breached += sign
 	}
-	v := append(store.U64(uint64(max(open, 0))), store.U64(uint64(max(breached, 0)))...)
-	return t.put("load", []byte(a.GetOwnerId()), v)
+	open, breached = max(open, 0), max(breached, 0)
+	if t.loads != nil {
+		t.loads[a.GetOwnerId()] = [2]int64{open, breached}
+		return nil
+	}
+	return t.putCounters(a.GetOwnerId(), open, breached)
+}
+
+func (t *Tx) putCounters(owner string, open, breached int64) error {
+	v := append(store.U64(uint64(open)), store.U64(uint64(breached))...)
+	return t.put("load", []byte(owner), v)
 }
 
 func (t *Tx) counters(owner string) (open, breached int64) {
+	if c, ok := t.loads[owner]; ok {
+		return c[0], c[1]
+	}
 	v := t.get("load", []byte(owner))
 	if len(v) != 16 {
 		return 0, 0

@@ -241,3 +241,63 @@ func TestAggregates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUpdateAssignmentDeferredLoad moves an assignment between owners and
+// states with load counters deferred: reads through the Tx see the new
+// counts before FlushLoad, the file sees them after, and the owner and
+// state indexes follow.
+func TestUpdateAssignmentDeferredLoad(t *testing.T) {
+	db := storetest.Open(t)
+	open := routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
+	breached := routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+	err := db.Update(func(btx *bbolt.Tx) error {
+		tx := In(btx, "ws")
+		a := &routingv1.Assignment{AssignmentId: "a1", OwnerId: "alice", State: open, Type: routingv1.HandoffType_HANDOFF_TYPE_MQL}
+		if err := tx.PutAssignment(a); err != nil {
+			return err
+		}
+		tx.DeferLoad()
+		a.OwnerId, a.State = "bob", breached
+		if _, err := tx.UpdateAssignment(a, "alice", open); err != nil {
+			return err
+		}
+		if o, b := tx.Load("bob"); o != 1 || b != 1 {
+			return fmt.Errorf("bob before flush: open %d breached %d", o, b)
+		}
+		if o, _ := In(btx, "ws").Load("alice"); o != 1 {
+			return fmt.Errorf("stored alice before flush: open %d, want the old 1", o)
+		}
+		if err := tx.FlushLoad(); err != nil {
+			return err
+		}
+		fresh := In(btx, "ws")
+		if o, b := fresh.Load("alice"); o != 0 || b != 0 {
+			return fmt.Errorf("alice after flush: %d/%d", o, b)
+		}
+		if o, b := fresh.Load("bob"); o != 1 || b != 1 {
+			return fmt.Errorf("bob after flush: %d/%d", o, b)
+		}
+		for _, f := range []Filter{{OwnerID: "bob"}, {State: breached}} {
+			got, _, _, err := fresh.ListAssignments(f, Page{Size: 10})
+			if err != nil {
+				return err
+			}
+			if len(got) != 1 || got[0].GetOwnerId() != "bob" {
+				return fmt.Errorf("list %+v: %v", f, got)
+			}
+		}
+		for _, f := range []Filter{{OwnerID: "alice"}, {State: open}} {
+			got, _, _, err := fresh.ListAssignments(f, Page{Size: 10})
+			if err != nil {
+				return err
+			}
+			if len(got) != 0 {
+				return fmt.Errorf("list %+v after move: %v", f, got)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package server
+
+import "time"
+
+// cpuTime is not measured on this platform; cpu-s/fire reports 0.
+func cpuTime() time.Duration { return 0 }
