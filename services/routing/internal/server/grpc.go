@@ -151,7 +151,13 @@ func (s *Server) UpsertOwner(ctx context.Context, req *routingv1.UpsertOwnerRequ
 	if err := validOwner(req.GetOwner(), s.svc); err != nil {
 		return nil, toStatus(err)
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return s.svc.PutOwner(tx, req.GetOwner()) })
+	err = s.svc.Update(ws, func(tx *store.Tx) error {
+		if err := s.svc.PutOwner(tx, req.GetOwner()); err != nil {
+			return err
+		}
+		_, err := s.svc.RerouteUnassigned(tx, rerouteOnDirectory)
+		return err
+	})
 	return &routingv1.UpsertOwnerResponse{Owner: req.GetOwner()}, toStatus(err)
 }
 
@@ -228,7 +234,13 @@ func (s *Server) UpsertPool(ctx context.Context, req *routingv1.UpsertPoolReques
 	if _, ok := routingv1.Strategy_name[int32(p.GetStrategy())]; !ok {
 		return nil, toStatus(invalid("pool.strategy: unknown value %d", p.GetStrategy()))
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return tx.PutPool(p) })
+	err = s.svc.Update(ws, func(tx *store.Tx) error {
+		if err := tx.PutPool(p); err != nil {
+			return err
+		}
+		_, err := s.svc.RerouteUnassigned(tx, rerouteOnDirectory)
+		return err
+	})
 	return &routingv1.UpsertPoolResponse{Pool: p}, toStatus(err)
 }
 
@@ -330,7 +342,13 @@ func (s *Server) ApplyConfig(ctx context.Context, req *routingv1.ApplyConfigRequ
 		return nil, status.Error(codes.InvalidArgument, (&config.Error{Problems: errs}).Error())
 	}
 	cfg.CreatedAt = timestamppb.New(s.svc.clk.Now())
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return tx.PutConfig(cfg) })
+	err = s.svc.Update(ws, func(tx *store.Tx) error {
+		if err := tx.PutConfig(cfg); err != nil {
+			return err
+		}
+		_, err := s.svc.RerouteUnassigned(tx, rerouteOnDirectory)
+		return err
+	})
 	return &routingv1.ApplyConfigResponse{Config: cfg}, toStatus(err)
 }
 

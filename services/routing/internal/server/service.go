@@ -602,6 +602,7 @@ func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routin
 	if now := s.clk.Now(); at.After(now) {
 		at = now
 	}
+	prevState := a.GetState()
 	if a.GetFirstTouchAt() == nil {
 		a.FirstTouchAt = timestamppb.New(at)
 	}
@@ -629,6 +630,11 @@ func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routin
 	}
 	if err := s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}}); err != nil {
 		return nil, err
+	}
+	if store.Open(prevState) && !store.Open(a.GetState()) {
+		if _, err := s.RerouteUnassigned(tx, rerouteOnFreed); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -766,6 +772,12 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBat
 	enc, err := tx.UpdateAssignment(a, prevOwner, prevState)
 	if err != nil {
 		return 0, err
+	}
+	if a.GetOwnerId() != prevOwner {
+		// The breaching owner's slot is free.
+		if _, err := s.RerouteUnassigned(tx, rerouteOnFreed); err != nil {
+			return 0, err
+		}
 	}
 	// The stored encoding is the LogRecord's assignment field as is: one
 	// marshal instead of two.
