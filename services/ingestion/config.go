@@ -29,6 +29,9 @@ type config struct {
 	MaxInflightBytes int64
 	// NoGroupCommit gives every batch its own fsync; for benchmarks only.
 	NoGroupCommit bool
+	// PprofAddr, when set, serves net/http/pprof there, so that the running
+	// binary can be profiled under load; empty (the default) serves nothing.
+	PprofAddr string
 }
 
 // parse reads flags; the ingestion-specific ones take their defaults from
@@ -50,6 +53,7 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	own.IntVar(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
 	own.IntVar(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
 	own.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
+	own.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	own.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
 
 	var envErrs []error

@@ -17,7 +17,7 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
-				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 {
+				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" {
 				t.Errorf("defaults = %+v", c)
 			}
 			if c.Server.DBPath() != "data/ingestion.db" {
@@ -35,6 +35,12 @@ func TestParse(t *testing.T) {
 			check: func(t *testing.T, c config) {
 				if c.DedupWindow != 2*time.Hour || c.Retention != 720*time.Hour {
 					t.Errorf("config = %+v", c)
+				}
+			}},
+		{name: "pprof off by default, on by flag", args: []string{"-pprof-addr", "127.0.0.1:6101"},
+			check: func(t *testing.T, c config) {
+				if c.PprofAddr != "127.0.0.1:6101" {
+					t.Errorf("pprof addr = %q", c.PprofAddr)
 				}
 			}},
 		{name: "bad environment value", env: map[string]string{"CAIRN_MAX_DEPTH": "deep"}, wantErr: "CAIRN_MAX_DEPTH"},

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -58,8 +61,35 @@ func run(ctx context.Context, cfg config) (err error) {
 		return errors.Join(err, srv.Close())
 	}
 	ingestionv1.RegisterIngestionServiceServer(srv.GRPC, svc)
-	return srv.Run(ctx,
+	background := []func(context.Context) error{
 		st.Sweep,
 		func(ctx context.Context) error { return st.Log().RunRetention(ctx, cfg.RetentionInterval) },
-	)
+	}
+	if cfg.PprofAddr != "" {
+		background = append(background, func(ctx context.Context) error { return servePprof(ctx, cfg.PprofAddr) })
+	}
+	return srv.Run(ctx, background...)
+}
+
+// servePprof serves the runtime profiles on addr until ctx ends.
+func servePprof(ctx context.Context, addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve pprof on %s: %w", addr, err)
+	case <-ctx.Done():
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shutCtx)
+		<-errc
+		return nil
+	}
 }

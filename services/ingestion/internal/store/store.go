@@ -153,24 +153,39 @@ func openBuckets(tx *bbolt.Tx) (*buckets, error) {
 	return &b, nil
 }
 
+// prepared is one event of Ingest with everything that can be computed
+// before the write transaction: the transaction runs on the single committer
+// goroutine shared by all callers, so it should do little besides bbolt puts.
+type prepared struct {
+	ev *ingestionv1.Event
+	// subject is Subject(ev); group is validate.ContextGroup(ev).
+	subject, group string
+	// account is the guessed account (group, else the user map as read
+	// before the transaction); data and index are the marshalled log record
+	// and index row for that guess.
+	account     string
+	data, index []byte
+	// dedupKey is key(ws, message id).
+	dedupKey []byte
+}
+
 // Ingest deduplicates, attributes and logs validated events of workspace ws
 // in one transaction shared with concurrent callers, and returns one outcome
 // per event once they are durable. Events must have a message id; Ingest
 // sets their workspace and account_id.
 func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Event) ([]Outcome, error) {
 	now := s.opts.Clock.Now()
-	// Marshal outside the write transaction, which runs on the single
-	// committer goroutine shared by all callers. The account of an event
+	// Marshal outside the write transaction. The account of an event
 	// without context.groupId is guessed from the user map in a concurrent
 	// read transaction; the write transaction re-marshals only the events
 	// whose guess turned out stale (a group call in between).
-	pre := make([][]byte, len(events))
-	preAccount := make([]string, len(events))
+	pre := make([]prepared, len(events))
 	needUsers := false
 	for i, ev := range events {
 		ev.Workspace = ws
-		preAccount[i] = validate.ContextGroup(ev)
-		needUsers = needUsers || preAccount[i] == ""
+		g := validate.ContextGroup(ev)
+		pre[i] = prepared{ev: ev, subject: Subject(ev), group: g, account: g, dedupKey: key(ws, ev.GetMessageId())}
+		needUsers = needUsers || g == ""
 	}
 	if needUsers {
 		if err := s.db.View(func(tx *bbolt.Tx) error {
@@ -178,9 +193,9 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 			if users == nil {
 				return nil
 			}
-			for i, ev := range events {
-				if preAccount[i] == "" {
-					preAccount[i] = string(users.Get(key(ws, Subject(ev))))
+			for i := range pre {
+				if pre[i].group == "" {
+					pre[i].account = string(users.Get(key(ws, pre[i].subject)))
 				}
 			}
 			return nil
@@ -188,14 +203,20 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 			return nil, fmt.Errorf("look up user accounts: %w", err)
 		}
 	}
-	for i, ev := range events {
-		ev.AccountId = preAccount[i]
-		b, err := marshalEvent(ev)
+	for i := range pre {
+		pr := &pre[i]
+		pr.ev.AccountId = pr.account
+		b, err := marshalEvent(pr.ev)
 		if err != nil {
 			return nil, err
 		}
-		pre[i] = b
+		pr.data = b
+		e := newEntry(pr.ev, pr.subject)
+		pr.index = e.marshal()
 	}
+	// One shared, read-only value: bbolt keeps references to put values
+	// until the commit but never writes to them.
+	seen := pkgstore.U64(uint64(now.UnixNano()))
 	out := make([]Outcome, len(events))
 	fn := func(tx *bbolt.Tx) error {
 		// fn may run again if another member of the group commit fails:
@@ -205,28 +226,30 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 		if err != nil {
 			return err
 		}
-		for i, ev := range events {
-			dk := key(ws, ev.GetMessageId())
-			if v := b.dedup.Get(dk); v != nil && now.Sub(time.Unix(0, int64(pkgstore.ParseU64(v)))) < s.opts.DedupWindow {
+		for i := range pre {
+			pr := &pre[i]
+			ev := pr.ev
+			if v := b.dedup.Get(pr.dedupKey); v != nil && now.Sub(time.Unix(0, int64(pkgstore.ParseU64(v)))) < s.opts.DedupWindow {
 				out[i].Duplicate = true
 				continue
 			}
-			if err := b.dedup.Put(dk, pkgstore.U64(uint64(now.UnixNano()))); err != nil {
+			if err := b.dedup.Put(pr.dedupKey, seen); err != nil {
 				return fmt.Errorf("put dedup id: %w", err)
 			}
-			subject := Subject(ev)
-			data := pre[i]
-			account := validate.ContextGroup(ev)
+			subject := pr.subject
+			data, index := pr.data, pr.index
+			account := pr.group
 			if account == "" {
 				account = string(b.users.Get(key(ws, subject)))
 			}
 			ev.AccountId = account
-			if account != preAccount[i] {
+			if account != pr.account {
 				if data, err = marshalEvent(ev); err != nil {
 					return err
 				}
+				index = nil
 			}
-			pos, err := s.append(tx, b, ws, subject, ev, data)
+			pos, err := s.append(tx, b, ws, subject, ev, data, index)
 			if err != nil {
 				return err
 			}
@@ -272,25 +295,33 @@ func marshalEvent(ev *ingestionv1.Event) ([]byte, error) {
 	return b, nil
 }
 
-// append logs one event record and indexes it.
-func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingestionv1.Event, data []byte) (*commonv1.LogPosition, error) {
+// newEntry is the index row of ev as attributed now.
+func newEntry(ev *ingestionv1.Event, subject string) entry {
+	return entry{
+		MessageID: ev.GetMessageId(), Account: ev.GetAccountId(), Subject: subject,
+		Name: eventName(ev), Source: ev.GetSource(), Time: ev.GetTimestamp().AsTime(),
+	}
+}
+
+// append logs one event record and indexes it. index is the event's
+// marshalled index row when the caller prepared it, else nil.
+func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingestionv1.Event, data, index []byte) (*commonv1.LogPosition, error) {
 	p := s.partitionFor(ws, ev.GetAccountId(), subject)
 	off, err := s.log.AppendTx(tx, p, data)
 	if err != nil {
 		return nil, fmt.Errorf("append event to partition %d: %w", p, err)
 	}
-	e := entry{
-		MessageID: ev.GetMessageId(), Account: ev.GetAccountId(), Subject: subject,
-		Name: eventName(ev), Source: ev.GetSource(), Time: ev.GetTimestamp().AsTime(),
+	e := newEntry(ev, subject)
+	if index == nil {
+		index = e.marshal()
 	}
-	v := e.marshal()
 	if e.Account != "" {
-		if err := b.accounts.Put(accountKey(ws, e.Account, e.Time, p, off), v); err != nil {
+		if err := b.accounts.Put(accountKey(ws, e.Account, e.Time, p, off), index); err != nil {
 			return nil, fmt.Errorf("put timeline index: %w", err)
 		}
 	}
 	if subject != "" {
-		if err := b.subjects.Put(subjectKey(ws, subject, p, off), v); err != nil {
+		if err := b.subjects.Put(subjectKey(ws, subject, p, off), index); err != nil {
 			return nil, fmt.Errorf("put subject index: %w", err)
 		}
 	}
@@ -385,7 +416,7 @@ func (s *Store) reattribute(tx *bbolt.Tx, b *buckets, ws, pendingSubject, subjec
 		if err != nil {
 			return err
 		}
-		if _, err := s.append(tx, b, ws, subject, ev, data); err != nil {
+		if _, err := s.append(tx, b, ws, subject, ev, data, nil); err != nil {
 			return err
 		}
 		if err := b.pending.Delete(k); err != nil {
