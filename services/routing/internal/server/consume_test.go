@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/config"
+	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
@@ -318,6 +320,9 @@ func FuzzApplyIngestion(f *testing.F) {
 		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "a"}}},
 		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", UserId: "u"}}},
 		{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "ws", AccountId: "a"}}},
+		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "activation_reached", UserId: "u", AccountId: "a", Timestamp: timestamppb.New(ny(16, 9, 0))}}},
+		{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_PAGE, Name: "home", UserId: "v", AccountId: "a"}}},
+		{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "ws", UserId: "u"}}},
 	}
 	for _, s := range seeds {
 		b, err := proto.Marshal(s)
@@ -338,7 +343,13 @@ func FuzzApplyIngestion(f *testing.F) {
 		if err := tx.PutPool(&routingv1.Pool{PoolId: "p", OwnerIds: []string{"o"}}); err != nil {
 			return err
 		}
-		return tx.PutConfig(&routingv1.Config{FallbackPoolId: "p"})
+		// A PQL rule over aggregates makes every product event evaluate it.
+		cfg := &routingv1.Config{FallbackPoolId: "p", PqlRules: []*routingv1.PqlRule{{Name: "act",
+			Condition: `has_event("activation_reached") && active_users("7d") >= 2 && count("*", "30d") > 1`}}}
+		if _, errs := rules.Compile(cfg); len(errs) > 0 {
+			return fmt.Errorf("fuzz config: %v", errs)
+		}
+		return tx.PutConfig(cfg)
 	})
 	if err != nil {
 		f.Fatal(err)
