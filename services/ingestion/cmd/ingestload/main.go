@@ -35,6 +35,7 @@ type options struct {
 	stream               bool
 	window               int
 	runID                string
+	rate                 float64
 }
 
 // totals are shared counters of all workers.
@@ -54,6 +55,7 @@ func main() {
 	flag.IntVar(&o.accounts, "accounts", 1000, "distinct accounts the events are spread over")
 	flag.BoolVar(&o.stream, "stream", false, "use IngestStream (one stream per caller)")
 	flag.IntVar(&o.window, "window", 1, "with -stream: batches in flight per stream")
+	flag.Float64Var(&o.rate, "rate", 0, "target events/s, paced open-loop with latency counted from each batch's scheduled time (0: as fast as the callers go)")
 	flag.StringVar(&o.runID, "run", fmt.Sprint(time.Now().UnixNano()), "prefix of generated message ids")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -68,6 +70,9 @@ func run(o options) error {
 	}
 	if o.batch <= 0 || o.conc <= 0 || o.accounts <= 0 {
 		return errors.New("-batch, -conc and -accounts must be positive")
+	}
+	if o.rate < 0 {
+		return errors.New("-rate: must not be negative")
 	}
 	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.Bearer(o.key)), grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
@@ -106,12 +111,26 @@ func run(o options) error {
 		}
 		return req
 	}
-	take := func() (int64, bool) {
+	var start time.Time
+	// take hands out the next batch number and the time it is due. With
+	// -rate, batches are due on a fixed schedule and latency counts from
+	// that time, so a slow server cannot hide its delay by slowing the
+	// callers down (coordinated omission).
+	take := func() (int64, time.Time, bool) {
 		n := next.Add(1) - 1
 		if o.n > 0 && n*int64(o.batch) >= o.n {
-			return 0, false
+			return 0, time.Time{}, false
 		}
-		return n, ctx.Err() == nil
+		due := time.Now()
+		if o.rate > 0 {
+			due = start.Add(time.Duration(float64(n*int64(o.batch)) / o.rate * float64(time.Second)))
+			select {
+			case <-time.After(time.Until(due)):
+			case <-ctx.Done():
+				return 0, time.Time{}, false
+			}
+		}
+		return n, due, ctx.Err() == nil
 	}
 	record := func(resp *ingestionv1.IngestResponse, d time.Duration, local *[]time.Duration) {
 		t.accepted.Add(int64(resp.GetAccepted()))
@@ -127,7 +146,7 @@ func run(o options) error {
 		}
 		firstMu.Unlock()
 	}
-	start := time.Now()
+	start = time.Now()
 	for range o.conc {
 		wg.Add(1)
 		go func() {
@@ -136,12 +155,15 @@ func run(o options) error {
 			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
 			if !o.stream {
 				for {
-					n, ok := take()
+					n, due, ok := take()
 					if !ok {
 						return
 					}
 					req := makeBatch(n)
 					t0 := time.Now()
+					if o.rate > 0 {
+						t0 = due
+					}
 					resp, err := client.Ingest(context.WithoutCancel(ctx), req)
 					if err != nil {
 						fail(err)
@@ -170,12 +192,15 @@ func run(o options) error {
 					case <-recvDone:
 						return
 					}
-					n, ok := take()
+					n, due, ok := take()
 					if !ok {
 						return
 					}
+					if o.rate <= 0 {
+						due = time.Now()
+					}
 					sentMu.Lock()
-					sent[uint64(n)] = time.Now()
+					sent[uint64(n)] = due
 					sentMu.Unlock()
 					if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(n), Batch: makeBatch(n)}); err != nil {
 						fail(err)
@@ -216,7 +241,7 @@ func run(o options) error {
 	if o.stream {
 		mode = "stream"
 	}
-	fmt.Printf("mode=%s batch=%d conc=%d elapsed=%s\n", mode, o.batch, o.conc, elapsed.Round(time.Millisecond))
+	fmt.Printf("mode=%s batch=%d conc=%d rate=%.0f elapsed=%s\n", mode, o.batch, o.conc, o.rate, elapsed.Round(time.Millisecond))
 	fmt.Printf("accepted=%d duplicates=%d rejected=%d failed_batches=%d\n", t.accepted.Load(), t.duplicates.Load(), t.rejected.Load(), t.failed.Load())
 	fmt.Printf("events/s=%.0f batches=%d ack_p50=%s ack_p99=%s ack_max=%s\n",
 		float64(t.accepted.Load())/elapsed.Seconds(), len(lat), pct(0.50), pct(0.99), pct(1))
