@@ -63,6 +63,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	ingestionv1.RegisterIngestionServiceServer(srv.GRPC, svc)
 	background := []func(context.Context) error{
 		st.Sweep,
+		st.Index,
 		func(ctx context.Context) error { return st.Log().RunRetention(ctx, cfg.RetentionInterval) },
 	}
 	if cfg.PprofAddr != "" {

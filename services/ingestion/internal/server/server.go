@@ -356,7 +356,7 @@ func (s *Server) ListAccountEvents(ctx context.Context, req *ingestionv1.ListAcc
 			return nil, status.Error(codes.InvalidArgument, "window.end: must be after window.start")
 		}
 	}
-	events, next, err := s.st.Timeline(q)
+	events, next, err := s.st.Timeline(ctx, q)
 	if err != nil {
 		return nil, s.toStatus(err)
 	}

@@ -9,8 +9,10 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -24,8 +26,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// SchemaVersion is the layout version of ingestion.db.
-const SchemaVersion = 1
+// SchemaVersion is the layout version of ingestion.db. Version 2 added the
+// staged bucket: a version-1 binary would not index staged rows, so it must
+// refuse a version-2 file.
+const SchemaVersion = 2
 
 // LogName names the event log inside the bbolt file.
 const LogName = "events"
@@ -37,6 +41,11 @@ var (
 	bucketPending  = []byte("pending")  // (ws, subject, partition, offset) -> Event not yet attributed
 	bucketAccounts = []byte("accounts") // (ws, account, second, partition, offset) -> entry
 	bucketSubjects = []byte("subjects") // (ws, subject, partition, offset) -> entry
+	// bucketStaged holds the index rows of recent events, keyed by log
+	// position so that ingest appends to a few tails instead of touching one
+	// leaf page per account and per user; Index moves them into accounts and
+	// subjects in large sorted batches. Readers of those buckets flush it first.
+	bucketStaged = []byte("staged") // (partition, offset) -> staged rows
 )
 
 // ErrInvalidArgument marks errors caused by the request (the server maps it to
@@ -65,6 +74,11 @@ type Options struct {
 	// removes (default 5000); a larger subject takes several transactions and
 	// the tombstone is logged with the last one.
 	DeleteChunk int
+	// IndexInterval is the pause between Index passes (default 100ms).
+	IndexInterval time.Duration
+	// IndexChunk bounds the staged index rows one Index transaction moves
+	// (default 20000), so that indexing never holds the write lock for long.
+	IndexChunk int
 }
 
 // Store is the ingestion service's state.
@@ -90,6 +104,12 @@ func Open(db *pkgstore.DB, opts Options) (*Store, error) {
 	}
 	if opts.DeleteChunk <= 0 {
 		opts.DeleteChunk = 5000
+	}
+	if opts.IndexInterval <= 0 {
+		opts.IndexInterval = 100 * time.Millisecond
+	}
+	if opts.IndexChunk <= 0 {
+		opts.IndexChunk = 20000
 	}
 	l, err := stream.OpenLog(db, LogName, stream.LogOptions{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock})
 	if err != nil {
@@ -132,7 +152,7 @@ func (s *Store) partitionFor(ws, account, subject string) uint32 {
 
 // buckets holds one write transaction's bucket handles.
 type buckets struct {
-	dedup, users, pending, accounts, subjects *bbolt.Bucket
+	dedup, users, pending, accounts, subjects, staged *bbolt.Bucket
 }
 
 func openBuckets(tx *bbolt.Tx) (*buckets, error) {
@@ -142,7 +162,7 @@ func openBuckets(tx *bbolt.Tx) (*buckets, error) {
 		dst  **bbolt.Bucket
 	}{
 		{bucketDedup, &b.dedup}, {bucketUsers, &b.users}, {bucketPending, &b.pending},
-		{bucketAccounts, &b.accounts}, {bucketSubjects, &b.subjects},
+		{bucketAccounts, &b.accounts}, {bucketSubjects, &b.subjects}, {bucketStaged, &b.staged},
 	} {
 		bk, err := pkgstore.Bucket(tx, string(x.name))
 		if err != nil {
@@ -150,6 +170,8 @@ func openBuckets(tx *bbolt.Tx) (*buckets, error) {
 		}
 		*x.dst = bk
 	}
+	// Staged rows are keyed by log position and removed oldest first.
+	b.staged.FillPercent = 1.0
 	return &b, nil
 }
 
@@ -315,17 +337,149 @@ func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingesti
 	if index == nil {
 		index = e.marshal()
 	}
+	var ak, sk []byte
 	if e.Account != "" {
-		if err := b.accounts.Put(accountKey(ws, e.Account, e.Time, p, off), index); err != nil {
-			return nil, fmt.Errorf("put timeline index: %w", err)
-		}
+		ak = accountKey(ws, e.Account, e.Time, p, off)
 	}
 	if subject != "" {
-		if err := b.subjects.Put(subjectKey(ws, subject, p, off), index); err != nil {
-			return nil, fmt.Errorf("put subject index: %w", err)
+		sk = subjectKey(ws, subject, p, off)
+	}
+	if ak != nil || sk != nil {
+		if err := b.staged.Put(position(make([]byte, 0, 12), p, off), stagedRows(ak, sk, index)); err != nil {
+			return nil, fmt.Errorf("stage index rows: %w", err)
 		}
 	}
 	return &commonv1.LogPosition{Partition: p, Offset: off}, nil
+}
+
+// stagedRows encodes an event's index rows for the staged bucket: the
+// timeline key and the subject key (each length-prefixed, empty when the
+// row does not apply), then the entry both rows store.
+func stagedRows(accountKey, subjectKey, index []byte) []byte {
+	v := make([]byte, 0, len(accountKey)+len(subjectKey)+len(index)+4)
+	v = binary.AppendUvarint(v, uint64(len(accountKey)))
+	v = append(v, accountKey...)
+	v = binary.AppendUvarint(v, uint64(len(subjectKey)))
+	v = append(v, subjectKey...)
+	return append(v, index...)
+}
+
+// parseStaged decodes stagedRows; the slices alias v.
+func parseStaged(v []byte) (accountKey, subjectKey, index []byte, err error) {
+	var parts [2][]byte
+	for i := range parts {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			return nil, nil, nil, errors.New("decode staged index rows: truncated key")
+		}
+		parts[i] = v[w : w+int(n)]
+		v = v[w+int(n):]
+	}
+	return parts[0], parts[1], v, nil
+}
+
+// indexRow is one staged row on its way to accounts or subjects.
+type indexRow struct{ key, val []byte }
+
+// flushStaged moves up to max staged rows (max <= 0: all) into the
+// accounts and subjects buckets, each in key order so that every leaf page
+// is visited once, and reports whether rows remain.
+func flushStaged(b *buckets, max int) (more bool, err error) {
+	var acc, sub []indexRow
+	n := 0
+	c := b.staged.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if max > 0 && n == max {
+			more = true
+			break
+		}
+		n++
+		ak, sk, idx, err := parseStaged(v)
+		if err != nil {
+			return false, err
+		}
+		if len(ak) > 0 {
+			acc = append(acc, indexRow{ak, idx})
+		}
+		if len(sk) > 0 {
+			sub = append(sub, indexRow{sk, idx})
+		}
+	}
+	for _, x := range []struct {
+		rows []indexRow
+		dst  *bbolt.Bucket
+		what string
+	}{{acc, b.accounts, "timeline"}, {sub, b.subjects, "subject"}} {
+		slices.SortFunc(x.rows, func(a, b indexRow) int { return bytes.Compare(a.key, b.key) })
+		for _, r := range x.rows {
+			// Staged slices point into the transaction's pages; copy them
+			// before the staged rows are deleted below.
+			if err := x.dst.Put(bytes.Clone(r.key), bytes.Clone(r.val)); err != nil {
+				return false, fmt.Errorf("put %s index: %w", x.what, err)
+			}
+		}
+	}
+	for k, _ := c.First(); k != nil && n > 0; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return false, fmt.Errorf("delete staged index rows: %w", err)
+		}
+		n--
+	}
+	return more, nil
+}
+
+// Index keeps the accounts and subjects indexes up to date until ctx ends:
+// every IndexInterval it moves the staged rows in transactions of at most
+// IndexChunk rows. Readers do not depend on it (they flush first); it keeps
+// those flushes, and the staged bucket, small.
+func (s *Store) Index(ctx context.Context) error {
+	for {
+		if err := s.flush(ctx, s.opts.IndexChunk); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.opts.Clock.After(s.opts.IndexInterval):
+		}
+	}
+}
+
+// flush moves all staged rows into the indexes, chunk rows per transaction,
+// skipping the write transaction when nothing is staged.
+func (s *Store) flush(ctx context.Context, chunk int) error {
+	for {
+		empty := true
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			if st := tx.Bucket(bucketStaged); st != nil {
+				k, _ := st.Cursor().First()
+				empty = k == nil
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("check staged index rows: %w", err)
+		}
+		if empty {
+			return nil
+		}
+		var more bool
+		if err := s.write(ctx, func(tx *bbolt.Tx) error {
+			b, err := openBuckets(tx)
+			if err != nil {
+				return err
+			}
+			more, err = flushStaged(b, chunk)
+			return err
+		}); err != nil {
+			return fmt.Errorf("index staged rows: %w", err)
+		}
+		if !more {
+			return nil
+		}
+	}
 }
 
 // eventName is the name timelines filter on: the track event, else the
@@ -486,6 +640,13 @@ func (s *Store) PruneChunk(ctx context.Context, bucket []byte, after []byte) (ne
 	}
 	err = s.write(ctx, func(tx *bbolt.Tx) error {
 		next, deleted = nil, 0
+		all, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if _, err := flushStaged(all, 0); err != nil {
+			return err
+		}
 		b, err := pkgstore.Bucket(tx, string(bucket))
 		if err != nil {
 			return err
@@ -590,9 +751,15 @@ type TimelineQuery struct {
 // selective filter over a long history cannot pin a read transaction.
 const maxScan = 10000
 
-// Timeline returns an account's events newest first. next is the key to pass
+// Timeline returns an account's events newest first, including every event
+// acknowledged before the call. next is the key to pass
 // as After for the following page, nil when there are no more.
-func (s *Store) Timeline(q TimelineQuery) (events []*ingestionv1.Event, next []byte, err error) {
+func (s *Store) Timeline(ctx context.Context, q TimelineQuery) (events []*ingestionv1.Event, next []byte, err error) {
+	// Every event acknowledged before the call is in the index once staged
+	// rows are flushed.
+	if err := s.flush(ctx, s.opts.IndexChunk); err != nil {
+		return nil, nil, fmt.Errorf("scan timeline of %q: %w", q.Account, err)
+	}
 	prefix := key(q.Workspace, q.Account)
 	type hit struct {
 		p   uint32
@@ -722,6 +889,11 @@ func (s *Store) DeleteSubject(ctx context.Context, ws, userID, accountID string)
 			done, n, tomb, chunkSeen = false, 0, nil, map[uint32]bool{}
 			b, err := openBuckets(tx)
 			if err != nil {
+				return err
+			}
+			// Index everything logged so far, including events of earlier
+			// members of this very transaction.
+			if _, err := flushStaged(b, 0); err != nil {
 				return err
 			}
 			idx, prefix := b.subjects, key(ws, userID)

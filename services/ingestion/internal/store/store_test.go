@@ -324,7 +324,7 @@ func TestAttribution(t *testing.T) {
 			}
 			// Every re-attributed copy is on the account's timeline.
 			for id, acc := range tc.wantReattrib {
-				evs, _, err := s.Timeline(TimelineQuery{Workspace: "w", Account: acc, Limit: 100})
+				evs, _, err := s.Timeline(context.Background(), TimelineQuery{Workspace: "w", Account: acc, Limit: 100})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -380,7 +380,7 @@ func TestTimeline(t *testing.T) {
 				q.Account = "acme"
 			}
 			for i, want := range tc.pages {
-				evs, next, err := s.Timeline(q)
+				evs, next, err := s.Timeline(context.Background(), q)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -499,7 +499,7 @@ func TestDeleteSubject(t *testing.T) {
 				}
 			}
 			// The timeline no longer lists deleted events.
-			evs, _, err := s.Timeline(TimelineQuery{Workspace: "w", Account: "acme", Limit: 100})
+			evs, _, err := s.Timeline(context.Background(), TimelineQuery{Workspace: "w", Account: "acme", Limit: 100})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -580,7 +580,7 @@ func TestRetentionPrunesIndexes(t *testing.T) {
 			t.Errorf("%s rows after pruning = %d, want %d", k, counts[k], n)
 		}
 	}
-	evs, _, err := s.Timeline(TimelineQuery{Workspace: "w", Account: "acme", Limit: 10})
+	evs, _, err := s.Timeline(context.Background(), TimelineQuery{Workspace: "w", Account: "acme", Limit: 10})
 	if err != nil || len(evs) != 1 || evs[0].GetMessageId() != "new" {
 		t.Errorf("timeline after retention = %v, %v", evs, err)
 	}
