@@ -1,13 +1,17 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"go.etcd.io/bbolt"
 )
 
@@ -127,5 +131,33 @@ func TestIndexLoop(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Index() = %v", err)
+	}
+}
+
+func TestIndexLoopSurvivesFailures(t *testing.T) {
+	clk := clock.NewManual(t0)
+	db := storetest.Open(t)
+	var logs bytes.Buffer
+	s, err := Open(db, Options{Partitions: 2, DedupWindow: window, Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	if err := db.Close(); err != nil { // every pass now fails
+		t.Fatalf("Close() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Index(ctx) }()
+	// A failed pass is logged and the loop waits for the next one instead
+	// of returning an error that would stop the service.
+	for clk.Waiters() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Index() = %v, want nil after cancel", err)
+	}
+	if !strings.Contains(logs.String(), "index staged rows failed") {
+		t.Errorf("log = %q, want the failure logged", logs.String())
 	}
 }

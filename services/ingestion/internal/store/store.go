@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -79,6 +80,9 @@ type Options struct {
 	// IndexChunk bounds the staged index rows one Index transaction moves
 	// (default 20000), so that indexing never holds the write lock for long.
 	IndexChunk int
+	// Logger receives Index's failures, which it retries rather than
+	// stopping the service over (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Store is the ingestion service's state.
@@ -110,6 +114,9 @@ func Open(db *pkgstore.DB, opts Options) (*Store, error) {
 	}
 	if opts.IndexChunk <= 0 {
 		opts.IndexChunk = 20000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	l, err := stream.OpenLog(db, LogName, stream.LogOptions{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock})
 	if err != nil {
@@ -431,14 +438,15 @@ func flushStaged(b *buckets, max int) (more bool, err error) {
 // Index keeps the accounts and subjects indexes up to date until ctx ends:
 // every IndexInterval it moves the staged rows in transactions of at most
 // IndexChunk rows. Readers do not depend on it (they flush first); it keeps
-// those flushes, and the staged bucket, small.
+// those flushes, and the staged bucket, small. A failed pass (a full disk)
+// is logged and retried after the interval, so the service keeps running.
 func (s *Store) Index(ctx context.Context) error {
 	for {
 		if err := s.flush(ctx, s.opts.IndexChunk); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			s.opts.Logger.Warn("index staged rows failed; retrying", "err", err, "retry_in", s.opts.IndexInterval)
 		}
 		select {
 		case <-ctx.Done():
