@@ -159,11 +159,12 @@ func (s *Store) partitionFor(ws, account, subject string) uint32 {
 
 // buckets holds one write transaction's bucket handles.
 type buckets struct {
+	tx                                                *bbolt.Tx
 	dedup, users, pending, accounts, subjects, staged *bbolt.Bucket
 }
 
 func openBuckets(tx *bbolt.Tx) (*buckets, error) {
-	var b buckets
+	b := buckets{tx: tx}
 	for _, x := range []struct {
 		name []byte
 		dst  **bbolt.Bucket
@@ -393,6 +394,7 @@ type indexRow struct{ key, val []byte }
 // is visited once, and reports whether rows remain.
 func flushStaged(b *buckets, max int) (more bool, err error) {
 	var acc, sub []indexRow
+	var moved [][]byte
 	n := 0
 	c := b.staged.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -401,6 +403,7 @@ func flushStaged(b *buckets, max int) (more bool, err error) {
 			break
 		}
 		n++
+		moved = append(moved, k)
 		ak, sk, idx, err := parseStaged(v)
 		if err != nil {
 			return false, err
@@ -426,13 +429,25 @@ func flushStaged(b *buckets, max int) (more bool, err error) {
 			}
 		}
 	}
-	for k, _ := c.First(); k != nil && n > 0; k, _ = c.First() {
-		if err := c.Delete(); err != nil {
+	if !more {
+		// Everything moved: dropping the bucket frees its pages at once,
+		// where deleting row by row from the front would walk the emptied
+		// leaves again for every row.
+		if err := b.tx.DeleteBucket(bucketStaged); err != nil {
+			return false, fmt.Errorf("drop staged index rows: %w", err)
+		}
+		if b.staged, err = b.tx.CreateBucket(bucketStaged); err != nil {
+			return false, fmt.Errorf("recreate staged bucket: %w", err)
+		}
+		b.staged.FillPercent = 1.0
+		return false, nil
+	}
+	for _, k := range moved {
+		if err := b.staged.Delete(k); err != nil {
 			return false, fmt.Errorf("delete staged index rows: %w", err)
 		}
-		n--
 	}
-	return more, nil
+	return true, nil
 }
 
 // Index keeps the accounts and subjects indexes up to date until ctx ends:
