@@ -37,6 +37,9 @@ func ownerTraits() map[string]routingv1.Team {
 // transaction: identify/group traits, CRM qualifications and handoffs, and
 // touches. Records are processed in offset order.
 func (s *Service) ApplyIngestion(btx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+	// Records may arm SLA timers; the timer loop may be asleep with nothing
+	// pending, so wake it once this transaction commits.
+	btx.OnCommit(s.notify)
 	for _, r := range recs {
 		if ts := r.GetTombstone(); ts != nil {
 			if err := s.forget(store.In(btx, ts.GetWorkspace()), ts, true); err != nil {
@@ -397,6 +400,9 @@ func (s *Service) touchMatching(tx *store.Tx, e *ingestionv1.Event, touch string
 // ApplyStages applies stage transitions and signals: they update the
 // account's product context and re-evaluate PQL rules.
 func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
+	// Records may arm SLA timers; the timer loop may be asleep with nothing
+	// pending, so wake it once this transaction commits.
+	btx.OnCommit(s.notify)
 	for _, r := range recs {
 		var (
 			ws, account string
@@ -537,6 +543,9 @@ func bandName(b healthv1.Band) string {
 // the account's CSM); an open risk signal routes a RISK handoff and, when the
 // account has an AE, a second RISK assignment to that AE.
 func (s *Service) ApplyHealth(btx *bbolt.Tx, _ uint32, recs []*healthv1.LogRecord) error {
+	// Records may arm SLA timers; the timer loop may be asleep with nothing
+	// pending, so wake it once this transaction commits.
+	btx.OnCommit(s.notify)
 	for _, r := range recs {
 		switch {
 		case r.GetTombstone() != nil:

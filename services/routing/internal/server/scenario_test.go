@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 )
 
@@ -304,5 +307,35 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTimerLoopWakesOnConsumerArm checks that a timer armed by a consumer
+// (inside the consumer's own transaction, not through Commit/Update) wakes a
+// timer loop that went to sleep with nothing pending.
+func TestTimerLoopWakesOnConsumerArm(t *testing.T) {
+	h := newHarness(t, "", ny(16, 9, 0))
+	h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.svc.RunTimers(ctx) }()
+	// Let the loop consume the wake-up left by setup, so that it is asleep
+	// with nothing pending when the consumer arms the first timer.
+	waitFor(t, func() bool { return len(h.svc.wake) == 0 })
+	mql := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+		Workspace: "ws", MessageId: "m1", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql",
+		Timestamp: timestamppb.New(ny(16, 9, 0)), Properties: st(t, map[string]any{"email": "x@acme.com"}),
+	}}}
+	h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{mql}) })
+	as := h.list(&routingv1.ListAssignmentsRequest{})
+	if len(as) != 1 {
+		t.Fatalf("%d assignments, want 1", len(as))
+	}
+	waitFor(t, func() bool { return h.clk.Waiters() > 0 })
+	h.clk.Set(ny(16, 10, 0))
+	waitFor(t, func() bool { return len(slaEvents(t, h.db, as[0].GetAssignmentId())) == 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
