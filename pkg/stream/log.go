@@ -97,6 +97,19 @@ type Log struct {
 	heads []uint64
 	first []uint64
 	wake  []chan struct{}
+
+	// w caches the current write transaction's buckets and heads, so that
+	// appending many records in one transaction resolves the nested buckets
+	// once per partition and wakes subscribers once per partition. Only
+	// write transactions touch it, and bbolt runs one at a time.
+	w *txState
+}
+
+// txState is one write transaction's view of the log.
+type txState struct {
+	tx         *bbolt.Tx
+	meta, recs []*bbolt.Bucket // by partition; nil until first used
+	head       []uint64        // by partition, valid where meta is set
 }
 
 var (
@@ -199,6 +212,33 @@ func (l *Log) First(p uint32) uint64 {
 	return l.first[p]
 }
 
+// state returns tx's cached buckets of partition p, resolving them on first
+// use. The first use in a transaction registers one commit hook that wakes
+// the subscribers of every partition appended to.
+func (l *Log) state(tx *bbolt.Tx, p uint32) (*txState, error) {
+	st := l.w
+	if st == nil || st.tx != tx {
+		n := l.opts.Partitions
+		st = &txState{tx: tx, meta: make([]*bbolt.Bucket, n), recs: make([]*bbolt.Bucket, n), head: make([]uint64, n)}
+		l.w = st
+		tx.OnCommit(func() {
+			for p, m := range st.meta {
+				if m != nil {
+					l.advance(uint32(p), st.head[p])
+				}
+			}
+		})
+	}
+	if st.meta[p] == nil {
+		meta, recs, err := l.buckets(tx, p)
+		if err != nil {
+			return nil, err
+		}
+		st.meta[p], st.recs[p], st.head[p] = meta, recs, store.ParseU64(meta.Get(keyHead))
+	}
+	return st, nil
+}
+
 // AppendTx appends data to partition p inside the caller's write transaction,
 // so that an output record commits together with the state that produced it.
 // Subscribers are woken when the transaction commits.
@@ -206,11 +246,12 @@ func (l *Log) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
 	if err := l.checkPartition(p); err != nil {
 		return 0, err
 	}
-	meta, recs, err := l.buckets(tx, p)
+	st, err := l.state(tx, p)
 	if err != nil {
 		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
 	}
-	off := store.ParseU64(meta.Get(keyHead)) + 1
+	meta, recs := st.meta[p], st.recs[p]
+	off := st.head[p] + 1
 	val := make([]byte, 8+len(data))
 	binary.BigEndian.PutUint64(val, uint64(l.opts.Clock.Now().UnixNano()))
 	copy(val[8:], data)
@@ -220,7 +261,7 @@ func (l *Log) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
 	if err := meta.Put(keyHead, store.U64(off)); err != nil {
 		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
 	}
-	tx.OnCommit(func() { l.advance(p, off) })
+	st.head[p] = off
 	return off, nil
 }
 
@@ -253,11 +294,11 @@ func (l *Log) DeleteTx(tx *bbolt.Tx, p uint32, offset uint64) error {
 	if err := l.checkPartition(p); err != nil {
 		return err
 	}
-	_, recs, err := l.buckets(tx, p)
+	st, err := l.state(tx, p)
 	if err != nil {
 		return fmt.Errorf("delete from log %q: %w", l.name, err)
 	}
-	return recs.Delete(store.U64(offset))
+	return st.recs[p].Delete(store.U64(offset))
 }
 
 func (l *Log) advance(p uint32, off uint64) {
