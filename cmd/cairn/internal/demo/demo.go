@@ -16,6 +16,7 @@ package demo
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -222,6 +223,52 @@ func (s *sim) system(name string, at time.Time, props map[string]any) bool {
 	return s.emit(ev)
 }
 
+// side returns a deterministic number in [0, 1) for key without drawing
+// from s.rng, so that the post-sale touches below leave the rest of the
+// simulation (and the golden churn relationship) unchanged.
+func (s *sim) side(key string) float64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(s.idPrefix + "\x00" + s.account.ID + "\x00" + key))
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// kickoff books the post-sale kickoff meeting after a closed-won: usually
+// within a couple of business days, sometimes late, as real CS teams do.
+func (s *sim) kickoff(won time.Time) {
+	key := won.Format(time.RFC3339)
+	days := 1 + int(s.side("kickoff-delay/"+key)*2)
+	if s.side("kickoff-late/"+key) < 0.25-0.15*s.fit {
+		days = 5 + int(s.side("kickoff-late-days/"+key)*5)
+	}
+	at := s.workTime(won.AddDate(0, 0, days))
+	s.system("crm.meeting_booked", at, map[string]any{"meeting_at": s.workTime(at.AddDate(0, 0, 2)).Format(time.RFC3339), "purpose": "kickoff"})
+}
+
+// nextStep is the AE's discovery meeting after accepting an SQL: usually
+// within two business days, sometimes later.
+func (s *sim) nextStep(accepted time.Time) {
+	key := accepted.Format(time.RFC3339)
+	days := 1 + int(s.side("next-step/"+key)*2)
+	if s.side("next-step-late/"+key) < 0.3-0.2*s.fit {
+		days = 4 + int(s.side("next-step-late-days/"+key)*6)
+	}
+	at := s.workTime(accepted.AddDate(0, 0, days))
+	s.system("crm.meeting_booked", at, map[string]any{"meeting_at": s.workTime(at.AddDate(0, 0, 3)).Format(time.RFC3339), "purpose": "discovery"})
+}
+
+// renewalCalls has the CSM call the account soon after each renewal window
+// (120/90/60/30 days before the end) opens, more reliably for engaged accounts.
+func (s *sim) renewalCalls(end time.Time) {
+	for _, w := range []int{120, 90, 60, 30} {
+		key := fmt.Sprintf("renewal-call/%s/%d", end.Format("2006-01-02"), w)
+		if s.side(key) > 0.55+0.4*s.engagement {
+			continue
+		}
+		at := s.workTime(end.AddDate(0, 0, -w+1+int(s.side(key+"/delay")*2)))
+		s.system("crm.contacted", at, map[string]any{"channel": "call", "purpose": "renewal"})
+	}
+}
+
 func (s *sim) run() {
 	a := &s.account
 	s.fit = s.rng.Float64()
@@ -253,6 +300,7 @@ func (s *sim) run() {
 		}
 		s.track(s.people[0], "demo_requested", first.Add(time.Hour), nil)
 		s.system("crm.closed_won", s.workTime(contractStart.AddDate(0, 0, -2)), map[string]any{"opportunity_id": "opp-" + s.account.ID, "amount": s.arr, "plan": s.plan})
+		s.kickoff(s.workTime(contractStart.AddDate(0, 0, -2)))
 		s.system("billing.subscription_started", s.workTime(contractStart), map[string]any{"plan": s.plan, "seats": s.seats, "arr": s.arr})
 		s.contractUpdated(s.workTime(contractStart).Add(time.Minute), contractStart)
 		s.track(s.people[0], "setup_completed", s.workTime(contractStart.AddDate(0, 0, s.intn(2, 6))), nil)
@@ -439,6 +487,7 @@ func (s *sim) pipeline() (time.Time, bool) {
 	oppID := "opp-" + s.account.ID
 	s.system("crm.meeting_booked", t, map[string]any{"meeting_at": s.workTime(t.AddDate(0, 0, 3)).Format(time.RFC3339)})
 	s.system("crm.sql_accepted", t.Add(time.Hour), map[string]any{"lead_id": leadID, "opportunity_id": oppID})
+	s.nextStep(t.Add(time.Hour))
 	amount := s.arr
 	// The buying committee shows up during evaluation.
 	for _, p := range s.people[1:] {
@@ -470,6 +519,7 @@ func (s *sim) pipeline() (time.Time, bool) {
 	if !s.system("crm.closed_won", t, map[string]any{"opportunity_id": oppID, "amount": amount, "plan": s.plan}) {
 		return time.Time{}, false
 	}
+	s.kickoff(t)
 	return t, true
 }
 
@@ -622,6 +672,7 @@ func (s *sim) survey(ws time.Time, h float64, users []person) {
 
 // renew decides a renewal from recent behaviour and emits the billing events.
 func (s *sim) renew(end time.Time, recentUtil []float64) bool {
+	s.renewalCalls(end)
 	util := mean(recentUtil)
 	p := 0.02 + 1.5*math.Pow(1-util, 3)
 	if s.lastNPS >= 0 && s.lastNPS <= 6 {
