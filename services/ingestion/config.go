@@ -29,6 +29,10 @@ type config struct {
 	MaxInflightBytes int64
 	// NoGroupCommit gives every batch its own fsync; for benchmarks only.
 	NoGroupCommit bool
+	// IndexInterval is the pause between passes that move staged index rows
+	// into the timeline and subject indexes: longer passes amortise page
+	// writes over more events but hold the write lock longer.
+	IndexInterval time.Duration
 	// PprofAddr, when set, serves net/http/pprof there, so that the running
 	// binary can be profiled under load; empty (the default) serves nothing.
 	PprofAddr string
@@ -53,6 +57,7 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	own.IntVar(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
 	own.IntVar(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
 	own.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
+	own.DurationVar(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
 	own.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	own.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
 
@@ -79,6 +84,8 @@ func parse(args []string, getenv func(string) string) (config, error) {
 		return c, errors.New("-retention: must not be negative")
 	case c.RetentionInterval <= 0:
 		return c, errors.New("-retention-interval: must be positive")
+	case c.IndexInterval <= 0:
+		return c, errors.New("-index-interval: must be positive")
 	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
 		return c, fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
 	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||

@@ -17,7 +17,8 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
-				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" {
+				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" ||
+				c.IndexInterval != 100*time.Millisecond {
 				t.Errorf("defaults = %+v", c)
 			}
 			if c.Server.DBPath() != "data/ingestion.db" {
@@ -43,6 +44,7 @@ func TestParse(t *testing.T) {
 					t.Errorf("pprof addr = %q", c.PprofAddr)
 				}
 			}},
+		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
 		{name: "bad environment value", env: map[string]string{"CAIRN_MAX_DEPTH": "deep"}, wantErr: "CAIRN_MAX_DEPTH"},
 		{name: "zero dedup window", args: []string{"-dedup-window", "0s"}, wantErr: "-dedup-window"},
 		{name: "negative retention", args: []string{"-retention", "-1h"}, wantErr: "-retention"},

@@ -43,6 +43,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		DedupWindow:   cfg.DedupWindow,
 		Clock:         clock.Real{},
 		NoGroupCommit: cfg.NoGroupCommit,
+		IndexInterval: cfg.IndexInterval,
 		Logger:        logger,
 	})
 	if err != nil {
