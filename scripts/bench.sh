@@ -79,6 +79,10 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     say "ingestion binary, fsync, IngestStream batches of 100, $conc streams"
     "$data/ingestload" -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
   done
+  for conc in 8 16; do
+    say "gateway Segment /v1/batch of 100 events to the real ingestion, $conc callers"
+    "$data/ingestload" -segment http://127.0.0.1:8080 -key "$wkey" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-suite.txt"
+  done
   say "suite memory after the ingest runs (RssFile is bbolt's mmap of the data files)"
   for p in $(pgrep -f "bin/cairn-(ingestion|stages|health|routing|gateway)"); do
     printf '%s ' "$(tr '\0' ' ' </proc/$p/cmdline | cut -d' ' -f1 | xargs basename)"

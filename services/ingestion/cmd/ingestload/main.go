@@ -1,19 +1,26 @@
 // Command ingestload drives a running ingestion service with concurrent
 // batches (unary Ingest, or IngestStream with -stream) and reports durable
-// events per second and the ack latency of batches (p50, p99, max).
+// events per second and the ack latency of batches (p50, p99, max). With
+// -segment it posts the same batches as Segment /v1/batch JSON to the
+// gateway instead, to measure the tracking API end to end.
 //
 //	ingestload -addr 127.0.0.1:7101 -key $CAIRN_API_KEY -batch 100 -conc 8 -duration 30s
+//	ingestload -segment http://127.0.0.1:8080 -key $WRITE_KEY -batch 100 -conc 16 -duration 30s
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +43,7 @@ type options struct {
 	window               int
 	runID                string
 	rate                 float64
+	segment              string
 }
 
 // totals are shared counters of all workers.
@@ -56,6 +64,7 @@ func main() {
 	flag.BoolVar(&o.stream, "stream", false, "use IngestStream (one stream per caller)")
 	flag.IntVar(&o.window, "window", 1, "with -stream: batches in flight per stream")
 	flag.Float64Var(&o.rate, "rate", 0, "target events/s, paced open-loop with latency counted from each batch's scheduled time (0: as fast as the callers go)")
+	flag.StringVar(&o.segment, "segment", "", "instead of gRPC, POST Segment /v1/batch JSON to this gateway base URL (e.g. http://127.0.0.1:8080), write key in Basic auth")
 	flag.StringVar(&o.runID, "run", fmt.Sprint(time.Now().UnixNano()), "prefix of generated message ids")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -74,6 +83,9 @@ func run(o options) error {
 	if o.rate < 0 {
 		return errors.New("-rate: must not be negative")
 	}
+	if o.segment != "" && o.stream {
+		return errors.New("-segment and -stream: choose one")
+	}
 	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.Bearer(o.key)), grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 	if err != nil {
@@ -81,6 +93,7 @@ func run(o options) error {
 	}
 	defer conn.Close()
 	client := ingestionv1.NewIngestionServiceClient(conn)
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc}}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -159,12 +172,23 @@ func run(o options) error {
 					if !ok {
 						return
 					}
-					req := makeBatch(n)
+					var req *ingestionv1.IngestRequest
+					if o.segment == "" {
+						req = makeBatch(n)
+					}
 					t0 := time.Now()
 					if o.rate > 0 {
 						t0 = due
 					}
-					resp, err := client.Ingest(context.WithoutCancel(ctx), req)
+					var (
+						resp *ingestionv1.IngestResponse
+						err  error
+					)
+					if o.segment != "" {
+						resp, err = postSegment(httpClient, o, n)
+					} else {
+						resp, err = client.Ingest(context.WithoutCancel(ctx), req)
+					}
 					if err != nil {
 						fail(err)
 						continue
@@ -238,8 +262,11 @@ func run(o options) error {
 		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
 	}
 	mode := "unary"
-	if o.stream {
+	switch {
+	case o.stream:
 		mode = "stream"
+	case o.segment != "":
+		mode = "segment"
 	}
 	fmt.Printf("mode=%s batch=%d conc=%d rate=%.0f elapsed=%s\n", mode, o.batch, o.conc, o.rate, elapsed.Round(time.Millisecond))
 	fmt.Printf("accepted=%d duplicates=%d rejected=%d failed_batches=%d\n", t.accepted.Load(), t.duplicates.Load(), t.rejected.Load(), t.failed.Load())
@@ -249,4 +276,48 @@ func run(o options) error {
 		fmt.Printf("first error: %v\n", firstEr)
 	}
 	return nil
+}
+
+// postSegment sends batch n as a Segment /v1/batch request with the write
+// key in Basic auth, as analytics SDKs do, and reads the gateway's counts.
+func postSegment(c *http.Client, o options, n int64) (*ingestionv1.IngestResponse, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"batch":[`)
+	for i := range o.batch {
+		seq := n*int64(o.batch) + int64(i)
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"type":"track","messageId":"%s-%d","userId":"user-%d","event":"report_created",`+
+			`"properties":{"plan":"pro","rows":12,"path":"/reports/new"},"context":{"groupId":"acct-%d"}}`,
+			o.runID, seq, seq%(int64(o.accounts)*5), seq%int64(o.accounts))
+	}
+	b.WriteString(`]}`)
+	req, err := http.NewRequest(http.MethodPost, strings.TrimSuffix(o.segment, "/")+"/v1/batch", &b)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(o.key, "")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("POST /v1/batch: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var r struct {
+		Accepted   int               `json:"accepted"`
+		Duplicates int               `json:"duplicates"`
+		Rejected   []json.RawMessage `json:"rejected"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("POST /v1/batch: decode response: %w", err)
+	}
+	return &ingestionv1.IngestResponse{Accepted: int32(r.Accepted), Duplicates: int32(r.Duplicates), Rejected: int32(len(r.Rejected))}, nil
 }
