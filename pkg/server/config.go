@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
 // Defaults applied by RegisterFlags and New to zero fields.
@@ -52,6 +53,14 @@ type Config struct {
 	// Partitions is the number of log partitions, the same value for every
 	// service (-partitions, CAIRN_PARTITIONS).
 	Partitions uint32
+	// Replica is this process's index among the replicas of its service
+	// (-replica, CAIRN_REPLICA); "auto" takes it from the hostname suffix
+	// of a StatefulSet pod, "name-N". It owns the partitions p with
+	// p % Replicas == Replica (stream.Replica).
+	Replica int
+	// Replicas is the number of replicas of the service (-replicas,
+	// CAIRN_REPLICAS, default 1), at most Partitions.
+	Replicas int
 	// MaxRecvBytes bounds one received gRPC message (-max-recv-bytes,
 	// CAIRN_MAX_RECV_BYTES); larger ones fail with ResourceExhausted.
 	MaxRecvBytes int
@@ -171,6 +180,30 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.fromEnv("partitions", setPartitions)
 	fs.Func("partitions", fmt.Sprintf("number of log partitions, the same for every service (default %d) (env %s)", c.Partitions, EnvName("partitions")), setPartitions)
 
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	setReplica := func(v string) error {
+		i, err := ParseReplica(v)
+		if err != nil {
+			return err
+		}
+		c.Replica = i
+		return nil
+	}
+	c.fromEnv("replica", setReplica)
+	fs.Func("replica", fmt.Sprintf("index of this replica, or auto for the hostname's StatefulSet ordinal (default %d) (env %s)", c.Replica, EnvName("replica")), setReplica)
+	setReplicas := func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("want an integer from 1 to -partitions")
+		}
+		c.Replicas = n
+		return nil
+	}
+	c.fromEnv("replicas", setReplicas)
+	fs.Func("replicas", fmt.Sprintf("number of replicas of this service, each owning partitions p %% replicas == replica (default %d) (env %s)", c.Replicas, EnvName("replicas")), setReplicas)
+
 	if c.MaxRecvBytes == 0 {
 		c.MaxRecvBytes = DefaultMaxRecvBytes
 	}
@@ -219,6 +252,9 @@ func (c Config) withDefaults() Config {
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
 	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
 	if c.MaxRecvBytes == 0 {
 		c.MaxRecvBytes = DefaultMaxRecvBytes
 	}
@@ -260,6 +296,12 @@ func (c Config) Validate() error {
 	if c.Partitions < 1 || c.Partitions > MaxPartitions {
 		errs = append(errs, fmt.Errorf("-partitions: %d is not between 1 and %d", c.Partitions, MaxPartitions))
 	}
+	if c.Replicas < 1 || c.Replicas > int(c.Partitions) {
+		errs = append(errs, fmt.Errorf("-replicas: %d is not between 1 and -partitions (%d): every replica must own a partition", c.Replicas, c.Partitions))
+	}
+	if c.Replica < 0 || c.Replica >= c.Replicas {
+		errs = append(errs, fmt.Errorf("-replica: %d is not between 0 and -replicas - 1 (%d)", c.Replica, c.Replicas-1))
+	}
 	if c.MaxRecvBytes < 1024 || c.MaxRecvBytes > 256<<20 {
 		errs = append(errs, fmt.Errorf("-max-recv-bytes: %d is not between 1 KiB and 256 MiB", c.MaxRecvBytes))
 	}
@@ -288,6 +330,44 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
 	}
 	return nil
+}
+
+// hostname is os.Hostname; tests replace it.
+var hostname = os.Hostname
+
+// ParseReplica parses a -replica value: a non-negative index, or "auto" for
+// the ordinal a Kubernetes StatefulSet puts at the end of each pod's
+// hostname ("stages-2" is replica 2).
+func ParseReplica(v string) (int, error) {
+	if v == "auto" {
+		h, err := hostname()
+		if err != nil {
+			return 0, fmt.Errorf("auto: read hostname: %w", err)
+		}
+		i := strings.LastIndexByte(h, '-')
+		n, err := strconv.Atoi(h[i+1:])
+		if i < 0 || err != nil || n < 0 {
+			return 0, fmt.Errorf("auto: hostname %q does not end in -<ordinal>", h)
+		}
+		return n, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errors.New(`want a non-negative integer or "auto"`)
+	}
+	return n, nil
+}
+
+// Owns reports whether this replica owns partition p.
+func (c Config) Owns(p uint32) bool {
+	return stream.Replica(p, c.withDefaults().Replicas) == c.Replica
+}
+
+// OwnedPartitions lists the partitions this replica owns, in order; a
+// single replica owns them all.
+func (c Config) OwnedPartitions() []uint32 {
+	c = c.withDefaults()
+	return stream.Owned(c.Replica, c.Replicas, c.Partitions)
 }
 
 // DBPath is the service's bbolt file, DataDir/<Name>.db.

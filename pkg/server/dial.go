@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -40,4 +42,39 @@ func DialOptions(serviceKey string) []grpc.DialOption {
 		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(serviceKey)))
 	}
 	return opts
+}
+
+// SplitAddrs splits a comma-separated address list (one address per
+// replica, in replica order) and drops blanks around the entries.
+func SplitAddrs(list string) []string {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// DialList dials every address of a comma-separated replica list with Dial
+// and returns the connections in replica order; on error it closes those
+// already made. A service's replica i owns partitions p with
+// stream.Replica(p, len(conns)) == i.
+func DialList(list string, serviceKey string) ([]*grpc.ClientConn, error) {
+	addrs := SplitAddrs(list)
+	if len(addrs) == 0 {
+		return nil, errors.New("dial: empty address list")
+	}
+	conns := make([]*grpc.ClientConn, 0, len(addrs))
+	for _, a := range addrs {
+		cc, err := Dial(a, serviceKey)
+		if err != nil {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, cc)
+	}
+	return conns, nil
 }
