@@ -68,6 +68,10 @@ type Engine struct {
 	mu     sync.Mutex
 	models map[string]cachedModel
 
+	// chunk is how many accounts a rescore commits per transaction
+	// (rescoreChunk; tests lower it to exercise chunk boundaries).
+	chunk int
+
 	evalSeconds prometheus.Histogram
 	signalsOut  *prometheus.CounterVec
 }
@@ -98,7 +102,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile built-in default model: %w", err)
 	}
-	e := &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{},
+	e := &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{}, chunk: rescoreChunk,
 		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "cairn_health_evaluation_seconds", Help: "Time to rescore one account after an event, stage change or timer.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14),

@@ -132,11 +132,11 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 		return 0, fmt.Errorf("list accounts to rescore: %w", err)
 	}
 	n := 0
-	for start := 0; start < len(ids); start += rescoreChunk {
+	for start := 0; start < len(ids); start += e.chunk {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		chunk := ids[start:min(start+rescoreChunk, len(ids))]
+		chunk := ids[start:min(start+e.chunk, len(ids))]
 		if err := db.Update(func(tx *bbolt.Tx) error { return e.rescoreChunk(tx, ws, chunk, cm, now) }); err != nil {
 			return n, fmt.Errorf("rescore workspace: %w", err)
 		}
