@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -74,6 +76,53 @@ type Options struct {
 	// Progress, if set, is called after every answered batch with the number
 	// of events answered so far and the total.
 	Progress func(done, total int)
+	// Wait pauses before resending a batch the server throttled
+	// (RESOURCE_EXHAUSTED); nil waits on a real timer. Tests inject their own.
+	Wait func(ctx context.Context, d time.Duration) error
+}
+
+// Throttled batches are resent up to maxAttempts times, waiting the server's
+// retry delay, or defaultRetryDelay when it gives none, capped at maxRetryDelay.
+const (
+	maxAttempts       = 10
+	defaultRetryDelay = 100 * time.Millisecond
+	maxRetryDelay     = 10 * time.Second
+)
+
+func (o Options) wait(ctx context.Context, d time.Duration) error {
+	d = min(max(d, 0), maxRetryDelay)
+	if d == 0 {
+		d = defaultRetryDelay
+	}
+	if o.Wait != nil {
+		return o.Wait(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// retryDelay is the RetryInfo delay of a status error, or 0.
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// lines names a batch by the input lines it holds.
+func lines(batch []Item) string {
+	if len(batch) == 0 {
+		return "no lines"
+	}
+	return fmt.Sprintf("lines %d-%d", batch[0].Line, batch[len(batch)-1].Line)
 }
 
 // Batches splits items into requests that respect the contract's limits.
@@ -148,8 +197,14 @@ func sendUnary(ctx context.Context, client ingestionv1.IngestionServiceClient, b
 	done := 0
 	for _, b := range batches {
 		resp, err := client.Ingest(ctx, request(opts.Workspace, b))
+		for attempt := 1; status.Code(err) == codes.ResourceExhausted && attempt < maxAttempts; attempt++ {
+			if werr := opts.wait(ctx, retryDelay(err)); werr != nil {
+				return werr
+			}
+			resp, err = client.Ingest(ctx, request(opts.Workspace, b))
+		}
 		if err != nil {
-			return fmt.Errorf("ingest batch of %d events: %w", len(b), err)
+			return fmt.Errorf("ingest batch of %d events (%s): %w", len(b), lines(b), err)
 		}
 		tally(sum, b, resp)
 		done += len(b)
@@ -167,10 +222,35 @@ func sendStream(ctx context.Context, client ingestionv1.IngestionServiceClient, 
 	if err != nil {
 		return fmt.Errorf("open ingest stream: %w", err)
 	}
+	// The sender is the only goroutine that calls Send: fresh batches in
+	// order, and batches the server throttled once their delay has passed.
+	// It closes the stream only when every batch is answered, since a
+	// throttled batch may still have to go out again.
+	resend := make(chan int, len(batches))
+	finished := make(chan struct{})
 	sendErr := make(chan error, 1)
 	go func() {
-		for i, b := range batches {
-			if err := stream.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(i), Batch: request(opts.Workspace, b)}); err != nil {
+		next := 0
+		for {
+			var i int
+			if next < len(batches) {
+				select {
+				case i = <-resend:
+				default:
+					i, next = next, next+1
+				}
+			} else {
+				select {
+				case i = <-resend:
+				case <-finished:
+					sendErr <- stream.CloseSend()
+					return
+				case <-ctx.Done():
+					sendErr <- nil
+					return
+				}
+			}
+			if err := stream.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(i), Batch: request(opts.Workspace, batches[i])}); err != nil {
 				// The receive side sees the real status; io.EOF here only
 				// means the server closed the stream.
 				if errors.Is(err, io.EOF) {
@@ -181,36 +261,49 @@ func sendStream(ctx context.Context, client ingestionv1.IngestionServiceClient, 
 				return
 			}
 		}
-		sendErr <- stream.CloseSend()
 	}()
+	stop := func(err error) error {
+		cancel()
+		<-sendErr
+		return err
+	}
+	attempts := make([]int, len(batches))
 	done := 0
-	for answered := 0; answered < len(batches); answered++ {
+	for answered := 0; answered < len(batches); {
 		resp, err := stream.Recv()
 		if err != nil {
-			cancel()
-			<-sendErr
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("ingest stream ended after %d of %d batches", answered, len(batches))
+				return stop(fmt.Errorf("ingest stream ended after %d of %d batches", answered, len(batches)))
 			}
 			if answered == 0 && status.Code(err) == codes.Unimplemented {
-				return err
+				return stop(err)
 			}
-			return fmt.Errorf("ingest stream: %w", err)
+			return stop(fmt.Errorf("ingest stream: %w", err))
 		}
 		seq := resp.GetSequence()
 		if seq >= uint64(len(batches)) {
-			cancel()
-			<-sendErr
-			return fmt.Errorf("ingest stream: response for unknown sequence %d", seq)
+			return stop(fmt.Errorf("ingest stream: response for unknown sequence %d", seq))
 		}
-		tally(sum, batches[seq], resp.GetResult())
-		done += len(batches[seq])
+		b := batches[seq]
+		if be := resp.GetError(); be != nil {
+			code := codes.Code(be.GetCode())
+			if attempts[seq]++; code == codes.ResourceExhausted && attempts[seq] < maxAttempts {
+				go func() {
+					if opts.wait(ctx, be.GetRetryDelay().AsDuration()) == nil {
+						resend <- int(seq)
+					}
+				}()
+				continue
+			}
+			return stop(fmt.Errorf("ingest batch of %d events (%s): %w", len(b), lines(b), status.Error(code, be.GetMessage())))
+		}
+		tally(sum, b, resp.GetResult())
+		answered++
+		done += len(b)
 		if opts.Progress != nil {
 			opts.Progress(done, total)
 		}
 	}
-	if err := <-sendErr; err != nil {
-		return err
-	}
-	return nil
+	close(finished)
+	return <-sendErr
 }

@@ -9,14 +9,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -27,10 +30,37 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeIngestion struct {
 	ingestionv1.UnimplementedIngestionServiceServer
 	noStream bool
+	// throttle is how many requests holding an event named "slow" are
+	// refused with RESOURCE_EXHAUSTED before one is admitted.
+	throttle int
 
 	mu       sync.Mutex
 	seen     map[string]bool
 	requests int
+}
+
+// fakeRetryDelay is the delay the fake asks throttled callers to wait.
+const fakeRetryDelay = 2 * time.Second
+
+// refusal is the error for a request the fake refuses as a whole: a batch
+// holding an event named "refuse" is invalid, one holding "slow" is
+// throttled while f.throttle lasts.
+func (f *fakeIngestion) refusal(req *ingestionv1.IngestRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ev := range req.GetEvents() {
+		switch {
+		case ev.GetEvent() == "refuse":
+			f.requests++
+			return status.Error(codes.InvalidArgument, "events: too many")
+		case ev.GetEvent() == "slow" && f.throttle > 0:
+			f.requests++
+			f.throttle--
+			st, _ := status.New(codes.ResourceExhausted, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(fakeRetryDelay)})
+			return st.Err()
+		}
+	}
+	return nil
 }
 
 func (f *fakeIngestion) answer(req *ingestionv1.IngestRequest) *ingestionv1.IngestResponse {
@@ -58,6 +88,9 @@ func (f *fakeIngestion) answer(req *ingestionv1.IngestRequest) *ingestionv1.Inge
 }
 
 func (f *fakeIngestion) Ingest(_ context.Context, req *ingestionv1.IngestRequest) (*ingestionv1.IngestResponse, error) {
+	if err := f.refusal(req); err != nil {
+		return nil, err
+	}
 	return f.answer(req), nil
 }
 
@@ -73,7 +106,17 @@ func (f *fakeIngestion) IngestStream(s grpc.BidiStreamingServer[ingestionv1.Inge
 		if err != nil {
 			return err
 		}
-		if err := s.Send(&ingestionv1.IngestStreamResponse{Sequence: req.GetSequence(), Result: f.answer(req.GetBatch())}); err != nil {
+		resp := &ingestionv1.IngestStreamResponse{Sequence: req.GetSequence()}
+		if err := f.refusal(req.GetBatch()); err != nil {
+			st := status.Convert(err)
+			resp.Error = &ingestionv1.BatchError{Code: int32(st.Code()), Message: st.Message()}
+			if st.Code() == codes.ResourceExhausted {
+				resp.Error.RetryDelay = durationpb.New(fakeRetryDelay)
+			}
+		} else {
+			resp.Result = f.answer(req.GetBatch())
+		}
+		if err := s.Send(resp); err != nil {
 			return err
 		}
 	}
@@ -159,6 +202,69 @@ func TestSend(t *testing.T) {
 			}
 			if len(progress) == 0 || progress[len(progress)-1] != len(tt.events) {
 				t.Errorf("progress = %v, want it to end at %d", progress, len(tt.events))
+			}
+		})
+	}
+}
+
+// TestSendRefusedBatches checks that throttled batches are resent after the
+// server's delay, on the stream and unary paths alike, and that a batch
+// refused for good stops the upload with an error naming its lines.
+func TestSendRefusedBatches(t *testing.T) {
+	tests := []struct {
+		name      string
+		noStream  bool
+		events    []string
+		throttle  int
+		want      Summary
+		wantWaits int
+		wantCode  codes.Code
+		wantErr   string
+	}{
+		{name: "stream: throttled twice, then admitted", events: []string{"a", "b", "slow", "c", "d"}, throttle: 2,
+			want: Summary{Sent: 5, Accepted: 5}, wantWaits: 2},
+		{name: "unary: throttled twice, then admitted", noStream: true, events: []string{"a", "b", "slow", "c", "d"}, throttle: 2,
+			want: Summary{Sent: 5, Accepted: 5}, wantWaits: 2},
+		{name: "stream: throttled past the attempt limit", events: []string{"slow"}, throttle: 100,
+			wantWaits: maxAttempts - 1, wantCode: codes.ResourceExhausted, wantErr: "lines 1-1"},
+		{name: "stream: refused batch", events: []string{"a", "b", "refuse", "c"},
+			wantCode: codes.InvalidArgument, wantErr: "lines 3-4"},
+		{name: "unary: refused batch", noStream: true, events: []string{"a", "b", "refuse", "c"},
+			wantCode: codes.InvalidArgument, wantErr: "lines 3-4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeIngestion{noStream: tt.noStream, throttle: tt.throttle, seen: map[string]bool{}}
+			var (
+				mu    sync.Mutex
+				waits []time.Duration
+			)
+			opts := Options{BatchSize: 2, Wait: func(_ context.Context, d time.Duration) error {
+				mu.Lock()
+				defer mu.Unlock()
+				waits = append(waits, d)
+				return nil
+			}}
+			var sum Summary
+			err := Send(context.Background(), dial(t, f), items(tt.events...), opts, &sum)
+			if status.Code(errors.Unwrap(err)) != tt.wantCode && status.Code(err) != tt.wantCode {
+				t.Fatalf("Send() = %v, want code %v", err, tt.wantCode)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Send() = %v, want it to name %q", err, tt.wantErr)
+			}
+			if tt.wantCode == codes.OK && fmt.Sprint(sum) != fmt.Sprint(tt.want) {
+				t.Errorf("summary = %+v, want %+v", sum, tt.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(waits) != tt.wantWaits {
+				t.Errorf("waited %d times (%v), want %d", len(waits), waits, tt.wantWaits)
+			}
+			for _, d := range waits {
+				if d != fakeRetryDelay {
+					t.Errorf("waited %v, want the server's %v", d, fakeRetryDelay)
+				}
 			}
 		})
 	}

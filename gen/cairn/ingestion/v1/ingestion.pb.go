@@ -10,6 +10,7 @@ import (
 	v1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -633,11 +634,18 @@ func (x *IngestStreamRequest) GetBatch() *IngestRequest {
 	return nil
 }
 
-// IngestStreamResponse answers one IngestStreamRequest.
+// IngestStreamResponse answers one IngestStreamRequest: with the batch's
+// per-event results, or with an error when the batch as a whole was refused.
 type IngestStreamResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Result        *IngestResponse        `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Per-event results; empty when error is set.
+	Result *IngestResponse `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// Set when nothing of this batch was stored (e.g. INVALID_ARGUMENT for a
+	// batch over the size limits, RESOURCE_EXHAUSTED under backpressure). The
+	// stream stays open, so the caller fixes or resends just this batch; its
+	// other batches are unaffected.
+	Error         *BatchError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -686,6 +694,77 @@ func (x *IngestStreamResponse) GetResult() *IngestResponse {
 	return nil
 }
 
+func (x *IngestStreamResponse) GetError() *BatchError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// BatchError is why a whole batch of a stream was refused.
+type BatchError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// gRPC status code (google.rpc.Code), e.g. 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What was wrong, naming the field where there is one.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For RESOURCE_EXHAUSTED: how long to wait before resending.
+	RetryDelay    *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_delay,json=retryDelay,proto3" json:"retry_delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchError) Reset() {
+	*x = BatchError{}
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchError) ProtoMessage() {}
+
+func (x *BatchError) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
+func (*BatchError) Descriptor() ([]byte, []int) {
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BatchError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchError) GetRetryDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RetryDelay
+	}
+	return nil
+}
+
 // SubscribeRequest starts a stream of one partition at from_offset.
 type SubscribeRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -698,7 +777,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[6]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +789,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[6]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +802,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{6}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -756,7 +835,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[7]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +847,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[7]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +860,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{7}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -851,7 +930,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[8]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +942,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[8]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +955,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{8}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -910,7 +989,7 @@ type ListAccountEventsRequest struct {
 
 func (x *ListAccountEventsRequest) Reset() {
 	*x = ListAccountEventsRequest{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[9]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1001,7 @@ func (x *ListAccountEventsRequest) String() string {
 func (*ListAccountEventsRequest) ProtoMessage() {}
 
 func (x *ListAccountEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[9]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1014,7 @@ func (x *ListAccountEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountEventsRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{9}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAccountEventsRequest) GetWorkspace() string {
@@ -991,7 +1070,7 @@ type ListAccountEventsResponse struct {
 
 func (x *ListAccountEventsResponse) Reset() {
 	*x = ListAccountEventsResponse{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[10]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1082,7 @@ func (x *ListAccountEventsResponse) String() string {
 func (*ListAccountEventsResponse) ProtoMessage() {}
 
 func (x *ListAccountEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[10]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1095,7 @@ func (x *ListAccountEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountEventsResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{10}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListAccountEventsResponse) GetEvents() []*Event {
@@ -1046,7 +1125,7 @@ type DeleteSubjectRequest struct {
 
 func (x *DeleteSubjectRequest) Reset() {
 	*x = DeleteSubjectRequest{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[11]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1137,7 @@ func (x *DeleteSubjectRequest) String() string {
 func (*DeleteSubjectRequest) ProtoMessage() {}
 
 func (x *DeleteSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[11]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1150,7 @@ func (x *DeleteSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{11}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteSubjectRequest) GetWorkspace() string {
@@ -1107,7 +1186,7 @@ type DeleteSubjectResponse struct {
 
 func (x *DeleteSubjectResponse) Reset() {
 	*x = DeleteSubjectResponse{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[12]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1198,7 @@ func (x *DeleteSubjectResponse) String() string {
 func (*DeleteSubjectResponse) ProtoMessage() {}
 
 func (x *DeleteSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[12]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1211,7 @@ func (x *DeleteSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSubjectResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{12}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteSubjectResponse) GetEventsDeleted() int64 {
@@ -1159,7 +1238,7 @@ type GetLogInfoRequest struct {
 
 func (x *GetLogInfoRequest) Reset() {
 	*x = GetLogInfoRequest{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[13]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1250,7 @@ func (x *GetLogInfoRequest) String() string {
 func (*GetLogInfoRequest) ProtoMessage() {}
 
 func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[13]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1263,7 @@ func (x *GetLogInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetLogInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{13}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetLogInfoRequest) GetWorkspace() string {
@@ -1207,7 +1286,7 @@ type GetLogInfoResponse struct {
 
 func (x *GetLogInfoResponse) Reset() {
 	*x = GetLogInfoResponse{}
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[14]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1298,7 @@ func (x *GetLogInfoResponse) String() string {
 func (*GetLogInfoResponse) ProtoMessage() {}
 
 func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[14]
+	mi := &file_cairn_ingestion_v1_ingestion_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1311,7 @@ func (x *GetLogInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetLogInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{14}
+	return file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetLogInfoResponse) GetPartitions() []*v1.PartitionInfo {
@@ -1260,7 +1339,7 @@ var File_cairn_ingestion_v1_ingestion_proto protoreflect.FileDescriptor
 
 const file_cairn_ingestion_v1_ingestion_proto_rawDesc = "" +
 	"\n" +
-	"\"cairn/ingestion/v1/ingestion.proto\x12\x12cairn.ingestion.v1\x1a\x1ccairn/common/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x06\n" +
+	"\"cairn/ingestion/v1/ingestion.proto\x12\x12cairn.ingestion.v1\x1a\x1ccairn/common/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x06\n" +
 	"\x05Event\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x121\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1d.cairn.ingestion.v1.EventTypeR\x04type\x12\x1d\n" +
@@ -1311,10 +1390,17 @@ const file_cairn_ingestion_v1_ingestion_proto_rawDesc = "" +
 	"\brejected\x18\x04 \x01(\x05R\brejected\"j\n" +
 	"\x13IngestStreamRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x127\n" +
-	"\x05batch\x18\x02 \x01(\v2!.cairn.ingestion.v1.IngestRequestR\x05batch\"n\n" +
+	"\x05batch\x18\x02 \x01(\v2!.cairn.ingestion.v1.IngestRequestR\x05batch\"\xa4\x01\n" +
 	"\x14IngestStreamResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12:\n" +
-	"\x06result\x18\x02 \x01(\v2\".cairn.ingestion.v1.IngestResponseR\x06result\"Q\n" +
+	"\x06result\x18\x02 \x01(\v2\".cairn.ingestion.v1.IngestResponseR\x06result\x124\n" +
+	"\x05error\x18\x03 \x01(\v2\x1e.cairn.ingestion.v1.BatchErrorR\x05error\"v\n" +
+	"\n" +
+	"BatchError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
+	"\vretry_delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryDelay\"Q\n" +
 	"\x10SubscribeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1f\n" +
 	"\vfrom_offset\x18\x02 \x01(\x04R\n" +
@@ -1392,7 +1478,7 @@ func file_cairn_ingestion_v1_ingestion_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_ingestion_v1_ingestion_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cairn_ingestion_v1_ingestion_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_cairn_ingestion_v1_ingestion_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cairn_ingestion_v1_ingestion_proto_goTypes = []any{
 	(EventType)(0),                    // 0: cairn.ingestion.v1.EventType
 	(EventStatus)(0),                  // 1: cairn.ingestion.v1.EventStatus
@@ -1402,66 +1488,70 @@ var file_cairn_ingestion_v1_ingestion_proto_goTypes = []any{
 	(*IngestResponse)(nil),            // 5: cairn.ingestion.v1.IngestResponse
 	(*IngestStreamRequest)(nil),       // 6: cairn.ingestion.v1.IngestStreamRequest
 	(*IngestStreamResponse)(nil),      // 7: cairn.ingestion.v1.IngestStreamResponse
-	(*SubscribeRequest)(nil),          // 8: cairn.ingestion.v1.SubscribeRequest
-	(*LogRecord)(nil),                 // 9: cairn.ingestion.v1.LogRecord
-	(*SubscribeResponse)(nil),         // 10: cairn.ingestion.v1.SubscribeResponse
-	(*ListAccountEventsRequest)(nil),  // 11: cairn.ingestion.v1.ListAccountEventsRequest
-	(*ListAccountEventsResponse)(nil), // 12: cairn.ingestion.v1.ListAccountEventsResponse
-	(*DeleteSubjectRequest)(nil),      // 13: cairn.ingestion.v1.DeleteSubjectRequest
-	(*DeleteSubjectResponse)(nil),     // 14: cairn.ingestion.v1.DeleteSubjectResponse
-	(*GetLogInfoRequest)(nil),         // 15: cairn.ingestion.v1.GetLogInfoRequest
-	(*GetLogInfoResponse)(nil),        // 16: cairn.ingestion.v1.GetLogInfoResponse
-	(*structpb.Struct)(nil),           // 17: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
-	(*v1.LogPosition)(nil),            // 19: cairn.common.v1.LogPosition
-	(*v1.Tombstone)(nil),              // 20: cairn.common.v1.Tombstone
-	(*v1.TimeWindow)(nil),             // 21: cairn.common.v1.TimeWindow
-	(*v1.PageRequest)(nil),            // 22: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),           // 23: cairn.common.v1.PageResponse
-	(*v1.PartitionInfo)(nil),          // 24: cairn.common.v1.PartitionInfo
+	(*BatchError)(nil),                // 8: cairn.ingestion.v1.BatchError
+	(*SubscribeRequest)(nil),          // 9: cairn.ingestion.v1.SubscribeRequest
+	(*LogRecord)(nil),                 // 10: cairn.ingestion.v1.LogRecord
+	(*SubscribeResponse)(nil),         // 11: cairn.ingestion.v1.SubscribeResponse
+	(*ListAccountEventsRequest)(nil),  // 12: cairn.ingestion.v1.ListAccountEventsRequest
+	(*ListAccountEventsResponse)(nil), // 13: cairn.ingestion.v1.ListAccountEventsResponse
+	(*DeleteSubjectRequest)(nil),      // 14: cairn.ingestion.v1.DeleteSubjectRequest
+	(*DeleteSubjectResponse)(nil),     // 15: cairn.ingestion.v1.DeleteSubjectResponse
+	(*GetLogInfoRequest)(nil),         // 16: cairn.ingestion.v1.GetLogInfoRequest
+	(*GetLogInfoResponse)(nil),        // 17: cairn.ingestion.v1.GetLogInfoResponse
+	(*structpb.Struct)(nil),           // 18: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
+	(*v1.LogPosition)(nil),            // 20: cairn.common.v1.LogPosition
+	(*durationpb.Duration)(nil),       // 21: google.protobuf.Duration
+	(*v1.Tombstone)(nil),              // 22: cairn.common.v1.Tombstone
+	(*v1.TimeWindow)(nil),             // 23: cairn.common.v1.TimeWindow
+	(*v1.PageRequest)(nil),            // 24: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),           // 25: cairn.common.v1.PageResponse
+	(*v1.PartitionInfo)(nil),          // 26: cairn.common.v1.PartitionInfo
 }
 var file_cairn_ingestion_v1_ingestion_proto_depIdxs = []int32{
 	0,  // 0: cairn.ingestion.v1.Event.type:type_name -> cairn.ingestion.v1.EventType
-	17, // 1: cairn.ingestion.v1.Event.properties:type_name -> google.protobuf.Struct
-	17, // 2: cairn.ingestion.v1.Event.traits:type_name -> google.protobuf.Struct
-	17, // 3: cairn.ingestion.v1.Event.context:type_name -> google.protobuf.Struct
-	17, // 4: cairn.ingestion.v1.Event.integrations:type_name -> google.protobuf.Struct
-	18, // 5: cairn.ingestion.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
-	18, // 6: cairn.ingestion.v1.Event.original_timestamp:type_name -> google.protobuf.Timestamp
-	18, // 7: cairn.ingestion.v1.Event.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 8: cairn.ingestion.v1.Event.received_at:type_name -> google.protobuf.Timestamp
+	18, // 1: cairn.ingestion.v1.Event.properties:type_name -> google.protobuf.Struct
+	18, // 2: cairn.ingestion.v1.Event.traits:type_name -> google.protobuf.Struct
+	18, // 3: cairn.ingestion.v1.Event.context:type_name -> google.protobuf.Struct
+	18, // 4: cairn.ingestion.v1.Event.integrations:type_name -> google.protobuf.Struct
+	19, // 5: cairn.ingestion.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	19, // 6: cairn.ingestion.v1.Event.original_timestamp:type_name -> google.protobuf.Timestamp
+	19, // 7: cairn.ingestion.v1.Event.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 8: cairn.ingestion.v1.Event.received_at:type_name -> google.protobuf.Timestamp
 	2,  // 9: cairn.ingestion.v1.IngestRequest.events:type_name -> cairn.ingestion.v1.Event
 	1,  // 10: cairn.ingestion.v1.EventResult.status:type_name -> cairn.ingestion.v1.EventStatus
-	19, // 11: cairn.ingestion.v1.EventResult.position:type_name -> cairn.common.v1.LogPosition
+	20, // 11: cairn.ingestion.v1.EventResult.position:type_name -> cairn.common.v1.LogPosition
 	4,  // 12: cairn.ingestion.v1.IngestResponse.results:type_name -> cairn.ingestion.v1.EventResult
 	3,  // 13: cairn.ingestion.v1.IngestStreamRequest.batch:type_name -> cairn.ingestion.v1.IngestRequest
 	5,  // 14: cairn.ingestion.v1.IngestStreamResponse.result:type_name -> cairn.ingestion.v1.IngestResponse
-	2,  // 15: cairn.ingestion.v1.LogRecord.event:type_name -> cairn.ingestion.v1.Event
-	20, // 16: cairn.ingestion.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	9,  // 17: cairn.ingestion.v1.SubscribeResponse.records:type_name -> cairn.ingestion.v1.LogRecord
-	21, // 18: cairn.ingestion.v1.ListAccountEventsRequest.window:type_name -> cairn.common.v1.TimeWindow
-	22, // 19: cairn.ingestion.v1.ListAccountEventsRequest.page:type_name -> cairn.common.v1.PageRequest
-	2,  // 20: cairn.ingestion.v1.ListAccountEventsResponse.events:type_name -> cairn.ingestion.v1.Event
-	23, // 21: cairn.ingestion.v1.ListAccountEventsResponse.page:type_name -> cairn.common.v1.PageResponse
-	19, // 22: cairn.ingestion.v1.DeleteSubjectResponse.tombstone:type_name -> cairn.common.v1.LogPosition
-	24, // 23: cairn.ingestion.v1.GetLogInfoResponse.partitions:type_name -> cairn.common.v1.PartitionInfo
-	3,  // 24: cairn.ingestion.v1.IngestionService.Ingest:input_type -> cairn.ingestion.v1.IngestRequest
-	6,  // 25: cairn.ingestion.v1.IngestionService.IngestStream:input_type -> cairn.ingestion.v1.IngestStreamRequest
-	8,  // 26: cairn.ingestion.v1.IngestionService.Subscribe:input_type -> cairn.ingestion.v1.SubscribeRequest
-	11, // 27: cairn.ingestion.v1.IngestionService.ListAccountEvents:input_type -> cairn.ingestion.v1.ListAccountEventsRequest
-	13, // 28: cairn.ingestion.v1.IngestionService.DeleteSubject:input_type -> cairn.ingestion.v1.DeleteSubjectRequest
-	15, // 29: cairn.ingestion.v1.IngestionService.GetLogInfo:input_type -> cairn.ingestion.v1.GetLogInfoRequest
-	5,  // 30: cairn.ingestion.v1.IngestionService.Ingest:output_type -> cairn.ingestion.v1.IngestResponse
-	7,  // 31: cairn.ingestion.v1.IngestionService.IngestStream:output_type -> cairn.ingestion.v1.IngestStreamResponse
-	10, // 32: cairn.ingestion.v1.IngestionService.Subscribe:output_type -> cairn.ingestion.v1.SubscribeResponse
-	12, // 33: cairn.ingestion.v1.IngestionService.ListAccountEvents:output_type -> cairn.ingestion.v1.ListAccountEventsResponse
-	14, // 34: cairn.ingestion.v1.IngestionService.DeleteSubject:output_type -> cairn.ingestion.v1.DeleteSubjectResponse
-	16, // 35: cairn.ingestion.v1.IngestionService.GetLogInfo:output_type -> cairn.ingestion.v1.GetLogInfoResponse
-	30, // [30:36] is the sub-list for method output_type
-	24, // [24:30] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	8,  // 15: cairn.ingestion.v1.IngestStreamResponse.error:type_name -> cairn.ingestion.v1.BatchError
+	21, // 16: cairn.ingestion.v1.BatchError.retry_delay:type_name -> google.protobuf.Duration
+	2,  // 17: cairn.ingestion.v1.LogRecord.event:type_name -> cairn.ingestion.v1.Event
+	22, // 18: cairn.ingestion.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	10, // 19: cairn.ingestion.v1.SubscribeResponse.records:type_name -> cairn.ingestion.v1.LogRecord
+	23, // 20: cairn.ingestion.v1.ListAccountEventsRequest.window:type_name -> cairn.common.v1.TimeWindow
+	24, // 21: cairn.ingestion.v1.ListAccountEventsRequest.page:type_name -> cairn.common.v1.PageRequest
+	2,  // 22: cairn.ingestion.v1.ListAccountEventsResponse.events:type_name -> cairn.ingestion.v1.Event
+	25, // 23: cairn.ingestion.v1.ListAccountEventsResponse.page:type_name -> cairn.common.v1.PageResponse
+	20, // 24: cairn.ingestion.v1.DeleteSubjectResponse.tombstone:type_name -> cairn.common.v1.LogPosition
+	26, // 25: cairn.ingestion.v1.GetLogInfoResponse.partitions:type_name -> cairn.common.v1.PartitionInfo
+	3,  // 26: cairn.ingestion.v1.IngestionService.Ingest:input_type -> cairn.ingestion.v1.IngestRequest
+	6,  // 27: cairn.ingestion.v1.IngestionService.IngestStream:input_type -> cairn.ingestion.v1.IngestStreamRequest
+	9,  // 28: cairn.ingestion.v1.IngestionService.Subscribe:input_type -> cairn.ingestion.v1.SubscribeRequest
+	12, // 29: cairn.ingestion.v1.IngestionService.ListAccountEvents:input_type -> cairn.ingestion.v1.ListAccountEventsRequest
+	14, // 30: cairn.ingestion.v1.IngestionService.DeleteSubject:input_type -> cairn.ingestion.v1.DeleteSubjectRequest
+	16, // 31: cairn.ingestion.v1.IngestionService.GetLogInfo:input_type -> cairn.ingestion.v1.GetLogInfoRequest
+	5,  // 32: cairn.ingestion.v1.IngestionService.Ingest:output_type -> cairn.ingestion.v1.IngestResponse
+	7,  // 33: cairn.ingestion.v1.IngestionService.IngestStream:output_type -> cairn.ingestion.v1.IngestStreamResponse
+	11, // 34: cairn.ingestion.v1.IngestionService.Subscribe:output_type -> cairn.ingestion.v1.SubscribeResponse
+	13, // 35: cairn.ingestion.v1.IngestionService.ListAccountEvents:output_type -> cairn.ingestion.v1.ListAccountEventsResponse
+	15, // 36: cairn.ingestion.v1.IngestionService.DeleteSubject:output_type -> cairn.ingestion.v1.DeleteSubjectResponse
+	17, // 37: cairn.ingestion.v1.IngestionService.GetLogInfo:output_type -> cairn.ingestion.v1.GetLogInfoResponse
+	32, // [32:38] is the sub-list for method output_type
+	26, // [26:32] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_cairn_ingestion_v1_ingestion_proto_init() }
@@ -1469,7 +1559,7 @@ func file_cairn_ingestion_v1_ingestion_proto_init() {
 	if File_cairn_ingestion_v1_ingestion_proto != nil {
 		return
 	}
-	file_cairn_ingestion_v1_ingestion_proto_msgTypes[7].OneofWrappers = []any{
+	file_cairn_ingestion_v1_ingestion_proto_msgTypes[8].OneofWrappers = []any{
 		(*LogRecord_Event)(nil),
 		(*LogRecord_Tombstone)(nil),
 	}
@@ -1479,7 +1569,7 @@ func file_cairn_ingestion_v1_ingestion_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_ingestion_v1_ingestion_proto_rawDesc), len(file_cairn_ingestion_v1_ingestion_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,7 +28,9 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -245,7 +247,13 @@ func run(o options) error {
 				t0 := sent[resp.GetSequence()]
 				delete(sent, resp.GetSequence())
 				sentMu.Unlock()
-				record(resp.GetResult(), time.Since(t0), &local)
+				if be := resp.GetError(); be != nil {
+					// Counted as failed, not resent: the figures are for
+					// what the server took, and failures are printed.
+					fail(status.Error(codes.Code(be.GetCode()), be.GetMessage()))
+				} else {
+					record(resp.GetResult(), time.Since(t0), &local)
+				}
 				<-slots
 			}
 			close(recvDone)

@@ -283,16 +283,19 @@ func (s *Server) IngestStream(srv grpc.BidiStreamingServer[ingestionv1.IngestStr
 	}()
 	for p := range queue {
 		<-p.done
-		// On failure, return at once: the receiving goroutine is blocked in
-		// Recv until the handler returns, and batches still in flight finish
-		// on their own (their results are lost, so callers retry and get
-		// "duplicate" for whatever did commit).
-		if p.err != nil {
-			sp := status.Convert(s.toStatus(p.err)).Proto()
-			sp.Message = fmt.Sprintf("batch %d: %s", p.seq, sp.GetMessage())
-			return status.ErrorProto(sp)
+		// A refused batch is answered with its error and the stream goes
+		// on: one oversized or throttled batch must not cost the caller the
+		// results of the others in flight. Only the stream's own end (the
+		// caller went away) stops it.
+		if p.err != nil && ctx.Err() != nil {
+			return s.toStatus(ctx.Err())
 		}
-		if err := srv.Send(&ingestionv1.IngestStreamResponse{Sequence: p.seq, Result: p.resp}); err != nil {
+		resp := &ingestionv1.IngestStreamResponse{Sequence: p.seq, Result: p.resp}
+		if p.err != nil {
+			resp.Result = nil
+			resp.Error = batchError(s.toStatus(p.err))
+		}
+		if err := srv.Send(resp); err != nil {
 			return err
 		}
 	}
@@ -300,6 +303,19 @@ func (s *Server) IngestStream(srv grpc.BidiStreamingServer[ingestionv1.IngestStr
 		return s.toStatus(err)
 	}
 	return nil
+}
+
+// batchError carries a status error's code, message and retry delay into an
+// IngestStreamResponse.
+func batchError(err error) *ingestionv1.BatchError {
+	st := status.Convert(err)
+	be := &ingestionv1.BatchError{Code: int32(st.Code()), Message: st.Message()}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			be.RetryDelay = ri.GetRetryDelay()
+		}
+	}
+	return be
 }
 
 // Subscribe implements IngestionService.Subscribe.

@@ -267,22 +267,72 @@ func TestIngestStream(t *testing.T) {
 	}
 }
 
-func TestIngestStreamEndsOnBadBatch(t *testing.T) {
+// TestIngestStreamBatchErrors checks that a batch refused as a whole is
+// answered with its error under its own sequence, and that the stream and
+// the batches around it carry on.
+func TestIngestStreamBatchErrors(t *testing.T) {
 	lim := validate.DefaultLimits()
 	lim.MaxBatchEvents = 1
-	f := start(t, Config{Limits: lim})
+	f := start(t, Config{Limits: lim, MaxInflightBytes: 1 << 20, RetryDelay: 250 * time.Millisecond})
+	one := func(id string) *ingestionv1.IngestRequest {
+		return &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track(id, "u", "acme", "x", nil)}}
+	}
+	tests := []struct {
+		name      string
+		batch     *ingestionv1.IngestRequest
+		busy      bool // the in-flight budget is spent by another caller
+		wantCode  codes.Code
+		wantMsg   string
+		wantRetry time.Duration
+	}{
+		{name: "accepted", batch: one("a")},
+		{name: "over the batch limit", batch: &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{
+			track("b", "u", "", "x", nil), track("c", "u", "", "x", nil)}}, wantCode: codes.InvalidArgument, wantMsg: "events: 2 events"},
+		{name: "accepted after a refused batch", batch: one("d")},
+		{name: "throttled", batch: one("e"), busy: true, wantCode: codes.ResourceExhausted, wantRetry: 250 * time.Millisecond},
+		{name: "resent after throttling", batch: one("e")},
+		{name: "other workspace", batch: &ingestionv1.IngestRequest{Workspace: "other", Events: one("f").Events}, wantCode: codes.PermissionDenied},
+	}
 	s, err := f.clients[writeKey].IngestStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = s.Send(&ingestionv1.IngestStreamRequest{Sequence: 1, Batch: &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "", "x", nil)}}})
-	_ = s.Send(&ingestionv1.IngestStreamRequest{Sequence: 2, Batch: &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("b", "u", "", "x", nil), track("c", "u", "", "x", nil)}}})
-	if resp, err := s.Recv(); err != nil || resp.GetSequence() != 1 {
-		t.Fatalf("first Recv() = %v, %v", resp, err)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.busy {
+				f.srv.inflight.Add(1 << 20)
+				defer f.srv.inflight.Add(-(1 << 20))
+			}
+			if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(i), Batch: tt.batch}); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := s.Recv()
+			if err != nil {
+				t.Fatalf("Recv() = %v, want an answer and the stream open", err)
+			}
+			if resp.GetSequence() != uint64(i) {
+				t.Errorf("sequence = %d, want %d", resp.GetSequence(), i)
+			}
+			be := resp.GetError()
+			if codes.Code(be.GetCode()) != tt.wantCode || !strings.Contains(be.GetMessage(), tt.wantMsg) {
+				t.Errorf("error = %v, want code %v with %q", be, tt.wantCode, tt.wantMsg)
+			}
+			if got := be.GetRetryDelay().AsDuration(); got != tt.wantRetry {
+				t.Errorf("retry delay = %v, want %v", got, tt.wantRetry)
+			}
+			if tt.wantCode == codes.OK && resp.GetResult().GetAccepted() != 1 {
+				t.Errorf("result = %v, want 1 accepted", resp.GetResult())
+			}
+			if tt.wantCode != codes.OK && resp.GetResult() != nil {
+				t.Errorf("result = %v alongside an error", resp.GetResult())
+			}
+		})
 	}
-	_, err = s.Recv()
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "batch 2: events:") {
-		t.Errorf("second Recv() = %v, want InvalidArgument naming batch 2", err)
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("Recv() after the last answer = %v, want EOF", err)
 	}
 }
 
