@@ -316,6 +316,8 @@ func TestStaticAndHealthEndpoints(t *testing.T) {
 		wantBody   string
 	}{
 		{"openapi", "/openapi.json", 200, "application/json", `"swagger"`},
+		{"openapi title", "/openapi.json", 200, "application/json", `"title": "Cairn API"`},
+		{"openapi bearer scheme", "/openapi.json", 200, "application/json", `"name": "Authorization"`},
 		{"docs", "/docs", 200, "text/html", "Cairn API"},
 		{"dashboard", "/", 200, "text/html", "Cairn"},
 		{"dashboard script", "/assets/app.js", 200, "text/javascript", "localStorage"},
