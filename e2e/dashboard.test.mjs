@@ -98,6 +98,10 @@ test('journey map shows each stage with the API\'s account counts', async (t) =>
     assert.deepEqual(cards, expect(afterward));
   }
   assert.ok(await p.isVisible('[data-testid=funnel-chart]'), 'funnel chart drawn');
+  // The segment choices are the segments the API saw, not a fixed list.
+  const segments = await p.$$eval('#segment option', (els) => els.map((el) => el.value).filter(Boolean));
+  assert.ok((funnel.segments || []).length > 0, 'the demo accounts have segments');
+  assert.deepEqual(segments, funnel.segments);
   await shot(p, 'journey');
 
   // Clicking a stage lists its accounts.

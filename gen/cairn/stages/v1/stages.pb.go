@@ -2407,10 +2407,14 @@ func (x *FunnelStage) GetP90TimeInStage() *durationpb.Duration {
 
 // GetFunnelResponse lists stages in order.
 type GetFunnelResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stages        []*FunnelStage         `protobuf:"bytes,1,rep,name=stages,proto3" json:"stages,omitempty"`
-	Cohorts       []string               `protobuf:"bytes,2,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
-	Accounts      int64                  `protobuf:"varint,3,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stages []*FunnelStage         `protobuf:"bytes,1,rep,name=stages,proto3" json:"stages,omitempty"`
+	// Every cohort (month entered) of the journey, whatever the filter, so
+	// that a client can offer them as choices.
+	Cohorts  []string `protobuf:"bytes,2,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
+	Accounts int64    `protobuf:"varint,3,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// Every segment seen among the journey's accounts, whatever the filter.
+	Segments      []string `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2464,6 +2468,13 @@ func (x *GetFunnelResponse) GetAccounts() int64 {
 		return x.Accounts
 	}
 	return 0
+}
+
+func (x *GetFunnelResponse) GetSegments() []string {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
 }
 
 // GetMomentsOfTruthRequest selects a cohort.
@@ -3274,11 +3285,12 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x0fconversion_rate\x18\b \x01(\x01R\x0econversionRate\x12J\n" +
 	"\x14median_time_in_stage\x18\t \x01(\v2\x19.google.protobuf.DurationR\x11medianTimeInStage\x12D\n" +
 	"\x11p90_time_in_stage\x18\n" +
-	" \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeInStage\"\x7f\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeInStage\"\x9b\x01\n" +
 	"\x11GetFunnelResponse\x124\n" +
 	"\x06stages\x18\x01 \x03(\v2\x1c.cairn.stages.v1.FunnelStageR\x06stages\x12\x18\n" +
 	"\acohorts\x18\x02 \x03(\tR\acohorts\x12\x1a\n" +
-	"\baccounts\x18\x03 \x01(\x03R\baccounts\"j\n" +
+	"\baccounts\x18\x03 \x01(\x03R\baccounts\x12\x1a\n" +
+	"\bsegments\x18\x04 \x03(\tR\bsegments\"j\n" +
 	"\x18GetMomentsOfTruthRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x16\n" +
 	"\x06cohort\x18\x02 \x01(\tR\x06cohort\x12\x18\n" +

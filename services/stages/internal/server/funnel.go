@@ -56,10 +56,11 @@ func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stages
 		aggs[st.GetId()] = a
 		resp.Stages = append(resp.Stages, a.row)
 	}
-	cohorts := map[string]bool{}
+	cohorts, segments := map[string]bool{}, map[string]bool{}
 	var lastAccount string
 	err := ns.Visits(tx, ws, jid, func(v *store.Visit) error {
 		cohorts[v.Cohort] = true
+		segments[v.Segment] = true
 		if (cohort != "" && v.Cohort != cohort) || (segment != "" && v.Segment != segment) {
 			return nil
 		}
@@ -100,11 +101,19 @@ func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stages
 			a.row.P90TimeInStage = durationpb.New(a.durations[(n*9+9)/10-1])
 		}
 	}
-	for c := range cohorts {
-		if c != "" {
-			resp.Cohorts = append(resp.Cohorts, c)
+	resp.Cohorts = sortedKeys(cohorts)
+	resp.Segments = sortedKeys(segments)
+	return resp, nil
+}
+
+// sortedKeys lists the non-empty keys of set in order.
+func sortedKeys(set map[string]bool) []string {
+	var out []string
+	for k := range set {
+		if k != "" {
+			out = append(out, k)
 		}
 	}
-	sort.Strings(resp.Cohorts)
-	return resp, nil
+	sort.Strings(out)
+	return out
 }

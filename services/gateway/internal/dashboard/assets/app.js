@@ -218,8 +218,8 @@
       const cohortSel = h('select', { id: 'cohort', 'aria-label': 'Cohort', onchange: (e) => go('journey', { cohort: e.target.value, segment }) },
         h('option', { value: '' }, 'All cohorts'), (f.cohorts || []).map((c) => h('option', { value: c, selected: c === cohort }, c)));
       const segSel = h('select', { id: 'segment', 'aria-label': 'Segment', onchange: (e) => go('journey', { cohort, segment: e.target.value }) },
-        // The API has no segment list; offer the demo generator's segments plus any named in the URL.
-        [...new Set(['', 'smb', 'mid-market', 'enterprise', segment])].map((v) => h('option', { value: v, selected: v === segment }, v || 'All segments')));
+        // The funnel lists every segment seen, whatever the filter; keep one named in the URL too.
+        [...new Set(['', ...(f.segments || []), segment])].map((v) => h('option', { value: v, selected: v === segment }, v || 'All segments')));
       head.appendChild(h('div', { class: 'controls' }, h('label', { for: 'cohort' }, 'Cohort'), cohortSel, h('label', { for: 'segment' }, 'Segment'), segSel));
       document.getElementById('journey-sub').textContent = `${fmtInt(f.accounts)} accounts` + (cohort ? ` · cohort ${cohort}` : '') + (segment ? ` · ${segment}` : '');
       if (!stages.length) return empty('No journey data yet. Apply a journey definition and send some events, or start the suite with --demo.');

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/services/stages/internal/journey"
+	"github.com/cairn-dev/cairn/services/stages/internal/store"
+	"go.etcd.io/bbolt"
+)
+
+// TestFunnelFilters checks that cohort and segment filters narrow the counts
+// while the cohort and segment choices always list everything seen.
+func TestFunnelFilters(t *testing.T) {
+	def, err := journey.Template("seven-stage-b2b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := def.GetStages()[0].GetId()
+	db := storetest.Open(t)
+	visits := []struct {
+		account, segment string
+		entered          time.Time
+	}{
+		{"a1", "smb", time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)},
+		{"a2", "smb", time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC)},
+		{"a3", "enterprise", time.Date(2026, 2, 6, 0, 0, 0, 0, time.UTC)},
+		{"a4", "", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, v := range visits {
+			err := store.Live.PutVisit(tx, "w", "b2b", &store.Visit{Stage: first, Account: v.account, Entered: v.entered,
+				Cohort: v.entered.Format("2006-01"), Segment: v.segment})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		cohort, segment string
+		wantAccounts    int64
+	}{
+		{"", "", 4},
+		{"2026-02", "", 2},
+		{"", "smb", 2},
+		{"2026-02", "smb", 1},
+		{"2026-03", "smb", 0},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("cohort=%q segment=%q", tt.cohort, tt.segment), func(t *testing.T) {
+			err := db.View(func(tx *bbolt.Tx) error {
+				resp, err := computeFunnel(tx, store.Live, "w", "b2b", def, tt.cohort, tt.segment)
+				if err != nil {
+					return err
+				}
+				if resp.GetAccounts() != tt.wantAccounts || resp.GetStages()[0].GetEntered() != tt.wantAccounts {
+					t.Errorf("accounts = %d, entered = %d, want %d", resp.GetAccounts(), resp.GetStages()[0].GetEntered(), tt.wantAccounts)
+				}
+				if got := fmt.Sprint(resp.GetCohorts()); got != "[2026-01 2026-02 2026-03]" {
+					t.Errorf("cohorts = %s", got)
+				}
+				if got := fmt.Sprint(resp.GetSegments()); got != "[enterprise smb]" {
+					t.Errorf("segments = %s", got)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
