@@ -29,9 +29,17 @@ type disruption func(t *testing.T, s *suite, batch int, nBatches int)
 // derived state.
 func runWorkload(t *testing.T, events []*ingestionv1.Event, accounts []string, disrupt disruption) snapshot {
 	t.Helper()
-	s := newSuite(t)
-	for _, name := range services {
-		s.start(name)
+	return runWorkloadOn(t, newSuite(t), events, accounts, disrupt)
+}
+
+// runWorkloadOn is runWorkload on a suite the caller has prepared (e.g.
+// scaled); it starts every replica of every service.
+func runWorkloadOn(t *testing.T, s *suite, events []*ingestionv1.Event, accounts []string, disrupt disruption) snapshot {
+	t.Helper()
+	for _, svc := range services {
+		for _, name := range s.replicaNames(svc) {
+			s.start(name)
+		}
 	}
 	ctx := t.Context()
 	ro := routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.admin))

@@ -68,10 +68,11 @@ func signalled(k string) bool { return strings.HasPrefix(k, signalledPrefix) }
 // computation times, time in stage, ids, trends and SLA clocks.
 func (s *suite) derivedState(ctx context.Context, accounts []string) (snapshot, error) {
 	snap := snapshot{}
-	st := stagesv1.NewStagesServiceClient(s.conn("stages", s.keys.read))
-	he := healthv1.NewHealthServiceClient(s.conn("health", s.keys.read))
 	ro := routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.read))
 	for _, a := range accounts {
+		// Each account is read from the replica that owns it.
+		st := stagesv1.NewStagesServiceClient(s.conn(s.ownerOf("stages", a), s.keys.read))
+		he := healthv1.NewHealthServiceClient(s.conn(s.ownerOf("health", a), s.keys.read))
 		j, err := st.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: a})
 		switch {
 		case status.Code(err) == codes.NotFound:
@@ -197,33 +198,37 @@ func (s *suite) caughtUp(ctx context.Context) (bool, string, error) {
 	for _, p := range info.GetPartitions() {
 		heads[strconv.FormatUint(uint64(p.GetPartition()), 10)] = float64(p.GetLastOffset())
 	}
-	for _, name := range []string{"stages", "health", "routing"} {
-		lag, err := s.scrape(ctx, name, "cairn_consumer_lag")
-		if err != nil {
-			return false, "", err
-		}
-		for _, l := range lag {
-			if l.value != 0 {
-				return false, fmt.Sprintf("%s lag%s = %v", name, l.labels, l.value), nil
-			}
-		}
-		cursors, err := s.scrape(ctx, name, "cairn_consumer_cursor")
-		if err != nil {
-			return false, "", err
-		}
+	for _, svc := range []string{"stages", "health", "routing"} {
+		// Each replica follows the ingestion partitions it owns; together
+		// they must cover every partition.
 		seen := 0
-		for _, cu := range cursors {
-			if !strings.Contains(cu.labels, `consumer="ingestion"`) {
-				continue
+		for _, name := range s.replicaNames(svc) {
+			lag, err := s.scrape(ctx, name, "cairn_consumer_lag")
+			if err != nil {
+				return false, "", err
 			}
-			part := labelValue(cu.labels, "partition")
-			if cu.value != heads[part] {
-				return false, fmt.Sprintf("%s ingestion cursor partition %s = %v, head %v", name, part, cu.value, heads[part]), nil
+			for _, l := range lag {
+				if l.value != 0 {
+					return false, fmt.Sprintf("%s lag%s = %v", name, l.labels, l.value), nil
+				}
 			}
-			seen++
+			cursors, err := s.scrape(ctx, name, "cairn_consumer_cursor")
+			if err != nil {
+				return false, "", err
+			}
+			for _, cu := range cursors {
+				if !strings.Contains(cu.labels, `consumer="ingestion"`) {
+					continue
+				}
+				part := labelValue(cu.labels, "partition")
+				if cu.value != heads[part] {
+					return false, fmt.Sprintf("%s ingestion cursor partition %s = %v, head %v", name, part, cu.value, heads[part]), nil
+				}
+				seen++
+			}
 		}
 		if seen != len(heads) {
-			return false, fmt.Sprintf("%s reports ingestion cursors for %d of %d partitions", name, seen, len(heads)), nil
+			return false, fmt.Sprintf("%s reports ingestion cursors for %d of %d partitions", svc, seen, len(heads)), nil
 		}
 	}
 	return true, "", nil

@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
 // services are the stateful services in dependency order.
@@ -117,6 +118,8 @@ type suite struct {
 	dataDirs map[string]string
 	// logLevel is CAIRN_LOG_LEVEL for the processes (default warn).
 	logLevel string
+	// replicas is the replica count of a service (default 1), set by scale.
+	replicas map[string]int
 
 	mu      sync.Mutex
 	procs   map[string]*exec.Cmd
@@ -175,21 +178,23 @@ func freeAddr(t *testing.T) string {
 }
 
 // command builds a process's command line the way cmd/cairn's supervisor
-// does; the service key travels in the environment.
+// does; the service key travels in the environment. A replica process is
+// named <service>-<index> (see scale).
 func (s *suite) command(name string) *exec.Cmd {
+	svc, index := splitReplica(name)
 	args := []string{"-metrics-addr", s.metrics[name], "-keys", s.keyring}
 	level := s.logLevel
 	if level == "" {
 		level = "warn"
 	}
 	env := append(os.Environ(), "CAIRN_SERVICE_KEY="+s.keys.service, "CAIRN_LOG_LEVEL="+level)
-	for _, u := range upstreams[name] {
-		env = append(env, "CAIRN_"+strings.ToUpper(u)+"_ADDR="+s.grpc[u])
+	for _, u := range upstreams[svc] {
+		env = append(env, "CAIRN_"+strings.ToUpper(u)+"_ADDR="+s.addrList(u))
 	}
-	if name == "gateway" {
+	if svc == "gateway" {
 		args = append(args, "-http-addr", s.http)
-		for _, u := range upstreams[name] {
-			args = append(args, "-"+u+"-addr", s.grpc[u])
+		for _, u := range upstreams[svc] {
+			args = append(args, "-"+u+"-addr", s.addrList(u))
 		}
 	} else {
 		data := filepath.Join(s.dir, "data")
@@ -197,10 +202,67 @@ func (s *suite) command(name string) *exec.Cmd {
 			data = d
 		}
 		args = append(args, "-grpc-addr", s.grpc[name], "-data", data, "-partitions", strconv.Itoa(partitions))
+		if n := s.replicas[svc]; n > 1 {
+			args = append(args, "-replica", strconv.Itoa(index), "-replicas", strconv.Itoa(n))
+		}
 	}
-	cmd := exec.Command(filepath.Join(binDir, "cairn-"+name), args...)
+	cmd := exec.Command(filepath.Join(binDir, "cairn-"+svc), args...)
 	cmd.Env = env
 	return cmd
+}
+
+// scale makes svc run as n replicas: replica 0 keeps the service's name and
+// address, replica i > 0 is process "<svc>-<i>"; each gets its own data
+// directory, since every replica of a service opens <data>/<svc>.db.
+func (s *suite) scale(svc string, n int) {
+	if s.replicas == nil {
+		s.replicas = map[string]int{}
+	}
+	if s.dataDirs == nil {
+		s.dataDirs = map[string]string{}
+	}
+	s.replicas[svc] = n
+	for _, name := range s.replicaNames(svc) {
+		if s.grpc[name] == "" {
+			s.grpc[name] = freeAddr(s.t)
+			s.metrics[name] = freeAddr(s.t)
+		}
+		s.dataDirs[name] = filepath.Join(s.dir, "data-"+name)
+	}
+}
+
+// replicaNames lists the process names of svc's replicas in replica order.
+func (s *suite) replicaNames(svc string) []string {
+	names := []string{svc}
+	for i := 1; i < s.replicas[svc]; i++ {
+		names = append(names, svc+"-"+strconv.Itoa(i))
+	}
+	return names
+}
+
+// addrList is svc's gRPC address, or its replicas' comma-separated.
+func (s *suite) addrList(svc string) string {
+	var addrs []string
+	for _, name := range s.replicaNames(svc) {
+		addrs = append(addrs, s.grpc[name])
+	}
+	return strings.Join(addrs, ",")
+}
+
+// ownerOf names the replica process of svc that holds the account.
+func (s *suite) ownerOf(svc, account string) string {
+	names := s.replicaNames(svc)
+	return names[stream.AccountReplica(workspace, account, partitions, len(names))]
+}
+
+// splitReplica splits a process name "<svc>-<index>" (replica 0 is "<svc>").
+func splitReplica(name string) (string, int) {
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		if n, err := strconv.Atoi(name[i+1:]); err == nil {
+			return name[:i], n
+		}
+	}
+	return name, 0
 }
 
 // start launches a process and waits until it reports SERVING (gRPC
@@ -342,7 +404,11 @@ func (s *suite) close() {
 	}
 	s.mu.Unlock()
 	if s.t.Failed() {
-		for _, n := range append(append([]string{}, services...), "gateway") {
+		var names []string
+		for _, svc := range append(append([]string{}, services...), "gateway") {
+			names = append(names, s.replicaNames(svc)...)
+		}
+		for _, n := range names {
 			if tail := s.logTail(n); tail != "" {
 				s.t.Logf("%s log tail:\n%s", n, tail)
 			}

@@ -85,7 +85,7 @@ func run(ctx context.Context, cfg config) error {
 	defer func() { _ = ingConn.Close() }()
 	ing := ingestionv1.NewIngestionServiceClient(ingConn)
 	opts := app.Options{
-		DB: db, Engine: eng, Partitions: cfg.Server.Partitions, Clock: clk, Logger: logger, Registerer: srv.Registry,
+		DB: db, Engine: eng, Partitions: cfg.Server.Partitions, Owned: cfg.Server.OwnedPartitions(), Clock: clk, Logger: logger, Registerer: srv.Registry,
 		Ingestion: stream.GRPCSource(
 			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
 				return ing.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
@@ -95,20 +95,33 @@ func run(ctx context.Context, cfg config) error {
 			}),
 	}
 	if cfg.StagesAddr != "" {
-		stConn, err := server.Dial(cfg.StagesAddr, cfg.Server.ServiceKey)
+		// StagesAddr may list the stages replicas; partition p is read from
+		// the one that owns it.
+		stConns, err := server.DialList(cfg.StagesAddr, cfg.Server.ServiceKey)
 		if err != nil {
 			_ = srv.Close()
 			return fmt.Errorf("dial stages: %w", err)
 		}
-		defer func() { _ = stConn.Close() }()
-		st := stagesv1.NewStagesServiceClient(stConn)
-		opts.Stages = stream.GRPCSource(
-			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
-				return st.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
-			},
-			func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
-				return r.GetRecords(), r.GetHeadOffset()
-			})
+		defer func() {
+			for _, c := range stConns {
+				_ = c.Close()
+			}
+		}()
+		sources := make([]stream.Source[*stagesv1.LogRecord], len(stConns))
+		for i, conn := range stConns {
+			st := stagesv1.NewStagesServiceClient(conn)
+			sources[i] = stream.GRPCSource(
+				func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
+					return st.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
+				},
+				func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
+					return r.GetRecords(), r.GetHeadOffset()
+				})
+		}
+		if opts.Stages, err = stream.Route(sources); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("stages sources: %w", err)
+		}
 	}
 	w, err := app.Background(opts)
 	if err != nil {

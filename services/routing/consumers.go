@@ -42,6 +42,13 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		}
 		return conn, err
 	}
+	// Stages and health may run as several replicas, listed comma-separated
+	// in replica order; partition p is read from the replica that owns it.
+	connectAll := func(list string) ([]*grpc.ClientConn, error) {
+		cs, err := server.DialList(list, cfg.Server.ServiceKey)
+		conns = append(conns, cs...)
+		return cs, err
+	}
 	if cfg.IngestionAddr != "" {
 		conn, err := connect(cfg.IngestionAddr)
 		if err != nil {
@@ -64,18 +71,24 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		runs = append(runs, cons.Run)
 	}
 	if cfg.StagesAddr != "" {
-		conn, err := connect(cfg.StagesAddr)
+		cs, err := connectAll(cfg.StagesAddr)
 		if err != nil {
 			return nil, conns, err
 		}
-		c := stagesv1.NewStagesServiceClient(conn)
-		cons, err := stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
-			Name: "stages", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
-			Source: stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
+		source, err := routed(cs, func(conn *grpc.ClientConn) stream.Source[*stagesv1.LogRecord] {
+			c := stagesv1.NewStagesServiceClient(conn)
+			return stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
 				return c.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
 			}, func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
 				return r.GetRecords(), r.GetHeadOffset()
-			}),
+			})
+		})
+		if err != nil {
+			return nil, conns, fmt.Errorf("stages sources: %w", err)
+		}
+		cons, err := stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
+			Name: "stages", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Source: source,
 			Offset: func(r *stagesv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply:  svc.ApplyStages,
 		})
@@ -85,18 +98,24 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		runs = append(runs, cons.Run)
 	}
 	if cfg.HealthAddr != "" {
-		conn, err := connect(cfg.HealthAddr)
+		cs, err := connectAll(cfg.HealthAddr)
 		if err != nil {
 			return nil, conns, err
 		}
-		c := healthv1.NewHealthServiceClient(conn)
-		cons, err := stream.NewConsumer(stream.ConsumerOptions[*healthv1.LogRecord]{
-			Name: "health", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
-			Source: stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[healthv1.SubscribeResponse], error) {
+		source, err := routed(cs, func(conn *grpc.ClientConn) stream.Source[*healthv1.LogRecord] {
+			c := healthv1.NewHealthServiceClient(conn)
+			return stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[healthv1.SubscribeResponse], error) {
 				return c.Subscribe(ctx, &healthv1.SubscribeRequest{Partition: p, FromOffset: from})
 			}, func(r *healthv1.SubscribeResponse) ([]*healthv1.LogRecord, uint64) {
 				return r.GetRecords(), r.GetHeadOffset()
-			}),
+			})
+		})
+		if err != nil {
+			return nil, conns, fmt.Errorf("health sources: %w", err)
+		}
+		cons, err := stream.NewConsumer(stream.ConsumerOptions[*healthv1.LogRecord]{
+			Name: "health", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Source: source,
 			Offset: func(r *healthv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply:  svc.ApplyHealth,
 		})
@@ -106,4 +125,14 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		runs = append(runs, cons.Run)
 	}
 	return runs, conns, nil
+}
+
+// routed builds one Source per replica connection and routes each
+// partition to its owner (stream.Route).
+func routed[T any](conns []*grpc.ClientConn, source func(*grpc.ClientConn) stream.Source[T]) (stream.Source[T], error) {
+	sources := make([]stream.Source[T], len(conns))
+	for i, c := range conns {
+		sources[i] = source(c)
+	}
+	return stream.Route(sources)
 }

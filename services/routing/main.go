@@ -37,8 +37,8 @@ func main() {
 		fs.StringVar(p, name, def, usage+" (env "+server.EnvName(name)+"); empty disables the consumer")
 	}
 	str(&cfg.IngestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address")
-	str(&cfg.StagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address")
-	str(&cfg.HealthAddr, "health-addr", "127.0.0.1:7103", "health gRPC address")
+	str(&cfg.StagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address, or its replicas' addresses comma-separated in replica order")
+	str(&cfg.HealthAddr, "health-addr", "127.0.0.1:7103", "health gRPC address, or its replicas' addresses comma-separated in replica order")
 	fs.IntVar(&cfg.TimerBatch, "timer-batch", 10000, "SLA timers fired per transaction (env "+server.EnvName("timer-batch")+")")
 	if v, ok := os.LookupEnv(server.EnvName("timer-batch")); ok {
 		if n, err := strconv.Atoi(v); err == nil {

@@ -55,6 +55,11 @@ func run(ctx context.Context, cfg config) error {
 	if err := cfg.Server.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
+	if cfg.Server.Replicas > 1 {
+		// Owner load, round-robin positions and capacity are workspace-wide
+		// state: two replicas would each assign against half the picture.
+		return fmt.Errorf("invalid configuration: -replicas: routing runs as one replica per workspace set (got %d); see docs/scaling.md", cfg.Server.Replicas)
+	}
 	shutdown, logger, err := telemetry.Setup(ctx, "routing")
 	if err != nil {
 		return err

@@ -95,10 +95,9 @@ func run(ctx context.Context, cfg config) error {
 			return r.Records, r.HeadOffset
 		},
 	)
-	partitions := make([]uint32, parts)
-	for i := range partitions {
-		partitions[i] = uint32(i)
-	}
+	// A replica consumes only the partitions it owns, so its journeys,
+	// timers and its own log cover exactly the accounts of those partitions.
+	partitions := srv.Config().OwnedPartitions()
 	consumer, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
 		Name: "ingestion", DB: db, Source: source, Partitions: partitions,
 		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },

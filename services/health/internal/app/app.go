@@ -29,8 +29,12 @@ type Options struct {
 	Ingestion stream.Source[*ingestionv1.LogRecord]
 	// Stages is the stages log source; nil runs without stage data.
 	Stages stream.Source[*stagesv1.LogRecord]
-	// Partitions is the upstream partition count; every partition is followed.
+	// Partitions is the upstream partition count; every partition is followed
+	// unless Owned is set.
 	Partitions uint32
+	// Owned, when not empty, lists the partitions this replica follows
+	// (server.Config.OwnedPartitions).
+	Owned []uint32
 	// Clock drives timers and backoff.
 	Clock clock.Clock
 	// Logger receives consumer errors.
@@ -60,6 +64,9 @@ func Background(o Options) (*Workers, error) {
 	parts := make([]uint32, o.Partitions)
 	for i := range parts {
 		parts[i] = uint32(i)
+	}
+	if len(o.Owned) > 0 {
+		parts = o.Owned
 	}
 	w := &Workers{}
 	var err error
