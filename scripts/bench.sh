@@ -5,6 +5,7 @@
 #   scripts/bench.sh go         # only the go test -bench part
 #   scripts/bench.sh ingest     # only the ingestion binary under load
 #   scripts/bench.sh suite      # only the running-suite part
+#   scripts/bench.sh memory     # 10 M events through ingestion, RSS sampled (not in "all")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -33,24 +34,58 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
 fi
 
+# start_ingestion FLAGS...: a fresh ingestion service on 127.0.0.1:7201 with
+# its own data directory; sets d, key and ing.
+start_ingestion() {
+  d=$(mktemp -d /tmp/cairn-ingest-XXXXXX)
+  key=$(./bin/cairn keys create --role write --workspace bench --keys "$d/keys.json" 2>/dev/null)
+  ./bin/cairn-ingestion -grpc-addr 127.0.0.1:7201 -metrics-addr 127.0.0.1:9201 -data "$d" -keys "$d/keys.json" "$@" >"$d/log" 2>&1 &
+  ing=$!
+  for _ in $(seq 1 50); do curl -s 127.0.0.1:9201/metrics >/dev/null && break; sleep 0.2; done
+}
+stop_ingestion() { kill -TERM "$ing"; wait "$ing" || true; rm -rf "$d"; }
+
 if [ "$what" = all ] || [ "$what" = ingest ]; then
   # Ingestion alone: the issue's throughput target is about this process.
   make build >/dev/null
-  d=$(mktemp -d /tmp/cairn-ingest-XXXXXX)
-  key=$(./bin/cairn keys create --role write --workspace bench --keys "$d/keys.json" 2>/dev/null)
-  ./bin/cairn-ingestion -grpc-addr 127.0.0.1:7201 -metrics-addr 127.0.0.1:9201 -data "$d" -keys "$d/keys.json" >"$d/log" 2>&1 &
-  ing=$!
-  go build -o "$d/ingestload" ./services/ingestion/cmd/ingestload
-  for _ in $(seq 1 50); do curl -s 127.0.0.1:9201/metrics >/dev/null && break; sleep 0.2; done
-  for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64"; do
+  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  start_ingestion
+  for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64" "-conc 32 -stream -rate 20000"; do
     say "ingestion alone, fsync, batches of 100: $args"
-    "$d/ingestload" -addr 127.0.0.1:7201 -key "$key" -batch 100 $args -duration 15s | tee -a "$out/ingest-alone.txt"
+    /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 $args -duration 15s | tee -a "$out/ingest-alone.txt"
   done
   say "ingestion alone, memory after the runs (RssFile is bbolt's mmap of the data file)"
   grep -E 'VmRSS|RssAnon|RssFile' "/proc/$ing/status" | tee -a "$out/ingest-alone.txt"
   ls -l "$d/ingestion.db" | tee -a "$out/ingest-alone.txt"
-  kill -TERM "$ing"; wait "$ing" || true
-  rm -rf "$d"
+  say "ingestion alone, one event per request, 64 callers, group commit"
+  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
+  stop_ingestion
+  start_ingestion -no-group-commit
+  say "ingestion alone, one event per request, 64 callers, one fsync per request (-no-group-commit)"
+  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
+  say "ingestion alone, batches of 100, 32 streams, one fsync per batch (-no-group-commit)"
+  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 -conc 32 -stream -duration 15s | tee -a "$out/ingest-alone.txt"
+  stop_ingestion
+fi
+
+# Not part of "all": 10 million events through one ingestion process, RSS
+# sampled every 15 s (about 5 minutes and 10 GB of disk on the dev machine).
+if [ "$what" = memory ]; then
+  make build >/dev/null
+  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  start_ingestion
+  ( while kill -0 "$ing" 2>/dev/null; do
+      printf '%s %s\n' "$(date +%T)" "$(grep -E 'RssAnon|RssFile' /proc/$ing/status 2>/dev/null | tr -s ' \t\n' ' ')"
+      sleep 15
+    done ) | tee "$out/memory-rss.txt" &
+  sampler=$!
+  say "ingestion alone, 10,000,000 events, batches of 100, 32 streams"
+  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 -conc 32 -stream -n 10000000 -duration 30m | tee "$out/memory.txt"
+  curl -s 127.0.0.1:9201/metrics | grep -E '^go_memstats_heap_inuse_bytes|^go_goroutines' | tee -a "$out/memory.txt"
+  grep -E 'VmHWM|VmRSS|RssAnon|RssFile' "/proc/$ing/status" | tee -a "$out/memory.txt"
+  ls -l "$d/ingestion.db" | tee -a "$out/memory.txt"
+  stop_ingestion
+  kill "$sampler" 2>/dev/null || true
 fi
 
 if [ "$what" = all ] || [ "$what" = suite ]; then
@@ -63,7 +98,7 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
   for _ in $(seq 1 120); do [ -s "$data/run.json" ] && break; sleep 1; done
   wkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['write_key'])" "$data/run.json")
   rkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['read_key'])" "$data/run.json")
-  go build -o "$data/ingestload" ./services/ingestion/cmd/ingestload
+  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
   go build -o "$data/pace" ./reliability/cmd/pace
   # run.json appears once the demo is loaded; let the consumers catch up.
   for _ in $(seq 1 300); do
@@ -77,11 +112,11 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     "http://127.0.0.1:8080/v1/accounts/$acct/health" "http://127.0.0.1:8080/v1/accounts/$acct/journey" | tee "$out/rest.txt"
   for conc in 8 32; do
     say "ingestion binary, fsync, IngestStream batches of 100, $conc streams"
-    "$data/ingestload" -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
+    /tmp/cairn-ingestload -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
   done
   for conc in 8 16; do
     say "gateway Segment /v1/batch of 100 events to the real ingestion, $conc callers"
-    "$data/ingestload" -segment http://127.0.0.1:8080 -key "$wkey" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-suite.txt"
+    /tmp/cairn-ingestload -segment http://127.0.0.1:8080 -key "$wkey" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-suite.txt"
   done
   say "suite memory after the ingest runs (RssFile is bbolt's mmap of the data files)"
   for p in $(pgrep -f "bin/cairn-(ingestion|stages|health|routing|gateway)"); do
