@@ -724,31 +724,22 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBat
 		return 0, nil
 	}
 	prevOwner, prevState := a.GetOwnerId(), a.GetState()
-	cal := b.calendar(s, tx, a.GetOwnerId())
-	t := sla.Timer{Kind: sla.Kind(tm.Kind), At: tm.Due}
-	for {
-		sla.Fire(a.GetSla(), t)
-		if err := s.slaEvent(tx, a, t.Kind, "", t.At); err != nil {
+	step := advanceClock(a, b.calendar(s, tx, a.GetOwnerId()), tm, now)
+	for _, ev := range step.events {
+		if err := s.slaEvent(tx, a, ev.Kind, "", ev.At); err != nil {
 			return 0, err
 		}
-		if t.Kind == sla.Breach {
-			break
-		}
-		next, ok := sla.Next(a.GetSla(), cal, t.At)
-		if !ok {
-			_, err := tx.UpdateAssignment(a, prevOwner, prevState)
-			return 0, err
-		}
-		if next.At.After(now) {
-			if err := tx.Arm(a.GetAssignmentId(), next.At, string(next.Kind)); err != nil {
+	}
+	if !step.breached {
+		if step.armed {
+			if err := tx.Arm(a.GetAssignmentId(), step.next.At, string(step.next.Kind)); err != nil {
 				return 0, err
 			}
-			_, err := tx.UpdateAssignment(a, prevOwner, prevState)
-			return 0, err
 		}
-		t = next
+		_, err := tx.UpdateAssignment(a, prevOwner, prevState)
+		return 0, err
 	}
-	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+	t := step.events[len(step.events)-1]
 	p := b.policy(s, tx, a)
 	if p.GetReassignOnBreach() || p.GetNotifyManager() {
 		next := ""
@@ -786,6 +777,46 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBat
 		return 0, err
 	}
 	return a.GetType(), nil
+}
+
+// clockStep is what firing one timer does to an assignment's SLA clock.
+type clockStep struct {
+	// events are the SLA events that fired, in order, each at its due time.
+	events []sla.Timer
+	// breached is set when the last event is the breach; the assignment's
+	// state is then BREACHED.
+	breached bool
+	// armed is set when the clock continues with next, which is due after
+	// now.
+	armed bool
+	next  sla.Timer
+}
+
+// advanceClock fires tm on a's running clock (mutating a) and every later
+// step of the same clock that is also due at now. It only computes, so the
+// timer loop can run it outside the write transaction; fireTx and the
+// prepared path share it and so cannot disagree.
+func advanceClock(a *routingv1.Assignment, cal *hours.Calendar, tm store.Timer, now time.Time) clockStep {
+	var step clockStep
+	t := sla.Timer{Kind: sla.Kind(tm.Kind), At: tm.Due}
+	for {
+		sla.Fire(a.GetSla(), t)
+		step.events = append(step.events, t)
+		if t.Kind == sla.Breach {
+			step.breached = true
+			a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+			return step
+		}
+		next, ok := sla.Next(a.GetSla(), cal, t.At)
+		if !ok {
+			return step
+		}
+		if next.At.After(now) {
+			step.armed, step.next = true, next
+			return step
+		}
+		t = next
+	}
 }
 
 // calendar is the owner's calendar, built once per batch.

@@ -1,74 +1,47 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
 
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
+	"github.com/cairn-dev/cairn/services/routing/internal/sla"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
 // FireDue fires every timer due at the clock's current time, in batches of
 // one transaction each, and returns how many fired. Timers that fell due
 // while the service was down fire here on the first call after a restart.
+//
+// A backlog is worked through as a pipeline: while one batch commits, the
+// next is prepared in a read transaction on another goroutine (timers read,
+// assignments decoded, clocks advanced, records encoded). The write
+// transaction then only checks that what the plan was made from is still
+// current (the timer pending, the assignment's and owner's stored bytes and
+// the config version unchanged) and writes; anything else, and every breach
+// that escalates, fires through fireTx inside the transaction as before.
+// Timers the pipeline cannot see (armed while it ran and already due) fire
+// in the sequential passes that follow it.
 func (s *Service) FireDue(ctx context.Context) (int, error) {
-	total := 0
+	total, err := s.firePipelined(ctx)
+	if err != nil {
+		return total, err
+	}
 	for ctx.Err() == nil {
-		now := s.clk.Now()
-		var (
-			n        int
-			breached []routingv1.HandoffType
-		)
-		err := s.db.Update(func(btx *bbolt.Tx) error {
-			n, breached = 0, breached[:0]
-			due, err := store.DueTimers(btx, now, s.batch)
-			if err != nil {
-				return err
-			}
-			b := &fireBatch{cals: map[string]*hours.Calendar{}, policies: map[string]*routingv1.SlaPolicy{}}
-			// One Tx per workspace for the whole batch keeps its bucket
-			// handles, and defers the owners' load counters to one write
-			// each at the end.
-			txs := map[string]*store.Tx{}
-			for _, tm := range due {
-				tx, ok := txs[tm.Workspace]
-				if !ok {
-					tx = store.In(btx, tm.Workspace)
-					tx.DeferLoad()
-					txs[tm.Workspace] = tx
-				}
-				t, err := s.fireTx(tx, tm, now, b)
-				if err != nil {
-					return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
-				}
-				if t != 0 {
-					breached = append(breached, t)
-				}
-			}
-			for ws, tx := range txs {
-				if err := tx.FlushLoad(); err != nil {
-					return fmt.Errorf("write owner load of %s: %w", ws, err)
-				}
-			}
-			n = len(due)
-			return nil
-		})
+		n, err := s.fireBatch(s.clk.Now())
 		if err != nil {
 			return total, err
 		}
-		for _, t := range breached {
-			s.breaches.WithLabelValues(rules.TypeName(t)).Inc()
-		}
 		total += n
-		s.fired += n
-		if s.AfterFire != nil && n > 0 {
-			s.AfterFire(s.fired)
-		}
 		// A fired warning may arm a timer that is already due (after
 		// downtime), so keep going until a pass finds nothing.
 		if n == 0 {
@@ -78,11 +51,344 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 	return total, nil
 }
 
+// fireBatch fires up to one batch of timers due at now in one transaction,
+// entirely inside it.
+func (s *Service) fireBatch(now time.Time) (int, error) {
+	var (
+		n        int
+		breached []routingv1.HandoffType
+	)
+	err := s.db.Update(func(btx *bbolt.Tx) error {
+		n, breached = 0, breached[:0]
+		due, err := store.DueTimers(btx, now, s.batch)
+		if err != nil {
+			return err
+		}
+		b := newFireBatch()
+		for _, tm := range due {
+			tx := b.tx(btx, tm.Workspace)
+			t, err := s.fireTx(tx, tm, now, b)
+			if err != nil {
+				return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
+			}
+			if t != 0 {
+				breached = append(breached, t)
+			}
+		}
+		if err := b.flush(); err != nil {
+			return err
+		}
+		n = len(due)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.afterBatch(n, breached)
+	return n, nil
+}
+
+func (s *Service) afterBatch(n int, breached []routingv1.HandoffType) {
+	for _, t := range breached {
+		s.breaches.WithLabelValues(rules.TypeName(t)).Inc()
+	}
+	s.fired += n
+	if s.AfterFire != nil && n > 0 {
+		s.AfterFire(s.fired)
+	}
+}
+
 // fireBatch caches, for one transaction of fired timers, the calendars by
-// workspace and owner and the SLA policies by workspace and name.
+// workspace and owner, the SLA policies by workspace and name, and one
+// store.Tx per workspace, which keeps its bucket handles and defers the
+// owners' load counters to one write each at the end.
 type fireBatch struct {
 	cals     map[string]*hours.Calendar
 	policies map[string]*routingv1.SlaPolicy
+	txs      map[string]*store.Tx
+}
+
+func newFireBatch() *fireBatch {
+	return &fireBatch{cals: map[string]*hours.Calendar{}, policies: map[string]*routingv1.SlaPolicy{}, txs: map[string]*store.Tx{}}
+}
+
+func (b *fireBatch) tx(btx *bbolt.Tx, ws string) *store.Tx {
+	tx, ok := b.txs[ws]
+	if !ok {
+		tx = store.In(btx, ws)
+		tx.DeferLoad()
+		b.txs[ws] = tx
+	}
+	return tx
+}
+
+func (b *fireBatch) flush() error {
+	for ws, tx := range b.txs {
+		if err := tx.FlushLoad(); err != nil {
+			return fmt.Errorf("write owner load of %s: %w", ws, err)
+		}
+	}
+	return nil
+}
+
+// firePlan is one timer prepared outside the write transaction.
+type firePlan struct {
+	tm store.Timer
+	// fast is set when the plan can be written as is, provided old (the
+	// assignment's stored bytes it was made from) is still current;
+	// otherwise the timer fires through fireTx.
+	fast bool
+	old  []byte
+	// a is the assignment after the step, enc its encoding.
+	a         *routingv1.Assignment
+	enc       []byte
+	prevOwner string
+	prevState routingv1.AssignmentState
+	step      clockStep
+	// records are the encoded log records, in order, for partition part.
+	records [][]byte
+	part    uint32
+}
+
+// planBatch is a batch of plans with what they were made from beyond each
+// assignment: owners' stored bytes by workspace NUL owner, and config
+// versions by workspace.
+type planBatch struct {
+	now     time.Time
+	plans   []firePlan
+	owners  map[string][]byte
+	configs map[string]uint32
+	// last is the last timer key read; the next batch starts after it.
+	last []byte
+	err  error
+}
+
+// firePipelined fires the timers due now from the start of the timers
+// bucket to its end, preparing each batch while the previous one commits.
+func (s *Service) firePipelined(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	now := s.clk.Now()
+	batches := make(chan *planBatch, 1)
+	go func() {
+		defer close(batches)
+		var after []byte
+		for ctx.Err() == nil {
+			pb := s.prepare(after, now)
+			select {
+			case batches <- pb:
+			case <-ctx.Done():
+				return
+			}
+			if pb.err != nil || len(pb.plans) == 0 {
+				return
+			}
+			after = pb.last
+		}
+	}()
+	total := 0
+	for pb := range batches {
+		if pb.err != nil {
+			return total, pb.err
+		}
+		if len(pb.plans) == 0 {
+			break
+		}
+		n, err := s.writePlans(pb)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// prepare reads up to one batch of timers due at now after key after, and
+// plans them in a read transaction.
+func (s *Service) prepare(after []byte, now time.Time) *planBatch {
+	pb := &planBatch{now: now, owners: map[string][]byte{}, configs: map[string]uint32{}}
+	pb.err = s.db.View(func(btx *bbolt.Tx) error {
+		due, err := store.DueTimersAfter(btx, after, now, s.batch)
+		if err != nil {
+			return err
+		}
+		if len(due) == 0 {
+			return nil
+		}
+		pb.last = due[len(due)-1].Key
+		txs := map[string]*store.Tx{}
+		cals := map[string]*hours.Calendar{}
+		policies := map[string]*routingv1.SlaPolicy{}
+		pb.plans = make([]firePlan, len(due))
+		for i, tm := range due {
+			p := &pb.plans[i]
+			p.tm = tm
+			tx, ok := txs[tm.Workspace]
+			if !ok {
+				tx = store.In(btx, tm.Workspace)
+				txs[tm.Workspace] = tx
+				pb.configs[tm.Workspace] = tx.ConfigVersion()
+			}
+			raw := tx.AssignmentRaw(tm.AssignmentID)
+			if raw == nil {
+				continue
+			}
+			p.old = bytes.Clone(raw)
+			a := &routingv1.Assignment{}
+			if err := proto.Unmarshal(p.old, a); err != nil {
+				// fireTx reports it with the timer it belongs to.
+				continue
+			}
+			if !sla.Running(a.GetSla()) {
+				continue
+			}
+			okey := tm.Workspace + "\x00" + a.GetOwnerId()
+			cal, ok := cals[okey]
+			if !ok {
+				raw := bytes.Clone(tx.OwnerRaw(a.GetOwnerId()))
+				pb.owners[okey] = raw
+				cal = s.calendarOf(raw)
+				cals[okey] = cal
+			}
+			p.prevOwner, p.prevState = a.GetOwnerId(), a.GetState()
+			p.step = advanceClock(a, cal, tm, now)
+			if p.step.breached {
+				pkey := tm.Workspace + "\x00" + a.GetSla().GetPolicy()
+				pol, ok := policies[pkey]
+				if !ok {
+					pol = s.policy(tx, a)
+					policies[pkey] = pol
+				}
+				if pol.GetReassignOnBreach() || pol.GetNotifyManager() {
+					continue
+				}
+			}
+			enc, err := proto.Marshal(a)
+			if err != nil {
+				continue
+			}
+			p.a, p.enc, p.fast = a, enc, true
+			p.part = stream.Partition(tm.Workspace, a.GetAccountId(), s.parts)
+			for _, ev := range p.step.events {
+				p.records = append(p.records, slaEventRecord(tm.Workspace, a.GetAssignmentId(), string(ev.Kind), a.GetOwnerId(), "", ev.At))
+			}
+			if p.step.breached {
+				p.records = append(p.records, protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(enc)+6), 3, protowire.BytesType), enc))
+			}
+		}
+		return nil
+	})
+	return pb
+}
+
+// calendarOf builds the calendar of an owner from its stored bytes as
+// Service.owner does: the UTC default when the owner is missing or invalid.
+func (s *Service) calendarOf(raw []byte) *hours.Calendar {
+	if raw == nil {
+		return utcCalendar()
+	}
+	o := &routingv1.Owner{}
+	if err := proto.Unmarshal(raw, o); err != nil {
+		return utcCalendar()
+	}
+	cal, err := s.Calendar(o)
+	if err != nil {
+		return utcCalendar()
+	}
+	return cal
+}
+
+// writePlans commits one prepared batch.
+func (s *Service) writePlans(pb *planBatch) (int, error) {
+	var (
+		n        int
+		breached []routingv1.HandoffType
+	)
+	err := s.db.Update(func(btx *bbolt.Tx) error {
+		n, breached = 0, breached[:0]
+		b := newFireBatch()
+		// Whatever changed since the plans were made sends them to fireTx.
+		stale := map[string]bool{}
+		for ws, v := range pb.configs {
+			if b.tx(btx, ws).ConfigVersion() != v {
+				stale[ws] = true
+			}
+		}
+		for key, raw := range pb.owners {
+			ws, owner, _ := cutNUL(key)
+			if !bytes.Equal(b.tx(btx, ws).OwnerRaw(owner), raw) {
+				stale[key] = true
+			}
+		}
+		for i := range pb.plans {
+			p := &pb.plans[i]
+			tm := p.tm
+			tx := b.tx(btx, tm.Workspace)
+			kind, ok, err := tx.TakeTimer(tm)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				// Disarmed or re-armed since: not due any more.
+				continue
+			}
+			n++
+			fast := p.fast && kind == tm.Kind && !stale[tm.Workspace] && !stale[tm.Workspace+"\x00"+p.prevOwner] &&
+				bytes.Equal(tx.AssignmentRaw(tm.AssignmentID), p.old) && bytes.Equal(tx.ArmedKey(tm.AssignmentID), tm.Key)
+			if !fast {
+				tm.Kind = kind
+				t, err := s.fireTx(tx, tm, pb.now, b)
+				if err != nil {
+					return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
+				}
+				if t != 0 {
+					breached = append(breached, t)
+				}
+				continue
+			}
+			if err := s.writePlan(tx, p); err != nil {
+				return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
+			}
+			if p.step.breached {
+				breached = append(breached, p.a.GetType())
+			}
+		}
+		return b.flush()
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.afterBatch(n, breached)
+	return n, nil
+}
+
+// writePlan writes what fireTx would for a plan whose inputs are current;
+// its timer is already deleted.
+func (s *Service) writePlan(tx *store.Tx, p *firePlan) error {
+	id := p.a.GetAssignmentId()
+	if err := tx.ClearArmed(id); err != nil {
+		return err
+	}
+	for _, rec := range p.records {
+		if _, err := s.log.AppendTx(tx.Bolt(), p.part, rec); err != nil {
+			return fmt.Errorf("append routing log: %w", err)
+		}
+	}
+	if p.step.armed {
+		if err := tx.Arm(id, p.step.next.At, string(p.step.next.Kind)); err != nil {
+			return err
+		}
+	}
+	return tx.UpdateAssignmentEncoded(p.a, p.enc, p.prevOwner, p.prevState)
+}
+
+func cutNUL(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
 }
 
 // RunTimers is the timer loop: it fires due timers, then sleeps on the clock

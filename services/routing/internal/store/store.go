@@ -384,23 +384,8 @@ func (t *Tx) PutAssignment(a *routingv1.Assignment) error {
 // they do not modify it.
 func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) ([]byte, error) {
 	id := a.GetAssignmentId()
-	if prevOwner != a.GetOwnerId() {
-		if err := t.move("by_owner", prevOwner, a.GetOwnerId(), id); err != nil {
-			return nil, err
-		}
-	}
-	if prevState != a.GetState() {
-		if err := t.move("by_state", prevState.String(), a.GetState().String(), id); err != nil {
-			return nil, err
-		}
-	}
-	if prevOwner != a.GetOwnerId() || prevState != a.GetState() {
-		if err := t.addLoad(&routingv1.Assignment{OwnerId: prevOwner, State: prevState}, -1); err != nil {
-			return nil, err
-		}
-		if err := t.addLoad(a, 1); err != nil {
-			return nil, err
-		}
+	if err := t.updateIndexes(a, prevOwner, prevState); err != nil {
+		return nil, err
 	}
 	enc, err := proto.Marshal(a)
 	if err != nil {
@@ -410,6 +395,41 @@ func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevSta
 		return nil, err
 	}
 	return enc, nil
+}
+
+// UpdateAssignmentEncoded is UpdateAssignment with a's encoding made by the
+// caller (enc must be proto.Marshal(a)), so that it can be made outside the
+// write transaction.
+func (t *Tx) UpdateAssignmentEncoded(a *routingv1.Assignment, enc []byte, prevOwner string, prevState routingv1.AssignmentState) error {
+	if err := t.updateIndexes(a, prevOwner, prevState); err != nil {
+		return err
+	}
+	return t.put("assignments", []byte(a.GetAssignmentId()), enc)
+}
+
+// updateIndexes moves a's index entries and load counters from prevOwner
+// and prevState to its current owner and state.
+func (t *Tx) updateIndexes(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) error {
+	id := a.GetAssignmentId()
+	if prevOwner != a.GetOwnerId() {
+		if err := t.move("by_owner", prevOwner, a.GetOwnerId(), id); err != nil {
+			return err
+		}
+	}
+	if prevState != a.GetState() {
+		if err := t.move("by_state", prevState.String(), a.GetState().String(), id); err != nil {
+			return err
+		}
+	}
+	if prevOwner != a.GetOwnerId() || prevState != a.GetState() {
+		if err := t.addLoad(&routingv1.Assignment{OwnerId: prevOwner, State: prevState}, -1); err != nil {
+			return err
+		}
+		if err := t.addLoad(a, 1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // move re-keys an index entry from value from to value to.
@@ -859,4 +879,67 @@ func (t *Tx) PutAggregates(accountID string, a *account.Aggregates) error {
 // DeleteAggregates drops an account's product aggregates.
 func (t *Tx) DeleteAggregates(accountID string) error {
 	return t.del("aggregates", []byte(accountID))
+}
+
+// AssignmentRaw returns an assignment's stored encoding, or nil. The bytes
+// belong to the transaction: copy them to keep them after it ends.
+func (t *Tx) AssignmentRaw(id string) []byte { return t.get("assignments", []byte(id)) }
+
+// OwnerRaw returns an owner's stored encoding, or nil; like AssignmentRaw.
+func (t *Tx) OwnerRaw(id string) []byte { return t.get("owners", []byte(id)) }
+
+// ArmedKey returns the timers key of the assignment's pending timer, or nil;
+// like AssignmentRaw.
+func (t *Tx) ArmedKey(assignmentID string) []byte { return t.get("armed", []byte(assignmentID)) }
+
+// TakeTimer deletes the timer at tm.Key and returns its current kind; ok is
+// false (and nothing changes) when no timer is pending under that key.
+func (t *Tx) TakeTimer(tm Timer) (kind string, ok bool, err error) {
+	tb := t.tx.Bucket([]byte(timersBucket))
+	if tb == nil {
+		return "", false, nil
+	}
+	v := tb.Get(tm.Key)
+	if v == nil {
+		return "", false, nil
+	}
+	kind = string(v)
+	if err := tb.Delete(tm.Key); err != nil {
+		return "", false, fmt.Errorf("delete timer: %w", err)
+	}
+	return kind, true, nil
+}
+
+// ClearArmed deletes the assignment's armed pointer; the caller has deleted
+// the timer it pointed to.
+func (t *Tx) ClearArmed(assignmentID string) error { return t.del("armed", []byte(assignmentID)) }
+
+// DueTimersAfter returns up to limit timers due at or before now whose keys
+// sort after after (all of them when after is nil), earliest first.
+func DueTimersAfter(tx *bbolt.Tx, after []byte, now time.Time, limit int) ([]Timer, error) {
+	tb := tx.Bucket([]byte(timersBucket))
+	if tb == nil {
+		return nil, nil
+	}
+	var out []Timer
+	end := uint64(max(now.UnixNano(), 0))
+	c := tb.Cursor()
+	k, v := c.First()
+	if after != nil {
+		k, v = c.Seek(after)
+		if k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && len(out) < limit; k, v = c.Next() {
+		if store.ParseU64(k) > end {
+			break
+		}
+		tm, err := parseTimer(k, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tm)
+	}
+	return out, nil
 }

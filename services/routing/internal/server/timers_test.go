@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+)
+
+// TestPreparedFiringMatchesInTransaction checks that timers prepared outside
+// the write transaction fire exactly as fireTx would, when the state they were
+// prepared from changes before the batch commits: a timer disarmed by a touch
+// or a pause does not fire, a changed owner calendar or config sends the
+// timers to fireTx, and the rest are written as prepared. A reference service
+// sees the same changes first and fires sequentially; both must produce the
+// same log records and assignments.
+func TestPreparedFiringMatchesInTransaction(t *testing.T) {
+	type change func(h *harness, ids []string)
+	// A meeting meets the SLA and disarms the clock; a contact only records
+	// the first touch and leaves the timer pending.
+	touch := func(i int, kind string) change {
+		return func(h *harness, ids []string) {
+			if _, err := h.client.RecordTouch(ctxWith(writeKey), &routingv1.RecordTouchRequest{AssignmentId: ids[i], TouchType: kind}); err != nil {
+				t.Fatalf("touch: %v", err)
+			}
+		}
+	}
+	pause := func(i int) change {
+		return func(h *harness, ids []string) {
+			if _, err := h.client.PauseSla(ctxWith(writeKey), &routingv1.PauseSlaRequest{AssignmentId: ids[i]}); err != nil {
+				t.Fatalf("pause: %v", err)
+			}
+		}
+	}
+	resume := func(i int) change {
+		return func(h *harness, ids []string) {
+			if _, err := h.client.ResumeSla(ctxWith(writeKey), &routingv1.ResumeSlaRequest{AssignmentId: ids[i]}); err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+		}
+	}
+	// Bob's short days move his warning_80 from 09:48 to the next morning.
+	bobWorksMornings := func(h *harness, _ []string) {
+		o := &routingv1.Owner{OwnerId: "bob", Team: routingv1.Team_TEAM_SDR, TimeZone: "America/New_York", ManagerId: "maria", Capacity: 100}
+		for d := int32(1); d <= 5; d++ {
+			o.WorkingHours = append(o.WorkingHours, &routingv1.WorkingHours{Weekday: d, Start: "09:00", End: "09:40"})
+		}
+		if _, err := h.client.UpsertOwner(ctxWith(adminKey), &routingv1.UpsertOwnerRequest{Owner: o}); err != nil {
+			t.Fatalf("upsert owner: %v", err)
+		}
+	}
+	escalate := func(h *harness, _ []string) {
+		cfg := &routingv1.Config{
+			FallbackPoolId: "sdr",
+			Rules:          []*routingv1.Rule{{Name: "sdr", Action: routingv1.ActionKind_ACTION_KIND_POOL, PoolId: "sdr"}},
+			SlaPolicies: []*routingv1.SlaPolicy{{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour),
+				SatisfiedBy: []string{"meeting_booked"}, ReassignOnBreach: true, NotifyManager: true}},
+		}
+		if _, err := h.client.ApplyConfig(ctxWith(adminKey), &routingv1.ApplyConfigRequest{Config: cfg}); err != nil {
+			t.Fatalf("apply config: %v", err)
+		}
+	}
+	// Clocks of one business hour from 09:00: the warnings are due at 09:30
+	// and 09:48 (the breach is re-armed for 10:00), the breach at 10:00.
+	rounds := []struct {
+		at     time.Time
+		change []change
+	}{
+		{ny(16, 9, 50), []change{touch(0, "meeting_booked"), pause(1), bobWorksMornings}},
+		{ny(16, 11, 0), []change{touch(2, "contacted"), resume(1)}},
+		{ny(17, 12, 0), []change{escalate}},
+	}
+	open := func() (*harness, []string) {
+		h := newHarness(t, "", ny(16, 9, 0))
+		h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour), SatisfiedBy: []string{"meeting_booked"}})
+		var ids []string
+		for i := range 12 {
+			ids = append(ids, h.qualify(fmt.Sprintf("l%d@acme.com", i)).GetAssignmentId())
+		}
+		return h, ids
+	}
+	// Round 3 fires the resumed clock's breach after the config changed to
+	// escalate.
+	h, ids := open()
+	ref, refIDs := open()
+	for r, round := range rounds {
+		h.clk.Set(round.at)
+		ref.clk.Set(round.at)
+		pb := h.svc.prepare(nil, h.svc.clk.Now())
+		if pb.err != nil {
+			t.Fatal(pb.err)
+		}
+		for _, c := range round.change {
+			c(h, ids)
+			c(ref, refIDs)
+		}
+		if _, err := h.svc.writePlans(pb); err != nil {
+			t.Fatalf("round %d: write plans: %v", r, err)
+		}
+		h.fire()
+		ref.fire()
+	}
+	got, want := records(t, h.db), records(t, ref.db)
+	if len(got) != len(want) {
+		t.Fatalf("%d log records, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("record %d:\n got %v\nwant %v", i, got[i], want[i])
+		}
+	}
+	kinds := map[string]int{}
+	for _, r := range got {
+		if e := r.GetSlaEvent(); e != nil {
+			kinds[e.GetKind()]++
+		}
+	}
+	// Every path was taken: fast warnings and breaches, disarmed timers
+	// skipped, escalations through fireTx.
+	for _, k := range []string{"warning_50", "warning_80", "breach", "escalation", "manager_notified", "met"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s event in %v", k, kinds)
+		}
+	}
+	for i := range ids {
+		if a, b := h.assignment(ids[i]), ref.assignment(refIDs[i]); !proto.Equal(a, b) {
+			t.Fatalf("assignment %s:\n got %v\nwant %v", ids[i], a, b)
+		}
+	}
+}
+
+// TestFireDuePipelinedBatches fires more timers than one batch holds, so
+// batches are prepared while earlier ones commit, and checks each fires once.
+func TestFireDuePipelinedBatches(t *testing.T) {
+	h := newHarness(t, "", ny(16, 9, 0))
+	h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour)})
+	h.svc.batch = 7
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, h.qualify(fmt.Sprintf("l%d@acme.com", i)).GetAssignmentId())
+	}
+	h.clk.Set(ny(17, 9, 0))
+	n, err := h.svc.FireDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 50 {
+		t.Fatalf("fired %d, want 50", n)
+	}
+	if n := h.fire(); n != 0 {
+		t.Fatalf("fired %d more on the second pass", n)
+	}
+	for _, id := range ids {
+		if got := len(slaEvents(t, h.db, id)); got != 3 {
+			t.Fatalf("%s: %d events, want 3", id, got)
+		}
+		if st := h.assignment(id).GetState(); st != routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
+			t.Fatalf("%s: state %s", id, st)
+		}
+	}
+}
