@@ -1,7 +1,10 @@
 package reliability
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -52,6 +55,8 @@ func TestScaleOut(t *testing.T) {
 		got := runWorkloadOn(t, s, events, accounts, nil)
 		compare(t, "with two replicas of stages and health", want, got)
 		checkSharded(t, s, accounts)
+		s.start("gateway")
+		checkGateway(t, s, accounts)
 	})
 }
 
@@ -92,5 +97,80 @@ func checkSharded(t *testing.T, s *suite, accounts []string) {
 				t.Errorf("replica %s holds no account: the workload did not exercise it", name)
 			}
 		}
+	}
+}
+
+// checkGateway checks the gateway over replicas: every account's journey
+// and health (a non-owner would answer 404), each list paged across the
+// replicas lists every account exactly once, and an aggregate that cannot
+// be merged exactly is refused (501) rather than answered by one replica.
+func checkGateway(t *testing.T, s *suite, accounts []string) {
+	t.Helper()
+	get := func(path string, into any) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+s.http+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+s.keys.read)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if into != nil && resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+				t.Fatalf("GET %s: decode: %v", path, err)
+			}
+		}
+		return resp.StatusCode
+	}
+	for _, a := range accounts {
+		for _, path := range []string{"/v1/accounts/" + a + "/journey", "/v1/accounts/" + a + "/health"} {
+			if code := get(path, nil); code != http.StatusOK {
+				t.Errorf("GET %s = %d, want 200 from the owning replica", path, code)
+			}
+		}
+	}
+	for _, path := range []string{"/v1/journey/accounts", "/v1/health/accounts"} {
+		seen := map[string]int{}
+		token := ""
+		for pages := 0; ; pages++ {
+			if pages > len(accounts) {
+				t.Fatalf("%s: no last page after %d pages", path, pages)
+			}
+			var page struct {
+				Accounts []struct {
+					AccountID string `json:"accountId"`
+				} `json:"accounts"`
+				Page struct {
+					NextPageToken string `json:"nextPageToken"`
+				} `json:"page"`
+			}
+			q := url.Values{"page.pageSize": {"7"}}
+			if token != "" {
+				q.Set("page.pageToken", token)
+			}
+			if code := get(path+"?"+q.Encode(), &page); code != http.StatusOK {
+				t.Fatalf("GET %s = %d", path, code)
+			}
+			for _, a := range page.Accounts {
+				seen[a.AccountID]++
+			}
+			if token = page.Page.NextPageToken; token == "" {
+				break
+			}
+		}
+		for _, a := range accounts {
+			if seen[a] != 1 {
+				t.Errorf("%s lists %s %d times, want once", path, a, seen[a])
+			}
+		}
+		if len(seen) != len(accounts) {
+			t.Errorf("%s lists %d accounts, want %d", path, len(seen), len(accounts))
+		}
+	}
+	if code := get("/v1/funnel", nil); code != http.StatusNotImplemented {
+		t.Errorf("GET funnel over replicas = %d, want 501", code)
 	}
 }

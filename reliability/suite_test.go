@@ -192,7 +192,7 @@ func (s *suite) command(name string) *exec.Cmd {
 		env = append(env, "CAIRN_"+strings.ToUpper(u)+"_ADDR="+s.addrList(u))
 	}
 	if svc == "gateway" {
-		args = append(args, "-http-addr", s.http)
+		args = append(args, "-http-addr", s.http, "-partitions", strconv.Itoa(partitions))
 		for _, u := range upstreams[svc] {
 			args = append(args, "-"+u+"-addr", s.addrList(u))
 		}

@@ -38,8 +38,13 @@ type config struct {
 	httpAddr string
 	// metricsAddr serves /metrics.
 	metricsAddr string
-	// ingestionAddr, stagesAddr, healthAddr and routingAddr are the upstream gRPC services.
+	// ingestionAddr, stagesAddr, healthAddr and routingAddr are the upstream
+	// gRPC services; stagesAddr and healthAddr may list a service's replicas
+	// comma-separated in replica order.
 	ingestionAddr, stagesAddr, healthAddr, routingAddr string
+	// partitions is the suite's -partitions, needed to find an account's
+	// replica.
+	partitions uint
 	// keysFile is the shared keyring, used to check keys before forwarding.
 	keysFile string
 	// corsOrigins is a comma-separated list of origins allowed to call the REST API ("*" for any).
@@ -90,8 +95,9 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9105", "Prometheus /metrics listen address")
 	fs.StringVar(&cfg.ingestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address")
-	fs.StringVar(&cfg.stagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address")
-	fs.StringVar(&cfg.healthAddr, "health-addr", "127.0.0.1:7103", "health gRPC address")
+	fs.StringVar(&cfg.stagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address, or its replicas' addresses comma-separated in replica order")
+	fs.StringVar(&cfg.healthAddr, "health-addr", "127.0.0.1:7103", "health gRPC address, or its replicas' addresses comma-separated in replica order")
+	fs.UintVar(&cfg.partitions, "partitions", 8, "log partitions, the services' -partitions (routes accounts to replicas)")
 	fs.StringVar(&cfg.routingAddr, "routing-addr", "127.0.0.1:7104", "routing gRPC address")
 	fs.StringVar(&cfg.keysFile, "keys", "./data/keys.json", "keyring file shared with the services")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", `comma-separated origins allowed to call the REST API ("*" for any)`)
@@ -124,18 +130,34 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	var ups server.Upstreams
 	for _, u := range []struct {
-		addr string
-		dst  *grpc.ClientConnInterface
+		name, addrs string
+		dst         *grpc.ClientConnInterface
 	}{
-		{cfg.ingestionAddr, &ups.Ingestion}, {cfg.stagesAddr, &ups.Stages},
-		{cfg.healthAddr, &ups.Health}, {cfg.routingAddr, &ups.Routing},
+		{"ingestion", cfg.ingestionAddr, &ups.Ingestion}, {"stages", cfg.stagesAddr, &ups.Stages},
+		{"health", cfg.healthAddr, &ups.Health}, {"routing", cfg.routingAddr, &ups.Routing},
 	} {
-		cc, err := grpc.NewClient(u.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
-		if err != nil {
-			return fmt.Errorf("dial %s: %w", u.addr, err)
+		addrs := server.SplitList(u.addrs)
+		if len(addrs) == 0 {
+			return fmt.Errorf("-%s-addr: empty", u.name)
 		}
-		defer cc.Close()
+		if len(addrs) > 1 && (u.name == "ingestion" || u.name == "routing") {
+			return fmt.Errorf("-%s-addr: %s runs as a single replica (see docs/scaling.md)", u.name, u.name)
+		}
+		conns := make([]grpc.ClientConnInterface, 0, len(addrs))
+		for _, addr := range addrs {
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+			if err != nil {
+				return fmt.Errorf("dial %s: %w", addr, err)
+			}
+			defer cc.Close()
+			conns = append(conns, cc)
+		}
+		// Several replicas: each account's calls go to its owner.
+		cc, err := server.NewRouter(conns, uint32(min(cfg.partitions, 1<<20)), server.Keys{Authenticator: keys})
+		if err != nil {
+			return fmt.Errorf("-%s-addr: %w", u.name, err)
+		}
 		*u.dst = cc
 	}
 	reg := prometheus.NewRegistry()

@@ -1,0 +1,318 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/page"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
+)
+
+// route is how the Router sends one method.
+type route int
+
+const (
+	// routeUnsupported: no exact answer can be assembled from the replicas.
+	routeUnsupported route = iota
+	// routeOwner: the request names an account; its owner answers.
+	routeOwner
+	// routeAny: workspace-wide definitions, identical on every replica.
+	routeAny
+	// routeBroadcast: workspace-wide writes (and health checks) go to every
+	// replica in order; replica 0's reply is returned, merged where needed.
+	routeBroadcast
+	// routeConcat: paged lists; the pages of replica 0, then replica 1, ...
+	routeConcat
+)
+
+// broadcastMethods are written to every replica: definitions and the
+// active version are workspace-wide, and a health check must see all.
+var broadcastMethods = map[string]bool{
+	"/cairn.stages.v1.StagesService/ApplyJourney":    true,
+	"/cairn.stages.v1.StagesService/ActivateJourney": true,
+	"/cairn.health.v1.HealthService/ApplyModel":      true,
+	"/cairn.health.v1.HealthService/Rescore":         true,
+	"/grpc.health.v1.Health/Check":                   true,
+}
+
+// anyMethods read workspace-wide definitions, which every replica holds.
+var anyMethods = map[string]bool{
+	"/cairn.stages.v1.StagesService/ValidateJourney":      true,
+	"/cairn.stages.v1.StagesService/GetJourney":           true,
+	"/cairn.stages.v1.StagesService/ListJourneyVersions":  true,
+	"/cairn.stages.v1.StagesService/ListJourneyTemplates": true,
+	"/cairn.health.v1.HealthService/ValidateModel":        true,
+	"/cairn.health.v1.HealthService/GetModel":             true,
+	"/cairn.health.v1.HealthService/ListModelVersions":    true,
+}
+
+// merges combine the reply of replica i > 0 into replica 0's.
+var merges = map[string]func(dst, src proto.Message){
+	"/cairn.health.v1.HealthService/Rescore": func(dst, src proto.Message) {
+		d, s := dst.(*healthv1.RescoreResponse), src.(*healthv1.RescoreResponse)
+		d.Accounts += s.GetAccounts()
+		d.ElapsedMs = max(d.GetElapsedMs(), s.GetElapsedMs())
+	},
+	"/grpc.health.v1.Health/Check": func(dst, src proto.Message) {
+		d, s := dst.(*healthpb.HealthCheckResponse), src.(*healthpb.HealthCheckResponse)
+		if s.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			d.Status = s.GetStatus()
+		}
+	},
+}
+
+// Router is a grpc.ClientConnInterface over the replicas of one service,
+// in replica order. Replica i owns the accounts whose partition p has
+// stream.Replica(p, replicas) == i, so a request naming an account goes to
+// its owner; other requests are routed by method (see route). Requests
+// whose answer would need a cross-replica aggregate (funnels, moments of
+// truth, backtests, replays) fail with Unimplemented rather than return
+// one replica's part as if it were the whole.
+type Router struct {
+	conns      []grpc.ClientConnInterface
+	partitions uint32
+	keys       web.Authenticator
+}
+
+// NewRouter returns conns[0] itself for a single replica, else a Router.
+// partitions is the suite's -partitions; keys resolves the workspace of
+// the caller's key when a request leaves workspace empty.
+func NewRouter(conns []grpc.ClientConnInterface, partitions uint32, keys web.Authenticator) (grpc.ClientConnInterface, error) {
+	switch {
+	case len(conns) == 0:
+		return nil, fmt.Errorf("router: no connections")
+	case len(conns) == 1:
+		return conns[0], nil
+	case partitions == 0 || int(partitions) < len(conns):
+		return nil, fmt.Errorf("router: %d replicas need at least as many partitions, got %d", len(conns), partitions)
+	case keys == nil:
+		return nil, fmt.Errorf("router: an authenticator is required")
+	}
+	return &Router{conns: conns, partitions: partitions, keys: keys}, nil
+}
+
+// Invoke sends one unary call to the replica(s) its method and request
+// call for.
+func (r *Router) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	req, ok := args.(proto.Message)
+	out, ok2 := reply.(proto.Message)
+	if !ok || !ok2 {
+		return status.Errorf(codes.Internal, "router: %s: request or reply is not a protobuf message", method)
+	}
+	switch classify(method, req) {
+	case routeOwner:
+		return r.conns[r.owner(ctx, req)].Invoke(ctx, method, args, reply, opts...)
+	case routeAny:
+		return r.conns[0].Invoke(ctx, method, args, reply, opts...)
+	case routeBroadcast:
+		return r.broadcast(ctx, method, req, out, opts)
+	case routeConcat:
+		return r.concat(ctx, method, req, out, opts)
+	default:
+		return status.Errorf(codes.Unimplemented, "%s is not available when the service runs as %d replicas: its answer is an aggregate over every account (see docs/scaling.md)", method[strings.LastIndexByte(method, '/')+1:], len(r.conns))
+	}
+}
+
+// NewStream is not routed: the gateway serves no streaming method, and the
+// services' Subscribe is read by consumers with their own routing
+// (stream.Route).
+func (r *Router) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Errorf(codes.Unimplemented, "%s: streaming calls are not routed across replicas", method)
+}
+
+// classify picks the route of a method; a request naming an account goes
+// to its owner whatever the method, since all of an account's data lives
+// there.
+func classify(method string, req proto.Message) route {
+	switch {
+	case broadcastMethods[method]:
+		return routeBroadcast
+	case stringField(req, "account_id") != "":
+		return routeOwner
+	case anyMethods[method]:
+		return routeAny
+	case pageField(req) != nil:
+		return routeConcat
+	default:
+		return routeUnsupported
+	}
+}
+
+// owner is the replica of the request's account. The workspace is the
+// request's, else the caller key's. When neither is known the call goes to
+// replica 0, whose own authorization then refuses it.
+func (r *Router) owner(ctx context.Context, req proto.Message) int {
+	ws := stringField(req, "workspace")
+	if ws == "" {
+		ws = r.keyWorkspace(ctx)
+	}
+	return stream.AccountReplica(ws, stringField(req, "account_id"), r.partitions, len(r.conns))
+}
+
+// keyWorkspace resolves the workspace of the bearer key that grpc-gateway
+// forwards in the outgoing metadata.
+func (r *Router) keyWorkspace(ctx context.Context) string {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if tok, ok := web.BearerToken(v); ok {
+			if k, err := r.keys.Authenticate(tok); err == nil {
+				return k.Workspace
+			}
+		}
+	}
+	return ""
+}
+
+// broadcast sends the call to every replica in order and stops at the first
+// error, naming the replica: a write is not atomic across replicas, and a
+// retry re-sends it to all.
+func (r *Router) broadcast(ctx context.Context, method string, req, out proto.Message, opts []grpc.CallOption) error {
+	merge := merges[method]
+	for i, cc := range r.conns {
+		dst := out
+		if i > 0 {
+			dst = out.ProtoReflect().New().Interface()
+		}
+		if err := cc.Invoke(ctx, method, req, dst, opts...); err != nil {
+			return replicaError(i, len(r.conns), err)
+		}
+		if i > 0 && merge != nil {
+			merge(out, dst)
+		}
+	}
+	return nil
+}
+
+// concat serves a paged list as the pages of replica 0, then those of
+// replica 1, and so on, filling each page across a replica boundary. Every
+// item is listed exactly once; the order is by replica, then the service's
+// own order. The page token carries the replica index and its own token.
+func (r *Router) concat(ctx context.Context, method string, req, out proto.Message, opts []grpc.CallOption) error {
+	pr, _ := req.ProtoReflect().Get(pageField(req)).Message().Interface().(*commonv1.PageRequest)
+	idx, inner, err := decodeRouteToken(pr.GetPageToken(), len(r.conns))
+	if err != nil {
+		return status.Error(codes.InvalidArgument, "page.page_token: not a token of this list")
+	}
+	items := listField(out)
+	if items == nil {
+		return status.Errorf(codes.Internal, "router: %s: reply has no list to page", method)
+	}
+	remaining := page.Size(pr)
+	next := ""
+	for idx < len(r.conns) {
+		sub := proto.Clone(req)
+		sub.ProtoReflect().Set(pageField(sub), protoreflect.ValueOfMessage((&commonv1.PageRequest{
+			PageSize: int32(remaining), PageToken: inner,
+		}).ProtoReflect()))
+		got := out.ProtoReflect().New().Interface()
+		if err := r.conns[idx].Invoke(ctx, method, sub, got, opts...); err != nil {
+			return replicaError(idx, len(r.conns), err)
+		}
+		list := got.ProtoReflect().Get(items).List()
+		dst := out.ProtoReflect().Mutable(items).List()
+		for i := range list.Len() {
+			dst.Append(list.Get(i))
+		}
+		remaining -= list.Len()
+		if tok := pageResponse(got).GetNextPageToken(); tok != "" {
+			next = encodeRouteToken(idx, tok)
+			break
+		}
+		idx, inner = idx+1, ""
+		if remaining <= 0 {
+			if idx < len(r.conns) {
+				next = encodeRouteToken(idx, "")
+			}
+			break
+		}
+	}
+	if f := out.ProtoReflect().Descriptor().Fields().ByName("page"); f != nil && f.Message() != nil && f.Message().FullName() == "cairn.common.v1.PageResponse" {
+		out.ProtoReflect().Set(f, protoreflect.ValueOfMessage((&commonv1.PageResponse{NextPageToken: next}).ProtoReflect()))
+	}
+	return nil
+}
+
+// replicaError keeps the code and details of err and names the replica.
+func replicaError(i, n int, err error) error {
+	st := status.Convert(err).Proto()
+	st.Message = fmt.Sprintf("replica %d of %d: %s", i, n, st.GetMessage())
+	return status.FromProto(st).Err()
+}
+
+// encodeRouteToken wraps a replica's page token with the replica index.
+func encodeRouteToken(idx int, inner string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("r" + strconv.Itoa(idx) + "." + inner))
+}
+
+// decodeRouteToken undoes encodeRouteToken; "" is the first page.
+func decodeRouteToken(tok string, replicas int) (int, string, error) {
+	if tok == "" {
+		return 0, "", nil
+	}
+	if len(tok) > page.MaxTokenLen {
+		return 0, "", fmt.Errorf("token too long")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) < 3 || b[0] != 'r' {
+		return 0, "", fmt.Errorf("malformed token")
+	}
+	head, inner, ok := strings.Cut(string(b[1:]), ".")
+	idx, err := strconv.Atoi(head)
+	if !ok || err != nil || idx < 0 || idx >= replicas {
+		return 0, "", fmt.Errorf("malformed token")
+	}
+	return idx, inner, nil
+}
+
+// stringField returns the string field name of m, or "".
+func stringField(m proto.Message, name protoreflect.Name) string {
+	f := m.ProtoReflect().Descriptor().Fields().ByName(name)
+	if f == nil || f.Kind() != protoreflect.StringKind || f.IsList() {
+		return ""
+	}
+	return m.ProtoReflect().Get(f).String()
+}
+
+// pageField is m's "page" field when it is a cairn.common.v1.PageRequest.
+func pageField(m proto.Message) protoreflect.FieldDescriptor {
+	f := m.ProtoReflect().Descriptor().Fields().ByName("page")
+	if f == nil || f.Message() == nil || f.Message().FullName() != "cairn.common.v1.PageRequest" {
+		return nil
+	}
+	return f
+}
+
+// listField is the repeated message field of a list reply (its items).
+func listField(m proto.Message) protoreflect.FieldDescriptor {
+	fields := m.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		if f := fields.Get(i); f.IsList() && f.Message() != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// pageResponse is m's "page" field, or nil.
+func pageResponse(m proto.Message) *commonv1.PageResponse {
+	f := m.ProtoReflect().Descriptor().Fields().ByName("page")
+	if f == nil || f.Message() == nil {
+		return nil
+	}
+	p, _ := m.ProtoReflect().Get(f).Message().Interface().(*commonv1.PageResponse)
+	return p
+}

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
+)
+
+// replicaConn is a fake replica: it records the methods it was called with
+// and answers from its own account list.
+type replicaConn struct {
+	id       int
+	accounts []string
+	fail     error
+	status   healthpb.HealthCheckResponse_ServingStatus
+
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *replicaConn) Invoke(_ context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	c.mu.Lock()
+	c.calls = append(c.calls, method[strings.LastIndexByte(method, '/')+1:])
+	c.mu.Unlock()
+	if c.fail != nil {
+		return c.fail
+	}
+	switch out := reply.(type) {
+	case *stagesv1.GetAccountJourneyResponse:
+		out.Journey = &stagesv1.AccountJourney{AccountId: args.(*stagesv1.GetAccountJourneyRequest).GetAccountId(), Stage: "replica-" + strconv.Itoa(c.id)}
+	case *stagesv1.ApplyJourneyResponse:
+		out.Active = true
+	case *stagesv1.GetJourneyResponse:
+	case *healthv1.RescoreResponse:
+		out.Accounts, out.ElapsedMs = int64(len(c.accounts)), int64(10*(c.id+1))
+	case *healthpb.HealthCheckResponse:
+		out.Status = c.status
+	case *stagesv1.ListAccountsResponse:
+		pr := args.(*stagesv1.ListAccountsRequest).GetPage()
+		start := 0
+		if t := pr.GetPageToken(); t != "" {
+			start, _ = strconv.Atoi(t)
+		}
+		end := min(start+int(pr.GetPageSize()), len(c.accounts))
+		for _, a := range c.accounts[start:end] {
+			out.Accounts = append(out.Accounts, &stagesv1.AccountSummary{AccountId: a})
+		}
+		out.Page = &commonv1.PageResponse{}
+		if end < len(c.accounts) {
+			out.Page.NextPageToken = strconv.Itoa(end)
+		}
+	default:
+		return fmt.Errorf("fake replica: unexpected reply %T", reply)
+	}
+	return nil
+}
+
+func (c *replicaConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, errors.New("not used")
+}
+
+func (c *replicaConn) called() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.calls)
+}
+
+// wsKeys authenticates every token as a key of workspace "w".
+type wsKeys struct{}
+
+func (wsKeys) Authenticate(string) (web.Key, error) { return web.Key{ID: "k", Workspace: "w"}, nil }
+
+const routerParts = 8
+
+func newTestRouter(t *testing.T, accounts ...[]string) (grpc.ClientConnInterface, []*replicaConn) {
+	t.Helper()
+	var (
+		fakes []*replicaConn
+		conns []grpc.ClientConnInterface
+	)
+	for i, acc := range accounts {
+		f := &replicaConn{id: i, accounts: acc, status: healthpb.HealthCheckResponse_SERVING}
+		fakes = append(fakes, f)
+		conns = append(conns, f)
+	}
+	r, err := NewRouter(conns, routerParts, wsKeys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, fakes
+}
+
+func TestNewRouter(t *testing.T) {
+	one := &replicaConn{}
+	if r, err := NewRouter([]grpc.ClientConnInterface{one}, routerParts, nil); err != nil || r != one {
+		t.Fatalf("single replica: %v, %v; want the connection itself", r, err)
+	}
+	for name, tc := range map[string]struct {
+		conns []grpc.ClientConnInterface
+		parts uint32
+		keys  web.Authenticator
+	}{
+		"no connections":            {nil, routerParts, wsKeys{}},
+		"more replicas than parts":  {[]grpc.ClientConnInterface{one, one, one}, 2, wsKeys{}},
+		"no authenticator for many": {[]grpc.ClientConnInterface{one, one}, routerParts, nil},
+	} {
+		if _, err := NewRouter(tc.conns, tc.parts, tc.keys); err == nil {
+			t.Errorf("%s: NewRouter succeeded", name)
+		}
+	}
+}
+
+// TestRouterOwner checks that account calls reach the account's owner,
+// with the workspace from the request or, when empty, from the caller's key.
+func TestRouterOwner(t *testing.T) {
+	r, fakes := newTestRouter(t, nil, nil)
+	client := stagesv1.NewStagesServiceClient(r)
+	keyed := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer tok")
+	for i := range 20 {
+		acct := fmt.Sprintf("acct-%02d", i)
+		want := "replica-" + strconv.Itoa(stream.AccountReplica("w", acct, routerParts, 2))
+		for name, call := range map[string]func() (*stagesv1.GetAccountJourneyResponse, error){
+			"workspace in request": func() (*stagesv1.GetAccountJourneyResponse, error) {
+				return client.GetAccountJourney(t.Context(), &stagesv1.GetAccountJourneyRequest{Workspace: "w", AccountId: acct})
+			},
+			"workspace of the key": func() (*stagesv1.GetAccountJourneyResponse, error) {
+				return client.GetAccountJourney(keyed, &stagesv1.GetAccountJourneyRequest{AccountId: acct})
+			},
+		} {
+			resp, err := call()
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, acct, err)
+			}
+			if got := resp.GetJourney().GetStage(); got != want {
+				t.Errorf("%s %s answered by %s, want %s", name, acct, got, want)
+			}
+		}
+	}
+	if len(fakes[0].called()) == 0 || len(fakes[1].called()) == 0 {
+		t.Fatalf("20 accounts all went to one replica: %v / %v", fakes[0].called(), fakes[1].called())
+	}
+}
+
+func TestRouterBroadcastAndAny(t *testing.T) {
+	r, fakes := newTestRouter(t, []string{"a", "b", "c"}, []string{"d", "e"})
+	if _, err := stagesv1.NewStagesServiceClient(r).ApplyJourney(t.Context(), &stagesv1.ApplyJourneyRequest{Yaml: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stagesv1.NewStagesServiceClient(r).GetJourney(t.Context(), &stagesv1.GetJourneyRequest{JourneyId: "j"}); err != nil {
+		t.Fatal(err)
+	}
+	resc, err := healthv1.NewHealthServiceClient(r).Rescore(t.Context(), &healthv1.RescoreRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resc.GetAccounts() != 5 || resc.GetElapsedMs() != 20 {
+		t.Errorf("Rescore = %v, want 5 accounts (summed) and 20 ms (slowest)", resc)
+	}
+	if got := fakes[0].called(); !slices.Equal(got, []string{"ApplyJourney", "GetJourney", "Rescore"}) {
+		t.Errorf("replica 0 calls %v", got)
+	}
+	if got := fakes[1].called(); !slices.Equal(got, []string{"ApplyJourney", "Rescore"}) {
+		t.Errorf("replica 1 calls %v", got)
+	}
+
+	fakes[1].status = healthpb.HealthCheckResponse_NOT_SERVING
+	hc, err := healthpb.NewHealthClient(r).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("Check with replica 1 not serving = %v, %v; want NOT_SERVING", hc, err)
+	}
+
+	fakes[1].fail = status.Error(codes.Unavailable, "down")
+	_, err = stagesv1.NewStagesServiceClient(r).ApplyJourney(t.Context(), &stagesv1.ApplyJourneyRequest{Yaml: "x"})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "replica 1 of 2: down") {
+		t.Errorf("ApplyJourney with replica 1 down = %v, want Unavailable naming replica 1", err)
+	}
+}
+
+// TestRouterConcat pages a list across replicas: every item once, pages
+// filled across the replica boundary.
+func TestRouterConcat(t *testing.T) {
+	r, _ := newTestRouter(t, []string{"a", "b", "c"}, []string{"d", "e"}, nil)
+	client := stagesv1.NewStagesServiceClient(r)
+	for _, size := range []int32{1, 2, 3, 5, 50} {
+		var (
+			got   []string
+			token string
+			pages int
+		)
+		for {
+			resp, err := client.ListAccounts(t.Context(), &stagesv1.ListAccountsRequest{Page: &commonv1.PageRequest{PageSize: size, PageToken: token}})
+			if err != nil {
+				t.Fatalf("size %d page %d: %v", size, pages, err)
+			}
+			if len(resp.GetAccounts()) > int(size) {
+				t.Fatalf("size %d: page of %d", size, len(resp.GetAccounts()))
+			}
+			for _, a := range resp.GetAccounts() {
+				got = append(got, a.GetAccountId())
+			}
+			pages++
+			if token = resp.GetPage().GetNextPageToken(); token == "" {
+				break
+			}
+			if pages > 10 {
+				t.Fatalf("size %d: no end after %d pages", size, pages)
+			}
+		}
+		if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(got, want) {
+			t.Errorf("size %d: listed %v, want %v", size, got, want)
+		}
+	}
+	_, err := client.ListAccounts(t.Context(), &stagesv1.ListAccountsRequest{Page: &commonv1.PageRequest{PageToken: "bogus!"}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "page.page_token") {
+		t.Errorf("bad token: %v, want InvalidArgument naming page.page_token", err)
+	}
+	_, err = client.ListAccounts(t.Context(), &stagesv1.ListAccountsRequest{Page: &commonv1.PageRequest{PageToken: encodeRouteToken(3, "")}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("token for replica 3 of 3: %v, want InvalidArgument", err)
+	}
+}
+
+func TestRouterUnsupported(t *testing.T) {
+	r, fakes := newTestRouter(t, nil, nil)
+	_, err := stagesv1.NewStagesServiceClient(r).GetFunnel(t.Context(), &stagesv1.GetFunnelRequest{})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "GetFunnel") {
+		t.Errorf("GetFunnel = %v, want Unimplemented", err)
+	}
+	if len(fakes[0].called())+len(fakes[1].called()) != 0 {
+		t.Errorf("an unsupported call reached a replica")
+	}
+	var reply proto.Message = &stagesv1.GetFunnelResponse{}
+	if err := r.Invoke(t.Context(), "/x/Y", "not a message", reply); status.Code(err) != codes.Internal {
+		t.Errorf("non-proto request: %v", err)
+	}
+}
