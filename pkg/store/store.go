@@ -59,6 +59,7 @@ type DB struct {
 	done    chan struct{}
 	stopped chan struct{}
 	maxGrp  int
+	metrics *metrics
 }
 
 // Open opens (creating if needed) the bbolt file at path.
@@ -89,6 +90,7 @@ func Open(path string, opts Options) (*DB, error) {
 		stopped: make(chan struct{}),
 		maxGrp:  opts.MaxGroup,
 	}
+	db.metrics = newMetrics(db.snapshot)
 	if err := db.checkSchema(opts.SchemaVersion, opts.Migrations); err != nil {
 		_ = b.Close()
 		return nil, err
@@ -163,7 +165,12 @@ func (db *DB) Close() error {
 func (db *DB) View(fn func(*bbolt.Tx) error) error { return db.bolt.View(fn) }
 
 // Update runs fn in its own write transaction (one fsync).
-func (db *DB) Update(fn func(*bbolt.Tx) error) error { return db.bolt.Update(fn) }
+func (db *DB) Update(fn func(*bbolt.Tx) error) error {
+	start := time.Now()
+	err := db.bolt.Update(fn)
+	db.metrics.commit.WithLabelValues("update").Observe(time.Since(start).Seconds())
+	return err
+}
 
 // Bolt exposes the underlying handle for stats and backups.
 func (db *DB) Bolt() *bbolt.DB { return db.bolt }
@@ -326,6 +333,7 @@ func (db *DB) runGroup(group []*commitReq) {
 	for len(live) > 0 {
 		failed := -1
 		var failErr error
+		start := time.Now()
 		err := db.bolt.Update(func(tx *bbolt.Tx) error {
 			for i, r := range live {
 				if err := safeRun(r.fn, tx); err != nil {
@@ -336,6 +344,8 @@ func (db *DB) runGroup(group []*commitReq) {
 			return nil
 		})
 		if err == nil {
+			db.metrics.commit.WithLabelValues("group").Observe(time.Since(start).Seconds())
+			db.metrics.group.Observe(float64(len(live)))
 			for _, r := range live {
 				r.err <- nil
 			}

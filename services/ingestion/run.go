@@ -53,6 +53,9 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
 	}
+	if err := srv.Registry.Register(db.Collector("ingestion")); err != nil {
+		return errors.Join(fmt.Errorf("register store metrics: %w", err), srv.Close())
+	}
 	svc, err := server.New(st, server.Config{
 		Limits:           cfg.Limits,
 		MaxInflightBytes: cfg.MaxInflightBytes,
