@@ -252,3 +252,41 @@ func TestRouterUnsupported(t *testing.T) {
 		t.Errorf("non-proto request: %v", err)
 	}
 }
+
+// BenchmarkRouter measures what routing adds to a call (the fake replicas
+// answer in memory): an account call with the workspace in the request, one
+// that resolves the caller's key, and a page of a concatenated list.
+//
+//	cd services/gateway && go test -run '^$' -bench Router -benchtime 2s ./internal/server
+func BenchmarkRouter(b *testing.B) {
+	conns := []grpc.ClientConnInterface{
+		&replicaConn{id: 0, accounts: []string{"a", "b", "c"}}, &replicaConn{id: 1, accounts: []string{"d", "e"}},
+	}
+	r, err := NewRouter(conns, routerParts, wsKeys{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := stagesv1.NewStagesServiceClient(r)
+	keyed := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer tok")
+	b.Run("owner", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := client.GetAccountJourney(context.Background(), &stagesv1.GetAccountJourneyRequest{Workspace: "w", AccountId: "acct-1"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("owner-by-key", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := client.GetAccountJourney(keyed, &stagesv1.GetAccountJourneyRequest{AccountId: "acct-1"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("concat", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := client.ListAccounts(context.Background(), &stagesv1.ListAccountsRequest{Page: &commonv1.PageRequest{PageSize: 50}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
