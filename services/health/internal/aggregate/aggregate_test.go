@@ -102,6 +102,9 @@ func TestQueries(t *testing.T) {
 	}
 }
 
+// nested60 is a CEL list literal of 60 ints.
+var nested60 = "[" + strings.Repeat("1, ", 59) + "1]"
+
 func TestCELFunctions(t *testing.T) {
 	c, err := aggregate.NewCompiler()
 	if err != nil {
@@ -130,6 +133,11 @@ func TestCELFunctions(t *testing.T) {
 		{expr: `active_users(30)`, compile: "found no matching overload"},
 		{expr: `stage`, compile: "want"},
 		{expr: `unknown_fn()`, compile: "undeclared"},
+		// Statically bounded: evaluated without runtime cost tracking.
+		{expr: `[1, 2, 3].map(x, x * seats()).size() == 3 ? nps() : 0.0`, want: 8},
+		// Not provably bounded (60^3 steps): tracked, and stopped at the limit.
+		{expr: `double(` + nested60 + `.map(a, ` + nested60 + `.map(b, ` + nested60 + `.map(c, a + b + c))).size())`, eval: "cost limit exceeded"},
+		{expr: `trait("plan") + trait("plan") == "propro" ? 1.0 : 0.0`, want: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {
@@ -265,4 +273,30 @@ func FuzzUnmarshalBinary(f *testing.F) {
 			t.Fatalf("re-encoded aggregate does not decode: %v", err)
 		}
 	})
+}
+
+// BenchmarkScoreDefaultModel scores one account with the built-in model:
+// the CEL part of every evaluation (go test -bench ScoreDefaultModel).
+func BenchmarkScoreDefaultModel(b *testing.B) {
+	comp, err := aggregate.NewCompiler()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dm, err := model.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cm, err := model.Compile(dm, comp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	act := aggregate.NewActivation()
+	in := aggregate.Input{Agg: fixture(), Now: t0.AddDate(0, 0, 40)}
+	b.ReportAllocs()
+	for b.Loop() {
+		act.Reset(in)
+		if r := cm.Score(act); r.Score <= 0 {
+			b.Fatalf("score %v", r.Score)
+		}
+	}
 }

@@ -5,8 +5,10 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
 
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 )
@@ -97,11 +99,29 @@ func (c *Compiler) program(expr string, want ...*cel.Type) (cel.Program, error) 
 	if !ok {
 		return nil, fmt.Errorf("expression returns %s, want %v", ast.OutputType(), want)
 	}
-	prg, err := c.env.Program(ast, cel.CostLimit(costLimit))
+	// Runtime cost tracking roughly doubles the price of an evaluation, and
+	// a full rescore runs a million of them. It is only needed when the
+	// static estimate cannot prove the expression stays within the limit;
+	// measures over the account functions nearly always can.
+	var opts []cel.ProgramOption
+	if est, err := c.env.EstimateCost(ast, noEstimates{}); err != nil || est.Max > costLimit {
+		opts = append(opts, cel.CostLimit(costLimit))
+	}
+	prg, err := c.env.Program(ast, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("plan expression: %w", err)
 	}
 	return prg, nil
+}
+
+// noEstimates leaves every size and call cost to CEL's defaults, which is
+// also what the runtime tracker charges for the account functions.
+type noEstimates struct{}
+
+func (noEstimates) EstimateSize(cost.AstNode) *cost.SizeEstimate { return nil }
+
+func (noEstimates) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
 }
 
 // Number compiles an expression yielding int or double.
@@ -149,23 +169,72 @@ func eval(prg cel.Program, in any) (ref.Val, error) {
 	if !ok {
 		return nil, fmt.Errorf("measure input is %T, want *aggregate.Activation", in)
 	}
-	v, _, err := prg.Eval(act.act)
+	v, _, err := prg.Eval(act)
 	if err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-// Activation binds one Input for evaluation; build it once per account and
-// reuse it for every component.
+// Activation binds one Input for evaluation. Its function bindings are
+// built once and read the current input when called, so one Activation can
+// be kept per goroutine and Reset for each account (a full rescore binds a
+// hundred thousand accounts); it is not safe for concurrent use.
 type Activation struct {
-	act cel.FunctionActivation
+	in    Input
+	stage types.String
+	dis   types.Double
+	funcs map[string]cel.LateBoundFunction
+}
+
+var _ interpreter.FunctionActivation = (*Activation)(nil)
+
+// NewActivation returns an Activation bound to no input yet; Reset binds one.
+func NewActivation() *Activation {
+	a := &Activation{}
+	a.funcs = a.bind()
+	return a
 }
 
 // Activate prepares in for evaluation.
 func Activate(in Input) (*Activation, error) {
-	a := in.Agg
-	now := in.Now
+	a := NewActivation()
+	a.Reset(in)
+	return a, nil
+}
+
+// Reset binds in, replacing the previous input.
+func (a *Activation) Reset(in Input) {
+	a.in = in
+	a.stage = types.String(in.Stage)
+	a.dis = 0
+	if !in.EnteredAt.IsZero() {
+		a.dis = types.Double(days(in.Now.Sub(in.EnteredAt)))
+	}
+}
+
+// ResolveName implements interpreter.Activation: the variables stage and days_in_stage.
+func (a *Activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "stage":
+		return a.stage, true
+	case "days_in_stage":
+		return a.dis, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation; there is none.
+func (a *Activation) Parent() interpreter.Activation { return nil }
+
+// ResolveFunction implements interpreter.FunctionActivation: the account functions.
+func (a *Activation) ResolveFunction(name string) (cel.LateBoundFunction, bool) {
+	f, ok := a.funcs[name]
+	return f, ok
+}
+
+// bind builds the account functions over a's current input.
+func (a *Activation) bind() map[string]cel.LateBoundFunction {
 	win := func(v ref.Val) (time.Duration, ref.Val) {
 		s, _ := v.(types.String)
 		w, err := ParseWindow(string(s))
@@ -184,56 +253,49 @@ func Activate(in Input) (*Activation, error) {
 			return f(w)
 		}
 	}
-	funcs := map[string]cel.LateBoundFunction{
+	return map[string]cel.LateBoundFunction{
 		"count": func(_ string, args ...ref.Val) ref.Val {
 			w, bad := win(args[1])
 			if bad != nil {
 				return bad
 			}
-			return types.Int(a.Count(now, strArg(args[0]), w))
+			return types.Int(a.in.Agg.Count(a.in.Now, strArg(args[0]), w))
 		},
 		"trend": func(_ string, args ...ref.Val) ref.Val {
 			w, bad := win(args[1])
 			if bad != nil {
 				return bad
 			}
-			return types.Double(a.Trend(now, strArg(args[0]), w))
+			return types.Double(a.in.Agg.Trend(a.in.Now, strArg(args[0]), w))
 		},
-		"active_users":  withWin(func(w time.Duration) ref.Val { return types.Int(a.ActiveUsers(now, w)) }),
-		"new_users":     withWin(func(w time.Duration) ref.Val { return types.Int(a.NewUsers(now, w)) }),
-		"features_used": withWin(func(w time.Duration) ref.Val { return types.Int(a.FeaturesUsed(now, w)) }),
-		"integrations":  func(string, ...ref.Val) ref.Val { return types.Int(len(a.Integrations)) },
-		"seats":         func(string, ...ref.Val) ref.Val { return types.Int(a.Seats) },
+		"active_users":  withWin(func(w time.Duration) ref.Val { return types.Int(a.in.Agg.ActiveUsers(a.in.Now, w)) }),
+		"new_users":     withWin(func(w time.Duration) ref.Val { return types.Int(a.in.Agg.NewUsers(a.in.Now, w)) }),
+		"features_used": withWin(func(w time.Duration) ref.Val { return types.Int(a.in.Agg.FeaturesUsed(a.in.Now, w)) }),
+		"integrations":  func(string, ...ref.Val) ref.Val { return types.Int(len(a.in.Agg.Integrations)) },
+		"seats":         func(string, ...ref.Val) ref.Val { return types.Int(a.in.Agg.Seats) },
 		"seats_active_ratio": func(string, ...ref.Val) ref.Val {
-			return types.Double(a.SeatsActiveRatio())
+			return types.Double(a.in.Agg.SeatsActiveRatio())
 		},
-		"days_since_created": func(string, ...ref.Val) ref.Val { return types.Double(a.DaysSinceCreated(now)) },
+		"days_since_created": func(string, ...ref.Val) ref.Val { return types.Double(a.in.Agg.DaysSinceCreated(a.in.Now)) },
 		"days_until_contract_end": func(string, ...ref.Val) ref.Val {
-			return types.Double(a.DaysUntilContractEnd(now))
+			return types.Double(a.in.Agg.DaysUntilContractEnd(a.in.Now))
 		},
-		"nps": func(string, ...ref.Val) ref.Val { return types.Double(a.NPS) },
+		"nps": func(string, ...ref.Val) ref.Val { return types.Double(a.in.Agg.NPS) },
 		"open_tickets": func(_ string, args ...ref.Val) ref.Val {
-			return types.Int(a.OpenTickets(strArg(args[0])))
+			return types.Int(a.in.Agg.OpenTickets(strArg(args[0])))
 		},
 		"open_ticket_max_age_days": func(_ string, args ...ref.Val) ref.Val {
-			return types.Double(a.OpenTicketMaxAgeDays(now, strArg(args[0])))
+			return types.Double(a.in.Agg.OpenTicketMaxAgeDays(a.in.Now, strArg(args[0])))
 		},
-		"trait":      func(_ string, args ...ref.Val) ref.Val { return types.String(a.Traits[strArg(args[0])]) },
-		"arr":        func(string, ...ref.Val) ref.Val { return types.Double(a.ARR) },
-		"plan":       func(string, ...ref.Val) ref.Val { return types.String(a.Plan) },
-		"segment":    func(string, ...ref.Val) ref.Val { return types.String(a.Segment) },
-		"days_since": func(_ string, args ...ref.Val) ref.Val { return types.Double(a.DaysSince(now, strArg(args[0]))) },
+		"trait":   func(_ string, args ...ref.Val) ref.Val { return types.String(a.in.Agg.Traits[strArg(args[0])]) },
+		"arr":     func(string, ...ref.Val) ref.Val { return types.Double(a.in.Agg.ARR) },
+		"plan":    func(string, ...ref.Val) ref.Val { return types.String(a.in.Agg.Plan) },
+		"segment": func(string, ...ref.Val) ref.Val { return types.String(a.in.Agg.Segment) },
+		"days_since": func(_ string, args ...ref.Val) ref.Val {
+			return types.Double(a.in.Agg.DaysSince(a.in.Now, strArg(args[0])))
+		},
 		"days_since_champion": func(string, ...ref.Val) ref.Val {
-			return types.Double(a.DaysSinceChampion(now))
+			return types.Double(a.in.Agg.DaysSinceChampion(a.in.Now))
 		},
 	}
-	dis := 0.0
-	if !in.EnteredAt.IsZero() {
-		dis = days(now.Sub(in.EnteredAt))
-	}
-	act, err := cel.FunctionVars(map[string]any{"stage": in.Stage, "days_in_stage": dis}, funcs)
-	if err != nil {
-		return nil, fmt.Errorf("bind account functions: %w", err)
-	}
-	return &Activation{act: act}, nil
 }

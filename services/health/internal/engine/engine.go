@@ -74,6 +74,8 @@ type Engine struct {
 
 	evalSeconds prometheus.Histogram
 	signalsOut  *prometheus.CounterVec
+	// signalCounters caches signalsOut's children by kind and state (under mu).
+	signalCounters map[[2]int32]prometheus.Counter
 }
 
 type cachedModel struct {
@@ -103,6 +105,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("compile built-in default model: %w", err)
 	}
 	e := &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{}, chunk: rescoreChunk,
+		signalCounters: map[[2]int32]prometheus.Counter{},
 		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "cairn_health_evaluation_seconds", Help: "Time to rescore one account after an event, stage change or timer.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14),
@@ -359,11 +362,11 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		return err
 	}
 	at = asOf(st.acc, at)
-	pr, err := b.priors(st.acc.Agg.Workspace, st.acc.Agg.Account, at)
+	pr, err := priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.Account, at)
 	if err != nil {
 		return err
 	}
-	out, err := compute(st, cm, at, pr)
+	out, err := compute(st, cm, at, pr, nil)
 	if err != nil {
 		return err
 	}
@@ -381,23 +384,28 @@ func asOf(acc *store.Account, at time.Time) time.Time {
 }
 
 // priors are the scores of the snapshots 7 and 30 days before an
-// evaluation, for the trend; nil when there is none.
-type priors struct{ d7, d30 *float64 }
+// evaluation, for the trend; has7/has30 are false when there is none.
+type priors struct {
+	d7, d30     float64
+	has7, has30 bool
+}
 
-func (b *batch) priors(ws, acct string, at time.Time) (priors, error) {
+// priorsIn reads the trend inputs of acct as of at from tx.
+func priorsIn(tx *bbolt.Tx, ws, acct string, at time.Time) (priors, error) {
 	var p priors
 	for _, x := range []struct {
 		days int
-		dst  **float64
-	}{{7, &p.d7}, {30, &p.d30}} {
-		s, err := store.SnapshotAt(b.tx, ws, acct, at.AddDate(0, 0, -x.days).Format(time.DateOnly))
+		dst  *float64
+		has  *bool
+	}{{7, &p.d7, &p.has7}, {30, &p.d30, &p.has30}} {
+		score, err := store.SnapshotScoreAt(tx, ws, acct, at.AddDate(0, 0, -x.days).Format(time.DateOnly))
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return p, err
 		}
-		*x.dst = &s.Score
+		*x.dst, *x.has = score, true
 	}
 	return p, nil
 }
@@ -413,15 +421,16 @@ type outcome struct {
 
 // compute scores st as of at (see asOf) with cm and updates st.acc's meta.
 // It reads and writes nothing else, so it is safe to run concurrently for
-// different accounts.
-func compute(st *state, cm *model.Compiled, at time.Time, pr priors) (*outcome, error) {
+// different accounts. act, when not nil, is reused for the measures (one per
+// goroutine).
+func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggregate.Activation) (*outcome, error) {
 	acc := st.acc
 	ws, acct := acc.Agg.Workspace, acc.Agg.Account
 	acc.LastEval = at
-	act, err := aggregate.Activate(aggregate.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
-	if err != nil {
-		return nil, err
+	if act == nil {
+		act = aggregate.NewActivation()
 	}
+	act.Reset(aggregate.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
 	res := cm.Score(act)
 	prev := st.health
 	h := &healthv1.AccountHealth{
@@ -445,13 +454,13 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors) (*outcome, 
 			h.PreviousScore, h.Changes = prev.GetPreviousScore(), prev.GetChanges()
 		}
 	}
-	trend := func(p *float64) float64 {
-		if p == nil {
+	trend := func(p float64, ok bool) float64 {
+		if !ok {
 			return 0
 		}
-		return math.Round((res.Score-*p)*100) / 100
+		return math.Round((res.Score-p)*100) / 100
 	}
-	h.Trend_7D, h.Trend_30D = trend(pr.d7), trend(pr.d30)
+	h.Trend_7D, h.Trend_30D = trend(pr.d7, pr.has7), trend(pr.d30, pr.has30)
 	h.Direction = "flat"
 	switch {
 	case h.Trend_7D > 2:
@@ -513,6 +522,7 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors) (*outcome, 
 	out.enc.Snapshot = store.EncodeSnapshot(snap)
 	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
 		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
+	var err error
 	if out.enc.Row, err = store.Marshal(row); err != nil {
 		return nil, err
 	}
@@ -543,12 +553,29 @@ func (b *batch) commit(st *state, out *outcome) error {
 		}
 	}
 	for _, s := range out.enc.Signals {
-		b.e.signalsOut.WithLabelValues(strings.ToLower(strings.TrimPrefix(s.Signal.GetKind().String(), "SIGNAL_KIND_")),
-			strings.ToLower(strings.TrimPrefix(s.Signal.GetState().String(), "SIGNAL_STATE_"))).Inc()
+		b.e.countSignal(s.Signal)
 	}
 	st.health = out.health
-	// Time-based conditions (renewal windows, "after 30 days") are rechecked
-	// by a durable daily timer at the next UTC midnight of the service clock.
-	due := b.e.clk.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
-	return store.ArmTimer(b.tx, out.enc.Workspace, out.enc.Account, due)
+	return store.ArmTimer(b.tx, out.enc.Workspace, out.enc.Account, b.e.nextCheck())
+}
+
+// nextCheck is when a daily timer armed now is due: time-based conditions
+// (renewal windows, "after 30 days") are rechecked at the next UTC midnight
+// of the service clock.
+func (e *Engine) nextCheck() time.Time {
+	return e.clk.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+}
+
+// countSignal counts a published signal transition.
+func (e *Engine) countSignal(s *commonv1.Signal) {
+	k := [2]int32{int32(s.GetKind()), int32(s.GetState())}
+	e.mu.Lock()
+	c, ok := e.signalCounters[k]
+	if !ok {
+		c = e.signalsOut.WithLabelValues(strings.ToLower(strings.TrimPrefix(s.GetKind().String(), "SIGNAL_KIND_")),
+			strings.ToLower(strings.TrimPrefix(s.GetState().String(), "SIGNAL_STATE_")))
+		e.signalCounters[k] = c
+	}
+	e.mu.Unlock()
+	c.Inc()
 }

@@ -321,3 +321,43 @@ func FuzzParseYAML(f *testing.F) {
 		}
 	})
 }
+
+// TestExplanations pins the explanation texts, which are built without fmt
+// for speed: they must read exactly as they always did.
+func TestExplanations(t *testing.T) {
+	c, err := model.Compile(testModel(), fakeCompiler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		in   map[string]float64
+		want []string
+	}{
+		{
+			name: "thresholds and linear",
+			in:   map[string]float64{"breadth": 0.3, "trend": 0, "tickets": 5},
+			want: []string{"0.3 >= 0.2 gives 40 points", "0 on a linear range -0.5..0.5 gives 50 points", "5 on a linear range 10..0 gives 50 points"},
+		},
+		{
+			name: "below every threshold, clamped, rounded to 4 decimals",
+			in:   map[string]float64{"breadth": -1, "trend": -0.5 + 1.0/3, "tickets": 40},
+			want: []string{"-1 is below every threshold: 0 points", "-0.1667 on a linear range -0.5..0.5 gives 33.3333 points", "40 on a linear range 10..0 gives 0 points"},
+		},
+		{
+			name: "large and tiny values",
+			in:   map[string]float64{"breadth": 1234567.891234, "trend": 0.00001, "tickets": -0.00004},
+			want: []string{"1234567.8912 >= 0.5 gives 100 points", "0 on a linear range -0.5..0.5 gives 50.001 points", "-0 on a linear range 10..0 gives 100 points"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.Score(tt.in)
+			for i, want := range tt.want {
+				if got := r.Components[i].GetExplanation(); got != want {
+					t.Errorf("component %s: %q, want %q", r.Components[i].GetName(), got, want)
+				}
+			}
+		})
+	}
+}

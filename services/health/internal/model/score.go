@@ -91,10 +91,20 @@ func (c *Compiled) Components() []string {
 	return out
 }
 
+// explain says how raw earned its points. It is built with appends rather
+// than fmt because it runs for every component of every evaluation (a full
+// rescore formats a million of them); the text is the same.
 func explain(c *healthv1.Component, raw, points float64) string {
-	v := num(raw)
+	b := make([]byte, 0, 64)
+	b = appendNum(b, raw)
 	if l := c.GetLinear(); l != nil {
-		return fmt.Sprintf("%s on a linear range %s..%s gives %s points", v, num(l.GetFrom()), num(l.GetTo()), num(points))
+		b = append(b, " on a linear range "...)
+		b = appendNum(b, l.GetFrom())
+		b = append(b, ".."...)
+		b = appendNum(b, l.GetTo())
+		b = append(b, " gives "...)
+		b = appendNum(b, points)
+		return string(append(b, " points"...))
 	}
 	minV := math.Inf(-1)
 	found := false
@@ -104,9 +114,13 @@ func explain(c *healthv1.Component, raw, points float64) string {
 		}
 	}
 	if !found {
-		return fmt.Sprintf("%s is below every threshold: 0 points", v)
+		return string(append(b, " is below every threshold: 0 points"...))
 	}
-	return fmt.Sprintf("%s >= %s gives %s points", v, num(minV), num(points))
+	b = append(b, " >= "...)
+	b = appendNum(b, minV)
+	b = append(b, " gives "...)
+	b = appendNum(b, points)
+	return string(append(b, " points"...))
 }
 
 // Changes explains how each component's contribution moved since the
@@ -169,6 +183,8 @@ func MeasureKey(expr string) uint64 {
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 func num(f float64) string { return strconv.FormatFloat(round2x(f), 'f', -1, 64) }
+
+func appendNum(b []byte, f float64) []byte { return strconv.AppendFloat(b, round2x(f), 'f', -1, 64) }
 
 // round2x rounds to 4 decimals for display, enough for ratios.
 func round2x(f float64) float64 { return math.Round(f*1e4) / 1e4 }

@@ -80,6 +80,17 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	return s, nil
 }
 
+// DecodeSnapshotScore returns the score of an encoded snapshot.
+func DecodeSnapshotScore(b []byte) (float64, error) {
+	if len(b) == 0 || b[0] != snapshotVersion {
+		return 0, errors.New("unknown snapshot encoding")
+	}
+	d := decoder{b: b[1:]}
+	d.skipStr()
+	score := math.Float64frombits(d.u64())
+	return score, d.err
+}
+
 type decoder struct {
 	b   []byte
 	err error
@@ -133,6 +144,15 @@ func (d *decoder) time() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+func (d *decoder) skipStr() {
+	n := d.uvarint()
+	if d.err != nil || uint64(len(d.b)) < n {
+		d.err = errShort
+		return
+	}
+	d.b = d.b[n:]
 }
 
 func (d *decoder) str() string {
@@ -205,29 +225,4 @@ func Marshal(m proto.Message) ([]byte, error) {
 }
 
 // PutEncoded writes an evaluation's records.
-func PutEncoded(tx *bbolt.Tx, e *Encoded) error {
-	for _, s := range e.Signals {
-		if err := putSignal(tx, s.Signal, s.Data); err != nil {
-			return err
-		}
-	}
-	b, err := bucket(tx, "snapshots", e.Workspace)
-	if err != nil {
-		return err
-	}
-	if err := b.Put(key(e.Account, e.Day), e.Snapshot); err != nil {
-		return fmt.Errorf("put snapshot of %q: %w", e.Account, err)
-	}
-	hb, err := bucket(tx, "health", e.Workspace)
-	if err != nil {
-		return err
-	}
-	if err := hb.Put([]byte(e.Account), e.Health); err != nil {
-		return fmt.Errorf("put health of %q: %w", e.Account, err)
-	}
-	rb, err := bucket(tx, "rows", e.Workspace)
-	if err != nil {
-		return err
-	}
-	return rb.Put([]byte(e.Account), e.Row)
-}
+func PutEncoded(tx *bbolt.Tx, e *Encoded) error { return NewWriter(tx, e.Workspace).PutEncoded(e) }

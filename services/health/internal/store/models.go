@@ -110,26 +110,7 @@ type Timer struct {
 
 // ArmTimer (re)schedules the account's daily check, replacing any earlier one.
 func ArmTimer(tx *bbolt.Tx, ws, acct string, due time.Time) error {
-	idx, err := bucket(tx, "timeridx", ws)
-	if err != nil {
-		return err
-	}
-	if old := idx.Get([]byte(acct)); old != nil {
-		if kv.ParseU64(old) == uint64(due.Unix()) {
-			return nil
-		}
-		if err := deleteTimer(tx, ws, acct, kv.ParseU64(old)); err != nil {
-			return err
-		}
-	}
-	b, err := kv.Bucket(tx, "timers")
-	if err != nil {
-		return err
-	}
-	if err := b.Put(timerKey(ws, acct, uint64(due.Unix())), nil); err != nil {
-		return fmt.Errorf("arm timer of %q: %w", acct, err)
-	}
-	return idx.Put([]byte(acct), kv.U64(uint64(due.Unix())))
+	return NewWriter(tx, ws).ArmTimer(acct, due)
 }
 
 func timerKey(ws, acct string, due uint64) []byte {

@@ -388,22 +388,7 @@ func PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
 }
 
 func putSignal(tx *bbolt.Tx, s *commonv1.Signal, data []byte) error {
-	b, err := bucket(tx, "signals", s.GetWorkspace())
-	if err != nil {
-		return err
-	}
-	if err := b.Put(key(s.GetAccountId(), s.GetReason()), data); err != nil {
-		return fmt.Errorf("put signal %q: %w", s.GetSignalId(), err)
-	}
-	idx, err := bucket(tx, "sigidx", s.GetWorkspace())
-	if err != nil {
-		return err
-	}
-	k := key(s.GetReason(), s.GetAccountId())
-	if s.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
-		return idx.Put(k, nil)
-	}
-	return idx.Delete(k)
+	return NewWriter(tx, s.GetWorkspace()).PutSignal(s, data)
 }
 
 // ScanSignals visits signals of a workspace (of one account when acct is not
@@ -489,6 +474,36 @@ func SnapshotAt(tx *bbolt.Tx, ws, acct, day string) (*Snapshot, error) {
 		return nil, fmt.Errorf("decode snapshot %q: %w", k, err)
 	}
 	return s, nil
+}
+
+// SnapshotScoreAt returns the score of the latest snapshot on or before
+// day, decoding nothing else (trends only need the score).
+func SnapshotScoreAt(tx *bbolt.Tx, ws, acct, day string) (float64, error) {
+	b, err := bucket(tx, "snapshots", ws)
+	if err != nil {
+		return 0, err
+	}
+	if b == nil {
+		return 0, ErrNotFound
+	}
+	k0 := key(acct, day)
+	prefixLen := len(acct) + 1
+	c := b.Cursor()
+	k, v := c.Seek(k0)
+	switch {
+	case k == nil: // past the end: the last key is the candidate
+		k, v = c.Last()
+	case !bytes.Equal(k, k0):
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, k0[:prefixLen]) {
+		return 0, ErrNotFound
+	}
+	score, err := DecodeSnapshotScore(v)
+	if err != nil {
+		return 0, fmt.Errorf("decode snapshot %q: %w", k, err)
+	}
+	return score, nil
 }
 
 // ScanSnapshots visits an account's snapshots newest first, starting before

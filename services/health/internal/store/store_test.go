@@ -57,6 +57,18 @@ func TestSnapshots(t *testing.T) {
 			case tt.want != "" && (err != nil || got.Day != tt.want):
 				t.Fatalf("got %v %v, want %s", got, err, tt.want)
 			}
+			var score float64
+			err = db.View(func(tx *bbolt.Tx) error {
+				var err error
+				score, err = store.SnapshotScoreAt(tx, "w", "a", tt.day)
+				return err
+			})
+			switch {
+			case tt.want == "" && !errors.Is(err, store.ErrNotFound):
+				t.Fatalf("score: got %v %v, want not found", score, err)
+			case tt.want != "" && (err != nil || score != got.Score):
+				t.Fatalf("score: got %v %v, want %v", score, err, got.Score)
+			}
 		})
 	}
 	for _, tt := range []struct{ before, want string }{

@@ -1,0 +1,332 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	kv "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/model"
+	"github.com/cairn-dev/cairn/services/health/internal/store"
+)
+
+// rescoreChunk is how many accounts a rescore commits per transaction.
+const rescoreChunk = 4096
+
+// Rescore recomputes every account of a workspace with its active model at
+// the clock's current time and returns how many accounts it rescored.
+//
+// Accounts are committed e.chunk at a time (one huge bbolt transaction grows
+// superlinearly, and a rescore interrupted midway is safe to run again), in
+// a pipeline: while one chunk is written and committed, the next is read in
+// short read transactions and scored on every CPU. A chunk is scored from
+// what it read, so its write transaction first checks that each account's
+// stored aggregate, meta and health are still those bytes; an account that
+// a consumer changed in between is scored again from its current state, and
+// one that was deleted is skipped. Every account thus goes from one stored
+// state to its rescored state atomically, as if rescored in one transaction.
+func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error) {
+	now := e.clk.Now()
+	var ids []string
+	var cm *model.Compiled
+	if err := db.View(func(tx *bbolt.Tx) error {
+		var err error
+		if cm, err = e.Model(tx, ws); err != nil {
+			return err
+		}
+		ids, err = store.AccountIDs(tx, ws)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("list accounts to rescore: %w", err)
+	}
+
+	type scored struct {
+		jobs []rescoreJob
+		err  error
+	}
+	// One scored chunk waits while another is written: enough to keep the
+	// writer busy without holding more chunks in memory.
+	ready := make(chan scored, 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ready)
+		for start := 0; start < len(ids); start += e.chunk {
+			chunk := ids[start:min(start+e.chunk, len(ids))]
+			jobs, err := e.scoreFromDB(db, ws, chunk, cm, now)
+			select {
+			case ready <- scored{jobs: jobs, err: err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+
+	n := 0
+	for c := range ready {
+		if c.err != nil {
+			return n, fmt.Errorf("rescore workspace: %w", c.err)
+		}
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		wrote := 0
+		if err := db.Update(func(tx *bbolt.Tx) error {
+			var err error
+			wrote, err = e.revalidate(tx, ws, c.jobs, cm, now)
+			if err != nil {
+				return err
+			}
+			return e.write(tx, ws, c.jobs)
+		}); err != nil {
+			return n, fmt.Errorf("rescore workspace: %w", err)
+		}
+		n += wrote
+	}
+	return n, nil
+}
+
+// rescoreJob is one account of a rescore: the stored state it was scored
+// from and what scoring produced.
+type rescoreJob struct {
+	id string
+	// in is the stored state, copied out of its transaction; in.Agg is nil
+	// when the account no longer exists (nothing is written for it).
+	in  store.Stored
+	at  time.Time
+	pr  priors
+	st  *state
+	out *outcome
+	// meta is the account's encoded meta after scoring.
+	meta []byte
+}
+
+// scoreFromDB reads and scores ids, split across every CPU; each worker
+// reads its share in its own short read transaction.
+func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compiled, now time.Time) ([]rescoreJob, error) {
+	jobs := make([]rescoreJob, len(ids))
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			lo, hi := w*len(ids)/workers, (w+1)*len(ids)/workers
+			errs[w] = db.View(func(tx *bbolt.Tx) error {
+				r, err := store.NewReader(tx, ws)
+				if err != nil {
+					return err
+				}
+				for i := lo; i < hi; i++ {
+					if err := readJob(tx, r, ws, ids[i], now, true, &jobs[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if errs[w] != nil {
+				return
+			}
+			act := aggregate.NewActivation()
+			for i := lo; i < hi && errs[w] == nil; i++ {
+				errs[w] = scoreJob(&jobs[i], cm, act)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return jobs, errors.Join(errs...)
+}
+
+// scoreInTx reads, scores and writes ids in tx; reading and writing stay
+// on tx's goroutine, scoring runs on every CPU.
+func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
+	r, err := store.NewReader(tx, ws)
+	if err != nil {
+		return err
+	}
+	jobs := make([]rescoreJob, len(ids))
+	for i, id := range ids {
+		if err := readJob(tx, r, ws, id, now, false, &jobs[i]); err != nil {
+			return err
+		}
+		if jobs[i].in.Agg == nil {
+			return fmt.Errorf("get account %q: %w", id, store.ErrNotFound)
+		}
+	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			act := aggregate.NewActivation()
+			for i := w * len(ids) / workers; i < (w+1)*len(ids)/workers && errs[w] == nil; i++ {
+				errs[w] = scoreJob(&jobs[i], cm, act)
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return e.write(tx, ws, jobs)
+}
+
+// readJob reads acct's stored state and trend inputs from tx into j,
+// copying the state when it must outlive tx.
+func readJob(tx *bbolt.Tx, r *store.Reader, ws, acct string, now time.Time, clone bool, j *rescoreJob) error {
+	*j = rescoreJob{id: acct, in: r.Get(acct)}
+	if j.in.Agg == nil {
+		return nil
+	}
+	if clone {
+		j.in = j.in.Clone()
+	}
+	meta, err := store.DecodeMeta(j.in.Meta)
+	if err != nil {
+		return fmt.Errorf("rescore %q: %w", acct, err)
+	}
+	// The evaluation time only depends on the account's last evaluation.
+	j.at = asOf(&store.Account{Meta: *meta}, now)
+	if j.pr, err = priorsIn(tx, ws, acct, j.at); err != nil {
+		return fmt.Errorf("rescore %q: %w", acct, err)
+	}
+	return nil
+}
+
+// scoreJob decodes and scores j; it touches nothing shared.
+func scoreJob(j *rescoreJob, cm *model.Compiled, act *aggregate.Activation) error {
+	if j.in.Agg == nil {
+		return nil
+	}
+	acc, err := store.DecodeAccount(j.in.Agg, j.in.Meta)
+	if err != nil {
+		return fmt.Errorf("rescore %q: %w", j.id, err)
+	}
+	j.st = &state{acc: acc}
+	if j.in.Health != nil {
+		j.st.health = &healthv1.AccountHealth{}
+		if err := proto.Unmarshal(j.in.Health, j.st.health); err != nil {
+			return fmt.Errorf("rescore %q: decode health: %w", j.id, err)
+		}
+	}
+	if j.out, err = compute(j.st, cm, j.at, j.pr, act); err != nil {
+		return fmt.Errorf("rescore %q: %w", j.id, err)
+	}
+	j.meta = store.EncodeMeta(&acc.Meta)
+	return nil
+}
+
+// revalidate checks, before anything is written in tx, that every job was
+// scored from the account's current stored state, and scores again from the
+// current state those that a consumer changed meanwhile. It returns how many
+// accounts still exist.
+func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *model.Compiled, now time.Time) (int, error) {
+	r, err := store.NewReader(tx, ws)
+	if err != nil {
+		return 0, err
+	}
+	var act *aggregate.Activation
+	n := 0
+	for i := range jobs {
+		j := &jobs[i]
+		if cur := r.Get(j.id); !cur.Equal(&j.in) {
+			if err := readJob(tx, r, ws, j.id, now, true, j); err != nil {
+				return 0, err
+			}
+			if act == nil {
+				act = aggregate.NewActivation()
+			}
+			if err := scoreJob(j, cm, act); err != nil {
+				return 0, err
+			}
+		}
+		if j.in.Agg != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// write stores scored jobs, bucket by bucket (each bucket's pages stay hot
+// while it is written), and publishes their records in account order.
+func (e *Engine) write(tx *bbolt.Tx, ws string, jobs []rescoreJob) error {
+	w := store.NewBulkWriter(tx, ws)
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			for _, s := range j.out.enc.Signals {
+				if err := w.PutSignal(s.Signal, s.Data); err != nil {
+					return err
+				}
+				e.countSignal(s.Signal)
+			}
+		}
+	}
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			if err := w.PutSnapshot(j.id, j.out.enc.Day, j.out.enc.Snapshot); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			if err := w.PutHealth(j.id, j.out.enc.Health); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			if err := w.PutRow(j.id, j.out.enc.Row); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			if err := w.PutMeta(j.id, j.meta); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			p := stream.Partition(ws, j.id, e.log.Partitions())
+			for _, r := range j.out.records {
+				if _, err := e.log.AppendTx(tx, p, r); err != nil {
+					return fmt.Errorf("append to health log: %w", err)
+				}
+			}
+		}
+	}
+	due := e.nextCheck()
+	for i := range jobs {
+		if j := &jobs[i]; j.out != nil {
+			if err := w.ArmTimer(j.id, due); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
