@@ -71,6 +71,8 @@ type Engine struct {
 	// chunk is how many accounts a rescore commits per transaction
 	// (rescoreChunk; tests lower it to exercise chunk boundaries).
 	chunk int
+	// beforeWrite, when set by tests, runs before a rescore writes chunk i.
+	beforeWrite func(i int)
 
 	evalSeconds prometheus.Histogram
 	signalsOut  *prometheus.CounterVec

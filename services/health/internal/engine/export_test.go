@@ -7,6 +7,9 @@ import (
 // SetRescoreChunk changes how many accounts a rescore commits per transaction.
 func SetRescoreChunk(e *Engine, n int) { e.chunk = n }
 
+// BeforeRescoreWrite makes a rescore call fn before it writes chunk i.
+func BeforeRescoreWrite(e *Engine, fn func(i int)) { e.beforeWrite = fn }
+
 // EvaluateOne rescores one stored account at the clock's time through the
 // incremental path (as an event or a stage change would), without changing
 // its aggregate: the reference a full rescore must match.

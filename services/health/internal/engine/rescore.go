@@ -81,12 +81,19 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 	}()
 
 	n := 0
-	for c := range ready {
+	for i := 0; ; i++ {
+		c, ok := <-ready
+		if !ok {
+			break
+		}
 		if c.err != nil {
 			return n, fmt.Errorf("rescore workspace: %w", c.err)
 		}
 		if err := ctx.Err(); err != nil {
 			return n, err
+		}
+		if e.beforeWrite != nil {
+			e.beforeWrite(i)
 		}
 		wrote := 0
 		if err := db.Update(func(tx *bbolt.Tx) error {

@@ -2,15 +2,21 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/engine"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
@@ -152,5 +158,131 @@ func TestRescoreEqualsEvaluatingEachAccount(t *testing.T) {
 			t.Fatalf("%s: rescored %d accounts, want %d", s.name, total, n+3)
 		}
 		sameStore(t, s.name, want, got)
+	}
+}
+
+// splitLog separates the health log from a dump and sorts its records, so
+// logs can be compared regardless of how writers interleaved.
+func splitLog(d string) (rest string, log []string) {
+	var keep []string
+	for _, l := range strings.Split(d, "\n") {
+		if strings.HasPrefix(l, "testlog/") {
+			log = append(log, l[strings.LastIndex(l, "=")+1:])
+			continue
+		}
+		keep = append(keep, l)
+	}
+	sort.Strings(log)
+	return strings.Join(keep, "\n"), log
+}
+
+// TestRescoreRevalidatesConcurrentChanges changes accounts (an event, a
+// stage transition, a deletion) after their chunk was read and scored but
+// before it is written: the rescore must score those accounts again from
+// their new state and skip the deleted one, ending exactly where applying
+// the changes first and then rescoring does.
+func TestRescoreRevalidatesConcurrentChanges(t *testing.T) {
+	clk := clock.NewManual(t0.AddDate(0, 0, 90))
+	want := openDB(t, filepath.Join(t.TempDir(), "want.db"))
+	defer want.Close()
+	got := openDB(t, filepath.Join(t.TempDir(), "got.db"))
+	defer got.Close()
+	const n = 400
+	seedRescore(t, want, clk, n)
+	seedRescore(t, got, clk, n)
+	clk.Advance(24 * time.Hour)
+
+	changes := func(db *kv.DB, e *engine.Engine) {
+		t.Helper()
+		recs := []*ingestionv1.LogRecord{
+			event("acct-000150", 90, track, "u9", "feature_x"),
+			event("acct-000151", 90, grp, "", "", "seats", 50, "arr", 99000),
+			{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "w", AccountId: "acct-000152"}}},
+		}
+		if err := db.Update(func(tx *bbolt.Tx) error {
+			if err := e.ApplyIngestion(tx, 0, recs); err != nil {
+				return err
+			}
+			return e.ApplyStages(tx, 0, []*stagesv1.LogRecord{{Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{
+				Workspace: "w", AccountId: "acct-000153", ToStage: "expansion", At: timestamppb.New(clk.Now().Add(-time.Hour)),
+			}}}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ref := newEngine(t, clk)
+	changes(want, ref)
+	evaluateEach(t, want, ref)
+
+	e := newEngine(t, clk)
+	// History's 3 accounts sort before the synthetic ones, so with chunks of
+	// 100 the changed accounts are in chunk 1.
+	engine.SetRescoreChunk(e, 100)
+	changed := false
+	engine.BeforeRescoreWrite(e, func(i int) {
+		if i == 1 {
+			changes(got, e)
+			changed = true
+		}
+	})
+	total, err := e.Rescore(context.Background(), got, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !changed {
+		t.Fatal("the changes were not applied")
+	}
+	if total != n+3-1 {
+		t.Fatalf("rescored %d accounts, want %d (one deleted)", total, n+3-1)
+	}
+	a, la := splitLog(dump(t, want))
+	b, lb := splitLog(dump(t, got))
+	if a != b {
+		sa, sb := strings.Split(a, "\n"), strings.Split(b, "\n")
+		for i := range sa {
+			if i < len(sb) && sa[i] != sb[i] {
+				t.Logf("first difference at line %d:\nwant %s\ngot  %s", i, sa[i], sb[i])
+				break
+			}
+		}
+		t.Fatal("store differs from applying the changes before the rescore")
+	}
+	if strings.Join(la, "\n") != strings.Join(lb, "\n") {
+		for i := range la {
+			if la[i] != lb[i] {
+				t.Logf("first difference at %d:\nwant %s\ngot  %s", i, la[i], lb[i])
+				break
+			}
+		}
+		t.Fatalf("health log differs: %d records, want %d", len(lb), len(la))
+	}
+}
+
+// TestRescoreCancel stops a rescore between chunks: the chunks already
+// committed are reported and stay committed, the scoring goroutines end,
+// and running it again completes the work.
+func TestRescoreCancel(t *testing.T) {
+	clk := clock.NewManual(t0.AddDate(0, 0, 90))
+	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
+	defer db.Close()
+	seedRescore(t, db, clk, 500)
+	clk.Advance(24 * time.Hour)
+	e := newEngine(t, clk)
+	engine.SetRescoreChunk(e, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	engine.BeforeRescoreWrite(e, func(i int) {
+		if i == 2 {
+			cancel()
+		}
+	})
+	n, err := e.Rescore(ctx, db, "w")
+	if !errors.Is(err, context.Canceled) || n != 300 {
+		t.Fatalf("got %d, %v; want 300 accounts (the chunk being written when canceled completes) and context.Canceled", n, err)
+	}
+	engine.BeforeRescoreWrite(e, nil)
+	if n, err := e.Rescore(context.Background(), db, "w"); err != nil || n != 503 {
+		t.Fatalf("second run: %d, %v", n, err)
 	}
 }
