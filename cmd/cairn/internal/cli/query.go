@@ -154,9 +154,9 @@ func runFunnel(ctx context.Context, env *Env, args []string) error {
 		return c.printJSON(resp)
 	}
 	fmt.Fprintf(env.Stdout, "Accounts: %d\n\n", resp.GetAccounts())
-	t := newTable(env.Stdout, "STAGE", "NAME", "OWNER", "CURRENT", "ENTERED", "CONVERTED", "DROPPED", "CONV%", "MEDIAN", "P90")
+	t := newTable(env.Stdout, "STAGE", "NAME", "OWNER", "CURRENT", "ENTERED", "CONVERTED", "DROPPED", "FLAGGED", "CONV%", "MEDIAN", "P90")
 	for _, s := range resp.GetStages() {
-		t.row(s.GetStage(), s.GetName(), dash(s.GetOwnerTeam()), s.GetCurrent(), s.GetEntered(), s.GetConverted(), s.GetDropped(),
+		t.row(s.GetStage(), s.GetName(), dash(s.GetOwnerTeam()), s.GetCurrent(), s.GetEntered(), s.GetConverted(), s.GetDropped(), s.GetDropoffSignals(),
 			fmt.Sprintf("%.1f", 100*s.GetConversionRate()), dur(s.GetMedianTimeInStage()), dur(s.GetP90TimeInStage()))
 	}
 	return t.flush()

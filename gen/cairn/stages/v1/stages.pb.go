@@ -2296,13 +2296,17 @@ type FunnelStage struct {
 	Entered int64 `protobuf:"varint,5,opt,name=entered,proto3" json:"entered,omitempty"`
 	// Moved to a later stage.
 	Converted int64 `protobuf:"varint,6,opt,name=converted,proto3" json:"converted,omitempty"`
-	// Raised a drop-off signal or regressed.
+	// Did not make it: moved back to an earlier stage, or is still in the
+	// stage with a drop-off signal open. At most entered - converted.
 	Dropped           int64                `protobuf:"varint,7,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	ConversionRate    float64              `protobuf:"fixed64,8,opt,name=conversion_rate,json=conversionRate,proto3" json:"conversion_rate,omitempty"`
 	MedianTimeInStage *durationpb.Duration `protobuf:"bytes,9,opt,name=median_time_in_stage,json=medianTimeInStage,proto3" json:"median_time_in_stage,omitempty"`
 	P90TimeInStage    *durationpb.Duration `protobuf:"bytes,10,opt,name=p90_time_in_stage,json=p90TimeInStage,proto3" json:"p90_time_in_stage,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Stays that raised a drop-off signal at some point, including those that
+	// recovered or converted afterwards.
+	DropoffSignals int64 `protobuf:"varint,11,opt,name=dropoff_signals,json=dropoffSignals,proto3" json:"dropoff_signals,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FunnelStage) Reset() {
@@ -2403,6 +2407,13 @@ func (x *FunnelStage) GetP90TimeInStage() *durationpb.Duration {
 		return x.P90TimeInStage
 	}
 	return nil
+}
+
+func (x *FunnelStage) GetDropoffSignals() int64 {
+	if x != nil {
+		return x.DropoffSignals
+	}
+	return 0
 }
 
 // GetFunnelResponse lists stages in order.
@@ -3272,7 +3283,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\n" +
 	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x16\n" +
 	"\x06cohort\x18\x03 \x01(\tR\x06cohort\x12\x18\n" +
-	"\asegment\x18\x04 \x01(\tR\asegment\"\xfd\x02\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\"\xa6\x03\n" +
 	"\vFunnelStage\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -3285,7 +3296,8 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x0fconversion_rate\x18\b \x01(\x01R\x0econversionRate\x12J\n" +
 	"\x14median_time_in_stage\x18\t \x01(\v2\x19.google.protobuf.DurationR\x11medianTimeInStage\x12D\n" +
 	"\x11p90_time_in_stage\x18\n" +
-	" \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeInStage\"\x9b\x01\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeInStage\x12'\n" +
+	"\x0fdropoff_signals\x18\v \x01(\x03R\x0edropoffSignals\"\x9b\x01\n" +
 	"\x11GetFunnelResponse\x124\n" +
 	"\x06stages\x18\x01 \x03(\v2\x1c.cairn.stages.v1.FunnelStageR\x06stages\x12\x18\n" +
 	"\acohorts\x18\x02 \x03(\tR\acohorts\x12\x1a\n" +

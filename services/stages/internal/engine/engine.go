@@ -528,14 +528,17 @@ func (b *batch) signal(aj *stagesv1.AccountJourney, sc journey.SignalChange, at 
 		aj.OpenSignals = append(aj.OpenSignals, sig)
 		if aj.GetEnteredAt() != nil {
 			v, err := b.ns.GetVisit(b.tx, ws, aj.GetJourneyId(), acct, sc.Stage, aj.GetEnteredAt().AsTime())
-			if err == nil && !v.Dropoff {
-				v.Dropoff = true
+			if err == nil && (!v.Dropoff || !v.DropoffOpen) {
+				v.Dropoff, v.DropoffOpen = true, true
 				if err := b.ns.PutVisit(b.tx, ws, aj.GetJourneyId(), v); err != nil {
 					return nil, err
 				}
 			}
 		}
 	} else {
+		if err := b.dropoffClosed(aj, sc.Stage); err != nil {
+			return nil, err
+		}
 		if sig == nil {
 			sig = &commonv1.Signal{
 				Workspace: ws, AccountId: acct, SignalId: id, Kind: commonv1.SignalKind_SIGNAL_KIND_DROPOFF, Reason: sc.Reason(),
@@ -549,6 +552,29 @@ func (b *batch) signal(aj *stagesv1.AccountJourney, sc journey.SignalChange, at 
 		return nil, err
 	}
 	return sig, nil
+}
+
+// dropoffClosed clears the current stay's open drop-off mark once no
+// drop-off signal of stage is open any more, so the funnel stops counting
+// an account that recovered as dropping off.
+func (b *batch) dropoffClosed(aj *stagesv1.AccountJourney, stage string) error {
+	if aj.GetEnteredAt() == nil || stage != aj.GetStage() {
+		return nil
+	}
+	for _, s := range aj.GetOpenSignals() {
+		if s.GetKind() == commonv1.SignalKind_SIGNAL_KIND_DROPOFF && s.GetAttributes()["stage"] == stage {
+			return nil
+		}
+	}
+	v, err := b.ns.GetVisit(b.tx, aj.GetWorkspace(), aj.GetJourneyId(), aj.GetAccountId(), stage, aj.GetEnteredAt().AsTime())
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !v.DropoffOpen) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v.DropoffOpen = false
+	return b.ns.PutVisit(b.tx, aj.GetWorkspace(), aj.GetJourneyId(), v)
 }
 
 func (b *batch) emit(rec *stagesv1.LogRecord, ws, acct string) error {

@@ -57,6 +57,9 @@ type expectation struct {
 	Open []string `yaml:"open"`
 	// ExitMet lists the current stage's exit criteria that hold.
 	ExitMet []string `yaml:"exit_met"`
+	// Dropping, when set, is whether the funnel counts the current stay as
+	// dropping off (a drop-off signal of the stay is open).
+	Dropping *bool `yaml:"dropping"`
 }
 
 // flatStep is a scenario step at an absolute offset, after repeats expand.
@@ -320,6 +323,21 @@ func runScenario(t *testing.T, sc *scenario) {
 			sort.Strings(want.Open)
 			if strings.Join(open, ",") != strings.Join(want.Open, ",") {
 				t.Errorf("at %s: %s open signals = %v, want %v", step.label, acct, open, want.Open)
+			}
+			if want.Dropping != nil {
+				err := r.db.View(func(tx *bbolt.Tx) error {
+					v, err := store.Live.GetVisit(tx, ws, jid, acct, a.Journey.GetStage(), a.Journey.GetEnteredAt().AsTime())
+					if err != nil {
+						return err
+					}
+					if v.DropoffOpen != *want.Dropping {
+						t.Errorf("at %s: %s stay in %s dropping = %v, want %v", step.label, acct, v.Stage, v.DropoffOpen, *want.Dropping)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 			if want.ExitMet != nil {
 				var met []string

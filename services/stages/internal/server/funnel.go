@@ -80,8 +80,14 @@ func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stages
 		case store.OutcomeConverted:
 			a.row.Converted++
 		}
-		if v.Dropoff || v.Outcome == store.OutcomeRegressed {
+		// Dropped means did not make it: went back, or is still in the stage
+		// with a drop-off signal open. A stay flagged on the way that then
+		// converted counts only among the drop-off signals.
+		if v.Outcome == store.OutcomeRegressed || (v.Outcome == store.OutcomeOpen && v.DropoffOpen) {
 			a.row.Dropped++
+		}
+		if v.Dropoff {
+			a.row.DropoffSignals++
 		}
 		if !v.Left.IsZero() {
 			a.durations = append(a.durations, v.Left.Sub(v.Entered))

@@ -76,3 +76,55 @@ func TestFunnelFilters(t *testing.T) {
 		})
 	}
 }
+
+// TestFunnelDropped checks what counts as dropped: stays that went back, and
+// stays still in the stage with a drop-off signal open; stays flagged on the
+// way count among the drop-off signals only.
+func TestFunnelDropped(t *testing.T) {
+	def, err := journey.Template("seven-stage-b2b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := def.GetStages()[1].GetId()
+	at := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	visits := []*store.Visit{
+		{Account: "clean-open"},
+		{Account: "flagged-open", Dropoff: true, DropoffOpen: true},
+		{Account: "recovered-open", Dropoff: true},
+		{Account: "flagged-converted", Dropoff: true, Outcome: store.OutcomeConverted, Left: at.Add(48 * time.Hour)},
+		{Account: "converted", Outcome: store.OutcomeConverted, Left: at.Add(24 * time.Hour)},
+		{Account: "regressed", Outcome: store.OutcomeRegressed, Left: at.Add(72 * time.Hour)},
+	}
+	db := storetest.Open(t)
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, v := range visits {
+			v.Stage, v.Entered, v.Cohort = stage, at, "2026-01"
+			if err := store.Live.PutVisit(tx, "w", "b2b", v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bbolt.Tx) error {
+		resp, err := computeFunnel(tx, store.Live, "w", "b2b", def, "", "")
+		if err != nil {
+			return err
+		}
+		row := resp.GetStages()[1]
+		got := fmt.Sprintf("entered=%d current=%d converted=%d dropped=%d dropoff_signals=%d",
+			row.GetEntered(), row.GetCurrent(), row.GetConverted(), row.GetDropped(), row.GetDropoffSignals())
+		if want := "entered=6 current=3 converted=2 dropped=2 dropoff_signals=3"; got != want {
+			t.Errorf("row = %s, want %s", got, want)
+		}
+		if row.GetDropped() > row.GetEntered()-row.GetConverted() {
+			t.Errorf("dropped %d exceeds entered - converted", row.GetDropped())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

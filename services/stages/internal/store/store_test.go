@@ -156,7 +156,7 @@ func TestAccountsAndVisits(t *testing.T) {
 	agg.Seats = 7
 	visits := []*Visit{
 		{Stage: "one", Account: "a", Entered: t0, Left: t0.Add(time.Hour), Outcome: OutcomeConverted, Cohort: "2026-03", Segment: "smb"},
-		{Stage: "two", Account: "a", Entered: t0.Add(time.Hour), Dropoff: true, Cohort: "2026-03"},
+		{Stage: "two", Account: "a", Entered: t0.Add(time.Hour), Dropoff: true, DropoffOpen: true, Outcome: OutcomeRemoved, Cohort: "2026-03"},
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
 		if err := Live.PutAccount(tx, &Account{Journey: &stagesv1.AccountJourney{Workspace: "w", JourneyId: "j", AccountId: "a", Stage: "two"}, Aggs: agg}); err != nil {
@@ -185,10 +185,10 @@ func TestAccountsAndVisits(t *testing.T) {
 		}
 		var got []string
 		err = Live.Visits(tx, "w", "j", func(v *Visit) error {
-			got = append(got, fmt.Sprintf("%s/%s/%v/%d/%v/%s/%s", v.Account, v.Stage, v.Left.IsZero(), v.Outcome, v.Dropoff, v.Cohort, v.Segment))
+			got = append(got, fmt.Sprintf("%s/%s/%v/%d/%v/%v/%s/%s", v.Account, v.Stage, v.Left.IsZero(), v.Outcome, v.Dropoff, v.DropoffOpen, v.Cohort, v.Segment))
 			return nil
 		})
-		want := "[a/one/false/1/false/2026-03/smb a/two/true/0/true/2026-03/]"
+		want := "[a/one/false/1/false/false/2026-03/smb a/two/true/3/true/true/2026-03/]"
 		if fmt.Sprint(got) != want {
 			t.Errorf("visits = %v, want %s", got, want)
 		}

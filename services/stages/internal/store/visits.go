@@ -35,8 +35,12 @@ type Visit struct {
 	Entered, Left time.Time
 	// Outcome says how it ended.
 	Outcome Outcome
-	// Dropoff is set when a drop-off signal opened during the stay.
+	// Dropoff is set when a drop-off signal opened during the stay, and stays
+	// set: it counts stays that were ever flagged.
 	Dropoff bool
+	// DropoffOpen is set while a drop-off signal of the stay is open: an
+	// account that recovered (its signals closed) is no longer dropping off.
+	DropoffOpen bool
 	// Cohort is the month the account entered the journey, "2026-03".
 	Cohort string
 	// Segment is the account's segment when it entered the stage.
@@ -53,6 +57,9 @@ func (v *Visit) marshal() []byte {
 	flags := byte(v.Outcome)
 	if v.Dropoff {
 		flags |= 0x80
+	}
+	if v.DropoffOpen {
+		flags |= 0x40
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(v.Cohort)))
@@ -73,8 +80,9 @@ func unmarshalVisit(b []byte, v *Visit) error {
 		v.Left = time.Time{}
 	}
 	b = b[n:]
-	v.Outcome = Outcome(b[0] & 0x7f)
+	v.Outcome = Outcome(b[0] & 0x3f)
 	v.Dropoff = b[0]&0x80 != 0
+	v.DropoffOpen = b[0]&0x40 != 0
 	b = b[1:]
 	for _, dst := range []*string{&v.Cohort, &v.Segment} {
 		l, n := binary.Uvarint(b)

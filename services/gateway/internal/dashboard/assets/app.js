@@ -239,16 +239,19 @@
           h('dl', {},
             h('dt', {}, 'entered'), h('dd', {}, fmtInt(st.entered)),
             h('dt', {}, 'converted'), h('dd', {}, fmtInt(st.converted)),
-            h('dt', {}, 'dropped'), h('dd', { class: num(st.dropped) ? 'drop' : '' }, fmtInt(st.dropped)),
+            h('dt', { title: 'went back, or still here with a drop-off signal open' }, 'dropped'), h('dd', { class: num(st.dropped) ? 'drop' : '' }, fmtInt(st.dropped)),
             h('dt', {}, 'median'), h('dd', {}, fmtDuration(st.medianTimeInStage)),
             h('dt', {}, 'p90'), h('dd', {}, fmtDuration(st.p90TimeInStage))));
         row.appendChild(card);
       });
       const table = h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Stage'), h('th', { class: 'num' }, 'Now'), h('th', { class: 'num' }, 'Entered'),
-        h('th', { class: 'num' }, 'Converted'), h('th', { class: 'num' }, 'Conversion'), h('th', { class: 'num' }, 'Dropped'),
+        h('th', { class: 'num' }, 'Converted'), h('th', { class: 'num' }, 'Conversion'),
+        h('th', { class: 'num', title: 'went back, or still in the stage with a drop-off signal open' }, 'Dropped'),
+        h('th', { class: 'num', title: 'stays that raised a drop-off signal at some point, recovered or not' }, 'Flagged'),
         h('th', { class: 'num' }, 'Median time'), h('th', { class: 'num' }, 'p90 time'))),
       h('tbody', {}, stages.map((st) => h('tr', {}, h('td', {}, st.name || st.stage), h('td', { class: 'num' }, fmtInt(st.current)), h('td', { class: 'num' }, fmtInt(st.entered)),
         h('td', { class: 'num' }, fmtInt(st.converted)), h('td', { class: 'num' }, fmtPct(st.conversionRate)), h('td', { class: 'num' }, fmtInt(st.dropped)),
+        h('td', { class: 'num' }, fmtInt(st.dropoffSignals)),
         h('td', { class: 'num' }, fmtDuration(st.medianTimeInStage)), h('td', { class: 'num' }, fmtDuration(st.p90TimeInStage))))));
       return [row, h('div', { style: 'margin-top:18px' }, panel('Funnel', funnelChart(stages)), panel('Stage metrics', h('div', { class: 'table-wrap' }, table))), list];
     });
