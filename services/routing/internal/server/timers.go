@@ -298,7 +298,9 @@ func (s *Service) calendarOf(raw []byte) *hours.Calendar {
 	return cal
 }
 
-// writePlans commits one prepared batch.
+// writePlans commits one prepared batch. It works bucket by bucket (all
+// timers, then all assignments, ...) in key order rather than timer by
+// timer, so each step walks the same few pages.
 func (s *Service) writePlans(pb *planBatch) (int, error) {
 	var (
 		n        int
@@ -320,37 +322,123 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 				stale[key] = true
 			}
 		}
+		// Due still: take the timers. Stale plans keep the kind found.
+		const (
+			skip = iota
+			slow
+			fast
+		)
+		how := make([]uint8, len(pb.plans))
 		for i := range pb.plans {
 			p := &pb.plans[i]
-			tm := p.tm
-			tx := b.tx(btx, tm.Workspace)
-			kind, ok, err := tx.TakeTimer(tm)
+			kind, ok, err := b.tx(btx, p.tm.Workspace).TakeTimer(p.tm)
 			if err != nil {
 				return err
 			}
-			if !ok {
+			switch {
+			case !ok:
 				// Disarmed or re-armed since: not due any more.
+				how[i] = skip
 				continue
+			case p.fast && kind == p.tm.Kind && !stale[p.tm.Workspace] && !stale[p.tm.Workspace+"\x00"+p.prevOwner]:
+				how[i] = fast
+			default:
+				p.tm.Kind = kind
+				how[i] = slow
 			}
 			n++
-			fast := p.fast && kind == tm.Kind && !stale[tm.Workspace] && !stale[tm.Workspace+"\x00"+p.prevOwner] &&
-				bytes.Equal(tx.AssignmentRaw(tm.AssignmentID), p.old) && bytes.Equal(tx.ArmedKey(tm.AssignmentID), tm.Key)
-			if !fast {
-				tm.Kind = kind
-				t, err := s.fireTx(tx, tm, pb.now, b)
+		}
+		// The assignment is as prepared, and its clock's armed pointer is
+		// the timer just taken (cleared here).
+		for i := range pb.plans {
+			if how[i] != fast {
+				continue
+			}
+			p := &pb.plans[i]
+			tx := b.tx(btx, p.tm.Workspace)
+			if !bytes.Equal(tx.AssignmentRaw(p.tm.AssignmentID), p.old) {
+				how[i] = slow
+			}
+		}
+		for i := range pb.plans {
+			if how[i] != fast {
+				continue
+			}
+			p := &pb.plans[i]
+			cleared, err := b.tx(btx, p.tm.Workspace).ClearArmed(p.tm.AssignmentID, p.tm.Key)
+			if err != nil {
+				return err
+			}
+			if !cleared {
+				how[i] = slow
+			}
+		}
+		// An assignment has one pending timer, but should a batch hold two
+		// for one assignment, a later one must see the earlier one's
+		// changes: once one is slow, the later ones are too, and they run
+		// in timer order after every fast write.
+		if len(pb.plans) > 1 {
+			slowIDs := map[string]bool{}
+			for i := range pb.plans {
+				id := string(pb.plans[i].tm.Key[8:])
+				switch {
+				case how[i] == skip:
+				case slowIDs[id]:
+					how[i] = slow
+				case how[i] == slow:
+					slowIDs[id] = true
+				}
+			}
+		}
+		for i := range pb.plans {
+			if how[i] != fast {
+				continue
+			}
+			p := &pb.plans[i]
+			if err := b.tx(btx, p.tm.Workspace).PutAssignmentEncoded(p.a.GetAssignmentId(), p.enc); err != nil {
+				return err
+			}
+			if p.step.breached {
+				breached = append(breached, p.a.GetType())
+			}
+		}
+		for i := range pb.plans {
+			if how[i] != fast {
+				continue
+			}
+			p := &pb.plans[i]
+			if err := b.tx(btx, p.tm.Workspace).UpdateIndexes(p.a, p.prevOwner, p.prevState); err != nil {
+				return err
+			}
+		}
+		for i := range pb.plans {
+			if how[i] != fast || !pb.plans[i].step.armed {
+				continue
+			}
+			p := &pb.plans[i]
+			if err := b.tx(btx, p.tm.Workspace).Arm(p.a.GetAssignmentId(), p.step.next.At, string(p.step.next.Kind)); err != nil {
+				return err
+			}
+		}
+		// The log records, and the stale plans, in timer order: the routing
+		// log reads as if the timers had fired one by one.
+		for i := range pb.plans {
+			p := &pb.plans[i]
+			switch how[i] {
+			case fast:
+				for _, rec := range p.records {
+					if _, err := s.log.AppendTx(btx, p.part, rec); err != nil {
+						return fmt.Errorf("append routing log: %w", err)
+					}
+				}
+			case slow:
+				t, err := s.fireTx(b.tx(btx, p.tm.Workspace), p.tm, pb.now, b)
 				if err != nil {
-					return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
+					return fmt.Errorf("fire %s timer of %s/%s: %w", p.tm.Kind, p.tm.Workspace, p.tm.AssignmentID, err)
 				}
 				if t != 0 {
 					breached = append(breached, t)
 				}
-				continue
-			}
-			if err := s.writePlan(tx, p); err != nil {
-				return fmt.Errorf("fire %s timer of %s/%s: %w", tm.Kind, tm.Workspace, tm.AssignmentID, err)
-			}
-			if p.step.breached {
-				breached = append(breached, p.a.GetType())
 			}
 		}
 		return b.flush()
@@ -360,26 +448,6 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 	}
 	s.afterBatch(n, breached)
 	return n, nil
-}
-
-// writePlan writes what fireTx would for a plan whose inputs are current;
-// its timer is already deleted.
-func (s *Service) writePlan(tx *store.Tx, p *firePlan) error {
-	id := p.a.GetAssignmentId()
-	if err := tx.ClearArmed(id); err != nil {
-		return err
-	}
-	for _, rec := range p.records {
-		if _, err := s.log.AppendTx(tx.Bolt(), p.part, rec); err != nil {
-			return fmt.Errorf("append routing log: %w", err)
-		}
-	}
-	if p.step.armed {
-		if err := tx.Arm(id, p.step.next.At, string(p.step.next.Kind)); err != nil {
-			return err
-		}
-	}
-	return tx.UpdateAssignmentEncoded(p.a, p.enc, p.prevOwner, p.prevState)
 }
 
 func cutNUL(s string) (string, string, bool) {

@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
 // TestPreparedFiringMatchesInTransaction checks that timers prepared outside
@@ -162,5 +164,55 @@ func TestFireDuePipelinedBatches(t *testing.T) {
 		if st := h.assignment(id).GetState(); st != routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
 			t.Fatalf("%s: state %s", id, st)
 		}
+	}
+}
+
+// TestOrphanTimerFiresInOrder plants a second pending timer for an
+// assignment whose armed pointer names another one (the store never makes
+// such a timer; the check guards against it): the pipelined firing must
+// still match firing one timer at a time in the transaction.
+func TestOrphanTimerFiresInOrder(t *testing.T) {
+	open := func() (*harness, []string) {
+		h := newHarness(t, "", ny(16, 9, 0))
+		h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour)})
+		var ids []string
+		for i := range 4 {
+			ids = append(ids, h.qualify(fmt.Sprintf("l%d@acme.com", i)).GetAssignmentId())
+		}
+		err := h.db.Update(func(btx *bbolt.Tx) error {
+			// Due before the armed warning_50 (09:30) of ids[1].
+			return btx.Bucket([]byte("timers")).Put(store.TimerKey(ny(16, 9, 10), "ws", ids[1]), []byte("warning_80"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.clk.Set(ny(16, 9, 50))
+		return h, ids
+	}
+	h, ids := open()
+	ref, _ := open()
+	if n := h.fire(); n != 5 {
+		t.Fatalf("fired %d, want 5", n)
+	}
+	for {
+		n, err := ref.svc.fireBatch(ref.svc.clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	got, want := records(t, h.db), records(t, ref.db)
+	if len(got) != len(want) {
+		t.Fatalf("%d log records, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("record %d:\n got %v\nwant %v", i, got[i], want[i])
+		}
+	}
+	if a, b := h.assignment(ids[1]), ref.assignment(ids[1]); !proto.Equal(a, b) {
+		t.Fatalf("assignment:\n got %v\nwant %v", a, b)
 	}
 }

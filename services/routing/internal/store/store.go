@@ -57,6 +57,52 @@ type Tx struct {
 	// DeferLoad; FlushLoad writes them. Firing thousands of timers for a
 	// few owners then writes each counter once per batch, not per timer.
 	loads map[string][2]int64
+	// cursors caches one cursor per bucket for lookups and deletes: a
+	// repositioned cursor reuses its stack, where Bucket.Get and Delete
+	// allocate a new cursor each call.
+	cursors map[string]*bbolt.Cursor
+}
+
+// seek positions name's cached cursor at key and returns the value stored
+// under exactly key with the cursor; found is false when there is none (an
+// index entry's empty value may be nil), c is nil when the bucket does not
+// exist.
+func (t *Tx) seek(name string, key []byte) (v []byte, found bool, c *bbolt.Cursor, err error) {
+	c, ok := t.cursors[name]
+	if !ok {
+		var b *bbolt.Bucket
+		if name == timersBucket {
+			b = t.tx.Bucket([]byte(timersBucket))
+		} else if b, err = t.bucket(name); err != nil {
+			return nil, false, nil, err
+		}
+		if b == nil {
+			return nil, false, nil, nil
+		}
+		c = b.Cursor()
+		if t.cursors == nil {
+			t.cursors = map[string]*bbolt.Cursor{}
+		}
+		t.cursors[name] = c
+	}
+	k, v := c.Seek(key)
+	if k == nil || !bytes.Equal(k, key) {
+		return nil, false, c, nil
+	}
+	return v, true, c, nil
+}
+
+// cut deletes key from name and reports whether it was there, with the
+// value it had (valid until the next change).
+func (t *Tx) cut(name string, key []byte) ([]byte, bool, error) {
+	v, found, c, err := t.seek(name, key)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	if err := c.Delete(); err != nil {
+		return nil, false, fmt.Errorf("delete %s: %w", name, err)
+	}
+	return v, true, nil
 }
 
 // DeferLoad keeps load counter changes in memory until FlushLoad; reads
@@ -108,11 +154,8 @@ func (t *Tx) bucket(name string) (*bbolt.Bucket, error) {
 }
 
 func (t *Tx) get(name string, key []byte) []byte {
-	b, err := t.bucket(name)
-	if err != nil || b == nil {
-		return nil
-	}
-	return b.Get(key)
+	v, _, _, _ := t.seek(name, key)
+	return v
 }
 
 func (t *Tx) put(name string, key, val []byte) error {
@@ -127,17 +170,8 @@ func (t *Tx) put(name string, key, val []byte) error {
 }
 
 func (t *Tx) del(name string, key []byte) error {
-	b, err := t.bucket(name)
-	if err != nil {
-		return err
-	}
-	if b == nil {
-		return nil
-	}
-	if err := b.Delete(key); err != nil {
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
-	return nil
+	_, _, err := t.cut(name, key)
+	return err
 }
 
 func (t *Tx) getProto(name, key string, m proto.Message) error {
@@ -397,14 +431,17 @@ func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevSta
 	return enc, nil
 }
 
-// UpdateAssignmentEncoded is UpdateAssignment with a's encoding made by the
-// caller (enc must be proto.Marshal(a)), so that it can be made outside the
-// write transaction.
-func (t *Tx) UpdateAssignmentEncoded(a *routingv1.Assignment, enc []byte, prevOwner string, prevState routingv1.AssignmentState) error {
-	if err := t.updateIndexes(a, prevOwner, prevState); err != nil {
-		return err
-	}
-	return t.put("assignments", []byte(a.GetAssignmentId()), enc)
+// PutAssignmentEncoded stores enc as an assignment's encoding, leaving
+// indexes and load counters to UpdateIndexes.
+func (t *Tx) PutAssignmentEncoded(id string, enc []byte) error {
+	return t.put("assignments", []byte(id), enc)
+}
+
+// UpdateIndexes moves a's index entries and load counters from prevOwner
+// and prevState to its current owner and state; with PutAssignmentEncoded it
+// is UpdateAssignment with the encoding made by the caller.
+func (t *Tx) UpdateIndexes(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) error {
+	return t.updateIndexes(a, prevOwner, prevState)
 }
 
 // updateIndexes moves a's index entries and load counters from prevOwner
@@ -882,37 +919,38 @@ func (t *Tx) DeleteAggregates(accountID string) error {
 }
 
 // AssignmentRaw returns an assignment's stored encoding, or nil. The bytes
-// belong to the transaction: copy them to keep them after it ends.
-func (t *Tx) AssignmentRaw(id string) []byte { return t.get("assignments", []byte(id)) }
+// belong to the transaction: copy them to keep them after it ends, and do
+// not use them after a change to the assignments.
+func (t *Tx) AssignmentRaw(id string) []byte {
+	v, _, _, _ := t.seek("assignments", []byte(id))
+	return v
+}
 
 // OwnerRaw returns an owner's stored encoding, or nil; like AssignmentRaw.
 func (t *Tx) OwnerRaw(id string) []byte { return t.get("owners", []byte(id)) }
 
-// ArmedKey returns the timers key of the assignment's pending timer, or nil;
-// like AssignmentRaw.
-func (t *Tx) ArmedKey(assignmentID string) []byte { return t.get("armed", []byte(assignmentID)) }
-
 // TakeTimer deletes the timer at tm.Key and returns its current kind; ok is
 // false (and nothing changes) when no timer is pending under that key.
 func (t *Tx) TakeTimer(tm Timer) (kind string, ok bool, err error) {
-	tb := t.tx.Bucket([]byte(timersBucket))
-	if tb == nil {
-		return "", false, nil
+	v, ok, err := t.cut(timersBucket, tm.Key)
+	if err != nil || !ok {
+		return "", false, err
 	}
-	v := tb.Get(tm.Key)
-	if v == nil {
-		return "", false, nil
-	}
-	kind = string(v)
-	if err := tb.Delete(tm.Key); err != nil {
-		return "", false, fmt.Errorf("delete timer: %w", err)
-	}
-	return kind, true, nil
+	return string(v), true, nil
 }
 
-// ClearArmed deletes the assignment's armed pointer; the caller has deleted
-// the timer it pointed to.
-func (t *Tx) ClearArmed(assignmentID string) error { return t.del("armed", []byte(assignmentID)) }
+// ClearArmed deletes the assignment's armed pointer if it points at key
+// (the caller has deleted that timer) and reports whether it did.
+func (t *Tx) ClearArmed(assignmentID string, key []byte) (bool, error) {
+	v, found, c, err := t.seek("armed", []byte(assignmentID))
+	if err != nil || !found || !bytes.Equal(v, key) {
+		return false, err
+	}
+	if err := c.Delete(); err != nil {
+		return false, fmt.Errorf("delete armed: %w", err)
+	}
+	return true, nil
+}
 
 // DueTimersAfter returns up to limit timers due at or before now whose keys
 // sort after after (all of them when after is nil), earliest first.
