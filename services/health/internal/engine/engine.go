@@ -488,9 +488,7 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggreg
 			return nil, err
 		}
 		out.enc.Signals = append(out.enc.Signals, store.EncodedSignal{Signal: s, Data: data})
-		if err := out.record(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}); err != nil {
-			return nil, err
-		}
+		out.records = append(out.records, store.SignalRecord(data))
 	}
 	reasons := make([]string, 0, len(sst.Open))
 	for r := range sst.Open {
@@ -513,15 +511,13 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggreg
 		}
 	}
 
-	snap := &store.Snapshot{Day: out.enc.Day, Score: res.Score, Band: res.Band, When: res.When,
-		Points: make(map[string]float64, len(res.Components)), Raw: make(map[uint64]float64, len(res.Components))}
+	var small [16]store.Measured
+	measured := small[:0]
 	for i, c := range res.Components {
-		snap.Points[c.GetName()] = c.GetPoints()
-		if c.GetError() == "" {
-			snap.Raw[res.Keys[i]] = c.GetRawValue()
-		}
+		measured = append(measured, store.Measured{Name: c.GetName(), Points: c.GetPoints(), Key: res.Keys[i],
+			Raw: c.GetRawValue(), HasRaw: c.GetError() == ""})
 	}
-	out.enc.Snapshot = store.EncodeSnapshot(snap)
+	out.enc.Snapshot = store.EncodeSnapshotOf(out.enc.Day, res.Score, res.Band, res.When, measured)
 	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
 		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
 	var err error

@@ -29,6 +29,8 @@ type component struct {
 	def     *healthv1.Component
 	measure Measure
 	key     uint64
+	// texts are the constant parts of the explanations (see explainer).
+	texts explainer
 }
 
 type profile struct {
@@ -129,7 +131,7 @@ func (v *validator) components(prefix string, comps []*healthv1.Component) []com
 			v.add(path+".name", "duplicate component name")
 		}
 		seen[c.GetName()] = true
-		cc := component{def: c, key: MeasureKey(c.GetMeasure())}
+		cc := component{def: c, key: MeasureKey(c.GetMeasure()), texts: newExplainer(c)}
 		switch {
 		case c.GetMeasure() == "":
 			v.add(path+".measure", "required")

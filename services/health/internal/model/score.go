@@ -55,7 +55,7 @@ func (c *Compiled) Score(in any) Result {
 		} else {
 			cs.RawValue = raw
 			cs.Points = Points(cc.def, raw)
-			cs.Explanation = explain(cc.def, raw, cs.Points)
+			cs.Explanation = cc.texts.explain(cc.def, raw, cs.Points)
 		}
 		cs.Contribution = round2(cs.Points * cs.Weight / 100)
 		total += cs.Points * cs.Weight / 100
@@ -91,36 +91,49 @@ func (c *Compiled) Components() []string {
 	return out
 }
 
-// explain says how raw earned its points. It is built with appends rather
-// than fmt because it runs for every component of every evaluation (a full
-// rescore formats a million of them); the text is the same.
-func explain(c *healthv1.Component, raw, points float64) string {
+// explainer holds the parts of a component's explanations that do not
+// depend on the raw value, formatted once when the model is compiled: a
+// full rescore explains about a million components.
+type explainer struct {
+	// linear is " on a linear range <from>..<to> gives " for a linear rule.
+	linear string
+	// thresholds[i] is " >= <min> gives <points> points" for threshold i.
+	thresholds []string
+}
+
+func newExplainer(c *healthv1.Component) explainer {
+	var x explainer
+	if l := c.GetLinear(); l != nil {
+		x.linear = " on a linear range " + num(l.GetFrom()) + ".." + num(l.GetTo()) + " gives "
+		return x
+	}
+	for _, t := range c.GetThresholds() {
+		x.thresholds = append(x.thresholds, " >= "+num(t.GetMin())+" gives "+num(t.GetPoints())+" points")
+	}
+	return x
+}
+
+// explain says how raw earned points (Points(c, raw)) under component c;
+// for thresholds those are the points of the threshold picked here too.
+func (x *explainer) explain(c *healthv1.Component, raw, points float64) string {
 	b := make([]byte, 0, 64)
 	b = appendNum(b, raw)
-	if l := c.GetLinear(); l != nil {
-		b = append(b, " on a linear range "...)
-		b = appendNum(b, l.GetFrom())
-		b = append(b, ".."...)
-		b = appendNum(b, l.GetTo())
-		b = append(b, " gives "...)
+	if c.GetLinear() != nil {
+		b = append(b, x.linear...)
 		b = appendNum(b, points)
 		return string(append(b, " points"...))
 	}
-	minV := math.Inf(-1)
-	found := false
-	for _, t := range c.GetThresholds() {
+	// The threshold that Points picked: the highest min not above raw.
+	minV, best := math.Inf(-1), -1
+	for i, t := range c.GetThresholds() {
 		if raw >= t.GetMin() && t.GetMin() >= minV {
-			minV, found = t.GetMin(), true
+			minV, best = t.GetMin(), i
 		}
 	}
-	if !found {
+	if best < 0 {
 		return string(append(b, " is below every threshold: 0 points"...))
 	}
-	b = append(b, " >= "...)
-	b = appendNum(b, minV)
-	b = append(b, " gives "...)
-	b = appendNum(b, points)
-	return string(append(b, " points"...))
+	return string(append(b, x.thresholds[best]...))
 }
 
 // Changes explains how each component's contribution moved since the
@@ -184,7 +197,15 @@ func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 func num(f float64) string { return strconv.FormatFloat(round2x(f), 'f', -1, 64) }
 
-func appendNum(b []byte, f float64) []byte { return strconv.AppendFloat(b, round2x(f), 'f', -1, 64) }
+// appendNum appends num(f). Whole numbers, the usual raw values (counts,
+// points), take the much cheaper integer formatting; the text is the same.
+func appendNum(b []byte, f float64) []byte {
+	r := round2x(f)
+	if i := int64(r); float64(i) == r && r > -1e15 && r < 1e15 && (i != 0 || !math.Signbit(r)) {
+		return strconv.AppendInt(b, i, 10)
+	}
+	return strconv.AppendFloat(b, r, 'f', -1, 64)
+}
 
 // round2x rounds to 4 decimals for display, enough for ratios.
 func round2x(f float64) float64 { return math.Round(f*1e4) / 1e4 }

@@ -5,7 +5,6 @@
 package signals
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,7 +12,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
@@ -108,17 +107,17 @@ func Evaluate(f Facts, st *State) []Condition {
 
 	prev := a.Count(now.Add(-30*24*time.Hour), "", 30*24*time.Hour)
 	if tr := a.Trend(now, "", 30*24*time.Hour); prev >= usageBaseline && tr < -0.30 {
-		add(risk, UsageDrop, fmt.Sprintf("product usage down %.0f%% over the last 30 days", -tr*100), nil)
+		add(risk, UsageDrop, "product usage down "+f0(-tr*100)+"% over the last 30 days", nil)
 	}
 	active := a.ActiveUsers(now, 30*24*time.Hour)
 	if age >= grace && active <= 1 {
-		add(risk, SingleActiveUser, fmt.Sprintf("%d active user(s) in the last 30 days after 30 days as a customer", active), nil)
+		add(risk, SingleActiveUser, strconv.Itoa(active)+" active user(s) in the last 30 days after 30 days as a customer", nil)
 	}
 	if feats := a.FeaturesUsed(now, 30*24*time.Hour); age >= grace && feats < 3 {
-		add(risk, LowFeatureAdoption, fmt.Sprintf("%d feature(s) used in the last 30 days; fewer than 3", feats), nil)
+		add(risk, LowFeatureAdoption, strconv.Itoa(feats)+" feature(s) used in the last 30 days; fewer than 3", nil)
 	}
 	if d := a.OpenTicketMaxAgeDays(now, "p1"); a.OpenTickets("p1") > 0 && d > 7 {
-		add(risk, P1TicketAging, fmt.Sprintf("a P1 ticket has been open for %.0f days", d), nil)
+		add(risk, P1TicketAging, "a P1 ticket has been open for "+f0(d)+" days", nil)
 	}
 	if a.HasChampion() {
 		d := a.DaysSinceChampion(now)
@@ -127,7 +126,7 @@ func Evaluate(f Facts, st *State) []Condition {
 		}
 	}
 	if a.NPS >= 0 && a.NPS <= 6 {
-		add(risk, NPSDetractor, fmt.Sprintf("latest NPS answer is %.0f (detractor)", a.NPS), nil)
+		add(risk, NPSDetractor, "latest NPS answer is "+f0(a.NPS)+" (detractor)", nil)
 	}
 	switch {
 	case worse(f.Band, f.PrevBand) && st.DropFrom == healthv1.Band_BAND_UNSPECIFIED:
@@ -136,16 +135,16 @@ func Evaluate(f Facts, st *State) []Condition {
 		st.DropFrom = healthv1.Band_BAND_UNSPECIFIED
 	}
 	if st.DropFrom != healthv1.Band_BAND_UNSPECIFIED {
-		add(risk, BandDrop, fmt.Sprintf("score dropped from %s to %s", bandName(st.DropFrom), bandName(f.Band)),
+		add(risk, BandDrop, "score dropped from "+bandName(st.DropFrom)+" to "+bandName(f.Band),
 			map[string]string{"from_band": bandName(st.DropFrom), "band": bandName(f.Band)})
 	}
 
 	if r := a.SeatsActiveRatio(); a.Seats > 0 && r > seatShare {
-		add(exp, SeatUtilization, fmt.Sprintf("%d users on %d seats (%.0f%%)", len(a.Users), a.Seats, r*100), nil)
+		add(exp, SeatUtilization, strconv.Itoa(len(a.Users))+" users on "+strconv.Itoa(a.Seats)+" seats ("+f0(r*100)+"%)", nil)
 	}
 	if a.UsageLimit > 0 {
 		if used := a.Count(now, "", 30*24*time.Hour); float64(used) >= limitShare*a.UsageLimit {
-			add(exp, UsageNearLimit, fmt.Sprintf("%d of %.0f monthly events used", used, a.UsageLimit),
+			add(exp, UsageNearLimit, strconv.Itoa(used)+" of "+f0(a.UsageLimit)+" monthly events used",
 				map[string]string{"used": strconv.Itoa(used), "limit": strconv.FormatFloat(a.UsageLimit, 'f', -1, 64)})
 		}
 	}
@@ -223,12 +222,16 @@ func Renewal(daysLeft float64, band healthv1.Band) (Condition, bool) {
 	return Condition{
 		Kind:    commonv1.SignalKind_SIGNAL_KIND_RENEWAL,
 		Reason:  RenewalReason(w),
-		Message: fmt.Sprintf("contract ends in %.0f days; play: %s", daysLeft, play),
+		Message: "contract ends in "+f0(daysLeft)+" days; play: "+play,
 		Attributes: map[string]string{
 			"play": play, "band": bandName(band), "window_days": strconv.Itoa(w),
 		},
 	}, true
 }
+
+// f0 formats like fmt's %.0f (messages are built for every account of a
+// rescore, so without fmt).
+func f0(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
 
 func bandName(b healthv1.Band) string {
 	return strings.ToLower(strings.TrimPrefix(b.String(), "BAND_"))
@@ -254,7 +257,7 @@ func Diff(workspace, account string, st *State, conds []Condition, now time.Time
 			if !sameAttrs(s.GetAttributes(), c.Attributes) {
 				s.Attributes = copyAttrs(c.Attributes)
 				s.Message = c.Message
-				out = append(out, proto.Clone(s).(*commonv1.Signal))
+				out = append(out, cloneSignal(s))
 			}
 			continue
 		}
@@ -264,7 +267,7 @@ func Diff(workspace, account string, st *State, conds []Condition, now time.Time
 			OpenedAt: timestamppb.New(now), Attributes: copyAttrs(c.Attributes),
 		}
 		st.Open[c.Reason] = s
-		out = append(out, proto.Clone(s).(*commonv1.Signal))
+		out = append(out, cloneSignal(s))
 	}
 	reasons := make([]string, 0, len(st.Open))
 	for r := range st.Open {
@@ -281,6 +284,29 @@ func Diff(workspace, account string, st *State, conds []Condition, now time.Time
 		out = append(out, s)
 	}
 	return out
+}
+
+// cloneSignal is proto.Clone for a Signal without reflection (Diff runs for
+// every account of a rescore); TestCloneSignalCopiesEveryField keeps it
+// complete.
+func cloneSignal(s *commonv1.Signal) *commonv1.Signal {
+	c := &commonv1.Signal{
+		Workspace: s.GetWorkspace(), AccountId: s.GetAccountId(), SignalId: s.GetSignalId(), Kind: s.GetKind(),
+		Reason: s.GetReason(), Message: s.GetMessage(), State: s.GetState(),
+		OpenedAt: cloneTime(s.GetOpenedAt()), ClosedAt: cloneTime(s.GetClosedAt()), Attributes: copyAttrs(s.GetAttributes()),
+	}
+	// Fields unknown to this build (written by a newer one) survive, as with proto.Clone.
+	if u := s.ProtoReflect().GetUnknown(); len(u) > 0 {
+		c.ProtoReflect().SetUnknown(append(protoreflect.RawFields(nil), u...))
+	}
+	return c
+}
+
+func cloneTime(t *timestamppb.Timestamp) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return &timestamppb.Timestamp{Seconds: t.GetSeconds(), Nanos: t.GetNanos()}
 }
 
 func sameAttrs(a, b map[string]string) bool {

@@ -1,11 +1,16 @@
 package store_test
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
@@ -64,6 +69,51 @@ func TestMetaCodec(t *testing.T) {
 			if _, err := store.DecodeMeta(b[:i]); err == nil {
 				t.Fatalf("truncated to %d bytes decoded without error", i)
 			}
+		}
+	}
+}
+
+// TestEncodeSnapshotOf checks that encoding components directly gives the
+// bytes of EncodeSnapshot over the maps built from them in order.
+func TestEncodeSnapshotOf(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 2000; i++ {
+		comps := make([]store.Measured, r.IntN(12))
+		s := &store.Snapshot{Day: "2026-03-04", Score: r.Float64() * 100, Band: healthv1.Band(r.IntN(4)), When: []string{"", "young"}[r.IntN(2)],
+			Points: map[string]float64{}, Raw: map[uint64]float64{}}
+		for j := range comps {
+			c := store.Measured{Name: string(rune('a' + r.IntN(8))), Points: float64(r.IntN(101)), Key: uint64(r.IntN(8)) << uint(r.IntN(60)),
+				Raw: r.NormFloat64(), HasRaw: r.IntN(5) > 0}
+			comps[j] = c
+			s.Points[c.Name] = c.Points
+			if c.HasRaw {
+				s.Raw[c.Key] = c.Raw
+			}
+		}
+		want := store.EncodeSnapshot(s)
+		if got := store.EncodeSnapshotOf(s.Day, s.Score, s.Band, s.When, comps); !bytes.Equal(got, want) {
+			t.Fatalf("components %+v:\ngot  %x\nwant %x", comps, got, want)
+		}
+	}
+}
+
+func TestSignalRecord(t *testing.T) {
+	for _, s := range []*commonv1.Signal{
+		{},
+		{Workspace: "w", AccountId: "a", SignalId: "a/risk/x", Kind: commonv1.SignalKind_SIGNAL_KIND_RISK, Reason: "x",
+			Message: strings.Repeat("long ", 40), State: commonv1.SignalState_SIGNAL_STATE_OPEN,
+			OpenedAt: timestamppb.New(time.Unix(1e9, 5)), Attributes: map[string]string{"b": "2", "a": "1", "": ""}},
+	} {
+		data, err := store.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := store.Marshal(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := store.SignalRecord(data); !bytes.Equal(got, want) {
+			t.Fatalf("got %x, want %x", got, want)
 		}
 	}
 }
