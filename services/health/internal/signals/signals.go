@@ -222,7 +222,7 @@ func Renewal(daysLeft float64, band healthv1.Band) (Condition, bool) {
 	return Condition{
 		Kind:    commonv1.SignalKind_SIGNAL_KIND_RENEWAL,
 		Reason:  RenewalReason(w),
-		Message: "contract ends in "+f0(daysLeft)+" days; play: "+play,
+		Message: "contract ends in " + f0(daysLeft) + " days; play: " + play,
 		Attributes: map[string]string{
 			"play": play, "band": bandName(band), "window_days": strconv.Itoa(w),
 		},
