@@ -39,6 +39,22 @@ func (txLog) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
 	return seq, b.Put(pstore.U64(seq), data)
 }
 
+// AppendBatchTx implements BatchAppender record by record, so tests cover
+// the batched path of the timer loop with the same records.
+func (l txLog) AppendBatchTx(tx *bbolt.Tx, p uint32, data [][]byte) (uint64, error) {
+	var first uint64
+	for _, d := range data {
+		off, err := l.AppendTx(tx, p, d)
+		if err != nil {
+			return 0, err
+		}
+		if first == 0 {
+			first = off
+		}
+	}
+	return first, nil
+}
+
 // records reads every routing log record, partition by partition.
 func records(t *testing.T, db *pstore.DB) []*routingv1.LogRecord {
 	t.Helper()

@@ -421,17 +421,27 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 			}
 		}
 		// The log records, and the stale plans, in timer order: the routing
-		// log reads as if the timers had fired one by one.
+		// log reads as if the timers had fired one by one. Records wait per
+		// partition until a stale plan appends its own, or the end.
+		pending := make([][][]byte, s.parts)
+		flush := func() error {
+			for part, recs := range pending {
+				if err := s.appendBatch(btx, uint32(part), recs); err != nil {
+					return err
+				}
+				pending[part] = recs[:0]
+			}
+			return nil
+		}
 		for i := range pb.plans {
 			p := &pb.plans[i]
 			switch how[i] {
 			case fast:
-				for _, rec := range p.records {
-					if _, err := s.log.AppendTx(btx, p.part, rec); err != nil {
-						return fmt.Errorf("append routing log: %w", err)
-					}
-				}
+				pending[p.part] = append(pending[p.part], p.records...)
 			case slow:
+				if err := flush(); err != nil {
+					return err
+				}
 				t, err := s.fireTx(b.tx(btx, p.tm.Workspace), p.tm, pb.now, b)
 				if err != nil {
 					return fmt.Errorf("fire %s timer of %s/%s: %w", p.tm.Kind, p.tm.Workspace, p.tm.AssignmentID, err)
@@ -441,6 +451,9 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 				}
 			}
 		}
+		if err := flush(); err != nil {
+			return err
+		}
 		return b.flush()
 	})
 	if err != nil {
@@ -448,6 +461,33 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 	}
 	s.afterBatch(n, breached)
 	return n, nil
+}
+
+// BatchAppender is an Appender that appends many records to a partition at
+// once; *stream.Log implements it.
+type BatchAppender interface {
+	AppendBatchTx(tx *bbolt.Tx, partition uint32, data [][]byte) (uint64, error)
+}
+
+var _ BatchAppender = (*stream.Log)(nil)
+
+// appendBatch appends records to a partition of the routing log in order.
+func (s *Service) appendBatch(btx *bbolt.Tx, part uint32, recs [][]byte) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if ba, ok := s.log.(BatchAppender); ok {
+		if _, err := ba.AppendBatchTx(btx, part, recs); err != nil {
+			return fmt.Errorf("append routing log: %w", err)
+		}
+		return nil
+	}
+	for _, rec := range recs {
+		if _, err := s.log.AppendTx(btx, part, rec); err != nil {
+			return fmt.Errorf("append routing log: %w", err)
+		}
+	}
+	return nil
 }
 
 func cutNUL(s string) (string, string, bool) {
