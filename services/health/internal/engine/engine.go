@@ -483,9 +483,9 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggreg
 	conds := signals.Evaluate(signals.Facts{Agg: acc.Agg, Now: at, Band: res.Band, PrevBand: prevBand}, sst)
 	acc.DropFrom = sst.DropFrom
 	for _, s := range signals.Diff(ws, acct, sst, conds, at) {
-		data, err := store.Marshal(s)
+		data, err := store.MarshalSignal(s)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("marshal signal: %w", err)
 		}
 		out.enc.Signals = append(out.enc.Signals, store.EncodedSignal{Signal: s, Data: data})
 		out.records = append(out.records, store.SignalRecord(data))
@@ -506,9 +506,11 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggreg
 	if moved {
 		sc := &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(), Score: res.Score,
 			PreviousBand: prevBand, Band: res.Band, At: timestamppb.New(at)}
-		if err := out.record(&healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: sc}}); err != nil {
-			return nil, err
+		data, err := store.MarshalScoreChangeRecord(sc)
+		if err != nil {
+			return nil, fmt.Errorf("marshal health log record: %w", err)
 		}
+		out.records = append(out.records, data)
 	}
 
 	var small [16]store.Measured
@@ -521,22 +523,13 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggreg
 	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
 		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
 	var err error
-	if out.enc.Row, err = store.Marshal(row); err != nil {
-		return nil, err
+	if out.enc.Row, err = store.MarshalRow(row); err != nil {
+		return nil, fmt.Errorf("marshal account row: %w", err)
 	}
-	if out.enc.Health, err = store.Marshal(h); err != nil {
-		return nil, err
+	if out.enc.Health, err = store.MarshalHealth(h); err != nil {
+		return nil, fmt.Errorf("marshal account health: %w", err)
 	}
 	return out, nil
-}
-
-func (o *outcome) record(r *healthv1.LogRecord) error {
-	data, err := store.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("marshal health log record: %w", err)
-	}
-	o.records = append(o.records, data)
-	return nil
 }
 
 // commit writes an outcome, publishes its records and re-arms the daily timer.
