@@ -39,7 +39,7 @@ func (s *Service) RerouteUnassigned(tx *store.Tx, limit int) (int, error) {
 		return 0, err
 	}
 	now := s.clk.Now()
-	dir := &directory{s: s, tx: tx, owners: map[string]*rules.Owner{}}
+	dir := &directory{s: s, tx: tx}
 	routed := 0
 	for _, a := range waiting {
 		ok, err := s.reroute(tx, cfg, eng, dir, a, now)

@@ -90,10 +90,10 @@ type Service struct {
 	mu      sync.Mutex
 	engines map[string]engineEntry
 	zones   map[string]*time.Location
-	// owners caches owners with their calendars by workspace NUL id. It is
+	// owners caches owners with their calendars by workspace and id. It is
 	// filled and invalidated only inside write transactions, which bbolt
 	// serializes, so it never holds a version older than the last commit.
-	owners map[string]*rules.Owner
+	owners map[string]map[string]*rules.Owner
 }
 
 type engineEntry struct {
@@ -124,7 +124,7 @@ func New(opts Options) (*Service, error) {
 		wake:    make(chan struct{}, 1),
 		engines: map[string]engineEntry{},
 		zones:   map[string]*time.Location{},
-		owners:  map[string]*rules.Owner{},
+		owners:  map[string]map[string]*rules.Owner{},
 		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_sla_breaches_total", Help: "SLA breaches by handoff type.",
 		}, []string{"type"}),
@@ -239,12 +239,21 @@ type directory struct {
 	owners map[string]*rules.Owner
 }
 
-// Owner implements rules.Directory.
+// Owner implements rules.Directory. Write transactions go through the
+// service's owner cache; read transactions, which cannot fill it, memoize
+// in d.owners (a weighted pool asks for every member on each decision).
 func (d *directory) Owner(id string) (*rules.Owner, bool) {
+	if d.tx.Bolt().Writable() {
+		ro := d.s.owner(d.tx, id)
+		return ro, ro != nil
+	}
 	if o, ok := d.owners[id]; ok {
 		return o, o != nil
 	}
 	ro := d.s.owner(d.tx, id)
+	if d.owners == nil {
+		d.owners = map[string]*rules.Owner{}
+	}
 	d.owners[id] = ro
 	return ro, ro != nil
 }
@@ -252,11 +261,10 @@ func (d *directory) Owner(id string) (*rules.Owner, bool) {
 // owner loads an owner with its calendar, through the cache in write
 // transactions; nil when missing or its calendar is invalid.
 func (s *Service) owner(tx *store.Tx, id string) *rules.Owner {
-	key := tx.Workspace() + "\x00" + id
 	writable := tx.Bolt().Writable()
 	if writable {
 		s.mu.Lock()
-		ro, ok := s.owners[key]
+		ro, ok := s.owners[tx.Workspace()][id]
 		s.mu.Unlock()
 		if ok {
 			return ro
@@ -274,7 +282,12 @@ func (s *Service) owner(tx *store.Tx, id string) *rules.Owner {
 	ro := &rules.Owner{Owner: o, Calendar: cal}
 	if writable {
 		s.mu.Lock()
-		s.owners[key] = ro
+		ws := s.owners[tx.Workspace()]
+		if ws == nil {
+			ws = map[string]*rules.Owner{}
+			s.owners[tx.Workspace()] = ws
+		}
+		ws[id] = ro
 		s.mu.Unlock()
 	}
 	return ro
@@ -294,7 +307,7 @@ func (s *Service) DeleteOwner(tx *store.Tx, id string) error {
 
 func (s *Service) forgetOwner(tx *store.Tx, id string) {
 	s.mu.Lock()
-	delete(s.owners, tx.Workspace()+"\x00"+id)
+	delete(s.owners[tx.Workspace()], id)
 	s.mu.Unlock()
 }
 
@@ -400,7 +413,7 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 	if territory == "" {
 		territory, _ = acct.Traits["territory"].(string)
 	}
-	dir := &directory{s: s, tx: tx, owners: map[string]*rules.Owner{}}
+	dir := &directory{s: s, tx: tx}
 	if r.OwnerID != "" {
 		if _, ok := dir.Owner(r.OwnerID); !ok {
 			return nil, fmt.Errorf("route to owner %q: %w", r.OwnerID, ErrNotFound)
@@ -884,7 +897,7 @@ func (s *Service) nextInPool(tx *store.Tx, a *routingv1.Assignment, now time.Tim
 			start = i + 1
 		}
 	}
-	dir := &directory{s: s, tx: tx, owners: map[string]*rules.Owner{}}
+	dir := &directory{s: s, tx: tx}
 	for k := range len(ids) {
 		id := ids[(start+k)%len(ids)]
 		if id == a.GetOwnerId() || slices.Contains(a.GetPreviousOwnerIds(), id) {
