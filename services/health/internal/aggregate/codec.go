@@ -86,7 +86,9 @@ func (a *Aggregate) UnmarshalBinary(b []byte) error {
 	if len(b) == 0 || b[0] != codecVersion {
 		return errCorrupt
 	}
-	d := dec{b: b[1:]}
+	// Strings are cut from one copy of the input: one allocation instead of
+	// one per key (an aggregate is decoded for every evaluation).
+	d := dec{b: b[1:], s: string(b[1:])}
 	*a = Aggregate{}
 	a.Workspace = d.str()
 	a.Account = d.str()
@@ -101,9 +103,11 @@ func (a *Aggregate) UnmarshalBinary(b []byte) error {
 	a.UsageLimit = d.float()
 	if n := d.count(); n > 0 {
 		a.Users = make(map[string]*User, n)
+		users := make([]User, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			k := d.str()
-			a.Users[k] = &User{FirstSeen: d.time(), LastSeen: d.time(), Champion: d.bool()}
+			users[i] = User{FirstSeen: d.time(), LastSeen: d.time(), Champion: d.bool()}
+			a.Users[k] = &users[i]
 		}
 	}
 	a.Features = d.timeMap()
@@ -210,7 +214,9 @@ func (e *enc) timeMap(m map[string]time.Time) {
 }
 
 type dec struct {
-	b   []byte
+	b []byte
+	// s is the whole input as a string; str returns substrings of it.
+	s   string
 	err error
 }
 
@@ -262,9 +268,9 @@ func (d *dec) str() string {
 	if d.err != nil {
 		return ""
 	}
-	s := string(d.b[:n])
+	at := len(d.s) - len(d.b)
 	d.b = d.b[n:]
-	return s
+	return d.s[at : at+n]
 }
 
 func (d *dec) bool() bool {

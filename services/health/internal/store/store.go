@@ -486,7 +486,8 @@ func SnapshotScoreAt(tx *bbolt.Tx, ws, acct, day string) (float64, error) {
 	if b == nil {
 		return 0, ErrNotFound
 	}
-	k0 := key(acct, day)
+	var kb [64]byte
+	k0 := append(append(append(kb[:0], acct...), 0), day...)
 	prefixLen := len(acct) + 1
 	c := b.Cursor()
 	k, v := c.Seek(k0)

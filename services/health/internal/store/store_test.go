@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,66 @@ func TestModelsAndAccounts(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReader reads accounts in ascending, descending and mixed order,
+// including missing ones, and checks every answer against plain lookups.
+func TestReader(t *testing.T) {
+	db := storetest.Open(t)
+	exists := map[string]bool{}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for i := 0; i < 300; i += 1 + i%3 {
+			id := fmt.Sprintf("a%04d", i)
+			exists[id] = true
+			a := &store.Account{Agg: aggregate.New("w", id), Meta: store.Meta{Stage: id}}
+			if err := store.PutAccount(tx, a, true); err != nil {
+				return err
+			}
+			if i%2 == 0 {
+				if err := store.PutHealth(tx, &healthv1.AccountHealth{Workspace: "w", AccountId: id, Score: float64(i)}, &healthv1.AccountRow{AccountId: id}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var asc []string
+	for i := 0; i < 310; i++ {
+		asc = append(asc, fmt.Sprintf("a%04d", i))
+	}
+	desc := make([]string, len(asc))
+	for i, id := range asc {
+		desc[len(asc)-1-i] = id
+	}
+	mixed := append(append([]string{}, asc[200:]...), asc[:200]...)
+	for name, ids := range map[string][]string{"ascending": asc, "descending": desc, "mixed": mixed} {
+		t.Run(name, func(t *testing.T) {
+			if err := db.View(func(tx *bbolt.Tx) error {
+				r, err := store.NewReader(tx, "w")
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					got := r.Get(id).Clone()
+					agg, meta, err := store.GetAccountRaw(tx, "w", id)
+					if !exists[id] {
+						if got.Agg != nil || err == nil {
+							t.Fatalf("%s: got %+v / %v for a missing account", id, got, err)
+						}
+						continue
+					}
+					health, _ := store.GetHealthRaw(tx, "w", id)
+					if want := (store.Stored{Agg: agg, Meta: meta, Health: health}); err != nil || !got.Equal(&want) {
+						t.Fatalf("%s: got %+v, want %+v (%v)", id, got, want, err)
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

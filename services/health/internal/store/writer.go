@@ -173,13 +173,15 @@ func (s *Stored) Equal(o *Stored) bool {
 		(s.Health == nil) == (o.Health == nil) && bytes.Equal(s.Health, o.Health)
 }
 
-// Clone copies s out of its transaction.
+// Clone copies s out of its transaction (into one allocation).
 func (s Stored) Clone() Stored {
+	buf := make([]byte, 0, len(s.Agg)+len(s.Meta)+len(s.Health))
 	c := func(b []byte) []byte {
 		if b == nil {
 			return nil
 		}
-		return append(make([]byte, 0, len(b)), b...)
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
 	}
 	return Stored{Agg: c(s.Agg), Meta: c(s.Meta), Health: c(s.Health)}
 }
