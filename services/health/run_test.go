@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +132,29 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if h.GetProfile() != "onboarding" || h.GetScore() <= 0 || len(h.GetComponents()) != 4 {
 		t.Fatalf("health: profile %q score %v components %d", h.GetProfile(), h.GetScore(), len(h.GetComponents()))
+	}
+}
+
+// TestRunRejectsBadReplica checks that an inconsistent replica setting
+// stops the service before it consumes anything, naming the flag.
+func TestRunRejectsBadReplica(t *testing.T) {
+	tests := []struct {
+		name              string
+		replica, replicas int
+		err               string
+	}{
+		{name: "index not below count", replica: 2, replicas: 2, err: "-replica: 2 is not between 0 and -replicas - 1 (1)"},
+		{name: "more replicas than partitions", replica: 0, replicas: 3, err: "-replicas: 3 is not between 1 and -partitions (2)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config{
+				Server:        server.Config{Name: "health", GRPCAddr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 2, Replica: tc.replica, Replicas: tc.replicas},
+				IngestionAddr: "127.0.0.1:1",
+			}
+			if err := run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("run = %v, want an error containing %q", err, tc.err)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,29 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if _, err := c.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Yaml: "id: x\nstages: [{id: one}]\n"}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("read key applying a journey: err = %v, want PermissionDenied", err)
+	}
+}
+
+// TestRunRejectsBadReplica checks that an inconsistent replica setting
+// stops the service before it consumes anything, naming the flag.
+func TestRunRejectsBadReplica(t *testing.T) {
+	tests := []struct {
+		name              string
+		replica, replicas int
+		err               string
+	}{
+		{name: "index not below count", replica: 2, replicas: 2, err: "-replica: 2 is not between 0 and -replicas - 1 (1)"},
+		{name: "more replicas than partitions", replica: 0, replicas: 3, err: "-replicas: 3 is not between 1 and -partitions (2)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config{
+				Server:        server.Config{Name: "stages", GRPCAddr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 2, Replica: tc.replica, Replicas: tc.replicas},
+				IngestionAddr: "127.0.0.1:1",
+			}
+			if err := run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("run = %v, want an error containing %q", err, tc.err)
+			}
+		})
 	}
 }

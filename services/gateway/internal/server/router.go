@@ -30,7 +30,8 @@ const (
 	routeUnsupported route = iota
 	// routeOwner: the request names an account; its owner answers.
 	routeOwner
-	// routeAny: workspace-wide definitions, identical on every replica.
+	// routeAny: workspace-wide definitions, identical on every replica:
+	// replica 0, or the next while one is unavailable.
 	routeAny
 	// routeBroadcast: workspace-wide writes (and health checks) go to every
 	// replica in order; replica 0's reply is returned, merged where needed.
@@ -117,7 +118,7 @@ func (r *Router) Invoke(ctx context.Context, method string, args, reply any, opt
 	case routeOwner:
 		return r.conns[r.owner(ctx, req)].Invoke(ctx, method, args, reply, opts...)
 	case routeAny:
-		return r.conns[0].Invoke(ctx, method, args, reply, opts...)
+		return r.any(ctx, method, args, reply, opts)
 	case routeBroadcast:
 		return r.broadcast(ctx, method, req, out, opts)
 	case routeConcat:
@@ -175,6 +176,18 @@ func (r *Router) keyWorkspace(ctx context.Context) string {
 		}
 	}
 	return ""
+}
+
+// any asks replica 0 and, while a replica is unavailable, the next one:
+// every replica holds the definitions.
+func (r *Router) any(ctx context.Context, method string, args, reply any, opts []grpc.CallOption) error {
+	var err error
+	for _, cc := range r.conns {
+		if err = cc.Invoke(ctx, method, args, reply, opts...); status.Code(err) != codes.Unavailable {
+			return err
+		}
+	}
+	return err
 }
 
 // broadcast sends the call to every replica in order and stops at the first

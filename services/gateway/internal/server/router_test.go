@@ -181,6 +181,15 @@ func TestRouterBroadcastAndAny(t *testing.T) {
 		t.Errorf("replica 1 calls %v", got)
 	}
 
+	fakes[0].fail = status.Error(codes.Unavailable, "restarting")
+	if _, err := stagesv1.NewStagesServiceClient(r).GetJourney(t.Context(), &stagesv1.GetJourneyRequest{JourneyId: "j"}); err != nil {
+		t.Errorf("GetJourney with replica 0 unavailable: %v, want replica 1's answer", err)
+	}
+	if got := fakes[1].called(); !slices.Equal(got, []string{"ApplyJourney", "Rescore", "GetJourney"}) {
+		t.Errorf("replica 1 calls after the fallback %v", got)
+	}
+	fakes[0].fail = nil
+
 	fakes[1].status = healthpb.HealthCheckResponse_NOT_SERVING
 	hc, err := healthpb.NewHealthClient(r).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
