@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -279,14 +281,28 @@ func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *mode
 // while it is written), and publishes their records in account order.
 func (e *Engine) write(tx *bbolt.Tx, ws string, jobs []rescoreJob) error {
 	w := store.NewBulkWriter(tx, ws)
+	var changed []*commonv1.Signal
 	for i := range jobs {
 		if j := &jobs[i]; j.out != nil {
 			for _, s := range j.out.enc.Signals {
-				if err := w.PutSignal(s.Signal, s.Data); err != nil {
+				if err := w.PutSignalRecord(s.Signal, s.Data); err != nil {
 					return err
 				}
 				e.countSignal(s.Signal)
+				changed = append(changed, s.Signal)
 			}
+		}
+	}
+	// The open-signal index is keyed by reason first: write it in its order.
+	sort.Slice(changed, func(a, b int) bool {
+		if ra, rb := changed[a].GetReason(), changed[b].GetReason(); ra != rb {
+			return ra < rb
+		}
+		return changed[a].GetAccountId() < changed[b].GetAccountId()
+	})
+	for _, s := range changed {
+		if err := w.IndexSignal(s); err != nil {
+			return err
 		}
 	}
 	for i := range jobs {

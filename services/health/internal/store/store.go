@@ -84,18 +84,18 @@ func bucket(tx *bbolt.Tx, name, ws string) (*bbolt.Bucket, error) {
 }
 
 func key(parts ...string) []byte {
-	return []byte(joinNul(parts))
-}
-
-func joinNul(parts []string) string {
-	var b bytes.Buffer
+	n := len(parts) - 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, max(n, 0))
 	for i, p := range parts {
 		if i > 0 {
-			b.WriteByte(0)
+			b = append(b, 0)
 		}
-		b.WriteString(p)
+		b = append(b, p...)
 	}
-	return b.String()
+	return b
 }
 
 // putProto marshals deterministically (sorted map keys), so identical state

@@ -69,6 +69,15 @@ func (w *Writer) PutEncoded(e *Encoded) error {
 
 // PutSignal stores an encoded signal and keeps the open-signal index.
 func (w *Writer) PutSignal(s *commonv1.Signal, data []byte) error {
+	if err := w.PutSignalRecord(s, data); err != nil {
+		return err
+	}
+	return w.IndexSignal(s)
+}
+
+// PutSignalRecord stores an encoded signal, leaving the open-signal index
+// to IndexSignal.
+func (w *Writer) PutSignalRecord(s *commonv1.Signal, data []byte) error {
 	b, err := w.bucket(&w.signals, "signals")
 	if err != nil {
 		return err
@@ -76,15 +85,27 @@ func (w *Writer) PutSignal(s *commonv1.Signal, data []byte) error {
 	if err := b.Put(key(s.GetAccountId(), s.GetReason()), data); err != nil {
 		return fmt.Errorf("put signal %q: %w", s.GetSignalId(), err)
 	}
+	return nil
+}
+
+// IndexSignal adds an open signal to the open-signal index, or removes a
+// closed one. The index is keyed by reason, then account: calls in that
+// order are cheapest.
+func (w *Writer) IndexSignal(s *commonv1.Signal) error {
 	idx, err := w.bucket(&w.sigidx, "sigidx")
 	if err != nil {
 		return err
 	}
 	k := key(s.GetReason(), s.GetAccountId())
 	if s.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
-		return idx.Put(k, nil)
+		err = idx.Put(k, nil)
+	} else {
+		err = idx.Delete(k)
 	}
-	return idx.Delete(k)
+	if err != nil {
+		return fmt.Errorf("index signal %q: %w", s.GetSignalId(), err)
+	}
+	return nil
 }
 
 // PutSnapshot stores an encoded snapshot (EncodeSnapshot) of acct for day.
