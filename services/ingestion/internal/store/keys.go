@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/wire"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Keys are built from length-prefixed strings (uvarint length, then bytes) and
@@ -29,6 +33,77 @@ func key(parts ...string) []byte {
 	}
 	return b
 }
+
+// keySize is len(key(parts...)).
+func keySize(parts ...string) int {
+	n := 0
+	for _, p := range parts {
+		n += uvarintLen(len(p)) + len(p)
+	}
+	return n
+}
+
+// appendKey appends key(parts...) to b.
+func appendKey(b []byte, parts ...string) []byte {
+	for _, p := range parts {
+		b = appendStr(b, p)
+	}
+	return b
+}
+
+func uvarintLen(n int) int { return protowire.SizeVarint(uint64(n)) }
+
+// arena hands out byte slices carved from shared chunks, so that the keys
+// and values of one batch cost a few allocations instead of several per
+// event. Slices are never reused: bbolt holds on to put values until the
+// commit. A nil arena allocates every slice on its own.
+type arena struct{ buf []byte }
+
+const arenaChunk = 16 << 10
+
+// take returns an empty slice with capacity n: appending up to n bytes to
+// it stays in place and touches nothing handed out before or after.
+func (a *arena) take(n int) []byte {
+	if a == nil {
+		return make([]byte, 0, n)
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, max(n, arenaChunk))
+	}
+	l := len(a.buf)
+	a.buf = a.buf[:l+n]
+	return a.buf[l : l : l+n]
+}
+
+// key is key(parts...) carved from the arena.
+func (a *arena) key(parts ...string) []byte {
+	return appendKey(a.take(keySize(parts...)), parts...)
+}
+
+// minRecordRoom is the free space below which record starts a new chunk
+// rather than overflowing the current one.
+const minRecordRoom = 1 << 10
+
+// record encodes ev's log record into the arena. An event larger than the
+// room left gets an array of its own from append.
+func (a *arena) record(ev *ingestionv1.Event) ([]byte, error) {
+	if cap(a.buf)-len(a.buf) < minRecordRoom {
+		a.buf = make([]byte, 0, arenaChunk)
+	}
+	l := len(a.buf)
+	b, err := wire.AppendLogRecord(a.buf[l:l], ev)
+	if err != nil {
+		return nil, fmt.Errorf("marshal event %q: %w", ev.GetMessageId(), err)
+	}
+	if len(b) <= cap(a.buf)-l {
+		// Encoded in place (append never outgrew the chunk).
+		a.buf = a.buf[:l+len(b)]
+	}
+	return b[:len(b):len(b)], nil
+}
+
+// positionLen is the length of an encoded log position.
+const positionLen = 12
 
 func appendU32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
 func appendU64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
@@ -61,8 +136,14 @@ type entry struct {
 	Time      time.Time
 }
 
-func (e *entry) marshal() []byte {
-	b := make([]byte, 0, 12+len(e.MessageID)+len(e.Account)+len(e.Subject)+len(e.Name)+len(e.Source)+10)
+func (e *entry) marshal() []byte { return e.appendTo(make([]byte, 0, e.size())) }
+
+// size is len(e.marshal()).
+func (e *entry) size() int {
+	return keySize(e.MessageID, e.Account, e.Subject, e.Name, e.Source) + 12
+}
+
+func (e *entry) appendTo(b []byte) []byte {
 	b = appendStr(b, e.MessageID)
 	b = appendStr(b, e.Account)
 	b = appendStr(b, e.Subject)

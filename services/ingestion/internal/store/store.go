@@ -22,6 +22,7 @@ import (
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/wire"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -191,12 +192,15 @@ type prepared struct {
 	// subject is Subject(ev); group is validate.ContextGroup(ev).
 	subject, group string
 	// account is the guessed account (group, else the user map as read
-	// before the transaction); data and index are the marshalled log record
-	// and index row for that guess.
-	account     string
-	data, index []byte
-	// dedupKey is key(ws, message id).
-	dedupKey []byte
+	// before the transaction); part, data and staged are the partition,
+	// the encoded log record and the staged index rows for that guess.
+	account string
+	part    uint32
+	data    []byte
+	staged  stagedRow
+	// dedupKey is key(ws, message id); userKey is key(ws, subject) when
+	// the account comes from the user map (group is empty).
+	dedupKey, userKey []byte
 }
 
 // Ingest deduplicates, attributes and logs validated events of workspace ws
@@ -205,17 +209,26 @@ type prepared struct {
 // sets their workspace and account_id.
 func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Event) ([]Outcome, error) {
 	now := s.opts.Clock.Now()
-	// Marshal outside the write transaction. The account of an event
+	// Encode outside the write transaction. The account of an event
 	// without context.groupId is guessed from the user map in a concurrent
-	// read transaction; the write transaction re-marshals only the events
+	// read transaction; the write transaction re-encodes only the events
 	// whose guess turned out stale (a group call in between).
+	//
+	// Keys, index rows and records are carved from two arenas: bbolt keeps
+	// put values until the commit, so nothing is reused, but a batch costs a
+	// few allocations instead of several per event.
+	var keys, records arena
 	pre := make([]prepared, len(events))
 	needUsers := false
 	for i, ev := range events {
 		ev.Workspace = ws
 		g := validate.ContextGroup(ev)
-		pre[i] = prepared{ev: ev, subject: Subject(ev), group: g, account: g, dedupKey: key(ws, ev.GetMessageId())}
-		needUsers = needUsers || g == ""
+		pr := &pre[i]
+		*pr = prepared{ev: ev, subject: Subject(ev), group: g, account: g, dedupKey: keys.key(ws, ev.GetMessageId())}
+		if g == "" {
+			pr.userKey = keys.key(ws, pr.subject)
+			needUsers = true
+		}
 	}
 	if needUsers {
 		if err := s.db.View(func(tx *bbolt.Tx) error {
@@ -225,7 +238,7 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 			}
 			for i := range pre {
 				if pre[i].group == "" {
-					pre[i].account = string(users.Get(key(ws, pre[i].subject)))
+					pre[i].account = string(users.Get(pre[i].userKey))
 				}
 			}
 			return nil
@@ -236,18 +249,19 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 	for i := range pre {
 		pr := &pre[i]
 		pr.ev.AccountId = pr.account
-		b, err := marshalEvent(pr.ev)
+		b, err := records.record(pr.ev)
 		if err != nil {
 			return nil, err
 		}
 		pr.data = b
-		e := newEntry(pr.ev, pr.subject)
-		pr.index = e.marshal()
+		pr.part = s.partitionFor(ws, pr.account, pr.subject)
+		pr.staged = newStagedRow(&keys, ws, pr.ev, pr.subject)
 	}
 	// One shared, read-only value: bbolt keeps references to put values
 	// until the commit but never writes to them.
 	seen := pkgstore.U64(uint64(now.UnixNano()))
 	out := make([]Outcome, len(events))
+	positions := make([]commonv1.LogPosition, len(events))
 	fn := func(tx *bbolt.Tx) error {
 		// fn may run again if another member of the group commit fails:
 		// start from scratch every time.
@@ -267,25 +281,29 @@ func (s *Store) Ingest(ctx context.Context, ws string, events []*ingestionv1.Eve
 				return fmt.Errorf("put dedup id: %w", err)
 			}
 			subject := pr.subject
-			data, index := pr.data, pr.index
-			account := pr.group
-			if account == "" {
-				account = string(b.users.Get(key(ws, subject)))
+			account, part, data, staged := pr.account, pr.part, pr.data, &pr.staged
+			if pr.group == "" {
+				// Comparing without converting keeps the usual case
+				// (the guess holds) free of allocations.
+				if a := b.users.Get(pr.userKey); string(a) != pr.account {
+					account = string(a)
+					ev.AccountId = account
+					if data, err = marshalEvent(ev); err != nil {
+						return err
+					}
+					part, staged = s.partitionFor(ws, account, subject), nil
+				}
 			}
 			ev.AccountId = account
-			if account != pr.account {
-				if data, err = marshalEvent(ev); err != nil {
-					return err
-				}
-				index = nil
-			}
-			pos, err := s.append(tx, b, ws, subject, ev, data, index)
+			off, err := s.append(tx, b, ws, subject, ev, part, data, staged)
 			if err != nil {
 				return err
 			}
+			pos := &positions[i]
+			pos.Partition, pos.Offset = part, off
 			out[i].Position = pos
 			if account == "" {
-				k := subjectKey(ws, subject, pos.Partition, pos.Offset)
+				k := subjectKey(ws, subject, part, off)
 				if err := b.pending.Put(k, data); err != nil {
 					return fmt.Errorf("put pending event: %w", err)
 				}
@@ -318,7 +336,7 @@ func (s *Store) write(ctx context.Context, fn func(*bbolt.Tx) error) error {
 }
 
 func marshalEvent(ev *ingestionv1.Event) ([]byte, error) {
-	b, err := proto.Marshal(&ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: ev}})
+	b, err := wire.AppendLogRecord(nil, ev)
 	if err != nil {
 		return nil, fmt.Errorf("marshal event %q: %w", ev.GetMessageId(), err)
 	}
@@ -333,46 +351,88 @@ func newEntry(ev *ingestionv1.Event, subject string) entry {
 	}
 }
 
-// append logs one event record and indexes it. index is the event's
-// marshalled index row when the caller prepared it, else nil.
-func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingestionv1.Event, data, index []byte) (*commonv1.LogPosition, error) {
-	p := s.partitionFor(ws, ev.GetAccountId(), subject)
+// append logs one event record in partition p and stages its index rows.
+// staged is the event's staged row as prepared before the transaction, nil
+// to build it here.
+func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingestionv1.Event, p uint32, data []byte, staged *stagedRow) (uint64, error) {
 	off, err := s.log.AppendTx(tx, p, data)
 	if err != nil {
-		return nil, fmt.Errorf("append event to partition %d: %w", p, err)
+		return 0, fmt.Errorf("append event to partition %d: %w", p, err)
 	}
+	if staged == nil {
+		r := newStagedRow(nil, ws, ev, subject)
+		staged = &r
+	}
+	if staged.key == nil {
+		return off, nil
+	}
+	staged.setPosition(p, off)
+	if err := b.staged.Put(staged.key, staged.val); err != nil {
+		return 0, fmt.Errorf("stage index rows: %w", err)
+	}
+	return off, nil
+}
+
+// stagedRow is an event's row in the staged bucket: the key is its log
+// position and the value its index rows (parseStaged reads them), whose keys
+// end in the same position. Everything but the position is known before
+// the write transaction, so Ingest builds the row outside it and the
+// transaction only writes the position in.
+type stagedRow struct {
+	key, val []byte
+	// acct and subj are where the timeline and subject keys' positions
+	// start in val; -1 when that row does not apply.
+	acct, subj int
+}
+
+// newStagedRow builds ev's staged row in a (nil: plain allocations), with
+// the position left for setPosition. Its key is nil when the event has no
+// index rows (neither an account nor a subject).
+func newStagedRow(a *arena, ws string, ev *ingestionv1.Event, subject string) stagedRow {
 	e := newEntry(ev, subject)
-	if index == nil {
-		index = e.marshal()
+	if e.Account == "" && subject == "" {
+		return stagedRow{acct: -1, subj: -1}
 	}
-	var ak, sk []byte
+	var akLen, skLen int
 	if e.Account != "" {
-		ak = accountKey(ws, e.Account, e.Time, p, off)
+		akLen = keySize(ws, e.Account) + 8 + positionLen
 	}
 	if subject != "" {
-		sk = subjectKey(ws, subject, p, off)
+		skLen = keySize(ws, subject) + positionLen
 	}
-	if ak != nil || sk != nil {
-		if err := b.staged.Put(position(make([]byte, 0, 12), p, off), stagedRows(ak, sk, index)); err != nil {
-			return nil, fmt.Errorf("stage index rows: %w", err)
-		}
+	r := stagedRow{acct: -1, subj: -1}
+	r.key = a.take(positionLen)[:positionLen]
+	v := a.take(uvarintLen(akLen) + akLen + uvarintLen(skLen) + skLen + e.size())
+	v = binary.AppendUvarint(v, uint64(akLen))
+	if akLen > 0 {
+		v = appendU64(appendKey(v, ws, e.Account), sortableSeconds(e.Time.Unix()))
+		r.acct = len(v)
+		v = append(v, make([]byte, positionLen)...)
 	}
-	return &commonv1.LogPosition{Partition: p, Offset: off}, nil
+	v = binary.AppendUvarint(v, uint64(skLen))
+	if skLen > 0 {
+		v = appendKey(v, ws, subject)
+		r.subj = len(v)
+		v = append(v, make([]byte, positionLen)...)
+	}
+	r.val = e.appendTo(v)
+	return r
 }
 
-// stagedRows encodes an event's index rows for the staged bucket: the
-// timeline key and the subject key (each length-prefixed, empty when the
-// row does not apply), then the entry both rows store.
-func stagedRows(accountKey, subjectKey, index []byte) []byte {
-	v := make([]byte, 0, len(accountKey)+len(subjectKey)+len(index)+4)
-	v = binary.AppendUvarint(v, uint64(len(accountKey)))
-	v = append(v, accountKey...)
-	v = binary.AppendUvarint(v, uint64(len(subjectKey)))
-	v = append(v, subjectKey...)
-	return append(v, index...)
+// setPosition writes the log position into the row's key and index keys.
+func (r *stagedRow) setPosition(p uint32, off uint64) {
+	position(r.key[:0], p, off)
+	if r.acct >= 0 {
+		copy(r.val[r.acct:], r.key)
+	}
+	if r.subj >= 0 {
+		copy(r.val[r.subj:], r.key)
+	}
 }
 
-// parseStaged decodes stagedRows; the slices alias v.
+// parseStaged decodes a staged row's value (see newStagedRow): the timeline
+// key and the subject key, each length-prefixed and empty when the row does
+// not apply, then the entry both rows store. The slices alias v.
 func parseStaged(v []byte) (accountKey, subjectKey, index []byte, err error) {
 	var parts [2][]byte
 	for i := range parts {
@@ -593,7 +653,7 @@ func (s *Store) reattribute(tx *bbolt.Tx, b *buckets, ws, pendingSubject, subjec
 		if err != nil {
 			return err
 		}
-		if _, err := s.append(tx, b, ws, subject, ev, data, nil); err != nil {
+		if _, err := s.append(tx, b, ws, subject, ev, s.partitionFor(ws, account, subject), data, nil); err != nil {
 			return err
 		}
 		if err := b.pending.Delete(k); err != nil {

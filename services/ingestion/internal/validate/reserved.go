@@ -115,6 +115,10 @@ func reservedEvents() map[string][]Property {
 	}
 }
 
+// reservedByName is reservedEvents built once: reserved consults it for
+// every reserved event, and Reserved hands out its own copies.
+var reservedByName = reservedEvents()
+
 // Reserved returns the reserved event names in order and the property
 // contract of each, for documentation and tests.
 func Reserved() ([]string, map[string][]Property) {
@@ -134,22 +138,22 @@ func reserved(ev *ingestionv1.Event) *FieldError {
 	if Source(ev) == SourceProduct {
 		return nil
 	}
-	props, ok := reservedEvents()[ev.GetEvent()]
+	props, ok := reservedByName[ev.GetEvent()]
 	if !ok {
 		ns, _, _ := strings.Cut(ev.GetEvent(), ".")
 		return fieldErr("event", "unknown event in the reserved %q namespace (see docs/events.md)", ns)
 	}
 	fields := ev.GetProperties().GetFields()
 	for _, p := range props {
-		path := "properties." + p.Name
 		v, ok := fields[p.Name]
 		if !ok || isNull(v) {
 			if p.Required {
-				return fieldErr(path, "required for %s", ev.GetEvent())
+				return fieldErr("properties."+p.Name, "required for %s", ev.GetEvent())
 			}
 			continue
 		}
-		if err := p.check(path, v); err != nil {
+		if err := p.check(v); err != nil {
+			err.Field = "properties." + p.Name
 			return err
 		}
 	}
@@ -168,44 +172,45 @@ func isNull(v *structpb.Value) bool {
 	return null
 }
 
-func (p Property) check(path string, v *structpb.Value) *FieldError {
+// check reports a value that breaks p's contract; the caller names the field.
+func (p Property) check(v *structpb.Value) *FieldError {
 	switch p.Kind {
 	case KindString:
 		s, ok := v.GetKind().(*structpb.Value_StringValue)
 		if !ok || s.StringValue == "" {
-			return fieldErr(path, "must be a non-empty string")
+			return fieldErr("", "must be a non-empty string")
 		}
 	case KindTime:
 		s, ok := v.GetKind().(*structpb.Value_StringValue)
 		if !ok {
-			return fieldErr(path, "must be an RFC 3339 date-time string")
+			return fieldErr("", "must be an RFC 3339 date-time string")
 		}
 		if _, err := time.Parse(time.RFC3339Nano, s.StringValue); err != nil {
-			return fieldErr(path, "not RFC 3339")
+			return fieldErr("", "not RFC 3339")
 		}
 	case KindEnum:
 		s, ok := v.GetKind().(*structpb.Value_StringValue)
 		if !ok || !contains(p.Enum, s.StringValue) {
-			return fieldErr(path, "must be one of %s", strings.Join(p.Enum, ", "))
+			return fieldErr("", "must be one of %s", strings.Join(p.Enum, ", "))
 		}
 	case KindNumber, KindInteger:
 		n, ok := v.GetKind().(*structpb.Value_NumberValue)
 		if !ok {
-			return fieldErr(path, "must be a number")
+			return fieldErr("", "must be a number")
 		}
 		x := n.NumberValue
 		if p.Kind == KindInteger && x != math.Trunc(x) {
-			return fieldErr(path, "must be an integer")
+			return fieldErr("", "must be an integer")
 		}
 		if p.HasMin && (x < p.Min || (p.ExclusiveMin && x == p.Min)) {
 			op := ">="
 			if p.ExclusiveMin {
 				op = ">"
 			}
-			return fieldErr(path, "must be %s %s", op, fmtNum(p.Min))
+			return fieldErr("", "must be %s %s", op, fmtNum(p.Min))
 		}
 		if p.HasMax && x > p.Max {
-			return fieldErr(path, "must be <= %s", fmtNum(p.Max))
+			return fieldErr("", "must be <= %s", fmtNum(p.Max))
 		}
 	}
 	return nil

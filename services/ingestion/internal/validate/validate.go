@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"google.golang.org/protobuf/proto"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/wire"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -113,8 +113,15 @@ func Batch(events, size int, l Limits) *FieldError {
 // client (account_id, reattributed) are cleared. On error ev may be partly
 // modified and must be rejected.
 func Event(ev *ingestionv1.Event, l Limits, receivedAt time.Time) *FieldError {
-	if n := proto.Size(ev); n > l.MaxEventBytes {
-		return fieldErr("", "event of %d bytes, more than the %d allowed", n, l.MaxEventBytes)
+	return EventOfSize(ev, wire.EventSize(ev), l, receivedAt)
+}
+
+// EventOfSize is Event for a caller that already knows size, the protobuf
+// size of ev as received (wire.RequestSize gives it for every event of a
+// request), so that the event is not walked again to size it.
+func EventOfSize(ev *ingestionv1.Event, size int, l Limits, receivedAt time.Time) *FieldError {
+	if size > l.MaxEventBytes {
+		return fieldErr("", "event of %d bytes, more than the %d allowed", size, l.MaxEventBytes)
 	}
 	if err := required(ev); err != nil {
 		return err
@@ -132,7 +139,8 @@ func Event(ev *ingestionv1.Event, l Limits, receivedAt time.Time) *FieldError {
 		{"integrations", ev.GetIntegrations()},
 	} {
 		if s.v != nil {
-			if err := structure(s.field, s.v, 1, l); err != nil {
+			if err := structure(s.v, 1, l); err != nil {
+				err.Field = s.field + err.Field
 				return err
 			}
 		}
@@ -198,7 +206,7 @@ func lengths(ev *ingestionv1.Event, l Limits) *FieldError {
 		{"event", ev.GetEvent(), l.MaxNameLen},
 		{"name", ev.GetName(), l.MaxNameLen},
 	} {
-		if utf8.RuneCountInString(f.v) > f.max {
+		if len(f.v) > f.max && utf8.RuneCountInString(f.v) > f.max {
 			return fieldErr(f.field, "longer than %d characters", f.max)
 		}
 	}
@@ -206,46 +214,54 @@ func lengths(ev *ingestionv1.Event, l Limits) *FieldError {
 }
 
 // structure bounds depth, keys and string lengths and refuses non-finite
-// numbers, which JSON consumers downstream cannot represent.
-func structure(path string, s *structpb.Struct, depth int, l Limits) *FieldError {
+// numbers, which JSON consumers downstream cannot represent. The Field of its
+// error is the path below s (".seats", ".list[2]", "" for s itself): paths
+// are joined only on the way out of an error, since building one per key
+// cost an allocation for every value of every valid event.
+func structure(s *structpb.Struct, depth int, l Limits) *FieldError {
 	if depth > l.MaxDepth {
-		return fieldErr(path, "nested deeper than %d levels", l.MaxDepth)
+		return fieldErr("", "nested deeper than %d levels", l.MaxDepth)
 	}
 	if len(s.GetFields()) > l.MaxKeys {
-		return fieldErr(path, "%d keys, more than the %d allowed", len(s.GetFields()), l.MaxKeys)
+		return fieldErr("", "%d keys, more than the %d allowed", len(s.GetFields()), l.MaxKeys)
 	}
 	for k, v := range s.GetFields() {
-		if utf8.RuneCountInString(k) > l.MaxKeyLen {
-			return fieldErr(path, "key longer than %d characters", l.MaxKeyLen)
+		if len(k) > l.MaxKeyLen && utf8.RuneCountInString(k) > l.MaxKeyLen {
+			return fieldErr("", "key longer than %d characters", l.MaxKeyLen)
 		}
-		if err := value(path+"."+k, v, depth, l); err != nil {
+		if err := value(v, depth, l); err != nil {
+			err.Field = "." + k + err.Field
 			return err
 		}
 	}
 	return nil
 }
 
-func value(path string, v *structpb.Value, depth int, l Limits) *FieldError {
+// value checks v as structure does; its error's Field is the path below v.
+func value(v *structpb.Value, depth int, l Limits) *FieldError {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:
-		if utf8.RuneCountInString(k.StringValue) > l.MaxStringLen {
-			return fieldErr(path, "string longer than %d characters", l.MaxStringLen)
+		// A string has at least one byte per character, so only long ones
+		// need counting.
+		if len(k.StringValue) > l.MaxStringLen && utf8.RuneCountInString(k.StringValue) > l.MaxStringLen {
+			return fieldErr("", "string longer than %d characters", l.MaxStringLen)
 		}
 	case *structpb.Value_NumberValue:
 		if math.IsNaN(k.NumberValue) || math.IsInf(k.NumberValue, 0) {
-			return fieldErr(path, "not a finite number")
+			return fieldErr("", "not a finite number")
 		}
 	case *structpb.Value_StructValue:
-		return structure(path, k.StructValue, depth+1, l)
+		return structure(k.StructValue, depth+1, l)
 	case *structpb.Value_ListValue:
 		if depth+1 > l.MaxDepth {
-			return fieldErr(path, "nested deeper than %d levels", l.MaxDepth)
+			return fieldErr("", "nested deeper than %d levels", l.MaxDepth)
 		}
 		if n := len(k.ListValue.GetValues()); n > l.MaxKeys {
-			return fieldErr(path, "%d items, more than the %d allowed", n, l.MaxKeys)
+			return fieldErr("", "%d items, more than the %d allowed", n, l.MaxKeys)
 		}
 		for i, item := range k.ListValue.GetValues() {
-			if err := value(path+"["+strconv.Itoa(i)+"]", item, depth+1, l); err != nil {
+			if err := value(item, depth+1, l); err != nil {
+				err.Field = "[" + strconv.Itoa(i) + "]" + err.Field
 				return err
 			}
 		}

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// stagedRows is the staged value of an event built piece by piece from the
+// key functions the indexes use, the reference newStagedRow must match.
+func stagedRows(accountKey, subjectKey, index []byte) []byte {
+	var v []byte
+	v = binary.AppendUvarint(v, uint64(len(accountKey)))
+	v = append(v, accountKey...)
+	v = binary.AppendUvarint(v, uint64(len(subjectKey)))
+	v = append(v, subjectKey...)
+	return append(v, index...)
+}
+
+func TestNewStagedRowMatchesIndexKeys(t *testing.T) {
+	long := strings.Repeat("x", 300) // two-byte length prefixes
+	tests := []struct {
+		name             string
+		account, subject string
+		time             time.Time
+	}{
+		{"both rows", "acme", "u1", t0},
+		{"subject only", "", "u1", t0},
+		{"account only", "acme", "", t0},
+		{"long ids", long, long, t0.Add(-100 * 365 * 24 * time.Hour)},
+		{"neither", "", "", t0},
+	}
+	for _, tc := range tests {
+		for _, withArena := range []bool{false, true} {
+			t.Run(tc.name, func(t *testing.T) {
+				ev := &ingestionv1.Event{MessageId: "m", AccountId: tc.account, Event: "x", Source: "product", Timestamp: timestamppb.New(tc.time)}
+				var a *arena
+				if withArena {
+					a = &arena{}
+				}
+				r := newStagedRow(a, "w", ev, tc.subject)
+				if tc.account == "" && tc.subject == "" {
+					if r.key != nil {
+						t.Fatalf("row key = %x for an event without index rows", r.key)
+					}
+					return
+				}
+				for _, pos := range []struct {
+					p   uint32
+					off uint64
+				}{{3, 77}, {0, 1 << 40}} {
+					r.setPosition(pos.p, pos.off)
+					var ak, sk []byte
+					if tc.account != "" {
+						ak = accountKey("w", tc.account, tc.time, pos.p, pos.off)
+					}
+					if tc.subject != "" {
+						sk = subjectKey("w", tc.subject, pos.p, pos.off)
+					}
+					e := newEntry(ev, tc.subject)
+					if want := stagedRows(ak, sk, e.marshal()); !bytes.Equal(r.val, want) {
+						t.Fatalf("value\n got %x\nwant %x", r.val, want)
+					}
+					if want := position(nil, pos.p, pos.off); !bytes.Equal(r.key, want) {
+						t.Fatalf("key = %x, want %x", r.key, want)
+					}
+					gak, gsk, idx, err := parseStaged(r.val)
+					if err != nil || !bytes.Equal(gak, ak) || !bytes.Equal(gsk, sk) || !bytes.Equal(idx, e.marshal()) {
+						t.Fatalf("parseStaged() = %x, %x, %x, %v", gak, gsk, idx, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestArenaSlicesStayApart checks that slices handed out by an arena never
+// share bytes, whatever their sizes, so that filling one cannot change
+// another that bbolt still holds.
+func TestArenaSlicesStayApart(t *testing.T) {
+	var a arena
+	var got [][]byte
+	for i, n := range []int{12, 0, arenaChunk - 20, 30, arenaChunk + 5, 1, minRecordRoom} {
+		b := a.take(n)
+		if len(b) != 0 || cap(b) != n {
+			t.Fatalf("take(%d) = len %d cap %d", n, len(b), cap(b))
+		}
+		b = append(b, bytes.Repeat([]byte{byte(i + 1)}, n)...)
+		got = append(got, b)
+	}
+	for i := range 40 {
+		ev := &ingestionv1.Event{MessageId: strings.Repeat("r", i*50)}
+		b, err := a.record(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(b) != len(b) {
+			t.Fatalf("record %d: cap %d > len %d would let an append overwrite the arena", i, cap(b), len(b))
+		}
+		got = append(got, b)
+		want, _ := marshalEvent(ev)
+		if !bytes.Equal(b, want) {
+			t.Fatalf("record %d differs from marshalEvent", i)
+		}
+	}
+	for i, b := range got[:7] {
+		if !bytes.Equal(b, bytes.Repeat([]byte{byte(i + 1)}, len(b))) {
+			t.Fatalf("slice %d was overwritten", i)
+		}
+	}
+	for i, b := range got[7:] {
+		want, _ := marshalEvent(&ingestionv1.Event{MessageId: strings.Repeat("r", i*50)})
+		if !bytes.Equal(b, want) {
+			t.Fatalf("record %d was overwritten", i)
+		}
+	}
+}
