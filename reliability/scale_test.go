@@ -15,14 +15,15 @@ import (
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 )
 
-// scaleReplicas is how many replicas of stages and health the scaled run
-// starts; ingestion and routing stay single (docs/scaling.md says why).
+// scaleReplicas is how many replicas of stages and health the first scaled
+// run starts; ingestion and routing stay single (docs/scaling.md says why).
 const scaleReplicas = 2
 
-// TestScaleOut runs the crash test's workload twice: on one replica of each
-// service, and on ingestion, two stages replicas, two health replicas and
-// routing, each replica owning the partitions p % 2 == its index and the
-// downstream consumers reading each partition from its owner. Every
+// TestScaleOut runs the crash test's workload on one replica of each
+// service, then on ingestion, several stages and health replicas and
+// routing (two and two, then three and two), each replica owning the
+// partitions p % replicas == its index and the downstream consumers reading
+// each partition from its owner. Every
 // account's journey, health and assignments, read from the replica that
 // owns it, must equal the single-replica run; and each replica must hold
 // only its own accounts.
@@ -48,16 +49,23 @@ func TestScaleOut(t *testing.T) {
 		t.Fatal("no single-replica baseline")
 	}
 
-	t.Run("two replicas", func(t *testing.T) {
-		s := newSuite(t)
-		s.scale("stages", scaleReplicas)
-		s.scale("health", scaleReplicas)
-		got := runWorkloadOn(t, s, events, accounts, nil)
-		compare(t, "with two replicas of stages and health", want, got)
-		checkSharded(t, s, accounts)
-		s.start("gateway")
-		checkGateway(t, s, accounts)
-	})
+	for _, tc := range []struct{ stages, health int }{
+		{scaleReplicas, scaleReplicas},
+		// Unequal counts: health replica i owns partitions that come from
+		// different stages replicas.
+		{3, 2},
+	} {
+		t.Run(fmt.Sprintf("%d stages %d health", tc.stages, tc.health), func(t *testing.T) {
+			s := newSuite(t)
+			s.scale("stages", tc.stages)
+			s.scale("health", tc.health)
+			got := runWorkloadOn(t, s, events, accounts, nil)
+			compare(t, fmt.Sprintf("with %d stages and %d health replicas", tc.stages, tc.health), want, got)
+			checkSharded(t, s, accounts)
+			s.start("gateway")
+			checkGateway(t, s, accounts)
+		})
+	}
 }
 
 // checkSharded checks that the replicas split the accounts: each replica
