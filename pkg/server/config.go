@@ -196,7 +196,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	setReplicas := func(v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return fmt.Errorf("want an integer from 1 to -partitions")
+			return errors.New("want an integer from 1 to -partitions")
 		}
 		c.Replicas = n
 		return nil
