@@ -23,6 +23,24 @@ type Compiled struct {
 	neutral  float64
 	base     []component
 	profiles []profile
+	// baseIDs are the measures and keys of base (Result.Measures, .Keys).
+	baseIDs measureIDs
+}
+
+// measureIDs lists a component list's measure sources and keys once, so
+// every Result shares them instead of building them per account.
+type measureIDs struct {
+	measures []string
+	keys     []uint64
+}
+
+func idsOf(comps []component) measureIDs {
+	var ids measureIDs
+	for _, cc := range comps {
+		ids.measures = append(ids.measures, cc.def.GetMeasure())
+		ids.keys = append(ids.keys, cc.key)
+	}
+	return ids
 }
 
 type component struct {
@@ -38,6 +56,7 @@ type profile struct {
 	whenSrc string
 	when    Condition
 	comps   []component
+	ids     measureIDs
 }
 
 // Compile validates m and compiles every expression. On failure the error is
@@ -53,6 +72,7 @@ func Compile(m *healthv1.Model, c Compiler) (*Compiled, error) {
 		v.add("bands", fmt.Sprintf("want 0 < neutral (%g) < healthy (%g) <= 100", out.neutral, out.healthy))
 	}
 	out.base = v.components("components", m.GetComponents())
+	out.baseIDs = idsOf(out.base)
 	if len(m.GetProfiles()) > MaxProfiles {
 		v.add("profiles", fmt.Sprintf("more than %d profiles", MaxProfiles))
 	}
@@ -82,6 +102,7 @@ func Compile(m *healthv1.Model, c Compiler) (*Compiled, error) {
 			cp.when = cond
 		}
 		cp.comps = v.components(path+".components", p.GetComponents())
+		cp.ids = idsOf(cp.comps)
 		out.profiles = append(out.profiles, cp)
 	}
 	if len(v.problems) > 0 {

@@ -20,9 +20,11 @@ type Result struct {
 	// Components explains every component, in model order.
 	Components []*healthv1.ComponentScore
 	// Measures holds each component's CEL source, parallel to Components.
+	// It is shared between results: read only.
 	Measures []string
 	// Keys holds MeasureKey of each measure, parallel to Components;
 	// snapshots key raw values by it so other models can be backtested.
+	// It is shared between results: read only.
 	Keys []uint64
 	// When is the applied profile's condition source ("" for the base components).
 	When string
@@ -32,19 +34,24 @@ type Result struct {
 // evaluate earns 0 points and reports its error, so one broken component
 // cannot hide the rest of the explanation.
 func (c *Compiled) Score(in any) Result {
-	comps, prof, when := c.base, "", ""
-	for _, p := range c.profiles {
+	comps, ids, prof, when := c.base, &c.baseIDs, "", ""
+	for i := range c.profiles {
+		p := &c.profiles[i]
 		ok, err := p.when(in)
 		if err == nil && ok {
-			comps, prof, when = p.comps, p.name, p.whenSrc
+			comps, ids, prof, when = p.comps, &p.ids, p.name, p.whenSrc
 			break
 		}
 	}
 	res := Result{Profile: prof, When: when, Components: make([]*healthv1.ComponentScore, 0, len(comps)),
-		Measures: make([]string, 0, len(comps)), Keys: make([]uint64, 0, len(comps))}
+		Measures: ids.measures, Keys: ids.keys}
+	// One allocation for all component scores.
+	scores := make([]healthv1.ComponentScore, len(comps))
 	total := 0.0
-	for _, cc := range comps {
-		cs := &healthv1.ComponentScore{Name: cc.def.GetName(), Weight: cc.def.GetWeight()}
+	for i := range comps {
+		cc := &comps[i]
+		cs := &scores[i]
+		cs.Name, cs.Weight = cc.def.GetName(), cc.def.GetWeight()
 		raw, err := cc.measure(in)
 		if err == nil && (math.IsNaN(raw) || math.IsInf(raw, 0)) {
 			err = fmt.Errorf("measure returned %g", raw)
@@ -60,8 +67,6 @@ func (c *Compiled) Score(in any) Result {
 		cs.Contribution = round2(cs.Points * cs.Weight / 100)
 		total += cs.Points * cs.Weight / 100
 		res.Components = append(res.Components, cs)
-		res.Measures = append(res.Measures, cc.def.GetMeasure())
-		res.Keys = append(res.Keys, cc.key)
 	}
 	res.Score = round2(math.Max(0, math.Min(100, total)))
 	res.Band = BandOf(res.Score, c.healthy, c.neutral)
