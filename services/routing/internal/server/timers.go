@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -167,10 +168,15 @@ type planBatch struct {
 // bucket to its end, preparing each batch while the previous one commits.
 func (s *Service) firePipelined(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	now := s.clk.Now()
 	batches := make(chan *planBatch, 1)
+	var wg sync.WaitGroup
+	// The preparer is gone (its read transaction closed) when this returns.
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		defer close(batches)
 		var after []byte
 		for ctx.Err() == nil {
