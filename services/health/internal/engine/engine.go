@@ -394,13 +394,19 @@ type priors struct {
 
 // priorsIn reads the trend inputs of acct as of at from tx.
 func priorsIn(tx *bbolt.Tx, ws, acct string, at time.Time) (priors, error) {
+	return priorsFrom(func(day string) (float64, error) { return store.SnapshotScoreAt(tx, ws, acct, day) }, at)
+}
+
+// priorsFrom reads the trend inputs as of at with scoreAt, which returns the
+// score of the latest snapshot on or before a day.
+func priorsFrom(scoreAt func(day string) (float64, error), at time.Time) (priors, error) {
 	var p priors
 	for _, x := range []struct {
 		days int
 		dst  *float64
 		has  *bool
 	}{{7, &p.d7, &p.has7}, {30, &p.d30, &p.has30}} {
-		score, err := store.SnapshotScoreAt(tx, ws, acct, at.AddDate(0, 0, -x.days).Format(time.DateOnly))
+		score, err := scoreAt(at.AddDate(0, 0, -x.days).Format(time.DateOnly))
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

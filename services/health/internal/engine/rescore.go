@@ -146,7 +146,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 					return err
 				}
 				for i := lo; i < hi; i++ {
-					if err := readJob(tx, r, ws, ids[i], now, true, &jobs[i]); err != nil {
+					if err := readJob(r, ids[i], now, true, &jobs[i]); err != nil {
 						return err
 					}
 				}
@@ -174,7 +174,7 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 	}
 	jobs := make([]rescoreJob, len(ids))
 	for i, id := range ids {
-		if err := readJob(tx, r, ws, id, now, false, &jobs[i]); err != nil {
+		if err := readJob(r, id, now, false, &jobs[i]); err != nil {
 			return err
 		}
 		if jobs[i].in.Agg == nil {
@@ -201,9 +201,9 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 	return e.write(tx, ws, jobs)
 }
 
-// readJob reads acct's stored state and trend inputs from tx into j,
+// readJob reads acct's stored state and trend inputs with r into j,
 // copying the state when it must outlive tx.
-func readJob(tx *bbolt.Tx, r *store.Reader, ws, acct string, now time.Time, clone bool, j *rescoreJob) error {
+func readJob(r *store.Reader, acct string, now time.Time, clone bool, j *rescoreJob) error {
 	*j = rescoreJob{id: acct, in: r.Get(acct)}
 	if j.in.Agg == nil {
 		return nil
@@ -217,7 +217,7 @@ func readJob(tx *bbolt.Tx, r *store.Reader, ws, acct string, now time.Time, clon
 	}
 	// The evaluation time only depends on the account's last evaluation.
 	j.at = asOf(&store.Account{Meta: *meta}, now)
-	if j.pr, err = priorsIn(tx, ws, acct, j.at); err != nil {
+	if j.pr, err = priorsFrom(func(day string) (float64, error) { return r.SnapshotScoreAt(acct, day) }, j.at); err != nil {
 		return fmt.Errorf("rescore %q: %w", acct, err)
 	}
 	return nil
@@ -260,7 +260,7 @@ func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *mode
 	for i := range jobs {
 		j := &jobs[i]
 		if cur := r.Get(j.id); !cur.Equal(&j.in) {
-			if err := readJob(tx, r, ws, j.id, now, true, j); err != nil {
+			if err := readJob(r, j.id, now, true, j); err != nil {
 				return 0, err
 			}
 			if act == nil {

@@ -486,10 +486,13 @@ func SnapshotScoreAt(tx *bbolt.Tx, ws, acct, day string) (float64, error) {
 	if b == nil {
 		return 0, ErrNotFound
 	}
+	return snapshotScoreAt(b.Cursor(), acct, day)
+}
+
+func snapshotScoreAt(c *bbolt.Cursor, acct, day string) (float64, error) {
 	var kb [64]byte
 	k0 := append(append(append(kb[:0], acct...), 0), day...)
 	prefixLen := len(acct) + 1
-	c := b.Cursor()
 	k, v := c.Seek(k0)
 	switch {
 	case k == nil: // past the end: the last key is the candidate

@@ -26,7 +26,7 @@ var errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
 // MarshalHealth is Marshal(h).
 func MarshalHealth(h *healthv1.AccountHealth) ([]byte, error) {
 	var e wire
-	e.b = make([]byte, 0, 256+128*len(h.GetComponents())+192*len(h.GetOpenSignals())+128*len(h.GetChanges()))
+	e.b = make([]byte, 0, 192+96*len(h.GetComponents())+160*len(h.GetOpenSignals())+80*len(h.GetChanges()))
 	e.health(h)
 	return e.result()
 }

@@ -212,6 +212,7 @@ func (s Stored) Clone() Stored {
 // searching it from the root for every account; any order is correct.
 type Reader struct {
 	agg, meta, health walker
+	snapshots         *bbolt.Cursor
 }
 
 // NewReader returns a Reader over tx; the values it returns are only valid
@@ -221,16 +222,28 @@ func NewReader(tx *bbolt.Tx, ws string) (*Reader, error) {
 	for _, x := range []struct {
 		name string
 		w    *walker
-	}{{"accounts", &r.agg}, {"meta", &r.meta}, {"health", &r.health}} {
+	}{{"accounts", &r.agg}, {"meta", &r.meta}, {"health", &r.health}, {"snapshots", nil}} {
 		b, err := bucket(tx, x.name, ws)
 		if err != nil {
 			return nil, err
 		}
-		if b != nil {
+		switch {
+		case b == nil:
+		case x.w == nil:
+			r.snapshots = b.Cursor()
+		default:
 			x.w.c = b.Cursor()
 		}
 	}
 	return r, nil
+}
+
+// SnapshotScoreAt is store.SnapshotScoreAt in the Reader's transaction.
+func (r *Reader) SnapshotScoreAt(acct, day string) (float64, error) {
+	if r.snapshots == nil {
+		return 0, ErrNotFound
+	}
+	return snapshotScoreAt(r.snapshots, acct, day)
 }
 
 // Get returns acct's stored state (Agg nil when there is no such account).
