@@ -455,6 +455,10 @@ type indexRow struct{ key, val []byte }
 func flushStaged(b *buckets, max int) (more bool, err error) {
 	var acc, sub []indexRow
 	var moved [][]byte
+	// Staged values point into the transaction's pages, which the staged
+	// rows' deletion below may free: each is copied, once for both of its
+	// rows, into a shared arena.
+	var copies arena
 	n := 0
 	c := b.staged.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -464,7 +468,7 @@ func flushStaged(b *buckets, max int) (more bool, err error) {
 		}
 		n++
 		moved = append(moved, k)
-		ak, sk, idx, err := parseStaged(v)
+		ak, sk, idx, err := parseStaged(append(copies.take(len(v)), v...))
 		if err != nil {
 			return false, err
 		}
@@ -482,9 +486,7 @@ func flushStaged(b *buckets, max int) (more bool, err error) {
 	}{{acc, b.accounts, "timeline"}, {sub, b.subjects, "subject"}} {
 		slices.SortFunc(x.rows, func(a, b indexRow) int { return bytes.Compare(a.key, b.key) })
 		for _, r := range x.rows {
-			// Staged slices point into the transaction's pages; copy them
-			// before the staged rows are deleted below.
-			if err := x.dst.Put(bytes.Clone(r.key), bytes.Clone(r.val)); err != nil {
+			if err := x.dst.Put(r.key, r.val); err != nil {
 				return false, fmt.Errorf("put %s index: %w", x.what, err)
 			}
 		}
