@@ -140,9 +140,13 @@ type firePlan struct {
 	// otherwise the timer fires through fireTx.
 	fast bool
 	old  []byte
-	// a is the assignment after the step, enc its encoding.
-	a         *routingv1.Assignment
+	// enc is the assignment's encoding after the step; owner, state and
+	// typ are the fields the write needs (the decoded message is not kept:
+	// batches in flight would be pointer-rich heap for the GC to mark).
 	enc       []byte
+	owner     string
+	state     routingv1.AssignmentState
+	typ       routingv1.HandoffType
 	prevOwner string
 	prevState routingv1.AssignmentState
 	step      clockStep
@@ -213,7 +217,7 @@ func (s *Service) firePipelined(ctx context.Context) (int, error) {
 // plans them in a read transaction.
 func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 	pb := &planBatch{now: now, owners: map[string][]byte{}, configs: map[string]uint32{}}
-	pb.err = s.db.View(func(btx *bbolt.Tx) error {
+	err := s.db.View(func(btx *bbolt.Tx) error {
 		due, err := store.DueTimersAfter(btx, after, now, s.batch)
 		if err != nil {
 			return err
@@ -273,7 +277,7 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 			if err != nil {
 				continue
 			}
-			p.a, p.enc, p.fast = a, enc, true
+			p.enc, p.owner, p.state, p.typ, p.fast = enc, a.GetOwnerId(), a.GetState(), a.GetType(), true
 			p.part = stream.Partition(tm.Workspace, a.GetAccountId(), s.parts)
 			for _, ev := range p.step.events {
 				p.records = append(p.records, slaEventRecord(tm.Workspace, a.GetAssignmentId(), string(ev.Kind), a.GetOwnerId(), "", ev.At))
@@ -284,6 +288,9 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 		}
 		return nil
 	})
+	if err != nil {
+		pb.err = fmt.Errorf("prepare due timers: %w", err)
+	}
 	return pb
 }
 
@@ -401,11 +408,11 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 				continue
 			}
 			p := &pb.plans[i]
-			if err := b.tx(btx, p.tm.Workspace).PutAssignmentEncoded(p.a.GetAssignmentId(), p.enc); err != nil {
+			if err := b.tx(btx, p.tm.Workspace).PutAssignmentEncoded(p.tm.AssignmentID, p.enc); err != nil {
 				return err
 			}
 			if p.step.breached {
-				breached = append(breached, p.a.GetType())
+				breached = append(breached, p.typ)
 			}
 		}
 		for i := range pb.plans {
@@ -413,7 +420,7 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 				continue
 			}
 			p := &pb.plans[i]
-			if err := b.tx(btx, p.tm.Workspace).UpdateIndexes(p.a, p.prevOwner, p.prevState); err != nil {
+			if err := b.tx(btx, p.tm.Workspace).UpdateIndexes(p.tm.AssignmentID, p.owner, p.state, p.prevOwner, p.prevState); err != nil {
 				return err
 			}
 		}
@@ -422,7 +429,7 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 				continue
 			}
 			p := &pb.plans[i]
-			if err := b.tx(btx, p.tm.Workspace).Arm(p.a.GetAssignmentId(), p.step.next.At, string(p.step.next.Kind)); err != nil {
+			if err := b.tx(btx, p.tm.Workspace).Arm(p.tm.AssignmentID, p.step.next.At, string(p.step.next.Kind)); err != nil {
 				return err
 			}
 		}

@@ -418,7 +418,7 @@ func (t *Tx) PutAssignment(a *routingv1.Assignment) error {
 // they do not modify it.
 func (t *Tx) UpdateAssignment(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) ([]byte, error) {
 	id := a.GetAssignmentId()
-	if err := t.updateIndexes(a, prevOwner, prevState); err != nil {
+	if err := t.updateIndexes(id, a.GetOwnerId(), a.GetState(), prevOwner, prevState); err != nil {
 		return nil, err
 	}
 	enc, err := proto.Marshal(a)
@@ -437,32 +437,31 @@ func (t *Tx) PutAssignmentEncoded(id string, enc []byte) error {
 	return t.put("assignments", []byte(id), enc)
 }
 
-// UpdateIndexes moves a's index entries and load counters from prevOwner
-// and prevState to its current owner and state; with PutAssignmentEncoded it
+// UpdateIndexes moves an assignment's index entries and load counters from
+// prevOwner and prevState to owner and state; with PutAssignmentEncoded it
 // is UpdateAssignment with the encoding made by the caller.
-func (t *Tx) UpdateIndexes(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) error {
-	return t.updateIndexes(a, prevOwner, prevState)
+func (t *Tx) UpdateIndexes(id, owner string, state routingv1.AssignmentState, prevOwner string, prevState routingv1.AssignmentState) error {
+	return t.updateIndexes(id, owner, state, prevOwner, prevState)
 }
 
-// updateIndexes moves a's index entries and load counters from prevOwner
-// and prevState to its current owner and state.
-func (t *Tx) updateIndexes(a *routingv1.Assignment, prevOwner string, prevState routingv1.AssignmentState) error {
-	id := a.GetAssignmentId()
-	if prevOwner != a.GetOwnerId() {
-		if err := t.move("by_owner", prevOwner, a.GetOwnerId(), id); err != nil {
+// updateIndexes moves an assignment's index entries and load counters from
+// prevOwner and prevState to owner and state.
+func (t *Tx) updateIndexes(id, owner string, state routingv1.AssignmentState, prevOwner string, prevState routingv1.AssignmentState) error {
+	if prevOwner != owner {
+		if err := t.move("by_owner", prevOwner, owner, id); err != nil {
 			return err
 		}
 	}
-	if prevState != a.GetState() {
-		if err := t.move("by_state", prevState.String(), a.GetState().String(), id); err != nil {
+	if prevState != state {
+		if err := t.move("by_state", prevState.String(), state.String(), id); err != nil {
 			return err
 		}
 	}
-	if prevOwner != a.GetOwnerId() || prevState != a.GetState() {
-		if err := t.addLoad(&routingv1.Assignment{OwnerId: prevOwner, State: prevState}, -1); err != nil {
+	if prevOwner != owner || prevState != state {
+		if err := t.addLoad(prevOwner, prevState, -1); err != nil {
 			return err
 		}
-		if err := t.addLoad(a, 1); err != nil {
+		if err := t.addLoad(owner, state, 1); err != nil {
 			return err
 		}
 	}
@@ -503,11 +502,11 @@ func (t *Tx) putAssignment(old, a *routingv1.Assignment) error {
 	}
 	if old == nil || old.GetOwnerId() != a.GetOwnerId() || old.GetState() != a.GetState() {
 		if old != nil {
-			if err := t.addLoad(old, -1); err != nil {
+			if err := t.addLoad(old.GetOwnerId(), old.GetState(), -1); err != nil {
 				return err
 			}
 		}
-		if err := t.addLoad(a, 1); err != nil {
+		if err := t.addLoad(a.GetOwnerId(), a.GetState(), 1); err != nil {
 			return err
 		}
 	}
@@ -518,23 +517,23 @@ func (t *Tx) putAssignment(old, a *routingv1.Assignment) error {
 	return store.PutProto(b, []byte(a.GetAssignmentId()), a)
 }
 
-func (t *Tx) addLoad(a *routingv1.Assignment, sign int64) error {
-	if a.GetOwnerId() == "" {
+func (t *Tx) addLoad(owner string, state routingv1.AssignmentState, sign int64) error {
+	if owner == "" {
 		return nil
 	}
-	open, breached := t.counters(a.GetOwnerId())
-	if Open(a.GetState()) {
+	open, breached := t.counters(owner)
+	if Open(state) {
 		open += sign
 	}
-	if a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
+	if state == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
 		breached += sign
 	}
 	open, breached = max(open, 0), max(breached, 0)
 	if t.loads != nil {
-		t.loads[a.GetOwnerId()] = [2]int64{open, breached}
+		t.loads[owner] = [2]int64{open, breached}
 		return nil
 	}
-	return t.putCounters(a.GetOwnerId(), open, breached)
+	return t.putCounters(owner, open, breached)
 }
 
 func (t *Tx) putCounters(owner string, open, breached int64) error {
