@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -99,6 +100,17 @@ func checkSharded(t *testing.T, s *suite, accounts []string) {
 		}
 	}
 	t.Logf("accounts held by replica: %v", held)
+	// A client with a misordered address list is told so, instead of
+	// waiting on an empty partition: partition 0 belongs to replica 0.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sub, err := stagesv1.NewStagesServiceClient(s.conn("stages-1", s.keys.service)).Subscribe(sctx, &stagesv1.SubscribeRequest{Partition: 0, FromOffset: 1})
+	if err == nil {
+		_, err = sub.Recv()
+	}
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("Subscribe to partition 0 on stages-1: %v, want FailedPrecondition", err)
+	}
 	for _, svc := range []string{"stages", "health"} {
 		for _, name := range s.replicaNames(svc) {
 			if held[name] == 0 {

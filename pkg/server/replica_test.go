@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestReplicaFlags(t *testing.T) {
@@ -120,5 +124,50 @@ func TestDialList(t *testing.T) {
 	}
 	for _, c := range conns {
 		_ = c.Close()
+	}
+}
+
+// partitionReq is a request naming a partition, as SubscribeRequest does.
+type partitionReq struct{ p uint32 }
+
+func (r *partitionReq) GetPartition() uint32 { return r.p }
+
+// recvStream is a ServerStream whose RecvMsg yields one partition.
+type recvStream struct {
+	grpc.ServerStream
+	p uint32
+}
+
+func (s recvStream) RecvMsg(m any) error {
+	m.(*partitionReq).p = s.p
+	return nil
+}
+
+func TestOwnedPartitions(t *testing.T) {
+	tests := []struct {
+		name              string
+		replica, replicas int
+		method            string
+		partition         uint32
+		code              codes.Code
+	}{
+		{name: "owned", replica: 1, replicas: 2, method: "/cairn.stages.v1.StagesService/Subscribe", partition: 3, code: codes.OK},
+		{name: "not owned", replica: 1, replicas: 2, method: "/cairn.stages.v1.StagesService/Subscribe", partition: 4, code: codes.FailedPrecondition},
+		{name: "single replica owns all", replica: 0, replicas: 1, method: "/cairn.stages.v1.StagesService/Subscribe", partition: 5, code: codes.OK},
+		{name: "out of range left to the handler", replica: 1, replicas: 2, method: "/cairn.stages.v1.StagesService/Subscribe", partition: 100, code: codes.OK},
+		{name: "other streams unchecked", replica: 1, replicas: 2, method: "/cairn.ingestion.v1.IngestionService/IngestStream", partition: 4, code: codes.OK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{cfg: Config{Partitions: 8, Replica: tc.replica, Replicas: tc.replicas}}
+			err := s.ownedPartitions(nil, recvStream{p: tc.partition}, &grpc.StreamServerInfo{FullMethod: tc.method},
+				func(_ any, ss grpc.ServerStream) error { return ss.RecvMsg(&partitionReq{}) })
+			if status.Code(err) != tc.code {
+				t.Fatalf("err = %v, want code %v", err, tc.code)
+			}
+			if tc.code == codes.FailedPrecondition && !strings.Contains(err.Error(), "partition: 4 belongs to replica 0 of 2") {
+				t.Fatalf("err = %v, want it to name the owner", err)
+			}
+		})
 	}
 }

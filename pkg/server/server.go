@@ -133,6 +133,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.recoverStream,
 			s.cutOnShutdown,
 			auth.StreamServerInterceptor(a, policy),
+			s.ownedPartitions,
 		),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		// Clients (pkg/server.Dial) ping every 30 s; allow that, and find
