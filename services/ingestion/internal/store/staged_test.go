@@ -2,12 +2,16 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -54,7 +58,7 @@ func TestNewStagedRowMatchesIndexKeys(t *testing.T) {
 					p   uint32
 					off uint64
 				}{{3, 77}, {0, 1 << 40}} {
-					r.setPosition(pos.p, pos.off)
+					r.setPosition(uint64(pos.off)+5, pos.p, pos.off)
 					var ak, sk []byte
 					if tc.account != "" {
 						ak = accountKey("w", tc.account, tc.time, pos.p, pos.off)
@@ -66,7 +70,7 @@ func TestNewStagedRowMatchesIndexKeys(t *testing.T) {
 					if want := stagedRows(ak, sk, e.marshal()); !bytes.Equal(r.val, want) {
 						t.Fatalf("value\n got %x\nwant %x", r.val, want)
 					}
-					if want := position(nil, pos.p, pos.off); !bytes.Equal(r.key, want) {
+					if want := binary.BigEndian.AppendUint64(nil, pos.off+5); !bytes.Equal(r.key, want) {
 						t.Fatalf("key = %x, want %x", r.key, want)
 					}
 					gak, gsk, idx, err := parseStaged(r.val)
@@ -118,5 +122,50 @@ func TestArenaSlicesStayApart(t *testing.T) {
 		if !bytes.Equal(b, want) {
 			t.Fatalf("record %d was overwritten", i)
 		}
+	}
+}
+
+// TestFlushIndexesPositionKeyedRows checks that staged rows written by an
+// earlier binary, keyed by log position, are indexed together with rows
+// keyed by sequence, since a file may hold both after an upgrade.
+func TestFlushIndexesPositionKeyedRows(t *testing.T) {
+	clk := clock.NewManual(t0)
+	s := open(t, clk)
+	// An old row for an event logged at 0/900, as the previous layout keyed it.
+	old := &ingestionv1.Event{MessageId: "old", UserId: "u-old", AccountId: "acme", Event: "x", Timestamp: timestamppb.New(t0)}
+	e := newEntry(old, "u-old")
+	val := stagedRows(accountKey("w", "acme", t0, 0, 900), subjectKey("w", "u-old", 0, 900), e.marshal())
+	if err := s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		return b.staged.Put(position(nil, 0, 900), val)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: fmt.Sprint("m", i), UserId: "u", Context: withGroup("acme")}))
+	}
+	if staged, _, _ := rowCounts(t, s); staged != 4 {
+		t.Fatalf("staged rows = %d, want 4", staged)
+	}
+	if err := s.flush(context.Background(), 2); err != nil {
+		t.Fatalf("flush() = %v", err)
+	}
+	if staged, acc, sub := rowCounts(t, s); staged != 0 || acc != 4 || sub != 4 {
+		t.Fatalf("after flush: staged, accounts, subjects = %d, %d, %d; want 0, 4, 4", staged, acc, sub)
+	}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketAccounts).Get(accountKey("w", "acme", t0, 0, 900)) == nil {
+			t.Error("the position-keyed row is missing from the timeline index")
+		}
+		if tx.Bucket(bucketSubjects).Get(subjectKey("w", "u-old", 0, 900)) == nil {
+			t.Error("the position-keyed row is missing from the subject index")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -43,11 +43,13 @@ var (
 	bucketPending  = []byte("pending")  // (ws, subject, partition, offset) -> Event not yet attributed
 	bucketAccounts = []byte("accounts") // (ws, account, second, partition, offset) -> entry
 	bucketSubjects = []byte("subjects") // (ws, subject, partition, offset) -> entry
-	// bucketStaged holds the index rows of recent events, keyed by log
-	// position so that ingest appends to a few tails instead of touching one
-	// leaf page per account and per user; Index moves them into accounts and
-	// subjects in large sorted batches. Readers of those buckets flush it first.
-	bucketStaged = []byte("staged") // (partition, offset) -> staged rows
+	// bucketStaged holds the index rows of recent events, keyed by the
+	// bucket's sequence so that ingest appends at one tail instead of
+	// touching one leaf page per account and per user; Index moves them into
+	// accounts and subjects in large sorted batches. Readers of those buckets
+	// flush it first. (Files written before keyed rows by their 12-byte log
+	// position; nothing reads staged keys, so both kinds flush alike.)
+	bucketStaged = []byte("staged") // sequence -> staged rows
 )
 
 // ErrInvalidArgument marks errors caused by the request (the server maps it to
@@ -179,7 +181,7 @@ func openBuckets(tx *bbolt.Tx) (*buckets, error) {
 		}
 		*x.dst = bk
 	}
-	// Staged rows are keyed by log position and removed oldest first.
+	// Staged rows are appended in key order and removed oldest first.
 	b.staged.FillPercent = 1.0
 	return &b, nil
 }
@@ -366,18 +368,25 @@ func (s *Store) append(tx *bbolt.Tx, b *buckets, ws, subject string, ev *ingesti
 	if staged.key == nil {
 		return off, nil
 	}
-	staged.setPosition(p, off)
+	seq, err := b.staged.NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("stage index rows: %w", err)
+	}
+	staged.setPosition(seq, p, off)
 	if err := b.staged.Put(staged.key, staged.val); err != nil {
 		return 0, fmt.Errorf("stage index rows: %w", err)
 	}
 	return off, nil
 }
 
-// stagedRow is an event's row in the staged bucket: the key is its log
-// position and the value its index rows (parseStaged reads them), whose keys
-// end in the same position. Everything but the position is known before
-// the write transaction, so Ingest builds the row outside it and the
-// transaction only writes the position in.
+// stagedRow is an event's row in the staged bucket: the key is the
+// bucket's next sequence number, which keeps the bucket append-only (keys by
+// log position interleaved the partitions' tails, so every insert shifted
+// the rows of the later partitions in bbolt's in-memory node), and the value
+// is the event's index rows (parseStaged reads them), whose keys end in its
+// log position. Everything but the sequence and the position is known
+// before the write transaction, so Ingest builds the row outside it and the
+// transaction only writes those in.
 type stagedRow struct {
 	key, val []byte
 	// acct and subj are where the timeline and subject keys' positions
@@ -401,7 +410,7 @@ func newStagedRow(a *arena, ws string, ev *ingestionv1.Event, subject string) st
 		skLen = keySize(ws, subject) + positionLen
 	}
 	r := stagedRow{acct: -1, subj: -1}
-	r.key = a.take(positionLen)[:positionLen]
+	r.key = a.take(8)[:8]
 	v := a.take(uvarintLen(akLen) + akLen + uvarintLen(skLen) + skLen + e.size())
 	v = binary.AppendUvarint(v, uint64(akLen))
 	if akLen > 0 {
@@ -419,14 +428,17 @@ func newStagedRow(a *arena, ws string, ev *ingestionv1.Event, subject string) st
 	return r
 }
 
-// setPosition writes the log position into the row's key and index keys.
-func (r *stagedRow) setPosition(p uint32, off uint64) {
-	position(r.key[:0], p, off)
+// setPosition writes the staged sequence number into the row's key and the
+// log position into its index keys.
+func (r *stagedRow) setPosition(seq uint64, p uint32, off uint64) {
+	binary.BigEndian.PutUint64(r.key, seq)
+	var pos [positionLen]byte
+	position(pos[:0], p, off)
 	if r.acct >= 0 {
-		copy(r.val[r.acct:], r.key)
+		copy(r.val[r.acct:], pos[:])
 	}
 	if r.subj >= 0 {
-		copy(r.val[r.subj:], r.key)
+		copy(r.val[r.subj:], pos[:])
 	}
 }
 
