@@ -70,6 +70,10 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.Registry.Register(db.Collector("health")); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("register store metrics: %w", err)
+	}
 	eng, err := engine.New(engine.Config{Log: log, Clock: clk, Logger: logger, Registerer: srv.Registry})
 	if err != nil {
 		_ = srv.Close()

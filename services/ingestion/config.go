@@ -86,6 +86,10 @@ func parse(args []string, getenv func(string) string) (config, error) {
 		return c, errors.New("-retention-interval: must be positive")
 	case c.IndexInterval <= 0:
 		return c, errors.New("-index-interval: must be positive")
+	case c.Server.Replicas > 1:
+		// Attribution (user -> account) and messageId dedup are workspace-wide,
+		// so two writers would each see half of them; docs/scaling.md.
+		return c, fmt.Errorf("-replicas: ingestion runs as one writer (got %d); see docs/scaling.md", c.Server.Replicas)
 	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
 		return c, fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
 	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||

@@ -45,6 +45,7 @@ func TestParse(t *testing.T) {
 				}
 			}},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
+		{name: "more than one replica", args: []string{"-replicas", "2", "-replica", "1"}, wantErr: "-replicas: ingestion runs as one writer"},
 		{name: "bad environment value", env: map[string]string{"CAIRN_MAX_DEPTH": "deep"}, wantErr: "CAIRN_MAX_DEPTH"},
 		{name: "zero dedup window", args: []string{"-dedup-window", "0s"}, wantErr: "-dedup-window"},
 		{name: "negative retention", args: []string{"-retention", "-1h"}, wantErr: "-retention"},

@@ -90,6 +90,10 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.Registry.Register(db.Collector("routing")); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("register store metrics: %w", err)
+	}
 	svc, err := rserver.New(rserver.Options{
 		DB: db, Log: log, Partitions: cfg.Server.Partitions, Clock: clk, Logger: logger,
 		Registerer: srv.Registry, TimerBatch: cfg.TimerBatch,

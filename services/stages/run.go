@@ -71,6 +71,9 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer func() { _ = db.Close() }()
+	if err := srv.Registry.Register(db.Collector("stages")); err != nil {
+		return fmt.Errorf("register store metrics: %w", err)
+	}
 	clk := clock.Real{}
 	parts := srv.Config().Partitions
 	out, err := stream.OpenLog(db, "stages", stream.LogOptions{Partitions: parts, Clock: clk})
