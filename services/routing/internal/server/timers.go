@@ -244,10 +244,15 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 				continue
 			}
 			p.old = bytes.Clone(raw)
-			a := &routingv1.Assignment{}
-			if err := proto.Unmarshal(p.old, a); err != nil {
-				// fireTx reports it with the timer it belongs to.
-				continue
+			// Only the clock, state and a few ids are needed: the rest of the
+			// message (lead, decision) is copied as encoded.
+			a, spliced := lightAssignment(p.old)
+			if !spliced {
+				a = &routingv1.Assignment{}
+				if err := proto.Unmarshal(p.old, a); err != nil {
+					// fireTx reports it with the timer it belongs to.
+					continue
+				}
 			}
 			if !sla.Running(a.GetSla()) {
 				continue
@@ -273,8 +278,20 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 					continue
 				}
 			}
-			enc, err := proto.Marshal(a)
-			if err != nil {
+			var enc []byte
+			if spliced {
+				st, err := proto.Marshal(a.GetSla())
+				if err != nil {
+					continue
+				}
+				enc = spliceAssignment(p.old, a.GetState(), st)
+			} else {
+				enc, err = proto.Marshal(a)
+				if err != nil {
+					continue
+				}
+			}
+			if enc == nil {
 				continue
 			}
 			p.enc, p.owner, p.state, p.typ, p.fast = enc, a.GetOwnerId(), a.GetState(), a.GetType(), true
@@ -292,6 +309,24 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 		pb.err = fmt.Errorf("prepare due timers: %w", err)
 	}
 	return pb
+}
+
+// lightAssignment decodes the fields of an encoded Assignment the timer
+// loop uses (ids, type, owner, state, SLA clock); false when the encoding is
+// not one scanAssignment accepts.
+func lightAssignment(raw []byte) (*routingv1.Assignment, bool) {
+	w, ok := scanAssignment(raw)
+	if !ok {
+		return nil, false
+	}
+	a := &routingv1.Assignment{AssignmentId: w.id, Type: w.typ, AccountId: w.account, OwnerId: w.owner, State: w.state}
+	if w.sla != nil {
+		a.Sla = &routingv1.SlaState{}
+		if err := proto.Unmarshal(w.sla, a.Sla); err != nil {
+			return nil, false
+		}
+	}
+	return a, true
 }
 
 // calendarOf builds the calendar of an owner from its stored bytes as
