@@ -472,6 +472,15 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 		// log reads as if the timers had fired one by one. Records wait per
 		// partition until a stale plan appends its own, or the end.
 		pending := make([][][]byte, s.parts)
+		counts := make([]int, s.parts)
+		for i := range pb.plans {
+			if how[i] == fast {
+				counts[pb.plans[i].part] += len(pb.plans[i].records)
+			}
+		}
+		for part, n := range counts {
+			pending[part] = make([][]byte, 0, n)
+		}
 		flush := func() error {
 			for part, recs := range pending {
 				if err := s.appendBatch(btx, uint32(part), recs); err != nil {
