@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -246,4 +247,52 @@ func BenchmarkAppendLogRecord(b *testing.B) {
 			proto.Size(ev)
 		}
 	})
+}
+
+// TestKnowsEveryField fails when a message this package encodes by hand
+// gains, loses or changes a field, which the encoder would otherwise drop or
+// mis-encode without any other test noticing: update wire.go with the proto.
+func TestKnowsEveryField(t *testing.T) {
+	tests := []struct {
+		msg  proto.Message
+		want map[protowire.Number]string // number -> name and kind
+	}{
+		{&ingestionv1.Event{}, map[protowire.Number]string{
+			evWorkspace: "workspace string", evType: "type enum", evMessageID: "message_id string",
+			evUserID: "user_id string", evAnonymousID: "anonymous_id string", evEvent: "event string",
+			evName: "name string", evGroupID: "group_id string", evPreviousID: "previous_id string",
+			evProperties: "properties message", evTraits: "traits message", evContext: "context message",
+			evIntegrations: "integrations message", evTimestamp: "timestamp message",
+			evOriginalTimestamp: "original_timestamp message", evSentAt: "sent_at message",
+			evReceivedAt: "received_at message", evAccountID: "account_id string", evSource: "source string",
+			evFlags: "flags repeated string", evReattributed: "reattributed bool",
+		}},
+		{&ingestionv1.LogRecord{}, map[protowire.Number]string{
+			1: "offset uint64", 2: "partition uint32", recEvent: "event message", 4: "tombstone message",
+		}},
+		{&ingestionv1.IngestRequest{}, map[protowire.Number]string{reqWorkspace: "workspace string", reqEvents: "events repeated message"}},
+		{&timestamppb.Timestamp{}, map[protowire.Number]string{tsSeconds: "seconds int64", tsNanos: "nanos int32"}},
+		{&structpb.Struct{}, map[protowire.Number]string{structFields: "fields repeated message"}},
+		{&structpb.Value{}, map[protowire.Number]string{
+			valNull: "null_value enum", valNumber: "number_value double", valString: "string_value string",
+			valBool: "bool_value bool", valStruct: "struct_value message", valList: "list_value message",
+		}},
+		{&structpb.ListValue{}, map[protowire.Number]string{listValues: "values repeated message"}},
+	}
+	for _, tc := range tests {
+		fields := tc.msg.ProtoReflect().Descriptor().Fields()
+		got := map[protowire.Number]string{}
+		for i := range fields.Len() {
+			f := fields.Get(i)
+			desc := string(f.Name()) + " "
+			if f.IsList() || f.IsMap() {
+				desc += "repeated "
+			}
+			desc += f.Kind().String()
+			got[f.Number()] = desc
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s fields changed:\n got %v\nwant %v", tc.msg.ProtoReflect().Descriptor().FullName(), got, tc.want)
+		}
+	}
 }
