@@ -7,6 +7,9 @@ import (
 // SetRescoreChunk changes how many accounts a rescore commits per transaction.
 func SetRescoreChunk(e *Engine, n int) { e.chunk = n }
 
+// ChunkEnds is chunkEnds.
+func ChunkEnds(n, chunk int) []int { return chunkEnds(n, chunk) }
+
 // BeforeRescoreWrite makes a rescore call fn before it writes chunk i.
 func BeforeRescoreWrite(e *Engine, fn func(i int)) { e.beforeWrite = fn }
 

@@ -64,8 +64,10 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 	go func() {
 		defer wg.Done()
 		defer close(ready)
-		for start := 0; start < len(ids); start += e.chunk {
-			chunk := ids[start:min(start+e.chunk, len(ids))]
+		start := 0
+		for _, end := range chunkEnds(len(ids), e.chunk) {
+			chunk := ids[start:end]
+			start = end
 			jobs, err := e.scoreFromDB(db, ws, chunk, cm, now)
 			select {
 			case ready <- scored{jobs: jobs, err: err}:
@@ -111,6 +113,45 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 		n += wrote
 	}
 	return n, nil
+}
+
+// chunkEnds splits n accounts into transactions of chunk accounts, the
+// first and last few smaller: the writer waits while the first chunk is
+// scored and the scorers idle while the last one commits, so small ends
+// shorten both. It returns each chunk's end.
+func chunkEnds(n, chunk int) []int {
+	chunk = max(chunk, 1)
+	var ramp []int
+	for s := chunk / 8; s > 0 && s < chunk; s *= 2 {
+		ramp = append(ramp, s)
+	}
+	edges := 0
+	for _, s := range ramp {
+		edges += 2 * s
+	}
+	if n < edges+chunk {
+		ramp = nil
+	}
+	var ends []int
+	at := 0
+	add := func(size int) {
+		at = min(at+size, n)
+		ends = append(ends, at)
+	}
+	for _, s := range ramp {
+		add(s)
+	}
+	tail := 0
+	for _, s := range ramp {
+		tail += s
+	}
+	for at < n-tail {
+		add(min(chunk, n-tail-at))
+	}
+	for i := len(ramp) - 1; i >= 0; i-- {
+		add(ramp[i])
+	}
+	return ends
 }
 
 // rescoreJob is one account of a rescore: the stored state it was scored

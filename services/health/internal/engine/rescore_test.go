@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -216,12 +217,20 @@ func TestRescoreRevalidatesConcurrentChanges(t *testing.T) {
 	evaluateEach(t, want, ref)
 
 	e := newEngine(t, clk)
-	// History's 3 accounts sort before the synthetic ones, so with chunks of
-	// 100 the changed accounts are in chunk 1.
 	engine.SetRescoreChunk(e, 100)
+	// History's 3 accounts sort before the synthetic ones: acct-000150 is
+	// account 153 in id order. Change it and its neighbours just before
+	// its chunk is written.
+	target := 0
+	for i, end := range engine.ChunkEnds(n+3, 100) {
+		if end > 153 {
+			target = i
+			break
+		}
+	}
 	changed := false
 	engine.BeforeRescoreWrite(e, func(i int) {
-		if i == 1 {
+		if i == target {
 			changes(got, e)
 			changed = true
 		}
@@ -278,11 +287,49 @@ func TestRescoreCancel(t *testing.T) {
 		}
 	})
 	n, err := e.Rescore(ctx, db, "w")
-	if !errors.Is(err, context.Canceled) || n != 300 {
-		t.Fatalf("got %d, %v; want 300 accounts (the chunk being written when canceled completes) and context.Canceled", n, err)
+	// The chunk being written when canceled completes.
+	if want := engine.ChunkEnds(503, 100)[2]; !errors.Is(err, context.Canceled) || n != want {
+		t.Fatalf("got %d, %v; want %d accounts and context.Canceled", n, err, want)
 	}
 	engine.BeforeRescoreWrite(e, nil)
 	if n, err := e.Rescore(context.Background(), db, "w"); err != nil || n != 503 {
 		t.Fatalf("second run: %d, %v", n, err)
+	}
+}
+
+func TestChunkEnds(t *testing.T) {
+	tests := []struct {
+		n, chunk int
+		want     []int
+	}{
+		{0, 4096, nil},
+		{1, 4096, []int{1}},
+		{5000, 4096, []int{4096, 5000}},
+		{100, 8, []int{1, 3, 7, 15, 23, 31, 39, 47, 55, 63, 71, 79, 87, 93, 97, 99, 100}},
+		{20, 8, []int{8, 16, 20}},
+		{22, 8, []int{1, 3, 7, 15, 19, 21, 22}},
+		{13, 8, []int{8, 13}},
+		{10, 1, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+	}
+	for _, tt := range tests {
+		got := engine.ChunkEnds(tt.n, tt.chunk)
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("ChunkEnds(%d, %d) = %v, want %v", tt.n, tt.chunk, got, tt.want)
+		}
+	}
+	// Every split covers all accounts in increasing ends, none above chunk.
+	for n := 0; n < 300; n++ {
+		for _, chunk := range []int{1, 3, 8, 64, 4096} {
+			prev := 0
+			for _, end := range engine.ChunkEnds(n, chunk) {
+				if end <= prev || end-prev > chunk {
+					t.Fatalf("ChunkEnds(%d, %d): bad chunk %d..%d", n, chunk, prev, end)
+				}
+				prev = end
+			}
+			if prev != n {
+				t.Fatalf("ChunkEnds(%d, %d) ends at %d", n, chunk, prev)
+			}
+		}
 	}
 }
