@@ -38,7 +38,15 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 		return total, err
 	}
 	for ctx.Err() == nil {
-		n, err := s.fireBatch(s.clk.Now())
+		now := s.clk.Now()
+		// The loop wakes after every commit that may have armed a timer;
+		// a read transaction decides whether a write (and its fsync, in
+		// the way of Qualify's group commits) is needed at all.
+		due, err := s.anyDue(now)
+		if err != nil || !due {
+			return total, err
+		}
+		n, err := s.fireBatch(now)
 		if err != nil {
 			return total, err
 		}
@@ -50,6 +58,20 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// anyDue reports whether a timer is due at now.
+func (s *Service) anyDue(now time.Time) (bool, error) {
+	var due bool
+	err := s.db.View(func(btx *bbolt.Tx) error {
+		next, ok := store.NextTimer(btx)
+		due = ok && !next.After(now)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("read next timer: %w", err)
+	}
+	return due, nil
 }
 
 // fireBatch fires up to one batch of timers due at now in one transaction,

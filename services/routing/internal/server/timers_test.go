@@ -232,3 +232,30 @@ func sameRecords(t *testing.T, got, want []*routingv1.LogRecord) []*routingv1.Lo
 	}
 	return got
 }
+
+// TestFireDueWithNothingDueDoesNotWrite checks that waking the timer loop
+// (after every commit that may arm a timer) costs no write transaction, and
+// so no fsync in the way of group commits, when no timer is due.
+func TestFireDueWithNothingDueDoesNotWrite(t *testing.T) {
+	h := newHarness(t, "", ny(16, 9, 0))
+	h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour)})
+	h.qualify("pat@acme.com")
+	txid := func() int {
+		var id int
+		if err := h.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	before := txid()
+	if n := h.fire(); n != 0 {
+		t.Fatalf("fired %d", n)
+	}
+	if after := txid(); after != before {
+		t.Fatalf("transaction id %d -> %d: FireDue wrote with nothing due", before, after)
+	}
+	h.clk.Set(ny(16, 9, 30))
+	if n := h.fire(); n != 1 {
+		t.Fatalf("fired %d at the warning's due time, want 1", n)
+	}
+}
