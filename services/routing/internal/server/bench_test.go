@@ -309,8 +309,22 @@ func BenchmarkQualifyParallel(b *testing.B) {
 // fixed rate (CAIRN_BENCH_RATE per second, default 1000, open loop: arrivals
 // do not wait for earlier calls), group-committed with fsync; it reports the
 // p99 latency of one call. Run it with -benchtime Nx for N calls.
+//
+// CAIRN_BENCH_TIMER_LOOP=1 also runs the timer loop, as the service does:
+// every commit wakes it.
 func BenchmarkQualifyAtRate(b *testing.B) {
 	svc := qualifyBench(b, false)
+	if os.Getenv("CAIRN_BENCH_TIMER_LOOP") == "1" {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.RunTimers(ctx) }()
+		b.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Error(err)
+			}
+		})
+	}
 	rate := 1000
 	if v := os.Getenv("CAIRN_BENCH_RATE"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
