@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -169,36 +170,47 @@ type rescoreJob struct {
 	meta []byte
 }
 
-// scoreFromDB reads and scores ids, split across every CPU; each worker
-// reads its share in its own short read transaction.
+// scoreBatch is how many accounts a rescore worker reads in one read
+// transaction and then scores: small enough that workers finish a chunk
+// together, large enough that transactions are few.
+const scoreBatch = 128
+
+// scoreFromDB reads and scores ids on every CPU. Workers take batches of
+// scoreBatch accounts as they go, each read in its own short read
+// transaction, so that one slow batch does not leave a CPU idle.
 func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compiled, now time.Time) ([]rescoreJob, error) {
 	jobs := make([]rescoreJob, len(ids))
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)))
+	batches := (len(ids) + scoreBatch - 1) / scoreBatch
+	workers := max(1, min(runtime.GOMAXPROCS(0), batches))
 	errs := make([]error, workers)
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			lo, hi := w*len(ids)/workers, (w+1)*len(ids)/workers
-			errs[w] = db.View(func(tx *bbolt.Tx) error {
-				r, err := store.NewReader(tx, ws)
-				if err != nil {
-					return err
+			act := aggregate.NewActivation()
+			for errs[w] == nil {
+				b := int(next.Add(1)) - 1
+				if b >= batches {
+					return
 				}
-				for i := lo; i < hi; i++ {
-					if err := readJob(r, ids[i], now, true, &jobs[i]); err != nil {
+				lo, hi := b*scoreBatch, min((b+1)*scoreBatch, len(ids))
+				errs[w] = db.View(func(tx *bbolt.Tx) error {
+					r, err := store.NewReader(tx, ws)
+					if err != nil {
 						return err
 					}
+					for i := lo; i < hi; i++ {
+						if err := readJob(r, ids[i], now, true, &jobs[i]); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				for i := lo; i < hi && errs[w] == nil; i++ {
+					errs[w] = scoreJob(&jobs[i], cm, act)
 				}
-				return nil
-			})
-			if errs[w] != nil {
-				return
-			}
-			act := aggregate.NewActivation()
-			for i := lo; i < hi && errs[w] == nil; i++ {
-				errs[w] = scoreJob(&jobs[i], cm, act)
 			}
 		}(w)
 	}
