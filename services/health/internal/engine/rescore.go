@@ -11,11 +11,9 @@ import (
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
-	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
@@ -287,8 +285,7 @@ func scoreJob(j *rescoreJob, cm *model.Compiled, act *aggregate.Activation) erro
 	}
 	j.st = &state{acc: acc}
 	if j.in.Health != nil {
-		j.st.health = &healthv1.AccountHealth{}
-		if err := proto.Unmarshal(j.in.Health, j.st.health); err != nil {
+		if j.st.health, err = store.UnmarshalHealth(j.in.Health); err != nil {
 			return fmt.Errorf("rescore %q: decode health: %w", j.id, err)
 		}
 	}

@@ -313,9 +313,16 @@ func GetHealth(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountHealth, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &healthv1.AccountHealth{}
-	if err := kv.GetProto(b, []byte(acct), h); err != nil {
-		return nil, fmt.Errorf("get health of %q: %w", acct, err)
+	var v []byte
+	if b != nil {
+		v = b.Get([]byte(acct))
+	}
+	if v == nil {
+		return nil, fmt.Errorf("get health of %q: %w", acct, ErrNotFound)
+	}
+	h, err := UnmarshalHealth(v)
+	if err != nil {
+		return nil, fmt.Errorf("get health of %q: unmarshal: %w", acct, err)
 	}
 	return h, nil
 }

@@ -236,3 +236,342 @@ func (e *wire) scoreChange(sc *healthv1.ScoreChange) {
 	e.timestamp(7, sc.GetAt())
 	e.unknown(sc)
 }
+
+// UnmarshalHealth decodes an encoded AccountHealth, as proto.Unmarshal
+// does. Records written by MarshalHealth take a fast path (one allocation
+// for all strings, one for all component scores); anything else (unknown
+// fields, another field order, invalid text) falls back to proto.Unmarshal.
+func UnmarshalHealth(b []byte) (*healthv1.AccountHealth, error) {
+	h := &healthv1.AccountHealth{}
+	d := wireDec{b: b, s: string(b)}
+	if d.health(h) && len(d.b) == 0 {
+		return h, nil
+	}
+	h = &healthv1.AccountHealth{}
+	if err := proto.Unmarshal(b, h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// wireDec decodes the canonical encoding; every method returns false on
+// anything it does not expect, and the caller falls back to proto.
+type wireDec struct {
+	b []byte
+	// s is the whole input as a string; strings are cut from it.
+	s string
+}
+
+// field reads the next tag of a message ending at end (the length of the
+// input left where it ends) and checks it comes after the previous field
+// prev in number order, or repeats it when prevRepeated.
+func (d *wireDec) field(end int, prev protowire.Number, prevRepeated bool) (protowire.Number, protowire.Type, bool) {
+	if len(d.b) <= end {
+		return 0, 0, false
+	}
+	num, typ, n := protowire.ConsumeTag(d.b)
+	if n < 0 || num < prev || (num == prev && !prevRepeated) {
+		return 0, 0, false
+	}
+	d.b = d.b[n:]
+	return num, typ, true
+}
+
+func (d *wireDec) varint(typ protowire.Type) (uint64, bool) {
+	if typ != protowire.VarintType {
+		return 0, false
+	}
+	v, n := protowire.ConsumeVarint(d.b)
+	if n < 0 {
+		return 0, false
+	}
+	d.b = d.b[n:]
+	return v, true
+}
+
+func (d *wireDec) double(typ protowire.Type) (float64, bool) {
+	if typ != protowire.Fixed64Type {
+		return 0, false
+	}
+	v, n := protowire.ConsumeFixed64(d.b)
+	if n < 0 {
+		return 0, false
+	}
+	d.b = d.b[n:]
+	return math.Float64frombits(v), true
+}
+
+func (d *wireDec) str(typ protowire.Type) (string, bool) {
+	if typ != protowire.BytesType {
+		return "", false
+	}
+	v, n := protowire.ConsumeBytes(d.b)
+	if n < 0 || !utf8.Valid(v) {
+		return "", false
+	}
+	at := len(d.s) - len(d.b) + n - len(v)
+	d.b = d.b[n:]
+	return d.s[at : at+len(v)], true
+}
+
+// message enters a nested message, calls body with the offset where it
+// ends, and checks body consumed exactly the message.
+func (d *wireDec) message(typ protowire.Type, body func(end int) bool) bool {
+	if typ != protowire.BytesType {
+		return false
+	}
+	size, n := protowire.ConsumeVarint(d.b)
+	if n < 0 || size > uint64(len(d.b)-n) {
+		return false
+	}
+	d.b = d.b[n:]
+	end := len(d.b) - int(size)
+	return body(end) && len(d.b) == end
+}
+
+func (d *wireDec) timestamp(typ protowire.Type) (*timestamppb.Timestamp, bool) {
+	t := &timestamppb.Timestamp{}
+	ok := d.message(typ, func(end int) bool {
+		prev := protowire.Number(0)
+		for len(d.b) > end {
+			num, typ, ok := d.field(end, prev, false)
+			if !ok {
+				return false
+			}
+			v, ok := d.varint(typ)
+			switch {
+			case !ok:
+				return false
+			case num == 1:
+				t.Seconds = int64(v)
+			case num == 2:
+				t.Nanos = int32(v)
+			default:
+				return false
+			}
+			prev = num
+		}
+		return true
+	})
+	return t, ok
+}
+
+func (d *wireDec) health(h *healthv1.AccountHealth) bool {
+	var comps []healthv1.ComponentScore
+	var changes []healthv1.Change
+	var sigs []commonv1.Signal
+	prev := protowire.Number(0)
+	for len(d.b) > 0 {
+		num, typ, ok := d.field(0, prev, num5or7or15(prev))
+		if !ok {
+			return false
+		}
+		var v uint64
+		switch num {
+		case 1:
+			h.Workspace, ok = d.str(typ)
+		case 2:
+			h.AccountId, ok = d.str(typ)
+		case 3:
+			h.Score, ok = d.double(typ)
+		case 4:
+			v, ok = d.varint(typ)
+			h.Band = healthv1.Band(int32(v))
+		case 5:
+			comps = append(comps, healthv1.ComponentScore{})
+			ok = d.component(typ, &comps[len(comps)-1])
+		case 6:
+			h.PreviousScore, ok = d.double(typ)
+		case 7:
+			changes = append(changes, healthv1.Change{})
+			ok = d.change(typ, &changes[len(changes)-1])
+		case 8:
+			h.Trend_7D, ok = d.double(typ)
+		case 9:
+			h.Trend_30D, ok = d.double(typ)
+		case 10:
+			h.Direction, ok = d.str(typ)
+		case 11:
+			h.ModelId, ok = d.str(typ)
+		case 12:
+			v, ok = d.varint(typ)
+			h.ModelVersion = uint32(v)
+		case 13:
+			h.Profile, ok = d.str(typ)
+		case 14:
+			h.ComputedAt, ok = d.timestamp(typ)
+		case 15:
+			sigs = append(sigs, commonv1.Signal{})
+			ok = d.message(typ, func(end int) bool { return d.signal(end, &sigs[len(sigs)-1]) })
+		case 16:
+			h.Stage, ok = d.str(typ)
+		case 17:
+			h.Arr, ok = d.double(typ)
+		case 18:
+			h.ContractEnd, ok = d.timestamp(typ)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		prev = num
+	}
+	if len(comps) > 0 {
+		h.Components = make([]*healthv1.ComponentScore, len(comps))
+		for i := range comps {
+			h.Components[i] = &comps[i]
+		}
+	}
+	if len(changes) > 0 {
+		h.Changes = make([]*healthv1.Change, len(changes))
+		for i := range changes {
+			h.Changes[i] = &changes[i]
+		}
+	}
+	if len(sigs) > 0 {
+		h.OpenSignals = make([]*commonv1.Signal, len(sigs))
+		for i := range sigs {
+			h.OpenSignals[i] = &sigs[i]
+		}
+	}
+	return true
+}
+
+// num5or7or15 reports whether num is a repeated field of AccountHealth.
+func num5or7or15(num protowire.Number) bool { return num == 5 || num == 7 || num == 15 }
+
+func (d *wireDec) component(typ protowire.Type, c *healthv1.ComponentScore) bool {
+	return d.message(typ, func(end int) bool {
+		prev := protowire.Number(0)
+		for len(d.b) > end {
+			num, typ, ok := d.field(end, prev, false)
+			if !ok {
+				return false
+			}
+			switch num {
+			case 1:
+				c.Name, ok = d.str(typ)
+			case 2:
+				c.RawValue, ok = d.double(typ)
+			case 3:
+				c.Points, ok = d.double(typ)
+			case 4:
+				c.Weight, ok = d.double(typ)
+			case 5:
+				c.Contribution, ok = d.double(typ)
+			case 6:
+				c.Explanation, ok = d.str(typ)
+			case 7:
+				c.Error, ok = d.str(typ)
+			default:
+				return false
+			}
+			if !ok {
+				return false
+			}
+			prev = num
+		}
+		return true
+	})
+}
+
+func (d *wireDec) change(typ protowire.Type, c *healthv1.Change) bool {
+	return d.message(typ, func(end int) bool {
+		prev := protowire.Number(0)
+		for len(d.b) > end {
+			num, typ, ok := d.field(end, prev, false)
+			if !ok {
+				return false
+			}
+			switch num {
+			case 1:
+				c.Component, ok = d.str(typ)
+			case 2:
+				c.PreviousContribution, ok = d.double(typ)
+			case 3:
+				c.Contribution, ok = d.double(typ)
+			case 4:
+				c.Reason, ok = d.str(typ)
+			default:
+				return false
+			}
+			if !ok {
+				return false
+			}
+			prev = num
+		}
+		return true
+	})
+}
+
+func (d *wireDec) signal(end int, s *commonv1.Signal) bool {
+	prev := protowire.Number(0)
+	for len(d.b) > end {
+		num, typ, ok := d.field(end, prev, prev == 10)
+		if !ok {
+			return false
+		}
+		var v uint64
+		switch num {
+		case 1:
+			s.Workspace, ok = d.str(typ)
+		case 2:
+			s.AccountId, ok = d.str(typ)
+		case 3:
+			s.SignalId, ok = d.str(typ)
+		case 4:
+			v, ok = d.varint(typ)
+			s.Kind = commonv1.SignalKind(int32(v))
+		case 5:
+			s.Reason, ok = d.str(typ)
+		case 6:
+			s.Message, ok = d.str(typ)
+		case 7:
+			v, ok = d.varint(typ)
+			s.State = commonv1.SignalState(int32(v))
+		case 8:
+			s.OpenedAt, ok = d.timestamp(typ)
+		case 9:
+			s.ClosedAt, ok = d.timestamp(typ)
+		case 10:
+			if s.Attributes == nil {
+				s.Attributes = make(map[string]string, 4)
+			}
+			ok = d.message(typ, func(end int) bool {
+				var k, val string
+				prev := protowire.Number(0)
+				for len(d.b) > end {
+					num, typ, ok := d.field(end, prev, false)
+					if !ok {
+						return false
+					}
+					switch num {
+					case 1:
+						k, ok = d.str(typ)
+					case 2:
+						val, ok = d.str(typ)
+					default:
+						return false
+					}
+					if !ok {
+						return false
+					}
+					prev = num
+				}
+				if _, dup := s.Attributes[k]; dup {
+					return false
+				}
+				s.Attributes[k] = val
+				return true
+			})
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		prev = num
+	}
+	return true
+}

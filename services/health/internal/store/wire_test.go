@@ -122,3 +122,39 @@ func TestWireRejectsInvalidUTF8(t *testing.T) {
 		t.Error("row: no error")
 	}
 }
+
+// TestUnmarshalHealth decodes random records through the fast path and
+// odd encodings through the fallback, always as proto.Unmarshal would.
+func TestUnmarshalHealth(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(b []byte) {
+		t.Helper()
+		want := &healthv1.AccountHealth{}
+		werr := proto.Unmarshal(b, want)
+		got, err := store.UnmarshalHealth(b)
+		if (err != nil) != (werr != nil) {
+			t.Fatalf("error %v, want %v", err, werr)
+		}
+		if err == nil && !proto.Equal(got, want) {
+			t.Fatalf("decoded\n%v\nwant\n%v", got, want)
+		}
+	}
+	for i := 0; i < 3000; i++ {
+		h := &healthv1.AccountHealth{}
+		fill(t, r, h.ProtoReflect(), 0)
+		b, err := store.MarshalHealth(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(b)
+		// Not canonical: fields out of order, repeated, or cut short.
+		if len(b) > 4 {
+			check(append(append([]byte{}, b[len(b)/2:]...), b[:len(b)/2]...))
+			check(b[:len(b)-1-r.IntN(3)])
+		}
+		other, _ := proto.Marshal(&healthv1.AccountHealth{Score: 1, Band: 2, ModelId: "x"})
+		check(append(append([]byte{}, b...), other...))
+	}
+	check(nil)
+	check([]byte{0x0a, 0x02, 0xff, 0xfe}) // invalid UTF-8 workspace
+}
