@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -330,6 +331,38 @@ func TestChunkEnds(t *testing.T) {
 			if prev != n {
 				t.Fatalf("ChunkEnds(%d, %d) ends at %d", n, chunk, prev)
 			}
+		}
+	}
+}
+
+// TestRescoreRestoresGCPercent checks that the GC target raised during a
+// rescore is put back, and that a higher setting is left alone.
+func TestRescoreRestoresGCPercent(t *testing.T) {
+	clk := clock.NewManual(t0.AddDate(0, 0, 90))
+	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
+	defer db.Close()
+	seedRescore(t, db, clk, 10)
+	e := newEngine(t, clk)
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, before := range []int{100, 50, 1000, -1} {
+		debug.SetGCPercent(before)
+		during := 0
+		engine.BeforeRescoreWrite(e, func(int) {
+			during = debug.SetGCPercent(-1)
+			debug.SetGCPercent(during)
+		})
+		if _, err := e.Rescore(context.Background(), db, "w"); err != nil {
+			t.Fatal(err)
+		}
+		want := max(before, 200)
+		if before < 0 {
+			want = -1
+		}
+		if during != want {
+			t.Errorf("GOGC %d: %d during the rescore, want %d", before, during, want)
+		}
+		if after := debug.SetGCPercent(100); after != before {
+			t.Errorf("GOGC %d: %d after the rescore", before, after)
 		}
 	}
 }
