@@ -59,13 +59,14 @@ func seedAccounts(b *testing.B, db *kv.DB, ws string, n int, now time.Time) {
 	}
 }
 
-func benchRescore(b *testing.B, n int) { benchRescoreAfter(b, n, 0) }
+func benchRescore(b *testing.B, n int) { benchRescoreAfter(b, n, 0, false) }
 
 // benchRescoreAfter measures a rescore after warm full rescores, each on a
-// new day (warm = 0: accounts never scored before).
-func benchRescoreAfter(b *testing.B, n, warm int) {
+// new day (warm = 0: accounts never scored before); durable commits fsync
+// like the service does.
+func benchRescoreAfter(b *testing.B, n, warm int, durable bool) {
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	db, err := kv.Open(filepath.Join(b.TempDir(), "bench.db"), kv.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
+	db, err := kv.Open(filepath.Join(b.TempDir(), "bench.db"), kv.Options{NoSync: !durable, SchemaVersion: store.SchemaVersion})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,7 +102,11 @@ func BenchmarkRescore100k(b *testing.B) { benchRescore(b, 100000) }
 // BenchmarkRescore100kRescored rescores 100,000 accounts that were all
 // scored the day before: previous health, snapshots, signals and timers
 // exist, as after a model change in a running workspace.
-func BenchmarkRescore100kRescored(b *testing.B) { benchRescoreAfter(b, 100000, 1) }
+func BenchmarkRescore100kRescored(b *testing.B) { benchRescoreAfter(b, 100000, 1, false) }
+
+// BenchmarkRescore100kDurable is Rescore100k with fsync on every commit,
+// as in the service (the other benchmarks skip fsync like the tests).
+func BenchmarkRescore100kDurable(b *testing.B) { benchRescoreAfter(b, 100000, 0, true) }
 
 // BenchmarkRescore10k is the same at a tenth of the size, for quick runs.
 func BenchmarkRescore10k(b *testing.B) { benchRescore(b, 10000) }
