@@ -614,6 +614,9 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	if err != nil {
 		return err
 	}
+	if err := s.touchedSince(tx, first, route.At); err != nil {
+		return err
+	}
 	if t != routingv1.HandoffType_HANDOFF_TYPE_RISK {
 		return nil
 	}
@@ -629,7 +632,42 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 		return nil
 	}
 	route.OwnerID, route.Rule, route.RequestID = ae, "account_ae", reqID+":ae"
-	_, err = s.RouteTx(tx, route)
+	second, err := s.RouteTx(tx, route)
+	if err != nil {
+		return err
+	}
+	return s.touchedSince(tx, second, route.At)
+}
+
+// touchNames are the CRM events that touch an account's open handoffs.
+var touchNames = []string{"crm.contacted", "crm.meeting_booked"}
+
+// touchedSince gives a handoff made from a health signal the account's
+// latest CRM touch when that touch came after the signal opened. Health's
+// log trails ingestion's, so a call made right after a renewal window opened
+// can reach routing before the handoff it answers exists; without this it
+// would be lost and the handoff breach although the owner acted in time.
+// The latest touch is used (the aggregates keep first and last times only),
+// so the recorded first touch is never earlier than a real one.
+func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time.Time) error {
+	if a.GetAssignmentId() == "" || a.GetFirstTouchAt() != nil || !store.Open(a.GetState()) {
+		return nil
+	}
+	agg, err := tx.Aggregates(a.GetAccountId())
+	if err != nil {
+		return err
+	}
+	var last int64
+	touch := ""
+	for _, name := range touchNames {
+		if sp, ok := agg.Events[name]; ok && sp.Last > last {
+			last, touch = sp.Last, strings.TrimPrefix(name, "crm.")
+		}
+	}
+	if last == 0 || last < since.Unix() {
+		return nil
+	}
+	_, err = s.TouchTx(tx, a.GetAssignmentId(), touch, time.Unix(last, 0).UTC())
 	return err
 }
 

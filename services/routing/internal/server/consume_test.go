@@ -404,3 +404,56 @@ func TestTombstoneScrubsLeads(t *testing.T) {
 		t.Fatalf("state %s", s)
 	}
 }
+
+// TestTouchBeforeHealthHandoff checks that a CRM touch read from the
+// ingestion log before the health signal it answers (health's log trails
+// ingestion's) still counts for the handoff made from that signal, and only
+// when it came after the signal opened.
+func TestTouchBeforeHealthHandoff(t *testing.T) {
+	opened := ny(16, 10, 0)
+	tests := []struct {
+		name      string
+		touch     string
+		touchAt   time.Time
+		wantState string
+		wantMet   bool
+	}{
+		{"call after the window opened", "crm.contacted", opened.Add(3 * time.Hour), "touched", true},
+		{"meeting after the window opened", "crm.meeting_booked", opened.Add(time.Hour), "touched", true},
+		{"call before the window opened", "crm.contacted", opened.Add(-time.Hour), "open", false},
+		{"no touch", "", time.Time{}, "open", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, "", ny(17, 10, 0))
+			h.applyExample()
+			recs := []*ingestionv1.LogRecord{{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+				Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", AccountId: "acme",
+				Traits: st(t, map[string]any{"csm_id": "cara"}), Timestamp: timestamppb.New(opened.Add(-48 * time.Hour)),
+			}}}}
+			if tt.touch != "" {
+				recs = append(recs, &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+					Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: tt.touch, MessageId: "touch", UserId: "cara@vendor",
+					AccountId: "acme", Timestamp: timestamppb.New(tt.touchAt),
+				}}})
+			}
+			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
+			renewal := &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: &commonv1.Signal{
+				Workspace: "ws", AccountId: "acme", SignalId: "acme:renewal_window_90", Kind: commonv1.SignalKind_SIGNAL_KIND_RENEWAL,
+				Reason: "renewal_window_90", State: commonv1.SignalState_SIGNAL_STATE_OPEN, OpenedAt: timestamppb.New(opened),
+			}}}
+			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyHealth(tx, 0, []*healthv1.LogRecord{renewal}) })
+			as := h.list(&routingv1.ListAssignmentsRequest{})
+			if got, want := summary(as), "renewal/acme/cara/existing-csm/"+tt.wantState; got != want {
+				t.Fatalf("assignments %q, want %q", got, want)
+			}
+			a := as[0]
+			if met := a.GetSla().GetMetAt() != nil; met != tt.wantMet {
+				t.Errorf("SLA met = %v, want %v (sla %v)", met, tt.wantMet, a.GetSla())
+			}
+			if tt.wantMet && !a.GetFirstTouchAt().AsTime().Equal(tt.touchAt) {
+				t.Errorf("first touch at %v, want the touch's time %v", a.GetFirstTouchAt().AsTime(), tt.touchAt)
+			}
+		})
+	}
+}
