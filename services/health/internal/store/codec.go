@@ -256,8 +256,13 @@ func EncodeSnapshotOf(day string, score float64, band healthv1.Band, when string
 	for i := range comps {
 		idx = append(idx, i)
 	}
-	// Stable, so that among equal names the last stays last.
-	sort.SliceStable(idx, func(a, b int) bool { return comps[idx[a]].Name < comps[idx[b]].Name })
+	// Insertion sort (a handful of components), stable so that among equal
+	// names the last stays last.
+	for i := 1; i < len(idx); i++ {
+		for j := i; j > 0 && comps[idx[j]].Name < comps[idx[j-1]].Name; j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+		}
+	}
 	n := 0
 	for i, c := range idx {
 		if i+1 < len(idx) && comps[idx[i+1]].Name == comps[c].Name {
@@ -278,7 +283,11 @@ func EncodeSnapshotOf(day string, score float64, band healthv1.Band, when string
 			idx = append(idx, i)
 		}
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return comps[idx[a]].Key < comps[idx[b]].Key })
+	for i := 1; i < len(idx); i++ {
+		for j := i; j > 0 && comps[idx[j]].Key < comps[idx[j-1]].Key; j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+		}
+	}
 	n = 0
 	for i, c := range idx {
 		if i+1 < len(idx) && comps[idx[i+1]].Key == comps[c].Key {
