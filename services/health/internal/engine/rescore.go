@@ -58,6 +58,7 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 	}
 	// One scored chunk waits while another is written: enough to keep the
 	// writer busy without holding more chunks in memory.
+	ends := chunkEnds(len(ids), e.chunk)
 	ready := make(chan scored, 1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -66,9 +67,12 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 		defer wg.Done()
 		defer close(ready)
 		start := 0
-		for _, end := range chunkEnds(len(ids), e.chunk) {
+		for _, end := range ends {
 			chunk := ids[start:end]
 			start = end
+			if ctx.Err() != nil {
+				return // the writer reports it
+			}
 			jobs, err := e.scoreFromDB(db, ws, chunk, cm, now)
 			select {
 			case ready <- scored{jobs: jobs, err: err}:
@@ -86,10 +90,14 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 	}()
 
 	n := 0
-	for i := 0; ; i++ {
+	for i := 0; i < len(ends); i++ {
 		c, ok := <-ready
 		if !ok {
-			break
+			// The scorer stopped early: only cancellation does that.
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			return n, errors.New("rescore workspace: scoring stopped early")
 		}
 		if c.err != nil {
 			return n, fmt.Errorf("rescore workspace: %w", c.err)

@@ -293,6 +293,9 @@ func TestRescoreCancel(t *testing.T) {
 		t.Fatalf("got %d, %v; want %d accounts and context.Canceled", n, err, want)
 	}
 	engine.BeforeRescoreWrite(e, nil)
+	if n, err := e.Rescore(ctx, db, "w"); !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("canceled before it started: %d, %v", n, err)
+	}
 	if n, err := e.Rescore(context.Background(), db, "w"); err != nil || n != 503 {
 		t.Fatalf("second run: %d, %v", n, err)
 	}
