@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -297,6 +298,50 @@ func BenchmarkScoreDefaultModel(b *testing.B) {
 		act.Reset(in)
 		if r := cm.Score(act); r.Score <= 0 {
 			b.Fatalf("score %v", r.Score)
+		}
+	}
+}
+
+// TestScratchDecode decodes different aggregates one after another into one
+// Scratch: each must equal a fresh decode, whatever the previous one held.
+func TestScratchDecode(t *testing.T) {
+	var encoded [][]byte
+	add := func(a *aggregate.Aggregate) {
+		b, err := a.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		encoded = append(encoded, b)
+	}
+	add(fixture())
+	add(aggregate.New("w", "empty"))
+	big := fixture()
+	for d := 40; d < 70; d++ {
+		big.Apply(track(d, "u"+strconv.Itoa(d%7), "f"+strconv.Itoa(d%5), "tier", "enterprise"))
+		ev := track(d, "u1", "crm.call")
+		ev.Source = "crm"
+		big.Apply(ev)
+	}
+	big.Apply(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_IDENTIFY, UserId: "u9",
+		Traits: mustStruct(map[string]any{"email": "x@y.io", "department": "Ops"}), Timestamp: timestamppb.New(t0.AddDate(0, 0, 69))})
+	big.Apply(track(69, "u1", "billing.renewed", "seats", 9))
+	add(big)
+	add(fixture())
+	add(big)
+	add(aggregate.New("w", "empty again"))
+
+	var s aggregate.Scratch
+	for i, b := range encoded {
+		want := &aggregate.Aggregate{}
+		if err := want.UnmarshalBinary(b); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("aggregate %d:\n got %+v\nwant %+v", i, got, want)
 		}
 	}
 }

@@ -82,19 +82,67 @@ func (a *Aggregate) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalBinary decodes MarshalBinary's output into a.
-func (a *Aggregate) UnmarshalBinary(b []byte) error {
+func (a *Aggregate) UnmarshalBinary(b []byte) error { return a.decode(b, nil) }
+
+// Scratch decodes aggregates one after another into the same maps and
+// slices, cleared, instead of allocating new ones (a full rescore decodes
+// one aggregate per account). The aggregate Decode returned must no longer
+// be used, nor anything that refers into it, once Decode is called again.
+type Scratch struct {
+	a        Aggregate
+	users    []User
+	timeMaps []map[string]time.Time
+	intMaps  []map[string]int
+}
+
+// Decode decodes MarshalBinary's output, reusing the previous result's
+// storage.
+func (s *Scratch) Decode(b []byte) (*Aggregate, error) {
+	a := &s.a
+	for _, m := range []map[string]time.Time{a.Features, a.LastByName, a.Integrations, a.Domains, a.Departments} {
+		if m != nil {
+			clear(m)
+			s.timeMaps = append(s.timeMaps, m)
+		}
+	}
+	for _, d := range a.Days {
+		if d.Named != nil {
+			clear(d.Named)
+			s.intMaps = append(s.intMaps, d.Named)
+		}
+	}
+	if err := a.decode(b, s); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Aggregate) decode(b []byte, s *Scratch) error {
 	if len(b) == 0 || b[0] != codecVersion {
 		return errCorrupt
 	}
 	// Strings are cut from one copy of the input: one allocation instead of
 	// one per key (an aggregate is decoded for every evaluation).
-	d := dec{b: b[1:], s: string(b[1:])}
+	d := dec{b: b[1:], s: string(b[1:]), scratch: s}
+	// With a Scratch, a's containers are cleared and reused; without one, a
+	// may share them with a copy, so they are left alone.
+	var usersMap map[string]*User
+	var traits map[string]string
+	var tickets map[string]Ticket
+	var days []Day
+	var outcomes []Outcome
+	if s != nil {
+		usersMap, traits, tickets, days, outcomes = a.Users, a.Traits, a.Tickets, a.Days[:0], a.Outcomes[:0]
+		clear(usersMap)
+		clear(traits)
+		clear(tickets)
+	}
 	*a = Aggregate{}
 	a.Workspace = d.str()
 	a.Account = d.str()
 	a.CreatedAt = d.time()
 	a.LastEventAt = d.time()
-	a.Traits = d.strMap()
+	a.Traits = d.strMap(traits)
 	a.Seats = int(d.int())
 	a.ARR = d.float()
 	a.Plan = d.str()
@@ -102,8 +150,19 @@ func (a *Aggregate) UnmarshalBinary(b []byte) error {
 	a.ContractEnd = d.time()
 	a.UsageLimit = d.float()
 	if n := d.count(); n > 0 {
-		a.Users = make(map[string]*User, n)
-		users := make([]User, n)
+		a.Users = usersMap
+		if a.Users == nil {
+			a.Users = make(map[string]*User, n)
+		}
+		var users []User
+		if s != nil && cap(s.users) >= n {
+			users = s.users[:n]
+		} else {
+			users = make([]User, n)
+			if s != nil {
+				s.users = users
+			}
+		}
 		for i := 0; i < n && d.err == nil; i++ {
 			k := d.str()
 			users[i] = User{FirstSeen: d.time(), LastSeen: d.time(), Champion: d.bool()}
@@ -125,11 +184,14 @@ func (a *Aggregate) UnmarshalBinary(b []byte) error {
 	}
 	a.LastByName = d.timeMap()
 	if n := d.count(); n > 0 {
-		a.Days = make([]Day, 0, n)
+		a.Days = days
+		if cap(a.Days) < n {
+			a.Days = make([]Day, 0, n)
+		}
 		for i := 0; i < n && d.err == nil; i++ {
 			day := Day{Day: d.int(), Product: int(d.int())}
 			if m := d.count(); m > 0 {
-				day.Named = make(map[string]int, m)
+				day.Named = d.intMap(m)
 				for j := 0; j < m && d.err == nil; j++ {
 					k := d.str()
 					day.Named[k] = int(d.int())
@@ -139,7 +201,10 @@ func (a *Aggregate) UnmarshalBinary(b []byte) error {
 		}
 	}
 	if n := d.count(); n > 0 {
-		a.Tickets = make(map[string]Ticket, n)
+		a.Tickets = tickets
+		if a.Tickets == nil {
+			a.Tickets = make(map[string]Ticket, n)
+		}
 		for i := 0; i < n && d.err == nil; i++ {
 			k := d.str()
 			a.Tickets[k] = Ticket{Priority: d.str(), OpenedAt: d.time()}
@@ -150,7 +215,10 @@ func (a *Aggregate) UnmarshalBinary(b []byte) error {
 	a.Domains = d.timeMap()
 	a.Departments = d.timeMap()
 	if n := d.count(); n > 0 {
-		a.Outcomes = make([]Outcome, 0, n)
+		a.Outcomes = outcomes
+		if cap(a.Outcomes) < n {
+			a.Outcomes = make([]Outcome, 0, n)
+		}
 		for i := 0; i < n && d.err == nil; i++ {
 			a.Outcomes = append(a.Outcomes, Outcome{Kind: d.str(), At: d.time()})
 		}
@@ -218,6 +286,17 @@ type dec struct {
 	// s is the whole input as a string; str returns substrings of it.
 	s   string
 	err error
+	// scratch, when set, supplies cleared maps to reuse.
+	scratch *Scratch
+}
+
+func (d *dec) intMap(n int) map[string]int {
+	if s := d.scratch; s != nil && len(s.intMaps) > 0 {
+		m := s.intMaps[len(s.intMaps)-1]
+		s.intMaps = s.intMaps[:len(s.intMaps)-1]
+		return m
+	}
+	return make(map[string]int, n)
 }
 
 func (d *dec) fail() { d.err, d.b = errCorrupt, nil }
@@ -302,12 +381,15 @@ func (d *dec) time() time.Time {
 	return time.Unix(sec, int64(nsec)).UTC()
 }
 
-func (d *dec) strMap() map[string]string {
+func (d *dec) strMap(reuse map[string]string) map[string]string {
 	n := d.count()
 	if n == 0 {
 		return nil
 	}
-	m := make(map[string]string, n)
+	m := reuse
+	if m == nil {
+		m = make(map[string]string, n)
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.str()
 		m[k] = d.str()
@@ -320,7 +402,13 @@ func (d *dec) timeMap() map[string]time.Time {
 	if n == 0 {
 		return nil
 	}
-	m := make(map[string]time.Time, n)
+	var m map[string]time.Time
+	if s := d.scratch; s != nil && len(s.timeMaps) > 0 {
+		m = s.timeMaps[len(s.timeMaps)-1]
+		s.timeMaps = s.timeMaps[:len(s.timeMaps)-1]
+	} else {
+		m = make(map[string]time.Time, n)
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.str()
 		m[k] = d.time()

@@ -213,7 +213,6 @@ type rescoreJob struct {
 	in  store.Stored
 	at  time.Time
 	pr  priors
-	st  *state
 	out *outcome
 	// meta is the account's encoded meta after scoring.
 	meta []byte
@@ -238,7 +237,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			act := aggregate.NewActivation()
+			act, scratch := aggregate.NewActivation(), &aggregate.Scratch{}
 			for errs[w] == nil {
 				b := int(next.Add(1)) - 1
 				if b >= batches {
@@ -258,7 +257,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 					return nil
 				})
 				for i := lo; i < hi && errs[w] == nil; i++ {
-					errs[w] = scoreJob(&jobs[i], cm, act)
+					errs[w] = scoreJob(&jobs[i], cm, act, scratch)
 				}
 			}
 		}(w)
@@ -290,9 +289,9 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			act := aggregate.NewActivation()
+			act, scratch := aggregate.NewActivation(), &aggregate.Scratch{}
 			for i := w * len(ids) / workers; i < (w+1)*len(ids)/workers && errs[w] == nil; i++ {
-				errs[w] = scoreJob(&jobs[i], cm, act)
+				errs[w] = scoreJob(&jobs[i], cm, act, scratch)
 			}
 		}(w)
 	}
@@ -325,22 +324,24 @@ func readJob(r *store.Reader, acct string, now time.Time, clone bool, j *rescore
 	return nil
 }
 
-// scoreJob decodes and scores j; it touches nothing shared.
-func scoreJob(j *rescoreJob, cm *model.Compiled, act *aggregate.Activation) error {
+// scoreJob decodes and scores j; it touches nothing shared. With scratch
+// (one per goroutine) the aggregate is decoded into reused storage, so the
+// decoded state is dropped once scored: only j.out and j.meta remain.
+func scoreJob(j *rescoreJob, cm *model.Compiled, act *aggregate.Activation, scratch *aggregate.Scratch) error {
 	if j.in.Agg == nil {
 		return nil
 	}
-	acc, err := store.DecodeAccount(j.in.Agg, j.in.Meta)
+	acc, err := store.DecodeAccountWith(scratch, j.in.Agg, j.in.Meta)
 	if err != nil {
 		return fmt.Errorf("rescore %q: %w", j.id, err)
 	}
-	j.st = &state{acc: acc}
+	st := &state{acc: acc}
 	if j.in.Health != nil {
-		if j.st.health, err = store.UnmarshalHealth(j.in.Health); err != nil {
+		if st.health, err = store.UnmarshalHealth(j.in.Health); err != nil {
 			return fmt.Errorf("rescore %q: decode health: %w", j.id, err)
 		}
 	}
-	if j.out, err = compute(j.st, cm, j.at, j.pr, act); err != nil {
+	if j.out, err = compute(st, cm, j.at, j.pr, act); err != nil {
 		return fmt.Errorf("rescore %q: %w", j.id, err)
 	}
 	j.meta = store.EncodeMeta(&acc.Meta)
@@ -367,7 +368,7 @@ func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *mode
 			if act == nil {
 				act = aggregate.NewActivation()
 			}
-			if err := scoreJob(j, cm, act); err != nil {
+			if err := scoreJob(j, cm, act, nil); err != nil {
 				return 0, err
 			}
 		}

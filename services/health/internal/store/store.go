@@ -141,9 +141,20 @@ func GetAccountRaw(tx *bbolt.Tx, ws, acct string) (agg, meta []byte, err error) 
 }
 
 // DecodeAccount decodes what GetAccountRaw returned.
-func DecodeAccount(agg, meta []byte) (*Account, error) {
-	a := &Account{Agg: &aggregate.Aggregate{}}
-	if err := a.Agg.UnmarshalBinary(agg); err != nil {
+func DecodeAccount(agg, meta []byte) (*Account, error) { return DecodeAccountWith(nil, agg, meta) }
+
+// DecodeAccountWith is DecodeAccount decoding the aggregate with s (see
+// aggregate.Scratch) when s is not nil.
+func DecodeAccountWith(s *aggregate.Scratch, agg, meta []byte) (*Account, error) {
+	a := &Account{}
+	var err error
+	if s != nil {
+		a.Agg, err = s.Decode(agg)
+	} else {
+		a.Agg = &aggregate.Aggregate{}
+		err = a.Agg.UnmarshalBinary(agg)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("decode aggregate: %w", err)
 	}
 	m, err := DecodeMeta(meta)
