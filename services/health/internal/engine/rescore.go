@@ -56,9 +56,9 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 		jobs []rescoreJob
 		err  error
 	}
+	ends := chunkEnds(len(ids), e.chunk)
 	// One scored chunk waits while another is written: enough to keep the
 	// writer busy without holding more chunks in memory.
-	ends := chunkEnds(len(ids), e.chunk)
 	ready := make(chan scored, 1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
