@@ -120,7 +120,14 @@ type Lag struct {
 	Partition uint32
 	Cursor    uint64
 	Head      uint64
+	// Known is set once the upstream has told this consumer the partition's
+	// head since it started; before that Head is only what was applied.
+	Known bool
 }
+
+// CaughtUp reports whether every record the upstream has is applied, as far
+// as the consumer knows: never before the upstream has answered.
+func (l Lag) CaughtUp() bool { return l.Known && l.Cursor >= l.Head }
 
 // ConsumerOptions configure NewConsumer.
 type ConsumerOptions[T any] struct {
@@ -155,6 +162,7 @@ type Consumer[T any] struct {
 	mu      sync.Mutex
 	cursors map[uint32]uint64
 	heads   map[uint32]uint64
+	known   map[uint32]bool
 	wake    chan struct{}
 
 	lag    *prometheus.GaugeVec
@@ -189,6 +197,7 @@ func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
 		opts:    opts,
 		cursors: make(map[uint32]uint64),
 		heads:   make(map[uint32]uint64),
+		known:   make(map[uint32]bool),
 		wake:    make(chan struct{}),
 	}
 	err := opts.DB.View(func(tx *bbolt.Tx) error {
@@ -259,7 +268,7 @@ func (c *Consumer[T]) Lag() []Lag {
 	defer c.mu.Unlock()
 	out := make([]Lag, 0, len(c.opts.Partitions))
 	for _, p := range c.opts.Partitions {
-		out = append(out, Lag{Name: c.opts.Name, Partition: p, Cursor: c.cursors[p], Head: c.heads[p]})
+		out = append(out, Lag{Name: c.opts.Name, Partition: p, Cursor: c.cursors[p], Head: c.heads[p], Known: c.known[p]})
 	}
 	return out
 }
@@ -379,6 +388,7 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 func (c *Consumer[T]) setHead(p uint32, head uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.known[p] = true
 	if head > c.heads[p] {
 		c.heads[p] = head
 	}

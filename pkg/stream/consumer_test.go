@@ -180,6 +180,9 @@ func TestConsumerDropsRedeliveriesAndReconnects(t *testing.T) {
 	down := storetest.Open(t)
 	src := &flakySource{log: up}
 	c := newConsumer(t, down, src.open, nil)
+	if l := c.Lag(); len(l) != 1 || l[0].Known || l[0].CaughtUp() {
+		t.Errorf("Lag before running = %+v; want the head unknown, not caught up", l)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -193,8 +196,8 @@ func TestConsumerDropsRedeliveriesAndReconnects(t *testing.T) {
 	if got := applied(t, down); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("applied %v\nwant    %v", got, want)
 	}
-	if l := c.Lag(); len(l) != 1 || l[0].Cursor != 40 {
-		t.Errorf("Lag = %+v", l)
+	if l := c.Lag(); len(l) != 1 || l[0].Cursor != 40 || l[0].Head != 40 || !l[0].CaughtUp() {
+		t.Errorf("Lag = %+v; want caught up at 40", l)
 	}
 }
 

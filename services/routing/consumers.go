@@ -68,6 +68,8 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		if err != nil {
 			return nil, conns, fmt.Errorf("ingestion consumer: %w", err)
 		}
+		// SLA timers wait for the touches still in the ingestion backlog.
+		svc.SetIngestionProgress(cons.Lag)
 		runs = append(runs, cons.Run)
 	}
 	if cfg.StagesAddr != "" {

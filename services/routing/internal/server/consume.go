@@ -36,10 +36,22 @@ func ownerTraits() map[string]routingv1.Team {
 // ApplyIngestion applies ingestion log records inside the consumer's
 // transaction: identify/group traits, CRM qualifications and handoffs, and
 // touches. Records are processed in offset order.
-func (s *Service) ApplyIngestion(btx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
-	// Records may arm SLA timers; the timer loop may be asleep with nothing
-	// pending, so wake it once this transaction commits.
-	btx.OnCommit(s.notify)
+func (s *Service) ApplyIngestion(btx *bbolt.Tx, partition uint32, recs []*ingestionv1.LogRecord) error {
+	// Records may arm SLA timers, and they move the event-time watermark
+	// that holds timers back during a backlog; the timer loop may be asleep,
+	// so wake it once this transaction commits.
+	var latest time.Time
+	for _, r := range recs {
+		if e := r.GetEvent(); e != nil {
+			if t := account.EventTime(e); t.After(latest) {
+				latest = t
+			}
+		}
+	}
+	btx.OnCommit(func() {
+		s.advanceWatermark(partition, latest)
+		s.notify()
+	})
 	for _, r := range recs {
 		if ts := r.GetTombstone(); ts != nil {
 			if err := s.forget(store.In(btx, ts.GetWorkspace()), ts, true); err != nil {

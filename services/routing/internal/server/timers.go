@@ -38,7 +38,7 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 		return total, err
 	}
 	for ctx.Err() == nil {
-		now := s.clk.Now()
+		now := s.fireHorizon()
 		// The loop wakes after every commit that may have armed a timer;
 		// a read transaction decides whether a write (and its fsync, in
 		// the way of Qualify's group commits) is needed at all.
@@ -194,7 +194,7 @@ type planBatch struct {
 // bucket to its end, preparing each batch while the previous one commits.
 func (s *Service) firePipelined(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	now := s.clk.Now()
+	now := s.fireHorizon()
 	batches := make(chan *planBatch, 1)
 	var wg sync.WaitGroup
 	// The preparer is gone (its read transaction closed) when this returns.
@@ -597,8 +597,16 @@ func (s *Service) RunTimers(ctx context.Context) error {
 			return fmt.Errorf("read next timer: %w", err)
 		}
 		var due <-chan time.Time
-		if ok {
-			due = s.clk.After(next.Sub(s.clk.Now()))
+		switch now := s.clk.Now(); {
+		case !ok:
+		case next.After(now):
+			due = s.clk.After(next.Sub(now))
+		case s.fireHorizon().Before(next):
+			// Due on the clock but held back by an ingestion backlog:
+			// consumer commits wake the loop; poll in case none comes.
+			due = s.clk.After(heldBackPoll)
+		default:
+			due = s.clk.After(0)
 		}
 		select {
 		case <-ctx.Done():
