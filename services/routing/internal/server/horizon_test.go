@@ -39,6 +39,10 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 			{lag: &behind, event: "crm.contacted", at: ny(16, 11, 0), events: "met:alice"},
 			{lag: &caughtUp, events: "met:alice"},
 		}},
+		{"late touch in the backlog finds the deadline passed", []step{
+			{lag: &behind, event: "crm.contacted", at: ny(16, 18, 0), events: "warning_50:alice warning_80:alice breach:alice"},
+			{lag: &caughtUp, events: "warning_50:alice warning_80:alice breach:alice"},
+		}},
 		{"backlog events passing the deadline fire it", []step{
 			{lag: &behind, event: "page_viewed", at: ny(16, 14, 0), events: "warning_50:alice"},
 			{lag: &behind, event: "page_viewed", at: ny(16, 18, 0), events: "warning_50:alice warning_80:alice breach:alice"},

@@ -609,6 +609,9 @@ func (s *Service) View(ws string, fn func(tx *store.Tx) error) error {
 // TouchTx records a touch on an assignment at (clamped to the interval
 // from its creation to now).
 func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routingv1.Assignment, error) {
+	if err := s.fireUntil(tx, id, at); err != nil {
+		return nil, err
+	}
 	a, err := tx.Assignment(id)
 	if err != nil {
 		return nil, err
@@ -723,6 +726,35 @@ func (s *Service) ResumeTx(tx *store.Tx, id string) (*routingv1.Assignment, erro
 		return nil, err
 	}
 	return a, s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}})
+}
+
+// maxCatchUpFires bounds fireUntil: warnings, a breach and an escalation per
+// owner of a pool, far more than any real clock has pending at once.
+const maxCatchUpFires = 64
+
+// fireUntil fires the assignment's timers due before at, in order. Live they
+// would have fired already; while a backlog is applied in event time
+// (fireHorizon) a touch can arrive before them, and it must not meet a
+// deadline that had passed when it happened.
+func (s *Service) fireUntil(tx *store.Tx, id string, at time.Time) error {
+	var b *fireBatch
+	for range maxCatchUpFires {
+		tm, ok, err := tx.ArmedTimer(id)
+		if err != nil || !ok || tm.Due.After(at) {
+			return err
+		}
+		if b == nil {
+			b = newFireBatch()
+		}
+		t, err := s.fireTx(tx, tm, at, b)
+		if err != nil {
+			return fmt.Errorf("fire %s timer of %s before a touch: %w", tm.Kind, id, err)
+		}
+		if t != 0 {
+			tx.Bolt().OnCommit(func() { s.breaches.WithLabelValues(rules.TypeName(t)).Inc() })
+		}
+	}
+	return nil
 }
 
 // fireTx fires one due timer: the timer's deletion, the SLA state change,

@@ -858,6 +858,24 @@ func NextTimer(tx *bbolt.Tx) (time.Time, bool) {
 	return time.Unix(0, int64(store.ParseU64(k))).UTC(), true
 }
 
+// ArmedTimer returns the assignment's pending timer, if it has one.
+func (t *Tx) ArmedTimer(assignmentID string) (Timer, bool, error) {
+	key := t.get("armed", []byte(assignmentID))
+	if key == nil {
+		return Timer{}, false, nil
+	}
+	tb := t.tx.Bucket([]byte(timersBucket))
+	if tb == nil {
+		return Timer{}, false, nil
+	}
+	v := tb.Get(key)
+	if v == nil {
+		return Timer{}, false, nil
+	}
+	tm, err := parseTimer(key, v)
+	return tm, err == nil, err
+}
+
 // DeleteTimer removes a fired timer and its armed pointer.
 func (t *Tx) DeleteTimer(tm Timer) error {
 	if tb := t.tx.Bucket([]byte(timersBucket)); tb != nil {
