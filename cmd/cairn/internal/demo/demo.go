@@ -478,7 +478,17 @@ func (s *sim) pipeline() (time.Time, bool) {
 	} else {
 		s.track(champ, "demo_requested", t.Add(time.Hour), nil)
 	}
-	t = s.workTime(t.AddDate(0, 0, s.intn(1, 6)))
+	// The SDR's first touch: usually within a few hours, late (days) for a
+	// share of leads, fewer for better-fitting ones. The delay comes from a
+	// side hash and the draw it replaced stays, so the random stream that
+	// shapes the rest of the workspace is unchanged (later times move).
+	lateDays := s.intn(1, 6)
+	contact := "mql-contact/" + leadID
+	if s.side(contact+"/late") < 0.2-0.1*s.fit {
+		t = s.workTime(t.AddDate(0, 0, lateDays))
+	} else {
+		t = t.Add(time.Duration(15+s.side(contact)*165) * time.Minute)
+	}
 	s.system("crm.contacted", t, map[string]any{"channel": []string{"email", "call"}[s.rng.IntN(2)]})
 	if !s.chance(0.35 + 0.55*s.fit) {
 		return time.Time{}, false
