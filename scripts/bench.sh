@@ -4,6 +4,7 @@
 #   scripts/bench.sh            # everything (~15 minutes on 2 cores)
 #   scripts/bench.sh go         # only the go test -bench part
 #   scripts/bench.sh ingest     # only the ingestion binary under load
+#   scripts/bench.sh gateway    # only the tracking API: gateway + ingestion, no consumers
 #   scripts/bench.sh suite      # only the running-suite part
 #   scripts/bench.sh memory     # 10 M events through ingestion, RSS sampled (not in "all")
 set -euo pipefail
@@ -65,6 +66,23 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
   /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
   say "ingestion alone, batches of 100, 32 streams, one fsync per batch (-no-group-commit)"
   /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 -conc 32 -stream -duration 15s | tee -a "$out/ingest-alone.txt"
+  stop_ingestion
+fi
+
+if [ "$what" = all ] || [ "$what" = gateway ]; then
+  # The tracking API alone: gateway -> ingestion (fsync), no consumers.
+  make build >/dev/null
+  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  start_ingestion
+  ./bin/cairn-gateway -http-addr 127.0.0.1:8280 -metrics-addr 127.0.0.1:9280 -ingestion-addr 127.0.0.1:7201 \
+    -keys "$d/keys.json" -rate 0 >"$d/gateway.log" 2>&1 &
+  gw=$!
+  for _ in $(seq 1 50); do curl -s 127.0.0.1:8280/healthz >/dev/null && break; sleep 0.2; done
+  for conc in 8 16 32; do
+    say "gateway Segment /v1/batch of 100 events -> ingestion (fsync), no consumers, $conc callers"
+    /tmp/cairn-ingestload -segment http://127.0.0.1:8280 -key "$key" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-alone.txt"
+  done
+  kill -TERM "$gw"; wait "$gw" || true
   stop_ingestion
 fi
 
