@@ -129,23 +129,7 @@ func TestCrashAndOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("suite-level test")
 	}
-	// A whole day before now keeps every event time in the past, and the
-	// day boundary keeps both runs on the same base.
-	base := time.Now().UTC().Truncate(24 * time.Hour)
-	events := workload(seed, nAccounts, base)
-	accounts := make([]string, nAccounts)
-	for a := range accounts {
-		accounts[a] = fmt.Sprintf("acct-%03d", a)
-	}
-
-	var want snapshot
-	t.Run("undisturbed", func(t *testing.T) {
-		want = runWorkload(t, events, accounts, nil)
-		checkNonTrivial(t, want)
-	})
-	if want == nil {
-		t.Fatal("no undisturbed baseline")
-	}
+	events, accounts, want := baseline(t, "undisturbed")
 
 	t.Run("crash", func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 7))
@@ -216,4 +200,28 @@ func compare(t *testing.T, what string, want, got snapshot) {
 	if d := want.diff(got, 10, signalled); len(d) > 0 {
 		t.Logf("risk/renewal handoffs %s differ (read order of three logs, not required equal):\n%s", what, strings.Join(d, "\n"))
 	}
+}
+
+// baseline builds the seeded workload and runs it once, undisturbed, on one
+// replica of each service, as subtest name: the state the disturbed or
+// scaled runs must reproduce. Event times lie in the 36 hours before the
+// start of today, so that every one is in the past and no time-based rule
+// changes its answer between runs.
+func baseline(t *testing.T, name string) ([]*ingestionv1.Event, []string, snapshot) {
+	t.Helper()
+	base := time.Now().UTC().Truncate(24 * time.Hour)
+	events := workload(seed, nAccounts, base)
+	accounts := make([]string, nAccounts)
+	for a := range accounts {
+		accounts[a] = fmt.Sprintf("acct-%03d", a)
+	}
+	var want snapshot
+	t.Run(name, func(t *testing.T) {
+		want = runWorkload(t, events, accounts, nil)
+		checkNonTrivial(t, want)
+	})
+	if want == nil {
+		t.Fatalf("no %s baseline", name)
+	}
+	return events, accounts, want
 }

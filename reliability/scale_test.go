@@ -32,23 +32,7 @@ func TestScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("suite-level test")
 	}
-	// As in TestCrashAndOutage: event times lie in the 36 hours before the
-	// start of today, so no time-based rule changes its answer between runs.
-	base := time.Now().UTC().Truncate(24 * time.Hour)
-	events := workload(seed, nAccounts, base)
-	accounts := make([]string, nAccounts)
-	for a := range accounts {
-		accounts[a] = fmt.Sprintf("acct-%03d", a)
-	}
-
-	var want snapshot
-	t.Run("single replica", func(t *testing.T) {
-		want = runWorkload(t, events, accounts, nil)
-		checkNonTrivial(t, want)
-	})
-	if want == nil {
-		t.Fatal("no single-replica baseline")
-	}
+	events, accounts, want := baseline(t, "single replica")
 
 	for _, tc := range []struct{ stages, health int }{
 		{scaleReplicas, scaleReplicas},

@@ -823,26 +823,9 @@ func parseTimer(k, v []byte) (Timer, error) {
 	return Timer{Key: append([]byte(nil), k...), Due: time.Unix(0, int64(store.ParseU64(k))).UTC(), Workspace: ws, AssignmentID: id, Kind: string(v)}, nil
 }
 
-// DueTimers returns up to max timers due at or before now, earliest first.
+// DueTimers returns up to limit timers due at or before now, earliest first.
 func DueTimers(tx *bbolt.Tx, now time.Time, limit int) ([]Timer, error) {
-	tb := tx.Bucket([]byte(timersBucket))
-	if tb == nil {
-		return nil, nil
-	}
-	var out []Timer
-	end := uint64(max(now.UnixNano(), 0))
-	c := tb.Cursor()
-	for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-		if store.ParseU64(k) > end {
-			break
-		}
-		tm, err := parseTimer(k, v)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tm)
-	}
-	return out, nil
+	return DueTimersAfter(tx, nil, now, limit)
 }
 
 // NextTimer returns the earliest pending timer's due time.
