@@ -226,6 +226,12 @@ func (s *Service) firePipelined(ctx context.Context) (int, error) {
 		if len(pb.plans) == 0 {
 			break
 		}
+		// A full batch means a backlog (a restart after downtime): trade
+		// memory for the collector's CPU until it is fired. A few timers
+		// due at a time leave the target alone.
+		if total == 0 && len(pb.plans) >= s.batch {
+			defer raiseGC()()
+		}
 		n, err := s.writePlans(pb)
 		if err != nil {
 			return total, err
