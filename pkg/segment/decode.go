@@ -45,6 +45,59 @@ type span struct{ a, b int }
 type parser struct {
 	s     string
 	depth int
+	arena arena
+}
+
+// arena hands out the messages of one document from slices allocated in
+// chunks: a batch builds hundreds of small messages, and one allocation per
+// message was most of what the garbage collector had to do. A message keeps
+// its chunk alive, which only matters as long as the request's events live.
+type arena struct {
+	events  []ingestionv1.Event
+	structs []structpb.Struct
+	values  []structpb.Value
+	strs    []structpb.Value_StringValue
+	nums    []structpb.Value_NumberValue
+	stamps  []timestamppb.Timestamp
+}
+
+// take returns the next free element of *chunk, allocating a new chunk of n
+// when it is used up.
+func take[T any](chunk *[]T, n int) *T {
+	if len(*chunk) == 0 {
+		*chunk = make([]T, n)
+	}
+	e := &(*chunk)[0]
+	*chunk = (*chunk)[1:]
+	return e
+}
+
+// chunkSize grows with the document so that a single call does not allocate
+// for a whole batch.
+func (p *parser) chunkSize() int {
+	return min(128, max(4, len(p.s)/256))
+}
+
+func (p *parser) newStruct(n int) *structpb.Struct {
+	st := take(&p.arena.structs, p.chunkSize())
+	st.Fields = make(map[string]*structpb.Value, n)
+	return st
+}
+
+func (p *parser) stringValue(s string) *structpb.Value {
+	k := take(&p.arena.strs, p.chunkSize())
+	k.StringValue = s
+	v := take(&p.arena.values, p.chunkSize())
+	v.Kind = k
+	return v
+}
+
+func (p *parser) numberValue(f float64) *structpb.Value {
+	k := take(&p.arena.nums, p.chunkSize())
+	k.NumberValue = f
+	v := take(&p.arena.values, p.chunkSize())
+	v.Kind = k
+	return v
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -382,7 +435,8 @@ func (p *parser) timestamp(v span, field string) (*timestamppb.Timestamp, *Field
 	if err != nil {
 		return nil, &FieldError{Index: -1, Field: field, Reason: "not RFC 3339"}
 	}
-	ts := timestamppb.New(t)
+	ts := take(&p.arena.stamps, p.chunkSize())
+	ts.Seconds, ts.Nanos = t.Unix(), int32(t.Nanosecond())
 	if err := ts.CheckValid(); err != nil {
 		return nil, &FieldError{Index: -1, Field: field, Reason: "out of range"}
 	}
@@ -419,7 +473,7 @@ func (p *parser) structValue(v span) (*structpb.Struct, error) {
 		return nil, errNotObject
 	}
 	p.depth = 0
-	st := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	st := p.newStruct(0)
 	_, err := p.object(v.a, func(key string, v span) error {
 		val, err := p.value(v)
 		if err != nil {
@@ -438,7 +492,7 @@ func (p *parser) structValue(v span) (*structpb.Struct, error) {
 func (p *parser) value(v span) (*structpb.Value, error) {
 	switch c := p.s[v.a]; {
 	case c == '{':
-		st := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		st := p.newStruct(0)
 		_, err := p.object(v.a, func(key string, v span) error {
 			val, err := p.value(v)
 			if err != nil {
@@ -466,7 +520,7 @@ func (p *parser) value(v span) (*structpb.Value, error) {
 		}
 		return structpb.NewListValue(l), nil
 	case c == '"':
-		return structpb.NewStringValue(p.unquote(v.a, v.b, p.plain(v))), nil
+		return p.stringValue(p.unquote(v.a, v.b, p.plain(v))), nil
 	case c == 't':
 		return structpb.NewBoolValue(true), nil
 	case c == 'f':
@@ -478,7 +532,7 @@ func (p *parser) value(v span) (*structpb.Value, error) {
 		if err != nil {
 			return nil, errNotObject
 		}
-		return structpb.NewNumberValue(f), nil
+		return p.numberValue(f), nil
 	}
 }
 
@@ -496,7 +550,7 @@ func (p *parser) mergedStruct(top []member, own span, present bool) (*structpb.S
 			return nil, err
 		}
 	}
-	st := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(top)+len(mine))}
+	st := p.newStruct(len(top) + len(mine))
 	for _, m := range mine {
 		val, err := p.value(m.v)
 		if err != nil {
@@ -606,7 +660,7 @@ type envelope struct {
 // decode builds the Event of one call, checking fields in the documented
 // order so that the first problem reported is the same as before.
 func (p *parser) decode(c *call, typ string, env *envelope) (*ingestionv1.Event, *FieldError) {
-	ev := &ingestionv1.Event{}
+	ev := take(&p.arena.events, p.chunkSize())
 	bodyType := ""
 	if p.present(c, kType) {
 		s, err := p.str(c.v[kType], "type")
