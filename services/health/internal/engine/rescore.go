@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	"github.com/cairn-dev/cairn/pkg/gc"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"go.etcd.io/bbolt"
@@ -37,7 +37,7 @@ const rescoreChunk = 4096
 // one that was deleted is skipped. Every account thus goes from one stored
 // state to its rescored state atomically, as if rescored in one transaction.
 func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error) {
-	defer raiseGC()()
+	defer gc.Raise(rescoreGCPercent)()
 	now := e.clk.Now()
 	var ids []string
 	var cm *model.Compiled
@@ -170,39 +170,6 @@ func chunkEnds(n, chunk int) []int {
 // 200 it runs half as often, for a heap that peaks at three times the live
 // one instead of twice (a memory limit, GOMEMLIMIT, still caps it).
 const rescoreGCPercent = 200
-
-// gcRaise counts running rescores; the first raises the GC target and the
-// last restores it (prev), unless it was already higher or off.
-var gcRaise struct {
-	sync.Mutex
-	n       int
-	prev    int
-	changed bool
-}
-
-// raiseGC raises the GC target to rescoreGCPercent until the returned
-// function is called.
-func raiseGC() (restore func()) {
-	gcRaise.Lock()
-	defer gcRaise.Unlock()
-	if gcRaise.n == 0 {
-		gcRaise.prev = debug.SetGCPercent(rescoreGCPercent)
-		gcRaise.changed = true
-		if gcRaise.prev < 0 || gcRaise.prev >= rescoreGCPercent {
-			debug.SetGCPercent(gcRaise.prev)
-			gcRaise.changed = false
-		}
-	}
-	gcRaise.n++
-	return func() {
-		gcRaise.Lock()
-		defer gcRaise.Unlock()
-		gcRaise.n--
-		if gcRaise.n == 0 && gcRaise.changed {
-			debug.SetGCPercent(gcRaise.prev)
-		}
-	}
-}
 
 // rescoreJob is one account of a rescore: the stored state it was scored
 // from and what scoring produced.

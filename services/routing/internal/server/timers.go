@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/gc"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
@@ -230,7 +231,7 @@ func (s *Service) firePipelined(ctx context.Context) (int, error) {
 		// memory for the collector's CPU until it is fired. A few timers
 		// due at a time leave the target alone.
 		if total == 0 && len(pb.plans) >= s.batch {
-			defer raiseGC()()
+			defer gc.Raise(backlogGCPercent)()
 		}
 		n, err := s.writePlans(pb)
 		if err != nil {
