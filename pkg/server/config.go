@@ -265,7 +265,10 @@ func (c Config) withDefaults() Config {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		// telemetry.Setup's logger already carries the service name; the
+		// default one gets it here, so server logs always name the service
+		// once.
+		c.Logger = slog.Default().With("service", c.Name)
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}

@@ -198,7 +198,7 @@ func (s *Server) Run(ctx context.Context, background ...func(ctx context.Context
 		s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.Logger.Info("serving", "service", s.cfg.Name, "grpc_addr", s.Addr().String(), "metrics_addr", addrString(s.MetricsAddr()))
+	s.Logger.Info("serving", "grpc_addr", s.Addr().String(), "metrics_addr", addrString(s.MetricsAddr()))
 
 	g.Go(func() error {
 		if err := s.GRPC.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -243,7 +243,7 @@ func (s *Server) shutdown(httpSrv *http.Server) {
 	clk := s.cfg.Clock
 	drained := clk.After(s.cfg.DrainDelay)
 	s.Health.Shutdown() // NOT_SERVING everywhere; sticky
-	s.Logger.Info("shutting down", "service", s.cfg.Name, "drain_delay", s.cfg.DrainDelay)
+	s.Logger.Info("shutting down", "drain_delay", s.cfg.DrainDelay)
 	<-drained
 	s.stop() // ends streaming calls (Subscribe, health Watch)
 
@@ -255,7 +255,7 @@ func (s *Server) shutdown(httpSrv *http.Server) {
 	select {
 	case <-done:
 	case <-clk.After(s.cfg.ShutdownTimeout):
-		s.Logger.Warn("graceful stop timed out; closing connections", "service", s.cfg.Name, "timeout", s.cfg.ShutdownTimeout)
+		s.Logger.Warn("graceful stop timed out; closing connections", "timeout", s.cfg.ShutdownTimeout)
 		s.GRPC.Stop()
 		<-done
 	}
