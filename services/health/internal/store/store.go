@@ -223,11 +223,7 @@ func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
 			return fmt.Errorf("put aggregate of %q: %w", id, err)
 		}
 	}
-	mb, err := bucket(tx, "meta", ws)
-	if err != nil {
-		return err
-	}
-	return mb.Put(id, EncodeMeta(&a.Meta))
+	return NewWriter(tx, ws).PutMeta(a.Agg.Account, EncodeMeta(&a.Meta))
 }
 
 // AccountIDs lists a workspace's account ids in order.
@@ -354,18 +350,19 @@ func GetHealthRaw(tx *bbolt.Tx, ws, acct string) ([]byte, error) {
 
 // PutHealth stores an account's health and its list row.
 func PutHealth(tx *bbolt.Tx, h *healthv1.AccountHealth, row *healthv1.AccountRow) error {
-	b, err := bucket(tx, "health", h.GetWorkspace())
+	hb, err := Marshal(h)
 	if err != nil {
-		return err
-	}
-	if err := putProto(b, []byte(h.GetAccountId()), h); err != nil {
 		return fmt.Errorf("put health of %q: %w", h.GetAccountId(), err)
 	}
-	rb, err := bucket(tx, "rows", h.GetWorkspace())
+	rb, err := Marshal(row)
 	if err != nil {
+		return fmt.Errorf("put row of %q: %w", h.GetAccountId(), err)
+	}
+	w := NewWriter(tx, h.GetWorkspace())
+	if err := w.PutHealth(h.GetAccountId(), hb); err != nil {
 		return err
 	}
-	return putProto(rb, []byte(h.GetAccountId()), row)
+	return w.PutRow(h.GetAccountId(), rb)
 }
 
 // ForEachRow visits every account row of a workspace in id order.
@@ -459,11 +456,7 @@ func AccountsWithSignal(tx *bbolt.Tx, ws, reason string) (map[string]bool, error
 
 // PutSnapshot stores (overwrites) the account's snapshot of s.Day.
 func PutSnapshot(tx *bbolt.Tx, ws, acct string, s *Snapshot) error {
-	b, err := bucket(tx, "snapshots", ws)
-	if err != nil {
-		return err
-	}
-	return b.Put(key(acct, s.Day), EncodeSnapshot(s))
+	return NewWriter(tx, ws).PutSnapshot(acct, s.Day, EncodeSnapshot(s))
 }
 
 // SnapshotAt returns the latest snapshot on or before day.

@@ -110,48 +110,33 @@ func (w *Writer) IndexSignal(s *commonv1.Signal) error {
 
 // PutSnapshot stores an encoded snapshot (EncodeSnapshot) of acct for day.
 func (w *Writer) PutSnapshot(acct, day string, data []byte) error {
-	b, err := w.bucket(&w.snapshots, "snapshots")
-	if err != nil {
-		return err
-	}
-	if err := b.Put(key(acct, day), data); err != nil {
-		return fmt.Errorf("put snapshot of %q: %w", acct, err)
-	}
-	return nil
+	return w.put(&w.snapshots, "snapshots", key(acct, day), data, "snapshot", acct)
 }
 
 // PutHealth stores an account's encoded health.
 func (w *Writer) PutHealth(acct string, health []byte) error {
-	b, err := w.bucket(&w.health, "health")
-	if err != nil {
-		return err
-	}
-	if err := b.Put([]byte(acct), health); err != nil {
-		return fmt.Errorf("put health of %q: %w", acct, err)
-	}
-	return nil
+	return w.put(&w.health, "health", []byte(acct), health, "health", acct)
 }
 
 // PutRow stores an account's encoded list row.
 func (w *Writer) PutRow(acct string, row []byte) error {
-	b, err := w.bucket(&w.rows, "rows")
-	if err != nil {
-		return err
-	}
-	if err := b.Put([]byte(acct), row); err != nil {
-		return fmt.Errorf("put row of %q: %w", acct, err)
-	}
-	return nil
+	return w.put(&w.rows, "rows", []byte(acct), row, "row", acct)
 }
 
 // PutMeta stores an account's encoded meta (EncodeMeta).
 func (w *Writer) PutMeta(acct string, meta []byte) error {
-	b, err := w.bucket(&w.meta, "meta")
+	return w.put(&w.meta, "meta", []byte(acct), meta, "meta", acct)
+}
+
+// put stores one of acct's records (what names it in errors) in the bucket
+// name, resolved once per Writer into *b.
+func (w *Writer) put(b **bbolt.Bucket, name string, k, v []byte, what, acct string) error {
+	bk, err := w.bucket(b, name)
 	if err != nil {
 		return err
 	}
-	if err := b.Put([]byte(acct), meta); err != nil {
-		return fmt.Errorf("put meta of %q: %w", acct, err)
+	if err := bk.Put(k, v); err != nil {
+		return fmt.Errorf("put %s of %q: %w", what, acct, err)
 	}
 	return nil
 }
