@@ -11,7 +11,10 @@ import (
 // the DB, so that writes before the service's registry exists still count.
 type metrics struct {
 	commit *prometheus.HistogramVec
-	group  prometheus.Histogram
+	// commitGroup and commitUpdate are commit's two series, resolved once
+	// rather than per commit.
+	commitGroup, commitUpdate prometheus.Observer
+	group                     prometheus.Histogram
 
 	writeTime, spillTime, rebalanceTime, pageWrites, freePages *prometheus.Desc
 	stats                                                      func() statsSnapshot
@@ -25,7 +28,7 @@ type statsSnapshot struct {
 }
 
 func newMetrics(stats func() statsSnapshot) *metrics {
-	return &metrics{
+	m := &metrics{
 		commit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "cairn_bbolt_commit_seconds",
 			Help: "Latency of write transactions made through pkg/store, from start to durable (fsync included), " +
@@ -49,6 +52,8 @@ func newMetrics(stats func() statsSnapshot) *metrics {
 			"Free pages in the bbolt file: space that writes reuse before the file grows.", nil, nil),
 		stats: stats,
 	}
+	m.commitGroup, m.commitUpdate = m.commit.WithLabelValues("group"), m.commit.WithLabelValues("update")
+	return m
 }
 
 // Describe implements prometheus.Collector.

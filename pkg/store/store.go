@@ -168,7 +168,7 @@ func (db *DB) View(fn func(*bbolt.Tx) error) error { return db.bolt.View(fn) }
 func (db *DB) Update(fn func(*bbolt.Tx) error) error {
 	start := time.Now()
 	err := db.bolt.Update(fn)
-	db.metrics.commit.WithLabelValues("update").Observe(time.Since(start).Seconds())
+	db.metrics.commitUpdate.Observe(time.Since(start).Seconds())
 	return err
 }
 
@@ -344,7 +344,7 @@ func (db *DB) runGroup(group []*commitReq) {
 			return nil
 		})
 		if err == nil {
-			db.metrics.commit.WithLabelValues("group").Observe(time.Since(start).Seconds())
+			db.metrics.commitGroup.Observe(time.Since(start).Seconds())
 			db.metrics.group.Observe(float64(len(live)))
 			for _, r := range live {
 				r.err <- nil

@@ -243,26 +243,7 @@ func (l *Log) state(tx *bbolt.Tx, p uint32) (*txState, error) {
 // so that an output record commits together with the state that produced it.
 // Subscribers are woken when the transaction commits.
 func (l *Log) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
-	if err := l.checkPartition(p); err != nil {
-		return 0, err
-	}
-	st, err := l.state(tx, p)
-	if err != nil {
-		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
-	}
-	meta, recs := st.meta[p], st.recs[p]
-	off := st.head[p] + 1
-	val := make([]byte, 8+len(data))
-	binary.BigEndian.PutUint64(val, uint64(l.opts.Clock.Now().UnixNano()))
-	copy(val[8:], data)
-	if err := recs.Put(store.U64(off), val); err != nil {
-		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
-	}
-	if err := meta.Put(keyHead, store.U64(off)); err != nil {
-		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
-	}
-	st.head[p] = off
-	return off, nil
+	return l.AppendBatchTx(tx, p, [][]byte{data})
 }
 
 // AppendBatchTx appends records to partition p, in order, inside the
