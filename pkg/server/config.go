@@ -361,9 +361,10 @@ func ParseReplica(v string) (int, error) {
 	return n, nil
 }
 
-// Owns reports whether this replica owns partition p.
+// Owns reports whether this replica owns partition p. stream.Replica
+// already reads an unset Replicas as one replica.
 func (c Config) Owns(p uint32) bool {
-	return stream.Replica(p, c.withDefaults().Replicas) == c.Replica
+	return stream.Replica(p, c.Replicas) == c.Replica
 }
 
 // OwnedPartitions lists the partitions this replica owns, in order; a

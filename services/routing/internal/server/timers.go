@@ -289,9 +289,8 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 			okey := tm.Workspace + "\x00" + a.GetOwnerId()
 			cal, ok := cals[okey]
 			if !ok {
-				raw := bytes.Clone(tx.OwnerRaw(a.GetOwnerId()))
-				pb.owners[okey] = raw
-				cal = s.calendarOf(raw)
+				pb.owners[okey] = bytes.Clone(tx.OwnerRaw(a.GetOwnerId()))
+				cal = s.ownerCalendar(tx, a.GetOwnerId())
 				cals[okey] = cal
 			}
 			p.prevOwner, p.prevState = a.GetOwnerId(), a.GetState()
@@ -356,23 +355,6 @@ func lightAssignment(raw []byte) (*routingv1.Assignment, bool) {
 		}
 	}
 	return a, true
-}
-
-// calendarOf builds the calendar of an owner from its stored bytes as
-// Service.owner does: the UTC default when the owner is missing or invalid.
-func (s *Service) calendarOf(raw []byte) *hours.Calendar {
-	if raw == nil {
-		return utcCalendar()
-	}
-	o := &routingv1.Owner{}
-	if err := proto.Unmarshal(raw, o); err != nil {
-		return utcCalendar()
-	}
-	cal, err := s.Calendar(o)
-	if err != nil {
-		return utcCalendar()
-	}
-	return cal
 }
 
 // writePlans commits one prepared batch. It works bucket by bucket (all
