@@ -44,9 +44,10 @@ func DialOptions(serviceKey string) []grpc.DialOption {
 	return opts
 }
 
-// SplitAddrs splits a comma-separated address list (one address per
-// replica, in replica order) and drops blanks around the entries.
-func SplitAddrs(list string) []string {
+// SplitList splits a comma-separated flag value (an address list, one
+// address per replica in replica order; CORS origins) and drops blanks
+// around the entries.
+func SplitList(list string) []string {
 	var out []string
 	for _, a := range strings.Split(list, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -61,7 +62,7 @@ func SplitAddrs(list string) []string {
 // already made. A service's replica i owns partitions p with
 // stream.Replica(p, len(conns)) == i.
 func DialList(list string, serviceKey string) ([]*grpc.ClientConn, error) {
-	addrs := SplitAddrs(list)
+	addrs := SplitList(list)
 	if len(addrs) == 0 {
 		return nil, errors.New("dial: empty address list")
 	}

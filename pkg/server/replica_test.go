@@ -95,7 +95,7 @@ func TestZeroReplicasIsOne(t *testing.T) {
 	}
 }
 
-func TestSplitAddrs(t *testing.T) {
+func TestSplitList(t *testing.T) {
 	tests := []struct {
 		in   string
 		want []string
@@ -105,8 +105,8 @@ func TestSplitAddrs(t *testing.T) {
 		{"stages-0.stages:7102, stages-1.stages:7102 ,", []string{"stages-0.stages:7102", "stages-1.stages:7102"}},
 	}
 	for _, tc := range tests {
-		if got := SplitAddrs(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("SplitAddrs(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := SplitList(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("SplitList(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

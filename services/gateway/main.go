@@ -27,6 +27,7 @@ import (
 
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/telemetry"
 	"github.com/cairn-dev/cairn/services/gateway/internal/server"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
@@ -136,7 +137,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		{"ingestion", cfg.ingestionAddr, &ups.Ingestion}, {"stages", cfg.stagesAddr, &ups.Stages},
 		{"health", cfg.healthAddr, &ups.Health}, {"routing", cfg.routingAddr, &ups.Routing},
 	} {
-		addrs := server.SplitList(u.addrs)
+		addrs := pkgserver.SplitList(u.addrs)
 		if len(addrs) == 0 {
 			return fmt.Errorf("-%s-addr: empty", u.name)
 		}
@@ -166,7 +167,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Upstreams:   ups,
 		Auth:        server.Keys{Authenticator: keys},
 		Limiter:     web.NewRateLimiter(cfg.rate, cfg.burst, clock.Real{}),
-		CORSOrigins: server.SplitList(cfg.corsOrigins),
+		CORSOrigins: pkgserver.SplitList(cfg.corsOrigins),
 		MaxBody:     cfg.maxBody,
 		Registerer:  reg,
 		Logger:      logger,

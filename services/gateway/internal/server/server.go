@@ -237,14 +237,3 @@ func readiness(u Upstreams, timeout time.Duration) http.Handler {
 		web.WriteJSON(w, code, map[string]any{"status": s, "upstreams": states})
 	})
 }
-
-// SplitList splits a comma-separated flag value, dropping blanks.
-func SplitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
