@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"google.golang.org/grpc"
 )
 
 // Replica returns the index of the replica, out of replicas, that owns
@@ -55,4 +57,15 @@ func Route[T any](sources []Source[T]) (Source[T], error) {
 	return func(ctx context.Context, partition uint32, from uint64) (Subscription[T], error) {
 		return sources[Replica(partition, len(sources))](ctx, partition, from)
 	}, nil
+}
+
+// RouteConns builds one Source per replica connection with source and routes
+// each partition to its owner (Route). conns is in replica order, as
+// server.DialList returns them.
+func RouteConns[T any](conns []*grpc.ClientConn, source func(*grpc.ClientConn) Source[T]) (Source[T], error) {
+	sources := make([]Source[T], len(conns))
+	for i, c := range conns {
+		sources[i] = source(c)
+	}
+	return Route(sources)
 }

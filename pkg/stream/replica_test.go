@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"testing"
+
+	"google.golang.org/grpc"
 )
 
 func TestOwned(t *testing.T) {
@@ -96,5 +98,30 @@ func TestRoute(t *testing.T) {
 				t.Errorf("replicas=%d partition %d served by %d, want %d", replicas, p, head, want)
 			}
 		}
+	}
+}
+
+// TestRouteConns checks that the Source built from the i-th connection
+// serves the partitions replica i owns.
+func TestRouteConns(t *testing.T) {
+	conns := []*grpc.ClientConn{new(grpc.ClientConn), new(grpc.ClientConn), new(grpc.ClientConn)}
+	r, err := RouteConns(conns, func(c *grpc.ClientConn) Source[int] {
+		id := uint64(slices.Index(conns, c))
+		return func(context.Context, uint32, uint64) (Subscription[int], error) { return fixedSub{head: id}, nil }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range uint32(8) {
+		sub, err := r(t.Context(), p, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, head, _ := sub.Recv(); head != uint64(Replica(p, len(conns))) {
+			t.Errorf("partition %d served by connection %d, want %d", p, head, Replica(p, len(conns)))
+		}
+	}
+	if _, err := RouteConns[int](nil, nil); err == nil {
+		t.Error("RouteConns without connections succeeded")
 	}
 }

@@ -111,18 +111,17 @@ func run(ctx context.Context, cfg config) error {
 				_ = c.Close()
 			}
 		}()
-		sources := make([]stream.Source[*stagesv1.LogRecord], len(stConns))
-		for i, conn := range stConns {
+		opts.Stages, err = stream.RouteConns(stConns, func(conn *grpc.ClientConn) stream.Source[*stagesv1.LogRecord] {
 			st := stagesv1.NewStagesServiceClient(conn)
-			sources[i] = stream.GRPCSource(
+			return stream.GRPCSource(
 				func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
 					return st.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
 				},
 				func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
 					return r.GetRecords(), r.GetHeadOffset()
 				})
-		}
-		if opts.Stages, err = stream.Route(sources); err != nil {
+		})
+		if err != nil {
 			_ = srv.Close()
 			return fmt.Errorf("stages sources: %w", err)
 		}

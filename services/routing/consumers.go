@@ -77,7 +77,7 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		if err != nil {
 			return nil, conns, err
 		}
-		source, err := routed(cs, func(conn *grpc.ClientConn) stream.Source[*stagesv1.LogRecord] {
+		source, err := stream.RouteConns(cs, func(conn *grpc.ClientConn) stream.Source[*stagesv1.LogRecord] {
 			c := stagesv1.NewStagesServiceClient(conn)
 			return stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
 				return c.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
@@ -104,7 +104,7 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		if err != nil {
 			return nil, conns, err
 		}
-		source, err := routed(cs, func(conn *grpc.ClientConn) stream.Source[*healthv1.LogRecord] {
+		source, err := stream.RouteConns(cs, func(conn *grpc.ClientConn) stream.Source[*healthv1.LogRecord] {
 			c := healthv1.NewHealthServiceClient(conn)
 			return stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[healthv1.SubscribeResponse], error) {
 				return c.Subscribe(ctx, &healthv1.SubscribeRequest{Partition: p, FromOffset: from})
@@ -127,14 +127,4 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		runs = append(runs, cons.Run)
 	}
 	return runs, conns, nil
-}
-
-// routed builds one Source per replica connection and routes each
-// partition to its owner (stream.Route).
-func routed[T any](conns []*grpc.ClientConn, source func(*grpc.ClientConn) stream.Source[T]) (stream.Source[T], error) {
-	sources := make([]stream.Source[T], len(conns))
-	for i, c := range conns {
-		sources[i] = source(c)
-	}
-	return stream.Route(sources)
 }
