@@ -362,7 +362,8 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 			At: account.EventTime(e),
 		})
 		return err
-	case "crm.contacted", "crm.meeting_booked":
+	}
+	if slices.Contains(touchNames, name) {
 		return s.touchMatching(tx, e, strings.TrimPrefix(name, "crm."))
 	}
 	if disqualifies(e) {
@@ -651,7 +652,8 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	return s.touchedSince(tx, second, route.At)
 }
 
-// touchNames are the CRM events that touch an account's open handoffs.
+// touchNames are the CRM events that touch an account's open handoffs, as
+// applyCRM applies them and touchedSince looks them up.
 var touchNames = []string{"crm.contacted", "crm.meeting_booked"}
 
 // touchedSince gives a handoff made from a health signal the account's
