@@ -35,6 +35,15 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
 fi
 
+# build_binaries builds the suite (bin/) and the load tool once per run.
+built=
+build_binaries() {
+  [ -n "$built" ] && return
+  make build >/dev/null
+  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  built=1
+}
+
 # start_ingestion FLAGS...: a fresh ingestion service on 127.0.0.1:7201 with
 # its own data directory; sets d, key and ing.
 start_ingestion() {
@@ -48,8 +57,7 @@ stop_ingestion() { kill -TERM "$ing"; wait "$ing" || true; rm -rf "$d"; }
 
 if [ "$what" = all ] || [ "$what" = ingest ]; then
   # Ingestion alone: the throughput target is about this process.
-  make build >/dev/null
-  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  build_binaries
   start_ingestion
   for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64" "-conc 32 -stream -rate 20000"; do
     say "ingestion alone, fsync, batches of 100: $args"
@@ -71,8 +79,7 @@ fi
 
 if [ "$what" = all ] || [ "$what" = gateway ]; then
   # The tracking API alone: gateway -> ingestion (fsync), no consumers.
-  make build >/dev/null
-  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  build_binaries
   start_ingestion
   ./bin/cairn-gateway -http-addr 127.0.0.1:8280 -metrics-addr 127.0.0.1:9280 -ingestion-addr 127.0.0.1:7201 \
     -keys "$d/keys.json" -rate 0 >"$d/gateway.log" 2>&1 &
@@ -89,8 +96,7 @@ fi
 # Not part of "all": 10 million events through one ingestion process, RSS
 # sampled every 15 s (about 5 minutes and 10 GB of disk on the dev machine).
 if [ "$what" = memory ]; then
-  make build >/dev/null
-  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
+  build_binaries
   start_ingestion
   ( while kill -0 "$ing" 2>/dev/null; do
       printf '%s %s\n' "$(date +%T)" "$(grep -E 'RssAnon|RssFile' /proc/$ing/status 2>/dev/null | tr -s ' \t\n' ' ')"
@@ -107,7 +113,7 @@ if [ "$what" = memory ]; then
 fi
 
 if [ "$what" = all ] || [ "$what" = suite ]; then
-  make build >/dev/null
+  build_binaries
   data=$(mktemp -d /tmp/cairn-bench-XXXXXX)
   # The gateway's per-key limit (default 1,000 req/s) would answer 429 at the paced rate.
   CAIRN_RATE=0 ./bin/cairn run --bin ./bin --data "$data" >"$data/suite.log" 2>&1 &
@@ -116,7 +122,6 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
   for _ in $(seq 1 120); do [ -s "$data/run.json" ] && break; sleep 1; done
   wkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['write_key'])" "$data/run.json")
   rkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['read_key'])" "$data/run.json")
-  go build -o /tmp/cairn-ingestload ./services/ingestion/cmd/ingestload
   go build -o "$data/pace" ./reliability/cmd/pace
   # run.json appears once the demo is loaded; let the consumers catch up.
   for _ in $(seq 1 300); do
