@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
@@ -61,6 +65,13 @@ type Config struct {
 	// Replicas is the number of replicas of the service (-replicas,
 	// CAIRN_REPLICAS, default 1), at most Partitions.
 	Replicas int
+	// ByWorkspace splits the service by workspace instead of by partition
+	// (ingestion and routing, whose state is workspace-wide; set by the
+	// service, not a flag): replica Replica owns the workspaces w with
+	// stream.WorkspaceReplica(w, Replicas) == Replica and every partition.
+	// Unary calls for another replica's workspace are refused with
+	// FailedPrecondition naming the owner (see CheckWorkspace).
+	ByWorkspace bool
 	// MaxRecvBytes bounds one received gRPC message (-max-recv-bytes,
 	// CAIRN_MAX_RECV_BYTES); larger ones fail with ResourceExhausted.
 	MaxRecvBytes int
@@ -362,16 +373,48 @@ func ParseReplica(v string) (int, error) {
 }
 
 // Owns reports whether this replica owns partition p. stream.Replica
-// already reads an unset Replicas as one replica.
+// already reads an unset Replicas as one replica. A replica of a service
+// split by workspace owns every partition.
 func (c Config) Owns(p uint32) bool {
-	return stream.Replica(p, c.Replicas) == c.Replica
+	return c.ByWorkspace || stream.Replica(p, c.Replicas) == c.Replica
 }
 
 // OwnedPartitions lists the partitions this replica owns, in order; a
-// single replica owns them all.
+// single replica, or one of a service split by workspace, owns them all.
 func (c Config) OwnedPartitions() []uint32 {
 	c = c.withDefaults()
+	if c.ByWorkspace {
+		return stream.Owned(0, 1, c.Partitions)
+	}
 	return stream.Owned(c.Replica, c.Replicas, c.Partitions)
+}
+
+// OwnsWorkspace reports whether this replica owns workspace ws: always for
+// a service split by partition or run as one replica.
+func (c Config) OwnsWorkspace(ws string) bool {
+	return !c.ByWorkspace || stream.WorkspaceReplica(ws, c.Replicas) == c.Replica
+}
+
+// CheckWorkspace returns nil when this replica owns ws, else a
+// FailedPrecondition status naming the workspace and the index of the
+// replica that owns it (also as an ErrorInfo detail, reason
+// WORKSPACE_ELSEWHERE, metadata workspace, replica and replicas), so that a
+// misrouted client learns where to go.
+func (c Config) CheckWorkspace(ws string) error {
+	if c.OwnsWorkspace(ws) {
+		return nil
+	}
+	owner := stream.WorkspaceReplica(ws, c.Replicas)
+	st := status.Newf(codes.FailedPrecondition,
+		"workspace: %q belongs to %s replica %d of %d, not to this replica %d; send its calls to replica %d (stream.WorkspaceReplica)",
+		ws, c.Name, owner, c.Replicas, c.Replica, owner)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason: "WORKSPACE_ELSEWHERE", Domain: "cairn",
+		Metadata: map[string]string{"workspace": ws, "replica": strconv.Itoa(owner), "replicas": strconv.Itoa(c.Replicas)},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // DBPath is the service's bbolt file, DataDir/<Name>.db.

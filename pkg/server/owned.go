@@ -1,11 +1,16 @@
 package server
 
 import (
+	"context"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/cairn-dev/cairn/pkg/auth"
 
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
@@ -19,7 +24,7 @@ type partitioned interface{ GetPartition() uint32 }
 // wait on an empty partition forever, without an error anywhere; refused,
 // its consumer retries and warns, naming the replica that owns it.
 func (s *Server) ownedPartitions(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if s.cfg.Replicas <= 1 || !strings.HasSuffix(info.FullMethod, "/Subscribe") {
+	if s.cfg.Replicas <= 1 || s.cfg.ByWorkspace || !strings.HasSuffix(info.FullMethod, "/Subscribe") {
 		return handler(srv, ss)
 	}
 	return handler(srv, &ownedStream{ServerStream: ss, cfg: s.cfg})
@@ -46,4 +51,32 @@ func (o *ownedStream) RecvMsg(m any) error {
 			p, stream.Replica(p, o.cfg.Replicas), o.cfg.Replicas, o.cfg.Replica)
 	}
 	return nil
+}
+
+// ownedWorkspace refuses a unary call on a workspace this replica of a
+// service split by workspace does not own. The workspace is the request's
+// "workspace" field, else the caller key's (auth.Workspace). Calls whose
+// workspace cannot be resolved go on to the handler, which reports that
+// with its own error; requests without a workspace field (health checks)
+// are not checked.
+func (s *Server) ownedWorkspace(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !s.cfg.ByWorkspace || s.cfg.Replicas <= 1 {
+		return handler(ctx, req)
+	}
+	m, ok := req.(proto.Message)
+	if !ok {
+		return handler(ctx, req)
+	}
+	f := m.ProtoReflect().Descriptor().Fields().ByName("workspace")
+	if f == nil || f.Kind() != protoreflect.StringKind || f.IsList() {
+		return handler(ctx, req)
+	}
+	ws, err := auth.Workspace(ctx, m.ProtoReflect().Get(f).String())
+	if err != nil {
+		return handler(ctx, req)
+	}
+	if err := s.cfg.CheckWorkspace(ws); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
 }

@@ -127,6 +127,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.recoverUnary,
 			s.deadline,
 			auth.UnaryServerInterceptor(a, policy),
+			s.ownedWorkspace,
 		),
 		grpc.ChainStreamInterceptor(
 			m.stream,

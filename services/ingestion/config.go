@@ -41,7 +41,11 @@ type config struct {
 // parse reads flags; the ingestion-specific ones take their defaults from
 // the environment through getenv (the shared ones read it in pkg/server).
 func parse(args []string, getenv func(string) string) (config, error) {
-	c := config{Server: pkgserver.Config{Name: "ingestion"}, Limits: validate.DefaultLimits()}
+	// Attribution (user -> account) and messageId dedup are workspace-wide,
+	// so ingestion scales by workspace, not by partition: replica k of
+	// -replicas K takes the workspaces with stream.WorkspaceReplica == k and
+	// writes every partition of its own log (docs/scaling.md).
+	c := config{Server: pkgserver.Config{Name: "ingestion", ByWorkspace: true}, Limits: validate.DefaultLimits()}
 	fs := flag.NewFlagSet("cairn-ingestion", flag.ContinueOnError)
 	c.Server.RegisterFlags(fs)
 	own := flag.NewFlagSet("", flag.ContinueOnError)
@@ -86,10 +90,6 @@ func parse(args []string, getenv func(string) string) (config, error) {
 		return c, errors.New("-retention-interval: must be positive")
 	case c.IndexInterval <= 0:
 		return c, errors.New("-index-interval: must be positive")
-	case c.Server.Replicas > 1:
-		// Attribution (user -> account) and messageId dedup are workspace-wide,
-		// so two writers would each see half of them; docs/scaling.md.
-		return c, fmt.Errorf("-replicas: ingestion runs as one writer (got %d); see docs/scaling.md", c.Server.Replicas)
 	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
 		return c, fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
 	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||

@@ -45,7 +45,15 @@ func TestParse(t *testing.T) {
 				}
 			}},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
-		{name: "more than one replica", args: []string{"-replicas", "2", "-replica", "1"}, wantErr: "-replicas: ingestion runs as one writer"},
+		{name: "split by workspace", args: []string{"-replicas", "2", "-replica", "1"},
+			check: func(t *testing.T, c config) {
+				// Replica 1 of 2 takes half the workspaces and writes every
+				// partition of its own log.
+				if !c.Server.ByWorkspace || c.Server.Replica != 1 || c.Server.Replicas != 2 || len(c.Server.OwnedPartitions()) != 8 {
+					t.Errorf("server config = %+v, owned %v", c.Server, c.Server.OwnedPartitions())
+				}
+			}},
+		{name: "replica out of range", args: []string{"-replicas", "2", "-replica", "2"}, wantErr: "-replica"},
 		{name: "bad environment value", env: map[string]string{"CAIRN_MAX_DEPTH": "deep"}, wantErr: "CAIRN_MAX_DEPTH"},
 		{name: "zero dedup window", args: []string{"-dedup-window", "0s"}, wantErr: "-dedup-window"},
 		{name: "negative retention", args: []string{"-retention", "-1h"}, wantErr: "-retention"},

@@ -61,6 +61,9 @@ func run(ctx context.Context, cfg config) (err error) {
 		MaxInflightBytes: cfg.MaxInflightBytes,
 		Registerer:       srv.Registry,
 		Logger:           srv.Logger,
+		// Unary calls are checked by pkg/server; IngestStream's batches
+		// each name their workspace and are checked one by one.
+		Workspace: srv.Config().CheckWorkspace,
 	})
 	if err != nil {
 		return errors.Join(err, srv.Close())

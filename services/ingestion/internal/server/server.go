@@ -66,6 +66,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives internal errors.
 	Logger *slog.Logger
+	// Workspace, when set, refuses a batch of IngestStream for a workspace
+	// this replica does not own (pkg/server Config.CheckWorkspace); unary
+	// calls are checked by pkg/server's interceptor before they get here.
+	Workspace func(workspace string) error
 }
 
 // Server is the IngestionService implementation.
@@ -289,6 +293,11 @@ func (s *Server) IngestStream(srv grpc.BidiStreamingServer[ingestionv1.IngestStr
 				if err != nil {
 					p.err = err
 					return
+				}
+				if s.cfg.Workspace != nil {
+					if p.err = s.cfg.Workspace(ws); p.err != nil {
+						return
+					}
 				}
 				p.resp, p.err = s.ingest(ctx, ws, batch)
 			}()

@@ -1,0 +1,98 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"strconv"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+)
+
+// WorkspaceReplica returns the replica, out of replicas, that owns the
+// workspace in a service split by workspace (ingestion, routing): FNV-1a
+// (32 bits) of the workspace name, mod replicas. It is the one rule for
+// both the replicas (which workspaces to accept or keep) and their clients
+// (the gateway, the CLI), so they agree. It is stable across processes and
+// releases: changing it moves workspaces between replicas. replicas < 2
+// means a single replica, 0.
+func WorkspaceReplica(workspace string, replicas int) int {
+	if replicas < 2 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(workspace))
+	return int(h.Sum32() % uint32(replicas))
+}
+
+// ReplicaName names the consumer of replica k of an upstream split by
+// workspace: base itself for replica 0 and base-k for the others. Replica 0
+// keeping the plain name means a single upstream replica (every install
+// before the split) keeps its cursors, and so does replica 0's log when
+// replicas are added.
+func ReplicaName(base string, k int) string {
+	if k == 0 {
+		return base
+	}
+	return base + "-" + strconv.Itoa(k)
+}
+
+// Consumers are the consumers of one upstream split by workspace, one per
+// upstream replica in replica order: each replica has its own log, with
+// its own offsets, so each needs its own cursors.
+type Consumers[T any] []*Consumer[T]
+
+// NewConsumers builds one Consumer per source, in replica order: sources[k]
+// is upstream replica k, consumed under ReplicaName(opts.Name, k). apply,
+// when not nil, gives replica k's Apply instead of opts.Apply (e.g. to skip
+// records or tell replicas apart).
+func NewConsumers[T any](opts ConsumerOptions[T], sources []Source[T], apply func(k int) func(*bbolt.Tx, uint32, []T) error) (Consumers[T], error) {
+	if len(sources) == 0 {
+		return nil, errors.New("consumers: no sources")
+	}
+	out := make(Consumers[T], 0, len(sources))
+	for k, src := range sources {
+		o := opts
+		o.Name, o.Source = ReplicaName(opts.Name, k), src
+		if apply != nil {
+			o.Apply = apply(k)
+		}
+		c, err := NewConsumer(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Run runs every consumer until ctx ends or one fails.
+func (cs Consumers[T]) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range cs {
+		g.Go(func() error { return c.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// Lag reports every consumer's lag on every partition, replica 0's first.
+// Each Lag's Name tells the replicas apart.
+func (cs Consumers[T]) Lag() []Lag {
+	var out []Lag
+	for _, c := range cs {
+		out = append(out, c.Lag()...)
+	}
+	return out
+}
+
+// CaughtUp reports whether every consumer has applied every record its
+// upstream replica has, on every partition.
+func (cs Consumers[T]) CaughtUp() bool {
+	for _, l := range cs.Lag() {
+		if !l.CaughtUp() {
+			return false
+		}
+	}
+	return true
+}
