@@ -313,10 +313,20 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add(New("w", "a").Marshal())
 	f.Add(fixture(f).Marshal())
 	f.Add([]byte{codecVersion, 1, 'w'})
+	f.Add(healthFixture(f).Marshal())
+	f.Add(v1Encoding(fixture(f)))
+	var s Scratch
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := Unmarshal(b)
+		sa, serr := s.Unmarshal(b)
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("Unmarshal err %v, Scratch.Unmarshal err %v", err, serr)
+		}
 		if err != nil {
 			return
+		}
+		if !bytes.Equal(a.Marshal(), sa.Marshal()) {
+			t.Fatal("Scratch.Unmarshal decodes differently")
 		}
 		// Whatever decodes must re-encode and answer queries without panicking.
 		_ = a.Marshal()

@@ -37,8 +37,25 @@ const (
 	MaxIntegrations = 200
 	// MaxTraits caps the free-form account traits kept.
 	MaxTraits = 64
+	// MaxFeatures caps the product features, email domains and departments
+	// tracked per account.
+	MaxFeatures = 512
+	// maxTierUses is how many recent uses of one higher-tier feature are kept.
+	maxTierUses = 10
+	// MaxOutcomes caps the commercial outcomes kept (the newest win).
+	MaxOutcomes = 256
 	// maxTraitLen truncates trait values so one large trait cannot bloat state.
 	maxTraitLen = 256
+)
+
+// Outcome kinds recorded for health backtests.
+const (
+	// OutcomeRenewed is recorded for billing.renewed.
+	OutcomeRenewed = "renewed"
+	// OutcomeChurned is recorded for billing.churned.
+	OutcomeChurned = "churned"
+	// OutcomeExpanded is recorded when the seat count rises.
+	OutcomeExpanded = "expanded"
 )
 
 // Synthetic event names recorded by Apply so that criteria can count changes
@@ -60,6 +77,10 @@ const (
 	eventNPS                 = "survey.nps"
 	eventTicketOpened        = "support.ticket_opened"
 	eventTicketResolved      = "support.ticket_resolved"
+	eventTicketClosed        = "support.ticket_closed"
+	eventChurned             = "billing.churned"
+	eventIntegrationOn       = "integration.connected"
+	eventIntegrationOff      = "integration.disconnected"
 )
 
 // Personas of a buying committee, derived from identify traits.
@@ -99,6 +120,10 @@ type Day struct {
 	Users []string
 	// Total is the number of events of any name that day.
 	Total int32
+	// Product is the number of product events that day: pages, screens and
+	// product-source tracks other than the reserved billing, support, survey
+	// and integration events. count("", w) and trend("", w) read it.
+	Product int32
 }
 
 // Span is the first and last time an event was seen, in Unix seconds.
@@ -127,6 +152,14 @@ type User struct {
 	FirstSeen int64
 	// LastSeen is when the user last sent any event, in Unix seconds.
 	LastSeen int64
+}
+
+// Outcome is a commercial outcome (renewal, churn, expansion).
+type Outcome struct {
+	// Kind is OutcomeRenewed, OutcomeChurned or OutcomeExpanded.
+	Kind string
+	// At is the event time in Unix seconds.
+	At int64
 }
 
 // Ticket is one open support ticket.
@@ -167,6 +200,23 @@ type Aggregates struct {
 	Tickets map[string]Ticket
 	// FirstEventAt and LastEventAt bound the event times seen (Unix seconds).
 	FirstEventAt, LastEventAt int64
+
+	// Features maps a product feature (a product track's name, or its
+	// "feature" property) to its last use (Unix seconds).
+	Features map[string]int64
+	// HigherTier holds the last uses of features whose "tier" property names
+	// another tier than the account's plan.
+	HigherTier map[string][]int64
+	// Domains and Departments map each users' email domain or department
+	// (lower-cased) to when it first appeared (Unix seconds).
+	Domains, Departments map[string]int64
+	// Outcomes are renewals, churns and expansions, oldest first.
+	Outcomes []Outcome
+	// UsageLimit is the plan's monthly product-event allowance (trait or
+	// billing property usage_limit); 0 means none.
+	UsageLimit float64
+	// ChampionID is the user named by the group trait champion_user_id.
+	ChampionID string
 }
 
 // New returns empty aggregates for an account.
@@ -179,6 +229,10 @@ func New(workspace, accountID string) *Aggregates {
 		Integrations: map[string]int64{},
 		Traits:       map[string]string{},
 		Tickets:      map[string]Ticket{},
+		Features:     map[string]int64{},
+		HigherTier:   map[string][]int64{},
+		Domains:      map[string]int64{},
+		Departments:  map[string]int64{},
 		NPS:          -1,
 	}
 }
@@ -248,6 +302,7 @@ func (a *Aggregates) Apply(e *ingestionv1.Event, cfg *Config) {
 		if u != nil {
 			applyUserTraits(u, e.GetTraits())
 		}
+		a.applyUserFacts(e.GetTraits(), t)
 	case ingestionv1.EventType_EVENT_TYPE_GROUP:
 		a.applyAccountTraits(e.GetTraits(), t)
 	case ingestionv1.EventType_EVENT_TYPE_TRACK, ingestionv1.EventType_EVENT_TYPE_PAGE, ingestionv1.EventType_EVENT_TYPE_SCREEN:
@@ -260,6 +315,7 @@ func (a *Aggregates) Apply(e *ingestionv1.Event, cfg *Config) {
 			a.addActiveUser(dayOfUnix(t), uid)
 		}
 		a.applyReserved(e, name, t, cfg)
+		a.applyProduct(e, name, t)
 	}
 	a.prune()
 }
@@ -279,6 +335,18 @@ func (a *Aggregates) ensureMaps() {
 	}
 	if a.Tickets == nil {
 		a.Tickets = map[string]Ticket{}
+	}
+	if a.Features == nil {
+		a.Features = map[string]int64{}
+	}
+	if a.HigherTier == nil {
+		a.HigherTier = map[string][]int64{}
+	}
+	if a.Domains == nil {
+		a.Domains = map[string]int64{}
+	}
+	if a.Departments == nil {
+		a.Departments = map[string]int64{}
 	}
 }
 
@@ -381,6 +449,7 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 			seats := int64(v)
 			if a.Seats > 0 && seats > a.Seats {
 				a.record(EventSeatsIncreased, t)
+				a.addOutcome(OutcomeExpanded, t)
 			}
 			a.Seats = seats
 		}
@@ -396,6 +465,22 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 		if v, ok := timeValue(props, "contract_end"); ok {
 			a.ContractEnd = v
 		}
+		if v, ok := number(props, "usage_limit"); ok && v >= 0 && !math.IsInf(v, 0) {
+			a.UsageLimit = v
+		}
+		if name == eventRenewed {
+			a.addOutcome(OutcomeRenewed, t)
+		}
+	case eventChurned:
+		a.addOutcome(OutcomeChurned, t)
+	case eventIntegrationOn:
+		if in := str(props, "integration"); in != "" {
+			if _, ok := a.Integrations[in]; ok || len(a.Integrations) < MaxIntegrations {
+				a.Integrations[in] = t
+			}
+		}
+	case eventIntegrationOff:
+		delete(a.Integrations, str(props, "integration"))
 	case eventNPS:
 		if v, ok := number(props, "score"); ok && v >= 0 && v <= 10 && t >= a.NPSAt {
 			a.NPS = int32(v)
@@ -409,7 +494,7 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 		if _, ok := a.Tickets[id]; ok || len(a.Tickets) < MaxTickets {
 			a.Tickets[id] = Ticket{Priority: strings.ToLower(str(props, "priority")), OpenedAt: t}
 		}
-	case eventTicketResolved:
+	case eventTicketResolved, eventTicketClosed:
 		delete(a.Tickets, str(props, "ticket_id"))
 	}
 	if cfg != nil && contains(cfg.IntegrationEvents, name) {
@@ -420,6 +505,90 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 		if _, ok := a.Integrations[in]; !ok && len(a.Integrations) < MaxIntegrations {
 			a.Integrations[in] = t
 		}
+	}
+}
+
+// isReservedTrack reports whether a track event is one of the reserved
+// commercial events (billing, support, survey, integration), which are facts
+// about the account rather than product use.
+func isReservedTrack(name string) bool {
+	switch name {
+	case eventNPS, eventTicketOpened, eventTicketResolved, eventTicketClosed, eventIntegrationOn, eventIntegrationOff:
+		return true
+	}
+	return strings.HasPrefix(name, "billing.")
+}
+
+// applyProduct counts product use: every page and screen, and product-source
+// tracks that are not reserved events. A track's feature is its "feature"
+// property, else its name.
+func (a *Aggregates) applyProduct(e *ingestionv1.Event, name string, t int64) {
+	if e.GetType() == ingestionv1.EventType_EVENT_TYPE_TRACK {
+		if isReservedTrack(name) {
+			return
+		}
+		if src := e.GetSource(); src != "" && src != "product" {
+			return
+		}
+	}
+	i := a.dayIndex(dayOfUnix(t))
+	a.Days[i].Product++
+	if e.GetType() != ingestionv1.EventType_EVENT_TYPE_TRACK {
+		return
+	}
+	props := e.GetProperties()
+	feature := name
+	if f := str(props, "feature"); f != "" {
+		feature = clip(f)
+	}
+	if last, ok := a.Features[feature]; ok || len(a.Features) < MaxFeatures {
+		if !ok || t > last {
+			a.Features[feature] = t
+		}
+	}
+	if tier := str(props, "tier"); tier != "" && tier != a.Traits["plan"] {
+		uses, ok := a.HigherTier[feature]
+		if !ok && len(a.HigherTier) >= MaxFeatures {
+			return
+		}
+		uses = append(uses, t)
+		if len(uses) > maxTierUses {
+			uses = append(uses[:0], uses[len(uses)-maxTierUses:]...)
+		}
+		a.HigherTier[feature] = uses
+	}
+}
+
+// addOutcome records a commercial outcome, dropping the oldest beyond MaxOutcomes.
+func (a *Aggregates) addOutcome(kind string, t int64) {
+	a.Outcomes = append(a.Outcomes, Outcome{Kind: kind, At: t})
+	if len(a.Outcomes) > MaxOutcomes {
+		a.Outcomes = append(a.Outcomes[:0], a.Outcomes[len(a.Outcomes)-MaxOutcomes:]...)
+	}
+}
+
+// applyUserFacts records when each email domain and department first
+// appeared among the account's users (expansion signals read them).
+func (a *Aggregates) applyUserFacts(s *structpb.Struct, t int64) {
+	if email := str(s, "email"); email != "" {
+		if at := strings.LastIndexByte(email, '@'); at >= 0 && at+1 < len(email) {
+			firstSeen(a.Domains, clip(strings.ToLower(email[at+1:])), t)
+		}
+	}
+	if dep := str(s, "department"); dep != "" {
+		firstSeen(a.Departments, clip(strings.ToLower(dep)), t)
+	}
+}
+
+func firstSeen(m map[string]int64, k string, t int64) {
+	if old, ok := m[k]; ok {
+		if t < old {
+			m[k] = t
+		}
+		return
+	}
+	if len(m) < MaxFeatures {
+		m[k] = t
 	}
 }
 
@@ -447,7 +616,19 @@ func (a *Aggregates) applyAccountTraits(s *structpb.Struct, t int64) {
 		a.setPlan(p, t)
 	}
 	if v, ok := number(s, "seats"); ok && v >= 0 && v < math.MaxInt32 {
+		if a.Seats > 0 && int64(v) > a.Seats {
+			a.addOutcome(OutcomeExpanded, t)
+		}
 		a.Seats = int64(v)
+	}
+	if v, ok := number(s, "usage_limit"); ok && v >= 0 && !math.IsInf(v, 0) {
+		a.UsageLimit = v
+	}
+	if v, ok := timeValue(s, "contract_end"); ok {
+		a.ContractEnd = v
+	}
+	if id := str(s, "champion_user_id"); id != "" {
+		a.ChampionID = clip(id)
 	}
 	if v, ok := number(s, "arr"); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
 		a.ARR = v

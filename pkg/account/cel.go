@@ -162,6 +162,17 @@ func builtins() []function {
 			}
 			return types.Double(ev.agg.Trend(string(a[0].(types.String)), days, ev.now))
 		}},
+		{"known_users", nil, i, -1, 1, func(ev *Evaluator, _ []ref.Val) ref.Val {
+			return types.Int(len(ev.agg.Users))
+		}},
+		{"days_since_champion", nil, i, -1, 20, func(ev *Evaluator, _ []ref.Val) ref.Val {
+			last := ev.agg.ChampionLastSeen()
+			if last == 0 {
+				return types.Int(Never)
+			}
+			return types.Int(daysBetween(last, ev.now.Unix()))
+		}},
+		{"usage_limit", nil, d, -1, 1, func(ev *Evaluator, _ []ref.Val) ref.Val { return types.Double(ev.agg.UsageLimit) }},
 		{"persona_days_since", []*cel.Type{s}, i, -1, 20, func(ev *Evaluator, a []ref.Val) ref.Val {
 			last := ev.agg.PersonaLastSeen(string(a[0].(types.String)))
 			if last == 0 {
@@ -215,6 +226,9 @@ func NewEnv(cfg Config, opts ...cel.EnvOption) (*Env, error) {
 	all := []cel.EnvOption{
 		cel.ParserExpressionSizeLimit(MaxExprLen),
 		cel.ParserRecursionLimit(100),
+		// Day counts are ints and ratios doubles: let "days_since(x) > 7.0"
+		// and "nps() >= 9.5" compare without a conversion.
+		cel.CrossTypeNumericComparisons(true),
 		cel.ASTValidators(windowValidator{e}),
 	}
 	for _, f := range builtins() {
@@ -313,6 +327,10 @@ type Program struct {
 
 // Expr returns the source expression.
 func (p *Program) Expr() string { return p.expr }
+
+// Env returns the environment the program was compiled in; its evaluators
+// are the ones that can run the program.
+func (p *Program) Env() *Env { return p.env }
 
 // CompileBool compiles a criterion that must return bool.
 func (e *Env) CompileBool(expr string) (*Program, error) { return e.compile(expr, KindBool) }

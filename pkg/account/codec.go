@@ -10,7 +10,7 @@ import (
 
 // codecVersion is the first byte of every encoding; bump it when the layout
 // changes and keep decoding the old one.
-const codecVersion = 1
+const codecVersion = 2
 
 // ErrCorrupt is returned (wrapped) by Unmarshal for bytes it cannot decode.
 var ErrCorrupt = errors.New("corrupt aggregates encoding")
@@ -139,45 +139,124 @@ func (a *Aggregates) Marshal() []byte {
 		w.str(t.Priority)
 		w.varint(t.OpenedAt)
 	}
+	w.health(a)
 	return w.buf
 }
 
-// Unmarshal decodes what Marshal wrote. It never panics on arbitrary input.
+// Unmarshal decodes what Marshal wrote, in this or the previous layout
+// (version 1, without the health facts). It never panics on arbitrary input.
 func Unmarshal(b []byte) (*Aggregates, error) {
-	r := reader{buf: b}
-	if v := r.byte(); v != codecVersion {
-		return nil, fmt.Errorf("decode aggregates: version %d: %w", v, ErrCorrupt)
+	a := &Aggregates{}
+	if err := decode(a, b, nil); err != nil {
+		return nil, err
 	}
-	a := New(r.str(), r.str())
-	ints := []*int64{&a.Seats, &a.CreatedAt, &a.ContractStart, &a.ContractEnd, nil, &a.NPSAt, &a.FirstEventAt, &a.LastEventAt}
-	for i, p := range ints {
-		v := r.varint()
-		if p == nil {
-			if i == 4 {
-				a.NPS = int32(v)
-			}
-			continue
+	return a, nil
+}
+
+// Scratch decodes aggregates into storage reused from the previous decode:
+// maps, day buckets and users. A full rescore decodes every account of a
+// workspace once and drops it, so reuse saves most of the allocation. The
+// zero value is ready; it is not safe for concurrent use.
+type Scratch struct {
+	agg   Aggregates
+	names []string
+	uids  []string
+	users []User
+	// counts keeps the day maps of earlier decodes for reuse.
+	counts []map[string]int32
+}
+
+// Unmarshal decodes b like the package's Unmarshal. The result, and every
+// map and slice in it, is only valid until the next call.
+func (s *Scratch) Unmarshal(b []byte) (*Aggregates, error) {
+	a := &s.agg
+	for _, d := range a.Days {
+		if d.Counts != nil {
+			clear(d.Counts)
+			s.counts = append(s.counts, d.Counts)
 		}
-		*p = v
 	}
+	days := a.Days[:0]
+	outcomes := a.Outcomes[:0]
+	maps := []map[string]int64{a.Integrations, a.Features, a.Domains, a.Departments}
+	for _, m := range maps {
+		clear(m)
+	}
+	clear(a.Events)
+	clear(a.Users)
+	clear(a.Traits)
+	clear(a.Tickets)
+	clear(a.HigherTier)
+	*a = Aggregates{
+		Events: a.Events, Users: a.Users, Traits: a.Traits, Tickets: a.Tickets, HigherTier: a.HigherTier,
+		Integrations: maps[0], Features: maps[1], Domains: maps[2], Departments: maps[3],
+		Days: days, Outcomes: outcomes,
+	}
+	s.users = s.users[:0]
+	if err := decode(a, b, s); err != nil {
+		// Leave no half-decoded state behind for the next call to trust.
+		*a = Aggregates{}
+		return nil, err
+	}
+	return a, nil
+}
+
+func (s *Scratch) dayCounts(n int) map[string]int32 {
+	if s != nil && len(s.counts) > 0 {
+		m := s.counts[len(s.counts)-1]
+		s.counts = s.counts[:len(s.counts)-1]
+		return m
+	}
+	return make(map[string]int32, n)
+}
+
+func (s *Scratch) user() *User {
+	if s == nil {
+		return &User{}
+	}
+	if len(s.users) == cap(s.users) {
+		// Earlier users stay referenced by the map: grow into a new array.
+		s.users = make([]User, 0, max(16, 2*cap(s.users)))
+	}
+	s.users = s.users[:len(s.users)+1]
+	u := &s.users[len(s.users)-1]
+	*u = User{}
+	return u
+}
+
+// decode fills a (whose maps may be nil or empty) from b.
+func decode(a *Aggregates, b []byte, s *Scratch) error {
+	r := reader{buf: b}
+	version := r.byte()
+	if version != 1 && version != codecVersion {
+		return fmt.Errorf("decode aggregates: version %d: %w", version, ErrCorrupt)
+	}
+	a.Workspace, a.AccountID = r.str(), r.str()
+	a.ensureMaps()
+	a.Seats, a.CreatedAt, a.ContractStart, a.ContractEnd = r.varint(), r.varint(), r.varint(), r.varint()
+	a.NPS = int32(r.varint())
+	a.NPSAt, a.FirstEventAt, a.LastEventAt = r.varint(), r.varint(), r.varint()
 	a.ARR = math.Float64frombits(r.u64())
 
 	for n := r.count(2); n > 0 && r.err == nil; n-- {
 		k := r.str()
 		a.Traits[k] = r.str()
 	}
-	names := make([]string, r.count(3))
-	for i := range names {
-		names[i] = r.str()
+	var names, uids []string
+	if s != nil {
+		names, uids = s.names[:0], s.uids[:0]
+	}
+	for n := r.count(3); n > 0 && r.err == nil; n-- {
+		name := r.str()
+		names = append(names, name)
 		first, last := r.varint(), r.varint()
 		if first != 0 || last != 0 {
-			a.Events[names[i]] = Span{First: first, Last: last}
+			a.Events[name] = Span{First: first, Last: last}
 		}
 	}
-	nu := r.count(8)
-	uids := make([]string, 0, nu)
-	for ; nu > 0 && r.err == nil; nu-- {
-		u := &User{ID: r.str(), EmailDomain: r.str(), Department: r.str(), Title: r.str(), Role: r.str(), Persona: r.str()}
+	for nu := r.count(8); nu > 0 && r.err == nil; nu-- {
+		u := s.user()
+		u.ID, u.EmailDomain, u.Department, u.Title, u.Role, u.Persona = r.str(), r.str(), r.str(), r.str(), r.str(), r.str()
 		u.FirstSeen, u.LastSeen = r.varint(), r.varint()
 		a.Users[u.ID] = u
 		uids = append(uids, u.ID)
@@ -185,8 +264,11 @@ func Unmarshal(b []byte) (*Aggregates, error) {
 	for n := r.count(1); n > 0 && r.err == nil; n-- {
 		uids = append(uids, r.str())
 	}
+	if s != nil {
+		s.names, s.uids = names, uids
+	}
 	nd := r.count(4)
-	if nd > 0 {
+	if nd > 0 && a.Days == nil {
 		a.Days = make([]Day, 0, nd)
 	}
 	var prev int64
@@ -198,7 +280,7 @@ func Unmarshal(b []byte) (*Aggregates, error) {
 		}
 		d := Day{Day: int32(prev), Total: int32(r.uvarint())}
 		nc := r.count(2)
-		d.Counts = make(map[string]int32, nc)
+		d.Counts = s.dayCounts(nc)
 		for ; nc > 0 && r.err == nil; nc-- {
 			i := r.uvarint()
 			c := r.uvarint()
@@ -226,18 +308,89 @@ func Unmarshal(b []byte) (*Aggregates, error) {
 		k := r.str()
 		a.Tickets[k] = Ticket{Priority: r.str(), OpenedAt: r.varint()}
 	}
+	if version >= 2 {
+		decodeHealth(a, &r)
+	}
 	if r.err == nil && len(r.buf) != 0 {
 		r.fail("trailing bytes")
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("decode aggregates: %w", r.err)
+		return fmt.Errorf("decode aggregates: %w", r.err)
 	}
 	for i := 1; i < len(a.Days); i++ {
 		if a.Days[i].Day <= a.Days[i-1].Day {
-			return nil, fmt.Errorf("decode aggregates: days out of order: %w", ErrCorrupt)
+			return fmt.Errorf("decode aggregates: days out of order: %w", ErrCorrupt)
 		}
 	}
-	return a, nil
+	return nil
+}
+
+// health writes the facts added in version 2.
+func (w *writer) health(a *Aggregates) {
+	for _, d := range a.Days {
+		w.uvarint(uint64(d.Product))
+	}
+	w.times(a.Features)
+	hk := sortedKeys(a.HigherTier)
+	w.uvarint(uint64(len(hk)))
+	for _, k := range hk {
+		w.str(k)
+		w.uvarint(uint64(len(a.HigherTier[k])))
+		for _, t := range a.HigherTier[k] {
+			w.varint(t)
+		}
+	}
+	w.times(a.Domains)
+	w.times(a.Departments)
+	w.uvarint(uint64(len(a.Outcomes)))
+	for _, o := range a.Outcomes {
+		w.str(o.Kind)
+		w.varint(o.At)
+	}
+	w.buf = binary.LittleEndian.AppendUint64(w.buf, math.Float64bits(a.UsageLimit))
+	w.str(a.ChampionID)
+}
+
+func (w *writer) times(m map[string]int64) {
+	keys := sortedKeys(m)
+	w.uvarint(uint64(len(keys)))
+	for _, k := range keys {
+		w.str(k)
+		w.varint(m[k])
+	}
+}
+
+func decodeHealth(a *Aggregates, r *reader) {
+	for i := range a.Days {
+		if r.err != nil {
+			return
+		}
+		a.Days[i].Product = int32(r.uvarint())
+	}
+	r.times(a.Features)
+	for n := r.count(2); n > 0 && r.err == nil; n-- {
+		k := r.str()
+		nt := r.count(1)
+		uses := make([]int64, 0, nt)
+		for ; nt > 0 && r.err == nil; nt-- {
+			uses = append(uses, r.varint())
+		}
+		a.HigherTier[k] = uses
+	}
+	r.times(a.Domains)
+	r.times(a.Departments)
+	for n := r.count(2); n > 0 && r.err == nil; n-- {
+		a.Outcomes = append(a.Outcomes, Outcome{Kind: r.str(), At: r.varint()})
+	}
+	a.UsageLimit = math.Float64frombits(r.u64())
+	a.ChampionID = r.str()
+}
+
+func (r *reader) times(m map[string]int64) {
+	for n := r.count(2); n > 0 && r.err == nil; n-- {
+		k := r.str()
+		m[k] = r.varint()
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -42,8 +42,9 @@ func (a *Aggregates) dayRange(loExcl, hiIncl int32) (int, int) {
 	return lo, hi
 }
 
-// Count is the number of events named name (EventAny for all) in the
-// window of days days ending on now's day.
+// Count is the number of events named name (EventAny for all, "" for
+// product events, see Day.Product) in the window of days days ending on
+// now's day.
 func (a *Aggregates) Count(name string, days int, now time.Time) int64 {
 	d := DayOf(now)
 	return a.countBetween(name, d-int32(days), d)
@@ -53,9 +54,12 @@ func (a *Aggregates) countBetween(name string, loExcl, hiIncl int32) int64 {
 	lo, hi := a.dayRange(loExcl, hiIncl)
 	var n int64
 	for i := lo; i < hi; i++ {
-		if name == EventAny {
+		switch name {
+		case EventAny:
 			n += int64(a.Days[i].Total)
-		} else {
+		case "":
+			n += int64(a.Days[i].Product)
+		default:
 			n += int64(a.Days[i].Counts[name])
 		}
 	}
@@ -127,9 +131,20 @@ func (a *Aggregates) ActiveUsersTrend(days int, now time.Time) float64 {
 	return ratio(float64(cur), float64(prev))
 }
 
-// FeaturesUsed is the number of distinct features used in the window.
+// FeaturesUsed is the number of distinct features used in the window: of
+// features when the definition lists them, else of every product feature
+// recorded in Features.
 func (a *Aggregates) FeaturesUsed(features []string, days int, now time.Time) int {
 	d := DayOf(now)
+	if len(features) == 0 {
+		n := 0
+		for _, t := range a.Features {
+			if fd := dayOfUnix(t); fd > d-int32(days) && fd <= d {
+				n++
+			}
+		}
+		return n
+	}
 	lo, hi := a.dayRange(d-int32(days), d)
 	n := 0
 	for _, f := range features {
@@ -228,6 +243,40 @@ func (a *Aggregates) PersonaLastSeen(persona string) int64 {
 	var last int64
 	for _, u := range a.Users {
 		if u.LastSeen > last && PersonaOf(u) == persona {
+			last = u.LastSeen
+		}
+	}
+	return last
+}
+
+// IsChampion reports whether u is a champion: the user named by the group
+// trait champion_user_id, or one whose persona is champion.
+func (a *Aggregates) IsChampion(u *User) bool {
+	return u.ID == a.ChampionID || PersonaOf(u) == PersonaChampion
+}
+
+// HasChampion reports whether a champion is known.
+func (a *Aggregates) HasChampion() bool {
+	if _, ok := a.Users[a.ChampionID]; ok {
+		return true
+	}
+	for _, u := range a.Users {
+		if PersonaOf(u) == PersonaChampion {
+			return true
+		}
+	}
+	return false
+}
+
+// ChampionLastSeen is the last time any champion sent an event (Unix
+// seconds), 0 when there is none.
+func (a *Aggregates) ChampionLastSeen() int64 {
+	var last int64
+	if u, ok := a.Users[a.ChampionID]; ok {
+		last = u.LastSeen
+	}
+	for _, u := range a.Users {
+		if u.LastSeen > last && PersonaOf(u) == PersonaChampion {
 			last = u.LastSeen
 		}
 	}
