@@ -195,4 +195,3 @@ func BenchmarkScratchUnmarshal(b *testing.B) {
 		}
 	}
 }
-
