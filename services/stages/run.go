@@ -16,14 +16,14 @@ import (
 	"github.com/cairn-dev/cairn/services/stages/internal/engine"
 	stagesserver "github.com/cairn-dev/cairn/services/stages/internal/server"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"google.golang.org/grpc"
 )
 
 // config is the service configuration.
 type config struct {
 	// Server holds the flags every service shares.
 	Server server.Config
-	// IngestionAddr is the ingestion service's gRPC address (-ingestion-addr).
+	// IngestionAddr is the ingestion service's gRPC address, or its
+	// replicas' comma-separated in replica order (-ingestion-addr).
 	IngestionAddr string
 	// NoSync skips fsync (-no-sync); only for benchmarks.
 	NoSync bool
@@ -35,7 +35,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	if v, ok := os.LookupEnv(server.EnvName("ingestion-addr")); ok {
 		addr = v
 	}
-	fs.StringVar(&c.IngestionAddr, "ingestion-addr", addr, "ingestion gRPC address (env "+server.EnvName("ingestion-addr")+")")
+	fs.StringVar(&c.IngestionAddr, "ingestion-addr", addr, "ingestion gRPC address, or its replicas' addresses comma-separated in replica order (env "+server.EnvName("ingestion-addr")+")")
 	fs.BoolVar(&c.NoSync, "no-sync", false, "skip fsync; acknowledged state may be lost on a crash (benchmarks only)")
 }
 
@@ -84,36 +84,39 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	conn, err := server.Dial(cfg.IngestionAddr, cfg.Server.ServiceKey)
+	// IngestionAddr lists the ingestion replicas (split by workspace), each
+	// with its own log: one consumer per replica, each following the
+	// partitions this stages replica owns, so its journeys, timers and its
+	// own log cover exactly the accounts of those partitions.
+	sources, conns, err := server.IngestionSources(cfg.IngestionAddr, cfg.Server.ServiceKey)
 	if err != nil {
-		return err
+		return fmt.Errorf("dial ingestion: %w", err)
 	}
-	defer func() { _ = conn.Close() }()
-	ingestion := ingestionv1.NewIngestionServiceClient(conn)
-	source := stream.GRPCSource(
-		func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
-			return ingestion.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
-		},
-		func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
-			return r.Records, r.HeadOffset
-		},
-	)
-	// A replica consumes only the partitions it owns, so its journeys,
-	// timers and its own log cover exactly the accounts of those partitions.
-	partitions := srv.Config().OwnedPartitions()
-	consumer, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
-		Name: "ingestion", DB: db, Source: source, Partitions: partitions,
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	consumers, err := stream.NewConsumers(stream.ConsumerOptions[*ingestionv1.LogRecord]{
+		Name: "ingestion", DB: db, Partitions: srv.Config().OwnedPartitions(),
 		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
 		Apply:  eng.Apply, Clock: clk, Logger: logger, Registerer: srv.Registry,
-	})
+	}, sources, nil)
 	if err != nil {
 		return err
 	}
-	api, err := stagesserver.New(stagesserver.Options{DB: db, Log: out, Engine: eng, Source: source, Partitions: parts, Clock: clk, Logger: logger})
+	// A replay re-reads one log from its start; with several ingestion
+	// replicas there is no single log to read, so replays are off (they
+	// are also refused by a gateway over several stages replicas).
+	var replaySource stream.Source[*ingestionv1.LogRecord]
+	if len(sources) == 1 {
+		replaySource = sources[0]
+	}
+	api, err := stagesserver.New(stagesserver.Options{DB: db, Log: out, Engine: eng, Source: replaySource, Partitions: parts, Clock: clk, Logger: logger})
 	if err != nil {
 		return err
 	}
 	api.Register(srv.GRPC)
 	started = true
-	return srv.Run(ctx, consumer.Run, eng.RunTimers, api.Run)
+	return srv.Run(ctx, consumers.Run, eng.RunTimers, api.Run)
 }

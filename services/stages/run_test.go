@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,17 +60,20 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestRunEndToEnd starts the real service (run) against a fake ingestion
-// server over loopback gRPC, logs an event, and reads the account's journey
-// back through the authenticated API; the first event installs the default
-// journey.
+// TestRunEndToEnd starts the real service (run) against fake ingestion
+// servers over loopback gRPC, one or two replicas (split by workspace, each
+// with its own log), logs an event per workspace, and reads each account's
+// journey back through the authenticated API; the first event installs the
+// default journey.
 func TestRunEndToEnd(t *testing.T) {
+	for _, replicas := range []int{1, 2} {
+		t.Run(strconv.Itoa(replicas)+" ingestion replicas", func(t *testing.T) { runEndToEnd(t, replicas) })
+	}
+}
+
+func runEndToEnd(t *testing.T, replicas int) {
 	dir := t.TempDir()
 	keys, err := auth.LoadKeyring(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readKey, err := keys.Create("w", auth.RoleRead)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,23 +82,36 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	const parts = 2
-	ingLog, err := stream.OpenLog(storetest.Open(t), "ingestion", stream.LogOptions{Partitions: parts})
-	if err != nil {
-		t.Fatal(err)
+	// Workspace w<k> is written by ingestion replica k.
+	var (
+		logs  []*stream.Log
+		addrs []string
+		read  []string
+	)
+	for k := range replicas {
+		ingLog, err := stream.OpenLog(storetest.Open(t), "ingestion", stream.LogOptions{Partitions: parts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := grpc.NewServer()
+		ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
+		served := make(chan struct{})
+		go func() { _ = g.Serve(lis); close(served) }()
+		defer func() { g.Stop(); <-served }()
+		readKey, err := keys.Create("w"+strconv.Itoa(k), auth.RoleRead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs, addrs, read = append(logs, ingLog), append(addrs, lis.Addr().String()), append(read, readKey)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
-	served := make(chan struct{})
-	go func() { _ = g.Serve(lis); close(served) }()
-	defer func() { g.Stop(); <-served }()
 
 	cfg := config{
 		Server:        server.Config{Name: "stages", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey, Partitions: parts},
-		IngestionAddr: lis.Addr().String(),
+		IngestionAddr: strings.Join(addrs, ","),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -106,44 +123,49 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 	}()
 
-	ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
-		Workspace: "w", AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1",
-		Event: "demo_requested", MessageId: "m1", Timestamp: timestamppb.Now()}}}
-	data, err := proto.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ingLog.Append(ctx, stream.Partition("w", "acme", parts), data); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := server.Dial(cfg.Server.GRPCAddr, readKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := stagesv1.NewStagesServiceClient(conn)
-	// Poll until the consumer has applied the event: this waits for a
-	// separate server to catch up, not for a deadline of the code under test.
-	var aj *stagesv1.AccountJourney
-	for i := 0; i < 600 && aj == nil; i++ {
-		resp, err := c.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: "acme"})
-		switch status.Code(err) {
-		case codes.OK:
-			aj = resp.GetJourney()
-		case codes.NotFound, codes.Unavailable:
-			time.Sleep(20 * time.Millisecond)
-		default:
+	for k, ingLog := range logs {
+		ws := "w" + strconv.Itoa(k)
+		ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+			Workspace: ws, AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1",
+			Event: "demo_requested", MessageId: "m1", Timestamp: timestamppb.Now()}}}
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ingLog.Append(ctx, stream.Partition(ws, "acme", parts), data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if aj == nil {
-		t.Fatal("account never placed")
-	}
-	if aj.GetStage() != "evaluation" || aj.GetJourneyId() != "default" || len(aj.GetHistory()) != 1 || aj.GetHistory()[0].GetTriggerMessageId() != "m1" {
-		t.Fatalf("journey = %v", aj)
-	}
-	if _, err := c.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Yaml: "id: x\nstages: [{id: one}]\n"}); status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("read key applying a journey: err = %v, want PermissionDenied", err)
+	for k, readKey := range read {
+		conn, err := server.Dial(cfg.Server.GRPCAddr, readKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := stagesv1.NewStagesServiceClient(conn)
+		// Poll until the consumer has applied the event: this waits for a
+		// separate server to catch up, not for a deadline of the code under test.
+		var aj *stagesv1.AccountJourney
+		for i := 0; i < 600 && aj == nil; i++ {
+			resp, err := c.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: "acme"})
+			switch status.Code(err) {
+			case codes.OK:
+				aj = resp.GetJourney()
+			case codes.NotFound, codes.Unavailable:
+				time.Sleep(20 * time.Millisecond)
+			default:
+				t.Fatal(err)
+			}
+		}
+		if aj == nil {
+			t.Fatalf("account of workspace w%d (ingestion replica %d) never placed", k, k)
+		}
+		if aj.GetStage() != "evaluation" || aj.GetJourneyId() != "default" || len(aj.GetHistory()) != 1 || aj.GetHistory()[0].GetTriggerMessageId() != "m1" {
+			t.Fatalf("journey = %v", aj)
+		}
+		if _, err := c.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Yaml: "id: x\nstages: [{id: one}]\n"}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("read key applying a journey: err = %v, want PermissionDenied", err)
+		}
 	}
 }
 
