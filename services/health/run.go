@@ -26,7 +26,8 @@ import (
 type config struct {
 	// Server holds the flags shared by every service.
 	Server server.Config
-	// IngestionAddr is the ingestion service whose log is consumed.
+	// IngestionAddr is the ingestion service whose log is consumed, or its
+	// replicas' addresses comma-separated in replica order.
 	IngestionAddr string
 	// StagesAddr is the stages service whose log is consumed; empty skips it.
 	StagesAddr string
@@ -81,22 +82,37 @@ func run(ctx context.Context, cfg config) error {
 	}
 	hserver.New(db, eng, log, clk, logger).Register(srv.GRPC)
 
-	ingConn, err := server.Dial(cfg.IngestionAddr, cfg.Server.ServiceKey)
+	// IngestionAddr lists the ingestion replicas (split by workspace), each
+	// with its own log and so its own consumer: internal/app follows
+	// replica 0 (consumer "ingestion"), and the others are followed here
+	// under stream.ReplicaName ("ingestion-1", ...), over the same owned
+	// partitions and with the same engine.
+	ingSources, ingConns, err := server.IngestionSources(cfg.IngestionAddr, cfg.Server.ServiceKey)
 	if err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("dial ingestion: %w", err)
 	}
-	defer func() { _ = ingConn.Close() }()
-	ing := ingestionv1.NewIngestionServiceClient(ingConn)
+	defer func() {
+		for _, c := range ingConns {
+			_ = c.Close()
+		}
+	}()
+	var more []func(context.Context) error
+	for k := 1; k < len(ingSources); k++ {
+		c, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
+			Name: stream.ReplicaName("ingestion", k), DB: db, Source: ingSources[k], Partitions: cfg.Server.OwnedPartitions(),
+			Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
+			Apply:  eng.ApplyIngestion, Clock: clk, Logger: logger, Registerer: srv.Registry,
+		})
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("create ingestion consumer %d: %w", k, err)
+		}
+		more = append(more, c.Run)
+	}
 	opts := app.Options{
 		DB: db, Engine: eng, Partitions: cfg.Server.Partitions, Owned: cfg.Server.OwnedPartitions(), Clock: clk, Logger: logger, Registerer: srv.Registry,
-		Ingestion: stream.GRPCSource(
-			func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
-				return ing.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
-			},
-			func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
-				return r.GetRecords(), r.GetHeadOffset()
-			}),
+		Ingestion: ingSources[0],
 	}
 	if cfg.StagesAddr != "" {
 		// StagesAddr may list the stages replicas; partition p is read from
@@ -131,5 +147,5 @@ func run(ctx context.Context, cfg config) error {
 		_ = srv.Close()
 		return err
 	}
-	return srv.Run(ctx, w.Run...)
+	return srv.Run(ctx, append(w.Run, more...)...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,16 +54,19 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestRunEndToEnd starts the real service (run) against a fake ingestion
-// server over loopback gRPC, sends events through the ingestion log and
-// reads the score back through the authenticated health API.
+// TestRunEndToEnd starts the real service (run) against fake ingestion
+// servers over loopback gRPC, one or two replicas (split by workspace, each
+// with its own log), sends an event per workspace through the ingestion
+// logs and reads each score back through the authenticated health API.
 func TestRunEndToEnd(t *testing.T) {
+	for _, replicas := range []int{1, 2} {
+		t.Run(strconv.Itoa(replicas)+" ingestion replicas", func(t *testing.T) { runEndToEnd(t, replicas) })
+	}
+}
+
+func runEndToEnd(t *testing.T, replicas int) {
 	dir := t.TempDir()
 	keys, err := auth.LoadKeyring(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readKey, err := keys.Create("w", auth.RoleRead)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,22 +74,34 @@ func TestRunEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	ingLog, err := stream.OpenLog(storetest.Open(t), "ingestion", stream.LogOptions{Partitions: server.DefaultPartitions})
-	if err != nil {
-		t.Fatal(err)
+	// Workspace w<k> is written by ingestion replica k.
+	var (
+		logs  []*stream.Log
+		addrs []string
+		read  []string
+	)
+	for k := range replicas {
+		ingLog, err := stream.OpenLog(storetest.Open(t), "ingestion", stream.LogOptions{Partitions: server.DefaultPartitions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := grpc.NewServer()
+		ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
+		go func() { _ = g.Serve(lis) }()
+		defer g.Stop()
+		readKey, err := keys.Create("w"+strconv.Itoa(k), auth.RoleRead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs, addrs, read = append(logs, ingLog), append(addrs, lis.Addr().String()), append(read, readKey)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
-	go func() { _ = g.Serve(lis) }()
-	defer g.Stop()
 
 	cfg := config{Server: server.Config{Name: "health", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey},
-		IngestionAddr: lis.Addr().String()}
+		IngestionAddr: strings.Join(addrs, ",")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg) }()
@@ -96,42 +112,47 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 	}()
 
-	ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
-		Workspace: "w", AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1",
-		Event: "report_created", Timestamp: timestamppb.Now()}}}
-	data, err := proto.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ingLog.Append(ctx, stream.Partition("w", "acme", server.DefaultPartitions), data); err != nil {
-		t.Fatal(err)
-	}
-
-	conn, err := server.Dial(cfg.Server.GRPCAddr, readKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := healthv1.NewHealthServiceClient(conn)
-	// Poll until the consumer has applied the event: this waits for a
-	// separate server to catch up, not for a deadline of the code under test.
-	var h *healthv1.AccountHealth
-	for i := 0; i < 600 && h == nil; i++ {
-		resp, err := c.GetAccountHealth(ctx, &healthv1.GetAccountHealthRequest{AccountId: "acme"})
-		switch status.Code(err) {
-		case codes.OK:
-			h = resp.GetHealth()
-		case codes.NotFound, codes.Unavailable:
-			time.Sleep(50 * time.Millisecond)
-		default:
+	for k, ingLog := range logs {
+		ws := "w" + strconv.Itoa(k)
+		ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+			Workspace: ws, AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1",
+			Event: "report_created", Timestamp: timestamppb.Now()}}}
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ingLog.Append(ctx, stream.Partition(ws, "acme", server.DefaultPartitions), data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if h == nil {
-		t.Fatal("account never scored")
-	}
-	if h.GetProfile() != "onboarding" || h.GetScore() <= 0 || len(h.GetComponents()) != 4 {
-		t.Fatalf("health: profile %q score %v components %d", h.GetProfile(), h.GetScore(), len(h.GetComponents()))
+
+	for k, readKey := range read {
+		conn, err := server.Dial(cfg.Server.GRPCAddr, readKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := healthv1.NewHealthServiceClient(conn)
+		// Poll until the consumer has applied the event: this waits for a
+		// separate server to catch up, not for a deadline of the code under test.
+		var h *healthv1.AccountHealth
+		for i := 0; i < 600 && h == nil; i++ {
+			resp, err := c.GetAccountHealth(ctx, &healthv1.GetAccountHealthRequest{AccountId: "acme"})
+			switch status.Code(err) {
+			case codes.OK:
+				h = resp.GetHealth()
+			case codes.NotFound, codes.Unavailable:
+				time.Sleep(50 * time.Millisecond)
+			default:
+				t.Fatal(err)
+			}
+		}
+		if h == nil {
+			t.Fatalf("account of workspace w%d (ingestion replica %d) never scored", k, k)
+		}
+		if h.GetProfile() != "onboarding" || h.GetScore() <= 0 || len(h.GetComponents()) != 4 {
+			t.Fatalf("health: profile %q score %v components %d", h.GetProfile(), h.GetScore(), len(h.GetComponents()))
+		}
 	}
 }
 
