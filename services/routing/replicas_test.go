@@ -1,19 +1,151 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
-// TestRunRefusesReplicas checks that routing, whose owner load and
-// round-robin state are workspace-wide, refuses to run as one of several
-// replicas instead of assigning against half the picture.
-func TestRunRefusesReplicas(t *testing.T) {
-	cfg := config{Server: server.Config{Name: "routing", GRPCAddr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 8, Replica: 1, Replicas: 2}}
-	err := run(t.Context(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "-replicas: routing runs as one replica") {
-		t.Fatalf("run = %v, want a -replicas configuration error", err)
+// workspaceOf returns a workspace name that replica k of replicas owns.
+func workspaceOf(t *testing.T, k, replicas int) string {
+	t.Helper()
+	for i := range 1000 {
+		if ws := "ws-" + strconv.Itoa(i); stream.WorkspaceReplica(ws, replicas) == k {
+			return ws
+		}
+	}
+	t.Fatalf("no workspace for replica %d of %d", k, replicas)
+	return ""
+}
+
+// TestReplicasOwnWorkspaces runs two routing replicas in process, split by
+// workspace, and checks at the gRPC level that each serves its own
+// workspaces and refuses the other's with FailedPrecondition naming the
+// owning replica, whether the workspace comes from the key or from the
+// request (service key).
+func TestReplicasOwnWorkspaces(t *testing.T) {
+	dir := t.TempDir()
+	keysPath := filepath.Join(dir, "keys.json")
+	kr, err := auth.LoadKeyring(keysPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const replicas = 2
+	ws := [replicas]string{workspaceOf(t, 0, replicas), workspaceOf(t, 1, replicas)}
+	var admin [replicas]string
+	for k := range replicas {
+		if admin[k], err = kr.Create(ws[k], auth.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serviceTok, err := kr.Create("", auth.RoleService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, replicas)
+	var addrs [replicas]string
+	for k := range replicas {
+		addrs[k] = freeAddr(t)
+		cfg := config{Server: server.Config{
+			Name: "routing", GRPCAddr: addrs[k], DataDir: filepath.Join(dir, "data-"+strconv.Itoa(k)), KeysFile: keysPath,
+			Partitions: 8, Replica: k, Replicas: replicas,
+		}}
+		go func() { done <- run(ctx, cfg) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range replicas {
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+	})
+	owner := func(id string) *routingv1.UpsertOwnerRequest {
+		return &routingv1.UpsertOwnerRequest{Owner: &routingv1.Owner{
+			OwnerId: id, Name: id, Email: id + "@cairn.example", Team: routingv1.Team_TEAM_SDR, TimeZone: "UTC",
+		}}
+	}
+	for k := range replicas {
+		other := 1 - k
+		conn := dialTest(t, addrs[k])
+		waitServing(t, conn)
+		c := routingv1.NewRoutingServiceClient(conn)
+		name := fmt.Sprintf("replica %d", k)
+		if _, err := c.UpsertOwner(bearer(admin[k]), owner("own")); err != nil {
+			t.Fatalf("%s: own workspace UpsertOwner: %v", name, err)
+		}
+		if _, err := c.ListOwners(bearer(admin[k]), &routingv1.ListOwnersRequest{Page: &commonv1.PageRequest{PageSize: 10}}); err != nil {
+			t.Fatalf("%s: own workspace ListOwners: %v", name, err)
+		}
+		for what, call := range map[string]func() error{
+			"UpsertOwner with the other workspace's key": func() error {
+				_, err := c.UpsertOwner(bearer(admin[other]), owner("foreign"))
+				return err
+			},
+			"ListAssignments naming the other workspace": func() error {
+				_, err := c.ListAssignments(bearer(serviceTok), &routingv1.ListAssignmentsRequest{Workspace: ws[other]})
+				return err
+			},
+		} {
+			err := call()
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), fmt.Sprintf("replica %d of 2", other)) {
+				t.Errorf("%s: %s = %v, want FailedPrecondition naming replica %d", name, what, err, other)
+			}
+		}
+	}
+}
+
+// TestOwnedSkipsOtherWorkspaces checks the consumers' filter: a routing
+// replica applies only its own workspaces' records, from every upstream
+// and of every kind.
+func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
+	mine := func(ws string) bool { return ws == "mine" }
+	ing := []*ingestionv1.LogRecord{
+		{Offset: 1, Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "mine"}}},
+		{Offset: 2, Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{Workspace: "theirs"}}},
+		{Offset: 3, Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "mine"}}},
+		{Offset: 4, Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "theirs"}}},
+	}
+	offsets := func(recs []*ingestionv1.LogRecord) []uint64 {
+		var out []uint64
+		for _, r := range recs {
+			out = append(out, r.GetOffset())
+		}
+		return out
+	}
+	if got := offsets(owned(mine, ing, ingestionWorkspace)); !slices.Equal(got, []uint64{1, 3}) {
+		t.Errorf("ingestion records kept %v, want [1 3]", got)
+	}
+	if got := owned(nil, ing, ingestionWorkspace); len(got) != len(ing) {
+		t.Errorf("a single replica kept %d of %d records", len(got), len(ing))
+	}
+	st := []*stagesv1.LogRecord{
+		{Offset: 1, Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{Workspace: "theirs"}}},
+		{Offset: 2, Kind: &stagesv1.LogRecord_Signal{Signal: &commonv1.Signal{Workspace: "mine"}}},
+		{Offset: 3, Kind: &stagesv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "theirs"}}},
+	}
+	if got := owned(mine, st, stagesWorkspace); len(got) != 1 || got[0].GetOffset() != 2 {
+		t.Errorf("stages records kept %v, want offset 2", got)
+	}
+	// Several ingestion replicas keep separate watermarks per partition.
+	key := watermarkKey(8, 2)
+	if key(0, 3) != 3 || key(1, 3) != 11 || watermarkKey(8, 1)(0, 3) != 3 {
+		t.Errorf("watermark keys: %d %d", key(0, 3), key(1, 3))
 	}
 }

@@ -52,13 +52,14 @@ func (c fixedClock) After(d time.Duration) <-chan time.Time {
 // the API and serves it with the timer loop and the upstream consumers until
 // ctx ends.
 func run(ctx context.Context, cfg config) error {
+	// Owner load, round-robin positions and capacity are workspace-wide
+	// state, so routing scales by workspace, not by partition: replica k of
+	// -replicas K keeps the workspaces with stream.WorkspaceReplica == k,
+	// refuses calls for the others (pkg/server) and skips their records
+	// while reading every upstream partition (consumers.go).
+	cfg.Server.ByWorkspace = true
 	if err := cfg.Server.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
-	}
-	if cfg.Server.Replicas > 1 {
-		// Owner load, round-robin positions and capacity are workspace-wide
-		// state: two replicas would each assign against half the picture.
-		return fmt.Errorf("invalid configuration: -replicas: routing runs as one replica per workspace set (got %d); see docs/scaling.md", cfg.Server.Replicas)
 	}
 	shutdown, logger, err := telemetry.Setup(ctx, "routing")
 	if err != nil {
@@ -116,7 +117,10 @@ func run(ctx context.Context, cfg config) error {
 	for i := range parts {
 		parts[i] = uint32(i)
 	}
-	runs, conns, err := consumers(cfg, svc, upstream{db: db, parts: parts, clk: clk, logger: logger, reg: srv.Registry})
+	runs, conns, err := consumers(cfg, svc, upstream{
+		db: db, parts: parts, partitions: cfg.Server.Partitions, clk: clk, logger: logger, reg: srv.Registry,
+		owns: owns(srv.Config()),
+	})
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
@@ -127,4 +131,13 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	return srv.Run(ctx, append([]func(context.Context) error{svc.RunTimers}, runs...)...)
+}
+
+// owns is the workspace filter of a routing replica: nil (keep everything)
+// for a single replica.
+func owns(c server.Config) func(string) bool {
+	if c.Replicas < 2 {
+		return nil
+	}
+	return c.OwnsWorkspace
 }
