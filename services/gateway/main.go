@@ -95,11 +95,11 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("cairn-gateway", flag.ContinueOnError)
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "127.0.0.1:9105", "Prometheus /metrics listen address")
-	fs.StringVar(&cfg.ingestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address")
+	fs.StringVar(&cfg.ingestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address, or its replicas' addresses comma-separated in replica order (split by workspace)")
 	fs.StringVar(&cfg.stagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address, or its replicas' addresses comma-separated in replica order")
 	fs.StringVar(&cfg.healthAddr, "health-addr", "127.0.0.1:7103", "health gRPC address, or its replicas' addresses comma-separated in replica order")
 	fs.UintVar(&cfg.partitions, "partitions", 8, "log partitions, the services' -partitions (routes accounts to replicas)")
-	fs.StringVar(&cfg.routingAddr, "routing-addr", "127.0.0.1:7104", "routing gRPC address")
+	fs.StringVar(&cfg.routingAddr, "routing-addr", "127.0.0.1:7104", "routing gRPC address, or its replicas' addresses comma-separated in replica order (split by workspace)")
 	fs.StringVar(&cfg.keysFile, "keys", "./data/keys.json", "keyring file shared with the services")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", `comma-separated origins allowed to call the REST API ("*" for any)`)
 	fs.Int64Var(&cfg.maxBody, "max-body", 1<<20, "maximum request body in bytes")
@@ -141,9 +141,6 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		if len(addrs) == 0 {
 			return fmt.Errorf("-%s-addr: empty", u.name)
 		}
-		if len(addrs) > 1 && (u.name == "ingestion" || u.name == "routing") {
-			return fmt.Errorf("-%s-addr: %s runs as a single replica (see docs/scaling.md)", u.name, u.name)
-		}
 		conns := make([]grpc.ClientConnInterface, 0, len(addrs))
 		for _, addr := range addrs {
 			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -154,8 +151,15 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 			defer cc.Close()
 			conns = append(conns, cc)
 		}
-		// Several replicas: each account's calls go to its owner.
-		cc, err := server.NewRouter(conns, uint32(min(cfg.partitions, 1<<20)), server.Keys{Authenticator: keys})
+		// Several replicas: ingestion and routing are split by workspace,
+		// so a call goes to its workspace's replica; stages and health by
+		// partition, so an account's calls go to its owner.
+		var cc grpc.ClientConnInterface
+		if u.name == "ingestion" || u.name == "routing" {
+			cc, err = server.NewWorkspaceRouter(conns, server.Keys{Authenticator: keys})
+		} else {
+			cc, err = server.NewRouter(conns, uint32(min(cfg.partitions, 1<<20)), server.Keys{Authenticator: keys})
+		}
 		if err != nil {
 			return fmt.Errorf("-%s-addr: %w", u.name, err)
 		}
