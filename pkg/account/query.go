@@ -95,7 +95,9 @@ func ratio(cur, prev float64) float64 {
 		}
 		return 1
 	}
-	return cur/prev - 1
+	// (cur-prev)/prev, not cur/prev-1: 42 against 60 is exactly -30%, which
+	// cur/prev-1 rounds to -0.30000000000000004.
+	return (cur - prev) / prev
 }
 
 // ActiveUsers is the number of distinct active users in the window. Windows

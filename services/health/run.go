@@ -54,7 +54,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	clk := clock.Real{}
 
-	db, err := kv.Open(cfg.Server.DBPath(), kv.Options{SchemaVersion: store.SchemaVersion, LockTimeout: 5 * time.Second})
+	db, err := kv.Open(cfg.Server.DBPath(), kv.Options{SchemaVersion: store.SchemaVersion, Migrations: store.Migrations, LockTimeout: 5 * time.Second})
 	if err != nil {
 		return fmt.Errorf("open health store: %w", err)
 	}

@@ -8,37 +8,48 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
 	"github.com/cairn-dev/cairn/services/health/internal/engine"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
 
-// synthetic builds a realistic small aggregate without replaying events, so
-// benchmark setup stays fast.
+// synthetic builds a realistic small account without replaying events, so
+// benchmark setup stays fast: a few users active on some of the last 60
+// days, a few features, a QBR and an activation, seats, ARR and NPS.
 func synthetic(ws string, i int, now time.Time) *store.Account {
-	a := aggregate.New(ws, fmt.Sprintf("acct-%06d", i))
-	a.CreatedAt = now.AddDate(0, 0, -200)
-	a.LastEventAt = now
+	a := account.New(ws, fmt.Sprintf("acct-%06d", i))
+	created := now.AddDate(0, 0, -200).Unix()
+	a.CreatedAt, a.FirstEventAt, a.LastEventAt = created, created, now.Unix()
 	a.Seats = 10
 	a.ARR = float64(1000 * (i%50 + 1))
-	a.ContractEnd = now.AddDate(0, 0, i%365)
-	a.NPS = float64(i % 11)
-	a.Users = map[string]*aggregate.User{}
-	for u := 0; u < 1+i%8; u++ {
-		a.Users[fmt.Sprintf("u%d", u)] = &aggregate.User{FirstSeen: a.CreatedAt, LastSeen: now.AddDate(0, 0, -(u * 5)), Champion: u == 0}
+	a.ContractEnd = now.AddDate(0, 0, i%365).Unix()
+	a.NPS = int32(i % 11)
+	users := 1 + i%8
+	for u := 0; u < users; u++ {
+		id := fmt.Sprintf("u%d", u)
+		a.Users[id] = &account.User{ID: id, FirstSeen: created, LastSeen: now.AddDate(0, 0, -(u * 5)).Unix()}
 	}
-	a.Features = map[string]time.Time{}
+	a.ChampionID = "u0"
 	for f := 0; f < i%7; f++ {
-		a.Features[fmt.Sprintf("f%d", f)] = now.AddDate(0, 0, -f*6)
+		a.Features[fmt.Sprintf("f%d", f)] = now.AddDate(0, 0, -f*6).Unix()
 	}
-	a.LastByName = map[string]time.Time{"activated": a.CreatedAt, "meeting.qbr": now.AddDate(0, 0, -(i % 120))}
-	day := now.Unix() / 86400
-	for d := int64(0); d < 60; d += 3 {
-		a.Days = append(a.Days, aggregate.Day{Day: day - 60 + d, Product: 10 + i%20})
+	a.Events["activated"] = account.Span{First: created, Last: created}
+	qbr := now.AddDate(0, 0, -(i % 120)).Unix()
+	a.Events["meeting.qbr"] = account.Span{First: qbr, Last: qbr}
+	day := account.DayOf(now)
+	for d := int32(0); d < 60; d += 3 {
+		n := int32(10 + i%20)
+		var active []string
+		for u := 0; u < users; u++ {
+			if int(60-d) >= u*5 {
+				active = append(active, fmt.Sprintf("u%d", u))
+			}
+		}
+		a.Days = append(a.Days, account.Day{Day: day - 60 + d, Counts: map[string]int32{"f0": n}, Users: active, Total: n, Product: n})
 	}
 	return &store.Account{Agg: a, Meta: store.Meta{LastEval: now}}
 }

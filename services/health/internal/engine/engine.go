@@ -23,6 +23,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/signals"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
@@ -62,7 +63,7 @@ type Engine struct {
 	log    Appender
 	clk    clock.Clock
 	logger *slog.Logger
-	comp   *aggregate.Compiler
+	comp   *measure.Compiler
 	def    *model.Compiled
 
 	mu     sync.Mutex
@@ -94,7 +95,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	comp, err := aggregate.NewCompiler()
+	comp, err := measure.NewCompiler()
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // Compiler is the CEL compiler for measures, for validation by the server.
-func (e *Engine) Compiler() *aggregate.Compiler { return e.comp }
+func (e *Engine) Compiler() *measure.Compiler { return e.comp }
 
 // Default returns the built-in default model.
 func (e *Engine) Default() *model.Compiled { return e.def }
@@ -201,7 +202,7 @@ func (b *batch) get(ws, acct string, create bool) (*state, error) {
 		if !create {
 			return nil, nil
 		}
-		acc, fresh = &store.Account{Agg: aggregate.New(ws, acct)}, true
+		acc, fresh = &store.Account{Agg: account.New(ws, acct)}, true
 	case err != nil:
 		return nil, err
 	}
@@ -264,9 +265,9 @@ func (e *Engine) ApplyIngestion(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogR
 			if err != nil {
 				return err
 			}
-			st.acc.Agg.Apply(ev)
+			st.acc.Agg.Apply(ev, &measure.Config)
 			st.aggDirty = true
-			if err := b.evaluate(st, aggregate.EventTime(ev)); err != nil {
+			if err := b.evaluate(st, account.EventTime(ev)); err != nil {
 				return fmt.Errorf("evaluate %q after offset %d: %w", ev.GetAccountId(), r.GetOffset(), err)
 			}
 		case *ingestionv1.LogRecord_Tombstone:
@@ -329,7 +330,7 @@ func (b *batch) tombstone(t *commonv1.Tombstone, forward bool) error {
 		var hit []string
 		if err := store.ForEachAccount(b.tx, ws, func(a *store.Account) error {
 			if _, ok := a.Agg.Users[t.GetUserId()]; ok {
-				hit = append(hit, a.Agg.Account)
+				hit = append(hit, a.Agg.AccountID)
 			}
 			return nil
 		}); err != nil {
@@ -364,7 +365,7 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		return err
 	}
 	at = asOf(st.acc, at)
-	pr, err := priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.Account, at)
+	pr, err := priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.AccountID, at)
 	if err != nil {
 		return err
 	}
@@ -431,14 +432,14 @@ type outcome struct {
 // It reads and writes nothing else, so it is safe to run concurrently for
 // different accounts. act, when not nil, is reused for the measures (one per
 // goroutine).
-func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggregate.Activation) (*outcome, error) {
+func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *measure.Activation) (*outcome, error) {
 	acc := st.acc
-	ws, acct := acc.Agg.Workspace, acc.Agg.Account
+	ws, acct := acc.Agg.Workspace, acc.Agg.AccountID
 	acc.LastEval = at
 	if act == nil {
-		act = aggregate.NewActivation()
+		act = measure.NewActivation()
 	}
-	act.Reset(aggregate.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
+	act.Reset(measure.Input{Agg: acc.Agg, Now: at, Stage: acc.Stage, EnteredAt: acc.EnteredAt})
 	res := cm.Score(act)
 	prev := st.health
 	h := &healthv1.AccountHealth{
@@ -449,8 +450,8 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr priors, act *aggreg
 	if h.ModelId == "" {
 		h.ModelId = "default"
 	}
-	if !acc.Agg.ContractEnd.IsZero() {
-		h.ContractEnd = timestamppb.New(acc.Agg.ContractEnd)
+	if acc.Agg.ContractEnd != 0 {
+		h.ContractEnd = &timestamppb.Timestamp{Seconds: acc.Agg.ContractEnd}
 	}
 	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct, Day: at.Format(time.DateOnly)}}
 	moved := prev == nil || math.Abs(prev.GetScore()-res.Score) >= 0.005 || prev.GetBand() != res.Band

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 	"github.com/cairn-dev/cairn/pkg/gc"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"go.etcd.io/bbolt"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
@@ -204,7 +205,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			act, scratch := aggregate.NewActivation(), &aggregate.Scratch{}
+			act, scratch := measure.NewActivation(), &account.Scratch{}
 			for errs[w] == nil {
 				b := int(next.Add(1)) - 1
 				if b >= batches {
@@ -256,7 +257,7 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			act, scratch := aggregate.NewActivation(), &aggregate.Scratch{}
+			act, scratch := measure.NewActivation(), &account.Scratch{}
 			for i := w * len(ids) / workers; i < (w+1)*len(ids)/workers && errs[w] == nil; i++ {
 				errs[w] = scoreJob(&jobs[i], cm, act, scratch)
 			}
@@ -294,7 +295,7 @@ func readJob(r *store.Reader, acct string, now time.Time, clone bool, j *rescore
 // scoreJob decodes and scores j; it touches nothing shared. With scratch
 // (one per goroutine) the aggregate is decoded into reused storage, so the
 // decoded state is dropped once scored: only j.out and j.meta remain.
-func scoreJob(j *rescoreJob, cm *model.Compiled, act *aggregate.Activation, scratch *aggregate.Scratch) error {
+func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, scratch *account.Scratch) error {
 	if j.in.Agg == nil {
 		return nil
 	}
@@ -324,7 +325,7 @@ func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *mode
 	if err != nil {
 		return 0, err
 	}
-	var act *aggregate.Activation
+	var act *measure.Activation
 	n := 0
 	for i := range jobs {
 		j := &jobs[i]
@@ -333,7 +334,7 @@ func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *mode
 				return 0, err
 			}
 			if act == nil {
-				act = aggregate.NewActivation()
+				act = measure.NewActivation()
 			}
 			if err := scoreJob(j, cm, act, nil); err != nil {
 				return 0, err

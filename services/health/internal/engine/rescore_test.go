@@ -37,7 +37,7 @@ func seedRescore(t *testing.T, db *kv.DB, clk *clock.Manual, n int) {
 				a.Stage, a.EnteredAt = "adoption", clk.Now().AddDate(0, 0, -(i%40))
 			}
 			if i%10 == 0 {
-				a.Agg.CreatedAt = clk.Now().AddDate(0, 0, -(i % 25)) // onboarding profile
+				a.Agg.CreatedAt = clk.Now().AddDate(0, 0, -(i % 25)).Unix() // onboarding profile
 			}
 			if i%7 == 0 {
 				a.LastEval = clk.Now().Add(36 * time.Hour) // evaluated ahead of the clock

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/account"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
 	"github.com/cairn-dev/cairn/services/health/internal/backtest"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
@@ -116,8 +116,8 @@ func (e *Engine) Backtest(tx *bbolt.Tx, ws string, m *healthv1.Model, horizonDay
 	var samples []backtest.Sample
 	err := store.ForEachAccount(tx, ws, func(a *store.Account) error {
 		for _, o := range a.Agg.Outcomes {
-			day := o.At.AddDate(0, 0, -int(horizonDays)).Format(time.DateOnly)
-			snap, err := store.SnapshotAt(tx, ws, a.Agg.Account, day)
+			day := time.Unix(o.At, 0).UTC().AddDate(0, 0, -int(horizonDays)).Format(time.DateOnly)
+			snap, err := store.SnapshotAt(tx, ws, a.Agg.AccountID, day)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -125,7 +125,7 @@ func (e *Engine) Backtest(tx *bbolt.Tx, ws string, m *healthv1.Model, horizonDay
 				return err
 			}
 			samples = append(samples, backtest.Sample{
-				Churned: o.Kind == aggregate.OutcomeChurned,
+				Churned: o.Kind == account.OutcomeChurned,
 				Input:   backtest.Input{Values: snap.Raw, When: snap.When},
 			})
 		}

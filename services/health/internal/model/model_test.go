@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"google.golang.org/protobuf/proto"
 )
@@ -222,7 +222,7 @@ func TestDefaultModelCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp, err := aggregate.NewCompiler()
+	comp, err := measure.NewCompiler()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/pkg/account"
 )
 
 // Reasons, stable because routing rules and lists match on them.
@@ -69,8 +69,8 @@ type Condition struct {
 
 // Facts are what the rules read: an account at one evaluation time.
 type Facts struct {
-	// Agg is the account aggregate.
-	Agg *aggregate.Aggregate
+	// Agg is the account's aggregates.
+	Agg *account.Aggregates
 	// Now is the evaluation time.
 	Now time.Time
 	// Band is the band just computed; PrevBand the band before it (unspecified on first score).
@@ -98,35 +98,37 @@ func worse(a, b healthv1.Band) bool {
 // state a rule needs beyond the facts.
 func Evaluate(f Facts, st *State) []Condition {
 	a, now := f.Agg, f.Now
-	age := now.Sub(a.CreatedAt)
+	created := unix(a.Created())
+	age := now.Sub(created)
 	var out []Condition
 	add := func(kind commonv1.SignalKind, reason, msg string, attrs map[string]string) {
 		out = append(out, Condition{Kind: kind, Reason: reason, Message: msg, Attributes: attrs})
 	}
 	risk, exp := commonv1.SignalKind_SIGNAL_KIND_RISK, commonv1.SignalKind_SIGNAL_KIND_EXPANSION
 
-	prev := a.Count(now.Add(-30*24*time.Hour), "", 30*24*time.Hour)
-	if tr := a.Trend(now, "", 30*24*time.Hour); prev >= usageBaseline && tr < -0.30 {
+	// "" counts product events (account.Day.Product), as count("", w) does.
+	prev := a.Count("", 30, now.AddDate(0, 0, -30))
+	if tr := a.Trend("", 30, now); prev >= usageBaseline && tr < -0.30 {
 		add(risk, UsageDrop, "product usage down "+f0(-tr*100)+"% over the last 30 days", nil)
 	}
-	active := a.ActiveUsers(now, 30*24*time.Hour)
+	active := a.ActiveUsers(30, now)
 	if age >= grace && active <= 1 {
 		add(risk, SingleActiveUser, strconv.Itoa(active)+" active user(s) in the last 30 days after 30 days as a customer", nil)
 	}
-	if feats := a.FeaturesUsed(now, 30*24*time.Hour); age >= grace && feats < 3 {
+	if feats := a.FeaturesUsed(nil, 30, now); age >= grace && feats < 3 {
 		add(risk, LowFeatureAdoption, strconv.Itoa(feats)+" feature(s) used in the last 30 days; fewer than 3", nil)
 	}
-	if d := a.OpenTicketMaxAgeDays(now, "p1"); a.OpenTickets("p1") > 0 && d > 7 {
+	if d := oldestTicketDays(a, "p1", now); d > 7 {
 		add(risk, P1TicketAging, "a P1 ticket has been open for "+f0(d)+" days", nil)
 	}
 	if a.HasChampion() {
-		d := a.DaysSinceChampion(now)
-		if d > 30 || (d < 0 && age > grace) {
+		last := a.ChampionLastSeen()
+		if (last != 0 && now.Sub(unix(last)) > grace) || (last == 0 && age > grace) {
 			add(risk, ChampionInactive, "the champion has not been active for more than 30 days", nil)
 		}
 	}
 	if a.NPS >= 0 && a.NPS <= 6 {
-		add(risk, NPSDetractor, "latest NPS answer is "+f0(a.NPS)+" (detractor)", nil)
+		add(risk, NPSDetractor, "latest NPS answer is "+strconv.Itoa(int(a.NPS))+" (detractor)", nil)
 	}
 	switch {
 	case worse(f.Band, f.PrevBand) && st.DropFrom == healthv1.Band_BAND_UNSPECIFIED:
@@ -139,26 +141,29 @@ func Evaluate(f Facts, st *State) []Condition {
 			map[string]string{"from_band": bandName(st.DropFrom), "band": bandName(f.Band)})
 	}
 
-	if r := a.SeatsActiveRatio(); a.Seats > 0 && r > seatShare {
-		add(exp, SeatUtilization, strconv.Itoa(len(a.Users))+" users on "+strconv.Itoa(a.Seats)+" seats ("+f0(r*100)+"%)", nil)
-	}
-	if a.UsageLimit > 0 {
-		if used := a.Count(now, "", 30*24*time.Hour); float64(used) >= limitShare*a.UsageLimit {
-			add(exp, UsageNearLimit, strconv.Itoa(used)+" of "+f0(a.UsageLimit)+" monthly events used",
-				map[string]string{"used": strconv.Itoa(used), "limit": strconv.FormatFloat(a.UsageLimit, 'f', -1, 64)})
+	if a.Seats > 0 {
+		if r := float64(len(a.Users)) / float64(a.Seats); r > seatShare {
+			add(exp, SeatUtilization, strconv.Itoa(len(a.Users))+" users on "+strconv.FormatInt(a.Seats, 10)+" seats ("+f0(r*100)+"%)", nil)
 		}
 	}
-	if ds := fresh(a.Domains, a.CreatedAt, now); len(ds) > 0 {
+	if a.UsageLimit > 0 {
+		if used := a.Count("", 30, now); float64(used) >= limitShare*a.UsageLimit {
+			u := strconv.FormatInt(used, 10)
+			add(exp, UsageNearLimit, u+" of "+f0(a.UsageLimit)+" monthly events used",
+				map[string]string{"used": u, "limit": strconv.FormatFloat(a.UsageLimit, 'f', -1, 64)})
+		}
+	}
+	if ds := fresh(a.Domains, created, now); len(ds) > 0 {
 		add(exp, NewEmailDomain, "new email domain(s) among users: "+strings.Join(ds, ", "), map[string]string{"domains": strings.Join(ds, ",")})
 	}
-	if ds := fresh(a.Departments, a.CreatedAt, now); len(ds) > 0 {
+	if ds := fresh(a.Departments, created, now); len(ds) > 0 {
 		add(exp, NewDepartment, "new department(s) among users: "+strings.Join(ds, ", "), map[string]string{"departments": strings.Join(ds, ",")})
 	}
 	var tiers []string
 	for feat, uses := range a.HigherTier {
 		n := 0
 		for _, u := range uses {
-			if !u.After(now) && now.Sub(u) < 30*24*time.Hour {
+			if t := unix(u); !t.After(now) && now.Sub(t) < 30*24*time.Hour {
 				n++
 			}
 		}
@@ -170,17 +175,36 @@ func Evaluate(f Facts, st *State) []Condition {
 		sort.Strings(tiers)
 		add(exp, HigherTierFeature, "repeated use of higher-tier feature(s): "+strings.Join(tiers, ", "), map[string]string{"features": strings.Join(tiers, ",")})
 	}
-	if c, ok := Renewal(a.DaysUntilContractEnd(now), f.Band); ok {
+	daysLeft := -1.0
+	if a.ContractEnd != 0 {
+		daysLeft = unix(a.ContractEnd).Sub(now).Hours() / 24
+	}
+	if c, ok := Renewal(daysLeft, f.Band); ok {
 		out = append(out, c)
 	}
 	return out
 }
 
+func unix(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
+
+// oldestTicketDays is the age in days of the oldest open ticket of a
+// priority, 0 when none is open.
+func oldestTicketDays(a *account.Aggregates, priority string, now time.Time) float64 {
+	oldest := 0.0
+	for _, t := range a.Tickets {
+		if t.Priority == priority {
+			oldest = max(oldest, now.Sub(unix(t.OpenedAt)).Hours()/24)
+		}
+	}
+	return oldest
+}
+
 // fresh lists keys first seen within the last 30 days, leaving out those
 // seen in the account's first 30 days (the founding domains).
-func fresh(m map[string]time.Time, created, now time.Time) []string {
+func fresh(m map[string]int64, created, now time.Time) []string {
 	var out []string
-	for k, t := range m {
+	for k, sec := range m {
+		t := unix(sec)
 		if t.Sub(created) > grace && !t.After(now) && now.Sub(t) < newWithin {
 			out = append(out, k)
 		}

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/pkg/account"
 	"github.com/cairn-dev/cairn/services/health/internal/signals"
 )
 
@@ -66,7 +66,7 @@ type transition struct {
 func run(t *testing.T, days int, events func(day int) []*ingestionv1.Event, band func(day int) healthv1.Band, reason string) []transition {
 	t.Helper()
 	clk := clock.NewManual(t0)
-	agg := aggregate.New("w", "acme")
+	agg := account.New("w", "acme")
 	st := &signals.State{}
 	prevBand := healthv1.Band_BAND_UNSPECIFIED
 	var out []transition
@@ -95,7 +95,7 @@ func run(t *testing.T, days int, events func(day int) []*ingestionv1.Event, band
 		clk.Set(t0.Add(time.Duration(day)*24*time.Hour + 12*time.Hour))
 		for _, e := range events(day) {
 			e.Timestamp = timestamppb.New(clk.Now())
-			agg.Apply(e)
+			agg.Apply(e, &account.Config{})
 			eval(day)
 		}
 		clk.Set(t0.Add(time.Duration(day)*24*time.Hour + 23*time.Hour))
@@ -346,10 +346,10 @@ func TestRenewalWindowsOverTime(t *testing.T) {
 	} {
 		t.Run(tt.band.String(), func(t *testing.T) {
 			clk := clock.NewManual(t0)
-			agg := aggregate.New("w", "acme")
+			agg := account.New("w", "acme")
 			e := group("contract_end", end)
 			e.Timestamp = timestamppb.New(t0)
-			agg.Apply(e)
+			agg.Apply(e, &account.Config{})
 			st := &signals.State{}
 			opened := map[string]int{}
 			closed := map[string]int{}

@@ -5,7 +5,7 @@
 //
 // Layout (all under a per-workspace sub-bucket unless noted):
 //
-//	accounts/<ws>   account id                 -> aggregate.Aggregate (MarshalBinary)
+//	accounts/<ws>   account id                 -> account.Aggregates (pkg/account Marshal)
 //	meta/<ws>       account id                 -> Meta (EncodeMeta; small, rewritten on every evaluation)
 //	health/<ws>     account id                 -> healthv1.AccountHealth
 //	rows/<ws>       account id                 -> healthv1.AccountRow
@@ -31,11 +31,58 @@ import (
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-dev/cairn/services/health/internal/aggregate"
+	"github.com/cairn-dev/cairn/pkg/account"
 )
 
-// SchemaVersion is the layout above.
-const SchemaVersion = 1
+// SchemaVersion is the layout above. Version 2 stores pkg/account's
+// aggregates; version 1 stored health's own encoding, which nothing decodes
+// any more (see Migrations).
+const SchemaVersion = 2
+
+// derivedBuckets hold what the consumers derive from the upstream logs; a
+// rebuild drops them. Models and the health log are kept.
+var derivedBuckets = []string{"accounts", "meta", "health", "rows", "signals", "sigidx", "snapshots", "timers", "timeridx"}
+
+// rebuiltConsumers are the consumers whose cursors a rebuild resets, so
+// that they replay their logs from the start.
+var rebuiltConsumers = []string{"ingestion", "stages"}
+
+// Migrations upgrade an older health file; pass them to kv.Open with
+// SchemaVersion. Version 1 held aggregates in an encoding that pkg/account
+// cannot read (and whose version byte pkg/account would mistake for its
+// own), so moving to 2 drops every derived bucket and resets the consumer
+// cursors: the service rebuilds accounts, scores, signals and snapshots by
+// replaying the ingestion and stages logs, as a fresh replica does.
+var Migrations = map[uint32]func(*bbolt.Tx) error{2: rebuildFromLogs}
+
+func rebuildFromLogs(tx *bbolt.Tx) error {
+	for _, name := range derivedBuckets {
+		if tx.Bucket([]byte(name)) == nil {
+			continue
+		}
+		if err := tx.DeleteBucket([]byte(name)); err != nil {
+			return fmt.Errorf("drop %s for rebuild: %w", name, err)
+		}
+	}
+	cursors := tx.Bucket([]byte("_cursors"))
+	if cursors == nil {
+		return nil
+	}
+	var dead [][]byte
+	for _, name := range rebuiltConsumers {
+		prefix := []byte(name + "/")
+		c := cursors.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			dead = append(dead, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range dead {
+		if err := cursors.Delete(k); err != nil {
+			return fmt.Errorf("reset cursor %q for rebuild: %w", k, err)
+		}
+	}
+	return nil
+}
 
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = kv.ErrNotFound
@@ -43,7 +90,7 @@ var ErrNotFound = kv.ErrNotFound
 // Account is the per-account working state of the consumers.
 type Account struct {
 	// Agg is the folded event history.
-	Agg *aggregate.Aggregate
+	Agg *account.Aggregates
 	// Meta is the evaluation state; it is stored apart from Agg so that a
 	// rescore, which does not change Agg, does not rewrite it.
 	Meta
@@ -144,15 +191,14 @@ func GetAccountRaw(tx *bbolt.Tx, ws, acct string) (agg, meta []byte, err error) 
 func DecodeAccount(agg, meta []byte) (*Account, error) { return DecodeAccountWith(nil, agg, meta) }
 
 // DecodeAccountWith is DecodeAccount decoding the aggregate with s (see
-// aggregate.Scratch) when s is not nil.
-func DecodeAccountWith(s *aggregate.Scratch, agg, meta []byte) (*Account, error) {
+// account.Scratch) when s is not nil.
+func DecodeAccountWith(s *account.Scratch, agg, meta []byte) (*Account, error) {
 	a := &Account{}
 	var err error
 	if s != nil {
-		a.Agg, err = s.Decode(agg)
+		a.Agg, err = s.Unmarshal(agg)
 	} else {
-		a.Agg = &aggregate.Aggregate{}
-		err = a.Agg.UnmarshalBinary(agg)
+		a.Agg, err = account.Unmarshal(agg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decode aggregate: %w", err)
@@ -209,21 +255,17 @@ func DecodeMeta(meta []byte) (*Meta, error) {
 
 // PutAccount stores an account's meta, and its aggregate when withAgg.
 func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
-	ws, id := a.Agg.Workspace, []byte(a.Agg.Account)
+	ws, id := a.Agg.Workspace, []byte(a.Agg.AccountID)
 	if withAgg {
 		b, err := bucket(tx, "accounts", ws)
 		if err != nil {
 			return err
 		}
-		raw, err := a.Agg.MarshalBinary()
-		if err != nil {
-			return fmt.Errorf("encode aggregate of %q: %w", id, err)
-		}
-		if err := b.Put(id, raw); err != nil {
+		if err := b.Put(id, a.Agg.Marshal()); err != nil {
 			return fmt.Errorf("put aggregate of %q: %w", id, err)
 		}
 	}
-	return NewWriter(tx, ws).PutMeta(a.Agg.Account, EncodeMeta(&a.Meta))
+	return NewWriter(tx, ws).PutMeta(a.Agg.AccountID, EncodeMeta(&a.Meta))
 }
 
 // AccountIDs lists a workspace's account ids in order.
