@@ -12,18 +12,26 @@ import (
 
 // WorkspaceReplica returns the replica, out of replicas, that owns the
 // workspace in a service split by workspace (ingestion, routing): FNV-1a
-// (32 bits) of the workspace name, mod replicas. It is the one rule for
-// both the replicas (which workspaces to accept or keep) and their clients
-// (the gateway, the CLI), so they agree. It is stable across processes and
-// releases: changing it moves workspaces between replicas. replicas < 2
-// means a single replica, 0.
+// (64 bits) of the workspace name, mixed by the SplitMix64 finaliser, mod
+// replicas. It is the one rule for both the replicas (which workspaces to
+// accept or keep) and their clients (the gateway, the CLI), so they agree.
+// The finaliser matters: FNV-1a's low bits depend on few input bits (mod 2
+// it is the parity of the bytes' low bits), and the modulus reads exactly
+// those. It is stable across processes and releases: changing it moves
+// workspaces between replicas. replicas < 2 means a single replica, 0.
 func WorkspaceReplica(workspace string, replicas int) int {
 	if replicas < 2 {
 		return 0
 	}
-	h := fnv.New32a()
+	h := fnv.New64a()
 	_, _ = h.Write([]byte(workspace))
-	return int(h.Sum32() % uint32(replicas))
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return int(x % uint64(replicas))
 }
 
 // ReplicaName names the consumer of replica k of an upstream split by

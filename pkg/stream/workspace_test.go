@@ -2,7 +2,6 @@ package stream_test
 
 import (
 	"context"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -27,25 +26,38 @@ func TestWorkspaceReplica(t *testing.T) {
 		{"acme", 0, 0},
 		{"acme", 1, 0},
 		{"acme", 2, 1},
-		{"globex", 2, 0},
-		{"acme", 3, 1},
+		{"globex", 2, 1},
+		{"rel-ws", 2, 0},
+		{"acme", 3, 2},
 		{"globex", 3, 1},
-		{"", 4, 1},
+		{"", 4, 3},
 	}
 	for _, tc := range tests {
 		if got := stream.WorkspaceReplica(tc.workspace, tc.replicas); got != tc.want {
 			t.Errorf("WorkspaceReplica(%q, %d) = %d, want %d", tc.workspace, tc.replicas, got, tc.want)
 		}
 	}
-	// Every replica gets workspaces, and only replicas in range.
+	// Every replica gets a fair share of workspaces (within 30% of even),
+	// and only replicas in range, also for short names that differ in one
+	// letter (which FNV-1a alone, mod 2, splits by the parity of bytes).
 	for replicas := 1; replicas <= 8; replicas++ {
 		seen := make([]int, replicas)
-		for i := range 400 {
+		const n = 800
+		for i := range n {
 			seen[stream.WorkspaceReplica("ws-"+strconv.Itoa(i), replicas)]++
 		}
-		if slices.Contains(seen, 0) {
-			t.Errorf("replicas=%d: some replica owns none of 400 workspaces: %v", replicas, seen)
+		for k, c := range seen {
+			if even := n / replicas; c < even*7/10 || c > even*13/10 {
+				t.Errorf("replicas=%d: replica %d owns %d of %d workspaces: %v", replicas, k, c, n, seen)
+			}
 		}
+	}
+	var odd int
+	for c := 'a'; c <= 'z'; c++ {
+		odd += stream.WorkspaceReplica(string(c)+"-ws", 2)
+	}
+	if odd == 0 || odd == 26 {
+		t.Errorf("one-letter names all on one replica of 2 (%d on replica 1)", odd)
 	}
 }
 
