@@ -3785,10 +3785,22 @@ type SlaEvent struct {
 	Workspace    string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	AssignmentId string                 `protobuf:"bytes,2,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	// "warning_50", "warning_80", "breach", "escalation", "met".
-	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
-	OwnerId       string                 `protobuf:"bytes,4,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	NewOwnerId    string                 `protobuf:"bytes,5,opt,name=new_owner_id,json=newOwnerId,proto3" json:"new_owner_id,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	Kind       string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	OwnerId    string                 `protobuf:"bytes,4,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	NewOwnerId string                 `protobuf:"bytes,5,opt,name=new_owner_id,json=newOwnerId,proto3" json:"new_owner_id,omitempty"`
+	At         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	// The earlier thresholds of the same clock (warning_50, warning_80) that
+	// this one overtook: they fell due before it but fired late together with
+	// it (the service was down, or behind an ingestion backlog), so they have
+	// no record of their own. In order, each with its own due time; empty
+	// when the event fired on time. A warning that was due before a later
+	// threshold had passed is no longer news to anyone it would page.
+	Passed []*PassedThreshold `protobuf:"bytes,7,rep,name=passed,proto3" json:"passed,omitempty"`
+	// The assignment as this event left it, when the event changed its
+	// state (a breach that does not escalate: the assignment is now
+	// BREACHED). The log then has no separate assignment record for that
+	// change: a reader following assignments takes them from both.
+	Assignment    *Assignment `protobuf:"bytes,8,opt,name=assignment,proto3" json:"assignment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3865,6 +3877,74 @@ func (x *SlaEvent) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SlaEvent) GetPassed() []*PassedThreshold {
+	if x != nil {
+		return x.Passed
+	}
+	return nil
+}
+
+func (x *SlaEvent) GetAssignment() *Assignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+// PassedThreshold is an SLA threshold reported inside a later event.
+type PassedThreshold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "warning_50" or "warning_80".
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PassedThreshold) Reset() {
+	*x = PassedThreshold{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PassedThreshold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PassedThreshold) ProtoMessage() {}
+
+func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PassedThreshold.ProtoReflect.Descriptor instead.
+func (*PassedThreshold) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *PassedThreshold) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PassedThreshold) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // LogRecord is one entry of the routing log.
 type LogRecord struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -3882,7 +3962,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3894,7 +3974,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3907,7 +3987,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{56}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -3991,7 +4071,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4003,7 +4083,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4016,7 +4096,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{57}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -4303,7 +4383,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x10SubscribeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1f\n" +
 	"\vfrom_offset\x18\x02 \x01(\x04R\n" +
-	"fromOffset\"\xca\x01\n" +
+	"fromOffset\"\xc3\x02\n" +
 	"\bSlaEvent\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
 	"\rassignment_id\x18\x02 \x01(\tR\fassignmentId\x12\x12\n" +
@@ -4311,7 +4391,14 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\bowner_id\x18\x04 \x01(\tR\aownerId\x12 \n" +
 	"\fnew_owner_id\x18\x05 \x01(\tR\n" +
 	"newOwnerId\x12*\n" +
-	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x80\x02\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x129\n" +
+	"\x06passed\x18\a \x03(\v2!.cairn.routing.v1.PassedThresholdR\x06passed\x12<\n" +
+	"\n" +
+	"assignment\x18\b \x01(\v2\x1c.cairn.routing.v1.AssignmentR\n" +
+	"assignment\"Q\n" +
+	"\x0fPassedThreshold\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x80\x02\n" +
 	"\tLogRecord\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\x12>\n" +
@@ -4400,7 +4487,7 @@ func file_cairn_routing_v1_routing_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(Team)(0),                       // 0: cairn.routing.v1.Team
 	(Strategy)(0),                   // 1: cairn.routing.v1.Strategy
@@ -4463,50 +4550,51 @@ var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(*ListOwnerLoadResponse)(nil),   // 58: cairn.routing.v1.ListOwnerLoadResponse
 	(*SubscribeRequest)(nil),        // 59: cairn.routing.v1.SubscribeRequest
 	(*SlaEvent)(nil),                // 60: cairn.routing.v1.SlaEvent
-	(*LogRecord)(nil),               // 61: cairn.routing.v1.LogRecord
-	(*SubscribeResponse)(nil),       // 62: cairn.routing.v1.SubscribeResponse
-	nil,                             // 63: cairn.routing.v1.Lead.AttributesEntry
-	(*v1.TimeWindow)(nil),           // 64: cairn.common.v1.TimeWindow
-	(*v1.PageRequest)(nil),          // 65: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),         // 66: cairn.common.v1.PageResponse
-	(*durationpb.Duration)(nil),     // 67: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 68: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),      // 69: cairn.common.v1.ValidationError
-	(*v1.Tombstone)(nil),            // 70: cairn.common.v1.Tombstone
+	(*PassedThreshold)(nil),         // 61: cairn.routing.v1.PassedThreshold
+	(*LogRecord)(nil),               // 62: cairn.routing.v1.LogRecord
+	(*SubscribeResponse)(nil),       // 63: cairn.routing.v1.SubscribeResponse
+	nil,                             // 64: cairn.routing.v1.Lead.AttributesEntry
+	(*v1.TimeWindow)(nil),           // 65: cairn.common.v1.TimeWindow
+	(*v1.PageRequest)(nil),          // 66: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),         // 67: cairn.common.v1.PageResponse
+	(*durationpb.Duration)(nil),     // 68: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 69: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),      // 70: cairn.common.v1.ValidationError
+	(*v1.Tombstone)(nil),            // 71: cairn.common.v1.Tombstone
 }
 var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	0,  // 0: cairn.routing.v1.Owner.team:type_name -> cairn.routing.v1.Team
 	5,  // 1: cairn.routing.v1.Owner.working_hours:type_name -> cairn.routing.v1.WorkingHours
-	64, // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
+	65, // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
 	6,  // 3: cairn.routing.v1.UpsertOwnerRequest.owner:type_name -> cairn.routing.v1.Owner
 	6,  // 4: cairn.routing.v1.UpsertOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	6,  // 5: cairn.routing.v1.GetOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	0,  // 6: cairn.routing.v1.ListOwnersRequest.team:type_name -> cairn.routing.v1.Team
-	65, // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
+	66, // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
 	6,  // 8: cairn.routing.v1.ListOwnersResponse.owners:type_name -> cairn.routing.v1.Owner
-	66, // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
+	67, // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
 	1,  // 10: cairn.routing.v1.Pool.strategy:type_name -> cairn.routing.v1.Strategy
 	15, // 11: cairn.routing.v1.UpsertPoolRequest.pool:type_name -> cairn.routing.v1.Pool
 	15, // 12: cairn.routing.v1.UpsertPoolResponse.pool:type_name -> cairn.routing.v1.Pool
 	15, // 13: cairn.routing.v1.GetPoolResponse.pool:type_name -> cairn.routing.v1.Pool
-	65, // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
+	66, // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
 	15, // 15: cairn.routing.v1.ListPoolsResponse.pools:type_name -> cairn.routing.v1.Pool
-	66, // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
+	67, // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
 	2,  // 17: cairn.routing.v1.Rule.types:type_name -> cairn.routing.v1.HandoffType
 	3,  // 18: cairn.routing.v1.Rule.action:type_name -> cairn.routing.v1.ActionKind
 	0,  // 19: cairn.routing.v1.Rule.team:type_name -> cairn.routing.v1.Team
 	2,  // 20: cairn.routing.v1.SlaPolicy.type:type_name -> cairn.routing.v1.HandoffType
-	67, // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
+	68, // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
 	24, // 22: cairn.routing.v1.Config.rules:type_name -> cairn.routing.v1.Rule
 	25, // 23: cairn.routing.v1.Config.pql_rules:type_name -> cairn.routing.v1.PqlRule
 	26, // 24: cairn.routing.v1.Config.sla_policies:type_name -> cairn.routing.v1.SlaPolicy
-	68, // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	69, // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
 	27, // 26: cairn.routing.v1.ValidateConfigRequest.config:type_name -> cairn.routing.v1.Config
-	69, // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
+	70, // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
 	27, // 28: cairn.routing.v1.ApplyConfigRequest.config:type_name -> cairn.routing.v1.Config
 	27, // 29: cairn.routing.v1.ApplyConfigResponse.config:type_name -> cairn.routing.v1.Config
 	27, // 30: cairn.routing.v1.GetConfigResponse.config:type_name -> cairn.routing.v1.Config
-	63, // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
+	64, // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
 	2,  // 32: cairn.routing.v1.QualifyRequest.type:type_name -> cairn.routing.v1.HandoffType
 	34, // 33: cairn.routing.v1.QualifyRequest.lead:type_name -> cairn.routing.v1.Lead
 	42, // 34: cairn.routing.v1.QualifyResponse.assignment:type_name -> cairn.routing.v1.Assignment
@@ -4514,87 +4602,90 @@ var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	42, // 36: cairn.routing.v1.HandoffResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	39, // 37: cairn.routing.v1.Decision.candidates:type_name -> cairn.routing.v1.Candidate
 	1,  // 38: cairn.routing.v1.Decision.strategy:type_name -> cairn.routing.v1.Strategy
-	67, // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
-	67, // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
-	68, // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
-	68, // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
+	68, // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
+	68, // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
+	69, // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
+	69, // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
 	2,  // 43: cairn.routing.v1.Assignment.type:type_name -> cairn.routing.v1.HandoffType
 	34, // 44: cairn.routing.v1.Assignment.lead:type_name -> cairn.routing.v1.Lead
 	4,  // 45: cairn.routing.v1.Assignment.state:type_name -> cairn.routing.v1.AssignmentState
 	40, // 46: cairn.routing.v1.Assignment.decision:type_name -> cairn.routing.v1.Decision
 	41, // 47: cairn.routing.v1.Assignment.sla:type_name -> cairn.routing.v1.SlaState
-	68, // 48: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	68, // 49: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	69, // 48: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	69, // 49: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
 	42, // 50: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	4,  // 51: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
 	2,  // 52: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
-	65, // 53: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
+	66, // 53: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
 	42, // 54: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
-	66, // 55: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
-	68, // 56: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
+	67, // 55: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
+	69, // 56: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
 	42, // 57: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	42, // 58: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	42, // 59: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	64, // 60: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
-	67, // 61: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
-	67, // 62: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
+	65, // 60: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
+	68, // 61: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
+	68, // 62: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
 	54, // 63: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
-	65, // 64: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
+	66, // 64: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
 	0,  // 65: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
 	57, // 66: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
-	66, // 67: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
-	68, // 68: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
-	42, // 69: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
-	60, // 70: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
-	70, // 71: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	61, // 72: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
-	7,  // 73: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
-	9,  // 74: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
-	11, // 75: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
-	13, // 76: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
-	16, // 77: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
-	18, // 78: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
-	20, // 79: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
-	22, // 80: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
-	28, // 81: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
-	30, // 82: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
-	32, // 83: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
-	35, // 84: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
-	37, // 85: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
-	43, // 86: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
-	45, // 87: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
-	47, // 88: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
-	49, // 89: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
-	51, // 90: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
-	53, // 91: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
-	56, // 92: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
-	59, // 93: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
-	8,  // 94: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
-	10, // 95: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
-	12, // 96: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
-	14, // 97: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
-	17, // 98: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
-	19, // 99: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
-	21, // 100: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
-	23, // 101: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
-	29, // 102: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
-	31, // 103: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
-	33, // 104: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
-	36, // 105: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
-	38, // 106: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
-	44, // 107: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
-	46, // 108: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
-	48, // 109: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
-	50, // 110: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
-	52, // 111: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
-	55, // 112: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
-	58, // 113: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
-	62, // 114: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
-	94, // [94:115] is the sub-list for method output_type
-	73, // [73:94] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	67, // 67: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
+	69, // 68: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
+	61, // 69: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
+	42, // 70: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
+	69, // 71: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
+	42, // 72: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
+	60, // 73: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
+	71, // 74: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	62, // 75: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
+	7,  // 76: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
+	9,  // 77: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
+	11, // 78: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
+	13, // 79: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
+	16, // 80: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
+	18, // 81: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
+	20, // 82: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
+	22, // 83: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
+	28, // 84: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
+	30, // 85: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
+	32, // 86: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
+	35, // 87: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
+	37, // 88: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
+	43, // 89: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
+	45, // 90: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
+	47, // 91: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
+	49, // 92: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
+	51, // 93: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
+	53, // 94: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
+	56, // 95: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
+	59, // 96: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
+	8,  // 97: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
+	10, // 98: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
+	12, // 99: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
+	14, // 100: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
+	17, // 101: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
+	19, // 102: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
+	21, // 103: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
+	23, // 104: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
+	29, // 105: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
+	31, // 106: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
+	33, // 107: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
+	36, // 108: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
+	38, // 109: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
+	44, // 110: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
+	46, // 111: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
+	48, // 112: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
+	50, // 113: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
+	52, // 114: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
+	55, // 115: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
+	58, // 116: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
+	63, // 117: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
+	97, // [97:118] is the sub-list for method output_type
+	76, // [76:97] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_cairn_routing_v1_routing_proto_init() }
@@ -4602,7 +4693,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 	if File_cairn_routing_v1_routing_proto != nil {
 		return
 	}
-	file_cairn_routing_v1_routing_proto_msgTypes[56].OneofWrappers = []any{
+	file_cairn_routing_v1_routing_proto_msgTypes[57].OneofWrappers = []any{
 		(*LogRecord_Assignment)(nil),
 		(*LogRecord_SlaEvent)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -4613,7 +4704,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_routing_v1_routing_proto_rawDesc), len(file_cairn_routing_v1_routing_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   59,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

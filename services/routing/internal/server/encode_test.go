@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/services/routing/internal/sla"
 )
 
 // TestSlaEventRecord checks the hand-written encoding against proto.Marshal
@@ -18,22 +19,46 @@ func TestSlaEventRecord(t *testing.T) {
 		name                          string
 		ws, id, kind, owner, newOwner string
 		at                            time.Time
+		passed                        []sla.Timer
+		assignment                    *routingv1.Assignment
 	}{
-		{"breach", "ws", "as_000000000001", "breach", "alice", "", time.Date(2026, 11, 16, 17, 0, 0, 0, time.UTC)},
-		{"escalation with new owner and nanos", "ws", "as_1", "escalation", "alice", "bob", time.Date(2026, 11, 16, 17, 0, 0, 123456789, time.UTC)},
-		{"empty strings", "", "", "warning_50", "", "", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
-		{"epoch", "ws", "a", "met", "ü", "", time.Unix(0, 0)},
-		{"before 1970", "ws", "a", "met", "o", "", time.Date(1960, 5, 1, 0, 0, 0, 5, time.UTC)},
+		{"breach", "ws", "as_000000000001", "breach", "alice", "", time.Date(2026, 11, 16, 17, 0, 0, 0, time.UTC), nil, nil},
+		{"escalation with new owner and nanos", "ws", "as_1", "escalation", "alice", "bob", time.Date(2026, 11, 16, 17, 0, 0, 123456789, time.UTC), nil, nil},
+		{"empty strings", "", "", "warning_50", "", "", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), nil, nil},
+		{"epoch", "ws", "a", "met", "ü", "", time.Unix(0, 0), nil, nil},
+		{"before 1970", "ws", "a", "met", "o", "", time.Date(1960, 5, 1, 0, 0, 0, 5, time.UTC), nil, nil},
+		{"late breach", "ws", "as_1", "breach", "alice", "", time.Date(2026, 11, 16, 17, 0, 0, 0, time.UTC), []sla.Timer{
+			{Kind: sla.Warning50, At: time.Date(2026, 11, 16, 13, 0, 0, 0, time.UTC)},
+			{Kind: sla.Warning80, At: time.Date(2026, 11, 16, 15, 24, 0, 7, time.UTC)},
+		}, nil},
+		{"late warning at the epoch", "ws", "a", "warning_80", "o", "", time.Unix(0, 0), []sla.Timer{{Kind: sla.Warning50, At: time.Unix(0, 0)}}, nil},
+		{"late breach carrying the assignment", "ws", "as_1", "breach", "alice", "", time.Date(2026, 11, 16, 17, 0, 0, 0, time.UTC),
+			[]sla.Timer{{Kind: sla.Warning50, At: time.Date(2026, 11, 16, 13, 0, 0, 0, time.UTC)}},
+			&routingv1.Assignment{Workspace: "ws", AssignmentId: "as_1", OwnerId: "alice", State: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED, Sla: &routingv1.SlaState{Breached: true}}},
+		{"on-time breach carrying the assignment", "ws", "as_1", "breach", "alice", "", time.Date(2026, 11, 16, 17, 0, 0, 0, time.UTC), nil,
+			&routingv1.Assignment{AssignmentId: "as_1", State: routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want, err := proto.Marshal(&routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: &routingv1.SlaEvent{
+			ev := &routingv1.SlaEvent{
 				Workspace: tt.ws, AssignmentId: tt.id, Kind: tt.kind, OwnerId: tt.owner, NewOwnerId: tt.newOwner, At: timestamppb.New(tt.at),
-			}}})
+			}
+			for _, p := range tt.passed {
+				ev.Passed = append(ev.Passed, &routingv1.PassedThreshold{Kind: string(p.Kind), At: timestamppb.New(p.At)})
+			}
+			var enc []byte
+			if tt.assignment != nil {
+				ev.Assignment = tt.assignment
+				var err error
+				if enc, err = proto.Marshal(tt.assignment); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := proto.Marshal(&routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: ev}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := slaEventRecord(tt.ws, tt.id, tt.kind, tt.owner, tt.newOwner, tt.at)
+			got := slaEventRecord(tt.ws, tt.id, tt.kind, tt.owner, tt.newOwner, tt.at, tt.passed, enc)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("encoding\n got %x\nwant %x", got, want)
 			}
@@ -41,7 +66,7 @@ func TestSlaEventRecord(t *testing.T) {
 			if err := proto.Unmarshal(got, rec); err != nil {
 				t.Fatal(err)
 			}
-			if e := rec.GetSlaEvent(); e.GetKind() != tt.kind || !e.GetAt().AsTime().Equal(tt.at) || e.GetNewOwnerId() != tt.newOwner {
+			if e := rec.GetSlaEvent(); e.GetKind() != tt.kind || !e.GetAt().AsTime().Equal(tt.at) || e.GetNewOwnerId() != tt.newOwner || len(e.GetPassed()) != len(tt.passed) || !proto.Equal(e.GetAssignment(), tt.assignment) {
 				t.Fatalf("decoded %v", e)
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,13 +82,22 @@ func records(t *testing.T, db *pstore.DB) []*routingv1.LogRecord {
 	return out
 }
 
-// slaEvents returns "kind:owner>new" for an assignment's SLA events in order.
+// slaEvents returns "kind:owner>new" for an assignment's SLA events in order;
+// an event that overtook earlier thresholds reads "kind[passed,...]:owner".
 func slaEvents(t *testing.T, db *pstore.DB, assignment string) []string {
 	t.Helper()
 	var out []string
 	for _, r := range records(t, db) {
 		if e := r.GetSlaEvent(); e != nil && e.GetAssignmentId() == assignment {
-			s := e.GetKind() + ":" + e.GetOwnerId()
+			s := e.GetKind()
+			if len(e.GetPassed()) > 0 {
+				var passed []string
+				for _, p := range e.GetPassed() {
+					passed = append(passed, p.GetKind())
+				}
+				s += "[" + strings.Join(passed, ",") + "]"
+			}
+			s += ":" + e.GetOwnerId()
 			if e.GetNewOwnerId() != "" {
 				s += ">" + e.GetNewOwnerId()
 			}

@@ -40,23 +40,23 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 			{lag: &caughtUp, events: "met:alice"},
 		}},
 		{"late touch in the backlog finds the deadline passed", []step{
-			{lag: &behind, event: "crm.contacted", at: ny(16, 18, 0), events: "warning_50:alice warning_80:alice breach:alice"},
-			{lag: &caughtUp, events: "warning_50:alice warning_80:alice breach:alice"},
+			{lag: &behind, event: "crm.contacted", at: ny(16, 18, 0), events: "breach[warning_50,warning_80]:alice"},
+			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice"},
 		}},
 		{"backlog events passing the deadline fire it", []step{
 			{lag: &behind, event: "page_viewed", at: ny(16, 14, 0), events: "warning_50:alice"},
-			{lag: &behind, event: "page_viewed", at: ny(16, 18, 0), events: "warning_50:alice warning_80:alice breach:alice"},
+			{lag: &behind, event: "page_viewed", at: ny(16, 18, 0), events: "warning_50:alice breach[warning_80]:alice"},
 		}},
 		{"caught up fires on the clock", []step{
 			{lag: &behind, events: ""},
-			{lag: &caughtUp, events: "warning_50:alice warning_80:alice breach:alice"},
+			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice"},
 		}},
 		{"an upstream not heard from yet holds timers", []step{
 			{lag: &unknown, events: ""},
-			{lag: &caughtUp, events: "warning_50:alice warning_80:alice breach:alice"},
+			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice"},
 		}},
 		{"without a consumer timers follow the clock", []step{
-			{events: "warning_50:alice warning_80:alice breach:alice"},
+			{events: "breach[warning_50,warning_80]:alice"},
 		}},
 	}
 	for _, tt := range tests {

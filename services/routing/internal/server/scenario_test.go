@@ -142,7 +142,9 @@ func TestSLAScenarios(t *testing.T) {
 				{at: ny(20, 17, 0), events: "", state: routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED},
 				{at: ny(23, 9, 0), action: "resume", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
 				{at: ny(23, 11, 0), events: "warning_50:alice"},
-				{at: ny(23, 15, 0), events: "warning_50:alice warning_80:alice breach:alice escalation:alice>bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
+				// 15:00 is past the 80% warning (12:36) and the breach (14:00):
+				// one breach record passes the warning, and escalates once.
+				{at: ny(23, 15, 0), events: "warning_50:alice breach[warning_80]:alice escalation:alice>bob manager_notified:maria", state: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN},
 			},
 		},
 		{
@@ -220,7 +222,8 @@ func TestRestartFiresOverdueOnce(t *testing.T) {
 	h.stop()
 
 	h2 := newHarness(t, path, ny(18, 9, 0))
-	// All three timers of each clock are overdue: they fire in one step.
+	// All three timers of each clock are overdue: they fire in one step, as
+	// one breach record that passed both warnings.
 	if n := h2.fire(); n != 20 {
 		t.Fatalf("fired %d timers after restart, want 20", n)
 	}
@@ -229,7 +232,7 @@ func TestRestartFiresOverdueOnce(t *testing.T) {
 	}
 	for _, id := range ids {
 		got := strings.Join(slaEvents(t, h2.db, id), " ")
-		if got != "warning_50:alice warning_80:alice breach:alice" && got != "warning_50:bob warning_80:bob breach:bob" {
+		if got != "breach[warning_50,warning_80]:alice" && got != "breach[warning_50,warning_80]:bob" {
 			t.Fatalf("%s: events %q", id, got)
 		}
 		a := h2.assignment(id)
@@ -260,10 +263,16 @@ func TestReassignedClockSurvivesRestart(t *testing.T) {
 	var got []string
 	for _, r := range records(t, h2.db) {
 		if e := r.GetSlaEvent(); e != nil && e.GetOwnerId() == "bob" {
-			got = append(got, e.GetKind()+"@"+e.GetAt().AsTime().In(newYork).Format("02 15:04"))
+			var passed []string
+			for _, p := range e.GetPassed() {
+				passed = append(passed, p.GetKind()+"@"+p.GetAt().AsTime().In(newYork).Format("02 15:04"))
+			}
+			got = append(got, e.GetKind()+"@"+e.GetAt().AsTime().In(newYork).Format("02 15:04")+"["+strings.Join(passed, " ")+"]")
 		}
 	}
-	want := "warning_50@17 13:00 warning_80@17 15:24 breach@17 17:00 escalation@17 17:00"
+	// Bob's overdue clock fires as one breach, which names the warnings it
+	// passed with their own due times, and escalates once.
+	want := "breach@17 17:00[warning_50@17 13:00 warning_80@17 15:24] escalation@17 17:00[]"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("bob's events %q, want %q", strings.Join(got, " "), want)
 	}
@@ -333,7 +342,9 @@ func TestTimerLoopWakesOnConsumerArm(t *testing.T) {
 	}
 	waitFor(t, func() bool { return h.clk.Waiters() > 0 })
 	h.clk.Set(ny(16, 10, 0))
-	waitFor(t, func() bool { return len(slaEvents(t, h.db, as[0].GetAssignmentId())) == 3 })
+	waitFor(t, func() bool {
+		return strings.Join(slaEvents(t, h.db, as[0].GetAssignmentId()), " ") == "breach[warning_50,warning_80]:alice"
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

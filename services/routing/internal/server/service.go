@@ -544,30 +544,55 @@ func (s *Service) publishRaw(tx *store.Tx, account string, data []byte) error {
 }
 
 func (s *Service) slaEvent(tx *store.Tx, a *routingv1.Assignment, kind sla.Kind, newOwner string, at time.Time) error {
-	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(kind), a.GetOwnerId(), newOwner, at))
+	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(kind), a.GetOwnerId(), newOwner, at, nil, nil))
+}
+
+// stepRecord encodes the one SLA event record of a clock step: the latest
+// threshold reached, listing the earlier ones it overtook (due before it,
+// fired late together with it) as passed. A step fired on time has one
+// event and no passed thresholds. enc, when not nil, is the assignment's
+// new encoding, carried in the event instead of a record of its own.
+func stepRecord(ws string, a *routingv1.Assignment, step clockStep, enc []byte) []byte {
+	last := step.events[len(step.events)-1]
+	return slaEventRecord(ws, a.GetAssignmentId(), string(last.Kind), a.GetOwnerId(), "", last.At, step.events[:len(step.events)-1], enc)
 }
 
 // slaEventRecord encodes a LogRecord holding one SlaEvent exactly as
 // proto.Marshal does (fields in number order, empty ones omitted), without
 // building the messages: a restart after downtime publishes millions of
-// them.
-func slaEventRecord(ws, assignment, kind, owner, newOwner string, at time.Time) []byte {
-	ev := make([]byte, 0, 64+len(ws)+len(assignment)+len(owner)+len(newOwner))
+// them. assignment is the event's assignment field, encoded, or nil.
+func slaEventRecord(ws, assignment, kind, owner, newOwner string, at time.Time, passed []sla.Timer, enc []byte) []byte {
+	ev := make([]byte, 0, 64+len(ws)+len(assignment)+len(owner)+len(newOwner)+32*len(passed)+len(enc)+4)
 	for i, v := range [...]string{ws, assignment, kind, owner, newOwner} {
 		if v != "" {
 			ev = protowire.AppendString(protowire.AppendTag(ev, protowire.Number(i+1), protowire.BytesType), v)
 		}
 	}
-	var ts []byte
-	if sec := at.Unix(); sec != 0 {
-		ts = protowire.AppendVarint(protowire.AppendTag(ts, 1, protowire.VarintType), uint64(sec))
+	ev = appendTimestamp(ev, 6, at)
+	for _, p := range passed {
+		var th [48]byte
+		b := protowire.AppendString(protowire.AppendTag(th[:0], 1, protowire.BytesType), string(p.Kind))
+		b = appendTimestamp(b, 2, p.At)
+		ev = protowire.AppendBytes(protowire.AppendTag(ev, 7, protowire.BytesType), b)
 	}
-	if ns := at.Nanosecond(); ns != 0 {
-		ts = protowire.AppendVarint(protowire.AppendTag(ts, 2, protowire.VarintType), uint64(int64(ns)))
+	if enc != nil {
+		ev = protowire.AppendBytes(protowire.AppendTag(ev, 8, protowire.BytesType), enc)
 	}
-	ev = protowire.AppendBytes(protowire.AppendTag(ev, 6, protowire.BytesType), ts)
 	rec := make([]byte, 0, len(ev)+4)
 	return protowire.AppendBytes(protowire.AppendTag(rec, 4, protowire.BytesType), ev)
+}
+
+// appendTimestamp appends at as a google.protobuf.Timestamp in field num.
+func appendTimestamp(b []byte, num protowire.Number, at time.Time) []byte {
+	var ts [24]byte
+	t := ts[:0]
+	if sec := at.Unix(); sec != 0 {
+		t = protowire.AppendVarint(protowire.AppendTag(t, 1, protowire.VarintType), uint64(sec))
+	}
+	if ns := at.Nanosecond(); ns != 0 {
+		t = protowire.AppendVarint(protowire.AppendTag(t, 2, protowire.VarintType), uint64(int64(ns)))
+	}
+	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), t)
 }
 
 // armNext arms the next timer of a's clock, measured from ref, or disarms.
@@ -760,8 +785,9 @@ func (s *Service) fireUntil(tx *store.Tx, id string, at time.Time) error {
 // fireTx fires one due timer: the timer's deletion, the SLA state change,
 // any escalation and the log records commit together, so a timer fires
 // exactly once even across kill -9. When later timers of the same clock are
-// already due at now (after downtime), they fire in the same step, each
-// event stamped with its own due time. b caches calendars and policies for
+// already due at now (after downtime), they fire in the same step as one
+// record of the latest threshold reached, which lists the earlier ones as
+// passed, each with its own due time. b caches calendars and policies for
 // the batch.
 func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBatch) (breached routingv1.HandoffType, err error) {
 	if err := tx.DeleteTimer(tm); err != nil {
@@ -779,12 +805,10 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBat
 	}
 	prevOwner, prevState := a.GetOwnerId(), a.GetState()
 	step := advanceClock(a, b.calendar(s, tx, a.GetOwnerId()), tm, now)
-	for _, ev := range step.events {
-		if err := s.slaEvent(tx, a, ev.Kind, "", ev.At); err != nil {
+	if !step.breached {
+		if err := s.publishRaw(tx, a.GetAccountId(), stepRecord(tx.Workspace(), a, step, nil)); err != nil {
 			return 0, err
 		}
-	}
-	if !step.breached {
 		if step.armed {
 			if err := tx.Arm(a.GetAssignmentId(), step.next.At, string(step.next.Kind)); err != nil {
 				return 0, err
@@ -795,23 +819,33 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBat
 	}
 	t := step.events[len(step.events)-1]
 	p := b.policy(s, tx, a)
-	if p.GetReassignOnBreach() || p.GetNotifyManager() {
-		next := ""
-		if p.GetReassignOnBreach() && a.GetDecision().GetPoolId() != "" {
-			next = s.nextInPool(tx, a, t.At)
-		}
-		if err := s.slaEvent(tx, a, sla.Escalation, next, t.At); err != nil {
+	if !p.GetReassignOnBreach() && !p.GetNotifyManager() {
+		// The breach is the only change: it carries the breached
+		// assignment instead of a second record.
+		enc, err := tx.UpdateAssignment(a, prevOwner, prevState)
+		if err != nil {
 			return 0, err
 		}
-		if p.GetNotifyManager() {
-			if err := s.notifyManager(tx, a, t.At); err != nil {
-				return 0, err
-			}
+		return a.GetType(), s.publishRaw(tx, a.GetAccountId(), stepRecord(tx.Workspace(), a, step, enc))
+	}
+	if err := s.publishRaw(tx, a.GetAccountId(), stepRecord(tx.Workspace(), a, step, nil)); err != nil {
+		return 0, err
+	}
+	next := ""
+	if p.GetReassignOnBreach() && a.GetDecision().GetPoolId() != "" {
+		next = s.nextInPool(tx, a, t.At)
+	}
+	if err := s.slaEvent(tx, a, sla.Escalation, next, t.At); err != nil {
+		return 0, err
+	}
+	if p.GetNotifyManager() {
+		if err := s.notifyManager(tx, a, t.At); err != nil {
+			return 0, err
 		}
-		if next != "" {
-			if err := s.reassign(tx, a, p, next, t.At); err != nil {
-				return 0, err
-			}
+	}
+	if next != "" {
+		if err := s.reassign(tx, a, p, next, t.At); err != nil {
+			return 0, err
 		}
 	}
 	enc, err := tx.UpdateAssignment(a, prevOwner, prevState)
@@ -904,7 +938,7 @@ func (s *Service) notifyManager(tx *store.Tx, a *routingv1.Assignment, at time.T
 	if o == nil || o.Owner.GetManagerId() == "" {
 		return nil
 	}
-	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(sla.ManagerNotified), o.Owner.GetManagerId(), "", at))
+	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(sla.ManagerNotified), o.Owner.GetManagerId(), "", at, nil, nil))
 }
 
 // reassign hands a breached assignment to next with a fresh clock under the

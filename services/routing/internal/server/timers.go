@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
@@ -324,12 +323,12 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 			}
 			p.enc, p.owner, p.state, p.typ, p.fast = enc, a.GetOwnerId(), a.GetState(), a.GetType(), true
 			p.part = stream.Partition(tm.Workspace, a.GetAccountId(), s.parts)
-			for _, ev := range p.step.events {
-				p.records = append(p.records, slaEventRecord(tm.Workspace, a.GetAssignmentId(), string(ev.Kind), a.GetOwnerId(), "", ev.At))
-			}
+			// A breach that does not escalate carries the assignment.
+			var carried []byte
 			if p.step.breached {
-				p.records = append(p.records, protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(enc)+6), 3, protowire.BytesType), enc))
+				carried = enc
 			}
+			p.records = append(p.records, stepRecord(tm.Workspace, a, p.step, carried))
 		}
 		return nil
 	})

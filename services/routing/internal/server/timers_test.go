@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -150,8 +152,8 @@ func TestFireDuePipelinedBatches(t *testing.T) {
 		t.Fatalf("fired %d more on the second pass", n)
 	}
 	for _, id := range ids {
-		if got := len(slaEvents(t, h.db, id)); got != 3 {
-			t.Fatalf("%s: %d events, want 3", id, got)
+		if got := strings.Join(slaEvents(t, h.db, id), " "); got != "breach[warning_50,warning_80]:alice" && got != "breach[warning_50,warning_80]:bob" {
+			t.Fatalf("%s: events %q, want one breach that passed both warnings", id, got)
 		}
 		if st := h.assignment(id).GetState(); st != routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED {
 			t.Fatalf("%s: state %s", id, st)
@@ -257,5 +259,104 @@ func TestFireDueWithNothingDueDoesNotWrite(t *testing.T) {
 	h.clk.Set(ny(16, 9, 30))
 	if n := h.fire(); n != 1 {
 		t.Fatalf("fired %d at the warning's due time, want 1", n)
+	}
+}
+
+// TestLateFiring checks the routing log's record of SLA thresholds. On time
+// each threshold has its own record; a timer that fires late, past later
+// thresholds of the same clock (after downtime), publishes one record of the
+// latest threshold reached, which lists the ones it passed with their own
+// due times. A breach that does not escalate carries the breached
+// assignment instead of a separate assignment record; one that escalates
+// does so once, followed by the assignment record. The pipelined path and
+// firing inside one transaction (fireBatch) must agree.
+func TestLateFiring(t *testing.T) {
+	plain := &routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(8 * time.Hour)}
+	// Created Monday 09:00 New York: warnings due 13:00 and 15:24, breach 17:00.
+	tests := []struct {
+		name     string
+		policy   *routingv1.SlaPolicy
+		fireAt   []time.Time
+		events   string
+		breached int
+		// assignment records after the creation's, as "state/owner"
+		assignments string
+	}{
+		{"on time: one record per threshold", plain, []time.Time{ny(16, 13, 0), ny(16, 15, 24), ny(16, 17, 0)},
+			"warning_50@13:00 warning_80@15:24 breach@17:00+BREACHED", 1, ""},
+		{"late past the 80% warning", plain, []time.Time{ny(16, 16, 0)},
+			"warning_80@15:24[warning_50@13:00]", 0, ""},
+		{"late past the 80% warning, then the breach on time", plain, []time.Time{ny(16, 16, 0), ny(16, 17, 0)},
+			"warning_80@15:24[warning_50@13:00] breach@17:00+BREACHED", 1, ""},
+		{"late past the breach", plain, []time.Time{ny(18, 9, 0)},
+			"breach@17:00[warning_50@13:00 warning_80@15:24]+BREACHED", 1, ""},
+		{"50% on time, then late past the breach", plain, []time.Time{ny(16, 13, 0), ny(17, 12, 0)},
+			"warning_50@13:00 breach@17:00[warning_80@15:24]+BREACHED", 1, ""},
+		{"late past an escalating breach", escalating, []time.Time{ny(16, 18, 0)},
+			"breach@17:00[warning_50@13:00 warning_80@15:24] escalation@17:00 manager_notified@17:00", 1, "ASSIGNMENT_STATE_OPEN/bob"},
+	}
+	paths := []struct {
+		name string
+		fire func(h *harness) int
+	}{
+		{"pipelined", (*harness).fire},
+		{"in transaction", func(h *harness) int {
+			n, err := h.svc.fireBatch(h.svc.fireHorizon())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}},
+	}
+	for _, tt := range tests {
+		for _, path := range paths {
+			t.Run(tt.name+"/"+path.name, func(t *testing.T) {
+				h := newHarness(t, "", ny(16, 9, 0))
+				h.setup(tt.policy)
+				id := h.qualify("lead@acme.com").GetAssignmentId()
+				for _, at := range tt.fireAt {
+					h.clk.Set(at)
+					path.fire(h)
+				}
+				var events, assignments []string
+				for _, r := range records(t, h.db) {
+					if a := r.GetAssignment(); a.GetAssignmentId() == id {
+						assignments = append(assignments, a.GetState().String()+"/"+a.GetOwnerId())
+					}
+					e := r.GetSlaEvent()
+					if e.GetAssignmentId() != id || e.GetOwnerId() == "bob" {
+						continue
+					}
+					s := e.GetKind() + "@" + e.GetAt().AsTime().In(newYork).Format("15:04")
+					var passed []string
+					for _, p := range e.GetPassed() {
+						passed = append(passed, p.GetKind()+"@"+p.GetAt().AsTime().In(newYork).Format("15:04"))
+					}
+					if len(passed) > 0 {
+						s += "[" + strings.Join(passed, " ") + "]"
+					}
+					if a := e.GetAssignment(); a != nil {
+						if a.GetAssignmentId() != id || !a.GetSla().GetBreached() {
+							t.Fatalf("%s carries %v", e.GetKind(), a)
+						}
+						s += "+" + strings.TrimPrefix(a.GetState().String(), "ASSIGNMENT_STATE_")
+					}
+					events = append(events, s)
+				}
+				if got := strings.Join(events, " "); got != tt.events {
+					t.Errorf("events %q\n          want %q", got, tt.events)
+				}
+				// The first assignment record is the creation's.
+				if got := strings.Join(assignments[1:], " "); got != tt.assignments {
+					t.Errorf("assignment records after creation %q, want %q", got, tt.assignments)
+				}
+				if n := testutil.ToFloat64(h.svc.breaches.WithLabelValues("mql")); n != float64(tt.breached) {
+					t.Errorf("cairn_sla_breaches_total = %v, want %d", n, tt.breached)
+				}
+				if want := tt.breached == 1 && tt.policy == plain; want != (h.assignment(id).GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED) {
+					t.Errorf("state %s", h.assignment(id).GetState())
+				}
+			})
+		}
 	}
 }
