@@ -42,15 +42,24 @@ func runWorkloadOn(t *testing.T, s *suite, events []*ingestionv1.Event, accounts
 		}
 	}
 	ctx := t.Context()
-	ro := routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.admin))
-	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := setupRouting(actx, ro); err != nil {
+	// Routing's owners, pools and rules are per workspace, on the routing
+	// replica that keeps it.
+	for _, ws := range s.workspaces() {
+		ro := routingv1.NewRoutingServiceClient(s.conn(s.wsOwner("routing", ws), s.keysOf(ws).admin))
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := setupRouting(actx, ro); err != nil {
+			cancel()
+			t.Fatalf("workspace %s: %v", ws, err)
+		}
 		cancel()
-		t.Fatal(err)
 	}
-	cancel()
 
-	client := ingestionv1.NewIngestionServiceClient(s.conn("ingestion", s.keys.write))
+	// Each batch is sent as one per workspace (in the workload's order
+	// within each), with the workspace's key, to its ingestion replica.
+	clients := map[string]ingestionv1.IngestionServiceClient{}
+	for _, ws := range s.workspaces() {
+		clients[ws] = ingestionv1.NewIngestionServiceClient(s.conn(s.wsOwner("ingestion", ws), s.keysOf(ws).write))
+	}
 	acked := map[string]bool{}
 	nBatches := (len(events) + batchSize - 1) / batchSize
 	retries := 0
@@ -66,7 +75,27 @@ func runWorkloadOn(t *testing.T, s *suite, events []*ingestionv1.Event, accounts
 				disrupt(t, s, i, nBatches)
 			}()
 		}
-		resp, r, err := sendBatch(ctx, client, batch)
+		byWorkspace := map[string][]*ingestionv1.Event{}
+		for _, ev := range batch {
+			ws := s.workspaceOf(ev.GetContext().GetFields()["groupId"].GetStringValue())
+			byWorkspace[ws] = append(byWorkspace[ws], ev)
+		}
+		var (
+			results []*ingestionv1.EventResult
+			err     error
+		)
+		for _, ws := range s.workspaces() {
+			if len(byWorkspace[ws]) == 0 {
+				continue
+			}
+			resp, r, serr := sendBatch(ctx, clients[ws], byWorkspace[ws])
+			retries += r
+			if serr != nil {
+				err = fmt.Errorf("workspace %s: %w", ws, serr)
+				break
+			}
+			results = append(results, resp.GetResults()...)
+		}
 		if done != nil {
 			<-done
 			if t.Failed() {
@@ -76,8 +105,7 @@ func runWorkloadOn(t *testing.T, s *suite, events []*ingestionv1.Event, accounts
 		if err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
-		retries += r
-		for _, res := range resp.GetResults() {
+		for _, res := range results {
 			switch res.GetStatus() {
 			case ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED, ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE:
 				acked[res.GetMessageId()] = true
@@ -209,6 +237,13 @@ func compare(t *testing.T, what string, want, got snapshot) {
 // changes its answer between runs.
 func baseline(t *testing.T, name string) ([]*ingestionv1.Event, []string, snapshot) {
 	t.Helper()
+	return baselineOn(t, name, nil)
+}
+
+// baselineOn is baseline on a suite prepare sets up first (e.g. spreads
+// the accounts over workspaces); nil prepares nothing.
+func baselineOn(t *testing.T, name string, prepare func(*suite)) ([]*ingestionv1.Event, []string, snapshot) {
+	t.Helper()
 	base := time.Now().UTC().Truncate(24 * time.Hour)
 	events := workload(seed, nAccounts, base)
 	accounts := make([]string, nAccounts)
@@ -217,7 +252,11 @@ func baseline(t *testing.T, name string) ([]*ingestionv1.Event, []string, snapsh
 	}
 	var want snapshot
 	t.Run(name, func(t *testing.T) {
-		want = runWorkload(t, events, accounts, nil)
+		s := newSuite(t)
+		if prepare != nil {
+			prepare(s)
+		}
+		want = runWorkloadOn(t, s, events, accounts, nil)
 		checkNonTrivial(t, want)
 	})
 	if want == nil {

@@ -18,6 +18,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
 // signalledPrefix marks routing's risk and renewal handoffs. They are made
@@ -68,11 +69,13 @@ func signalled(k string) bool { return strings.HasPrefix(k, signalledPrefix) }
 // computation times, time in stage, ids, trends and SLA clocks.
 func (s *suite) derivedState(ctx context.Context, accounts []string) (snapshot, error) {
 	snap := snapshot{}
-	ro := routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.read))
 	for _, a := range accounts {
-		// Each account is read from the replica that owns it.
-		st := stagesv1.NewStagesServiceClient(s.conn(s.ownerOf("stages", a), s.keys.read))
-		he := healthv1.NewHealthServiceClient(s.conn(s.ownerOf("health", a), s.keys.read))
+		// Each account is read from the replica that owns it, with its
+		// workspace's key.
+		read := s.keysOf(s.workspaceOf(a)).read
+		st := stagesv1.NewStagesServiceClient(s.conn(s.ownerOf("stages", a), read))
+		he := healthv1.NewHealthServiceClient(s.conn(s.ownerOf("health", a), read))
+		ro := routingv1.NewRoutingServiceClient(s.conn(s.ownerOf("routing", a), read))
 		j, err := st.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: a})
 		switch {
 		case status.Code(err) == codes.NotFound:
@@ -138,21 +141,24 @@ func (s *suite) derivedState(ctx context.Context, accounts []string) (snapshot, 
 	return snap, nil
 }
 
-// ingestedIDs reads the whole ingestion log with the service key and counts
-// how often each message id appears as an event record.
+// ingestedIDs reads the whole ingestion log (of every ingestion replica)
+// with the service key and counts how often each message id appears as an
+// event record.
 func (s *suite) ingestedIDs(ctx context.Context) (map[string]int, error) {
-	c := ingestionv1.NewIngestionServiceClient(s.conn("ingestion", s.keys.service))
-	info, err := c.GetLogInfo(ctx, &ingestionv1.GetLogInfoRequest{Workspace: workspace})
-	if err != nil {
-		return nil, fmt.Errorf("get log info: %w", err)
-	}
 	ids := map[string]int{}
-	for _, p := range info.GetPartitions() {
-		if p.GetLastOffset() == 0 {
-			continue
+	for k, name := range s.replicaNames("ingestion") {
+		c := ingestionv1.NewIngestionServiceClient(s.conn(name, s.keys.service))
+		info, err := c.GetLogInfo(ctx, &ingestionv1.GetLogInfoRequest{Workspace: s.probeWorkspace("ingestion", k)})
+		if err != nil {
+			return nil, fmt.Errorf("get log info of %s: %w", name, err)
 		}
-		if err := readPartition(ctx, c, p.GetPartition(), p.GetLastOffset(), ids); err != nil {
-			return nil, err
+		for _, p := range info.GetPartitions() {
+			if p.GetLastOffset() == 0 {
+				continue
+			}
+			if err := readPartition(ctx, c, p.GetPartition(), p.GetLastOffset(), ids); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
 		}
 	}
 	return ids, nil
@@ -186,21 +192,30 @@ func readPartition(ctx context.Context, c ingestionv1.IngestionServiceClient, p 
 
 // caughtUp reports whether every downstream consumer has applied every
 // upstream record: each cairn_consumer_lag series is 0, every consumer of
-// the ingestion log has a series for every partition, and those consumers'
-// cairn_consumer_cursor equals the ingestion head of the partition.
+// each ingestion replica's log ("ingestion", "ingestion-1", ...) has a
+// series for every partition it follows, and those consumers'
+// cairn_consumer_cursor equals that replica's head of the partition.
 func (s *suite) caughtUp(ctx context.Context) (bool, string, error) {
-	c := ingestionv1.NewIngestionServiceClient(s.conn("ingestion", s.keys.service))
-	info, err := c.GetLogInfo(ctx, &ingestionv1.GetLogInfoRequest{Workspace: workspace})
-	if err != nil {
-		return false, "", fmt.Errorf("get log info: %w", err)
-	}
-	heads := map[string]float64{}
-	for _, p := range info.GetPartitions() {
-		heads[strconv.FormatUint(uint64(p.GetPartition()), 10)] = float64(p.GetLastOffset())
+	// heads[consumer][partition] is the head of the ingestion replica that
+	// consumer follows.
+	heads := map[string]map[string]float64{}
+	nIngestion := len(s.replicaNames("ingestion"))
+	for k, name := range s.replicaNames("ingestion") {
+		c := ingestionv1.NewIngestionServiceClient(s.conn(name, s.keys.service))
+		info, err := c.GetLogInfo(ctx, &ingestionv1.GetLogInfoRequest{Workspace: s.probeWorkspace("ingestion", k)})
+		if err != nil {
+			return false, "", fmt.Errorf("get log info of %s: %w", name, err)
+		}
+		h := map[string]float64{}
+		for _, p := range info.GetPartitions() {
+			h[strconv.FormatUint(uint64(p.GetPartition()), 10)] = float64(p.GetLastOffset())
+		}
+		heads[stream.ReplicaName("ingestion", k)] = h
 	}
 	for _, svc := range []string{"stages", "health", "routing"} {
-		// Each replica follows the ingestion partitions it owns; together
-		// they must cover every partition.
+		// A stages or health replica follows the ingestion partitions it
+		// owns, so together they cover every partition once; a routing
+		// replica (split by workspace) follows all of them.
 		seen := 0
 		for _, name := range s.replicaNames(svc) {
 			lag, err := s.scrape(ctx, name, "cairn_consumer_lag")
@@ -217,18 +232,23 @@ func (s *suite) caughtUp(ctx context.Context) (bool, string, error) {
 				return false, "", err
 			}
 			for _, cu := range cursors {
-				if !strings.Contains(cu.labels, `consumer="ingestion"`) {
+				h, ok := heads[labelValue(cu.labels, "consumer")]
+				if !ok {
 					continue
 				}
 				part := labelValue(cu.labels, "partition")
-				if cu.value != heads[part] {
-					return false, fmt.Sprintf("%s ingestion cursor partition %s = %v, head %v", name, part, cu.value, heads[part]), nil
+				if cu.value != h[part] {
+					return false, fmt.Sprintf("%s %s cursor partition %s = %v, head %v", name, labelValue(cu.labels, "consumer"), part, cu.value, h[part]), nil
 				}
 				seen++
 			}
 		}
-		if seen != len(heads) {
-			return false, fmt.Sprintf("%s reports ingestion cursors for %d of %d partitions", svc, seen, len(heads)), nil
+		want := partitions * nIngestion
+		if svc == "routing" {
+			want *= len(s.replicaNames(svc))
+		}
+		if seen != want {
+			return false, fmt.Sprintf("%s reports ingestion cursors for %d of %d (replica, partition) pairs", svc, seen, want), nil
 		}
 	}
 	return true, "", nil

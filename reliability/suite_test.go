@@ -120,6 +120,11 @@ type suite struct {
 	logLevel string
 	// replicas is the replica count of a service (default 1), set by scale.
 	replicas map[string]int
+	// spreadOver, when set (spread), are the workspaces the workload's
+	// accounts are spread over, and wsKeys their keys; otherwise every
+	// account is in workspace, with keys.
+	spreadOver []string
+	wsKeys     map[string]keys
 
 	mu      sync.Mutex
 	procs   map[string]*exec.Cmd
@@ -249,10 +254,82 @@ func (s *suite) addrList(svc string) string {
 	return strings.Join(addrs, ",")
 }
 
-// ownerOf names the replica process of svc that holds the account.
+// ownerOf names the replica process of svc that holds the account: by
+// partition for stages and health, by workspace for ingestion and routing.
 func (s *suite) ownerOf(svc, account string) string {
+	ws := s.workspaceOf(account)
 	names := s.replicaNames(svc)
-	return names[stream.AccountReplica(workspace, account, partitions, len(names))]
+	if svc == "ingestion" || svc == "routing" {
+		return names[stream.WorkspaceReplica(ws, len(names))]
+	}
+	return names[stream.AccountReplica(ws, account, partitions, len(names))]
+}
+
+// wsOwner names the replica process of ingestion or routing that holds the
+// workspace.
+func (s *suite) wsOwner(svc, ws string) string {
+	names := s.replicaNames(svc)
+	return names[stream.WorkspaceReplica(ws, len(names))]
+}
+
+// spread puts the workload's accounts into the given workspaces, account n
+// into workspaces[n % len], each with its own admin, write and read keys.
+func (s *suite) spread(workspaces ...string) {
+	s.t.Helper()
+	kr, err := auth.LoadKeyring(s.keyring)
+	if err != nil {
+		s.t.Fatalf("load keyring: %v", err)
+	}
+	s.spreadOver, s.wsKeys = workspaces, map[string]keys{}
+	for _, ws := range workspaces {
+		var k keys
+		for _, r := range []struct {
+			role auth.Role
+			dst  *string
+		}{{auth.RoleAdmin, &k.admin}, {auth.RoleWrite, &k.write}, {auth.RoleRead, &k.read}} {
+			if *r.dst, err = kr.Create(ws, r.role); err != nil {
+				s.t.Fatalf("create %s key of %s: %v", r.role, ws, err)
+			}
+		}
+		s.wsKeys[ws] = k
+	}
+}
+
+// workspaces lists the workspaces the workload uses.
+func (s *suite) workspaces() []string {
+	if len(s.spreadOver) == 0 {
+		return []string{workspace}
+	}
+	return s.spreadOver
+}
+
+// workspaceOf is the workspace of a workload account ("acct-<n>").
+func (s *suite) workspaceOf(account string) string {
+	if len(s.spreadOver) == 0 {
+		return workspace
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(account, "acct-"))
+	return s.spreadOver[n%len(s.spreadOver)]
+}
+
+// keysOf returns the keys of a workspace of the workload.
+func (s *suite) keysOf(ws string) keys {
+	if k, ok := s.wsKeys[ws]; ok {
+		return k
+	}
+	return s.keys
+}
+
+// probeWorkspace names a workspace that replica k of svc (split by
+// workspace) owns, for log-wide calls that must name one (GetLogInfo with
+// the service key).
+func (s *suite) probeWorkspace(svc string, k int) string {
+	n := len(s.replicaNames(svc))
+	for i := 0; ; i++ {
+		if ws := "probe-" + strconv.Itoa(i); stream.WorkspaceReplica(ws, n) == k {
+			return ws
+		}
+	}
 }
 
 // splitReplica splits a process name "<svc>-<index>" (replica 0 is "<svc>").
