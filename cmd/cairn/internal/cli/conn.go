@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/pkg/auth"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -64,6 +66,9 @@ type connFlags struct {
 	output    string
 	timeout   time.Duration
 	addrs     map[string]*string
+	// keyWorkspace is the workspace of the key in use when run.json names
+	// it (its keys), for routing among replicas split by workspace.
+	keyWorkspace string
 }
 
 func addConnFlags(fs *flag.FlagSet, env *Env) *connFlags {
@@ -74,7 +79,7 @@ func addConnFlags(fs *flag.FlagSet, env *Env) *connFlags {
 	fs.StringVar(&c.output, "o", "table", "output format: table or json")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of each call")
 	for name, def := range map[string]string{"ingestion": defaultIngestion, "stages": defaultStages, "health": defaultHealth, "routing": defaultRouting} {
-		c.addrs[name] = fs.String("addr-"+name, def, name+" gRPC address (default from run.json, else "+def+"; env CAIRN_ADDR_"+upper(name)+")")
+		c.addrs[name] = fs.String("addr-"+name, def, name+" gRPC address (default from run.json, else "+def+"; env CAIRN_ADDR_"+upper(name)+")"+listUsage(name))
 	}
 	return c
 }
@@ -109,6 +114,9 @@ func (c *connFlags) resolve(fs *flag.FlagSet) error {
 	if c.key == "" && ri != nil {
 		c.key = ri.AdminKey
 	}
+	if ri != nil && c.key != "" && (c.key == ri.AdminKey || c.key == ri.ReadKey || c.key == ri.WriteKey) {
+		c.keyWorkspace = ri.Workspace
+	}
 	if c.key == "" {
 		return fmt.Errorf("no API key: pass --key, set CAIRN_KEY, or start the suite with `cairn run --data %s` (it writes run.json)", c.data)
 	}
@@ -118,7 +126,10 @@ func (c *connFlags) resolve(fs *flag.FlagSet) error {
 // dial connects to one service with the resolved key. Connections are lazy:
 // errors show up on the first call, with the service's status.
 func (c *connFlags) dial(service string) (*grpc.ClientConn, error) {
-	addr := *c.addrs[service]
+	addr, err := c.pick(service)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.Bearer(c.key)))
@@ -144,4 +155,39 @@ func (c *connFlags) printJSON(m proto.Message) error {
 	}
 	_, err = fmt.Fprintln(c.env.Stdout, out.String())
 	return err
+}
+
+// pick returns the address to call service at. An address list of
+// ingestion or routing (split by workspace, replicas in replica order) is
+// resolved to the replica of the workspace: --workspace, else the
+// workspace of run.json's key when that is the key in use. Stages and
+// health are split by account, which a command does not know when it
+// connects, so they take one address (a replica's, or use the gateway's
+// REST API, which routes).
+func (c *connFlags) pick(service string) (string, error) {
+	addrs := pkgserver.SplitList(*c.addrs[service])
+	switch {
+	case len(addrs) == 0:
+		return "", usagef("--addr-%s is empty", service)
+	case len(addrs) == 1:
+		return addrs[0], nil
+	case service != "ingestion" && service != "routing":
+		return "", usagef("--addr-%s lists %d addresses: %s replicas split accounts, so name one replica (or use the gateway's REST API, which routes)", service, len(addrs), service)
+	}
+	ws := c.workspace
+	if ws == "" {
+		ws = c.keyWorkspace
+	}
+	if ws == "" {
+		return "", usagef("--addr-%s lists %d replicas, split by workspace: pass --workspace to pick the workspace's replica", service, len(addrs))
+	}
+	return addrs[stream.WorkspaceReplica(ws, len(addrs))], nil
+}
+
+// listUsage tells which --addr flags take a replica list.
+func listUsage(service string) string {
+	if service == "ingestion" || service == "routing" {
+		return "; or its replicas' addresses comma-separated in replica order, the workspace's replica is called"
+	}
+	return ""
 }
