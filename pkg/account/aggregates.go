@@ -702,9 +702,14 @@ func PersonaOf(u *User) string {
 	return PersonaEndUser
 }
 
+// personaSeparators turns "Economic Buyer" or "it-security" into snake case.
+var personaSeparators = strings.NewReplacer(" ", "_", "-", "_", "/", "_")
+
 func normalizePersona(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	s = strings.NewReplacer(" ", "_", "-", "_", "/", "_").Replace(s)
+	if s == "" {
+		return ""
+	}
+	s = personaSeparators.Replace(strings.ToLower(strings.TrimSpace(s)))
 	switch s {
 	case "champion":
 		return PersonaChampion

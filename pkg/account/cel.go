@@ -9,6 +9,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/functions"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
@@ -364,11 +365,15 @@ func (e *Env) compile(expr string, kind Kind) (*Program, error) {
 			return nil, &CompileError{Expr: expr, Issues: []Issue{{Line: 1, Column: 1, Message: fmt.Sprintf("expression returns %s, want int or double", out)}}}
 		}
 	}
-	prg, err := e.cel.Program(checked,
-		cel.EvalOptions(cel.OptOptimize),
-		cel.CostTracking(costEstimator(e.costs)),
-		cel.CostLimit(CostLimit),
-	)
+	// Runtime cost tracking roughly doubles the price of an evaluation, and
+	// a health rescore runs a million of them. It is only needed when the
+	// static estimate, which charges every built-in its declared cost,
+	// cannot prove that the expression stays within CostLimit.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if est, err := e.cel.EstimateCost(checked, costEstimator(e.costs)); err != nil || est.Max > CostLimit {
+		opts = append(opts, cel.CostTracking(costEstimator(e.costs)), cel.CostLimit(CostLimit))
+	}
+	prg, err := e.cel.Program(checked, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("plan expression %q: %w", expr, err)
 	}
@@ -376,6 +381,18 @@ func (e *Env) compile(expr string, kind Kind) (*Program, error) {
 }
 
 type costEstimator map[string]uint64
+
+// EstimateSize leaves sizes to CEL's defaults.
+func (costEstimator) EstimateSize(cost.AstNode) *cost.SizeEstimate { return nil }
+
+// EstimateCallCost charges each built-in its declared cost, as CallCost
+// does at run time.
+func (c costEstimator) EstimateCallCost(_, overloadID string, _ *cost.AstNode, _ []cost.AstNode) *cost.CallEstimate {
+	if v, ok := c[overloadID]; ok {
+		return &cost.CallEstimate{CostEstimate: cost.CostEstimate{Min: v, Max: v}}
+	}
+	return nil
+}
 
 // CallCost charges each built-in its declared cost.
 func (c costEstimator) CallCost(_, overloadID string, _ []ref.Val, _ ref.Val) *uint64 {

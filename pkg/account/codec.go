@@ -162,9 +162,18 @@ type Scratch struct {
 	names []string
 	uids  []string
 	users []User
-	// counts keeps the day maps of earlier decodes for reuse.
-	counts []map[string]int32
+	// counts and userLists keep the day maps and user lists of earlier
+	// decodes for reuse.
+	counts    []map[string]int32
+	userLists [][]string
+	// interned holds the names, user ids and trait strings seen so far:
+	// accounts of one workspace share most of them, so decoding them
+	// allocates once per Scratch instead of once per account.
+	interned map[string]string
 }
+
+// maxInterned bounds Scratch.interned.
+const maxInterned = 1 << 14
 
 // Unmarshal decodes b like the package's Unmarshal. The result, and every
 // map and slice in it, is only valid until the next call.
@@ -175,6 +184,12 @@ func (s *Scratch) Unmarshal(b []byte) (*Aggregates, error) {
 			clear(d.Counts)
 			s.counts = append(s.counts, d.Counts)
 		}
+		if cap(d.Users) > 0 {
+			s.userLists = append(s.userLists, d.Users[:0])
+		}
+	}
+	if s.interned == nil {
+		s.interned = make(map[string]string, 256)
 	}
 	days := a.Days[:0]
 	outcomes := a.Outcomes[:0]
@@ -210,6 +225,15 @@ func (s *Scratch) dayCounts(n int) map[string]int32 {
 	return make(map[string]int32, n)
 }
 
+func (s *Scratch) dayUsers() []string {
+	if s != nil && len(s.userLists) > 0 {
+		l := s.userLists[len(s.userLists)-1]
+		s.userLists = s.userLists[:len(s.userLists)-1]
+		return l
+	}
+	return nil
+}
+
 func (s *Scratch) user() *User {
 	if s == nil {
 		return &User{}
@@ -232,6 +256,9 @@ func decode(a *Aggregates, b []byte, s *Scratch) error {
 		return fmt.Errorf("decode aggregates: version %d: %w", version, ErrCorrupt)
 	}
 	a.Workspace, a.AccountID = r.str(), r.str()
+	if s != nil {
+		r.intern = s.interned
+	}
 	a.ensureMaps()
 	a.Seats, a.CreatedAt, a.ContractStart, a.ContractEnd = r.varint(), r.varint(), r.varint(), r.varint()
 	a.NPS = int32(r.varint())
@@ -281,6 +308,7 @@ func decode(a *Aggregates, b []byte, s *Scratch) error {
 		d := Day{Day: int32(prev), Total: int32(r.uvarint())}
 		nc := r.count(2)
 		d.Counts = s.dayCounts(nc)
+		d.Users = s.dayUsers()
 		for ; nc > 0 && r.err == nil; nc-- {
 			i := r.uvarint()
 			c := r.uvarint()
@@ -414,6 +442,8 @@ func (w *writer) str(s string) {
 type reader struct {
 	buf []byte
 	err error
+	// intern, when set, dedups the strings read (see Scratch.interned).
+	intern map[string]string
 }
 
 func (r *reader) fail(msg string) {
@@ -480,7 +510,17 @@ func (r *reader) str() string {
 		r.fail("string exceeds input")
 		return ""
 	}
-	s := string(r.buf[:n])
+	b := r.buf[:n]
 	r.buf = r.buf[n:]
+	if r.intern == nil {
+		return string(b)
+	}
+	if s, ok := r.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(r.intern) < maxInterned {
+		r.intern[s] = s
+	}
 	return s
 }

@@ -3,6 +3,7 @@ package account
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -192,6 +193,27 @@ func BenchmarkScratchUnmarshal(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := s.Unmarshal(raw); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestActiveUsersSmallAndLarge covers both ways distinct users are counted:
+// the small array and, beyond 32 users, the map.
+func TestActiveUsersSmallAndLarge(t *testing.T) {
+	for _, users := range []int{1, 31, 32, 33, 80} {
+		a := New("w", "a")
+		for d := 0; d < 5; d++ {
+			for u := 0; u < users; u++ {
+				if (u+d)%2 == 0 || d == 4 {
+					a.Apply(track(t, day(50+d), fmt.Sprintf("u%02d", u), "login", nil), &Config{})
+				}
+			}
+		}
+		if got := a.ActiveUsers(10, day(54)); got != users {
+			t.Errorf("%d users: ActiveUsers = %d", users, got)
+		}
+		if got, want := a.ActiveUsers(1, day(53)), users/2; got != want {
+			t.Errorf("%d users on day 53: ActiveUsers = %d, want %d", users, got, want)
 		}
 	}
 }

@@ -115,7 +115,26 @@ func (a *Aggregates) activeBetween(loExcl, hiIncl int32) int {
 	if hi-lo == 1 {
 		return len(a.Days[lo].Users)
 	}
-	seen := make(map[string]struct{}, 16)
+	// Most accounts have a handful of active users: collect them in a small
+	// array with a linear membership test, and fall back to a map only for
+	// large ones (health evaluates this for every account of a rescore).
+	var small [32]string
+	distinct := small[:0]
+	for i := lo; i < hi; i++ {
+		for _, u := range a.Days[i].Users {
+			if !contains(distinct, u) {
+				if len(distinct) == len(small) {
+					return a.activeBetweenMap(lo, hi)
+				}
+				distinct = append(distinct, u)
+			}
+		}
+	}
+	return len(distinct)
+}
+
+func (a *Aggregates) activeBetweenMap(lo, hi int) int {
+	seen := make(map[string]struct{}, 64)
 	for i := lo; i < hi; i++ {
 		for _, u := range a.Days[i].Users {
 			seen[u] = struct{}{}
