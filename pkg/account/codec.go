@@ -512,7 +512,7 @@ func (r *reader) str() string {
 	}
 	b := r.buf[:n]
 	r.buf = r.buf[n:]
-	if r.intern == nil {
+	if r.intern == nil || n == 0 {
 		return string(b)
 	}
 	if s, ok := r.intern[string(b)]; ok {
