@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,11 +25,41 @@ type partitioned interface{ GetPartition() uint32 }
 // address list is in the wrong order or of the wrong length would otherwise
 // wait on an empty partition forever, without an error anywhere; refused,
 // its consumer retries and warns, naming the replica that owns it.
+//
+// Every Subscribe also answers with the ReplicaHeader, so that a client
+// of a service split by workspace, where every replica serves every
+// partition, can tell an address list out of order (see CheckReplica).
 func (s *Server) ownedPartitions(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if s.cfg.Replicas <= 1 || s.cfg.ByWorkspace || !strings.HasSuffix(info.FullMethod, "/Subscribe") {
+	if !strings.HasSuffix(info.FullMethod, "/Subscribe") {
+		return handler(srv, ss)
+	}
+	if err := ss.SendHeader(metadata.Pairs(ReplicaHeader, fmt.Sprintf("%d/%d", s.cfg.Replica, s.cfg.Replicas))); err != nil {
+		return err
+	}
+	if s.cfg.Replicas <= 1 || s.cfg.ByWorkspace {
 		return handler(srv, ss)
 	}
 	return handler(srv, &ownedStream{ServerStream: ss, cfg: s.cfg})
+}
+
+// ReplicaHeader is the response header of every Subscribe: "<index>/<replicas>"
+// of the replica that answers.
+const ReplicaHeader = "cairn-replica"
+
+// CheckReplica checks the ReplicaHeader of a Subscribe stream opened on
+// entry index of a service's address list of n entries: it must be replica
+// index of n. Every replica of a service split by workspace serves every
+// partition, so without it a list out of order would feed replica j's log
+// to the consumer (and cursors) of replica k, silently; a list too short
+// would silently miss a replica's workspaces. A response without the header
+// (an older server, a test fake) passes.
+func CheckReplica(md metadata.MD, service string, index, n int) error {
+	got := md.Get(ReplicaHeader)
+	if want := fmt.Sprintf("%d/%d", index, n); len(got) > 0 && got[0] != want {
+		return status.Errorf(codes.FailedPrecondition,
+			"%s address list: entry %d is replica %s, want %s: list every replica, in replica order", service, index, got[0], want)
+	}
+	return nil
 }
 
 // ownedStream checks the partition of each received request.

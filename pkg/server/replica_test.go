@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -136,6 +137,8 @@ func (r *partitionReq) GetPartition() uint32 { return r.p }
 type recvStream struct {
 	grpc.ServerStream
 	p uint32
+	// header, when set, receives the header sent (see SendHeader).
+	header *metadata.MD
 }
 
 func (s recvStream) RecvMsg(m any) error {

@@ -9,12 +9,26 @@ import (
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
-// IngestionSource reads the ingestion log of one ingestion replica.
-func IngestionSource(conn grpc.ClientConnInterface) stream.Source[*ingestionv1.LogRecord] {
+// IngestionSource reads the ingestion log of replica index of replicas;
+// a subscription on another replica (ReplicaHeader) fails with
+// FailedPrecondition, so the consumer retries and warns instead of mixing
+// two replicas' offsets.
+func IngestionSource(conn grpc.ClientConnInterface, index, replicas int) stream.Source[*ingestionv1.LogRecord] {
 	c := ingestionv1.NewIngestionServiceClient(conn)
 	return stream.GRPCSource(
 		func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[ingestionv1.SubscribeResponse], error) {
-			return c.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
+			sub, err := c.Subscribe(ctx, &ingestionv1.SubscribeRequest{Partition: p, FromOffset: from})
+			if err != nil {
+				return nil, err
+			}
+			md, err := sub.Header()
+			if err != nil {
+				return nil, err
+			}
+			if err := CheckReplica(md, "ingestion", index, replicas); err != nil {
+				return nil, err
+			}
+			return sub, nil
 		},
 		func(r *ingestionv1.SubscribeResponse) ([]*ingestionv1.LogRecord, uint64) {
 			return r.GetRecords(), r.GetHeadOffset()
@@ -35,7 +49,7 @@ func IngestionSources(list, serviceKey string) ([]stream.Source[*ingestionv1.Log
 	}
 	sources := make([]stream.Source[*ingestionv1.LogRecord], len(conns))
 	for k, c := range conns {
-		sources[k] = IngestionSource(c)
+		sources[k] = IngestionSource(c, k, len(conns))
 	}
 	return sources, conns, nil
 }

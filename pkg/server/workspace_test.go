@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -36,6 +38,47 @@ func TestByWorkspace(t *testing.T) {
 	for _, c := range []Config{{Name: "stages", Replica: 1, Replicas: 2}, {Name: "routing", ByWorkspace: true}} {
 		if err := c.CheckWorkspace("acme"); err != nil {
 			t.Errorf("%+v: CheckWorkspace = %v", c, err)
+		}
+	}
+}
+
+// SendHeader records the header a Subscribe answers with.
+func (s recvStream) SendHeader(md metadata.MD) error {
+	if s.header != nil {
+		*s.header = md
+	}
+	return nil
+}
+
+// TestReplicaHeader checks that every Subscribe answers with the replica
+// that serves it, and that CheckReplica tells a list out of order, too
+// short, or right (and lets a server without the header pass).
+func TestReplicaHeader(t *testing.T) {
+	var md metadata.MD
+	s := &Server{cfg: Config{Name: "ingestion", Partitions: 8, Replica: 1, Replicas: 2, ByWorkspace: true}}
+	err := s.ownedPartitions(nil, recvStream{p: 4, header: &md}, &grpc.StreamServerInfo{FullMethod: "/cairn.ingestion.v1.IngestionService/Subscribe"},
+		func(_ any, ss grpc.ServerStream) error { return ss.RecvMsg(&partitionReq{}) })
+	if err != nil {
+		t.Fatalf("Subscribe on a replica split by workspace: %v, want every partition served", err)
+	}
+	if got := md.Get(ReplicaHeader); len(got) != 1 || got[0] != "1/2" {
+		t.Fatalf("header %v, want %s: 1/2", md, ReplicaHeader)
+	}
+	tests := []struct {
+		name     string
+		md       metadata.MD
+		index, n int
+		ok       bool
+	}{
+		{"in order", md, 1, 2, true},
+		{"out of order", md, 0, 2, false},
+		{"list too short", md, 0, 1, false},
+		{"no header", metadata.MD{}, 0, 2, true},
+	}
+	for _, tc := range tests {
+		err := CheckReplica(tc.md, "ingestion", tc.index, tc.n)
+		if tc.ok != (err == nil) || (err != nil && status.Code(err) != codes.FailedPrecondition) {
+			t.Errorf("%s: CheckReplica = %v", tc.name, err)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
@@ -163,6 +164,28 @@ func TestWorkspaceOwnership(t *testing.T) {
 		if len(got) != 2 || codes.Code(got[0].GetError().GetCode()) != codes.FailedPrecondition || got[1].GetError() != nil ||
 			got[1].GetResult().GetResults()[0].GetStatus() != ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED {
 			t.Errorf("%s: IngestStream = %v, want the foreign batch refused and the own accepted", name, got)
+		}
+
+		// A consumer's address list must be in replica order: entry k of a
+		// reversed list reaches the other replica and is refused, instead
+		// of feeding its log to replica k's cursors.
+		for _, tc := range []struct {
+			list string
+			ok   bool
+		}{{addrs[0] + "," + addrs[1], true}, {addrs[1] + "," + addrs[0], false}, {addrs[k], false}} {
+			sources, conns, err := pkgserver.IngestionSources(tc.list, serviceTok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sctx, scancel := context.WithCancel(ctx)
+			_, err = sources[0](sctx, 0, 0)
+			scancel()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			if tc.ok != (err == nil) || (err != nil && status.Code(err) != codes.FailedPrecondition) {
+				t.Errorf("%s: subscribe through list %q entry 0: %v, want ok=%v or FailedPrecondition", name, tc.list, err, tc.ok)
+			}
 		}
 
 		// Every partition of this replica's log is served.
