@@ -19,7 +19,7 @@ var ErrCorrupt = errors.New("corrupt aggregates encoding")
 // user ids written once in a table that daily buckets refer to by index.
 // Equal aggregates encode to equal bytes.
 func (a *Aggregates) Marshal() []byte {
-	w := writer{buf: make([]byte, 0, 256)}
+	w := writer{buf: make([]byte, 0, 512)}
 	w.buf = append(w.buf, codecVersion)
 	w.str(a.Workspace)
 	w.str(a.AccountID)
@@ -35,25 +35,19 @@ func (a *Aggregates) Marshal() []byte {
 		w.str(a.Traits[k])
 	}
 
-	// Name table: every event name, then count keys missing from it.
+	// Name table: every event name, then count keys missing from it. Both
+	// parts are sorted, so an index is found by binary search (no maps: a
+	// health consumer encodes an account after every event).
 	names := sortedKeys(a.Events)
-	nameIdx := make(map[string]int, len(names))
-	for i, n := range names {
-		nameIdx[n] = i
-	}
 	var extra []string
 	for _, d := range a.Days {
 		for n := range d.Counts {
-			if _, ok := nameIdx[n]; !ok {
-				nameIdx[n] = len(names) + len(extra)
+			if !sortedHas(names, n) {
 				extra = append(extra, n)
 			}
 		}
 	}
-	sort.Strings(extra)
-	for i, n := range extra {
-		nameIdx[n] = len(names) + i
-	}
+	extra = sortedSet(extra)
 	w.uvarint(uint64(len(names) + len(extra)))
 	for _, n := range names {
 		w.str(n)
@@ -68,28 +62,16 @@ func (a *Aggregates) Marshal() []byte {
 	}
 
 	// User table: every user, then day users missing from it.
-	uids := make([]string, 0, len(a.Users))
-	for id := range a.Users {
-		uids = append(uids, id)
-	}
-	sort.Strings(uids)
-	userIdx := make(map[string]int, len(uids))
-	for i, id := range uids {
-		userIdx[id] = i
-	}
+	uids := sortedKeys(a.Users)
 	var extraUsers []string
 	for _, d := range a.Days {
 		for _, id := range d.Users {
-			if _, ok := userIdx[id]; !ok {
-				userIdx[id] = -1
+			if !sortedHas(uids, id) {
 				extraUsers = append(extraUsers, id)
 			}
 		}
 	}
-	sort.Strings(extraUsers)
-	for i, id := range extraUsers {
-		userIdx[id] = len(uids) + i
-	}
+	extraUsers = sortedSet(extraUsers)
 	w.uvarint(uint64(len(uids)))
 	for _, id := range uids {
 		u := a.Users[id]
@@ -109,19 +91,24 @@ func (a *Aggregates) Marshal() []byte {
 
 	w.uvarint(uint64(len(a.Days)))
 	var prev int32
+	var ck []string
 	for _, d := range a.Days {
 		w.varint(int64(d.Day - prev))
 		prev = d.Day
 		w.uvarint(uint64(d.Total))
-		ck := sortedKeys(d.Counts)
+		ck = ck[:0]
+		for n := range d.Counts {
+			ck = append(ck, n)
+		}
+		sort.Strings(ck)
 		w.uvarint(uint64(len(ck)))
 		for _, n := range ck {
-			w.uvarint(uint64(nameIdx[n]))
+			w.uvarint(uint64(tableIndex(names, extra, n)))
 			w.uvarint(uint64(d.Counts[n]))
 		}
 		w.uvarint(uint64(len(d.Users)))
 		for _, id := range d.Users {
-			w.uvarint(uint64(userIdx[id]))
+			w.uvarint(uint64(tableIndex(uids, extraUsers, id)))
 		}
 	}
 
@@ -419,6 +406,36 @@ func (r *reader) times(m map[string]int64) {
 		k := r.str()
 		m[k] = r.varint()
 	}
+}
+
+// sortedHas reports whether sorted holds s.
+func sortedHas(sorted []string, s string) bool {
+	i := sort.SearchStrings(sorted, s)
+	return i < len(sorted) && sorted[i] == s
+}
+
+// sortedSet sorts list and drops duplicates, in place.
+func sortedSet(list []string) []string {
+	if len(list) < 2 {
+		return list
+	}
+	sort.Strings(list)
+	out := list[:1]
+	for _, s := range list[1:] {
+		if s != out[len(out)-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// tableIndex is s's index in a table written as first then second, both
+// sorted, s in one of them.
+func tableIndex(first, second []string, s string) int {
+	if i := sort.SearchStrings(first, s); i < len(first) && first[i] == s {
+		return i
+	}
+	return len(first) + sort.SearchStrings(second, s)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

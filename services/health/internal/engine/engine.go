@@ -68,6 +68,9 @@ type Engine struct {
 
 	mu     sync.Mutex
 	models map[string]cachedModel
+	// acts are the measure activations of incremental evaluations (building
+	// one binds every CEL function, which would cost more than the measures).
+	acts sync.Pool
 
 	// chunk is how many accounts a rescore commits per transaction
 	// (rescoreChunk; tests lower it to exercise chunk boundaries).
@@ -117,6 +120,7 @@ func New(cfg Config) (*Engine, error) {
 			Name: "cairn_health_signals_total", Help: "Signal transitions published, by kind and state.",
 		}, []string{"kind", "state"}),
 	}
+	e.acts.New = func() any { return measure.NewActivation() }
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{e.evalSeconds, e.signalsOut} {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -369,7 +373,10 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	out, err := compute(st, cm, at, pr, nil)
+	act := b.e.acts.Get().(*measure.Activation)
+	out, err := compute(st, cm, at, pr, act)
+	act.Reset(measure.Input{}) // keep no account alive in the pool
+	b.e.acts.Put(act)
 	if err != nil {
 		return err
 	}
