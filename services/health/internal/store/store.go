@@ -43,16 +43,13 @@ const SchemaVersion = 2
 // rebuild drops them. Models and the health log are kept.
 var derivedBuckets = []string{"accounts", "meta", "health", "rows", "signals", "sigidx", "snapshots", "timers", "timeridx"}
 
-// rebuiltConsumers are the consumers whose cursors a rebuild resets, so
-// that they replay their logs from the start.
-var rebuiltConsumers = []string{"ingestion", "stages"}
-
 // Migrations upgrade an older health file; pass them to kv.Open with
 // SchemaVersion. Version 1 held aggregates in an encoding that pkg/account
 // cannot read (and whose version byte pkg/account would mistake for its
-// own), so moving to 2 drops every derived bucket and resets the consumer
-// cursors: the service rebuilds accounts, scores, signals and snapshots by
-// replaying the ingestion and stages logs, as a fresh replica does.
+// own), so moving to 2 drops every derived bucket and every consumer cursor
+// (ingestion, its replicas "ingestion-<k>", stages): the service rebuilds
+// accounts, scores, signals and snapshots by replaying the upstream logs, as
+// a fresh replica does.
 var Migrations = map[uint32]func(*bbolt.Tx) error{2: rebuildFromLogs}
 
 func rebuildFromLogs(tx *bbolt.Tx) error {
@@ -64,21 +61,11 @@ func rebuildFromLogs(tx *bbolt.Tx) error {
 			return fmt.Errorf("drop %s for rebuild: %w", name, err)
 		}
 	}
-	cursors := tx.Bucket([]byte("_cursors"))
-	if cursors == nil {
-		return nil
-	}
-	var dead [][]byte
-	for _, name := range rebuiltConsumers {
-		prefix := []byte(name + "/")
-		c := cursors.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			dead = append(dead, append([]byte(nil), k...))
-		}
-	}
-	for _, k := range dead {
-		if err := cursors.Delete(k); err != nil {
-			return fmt.Errorf("reset cursor %q for rebuild: %w", k, err)
+	// Everything the consumers applied is gone, so every cursor goes too
+	// (pkg/stream keeps them in "_cursors").
+	if tx.Bucket([]byte("_cursors")) != nil {
+		if err := tx.DeleteBucket([]byte("_cursors")); err != nil {
+			return fmt.Errorf("reset consumer cursors for rebuild: %w", err)
 		}
 	}
 	return nil
