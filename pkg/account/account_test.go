@@ -314,7 +314,7 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add(fixture(f).Marshal())
 	f.Add([]byte{codecVersion, 1, 'w'})
 	f.Add(healthFixture(f).Marshal())
-	f.Add(v1Encoding(fixture(f)))
+	f.Add(v1Fixture(f))
 	var s Scratch
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := Unmarshal(b)
@@ -327,6 +327,10 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		if !bytes.Equal(a.Marshal(), sa.Marshal()) {
 			t.Fatal("Scratch.Unmarshal decodes differently")
+		}
+		if part, err := s.UnmarshalFrom(b, DayOf(day(30))); err == nil {
+			part.Count(EventAny, 30, day(60))
+			part.ActiveUsers(30, day(60))
 		}
 		// Whatever decodes must re-encode and answer queries without panicking.
 		_ = a.Marshal()

@@ -282,6 +282,57 @@ func (v windowValidator) Validate(_ *cel.Env, _ cel.ValidatorConfig, a *ast.AST,
 	}
 }
 
+// dayReach says how far back a built-in reads the daily buckets: perWindow
+// times its window argument (trend compares with the window before), or a
+// fixed number of days. Built-ins missing here read no buckets, except
+// count_after_created, which reads them relative to the account's creation.
+var dayReach = map[string]struct{ perWindow, fixed int }{
+	"count": {1, 0}, "count_any": {1, 0}, "trend": {2, 0}, "active_users": {1, 0},
+	"active_users_trend": {2, 0}, "features_used": {1, 0}, "seats_active_ratio": {0, 30},
+}
+
+// Horizon is how many days back from the evaluation day, that day
+// included, expr reads the daily buckets (0 when it reads none). ok is false
+// when that cannot be told: a window that is not a literal,
+// count_after_created, or an expression that does not compile. Aggregates
+// decoded with Scratch.UnmarshalFrom from that many days back evaluate expr
+// as the whole aggregates do.
+func (e *Env) Horizon(expr string) (days int, ok bool) {
+	checked, iss := e.cel.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		return 0, false
+	}
+	for _, call := range ast.MatchDescendants(ast.NavigateAST(checked.NativeRep()), func(n ast.NavigableExpr) bool { return n.Kind() == ast.CallKind }) {
+		name := call.AsCall().FunctionName()
+		if name == "count_after_created" {
+			return 0, false
+		}
+		r, reads := dayReach[name]
+		if !reads {
+			continue
+		}
+		if r.perWindow == 0 {
+			days = max(days, r.fixed)
+			continue
+		}
+		f := e.funcs[name]
+		args := call.AsCall().Args()
+		if f.window < 0 || f.window >= len(args) || args[f.window].Kind() != ast.LiteralKind {
+			return 0, false
+		}
+		lit, isStr := args[f.window].AsLiteral().(types.String)
+		if !isStr {
+			return 0, false
+		}
+		n, err := ParseWindow(string(lit))
+		if err != nil {
+			return 0, false
+		}
+		days = max(days, n*r.perWindow)
+	}
+	return days, true
+}
+
 // Issue is one compile problem at a position in the expression.
 type Issue struct {
 	// Line and Column are 1-based.

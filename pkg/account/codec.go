@@ -89,27 +89,35 @@ func (a *Aggregates) Marshal() []byte {
 		w.str(id)
 	}
 
+	// Each day is its date delta, then its body's length and the body
+	// (totals, counts, users), so that a reader can step over the days it
+	// does not need (Scratch.UnmarshalFrom).
 	w.uvarint(uint64(len(a.Days)))
 	var prev int32
 	var ck []string
+	body := writer{}
 	for _, d := range a.Days {
 		w.varint(int64(d.Day - prev))
 		prev = d.Day
-		w.uvarint(uint64(d.Total))
+		body.buf = body.buf[:0]
+		body.uvarint(uint64(d.Total))
+		body.uvarint(uint64(d.Product))
 		ck = ck[:0]
 		for n := range d.Counts {
 			ck = append(ck, n)
 		}
 		sort.Strings(ck)
-		w.uvarint(uint64(len(ck)))
+		body.uvarint(uint64(len(ck)))
 		for _, n := range ck {
-			w.uvarint(uint64(tableIndex(names, extra, n)))
-			w.uvarint(uint64(d.Counts[n]))
+			body.uvarint(uint64(tableIndex(names, extra, n)))
+			body.uvarint(uint64(d.Counts[n]))
 		}
-		w.uvarint(uint64(len(d.Users)))
+		body.uvarint(uint64(len(d.Users)))
 		for _, id := range d.Users {
-			w.uvarint(uint64(tableIndex(uids, extraUsers, id)))
+			body.uvarint(uint64(tableIndex(uids, extraUsers, id)))
 		}
+		w.uvarint(uint64(len(body.buf)))
+		w.buf = append(w.buf, body.buf...)
 	}
 
 	ik := sortedKeys(a.Integrations)
@@ -134,7 +142,7 @@ func (a *Aggregates) Marshal() []byte {
 // (version 1, without the health facts). It never panics on arbitrary input.
 func Unmarshal(b []byte) (*Aggregates, error) {
 	a := &Aggregates{}
-	if err := decode(a, b, nil); err != nil {
+	if err := decode(a, b, nil, math.MinInt32); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -165,6 +173,15 @@ const maxInterned = 1 << 14
 // Unmarshal decodes b like the package's Unmarshal. The result, and every
 // map and slice in it, is only valid until the next call.
 func (s *Scratch) Unmarshal(b []byte) (*Aggregates, error) {
+	return s.UnmarshalFrom(b, math.MinInt32)
+}
+
+// UnmarshalFrom is Unmarshal stepping over the daily buckets before day
+// from (DayOf): a long history decodes in a fraction of the time, and
+// programs whose Env.Horizon reaches no further back evaluate as on the
+// whole aggregates. A version 1 encoding, whose days are not framed, is
+// decoded whole. The result must not be re-encoded or updated.
+func (s *Scratch) UnmarshalFrom(b []byte, from int32) (*Aggregates, error) {
 	a := &s.agg
 	for _, d := range a.Days {
 		if d.Counts != nil {
@@ -195,7 +212,7 @@ func (s *Scratch) Unmarshal(b []byte) (*Aggregates, error) {
 		Days: days, Outcomes: outcomes,
 	}
 	s.users = s.users[:0]
-	if err := decode(a, b, s); err != nil {
+	if err := decode(a, b, s, from); err != nil {
 		// Leave no half-decoded state behind for the next call to trust.
 		*a = Aggregates{}
 		return nil, err
@@ -235,8 +252,9 @@ func (s *Scratch) user() *User {
 	return u
 }
 
-// decode fills a (whose maps may be nil or empty) from b.
-func decode(a *Aggregates, b []byte, s *Scratch) error {
+// decode fills a (whose maps may be nil or empty) from b, skipping the
+// daily buckets before day from.
+func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 	r := reader{buf: b}
 	version := r.byte()
 	if version != 1 && version != codecVersion {
@@ -286,13 +304,30 @@ func decode(a *Aggregates, b []byte, s *Scratch) error {
 		a.Days = make([]Day, 0, nd)
 	}
 	var prev int64
+	framed := version >= 2
 	for ; nd > 0 && r.err == nil; nd-- {
 		prev += r.varint()
 		if prev < math.MinInt32 || prev > math.MaxInt32 {
 			r.fail("day out of range")
 			break
 		}
+		var end int // bytes left after the day's body (framed layout)
+		if framed {
+			n := r.uvarint()
+			if n > uint64(len(r.buf)) {
+				r.fail("day exceeds input")
+				break
+			}
+			if int32(prev) < from && len(a.Days) == 0 {
+				r.buf = r.buf[n:] // step over a day before from
+				continue
+			}
+			end = len(r.buf) - int(n)
+		}
 		d := Day{Day: int32(prev), Total: int32(r.uvarint())}
+		if framed {
+			d.Product = int32(r.uvarint())
+		}
 		nc := r.count(2)
 		d.Counts = s.dayCounts(nc)
 		d.Users = s.dayUsers()
@@ -312,6 +347,9 @@ func decode(a *Aggregates, b []byte, s *Scratch) error {
 				break
 			}
 			d.Users = append(d.Users, uids[i])
+		}
+		if framed && r.err == nil && len(r.buf) != end {
+			r.fail("day length mismatch")
 		}
 		a.Days = append(a.Days, d)
 	}
@@ -342,9 +380,6 @@ func decode(a *Aggregates, b []byte, s *Scratch) error {
 
 // health writes the facts added in version 2.
 func (w *writer) health(a *Aggregates) {
-	for _, d := range a.Days {
-		w.uvarint(uint64(d.Product))
-	}
 	w.times(a.Features)
 	hk := sortedKeys(a.HigherTier)
 	w.uvarint(uint64(len(hk)))
@@ -376,12 +411,6 @@ func (w *writer) times(m map[string]int64) {
 }
 
 func decodeHealth(a *Aggregates, r *reader) {
-	for i := range a.Days {
-		if r.err != nil {
-			return
-		}
-		a.Days[i].Product = int32(r.uvarint())
-	}
 	r.times(a.Features)
 	for n := r.count(2); n > 0 && r.err == nil; n-- {
 		k := r.str()

@@ -2,9 +2,15 @@ package account
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 )
@@ -133,22 +139,27 @@ func TestHealthFunctions(t *testing.T) {
 	}
 }
 
-// v1Encoding re-creates the version 1 layout: version 2 without the health
-// facts written at its end.
-func v1Encoding(a *Aggregates) []byte {
-	full := a.Marshal()
-	var w writer
-	w.health(a)
-	return append([]byte{1}, full[1:len(full)-len(w.buf)]...)
+// v1Fixture is fixture(t) as the version 1 codec (before the health
+// facts) encoded it, written by that code.
+func v1Fixture(t testing.TB) []byte {
+	h, err := os.ReadFile(filepath.Join("testdata", "v1_fixture.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestUnmarshalVersion1(t *testing.T) {
-	a := fixture(t)
-	got, err := Unmarshal(v1Encoding(a))
+	got, err := Unmarshal(v1Fixture(t))
 	if err != nil {
 		t.Fatalf("Unmarshal(v1): %v", err)
 	}
 	// Version 1 knew nothing of the health facts: they decode empty.
+	a := fixture(t)
 	a.Outcomes, a.ChampionID, a.UsageLimit = nil, "", 0
 	clear(a.Features)
 	clear(a.HigherTier)
@@ -158,13 +169,28 @@ func TestUnmarshalVersion1(t *testing.T) {
 		a.Days[i].Product = 0
 	}
 	if !bytes.Equal(got.Marshal(), a.Marshal()) {
-		t.Error("version 1 decodes to other aggregates than it encoded")
+		t.Error("the version 1 fixture decodes to other aggregates than fixture()")
+	}
+	// Its days are not framed, so UnmarshalFrom keeps them all; a version 2
+	// encoding of the same account steps over the early ones.
+	var s Scratch
+	if part, err := s.UnmarshalFrom(v1Fixture(t), DayOf(day(50))); err != nil || len(part.Days) != len(a.Days) {
+		t.Errorf("UnmarshalFrom(v1, day 50) kept %d days (%v), want all %d", len(part.Days), err, len(a.Days))
+	}
+	recent := 0
+	for _, d := range a.Days {
+		if d.Day >= DayOf(day(50)) {
+			recent++
+		}
+	}
+	if part, err := s.UnmarshalFrom(a.Marshal(), DayOf(day(50))); err != nil || len(part.Days) != recent || recent == len(a.Days) {
+		t.Errorf("UnmarshalFrom(v2, day 50) kept %d days (%v), want %d of %d", len(part.Days), err, recent, len(a.Days))
 	}
 }
 
 func TestScratchUnmarshal(t *testing.T) {
 	var s Scratch
-	inputs := [][]byte{fixture(t).Marshal(), healthFixture(t).Marshal(), New("w", "empty").Marshal(), v1Encoding(fixture(t)), healthFixture(t).Marshal()}
+	inputs := [][]byte{fixture(t).Marshal(), healthFixture(t).Marshal(), New("w", "empty").Marshal(), v1Fixture(t), healthFixture(t).Marshal()}
 	for i, b := range inputs {
 		got, err := s.Unmarshal(b)
 		if err != nil {
@@ -215,5 +241,112 @@ func TestActiveUsersSmallAndLarge(t *testing.T) {
 		if got, want := a.ActiveUsers(1, day(53)), users/2; got != want {
 			t.Errorf("%d users on day 53: ActiveUsers = %d, want %d", users, got, want)
 		}
+	}
+}
+
+func TestHorizon(t *testing.T) {
+	env, err := NewEnv(testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		expr string
+		days int
+		ok   bool
+	}{
+		{`nps() > 5 && has_event("x")`, 0, true},
+		{`count("x", "30d") > 0`, 30, true},
+		{`count("", "60d") == 0 ? -1.0 : trend("", "30d")`, 60, true},
+		{`active_users_trend("2w") > 0.0 || count_any(["a", "b"], "40d") > 1`, 40, true},
+		{`seats_active_ratio() > 0.5`, 30, true},
+		{`features_used("10d") > 1 && active_users("7d") > 1`, 10, true},
+		{`count_after_created("x", 0, 14) > 0`, 0, false},
+		{`count("x", trait("window")) > 0`, 0, false},
+		{`count("x", "30d"`, 0, false},
+	}
+	for _, tt := range tests {
+		days, ok := env.Horizon(tt.expr)
+		if days != tt.days || ok != tt.ok {
+			t.Errorf("Horizon(%s) = %d, %v; want %d, %v", tt.expr, days, ok, tt.days, tt.ok)
+		}
+	}
+}
+
+// TestUnmarshalFromWithinHorizon evaluates programs on a 200-day history
+// decoded whole and decoded from exactly their horizon: same answers.
+func TestUnmarshalFromWithinHorizon(t *testing.T) {
+	env, err := NewEnv(testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New("w", "long")
+	for d := 0; d < 200; d++ {
+		for u := 0; u < 1+d%4; u++ {
+			a.Apply(track(t, day(d), fmt.Sprintf("u%d", (u+d/30)%6), testConfig.Features[(d+u)%4], nil), &testConfig)
+		}
+	}
+	raw := a.Marshal()
+	now := day(199).Add(7 * time.Hour)
+	var s Scratch
+	for _, expr := range []string{
+		`trend("", "30d")`, `double(count("*", "90d"))`, `double(active_users("30d"))`, `active_users_trend("2w")`,
+		`double(features_used("30d"))`, `seats_active_ratio()`, `double(count_any(["report_created", "export_run"], "7d"))`,
+	} {
+		p, err := env.CompileNumber(expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, ok := env.Horizon(expr)
+		if !ok {
+			t.Fatalf("%s: no horizon", expr)
+		}
+		want, err := p.EvalNumber(a, now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, err := s.UnmarshalFrom(raw, DayOf(now)-int32(h)+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(part.Days) >= len(a.Days) {
+			t.Fatalf("%s: UnmarshalFrom kept all %d days", expr, len(part.Days))
+		}
+		if got, err := p.EvalNumber(part, now, nil); err != nil || got != want {
+			t.Errorf("%s over the last %d days = %v, %v; want %v", expr, h, got, err, want)
+		}
+	}
+}
+
+// yearAccount is an account active every day for 400 days: 5 users, 10
+// event names a day.
+func yearAccount(b *testing.B) []byte {
+	a := New("w", "year")
+	for d := 0; d < 400; d++ {
+		for u := 0; u < 5; u++ {
+			for n := 0; n < 10; n++ {
+				a.Apply(track(b, day(d), fmt.Sprintf("user-%02d", u), fmt.Sprintf("event_%02d", (n+d)%15), nil), &Config{})
+			}
+		}
+	}
+	return a.Marshal()
+}
+
+// BenchmarkScratchUnmarshalYear decodes a year-long account whole, and
+// from 61 days back (the default health model's and signals' reach).
+func BenchmarkScratchUnmarshalYear(b *testing.B) {
+	raw := yearAccount(b)
+	for _, bb := range []struct {
+		name string
+		from int32
+	}{{"all", math.MinInt32}, {"last61d", DayOf(day(399)) - 60}} {
+		b.Run(bb.name, func(b *testing.B) {
+			var s Scratch
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := s.UnmarshalFrom(raw, bb.from); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -68,6 +68,8 @@ type Engine struct {
 
 	mu     sync.Mutex
 	models map[string]cachedModel
+	// reaches caches reach() per compiled model (under mu).
+	reaches map[*model.Compiled]int
 	// acts are the measure activations of incremental evaluations (building
 	// one binds every CEL function, which would cost more than the measures).
 	acts sync.Pool
@@ -110,7 +112,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile built-in default model: %w", err)
 	}
-	e := &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{}, chunk: rescoreChunk,
+	e := &Engine{log: cfg.Log, clk: cfg.Clock, logger: cfg.Logger, comp: comp, def: def, models: map[string]cachedModel{}, reaches: map[*model.Compiled]int{}, chunk: rescoreChunk,
 		signalCounters: map[[2]int32]prometheus.Counter{},
 		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "cairn_health_evaluation_seconds", Help: "Time to rescore one account after an event, stage change or timer.",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sort"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
+	"github.com/cairn-dev/cairn/services/health/internal/signals"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
 
@@ -195,6 +197,7 @@ const scoreBatch = 128
 // scoreBatch accounts as they go, each read in its own short read
 // transaction, so that one slow batch does not leave a CPU idle.
 func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compiled, now time.Time) ([]rescoreJob, error) {
+	reach := e.reach(cm)
 	jobs := make([]rescoreJob, len(ids))
 	batches := (len(ids) + scoreBatch - 1) / scoreBatch
 	workers := max(1, min(runtime.GOMAXPROCS(0), batches))
@@ -205,7 +208,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			act, scratch := measure.NewActivation(), &account.Scratch{}
+			act, dec := measure.NewActivation(), &decoder{scratch: &account.Scratch{}, reach: reach}
 			for errs[w] == nil {
 				b := int(next.Add(1)) - 1
 				if b >= batches {
@@ -225,7 +228,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 					return nil
 				})
 				for i := lo; i < hi && errs[w] == nil; i++ {
-					errs[w] = scoreJob(&jobs[i], cm, act, scratch)
+					errs[w] = scoreJob(&jobs[i], cm, act, dec)
 				}
 			}
 		}(w)
@@ -237,6 +240,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 // scoreInTx reads, scores and writes ids in tx; reading and writing stay
 // on tx's goroutine, scoring runs on every CPU.
 func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
+	reach := e.reach(cm)
 	r, err := store.NewReader(tx, ws)
 	if err != nil {
 		return err
@@ -257,9 +261,9 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			act, scratch := measure.NewActivation(), &account.Scratch{}
+			act, dec := measure.NewActivation(), &decoder{scratch: &account.Scratch{}, reach: reach}
 			for i := w * len(ids) / workers; i < (w+1)*len(ids)/workers && errs[w] == nil; i++ {
-				errs[w] = scoreJob(&jobs[i], cm, act, scratch)
+				errs[w] = scoreJob(&jobs[i], cm, act, dec)
 			}
 		}(w)
 	}
@@ -292,14 +296,32 @@ func readJob(r *store.Reader, acct string, now time.Time, clone bool, j *rescore
 	return nil
 }
 
-// scoreJob decodes and scores j; it touches nothing shared. With scratch
-// (one per goroutine) the aggregate is decoded into reused storage, so the
+// decoder is a rescore worker's aggregate decoding: into reused storage,
+// and only as many days back as the model and the signals read.
+type decoder struct {
+	scratch *account.Scratch
+	// reach is how many days back from the evaluation day scoring reads
+	// the daily buckets; -1 when unknown (decode them all).
+	reach int
+}
+
+// scoreJob decodes and scores j; it touches nothing shared. With dec (one
+// per goroutine) the aggregate is decoded into reused storage, so the
 // decoded state is dropped once scored: only j.out and j.meta remain.
-func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, scratch *account.Scratch) error {
+func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, dec *decoder) error {
 	if j.in.Agg == nil {
 		return nil
 	}
-	acc, err := store.DecodeAccountWith(scratch, j.in.Agg, j.in.Meta)
+	var scratch *account.Scratch
+	from := int32(math.MinInt32)
+	if dec != nil {
+		scratch = dec.scratch
+		if dec.reach >= 0 {
+			// One day more than read, so that no rounding can matter.
+			from = account.DayOf(j.at) - int32(dec.reach)
+		}
+	}
+	acc, err := store.DecodeAccountWith(scratch, from, j.in.Agg, j.in.Meta)
 	if err != nil {
 		return fmt.Errorf("rescore %q: %w", j.id, err)
 	}
@@ -314,6 +336,46 @@ func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, scratc
 	}
 	j.meta = store.EncodeMeta(&acc.Meta)
 	return nil
+}
+
+// reach is how many days back from the evaluation day scoring with cm reads
+// an account's daily buckets: the farthest of the model's expressions
+// (account.Env.Horizon) and of the signals; -1 when an expression's reach
+// cannot be told. It is computed once per compiled model.
+func (e *Engine) reach(cm *model.Compiled) int {
+	e.mu.Lock()
+	r, ok := e.reaches[cm]
+	e.mu.Unlock()
+	if ok {
+		return r
+	}
+	r = signals.Horizon
+	m := cm.Model
+	exprs := make([]string, 0, 16)
+	for _, c := range m.GetComponents() {
+		exprs = append(exprs, c.GetMeasure())
+	}
+	for _, p := range m.GetProfiles() {
+		exprs = append(exprs, p.GetWhen())
+		for _, c := range p.GetComponents() {
+			exprs = append(exprs, c.GetMeasure())
+		}
+	}
+	for _, x := range exprs {
+		days, known := e.comp.Env().Horizon(x)
+		if !known {
+			r = -1
+			break
+		}
+		r = max(r, days)
+	}
+	e.mu.Lock()
+	if len(e.reaches) >= 64 {
+		clear(e.reaches) // models replaced by newer versions; rebuilt on use
+	}
+	e.reaches[cm] = r
+	e.mu.Unlock()
+	return r
 }
 
 // revalidate checks, before anything is written in tx, that every job was

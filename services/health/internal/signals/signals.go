@@ -49,6 +49,11 @@ const (
 	tierUsesNeeded = 3
 )
 
+// Horizon is how many days back from the evaluation day Evaluate reads an
+// account's daily buckets: usage_drop_30d compares the last 30 days with
+// the 30 before. Keep it in step with the rules below.
+const Horizon = 60
+
 // Windows returns the renewal windows, in days before contract end, largest first.
 func Windows() []int { return []int{120, 90, 60, 30} }
 

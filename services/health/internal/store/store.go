@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -175,15 +176,18 @@ func GetAccountRaw(tx *bbolt.Tx, ws, acct string) (agg, meta []byte, err error) 
 }
 
 // DecodeAccount decodes what GetAccountRaw returned.
-func DecodeAccount(agg, meta []byte) (*Account, error) { return DecodeAccountWith(nil, agg, meta) }
+func DecodeAccount(agg, meta []byte) (*Account, error) {
+	return DecodeAccountWith(nil, math.MinInt32, agg, meta)
+}
 
 // DecodeAccountWith is DecodeAccount decoding the aggregate with s (see
-// account.Scratch) when s is not nil.
-func DecodeAccountWith(s *account.Scratch, agg, meta []byte) (*Account, error) {
+// account.Scratch) when s is not nil, keeping only its daily buckets from
+// day fromDay (account.DayOf) on; the result is then only for reading.
+func DecodeAccountWith(s *account.Scratch, fromDay int32, agg, meta []byte) (*Account, error) {
 	a := &Account{}
 	var err error
 	if s != nil {
-		a.Agg, err = s.Unmarshal(agg)
+		a.Agg, err = s.UnmarshalFrom(agg, fromDay)
 	} else {
 		a.Agg, err = account.Unmarshal(agg)
 	}
