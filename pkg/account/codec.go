@@ -239,9 +239,6 @@ func (s *Scratch) dayUsers() []string {
 }
 
 func (s *Scratch) user() *User {
-	if s == nil {
-		return &User{}
-	}
 	if len(s.users) == cap(s.users) {
 		// Earlier users stay referenced by the map: grow into a new array.
 		s.users = make([]User, 0, max(16, 2*cap(s.users)))
@@ -256,6 +253,11 @@ func (s *Scratch) user() *User {
 // daily buckets before day from.
 func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 	r := reader{buf: b}
+	if s == nil {
+		// Strings are cut from one copy of the input: one allocation
+		// instead of one per name, user id and trait.
+		r.whole, r.total = string(b), len(b)
+	}
 	version := r.byte()
 	if version != 1 && version != codecVersion {
 		return fmt.Errorf("decode aggregates: version %d: %w", version, ErrCorrupt)
@@ -286,8 +288,19 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 			a.Events[name] = Span{First: first, Last: last}
 		}
 	}
-	for nu := r.count(8); nu > 0 && r.err == nil; nu-- {
-		u := s.user()
+	nu := r.count(8)
+	var block []User // one allocation for every user of a plain decode
+	if s == nil {
+		block = make([]User, 0, nu)
+	}
+	for ; nu > 0 && r.err == nil; nu-- {
+		var u *User
+		if s == nil {
+			block = block[:len(block)+1]
+			u = &block[len(block)-1]
+		} else {
+			u = s.user()
+		}
 		u.ID, u.EmailDomain, u.Department, u.Title, u.Role, u.Persona = r.str(), r.str(), r.str(), r.str(), r.str(), r.str()
 		u.FirstSeen, u.LastSeen = r.varint(), r.varint()
 		a.Users[u.ID] = u
@@ -340,7 +353,11 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 			}
 			d.Counts[names[i]] = int32(c)
 		}
-		for n := r.count(1); n > 0 && r.err == nil; n-- {
+		nu := r.count(1)
+		if d.Users == nil && nu > 0 {
+			d.Users = make([]string, 0, nu)
+		}
+		for n := nu; n > 0 && r.err == nil; n-- {
 			i := r.uvarint()
 			if i >= uint64(len(uids)) {
 				r.fail("user index out of range")
@@ -488,6 +505,10 @@ func (w *writer) str(s string) {
 type reader struct {
 	buf []byte
 	err error
+	// whole, when set, is the input as one string (total bytes long) that
+	// str returns substrings of.
+	whole string
+	total int
 	// intern, when set, dedups the strings read (see Scratch.interned).
 	intern map[string]string
 }
@@ -555,6 +576,11 @@ func (r *reader) str() string {
 	if n > uint64(len(r.buf)) {
 		r.fail("string exceeds input")
 		return ""
+	}
+	if r.whole != "" {
+		off := r.total - len(r.buf)
+		r.buf = r.buf[n:]
+		return r.whole[off : off+int(n)]
 	}
 	b := r.buf[:n]
 	r.buf = r.buf[n:]
