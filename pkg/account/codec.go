@@ -140,6 +140,7 @@ func (a *Aggregates) Marshal() []byte {
 
 // Unmarshal decodes what Marshal wrote, in this or the previous layout
 // (version 1, without the health facts). It never panics on arbitrary input.
+// The result's strings share one copy of b.
 func Unmarshal(b []byte) (*Aggregates, error) {
 	a := &Aggregates{}
 	if err := decode(a, b, nil, math.MinInt32); err != nil {
