@@ -2032,7 +2032,13 @@ type BacktestRequest struct {
 	ModelId string `protobuf:"bytes,3,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	Version uint32 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	// Score taken this many days before each outcome (default 90).
-	HorizonDays   int32 `protobuf:"varint,5,opt,name=horizon_days,json=horizonDays,proto3" json:"horizon_days,omitempty"`
+	HorizonDays int32 `protobuf:"varint,5,opt,name=horizon_days,json=horizonDays,proto3" json:"horizon_days,omitempty"`
+	// Also return every outcome's score, band and component points
+	// (BacktestResponse.samples), so that the backtests of several replicas
+	// merge into exactly the backtest of one replica holding every account
+	// (pkg/aggregate). The gateway sets it when it fans a backtest out to
+	// several health replicas; the figures are still filled.
+	Parts         bool `protobuf:"varint,6,opt,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2102,6 +2108,84 @@ func (x *BacktestRequest) GetHorizonDays() int32 {
 	return 0
 }
 
+func (x *BacktestRequest) GetParts() bool {
+	if x != nil {
+		return x.Parts
+	}
+	return false
+}
+
+// BacktestSample is one outcome rescored by the model under test.
+type BacktestSample struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A churn; false for a renewal or an expansion.
+	Churned bool    `protobuf:"varint,1,opt,name=churned,proto3" json:"churned,omitempty"`
+	Score   float64 `protobuf:"fixed64,2,opt,name=score,proto3" json:"score,omitempty"`
+	Band    Band    `protobuf:"varint,3,opt,name=band,proto3,enum=cairn.health.v1.Band" json:"band,omitempty"`
+	// Points of each component, in the order of BacktestResponse.components.
+	Points        []float64 `protobuf:"fixed64,4,rep,packed,name=points,proto3" json:"points,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BacktestSample) Reset() {
+	*x = BacktestSample{}
+	mi := &file_cairn_health_v1_health_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BacktestSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BacktestSample) ProtoMessage() {}
+
+func (x *BacktestSample) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_health_v1_health_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BacktestSample.ProtoReflect.Descriptor instead.
+func (*BacktestSample) Descriptor() ([]byte, []int) {
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BacktestSample) GetChurned() bool {
+	if x != nil {
+		return x.Churned
+	}
+	return false
+}
+
+func (x *BacktestSample) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *BacktestSample) GetBand() Band {
+	if x != nil {
+		return x.Band
+	}
+	return Band_BAND_UNSPECIFIED
+}
+
+func (x *BacktestSample) GetPoints() []float64 {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
 // BandOutcome is the churn rate within one band.
 type BandOutcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2115,7 +2199,7 @@ type BandOutcome struct {
 
 func (x *BandOutcome) Reset() {
 	*x = BandOutcome{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[28]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2211,7 @@ func (x *BandOutcome) String() string {
 func (*BandOutcome) ProtoMessage() {}
 
 func (x *BandOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[28]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2224,7 @@ func (x *BandOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BandOutcome.ProtoReflect.Descriptor instead.
 func (*BandOutcome) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{28}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BandOutcome) GetBand() Band {
@@ -2185,7 +2269,7 @@ type ComponentLift struct {
 
 func (x *ComponentLift) Reset() {
 	*x = ComponentLift{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[29]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2281,7 @@ func (x *ComponentLift) String() string {
 func (*ComponentLift) ProtoMessage() {}
 
 func (x *ComponentLift) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[29]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2294,7 @@ func (x *ComponentLift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentLift.ProtoReflect.Descriptor instead.
 func (*ComponentLift) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{29}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ComponentLift) GetComponent() string {
@@ -2236,20 +2320,23 @@ func (x *ComponentLift) GetLift() float64 {
 
 // BacktestResponse reports predictive power.
 type BacktestResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Renewed       int64                  `protobuf:"varint,1,opt,name=renewed,proto3" json:"renewed,omitempty"`
-	Churned       int64                  `protobuf:"varint,2,opt,name=churned,proto3" json:"churned,omitempty"`
-	Auc           float64                `protobuf:"fixed64,3,opt,name=auc,proto3" json:"auc,omitempty"`
-	Bands         []*BandOutcome         `protobuf:"bytes,4,rep,name=bands,proto3" json:"bands,omitempty"`
-	Components    []*ComponentLift       `protobuf:"bytes,5,rep,name=components,proto3" json:"components,omitempty"`
-	HorizonDays   int32                  `protobuf:"varint,6,opt,name=horizon_days,json=horizonDays,proto3" json:"horizon_days,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Renewed     int64                  `protobuf:"varint,1,opt,name=renewed,proto3" json:"renewed,omitempty"`
+	Churned     int64                  `protobuf:"varint,2,opt,name=churned,proto3" json:"churned,omitempty"`
+	Auc         float64                `protobuf:"fixed64,3,opt,name=auc,proto3" json:"auc,omitempty"`
+	Bands       []*BandOutcome         `protobuf:"bytes,4,rep,name=bands,proto3" json:"bands,omitempty"`
+	Components  []*ComponentLift       `protobuf:"bytes,5,rep,name=components,proto3" json:"components,omitempty"`
+	HorizonDays int32                  `protobuf:"varint,6,opt,name=horizon_days,json=horizonDays,proto3" json:"horizon_days,omitempty"`
+	// With BacktestRequest.parts only: every outcome scored, in no
+	// particular order.
+	Samples       []*BacktestSample `protobuf:"bytes,7,rep,name=samples,proto3" json:"samples,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BacktestResponse) Reset() {
 	*x = BacktestResponse{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[30]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2348,7 @@ func (x *BacktestResponse) String() string {
 func (*BacktestResponse) ProtoMessage() {}
 
 func (x *BacktestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[30]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2361,7 @@ func (x *BacktestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BacktestResponse.ProtoReflect.Descriptor instead.
 func (*BacktestResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{30}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BacktestResponse) GetRenewed() int64 {
@@ -2319,6 +2406,13 @@ func (x *BacktestResponse) GetHorizonDays() int32 {
 	return 0
 }
 
+func (x *BacktestResponse) GetSamples() []*BacktestSample {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
 // RescoreRequest rescores a workspace.
 type RescoreRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2329,7 +2423,7 @@ type RescoreRequest struct {
 
 func (x *RescoreRequest) Reset() {
 	*x = RescoreRequest{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[31]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2435,7 @@ func (x *RescoreRequest) String() string {
 func (*RescoreRequest) ProtoMessage() {}
 
 func (x *RescoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[31]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2448,7 @@ func (x *RescoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescoreRequest.ProtoReflect.Descriptor instead.
 func (*RescoreRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{31}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RescoreRequest) GetWorkspace() string {
@@ -2375,7 +2469,7 @@ type RescoreResponse struct {
 
 func (x *RescoreResponse) Reset() {
 	*x = RescoreResponse{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[32]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2481,7 @@ func (x *RescoreResponse) String() string {
 func (*RescoreResponse) ProtoMessage() {}
 
 func (x *RescoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[32]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2494,7 @@ func (x *RescoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescoreResponse.ProtoReflect.Descriptor instead.
 func (*RescoreResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{32}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RescoreResponse) GetAccounts() int64 {
@@ -2428,7 +2522,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[33]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2534,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[33]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2547,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{33}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -2486,7 +2580,7 @@ type ScoreChange struct {
 
 func (x *ScoreChange) Reset() {
 	*x = ScoreChange{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2592,7 @@ func (x *ScoreChange) String() string {
 func (*ScoreChange) ProtoMessage() {}
 
 func (x *ScoreChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2605,7 @@ func (x *ScoreChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreChange.ProtoReflect.Descriptor instead.
 func (*ScoreChange) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{34}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ScoreChange) GetWorkspace() string {
@@ -2580,7 +2674,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2686,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2699,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{35}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -2689,7 +2783,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2795,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2808,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{36}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -2889,13 +2983,19 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\x04page\x18\x05 \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\"{\n" +
 	"\x13ListSignalsResponse\x121\n" +
 	"\asignals\x18\x01 \x03(\v2\x17.cairn.common.v1.SignalR\asignals\x121\n" +
-	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\xb5\x01\n" +
+	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\xcb\x01\n" +
 	"\x0fBacktestRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12,\n" +
 	"\x05model\x18\x02 \x01(\v2\x16.cairn.health.v1.ModelR\x05model\x12\x19\n" +
 	"\bmodel_id\x18\x03 \x01(\tR\amodelId\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\rR\aversion\x12!\n" +
-	"\fhorizon_days\x18\x05 \x01(\x05R\vhorizonDays\"\x8d\x01\n" +
+	"\fhorizon_days\x18\x05 \x01(\x05R\vhorizonDays\x12\x14\n" +
+	"\x05parts\x18\x06 \x01(\bR\x05parts\"\x83\x01\n" +
+	"\x0eBacktestSample\x12\x18\n" +
+	"\achurned\x18\x01 \x01(\bR\achurned\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x01R\x05score\x12)\n" +
+	"\x04band\x18\x03 \x01(\x0e2\x15.cairn.health.v1.BandR\x04band\x12\x16\n" +
+	"\x06points\x18\x04 \x03(\x01R\x06points\"\x8d\x01\n" +
 	"\vBandOutcome\x12)\n" +
 	"\x04band\x18\x01 \x01(\x0e2\x15.cairn.health.v1.BandR\x04band\x12\x1a\n" +
 	"\baccounts\x18\x02 \x01(\x03R\baccounts\x12\x18\n" +
@@ -2905,7 +3005,7 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\rComponentLift\x12\x1c\n" +
 	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x10\n" +
 	"\x03auc\x18\x02 \x01(\x01R\x03auc\x12\x12\n" +
-	"\x04lift\x18\x03 \x01(\x01R\x04lift\"\xef\x01\n" +
+	"\x04lift\x18\x03 \x01(\x01R\x04lift\"\xaa\x02\n" +
 	"\x10BacktestResponse\x12\x18\n" +
 	"\arenewed\x18\x01 \x01(\x03R\arenewed\x12\x18\n" +
 	"\achurned\x18\x02 \x01(\x03R\achurned\x12\x10\n" +
@@ -2914,7 +3014,8 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\n" +
 	"components\x18\x05 \x03(\v2\x1e.cairn.health.v1.ComponentLiftR\n" +
 	"components\x12!\n" +
-	"\fhorizon_days\x18\x06 \x01(\x05R\vhorizonDays\".\n" +
+	"\fhorizon_days\x18\x06 \x01(\x05R\vhorizonDays\x129\n" +
+	"\asamples\x18\a \x03(\v2\x1f.cairn.health.v1.BacktestSampleR\asamples\".\n" +
 	"\x0eRescoreRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"L\n" +
 	"\x0fRescoreResponse\x12\x1a\n" +
@@ -2983,7 +3084,7 @@ func file_cairn_health_v1_health_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_health_v1_health_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cairn_health_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_cairn_health_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_cairn_health_v1_health_proto_goTypes = []any{
 	(Band)(0),                         // 0: cairn.health.v1.Band
 	(AccountSort)(0),                  // 1: cairn.health.v1.AccountSort
@@ -3015,24 +3116,25 @@ var file_cairn_health_v1_health_proto_goTypes = []any{
 	(*ListSignalsRequest)(nil),        // 27: cairn.health.v1.ListSignalsRequest
 	(*ListSignalsResponse)(nil),       // 28: cairn.health.v1.ListSignalsResponse
 	(*BacktestRequest)(nil),           // 29: cairn.health.v1.BacktestRequest
-	(*BandOutcome)(nil),               // 30: cairn.health.v1.BandOutcome
-	(*ComponentLift)(nil),             // 31: cairn.health.v1.ComponentLift
-	(*BacktestResponse)(nil),          // 32: cairn.health.v1.BacktestResponse
-	(*RescoreRequest)(nil),            // 33: cairn.health.v1.RescoreRequest
-	(*RescoreResponse)(nil),           // 34: cairn.health.v1.RescoreResponse
-	(*SubscribeRequest)(nil),          // 35: cairn.health.v1.SubscribeRequest
-	(*ScoreChange)(nil),               // 36: cairn.health.v1.ScoreChange
-	(*LogRecord)(nil),                 // 37: cairn.health.v1.LogRecord
-	(*SubscribeResponse)(nil),         // 38: cairn.health.v1.SubscribeResponse
-	(*timestamppb.Timestamp)(nil),     // 39: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),        // 40: cairn.common.v1.ValidationError
-	(*v1.PageRequest)(nil),            // 41: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),           // 42: cairn.common.v1.PageResponse
-	(*v1.Signal)(nil),                 // 43: cairn.common.v1.Signal
-	(*v1.TimeWindow)(nil),             // 44: cairn.common.v1.TimeWindow
-	(v1.SignalKind)(0),                // 45: cairn.common.v1.SignalKind
-	(v1.SignalState)(0),               // 46: cairn.common.v1.SignalState
-	(*v1.Tombstone)(nil),              // 47: cairn.common.v1.Tombstone
+	(*BacktestSample)(nil),            // 30: cairn.health.v1.BacktestSample
+	(*BandOutcome)(nil),               // 31: cairn.health.v1.BandOutcome
+	(*ComponentLift)(nil),             // 32: cairn.health.v1.ComponentLift
+	(*BacktestResponse)(nil),          // 33: cairn.health.v1.BacktestResponse
+	(*RescoreRequest)(nil),            // 34: cairn.health.v1.RescoreRequest
+	(*RescoreResponse)(nil),           // 35: cairn.health.v1.RescoreResponse
+	(*SubscribeRequest)(nil),          // 36: cairn.health.v1.SubscribeRequest
+	(*ScoreChange)(nil),               // 37: cairn.health.v1.ScoreChange
+	(*LogRecord)(nil),                 // 38: cairn.health.v1.LogRecord
+	(*SubscribeResponse)(nil),         // 39: cairn.health.v1.SubscribeResponse
+	(*timestamppb.Timestamp)(nil),     // 40: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),        // 41: cairn.common.v1.ValidationError
+	(*v1.PageRequest)(nil),            // 42: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),           // 43: cairn.common.v1.PageResponse
+	(*v1.Signal)(nil),                 // 44: cairn.common.v1.Signal
+	(*v1.TimeWindow)(nil),             // 45: cairn.common.v1.TimeWindow
+	(v1.SignalKind)(0),                // 46: cairn.common.v1.SignalKind
+	(v1.SignalState)(0),               // 47: cairn.common.v1.SignalState
+	(*v1.Tombstone)(nil),              // 48: cairn.common.v1.Tombstone
 }
 var file_cairn_health_v1_health_proto_depIdxs = []int32{
 	2,  // 0: cairn.health.v1.Component.thresholds:type_name -> cairn.health.v1.Threshold
@@ -3041,77 +3143,79 @@ var file_cairn_health_v1_health_proto_depIdxs = []int32{
 	4,  // 3: cairn.health.v1.Model.components:type_name -> cairn.health.v1.Component
 	6,  // 4: cairn.health.v1.Model.bands:type_name -> cairn.health.v1.BandThresholds
 	5,  // 5: cairn.health.v1.Model.profiles:type_name -> cairn.health.v1.Profile
-	39, // 6: cairn.health.v1.Model.created_at:type_name -> google.protobuf.Timestamp
+	40, // 6: cairn.health.v1.Model.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: cairn.health.v1.ValidateModelRequest.model:type_name -> cairn.health.v1.Model
-	40, // 8: cairn.health.v1.ValidateModelResponse.errors:type_name -> cairn.common.v1.ValidationError
+	41, // 8: cairn.health.v1.ValidateModelResponse.errors:type_name -> cairn.common.v1.ValidationError
 	7,  // 9: cairn.health.v1.ApplyModelRequest.model:type_name -> cairn.health.v1.Model
 	7,  // 10: cairn.health.v1.ApplyModelResponse.model:type_name -> cairn.health.v1.Model
 	7,  // 11: cairn.health.v1.GetModelResponse.model:type_name -> cairn.health.v1.Model
-	41, // 12: cairn.health.v1.ListModelVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
+	42, // 12: cairn.health.v1.ListModelVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
 	7,  // 13: cairn.health.v1.ListModelVersionsResponse.models:type_name -> cairn.health.v1.Model
-	42, // 14: cairn.health.v1.ListModelVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
+	43, // 14: cairn.health.v1.ListModelVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
 	0,  // 15: cairn.health.v1.AccountHealth.band:type_name -> cairn.health.v1.Band
 	16, // 16: cairn.health.v1.AccountHealth.components:type_name -> cairn.health.v1.ComponentScore
 	17, // 17: cairn.health.v1.AccountHealth.changes:type_name -> cairn.health.v1.Change
-	39, // 18: cairn.health.v1.AccountHealth.computed_at:type_name -> google.protobuf.Timestamp
-	43, // 19: cairn.health.v1.AccountHealth.open_signals:type_name -> cairn.common.v1.Signal
-	39, // 20: cairn.health.v1.AccountHealth.contract_end:type_name -> google.protobuf.Timestamp
+	40, // 18: cairn.health.v1.AccountHealth.computed_at:type_name -> google.protobuf.Timestamp
+	44, // 19: cairn.health.v1.AccountHealth.open_signals:type_name -> cairn.common.v1.Signal
+	40, // 20: cairn.health.v1.AccountHealth.contract_end:type_name -> google.protobuf.Timestamp
 	18, // 21: cairn.health.v1.GetAccountHealthResponse.health:type_name -> cairn.health.v1.AccountHealth
 	0,  // 22: cairn.health.v1.Snapshot.band:type_name -> cairn.health.v1.Band
-	44, // 23: cairn.health.v1.ListHealthHistoryRequest.window:type_name -> cairn.common.v1.TimeWindow
-	41, // 24: cairn.health.v1.ListHealthHistoryRequest.page:type_name -> cairn.common.v1.PageRequest
+	45, // 23: cairn.health.v1.ListHealthHistoryRequest.window:type_name -> cairn.common.v1.TimeWindow
+	42, // 24: cairn.health.v1.ListHealthHistoryRequest.page:type_name -> cairn.common.v1.PageRequest
 	21, // 25: cairn.health.v1.ListHealthHistoryResponse.snapshots:type_name -> cairn.health.v1.Snapshot
-	42, // 26: cairn.health.v1.ListHealthHistoryResponse.page:type_name -> cairn.common.v1.PageResponse
+	43, // 26: cairn.health.v1.ListHealthHistoryResponse.page:type_name -> cairn.common.v1.PageResponse
 	0,  // 27: cairn.health.v1.ListAccountsRequest.band:type_name -> cairn.health.v1.Band
 	1,  // 28: cairn.health.v1.ListAccountsRequest.sort:type_name -> cairn.health.v1.AccountSort
-	41, // 29: cairn.health.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	42, // 29: cairn.health.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
 	0,  // 30: cairn.health.v1.AccountRow.band:type_name -> cairn.health.v1.Band
-	39, // 31: cairn.health.v1.AccountRow.contract_end:type_name -> google.protobuf.Timestamp
+	40, // 31: cairn.health.v1.AccountRow.contract_end:type_name -> google.protobuf.Timestamp
 	25, // 32: cairn.health.v1.ListAccountsResponse.accounts:type_name -> cairn.health.v1.AccountRow
-	42, // 33: cairn.health.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	45, // 34: cairn.health.v1.ListSignalsRequest.kind:type_name -> cairn.common.v1.SignalKind
-	46, // 35: cairn.health.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	41, // 36: cairn.health.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	43, // 37: cairn.health.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	42, // 38: cairn.health.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	43, // 33: cairn.health.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	46, // 34: cairn.health.v1.ListSignalsRequest.kind:type_name -> cairn.common.v1.SignalKind
+	47, // 35: cairn.health.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	42, // 36: cairn.health.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	44, // 37: cairn.health.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	43, // 38: cairn.health.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
 	7,  // 39: cairn.health.v1.BacktestRequest.model:type_name -> cairn.health.v1.Model
-	0,  // 40: cairn.health.v1.BandOutcome.band:type_name -> cairn.health.v1.Band
-	30, // 41: cairn.health.v1.BacktestResponse.bands:type_name -> cairn.health.v1.BandOutcome
-	31, // 42: cairn.health.v1.BacktestResponse.components:type_name -> cairn.health.v1.ComponentLift
-	0,  // 43: cairn.health.v1.ScoreChange.previous_band:type_name -> cairn.health.v1.Band
-	0,  // 44: cairn.health.v1.ScoreChange.band:type_name -> cairn.health.v1.Band
-	39, // 45: cairn.health.v1.ScoreChange.at:type_name -> google.protobuf.Timestamp
-	36, // 46: cairn.health.v1.LogRecord.score_change:type_name -> cairn.health.v1.ScoreChange
-	43, // 47: cairn.health.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	47, // 48: cairn.health.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	37, // 49: cairn.health.v1.SubscribeResponse.records:type_name -> cairn.health.v1.LogRecord
-	8,  // 50: cairn.health.v1.HealthService.ValidateModel:input_type -> cairn.health.v1.ValidateModelRequest
-	10, // 51: cairn.health.v1.HealthService.ApplyModel:input_type -> cairn.health.v1.ApplyModelRequest
-	12, // 52: cairn.health.v1.HealthService.GetModel:input_type -> cairn.health.v1.GetModelRequest
-	14, // 53: cairn.health.v1.HealthService.ListModelVersions:input_type -> cairn.health.v1.ListModelVersionsRequest
-	19, // 54: cairn.health.v1.HealthService.GetAccountHealth:input_type -> cairn.health.v1.GetAccountHealthRequest
-	22, // 55: cairn.health.v1.HealthService.ListHealthHistory:input_type -> cairn.health.v1.ListHealthHistoryRequest
-	24, // 56: cairn.health.v1.HealthService.ListAccounts:input_type -> cairn.health.v1.ListAccountsRequest
-	27, // 57: cairn.health.v1.HealthService.ListSignals:input_type -> cairn.health.v1.ListSignalsRequest
-	29, // 58: cairn.health.v1.HealthService.Backtest:input_type -> cairn.health.v1.BacktestRequest
-	33, // 59: cairn.health.v1.HealthService.Rescore:input_type -> cairn.health.v1.RescoreRequest
-	35, // 60: cairn.health.v1.HealthService.Subscribe:input_type -> cairn.health.v1.SubscribeRequest
-	9,  // 61: cairn.health.v1.HealthService.ValidateModel:output_type -> cairn.health.v1.ValidateModelResponse
-	11, // 62: cairn.health.v1.HealthService.ApplyModel:output_type -> cairn.health.v1.ApplyModelResponse
-	13, // 63: cairn.health.v1.HealthService.GetModel:output_type -> cairn.health.v1.GetModelResponse
-	15, // 64: cairn.health.v1.HealthService.ListModelVersions:output_type -> cairn.health.v1.ListModelVersionsResponse
-	20, // 65: cairn.health.v1.HealthService.GetAccountHealth:output_type -> cairn.health.v1.GetAccountHealthResponse
-	23, // 66: cairn.health.v1.HealthService.ListHealthHistory:output_type -> cairn.health.v1.ListHealthHistoryResponse
-	26, // 67: cairn.health.v1.HealthService.ListAccounts:output_type -> cairn.health.v1.ListAccountsResponse
-	28, // 68: cairn.health.v1.HealthService.ListSignals:output_type -> cairn.health.v1.ListSignalsResponse
-	32, // 69: cairn.health.v1.HealthService.Backtest:output_type -> cairn.health.v1.BacktestResponse
-	34, // 70: cairn.health.v1.HealthService.Rescore:output_type -> cairn.health.v1.RescoreResponse
-	38, // 71: cairn.health.v1.HealthService.Subscribe:output_type -> cairn.health.v1.SubscribeResponse
-	61, // [61:72] is the sub-list for method output_type
-	50, // [50:61] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	0,  // 40: cairn.health.v1.BacktestSample.band:type_name -> cairn.health.v1.Band
+	0,  // 41: cairn.health.v1.BandOutcome.band:type_name -> cairn.health.v1.Band
+	31, // 42: cairn.health.v1.BacktestResponse.bands:type_name -> cairn.health.v1.BandOutcome
+	32, // 43: cairn.health.v1.BacktestResponse.components:type_name -> cairn.health.v1.ComponentLift
+	30, // 44: cairn.health.v1.BacktestResponse.samples:type_name -> cairn.health.v1.BacktestSample
+	0,  // 45: cairn.health.v1.ScoreChange.previous_band:type_name -> cairn.health.v1.Band
+	0,  // 46: cairn.health.v1.ScoreChange.band:type_name -> cairn.health.v1.Band
+	40, // 47: cairn.health.v1.ScoreChange.at:type_name -> google.protobuf.Timestamp
+	37, // 48: cairn.health.v1.LogRecord.score_change:type_name -> cairn.health.v1.ScoreChange
+	44, // 49: cairn.health.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	48, // 50: cairn.health.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	38, // 51: cairn.health.v1.SubscribeResponse.records:type_name -> cairn.health.v1.LogRecord
+	8,  // 52: cairn.health.v1.HealthService.ValidateModel:input_type -> cairn.health.v1.ValidateModelRequest
+	10, // 53: cairn.health.v1.HealthService.ApplyModel:input_type -> cairn.health.v1.ApplyModelRequest
+	12, // 54: cairn.health.v1.HealthService.GetModel:input_type -> cairn.health.v1.GetModelRequest
+	14, // 55: cairn.health.v1.HealthService.ListModelVersions:input_type -> cairn.health.v1.ListModelVersionsRequest
+	19, // 56: cairn.health.v1.HealthService.GetAccountHealth:input_type -> cairn.health.v1.GetAccountHealthRequest
+	22, // 57: cairn.health.v1.HealthService.ListHealthHistory:input_type -> cairn.health.v1.ListHealthHistoryRequest
+	24, // 58: cairn.health.v1.HealthService.ListAccounts:input_type -> cairn.health.v1.ListAccountsRequest
+	27, // 59: cairn.health.v1.HealthService.ListSignals:input_type -> cairn.health.v1.ListSignalsRequest
+	29, // 60: cairn.health.v1.HealthService.Backtest:input_type -> cairn.health.v1.BacktestRequest
+	34, // 61: cairn.health.v1.HealthService.Rescore:input_type -> cairn.health.v1.RescoreRequest
+	36, // 62: cairn.health.v1.HealthService.Subscribe:input_type -> cairn.health.v1.SubscribeRequest
+	9,  // 63: cairn.health.v1.HealthService.ValidateModel:output_type -> cairn.health.v1.ValidateModelResponse
+	11, // 64: cairn.health.v1.HealthService.ApplyModel:output_type -> cairn.health.v1.ApplyModelResponse
+	13, // 65: cairn.health.v1.HealthService.GetModel:output_type -> cairn.health.v1.GetModelResponse
+	15, // 66: cairn.health.v1.HealthService.ListModelVersions:output_type -> cairn.health.v1.ListModelVersionsResponse
+	20, // 67: cairn.health.v1.HealthService.GetAccountHealth:output_type -> cairn.health.v1.GetAccountHealthResponse
+	23, // 68: cairn.health.v1.HealthService.ListHealthHistory:output_type -> cairn.health.v1.ListHealthHistoryResponse
+	26, // 69: cairn.health.v1.HealthService.ListAccounts:output_type -> cairn.health.v1.ListAccountsResponse
+	28, // 70: cairn.health.v1.HealthService.ListSignals:output_type -> cairn.health.v1.ListSignalsResponse
+	33, // 71: cairn.health.v1.HealthService.Backtest:output_type -> cairn.health.v1.BacktestResponse
+	35, // 72: cairn.health.v1.HealthService.Rescore:output_type -> cairn.health.v1.RescoreResponse
+	39, // 73: cairn.health.v1.HealthService.Subscribe:output_type -> cairn.health.v1.SubscribeResponse
+	63, // [63:74] is the sub-list for method output_type
+	52, // [52:63] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_cairn_health_v1_health_proto_init() }
@@ -3119,7 +3223,7 @@ func file_cairn_health_v1_health_proto_init() {
 	if File_cairn_health_v1_health_proto != nil {
 		return
 	}
-	file_cairn_health_v1_health_proto_msgTypes[35].OneofWrappers = []any{
+	file_cairn_health_v1_health_proto_msgTypes[36].OneofWrappers = []any{
 		(*LogRecord_ScoreChange)(nil),
 		(*LogRecord_Signal)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -3130,7 +3234,7 @@ func file_cairn_health_v1_health_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_health_v1_health_proto_rawDesc), len(file_cairn_health_v1_health_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -975,10 +975,15 @@ func (x *ListJourneyTemplatesResponse) GetPage() *v1.PageResponse {
 
 // StartReplayRequest replays history for a stored version.
 type StartReplayRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workspace     string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
-	JourneyId     string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
-	Version       uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Workspace string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	JourneyId string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	Version   uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The id to give the replay; empty lets the service choose one. The
+	// gateway sets it when stages runs as several replicas, so that every
+	// replica's part of one replay has the same id (docs/scaling.md). An id
+	// already used in the workspace is refused with AlreadyExists.
+	ReplayId      string `protobuf:"bytes,4,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,6 +1037,13 @@ func (x *StartReplayRequest) GetVersion() uint32 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *StartReplayRequest) GetReplayId() string {
+	if x != nil {
+		return x.ReplayId
+	}
+	return ""
 }
 
 // StartReplayResponse returns the replay id.
@@ -2221,8 +2233,14 @@ type GetFunnelRequest struct {
 	Workspace string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	JourneyId string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
 	// Cohort month "2026-03"; empty means all.
-	Cohort        string `protobuf:"bytes,3,opt,name=cohort,proto3" json:"cohort,omitempty"`
-	Segment       string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	Cohort  string `protobuf:"bytes,3,opt,name=cohort,proto3" json:"cohort,omitempty"`
+	Segment string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	// Also return each stage's raw times in stage
+	// (FunnelStage.times_in_stage_ns), so that the funnels of several replicas
+	// merge into exactly the funnel of one replica holding every account
+	// (pkg/aggregate). The gateway sets it when it fans a funnel out to
+	// several stages replicas; the rates, medians and p90 are still filled.
+	Parts         bool `protobuf:"varint,5,opt,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2285,6 +2303,13 @@ func (x *GetFunnelRequest) GetSegment() string {
 	return ""
 }
 
+func (x *GetFunnelRequest) GetParts() bool {
+	if x != nil {
+		return x.Parts
+	}
+	return false
+}
+
 // FunnelStage is one row of a funnel.
 type FunnelStage struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -2305,6 +2330,9 @@ type FunnelStage struct {
 	// Stays that raised a drop-off signal at some point, including those that
 	// recovered or converted afterwards.
 	DropoffSignals int64 `protobuf:"varint,11,opt,name=dropoff_signals,json=dropoffSignals,proto3" json:"dropoff_signals,omitempty"`
+	// With GetFunnelRequest.parts only: the time in stage of every finished
+	// stay counted in this row, in nanoseconds, in ascending order.
+	TimesInStageNs []int64 `protobuf:"varint,12,rep,packed,name=times_in_stage_ns,json=timesInStageNs,proto3" json:"times_in_stage_ns,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -2414,6 +2442,13 @@ func (x *FunnelStage) GetDropoffSignals() int64 {
 		return x.DropoffSignals
 	}
 	return 0
+}
+
+func (x *FunnelStage) GetTimesInStageNs() []int64 {
+	if x != nil {
+		return x.TimesInStageNs
+	}
+	return nil
 }
 
 // GetFunnelResponse lists stages in order.
@@ -3156,12 +3191,13 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x04page\x18\x02 \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\"\x93\x01\n" +
 	"\x1cListJourneyTemplatesResponse\x12@\n" +
 	"\ttemplates\x18\x01 \x03(\v2\".cairn.stages.v1.JourneyDefinitionR\ttemplates\x121\n" +
-	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"k\n" +
+	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\x88\x01\n" +
 	"\x12StartReplayRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\rR\aversion\"F\n" +
+	"\aversion\x18\x03 \x01(\rR\aversion\x12\x1b\n" +
+	"\treplay_id\x18\x04 \x01(\tR\breplayId\"F\n" +
 	"\x13StartReplayResponse\x12/\n" +
 	"\x06replay\x18\x01 \x01(\v2\x17.cairn.stages.v1.ReplayR\x06replay\"M\n" +
 	"\x10GetReplayRequest\x12\x1c\n" +
@@ -3277,13 +3313,14 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x04page\x18\x05 \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\"{\n" +
 	"\x13ListSignalsResponse\x121\n" +
 	"\asignals\x18\x01 \x03(\v2\x17.cairn.common.v1.SignalR\asignals\x121\n" +
-	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\x81\x01\n" +
+	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\x97\x01\n" +
 	"\x10GetFunnelRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x16\n" +
 	"\x06cohort\x18\x03 \x01(\tR\x06cohort\x12\x18\n" +
-	"\asegment\x18\x04 \x01(\tR\asegment\"\xa6\x03\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\x12\x14\n" +
+	"\x05parts\x18\x05 \x01(\bR\x05parts\"\xd1\x03\n" +
 	"\vFunnelStage\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -3297,7 +3334,8 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x14median_time_in_stage\x18\t \x01(\v2\x19.google.protobuf.DurationR\x11medianTimeInStage\x12D\n" +
 	"\x11p90_time_in_stage\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeInStage\x12'\n" +
-	"\x0fdropoff_signals\x18\v \x01(\x03R\x0edropoffSignals\"\x9b\x01\n" +
+	"\x0fdropoff_signals\x18\v \x01(\x03R\x0edropoffSignals\x12)\n" +
+	"\x11times_in_stage_ns\x18\f \x03(\x03R\x0etimesInStageNs\"\x9b\x01\n" +
 	"\x11GetFunnelResponse\x124\n" +
 	"\x06stages\x18\x01 \x03(\v2\x1c.cairn.stages.v1.FunnelStageR\x06stages\x12\x18\n" +
 	"\acohorts\x18\x02 \x03(\tR\acohorts\x12\x1a\n" +

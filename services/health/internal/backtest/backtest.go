@@ -8,9 +8,9 @@ package backtest
 import (
 	"errors"
 	"fmt"
-	"sort"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 )
@@ -63,17 +63,26 @@ func (Compiler) Bool(expr string) (model.Condition, error) {
 // positive class, so higher is better; 0.5 is chance), churn rate per band
 // and per-component lift.
 func Run(m *healthv1.Model, samples []Sample, horizonDays int32) (*healthv1.BacktestResponse, error) {
+	part, err := Part(m, samples, horizonDays)
+	if err != nil {
+		return nil, err
+	}
+	return aggregate.Backtest([]*healthv1.BacktestResponse{part}, false), nil
+}
+
+// Part rescores samples with m and returns them as a backtest part: the
+// model's components (names only), the horizon and every sample's score,
+// band and component points, for aggregate.Backtest to turn, alone or
+// merged with other replicas' parts, into the figures.
+func Part(m *healthv1.Model, samples []Sample, horizonDays int32) (*healthv1.BacktestResponse, error) {
 	c, err := model.Compile(m, Compiler{})
 	if err != nil {
 		return nil, fmt.Errorf("compile model for backtest: %w", err)
 	}
 	names := c.Components()
-	var good, bad []float64
-	compGood := make(map[string][]float64, len(names))
-	compBad := make(map[string][]float64, len(names))
-	bands := map[healthv1.Band]*healthv1.BandOutcome{}
-	for _, b := range []healthv1.Band{healthv1.Band_BAND_HEALTHY, healthv1.Band_BAND_NEUTRAL, healthv1.Band_BAND_AT_RISK} {
-		bands[b] = &healthv1.BandOutcome{Band: b}
+	out := &healthv1.BacktestResponse{HorizonDays: horizonDays, Samples: make([]*healthv1.BacktestSample, 0, len(samples))}
+	for _, n := range names {
+		out.Components = append(out.Components, &healthv1.ComponentLift{Component: n})
 	}
 	for _, s := range samples {
 		r := c.Score(s.Input)
@@ -81,83 +90,15 @@ func Run(m *healthv1.Model, samples []Sample, horizonDays int32) (*healthv1.Back
 		for _, cs := range r.Components {
 			points[cs.GetName()] = cs.GetPoints()
 		}
-		bo := bands[r.Band]
-		bo.Accounts++
-		if s.Churned {
-			bad = append(bad, r.Score)
-			bo.Churned++
-		} else {
-			good = append(good, r.Score)
+		bs := &healthv1.BacktestSample{Churned: s.Churned, Score: r.Score, Band: r.Band, Points: make([]float64, len(names))}
+		for i, n := range names {
+			bs.Points[i] = points[n]
 		}
-		for _, n := range names {
-			if s.Churned {
-				compBad[n] = append(compBad[n], points[n])
-			} else {
-				compGood[n] = append(compGood[n], points[n])
-			}
-		}
-	}
-	out := &healthv1.BacktestResponse{
-		Renewed: int64(len(good)), Churned: int64(len(bad)), Auc: AUC(good, bad), HorizonDays: horizonDays,
-	}
-	for _, b := range []healthv1.Band{healthv1.Band_BAND_HEALTHY, healthv1.Band_BAND_NEUTRAL, healthv1.Band_BAND_AT_RISK} {
-		bo := bands[b]
-		if bo.Accounts > 0 {
-			bo.ChurnRate = float64(bo.Churned) / float64(bo.Accounts)
-		}
-		out.Bands = append(out.Bands, bo)
-	}
-	for _, n := range names {
-		out.Components = append(out.Components, &healthv1.ComponentLift{
-			Component: n, Auc: AUC(compGood[n], compBad[n]), Lift: mean(compGood[n]) - mean(compBad[n]),
-		})
+		out.Samples = append(out.Samples, bs)
 	}
 	return out, nil
 }
 
-// AUC is the Mann-Whitney estimate of P(pos > neg) + P(pos = neg)/2. It is
-// 0.5 when either class is empty, as nothing is separated.
-func AUC(pos, neg []float64) float64 {
-	if len(pos) == 0 || len(neg) == 0 {
-		return 0.5
-	}
-	type item struct {
-		v   float64
-		pos bool
-	}
-	all := make([]item, 0, len(pos)+len(neg))
-	for _, v := range pos {
-		all = append(all, item{v, true})
-	}
-	for _, v := range neg {
-		all = append(all, item{v, false})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].v < all[j].v })
-	rankSum := 0.0
-	for i := 0; i < len(all); {
-		j := i
-		for j < len(all) && all[j].v == all[i].v {
-			j++
-		}
-		avg := float64(i+j+1) / 2 // mean of 1-based ranks i+1..j
-		for k := i; k < j; k++ {
-			if all[k].pos {
-				rankSum += avg
-			}
-		}
-		i = j
-	}
-	np, nn := float64(len(pos)), float64(len(neg))
-	return (rankSum - np*(np+1)/2) / (np * nn)
-}
-
-func mean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := 0.0
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
-}
+// AUC is the Mann-Whitney estimate of P(pos > neg) + P(pos = neg)/2 (see
+// aggregate.AUC).
+func AUC(pos, neg []float64) float64 { return aggregate.AUC(pos, neg) }

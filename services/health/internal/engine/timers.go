@@ -8,6 +8,7 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
 
@@ -108,8 +109,9 @@ const DefaultHorizonDays = 90
 
 // Backtest scores m against every renewal, churn and expansion recorded for
 // the workspace, using the snapshot taken horizonDays before each outcome.
-// Expansions count with renewals as good outcomes.
-func (e *Engine) Backtest(tx *bbolt.Tx, ws string, m *healthv1.Model, horizonDays int32) (*healthv1.BacktestResponse, error) {
+// Expansions count with renewals as good outcomes. With parts the answer
+// also carries every scored sample, for a merge with other replicas'.
+func (e *Engine) Backtest(tx *bbolt.Tx, ws string, m *healthv1.Model, horizonDays int32, parts bool) (*healthv1.BacktestResponse, error) {
 	if horizonDays <= 0 {
 		horizonDays = DefaultHorizonDays
 	}
@@ -134,5 +136,9 @@ func (e *Engine) Backtest(tx *bbolt.Tx, ws string, m *healthv1.Model, horizonDay
 	if err != nil {
 		return nil, fmt.Errorf("collect backtest samples: %w", err)
 	}
-	return backtest.Run(m, samples, horizonDays)
+	part, err := backtest.Part(m, samples, horizonDays)
+	if err != nil {
+		return nil, err
+	}
+	return aggregate.Backtest([]*healthv1.BacktestResponse{part}, parts), nil
 }

@@ -563,7 +563,7 @@ func (s *Server) Backtest(ctx context.Context, req *healthv1.BacktestRequest) (*
 			return err
 		}
 		var err error
-		resp, err = s.eng.Backtest(tx, ws, m, req.GetHorizonDays())
+		resp, err = s.eng.Backtest(tx, ws, m, req.GetHorizonDays(), req.GetParts())
 		return err
 	})
 	if err != nil {

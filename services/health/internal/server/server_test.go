@@ -11,6 +11,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -311,6 +313,15 @@ func TestHistoryBacktestAndRescore(t *testing.T) {
 	}
 	if bt.GetRenewed() != 1 || bt.GetChurned() != 1 || bt.GetAuc() != 1 || bt.GetHorizonDays() != 60 || len(bt.GetComponents()) == 0 {
 		t.Fatalf("backtest: %v", bt)
+	}
+	if len(bt.GetSamples()) != 0 {
+		t.Fatalf("backtest without parts returned samples: %v", bt.GetSamples())
+	}
+	// The gateway's fan-out asks for the samples too; the figures are the same.
+	btp, err := c.Backtest(ctx, &healthv1.BacktestRequest{HorizonDays: 60, Parts: true})
+	if err != nil || len(btp.GetSamples()) != 2 || len(btp.GetSamples()[0].GetPoints()) != len(btp.GetComponents()) ||
+		!proto.Equal(aggregate.Backtest([]*healthv1.BacktestResponse{btp}, false), bt) {
+		t.Fatalf("backtest parts: %v %v", btp, err)
 	}
 
 	if _, err := c.Rescore(ctx, &healthv1.RescoreRequest{}); code(err) != codes.PermissionDenied {

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"time"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"go.etcd.io/bbolt"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // GetFunnel reports per stage entered, converted, dropped, conversion and
@@ -34,8 +33,12 @@ func (s *Server) GetFunnel(ctx context.Context, req *stagesv1.GetFunnelRequest) 
 		if err != nil {
 			return err
 		}
-		resp, err = computeFunnel(tx, store.Live, ws, id, def, req.GetCohort(), req.GetSegment())
-		return err
+		part, err := funnelPart(tx, store.Live, ws, id, def, req.GetCohort(), req.GetSegment())
+		if err != nil {
+			return err
+		}
+		resp = aggregate.Funnel([]*stagesv1.GetFunnelResponse{part}, req.GetParts())
+		return nil
 	})
 	if err != nil {
 		return nil, s.toStatus(fmt.Errorf("funnel: %w", err))
@@ -43,18 +46,25 @@ func (s *Server) GetFunnel(ctx context.Context, req *stagesv1.GetFunnelRequest) 
 	return resp, nil
 }
 
-type stageAgg struct {
-	row       *stagesv1.FunnelStage
-	durations []time.Duration
+// computeFunnel is the funnel of the accounts in this process.
+func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
+	part, err := funnelPart(tx, ns, ws, jid, def, cohort, segment)
+	if err != nil {
+		return nil, err
+	}
+	return aggregate.Funnel([]*stagesv1.GetFunnelResponse{part}, false), nil
 }
 
-func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
-	aggs := make(map[string]*stageAgg, len(def.GetStages()))
+// funnelPart counts the visits of this process's accounts and keeps every
+// finished stay's time in stage, the part that aggregate.Funnel merges with
+// other replicas' parts (or finishes alone).
+func funnelPart(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
+	rows := make(map[string]*stagesv1.FunnelStage, len(def.GetStages()))
 	resp := &stagesv1.GetFunnelResponse{}
 	for _, st := range def.GetStages() {
-		a := &stageAgg{row: &stagesv1.FunnelStage{Stage: st.GetId(), Name: st.GetName(), OwnerTeam: st.GetOwnerTeam()}}
-		aggs[st.GetId()] = a
-		resp.Stages = append(resp.Stages, a.row)
+		row := &stagesv1.FunnelStage{Stage: st.GetId(), Name: st.GetName(), OwnerTeam: st.GetOwnerTeam()}
+		rows[st.GetId()] = row
+		resp.Stages = append(resp.Stages, row)
 	}
 	cohorts, segments := map[string]bool{}, map[string]bool{}
 	var lastAccount string
@@ -69,43 +79,36 @@ func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stages
 			resp.Accounts++
 			lastAccount = v.Account
 		}
-		a, ok := aggs[v.Stage]
+		row, ok := rows[v.Stage]
 		if !ok {
 			return nil // a stage removed from the definition
 		}
-		a.row.Entered++
+		row.Entered++
 		switch v.Outcome {
 		case store.OutcomeOpen:
-			a.row.Current++
+			row.Current++
 		case store.OutcomeConverted:
-			a.row.Converted++
+			row.Converted++
 		}
 		// Dropped means did not make it: went back, or is still in the stage
 		// with a drop-off signal open. A stay flagged on the way that then
 		// converted counts only among the drop-off signals.
 		if v.Outcome == store.OutcomeRegressed || (v.Outcome == store.OutcomeOpen && v.DropoffOpen) {
-			a.row.Dropped++
+			row.Dropped++
 		}
 		if v.Dropoff {
-			a.row.DropoffSignals++
+			row.DropoffSignals++
 		}
 		if !v.Left.IsZero() {
-			a.durations = append(a.durations, v.Left.Sub(v.Entered))
+			row.TimesInStageNs = append(row.TimesInStageNs, int64(v.Left.Sub(v.Entered)))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range aggs {
-		if a.row.Entered > 0 {
-			a.row.ConversionRate = float64(a.row.Converted) / float64(a.row.Entered)
-		}
-		if n := len(a.durations); n > 0 {
-			slices.Sort(a.durations)
-			a.row.MedianTimeInStage = durationpb.New(a.durations[(n-1)/2])
-			a.row.P90TimeInStage = durationpb.New(a.durations[(n*9+9)/10-1])
-		}
+	for _, row := range resp.Stages {
+		slices.Sort(row.TimesInStageNs)
 	}
 	resp.Cohorts = sortedKeys(cohorts)
 	resp.Segments = sortedKeys(segments)

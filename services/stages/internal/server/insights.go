@@ -9,6 +9,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"go.etcd.io/bbolt"
@@ -108,12 +109,9 @@ func (s *Server) GetMomentsOfTruth(ctx context.Context, req *stagesv1.GetMoments
 	if err != nil {
 		return nil, s.toStatus(fmt.Errorf("moments of truth: %w", err))
 	}
-	for _, m := range out {
-		if m.Eligible > 0 {
-			m.Rate = float64(m.Reached) / float64(m.Eligible)
-		}
-	}
-	return &stagesv1.GetMomentsOfTruthResponse{Moments: out}, nil
+	// Counts add across replicas; the rate is aggregate.Moments', so one
+	// replica and the gateway's merge of several compute it the same way.
+	return aggregate.Moments([]*stagesv1.GetMomentsOfTruthResponse{{Moments: out}}), nil
 }
 
 // engagedWithin is how recently a persona must have been seen to count as engaged.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -194,18 +195,34 @@ func (s *Server) StartReplay(ctx context.Context, req *stagesv1.StartReplayReque
 	if req.GetVersion() == 0 {
 		return nil, s.toStatus(invalid("version", "required"))
 	}
+	if err := checkID("replay_id", req.GetReplayId(), false); err != nil {
+		return nil, s.toStatus(err)
+	}
 	if s.source == nil {
 		return nil, s.toStatus(fmt.Errorf("replays need the ingestion log, which this process cannot read: %w", errFailedPrecondition))
 	}
 	now := s.clock.Now()
 	job := &replayJob{ws: ws, targets: make([]uint64, s.parts)}
+	// The gateway over several replicas names the replay once (replica 0's
+	// choice) and gives every other replica that id.
+	id := req.GetReplayId()
+	if id == "" {
+		id = req.GetJourneyId() + "-v" + strconv.FormatUint(uint64(req.GetVersion()), 10) + "-" + strconv.FormatInt(now.UnixNano(), 36)
+	}
 	rp := &stagesv1.Replay{
-		ReplayId:  req.GetJourneyId() + "-v" + strconv.FormatUint(uint64(req.GetVersion()), 10) + "-" + strconv.FormatInt(now.UnixNano(), 36),
+		ReplayId:  id,
 		JourneyId: req.GetJourneyId(), Version: req.GetVersion(), State: stagesv1.ReplayState_REPLAY_STATE_RUNNING, StartedAt: timestamppb.New(now),
 	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		if _, err := store.GetDefinition(tx, ws, req.GetJourneyId(), req.GetVersion()); err != nil {
 			return err
+		}
+		if req.GetReplayId() != "" {
+			if _, err := store.GetReplay(tx, ws, id); err == nil {
+				return fmt.Errorf("replay %q: %w", id, errAlreadyExists)
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
 		}
 		for p := range job.targets {
 			c, err := stream.ReadCursor(tx, ingestionCursor, uint32(p))

@@ -116,6 +116,8 @@ func invalid(field, format string, args ...any) error {
 
 var errFailedPrecondition = errors.New("failed precondition")
 
+var errAlreadyExists = errors.New("already exists")
+
 // toStatus translates errors to gRPC status errors, once, at the edge.
 func (s *Server) toStatus(err error) error {
 	if err == nil {
@@ -135,6 +137,8 @@ func (s *Server) toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, errFailedPrecondition):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -10,6 +10,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
@@ -310,6 +311,11 @@ func TestAccountQueries(t *testing.T) {
 	if ev := f.GetStages()[1]; ev.GetStage() != "evaluation" || ev.GetEntered() != 1 || ev.GetCurrent() != 1 {
 		t.Errorf("evaluation row = %v", ev)
 	}
+	// The gateway's fan-out asks for the raw times too; the figures are the same.
+	fp, err := c.GetFunnel(ctx, &stagesv1.GetFunnelRequest{Parts: true})
+	if err != nil || !proto.Equal(aggregate.Funnel([]*stagesv1.GetFunnelResponse{fp}, false), f) {
+		t.Fatalf("funnel parts = %v, %v; want the funnel %v with times", fp, err, f)
+	}
 	_, err = c.GetFunnel(ctx, &stagesv1.GetFunnelRequest{Cohort: "March"})
 	wantCode(t, err, codes.InvalidArgument, "cohort")
 }
@@ -437,6 +443,23 @@ func TestReplayAndActivate(t *testing.T) {
 	}
 	_, err = admin.StartReplay(ctx, &stagesv1.StartReplayRequest{JourneyId: "j", Version: 7})
 	wantCode(t, err, codes.NotFound, "v7")
+
+	// The gateway names a replay once for every replica: the id is taken
+	// as given, and an id already used is refused.
+	_, err = admin.StartReplay(ctx, &stagesv1.StartReplayRequest{JourneyId: "j", Version: 2, ReplayId: st.GetReplay().GetReplayId()})
+	wantCode(t, err, codes.AlreadyExists, st.GetReplay().GetReplayId())
+	named, err := admin.StartReplay(ctx, &stagesv1.StartReplayRequest{JourneyId: "j", Version: 2, ReplayId: "chosen-by-gateway"})
+	if err != nil || named.GetReplay().GetReplayId() != "chosen-by-gateway" {
+		t.Fatalf("start named replay = %v, %v", named, err)
+	}
+	for rp = nil; rp.GetState() != stagesv1.ReplayState_REPLAY_STATE_DONE; {
+		g, err := admin.GetReplay(ctx, &stagesv1.GetReplayRequest{ReplayId: "chosen-by-gateway"})
+		if err != nil || g.GetReplay().GetState() == stagesv1.ReplayState_REPLAY_STATE_FAILED || ctx.Err() != nil {
+			t.Fatalf("named replay = %v, %v", g, err)
+		}
+		rp = g.GetReplay()
+		time.Sleep(time.Millisecond) // waiting for progress of a background job, not for a deadline
+	}
 }
 
 func metadataCtx(ctx context.Context, key string) context.Context {
