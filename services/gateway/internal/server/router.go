@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,6 +18,8 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
@@ -38,6 +41,9 @@ const (
 	routeBroadcast
 	// routeConcat: paged lists; the pages of replica 0, then replica 1, ...
 	routeConcat
+	// routeAggregate: figures over every account (funnel, moments of truth,
+	// backtest, replays); every replica's part, merged by pkg/aggregate.
+	routeAggregate
 )
 
 // broadcastMethods are written to every replica: definitions and the
@@ -76,13 +82,116 @@ var merges = map[string]func(dst, src proto.Message){
 	},
 }
 
+// aggregator asks every replica for its part of an aggregate and merges
+// the parts into out.
+type aggregator func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error
+
+// aggregateMethods answer figures over every account. Each replica answers
+// for its own accounts, in a form that merges exactly (pkg/aggregate), so
+// the merged answer is that of one replica holding every account.
+var aggregateMethods = map[string]aggregator{
+	"/cairn.stages.v1.StagesService/GetFunnel": func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {
+		sub := proto.Clone(req).(*stagesv1.GetFunnelRequest)
+		sub.Parts = true
+		parts, err := fanOut[*stagesv1.GetFunnelResponse](ctx, r, method, sub, opts)
+		if err != nil {
+			return err
+		}
+		proto.Merge(out, aggregate.Funnel(parts, req.(*stagesv1.GetFunnelRequest).GetParts()))
+		return nil
+	},
+	"/cairn.stages.v1.StagesService/GetMomentsOfTruth": func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {
+		parts, err := fanOut[*stagesv1.GetMomentsOfTruthResponse](ctx, r, method, req, opts)
+		if err != nil {
+			return err
+		}
+		proto.Merge(out, aggregate.Moments(parts))
+		return nil
+	},
+	"/cairn.health.v1.HealthService/Backtest": func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {
+		sub := proto.Clone(req).(*healthv1.BacktestRequest)
+		sub.Parts = true
+		parts, err := fanOut[*healthv1.BacktestResponse](ctx, r, method, sub, opts)
+		if err != nil {
+			return err
+		}
+		proto.Merge(out, aggregate.Backtest(parts, req.(*healthv1.BacktestRequest).GetParts()))
+		return nil
+	},
+	"/cairn.stages.v1.StagesService/StartReplay": startReplay,
+	"/cairn.stages.v1.StagesService/GetReplay": func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {
+		parts, err := fanOut[*stagesv1.GetReplayResponse](ctx, r, method, req, opts)
+		if err != nil {
+			return err
+		}
+		proto.Merge(out, &stagesv1.GetReplayResponse{Replay: aggregate.Replay(replaysOf(parts))})
+		return nil
+	},
+}
+
+// startReplay starts the replay on replica 0, which names it, then under
+// that name on every other replica, each over its own partitions. Like a
+// definition write it is not atomic: it stops at the first replica that
+// fails and names it; the replicas already started go on, and GetReplay
+// then fails on the replica that has no such replay.
+func startReplay(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {
+	sub := proto.Clone(req).(*stagesv1.StartReplayRequest)
+	parts := make([]*stagesv1.StartReplayResponse, len(r.conns))
+	for i, cc := range r.conns {
+		parts[i] = &stagesv1.StartReplayResponse{}
+		if err := cc.Invoke(ctx, method, sub, parts[i], opts...); err != nil {
+			return replicaError(i, len(r.conns), err)
+		}
+		if i == 0 {
+			sub.ReplayId = parts[0].GetReplay().GetReplayId()
+		}
+	}
+	replays := make([]*stagesv1.Replay, len(parts))
+	for i, p := range parts {
+		replays[i] = p.GetReplay()
+	}
+	proto.Merge(out, &stagesv1.StartReplayResponse{Replay: aggregate.Replay(replays)})
+	return nil
+}
+
+// replaysOf lists the replays of GetReplay answers.
+func replaysOf(parts []*stagesv1.GetReplayResponse) []*stagesv1.Replay {
+	out := make([]*stagesv1.Replay, len(parts))
+	for i, p := range parts {
+		out[i] = p.GetReplay()
+	}
+	return out
+}
+
+// fanOut sends req to every replica at once and returns their answers in
+// replica order, or the error of the first replica (by index) that failed,
+// naming it.
+func fanOut[T proto.Message](ctx context.Context, r *Router, method string, req proto.Message, opts []grpc.CallOption) ([]T, error) {
+	parts := make([]T, len(r.conns))
+	errs := make([]error, len(r.conns))
+	var wg sync.WaitGroup
+	for i, cc := range r.conns {
+		var zero T
+		parts[i] = zero.ProtoReflect().New().Interface().(T)
+		wg.Go(func() { errs[i] = cc.Invoke(ctx, method, req, parts[i], opts...) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, replicaError(i, len(r.conns), err)
+		}
+	}
+	return parts, nil
+}
+
 // Router is a grpc.ClientConnInterface over the replicas of one service,
 // in replica order. Replica i owns the accounts whose partition p has
 // stream.Replica(p, replicas) == i, so a request naming an account goes to
-// its owner; other requests are routed by method (see route). Requests
-// whose answer would need a cross-replica aggregate (funnels, moments of
-// truth, backtests, replays) fail with Unimplemented rather than return
-// one replica's part as if it were the whole.
+// its owner; other requests are routed by method (see route). Figures
+// over every account (funnels, moments of truth, backtests, replays) are
+// merged from every replica's part; a method with no route fails with
+// Unimplemented rather than return one replica's part as if it were the
+// whole.
 type Router struct {
 	conns      []grpc.ClientConnInterface
 	partitions uint32
@@ -123,6 +232,8 @@ func (r *Router) Invoke(ctx context.Context, method string, args, reply any, opt
 		return r.broadcast(ctx, method, req, out, opts)
 	case routeConcat:
 		return r.concat(ctx, method, req, out, opts)
+	case routeAggregate:
+		return aggregateMethods[method](ctx, r, method, req, out, opts)
 	default:
 		return status.Errorf(codes.Unimplemented, "%s is not available when the service runs as %d replicas: its answer is an aggregate over every account (see docs/scaling.md)", method[strings.LastIndexByte(method, '/')+1:], len(r.conns))
 	}
@@ -142,6 +253,8 @@ func classify(method string, req proto.Message) route {
 	switch {
 	case broadcastMethods[method]:
 		return routeBroadcast
+	case aggregateMethods[method] != nil:
+		return routeAggregate
 	case stringField(req, "account_id") != "":
 		return routeOwner
 	case anyMethods[method]:
