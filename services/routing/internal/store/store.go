@@ -389,7 +389,7 @@ func indexKeys(a *routingv1.Assignment) map[string][]byte {
 	k := func(parts ...string) []byte { return []byte(strings.Join(append(parts, id), "\x00")) }
 	m := map[string][]byte{
 		"by_owner": k(a.GetOwnerId()),
-		"by_state": k(a.GetState().String()),
+		"by_state": k(stateName(a.GetState())),
 		"by_type":  k(a.GetType().String()),
 	}
 	if a.GetAccountId() != "" {
@@ -453,7 +453,7 @@ func (t *Tx) updateIndexes(id, owner string, state routingv1.AssignmentState, pr
 		}
 	}
 	if prevState != state {
-		if err := t.move("by_state", prevState.String(), state.String(), id); err != nil {
+		if err := t.move("by_state", stateName(prevState), stateName(state), id); err != nil {
 			return err
 		}
 	}
@@ -466,6 +466,25 @@ func (t *Tx) updateIndexes(id, owner string, state routingv1.AssignmentState, pr
 		}
 	}
 	return nil
+}
+
+// stateNames are the by_state index values: the enum's names, looked up
+// once instead of through protobuf's reflection on every index move (two
+// per fired timer).
+var stateNames = func() map[routingv1.AssignmentState]string {
+	m := map[routingv1.AssignmentState]string{}
+	for v := range routingv1.AssignmentState_name {
+		m[routingv1.AssignmentState(v)] = routingv1.AssignmentState(v).String()
+	}
+	return m
+}()
+
+// stateName is s.String().
+func stateName(s routingv1.AssignmentState) string {
+	if n, ok := stateNames[s]; ok {
+		return n
+	}
+	return s.String()
 }
 
 // move re-keys an index entry from value from to value to.
@@ -605,7 +624,7 @@ func (t *Tx) ListAssignments(f Filter, p Page) ([]*routingv1.Assignment, []byte,
 	case f.OwnerID != "":
 		last, more, err = idx("by_owner", f.OwnerID)
 	case f.State != 0:
-		last, more, err = idx("by_state", f.State.String())
+		last, more, err = idx("by_state", stateName(f.State))
 	case f.Type != 0:
 		last, more, err = idx("by_type", f.Type.String())
 	default:

@@ -301,3 +301,16 @@ func TestUpdateAssignmentDeferredLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStateName checks the cached index values against the enum's String,
+// including a value the enum does not name.
+func TestStateName(t *testing.T) {
+	for v := range routingv1.AssignmentState_name {
+		if s := routingv1.AssignmentState(v); stateName(s) != s.String() {
+			t.Errorf("stateName(%d) = %q, want %q", v, stateName(s), s.String())
+		}
+	}
+	if s := routingv1.AssignmentState(99); stateName(s) != "99" {
+		t.Errorf("stateName(99) = %q", stateName(s))
+	}
+}
