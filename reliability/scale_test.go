@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +13,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -38,14 +42,16 @@ var scaleWorkspaces = []string{workspace, "north-ws", "south-ws"}
 // each ingestion replica taking its workspaces' events into its own log,
 // every downstream service following both logs, and each routing replica
 // keeping its workspaces. Every account's journey, health and assignments,
-// read from the replica that owns it, must equal the single-replica run;
-// and each replica must hold only its own accounts or workspaces.
+// read from the replica that owns it, must equal the single-replica run,
+// and so must the funnels, moments of truth, backtests and replays read
+// through the gateway, which merges them from every replica's part; and
+// each replica must hold only its own accounts or workspaces.
 func TestScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("suite-level test")
 	}
 	spread := func(s *suite) { s.spread(scaleWorkspaces...) }
-	events, accounts, want := baselineOn(t, "single replica", spread)
+	events, accounts, want, wantAgg := scaleBaseline(t, spread)
 
 	for _, tc := range []struct{ stages, health, ingestion, routing int }{
 		{scaleReplicas, scaleReplicas, 1, 1},
@@ -71,6 +77,7 @@ func TestScaleOut(t *testing.T) {
 			checkSharded(t, s, accounts)
 			checkWorkspaceSplit(t, s, accounts)
 			s.start("gateway")
+			compareAggregates(t, wantAgg, readAggregates(t, s, accounts))
 			checkGateway(t, s, accounts)
 		})
 	}
@@ -191,9 +198,7 @@ func checkSharded(t *testing.T, s *suite, accounts []string) {
 // and health (a non-owner would answer 404), its event timeline (from its
 // workspace's ingestion replica) and its assignments (from its workspace's
 // routing replica); each list paged across the replicas lists every
-// account of the workspace exactly once; an aggregate that cannot be
-// merged exactly is refused (501) rather than answered by one replica;
-// and an event sent through the REST API with each workspace's key is
+// account of the workspace exactly once; and an event sent through the REST API with each workspace's key is
 // accepted (its ingestion replica refuses other workspaces).
 func checkGateway(t *testing.T, s *suite, accounts []string) {
 	t.Helper()
@@ -277,11 +282,6 @@ func checkGateway(t *testing.T, s *suite, accounts []string) {
 			}
 		}
 	}
-	if len(s.replicaNames("stages")) > 1 {
-		if code := get("/v1/funnel", s.keys.read, nil); code != http.StatusNotImplemented {
-			t.Errorf("GET funnel over replicas = %d, want 501", code)
-		}
-	}
 	// Last, as it adds to the state compared above.
 	for _, ws := range s.workspaces() {
 		body := `{"events": [{"type": "EVENT_TYPE_TRACK", "userId": "gw-user", "event": "gateway_check", "messageId": "gw-` + ws + `"}]}`
@@ -292,4 +292,178 @@ func checkGateway(t *testing.T, s *suite, accounts []string) {
 			t.Errorf("POST /v1/events:batch with %s's key = %d, accepted %d; want 200, 1", ws, code, r.Accepted)
 		}
 	}
+}
+
+// aggregates are the cross-account answers read through the gateway, by
+// workspace and call ("north-ws GET /v1/funnel?cohort=..."): the ones the
+// gateway merges from every replica's part.
+type aggregates map[string]proto.Message
+
+// scaleBaseline is baselineOn with one replica of each service, plus the
+// aggregates read through a gateway over it.
+func scaleBaseline(t *testing.T, prepare func(*suite)) ([]*ingestionv1.Event, []string, snapshot, aggregates) {
+	t.Helper()
+	base := time.Now().UTC().Truncate(24 * time.Hour)
+	events := workload(seed, nAccounts, base)
+	accounts := make([]string, nAccounts)
+	for a := range accounts {
+		accounts[a] = fmt.Sprintf("acct-%03d", a)
+	}
+	var want snapshot
+	var agg aggregates
+	t.Run("single replica", func(t *testing.T) {
+		s := newSuite(t)
+		prepare(s)
+		want = runWorkloadOn(t, s, events, accounts, nil)
+		checkNonTrivial(t, want)
+		s.start("gateway")
+		agg = readAggregates(t, s, accounts)
+	})
+	if want == nil || agg == nil {
+		t.Fatal("no single-replica baseline")
+	}
+	return events, accounts, want, agg
+}
+
+// readAggregates reads through the gateway, for every workspace: the
+// funnel (all, and per cohort and per segment it lists), the moments of
+// truth, backtests at two horizons, and a replay of the active journey
+// version run to its end (its id and times left out: they name when it
+// ran). With several ingestion replicas stages refuses replays (it re-reads
+// one ingestion log), so none is started.
+func readAggregates(t *testing.T, s *suite, accounts []string) aggregates {
+	t.Helper()
+	out := aggregates{}
+	call := func(method, path, key, body string, into proto.Message) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+s.http+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s = %d: %s", method, path, resp.StatusCode, raw)
+		}
+		if err := protojson.Unmarshal(raw, into); err != nil {
+			t.Fatalf("%s %s: decode: %v", method, path, err)
+		}
+	}
+	journeyOf := map[string]*stagesv1.AccountJourney{}
+	for _, a := range accounts {
+		ws := s.workspaceOf(a)
+		if journeyOf[ws] != nil {
+			continue
+		}
+		var j stagesv1.GetAccountJourneyResponse
+		call(http.MethodGet, "/v1/accounts/"+a+"/journey", s.keysOf(ws).read, "", &j)
+		if j.GetJourney().GetJourneyId() != "" {
+			journeyOf[ws] = j.GetJourney()
+		}
+	}
+	for _, ws := range s.workspaces() {
+		k := s.keysOf(ws)
+		all := &stagesv1.GetFunnelResponse{}
+		call(http.MethodGet, "/v1/funnel", k.read, "", all)
+		out[ws+" GET /v1/funnel"] = all
+		if all.GetAccounts() == 0 || len(all.GetCohorts()) == 0 {
+			t.Errorf("%s: the funnel is trivial (%d accounts, cohorts %v): comparing it would prove little", ws, all.GetAccounts(), all.GetCohorts())
+		}
+		for _, q := range append(prefixed("cohort=", all.GetCohorts()), prefixed("segment=", all.GetSegments())...) {
+			f := &stagesv1.GetFunnelResponse{}
+			call(http.MethodGet, "/v1/funnel?"+q, k.read, "", f)
+			out[ws+" GET /v1/funnel?"+q] = f
+		}
+		m := &stagesv1.GetMomentsOfTruthResponse{}
+		call(http.MethodGet, "/v1/moments-of-truth", k.read, "", m)
+		out[ws+" GET /v1/moments-of-truth"] = m
+		for _, horizon := range []int{0, 1} {
+			b := &healthv1.BacktestResponse{}
+			call(http.MethodPost, "/v1/health:backtest", k.read, fmt.Sprintf(`{"horizonDays": %d}`, horizon), b)
+			out[fmt.Sprintf("%s POST /v1/health:backtest horizon %d", ws, horizon)] = b
+		}
+		j := journeyOf[ws]
+		if j == nil {
+			t.Fatalf("%s: no account journey to name the journey to replay", ws)
+		}
+		if len(s.replicaNames("ingestion")) > 1 {
+			continue
+		}
+		start := &stagesv1.StartReplayResponse{}
+		call(http.MethodPost, fmt.Sprintf("/v1/journeys/%s/versions/%d:replay", j.GetJourneyId(), j.GetVersion()), k.admin, "{}", start)
+		rp := start.GetReplay()
+		for rp.GetState() == stagesv1.ReplayState_REPLAY_STATE_RUNNING {
+			if t.Context().Err() != nil {
+				t.Fatalf("%s: replay %s did not finish", ws, rp.GetReplayId())
+			}
+			time.Sleep(20 * time.Millisecond) // waiting for a background job's progress, not for a deadline
+			got := &stagesv1.GetReplayResponse{}
+			call(http.MethodGet, "/v1/replays/"+url.PathEscape(rp.GetReplayId()), k.read, "", got)
+			rp = got.GetReplay()
+		}
+		if rp.GetState() != stagesv1.ReplayState_REPLAY_STATE_DONE || rp.GetTotal() == 0 {
+			t.Errorf("%s: replay = %v, want done over some records", ws, rp)
+		}
+		rp.ReplayId, rp.StartedAt, rp.FinishedAt = "", nil, nil
+		out[ws+" replay of the active version"] = rp
+	}
+	for _, ws := range s.workspaces() {
+		f := out[ws+" GET /v1/funnel"].(*stagesv1.GetFunnelResponse)
+		medians := 0
+		for _, st := range f.GetStages() {
+			if st.GetMedianTimeInStage() != nil {
+				medians++
+			}
+		}
+		b := out[ws+" POST /v1/health:backtest horizon 1"].(*healthv1.BacktestResponse)
+		rp, _ := out[ws+" replay of the active version"].(*stagesv1.Replay)
+		t.Logf("%s: funnel of %d accounts, %d stages with a median time; backtest (1 day) %d renewed %d churned, AUC %.3f; replay over %d records",
+			ws, f.GetAccounts(), medians, b.GetRenewed(), b.GetChurned(), b.GetAuc(), rp.GetTotal())
+	}
+	return out
+}
+
+// prefixed is each value as a query "name=value".
+func prefixed(name string, values []string) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = name + url.QueryEscape(v)
+	}
+	return out
+}
+
+// compareAggregates requires every aggregate of got equal to want's; a
+// replay is compared only where got has one (none is started with several
+// ingestion replicas).
+func compareAggregates(t *testing.T, want, got aggregates) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			if !strings.HasSuffix(k, "replay of the active version") {
+				t.Errorf("%s: not read over replicas", k)
+			}
+			continue
+		}
+		if !proto.Equal(w, g) {
+			t.Errorf("%s over replicas differs from one replica's:\nwant: %s\ngot:  %s", k, prototext.Format(w), prototext.Format(g))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: read over replicas only (e.g. a cohort one replica does not list)", k)
+		}
+	}
+	t.Logf("%d aggregates equal to the single-replica run", len(got))
 }
