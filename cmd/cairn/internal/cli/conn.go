@@ -139,6 +139,38 @@ func (c *connFlags) dial(service string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// dialEvery connects to every replica of service when --addr-<service>
+// lists several (in replica order), else to its one address: for the
+// commands whose answer is an aggregate over every account, which they
+// merge from each replica's part (pkg/aggregate), as the gateway does.
+// close closes them all.
+func (c *connFlags) dialEvery(service string) (conns []*grpc.ClientConn, close func(), err error) {
+	close = func() {
+		for _, cc := range conns {
+			cc.Close()
+		}
+	}
+	addrs := pkgserver.SplitList(*c.addrs[service])
+	if len(addrs) <= 1 {
+		cc, err := c.dial(service)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []*grpc.ClientConn{cc}, close, nil
+	}
+	for _, addr := range addrs {
+		cc, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(auth.Bearer(c.key)))
+		if err != nil {
+			close()
+			return nil, nil, fmt.Errorf("connect to %s at %s: %w", service, addr, err)
+		}
+		conns = append(conns, cc)
+	}
+	return conns, close, nil
+}
+
 // printJSON writes m as indented protojson. protojson varies its whitespace
 // on purpose; re-indenting makes the output stable for scripts and diffs.
 func (c *connFlags) printJSON(m proto.Message) error {
@@ -188,6 +220,9 @@ func (c *connFlags) pick(service string) (string, error) {
 func listUsage(service string) string {
 	if service == "ingestion" || service == "routing" {
 		return "; or its replicas' addresses comma-separated in replica order, the workspace's replica is called"
+	}
+	if service == "stages" || service == "health" {
+		return "; funnel and backtest also take its replicas' addresses comma-separated in replica order and merge their answers"
 	}
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -141,14 +142,23 @@ func runFunnel(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer cancel()
-	conn, err := c.dial("stages")
+	conns, closeConns, err := c.dialEvery("stages")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	resp, err := stagesv1.NewStagesServiceClient(conn).GetFunnel(ctx, &stagesv1.GetFunnelRequest{Workspace: c.workspace, JourneyId: journeyID, Cohort: cohort, Segment: segment})
-	if err != nil {
-		return fmt.Errorf("get funnel: %w", err)
+	defer closeConns()
+	// Several replicas: each answers for its accounts with the raw times in
+	// stage, and the parts merge into the funnel over every account.
+	req := &stagesv1.GetFunnelRequest{Workspace: c.workspace, JourneyId: journeyID, Cohort: cohort, Segment: segment, Parts: len(conns) > 1}
+	parts := make([]*stagesv1.GetFunnelResponse, len(conns))
+	for i, conn := range conns {
+		if parts[i], err = stagesv1.NewStagesServiceClient(conn).GetFunnel(ctx, req); err != nil {
+			return fmt.Errorf("get funnel: %w", replicaErr(i, len(conns), err))
+		}
+	}
+	resp := parts[0]
+	if len(parts) > 1 {
+		resp = aggregate.Funnel(parts, false)
 	}
 	if c.output == "json" {
 		return c.printJSON(resp)
@@ -415,6 +425,14 @@ func runAssignments(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// replicaErr names replica i of n in err when there are several.
+func replicaErr(i, n int, err error) error {
+	if n == 1 {
+		return err
+	}
+	return fmt.Errorf("replica %d of %d: %w", i, n, err)
+}
+
 func runBacktest(ctx context.Context, env *Env, args []string) error {
 	var horizon int
 	var model string
@@ -431,14 +449,23 @@ func runBacktest(ctx context.Context, env *Env, args []string) error {
 	if horizon <= 0 {
 		return usagef("--horizon must be positive")
 	}
-	conn, err := c.dial("health")
+	conns, closeConns, err := c.dialEvery("health")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	resp, err := healthv1.NewHealthServiceClient(conn).Backtest(ctx, &healthv1.BacktestRequest{Workspace: c.workspace, ModelId: model, Version: uint32(version), HorizonDays: int32(horizon)})
-	if err != nil {
-		return fmt.Errorf("backtest: %w", err)
+	defer closeConns()
+	// Several replicas: each answers with its outcomes' samples, and the
+	// parts merge into the backtest over every account.
+	req := &healthv1.BacktestRequest{Workspace: c.workspace, ModelId: model, Version: uint32(version), HorizonDays: int32(horizon), Parts: len(conns) > 1}
+	parts := make([]*healthv1.BacktestResponse, len(conns))
+	for i, conn := range conns {
+		if parts[i], err = healthv1.NewHealthServiceClient(conn).Backtest(ctx, req); err != nil {
+			return fmt.Errorf("backtest: %w", replicaErr(i, len(conns), err))
+		}
+	}
+	resp := parts[0]
+	if len(parts) > 1 {
+		resp = aggregate.Backtest(parts, false)
 	}
 	if c.output == "json" {
 		return c.printJSON(resp)
