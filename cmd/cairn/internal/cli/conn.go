@@ -159,9 +159,12 @@ func (c *connFlags) dialEvery(service string) (conns []*grpc.ClientConn, close f
 		return []*grpc.ClientConn{cc}, close, nil
 	}
 	for _, addr := range addrs {
+		// Parts carry raw times and samples, so they may exceed gRPC's
+		// default 4 MiB; the gateway's clients allow the same.
 		cc, err := grpc.NewClient(addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithPerRPCCredentials(auth.Bearer(c.key)))
+			grpc.WithPerRPCCredentials(auth.Bearer(c.key)),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pkgserver.MaxClientRecvBytes)))
 		if err != nil {
 			close()
 			return nil, nil, fmt.Errorf("connect to %s at %s: %w", service, addr, err)
