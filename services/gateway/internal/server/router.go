@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/aggregate"
 	"github.com/cairn-dev/cairn/pkg/page"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
@@ -167,6 +169,9 @@ func replaysOf(parts []*stagesv1.GetReplayResponse) []*stagesv1.Replay {
 // replica order, or the error of the first replica (by index) that failed,
 // naming it.
 func fanOut[T proto.Message](ctx context.Context, r *Router, method string, req proto.Message, opts []grpc.CallOption) ([]T, error) {
+	// Parts carry raw times and samples, so they may exceed gRPC's default
+	// 4 MiB; allow what the services' own clients allow.
+	opts = append(slices.Clip(opts), grpc.MaxCallRecvMsgSize(pkgserver.MaxClientRecvBytes))
 	parts := make([]T, len(r.conns))
 	errs := make([]error, len(r.conns))
 	var wg sync.WaitGroup

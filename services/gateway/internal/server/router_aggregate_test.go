@@ -93,7 +93,10 @@ type aggConn struct {
 	replays map[string]*stagesv1.Replay
 }
 
-func (c *aggConn) Invoke(_ context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+func (c *aggConn) Invoke(_ context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if p, ok := args.(interface{ GetParts() bool }); ok && p.GetParts() && c.name != "single" && !allowsLarge(opts) {
+		return status.Errorf(codes.ResourceExhausted, "%s: parts asked with gRPC's default 4 MiB receive limit", method)
+	}
 	switch req := args.(type) {
 	case *stagesv1.GetFunnelRequest:
 		part := c.funnel(req)
@@ -147,6 +150,17 @@ func (c *aggConn) Invoke(_ context.Context, method string, args, reply any, _ ..
 		return fmt.Errorf("fake replica: unexpected %s", method)
 	}
 	return nil
+}
+
+// allowsLarge reports whether opts raise the receive limit above gRPC's
+// default, as a parts answer may need.
+func allowsLarge(opts []grpc.CallOption) bool {
+	for _, o := range opts {
+		if m, ok := o.(grpc.MaxRecvMsgSizeCallOption); ok && m.MaxRecvMsgSize > 4<<20 {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *aggConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
