@@ -36,7 +36,12 @@ func ownerTraits() map[string]routingv1.Team {
 // ApplyIngestion applies ingestion log records inside the consumer's
 // transaction: identify/group traits, CRM qualifications and handoffs, and
 // touches. Records are processed in offset order.
-func (s *Service) ApplyIngestion(btx *bbolt.Tx, partition uint32, recs []*ingestionv1.LogRecord) error {
+//
+// source names the upstream log the records came from: the partition with
+// one ingestion replica, a key for (ingestion replica, partition) with
+// several (the caller's choice). It keys the event-time watermark only, and
+// SetIngestionProgress must report lags under the same keys.
+func (s *Service) ApplyIngestion(btx *bbolt.Tx, source uint32, recs []*ingestionv1.LogRecord) error {
 	// Records may arm SLA timers, and they move the event-time watermark
 	// that holds timers back during a backlog; the timer loop may be asleep,
 	// so wake it once this transaction commits.
@@ -49,7 +54,7 @@ func (s *Service) ApplyIngestion(btx *bbolt.Tx, partition uint32, recs []*ingest
 		}
 	}
 	btx.OnCommit(func() {
-		s.advanceWatermark(partition, latest)
+		s.advanceWatermark(source, latest)
 		s.notify()
 	})
 	for _, r := range recs {

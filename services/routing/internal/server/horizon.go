@@ -14,19 +14,20 @@ const heldBackPoll = time.Second
 // SetIngestionProgress gives the service its ingestion consumer's position,
 // so that SLA timers are judged in event time while that consumer has a
 // backlog (see fireHorizon). Without it timers fire on the clock alone.
+// Each Lag's Partition is the source key ApplyIngestion was given for it.
 func (s *Service) SetIngestionProgress(progress func() []stream.Lag) {
 	s.progressMu.Lock()
 	defer s.progressMu.Unlock()
 	s.progress = progress
 }
 
-// advanceWatermark records that partition's records up to event time t are
+// advanceWatermark records that source's records up to event time t are
 // applied.
-func (s *Service) advanceWatermark(partition uint32, t time.Time) {
+func (s *Service) advanceWatermark(source uint32, t time.Time) {
 	s.progressMu.Lock()
 	defer s.progressMu.Unlock()
-	if t.After(s.watermark[partition]) {
-		s.watermark[partition] = t
+	if t.After(s.watermark[source]) {
+		s.watermark[source] = t
 	}
 }
 

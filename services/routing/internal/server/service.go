@@ -88,7 +88,7 @@ type Service struct {
 	fired     int
 
 	// progress reports the ingestion consumer's position per partition and
-	// watermark the latest event time applied per ingestion partition; they
+	// watermark the latest event time applied per ingestion source (ApplyIngestion); they
 	// hold timers back while touches may still be waiting in the log
 	// (fireHorizon).
 	progressMu sync.Mutex
