@@ -324,12 +324,7 @@ func (s *suite) keysOf(ws string) keys {
 // workspace) owns, for log-wide calls that must name one (GetLogInfo with
 // the service key).
 func (s *suite) probeWorkspace(svc string, k int) string {
-	n := len(s.replicaNames(svc))
-	for i := 0; ; i++ {
-		if ws := "probe-" + strconv.Itoa(i); stream.WorkspaceReplica(ws, n) == k {
-			return ws
-		}
-	}
+	return stream.WorkspaceOn("probe-", k, len(s.replicaNames(svc)))
 }
 
 // splitReplica splits a process name "<svc>-<index>" (replica 0 is "<svc>").

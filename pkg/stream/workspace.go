@@ -104,3 +104,17 @@ func (cs Consumers[T]) CaughtUp() bool {
 	}
 	return true
 }
+
+// WorkspaceOn returns the first of prefix+"0", prefix+"1", ... that replica
+// k of replicas owns (WorkspaceReplica), for tests and tools that need a
+// workspace on a given replica. It returns "" when no replica k exists.
+func WorkspaceOn(prefix string, k, replicas int) string {
+	if k < 0 || k >= max(replicas, 1) {
+		return ""
+	}
+	for i := 0; ; i++ {
+		if ws := prefix + strconv.Itoa(i); WorkspaceReplica(ws, replicas) == k {
+			return ws
+		}
+	}
+}

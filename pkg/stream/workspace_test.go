@@ -61,6 +61,31 @@ func TestWorkspaceReplica(t *testing.T) {
 	}
 }
 
+func TestWorkspaceOn(t *testing.T) {
+	for _, tc := range []struct {
+		k, replicas int
+		want        string
+	}{
+		{k: 0, replicas: 1, want: "ws-0"},
+		{k: 0, replicas: 0, want: "ws-0"},
+		{k: 1, replicas: 1, want: ""},
+		{k: -1, replicas: 3, want: ""},
+		{k: 3, replicas: 3, want: ""},
+	} {
+		if got := stream.WorkspaceOn("ws-", tc.k, tc.replicas); got != tc.want {
+			t.Errorf("WorkspaceOn(ws-, %d, %d) = %q, want %q", tc.k, tc.replicas, got, tc.want)
+		}
+	}
+	for replicas := 2; replicas <= 5; replicas++ {
+		for k := range replicas {
+			ws := stream.WorkspaceOn("ws-", k, replicas)
+			if ws == "" || stream.WorkspaceReplica(ws, replicas) != k {
+				t.Errorf("WorkspaceOn(ws-, %d, %d) = %q, owned by replica %d", k, replicas, ws, stream.WorkspaceReplica(ws, replicas))
+			}
+		}
+	}
+}
+
 func TestReplicaName(t *testing.T) {
 	for k, want := range []string{"ingestion", "ingestion-1", "ingestion-2"} {
 		if got := stream.ReplicaName("ingestion", k); got != want {

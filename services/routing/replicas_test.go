@@ -21,18 +21,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
-// workspaceOf returns a workspace name that replica k of replicas owns.
-func workspaceOf(t *testing.T, k, replicas int) string {
-	t.Helper()
-	for i := range 1000 {
-		if ws := "ws-" + strconv.Itoa(i); stream.WorkspaceReplica(ws, replicas) == k {
-			return ws
-		}
-	}
-	t.Fatalf("no workspace for replica %d of %d", k, replicas)
-	return ""
-}
-
 // TestReplicasOwnWorkspaces runs two routing replicas in process, split by
 // workspace, and checks at the gRPC level that each serves its own
 // workspaces and refuses the other's with FailedPrecondition naming the
@@ -46,7 +34,7 @@ func TestReplicasOwnWorkspaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	const replicas = 2
-	ws := [replicas]string{workspaceOf(t, 0, replicas), workspaceOf(t, 1, replicas)}
+	ws := [replicas]string{stream.WorkspaceOn("ws-", 0, replicas), stream.WorkspaceOn("ws-", 1, replicas)}
 	var admin [replicas]string
 	for k := range replicas {
 		if admin[k], err = kr.Create(ws[k], auth.RoleAdmin); err != nil {
