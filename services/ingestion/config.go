@@ -33,6 +33,10 @@ type config struct {
 	// into the timeline and subject indexes: longer passes amortise page
 	// writes over more events but hold the write lock longer.
 	IndexInterval time.Duration
+	// GCPercent is the garbage collector's target (as GOGC) the process
+	// sets at start; 0 leaves the runtime's alone, which parse chooses when
+	// the operator set the GOGC environment variable.
+	GCPercent int
 	// PprofAddr, when set, serves net/http/pprof there, so that the running
 	// binary can be profiled under load; empty (the default) serves nothing.
 	PprofAddr string
@@ -61,7 +65,11 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	own.IntVar(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
 	own.IntVar(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
 	own.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
-	own.DurationVar(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
+	own.DurationVar(&c.IndexInterval, "index-interval", time.Second, "pause between passes that index staged events")
+	// The live heap is small and every event allocates, so at Go's default
+	// target (100) collection took ~10% of the CPU; 400 saved ~15% of CPU per
+	// event for ~200 MB more heap under full load (BENCHMARKS.md).
+	own.IntVar(&c.GCPercent, "gc-percent", 400, "garbage collector target (as GOGC) when the GOGC environment variable is unset")
 	own.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	own.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
 
@@ -81,6 +89,10 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if getenv("GOGC") != "" {
+		// The operator chose; the runtime has already applied it.
+		c.GCPercent = 0
+	}
 	switch {
 	case c.DedupWindow <= 0:
 		return c, errors.New("-dedup-window: must be positive")
@@ -90,6 +102,8 @@ func parse(args []string, getenv func(string) string) (config, error) {
 		return c, errors.New("-retention-interval: must be positive")
 	case c.IndexInterval <= 0:
 		return c, errors.New("-index-interval: must be positive")
+	case c.GCPercent < 0:
+		return c, errors.New("-gc-percent: must not be negative")
 	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
 		return c, fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
 	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||

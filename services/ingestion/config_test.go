@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
 				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" ||
-				c.IndexInterval != 100*time.Millisecond {
+				c.IndexInterval != time.Second || c.GCPercent != 400 {
 				t.Errorf("defaults = %+v", c)
 			}
 			if c.Server.DBPath() != "data/ingestion.db" {
@@ -44,6 +44,19 @@ func TestParse(t *testing.T) {
 					t.Errorf("pprof addr = %q", c.PprofAddr)
 				}
 			}},
+		{name: "GOGC set leaves the collector alone", env: map[string]string{"GOGC": "150"},
+			check: func(t *testing.T, c config) {
+				if c.GCPercent != 0 {
+					t.Errorf("gc percent = %d, want 0 (leave GOGC=150 alone)", c.GCPercent)
+				}
+			}},
+		{name: "gc percent by flag", args: []string{"-gc-percent", "200"},
+			check: func(t *testing.T, c config) {
+				if c.GCPercent != 200 {
+					t.Errorf("gc percent = %d, want 200", c.GCPercent)
+				}
+			}},
+		{name: "negative gc percent", args: []string{"-gc-percent", "-1"}, wantErr: "-gc-percent"},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
 		{name: "split by workspace", args: []string{"-replicas", "2", "-replica", "1"},
 			check: func(t *testing.T, c config) {

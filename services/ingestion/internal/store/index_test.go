@@ -161,3 +161,101 @@ func TestIndexLoopSurvivesFailures(t *testing.T) {
 		t.Errorf("log = %q, want the failure logged", logs.String())
 	}
 }
+
+// stageEvents ingests n events of users u0..u2 (account acme for even i,
+// none for odd i) with message ids prefix0..; the Index loop is not running,
+// so their index rows stay staged.
+func stageEvents(t *testing.T, s *Store, clk clock.Clock, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		e := &ingestionv1.Event{MessageId: fmt.Sprint(prefix, i), UserId: fmt.Sprint("u", i%3)}
+		if i%2 == 0 {
+			e.Context = withGroup("acme")
+		}
+		ingest(t, s, "w", ev(t, clk, e))
+	}
+}
+
+func TestIndexPassMovesStagedRows(t *testing.T) {
+	// 7 events: 4 timeline rows and 7 subject rows.
+	for _, txRows := range []int{1, 3, 11, 1000} {
+		t.Run(fmt.Sprint("tx rows ", txRows), func(t *testing.T) {
+			clk := clock.NewManual(t0)
+			s := open(t, clk)
+			s.opts.IndexTxRows = txRows
+			stageEvents(t, s, clk, "m", 7)
+			if err := s.indexPass(context.Background()); err != nil {
+				t.Fatalf("indexPass() = %v", err)
+			}
+			if staged, acc, sub := rowCounts(t, s); staged != 0 || acc != 4 || sub != 7 {
+				t.Errorf("after a pass: staged, accounts, subjects = %d, %d, %d; want 0, 4, 7", staged, acc, sub)
+			}
+		})
+	}
+}
+
+// TestIndexPassKeepsRowsStagedMeanwhile checks that rows staged while a pass
+// writes its chunks stay staged for the next pass.
+func TestIndexPassKeepsRowsStagedMeanwhile(t *testing.T) {
+	clk := clock.NewManual(t0)
+	s := open(t, clk)
+	s.opts.IndexTxRows = 2
+	stageEvents(t, s, clk, "m", 4) // 2 timeline, 4 subject rows
+	snap, err := s.readStaged()
+	if err != nil {
+		t.Fatalf("readStaged() = %v", err)
+	}
+	stageEvents(t, s, clk, "later", 3) // 2 timeline, 3 subject rows
+	if err := s.indexStaged(context.Background(), snap); err != nil {
+		t.Fatalf("indexStaged() = %v", err)
+	}
+	if staged, acc, sub := rowCounts(t, s); staged != 3 || acc != 2 || sub != 4 {
+		t.Fatalf("after the pass: staged, accounts, subjects = %d, %d, %d; want 3, 2, 4", staged, acc, sub)
+	}
+	if err := s.indexPass(context.Background()); err != nil {
+		t.Fatalf("indexPass() = %v", err)
+	}
+	if staged, acc, sub := rowCounts(t, s); staged != 0 || acc != 4 || sub != 7 {
+		t.Errorf("after the next pass: staged, accounts, subjects = %d, %d, %d; want 0, 4, 7", staged, acc, sub)
+	}
+}
+
+// TestIndexPassStopsAfterReaderFlush checks that a pass whose rows a reader
+// flushed (and here deleted) meanwhile writes nothing back: putting its
+// remaining chunks would resurrect index rows of deleted events.
+func TestIndexPassStopsAfterReaderFlush(t *testing.T) {
+	for _, reader := range []string{"DeleteSubject", "Timeline"} {
+		t.Run(reader, func(t *testing.T) {
+			clk := clock.NewManual(t0)
+			s := open(t, clk)
+			s.opts.IndexTxRows = 1
+			stageEvents(t, s, clk, "m", 6) // users u0..u2; 3 timeline, 6 subject rows
+			snap, err := s.readStaged()
+			if err != nil {
+				t.Fatalf("readStaged() = %v", err)
+			}
+			wantAcc, wantSub := 3, 6
+			switch reader {
+			case "DeleteSubject":
+				// u0 has m0 and m3 (timeline row for m0 only).
+				if _, err := s.DeleteSubject(context.Background(), "w", "u0", ""); err != nil {
+					t.Fatalf("DeleteSubject() = %v", err)
+				}
+				wantAcc, wantSub = 2, 4
+			case "Timeline":
+				if _, _, err := s.Timeline(context.Background(), TimelineQuery{Workspace: "w", Account: "acme", Limit: 10}); err != nil {
+					t.Fatalf("Timeline() = %v", err)
+				}
+			}
+			// A row staged after the reader's flush reuses no key of the
+			// snapshot, so the pass still sees its rows as gone.
+			stageEvents(t, s, clk, "later", 1)
+			if err := s.indexStaged(context.Background(), snap); err != nil {
+				t.Fatalf("indexStaged() = %v", err)
+			}
+			if staged, acc, sub := rowCounts(t, s); staged != 1 || acc != wantAcc || sub != wantSub {
+				t.Errorf("after the pass: staged, accounts, subjects = %d, %d, %d; want 1, %d, %d", staged, acc, sub, wantAcc, wantSub)
+			}
+		})
+	}
+}

@@ -129,6 +129,15 @@ func TestArenaSlicesStayApart(t *testing.T) {
 // earlier binary, keyed by log position, are indexed together with rows
 // keyed by sequence, since a file may hold both after an upgrade.
 func TestFlushIndexesPositionKeyedRows(t *testing.T) {
+	for name, flush := range map[string]func(*Store) error{
+		"flush":     func(s *Store) error { return s.flush(context.Background(), 2) },
+		"indexPass": func(s *Store) error { return s.indexPass(context.Background()) },
+	} {
+		t.Run(name, func(t *testing.T) { testFlushIndexesPositionKeyedRows(t, flush) })
+	}
+}
+
+func testFlushIndexesPositionKeyedRows(t *testing.T, flush func(*Store) error) {
 	clk := clock.NewManual(t0)
 	s := open(t, clk)
 	// An old row for an event logged at 0/900, as the previous layout keyed it.
@@ -150,7 +159,7 @@ func TestFlushIndexesPositionKeyedRows(t *testing.T) {
 	if staged, _, _ := rowCounts(t, s); staged != 4 {
 		t.Fatalf("staged rows = %d, want 4", staged)
 	}
-	if err := s.flush(context.Background(), 2); err != nil {
+	if err := flush(s); err != nil {
 		t.Fatalf("flush() = %v", err)
 	}
 	if staged, acc, sub := rowCounts(t, s); staged != 0 || acc != 4 || sub != 4 {
