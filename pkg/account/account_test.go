@@ -328,6 +328,9 @@ func FuzzUnmarshal(f *testing.F) {
 		if !bytes.Equal(a.Marshal(), sa.Marshal()) {
 			t.Fatal("Scratch.Unmarshal decodes differently")
 		}
+		if !bytes.Equal(a.Marshal(), marshalReference(a)) {
+			t.Fatal("Marshal differs from the reference encoder")
+		}
 		if part, err := s.UnmarshalFrom(b, DayOf(day(30))); err == nil {
 			part.Count(EventAny, 30, day(60))
 			part.ActiveUsers(30, day(60))

@@ -18,17 +18,24 @@ var ErrCorrupt = errors.New("corrupt aggregates encoding")
 // Marshal encodes the aggregates compactly: varints, and event names and
 // user ids written once in a table that daily buckets refer to by index.
 // Equal aggregates encode to equal bytes.
+//
+// A health consumer encodes an account after every event, so Marshal sizes
+// its output up front, sorts keys into two reused slices and writes each
+// day's body in place.
 func (a *Aggregates) Marshal() []byte {
-	w := writer{buf: make([]byte, 0, 512)}
+	w := writer{buf: make([]byte, 0, a.sizeHint())}
 	w.buf = append(w.buf, codecVersion)
 	w.str(a.Workspace)
 	w.str(a.AccountID)
-	for _, v := range []int64{a.Seats, a.CreatedAt, a.ContractStart, a.ContractEnd, int64(a.NPS), a.NPSAt, a.FirstEventAt, a.LastEventAt} {
+	for _, v := range [...]int64{a.Seats, a.CreatedAt, a.ContractStart, a.ContractEnd, int64(a.NPS), a.NPSAt, a.FirstEventAt, a.LastEventAt} {
 		w.varint(v)
 	}
 	w.buf = binary.LittleEndian.AppendUint64(w.buf, math.Float64bits(a.ARR))
 
-	keys := sortedKeys(a.Traits)
+	// keys holds the sorted keys of one section at a time.
+	keys := make([]string, 0, max(len(a.Traits), len(a.Integrations), len(a.Tickets), len(a.Features),
+		len(a.HigherTier), len(a.Domains), len(a.Departments)))
+	keys = appendSortedKeys(keys[:0], a.Traits)
 	w.uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		w.str(k)
@@ -36,9 +43,10 @@ func (a *Aggregates) Marshal() []byte {
 	}
 
 	// Name table: every event name, then count keys missing from it. Both
-	// parts are sorted, so an index is found by binary search (no maps: a
-	// health consumer encodes an account after every event).
-	names := sortedKeys(a.Events)
+	// parts are sorted, so an index is found by binary search (no maps).
+	// The name and user tables share one array.
+	tables := make([]string, 0, len(a.Events)+len(a.Users))
+	names := appendSortedKeys(tables, a.Events)
 	var extra []string
 	for _, d := range a.Days {
 		for n := range d.Counts {
@@ -62,7 +70,7 @@ func (a *Aggregates) Marshal() []byte {
 	}
 
 	// User table: every user, then day users missing from it.
-	uids := sortedKeys(a.Users)
+	uids := appendSortedKeys(names[len(names):], a.Users)
 	var extraUsers []string
 	for _, d := range a.Days {
 		for _, id := range d.Users {
@@ -94,48 +102,61 @@ func (a *Aggregates) Marshal() []byte {
 	// does not need (Scratch.UnmarshalFrom).
 	w.uvarint(uint64(len(a.Days)))
 	var prev int32
-	var ck []string
-	body := writer{}
+	var small [8]string
+	ck := small[:0]
 	for _, d := range a.Days {
 		w.varint(int64(d.Day - prev))
 		prev = d.Day
-		body.buf = body.buf[:0]
-		body.uvarint(uint64(d.Total))
-		body.uvarint(uint64(d.Product))
+		at := w.openLength()
+		w.uvarint(uint64(d.Total))
+		w.uvarint(uint64(d.Product))
 		ck = ck[:0]
 		for n := range d.Counts {
 			ck = append(ck, n)
 		}
-		sort.Strings(ck)
-		body.uvarint(uint64(len(ck)))
+		if len(ck) > 1 {
+			sort.Strings(ck)
+		}
+		w.uvarint(uint64(len(ck)))
 		for _, n := range ck {
-			body.uvarint(uint64(tableIndex(names, extra, n)))
-			body.uvarint(uint64(d.Counts[n]))
+			w.uvarint(uint64(tableIndex(names, extra, n)))
+			w.uvarint(uint64(d.Counts[n]))
 		}
-		body.uvarint(uint64(len(d.Users)))
+		w.uvarint(uint64(len(d.Users)))
 		for _, id := range d.Users {
-			body.uvarint(uint64(tableIndex(uids, extraUsers, id)))
+			w.uvarint(uint64(tableIndex(uids, extraUsers, id)))
 		}
-		w.uvarint(uint64(len(body.buf)))
-		w.buf = append(w.buf, body.buf...)
+		w.closeLength(at)
 	}
 
-	ik := sortedKeys(a.Integrations)
-	w.uvarint(uint64(len(ik)))
-	for _, k := range ik {
+	keys = appendSortedKeys(keys[:0], a.Integrations)
+	w.uvarint(uint64(len(keys)))
+	for _, k := range keys {
 		w.str(k)
 		w.varint(a.Integrations[k])
 	}
-	tk := sortedKeys(a.Tickets)
-	w.uvarint(uint64(len(tk)))
-	for _, k := range tk {
+	keys = appendSortedKeys(keys[:0], a.Tickets)
+	w.uvarint(uint64(len(keys)))
+	for _, k := range keys {
 		t := a.Tickets[k]
 		w.str(k)
 		w.str(t.Priority)
 		w.varint(t.OpenedAt)
 	}
-	w.health(a)
+	w.health(a, keys)
 	return w.buf
+}
+
+// sizeHint estimates Marshal's output length from the sizes of a's parts,
+// so that the output is allocated once in the common case.
+func (a *Aggregates) sizeHint() int {
+	n := 96 + len(a.Workspace) + len(a.AccountID) + 24*(len(a.Traits)+len(a.Events)+len(a.Integrations)+
+		len(a.Tickets)+len(a.Features)+len(a.HigherTier)+len(a.Domains)+len(a.Departments)+len(a.Outcomes)) +
+		48*len(a.Users) + len(a.ChampionID)
+	for i := range a.Days {
+		n += 8 + 6*len(a.Days[i].Counts) + 2*len(a.Days[i].Users)
+	}
+	return n
 }
 
 // Unmarshal decodes what Marshal wrote, in this or the previous layout
@@ -278,10 +299,13 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 		a.Traits[k] = r.str()
 	}
 	var names, uids []string
+	nn := r.count(3)
 	if s != nil {
 		names, uids = s.names[:0], s.uids[:0]
+	} else {
+		names = make([]string, 0, nn)
 	}
-	for n := r.count(3); n > 0 && r.err == nil; n-- {
+	for n := nn; n > 0 && r.err == nil; n-- {
 		name := r.str()
 		names = append(names, name)
 		first, last := r.varint(), r.varint()
@@ -293,6 +317,7 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 	var block []User // one allocation for every user of a plain decode
 	if s == nil {
 		block = make([]User, 0, nu)
+		uids = make([]string, 0, nu)
 	}
 	for ; nu > 0 && r.err == nil; nu-- {
 		var u *User
@@ -319,6 +344,9 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 	}
 	var prev int64
 	framed := version >= 2
+	// dayUsers holds the user lists of a plain decode's days, cut with
+	// their capacity so that appending to one (Apply) copies it first.
+	var dayUsers []string
 	for ; nd > 0 && r.err == nil; nd-- {
 		prev += r.varint()
 		if prev < math.MinInt32 || prev > math.MaxInt32 {
@@ -356,7 +384,15 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 		}
 		nu := r.count(1)
 		if d.Users == nil && nu > 0 {
-			d.Users = make([]string, 0, nu)
+			if cap(dayUsers)-len(dayUsers) < nu {
+				// Room for this day's users at most once per remaining day,
+				// and never more than the remaining bytes can index (one
+				// byte per user at least), so input cannot force a large one.
+				dayUsers = make([]string, 0, max(nu, min(nu*nd, len(r.buf))))
+			}
+			l := len(dayUsers)
+			d.Users = dayUsers[l : l : l+nu]
+			dayUsers = dayUsers[:l+nu]
 		}
 		for n := nu; n > 0 && r.err == nil; n-- {
 			i := r.uvarint()
@@ -396,20 +432,21 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 	return nil
 }
 
-// health writes the facts added in version 2.
-func (w *writer) health(a *Aggregates) {
-	w.times(a.Features)
-	hk := sortedKeys(a.HigherTier)
-	w.uvarint(uint64(len(hk)))
-	for _, k := range hk {
+// health writes the facts added in version 2; keys is storage for sorting
+// map keys.
+func (w *writer) health(a *Aggregates, keys []string) {
+	keys = w.times(a.Features, keys)
+	keys = appendSortedKeys(keys[:0], a.HigherTier)
+	w.uvarint(uint64(len(keys)))
+	for _, k := range keys {
 		w.str(k)
 		w.uvarint(uint64(len(a.HigherTier[k])))
 		for _, t := range a.HigherTier[k] {
 			w.varint(t)
 		}
 	}
-	w.times(a.Domains)
-	w.times(a.Departments)
+	keys = w.times(a.Domains, keys)
+	w.times(a.Departments, keys)
 	w.uvarint(uint64(len(a.Outcomes)))
 	for _, o := range a.Outcomes {
 		w.str(o.Kind)
@@ -419,13 +456,16 @@ func (w *writer) health(a *Aggregates) {
 	w.str(a.ChampionID)
 }
 
-func (w *writer) times(m map[string]int64) {
-	keys := sortedKeys(m)
+// times writes m sorted by key, using keys as storage; it returns keys
+// for reuse.
+func (w *writer) times(m map[string]int64, keys []string) []string {
+	keys = appendSortedKeys(keys[:0], m)
 	w.uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		w.str(k)
 		w.varint(m[k])
 	}
+	return keys
 }
 
 func decodeHealth(a *Aggregates, r *reader) {
@@ -485,16 +525,49 @@ func tableIndex(first, second []string, s string) int {
 	return len(first) + sort.SearchStrings(second, s)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+// appendSortedKeys appends m's keys to dst and sorts the appended part.
+func appendSortedKeys[V any](dst []string, m map[string]V) []string {
+	n := len(dst)
 	for k := range m {
-		keys = append(keys, k)
+		dst = append(dst, k)
 	}
-	sort.Strings(keys)
-	return keys
+	if len(dst)-n > 1 {
+		sort.Strings(dst[n:])
+	}
+	return dst
 }
 
 type writer struct{ buf []byte }
+
+// openLength reserves one byte for the length of what follows, which
+// closeLength(at) fills in (moving the body when the length needs more).
+func (w *writer) openLength() int {
+	w.buf = append(w.buf, 0)
+	return len(w.buf) - 1
+}
+
+func (w *writer) closeLength(at int) {
+	n := len(w.buf) - at - 1
+	if n < 0x80 {
+		w.buf[at] = byte(n)
+		return
+	}
+	extra := uvarintLen(uint64(n)) - 1
+	for i := 0; i < extra; i++ {
+		w.buf = append(w.buf, 0)
+	}
+	copy(w.buf[at+1+extra:], w.buf[at+1:at+1+n])
+	binary.PutUvarint(w.buf[at:], uint64(n))
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
 
 func (w *writer) uvarint(v uint64) { w.buf = binary.AppendUvarint(w.buf, v) }
 func (w *writer) varint(v int64)   { w.buf = binary.AppendVarint(w.buf, v) }
