@@ -144,15 +144,43 @@ func (x *explainer) explain(c *healthv1.Component, raw, points float64) string {
 // Changes explains how each component's contribution moved since the
 // previous score. Components that did not move are left out.
 func Changes(prev, cur []*healthv1.ComponentScore, prevProfile, curProfile string) []*healthv1.Change {
-	before := make(map[string]*healthv1.ComponentScore, len(prev))
-	for _, p := range prev {
-		before[p.GetName()] = p
+	// Models have a handful of components: linear lookups cost less than
+	// the two maps, and the incremental path runs this after most events.
+	lookup := func(list []*healthv1.ComponentScore, name string) (*healthv1.ComponentScore, bool) {
+		for i := len(list) - 1; i >= 0; i-- { // the last of a name, as a map built in order keeps
+			if list[i].GetName() == name {
+				return list[i], true
+			}
+		}
+		return nil, false
 	}
+	if len(prev) > maxLinearComponents || len(cur) > maxLinearComponents {
+		before := make(map[string]*healthv1.ComponentScore, len(prev))
+		for _, p := range prev {
+			before[p.GetName()] = p
+		}
+		seen := make(map[string]bool, len(cur))
+		for _, c := range cur {
+			seen[c.GetName()] = true
+		}
+		return changes(prev, cur, prevProfile, curProfile,
+			func(name string) (*healthv1.ComponentScore, bool) { p, ok := before[name]; return p, ok },
+			func(name string) bool { return seen[name] })
+	}
+	return changes(prev, cur, prevProfile, curProfile,
+		func(name string) (*healthv1.ComponentScore, bool) { return lookup(prev, name) },
+		func(name string) bool { _, ok := lookup(cur, name); return ok })
+}
+
+// maxLinearComponents is the component count up to which Changes looks
+// components up by scanning instead of building maps.
+const maxLinearComponents = 32
+
+func changes(prev, cur []*healthv1.ComponentScore, prevProfile, curProfile string,
+	before func(string) (*healthv1.ComponentScore, bool), inCur func(string) bool) []*healthv1.Change {
 	var out []*healthv1.Change
-	seen := map[string]bool{}
 	for _, c := range cur {
-		seen[c.GetName()] = true
-		p, ok := before[c.GetName()]
+		p, ok := before(c.GetName())
 		switch {
 		case !ok && prev == nil:
 			continue // first score: nothing changed
@@ -167,7 +195,7 @@ func Changes(prev, cur []*healthv1.ComponentScore, prevProfile, curProfile strin
 		}
 	}
 	for _, p := range prev {
-		if !seen[p.GetName()] {
+		if !inCur(p.GetName()) {
 			out = append(out, &healthv1.Change{Component: p.GetName(), PreviousContribution: p.GetContribution(),
 				Reason: profileReason(prevProfile, curProfile, "component removed")})
 		}

@@ -357,9 +357,30 @@ func (d *wireDec) timestamp(typ protowire.Type) (*timestamppb.Timestamp, bool) {
 }
 
 func (d *wireDec) health(h *healthv1.AccountHealth) bool {
-	var comps []healthv1.ComponentScore
-	var changes []healthv1.Change
-	var sigs []commonv1.Signal
+	// Count the repeated fields first so that each array is allocated once.
+	var nc, nch, ns int
+	for rest := d.b; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return false
+		}
+		rest = rest[n:]
+		switch num {
+		case 5:
+			nc++
+		case 7:
+			nch++
+		case 15:
+			ns++
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, rest); n < 0 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	comps := make([]healthv1.ComponentScore, 0, nc)
+	changes := make([]healthv1.Change, 0, nch)
+	sigs := make([]commonv1.Signal, 0, ns)
 	prev := protowire.Number(0)
 	for len(d.b) > 0 {
 		num, typ, ok := d.field(0, prev, num5or7or15(prev))
