@@ -72,11 +72,18 @@ func (a *Aggregates) Marshal() []byte {
 	// User table: every user, then day users missing from it.
 	uids := appendSortedKeys(names[len(names):], a.Users)
 	var extraUsers []string
+	// userIdx keeps each day user's index in uids (-1: not there) for the
+	// day bodies below, so that each is searched for once.
+	var idxSmall [256]int32
+	userIdx := idxSmall[:0]
 	for _, d := range a.Days {
 		for _, id := range d.Users {
-			if !sortedHas(uids, id) {
-				extraUsers = append(extraUsers, id)
+			if i := sort.SearchStrings(uids, id); i < len(uids) && uids[i] == id {
+				userIdx = append(userIdx, int32(i))
+				continue
 			}
+			userIdx = append(userIdx, -1)
+			extraUsers = append(extraUsers, id)
 		}
 	}
 	extraUsers = sortedSet(extraUsers)
@@ -124,7 +131,12 @@ func (a *Aggregates) Marshal() []byte {
 		}
 		w.uvarint(uint64(len(d.Users)))
 		for _, id := range d.Users {
-			w.uvarint(uint64(tableIndex(uids, extraUsers, id)))
+			i := int(userIdx[0])
+			userIdx = userIdx[1:]
+			if i < 0 {
+				i = len(uids) + sort.SearchStrings(extraUsers, id)
+			}
+			w.uvarint(uint64(i))
 		}
 		w.closeLength(at)
 	}
