@@ -259,3 +259,14 @@ func TestIndexPassStopsAfterReaderFlush(t *testing.T) {
 		})
 	}
 }
+
+func TestPassTxRows(t *testing.T) {
+	s := &Store{opts: Options{IndexTxRows: 1000}}
+	for _, tc := range []struct{ rows, want int }{
+		{0, 1000}, {1, 1000}, {32000, 1000}, {32001, 1001}, {400000, 12500},
+	} {
+		if got := s.passTxRows(tc.rows); got != tc.want {
+			t.Errorf("passTxRows(%d) = %d, want %d", tc.rows, got, tc.want)
+		}
+	}
+}

@@ -653,8 +653,9 @@ func (s *Store) indexStaged(ctx context.Context, snap *stagedSnapshot) error {
 	slices.SortFunc(acc, byKey)
 	slices.SortFunc(sub, byKey)
 	rows := len(acc) + len(sub)
-	for i := 0; i < rows; i += s.opts.IndexTxRows {
-		end := min(i+s.opts.IndexTxRows, rows)
+	txRows := s.passTxRows(rows)
+	for i := 0; i < rows; i += txRows {
+		end := min(i+txRows, rows)
 		gone := false
 		if err := s.write(ctx, func(tx *bbolt.Tx) error {
 			b, err := openBuckets(tx)
@@ -714,6 +715,21 @@ func (s *Store) indexStaged(ctx context.Context, snap *stagedSnapshot) error {
 		}
 	}
 	return nil
+}
+
+// maxPassTxs bounds the write transactions one Index pass takes to put its
+// rows (see passTxRows).
+const maxPassTxs = 32
+
+// passTxRows is how many of a pass's rows index rows one transaction puts:
+// IndexTxRows, or more when the pass would take over maxPassTxs
+// transactions. Each chunk shares a group commit with whatever ingest
+// batches are queued, so at fixed chunks a sustained overload gave ingest
+// nearly all of the writer and the staged backlog grew without bound; chunks
+// that grow with the backlog let indexing keep pace, at the cost of longer
+// commits only while it is behind.
+func (s *Store) passTxRows(rows int) int {
+	return max(s.opts.IndexTxRows, (rows+maxPassTxs-1)/maxPassTxs)
 }
 
 // flush moves all staged rows into the indexes, chunk rows per transaction,
