@@ -50,7 +50,7 @@ func (a *Aggregates) Marshal() []byte {
 	var extra []string
 	for _, d := range a.Days {
 		for n := range d.Counts {
-			if !sortedHas(names, n) {
+			if !sortedHas(names, n) && !recent(extra, n) {
 				extra = append(extra, n)
 			}
 		}
@@ -83,7 +83,9 @@ func (a *Aggregates) Marshal() []byte {
 				continue
 			}
 			userIdx = append(userIdx, -1)
-			extraUsers = append(extraUsers, id)
+			if !recent(extraUsers, id) {
+				extraUsers = append(extraUsers, id)
+			}
 		}
 	}
 	extraUsers = sortedSet(extraUsers)
@@ -162,11 +164,15 @@ func (a *Aggregates) Marshal() []byte {
 // sizeHint estimates Marshal's output length from the sizes of a's parts,
 // so that the output is allocated once in the common case.
 func (a *Aggregates) sizeHint() int {
-	n := 96 + len(a.Workspace) + len(a.AccountID) + 24*(len(a.Traits)+len(a.Events)+len(a.Integrations)+
-		len(a.Tickets)+len(a.Features)+len(a.HigherTier)+len(a.Domains)+len(a.Departments)+len(a.Outcomes)) +
-		48*len(a.Users) + len(a.ChampionID)
+	n := 64 + len(a.Workspace) + len(a.AccountID) + 24*(len(a.Traits)+len(a.Events)+len(a.Integrations)+
+		len(a.Tickets)+len(a.Features)+len(a.HigherTier)+len(a.Domains)+len(a.Departments)+len(a.Outcomes)+
+		len(a.Users)) + len(a.ChampionID)
+	perUser := 1 // a user's index takes one byte up to 127 users
+	if len(a.Users) >= 128 {
+		perUser = 2
+	}
 	for i := range a.Days {
-		n += 8 + 6*len(a.Days[i].Counts) + 2*len(a.Days[i].Users)
+		n += 6 + 4*len(a.Days[i].Counts) + perUser*len(a.Days[i].Users)
 	}
 	return n
 }
@@ -511,6 +517,18 @@ func (r *reader) times(m map[string]int64) {
 func sortedHas(sorted []string, s string) bool {
 	i := sort.SearchStrings(sorted, s)
 	return i < len(sorted) && sorted[i] == s
+}
+
+// recent reports whether s is among the last few strings of list: names
+// missing from a table repeat from day to day, and skipping them keeps the
+// list short before sortedSet drops the remaining duplicates.
+func recent(list []string, s string) bool {
+	for i := len(list) - 1; i >= 0 && i >= len(list)-4; i-- {
+		if list[i] == s {
+			return true
+		}
+	}
+	return false
 }
 
 // sortedSet sorts list and drops duplicates, in place.
