@@ -59,7 +59,7 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
   # Ingestion alone: the throughput target is about this process.
   build_binaries
   start_ingestion
-  for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64" "-conc 32 -stream -rate 20000"; do
+  for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64" "-conc 32 -stream -rate 20000" "-conc 32 -stream -rate 50000"; do
     say "ingestion alone, fsync, batches of 100: $args"
     /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 $args -duration 15s | tee -a "$out/ingest-alone.txt"
   done
