@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 const (
@@ -92,7 +94,7 @@ func TestCrashRecovery(t *testing.T) {
 					for i := range crashBatch {
 						req.Events = append(req.Events, &ingestionv1.Event{
 							Type: ingestionv1.EventType_EVENT_TYPE_TRACK, MessageId: fmt.Sprintf("r%d-w%d-s%d-e%d", round, w, seq, i),
-							UserId: fmt.Sprint("u", i%7), Event: "report_created",
+							UserId: fmt.Sprint("u", i%7), Event: "report_created", Context: crashGroup[i%len(crashGroup)],
 						})
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -153,12 +155,68 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	t.Logf("%d acknowledged events checked, %d events in the log", len(acked), len(counts))
 
+	// Index passes ran and were killed mid-way (-index-interval 20ms): every
+	// logged event must still be in its account's timeline exactly once.
+	timelines := readTimelines(t, addr, serviceTok)
+	for id := range counts {
+		if timelines[id] != 1 {
+			t.Errorf("%s is in the timelines %d times, want 1", id, timelines[id])
+		}
+	}
+	if len(timelines) != len(counts) {
+		t.Errorf("timelines hold %d events, the log %d", len(timelines), len(counts))
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("graceful shutdown: %v", err)
 	}
+}
+
+// crashGroup attributes the crash test's events to three accounts, so that
+// they get timeline rows.
+var crashGroup = func() []*structpb.Struct {
+	var out []*structpb.Struct
+	for i := range 3 {
+		s, err := structpb.NewStruct(map[string]any{"groupId": fmt.Sprint("a", i)})
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}()
+
+// readTimelines pages through the timelines of crashGroup's accounts and
+// counts message ids.
+func readTimelines(t *testing.T, addr, serviceTok string) map[string]int {
+	t.Helper()
+	conn := dial(t, addr, serviceTok)
+	defer conn.Close()
+	c := ingestionv1.NewIngestionServiceClient(conn)
+	counts := map[string]int{}
+	for i := range crashGroup {
+		token := ""
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			resp, err := c.ListAccountEvents(ctx, &ingestionv1.ListAccountEventsRequest{
+				Workspace: "w", AccountId: fmt.Sprint("a", i), Page: &commonv1.PageRequest{PageSize: 1000, PageToken: token},
+			})
+			cancel()
+			if err != nil {
+				t.Fatalf("ListAccountEvents(a%d): %v", i, err)
+			}
+			for _, ev := range resp.GetEvents() {
+				counts[ev.GetMessageId()]++
+			}
+			if token = resp.GetPage().GetNextPageToken(); token == "" {
+				break
+			}
+		}
+	}
+	return counts
 }
 
 func markAcked(t *testing.T, acked map[string]bool, req *ingestionv1.IngestRequest, resp *ingestionv1.IngestResponse) {
@@ -186,7 +244,8 @@ func freeAddr(t *testing.T) string {
 
 func startService(t *testing.T, bin, addr, data string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "-grpc-addr", addr, "-metrics-addr", "", "-data", data, "-partitions", "4")
+	// Frequent index passes, so that kills land in the middle of some.
+	cmd := exec.Command(bin, "-grpc-addr", addr, "-metrics-addr", "", "-data", data, "-partitions", "4", "-index-interval", "20ms")
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
