@@ -30,8 +30,12 @@ type config struct {
 	// NoGroupCommit gives every batch its own fsync; for benchmarks only.
 	NoGroupCommit bool
 	// IndexInterval is the pause between passes that move staged index rows
-	// into the timeline and subject indexes: longer passes amortise page
-	// writes over more events but hold the write lock longer.
+	// into the timeline and subject indexes. Passes write in small
+	// transactions between the ingest commits, so a short pause costs no
+	// ack latency; a long one lets the backlog (and each pass) grow, which
+	// measured worse on both counts: at 1s the index trailed a 60 s run at
+	// full load by 22 s and p99 at 50,000 events/s was 30 ms, at 100ms 3 s
+	// and 20 ms (services/ingestion/BENCHMARKS.md).
 	IndexInterval time.Duration
 	// GCPercent is the garbage collector's target (as GOGC) the process
 	// sets at start; 0 leaves the runtime's alone, which parse chooses when
@@ -65,7 +69,7 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	own.IntVar(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
 	own.IntVar(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
 	own.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
-	own.DurationVar(&c.IndexInterval, "index-interval", time.Second, "pause between passes that index staged events")
+	own.DurationVar(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
 	// The live heap is small and every event allocates, so at Go's default
 	// target (100) collection took ~10% of the CPU; 400 saved ~15% of CPU per
 	// event for ~200 MB more heap under full load (BENCHMARKS.md).

@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
 				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" ||
-				c.IndexInterval != time.Second || c.GCPercent != 400 {
+				c.IndexInterval != 100*time.Millisecond || c.GCPercent != 400 {
 				t.Errorf("defaults = %+v", c)
 			}
 			if c.Server.DBPath() != "data/ingestion.db" {
