@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 		{name: "defaults", check: func(t *testing.T, c config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
 				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" ||
-				c.IndexInterval != 100*time.Millisecond || c.GCPercent != 400 {
+				c.IndexInterval != 100*time.Millisecond || c.GCPercent != 400 || c.MemoryLimitMiB != 512 {
 				t.Errorf("defaults = %+v", c)
 			}
 			if c.Server.DBPath() != "data/ingestion.db" {
@@ -57,6 +57,19 @@ func TestParse(t *testing.T) {
 				}
 			}},
 		{name: "negative gc percent", args: []string{"-gc-percent", "-1"}, wantErr: "-gc-percent"},
+		{name: "GOMEMLIMIT set leaves the limit alone", env: map[string]string{"GOMEMLIMIT": "1GiB"},
+			check: func(t *testing.T, c config) {
+				if c.MemoryLimitMiB != 0 {
+					t.Errorf("memory limit = %d MiB, want 0 (leave GOMEMLIMIT alone)", c.MemoryLimitMiB)
+				}
+			}},
+		{name: "memory limit by flag", args: []string{"-memory-limit-mib", "2048"},
+			check: func(t *testing.T, c config) {
+				if c.MemoryLimitMiB != 2048 {
+					t.Errorf("memory limit = %d MiB, want 2048", c.MemoryLimitMiB)
+				}
+			}},
+		{name: "negative memory limit", args: []string{"-memory-limit-mib", "-1"}, wantErr: "-memory-limit-mib"},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
 		{name: "split by workspace", args: []string{"-replicas", "2", "-replica", "1"},
 			check: func(t *testing.T, c config) {

@@ -31,6 +31,9 @@ func run(ctx context.Context, cfg config) (err error) {
 	if cfg.GCPercent > 0 {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
+	if cfg.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimitMiB << 20)
+	}
 
 	keys, err := auth.LoadKeyring(cfg.Server.KeysPath())
 	if err != nil {
