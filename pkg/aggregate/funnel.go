@@ -57,8 +57,8 @@ func Funnel(parts []*stagesv1.GetFunnelResponse, keepParts bool) *stagesv1.GetFu
 			row.TimesInStageNs = nil
 		}
 	}
-	out.Cohorts = sortedKeys(cohorts)
-	out.Segments = sortedKeys(segments)
+	out.Cohorts = Choices(cohorts)
+	out.Segments = Choices(segments)
 	return out
 }
 
@@ -153,8 +153,9 @@ func stateRank(s stagesv1.ReplayState) int {
 	}
 }
 
-// sortedKeys lists the non-empty keys of set in order.
-func sortedKeys(set map[string]bool) []string {
+// Choices lists the non-empty keys of set in order: the cohorts or segments
+// a funnel offers as filters, whether one replica or several found them.
+func Choices(set map[string]bool) []string {
 	var out []string
 	for k := range set {
 		if k != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/aggregate"
@@ -110,19 +109,8 @@ func funnelPart(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.
 	for _, row := range resp.Stages {
 		slices.Sort(row.TimesInStageNs)
 	}
-	resp.Cohorts = sortedKeys(cohorts)
-	resp.Segments = sortedKeys(segments)
+	resp.Cohorts = aggregate.Choices(cohorts)
+	resp.Segments = aggregate.Choices(segments)
 	return resp, nil
 }
 
-// sortedKeys lists the non-empty keys of set in order.
-func sortedKeys(set map[string]bool) []string {
-	var out []string
-	for k := range set {
-		if k != "" {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
