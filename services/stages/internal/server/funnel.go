@@ -113,4 +113,3 @@ func funnelPart(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.
 	resp.Segments = aggregate.Choices(segments)
 	return resp, nil
 }
-
