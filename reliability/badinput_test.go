@@ -179,6 +179,8 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
+	t.Run("config", func(t *testing.T) { testBadConfig(t, s) })
+
 	if after := heads(); after != before {
 		t.Errorf("log heads changed from %s to %s: bad input was stored", before, after)
 	}
