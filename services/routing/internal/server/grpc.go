@@ -341,8 +341,14 @@ func (s *Server) ApplyConfig(ctx context.Context, req *routingv1.ApplyConfigRequ
 	if _, errs := rules.Compile(cfg); len(errs) > 0 {
 		return nil, status.Error(codes.InvalidArgument, (&config.Error{Problems: errs}).Error())
 	}
+	if err := checkConfigIDs(cfg); err != nil {
+		return nil, toStatus(err)
+	}
 	cfg.CreatedAt = timestamppb.New(s.svc.clk.Now())
 	err = s.svc.Update(ws, func(tx *store.Tx) error {
+		if err := checkConfigPools(tx, cfg); err != nil {
+			return err
+		}
 		if err := tx.PutConfig(cfg); err != nil {
 			return err
 		}
@@ -350,6 +356,53 @@ func (s *Server) ApplyConfig(ctx context.Context, req *routingv1.ApplyConfigRequ
 		return err
 	})
 	return &routingv1.ApplyConfigResponse{Config: cfg}, toStatus(err)
+}
+
+// checkConfigIDs bounds the ids and names a config stores and shows back:
+// no NUL, no longer than any other id.
+func checkConfigIDs(cfg *routingv1.Config) error {
+	if err := checkID("fallback_pool_id", cfg.GetFallbackPoolId(), false); err != nil {
+		return err
+	}
+	for i, r := range cfg.GetRules() {
+		path := fmt.Sprintf("rules[%d]", i)
+		for f, v := range map[string]string{".name": r.GetName(), ".pool_id": r.GetPoolId(), ".owner_id": r.GetOwnerId()} {
+			if err := checkID(path+f, v, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkConfigPools refuses a config whose rules or fallback name a pool the
+// workspace does not have: every handoff reaching that rule would otherwise
+// end unassigned. Pools are applied before the config that uses them
+// (cairn apply does so).
+func checkConfigPools(tx *store.Tx, cfg *routingv1.Config) error {
+	check := func(path, id string) error {
+		if id == "" {
+			return nil
+		}
+		if _, err := tx.Pool(id); errors.Is(err, ErrNotFound) {
+			return invalid("%s: no pool %q in this workspace", path, id)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	if err := check("fallback_pool_id", cfg.GetFallbackPoolId()); err != nil {
+		return err
+	}
+	for i, r := range cfg.GetRules() {
+		if r.GetAction() != routingv1.ActionKind_ACTION_KIND_POOL {
+			continue
+		}
+		if err := check(fmt.Sprintf("rules[%d].pool_id", i), r.GetPoolId()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GetConfig returns the active config, also as YAML.

@@ -231,6 +231,20 @@ func TestConfigRoundTrip(t *testing.T) {
 		t.Fatalf("validate: %v %v", v, err)
 	}
 	yml := "fallback_pool: p\nrules:\n  - {name: r, when: 'lead.territory == \"emea\"', action: pool, pool: p}\nsla_policies:\n  - {name: s, type: sql, within: 3d}\n"
+	// Pools come first: a config naming a pool the workspace lacks is
+	// refused, naming the field, and nothing is stored.
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: yml}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `fallback_pool_id: no pool "p"`) {
+		t.Fatalf("apply before the pool exists: %v", err)
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: "rules:\n  - {name: \"r\\0\", action: owner, owner: alice}\n"}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "rules[0].name: contains NUL") {
+		t.Fatalf("apply with a NUL in a rule name: %v", err)
+	}
+	if _, err := h.client.GetConfig(ctx, &routingv1.GetConfigRequest{}); status.Code(err) != codes.NotFound {
+		t.Fatalf("config after refused applies: %v", err)
+	}
+	if _, err := h.client.UpsertPool(ctx, &routingv1.UpsertPoolRequest{Pool: &routingv1.Pool{PoolId: "p"}}); err != nil {
+		t.Fatal(err)
+	}
 	for want := uint32(1); want <= 2; want++ {
 		a, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: yml})
 		if err != nil || a.GetConfig().GetVersion() != want {
