@@ -197,50 +197,31 @@ const scoreBatch = 128
 // scoreBatch accounts as they go, each read in its own short read
 // transaction, so that one slow batch does not leave a CPU idle.
 func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compiled, now time.Time) ([]rescoreJob, error) {
-	reach := e.reach(cm)
 	jobs := make([]rescoreJob, len(ids))
-	batches := (len(ids) + scoreBatch - 1) / scoreBatch
-	workers := max(1, min(runtime.GOMAXPROCS(0), batches))
-	errs := make([]error, workers)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			act, dec := measure.NewActivation(), &decoder{scratch: &account.Scratch{}, reach: reach}
-			for errs[w] == nil {
-				b := int(next.Add(1)) - 1
-				if b >= batches {
-					return
-				}
-				lo, hi := b*scoreBatch, min((b+1)*scoreBatch, len(ids))
-				errs[w] = db.View(func(tx *bbolt.Tx) error {
-					r, err := store.NewReader(tx, ws)
-					if err != nil {
-						return err
-					}
-					for i := lo; i < hi; i++ {
-						if err := readJob(r, ids[i], now, true, &jobs[i]); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				for i := lo; i < hi && errs[w] == nil; i++ {
-					errs[w] = scoreJob(&jobs[i], cm, act, dec)
+	err := inParallel(len(ids), scoreBatch, e.reach(cm), func(lo, hi int, act *measure.Activation, dec *decoder) error {
+		err := db.View(func(tx *bbolt.Tx) error {
+			r, err := store.NewReader(tx, ws)
+			if err != nil {
+				return err
+			}
+			for i := lo; i < hi; i++ {
+				if err := readJob(r, ids[i], now, true, &jobs[i]); err != nil {
+					return err
 				}
 			}
-		}(w)
-	}
-	wg.Wait()
-	return jobs, errors.Join(errs...)
+			return nil
+		})
+		for i := lo; i < hi && err == nil; i++ {
+			err = scoreJob(&jobs[i], cm, act, dec)
+		}
+		return err
+	})
+	return jobs, err
 }
 
 // scoreInTx reads, scores and writes ids in tx; reading and writing stay
 // on tx's goroutine, scoring runs on every CPU.
 func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
-	reach := e.reach(cm)
 	r, err := store.NewReader(tx, ws)
 	if err != nil {
 		return err
@@ -254,24 +235,49 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 			return fmt.Errorf("get account %q: %w", id, store.ErrNotFound)
 		}
 	}
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(ids)))
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			act, dec := measure.NewActivation(), &decoder{scratch: &account.Scratch{}, reach: reach}
-			for i := w * len(ids) / workers; i < (w+1)*len(ids)/workers && errs[w] == nil; i++ {
-				errs[w] = scoreJob(&jobs[i], cm, act, dec)
+	// The accounts are read already: one share per CPU.
+	share := (len(ids) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	err = inParallel(len(ids), share, e.reach(cm), func(lo, hi int, act *measure.Activation, dec *decoder) error {
+		for i := lo; i < hi; i++ {
+			if err := scoreJob(&jobs[i], cm, act, dec); err != nil {
+				return err
 			}
-		}(w)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return e.write(tx, ws, jobs)
+}
+
+// inParallel calls fn for the chunks [lo, hi) of at most chunk items that
+// cover [0, n), on up to GOMAXPROCS workers, each with its own activation
+// and decoder (reach as in decoder). Workers take the next chunk as they
+// finish one, and each stops at its first error; the errors are joined.
+func inParallel(n, chunk, reach int, fn func(lo, hi int, act *measure.Activation, dec *decoder) error) error {
+	chunk = max(1, chunk)
+	chunks := (n + chunk - 1) / chunk
+	workers := max(1, min(runtime.GOMAXPROCS(0), chunks))
+	errs := make([]error, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			act, dec := measure.NewActivation(), &decoder{scratch: &account.Scratch{}, reach: reach}
+			for errs[w] == nil {
+				c := int(next.Add(1)) - 1
+				if c >= chunks {
+					return
+				}
+				errs[w] = fn(c*chunk, min((c+1)*chunk, n), act, dec)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // readJob reads acct's stored state and trend inputs with r into j,
