@@ -329,15 +329,26 @@ func (d *wireDec) message(typ protowire.Type, body func(end int) bool) bool {
 	return body(end) && len(d.b) == end
 }
 
+// fields decodes the fields before end, which must come in ascending
+// field-number order (a number may repeat where repeated says so; nil:
+// none may). each decodes one field's value and reports whether it was
+// valid; unknown numbers are invalid.
+func (d *wireDec) fields(end int, repeated func(protowire.Number) bool, each func(num protowire.Number, typ protowire.Type) bool) bool {
+	prev := protowire.Number(0)
+	for len(d.b) > end {
+		num, typ, ok := d.field(end, prev, repeated != nil && repeated(prev))
+		if !ok || !each(num, typ) {
+			return false
+		}
+		prev = num
+	}
+	return true
+}
+
 func (d *wireDec) timestamp(typ protowire.Type) (*timestamppb.Timestamp, bool) {
 	t := &timestamppb.Timestamp{}
 	ok := d.message(typ, func(end int) bool {
-		prev := protowire.Number(0)
-		for len(d.b) > end {
-			num, typ, ok := d.field(end, prev, false)
-			if !ok {
-				return false
-			}
+		return d.fields(end, nil, func(num protowire.Number, typ protowire.Type) bool {
 			v, ok := d.varint(typ)
 			switch {
 			case !ok:
@@ -349,9 +360,8 @@ func (d *wireDec) timestamp(typ protowire.Type) (*timestamppb.Timestamp, bool) {
 			default:
 				return false
 			}
-			prev = num
-		}
-		return true
+			return true
+		})
 	})
 	return t, ok
 }
@@ -381,12 +391,8 @@ func (d *wireDec) health(h *healthv1.AccountHealth) bool {
 	comps := make([]healthv1.ComponentScore, 0, nc)
 	changes := make([]healthv1.Change, 0, nch)
 	sigs := make([]commonv1.Signal, 0, ns)
-	prev := protowire.Number(0)
-	for len(d.b) > 0 {
-		num, typ, ok := d.field(0, prev, num5or7or15(prev))
-		if !ok {
-			return false
-		}
+	if !d.fields(0, num5or7or15, func(num protowire.Number, typ protowire.Type) bool {
+		var ok bool
 		var v uint64
 		switch num {
 		case 1:
@@ -433,10 +439,9 @@ func (d *wireDec) health(h *healthv1.AccountHealth) bool {
 		default:
 			return false
 		}
-		if !ok {
-			return false
-		}
-		prev = num
+		return ok
+	}) {
+		return false
 	}
 	if len(comps) > 0 {
 		h.Components = make([]*healthv1.ComponentScore, len(comps))
@@ -462,14 +467,13 @@ func (d *wireDec) health(h *healthv1.AccountHealth) bool {
 // num5or7or15 reports whether num is a repeated field of AccountHealth.
 func num5or7or15(num protowire.Number) bool { return num == 5 || num == 7 || num == 15 }
 
+// isAttributes reports whether num is Signal's repeated field (attributes).
+func isAttributes(num protowire.Number) bool { return num == 10 }
+
 func (d *wireDec) component(typ protowire.Type, c *healthv1.ComponentScore) bool {
 	return d.message(typ, func(end int) bool {
-		prev := protowire.Number(0)
-		for len(d.b) > end {
-			num, typ, ok := d.field(end, prev, false)
-			if !ok {
-				return false
-			}
+		return d.fields(end, nil, func(num protowire.Number, typ protowire.Type) bool {
+			var ok bool
 			switch num {
 			case 1:
 				c.Name, ok = d.str(typ)
@@ -488,23 +492,15 @@ func (d *wireDec) component(typ protowire.Type, c *healthv1.ComponentScore) bool
 			default:
 				return false
 			}
-			if !ok {
-				return false
-			}
-			prev = num
-		}
-		return true
+			return ok
+		})
 	})
 }
 
 func (d *wireDec) change(typ protowire.Type, c *healthv1.Change) bool {
 	return d.message(typ, func(end int) bool {
-		prev := protowire.Number(0)
-		for len(d.b) > end {
-			num, typ, ok := d.field(end, prev, false)
-			if !ok {
-				return false
-			}
+		return d.fields(end, nil, func(num protowire.Number, typ protowire.Type) bool {
+			var ok bool
 			switch num {
 			case 1:
 				c.Component, ok = d.str(typ)
@@ -517,22 +513,14 @@ func (d *wireDec) change(typ protowire.Type, c *healthv1.Change) bool {
 			default:
 				return false
 			}
-			if !ok {
-				return false
-			}
-			prev = num
-		}
-		return true
+			return ok
+		})
 	})
 }
 
 func (d *wireDec) signal(end int, s *commonv1.Signal) bool {
-	prev := protowire.Number(0)
-	for len(d.b) > end {
-		num, typ, ok := d.field(end, prev, prev == 10)
-		if !ok {
-			return false
-		}
+	return d.fields(end, isAttributes, func(num protowire.Number, typ protowire.Type) bool {
+		var ok bool
 		var v uint64
 		switch num {
 		case 1:
@@ -561,12 +549,8 @@ func (d *wireDec) signal(end int, s *commonv1.Signal) bool {
 			}
 			ok = d.message(typ, func(end int) bool {
 				var k, val string
-				prev := protowire.Number(0)
-				for len(d.b) > end {
-					num, typ, ok := d.field(end, prev, false)
-					if !ok {
-						return false
-					}
+				if !d.fields(end, nil, func(num protowire.Number, typ protowire.Type) bool {
+					var ok bool
 					switch num {
 					case 1:
 						k, ok = d.str(typ)
@@ -575,10 +559,9 @@ func (d *wireDec) signal(end int, s *commonv1.Signal) bool {
 					default:
 						return false
 					}
-					if !ok {
-						return false
-					}
-					prev = num
+					return ok
+				}) {
+					return false
 				}
 				if _, dup := s.Attributes[k]; dup {
 					return false
@@ -589,10 +572,6 @@ func (d *wireDec) signal(end int, s *commonv1.Signal) bool {
 		default:
 			return false
 		}
-		if !ok {
-			return false
-		}
-		prev = num
-	}
-	return true
+		return ok
+	})
 }
