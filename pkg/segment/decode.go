@@ -192,20 +192,28 @@ func (p *parser) object(i int, member func(key string, v span) error) (int, erro
 				return 0, err
 			}
 		}
-		i = p.ws(v.b)
-		if i >= len(p.s) {
-			return 0, errSyntax
-		}
-		switch p.s[i] {
-		case ',':
-			i++
-		case '}':
-			p.depth--
-			return i + 1, nil
-		default:
-			return 0, errSyntax
+		var done bool
+		if i, done, err = p.next(v.b, '}'); err != nil || done {
+			return i, err
 		}
 	}
+}
+
+// next reads what follows a member or element ending at i: a ',' (it
+// returns the index after it) or the closing byte, which leaves the
+// container (done, and the index after it).
+func (p *parser) next(i int, closing byte) (int, bool, error) {
+	i = p.ws(i)
+	switch {
+	case i >= len(p.s):
+		return 0, false, errSyntax
+	case p.s[i] == ',':
+		return i + 1, false, nil
+	case p.s[i] == closing:
+		p.depth--
+		return i + 1, true, nil
+	}
+	return 0, false, errSyntax
 }
 
 // array is object's counterpart for arrays.
@@ -229,18 +237,9 @@ func (p *parser) array(i int, elem func(n int, v span) error) (int, error) {
 				return 0, err
 			}
 		}
-		i = p.ws(v.b)
-		if i >= len(p.s) {
-			return 0, errSyntax
-		}
-		switch p.s[i] {
-		case ',':
-			i++
-		case ']':
-			p.depth--
-			return i + 1, nil
-		default:
-			return 0, errSyntax
+		var done bool
+		if i, done, err = p.next(v.b, ']'); err != nil || done {
+			return i, err
 		}
 	}
 }
