@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -256,23 +257,9 @@ func EncodeSnapshotOf(day string, score float64, band healthv1.Band, when string
 	for i := range comps {
 		idx = append(idx, i)
 	}
-	// Insertion sort (a handful of components), stable so that among equal
-	// names the last stays last.
-	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && comps[idx[j]].Name < comps[idx[j-1]].Name; j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
-		}
-	}
-	n := 0
-	for i, c := range idx {
-		if i+1 < len(idx) && comps[idx[i+1]].Name == comps[c].Name {
-			continue
-		}
-		idx[n] = c
-		n++
-	}
-	buf = binary.AppendUvarint(buf, uint64(n))
-	for _, c := range idx[:n] {
+	byName := lastOfEach(idx, func(c int) string { return comps[c].Name })
+	buf = binary.AppendUvarint(buf, uint64(len(byName)))
+	for _, c := range byName {
 		buf = appendString(buf, comps[c].Name)
 		buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(comps[c].Points))
 	}
@@ -283,25 +270,34 @@ func EncodeSnapshotOf(day string, score float64, band healthv1.Band, when string
 			idx = append(idx, i)
 		}
 	}
+	byKey := lastOfEach(idx, func(c int) uint64 { return comps[c].Key })
+	buf = binary.AppendUvarint(buf, uint64(len(byKey)))
+	for _, c := range byKey {
+		buf = binary.BigEndian.AppendUint64(buf, comps[c].Key)
+		buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(comps[c].Raw))
+	}
+	return buf
+}
+
+// lastOfEach sorts idx by key in place and keeps the last of each run of
+// equal keys, the one map assignments in idx's order would keep. An
+// insertion sort: a snapshot has a handful of components, and it is stable,
+// so among equal keys the last stays last.
+func lastOfEach[K cmp.Ordered](idx []int, key func(int) K) []int {
 	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && comps[idx[j]].Key < comps[idx[j-1]].Key; j-- {
+		for j := i; j > 0 && key(idx[j]) < key(idx[j-1]); j-- {
 			idx[j], idx[j-1] = idx[j-1], idx[j]
 		}
 	}
-	n = 0
+	n := 0
 	for i, c := range idx {
-		if i+1 < len(idx) && comps[idx[i+1]].Key == comps[c].Key {
+		if i+1 < len(idx) && key(idx[i+1]) == key(c) {
 			continue
 		}
 		idx[n] = c
 		n++
 	}
-	buf = binary.AppendUvarint(buf, uint64(n))
-	for _, c := range idx[:n] {
-		buf = binary.BigEndian.AppendUint64(buf, comps[c].Key)
-		buf = binary.BigEndian.AppendUint64(buf, math.Float64bits(comps[c].Raw))
-	}
-	return buf
+	return idx[:n]
 }
 
 // logRecordSignal is the field number of LogRecord.signal.
