@@ -3,7 +3,6 @@ package reliability
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -234,21 +233,10 @@ func testBadConfigREST(t *testing.T, s *suite) {
 		t.Run(tc.name, func(t *testing.T) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(cctx, tc.method, "http://"+s.http+tc.path, strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+s.keys.admin)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			t.Logf("%d: %.300s", resp.StatusCode, body)
-			if resp.StatusCode != http.StatusBadRequest {
-				t.Fatalf("status %d, want 400; body %.300s", resp.StatusCode, body)
+			code, body := s.rest(t, cctx, tc.method, tc.path, s.keys.admin, tc.body)
+			t.Logf("%d: %.300s", code, body)
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400; body %.300s", code, body)
 			}
 			if !strings.Contains(string(body), tc.want) {
 				t.Errorf("body %.300s does not name %q", body, tc.want)

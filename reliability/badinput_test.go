@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -144,20 +143,9 @@ func TestBadInput(t *testing.T) {
 		t.Run("REST "+tc.name, func(t *testing.T) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			req, err := http.NewRequestWithContext(cctx, http.MethodPost, "http://"+s.http+"/v1/events:batch", strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+s.keys.write)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d; body %.300s", resp.StatusCode, tc.want, body)
+			code, body := s.rest(t, cctx, http.MethodPost, "/v1/events:batch", s.keys.write, tc.body)
+			if code != tc.want {
+				t.Fatalf("status %d, want %d; body %.300s", code, tc.want, body)
 			}
 			checkNoLeak(t, string(body), []string{s.keys.write})
 			if tc.wantField != "" {

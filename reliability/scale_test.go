@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -204,25 +203,13 @@ func checkGateway(t *testing.T, s *suite, accounts []string) {
 	t.Helper()
 	call := func(method, path, key, body string, into any) int {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+s.http+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+key)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer resp.Body.Close()
-		if into != nil && resp.StatusCode == http.StatusOK {
-			if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		code, raw := s.rest(t, t.Context(), method, path, key, body)
+		if into != nil && code == http.StatusOK {
+			if err := json.Unmarshal(raw, into); err != nil {
 				t.Fatalf("%s %s: decode: %v", method, path, err)
 			}
 		}
-		return resp.StatusCode
+		return code
 	}
 	get := func(path, key string, into any) int { t.Helper(); return call(http.MethodGet, path, key, "", into) }
 	byWorkspace := map[string][]string{}
@@ -336,25 +323,9 @@ func readAggregates(t *testing.T, s *suite, accounts []string) aggregates {
 	out := aggregates{}
 	call := func(method, path, key, body string, into proto.Message) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), method, "http://"+s.http+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+key)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s %s = %d: %s", method, path, resp.StatusCode, raw)
+		code, raw := s.rest(t, t.Context(), method, path, key, body)
+		if code != http.StatusOK {
+			t.Fatalf("%s %s = %d: %s", method, path, code, raw)
 		}
 		if err := protojson.Unmarshal(raw, into); err != nil {
 			t.Fatalf("%s %s: decode: %v", method, path, err)

@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,22 +169,9 @@ func TestSecurity(t *testing.T) {
 			t.Run("REST "+r.name+"/"+tc.name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				req, err := http.NewRequestWithContext(ctx, r.method, "http://"+s.http+r.path, strings.NewReader(r.body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if tc.token != "" {
-					req.Header.Set("Authorization", "Bearer "+tc.token)
-				}
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != tc.want {
-					t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, tc.want, body)
+				code, body := s.rest(t, ctx, r.method, r.path, tc.token, r.body)
+				if code != tc.want {
+					t.Fatalf("status = %d, want %d; body %s", code, tc.want, body)
 				}
 				checkNoLeak(t, string(body), secrets)
 			})

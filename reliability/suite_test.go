@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -537,4 +538,29 @@ func (s *suite) scrape(ctx context.Context, name, metric string) ([]series, erro
 		return nil, fmt.Errorf("read %s metrics: %w", name, err)
 	}
 	return out, nil
+}
+
+// rest sends one request to the gateway's REST API with token as the
+// Bearer key (none when empty) and a JSON body, and returns the status and
+// the body; a transport error fails the test.
+func (s *suite) rest(t *testing.T, ctx context.Context, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.http+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read the body: %v", method, path, err)
+	}
+	return resp.StatusCode, raw
 }
