@@ -192,8 +192,8 @@ func healthWorkspace(r *healthv1.LogRecord) string {
 }
 
 // watermarkKey returns the key under which the service keeps the event-time
-// watermark of partition p of ingestion replica k (ApplyIngestion's
-// partition argument, which it uses for nothing else): p itself for one
+// watermark of partition p of ingestion replica k (ApplyIngestion's source
+// argument, which it uses for nothing else): p itself for one
 // replica, k*partitions+p for several, so that one replica's progress on a
 // partition does not hide another's backlog on it.
 func watermarkKey(partitions uint32, replicas int) func(k int, p uint32) uint32 {
