@@ -142,7 +142,7 @@ func (c *connFlags) dial(service string) (*grpc.ClientConn, error) {
 // dialEvery connects to every replica of service when --addr-<service>
 // lists several (in replica order), else to its one address: for the
 // commands whose answer is an aggregate over every account, which they
-// merge from each replica's part (pkg/aggregate), as the gateway does.
+// merge from each replica's part (pkg/domain/aggregate), as the gateway does.
 // close closes them all.
 func (c *connFlags) dialEvery(service string) (conns []*grpc.ClientConn, close func(), err error) {
 	close = func() {

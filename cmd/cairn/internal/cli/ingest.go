@@ -13,7 +13,7 @@ import (
 
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/ingest"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/segment"
+	"github.com/cairn-dev/cairn/pkg/domain/segment"
 )
 
 // maxLine bounds one NDJSON line; Segment caps a call at 32 KB, so anything

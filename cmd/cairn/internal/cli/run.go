@@ -20,7 +20,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
-	"github.com/cairn-dev/cairn/pkg/segment"
+	"github.com/cairn-dev/cairn/pkg/domain/segment"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -415,7 +415,7 @@ func (p prefixed) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// demoItems converts the generator's Segment calls through pkg/segment, the
+// demoItems converts the generator's Segment calls through pkg/domain/segment, the
 // same decoder the gateway and `cairn ingest` use, so the demo exercises the
 // real path.
 func demoItems(ds demo.Dataset) ([]ingest.Item, error) {

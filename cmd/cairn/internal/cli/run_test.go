@@ -347,7 +347,7 @@ func TestProcessFor(t *testing.T) {
 }
 
 // BenchmarkDemoItems measures turning the 300-account demo into events
-// through pkg/segment, the CPU cost `cairn run` pays before loading.
+// through pkg/domain/segment, the CPU cost `cairn run` pays before loading.
 func BenchmarkDemoItems(b *testing.B) {
 	ds := demo.Generate(demo.Options{Seed: 1, Accounts: 300, Now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)})
 	b.ResetTimer()

@@ -20,7 +20,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"github.com/cairn-dev/cairn/pkg/page"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -44,7 +44,7 @@ const (
 	// routeConcat: paged lists; the pages of replica 0, then replica 1, ...
 	routeConcat
 	// routeAggregate: figures over every account (funnel, moments of truth,
-	// backtest, replays); every replica's part, merged by pkg/aggregate.
+	// backtest, replays); every replica's part, merged by pkg/domain/aggregate.
 	routeAggregate
 )
 
@@ -89,7 +89,7 @@ var merges = map[string]func(dst, src proto.Message){
 type aggregator func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error
 
 // aggregateMethods answer figures over every account. Each replica answers
-// for its own accounts, in a form that merges exactly (pkg/aggregate), so
+// for its own accounts, in a form that merges exactly (pkg/domain/aggregate), so
 // the merged answer is that of one replica holding every account.
 var aggregateMethods = map[string]aggregator{
 	"/cairn.stages.v1.StagesService/GetFunnel": func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {

@@ -19,7 +19,7 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
@@ -84,7 +84,7 @@ func aggData(n int) []aggAccount {
 
 // aggConn is a fake stages and health replica over some accounts. It
 // answers the aggregate calls as the services do: its own part, finished
-// with pkg/aggregate unless the request asks for parts.
+// with pkg/domain/aggregate unless the request asks for parts.
 type aggConn struct {
 	name     string
 	accounts []aggAccount

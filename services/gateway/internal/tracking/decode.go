@@ -2,7 +2,7 @@
 // (/v1/track, /v1/identify, /v1/group, /v1/page, /v1/screen, /v1/alias,
 // /v1/batch and /v1/import) on top of IngestionService.Ingest.
 //
-// Segment's wire format is decoded by the shared pkg/segment, so that the
+// Segment's wire format is decoded by the shared pkg/domain/segment, so that the
 // gateway and the CLI's NDJSON import agree on it; this package adds keys,
 // limits, forwarding and Segment-style responses.
 package tracking
@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/segment"
+	"github.com/cairn-dev/cairn/pkg/domain/segment"
 )
 
 // ErrUnparseable means the body is not the JSON document the endpoint

@@ -101,7 +101,7 @@ func FuzzDecodeCall(f *testing.F) {
 }
 
 // TestDecodeBatchWithoutEnvelopeContext guards a regression fixed in
-// pkg/segment (e073f96): most SDK batches carry no top-level context or
+// pkg/domain/segment (e073f96): most SDK batches carry no top-level context or
 // integrations, and their items must still decode.
 func TestDecodeBatchWithoutEnvelopeContext(t *testing.T) {
 	tests := []struct {

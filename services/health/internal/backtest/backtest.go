@@ -10,7 +10,7 @@ import (
 	"fmt"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 )

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"

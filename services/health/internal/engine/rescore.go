@@ -12,7 +12,7 @@ import (
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/gc"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"

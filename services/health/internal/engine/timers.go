@@ -7,8 +7,8 @@ import (
 	"time"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
 

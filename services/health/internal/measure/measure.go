@@ -1,4 +1,4 @@
-// Package measure compiles health model expressions with pkg/account's CEL
+// Package measure compiles health model expressions with pkg/domain/account's CEL
 // environment, the one the stages service uses for journey criteria, so a
 // measure is "a CEL expression over the same account aggregates".
 package measure
@@ -10,7 +10,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 )
 
@@ -40,7 +40,7 @@ type Compiler struct {
 
 var _ model.Compiler = (*Compiler)(nil)
 
-// NewCompiler builds the environment: pkg/account's functions plus the
+// NewCompiler builds the environment: pkg/domain/account's functions plus the
 // variables stage (string) and days_in_stage (double).
 func NewCompiler() (*Compiler, error) {
 	env, err := account.NewEnv(Config, cel.Variable("stage", cel.StringType), cel.Variable("days_in_stage", cel.DoubleType))

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/measure"

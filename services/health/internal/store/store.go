@@ -5,7 +5,7 @@
 //
 // Layout (all under a per-workspace sub-bucket unless noted):
 //
-//	accounts/<ws>   account id                 -> account.Aggregates (pkg/account Marshal)
+//	accounts/<ws>   account id                 -> account.Aggregates (pkg/domain/account Marshal)
 //	meta/<ws>       account id                 -> Meta (EncodeMeta; small, rewritten on every evaluation)
 //	health/<ws>     account id                 -> healthv1.AccountHealth
 //	rows/<ws>       account id                 -> healthv1.AccountRow
@@ -32,10 +32,10 @@ import (
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 )
 
-// SchemaVersion is the layout above. Version 2 stores pkg/account's
+// SchemaVersion is the layout above. Version 2 stores pkg/domain/account's
 // aggregates; version 1 stored health's own encoding, which nothing decodes
 // any more (see Migrations).
 const SchemaVersion = 2
@@ -45,8 +45,8 @@ const SchemaVersion = 2
 var derivedBuckets = []string{"accounts", "meta", "health", "rows", "signals", "sigidx", "snapshots", "timers", "timeridx"}
 
 // Migrations upgrade an older health file; pass them to kv.Open with
-// SchemaVersion. Version 1 held aggregates in an encoding that pkg/account
-// cannot read (and whose version byte pkg/account would mistake for its
+// SchemaVersion. Version 1 held aggregates in an encoding that pkg/domain/account
+// cannot read (and whose version byte pkg/domain/account would mistake for its
 // own), so moving to 2 drops every derived bucket and every consumer cursor
 // (ingestion, its replicas "ingestion-<k>", stages): the service rebuilds
 // accounts, scores, signals and snapshots by replaying the upstream logs, as

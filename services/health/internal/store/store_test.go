@@ -10,7 +10,7 @@ import (
 	"time"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -266,7 +266,7 @@ func TestSchema1IsRebuiltFromLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The old encoding starts with the same version byte as pkg/account's
+	// The old encoding starts with the same version byte as pkg/domain/account's
 	// first layout, which is why the file is versioned rather than decoded.
 	if _, err := account.Unmarshal(old); !errors.Is(err, account.ErrCorrupt) {
 		t.Fatalf("account.Unmarshal(old health encoding) = %v, want ErrCorrupt", err)

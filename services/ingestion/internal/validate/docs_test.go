@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/cairn-dev/cairn/pkg/segment"
+	"github.com/cairn-dev/cairn/pkg/domain/segment"
 )
 
 // TestDocsExamples keeps docs/events.md honest: every reserved event has a

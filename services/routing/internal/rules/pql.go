@@ -10,7 +10,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 )
 
 // Product is the product-signal context of one account that PQL rules see.
@@ -18,7 +18,7 @@ import (
 // `health_band` (string, e.g. "healthy"), `health_score` (double), `signals`
 // (list of open signal reasons, e.g. "activation_reached") and `account`
 // (map of account traits and signal attributes); the functions are
-// pkg/account's over the account's product aggregates (count(name, window),
+// pkg/domain/account's over the account's product aggregates (count(name, window),
 // has_event(name), active_users(window), features_used(window), ...).
 type Product struct {
 	// Aggregates are the account's product aggregates; nil means none.
@@ -45,7 +45,7 @@ type compiledPQL struct {
 	prg  *account.Program
 }
 
-// pqlEnv is pkg/account's environment (aggregate functions, cost limit) plus
+// pqlEnv is pkg/domain/account's environment (aggregate functions, cost limit) plus
 // routing's product-signal variables.
 func pqlEnv() (*account.Env, error) {
 	return account.NewEnv(account.Config{},

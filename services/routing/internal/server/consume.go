@@ -17,7 +17,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )

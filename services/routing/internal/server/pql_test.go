@@ -20,7 +20,7 @@ func (h *harness) ingest(id string, at time.Time, e *ingestionv1.Event) {
 	h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{rec}) })
 }
 
-// TestPQLOverProductAggregates checks that PQL rules see pkg/account's
+// TestPQLOverProductAggregates checks that PQL rules see pkg/domain/account's
 // aggregate functions over the ingestion events routing keeps per account:
 // a trial account that hit its activation event with 3+ active users fires
 // one PQL, created at the time of the event that made the rule hold.

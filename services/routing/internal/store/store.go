@@ -33,7 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/store"
 )
 
@@ -926,7 +926,7 @@ func (t *Tx) Aggregates(accountID string) (*account.Aggregates, error) {
 	return a, nil
 }
 
-// PutAggregates stores an account's product aggregates; pkg/account bounds
+// PutAggregates stores an account's product aggregates; pkg/domain/account bounds
 // their size per account.
 func (t *Tx) PutAggregates(accountID string, a *account.Aggregates) error {
 	return t.put("aggregates", []byte(accountID), a.Marshal())

@@ -9,7 +9,7 @@ import (
 	"cel.dev/cel-go/cel"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 )
 
 // Causes recorded on transitions.

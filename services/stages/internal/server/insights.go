@@ -8,8 +8,8 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"go.etcd.io/bbolt"

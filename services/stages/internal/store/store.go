@@ -16,7 +16,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/account"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"go.etcd.io/bbolt"
 )

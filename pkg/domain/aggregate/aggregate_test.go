@@ -7,7 +7,7 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"

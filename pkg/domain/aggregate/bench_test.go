@@ -8,7 +8,7 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 )
 
 // BenchmarkMerge measures what the gateway spends merging replicas' parts:

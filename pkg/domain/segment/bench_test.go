@@ -21,7 +21,7 @@ func benchBatch() []byte {
 // encoding/json implementation it replaced, for comparison on the same
 // machine:
 //
-//	cd pkg/segment && go test -run '^$' -bench DecodeBatch -benchmem .
+//	cd pkg/domain/segment && go test -run '^$' -bench DecodeBatch -benchmem .
 func BenchmarkDecodeBatch(b *testing.B) {
 	for _, bc := range []struct {
 		name   string

@@ -3,7 +3,7 @@ package segment_test
 import (
 	"fmt"
 
-	"github.com/cairn-dev/cairn/pkg/segment"
+	"github.com/cairn-dev/cairn/pkg/domain/segment"
 )
 
 // A gateway decodes a Segment batch, sends the events that decoded and
