@@ -27,7 +27,7 @@ func TestCollector(t *testing.T) {
 			return b.Put([]byte(k), []byte("v"))
 		}
 	}
-	if err := db.Update(put("u")); err != nil {
+	if err := db.UpdateBolt(put("u")); err != nil {
 		t.Fatal(err)
 	}
 	const writers = 8
@@ -36,7 +36,7 @@ func TestCollector(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := db.Commit(context.Background(), put(string(rune('a'+i)))); err != nil {
+			if err := db.CommitBolt(context.Background(), put(string(rune('a'+i)))); err != nil {
 				t.Error(err)
 			}
 		}()

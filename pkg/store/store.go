@@ -16,10 +16,14 @@ import (
 
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-dev/cairn/pkg/apierr"
 )
 
-// ErrNotFound is returned when a key or bucket does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when a key or bucket does not exist. It is
+// apierr.ErrNotFound, so that a lookup that misses reaches a client as
+// NotFound without each service translating it.
+var ErrNotFound = apierr.ErrNotFound
 
 // ErrClosed is returned by Commit after Close.
 var ErrClosed = errors.New("store closed")
@@ -132,7 +136,7 @@ func (db *DB) checkSchema(want uint32, migrations map[uint32]func(*bbolt.Tx) err
 // SchemaVersion returns the version recorded in the file.
 func (db *DB) SchemaVersion() (uint32, error) {
 	var v uint32
-	err := db.View(func(tx *bbolt.Tx) error {
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(metaBucket)
 		if b == nil {
 			return ErrNotFound
@@ -162,14 +166,36 @@ func (db *DB) Close() error {
 }
 
 // View runs fn in a read-only transaction.
-func (db *DB) View(fn func(*bbolt.Tx) error) error { return db.bolt.View(fn) }
+func (db *DB) View(fn func(*Tx) error) error {
+	return db.bolt.View(func(b *bbolt.Tx) error { return fn(&Tx{b: b}) })
+}
 
-// Update runs fn in its own write transaction (one fsync).
-func (db *DB) Update(fn func(*bbolt.Tx) error) error {
+// Update runs fn in its own write transaction (one fsync). Unlike Commit, fn
+// runs exactly once.
+func (db *DB) Update(fn func(*Tx) error) error {
 	start := time.Now()
-	err := db.bolt.Update(fn)
+	err := db.bolt.Update(func(b *bbolt.Tx) error { return fn(&Tx{b: b}) })
 	db.metrics.commitUpdate.Observe(time.Since(start).Seconds())
 	return err
+}
+
+// ViewBolt is View with the raw bbolt transaction.
+//
+// Deprecated: transitional; use View.
+func (db *DB) ViewBolt(fn func(*bbolt.Tx) error) error { return db.bolt.View(fn) }
+
+// UpdateBolt is Update with the raw bbolt transaction.
+//
+// Deprecated: transitional; use Update.
+func (db *DB) UpdateBolt(fn func(*bbolt.Tx) error) error {
+	return db.Update(func(tx *Tx) error { return fn(tx.b) })
+}
+
+// CommitBolt is Commit with the raw bbolt transaction.
+//
+// Deprecated: transitional; use Commit.
+func (db *DB) CommitBolt(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	return db.Commit(ctx, func(tx *Tx) error { return fn(tx.b) })
 }
 
 // Bolt exposes the underlying handle for stats and backups.
@@ -189,7 +215,7 @@ func (db *DB) Size() int64 {
 // buckets are created; in a read-only one a missing bucket yields (nil, nil).
 func Bucket(tx *bbolt.Tx, path ...string) (*bbolt.Bucket, error) {
 	if len(path) == 0 {
-		return nil, errors.New("bucket: empty path")
+		return nil, errEmptyPath
 	}
 	var b *bbolt.Bucket
 	for i, name := range path {
@@ -260,16 +286,20 @@ func GetProto(b *bbolt.Bucket, key []byte, m proto.Message) error {
 // commitReq is one caller's share of a group commit.
 type commitReq struct {
 	ctx context.Context
-	fn  func(*bbolt.Tx) error
+	fn  func(*Tx) error
 	err chan error
 }
 
 // Commit runs fn in a write transaction shared with other concurrent Commit
 // calls, so that they pay for one fsync together. It returns once the
-// transaction is durable (or fn's own error). fn may run more than once: if
-// another member of the group fails, the group is rolled back and retried
-// without it. So fn must only read and write through tx.
-func (db *DB) Commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
+// transaction is durable (or fn's own error).
+//
+// fn may run more than once: if another member of the group fails, the
+// group is rolled back and rerun without it. So fn must only read and write
+// through tx, and hand anything it computes back through CommitValue rather
+// than through variables it captures. (bbolt's DB.Batch has the same
+// contract; docs/adr says why Cairn has its own.)
+func (db *DB) Commit(ctx context.Context, fn func(*Tx) error) error {
 	req := &commitReq{ctx: ctx, fn: fn, err: make(chan error, 1)}
 	db.closeMu.RLock()
 	if db.closed {
@@ -286,6 +316,20 @@ func (db *DB) Commit(ctx context.Context, fn func(*bbolt.Tx) error) error {
 	// Once queued, wait for the outcome even if ctx ends: the write may
 	// already be durable and the caller must not believe otherwise.
 	return <-req.err
+}
+
+// CommitValue is Commit for a function that computes a result. It returns
+// the result of the run that was committed (or of the run that failed), so
+// that a rerun of fn never leaves a caller holding a value from a
+// rolled-back attempt.
+func CommitValue[T any](ctx context.Context, db *DB, fn func(*Tx) (T, error)) (T, error) {
+	var out T
+	err := db.Commit(ctx, func(tx *Tx) error {
+		v, err := fn(tx)
+		out = v
+		return err
+	})
+	return out, err
 }
 
 // committer drains the queue: whatever arrived while the previous fsync ran
@@ -334,7 +378,8 @@ func (db *DB) runGroup(group []*commitReq) {
 		failed := -1
 		var failErr error
 		start := time.Now()
-		err := db.bolt.Update(func(tx *bbolt.Tx) error {
+		err := db.bolt.Update(func(b *bbolt.Tx) error {
+			tx := &Tx{b: b}
 			for i, r := range live {
 				if err := safeRun(r.fn, tx); err != nil {
 					failed, failErr = i, err
@@ -364,7 +409,7 @@ func (db *DB) runGroup(group []*commitReq) {
 }
 
 // safeRun keeps one caller's panic from killing the committer and everyone's writes.
-func safeRun(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+func safeRun(fn func(*Tx) error, tx *Tx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("commit function panicked: %v", r)

@@ -78,7 +78,7 @@ func TestLockTimeout(t *testing.T) {
 
 func TestBucketAndProto(t *testing.T) {
 	db := storetest.Open(t)
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.UpdateBolt(func(tx *bbolt.Tx) error {
 		b, err := store.Bucket(tx, "ws", "acme", "accounts")
 		if err != nil {
 			return err
@@ -88,7 +88,7 @@ func TestBucketAndProto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.ViewBolt(func(tx *bbolt.Tx) error {
 		missing, err := store.Bucket(tx, "ws", "nobody", "accounts")
 		if err != nil || missing != nil {
 			t.Errorf("missing bucket in read tx = %v, %v; want nil, nil", missing, err)
@@ -134,7 +134,7 @@ func TestCommitGroupsConcurrentCallers(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			errs <- db.Commit(context.Background(), func(tx *bbolt.Tx) error {
+			errs <- db.CommitBolt(context.Background(), func(tx *bbolt.Tx) error {
 				b, err := store.Bucket(tx, "k")
 				if err != nil {
 					return err
@@ -150,7 +150,7 @@ func TestCommitGroupsConcurrentCallers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_ = db.View(func(tx *bbolt.Tx) error {
+	_ = db.ViewBolt(func(tx *bbolt.Tx) error {
 		if got := tx.Bucket([]byte("k")).Stats().KeyN; got != n {
 			t.Errorf("keys = %d, want %d", got, n)
 		}
@@ -179,7 +179,7 @@ func TestCommitIsolatesFailures(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i] = db.Commit(context.Background(), func(tx *bbolt.Tx) error {
+			results[i] = db.CommitBolt(context.Background(), func(tx *bbolt.Tx) error {
 				b, err := store.Bucket(tx, "k")
 				if err != nil {
 					return err
@@ -200,7 +200,7 @@ func TestCommitIsolatesFailures(t *testing.T) {
 			t.Errorf("%s: err = %v, wantErr %v", tc.name, results[i], tc.wantErr)
 		}
 	}
-	_ = db.View(func(tx *bbolt.Tx) error {
+	_ = db.ViewBolt(func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte("k"))
 		for _, tc := range tests {
 			present := b != nil && b.Get([]byte(tc.key)) != nil
@@ -220,7 +220,7 @@ func TestCommitAfterClose(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Commit(context.Background(), func(*bbolt.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
+	if err := db.CommitBolt(context.Background(), func(*bbolt.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Commit after Close = %v, want ErrClosed", err)
 	}
 }
@@ -254,9 +254,9 @@ func BenchmarkCommit(b *testing.B) {
 						k := next()
 						var err error
 						if mode == "group" {
-							err = db.Commit(context.Background(), func(tx *bbolt.Tx) error { return write(tx, k) })
+							err = db.CommitBolt(context.Background(), func(tx *bbolt.Tx) error { return write(tx, k) })
 						} else {
-							err = db.Update(func(tx *bbolt.Tx) error { return write(tx, k) })
+							err = db.UpdateBolt(func(tx *bbolt.Tx) error { return write(tx, k) })
 						}
 						if err != nil {
 							b.Error(err)

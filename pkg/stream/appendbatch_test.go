@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"go.etcd.io/bbolt"
-
+	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
@@ -18,7 +17,7 @@ func TestAppendBatchTx(t *testing.T) {
 	var want [][]byte
 	rec := func() []byte { d := []byte(fmt.Sprintf("r%d", len(want))); want = append(want, d); return d }
 	for range 2 {
-		err := db.Update(func(tx *bbolt.Tx) error {
+		err := db.Update(func(tx *store.Tx) error {
 			if _, err := l.AppendTx(tx, 1, rec()); err != nil {
 				return err
 			}
@@ -56,7 +55,7 @@ func TestAppendBatchTx(t *testing.T) {
 			t.Fatalf("record %d: offset %d data %q, want %d %q", i, r.Offset, r.Data, i+1, want[i])
 		}
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *store.Tx) error {
 		_, err := l.AppendBatchTx(tx, 2, [][]byte{[]byte("x")})
 		return err
 	})

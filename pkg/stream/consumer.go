@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -143,7 +142,7 @@ type ConsumerOptions[T any] struct {
 	Offset func(T) uint64
 	// Apply applies records inside the transaction that also saves the
 	// cursor. It must only touch tx: it may be re-run (group commit).
-	Apply func(tx *bbolt.Tx, partition uint32, recs []T) error
+	Apply func(tx *store.Tx, partition uint32, recs []T) error
 	// Clock drives reconnect backoff (default the wall clock).
 	Clock clock.Clock
 	// Logger receives reconnect and apply errors.
@@ -200,7 +199,7 @@ func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
 		known:   make(map[uint32]bool),
 		wake:    make(chan struct{}),
 	}
-	err := opts.DB.View(func(tx *bbolt.Tx) error {
+	err := opts.DB.View(func(tx *store.Tx) error {
 		for _, p := range opts.Partitions {
 			v, err := ReadCursor(tx, opts.Name, p)
 			if err != nil {
@@ -239,16 +238,16 @@ func cursorKey(name string, p uint32) []byte {
 }
 
 // ReadCursor returns the saved cursor of consumer name on partition p (0 if none).
-func ReadCursor(tx *bbolt.Tx, name string, p uint32) (uint64, error) {
-	b, err := store.Bucket(tx, "_cursors")
+func ReadCursor(tx *store.Tx, name string, p uint32) (uint64, error) {
+	b, err := tx.Bucket("_cursors")
 	if err != nil || b == nil {
 		return 0, err
 	}
 	return store.ParseU64(b.Get(cursorKey(name, p))), nil
 }
 
-func writeCursor(tx *bbolt.Tx, name string, p uint32, v uint64) error {
-	b, err := store.Bucket(tx, "_cursors")
+func writeCursor(tx *store.Tx, name string, p uint32, v uint64) error {
+	b, err := tx.Bucket("_cursors")
 	if err != nil {
 		return err
 	}
@@ -353,13 +352,12 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 		if len(recs) == 0 {
 			continue
 		}
-		var applied uint64
-		err = c.opts.DB.Commit(ctx, func(tx *bbolt.Tx) error {
+		applied, err := store.CommitValue(ctx, c.opts.DB, func(tx *store.Tx) (uint64, error) {
 			// Re-read the cursor inside the transaction: redelivered
 			// records (at-least-once) are dropped here, atomically.
 			cur, err := ReadCursor(tx, c.opts.Name, p)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			fresh := recs[:0:0]
 			for _, r := range recs {
@@ -367,15 +365,14 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 					fresh = append(fresh, r)
 				}
 			}
-			applied = cur
 			if len(fresh) == 0 {
-				return nil
+				return cur, nil
 			}
 			if err := c.opts.Apply(tx, p, fresh); err != nil {
-				return err
+				return 0, err
 			}
-			applied = c.opts.Offset(fresh[len(fresh)-1])
-			return writeCursor(tx, c.opts.Name, p, applied)
+			last := c.opts.Offset(fresh[len(fresh)-1])
+			return last, writeCursor(tx, c.opts.Name, p, last)
 		})
 		if err != nil {
 			return progressed, fmt.Errorf("apply %s partition %d: %w", c.opts.Name, p, err)

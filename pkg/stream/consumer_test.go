@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.etcd.io/bbolt"
 
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
@@ -23,8 +22,8 @@ func decodeString(r stream.Record) (stream.Record, error) { return r, nil }
 func applied(t *testing.T, db *store.DB) []string {
 	t.Helper()
 	var out []string
-	err := db.View(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("applied"))
+	err := db.View(func(tx *store.Tx) error {
+		b := tx.Bolt().Bucket([]byte("applied"))
 		if b == nil {
 			return nil
 		}
@@ -36,8 +35,8 @@ func applied(t *testing.T, db *store.DB) []string {
 	return out
 }
 
-func applyRecords(tx *bbolt.Tx, _ uint32, recs []stream.Record) error {
-	b, err := tx.CreateBucketIfNotExists([]byte("applied"))
+func applyRecords(tx *store.Tx, _ uint32, recs []stream.Record) error {
+	b, err := tx.Bolt().CreateBucketIfNotExists([]byte("applied"))
 	if err != nil {
 		return err
 	}
@@ -209,7 +208,7 @@ func TestConsumerApplyErrorDoesNotAdvance(t *testing.T) {
 	c, err := stream.NewConsumer(stream.ConsumerOptions[stream.Record]{
 		Name: "up", DB: down, Source: stream.LocalSource(up, decodeString), Partitions: []uint32{0},
 		Offset: func(r stream.Record) uint64 { return r.Offset },
-		Apply: func(tx *bbolt.Tx, p uint32, recs []stream.Record) error {
+		Apply: func(tx *store.Tx, p uint32, recs []stream.Record) error {
 			for _, r := range recs {
 				if string(r.Data) == "poison" && fails.Add(1) <= 2 {
 					return errors.New("transient failure")

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -92,19 +91,19 @@ func runCrashChild() int {
 	c, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
 		Name: "ingestion", DB: db, Source: src, Partitions: parts,
 		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.Offset },
-		Apply: func(tx *bbolt.Tx, p uint32, recs []*ingestionv1.LogRecord) error {
-			order, err := store.Bucket(tx, "order", strconv.Itoa(int(p)))
+		Apply: func(tx *store.Tx, p uint32, recs []*ingestionv1.LogRecord) error {
+			order, err := tx.Bucket("order", strconv.Itoa(int(p)))
 			if err != nil {
 				return err
 			}
-			seen, err := store.Bucket(tx, "seen")
+			seen, err := tx.Bucket("seen")
 			if err != nil {
 				return err
 			}
 			for _, r := range recs {
 				id := r.GetEvent().GetMessageId()
 				if seen.Get([]byte(id)) != nil {
-					dups, err := store.Bucket(tx, "dups")
+					dups, err := tx.Bucket("dups")
 					if err != nil {
 						return err
 					}
@@ -232,12 +231,12 @@ func TestConsumerSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket([]byte("dups")); b != nil && b.Stats().KeyN > 0 {
+	err = db.View(func(tx *store.Tx) error {
+		if b := tx.Bolt().Bucket([]byte("dups")); b != nil && b.Stats().KeyN > 0 {
 			t.Errorf("%d records applied twice", b.Stats().KeyN)
 		}
 		for p := 0; p < crashPartitions; p++ {
-			b, _ := store.Bucket(tx, "order", strconv.Itoa(p))
+			b, _ := tx.Bucket("order", strconv.Itoa(p))
 			if b == nil {
 				return fmt.Errorf("partition %d: nothing applied", p)
 			}

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
@@ -53,8 +51,8 @@ func Example() {
 	defer down.Close()
 	// apply runs inside the transaction that also saves the cursor. It may
 	// run more than once (group commit), so it only touches tx.
-	apply := func(tx *bbolt.Tx, _ uint32, recs []stream.Record) error {
-		counts, err := store.Bucket(tx, "counts")
+	apply := func(tx *store.Tx, _ uint32, recs []stream.Record) error {
+		counts, err := tx.Bucket("counts")
 		if err != nil {
 			return err
 		}
@@ -96,8 +94,8 @@ func Example() {
 		}
 	}
 	show := func() {
-		err := down.View(func(tx *bbolt.Tx) error {
-			counts, err := store.Bucket(tx, "counts")
+		err := down.View(func(tx *store.Tx) error {
+			counts, err := tx.Bucket("counts")
 			if err != nil || counts == nil {
 				return err
 			}

@@ -136,7 +136,7 @@ func OpenLog(db *store.DB, name string, opts LogOptions) (*Log, error) {
 		first: make([]uint64, opts.Partitions),
 		wake:  make([]chan struct{}, opts.Partitions),
 	}
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		for p := uint32(0); p < opts.Partitions; p++ {
 			meta, _, err := l.buckets(tx, p)
 			if err != nil {
@@ -166,8 +166,8 @@ func (l *Log) Partitions() uint32 { return l.opts.Partitions }
 // Name returns the log's name.
 func (l *Log) Name() string { return l.name }
 
-func (l *Log) buckets(tx *bbolt.Tx, p uint32) (meta, recs *bbolt.Bucket, err error) {
-	pb, err := store.Bucket(tx, "log", l.name, fmt.Sprintf("p%05d", p))
+func (l *Log) buckets(tx *store.Tx, p uint32) (meta, recs *bbolt.Bucket, err error) {
+	pb, err := tx.Bucket("log", l.name, fmt.Sprintf("p%05d", p))
 	if err != nil || pb == nil {
 		return nil, nil, err
 	}
@@ -215,11 +215,11 @@ func (l *Log) First(p uint32) uint64 {
 // state returns tx's cached buckets of partition p, resolving them on first
 // use. The first use in a transaction registers one commit hook that wakes
 // the subscribers of every partition appended to.
-func (l *Log) state(tx *bbolt.Tx, p uint32) (*txState, error) {
+func (l *Log) state(tx *store.Tx, p uint32) (*txState, error) {
 	st := l.w
-	if st == nil || st.tx != tx {
+	if st == nil || st.tx != tx.Bolt() {
 		n := l.opts.Partitions
-		st = &txState{tx: tx, meta: make([]*bbolt.Bucket, n), recs: make([]*bbolt.Bucket, n), head: make([]uint64, n)}
+		st = &txState{tx: tx.Bolt(), meta: make([]*bbolt.Bucket, n), recs: make([]*bbolt.Bucket, n), head: make([]uint64, n)}
 		l.w = st
 		tx.OnCommit(func() {
 			for p, m := range st.meta {
@@ -242,7 +242,7 @@ func (l *Log) state(tx *bbolt.Tx, p uint32) (*txState, error) {
 // AppendTx appends data to partition p inside the caller's write transaction,
 // so that an output record commits together with the state that produced it.
 // Subscribers are woken when the transaction commits.
-func (l *Log) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
+func (l *Log) AppendTx(tx *store.Tx, p uint32, data []byte) (uint64, error) {
 	return l.AppendBatchTx(tx, p, [][]byte{data})
 }
 
@@ -251,7 +251,7 @@ func (l *Log) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
 // offset of the first (0 when data is empty). The records share one
 // timestamp and the head is written once, which matters to producers that
 // append thousands of records per transaction.
-func (l *Log) AppendBatchTx(tx *bbolt.Tx, p uint32, data [][]byte) (uint64, error) {
+func (l *Log) AppendBatchTx(tx *store.Tx, p uint32, data [][]byte) (uint64, error) {
 	if err := l.checkPartition(p); err != nil {
 		return 0, err
 	}
@@ -296,26 +296,24 @@ func (l *Log) Append(ctx context.Context, p uint32, data ...[]byte) (uint64, err
 	if err := l.checkPartition(p); err != nil {
 		return 0, err
 	}
-	var first uint64
-	err := l.db.Commit(ctx, func(tx *bbolt.Tx) error {
-		first = 0
+	return store.CommitValue(ctx, l.db, func(tx *store.Tx) (uint64, error) {
+		var first uint64
 		for _, d := range data {
 			off, err := l.AppendTx(tx, p, d)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			if first == 0 {
 				first = off
 			}
 		}
-		return nil
+		return first, nil
 	})
-	return first, err
 }
 
 // DeleteTx removes one record (right to be forgotten). Readers skip the gap;
 // offsets are never reused.
-func (l *Log) DeleteTx(tx *bbolt.Tx, p uint32, offset uint64) error {
+func (l *Log) DeleteTx(tx *store.Tx, p uint32, offset uint64) error {
 	if err := l.checkPartition(p); err != nil {
 		return err
 	}
@@ -360,7 +358,7 @@ func (l *Log) read(p uint32, from uint64, max int) ([]Record, uint64, error) {
 	}
 	var out []Record
 	var head uint64
-	err := l.db.View(func(tx *bbolt.Tx) error {
+	err := l.db.View(func(tx *store.Tx) error {
 		meta, recs, err := l.buckets(tx, p)
 		if err != nil {
 			return err
@@ -478,7 +476,7 @@ func (l *Log) retainChunk(p uint32, cutoff uint64, chunk int) (int, bool, error)
 	removed := 0
 	more := false
 	var newFirst uint64
-	err := l.db.Update(func(tx *bbolt.Tx) error {
+	err := l.db.Update(func(tx *store.Tx) error {
 		meta, recs, err := l.buckets(tx, p)
 		if err != nil {
 			return err

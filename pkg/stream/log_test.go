@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -79,7 +78,7 @@ func TestAppendRead(t *testing.T) {
 func TestAppendTxRollbackLeavesNoTrace(t *testing.T) {
 	db, l := openLog(t, stream.LogOptions{})
 	boom := errors.New("boom")
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		if _, err := l.AppendTx(tx, 0, []byte("x")); err != nil {
 			return err
 		}
@@ -102,7 +101,7 @@ func TestDeleteLeavesGap(t *testing.T) {
 	if _, err := l.Append(context.Background(), 0, []byte("a"), []byte("b"), []byte("c")); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error { return l.DeleteTx(tx, 0, 2) }); err != nil {
+	if err := db.Update(func(tx *store.Tx) error { return l.DeleteTx(tx, 0, 2) }); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := l.Read(0, 1, 0)
@@ -288,7 +287,7 @@ func BenchmarkAppend(b *testing.B) {
 						if mode == "group" {
 							_, err = l.Append(context.Background(), 0, payload)
 						} else {
-							err = db.Update(func(tx *bbolt.Tx) error { _, err := l.AppendTx(tx, 0, payload); return err })
+							err = db.Update(func(tx *store.Tx) error { _, err := l.AppendTx(tx, 0, payload); return err })
 						}
 						if err != nil {
 							b.Error(err)

@@ -6,7 +6,7 @@ import (
 	"hash/fnv"
 	"strconv"
 
-	"go.etcd.io/bbolt"
+	"github.com/cairn-dev/cairn/pkg/store"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -55,7 +55,7 @@ type Consumers[T any] []*Consumer[T]
 // is upstream replica k, consumed under ReplicaName(opts.Name, k). apply,
 // when not nil, gives replica k's Apply instead of opts.Apply (e.g. to skip
 // records or tell replicas apart).
-func NewConsumers[T any](opts ConsumerOptions[T], sources []Source[T], apply func(k int) func(*bbolt.Tx, uint32, []T) error) (Consumers[T], error) {
+func NewConsumers[T any](opts ConsumerOptions[T], sources []Source[T], apply func(k int) func(*store.Tx, uint32, []T) error) (Consumers[T], error) {
 	if len(sources) == 0 {
 		return nil, errors.New("consumers: no sources")
 	}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.etcd.io/bbolt"
 
+	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
@@ -113,8 +113,8 @@ func TestConsumers(t *testing.T) {
 		Name: "up", DB: down, Partitions: []uint32{0}, Registerer: reg,
 		Offset:     func(r stream.Record) uint64 { return r.Offset },
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
-	}, sources, func(k int) func(*bbolt.Tx, uint32, []stream.Record) error {
-		return func(tx *bbolt.Tx, p uint32, recs []stream.Record) error {
+	}, sources, func(k int) func(*store.Tx, uint32, []stream.Record) error {
+		return func(tx *store.Tx, p uint32, recs []stream.Record) error {
 			appliedBy[k] += len(recs)
 			return applyRecords(tx, p, recs)
 		}
