@@ -296,11 +296,11 @@ func (c Config) Validate() error {
 	if c.Name == "" {
 		errs = append(errs, errors.New("service name is empty"))
 	}
-	if err := checkAddr(c.GRPCAddr); err != nil {
+	if err := CheckAddr(c.GRPCAddr); err != nil {
 		errs = append(errs, fmt.Errorf("-grpc-addr: %w", err))
 	}
 	if c.MetricsAddr != "" {
-		if err := checkAddr(c.MetricsAddr); err != nil {
+		if err := CheckAddr(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Errorf("-metrics-addr: %w", err))
 		}
 	}
@@ -331,8 +331,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkAddr accepts host:port with a numeric port (host may be empty).
-func checkAddr(addr string) error {
+// CheckAddr accepts a listen address: host:port with a numeric port (the
+// host may be empty: every interface).
+func CheckAddr(addr string) error {
 	if addr == "" {
 		return errors.New("empty")
 	}

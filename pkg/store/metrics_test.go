@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
@@ -18,16 +17,16 @@ func TestCollector(t *testing.T) {
 	db := storetest.Open(t)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(db.Collector("test"))
-	put := func(k string) func(*bbolt.Tx) error {
-		return func(tx *bbolt.Tx) error {
-			b, err := store.Bucket(tx, "m")
+	put := func(k string) func(*store.Tx) error {
+		return func(tx *store.Tx) error {
+			b, err := tx.Bucket("m")
 			if err != nil {
 				return err
 			}
 			return b.Put([]byte(k), []byte("v"))
 		}
 	}
-	if err := db.UpdateBolt(put("u")); err != nil {
+	if err := db.Update(put("u")); err != nil {
 		t.Fatal(err)
 	}
 	const writers = 8
@@ -36,7 +35,7 @@ func TestCollector(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := db.CommitBolt(context.Background(), put(string(rune('a'+i)))); err != nil {
+			if err := db.Commit(context.Background(), put(string(rune('a'+i)))); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -78,8 +78,8 @@ func TestLockTimeout(t *testing.T) {
 
 func TestBucketAndProto(t *testing.T) {
 	db := storetest.Open(t)
-	err := db.UpdateBolt(func(tx *bbolt.Tx) error {
-		b, err := store.Bucket(tx, "ws", "acme", "accounts")
+	err := db.Update(func(tx *store.Tx) error {
+		b, err := tx.Bucket("ws", "acme", "accounts")
 		if err != nil {
 			return err
 		}
@@ -88,12 +88,12 @@ func TestBucketAndProto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.ViewBolt(func(tx *bbolt.Tx) error {
-		missing, err := store.Bucket(tx, "ws", "nobody", "accounts")
+	err = db.View(func(tx *store.Tx) error {
+		missing, err := tx.Bucket("ws", "nobody", "accounts")
 		if err != nil || missing != nil {
 			t.Errorf("missing bucket in read tx = %v, %v; want nil, nil", missing, err)
 		}
-		b, err := store.Bucket(tx, "ws", "acme", "accounts")
+		b, err := tx.Bucket("ws", "acme", "accounts")
 		if err != nil {
 			return err
 		}
@@ -134,8 +134,8 @@ func TestCommitGroupsConcurrentCallers(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			errs <- db.CommitBolt(context.Background(), func(tx *bbolt.Tx) error {
-				b, err := store.Bucket(tx, "k")
+			errs <- db.Commit(context.Background(), func(tx *store.Tx) error {
+				b, err := tx.Bucket("k")
 				if err != nil {
 					return err
 				}
@@ -150,8 +150,8 @@ func TestCommitGroupsConcurrentCallers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_ = db.ViewBolt(func(tx *bbolt.Tx) error {
-		if got := tx.Bucket([]byte("k")).Stats().KeyN; got != n {
+	_ = db.View(func(tx *store.Tx) error {
+		if got := tx.Bolt().Bucket([]byte("k")).Stats().KeyN; got != n {
 			t.Errorf("keys = %d, want %d", got, n)
 		}
 		return nil
@@ -179,8 +179,8 @@ func TestCommitIsolatesFailures(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i] = db.CommitBolt(context.Background(), func(tx *bbolt.Tx) error {
-				b, err := store.Bucket(tx, "k")
+			results[i] = db.Commit(context.Background(), func(tx *store.Tx) error {
+				b, err := tx.Bucket("k")
 				if err != nil {
 					return err
 				}
@@ -200,8 +200,8 @@ func TestCommitIsolatesFailures(t *testing.T) {
 			t.Errorf("%s: err = %v, wantErr %v", tc.name, results[i], tc.wantErr)
 		}
 	}
-	_ = db.ViewBolt(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("k"))
+	_ = db.View(func(tx *store.Tx) error {
+		b := tx.Bolt().Bucket([]byte("k"))
 		for _, tc := range tests {
 			present := b != nil && b.Get([]byte(tc.key)) != nil
 			if present == tc.wantErr {
@@ -220,7 +220,7 @@ func TestCommitAfterClose(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.CommitBolt(context.Background(), func(*bbolt.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
+	if err := db.Commit(context.Background(), func(*store.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Commit after Close = %v, want ErrClosed", err)
 	}
 }
@@ -240,8 +240,8 @@ func BenchmarkCommit(b *testing.B) {
 				var seq uint64
 				var mu sync.Mutex
 				next := func() uint64 { mu.Lock(); defer mu.Unlock(); seq++; return seq }
-				write := func(tx *bbolt.Tx, k uint64) error {
-					bk, err := store.Bucket(tx, "bench")
+				write := func(tx *store.Tx, k uint64) error {
+					bk, err := tx.Bucket("bench")
 					if err != nil {
 						return err
 					}
@@ -254,9 +254,9 @@ func BenchmarkCommit(b *testing.B) {
 						k := next()
 						var err error
 						if mode == "group" {
-							err = db.CommitBolt(context.Background(), func(tx *bbolt.Tx) error { return write(tx, k) })
+							err = db.Commit(context.Background(), func(tx *store.Tx) error { return write(tx, k) })
 						} else {
-							err = db.UpdateBolt(func(tx *bbolt.Tx) error { return write(tx, k) })
+							err = db.Update(func(tx *store.Tx) error { return write(tx, k) })
 						}
 						if err != nil {
 							b.Error(err)

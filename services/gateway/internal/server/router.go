@@ -21,62 +21,22 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
+	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
 
-// route is how the Router sends one method.
-type route int
-
-const (
-	// routeUnsupported: no exact answer can be assembled from the replicas.
-	routeUnsupported route = iota
-	// routeOwner: the request names an account; its owner answers.
-	routeOwner
-	// routeAny: workspace-wide definitions, identical on every replica:
-	// replica 0, or the next while one is unavailable.
-	routeAny
-	// routeBroadcast: workspace-wide writes (and health checks) go to every
-	// replica in order; replica 0's reply is returned, merged where needed.
-	routeBroadcast
-	// routeConcat: paged lists; the pages of replica 0, then replica 1, ...
-	routeConcat
-	// routeAggregate: figures over every account (funnel, moments of truth,
-	// backtest, replays); every replica's part, merged by pkg/domain/aggregate.
-	routeAggregate
-)
-
-// broadcastMethods are written to every replica: definitions and the
-// active version are workspace-wide, and a health check must see all.
-var broadcastMethods = map[string]bool{
-	"/cairn.stages.v1.StagesService/ApplyJourney":    true,
-	"/cairn.stages.v1.StagesService/ActivateJourney": true,
-	"/cairn.health.v1.HealthService/ApplyModel":      true,
-	"/cairn.health.v1.HealthService/Rescore":         true,
-	"/grpc.health.v1.Health/Check":                   true,
-}
-
-// anyMethods read workspace-wide definitions, which every replica holds.
-var anyMethods = map[string]bool{
-	"/cairn.stages.v1.StagesService/ValidateJourney":      true,
-	"/cairn.stages.v1.StagesService/GetJourney":           true,
-	"/cairn.stages.v1.StagesService/ListJourneyVersions":  true,
-	"/cairn.stages.v1.StagesService/ListJourneyTemplates": true,
-	"/cairn.health.v1.HealthService/ValidateModel":        true,
-	"/cairn.health.v1.HealthService/GetModel":             true,
-	"/cairn.health.v1.HealthService/ListModelVersions":    true,
-}
-
-// merges combine the reply of replica i > 0 into replica 0's.
+// merges combine the reply of replica i > 0 into replica 0's, for the
+// methods routed methods.Broadcast whose replies are not all alike.
 var merges = map[string]func(dst, src proto.Message){
 	"/cairn.health.v1.HealthService/Rescore": func(dst, src proto.Message) {
 		d, s := dst.(*healthv1.RescoreResponse), src.(*healthv1.RescoreResponse)
 		d.Accounts += s.GetAccounts()
 		d.ElapsedMs = max(d.GetElapsedMs(), s.GetElapsedMs())
 	},
-	"/grpc.health.v1.Health/Check": func(dst, src proto.Message) {
+	methods.HealthCheck.Name: func(dst, src proto.Message) {
 		d, s := dst.(*healthpb.HealthCheckResponse), src.(*healthpb.HealthCheckResponse)
 		if s.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			d.Status = s.GetStatus()
@@ -88,10 +48,11 @@ var merges = map[string]func(dst, src proto.Message){
 // the parts into out.
 type aggregator func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error
 
-// aggregateMethods answer figures over every account. Each replica answers
-// for its own accounts, in a form that merges exactly (pkg/domain/aggregate), so
-// the merged answer is that of one replica holding every account.
-var aggregateMethods = map[string]aggregator{
+// aggregators answer the methods routed methods.Aggregate: figures over
+// every account. Each replica answers for its own accounts, in a form that
+// merges exactly (pkg/domain/aggregate), so the merged answer is that of one
+// replica holding every account.
+var aggregators = map[string]aggregator{
 	"/cairn.stages.v1.StagesService/GetFunnel": func(ctx context.Context, r *Router, method string, req, out proto.Message, opts []grpc.CallOption) error {
 		sub := proto.Clone(req).(*stagesv1.GetFunnelRequest)
 		sub.Parts = true
@@ -192,11 +153,11 @@ func fanOut[T proto.Message](ctx context.Context, r *Router, method string, req 
 // Router is a grpc.ClientConnInterface over the replicas of one service,
 // in replica order. Replica i owns the accounts whose partition p has
 // stream.Replica(p, replicas) == i, so a request naming an account goes to
-// its owner; other requests are routed by method (see route). Figures
-// over every account (funnels, moments of truth, backtests, replays) are
-// merged from every replica's part; a method with no route fails with
-// Unimplemented rather than return one replica's part as if it were the
-// whole.
+// its owner; other requests are routed by method, as pkg/methods says (see
+// route). Figures over every account (funnels, moments of truth,
+// backtests, replays) are merged from every replica's part; a method with
+// no route fails with Unimplemented rather than return one replica's part
+// as if it were the whole.
 type Router struct {
 	conns      []grpc.ClientConnInterface
 	partitions uint32
@@ -228,20 +189,21 @@ func (r *Router) Invoke(ctx context.Context, method string, args, reply any, opt
 	if !ok || !ok2 {
 		return status.Errorf(codes.Internal, "router: %s: request or reply is not a protobuf message", method)
 	}
-	switch classify(method, req) {
-	case routeOwner:
+	switch route(method, req) {
+	case methods.ByAccount:
 		return r.conns[r.owner(ctx, req)].Invoke(ctx, method, args, reply, opts...)
-	case routeAny:
+	case methods.AnyReplica:
 		return r.any(ctx, method, args, reply, opts)
-	case routeBroadcast:
+	case methods.Broadcast:
 		return r.broadcast(ctx, method, req, out, opts)
-	case routeConcat:
+	case methods.ConcatPages:
 		return r.concat(ctx, method, req, out, opts)
-	case routeAggregate:
-		return aggregateMethods[method](ctx, r, method, req, out, opts)
-	default:
-		return status.Errorf(codes.Unimplemented, "%s is not available when the service runs as %d replicas: its answer is an aggregate over every account (see docs/scaling.md)", method[strings.LastIndexByte(method, '/')+1:], len(r.conns))
+	case methods.Aggregate:
+		if agg := aggregators[method]; agg != nil {
+			return agg(ctx, r, method, req, out, opts)
+		}
 	}
+	return status.Errorf(codes.Unimplemented, "%s is not available when the service runs as %d replicas: its answer is an aggregate over every account (see docs/scaling.md)", shortName(method), len(r.conns))
 }
 
 // NewStream is not routed: the gateway serves no streaming method, and the
@@ -251,24 +213,25 @@ func (r *Router) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 	return nil, status.Errorf(codes.Unimplemented, "%s: streaming calls are not routed across replicas", method)
 }
 
-// classify picks the route of a method; a request naming an account goes
-// to its owner whatever the method, since all of an account's data lives
-// there.
-func classify(method string, req proto.Message) route {
-	switch {
-	case broadcastMethods[method]:
-		return routeBroadcast
-	case aggregateMethods[method] != nil:
-		return routeAggregate
-	case stringField(req, "account_id") != "":
-		return routeOwner
-	case anyMethods[method]:
-		return routeAny
-	case pageField(req) != nil:
-		return routeConcat
-	default:
-		return routeUnsupported
+// route is how a call of method is sent: its route in pkg/methods, except
+// that a request naming an account goes to the account's owner whatever
+// its method (broadcasts and aggregates aside), since all of an account's
+// data lives there. A method routed by account whose request names none,
+// like a method the tables do not list, is methods.NotRouted.
+func route(method string, req proto.Message) methods.Route {
+	m, _ := methods.Lookup(method)
+	switch m.Route {
+	case methods.Broadcast, methods.Aggregate:
+		return m.Route
+	case methods.ByAccount, methods.AnyReplica, methods.ConcatPages:
+		if stringField(req, "account_id") != "" {
+			return methods.ByAccount
+		}
+		if m.Route != methods.ByAccount {
+			return m.Route
+		}
 	}
+	return methods.NotRouted
 }
 
 // owner is the replica of the request's account. The workspace is the
@@ -408,6 +371,9 @@ func decodeRouteToken(tok string, replicas int) (int, string, error) {
 	}
 	return idx, inner, nil
 }
+
+// shortName is the method's name without its service, e.g. "GetFunnel".
+func shortName(method string) string { return method[strings.LastIndexByte(method, '/')+1:] }
 
 // stringField returns the string field name of m, or "".
 func stringField(m proto.Message, name protoreflect.Name) string {

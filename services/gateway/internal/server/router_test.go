@@ -16,10 +16,13 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
@@ -297,4 +300,103 @@ func BenchmarkRouter(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRouteByTable checks how the Router sends each method of the services
+// split by account, by pkg/methods' table: with and without an account in
+// requests that can name one.
+func TestRouteByTable(t *testing.T) {
+	const (
+		none  = methods.NotRouted
+		owner = methods.ByAccount
+		anyR  = methods.AnyReplica
+		bcast = methods.Broadcast
+		pages = methods.ConcatPages
+		agg   = methods.Aggregate
+	)
+	// want[method] is the route without, then with, an account_id.
+	want := map[string][2]methods.Route{
+		"/cairn.stages.v1.StagesService/ValidateJourney":      {anyR, anyR},
+		"/cairn.stages.v1.StagesService/ApplyJourney":         {bcast, bcast},
+		"/cairn.stages.v1.StagesService/GetJourney":           {anyR, anyR},
+		"/cairn.stages.v1.StagesService/ListJourneyVersions":  {anyR, anyR},
+		"/cairn.stages.v1.StagesService/ListJourneyTemplates": {anyR, anyR},
+		"/cairn.stages.v1.StagesService/StartReplay":          {agg, agg},
+		"/cairn.stages.v1.StagesService/GetReplay":            {agg, agg},
+		"/cairn.stages.v1.StagesService/ActivateJourney":      {bcast, bcast},
+		"/cairn.stages.v1.StagesService/GetAccountJourney":    {none, owner},
+		"/cairn.stages.v1.StagesService/ListAccounts":         {pages, pages},
+		"/cairn.stages.v1.StagesService/ListSignals":          {pages, owner},
+		"/cairn.stages.v1.StagesService/GetFunnel":            {agg, agg},
+		"/cairn.stages.v1.StagesService/GetMomentsOfTruth":    {agg, agg},
+		"/cairn.stages.v1.StagesService/GetBuyingCommittee":   {none, owner},
+		"/cairn.stages.v1.StagesService/Subscribe":            {none, none},
+		"/cairn.health.v1.HealthService/ValidateModel":        {anyR, anyR},
+		"/cairn.health.v1.HealthService/ApplyModel":           {bcast, bcast},
+		"/cairn.health.v1.HealthService/GetModel":             {anyR, anyR},
+		"/cairn.health.v1.HealthService/ListModelVersions":    {anyR, anyR},
+		"/cairn.health.v1.HealthService/GetAccountHealth":     {none, owner},
+		"/cairn.health.v1.HealthService/ListHealthHistory":    {none, owner},
+		"/cairn.health.v1.HealthService/ListAccounts":         {pages, pages},
+		"/cairn.health.v1.HealthService/ListSignals":          {pages, owner},
+		"/cairn.health.v1.HealthService/Backtest":             {agg, agg},
+		"/cairn.health.v1.HealthService/Rescore":              {bcast, bcast},
+		"/cairn.health.v1.HealthService/Subscribe":            {none, none},
+	}
+	for _, sd := range []protoreflect.ServiceDescriptor{
+		stagesv1.File_cairn_stages_v1_stages_proto.Services().Get(0), healthv1.File_cairn_health_v1_health_proto.Services().Get(0),
+	} {
+		for i := range sd.Methods().Len() {
+			md := sd.Methods().Get(i)
+			name := "/" + string(sd.FullName()) + "/" + string(md.Name())
+			w, ok := want[name]
+			if !ok {
+				t.Errorf("%s: no expected route", name)
+				continue
+			}
+			mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := mt.New().Interface()
+			if got := route(name, req); got != w[0] {
+				t.Errorf("%s without an account: %v, want %v", name, got, w[0])
+			}
+			if f := md.Input().Fields().ByName("account_id"); f != nil {
+				req.ProtoReflect().Set(f, protoreflect.ValueOfString("acme"))
+			}
+			if got := route(name, req); got != w[1] {
+				t.Errorf("%s with an account: %v, want %v", name, got, w[1])
+			}
+		}
+	}
+	if got := route(methods.HealthCheck.Name, &healthpb.HealthCheckRequest{}); got != bcast {
+		t.Errorf("health check: %v, want %v", got, bcast)
+	}
+	if got := route("/x/Y", &stagesv1.GetAccountJourneyRequest{AccountId: "acme"}); got != none {
+		t.Errorf("a method no table lists: %v, want %v", got, none)
+	}
+}
+
+// TestRouterCoversTheTables checks that the gateway has what pkg/methods'
+// routes need: an aggregator for every aggregate, and aggregators and
+// merges only for methods routed that way.
+func TestRouterCoversTheTables(t *testing.T) {
+	for _, tb := range methods.Tables() {
+		for _, m := range tb.Methods {
+			if has := aggregators[m.Name] != nil; has != (m.Route == methods.Aggregate) {
+				t.Errorf("%s: routed %v, aggregator %v", m.Name, m.Route, has)
+			}
+		}
+	}
+	for name := range aggregators {
+		if m, ok := methods.Lookup(name); !ok || m.Route != methods.Aggregate {
+			t.Errorf("aggregator for %s, routed %v (listed %v)", name, m.Route, ok)
+		}
+	}
+	for name := range merges {
+		if m, ok := methods.Lookup(name); !ok || m.Route != methods.Broadcast {
+			t.Errorf("merge for %s, routed %v (listed %v)", name, m.Route, ok)
+		}
+	}
 }

@@ -128,11 +128,9 @@ func newREST(ctx context.Context, u Upstreams, log *slog.Logger) (*runtime.Serve
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
 		}),
 		runtime.WithErrorHandler(func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-			body, _ := web.FromError(web.RequestID(r.Context()), err)
-			if body.HTTPStatus >= 500 {
+			if body := web.WriteError(w, r, err); body.HTTPStatus >= 500 {
 				log.WarnContext(ctx, "upstream call failed", "path", r.URL.Path, "request_id", body.RequestID, "error", err)
 			}
-			web.WriteError(w, r, err)
 		}),
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
 			md := metadata.MD{}

@@ -114,3 +114,28 @@ func TestWorkspaceRouter(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkspaceRouterRefusesUnrouted checks that methods pkg/methods does
+// not route by workspace (the logs, methods of services split by account,
+// unknown ones) reach no replica.
+func TestWorkspaceRouterRefusesUnrouted(t *testing.T) {
+	fakes := []*wsReplica{{}, {}}
+	r, err := NewWorkspaceRouter([]grpc.ClientConnInterface{fakes[0], fakes[1]}, tokenKeys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer acme")
+	if _, err := ingestionv1.NewIngestionServiceClient(r).Subscribe(keyed, &ingestionv1.SubscribeRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("Subscribe: %v, want Unimplemented", err)
+	}
+	for _, method := range []string{"/cairn.stages.v1.StagesService/GetFunnel", "/x/Y"} {
+		if err := r.Invoke(keyed, method, &ingestionv1.IngestRequest{Workspace: "acme"}, &ingestionv1.IngestResponse{}); status.Code(err) != codes.Unimplemented {
+			t.Errorf("%s: %v, want Unimplemented", method, err)
+		}
+	}
+	for k, f := range fakes {
+		if len(f.got) != 0 {
+			t.Errorf("replica %d was called: %v", k, f.got)
+		}
+	}
+}

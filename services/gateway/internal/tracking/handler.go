@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -113,12 +111,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]by
 	body, err := h.readBody(r, buf)
 	if err != nil {
 		putBuffer(buf)
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) || errors.Is(err, web.ErrTooLarge) {
-			web.WriteError(w, r, err)
-			return
+		if !web.TooLarge(err) {
+			err = status.Error(codes.InvalidArgument, "could not read request body: "+err.Error())
 		}
-		web.WriteStatus(w, r, codes.InvalidArgument, "could not read request body: "+err.Error())
+		web.WriteError(w, r, err)
 		return
 	}
 	token, fromHeader := headerKey(r)
@@ -145,7 +141,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]by
 		}
 	}
 	if ok, wait := h.Limiter.Allow(key.ID); !ok {
-		web.WriteError(w, r, rateLimited(wait))
+		web.WriteError(w, r, web.RateLimited(wait))
 		return
 	}
 	resp := Response{Rejected: []Rejection{}}
@@ -311,12 +307,6 @@ func headerKey(r *http.Request) (string, bool) {
 		return user, true
 	}
 	return "", true
-}
-
-// rateLimited builds the ResourceExhausted status with RetryInfo that
-// web.WriteError turns into 429 and Retry-After.
-func rateLimited(wait time.Duration) error {
-	return web.RateLimited(wait)
 }
 
 // outgoing forwards the caller's key, so ingestion applies its own auth and

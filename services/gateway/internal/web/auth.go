@@ -1,9 +1,6 @@
 package web
 
-import (
-	"errors"
-	"strings"
-)
+import "strings"
 
 // Key is what the gateway needs to know about an authenticated API key.
 type Key struct {
@@ -20,9 +17,6 @@ type Key struct {
 type Authenticator interface {
 	Authenticate(token string) (Key, error)
 }
-
-// ErrNoKey means the request carried no API key.
-var ErrNoKey = errors.New("missing API key")
 
 // BearerToken returns the token of an "Authorization: Bearer" header value.
 func BearerToken(header string) (string, bool) {

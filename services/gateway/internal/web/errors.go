@@ -80,14 +80,23 @@ func HTTPStatus(c codes.Code) int { return runtime.HTTPStatusFromCode(c) }
 // passed; the gateway answers it with 413.
 var ErrTooLarge = errors.New("request body too large")
 
-// FromError converts err into the public error body and the delay clients
-// should wait before retrying (zero when none applies). Messages of internal
-// failures are replaced so that no addresses, paths or stack details leak.
-func FromError(requestID string, err error) (Error, time.Duration) {
+// TooLarge reports whether err says a request body passed its limit
+// (LimitBody's *http.MaxBytesError, or ErrTooLarge), which FromError
+// answers with 413.
+func TooLarge(err error) bool {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) || errors.Is(err, ErrTooLarge) {
+	return errors.As(err, &mbe) || errors.Is(err, ErrTooLarge)
+}
+
+// FromError converts err into the public error body and the delay clients
+// should wait before retrying (zero when none applies). It is the gateway's
+// one mapping from errors to HTTP answers. Messages of internal failures are
+// replaced so that no addresses, paths or stack details leak.
+func FromError(requestID string, err error) (Error, time.Duration) {
+	if TooLarge(err) {
+		var mbe *http.MaxBytesError
 		msg := "request body too large"
-		if mbe != nil {
+		if errors.As(err, &mbe) {
 			msg = "request body larger than " + strconv.FormatInt(mbe.Limit, 10) + " bytes"
 		}
 		return Error{Code: CodeName(codes.InvalidArgument), HTTPStatus: http.StatusRequestEntityTooLarge, Message: msg, RequestID: requestID}, 0
@@ -130,14 +139,15 @@ func RetryAfterSeconds(d time.Duration) int {
 	return s
 }
 
-// WriteError writes err as the gateway's JSON error, with Retry-After when the
-// caller should back off.
-func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+// WriteError writes err as the gateway's JSON error (FromError), with
+// Retry-After when the caller should back off, and returns the body written.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) Error {
 	body, retry := FromError(RequestID(r.Context()), err)
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(retry)))
 	}
 	WriteJSON(w, body.HTTPStatus, body)
+	return body
 }
 
 // WriteStatus writes a gateway-originated error with code c and message msg.

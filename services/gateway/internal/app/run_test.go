@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -29,7 +29,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestRunServesAndStops wires the real main path: keyring file, upstream
+// TestRunServesAndStops wires the real process: keyring file, upstream
 // dials, HTTP and metrics listeners, and graceful shutdown.
 func TestRunServesAndStops(t *testing.T) {
 	f := fakes.Start(t)
@@ -42,14 +42,14 @@ func TestRunServesAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config{
-		httpAddr: freeAddr(t), metricsAddr: freeAddr(t),
-		ingestionAddr: f.Addr, stagesAddr: f.Addr, healthAddr: f.Addr, routingAddr: f.Addr,
-		keysFile: keysFile, maxBody: 1 << 20, rate: 100, burst: 100, shutdownTimeout: 5 * time.Second,
+	cfg := Config{
+		HTTPAddr: freeAddr(t), MetricsAddr: freeAddr(t),
+		IngestionAddr: f.Addr, StagesAddr: f.Addr, HealthAddr: f.Addr, RoutingAddr: f.Addr,
+		KeysFile: keysFile, MaxBody: 1 << 20, Rate: 100, Burst: 100, ShutdownTimeout: 5 * time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	get := func(url, key string) (int, string) {
@@ -73,7 +73,7 @@ func TestRunServesAndStops(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	base := "http://" + cfg.httpAddr
+	base := "http://" + cfg.HTTPAddr
 	tests := []struct {
 		name       string
 		url, key   string
@@ -84,7 +84,7 @@ func TestRunServesAndStops(t *testing.T) {
 		{"readyz", base + "/readyz", "", 200, `"ready"`},
 		{"keyring key forwarded", base + "/v1/accounts/acme/journey", readKey, 200, `"onboarding"`},
 		{"unknown key", base + "/v1/accounts/acme/journey", "nope", 401, "UNAUTHENTICATED"},
-		{"metrics", "http://" + cfg.metricsAddr + "/metrics", "", 200, "cairn_http_requests_total"},
+		{"metrics", "http://" + cfg.MetricsAddr + "/metrics", "", 200, "cairn_http_requests_total"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,22 +101,39 @@ func TestRunServesAndStops(t *testing.T) {
 	client.CloseIdleConnections()
 }
 
-func TestApplyEnv(t *testing.T) {
-	t.Setenv("CAIRN_HTTP_ADDR", "127.0.0.1:9999")
-	t.Setenv("CAIRN_MAX_BODY", "12")
-	var cfg config
-	fs := newFlagSet(&cfg)
-	if err := applyEnv(fs); err != nil {
+// TestRunFailsCleanly checks that wiring errors are returned, naming what
+// failed, with nothing left running.
+func TestRunFailsCleanly(t *testing.T) {
+	f := fakes.Start(t)
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	if _, err := auth.LoadKeyring(keysFile); err != nil {
 		t.Fatal(err)
 	}
-	if err := fs.Parse([]string{"-max-body", "34"}); err != nil {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.httpAddr != "127.0.0.1:9999" || cfg.maxBody != 34 {
-		t.Errorf("config = %+v: want env for http-addr and the flag winning for max-body", cfg)
+	defer busy.Close()
+	good := Config{
+		HTTPAddr: freeAddr(t), MetricsAddr: freeAddr(t),
+		IngestionAddr: f.Addr, StagesAddr: f.Addr, HealthAddr: f.Addr, RoutingAddr: f.Addr,
+		KeysFile: keysFile, MaxBody: 1 << 20, Rate: 100, Burst: 100, ShutdownTimeout: 5 * time.Second, Partitions: 8,
 	}
-	t.Setenv("CAIRN_RATE", "fast")
-	if err := applyEnv(newFlagSet(&cfg)); err == nil || !strings.Contains(err.Error(), "CAIRN_RATE") {
-		t.Errorf("bad env value: err = %v, want one naming CAIRN_RATE", err)
+	for name, tc := range map[string]struct {
+		change func(*Config)
+		want   string
+	}{
+		"unreadable keyring":            {func(c *Config) { c.KeysFile = t.TempDir() }, "load keyring"},
+		"metrics address in use":        {func(c *Config) { c.MetricsAddr = busy.Addr().String() }, "listen " + busy.Addr().String()},
+		"more replicas than partitions": {func(c *Config) { c.StagesAddr, c.Partitions = f.Addr+","+f.Addr+","+f.Addr, 2 }, "-stages-addr: router: 3 replicas"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := good
+			tc.change(&cfg)
+			err := serve(t.Context(), cfg, slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("serve = %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }
