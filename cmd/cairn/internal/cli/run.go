@@ -241,7 +241,7 @@ func processFor(name string, rc *runConfig, p ports, data, keysPath, serviceKey 
 	}
 	upstreams := map[string][]string{
 		"stages":  {"ingestion"},
-		"health":  {"ingestion"},
+		"health":  {"ingestion", "stages"},
 		"routing": {"ingestion", "stages", "health"},
 		"gateway": {"ingestion", "stages", "health", "routing"},
 	}[name]

@@ -316,6 +316,27 @@ func TestRunSuiteChildFails(t *testing.T) {
 	}
 }
 
+// TestProcessForBasePort: with another base port, every upstream address a
+// process is given comes from that base, so a suite never reads another
+// suite's services on the default ports.
+func TestProcessForBasePort(t *testing.T) {
+	rc := &runConfig{bin: "/b", basePort: 23000, metricsBase: 25000, httpAddr: "127.0.0.1:28080", partitions: 8}
+	p := rc.ports()
+	for _, name := range []string{"ingestion", "stages", "health", "routing", "gateway"} {
+		proc := processFor(name, rc, p, "/d", "/d/keys.json", "sk")
+		all := strings.Join(append(append([]string{}, proc.Args...), proc.Env...), " ")
+		for _, def := range []string{":7101", ":7102", ":7103", ":7104", ":9101", ":9102", ":9103", ":9104", ":9105", ":8080"} {
+			if strings.Contains(all, def) {
+				t.Errorf("%s is given a default address %s: %s", name, def, all)
+			}
+		}
+	}
+	health := processFor("health", rc, p, "/d", "/d/keys.json", "sk")
+	if got := strings.Join(health.Env, " "); !strings.Contains(got, "CAIRN_STAGES_ADDR=127.0.0.1:23002") {
+		t.Errorf("health is not given the suite's stages: %s", got)
+	}
+}
+
 func TestProcessFor(t *testing.T) {
 	rc := &runConfig{bin: "/b", basePort: 7100, metricsBase: 9100, httpAddr: "127.0.0.1:8080", partitions: 8}
 	p := rc.ports()
@@ -327,12 +348,16 @@ func TestProcessFor(t *testing.T) {
 		ready    string
 	}{
 		{name: "ingestion", service: "ingestion", wantArgs: "-metrics-addr 127.0.0.1:9101 -keys /d/keys.json -grpc-addr 127.0.0.1:7101 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk", ready: "127.0.0.1:7101"},
+		{name: "health reads ingestion and stages", service: "health", wantArgs: "-metrics-addr 127.0.0.1:9103 -keys /d/keys.json -grpc-addr 127.0.0.1:7103 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk CAIRN_INGESTION_ADDR=127.0.0.1:7101 CAIRN_STAGES_ADDR=127.0.0.1:7102", ready: "127.0.0.1:7103"},
 		{name: "routing reads three upstreams", service: "routing", wantArgs: "-metrics-addr 127.0.0.1:9104 -keys /d/keys.json -grpc-addr 127.0.0.1:7104 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk CAIRN_INGESTION_ADDR=127.0.0.1:7101 CAIRN_STAGES_ADDR=127.0.0.1:7102 CAIRN_HEALTH_ADDR=127.0.0.1:7103", ready: "127.0.0.1:7104"},
 		{name: "gateway", service: "gateway", wantArgs: "-metrics-addr 127.0.0.1:9105 -keys /d/keys.json -http-addr 127.0.0.1:8080 -ingestion-addr 127.0.0.1:7101 -stages-addr 127.0.0.1:7102 -health-addr 127.0.0.1:7103 -routing-addr 127.0.0.1:7104", ready: "http://127.0.0.1:8080/readyz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			proc := processFor(tt.service, rc, p, "/d", "/d/keys.json", "sk")
+			if got := strings.Join(proc.Env, " "); got != tt.wantEnv && tt.service != "gateway" {
+				t.Errorf("env %s, want exactly %s (every upstream from the suite's own ports)", got, tt.wantEnv)
+			}
 			if got := strings.Join(proc.Args, " "); got != tt.wantArgs {
 				t.Errorf("args\n got %s\nwant %s", got, tt.wantArgs)
 			}
