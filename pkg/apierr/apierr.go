@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -38,6 +39,9 @@ var (
 	// ErrUnavailable maps to Unavailable: the request may succeed later
 	// as it stands (a storage write failed, an upstream is down).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrOutOfRange maps to OutOfRange: an offset before a log's first
+	// retained record or past its head.
+	ErrOutOfRange = errors.New("out of range")
 )
 
 // Violation is one bad field of a request.
@@ -104,6 +108,12 @@ func AlreadyExists(format string, args ...any) error { return wrap(ErrAlreadyExi
 func FailedPrecondition(format string, args ...any) error {
 	return wrap(ErrFailedPrecondition, format, args)
 }
+
+// Invalid returns a client error that names no single field; prefer Field.
+func Invalid(format string, args ...any) error { return wrap(ErrInvalid, format, args) }
+
+// OutOfRange returns an error that maps to OutOfRange.
+func OutOfRange(format string, args ...any) error { return wrap(ErrOutOfRange, format, args) }
 
 // kindError carries a sentinel and the message the client sees.
 type kindError struct {
@@ -185,6 +195,8 @@ func Status(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrFailedPrecondition):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrOutOfRange):
+		return status.Error(codes.OutOfRange, err.Error())
 	case errors.Is(err, ErrUnavailable):
 		logger.Warn("request failed: unavailable", "method", method, "err", err)
 		return status.Error(codes.Unavailable, err.Error())
@@ -195,4 +207,23 @@ func Status(logger *slog.Logger, method string, err error) error {
 	}
 	logger.Error("request failed", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// UnaryServerInterceptor maps every handler error through Status. pkg/server
+// installs it innermost, so a service's handlers return plain errors.
+func UnaryServerInterceptor(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return nil, Status(logger, info.FullMethod, err)
+		}
+		return resp, nil
+	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streaming calls.
+func StreamServerInterceptor(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return Status(logger, info.FullMethod, handler(srv, ss))
+	}
 }

@@ -129,7 +129,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.deadline,
 			auth.UnaryServerInterceptor(a, policy),
 			s.ownedWorkspace,
-			s.statusUnary,
+			apierr.UnaryServerInterceptor(cfg.Logger),
 		),
 		grpc.ChainStreamInterceptor(
 			m.stream,
@@ -137,7 +137,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.cutOnShutdown,
 			auth.StreamServerInterceptor(a, policy),
 			s.ownedPartitions,
-			s.statusStream,
+			apierr.StreamServerInterceptor(cfg.Logger),
 		),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		// Clients (pkg/server.Dial) ping every 30 s; allow that, and find
@@ -304,21 +304,6 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 
 func (s *Server) logPanic(ctx context.Context, method string, r any) {
 	s.Logger.ErrorContext(ctx, "panic in gRPC handler", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-}
-
-// statusUnary maps a handler's error to a gRPC status, once, for every
-// service (apierr.Status): handlers and use cases return plain errors.
-func (s *Server) statusUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	if err != nil {
-		return nil, apierr.Status(s.Logger, info.FullMethod, err)
-	}
-	return resp, nil
-}
-
-// statusStream is statusUnary for streaming calls.
-func (s *Server) statusStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return apierr.Status(s.Logger, info.FullMethod, handler(srv, ss))
 }
 
 // deadline gives unary calls without a client deadline RequestTimeout.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store"
 )
@@ -33,16 +34,19 @@ type Record struct {
 
 var (
 	// ErrCompacted means the requested offset was removed by retention.
-	ErrCompacted = errors.New("offset is older than the log's retention")
+	ErrCompacted = apierr.OutOfRange("offset is older than the log's retention")
 	// ErrBeyondHead means the requested offset has not been written yet
 	// (more than one past the head), which usually means the consumer's
 	// cursor belongs to another log.
-	ErrBeyondHead = errors.New("offset is beyond the head of the log")
+	ErrBeyondHead = apierr.OutOfRange("offset is beyond the head of the log")
 	// ErrNoPartition means the partition does not exist.
-	ErrNoPartition = errors.New("no such partition")
+	ErrNoPartition = apierr.Invalid("no such partition")
 )
 
-// Status translates stream errors to gRPC status errors for Subscribe handlers.
+// Status translates stream errors to gRPC status errors for Subscribe
+// handlers.
+//
+// Deprecated: the stream errors map through apierr; return them as they are.
 func Status(err error) error {
 	switch {
 	case err == nil:
