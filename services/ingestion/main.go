@@ -1,31 +1,12 @@
 // Command cairn-ingestion runs the ingestion service: it validates,
 // deduplicates and durably logs events, and serves the log to the stages,
-// health and routing services.
+// health and routing services. The configuration (flags and CAIRN_*
+// environment variables) and the wiring are in internal/app.
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
 )
 
-func main() {
-	cfg, err := parse(os.Args[1:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cairn-ingestion:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn-ingestion:", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("ingestion", app.Parse, app.Run) }

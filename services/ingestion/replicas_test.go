@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
 )
 
 // TestWorkspaceOwnership runs two ingestion replicas in process, split by
@@ -55,7 +56,7 @@ func TestWorkspaceOwnership(t *testing.T) {
 	done := make(chan error, replicas)
 	for k := range replicas {
 		addrs[k] = freeAddr(t)
-		cfg, err := parse([]string{
+		cfg, err := app.Parse([]string{
 			"-grpc-addr", addrs[k], "-metrics-addr", "", "-keys", keysPath,
 			"-data", filepath.Join(dir, "data-"+strconv.Itoa(k)),
 			"-replica", strconv.Itoa(k), "-replicas", strconv.Itoa(replicas),
@@ -63,7 +64,7 @@ func TestWorkspaceOwnership(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() { done <- run(ctx, cfg) }()
+		go func() { done <- app.Run(ctx, cfg) }()
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -161,16 +162,15 @@ func TestWorkspaceOwnership(t *testing.T) {
 			list string
 			ok   bool
 		}{{addrs[0] + "," + addrs[1], true}, {addrs[1] + "," + addrs[0], false}, {addrs[k], false}} {
-			sources, conns, err := pkgserver.IngestionSources(tc.list, serviceTok)
+			up := pkgserver.NewUpstreams(serviceTok)
+			sources, err := up.Ingestion(tc.list)
 			if err != nil {
 				t.Fatal(err)
 			}
 			sctx, scancel := context.WithCancel(ctx)
 			_, err = sources[0](sctx, 0, 0)
 			scancel()
-			for _, c := range conns {
-				_ = c.Close()
-			}
+			_ = up.Close()
 			if tc.ok != (err == nil) || (err != nil && status.Code(err) != codes.FailedPrecondition) {
 				t.Errorf("%s: subscribe through list %q entry 0: %v, want ok=%v or FailedPrecondition", name, tc.list, err, tc.ok)
 			}

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/server"
 )
 
 // BenchmarkIngestRPC measures the whole unary path over bufconn: gRPC,
@@ -16,7 +17,7 @@ import (
 // store, so it shows the CPU cost per event rather than the disk). One op
 // is one batch of 100 events; 8 concurrent callers.
 func BenchmarkIngestRPC(b *testing.B) {
-	benchIngestRPC(b, start(b, Config{}), 8, 100)
+	benchIngestRPC(b, start(b, server.Config{}), 8, 100)
 }
 
 func benchIngestRPC(b *testing.B, f *fixture, conc, batch int) {

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -8,9 +8,11 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/server"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -37,11 +39,11 @@ func FuzzIngest(f *testing.F) {
 	}
 	lim := validate.DefaultLimits()
 	lim.MaxBatchEvents = 50
-	st, err := store.Open(storetest.Open(f), store.Options{Partitions: 4, DedupWindow: time.Hour, Clock: clock.NewManual(t0)})
+	a, err := app.New(storetest.Open(f), app.Options{Partitions: 4, DedupWindow: time.Hour, Clock: clock.NewManual(t0)})
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv, err := New(st, Config{Limits: lim, Clock: clock.NewManual(t0)})
+	srv, err := server.New(a, server.Config{Limits: lim, Clock: clock.NewManual(t0)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -50,10 +52,10 @@ func FuzzIngest(f *testing.F) {
 		if proto.Unmarshal(data, req) != nil {
 			return
 		}
-		resp, err := srv.ingest(context.Background(), "w", req)
+		resp, err := server.IngestBatch(srv, context.Background(), "w", req)
 		if err != nil {
-			var inv *invalidError
-			if !errors.As(err, &inv) || !strings.HasPrefix(inv.msg, "events: ") {
+			var inv *apierr.FieldError
+			if !errors.As(err, &inv) || !strings.HasPrefix(inv.Error(), "events: ") {
 				t.Fatalf("ingest() = %v, want a batch error naming events", err)
 			}
 			return

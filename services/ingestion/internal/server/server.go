@@ -1,6 +1,8 @@
-// Package server implements cairn.ingestion.v1.IngestionService: it validates
-// batches, charges them against an in-flight byte budget, hands valid events
-// to the store and reports an honest result for every event.
+// Package server implements cairn.ingestion.v1.IngestionService over gRPC:
+// it validates batches, has the app admit them against its in-flight byte
+// budget, hands valid events to the app and reports an honest result for
+// every event. Errors are returned as they are; pkg/server maps them to a
+// gRPC status once (pkg/apierr).
 package server
 
 import (
@@ -13,24 +15,22 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Policy is the minimum role of every ingestion RPC, for auth interceptors.
@@ -46,17 +46,41 @@ func Policy() auth.Policy {
 	}
 }
 
+// App is the ingestion application the server calls (internal/app's App):
+// the use cases behind the API, with validated input. Their errors are
+// pkg/apierr errors, the log's (stream.ErrCompacted, stream.ErrBeyondHead)
+// or unexpected ones.
+type App interface {
+	// Admit charges a batch of size bytes against the in-flight budget, or
+	// refuses it with ResourceExhausted and a retry delay; every admitted
+	// batch is released once processed.
+	Admit(size int) error
+	// Release returns an admitted batch's bytes to the budget.
+	Release(size int)
+	// Inflight is the bytes of the batches admitted and not yet released.
+	Inflight() int64
+	// Ingest deduplicates, attributes and durably logs validated events
+	// of ws, and returns where each was logged, nil for a duplicate.
+	Ingest(ctx context.Context, ws string, events []*ingestionv1.Event) ([]*commonv1.LogPosition, error)
+	// Timeline returns a page of an account's events, newest first, and
+	// the key after which the next page starts (nil: no more).
+	Timeline(ctx context.Context, q store.TimelineQuery) ([]*ingestionv1.Event, []byte, error)
+	// DeleteSubject forgets a user or an account and returns the number
+	// of events deleted and the tombstone's position.
+	DeleteSubject(ctx context.Context, ws, userID, accountID string) (int64, *commonv1.LogPosition, error)
+	// Partitions is the number of partitions of the event log.
+	Partitions() uint32
+	// Subscribe serves a partition of the event log from an offset until
+	// ctx ends or send fails.
+	Subscribe(ctx context.Context, p uint32, from uint64, send func(recs []*ingestionv1.LogRecord, head uint64) error) error
+	// LogInfo describes the event log.
+	LogInfo() *ingestionv1.GetLogInfoResponse
+}
+
 // Config configures the server.
 type Config struct {
 	// Limits bound events and batches.
 	Limits validate.Limits
-	// MaxInflightBytes bounds the protobuf bytes of batches being processed
-	// at once; beyond it callers get ResourceExhausted with a retry delay
-	// instead of queueing without limit (default 64 MiB).
-	MaxInflightBytes int64
-	// RetryDelay is the delay suggested to callers that hit the budget
-	// (default 200ms).
-	RetryDelay time.Duration
 	// StreamWindow bounds the batches of one IngestStream processed
 	// concurrently, so that one stream can fill a group commit (default 16).
 	StreamWindow int
@@ -64,7 +88,8 @@ type Config struct {
 	Clock clock.Clock
 	// Registerer receives the metrics; nil skips registration.
 	Registerer prometheus.Registerer
-	// Logger receives internal errors.
+	// Logger receives the internal errors behind IngestStream's batch
+	// errors.
 	Logger *slog.Logger
 	// Workspace, when set, refuses a batch of IngestStream for a workspace
 	// this replica does not own (pkg/server Config.CheckWorkspace); unary
@@ -76,10 +101,9 @@ type Config struct {
 type Server struct {
 	ingestionv1.UnimplementedIngestionServiceServer
 
-	st       *store.Store
-	cfg      Config
-	inflight atomic.Int64
-	m        metrics
+	app App
+	cfg Config
+	m   metrics
 }
 
 type metrics struct {
@@ -92,14 +116,8 @@ type metrics struct {
 	accepted, duplicates, rejected prometheus.Counter
 }
 
-// New returns a server over st and registers its metrics.
-func New(st *store.Store, cfg Config) (*Server, error) {
-	if cfg.MaxInflightBytes <= 0 {
-		cfg.MaxInflightBytes = 64 << 20
-	}
-	if cfg.RetryDelay <= 0 {
-		cfg.RetryDelay = 200 * time.Millisecond
-	}
+// New returns a server over a and registers its metrics.
+func New(a App, cfg Config) (*Server, error) {
 	if cfg.StreamWindow <= 0 {
 		cfg.StreamWindow = 16
 	}
@@ -109,7 +127,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{st: st, cfg: cfg}
+	s := &Server{app: a, cfg: cfg}
 	s.m = metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_ingest_events_total", Help: "Events received, by outcome (accepted, duplicate, rejected).",
@@ -123,7 +141,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		}),
 		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "cairn_ingest_inflight_bytes", Help: "Bytes of batches being processed.",
-		}, func() float64 { return float64(s.inflight.Load()) }),
+		}, func() float64 { return float64(a.Inflight()) }),
 	}
 	s.m.accepted = s.m.events.WithLabelValues("accepted")
 	s.m.duplicates = s.m.events.WithLabelValues("duplicate")
@@ -144,20 +162,8 @@ func (s *Server) Ingest(ctx context.Context, req *ingestionv1.IngestRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.ingest(ctx, ws, req)
-	if err != nil {
-		return nil, s.toStatus(err)
-	}
-	return resp, nil
+	return s.ingest(ctx, ws, req)
 }
-
-// errBusy is returned when the in-flight budget is spent.
-var errBusy = errors.New("ingestion is at its in-flight limit")
-
-// invalidError is a request-level validation failure.
-type invalidError struct{ msg string }
-
-func (e *invalidError) Error() string { return e.msg }
 
 func (s *Server) ingest(ctx context.Context, ws string, req *ingestionv1.IngestRequest) (*ingestionv1.IngestResponse, error) {
 	start := time.Now()
@@ -166,15 +172,12 @@ func (s *Server) ingest(ctx context.Context, ws string, req *ingestionv1.IngestR
 	var sizesBuf [128]int
 	size, sizes := wire.RequestSize(req, sizesBuf[:0])
 	if ferr := validate.Batch(len(req.GetEvents()), size, s.cfg.Limits); ferr != nil {
-		return nil, &invalidError{ferr.Error()}
+		return nil, apierr.Field(ferr.Field, "%s", ferr.Reason)
 	}
-	// A lone batch is always admitted, so that a budget smaller than one
-	// batch cannot wedge the service.
-	if n := s.inflight.Add(int64(size)); n > s.cfg.MaxInflightBytes && n != int64(size) {
-		s.inflight.Add(-int64(size))
-		return nil, errBusy
+	if err := s.app.Admit(size); err != nil {
+		return nil, err
 	}
-	defer s.inflight.Add(-int64(size))
+	defer s.app.Release(size)
 
 	now := s.cfg.Clock.Now()
 	n := len(req.GetEvents())
@@ -215,20 +218,20 @@ func (s *Server) ingest(ctx context.Context, ws string, req *ingestionv1.IngestR
 		index = append(index, i)
 	}
 	if len(valid) > 0 {
-		outcomes, err := s.st.Ingest(ctx, ws, valid)
+		positions, err := s.app.Ingest(ctx, ws, valid)
 		if err != nil {
 			return nil, err
 		}
-		for j, o := range outcomes {
+		for j, pos := range positions {
 			r := resp.Results[index[j]]
 			r.Flags = valid[j].GetFlags()
-			if o.Duplicate {
+			if pos == nil {
 				r.Status = ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE
 				resp.Duplicates++
 				continue
 			}
 			r.Status = ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED
-			r.Position = o.Position
+			r.Position = pos
 			resp.Accepted++
 		}
 	}
@@ -310,22 +313,25 @@ func (s *Server) IngestStream(srv grpc.BidiStreamingServer[ingestionv1.IngestStr
 		// results of the others in flight. Only the stream's own end (the
 		// caller went away) stops it.
 		if p.err != nil && ctx.Err() != nil {
-			return s.toStatus(ctx.Err())
+			return ctx.Err()
 		}
 		resp := &ingestionv1.IngestStreamResponse{Sequence: p.seq, Result: p.resp}
 		if p.err != nil {
 			resp.Result = nil
-			resp.Error = batchError(s.toStatus(p.err))
+			resp.Error = batchError(apierr.Status(s.cfg.Logger, ingestStreamMethod, p.err))
 		}
 		if err := srv.Send(resp); err != nil {
 			return err
 		}
 	}
 	if err := <-recvErr; !errors.Is(err, io.EOF) {
-		return s.toStatus(err)
+		return err
 	}
 	return nil
 }
+
+// ingestStreamMethod names IngestStream in the logs of its batches' errors.
+const ingestStreamMethod = "/cairn.ingestion.v1.IngestionService/IngestStream"
 
 // batchError carries a status error's code, message and retry delay into an
 // IngestStreamResponse.
@@ -342,25 +348,20 @@ func batchError(err error) *ingestionv1.BatchError {
 
 // Subscribe implements IngestionService.Subscribe.
 func (s *Server) Subscribe(req *ingestionv1.SubscribeRequest, srv grpc.ServerStreamingServer[ingestionv1.SubscribeResponse]) error {
-	l := s.st.Log()
-	if req.GetPartition() >= l.Partitions() {
-		return status.Errorf(codes.InvalidArgument, "partition: %d is out of range, the log has %d partitions", req.GetPartition(), l.Partitions())
+	if n := s.app.Partitions(); req.GetPartition() >= n {
+		return apierr.Field("partition", "%d is out of range, the log has %d partitions", req.GetPartition(), n)
 	}
-	err := l.Serve(srv.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []stream.Record, head uint64) error {
-		resp := &ingestionv1.SubscribeResponse{HeadOffset: head, Records: make([]*ingestionv1.LogRecord, 0, len(recs))}
-		for _, r := range recs {
-			rec, err := store.Decode(r)
-			if err != nil {
-				return err
-			}
-			resp.Records = append(resp.Records, rec)
-		}
-		return srv.Send(resp)
+	err := s.app.Subscribe(srv.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []*ingestionv1.LogRecord, head uint64) error {
+		return srv.Send(&ingestionv1.SubscribeResponse{HeadOffset: head, Records: recs})
 	})
-	if err != nil && srv.Context().Err() == nil {
-		return s.toStatus(err)
+	switch {
+	case err == nil, srv.Context().Err() != nil:
+		return nil
+	case errors.Is(err, stream.ErrCompacted), errors.Is(err, stream.ErrBeyondHead):
+		// OutOfRange: the cursor is behind retention or past the head.
+		return stream.Status(err)
 	}
-	return nil
+	return err
 }
 
 // ListAccountEvents implements IngestionService.ListAccountEvents.
@@ -370,7 +371,7 @@ func (s *Server) ListAccountEvents(ctx context.Context, req *ingestionv1.ListAcc
 		return nil, err
 	}
 	if req.GetAccountId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "account_id: required")
+		return nil, apierr.Field("account_id", "required")
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
@@ -380,23 +381,23 @@ func (s *Server) ListAccountEvents(ctx context.Context, req *ingestionv1.ListAcc
 	if w := req.GetWindow(); w != nil {
 		if w.GetStart() != nil {
 			if w.GetStart().CheckValid() != nil {
-				return nil, status.Error(codes.InvalidArgument, "window.start: invalid timestamp")
+				return nil, apierr.Field("window.start", "invalid timestamp")
 			}
 			q.Start = w.GetStart().AsTime()
 		}
 		if w.GetEnd() != nil {
 			if w.GetEnd().CheckValid() != nil {
-				return nil, status.Error(codes.InvalidArgument, "window.end: invalid timestamp")
+				return nil, apierr.Field("window.end", "invalid timestamp")
 			}
 			q.End = w.GetEnd().AsTime()
 		}
 		if !q.Start.IsZero() && !q.End.IsZero() && !q.End.After(q.Start) {
-			return nil, status.Error(codes.InvalidArgument, "window.end: must be after window.start")
+			return nil, apierr.Field("window.end", "must be after window.start")
 		}
 	}
-	events, next, err := s.st.Timeline(ctx, q)
+	events, next, err := s.app.Timeline(ctx, q)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	return &ingestionv1.ListAccountEventsResponse{Events: events, Page: page.Response(next, next != nil, -1)}, nil
 }
@@ -408,13 +409,13 @@ func (s *Server) DeleteSubject(ctx context.Context, req *ingestionv1.DeleteSubje
 		return nil, err
 	}
 	if (req.GetUserId() == "") == (req.GetAccountId() == "") {
-		return nil, status.Error(codes.InvalidArgument, "user_id: exactly one of user_id and account_id is required")
+		return nil, apierr.Field("user_id", "exactly one of user_id and account_id is required")
 	}
-	d, err := s.st.DeleteSubject(ctx, ws, req.GetUserId(), req.GetAccountId())
+	n, tombstone, err := s.app.DeleteSubject(ctx, ws, req.GetUserId(), req.GetAccountId())
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	return &ingestionv1.DeleteSubjectResponse{EventsDeleted: d.Events, Tombstone: d.Tombstone}, nil
+	return &ingestionv1.DeleteSubjectResponse{EventsDeleted: n, Tombstone: tombstone}, nil
 }
 
 // GetLogInfo implements IngestionService.GetLogInfo.
@@ -422,45 +423,5 @@ func (s *Server) GetLogInfo(ctx context.Context, req *ingestionv1.GetLogInfoRequ
 	if _, err := auth.Workspace(ctx, req.GetWorkspace()); err != nil {
 		return nil, err
 	}
-	l := s.st.Log()
-	opts := s.st.Options()
-	resp := &ingestionv1.GetLogInfoResponse{
-		RetentionSeconds:   int64(opts.Retention / time.Second),
-		DedupWindowSeconds: int64(opts.DedupWindow / time.Second),
-	}
-	for p := range l.Partitions() {
-		resp.Partitions = append(resp.Partitions, &commonv1.PartitionInfo{Partition: p, FirstOffset: l.First(p), LastOffset: l.Head(p)})
-	}
-	return resp, nil
-}
-
-// toStatus translates an error into a gRPC status, once, at the edge.
-func (s *Server) toStatus(err error) error {
-	var inv *invalidError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &inv):
-		return status.Error(codes.InvalidArgument, inv.msg)
-	case errors.Is(err, errBusy):
-		st, derr := status.New(codes.ResourceExhausted, "ingestion is at its in-flight limit; retry later").
-			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(s.cfg.RetryDelay)})
-		if derr != nil {
-			return status.Error(codes.ResourceExhausted, "ingestion is at its in-flight limit; retry later")
-		}
-		return st.Err()
-	case errors.Is(err, store.ErrInvalidArgument):
-		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), store.ErrInvalidArgument.Error()+": "))
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
-	case errors.Is(err, stream.ErrCompacted), errors.Is(err, stream.ErrBeyondHead):
-		return stream.Status(err)
-	}
-	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
-		return err
-	}
-	s.cfg.Logger.Error("ingestion request failed", "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return s.app.LogInfo(), nil
 }

@@ -1,10 +1,11 @@
-package server
+package server_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -12,10 +13,12 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/server"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -44,23 +47,29 @@ const (
 )
 
 type fixture struct {
-	srv     *Server
+	srv     *server.Server
+	app     *app.App
 	clk     *clock.Manual
 	clients map[string]ingestionv1.IngestionServiceClient
 }
 
-func start(t testing.TB, cfg Config) *fixture {
-	t.Helper()
-	return startWith(t, cfg, store.Options{Partitions: 4, DedupWindow: 7 * 24 * time.Hour})
+// defaultOptions are the app options of start.
+func defaultOptions() app.Options {
+	return app.Options{Partitions: 4, DedupWindow: 7 * 24 * time.Hour}
 }
 
-// startWith is start with explicit store options; the fixture's manual clock
-// replaces sopts.Clock.
-func startWith(t testing.TB, cfg Config, sopts store.Options) *fixture {
+func start(t testing.TB, cfg server.Config) *fixture {
+	t.Helper()
+	return startWith(t, cfg, defaultOptions())
+}
+
+// startWith is start with explicit app options; the fixture's manual clock
+// replaces opts.Clock.
+func startWith(t testing.TB, cfg server.Config, opts app.Options) *fixture {
 	t.Helper()
 	clk := clock.NewManual(t0)
-	sopts.Clock = clk
-	st, err := store.Open(storetest.Open(t), sopts)
+	opts.Clock = clk
+	a, err := app.New(storetest.Open(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +78,7 @@ func startWith(t testing.TB, cfg Config, sopts store.Options) *fixture {
 	}
 	cfg.Clock = clk
 	cfg.Registerer = prometheus.NewRegistry()
-	srv, err := New(st, cfg)
+	srv, err := server.New(a, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,14 +89,16 @@ func startWith(t testing.TB, cfg Config, sopts store.Options) *fixture {
 		serviceKey: {KeyID: "k4", Role: auth.RoleService},
 		otherKey:   {KeyID: "k5", Workspace: "other", Role: auth.RoleAdmin},
 	}
+	// As pkg/server chains them: authentication, then the one mapping of
+	// handler errors to a status (apierr.Status).
 	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, Policy())),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, Policy())),
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), statusUnary),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), statusStream),
 	)
 	ingestionv1.RegisterIngestionServiceServer(gs, srv)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = gs.Serve(lis) }()
-	f := &fixture{srv: srv, clk: clk, clients: map[string]ingestionv1.IngestionServiceClient{}}
+	f := &fixture{srv: srv, app: a, clk: clk, clients: map[string]ingestionv1.IngestionServiceClient{}}
 	for _, tok := range []string{writeKey, readKey, adminKey, serviceKey, otherKey} {
 		conn, err := grpc.NewClient("passthrough:///bufnet",
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -103,6 +114,18 @@ func startWith(t testing.TB, cfg Config, sopts store.Options) *fixture {
 	return f
 }
 
+func statusUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, apierr.Status(slog.Default(), info.FullMethod, err)
+	}
+	return resp, nil
+}
+
+func statusStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return apierr.Status(slog.Default(), info.FullMethod, handler(srv, ss))
+}
+
 func track(id, user, account, name string, props map[string]any) *ingestionv1.Event {
 	e := &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, MessageId: id, UserId: user, Event: name}
 	if account != "" {
@@ -115,7 +138,7 @@ func track(id, user, account, name string, props map[string]any) *ingestionv1.Ev
 }
 
 func TestIngestResults(t *testing.T) {
-	f := start(t, Config{})
+	f := start(t, server.Config{})
 	ctx := context.Background()
 	c := f.clients[writeKey]
 	if _, err := c.Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("seen", "u", "acme", "x", nil)}}); err != nil {
@@ -177,17 +200,18 @@ func TestIngestResults(t *testing.T) {
 		t.Errorf("counts = %d/%d/%d, want 3/2/4", resp.GetAccepted(), resp.GetDuplicates(), resp.GetRejected())
 	}
 	// The first batch accepted one event too.
+	events, rejects, batch := f.srv.Metrics()
 	for label, want := range map[string]float64{"accepted": 4, "duplicate": 2, "rejected": 4} {
-		if got := testutil.ToFloat64(f.srv.m.events.WithLabelValues(label)); got != want {
+		if got := testutil.ToFloat64(events.WithLabelValues(label)); got != want {
 			t.Errorf("cairn_ingest_events_total{status=%q} = %v, want %v", label, got, want)
 		}
 	}
 	for label, want := range map[string]float64{"properties": 1, "user_id": 1, "workspace": 1, "message_id": 1} {
-		if got := testutil.ToFloat64(f.srv.m.rejects.WithLabelValues(label)); got != want {
+		if got := testutil.ToFloat64(rejects.WithLabelValues(label)); got != want {
 			t.Errorf("cairn_ingest_rejects_total{reason=%q} = %v, want %v", label, got, want)
 		}
 	}
-	if n := testutil.CollectAndCount(f.srv.m.batch); n != 1 {
+	if n := testutil.CollectAndCount(batch); n != 1 {
 		t.Errorf("cairn_ingest_batch_seconds series = %d", n)
 	}
 }
@@ -195,7 +219,7 @@ func TestIngestResults(t *testing.T) {
 func TestIngestBatchLimits(t *testing.T) {
 	lim := validate.DefaultLimits()
 	lim.MaxBatchEvents = 2
-	f := start(t, Config{Limits: lim})
+	f := start(t, server.Config{Limits: lim})
 	_, err := f.clients[writeKey].Ingest(context.Background(), &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{
 		track("a", "u", "", "x", nil), track("b", "u", "", "x", nil), track("c", "u", "", "x", nil)}})
 	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "events: 3 events") {
@@ -204,8 +228,12 @@ func TestIngestBatchLimits(t *testing.T) {
 }
 
 func TestBackpressure(t *testing.T) {
-	f := start(t, Config{MaxInflightBytes: 10, RetryDelay: 300 * time.Millisecond})
-	f.srv.inflight.Add(5) // another batch is being processed
+	opts := defaultOptions()
+	opts.MaxInflightBytes, opts.RetryDelay = 10, 300*time.Millisecond
+	f := startWith(t, server.Config{}, opts)
+	if err := f.app.Admit(5); err != nil { // another batch is being processed
+		t.Fatal(err)
+	}
 	_, err := f.clients[writeKey].Ingest(context.Background(), &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "", "x", nil)}})
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
@@ -220,17 +248,17 @@ func TestBackpressure(t *testing.T) {
 	if retry == nil || retry.GetRetryDelay().AsDuration() != 300*time.Millisecond {
 		t.Errorf("details = %v, want RetryInfo of 300ms", st.Details())
 	}
-	f.srv.inflight.Add(-5)
+	f.app.Release(5)
 	if _, err := f.clients[writeKey].Ingest(context.Background(), &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "", "x", nil)}}); err != nil {
 		t.Errorf("Ingest() alone over the budget = %v, want admitted", err)
 	}
-	if n := f.srv.inflight.Load(); n != 0 {
+	if n := f.app.Inflight(); n != 0 {
 		t.Errorf("inflight = %d after the calls, want 0", n)
 	}
 }
 
 func TestIngestStream(t *testing.T) {
-	f := start(t, Config{StreamWindow: 4})
+	f := start(t, server.Config{StreamWindow: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := f.clients[writeKey].IngestStream(ctx)
@@ -273,7 +301,9 @@ func TestIngestStream(t *testing.T) {
 func TestIngestStreamBatchErrors(t *testing.T) {
 	lim := validate.DefaultLimits()
 	lim.MaxBatchEvents = 1
-	f := start(t, Config{Limits: lim, MaxInflightBytes: 1 << 20, RetryDelay: 250 * time.Millisecond})
+	opts := defaultOptions()
+	opts.MaxInflightBytes, opts.RetryDelay = 1<<20, 250*time.Millisecond
+	f := startWith(t, server.Config{Limits: lim}, opts)
 	one := func(id string) *ingestionv1.IngestRequest {
 		return &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track(id, "u", "acme", "x", nil)}}
 	}
@@ -300,8 +330,10 @@ func TestIngestStreamBatchErrors(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.busy {
-				f.srv.inflight.Add(1 << 20)
-				defer f.srv.inflight.Add(-(1 << 20))
+				if err := f.app.Admit(1 << 20); err != nil {
+					t.Fatal(err)
+				}
+				defer f.app.Release(1 << 20)
 			}
 			if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(i), Batch: tt.batch}); err != nil {
 				t.Fatal(err)
@@ -337,7 +369,7 @@ func TestIngestStreamBatchErrors(t *testing.T) {
 }
 
 func TestSubscribe(t *testing.T) {
-	f := start(t, Config{})
+	f := start(t, server.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	resp, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{
@@ -397,7 +429,7 @@ func TestSubscribe(t *testing.T) {
 }
 
 func TestListAccountEvents(t *testing.T) {
-	f := start(t, Config{})
+	f := start(t, server.Config{})
 	ctx := context.Background()
 	for i := range 5 {
 		name := "x"
@@ -458,7 +490,7 @@ func TestListAccountEvents(t *testing.T) {
 }
 
 func TestDeleteSubjectRPC(t *testing.T) {
-	f := start(t, Config{})
+	f := start(t, server.Config{})
 	ctx := context.Background()
 	if _, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{
 		track("a", "u1", "acme", "x", nil), track("b", "u2", "acme", "x", nil)}}); err != nil {
@@ -492,7 +524,7 @@ func TestDeleteSubjectRPC(t *testing.T) {
 }
 
 func TestGetLogInfo(t *testing.T) {
-	f := start(t, Config{})
+	f := start(t, server.Config{})
 	ctx := context.Background()
 	resp, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "acme", "x", nil)}})
 	if err != nil {
@@ -522,14 +554,14 @@ func TestRejectReason(t *testing.T) {
 		{"", "size"}, {"user_id", "user_id"}, {"properties.seats", "properties"}, {"properties.l[1]", "properties"},
 	}
 	for _, tc := range tests {
-		if got := rejectReason(tc.field); got != tc.want {
+		if got := server.RejectReason(tc.field); got != tc.want {
 			t.Errorf("rejectReason(%q) = %q, want %q", tc.field, got, tc.want)
 		}
 	}
 }
 
 func TestSubscribeBehindRetention(t *testing.T) {
-	f := startWith(t, Config{}, store.Options{Partitions: 1, DedupWindow: time.Hour, Retention: time.Hour})
+	f := startWith(t, server.Config{}, app.Options{Partitions: 1, DedupWindow: time.Hour, Retention: time.Hour})
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {
 		if _, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track(id, "u", "acme", "x", nil)}}); err != nil {
@@ -540,7 +572,7 @@ func TestSubscribeBehindRetention(t *testing.T) {
 	if _, err := f.clients[writeKey].Ingest(ctx, &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("c", "u", "acme", "x", nil)}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.srv.st.Log().ApplyRetention(ctx, 0); err != nil {
+	if _, err := f.app.Log().ApplyRetention(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/wire"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 

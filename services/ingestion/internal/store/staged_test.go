@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -10,10 +9,15 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/clock"
-	"go.etcd.io/bbolt"
+	pkgstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var t0 = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 
 // stagedRows is the staged value of an event built piece by piece from the
 // key functions the indexes use, the reference newStagedRow must match.
@@ -127,49 +131,111 @@ func TestArenaSlicesStayApart(t *testing.T) {
 
 // TestFlushIndexesPositionKeyedRows checks that staged rows written by an
 // earlier binary, keyed by log position, are indexed together with rows
-// keyed by sequence, since a file may hold both after an upgrade.
+// keyed by sequence, since a file may hold both after an upgrade: by a
+// reader's flush, and by an index pass, which finds the snapshot it read
+// Legacy and flushes instead (internal/app's indexPass).
 func TestFlushIndexesPositionKeyedRows(t *testing.T) {
-	for name, flush := range map[string]func(*Store) error{
-		"flush":     func(s *Store) error { return s.flush(context.Background(), 2) },
-		"indexPass": func(s *Store) error { return s.indexPass(context.Background()) },
+	for name, flush := range map[string]func(*testing.T, *pkgstore.DB, *Store){
+		"flush": func(t *testing.T, db *pkgstore.DB, s *Store) { flushAll(t, db, s, 2) },
+		"indexPass": func(t *testing.T, db *pkgstore.DB, s *Store) {
+			var snap *Staged
+			if err := db.View(func(tx *pkgstore.Tx) error {
+				var err error
+				snap, err = s.ReadStaged(tx, 200000)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !snap.Legacy() {
+				t.Fatal("a snapshot holding a position-keyed row is not Legacy")
+			}
+			flushAll(t, db, s, 20000)
+		},
 	} {
 		t.Run(name, func(t *testing.T) { testFlushIndexesPositionKeyedRows(t, flush) })
 	}
 }
 
-func testFlushIndexesPositionKeyedRows(t *testing.T, flush func(*Store) error) {
-	clk := clock.NewManual(t0)
-	s := open(t, clk)
+// flushAll flushes every staged row, chunk per transaction, as readers do.
+func flushAll(t *testing.T, db *pkgstore.DB, s *Store, chunk int) {
+	t.Helper()
+	for more := true; more; {
+		if err := db.Update(func(tx *pkgstore.Tx) error {
+			w, err := s.Writer(tx)
+			if err != nil {
+				return err
+			}
+			more, err = w.FlushStaged(chunk)
+			return err
+		}); err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+	}
+}
+
+// rowCounts counts the rows of the staged, accounts and subjects buckets.
+func rowCounts(t *testing.T, db *pkgstore.DB, s *Store) (staged, accounts, subjects int) {
+	t.Helper()
+	var c Counts
+	if err := db.View(func(tx *pkgstore.Tx) error {
+		c = s.Counts(tx)
+		return nil
+	}); err != nil {
+		t.Fatalf("count rows: %v", err)
+	}
+	return c.Staged, c.Timeline, c.Subjects
+}
+
+func testFlushIndexesPositionKeyedRows(t *testing.T, flush func(*testing.T, *pkgstore.DB, *Store)) {
+	db := storetest.Open(t)
+	s, err := Open(db, Options{Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// An old row for an event logged at 0/900, as the previous layout keyed it.
 	old := &ingestionv1.Event{MessageId: "old", UserId: "u-old", AccountId: "acme", Event: "x", Timestamp: timestamppb.New(t0)}
 	e := newEntry(old, "u-old")
 	val := stagedRows(accountKey("w", "acme", t0, 0, 900), subjectKey("w", "u-old", 0, 900), e.marshal())
-	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		b, err := openBuckets(tx)
+	if err := db.Update(func(tx *pkgstore.Tx) error {
+		w, err := s.Writer(tx)
 		if err != nil {
 			return err
 		}
-		return b.staged.Put(position(nil, 0, 900), val)
+		return w.staged.Put(position(nil, 0, 900), val)
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Three events of u in acme, staged as ingest stages them.
 	for i := range 3 {
-		ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: fmt.Sprint("m", i), UserId: "u", Context: withGroup("acme")}))
+		ev := &ingestionv1.Event{Workspace: "w", MessageId: fmt.Sprint("m", i), UserId: "u", AccountId: "acme", Event: "x", Timestamp: timestamppb.New(t0)}
+		if err := db.Update(func(tx *pkgstore.Tx) error {
+			w, err := s.Writer(tx)
+			if err != nil {
+				return err
+			}
+			var enc Encoder
+			rec, err := enc.Record("w", "u", ev)
+			if err != nil {
+				return err
+			}
+			_, err = w.Append(uint32(i), &rec)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if staged, _, _ := rowCounts(t, s); staged != 4 {
+	if staged, _, _ := rowCounts(t, db, s); staged != 4 {
 		t.Fatalf("staged rows = %d, want 4", staged)
 	}
-	if err := flush(s); err != nil {
-		t.Fatalf("flush() = %v", err)
-	}
-	if staged, acc, sub := rowCounts(t, s); staged != 0 || acc != 4 || sub != 4 {
+	flush(t, db, s)
+	if staged, acc, sub := rowCounts(t, db, s); staged != 0 || acc != 4 || sub != 4 {
 		t.Fatalf("after flush: staged, accounts, subjects = %d, %d, %d; want 0, 4, 4", staged, acc, sub)
 	}
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketAccounts).Get(accountKey("w", "acme", t0, 0, 900)) == nil {
+	err = db.View(func(tx *pkgstore.Tx) error {
+		if tx.Bolt().Bucket(bucketAccounts).Get(accountKey("w", "acme", t0, 0, 900)) == nil {
 			t.Error("the position-keyed row is missing from the timeline index")
 		}
-		if tx.Bucket(bucketSubjects).Get(subjectKey("w", "u-old", 0, 900)) == nil {
+		if tx.Bolt().Bucket(bucketSubjects).Get(subjectKey("w", "u-old", 0, 900)) == nil {
 			t.Error("the position-keyed row is missing from the subject index")
 		}
 		return nil

@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/wire"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -337,16 +337,4 @@ func Source(ev *ingestionv1.Event) string {
 		return ns
 	}
 	return SourceProduct
-}
-
-// ContextGroup returns the account an event names itself: context.groupId,
-// else the group_id of a group call. Empty means the event does not say.
-func ContextGroup(ev *ingestionv1.Event) string {
-	if g := ev.GetContext().GetFields()["groupId"].GetStringValue(); g != "" {
-		return g
-	}
-	if ev.GetType() == ingestionv1.EventType_EVENT_TYPE_GROUP {
-		return ev.GetGroupId()
-	}
-	return ""
 }

@@ -232,25 +232,6 @@ func TestBatch(t *testing.T) {
 	}
 }
 
-func TestContextGroup(t *testing.T) {
-	tests := []struct {
-		name string
-		ev   *ingestionv1.Event
-		want string
-	}{
-		{"context wins", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "g", Context: props(map[string]any{"groupId": "c"})}, "c"},
-		{"group call", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "g"}, "g"},
-		{"track has none", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, GroupId: "ignored"}, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ContextGroup(tc.ev); got != tc.want {
-				t.Errorf("ContextGroup() = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 // FuzzEvent feeds arbitrary protobuf bytes through decoding and validation:
 // nothing may panic and every rejection must name a field or the event.
 func FuzzEvent(f *testing.F) {

@@ -1,4 +1,4 @@
-package store
+package app
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
-	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -24,16 +25,16 @@ var t0 = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 
 const window = 7 * 24 * time.Hour
 
-func open(t *testing.T, clk clock.Clock) *Store {
+func open(t *testing.T, clk clock.Clock) *App {
 	t.Helper()
-	s, err := Open(storetest.Open(t), Options{Partitions: 4, DedupWindow: window, Clock: clk, SweepChunk: 3, DeleteChunk: 2})
+	s, err := New(storetest.Open(t), Options{Partitions: 4, DedupWindow: window, Clock: clk, SweepChunk: 3, DeleteChunk: 2})
 	if err != nil {
-		t.Fatalf("Open() = %v", err)
+		t.Fatalf("New() = %v", err)
 	}
 	return s
 }
 
-// ev builds a valid event the way the server hands it to the store.
+// ev builds a valid event the way the server hands it to the app.
 func ev(t *testing.T, clk clock.Clock, e *ingestionv1.Event) *ingestionv1.Event {
 	t.Helper()
 	if e.Type == ingestionv1.EventType_EVENT_TYPE_UNSPECIFIED {
@@ -53,7 +54,8 @@ func withGroup(account string) *structpb.Struct {
 	return s
 }
 
-func ingest(t *testing.T, s *Store, ws string, events ...*ingestionv1.Event) []Outcome {
+// ingest returns where each event was logged, nil for a duplicate.
+func ingest(t *testing.T, s *App, ws string, events ...*ingestionv1.Event) []*commonv1.LogPosition {
 	t.Helper()
 	out, err := s.Ingest(context.Background(), ws, events)
 	if err != nil {
@@ -63,7 +65,7 @@ func ingest(t *testing.T, s *Store, ws string, events ...*ingestionv1.Event) []O
 }
 
 // records returns every record of every partition, decoded.
-func records(t *testing.T, s *Store) []*ingestionv1.LogRecord {
+func records(t *testing.T, s *App) []*ingestionv1.LogRecord {
 	t.Helper()
 	var out []*ingestionv1.LogRecord
 	for p := range s.Log().Partitions() {
@@ -72,7 +74,7 @@ func records(t *testing.T, s *Store) []*ingestionv1.LogRecord {
 			t.Fatalf("Read(%d) = %v", p, err)
 		}
 		for _, r := range recs {
-			rec, err := Decode(r)
+			rec, err := store.Decode(r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +105,7 @@ func TestDedupWindow(t *testing.T) {
 			clk := clock.NewManual(t0)
 			s := open(t, clk)
 			first := ingest(t, s, "w1", ev(t, clk, &ingestionv1.Event{MessageId: "m1", UserId: "u"}))
-			if first[0].Duplicate || first[0].Position == nil {
+			if first[0] == nil {
 				t.Fatalf("first ingest = %+v, want accepted", first[0])
 			}
 			clk.Advance(tc.after)
@@ -120,11 +122,8 @@ func TestDedupWindow(t *testing.T) {
 				}
 			}
 			got := ingest(t, s, tc.ws, ev(t, clk, &ingestionv1.Event{MessageId: "m1", UserId: "u"}))
-			if got[0].Duplicate != tc.wantDup {
-				t.Errorf("duplicate = %v, want %v", got[0].Duplicate, tc.wantDup)
-			}
-			if !tc.wantDup && got[0].Position == nil {
-				t.Error("accepted event has no position")
+			if (got[0] == nil) != tc.wantDup {
+				t.Errorf("duplicate = %v, want %v", got[0] == nil, tc.wantDup)
 			}
 		})
 	}
@@ -135,7 +134,7 @@ func TestDuplicateWithinBatch(t *testing.T) {
 	s := open(t, clk)
 	out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "a", UserId: "u"}),
 		ev(t, clk, &ingestionv1.Event{MessageId: "a", UserId: "u"}), ev(t, clk, &ingestionv1.Event{MessageId: "b", UserId: "u"}))
-	if out[0].Duplicate || !out[1].Duplicate || out[2].Duplicate {
+	if out[0] == nil || out[1] != nil || out[2] == nil {
 		t.Errorf("outcomes = %+v, want accepted, duplicate, accepted", out)
 	}
 	if n := len(records(t, s)); n != 2 {
@@ -167,7 +166,7 @@ func TestSweepBounded(t *testing.T) {
 	if deleted != 7 || chunks != 3 {
 		t.Errorf("sweep deleted %d ids in %d chunks, want 7 in 3", deleted, chunks)
 	}
-	if got := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "fresh", UserId: "u"})); !got[0].Duplicate {
+	if got := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "fresh", UserId: "u"})); got[0] != nil {
 		t.Error("sweep forgot an id inside the window")
 	}
 }
@@ -184,7 +183,7 @@ func TestSweepLoop(t *testing.T) {
 	for clk.Waiters() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	if got := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "m", UserId: "u"})); got[0].Duplicate {
+	if got := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "m", UserId: "u"})); got[0] == nil {
 		t.Error("expired id still deduplicated after a sweep")
 	}
 	cancel()
@@ -435,12 +434,12 @@ func TestDeleteSubject(t *testing.T) {
 			ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "g2", UserId: "u3", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "globex"}))
 			ingest(t, s, "w2", ev(t, clk, &ingestionv1.Event{MessageId: "g3", UserId: "u1", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme"}))
 
-			d, err := s.DeleteSubject(context.Background(), "w", tc.user, tc.account)
+			deleted, tomb, err := s.DeleteSubject(context.Background(), "w", tc.user, tc.account)
 			if err != nil {
 				t.Fatalf("DeleteSubject() = %v", err)
 			}
-			if d.Events != tc.wantDeleted {
-				t.Errorf("deleted %d events, want %d", d.Events, tc.wantDeleted)
+			if deleted != tc.wantDeleted {
+				t.Errorf("deleted %d events, want %d", deleted, tc.wantDeleted)
 			}
 			present := map[string]int{}
 			var tombs []*ingestionv1.LogRecord
@@ -461,8 +460,8 @@ func TestDeleteSubject(t *testing.T) {
 					t.Errorf("%s was removed", id)
 				}
 			}
-			if len(tombs) == 0 || d.Tombstone == nil {
-				t.Fatalf("no tombstone logged (response position %v)", d.Tombstone)
+			if len(tombs) == 0 || tomb == nil {
+				t.Fatalf("no tombstone logged (response position %v)", tomb)
 			}
 			found := false
 			for _, r := range tombs {
@@ -470,19 +469,19 @@ func TestDeleteSubject(t *testing.T) {
 				if ts.GetWorkspace() != "w" || ts.GetUserId() != tc.user || ts.GetAccountId() != tc.account || !ts.GetDeletedAt().AsTime().Equal(t0) {
 					t.Errorf("tombstone = %v", ts)
 				}
-				found = found || (r.GetPartition() == d.Tombstone.GetPartition() && r.GetOffset() == d.Tombstone.GetOffset())
+				found = found || (r.GetPartition() == tomb.GetPartition() && r.GetOffset() == tomb.GetOffset())
 			}
 			if !found {
-				t.Errorf("no tombstone at the reported position %v", d.Tombstone)
+				t.Errorf("no tombstone at the reported position %v", tomb)
 			}
 			// Deleted ids are forgotten by dedup; kept ones are not.
 			for _, id := range tc.gone {
-				if out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: id, UserId: "new"})); out[0].Duplicate {
+				if out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: id, UserId: "new"})); out[0] == nil {
 					t.Errorf("dedup still remembers deleted %s", id)
 				}
 			}
 			for _, id := range tc.keptDedup {
-				if out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: id, UserId: "new"})); !out[0].Duplicate {
+				if out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: id, UserId: "new"})); out[0] != nil {
 					t.Errorf("dedup forgot kept %s", id)
 				}
 			}
@@ -517,7 +516,7 @@ func TestDeleteSubject(t *testing.T) {
 func TestDeleteSubjectNeedsOneSubject(t *testing.T) {
 	s := open(t, clock.NewManual(t0))
 	for _, args := range [][2]string{{"", ""}, {"u", "a"}} {
-		if _, err := s.DeleteSubject(context.Background(), "w", args[0], args[1]); err == nil {
+		if _, _, err := s.DeleteSubject(context.Background(), "w", args[0], args[1]); err == nil {
 			t.Errorf("DeleteSubject(%q, %q) succeeded", args[0], args[1])
 		}
 	}
@@ -527,17 +526,17 @@ func TestReopenKeepsState(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ingestion.db")
 	clk := clock.NewManual(t0)
 	for round := range 2 {
-		db, err := pkgstore.Open(path, pkgstore.Options{NoSync: true, SchemaVersion: SchemaVersion})
+		db, err := pkgstore.Open(path, pkgstore.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Open(db, Options{Partitions: 4, DedupWindow: window, Clock: clk})
+		s, err := New(db, Options{Partitions: 4, DedupWindow: window, Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out := ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: "m", UserId: "u"}))
-		if out[0].Duplicate != (round == 1) {
-			t.Errorf("round %d: duplicate = %v", round, out[0].Duplicate)
+		if (out[0] == nil) != (round == 1) {
+			t.Errorf("round %d: duplicate = %v", round, out[0] == nil)
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
@@ -547,7 +546,7 @@ func TestReopenKeepsState(t *testing.T) {
 
 func TestRetentionPrunesIndexes(t *testing.T) {
 	clk := clock.NewManual(t0)
-	s, err := Open(storetest.Open(t), Options{Partitions: 2, DedupWindow: window, Retention: 24 * time.Hour, Clock: clk, SweepChunk: 2})
+	s, err := New(storetest.Open(t), Options{Partitions: 2, DedupWindow: window, Retention: 24 * time.Hour, Clock: clk, SweepChunk: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,13 +562,10 @@ func TestRetentionPrunesIndexes(t *testing.T) {
 	if err := s.sweepPass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	counts := map[string]int{}
-	if err := s.db.View(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketPending, bucketAccounts, bucketSubjects} {
-			if b := tx.Bucket(name); b != nil {
-				counts[string(name)] = b.Stats().KeyN
-			}
-		}
+	var counts map[string]int
+	if err := s.db.View(func(tx *pkgstore.Tx) error {
+		c := s.st.Counts(tx)
+		counts = map[string]int{"pending": c.Pending, "accounts": c.Timeline, "subjects": c.Subjects}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -605,7 +601,7 @@ func TestDeleteAccountUnmapsUsersInChunks(t *testing.T) {
 		ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: fmt.Sprint("g", i), UserId: fmt.Sprint("u", i),
 			Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: account}))
 	}
-	if _, err := s.DeleteSubject(context.Background(), "w", "", "acme"); err != nil {
+	if _, _, err := s.DeleteSubject(context.Background(), "w", "", "acme"); err != nil {
 		t.Fatal(err)
 	}
 	for i := range users {

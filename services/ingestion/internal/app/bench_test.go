@@ -1,4 +1,4 @@
-package store
+package app
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -33,13 +34,13 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, noGroup bool, conc, batch int) {
-	db, err := pkgstore.Open(filepath.Join(b.TempDir(), "ingestion.db"), pkgstore.Options{SchemaVersion: SchemaVersion})
+	db, err := pkgstore.Open(filepath.Join(b.TempDir(), "ingestion.db"), pkgstore.Options{SchemaVersion: store.SchemaVersion})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
 	clk := clock.Real{}
-	s, err := Open(db, Options{Partitions: 8, DedupWindow: 7 * 24 * time.Hour, Clock: clk, NoGroupCommit: noGroup})
+	s, err := New(db, Options{Partitions: 8, DedupWindow: 7 * 24 * time.Hour, Clock: clk, NoGroupCommit: noGroup})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package app
 
 import (
 	"bytes"
@@ -11,22 +11,16 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pkgstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"go.etcd.io/bbolt"
 )
 
 // rowCounts counts the rows of the staged, accounts and subjects buckets.
-func rowCounts(t *testing.T, s *Store) (staged, accounts, subjects int) {
+func rowCounts(t *testing.T, s *App) (staged, accounts, subjects int) {
 	t.Helper()
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		for _, x := range []struct {
-			name []byte
-			n    *int
-		}{{bucketStaged, &staged}, {bucketAccounts, &accounts}, {bucketSubjects, &subjects}} {
-			if b := tx.Bucket(x.name); b != nil {
-				*x.n = b.Stats().KeyN
-			}
-		}
+	err := s.db.View(func(tx *pkgstore.Tx) error {
+		c := s.st.Counts(tx)
+		staged, accounts, subjects = c.Staged, c.Timeline, c.Subjects
 		return nil
 	})
 	if err != nil {
@@ -101,12 +95,12 @@ func TestDeleteSubjectIndexesStagedEventsFirst(t *testing.T) {
 	for i := range 5 {
 		ingest(t, s, "w", ev(t, clk, &ingestionv1.Event{MessageId: fmt.Sprint("m", i), UserId: "u", Context: withGroup("acme")}))
 	}
-	d, err := s.DeleteSubject(context.Background(), "w", "u", "")
+	deleted, _, err := s.DeleteSubject(context.Background(), "w", "u", "")
 	if err != nil {
 		t.Fatalf("DeleteSubject() = %v", err)
 	}
-	if d.Events != 5 {
-		t.Errorf("DeleteSubject() removed %d events, want all 5 staged ones", d.Events)
+	if deleted != 5 {
+		t.Errorf("DeleteSubject() removed %d events, want all 5 staged ones", deleted)
 	}
 	if staged, acc, sub := rowCounts(t, s); staged != 0 || acc != 0 || sub != 0 {
 		t.Errorf("after delete: staged, accounts, subjects = %d, %d, %d; want 0, 0, 0", staged, acc, sub)
@@ -138,9 +132,9 @@ func TestIndexLoopSurvivesFailures(t *testing.T) {
 	clk := clock.NewManual(t0)
 	db := storetest.Open(t)
 	var logs bytes.Buffer
-	s, err := Open(db, Options{Partitions: 2, DedupWindow: window, Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s, err := New(db, Options{Partitions: 2, DedupWindow: window, Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
-		t.Fatalf("Open() = %v", err)
+		t.Fatalf("New() = %v", err)
 	}
 	if err := db.Close(); err != nil { // every pass now fails
 		t.Fatalf("Close() = %v", err)
@@ -165,7 +159,7 @@ func TestIndexLoopSurvivesFailures(t *testing.T) {
 // stageEvents ingests n events of users u0..u2 (account acme for even i,
 // none for odd i) with message ids prefix0..; the Index loop is not running,
 // so their index rows stay staged.
-func stageEvents(t *testing.T, s *Store, clk clock.Clock, prefix string, n int) {
+func stageEvents(t *testing.T, s *App, clk clock.Clock, prefix string, n int) {
 	t.Helper()
 	for i := range n {
 		e := &ingestionv1.Event{MessageId: fmt.Sprint(prefix, i), UserId: fmt.Sprint("u", i%3)}
@@ -238,7 +232,7 @@ func TestIndexPassStopsAfterReaderFlush(t *testing.T) {
 			switch reader {
 			case "DeleteSubject":
 				// u0 has m0 and m3 (timeline row for m0 only).
-				if _, err := s.DeleteSubject(context.Background(), "w", "u0", ""); err != nil {
+				if _, _, err := s.DeleteSubject(context.Background(), "w", "u0", ""); err != nil {
 					t.Fatalf("DeleteSubject() = %v", err)
 				}
 				wantAcc, wantSub = 2, 4
@@ -261,7 +255,7 @@ func TestIndexPassStopsAfterReaderFlush(t *testing.T) {
 }
 
 func TestPassTxRows(t *testing.T) {
-	s := &Store{opts: Options{IndexTxRows: 1000}}
+	s := &App{opts: Options{IndexTxRows: 1000}}
 	for _, tc := range []struct{ rows, want int }{
 		{0, 1000}, {1, 1000}, {32000, 1000}, {32001, 1001}, {400000, 12500},
 	} {

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"strings"
@@ -13,9 +13,9 @@ func TestParse(t *testing.T) {
 		env     map[string]string // ingestion-specific variables
 		osEnv   map[string]string // shared variables, read by pkg/server
 		wantErr string
-		check   func(t *testing.T, c config)
+		check   func(t *testing.T, c Config)
 	}{
-		{name: "defaults", check: func(t *testing.T, c config) {
+		{name: "defaults", check: func(t *testing.T, c Config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
 				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" ||
 				c.IndexInterval != 100*time.Millisecond || c.GCPercent != 400 || c.MemoryLimitMiB != 512 {
@@ -27,44 +27,44 @@ func TestParse(t *testing.T) {
 		}},
 		{name: "environment sets defaults", env: map[string]string{"CAIRN_DEDUP_WINDOW": "24h", "CAIRN_MAX_SKEW": "1m"},
 			osEnv: map[string]string{"CAIRN_GRPC_ADDR": "127.0.0.1:9999"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.Server.GRPCAddr != "127.0.0.1:9999" || c.DedupWindow != 24*time.Hour || c.Limits.MaxSkew != time.Minute {
 					t.Errorf("config = %+v", c)
 				}
 			}},
 		{name: "flags beat the environment", args: []string{"-dedup-window", "2h", "-retention", "720h"}, env: map[string]string{"CAIRN_DEDUP_WINDOW": "24h"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.DedupWindow != 2*time.Hour || c.Retention != 720*time.Hour {
 					t.Errorf("config = %+v", c)
 				}
 			}},
 		{name: "pprof off by default, on by flag", args: []string{"-pprof-addr", "127.0.0.1:6101"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.PprofAddr != "127.0.0.1:6101" {
 					t.Errorf("pprof addr = %q", c.PprofAddr)
 				}
 			}},
 		{name: "GOGC set leaves the collector alone", env: map[string]string{"GOGC": "150"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.GCPercent != 0 {
 					t.Errorf("gc percent = %d, want 0 (leave GOGC=150 alone)", c.GCPercent)
 				}
 			}},
 		{name: "gc percent by flag", args: []string{"-gc-percent", "200"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.GCPercent != 200 {
 					t.Errorf("gc percent = %d, want 200", c.GCPercent)
 				}
 			}},
 		{name: "negative gc percent", args: []string{"-gc-percent", "-1"}, wantErr: "-gc-percent"},
 		{name: "GOMEMLIMIT set leaves the limit alone", env: map[string]string{"GOMEMLIMIT": "1GiB"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.MemoryLimitMiB != 0 {
 					t.Errorf("memory limit = %d MiB, want 0 (leave GOMEMLIMIT alone)", c.MemoryLimitMiB)
 				}
 			}},
 		{name: "memory limit by flag", args: []string{"-memory-limit-mib", "2048"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				if c.MemoryLimitMiB != 2048 {
 					t.Errorf("memory limit = %d MiB, want 2048", c.MemoryLimitMiB)
 				}
@@ -72,7 +72,7 @@ func TestParse(t *testing.T) {
 		{name: "negative memory limit", args: []string{"-memory-limit-mib", "-1"}, wantErr: "-memory-limit-mib"},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
 		{name: "split by workspace", args: []string{"-replicas", "2", "-replica", "1"},
-			check: func(t *testing.T, c config) {
+			check: func(t *testing.T, c Config) {
 				// Replica 1 of 2 takes half the workspaces and writes every
 				// partition of its own log.
 				if !c.Server.ByWorkspace || c.Server.Replica != 1 || c.Server.Replicas != 2 || len(c.Server.OwnedPartitions()) != 8 {
@@ -92,15 +92,15 @@ func TestParse(t *testing.T) {
 			for k, v := range tc.osEnv {
 				t.Setenv(k, v)
 			}
-			c, err := parse(tc.args, func(k string) string { return tc.env[k] })
+			c, err := Parse(tc.args, func(k string) string { return tc.env[k] })
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("parse() = %v, want error mentioning %q", err, tc.wantErr)
+					t.Fatalf("Parse() = %v, want error mentioning %q", err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parse() = %v", err)
+				t.Fatalf("Parse() = %v", err)
 			}
 			tc.check(t, c)
 		})

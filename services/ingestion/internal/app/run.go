@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -19,9 +19,10 @@ import (
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 )
 
-// run serves until ctx ends: open the keys and the store, register the
-// service, report SERVING (pkg/server), and on ctx end stop gracefully.
-func run(ctx context.Context, cfg config) (err error) {
+// Run serves until ctx ends: open the keys and the store, register the
+// service, run the index, sweep and retention loops, report SERVING
+// (pkg/server), and on ctx end stop gracefully.
+func Run(ctx context.Context, cfg Config) (err error) {
 	shutdown, logger, err := telemetry.Setup(ctx, "ingestion")
 	if err != nil {
 		return fmt.Errorf("set up telemetry: %w", err)
@@ -44,14 +45,15 @@ func run(ctx context.Context, cfg config) (err error) {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
-	st, err := store.Open(db, store.Options{
-		Partitions:    cfg.Server.Partitions,
-		Retention:     cfg.Retention,
-		DedupWindow:   cfg.DedupWindow,
-		Clock:         clock.Real{},
-		NoGroupCommit: cfg.NoGroupCommit,
-		IndexInterval: cfg.IndexInterval,
-		Logger:        logger,
+	a, err := New(db, Options{
+		Partitions:       cfg.Server.Partitions,
+		Retention:        cfg.Retention,
+		DedupWindow:      cfg.DedupWindow,
+		Clock:            clock.Real{},
+		NoGroupCommit:    cfg.NoGroupCommit,
+		IndexInterval:    cfg.IndexInterval,
+		MaxInflightBytes: cfg.MaxInflightBytes,
+		Logger:           logger,
 	})
 	if err != nil {
 		return err
@@ -63,11 +65,10 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err := srv.Registry.Register(db.Collector("ingestion")); err != nil {
 		return errors.Join(fmt.Errorf("register store metrics: %w", err), srv.Close())
 	}
-	svc, err := server.New(st, server.Config{
-		Limits:           cfg.Limits,
-		MaxInflightBytes: cfg.MaxInflightBytes,
-		Registerer:       srv.Registry,
-		Logger:           srv.Logger,
+	svc, err := server.New(a, server.Config{
+		Limits:     cfg.Limits,
+		Registerer: srv.Registry,
+		Logger:     srv.Logger,
 		// Unary calls are checked by pkg/server; IngestStream's batches
 		// each name their workspace and are checked one by one.
 		Workspace: srv.Config().CheckWorkspace,
@@ -77,9 +78,9 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	ingestionv1.RegisterIngestionServiceServer(srv.GRPC, svc)
 	background := []func(context.Context) error{
-		st.Sweep,
-		st.Index,
-		func(ctx context.Context) error { return st.Log().RunRetention(ctx, cfg.RetentionInterval) },
+		a.Sweep,
+		a.Index,
+		func(ctx context.Context) error { return a.Retention(ctx, cfg.RetentionInterval) },
 	}
 	if cfg.PprofAddr != "" {
 		background = append(background, func(ctx context.Context) error { return servePprof(ctx, cfg.PprofAddr) })

@@ -1,0 +1,188 @@
+// Package app holds the ingestion service's use cases: ingesting a batch
+// (dedup, attribution, logging), the in-flight admission in front of it,
+// timeline reads, subject deletion, serving the log, and the background
+// loops that index staged rows, sweep dedup ids and apply retention. It
+// owns the transactions: each use case opens them on the bbolt file
+// (pkg/store) and calls the store's typed functions inside, deciding with
+// the identity package whom events belong to. Every batch is written in one
+// group-committed transaction, so an event is acknowledged only when it,
+// its dedup id and its index rows are durable together.
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	pkgstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
+)
+
+// Options configure an App.
+type Options struct {
+	// Partitions is the number of log partitions.
+	Partitions uint32
+	// Retention removes log records older than this; 0 keeps them forever.
+	Retention time.Duration
+	// DedupWindow is how long a message id is remembered.
+	DedupWindow time.Duration
+	// Clock tells the time for dedup expiry, sweeping and the loops.
+	Clock clock.Clock
+	// NoGroupCommit writes each batch in its own transaction (one fsync per
+	// batch) instead of sharing commits; only for comparing in benchmarks.
+	NoGroupCommit bool
+	// SweepChunk bounds how many dedup ids one sweep transaction examines,
+	// so that sweeping never holds the write lock for long (default 5000).
+	SweepChunk int
+	// SweepInterval is the pause between full sweeps (default 1 minute).
+	SweepInterval time.Duration
+	// DeleteChunk bounds how many events one DeleteSubject transaction
+	// removes (default 5000); a larger subject takes several transactions and
+	// the tombstone is logged with the last one.
+	DeleteChunk int
+	// IndexInterval is the pause between Index passes (default 1s). Longer
+	// passes index more events per leaf page they dirty; since a pass is
+	// written in small transactions (IndexTxRows), acks do not wait for it.
+	IndexInterval time.Duration
+	// IndexChunk bounds the staged index rows one Index transaction moves
+	// (default 20000), so that indexing never holds the write lock for long.
+	IndexChunk int
+	// IndexTxRows bounds the index rows one write transaction of an Index
+	// pass puts (default 1000), so that the ingest commits queued behind it
+	// wait for a bounded number of dirty pages (see indexPass).
+	IndexTxRows int
+	// MaxInflightBytes bounds the protobuf bytes of batches being processed
+	// at once; beyond it callers get ResourceExhausted with a retry delay
+	// instead of queueing without limit (default 64 MiB).
+	MaxInflightBytes int64
+	// RetryDelay is the delay suggested to callers that hit the budget
+	// (default 200ms).
+	RetryDelay time.Duration
+	// Logger receives Index's failures, which it retries rather than
+	// stopping the service over (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// App is the ingestion service's use cases over one store.
+type App struct {
+	db       *pkgstore.DB
+	st       *store.Store
+	opts     Options
+	inflight atomic.Int64
+}
+
+// New opens the store in db and returns the app.
+func New(db *pkgstore.DB, opts Options) (*App, error) {
+	if opts.Partitions == 0 {
+		opts.Partitions = 1
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.SweepChunk <= 0 {
+		opts.SweepChunk = 5000
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = time.Minute
+	}
+	if opts.DeleteChunk <= 0 {
+		opts.DeleteChunk = 5000
+	}
+	if opts.IndexInterval <= 0 {
+		opts.IndexInterval = time.Second
+	}
+	if opts.IndexChunk <= 0 {
+		opts.IndexChunk = 20000
+	}
+	if opts.IndexTxRows <= 0 {
+		opts.IndexTxRows = 1000
+	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = 64 << 20
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = 200 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	st, err := store.Open(db, store.Options{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock})
+	if err != nil {
+		return nil, err
+	}
+	return &App{db: db, st: st, opts: opts}, nil
+}
+
+// Log returns the event log.
+func (a *App) Log() *stream.Log { return a.st.Log() }
+
+// Partitions is the number of partitions of the event log.
+func (a *App) Partitions() uint32 { return a.st.Log().Partitions() }
+
+// LogInfo describes the event log: its retention, the dedup window and the
+// offsets each partition holds.
+func (a *App) LogInfo() *ingestionv1.GetLogInfoResponse {
+	l := a.st.Log()
+	resp := &ingestionv1.GetLogInfoResponse{
+		RetentionSeconds:   int64(a.opts.Retention / time.Second),
+		DedupWindowSeconds: int64(a.opts.DedupWindow / time.Second),
+	}
+	for p := range l.Partitions() {
+		resp.Partitions = append(resp.Partitions, &commonv1.PartitionInfo{Partition: p, FirstOffset: l.First(p), LastOffset: l.Head(p)})
+	}
+	return resp
+}
+
+// write runs fn in a write transaction and returns its result: a group
+// commit shared with concurrent callers (fn may run more than once, and the
+// result is the committed run's), or its own transaction with
+// NoGroupCommit.
+func write[T any](ctx context.Context, a *App, fn func(*pkgstore.Tx) (T, error)) (T, error) {
+	if a.opts.NoGroupCommit {
+		var v T
+		err := a.db.Update(func(tx *pkgstore.Tx) error {
+			var err error
+			v, err = fn(tx)
+			return err
+		})
+		return v, err
+	}
+	return pkgstore.CommitValue(ctx, a.db, fn)
+}
+
+// writer is write for a function that works on the store's Writer.
+func writer[T any](ctx context.Context, a *App, fn func(*store.Writer) (T, error)) (T, error) {
+	return write(ctx, a, func(tx *pkgstore.Tx) (T, error) {
+		w, err := a.st.Writer(tx)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return fn(w)
+	})
+}
+
+// Admit charges a batch of size bytes against the in-flight budget
+// (MaxInflightBytes), or refuses it with ResourceExhausted and the retry
+// delay when the budget is spent. A lone batch is always admitted, so that a
+// budget smaller than one batch cannot wedge the service. Every admitted
+// batch must be released once processed.
+func (a *App) Admit(size int) error {
+	if n := a.inflight.Add(int64(size)); n > a.opts.MaxInflightBytes && n != int64(size) {
+		a.inflight.Add(-int64(size))
+		return apierr.Exhausted(a.opts.RetryDelay, "ingestion is at its in-flight limit; retry later")
+	}
+	return nil
+}
+
+// Release returns an admitted batch's bytes to the budget.
+func (a *App) Release(size int) { a.inflight.Add(-int64(size)) }
+
+// Inflight is the bytes of the batches admitted and not yet released.
+func (a *App) Inflight() int64 { return a.inflight.Load() }

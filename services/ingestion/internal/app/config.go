@@ -1,0 +1,131 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
+)
+
+// Config is everything the process needs. Every flag can also be set by the
+// environment variable CAIRN_<FLAG_NAME> (e.g. CAIRN_DEDUP_WINDOW), as for
+// the shared flags of pkg/server; the command line wins.
+type Config struct {
+	// Server is the shared process configuration: addresses, data
+	// directory, keys, partitions, message size and deadlines.
+	Server pkgserver.Config
+	// Retention removes log records older than this; 0 keeps them forever.
+	Retention time.Duration
+	// RetentionInterval is the pause between retention passes.
+	RetentionInterval time.Duration
+	// DedupWindow is how long message ids are remembered.
+	DedupWindow time.Duration
+	// Limits bound events and batches (includes the future-time skew).
+	Limits validate.Limits
+	// MaxInflightBytes bounds batch bytes in process before ResourceExhausted.
+	MaxInflightBytes int64
+	// NoGroupCommit gives every batch its own fsync; for benchmarks only.
+	NoGroupCommit bool
+	// IndexInterval is the pause between passes that move staged index rows
+	// into the timeline and subject indexes. Passes write in small
+	// transactions between the ingest commits, so a short pause costs no
+	// ack latency; a long one lets the backlog (and each pass) grow, which
+	// measured worse on both counts: at 1s the index trailed a 60 s run at
+	// full load by 22 s and p99 at 50,000 events/s was 30 ms, at 100ms 3 s
+	// and 20 ms (services/ingestion/BENCHMARKS.md).
+	IndexInterval time.Duration
+	// GCPercent is the garbage collector's target (as GOGC) the process
+	// sets at start; 0 leaves the runtime's alone, which Parse chooses when
+	// the operator set the GOGC environment variable.
+	GCPercent int
+	// MemoryLimitMiB is the soft memory limit (as GOMEMLIMIT, in MiB) the
+	// process sets at start: with the raised GC target the heap would
+	// otherwise grow to five times the live heap under load; near the limit
+	// the runtime collects more often instead. 0 leaves the runtime's alone,
+	// which Parse chooses when the operator set GOMEMLIMIT.
+	MemoryLimitMiB int64
+	// PprofAddr, when set, serves net/http/pprof there, so that the running
+	// binary can be profiled under load; empty (the default) serves nothing.
+	PprofAddr string
+}
+
+// Parse reads the configuration from the command line args and, for every
+// flag, the environment through getenv (pkg/server.ParseFlags). Errors name
+// the flag (and the variable) and wrap pkg/server.ErrConfig.
+func Parse(args []string, getenv func(string) string) (Config, error) {
+	// Attribution (user -> account) and messageId dedup are workspace-wide,
+	// so ingestion scales by workspace, not by partition: replica k of
+	// -replicas K takes the workspaces with stream.WorkspaceReplica == k and
+	// writes every partition of its own log (docs/scaling.md).
+	c := Config{Server: pkgserver.Config{Name: "ingestion", ByWorkspace: true}, Limits: validate.DefaultLimits()}
+	fs := flag.NewFlagSet("cairn-ingestion", flag.ContinueOnError)
+	c.Server.RegisterFlags(fs)
+	env := func(name string) string { return " (env " + pkgserver.EnvName(name) + ")" }
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage+env(name))
+	}
+	integer := func(p *int, name string, def int, usage string) { fs.IntVar(p, name, def, usage+env(name)) }
+	dur(&c.Retention, "retention", 0, "remove log records older than this (0 keeps them forever)")
+	dur(&c.RetentionInterval, "retention-interval", time.Minute, "pause between retention passes")
+	dur(&c.DedupWindow, "dedup-window", 7*24*time.Hour, "how long message ids are remembered for deduplication")
+	dur(&c.Limits.MaxSkew, "max-skew", c.Limits.MaxSkew, "flag events whose time is further than this in the future")
+	integer(&c.Limits.MaxEventBytes, "max-event-bytes", c.Limits.MaxEventBytes, "largest event, in protobuf bytes")
+	integer(&c.Limits.MaxBatchBytes, "max-batch-bytes", c.Limits.MaxBatchBytes, "largest batch, in protobuf bytes")
+	integer(&c.Limits.MaxBatchEvents, "max-batch-events", c.Limits.MaxBatchEvents, "most events per batch")
+	integer(&c.Limits.MaxMessageIDLen, "max-message-id-len", c.Limits.MaxMessageIDLen, "longest message id, in characters")
+	integer(&c.Limits.MaxDepth, "max-depth", c.Limits.MaxDepth, "deepest nesting of properties, traits, context and integrations")
+	integer(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
+	integer(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted"+env("max-inflight-bytes"))
+	dur(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
+	// The live heap is small and every event allocates, so at Go's default
+	// target (100) collection took ~10% of the CPU; 400 saved ~15% of CPU per
+	// event for ~200 MB more heap under full load (BENCHMARKS.md).
+	integer(&c.GCPercent, "gc-percent", 400, "garbage collector target (as GOGC) when the GOGC environment variable is unset")
+	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", 512, "soft memory limit in MiB (as GOMEMLIMIT) when the GOMEMLIMIT environment variable is unset; 0: none"+env("memory-limit-mib"))
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)"+env("pprof-addr"))
+	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)"+env("no-group-commit"))
+
+	if err := pkgserver.ParseFlags(fs, args, getenv); err != nil {
+		return c, err
+	}
+	if getenv("GOGC") != "" {
+		// The operator chose; the runtime has already applied it.
+		c.GCPercent = 0
+	}
+	if getenv("GOMEMLIMIT") != "" {
+		c.MemoryLimitMiB = 0
+	}
+	if err := c.validate(); err != nil {
+		return c, fmt.Errorf("%w: %w", pkgserver.ErrConfig, err)
+	}
+	return c, nil
+}
+
+// validate reports the first invalid setting, naming its flag, then the
+// shared configuration's.
+func (c Config) validate() error {
+	switch {
+	case c.DedupWindow <= 0:
+		return errors.New("-dedup-window: must be positive")
+	case c.Retention < 0:
+		return errors.New("-retention: must not be negative")
+	case c.RetentionInterval <= 0:
+		return errors.New("-retention-interval: must be positive")
+	case c.IndexInterval <= 0:
+		return errors.New("-index-interval: must be positive")
+	case c.GCPercent < 0:
+		return errors.New("-gc-percent: must not be negative")
+	case c.MemoryLimitMiB < 0:
+		return errors.New("-memory-limit-mib: must not be negative")
+	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
+		return fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
+	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||
+		c.Limits.MaxStringLen <= 0 || c.Limits.MaxMessageIDLen <= 0:
+		return errors.New("limits (-max-event-bytes, -max-batch-events, -max-depth, -max-keys, -max-string-len, -max-message-id-len) must be positive")
+	}
+	return c.Server.Validate()
+}
