@@ -23,7 +23,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/page"
-	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
@@ -354,13 +353,10 @@ func (s *Server) Subscribe(req *ingestionv1.SubscribeRequest, srv grpc.ServerStr
 	err := s.app.Subscribe(srv.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []*ingestionv1.LogRecord, head uint64) error {
 		return srv.Send(&ingestionv1.SubscribeResponse{HeadOffset: head, Records: recs})
 	})
-	switch {
-	case err == nil, srv.Context().Err() != nil:
+	if srv.Context().Err() != nil {
 		return nil
-	case errors.Is(err, stream.ErrCompacted), errors.Is(err, stream.ErrBeyondHead):
-		// OutOfRange: the cursor is behind retention or past the head.
-		return stream.Status(err)
 	}
+	// A cursor behind retention or past the head is OutOfRange (apierr).
 	return err
 }
 

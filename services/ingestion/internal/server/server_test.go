@@ -92,8 +92,8 @@ func startWith(t testing.TB, cfg server.Config, opts app.Options) *fixture {
 	// As pkg/server chains them: authentication, then the one mapping of
 	// handler errors to a status (apierr.Status).
 	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), statusUnary),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), statusStream),
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), apierr.UnaryServerInterceptor(slog.Default())),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), apierr.StreamServerInterceptor(slog.Default())),
 	)
 	ingestionv1.RegisterIngestionServiceServer(gs, srv)
 	lis := bufconn.Listen(1 << 20)
@@ -112,18 +112,6 @@ func startWith(t testing.TB, cfg server.Config, opts app.Options) *fixture {
 	}
 	t.Cleanup(gs.Stop)
 	return f
-}
-
-func statusUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	if err != nil {
-		return nil, apierr.Status(slog.Default(), info.FullMethod, err)
-	}
-	return resp, nil
-}
-
-func statusStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return apierr.Status(slog.Default(), info.FullMethod, handler(srv, ss))
 }
 
 func track(id, user, account, name string, props map[string]any) *ingestionv1.Event {
