@@ -4,25 +4,8 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/services/stages/internal/app"
 )
 
-func main() {
-	cfg := config{Server: server.Config{Name: "stages"}}
-	fs := flag.NewFlagSet("cairn-stages", flag.ExitOnError)
-	cfg.registerFlags(fs)
-	_ = fs.Parse(os.Args[1:])
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn-stages:", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("stages", app.Parse, app.Run) }

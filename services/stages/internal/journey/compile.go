@@ -9,6 +9,7 @@ import (
 	"cel.dev/cel-go/cel"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"google.golang.org/protobuf/proto"
 )
@@ -107,6 +108,25 @@ func (e *InvalidError) Error() string {
 
 // Unwrap lets errors.Is match ErrInvalid.
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+// Is makes errors.Is(err, apierr.ErrInvalid) hold: a bad definition is the
+// client's error.
+func (e *InvalidError) Is(target error) bool { return target == apierr.ErrInvalid }
+
+// As gives apierr the problems as field violations, one per path, so that
+// a client is told InvalidArgument with every problem in a BadRequest.
+func (e *InvalidError) As(target any) bool {
+	fe, ok := target.(**apierr.FieldError)
+	if !ok || len(e.Errors) == 0 {
+		return false
+	}
+	vs := make([]apierr.Violation, len(e.Errors))
+	for i, ve := range e.Errors {
+		vs[i] = apierr.Violation{Field: ve.GetPath(), Description: ve.GetMessage()}
+	}
+	*fe = &apierr.FieldError{Prefix: ErrInvalid.Error(), Violations: vs}
+	return true
+}
 
 // Compile validates a definition and compiles every criterion. All problems
 // are reported, each with a path such as "stages[onboarding].exit[activated]".

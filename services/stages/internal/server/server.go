@@ -1,34 +1,25 @@
-// Package server implements the cairn.stages.v1.StagesService gRPC API over
-// the engine and the store: journey definitions, replays, account journeys,
-// lists, funnels, moments of truth, buying committees and the stages log.
+// Package server implements the cairn.stages.v1.StagesService gRPC API: it
+// decodes and validates requests, calls the application (internal/app) and
+// returns its answers and errors, which pkg/server's interceptor maps to
+// gRPC status (pkg/apierr). It also serves the stages log to subscribers.
 package server
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/page"
-	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"github.com/cairn-dev/cairn/services/stages/internal/engine"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
-	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 const svc = "/cairn.stages.v1.StagesService/"
@@ -48,130 +39,98 @@ func Policy() auth.Policy {
 	return p
 }
 
+// App is what the API needs of the application: internal/app.App. (The
+// application wires the server, so the server names it by its methods.)
+type App interface {
+	ApplyJourney(ctx context.Context, ws string, def *stagesv1.JourneyDefinition, activate bool) (*stagesv1.JourneyDefinition, bool, error)
+	GetJourney(ctx context.Context, ws, id string, version uint32) (*stagesv1.JourneyDefinition, bool, error)
+	ListJourneyVersions(ctx context.Context, ws, id string, before uint32, size int) ([]*stagesv1.JourneyDefinition, uint32, bool, error)
+	ActivateJourney(ctx context.Context, ws, id string, version uint32) (*stagesv1.JourneyDefinition, error)
+	StartReplay(ctx context.Context, ws, id string, version uint32, replayID string) (*stagesv1.Replay, error)
+	GetReplay(ctx context.Context, ws, id string) (*stagesv1.Replay, error)
+	AccountJourney(ctx context.Context, ws, jid, acct string) (*stagesv1.AccountJourney, error)
+	ListAccounts(ctx context.Context, ws, jid string, f journey.AccountFilter, after []byte, size int) ([]*stagesv1.AccountSummary, []byte, bool, error)
+	ListSignals(ctx context.Context, ws string, f journey.SignalFilter, after []byte, size int) ([]*commonv1.Signal, []byte, bool, error)
+	Funnel(ctx context.Context, ws, jid, cohort, segment string, parts bool) (*stagesv1.GetFunnelResponse, error)
+	MomentsOfTruth(ctx context.Context, ws, cohort, segment string) (*stagesv1.GetMomentsOfTruthResponse, error)
+	BuyingCommittee(ctx context.Context, ws, acct string) (*stagesv1.GetBuyingCommitteeResponse, error)
+}
+
 // Options configure a Server.
 type Options struct {
-	// DB is the stages file.
-	DB *pstore.DB
+	// App runs the use cases.
+	App App
 	// Log is the stages log served by Subscribe.
 	Log *stream.Log
-	// Engine evaluates journeys.
-	Engine *engine.Engine
-	// Source reads the ingestion log from offset 0 for replays; nil disables replays.
-	Source stream.Source[*ingestionv1.LogRecord]
-	// Partitions is the ingestion partition count.
-	Partitions uint32
-	// Clock is the evaluation time for queries.
-	Clock clock.Clock
-	// Logger reports internal errors, which clients only see as Internal.
-	Logger *slog.Logger
 }
 
 // Server implements stagesv1.StagesServiceServer.
 type Server struct {
 	stagesv1.UnimplementedStagesServiceServer
-	db      *pstore.DB
-	log     *stream.Log
-	eng     *engine.Engine
-	source  stream.Source[*ingestionv1.LogRecord]
-	parts   uint32
-	clock   clock.Clock
-	logger  *slog.Logger
-	replays *replays
+	app App
+	log *stream.Log
 }
 
 // New returns a server.
 func New(opts Options) (*Server, error) {
-	if opts.DB == nil || opts.Log == nil || opts.Engine == nil {
-		return nil, errors.New("new stages server: DB, Log and Engine are required")
+	if opts.App == nil || opts.Log == nil {
+		return nil, errors.New("new stages server: App and Log are required")
 	}
-	if opts.Clock == nil {
-		opts.Clock = clock.Real{}
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Partitions == 0 {
-		opts.Partitions = 1
-	}
-	s := &Server{db: opts.DB, log: opts.Log, eng: opts.Engine, source: opts.Source, parts: opts.Partitions, clock: opts.Clock, logger: opts.Logger}
-	s.replays = newReplays(s)
-	return s, nil
+	return &Server{app: opts.App, log: opts.Log}, nil
 }
 
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) { stagesv1.RegisterStagesServiceServer(g, s) }
 
-// Run runs replays until ctx ends; it is one of the service's background tasks.
-func (s *Server) Run(ctx context.Context) error { return s.replays.run(ctx) }
-
-// errInvalid carries a field path for InvalidArgument.
-type errInvalid struct{ field, msg string }
-
-// Error implements error.
-func (e *errInvalid) Error() string { return e.field + ": " + e.msg }
-
-func invalid(field, format string, args ...any) error {
-	return &errInvalid{field: field, msg: fmt.Sprintf(format, args...)}
-}
-
-var errFailedPrecondition = errors.New("failed precondition")
-
-var errAlreadyExists = errors.New("already exists")
-
-// toStatus translates errors to gRPC status errors, once, at the edge.
-func (s *Server) toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	var inv *errInvalid
-	var ji *journey.InvalidError
-	switch {
-	case errors.As(err, &inv):
-		return status.Error(codes.InvalidArgument, inv.Error())
-	case errors.As(err, &ji):
-		return status.Error(codes.InvalidArgument, ji.Error())
-	case errors.Is(err, store.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, errFailedPrecondition):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, errAlreadyExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
-	}
-	s.logger.Error("stages request failed", "err", err)
-	return status.Error(codes.Internal, "internal error")
-}
-
+// maxID bounds the ids and filters of requests; stricter than apierr.MaxID.
 const maxID = 128
 
+// checkID refuses an id that is missing (when required), longer than maxID,
+// or that apierr.CheckID refuses.
 func checkID(field, v string, required bool) error {
-	switch {
-	case v == "" && required:
-		return invalid(field, "required")
-	case len(v) > maxID:
-		return invalid(field, "longer than %d characters", maxID)
+	if len(v) > maxID {
+		return apierr.Field(field, "longer than %d characters", maxID)
+	}
+	return apierr.CheckID(field, v, required)
+}
+
+// checkVersion refuses a missing version.
+func checkVersion(v uint32) error {
+	if v == 0 {
+		return apierr.Field("version", "required")
 	}
 	return nil
 }
 
-// definitionOf reads a request's definition from the message or YAML.
+// checkCohort validates a "2026-03" cohort filter.
+func checkCohort(c string) error {
+	if c == "" {
+		return nil
+	}
+	if _, err := time.Parse("2006-01", c); err != nil {
+		return apierr.Field("cohort", "want a month such as \"2026-03\"")
+	}
+	return nil
+}
+
+// definitionOf reads a request's definition from the message or the YAML
+// and validates it, reporting every problem.
 func definitionOf(def *stagesv1.JourneyDefinition, yml string) (*stagesv1.JourneyDefinition, []*commonv1.ValidationError) {
-	if def != nil {
-		return proto.Clone(def).(*stagesv1.JourneyDefinition), nil
-	}
-	if strings.TrimSpace(yml) == "" {
+	var errs []*commonv1.ValidationError
+	switch {
+	case def != nil:
+		def = proto.Clone(def).(*stagesv1.JourneyDefinition)
+	case strings.TrimSpace(yml) == "":
 		return nil, []*commonv1.ValidationError{{Path: "definition", Message: "set definition or yaml"}}
-	}
-	if len(yml) > journey.MaxYAMLBytes {
+	case len(yml) > journey.MaxYAMLBytes:
 		return nil, []*commonv1.ValidationError{{Path: "yaml", Message: fmt.Sprintf("longer than %d bytes", journey.MaxYAMLBytes)}}
+	default:
+		def, errs = journey.ProtoFromYAML([]byte(yml))
 	}
-	return journey.ProtoFromYAML([]byte(yml))
+	if def != nil {
+		errs = append(errs, journey.Validate(def)...)
+	}
+	return def, errs
 }
 
 // ValidateJourney compiles a definition without storing it.
@@ -179,10 +138,7 @@ func (s *Server) ValidateJourney(ctx context.Context, req *stagesv1.ValidateJour
 	if _, err := auth.Workspace(ctx, req.GetWorkspace()); err != nil {
 		return nil, err
 	}
-	def, errs := definitionOf(req.GetDefinition(), req.GetYaml())
-	if def != nil {
-		errs = append(errs, journey.Validate(def)...)
-	}
+	_, errs := definitionOf(req.GetDefinition(), req.GetYaml())
 	return &stagesv1.ValidateJourneyResponse{Valid: len(errs) == 0, Errors: errs}, nil
 }
 
@@ -193,54 +149,14 @@ func (s *Server) ApplyJourney(ctx context.Context, req *stagesv1.ApplyJourneyReq
 		return nil, err
 	}
 	def, errs := definitionOf(req.GetDefinition(), req.GetYaml())
-	if def != nil {
-		errs = append(errs, journey.Validate(def)...)
-	}
 	if len(errs) > 0 {
-		return nil, s.toStatus(&journey.InvalidError{Errors: errs})
+		return nil, &journey.InvalidError{Errors: errs}
 	}
-	active := false
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		latest, err := store.LatestVersion(tx, ws, def.GetId())
-		if err != nil {
-			return err
-		}
-		def.Version = latest + 1
-		def.CreatedAt = timestamppb.New(s.clock.Now())
-		if err := store.PutDefinition(tx, ws, def); err != nil {
-			return err
-		}
-		if _, err := store.Active(tx, ws, def.GetId()); errors.Is(err, store.ErrNotFound) || req.GetActivate() {
-			active = true
-			return store.SetActive(tx, ws, def.GetId(), def.GetVersion())
-		}
-		return nil
-	})
+	def, active, err := s.app.ApplyJourney(ctx, ws, def, req.GetActivate())
 	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("apply journey %q: %w", def.GetId(), err))
+		return nil, err
 	}
 	return &stagesv1.ApplyJourneyResponse{Definition: def, Active: active}, nil
-}
-
-// resolveJourney returns the journey id a request means: the named one, else
-// "default" when it exists, else the workspace's first active journey.
-func resolveJourney(tx *bbolt.Tx, ws, id string) (string, error) {
-	if id != "" {
-		return id, nil
-	}
-	active, err := store.ActiveJourneys(tx, ws)
-	if err != nil {
-		return "", err
-	}
-	for _, a := range active {
-		if a.ID == journey.DefaultJourney {
-			return a.ID, nil
-		}
-	}
-	if len(active) > 0 {
-		return active[0].ID, nil
-	}
-	return "", fmt.Errorf("workspace has no active journey: %w", store.ErrNotFound)
 }
 
 // GetJourney returns one version (default: the active one) with its YAML.
@@ -250,29 +166,17 @@ func (s *Server) GetJourney(ctx context.Context, req *stagesv1.GetJourneyRequest
 		return nil, err
 	}
 	if err := checkID("journey_id", req.GetJourneyId(), false); err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	resp := &stagesv1.GetJourneyResponse{}
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, req.GetJourneyId())
-		if err != nil {
-			return err
-		}
-		def, err := store.GetDefinition(tx, ws, id, req.GetVersion())
-		if err != nil {
-			return err
-		}
-		act, err := store.Active(tx, ws, id)
-		resp.Definition, resp.Active = def, err == nil && act == def.GetVersion()
-		return nil
-	})
+	def, active, err := s.app.GetJourney(ctx, ws, req.GetJourneyId(), req.GetVersion())
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	if resp.Yaml, err = journey.ProtoYAML(resp.Definition); err != nil {
-		return nil, s.toStatus(err)
+	yml, err := journey.ProtoYAML(def)
+	if err != nil {
+		return nil, err
 	}
-	return resp, nil
+	return &stagesv1.GetJourneyResponse{Definition: def, Active: active, Yaml: yml}, nil
 }
 
 // ListJourneyVersions lists versions newest first.
@@ -288,39 +192,20 @@ func (s *Server) ListJourneyVersions(ctx context.Context, req *stagesv1.ListJour
 	var before uint32
 	if after != nil {
 		if len(after) != 4 {
-			return nil, status.Error(codes.InvalidArgument, "page.page_token: malformed; pass next_page_token from the previous response unchanged")
+			return nil, apierr.Field("page.page_token", "malformed; pass next_page_token from the previous response unchanged")
 		}
 		before = uint32(after[0])<<24 | uint32(after[1])<<16 | uint32(after[2])<<8 | uint32(after[3])
 	}
-	resp := &stagesv1.ListJourneyVersionsResponse{}
-	more := false
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, req.GetJourneyId())
-		if err != nil {
-			return err
-		}
-		if v, err := store.Active(tx, ws, id); err == nil {
-			resp.ActiveVersion = v
-		}
-		return store.Versions(tx, ws, id, before, func(d *stagesv1.JourneyDefinition) (bool, error) {
-			if len(resp.Definitions) == size {
-				more = true
-				return false, nil
-			}
-			resp.Definitions = append(resp.Definitions, d)
-			return true, nil
-		})
-	})
+	defs, active, more, err := s.app.ListJourneyVersions(ctx, ws, req.GetJourneyId(), before, size)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	var last []byte
-	if n := len(resp.Definitions); n > 0 {
-		v := resp.Definitions[n-1].GetVersion()
+	if n := len(defs); n > 0 {
+		v := defs[n-1].GetVersion()
 		last = []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
 	}
-	resp.Page = page.Response(last, more, -1)
-	return resp, nil
+	return &stagesv1.ListJourneyVersionsResponse{Definitions: defs, ActiveVersion: active, Page: page.Response(last, more, -1)}, nil
 }
 
 // ListJourneyTemplates returns the built-in templates.
@@ -334,7 +219,7 @@ func (s *Server) ListJourneyTemplates(ctx context.Context, req *stagesv1.ListJou
 	}
 	all, err := journey.Templates()
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	resp := &stagesv1.ListJourneyTemplatesResponse{}
 	more := false
@@ -363,39 +248,14 @@ func (s *Server) GetAccountJourney(ctx context.Context, req *stagesv1.GetAccount
 		return nil, err
 	}
 	if err := checkID("account_id", req.GetAccountId(), true); err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	if err := checkID("journey_id", req.GetJourneyId(), false); err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	now := s.clock.Now()
-	var aj *stagesv1.AccountJourney
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, req.GetJourneyId())
-		if err != nil {
-			return err
-		}
-		acc, err := store.Live.GetAccount(tx, ws, id, req.GetAccountId())
-		if err != nil {
-			return err
-		}
-		aj = acc.Journey
-		if aj.GetStage() == "" {
-			return nil
-		}
-		j, err := s.eng.Journey(tx, ws, id, aj.GetVersion())
-		if err != nil {
-			return err
-		}
-		entered := aj.GetEnteredAt().AsTime()
-		if now.After(entered) {
-			aj.TimeInStage = durationpb.New(now.Sub(entered))
-		}
-		aj.ExitCriteria, aj.DropoffCriteria = j.NewEvaluator().Explain(acc.Aggs, journey.State{Stage: aj.GetStage(), EnteredAt: entered}, now)
-		return nil
-	})
+	aj, err := s.app.AccountJourney(ctx, ws, req.GetJourneyId(), req.GetAccountId())
 	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("get journey of account %q: %w", req.GetAccountId(), err))
+		return nil, err
 	}
 	return &stagesv1.GetAccountJourneyResponse{Journey: aj}, nil
 }
@@ -406,68 +266,21 @@ func (s *Server) ListAccounts(ctx context.Context, req *stagesv1.ListAccountsReq
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []struct{ name, v string }{{"journey_id", req.GetJourneyId()}, {"stage", req.GetStage()}, {"signal", req.GetSignal()}, {"segment", req.GetSegment()}, {"owner", req.GetOwner()}} {
-		if err := checkID(f.name, f.v, false); err != nil {
-			return nil, s.toStatus(err)
+	f := journey.AccountFilter{Stage: req.GetStage(), Signal: req.GetSignal(), Segment: req.GetSegment(), Owner: req.GetOwner()}
+	for _, c := range []struct{ name, v string }{{"journey_id", req.GetJourneyId()}, {"stage", f.Stage}, {"signal", f.Signal}, {"segment", f.Segment}, {"owner", f.Owner}} {
+		if err := checkID(c.name, c.v, false); err != nil {
+			return nil, err
 		}
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
 		return nil, err
 	}
-	resp := &stagesv1.ListAccountsResponse{}
-	var last []byte
-	more := false
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, req.GetJourneyId())
-		if err != nil {
-			return err
-		}
-		return store.Live.Accounts(tx, ws, id, after, func(key []byte, aj *stagesv1.AccountJourney) (bool, error) {
-			if !matches(aj, req) {
-				return true, nil
-			}
-			if len(resp.Accounts) == size {
-				more = true
-				return false, nil
-			}
-			resp.Accounts = append(resp.Accounts, &stagesv1.AccountSummary{
-				AccountId: aj.GetAccountId(), Name: aj.GetTraits()["name"], Stage: aj.GetStage(), EnteredAt: aj.GetEnteredAt(),
-				Segment: aj.GetTraits()["segment"], Owner: aj.GetTraits()["owner"], OpenSignals: int32(len(aj.GetOpenSignals())),
-			})
-			last = append(last[:0], key...)
-			return true, nil
-		})
-	})
+	accounts, last, more, err := s.app.ListAccounts(ctx, ws, req.GetJourneyId(), f, after, size)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	resp.Page = page.Response(last, more, -1)
-	return resp, nil
-}
-
-func matches(aj *stagesv1.AccountJourney, req *stagesv1.ListAccountsRequest) bool {
-	if aj.GetStage() == "" {
-		return false
-	}
-	if req.GetStage() != "" && aj.GetStage() != req.GetStage() {
-		return false
-	}
-	if req.GetSegment() != "" && aj.GetTraits()["segment"] != req.GetSegment() {
-		return false
-	}
-	if req.GetOwner() != "" && aj.GetTraits()["owner"] != req.GetOwner() {
-		return false
-	}
-	if req.GetSignal() != "" {
-		for _, sg := range aj.GetOpenSignals() {
-			if sg.GetReason() == req.GetSignal() || sg.GetAttributes()["criterion"] == req.GetSignal() {
-				return true
-			}
-		}
-		return false
-	}
-	return true
+	return &stagesv1.ListAccountsResponse{Accounts: accounts, Page: page.Response(last, more, -1)}, nil
 }
 
 // ListSignals lists drop-off signals.
@@ -477,46 +290,124 @@ func (s *Server) ListSignals(ctx context.Context, req *stagesv1.ListSignalsReque
 		return nil, err
 	}
 	if err := checkID("account_id", req.GetAccountId(), false); err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	if err := checkID("reason", req.GetReason(), false); err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
 		return nil, err
 	}
-	resp := &stagesv1.ListSignalsResponse{}
-	var last []byte
-	more := false
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		return store.Live.Signals(tx, ws, req.GetAccountId(), after, func(key []byte, sg *commonv1.Signal) (bool, error) {
-			if req.GetState() != commonv1.SignalState_SIGNAL_STATE_UNSPECIFIED && sg.GetState() != req.GetState() {
-				return true, nil
-			}
-			if req.GetReason() != "" && sg.GetReason() != req.GetReason() {
-				return true, nil
-			}
-			if len(resp.Signals) == size {
-				more = true
-				return false, nil
-			}
-			resp.Signals = append(resp.Signals, sg)
-			last = append(last[:0], key...)
-			return true, nil
-		})
-	})
+	signals, last, more, err := s.app.ListSignals(ctx, ws, journey.SignalFilter{AccountID: req.GetAccountId(), State: req.GetState(), Reason: req.GetReason()}, after, size)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	resp.Page = page.Response(last, more, -1)
-	return resp, nil
+	return &stagesv1.ListSignalsResponse{Signals: signals, Page: page.Response(last, more, -1)}, nil
+}
+
+// GetFunnel reports per stage entered, converted, dropped, conversion and
+// time in stage.
+func (s *Server) GetFunnel(ctx context.Context, req *stagesv1.GetFunnelRequest) (*stagesv1.GetFunnelResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCohort(req.GetCohort()); err != nil {
+		return nil, err
+	}
+	return s.app.Funnel(ctx, ws, req.GetJourneyId(), req.GetCohort(), req.GetSegment(), req.GetParts())
+}
+
+// GetMomentsOfTruth reports the share of contracted accounts reaching first
+// login within 7 days and first value within 45 days.
+func (s *Server) GetMomentsOfTruth(ctx context.Context, req *stagesv1.GetMomentsOfTruthRequest) (*stagesv1.GetMomentsOfTruthResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCohort(req.GetCohort()); err != nil {
+		return nil, err
+	}
+	return s.app.MomentsOfTruth(ctx, ws, req.GetCohort(), req.GetSegment())
+}
+
+// GetBuyingCommittee reports the personas engaged on an account and stuck
+// signals of its buying process.
+func (s *Server) GetBuyingCommittee(ctx context.Context, req *stagesv1.GetBuyingCommitteeRequest) (*stagesv1.GetBuyingCommitteeResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("account_id", req.GetAccountId(), true); err != nil {
+		return nil, err
+	}
+	return s.app.BuyingCommittee(ctx, ws, req.GetAccountId())
+}
+
+// StartReplay replays the ingestion log from offset 0 up to what the live
+// consumer has applied, evaluating one stored version into shadow state.
+func (s *Server) StartReplay(ctx context.Context, req *stagesv1.StartReplayRequest) (*stagesv1.StartReplayResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("journey_id", req.GetJourneyId(), true); err != nil {
+		return nil, err
+	}
+	if err := checkVersion(req.GetVersion()); err != nil {
+		return nil, err
+	}
+	if err := checkID("replay_id", req.GetReplayId(), false); err != nil {
+		return nil, err
+	}
+	rp, err := s.app.StartReplay(ctx, ws, req.GetJourneyId(), req.GetVersion(), req.GetReplayId())
+	if err != nil {
+		return nil, err
+	}
+	return &stagesv1.StartReplayResponse{Replay: rp}, nil
+}
+
+// GetReplay reports a replay's progress.
+func (s *Server) GetReplay(ctx context.Context, req *stagesv1.GetReplayRequest) (*stagesv1.GetReplayResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("replay_id", req.GetReplayId(), true); err != nil {
+		return nil, err
+	}
+	rp, err := s.app.GetReplay(ctx, ws, req.GetReplayId())
+	if err != nil {
+		return nil, err
+	}
+	return &stagesv1.GetReplayResponse{Replay: rp}, nil
+}
+
+// ActivateJourney switches the live version, making a finished replay of
+// it live when there is one.
+func (s *Server) ActivateJourney(ctx context.Context, req *stagesv1.ActivateJourneyRequest) (*stagesv1.ActivateJourneyResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("journey_id", req.GetJourneyId(), true); err != nil {
+		return nil, err
+	}
+	if err := checkVersion(req.GetVersion()); err != nil {
+		return nil, err
+	}
+	def, err := s.app.ActivateJourney(ctx, ws, req.GetJourneyId(), req.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	return &stagesv1.ActivateJourneyResponse{Definition: def}, nil
 }
 
 // Subscribe streams the stages log of one partition.
 func (s *Server) Subscribe(req *stagesv1.SubscribeRequest, stream_ grpc.ServerStreamingServer[stagesv1.SubscribeResponse]) error {
 	if req.GetPartition() >= s.log.Partitions() {
-		return status.Errorf(codes.InvalidArgument, "partition: must be below %d", s.log.Partitions())
+		return apierr.Field("partition", "must be below %d", s.log.Partitions())
 	}
 	err := s.log.Serve(stream_.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []stream.Record, head uint64) error {
 		resp := &stagesv1.SubscribeResponse{HeadOffset: head, Records: make([]*stagesv1.LogRecord, 0, len(recs))}
@@ -530,22 +421,8 @@ func (s *Server) Subscribe(req *stagesv1.SubscribeRequest, stream_ grpc.ServerSt
 		}
 		return stream_.Send(resp)
 	})
-	if err != nil && stream_.Context().Err() == nil {
-		return stream.Status(err)
-	}
-	return nil
-}
-
-// cohortOf is the month an account entered the journey.
-func cohortOf(aj *stagesv1.AccountJourney) string { return aj.GetTraits()["cohort"] }
-
-// checkCohort validates a "2026-03" cohort filter.
-func checkCohort(c string) error {
-	if c == "" {
+	if stream_.Context().Err() != nil {
 		return nil
 	}
-	if _, err := time.Parse("2006-01", c); err != nil {
-		return invalid("cohort", "want a month such as \"2026-03\"")
-	}
-	return nil
+	return err
 }

@@ -1,7 +1,9 @@
-package server
+package server_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -10,14 +12,17 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"github.com/cairn-dev/cairn/services/stages/internal/engine"
+	"github.com/cairn-dev/cairn/services/stages/internal/app"
+	"github.com/cairn-dev/cairn/services/stages/internal/server"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -64,10 +69,6 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Options{DB: db, Log: out, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
 	source := stream.LocalSource(ingest, func(r stream.Record) (*ingestionv1.LogRecord, error) {
 		lr := &ingestionv1.LogRecord{}
 		if err := proto.Unmarshal(r.Data, lr); err != nil {
@@ -76,29 +77,36 @@ func newRig(t testing.TB) *rig {
 		lr.Offset, lr.Partition = r.Offset, r.Partition
 		return lr, nil
 	})
+	a, err := app.New(app.Options{DB: db, Log: out, Source: source, Partitions: parts, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
 	consumer, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
-		Name: ingestionCursor, DB: db, Source: source, Partitions: []uint32{0, 1},
+		Name: app.ConsumerName, DB: db, Source: source, Partitions: []uint32{0, 1},
 		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
-		Apply:  eng.Apply, Clock: clk,
+		Apply:  a.Apply, Clock: clk,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{DB: db, Log: out, Engine: eng, Source: source, Partitions: parts, Clock: clk})
+	srv, err := server.New(server.Options{App: a, Log: out})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lis := bufconn.Listen(1 << 20)
+	// As pkg/server does: authenticate, then map handler errors to status
+	// once (apierr.Status).
+	logger := slog.New(slog.DiscardHandler)
 	g := grpc.NewServer(
-		grpc.UnaryInterceptor(auth.UnaryServerInterceptor(keys, Policy())),
-		grpc.StreamInterceptor(auth.StreamServerInterceptor(keys, Policy())),
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), apierr.UnaryServerInterceptor(logger)),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), apierr.StreamServerInterceptor(logger)),
 	)
 	srv.Register(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	var eg errgroup.Group
 	eg.Go(func() error { return g.Serve(lis) })
 	eg.Go(func() error { return consumer.Run(ctx) })
-	eg.Go(func() error { return srv.Run(ctx) })
+	eg.Go(func() error { return a.RunReplays(ctx) })
 	conn, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -185,6 +193,9 @@ func TestDefinitions(t *testing.T) {
 	}
 	_, err = admin.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Yaml: bad})
 	wantCode(t, err, codes.InvalidArgument, "stages[one].exit[done]: 1:12: window \"3q\"")
+	if fields := violations(err); fmt.Sprint(fields) != "[stages[one].exit[done]]" {
+		t.Errorf("field violations = %v, want [stages[one].exit[done]]", fields)
+	}
 	_, err = admin.ApplyJourney(rctx, &stagesv1.ApplyJourneyRequest{Yaml: bad})
 	wantCode(t, err, codes.PermissionDenied, "may not call")
 
@@ -259,6 +270,9 @@ func TestAccountQueries(t *testing.T) {
 	wantCode(t, err, codes.NotFound, "nope")
 	_, err = c.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{})
 	wantCode(t, err, codes.InvalidArgument, "account_id: required")
+	if fields := violations(err); fmt.Sprint(fields) != "[account_id]" {
+		t.Errorf("field violations = %v, want [account_id]", fields)
+	}
 	_, err = c.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Segment: strings.Repeat("s", 200)})
 	wantCode(t, err, codes.InvalidArgument, "segment: longer than 128 characters")
 
@@ -460,6 +474,19 @@ func TestReplayAndActivate(t *testing.T) {
 		rp = g.GetReplay()
 		time.Sleep(time.Millisecond) // waiting for progress of a background job, not for a deadline
 	}
+}
+
+// violations lists the fields of a status error's BadRequest detail.
+func violations(err error) []string {
+	var out []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				out = append(out, v.GetField())
+			}
+		}
+	}
+	return out
 }
 
 func metadataCtx(ctx context.Context, key string) context.Context {

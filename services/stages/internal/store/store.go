@@ -25,16 +25,17 @@ import (
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = store.ErrNotFound
 
-// SchemaVersion is the layout version of the stages file.
-const SchemaVersion = 1
+// SchemaVersion is the layout version of the stages file. Version 2 keeps
+// journey definitions and active versions in pkg/store.Versions (kind
+// "journey"); migrateDefinitions moves a version 1 file onto it.
+const SchemaVersion = 2
 
-// Top-level bucket names.
+// Top-level bucket names. Journey definitions and their active versions
+// live in pkg/store.Versions (see definitions.go).
 const (
-	bucketDefs    = "definitions" // key(ws, journey) + U32(version) -> JourneyDefinition
-	bucketActive  = "active"      // key(ws, journey) -> U32(version)
-	bucketReplays = "replays"     // key(ws, replay id) -> Replay
-	bucketTimers  = "timers"      // U64(due nanos) + key(ns, ws, journey, account) -> U32(partition)
-	bucketTimerOf = "timer_of"    // key(ns, ws, journey, account) -> U64(due nanos)
+	bucketReplays = "replays"  // key(ws, replay id) -> Replay
+	bucketTimers  = "timers"   // U64(due nanos) + key(ns, ws, journey, account) -> U32(partition)
+	bucketTimerOf = "timer_of" // key(ns, ws, journey, account) -> U64(due nanos)
 )
 
 // Per-namespace bucket names.
@@ -87,154 +88,17 @@ const Live Namespace = "live"
 // ReplayNamespace is the shadow namespace of a replay.
 func ReplayNamespace(replayID string) Namespace { return Namespace("replay:" + replayID) }
 
-func (ns Namespace) bucket(tx *bbolt.Tx, name string) (*bbolt.Bucket, error) {
-	return store.Bucket(tx, string(ns), name)
+func (ns Namespace) bucket(tx *store.Tx, name string) (*bbolt.Bucket, error) {
+	return tx.Bucket(string(ns), name)
 }
 
-// Open opens the stages bbolt file.
+// Open opens the stages bbolt file, migrating an older layout.
 func Open(path string, noSync bool) (*store.DB, error) {
-	db, err := store.Open(path, store.Options{NoSync: noSync, SchemaVersion: SchemaVersion})
+	db, err := store.Open(path, store.Options{NoSync: noSync, SchemaVersion: SchemaVersion, Migrations: Migrations()})
 	if err != nil {
 		return nil, fmt.Errorf("open stages store: %w", err)
 	}
 	return db, nil
-}
-
-// --- definitions ---
-
-// PutDefinition stores a definition version.
-func PutDefinition(tx *bbolt.Tx, ws string, def *stagesv1.JourneyDefinition) error {
-	b, err := store.Bucket(tx, bucketDefs)
-	if err != nil {
-		return fmt.Errorf("put definition: %w", err)
-	}
-	k := append(Key(ws, def.GetId()), u32(def.GetVersion())...)
-	if err := store.PutProto(b, k, def); err != nil {
-		return fmt.Errorf("put definition %s v%d: %w", def.GetId(), def.GetVersion(), err)
-	}
-	return nil
-}
-
-// GetDefinition returns one version, or the active one when version is 0.
-func GetDefinition(tx *bbolt.Tx, ws, journey string, version uint32) (*stagesv1.JourneyDefinition, error) {
-	if version == 0 {
-		v, err := Active(tx, ws, journey)
-		if err != nil {
-			return nil, err
-		}
-		version = v
-	}
-	b, err := store.Bucket(tx, bucketDefs)
-	if err != nil || b == nil {
-		return nil, fmt.Errorf("get journey %q v%d: %w", journey, version, ErrNotFound)
-	}
-	def := &stagesv1.JourneyDefinition{}
-	if err := store.GetProto(b, append(Key(ws, journey), u32(version)...), def); err != nil {
-		return nil, fmt.Errorf("get journey %q v%d: %w", journey, version, err)
-	}
-	return def, nil
-}
-
-// LatestVersion returns the highest stored version of a journey, 0 if none.
-func LatestVersion(tx *bbolt.Tx, ws, journey string) (uint32, error) {
-	b, err := store.Bucket(tx, bucketDefs)
-	if err != nil || b == nil {
-		return 0, err
-	}
-	prefix := Key(ws, journey)
-	c := b.Cursor()
-	var last uint32
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		if len(k) == len(prefix)+4 {
-			last = binary.BigEndian.Uint32(k[len(prefix):])
-		}
-	}
-	return last, nil
-}
-
-// Versions calls fn for each stored version of a journey, newest first,
-// starting below before (0 = from the newest).
-func Versions(tx *bbolt.Tx, ws, journey string, before uint32, fn func(*stagesv1.JourneyDefinition) (bool, error)) error {
-	b, err := store.Bucket(tx, bucketDefs)
-	if err != nil || b == nil {
-		return err
-	}
-	prefix := Key(ws, journey)
-	c := b.Cursor()
-	var k, v []byte
-	if before == 0 {
-		k, v = c.Seek(append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff))
-	} else {
-		k, v = c.Seek(append(append([]byte{}, prefix...), u32(before)...))
-	}
-	if k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-		if len(k) != len(prefix)+4 {
-			continue
-		}
-		def := &stagesv1.JourneyDefinition{}
-		if err := proto.Unmarshal(v, def); err != nil {
-			return fmt.Errorf("decode journey %q: %w", journey, err)
-		}
-		more, err := fn(def)
-		if err != nil || !more {
-			return err
-		}
-	}
-	return nil
-}
-
-// SetActive points a journey at a version.
-func SetActive(tx *bbolt.Tx, ws, journey string, version uint32) error {
-	b, err := store.Bucket(tx, bucketActive)
-	if err != nil {
-		return fmt.Errorf("activate journey %q: %w", journey, err)
-	}
-	return b.Put(Key(ws, journey), u32(version))
-}
-
-// Active returns the active version of a journey.
-func Active(tx *bbolt.Tx, ws, journey string) (uint32, error) {
-	b, err := store.Bucket(tx, bucketActive)
-	if err != nil || b == nil {
-		return 0, fmt.Errorf("active version of %q: %w", journey, ErrNotFound)
-	}
-	v := b.Get(Key(ws, journey))
-	if len(v) != 4 {
-		return 0, fmt.Errorf("active version of %q: %w", journey, ErrNotFound)
-	}
-	return binary.BigEndian.Uint32(v), nil
-}
-
-// ActiveJourney is a journey id with its active version.
-type ActiveJourney struct {
-	// ID is the journey id.
-	ID string
-	// Version is the active version.
-	Version uint32
-}
-
-// ActiveJourneys lists a workspace's journeys that have an active version.
-func ActiveJourneys(tx *bbolt.Tx, ws string) ([]ActiveJourney, error) {
-	b, err := store.Bucket(tx, bucketActive)
-	if err != nil || b == nil {
-		return nil, err
-	}
-	prefix := Key(ws)
-	var out []ActiveJourney
-	c := b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		parts, err := SplitKey(k)
-		if err != nil || len(parts) != 2 || len(v) != 4 {
-			continue
-		}
-		out = append(out, ActiveJourney{ID: parts[1], Version: binary.BigEndian.Uint32(v)})
-	}
-	return out, nil
 }
 
 // --- accounts ---
@@ -248,7 +112,7 @@ type Account struct {
 }
 
 // GetAccount loads an account's state; ErrNotFound when it has none.
-func (ns Namespace) GetAccount(tx *bbolt.Tx, ws, journey, acct string) (*Account, error) {
+func (ns Namespace) GetAccount(tx *store.Tx, ws, journey, acct string) (*Account, error) {
 	ab, err := ns.bucket(tx, bucketAccounts)
 	if err != nil || ab == nil {
 		return nil, fmt.Errorf("get account %q: %w", acct, ErrNotFound)
@@ -274,7 +138,7 @@ func (ns Namespace) GetAccount(tx *bbolt.Tx, ws, journey, acct string) (*Account
 }
 
 // PutAccount stores an account's state.
-func (ns Namespace) PutAccount(tx *bbolt.Tx, a *Account) error {
+func (ns Namespace) PutAccount(tx *store.Tx, a *Account) error {
 	aj := a.Journey
 	k := Key(aj.GetWorkspace(), aj.GetJourneyId(), aj.GetAccountId())
 	ab, err := ns.bucket(tx, bucketAccounts)
@@ -295,7 +159,7 @@ func (ns Namespace) PutAccount(tx *bbolt.Tx, a *Account) error {
 }
 
 // DeleteAccount removes an account's state in a journey, its visits and its timer.
-func (ns Namespace) DeleteAccount(tx *bbolt.Tx, ws, journey, acct string) error {
+func (ns Namespace) DeleteAccount(tx *store.Tx, ws, journey, acct string) error {
 	k := Key(ws, journey, acct)
 	for _, name := range []string{bucketAccounts, bucketAggs} {
 		b, err := ns.bucket(tx, name)
@@ -313,11 +177,11 @@ func (ns Namespace) DeleteAccount(tx *bbolt.Tx, ws, journey, acct string) error 
 }
 
 // DeleteSignals removes every signal of an account.
-func (ns Namespace) DeleteSignals(tx *bbolt.Tx, ws, acct string) error {
+func (ns Namespace) DeleteSignals(tx *store.Tx, ws, acct string) error {
 	return ns.deletePrefix(tx, bucketSignals, Key(ws, acct))
 }
 
-func (ns Namespace) deletePrefix(tx *bbolt.Tx, bucket string, prefix []byte) error {
+func (ns Namespace) deletePrefix(tx *store.Tx, bucket string, prefix []byte) error {
 	b, err := ns.bucket(tx, bucket)
 	if err != nil {
 		return err
@@ -333,7 +197,7 @@ func (ns Namespace) deletePrefix(tx *bbolt.Tx, bucket string, prefix []byte) err
 
 // Accounts calls fn for each account of a journey in key order, starting
 // after the key after (nil = from the start). fn returns false to stop.
-func (ns Namespace) Accounts(tx *bbolt.Tx, ws, journey string, after []byte, fn func(key []byte, aj *stagesv1.AccountJourney) (bool, error)) error {
+func (ns Namespace) Accounts(tx *store.Tx, ws, journey string, after []byte, fn func(key []byte, aj *stagesv1.AccountJourney) (bool, error)) error {
 	b, err := ns.bucket(tx, bucketAccounts)
 	if err != nil || b == nil {
 		return err
@@ -361,7 +225,7 @@ func (ns Namespace) Accounts(tx *bbolt.Tx, ws, journey string, after []byte, fn 
 }
 
 // AggKeys lists the (journey, account) pairs of a workspace with aggregates.
-func (ns Namespace) AggKeys(tx *bbolt.Tx, ws string) ([][2]string, error) {
+func (ns Namespace) AggKeys(tx *store.Tx, ws string) ([][2]string, error) {
 	b, err := ns.bucket(tx, bucketAggs)
 	if err != nil || b == nil {
 		return nil, err
@@ -381,7 +245,7 @@ func (ns Namespace) AggKeys(tx *bbolt.Tx, ws string) ([][2]string, error) {
 
 // CopyJourney replaces dst's accounts, aggregates and visits of a journey
 // with ns's, for activating a replayed version.
-func (ns Namespace) CopyJourney(tx *bbolt.Tx, dst Namespace, ws, journey string) (int, error) {
+func (ns Namespace) CopyJourney(tx *store.Tx, dst Namespace, ws, journey string) (int, error) {
 	prefix := Key(ws, journey)
 	n := 0
 	for _, name := range []string{bucketAccounts, bucketAggs, bucketVisits} {
@@ -410,17 +274,18 @@ func (ns Namespace) CopyJourney(tx *bbolt.Tx, dst Namespace, ws, journey string)
 }
 
 // Drop deletes the whole namespace (a finished or abandoned replay).
-func (ns Namespace) Drop(tx *bbolt.Tx) error {
-	if tx.Bucket([]byte(ns)) == nil {
+func (ns Namespace) Drop(tx *store.Tx) error {
+	b := tx.Bolt()
+	if b.Bucket([]byte(ns)) == nil {
 		return nil
 	}
-	return tx.DeleteBucket([]byte(ns))
+	return b.DeleteBucket([]byte(ns))
 }
 
 // --- signals ---
 
 // PutSignal stores a signal.
-func (ns Namespace) PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
+func (ns Namespace) PutSignal(tx *store.Tx, s *commonv1.Signal) error {
 	b, err := ns.bucket(tx, bucketSignals)
 	if err != nil {
 		return fmt.Errorf("put signal: %w", err)
@@ -430,7 +295,7 @@ func (ns Namespace) PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
 
 // Signals calls fn for each signal of a workspace (one account when acct is
 // set) in key order, after the key after.
-func (ns Namespace) Signals(tx *bbolt.Tx, ws, acct string, after []byte, fn func(key []byte, s *commonv1.Signal) (bool, error)) error {
+func (ns Namespace) Signals(tx *store.Tx, ws, acct string, after []byte, fn func(key []byte, s *commonv1.Signal) (bool, error)) error {
 	b, err := ns.bucket(tx, bucketSignals)
 	if err != nil || b == nil {
 		return err
@@ -477,13 +342,13 @@ type Timer struct {
 
 // SetTimer arms the account's single timer at due, replacing any earlier one.
 // It is a no-op when the timer is already armed at due.
-func (ns Namespace) SetTimer(tx *bbolt.Tx, ws, journey, acct string, due time.Time, partition uint32) error {
+func (ns Namespace) SetTimer(tx *store.Tx, ws, journey, acct string, due time.Time, partition uint32) error {
 	id := Key(string(ns), ws, journey, acct)
-	of, err := store.Bucket(tx, bucketTimerOf)
+	of, err := tx.Bucket(bucketTimerOf)
 	if err != nil {
 		return fmt.Errorf("set timer: %w", err)
 	}
-	tb, err := store.Bucket(tx, bucketTimers)
+	tb, err := tx.Bucket(bucketTimers)
 	if err != nil {
 		return fmt.Errorf("set timer: %w", err)
 	}
@@ -503,9 +368,9 @@ func (ns Namespace) SetTimer(tx *bbolt.Tx, ws, journey, acct string, due time.Ti
 }
 
 // ClearTimer removes the account's timer.
-func (ns Namespace) ClearTimer(tx *bbolt.Tx, ws, journey, acct string) error {
+func (ns Namespace) ClearTimer(tx *store.Tx, ws, journey, acct string) error {
 	id := Key(string(ns), ws, journey, acct)
-	of, err := store.Bucket(tx, bucketTimerOf)
+	of, err := tx.Bucket(bucketTimerOf)
 	if err != nil {
 		return fmt.Errorf("clear timer: %w", err)
 	}
@@ -513,7 +378,7 @@ func (ns Namespace) ClearTimer(tx *bbolt.Tx, ws, journey, acct string) error {
 	if old == nil {
 		return nil
 	}
-	tb, err := store.Bucket(tx, bucketTimers)
+	tb, err := tx.Bucket(bucketTimers)
 	if err != nil {
 		return fmt.Errorf("clear timer: %w", err)
 	}
@@ -524,8 +389,8 @@ func (ns Namespace) ClearTimer(tx *bbolt.Tx, ws, journey, acct string) error {
 }
 
 // DueTimers returns up to max timers due at or before now, earliest first.
-func DueTimers(tx *bbolt.Tx, now time.Time, max int) ([]Timer, error) {
-	tb, err := store.Bucket(tx, bucketTimers)
+func DueTimers(tx *store.Tx, now time.Time, max int) ([]Timer, error) {
+	tb, err := tx.Bucket(bucketTimers)
 	if err != nil || tb == nil {
 		return nil, err
 	}
@@ -550,8 +415,8 @@ func DueTimers(tx *bbolt.Tx, now time.Time, max int) ([]Timer, error) {
 }
 
 // NextDue returns the earliest timer's due time, false when none is armed.
-func NextDue(tx *bbolt.Tx) (time.Time, bool) {
-	tb := tx.Bucket([]byte(bucketTimers))
+func NextDue(tx *store.Tx) (time.Time, bool) {
+	tb := tx.Bolt().Bucket([]byte(bucketTimers))
 	if tb == nil {
 		return time.Time{}, false
 	}
@@ -563,15 +428,15 @@ func NextDue(tx *bbolt.Tx) (time.Time, bool) {
 }
 
 // Fired removes a timer returned by DueTimers (unless it was re-armed).
-func Fired(tx *bbolt.Tx, t Timer) error {
-	tb, err := store.Bucket(tx, bucketTimers)
+func Fired(tx *store.Tx, t Timer) error {
+	tb, err := tx.Bucket(bucketTimers)
 	if err != nil {
 		return fmt.Errorf("remove fired timer: %w", err)
 	}
 	if err := tb.Delete(t.key); err != nil {
 		return fmt.Errorf("remove fired timer: %w", err)
 	}
-	of, err := store.Bucket(tx, bucketTimerOf)
+	of, err := tx.Bucket(bucketTimerOf)
 	if err != nil {
 		return fmt.Errorf("remove fired timer: %w", err)
 	}
@@ -585,8 +450,8 @@ func Fired(tx *bbolt.Tx, t Timer) error {
 // --- replays ---
 
 // PutReplay stores a replay's progress.
-func PutReplay(tx *bbolt.Tx, ws string, r *stagesv1.Replay) error {
-	b, err := store.Bucket(tx, bucketReplays)
+func PutReplay(tx *store.Tx, ws string, r *stagesv1.Replay) error {
+	b, err := tx.Bucket(bucketReplays)
 	if err != nil {
 		return fmt.Errorf("put replay: %w", err)
 	}
@@ -594,8 +459,8 @@ func PutReplay(tx *bbolt.Tx, ws string, r *stagesv1.Replay) error {
 }
 
 // GetReplay loads a replay.
-func GetReplay(tx *bbolt.Tx, ws, id string) (*stagesv1.Replay, error) {
-	b, err := store.Bucket(tx, bucketReplays)
+func GetReplay(tx *store.Tx, ws, id string) (*stagesv1.Replay, error) {
+	b, err := tx.Bucket(bucketReplays)
 	if err != nil || b == nil {
 		return nil, fmt.Errorf("get replay %q: %w", id, ErrNotFound)
 	}
@@ -607,8 +472,8 @@ func GetReplay(tx *bbolt.Tx, ws, id string) (*stagesv1.Replay, error) {
 }
 
 // Replays calls fn for every replay of every workspace.
-func Replays(tx *bbolt.Tx, fn func(ws string, r *stagesv1.Replay) error) error {
-	b := tx.Bucket([]byte(bucketReplays))
+func Replays(tx *store.Tx, fn func(ws string, r *stagesv1.Replay) error) error {
+	b := tx.Bolt().Bucket([]byte(bucketReplays))
 	if b == nil {
 		return nil
 	}
@@ -630,7 +495,7 @@ func Replays(tx *bbolt.Tx, fn func(ws string, r *stagesv1.Replay) error) error {
 const bucketPositions = "positions"
 
 // SetPosition records the ingestion offset applied in partition p.
-func (ns Namespace) SetPosition(tx *bbolt.Tx, p uint32, offset uint64) error {
+func (ns Namespace) SetPosition(tx *store.Tx, p uint32, offset uint64) error {
 	b, err := ns.bucket(tx, bucketPositions)
 	if err != nil {
 		return fmt.Errorf("set replay position: %w", err)
@@ -639,7 +504,7 @@ func (ns Namespace) SetPosition(tx *bbolt.Tx, p uint32, offset uint64) error {
 }
 
 // Positions returns the offsets applied in partitions 0..n-1 (0 when none).
-func (ns Namespace) Positions(tx *bbolt.Tx, n uint32) ([]uint64, error) {
+func (ns Namespace) Positions(tx *store.Tx, n uint32) ([]uint64, error) {
 	out := make([]uint64, n)
 	b, err := ns.bucket(tx, bucketPositions)
 	if err != nil || b == nil {
@@ -652,14 +517,14 @@ func (ns Namespace) Positions(tx *bbolt.Tx, n uint32) ([]uint64, error) {
 }
 
 // Exists reports whether the namespace holds any state.
-func (ns Namespace) Exists(tx *bbolt.Tx) bool { return tx.Bucket([]byte(ns)) != nil }
+func (ns Namespace) Exists(tx *store.Tx) bool { return tx.Bolt().Bucket([]byte(ns)) != nil }
 
 // RawAccount returns the stored encodings of an account's state, valid only
-// during tx; nil when absent. The engine compares them with what it wrote
+// during tx; nil when absent. The application compares them with what it wrote
 // to reuse decoded state.
-func (ns Namespace) RawAccount(tx *bbolt.Tx, ws, journey, acct string) (aj, aggs []byte) {
+func (ns Namespace) RawAccount(tx *store.Tx, ws, journey, acct string) (aj, aggs []byte) {
 	k := Key(ws, journey, acct)
-	if b := tx.Bucket([]byte(ns)); b != nil {
+	if b := tx.Bolt().Bucket([]byte(ns)); b != nil {
 		if ab := b.Bucket([]byte(bucketAccounts)); ab != nil {
 			aj = ab.Get(k)
 		}
@@ -671,7 +536,7 @@ func (ns Namespace) RawAccount(tx *bbolt.Tx, ws, journey, acct string) (aj, aggs
 }
 
 // PutAccountRaw is PutAccount that also returns the encodings written.
-func (ns Namespace) PutAccountRaw(tx *bbolt.Tx, a *Account) (aj, aggs []byte, err error) {
+func (ns Namespace) PutAccountRaw(tx *store.Tx, a *Account) (aj, aggs []byte, err error) {
 	j := a.Journey
 	k := Key(j.GetWorkspace(), j.GetJourneyId(), j.GetAccountId())
 	if aj, err = proto.Marshal(j); err != nil {

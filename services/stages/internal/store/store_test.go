@@ -8,8 +8,8 @@ import (
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
@@ -35,7 +35,7 @@ func TestKey(t *testing.T) {
 
 func TestDefinitions(t *testing.T) {
 	db := storetest.Open(t)
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		for v := uint32(1); v <= 3; v++ {
 			if err := PutDefinition(tx, "w", &stagesv1.JourneyDefinition{Id: "j", Version: v, Name: fmt.Sprint("v", v)}); err != nil {
 				return err
@@ -49,7 +49,7 @@ func TestDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *store.Tx) error {
 		latest, err := LatestVersion(tx, "w", "j")
 		if err != nil || latest != 3 {
 			t.Errorf("latest = %d, %v; want 3", latest, err)
@@ -99,29 +99,29 @@ func TestTimers(t *testing.T) {
 	db := storetest.Open(t)
 	steps := []struct {
 		name  string
-		do    func(tx *bbolt.Tx) error
+		do    func(tx *store.Tx) error
 		now   time.Time
 		want  string
 		fired bool
 	}{
-		{"arm two", func(tx *bbolt.Tx) error {
+		{"arm two", func(tx *store.Tx) error {
 			if err := Live.SetTimer(tx, "w", "j", "a", t0.Add(2*time.Hour), 3); err != nil {
 				return err
 			}
 			return Live.SetTimer(tx, "w", "j", "b", t0.Add(time.Hour), 1)
 		}, t0.Add(3 * time.Hour), "[b@1 a@3]", false},
-		{"re-arm replaces", func(tx *bbolt.Tx) error {
+		{"re-arm replaces", func(tx *store.Tx) error {
 			return Live.SetTimer(tx, "w", "j", "a", t0.Add(5*time.Hour), 3)
 		}, t0.Add(3 * time.Hour), "[b@1]", false},
-		{"replay namespace separate", func(tx *bbolt.Tx) error {
+		{"replay namespace separate", func(tx *store.Tx) error {
 			return ReplayNamespace("r1").SetTimer(tx, "w", "j", "a", t0, 0)
 		}, t0.Add(3 * time.Hour), "[a@0 b@1]", true},
-		{"fired are gone", func(tx *bbolt.Tx) error { return nil }, t0.Add(10 * time.Hour), "[a@3]", false},
-		{"clear", func(tx *bbolt.Tx) error { return Live.ClearTimer(tx, "w", "j", "a") }, t0.Add(10 * time.Hour), "[]", false},
+		{"fired are gone", func(tx *store.Tx) error { return nil }, t0.Add(10 * time.Hour), "[a@3]", false},
+		{"clear", func(tx *store.Tx) error { return Live.ClearTimer(tx, "w", "j", "a") }, t0.Add(10 * time.Hour), "[]", false},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			err := db.Update(func(tx *bbolt.Tx) error {
+			err := db.Update(func(tx *store.Tx) error {
 				if err := s.do(tx); err != nil {
 					return err
 				}
@@ -158,7 +158,7 @@ func TestAccountsAndVisits(t *testing.T) {
 		{Stage: "one", Account: "a", Entered: t0, Left: t0.Add(time.Hour), Outcome: OutcomeConverted, Cohort: "2026-03", Segment: "smb"},
 		{Stage: "two", Account: "a", Entered: t0.Add(time.Hour), Dropoff: true, DropoffOpen: true, Outcome: OutcomeRemoved, Cohort: "2026-03"},
 	}
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		if err := Live.PutAccount(tx, &Account{Journey: &stagesv1.AccountJourney{Workspace: "w", JourneyId: "j", AccountId: "a", Stage: "two"}, Aggs: agg}); err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ func TestAccountsAndVisits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *store.Tx) error {
 		a, err := Live.GetAccount(tx, "w", "j", "a")
 		if err != nil {
 			return err
@@ -197,7 +197,7 @@ func TestAccountsAndVisits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *store.Tx) error {
 		if n, err := Live.CopyJourney(tx, ReplayNamespace("r"), "w", "j"); err != nil || n != 1 {
 			t.Errorf("copy = %d, %v", n, err)
 		}
@@ -206,7 +206,7 @@ func TestAccountsAndVisits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *store.Tx) error {
 		if _, err := Live.GetAccount(tx, "w", "j", "a"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("deleted account: err = %v", err)
 		}

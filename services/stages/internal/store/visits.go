@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/pkg/store"
-	"go.etcd.io/bbolt"
 )
 
 // Outcome is how a stage visit ended.
@@ -46,6 +45,11 @@ type Visit struct {
 	// Segment is the account's segment when it entered the stage.
 	Segment string
 }
+
+// visitFields lists the Visit fields the codec below (visitKey, marshal,
+// unmarshalVisit and Visits) stores; TestVisitCodecKnowsEveryField fails
+// when Visit gains a field missing here.
+var visitFields = []string{"Stage", "Account", "Entered", "Left", "Outcome", "Dropoff", "DropoffOpen", "Cohort", "Segment"}
 
 func (v *Visit) marshal() []byte {
 	b := make([]byte, 0, 32+len(v.Cohort)+len(v.Segment))
@@ -102,7 +106,7 @@ func visitKey(ws, journey string, v *Visit) []byte {
 }
 
 // PutVisit stores or updates a visit.
-func (ns Namespace) PutVisit(tx *bbolt.Tx, ws, journey string, v *Visit) error {
+func (ns Namespace) PutVisit(tx *store.Tx, ws, journey string, v *Visit) error {
 	b, err := ns.bucket(tx, bucketVisits)
 	if err != nil {
 		return fmt.Errorf("put visit: %w", err)
@@ -111,7 +115,7 @@ func (ns Namespace) PutVisit(tx *bbolt.Tx, ws, journey string, v *Visit) error {
 }
 
 // GetVisit loads the visit of an account to a stage entered at entered.
-func (ns Namespace) GetVisit(tx *bbolt.Tx, ws, journey, acct, stage string, entered time.Time) (*Visit, error) {
+func (ns Namespace) GetVisit(tx *store.Tx, ws, journey, acct, stage string, entered time.Time) (*Visit, error) {
 	v := &Visit{Stage: stage, Account: acct, Entered: entered}
 	b, err := ns.bucket(tx, bucketVisits)
 	if err != nil || b == nil {
@@ -129,7 +133,7 @@ func (ns Namespace) GetVisit(tx *bbolt.Tx, ws, journey, acct, stage string, ente
 
 // Visits calls fn for every visit of a journey. The Visit is reused between
 // calls; copy it to keep it.
-func (ns Namespace) Visits(tx *bbolt.Tx, ws, journey string, fn func(v *Visit) error) error {
+func (ns Namespace) Visits(tx *store.Tx, ws, journey string, fn func(v *Visit) error) error {
 	b, err := ns.bucket(tx, bucketVisits)
 	if err != nil || b == nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -15,15 +15,12 @@ import (
 	"github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeIngestion serves a local log as the ingestion Subscribe stream.
 type fakeIngestion struct {
@@ -60,7 +57,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestRunEndToEnd starts the real service (run) against fake ingestion
+// TestRunEndToEnd starts the real service (Run) against fake ingestion
 // servers over loopback gRPC, one or two replicas (split by workspace, each
 // with its own log), logs an event per workspace, and reads each account's
 // journey back through the authenticated API; the first event installs the
@@ -109,13 +106,13 @@ func runEndToEnd(t *testing.T, replicas int) {
 		logs, addrs, read = append(logs, ingLog), append(addrs, lis.Addr().String()), append(read, readKey)
 	}
 
-	cfg := config{
+	cfg := Config{
 		Server:        server.Config{Name: "stages", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey, Partitions: parts},
 		IngestionAddr: strings.Join(addrs, ","),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg) }()
+	go func() { done <- Run(ctx, cfg) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -182,12 +179,12 @@ func TestRunRejectsBadReplica(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := config{
+			cfg := Config{
 				Server:        server.Config{Name: "stages", GRPCAddr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 2, Replica: tc.replica, Replicas: tc.replicas},
 				IngestionAddr: "127.0.0.1:1",
 			}
-			if err := run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Fatalf("run = %v, want an error containing %q", err, tc.err)
+			if err := Run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("Run = %v, want an error containing %q", err, tc.err)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package engine
+package app
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -48,7 +48,7 @@ func TestTimerLoopFiresWithoutEvents(t *testing.T) {
 	r.apply(onboardingEvents()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.eng.RunTimers(ctx) }()
+	go func() { done <- r.app.RunTimers(ctx) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -67,7 +67,7 @@ func TestTimerLoopFiresWithoutEvents(t *testing.T) {
 }
 
 // TestTimersDueWhileDownFireOnStart checks that timers are durable: a new
-// engine over the same file fires what fell due while nothing ran, each at
+// App over the same file fires what fell due while nothing ran, each at
 // its own due time.
 func TestTimersDueWhileDownFireOnStart(t *testing.T) {
 	db := storetest.Open(t)
@@ -76,7 +76,7 @@ func TestTimersDueWhileDownFireOnStart(t *testing.T) {
 
 	later := clock.NewManual(start.Add(20 * 24 * time.Hour))
 	r2 := newRig(t, db, later)
-	n, err := r2.eng.FireDue(context.Background(), later.Now())
+	n, err := r2.app.FireDue(context.Background(), later.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestTimersDueWhileDownFireOnStart(t *testing.T) {
 	if want := start.Add(14 * 24 * time.Hour); !sig.GetOpenedAt().AsTime().Equal(want) {
 		t.Errorf("signal opened at %v, want the due time %v", sig.GetOpenedAt().AsTime(), want)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *pstore.Tx) error {
 		next, ok := store.NextDue(tx)
 		if !ok || !next.After(later.Now()) {
 			t.Errorf("next timer = %v, %v; want re-armed after %v", next, ok, later.Now())
@@ -108,8 +108,8 @@ func TestTombstones(t *testing.T) {
 	r.apply(&ingestionv1.Event{Workspace: "w", AccountId: "o2", UserId: "u1", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "demo_requested", Timestamp: timestamppb.New(start)})
 	apply := func(ts *commonv1.Tombstone) {
 		t.Helper()
-		err := r.db.Update(func(tx *bbolt.Tx) error {
-			return r.eng.Apply(tx, 0, []*ingestionv1.LogRecord{{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: ts}}})
+		err := r.db.Update(func(tx *pstore.Tx) error {
+			return r.app.Apply(tx, 0, []*ingestionv1.LogRecord{{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: ts}}})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -120,7 +120,7 @@ func TestTombstones(t *testing.T) {
 		t.Error("user u1 survives a user tombstone")
 	}
 	apply(&commonv1.Tombstone{Workspace: "w", AccountId: "o1"})
-	err := r.db.View(func(tx *bbolt.Tx) error {
+	err := r.db.View(func(tx *pstore.Tx) error {
 		if _, err := store.Live.GetAccount(tx, "w", "default", "o1"); err == nil {
 			t.Error("account o1 survives an account tombstone")
 		}
@@ -175,7 +175,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestActivatingVersionWithoutStageRetiresIt(t *testing.T) {
 	r := newRig(t, storetest.Open(t), clock.NewManual(start))
 	r.apply(onboardingEvents()...)
-	if _, err := r.eng.FireDue(context.Background(), start.Add(15*24*time.Hour)); err != nil {
+	if _, err := r.app.FireDue(context.Background(), start.Add(15*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := openSignals(t, r); got != "onboarding.no_activation_14d" {
@@ -191,7 +191,7 @@ stages:
 		t.Fatal(errs)
 	}
 	p.Version = 2
-	err := r.db.Update(func(tx *bbolt.Tx) error {
+	err := r.db.Update(func(tx *pstore.Tx) error {
 		if err := store.PutDefinition(tx, "w", p); err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ stages:
 	if a.Journey.GetStage() != "customer" || a.Journey.GetVersion() != 2 || len(a.Journey.GetOpenSignals()) != 0 {
 		t.Fatalf("after switch: stage %q v%d open %v", a.Journey.GetStage(), a.Journey.GetVersion(), a.Journey.GetOpenSignals())
 	}
-	err = r.db.View(func(tx *bbolt.Tx) error {
+	err = r.db.View(func(tx *pstore.Tx) error {
 		return store.Live.Visits(tx, "w", "default", func(v *store.Visit) error {
 			if v.Stage == "onboarding" && v.Outcome != store.OutcomeRemoved {
 				t.Errorf("onboarding visit outcome = %d, want removed", v.Outcome)

@@ -1,14 +1,14 @@
-package server
+package app
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 )
 
 // TestFunnelFilters checks that cohort and segment filters narrow the counts
@@ -29,7 +29,7 @@ func TestFunnelFilters(t *testing.T) {
 		{"a3", "enterprise", time.Date(2026, 2, 6, 0, 0, 0, 0, time.UTC)},
 		{"a4", "", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)},
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *pstore.Tx) error {
 		for _, v := range visits {
 			err := store.Live.PutVisit(tx, "w", "b2b", &store.Visit{Stage: first, Account: v.account, Entered: v.entered,
 				Cohort: v.entered.Format("2006-01"), Segment: v.segment})
@@ -54,7 +54,7 @@ func TestFunnelFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("cohort=%q segment=%q", tt.cohort, tt.segment), func(t *testing.T) {
-			err := db.View(func(tx *bbolt.Tx) error {
+			err := db.View(func(tx *pstore.Tx) error {
 				resp, err := computeFunnel(tx, store.Live, "w", "b2b", def, tt.cohort, tt.segment)
 				if err != nil {
 					return err
@@ -96,7 +96,7 @@ func TestFunnelDropped(t *testing.T) {
 		{Account: "regressed", Outcome: store.OutcomeRegressed, Left: at.Add(72 * time.Hour)},
 	}
 	db := storetest.Open(t)
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *pstore.Tx) error {
 		for _, v := range visits {
 			v.Stage, v.Entered, v.Cohort = stage, at, "2026-01"
 			if err := store.Live.PutVisit(tx, "w", "b2b", v); err != nil {
@@ -108,7 +108,7 @@ func TestFunnelDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *pstore.Tx) error {
 		resp, err := computeFunnel(tx, store.Live, "w", "b2b", def, "", "")
 		if err != nil {
 			return err
@@ -126,5 +126,54 @@ func TestFunnelDropped(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkFunnel computes the funnel of 100,000 accounts with 3 stage
+// visits each on average, from a real bbolt file.
+func BenchmarkFunnel(b *testing.B) {
+	def, err := journey.Template("seven-stage-b2b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := storetest.Open(b)
+	const accounts = 100000
+	err = db.Update(func(tx *pstore.Tx) error {
+		for a := 0; a < accounts; a++ {
+			acct := fmt.Sprintf("acct-%06d", a)
+			at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).Add(time.Duration(a) * time.Minute)
+			n := 1 + a%5
+			for s := 0; s < n && s < len(def.GetStages()); s++ {
+				v := &store.Visit{Stage: def.GetStages()[s].GetId(), Account: acct, Entered: at, Cohort: at.Format("2006-01"), Segment: []string{"smb", "mid", "ent"}[a%3]}
+				at = at.Add(time.Duration(1+a%30) * 24 * time.Hour)
+				if s < n-1 {
+					v.Left, v.Outcome = at, store.OutcomeConverted
+				}
+				v.Dropoff = a%7 == 0
+				if err := store.Live.PutVisit(tx, "w", "b2b", v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		err := db.View(func(tx *pstore.Tx) error {
+			resp, err := computeFunnel(tx, store.Live, "w", "b2b", def, "", "")
+			if err != nil {
+				return err
+			}
+			if resp.GetAccounts() != accounts {
+				return fmt.Errorf("accounts = %d", resp.GetAccounts())
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 }

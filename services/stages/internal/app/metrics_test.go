@@ -1,4 +1,4 @@
-package engine
+package app
 
 import (
 	"bytes"
@@ -9,10 +9,10 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -34,8 +34,8 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := r.db.Update(func(tx *bbolt.Tx) error {
-				if err := r.eng.Apply(tx, 0, recs); err != nil {
+			err := r.db.Update(func(tx *pstore.Tx) error {
+				if err := r.app.Apply(tx, 0, recs); err != nil {
 					return err
 				}
 				if tt.rollback {
@@ -46,7 +46,7 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 			if err != nil && !errors.Is(err, errRollback) {
 				t.Fatal(err)
 			}
-			if got := testutil.ToFloat64(r.eng.transitions.WithLabelValues("event")); got != tt.want {
+			if got := testutil.ToFloat64(r.app.transitions.WithLabelValues("event")); got != tt.want {
 				t.Errorf("transitions = %v, want %v", got, tt.want)
 			}
 			// The state cache must not keep what a rolled-back transaction did.
@@ -71,7 +71,7 @@ func TestCachedStateMatchesStore(t *testing.T) {
 	for a := 0; a < 5; a++ {
 		acct := fmt.Sprintf("acct-%03d", a)
 		stored := r.account("w", "default", acct)
-		ce := r.eng.cache.take(string(store.Key("w", "default", acct)))
+		ce := r.app.cache.take(string(store.Key("w", "default", acct)))
 		if ce == nil {
 			t.Fatalf("%s not cached", acct)
 		}

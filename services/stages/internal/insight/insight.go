@@ -1,23 +1,21 @@
-package server
+// Package insight holds the pure rules of the stages service's account
+// insights: the moments of truth after a contract (first login, first value)
+// and an account's buying committee with the stuck signals of its buying
+// process. It reads account aggregates and does no I/O.
+package insight
 
 import (
-	"context"
-	"fmt"
 	"sort"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
-	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
-	"github.com/cairn-dev/cairn/pkg/auth"
-	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Event names the insights read (docs/journeys.md).
-func contractEvents() []string {
+// ContractEvents are the event names that start a contract (docs/journeys.md).
+func ContractEvents() []string {
 	return []string{"contract_signed", "crm.closed_won", "billing.subscription_started"}
 }
 
@@ -34,84 +32,53 @@ func firstOf(a *account.Aggregates, names []string) int64 {
 	return first
 }
 
-// contractStart is the contract start trait, else the first contract event.
-func contractStart(a *account.Aggregates) int64 {
+// ContractStart is the contract start trait, else the first contract
+// event, in Unix seconds; 0 when the account has no contract.
+func ContractStart(a *account.Aggregates) int64 {
 	if a.ContractStart != 0 {
 		return a.ContractStart
 	}
-	return firstOf(a, contractEvents())
+	return firstOf(a, ContractEvents())
 }
 
-type moment struct {
-	name, description string
-	events            []string
-	within            time.Duration
+// Moment is a milestone an account should reach within a time of its contract.
+type Moment struct {
+	// Name and Description are reported.
+	Name, Description string
+	// Events are the event names that reach it.
+	Events []string
+	// Within is the time allowed after the contract start.
+	Within time.Duration
 }
 
-func moments() []moment {
-	return []moment{
+// Moments are the moments of truth reported.
+func Moments() []Moment {
+	return []Moment{
 		{"first_login_7d", "First login within 7 days of the contract.", []string{"login", "logged_in", "signed_in", "user_logged_in"}, 7 * day},
 		{"first_value_45d", "First value (activation) within 45 days of the contract.", []string{"activated", "first_value"}, 45 * day},
 	}
 }
 
-// GetMomentsOfTruth reports the share of contracted accounts reaching first
-// login within 7 days and first value within 45 days. An account is eligible
-// once its deadline has passed or it reached the moment.
-func (s *Server) GetMomentsOfTruth(ctx context.Context, req *stagesv1.GetMomentsOfTruthRequest) (*stagesv1.GetMomentsOfTruthResponse, error) {
-	ws, err := auth.Workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
+// Count adds one account to the counts of ms, out[i] counting ms[i]: an
+// account is eligible for a moment once its deadline has passed at now
+// (Unix seconds) or it reached the moment. Accounts without a contract
+// count nowhere.
+func Count(out []*stagesv1.Moment, ms []Moment, a *account.Aggregates, now int64) {
+	start := ContractStart(a)
+	if start == 0 {
+		return
 	}
-	if err := checkCohort(req.GetCohort()); err != nil {
-		return nil, s.toStatus(err)
-	}
-	now := s.clock.Now().Unix()
-	moments := moments()
-	out := make([]*stagesv1.Moment, len(moments))
-	for i, m := range moments {
-		out[i] = &stagesv1.Moment{Name: m.name, Description: m.description}
-	}
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, "")
-		if err != nil {
-			return err
+	for i, m := range ms {
+		deadline := start + int64(m.Within/time.Second)
+		first := firstOf(a, m.Events)
+		reached := first != 0 && first <= deadline
+		if reached || now >= deadline {
+			out[i].Eligible++
 		}
-		return store.Live.Accounts(tx, ws, id, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
-			if req.GetCohort() != "" && cohortOf(aj) != req.GetCohort() {
-				return true, nil
-			}
-			if req.GetSegment() != "" && aj.GetTraits()["segment"] != req.GetSegment() {
-				return true, nil
-			}
-			acc, err := store.Live.GetAccount(tx, ws, id, aj.GetAccountId())
-			if err != nil {
-				return false, err
-			}
-			start := contractStart(acc.Aggs)
-			if start == 0 {
-				return true, nil
-			}
-			for i, m := range moments {
-				deadline := start + int64(m.within/time.Second)
-				first := firstOf(acc.Aggs, m.events)
-				reached := first != 0 && first <= deadline
-				if reached || now >= deadline {
-					out[i].Eligible++
-				}
-				if reached {
-					out[i].Reached++
-				}
-			}
-			return true, nil
-		})
-	})
-	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("moments of truth: %w", err))
+		if reached {
+			out[i].Reached++
+		}
 	}
-	// Counts add across replicas; the rate is aggregate.Moments', so one
-	// replica and the gateway's merge of several compute it the same way.
-	return aggregate.Moments([]*stagesv1.GetMomentsOfTruthResponse{{Moments: out}}), nil
 }
 
 // engagedWithin is how recently a persona must have been seen to count as engaged.
@@ -133,32 +100,9 @@ func stuckRules() []stuckRule {
 	}
 }
 
-// GetBuyingCommittee reports the personas engaged on an account and stuck
-// signals of its buying process.
-func (s *Server) GetBuyingCommittee(ctx context.Context, req *stagesv1.GetBuyingCommitteeRequest) (*stagesv1.GetBuyingCommitteeResponse, error) {
-	ws, err := auth.Workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkID("account_id", req.GetAccountId(), true); err != nil {
-		return nil, s.toStatus(err)
-	}
-	var acc *store.Account
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, "")
-		if err != nil {
-			return err
-		}
-		acc, err = store.Live.GetAccount(tx, ws, id, req.GetAccountId())
-		return err
-	})
-	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("buying committee of %q: %w", req.GetAccountId(), err))
-	}
-	return committee(acc.Aggs, s.clock.Now()), nil
-}
-
-func committee(a *account.Aggregates, now time.Time) *stagesv1.GetBuyingCommitteeResponse {
+// Committee reports the personas engaged on an account at now and the
+// stuck signals of its buying process.
+func Committee(a *account.Aggregates, now time.Time) *stagesv1.GetBuyingCommitteeResponse {
 	byRole := map[string]*stagesv1.Persona{}
 	resp := &stagesv1.GetBuyingCommitteeResponse{}
 	for _, role := range account.Personas() {

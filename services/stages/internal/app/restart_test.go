@@ -1,4 +1,4 @@
-package engine
+package app
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -65,7 +64,7 @@ func ingestionLog(t testing.TB, evs []*ingestionv1.Event) (*stream.Log, []uint64
 		t.Fatal(err)
 	}
 	heads := make([]uint64, partitions)
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *pstore.Tx) error {
 		for _, e := range evs {
 			p := stream.Partition(e.GetWorkspace(), e.GetAccountId(), partitions)
 			data, err := proto.Marshal(&ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: e}})
@@ -105,7 +104,7 @@ func consume(t testing.TB, db *pstore.DB, src *stream.Log, clk clock.Clock, unti
 	c, err := stream.NewConsumer(stream.ConsumerOptions[*ingestionv1.LogRecord]{
 		Name: "ingestion", DB: db, Source: stream.LocalSource(src, decodeRecord), Partitions: parts,
 		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
-		Apply:  r.eng.Apply, Clock: clk,
+		Apply:  r.app.Apply, Clock: clk,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +131,7 @@ func snapshot(t testing.TB, db *pstore.DB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *pstore.Tx) error {
 		err := store.Live.Accounts(tx, "w", "default", nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
 			acc, err := store.Live.GetAccount(tx, "w", "default", aj.GetAccountId())
 			if err != nil {

@@ -1,4 +1,4 @@
-package engine
+package app
 
 import (
 	"context"
@@ -19,7 +19,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -168,12 +167,12 @@ func loadScenario(t *testing.T, path string) *scenario {
 	return &sc
 }
 
-// rig is an engine over a real bbolt file with a manual clock.
+// rig is an App over a real bbolt file with a manual clock.
 type rig struct {
 	t     testing.TB
 	db    *pstore.DB
 	log   *stream.Log
-	eng   *Engine
+	app   *App
 	clock *clock.Manual
 }
 
@@ -185,11 +184,11 @@ func newRig(t testing.TB, db *pstore.DB, clk *clock.Manual) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := New(Options{DB: db, Log: log, Clock: clk})
+	a, err := New(Options{DB: db, Log: log, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, db: db, log: log, eng: eng, clock: clk}
+	return &rig{t: t, db: db, log: log, app: a, clock: clk}
 }
 
 func (r *rig) apply(evs ...*ingestionv1.Event) {
@@ -198,7 +197,7 @@ func (r *rig) apply(evs ...*ingestionv1.Event) {
 	for i, e := range evs {
 		recs[i] = &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: e}}
 	}
-	if err := r.db.Update(func(tx *bbolt.Tx) error { return r.eng.Apply(tx, 0, recs) }); err != nil {
+	if err := r.db.Update(func(tx *pstore.Tx) error { return r.app.Apply(tx, 0, recs) }); err != nil {
 		r.t.Fatalf("apply: %v", err)
 	}
 }
@@ -206,7 +205,7 @@ func (r *rig) apply(evs ...*ingestionv1.Event) {
 func (r *rig) account(ws, jid, acct string) *store.Account {
 	r.t.Helper()
 	var a *store.Account
-	err := r.db.View(func(tx *bbolt.Tx) error {
+	err := r.db.View(func(tx *pstore.Tx) error {
 		var err error
 		a, err = store.Live.GetAccount(tx, ws, jid, acct)
 		return err
@@ -255,7 +254,7 @@ func (r *rig) installTemplate(ws, id string) string {
 		r.t.Fatal(err)
 	}
 	def.Version = 1
-	err = r.db.Update(func(tx *bbolt.Tx) error {
+	err = r.db.Update(func(tx *pstore.Tx) error {
 		if err := store.PutDefinition(tx, ws, def); err != nil {
 			return err
 		}
@@ -292,7 +291,7 @@ func runScenario(t *testing.T, sc *scenario) {
 	for i, step := range sc.flatten(t) {
 		now := sc.Start.Add(step.at)
 		clk.Set(now)
-		if _, err := r.eng.FireDue(ctx, now); err != nil {
+		if _, err := r.app.FireDue(ctx, now); err != nil {
 			t.Fatalf("step %s: fire timers: %v", step.label, err)
 		}
 		var evs []*ingestionv1.Event
@@ -325,7 +324,7 @@ func runScenario(t *testing.T, sc *scenario) {
 				t.Errorf("at %s: %s open signals = %v, want %v", step.label, acct, open, want.Open)
 			}
 			if want.Dropping != nil {
-				err := r.db.View(func(tx *bbolt.Tx) error {
+				err := r.db.View(func(tx *pstore.Tx) error {
 					v, err := store.Live.GetVisit(tx, ws, jid, acct, a.Journey.GetStage(), a.Journey.GetEnteredAt().AsTime())
 					if err != nil {
 						return err
@@ -341,8 +340,8 @@ func runScenario(t *testing.T, sc *scenario) {
 			}
 			if want.ExitMet != nil {
 				var met []string
-				err := r.db.View(func(tx *bbolt.Tx) error {
-					j, err := r.eng.Journey(tx, ws, jid, a.Journey.GetVersion())
+				err := r.db.View(func(tx *pstore.Tx) error {
+					j, err := r.app.journey(tx, ws, jid, a.Journey.GetVersion())
 					if err != nil {
 						return err
 					}

@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -9,21 +9,14 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/apierr"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// ingestionCursor is the live consumer's cursor name; replays read up to it.
-const ingestionCursor = "ingestion"
 
 // maxCatchUp bounds how often ActivateJourney re-reads records that arrived
 // while it was catching a replay up with the live consumer.
@@ -32,7 +25,7 @@ const maxCatchUp = 20
 // replays runs replay jobs one at a time; each replay records the ingestion
 // offset it applied per partition in its namespace.
 type replays struct {
-	s    *Server
+	a    *App
 	jobs chan *replayJob
 }
 
@@ -42,12 +35,15 @@ type replayJob struct {
 	targets []uint64
 }
 
-func newReplays(s *Server) *replays {
-	return &replays{s: s, jobs: make(chan *replayJob, 16)}
+func newReplays(a *App) *replays {
+	return &replays{a: a, jobs: make(chan *replayJob, 16)}
 }
 
-// run executes jobs until ctx ends. Replays interrupted by a restart are
+// RunReplays runs the replays StartReplay queues until ctx ends; it is one
+// of the service's background tasks. Replays interrupted by a restart are
 // marked failed first: their shadow state is dropped.
+func (a *App) RunReplays(ctx context.Context) error { return a.replays.run(ctx) }
+
 func (r *replays) run(ctx context.Context) error {
 	if err := r.failInterrupted(); err != nil {
 		return err
@@ -58,7 +54,7 @@ func (r *replays) run(ctx context.Context) error {
 			return nil
 		case job := <-r.jobs:
 			if err := r.execute(ctx, job); err != nil && ctx.Err() == nil {
-				r.s.logger.Error("replay failed", "replay", job.replay.GetReplayId(), "err", err)
+				r.a.logger.Error("replay failed", "replay", job.replay.GetReplayId(), "err", err)
 				r.finish(job, err)
 			}
 		}
@@ -66,7 +62,7 @@ func (r *replays) run(ctx context.Context) error {
 }
 
 func (r *replays) failInterrupted() error {
-	return r.s.db.Update(func(tx *bbolt.Tx) error {
+	return r.a.db.Update(func(tx *pstore.Tx) error {
 		var stale []struct {
 			ws string
 			r  *stagesv1.Replay
@@ -117,7 +113,7 @@ func (r *replays) catchUp(ctx context.Context, ws string, rp *stagesv1.Replay, n
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sub, err := r.s.source(ctx, p, from+1)
+	sub, err := r.a.source(ctx, p, from+1)
 	if err != nil {
 		return from, fmt.Errorf("replay %s: open partition %d: %w", rp.GetReplayId(), p, err)
 	}
@@ -136,8 +132,8 @@ func (r *replays) catchUp(ctx context.Context, ws string, rp *stagesv1.Replay, n
 		if len(batch) == 0 {
 			continue
 		}
-		err = r.s.db.Update(func(tx *bbolt.Tx) error {
-			if err := r.s.eng.Replay(tx, ns, ws, rp.GetJourneyId(), rp.GetVersion(), batch); err != nil {
+		err = r.a.db.Update(func(tx *pstore.Tx) error {
+			if err := r.a.replay(tx, ns, ws, rp.GetJourneyId(), rp.GetVersion(), batch); err != nil {
 				return err
 			}
 			if err := ns.SetPosition(tx, p, batch[len(batch)-1].GetOffset()); err != nil {
@@ -165,12 +161,12 @@ func (r *replays) catchUp(ctx context.Context, ws string, rp *stagesv1.Replay, n
 // no timers) and records the outcome.
 func (r *replays) finish(job *replayJob, failure error) error {
 	rp := job.replay
-	now := r.s.clock.Now()
-	return r.s.db.Update(func(tx *bbolt.Tx) error {
+	now := r.a.clock.Now()
+	return r.a.db.Update(func(tx *pstore.Tx) error {
 		if failure != nil {
 			rp.State, rp.Error = stagesv1.ReplayState_REPLAY_STATE_FAILED, failure.Error()
 		} else {
-			counts, err := r.s.eng.EvaluateAll(tx, store.ReplayNamespace(rp.GetReplayId()), job.ws, rp.GetJourneyId(), rp.GetVersion(), now, journey.CauseReplay)
+			counts, err := r.a.evaluateAll(tx, store.ReplayNamespace(rp.GetReplayId()), job.ws, rp.GetJourneyId(), rp.GetVersion(), now, journey.CauseReplay)
 			if err != nil {
 				rp.State, rp.Error = stagesv1.ReplayState_REPLAY_STATE_FAILED, err.Error()
 			} else {
@@ -182,50 +178,39 @@ func (r *replays) finish(job *replayJob, failure error) error {
 	})
 }
 
-// StartReplay replays the ingestion log from offset 0 up to what the live
-// consumer has applied, evaluating one stored version into shadow state.
-func (s *Server) StartReplay(ctx context.Context, req *stagesv1.StartReplayRequest) (*stagesv1.StartReplayResponse, error) {
-	ws, err := auth.Workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
+// StartReplay queues a replay of the ingestion log from offset 0 up to what
+// the live consumer has applied, evaluating one stored version of a journey
+// into shadow state. replayID names it ("": a name is made up); a name
+// already used is refused.
+func (a *App) StartReplay(_ context.Context, ws, jid string, version uint32, replayID string) (*stagesv1.Replay, error) {
+	if a.source == nil {
+		return nil, fmt.Errorf("replays need the ingestion log, which this process cannot read: %w", apierr.ErrFailedPrecondition)
 	}
-	if err := checkID("journey_id", req.GetJourneyId(), true); err != nil {
-		return nil, s.toStatus(err)
-	}
-	if req.GetVersion() == 0 {
-		return nil, s.toStatus(invalid("version", "required"))
-	}
-	if err := checkID("replay_id", req.GetReplayId(), false); err != nil {
-		return nil, s.toStatus(err)
-	}
-	if s.source == nil {
-		return nil, s.toStatus(fmt.Errorf("replays need the ingestion log, which this process cannot read: %w", errFailedPrecondition))
-	}
-	now := s.clock.Now()
-	job := &replayJob{ws: ws, targets: make([]uint64, s.parts)}
+	now := a.clock.Now()
+	job := &replayJob{ws: ws, targets: make([]uint64, a.parts)}
 	// The gateway over several replicas names the replay once (replica 0's
 	// choice) and gives every other replica that id.
-	id := req.GetReplayId()
+	id := replayID
 	if id == "" {
-		id = req.GetJourneyId() + "-v" + strconv.FormatUint(uint64(req.GetVersion()), 10) + "-" + strconv.FormatInt(now.UnixNano(), 36)
+		id = jid + "-v" + strconv.FormatUint(uint64(version), 10) + "-" + strconv.FormatInt(now.UnixNano(), 36)
 	}
 	rp := &stagesv1.Replay{
 		ReplayId:  id,
-		JourneyId: req.GetJourneyId(), Version: req.GetVersion(), State: stagesv1.ReplayState_REPLAY_STATE_RUNNING, StartedAt: timestamppb.New(now),
+		JourneyId: jid, Version: version, State: stagesv1.ReplayState_REPLAY_STATE_RUNNING, StartedAt: timestamppb.New(now),
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		if _, err := store.GetDefinition(tx, ws, req.GetJourneyId(), req.GetVersion()); err != nil {
+	err := a.db.Update(func(tx *pstore.Tx) error {
+		if _, err := store.GetDefinition(tx, ws, jid, version); err != nil {
 			return err
 		}
-		if req.GetReplayId() != "" {
+		if replayID != "" {
 			if _, err := store.GetReplay(tx, ws, id); err == nil {
-				return fmt.Errorf("replay %q: %w", id, errAlreadyExists)
+				return fmt.Errorf("replay %q: %w", id, apierr.ErrAlreadyExists)
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 		}
 		for p := range job.targets {
-			c, err := stream.ReadCursor(tx, ingestionCursor, uint32(p))
+			c, err := stream.ReadCursor(tx, ConsumerName, uint32(p))
 			if err != nil {
 				return err
 			}
@@ -235,64 +220,46 @@ func (s *Server) StartReplay(ctx context.Context, req *stagesv1.StartReplayReque
 		return store.PutReplay(tx, ws, rp)
 	})
 	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("start replay: %w", err))
+		return nil, fmt.Errorf("start replay: %w", err)
 	}
 	job.replay = proto.Clone(rp).(*stagesv1.Replay)
 	select {
-	case s.replays.jobs <- job:
+	case a.replays.jobs <- job:
 	default:
-		st, _ := status.New(codes.ResourceExhausted, "too many replays queued; retry later").
-			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(10 * time.Second)})
-		return nil, st.Err()
+		return nil, apierr.Exhausted(10*time.Second, "too many replays queued; retry later")
 	}
-	return &stagesv1.StartReplayResponse{Replay: rp}, nil
+	return rp, nil
 }
 
 // GetReplay reports a replay's progress.
-func (s *Server) GetReplay(ctx context.Context, req *stagesv1.GetReplayRequest) (*stagesv1.GetReplayResponse, error) {
-	ws, err := auth.Workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkID("replay_id", req.GetReplayId(), true); err != nil {
-		return nil, s.toStatus(err)
-	}
+func (a *App) GetReplay(_ context.Context, ws, id string) (*stagesv1.Replay, error) {
 	var rp *stagesv1.Replay
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err := a.db.View(func(tx *pstore.Tx) error {
 		var err error
-		rp, err = store.GetReplay(tx, ws, req.GetReplayId())
+		rp, err = store.GetReplay(tx, ws, id)
 		return err
 	})
 	if err != nil {
-		return nil, s.toStatus(err)
-	}
-	return &stagesv1.GetReplayResponse{Replay: rp}, nil
-}
-
-// ActivateJourney switches the live version. When a finished replay of that
-// version exists, its state becomes live after catching up with the records
-// the live consumer applied since; otherwise accounts keep their state and
-// are evaluated by the new version from their next event or timer.
-func (s *Server) ActivateJourney(ctx context.Context, req *stagesv1.ActivateJourneyRequest) (*stagesv1.ActivateJourneyResponse, error) {
-	ws, err := auth.Workspace(ctx, req.GetWorkspace())
-	if err != nil {
 		return nil, err
 	}
-	if err := checkID("journey_id", req.GetJourneyId(), true); err != nil {
-		return nil, s.toStatus(err)
-	}
-	if req.GetVersion() == 0 {
-		return nil, s.toStatus(invalid("version", "required"))
-	}
+	return rp, nil
+}
+
+// ActivateJourney switches the live version of a journey and returns its
+// definition. When a finished replay of that version exists, its state
+// becomes live after catching up with the records the live consumer
+// applied since; otherwise accounts keep their state and are evaluated by
+// the new version from their next event or timer.
+func (a *App) ActivateJourney(ctx context.Context, ws, jid string, version uint32) (*stagesv1.JourneyDefinition, error) {
 	var def *stagesv1.JourneyDefinition
 	var done *stagesv1.Replay
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err := a.db.View(func(tx *pstore.Tx) error {
 		var err error
-		if def, err = store.GetDefinition(tx, ws, req.GetJourneyId(), req.GetVersion()); err != nil {
+		if def, err = store.GetDefinition(tx, ws, jid, version); err != nil {
 			return err
 		}
 		return store.Replays(tx, func(w string, rp *stagesv1.Replay) error {
-			if w == ws && rp.GetJourneyId() == req.GetJourneyId() && rp.GetVersion() == req.GetVersion() &&
+			if w == ws && rp.GetJourneyId() == jid && rp.GetVersion() == version &&
 				rp.GetState() == stagesv1.ReplayState_REPLAY_STATE_DONE &&
 				(done == nil || rp.GetStartedAt().AsTime().After(done.GetStartedAt().AsTime())) {
 				done = rp
@@ -301,80 +268,88 @@ func (s *Server) ActivateJourney(ctx context.Context, req *stagesv1.ActivateJour
 		})
 	})
 	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("activate journey: %w", err))
+		return nil, fmt.Errorf("activate journey: %w", err)
 	}
 	if done != nil {
-		err = s.db.View(func(tx *bbolt.Tx) error {
+		err = a.db.View(func(tx *pstore.Tx) error {
 			if !store.ReplayNamespace(done.GetReplayId()).Exists(tx) {
 				done = nil // already activated once: its shadow state is gone
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, s.toStatus(err)
+			return nil, err
 		}
 	}
 	if done == nil {
-		err = s.db.Update(func(tx *bbolt.Tx) error { return store.SetActive(tx, ws, req.GetJourneyId(), req.GetVersion()) })
+		err = a.db.Update(func(tx *pstore.Tx) error { return store.SetActive(tx, ws, jid, version) })
 		if err != nil {
-			return nil, s.toStatus(err)
+			return nil, err
 		}
-		return &stagesv1.ActivateJourneyResponse{Definition: def}, nil
+		return def, nil
 	}
-	if err := s.activateReplay(ctx, ws, done); err != nil {
-		return nil, s.toStatus(fmt.Errorf("activate replay %s: %w", done.GetReplayId(), err))
+	if err := a.activateReplay(ctx, ws, done); err != nil {
+		return nil, fmt.Errorf("activate replay %s: %w", done.GetReplayId(), err)
 	}
-	return &stagesv1.ActivateJourneyResponse{Definition: def}, nil
+	return def, nil
+}
+
+// readCursors returns the live consumer's cursor on each partition.
+func readCursors(tx *pstore.Tx, n int) ([]uint64, error) {
+	out := make([]uint64, n)
+	for p := range out {
+		c, err := stream.ReadCursor(tx, ConsumerName, uint32(p))
+		if err != nil {
+			return nil, err
+		}
+		out[p] = c
+	}
+	return out, nil
 }
 
 // activateReplay catches the shadow state up with the live cursor, then, in
 // one transaction that checks nothing new was applied live meanwhile, makes
 // it live.
-func (s *Server) activateReplay(ctx context.Context, ws string, rp *stagesv1.Replay) error {
+func (a *App) activateReplay(ctx context.Context, ws string, rp *stagesv1.Replay) error {
 	ns := store.ReplayNamespace(rp.GetReplayId())
 	var pos []uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := a.db.View(func(tx *pstore.Tx) error {
 		var err error
-		pos, err = ns.Positions(tx, s.parts)
+		pos, err = ns.Positions(tx, a.parts)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	for attempt := 0; attempt < maxCatchUp; attempt++ {
-		live := make([]uint64, len(pos))
-		err := s.db.View(func(tx *bbolt.Tx) error {
-			for p := range live {
-				c, err := stream.ReadCursor(tx, ingestionCursor, uint32(p))
-				if err != nil {
-					return err
-				}
-				live[p] = c
-			}
-			return nil
+		var live []uint64
+		err := a.db.View(func(tx *pstore.Tx) error {
+			var err error
+			live, err = readCursors(tx, len(pos))
+			return err
 		})
 		if err != nil {
 			return err
 		}
 		for p := range pos {
-			n, err := s.replays.catchUp(ctx, ws, rp, ns, uint32(p), pos[p], live[p], false)
+			n, err := a.replays.catchUp(ctx, ws, rp, ns, uint32(p), pos[p], live[p], false)
 			if err != nil {
 				return err
 			}
 			pos[p] = n
 		}
 		switched := false
-		err = s.db.Update(func(tx *bbolt.Tx) error {
+		err = a.db.Update(func(tx *pstore.Tx) error {
+			now, err := readCursors(tx, len(pos))
+			if err != nil {
+				return err
+			}
 			for p := range pos {
-				c, err := stream.ReadCursor(tx, ingestionCursor, uint32(p))
-				if err != nil {
-					return err
-				}
-				if c != pos[p] {
+				if now[p] != pos[p] {
 					return nil // the live consumer moved on; catch up again
 				}
 			}
-			if err := s.eng.Activate(tx, ns, ws, rp.GetJourneyId(), rp.GetVersion(), s.clock.Now()); err != nil {
+			if err := a.activate(tx, ns, ws, rp.GetJourneyId(), rp.GetVersion(), a.clock.Now()); err != nil {
 				return err
 			}
 			switched = true
@@ -387,5 +362,5 @@ func (s *Server) activateReplay(ctx context.Context, ws string, rp *stagesv1.Rep
 			return nil
 		}
 	}
-	return fmt.Errorf("the live consumer keeps moving; retry activation: %w", errFailedPrecondition)
+	return fmt.Errorf("the live consumer keeps moving; retry activation: %w", apierr.ErrFailedPrecondition)
 }

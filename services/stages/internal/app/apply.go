@@ -1,198 +1,30 @@
-// Package engine applies ingestion records to journey state: it updates each
-// account's aggregates, re-evaluates only that account against every active
-// journey of its workspace, records transitions, signals and stage visits,
-// arms durable timers, and appends the outputs to the stages log, all inside
-// the caller's bbolt transaction so that state, cursor and outputs commit
-// together.
-package engine
+package app
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"strconv"
-	"sync"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
-	"github.com/cairn-dev/cairn/pkg/clock"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// HistoryLimit bounds the transitions kept per account; funnels use visits,
-// so older history is only lost from GetAccountJourney.
-const HistoryLimit = 100
-
-// timerBatch is how many timers fire per transaction.
-const timerBatch = 256
-
-// Log is where outputs go: the stages log.
-type Log interface {
-	// AppendTx appends inside the caller's write transaction.
-	AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error)
-	// Partitions is the log's partition count.
-	Partitions() uint32
-}
-
-// Options configure an Engine.
-type Options struct {
-	// DB is the stages bbolt file.
-	DB *pstore.DB
-	// Log receives transitions, signals and forwarded tombstones.
-	Log Log
-	// Clock drives timers and stamps definitions.
-	Clock clock.Clock
-	// Logger reports timer failures.
-	Logger *slog.Logger
-	// Registerer, when set, receives the engine's metrics.
-	Registerer prometheus.Registerer
-	// MaxTimerWait caps how long the timer loop sleeps before re-reading the
-	// earliest timer (default 1 minute), so a timer armed concurrently is at
-	// most this late.
-	MaxTimerWait time.Duration
-}
-
-// Engine evaluates journeys. It is safe for concurrent use.
-type Engine struct {
-	db     *pstore.DB
-	log    Log
-	clock  clock.Clock
-	logger *slog.Logger
-	wait   time.Duration
-
-	mu       sync.Mutex
-	journeys map[string]*compiled
-	wake     chan struct{}
-	cache    *stateCache
-
-	transitions *prometheus.CounterVec
-	signals     *prometheus.CounterVec
-	applyTime   prometheus.Histogram
-	timersFired prometheus.Counter
-}
-
-type compiled struct {
-	j    *journey.Journey
-	pool sync.Pool
-}
-
-// New returns an engine.
-func New(opts Options) (*Engine, error) {
-	if opts.DB == nil || opts.Log == nil {
-		return nil, errors.New("new engine: DB and Log are required")
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.Real{}
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.MaxTimerWait <= 0 {
-		opts.MaxTimerWait = time.Minute
-	}
-	e := &Engine{
-		db: opts.DB, log: opts.Log, clock: opts.Clock, logger: opts.Logger, wait: opts.MaxTimerWait,
-		journeys: map[string]*compiled{}, wake: make(chan struct{}, 1), cache: newStateCache(),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cairn_stages_transitions_total", Help: "Stage transitions committed, by cause.",
-		}, []string{"cause"}),
-		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cairn_stages_signals_total", Help: "Drop-off signals committed, by state.",
-		}, []string{"state"}),
-		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "cairn_stages_apply_seconds", Help: "Time to apply one batch of ingestion records (aggregates and evaluation).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
-		}),
-		timersFired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cairn_stages_timers_fired_total", Help: "Durable timers fired.",
-		}),
-	}
-	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.transitions, e.signals, e.applyTime, e.timersFired} {
-			if err := opts.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("register stages metrics: %w", err)
-			}
-		}
-	}
-	return e, nil
-}
-
-// Journey returns the compiled journey for a stored version.
-func (e *Engine) Journey(tx *bbolt.Tx, ws, id string, version uint32) (*journey.Journey, error) {
-	c, err := e.compiled(tx, ws, id, version)
-	if err != nil {
-		return nil, err
-	}
-	return c.j, nil
-}
-
-func (e *Engine) compiled(tx *bbolt.Tx, ws, id string, version uint32) (*compiled, error) {
-	key := string(store.Key(ws, id, strconv.FormatUint(uint64(version), 10)))
-	e.mu.Lock()
-	c, ok := e.journeys[key]
-	e.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	def, err := store.GetDefinition(tx, ws, id, version)
-	if err != nil {
-		return nil, err
-	}
-	j, err := journey.Compile(def)
-	if err != nil {
-		return nil, fmt.Errorf("compile stored journey %q v%d: %w", id, version, err)
-	}
-	c = &compiled{j: j}
-	c.pool.New = func() any { return j.NewEvaluator() }
-	e.mu.Lock()
-	e.journeys[key] = c
-	e.mu.Unlock()
-	return c, nil
-}
-
-// InstallDefault applies the default template as journey "default" v1 when
-// the workspace has no journey, and returns the active journeys.
-func (e *Engine) InstallDefault(tx *bbolt.Tx, ws string) ([]store.ActiveJourney, error) {
-	active, err := store.ActiveJourneys(tx, ws)
-	if err != nil || len(active) > 0 {
-		return active, err
-	}
-	if v, err := store.LatestVersion(tx, ws, journey.DefaultJourney); err != nil || v > 0 {
-		// Versions exist but none is active: the workspace chose that.
-		return nil, err
-	}
-	def, err := journey.Template(journey.DefaultTemplate)
-	if err != nil {
-		return nil, err
-	}
-	def.Id, def.Version, def.CreatedAt = journey.DefaultJourney, 1, timestamppb.New(e.clock.Now())
-	if err := store.PutDefinition(tx, ws, def); err != nil {
-		return nil, err
-	}
-	if err := store.SetActive(tx, ws, def.Id, 1); err != nil {
-		return nil, err
-	}
-	return []store.ActiveJourney{{ID: def.Id, Version: 1}}, nil
-}
-
-// Apply is the stream consumer's Apply: it folds ingestion records into live
-// state inside tx.
-func (e *Engine) Apply(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+// Apply is the ingestion consumer's Apply: it folds ingestion records into
+// live state inside tx. It only touches tx (and, on commit, the metrics and
+// the state cache), so a group commit may run it more than once.
+func (a *App) Apply(tx *pstore.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
 	start := time.Now()
-	b := e.newBatch(tx, store.Live, nil)
-	defer func() { e.applyTime.Observe(time.Since(start).Seconds()) }()
+	b := a.newBatch(tx, store.Live, nil)
+	defer func() { a.applyTime.Observe(time.Since(start).Seconds()) }()
 	for _, r := range recs {
 		switch k := r.GetKind().(type) {
 		case *ingestionv1.LogRecord_Event:
@@ -211,15 +43,8 @@ func (e *Engine) Apply(tx *bbolt.Tx, _ uint32, recs []*ingestionv1.LogRecord) er
 	if err := b.flush(); err != nil {
 		return err
 	}
-	e.poke()
+	a.poke()
 	return nil
-}
-
-func (e *Engine) poke() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
 }
 
 // only restricts a batch to one journey version (replays).
@@ -231,8 +56,8 @@ type only struct {
 // batch caches account state across the records of one transaction so that
 // an account with many events is decoded and encoded once.
 type batch struct {
-	e        *Engine
-	tx       *bbolt.Tx
+	a        *App
+	tx       *pstore.Tx
 	ns       store.Namespace
 	only     *only
 	active   map[string][]store.ActiveJourney
@@ -248,8 +73,8 @@ type acctState struct {
 	dirty bool
 }
 
-func (e *Engine) newBatch(tx *bbolt.Tx, ns store.Namespace, o *only) *batch {
-	return &batch{e: e, tx: tx, ns: ns, only: o, active: map[string][]store.ActiveJourney{}, accounts: map[string]*acctState{}, publish: o == nil}
+func (a *App) newBatch(tx *pstore.Tx, ns store.Namespace, o *only) *batch {
+	return &batch{a: a, tx: tx, ns: ns, only: o, active: map[string][]store.ActiveJourney{}, accounts: map[string]*acctState{}, publish: o == nil}
 }
 
 func (b *batch) journeys(ws string) ([]store.ActiveJourney, error) {
@@ -262,7 +87,7 @@ func (b *batch) journeys(ws string) ([]store.ActiveJourney, error) {
 	if js, ok := b.active[ws]; ok {
 		return js, nil
 	}
-	js, err := b.e.InstallDefault(b.tx, ws)
+	js, err := b.a.installDefault(b.tx, ws)
 	if err != nil {
 		return nil, fmt.Errorf("journeys of workspace %q: %w", ws, err)
 	}
@@ -278,7 +103,7 @@ func (b *batch) load(ws, jid, acct string, c *compiled) (*acctState, error) {
 	var acc *store.Account
 	var err error
 	if b.ns == store.Live {
-		if ce := b.e.cache.take(key); ce != nil {
+		if ce := b.a.cache.take(key); ce != nil {
 			aj, aggs := b.ns.RawAccount(b.tx, ws, jid, acct)
 			if bytes.Equal(aj, ce.aj) && bytes.Equal(aggs, ce.aggs) {
 				acc = ce.acc
@@ -314,7 +139,7 @@ func (b *batch) event(ev *ingestionv1.Event, cause string) error {
 	}
 	at := account.EventTime(ev)
 	for _, aj := range js {
-		c, err := b.e.compiled(b.tx, ws, aj.ID, aj.Version)
+		c, err := b.a.compiled(b.tx, ws, aj.ID, aj.Version)
 		if err != nil {
 			return err
 		}
@@ -324,11 +149,7 @@ func (b *batch) event(ev *ingestionv1.Event, cause string) error {
 		}
 		st.c = c
 		st.acc.Aggs.Apply(ev, &c.j.Config)
-		if st.acc.Journey.GetStage() == "" && !behavioural(ev) {
-			// Identify and group calls carry traits, not behaviour: an account
-			// is first placed by its first track, page or screen event, so
-			// that a group call sent just before "contract_signed" does not
-			// place it at the top of the funnel.
+		if st.acc.Journey.GetStage() == "" && !journey.Behavioural(ev) {
 			st.dirty = true
 			continue
 		}
@@ -344,14 +165,6 @@ func (b *batch) event(ev *ingestionv1.Event, cause string) error {
 	return nil
 }
 
-func behavioural(ev *ingestionv1.Event) bool {
-	switch ev.GetType() {
-	case ingestionv1.EventType_EVENT_TYPE_TRACK, ingestionv1.EventType_EVENT_TYPE_PAGE, ingestionv1.EventType_EVENT_TYPE_SCREEN:
-		return true
-	}
-	return false
-}
-
 // evaluate runs the journey for one account at now and records the outcome.
 func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) error {
 	aj := st.acc.Journey
@@ -363,21 +176,13 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 			return err
 		}
 	}
-	state := journey.State{Stage: aj.GetStage()}
-	if aj.GetEnteredAt() != nil {
-		state.EnteredAt = aj.GetEnteredAt().AsTime()
-	}
-	for _, s := range aj.GetOpenSignals() {
-		if s.GetAttributes()["stage"] == aj.GetStage() {
-			state.Open = append(state.Open, s.GetAttributes()["criterion"])
-		}
-	}
+	state := journey.StateOf(aj)
 	ev := st.c.pool.Get().(*journey.Evaluator)
 	out := ev.Evaluate(st.acc.Aggs, state, now, cause)
 	st.c.pool.Put(ev)
 	st.dirty = true
 	aj.Version = j.Def.GetVersion()
-	syncTraits(aj, st.acc.Aggs)
+	journey.SyncTraits(aj, st.acc.Aggs)
 	ws, acct := aj.GetWorkspace(), aj.GetAccountId()
 	ts := timestamppb.New(now)
 
@@ -398,10 +203,7 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 			Workspace: ws, AccountId: acct, JourneyId: aj.GetJourneyId(), Version: aj.GetVersion(),
 			FromStage: m.From, ToStage: m.To, At: ts, TriggerMessageId: trigger, Cause: m.Cause, Criteria: m.Criteria,
 		}
-		aj.History = append(aj.History, historyEntry(tr))
-		if len(aj.History) > HistoryLimit {
-			aj.History = append(aj.History[:0], aj.History[len(aj.History)-HistoryLimit:]...)
-		}
+		journey.AppendHistory(aj, tr)
 		aj.Stage, aj.EnteredAt = m.To, ts
 		v := &store.Visit{Stage: m.To, Account: acct, Entered: now, Cohort: aj.Traits["cohort"], Segment: aj.Traits["segment"]}
 		if err := b.ns.PutVisit(b.tx, ws, aj.GetJourneyId(), v); err != nil {
@@ -425,14 +227,14 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		// Counted on commit: a group-committed Apply may run more than once.
 		b.tx.OnCommit(func() {
 			for _, m := range moves {
-				b.e.transitions.WithLabelValues(m.Cause).Inc()
+				b.a.transitions.WithLabelValues(m.Cause).Inc()
 			}
 			for _, sc := range sigs {
 				state := "closed"
 				if sc.Open {
 					state = "open"
 				}
-				b.e.signals.WithLabelValues(state).Inc()
+				b.a.signals.WithLabelValues(state).Inc()
 			}
 		})
 	}
@@ -446,19 +248,6 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		}
 	}
 	return nil
-}
-
-// historyEntry is the transition as kept in the account's history: the
-// criteria keep their names and results but not their expressions, which
-// the definition version has, so that state stays small to decode and
-// encode on every event. The published record keeps everything.
-func historyEntry(tr *stagesv1.Transition) *stagesv1.Transition {
-	h := proto.Clone(tr).(*stagesv1.Transition)
-	h.Workspace, h.AccountId = "", ""
-	for _, c := range h.Criteria {
-		c.Expr, c.Description = "", ""
-	}
-	return h
 }
 
 // retire closes the visit and the open signals of a stage that no longer
@@ -483,7 +272,7 @@ func (b *batch) retire(aj *stagesv1.AccountJourney, now time.Time) error {
 }
 
 func (b *batch) partition(ws, acct string) uint32 {
-	return stream.Partition(ws, acct, b.e.log.Partitions())
+	return stream.Partition(ws, acct, b.a.log.Partitions())
 }
 
 func (b *batch) closeVisit(aj *stagesv1.AccountJourney, outcome store.Outcome, now time.Time) error {
@@ -585,28 +374,10 @@ func (b *batch) emit(rec *stagesv1.LogRecord, ws, acct string) error {
 	if err != nil {
 		return fmt.Errorf("encode stages record: %w", err)
 	}
-	if _, err := b.e.log.AppendTx(b.tx, b.partition(ws, acct), data); err != nil {
+	if _, err := b.a.log.AppendTx(b.tx, b.partition(ws, acct), data); err != nil {
 		return fmt.Errorf("append stages record: %w", err)
 	}
 	return nil
-}
-
-// syncTraits copies the account traits shown by queries into the journey state.
-func syncTraits(aj *stagesv1.AccountJourney, a *account.Aggregates) {
-	if aj.Traits == nil {
-		aj.Traits = map[string]string{}
-	}
-	for _, k := range []string{"name", "plan", "segment", "owner", "industry"} {
-		if v := a.Traits[k]; v != "" {
-			aj.Traits[k] = v
-		}
-	}
-	if a.Seats > 0 {
-		aj.Traits["seats"] = strconv.FormatInt(a.Seats, 10)
-	}
-	if a.ARR > 0 {
-		aj.Traits["arr"] = strconv.FormatFloat(a.ARR, 'f', -1, 64)
-	}
 }
 
 func (b *batch) flush() error {
@@ -622,7 +393,7 @@ func (b *batch) flush() error {
 			j := st.acc.Journey
 			key := string(store.Key(j.GetWorkspace(), j.GetJourneyId(), j.GetAccountId()))
 			entry := &cacheEntry{aj: aj, aggs: aggs, acc: st.acc}
-			b.tx.OnCommit(func() { b.e.cache.put(key, entry) })
+			b.tx.OnCommit(func() { b.a.cache.put(key, entry) })
 		}
 	}
 	b.accounts = map[string]*acctState{}
@@ -666,120 +437,11 @@ func (b *batch) tombstone(t *commonv1.Tombstone) error {
 	return b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Tombstone{Tombstone: t}}, ws, t.GetAccountId())
 }
 
-// FireDue evaluates every live account whose timer is due at now, at the
-// timer's due time, and re-arms it. It returns how many timers fired.
-func (e *Engine) FireDue(ctx context.Context, now time.Time) (int, error) {
-	total := 0
-	for ctx.Err() == nil {
-		n := 0
-		err := e.db.Update(func(tx *bbolt.Tx) error {
-			due, err := store.DueTimers(tx, now, timerBatch)
-			if err != nil {
-				return err
-			}
-			n = len(due)
-			tx.OnCommit(func() { e.timersFired.Add(float64(len(due))) })
-			b := e.newBatch(tx, store.Live, nil)
-			for _, t := range due {
-				if err := store.Fired(tx, t); err != nil {
-					return err
-				}
-				if t.NS != store.Live {
-					continue
-				}
-				version, err := store.Active(tx, t.Workspace, t.Journey)
-				if errors.Is(err, store.ErrNotFound) {
-					continue // journey deactivated
-				}
-				if err != nil {
-					return err
-				}
-				c, err := e.compiled(tx, t.Workspace, t.Journey, version)
-				if err != nil {
-					return err
-				}
-				st, err := b.load(t.Workspace, t.Journey, t.Account, c)
-				if err != nil {
-					return err
-				}
-				if st.acc.Journey.GetStage() == "" {
-					continue
-				}
-				st.c = c
-				// While the consumer backfills, it may already have applied
-				// events after the due time; evaluating before them would
-				// read "future" aggregates as of the past, so evaluate no
-				// earlier than the newest event applied.
-				at := t.Due
-				if last := time.Unix(st.acc.Aggs.LastEventAt, 0); last.After(at) {
-					at = last
-				}
-				if entered := st.acc.Journey.GetEnteredAt(); entered != nil && entered.AsTime().After(at) {
-					at = entered.AsTime()
-				}
-				if err := b.evaluate(st, at, journey.CauseTimer, ""); err != nil {
-					return err
-				}
-			}
-			return b.flush()
-		})
-		if err != nil {
-			return total, fmt.Errorf("fire timers: %w", err)
-		}
-		total += n
-		// Firing re-arms timers later than their due time, so this ends; a
-		// timer re-armed at or before now (catching up after downtime) fires
-		// in the next round.
-		if n == 0 {
-			break
-		}
-	}
-	return total, nil
-}
-
-// RunTimers fires timers as the clock reaches them until ctx ends.
-func (e *Engine) RunTimers(ctx context.Context) error {
-	for {
-		// Check before firing: with a backlog of due timers the loop below
-		// continues without reaching the select, and shutdown must not wait
-		// for the whole backlog.
-		if ctx.Err() != nil {
-			return nil
-		}
-		now := e.clock.Now()
-		wait := e.wait
-		next, ok := e.nextDue()
-		if ok && !next.After(now) {
-			if _, err := e.FireDue(ctx, now); err != nil {
-				e.logger.Error("timers failed", "err", err)
-			} else {
-				continue
-			}
-		} else if ok && next.Sub(now) < wait {
-			wait = next.Sub(now)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-e.clock.After(wait):
-		case <-e.wake:
-		}
-	}
-}
-
-func (e *Engine) nextDue() (next time.Time, ok bool) {
-	_ = e.db.View(func(tx *bbolt.Tx) error {
-		next, ok = store.NextDue(tx)
-		return nil
-	})
-	return next, ok
-}
-
-// Replay applies ingestion records to the shadow namespace ns for one
+// replay applies ingestion records to the shadow namespace ns for one
 // journey version of one workspace. Nothing is published and no timer is
-// armed: shadow state only becomes live through Activate.
-func (e *Engine) Replay(tx *bbolt.Tx, ns store.Namespace, ws, jid string, version uint32, recs []*ingestionv1.LogRecord) error {
-	b := e.newBatch(tx, ns, &only{ws: ws, journey: jid, version: version})
+// armed: shadow state only becomes live through activate.
+func (a *App) replay(tx *pstore.Tx, ns store.Namespace, ws, jid string, version uint32, recs []*ingestionv1.LogRecord) error {
+	b := a.newBatch(tx, ns, &only{ws: ws, journey: jid, version: version})
 	for _, r := range recs {
 		switch k := r.GetKind().(type) {
 		case *ingestionv1.LogRecord_Event:
@@ -801,11 +463,11 @@ func (e *Engine) Replay(tx *bbolt.Tx, ns store.Namespace, ws, jid string, versio
 	return b.flush()
 }
 
-// EvaluateAll re-evaluates every placed account of a journey in ns at now,
+// evaluateAll re-evaluates every placed account of a journey in ns at now,
 // so that time-driven moves a replay could not see (it fires no timers) are
 // applied. It returns the number of accounts per stage.
-func (e *Engine) EvaluateAll(tx *bbolt.Tx, ns store.Namespace, ws, jid string, version uint32, now time.Time, cause string) (map[string]int64, error) {
-	c, err := e.compiled(tx, ws, jid, version)
+func (a *App) evaluateAll(tx *pstore.Tx, ns store.Namespace, ws, jid string, version uint32, now time.Time, cause string) (map[string]int64, error) {
+	c, err := a.compiled(tx, ws, jid, version)
 	if err != nil {
 		return nil, err
 	}
@@ -813,7 +475,7 @@ func (e *Engine) EvaluateAll(tx *bbolt.Tx, ns store.Namespace, ws, jid string, v
 	if ns != store.Live {
 		o = &only{ws: ws, journey: jid, version: version}
 	}
-	b := e.newBatch(tx, ns, o)
+	b := a.newBatch(tx, ns, o)
 	var ids []string
 	if err := ns.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
 		ids = append(ids, aj.GetAccountId())
@@ -842,11 +504,11 @@ func (e *Engine) EvaluateAll(tx *bbolt.Tx, ns store.Namespace, ws, jid string, v
 	return counts, b.flush()
 }
 
-// Activate makes a replayed version live: the shadow state of the journey
+// activate makes a replayed version live: the shadow state of the journey
 // replaces the live state, the version becomes active, a transition (cause
 // "replay") is published for every account whose stage changed, and live
 // timers are re-armed by evaluating every account at now.
-func (e *Engine) Activate(tx *bbolt.Tx, shadow store.Namespace, ws, jid string, version uint32, now time.Time) error {
+func (a *App) activate(tx *pstore.Tx, shadow store.Namespace, ws, jid string, version uint32, now time.Time) error {
 	before := map[string]string{}
 	if err := store.Live.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
 		before[aj.GetAccountId()] = aj.GetStage()
@@ -865,7 +527,7 @@ func (e *Engine) Activate(tx *bbolt.Tx, shadow store.Namespace, ws, jid string, 
 	if err := store.SetActive(tx, ws, jid, version); err != nil {
 		return err
 	}
-	b := e.newBatch(tx, store.Live, nil)
+	b := a.newBatch(tx, store.Live, nil)
 	err := store.Live.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
 		if old := before[aj.GetAccountId()]; old != aj.GetStage() && aj.GetStage() != "" {
 			tr := &stagesv1.Transition{
@@ -881,9 +543,9 @@ func (e *Engine) Activate(tx *bbolt.Tx, shadow store.Namespace, ws, jid string, 
 	if err != nil {
 		return err
 	}
-	if _, err := e.EvaluateAll(tx, store.Live, ws, jid, version, now, journey.CauseReplay); err != nil {
+	if _, err := a.evaluateAll(tx, store.Live, ws, jid, version, now, journey.CauseReplay); err != nil {
 		return err
 	}
-	e.poke()
+	a.poke()
 	return nil
 }

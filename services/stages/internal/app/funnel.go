@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -7,24 +7,19 @@ import (
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
-	"github.com/cairn-dev/cairn/pkg/auth"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"go.etcd.io/bbolt"
 )
 
-// GetFunnel reports per stage entered, converted, dropped, conversion and
-// time in stage, from the stage visits recorded on every transition.
-func (s *Server) GetFunnel(ctx context.Context, req *stagesv1.GetFunnelRequest) (*stagesv1.GetFunnelResponse, error) {
-	ws, err := auth.Workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkCohort(req.GetCohort()); err != nil {
-		return nil, s.toStatus(err)
-	}
+// Funnel reports per stage of the active version of a journey (jid "": the
+// workspace's default journey) entered, converted, dropped, conversion and
+// time in stage, from the stage visits recorded on every transition,
+// narrowed to a cohort and a segment when set. With parts it keeps every
+// finished stay's time in stage, for a merge with other replicas' funnels.
+func (a *App) Funnel(_ context.Context, ws, jid, cohort, segment string, parts bool) (*stagesv1.GetFunnelResponse, error) {
 	var resp *stagesv1.GetFunnelResponse
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		id, err := resolveJourney(tx, ws, req.GetJourneyId())
+	err := a.db.View(func(tx *pstore.Tx) error {
+		id, err := resolveJourney(tx, ws, jid)
 		if err != nil {
 			return err
 		}
@@ -32,21 +27,21 @@ func (s *Server) GetFunnel(ctx context.Context, req *stagesv1.GetFunnelRequest) 
 		if err != nil {
 			return err
 		}
-		part, err := funnelPart(tx, store.Live, ws, id, def, req.GetCohort(), req.GetSegment())
+		part, err := funnelPart(tx, store.Live, ws, id, def, cohort, segment)
 		if err != nil {
 			return err
 		}
-		resp = aggregate.Funnel([]*stagesv1.GetFunnelResponse{part}, req.GetParts())
+		resp = aggregate.Funnel([]*stagesv1.GetFunnelResponse{part}, parts)
 		return nil
 	})
 	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("funnel: %w", err))
+		return nil, fmt.Errorf("funnel: %w", err)
 	}
 	return resp, nil
 }
 
 // computeFunnel is the funnel of the accounts in this process.
-func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
+func computeFunnel(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
 	part, err := funnelPart(tx, ns, ws, jid, def, cohort, segment)
 	if err != nil {
 		return nil, err
@@ -57,7 +52,7 @@ func computeFunnel(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stages
 // funnelPart counts the visits of this process's accounts and keeps every
 // finished stay's time in stage, the part that aggregate.Funnel merges with
 // other replicas' parts (or finishes alone).
-func funnelPart(tx *bbolt.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
+func funnelPart(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
 	rows := make(map[string]*stagesv1.FunnelStage, len(def.GetStages()))
 	resp := &stagesv1.GetFunnelResponse{}
 	for _, st := range def.GetStages() {

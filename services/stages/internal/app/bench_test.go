@@ -1,4 +1,4 @@
-package engine
+package app
 
 import (
 	"testing"
@@ -6,8 +6,8 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"go.etcd.io/bbolt"
 )
 
 // BenchmarkApply measures events applied from the log per second with the
@@ -27,7 +27,7 @@ func BenchmarkApply(b *testing.B) {
 	for applied < b.N {
 		for i := 0; i < len(recs) && applied < b.N; i += batch {
 			end := min(i+batch, len(recs), i+b.N-applied)
-			if err := r.db.Update(func(tx *bbolt.Tx) error { return r.eng.Apply(tx, 0, recs[i:end]) }); err != nil {
+			if err := r.db.Update(func(tx *pstore.Tx) error { return r.app.Apply(tx, 0, recs[i:end]) }); err != nil {
 				b.Fatal(err)
 			}
 			applied += end - i

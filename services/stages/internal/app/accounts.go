@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/services/stages/internal/journey"
+	"github.com/cairn-dev/cairn/services/stages/internal/store"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// AccountJourney returns an account's journey (jid "": the workspace's
+// default journey) with its time in stage and, evaluated now, the current
+// stage's exit and drop-off criteria: what is left.
+func (a *App) AccountJourney(_ context.Context, ws, jid, acct string) (*stagesv1.AccountJourney, error) {
+	now := a.clock.Now()
+	var aj *stagesv1.AccountJourney
+	err := a.db.View(func(tx *pstore.Tx) error {
+		id, err := resolveJourney(tx, ws, jid)
+		if err != nil {
+			return err
+		}
+		acc, err := store.Live.GetAccount(tx, ws, id, acct)
+		if err != nil {
+			return err
+		}
+		aj = acc.Journey
+		if aj.GetStage() == "" {
+			return nil
+		}
+		j, err := a.journey(tx, ws, id, aj.GetVersion())
+		if err != nil {
+			return err
+		}
+		entered := aj.GetEnteredAt().AsTime()
+		if now.After(entered) {
+			aj.TimeInStage = durationpb.New(now.Sub(entered))
+		}
+		aj.ExitCriteria, aj.DropoffCriteria = j.NewEvaluator().Explain(acc.Aggs, journey.State{Stage: aj.GetStage(), EnteredAt: entered}, now)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get journey of account %q: %w", acct, err)
+	}
+	return aj, nil
+}
+
+// ListAccounts lists up to size placed accounts of a journey (jid "": the
+// workspace's default journey) that match f, in store key order after the
+// key after (nil: from the start). It returns the key of the last one,
+// where the next page starts, and whether more follow.
+func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountFilter, after []byte, size int) (accounts []*stagesv1.AccountSummary, last []byte, more bool, err error) {
+	err = a.db.View(func(tx *pstore.Tx) error {
+		id, err := resolveJourney(tx, ws, jid)
+		if err != nil {
+			return err
+		}
+		return store.Live.Accounts(tx, ws, id, after, func(key []byte, aj *stagesv1.AccountJourney) (bool, error) {
+			if !f.Matches(aj) {
+				return true, nil
+			}
+			if len(accounts) == size {
+				more = true
+				return false, nil
+			}
+			accounts = append(accounts, &stagesv1.AccountSummary{
+				AccountId: aj.GetAccountId(), Name: aj.GetTraits()["name"], Stage: aj.GetStage(), EnteredAt: aj.GetEnteredAt(),
+				Segment: aj.GetTraits()["segment"], Owner: aj.GetTraits()["owner"], OpenSignals: int32(len(aj.GetOpenSignals())),
+			})
+			last = append(last[:0], key...)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return accounts, last, more, nil
+}
+
+// ListSignals lists up to size signals that match f, in store key order
+// after the key after (nil: from the start). It returns the key of the
+// last one and whether more follow.
+func (a *App) ListSignals(_ context.Context, ws string, f journey.SignalFilter, after []byte, size int) (signals []*commonv1.Signal, last []byte, more bool, err error) {
+	err = a.db.View(func(tx *pstore.Tx) error {
+		return store.Live.Signals(tx, ws, f.AccountID, after, func(key []byte, sg *commonv1.Signal) (bool, error) {
+			if !f.Matches(sg) {
+				return true, nil
+			}
+			if len(signals) == size {
+				more = true
+				return false, nil
+			}
+			signals = append(signals, sg)
+			last = append(last[:0], key...)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return signals, last, more, nil
+}

@@ -1,0 +1,114 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/services/stages/internal/journey"
+	"github.com/cairn-dev/cairn/services/stages/internal/store"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// ApplyJourney stores def as the next version of its journey, stamped with
+// its version and creation time, and activates it when activate is set or
+// when the journey has no active version. def must be valid (the server
+// refuses what journey.Validate reports); ApplyJourney fills in its
+// Version and CreatedAt. It returns def and whether it is active.
+func (a *App) ApplyJourney(_ context.Context, ws string, def *stagesv1.JourneyDefinition, activate bool) (*stagesv1.JourneyDefinition, bool, error) {
+	active := false
+	err := a.db.Update(func(tx *pstore.Tx) error {
+		latest, err := store.LatestVersion(tx, ws, def.GetId())
+		if err != nil {
+			return err
+		}
+		def.Version = latest + 1
+		def.CreatedAt = timestamppb.New(a.clock.Now())
+		if err := store.PutDefinition(tx, ws, def); err != nil {
+			return err
+		}
+		if _, err := store.Active(tx, ws, def.GetId()); errors.Is(err, store.ErrNotFound) || activate {
+			active = true
+			return store.SetActive(tx, ws, def.GetId(), def.GetVersion())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("apply journey %q: %w", def.GetId(), err)
+	}
+	return def, active, nil
+}
+
+// resolveJourney returns the journey id a request means: the named one, else
+// "default" when it exists, else the workspace's first active journey.
+func resolveJourney(tx *pstore.Tx, ws, id string) (string, error) {
+	if id != "" {
+		return id, nil
+	}
+	active, err := store.ActiveJourneys(tx, ws)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range active {
+		if a.ID == journey.DefaultJourney {
+			return a.ID, nil
+		}
+	}
+	if len(active) > 0 {
+		return active[0].ID, nil
+	}
+	return "", fmt.Errorf("workspace has no active journey: %w", store.ErrNotFound)
+}
+
+// GetJourney returns one version of a journey (version 0: the active one;
+// id "": the workspace's default journey) and whether it is active.
+func (a *App) GetJourney(_ context.Context, ws, id string, version uint32) (*stagesv1.JourneyDefinition, bool, error) {
+	var def *stagesv1.JourneyDefinition
+	active := false
+	err := a.db.View(func(tx *pstore.Tx) error {
+		id, err := resolveJourney(tx, ws, id)
+		if err != nil {
+			return err
+		}
+		if def, err = store.GetDefinition(tx, ws, id, version); err != nil {
+			return err
+		}
+		act, err := store.Active(tx, ws, id)
+		active = err == nil && act == def.GetVersion()
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return def, active, nil
+}
+
+// ListJourneyVersions lists up to size versions of a journey (id "": the
+// workspace's default journey), newest first, below before (0: from the
+// newest). It also returns the active version (0 when none is) and
+// whether older versions follow.
+func (a *App) ListJourneyVersions(_ context.Context, ws, id string, before uint32, size int) (defs []*stagesv1.JourneyDefinition, active uint32, more bool, err error) {
+	err = a.db.View(func(tx *pstore.Tx) error {
+		id, err := resolveJourney(tx, ws, id)
+		if err != nil {
+			return err
+		}
+		if v, err := store.Active(tx, ws, id); err == nil {
+			active = v
+		}
+		return store.Versions(tx, ws, id, before, func(d *stagesv1.JourneyDefinition) (bool, error) {
+			if len(defs) == size {
+				more = true
+				return false, nil
+			}
+			defs = append(defs, d)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return defs, active, more, nil
+}

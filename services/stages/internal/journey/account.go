@@ -1,0 +1,134 @@
+package journey
+
+import (
+	"strconv"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"google.golang.org/protobuf/proto"
+)
+
+// This file holds the pure rules that turn an evaluation into an account's
+// stored journey state; the application applies them and stores the result.
+
+// HistoryLimit bounds the transitions kept per account; funnels use visits,
+// so older history is only lost from GetAccountJourney.
+const HistoryLimit = 100
+
+// Behavioural reports whether an event can place an account. Identify and
+// group calls carry traits, not behaviour: an account is first placed by
+// its first track, page or screen event, so that a group call sent just
+// before "contract_signed" does not place it at the top of the funnel.
+func Behavioural(ev *ingestionv1.Event) bool {
+	switch ev.GetType() {
+	case ingestionv1.EventType_EVENT_TYPE_TRACK, ingestionv1.EventType_EVENT_TYPE_PAGE, ingestionv1.EventType_EVENT_TYPE_SCREEN:
+		return true
+	}
+	return false
+}
+
+// StateOf is the evaluation state of an account's journey: its stage, when
+// it entered it, and the drop-off criteria of that stage whose signals are
+// open.
+func StateOf(aj *stagesv1.AccountJourney) State {
+	state := State{Stage: aj.GetStage()}
+	if aj.GetEnteredAt() != nil {
+		state.EnteredAt = aj.GetEnteredAt().AsTime()
+	}
+	for _, s := range aj.GetOpenSignals() {
+		if s.GetAttributes()["stage"] == aj.GetStage() {
+			state.Open = append(state.Open, s.GetAttributes()["criterion"])
+		}
+	}
+	return state
+}
+
+// AppendHistory records a transition in the account's history, keeping the
+// last HistoryLimit. The history entry keeps the criteria's names and
+// results but not their expressions, which the definition version has, so
+// that state stays small to decode and encode on every event; the
+// published record keeps everything.
+func AppendHistory(aj *stagesv1.AccountJourney, tr *stagesv1.Transition) {
+	h := proto.Clone(tr).(*stagesv1.Transition)
+	h.Workspace, h.AccountId = "", ""
+	for _, c := range h.Criteria {
+		c.Expr, c.Description = "", ""
+	}
+	aj.History = append(aj.History, h)
+	if len(aj.History) > HistoryLimit {
+		aj.History = append(aj.History[:0], aj.History[len(aj.History)-HistoryLimit:]...)
+	}
+}
+
+// SyncTraits copies the account traits shown by queries into the journey state.
+func SyncTraits(aj *stagesv1.AccountJourney, a *account.Aggregates) {
+	if aj.Traits == nil {
+		aj.Traits = map[string]string{}
+	}
+	for _, k := range []string{"name", "plan", "segment", "owner", "industry"} {
+		if v := a.Traits[k]; v != "" {
+			aj.Traits[k] = v
+		}
+	}
+	if a.Seats > 0 {
+		aj.Traits["seats"] = strconv.FormatInt(a.Seats, 10)
+	}
+	if a.ARR > 0 {
+		aj.Traits["arr"] = strconv.FormatFloat(a.ARR, 'f', -1, 64)
+	}
+}
+
+// AccountFilter selects placed accounts of a journey; empty fields match
+// everything.
+type AccountFilter struct {
+	// Stage is the current stage.
+	Stage string
+	// Signal is an open signal's reason or drop-off criterion.
+	Signal string
+	// Segment and Owner are account traits.
+	Segment, Owner string
+}
+
+// Matches reports whether the account is placed and matches every field set.
+func (f AccountFilter) Matches(aj *stagesv1.AccountJourney) bool {
+	if aj.GetStage() == "" {
+		return false
+	}
+	if f.Stage != "" && aj.GetStage() != f.Stage {
+		return false
+	}
+	if f.Segment != "" && aj.GetTraits()["segment"] != f.Segment {
+		return false
+	}
+	if f.Owner != "" && aj.GetTraits()["owner"] != f.Owner {
+		return false
+	}
+	if f.Signal != "" {
+		for _, sg := range aj.GetOpenSignals() {
+			if sg.GetReason() == f.Signal || sg.GetAttributes()["criterion"] == f.Signal {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// SignalFilter selects drop-off signals; empty fields match everything.
+type SignalFilter struct {
+	// AccountID is the account.
+	AccountID string
+	// State is open or closed.
+	State commonv1.SignalState
+	// Reason is the signal's reason.
+	Reason string
+}
+
+// Matches reports whether the signal matches every field set.
+func (f SignalFilter) Matches(s *commonv1.Signal) bool {
+	return (f.AccountID == "" || s.GetAccountId() == f.AccountID) &&
+		(f.State == commonv1.SignalState_SIGNAL_STATE_UNSPECIFIED || s.GetState() == f.State) &&
+		(f.Reason == "" || s.GetReason() == f.Reason)
+}
