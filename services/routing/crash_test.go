@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -23,9 +22,14 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"github.com/cairn-dev/cairn/pkg/store"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	rstore "github.com/cairn-dev/cairn/services/routing/internal/store"
 )
+
+// testTags builds the binary with the test-only hooks
+// (internal/app/hooks_cairntest.go): CAIRN_FAKE_NOW freezes its clock and
+// CAIRN_TEST_KILL_AFTER_TIMERS makes it kill itself.
+const testTags = "cairntest"
 
 // proc is a running cairn-routing subprocess.
 type proc struct {
@@ -112,7 +116,7 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "cairn-routing")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-tags", testTags, "-o", bin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("build: %v", err)
@@ -242,13 +246,13 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 // pendingTimers opens the (unlocked, killed) file and counts pending timers.
 func pendingTimers(t *testing.T, path string) int {
 	t.Helper()
-	db, err := store.Open(path, store.Options{SchemaVersion: rstore.SchemaVersion})
+	db, err := rstore.OpenDB(path, pstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = db.Close() }()
 	n := 0
-	_ = db.View(func(tx *bbolt.Tx) error { n = rstore.PendingTimers(tx); return nil })
+	_ = db.View(func(tx *pstore.Tx) error { n = rstore.PendingTimers(tx); return nil })
 	return n
 }
 
@@ -260,7 +264,7 @@ func TestGracefulStop(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "cairn-routing")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-tags", testTags, "-o", bin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("build: %v", err)

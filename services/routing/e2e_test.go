@@ -25,7 +25,7 @@ func TestWithIngestion(t *testing.T) {
 	dir := t.TempDir()
 	bins := map[string]string{".": filepath.Join(dir, "cairn-routing"), "../ingestion": filepath.Join(dir, "cairn-ingestion")}
 	for src, out := range bins {
-		build := exec.Command("go", "build", "-o", out, src)
+		build := exec.Command("go", "build", "-tags", testTags, "-o", out, src)
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
 			t.Skipf("cannot build %s: %v", src, err)

@@ -1,33 +1,36 @@
+// Package server is the routing service's gRPC edge: it decodes and
+// validates cairn.routing.v1 requests (field errors through apierr) and
+// calls the application (App, implemented by internal/app), whose errors it
+// returns as they are: pkg/server's interceptor maps them to statuses once.
 package server
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/services/routing/config"
+	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
-	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
-// Input bounds.
+// Input bounds. MaxID is stricter than apierr.MaxID; MaxText and MaxAttrs
+// also bound the leads the consumers build from upstream events.
 const (
-	maxID       = 200
-	maxText     = 1000
+	MaxID       = 200
+	MaxText     = 1000
 	maxList     = 1000
-	maxAttrs    = 100
+	MaxAttrs    = 100
 	maxPoolSize = 1000
 )
 
@@ -52,66 +55,69 @@ func Policy() auth.Policy {
 	return p
 }
 
+// App is the routing application the server calls (internal/app's
+// Service): the use cases of the API, each in its own transaction, with
+// validated input. Their errors are apierr errors or unexpected ones.
+type App interface {
+	// Now is the service clock's time.
+	Now() time.Time
+	// Partitions is the routing log's partition count.
+	Partitions() uint32
+	// Calendar builds an owner's business-hours calendar; its error names
+	// the bad field (e.g. "working_hours[0]: ...") or the time zone.
+	Calendar(o *routingv1.Owner) (*hours.Calendar, error)
+
+	UpsertOwner(ws string, o *routingv1.Owner) error
+	GetOwner(ws, id string) (*routingv1.Owner, error)
+	ListOwners(ws string, team routingv1.Team, after []byte, size int) ([]*routingv1.Owner, []byte, bool, error)
+	DeleteOwner(ws, id string) error
+	UpsertPool(ws string, p *routingv1.Pool) error
+	GetPool(ws, id string) (*routingv1.Pool, error)
+	ListPools(ws string, after []byte, size int) ([]*routingv1.Pool, []byte, bool, error)
+	DeletePool(ws, id string) error
+	// ApplyConfig stores a compiled config as the next version.
+	ApplyConfig(ws string, cfg *routingv1.Config) (*routingv1.Config, error)
+	GetConfig(ws string) (*routingv1.Config, error)
+
+	Qualify(ctx context.Context, ws string, t routingv1.HandoffType, lead *routingv1.Lead, requestID string) (*routingv1.Assignment, error)
+	Handoff(ctx context.Context, ws string, t routingv1.HandoffType, accountID, ownerID, reason, requestID string) (*routingv1.Assignment, error)
+	GetAssignment(ws, id string) (*routingv1.Assignment, error)
+	ListAssignments(ws string, req *routingv1.ListAssignmentsRequest, after []byte, size int) ([]*routingv1.Assignment, []byte, bool, error)
+	RecordTouch(ctx context.Context, ws, id, touch string, at time.Time) (*routingv1.Assignment, error)
+	PauseSla(ctx context.Context, ws, id, reason string) (*routingv1.Assignment, error)
+	ResumeSla(ctx context.Context, ws, id string) (*routingv1.Assignment, error)
+	Report(ws string, from, to time.Time) ([]*routingv1.Attainment, error)
+	OwnerLoad(ws string, after []byte, size int) ([]*routingv1.OwnerLoad, []byte, bool, error)
+}
+
 // Server implements routingv1.RoutingServiceServer.
 type Server struct {
 	routingv1.UnimplementedRoutingServiceServer
-	svc *Service
+	app App
 	sub Subscriber
 }
 
-// NewServer returns the gRPC server over a Service; sub serves Subscribe.
-func NewServer(s *Service, sub Subscriber) *Server { return &Server{svc: s, sub: sub} }
+// NewServer returns the gRPC server over an App; sub serves Subscribe.
+func NewServer(a App, sub Subscriber) *Server { return &Server{app: a, sub: sub} }
 
-// toStatus translates an error to a gRPC status once, at the edge.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	var cfgErr *config.Error
-	switch {
-	case errors.Is(err, ErrInvalid):
-		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
-	case errors.As(err, &cfgErr):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, page.ErrInvalidToken):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrState):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
+// checkID refuses what apierr.CheckID refuses, and ids longer than MaxID.
 func checkID(field, v string, required bool) error {
-	switch {
-	case v == "" && required:
-		return invalid("%s: required", field)
-	case len(v) > maxID:
-		return invalid("%s: longer than %d characters", field, maxID)
-	case strings.ContainsRune(v, 0):
-		return invalid("%s: contains NUL", field)
+	if len(v) > MaxID {
+		return apierr.Field(field, "longer than %d characters", MaxID)
 	}
-	return nil
+	return apierr.CheckID(field, v, required)
 }
 
 func checkText(field, v string) error {
-	if len(v) > maxText {
-		return invalid("%s: longer than %d characters", field, maxText)
+	if len(v) > MaxText {
+		return apierr.Field(field, "longer than %d characters", MaxText)
 	}
 	return nil
 }
 
-func validOwner(o *routingv1.Owner, svc *Service) error {
+func validOwner(o *routingv1.Owner, app App) error {
 	if o == nil {
-		return invalid("owner: required")
+		return apierr.Field("owner", "required")
 	}
 	if err := checkID("owner.owner_id", o.GetOwnerId(), true); err != nil {
 		return err
@@ -122,22 +128,27 @@ func validOwner(o *routingv1.Owner, svc *Service) error {
 		}
 	}
 	if _, ok := routingv1.Team_name[int32(o.GetTeam())]; !ok {
-		return invalid("owner.team: unknown value %d", o.GetTeam())
+		return apierr.Field("owner.team", "unknown value %d", o.GetTeam())
 	}
 	if o.GetCapacity() < 0 {
-		return invalid("owner.capacity: must not be negative")
+		return apierr.Field("owner.capacity", "must not be negative")
 	}
 	if o.GetWeight() < 0 {
-		return invalid("owner.weight: must not be negative")
+		return apierr.Field("owner.weight", "must not be negative")
 	}
 	if len(o.GetTerritories()) > maxList || len(o.GetSegments()) > maxList || len(o.GetHolidays()) > maxList || len(o.GetWorkingHours()) > maxList {
-		return invalid("owner: more than %d territories, segments, holidays or working hours", maxList)
+		return apierr.Field("owner", "more than %d territories, segments, holidays or working hours", maxList)
 	}
-	if _, err := svc.Calendar(o); err != nil {
+	if _, err := app.Calendar(o); err != nil {
 		if strings.Contains(err.Error(), "zone") {
-			return invalid("owner.time_zone: %v", err)
+			return apierr.Field("owner.time_zone", "%v", err)
 		}
-		return invalid("owner.%v", err)
+		// The calendar's errors read "path: problem".
+		path, problem, ok := strings.Cut(err.Error(), ": ")
+		if !ok {
+			return apierr.Field("owner", "%v", err)
+		}
+		return apierr.Field("owner."+path, "%s", problem)
 	}
 	return nil
 }
@@ -148,17 +159,13 @@ func (s *Server) UpsertOwner(ctx context.Context, req *routingv1.UpsertOwnerRequ
 	if err != nil {
 		return nil, err
 	}
-	if err := validOwner(req.GetOwner(), s.svc); err != nil {
-		return nil, toStatus(err)
+	if err := validOwner(req.GetOwner(), s.app); err != nil {
+		return nil, err
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
-		if err := s.svc.PutOwner(tx, req.GetOwner()); err != nil {
-			return err
-		}
-		_, err := s.svc.RerouteUnassigned(tx, rerouteOnDirectory)
-		return err
-	})
-	return &routingv1.UpsertOwnerResponse{Owner: req.GetOwner()}, toStatus(err)
+	if err := s.app.UpsertOwner(ws, req.GetOwner()); err != nil {
+		return nil, err
+	}
+	return &routingv1.UpsertOwnerResponse{Owner: req.GetOwner()}, nil
 }
 
 // GetOwner returns one owner.
@@ -168,11 +175,13 @@ func (s *Server) GetOwner(ctx context.Context, req *routingv1.GetOwnerRequest) (
 		return nil, err
 	}
 	if err := checkID("owner_id", req.GetOwnerId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var o *routingv1.Owner
-	err = s.svc.View(ws, func(tx *store.Tx) error { o, err = tx.Owner(req.GetOwnerId()); return err })
-	return &routingv1.GetOwnerResponse{Owner: o}, toStatus(err)
+	o, err := s.app.GetOwner(ws, req.GetOwnerId())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.GetOwnerResponse{Owner: o}, nil
 }
 
 // ListOwners pages owners.
@@ -185,13 +194,11 @@ func (s *Server) ListOwners(ctx context.Context, req *routingv1.ListOwnersReques
 	if err != nil {
 		return nil, err
 	}
-	resp := &routingv1.ListOwnersResponse{}
-	err = s.svc.View(ws, func(tx *store.Tx) error {
-		items, last, more, err := tx.ListOwners(store.Page{After: after, Size: size}, req.GetTeam())
-		resp.Owners, resp.Page = items, page.Response(last, more, -1)
-		return err
-	})
-	return resp, toStatus(err)
+	items, last, more, err := s.app.ListOwners(ws, req.GetTeam(), after, size)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ListOwnersResponse{Owners: items, Page: page.Response(last, more, -1)}, nil
 }
 
 // DeleteOwner removes an owner. Its open assignments keep their owner id.
@@ -201,10 +208,12 @@ func (s *Server) DeleteOwner(ctx context.Context, req *routingv1.DeleteOwnerRequ
 		return nil, err
 	}
 	if err := checkID("owner_id", req.GetOwnerId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return s.svc.DeleteOwner(tx, req.GetOwnerId()) })
-	return &routingv1.DeleteOwnerResponse{}, toStatus(err)
+	if err := s.app.DeleteOwner(ws, req.GetOwnerId()); err != nil {
+		return nil, err
+	}
+	return &routingv1.DeleteOwnerResponse{}, nil
 }
 
 // UpsertPool stores a pool.
@@ -215,33 +224,29 @@ func (s *Server) UpsertPool(ctx context.Context, req *routingv1.UpsertPoolReques
 	}
 	p := req.GetPool()
 	if p == nil {
-		return nil, toStatus(invalid("pool: required"))
+		return nil, apierr.Field("pool", "required")
 	}
 	if err := checkID("pool.pool_id", p.GetPoolId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if err := checkText("pool.name", p.GetName()); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if len(p.GetOwnerIds()) > maxPoolSize {
-		return nil, toStatus(invalid("pool.owner_ids: more than %d owners", maxPoolSize))
+		return nil, apierr.Field("pool.owner_ids", "more than %d owners", maxPoolSize)
 	}
 	for i, id := range p.GetOwnerIds() {
 		if err := checkID(fmt.Sprintf("pool.owner_ids[%d]", i), id, true); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
 	if _, ok := routingv1.Strategy_name[int32(p.GetStrategy())]; !ok {
-		return nil, toStatus(invalid("pool.strategy: unknown value %d", p.GetStrategy()))
+		return nil, apierr.Field("pool.strategy", "unknown value %d", p.GetStrategy())
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
-		if err := tx.PutPool(p); err != nil {
-			return err
-		}
-		_, err := s.svc.RerouteUnassigned(tx, rerouteOnDirectory)
-		return err
-	})
-	return &routingv1.UpsertPoolResponse{Pool: p}, toStatus(err)
+	if err := s.app.UpsertPool(ws, p); err != nil {
+		return nil, err
+	}
+	return &routingv1.UpsertPoolResponse{Pool: p}, nil
 }
 
 // GetPool returns one pool.
@@ -251,11 +256,13 @@ func (s *Server) GetPool(ctx context.Context, req *routingv1.GetPoolRequest) (*r
 		return nil, err
 	}
 	if err := checkID("pool_id", req.GetPoolId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var p *routingv1.Pool
-	err = s.svc.View(ws, func(tx *store.Tx) error { p, err = tx.Pool(req.GetPoolId()); return err })
-	return &routingv1.GetPoolResponse{Pool: p}, toStatus(err)
+	p, err := s.app.GetPool(ws, req.GetPoolId())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.GetPoolResponse{Pool: p}, nil
 }
 
 // ListPools pages pools.
@@ -268,13 +275,11 @@ func (s *Server) ListPools(ctx context.Context, req *routingv1.ListPoolsRequest)
 	if err != nil {
 		return nil, err
 	}
-	resp := &routingv1.ListPoolsResponse{}
-	err = s.svc.View(ws, func(tx *store.Tx) error {
-		items, last, more, err := tx.ListPools(store.Page{After: after, Size: size})
-		resp.Pools, resp.Page = items, page.Response(last, more, -1)
-		return err
-	})
-	return resp, toStatus(err)
+	items, last, more, err := s.app.ListPools(ws, after, size)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ListPoolsResponse{Pools: items, Page: page.Response(last, more, -1)}, nil
 }
 
 // DeletePool removes a pool.
@@ -284,10 +289,27 @@ func (s *Server) DeletePool(ctx context.Context, req *routingv1.DeletePoolReques
 		return nil, err
 	}
 	if err := checkID("pool_id", req.GetPoolId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	err = s.svc.Update(ws, func(tx *store.Tx) error { return tx.DeletePool(req.GetPoolId()) })
-	return &routingv1.DeletePoolResponse{}, toStatus(err)
+	if err := s.app.DeletePool(ws, req.GetPoolId()); err != nil {
+		return nil, err
+	}
+	return &routingv1.DeletePoolResponse{}, nil
+}
+
+// problems returns a config's problems as a field error: each problem's
+// path is its field, field when it has none (a YAML file that does not
+// decode).
+func problems(field string, probs []*commonv1.ValidationError) error {
+	vs := make([]apierr.Violation, 0, len(probs))
+	for _, p := range probs {
+		path := p.GetPath()
+		if path == "" {
+			path = field
+		}
+		vs = append(vs, apierr.Violation{Field: path, Description: p.GetMessage()})
+	}
+	return apierr.Fields("", vs)
 }
 
 // configOf takes the config from the message or, when set, the YAML.
@@ -299,14 +321,14 @@ func configOf(cfg *routingv1.Config, yml string) (*routingv1.Config, error) {
 		return cfg, nil
 	}
 	if cfg != nil {
-		return nil, invalid("yaml: set either config or yaml, not both")
+		return nil, apierr.Field("yaml", "set either config or yaml, not both")
 	}
 	c, owners, pools, err := config.Parse([]byte(yml))
 	if err != nil {
 		return nil, err
 	}
 	if len(owners) > 0 || len(pools) > 0 {
-		return nil, invalid("yaml: owners and pools are loaded with UpsertOwner/UpsertPool (cairn apply does this), not ApplyConfig")
+		return nil, apierr.Field("yaml", "owners and pools are loaded with UpsertOwner/UpsertPool (cairn apply does this), not ApplyConfig")
 	}
 	return c, nil
 }
@@ -322,7 +344,7 @@ func (s *Server) ValidateConfig(ctx context.Context, req *routingv1.ValidateConf
 		return &routingv1.ValidateConfigResponse{Errors: cfgErr.Problems}, nil
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	_, errs := rules.Compile(cfg)
 	return &routingv1.ValidateConfigResponse{Valid: len(errs) == 0, Errors: errs}, nil
@@ -335,27 +357,24 @@ func (s *Server) ApplyConfig(ctx context.Context, req *routingv1.ApplyConfigRequ
 		return nil, err
 	}
 	cfg, err := configOf(req.GetConfig(), req.GetYaml())
+	var cfgErr *config.Error
+	if errors.As(err, &cfgErr) {
+		return nil, problems("yaml", cfgErr.Problems)
+	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if _, errs := rules.Compile(cfg); len(errs) > 0 {
-		return nil, status.Error(codes.InvalidArgument, (&config.Error{Problems: errs}).Error())
+		return nil, problems("config", errs)
 	}
 	if err := checkConfigIDs(cfg); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	cfg.CreatedAt = timestamppb.New(s.svc.clk.Now())
-	err = s.svc.Update(ws, func(tx *store.Tx) error {
-		if err := checkConfigPools(tx, cfg); err != nil {
-			return err
-		}
-		if err := tx.PutConfig(cfg); err != nil {
-			return err
-		}
-		_, err := s.svc.RerouteUnassigned(tx, rerouteOnDirectory)
-		return err
-	})
-	return &routingv1.ApplyConfigResponse{Config: cfg}, toStatus(err)
+	cfg, err = s.app.ApplyConfig(ws, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ApplyConfigResponse{Config: cfg}, nil
 }
 
 // checkConfigIDs bounds the ids and names a config stores and shows back:
@@ -375,54 +394,26 @@ func checkConfigIDs(cfg *routingv1.Config) error {
 	return nil
 }
 
-// checkConfigPools refuses a config whose rules or fallback name a pool the
-// workspace does not have: every handoff reaching that rule would otherwise
-// end unassigned. Pools are applied before the config that uses them
-// (cairn apply does so).
-func checkConfigPools(tx *store.Tx, cfg *routingv1.Config) error {
-	check := func(path, id string) error {
-		if id == "" {
-			return nil
-		}
-		if _, err := tx.Pool(id); errors.Is(err, ErrNotFound) {
-			return invalid("%s: no pool %q in this workspace", path, id)
-		} else if err != nil {
-			return err
-		}
-		return nil
-	}
-	if err := check("fallback_pool_id", cfg.GetFallbackPoolId()); err != nil {
-		return err
-	}
-	for i, r := range cfg.GetRules() {
-		if r.GetAction() != routingv1.ActionKind_ACTION_KIND_POOL {
-			continue
-		}
-		if err := check(fmt.Sprintf("rules[%d].pool_id", i), r.GetPoolId()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // GetConfig returns the active config, also as YAML.
 func (s *Server) GetConfig(ctx context.Context, req *routingv1.GetConfigRequest) (*routingv1.GetConfigResponse, error) {
 	ws, err := auth.Workspace(ctx, req.GetWorkspace())
 	if err != nil {
 		return nil, err
 	}
-	var cfg *routingv1.Config
-	err = s.svc.View(ws, func(tx *store.Tx) error { cfg, err = tx.Config(); return err })
+	cfg, err := s.app.GetConfig(ws)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	y, err := config.Format(cfg)
-	return &routingv1.GetConfigResponse{Config: cfg, Yaml: string(y)}, toStatus(err)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.GetConfigResponse{Config: cfg, Yaml: string(y)}, nil
 }
 
 func validLead(l *routingv1.Lead) error {
 	if l == nil {
-		return invalid("lead: required")
+		return apierr.Field("lead", "required")
 	}
 	for f, v := range map[string]string{"lead.lead_id": l.GetLeadId(), "lead.account_id": l.GetAccountId()} {
 		if err := checkID(f, v, false); err != nil {
@@ -435,14 +426,14 @@ func validLead(l *routingv1.Lead) error {
 		}
 	}
 	if l.GetLeadId() == "" && l.GetEmail() == "" && l.GetAccountId() == "" {
-		return invalid("lead: one of lead_id, email or account_id is required")
+		return apierr.Field("lead", "one of lead_id, email or account_id is required")
 	}
-	if len(l.GetAttributes()) > maxAttrs {
-		return invalid("lead.attributes: more than %d entries", maxAttrs)
+	if len(l.GetAttributes()) > MaxAttrs {
+		return apierr.Field("lead.attributes", "more than %d entries", MaxAttrs)
 	}
 	for k, v := range l.GetAttributes() {
-		if len(k) > maxID || len(v) > maxText {
-			return invalid("lead.attributes[%q]: key or value too long", k)
+		if len(k) > MaxID || len(v) > MaxText {
+			return apierr.Field(fmt.Sprintf("lead.attributes[%q]", k), "key or value too long")
 		}
 	}
 	return nil
@@ -457,20 +448,19 @@ func (s *Server) Qualify(ctx context.Context, req *routingv1.QualifyRequest) (*r
 	switch req.GetType() {
 	case routingv1.HandoffType_HANDOFF_TYPE_MQL, routingv1.HandoffType_HANDOFF_TYPE_PQL, routingv1.HandoffType_HANDOFF_TYPE_SQL:
 	default:
-		return nil, toStatus(invalid("type: must be MQL, PQL or SQL"))
+		return nil, apierr.Field("type", "must be MQL, PQL or SQL")
 	}
 	if err := validLead(req.GetLead()); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if err := checkID("request_id", req.GetRequestId(), false); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var a *routingv1.Assignment
-	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
-		a, err = s.svc.RouteTx(tx, Route{Type: req.GetType(), Lead: req.GetLead(), RequestID: apiRequestID(req.GetRequestId())})
-		return err
-	})
-	return &routingv1.QualifyResponse{Assignment: a}, toStatus(err)
+	a, err := s.app.Qualify(ctx, ws, req.GetType(), req.GetLead(), req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.QualifyResponse{Assignment: a}, nil
 }
 
 // Handoff routes a post-sale or manual handoff.
@@ -483,28 +473,24 @@ func (s *Server) Handoff(ctx context.Context, req *routingv1.HandoffRequest) (*r
 	case routingv1.HandoffType_HANDOFF_TYPE_CLOSED_WON, routingv1.HandoffType_HANDOFF_TYPE_RENEWAL, routingv1.HandoffType_HANDOFF_TYPE_RISK:
 	case routingv1.HandoffType_HANDOFF_TYPE_MANUAL:
 		if req.GetOwnerId() == "" {
-			return nil, toStatus(invalid("owner_id: required for MANUAL handoffs"))
+			return nil, apierr.Field("owner_id", "required for MANUAL handoffs")
 		}
 	default:
-		return nil, toStatus(invalid("type: must be CLOSED_WON, RENEWAL, RISK or MANUAL"))
+		return nil, apierr.Field("type", "must be CLOSED_WON, RENEWAL, RISK or MANUAL")
 	}
 	for f, v := range map[string]string{"account_id": req.GetAccountId(), "owner_id": req.GetOwnerId(), "request_id": req.GetRequestId()} {
 		if err := checkID(f, v, f == "account_id"); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
 	if err := checkText("reason", req.GetReason()); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var a *routingv1.Assignment
-	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
-		a, err = s.svc.RouteTx(tx, Route{
-			Type: req.GetType(), AccountID: req.GetAccountId(), OwnerID: req.GetOwnerId(), Reason: req.GetReason(), RequestID: apiRequestID(req.GetRequestId()),
-			Lead: &routingv1.Lead{AccountId: req.GetAccountId()},
-		})
-		return err
-	})
-	return &routingv1.HandoffResponse{Assignment: a}, toStatus(err)
+	a, err := s.app.Handoff(ctx, ws, req.GetType(), req.GetAccountId(), req.GetOwnerId(), req.GetReason(), req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.HandoffResponse{Assignment: a}, nil
 }
 
 // GetAssignment returns one assignment.
@@ -514,11 +500,13 @@ func (s *Server) GetAssignment(ctx context.Context, req *routingv1.GetAssignment
 		return nil, err
 	}
 	if err := checkID("assignment_id", req.GetAssignmentId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var a *routingv1.Assignment
-	err = s.svc.View(ws, func(tx *store.Tx) error { a, err = tx.Assignment(req.GetAssignmentId()); return err })
-	return &routingv1.GetAssignmentResponse{Assignment: a}, toStatus(err)
+	a, err := s.app.GetAssignment(ws, req.GetAssignmentId())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.GetAssignmentResponse{Assignment: a}, nil
 }
 
 // ListAssignments pages assignments by owner, state, type or account.
@@ -529,20 +517,18 @@ func (s *Server) ListAssignments(ctx context.Context, req *routingv1.ListAssignm
 	}
 	for f, v := range map[string]string{"owner_id": req.GetOwnerId(), "account_id": req.GetAccountId()} {
 		if err := checkID(f, v, false); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
 		return nil, err
 	}
-	resp := &routingv1.ListAssignmentsResponse{}
-	err = s.svc.View(ws, func(tx *store.Tx) error {
-		items, last, more, err := tx.ListAssignments(store.Filter{OwnerID: req.GetOwnerId(), State: req.GetState(), Type: req.GetType(), AccountID: req.GetAccountId()}, store.Page{After: after, Size: size})
-		resp.Assignments, resp.Page = items, page.Response(last, more, -1)
-		return err
-	})
-	return resp, toStatus(err)
+	items, last, more, err := s.app.ListAssignments(ws, req, after, size)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ListAssignmentsResponse{Assignments: items, Page: page.Response(last, more, -1)}, nil
 }
 
 // RecordTouch records a touch that closes or advances an SLA.
@@ -552,24 +538,23 @@ func (s *Server) RecordTouch(ctx context.Context, req *routingv1.RecordTouchRequ
 		return nil, err
 	}
 	if err := checkID("assignment_id", req.GetAssignmentId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if err := checkID("touch_type", req.GetTouchType(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	at := s.svc.clk.Now()
+	at := s.app.Now()
 	if req.GetAt() != nil {
 		if err := req.GetAt().CheckValid(); err != nil {
-			return nil, toStatus(invalid("at: %v", err))
+			return nil, apierr.Field("at", "%v", err)
 		}
 		at = req.GetAt().AsTime()
 	}
-	var a *routingv1.Assignment
-	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
-		a, err = s.svc.TouchTx(tx, req.GetAssignmentId(), req.GetTouchType(), at)
-		return err
-	})
-	return &routingv1.RecordTouchResponse{Assignment: a}, toStatus(err)
+	a, err := s.app.RecordTouch(ctx, ws, req.GetAssignmentId(), req.GetTouchType(), at)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.RecordTouchResponse{Assignment: a}, nil
 }
 
 // PauseSla pauses an assignment's SLA clock.
@@ -579,17 +564,16 @@ func (s *Server) PauseSla(ctx context.Context, req *routingv1.PauseSlaRequest) (
 		return nil, err
 	}
 	if err := checkID("assignment_id", req.GetAssignmentId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if err := checkText("reason", req.GetReason()); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var a *routingv1.Assignment
-	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error {
-		a, err = s.svc.PauseTx(tx, req.GetAssignmentId(), req.GetReason())
-		return err
-	})
-	return &routingv1.PauseSlaResponse{Assignment: a}, toStatus(err)
+	a, err := s.app.PauseSla(ctx, ws, req.GetAssignmentId(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.PauseSlaResponse{Assignment: a}, nil
 }
 
 // ResumeSla resumes a paused SLA clock.
@@ -599,11 +583,13 @@ func (s *Server) ResumeSla(ctx context.Context, req *routingv1.ResumeSlaRequest)
 		return nil, err
 	}
 	if err := checkID("assignment_id", req.GetAssignmentId(), true); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	var a *routingv1.Assignment
-	err = s.svc.Commit(ctx, ws, func(tx *store.Tx) error { a, err = s.svc.ResumeTx(tx, req.GetAssignmentId()); return err })
-	return &routingv1.ResumeSlaResponse{Assignment: a}, toStatus(err)
+	a, err := s.app.ResumeSla(ctx, ws, req.GetAssignmentId())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ResumeSlaResponse{Assignment: a}, nil
 }
 
 // GetReport returns speed-to-lead (created to first touch) and SLA
@@ -623,91 +609,11 @@ func (s *Server) GetReport(ctx context.Context, req *routingv1.GetReportRequest)
 			to = w.GetEnd().AsTime()
 		}
 	}
-	type acc struct {
-		row    *routingv1.Attainment
-		speeds []time.Duration
-	}
-	groups := map[[2]string]*acc{}
-	// An assignment reassigned on breach counts as breached for its type
-	// and for each previous owner (and their team); its current owner is
-	// judged by the fresh clock it got.
-	add := func(by, key string, a *routingv1.Assignment, previous bool) {
-		g := groups[[2]string{by, key}]
-		if g == nil {
-			g = &acc{row: &routingv1.Attainment{GroupBy: by, Key: key}}
-			groups[[2]string{by, key}] = g
-		}
-		g.row.Assignments++
-		if previous {
-			g.row.Breached++
-			return
-		}
-		if a.GetSla().GetMetAt() != nil {
-			g.row.Met++
-		}
-		if a.GetSla().GetBreached() || (by == "type" && len(a.GetPreviousOwnerIds()) > 0) {
-			g.row.Breached++
-		}
-		if a.GetFirstTouchAt() != nil {
-			g.speeds = append(g.speeds, a.GetFirstTouchAt().AsTime().Sub(a.GetCreatedAt().AsTime()))
-		}
-	}
-	err = s.svc.View(ws, func(tx *store.Tx) error {
-		teams := map[string]string{}
-		return tx.ForEachAssignment(func(a *routingv1.Assignment) error {
-			c := a.GetCreatedAt().AsTime()
-			if (!from.IsZero() && c.Before(from)) || (!to.IsZero() && !c.Before(to)) || a.GetOwnerId() == "" {
-				return nil
-			}
-			teamOf := func(owner string) string {
-				team, ok := teams[owner]
-				if !ok {
-					if o, err := tx.Owner(owner); err == nil {
-						team = strings.ToLower(strings.TrimPrefix(o.GetTeam().String(), "TEAM_"))
-					}
-					teams[owner] = team
-				}
-				return team
-			}
-			add("type", rules.TypeName(a.GetType()), a, false)
-			add("team", teamOf(a.GetOwnerId()), a, false)
-			add("owner", a.GetOwnerId(), a, false)
-			for _, prev := range a.GetPreviousOwnerIds() {
-				add("team", teamOf(prev), a, true)
-				add("owner", prev, a, true)
-			}
-			return nil
-		})
-	})
+	rows, err := s.app.Report(ws, from, to)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	resp := &routingv1.GetReportResponse{}
-	for _, g := range groups {
-		if done := g.row.Met + g.row.Breached; done > 0 {
-			g.row.Attainment = float64(g.row.Met) / float64(done)
-		}
-		if len(g.speeds) > 0 {
-			slices.Sort(g.speeds)
-			g.row.MedianSpeedToLead = durationpb.New(percentile(g.speeds, 50))
-			g.row.P90SpeedToLead = durationpb.New(percentile(g.speeds, 90))
-		}
-		resp.Rows = append(resp.Rows, g.row)
-	}
-	sort.Slice(resp.Rows, func(i, j int) bool {
-		a, b := resp.Rows[i], resp.Rows[j]
-		if a.GetGroupBy() != b.GetGroupBy() {
-			return a.GetGroupBy() > b.GetGroupBy() // type, team, owner
-		}
-		return a.GetKey() < b.GetKey()
-	})
-	return resp, nil
-}
-
-// percentile is the nearest-rank percentile of sorted values.
-func percentile(sorted []time.Duration, p int) time.Duration {
-	rank := (p*len(sorted) + 99) / 100
-	return sorted[max(rank-1, 0)]
+	return &routingv1.GetReportResponse{Rows: rows}, nil
 }
 
 // ListOwnerLoad pages owners with their open and breached counts.
@@ -720,19 +626,11 @@ func (s *Server) ListOwnerLoad(ctx context.Context, req *routingv1.ListOwnerLoad
 	if err != nil {
 		return nil, err
 	}
-	resp := &routingv1.ListOwnerLoadResponse{}
-	err = s.svc.View(ws, func(tx *store.Tx) error {
-		owners, last, more, err := tx.ListOwners(store.Page{After: after, Size: size}, routingv1.Team_TEAM_UNSPECIFIED)
-		for _, o := range owners {
-			open, breached := tx.Load(o.GetOwnerId())
-			resp.Owners = append(resp.Owners, &routingv1.OwnerLoad{
-				OwnerId: o.GetOwnerId(), Name: o.GetName(), Team: o.GetTeam(), Open: int32(open), Capacity: o.GetCapacity(), Breached: int32(breached),
-			})
-		}
-		resp.Page = page.Response(last, more, -1)
-		return err
-	})
-	return resp, toStatus(err)
+	owners, last, more, err := s.app.OwnerLoad(ws, after, size)
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ListOwnerLoadResponse{Owners: owners, Page: page.Response(last, more, -1)}, nil
 }
 
 // Subscriber serves one partition of the routing log from an offset: it
@@ -742,8 +640,8 @@ type Subscriber func(ctx context.Context, partition uint32, from uint64, send fu
 
 // Subscribe streams the routing log.
 func (s *Server) Subscribe(req *routingv1.SubscribeRequest, stream routingv1.RoutingService_SubscribeServer) error {
-	if req.GetPartition() >= s.svc.parts {
-		return status.Errorf(codes.InvalidArgument, "partition: %d is not below the partition count %d", req.GetPartition(), s.svc.parts)
+	if parts := s.app.Partitions(); req.GetPartition() >= parts {
+		return apierr.Field("partition", "%d is not below the partition count %d", req.GetPartition(), parts)
 	}
 	if s.sub == nil {
 		return status.Error(codes.Unimplemented, "routing log not served by this process")
@@ -755,13 +653,4 @@ func (s *Server) Subscribe(req *routingv1.SubscribeRequest, stream routingv1.Rou
 		return nil
 	}
 	return err
-}
-
-// apiRequestID namespaces client idempotency keys apart from the keys the
-// consumers derive from upstream records ("ingestion:<message id>", ...).
-func apiRequestID(id string) string {
-	if id == "" {
-		return ""
-	}
-	return "api:" + id
 }

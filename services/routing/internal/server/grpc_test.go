@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 )
 
 func TestAuthAndValidation(t *testing.T) {
-	h := newHarness(t, "", ny(16, 10, 0))
+	h := newHarness(t, ny(16, 10, 0))
 	h.setup(nil)
 	lead := &routingv1.Lead{Email: "a@acme.com"}
 	tests := []struct {
@@ -116,7 +116,7 @@ func TestAuthAndValidation(t *testing.T) {
 }
 
 func TestQualifyIdempotentAndPaged(t *testing.T) {
-	h := newHarness(t, "", ny(16, 10, 0))
+	h := newHarness(t, ny(16, 10, 0))
 	h.setup(nil)
 	ctx := ctxWith(writeKey)
 	first, err := h.client.Qualify(ctx, &routingv1.QualifyRequest{Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Lead: &routingv1.Lead{Email: "a@acme.com"}, RequestId: "r1"})
@@ -184,7 +184,7 @@ func TestQualifyIdempotentAndPaged(t *testing.T) {
 }
 
 func TestReport(t *testing.T) {
-	h := newHarness(t, "", ny(16, 9, 0))
+	h := newHarness(t, ny(16, 9, 0))
 	h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour)})
 	// Four leads; touches after 10, 20 and 30 minutes; the fourth breaches.
 	var ids []string
@@ -221,7 +221,7 @@ func TestReport(t *testing.T) {
 }
 
 func TestConfigRoundTrip(t *testing.T) {
-	h := newHarness(t, "", ny(16, 9, 0))
+	h := newHarness(t, ny(16, 9, 0))
 	ctx := ctxWith(adminKey)
 	if _, err := h.client.GetConfig(ctx, &routingv1.GetConfigRequest{}); status.Code(err) != codes.NotFound {
 		t.Fatalf("config before apply: %v", err)
@@ -263,7 +263,7 @@ func TestConfigRoundTrip(t *testing.T) {
 // TestOwnerUpdateTakesEffect checks that the owner cache used by decisions
 // follows UpsertOwner and DeleteOwner.
 func TestOwnerUpdateTakesEffect(t *testing.T) {
-	h := newHarness(t, "", ny(16, 10, 0))
+	h := newHarness(t, ny(16, 10, 0))
 	h.setup(nil)
 	owners := func(n int) string {
 		var got []string

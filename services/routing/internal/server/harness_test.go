@@ -1,121 +1,41 @@
-package server
+package server_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/services/routing/internal/app"
+	"github.com/cairn-dev/cairn/services/routing/internal/server"
+	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
-// txLog is a test Appender that keeps records in a bbolt bucket inside the
-// caller's transaction, so it commits (or not) with the state change exactly
-// like stream.Log.AppendTx.
-type txLog struct{}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func (txLog) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
-	b, err := pstore.Bucket(tx, "testlog", string(rune('a'+p)))
-	if err != nil {
-		return 0, err
-	}
-	seq, err := b.NextSequence()
-	if err != nil {
-		return 0, err
-	}
-	return seq, b.Put(pstore.U64(seq), data)
-}
-
-// AppendBatchTx implements BatchAppender record by record, so tests cover
-// the batched path of the timer loop with the same records.
-func (l txLog) AppendBatchTx(tx *bbolt.Tx, p uint32, data [][]byte) (uint64, error) {
-	var first uint64
-	for _, d := range data {
-		off, err := l.AppendTx(tx, p, d)
-		if err != nil {
-			return 0, err
-		}
-		if first == 0 {
-			first = off
-		}
-	}
-	return first, nil
-}
-
-// records reads every routing log record, partition by partition.
-func records(t *testing.T, db *pstore.DB) []*routingv1.LogRecord {
-	t.Helper()
-	var out []*routingv1.LogRecord
-	err := db.View(func(tx *bbolt.Tx) error {
-		root := tx.Bucket([]byte("testlog"))
-		if root == nil {
-			return nil
-		}
-		return root.ForEachBucket(func(k []byte) error {
-			return root.Bucket(k).ForEach(func(_, v []byte) error {
-				r := &routingv1.LogRecord{}
-				if err := proto.Unmarshal(v, r); err != nil {
-					return err
-				}
-				out = append(out, r)
-				return nil
-			})
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// slaEvents returns "kind:owner>new" for an assignment's SLA events in order;
-// an event that overtook earlier thresholds reads "kind[passed,...]:owner".
-func slaEvents(t *testing.T, db *pstore.DB, assignment string) []string {
-	t.Helper()
-	var out []string
-	for _, r := range records(t, db) {
-		if e := r.GetSlaEvent(); e != nil && e.GetAssignmentId() == assignment {
-			s := e.GetKind()
-			if len(e.GetPassed()) > 0 {
-				var passed []string
-				for _, p := range e.GetPassed() {
-					passed = append(passed, p.GetKind())
-				}
-				s += "[" + strings.Join(passed, ",") + "]"
-			}
-			s += ":" + e.GetOwnerId()
-			if e.GetNewOwnerId() != "" {
-				s += ">" + e.GetNewOwnerId()
-			}
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
+// harness serves the routing API over bufconn, with the auth and status
+// interceptors pkg/server installs, in front of a real application and
+// store.
 type harness struct {
 	t      *testing.T
-	path   string
-	db     *pstore.DB
 	clk    *clock.Manual
-	svc    *Service
-	reg    *prometheus.Registry
+	svc    *app.Service
 	client routingv1.RoutingServiceClient
-	stop   func()
 }
 
 // Tokens of the test keyring.
@@ -135,28 +55,28 @@ var keys = auth.StaticKeys{
 	serviceKey: {KeyID: "k5", Role: auth.RoleService},
 }
 
-// newHarness opens a store at path (a new temp file when empty) and serves
-// routing over bufconn with the auth interceptors.
-func newHarness(t *testing.T, path string, now time.Time) *harness {
+// newHarness opens a store in a temp dir and serves routing over it.
+func newHarness(t *testing.T, now time.Time) *harness {
 	t.Helper()
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "routing.db")
-	}
-	db, err := pstore.Open(path, pstore.Options{NoSync: true, SchemaVersion: 1})
+	db, err := store.OpenDB(filepath.Join(t.TempDir(), "routing.db"), pstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, path: path, db: db, clk: clock.NewManual(now), reg: prometheus.NewRegistry()}
-	h.svc, err = New(Options{DB: db, Log: txLog{}, Partitions: 4, Clock: h.clk, Registerer: h.reg})
+	clk := clock.NewManual(now)
+	log, err := stream.OpenLog(db, "routing", stream.LogOptions{Partitions: 4, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := app.New(app.Options{DB: db, Log: log, Partitions: 4, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, Policy())),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, Policy())),
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), apierr.UnaryServerInterceptor(slog.Default())),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), apierr.StreamServerInterceptor(slog.Default())),
 	)
-	routingv1.RegisterRoutingServiceServer(gs, NewServer(h.svc, nil))
+	routingv1.RegisterRoutingServiceServer(gs, server.NewServer(svc, server.LogSubscriber(log)))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = gs.Serve(lis) }()
@@ -166,23 +86,18 @@ func newHarness(t *testing.T, path string, now time.Time) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.client = routingv1.NewRoutingServiceClient(conn)
-	var once sync.Once
-	h.stop = func() {
-		once.Do(func() {
-			_ = conn.Close()
-			gs.Stop()
-			wg.Wait()
-			if err := db.Close(); err != nil {
-				t.Errorf("close store: %v", err)
-			}
-		})
-	}
-	t.Cleanup(h.stop)
-	return h
+	t.Cleanup(func() {
+		_ = conn.Close()
+		gs.Stop()
+		wg.Wait()
+		if err := db.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return &harness{t: t, clk: clk, svc: svc, client: routingv1.NewRoutingServiceClient(conn)}
 }
 
-// ctx returns a context carrying a bearer token.
+// ctxWith returns a context carrying a bearer token.
 func ctxWith(token string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }
@@ -197,11 +112,53 @@ func (h *harness) fire() int {
 	return n
 }
 
-func (h *harness) assignment(id string) *routingv1.Assignment {
-	h.t.Helper()
-	r, err := h.client.GetAssignment(ctxWith(readKey), &routingv1.GetAssignmentRequest{AssignmentId: id})
+var newYork = func() *time.Location {
+	loc, err := time.LoadLocation("America/New_York")
 	if err != nil {
-		h.t.Fatalf("get assignment %s: %v", id, err)
+		panic(err)
+	}
+	return loc
+}()
+
+// ny is a local New York time on the week of Monday 2026-11-16.
+func ny(day, hour, minute int) time.Time {
+	return time.Date(2026, 11, day, hour, minute, 0, 0, newYork)
+}
+
+// setup loads two SDRs in a round-robin pool, a manager, and a config with
+// policy, when not nil, as its SLA policy.
+func (h *harness) setup(policy *routingv1.SlaPolicy) {
+	h.t.Helper()
+	ctx := ctxWith(adminKey)
+	for _, o := range []*routingv1.Owner{
+		{OwnerId: "alice", Team: routingv1.Team_TEAM_SDR, TimeZone: "America/New_York", ManagerId: "maria", Capacity: 100},
+		{OwnerId: "bob", Team: routingv1.Team_TEAM_SDR, TimeZone: "America/New_York", ManagerId: "maria", Capacity: 100},
+		{OwnerId: "maria", Team: routingv1.Team_TEAM_MANAGER, TimeZone: "America/New_York"},
+	} {
+		if _, err := h.client.UpsertOwner(ctx, &routingv1.UpsertOwnerRequest{Owner: o}); err != nil {
+			h.t.Fatalf("upsert owner: %v", err)
+		}
+	}
+	if _, err := h.client.UpsertPool(ctx, &routingv1.UpsertPoolRequest{Pool: &routingv1.Pool{PoolId: "sdr", OwnerIds: []string{"alice", "bob"}, Strategy: routingv1.Strategy_STRATEGY_ROUND_ROBIN}}); err != nil {
+		h.t.Fatalf("upsert pool: %v", err)
+	}
+	cfg := &routingv1.Config{
+		FallbackPoolId: "sdr",
+		Rules:          []*routingv1.Rule{{Name: "sdr", Action: routingv1.ActionKind_ACTION_KIND_POOL, PoolId: "sdr"}},
+	}
+	if policy != nil {
+		cfg.SlaPolicies = []*routingv1.SlaPolicy{policy}
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: cfg}); err != nil {
+		h.t.Fatalf("apply config: %v", err)
+	}
+}
+
+func (h *harness) qualify(email string) *routingv1.Assignment {
+	h.t.Helper()
+	r, err := h.client.Qualify(ctxWith(writeKey), &routingv1.QualifyRequest{Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Lead: &routingv1.Lead{Email: email, AccountId: "acct-" + email}})
+	if err != nil {
+		h.t.Fatalf("qualify: %v", err)
 	}
 	return r.GetAssignment()
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // LogSubscriber serves the routing log l: it decodes each record and fills
-// in its offset and partition. Errors for offsets out of range are OutOfRange
-// statuses (stream.Status).
+// in its offset and partition. Errors for offsets out of range map to
+// OutOfRange (apierr).
 func LogSubscriber(l *stream.Log) Subscriber {
 	return func(ctx context.Context, p uint32, from uint64, send func([]*routingv1.LogRecord, uint64) error) error {
 		err := l.Serve(ctx, p, from, func(recs []stream.Record, head uint64) error {
@@ -27,9 +27,9 @@ func LogSubscriber(l *stream.Log) Subscriber {
 			}
 			return send(out, head)
 		})
-		if err != nil && ctx.Err() == nil {
-			return stream.Status(err)
+		if ctx.Err() != nil {
+			return nil
 		}
-		return nil
+		return err
 	}
 }

@@ -8,7 +8,6 @@
 //	timers/<due unix ns, 8 bytes><workspace>\x00<assignment id> -> kind
 //	ws/<workspace>/owners/<owner id>                   -> routingv1.Owner
 //	ws/<workspace>/pools/<pool id>                     -> routingv1.Pool
-//	ws/<workspace>/configs/<version, 8 bytes>          -> routingv1.Config
 //	ws/<workspace>/assignments/<assignment id>         -> routingv1.Assignment
 //	ws/<workspace>/by_owner|by_state|by_type|by_account/<key>\x00<assignment id>
 //	ws/<workspace>/by_email/<email>\x00<assignment id>
@@ -19,6 +18,14 @@
 //	ws/<workspace>/cursors/<pool id>                    -> round-robin position
 //	ws/<workspace>/load/<owner id>                      -> open, breached (2x8 bytes)
 //	ws/<workspace>/requests/<request id>                -> assignment id
+//
+// The routing configuration's versions are pkg/store.Versions of kind
+// "config": one definition id, "config", whose latest version is the
+// active one (slot "config"). Schema 1 kept them in
+// ws/<workspace>/configs/<version, 8 bytes>; OpenDB migrates such a file.
+//
+// This is the only package of the service that sees bbolt: everything else
+// passes pkg/store's *store.Tx and calls the typed functions here.
 package store
 
 import (
@@ -37,19 +44,18 @@ import (
 	"github.com/cairn-dev/cairn/pkg/store"
 )
 
-// ErrNotFound is returned for a missing owner, pool, config or assignment.
+// ErrNotFound is returned for a missing owner, pool, config or assignment
+// (it is apierr.ErrNotFound).
 var ErrNotFound = store.ErrNotFound
-
-// SchemaVersion is the routing file's schema version.
-const SchemaVersion = 1
 
 // timersBucket is the top-level bucket of pending SLA timers.
 const timersBucket = "timers"
 
-// Tx is one bbolt transaction scoped to a workspace.
+// Tx is one transaction scoped to a workspace.
 type Tx struct {
-	tx *bbolt.Tx
-	ws string
+	base *store.Tx
+	tx   *bbolt.Tx
+	ws   string
 	// buckets caches bucket handles: the nested lookup is a measurable
 	// part of firing timers in bulk.
 	buckets map[string]*bbolt.Bucket
@@ -127,10 +133,17 @@ func (t *Tx) FlushLoad() error {
 }
 
 // In scopes tx to a workspace.
-func In(tx *bbolt.Tx, workspace string) *Tx { return &Tx{tx: tx, ws: workspace} }
+func In(tx *store.Tx, workspace string) *Tx { return &Tx{base: tx, tx: tx.Bolt(), ws: workspace} }
 
-// Bolt returns the underlying transaction.
-func (t *Tx) Bolt() *bbolt.Tx { return t.tx }
+// Base returns the transaction the Tx is scoped from, for what spans
+// workspaces or lives outside this package (the routing log, cursors).
+func (t *Tx) Base() *store.Tx { return t.base }
+
+// Writable reports whether the transaction may write.
+func (t *Tx) Writable() bool { return t.tx.Writable() }
+
+// OnCommit runs fn once the transaction has committed.
+func (t *Tx) OnCommit(fn func()) { t.base.OnCommit(fn) }
 
 // Workspace returns the workspace the Tx is scoped to.
 func (t *Tx) Workspace() string { return t.ws }
@@ -308,49 +321,61 @@ func (t *Tx) ListPools(p Page) ([]*routingv1.Pool, []byte, bool, error) {
 	return out, last, more, err
 }
 
+// configs keeps every workspace's routing configuration versions.
+var configs = store.NewVersions("config", func() *routingv1.Config { return &routingv1.Config{} })
+
+// The one definition id and active slot of the routing configuration: a
+// workspace has one configuration, and its latest version is the active one.
+const (
+	configID   = "config"
+	configSlot = "config"
+)
+
 // Config returns the active (latest) config, or ErrNotFound.
 func (t *Tx) Config() (*routingv1.Config, error) {
-	b, err := t.bucket("configs")
+	p, err := configs.Active(t.base, t.ws, configSlot)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("get config: %w", ErrNotFound)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get config: %w", err)
 	}
-	if b == nil {
-		return nil, fmt.Errorf("get config: %w", ErrNotFound)
-	}
-	k, v := b.Cursor().Last()
-	if k == nil {
-		return nil, fmt.Errorf("get config: %w", ErrNotFound)
-	}
-	c := &routingv1.Config{}
-	if err := unmarshal(v, c); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return configs.Get(t.base, t.ws, p.ID, p.Version)
 }
 
 // ConfigVersion returns the active config's version without decoding it;
 // 0 when none was applied.
 func (t *Tx) ConfigVersion() uint32 {
-	b, err := t.bucket("configs")
-	if err != nil || b == nil {
+	p, err := configs.Active(t.base, t.ws, configSlot)
+	if err != nil {
 		return 0
 	}
-	k, _ := b.Cursor().Last()
-	return uint32(store.ParseU64(k))
+	return p.Version
 }
 
-// PutConfig stores cfg as the next version and sets cfg.version.
+// PutConfig stores cfg as the next version, makes it the active one and
+// sets cfg.version.
 func (t *Tx) PutConfig(cfg *routingv1.Config) error {
-	b, err := t.bucket("configs")
+	latest, err := configs.Latest(t.base, t.ws, configID)
 	if err != nil {
 		return err
 	}
-	var next uint32 = 1
-	if k, _ := b.Cursor().Last(); k != nil {
-		next = uint32(store.ParseU64(k)) + 1
+	cfg.Version = latest + 1
+	return t.putConfigVersion(cfg)
+}
+
+// putConfigVersion stores cfg under its own version and makes it active.
+func (t *Tx) putConfigVersion(cfg *routingv1.Config) error {
+	if err := configs.Put(t.base, t.ws, configID, cfg.GetVersion(), cfg); err != nil {
+		return err
 	}
-	cfg.Version = next
-	return store.PutProto(b, store.U64(uint64(next)), cfg)
+	return configs.SetActive(t.base, t.ws, configSlot, configID, cfg.GetVersion())
+}
+
+// ConfigVersions calls fn with the workspace's config versions, newest
+// first, until fn returns false or an error.
+func (t *Tx) ConfigVersions(fn func(*routingv1.Config) (bool, error)) error {
+	return configs.List(t.base, t.ws, configID, 0, func(_ uint32, c *routingv1.Config) (bool, error) { return fn(c) })
 }
 
 // NextAssignmentID returns a new id that sorts by creation order.
@@ -843,13 +868,13 @@ func parseTimer(k, v []byte) (Timer, error) {
 }
 
 // DueTimers returns up to limit timers due at or before now, earliest first.
-func DueTimers(tx *bbolt.Tx, now time.Time, limit int) ([]Timer, error) {
+func DueTimers(tx *store.Tx, now time.Time, limit int) ([]Timer, error) {
 	return DueTimersAfter(tx, nil, now, limit)
 }
 
 // NextTimer returns the earliest pending timer's due time.
-func NextTimer(tx *bbolt.Tx) (time.Time, bool) {
-	tb := tx.Bucket([]byte(timersBucket))
+func NextTimer(tx *store.Tx) (time.Time, bool) {
+	tb := tx.Bolt().Bucket([]byte(timersBucket))
 	if tb == nil {
 		return time.Time{}, false
 	}
@@ -892,8 +917,8 @@ func (t *Tx) DeleteTimer(tm Timer) error {
 }
 
 // PendingTimers counts pending timers.
-func PendingTimers(tx *bbolt.Tx) int {
-	tb := tx.Bucket([]byte(timersBucket))
+func PendingTimers(tx *store.Tx) int {
+	tb := tx.Bolt().Bucket([]byte(timersBucket))
 	if tb == nil {
 		return 0
 	}
@@ -973,8 +998,8 @@ func (t *Tx) ClearArmed(assignmentID string, key []byte) (bool, error) {
 
 // DueTimersAfter returns up to limit timers due at or before now whose keys
 // sort after after (all of them when after is nil), earliest first.
-func DueTimersAfter(tx *bbolt.Tx, after []byte, now time.Time, limit int) ([]Timer, error) {
-	tb := tx.Bucket([]byte(timersBucket))
+func DueTimersAfter(tx *store.Tx, after []byte, now time.Time, limit int) ([]Timer, error) {
+	tb := tx.Bolt().Bucket([]byte(timersBucket))
 	if tb == nil {
 		return nil, nil
 	}

@@ -6,16 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 )
 
 func TestAssignmentsIndexesAndLoad(t *testing.T) {
 	db := storetest.Open(t)
 	open := routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
-	err := db.Update(func(btx *bbolt.Tx) error {
+	err := db.Update(func(btx *pstore.Tx) error {
 		tx := In(btx, "ws1")
 		for i := range 7 {
 			id, err := tx.NextAssignmentID()
@@ -66,7 +65,7 @@ func TestAssignmentsIndexesAndLoad(t *testing.T) {
 					items []*routingv1.Assignment
 					more  bool
 				)
-				err := db.View(func(btx *bbolt.Tx) error {
+				err := db.View(func(btx *pstore.Tx) error {
 					var err error
 					items, p.After, more, err = In(btx, "ws1").ListAssignments(tt.filter, p)
 					return err
@@ -84,7 +83,7 @@ func TestAssignmentsIndexesAndLoad(t *testing.T) {
 			}
 		})
 	}
-	_ = db.View(func(btx *bbolt.Tx) error {
+	_ = db.View(func(btx *pstore.Tx) error {
 		tx := In(btx, "ws1")
 		if o, _ := tx.Load("o0"); o != 3 {
 			t.Errorf("o0 open load %d, want 3", o)
@@ -106,7 +105,7 @@ func TestAssignmentsIndexesAndLoad(t *testing.T) {
 func TestTimers(t *testing.T) {
 	db := storetest.Open(t)
 	base := time.Date(2026, 11, 16, 9, 0, 0, 0, time.UTC)
-	err := db.Update(func(btx *bbolt.Tx) error {
+	err := db.Update(func(btx *pstore.Tx) error {
 		tx := In(btx, "ws")
 		for i, id := range []string{"c", "a", "b"} {
 			if err := tx.Arm(id, base.Add(time.Duration(i)*time.Hour), "warning_50"); err != nil {
@@ -131,7 +130,7 @@ func TestTimers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_ = db.View(func(btx *bbolt.Tx) error {
+			_ = db.View(func(btx *pstore.Tx) error {
 				ts, err := DueTimers(btx, tt.now, 10)
 				if err != nil {
 					t.Fatal(err)
@@ -150,7 +149,7 @@ func TestTimers(t *testing.T) {
 			})
 		})
 	}
-	err = db.Update(func(btx *bbolt.Tx) error {
+	err = db.Update(func(btx *pstore.Tx) error {
 		ts, err := DueTimers(btx, base.Add(5*time.Hour), 10)
 		if err != nil {
 			return err
@@ -175,7 +174,7 @@ func TestTimers(t *testing.T) {
 
 func TestConfigVersions(t *testing.T) {
 	db := storetest.Open(t)
-	err := db.Update(func(btx *bbolt.Tx) error {
+	err := db.Update(func(btx *pstore.Tx) error {
 		tx := In(btx, "ws")
 		if _, err := tx.Config(); !errors.Is(err, ErrNotFound) {
 			t.Errorf("empty config: %v", err)
@@ -204,7 +203,7 @@ func TestConfigVersions(t *testing.T) {
 // and rejects corrupt bytes with an error instead of a panic.
 func TestAggregates(t *testing.T) {
 	db := storetest.Open(t)
-	err := db.Update(func(btx *bbolt.Tx) error {
+	err := db.Update(func(btx *pstore.Tx) error {
 		tx := In(btx, "ws1")
 		a, err := tx.Aggregates("acme")
 		if err != nil {
@@ -250,7 +249,7 @@ func TestUpdateAssignmentDeferredLoad(t *testing.T) {
 	db := storetest.Open(t)
 	open := routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
 	breached := routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
-	err := db.Update(func(btx *bbolt.Tx) error {
+	err := db.Update(func(btx *pstore.Tx) error {
 		tx := In(btx, "ws")
 		a := &routingv1.Assignment{AssignmentId: "a1", OwnerId: "alice", State: open, Type: routingv1.HandoffType_HANDOFF_TYPE_MQL}
 		if err := tx.PutAssignment(a); err != nil {

@@ -1,15 +1,21 @@
-package main
+package app
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -50,11 +56,11 @@ func TestReplicasOwnWorkspaces(t *testing.T) {
 	var addrs [replicas]string
 	for k := range replicas {
 		addrs[k] = freeAddr(t)
-		cfg := config{Server: server.Config{
+		cfg := Config{Server: server.Config{
 			Name: "routing", GRPCAddr: addrs[k], DataDir: filepath.Join(dir, "data-"+strconv.Itoa(k)), KeysFile: keysPath,
 			Partitions: 8, Replica: k, Replicas: replicas,
 		}}
-		go func() { done <- run(ctx, cfg) }()
+		go func() { done <- Run(ctx, cfg) }()
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -136,4 +142,48 @@ func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
 	if key(0, 3) != 3 || key(1, 3) != 11 || watermarkKey(8, 1)(0, 3) != 3 {
 		t.Errorf("watermark keys: %d %d", key(0, 3), key(1, 3))
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+func dialTest(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// waitServing polls the health service until the process serves.
+func waitServing(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving within 30s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func bearer(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }

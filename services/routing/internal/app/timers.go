@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"bytes"
@@ -7,11 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/gc"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
@@ -63,8 +63,8 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 // anyDue reports whether a timer is due at now.
 func (s *Service) anyDue(now time.Time) (bool, error) {
 	var due bool
-	err := s.db.View(func(btx *bbolt.Tx) error {
-		next, ok := store.NextTimer(btx)
+	err := s.db.View(func(tx *pstore.Tx) error {
+		next, ok := store.NextTimer(tx)
 		due = ok && !next.After(now)
 		return nil
 	})
@@ -81,8 +81,8 @@ func (s *Service) fireBatch(now time.Time) (int, error) {
 		n        int
 		breached []routingv1.HandoffType
 	)
-	err := s.db.Update(func(btx *bbolt.Tx) error {
-		n, breached = 0, breached[:0]
+	// Update runs its function once: n and breached need no reset.
+	err := s.db.Update(func(btx *pstore.Tx) error {
 		due, err := store.DueTimers(btx, now, s.batch)
 		if err != nil {
 			return err
@@ -135,7 +135,7 @@ func newFireBatch() *fireBatch {
 	return &fireBatch{cals: map[string]*hours.Calendar{}, policies: map[string]*routingv1.SlaPolicy{}, txs: map[string]*store.Tx{}}
 }
 
-func (b *fireBatch) tx(btx *bbolt.Tx, ws string) *store.Tx {
+func (b *fireBatch) tx(btx *pstore.Tx, ws string) *store.Tx {
 	tx, ok := b.txs[ws]
 	if !ok {
 		tx = store.In(btx, ws)
@@ -245,7 +245,7 @@ func (s *Service) firePipelined(ctx context.Context) (int, error) {
 // plans them in a read transaction.
 func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 	pb := &planBatch{now: now, owners: map[string][]byte{}, configs: map[string]uint32{}}
-	err := s.db.View(func(btx *bbolt.Tx) error {
+	err := s.db.View(func(btx *pstore.Tx) error {
 		due, err := store.DueTimersAfter(btx, after, now, s.batch)
 		if err != nil {
 			return err
@@ -274,7 +274,7 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 			p.old = bytes.Clone(raw)
 			// Only the clock, state and a few ids are needed: the rest of the
 			// message (lead, decision) is copied as encoded.
-			a, spliced := lightAssignment(p.old)
+			a, spliced := store.LightAssignment(p.old)
 			if !spliced {
 				a = &routingv1.Assignment{}
 				if err := proto.Unmarshal(p.old, a); err != nil {
@@ -311,7 +311,7 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 				if err != nil {
 					continue
 				}
-				enc = spliceAssignment(p.old, a.GetState(), st)
+				enc = store.SpliceAssignment(p.old, a.GetState(), st)
 			} else {
 				enc, err = proto.Marshal(a)
 				if err != nil {
@@ -338,24 +338,6 @@ func (s *Service) prepare(after []byte, now time.Time) *planBatch {
 	return pb
 }
 
-// lightAssignment decodes the fields of an encoded Assignment the timer
-// loop uses (ids, type, owner, state, SLA clock); false when the encoding is
-// not one scanAssignment accepts.
-func lightAssignment(raw []byte) (*routingv1.Assignment, bool) {
-	w, ok := scanAssignment(raw)
-	if !ok {
-		return nil, false
-	}
-	a := &routingv1.Assignment{AssignmentId: w.id, Type: w.typ, AccountId: w.account, OwnerId: w.owner, State: w.state}
-	if w.sla != nil {
-		a.Sla = &routingv1.SlaState{}
-		if err := proto.Unmarshal(w.sla, a.Sla); err != nil {
-			return nil, false
-		}
-	}
-	return a, true
-}
-
 // writePlans commits one prepared batch. It works bucket by bucket (all
 // timers, then all assignments, ...) in key order rather than timer by
 // timer, so each step walks the same few pages.
@@ -364,8 +346,8 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 		n        int
 		breached []routingv1.HandoffType
 	)
-	err := s.db.Update(func(btx *bbolt.Tx) error {
-		n, breached = 0, breached[:0]
+	// Update runs its function once: n and breached need no reset.
+	err := s.db.Update(func(btx *pstore.Tx) error {
 		b := newFireBatch()
 		// Whatever changed since the plans were made sends them to fireTx.
 		stale := map[string]bool{}
@@ -533,13 +515,13 @@ func (s *Service) writePlans(pb *planBatch) (int, error) {
 // BatchAppender is an Appender that appends many records to a partition at
 // once; *stream.Log implements it.
 type BatchAppender interface {
-	AppendBatchTx(tx *bbolt.Tx, partition uint32, data [][]byte) (uint64, error)
+	AppendBatchTx(tx *pstore.Tx, partition uint32, data [][]byte) (uint64, error)
 }
 
 var _ BatchAppender = (*stream.Log)(nil)
 
 // appendBatch appends records to a partition of the routing log in order.
-func (s *Service) appendBatch(btx *bbolt.Tx, part uint32, recs [][]byte) error {
+func (s *Service) appendBatch(btx *pstore.Tx, part uint32, recs [][]byte) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -578,8 +560,8 @@ func (s *Service) RunTimers(ctx context.Context) error {
 			next time.Time
 			ok   bool
 		)
-		if err := s.db.View(func(btx *bbolt.Tx) error {
-			next, ok = store.NextTimer(btx)
+		if err := s.db.View(func(tx *pstore.Tx) error {
+			next, ok = store.NextTimer(tx)
 			return nil
 		}); err != nil {
 			return fmt.Errorf("read next timer: %w", err)

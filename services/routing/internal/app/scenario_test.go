@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 )
 
 var newYork = func() *time.Location {
@@ -335,7 +335,7 @@ func TestTimerLoopWakesOnConsumerArm(t *testing.T) {
 		Workspace: "ws", MessageId: "m1", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql",
 		Timestamp: timestamppb.New(ny(16, 9, 0)), Properties: st(t, map[string]any{"email": "x@acme.com"}),
 	}}}
-	h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{mql}) })
+	h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{mql}) })
 	as := h.list(&routingv1.ListAssignmentsRequest{})
 	if len(as) != 1 {
 		t.Fatalf("%d assignments, want 1", len(as))

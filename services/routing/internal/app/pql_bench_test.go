@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -22,7 +21,7 @@ import (
 // evaluated. 1,000 accounts, 20 users each, batches of 500 events per
 // transaction as the consumer delivers them; no fsync.
 func BenchmarkApplyIngestionPQL(b *testing.B) {
-	db, err := pstore.Open(filepath.Join(b.TempDir(), "p.db"), pstore.Options{NoSync: true, SchemaVersion: store.SchemaVersion})
+	db, err := store.OpenDB(filepath.Join(b.TempDir(), "p.db"), pstore.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +50,7 @@ func BenchmarkApplyIngestionPQL(b *testing.B) {
 				Timestamp: timestamppb.New(start.Add(time.Duration(n) * time.Second)),
 			}}}
 		}
-		if err := db.Update(func(tx *bbolt.Tx) error { return svc.ApplyIngestion(tx, 0, recs) }); err != nil {
+		if err := db.Update(func(tx *pstore.Tx) error { return svc.ApplyIngestion(tx, 0, recs) }); err != nil {
 			b.Fatal(err)
 		}
 	}

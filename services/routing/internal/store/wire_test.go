@@ -1,7 +1,8 @@
-package server
+package store
 
 import (
 	"bytes"
+	"math/rand"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestSpliceAssignment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			light, ok := lightAssignment(raw)
+			light, ok := LightAssignment(raw)
 			if !ok {
 				t.Fatal("encoding not accepted")
 			}
@@ -67,7 +68,7 @@ func TestSpliceAssignment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := spliceAssignment(raw, changed.GetState(), st)
+			got := SpliceAssignment(raw, changed.GetState(), st)
 			dec := &routingv1.Assignment{}
 			if err := proto.Unmarshal(got, dec); err != nil {
 				t.Fatal(err)
@@ -100,11 +101,121 @@ func TestScanAssignmentRejects(t *testing.T) {
 		"garbage tag":         {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
 		"sla not an SlaState": protowire.AppendBytes(protowire.AppendTag(nil, slaField, protowire.BytesType), []byte{0xff}),
 	} {
-		if _, ok := lightAssignment(b); ok {
+		if _, ok := LightAssignment(b); ok {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, ok := lightAssignment(raw); !ok {
+	if _, ok := LightAssignment(raw); !ok {
 		t.Fatal("valid encoding rejected")
 	}
+}
+
+// TestAssignmentCodecFields fails when routingv1.Assignment gains (or
+// loses) a field the codec has not been checked against.
+func TestAssignmentCodecFields(t *testing.T) {
+	checkFields(t, &routingv1.Assignment{}, assignmentFields)
+}
+
+// TestAssignmentCodecRandom checks LightAssignment and SpliceAssignment
+// against proto.Unmarshal and proto.Marshal on random assignments, every
+// field filled (or left empty) by a seeded generator: the light decoding
+// has the fields proto.Unmarshal finds, and the spliced encoding decodes to
+// the assignment with the new state and clock, byte for byte what
+// proto.Marshal writes when there is no map to order.
+func TestAssignmentCodecRandom(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	det := proto.MarshalOptions{Deterministic: true}
+	for i := range 3000 {
+		a := &routingv1.Assignment{}
+		fill(r, a.ProtoReflect(), 4)
+		raw, err := det.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		light, ok := LightAssignment(raw)
+		if !ok {
+			t.Fatalf("#%d: encoding of %v not accepted", i, a)
+		}
+		want := &routingv1.Assignment{AssignmentId: a.GetAssignmentId(), Type: a.GetType(), AccountId: a.GetAccountId(), OwnerId: a.GetOwnerId(), State: a.GetState(), Sla: a.GetSla()}
+		if !proto.Equal(light, want) {
+			t.Fatalf("#%d: light decoding %v, want %v", i, light, want)
+		}
+		changed := proto.Clone(a).(*routingv1.Assignment)
+		changed.State = routingv1.AssignmentState(r.Intn(len(routingv1.AssignmentState_name)))
+		changed.Sla = &routingv1.SlaState{}
+		fill(r, changed.Sla.ProtoReflect(), 2)
+		st, err := det.Marshal(changed.GetSla())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := SpliceAssignment(raw, changed.GetState(), st)
+		dec := &routingv1.Assignment{}
+		if err := proto.Unmarshal(got, dec); err != nil {
+			t.Fatalf("#%d: spliced encoding does not decode: %v", i, err)
+		}
+		if !proto.Equal(dec, changed) {
+			t.Fatalf("#%d: spliced %v\nwant %v", i, dec, changed)
+		}
+		if wantRaw, err := det.Marshal(changed); err != nil || !bytes.Equal(got, wantRaw) {
+			t.Fatalf("#%d: spliced bytes %x\nwant %x (%v)", i, got, wantRaw, err)
+		}
+	}
+}
+
+// benchAssignment is an assignment as the timer loop finds it: a lead, a
+// decision with candidates, a running clock.
+func benchAssignment() *routingv1.Assignment {
+	at := time.Date(2026, 11, 16, 9, 0, 0, 0, time.UTC)
+	return &routingv1.Assignment{
+		Workspace: "ws", AssignmentId: "as_000000000042", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, AccountId: "acct42",
+		Lead:    &routingv1.Lead{Email: "l42@acme.com", AccountId: "acct42", Attributes: map[string]string{"plan": "trial"}},
+		OwnerId: "alice", State: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN,
+		Decision: &routingv1.Decision{Rule: "sdr", PoolId: "sdr", Candidates: []*routingv1.Candidate{
+			{OwnerId: "alice", Chosen: true, OpenAssignments: 3}, {OwnerId: "bob", SkippedBecause: "at_capacity", OpenAssignments: 9},
+		}},
+		Sla:       &routingv1.SlaState{Policy: "mql", Allowed: durationpb.New(time.Hour), Used: durationpb.New(0), DueAt: timestamppb.New(at.Add(time.Hour))},
+		CreatedAt: timestamppb.New(at),
+	}
+}
+
+// BenchmarkAssignmentCodec compares what the timer loop does with a stored
+// assignment per fired timer, read the clock and write back state and
+// clock, through the codec ("splice") and through protobuf ("proto").
+func BenchmarkAssignmentCodec(b *testing.B) {
+	raw, err := proto.Marshal(benchAssignment())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("splice", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a, ok := LightAssignment(raw)
+			if !ok {
+				b.Fatal("not accepted")
+			}
+			a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+			a.Sla.Breached = true
+			st, err := proto.Marshal(a.GetSla())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if SpliceAssignment(raw, a.GetState(), st) == nil {
+				b.Fatal("splice failed")
+			}
+		}
+	})
+	b.Run("proto", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a := &routingv1.Assignment{}
+			if err := proto.Unmarshal(raw, a); err != nil {
+				b.Fatal(err)
+			}
+			a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+			a.Sla.Breached = true
+			if _, err := proto.Marshal(a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -6,24 +6,21 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
-	"google.golang.org/grpc"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/server"
-	"github.com/cairn-dev/cairn/pkg/store"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	rserver "github.com/cairn-dev/cairn/services/routing/internal/server"
 )
 
-// upstream holds what every consumer needs.
-type upstream struct {
-	db    *store.DB
-	parts []uint32
-	// partitions is the upstream partition count (-partitions).
+// consumerOptions holds what every consumer needs.
+type consumerOptions struct {
+	db *pstore.DB
+	// partitions is the upstream partition count (-partitions); routing
+	// reads every partition of every upstream.
 	partitions uint32
 	// owns reports whether this routing replica keeps a workspace
 	// (server.Config.OwnsWorkspace); the others' records are skipped.
@@ -34,47 +31,40 @@ type upstream struct {
 }
 
 // consumers builds the consumers of the ingestion, stages and health logs
-// (each skipped when its address is empty) and returns their Run functions
-// and the connections to close on exit.
-func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Context) error, []*grpc.ClientConn, error) {
-	var (
-		runs  []func(context.Context) error
-		conns []*grpc.ClientConn
-	)
-	// Stages and health may run as several replicas, listed comma-separated
-	// in replica order; partition p is read from the replica that owns it.
-	connectAll := func(list string) ([]*grpc.ClientConn, error) {
-		cs, err := server.DialList(list, cfg.Server.ServiceKey)
-		conns = append(conns, cs...)
-		return cs, err
+// (each skipped when its address is empty) over up and returns their Run
+// functions.
+func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions) ([]func(context.Context) error, error) {
+	parts := make([]uint32, o.partitions)
+	for i := range parts {
+		parts[i] = uint32(i)
 	}
+	var runs []func(context.Context) error
 	if cfg.IngestionAddr != "" {
 		// IngestionAddr lists the ingestion replicas (split by workspace),
 		// each with its own log and so its own consumer ("ingestion",
 		// "ingestion-1", ...).
-		sources, cs, err := server.IngestionSources(cfg.IngestionAddr, cfg.Server.ServiceKey)
-		conns = append(conns, cs...)
+		sources, err := up.Ingestion(cfg.IngestionAddr)
 		if err != nil {
-			return nil, conns, err
+			return nil, err
 		}
-		watermark := watermarkKey(up.partitions, len(sources))
+		watermark := watermarkKey(o.partitions, len(sources))
 		cons, err := stream.NewConsumers(stream.ConsumerOptions[*ingestionv1.LogRecord]{
-			Name: "ingestion", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Name: "ingestion", DB: o.db, Partitions: parts, Clock: o.clk, Logger: o.logger, Registerer: o.reg,
 			Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
-		}, sources, func(k int) func(*bbolt.Tx, uint32, []*ingestionv1.LogRecord) error {
-			return func(tx *bbolt.Tx, p uint32, recs []*ingestionv1.LogRecord) error {
-				return svc.ApplyIngestion(tx, watermark(k, p), owned(up.owns, recs, ingestionWorkspace))
+		}, sources, func(k int) func(*pstore.Tx, uint32, []*ingestionv1.LogRecord) error {
+			return func(tx *pstore.Tx, p uint32, recs []*ingestionv1.LogRecord) error {
+				return s.ApplyIngestion(tx, watermark(k, p), owned(o.owns, recs, ingestionWorkspace))
 			}
 		})
 		if err != nil {
-			return nil, conns, fmt.Errorf("ingestion consumer: %w", err)
+			return nil, fmt.Errorf("ingestion consumer: %w", err)
 		}
 		// SLA timers wait for the touches still in the ingestion backlog of
 		// any ingestion replica: each (replica, partition) is reported
 		// under the key its watermark is kept under, so the horizon is the
 		// lowest over every replica's backlog.
-		svc.SetIngestionProgress(func() []stream.Lag {
-			lags := make([]stream.Lag, 0, len(sources)*len(up.parts))
+		s.SetIngestionProgress(func() []stream.Lag {
+			lags := make([]stream.Lag, 0, len(sources)*len(parts))
 			for k, c := range cons {
 				for _, l := range c.Lag() {
 					l.Partition = watermark(k, l.Partition)
@@ -86,64 +76,45 @@ func consumers(cfg config, svc *rserver.Service, up upstream) ([]func(context.Co
 		runs = append(runs, cons.Run)
 	}
 	if cfg.StagesAddr != "" {
-		cs, err := connectAll(cfg.StagesAddr)
+		// Stages and health may run as several replicas, listed
+		// comma-separated in replica order; partition p is read from the
+		// replica that owns it.
+		source, err := up.Stages(cfg.StagesAddr)
 		if err != nil {
-			return nil, conns, err
-		}
-		source, err := stream.RouteConns(cs, func(conn *grpc.ClientConn) stream.Source[*stagesv1.LogRecord] {
-			c := stagesv1.NewStagesServiceClient(conn)
-			return stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[stagesv1.SubscribeResponse], error) {
-				return c.Subscribe(ctx, &stagesv1.SubscribeRequest{Partition: p, FromOffset: from})
-			}, func(r *stagesv1.SubscribeResponse) ([]*stagesv1.LogRecord, uint64) {
-				return r.GetRecords(), r.GetHeadOffset()
-			})
-		})
-		if err != nil {
-			return nil, conns, fmt.Errorf("stages sources: %w", err)
+			return nil, fmt.Errorf("stages sources: %w", err)
 		}
 		cons, err := stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
-			Name: "stages", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Name: "stages", DB: o.db, Partitions: parts, Clock: o.clk, Logger: o.logger, Registerer: o.reg,
 			Source: source,
 			Offset: func(r *stagesv1.LogRecord) uint64 { return r.GetOffset() },
-			Apply: func(tx *bbolt.Tx, p uint32, recs []*stagesv1.LogRecord) error {
-				return svc.ApplyStages(tx, p, owned(up.owns, recs, stagesWorkspace))
+			Apply: func(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecord) error {
+				return s.ApplyStages(tx, p, owned(o.owns, recs, stagesWorkspace))
 			},
 		})
 		if err != nil {
-			return nil, conns, fmt.Errorf("stages consumer: %w", err)
+			return nil, fmt.Errorf("stages consumer: %w", err)
 		}
 		runs = append(runs, cons.Run)
 	}
 	if cfg.HealthAddr != "" {
-		cs, err := connectAll(cfg.HealthAddr)
+		source, err := up.Health(cfg.HealthAddr)
 		if err != nil {
-			return nil, conns, err
-		}
-		source, err := stream.RouteConns(cs, func(conn *grpc.ClientConn) stream.Source[*healthv1.LogRecord] {
-			c := healthv1.NewHealthServiceClient(conn)
-			return stream.GRPCSource(func(ctx context.Context, p uint32, from uint64) (grpc.ServerStreamingClient[healthv1.SubscribeResponse], error) {
-				return c.Subscribe(ctx, &healthv1.SubscribeRequest{Partition: p, FromOffset: from})
-			}, func(r *healthv1.SubscribeResponse) ([]*healthv1.LogRecord, uint64) {
-				return r.GetRecords(), r.GetHeadOffset()
-			})
-		})
-		if err != nil {
-			return nil, conns, fmt.Errorf("health sources: %w", err)
+			return nil, fmt.Errorf("health sources: %w", err)
 		}
 		cons, err := stream.NewConsumer(stream.ConsumerOptions[*healthv1.LogRecord]{
-			Name: "health", DB: up.db, Partitions: up.parts, Clock: up.clk, Logger: up.logger, Registerer: up.reg,
+			Name: "health", DB: o.db, Partitions: parts, Clock: o.clk, Logger: o.logger, Registerer: o.reg,
 			Source: source,
 			Offset: func(r *healthv1.LogRecord) uint64 { return r.GetOffset() },
-			Apply: func(tx *bbolt.Tx, p uint32, recs []*healthv1.LogRecord) error {
-				return svc.ApplyHealth(tx, p, owned(up.owns, recs, healthWorkspace))
+			Apply: func(tx *pstore.Tx, p uint32, recs []*healthv1.LogRecord) error {
+				return s.ApplyHealth(tx, p, owned(o.owns, recs, healthWorkspace))
 			},
 		})
 		if err != nil {
-			return nil, conns, fmt.Errorf("health consumer: %w", err)
+			return nil, fmt.Errorf("health consumer: %w", err)
 		}
 		runs = append(runs, cons.Run)
 	}
-	return runs, conns, nil
+	return runs, nil
 }
 
 // owned drops the records of workspaces another routing replica keeps.

@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -19,6 +18,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/config"
@@ -82,7 +82,7 @@ func st(t *testing.T, m map[string]any) *structpb.Struct {
 	return s
 }
 
-func (h *harness) apply(fn func(tx *bbolt.Tx) error) {
+func (h *harness) apply(fn func(tx *pstore.Tx) error) {
 	h.t.Helper()
 	if err := h.db.Update(fn); err != nil {
 		h.t.Fatal(err)
@@ -185,7 +185,7 @@ func TestApplyIngestion(t *testing.T) {
 			h := newHarness(t, "", ny(16, 10, 0))
 			h.applyExample()
 			for _, r := range tt.recs(t) {
-				h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
+				h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
 			}
 			if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != tt.want {
 				t.Fatalf("assignments %q, want %q", got, tt.want)
@@ -234,13 +234,13 @@ func TestApplyStagesAndHealth(t *testing.T) {
 			group := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
 				Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", Traits: st(t, map[string]any{"csm_id": "cara", "ae_id": "abe"}),
 			}}}
-			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{group}) })
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{group}) })
 		}
 		if len(s.stages) > 0 {
-			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyStages(tx, 0, s.stages) })
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyStages(tx, 0, s.stages) })
 		}
 		if len(s.health) > 0 {
-			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyHealth(tx, 0, s.health) })
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyHealth(tx, 0, s.health) })
 		}
 		if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != s.want {
 			t.Fatalf("%s: assignments\n%q\nwant\n%q", s.name, got, s.want)
@@ -303,7 +303,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 	if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != "mql/acme/sam/known-account/open closed_won/acme/ian/kickoff/open" {
 		t.Fatalf("assignments %q", got)
 	}
-	_ = h.db.View(func(tx *bbolt.Tx) error {
+	_ = h.db.View(func(tx *pstore.Tx) error {
 		if c, err := stream.ReadCursor(tx, "ingestion", 0); err != nil || c != last {
 			t.Errorf("stored cursor %d (%v), want %d", c, err, last)
 		}
@@ -359,7 +359,7 @@ func FuzzApplyIngestion(f *testing.F) {
 		if err := proto.Unmarshal(data, r); err != nil {
 			return
 		}
-		_ = db.Update(func(tx *bbolt.Tx) error { return svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
+		_ = db.Update(func(tx *pstore.Tx) error { return svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{r}) })
 	})
 }
 
@@ -376,7 +376,7 @@ func TestTombstoneScrubsLeads(t *testing.T) {
 		ev("m3", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", AccountId: "globex", Properties: st(t, map[string]any{"email": "kim@globex.com"})}),
 		{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "ws", UserId: "u1"}}},
 	}
-	h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
+	h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
 	as := h.list(&routingv1.ListAssignmentsRequest{})
 	if len(as) != 2 {
 		t.Fatalf("assignments %v", as)
@@ -397,7 +397,7 @@ func TestTombstoneScrubsLeads(t *testing.T) {
 		t.Fatalf("%d tombstones forwarded on the routing log, want 1", tombstones)
 	}
 	// A later touch for the forgotten email finds nothing to touch.
-	h.apply(func(tx *bbolt.Tx) error {
+	h.apply(func(tx *pstore.Tx) error {
 		return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{ev("m4", &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", Properties: st(t, map[string]any{"email": "pat@acme.com"})})})
 	})
 	if s := h.list(&routingv1.ListAssignmentsRequest{})[0].GetState(); s != routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN {
@@ -437,12 +437,12 @@ func TestTouchBeforeHealthHandoff(t *testing.T) {
 					AccountId: "acme", Timestamp: timestamppb.New(tt.touchAt),
 				}}})
 			}
-			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
 			renewal := &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: &commonv1.Signal{
 				Workspace: "ws", AccountId: "acme", SignalId: "acme:renewal_window_90", Kind: commonv1.SignalKind_SIGNAL_KIND_RENEWAL,
 				Reason: "renewal_window_90", State: commonv1.SignalState_SIGNAL_STATE_OPEN, OpenedAt: timestamppb.New(opened),
 			}}}
-			h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyHealth(tx, 0, []*healthv1.LogRecord{renewal}) })
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyHealth(tx, 0, []*healthv1.LogRecord{renewal}) })
 			as := h.list(&routingv1.ListAssignmentsRequest{})
 			if got, want := summary(as), "renewal/acme/cara/existing-csm/"+tt.wantState; got != want {
 				t.Fatalf("assignments %q, want %q", got, want)

@@ -1,15 +1,15 @@
-package server
+package app
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 )
 
 // ingest applies one event, stamped at at, as the ingestion consumer does.
@@ -17,7 +17,7 @@ func (h *harness) ingest(id string, at time.Time, e *ingestionv1.Event) {
 	h.t.Helper()
 	e.Workspace, e.MessageId, e.Timestamp = "ws", id, timestamppb.New(at)
 	rec := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: e}}
-	h.apply(func(tx *bbolt.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{rec}) })
+	h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{rec}) })
 }
 
 // TestPQLOverProductAggregates checks that PQL rules see pkg/domain/account's

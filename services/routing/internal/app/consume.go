@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -18,7 +17,9 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
+	rserver "github.com/cairn-dev/cairn/services/routing/internal/server"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
@@ -41,7 +42,7 @@ func ownerTraits() map[string]routingv1.Team {
 // one ingestion replica, a key for (ingestion replica, partition) with
 // several (the caller's choice). It keys the event-time watermark only, and
 // SetIngestionProgress must report lags under the same keys.
-func (s *Service) ApplyIngestion(btx *bbolt.Tx, source uint32, recs []*ingestionv1.LogRecord) error {
+func (s *Service) ApplyIngestion(btx *pstore.Tx, source uint32, recs []*ingestionv1.LogRecord) error {
 	// Records may arm SLA timers, and they move the event-time watermark
 	// that holds timers back during a backlog; the timer loop may be asleep,
 	// so wake it once this transaction commits.
@@ -315,7 +316,7 @@ func eventLead(tx *store.Tx, e *ingestionv1.Event) (*routingv1.Lead, error) {
 	maps.Copy(traits, flat(ctxTraits))
 	maps.Copy(traits, flat(props))
 	for k, v := range traits {
-		if str, ok := v.(string); ok && len(k) <= maxID && len(str) <= maxText && len(lead.Attributes) < maxAttrs {
+		if str, ok := v.(string); ok && len(k) <= rserver.MaxID && len(str) <= rserver.MaxText && len(lead.Attributes) < rserver.MaxAttrs {
 			lead.Attributes[k] = str
 		}
 	}
@@ -417,7 +418,7 @@ func (s *Service) touchMatching(tx *store.Tx, e *ingestionv1.Event, touch string
 
 // ApplyStages applies stage transitions and signals: they update the
 // account's product context and re-evaluate PQL rules.
-func (s *Service) ApplyStages(btx *bbolt.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
+func (s *Service) ApplyStages(btx *pstore.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
 	// Records may arm SLA timers; the timer loop may be asleep with nothing
 	// pending, so wake it once this transaction commits.
 	btx.OnCommit(s.notify)
@@ -560,7 +561,7 @@ func bandName(b healthv1.Band) string {
 // renewal-window signal routes a RENEWAL handoff (rules usually send it to
 // the account's CSM); an open risk signal routes a RISK handoff and, when the
 // account has an AE, a second RISK assignment to that AE.
-func (s *Service) ApplyHealth(btx *bbolt.Tx, _ uint32, recs []*healthv1.LogRecord) error {
+func (s *Service) ApplyHealth(btx *pstore.Tx, _ uint32, recs []*healthv1.LogRecord) error {
 	// Records may arm SLA timers; the timer loop may be asleep with nothing
 	// pending, so wake it once this transaction commits.
 	btx.OnCommit(s.notify)

@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
@@ -173,9 +174,13 @@ func TestOrphanTimerFiresInOrder(t *testing.T) {
 		for i := range 4 {
 			ids = append(ids, h.qualify(fmt.Sprintf("l%d@acme.com", i)).GetAssignmentId())
 		}
-		err := h.db.Update(func(btx *bbolt.Tx) error {
+		err := h.db.Update(func(btx *pstore.Tx) error {
 			// Due before the armed warning_50 (09:30) of ids[1].
-			return btx.Bucket([]byte("timers")).Put(store.TimerKey(ny(16, 9, 10), "ws", ids[1]), []byte("warning_80"))
+			b, err := btx.Bucket("timers")
+			if err != nil {
+				return err
+			}
+			return b.Put(store.TimerKey(ny(16, 9, 10), "ws", ids[1]), []byte("warning_80"))
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -242,19 +247,34 @@ func TestFireDueWithNothingDueDoesNotWrite(t *testing.T) {
 	h := newHarness(t, "", ny(16, 9, 0))
 	h.setup(&routingv1.SlaPolicy{Name: "mql", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Within: durationpb.New(time.Hour)})
 	h.qualify("pat@acme.com")
-	txid := func() int {
-		var id int
-		if err := h.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+	// Every write transaction made through pkg/store, Update or Commit, is
+	// observed by its commit latency histogram.
+	writes := func() uint64 {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(h.db.Collector("routing"))
+		mfs, err := reg.Gather()
+		if err != nil {
 			t.Fatal(err)
 		}
-		return id
+		var n uint64
+		for _, mf := range mfs {
+			if mf.GetName() == "cairn_bbolt_commit_seconds" {
+				for _, m := range mf.GetMetric() {
+					n += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		return n
 	}
-	before := txid()
+	before := writes()
+	if before == 0 {
+		t.Fatal("no write transaction counted before FireDue: the count proves nothing")
+	}
 	if n := h.fire(); n != 0 {
 		t.Fatalf("fired %d", n)
 	}
-	if after := txid(); after != before {
-		t.Fatalf("transaction id %d -> %d: FireDue wrote with nothing due", before, after)
+	if after := writes(); after != before {
+		t.Fatalf("write transactions %d -> %d: FireDue wrote with nothing due", before, after)
 	}
 	h.clk.Set(ny(16, 9, 30))
 	if n := h.fire(); n != 1 {

@@ -1,8 +1,10 @@
-// Package server implements the routing service: the cairn.routing.v1 gRPC
-// API, the durable SLA timer loop and the consumers of the ingestion, stages
-// and health logs. Every state change (assignment, SLA state, timer, cursor,
-// routing log record) commits in one bbolt transaction.
-package server
+// Package app is the routing service's application: the use cases behind
+// the cairn.routing.v1 API (usecases.go, called by internal/server), the
+// durable SLA timer loop, the consumers of the ingestion, stages and health
+// logs, and the process wiring (Parse, Run). It owns the transactions: every
+// state change (assignment, SLA state, timer, cursor, routing log record)
+// commits in one, through the typed store of internal/store.
+package app
 
 import (
 	"context"
@@ -14,12 +16,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -32,21 +33,7 @@ import (
 // Appender appends a record to the routing log inside the caller's write
 // transaction; *stream.Log implements it.
 type Appender interface {
-	AppendTx(tx *bbolt.Tx, partition uint32, data []byte) (uint64, error)
-}
-
-// Errors translated to gRPC codes by toStatus.
-var (
-	// ErrInvalid marks bad input; the message names the field.
-	ErrInvalid = errors.New("invalid argument")
-	// ErrNotFound marks a missing owner, pool, config or assignment.
-	ErrNotFound = store.ErrNotFound
-	// ErrState marks an operation that does not fit the assignment's state.
-	ErrState = errors.New("failed precondition")
-)
-
-func invalid(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+	AppendTx(tx *pstore.Tx, partition uint32, data []byte) (uint64, error)
 }
 
 // Options configure a Service.
@@ -252,7 +239,7 @@ type directory struct {
 // service's owner cache; read transactions, which cannot fill it, memoize
 // in d.owners (a weighted pool asks for every member on each decision).
 func (d *directory) Owner(id string) (*rules.Owner, bool) {
-	if d.tx.Bolt().Writable() {
+	if d.tx.Writable() {
 		ro := d.s.owner(d.tx, id)
 		return ro, ro != nil
 	}
@@ -270,7 +257,7 @@ func (d *directory) Owner(id string) (*rules.Owner, bool) {
 // owner loads an owner with its calendar, through the cache in write
 // transactions; nil when missing or its calendar is invalid.
 func (s *Service) owner(tx *store.Tx, id string) *rules.Owner {
-	writable := tx.Bolt().Writable()
+	writable := tx.Writable()
 	if writable {
 		s.mu.Lock()
 		ro, ok := s.owners[tx.Workspace()][id]
@@ -308,8 +295,8 @@ func (s *Service) PutOwner(tx *store.Tx, o *routingv1.Owner) error {
 	return tx.PutOwner(o)
 }
 
-// DeleteOwner deletes an owner and drops its cached copy, in tx.
-func (s *Service) DeleteOwner(tx *store.Tx, id string) error {
+// deleteOwner deletes an owner and drops its cached copy, in tx.
+func (s *Service) deleteOwner(tx *store.Tx, id string) error {
 	s.forgetOwner(tx, id)
 	return tx.DeleteOwner(id)
 }
@@ -425,7 +412,7 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 	dir := &directory{s: s, tx: tx}
 	if r.OwnerID != "" {
 		if _, ok := dir.Owner(r.OwnerID); !ok {
-			return nil, fmt.Errorf("route to owner %q: %w", r.OwnerID, ErrNotFound)
+			return nil, fmt.Errorf("route to owner %q: %w", r.OwnerID, apierr.ErrNotFound)
 		}
 		rule := r.Rule
 		if rule == "" {
@@ -537,14 +524,14 @@ func (s *Service) publish(tx *store.Tx, account string, rec *routingv1.LogRecord
 
 // publishRaw appends an encoded LogRecord to the routing log.
 func (s *Service) publishRaw(tx *store.Tx, account string, data []byte) error {
-	if _, err := s.log.AppendTx(tx.Bolt(), stream.Partition(tx.Workspace(), account, s.parts), data); err != nil {
+	if _, err := s.log.AppendTx(tx.Base(), stream.Partition(tx.Workspace(), account, s.parts), data); err != nil {
 		return fmt.Errorf("append routing log: %w", err)
 	}
 	return nil
 }
 
 func (s *Service) slaEvent(tx *store.Tx, a *routingv1.Assignment, kind sla.Kind, newOwner string, at time.Time) error {
-	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(kind), a.GetOwnerId(), newOwner, at, nil, nil))
+	return s.publishRaw(tx, a.GetAccountId(), store.SLAEventRecord(tx.Workspace(), a.GetAssignmentId(), string(kind), a.GetOwnerId(), newOwner, at, nil, nil))
 }
 
 // stepRecord encodes the one SLA event record of a clock step: the latest
@@ -554,45 +541,7 @@ func (s *Service) slaEvent(tx *store.Tx, a *routingv1.Assignment, kind sla.Kind,
 // new encoding, carried in the event instead of a record of its own.
 func stepRecord(ws string, a *routingv1.Assignment, step clockStep, enc []byte) []byte {
 	last := step.events[len(step.events)-1]
-	return slaEventRecord(ws, a.GetAssignmentId(), string(last.Kind), a.GetOwnerId(), "", last.At, step.events[:len(step.events)-1], enc)
-}
-
-// slaEventRecord encodes a LogRecord holding one SlaEvent exactly as
-// proto.Marshal does (fields in number order, empty ones omitted), without
-// building the messages: a restart after downtime publishes millions of
-// them. assignment is the event's assignment field, encoded, or nil.
-func slaEventRecord(ws, assignment, kind, owner, newOwner string, at time.Time, passed []sla.Timer, enc []byte) []byte {
-	ev := make([]byte, 0, 64+len(ws)+len(assignment)+len(owner)+len(newOwner)+32*len(passed)+len(enc)+4)
-	for i, v := range [...]string{ws, assignment, kind, owner, newOwner} {
-		if v != "" {
-			ev = protowire.AppendString(protowire.AppendTag(ev, protowire.Number(i+1), protowire.BytesType), v)
-		}
-	}
-	ev = appendTimestamp(ev, 6, at)
-	for _, p := range passed {
-		var th [48]byte
-		b := protowire.AppendString(protowire.AppendTag(th[:0], 1, protowire.BytesType), string(p.Kind))
-		b = appendTimestamp(b, 2, p.At)
-		ev = protowire.AppendBytes(protowire.AppendTag(ev, 7, protowire.BytesType), b)
-	}
-	if enc != nil {
-		ev = protowire.AppendBytes(protowire.AppendTag(ev, 8, protowire.BytesType), enc)
-	}
-	rec := make([]byte, 0, len(ev)+4)
-	return protowire.AppendBytes(protowire.AppendTag(rec, 4, protowire.BytesType), ev)
-}
-
-// appendTimestamp appends at as a google.protobuf.Timestamp in field num.
-func appendTimestamp(b []byte, num protowire.Number, at time.Time) []byte {
-	var ts [24]byte
-	t := ts[:0]
-	if sec := at.Unix(); sec != 0 {
-		t = protowire.AppendVarint(protowire.AppendTag(t, 1, protowire.VarintType), uint64(sec))
-	}
-	if ns := at.Nanosecond(); ns != 0 {
-		t = protowire.AppendVarint(protowire.AppendTag(t, 2, protowire.VarintType), uint64(int64(ns)))
-	}
-	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), t)
+	return store.SLAEventRecord(ws, a.GetAssignmentId(), string(last.Kind), a.GetOwnerId(), "", last.At, step.events[:len(step.events)-1], enc)
 }
 
 // armNext arms the next timer of a's clock, measured from ref, or disarms.
@@ -607,7 +556,7 @@ func (s *Service) armNext(tx *store.Tx, a *routingv1.Assignment, cal *hours.Cale
 // Update runs fn in one write transaction scoped to ws and wakes the timer
 // loop afterwards.
 func (s *Service) Update(ws string, fn func(tx *store.Tx) error) error {
-	err := s.db.Update(func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
+	err := s.db.Update(func(tx *pstore.Tx) error { return fn(store.In(tx, ws)) })
 	if err == nil {
 		s.notify()
 	}
@@ -619,16 +568,26 @@ func (s *Service) Update(ws string, fn func(tx *store.Tx) error) error {
 // another member of the group fails), so it must only act through tx; the
 // caches it may fill hold only data that directory writes (Update) commit.
 func (s *Service) Commit(ctx context.Context, ws string, fn func(tx *store.Tx) error) error {
-	err := s.db.Commit(ctx, func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
+	err := s.db.Commit(ctx, func(tx *pstore.Tx) error { return fn(store.In(tx, ws)) })
 	if err == nil {
 		s.notify()
 	}
 	return err
 }
 
+// commitValue is Commit for a function that computes a result: it returns
+// the result of the run that committed (pstore.CommitValue).
+func commitValue[T any](ctx context.Context, s *Service, ws string, fn func(tx *store.Tx) (T, error)) (T, error) {
+	v, err := pstore.CommitValue(ctx, s.db, func(tx *pstore.Tx) (T, error) { return fn(store.In(tx, ws)) })
+	if err == nil {
+		s.notify()
+	}
+	return v, err
+}
+
 // View runs fn in a read transaction scoped to ws.
 func (s *Service) View(ws string, fn func(tx *store.Tx) error) error {
-	return s.db.View(func(btx *bbolt.Tx) error { return fn(store.In(btx, ws)) })
+	return s.db.View(func(tx *pstore.Tx) error { return fn(store.In(tx, ws)) })
 }
 
 // TouchTx records a touch on an assignment at (clamped to the interval
@@ -717,7 +676,7 @@ func (s *Service) PauseTx(tx *store.Tx, id, reason string) (*routingv1.Assignmen
 	}
 	now := s.clk.Now()
 	if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN || !sla.Pause(a.GetSla(), s.ownerCalendar(tx, a.GetOwnerId()), now) {
-		return nil, fmt.Errorf("pause assignment %q in state %s: %w", id, a.GetState(), ErrState)
+		return nil, apierr.FailedPrecondition("pause assignment %q in state %s", id, a.GetState())
 	}
 	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED
 	if reason != "" {
@@ -741,7 +700,7 @@ func (s *Service) ResumeTx(tx *store.Tx, id string) (*routingv1.Assignment, erro
 	now := s.clk.Now()
 	cal := s.ownerCalendar(tx, a.GetOwnerId())
 	if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_PAUSED || !sla.Resume(a.GetSla(), cal, now) {
-		return nil, fmt.Errorf("resume assignment %q in state %s: %w", id, a.GetState(), ErrState)
+		return nil, apierr.FailedPrecondition("resume assignment %q in state %s", id, a.GetState())
 	}
 	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
 	if err := s.armNext(tx, a, cal, now); err != nil {
@@ -776,7 +735,7 @@ func (s *Service) fireUntil(tx *store.Tx, id string, at time.Time) error {
 			return fmt.Errorf("fire %s timer of %s before a touch: %w", tm.Kind, id, err)
 		}
 		if t != 0 {
-			tx.Bolt().OnCommit(func() { s.breaches.WithLabelValues(rules.TypeName(t)).Inc() })
+			tx.OnCommit(func() { s.breaches.WithLabelValues(rules.TypeName(t)).Inc() })
 		}
 	}
 	return nil
@@ -860,8 +819,7 @@ func (s *Service) fireTx(tx *store.Tx, tm store.Timer, now time.Time, b *fireBat
 	}
 	// The stored encoding is the LogRecord's assignment field as is: one
 	// marshal instead of two.
-	rec := protowire.AppendBytes(protowire.AppendTag(make([]byte, 0, len(enc)+6), 3, protowire.BytesType), enc)
-	if err := s.publishRaw(tx, a.GetAccountId(), rec); err != nil {
+	if err := s.publishRaw(tx, a.GetAccountId(), store.AssignmentRecord(enc)); err != nil {
 		return 0, err
 	}
 	return a.GetType(), nil
@@ -938,7 +896,7 @@ func (s *Service) notifyManager(tx *store.Tx, a *routingv1.Assignment, at time.T
 	if o == nil || o.Owner.GetManagerId() == "" {
 		return nil
 	}
-	return s.publishRaw(tx, a.GetAccountId(), slaEventRecord(tx.Workspace(), a.GetAssignmentId(), string(sla.ManagerNotified), o.Owner.GetManagerId(), "", at, nil, nil))
+	return s.publishRaw(tx, a.GetAccountId(), store.SLAEventRecord(tx.Workspace(), a.GetAssignmentId(), string(sla.ManagerNotified), o.Owner.GetManagerId(), "", at, nil, nil))
 }
 
 // reassign hands a breached assignment to next with a fresh clock under the

@@ -1,4 +1,4 @@
-package server
+package app
 
 // backlogGCPercent is the garbage collector target (GOGC) while a backlog
 // of timers fires in the pipeline. Firing allocates about 6 KB of
