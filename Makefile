@@ -22,6 +22,8 @@ run: build
 ## test: run every test (add TEST_FLAGS=-race for the race detector)
 test:
 	$(GO) test $(TEST_FLAGS) $(MODULES)
+	@# routing's test-only hooks exist only in -tags cairntest builds
+	$(GO) test $(TEST_FLAGS) -tags cairntest -run 'TestEnvHooks' ./services/routing/internal/app/
 
 race:
 	$(GO) test -race $(MODULES)

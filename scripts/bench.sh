@@ -18,19 +18,19 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   say "pkg/stream: durable appends, group commit vs one fsync per append"
   go test -run '^$' -bench Append -benchtime 3s ./pkg/stream | tee "$out/stream.txt"
   say "ingestion store: fsynced batches of 100, group vs per-batch commit"
-  (cd services/ingestion && go test -run '^$' -bench 'Ingest$' -benchtime 400x ./internal/store) | tee "$out/ingest-store.txt"
+  (cd services/ingestion && go test -run '^$' -bench 'Ingest$' -benchtime 400x ./internal/app) | tee "$out/ingest-store.txt"
   say "stages: events applied from the log (seven stages, ~20 criteria)"
-  (cd services/stages && go test -run '^$' -bench 'Apply$' -benchtime 100000x ./internal/engine) | tee "$out/stages-apply.txt"
+  (cd services/stages && go test -run '^$' -bench 'Apply$' -benchtime 100000x ./internal/app) | tee "$out/stages-apply.txt"
   say "stages: funnel over 100k accounts; event -> Subscribe latency at 5,000/s"
-  (cd services/stages && go test -run '^$' -bench 'Funnel' -benchtime 5x ./internal/server && \
+  (cd services/stages && go test -run '^$' -bench 'Funnel' -benchtime 5x ./internal/app && \
      go test -run '^$' -bench 'EventToSubscribe' -benchtime 10000x ./internal/server) | tee "$out/stages-server.txt"
   say "health: rescore 100k accounts; GetAccountHealth at 1,000 req/s"
   (cd services/health && go test -run '^$' -bench 'Rescore100k' -benchtime 1x ./internal/engine && \
      go test -run '^$' -bench 'GetAccountHealthRate1000' -benchtime 1x ./internal/server) | tee "$out/health.txt"
   say "routing: decisions (200 owners, 50 rules), qualify at 1,000/s with fsync, restart with overdue timers"
   (cd services/routing && go test -run '^$' -bench Decision -benchtime 2000x ./internal/rules && \
-     go test -run '^$' -bench 'QualifyAtRate' -benchtime 3000x ./internal/server && \
-     CAIRN_BENCH_TIMERS=${CAIRN_BENCH_TIMERS:-100000} go test -run '^$' -bench RestartTimers -benchtime 1x ./internal/server) | tee "$out/routing.txt"
+     go test -run '^$' -bench 'QualifyAtRate' -benchtime 3000x ./internal/app && \
+     CAIRN_BENCH_TIMERS=${CAIRN_BENCH_TIMERS:-100000} go test -run '^$' -bench RestartTimers -benchtime 1x ./internal/app) | tee "$out/routing.txt"
   say "gateway: Segment /v1/batch of 100 events to a loopback ingestion fake"
   (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
 fi
