@@ -25,7 +25,7 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   (cd services/stages && go test -run '^$' -bench 'Funnel' -benchtime 5x ./internal/app && \
      go test -run '^$' -bench 'EventToSubscribe' -benchtime 10000x ./internal/server) | tee "$out/stages-server.txt"
   say "health: rescore 100k accounts; GetAccountHealth at 1,000 req/s"
-  (cd services/health && go test -run '^$' -bench 'Rescore100k' -benchtime 1x ./internal/engine && \
+  (cd services/health && go test -run '^$' -bench 'Rescore100k' -benchtime 1x ./internal/app && \
      go test -run '^$' -bench 'GetAccountHealthRate1000' -benchtime 1x ./internal/server) | tee "$out/health.txt"
   say "routing: decisions (200 owners, 50 rules), qualify at 1,000/s with fsync, restart with overdue timers"
   (cd services/routing && go test -run '^$' -bench Decision -benchtime 2000x ./internal/rules && \

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -16,15 +15,14 @@ import (
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/app"
-	"github.com/cairn-dev/cairn/services/health/internal/engine"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
+	"github.com/cairn-dev/cairn/services/health/internal/store/storedump"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -68,14 +66,14 @@ func TestConsumersApplyUpstreamLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Log: hLog, Clock: clk})
+	a, err := app.New(app.Options{DB: db, Log: hLog, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := app.Background(app.Options{
-		DB: db, Engine: eng, Partitions: parts, Clock: clk,
-		Ingestion: stream.LocalSource(ingLog, decodeIngestion),
-		Stages:    stream.LocalSource(stLog, decodeStages),
+	w, err := a.Workers(app.Sources{
+		Partitions: stream.Owned(0, 1, parts),
+		Ingestion:  []stream.Source[*ingestionv1.LogRecord]{stream.LocalSource(ingLog, decodeIngestion)},
+		Stages:     stream.LocalSource(stLog, decodeStages),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -102,14 +100,14 @@ func TestConsumersApplyUpstreamLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Ingestion.WaitFor(ctx, p, off+1); err != nil {
+	if err := w.Ingestion[0].WaitFor(ctx, p, off+1); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Stages.WaitFor(ctx, p, soff); err != nil {
 		t.Fatal(err)
 	}
 	var h *healthv1.AccountHealth
-	if err := db.View(func(tx *bbolt.Tx) error {
+	if err := db.View(func(tx *kv.Tx) error {
 		h, err = store.GetHealth(tx, "w", "acme")
 		return err
 	}); err != nil {
@@ -127,26 +125,10 @@ func TestConsumersApplyUpstreamLogs(t *testing.T) {
 	}
 }
 
-// dump renders every bucket (but bbolt metadata) so two stores can be compared.
+// dump renders every bucket so two stores can be compared.
 func dump(t *testing.T, db *kv.DB) string {
 	t.Helper()
-	var buf bytes.Buffer
-	var walk func(prefix string, b *bbolt.Bucket) error
-	walk = func(prefix string, b *bbolt.Bucket) error {
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				return walk(prefix+"/"+string(k), b.Bucket(k))
-			}
-			fmt.Fprintf(&buf, "%s/%q=%x\n", prefix, k, v)
-			return nil
-		})
-	}
-	if err := db.View(func(tx *bbolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error { return walk(string(name), b) })
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
+	return storedump.String(t, db)
 }
 
 // consume runs the real consumers on db until they reach the ingestion
@@ -157,12 +139,12 @@ func consume(t *testing.T, db *kv.DB, ingLog *stream.Log, clk clock.Clock, parts
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Log: hLog, Clock: clk})
+	a, err := app.New(app.Options{DB: db, Log: hLog, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := app.Background(app.Options{DB: db, Engine: eng, Partitions: parts, Clock: clk,
-		Ingestion: stream.LocalSource(ingLog, decodeIngestion)})
+	w, err := a.Workers(app.Sources{Partitions: stream.Owned(0, 1, parts),
+		Ingestion: []stream.Source[*ingestionv1.LogRecord]{stream.LocalSource(ingLog, decodeIngestion)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +152,7 @@ func consume(t *testing.T, db *kv.DB, ingLog *stream.Log, clk clock.Clock, parts
 	done := make(chan error, 1)
 	go func() { done <- w.Ingestion.Run(ctx) }()
 	for p := uint32(0); p < parts; p++ {
-		if err := w.Ingestion.WaitFor(ctx, p, ingLog.Head(p)); err != nil {
+		if err := w.Ingestion[0].WaitFor(ctx, p, ingLog.Head(p)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -305,8 +287,8 @@ func TestSchema1FileRebuildsFromLog(t *testing.T) {
 	consume(t, db, ingLog, clk, parts)
 	// An aggregate of the old health codec (see the store tests).
 	old := []byte{1, 1, 'w', 6, 'a', 'c', 'c', 't', '-', '0', 1, 0x80, 0x86, 0x9c, 0x9a, 0x0d, 0}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		b, err := kv.Bucket(tx, "accounts", "w")
+	if err := db.Update(func(tx *kv.Tx) error {
+		b, err := tx.Bucket("accounts", "w")
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,7 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"go.etcd.io/bbolt"
+	kv "github.com/cairn-dev/cairn/pkg/store"
 )
 
 // BenchmarkGetAccountHealth measures one GetAccountHealth call through a
@@ -26,7 +26,7 @@ func BenchmarkGetAccountHealth(b *testing.B) {
 			recs = append(recs, ev(fmt.Sprintf("acct-%d", a), d, tr, "u1", fmt.Sprintf("f%d", d)))
 		}
 	}
-	if err := e.db.Update(func(tx *bbolt.Tx) error { return e.eng.ApplyIngestion(tx, 0, recs) }); err != nil {
+	if err := e.db.Update(func(tx *kv.Tx) error { return e.app.ApplyIngestion(tx, 0, recs) }); err != nil {
 		b.Fatal(err)
 	}
 	c := e.clients["read"]
@@ -54,7 +54,7 @@ func BenchmarkGetAccountHealthRate1000(b *testing.B) {
 	for a := 0; a < 1000; a++ {
 		recs = append(recs, ev(fmt.Sprintf("acct-%d", a), 0, tr, "u1", "f1"))
 	}
-	if err := e.db.Update(func(tx *bbolt.Tx) error { return e.eng.ApplyIngestion(tx, 0, recs) }); err != nil {
+	if err := e.db.Update(func(tx *kv.Tx) error { return e.app.ApplyIngestion(tx, 0, recs) }); err != nil {
 		b.Fatal(err)
 	}
 	c := e.clients["read"]

@@ -1,39 +1,29 @@
-// Package server implements cairn.health.v1.HealthService over the health
-// store and engine. Errors are translated to gRPC status codes in one place,
-// toStatus.
+// Package server is the health service's gRPC edge: it implements
+// cairn.health.v1.HealthService by decoding and validating requests (field
+// errors through apierr) and calling the application (App, implemented by
+// internal/app), whose errors it returns as they are: pkg/server's
+// interceptor maps them to statuses once.
 package server
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sort"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/page"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"go.etcd.io/bbolt"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/engine"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/signals"
-	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
-
-// maxIDLen bounds account and model ids in requests.
-const maxIDLen = 256
 
 // Policy is the minimum role of every HealthService method.
 func Policy() auth.Policy {
@@ -53,90 +43,88 @@ func Policy() auth.Policy {
 	}
 }
 
+// App is the health application the server calls (internal/app's App):
+// the use cases of the API, each in its own transaction, with validated
+// input. Their errors are apierr errors (a missing record matches
+// apierr.ErrNotFound) or unexpected ones.
+type App interface {
+	// ValidateModel lists a model's problems, none when it is valid.
+	ValidateModel(m *healthv1.Model) []*commonv1.ValidationError
+	// ApplyModel stores a valid model as the next version of its id and
+	// activates it with activate.
+	ApplyModel(ctx context.Context, ws string, m *healthv1.Model, activate bool) (*healthv1.Model, error)
+	// GetModel returns a stored model version (the active one when id and
+	// version are empty) and whether it is active.
+	GetModel(ctx context.Context, ws, id string, version uint32) (*healthv1.Model, bool, error)
+	// ListModelVersions returns up to n versions of a model below before,
+	// newest first, and its active version.
+	ListModelVersions(ctx context.Context, ws, id string, before uint32, n int) ([]*healthv1.Model, uint32, error)
+	GetAccountHealth(ctx context.Context, ws, acct string) (*healthv1.AccountHealth, error)
+	// History returns up to n snapshots from before back to from, newest
+	// first, and whether more remain.
+	History(ctx context.Context, ws, acct, from, before string, n int) ([]*healthv1.Snapshot, bool, error)
+	ListAccounts(ctx context.Context, ws string, band healthv1.Band, signal string, renewalWindow int, by healthv1.AccountSort) ([]*healthv1.AccountRow, error)
+	// ListSignals returns up to n signals after the key after and the key
+	// to continue after, nil at the end.
+	ListSignals(ctx context.Context, ws, acct string, kind commonv1.SignalKind, state commonv1.SignalState, after []byte, n int) ([]*commonv1.Signal, []byte, error)
+	Backtest(ctx context.Context, ws string, m *healthv1.Model, id string, version uint32, horizonDays int32, parts bool) (*healthv1.BacktestResponse, error)
+	// Rescore rescores every account of the workspace and returns how many.
+	Rescore(ctx context.Context, ws string) (int, error)
+	// Now is the service clock's time.
+	Now() time.Time
+}
+
 // Server is the HealthService implementation.
 type Server struct {
 	healthv1.UnimplementedHealthServiceServer
-	db     *kv.DB
-	eng    *engine.Engine
-	log    *stream.Log
-	clk    clock.Clock
-	logger *slog.Logger
+	app App
+	log *stream.Log
 }
 
-// New returns a Server.
-func New(db *kv.DB, eng *engine.Engine, log *stream.Log, clk clock.Clock, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &Server{db: db, eng: eng, log: log, clk: clk, logger: logger}
-}
+// New returns a Server over a; log serves Subscribe.
+func New(a App, log *stream.Log) *Server { return &Server{app: a, log: log} }
 
 // Register adds the service to g.
 func (s *Server) Register(g grpc.ServiceRegistrar) { healthv1.RegisterHealthServiceServer(g, s) }
 
-// invalid is a client error naming a field.
-type invalid struct{ field, msg string }
-
-func (e *invalid) Error() string { return e.field + ": " + e.msg }
-
-func badField(field, msg string) error { return &invalid{field: field, msg: msg} }
-
-// toStatus is the one translation from internal errors to gRPC status.
-func (s *Server) toStatus(err error) error {
-	if err == nil {
-		return nil
+// invalidModel is a model's problems as the request's field errors:
+// InvalidArgument with one violation per problem, "model: <path>:
+// <problem>; ...". It is nil when there are none.
+func invalidModel(probs []*commonv1.ValidationError) error {
+	vs := make([]apierr.Violation, 0, len(probs))
+	for _, p := range probs {
+		vs = append(vs, apierr.Violation{Field: p.GetPath(), Description: p.GetMessage()})
 	}
-	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
-		return err
-	}
-	var iv *invalid
-	var ve *model.ValidationError
-	switch {
-	case errors.As(err, &iv):
-		st, _ := status.New(codes.InvalidArgument, iv.Error()).WithDetails(&errdetails.BadRequest{
-			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: iv.field, Description: iv.msg}}})
-		return st.Err()
-	case errors.As(err, &ve):
-		br := &errdetails.BadRequest{}
-		for _, p := range ve.Problems {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: p.GetPath(), Description: p.GetMessage()})
-		}
-		st, _ := status.New(codes.InvalidArgument, "model: "+ve.Error()).WithDetails(br)
-		return st.Err()
-	case errors.Is(err, page.ErrInvalidToken):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, kv.ErrNotFound):
-		return status.Error(codes.NotFound, "not found")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	}
-	s.logger.Error("health request failed", "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return apierr.Fields("model", vs)
 }
 
-func checkID(field, v string, required bool) error {
-	switch {
-	case v == "" && required:
-		return badField(field, "required")
-	case len(v) > maxIDLen:
-		return badField(field, fmt.Sprintf("longer than %d characters", maxIDLen))
-	}
-	return nil
-}
-
-// modelFrom takes a request's model message or YAML (exactly one).
+// modelFrom takes a request's model message or YAML (exactly one). YAML
+// that does not parse is a *model.ValidationError.
 func modelFrom(m *healthv1.Model, yaml string) (*healthv1.Model, error) {
 	switch {
 	case m != nil && yaml != "":
-		return nil, badField("model", "set either model or yaml, not both")
+		return nil, apierr.Field("model", "set either model or yaml, not both")
 	case m != nil:
 		return proto.Clone(m).(*healthv1.Model), nil
 	case yaml != "":
 		return model.ParseYAML([]byte(yaml))
 	}
-	return nil, badField("model", "required (model or yaml)")
+	return nil, apierr.Field("model", "required (model or yaml)")
+}
+
+// validModel takes a request's model (modelFrom) and validates it.
+func (s *Server) validModel(m *healthv1.Model, yaml string) (*healthv1.Model, error) {
+	m, err := modelFrom(m, yaml)
+	if ve := (*model.ValidationError)(nil); errors.As(err, &ve) {
+		return nil, invalidModel(ve.Problems)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := invalidModel(s.app.ValidateModel(m)); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // ValidateModel compiles a model without storing it.
@@ -150,9 +138,9 @@ func (s *Server) ValidateModel(ctx context.Context, req *healthv1.ValidateModelR
 		return &healthv1.ValidateModelResponse{Errors: ve.Problems}, nil
 	}
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	probs := model.Validate(m, s.eng.Compiler())
+	probs := s.app.ValidateModel(m)
 	return &healthv1.ValidateModelResponse{Valid: len(probs) == 0, Errors: probs}, nil
 }
 
@@ -162,28 +150,12 @@ func (s *Server) ApplyModel(ctx context.Context, req *healthv1.ApplyModelRequest
 	if err != nil {
 		return nil, err
 	}
-	m, err := modelFrom(req.GetModel(), req.GetYaml())
+	m, err := s.validModel(req.GetModel(), req.GetYaml())
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	if m.GetId() == "" {
-		m.Id = "default"
-	}
-	if _, err := model.Compile(m, s.eng.Compiler()); err != nil {
-		return nil, s.toStatus(err)
-	}
-	m.CreatedAt = timestamppb.New(s.clk.Now())
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		if err := store.PutModel(tx, ws, m); err != nil {
-			return err
-		}
-		if req.GetActivate() {
-			return store.SetActive(tx, ws, m.GetId(), m.GetVersion())
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, s.toStatus(fmt.Errorf("apply model %q: %w", m.GetId(), err))
+	if m, err = s.app.ApplyModel(ctx, ws, m, req.GetActivate()); err != nil {
+		return nil, err
 	}
 	return &healthv1.ApplyModelResponse{Model: m, Active: req.GetActivate()}, nil
 }
@@ -195,57 +167,18 @@ func (s *Server) GetModel(ctx context.Context, req *healthv1.GetModelRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := checkID("model_id", req.GetModelId(), false); err != nil {
-		return nil, s.toStatus(err)
+	if err := apierr.CheckID("model_id", req.GetModelId(), false); err != nil {
+		return nil, err
 	}
-	var resp healthv1.GetModelResponse
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		activeID, activeVer, err := store.Active(tx, ws)
-		if errors.Is(err, store.ErrNotFound) {
-			activeID, activeVer = "default", 0
-		} else if err != nil {
-			return err
-		}
-		id, ver := req.GetModelId(), req.GetVersion()
-		wantActive := id == "" && ver == 0
-		if id == "" {
-			id = activeID
-		}
-		if wantActive {
-			ver = activeVer
-		} else if ver == 0 {
-			// No version: the active one if this id is active, else the
-			// newest stored; the built-in default is version 0 of "default".
-			if id == activeID && activeVer != 0 {
-				ver = activeVer
-			} else {
-				ms, err := store.ListModels(tx, ws, id, 0, 1)
-				if err != nil {
-					return err
-				}
-				switch {
-				case len(ms) > 0:
-					ver = ms[0].GetVersion()
-				case id != "default":
-					return fmt.Errorf("model %q: %w", id, store.ErrNotFound)
-				}
-			}
-		}
-		if ver == 0 { // the built-in default, never stored
-			resp.Model = proto.Clone(s.eng.Default().Model).(*healthv1.Model)
-		} else if resp.Model, err = store.GetModel(tx, ws, id, ver); err != nil {
-			return err
-		}
-		resp.Active = id == activeID && ver == activeVer
-		return nil
-	})
+	m, active, err := s.app.GetModel(ctx, ws, req.GetModelId(), req.GetVersion())
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	if resp.Yaml, err = model.DumpYAML(resp.Model); err != nil {
-		return nil, s.toStatus(err)
+	y, err := model.DumpYAML(m)
+	if err != nil {
+		return nil, err
 	}
-	return &resp, nil
+	return &healthv1.GetModelResponse{Model: m, Active: active, Yaml: y}, nil
 }
 
 // ListModelVersions lists a model's versions, newest first.
@@ -254,43 +187,24 @@ func (s *Server) ListModelVersions(ctx context.Context, req *healthv1.ListModelV
 	if err != nil {
 		return nil, err
 	}
-	if err := checkID("model_id", req.GetModelId(), false); err != nil {
-		return nil, s.toStatus(err)
+	if err := apierr.CheckID("model_id", req.GetModelId(), false); err != nil {
+		return nil, err
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetModelId()
-	if id == "" {
-		id = "default"
-	}
-	resp := &healthv1.ListModelVersionsResponse{}
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		aid, aver, err := store.Active(tx, ws)
-		if err == nil && aid == id {
-			resp.ActiveVersion = aver
-		}
-		ms, err := store.ListModels(tx, ws, id, uint32(kv.ParseU64(after)), size+1)
-		if err != nil {
-			return err
-		}
-		more := len(ms) > size
-		if more {
-			ms = ms[:size]
-		}
-		resp.Models = ms
-		var last []byte
-		if more {
-			last = kv.U64(uint64(ms[len(ms)-1].GetVersion()))
-		}
-		resp.Page = page.Response(last, more, -1)
-		return nil
-	})
+	ms, active, err := s.app.ListModelVersions(ctx, ws, req.GetModelId(), uint32(kv.ParseU64(after)), size+1)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	return resp, nil
+	more := len(ms) > size
+	var last []byte
+	if more {
+		ms = ms[:size]
+		last = kv.U64(uint64(ms[len(ms)-1].GetVersion()))
+	}
+	return &healthv1.ListModelVersionsResponse{Models: ms, ActiveVersion: active, Page: page.Response(last, more, -1)}, nil
 }
 
 // GetAccountHealth returns an account's score with its explanation.
@@ -299,16 +213,12 @@ func (s *Server) GetAccountHealth(ctx context.Context, req *healthv1.GetAccountH
 	if err != nil {
 		return nil, err
 	}
-	if err := checkID("account_id", req.GetAccountId(), true); err != nil {
-		return nil, s.toStatus(err)
+	if err := apierr.CheckID("account_id", req.GetAccountId(), true); err != nil {
+		return nil, err
 	}
-	var h *healthv1.AccountHealth
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		h, err = store.GetHealth(tx, ws, req.GetAccountId())
-		return err
-	})
+	h, err := s.app.GetAccountHealth(ctx, ws, req.GetAccountId())
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
 	return &healthv1.GetAccountHealthResponse{Health: h}, nil
 }
@@ -319,8 +229,8 @@ func (s *Server) ListHealthHistory(ctx context.Context, req *healthv1.ListHealth
 	if err != nil {
 		return nil, err
 	}
-	if err := checkID("account_id", req.GetAccountId(), true); err != nil {
-		return nil, s.toStatus(err)
+	if err := apierr.CheckID("account_id", req.GetAccountId(), true); err != nil {
+		return nil, err
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
@@ -345,31 +255,15 @@ func (s *Server) ListHealthHistory(ctx context.Context, req *healthv1.ListHealth
 	if to != "" && (before == "" || to < before) {
 		before = to
 	}
-	resp := &healthv1.ListHealthHistoryResponse{}
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		more := false
-		err := store.ScanSnapshots(tx, ws, req.GetAccountId(), before, func(sn *store.Snapshot) (bool, error) {
-			if from != "" && sn.Day < from {
-				return false, nil
-			}
-			if len(resp.Snapshots) == size {
-				more = true
-				return false, nil
-			}
-			resp.Snapshots = append(resp.Snapshots, &healthv1.Snapshot{Day: sn.Day, Score: sn.Score, Band: sn.Band})
-			return true, nil
-		})
-		var last []byte
-		if more {
-			last = []byte(resp.Snapshots[len(resp.Snapshots)-1].GetDay())
-		}
-		resp.Page = page.Response(last, more, -1)
-		return err
-	})
+	snaps, more, err := s.app.History(ctx, ws, req.GetAccountId(), from, before, size)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	return resp, nil
+	var last []byte
+	if more {
+		last = []byte(snaps[len(snaps)-1].GetDay())
+	}
+	return &healthv1.ListHealthHistoryResponse{Snapshots: snaps, Page: page.Response(last, more, -1)}, nil
 }
 
 // ListAccounts filters accounts by band, open signal or renewal window and
@@ -383,15 +277,11 @@ func (s *Server) ListAccounts(ctx context.Context, req *healthv1.ListAccountsReq
 	if err != nil {
 		return nil, err
 	}
-	if len(req.GetSignal()) > maxIDLen {
-		return nil, s.toStatus(badField("signal", fmt.Sprintf("longer than %d characters", maxIDLen)))
+	if err := apierr.CheckID("signal", req.GetSignal(), false); err != nil {
+		return nil, err
 	}
 	if _, ok := healthv1.Band_name[int32(req.GetBand())]; !ok {
-		return nil, s.toStatus(badField("band", "unknown band"))
-	}
-	var reasons []string
-	if req.GetSignal() != "" {
-		reasons = append(reasons, req.GetSignal())
+		return nil, apierr.Field("band", "unknown band")
 	}
 	if rw := req.GetRenewalWindow(); rw != 0 {
 		ok := false
@@ -399,68 +289,12 @@ func (s *Server) ListAccounts(ctx context.Context, req *healthv1.ListAccountsReq
 			ok = ok || int(rw) == w
 		}
 		if !ok {
-			return nil, s.toStatus(badField("renewal_window", "must be 120, 90, 60 or 30"))
+			return nil, apierr.Field("renewal_window", "must be 120, 90, 60 or 30")
 		}
-		reasons = append(reasons, signals.RenewalReason(int(rw)))
 	}
-	var rows []*healthv1.AccountRow
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		var only map[string]bool
-		for _, r := range reasons {
-			set, err := store.AccountsWithSignal(tx, ws, r)
-			if err != nil {
-				return err
-			}
-			if only == nil {
-				only = set
-				continue
-			}
-			for a := range only {
-				if !set[a] {
-					delete(only, a)
-				}
-			}
-		}
-		keep := func(r *healthv1.AccountRow) {
-			if req.GetBand() == healthv1.Band_BAND_UNSPECIFIED || r.GetBand() == req.GetBand() {
-				rows = append(rows, r)
-			}
-		}
-		if only != nil {
-			ids := make([]string, 0, len(only))
-			for a := range only {
-				ids = append(ids, a)
-			}
-			sort.Strings(ids)
-			for _, a := range ids {
-				r, err := store.GetRow(tx, ws, a)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				keep(r)
-			}
-			return nil
-		}
-		return store.ForEachRow(tx, ws, func(r *healthv1.AccountRow) error { keep(r); return nil })
-	})
+	rows, err := s.app.ListAccounts(ctx, ws, req.GetBand(), req.GetSignal(), int(req.GetRenewalWindow()), req.GetSort())
 	if err != nil {
-		return nil, s.toStatus(err)
-	}
-	var less func(a, b *healthv1.AccountRow) bool
-	switch req.GetSort() {
-	case healthv1.AccountSort_ACCOUNT_SORT_ARR:
-		less = func(a, b *healthv1.AccountRow) bool { return a.GetArr() > b.GetArr() }
-	case healthv1.AccountSort_ACCOUNT_SORT_SCORE_CHANGE:
-		// Biggest drops first: that is what a CSM triages.
-		less = func(a, b *healthv1.AccountRow) bool { return a.GetScoreChange_30D() < b.GetScoreChange_30D() }
-	case healthv1.AccountSort_ACCOUNT_SORT_SCORE:
-		less = func(a, b *healthv1.AccountRow) bool { return a.GetScore() < b.GetScore() }
-	}
-	if less != nil {
-		sort.SliceStable(rows, func(i, j int) bool { return less(rows[i], rows[j]) })
+		return nil, err
 	}
 	off := int(kv.ParseU64(after))
 	if off > len(rows) {
@@ -480,42 +314,18 @@ func (s *Server) ListSignals(ctx context.Context, req *healthv1.ListSignalsReque
 	if err != nil {
 		return nil, err
 	}
-	if err := checkID("account_id", req.GetAccountId(), false); err != nil {
-		return nil, s.toStatus(err)
+	if err := apierr.CheckID("account_id", req.GetAccountId(), false); err != nil {
+		return nil, err
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
 		return nil, err
 	}
-	resp := &healthv1.ListSignalsResponse{}
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		var last []byte
-		more := false
-		err := store.ScanSignals(tx, ws, req.GetAccountId(), after, func(k []byte, sg *commonv1.Signal) (bool, error) {
-			if req.GetKind() != commonv1.SignalKind_SIGNAL_KIND_UNSPECIFIED && sg.GetKind() != req.GetKind() {
-				return true, nil
-			}
-			if req.GetState() != commonv1.SignalState_SIGNAL_STATE_UNSPECIFIED && sg.GetState() != req.GetState() {
-				return true, nil
-			}
-			if len(resp.Signals) == size {
-				more = true
-				return false, nil
-			}
-			resp.Signals = append(resp.Signals, sg)
-			last = append(last[:0], k...)
-			return true, nil
-		})
-		if !more {
-			last = nil
-		}
-		resp.Page = page.Response(last, more, -1)
-		return err
-	})
+	sigs, next, err := s.app.ListSignals(ctx, ws, req.GetAccountId(), req.GetKind(), req.GetState(), after, size)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	return resp, nil
+	return &healthv1.ListSignalsResponse{Signals: sigs, Page: page.Response(next, next != nil, -1)}, nil
 }
 
 // Backtest measures how well a model's past scores predicted outcomes.
@@ -525,51 +335,18 @@ func (s *Server) Backtest(ctx context.Context, req *healthv1.BacktestRequest) (*
 		return nil, err
 	}
 	if req.GetHorizonDays() < 0 || req.GetHorizonDays() > 3650 {
-		return nil, s.toStatus(badField("horizon_days", "must be between 0 and 3650"))
+		return nil, apierr.Field("horizon_days", "must be between 0 and 3650")
 	}
-	if err := checkID("model_id", req.GetModelId(), false); err != nil {
-		return nil, s.toStatus(err)
+	if err := apierr.CheckID("model_id", req.GetModelId(), false); err != nil {
+		return nil, err
 	}
-	var resp *healthv1.BacktestResponse
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		m := req.GetModel()
-		if m == nil {
-			cm, err := s.eng.Model(tx, ws)
-			if err != nil {
-				return err
-			}
-			m = cm.Model
-			if req.GetModelId() != "" || req.GetVersion() != 0 {
-				id := req.GetModelId()
-				if id == "" {
-					id = m.GetId()
-				}
-				ver := req.GetVersion()
-				if ver == 0 {
-					ms, err := store.ListModels(tx, ws, id, 0, 1)
-					if err != nil {
-						return err
-					}
-					if len(ms) == 0 {
-						return fmt.Errorf("model %q: %w", id, store.ErrNotFound)
-					}
-					ver = ms[0].GetVersion()
-				}
-				if m, err = store.GetModel(tx, ws, id, ver); err != nil {
-					return err
-				}
-			}
-		} else if _, err := model.Compile(m, s.eng.Compiler()); err != nil {
-			return err
+	m := req.GetModel()
+	if m != nil {
+		if err := invalidModel(s.app.ValidateModel(m)); err != nil {
+			return nil, err
 		}
-		var err error
-		resp, err = s.eng.Backtest(tx, ws, m, req.GetHorizonDays(), req.GetParts())
-		return err
-	})
-	if err != nil {
-		return nil, s.toStatus(err)
 	}
-	return resp, nil
+	return s.app.Backtest(ctx, ws, m, req.GetModelId(), req.GetVersion(), req.GetHorizonDays(), req.GetParts())
 }
 
 // Rescore recomputes every account of the workspace with the active model.
@@ -578,18 +355,18 @@ func (s *Server) Rescore(ctx context.Context, req *healthv1.RescoreRequest) (*he
 	if err != nil {
 		return nil, err
 	}
-	start := s.clk.Now()
-	n, err := s.eng.Rescore(ctx, s.db, ws)
+	start := s.app.Now()
+	n, err := s.app.Rescore(ctx, ws)
 	if err != nil {
-		return nil, s.toStatus(err)
+		return nil, err
 	}
-	return &healthv1.RescoreResponse{Accounts: int64(n), ElapsedMs: s.clk.Now().Sub(start).Milliseconds()}, nil
+	return &healthv1.RescoreResponse{Accounts: int64(n), ElapsedMs: s.app.Now().Sub(start).Milliseconds()}, nil
 }
 
 // Subscribe streams the health log of one partition.
 func (s *Server) Subscribe(req *healthv1.SubscribeRequest, ss grpc.ServerStreamingServer[healthv1.SubscribeResponse]) error {
 	if req.GetPartition() >= s.log.Partitions() {
-		return s.toStatus(badField("partition", fmt.Sprintf("must be below %d", s.log.Partitions())))
+		return apierr.Field("partition", "must be below %d", s.log.Partitions())
 	}
 	err := s.log.Serve(ss.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []stream.Record, head uint64) error {
 		resp := &healthv1.SubscribeResponse{HeadOffset: head, Records: make([]*healthv1.LogRecord, 0, len(recs))}
@@ -603,5 +380,5 @@ func (s *Server) Subscribe(req *healthv1.SubscribeRequest, ss grpc.ServerStreami
 		}
 		return ss.Send(resp)
 	})
-	return stream.Status(err)
+	return err
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -11,13 +12,13 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,7 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/engine"
+	"github.com/cairn-dev/cairn/services/health/internal/app"
 	"github.com/cairn-dev/cairn/services/health/internal/server"
 )
 
@@ -46,7 +47,7 @@ var keys = auth.StaticKeys{
 
 type env struct {
 	db      *kv.DB
-	eng     *engine.Engine
+	app     *app.App
 	clk     *clock.Manual
 	log     *stream.Log
 	clients map[string]healthv1.HealthServiceClient
@@ -63,19 +64,22 @@ func setupB(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Log: log, Clock: clk})
+	a, err := app.New(app.Options{DB: db, Log: log, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lis := bufconn.Listen(1 << 20)
+	// As pkg/server does: authenticate, then map the handler's error to a
+	// status once (apierr's interceptors).
+	logger := slog.New(slog.DiscardHandler)
 	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy())),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy())),
+		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), apierr.UnaryServerInterceptor(logger)),
+		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), apierr.StreamServerInterceptor(logger)),
 	)
-	server.New(db, eng, log, clk, nil).Register(g)
+	server.New(a, log).Register(g)
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
-	e := &env{db: db, eng: eng, clk: clk, log: log, clients: map[string]healthv1.HealthServiceClient{}}
+	e := &env{db: db, app: a, clk: clk, log: log, clients: map[string]healthv1.HealthServiceClient{}}
 	for tok := range keys {
 		conn, err := grpc.NewClient("passthrough:///bufnet",
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -147,7 +151,7 @@ func (e *env) seed(t *testing.T) {
 		ev("big", 140, tr, "", "billing.renewed"))
 	for i := 0; i < len(recs); i += 100 {
 		j := min(i+100, len(recs))
-		if err := e.db.Update(func(tx *bbolt.Tx) error { return e.eng.ApplyIngestion(tx, 0, recs[i:j]) }); err != nil {
+		if err := e.db.Update(func(tx *kv.Tx) error { return e.app.ApplyIngestion(tx, 0, recs[i:j]) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"go.etcd.io/bbolt"
+	kv "github.com/cairn-dev/cairn/pkg/store"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -20,6 +20,15 @@ import (
 const snapshotVersion = 2
 
 var errShort = errors.New("truncated snapshot")
+
+// snapshotFields and metaFields name the fields of Snapshot and Meta that
+// EncodeSnapshot/DecodeSnapshot and EncodeMeta/DecodeMeta write and read.
+// A field added to either type must be added to its codec (with a new
+// version byte) and here; TestCodecKnowsEveryField fails until it is.
+var (
+	snapshotFields = []string{"Day", "Score", "Band", "Points", "Raw", "When"}
+	metaFields     = []string{"Stage", "EnteredAt", "DropFrom", "LastEval"}
+)
 
 // EncodeSnapshot renders s in a compact binary form (snapshots are the
 // bulkiest records: one per account per day). Map entries are sorted so
@@ -227,7 +236,7 @@ func Marshal(m proto.Message) ([]byte, error) {
 }
 
 // PutEncoded writes an evaluation's records.
-func PutEncoded(tx *bbolt.Tx, e *Encoded) error { return NewWriter(tx, e.Workspace).PutEncoded(e) }
+func PutEncoded(tx *kv.Tx, e *Encoded) error { return NewWriter(tx, e.Workspace).PutEncoded(e) }
 
 // Measured is one scored component as a snapshot records it.
 type Measured struct {
@@ -310,4 +319,46 @@ func SignalRecord(data []byte) []byte {
 	b := make([]byte, 0, len(data)+4)
 	b = protowire.AppendTag(b, logRecordSignal, protowire.BytesType)
 	return protowire.AppendBytes(b, data)
+}
+
+// metaVersion prefixes encoded meta records.
+const metaVersion = 1
+
+// EncodeMeta renders m compactly: it is rewritten on every evaluation.
+func EncodeMeta(m *Meta) []byte {
+	b := make([]byte, 0, 48+len(m.Stage))
+	b = append(b, metaVersion)
+	b = appendString(b, m.Stage)
+	b = appendTime(b, m.EnteredAt)
+	b = binary.AppendUvarint(b, uint64(m.DropFrom))
+	return appendTime(b, m.LastEval)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// DecodeMeta decodes an account's meta record (empty input = zero meta).
+func DecodeMeta(meta []byte) (*Meta, error) {
+	m := &Meta{}
+	if len(meta) == 0 {
+		return m, nil
+	}
+	if meta[0] != metaVersion {
+		return nil, errors.New("decode account meta: unknown encoding")
+	}
+	d := decoder{b: meta[1:]}
+	m.Stage = d.str()
+	m.EnteredAt = d.time()
+	m.DropFrom = healthv1.Band(d.uvarint())
+	m.LastEval = d.time()
+	if d.err != nil {
+		return nil, fmt.Errorf("decode account meta: %w", d.err)
+	}
+	return m, nil
 }

@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"bytes"
+	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +116,74 @@ func TestSignalRecord(t *testing.T) {
 		}
 		if got := store.SignalRecord(data); !bytes.Equal(got, want) {
 			t.Fatalf("got %x, want %x", got, want)
+		}
+	}
+}
+
+// randomSnapshot fills every field of a Snapshot from r.
+func randomSnapshot(r *rand.Rand) *store.Snapshot {
+	strs := []string{"", "a", "usage_breadth", "é✓ unicode", strings.Repeat("long ", 40)}
+	s := &store.Snapshot{Day: time.Unix(r.Int64N(4e9), 0).UTC().Format(time.DateOnly), Score: r.NormFloat64() * 100,
+		Band: healthv1.Band(r.IntN(5) - 1), When: strs[r.IntN(len(strs))],
+		Points: map[string]float64{}, Raw: map[uint64]float64{}}
+	for j := r.IntN(12); j > 0; j-- {
+		s.Points[strs[r.IntN(len(strs))]+string(rune('a'+r.IntN(8)))] = float64(r.IntN(101))
+	}
+	for j := r.IntN(12); j > 0; j-- {
+		s.Raw[r.Uint64()>>uint(r.IntN(64))] = []float64{0, math.Copysign(0, -1), math.Inf(1), r.NormFloat64() * 1e9}[r.IntN(4)]
+	}
+	return s
+}
+
+// randomMeta fills every field of a Meta from r.
+func randomMeta(r *rand.Rand) *store.Meta {
+	ts := func() time.Time {
+		if r.IntN(4) == 0 {
+			return time.Time{}
+		}
+		return time.Unix(r.Int64N(8e9)-4e9, r.Int64N(1e9)).UTC()
+	}
+	return &store.Meta{Stage: []string{"", "adoption", "é✓"}[r.IntN(3)], EnteredAt: ts(),
+		DropFrom: healthv1.Band(r.IntN(5) - 1), LastEval: ts()}
+}
+
+// TestCodecRoundTrip encodes random snapshots and metas and decodes them
+// back; snapshots also match the reference encoding of EncodeSnapshotOf's
+// components (see TestEncodeSnapshotOf) and their scores DecodeSnapshotScore.
+func TestCodecRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for i := 0; i < 3000; i++ {
+		s := randomSnapshot(r)
+		b := store.EncodeSnapshot(s)
+		got, err := store.DecodeSnapshot(b)
+		if err != nil || !reflect.DeepEqual(got, s) {
+			t.Fatalf("snapshot round trip: %v\ngot  %+v\nwant %+v", err, got, s)
+		}
+		if score, err := store.DecodeSnapshotScore(b); err != nil || score != s.Score {
+			t.Fatalf("snapshot score: %v, %v; want %v", score, err, s.Score)
+		}
+		m := randomMeta(r)
+		gm, err := store.DecodeMeta(store.EncodeMeta(m))
+		if err != nil || !reflect.DeepEqual(gm, m) {
+			t.Fatalf("meta round trip: %v\ngot  %+v\nwant %+v", err, gm, m)
+		}
+	}
+}
+
+// TestCodecKnowsEveryField fails when Snapshot or Meta gains or loses a
+// field that their codecs (snapshotFields, metaFields) do not list.
+func TestCodecKnowsEveryField(t *testing.T) {
+	for _, c := range []struct {
+		typ   reflect.Type
+		known []string
+	}{{reflect.TypeFor[store.Snapshot](), store.SnapshotFields}, {reflect.TypeFor[store.Meta](), store.MetaFields}} {
+		var have []string
+		for i := 0; i < c.typ.NumField(); i++ {
+			have = append(have, c.typ.Field(i).Name)
+		}
+		slices.Sort(have)
+		if want := slices.Sorted(slices.Values(c.known)); !slices.Equal(have, want) {
+			t.Errorf("%s has fields %v, its codec knows %v: update codec.go", c.typ, have, want)
 		}
 	}
 }

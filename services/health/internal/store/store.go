@@ -1,7 +1,10 @@
 // Package store keeps the health service's typed buckets on top of the
 // shared bbolt wrapper. Every bucket is nested under the workspace, so a scan
-// can never cross tenants. Functions take the caller's transaction so that
-// state, cursors and log records commit together.
+// can never cross tenants. Functions take the caller's transaction
+// (*kv.Tx) so that state, cursors and log records commit together; this is
+// the only package of the service that reaches bbolt beneath it. The
+// hand-written encoders of the records it stores are here too (codec.go,
+// wire.go).
 //
 // Layout (all under a per-workspace sub-bucket unless noted):
 //
@@ -12,15 +15,15 @@
 //	signals/<ws>    account \x00 reason        -> commonv1.Signal (open and closed)
 //	sigidx/<ws>     reason \x00 account        -> "" (open signals only)
 //	snapshots/<ws>  account \x00 YYYY-MM-DD    -> Snapshot (EncodeSnapshot)
-//	models/<ws>     model id \x00 U64(version) -> healthv1.Model
-//	active/<ws>     "model"                    -> model id \x00 U64(version)
 //	timers          U64(unix due) ws \x00 acct -> "" (global, ordered by due time)
 //	timeridx/<ws>   account id                 -> U64(unix due)
+//
+// Models and the active model are kept by pkg/store's Versions (kind
+// "model", active slot "model"; see models.go).
 package store
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -35,10 +38,12 @@ import (
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 )
 
-// SchemaVersion is the layout above. Version 2 stores pkg/domain/account's
-// aggregates; version 1 stored health's own encoding, which nothing decodes
-// any more (see Migrations).
-const SchemaVersion = 2
+// SchemaVersion is the layout above. Version 3 keeps models in pkg/store's
+// Versions; version 2 kept them in health's own "models" and "active"
+// buckets. Version 2 stores pkg/domain/account's aggregates; version 1
+// stored health's own encoding, which nothing decodes any more (see
+// Migrations).
+const SchemaVersion = 3
 
 // derivedBuckets hold what the consumers derive from the upstream logs; a
 // rebuild drops them. Models and the health log are kept.
@@ -50,8 +55,9 @@ var derivedBuckets = []string{"accounts", "meta", "health", "rows", "signals", "
 // own), so moving to 2 drops every derived bucket and every consumer cursor
 // (ingestion, its replicas "ingestion-<k>", stages): the service rebuilds
 // accounts, scores, signals and snapshots by replaying the upstream logs, as
-// a fresh replica does.
-var Migrations = map[uint32]func(*bbolt.Tx) error{2: rebuildFromLogs}
+// a fresh replica does. Moving to 3 copies the models and active models
+// into pkg/store's Versions (moveModelsToVersions).
+var Migrations = map[uint32]func(*bbolt.Tx) error{2: rebuildFromLogs, 3: moveModelsToVersions}
 
 func rebuildFromLogs(tx *bbolt.Tx) error {
 	for _, name := range derivedBuckets {
@@ -111,11 +117,11 @@ type Snapshot struct {
 	When string
 }
 
-func bucket(tx *bbolt.Tx, name, ws string) (*bbolt.Bucket, error) {
+func bucket(tx *kv.Tx, name, ws string) (*bbolt.Bucket, error) {
 	if ws == "" {
 		return nil, errors.New("empty workspace")
 	}
-	return kv.Bucket(tx, name, ws)
+	return tx.Bucket(name, ws)
 }
 
 func key(parts ...string) []byte {
@@ -144,7 +150,7 @@ func putProto(b *bbolt.Bucket, k []byte, m proto.Message) error {
 }
 
 // GetAccount loads an account's working state.
-func GetAccount(tx *bbolt.Tx, ws, acct string) (*Account, error) {
+func GetAccount(tx *kv.Tx, ws, acct string) (*Account, error) {
 	raw, meta, err := GetAccountRaw(tx, ws, acct)
 	if err != nil {
 		return nil, err
@@ -154,7 +160,7 @@ func GetAccount(tx *bbolt.Tx, ws, acct string) (*Account, error) {
 
 // GetAccountRaw returns copies of an account's encoded aggregate and meta,
 // for callers that decode in parallel outside the transaction.
-func GetAccountRaw(tx *bbolt.Tx, ws, acct string) (agg, meta []byte, err error) {
+func GetAccountRaw(tx *kv.Tx, ws, acct string) (agg, meta []byte, err error) {
 	b, err := bucket(tx, "accounts", ws)
 	if err != nil {
 		return nil, nil, err
@@ -202,50 +208,8 @@ func DecodeAccountWith(s *account.Scratch, fromDay int32, agg, meta []byte) (*Ac
 	return a, nil
 }
 
-// metaVersion prefixes encoded meta records.
-const metaVersion = 1
-
-// EncodeMeta renders m compactly: it is rewritten on every evaluation.
-func EncodeMeta(m *Meta) []byte {
-	b := make([]byte, 0, 48+len(m.Stage))
-	b = append(b, metaVersion)
-	b = appendString(b, m.Stage)
-	b = appendTime(b, m.EnteredAt)
-	b = binary.AppendUvarint(b, uint64(m.DropFrom))
-	return appendTime(b, m.LastEval)
-}
-
-func appendTime(b []byte, t time.Time) []byte {
-	if t.IsZero() {
-		return append(b, 0)
-	}
-	b = append(b, 1)
-	b = binary.AppendVarint(b, t.Unix())
-	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
-}
-
-// DecodeMeta decodes an account's meta record (empty input = zero meta).
-func DecodeMeta(meta []byte) (*Meta, error) {
-	m := &Meta{}
-	if len(meta) == 0 {
-		return m, nil
-	}
-	if meta[0] != metaVersion {
-		return nil, errors.New("decode account meta: unknown encoding")
-	}
-	d := decoder{b: meta[1:]}
-	m.Stage = d.str()
-	m.EnteredAt = d.time()
-	m.DropFrom = healthv1.Band(d.uvarint())
-	m.LastEval = d.time()
-	if d.err != nil {
-		return nil, fmt.Errorf("decode account meta: %w", d.err)
-	}
-	return m, nil
-}
-
 // PutAccount stores an account's meta, and its aggregate when withAgg.
-func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
+func PutAccount(tx *kv.Tx, a *Account, withAgg bool) error {
 	ws, id := a.Agg.Workspace, []byte(a.Agg.AccountID)
 	if withAgg {
 		b, err := bucket(tx, "accounts", ws)
@@ -260,7 +224,7 @@ func PutAccount(tx *bbolt.Tx, a *Account, withAgg bool) error {
 }
 
 // AccountIDs lists a workspace's account ids in order.
-func AccountIDs(tx *bbolt.Tx, ws string) ([]string, error) {
+func AccountIDs(tx *kv.Tx, ws string) ([]string, error) {
 	b, err := bucket(tx, "accounts", ws)
 	if err != nil || b == nil {
 		return nil, err
@@ -274,7 +238,7 @@ func AccountIDs(tx *bbolt.Tx, ws string) ([]string, error) {
 }
 
 // ForEachAccount visits every account of a workspace in id order.
-func ForEachAccount(tx *bbolt.Tx, ws string, fn func(*Account) error) error {
+func ForEachAccount(tx *kv.Tx, ws string, fn func(*Account) error) error {
 	ids, err := AccountIDs(tx, ws)
 	if err != nil {
 		return err
@@ -292,7 +256,7 @@ func ForEachAccount(tx *bbolt.Tx, ws string, fn func(*Account) error) error {
 }
 
 // DeleteAccount forgets everything about an account.
-func DeleteAccount(tx *bbolt.Tx, ws, acct string) error {
+func DeleteAccount(tx *kv.Tx, ws, acct string) error {
 	for _, name := range []string{"accounts", "meta", "health", "rows", "timeridx"} {
 		b, err := bucket(tx, name, ws)
 		if err != nil {
@@ -348,7 +312,7 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
 }
 
 // GetHealth loads an account's current health.
-func GetHealth(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountHealth, error) {
+func GetHealth(tx *kv.Tx, ws, acct string) (*healthv1.AccountHealth, error) {
 	b, err := bucket(tx, "health", ws)
 	if err != nil {
 		return nil, err
@@ -369,7 +333,7 @@ func GetHealth(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountHealth, error) {
 
 // GetHealthRaw returns a copy of an account's encoded health, nil when it
 // was never scored.
-func GetHealthRaw(tx *bbolt.Tx, ws, acct string) ([]byte, error) {
+func GetHealthRaw(tx *kv.Tx, ws, acct string) ([]byte, error) {
 	b, err := bucket(tx, "health", ws)
 	if err != nil || b == nil {
 		return nil, err
@@ -382,7 +346,7 @@ func GetHealthRaw(tx *bbolt.Tx, ws, acct string) ([]byte, error) {
 }
 
 // PutHealth stores an account's health and its list row.
-func PutHealth(tx *bbolt.Tx, h *healthv1.AccountHealth, row *healthv1.AccountRow) error {
+func PutHealth(tx *kv.Tx, h *healthv1.AccountHealth, row *healthv1.AccountRow) error {
 	hb, err := Marshal(h)
 	if err != nil {
 		return fmt.Errorf("put health of %q: %w", h.GetAccountId(), err)
@@ -399,7 +363,7 @@ func PutHealth(tx *bbolt.Tx, h *healthv1.AccountHealth, row *healthv1.AccountRow
 }
 
 // ForEachRow visits every account row of a workspace in id order.
-func ForEachRow(tx *bbolt.Tx, ws string, fn func(*healthv1.AccountRow) error) error {
+func ForEachRow(tx *kv.Tx, ws string, fn func(*healthv1.AccountRow) error) error {
 	b, err := bucket(tx, "rows", ws)
 	if err != nil || b == nil {
 		return err
@@ -414,7 +378,7 @@ func ForEachRow(tx *bbolt.Tx, ws string, fn func(*healthv1.AccountRow) error) er
 }
 
 // GetRow loads one account row.
-func GetRow(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountRow, error) {
+func GetRow(tx *kv.Tx, ws, acct string) (*healthv1.AccountRow, error) {
 	b, err := bucket(tx, "rows", ws)
 	if err != nil {
 		return nil, err
@@ -427,7 +391,7 @@ func GetRow(tx *bbolt.Tx, ws, acct string) (*healthv1.AccountRow, error) {
 }
 
 // PutSignal stores a signal and keeps the open-signal index.
-func PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
+func PutSignal(tx *kv.Tx, s *commonv1.Signal) error {
 	data, err := Marshal(s)
 	if err != nil {
 		return err
@@ -435,13 +399,13 @@ func PutSignal(tx *bbolt.Tx, s *commonv1.Signal) error {
 	return putSignal(tx, s, data)
 }
 
-func putSignal(tx *bbolt.Tx, s *commonv1.Signal, data []byte) error {
+func putSignal(tx *kv.Tx, s *commonv1.Signal, data []byte) error {
 	return NewWriter(tx, s.GetWorkspace()).PutSignal(s, data)
 }
 
 // ScanSignals visits signals of a workspace (of one account when acct is not
 // empty) in key order, starting after the key after; fn returns false to stop.
-func ScanSignals(tx *bbolt.Tx, ws, acct string, after []byte, fn func(k []byte, s *commonv1.Signal) (bool, error)) error {
+func ScanSignals(tx *kv.Tx, ws, acct string, after []byte, fn func(k []byte, s *commonv1.Signal) (bool, error)) error {
 	b, err := bucket(tx, "signals", ws)
 	if err != nil || b == nil {
 		return err
@@ -473,7 +437,7 @@ func ScanSignals(tx *bbolt.Tx, ws, acct string, after []byte, fn func(k []byte, 
 }
 
 // AccountsWithSignal lists the accounts holding an open signal with reason.
-func AccountsWithSignal(tx *bbolt.Tx, ws, reason string) (map[string]bool, error) {
+func AccountsWithSignal(tx *kv.Tx, ws, reason string) (map[string]bool, error) {
 	b, err := bucket(tx, "sigidx", ws)
 	if err != nil || b == nil {
 		return map[string]bool{}, err
@@ -488,12 +452,12 @@ func AccountsWithSignal(tx *bbolt.Tx, ws, reason string) (map[string]bool, error
 }
 
 // PutSnapshot stores (overwrites) the account's snapshot of s.Day.
-func PutSnapshot(tx *bbolt.Tx, ws, acct string, s *Snapshot) error {
+func PutSnapshot(tx *kv.Tx, ws, acct string, s *Snapshot) error {
 	return NewWriter(tx, ws).PutSnapshot(acct, s.Day, EncodeSnapshot(s))
 }
 
 // SnapshotAt returns the latest snapshot on or before day.
-func SnapshotAt(tx *bbolt.Tx, ws, acct, day string) (*Snapshot, error) {
+func SnapshotAt(tx *kv.Tx, ws, acct, day string) (*Snapshot, error) {
 	b, err := bucket(tx, "snapshots", ws)
 	if err != nil {
 		return nil, err
@@ -522,7 +486,7 @@ func SnapshotAt(tx *bbolt.Tx, ws, acct, day string) (*Snapshot, error) {
 
 // SnapshotScoreAt returns the score of the latest snapshot on or before
 // day, decoding nothing else (trends only need the score).
-func SnapshotScoreAt(tx *bbolt.Tx, ws, acct, day string) (float64, error) {
+func SnapshotScoreAt(tx *kv.Tx, ws, acct, day string) (float64, error) {
 	b, err := bucket(tx, "snapshots", ws)
 	if err != nil {
 		return 0, err
@@ -556,7 +520,7 @@ func snapshotScoreAt(c *bbolt.Cursor, acct, day string) (float64, error) {
 
 // ScanSnapshots visits an account's snapshots newest first, starting before
 // the day before (exclusive; "" = newest); fn returns false to stop.
-func ScanSnapshots(tx *bbolt.Tx, ws, acct, before string, fn func(*Snapshot) (bool, error)) error {
+func ScanSnapshots(tx *kv.Tx, ws, acct, before string, fn func(*Snapshot) (bool, error)) error {
 	b, err := bucket(tx, "snapshots", ws)
 	if err != nil || b == nil {
 		return err

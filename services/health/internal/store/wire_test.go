@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
@@ -157,4 +159,170 @@ func TestUnmarshalHealth(t *testing.T) {
 	}
 	check(nil)
 	check([]byte{0x0a, 0x02, 0xff, 0xfe}) // invalid UTF-8 workspace
+}
+
+// TestWireRoundTrip decodes what the encoders write, with proto.Unmarshal
+// and (for health) UnmarshalHealth, and gets every random message back.
+func TestWireRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	back := func(orig, decoded proto.Message, b []byte) {
+		t.Helper()
+		if err := proto.Unmarshal(b, decoded); err != nil {
+			t.Fatalf("%T: %v", orig, err)
+		}
+		if !proto.Equal(decoded, orig) {
+			t.Fatalf("%T round trip:\ngot  %v\nwant %v", orig, decoded, orig)
+		}
+	}
+	for i := 0; i < 2000; i++ {
+		h := &healthv1.AccountHealth{}
+		fill(t, r, h.ProtoReflect(), 0)
+		b, err := store.MarshalHealth(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back(h, &healthv1.AccountHealth{}, b)
+		got, err := store.UnmarshalHealth(b)
+		if err != nil || !proto.Equal(got, h) {
+			t.Fatalf("UnmarshalHealth round trip: %v\ngot  %v\nwant %v", err, got, h)
+		}
+
+		row := &healthv1.AccountRow{}
+		fill(t, r, row.ProtoReflect(), 0)
+		if b, err = store.MarshalRow(row); err != nil {
+			t.Fatal(err)
+		}
+		back(row, &healthv1.AccountRow{}, b)
+
+		s := &commonv1.Signal{}
+		fill(t, r, s.ProtoReflect(), 0)
+		if b, err = store.MarshalSignal(s); err != nil {
+			t.Fatal(err)
+		}
+		back(s, &commonv1.Signal{}, b)
+		back(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}, &healthv1.LogRecord{}, store.SignalRecord(b))
+
+		sc := &healthv1.ScoreChange{}
+		fill(t, r, sc.ProtoReflect(), 0)
+		if b, err = store.MarshalScoreChangeRecord(sc); err != nil {
+			t.Fatal(err)
+		}
+		back(&healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: sc}}, &healthv1.LogRecord{}, b)
+	}
+}
+
+// TestWireKnowsEveryField fails when a message the encoders write (or one
+// nested in it) gains or loses a field that wireFields, and so the
+// encoders and UnmarshalHealth, do not list.
+func TestWireKnowsEveryField(t *testing.T) {
+	seen := map[protoreflect.FullName]bool{}
+	var visit func(d protoreflect.MessageDescriptor)
+	visit = func(d protoreflect.MessageDescriptor) {
+		if seen[d.FullName()] {
+			return
+		}
+		seen[d.FullName()] = true
+		known, ok := store.WireFields[d.FullName()]
+		if !ok {
+			t.Errorf("%s is written by the encoders but not in wireFields", d.FullName())
+			return
+		}
+		var have []protowire.Number
+		for i := 0; i < d.Fields().Len(); i++ {
+			f := d.Fields().Get(i)
+			have = append(have, f.Number())
+			switch {
+			case f.IsMap():
+				// Only Signal.attributes, a map<string, string>.
+				if f.MapKey().Kind() != protoreflect.StringKind || f.MapValue().Kind() != protoreflect.StringKind {
+					t.Errorf("%s: map of %s to %s, the encoders write string maps only", f.FullName(), f.MapKey().Kind(), f.MapValue().Kind())
+				}
+			case f.Kind() == protoreflect.MessageKind:
+				visit(f.Message())
+			}
+		}
+		slices.Sort(have)
+		if want := slices.Sorted(slices.Values(known)); !slices.Equal(have, want) {
+			t.Errorf("%s has fields %v, the encoders know %v: update wire.go and wireFields", d.FullName(), have, want)
+		}
+	}
+	for _, m := range []proto.Message{&healthv1.AccountHealth{}, &healthv1.AccountRow{}, &commonv1.Signal{}, &healthv1.ScoreChange{}} {
+		visit(m.ProtoReflect().Descriptor())
+	}
+	for name := range store.WireFields {
+		if !seen[name] {
+			t.Errorf("wireFields lists %s, which no encoded message holds", name)
+		}
+	}
+}
+
+// benchHealth is a typical stored health record: nine components, changes
+// and two open signals.
+func benchHealth() *healthv1.AccountHealth {
+	r := rand.New(rand.NewPCG(1, 2))
+	h := &healthv1.AccountHealth{Workspace: "w", AccountId: "acct-000042", Score: 71.5, Band: healthv1.Band_BAND_NEUTRAL,
+		PreviousScore: 69, Trend_7D: 2.5, Trend_30D: -4, Direction: "up", ModelId: "default", ModelVersion: 3,
+		ComputedAt: timestamppb.Now(), Stage: "adoption", Arr: 42000, ContractEnd: timestamppb.Now()}
+	for i := 0; i < 9; i++ {
+		h.Components = append(h.Components, &healthv1.ComponentScore{Name: "component_" + strings.Repeat("x", i), RawValue: r.Float64() * 10,
+			Points: float64(r.IntN(101)), Weight: 10, Contribution: r.Float64() * 10, Explanation: "12 of 20 seats active in the last 30 days"})
+	}
+	for i := 0; i < 3; i++ {
+		h.Changes = append(h.Changes, &healthv1.Change{Component: "component_x", PreviousContribution: 3, Contribution: 5, Reason: "more users"})
+	}
+	for _, reason := range []string{"renewal_window_90", "single_active_user"} {
+		h.OpenSignals = append(h.OpenSignals, &commonv1.Signal{Workspace: "w", AccountId: "acct-000042", SignalId: "acct-000042/risk/" + reason,
+			Kind: commonv1.SignalKind_SIGNAL_KIND_RISK, Reason: reason, Message: "a message about " + reason,
+			State: commonv1.SignalState_SIGNAL_STATE_OPEN, OpenedAt: timestamppb.Now(), Attributes: map[string]string{"play": "qbr", "days": "90"}})
+	}
+	return h
+}
+
+// The encoders pay for themselves when these beat their Proto twins: a
+// rescore encodes a health record, a row and the changed signals per
+// account, and decodes the previous health.
+func BenchmarkMarshalHealth(b *testing.B) {
+	h := benchHealth()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := store.MarshalHealth(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMarshalHealthProto(b *testing.B) {
+	h := benchHealth()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := store.Marshal(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnmarshalHealth(b *testing.B) {
+	raw, err := store.MarshalHealth(benchHealth())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := store.UnmarshalHealth(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnmarshalHealthProto(b *testing.B) {
+	raw, err := store.MarshalHealth(benchHealth())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := proto.Unmarshal(raw, &healthv1.AccountHealth{}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -14,7 +14,7 @@ import (
 // transaction. Each bucket is resolved once, on first use, instead of once
 // per record: a full rescore writes about ten records per account.
 type Writer struct {
-	tx *bbolt.Tx
+	tx *kv.Tx
 	ws string
 	// fill, when not zero, is the FillPercent of every bucket written.
 	fill float64
@@ -23,7 +23,7 @@ type Writer struct {
 }
 
 // NewWriter returns a Writer for workspace ws in the writable tx.
-func NewWriter(tx *bbolt.Tx, ws string) *Writer { return &Writer{tx: tx, ws: ws} }
+func NewWriter(tx *kv.Tx, ws string) *Writer { return &Writer{tx: tx, ws: ws} }
 
 // bulkFill is the page fill of buckets written in key order by a bulk
 // writer. bbolt splits pages half full by default, which suits random
@@ -33,7 +33,7 @@ const bulkFill = 0.95
 
 // NewBulkWriter is NewWriter for writing many accounts in ascending id
 // order: pages split while it writes are filled almost full.
-func NewBulkWriter(tx *bbolt.Tx, ws string) *Writer { return &Writer{tx: tx, ws: ws, fill: bulkFill} }
+func NewBulkWriter(tx *kv.Tx, ws string) *Writer { return &Writer{tx: tx, ws: ws, fill: bulkFill} }
 
 func (w *Writer) bucket(b **bbolt.Bucket, name string) (*bbolt.Bucket, error) {
 	if *b != nil {
@@ -41,7 +41,7 @@ func (w *Writer) bucket(b **bbolt.Bucket, name string) (*bbolt.Bucket, error) {
 	}
 	var err error
 	if name == "timers" {
-		*b, err = kv.Bucket(w.tx, name)
+		*b, err = w.tx.Bucket(name)
 	} else {
 		*b, err = bucket(w.tx, name, w.ws)
 	}
@@ -202,7 +202,7 @@ type Reader struct {
 
 // NewReader returns a Reader over tx; the values it returns are only valid
 // during tx (Stored.Clone copies them out).
-func NewReader(tx *bbolt.Tx, ws string) (*Reader, error) {
+func NewReader(tx *kv.Tx, ws string) (*Reader, error) {
 	r := &Reader{}
 	for _, x := range []struct {
 		name string

@@ -1,4 +1,4 @@
-package main
+package app_test
 
 import (
 	"context"
@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cairn-dev/cairn/services/health/internal/app"
 )
 
 // fakeIngestion serves a local log as the ingestion Subscribe stream.
@@ -54,7 +56,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestRunEndToEnd starts the real service (run) against fake ingestion
+// TestRunEndToEnd starts the real service (Run) against fake ingestion
 // servers over loopback gRPC, one or two replicas (split by workspace, each
 // with its own log), sends an event per workspace through the ingestion
 // logs and reads each score back through the authenticated health API.
@@ -100,11 +102,11 @@ func runEndToEnd(t *testing.T, replicas int) {
 		logs, addrs, read = append(logs, ingLog), append(addrs, lis.Addr().String()), append(read, readKey)
 	}
 
-	cfg := config{Server: server.Config{Name: "health", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey},
+	cfg := app.Config{Server: server.Config{Name: "health", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey},
 		IngestionAddr: strings.Join(addrs, ",")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg) }()
+	go func() { done <- app.Run(ctx, cfg) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -169,11 +171,11 @@ func TestRunRejectsBadReplica(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := config{
+			cfg := app.Config{
 				Server:        server.Config{Name: "health", GRPCAddr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 2, Replica: tc.replica, Replicas: tc.replicas},
 				IngestionAddr: "127.0.0.1:1",
 			}
-			if err := run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
+			if err := app.Run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("run = %v, want an error containing %q", err, tc.err)
 			}
 		})

@@ -1,4 +1,4 @@
-package engine_test
+package app_test
 
 import (
 	"context"
@@ -8,12 +8,11 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	kv "github.com/cairn-dev/cairn/pkg/store"
-	"go.etcd.io/bbolt"
 
-	"github.com/cairn-dev/cairn/services/health/internal/engine"
+	"github.com/cairn-dev/cairn/services/health/internal/app"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
 
@@ -57,7 +56,7 @@ func synthetic(ws string, i int, now time.Time) *store.Account {
 func seedAccounts(b *testing.B, db *kv.DB, ws string, n int, now time.Time) {
 	b.Helper()
 	for i := 0; i < n; i += 10000 {
-		if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := db.Update(func(tx *kv.Tx) error {
 			for j := i; j < min(i+10000, n); j++ {
 				if err := store.PutAccount(tx, synthetic(ws, j, now), true); err != nil {
 					return err
@@ -84,13 +83,13 @@ func benchRescoreAfter(b *testing.B, n, warm int, durable bool) {
 	defer db.Close()
 	seedAccounts(b, db, "w", n, now)
 	clk := clock.NewManual(now)
-	e, err := engine.New(engine.Config{Log: boltLog{parts: 8}, Clock: clk})
+	e, err := app.New(app.Options{DB: db, Log: boltLog{parts: 8}, Clock: clk})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; i < warm; i++ {
 		clk.Advance(24 * time.Hour)
-		if _, err := e.Rescore(context.Background(), db, "w"); err != nil {
+		if _, err := e.Rescore(context.Background(), "w"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -98,7 +97,7 @@ func benchRescoreAfter(b *testing.B, n, warm int, durable bool) {
 	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		clk.Advance(24 * time.Hour) // each run is a new day: new snapshots, real work
-		got, err := e.Rescore(context.Background(), db, "w")
+		got, err := e.Rescore(context.Background(), "w")
 		if err != nil || got != n {
 			b.Fatalf("rescored %d: %v", got, err)
 		}
@@ -133,7 +132,7 @@ func BenchmarkApplyEvent(b *testing.B) {
 	}
 	defer db.Close()
 	seedAccounts(b, db, "w", 1000, now)
-	e, err := engine.New(engine.Config{Log: boltLog{parts: 8}, Clock: clock.NewManual(now)})
+	e, err := app.New(app.Options{DB: db, Log: boltLog{parts: 8}, Clock: clock.NewManual(now)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,7 +147,7 @@ func BenchmarkApplyEvent(b *testing.B) {
 			r.GetEvent().Workspace = "w"
 			recs = append(recs, r)
 		}
-		if err := db.Update(func(tx *bbolt.Tx) error { return e.ApplyIngestion(tx, 0, recs) }); err != nil {
+		if err := db.Update(func(tx *kv.Tx) error { return e.ApplyIngestion(tx, 0, recs) }); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
-package engine_test
+package app_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -16,17 +15,14 @@ import (
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/engine"
+	"github.com/cairn-dev/cairn/services/health/internal/app"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
+	"github.com/cairn-dev/cairn/services/health/internal/store/storedump"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -36,8 +32,8 @@ type boltLog struct{ parts uint32 }
 
 func (l boltLog) Partitions() uint32 { return l.parts }
 
-func (l boltLog) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
-	b, err := kv.Bucket(tx, "testlog", fmt.Sprint(p))
+func (l boltLog) AppendTx(tx *kv.Tx, p uint32, data []byte) (uint64, error) {
+	b, err := tx.Bucket("testlog", fmt.Sprint(p))
 	if err != nil {
 		return 0, err
 	}
@@ -48,9 +44,9 @@ func (l boltLog) AppendTx(tx *bbolt.Tx, p uint32, data []byte) (uint64, error) {
 func readLog(t *testing.T, db *kv.DB, parts uint32) []*healthv1.LogRecord {
 	t.Helper()
 	var out []*healthv1.LogRecord
-	err := db.View(func(tx *bbolt.Tx) error {
+	err := db.View(func(tx *kv.Tx) error {
 		for p := uint32(0); p < parts; p++ {
-			b, _ := kv.Bucket(tx, "testlog", fmt.Sprint(p))
+			b, _ := tx.Bucket("testlog", fmt.Sprint(p))
 			if b == nil {
 				continue
 			}
@@ -83,13 +79,13 @@ func openDB(t *testing.T, path string) *kv.DB {
 	return db
 }
 
-func newEngine(t *testing.T, clk clock.Clock) *engine.Engine {
+func newApp(t *testing.T, db *kv.DB, clk clock.Clock) *app.App {
 	t.Helper()
-	e, err := engine.New(engine.Config{Log: boltLog{parts: 4}, Clock: clk})
+	a, err := app.New(app.Options{DB: db, Log: boltLog{parts: 4}, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return a
 }
 
 func event(acct string, day int, typ ingestionv1.EventType, user, name string, kv ...any) *ingestionv1.LogRecord {
@@ -161,63 +157,43 @@ func history() []*ingestionv1.LogRecord {
 	return out
 }
 
-func apply(t *testing.T, db *kv.DB, e *engine.Engine, recs []*ingestionv1.LogRecord, batch int) {
+func apply(t *testing.T, db *kv.DB, e *app.App, recs []*ingestionv1.LogRecord, batch int) {
 	t.Helper()
 	for i := 0; i < len(recs); i += batch {
 		j := min(i+batch, len(recs))
-		if err := db.Update(func(tx *bbolt.Tx) error { return e.ApplyIngestion(tx, 0, recs[i:j]) }); err != nil {
+		if err := db.Update(func(tx *kv.Tx) error { return e.ApplyIngestion(tx, 0, recs[i:j]) }); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-// dump renders every bucket except bbolt metadata, so two stores can be compared.
-func dump(t *testing.T, db *kv.DB) string {
+// dumpState renders every bucket except the schema version, so two stores
+// can be compared.
+func dumpState(t *testing.T, db *kv.DB) string {
 	t.Helper()
-	var buf bytes.Buffer
-	var walk func(prefix string, b *bbolt.Bucket) error
-	walk = func(prefix string, b *bbolt.Bucket) error {
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				return walk(prefix+"/"+string(k), b.Bucket(k))
-			}
-			fmt.Fprintf(&buf, "%s/%q=%x\n", prefix, k, v)
-			return nil
-		})
-	}
-	if err := db.View(func(tx *bbolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
-			if string(name) == "_meta" {
-				return nil
-			}
-			return walk(string(name), b)
-		})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
+	return storedump.String(t, db, "_meta")
 }
 
-func TestRestartMidStreamEqualsCleanRun(t *testing.T) {
+func TestApplyRestartMidStreamEqualsCleanRun(t *testing.T) {
 	recs := history()
 	clk := clock.NewManual(t0.AddDate(0, 0, 90))
 
 	clean := openDB(t, filepath.Join(t.TempDir(), "clean.db"))
 	defer clean.Close()
-	apply(t, clean, newEngine(t, clk), recs, 7)
+	apply(t, clean, newApp(t, clean, clk), recs, 7)
 
 	path := filepath.Join(t.TempDir(), "restart.db")
 	db := openDB(t, path)
 	half := len(recs) / 2
-	apply(t, db, newEngine(t, clk), recs[:half], 5)
+	apply(t, db, newApp(t, db, clk), recs[:half], 5)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	db = openDB(t, path)
 	defer db.Close()
-	apply(t, db, newEngine(t, clk), recs[half:], 3)
+	apply(t, db, newApp(t, db, clk), recs[half:], 3)
 
-	a, b := dump(t, clean), dump(t, db)
+	a, b := dumpState(t, clean), dumpState(t, db)
 	if a != b {
 		la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
 		for i := range la {
@@ -238,7 +214,7 @@ func TestIngestionScoresSignalsAndForgets(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	defer db.Close()
 	reg := prometheus.NewRegistry()
-	e, err := engine.New(engine.Config{Log: boltLog{parts: 4}, Clock: clk, Registerer: reg})
+	e, err := app.New(app.Options{DB: db, Log: boltLog{parts: 4}, Clock: clk, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +236,7 @@ func TestIngestionScoresSignalsAndForgets(t *testing.T) {
 	}
 
 	var h0, h3 *healthv1.AccountHealth
-	if err := db.View(func(tx *bbolt.Tx) error {
+	if err := db.View(func(tx *kv.Tx) error {
 		var err error
 		if h0, err = store.GetHealth(tx, "w", "acct-0"); err != nil {
 			return err
@@ -323,7 +299,7 @@ func TestDailyTimerSurvivesRestartAndOpensRenewal(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "h.db")
 	clk := clock.NewManual(t0)
 	db := openDB(t, path)
-	e := newEngine(t, clk)
+	e := newApp(t, db, clk)
 	// Contract ends on day 125; the last event is on day 0, so only the
 	// timer can notice the 120-day window opening on day 5.
 	apply(t, db, e, []*ingestionv1.LogRecord{
@@ -336,10 +312,10 @@ func TestDailyTimerSurvivesRestartAndOpensRenewal(t *testing.T) {
 
 	db = openDB(t, path)
 	defer db.Close()
-	e = newEngine(t, clk)
+	e = newApp(t, db, clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.RunTimers(ctx, db) }()
+	go func() { done <- e.RunTimers(ctx) }()
 
 	for day := 1; day <= 6; day++ {
 		waitFor(t, func() bool { return clk.Waiters() > 0 })
@@ -347,7 +323,7 @@ func TestDailyTimerSurvivesRestartAndOpensRenewal(t *testing.T) {
 	}
 	waitFor(t, func() bool {
 		var h *healthv1.AccountHealth
-		_ = db.View(func(tx *bbolt.Tx) error { h, _ = store.GetHealth(tx, "w", "a"); return nil })
+		_ = db.View(func(tx *kv.Tx) error { h, _ = store.GetHealth(tx, "w", "a"); return nil })
 		for _, s := range h.GetOpenSignals() {
 			if s.GetReason() == "renewal_window_120" {
 				return true
@@ -360,7 +336,7 @@ func TestDailyTimerSurvivesRestartAndOpensRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	var snaps int
-	_ = db.View(func(tx *bbolt.Tx) error {
+	_ = db.View(func(tx *kv.Tx) error {
 		return store.ScanSnapshots(tx, "w", "a", "", func(*store.Snapshot) (bool, error) { snaps++; return true, nil })
 	})
 	if snaps < 6 {
@@ -385,13 +361,13 @@ func TestStagesTransitionFeedsMeasures(t *testing.T) {
 	clk := clock.NewManual(t0)
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	defer db.Close()
-	e := newEngine(t, clk)
+	e := newApp(t, db, clk)
 	// A model scoring days in stage.
 	m := &healthv1.Model{Id: "stage", Components: []*healthv1.Component{{
 		Name: "in_stage", Measure: `stage == "adoption" ? days_in_stage : 0.0`, Weight: 100,
 		Linear: &healthv1.LinearRange{From: 0, To: 10},
 	}}}
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	if err := db.Update(func(tx *kv.Tx) error {
 		if err := store.PutModel(tx, "w", m); err != nil {
 			return err
 		}
@@ -401,12 +377,12 @@ func TestStagesTransitionFeedsMeasures(t *testing.T) {
 	}
 	tr := &stagesv1.LogRecord{Offset: 1, Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{
 		Workspace: "w", AccountId: "a", ToStage: "adoption", At: timestamppb.New(t0)}}}
-	if err := db.Update(func(tx *bbolt.Tx) error { return e.ApplyStages(tx, 0, []*stagesv1.LogRecord{tr}) }); err != nil {
+	if err := db.Update(func(tx *kv.Tx) error { return e.ApplyStages(tx, 0, []*stagesv1.LogRecord{tr}) }); err != nil {
 		t.Fatal(err)
 	}
 	apply(t, db, e, []*ingestionv1.LogRecord{event("a", 5, track, "u", "x")}, 1)
 	var h *healthv1.AccountHealth
-	_ = db.View(func(tx *bbolt.Tx) error { h, _ = store.GetHealth(tx, "w", "a"); return nil })
+	_ = db.View(func(tx *kv.Tx) error { h, _ = store.GetHealth(tx, "w", "a"); return nil })
 	// Day 5 at noon: 5.5 days in stage -> 55 points.
 	if h.GetScore() != 55 || h.GetStage() != "adoption" || h.GetModelId() != "stage" {
 		t.Fatalf("got score %v stage %q model %q", h.GetScore(), h.GetStage(), h.GetModelId())

@@ -1,4 +1,4 @@
-package engine_test
+package app_test
 
 import (
 	"context"
@@ -17,10 +17,9 @@ import (
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	kv "github.com/cairn-dev/cairn/pkg/store"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cairn-dev/cairn/services/health/internal/engine"
+	"github.com/cairn-dev/cairn/services/health/internal/app"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
@@ -29,8 +28,8 @@ import (
 // tickets, champions, deletions) plus n varied synthetic accounts.
 func seedRescore(t *testing.T, db *kv.DB, clk *clock.Manual, n int) {
 	t.Helper()
-	apply(t, db, newEngine(t, clk), history(), 50)
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	apply(t, db, newApp(t, db, clk), history(), 50)
+	if err := db.Update(func(tx *kv.Tx) error {
 		for i := 0; i < n; i++ {
 			a := synthetic("w", i, clk.Now().AddDate(0, 0, -(i%5)))
 			if i%3 == 0 {
@@ -64,7 +63,7 @@ func activateOther(t *testing.T, db *kv.DB) {
 	c[0].Weight, c[1].Weight = c[1].GetWeight()+5, c[0].GetWeight()-5
 	c[2].Thresholds[1].Min = 2
 	c[3].Thresholds = append(c[3].GetThresholds()[:1], &healthv1.Threshold{Min: 3, Points: 100})
-	if err := db.Update(func(tx *bbolt.Tx) error {
+	if err := db.Update(func(tx *kv.Tx) error {
 		if err := store.PutModel(tx, "w", m); err != nil {
 			return err
 		}
@@ -76,10 +75,10 @@ func activateOther(t *testing.T, db *kv.DB) {
 
 // evaluateEach is the reference for Rescore: every account evaluated
 // through the incremental path, a few per transaction.
-func evaluateEach(t *testing.T, db *kv.DB, e *engine.Engine) {
+func evaluateEach(t *testing.T, db *kv.DB, e *app.App) {
 	t.Helper()
 	var ids []string
-	if err := db.View(func(tx *bbolt.Tx) error {
+	if err := db.View(func(tx *kv.Tx) error {
 		var err error
 		ids, err = store.AccountIDs(tx, "w")
 		return err
@@ -87,9 +86,9 @@ func evaluateEach(t *testing.T, db *kv.DB, e *engine.Engine) {
 		t.Fatal(err)
 	}
 	for i := 0; i < len(ids); i += 37 {
-		if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := db.Update(func(tx *kv.Tx) error {
 			for _, id := range ids[i:min(i+37, len(ids))] {
-				if err := engine.EvaluateOne(e, tx, "w", id); err != nil {
+				if err := app.EvaluateOne(e, tx, "w", id); err != nil {
 					return err
 				}
 			}
@@ -102,7 +101,7 @@ func evaluateEach(t *testing.T, db *kv.DB, e *engine.Engine) {
 
 func sameStore(t *testing.T, what string, want, got *kv.DB) {
 	t.Helper()
-	a, b := dump(t, want), dump(t, got)
+	a, b := dumpState(t, want), dumpState(t, got)
 	if a == b {
 		return
 	}
@@ -132,8 +131,8 @@ func TestRescoreEqualsEvaluatingEachAccount(t *testing.T) {
 	seedRescore(t, got, clk, n)
 	sameStore(t, "seeded", want, got)
 
-	ref, e := newEngine(t, clk), newEngine(t, clk)
-	engine.SetRescoreChunk(e, 97)
+	ref, e := newApp(t, want, clk), newApp(t, got, clk)
+	app.SetRescoreChunk(e, 97)
 	steps := []struct {
 		name    string
 		advance time.Duration
@@ -152,7 +151,7 @@ func TestRescoreEqualsEvaluatingEachAccount(t *testing.T) {
 			s.before(got)
 		}
 		evaluateEach(t, want, ref)
-		total, err := e.Rescore(context.Background(), got, "w")
+		total, err := e.Rescore(context.Background(), "w")
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -194,14 +193,14 @@ func TestRescoreRevalidatesConcurrentChanges(t *testing.T) {
 	seedRescore(t, got, clk, n)
 	clk.Advance(24 * time.Hour)
 
-	changes := func(db *kv.DB, e *engine.Engine) {
+	changes := func(db *kv.DB, e *app.App) {
 		t.Helper()
 		recs := []*ingestionv1.LogRecord{
 			event("acct-000150", 90, track, "u9", "feature_x"),
 			event("acct-000151", 90, grp, "", "", "seats", 50, "arr", 99000),
 			{Kind: &ingestionv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "w", AccountId: "acct-000152"}}},
 		}
-		if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := db.Update(func(tx *kv.Tx) error {
 			if err := e.ApplyIngestion(tx, 0, recs); err != nil {
 				return err
 			}
@@ -213,30 +212,30 @@ func TestRescoreRevalidatesConcurrentChanges(t *testing.T) {
 		}
 	}
 
-	ref := newEngine(t, clk)
+	ref := newApp(t, want, clk)
 	changes(want, ref)
 	evaluateEach(t, want, ref)
 
-	e := newEngine(t, clk)
-	engine.SetRescoreChunk(e, 100)
+	e := newApp(t, got, clk)
+	app.SetRescoreChunk(e, 100)
 	// History's 3 accounts sort before the synthetic ones: acct-000150 is
 	// account 153 in id order. Change it and its neighbours just before
 	// its chunk is written.
 	target := 0
-	for i, end := range engine.ChunkEnds(n+3, 100) {
+	for i, end := range app.ChunkEnds(n+3, 100) {
 		if end > 153 {
 			target = i
 			break
 		}
 	}
 	changed := false
-	engine.BeforeRescoreWrite(e, func(i int) {
+	app.BeforeRescoreWrite(e, func(i int) {
 		if i == target {
 			changes(got, e)
 			changed = true
 		}
 	})
-	total, err := e.Rescore(context.Background(), got, "w")
+	total, err := e.Rescore(context.Background(), "w")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +245,8 @@ func TestRescoreRevalidatesConcurrentChanges(t *testing.T) {
 	if total != n+3-1 {
 		t.Fatalf("rescored %d accounts, want %d (one deleted)", total, n+3-1)
 	}
-	a, la := splitLog(dump(t, want))
-	b, lb := splitLog(dump(t, got))
+	a, la := splitLog(dumpState(t, want))
+	b, lb := splitLog(dumpState(t, got))
 	if a != b {
 		sa, sb := strings.Split(a, "\n"), strings.Split(b, "\n")
 		for i := range sa {
@@ -278,25 +277,25 @@ func TestRescoreCancel(t *testing.T) {
 	defer db.Close()
 	seedRescore(t, db, clk, 500)
 	clk.Advance(24 * time.Hour)
-	e := newEngine(t, clk)
-	engine.SetRescoreChunk(e, 100)
+	e := newApp(t, db, clk)
+	app.SetRescoreChunk(e, 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	engine.BeforeRescoreWrite(e, func(i int) {
+	app.BeforeRescoreWrite(e, func(i int) {
 		if i == 2 {
 			cancel()
 		}
 	})
-	n, err := e.Rescore(ctx, db, "w")
+	n, err := e.Rescore(ctx, "w")
 	// The chunk being written when canceled completes.
-	if want := engine.ChunkEnds(503, 100)[2]; !errors.Is(err, context.Canceled) || n != want {
+	if want := app.ChunkEnds(503, 100)[2]; !errors.Is(err, context.Canceled) || n != want {
 		t.Fatalf("got %d, %v; want %d accounts and context.Canceled", n, err, want)
 	}
-	engine.BeforeRescoreWrite(e, nil)
-	if n, err := e.Rescore(ctx, db, "w"); !errors.Is(err, context.Canceled) || n != 0 {
+	app.BeforeRescoreWrite(e, nil)
+	if n, err := e.Rescore(ctx, "w"); !errors.Is(err, context.Canceled) || n != 0 {
 		t.Fatalf("canceled before it started: %d, %v", n, err)
 	}
-	if n, err := e.Rescore(context.Background(), db, "w"); err != nil || n != 503 {
+	if n, err := e.Rescore(context.Background(), "w"); err != nil || n != 503 {
 		t.Fatalf("second run: %d, %v", n, err)
 	}
 }
@@ -316,7 +315,7 @@ func TestChunkEnds(t *testing.T) {
 		{10, 1, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
 	}
 	for _, tt := range tests {
-		got := engine.ChunkEnds(tt.n, tt.chunk)
+		got := app.ChunkEnds(tt.n, tt.chunk)
 		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 			t.Errorf("ChunkEnds(%d, %d) = %v, want %v", tt.n, tt.chunk, got, tt.want)
 		}
@@ -325,7 +324,7 @@ func TestChunkEnds(t *testing.T) {
 	for n := 0; n < 300; n++ {
 		for _, chunk := range []int{1, 3, 8, 64, 4096} {
 			prev := 0
-			for _, end := range engine.ChunkEnds(n, chunk) {
+			for _, end := range app.ChunkEnds(n, chunk) {
 				if end <= prev || end-prev > chunk {
 					t.Fatalf("ChunkEnds(%d, %d): bad chunk %d..%d", n, chunk, prev, end)
 				}
@@ -345,16 +344,16 @@ func TestRescoreRestoresGCPercent(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	defer db.Close()
 	seedRescore(t, db, clk, 10)
-	e := newEngine(t, clk)
+	e := newApp(t, db, clk)
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	for _, before := range []int{100, 50, 1000, -1} {
 		debug.SetGCPercent(before)
 		during := 0
-		engine.BeforeRescoreWrite(e, func(int) {
+		app.BeforeRescoreWrite(e, func(int) {
 			during = debug.SetGCPercent(-1)
 			debug.SetGCPercent(during)
 		})
-		if _, err := e.Rescore(context.Background(), db, "w"); err != nil {
+		if _, err := e.Rescore(context.Background(), "w"); err != nil {
 			t.Fatal(err)
 		}
 		want := max(before, 200)

@@ -1,4 +1,4 @@
-package engine
+package app
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/gc"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"go.etcd.io/bbolt"
 
 	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
@@ -30,7 +29,7 @@ const rescoreChunk = 4096
 // Rescore recomputes every account of a workspace with its active model at
 // the clock's current time and returns how many accounts it rescored.
 //
-// Accounts are committed e.chunk at a time (one huge bbolt transaction grows
+// Accounts are committed a.chunk at a time (one huge bbolt transaction grows
 // superlinearly, and a rescore interrupted midway is safe to run again), in
 // a pipeline: while one chunk is written and committed, the next is read in
 // short read transactions and scored on every CPU. A chunk is scored from
@@ -39,14 +38,14 @@ const rescoreChunk = 4096
 // a consumer changed in between is scored again from its current state, and
 // one that was deleted is skipped. Every account thus goes from one stored
 // state to its rescored state atomically, as if rescored in one transaction.
-func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error) {
+func (a *App) Rescore(ctx context.Context, ws string) (int, error) {
 	defer gc.Raise(rescoreGCPercent)()
-	now := e.clk.Now()
+	now := a.clk.Now()
 	var ids []string
 	var cm *model.Compiled
-	if err := db.View(func(tx *bbolt.Tx) error {
+	if err := a.db.View(func(tx *kv.Tx) error {
 		var err error
-		if cm, err = e.Model(tx, ws); err != nil {
+		if cm, err = a.Model(tx, ws); err != nil {
 			return err
 		}
 		ids, err = store.AccountIDs(tx, ws)
@@ -59,7 +58,7 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 		jobs []rescoreJob
 		err  error
 	}
-	ends := chunkEnds(len(ids), e.chunk)
+	ends := chunkEnds(len(ids), a.chunk)
 	// One scored chunk waits while another is written: enough to keep the
 	// writer busy without holding more chunks in memory.
 	ready := make(chan scored, 1)
@@ -76,7 +75,7 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 			if ctx.Err() != nil {
 				return // the writer reports it
 			}
-			jobs, err := e.scoreFromDB(db, ws, chunk, cm, now)
+			jobs, err := a.scoreFromDB(ws, chunk, cm, now)
 			select {
 			case ready <- scored{jobs: jobs, err: err}:
 			case <-stop:
@@ -108,17 +107,17 @@ func (e *Engine) Rescore(ctx context.Context, db *kv.DB, ws string) (int, error)
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		if e.beforeWrite != nil {
-			e.beforeWrite(i)
+		if a.beforeWrite != nil {
+			a.beforeWrite(i)
 		}
 		wrote := 0
-		if err := db.Update(func(tx *bbolt.Tx) error {
+		if err := a.db.Update(func(tx *kv.Tx) error {
 			var err error
-			wrote, err = e.revalidate(tx, ws, c.jobs, cm, now)
+			wrote, err = a.revalidate(tx, ws, c.jobs, cm, now)
 			if err != nil {
 				return err
 			}
-			return e.write(tx, ws, c.jobs)
+			return a.write(tx, ws, c.jobs)
 		}); err != nil {
 			return n, fmt.Errorf("rescore workspace: %w", err)
 		}
@@ -182,7 +181,7 @@ type rescoreJob struct {
 	// when the account no longer exists (nothing is written for it).
 	in  store.Stored
 	at  time.Time
-	pr  priors
+	pr  model.Priors
 	out *outcome
 	// meta is the account's encoded meta after scoring.
 	meta []byte
@@ -196,10 +195,10 @@ const scoreBatch = 128
 // scoreFromDB reads and scores ids on every CPU. Workers take batches of
 // scoreBatch accounts as they go, each read in its own short read
 // transaction, so that one slow batch does not leave a CPU idle.
-func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compiled, now time.Time) ([]rescoreJob, error) {
+func (a *App) scoreFromDB(ws string, ids []string, cm *model.Compiled, now time.Time) ([]rescoreJob, error) {
 	jobs := make([]rescoreJob, len(ids))
-	err := inParallel(len(ids), scoreBatch, e.reach(cm), func(lo, hi int, act *measure.Activation, dec *decoder) error {
-		err := db.View(func(tx *bbolt.Tx) error {
+	err := inParallel(len(ids), scoreBatch, a.reach(cm), func(lo, hi int, act *measure.Activation, dec *decoder) error {
+		err := a.db.View(func(tx *kv.Tx) error {
 			r, err := store.NewReader(tx, ws)
 			if err != nil {
 				return err
@@ -221,7 +220,7 @@ func (e *Engine) scoreFromDB(db *kv.DB, ws string, ids []string, cm *model.Compi
 
 // scoreInTx reads, scores and writes ids in tx; reading and writing stay
 // on tx's goroutine, scoring runs on every CPU.
-func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
+func (a *App) scoreInTx(tx *kv.Tx, ws string, ids []string, cm *model.Compiled, now time.Time) error {
 	r, err := store.NewReader(tx, ws)
 	if err != nil {
 		return err
@@ -237,7 +236,7 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 	}
 	// The accounts are read already: one share per CPU.
 	share := (len(ids) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
-	err = inParallel(len(ids), share, e.reach(cm), func(lo, hi int, act *measure.Activation, dec *decoder) error {
+	err = inParallel(len(ids), share, a.reach(cm), func(lo, hi int, act *measure.Activation, dec *decoder) error {
 		for i := lo; i < hi; i++ {
 			if err := scoreJob(&jobs[i], cm, act, dec); err != nil {
 				return err
@@ -248,7 +247,7 @@ func (e *Engine) scoreInTx(tx *bbolt.Tx, ws string, ids []string, cm *model.Comp
 	if err != nil {
 		return err
 	}
-	return e.write(tx, ws, jobs)
+	return a.write(tx, ws, jobs)
 }
 
 // inParallel calls fn for the chunks [lo, hi) of at most chunk items that
@@ -348,10 +347,10 @@ func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, dec *d
 // an account's daily buckets: the farthest of the model's expressions
 // (account.Env.Horizon) and of the signals; -1 when an expression's reach
 // cannot be told. It is computed once per compiled model.
-func (e *Engine) reach(cm *model.Compiled) int {
-	e.mu.Lock()
-	r, ok := e.reaches[cm]
-	e.mu.Unlock()
+func (a *App) reach(cm *model.Compiled) int {
+	a.mu.Lock()
+	r, ok := a.reaches[cm]
+	a.mu.Unlock()
 	if ok {
 		return r
 	}
@@ -368,19 +367,19 @@ func (e *Engine) reach(cm *model.Compiled) int {
 		}
 	}
 	for _, x := range exprs {
-		days, known := e.comp.Env().Horizon(x)
+		days, known := a.comp.Env().Horizon(x)
 		if !known {
 			r = -1
 			break
 		}
 		r = max(r, days)
 	}
-	e.mu.Lock()
-	if len(e.reaches) >= 64 {
-		clear(e.reaches) // models replaced by newer versions; rebuilt on use
+	a.mu.Lock()
+	if len(a.reaches) >= 64 {
+		clear(a.reaches) // models replaced by newer versions; rebuilt on use
 	}
-	e.reaches[cm] = r
-	e.mu.Unlock()
+	a.reaches[cm] = r
+	a.mu.Unlock()
 	return r
 }
 
@@ -388,7 +387,7 @@ func (e *Engine) reach(cm *model.Compiled) int {
 // scored from the account's current stored state, and scores again from the
 // current state those that a consumer changed meanwhile. It returns how many
 // accounts still exist.
-func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *model.Compiled, now time.Time) (int, error) {
+func (a *App) revalidate(tx *kv.Tx, ws string, jobs []rescoreJob, cm *model.Compiled, now time.Time) (int, error) {
 	r, err := store.NewReader(tx, ws)
 	if err != nil {
 		return 0, err
@@ -417,7 +416,7 @@ func (e *Engine) revalidate(tx *bbolt.Tx, ws string, jobs []rescoreJob, cm *mode
 
 // write stores scored jobs, bucket by bucket (each bucket's pages stay hot
 // while it is written), and publishes their records in account order.
-func (e *Engine) write(tx *bbolt.Tx, ws string, jobs []rescoreJob) error {
+func (a *App) write(tx *kv.Tx, ws string, jobs []rescoreJob) error {
 	w := store.NewBulkWriter(tx, ws)
 	var changed []*commonv1.Signal
 	for i := range jobs {
@@ -426,7 +425,7 @@ func (e *Engine) write(tx *bbolt.Tx, ws string, jobs []rescoreJob) error {
 				if err := w.PutSignalRecord(s.Signal, s.Data); err != nil {
 					return err
 				}
-				e.countSignal(s.Signal)
+				a.countSignal(s.Signal)
 				changed = append(changed, s.Signal)
 			}
 		}
@@ -473,15 +472,15 @@ func (e *Engine) write(tx *bbolt.Tx, ws string, jobs []rescoreJob) error {
 	}
 	for i := range jobs {
 		if j := &jobs[i]; j.out != nil {
-			p := stream.Partition(ws, j.id, e.log.Partitions())
+			p := stream.Partition(ws, j.id, a.log.Partitions())
 			for _, r := range j.out.records {
-				if _, err := e.log.AppendTx(tx, p, r); err != nil {
+				if _, err := a.log.AppendTx(tx, p, r); err != nil {
 					return fmt.Errorf("append to health log: %w", err)
 				}
 			}
 		}
 	}
-	due := e.nextCheck()
+	due := a.nextCheck()
 	for i := range jobs {
 		if j := &jobs[i]; j.out != nil {
 			if err := w.ArmTimer(j.id, due); err != nil {
