@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/store"
 )
 
 // mountTmpfs mounts a tmpfs of the given size on dir, or skips the test
@@ -159,26 +158,7 @@ func TestDiskFull(t *testing.T) {
 	// Nothing corrupt: stop the service and run bbolt's own consistency
 	// check over every page of the file.
 	s.stop("ingestion")
-	if err := checkBolt(filepath.Join(data, "ingestion.db")); err != nil {
+	if err := store.Check(filepath.Join(data, "ingestion.db")); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// checkBolt opens a bbolt file read-only and runs its consistency check.
-func checkBolt(path string) error {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer db.Close()
-	return db.View(func(tx *bbolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("bbolt check of %s: %w", path, err)
-		}
-		return nil
-	})
 }

@@ -34,22 +34,3 @@ func IngestionSource(conn grpc.ClientConnInterface, index, replicas int) stream.
 			return r.GetRecords(), r.GetHeadOffset()
 		})
 }
-
-// IngestionSources dials the ingestion replicas of a comma-separated list
-// (one address per replica, in replica order: replica k owns the workspaces
-// with stream.WorkspaceReplica(w, len) == k) and returns one Source per
-// replica, in that order, for stream.NewConsumers, and the connections to
-// close. Every replica writes every partition of its own log, so a
-// consumer follows each replica separately; a one-address list is the
-// single ingestion of an unscaled install.
-func IngestionSources(list, serviceKey string) ([]stream.Source[*ingestionv1.LogRecord], []*grpc.ClientConn, error) {
-	conns, err := DialList(list, serviceKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	sources := make([]stream.Source[*ingestionv1.LogRecord], len(conns))
-	for k, c := range conns {
-		sources[k] = IngestionSource(c, k, len(conns))
-	}
-	return sources, conns, nil
-}

@@ -179,25 +179,6 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	return err
 }
 
-// ViewBolt is View with the raw bbolt transaction.
-//
-// Deprecated: transitional; use View.
-func (db *DB) ViewBolt(fn func(*bbolt.Tx) error) error { return db.bolt.View(fn) }
-
-// UpdateBolt is Update with the raw bbolt transaction.
-//
-// Deprecated: transitional; use Update.
-func (db *DB) UpdateBolt(fn func(*bbolt.Tx) error) error {
-	return db.Update(func(tx *Tx) error { return fn(tx.b) })
-}
-
-// CommitBolt is Commit with the raw bbolt transaction.
-//
-// Deprecated: transitional; use Commit.
-func (db *DB) CommitBolt(ctx context.Context, fn func(*bbolt.Tx) error) error {
-	return db.Commit(ctx, func(tx *Tx) error { return fn(tx.b) })
-}
-
 // Bolt exposes the underlying handle for stats and backups.
 func (db *DB) Bolt() *bbolt.DB { return db.bolt }
 
@@ -416,4 +397,25 @@ func safeRun(fn func(*Tx) error, tx *Tx) (err error) {
 		}
 	}()
 	return fn(tx)
+}
+
+// Check opens the bbolt file at path read-only and runs bbolt's consistency
+// check over every page, as `bbolt check` does. Crash and power-cut tests
+// call it on a file a killed process left.
+func Check(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("bbolt check of %s: %w", path, err)
+		}
+		return nil
+	})
 }

@@ -158,18 +158,22 @@ func (v Versions[M]) SetActive(tx *Tx, ws, slot, id string, version uint32) erro
 
 // Active returns what slot points at, or an error matching ErrNotFound.
 func (v Versions[M]) Active(tx *Tx, ws, slot string) (Pointer, error) {
+	p, ok, err := v.Find(tx, ws, slot)
+	if err == nil && !ok {
+		err = fmt.Errorf("active %s %q: %w", v.kind, slot, ErrNotFound)
+	}
+	return p, err
+}
+
+// Find is Active for hot paths: a slot that points nowhere is ok == false,
+// not an error, so that a miss costs no allocation.
+func (v Versions[M]) Find(tx *Tx, ws, slot string) (p Pointer, ok bool, err error) {
 	b, err := v.active(tx)
-	if err != nil {
-		return Pointer{}, err
+	if err != nil || b == nil {
+		return Pointer{}, false, err
 	}
-	if b == nil {
-		return Pointer{}, fmt.Errorf("active %s %q: %w", v.kind, slot, ErrNotFound)
-	}
-	p, ok := parsePointer(slot, b.Get(slotKey(ws, slot)))
-	if !ok {
-		return Pointer{}, fmt.Errorf("active %s %q: %w", v.kind, slot, ErrNotFound)
-	}
-	return p, nil
+	p, ok = parsePointer(slot, b.Get(slotKey(ws, slot)))
+	return p, ok, nil
 }
 
 // Actives lists the workspace's active slots in slot order.

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
@@ -59,7 +61,7 @@ func (s *logServer) Subscribe(req *ingestionv1.SubscribeRequest, srv grpc.Server
 		}
 		return srv.Send(resp)
 	})
-	return stream.Status(err)
+	return apierr.Status(slog.New(slog.DiscardHandler), "Subscribe", err)
 }
 
 // runCrashChild consumes every partition into its own bbolt file, recording

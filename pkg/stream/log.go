@@ -10,15 +10,12 @@ package stream
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -42,29 +39,6 @@ var (
 	// ErrNoPartition means the partition does not exist.
 	ErrNoPartition = apierr.Invalid("no such partition")
 )
-
-// Status translates stream errors to gRPC status errors for Subscribe
-// handlers.
-//
-// Deprecated: the stream errors map through apierr; return them as they are.
-func Status(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrCompacted), errors.Is(err, ErrBeyondHead):
-		return status.Error(codes.OutOfRange, err.Error())
-	case errors.Is(err, ErrNoPartition):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "subscription canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "subscription deadline exceeded")
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codes.Internal, "log read failed")
-}
 
 // Partition maps (workspace, account) to one of n partitions with FNV-1a.
 // It is the one place partitioning is decided, so replicas and clients agree.

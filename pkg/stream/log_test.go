@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
@@ -136,7 +138,7 @@ func TestRetention(t *testing.T) {
 	if !errors.Is(err, stream.ErrCompacted) {
 		t.Errorf("read before retention err = %v, want ErrCompacted", err)
 	}
-	if st := status.Convert(stream.Status(err)); st.Code() != codes.OutOfRange {
+	if st := status.Convert(apierr.Status(slog.New(slog.DiscardHandler), "Read", err)); st.Code() != codes.OutOfRange {
 		t.Errorf("Status code = %v, want OutOfRange", st.Code())
 	}
 	recs, err := l.Read(0, 0, 0)

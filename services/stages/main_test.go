@@ -1,14 +1,17 @@
 package main
 
 import (
+	"log/slog"
 	"net"
 	"testing"
 
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/stream"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -35,7 +38,7 @@ func (f *fakeIngestion) Subscribe(req *ingestionv1.SubscribeRequest, ss grpc.Ser
 	if ss.Context().Err() != nil {
 		return nil
 	}
-	return stream.Status(err)
+	return apierr.Status(slog.New(slog.DiscardHandler), "Subscribe", err)
 }
 
 func freeAddr(t *testing.T) string {

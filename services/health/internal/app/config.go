@@ -1,10 +1,6 @@
 package app
 
 import (
-	"errors"
-	"flag"
-	"fmt"
-
 	"github.com/cairn-dev/cairn/pkg/server"
 )
 
@@ -27,30 +23,8 @@ type Config struct {
 // flag and wrap server.ErrConfig.
 func Parse(args []string, getenv func(string) string) (Config, error) {
 	cfg := Config{Server: server.Config{Name: "health"}}
-	fs := flag.NewFlagSet("cairn-health", flag.ContinueOnError)
-	cfg.Server.RegisterFlags(fs)
-	str := func(p *string, name, def, usage string) {
-		fs.StringVar(p, name, def, usage+" (env "+server.EnvName(name)+")")
-	}
-	str(&cfg.IngestionAddr, "ingestion-addr", "127.0.0.1:7101", "ingestion gRPC address, or its replicas' addresses comma-separated in replica order (required)")
-	str(&cfg.StagesAddr, "stages-addr", "127.0.0.1:7102", "stages gRPC address, or its replicas' addresses comma-separated in replica order; empty runs without stage data")
-	if err := server.ParseFlags(fs, args, getenv); err != nil {
-		return cfg, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("%w: %w", server.ErrConfig, err)
-	}
-	return cfg, nil
-}
-
-// Validate reports every invalid field, naming its flag.
-func (c Config) Validate() error {
-	var errs []error
-	if err := c.Server.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.IngestionAddr == "" {
-		errs = append(errs, errors.New("-ingestion-addr is required"))
-	}
-	return errors.Join(errs...)
+	f := server.NewFlags("health", &cfg.Server)
+	f.Upstream(&cfg.IngestionAddr, "ingestion", true)
+	f.Upstream(&cfg.StagesAddr, "stages", false)
+	return cfg, f.Parse(args, getenv)
 }

@@ -28,7 +28,7 @@ func TestParse(t *testing.T) {
 		{name: "flag beats environment", args: []string{"-ingestion-addr", "flag:1"}, env: map[string]string{"CAIRN_INGESTION_ADDR": "env:1"},
 			ingestion: "flag:1", stages: "127.0.0.1:7102", grpc: "127.0.0.1:7103"},
 		{name: "no stages", args: []string{"-stages-addr", ""}, ingestion: "127.0.0.1:7101", grpc: "127.0.0.1:7103"},
-		{name: "ingestion required", args: []string{"-ingestion-addr", ""}, err: "invalid configuration: -ingestion-addr is required"},
+		{name: "ingestion required", args: []string{"-ingestion-addr", ""}, err: "invalid configuration: -ingestion-addr: required"},
 		{name: "bad environment names flag and variable", env: map[string]string{"CAIRN_PARTITIONS": "many"},
 			err: `-partitions: environment CAIRN_PARTITIONS="many"`},
 		{name: "bad replica", args: []string{"-replica", "2", "-replicas", "2"}, err: "-replica: 2 is not between 0 and -replicas - 1 (1)"},

@@ -20,9 +20,6 @@ import (
 // the API and serves it with the consumers of the upstream logs and the
 // daily timer loop until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", server.ErrConfig, err)
-	}
 	shutdown, logger, err := telemetry.Setup(ctx, "health")
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -9,17 +10,19 @@ import (
 	"testing"
 	"time"
 
-	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/auth"
-	"github.com/cairn-dev/cairn/pkg/server"
-	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"github.com/cairn-dev/cairn/pkg/stream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/pkg/stream"
 
 	"github.com/cairn-dev/cairn/services/health/internal/app"
 )
@@ -43,7 +46,7 @@ func (f *fakeIngestion) Subscribe(req *ingestionv1.SubscribeRequest, ss grpc.Ser
 		}
 		return ss.Send(resp)
 	})
-	return stream.Status(err)
+	return apierr.Status(slog.New(slog.DiscardHandler), "Subscribe", err)
 }
 
 func freeAddr(t *testing.T) string {

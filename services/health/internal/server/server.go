@@ -11,37 +11,25 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/signals"
 )
 
-// Policy is the minimum role of every HealthService method.
-func Policy() auth.Policy {
-	const svc = "/cairn.health.v1.HealthService/"
-	return auth.Policy{
-		svc + "ValidateModel":     auth.RoleRead,
-		svc + "ApplyModel":        auth.RoleAdmin,
-		svc + "GetModel":          auth.RoleRead,
-		svc + "ListModelVersions": auth.RoleRead,
-		svc + "GetAccountHealth":  auth.RoleRead,
-		svc + "ListHealthHistory": auth.RoleRead,
-		svc + "ListAccounts":      auth.RoleRead,
-		svc + "ListSignals":       auth.RoleRead,
-		svc + "Backtest":          auth.RoleRead,
-		svc + "Rescore":           auth.RoleAdmin,
-		svc + "Subscribe":         auth.RoleService,
-	}
-}
+// Policy is the minimum role of every method (pkg/methods, the one table
+// of each method's role, REST route and gateway routing).
+func Policy() auth.Policy { return methods.Policy(methods.Health) }
 
 // App is the health application the server calls (internal/app's App):
 // the use cases of the API, each in its own transaction, with validated

@@ -2,7 +2,6 @@ package app
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"time"
 
@@ -61,13 +60,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	// -replicas K takes the workspaces with stream.WorkspaceReplica == k and
 	// writes every partition of its own log (docs/scaling.md).
 	c := Config{Server: pkgserver.Config{Name: "ingestion", ByWorkspace: true}, Limits: validate.DefaultLimits()}
-	fs := flag.NewFlagSet("cairn-ingestion", flag.ContinueOnError)
-	c.Server.RegisterFlags(fs)
-	env := func(name string) string { return " (env " + pkgserver.EnvName(name) + ")" }
-	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
-		fs.DurationVar(p, name, def, usage+env(name))
-	}
-	integer := func(p *int, name string, def int, usage string) { fs.IntVar(p, name, def, usage+env(name)) }
+	f := pkgserver.NewFlags("ingestion", &c.Server)
+	dur, integer := f.DurationVar, f.IntVar
 	dur(&c.Retention, "retention", 0, "remove log records older than this (0 keeps them forever)")
 	dur(&c.RetentionInterval, "retention-interval", time.Minute, "pause between retention passes")
 	dur(&c.DedupWindow, "dedup-window", 7*24*time.Hour, "how long message ids are remembered for deduplication")
@@ -79,17 +73,17 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	integer(&c.Limits.MaxDepth, "max-depth", c.Limits.MaxDepth, "deepest nesting of properties, traits, context and integrations")
 	integer(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
 	integer(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
-	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted"+env("max-inflight-bytes"))
+	f.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
 	dur(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
 	// The live heap is small and every event allocates, so at Go's default
 	// target (100) collection took ~10% of the CPU; 400 saved ~15% of CPU per
 	// event for ~200 MB more heap under full load (BENCHMARKS.md).
 	integer(&c.GCPercent, "gc-percent", 400, "garbage collector target (as GOGC) when the GOGC environment variable is unset")
-	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", 512, "soft memory limit in MiB (as GOMEMLIMIT) when the GOMEMLIMIT environment variable is unset; 0: none"+env("memory-limit-mib"))
-	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)"+env("pprof-addr"))
-	fs.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)"+env("no-group-commit"))
-
-	if err := pkgserver.ParseFlags(fs, args, getenv); err != nil {
+	f.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", 512, "soft memory limit in MiB (as GOMEMLIMIT) when the GOMEMLIMIT environment variable is unset; 0: none")
+	f.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
+	f.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
+	f.Check(c.validate)
+	if err := f.Parse(args, getenv); err != nil {
 		return c, err
 	}
 	if getenv("GOGC") != "" {
@@ -99,15 +93,12 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if getenv("GOMEMLIMIT") != "" {
 		c.MemoryLimitMiB = 0
 	}
-	if err := c.validate(); err != nil {
-		return c, fmt.Errorf("%w: %w", pkgserver.ErrConfig, err)
-	}
 	return c, nil
 }
 
-// validate reports the first invalid setting, naming its flag, then the
-// shared configuration's.
-func (c Config) validate() error {
+// validate reports the first invalid setting of ingestion's own, naming its
+// flag (Flags.Parse checks the shared configuration).
+func (c *Config) validate() error {
 	switch {
 	case c.DedupWindow <= 0:
 		return errors.New("-dedup-window: must be positive")
@@ -127,5 +118,5 @@ func (c Config) validate() error {
 		c.Limits.MaxStringLen <= 0 || c.Limits.MaxMessageIDLen <= 0:
 		return errors.New("limits (-max-event-bytes, -max-batch-events, -max-depth, -max-keys, -max-string-len, -max-message-id-len) must be positive")
 	}
-	return c.Server.Validate()
+	return nil
 }

@@ -17,33 +17,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
-	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 )
 
-// Policy is the minimum role of every ingestion RPC, for auth interceptors.
-func Policy() auth.Policy {
-	const svc = "/cairn.ingestion.v1.IngestionService/"
-	return auth.Policy{
-		svc + "Ingest":            auth.RoleWrite,
-		svc + "IngestStream":      auth.RoleWrite,
-		svc + "ListAccountEvents": auth.RoleRead,
-		svc + "GetLogInfo":        auth.RoleRead,
-		svc + "DeleteSubject":     auth.RoleAdmin,
-		svc + "Subscribe":         auth.RoleService,
-	}
-}
+// Policy is the minimum role of every method (pkg/methods, the one table
+// of each method's role, REST route and gateway routing).
+func Policy() auth.Policy { return methods.Policy(methods.Ingestion) }
 
 // App is the ingestion application the server calls (internal/app's App):
 // the use cases behind the API, with validated input. Their errors are

@@ -1,10 +1,7 @@
 package app
 
 import (
-	"errors"
-	"flag"
 	"fmt"
-	"os"
 
 	"github.com/cairn-dev/cairn/pkg/server"
 )
@@ -33,53 +30,30 @@ type Config struct {
 // Parse reads the command line and the environment (CAIRN_<FLAG>) into a
 // Config. Every bad value is a configuration error (server.ErrConfig)
 // naming its flag or variable.
+//
+// Owner load, round-robin positions and capacity are workspace-wide state,
+// so routing scales by workspace, not by partition: replica k of
+// -replicas K keeps the workspaces with stream.WorkspaceReplica == k,
+// refuses calls for the others (pkg/server) and skips their records while
+// reading every upstream partition (upstreams.go).
 func Parse(args []string, getenv func(string) string) (Config, error) {
-	cfg := Config{Server: server.Config{Name: "routing"}}
-	fs := flag.NewFlagSet("cairn-routing", flag.ContinueOnError)
-	cfg.Server.RegisterFlags(fs)
-	upstream := func(p *string, name, def, usage string) {
-		// As for the shared flags (server.Config.RegisterFlags), a variable
-		// set to the empty string counts: it disables the consumer.
-		if v, ok := os.LookupEnv(server.EnvName(name)); ok {
-			def = v
+	cfg := Config{Server: server.Config{Name: "routing", ByWorkspace: true}}
+	f := server.NewFlags("routing", &cfg.Server)
+	f.Upstream(&cfg.IngestionAddr, "ingestion", false)
+	f.Upstream(&cfg.StagesAddr, "stages", false)
+	f.Upstream(&cfg.HealthAddr, "health", false)
+	f.IntVar(&cfg.TimerBatch, "timer-batch", DefaultTimerBatch, "SLA timers fired per transaction")
+	f.Check(func() error {
+		if cfg.TimerBatch < 1 {
+			return fmt.Errorf("-timer-batch: %d is less than 1", cfg.TimerBatch)
 		}
-		fs.StringVar(p, name, def, usage+"; empty disables the consumer")
-	}
-	upstream(&cfg.IngestionAddr, "ingestion-addr", server.DefaultGRPCAddr("ingestion"), "ingestion gRPC address, or its replicas' addresses comma-separated in replica order")
-	upstream(&cfg.StagesAddr, "stages-addr", server.DefaultGRPCAddr("stages"), "stages gRPC address, or its replicas' addresses comma-separated in replica order")
-	upstream(&cfg.HealthAddr, "health-addr", server.DefaultGRPCAddr("health"), "health gRPC address, or its replicas' addresses comma-separated in replica order")
-	fs.IntVar(&cfg.TimerBatch, "timer-batch", DefaultTimerBatch, "SLA timers fired per transaction")
-	if err := server.ParseFlags(fs, args, getenv); err != nil {
-		return cfg, err
-	}
-	var errs []error
-	if cfg.TimerBatch < 1 {
-		errs = append(errs, fmt.Errorf("-timer-batch: %d is less than 1", cfg.TimerBatch))
-	}
-	if err := cfg.validate(); err != nil {
-		errs = append(errs, err)
-	}
+		return nil
+	})
 	if testHooks != nil {
-		h, err := testHooks(getenv)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		cfg.hooks = h
+		f.Check(func() (err error) {
+			cfg.hooks, err = testHooks(getenv)
+			return err
+		})
 	}
-	if err := errors.Join(errs...); err != nil {
-		return cfg, fmt.Errorf("%w: %w", server.ErrConfig, err)
-	}
-	return cfg, nil
-}
-
-// validate checks the shared flags as routing runs them: split by
-// workspace. Owner load, round-robin positions and capacity are
-// workspace-wide state, so routing scales by workspace, not by partition:
-// replica k of -replicas K keeps the workspaces with
-// stream.WorkspaceReplica == k, refuses calls for the others (pkg/server)
-// and skips their records while reading every upstream partition
-// (upstreams.go).
-func (c *Config) validate() error {
-	c.Server.ByWorkspace = true
-	return c.Server.Validate()
+	return cfg, f.Parse(args, getenv)
 }

@@ -16,13 +16,10 @@ import (
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
-// Run validates the config, opens the store and the routing log, registers
-// the API and serves it with the timer loop and the upstream consumers until
-// ctx ends.
+// Run opens the store and the routing log, registers the API and serves it
+// with the timer loop and the upstream consumers until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
-	}
+	cfg.Server.ByWorkspace = true // always: see Parse
 	shutdown, logger, err := telemetry.Setup(ctx, "routing")
 	if err != nil {
 		return err

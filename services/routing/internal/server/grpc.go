@@ -18,6 +18,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/services/routing/config"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
@@ -36,24 +37,9 @@ const (
 
 const svc = "/cairn.routing.v1.RoutingService/"
 
-// Policy is the minimum role per method: reads need RoleRead; Qualify,
-// Handoff, RecordTouch, PauseSla and ResumeSla need RoleWrite (they are what
-// CRM syncs and product backends call); the directory and the config need
-// RoleAdmin; Subscribe is for internal peers (RoleService).
-func Policy() auth.Policy {
-	p := auth.Policy{}
-	for _, m := range []string{"GetOwner", "ListOwners", "GetPool", "ListPools", "GetConfig", "ValidateConfig", "GetAssignment", "ListAssignments", "GetReport", "ListOwnerLoad"} {
-		p[svc+m] = auth.RoleRead
-	}
-	for _, m := range []string{"Qualify", "Handoff", "RecordTouch", "PauseSla", "ResumeSla"} {
-		p[svc+m] = auth.RoleWrite
-	}
-	for _, m := range []string{"UpsertOwner", "DeleteOwner", "UpsertPool", "DeletePool", "ApplyConfig"} {
-		p[svc+m] = auth.RoleAdmin
-	}
-	p[svc+"Subscribe"] = auth.RoleService
-	return p
-}
+// Policy is the minimum role of every method (pkg/methods, the one table
+// of each method's role, REST route and gateway routing).
+func Policy() auth.Policy { return methods.Policy(methods.Routing) }
 
 // App is the routing application the server calls (internal/app's
 // Service): the use cases of the API, each in its own transaction, with

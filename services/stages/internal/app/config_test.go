@@ -24,7 +24,7 @@ func TestParse(t *testing.T) {
 		{name: "flags", args: []string{"-ingestion-addr", "a:1,b:2", "-no-sync"}, ingestion: "a:1,b:2", noSync: true},
 		{name: "env", env: map[string]string{"CAIRN_INGESTION_ADDR": "ing:7101", "CAIRN_NO_SYNC": "true"}, ingestion: "ing:7101", noSync: true},
 		{name: "flag beats env", args: []string{"-ingestion-addr", "flag:1"}, env: map[string]string{"CAIRN_INGESTION_ADDR": "env:1"}, ingestion: "flag:1"},
-		{name: "empty ingestion address", args: []string{"-ingestion-addr", ""}, err: "invalid configuration: -ingestion-addr: empty"},
+		{name: "empty ingestion address", args: []string{"-ingestion-addr", ""}, err: "invalid configuration: -ingestion-addr: required"},
 		{name: "bad env names flag and variable", env: map[string]string{"CAIRN_NO_SYNC": "maybe"}, err: `-no-sync: environment CAIRN_NO_SYNC="maybe"`},
 		{name: "bad shared env", env: map[string]string{"CAIRN_PARTITIONS": "many"}, err: `-partitions: environment CAIRN_PARTITIONS="many"`},
 		{name: "bad shared flag value", args: []string{"-replica", "2", "-replicas", "2"}, err: "-replica: 2 is not between 0 and -replicas - 1 (1)"},
@@ -59,7 +59,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	ran := false
 	code := server.Start(context.Background(), "stages", []string{"-ingestion-addr", ""}, func(string) string { return "" }, &stderr, Parse,
 		func(context.Context, Config) error { ran = true; return nil })
-	if code != 2 || ran || !strings.Contains(stderr.String(), "cairn-stages: invalid configuration: -ingestion-addr: empty") {
+	if code != 2 || ran || !strings.Contains(stderr.String(), "cairn-stages: invalid configuration: -ingestion-addr: required") {
 		t.Fatalf("exit %d, ran %v, stderr %q", code, ran, stderr.String())
 	}
 }

@@ -19,9 +19,6 @@ import (
 // register the API, then serve while the ingestion consumers, the timer
 // loop and replays run in the background, until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", server.ErrConfig, err)
-	}
 	shutdown, logger, err := telemetry.Setup(ctx, "stages")
 	if err != nil {
 		return fmt.Errorf("set up telemetry: %w", err)

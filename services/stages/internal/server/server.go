@@ -11,33 +11,24 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 )
 
 const svc = "/cairn.stages.v1.StagesService/"
 
-// Policy is the minimum role per method: reads and validation need read,
-// changing definitions needs admin, the log is for internal peers.
-func Policy() auth.Policy {
-	p := auth.Policy{}
-	for _, m := range []string{"GetJourney", "ListJourneyVersions", "ListJourneyTemplates", "GetReplay", "GetAccountJourney",
-		"ListAccounts", "ListSignals", "GetFunnel", "GetMomentsOfTruth", "GetBuyingCommittee", "ValidateJourney"} {
-		p[svc+m] = auth.RoleRead
-	}
-	for _, m := range []string{"ApplyJourney", "ActivateJourney", "StartReplay"} {
-		p[svc+m] = auth.RoleAdmin
-	}
-	p[svc+"Subscribe"] = auth.RoleService
-	return p
-}
+// Policy is the minimum role of every method (pkg/methods, the one table
+// of each method's role, REST route and gateway routing).
+func Policy() auth.Policy { return methods.Policy(methods.Stages) }
 
 // App is what the API needs of the application: internal/app.App. (The
 // application wires the server, so the server names it by its methods.)
