@@ -131,6 +131,73 @@ func (SignalState) EnumDescriptor() ([]byte, []int) {
 	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// AccountStatus is where an account is in its commercial life, derived from
+// its events (pkg/domain/account.Lifecycle): every service reads it the
+// same way.
+type AccountStatus int32
+
+const (
+	AccountStatus_ACCOUNT_STATUS_UNSPECIFIED AccountStatus = 0
+	// No trial, no paid subscription yet.
+	AccountStatus_ACCOUNT_STATUS_PROSPECT AccountStatus = 1
+	// In a free trial (trial_started), not yet paying.
+	AccountStatus_ACCOUNT_STATUS_TRIAL AccountStatus = 2
+	// Paying: crm.closed_won, billing.subscription_started, a contract or a
+	// renewal, or trial_converted.
+	AccountStatus_ACCOUNT_STATUS_CUSTOMER AccountStatus = 3
+	// Left (billing.churned). Terminal until a win-back.
+	AccountStatus_ACCOUNT_STATUS_CHURNED AccountStatus = 4
+	// Paying again after a churn.
+	AccountStatus_ACCOUNT_STATUS_WON_BACK AccountStatus = 5
+)
+
+// Enum value maps for AccountStatus.
+var (
+	AccountStatus_name = map[int32]string{
+		0: "ACCOUNT_STATUS_UNSPECIFIED",
+		1: "ACCOUNT_STATUS_PROSPECT",
+		2: "ACCOUNT_STATUS_TRIAL",
+		3: "ACCOUNT_STATUS_CUSTOMER",
+		4: "ACCOUNT_STATUS_CHURNED",
+		5: "ACCOUNT_STATUS_WON_BACK",
+	}
+	AccountStatus_value = map[string]int32{
+		"ACCOUNT_STATUS_UNSPECIFIED": 0,
+		"ACCOUNT_STATUS_PROSPECT":    1,
+		"ACCOUNT_STATUS_TRIAL":       2,
+		"ACCOUNT_STATUS_CUSTOMER":    3,
+		"ACCOUNT_STATUS_CHURNED":     4,
+		"ACCOUNT_STATUS_WON_BACK":    5,
+	}
+)
+
+func (x AccountStatus) Enum() *AccountStatus {
+	p := new(AccountStatus)
+	*p = x
+	return p
+}
+
+func (x AccountStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccountStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_cairn_common_v1_common_proto_enumTypes[2].Descriptor()
+}
+
+func (AccountStatus) Type() protoreflect.EnumType {
+	return &file_cairn_common_v1_common_proto_enumTypes[2]
+}
+
+func (x AccountStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccountStatus.Descriptor instead.
+func (AccountStatus) EnumDescriptor() ([]byte, []int) {
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
 // AccountRef names one account (a B2B customer company) inside a workspace.
 type AccountRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -792,6 +859,131 @@ func (x *ValidationError) GetMessage() string {
 	return ""
 }
 
+// StatusChange is one change of an account's status.
+type StatusChange struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status AccountStatus          `protobuf:"varint,1,opt,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
+	// Event time of the change.
+	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// The event that caused it, e.g. "billing.churned".
+	Event         string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusChange) Reset() {
+	*x = StatusChange{}
+	mi := &file_cairn_common_v1_common_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusChange) ProtoMessage() {}
+
+func (x *StatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_common_v1_common_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
+func (*StatusChange) Descriptor() ([]byte, []int) {
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StatusChange) GetStatus() AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AccountStatus_ACCOUNT_STATUS_UNSPECIFIED
+}
+
+func (x *StatusChange) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *StatusChange) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+// Lifecycle is an account's status, since when, and how it got there.
+type Lifecycle struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status AccountStatus          `protobuf:"varint,1,opt,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
+	Since  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	// Oldest first.
+	History       []*StatusChange `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lifecycle) Reset() {
+	*x = Lifecycle{}
+	mi := &file_cairn_common_v1_common_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lifecycle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lifecycle) ProtoMessage() {}
+
+func (x *Lifecycle) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_common_v1_common_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
+func (*Lifecycle) Descriptor() ([]byte, []int) {
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Lifecycle) GetStatus() AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AccountStatus_ACCOUNT_STATUS_UNSPECIFIED
+}
+
+func (x *Lifecycle) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Lifecycle) GetHistory() []*StatusChange {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
 var File_cairn_common_v1_common_proto protoreflect.FileDescriptor
 
 const file_cairn_common_v1_common_proto_rawDesc = "" +
@@ -855,7 +1047,15 @@ const file_cairn_common_v1_common_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"?\n" +
 	"\x0fValidationError\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*\xa3\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x88\x01\n" +
+	"\fStatusChange\x126\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\"\xae\x01\n" +
+	"\tLifecycle\x126\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x127\n" +
+	"\ahistory\x18\x03 \x03(\v2\x1d.cairn.common.v1.StatusChangeR\ahistory*\xa3\x01\n" +
 	"\n" +
 	"SignalKind\x12\x1b\n" +
 	"\x17SIGNAL_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -867,7 +1067,14 @@ const file_cairn_common_v1_common_proto_rawDesc = "" +
 	"\vSignalState\x12\x1c\n" +
 	"\x18SIGNAL_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SIGNAL_STATE_OPEN\x10\x01\x12\x17\n" +
-	"\x13SIGNAL_STATE_CLOSED\x10\x02B\xb9\x01\n" +
+	"\x13SIGNAL_STATE_CLOSED\x10\x02*\xbc\x01\n" +
+	"\rAccountStatus\x12\x1e\n" +
+	"\x1aACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17ACCOUNT_STATUS_PROSPECT\x10\x01\x12\x18\n" +
+	"\x14ACCOUNT_STATUS_TRIAL\x10\x02\x12\x1b\n" +
+	"\x17ACCOUNT_STATUS_CUSTOMER\x10\x03\x12\x1a\n" +
+	"\x16ACCOUNT_STATUS_CHURNED\x10\x04\x12\x1b\n" +
+	"\x17ACCOUNT_STATUS_WON_BACK\x10\x05B\xb9\x01\n" +
 	"\x13com.cairn.common.v1B\vCommonProtoP\x01Z7github.com/cairn-dev/cairn/gen/cairn/common/v1;commonv1\xa2\x02\x03CCX\xaa\x02\x0fCairn.Common.V1\xca\x02\x0fCairn\\Common\\V1\xe2\x02\x1bCairn\\Common\\V1\\GPBMetadata\xea\x02\x11Cairn::Common::V1b\x06proto3"
 
 var (
@@ -882,38 +1089,46 @@ func file_cairn_common_v1_common_proto_rawDescGZIP() []byte {
 	return file_cairn_common_v1_common_proto_rawDescData
 }
 
-var file_cairn_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cairn_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cairn_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_cairn_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_cairn_common_v1_common_proto_goTypes = []any{
 	(SignalKind)(0),               // 0: cairn.common.v1.SignalKind
 	(SignalState)(0),              // 1: cairn.common.v1.SignalState
-	(*AccountRef)(nil),            // 2: cairn.common.v1.AccountRef
-	(*PageRequest)(nil),           // 3: cairn.common.v1.PageRequest
-	(*PageResponse)(nil),          // 4: cairn.common.v1.PageResponse
-	(*TimeWindow)(nil),            // 5: cairn.common.v1.TimeWindow
-	(*LogPosition)(nil),           // 6: cairn.common.v1.LogPosition
-	(*PartitionInfo)(nil),         // 7: cairn.common.v1.PartitionInfo
-	(*ConsumerLag)(nil),           // 8: cairn.common.v1.ConsumerLag
-	(*Tombstone)(nil),             // 9: cairn.common.v1.Tombstone
-	(*Signal)(nil),                // 10: cairn.common.v1.Signal
-	(*ValidationError)(nil),       // 11: cairn.common.v1.ValidationError
-	nil,                           // 12: cairn.common.v1.Signal.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(AccountStatus)(0),            // 2: cairn.common.v1.AccountStatus
+	(*AccountRef)(nil),            // 3: cairn.common.v1.AccountRef
+	(*PageRequest)(nil),           // 4: cairn.common.v1.PageRequest
+	(*PageResponse)(nil),          // 5: cairn.common.v1.PageResponse
+	(*TimeWindow)(nil),            // 6: cairn.common.v1.TimeWindow
+	(*LogPosition)(nil),           // 7: cairn.common.v1.LogPosition
+	(*PartitionInfo)(nil),         // 8: cairn.common.v1.PartitionInfo
+	(*ConsumerLag)(nil),           // 9: cairn.common.v1.ConsumerLag
+	(*Tombstone)(nil),             // 10: cairn.common.v1.Tombstone
+	(*Signal)(nil),                // 11: cairn.common.v1.Signal
+	(*ValidationError)(nil),       // 12: cairn.common.v1.ValidationError
+	(*StatusChange)(nil),          // 13: cairn.common.v1.StatusChange
+	(*Lifecycle)(nil),             // 14: cairn.common.v1.Lifecycle
+	nil,                           // 15: cairn.common.v1.Signal.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_cairn_common_v1_common_proto_depIdxs = []int32{
-	13, // 0: cairn.common.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	13, // 1: cairn.common.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
-	13, // 2: cairn.common.v1.Tombstone.deleted_at:type_name -> google.protobuf.Timestamp
+	16, // 0: cairn.common.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	16, // 1: cairn.common.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	16, // 2: cairn.common.v1.Tombstone.deleted_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: cairn.common.v1.Signal.kind:type_name -> cairn.common.v1.SignalKind
 	1,  // 4: cairn.common.v1.Signal.state:type_name -> cairn.common.v1.SignalState
-	13, // 5: cairn.common.v1.Signal.opened_at:type_name -> google.protobuf.Timestamp
-	13, // 6: cairn.common.v1.Signal.closed_at:type_name -> google.protobuf.Timestamp
-	12, // 7: cairn.common.v1.Signal.attributes:type_name -> cairn.common.v1.Signal.AttributesEntry
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 5: cairn.common.v1.Signal.opened_at:type_name -> google.protobuf.Timestamp
+	16, // 6: cairn.common.v1.Signal.closed_at:type_name -> google.protobuf.Timestamp
+	15, // 7: cairn.common.v1.Signal.attributes:type_name -> cairn.common.v1.Signal.AttributesEntry
+	2,  // 8: cairn.common.v1.StatusChange.status:type_name -> cairn.common.v1.AccountStatus
+	16, // 9: cairn.common.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
+	2,  // 10: cairn.common.v1.Lifecycle.status:type_name -> cairn.common.v1.AccountStatus
+	16, // 11: cairn.common.v1.Lifecycle.since:type_name -> google.protobuf.Timestamp
+	13, // 12: cairn.common.v1.Lifecycle.history:type_name -> cairn.common.v1.StatusChange
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_cairn_common_v1_common_proto_init() }
@@ -926,8 +1141,8 @@ func file_cairn_common_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_common_v1_common_proto_rawDesc), len(file_cairn_common_v1_common_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   11,
+			NumEnums:      3,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
