@@ -1,18 +1,17 @@
 package wire
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"testing"
 
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/store/codectest"
 )
 
 // gen builds random messages of every kind this package encodes, from a
@@ -21,42 +20,11 @@ type gen struct{ r *rand.Rand }
 
 func (g gen) chance(n int) bool { return g.r.IntN(n) == 0 }
 
-// str is a random valid UTF-8 string, empty now and then, with multi-byte
-// runes and lengths that need one- and two-byte length prefixes.
-func (g gen) str() string {
-	if g.chance(8) {
-		return ""
-	}
-	runes := []rune{'a', 'z', '0', '.', ' ', 'é', '☃', '𝄞', 0}
-	n := g.r.IntN(12)
-	if g.chance(10) {
-		n = 100 + g.r.IntN(300)
-	}
-	out := make([]rune, n)
-	for i := range out {
-		out[i] = runes[g.r.IntN(len(runes))]
-	}
-	return string(out)
-}
+func (g gen) str() string { return codectest.String(g.r) }
 
 // unknown sets a random unknown field on m now and then, as a newer client
 // would send it.
-func (g gen) unknown(m proto.Message) {
-	if !g.chance(6) {
-		return
-	}
-	num := protowire.Number(1000 + g.r.IntN(1000))
-	var b []byte
-	switch g.r.IntN(3) {
-	case 0:
-		b = protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), g.r.Uint64())
-	case 1:
-		b = protowire.AppendFixed64(protowire.AppendTag(b, num, protowire.Fixed64Type), g.r.Uint64())
-	default:
-		b = protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), g.str())
-	}
-	m.ProtoReflect().SetUnknown(b)
-}
+func (g gen) unknown(m proto.Message) { codectest.Unknown(g.r, m.ProtoReflect()) }
 
 func (g gen) timestamp() *timestamppb.Timestamp {
 	if g.chance(6) {
@@ -214,35 +182,5 @@ func TestRandomEventsMatchProto(t *testing.T) {
 // TestHandledFields fails when a message this package encodes gains a field
 // that handled (next to the encoder) does not list.
 func TestHandledFields(t *testing.T) {
-	msgs := []proto.Message{
-		&ingestionv1.Event{}, &ingestionv1.LogRecord{}, &ingestionv1.IngestRequest{},
-		&timestamppb.Timestamp{}, &structpb.Struct{}, &structpb.Value{}, &structpb.ListValue{},
-	}
-	seen := map[protoreflect.FullName]bool{}
-	check := func(d protoreflect.MessageDescriptor) {
-		seen[d.FullName()] = true
-		var got []protowire.Number
-		for i := range d.Fields().Len() {
-			got = append(got, d.Fields().Get(i).Number())
-		}
-		want := slices.Clone(handled[d.FullName()])
-		slices.Sort(got)
-		slices.Sort(want)
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s has fields %v, the encoder handles %v", d.FullName(), got, want)
-		}
-	}
-	for _, m := range msgs {
-		d := m.ProtoReflect().Descriptor()
-		check(d)
-		// Map entries (Struct.fields) are messages of their own.
-		for i := range d.Messages().Len() {
-			check(d.Messages().Get(i))
-		}
-	}
-	for name := range handled {
-		if !seen[name] {
-			t.Errorf("handled lists %s, which no test message has", name)
-		}
-	}
+	codectest.CheckFields(t, handled, &ingestionv1.LogRecord{}, &ingestionv1.IngestRequest{})
 }

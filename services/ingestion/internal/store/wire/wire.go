@@ -93,6 +93,7 @@ var handled = map[protoreflect.FullName][]protowire.Number{
 	// stored record (Subscribe fills them in) and tombstones are marshalled
 	// by the protobuf runtime.
 	"cairn.ingestion.v1.LogRecord":       {1, 2, recEvent, 4},
+	"cairn.common.v1.Tombstone":          nil,
 	"cairn.ingestion.v1.IngestRequest":   {reqWorkspace, reqEvents},
 	"google.protobuf.Timestamp":          {tsSeconds, tsNanos},
 	"google.protobuf.Struct":             {structFields},
