@@ -70,6 +70,7 @@ type Server struct {
 	stop     context.CancelFunc
 	started  atomic.Bool
 	metrics  *rpcMetrics
+	checks   []readyCheck
 }
 
 // New validates cfg, opens the gRPC (and metrics) listeners and builds the
@@ -198,10 +199,11 @@ func (s *Server) Run(ctx context.Context, background ...func(ctx context.Context
 	}
 	g, gctx := errgroup.WithContext(ctx)
 
-	for name := range s.GRPC.GetServiceInfo() {
-		s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	if len(s.checks) == 0 {
+		s.setServing(healthpb.HealthCheckResponse_SERVING)
+	} else {
+		g.Go(func() error { return s.watchReady(gctx) })
 	}
-	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.Logger.Info("serving", "grpc_addr", s.Addr().String(), "metrics_addr", addrString(s.MetricsAddr()))
 
 	g.Go(func() error {
@@ -215,6 +217,7 @@ func (s *Server) Run(ctx context.Context, background ...func(ctx context.Context
 	if s.metricsLis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+		mux.HandleFunc("GET /readyz", s.readyz)
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := httpSrv.Serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -162,6 +162,9 @@ type Consumer[T any] struct {
 	cursors map[uint32]uint64
 	heads   map[uint32]uint64
 	known   map[uint32]bool
+	// failing holds the last subscription error of a partition, until its
+	// upstream is heard again.
+	failing map[uint32]error
 	wake    chan struct{}
 
 	lag    *prometheus.GaugeVec
@@ -197,6 +200,7 @@ func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
 		cursors: make(map[uint32]uint64),
 		heads:   make(map[uint32]uint64),
 		known:   make(map[uint32]bool),
+		failing: make(map[uint32]error),
 		wake:    make(chan struct{}),
 	}
 	err := opts.DB.View(func(tx *store.Tx) error {
@@ -272,6 +276,44 @@ func (c *Consumer[T]) Lag() []Lag {
 	return out
 }
 
+func (c *Consumer[T]) setFailing(p uint32, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failing[p] = err
+}
+
+// Ready reports whether the consumer can answer truthfully: every followed
+// partition has heard its upstream's head since the process started, and
+// no subscription is failing. Otherwise it says which upstream and why
+// ("ingestion: 8 of 8 partitions unreachable: ..."); the service reports
+// NOT_SERVING with that reason (server.Server.Ready). A consumer that is
+// catching up on a backlog is ready: it knows how far behind it is.
+func (c *Consumer[T]) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var failing, unheard int
+	var first error
+	for _, p := range c.opts.Partitions {
+		switch {
+		case c.failing[p] != nil:
+			failing++
+			if first == nil {
+				first = c.failing[p]
+			}
+		case !c.known[p]:
+			unheard++
+		}
+	}
+	n := len(c.opts.Partitions)
+	switch {
+	case failing > 0:
+		return fmt.Errorf("%s: %d of %d partitions unreachable: %w", c.opts.Name, failing, n, first)
+	case unheard > 0:
+		return fmt.Errorf("%s: %d of %d partitions have not heard the upstream head yet", c.opts.Name, unheard, n)
+	}
+	return nil
+}
+
 // WaitFor blocks until the cursor of p reaches offset or ctx ends.
 func (c *Consumer[T]) WaitFor(ctx context.Context, p uint32, offset uint64) error {
 	for {
@@ -317,6 +359,7 @@ func (c *Consumer[T]) follow(ctx context.Context, p uint32) {
 			failures = 0
 		}
 		failures++
+		c.setFailing(p, err)
 		// Peers start in any order, so the first few refusals are expected;
 		// only a persistent failure deserves a warning.
 		level := slog.LevelDebug
@@ -386,6 +429,7 @@ func (c *Consumer[T]) setHead(p uint32, head uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.known[p] = true
+	delete(c.failing, p)
 	if head > c.heads[p] {
 		c.heads[p] = head
 	}

@@ -75,6 +75,15 @@ func NewConsumers[T any](opts ConsumerOptions[T], sources []Source[T], apply fun
 	return out, nil
 }
 
+// Ready is every consumer's Ready, joined.
+func (cs Consumers[T]) Ready() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Ready())
+	}
+	return errors.Join(errs...)
+}
+
 // Run runs every consumer until ctx ends or one fails.
 func (cs Consumers[T]) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
+)
+
+// TestReadiness: while a check fails the server serves but reports
+// NOT_SERVING with the reason on /readyz; when it passes, SERVING.
+func TestReadiness(t *testing.T) {
+	clk := clock.NewManual(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	s := newTestServer(t, Config{MetricsAddr: "127.0.0.1:0", Clock: clk})
+	var down atomic.Bool
+	down.Store(true)
+	s.Ready("ingestion", func() error {
+		if down.Load() {
+			return errors.New("1 of 8 partitions unreachable: connection refused")
+		}
+		return nil
+	})
+	runServer(t, s)
+	cc := dial(t, s, readToken)
+	watch, err := healthpb.NewHealthClient(cc).Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := recvHealth(t, watch); st != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health with a failing check = %v, want NOT_SERVING", st)
+	}
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + s.MetricsAddr().String() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: ingestion: 1 of 8 partitions unreachable: connection refused") {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
+	down.Store(false)
+	for clk.Waiters() == 0 { // the watcher waits for its next round
+		runtime.Gosched()
+	}
+	clk.Advance(ReadyInterval)
+	if st := recvHealth(t, watch); st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health once the check passes = %v, want SERVING", st)
+	}
+	if code, body := readyz(); code != http.StatusOK || body != "ready\n" {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
+}
