@@ -258,6 +258,7 @@ func processFor(name string, rc *runConfig, p ports, data, keysPath, serviceKey 
 	}
 	proc.Args = append(proc.Args, "-grpc-addr", p.grpc[name], "-data", data, "-partitions", strconv.Itoa(rc.partitions))
 	proc.GRPCAddr = p.grpc[name]
+	proc.ReasonURL = "http://" + p.metrics[name] + "/readyz"
 	return proc
 }
 

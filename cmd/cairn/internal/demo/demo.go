@@ -22,6 +22,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 )
 
 // Segments an account can belong to.
@@ -623,7 +625,7 @@ func (s *sim) customer(contractStart time.Time) {
 		}
 		if !integrated && w >= 1 && s.chance(h) {
 			integrated = true
-			s.track(users[0], "integration_connected", s.workTime(ws.AddDate(0, 0, 2)), map[string]any{"integration": []string{"salesforce", "hubspot", "slack", "snowflake"}[s.rng.IntN(4)]})
+			s.track(users[0], vocab.IntegrationConnected, s.workTime(ws.AddDate(0, 0, 2)), map[string]any{"integration": integrations[s.rng.IntN(len(integrations))]})
 			a.UsageEvents++
 		}
 		s.support(ws, h, users)
@@ -715,14 +717,30 @@ func mean(xs []float64) float64 {
 	return sum / float64(len(xs))
 }
 
-// featureMix lists product features from the most to the least common.
-var featureMix = []struct {
+// featureWeights are the shares of the product features, from the most to
+// the least common, in the order of the vocabulary's features
+// (vocab.Features); a feature beyond them gets the last share.
+var featureWeights = []float64{0.35, 0.25, 0.2, 0.1, 0.06, 0.04}
+
+type weighted struct {
 	name   string
 	weight float64
-}{
-	{"report_created", 0.35}, {"dashboard_shared", 0.25}, {"export_run", 0.2},
-	{"alert_configured", 0.1}, {"workflow_created", 0.06}, {"api_key_created", 0.04},
 }
+
+// featureMix lists the vocabulary's product features (vocab.Features) from
+// the most to the least common, so the demo uses every name health and the
+// journey templates count as a feature and no other.
+var featureMix = func() []weighted {
+	var out []weighted
+	for i, f := range vocab.Features() {
+		out = append(out, weighted{f, featureWeights[min(i, len(featureWeights)-1)]})
+	}
+	return out
+}()
+
+// integrations are the integrations an account connects (the "integration"
+// property of vocab.IntegrationConnected).
+var integrations = []string{"salesforce", "hubspot", "slack", "snowflake"}
 
 // feature draws a product feature event. Breadth follows engagement h:
 // disengaged accounts stick to the first one or two features, engaged ones

@@ -154,7 +154,7 @@ func TestGenerateDistribution(t *testing.T) {
 		"track:crm.opportunity_stage_changed", "track:crm.closed_won", "track:crm.closed_lost",
 		"track:billing.subscription_started", "track:billing.contract_updated", "track:billing.renewed", "track:billing.churned",
 		"track:support.ticket_opened", "track:support.ticket_resolved", "track:survey.nps", "track:meeting.qbr_held",
-		"track:report_created", "track:dashboard_shared", "track:integration_connected", "track:alert_configured", "track:export_run",
+		"track:report_created", "track:dashboard_shared", "track:integration.connected", "track:alert_created", "track:export_run",
 		"track:workflow_created", "track:api_key_created", "track:setup_completed", "track:activated", "track:content_viewed",
 		"track:email_clicked", "track:webinar_attended", "track:security_review_approved", "track:poc_started",
 	} {

@@ -13,14 +13,16 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/cairn-dev/cairn/pkg/clock"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
 )
 
 // Process describes one child.
@@ -38,6 +40,10 @@ type Process struct {
 	GRPCAddr string
 	// ReadyURL, when set, is polled until it answers 200.
 	ReadyURL string
+	// ReasonURL, when set, says why a GRPCAddr child is not SERVING (a
+	// service's /readyz on its metrics address): its answer goes into the
+	// readiness error, so that the supervisor names the missing upstream.
+	ReasonURL string
 }
 
 // Exit reports a child that ended.
@@ -121,6 +127,25 @@ func (g *Group) WaitReady(ctx context.Context, interval time.Duration) error {
 	return nil
 }
 
+// reason fetches a not-ready child's explanation from url ("" when there is
+// none or it cannot be had).
+func reason(ctx context.Context, url string) string {
+	if url == "" {
+		return ""
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return strings.TrimSpace(string(b))
+}
+
 func (c *child) waitReady(ctx context.Context, clk clock.Clock, interval time.Duration) error {
 	check := func(context.Context) error { return nil }
 	switch {
@@ -137,6 +162,9 @@ func (c *child) waitReady(ctx context.Context, clk clock.Clock, interval time.Du
 				return err
 			}
 			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				if why := reason(ctx, c.p.ReasonURL); why != "" {
+					return fmt.Errorf("status %s: %s", resp.GetStatus(), why)
+				}
 				return fmt.Errorf("status %s", resp.GetStatus())
 			}
 			return nil

@@ -5,20 +5,24 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cairn-dev/cairn/pkg/clock"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
 )
 
 // The test binary doubles as the supervised child: with CAIRN_SUPERVISOR_HELPER
@@ -218,5 +222,39 @@ func TestPrefixWriter(t *testing.T) {
 				t.Errorf("got %q, want %q", buf.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestWaitReadyNamesTheReason: a child that is up but not SERVING is
+// reported with what its /readyz says, so `cairn run` names the upstream it
+// waits for.
+func TestWaitReadyNamesTheReason(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+	why := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready: upstream: ingestion: 8 of 8 partitions unreachable: connection refused")
+	}))
+	defer why.Close()
+	c := &child{p: Process{Name: "stages", GRPCAddr: lis.Addr().String(), ReasonURL: why.URL + "/readyz"}, done: make(chan struct{})}
+	clk := clock.NewManual(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.waitReady(ctx, clk, time.Second) }()
+	for clk.Waiters() == 0 { // one check done; waiting for the next
+		runtime.Gosched()
+	}
+	cancel()
+	err = <-errc
+	if err == nil || !strings.Contains(err.Error(), "stages not ready") || !strings.Contains(err.Error(), "status NOT_SERVING: not ready: upstream: ingestion: 8 of 8 partitions unreachable: connection refused") {
+		t.Fatalf("waitReady = %v", err)
 	}
 }
