@@ -1,7 +1,10 @@
 // Package vocab is Cairn's event vocabulary: every event name Cairn gives a
-// meaning to, written once. Ingestion validates reserved events against it,
-// the account aggregates, journey templates, health models, routing's
-// touches and the demo read names through it, and docs/events.md documents
+// meaning to, written once, with its aliases. Ingestion validates reserved
+// events against it and logs an alias under its canonical name (keeping the
+// name as sent in context.cairn.alias_of), so downstream services see one
+// name; it refuses "$" names, which only Cairn records. The built-in
+// journey templates, the default health model, routing and the demo read
+// only names it holds (tests hold them to it), and docs/events.md documents
 // it, so that no two services can read one event two ways.
 //
 // A name outside the vocabulary is still accepted as a product event (an
@@ -11,9 +14,33 @@
 package vocab
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
+
+// IntegrationConnected is the canonical name of the event that connects an
+// integration (its name is the "integration" property).
+const IntegrationConnected = "integration.connected"
+
+// Where ingestion keeps the name a client sent when it was an alias: the
+// event is logged under its canonical name and context.cairn.alias_of holds
+// the name as sent ("integration_connected"). Ingestion sets it only then,
+// and drops a client-sent alias_of, so that it is always Cairn's own.
+const (
+	// ContextKey is the object of context that Cairn writes.
+	ContextKey = "cairn"
+	// AliasOfKey is the key, inside ContextKey, of the name as sent.
+	AliasOfKey = "alias_of"
+)
+
+// SyntheticPrefix starts the names Cairn records itself ($seats_increased);
+// ingestion refuses them from clients.
+const SyntheticPrefix = "$"
+
+// Synthetic reports whether name is reserved for events Cairn records
+// itself.
+func Synthetic(name string) bool { return strings.HasPrefix(name, SyntheticPrefix) }
 
 // Kind is the type a property must have.
 type Kind int
@@ -73,6 +100,29 @@ type Property struct {
 	Notes string
 }
 
+// Type describes the property's type and bounds as docs/events.md's
+// tables do: "string", "number >= 0", "integer 0..10", "one of p1, p2".
+func (p Property) Type() string {
+	switch p.Kind {
+	case KindEnum:
+		return "one of " + strings.Join(p.Enum, ", ")
+	case KindNumber, KindInteger:
+		t := p.Kind.String()
+		switch {
+		case p.HasMin && p.HasMax:
+			return fmt.Sprintf("%s %g..%g", t, p.Min, p.Max)
+		case p.HasMin && p.ExclusiveMin:
+			return fmt.Sprintf("%s > %g", t, p.Min)
+		case p.HasMin:
+			return fmt.Sprintf("%s >= %g", t, p.Min)
+		case p.HasMax:
+			return fmt.Sprintf("%s <= %g", t, p.Max)
+		}
+		return t
+	}
+	return p.Kind.String()
+}
+
 // Sources of events: the namespace of a reserved name, else product.
 const (
 	SourceProduct = "product"
@@ -85,6 +135,28 @@ const (
 
 // Role says what Cairn does with a product event.
 type Role int
+
+// String names the role as docs/events.md does.
+func (r Role) String() string {
+	switch r {
+	case RoleMilestone:
+		return "milestone"
+	case RoleFeature:
+		return "feature"
+	case RoleIntegration:
+		return "integration"
+	case RoleEngagement:
+		return "engagement"
+	case RoleSynthetic:
+		return "synthetic"
+	}
+	return "none"
+}
+
+// Roles lists the roles of product events in the documentation's order.
+func Roles() []Role {
+	return []Role{RoleMilestone, RoleFeature, RoleIntegration, RoleEngagement, RoleSynthetic}
+}
 
 // Roles of product events.
 const (
@@ -123,6 +195,9 @@ type Event struct {
 	Properties []Property
 }
 
+// Names returns the canonical name followed by the aliases.
+func (e Event) Names() []string { return append([]string{e.Name}, e.Aliases...) }
+
 // Reserved reports whether e is in a reserved namespace.
 func (e Event) Reserved() bool { return e.Source != SourceProduct }
 
@@ -148,10 +223,12 @@ var (
 )
 
 // All returns every event, sorted by source (reserved namespaces first, in
-// the documentation's order) and then as listed.
+// the documentation's order) and then as listed. The events share their
+// slices (aliases, properties) with the registry: do not modify them.
 func All() []Event { return slices.Clone(all) }
 
-// Lookup returns the event a name or alias stands for.
+// Lookup returns the event a name or alias stands for (sharing its slices
+// with the registry, as All does).
 func Lookup(name string) (Event, bool) {
 	i, ok := byName[name]
 	if !ok {

@@ -64,3 +64,35 @@ func TestAliases(t *testing.T) {
 		}
 	}
 }
+
+func TestPropertyType(t *testing.T) {
+	for _, tc := range []struct {
+		p    vocab.Property
+		want string
+	}{
+		{vocab.Property{Kind: vocab.KindString}, "string"},
+		{vocab.Property{Kind: vocab.KindNumber, HasMin: true}, "number >= 0"},
+		{vocab.Property{Kind: vocab.KindNumber, HasMin: true, ExclusiveMin: true}, "number > 0"},
+		{vocab.Property{Kind: vocab.KindInteger, HasMin: true, HasMax: true, Max: 10}, "integer 0..10"},
+		{vocab.Property{Kind: vocab.KindEnum, Enum: []string{"p1", "p2"}}, "one of p1, p2"},
+		{vocab.Property{Kind: vocab.KindTime}, "RFC 3339 date-time"},
+	} {
+		if got := tc.p.Type(); got != tc.want {
+			t.Errorf("Type() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestSynthetic(t *testing.T) {
+	for _, n := range vocab.WithRole(vocab.RoleSynthetic) {
+		if !vocab.Synthetic(n) {
+			t.Errorf("%s is synthetic but Synthetic() says no", n)
+		}
+	}
+	if vocab.Synthetic("seats_increased") || !vocab.Synthetic("$x") {
+		t.Error("Synthetic is the $ prefix")
+	}
+	if e, ok := vocab.Lookup(vocab.IntegrationConnected); !ok || e.Role != vocab.RoleIntegration {
+		t.Errorf("IntegrationConnected = %q is not the integration event", vocab.IntegrationConnected)
+	}
+}

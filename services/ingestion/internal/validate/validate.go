@@ -12,11 +12,11 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -109,7 +109,8 @@ func Batch(events, size int, l Limits) *FieldError {
 }
 
 // Event validates ev and fills in the server-derived fields: received_at (set
-// to receivedAt), timestamp, source and flags. Output-only fields sent by the
+// to receivedAt), timestamp, source and flags, and the canonical event name
+// of an alias (see canonical). Output-only fields sent by the
 // client (account_id, reattributed) are cleared. On error ev may be partly
 // modified and must be rejected.
 func Event(ev *ingestionv1.Event, l Limits, receivedAt time.Time) *FieldError {
@@ -154,6 +155,9 @@ func EventOfSize(ev *ingestionv1.Event, size int, l Limits, receivedAt time.Time
 		}
 	}
 	if err := times(ev, l, receivedAt); err != nil {
+		return err
+	}
+	if err := canonical(ev); err != nil {
 		return err
 	}
 	ev.AccountId = ""
@@ -312,14 +316,14 @@ func times(ev *ingestionv1.Event, l Limits, receivedAt time.Time) *FieldError {
 	return nil
 }
 
-// Sources derived from the event name's namespace.
+// Sources derived from the event name's namespace (the vocabulary's).
 const (
-	SourceProduct = "product"
-	SourceCRM     = "crm"
-	SourceBilling = "billing"
-	SourceSupport = "support"
-	SourceSurvey  = "survey"
-	SourceMeeting = "meeting"
+	SourceProduct = vocab.SourceProduct
+	SourceCRM     = vocab.SourceCRM
+	SourceBilling = vocab.SourceBilling
+	SourceSupport = vocab.SourceSupport
+	SourceSurvey  = vocab.SourceSurvey
+	SourceMeeting = vocab.SourceMeeting
 )
 
 // Source returns the source of ev: the namespace of a reserved track event
@@ -328,13 +332,61 @@ func Source(ev *ingestionv1.Event) string {
 	if ev.GetType() != ingestionv1.EventType_EVENT_TYPE_TRACK {
 		return SourceProduct
 	}
-	ns, _, ok := strings.Cut(ev.GetEvent(), ".")
-	if !ok {
-		return SourceProduct
+	return vocab.SourceOf(ev.GetEvent())
+}
+
+// canonical logs a track event under its canonical name (vocab.Canonical):
+// an alias such as "integration_connected" becomes "integration.connected",
+// and the name as sent is kept in context.cairn.alias_of. That key is
+// Cairn's: a client's own alias_of is dropped, so it is set exactly when
+// the name was rewritten. Names starting with "$" are recorded by Cairn
+// itself and refused.
+func canonical(ev *ingestionv1.Event) *FieldError {
+	if ev.GetType() != ingestionv1.EventType_EVENT_TYPE_TRACK {
+		dropAliasOf(ev)
+		return nil
 	}
-	switch ns {
-	case SourceCRM, SourceBilling, SourceSupport, SourceSurvey, SourceMeeting:
-		return ns
+	sent := ev.GetEvent()
+	if vocab.Synthetic(sent) {
+		return fieldErr("event", "names starting with %q are recorded by Cairn and cannot be sent", vocab.SyntheticPrefix)
 	}
-	return SourceProduct
+	name := vocab.Canonical(sent)
+	if name == sent {
+		dropAliasOf(ev)
+		return nil
+	}
+	ev.Event = name
+	if ev.Context == nil {
+		ev.Context = &structpb.Struct{}
+	}
+	if ev.Context.Fields == nil {
+		ev.Context.Fields = map[string]*structpb.Value{}
+	}
+	own := ev.Context.Fields[vocab.ContextKey].GetStructValue()
+	if own == nil {
+		own = &structpb.Struct{}
+		ev.Context.Fields[vocab.ContextKey] = structpb.NewStructValue(own)
+	}
+	if own.Fields == nil {
+		own.Fields = map[string]*structpb.Value{}
+	}
+	own.Fields[vocab.AliasOfKey] = structpb.NewStringValue(sent)
+	return nil
+}
+
+// dropAliasOf removes a client-sent context.cairn.alias_of (and
+// context.cairn when that leaves it empty).
+func dropAliasOf(ev *ingestionv1.Event) {
+	fields := ev.GetContext().GetFields()
+	own := fields[vocab.ContextKey].GetStructValue()
+	if own == nil {
+		return
+	}
+	if _, ok := own.GetFields()[vocab.AliasOfKey]; !ok {
+		return
+	}
+	delete(own.Fields, vocab.AliasOfKey)
+	if len(own.Fields) == 0 {
+		delete(fields, vocab.ContextKey)
+	}
 }
