@@ -19,7 +19,35 @@ type stay struct {
 	account, stage, cohort string
 	converted, open        bool
 	dropoff                bool
+	churned                bool          // the stay ended because the account churned
+	placed                 bool          // the stay began with a placement
 	took                   time.Duration // 0: not finished
+}
+
+// unplaced is an account in no stage: churned, or not placed for reasons.
+type unplaced struct {
+	account string
+	churned bool
+	reasons []string
+}
+
+// unplacedAccounts makes n accounts in no stage.
+func unplacedAccounts(n int, seed uint64) []unplaced {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	var out []unplaced
+	for a := range n {
+		u := unplaced{account: "none-" + string(rune('a'+a%26)) + string(rune('a'+a/26))}
+		switch rng.IntN(3) {
+		case 0:
+			u.churned = true
+		case 1:
+			u.reasons = []string{"no_behavioural_event"}
+		default:
+			u.reasons = []string{"visited_site", "signed_up"}[:1+rng.IntN(2)]
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 var stageIDs = []string{"onboard", "adopt", "expand"}
@@ -31,13 +59,20 @@ func stays(n int, seed uint64) []stay {
 	for a := range n {
 		acct := "acct-" + string(rune('a'+a%26)) + string(rune('a'+a/26))
 		cohort := []string{"2026-01", "2026-02", "2026-03"}[rng.IntN(3)]
-		for _, st := range stageIDs[:1+rng.IntN(len(stageIDs))] {
-			s := stay{account: acct, stage: st, cohort: cohort, dropoff: rng.IntN(4) == 0}
-			switch rng.IntN(3) {
+		from := 0
+		if rng.IntN(4) == 0 {
+			from = rng.IntN(len(stageIDs)) // first seen mid-journey
+		}
+		for i, st := range stageIDs[from : from+1+rng.IntN(len(stageIDs)-from)] {
+			s := stay{account: acct, stage: st, cohort: cohort, dropoff: rng.IntN(4) == 0, placed: i == 0}
+			switch rng.IntN(4) {
 			case 0:
 				s.open = true
 			case 1:
 				s.converted = true
+				s.took = time.Duration(1+rng.IntN(20)) * time.Hour
+			case 2:
+				s.churned = true
 				s.took = time.Duration(1+rng.IntN(20)) * time.Hour
 			default:
 				s.took = time.Duration(1+rng.IntN(20)) * time.Hour
@@ -48,9 +83,9 @@ func stays(n int, seed uint64) []stay {
 	return out
 }
 
-// funnelPart is a replica's part over its stays (what stages' funnelPart
-// computes from its visits).
-func funnelPart(ss []stay) *stagesv1.GetFunnelResponse {
+// funnelPart is a replica's part over its stays and the accounts in no
+// stage (what stages' funnelPart computes from its visits and accounts).
+func funnelPart(ss []stay, us ...unplaced) *stagesv1.GetFunnelResponse {
 	resp := &stagesv1.GetFunnelResponse{}
 	rows := map[string]*stagesv1.FunnelStage{}
 	for _, id := range stageIDs {
@@ -66,13 +101,19 @@ func funnelPart(ss []stay) *stagesv1.GetFunnelResponse {
 		}
 		r := rows[s.stage]
 		r.Entered++
+		if s.placed && s.stage != stageIDs[0] {
+			r.EnteredDirectly++
+		}
+		if s.churned {
+			r.Churned++
+		}
 		if s.open {
 			r.Current++
 		}
 		if s.converted {
 			r.Converted++
 		}
-		if !s.open && !s.converted || s.open && s.dropoff {
+		if !s.open && !s.converted && !s.churned || s.open && s.dropoff {
 			r.Dropped++
 		}
 		if s.dropoff {
@@ -85,6 +126,20 @@ func funnelPart(ss []stay) *stagesv1.GetFunnelResponse {
 	for c := range cohorts {
 		resp.Cohorts = append(resp.Cohorts, c)
 	}
+	reasons := map[string]int64{}
+	for _, u := range us {
+		if u.churned {
+			resp.Churned++
+			continue
+		}
+		resp.NotPlaced++
+		resp.Accounts++
+		for _, r := range u.reasons {
+			reasons[r]++
+		}
+	}
+	resp.NotPlacedReasons = aggregate.NotPlacedReasons(reasons)
+	resp.TotalAccounts = resp.Accounts + resp.Churned
 	return resp
 }
 
@@ -116,14 +171,26 @@ func TestFunnelMergesExactly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			all := stays(tc.accounts, uint64(tc.accounts))
-			want := aggregate.Funnel([]*stagesv1.GetFunnelResponse{funnelPart(all)}, false)
+			none := unplacedAccounts(tc.accounts/2+1, uint64(tc.accounts))
+			want := aggregate.Funnel([]*stagesv1.GetFunnelResponse{funnelPart(all, none...)}, false)
 			var parts []*stagesv1.GetFunnelResponse
-			for _, ss := range split(all, tc.replicas, func(s stay) string { return s.account }) {
-				parts = append(parts, funnelPart(ss))
+			noneParts := split(none, tc.replicas, func(u unplaced) string { return u.account })
+			for i, ss := range split(all, tc.replicas, func(s stay) string { return s.account }) {
+				parts = append(parts, funnelPart(ss, noneParts[i]...))
 			}
 			got := aggregate.Funnel(parts, false)
 			if diff := differ(want, got); diff != "" {
 				t.Errorf("merged funnel differs from one replica's:\n%s", diff)
+			}
+			var churned, direct int64
+			for _, st := range got.GetStages() {
+				churned += st.GetChurned()
+				direct += st.GetEnteredDirectly()
+			}
+			if got.GetTotalAccounts() != got.GetAccounts()+got.GetChurned() || got.GetNotPlaced() == 0 && tc.accounts > 10 ||
+				tc.accounts > 10 && (churned == 0 || direct == 0 || len(got.GetNotPlacedReasons()) == 0) {
+				t.Errorf("merged funnel lacks the new figures: total=%d accounts=%d churned=%d not_placed=%d stage churned=%d direct=%d reasons=%v",
+					got.GetTotalAccounts(), got.GetAccounts(), got.GetChurned(), got.GetNotPlaced(), churned, direct, got.GetNotPlacedReasons())
 			}
 		})
 	}

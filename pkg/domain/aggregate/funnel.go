@@ -1,7 +1,9 @@
 package aggregate
 
 import (
+	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
@@ -16,13 +18,21 @@ import (
 // time in stage computed over every part's stays. The stages keep the
 // first part's order; a stage only in a later part is appended. With
 // keepParts the rows keep the merged times (sorted), else they are
-// dropped. The parts are not modified.
+// dropped. The account counts (accounts, churned, not placed, total) and
+// the not-placed reasons are summed too. The parts are not modified.
 func Funnel(parts []*stagesv1.GetFunnelResponse, keepParts bool) *stagesv1.GetFunnelResponse {
 	out := &stagesv1.GetFunnelResponse{}
 	rows := map[string]*stagesv1.FunnelStage{}
 	cohorts, segments := map[string]bool{}, map[string]bool{}
+	reasons := map[string]int64{}
 	for _, p := range parts {
 		out.Accounts += p.GetAccounts()
+		out.Churned += p.GetChurned()
+		out.NotPlaced += p.GetNotPlaced()
+		out.TotalAccounts += p.GetTotalAccounts()
+		for _, r := range p.GetNotPlacedReasons() {
+			reasons[r.GetReason()] += r.GetAccounts()
+		}
 		for _, c := range p.GetCohorts() {
 			cohorts[c] = true
 		}
@@ -41,6 +51,8 @@ func Funnel(parts []*stagesv1.GetFunnelResponse, keepParts bool) *stagesv1.GetFu
 			row.Converted += st.GetConverted()
 			row.Dropped += st.GetDropped()
 			row.DropoffSignals += st.GetDropoffSignals()
+			row.Churned += st.GetChurned()
+			row.EnteredDirectly += st.GetEnteredDirectly()
 			row.TimesInStageNs = append(row.TimesInStageNs, st.GetTimesInStageNs()...)
 		}
 	}
@@ -59,6 +71,25 @@ func Funnel(parts []*stagesv1.GetFunnelResponse, keepParts bool) *stagesv1.GetFu
 	}
 	out.Cohorts = Choices(cohorts)
 	out.Segments = Choices(segments)
+	out.NotPlacedReasons = NotPlacedReasons(reasons)
+	return out
+}
+
+// NotPlacedReasons lists a funnel's not-placed reasons from their counts,
+// most frequent first, then by reason; nil when there are none.
+func NotPlacedReasons(counts map[string]int64) []*stagesv1.NotPlacedReason {
+	var out []*stagesv1.NotPlacedReason
+	for r, n := range counts {
+		if n > 0 {
+			out = append(out, &stagesv1.NotPlacedReason{Reason: r, Accounts: n})
+		}
+	}
+	slices.SortFunc(out, func(a, b *stagesv1.NotPlacedReason) int {
+		if c := cmp.Compare(b.Accounts, a.Accounts); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
 	return out
 }
 

@@ -6,15 +6,18 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // AccountJourney returns an account's journey (jid "": the workspace's
-// default journey) with its time in stage and, evaluated now, the current
-// stage's exit and drop-off criteria: what is left.
+// default journey) with its status (derived from its aggregates), its time
+// in stage and, evaluated now, the current stage's exit and drop-off
+// criteria: what is left. as_of is now.
 func (a *App) AccountJourney(_ context.Context, ws, jid, acct string) (*stagesv1.AccountJourney, error) {
 	now := a.clock.Now()
 	var aj *stagesv1.AccountJourney
@@ -28,6 +31,8 @@ func (a *App) AccountJourney(_ context.Context, ws, jid, acct string) (*stagesv1
 			return err
 		}
 		aj = acc.Journey
+		aj.AsOf = timestamppb.New(now)
+		aj.Lifecycle = acc.Aggs.Lifecycle().Proto()
 		if aj.GetStage() == "" {
 			return nil
 		}
@@ -48,8 +53,9 @@ func (a *App) AccountJourney(_ context.Context, ws, jid, acct string) (*stagesv1
 	return aj, nil
 }
 
-// ListAccounts lists up to size placed accounts of a journey (jid "": the
-// workspace's default journey) that match f, in store key order after the
+// ListAccounts lists up to size accounts of a journey (jid "": the
+// workspace's default journey) that match f (by default the live, placed
+// ones; journey.AccountFilter), in store key order after the
 // key after (nil: from the start). It returns the key of the last one,
 // where the next page starts, and whether more follow.
 func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountFilter, after []byte, size int) (accounts []*stagesv1.AccountSummary, last []byte, more bool, err error) {
@@ -59,7 +65,11 @@ func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountF
 			return err
 		}
 		return store.Live.Accounts(tx, ws, id, after, func(key []byte, aj *stagesv1.AccountJourney) (bool, error) {
-			if !f.Matches(aj) {
+			lc, err := lifecycleOf(tx, store.Live, id, aj)
+			if err != nil {
+				return false, err
+			}
+			if !f.Matches(aj, account.StatusOf(lc.GetStatus())) {
 				return true, nil
 			}
 			if len(accounts) == size {
@@ -69,6 +79,7 @@ func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountF
 			accounts = append(accounts, &stagesv1.AccountSummary{
 				AccountId: aj.GetAccountId(), Name: aj.GetTraits()["name"], Stage: aj.GetStage(), EnteredAt: aj.GetEnteredAt(),
 				Segment: aj.GetTraits()["segment"], Owner: aj.GetTraits()["owner"], OpenSignals: int32(len(aj.GetOpenSignals())),
+				Status: lc.GetStatus(), StatusSince: lc.GetSince(),
 			})
 			last = append(last[:0], key...)
 			return true, nil
@@ -102,4 +113,17 @@ func (a *App) ListSignals(_ context.Context, ws string, f journey.SignalFilter, 
 		return nil, nil, false, err
 	}
 	return signals, last, more, nil
+}
+
+// lifecycleOf is the account's lifecycle as kept on its journey state, or,
+// for state written before stages kept it, derived from its aggregates.
+func lifecycleOf(tx *pstore.Tx, ns store.Namespace, jid string, aj *stagesv1.AccountJourney) (*commonv1.Lifecycle, error) {
+	if lc := aj.GetLifecycle(); lc.GetStatus() != commonv1.AccountStatus_ACCOUNT_STATUS_UNSPECIFIED {
+		return lc, nil
+	}
+	acc, err := ns.GetAccount(tx, aj.GetWorkspace(), jid, aj.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	return acc.Aggs.Lifecycle().Proto(), nil
 }

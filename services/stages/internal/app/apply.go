@@ -150,6 +150,7 @@ func (b *batch) event(ev *ingestionv1.Event, cause string) error {
 		st.c = c
 		st.acc.Aggs.Apply(ev, &c.j.Config)
 		if st.acc.Journey.GetStage() == "" && !journey.Behavioural(ev) {
+			syncLifecycle(st)
 			st.dirty = true
 			continue
 		}
@@ -165,10 +166,39 @@ func (b *batch) event(ev *ingestionv1.Event, cause string) error {
 	return nil
 }
 
+// syncLifecycle derives the account's status from its aggregates and keeps
+// it on the journey state (for lists and funnels, which read no
+// aggregates). It returns the status.
+func syncLifecycle(st *acctState) account.Status {
+	lc := st.acc.Aggs.Lifecycle()
+	st.acc.Journey.Lifecycle = lc.Proto()
+	return lc.Status
+}
+
+// statusOf is the status kept on an account's journey state.
+func statusOf(aj *stagesv1.AccountJourney) account.Status {
+	return account.StatusOf(aj.GetLifecycle().GetStatus())
+}
+
 // evaluate runs the journey for one account at now and records the outcome.
+// Churn is terminal in every journey until a win-back: a churned account
+// leaves its stage (churnOut) and is not evaluated; a won-back account in
+// no stage is placed again with cause "win_back".
 func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) error {
 	aj := st.acc.Journey
 	j := st.c.j
+	was := statusOf(aj)
+	status := syncLifecycle(st)
+	if status == account.StatusChurned {
+		st.dirty = true
+		if aj.GetStage() == "" {
+			return nil
+		}
+		return b.churnOut(aj, now, trigger)
+	}
+	if aj.GetStage() == "" && (status == account.StatusWonBack || was == account.StatusChurned) {
+		cause = journey.CauseWinBack
+	}
 	if aj.GetStage() != "" && j.Stage(aj.GetStage()) == nil {
 		// A new version dropped the account's stage: end the stay and its
 		// signals, then place the account afresh.
@@ -205,7 +235,7 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		}
 		journey.AppendHistory(aj, tr)
 		aj.Stage, aj.EnteredAt = m.To, ts
-		v := &store.Visit{Stage: m.To, Account: acct, Entered: now, Cohort: aj.Traits["cohort"], Segment: aj.Traits["segment"]}
+		v := &store.Visit{Stage: m.To, Account: acct, Entered: now, Cohort: aj.Traits["cohort"], Segment: aj.Traits["segment"], Placed: m.From == ""}
 		if err := b.ns.PutVisit(b.tx, ws, aj.GetJourneyId(), v); err != nil {
 			return err
 		}
@@ -256,9 +286,19 @@ func (b *batch) retire(aj *stagesv1.AccountJourney, now time.Time) error {
 	if err := b.closeVisit(aj, store.OutcomeRemoved, now); err != nil {
 		return err
 	}
+	if err := b.closeSignals(aj, now, ""); err != nil {
+		return err
+	}
+	aj.Stage, aj.EnteredAt = "", nil
+	return nil
+}
+
+// closeSignals closes every open signal of the account, recording reason
+// (if any) as the signal's closed_reason attribute.
+func (b *batch) closeSignals(aj *stagesv1.AccountJourney, now time.Time, reason string) error {
 	ts := timestamppb.New(now)
 	for _, open := range append([]*commonv1.Signal(nil), aj.GetOpenSignals()...) {
-		sc := journey.SignalChange{Stage: open.GetAttributes()["stage"], Name: open.GetAttributes()["criterion"]}
+		sc := journey.SignalChange{Stage: open.GetAttributes()["stage"], Name: open.GetAttributes()["criterion"], ClosedReason: reason}
 		sig, err := b.signal(aj, sc, ts)
 		if err != nil {
 			return err
@@ -266,9 +306,43 @@ func (b *batch) retire(aj *stagesv1.AccountJourney, now time.Time) error {
 		if err := b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Signal{Signal: sig}}, aj.GetWorkspace(), aj.GetAccountId()); err != nil {
 			return err
 		}
+		if b.publish {
+			b.tx.OnCommit(func() { b.a.signals.WithLabelValues("closed").Inc() })
+		}
 	}
-	aj.Stage, aj.EnteredAt = "", nil
 	return nil
+}
+
+// churnOut takes a churned account out of its stage at now: the stay ends
+// with outcome churned, its open signals close (closed_reason "churned"),
+// its timer is cleared, and a transition to no stage (cause "churn") is
+// recorded and published.
+func (b *batch) churnOut(aj *stagesv1.AccountJourney, now time.Time, trigger string) error {
+	if entered := aj.GetEnteredAt(); entered != nil && now.Before(entered.AsTime()) {
+		now = entered.AsTime()
+	}
+	if err := b.closeVisit(aj, store.OutcomeChurned, now); err != nil {
+		return err
+	}
+	if err := b.closeSignals(aj, now, journey.ClosedChurned); err != nil {
+		return err
+	}
+	ws, acct := aj.GetWorkspace(), aj.GetAccountId()
+	tr := &stagesv1.Transition{
+		Workspace: ws, AccountId: acct, JourneyId: aj.GetJourneyId(), Version: aj.GetVersion(),
+		FromStage: aj.GetStage(), At: timestamppb.New(now), TriggerMessageId: trigger, Cause: journey.CauseChurn,
+	}
+	journey.AppendHistory(aj, tr)
+	aj.Stage, aj.EnteredAt = "", nil
+	if b.ns == store.Live {
+		if err := b.ns.ClearTimer(b.tx, ws, aj.GetJourneyId(), acct); err != nil {
+			return err
+		}
+	}
+	if b.publish {
+		b.tx.OnCommit(func() { b.a.transitions.WithLabelValues(journey.CauseChurn).Inc() })
+	}
+	return b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: tr}}, ws, acct)
 }
 
 func (b *batch) partition(ws, acct string) uint32 {
@@ -336,6 +410,12 @@ func (b *batch) signal(aj *stagesv1.AccountJourney, sc journey.SignalChange, at 
 		}
 		sig = proto.Clone(sig).(*commonv1.Signal)
 		sig.State, sig.ClosedAt = commonv1.SignalState_SIGNAL_STATE_CLOSED, at
+		if sc.ClosedReason != "" {
+			if sig.Attributes == nil {
+				sig.Attributes = map[string]string{}
+			}
+			sig.Attributes["closed_reason"] = sc.ClosedReason
+		}
 	}
 	if err := b.ns.PutSignal(b.tx, sig); err != nil {
 		return nil, err
@@ -529,10 +609,15 @@ func (a *App) activate(tx *pstore.Tx, shadow store.Namespace, ws, jid string, ve
 	}
 	b := a.newBatch(tx, store.Live, nil)
 	err := store.Live.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
-		if old := before[aj.GetAccountId()]; old != aj.GetStage() && aj.GetStage() != "" {
+		churned := statusOf(aj) == account.StatusChurned
+		if old := before[aj.GetAccountId()]; old != aj.GetStage() && (aj.GetStage() != "" || churned) {
+			cause := journey.CauseReplay
+			if aj.GetStage() == "" {
+				cause = journey.CauseChurn // the replay found it churned
+			}
 			tr := &stagesv1.Transition{
 				Workspace: ws, AccountId: aj.GetAccountId(), JourneyId: jid, Version: version,
-				FromStage: old, ToStage: aj.GetStage(), At: timestamppb.New(now), Cause: journey.CauseReplay,
+				FromStage: old, ToStage: aj.GetStage(), At: timestamppb.New(now), Cause: cause,
 			}
 			if err := b.emit(&stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: tr}}, ws, aj.GetAccountId()); err != nil {
 				return false, err

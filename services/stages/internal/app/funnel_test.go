@@ -94,6 +94,8 @@ func TestFunnelDropped(t *testing.T) {
 		{Account: "flagged-converted", Dropoff: true, Outcome: store.OutcomeConverted, Left: at.Add(48 * time.Hour)},
 		{Account: "converted", Outcome: store.OutcomeConverted, Left: at.Add(24 * time.Hour)},
 		{Account: "regressed", Outcome: store.OutcomeRegressed, Left: at.Add(72 * time.Hour)},
+		{Account: "flagged-churned", Dropoff: true, DropoffOpen: true, Outcome: store.OutcomeChurned, Left: at.Add(96 * time.Hour)},
+		{Account: "placed-open", Placed: true},
 	}
 	db := storetest.Open(t)
 	err = db.Update(func(tx *pstore.Tx) error {
@@ -114,13 +116,15 @@ func TestFunnelDropped(t *testing.T) {
 			return err
 		}
 		row := resp.GetStages()[1]
-		got := fmt.Sprintf("entered=%d current=%d converted=%d dropped=%d dropoff_signals=%d",
-			row.GetEntered(), row.GetCurrent(), row.GetConverted(), row.GetDropped(), row.GetDropoffSignals())
-		if want := "entered=6 current=3 converted=2 dropped=2 dropoff_signals=3"; got != want {
+		got := fmt.Sprintf("entered=%d current=%d converted=%d dropped=%d dropoff_signals=%d churned=%d entered_directly=%d",
+			row.GetEntered(), row.GetCurrent(), row.GetConverted(), row.GetDropped(), row.GetDropoffSignals(), row.GetChurned(), row.GetEnteredDirectly())
+		// A churned stay is churned, not dropped, even with a drop-off open
+		// when it churned; it was flagged.
+		if want := "entered=8 current=4 converted=2 dropped=2 dropoff_signals=4 churned=1 entered_directly=1"; got != want {
 			t.Errorf("row = %s, want %s", got, want)
 		}
-		if row.GetDropped() > row.GetEntered()-row.GetConverted() {
-			t.Errorf("dropped %d exceeds entered - converted", row.GetDropped())
+		if row.GetDropped() > row.GetEntered()-row.GetConverted()-row.GetChurned() {
+			t.Errorf("dropped %d exceeds entered - converted - churned", row.GetDropped())
 		}
 		return nil
 	})

@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"slices"
 	"strconv"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -89,11 +90,21 @@ type AccountFilter struct {
 	Signal string
 	// Segment and Owner are account traits.
 	Segment, Owner string
+	// Statuses are the account statuses to list; empty lists the live
+	// accounts (every placed account: a churned account is in no stage).
+	Statuses []account.Status
 }
 
-// Matches reports whether the account is placed and matches every field set.
-func (f AccountFilter) Matches(aj *stagesv1.AccountJourney) bool {
-	if aj.GetStage() == "" {
+// Matches reports whether the account, whose status is status, matches
+// every field set: with no statuses, a placed account that is live; with
+// statuses, a placed account with one of them, or a churned account (in no
+// stage) when churned is one of them.
+func (f AccountFilter) Matches(aj *stagesv1.AccountJourney, status account.Status) bool {
+	if len(f.Statuses) == 0 {
+		if aj.GetStage() == "" || status == account.StatusChurned {
+			return false
+		}
+	} else if !slices.Contains(f.Statuses, status) || (aj.GetStage() == "" && status != account.StatusChurned) {
 		return false
 	}
 	if f.Stage != "" && aj.GetStage() != f.Stage {

@@ -110,12 +110,34 @@ func TestFilters(t *testing.T) {
 		{AccountFilter{Signal: "no_champion_10d"}, true},
 		{AccountFilter{Signal: "other"}, false},
 	} {
-		if got := tc.f.Matches(aj); got != tc.want {
+		if got := tc.f.Matches(aj, account.StatusCustomer); got != tc.want {
 			t.Errorf("%+v matches = %v, want %v", tc.f, got, tc.want)
 		}
 	}
-	if (AccountFilter{}).Matches(&stagesv1.AccountJourney{}) {
+	if (AccountFilter{}).Matches(&stagesv1.AccountJourney{}, account.StatusProspect) {
 		t.Error("an unplaced account matches")
+	}
+	unplaced := &stagesv1.AccountJourney{}
+	churned, wonBack := account.StatusChurned, account.StatusWonBack
+	for _, tc := range []struct {
+		name   string
+		f      AccountFilter
+		aj     *stagesv1.AccountJourney
+		status account.Status
+		want   bool
+	}{
+		{"default lists a placed customer", AccountFilter{}, aj, account.StatusCustomer, true},
+		{"default hides a churned account", AccountFilter{}, unplaced, churned, false},
+		{"default hides a churned account still placed", AccountFilter{}, aj, churned, false},
+		{"churned filter lists a churned account", AccountFilter{Statuses: []account.Status{churned}}, unplaced, churned, true},
+		{"churned filter hides a customer", AccountFilter{Statuses: []account.Status{churned}}, aj, account.StatusCustomer, false},
+		{"status list", AccountFilter{Statuses: []account.Status{churned, wonBack}}, aj, wonBack, true},
+		{"status filter never lists an unplaced prospect", AccountFilter{Statuses: []account.Status{account.StatusProspect}}, unplaced, account.StatusProspect, false},
+		{"churned with a stage filter", AccountFilter{Stage: "evaluation", Statuses: []account.Status{churned}}, unplaced, churned, false},
+	} {
+		if got := tc.f.Matches(tc.aj, tc.status); got != tc.want {
+			t.Errorf("%s: matches = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 	sig := &commonv1.Signal{AccountId: "a", State: commonv1.SignalState_SIGNAL_STATE_OPEN, Reason: "r"}
 	for _, tc := range []struct {

@@ -17,7 +17,20 @@ const (
 	CauseReplay = "replay"
 	// CauseRegression is a move back because the stage's entry criteria stopped holding.
 	CauseRegression = "regression"
+	// CauseChurn is an account leaving the journey because its status
+	// became churned: the transition's to_stage is empty.
+	CauseChurn = "churn"
+	// CauseWinBack is the placement of a churned account that was won back.
+	CauseWinBack = "win_back"
 )
+
+// ClosedChurned is the closed_reason attribute of a signal closed because
+// the account churned.
+const ClosedChurned = "churned"
+
+// NoBehaviouralEvent is the not-placed reason of an account that sent only
+// identify or group calls.
+const NoBehaviouralEvent = "no_behavioural_event"
 
 // State is an account's position in one journey.
 type State struct {
@@ -48,6 +61,10 @@ type SignalChange struct {
 	Description string
 	// Open is true when the signal opens, false when it closes.
 	Open bool
+	// ClosedReason, on a close, is why it closed when not because the
+	// criterion stopped holding (e.g. ClosedChurned); recorded as the
+	// signal's closed_reason attribute.
+	ClosedReason string
 }
 
 // Reason is the signal's machine-readable reason, "<stage>.<criterion>".
@@ -306,6 +323,31 @@ func (e *Evaluator) nextCheck(s *Stage, st State) time.Time {
 		}
 	}
 	return next
+}
+
+// NotPlaced explains why an account that is in no stage is not placed at
+// now: the names of the journey's first stage's entry criteria that do not
+// hold, else NoBehaviouralEvent (placement waits for a track, page or
+// screen event).
+func (e *Evaluator) NotPlaced(a *account.Aggregates, now time.Time) []string {
+	if len(e.j.Stages) == 0 {
+		return nil
+	}
+	e.agg, e.now = a, now
+	defer func() { e.agg = nil; e.ev.Reset(nil, time.Time{}, nil) }()
+	s := e.j.Stages[0]
+	var res []*stagesv1.CriterionResult
+	e.holds(s, s.Entry, time.Time{}, &res)
+	var out []string
+	for _, r := range res {
+		if !r.GetMet() {
+			out = append(out, r.GetName())
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, NoBehaviouralEvent)
+	}
+	return out
 }
 
 // Explain evaluates the current stage's exit and drop-off criteria at now,

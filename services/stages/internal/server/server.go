@@ -18,6 +18,7 @@ import (
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -258,6 +259,13 @@ func (s *Server) ListAccounts(ctx context.Context, req *stagesv1.ListAccountsReq
 		return nil, err
 	}
 	f := journey.AccountFilter{Stage: req.GetStage(), Signal: req.GetSignal(), Segment: req.GetSegment(), Owner: req.GetOwner()}
+	for i, st := range req.GetStatus() {
+		status := account.StatusOf(st)
+		if status == "" {
+			return nil, apierr.Field("status", "unknown account status %d at index %d; want one of ACCOUNT_STATUS_PROSPECT, _TRIAL, _CUSTOMER, _CHURNED, _WON_BACK", int32(st), i)
+		}
+		f.Statuses = append(f.Statuses, status)
+	}
 	for _, c := range []struct{ name, v string }{{"journey_id", req.GetJourneyId()}, {"stage", f.Stage}, {"signal", f.Signal}, {"segment", f.Segment}, {"owner", f.Owner}} {
 		if err := checkID(c.name, c.v, false); err != nil {
 			return nil, err

@@ -48,6 +48,8 @@ type rig struct {
 	clock    *clock.Manual
 	conn     *grpc.ClientConn
 	heads    [parts]uint64
+	// out is the stages log.
+	out *stream.Log
 }
 
 var keys = auth.StaticKeys{
@@ -121,7 +123,7 @@ func newRig(t testing.TB) *rig {
 			t.Errorf("server: %v", err)
 		}
 	})
-	return &rig{t: t, ingest: ingest, consumer: consumer, clock: clk, conn: conn}
+	return &rig{t: t, ingest: ingest, consumer: consumer, clock: clk, conn: conn, out: out}
 }
 
 func (r *rig) client(key string) (stagesv1.StagesServiceClient, context.Context) {

@@ -22,7 +22,14 @@ const (
 	OutcomeRegressed
 	// OutcomeRemoved: the stage is gone from a new definition.
 	OutcomeRemoved
+	// OutcomeChurned: the account churned while in the stage and left the
+	// journey.
+	OutcomeChurned
 )
+
+// outcomeMask selects the outcome in a visit's flags byte; the bits above
+// it are the flags.
+const outcomeMask = 0x1f
 
 // Visit is one stay of an account in a stage; funnels are computed from them.
 type Visit struct {
@@ -44,12 +51,16 @@ type Visit struct {
 	Cohort string
 	// Segment is the account's segment when it entered the stage.
 	Segment string
+	// Placed is set when the stay began with a placement (the account's
+	// first, a win-back, or after its stage was removed) rather than a move
+	// from another stage.
+	Placed bool
 }
 
 // visitFields lists the Visit fields the codec below (visitKey, marshal,
 // unmarshalVisit and Visits) stores; TestVisitCodecKnowsEveryField fails
 // when Visit gains a field missing here.
-var visitFields = []string{"Stage", "Account", "Entered", "Left", "Outcome", "Dropoff", "DropoffOpen", "Cohort", "Segment"}
+var visitFields = []string{"Stage", "Account", "Entered", "Left", "Outcome", "Dropoff", "DropoffOpen", "Cohort", "Segment", "Placed"}
 
 func (v *Visit) marshal() []byte {
 	b := make([]byte, 0, 32+len(v.Cohort)+len(v.Segment))
@@ -64,6 +75,9 @@ func (v *Visit) marshal() []byte {
 	}
 	if v.DropoffOpen {
 		flags |= 0x40
+	}
+	if v.Placed {
+		flags |= 0x20
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(v.Cohort)))
@@ -84,7 +98,8 @@ func unmarshalVisit(b []byte, v *Visit) error {
 		v.Left = time.Time{}
 	}
 	b = b[n:]
-	v.Outcome = Outcome(b[0] & 0x3f)
+	v.Outcome = Outcome(b[0] & outcomeMask)
+	v.Placed = b[0]&0x20 != 0
 	v.Dropoff = b[0]&0x80 != 0
 	v.DropoffOpen = b[0]&0x40 != 0
 	b = b[1:]

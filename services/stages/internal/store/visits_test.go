@@ -41,8 +41,8 @@ func randVisit(r *rand.Rand) *Visit {
 	at := func() time.Time { return base.Add(time.Duration(r.Int63n(int64(20 * 365 * 24 * time.Hour)))) }
 	v := &Visit{
 		Stage: randString(r), Account: randString(r), Entered: at(),
-		Outcome: Outcome(r.Intn(4)), Dropoff: r.Intn(2) == 0, DropoffOpen: r.Intn(2) == 0,
-		Cohort: randString(r), Segment: randString(r),
+		Outcome: Outcome(r.Intn(int(OutcomeChurned) + 1)), Dropoff: r.Intn(2) == 0, DropoffOpen: r.Intn(2) == 0,
+		Cohort: randString(r), Segment: randString(r), Placed: r.Intn(2) == 0,
 	}
 	if r.Intn(3) > 0 {
 		v.Left = at()
