@@ -17,6 +17,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	rserver "github.com/cairn-dev/cairn/services/routing/internal/server"
@@ -263,9 +264,18 @@ func (s *Service) applyAggregates(tx *store.Tx, e *ingestionv1.Event) error {
 	if err != nil {
 		return err
 	}
+	before := agg.Status()
 	agg.Apply(e, &account.Config{})
 	if err := tx.PutAggregates(acct, agg); err != nil {
 		return err
+	}
+	// The account's status, derived from these aggregates as every service
+	// derives it (pkg/domain/account): when it becomes churned its pending
+	// handoffs close, and RouteTx opens none for it until it is won back.
+	if life := agg.Lifecycle(); life.Status == account.StatusChurned && before != account.StatusChurned {
+		if err := s.closeChurned(tx, acct, time.Unix(life.Since, 0).UTC()); err != nil {
+			return err
+		}
 	}
 	_, eng, err := s.engine(tx)
 	if err != nil || !eng.HasPQL() {
@@ -334,7 +344,7 @@ func disqualifies(e *ingestionv1.Event) bool {
 }
 
 func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
-	name := e.GetEvent()
+	name := vocab.Canonical(e.GetEvent())
 	if !strings.HasPrefix(name, "crm.") {
 		return nil
 	}
@@ -357,7 +367,7 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 			}
 		}
 		_, err = s.RouteTx(tx, r)
-		return err
+		return skipChurned(err)
 	case "crm.closed_won":
 		if e.GetAccountId() == "" {
 			return nil
@@ -367,7 +377,7 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 			Lead: &routingv1.Lead{AccountId: e.GetAccountId()}, Reason: "closed won", Signal: flat(e.GetProperties()),
 			At: account.EventTime(e),
 		})
-		return err
+		return skipChurned(err)
 	}
 	if slices.Contains(touchNames, name) {
 		return s.touchMatching(tx, e, strings.TrimPrefix(name, "crm."))
@@ -526,7 +536,7 @@ func (s *Service) evaluatePQL(tx *store.Tx, acctID string, agg *account.Aggregat
 			Lead:   &routingv1.Lead{AccountId: acctID, Attributes: map[string]string{"pql_rule": rule}},
 			Signal: map[string]any{"pql_rule": rule}, At: at,
 		})
-		if err != nil {
+		if err := skipChurned(err); err != nil {
 			return err
 		}
 	}
@@ -613,10 +623,6 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	// Renewal windows (120/90/60/30 days) and several risk reasons open
 	// one after another: while the account has an open handoff of the same
 	// type, the owner already has it.
-	open, err := s.hasOpen(tx, sig.GetAccountId(), t)
-	if err != nil || open {
-		return err
-	}
 	// One handoff per opening of a signal: the same signal reopened later
 	// is a new qualification.
 	opened := time.Time{}
@@ -624,6 +630,21 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 		opened = sig.GetOpenedAt().AsTime()
 	}
 	reqID := fmt.Sprintf("health:%s:%d", sig.GetSignalId(), opened.UnixNano())
+	// A pending handoff of the same type (any owner, assigned or not), or
+	// one touched since the signal opened, already has it: the signal is
+	// recorded on it as a suppressed duplicate, and neither it nor its AE
+	// companion is opened again.
+	dup, err := s.pendingDuplicate(tx, Route{Type: t}, sig.GetAccountId(), "", signalTime(s, sig))
+	if err != nil {
+		return err
+	}
+	if dup != nil {
+		if tx.RequestAssignment(reqID) != "" {
+			return nil
+		}
+		_, err := s.foldDuplicate(tx, dup, reqID, signalTime(s, sig))
+		return err
+	}
 	signal := map[string]any{"kind": strings.ToLower(strings.TrimPrefix(sig.GetKind().String(), "SIGNAL_KIND_")), "reason": sig.GetReason(), "message": sig.GetMessage()}
 	for k, v := range sig.GetAttributes() {
 		signal[k] = v
@@ -631,7 +652,7 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	route := Route{Type: t, AccountID: sig.GetAccountId(), RequestID: reqID, Reason: sig.GetReason(), Signal: signal, Lead: &routingv1.Lead{AccountId: sig.GetAccountId()}, At: signalTime(s, sig)}
 	first, err := s.RouteTx(tx, route)
 	if err != nil {
-		return err
+		return skipChurned(err)
 	}
 	if err := s.touchedSince(tx, first, route.At); err != nil {
 		return err
@@ -653,14 +674,14 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	route.OwnerID, route.Rule, route.RequestID = ae, "account_ae", reqID+":ae"
 	second, err := s.RouteTx(tx, route)
 	if err != nil {
-		return err
+		return skipChurned(err)
 	}
 	return s.touchedSince(tx, second, route.At)
 }
 
 // touchNames are the CRM events that touch an account's open handoffs, as
 // applyCRM applies them and touchedSince looks them up.
-var touchNames = []string{"crm.contacted", "crm.meeting_booked"}
+var touchNames = []string{vocab.Canonical("crm.contacted"), vocab.Canonical("crm.meeting_booked")}
 
 // touchedSince gives a handoff made from a health signal the account's
 // latest CRM touch when that touch came after the signal opened. Health's
@@ -689,22 +710,4 @@ func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time
 	}
 	_, err = s.TouchTx(tx, a.GetAssignmentId(), touch, time.Unix(last, 0).UTC())
 	return err
-}
-
-// hasOpen reports whether the account has an open handoff of type t.
-func (s *Service) hasOpen(tx *store.Tx, account string, t routingv1.HandoffType) (bool, error) {
-	ids, err := tx.AssignmentsByAccount(account)
-	if err != nil {
-		return false, err
-	}
-	for _, id := range ids {
-		a, err := tx.Assignment(id)
-		if err != nil {
-			return false, err
-		}
-		if a.GetType() == t && store.Open(a.GetState()) {
-			return true, nil
-		}
-	}
-	return false, nil
 }

@@ -215,19 +215,21 @@ func TestApplyStagesAndHealth(t *testing.T) {
 		{"trial without activation", []*stagesv1.LogRecord{stage("", "trial")}, nil, ""},
 		{"activation fires a pql", []*stagesv1.LogRecord{activation(commonv1.SignalState_SIGNAL_STATE_OPEN)}, nil, "pql/acme/sam/known-account/open"},
 		{"still holding does not refire", []*stagesv1.LogRecord{stage("trial", "trial")}, nil, "pql/acme/sam/known-account/open"},
-		{"requalification fires again", []*stagesv1.LogRecord{activation(commonv1.SignalState_SIGNAL_STATE_CLOSED), activation(commonv1.SignalState_SIGNAL_STATE_OPEN)}, nil,
-			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open"},
-		{"group trait names the csm and ae", nil, nil, "pql/acme/sam/known-account/open pql/acme/sam/known-account/open"},
+		// A PQL rule that holds again while the account's PQL is still open
+		// is folded into it (duplicates_suppressed), not routed twice.
+		{"requalification while the pql is open adds nothing", []*stagesv1.LogRecord{activation(commonv1.SignalState_SIGNAL_STATE_CLOSED), activation(commonv1.SignalState_SIGNAL_STATE_OPEN)}, nil,
+			"pql/acme/sam/known-account/open"},
+		{"group trait names the csm and ae", nil, nil, "pql/acme/sam/known-account/open"},
 		{"risk goes to csm and ae", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RISK, "usage_drop_30d", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
-			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
+			"pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
 		{"replayed risk signal is idempotent", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RISK, "usage_drop_30d", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
-			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
-		{"healthy band fires the other pql rule", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: &healthv1.ScoreChange{Workspace: "ws", AccountId: "acme", Score: 90, Band: healthv1.Band_BAND_HEALTHY}}}},
-			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open"},
+			"pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
+		{"healthy band fires the other pql rule into the open one", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: &healthv1.ScoreChange{Workspace: "ws", AccountId: "acme", Score: 90, Band: healthv1.Band_BAND_HEALTHY}}}},
+			"pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
 		{"second risk reason while the first is open adds nothing", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RISK, "nps_detractor", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
-			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open"},
+			"pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open"},
 		{"renewal window goes to the csm", nil, []*healthv1.LogRecord{{Kind: &healthv1.LogRecord_Signal{Signal: signal(commonv1.SignalKind_SIGNAL_KIND_RENEWAL, "renewal_window_90", commonv1.SignalState_SIGNAL_STATE_OPEN)}}},
-			"pql/acme/sam/known-account/open pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open pql/acme/sam/known-account/open renewal/acme/cara/existing-csm/open"},
+			"pql/acme/sam/known-account/open risk/acme/cara/existing-csm/open risk/acme/abe/account_ae/open renewal/acme/cara/existing-csm/open"},
 	}
 	for _, s := range steps {
 		if s.name == "group trait names the csm and ae" {
@@ -245,6 +247,15 @@ func TestApplyStagesAndHealth(t *testing.T) {
 		if got := summary(h.list(&routingv1.ListAssignmentsRequest{})); got != s.want {
 			t.Fatalf("%s: assignments\n%q\nwant\n%q", s.name, got, s.want)
 		}
+	}
+	// The PQL absorbed the requalification and the other rule; the CSM's
+	// risk handoff the second risk reason.
+	var dups []string
+	for _, a := range h.list(&routingv1.ListAssignmentsRequest{}) {
+		dups = append(dups, fmt.Sprintf("%s:%d", rules.TypeName(a.GetType()), a.GetDuplicatesSuppressed()))
+	}
+	if got, want := strings.Join(dups, " "), "pql:2 risk:1 risk:0 renewal:0"; got != want {
+		t.Fatalf("duplicates suppressed %q, want %q", got, want)
 	}
 }
 

@@ -40,8 +40,8 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 			{lag: &caughtUp, events: "met:alice"},
 		}},
 		{"late touch in the backlog finds the deadline passed", []step{
-			{lag: &behind, event: "crm.contacted", at: ny(16, 18, 0), events: "breach[warning_50,warning_80]:alice"},
-			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice"},
+			{lag: &behind, event: "crm.contacted", at: ny(16, 18, 0), events: "breach[warning_50,warning_80]:alice met_late:alice"},
+			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice met_late:alice"},
 		}},
 		{"backlog events passing the deadline fire it", []step{
 			{lag: &behind, event: "page_viewed", at: ny(16, 14, 0), events: "warning_50:alice"},

@@ -12,16 +12,19 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
@@ -386,6 +389,22 @@ func (s *Service) RouteTx(tx *store.Tx, r Route) (*routingv1.Assignment, error) 
 	if accountID == "" {
 		accountID = lead.GetAccountId()
 	}
+	if accountID != "" && blockedWhenChurned(r.Type) {
+		st, err := accountStatus(tx, accountID)
+		if err != nil {
+			return nil, err
+		}
+		if st == account.StatusChurned {
+			return nil, &churnedError{account: accountID}
+		}
+	}
+	dup, err := s.pendingDuplicate(tx, r, accountID, strings.ToLower(lead.GetEmail()), now)
+	if err != nil {
+		return nil, err
+	}
+	if dup != nil {
+		return s.foldDuplicate(tx, dup, r.RequestID, now)
+	}
 	acct, err := tx.Account(accountID)
 	if err != nil {
 		return nil, err
@@ -614,15 +633,25 @@ func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routin
 	prevState := a.GetState()
 	if a.GetFirstTouchAt() == nil {
 		a.FirstTouchAt = timestamppb.New(at)
+		a.TimeToFirstTouch = durationpb.New(at.Sub(a.GetCreatedAt().AsTime()))
 	}
 	cal := s.ownerCalendar(tx, a.GetOwnerId())
 	policy := s.policy(tx, a)
-	if a.GetSla() != nil && sla.Satisfies(policy, touch) && sla.Meet(a.GetSla(), cal, at) {
-		if err := tx.Disarm(id); err != nil {
-			return nil, err
-		}
-		if err := s.slaEvent(tx, a, sla.Met, "", at); err != nil {
-			return nil, err
+	if a.GetSla() != nil && sla.Satisfies(policy, touch) {
+		switch {
+		case sla.Meet(a.GetSla(), cal, at):
+			if err := tx.Disarm(id); err != nil {
+				return nil, err
+			}
+			if err := s.slaEvent(tx, a, sla.Met, "", at); err != nil {
+				return nil, err
+			}
+		case sla.MeetLate(a.GetSla(), at):
+			// Worked, late: the breach stands in the reports, but the
+			// handoff is no longer waiting for anyone.
+			if err := s.slaEvent(tx, a, sla.MetLate, "", at); err != nil {
+				return nil, err
+			}
 		}
 	}
 	switch {
@@ -632,6 +661,8 @@ func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routin
 			return nil, err
 		}
 	case a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN && (a.GetSla() == nil || a.GetSla().GetMetAt() != nil):
+		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED
+	case a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED && a.GetSla().GetMetLate():
 		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED
 	}
 	if err := tx.PutAssignment(a); err != nil {

@@ -225,6 +225,10 @@ func (s *Service) ListAssignments(ws string, req *routingv1.ListAssignmentsReque
 	f := store.Filter{OwnerID: req.GetOwnerId(), State: req.GetState(), Type: req.GetType(), AccountID: req.GetAccountId()}
 	err := s.View(ws, func(tx *store.Tx) error {
 		var err error
+		if req.GetOpenQueue() {
+			items, last, more, err = openQueue(tx, f, store.Page{After: after, Size: size})
+			return err
+		}
 		items, last, more, err = tx.ListAssignments(f, store.Page{After: after, Size: size})
 		return err
 	})
@@ -253,7 +257,8 @@ func (s *Service) ResumeSla(ctx context.Context, ws, id string) (*routingv1.Assi
 }
 
 // Report returns speed-to-lead (created to first touch) and SLA attainment
-// (met / (met + breached)) by type, team and owner, for assignments created
+// (met on time / (met on time + met late + breached untouched)) by type,
+// team and owner, for assignments created
 // in [from, to) (a zero bound is open), ordered type, team, owner and by
 // key.
 func (s *Service) Report(ws string, from, to time.Time) ([]*routingv1.Attainment, error) {
@@ -273,14 +278,21 @@ func (s *Service) Report(ws string, from, to time.Time) ([]*routingv1.Attainment
 		}
 		g.row.Assignments++
 		if previous {
-			g.row.Breached++
+			g.row.BreachedUntouched++
 			return
 		}
-		if a.GetSla().GetMetAt() != nil {
-			g.row.Met++
+		switch st := a.GetSla(); {
+		case st.GetMetAt() != nil:
+			g.row.MetOnTime++
+		case st.GetBreached() && st.GetMetLate():
+			g.row.MetLate++
+		case st.GetBreached():
+			g.row.BreachedUntouched++
 		}
-		if a.GetSla().GetBreached() || (by == "type" && len(a.GetPreviousOwnerIds()) > 0) {
-			g.row.Breached++
+		if by == "type" && len(a.GetPreviousOwnerIds()) > 0 && !a.GetSla().GetBreached() {
+			// An earlier clock breached untouched and was handed on; the
+			// type counts that breach once.
+			g.row.BreachedUntouched++
 		}
 		if a.GetFirstTouchAt() != nil {
 			g.speeds = append(g.speeds, a.GetFirstTouchAt().AsTime().Sub(a.GetCreatedAt().AsTime()))
@@ -318,6 +330,8 @@ func (s *Service) Report(ws string, from, to time.Time) ([]*routingv1.Attainment
 	}
 	rows := make([]*routingv1.Attainment, 0, len(groups))
 	for _, g := range groups {
+		g.row.Met = g.row.MetOnTime
+		g.row.Breached = g.row.MetLate + g.row.BreachedUntouched
 		if done := g.row.Met + g.row.Breached; done > 0 {
 			g.row.Attainment = float64(g.row.Met) / float64(done)
 		}

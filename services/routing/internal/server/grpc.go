@@ -495,7 +495,8 @@ func (s *Server) GetAssignment(ctx context.Context, req *routingv1.GetAssignment
 	return &routingv1.GetAssignmentResponse{Assignment: a}, nil
 }
 
-// ListAssignments pages assignments by owner, state, type or account.
+// ListAssignments pages assignments by owner, state, type or account, or
+// the open queue (open_queue) by due time.
 func (s *Server) ListAssignments(ctx context.Context, req *routingv1.ListAssignmentsRequest) (*routingv1.ListAssignmentsResponse, error) {
 	ws, err := auth.Workspace(ctx, req.GetWorkspace())
 	if err != nil {
@@ -505,6 +506,9 @@ func (s *Server) ListAssignments(ctx context.Context, req *routingv1.ListAssignm
 		if err := checkID(f, v, false); err != nil {
 			return nil, err
 		}
+	}
+	if req.GetOpenQueue() && req.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED {
+		return nil, apierr.Field("state", "must be unset with open_queue (the open queue is OPEN and untouched BREACHED work)")
 	}
 	size, after, err := page.Bounds(req.GetPage())
 	if err != nil {
@@ -579,7 +583,8 @@ func (s *Server) ResumeSla(ctx context.Context, req *routingv1.ResumeSlaRequest)
 }
 
 // GetReport returns speed-to-lead (created to first touch) and SLA
-// attainment (met / (met + breached)) by type, team and owner, for
+// attainment (met on time / (met on time + met late + breached untouched))
+// by type, team and owner, for
 // assignments created in the window.
 func (s *Server) GetReport(ctx context.Context, req *routingv1.GetReportRequest) (*routingv1.GetReportResponse, error) {
 	ws, err := auth.Workspace(ctx, req.GetWorkspace())

@@ -265,10 +265,14 @@ func TestConfigRoundTrip(t *testing.T) {
 func TestOwnerUpdateTakesEffect(t *testing.T) {
 	h := newHarness(t, ny(16, 10, 0))
 	h.setup(nil)
+	// Each lead is a new one: a second MQL for a lead (account) whose MQL
+	// is still open returns that one instead of routing again.
+	leads := 0
 	owners := func(n int) string {
 		var got []string
-		for i := range n {
-			got = append(got, h.qualify(fmt.Sprintf("u%d-%d@x.com", len(got), i)).GetOwnerId())
+		for range n {
+			leads++
+			got = append(got, h.qualify(fmt.Sprintf("u%d@x.com", leads)).GetOwnerId())
 		}
 		return strings.Join(got, ",")
 	}

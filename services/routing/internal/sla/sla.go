@@ -30,6 +30,8 @@ const (
 	Breach     Kind = "breach"
 	Escalation Kind = "escalation"
 	Met        Kind = "met"
+	// MetLate is a satisfying touch after the breach.
+	MetLate Kind = "met_late"
 	// ManagerNotified carries the breaching owner's manager in owner_id.
 	ManagerNotified Kind = "manager_notified"
 )
@@ -198,5 +200,17 @@ func Meet(s *routingv1.SlaState, cal *hours.Calendar, now time.Time) bool {
 	}
 	s.Paused = false
 	s.MetAt = timestamppb.New(now)
+	return true
+}
+
+// MeetLate records a satisfying touch at now on a breached clock that had
+// not been met late yet; it reports false for any other clock. The clock
+// stays breached (the SLA was missed) and met_at stays unset.
+func MeetLate(s *routingv1.SlaState, now time.Time) bool {
+	if s == nil || !s.GetBreached() || s.GetMetAt() != nil || s.GetMetLate() {
+		return false
+	}
+	s.MetLate = true
+	s.MetLateAt = timestamppb.New(now)
 	return true
 }

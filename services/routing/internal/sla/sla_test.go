@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
@@ -207,3 +208,34 @@ func TestSatisfies(t *testing.T) {
 		})
 	}
 }
+
+func TestMeetLate(t *testing.T) {
+	at := time.Date(2026, 11, 17, 13, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		state *routingv1.SlaState
+		ok    bool
+	}{
+		{"running clock is not late", &routingv1.SlaState{}, false},
+		{"met on time is not late", &routingv1.SlaState{MetAt: ts(at)}, false},
+		{"breached clock is met late", &routingv1.SlaState{Breached: true}, true},
+		{"met late once", &routingv1.SlaState{Breached: true, MetLate: true, MetLateAt: ts(at.Add(-time.Hour))}, false},
+		{"no clock", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := tt.state.GetMetLateAt()
+			if got := MeetLate(tt.state, at); got != tt.ok {
+				t.Fatalf("MeetLate = %v, want %v", got, tt.ok)
+			}
+			if tt.ok && (!tt.state.GetMetLate() || !tt.state.GetMetLateAt().AsTime().Equal(at) || !tt.state.GetBreached() || tt.state.GetMetAt() != nil) {
+				t.Fatalf("after MeetLate: %v", tt.state)
+			}
+			if !tt.ok && tt.state != nil && tt.state.GetMetLateAt() != before {
+				t.Fatalf("MeetLate changed met_late_at: %v", tt.state)
+			}
+		})
+	}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

@@ -33,7 +33,7 @@ const (
 // until it is checked here (a repeated field between state and sla, or a
 // second repeated one, needs scanAssignment's order checks revisited) and
 // added to the list.
-var assignmentFields = []protowire.Number{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+var assignmentFields = []protowire.Number{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}
 
 // wireAssignment is what the timer loop needs of a stored Assignment.
 type wireAssignment struct {
