@@ -452,8 +452,13 @@ type Model struct {
 	Components []*Component    `protobuf:"bytes,4,rep,name=components,proto3" json:"components,omitempty"`
 	Bands      *BandThresholds `protobuf:"bytes,5,opt,name=bands,proto3" json:"bands,omitempty"`
 	// First matching profile wins; otherwise components apply.
-	Profiles      []*Profile             `protobuf:"bytes,6,rep,name=profiles,proto3" json:"profiles,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Profiles  []*Profile             `protobuf:"bytes,6,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The event names that count as product features for features_used() and
+	// the low_feature_adoption signal. Empty: the event vocabulary's features
+	// (docs/events.md, "Features"), so that page views, content views and
+	// other non-feature events never count as feature adoption.
+	Features      []string `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -533,6 +538,13 @@ func (x *Model) GetProfiles() []*Profile {
 func (x *Model) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Model) GetFeatures() []string {
+	if x != nil {
+		return x.Features
 	}
 	return nil
 }
@@ -1193,15 +1205,30 @@ type AccountHealth struct {
 	Trend_7D      float64                `protobuf:"fixed64,8,opt,name=trend_7d,json=trend7d,proto3" json:"trend_7d,omitempty"`
 	Trend_30D     float64                `protobuf:"fixed64,9,opt,name=trend_30d,json=trend30d,proto3" json:"trend_30d,omitempty"`
 	// "up", "down" or "flat".
-	Direction     string                 `protobuf:"bytes,10,opt,name=direction,proto3" json:"direction,omitempty"`
-	ModelId       string                 `protobuf:"bytes,11,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
-	ModelVersion  uint32                 `protobuf:"varint,12,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	Profile       string                 `protobuf:"bytes,13,opt,name=profile,proto3" json:"profile,omitempty"`
-	ComputedAt    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
-	OpenSignals   []*v1.Signal           `protobuf:"bytes,15,rep,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
-	Stage         string                 `protobuf:"bytes,16,opt,name=stage,proto3" json:"stage,omitempty"`
-	Arr           float64                `protobuf:"fixed64,17,opt,name=arr,proto3" json:"arr,omitempty"`
-	ContractEnd   *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=contract_end,json=contractEnd,proto3" json:"contract_end,omitempty"`
+	Direction    string                 `protobuf:"bytes,10,opt,name=direction,proto3" json:"direction,omitempty"`
+	ModelId      string                 `protobuf:"bytes,11,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	ModelVersion uint32                 `protobuf:"varint,12,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	Profile      string                 `protobuf:"bytes,13,opt,name=profile,proto3" json:"profile,omitempty"`
+	ComputedAt   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	OpenSignals  []*v1.Signal           `protobuf:"bytes,15,rep,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
+	Stage        string                 `protobuf:"bytes,16,opt,name=stage,proto3" json:"stage,omitempty"`
+	Arr          float64                `protobuf:"fixed64,17,opt,name=arr,proto3" json:"arr,omitempty"`
+	ContractEnd  *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=contract_end,json=contractEnd,proto3" json:"contract_end,omitempty"`
+	// Whether score, band, components and trends are a live customer health
+	// score. Customer health is for paying accounts only (status CUSTOMER or
+	// WON_BACK). False for a prospect or trial (score 0, band UNSPECIFIED, no
+	// components: not scored) and for a churned account (score, band and
+	// components are the last score before the churn, kept for history; as_of
+	// says when it was computed). Tell them apart with lifecycle.status.
+	Scored bool `protobuf:"varint,19,opt,name=scored,proto3" json:"scored,omitempty"`
+	// The account's commercial status (prospect, trial, customer, churned,
+	// won back), since when, and its history, derived from its events.
+	Lifecycle *v1.Lifecycle `protobuf:"bytes,20,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// The time the score was computed as of (its windows end on this day).
+	// Equal to computed_at while the account is scored; for a churned account
+	// it is the time of the kept last score while computed_at is the latest
+	// evaluation; unset when the account was never scored.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1358,6 +1385,27 @@ func (x *AccountHealth) GetArr() float64 {
 func (x *AccountHealth) GetContractEnd() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ContractEnd
+	}
+	return nil
+}
+
+func (x *AccountHealth) GetScored() bool {
+	if x != nil {
+		return x.Scored
+	}
+	return false
+}
+
+func (x *AccountHealth) GetLifecycle() *v1.Lifecycle {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return nil
+}
+
+func (x *AccountHealth) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
 	}
 	return nil
 }
@@ -2564,7 +2612,10 @@ func (x *SubscribeRequest) GetFromOffset() uint64 {
 	return 0
 }
 
-// ScoreChange is published when an account's score or band changes.
+// ScoreChange is published when an account's score or band changes. When
+// an account stops being scored (it churned; see AccountHealth.scored) one
+// last change is published with band BAND_UNSPECIFIED and score 0: it no
+// longer has a customer health band. A win-back publishes its new score.
 type ScoreChange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Workspace     string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
@@ -2853,7 +2904,7 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"components\"D\n" +
 	"\x0eBandThresholds\x12\x18\n" +
 	"\ahealthy\x18\x01 \x01(\x01R\ahealthy\x12\x18\n" +
-	"\aneutral\x18\x02 \x01(\x01R\aneutral\"\xa9\x02\n" +
+	"\aneutral\x18\x02 \x01(\x01R\aneutral\"\xc5\x02\n" +
 	"\x05Model\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -2864,7 +2915,8 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\x05bands\x18\x05 \x01(\v2\x1f.cairn.health.v1.BandThresholdsR\x05bands\x124\n" +
 	"\bprofiles\x18\x06 \x03(\v2\x18.cairn.health.v1.ProfileR\bprofiles\x129\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"v\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
+	"\bfeatures\x18\b \x03(\tR\bfeatures\"v\n" +
 	"\x14ValidateModelRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12,\n" +
 	"\x05model\x18\x02 \x01(\v2\x16.cairn.health.v1.ModelR\x05model\x12\x12\n" +
@@ -2908,7 +2960,7 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x123\n" +
 	"\x15previous_contribution\x18\x02 \x01(\x01R\x14previousContribution\x12\"\n" +
 	"\fcontribution\x18\x03 \x01(\x01R\fcontribution\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xb8\x05\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xbb\x06\n" +
 	"\rAccountHealth\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -2932,7 +2984,10 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\fopen_signals\x18\x0f \x03(\v2\x17.cairn.common.v1.SignalR\vopenSignals\x12\x14\n" +
 	"\x05stage\x18\x10 \x01(\tR\x05stage\x12\x10\n" +
 	"\x03arr\x18\x11 \x01(\x01R\x03arr\x12=\n" +
-	"\fcontract_end\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\vcontractEnd\"V\n" +
+	"\fcontract_end\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\vcontractEnd\x12\x16\n" +
+	"\x06scored\x18\x13 \x01(\bR\x06scored\x128\n" +
+	"\tlifecycle\x18\x14 \x01(\v2\x1a.cairn.common.v1.LifecycleR\tlifecycle\x12/\n" +
+	"\x05as_of\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"V\n" +
 	"\x17GetAccountHealthRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -3131,10 +3186,11 @@ var file_cairn_health_v1_health_proto_goTypes = []any{
 	(*v1.PageRequest)(nil),            // 42: cairn.common.v1.PageRequest
 	(*v1.PageResponse)(nil),           // 43: cairn.common.v1.PageResponse
 	(*v1.Signal)(nil),                 // 44: cairn.common.v1.Signal
-	(*v1.TimeWindow)(nil),             // 45: cairn.common.v1.TimeWindow
-	(v1.SignalKind)(0),                // 46: cairn.common.v1.SignalKind
-	(v1.SignalState)(0),               // 47: cairn.common.v1.SignalState
-	(*v1.Tombstone)(nil),              // 48: cairn.common.v1.Tombstone
+	(*v1.Lifecycle)(nil),              // 45: cairn.common.v1.Lifecycle
+	(*v1.TimeWindow)(nil),             // 46: cairn.common.v1.TimeWindow
+	(v1.SignalKind)(0),                // 47: cairn.common.v1.SignalKind
+	(v1.SignalState)(0),               // 48: cairn.common.v1.SignalState
+	(*v1.Tombstone)(nil),              // 49: cairn.common.v1.Tombstone
 }
 var file_cairn_health_v1_health_proto_depIdxs = []int32{
 	2,  // 0: cairn.health.v1.Component.thresholds:type_name -> cairn.health.v1.Threshold
@@ -3158,64 +3214,66 @@ var file_cairn_health_v1_health_proto_depIdxs = []int32{
 	40, // 18: cairn.health.v1.AccountHealth.computed_at:type_name -> google.protobuf.Timestamp
 	44, // 19: cairn.health.v1.AccountHealth.open_signals:type_name -> cairn.common.v1.Signal
 	40, // 20: cairn.health.v1.AccountHealth.contract_end:type_name -> google.protobuf.Timestamp
-	18, // 21: cairn.health.v1.GetAccountHealthResponse.health:type_name -> cairn.health.v1.AccountHealth
-	0,  // 22: cairn.health.v1.Snapshot.band:type_name -> cairn.health.v1.Band
-	45, // 23: cairn.health.v1.ListHealthHistoryRequest.window:type_name -> cairn.common.v1.TimeWindow
-	42, // 24: cairn.health.v1.ListHealthHistoryRequest.page:type_name -> cairn.common.v1.PageRequest
-	21, // 25: cairn.health.v1.ListHealthHistoryResponse.snapshots:type_name -> cairn.health.v1.Snapshot
-	43, // 26: cairn.health.v1.ListHealthHistoryResponse.page:type_name -> cairn.common.v1.PageResponse
-	0,  // 27: cairn.health.v1.ListAccountsRequest.band:type_name -> cairn.health.v1.Band
-	1,  // 28: cairn.health.v1.ListAccountsRequest.sort:type_name -> cairn.health.v1.AccountSort
-	42, // 29: cairn.health.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
-	0,  // 30: cairn.health.v1.AccountRow.band:type_name -> cairn.health.v1.Band
-	40, // 31: cairn.health.v1.AccountRow.contract_end:type_name -> google.protobuf.Timestamp
-	25, // 32: cairn.health.v1.ListAccountsResponse.accounts:type_name -> cairn.health.v1.AccountRow
-	43, // 33: cairn.health.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	46, // 34: cairn.health.v1.ListSignalsRequest.kind:type_name -> cairn.common.v1.SignalKind
-	47, // 35: cairn.health.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	42, // 36: cairn.health.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	44, // 37: cairn.health.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	43, // 38: cairn.health.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
-	7,  // 39: cairn.health.v1.BacktestRequest.model:type_name -> cairn.health.v1.Model
-	0,  // 40: cairn.health.v1.BacktestSample.band:type_name -> cairn.health.v1.Band
-	0,  // 41: cairn.health.v1.BandOutcome.band:type_name -> cairn.health.v1.Band
-	31, // 42: cairn.health.v1.BacktestResponse.bands:type_name -> cairn.health.v1.BandOutcome
-	32, // 43: cairn.health.v1.BacktestResponse.components:type_name -> cairn.health.v1.ComponentLift
-	30, // 44: cairn.health.v1.BacktestResponse.samples:type_name -> cairn.health.v1.BacktestSample
-	0,  // 45: cairn.health.v1.ScoreChange.previous_band:type_name -> cairn.health.v1.Band
-	0,  // 46: cairn.health.v1.ScoreChange.band:type_name -> cairn.health.v1.Band
-	40, // 47: cairn.health.v1.ScoreChange.at:type_name -> google.protobuf.Timestamp
-	37, // 48: cairn.health.v1.LogRecord.score_change:type_name -> cairn.health.v1.ScoreChange
-	44, // 49: cairn.health.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	48, // 50: cairn.health.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	38, // 51: cairn.health.v1.SubscribeResponse.records:type_name -> cairn.health.v1.LogRecord
-	8,  // 52: cairn.health.v1.HealthService.ValidateModel:input_type -> cairn.health.v1.ValidateModelRequest
-	10, // 53: cairn.health.v1.HealthService.ApplyModel:input_type -> cairn.health.v1.ApplyModelRequest
-	12, // 54: cairn.health.v1.HealthService.GetModel:input_type -> cairn.health.v1.GetModelRequest
-	14, // 55: cairn.health.v1.HealthService.ListModelVersions:input_type -> cairn.health.v1.ListModelVersionsRequest
-	19, // 56: cairn.health.v1.HealthService.GetAccountHealth:input_type -> cairn.health.v1.GetAccountHealthRequest
-	22, // 57: cairn.health.v1.HealthService.ListHealthHistory:input_type -> cairn.health.v1.ListHealthHistoryRequest
-	24, // 58: cairn.health.v1.HealthService.ListAccounts:input_type -> cairn.health.v1.ListAccountsRequest
-	27, // 59: cairn.health.v1.HealthService.ListSignals:input_type -> cairn.health.v1.ListSignalsRequest
-	29, // 60: cairn.health.v1.HealthService.Backtest:input_type -> cairn.health.v1.BacktestRequest
-	34, // 61: cairn.health.v1.HealthService.Rescore:input_type -> cairn.health.v1.RescoreRequest
-	36, // 62: cairn.health.v1.HealthService.Subscribe:input_type -> cairn.health.v1.SubscribeRequest
-	9,  // 63: cairn.health.v1.HealthService.ValidateModel:output_type -> cairn.health.v1.ValidateModelResponse
-	11, // 64: cairn.health.v1.HealthService.ApplyModel:output_type -> cairn.health.v1.ApplyModelResponse
-	13, // 65: cairn.health.v1.HealthService.GetModel:output_type -> cairn.health.v1.GetModelResponse
-	15, // 66: cairn.health.v1.HealthService.ListModelVersions:output_type -> cairn.health.v1.ListModelVersionsResponse
-	20, // 67: cairn.health.v1.HealthService.GetAccountHealth:output_type -> cairn.health.v1.GetAccountHealthResponse
-	23, // 68: cairn.health.v1.HealthService.ListHealthHistory:output_type -> cairn.health.v1.ListHealthHistoryResponse
-	26, // 69: cairn.health.v1.HealthService.ListAccounts:output_type -> cairn.health.v1.ListAccountsResponse
-	28, // 70: cairn.health.v1.HealthService.ListSignals:output_type -> cairn.health.v1.ListSignalsResponse
-	33, // 71: cairn.health.v1.HealthService.Backtest:output_type -> cairn.health.v1.BacktestResponse
-	35, // 72: cairn.health.v1.HealthService.Rescore:output_type -> cairn.health.v1.RescoreResponse
-	39, // 73: cairn.health.v1.HealthService.Subscribe:output_type -> cairn.health.v1.SubscribeResponse
-	63, // [63:74] is the sub-list for method output_type
-	52, // [52:63] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	45, // 21: cairn.health.v1.AccountHealth.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	40, // 22: cairn.health.v1.AccountHealth.as_of:type_name -> google.protobuf.Timestamp
+	18, // 23: cairn.health.v1.GetAccountHealthResponse.health:type_name -> cairn.health.v1.AccountHealth
+	0,  // 24: cairn.health.v1.Snapshot.band:type_name -> cairn.health.v1.Band
+	46, // 25: cairn.health.v1.ListHealthHistoryRequest.window:type_name -> cairn.common.v1.TimeWindow
+	42, // 26: cairn.health.v1.ListHealthHistoryRequest.page:type_name -> cairn.common.v1.PageRequest
+	21, // 27: cairn.health.v1.ListHealthHistoryResponse.snapshots:type_name -> cairn.health.v1.Snapshot
+	43, // 28: cairn.health.v1.ListHealthHistoryResponse.page:type_name -> cairn.common.v1.PageResponse
+	0,  // 29: cairn.health.v1.ListAccountsRequest.band:type_name -> cairn.health.v1.Band
+	1,  // 30: cairn.health.v1.ListAccountsRequest.sort:type_name -> cairn.health.v1.AccountSort
+	42, // 31: cairn.health.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	0,  // 32: cairn.health.v1.AccountRow.band:type_name -> cairn.health.v1.Band
+	40, // 33: cairn.health.v1.AccountRow.contract_end:type_name -> google.protobuf.Timestamp
+	25, // 34: cairn.health.v1.ListAccountsResponse.accounts:type_name -> cairn.health.v1.AccountRow
+	43, // 35: cairn.health.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	47, // 36: cairn.health.v1.ListSignalsRequest.kind:type_name -> cairn.common.v1.SignalKind
+	48, // 37: cairn.health.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	42, // 38: cairn.health.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	44, // 39: cairn.health.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	43, // 40: cairn.health.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	7,  // 41: cairn.health.v1.BacktestRequest.model:type_name -> cairn.health.v1.Model
+	0,  // 42: cairn.health.v1.BacktestSample.band:type_name -> cairn.health.v1.Band
+	0,  // 43: cairn.health.v1.BandOutcome.band:type_name -> cairn.health.v1.Band
+	31, // 44: cairn.health.v1.BacktestResponse.bands:type_name -> cairn.health.v1.BandOutcome
+	32, // 45: cairn.health.v1.BacktestResponse.components:type_name -> cairn.health.v1.ComponentLift
+	30, // 46: cairn.health.v1.BacktestResponse.samples:type_name -> cairn.health.v1.BacktestSample
+	0,  // 47: cairn.health.v1.ScoreChange.previous_band:type_name -> cairn.health.v1.Band
+	0,  // 48: cairn.health.v1.ScoreChange.band:type_name -> cairn.health.v1.Band
+	40, // 49: cairn.health.v1.ScoreChange.at:type_name -> google.protobuf.Timestamp
+	37, // 50: cairn.health.v1.LogRecord.score_change:type_name -> cairn.health.v1.ScoreChange
+	44, // 51: cairn.health.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	49, // 52: cairn.health.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	38, // 53: cairn.health.v1.SubscribeResponse.records:type_name -> cairn.health.v1.LogRecord
+	8,  // 54: cairn.health.v1.HealthService.ValidateModel:input_type -> cairn.health.v1.ValidateModelRequest
+	10, // 55: cairn.health.v1.HealthService.ApplyModel:input_type -> cairn.health.v1.ApplyModelRequest
+	12, // 56: cairn.health.v1.HealthService.GetModel:input_type -> cairn.health.v1.GetModelRequest
+	14, // 57: cairn.health.v1.HealthService.ListModelVersions:input_type -> cairn.health.v1.ListModelVersionsRequest
+	19, // 58: cairn.health.v1.HealthService.GetAccountHealth:input_type -> cairn.health.v1.GetAccountHealthRequest
+	22, // 59: cairn.health.v1.HealthService.ListHealthHistory:input_type -> cairn.health.v1.ListHealthHistoryRequest
+	24, // 60: cairn.health.v1.HealthService.ListAccounts:input_type -> cairn.health.v1.ListAccountsRequest
+	27, // 61: cairn.health.v1.HealthService.ListSignals:input_type -> cairn.health.v1.ListSignalsRequest
+	29, // 62: cairn.health.v1.HealthService.Backtest:input_type -> cairn.health.v1.BacktestRequest
+	34, // 63: cairn.health.v1.HealthService.Rescore:input_type -> cairn.health.v1.RescoreRequest
+	36, // 64: cairn.health.v1.HealthService.Subscribe:input_type -> cairn.health.v1.SubscribeRequest
+	9,  // 65: cairn.health.v1.HealthService.ValidateModel:output_type -> cairn.health.v1.ValidateModelResponse
+	11, // 66: cairn.health.v1.HealthService.ApplyModel:output_type -> cairn.health.v1.ApplyModelResponse
+	13, // 67: cairn.health.v1.HealthService.GetModel:output_type -> cairn.health.v1.GetModelResponse
+	15, // 68: cairn.health.v1.HealthService.ListModelVersions:output_type -> cairn.health.v1.ListModelVersionsResponse
+	20, // 69: cairn.health.v1.HealthService.GetAccountHealth:output_type -> cairn.health.v1.GetAccountHealthResponse
+	23, // 70: cairn.health.v1.HealthService.ListHealthHistory:output_type -> cairn.health.v1.ListHealthHistoryResponse
+	26, // 71: cairn.health.v1.HealthService.ListAccounts:output_type -> cairn.health.v1.ListAccountsResponse
+	28, // 72: cairn.health.v1.HealthService.ListSignals:output_type -> cairn.health.v1.ListSignalsResponse
+	33, // 73: cairn.health.v1.HealthService.Backtest:output_type -> cairn.health.v1.BacktestResponse
+	35, // 74: cairn.health.v1.HealthService.Rescore:output_type -> cairn.health.v1.RescoreResponse
+	39, // 75: cairn.health.v1.HealthService.Subscribe:output_type -> cairn.health.v1.SubscribeResponse
+	65, // [65:76] is the sub-list for method output_type
+	54, // [54:65] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_cairn_health_v1_health_proto_init() }

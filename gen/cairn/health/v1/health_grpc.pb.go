@@ -47,15 +47,20 @@ type HealthServiceClient interface {
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
 	// ListModelVersions lists versions, newest first.
 	ListModelVersions(ctx context.Context, in *ListModelVersionsRequest, opts ...grpc.CallOption) (*ListModelVersionsResponse, error)
-	// GetAccountHealth returns the score with its full explanation.
+	// GetAccountHealth returns the score with its full explanation, and the
+	// account's lifecycle. Only paying accounts (customer, won back) are
+	// scored: see AccountHealth.scored.
 	GetAccountHealth(ctx context.Context, in *GetAccountHealthRequest, opts ...grpc.CallOption) (*GetAccountHealthResponse, error)
 	// ListHealthHistory returns daily snapshots, newest first.
 	ListHealthHistory(ctx context.Context, in *ListHealthHistoryRequest, opts ...grpc.CallOption) (*ListHealthHistoryResponse, error)
-	// ListAccounts lists accounts by band, signal or renewal window.
+	// ListAccounts lists accounts by band, signal or renewal window: paying
+	// accounts only (prospects, trials and churned accounts are in no list,
+	// band count or ARR total).
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
 	// ListSignals lists risk, expansion and renewal signals.
 	ListSignals(ctx context.Context, in *ListSignalsRequest, opts ...grpc.CallOption) (*ListSignalsResponse, error)
-	// Backtest measures how well a model's past scores predicted outcomes.
+	// Backtest measures how well a model's past scores predicted outcomes,
+	// from snapshots taken while the account was paying.
 	Backtest(ctx context.Context, in *BacktestRequest, opts ...grpc.CallOption) (*BacktestResponse, error)
 	// Rescore recomputes every account of the workspace with the active model.
 	Rescore(ctx context.Context, in *RescoreRequest, opts ...grpc.CallOption) (*RescoreResponse, error)
@@ -205,15 +210,20 @@ type HealthServiceServer interface {
 	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
 	// ListModelVersions lists versions, newest first.
 	ListModelVersions(context.Context, *ListModelVersionsRequest) (*ListModelVersionsResponse, error)
-	// GetAccountHealth returns the score with its full explanation.
+	// GetAccountHealth returns the score with its full explanation, and the
+	// account's lifecycle. Only paying accounts (customer, won back) are
+	// scored: see AccountHealth.scored.
 	GetAccountHealth(context.Context, *GetAccountHealthRequest) (*GetAccountHealthResponse, error)
 	// ListHealthHistory returns daily snapshots, newest first.
 	ListHealthHistory(context.Context, *ListHealthHistoryRequest) (*ListHealthHistoryResponse, error)
-	// ListAccounts lists accounts by band, signal or renewal window.
+	// ListAccounts lists accounts by band, signal or renewal window: paying
+	// accounts only (prospects, trials and churned accounts are in no list,
+	// band count or ARR total).
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
 	// ListSignals lists risk, expansion and renewal signals.
 	ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error)
-	// Backtest measures how well a model's past scores predicted outcomes.
+	// Backtest measures how well a model's past scores predicted outcomes,
+	// from snapshots taken while the account was paying.
 	Backtest(context.Context, *BacktestRequest) (*BacktestResponse, error)
 	// Rescore recomputes every account of the workspace with the active model.
 	Rescore(context.Context, *RescoreRequest) (*RescoreResponse, error)

@@ -2534,13 +2534,21 @@ type SlaState struct {
 	Policy  string                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
 	Allowed *durationpb.Duration   `protobuf:"bytes,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
 	// Business time used so far.
-	Used          *durationpb.Duration   `protobuf:"bytes,3,opt,name=used,proto3" json:"used,omitempty"`
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
-	Warned_50     bool                   `protobuf:"varint,5,opt,name=warned_50,json=warned50,proto3" json:"warned_50,omitempty"`
-	Warned_80     bool                   `protobuf:"varint,6,opt,name=warned_80,json=warned80,proto3" json:"warned_80,omitempty"`
-	Breached      bool                   `protobuf:"varint,7,opt,name=breached,proto3" json:"breached,omitempty"`
-	Paused        bool                   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
-	MetAt         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=met_at,json=metAt,proto3" json:"met_at,omitempty"`
+	Used      *durationpb.Duration   `protobuf:"bytes,3,opt,name=used,proto3" json:"used,omitempty"`
+	DueAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Warned_50 bool                   `protobuf:"varint,5,opt,name=warned_50,json=warned50,proto3" json:"warned_50,omitempty"`
+	Warned_80 bool                   `protobuf:"varint,6,opt,name=warned_80,json=warned80,proto3" json:"warned_80,omitempty"`
+	Breached  bool                   `protobuf:"varint,7,opt,name=breached,proto3" json:"breached,omitempty"`
+	Paused    bool                   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
+	// When the clock was met on time: a satisfying touch before it breached.
+	MetAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=met_at,json=metAt,proto3" json:"met_at,omitempty"`
+	// Set when the clock breached and a satisfying touch came afterwards: the
+	// handoff was worked, late. breached stays true (the SLA was missed) and
+	// met_at stays unset (it was not met on time); the assignment leaves
+	// BREACHED for TOUCHED, so it leaves the open queue and frees capacity.
+	MetLate bool `protobuf:"varint,10,opt,name=met_late,json=metLate,proto3" json:"met_late,omitempty"`
+	// When the late touch happened (set with met_late).
+	MetLateAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=met_late_at,json=metLateAt,proto3" json:"met_late_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2638,6 +2646,20 @@ func (x *SlaState) GetMetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SlaState) GetMetLate() bool {
+	if x != nil {
+		return x.MetLate
+	}
+	return false
+}
+
+func (x *SlaState) GetMetLateAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MetLateAt
+	}
+	return nil
+}
+
 // Assignment is one owned handoff.
 type Assignment struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -2655,8 +2677,21 @@ type Assignment struct {
 	// Previous owners after escalations.
 	PreviousOwnerIds []string `protobuf:"bytes,12,rep,name=previous_owner_ids,json=previousOwnerIds,proto3" json:"previous_owner_ids,omitempty"`
 	Reason           string   `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Wall time from created_at to first_touch_at, set with the first touch
+	// (on time or late).
+	TimeToFirstTouch *durationpb.Duration `protobuf:"bytes,14,opt,name=time_to_first_touch,json=timeToFirstTouch,proto3" json:"time_to_first_touch,omitempty"`
+	// Why the assignment was CLOSED by routing rather than by a touch:
+	// "churned" when its account churned while it was open. Empty otherwise
+	// (a disqualifying touch closes without a reason).
+	CloseReason string `protobuf:"bytes,15,opt,name=close_reason,json=closeReason,proto3" json:"close_reason,omitempty"`
+	// Handoffs of the same type for the same account (or lead email when
+	// there is no account) that arrived while this one was still pending
+	// (UNASSIGNED, OPEN, PAUSED or BREACHED and untouched) and were folded
+	// into it instead of opening a second one.
+	DuplicatesSuppressed int32                  `protobuf:"varint,16,opt,name=duplicates_suppressed,json=duplicatesSuppressed,proto3" json:"duplicates_suppressed,omitempty"`
+	LastDuplicateAt      *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=last_duplicate_at,json=lastDuplicateAt,proto3" json:"last_duplicate_at,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -2780,6 +2815,34 @@ func (x *Assignment) GetReason() string {
 	return ""
 }
 
+func (x *Assignment) GetTimeToFirstTouch() *durationpb.Duration {
+	if x != nil {
+		return x.TimeToFirstTouch
+	}
+	return nil
+}
+
+func (x *Assignment) GetCloseReason() string {
+	if x != nil {
+		return x.CloseReason
+	}
+	return ""
+}
+
+func (x *Assignment) GetDuplicatesSuppressed() int32 {
+	if x != nil {
+		return x.DuplicatesSuppressed
+	}
+	return 0
+}
+
+func (x *Assignment) GetLastDuplicateAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastDuplicateAt
+	}
+	return nil
+}
+
 // GetAssignmentRequest names an assignment.
 type GetAssignmentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2880,13 +2943,22 @@ func (x *GetAssignmentResponse) GetAssignment() *Assignment {
 
 // ListAssignmentsRequest filters assignments.
 type ListAssignmentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workspace     string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
-	OwnerId       string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	State         AssignmentState        `protobuf:"varint,3,opt,name=state,proto3,enum=cairn.routing.v1.AssignmentState" json:"state,omitempty"`
-	Type          HandoffType            `protobuf:"varint,4,opt,name=type,proto3,enum=cairn.routing.v1.HandoffType" json:"type,omitempty"`
-	AccountId     string                 `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Page          *v1.PageRequest        `protobuf:"bytes,6,opt,name=page,proto3" json:"page,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Workspace string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	OwnerId   string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	State     AssignmentState        `protobuf:"varint,3,opt,name=state,proto3,enum=cairn.routing.v1.AssignmentState" json:"state,omitempty"`
+	Type      HandoffType            `protobuf:"varint,4,opt,name=type,proto3,enum=cairn.routing.v1.HandoffType" json:"type,omitempty"`
+	AccountId string                 `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Page      *v1.PageRequest        `protobuf:"bytes,6,opt,name=page,proto3" json:"page,omitempty"`
+	// The open queue: only work someone can still do, i.e. OPEN assignments
+	// and BREACHED ones not yet touched (a breached handoff touched late is
+	// TOUCHED and leaves it). PAUSED assignments are excluded (list them with
+	// state = PAUSED); UNASSIGNED ones have nobody to do them. Ordered by
+	// sla.due_at, soonest (most overdue) first; assignments without an SLA
+	// clock come last, by creation. Combines with owner_id, type and
+	// account_id; state must be unset. The page token is only meaningful with
+	// the same filter.
+	OpenQueue     bool `protobuf:"varint,7,opt,name=open_queue,json=openQueue,proto3" json:"open_queue,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2961,6 +3033,13 @@ func (x *ListAssignmentsRequest) GetPage() *v1.PageRequest {
 		return x.Page
 	}
 	return nil
+}
+
+func (x *ListAssignmentsRequest) GetOpenQueue() bool {
+	if x != nil {
+		return x.OpenQueue
+	}
+	return false
 }
 
 // ListAssignmentsResponse is one page.
@@ -3392,14 +3471,28 @@ func (x *GetReportRequest) GetWindow() *v1.TimeWindow {
 type Attainment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "type", "team" or "owner".
-	GroupBy           string               `protobuf:"bytes,1,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
-	Key               string               `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Assignments       int64                `protobuf:"varint,3,opt,name=assignments,proto3" json:"assignments,omitempty"`
-	Met               int64                `protobuf:"varint,4,opt,name=met,proto3" json:"met,omitempty"`
-	Breached          int64                `protobuf:"varint,5,opt,name=breached,proto3" json:"breached,omitempty"`
-	Attainment        float64              `protobuf:"fixed64,6,opt,name=attainment,proto3" json:"attainment,omitempty"`
+	GroupBy     string  `protobuf:"bytes,1,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	Key         string  `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Assignments int64   `protobuf:"varint,3,opt,name=assignments,proto3" json:"assignments,omitempty"`
+	Met         int64   `protobuf:"varint,4,opt,name=met,proto3" json:"met,omitempty"`
+	Breached    int64   `protobuf:"varint,5,opt,name=breached,proto3" json:"breached,omitempty"`
+	Attainment  float64 `protobuf:"fixed64,6,opt,name=attainment,proto3" json:"attainment,omitempty"`
+	// Median and p90 (nearest rank) time to first touch: created_at to
+	// first_touch_at, wall time, over the group's touched assignments (on
+	// time or late).
 	MedianSpeedToLead *durationpb.Duration `protobuf:"bytes,7,opt,name=median_speed_to_lead,json=medianSpeedToLead,proto3" json:"median_speed_to_lead,omitempty"`
 	P90SpeedToLead    *durationpb.Duration `protobuf:"bytes,8,opt,name=p90_speed_to_lead,json=p90SpeedToLead,proto3" json:"p90_speed_to_lead,omitempty"`
+	// The outcome of each judged SLA clock. Every assignment with a clock
+	// that was met on time, breached, or met late counts in exactly one of
+	// met_on_time, met_late, breached_untouched; clocks still running,
+	// paused, or closed before they were due (e.g. churned) are not judged.
+	// met_on_time: a satisfying touch before due_at (= met).
+	MetOnTime int64 `protobuf:"varint,9,opt,name=met_on_time,json=metOnTime,proto3" json:"met_on_time,omitempty"`
+	// met_late: breached, then touched by a satisfying touch.
+	MetLate int64 `protobuf:"varint,10,opt,name=met_late,json=metLate,proto3" json:"met_late,omitempty"`
+	// breached_untouched: breached and never satisfied (still in the open
+	// queue, or closed afterwards without a satisfying touch).
+	BreachedUntouched int64 `protobuf:"varint,11,opt,name=breached_untouched,json=breachedUntouched,proto3" json:"breached_untouched,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -3488,6 +3581,27 @@ func (x *Attainment) GetP90SpeedToLead() *durationpb.Duration {
 		return x.P90SpeedToLead
 	}
 	return nil
+}
+
+func (x *Attainment) GetMetOnTime() int64 {
+	if x != nil {
+		return x.MetOnTime
+	}
+	return 0
+}
+
+func (x *Attainment) GetMetLate() int64 {
+	if x != nil {
+		return x.MetLate
+	}
+	return 0
+}
+
+func (x *Attainment) GetBreachedUntouched() int64 {
+	if x != nil {
+		return x.BreachedUntouched
+	}
+	return 0
 }
 
 // GetReportResponse returns attainment rows.
@@ -4278,7 +4392,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"candidates\x18\x03 \x03(\v2\x1b.cairn.routing.v1.CandidateR\n" +
 	"candidates\x12\x17\n" +
 	"\apool_id\x18\x04 \x01(\tR\x06poolId\x126\n" +
-	"\bstrategy\x18\x05 \x01(\x0e2\x1a.cairn.routing.v1.StrategyR\bstrategy\"\xda\x02\n" +
+	"\bstrategy\x18\x05 \x01(\x0e2\x1a.cairn.routing.v1.StrategyR\bstrategy\"\xb1\x03\n" +
 	"\bSlaState\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x123\n" +
 	"\aallowed\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aallowed\x12-\n" +
@@ -4288,7 +4402,10 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\twarned_80\x18\x06 \x01(\bR\bwarned80\x12\x1a\n" +
 	"\bbreached\x18\a \x01(\bR\bbreached\x12\x16\n" +
 	"\x06paused\x18\b \x01(\bR\x06paused\x121\n" +
-	"\x06met_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05metAt\"\xca\x04\n" +
+	"\x06met_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05metAt\x12\x19\n" +
+	"\bmet_late\x18\n" +
+	" \x01(\bR\ametLate\x12:\n" +
+	"\vmet_late_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tmetLateAt\"\xb4\x06\n" +
 	"\n" +
 	"Assignment\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
@@ -4306,14 +4423,18 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12@\n" +
 	"\x0efirst_touch_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\ffirstTouchAt\x12,\n" +
 	"\x12previous_owner_ids\x18\f \x03(\tR\x10previousOwnerIds\x12\x16\n" +
-	"\x06reason\x18\r \x01(\tR\x06reason\"Y\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\x12H\n" +
+	"\x13time_to_first_touch\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstTouch\x12!\n" +
+	"\fclose_reason\x18\x0f \x01(\tR\vcloseReason\x123\n" +
+	"\x15duplicates_suppressed\x18\x10 \x01(\x05R\x14duplicatesSuppressed\x12F\n" +
+	"\x11last_duplicate_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDuplicateAt\"Y\n" +
 	"\x14GetAssignmentRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
 	"\rassignment_id\x18\x02 \x01(\tR\fassignmentId\"U\n" +
 	"\x15GetAssignmentResponse\x12<\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1c.cairn.routing.v1.AssignmentR\n" +
-	"assignment\"\x8e\x02\n" +
+	"assignment\"\xad\x02\n" +
 	"\x16ListAssignmentsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x127\n" +
@@ -4321,7 +4442,9 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\x0e2\x1d.cairn.routing.v1.HandoffTypeR\x04type\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x05 \x01(\tR\taccountId\x120\n" +
-	"\x04page\x18\x06 \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\"\x8c\x01\n" +
+	"\x04page\x18\x06 \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\x12\x1d\n" +
+	"\n" +
+	"open_queue\x18\a \x01(\bR\topenQueue\"\x8c\x01\n" +
 	"\x17ListAssignmentsResponse\x12>\n" +
 	"\vassignments\x18\x01 \x03(\v2\x1c.cairn.routing.v1.AssignmentR\vassignments\x121\n" +
 	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\xa2\x01\n" +
@@ -4352,7 +4475,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"assignment\"e\n" +
 	"\x10GetReportRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x123\n" +
-	"\x06window\x18\x02 \x01(\v2\x1b.cairn.common.v1.TimeWindowR\x06window\"\xbb\x02\n" +
+	"\x06window\x18\x02 \x01(\v2\x1b.cairn.common.v1.TimeWindowR\x06window\"\xa5\x03\n" +
 	"\n" +
 	"Attainment\x12\x19\n" +
 	"\bgroup_by\x18\x01 \x01(\tR\agroupBy\x12\x10\n" +
@@ -4364,7 +4487,11 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"attainment\x18\x06 \x01(\x01R\n" +
 	"attainment\x12J\n" +
 	"\x14median_speed_to_lead\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11medianSpeedToLead\x12D\n" +
-	"\x11p90_speed_to_lead\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0ep90SpeedToLead\"E\n" +
+	"\x11p90_speed_to_lead\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0ep90SpeedToLead\x12\x1e\n" +
+	"\vmet_on_time\x18\t \x01(\x03R\tmetOnTime\x12\x19\n" +
+	"\bmet_late\x18\n" +
+	" \x01(\x03R\ametLate\x12-\n" +
+	"\x12breached_untouched\x18\v \x01(\x03R\x11breachedUntouched\"E\n" +
 	"\x11GetReportResponse\x120\n" +
 	"\x04rows\x18\x01 \x03(\v2\x1c.cairn.routing.v1.AttainmentR\x04rows\"f\n" +
 	"\x14ListOwnerLoadRequest\x12\x1c\n" +
@@ -4563,129 +4690,132 @@ var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(*v1.Tombstone)(nil),            // 71: cairn.common.v1.Tombstone
 }
 var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
-	0,  // 0: cairn.routing.v1.Owner.team:type_name -> cairn.routing.v1.Team
-	5,  // 1: cairn.routing.v1.Owner.working_hours:type_name -> cairn.routing.v1.WorkingHours
-	65, // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
-	6,  // 3: cairn.routing.v1.UpsertOwnerRequest.owner:type_name -> cairn.routing.v1.Owner
-	6,  // 4: cairn.routing.v1.UpsertOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
-	6,  // 5: cairn.routing.v1.GetOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
-	0,  // 6: cairn.routing.v1.ListOwnersRequest.team:type_name -> cairn.routing.v1.Team
-	66, // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
-	6,  // 8: cairn.routing.v1.ListOwnersResponse.owners:type_name -> cairn.routing.v1.Owner
-	67, // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
-	1,  // 10: cairn.routing.v1.Pool.strategy:type_name -> cairn.routing.v1.Strategy
-	15, // 11: cairn.routing.v1.UpsertPoolRequest.pool:type_name -> cairn.routing.v1.Pool
-	15, // 12: cairn.routing.v1.UpsertPoolResponse.pool:type_name -> cairn.routing.v1.Pool
-	15, // 13: cairn.routing.v1.GetPoolResponse.pool:type_name -> cairn.routing.v1.Pool
-	66, // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
-	15, // 15: cairn.routing.v1.ListPoolsResponse.pools:type_name -> cairn.routing.v1.Pool
-	67, // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
-	2,  // 17: cairn.routing.v1.Rule.types:type_name -> cairn.routing.v1.HandoffType
-	3,  // 18: cairn.routing.v1.Rule.action:type_name -> cairn.routing.v1.ActionKind
-	0,  // 19: cairn.routing.v1.Rule.team:type_name -> cairn.routing.v1.Team
-	2,  // 20: cairn.routing.v1.SlaPolicy.type:type_name -> cairn.routing.v1.HandoffType
-	68, // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
-	24, // 22: cairn.routing.v1.Config.rules:type_name -> cairn.routing.v1.Rule
-	25, // 23: cairn.routing.v1.Config.pql_rules:type_name -> cairn.routing.v1.PqlRule
-	26, // 24: cairn.routing.v1.Config.sla_policies:type_name -> cairn.routing.v1.SlaPolicy
-	69, // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
-	27, // 26: cairn.routing.v1.ValidateConfigRequest.config:type_name -> cairn.routing.v1.Config
-	70, // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
-	27, // 28: cairn.routing.v1.ApplyConfigRequest.config:type_name -> cairn.routing.v1.Config
-	27, // 29: cairn.routing.v1.ApplyConfigResponse.config:type_name -> cairn.routing.v1.Config
-	27, // 30: cairn.routing.v1.GetConfigResponse.config:type_name -> cairn.routing.v1.Config
-	64, // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
-	2,  // 32: cairn.routing.v1.QualifyRequest.type:type_name -> cairn.routing.v1.HandoffType
-	34, // 33: cairn.routing.v1.QualifyRequest.lead:type_name -> cairn.routing.v1.Lead
-	42, // 34: cairn.routing.v1.QualifyResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	2,  // 35: cairn.routing.v1.HandoffRequest.type:type_name -> cairn.routing.v1.HandoffType
-	42, // 36: cairn.routing.v1.HandoffResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	39, // 37: cairn.routing.v1.Decision.candidates:type_name -> cairn.routing.v1.Candidate
-	1,  // 38: cairn.routing.v1.Decision.strategy:type_name -> cairn.routing.v1.Strategy
-	68, // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
-	68, // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
-	69, // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
-	69, // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
-	2,  // 43: cairn.routing.v1.Assignment.type:type_name -> cairn.routing.v1.HandoffType
-	34, // 44: cairn.routing.v1.Assignment.lead:type_name -> cairn.routing.v1.Lead
-	4,  // 45: cairn.routing.v1.Assignment.state:type_name -> cairn.routing.v1.AssignmentState
-	40, // 46: cairn.routing.v1.Assignment.decision:type_name -> cairn.routing.v1.Decision
-	41, // 47: cairn.routing.v1.Assignment.sla:type_name -> cairn.routing.v1.SlaState
-	69, // 48: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	69, // 49: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
-	42, // 50: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	4,  // 51: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
-	2,  // 52: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
-	66, // 53: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
-	42, // 54: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
-	67, // 55: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
-	69, // 56: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
-	42, // 57: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	42, // 58: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	42, // 59: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	65, // 60: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
-	68, // 61: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
-	68, // 62: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
-	54, // 63: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
-	66, // 64: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
-	0,  // 65: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
-	57, // 66: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
-	67, // 67: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
-	69, // 68: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
-	61, // 69: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
-	42, // 70: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
-	69, // 71: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
-	42, // 72: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
-	60, // 73: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
-	71, // 74: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	62, // 75: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
-	7,  // 76: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
-	9,  // 77: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
-	11, // 78: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
-	13, // 79: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
-	16, // 80: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
-	18, // 81: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
-	20, // 82: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
-	22, // 83: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
-	28, // 84: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
-	30, // 85: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
-	32, // 86: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
-	35, // 87: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
-	37, // 88: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
-	43, // 89: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
-	45, // 90: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
-	47, // 91: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
-	49, // 92: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
-	51, // 93: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
-	53, // 94: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
-	56, // 95: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
-	59, // 96: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
-	8,  // 97: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
-	10, // 98: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
-	12, // 99: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
-	14, // 100: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
-	17, // 101: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
-	19, // 102: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
-	21, // 103: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
-	23, // 104: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
-	29, // 105: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
-	31, // 106: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
-	33, // 107: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
-	36, // 108: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
-	38, // 109: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
-	44, // 110: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
-	46, // 111: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
-	48, // 112: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
-	50, // 113: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
-	52, // 114: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
-	55, // 115: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
-	58, // 116: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
-	63, // 117: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
-	97, // [97:118] is the sub-list for method output_type
-	76, // [76:97] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	0,   // 0: cairn.routing.v1.Owner.team:type_name -> cairn.routing.v1.Team
+	5,   // 1: cairn.routing.v1.Owner.working_hours:type_name -> cairn.routing.v1.WorkingHours
+	65,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
+	6,   // 3: cairn.routing.v1.UpsertOwnerRequest.owner:type_name -> cairn.routing.v1.Owner
+	6,   // 4: cairn.routing.v1.UpsertOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
+	6,   // 5: cairn.routing.v1.GetOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
+	0,   // 6: cairn.routing.v1.ListOwnersRequest.team:type_name -> cairn.routing.v1.Team
+	66,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
+	6,   // 8: cairn.routing.v1.ListOwnersResponse.owners:type_name -> cairn.routing.v1.Owner
+	67,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
+	1,   // 10: cairn.routing.v1.Pool.strategy:type_name -> cairn.routing.v1.Strategy
+	15,  // 11: cairn.routing.v1.UpsertPoolRequest.pool:type_name -> cairn.routing.v1.Pool
+	15,  // 12: cairn.routing.v1.UpsertPoolResponse.pool:type_name -> cairn.routing.v1.Pool
+	15,  // 13: cairn.routing.v1.GetPoolResponse.pool:type_name -> cairn.routing.v1.Pool
+	66,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
+	15,  // 15: cairn.routing.v1.ListPoolsResponse.pools:type_name -> cairn.routing.v1.Pool
+	67,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
+	2,   // 17: cairn.routing.v1.Rule.types:type_name -> cairn.routing.v1.HandoffType
+	3,   // 18: cairn.routing.v1.Rule.action:type_name -> cairn.routing.v1.ActionKind
+	0,   // 19: cairn.routing.v1.Rule.team:type_name -> cairn.routing.v1.Team
+	2,   // 20: cairn.routing.v1.SlaPolicy.type:type_name -> cairn.routing.v1.HandoffType
+	68,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
+	24,  // 22: cairn.routing.v1.Config.rules:type_name -> cairn.routing.v1.Rule
+	25,  // 23: cairn.routing.v1.Config.pql_rules:type_name -> cairn.routing.v1.PqlRule
+	26,  // 24: cairn.routing.v1.Config.sla_policies:type_name -> cairn.routing.v1.SlaPolicy
+	69,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	27,  // 26: cairn.routing.v1.ValidateConfigRequest.config:type_name -> cairn.routing.v1.Config
+	70,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
+	27,  // 28: cairn.routing.v1.ApplyConfigRequest.config:type_name -> cairn.routing.v1.Config
+	27,  // 29: cairn.routing.v1.ApplyConfigResponse.config:type_name -> cairn.routing.v1.Config
+	27,  // 30: cairn.routing.v1.GetConfigResponse.config:type_name -> cairn.routing.v1.Config
+	64,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
+	2,   // 32: cairn.routing.v1.QualifyRequest.type:type_name -> cairn.routing.v1.HandoffType
+	34,  // 33: cairn.routing.v1.QualifyRequest.lead:type_name -> cairn.routing.v1.Lead
+	42,  // 34: cairn.routing.v1.QualifyResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	2,   // 35: cairn.routing.v1.HandoffRequest.type:type_name -> cairn.routing.v1.HandoffType
+	42,  // 36: cairn.routing.v1.HandoffResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	39,  // 37: cairn.routing.v1.Decision.candidates:type_name -> cairn.routing.v1.Candidate
+	1,   // 38: cairn.routing.v1.Decision.strategy:type_name -> cairn.routing.v1.Strategy
+	68,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
+	68,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
+	69,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
+	69,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
+	69,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
+	2,   // 44: cairn.routing.v1.Assignment.type:type_name -> cairn.routing.v1.HandoffType
+	34,  // 45: cairn.routing.v1.Assignment.lead:type_name -> cairn.routing.v1.Lead
+	4,   // 46: cairn.routing.v1.Assignment.state:type_name -> cairn.routing.v1.AssignmentState
+	40,  // 47: cairn.routing.v1.Assignment.decision:type_name -> cairn.routing.v1.Decision
+	41,  // 48: cairn.routing.v1.Assignment.sla:type_name -> cairn.routing.v1.SlaState
+	69,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	69,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	68,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
+	69,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
+	42,  // 53: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	4,   // 54: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
+	2,   // 55: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
+	66,  // 56: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
+	42,  // 57: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
+	67,  // 58: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
+	69,  // 59: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
+	42,  // 60: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	42,  // 61: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	42,  // 62: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	65,  // 63: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
+	68,  // 64: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
+	68,  // 65: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
+	54,  // 66: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
+	66,  // 67: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
+	0,   // 68: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
+	57,  // 69: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
+	67,  // 70: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
+	69,  // 71: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
+	61,  // 72: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
+	42,  // 73: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
+	69,  // 74: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
+	42,  // 75: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
+	60,  // 76: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
+	71,  // 77: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	62,  // 78: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
+	7,   // 79: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
+	9,   // 80: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
+	11,  // 81: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
+	13,  // 82: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
+	16,  // 83: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
+	18,  // 84: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
+	20,  // 85: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
+	22,  // 86: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
+	28,  // 87: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
+	30,  // 88: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
+	32,  // 89: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
+	35,  // 90: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
+	37,  // 91: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
+	43,  // 92: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
+	45,  // 93: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
+	47,  // 94: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
+	49,  // 95: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
+	51,  // 96: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
+	53,  // 97: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
+	56,  // 98: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
+	59,  // 99: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
+	8,   // 100: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
+	10,  // 101: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
+	12,  // 102: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
+	14,  // 103: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
+	17,  // 104: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
+	19,  // 105: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
+	21,  // 106: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
+	23,  // 107: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
+	29,  // 108: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
+	31,  // 109: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
+	33,  // 110: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
+	36,  // 111: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
+	38,  // 112: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
+	44,  // 113: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
+	46,  // 114: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
+	48,  // 115: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
+	50,  // 116: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
+	52,  // 117: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
+	55,  // 118: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
+	58,  // 119: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
+	63,  // 120: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
+	100, // [100:121] is the sub-list for method output_type
+	79,  // [79:100] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_cairn_routing_v1_routing_proto_init() }

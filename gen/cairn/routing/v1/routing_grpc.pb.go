@@ -77,7 +77,8 @@ type RoutingServiceClient interface {
 	Handoff(ctx context.Context, in *HandoffRequest, opts ...grpc.CallOption) (*HandoffResponse, error)
 	// GetAssignment returns one assignment with its decision and SLA state.
 	GetAssignment(ctx context.Context, in *GetAssignmentRequest, opts ...grpc.CallOption) (*GetAssignmentResponse, error)
-	// ListAssignments pages assignments by owner, state or type.
+	// ListAssignments pages assignments by owner, state, type or account; with
+	// open_queue, the open work queue ordered by due time.
 	ListAssignments(ctx context.Context, in *ListAssignmentsRequest, opts ...grpc.CallOption) (*ListAssignmentsResponse, error)
 	// RecordTouch records a touch that closes or advances an SLA.
 	RecordTouch(ctx context.Context, in *RecordTouchRequest, opts ...grpc.CallOption) (*RecordTouchResponse, error)
@@ -355,7 +356,8 @@ type RoutingServiceServer interface {
 	Handoff(context.Context, *HandoffRequest) (*HandoffResponse, error)
 	// GetAssignment returns one assignment with its decision and SLA state.
 	GetAssignment(context.Context, *GetAssignmentRequest) (*GetAssignmentResponse, error)
-	// ListAssignments pages assignments by owner, state or type.
+	// ListAssignments pages assignments by owner, state, type or account; with
+	// open_queue, the open work queue ordered by due time.
 	ListAssignments(context.Context, *ListAssignmentsRequest) (*ListAssignmentsResponse, error)
 	// RecordTouch records a touch that closes or advances an SLA.
 	RecordTouch(context.Context, *RecordTouchRequest) (*RecordTouchResponse, error)

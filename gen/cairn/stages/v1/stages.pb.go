@@ -1561,14 +1561,19 @@ type Transition struct {
 	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	JourneyId string                 `protobuf:"bytes,3,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
 	Version   uint32                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
-	// Empty for the first placement.
+	// Empty for a placement: the first one, a win-back (cause "win_back"), or
+	// after the account's stage was removed by a new version.
 	FromStage string `protobuf:"bytes,5,opt,name=from_stage,json=fromStage,proto3" json:"from_stage,omitempty"`
-	ToStage   string `protobuf:"bytes,6,opt,name=to_stage,json=toStage,proto3" json:"to_stage,omitempty"`
+	// Empty when the account left the journey: cause "churn" (the account's
+	// status became churned; it is in no stage until a win-back).
+	ToStage string `protobuf:"bytes,6,opt,name=to_stage,json=toStage,proto3" json:"to_stage,omitempty"`
 	// Event time of the change.
 	At *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
 	// Message id of the event that caused it; empty when a timer fired.
 	TriggerMessageId string `protobuf:"bytes,8,opt,name=trigger_message_id,json=triggerMessageId,proto3" json:"trigger_message_id,omitempty"`
-	// "event", "timer", "replay", "regression".
+	// "event", "timer", "replay", "regression", "churn" (the account churned
+	// and left from_stage; to_stage is empty), "win_back" (a churned account
+	// was won back and placed again).
 	Cause string `protobuf:"bytes,9,opt,name=cause,proto3" json:"cause,omitempty"`
 	// Criteria that held.
 	Criteria      []*CriterionResult `protobuf:"bytes,10,rep,name=criteria,proto3" json:"criteria,omitempty"`
@@ -1693,7 +1698,15 @@ type AccountJourney struct {
 	DropoffCriteria []*CriterionResult `protobuf:"bytes,10,rep,name=dropoff_criteria,json=dropoffCriteria,proto3" json:"dropoff_criteria,omitempty"`
 	OpenSignals     []*v1.Signal       `protobuf:"bytes,11,rep,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
 	// Account traits (plan, segment, arr, owner...).
-	Traits        map[string]string `protobuf:"bytes,12,rep,name=traits,proto3" json:"traits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Traits map[string]string `protobuf:"bytes,12,rep,name=traits,proto3" json:"traits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The account's commercial status (prospect, trial, customer, churned,
+	// won back), since when, and its history, derived from the account's
+	// events (pkg/domain/account Lifecycle). A churned account is in no stage
+	// (stage is empty) until it is won back.
+	Lifecycle *v1.Lifecycle `protobuf:"bytes,13,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// The evaluation time of this answer: the service clock's now, used for
+	// time in stage and the time rules of the criteria shown.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1812,6 +1825,20 @@ func (x *AccountJourney) GetTraits() map[string]string {
 	return nil
 }
 
+func (x *AccountJourney) GetLifecycle() *v1.Lifecycle {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return nil
+}
+
+func (x *AccountJourney) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
 // GetAccountJourneyResponse returns the journey.
 type GetAccountJourneyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1864,10 +1891,17 @@ type ListAccountsRequest struct {
 	JourneyId string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
 	Stage     string                 `protobuf:"bytes,3,opt,name=stage,proto3" json:"stage,omitempty"`
 	// Only accounts with an open signal with this reason.
-	Signal        string          `protobuf:"bytes,4,opt,name=signal,proto3" json:"signal,omitempty"`
-	Segment       string          `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
-	Owner         string          `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	Page          *v1.PageRequest `protobuf:"bytes,7,opt,name=page,proto3" json:"page,omitempty"`
+	Signal  string          `protobuf:"bytes,4,opt,name=signal,proto3" json:"signal,omitempty"`
+	Segment string          `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
+	Owner   string          `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	Page    *v1.PageRequest `protobuf:"bytes,7,opt,name=page,proto3" json:"page,omitempty"`
+	// Only accounts with one of these statuses. Empty (the default) lists
+	// the live accounts: every account placed in a stage, whatever its status
+	// except churned (a churned account is in no stage). With
+	// ACCOUNT_STATUS_CHURNED, churned accounts are listed too (with an empty
+	// stage). Accounts not yet placed are never listed. An unknown or
+	// unspecified value is InvalidArgument naming the field "status".
+	Status        []v1.AccountStatus `protobuf:"varint,8,rep,packed,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1951,16 +1985,26 @@ func (x *ListAccountsRequest) GetPage() *v1.PageRequest {
 	return nil
 }
 
+func (x *ListAccountsRequest) GetStatus() []v1.AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 // AccountSummary is one row of an account list.
 type AccountSummary struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Stage         string                 `protobuf:"bytes,3,opt,name=stage,proto3" json:"stage,omitempty"`
-	EnteredAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=entered_at,json=enteredAt,proto3" json:"entered_at,omitempty"`
-	Segment       string                 `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
-	Owner         string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	OpenSignals   int32                  `protobuf:"varint,7,opt,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccountId   string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Stage       string                 `protobuf:"bytes,3,opt,name=stage,proto3" json:"stage,omitempty"`
+	EnteredAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=entered_at,json=enteredAt,proto3" json:"entered_at,omitempty"`
+	Segment     string                 `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
+	Owner       string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	OpenSignals int32                  `protobuf:"varint,7,opt,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
+	// The account's commercial status and since when.
+	Status        v1.AccountStatus       `protobuf:"varint,8,opt,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
+	StatusSince   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=status_since,json=statusSince,proto3" json:"status_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2042,6 +2086,20 @@ func (x *AccountSummary) GetOpenSignals() int32 {
 		return x.OpenSignals
 	}
 	return 0
+}
+
+func (x *AccountSummary) GetStatus() v1.AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.AccountStatus(0)
+}
+
+func (x *AccountSummary) GetStatusSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StatusSince
+	}
+	return nil
 }
 
 // ListAccountsResponse is one page of accounts.
@@ -2316,25 +2374,38 @@ type FunnelStage struct {
 	Stage     string                 `protobuf:"bytes,1,opt,name=stage,proto3" json:"stage,omitempty"`
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	OwnerTeam string                 `protobuf:"bytes,3,opt,name=owner_team,json=ownerTeam,proto3" json:"owner_team,omitempty"`
-	// Accounts currently in the stage.
+	// Accounts currently in the stage (live: a churned account is in no
+	// stage).
 	Current int64 `protobuf:"varint,4,opt,name=current,proto3" json:"current,omitempty"`
+	// Stays that began in the stage: moves from another stage and placements
+	// (entered_directly counts the placements of those that are not in the
+	// journey's first stage).
 	Entered int64 `protobuf:"varint,5,opt,name=entered,proto3" json:"entered,omitempty"`
 	// Moved to a later stage.
 	Converted int64 `protobuf:"varint,6,opt,name=converted,proto3" json:"converted,omitempty"`
-	// Did not make it: moved back to an earlier stage, or is still in the
-	// stage with a drop-off signal open. At most entered - converted.
+	// Dropped: the stays that did not make it, because the account moved
+	// back to an earlier stage or is still in the stage with a drop-off
+	// signal open (churned stays are counted in churned, not here). At most
+	// entered - converted - churned.
 	Dropped           int64                `protobuf:"varint,7,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	ConversionRate    float64              `protobuf:"fixed64,8,opt,name=conversion_rate,json=conversionRate,proto3" json:"conversion_rate,omitempty"`
 	MedianTimeInStage *durationpb.Duration `protobuf:"bytes,9,opt,name=median_time_in_stage,json=medianTimeInStage,proto3" json:"median_time_in_stage,omitempty"`
 	P90TimeInStage    *durationpb.Duration `protobuf:"bytes,10,opt,name=p90_time_in_stage,json=p90TimeInStage,proto3" json:"p90_time_in_stage,omitempty"`
-	// Stays that raised a drop-off signal at some point, including those that
-	// recovered or converted afterwards.
+	// Flagged: the stays that raised a drop-off signal at some point,
+	// including those that recovered or converted afterwards.
 	DropoffSignals int64 `protobuf:"varint,11,opt,name=dropoff_signals,json=dropoffSignals,proto3" json:"dropoff_signals,omitempty"`
 	// With GetFunnelRequest.parts only: the time in stage of every finished
 	// stay counted in this row, in nanoseconds, in ascending order.
 	TimesInStageNs []int64 `protobuf:"varint,12,rep,packed,name=times_in_stage_ns,json=timesInStageNs,proto3" json:"times_in_stage_ns,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Stays that ended because the account churned while in the stage.
+	Churned int64 `protobuf:"varint,13,opt,name=churned,proto3" json:"churned,omitempty"`
+	// Of entered, the stays that began with a placement rather than a move:
+	// an account first seen mid-journey (its evidence already met a later
+	// stage's entry criteria), or won back, placed in this stage. Always 0 for
+	// the first stage.
+	EnteredDirectly int64 `protobuf:"varint,14,opt,name=entered_directly,json=enteredDirectly,proto3" json:"entered_directly,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FunnelStage) Reset() {
@@ -2451,23 +2522,111 @@ func (x *FunnelStage) GetTimesInStageNs() []int64 {
 	return nil
 }
 
+func (x *FunnelStage) GetChurned() int64 {
+	if x != nil {
+		return x.Churned
+	}
+	return 0
+}
+
+func (x *FunnelStage) GetEnteredDirectly() int64 {
+	if x != nil {
+		return x.EnteredDirectly
+	}
+	return 0
+}
+
+// NotPlacedReason counts the accounts not yet placed for one reason.
+type NotPlacedReason struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name of an entry criterion of the journey's first stage that does
+	// not hold, or "no_behavioural_event" when the account has sent only
+	// identify or group calls (only a track, page or screen event places an
+	// account).
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Accounts for which it is a reason (an account may have several).
+	Accounts      int64 `protobuf:"varint,2,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotPlacedReason) Reset() {
+	*x = NotPlacedReason{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotPlacedReason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotPlacedReason) ProtoMessage() {}
+
+func (x *NotPlacedReason) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotPlacedReason.ProtoReflect.Descriptor instead.
+func (*NotPlacedReason) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *NotPlacedReason) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NotPlacedReason) GetAccounts() int64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
 // GetFunnelResponse lists stages in order.
 type GetFunnelResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Stages []*FunnelStage         `protobuf:"bytes,1,rep,name=stages,proto3" json:"stages,omitempty"`
 	// Every cohort (month entered) of the journey, whatever the filter, so
 	// that a client can offer them as choices.
-	Cohorts  []string `protobuf:"bytes,2,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
-	Accounts int64    `protobuf:"varint,3,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	Cohorts []string `protobuf:"bytes,2,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
+	// Live accounts: those in a stage (the sum of the stages' current) plus
+	// those not yet placed; churned accounts are not counted.
+	Accounts int64 `protobuf:"varint,3,opt,name=accounts,proto3" json:"accounts,omitempty"`
 	// Every segment seen among the journey's accounts, whatever the filter.
-	Segments      []string `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`
+	Segments []string `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`
+	// Accounts whose status is churned (in no stage until won back).
+	Churned int64 `protobuf:"varint,5,opt,name=churned,proto3" json:"churned,omitempty"`
+	// Accounts known to the journey but not yet placed: no stage's entry
+	// criteria hold, or no behavioural event yet. An account never placed
+	// has no cohort, so a cohort filter leaves it out.
+	NotPlaced int64 `protobuf:"varint,6,opt,name=not_placed,json=notPlaced,proto3" json:"not_placed,omitempty"`
+	// Why the not-yet-placed accounts are not placed, by reason, most
+	// frequent first.
+	NotPlacedReasons []*NotPlacedReason `protobuf:"bytes,7,rep,name=not_placed_reasons,json=notPlacedReasons,proto3" json:"not_placed_reasons,omitempty"`
+	// Every account the journey knows (matching the filter), each in exactly
+	// one of: a stage, churned, not placed. So
+	// total_accounts = sum(stages.current) + churned + not_placed, and
+	// accounts = total_accounts - churned.
+	TotalAccounts int64 `protobuf:"varint,8,opt,name=total_accounts,json=totalAccounts,proto3" json:"total_accounts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetFunnelResponse) Reset() {
 	*x = GetFunnelResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2638,7 @@ func (x *GetFunnelResponse) String() string {
 func (*GetFunnelResponse) ProtoMessage() {}
 
 func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2651,7 @@ func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelResponse.ProtoReflect.Descriptor instead.
 func (*GetFunnelResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{32}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetFunnelResponse) GetStages() []*FunnelStage {
@@ -2523,6 +2682,34 @@ func (x *GetFunnelResponse) GetSegments() []string {
 	return nil
 }
 
+func (x *GetFunnelResponse) GetChurned() int64 {
+	if x != nil {
+		return x.Churned
+	}
+	return 0
+}
+
+func (x *GetFunnelResponse) GetNotPlaced() int64 {
+	if x != nil {
+		return x.NotPlaced
+	}
+	return 0
+}
+
+func (x *GetFunnelResponse) GetNotPlacedReasons() []*NotPlacedReason {
+	if x != nil {
+		return x.NotPlacedReasons
+	}
+	return nil
+}
+
+func (x *GetFunnelResponse) GetTotalAccounts() int64 {
+	if x != nil {
+		return x.TotalAccounts
+	}
+	return 0
+}
+
 // GetMomentsOfTruthRequest selects a cohort.
 type GetMomentsOfTruthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2535,7 +2722,7 @@ type GetMomentsOfTruthRequest struct {
 
 func (x *GetMomentsOfTruthRequest) Reset() {
 	*x = GetMomentsOfTruthRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2734,7 @@ func (x *GetMomentsOfTruthRequest) String() string {
 func (*GetMomentsOfTruthRequest) ProtoMessage() {}
 
 func (x *GetMomentsOfTruthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2747,7 @@ func (x *GetMomentsOfTruthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMomentsOfTruthRequest.ProtoReflect.Descriptor instead.
 func (*GetMomentsOfTruthRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{33}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetMomentsOfTruthRequest) GetWorkspace() string {
@@ -2598,7 +2785,7 @@ type Moment struct {
 
 func (x *Moment) Reset() {
 	*x = Moment{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2797,7 @@ func (x *Moment) String() string {
 func (*Moment) ProtoMessage() {}
 
 func (x *Moment) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2810,7 @@ func (x *Moment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Moment.ProtoReflect.Descriptor instead.
 func (*Moment) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{34}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Moment) GetName() string {
@@ -2671,7 +2858,7 @@ type GetMomentsOfTruthResponse struct {
 
 func (x *GetMomentsOfTruthResponse) Reset() {
 	*x = GetMomentsOfTruthResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2683,7 +2870,7 @@ func (x *GetMomentsOfTruthResponse) String() string {
 func (*GetMomentsOfTruthResponse) ProtoMessage() {}
 
 func (x *GetMomentsOfTruthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2696,7 +2883,7 @@ func (x *GetMomentsOfTruthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMomentsOfTruthResponse.ProtoReflect.Descriptor instead.
 func (*GetMomentsOfTruthResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{35}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetMomentsOfTruthResponse) GetMoments() []*Moment {
@@ -2717,7 +2904,7 @@ type GetBuyingCommitteeRequest struct {
 
 func (x *GetBuyingCommitteeRequest) Reset() {
 	*x = GetBuyingCommitteeRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2729,7 +2916,7 @@ func (x *GetBuyingCommitteeRequest) String() string {
 func (*GetBuyingCommitteeRequest) ProtoMessage() {}
 
 func (x *GetBuyingCommitteeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2742,7 +2929,7 @@ func (x *GetBuyingCommitteeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuyingCommitteeRequest.ProtoReflect.Descriptor instead.
 func (*GetBuyingCommitteeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{36}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetBuyingCommitteeRequest) GetWorkspace() string {
@@ -2774,7 +2961,7 @@ type Persona struct {
 
 func (x *Persona) Reset() {
 	*x = Persona{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2973,7 @@ func (x *Persona) String() string {
 func (*Persona) ProtoMessage() {}
 
 func (x *Persona) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2986,7 @@ func (x *Persona) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Persona.ProtoReflect.Descriptor instead.
 func (*Persona) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{37}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Persona) GetRole() string {
@@ -2848,7 +3035,7 @@ type GetBuyingCommitteeResponse struct {
 
 func (x *GetBuyingCommitteeResponse) Reset() {
 	*x = GetBuyingCommitteeResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3047,7 @@ func (x *GetBuyingCommitteeResponse) String() string {
 func (*GetBuyingCommitteeResponse) ProtoMessage() {}
 
 func (x *GetBuyingCommitteeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3060,7 @@ func (x *GetBuyingCommitteeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuyingCommitteeResponse.ProtoReflect.Descriptor instead.
 func (*GetBuyingCommitteeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{38}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetBuyingCommitteeResponse) GetPersonas() []*Persona {
@@ -2901,7 +3088,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3100,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3113,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{39}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -2960,7 +3147,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3159,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3172,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{40}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -3069,7 +3256,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3268,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3281,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{41}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -3259,7 +3446,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x12trigger_message_id\x18\b \x01(\tR\x10triggerMessageId\x12\x14\n" +
 	"\x05cause\x18\t \x01(\tR\x05cause\x12<\n" +
 	"\bcriteria\x18\n" +
-	" \x03(\v2 .cairn.stages.v1.CriterionResultR\bcriteria\"\x9d\x05\n" +
+	" \x03(\v2 .cairn.stages.v1.CriterionResultR\bcriteria\"\x88\x06\n" +
 	"\x0eAccountJourney\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -3276,12 +3463,14 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x10dropoff_criteria\x18\n" +
 	" \x03(\v2 .cairn.stages.v1.CriterionResultR\x0fdropoffCriteria\x12:\n" +
 	"\fopen_signals\x18\v \x03(\v2\x17.cairn.common.v1.SignalR\vopenSignals\x12C\n" +
-	"\x06traits\x18\f \x03(\v2+.cairn.stages.v1.AccountJourney.TraitsEntryR\x06traits\x1a9\n" +
+	"\x06traits\x18\f \x03(\v2+.cairn.stages.v1.AccountJourney.TraitsEntryR\x06traits\x128\n" +
+	"\tlifecycle\x18\r \x01(\v2\x1a.cairn.common.v1.LifecycleR\tlifecycle\x12/\n" +
+	"\x05as_of\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x1a9\n" +
 	"\vTraitsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\x19GetAccountJourneyResponse\x129\n" +
-	"\ajourney\x18\x01 \x01(\v2\x1f.cairn.stages.v1.AccountJourneyR\ajourney\"\xe2\x01\n" +
+	"\ajourney\x18\x01 \x01(\v2\x1f.cairn.stages.v1.AccountJourneyR\ajourney\"\x9a\x02\n" +
 	"\x13ListAccountsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -3290,7 +3479,8 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x06signal\x18\x04 \x01(\tR\x06signal\x12\x18\n" +
 	"\asegment\x18\x05 \x01(\tR\asegment\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x120\n" +
-	"\x04page\x18\a \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\"\xe7\x01\n" +
+	"\x04page\x18\a \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\x126\n" +
+	"\x06status\x18\b \x03(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\"\xde\x02\n" +
 	"\x0eAccountSummary\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -3300,7 +3490,9 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"entered_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tenteredAt\x12\x18\n" +
 	"\asegment\x18\x05 \x01(\tR\asegment\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x12!\n" +
-	"\fopen_signals\x18\a \x01(\x05R\vopenSignals\"\x86\x01\n" +
+	"\fopen_signals\x18\a \x01(\x05R\vopenSignals\x126\n" +
+	"\x06status\x18\b \x01(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\x12=\n" +
+	"\fstatus_since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\"\x86\x01\n" +
 	"\x14ListAccountsResponse\x12;\n" +
 	"\baccounts\x18\x01 \x03(\v2\x1f.cairn.stages.v1.AccountSummaryR\baccounts\x121\n" +
 	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\xcf\x01\n" +
@@ -3320,7 +3512,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x16\n" +
 	"\x06cohort\x18\x03 \x01(\tR\x06cohort\x12\x18\n" +
 	"\asegment\x18\x04 \x01(\tR\asegment\x12\x14\n" +
-	"\x05parts\x18\x05 \x01(\bR\x05parts\"\xd1\x03\n" +
+	"\x05parts\x18\x05 \x01(\bR\x05parts\"\x96\x04\n" +
 	"\vFunnelStage\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -3335,12 +3527,22 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x11p90_time_in_stage\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeInStage\x12'\n" +
 	"\x0fdropoff_signals\x18\v \x01(\x03R\x0edropoffSignals\x12)\n" +
-	"\x11times_in_stage_ns\x18\f \x03(\x03R\x0etimesInStageNs\"\x9b\x01\n" +
+	"\x11times_in_stage_ns\x18\f \x03(\x03R\x0etimesInStageNs\x12\x18\n" +
+	"\achurned\x18\r \x01(\x03R\achurned\x12)\n" +
+	"\x10entered_directly\x18\x0e \x01(\x03R\x0fenteredDirectly\"E\n" +
+	"\x0fNotPlacedReason\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1a\n" +
+	"\baccounts\x18\x02 \x01(\x03R\baccounts\"\xcb\x02\n" +
 	"\x11GetFunnelResponse\x124\n" +
 	"\x06stages\x18\x01 \x03(\v2\x1c.cairn.stages.v1.FunnelStageR\x06stages\x12\x18\n" +
 	"\acohorts\x18\x02 \x03(\tR\acohorts\x12\x1a\n" +
 	"\baccounts\x18\x03 \x01(\x03R\baccounts\x12\x1a\n" +
-	"\bsegments\x18\x04 \x03(\tR\bsegments\"j\n" +
+	"\bsegments\x18\x04 \x03(\tR\bsegments\x12\x18\n" +
+	"\achurned\x18\x05 \x01(\x03R\achurned\x12\x1d\n" +
+	"\n" +
+	"not_placed\x18\x06 \x01(\x03R\tnotPlaced\x12N\n" +
+	"\x12not_placed_reasons\x18\a \x03(\v2 .cairn.stages.v1.NotPlacedReasonR\x10notPlacedReasons\x12%\n" +
+	"\x0etotal_accounts\x18\b \x01(\x03R\rtotalAccounts\"j\n" +
 	"\x18GetMomentsOfTruthRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x16\n" +
 	"\x06cohort\x18\x02 \x01(\tR\x06cohort\x12\x18\n" +
@@ -3420,7 +3622,7 @@ func file_cairn_stages_v1_stages_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_stages_v1_stages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(ReplayState)(0),                     // 0: cairn.stages.v1.ReplayState
 	(*Criterion)(nil),                    // 1: cairn.stages.v1.Criterion
@@ -3455,116 +3657,125 @@ var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(*ListSignalsResponse)(nil),          // 30: cairn.stages.v1.ListSignalsResponse
 	(*GetFunnelRequest)(nil),             // 31: cairn.stages.v1.GetFunnelRequest
 	(*FunnelStage)(nil),                  // 32: cairn.stages.v1.FunnelStage
-	(*GetFunnelResponse)(nil),            // 33: cairn.stages.v1.GetFunnelResponse
-	(*GetMomentsOfTruthRequest)(nil),     // 34: cairn.stages.v1.GetMomentsOfTruthRequest
-	(*Moment)(nil),                       // 35: cairn.stages.v1.Moment
-	(*GetMomentsOfTruthResponse)(nil),    // 36: cairn.stages.v1.GetMomentsOfTruthResponse
-	(*GetBuyingCommitteeRequest)(nil),    // 37: cairn.stages.v1.GetBuyingCommitteeRequest
-	(*Persona)(nil),                      // 38: cairn.stages.v1.Persona
-	(*GetBuyingCommitteeResponse)(nil),   // 39: cairn.stages.v1.GetBuyingCommitteeResponse
-	(*SubscribeRequest)(nil),             // 40: cairn.stages.v1.SubscribeRequest
-	(*LogRecord)(nil),                    // 41: cairn.stages.v1.LogRecord
-	(*SubscribeResponse)(nil),            // 42: cairn.stages.v1.SubscribeResponse
-	nil,                                  // 43: cairn.stages.v1.Replay.StageCountsEntry
-	nil,                                  // 44: cairn.stages.v1.AccountJourney.TraitsEntry
-	(*durationpb.Duration)(nil),          // 45: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 46: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),           // 47: cairn.common.v1.ValidationError
-	(*v1.PageRequest)(nil),               // 48: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),              // 49: cairn.common.v1.PageResponse
-	(*v1.Signal)(nil),                    // 50: cairn.common.v1.Signal
-	(v1.SignalState)(0),                  // 51: cairn.common.v1.SignalState
-	(*v1.Tombstone)(nil),                 // 52: cairn.common.v1.Tombstone
+	(*NotPlacedReason)(nil),              // 33: cairn.stages.v1.NotPlacedReason
+	(*GetFunnelResponse)(nil),            // 34: cairn.stages.v1.GetFunnelResponse
+	(*GetMomentsOfTruthRequest)(nil),     // 35: cairn.stages.v1.GetMomentsOfTruthRequest
+	(*Moment)(nil),                       // 36: cairn.stages.v1.Moment
+	(*GetMomentsOfTruthResponse)(nil),    // 37: cairn.stages.v1.GetMomentsOfTruthResponse
+	(*GetBuyingCommitteeRequest)(nil),    // 38: cairn.stages.v1.GetBuyingCommitteeRequest
+	(*Persona)(nil),                      // 39: cairn.stages.v1.Persona
+	(*GetBuyingCommitteeResponse)(nil),   // 40: cairn.stages.v1.GetBuyingCommitteeResponse
+	(*SubscribeRequest)(nil),             // 41: cairn.stages.v1.SubscribeRequest
+	(*LogRecord)(nil),                    // 42: cairn.stages.v1.LogRecord
+	(*SubscribeResponse)(nil),            // 43: cairn.stages.v1.SubscribeResponse
+	nil,                                  // 44: cairn.stages.v1.Replay.StageCountsEntry
+	nil,                                  // 45: cairn.stages.v1.AccountJourney.TraitsEntry
+	(*durationpb.Duration)(nil),          // 46: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 47: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),           // 48: cairn.common.v1.ValidationError
+	(*v1.PageRequest)(nil),               // 49: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),              // 50: cairn.common.v1.PageResponse
+	(*v1.Signal)(nil),                    // 51: cairn.common.v1.Signal
+	(*v1.Lifecycle)(nil),                 // 52: cairn.common.v1.Lifecycle
+	(v1.AccountStatus)(0),                // 53: cairn.common.v1.AccountStatus
+	(v1.SignalState)(0),                  // 54: cairn.common.v1.SignalState
+	(*v1.Tombstone)(nil),                 // 55: cairn.common.v1.Tombstone
 }
 var file_cairn_stages_v1_stages_proto_depIdxs = []int32{
-	45, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
+	46, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
 	1,  // 1: cairn.stages.v1.Stage.entry:type_name -> cairn.stages.v1.Criterion
 	1,  // 2: cairn.stages.v1.Stage.exit:type_name -> cairn.stages.v1.Criterion
 	1,  // 3: cairn.stages.v1.Stage.dropoff:type_name -> cairn.stages.v1.Criterion
 	2,  // 4: cairn.stages.v1.JourneyDefinition.stages:type_name -> cairn.stages.v1.Stage
-	46, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
+	47, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: cairn.stages.v1.ValidateJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	47, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
+	48, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
 	3,  // 8: cairn.stages.v1.ApplyJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
 	3,  // 9: cairn.stages.v1.ApplyJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
 	3,  // 10: cairn.stages.v1.GetJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	48, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
+	49, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
 	3,  // 12: cairn.stages.v1.ListJourneyVersionsResponse.definitions:type_name -> cairn.stages.v1.JourneyDefinition
-	49, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
-	48, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
+	50, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
+	49, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
 	3,  // 15: cairn.stages.v1.ListJourneyTemplatesResponse.templates:type_name -> cairn.stages.v1.JourneyDefinition
-	49, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
+	50, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
 	18, // 17: cairn.stages.v1.StartReplayResponse.replay:type_name -> cairn.stages.v1.Replay
 	18, // 18: cairn.stages.v1.GetReplayResponse.replay:type_name -> cairn.stages.v1.Replay
 	0,  // 19: cairn.stages.v1.Replay.state:type_name -> cairn.stages.v1.ReplayState
-	43, // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
-	46, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
-	46, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
+	44, // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
+	47, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
+	47, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 23: cairn.stages.v1.ActivateJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	46, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	47, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
 	22, // 25: cairn.stages.v1.Transition.criteria:type_name -> cairn.stages.v1.CriterionResult
-	46, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
-	45, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
+	47, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
+	46, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
 	23, // 28: cairn.stages.v1.AccountJourney.history:type_name -> cairn.stages.v1.Transition
 	22, // 29: cairn.stages.v1.AccountJourney.exit_criteria:type_name -> cairn.stages.v1.CriterionResult
 	22, // 30: cairn.stages.v1.AccountJourney.dropoff_criteria:type_name -> cairn.stages.v1.CriterionResult
-	50, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
-	44, // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
-	24, // 33: cairn.stages.v1.GetAccountJourneyResponse.journey:type_name -> cairn.stages.v1.AccountJourney
-	48, // 34: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
-	46, // 35: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
-	27, // 36: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
-	49, // 37: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	51, // 38: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	48, // 39: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	50, // 40: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	49, // 41: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
-	45, // 42: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
-	45, // 43: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
-	32, // 44: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
-	35, // 45: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
-	46, // 46: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
-	38, // 47: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
-	50, // 48: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
-	23, // 49: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
-	50, // 50: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	52, // 51: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	41, // 52: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
-	4,  // 53: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
-	6,  // 54: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
-	8,  // 55: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
-	10, // 56: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
-	12, // 57: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
-	14, // 58: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
-	16, // 59: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
-	19, // 60: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
-	21, // 61: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
-	26, // 62: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
-	29, // 63: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
-	31, // 64: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
-	34, // 65: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
-	37, // 66: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
-	40, // 67: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
-	5,  // 68: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
-	7,  // 69: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
-	9,  // 70: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
-	11, // 71: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
-	13, // 72: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
-	15, // 73: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
-	17, // 74: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
-	20, // 75: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
-	25, // 76: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
-	28, // 77: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
-	30, // 78: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
-	33, // 79: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
-	36, // 80: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
-	39, // 81: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
-	42, // 82: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
-	68, // [68:83] is the sub-list for method output_type
-	53, // [53:68] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	51, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
+	45, // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
+	52, // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	47, // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
+	24, // 35: cairn.stages.v1.GetAccountJourneyResponse.journey:type_name -> cairn.stages.v1.AccountJourney
+	49, // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	53, // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
+	47, // 38: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
+	53, // 39: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
+	47, // 40: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
+	27, // 41: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
+	50, // 42: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	54, // 43: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	49, // 44: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	51, // 45: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	50, // 46: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	46, // 47: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
+	46, // 48: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
+	32, // 49: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
+	33, // 50: cairn.stages.v1.GetFunnelResponse.not_placed_reasons:type_name -> cairn.stages.v1.NotPlacedReason
+	36, // 51: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
+	47, // 52: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
+	39, // 53: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
+	51, // 54: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
+	23, // 55: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
+	51, // 56: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	55, // 57: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	42, // 58: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
+	4,  // 59: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
+	6,  // 60: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
+	8,  // 61: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
+	10, // 62: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
+	12, // 63: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
+	14, // 64: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
+	16, // 65: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
+	19, // 66: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
+	21, // 67: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
+	26, // 68: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
+	29, // 69: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
+	31, // 70: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
+	35, // 71: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
+	38, // 72: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
+	41, // 73: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
+	5,  // 74: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
+	7,  // 75: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
+	9,  // 76: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
+	11, // 77: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
+	13, // 78: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
+	15, // 79: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
+	17, // 80: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
+	20, // 81: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
+	25, // 82: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
+	28, // 83: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
+	30, // 84: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
+	34, // 85: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
+	37, // 86: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
+	40, // 87: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
+	43, // 88: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
+	74, // [74:89] is the sub-list for method output_type
+	59, // [59:74] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_cairn_stages_v1_stages_proto_init() }
@@ -3572,7 +3783,7 @@ func file_cairn_stages_v1_stages_proto_init() {
 	if File_cairn_stages_v1_stages_proto != nil {
 		return
 	}
-	file_cairn_stages_v1_stages_proto_msgTypes[40].OneofWrappers = []any{
+	file_cairn_stages_v1_stages_proto_msgTypes[41].OneofWrappers = []any{
 		(*LogRecord_Transition)(nil),
 		(*LogRecord_Signal)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -3583,7 +3794,7 @@ func file_cairn_stages_v1_stages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_stages_v1_stages_proto_rawDesc), len(file_cairn_stages_v1_stages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

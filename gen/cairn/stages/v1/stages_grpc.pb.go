@@ -62,11 +62,13 @@ type StagesServiceClient interface {
 	ActivateJourney(ctx context.Context, in *ActivateJourneyRequest, opts ...grpc.CallOption) (*ActivateJourneyResponse, error)
 	// GetAccountJourney returns an account's stage, history and what's left.
 	GetAccountJourney(ctx context.Context, in *GetAccountJourneyRequest, opts ...grpc.CallOption) (*GetAccountJourneyResponse, error)
-	// ListAccounts lists accounts by stage or open signal.
+	// ListAccounts lists accounts by stage, open signal or status (by
+	// default the live accounts: those in a stage).
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
 	// ListSignals lists drop-off and stuck signals.
 	ListSignals(ctx context.Context, in *ListSignalsRequest, opts ...grpc.CallOption) (*ListSignalsResponse, error)
-	// GetFunnel reports entered/converted/dropped and time-in-stage per stage.
+	// GetFunnel reports entered/converted/dropped/churned and time-in-stage per
+	// stage, and where every account is: in a stage, churned or not placed.
 	GetFunnel(ctx context.Context, in *GetFunnelRequest, opts ...grpc.CallOption) (*GetFunnelResponse, error)
 	// GetMomentsOfTruth reports the share of accounts reaching key moments in time.
 	GetMomentsOfTruth(ctx context.Context, in *GetMomentsOfTruthRequest, opts ...grpc.CallOption) (*GetMomentsOfTruthResponse, error)
@@ -269,11 +271,13 @@ type StagesServiceServer interface {
 	ActivateJourney(context.Context, *ActivateJourneyRequest) (*ActivateJourneyResponse, error)
 	// GetAccountJourney returns an account's stage, history and what's left.
 	GetAccountJourney(context.Context, *GetAccountJourneyRequest) (*GetAccountJourneyResponse, error)
-	// ListAccounts lists accounts by stage or open signal.
+	// ListAccounts lists accounts by stage, open signal or status (by
+	// default the live accounts: those in a stage).
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
 	// ListSignals lists drop-off and stuck signals.
 	ListSignals(context.Context, *ListSignalsRequest) (*ListSignalsResponse, error)
-	// GetFunnel reports entered/converted/dropped and time-in-stage per stage.
+	// GetFunnel reports entered/converted/dropped/churned and time-in-stage per
+	// stage, and where every account is: in a stage, churned or not placed.
 	GetFunnel(context.Context, *GetFunnelRequest) (*GetFunnelResponse, error)
 	// GetMomentsOfTruth reports the share of accounts reaching key moments in time.
 	GetMomentsOfTruth(context.Context, *GetMomentsOfTruthRequest) (*GetMomentsOfTruthResponse, error)

@@ -161,7 +161,7 @@ func (a *App) Model(tx *kv.Tx, ws string) (*model.Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := model.Compile(m, a.comp)
+	c, err := a.compile(m)
 	if err != nil {
 		// Stored models were validated when applied, so this only happens
 		// when the measure language changed under them. Scoring with the
@@ -177,11 +177,29 @@ func (a *App) Model(tx *kv.Tx, ws string) (*model.Compiled, error) {
 	return c, nil
 }
 
-// nextCheck is when a daily timer armed now is due: time-based conditions
-// (renewal windows, "after 30 days") are rechecked at the next UTC midnight
-// of the service clock.
+// nextCheck is when a daily timer armed now is due at the latest: daily
+// windows (usage, active users, features) are rechecked at the next UTC
+// midnight of the service clock.
 func (a *App) nextCheck() time.Time {
 	return a.clk.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+}
+
+// dueAt is when an account's timer armed now is due: at the next change of
+// one of its time rules (next, signals.NextChange: a renewal window
+// opening, a ticket turning 7 days old...) when that comes before the next
+// UTC midnight of the service clock, else at that midnight.
+func (a *App) dueAt(next time.Time) time.Time { return a.dueBy(next, a.nextCheck()) }
+
+// dueBy is dueAt with the midnight given. A next already past on the
+// service clock (an account evaluated as of an earlier event time, as in a
+// backfill) waits for the midnight, as every timer did before: firing at
+// once would drag the account's evaluation time to the clock's now in the
+// middle of a backfill.
+func (a *App) dueBy(next, midnight time.Time) time.Time {
+	if next.After(a.clk.Now()) && next.Before(midnight) {
+		return next
+	}
+	return midnight
 }
 
 // countSignal counts a published signal transition.

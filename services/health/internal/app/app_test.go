@@ -12,6 +12,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -86,7 +87,7 @@ func TestConsumersApplyUpstreamLogs(t *testing.T) {
 
 	p := stream.Partition("w", "acme", parts)
 	ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
-		Workspace: "w", AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1", Event: "report_created",
+		Workspace: "w", AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1", Event: "billing.subscription_started",
 		Timestamp: timestamppb.New(t0)}}}
 	tr := &stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{
 		Workspace: "w", AccountId: "acme", ToStage: "onboarding", At: timestamppb.New(t0)}}}
@@ -177,7 +178,7 @@ func TestRestartMidStreamEqualsCleanRun(t *testing.T) {
 			for u := 0; u <= a%3; u++ {
 				ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
 					Workspace: "w", AccountId: acct, Type: ingestionv1.EventType_EVENT_TYPE_TRACK,
-					UserId: fmt.Sprintf("u%d", u), Event: fmt.Sprintf("f%d", (day+u)%4),
+					UserId: fmt.Sprintf("u%d", u), Event: featureOn(day, u),
 					Timestamp: timestamppb.New(t0.AddDate(0, 0, day))}}}
 				data, err := proto.Marshal(ev)
 				if err != nil {
@@ -319,4 +320,14 @@ func TestSchema1FileRebuildsFromLog(t *testing.T) {
 	if !strings.Contains(a, "accounts/w/\"acct-3\"") {
 		t.Fatalf("the compared stores hold no accounts:\n%.500s", a)
 	}
+}
+
+// featureOn is user u's event on day of the restart fixture: a purchase
+// first (health scores paying accounts only), then the vocabulary's
+// features.
+func featureOn(day, u int) string {
+	if day == 0 && u == 0 {
+		return "billing.subscription_started"
+	}
+	return vocab.Features()[(day+u)%4]
 }

@@ -227,7 +227,8 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 	return b.commit(st, out)
 }
 
-// commit writes an outcome, publishes its records and re-arms the daily timer.
+// commit writes an outcome, publishes its records and re-arms the daily
+// timer (removes it for an account that is not scored).
 func (b *batch) commit(st *state, out *outcome) error {
 	if err := store.PutEncoded(b.tx, &out.enc); err != nil {
 		return err
@@ -242,5 +243,8 @@ func (b *batch) commit(st *state, out *outcome) error {
 		b.a.countSignal(s.Signal)
 	}
 	st.health = out.health
-	return store.ArmTimer(b.tx, out.enc.Workspace, out.enc.Account, b.a.nextCheck())
+	if !out.arm {
+		return store.DisarmTimer(b.tx, out.enc.Workspace, out.enc.Account)
+	}
+	return store.ArmTimer(b.tx, out.enc.Workspace, out.enc.Account, b.a.dueAt(out.next))
 }

@@ -13,6 +13,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -128,13 +129,14 @@ func history() []*ingestionv1.LogRecord {
 				out = append(out, event(acct, day, grp, "", "", "seats", 5, "arr", 1000*(a+1), "plan", "pro",
 					"contract_end", t0.AddDate(0, 0, 150).Format(time.RFC3339)))
 				out = append(out, event(acct, day, ident, "u0", "", "role", "champion", "email", "x@"+acct+".com"))
+				out = append(out, event(acct, day, track, "", "billing.subscription_started", "plan", "pro"))
 			}
 			users := 4 - a
 			if a == 3 && day > 45 {
 				users = 1 // acct-3 declines
 			}
 			for u := 0; u < users; u++ {
-				out = append(out, event(acct, day, track, fmt.Sprintf("u%d", u), fmt.Sprintf("feature_%d", (day+u)%5)))
+				out = append(out, event(acct, day, track, fmt.Sprintf("u%d", u), vocab.Features()[(day+u)%5]))
 			}
 			if a == 2 && day == 20 {
 				out = append(out, event(acct, day, track, "u1", "support.ticket_opened", "ticket_id", "T1", "priority", "p1"))
@@ -304,7 +306,7 @@ func TestDailyTimerSurvivesRestartAndOpensRenewal(t *testing.T) {
 	// timer can notice the 120-day window opening on day 5.
 	apply(t, db, e, []*ingestionv1.LogRecord{
 		event("a", 0, grp, "", "", "seats", 5, "contract_end", t0.AddDate(0, 0, 125).Format(time.RFC3339)),
-		event("a", 0, track, "u0", "x"),
+		event("a", 0, track, "u0", "billing.subscription_started", "plan", "pro"),
 	}, 10)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -380,7 +382,7 @@ func TestStagesTransitionFeedsMeasures(t *testing.T) {
 	if err := db.Update(func(tx *kv.Tx) error { return e.ApplyStages(tx, 0, []*stagesv1.LogRecord{tr}) }); err != nil {
 		t.Fatal(err)
 	}
-	apply(t, db, e, []*ingestionv1.LogRecord{event("a", 5, track, "u", "x")}, 1)
+	apply(t, db, e, []*ingestionv1.LogRecord{event("a", 5, track, "u", "billing.subscription_started", "plan", "pro")}, 1)
 	var h *healthv1.AccountHealth
 	_ = db.View(func(tx *kv.Tx) error { h, _ = store.GetHealth(tx, "w", "a"); return nil })
 	// Day 5 at noon: 5.5 days in stage -> 55 points.

@@ -72,7 +72,8 @@ func (a *App) Backtest(_ context.Context, ws string, m *healthv1.Model, id strin
 }
 
 // backtestIn scores m against every renewal, churn and expansion recorded for
-// the workspace, using the snapshot taken horizonDays before each outcome.
+// the workspace, using the snapshot taken horizonDays before each outcome
+// when the account was paying (customer or won back) on that snapshot's day.
 // Expansions count with renewals as good outcomes. With parts the answer
 // also carries every scored sample, for a merge with other replicas'.
 func backtestIn(tx *kv.Tx, ws string, m *healthv1.Model, horizonDays int32, parts bool) (*healthv1.BacktestResponse, error) {
@@ -81,6 +82,7 @@ func backtestIn(tx *kv.Tx, ws string, m *healthv1.Model, horizonDays int32, part
 	}
 	var samples []backtest.Sample
 	err := store.ForEachAccount(tx, ws, func(acc *store.Account) error {
+		lc := acc.Agg.Lifecycle()
 		for _, o := range acc.Agg.Outcomes {
 			day := time.Unix(o.At, 0).UTC().AddDate(0, 0, -int(horizonDays)).Format(time.DateOnly)
 			snap, err := store.SnapshotAt(tx, ws, acc.Agg.AccountID, day)
@@ -89,6 +91,12 @@ func backtestIn(tx *kv.Tx, ws string, m *healthv1.Model, horizonDays int32, part
 			}
 			if err != nil {
 				return err
+			}
+			if !paidOn(lc, snap.Day) {
+				// Not a customer health score: the account was a prospect
+				// or trial then (a snapshot from before health scored
+				// paying accounts only), or churned.
+				continue
 			}
 			samples = append(samples, backtest.Sample{
 				Churned: o.Kind == account.OutcomeChurned,
@@ -105,4 +113,22 @@ func backtestIn(tx *kv.Tx, ws string, m *healthv1.Model, horizonDays int32, part
 		return nil, err
 	}
 	return aggregate.Backtest([]*healthv1.BacktestResponse{part}, parts), nil
+}
+
+// paidOn reports whether the account's status at the end of day (YYYY-MM-DD,
+// UTC) was a paying one.
+func paidOn(lc account.Lifecycle, day string) bool {
+	d, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		return false
+	}
+	end := d.Add(24*time.Hour).Unix() - 1
+	var st account.Status
+	for _, c := range lc.History {
+		if c.At > end {
+			break
+		}
+		st = c.Status
+	}
+	return st.Paying()
 }

@@ -10,6 +10,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 
 	"github.com/cairn-dev/cairn/services/health/internal/app"
@@ -34,11 +35,13 @@ func synthetic(ws string, i int, now time.Time) *store.Account {
 	}
 	a.ChampionID = "u0"
 	for f := 0; f < i%7; f++ {
-		a.Features[fmt.Sprintf("f%d", f)] = now.AddDate(0, 0, -f*6).Unix()
+		a.Features[vocab.Features()[f%len(vocab.Features())]] = now.AddDate(0, 0, -f*6).Unix()
 	}
 	a.Events["activated"] = account.Span{First: created, Last: created}
+	// A paying customer: health scores customers only.
+	a.Events["billing.subscription_started"] = account.Span{First: created, Last: created}
 	qbr := now.AddDate(0, 0, -(i % 120)).Unix()
-	a.Events["meeting.qbr"] = account.Span{First: qbr, Last: qbr}
+	a.Events["meeting.qbr_held"] = account.Span{First: qbr, Last: qbr}
 	day := account.DayOf(now)
 	for d := int32(0); d < 60; d += 3 {
 		n := int32(10 + i%20)
@@ -48,7 +51,7 @@ func synthetic(ws string, i int, now time.Time) *store.Account {
 				active = append(active, fmt.Sprintf("u%d", u))
 			}
 		}
-		a.Days = append(a.Days, account.Day{Day: day - 60 + d, Counts: map[string]int32{"f0": n}, Users: active, Total: n, Product: n})
+		a.Days = append(a.Days, account.Day{Day: day - 60 + d, Counts: map[string]int32{vocab.Features()[0]: n}, Users: active, Total: n, Product: n})
 	}
 	return &store.Account{Agg: a, Meta: store.Meta{LastEval: now}}
 }

@@ -8,6 +8,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -60,6 +61,19 @@ type outcome struct {
 	enc    store.Encoded
 	// records are encoded health-log records, in publishing order.
 	records [][]byte
+	// arm says the account is scored and keeps a timer for its time rules;
+	// an account that is not paying has none (its next event evaluates it).
+	arm bool
+	// next is when a time rule of the signals next changes its answer
+	// (signals.NextChange), as of the evaluation time.
+	next time.Time
+}
+
+// scoredBefore reports whether prev is a customer health score (or the
+// frozen last one of a churned account). Records written before lifecycles
+// existed have no lifecycle and were all scored.
+func scoredBefore(prev *healthv1.AccountHealth) bool {
+	return prev != nil && (prev.GetScored() || prev.GetLifecycle() == nil || prev.GetAsOf() != nil)
 }
 
 // compute scores st as of at (see asOf) with cm and updates st.acc's meta.
@@ -70,6 +84,10 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *
 	acc := st.acc
 	ws, acct := acc.Agg.Workspace, acc.Agg.AccountID
 	acc.LastEval = at
+	lc := acc.Agg.Lifecycle()
+	if !lc.Status.Paying() {
+		return unscored(st, cm, at, lc)
+	}
 	if act == nil {
 		act = measure.NewActivation()
 	}
@@ -80,6 +98,7 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *
 		Workspace: ws, AccountId: acct, Score: res.Score, Band: res.Band, Components: res.Components,
 		ModelId: cm.Model.GetId(), ModelVersion: cm.Model.GetVersion(), Profile: res.Profile,
 		ComputedAt: timestamppb.New(at), Stage: acc.Stage, Arr: acc.Agg.ARR, PreviousScore: res.Score,
+		Scored: true, Lifecycle: lc.Proto(), AsOf: timestamppb.New(at),
 	}
 	if h.ModelId == "" {
 		h.ModelId = "default"
@@ -87,20 +106,26 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *
 	if acc.Agg.ContractEnd != 0 {
 		h.ContractEnd = &timestamppb.Timestamp{Seconds: acc.Agg.ContractEnd}
 	}
-	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct, Day: at.Format(time.DateOnly)}}
+	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct, Day: at.Format(time.DateOnly)}, arm: true}
+	if !scoredBefore(prev) {
+		// A trial that converted: its first customer score.
+		prev = nil
+	}
 	moved := model.Follow(h, prev, pr)
 
 	// Signals: each change is stored and published.
 	sst := &signals.State{Open: map[string]*commonv1.Signal{}, DropFrom: acc.DropFrom}
-	for _, s := range prev.GetOpenSignals() {
+	for _, s := range st.health.GetOpenSignals() {
 		sst.Open[s.GetReason()] = s
 	}
 	prevBand := healthv1.Band_BAND_UNSPECIFIED
-	if prev != nil {
+	if prev != nil && (prev.GetScored() || prev.GetLifecycle() == nil) {
+		// Not a churned account's frozen band: a win-back is no band drop.
 		prevBand = prev.GetBand()
 	}
-	conds := signals.Evaluate(signals.Facts{Agg: acc.Agg, Now: at, Band: res.Band, PrevBand: prevBand}, sst)
+	conds := signals.Evaluate(signals.Facts{Agg: acc.Agg, Now: at, Band: res.Band, PrevBand: prevBand, Features: measure.Features(cm.Model)}, sst)
 	acc.DropFrom = sst.DropFrom
+	out.next = signals.NextChange(signals.Facts{Agg: acc.Agg, Now: at})
 	for _, s := range signals.Diff(ws, acct, sst, conds, at) {
 		data, err := store.MarshalSignal(s)
 		if err != nil {
@@ -150,3 +175,74 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *
 	}
 	return out, nil
 }
+
+// unscored evaluates an account that is not paying (a prospect, a trial or
+// a churned account): customer health is for customers only. It gets no
+// score, snapshot, list row or timer, and its open signals close with
+// attributes["closed_reason"] set to its status ("churned"). A churned
+// account keeps its last score, band and explanation, frozen as of
+// AccountHealth.as_of, for history; it is not scored (scored false).
+func unscored(st *state, cm *model.Compiled, at time.Time, lc account.Lifecycle) (*outcome, error) {
+	acc, prev := st.acc, st.health
+	ws, acct := acc.Agg.Workspace, acc.Agg.AccountID
+	h := &healthv1.AccountHealth{
+		Workspace: ws, AccountId: acct, ModelId: cm.Model.GetId(), ModelVersion: cm.Model.GetVersion(),
+		ComputedAt: timestamppb.New(at), Stage: acc.Stage, Arr: acc.Agg.ARR, Lifecycle: lc.Proto(),
+	}
+	if h.ModelId == "" {
+		h.ModelId = "default"
+	}
+	if acc.Agg.ContractEnd != 0 {
+		h.ContractEnd = &timestamppb.Timestamp{Seconds: acc.Agg.ContractEnd}
+	}
+	if lc.Status == account.StatusChurned && scoredBefore(prev) {
+		h.Score, h.Band, h.Components, h.Profile = prev.GetScore(), prev.GetBand(), prev.GetComponents(), prev.GetProfile()
+		h.PreviousScore, h.Changes = prev.GetPreviousScore(), prev.GetChanges()
+		h.Trend_7D, h.Trend_30D, h.Direction = prev.GetTrend_7D(), prev.GetTrend_30D(), prev.GetDirection()
+		h.ModelId, h.ModelVersion = prev.GetModelId(), prev.GetModelVersion()
+		h.AsOf = prev.GetAsOf()
+		if h.AsOf == nil {
+			h.AsOf = prev.GetComputedAt()
+		}
+	}
+	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct, Day: at.Format(time.DateOnly)}}
+	sst := &signals.State{Open: map[string]*commonv1.Signal{}}
+	for _, s := range prev.GetOpenSignals() {
+		sst.Open[s.GetReason()] = s
+	}
+	acc.DropFrom = 0
+	for _, s := range signals.Diff(ws, acct, sst, nil, at) {
+		attrs := make(map[string]string, len(s.GetAttributes())+1)
+		for k, v := range s.GetAttributes() {
+			attrs[k] = v
+		}
+		attrs[ClosedReasonKey] = string(lc.Status)
+		s.Attributes = attrs
+		data, err := store.MarshalSignal(s)
+		if err != nil {
+			return nil, fmt.Errorf("marshal signal: %w", err)
+		}
+		out.enc.Signals = append(out.enc.Signals, store.EncodedSignal{Signal: s, Data: data})
+		out.records = append(out.records, store.SignalRecord(data))
+	}
+	if prev != nil && (prev.GetScored() || prev.GetLifecycle() == nil) {
+		// It had a live score: say on the log that it has none now, so that
+		// consumers (routing's health band) drop it.
+		sc := &healthv1.ScoreChange{Workspace: ws, AccountId: acct, PreviousScore: prev.GetScore(),
+			PreviousBand: prev.GetBand(), At: timestamppb.New(at)}
+		data, err := store.MarshalScoreChangeRecord(sc)
+		if err != nil {
+			return nil, fmt.Errorf("marshal health log record: %w", err)
+		}
+		out.records = append(out.records, data)
+	}
+	var err error
+	if out.enc.Health, err = store.MarshalHealth(h); err != nil {
+		return nil, fmt.Errorf("marshal account health: %w", err)
+	}
+	return out, nil
+}
+
+// ClosedReasonKey is the signal attribute saying why health closed a signal
+// whose condition may still hold: the account stopped paying ("churned").
+const ClosedReasonKey = "closed_reason"

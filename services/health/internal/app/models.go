@@ -19,14 +19,27 @@ import (
 // ValidateModel compiles m without storing it and lists its problems (none
 // when it is valid).
 func (a *App) ValidateModel(m *healthv1.Model) []*commonv1.ValidationError {
-	return model.Validate(m, a.comp)
+	c, err := a.comp.For(m)
+	if err != nil {
+		return []*commonv1.ValidationError{{Path: "features", Message: err.Error()}}
+	}
+	return model.Validate(m, c)
+}
+
+// compile compiles m with the compiler of its features (measure.Features).
+func (a *App) compile(m *healthv1.Model) (*model.Compiled, error) {
+	c, err := a.comp.For(m)
+	if err != nil {
+		return nil, err
+	}
+	return model.Compile(m, c)
 }
 
 // checkModel refuses a model that does not compile. The server validates
 // models before it hands them over (ValidateModel), with a field violation
 // per problem; this only guards the use cases against other callers.
 func (a *App) checkModel(m *healthv1.Model) error {
-	if _, err := model.Compile(m, a.comp); err != nil {
+	if _, err := a.compile(m); err != nil {
 		return fmt.Errorf("%w: model: %v", apierr.ErrInvalid, err)
 	}
 	return nil

@@ -482,8 +482,12 @@ func (a *App) write(tx *kv.Tx, ws string, jobs []rescoreJob) error {
 	}
 	due := a.nextCheck()
 	for i := range jobs {
-		if j := &jobs[i]; j.out != nil {
-			if err := w.ArmTimer(j.id, due); err != nil {
+		if j := &jobs[i]; j.out != nil && j.out.arm {
+			if err := w.ArmTimer(j.id, a.dueBy(j.out.next, due)); err != nil {
+				return err
+			}
+		} else if j.out != nil {
+			if err := w.DisarmTimer(j.id); err != nil {
 				return err
 			}
 		}

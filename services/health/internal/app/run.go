@@ -77,5 +77,6 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 		return err
 	}
+	srv.Ready("upstream", w.Ready)
 	return srv.Run(ctx, w.Run...)
 }

@@ -121,7 +121,7 @@ func runEndToEnd(t *testing.T, replicas int) {
 		ws := "w" + strconv.Itoa(k)
 		ev := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
 			Workspace: ws, AccountId: "acme", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, UserId: "u1",
-			Event: "report_created", Timestamp: timestamppb.Now()}}}
+			Event: "billing.subscription_started", Timestamp: timestamppb.Now()}}}
 		data, err := proto.Marshal(ev)
 		if err != nil {
 			t.Fatal(err)

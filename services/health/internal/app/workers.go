@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sources are the upstream logs the service consumes.
@@ -37,6 +38,15 @@ type Workers struct {
 	Stages *stream.Consumer[*stagesv1.LogRecord]
 	// Run functions, one per loop, for an errgroup (server.Run).
 	Run []func(ctx context.Context) error
+}
+
+// Ready reports whether every upstream log has been reached and its head
+// heard (stream.Consumer.Ready), for server.Server.Ready.
+func (w *Workers) Ready() error {
+	if w.Stages == nil {
+		return w.Ingestion.Ready()
+	}
+	return stream.JoinReady(w.Ingestion.Ready(), w.Stages.Ready())
 }
 
 // Workers builds the consumers of s, which apply records with

@@ -5,19 +5,37 @@ package measure
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 )
 
-// Config is how health folds events into aggregates: no definition lists
-// features or integration events, so every product feature counts and
-// integrations come from integration.connected / integration.disconnected.
-var Config = account.Config{}
+// Config is how health folds events into aggregates and, with a model that
+// declares no features of its own, evaluates: the features are the event
+// vocabulary's (pkg/domain/vocab: report_created, dashboard_shared, ...;
+// content_viewed and other engagement events are not features), and
+// integrations come from the canonical integration.connected /
+// integration.disconnected, which the aggregates read natively (ingestion
+// canonicalises the integration_connected alias), so no IntegrationEvents.
+var Config = account.Config{Features: vocab.Features()}
+
+// Features returns the feature event names a model counts: its own list
+// when it declares one, else Config.Features.
+func Features(m *healthv1.Model) []string {
+	if fs := m.GetFeatures(); len(fs) > 0 {
+		return fs
+	}
+	return Config.Features
+}
 
 // Input is what a measure sees: one account's aggregates at an evaluation
 // time, plus its current journey stage.
@@ -36,6 +54,10 @@ type Input struct {
 // and is safe for concurrent use.
 type Compiler struct {
 	env *account.Env
+	// byFeatures holds the compilers of models that declare their own
+	// features (For), keyed by the list; shared by every compiler From one
+	// NewCompiler.
+	byFeatures *sync.Map
 }
 
 var _ model.Compiler = (*Compiler)(nil)
@@ -43,11 +65,37 @@ var _ model.Compiler = (*Compiler)(nil)
 // NewCompiler builds the environment: pkg/domain/account's functions plus the
 // variables stage (string) and days_in_stage (double).
 func NewCompiler() (*Compiler, error) {
-	env, err := account.NewEnv(Config, cel.Variable("stage", cel.StringType), cel.Variable("days_in_stage", cel.DoubleType))
+	return newCompiler(Config, &sync.Map{})
+}
+
+func newCompiler(cfg account.Config, cache *sync.Map) (*Compiler, error) {
+	env, err := account.NewEnv(cfg, cel.Variable("stage", cel.StringType), cel.Variable("days_in_stage", cel.DoubleType))
 	if err != nil {
 		return nil, fmt.Errorf("build health measure environment: %w", err)
 	}
-	return &Compiler{env: env}, nil
+	return &Compiler{env: env, byFeatures: cache}, nil
+}
+
+// For returns the compiler for m: c itself unless m declares its own
+// features, else one whose features_used() counts those (built once per
+// list).
+func (c *Compiler) For(m *healthv1.Model) (*Compiler, error) {
+	fs := m.GetFeatures()
+	if len(fs) == 0 || slices.Equal(fs, Config.Features) {
+		return c, nil
+	}
+	k := strings.Join(fs, "\x00")
+	if v, ok := c.byFeatures.Load(k); ok {
+		return v.(*Compiler), nil
+	}
+	cfg := Config
+	cfg.Features = slices.Clone(fs)
+	nc, err := newCompiler(cfg, c.byFeatures)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := c.byFeatures.LoadOrStore(k, nc)
+	return v.(*Compiler), nil
 }
 
 // Env is the CEL environment measures compile in.

@@ -22,6 +22,7 @@ func BenchmarkGetAccountHealth(b *testing.B) {
 	tr := ingestionv1.EventType_EVENT_TYPE_TRACK
 	var recs []*ingestionv1.LogRecord
 	for a := 0; a < 1000; a++ {
+		recs = append(recs, ev(fmt.Sprintf("acct-%d", a), 0, tr, "", "billing.subscription_started", "plan", "pro"))
 		for d := 0; d < 5; d++ {
 			recs = append(recs, ev(fmt.Sprintf("acct-%d", a), d, tr, "u1", fmt.Sprintf("f%d", d)))
 		}

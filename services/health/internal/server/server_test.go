@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -113,8 +114,14 @@ func ev(acct string, day int, typ ingestionv1.EventType, user, name string, kvs 
 	return &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: e}}
 }
 
-// seed loads three accounts over 150 days: "big" is healthy and renews,
-// "small" declines, raises an NPS detractor and churns, "mid" sits between.
+// features are the vocabulary's features (vocab.Features()), the only
+// events the default model counts as feature adoption.
+var features = vocab.Features()
+
+// seed loads four paying accounts over 150 days: "big" is healthy and
+// renews, "small" declines and raises an NPS detractor, "lost" declines like
+// small and churns on day 140, "mid" sits between. A churned account is no
+// longer in lists, so the lists hold big, mid and small.
 func (e *env) seed(t *testing.T) {
 	t.Helper()
 	var recs []*ingestionv1.LogRecord
@@ -124,14 +131,18 @@ func (e *env) seed(t *testing.T) {
 	recs = append(recs,
 		ev("big", 0, gt, "", "", "seats", 5, "arr", 90000, "contract_end", end),
 		ev("mid", 0, gt, "", "", "seats", 10, "arr", 30000, "contract_end", end),
-		ev("small", 0, gt, "", "", "seats", 10, "arr", 5000, "contract_end", t0.AddDate(0, 0, 160).Format(time.RFC3339)))
+		ev("small", 0, gt, "", "", "seats", 10, "arr", 5000, "contract_end", t0.AddDate(0, 0, 160).Format(time.RFC3339)),
+		ev("lost", 0, gt, "", "", "seats", 10, "arr", 4000, "contract_end", t0.AddDate(0, 0, 160).Format(time.RFC3339)))
+	for _, acct := range []string{"big", "mid", "small", "lost"} {
+		recs = append(recs, ev(acct, 0, tr, "", "billing.subscription_started", "plan", "pro"))
+	}
 	for day := 0; day < 150; day++ {
 		for u := 0; u < 5; u++ {
-			recs = append(recs, ev("big", day, tr, fmt.Sprintf("u%d", u), fmt.Sprintf("f%d", (day+u)%6)))
+			recs = append(recs, ev("big", day, tr, fmt.Sprintf("u%d", u), features[(day+u)%6]))
 		}
-		recs = append(recs, ev("mid", day, tr, "u1", "f1"), ev("mid", day, tr, "u2", fmt.Sprintf("f%d", day%3)))
+		recs = append(recs, ev("mid", day, tr, "u1", features[1]), ev("mid", day, tr, "u2", features[day%3]))
 		if day < 40 {
-			recs = append(recs, ev("small", day, tr, "u1", "f1"))
+			recs = append(recs, ev("small", day, tr, "u1", features[1]), ev("lost", day, tr, "u1", features[1]))
 		}
 	}
 	it := ingestionv1.EventType_EVENT_TYPE_IDENTIFY
@@ -141,13 +152,15 @@ func (e *env) seed(t *testing.T) {
 		ev("big", 3, tr, "u0", "integration.connected", "integration", "slack"),
 		ev("big", 5, tr, "u0", "activated"),
 		ev("big", 120, tr, "u0", "survey.nps", "score", 9),
-		ev("big", 120, tr, "u0", "meeting.qbr"),
+		ev("big", 120, tr, "u0", "meeting.qbr_held"),
 		ev("mid", 1, it, "u1", "", "role", "champion"),
 		ev("mid", 2, tr, "u1", "integration.connected", "integration", "slack"),
 		ev("mid", 5, tr, "u1", "activated"),
 		ev("mid", 100, tr, "u1", "survey.nps", "score", 8),
 		ev("small", 100, tr, "u1", "survey.nps", "score", 2),
-		ev("small", 140, tr, "", "billing.churned"),
+		ev("small", 140, tr, "u1", "survey.nps", "score", 2),
+		ev("lost", 100, tr, "u1", "survey.nps", "score", 2),
+		ev("lost", 140, tr, "", "billing.churned"),
 		ev("big", 140, tr, "", "billing.renewed"))
 	for i := 0; i < len(recs); i += 100 {
 		j := min(i+100, len(recs))
@@ -332,7 +345,7 @@ func TestHistoryBacktestAndRescore(t *testing.T) {
 		t.Fatalf("read key rescored: %v", err)
 	}
 	rs, err := e.clients["admin"].Rescore(ctx, &healthv1.RescoreRequest{})
-	if err != nil || rs.GetAccounts() != 3 {
+	if err != nil || rs.GetAccounts() != 4 {
 		t.Fatalf("rescore: %v %v", rs, err)
 	}
 	// Rescored at day 200: small's contract ended on day 160, so its

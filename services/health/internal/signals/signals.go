@@ -80,6 +80,10 @@ type Facts struct {
 	Now time.Time
 	// Band is the band just computed; PrevBand the band before it (unspecified on first score).
 	Band, PrevBand healthv1.Band
+	// Features are the event names that count as features for
+	// low_feature_adoption (the model's, measure.Features); nil counts
+	// every product feature recorded.
+	Features []string
 }
 
 // State is an account's signal state, persisted between evaluations.
@@ -120,7 +124,7 @@ func Evaluate(f Facts, st *State) []Condition {
 	if age >= grace && active <= 1 {
 		add(risk, SingleActiveUser, strconv.Itoa(active)+" active user(s) in the last 30 days after 30 days as a customer", nil)
 	}
-	if feats := a.FeaturesUsed(nil, 30, now); age >= grace && feats < 3 {
+	if feats := a.FeaturesUsed(f.Features, 30, now); age >= grace && feats < 3 {
 		add(risk, LowFeatureAdoption, strconv.Itoa(feats)+" feature(s) used in the last 30 days; fewer than 3", nil)
 	}
 	if d := oldestTicketDays(a, "p1", now); d > 7 {
@@ -191,6 +195,55 @@ func Evaluate(f Facts, st *State) []Condition {
 }
 
 func unix(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
+
+// NextChange is the earliest time after f.Now at which a time rule of
+// Evaluate can change its answer with no new event: a renewal window
+// opening or closing, an account reaching 30 days as a customer, a P1
+// ticket turning 7 days old, the champion's 30 days of silence, a new
+// domain or department or a higher-tier use leaving its 30-day window, and
+// the next UTC midnight, when every daily window (usage, active users,
+// features) moves on. Keep it in step with the rules of Evaluate.
+func NextChange(f Facts) time.Time {
+	a, now := f.Agg, f.Now
+	next := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	at := func(t time.Time) {
+		if t.After(now) && t.Before(next) {
+			next = t
+		}
+	}
+	created := unix(a.Created())
+	at(created.Add(grace)) // age >= grace
+	for _, t := range a.Tickets {
+		if t.Priority == "p1" {
+			at(unix(t.OpenedAt).Add(7*24*time.Hour + time.Second)) // older than 7 days
+		}
+	}
+	if a.HasChampion() {
+		if last := a.ChampionLastSeen(); last != 0 {
+			at(unix(last).Add(grace + time.Second))
+		} else {
+			at(created.Add(grace + time.Second))
+		}
+	}
+	for _, m := range []map[string]int64{a.Domains, a.Departments} {
+		for _, sec := range m {
+			at(unix(sec).Add(newWithin))
+		}
+	}
+	for _, uses := range a.HigherTier {
+		for _, u := range uses {
+			at(unix(u).Add(30 * 24 * time.Hour))
+		}
+	}
+	if a.ContractEnd != 0 {
+		end := unix(a.ContractEnd)
+		for _, d := range Windows() {
+			at(end.Add(-time.Duration(d) * 24 * time.Hour))
+		}
+		at(end.Add(time.Second)) // past the end: the last window closes
+	}
+	return next
+}
 
 // oldestTicketDays is the age in days of the oldest open ticket of a
 // priority, 0 when none is open.

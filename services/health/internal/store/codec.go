@@ -212,7 +212,8 @@ type Encoded struct {
 	Workspace, Account string
 	// Day keys the snapshot.
 	Day string
-	// Snapshot, Health and Row are the encoded records.
+	// Snapshot, Health and Row are the encoded records; Snapshot and Row are
+	// nil for an account that is not scored (no snapshot; out of the lists).
 	Snapshot, Health, Row []byte
 	// Signals are the changed signals with their encoded form.
 	Signals []EncodedSignal

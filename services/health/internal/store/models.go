@@ -169,6 +169,9 @@ func ArmTimer(tx *kv.Tx, ws, acct string, due time.Time) error {
 	return NewWriter(tx, ws).ArmTimer(acct, due)
 }
 
+// DisarmTimer removes the account's pending check, if any.
+func DisarmTimer(tx *kv.Tx, ws, acct string) error { return NewWriter(tx, ws).DisarmTimer(acct) }
+
 func timerKey(ws, acct string, due uint64) []byte {
 	return append(kv.U64(due), key(ws, acct)...)
 }

@@ -31,13 +31,15 @@ var errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
 // one of these messages must be added to the encoder, the decoder and this
 // list; TestWireKnowsEveryField fails until it is.
 var wireFields = map[protoreflect.FullName][]protowire.Number{
-	"cairn.health.v1.AccountHealth":  {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18},
+	"cairn.health.v1.AccountHealth":  {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21},
 	"cairn.health.v1.ComponentScore": {1, 2, 3, 4, 5, 6, 7},
 	"cairn.health.v1.Change":         {1, 2, 3, 4},
 	"cairn.health.v1.AccountRow":     {1, 2, 3, 4, 5, 6, 7, 8, 9},
 	"cairn.health.v1.ScoreChange":    {1, 2, 3, 4, 5, 6, 7},
 	"cairn.common.v1.Signal":         {1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
 	"google.protobuf.Timestamp":      {1, 2},
+	"cairn.common.v1.Lifecycle":      {1, 2, 3},
+	"cairn.common.v1.StatusChange":   {1, 2, 3},
 }
 
 // MarshalHealth is Marshal(h).
@@ -200,7 +202,28 @@ func (e *wire) health(h *healthv1.AccountHealth) {
 	e.str(16, h.GetStage())
 	e.double(17, h.GetArr())
 	e.timestamp(18, h.GetContractEnd())
+	if h.GetScored() {
+		e.varint(19, 1)
+	}
+	if l := h.GetLifecycle(); l != nil {
+		e.message(20, func() { e.lifecycle(l) })
+	}
+	e.timestamp(21, h.GetAsOf())
 	e.unknown(h)
+}
+
+func (e *wire) lifecycle(l *commonv1.Lifecycle) {
+	e.varint(1, int64(l.GetStatus()))
+	e.timestamp(2, l.GetSince())
+	for _, c := range l.GetHistory() {
+		e.message(3, func() {
+			e.varint(1, int64(c.GetStatus()))
+			e.timestamp(2, c.GetAt())
+			e.str(3, c.GetEvent())
+			e.unknown(c)
+		})
+	}
+	e.unknown(l)
 }
 
 func (e *wire) signal(s *commonv1.Signal) {
@@ -362,6 +385,46 @@ func (d *wireDec) fields(end int, repeated func(protowire.Number) bool, each fun
 	return true
 }
 
+// lifecycle decodes an embedded Lifecycle (field 3, history, repeats).
+func (d *wireDec) lifecycle(typ protowire.Type) (*commonv1.Lifecycle, bool) {
+	l := &commonv1.Lifecycle{}
+	ok := d.message(typ, func(end int) bool {
+		return d.fields(end, func(num protowire.Number) bool { return num == 3 }, func(num protowire.Number, typ protowire.Type) bool {
+			switch num {
+			case 1:
+				v, ok := d.varint(typ)
+				l.Status = commonv1.AccountStatus(int32(v))
+				return ok
+			case 2:
+				var ok bool
+				l.Since, ok = d.timestamp(typ)
+				return ok
+			case 3:
+				c := &commonv1.StatusChange{}
+				l.History = append(l.History, c)
+				return d.message(typ, func(end int) bool {
+					return d.fields(end, nil, func(num protowire.Number, typ protowire.Type) bool {
+						var ok bool
+						switch num {
+						case 1:
+							var v uint64
+							v, ok = d.varint(typ)
+							c.Status = commonv1.AccountStatus(int32(v))
+						case 2:
+							c.At, ok = d.timestamp(typ)
+						case 3:
+							c.Event, ok = d.str(typ)
+						}
+						return ok
+					})
+				})
+			}
+			return false
+		})
+	})
+	return l, ok
+}
+
 func (d *wireDec) timestamp(typ protowire.Type) (*timestamppb.Timestamp, bool) {
 	t := &timestamppb.Timestamp{}
 	ok := d.message(typ, func(end int) bool {
@@ -453,6 +516,13 @@ func (d *wireDec) health(h *healthv1.AccountHealth) bool {
 			h.Arr, ok = d.double(typ)
 		case 18:
 			h.ContractEnd, ok = d.timestamp(typ)
+		case 19:
+			v, ok = d.varint(typ)
+			h.Scored = v != 0
+		case 20:
+			h.Lifecycle, ok = d.lifecycle(typ)
+		case 21:
+			h.AsOf, ok = d.timestamp(typ)
 		default:
 			return false
 		}

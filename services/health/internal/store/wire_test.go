@@ -61,6 +61,8 @@ func fill(t *testing.T, r *rand.Rand, m protoreflect.Message, depth int) {
 			m.Set(f, protoreflect.ValueOfInt32([]int32{0, 1, -1, 300, math.MaxInt32, math.MinInt32}[r.IntN(6)]))
 		case f.Kind() == protoreflect.Int64Kind:
 			m.Set(f, protoreflect.ValueOfInt64([]int64{0, 1, -1, 1 << 40, math.MinInt64}[r.IntN(5)]))
+		case f.Kind() == protoreflect.BoolKind:
+			m.Set(f, protoreflect.ValueOfBool(r.IntN(2) == 0))
 		case f.Kind() == protoreflect.Uint32Kind:
 			m.Set(f, protoreflect.ValueOfUint32([]uint32{0, 1, 300, math.MaxUint32}[r.IntN(4)]))
 		default:

@@ -108,8 +108,12 @@ func (w *Writer) IndexSignal(s *commonv1.Signal) error {
 	return nil
 }
 
-// PutSnapshot stores an encoded snapshot (EncodeSnapshot) of acct for day.
+// PutSnapshot stores an encoded snapshot (EncodeSnapshot) of acct for day;
+// nil data (an unscored evaluation) stores nothing, keeping the history.
 func (w *Writer) PutSnapshot(acct, day string, data []byte) error {
+	if data == nil {
+		return nil
+	}
 	return w.put(&w.snapshots, "snapshots", key(acct, day), data, "snapshot", acct)
 }
 
@@ -118,8 +122,19 @@ func (w *Writer) PutHealth(acct string, health []byte) error {
 	return w.put(&w.health, "health", []byte(acct), health, "health", acct)
 }
 
-// PutRow stores an account's encoded list row.
+// PutRow stores an account's encoded list row; a nil row removes the
+// account from the lists (it is not a paying account).
 func (w *Writer) PutRow(acct string, row []byte) error {
+	if row == nil {
+		bk, err := w.bucket(&w.rows, "rows")
+		if err != nil {
+			return err
+		}
+		if err := bk.Delete([]byte(acct)); err != nil {
+			return fmt.Errorf("delete row of %q: %w", acct, err)
+		}
+		return nil
+	}
 	return w.put(&w.rows, "rows", []byte(acct), row, "row", acct)
 }
 
@@ -164,6 +179,26 @@ func (w *Writer) ArmTimer(acct string, due time.Time) error {
 		return fmt.Errorf("arm timer of %q: %w", acct, err)
 	}
 	return idx.Put([]byte(acct), kv.U64(uint64(due.Unix())))
+}
+
+// DisarmTimer removes the account's pending check, if any.
+func (w *Writer) DisarmTimer(acct string) error {
+	idx, err := w.bucket(&w.timeridx, "timeridx")
+	if err != nil {
+		return err
+	}
+	old := idx.Get([]byte(acct))
+	if old == nil {
+		return nil
+	}
+	b, err := w.bucket(&w.timers, "timers")
+	if err != nil {
+		return err
+	}
+	if err := b.Delete(timerKey(w.ws, acct, kv.ParseU64(old))); err != nil {
+		return fmt.Errorf("delete timer of %q: %w", acct, err)
+	}
+	return idx.Delete([]byte(acct))
 }
 
 // Stored is an account's stored working state, as read in one transaction.
