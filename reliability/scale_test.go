@@ -213,13 +213,26 @@ func checkGateway(t *testing.T, s *suite, accounts []string) {
 	}
 	get := func(path, key string, into any) int { t.Helper(); return call(http.MethodGet, path, key, "", into) }
 	byWorkspace := map[string][]string{}
+	// Customer health lists only paying accounts; each account's own health
+	// says whether it is one.
+	scoredByWorkspace := map[string][]string{}
 	for _, a := range accounts {
 		key := s.keysOf(s.workspaceOf(a)).read
 		byWorkspace[s.workspaceOf(a)] = append(byWorkspace[s.workspaceOf(a)], a)
-		for _, path := range []string{"/v1/accounts/" + a + "/journey", "/v1/accounts/" + a + "/health", "/v1/assignments?accountId=" + a} {
+		for _, path := range []string{"/v1/accounts/" + a + "/journey", "/v1/assignments?accountId=" + a} {
 			if code := get(path, key, nil); code != http.StatusOK {
 				t.Errorf("GET %s = %d, want 200 from the owning replica", path, code)
 			}
+		}
+		var h struct {
+			Health struct {
+				Scored bool `json:"scored"`
+			} `json:"health"`
+		}
+		if code := get("/v1/accounts/"+a+"/health", key, &h); code != http.StatusOK {
+			t.Errorf("GET /v1/accounts/%s/health = %d, want 200 from the owning replica", a, code)
+		} else if h.Health.Scored {
+			scoredByWorkspace[s.workspaceOf(a)] = append(scoredByWorkspace[s.workspaceOf(a)], a)
 		}
 		var timeline struct {
 			Events []json.RawMessage `json:"events"`
@@ -228,9 +241,16 @@ func checkGateway(t *testing.T, s *suite, accounts []string) {
 			t.Errorf("GET /v1/accounts/%s/events = %d with %d events, want 200 with the account's events", a, code, len(timeline.Events))
 		}
 	}
-	for ws, want := range byWorkspace {
+	for ws, all := range byWorkspace {
 		key := s.keysOf(ws).read
 		for _, path := range []string{"/v1/journey/accounts", "/v1/health/accounts"} {
+			want := all
+			if path == "/v1/health/accounts" {
+				want = scoredByWorkspace[ws]
+				if len(want) == 0 {
+					t.Errorf("%s has no paying account: the workload should give the health list something to page", ws)
+				}
+			}
 			seen := map[string]int{}
 			token := ""
 			for pages := 0; ; pages++ {

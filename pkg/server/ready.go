@@ -2,12 +2,13 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
 // ReadyInterval is how often a running server re-evaluates its readiness
@@ -30,15 +31,16 @@ func (s *Server) Ready(name string, check func() error) {
 	s.checks = append(s.checks, readyCheck{name: name, check: check})
 }
 
-// NotReady returns why the server is not ready, or nil.
+// NotReady returns why the server is not ready, or nil: every failing
+// check, "name: reason", on one line.
 func (s *Server) NotReady() error {
-	var errs []error
+	errs := make([]error, 0, len(s.checks))
 	for _, c := range s.checks {
 		if err := c.check(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return stream.JoinReady(errs...)
 }
 
 // setServing reports status for the server and every registered service.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"strconv"
+	"strings"
 
 	"github.com/cairn-dev/cairn/pkg/store"
 	"golang.org/x/sync/errgroup"
@@ -75,13 +76,29 @@ func NewConsumers[T any](opts ConsumerOptions[T], sources []Source[T], apply fun
 	return out, nil
 }
 
-// Ready is every consumer's Ready, joined.
+// Ready is every consumer's Ready, on one line.
 func (cs Consumers[T]) Ready() error {
-	var errs []error
+	errs := make([]error, 0, len(cs))
 	for _, c := range cs {
 		errs = append(errs, c.Ready())
 	}
-	return errors.Join(errs...)
+	return JoinReady(errs...)
+}
+
+// JoinReady joins readiness errors on one line, "a; b", skipping nils; nil
+// when all are nil. A reason is read in a log line or a /readyz answer, so
+// it stays on one line (errors.Join would put each on its own).
+func JoinReady(errs ...error) error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // Run runs every consumer until ctx ends or one fails.

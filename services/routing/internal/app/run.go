@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { _ = up.Close() }()
 	runs, err := svc.consumers(cfg, up, consumerOptions{
 		db: db, partitions: cfg.Server.Partitions, clk: clk, logger: logger, reg: srv.Registry,
-		owns: owns(srv.Config()),
+		owns: owns(srv.Config()), ready: srv.Ready,
 	})
 	if err != nil {
 		_ = srv.Close()

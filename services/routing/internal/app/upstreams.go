@@ -28,6 +28,17 @@ type consumerOptions struct {
 	clk    clock.Clock
 	logger *slog.Logger
 	reg    prometheus.Registerer
+	// ready, when set, is given each consumer's readiness check
+	// (server.Server.Ready), so that routing reports NOT_SERVING while an
+	// upstream it reads is unreachable.
+	ready func(name string, check func() error)
+}
+
+// readyOn registers c's readiness, when o asks for it.
+func (o consumerOptions) readyOn(c interface{ Ready() error }) {
+	if o.ready != nil {
+		o.ready("upstream", c.Ready)
+	}
 }
 
 // consumers builds the consumers of the ingestion, stages and health logs
@@ -74,6 +85,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			return lags
 		})
 		runs = append(runs, cons.Run)
+		o.readyOn(cons)
 	}
 	if cfg.StagesAddr != "" {
 		// Stages and health may run as several replicas, listed
@@ -95,6 +107,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			return nil, fmt.Errorf("stages consumer: %w", err)
 		}
 		runs = append(runs, cons.Run)
+		o.readyOn(cons)
 	}
 	if cfg.HealthAddr != "" {
 		source, err := up.Health(cfg.HealthAddr)
@@ -113,6 +126,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			return nil, fmt.Errorf("health consumer: %w", err)
 		}
 		runs = append(runs, cons.Run)
+		o.readyOn(cons)
 	}
 	return runs, nil
 }

@@ -88,6 +88,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	api.Register(srv.GRPC)
 	started = true
+	srv.Ready("upstream", consumers.Ready)
 	return srv.Run(ctx, consumers.Run, a.RunTimers, a.RunReplays)
 }
 
