@@ -190,3 +190,19 @@ func CheckFields(t testing.TB, known Known, roots ...proto.Message) {
 		}
 	}
 }
+
+// CheckMessage fails t when m's own fields are not exactly known: for a
+// codec that handles one message's fields by hand and passes every nested
+// message through as bytes.
+func CheckMessage(t testing.TB, m proto.Message, known []protowire.Number) {
+	t.Helper()
+	d := m.ProtoReflect().Descriptor()
+	var have []protowire.Number
+	for i := range d.Fields().Len() {
+		have = append(have, d.Fields().Get(i).Number())
+	}
+	slices.Sort(have)
+	if want := slices.Sorted(slices.Values(known)); !slices.Equal(have, want) {
+		t.Errorf("%s has fields %v, the codec handles %v: update the codec and its field list", d.FullName(), have, want)
+	}
+}

@@ -37,9 +37,11 @@ var wireFields = map[protoreflect.FullName][]protowire.Number{
 	"cairn.health.v1.AccountRow":     {1, 2, 3, 4, 5, 6, 7, 8, 9},
 	"cairn.health.v1.ScoreChange":    {1, 2, 3, 4, 5, 6, 7},
 	"cairn.common.v1.Signal":         {1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
-	"google.protobuf.Timestamp":      {1, 2},
-	"cairn.common.v1.Lifecycle":      {1, 2, 3},
-	"cairn.common.v1.StatusChange":   {1, 2, 3},
+	// attributes: map<string, string>, key 1 and value 2 of each entry.
+	"cairn.common.v1.Signal.AttributesEntry": {1, 2},
+	"google.protobuf.Timestamp":              {1, 2},
+	"cairn.common.v1.Lifecycle":              {1, 2, 3},
+	"cairn.common.v1.StatusChange":           {1, 2, 3},
 }
 
 // MarshalHealth is Marshal(h).

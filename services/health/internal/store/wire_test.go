@@ -2,80 +2,19 @@ package store_test
 
 import (
 	"bytes"
-	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/cairn-dev/cairn/pkg/store/codectest"
 
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
-
-// fill sets each field of m with probability 3/4 to a random value that
-// stresses the encoding (negative zero, empty and long strings, multi-byte
-// text, nested messages over 127 bytes, unknown fields). It fails on a field
-// kind it does not know, so a new kind of field cannot go untested.
-func fill(t *testing.T, r *rand.Rand, m protoreflect.Message, depth int) {
-	t.Helper()
-	strs := []string{"", "w", "acct-000001", "é✓ unicode", strings.Repeat("long text ", 20)}
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		f := fields.Get(i)
-		if r.IntN(4) == 0 {
-			continue
-		}
-		switch {
-		case f.IsMap():
-			mp := m.Mutable(f).Map()
-			for j := r.IntN(4); j > 0; j-- {
-				mp.Set(protoreflect.ValueOfString(strs[r.IntN(len(strs))]).MapKey(), protoreflect.ValueOfString(strs[r.IntN(len(strs))]))
-			}
-		case f.IsList():
-			if f.Kind() != protoreflect.MessageKind {
-				t.Fatalf("field %s: repeated %s not handled by this test", f.FullName(), f.Kind())
-			}
-			l := m.Mutable(f).List()
-			for j := r.IntN(4); j > 0 && depth < 3; j-- {
-				v := l.NewElement()
-				fill(t, r, v.Message(), depth+1)
-				l.Append(v)
-			}
-		case f.Kind() == protoreflect.MessageKind:
-			if depth < 3 {
-				fill(t, r, m.Mutable(f).Message(), depth+1)
-			}
-		case f.Kind() == protoreflect.StringKind:
-			m.Set(f, protoreflect.ValueOfString(strs[r.IntN(len(strs))]))
-		case f.Kind() == protoreflect.DoubleKind:
-			m.Set(f, protoreflect.ValueOfFloat64([]float64{0, math.Copysign(0, -1), 1, -2.5, r.NormFloat64() * 1e6}[r.IntN(5)]))
-		case f.Kind() == protoreflect.EnumKind:
-			m.Set(f, protoreflect.ValueOfEnum(protoreflect.EnumNumber(r.IntN(5)-1)))
-		case f.Kind() == protoreflect.Int32Kind:
-			m.Set(f, protoreflect.ValueOfInt32([]int32{0, 1, -1, 300, math.MaxInt32, math.MinInt32}[r.IntN(6)]))
-		case f.Kind() == protoreflect.Int64Kind:
-			m.Set(f, protoreflect.ValueOfInt64([]int64{0, 1, -1, 1 << 40, math.MinInt64}[r.IntN(5)]))
-		case f.Kind() == protoreflect.BoolKind:
-			m.Set(f, protoreflect.ValueOfBool(r.IntN(2) == 0))
-		case f.Kind() == protoreflect.Uint32Kind:
-			m.Set(f, protoreflect.ValueOfUint32([]uint32{0, 1, 300, math.MaxUint32}[r.IntN(4)]))
-		default:
-			t.Fatalf("field %s: kind %s not handled by this test", f.FullName(), f.Kind())
-		}
-	}
-	if r.IntN(8) == 0 {
-		var u []byte
-		u = protowire.AppendTag(u, 1000, protowire.BytesType)
-		u = protowire.AppendString(u, "from a newer version")
-		m.SetUnknown(u)
-	}
-}
 
 // TestWireMatchesMarshal checks the hand-written encoders byte for byte
 // against deterministic proto marshalling.
@@ -93,22 +32,22 @@ func TestWireMatchesMarshal(t *testing.T) {
 	}
 	for i := 0; i < 3000; i++ {
 		h := &healthv1.AccountHealth{}
-		fill(t, r, h.ProtoReflect(), 0)
+		codectest.Fill(r, h.ProtoReflect(), 3)
 		b, err := store.MarshalHealth(h)
 		check(h, b, err)
 
 		row := &healthv1.AccountRow{}
-		fill(t, r, row.ProtoReflect(), 0)
+		codectest.Fill(r, row.ProtoReflect(), 3)
 		b, err = store.MarshalRow(row)
 		check(row, b, err)
 
 		s := &commonv1.Signal{}
-		fill(t, r, s.ProtoReflect(), 0)
+		codectest.Fill(r, s.ProtoReflect(), 3)
 		b, err = store.MarshalSignal(s)
 		check(s, b, err)
 
 		sc := &healthv1.ScoreChange{}
-		fill(t, r, sc.ProtoReflect(), 0)
+		codectest.Fill(r, sc.ProtoReflect(), 3)
 		b, err = store.MarshalScoreChangeRecord(sc)
 		check(&healthv1.LogRecord{Kind: &healthv1.LogRecord_ScoreChange{ScoreChange: sc}}, b, err)
 	}
@@ -145,7 +84,7 @@ func TestUnmarshalHealth(t *testing.T) {
 	}
 	for i := 0; i < 3000; i++ {
 		h := &healthv1.AccountHealth{}
-		fill(t, r, h.ProtoReflect(), 0)
+		codectest.Fill(r, h.ProtoReflect(), 3)
 		b, err := store.MarshalHealth(h)
 		if err != nil {
 			t.Fatal(err)
@@ -178,7 +117,7 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	for i := 0; i < 2000; i++ {
 		h := &healthv1.AccountHealth{}
-		fill(t, r, h.ProtoReflect(), 0)
+		codectest.Fill(r, h.ProtoReflect(), 3)
 		b, err := store.MarshalHealth(h)
 		if err != nil {
 			t.Fatal(err)
@@ -190,14 +129,14 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 
 		row := &healthv1.AccountRow{}
-		fill(t, r, row.ProtoReflect(), 0)
+		codectest.Fill(r, row.ProtoReflect(), 3)
 		if b, err = store.MarshalRow(row); err != nil {
 			t.Fatal(err)
 		}
 		back(row, &healthv1.AccountRow{}, b)
 
 		s := &commonv1.Signal{}
-		fill(t, r, s.ProtoReflect(), 0)
+		codectest.Fill(r, s.ProtoReflect(), 3)
 		if b, err = store.MarshalSignal(s); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +144,7 @@ func TestWireRoundTrip(t *testing.T) {
 		back(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}, &healthv1.LogRecord{}, store.SignalRecord(b))
 
 		sc := &healthv1.ScoreChange{}
-		fill(t, r, sc.ProtoReflect(), 0)
+		codectest.Fill(r, sc.ProtoReflect(), 3)
 		if b, err = store.MarshalScoreChangeRecord(sc); err != nil {
 			t.Fatal(err)
 		}
@@ -217,45 +156,7 @@ func TestWireRoundTrip(t *testing.T) {
 // nested in it) gains or loses a field that wireFields, and so the
 // encoders and UnmarshalHealth, do not list.
 func TestWireKnowsEveryField(t *testing.T) {
-	seen := map[protoreflect.FullName]bool{}
-	var visit func(d protoreflect.MessageDescriptor)
-	visit = func(d protoreflect.MessageDescriptor) {
-		if seen[d.FullName()] {
-			return
-		}
-		seen[d.FullName()] = true
-		known, ok := store.WireFields[d.FullName()]
-		if !ok {
-			t.Errorf("%s is written by the encoders but not in wireFields", d.FullName())
-			return
-		}
-		var have []protowire.Number
-		for i := 0; i < d.Fields().Len(); i++ {
-			f := d.Fields().Get(i)
-			have = append(have, f.Number())
-			switch {
-			case f.IsMap():
-				// Only Signal.attributes, a map<string, string>.
-				if f.MapKey().Kind() != protoreflect.StringKind || f.MapValue().Kind() != protoreflect.StringKind {
-					t.Errorf("%s: map of %s to %s, the encoders write string maps only", f.FullName(), f.MapKey().Kind(), f.MapValue().Kind())
-				}
-			case f.Kind() == protoreflect.MessageKind:
-				visit(f.Message())
-			}
-		}
-		slices.Sort(have)
-		if want := slices.Sorted(slices.Values(known)); !slices.Equal(have, want) {
-			t.Errorf("%s has fields %v, the encoders know %v: update wire.go and wireFields", d.FullName(), have, want)
-		}
-	}
-	for _, m := range []proto.Message{&healthv1.AccountHealth{}, &healthv1.AccountRow{}, &commonv1.Signal{}, &healthv1.ScoreChange{}} {
-		visit(m.ProtoReflect().Descriptor())
-	}
-	for name := range store.WireFields {
-		if !seen[name] {
-			t.Errorf("wireFields lists %s, which no encoded message holds", name)
-		}
-	}
+	codectest.CheckFields(t, store.WireFields, &healthv1.AccountHealth{}, &healthv1.AccountRow{}, &commonv1.Signal{}, &healthv1.ScoreChange{})
 }
 
 // benchHealth is a typical stored health record: nine components, changes

@@ -2,7 +2,7 @@ package store
 
 import (
 	"bytes"
-	"math/rand"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/store/codectest"
 	"github.com/cairn-dev/cairn/services/routing/internal/sla"
 )
 
@@ -77,21 +78,21 @@ func TestSlaEventRecord(t *testing.T) {
 // TestRecordCodecFields fails when a message the log record encoder writes
 // gains (or loses) a field it has not been checked against.
 func TestRecordCodecFields(t *testing.T) {
-	checkFields(t, &routingv1.LogRecord{}, logRecordFields)
-	checkFields(t, &routingv1.SlaEvent{}, slaEventFields)
-	checkFields(t, &routingv1.PassedThreshold{}, passedThresholdFields)
-	checkFields(t, &timestamppb.Timestamp{}, timestampFields)
+	codectest.CheckMessage(t, &routingv1.LogRecord{}, logRecordFields)
+	codectest.CheckMessage(t, &routingv1.SlaEvent{}, slaEventFields)
+	codectest.CheckMessage(t, &routingv1.PassedThreshold{}, passedThresholdFields)
+	codectest.CheckMessage(t, &timestamppb.Timestamp{}, timestampFields)
 }
 
 // randTime is a random instant, on whole seconds one time in four, around
 // the epoch one time in eight.
 func randTime(r *rand.Rand) time.Time {
-	sec := r.Int63n(4<<32) - 2<<32
-	if r.Intn(8) == 0 {
-		sec = r.Int63n(3) - 1
+	sec := r.Int64N(4<<32) - 2<<32
+	if r.IntN(8) == 0 {
+		sec = r.Int64N(3) - 1
 	}
-	nsec := r.Int63n(1e9)
-	if r.Intn(4) == 0 {
+	nsec := r.Int64N(1e9)
+	if r.IntN(4) == 0 {
 		nsec = 0
 	}
 	return time.Unix(sec, nsec)
@@ -101,28 +102,28 @@ func randTime(r *rand.Rand) time.Time {
 // proto.Marshal byte for byte on random events and assignments from a
 // seeded generator.
 func TestRecordCodecRandom(t *testing.T) {
-	r := rand.New(rand.NewSource(1))
+	r := rand.New(rand.NewPCG(1, 0))
 	det := proto.MarshalOptions{Deterministic: true}
 	str := func() string {
-		if r.Intn(4) == 0 {
+		if r.IntN(4) == 0 {
 			return ""
 		}
-		return randString(r)
+		return codectest.String(r)
 	}
 	for i := range 3000 {
 		ev := &routingv1.SlaEvent{Workspace: str(), AssignmentId: str(), Kind: str(), OwnerId: str(), NewOwnerId: str()}
 		at := randTime(r)
 		ev.At = timestamppb.New(at)
 		var passed []sla.Timer
-		for range r.Intn(4) {
+		for range r.IntN(4) {
 			p := sla.Timer{Kind: sla.Kind(str()), At: randTime(r)}
 			passed = append(passed, p)
 			ev.Passed = append(ev.Passed, &routingv1.PassedThreshold{Kind: string(p.Kind), At: timestamppb.New(p.At)})
 		}
 		var enc []byte
-		if r.Intn(2) == 0 {
+		if r.IntN(2) == 0 {
 			ev.Assignment = &routingv1.Assignment{}
-			fill(r, ev.Assignment.ProtoReflect(), 4)
+			codectest.Fill(r, ev.Assignment.ProtoReflect(), 4)
 			var err error
 			if enc, err = det.Marshal(ev.Assignment); err != nil {
 				t.Fatal(err)
@@ -136,7 +137,7 @@ func TestRecordCodecRandom(t *testing.T) {
 			t.Fatalf("#%d: SLA event %v\n got %x\nwant %x", i, ev, got, want)
 		}
 		a := &routingv1.Assignment{}
-		fill(r, a.ProtoReflect(), 4)
+		codectest.Fill(r, a.ProtoReflect(), 4)
 		if enc, err = det.Marshal(a); err != nil {
 			t.Fatal(err)
 		}
