@@ -338,9 +338,11 @@ func eventLead(tx *store.Tx, e *ingestionv1.Event) (*routingv1.Lead, error) {
 
 // disqualifies reports whether a CRM event ends a lead's handoffs.
 func disqualifies(e *ingestionv1.Event) bool {
-	name := e.GetEvent()
-	return name == "crm.closed_lost" || strings.Contains(name, "disqualified") ||
-		structString(e.GetProperties(), "status") == "disqualified"
+	switch vocab.Canonical(e.GetEvent()) {
+	case "crm.closed_lost", "crm.lead_disqualified":
+		return true
+	}
+	return structString(e.GetProperties(), "status") == "disqualified"
 }
 
 func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
