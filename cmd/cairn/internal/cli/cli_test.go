@@ -187,6 +187,16 @@ func (h fakeHealth) GetAccountHealth(ctx context.Context, req *healthv1.GetAccou
 	if err := h.record(ctx, "GetAccountHealth"); err != nil {
 		return nil, err
 	}
+	at := func(day int) *timestamppb.Timestamp { return timestamppb.New(time.Date(2026, 1, day, 0, 0, 0, 0, time.UTC)) }
+	switch req.GetAccountId() {
+	case "trialco": // a trial: not scored
+		return &healthv1.GetAccountHealthResponse{Health: &healthv1.AccountHealth{AccountId: "trialco",
+			Lifecycle: &commonv1.Lifecycle{Status: commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL, Since: at(5), History: []*commonv1.StatusChange{
+				{Status: commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT, At: at(1)}, {Status: commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL, At: at(5)}}}}}, nil
+	case "goneco": // churned: the last score is kept for history
+		return &healthv1.GetAccountHealthResponse{Health: &healthv1.AccountHealth{AccountId: "goneco", Score: 31, Band: healthv1.Band_BAND_AT_RISK, AsOf: at(20),
+			Lifecycle: &commonv1.Lifecycle{Status: commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED, Since: at(20)}}}, nil
+	}
 	return &healthv1.GetAccountHealthResponse{Health: &healthv1.AccountHealth{
 		AccountId: req.GetAccountId(), Score: 72.5, Band: healthv1.Band_BAND_NEUTRAL, Trend_30D: -4, Direction: "down", ModelId: "default", ModelVersion: 1,
 		Components: []*healthv1.ComponentScore{{Name: "usage_breadth", RawValue: 0.4, Points: 60, Weight: 50, Contribution: 30, Explanation: "4 of 10 seats active"}},
@@ -315,6 +325,8 @@ func TestQueryCommands(t *testing.T) {
 		{name: "journey without account", args: []string{"journey"}, wantCode: 2, wantErr: "want 1 argument(s), got 0"},
 		{name: "funnel", args: []string{"funnel", "--segment", "smb"}, want: []string{"Accounts: 300", "trial       Trial", "50.0", "9d"}, wantCall: "GetFunnel smb"},
 		{name: "health", args: []string{"health", "acme"}, want: []string{"Score:     72.5 (neutral)", "30d -4.0, down", "usage_breadth", "4 of 10 seats active"}},
+		{name: "health of a trial", args: []string{"health", "trialco"}, want: []string{"Status:    trial since 2026-01-05 00:00 (prospect 2026-01-01 00:00, trial 2026-01-05 00:00)", "Score:     not scored: customer health is for paying customers"}},
+		{name: "health of a churned account", args: []string{"health", "goneco"}, want: []string{"Status:    churned since 2026-01-20 00:00", "Score:     not live: the last score, 31.0 (at_risk) as of 2026-01-20 00:00, is kept for history"}},
 		{name: "signals from both services, newest first", args: []string{"signals"}, want: []string{"risk     usage_drop_30d     globex", "dropoff  no_activation_14d  acme", "more: --from health --page-token h2"}},
 		{name: "signals of a stages kind asks only stages", args: []string{"signals", "--kind", "dropoff", "-o", "json"}, want: []string{`"stages"`, `"no_activation_14d"`}},
 		{name: "signals bad kind", args: []string{"signals", "--kind", "sad"}, wantCode: 2, wantErr: `unknown --kind "sad"`},

@@ -63,7 +63,8 @@ func runJourney(ctx context.Context, env *Env, args []string) error {
 	j := resp.GetJourney()
 	w := env.Stdout
 	fmt.Fprintf(w, "Account:        %s\n", j.GetAccountId())
-	fmt.Fprintf(w, "Journey:        %s v%d\n", j.GetJourneyId(), j.GetVersion())
+	fmt.Fprintf(w, "Journey:        %s v%d, as of %s\n", j.GetJourneyId(), j.GetVersion(), ts(j.GetAsOf()))
+	fmt.Fprintf(w, "Status:         %s\n", lifecycleText(j.GetLifecycle()))
 	fmt.Fprintf(w, "Stage:          %s (since %s, %s)\n", dash(j.GetStage()), ts(j.GetEnteredAt()), dur(j.GetTimeInStage()))
 	if len(j.GetTraits()) > 0 {
 		keys := make([]string, 0, len(j.GetTraits()))
@@ -193,7 +194,17 @@ func runHealth(ctx context.Context, env *Env, args []string) error {
 	h := resp.GetHealth()
 	w := env.Stdout
 	fmt.Fprintf(w, "Account:   %s\n", h.GetAccountId())
-	fmt.Fprintf(w, "Score:     %.1f (%s), previous %.1f, 7d %+.1f, 30d %+.1f, %s\n", h.GetScore(), enumName(h.GetBand(), "BAND_"), h.GetPreviousScore(), h.GetTrend_7D(), h.GetTrend_30D(), dash(h.GetDirection()))
+	fmt.Fprintf(w, "Status:    %s\n", lifecycleText(h.GetLifecycle()))
+	kept := h.GetScore() != 0 || len(h.GetComponents()) > 0
+	switch {
+	case h.GetScored() || (h.GetLifecycle() == nil && kept): // a server from before `scored` scored everyone it listed
+
+		fmt.Fprintf(w, "Score:     %.1f (%s), previous %.1f, 7d %+.1f, 30d %+.1f, %s, as of %s\n", h.GetScore(), enumName(h.GetBand(), "BAND_"), h.GetPreviousScore(), h.GetTrend_7D(), h.GetTrend_30D(), dash(h.GetDirection()), ts(h.GetAsOf()))
+	case kept:
+		fmt.Fprintf(w, "Score:     not live: the last score, %.1f (%s) as of %s, is kept for history\n", h.GetScore(), enumName(h.GetBand(), "BAND_"), ts(h.GetAsOf()))
+	default:
+		fmt.Fprintln(w, "Score:     not scored: customer health is for paying customers")
+	}
 	fmt.Fprintf(w, "Model:     %s v%d profile %s, computed %s\n", dash(h.GetModelId()), h.GetModelVersion(), dash(h.GetProfile()), ts(h.GetComputedAt()))
 	fmt.Fprintf(w, "Stage:     %s   ARR %.0f   contract end %s\n\n", dash(h.GetStage()), h.GetArr(), ts(h.GetContractEnd()))
 	t := newTable(w, "COMPONENT", "RAW", "POINTS", "WEIGHT", "CONTRIBUTION", "EXPLANATION")
@@ -222,6 +233,22 @@ func runHealth(ctx context.Context, env *Env, args []string) error {
 		return signalTable(w, h.GetOpenSignals())
 	}
 	return nil
+}
+
+// lifecycleText is "customer since 2026-03-01 (prospect 2026-01-10, customer 2026-03-01)".
+func lifecycleText(l *commonv1.Lifecycle) string {
+	if l == nil || l.GetStatus() == commonv1.AccountStatus_ACCOUNT_STATUS_UNSPECIFIED {
+		return "-"
+	}
+	text := enumName(l.GetStatus(), "ACCOUNT_STATUS_") + " since " + ts(l.GetSince())
+	var steps []string
+	for _, c := range l.GetHistory() {
+		steps = append(steps, enumName(c.GetStatus(), "ACCOUNT_STATUS_")+" "+ts(c.GetAt()))
+	}
+	if len(steps) > 1 {
+		text += " (" + strings.Join(steps, ", ") + ")"
+	}
+	return text
 }
 
 func signalTable(w interface{ Write([]byte) (int, error) }, signals []*commonv1.Signal) error {
