@@ -187,7 +187,9 @@ func (h fakeHealth) GetAccountHealth(ctx context.Context, req *healthv1.GetAccou
 	if err := h.record(ctx, "GetAccountHealth"); err != nil {
 		return nil, err
 	}
-	at := func(day int) *timestamppb.Timestamp { return timestamppb.New(time.Date(2026, 1, day, 0, 0, 0, 0, time.UTC)) }
+	at := func(day int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 1, day, 0, 0, 0, 0, time.UTC))
+	}
 	switch req.GetAccountId() {
 	case "trialco": // a trial: not scored
 		return &healthv1.GetAccountHealthResponse{Health: &healthv1.AccountHealth{AccountId: "trialco",
