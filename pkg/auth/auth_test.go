@@ -81,6 +81,9 @@ func TestWorkspace(t *testing.T) {
 		{name: "read other", principal: &Principal{Workspace: "acme", Role: RoleRead}, requested: "globex", code: codes.PermissionDenied},
 		{name: "service names any", principal: &Principal{Role: RoleService}, requested: "globex", want: "globex"},
 		{name: "service must name one", principal: &Principal{Role: RoleService}, code: codes.InvalidArgument},
+		{name: "bound service key, own workspace", principal: &Principal{Workspace: "acme", Role: RoleService}, requested: "acme", want: "acme"},
+		{name: "bound service key, empty means own", principal: &Principal{Workspace: "acme", Role: RoleService}, want: "acme"},
+		{name: "bound service key, another workspace", principal: &Principal{Workspace: "acme", Role: RoleService}, requested: "rival", code: codes.PermissionDenied},
 		{name: "non-service key without workspace", principal: &Principal{Role: RoleAdmin}, requested: "", code: codes.PermissionDenied},
 	}
 	for _, tc := range tests {

@@ -138,15 +138,24 @@ func TestInterceptorMatrix(t *testing.T) {
 		}
 		tokens[r.String()] = tok
 	}
+	// A service key created for one workspace is limited to it: it may do
+	// what an admin of that workspace may, but not read a partition's log
+	// (which holds every workspace) or act on another workspace.
+	bound, err := k.Create("acme", RoleService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens["service-acme"] = bound
 
 	// methodCode[key][method]: the outcome of the interceptor alone.
 	methodCode := map[string]map[string]codes.Code{
-		"none":    {"Write": codes.Unauthenticated, "Read": codes.Unauthenticated, "Admin": codes.Unauthenticated, "Service": codes.Unauthenticated, "Any": codes.Unauthenticated, "Unlisted": codes.Unauthenticated, "Tail": codes.Unauthenticated},
-		"unknown": {"Write": codes.Unauthenticated, "Read": codes.Unauthenticated, "Admin": codes.Unauthenticated, "Service": codes.Unauthenticated, "Any": codes.Unauthenticated, "Unlisted": codes.Unauthenticated, "Tail": codes.Unauthenticated},
-		"write":   {"Write": codes.OK, "Read": codes.PermissionDenied, "Admin": codes.PermissionDenied, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.PermissionDenied},
-		"read":    {"Write": codes.PermissionDenied, "Read": codes.OK, "Admin": codes.PermissionDenied, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
-		"admin":   {"Write": codes.OK, "Read": codes.OK, "Admin": codes.OK, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
-		"service": {"Write": codes.OK, "Read": codes.OK, "Admin": codes.OK, "Service": codes.OK, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
+		"none":         {"Write": codes.Unauthenticated, "Read": codes.Unauthenticated, "Admin": codes.Unauthenticated, "Service": codes.Unauthenticated, "Any": codes.Unauthenticated, "Unlisted": codes.Unauthenticated, "Tail": codes.Unauthenticated},
+		"unknown":      {"Write": codes.Unauthenticated, "Read": codes.Unauthenticated, "Admin": codes.Unauthenticated, "Service": codes.Unauthenticated, "Any": codes.Unauthenticated, "Unlisted": codes.Unauthenticated, "Tail": codes.Unauthenticated},
+		"write":        {"Write": codes.OK, "Read": codes.PermissionDenied, "Admin": codes.PermissionDenied, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.PermissionDenied},
+		"read":         {"Write": codes.PermissionDenied, "Read": codes.OK, "Admin": codes.PermissionDenied, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
+		"admin":        {"Write": codes.OK, "Read": codes.OK, "Admin": codes.OK, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
+		"service":      {"Write": codes.OK, "Read": codes.OK, "Admin": codes.OK, "Service": codes.OK, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
+		"service-acme": {"Write": codes.OK, "Read": codes.OK, "Admin": codes.OK, "Service": codes.PermissionDenied, "Any": codes.OK, "Unlisted": codes.PermissionDenied, "Tail": codes.OK},
 	}
 	// workspaceOutcome[key][requested]: what Workspace returns once the
 	// method is allowed ("" code OK means the echoed workspace).
@@ -155,10 +164,11 @@ func TestInterceptorMatrix(t *testing.T) {
 		ws   string
 	}
 	workspaceOutcome := map[string]map[string]outcome{
-		"write":   {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
-		"read":    {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
-		"admin":   {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
-		"service": {"": {codes.InvalidArgument, ""}, "acme": {codes.OK, "acme"}, "globex": {codes.OK, "globex"}},
+		"write":        {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
+		"read":         {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
+		"admin":        {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
+		"service":      {"": {codes.InvalidArgument, ""}, "acme": {codes.OK, "acme"}, "globex": {codes.OK, "globex"}},
+		"service-acme": {"": {codes.OK, "acme"}, "acme": {codes.OK, "acme"}, "globex": {codes.PermissionDenied, ""}},
 	}
 
 	for key, methods := range methodCode {

@@ -51,6 +51,11 @@ func authorize(ctx context.Context, a Authenticator, p Policy, method string) (c
 	if !listed || !Allows(pr.Role, need) {
 		return nil, errMethodDenied
 	}
+	if need == RoleService && pr.Workspace != "" {
+		// Service-only methods (Subscribe) read whole partitions, which
+		// hold every workspace: a workspace-bound service key cannot.
+		return nil, errMethodDenied
+	}
 	return NewContext(ctx, pr), nil
 }
 
@@ -113,15 +118,18 @@ func (s *ctxStream) Context() context.Context { return s.ctx }
 // Workspace resolves the workspace a request acts on. An empty requested
 // workspace means the key's own. A key may name only its own workspace;
 // anything else is a PermissionDenied status that does not reveal whether
-// the workspace exists. Service keys may name any workspace but must name
-// one (InvalidArgument "workspace: ..."). Without a Principal in ctx it
-// returns Unauthenticated.
+// the workspace exists. A cluster-wide service key (one bound to no
+// workspace) may name any workspace but must name one (InvalidArgument
+// "workspace: ..."); a service key bound to a workspace is limited to it
+// like any other key. Without a Principal in ctx it returns Unauthenticated.
 func Workspace(ctx context.Context, requested string) (string, error) {
 	p, ok := FromContext(ctx)
 	if !ok {
 		return "", errNoKey
 	}
-	if p.Role == RoleService {
+	if p.Role == RoleService && p.Workspace == "" {
+		// A cluster-wide service key (the suite's own peers) acts on any
+		// workspace, but must name it.
 		if requested == "" {
 			return "", status.Error(codes.InvalidArgument, "workspace: required when calling with a service key")
 		}
