@@ -138,6 +138,11 @@ func Exhausted(retryAfter time.Duration, format string, args ...any) error {
 	return st.Err()
 }
 
+// UnavailableRetry is the retry delay sent with Unavailable: long enough for
+// an operator to free space or a peer to restart, short enough that an SDK
+// that honours it does not lose much time.
+const UnavailableRetry = 5 * time.Second
+
 // MaxID is the longest id (workspace, account, journey, owner...) Cairn
 // accepts, in bytes.
 const MaxID = 256
@@ -199,7 +204,11 @@ func Status(logger *slog.Logger, method string, err error) error {
 		return status.Error(codes.OutOfRange, err.Error())
 	case errors.Is(err, ErrUnavailable):
 		logger.Warn("request failed: unavailable", "method", method, "err", err)
-		return status.Error(codes.Unavailable, err.Error())
+		st := status.New(codes.Unavailable, err.Error())
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(UnavailableRetry)}); derr == nil {
+			st = d
+		}
+		return st.Err()
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):

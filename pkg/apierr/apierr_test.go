@@ -45,7 +45,7 @@ func TestStatus(t *testing.T) {
 		{name: "already exists", err: apierr.AlreadyExists("replay %q", "r1"), code: codes.AlreadyExists, msg: `replay "r1"`},
 		{name: "precondition", err: apierr.FailedPrecondition("journey %q has no active version", "j"), code: codes.FailedPrecondition,
 			msg: `journey "j" has no active version`},
-		{name: "unavailable", err: fmt.Errorf("write: %w: disk full", apierr.ErrUnavailable), code: codes.Unavailable, logged: true},
+		{name: "unavailable", err: fmt.Errorf("write: %w: disk full", apierr.ErrUnavailable), code: codes.Unavailable, retry: apierr.UnavailableRetry, logged: true},
 		{name: "canceled", err: fmt.Errorf("read: %w", context.Canceled), code: codes.Canceled, msg: "request canceled"},
 		{name: "deadline", err: fmt.Errorf("read: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded, msg: "request deadline exceeded"},
 		{name: "status passes", err: status.Error(codes.PermissionDenied, "workspace \"rival\""), code: codes.PermissionDenied, msg: "workspace \"rival\""},

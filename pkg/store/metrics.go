@@ -15,6 +15,7 @@ type metrics struct {
 	// rather than per commit.
 	commitGroup, commitUpdate prometheus.Observer
 	group                     prometheus.Histogram
+	writeErrors               *prometheus.CounterVec
 
 	writeTime, spillTime, rebalanceTime, pageWrites, freePages *prometheus.Desc
 	stats                                                      func() statsSnapshot
@@ -40,6 +41,10 @@ func newMetrics(stats func() statsSnapshot) *metrics {
 			Help:    "Callers sharing one group-commit transaction (and one fsync).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
 		}),
+		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_bbolt_write_errors_total",
+			Help: `Write transactions that could not be written, by kind: "disk_full" or "io". Callers got Unavailable with a retry delay.`,
+		}, []string{"kind"}),
 		writeTime: prometheus.NewDesc("cairn_bbolt_write_seconds_total",
 			"Time bbolt spent writing dirty pages and meta pages to disk, fsync included.", nil, nil),
 		spillTime: prometheus.NewDesc("cairn_bbolt_spill_seconds_total",
@@ -60,6 +65,7 @@ func newMetrics(stats func() statsSnapshot) *metrics {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.commit.Describe(ch)
 	m.group.Describe(ch)
+	m.writeErrors.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.writeTime, m.spillTime, m.rebalanceTime, m.pageWrites, m.freePages} {
 		ch <- d
 	}
@@ -69,6 +75,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.commit.Collect(ch)
 	m.group.Collect(ch)
+	m.writeErrors.Collect(ch)
 	s := m.stats()
 	ch <- prometheus.MustNewConstMetric(m.writeTime, prometheus.CounterValue, s.writeTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(m.spillTime, prometheus.CounterValue, s.spillTime.Seconds())

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -171,12 +172,50 @@ func (db *DB) View(fn func(*Tx) error) error {
 }
 
 // Update runs fn in its own write transaction (one fsync). Unlike Commit, fn
-// runs exactly once.
+// runs exactly once. fn's own error is returned as it is; a failure to
+// write the transaction is a *WriteError.
 func (db *DB) Update(fn func(*Tx) error) error {
 	start := time.Now()
-	err := db.bolt.Update(func(b *bbolt.Tx) error { return fn(&Tx{b: b}) })
+	var fnErr error
+	err := db.bolt.Update(func(b *bbolt.Tx) error { fnErr = fn(&Tx{b: b}); return fnErr })
 	db.metrics.commitUpdate.Observe(time.Since(start).Seconds())
+	if err != nil && fnErr == nil {
+		return db.writeError(err)
+	}
 	return err
+}
+
+// WriteError is a transaction that could not be written: the disk is full,
+// or the file system failed. It matches apierr.ErrUnavailable, so a client
+// hears Unavailable with a retry delay rather than an internal error: the
+// same request may succeed once space is freed, and nothing of it was
+// stored.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string {
+	if e.DiskFull() {
+		return "storage write failed: disk full"
+	}
+	return "storage write failed: I/O error"
+}
+
+// Unwrap gives the cause and apierr.ErrUnavailable.
+func (e *WriteError) Unwrap() []error { return []error{e.Err, apierr.ErrUnavailable} }
+
+// DiskFull reports whether the write failed for want of space.
+func (e *WriteError) DiskFull() bool {
+	return errors.Is(e.Err, syscall.ENOSPC) || errors.Is(e.Err, syscall.EDQUOT)
+}
+
+// writeError counts a failed write and wraps it.
+func (db *DB) writeError(err error) error {
+	we := &WriteError{Err: err}
+	kind := "io"
+	if we.DiskFull() {
+		kind = "disk_full"
+	}
+	db.metrics.writeErrors.WithLabelValues(kind).Inc()
+	return we
 }
 
 // Bolt exposes the underlying handle for stats and backups.
@@ -379,8 +418,9 @@ func (db *DB) runGroup(group []*commitReq) {
 		}
 		if failed < 0 {
 			// The commit itself failed (disk full, I/O error): everyone hears it.
+			werr := db.writeError(err)
 			for _, r := range live {
-				r.err <- fmt.Errorf("commit: %w", err)
+				r.err <- werr
 			}
 			return
 		}
