@@ -53,7 +53,10 @@ async function settled(p) {
   await p.waitForFunction(() => !document.querySelector('#view .loading'), null, { timeout: TIMEOUT });
 }
 
+// shot saves the whole page. The sticky top bar is unstuck first, so that a
+// page scrolled by a click does not show it over the middle of the page.
 async function shot(p, name) {
+  await p.addStyleTag({ content: '.topbar { position: static !important; }' });
   await p.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
 }
 
@@ -114,11 +117,14 @@ test('journey map shows each stage with the API\'s account counts', async (t) =>
 test('account page shows the account\'s stage and health score', async (t) => {
   const list = await api('/v1/journey/accounts?page.pageSize=50');
   assert.ok((list.accounts || []).length > 0, 'the demo workspace has accounts');
-  // Prefer an account with a health score so the number is meaningful.
+  // An account with a customer health score (a paying customer): prospects
+  // and trials are not scored, and their page says so (tested below).
   let account, health;
-  for (const a of list.accounts.slice(0, 20)) {
+  for (const a of list.accounts) {
     const r = await fetch(`${BASE}/v1/accounts/${encodeURIComponent(a.accountId)}/health`, { headers: { Authorization: 'Bearer ' + KEY } });
-    if (r.ok) { account = a; health = (await r.json()).health; break; }
+    if (!r.ok) continue;
+    const hl = (await r.json()).health;
+    if (hl.scored) { account = a; health = hl; break; }
   }
   assert.ok(account, 'some account has a health score');
   const journey = (await api(`/v1/accounts/${encodeURIComponent(account.accountId)}/journey`)).journey;
@@ -134,6 +140,13 @@ test('account page shows the account\'s stage and health score', async (t) => {
   assert.ok([health, later].some((x) => Number(x.score || 0).toFixed(0) === shown),
     `page score ${shown}, API ${health.score} before and ${later.score} after`);
   assert.equal(await p.textContent('[data-testid=account-stage]'), journey.stage || '—');
+  // Its status in words, since a date with its year, and when the panels were computed.
+  const word = { ACCOUNT_STATUS_CUSTOMER: 'customer', ACCOUNT_STATUS_WON_BACK: 'won back' }[journey.lifecycle.status];
+  assert.equal(await p.textContent('[data-testid=account-status]'), word);
+  assert.match(await p.textContent('[data-testid=account-status-since]'), /^since \w{3} \d{1,2}, \d{4}$/);
+  assert.match(await p.textContent('[data-testid=journey-as-of]'), /^as of \w{3} \d{1,2}, \d{4}/);
+  assert.match(await p.textContent('[data-testid=health-as-of]'), /^as of \w{3} \d{1,2}, \d{4}/);
+  assert.ok(await p.$$eval('[data-testid=status-history] li', (li) => li.length) >= 1, 'status history listed');
   await shot(p, 'account');
 
   await p.setViewportSize({ width: 390, height: 844 });
@@ -183,4 +196,180 @@ test('a bad key shows an error and asks for a key', async (t) => {
   await p.fill('#key-input', KEY);
   await p.click('#key-form button[type=submit]');
   await p.waitForSelector('[data-testid=stage-card]', { timeout: TIMEOUT });
+});
+
+// ---- journey truth: what a customer-success or RevOps lead checks.
+
+// all pages through a list endpoint and returns every item of field.
+async function all(p, field) {
+  const out = [];
+  let token = '';
+  do {
+    const sep = p.includes('?') ? '&' : '?';
+    const r = await api(`${p}${sep}page.pageSize=200${token ? '&page.pageToken=' + encodeURIComponent(token) : ''}`);
+    out.push(...(r[field] || []));
+    token = (r.page && r.page.nextPageToken) || '';
+  } while (token);
+  return out;
+}
+
+async function churnedIds() {
+  const churned = await all('/v1/journey/accounts?status=ACCOUNT_STATUS_CHURNED', 'accounts');
+  for (const a of churned) assert.equal(a.status, 'ACCOUNT_STATUS_CHURNED', `${a.accountId} listed as churned`);
+  return new Set(churned.map((a) => a.accountId));
+}
+
+// panelShot saves one panel; the sticky top bar is unstuck so that it does not cover it.
+async function panelShot(p, selector, name) {
+  await p.addStyleTag({ content: '.topbar { position: static !important; }' });
+  await (await p.$(selector)).screenshot({ path: path.join(SHOTS, name + '.png') });
+}
+
+async function open(t, hash, selector) {
+  const p = await page(t);
+  await p.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await p.goto(`${BASE}/#/${hash}`);
+  await p.waitForSelector(selector, { timeout: TIMEOUT });
+  await settled(p);
+  return p;
+}
+
+test('no churned account is in the at-risk list', async (t) => {
+  const churned = await churnedIds();
+  assert.ok(churned.size > 0, 'the demo has churned accounts');
+  const p = await open(t, 'lists', '[data-testid=at-risk] h2');
+  const ids = await p.$$eval('[data-testid=at-risk] tbody tr [data-account]', (els) => els.map((el) => el.dataset.account));
+  assert.ok(ids.length > 0, 'some live customer is at risk');
+  assert.deepEqual(ids.filter((id) => churned.has(id)), [], 'churned accounts in the at-risk list');
+  // Every at-risk row is a paying customer, by the journey's own account of it.
+  for (const id of ids.slice(0, 10)) {
+    const st = (await api(`/v1/accounts/${encodeURIComponent(id)}/journey`)).journey.lifecycle.status;
+    assert.ok(['ACCOUNT_STATUS_CUSTOMER', 'ACCOUNT_STATUS_WON_BACK'].includes(st), `${id} is ${st}`);
+  }
+  assert.match(await p.textContent('[data-testid=at-risk-arr]'), /ARR at risk/);
+  await panelShot(p, '[data-testid=at-risk]', 'at-risk');
+});
+
+test('the accounts list shows live accounts by default and churned ones on request', async (t) => {
+  const churned = await churnedIds();
+  const p = await open(t, 'accounts', '[data-testid=account-table] tbody tr');
+  assert.equal(await p.$eval('#status', (el) => el.value), '', 'live accounts by default');
+  const live = await p.$$eval('[data-testid=account-table] tbody tr', (rows) => rows.map((r) => ({ id: r.dataset.accountRow, status: r.dataset.status })));
+  assert.ok(live.length > 0);
+  assert.deepEqual(live.filter((r) => r.status === 'churned' || churned.has(r.id)), [], 'churned accounts in the live list');
+  assert.deepEqual(live.filter((r) => !['prospect', 'trial', 'customer', 'won back'].includes(r.status)), [], 'every row has a status in words');
+  await shot(p, 'accounts-live');
+
+  await p.selectOption('#status', 'churned');
+  await p.waitForFunction(() => location.hash.includes('status=churned'), null, { timeout: TIMEOUT });
+  await p.waitForSelector('[data-testid=account-table] tbody tr', { timeout: TIMEOUT });
+  await settled(p);
+  const rows = await p.$$eval('[data-testid=account-table] tbody tr', (rs) => rs.map((r) => ({ id: r.dataset.accountRow, status: r.dataset.status })));
+  assert.ok(rows.length > 0, 'churned accounts are reachable');
+  assert.deepEqual(rows.filter((r) => r.status !== 'churned'), [], 'only churned accounts');
+  assert.ok(rows.every((r) => churned.has(r.id)), 'the API lists the same accounts as churned');
+  await shot(p, 'accounts-churned');
+});
+
+test('a churned account shows "churned" on its page', async (t) => {
+  const [id] = await churnedIds();
+  const journey = (await api(`/v1/accounts/${encodeURIComponent(id)}/journey`)).journey;
+  const p = await open(t, 'account/' + encodeURIComponent(id), '[data-testid=account-status]');
+  assert.equal(await p.textContent('[data-testid=account-status]'), 'churned');
+  const since = new Date(journey.lifecycle.since).toLocaleDateString('en-US', { year: 'numeric', month: 'short', day: 'numeric' });
+  assert.equal(await p.textContent('[data-testid=account-status-since]'), 'since ' + since);
+  assert.equal(await p.textContent('[data-testid=account-stage]'), 'none', 'a churned account is in no stage');
+  const history = await p.$$eval('[data-testid=status-history] [data-status]', (els) => els.map((el) => el.dataset.status));
+  assert.equal(history[0], 'churned', 'newest status first');
+  assert.ok(history.length >= 2, 'the history shows how it got there');
+  await shot(p, 'account-churned');
+});
+
+test('a trial account shows "not scored" instead of a health score', async (t) => {
+  const trials = (await api('/v1/journey/accounts?status=ACCOUNT_STATUS_TRIAL&page.pageSize=5')).accounts || [];
+  assert.ok(trials.length > 0, 'the demo has trial accounts');
+  const id = trials[0].accountId;
+  const p = await open(t, 'account/' + encodeURIComponent(id), '[data-testid=health-not-scored]');
+  assert.match(await p.textContent('[data-testid=health-not-scored]'), /^not scored: customer health is for paying customers/);
+  assert.equal(await p.$('[data-testid=health-score]'), null, 'no score shown');
+  assert.equal(await p.textContent('[data-testid=account-status]'), 'trial');
+  await shot(p, 'account-trial');
+});
+
+test('the funnel adds up', async (t) => {
+  const before = await api('/v1/funnel');
+  const p = await open(t, 'journey', '[data-testid=funnel-totals]');
+  const n = async (id) => Number((await p.textContent(`[data-testid=${id}]`)).replace(/,/g, ''));
+  const total = await n('funnel-total'), inStages = await n('funnel-in-stages'), churned = await n('funnel-churned'), notPlaced = await n('funnel-not-placed');
+  assert.equal(total, inStages + churned + notPlaced, 'total = in a stage + churned + not placed');
+  const after = await api('/v1/funnel');
+  const matches = (f) => total === Number(f.totalAccounts) && churned === Number(f.churned || 0) && notPlaced === Number(f.notPlaced || 0) &&
+    inStages === (f.stages || []).reduce((s, x) => s + Number(x.current || 0), 0);
+  assert.ok(matches(before) || matches(after), `page ${total} = ${inStages} + ${churned} + ${notPlaced}; API ${before.totalAccounts}`);
+  assert.equal(await p.$('[data-testid=funnel-totals] .error'), null, 'the service total agrees with its parts');
+  if (notPlaced) assert.match(await p.textContent('[data-testid=not-placed-reasons]'), /Not yet placed because/);
+  assert.match(await p.textContent('[data-testid=def-dropped]'), /went back to an earlier stage/);
+  assert.match(await p.textContent('[data-testid=def-flagged]'), /raised a drop-off signal/);
+  // Each stage: entered ≥ converted + dropped + churned, and the direct entries explain a later stage's entries.
+  for (const st of after.stages || []) {
+    const e = Number(st.entered || 0), c = Number(st.converted || 0), d = Number(st.dropped || 0), ch = Number(st.churned || 0);
+    assert.ok(c + d + ch <= e, `${st.stage}: converted ${c} + dropped ${d} + churned ${ch} > entered ${e}`);
+  }
+  // Entries are explained on the page: the direct ones are named per stage.
+  const directShown = await p.$$eval('[data-testid=stage-metrics] tbody tr', (rs) => rs.map((r) => r.children[3].textContent));
+  const direct = (f) => (f.stages || []).map((x) => Number(x.enteredDirectly || 0).toLocaleString('en-US'));
+  assert.ok([before, after].some((f) => JSON.stringify(direct(f)) === JSON.stringify(directShown)), 'entered directly per stage');
+  await shot(p, 'funnel');
+});
+
+test('the SLA board lists only open work, soonest due first', async (t) => {
+  const before = await api('/v1/assignments?openQueue=true&page.pageSize=50');
+  const p = await open(t, 'lists', '[data-testid=queue] h2');
+  const rows = await p.$$eval('[data-testid=queue-table] tbody tr', (rs) => rs.map((r) => ({ id: r.dataset.assignment, state: r.dataset.state, due: r.dataset.due })));
+  assert.ok(rows.length > 0, 'the demo has open work');
+  assert.deepEqual(rows.filter((r) => !['open', 'breached'].includes(r.state)), [], 'only open or breached-untouched work');
+  const dues = rows.filter((r) => r.due).map((r) => Date.parse(r.due));
+  assert.deepEqual(dues, [...dues].sort((a, b) => a - b), 'soonest due first');
+  const after = await api('/v1/assignments?openQueue=true&page.pageSize=50');
+  const ids = (r) => (r.assignments || []).slice(0, 25).map((a) => a.assignmentId);
+  const shown = rows.map((r) => r.id);
+  assert.ok([before, after].some((r) => JSON.stringify(ids(r)) === JSON.stringify(shown)), 'the rows are the API\'s open queue, in its order');
+  const churned = await churnedIds();
+  for (const a of after.assignments || []) {
+    assert.ok(!(a.sla && a.sla.metLate) && !a.closeReason, `${a.assignmentId} is not open work`);
+    assert.ok(!churned.has(a.accountId), `${a.assignmentId} belongs to churned account ${a.accountId}`);
+  }
+  // The badge counts items: the exact number, or "50+" when there is another page.
+  const badge = await p.textContent('[data-testid=queue-count]');
+  const count = (r) => (r.page && r.page.nextPageToken ? '50+' : String((r.assignments || []).length)) + ' open';
+  assert.ok([count(before), count(after)].includes(badge), `badge ${badge}`);
+  assert.ok(await p.$$eval('[data-testid=sla-report-type] tbody tr', (r) => r.length) > 0, 'attainment by type');
+  const head = await p.textContent('[data-testid=sla-report-type] thead');
+  for (const col of ['Met on time', 'Met late', 'Breached untouched']) assert.ok(head.includes(col), col);
+  await panelShot(p, '[data-testid=queue]', 'sla-queue');
+  await panelShot(p, '[data-testid=sla-report]', 'sla-report');
+});
+
+test('an account\'s handoffs say "met late" and "closed: churned"', async (t) => {
+  // A churned account whose pending handoff closed when it churned, and one
+  // handoff that was worked after its SLA breached.
+  let closed, late;
+  for (const id of await churnedIds()) {
+    const as = (await api(`/v1/assignments?accountId=${encodeURIComponent(id)}&page.pageSize=50`)).assignments || [];
+    closed = closed || as.find((a) => a.closeReason === 'churned');
+    late = late || as.find((a) => a.sla && a.sla.metLate);
+    if (closed && late) break;
+  }
+  assert.ok(closed, 'some handoff closed because its account churned');
+  const p = await open(t, 'account/' + encodeURIComponent(closed.accountId), '[data-testid=closed-churned]');
+  const item = `details[data-assignment="${closed.assignmentId}"]`;
+  await p.click(`${item} summary`);
+  assert.match(await p.textContent(item), /closed becausethe account churned/);
+  if (late && late.accountId === closed.accountId) {
+    const li = `details[data-assignment="${late.assignmentId}"]`;
+    await p.click(`${li} summary`);
+    assert.match(await p.textContent(li), /met late/);
+    assert.ok(await p.$('[data-testid=met-late]'), 'a "met late" pill');
+  }
+  await shot(p, 'account-handoffs');
 });

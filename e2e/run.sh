@@ -94,6 +94,37 @@ funnel_stable() {
   [ "$a" = "$b" ]
 }
 wait_for "the demo data to settle" funnel_stable
+# Health and routing read what stages and ingestion publish and may still be
+# catching up (for example, closing the handoffs of churned accounts): wait
+# until every consumer of every service has no lag and the open queue and
+# the at-risk list hold still too.
+metrics=$(node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1]));process.stdout.write(Object.values(r.metrics||{}).join(" "))' "$data/run.json")
+no_lag() {
+  local m total=0 lag
+  for m in $metrics; do
+    lag=$(curl -fsS "http://$m/metrics" | awk '/^cairn_consumer_lag[{ ]/ {s+=$NF} END {print s+0}') || return 1
+    total=$((total + ${lag%.*}))
+  done
+  [ "$total" -eq 0 ]
+}
+# views prints which handoffs are open and which accounts are at risk (ids and
+# states only: an SLA clock's "used" moves with the wall clock).
+views() {
+  curl -fsS -H "Authorization: Bearer $key" "$url/v1/assignments?openQueue=true&page.pageSize=200" |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log((JSON.parse(s).assignments||[]).map(a=>a.assignmentId+":"+a.state).join(" ")))' || return 1
+  curl -fsS -H "Authorization: Bearer $key" "$url/v1/health/accounts?band=BAND_AT_RISK&page.pageSize=200" |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log((JSON.parse(s).accounts||[]).map(a=>a.accountId).join(" ")))'
+}
+views_stable() {
+  local a b
+  no_lag || return 1
+  a=$(views) || return 1
+  sleep 3
+  no_lag || return 1
+  b=$(views) || return 1
+  [ "$a" = "$b" ]
+}
+wait_for "health and routing to catch up" views_stable
 
 log "running browser tests"
 (cd "$here" && CAIRN_URL="$url" CAIRN_KEY="$key" npm test)

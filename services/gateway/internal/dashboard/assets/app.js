@@ -62,7 +62,8 @@
   async function api(path, params) {
     const url = new URL(path, location.origin);
     for (const [k, v] of Object.entries(params || {})) {
-      if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, v);
+      if (Array.isArray(v)) v.forEach((x) => url.searchParams.append(k, x));
+      else if (v !== undefined && v !== null && v !== '') url.searchParams.set(k, v);
     }
     const resp = await fetch(url, { headers: { Authorization: 'Bearer ' + apiKey(), Accept: 'application/json' } });
     let body = null;
@@ -109,6 +110,11 @@
     if (isNaN(d) || d.getUTCFullYear() < 1971) return '—';
     return d.toLocaleString('en-US', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
   }
+  // fmtStamp is a point in time with its year, for "as of" and "since".
+  function fmtStamp(ts) {
+    if (!validTime(ts)) return '—';
+    return new Date(ts).toLocaleString('en-US', { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  }
   const validTime = (ts) => ts && !isNaN(new Date(ts)) && new Date(ts).getUTCFullYear() > 1971;
   const enumName = (v, prefix) => String(v || '').replace(prefix, '').toLowerCase().replace(/_/g, ' ');
   function bandPill(band) {
@@ -127,6 +133,18 @@
     const kind = enumName(sig.kind, 'SIGNAL_KIND_');
     const cls = { risk: 'bad', dropoff: 'bad', stuck: 'warn', expansion: 'good', renewal: '' }[kind];
     return h('span', { class: 'pill ' + (cls === undefined ? 'muted' : cls), title: sig.message || '' }, kind + ': ' + (sig.reason || '').replace(/_/g, ' '));
+  }
+  // ---- account status (cairn.common.v1.AccountStatus), in words.
+  const STATUSES = [
+    ['ACCOUNT_STATUS_PROSPECT', 'prospect', 'muted'], ['ACCOUNT_STATUS_TRIAL', 'trial', 'warn'],
+    ['ACCOUNT_STATUS_CUSTOMER', 'customer', 'good'], ['ACCOUNT_STATUS_WON_BACK', 'won back', 'good'],
+    ['ACCOUNT_STATUS_CHURNED', 'churned', 'bad']];
+  const statusWord = (v) => (STATUSES.find((x) => x[0] === v) || [])[1] || '';
+  const statusEnum = (word) => (STATUSES.find((x) => x[1] === word) || [])[0] || '';
+  const paying = (v) => v === 'ACCOUNT_STATUS_CUSTOMER' || v === 'ACCOUNT_STATUS_WON_BACK';
+  function statusPill(v) {
+    const x = STATUSES.find((st) => st[0] === v);
+    return h('span', { class: 'pill ' + (x ? x[2] : 'muted'), 'data-status': x ? x[1] : 'unknown' }, x ? x[1] : 'unknown');
   }
   const accountLink = (id, label) => h('a', { href: '#/account/' + encodeURIComponent(id), 'data-account': id }, label || id);
 
@@ -221,7 +239,7 @@
         // The funnel lists every segment seen, whatever the filter; keep one named in the URL too.
         [...new Set(['', ...(f.segments || []), segment])].map((v) => h('option', { value: v, selected: v === segment }, v || 'All segments')));
       head.appendChild(h('div', { class: 'controls' }, h('label', { for: 'cohort' }, 'Cohort'), cohortSel, h('label', { for: 'segment' }, 'Segment'), segSel));
-      document.getElementById('journey-sub').textContent = `${fmtInt(f.accounts)} accounts` + (cohort ? ` · cohort ${cohort}` : '') + (segment ? ` · ${segment}` : '');
+      document.getElementById('journey-sub').textContent = `${fmtInt(f.accounts)} live accounts` + (cohort ? ` · cohort ${cohort}` : '') + (segment ? ` · ${segment}` : '');
       if (!stages.length) return empty('No journey data yet. Apply a journey definition and send some events, or start the suite with --demo.');
       const list = h('div', {});
       const row = h('div', { class: 'stages', 'data-testid': 'stage-map' });
@@ -237,24 +255,67 @@
           h('div', { class: 'team' }, st.ownerTeam || ''),
           h('div', { class: 'count', 'data-testid': 'stage-count' }, fmtInt(st.current), h('small', {}, 'now')),
           h('dl', {},
-            h('dt', {}, 'entered'), h('dd', {}, fmtInt(st.entered)),
+            h('dt', {}, 'entered'), h('dd', { 'data-testid': 'stage-entered' }, fmtInt(st.entered)),
+            num(st.enteredDirectly) ? [h('dd', { class: 'direct', 'data-testid': 'stage-direct' }, `of which ${fmtInt(st.enteredDirectly)} entered directly`)] : null,
             h('dt', {}, 'converted'), h('dd', {}, fmtInt(st.converted)),
-            h('dt', { title: 'went back, or still here with a drop-off signal open' }, 'dropped'), h('dd', { class: num(st.dropped) ? 'drop' : '' }, fmtInt(st.dropped)),
+            h('dt', { title: DEF.dropped }, 'dropped'), h('dd', { class: num(st.dropped) ? 'drop' : '' }, fmtInt(st.dropped)),
+            h('dt', { title: DEF.churned }, 'churned'), h('dd', { class: num(st.churned) ? 'drop' : '', 'data-testid': 'stage-churned' }, fmtInt(st.churned)),
             h('dt', {}, 'median'), h('dd', {}, fmtDuration(st.medianTimeInStage)),
             h('dt', {}, 'p90'), h('dd', {}, fmtDuration(st.p90TimeInStage))));
         row.appendChild(card);
       });
-      const table = h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Stage'), h('th', { class: 'num' }, 'Now'), h('th', { class: 'num' }, 'Entered'),
+      const table = h('table', { 'data-testid': 'stage-metrics' }, h('thead', {}, h('tr', {}, h('th', {}, 'Stage'), h('th', { class: 'num' }, 'Now'), h('th', { class: 'num' }, 'Entered'),
+        h('th', { class: 'num', title: DEF.direct }, 'of which directly'),
         h('th', { class: 'num' }, 'Converted'), h('th', { class: 'num' }, 'Conversion'),
-        h('th', { class: 'num', title: 'went back, or still in the stage with a drop-off signal open' }, 'Dropped'),
-        h('th', { class: 'num', title: 'stays that raised a drop-off signal at some point, recovered or not' }, 'Flagged'),
+        h('th', { class: 'num', title: DEF.dropped }, 'Dropped'),
+        h('th', { class: 'num', title: DEF.churned }, 'Churned'),
+        h('th', { class: 'num', title: DEF.flagged }, 'Flagged'),
         h('th', { class: 'num' }, 'Median time'), h('th', { class: 'num' }, 'p90 time'))),
-      h('tbody', {}, stages.map((st) => h('tr', {}, h('td', {}, st.name || st.stage), h('td', { class: 'num' }, fmtInt(st.current)), h('td', { class: 'num' }, fmtInt(st.entered)),
+      h('tbody', {}, stages.map((st) => h('tr', { 'data-stage': st.stage }, h('td', {}, st.name || st.stage), h('td', { class: 'num' }, fmtInt(st.current)), h('td', { class: 'num' }, fmtInt(st.entered)),
+        h('td', { class: 'num' }, fmtInt(st.enteredDirectly)),
         h('td', { class: 'num' }, fmtInt(st.converted)), h('td', { class: 'num' }, fmtPct(st.conversionRate)), h('td', { class: 'num' }, fmtInt(st.dropped)),
+        h('td', { class: 'num' }, fmtInt(st.churned)),
         h('td', { class: 'num' }, fmtInt(st.dropoffSignals)),
         h('td', { class: 'num' }, fmtDuration(st.medianTimeInStage)), h('td', { class: 'num' }, fmtDuration(st.p90TimeInStage))))));
-      return [row, h('div', { style: 'margin-top:18px' }, panel('Funnel', funnelChart(stages)), panel('Stage metrics', h('div', { class: 'table-wrap' }, table))), list];
+      const defs = h('dl', { class: 'defs', 'data-testid': 'funnel-definitions' },
+        h('dt', {}, 'Entered directly'), h('dd', {}, DEF.direct),
+        h('dt', {}, 'Dropped'), h('dd', { 'data-testid': 'def-dropped' }, DEF.dropped),
+        h('dt', {}, 'Churned'), h('dd', {}, DEF.churned),
+        h('dt', {}, 'Flagged'), h('dd', { 'data-testid': 'def-flagged' }, DEF.flagged));
+      return [whereAccounts(f, stages, cohort), row, h('div', { style: 'margin-top:18px' }, panel('Funnel', funnelChart(stages)),
+        panel('Stage metrics', h('div', { class: 'table-wrap' }, table), defs)), list];
     });
+  }
+
+  // Definitions of the funnel's counts, worded as in docs/journeys.md.
+  const DEF = {
+    direct: 'The stays that began with a placement rather than a move from another stage — an account first seen mid-journey (its first evidence already met a later stage\'s entry criteria, e.g. a signed contract) or won back — so a later stage can show more entries than the previous stage\'s conversions.',
+    dropped: 'A stay that did not make it, because the account went back to an earlier stage or is still in the stage with a drop-off signal open (churned stays are counted apart).',
+    flagged: 'A stay that raised a drop-off signal at any point, including one that recovered or converted afterwards — the early-warning volume, as opposed to the losses.',
+    churned: 'A stay that ended because the account churned while in the stage.',
+  };
+
+  // whereAccounts says where every account the journey knows is: in a
+  // stage, churned, or not yet placed; the three add up to the total.
+  function whereAccounts(f, stages, cohort) {
+    const inStages = stages.reduce((t, st) => t + num(st.current), 0);
+    const churned = num(f.churned), notPlaced = num(f.notPlaced);
+    const total = inStages + churned + notPlaced;
+    const reported = f.totalAccounts === undefined ? total : num(f.totalAccounts);
+    const reasons = f.notPlacedReasons || [];
+    const term = (v, label, id) => h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': id }, fmtInt(v)), h('div', { class: 'l' }, label));
+    const op = (x) => h('div', { class: 'op' }, x);
+    return h('section', { class: 'panel', 'data-testid': 'funnel-totals' }, h('h2', {}, 'Where every account is'),
+      h('div', { class: 'kpis equation' },
+        term(total, 'accounts in total', 'funnel-total'), op('='),
+        term(inStages, 'in a stage now (live)', 'funnel-in-stages'), op('+'),
+        term(churned, 'churned (in no stage until won back)', 'funnel-churned'), op('+'),
+        term(notPlaced, 'not yet placed', 'funnel-not-placed')),
+      reported !== total ? h('div', { class: 'error', role: 'alert' }, `The service reports ${fmtInt(reported)} accounts in total, but the parts add up to ${fmtInt(total)}.`) : null,
+      notPlaced ? h('div', { class: 'sub', style: 'margin-top:10px', 'data-testid': 'not-placed-reasons' }, 'Not yet placed because (an account may have several reasons): ',
+        reasons.map((r, i) => [i ? '; ' : '', h('b', {}, r.reason === 'no_behavioural_event' ? 'no behavioural event yet (only identify or group calls)' : 'not met: ' + r.reason.replace(/_/g, ' ')), ' ' + fmtInt(r.accounts)]))
+        : null,
+      cohort ? h('div', { class: 'sub', style: 'margin-top:6px' }, 'Accounts not yet placed have no cohort, so a cohort filter leaves them out.') : null);
   }
 
   function showStage(el, st, segment) {
@@ -273,23 +334,35 @@
   function accountTable(rows, emptyMsg) {
     if (!rows.length) return empty(emptyMsg);
     return h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'account-table' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', {}, 'Stage'), h('th', {}, 'Since'), h('th', {}, 'Segment'), h('th', {}, 'Owner'), h('th', { class: 'num' }, 'Open signals'))),
-      h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, accountLink(a.accountId, a.name || a.accountId)), h('td', {}, a.stage || '—'),
-        h('td', { class: 'nowrap' }, fmtDate(a.enteredAt)), h('td', {}, a.segment || '—'), h('td', {}, a.owner || '—'),
+      h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', {}, 'Status'), h('th', {}, 'Stage'), h('th', {}, 'In stage since'), h('th', {}, 'Segment'), h('th', {}, 'Owner'), h('th', { class: 'num' }, 'Open signals'))),
+      h('tbody', {}, rows.map((a) => h('tr', { 'data-account-row': a.accountId, 'data-status': statusWord(a.status) || 'unknown' }, h('td', {}, accountLink(a.accountId, a.name || a.accountId)),
+        h('td', { class: 'nowrap' }, statusPill(a.status), validTime(a.statusSince) ? h('div', { class: 'when muted' }, 'since ' + fmtDate(a.statusSince)) : null),
+        h('td', {}, a.stage || (a.status === 'ACCOUNT_STATUS_CHURNED' ? h('span', { class: 'muted' }, 'none (churned)') : '—')),
+        h('td', { class: 'nowrap' }, a.stage ? fmtDate(a.enteredAt) : '—'), h('td', {}, a.segment || '—'), h('td', {}, a.owner || '—'),
         h('td', { class: 'num' }, num(a.openSignals) ? h('span', { class: 'pill warn' }, a.openSignals) : '0'))))));
   }
 
   async function accountsPage(params) {
     const stage = params.get('stage') || '';
-    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub' }, 'Every account with its current stage')));
+    // status: '' is the API's default, the live accounts (churned excluded);
+    // 'all' is every status; otherwise one status in words.
+    const status = params.get('status') || '';
+    const statuses = status === 'all' ? STATUSES.map((x) => x[0]) : status ? [statusEnum(status)].filter(Boolean) : [];
+    const sel = h('select', { id: 'status', 'aria-label': 'Status', 'data-testid': 'status-filter', onchange: (e) => go('accounts', { stage, status: e.target.value }) },
+      h('option', { value: '' }, 'Live accounts (not churned)'),
+      STATUSES.map((x) => h('option', { value: x[1], selected: x[1] === status }, x[1])),
+      h('option', { value: 'all', selected: status === 'all' }, 'All, churned included'));
+    const what = status === 'all' ? 'Every account, churned included' : status ? `Accounts whose status is ${status}` : 'Live accounts (churned accounts excluded: choose “churned” to see them)';
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub', 'data-testid': 'accounts-sub' }, what)),
+      h('div', { class: 'controls' }, h('label', { for: 'status' }, 'Status'), sel));
     const body = h('div', {});
     view.replaceChildren(head, panel('', body));
     const rows = [];
     const more = async (token) => {
-      const r = await api('/v1/journey/accounts', { stage, 'page.pageSize': 200, 'page.pageToken': token });
+      const r = await api('/v1/journey/accounts', { stage, status: statuses, 'page.pageSize': 200, 'page.pageToken': token });
       rows.push(...(r.accounts || []));
       const next = r.page && r.page.nextPageToken;
-      return [accountTable(rows, 'No accounts yet.'),
+      return [accountTable(rows, status ? 'No accounts with this status.' : 'No accounts yet.'),
         next ? h('div', { style: 'text-align:center;margin-top:12px' }, h('button', { type: 'button', 'data-testid': 'load-more',
           onclick: () => fill(body, 'more accounts', () => more(next)) }, 'Load more')) : null];
     };
@@ -297,7 +370,8 @@
   }
 
   async function accountPage(id) {
-    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', { 'data-testid': 'account-id' }, id), h('div', { class: 'traits', id: 'traits' })));
+    const statusEl = h('div', { class: 'status-line', 'data-testid': 'account-status-line' });
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', { 'data-testid': 'account-id' }, id), statusEl, h('div', { class: 'traits', id: 'traits' })));
     const top = h('div', { class: 'grid two' });
     const healthEl = h('section', { class: 'panel', 'data-testid': 'health-panel' });
     const trendEl = h('section', { class: 'panel' });
@@ -314,9 +388,31 @@
 
     const journeyP = api(`/v1/accounts/${enc}/journey`);
     const healthP = api(`/v1/accounts/${enc}/health`);
+    // The account's lifecycle: the journey's, else health's (both derive it
+    // from the same events with the same rules).
+    const lifecycleP = (async () => {
+      const [j, hl] = await Promise.all([optional(journeyP), optional(healthP)]);
+      return (j && j.journey && j.journey.lifecycle) || (hl && hl.health && hl.health.lifecycle) || null;
+    })();
+    fill(statusEl, 'status', async () => {
+      const lc = await lifecycleP;
+      if (!lc || !lc.status) return h('span', { class: 'muted' }, 'status unknown');
+      return [h('span', { 'data-testid': 'account-status' }, statusPill(lc.status)),
+        h('span', { class: 'muted', 'data-testid': 'account-status-since' }, 'since ' + fmtDate(lc.since))];
+    });
     fill(healthEl, 'health', async () => {
-      const hl = (await healthP).health || {};
-      const cls = scoreClass(hl.score, hl.band);
+      let resp;
+      try { resp = await healthP; } catch (err) {
+        // An account the health service has no score for: say why when its status explains it.
+        const lc = await lifecycleP;
+        if (err.status === 404 && lc && !paying(lc.status)) return notScored(lc, null);
+        throw err;
+      }
+      const hl = resp.health || {};
+      const lc = hl.lifecycle || (await lifecycleP);
+      if (lc && (lc.status === 'ACCOUNT_STATUS_PROSPECT' || lc.status === 'ACCOUNT_STATUS_TRIAL')) return notScored(lc, hl);
+      const churned = lc && lc.status === 'ACCOUNT_STATUS_CHURNED';
+      const cls = churned ? 'muted' : scoreClass(hl.score, hl.band);
       const comps = (hl.components || []).map((c) => h('div', { class: 'comp' },
         h('span', { class: 'n' }, c.name.replace(/_/g, ' ')),
         h('div', { class: 'bar ' + (num(c.points) >= 80 ? 'good' : num(c.points) >= 50 ? 'warn' : 'bad'), title: `${fmtScore(c.points)} of 100 points × weight ${num(c.weight)}` },
@@ -324,9 +420,10 @@
         h('span', { class: 'num' }, '+' + num(c.contribution).toFixed(1)),
         c.explanation || c.error ? h('div', { class: 'x' }, c.error || c.explanation) : null));
       const delta = num(hl.trend30d);
-      return [h('h2', {}, 'Health'),
+      return [h('h2', {}, 'Health ', h('span', { class: 'asof', 'data-testid': 'health-as-of' }, 'as of ' + fmtStamp(hl.asOf || hl.computedAt))),
+        churned ? h('div', { class: 'error', 'data-testid': 'health-churned' }, `Churned since ${fmtDate(lc.since)}: this is the last score before the churn, kept for history; the account is in no band, at-risk list or ARR total.`) : null,
         h('div', { class: 'kpis' },
-          h('div', {}, h('div', { class: 'score ' + cls, 'data-testid': 'health-score' }, fmtScore(hl.score)), h('div', { class: 'sub' }, 'of 100 ', bandPill(hl.band))),
+          h('div', {}, h('div', { class: 'score ' + cls, 'data-testid': 'health-score' }, fmtScore(hl.score)), h('div', { class: 'sub' }, 'of 100 ', churned ? h('span', { class: 'pill muted' }, 'last score') : bandPill(hl.band))),
           h('div', { class: 'kpi' }, h('div', { class: 'v' }, (delta > 0 ? '+' : '') + delta.toFixed(1)), h('div', { class: 'l' }, '30-day change')),
           h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtMoney(hl.arr)), h('div', { class: 'l' }, 'ARR')),
           h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDate(hl.contractEnd)), h('div', { class: 'l' }, 'contract end'))),
@@ -335,6 +432,13 @@
         (hl.changes || []).length ? h('div', { class: 'sub', style: 'margin-top:8px' }, 'Recent change: ', hl.changes.map((c) => c.reason).join('; ')) : null];
     });
     fill(trendEl, 'trend', async () => {
+      const lc = await lifecycleP;
+      if (lc && (lc.status === 'ACCOUNT_STATUS_PROSPECT' || lc.status === 'ACCOUNT_STATUS_TRIAL')) {
+        return [h('h2', {}, '30-day health trend'), empty(`No health trend: a ${statusWord(lc.status)} is not scored.`)];
+      }
+      if (lc && lc.status === 'ACCOUNT_STATUS_CHURNED' && Date.now() - new Date(lc.since) > 30 * 86400e3) {
+        return [h('h2', {}, '30-day health trend'), empty(`No recent scores: the account churned on ${fmtDate(lc.since)}.`)];
+      }
       const since = new Date(Date.now() - 30 * 86400e3).toISOString();
       const r = await api(`/v1/accounts/${enc}/health/history`, { 'window.start': since, 'page.pageSize': 60 });
       const pts = (r.snapshots || []).slice().reverse().slice(-31);
@@ -345,12 +449,21 @@
       const traits = document.getElementById('traits');
       traits.replaceChildren(...Object.entries(j.traits || {}).slice(0, 8).map(([k, v]) => h('span', {}, k + ' ', h('b', {}, v))));
       const hist = (j.history || []).slice().reverse();
-      return [h('h2', {}, 'Stage history'),
+      const lc = j.lifecycle || {};
+      const churned = lc.status === 'ACCOUNT_STATUS_CHURNED';
+      const changes = (lc.history || []).slice().reverse();
+      return [h('h2', {}, 'Journey ', h('span', { class: 'asof', 'data-testid': 'journey-as-of' }, 'as of ' + fmtStamp(j.asOf))),
         h('div', { class: 'kpis', style: 'margin-bottom:14px' },
-          h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'account-stage' }, j.stage || '—'), h('div', { class: 'l' }, 'current stage')),
-          h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDuration(j.timeInStage)), h('div', { class: 'l' }, 'in stage since ' + fmtDate(j.enteredAt)))),
+          h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'account-stage' }, j.stage || (churned ? 'none' : '—')), h('div', { class: 'l' }, churned ? 'churned: in no stage until won back' : 'current stage')),
+          j.stage ? h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDuration(j.timeInStage)), h('div', { class: 'l' }, 'in stage since ' + fmtDate(j.enteredAt))) : null),
+        h('h3', {}, 'Status history'),
+        changes.length ? h('ul', { class: 'timeline', 'data-testid': 'status-history', style: 'margin-bottom:14px' }, changes.map((c) => h('li', {},
+          h('div', {}, statusPill(c.status), c.event ? [' ', h('code', {}, c.event)] : null),
+          h('div', { class: 'when' }, fmtDate(c.at)))))
+          : empty('No status changes recorded.'),
+        h('h3', {}, 'Stage history'),
         hist.length ? h('ul', { class: 'timeline' }, hist.map((t) => h('li', {},
-          h('div', {}, h('b', {}, (t.fromStage ? t.fromStage + ' → ' : 'placed in ') + t.toStage), ' ', h('span', { class: 'pill muted' }, t.cause || 'event')),
+          h('div', {}, h('b', {}, !t.toStage ? (t.fromStage || '') + ' → left the journey' : (t.fromStage ? t.fromStage + ' → ' : 'placed in ') + t.toStage), ' ', h('span', { class: 'pill muted' }, t.cause || 'event')),
           h('div', { class: 'when' }, fmtDateTime(t.at) + (t.triggerMessageId ? ' · ' + t.triggerMessageId : '')),
           (t.criteria || []).filter((c) => c.met).length ? h('div', { class: 'sub' }, 'moved by: ', (t.criteria || []).filter((c) => c.met).map((c) => c.name).join(', ')) : null)))
           : empty('No transitions recorded.')];
@@ -382,7 +495,7 @@
       const rows = r.assignments || [];
       return [h('h2', {}, 'Handoffs'), rows.length ? h('ul', { class: 'criteria' }, rows.map((a) => h('li', {},
         h('div', {}, h('div', {}, h('b', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()), ' → ', a.ownerId || 'unassigned', ' ', statePill(a)),
-          h('div', { class: 'sub' }, slaText(a)), a.decision && a.decision.rule ? h('div', { class: 'when muted' }, 'rule: ' + a.decision.rule) : null))))
+          h('div', { class: 'sub', 'data-testid': 'handoff-sla' }, slaText(a)), assignmentDetails(a)))))
         : empty('No handoffs for this account.')];
     });
     fill(evEl, 'events', async () => {
@@ -396,17 +509,47 @@
     try { await Promise.all([journeyP, healthP]); } catch (e) { /* shown in the panels */ }
   }
 
+  // notScored is the health panel of an account that has no customer health
+  // score: prospects and trials are not customers yet.
+  function notScored(lc, hl) {
+    const at = hl && (validTime(hl.asOf) ? hl.asOf : hl.computedAt);
+    return [h('h2', {}, 'Health ', validTime(at) ? h('span', { class: 'asof', 'data-testid': 'health-as-of' }, 'as of ' + fmtStamp(at)) : null),
+      h('div', { class: 'empty', 'data-testid': 'health-not-scored' }, 'not scored: customer health is for paying customers',
+        h('div', { class: 'sub' }, `This account is a ${statusWord(lc.status)} since ${fmtDate(lc.since)}.`))];
+  }
+
+  // assignmentDetails lists what a lead checks about one handoff.
+  function assignmentDetails(a) {
+    const sla = a.sla || {};
+    const facts = [
+      ['opened', fmtStamp(a.createdAt)],
+      seconds(a.timeToFirstTouch) ? ['first touch after', fmtDuration(a.timeToFirstTouch) + (sla.metLate ? ' (late)' : '')] : null,
+      sla.metLate ? ['met late', fmtStamp(sla.metLateAt)] : null,
+      a.closeReason ? ['closed because', a.closeReason === 'churned' ? 'the account churned' : a.closeReason] : null,
+      num(a.duplicatesSuppressed) ? ['duplicates folded in', fmtInt(a.duplicatesSuppressed) + (validTime(a.lastDuplicateAt) ? ', last ' + fmtStamp(a.lastDuplicateAt) : '')] : null,
+      (a.previousOwnerIds || []).length ? ['previous owners', a.previousOwnerIds.join(', ')] : null,
+      a.decision && a.decision.rule ? ['rule', a.decision.rule] : null,
+    ].filter(Boolean);
+    return h('details', { class: 'assignment', 'data-assignment': a.assignmentId },
+      h('summary', {}, 'details'),
+      h('dl', { class: 'defs' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
+  }
+
   function statePill(a) {
+    if (a.closeReason === 'churned') return h('span', { class: 'pill muted', 'data-testid': 'closed-churned' }, 'closed: churned');
+    if (a.sla && a.sla.metLate) return h('span', { class: 'pill warn', 'data-testid': 'met-late' }, 'met late');
     const st = enumName(a.state, 'ASSIGNMENT_STATE_');
     const cls = { breached: 'bad', open: 'warn', touched: 'good', closed: 'muted', paused: 'muted', unassigned: 'bad' }[st] || 'muted';
     return h('span', { class: 'pill ' + cls }, st);
   }
   function slaText(a) {
     const sla = a.sla || {};
-    if (validTime(sla.metAt)) return 'SLA met ' + fmtDateTime(sla.metAt);
-    if (sla.breached) return 'SLA breached (due ' + fmtDateTime(sla.dueAt) + ')';
+    if (validTime(sla.metAt)) return 'SLA met on time ' + fmtStamp(sla.metAt);
+    if (sla.metLate) return 'SLA met late ' + fmtStamp(sla.metLateAt) + ' (was due ' + fmtStamp(sla.dueAt) + ')';
+    if (a.closeReason === 'churned') return 'closed: the account churned' + (sla.breached ? ' (SLA had breached, due ' + fmtStamp(sla.dueAt) + ')' : '');
+    if (sla.breached) return 'SLA breached (due ' + fmtStamp(sla.dueAt) + ')';
     if (sla.paused) return 'SLA paused';
-    if (validTime(sla.dueAt)) return 'SLA due ' + fmtDateTime(sla.dueAt);
+    if (validTime(sla.dueAt)) return 'SLA due ' + fmtStamp(sla.dueAt);
     return 'no SLA';
   }
   function countdown(a) {
@@ -423,21 +566,34 @@
     return h('span', { class: 'countdown ' + (share < 0.2 ? 'soon' : ''), 'data-due': sla.dueAt }, fmtDuration(left) + ' left');
   }
 
+  // Page counts: the page's totalSize when the API gives one, else the rows
+  // shown, with a "+" when there is another page.
+  const hasMore = (r) => !!(r.page && r.page.nextPageToken);
+  const known = (r) => !!(r.page && r.page.totalSize !== undefined && num(r.page.totalSize) >= 0 && (num(r.page.totalSize) > 0 || !hasMore(r)));
+  const countLabel = (r, n) => known(r) ? fmtInt(r.page.totalSize) : fmtInt(n) + (hasMore(r) ? '+' : '');
+
   async function listsPage() {
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Lists'), h('div', { class: 'sub' }, 'Accounts and handoffs that need someone today')));
     const risk = h('section', { class: 'panel', 'data-testid': 'at-risk' }), exp = h('section', { class: 'panel', 'data-testid': 'expansion' });
     const ren = h('section', { class: 'panel', 'data-testid': 'renewals' });
     const queue = h('section', { class: 'panel', 'data-testid': 'queue' }), load = h('section', { class: 'panel', 'data-testid': 'owner-load' });
+    const report = h('section', { class: 'panel', 'data-testid': 'sla-report' });
     view.replaceChildren(head, h('div', { class: 'grid two' }, risk, exp), h('div', { style: 'margin-top:18px' }, ren),
-      h('div', { class: 'grid two' }, queue, load));
+      queue, report, load);
     const scoreRows = (rows) => h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', { class: 'num' }, 'Score'), h('th', { class: 'num' }, '30d'), h('th', { class: 'num' }, 'ARR'), h('th', {}, 'Stage'))),
       h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, accountLink(a.accountId)), h('td', { class: 'num' }, h('span', { class: 'pill ' + scoreClass(a.score, a.band) }, fmtScore(a.score))),
         h('td', { class: 'num ' + (num(a.scoreChange30d) < 0 ? 'drop' : '') }, (num(a.scoreChange30d) > 0 ? '+' : '') + num(a.scoreChange30d).toFixed(1)),
         h('td', { class: 'num' }, fmtMoney(a.arr)), h('td', {}, a.stage || '—'))))));
     fill(risk, 'at-risk accounts', async () => {
+      // The health service lists paying accounts only: churned accounts, prospects and trials are in no band.
       const r = await api('/v1/health/accounts', { band: 'BAND_AT_RISK', sort: 'ACCOUNT_SORT_ARR', 'page.pageSize': 25 });
-      return [h('h2', {}, 'At risk'), (r.accounts || []).length ? scoreRows(r.accounts) : empty('No accounts at risk.')];
+      const rows = r.accounts || [];
+      const arr = rows.reduce((t, a) => t + num(a.arr), 0);
+      return [h('h2', {}, 'At risk ', h('span', { class: 'pill bad', 'data-testid': 'at-risk-count' }, countLabel(r, rows.length) + ' paying')),
+        rows.length ? h('div', { class: 'sub', style: 'margin-bottom:8px', 'data-testid': 'at-risk-arr' },
+          `${fmtMoney(arr)} ARR at risk` + (hasMore(r) ? ` in the ${rows.length} largest` : '') + ' (live paying customers only; churned accounts are not counted)') : null,
+        rows.length ? scoreRows(rows) : empty('No accounts at risk.')];
     });
     fill(exp, 'expansion signals', async () => {
       const r = await api('/v1/signals', { kind: 'SIGNAL_KIND_EXPANSION', state: 'SIGNAL_STATE_OPEN', 'page.pageSize': 25 });
@@ -459,22 +615,45 @@
         b.rows.length ? h('ul', {}, b.rows.slice(0, 12).map((a) => h('li', {}, accountLink(a.accountId), h('span', { class: 'muted nowrap' }, fmtDate(a.contractEnd)))))
           : h('div', { class: 'muted' }, 'none'))))];
     });
-    fill(queue, 'routing queue', async () => {
-      const [open, breached] = await Promise.all([
-        api('/v1/assignments', { state: 'ASSIGNMENT_STATE_OPEN', 'page.pageSize': 50 }),
-        api('/v1/assignments', { state: 'ASSIGNMENT_STATE_BREACHED', 'page.pageSize': 50 })]);
-      // Breaches first, then the open ones whose SLA runs out soonest.
-      const due = (a) => (validTime(a.sla && a.sla.dueAt) ? new Date(a.sla.dueAt).getTime() : Infinity);
-      const all = [...(breached.assignments || []), ...(open.assignments || []).sort((a, b) => due(a) - due(b))];
+    fill(queue, 'open work queue', async () => {
+      // The open queue: work someone can still do (open, and breached but not
+      // yet touched), soonest due (most overdue) first, as the service orders it.
+      const r = await api('/v1/assignments', { openQueue: true, 'page.pageSize': 50 });
+      const all = r.assignments || [];
       const rows = all.slice(0, 25);
-      return [h('h2', {}, 'Routing queue ', h('span', { class: 'pill bad' }, (breached.assignments || []).length + ' breached')),
-        rows.length ? h('div', { class: 'table-wrap' }, h('table', {},
-          h('thead', {}, h('tr', {}, h('th', {}, 'Type'), h('th', {}, 'Account / lead'), h('th', {}, 'Owner'), h('th', {}, 'SLA'))),
-          h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()),
+      const late = all.filter((a) => a.sla && a.sla.breached).length;
+      // Breached items come first, so the page counts them all unless it is full of them.
+      const lateExact = !hasMore(r) || late < all.length;
+      return [h('h2', {}, 'Open work queue ', h('span', { class: 'pill warn', 'data-testid': 'queue-count' }, countLabel(r, all.length) + ' open'), ' ',
+        late ? h('span', { class: 'pill bad', 'data-testid': 'queue-breached' }, (lateExact ? fmtInt(late) : fmtInt(late) + '+') + ' overdue') : null),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Soonest due first. Handoffs touched late, closed, or closed because the account churned are not here.'),
+        rows.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'queue-table' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Type'), h('th', {}, 'Account / lead'), h('th', {}, 'Owner'), h('th', {}, 'Due'), h('th', {}, 'SLA'))),
+          h('tbody', {}, rows.map((a) => h('tr', { 'data-assignment': a.assignmentId, 'data-state': enumName(a.state, 'ASSIGNMENT_STATE_'), 'data-due': (a.sla && a.sla.dueAt) || '' },
+            h('td', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase(), num(a.duplicatesSuppressed) ? h('div', { class: 'when muted' }, '+' + a.duplicatesSuppressed + ' duplicate' + (num(a.duplicatesSuppressed) > 1 ? 's' : '') + ' folded in') : null),
             h('td', {}, a.accountId ? accountLink(a.accountId) : ((a.lead && (a.lead.email || a.lead.leadId)) || '—')),
-            h('td', {}, a.ownerId || h('span', { class: 'pill bad' }, 'unassigned')), h('td', { class: 'nowrap' }, countdown(a))))),
-          all.length > rows.length ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 4, class: 'muted' }, `and ${all.length - rows.length} more`))) : null))
-          : empty('The queue is empty.')];
+            h('td', {}, a.ownerId || h('span', { class: 'pill bad' }, 'unassigned')),
+            h('td', { class: 'nowrap' }, a.sla && validTime(a.sla.dueAt) ? fmtStamp(a.sla.dueAt) : '—'),
+            h('td', { class: 'nowrap' }, countdown(a))))),
+          all.length > rows.length || hasMore(r) ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 5, class: 'muted' }, `and ${hasMore(r) && !known(r) ? 'more than ' + fmtInt(all.length - rows.length) : fmtInt((known(r) ? num(r.page.totalSize) : all.length) - rows.length)} more`))) : null))
+          : empty('The queue is empty: no open handoffs.')];
+    });
+    fill(report, 'SLA attainment', async () => {
+      const r = await api('/v1/routing/report');
+      const rows = (r.rows || []).filter((x) => x.groupBy === 'type');
+      const teams = (r.rows || []).filter((x) => x.groupBy === 'team');
+      const table = (list, label) => h('table', { 'data-testid': 'sla-report-' + label },
+        h('thead', {}, h('tr', {}, h('th', {}, label), h('th', { class: 'num' }, 'Attainment'), h('th', { class: 'num' }, 'Met on time'), h('th', { class: 'num' }, 'Met late'),
+          h('th', { class: 'num' }, 'Breached untouched'), h('th', { class: 'num' }, 'Median speed to lead'), h('th', { class: 'num' }, 'p90'))),
+        h('tbody', {}, list.map((x) => h('tr', { 'data-key': x.key }, h('td', {}, label === 'type' ? x.key.toUpperCase().replace(/_/g, ' ') : x.key),
+          h('td', { class: 'num' }, h('b', {}, fmtPct(x.attainment))),
+          h('td', { class: 'num' }, fmtInt(x.metOnTime)), h('td', { class: 'num' }, fmtInt(x.metLate)),
+          h('td', { class: 'num ' + (num(x.breachedUntouched) ? 'drop' : '') }, fmtInt(x.breachedUntouched)),
+          h('td', { class: 'num' }, fmtDuration(x.medianSpeedToLead)), h('td', { class: 'num' }, fmtDuration(x.p90SpeedToLead))))));
+      return [h('h2', {}, 'SLA attainment'),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Attainment = met on time ÷ (met on time + met late + breached untouched). Met late: breached, then worked. Clocks still running, paused, or closed before due (e.g. the account churned) are not judged.'),
+        rows.length || teams.length ? h('div', { class: 'grid two' }, h('div', { class: 'table-wrap' }, table(rows, 'type')), h('div', { class: 'table-wrap' }, table(teams, 'team')))
+          : empty('No SLA clock judged yet.')];
     });
     fill(load, 'owner load', async () => {
       const r = await api('/v1/routing/load', { 'page.pageSize': 100 });
