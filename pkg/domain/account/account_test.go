@@ -647,3 +647,22 @@ func BenchmarkApplyMarshal(b *testing.B) {
 		got.Apply(e, &testConfig)
 	}
 }
+
+// TestLateContractEventDoesNotOverwrite: the contract is the newest by event
+// time, whatever order the billing events arrive in.
+func TestLateContractEventDoesNotOverwrite(t *testing.T) {
+	older := track(t, day(10), "u1", "billing.contract_updated", map[string]any{"plan": "team", "seats": 10, "arr": 18000,
+		"contract_start": day(10).Format(time.RFC3339), "contract_end": day(375).Format(time.RFC3339)})
+	newer := track(t, day(200), "u1", "billing.contract_updated", map[string]any{"plan": "business", "seats": 25, "arr": 20000,
+		"contract_start": day(200).Format(time.RFC3339), "contract_end": day(565).Format(time.RFC3339)})
+	for _, order := range [][]*ingestionv1.Event{{older, newer}, {newer, older}} {
+		a := New("w", "acme")
+		for _, e := range order {
+			a.Apply(e, nil)
+		}
+		if a.ARR != 20000 || a.Seats != 25 || a.Traits["plan"] != "business" || a.ContractEnd != day(565).Unix() {
+			t.Errorf("applied %s first: ARR %v seats %d plan %q end %d; want the newest contract (20000, 25, business, day 565)",
+				order[0].GetEvent(), a.ARR, a.Seats, a.Traits["plan"], a.ContractEnd)
+		}
+	}
+}

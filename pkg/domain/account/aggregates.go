@@ -310,11 +310,15 @@ func (a *Aggregates) Apply(e *ingestionv1.Event, cfg *Config) {
 		if name == "" {
 			break
 		}
+		// A contract event older than one already applied (a backfill, a
+		// late delivery) must not overwrite the newer contract: the state
+		// is the one the newest event by event time set.
+		stale := isContractEvent(name) && t < a.lastContractEvent()
 		a.record(name, t)
 		if uid != "" && isActivity(e, name, cfg) {
 			a.addActiveUser(dayOfUnix(t), uid)
 		}
-		a.applyReserved(e, name, t, cfg)
+		a.applyReserved(e, name, t, cfg, stale)
 		a.applyProduct(e, name, t)
 	}
 	a.prune()
@@ -441,10 +445,16 @@ func (a *Aggregates) addActiveUser(d int32, uid string) {
 	a.Days[i].Users = users
 }
 
-func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, cfg *Config) {
+func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, cfg *Config, stale bool) {
 	props := e.GetProperties()
 	switch name {
 	case eventContractUpdated, eventSubscriptionStarted, eventRenewed:
+		if stale {
+			if name == eventRenewed {
+				a.addOutcome(OutcomeRenewed, t)
+			}
+			break
+		}
 		if v, ok := number(props, "seats"); ok && v >= 0 && v < math.MaxInt32 {
 			seats := int64(v)
 			if a.Seats > 0 && seats > a.Seats {
@@ -506,6 +516,25 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 			a.Integrations[in] = t
 		}
 	}
+}
+
+// contractEvents set the contract's seats, ARR, plan and dates.
+var contractEvents = []string{eventContractUpdated, eventSubscriptionStarted, eventRenewed}
+
+func isContractEvent(name string) bool {
+	return name == eventContractUpdated || name == eventSubscriptionStarted || name == eventRenewed
+}
+
+// lastContractEvent is the event time of the newest contract event applied
+// so far (0 when none).
+func (a *Aggregates) lastContractEvent() int64 {
+	var last int64
+	for _, n := range contractEvents {
+		if sp, ok := a.Events[n]; ok && sp.Last > last {
+			last = sp.Last
+		}
+	}
+	return last
 }
 
 // isReservedTrack reports whether a track event is one of the reserved

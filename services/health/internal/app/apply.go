@@ -136,7 +136,9 @@ func (a *App) ApplyStages(tx *kv.Tx, _ uint32, recs []*stagesv1.LogRecord) error
 		switch k := r.GetKind().(type) {
 		case *stagesv1.LogRecord_Transition:
 			t := k.Transition
-			if t.GetWorkspace() == "" || t.GetAccountId() == "" || t.GetToStage() == "" {
+			// An empty to_stage with a from_stage is an account leaving its
+			// journey (cause "churn"): it is then in no stage, as stages says.
+			if t.GetWorkspace() == "" || t.GetAccountId() == "" || (t.GetToStage() == "" && t.GetFromStage() == "") {
 				continue
 			}
 			st, err := b.get(t.GetWorkspace(), t.GetAccountId(), true)

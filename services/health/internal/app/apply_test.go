@@ -389,4 +389,15 @@ func TestStagesTransitionFeedsMeasures(t *testing.T) {
 	if h.GetScore() != 55 || h.GetStage() != "adoption" || h.GetModelId() != "stage" {
 		t.Fatalf("got score %v stage %q model %q", h.GetScore(), h.GetStage(), h.GetModelId())
 	}
+	// Stages takes an account out of its journey (a churn) with an empty
+	// to_stage: health must then say it is in no stage, as stages does.
+	out := &stagesv1.LogRecord{Offset: 2, Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{
+		Workspace: "w", AccountId: "a", FromStage: "adoption", Cause: "churn", At: timestamppb.New(t0.Add(6 * 24 * time.Hour))}}}
+	if err := db.Update(func(tx *kv.Tx) error { return e.ApplyStages(tx, 0, []*stagesv1.LogRecord{out}) }); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *kv.Tx) error { h, _ = store.GetHealth(tx, "w", "a"); return nil })
+	if h.GetStage() != "" {
+		t.Fatalf("after leaving the journey: stage %q, want none", h.GetStage())
+	}
 }

@@ -272,8 +272,16 @@ func (s *Service) applyAggregates(tx *store.Tx, e *ingestionv1.Event) error {
 	// The account's status, derived from these aggregates as every service
 	// derives it (pkg/domain/account): when it becomes churned its pending
 	// handoffs close, and RouteTx opens none for it until it is won back.
-	if life := agg.Lifecycle(); life.Status == account.StatusChurned && before != account.StatusChurned {
-		if err := s.closeChurned(tx, acct, time.Unix(life.Since, 0).UTC()); err != nil {
+	switch life := agg.Lifecycle(); {
+	case life.Status == account.StatusChurned && before != account.StatusChurned:
+		if err := s.closeChurned(tx, acct, time.Unix(life.Since, 0).UTC(), false); err != nil {
+			return err
+		}
+	case vocab.Canonical(e.GetEvent()) == "billing.churned":
+		// A churn that arrives after the win-back that followed it (a
+		// backfill): the account is not churned now, but the work opened
+		// before the churn ended with it, as it would have in order.
+		if err := s.closeChurned(tx, acct, account.EventTime(e), true); err != nil {
 			return err
 		}
 	}
@@ -392,6 +400,11 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 
 // touchMatching touches the not yet touched assignments of the event's lead
 // (by email) or, failing that, of its account.
+// TouchSkew is how far before a handoff's creation a CRM touch may be dated
+// and still count for it: the CRM's clock and the event source's may differ
+// by a few minutes, not by more.
+const TouchSkew = 10 * time.Minute
+
 func (s *Service) touchMatching(tx *store.Tx, e *ingestionv1.Event, touch string) error {
 	lead, err := eventLead(tx, e)
 	if err != nil {
@@ -419,6 +432,12 @@ func (s *Service) touchMatching(tx *store.Tx, e *ingestionv1.Event, touch string
 		}
 		switch a.GetState() {
 		case routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED, routingv1.AssignmentState_ASSIGNMENT_STATE_UNASSIGNED:
+			continue
+		}
+		// A CRM touch from before the handoff existed (a backfill, a late
+		// delivery) did not answer it: in order, it would have reached no
+		// assignment. TouchSkew allows for clocks that disagree.
+		if at.Before(a.GetCreatedAt().AsTime().Add(-TouchSkew)) {
 			continue
 		}
 		if _, err := s.TouchTx(tx, id, touch, at); err != nil {

@@ -150,7 +150,10 @@ func (s *Service) foldDuplicate(tx *store.Tx, a *routingv1.Assignment, requestID
 // "churned", at the churn's time: timers that fell due before it fire
 // first (a breach that happened before the churn stands), the rest are
 // disarmed. TOUCHED assignments are already worked and stay as they are.
-func (s *Service) closeChurned(tx *store.Tx, accountID string, at time.Time) error {
+// With openedBefore, only the work opened before the churn closes: the
+// account was won back since, and what was opened after that is the new
+// relationship's.
+func (s *Service) closeChurned(tx *store.Tx, accountID string, at time.Time, openedBefore bool) error {
 	if now := s.clk.Now(); at.After(now) {
 		at = now
 	}
@@ -164,7 +167,7 @@ func (s *Service) closeChurned(tx *store.Tx, accountID string, at time.Time) err
 		if err != nil {
 			return err
 		}
-		if !pending(a.GetState()) {
+		if !pending(a.GetState()) || (openedBefore && a.GetCreatedAt().AsTime().After(at)) {
 			continue
 		}
 		if err := s.fireUntil(tx, id, at); err != nil {
