@@ -82,6 +82,9 @@ type Account struct {
 	Segment  string
 	Industry string
 	Region   string
+	// Trajectory is the account's usage over the year: "steady", "growing"
+	// or "collapsing".
+	Trajectory string
 	// Customer is true when the account had a contract at some point in the year.
 	Customer bool
 	// Churned is true when the account cancelled at a renewal.
@@ -247,11 +250,11 @@ func (s *sim) kickoff(won time.Time) {
 }
 
 // nextStep is the AE's discovery meeting after accepting an SQL: usually
-// within two business days, sometimes later.
+// booked the next day, now and then much later.
 func (s *sim) nextStep(accepted time.Time) {
 	key := accepted.Format(time.RFC3339)
-	days := 1 + int(s.side("next-step/"+key)*2)
-	if s.side("next-step-late/"+key) < 0.3-0.2*s.fit {
+	days := 1
+	if s.side("next-step-late/"+key) < 0.12-0.08*s.fit {
 		days = 4 + int(s.side("next-step-late-days/"+key)*6)
 	}
 	at := s.workTime(accepted.AddDate(0, 0, days))
@@ -259,11 +262,12 @@ func (s *sim) nextStep(accepted time.Time) {
 }
 
 // renewalCalls has the CSM call the account soon after each renewal window
-// (120/90/60/30 days before the end) opens, more reliably for engaged accounts.
+// (120/90/60/30 days before the end) opens; a call is missed now and then,
+// a little more often for less engaged accounts.
 func (s *sim) renewalCalls(end time.Time) {
 	for _, w := range []int{120, 90, 60, 30} {
 		key := fmt.Sprintf("renewal-call/%s/%d", end.Format("2006-01-02"), w)
-		if s.side(key) > 0.55+0.4*s.engagement {
+		if s.side(key) > 0.85+0.1*s.engagement {
 			continue
 		}
 		at := s.workTime(end.AddDate(0, 0, -w+1+int(s.side(key+"/delay")*2)))
@@ -274,15 +278,20 @@ func (s *sim) renewalCalls(end time.Time) {
 func (s *sim) run() {
 	a := &s.account
 	s.fit = s.rng.Float64()
-	s.engagement = 0.25 + 0.6*s.rng.Float64()*0.5 + 0.4*s.fit*0.5
+	// Most customers use the product well: engagement 0.38–0.88, higher for
+	// better-fitting accounts. A minority collapses (below), so that annual
+	// logo churn and the at-risk share land where SaaS operators see them
+	// (cmd/cairn/demo_ranges_test.go pins both on the real suite).
+	s.engagement = 0.38 + 0.35*s.rng.Float64() + 0.15*s.fit
 	switch r := s.rng.Float64(); {
-	case r < 0.2+0.15*(1-s.fit):
+	case r < 0.17+0.12*(1-s.fit):
 		s.trajectory = "collapsing"
-	case r < 0.45:
+	case r < 0.38:
 		s.trajectory = "growing"
 	default:
 		s.trajectory = "steady"
 	}
+	s.account.Trajectory = s.trajectory
 	s.openP1 = map[string]bool{}
 	s.lastNPS = -1
 	s.buildCommittee()
@@ -338,9 +347,9 @@ func (s *sim) finish() {
 func (s *sim) initialSeats() int {
 	switch s.account.Segment {
 	case SegmentEnterprise:
-		return s.intn(40, 120)
+		return s.intn(30, 90)
 	case SegmentMidMarket:
-		return s.intn(12, 40)
+		return s.intn(10, 35)
 	default:
 		return s.intn(3, 12)
 	}
@@ -542,21 +551,39 @@ func (s *sim) customer(contractStart time.Time) {
 	h := s.engagement
 	// Product users beyond the committee join over time.
 	users := append([]person(nil), s.people...)
+	// Usage of customers from before the year starts five weeks before it,
+	// so that their 30-day measures are warm when the year begins.
 	weekStart := contractStart
-	if weekStart.Before(s.start) {
-		weekStart = s.start
+	if warm := s.start.AddDate(0, 0, -35); weekStart.Before(warm) {
+		weekStart = warm
 	}
 	contractEnd := contractStart.AddDate(1, 0, 0)
-	// A collapse starts months before the renewal it will cost, so that a
-	// score taken 90 days ahead can already see it.
-	collapseAt := weekStart.AddDate(0, 0, s.intn(60, 240))
+	// A collapse either starts months before a renewal within the year and
+	// costs it (a score taken 90 days ahead can already see it), or is
+	// under way now, ahead of a renewal after now: those accounts are the
+	// ones at risk today. Collapses never start in the first 60 days.
+	earliest := weekStart.AddDate(0, 0, 60)
+	collapseAt := s.now.AddDate(0, 0, -s.intn(60, 150))
+	beforeRenewal := s.chance(0.3)
 	for end := contractEnd; !end.After(s.now); end = end.AddDate(1, 0, 0) {
-		if end.After(weekStart.AddDate(0, 0, 60)) {
-			collapseAt = end.AddDate(0, 0, -s.intn(100, 200))
+		if end.After(earliest) {
+			if beforeRenewal {
+				collapseAt = end.AddDate(0, 0, -s.intn(100, 200))
+			} else if collapseAt.Before(end.AddDate(0, 0, 14)) {
+				collapseAt = end.AddDate(0, 0, 14)
+			}
 			break
 		}
 	}
-	integrated := false
+	if latest := s.now.AddDate(0, 0, -60); !beforeRenewal && collapseAt.After(latest) {
+		collapseAt = latest // under way for two months by now, even across a renewal
+	}
+	if collapseAt.Before(earliest) {
+		collapseAt = earliest
+	}
+	connected := map[string]bool{}
+	var weeks []week
+	var order []int // indexes into users, the regulars first; users[0] (the champion) leads
 	recentUtil := []float64{}
 	for w := 0; ; w++ {
 		ws := weekStart.AddDate(0, 0, 7*w)
@@ -568,7 +595,7 @@ func (s *sim) customer(contractStart time.Time) {
 			h = math.Min(0.97, h+0.008)
 		case "collapsing":
 			if ws.After(collapseAt) {
-				h = math.Max(0.03, h-0.04)
+				h = math.Max(0.03, h-0.06)
 			}
 		}
 		// Onboarding ramp in the first 6 weeks of a new contract.
@@ -590,22 +617,39 @@ func (s *sim) customer(contractStart time.Time) {
 			recentUtil = recentUtil[1:]
 		}
 		a.Utilization = mean(recentUtil)
-		perm := s.rng.Perm(len(users))
-		for k := range active {
-			p := users[perm[k]]
-			n := 1
-			if s.chance(h / 2) {
-				n++
+		// The active users are mostly the same people week after week (a
+		// product's regulars): a stable order, of which the first `active`
+		// are active, with one swap a week between regulars and the rest.
+		// The champion (users[0], first in the order) is active while usage
+		// is healthy and drops out when it shrinks below a third of seats.
+		for len(order) < len(users) {
+			order = append(order, len(order))
+			if j := s.rng.IntN(len(order)); j != 0 {
+				order[j], order[len(order)-1] = order[len(order)-1], order[j]
 			}
-			for range n {
-				f := s.feature(h)
-				props := map[string]any(nil)
-				if f == "export_run" {
-					props = map[string]any{"format": []string{"csv", "pdf"}[s.rng.IntN(2)]}
-				}
-				if s.track(p, f, s.workTime(ws.AddDate(0, 0, s.rng.IntN(5))), props) {
-					a.UsageEvents++
-				}
+		}
+		if active > 1 && active < len(order) {
+			i, j := 1+s.rng.IntN(active-1), active+s.rng.IntN(len(order)-active)
+			order[i], order[j] = order[j], order[i]
+		}
+		regulars := order[:active]
+		if util < 0.33 && active < len(order) {
+			regulars = order[1 : active+1]
+		}
+		wk := week{users: map[int]bool{}, features: map[string]bool{}}
+		for _, k := range regulars {
+			// One product event per active user and week keeps the
+			// workspace small enough to load and score in seconds.
+			f := s.feature(h)
+			props := map[string]any(nil)
+			if f == "export_run" {
+				props = map[string]any{"format": []string{"csv", "pdf"}[s.rng.IntN(2)]}
+			}
+			if s.track(users[k], f, s.workTime(ws.AddDate(0, 0, s.rng.IntN(5))), props) {
+				a.UsageEvents++
+				wk.events++
+				wk.users[k] = true
+				wk.features[f] = true
 			}
 		}
 		if w == 0 && !s.activated {
@@ -623,10 +667,13 @@ func (s *sim) customer(contractStart time.Time) {
 			s.pickPlan()
 			s.contractUpdated(s.workTime(ws.AddDate(0, 0, 2)), contractEnd.AddDate(-1, 0, 0))
 		}
-		if !integrated && w >= 1 && s.chance(h) {
-			integrated = true
-			s.track(users[0], vocab.IntegrationConnected, s.workTime(ws.AddDate(0, 0, 2)), map[string]any{"integration": integrations[s.rng.IntN(len(integrations))]})
-			a.UsageEvents++
+		if integrations := len(connected); integrations < 2 && w >= 1+6*integrations && s.chance(h*(1-0.5*float64(integrations))) {
+			name := integrationNames[s.rng.IntN(len(integrationNames))]
+			if !connected[name] {
+				connected[name] = true
+				s.track(users[0], vocab.IntegrationConnected, s.workTime(ws.AddDate(0, 0, 2)), map[string]any{"integration": name})
+				a.UsageEvents++
+			}
 		}
 		s.support(ws, h, users)
 		if w%13 == 6 {
@@ -635,6 +682,10 @@ func (s *sim) customer(contractStart time.Time) {
 				at := s.workTime(ws.AddDate(0, 0, 3))
 				s.system("meeting.qbr_held", at, map[string]any{"attendees": s.intn(2, 6), "held_at": at.Format(time.RFC3339)})
 			}
+		}
+		weeks = append(weeks, wk)
+		if s.troubled(weeks, h) {
+			s.savePlay(ws)
 		}
 		// Renewal decision at contract end.
 		if !ws.Before(contractEnd) {
@@ -646,6 +697,57 @@ func (s *sim) customer(contractStart time.Time) {
 			contractStart = contractEnd
 			contractEnd = contractStart.AddDate(1, 0, 0)
 		}
+	}
+}
+
+// week is what an account did in one simulated week.
+type week struct {
+	events   int
+	users    map[int]bool // indexes into the account's users; 0 is the champion
+	features map[string]bool
+}
+
+// troubled reports whether a risk signal is likely open on the account after
+// the latest of weeks: roughly the conditions of health's risk signals
+// (docs/health.md, Outputs) over the last four weeks against the four
+// before, plus a detractor NPS, an open P1 ticket, or low engagement (which
+// drags the score into a worse band).
+func (s *sim) troubled(weeks []week, h float64) bool {
+	if h < 0.5 || (s.lastNPS >= 0 && s.lastNPS <= 6) || len(s.openP1) > 0 {
+		return true
+	}
+	if len(weeks) < 5 {
+		return false // the first weeks of a new contract: health's 30-day rules wait too
+	}
+	sum := func(ws []week) (events int, users map[int]bool, features map[string]bool) {
+		users, features = map[int]bool{}, map[string]bool{}
+		for _, w := range ws {
+			events += w.events
+			for u := range w.users {
+				users[u] = true
+			}
+			for f := range w.features {
+				features[f] = true
+			}
+		}
+		return events, users, features
+	}
+	n := len(weeks)
+	events, users, features := sum(weeks[n-4:])
+	before, _, _ := sum(weeks[max(0, n-8) : n-4])
+	return len(users) <= 1 || len(features) < 3 || !users[0] ||
+		(before >= 10 && float64(events) < 0.7*float64(before))
+}
+
+// savePlay is the CSM working a troubled account: every other day of a
+// week in which a risk signal is likely open, the CSM reaches out, as a team
+// working its risk queue does, so that risk handoffs can meet their two-day
+// SLA. The times come from side hashes, not from the random stream.
+func (s *sim) savePlay(ws time.Time) {
+	for _, d := range []int{0, 2, 4, 6} {
+		key := fmt.Sprintf("save/%s/%d", ws.Format("2006-01-02"), d)
+		at := ws.AddDate(0, 0, d).Truncate(24 * time.Hour).Add(time.Duration(9*60+s.side(key)*8*60) * time.Minute)
+		s.system("crm.contacted", at, map[string]any{"channel": []string{"call", "email"}[int(s.side(key+"/ch")*2)], "purpose": "risk"})
 	}
 }
 
@@ -686,9 +788,9 @@ func (s *sim) survey(ws time.Time, h float64, users []person) {
 func (s *sim) renew(end time.Time, recentUtil []float64) bool {
 	s.renewalCalls(end)
 	util := mean(recentUtil)
-	p := 0.02 + 1.5*math.Pow(1-util, 3)
+	p := 0.02 + math.Pow(1-util, 3)
 	if s.lastNPS >= 0 && s.lastNPS <= 6 {
-		p += 0.2
+		p += 0.12
 	}
 	p += 0.15 * float64(len(s.openP1))
 	p = math.Min(0.95, p)
@@ -738,9 +840,9 @@ var featureMix = func() []weighted {
 	return out
 }()
 
-// integrations are the integrations an account connects (the "integration"
+// integrationNames are the integrations an account connects (the "integration"
 // property of vocab.IntegrationConnected).
-var integrations = []string{"salesforce", "hubspot", "slack", "snowflake"}
+var integrationNames = []string{"salesforce", "hubspot", "slack", "snowflake"}
 
 // feature draws a product feature event. Breadth follows engagement h:
 // disengaged accounts stick to the first one or two features, engaged ones
