@@ -390,7 +390,11 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 		return skipChurned(err)
 	}
 	if slices.Contains(touchNames, name) {
-		return s.touchMatching(tx, e, strings.TrimPrefix(name, "crm."))
+		kind := strings.TrimPrefix(name, "crm.")
+		if err := s.recordTouch(tx, e, kind); err != nil {
+			return err
+		}
+		return s.touchMatching(tx, e, kind)
 	}
 	if disqualifies(e) {
 		return s.touchMatching(tx, e, "disqualified")
@@ -704,17 +708,46 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 // applyCRM applies them and touchedSince looks them up.
 var touchNames = []string{vocab.Canonical("crm.contacted"), vocab.Canonical("crm.meeting_booked")}
 
+// recordTouch keeps the touch in its account's recent touches, for
+// touchedSince.
+func (s *Service) recordTouch(tx *store.Tx, e *ingestionv1.Event, kind string) error {
+	acctID, err := eventAccount(tx, e)
+	if err != nil || acctID == "" {
+		return err
+	}
+	acct, err := tx.Account(acctID)
+	if err != nil {
+		return err
+	}
+	acct.AddTouch(account.EventTime(e).Unix(), kind)
+	return tx.PutAccount(acctID, acct)
+}
+
 // touchedSince gives a handoff made from a health signal the account's
-// latest CRM touch when that touch came after the signal opened. Health's
-// log trails ingestion's, so a call made right after a renewal window opened
-// can reach routing before the handoff it answers exists; without this it
-// would be lost and the handoff breach although the owner acted in time.
-// The latest touch is used (the aggregates keep first and last times only),
-// so the recorded first touch is never earlier than a real one.
+// first CRM touch after the signal opened. Health's log trails ingestion's,
+// so a call made right after a renewal window opened can reach routing
+// before the handoff it answers exists, and during a backlog routing may
+// have read weeks further into the event log by then; without this the
+// call would be lost, or the latest one credited, and the handoff breach
+// although the owner acted in time.
 func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time.Time) error {
 	if a.GetAssignmentId() == "" || a.GetFirstTouchAt() != nil || !store.Open(a.GetState()) {
 		return nil
 	}
+	acct, err := tx.Account(a.GetAccountId())
+	if err != nil {
+		return err
+	}
+	if t, ok := acct.FirstTouchSince(since.Unix()); ok {
+		_, err = s.TouchTx(tx, a.GetAssignmentId(), t.Kind, time.Unix(t.At, 0).UTC())
+		return err
+	}
+	if len(acct.Touches) > 0 {
+		return nil // touches are recorded, and none came after the signal
+	}
+	// Accounts from before touches were recorded: the aggregates keep the
+	// first and last time of each touch name only, so the latest touch is
+	// used, and the recorded first touch is never earlier than a real one.
 	agg, err := tx.Aggregates(a.GetAccountId())
 	if err != nil {
 		return err

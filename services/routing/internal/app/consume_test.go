@@ -428,11 +428,18 @@ func TestTouchBeforeHealthHandoff(t *testing.T) {
 		touchAt   time.Time
 		wantState string
 		wantMet   bool
+		// laterAt, when set, is a second call routing reads before the
+		// handoff (a backlog): the first call after the window opened is
+		// still the one credited.
+		laterAt    time.Time
+		creditedAt time.Time
 	}{
-		{"call after the window opened", "crm.contacted", opened.Add(3 * time.Hour), "touched", true},
-		{"meeting after the window opened", "crm.meeting_booked", opened.Add(time.Hour), "touched", true},
-		{"call before the window opened", "crm.contacted", opened.Add(-time.Hour), "open", false},
-		{"no touch", "", time.Time{}, "open", false},
+		{"call after the window opened", "crm.contacted", opened.Add(3 * time.Hour), "touched", true, time.Time{}, time.Time{}},
+		{"meeting after the window opened", "crm.meeting_booked", opened.Add(time.Hour), "touched", true, time.Time{}, time.Time{}},
+		{"call before the window opened", "crm.contacted", opened.Add(-time.Hour), "open", false, time.Time{}, time.Time{}},
+		{"no touch", "", time.Time{}, "open", false, time.Time{}, time.Time{}},
+		{"two calls after the window opened: the first counts", "crm.contacted", opened.Add(2 * time.Hour), "touched", true, opened.Add(20 * 24 * time.Hour), opened.Add(2 * time.Hour)},
+		{"a call before and one after: the one after counts", "crm.contacted", opened.Add(-time.Hour), "touched", true, opened.Add(5 * time.Hour), opened.Add(5 * time.Hour)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,6 +453,12 @@ func TestTouchBeforeHealthHandoff(t *testing.T) {
 				recs = append(recs, &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
 					Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: tt.touch, MessageId: "touch", UserId: "cara@vendor",
 					AccountId: "acme", Timestamp: timestamppb.New(tt.touchAt),
+				}}})
+			}
+			if !tt.laterAt.IsZero() {
+				recs = append(recs, &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+					Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", MessageId: "later", UserId: "cara@vendor",
+					AccountId: "acme", Timestamp: timestamppb.New(tt.laterAt),
 				}}})
 			}
 			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, recs) })
@@ -462,8 +475,12 @@ func TestTouchBeforeHealthHandoff(t *testing.T) {
 			if met := a.GetSla().GetMetAt() != nil; met != tt.wantMet {
 				t.Errorf("SLA met = %v, want %v (sla %v)", met, tt.wantMet, a.GetSla())
 			}
-			if tt.wantMet && !a.GetFirstTouchAt().AsTime().Equal(tt.touchAt) {
-				t.Errorf("first touch at %v, want the touch's time %v", a.GetFirstTouchAt().AsTime(), tt.touchAt)
+			credited := tt.creditedAt
+			if credited.IsZero() {
+				credited = tt.touchAt
+			}
+			if tt.wantMet && !a.GetFirstTouchAt().AsTime().Equal(credited) {
+				t.Errorf("first touch at %v, want %v", a.GetFirstTouchAt().AsTime(), credited)
 			}
 		})
 	}

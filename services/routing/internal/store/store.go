@@ -33,6 +33,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -733,6 +735,41 @@ type Account struct {
 	SignalAttributes map[string]any `json:"signal_attributes,omitempty"`
 	// PQLHolding are the PQL rules that currently hold.
 	PQLHolding []string `json:"pql_holding,omitempty"`
+	// Touches are the account's most recent CRM touches, oldest first (at
+	// most MaxTouches): a handoff opened from a health signal is credited
+	// the first touch after the signal opened, which may have reached
+	// routing long before the handoff did.
+	Touches []Touch `json:"touches,omitempty"`
+}
+
+// MaxTouches bounds Account.Touches.
+const MaxTouches = 64
+
+// Touch is one CRM touch of an account.
+type Touch struct {
+	// At is the event time, in Unix seconds.
+	At int64 `json:"at"`
+	// Kind is "contacted" or "meeting_booked".
+	Kind string `json:"kind"`
+}
+
+// AddTouch records a touch at at, keeping Touches in time order (a late
+// event lands in its place) and at most MaxTouches, the newest.
+func (a *Account) AddTouch(at int64, kind string) {
+	i := sort.Search(len(a.Touches), func(i int) bool { return a.Touches[i].At > at })
+	a.Touches = slices.Insert(a.Touches, i, Touch{At: at, Kind: kind})
+	if n := len(a.Touches); n > MaxTouches {
+		a.Touches = slices.Delete(a.Touches, 0, n-MaxTouches)
+	}
+}
+
+// FirstTouchSince returns the earliest recorded touch at or after since.
+func (a *Account) FirstTouchSince(since int64) (Touch, bool) {
+	i := sort.Search(len(a.Touches), func(i int) bool { return a.Touches[i].At >= since })
+	if i == len(a.Touches) {
+		return Touch{}, false
+	}
+	return a.Touches[i], true
 }
 
 // Account returns an account; a missing one is empty, not an error.
