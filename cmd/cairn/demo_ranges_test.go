@@ -262,6 +262,8 @@ func TestDemoFiguresInRange(t *testing.T) {
 				if a := r.GetAttainment(); a < 0.70 || a > 0.95 {
 					t.Logf("KNOWN GAP: SLA attainment of %s = %.1f%%, want 70–95%%: %s", key, 100*a, why)
 				}
+				// Still a regression guard: well below the target is a bug.
+				inRange(t, "SLA attainment of "+r.GetKey()+" (known gap, floor)", r.GetAttainment(), 0.60, 0.95)
 				continue
 			}
 			inRange(t, "SLA attainment of "+r.GetKey(), r.GetAttainment(), 0.70, 0.95)
@@ -343,26 +345,21 @@ func TestDemoFiguresInRange(t *testing.T) {
 }
 
 // knownSLAGap lists handoff types whose attainment on the bulk-loaded demo
-// is decided by routing, not by the demo, with the reason; their figure is
-// logged, not checked. Remove an entry once routing is fixed.
+// is decided by something other than the demo, with the reason; their
+// figure is logged against 70–95% and checked only against a 60% floor.
 //
 // RISK and RENEWAL handoffs come from health's log, which trails the
-// ingestion log during the demo's bulk load. When routing creates such a
-// handoff it credits the account's touch only through touchedSince
-// (services/routing/internal/app/consume.go), which takes the account's
-// *latest* crm.contacted / crm.meeting_booked: by then routing's ingestion
-// consumer is often days or weeks further on, so the latest touch is after
-// the due time and a handoff the CSM answered in time (the demo's call is
-// in the log between creation and due time: see the "had a demo touch"
-// lines) counts as met late. The figure also varies from run to run with
-// how far the two consumers are apart (seed 1: renewal measured 39–73%,
-// risk 25–50% over four runs; some "met late" handoffs were even credited
-// the in-time touch and still breached). Fix in routing: keep the account's recent touch times and take
-// the earliest after the signal opened (or consume its upstreams in event
-// time order).
+// ingestion log during the demo's bulk load. Routing now credits them the
+// first CRM touch after their signal opened (touchedSince), which lifted
+// them from 23–56% (risk) and 30–72% (renewal) to 70–76% and 74–82% over
+// four runs; but which signals open, and so how many handoffs there are
+// (823–968 risk handoffs on the same data), still depends on how far
+// routing's health and ingestion consumers are apart, so the risk figure
+// sits on the 70% edge. Enforce the range once routing reads its upstreams
+// in event-time order.
 var knownSLAGap = map[string]string{
-	"risk":    "routing credits the latest touch, not the first after the signal (see knownSLAGap)",
-	"renewal": "routing credits the latest touch, not the first after the signal (see knownSLAGap)",
+	"risk":    "which risk signals open depends on the consumers' interleaving during the bulk load (see knownSLAGap)",
+	"renewal": "renewal windows open from health's log, read at its own pace during the bulk load (see knownSLAGap)",
 }
 
 func inRange(t *testing.T, what string, v, lo, hi float64) {
