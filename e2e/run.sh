@@ -74,6 +74,7 @@ wait_for "run.json" test -s "$data/run.json"
 field() { node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1]));process.stdout.write(r[process.argv[2]]||"")' "$data/run.json" "$1"; }
 url=$(field gateway_url)
 key=$(field read_key)
+write_key=$(field write_key)
 [ -n "$url" ] && [ -n "$key" ] || { log "run.json lacks gateway_url or read_key"; exit 1; }
 log "gateway $url"
 
@@ -127,5 +128,5 @@ views_stable() {
 wait_for "health and routing to catch up" views_stable
 
 log "running browser tests"
-(cd "$here" && CAIRN_URL="$url" CAIRN_KEY="$key" npm test)
+(cd "$here" && CAIRN_URL="$url" CAIRN_KEY="$key" CAIRN_WRITE_KEY="$write_key" npm test)
 log "screenshots in $here/screenshots"
