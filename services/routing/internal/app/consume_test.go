@@ -485,3 +485,65 @@ func TestTouchBeforeHealthHandoff(t *testing.T) {
 		})
 	}
 }
+
+// TestMootWorkLeavesTheQueue: a RISK handoff closes as risk_resolved when
+// the account's last open risk signal closes, and a RENEWAL handoff as
+// renewed when the account renews, so that the open queue holds only work
+// someone can still do.
+func TestMootWorkLeavesTheQueue(t *testing.T) {
+	opened := ny(16, 10, 0)
+	h := newHarness(t, "", ny(17, 10, 0))
+	h.applyExample()
+	group := []*ingestionv1.LogRecord{{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+		Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", AccountId: "acme",
+		Traits: st(t, map[string]any{"csm_id": "cara"}), Timestamp: timestamppb.New(opened.Add(-48 * time.Hour)),
+	}}}}
+	h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, group) })
+	signal := func(kind commonv1.SignalKind, reason string, state commonv1.SignalState, at time.Time) *healthv1.LogRecord {
+		sig := &commonv1.Signal{Workspace: "ws", AccountId: "acme", SignalId: "acme:" + reason, Kind: kind, Reason: reason,
+			State: state, OpenedAt: timestamppb.New(opened)}
+		if state == commonv1.SignalState_SIGNAL_STATE_CLOSED {
+			sig.ClosedAt = timestamppb.New(at)
+		}
+		return &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: sig}}
+	}
+	const open, closed = commonv1.SignalState_SIGNAL_STATE_OPEN, commonv1.SignalState_SIGNAL_STATE_CLOSED
+	risk, renewal := commonv1.SignalKind_SIGNAL_KIND_RISK, commonv1.SignalKind_SIGNAL_KIND_RENEWAL
+	health := func(recs ...*healthv1.LogRecord) {
+		h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyHealth(tx, 0, recs) })
+	}
+	health(signal(risk, "usage_drop_30d", open, opened), signal(risk, "nps_detractor", open, opened),
+		signal(renewal, "renewal_window_90", open, opened))
+	state := func(typ routingv1.HandoffType) (string, string) {
+		for _, a := range h.list(&routingv1.ListAssignmentsRequest{AccountId: "acme", Type: typ}) {
+			if a.GetOwnerId() == "cara" {
+				return a.GetState().String(), a.GetCloseReason()
+			}
+		}
+		return "none", ""
+	}
+	if st, _ := state(routingv1.HandoffType_HANDOFF_TYPE_RISK); st != "ASSIGNMENT_STATE_OPEN" {
+		t.Fatalf("RISK handoff %s, want open", st)
+	}
+	// One of two risk signals closes: the risk is still there.
+	health(signal(risk, "usage_drop_30d", closed, opened.Add(time.Hour)))
+	if st, _ := state(routingv1.HandoffType_HANDOFF_TYPE_RISK); st != "ASSIGNMENT_STATE_OPEN" {
+		t.Fatalf("RISK handoff %s after one of two risk signals closed, want open", st)
+	}
+	// The last one closes: the work is moot.
+	health(signal(risk, "nps_detractor", closed, opened.Add(2*time.Hour)))
+	if st, why := state(routingv1.HandoffType_HANDOFF_TYPE_RISK); st != "ASSIGNMENT_STATE_CLOSED" || why != CloseReasonRiskResolved {
+		t.Fatalf("RISK handoff %s %q after the last risk signal closed, want closed %q", st, why, CloseReasonRiskResolved)
+	}
+	renewed := []*ingestionv1.LogRecord{{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+		Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "billing.renewed", MessageId: "renewed", UserId: "billing",
+		AccountId: "acme", Timestamp: timestamppb.New(opened.Add(3 * time.Hour)),
+	}}}}
+	h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, renewed) })
+	if st, why := state(routingv1.HandoffType_HANDOFF_TYPE_RENEWAL); st != "ASSIGNMENT_STATE_CLOSED" || why != CloseReasonRenewed {
+		t.Fatalf("RENEWAL handoff %s %q after the account renewed, want closed %q", st, why, CloseReasonRenewed)
+	}
+	if q := h.list(&routingv1.ListAssignmentsRequest{AccountId: "acme", OpenQueue: true}); len(q) != 0 {
+		t.Fatalf("open queue holds %s, want nothing", summary(q))
+	}
+}
