@@ -284,12 +284,6 @@ func (s *Service) applyAggregates(tx *store.Tx, e *ingestionv1.Event) error {
 		if err := s.closeChurned(tx, acct, account.EventTime(e), true); err != nil {
 			return err
 		}
-	case vocab.Canonical(e.GetEvent()) == "billing.renewed":
-		// The account renewed: the renewal handoffs opened before it are
-		// done with, worked or not.
-		if err := s.closeOfType(tx, acct, routingv1.HandoffType_HANDOFF_TYPE_RENEWAL, account.EventTime(e), CloseReasonRenewed); err != nil {
-			return err
-		}
 	}
 	_, eng, err := s.engine(tx)
 	if err != nil || !eng.HasPQL() {
@@ -636,31 +630,11 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	if tx.Workspace() == "" || sig.GetAccountId() == "" {
 		return nil
 	}
-	resolved := false
-	if err := s.updateProduct(tx, sig.GetAccountId(), signalTime(s, sig), func(a *store.Account) {
-		applySignal(a, sig)
-		if sig.GetKind() == commonv1.SignalKind_SIGNAL_KIND_RISK {
-			had := len(a.OpenRisks) > 0
-			a.OpenRisks = slices.DeleteFunc(a.OpenRisks, func(r string) bool { return r == sig.GetReason() })
-			if sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
-				a.OpenRisks = append(a.OpenRisks, sig.GetReason())
-			}
-			resolved = had && len(a.OpenRisks) == 0
-		}
-	}); err != nil {
+	if err := s.updateProduct(tx, sig.GetAccountId(), signalTime(s, sig), func(a *store.Account) { applySignal(a, sig) }); err != nil {
 		return err
 	}
 	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN {
-		if !resolved {
-			return nil
-		}
-		// The account's last open risk signal closed: its pending RISK
-		// handoffs are moot, and leave the open queue.
-		at := signalTime(s, sig)
-		if c := sig.GetClosedAt(); c != nil {
-			at = c.AsTime()
-		}
-		return s.closeOfType(tx, sig.GetAccountId(), routingv1.HandoffType_HANDOFF_TYPE_RISK, at, CloseReasonRiskResolved)
+		return nil
 	}
 	var t routingv1.HandoffType
 	switch sig.GetKind() {

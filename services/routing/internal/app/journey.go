@@ -146,15 +146,6 @@ func (s *Service) foldDuplicate(tx *store.Tx, a *routingv1.Assignment, requestID
 	return a, nil
 }
 
-// Close reasons of work that ended without a touch.
-const (
-	// CloseReasonRiskResolved: a RISK handoff whose account has no open
-	// risk signal any more — the work is moot.
-	CloseReasonRiskResolved = "risk_resolved"
-	// CloseReasonRenewed: a RENEWAL handoff whose account renewed.
-	CloseReasonRenewed = "renewed"
-)
-
 // closeChurned closes the account's pending assignments with reason
 // "churned", at the churn's time: timers that fell due before it fire
 // first (a breach that happened before the churn stands), the rest are
@@ -163,26 +154,6 @@ const (
 // account was won back since, and what was opened after that is the new
 // relationship's.
 func (s *Service) closeChurned(tx *store.Tx, accountID string, at time.Time, openedBefore bool) error {
-	return s.closePending(tx, accountID, at, CloseReasonChurned, func(a *routingv1.Assignment, at time.Time) bool {
-		return !openedBefore || !a.GetCreatedAt().AsTime().After(at)
-	})
-}
-
-// closeOfType closes the account's pending assignments of type t opened
-// before at, with reason: work its own trigger made moot (the risk
-// resolved, the account renewed), so that the open queue holds only work
-// someone can still do. A breach that happened before stands in the
-// reports.
-func (s *Service) closeOfType(tx *store.Tx, accountID string, t routingv1.HandoffType, at time.Time, reason string) error {
-	return s.closePending(tx, accountID, at, reason, func(a *routingv1.Assignment, at time.Time) bool {
-		return a.GetType() == t && !a.GetCreatedAt().AsTime().After(at)
-	})
-}
-
-// closePending closes, at at, every pending assignment of the account that
-// match accepts, with reason: timers due before at fire first, the rest are
-// disarmed, and owners' freed capacity reroutes unassigned work.
-func (s *Service) closePending(tx *store.Tx, accountID string, at time.Time, reason string, match func(*routingv1.Assignment, time.Time) bool) error {
 	if now := s.clk.Now(); at.After(now) {
 		at = now
 	}
@@ -196,7 +167,7 @@ func (s *Service) closePending(tx *store.Tx, accountID string, at time.Time, rea
 		if err != nil {
 			return err
 		}
-		if !pending(a.GetState()) || !match(a, at) {
+		if !pending(a.GetState()) || (openedBefore && a.GetCreatedAt().AsTime().After(at)) {
 			continue
 		}
 		if err := s.fireUntil(tx, id, at); err != nil {
@@ -211,7 +182,7 @@ func (s *Service) closePending(tx *store.Tx, accountID string, at time.Time, rea
 		prevOwner, prevState := a.GetOwnerId(), a.GetState()
 		freed = freed || store.Open(prevState)
 		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED
-		a.CloseReason = reason
+		a.CloseReason = CloseReasonChurned
 		if err := tx.Disarm(id); err != nil {
 			return err
 		}

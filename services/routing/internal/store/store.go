@@ -740,9 +740,6 @@ type Account struct {
 	// the first touch after the signal opened, which may have reached
 	// routing long before the handoff did.
 	Touches []Touch `json:"touches,omitempty"`
-	// OpenRisks are the reasons of the account's open health risk signals:
-	// when the last one closes, its pending RISK handoffs are moot.
-	OpenRisks []string `json:"open_risks,omitempty"`
 }
 
 // MaxTouches bounds Account.Touches.

@@ -525,7 +525,7 @@
       ['opened', fmtStamp(a.createdAt)],
       seconds(a.timeToFirstTouch) ? ['first touch after', fmtDuration(a.timeToFirstTouch) + (sla.metLate ? ' (late)' : '')] : null,
       sla.metLate ? ['met late', fmtStamp(sla.metLateAt)] : null,
-      a.closeReason ? ['closed because', CLOSE_REASON[a.closeReason] || a.closeReason] : null,
+      a.closeReason ? ['closed because', a.closeReason === 'churned' ? 'the account churned' : a.closeReason] : null,
       num(a.duplicatesSuppressed) ? ['duplicates folded in', fmtInt(a.duplicatesSuppressed) + (validTime(a.lastDuplicateAt) ? ', last ' + fmtStamp(a.lastDuplicateAt) : '')] : null,
       (a.previousOwnerIds || []).length ? ['previous owners', a.previousOwnerIds.join(', ')] : null,
       a.decision && a.decision.rule ? ['rule', a.decision.rule] : null,
@@ -535,16 +535,8 @@
       h('dl', { class: 'defs' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
   }
 
-  // CLOSE_REASON says in words why routing closed a handoff nobody worked.
-  const CLOSE_REASON = {
-    churned: 'the account churned',
-    risk_resolved: 'the risk resolved (no open risk signal left)',
-    renewed: 'the account renewed',
-  };
   function statePill(a) {
     if (a.closeReason === 'churned') return h('span', { class: 'pill muted', 'data-testid': 'closed-churned' }, 'closed: churned');
-    if (a.closeReason === 'risk_resolved') return h('span', { class: 'pill muted' }, 'closed: risk resolved');
-    if (a.closeReason === 'renewed') return h('span', { class: 'pill muted' }, 'closed: renewed');
     if (a.sla && a.sla.metLate) return h('span', { class: 'pill warn', 'data-testid': 'met-late' }, 'met late');
     const st = enumName(a.state, 'ASSIGNMENT_STATE_');
     const cls = { breached: 'bad', open: 'warn', touched: 'good', closed: 'muted', paused: 'muted', unassigned: 'bad' }[st] || 'muted';
@@ -554,7 +546,7 @@
     const sla = a.sla || {};
     if (validTime(sla.metAt)) return 'SLA met on time ' + fmtStamp(sla.metAt);
     if (sla.metLate) return 'SLA met late ' + fmtStamp(sla.metLateAt) + ' (was due ' + fmtStamp(sla.dueAt) + ')';
-    if (CLOSE_REASON[a.closeReason]) return 'closed: ' + CLOSE_REASON[a.closeReason] + (sla.breached ? ' (SLA had breached, due ' + fmtStamp(sla.dueAt) + ')' : '');
+    if (a.closeReason === 'churned') return 'closed: the account churned' + (sla.breached ? ' (SLA had breached, due ' + fmtStamp(sla.dueAt) + ')' : '');
     if (sla.breached) return 'SLA breached (due ' + fmtStamp(sla.dueAt) + ')';
     if (sla.paused) return 'SLA paused';
     if (validTime(sla.dueAt)) return 'SLA due ' + fmtStamp(sla.dueAt);
@@ -634,7 +626,7 @@
       const lateExact = !hasMore(r) || late < all.length;
       return [h('h2', {}, 'Open work queue ', h('span', { class: 'pill warn', 'data-testid': 'queue-count' }, countLabel(r, all.length) + ' open'), ' ',
         late ? h('span', { class: 'pill bad', 'data-testid': 'queue-breached' }, (lateExact ? fmtInt(late) : fmtInt(late) + '+') + ' overdue') : null),
-        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Soonest due first. Handoffs touched late, closed, or made moot (the account churned or renewed, its risk resolved) are not here.'),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Soonest due first. Handoffs touched late, closed, or closed because the account churned are not here.'),
         rows.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'queue-table' },
           h('thead', {}, h('tr', {}, h('th', {}, 'Type'), h('th', {}, 'Account / lead'), h('th', {}, 'Owner'), h('th', {}, 'Due'), h('th', {}, 'SLA'))),
           h('tbody', {}, rows.map((a) => h('tr', { 'data-assignment': a.assignmentId, 'data-state': enumName(a.state, 'ASSIGNMENT_STATE_'), 'data-due': (a.sla && a.sla.dueAt) || '' },
