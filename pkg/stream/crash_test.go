@@ -3,7 +3,6 @@ package stream_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -19,9 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 )
 
 // The crash test re-executes the test binary as a consumer process; these
@@ -40,28 +39,6 @@ func TestMain(m *testing.M) {
 		os.Exit(runCrashChild())
 	}
 	os.Exit(m.Run())
-}
-
-// logServer serves a stream.Log through the ingestion Subscribe RPC.
-type logServer struct {
-	ingestionv1.UnimplementedIngestionServiceServer
-	log *stream.Log
-}
-
-func (s *logServer) Subscribe(req *ingestionv1.SubscribeRequest, srv grpc.ServerStreamingServer[ingestionv1.SubscribeResponse]) error {
-	err := s.log.Serve(srv.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []stream.Record, head uint64) error {
-		resp := &ingestionv1.SubscribeResponse{HeadOffset: head}
-		for _, r := range recs {
-			var lr ingestionv1.LogRecord
-			if err := proto.Unmarshal(r.Data, &lr); err != nil {
-				return err
-			}
-			lr.Offset, lr.Partition = r.Offset, r.Partition
-			resp.Records = append(resp.Records, &lr)
-		}
-		return srv.Send(resp)
-	})
-	return apierr.Status(slog.New(slog.DiscardHandler), "Subscribe", err)
 }
 
 // runCrashChild consumes every partition into its own bbolt file, recording
@@ -164,7 +141,7 @@ func TestConsumerSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	ingestionv1.RegisterIngestionServiceServer(srv, &logServer{log: up})
+	ingestionv1.RegisterIngestionServiceServer(srv, &streamtest.Ingestion{Log: up})
 	go srv.Serve(lis)
 	defer srv.Stop()
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 	rstore "github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
@@ -37,20 +37,9 @@ type proc struct {
 	addr string
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 func start(t *testing.T, bin, dataDir, now string, batch int, env ...string) *proc {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := streamtest.FreeAddr(t)
 	cmd := exec.Command(bin, "-grpc-addr", addr, "-metrics-addr", "", "-data", dataDir, "-partitions", "4",
 		"-ingestion-addr", "", "-stages-addr", "", "-health-addr", "")
 	cmd.Env = append(os.Environ(), "CAIRN_FAKE_NOW="+now, fmt.Sprintf("CAIRN_TIMER_BATCH=%d", batch), "CAIRN_LOG_LEVEL=warn")

@@ -13,6 +13,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 )
 
 // TestWithIngestion runs the real ingestion and routing binaries: events
@@ -45,7 +46,7 @@ func TestWithIngestion(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ingestAddr := freeAddr(t)
+	ingestAddr := streamtest.FreeAddr(t)
 	ing := exec.Command(bins["../ingestion"], "-grpc-addr", ingestAddr, "-metrics-addr", "", "-data", filepath.Join(dir, "ingestion"), "-keys", keysFile, "-partitions", "4")
 	ing.Stderr = os.Stderr
 	if err := ing.Start(); err != nil {
@@ -53,7 +54,7 @@ func TestWithIngestion(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = ing.Process.Kill(); _ = ing.Wait() })
 
-	routeAddr := freeAddr(t)
+	routeAddr := streamtest.FreeAddr(t)
 	rt := exec.Command(bins["."], "-grpc-addr", routeAddr, "-metrics-addr", "", "-data", filepath.Join(dir, "routing"), "-keys", keysFile, "-partitions", "4",
 		"-ingestion-addr", ingestAddr, "-stages-addr", "", "-health-addr", "")
 	rt.Env = append(os.Environ(), "CAIRN_SERVICE_KEY="+service, "CAIRN_LOG_LEVEL=warn")

@@ -16,16 +16,18 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 )
 
 const crashParts = 4
@@ -58,7 +60,7 @@ type proc struct {
 
 func startStages(t *testing.T, bin, dir, ingestion, svcKey string) *proc {
 	t.Helper()
-	p := &proc{grpc: freeAddr(t), metrics: freeAddr(t)}
+	p := &proc{grpc: streamtest.FreeAddr(t), metrics: streamtest.FreeAddr(t)}
 	p.cmd = exec.Command(bin, "-data", dir, "-grpc-addr", p.grpc, "-metrics-addr", p.metrics,
 		"-ingestion-addr", ingestion, "-partitions", strconv.Itoa(crashParts))
 	p.cmd.Env = append(os.Environ(), "CAIRN_SERVICE_KEY="+svcKey)
@@ -217,7 +219,7 @@ func TestCrashMidStreamEqualsCleanRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
+	ingestionv1.RegisterIngestionServiceServer(g, &streamtest.Ingestion{Log: ingLog})
 	served := make(chan struct{})
 	go func() { _ = g.Serve(lis); close(served) }()
 	defer func() { g.Stop(); <-served }()

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -18,46 +17,14 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 
 	"github.com/cairn-dev/cairn/services/health/internal/app"
 )
-
-// fakeIngestion serves a local log as the ingestion Subscribe stream.
-type fakeIngestion struct {
-	ingestionv1.UnimplementedIngestionServiceServer
-	log *stream.Log
-}
-
-func (f *fakeIngestion) Subscribe(req *ingestionv1.SubscribeRequest, ss grpc.ServerStreamingServer[ingestionv1.SubscribeResponse]) error {
-	err := f.log.Serve(ss.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []stream.Record, head uint64) error {
-		resp := &ingestionv1.SubscribeResponse{HeadOffset: head}
-		for _, r := range recs {
-			lr := &ingestionv1.LogRecord{}
-			if err := proto.Unmarshal(r.Data, lr); err != nil {
-				return err
-			}
-			lr.Offset, lr.Partition = r.Offset, r.Partition
-			resp.Records = append(resp.Records, lr)
-		}
-		return ss.Send(resp)
-	})
-	return apierr.Status(slog.New(slog.DiscardHandler), "Subscribe", err)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestRunEndToEnd starts the real service (Run) against fake ingestion
 // servers over loopback gRPC, one or two replicas (split by workspace, each
@@ -95,7 +62,7 @@ func runEndToEnd(t *testing.T, replicas int) {
 			t.Fatal(err)
 		}
 		g := grpc.NewServer()
-		ingestionv1.RegisterIngestionServiceServer(g, &fakeIngestion{log: ingLog})
+		ingestionv1.RegisterIngestionServiceServer(g, &streamtest.Ingestion{Log: ingLog})
 		go func() { _ = g.Serve(lis) }()
 		defer g.Stop()
 		readKey, err := keys.Create("w"+strconv.Itoa(k), auth.RoleRead)
@@ -105,7 +72,7 @@ func runEndToEnd(t *testing.T, replicas int) {
 		logs, addrs, read = append(logs, ingLog), append(addrs, lis.Addr().String()), append(read, readKey)
 	}
 
-	cfg := app.Config{Server: server.Config{Name: "health", GRPCAddr: freeAddr(t), DataDir: dir, ServiceKey: svcKey},
+	cfg := app.Config{Server: server.Config{Name: "health", GRPCAddr: streamtest.FreeAddr(t), DataDir: dir, ServiceKey: svcKey},
 		IngestionAddr: strings.Join(addrs, ",")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

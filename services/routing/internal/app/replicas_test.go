@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 )
 
 // TestReplicasOwnWorkspaces runs two routing replicas in process, split by
@@ -55,7 +55,7 @@ func TestReplicasOwnWorkspaces(t *testing.T) {
 	done := make(chan error, replicas)
 	var addrs [replicas]string
 	for k := range replicas {
-		addrs[k] = freeAddr(t)
+		addrs[k] = streamtest.FreeAddr(t)
 		cfg := Config{Server: server.Config{
 			Name: "routing", GRPCAddr: addrs[k], DataDir: filepath.Join(dir, "data-"+strconv.Itoa(k)), KeysFile: keysPath,
 			Partitions: 8, Replica: k, Replicas: replicas,
@@ -142,17 +142,6 @@ func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
 	if key(0, 3) != 3 || key(1, 3) != 11 || watermarkKey(8, 1)(0, 3) != 3 {
 		t.Errorf("watermark keys: %d %d", key(0, 3), key(1, 3))
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }
 
 func dialTest(t *testing.T, addr string) *grpc.ClientConn {
