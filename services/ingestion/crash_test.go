@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/types/known/structpb"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 )
 
 const (
@@ -66,7 +67,7 @@ func TestCrashRecovery(t *testing.T) {
 		cmd := startService(t, bin, addr, data)
 		conn := dial(t, addr, writeTok)
 		client := ingestionv1.NewIngestionServiceClient(conn)
-		waitServing(t, conn)
+		streamtest.WaitServing(t, conn)
 
 		// Batches whose answer was lost in the last kill: they may or may
 		// not be durable, and resending them must not log anything twice.
@@ -131,7 +132,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	cmd := startService(t, bin, addr, data)
 	conn := dial(t, addr, writeTok)
-	waitServing(t, conn)
+	streamtest.WaitServing(t, conn)
 	client := ingestionv1.NewIngestionServiceClient(conn)
 	for _, req := range unacked {
 		resp, err := client.Ingest(context.Background(), req)
@@ -267,27 +268,6 @@ func dial(t *testing.T, addr, token string) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	return conn
-}
-
-// waitServing blocks until the restarted process answers health checks.
-func waitServing(t *testing.T, conn *grpc.ClientConn) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	h := healthpb.NewHealthClient(conn)
-	for {
-		resp, err := h.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("service not serving: %v", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // readLog reads every partition up to its head through Subscribe and counts

@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
 )
 
@@ -103,7 +104,7 @@ func TestWorkspaceOwnership(t *testing.T) {
 	for k := range replicas {
 		other := 1 - k
 		conn := dial(t, addrs[k], write[k])
-		waitServing(t, conn)
+		streamtest.WaitServing(t, conn)
 		own := ingestionv1.NewIngestionServiceClient(conn)
 		foreign := ingestionv1.NewIngestionServiceClient(dial(t, addrs[k], write[other]))
 		foreignAdmin := ingestionv1.NewIngestionServiceClient(dial(t, addrs[k], admin[other]))

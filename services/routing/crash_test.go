@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -62,39 +58,6 @@ func (p *proc) kill() {
 	_ = p.cmd.Wait()
 }
 
-func dialTest(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
-}
-
-// waitServing polls the health service until the process serves.
-func waitServing(t *testing.T, conn *grpc.ClientConn) {
-	t.Helper()
-	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not serving within 30s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func bearer(token string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
-}
-
 // TestCrashBetweenDueAndFiring qualifies leads, kills the process, restarts
 // it with a clock past every due time, kills it again while it fires the
 // overdue timers, restarts once more, and checks through Subscribe and
@@ -127,10 +90,10 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 	const leads = 300
 	// Phase 1: Monday 09:00 UTC; each MQL has a 1 business hour SLA.
 	p := start(t, bin, data, "2026-11-16T09:00:00Z", 2000)
-	conn := dialTest(t, p.addr)
-	waitServing(t, conn)
+	conn := streamtest.Dial(t, p.addr)
+	streamtest.WaitServing(t, conn)
 	c := routingv1.NewRoutingServiceClient(conn)
-	ctx := bearer(admin)
+	ctx := streamtest.Bearer(admin)
 	for _, o := range []string{"alice", "bob"} {
 		if _, err := c.UpsertOwner(ctx, &routingv1.UpsertOwnerRequest{Owner: &routingv1.Owner{OwnerId: o, Team: routingv1.Team_TEAM_SDR}}); err != nil {
 			t.Fatal(err)
@@ -168,8 +131,8 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 
 	// Phase 3: restart and let it finish.
 	p = start(t, bin, data, "2026-11-17T12:00:00Z", 5)
-	conn = dialTest(t, p.addr)
-	waitServing(t, conn)
+	conn = streamtest.Dial(t, p.addr)
+	streamtest.WaitServing(t, conn)
 	c = routingv1.NewRoutingServiceClient(conn)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -189,7 +152,7 @@ func TestCrashBetweenDueAndFiring(t *testing.T) {
 	// Read the whole routing log and count SLA thresholds per assignment: an
 	// event's own kind, and the thresholds it passed when it fired late.
 	counts := map[string]map[string]int{}
-	sctx, cancel := context.WithCancel(bearer(service))
+	sctx, cancel := context.WithCancel(streamtest.Bearer(service))
 	defer cancel()
 	for part := range uint32(4) {
 		st, err := c.Subscribe(sctx, &routingv1.SubscribeRequest{Partition: part, FromOffset: 1})
@@ -267,9 +230,9 @@ func TestGracefulStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, bin, filepath.Join(dir, "data"), "2026-11-16T09:00:00Z", 100)
-	conn := dialTest(t, p.addr)
-	waitServing(t, conn)
-	ctx, cancel := context.WithCancel(bearer(service))
+	conn := streamtest.Dial(t, p.addr)
+	streamtest.WaitServing(t, conn)
+	ctx, cancel := context.WithCancel(streamtest.Bearer(service))
 	defer cancel()
 	st, err := routingv1.NewRoutingServiceClient(conn).Subscribe(ctx, &routingv1.SubscribeRequest{Partition: 0})
 	if err != nil {

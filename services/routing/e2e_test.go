@@ -64,10 +64,10 @@ func TestWithIngestion(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = rt.Process.Kill(); _ = rt.Wait() })
 
-	ingConn, routeConn := dialTest(t, ingestAddr), dialTest(t, routeAddr)
-	waitServing(t, ingConn)
-	waitServing(t, routeConn)
-	ctx := bearer(admin)
+	ingConn, routeConn := streamtest.Dial(t, ingestAddr), streamtest.Dial(t, routeAddr)
+	streamtest.WaitServing(t, ingConn)
+	streamtest.WaitServing(t, routeConn)
+	ctx := streamtest.Bearer(admin)
 	rc := routingv1.NewRoutingServiceClient(routeConn)
 	for _, o := range []*routingv1.Owner{
 		{OwnerId: "sam", Team: routingv1.Team_TEAM_SDR, Capacity: 10},

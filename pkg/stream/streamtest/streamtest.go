@@ -1,14 +1,20 @@
-// Package streamtest helps tests stand up what a consumer reads: a local
-// log served as the ingestion service's Subscribe stream, on a free
-// loopback address.
+// Package streamtest helps tests stand up what a consumer reads and talk to
+// service processes on loopback: a local log served as the ingestion
+// service's Subscribe stream, free addresses, plaintext connections that
+// wait for a process to serve, and bearer contexts.
 package streamtest
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -54,4 +60,44 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// Dial connects to a test server on loopback over plaintext; the connection
+// closes when the test ends.
+func Dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// WaitServing polls the gRPC health service behind conn until it answers
+// SERVING, or fails the test after 30 s: it waits for a separate process
+// to start (or restart), not for a deadline of the code under test.
+func WaitServing(t testing.TB, conn *grpc.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hc := healthpb.NewHealthClient(conn)
+	for {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not serving within 30s: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Bearer is a context whose outgoing calls carry token as the API key.
+func Bearer(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }

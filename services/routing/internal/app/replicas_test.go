@@ -8,13 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -77,23 +72,23 @@ func TestReplicasOwnWorkspaces(t *testing.T) {
 	}
 	for k := range replicas {
 		other := 1 - k
-		conn := dialTest(t, addrs[k])
-		waitServing(t, conn)
+		conn := streamtest.Dial(t, addrs[k])
+		streamtest.WaitServing(t, conn)
 		c := routingv1.NewRoutingServiceClient(conn)
 		name := fmt.Sprintf("replica %d", k)
-		if _, err := c.UpsertOwner(bearer(admin[k]), owner("own")); err != nil {
+		if _, err := c.UpsertOwner(streamtest.Bearer(admin[k]), owner("own")); err != nil {
 			t.Fatalf("%s: own workspace UpsertOwner: %v", name, err)
 		}
-		if _, err := c.ListOwners(bearer(admin[k]), &routingv1.ListOwnersRequest{Page: &commonv1.PageRequest{PageSize: 10}}); err != nil {
+		if _, err := c.ListOwners(streamtest.Bearer(admin[k]), &routingv1.ListOwnersRequest{Page: &commonv1.PageRequest{PageSize: 10}}); err != nil {
 			t.Fatalf("%s: own workspace ListOwners: %v", name, err)
 		}
 		for what, call := range map[string]func() error{
 			"UpsertOwner with the other workspace's key": func() error {
-				_, err := c.UpsertOwner(bearer(admin[other]), owner("foreign"))
+				_, err := c.UpsertOwner(streamtest.Bearer(admin[other]), owner("foreign"))
 				return err
 			},
 			"ListAssignments naming the other workspace": func() error {
-				_, err := c.ListAssignments(bearer(serviceTok), &routingv1.ListAssignmentsRequest{Workspace: ws[other]})
+				_, err := c.ListAssignments(streamtest.Bearer(serviceTok), &routingv1.ListAssignmentsRequest{Workspace: ws[other]})
 				return err
 			},
 		} {
@@ -142,37 +137,4 @@ func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
 	if key(0, 3) != 3 || key(1, 3) != 11 || watermarkKey(8, 1)(0, 3) != 3 {
 		t.Errorf("watermark keys: %d %d", key(0, 3), key(1, 3))
 	}
-}
-
-func dialTest(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
-}
-
-// waitServing polls the health service until the process serves.
-func waitServing(t *testing.T, conn *grpc.ClientConn) {
-	t.Helper()
-	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not serving within 30s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func bearer(token string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }
