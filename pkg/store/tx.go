@@ -28,9 +28,6 @@ func (t *Tx) Writable() bool { return t.b.Writable() }
 // rolled-back attempt of a group commit never runs it.
 func (t *Tx) OnCommit(fn func()) { t.b.OnCommit(fn) }
 
-// Size is the size of the database file as this transaction sees it.
-func (t *Tx) Size() int64 { return t.b.Size() }
-
 // Bucket returns the nested bucket at path, as the package function Bucket
 // does.
 func (t *Tx) Bucket(path ...string) (*bbolt.Bucket, error) { return Bucket(t.b, path...) }
