@@ -678,7 +678,7 @@ func (s *sim) customer(contractStart time.Time) {
 		s.support(ws, h, users)
 		if w%13 == 6 {
 			s.survey(ws, h, users)
-			if a.Segment != SegmentSMB && s.chance(0.4+0.5*h) {
+			if a.Segment != SegmentSMB && s.chance(0.25+0.5*h) {
 				at := s.workTime(ws.AddDate(0, 0, 3))
 				s.system("meeting.qbr_held", at, map[string]any{"attendees": s.intn(2, 6), "held_at": at.Format(time.RFC3339)})
 			}
