@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/stream"
+	"github.com/cairn-dev/cairn/pkg/testport"
 )
 
 // services are the stateful services in dependency order.
@@ -163,24 +163,12 @@ func newSuite(t *testing.T) *suite {
 		}
 	}
 	for _, name := range append(append([]string{}, services...), "gateway") {
-		s.grpc[name] = freeAddr(t)
-		s.metrics[name] = freeAddr(t)
+		s.grpc[name] = testport.Addr(t)
+		s.metrics[name] = testport.Addr(t)
 	}
-	s.http = freeAddr(t)
+	s.http = testport.Addr(t)
 	t.Cleanup(s.close)
 	return s
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 // command builds a process's command line the way cmd/cairn's supervisor
@@ -230,8 +218,8 @@ func (s *suite) scale(svc string, n int) {
 	s.replicas[svc] = n
 	for _, name := range s.replicaNames(svc) {
 		if s.grpc[name] == "" {
-			s.grpc[name] = freeAddr(s.t)
-			s.metrics[name] = freeAddr(s.t)
+			s.grpc[name] = testport.Addr(s.t)
+			s.metrics[name] = testport.Addr(s.t)
 		}
 		s.dataDirs[name] = filepath.Join(s.dir, "data-"+name)
 	}

@@ -15,6 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/cli"
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -22,10 +27,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
+	"github.com/cairn-dev/cairn/pkg/testport"
 )
 
 // TestDemoFiguresInRange loads the default demo workspace (seed 1, 300
@@ -74,7 +76,7 @@ func TestDemoFiguresInRange(t *testing.T) {
 	opts := demo.Options{Seed: 1, Accounts: 300, Now: now, Workspace: cli.DemoWorkspace}
 
 	data := filepath.Join(t.TempDir(), "data")
-	base := freeBase(t)
+	base := testport.Base(t, 25)
 	out := &syncBuffer{}
 	started := time.Now()
 	cmd := exec.Command(filepath.Join(bin, "cairn"), "run", "--bin", bin, "--data", data, "--base-port", fmt.Sprint(base),

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,15 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/cli"
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"github.com/cairn-dev/cairn/pkg/testport"
 )
 
 // The suite-level end-to-end test: real binaries, real processes, real ports.
@@ -95,27 +96,6 @@ func buildSuite(t *testing.T, root, bin string) []string {
 	return built
 }
 
-func freeBase(t *testing.T) int {
-	t.Helper()
-	for attempt := range 100 {
-		base := 21000 + (os.Getpid()*13+attempt*157)%30000
-		free := true
-		for p := base + 1; p <= base+25 && free; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				free = false
-				continue
-			}
-			l.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
 // within polls cond until it holds or the bound passes. The bound guards
 // against a hang; it is not a speed assertion.
 func within(t *testing.T, bound time.Duration, what string, cond func() error) {
@@ -151,7 +131,7 @@ func TestSuiteEndToEnd(t *testing.T) {
 		services = slices.DeleteFunc(slices.Clone(built), func(s string) bool { return s == "gateway" })
 	}
 	data := filepath.Join(t.TempDir(), "data")
-	base := freeBase(t)
+	base := testport.Base(t, 25)
 	out := &syncBuffer{}
 	cmd := exec.Command(filepath.Join(bin, "cairn"), "run", "--bin", bin, "--data", data, "--base-port", fmt.Sprint(base),
 		"--demo-accounts", "30", "--now", e2eNow, "--services", strings.Join(services, ","), "--partitions", "4")

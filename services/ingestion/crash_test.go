@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
+	"github.com/cairn-dev/cairn/pkg/testport"
 )
 
 const (
@@ -59,7 +59,7 @@ func TestCrashRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testport.Addr(t)
 
 	acked := map[string]bool{}
 	var unacked []*ingestionv1.IngestRequest
@@ -230,17 +230,6 @@ func markAcked(t *testing.T, acked map[string]bool, req *ingestionv1.IngestReque
 			t.Errorf("event %s: %v", req.GetEvents()[i].GetMessageId(), r)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }
 
 func startService(t *testing.T, bin, addr, data string) *exec.Cmd {

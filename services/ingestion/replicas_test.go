@@ -19,6 +19,7 @@ import (
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
+	"github.com/cairn-dev/cairn/pkg/testport"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
 )
 
@@ -56,7 +57,7 @@ func TestWorkspaceOwnership(t *testing.T) {
 	var addrs [replicas]string
 	done := make(chan error, replicas)
 	for k := range replicas {
-		addrs[k] = freeAddr(t)
+		addrs[k] = testport.Addr(t)
 		cfg, err := app.Parse([]string{
 			"-grpc-addr", addrs[k], "-metrics-addr", "", "-keys", keysPath,
 			"-data", filepath.Join(dir, "data-"+strconv.Itoa(k)),

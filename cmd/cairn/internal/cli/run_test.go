@@ -15,13 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"github.com/cairn-dev/cairn/pkg/testport"
 )
 
 // helperEnv makes the test binary act as a suite service when it is run as
@@ -113,28 +115,6 @@ func fakeService(dir string) int {
 	}
 }
 
-// freeBase finds a base port with base+1..base+25 free on 127.0.0.1.
-func freeBase(t *testing.T) int {
-	t.Helper()
-	for attempt := range 50 {
-		base := 20000 + (os.Getpid()*7+attempt*131)%30000
-		ok := true
-		for p := base + 1; p <= base+25 && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
 // fakeBin links the test binary as every service.
 func fakeBin(t *testing.T) string {
 	t.Helper()
@@ -175,7 +155,7 @@ func startRun(t *testing.T, ctx context.Context, data string, extra ...string) (
 	t.Setenv(helperEnv, data)
 	out := &lockedBuf{}
 	env := &Env{Stdout: out, Stderr: out, Getenv: os.Getenv}
-	args := append([]string{"run", "--bin", fakeBin(t), "--data", data, "--base-port", fmt.Sprint(freeBase(t)),
+	args := append([]string{"run", "--bin", fakeBin(t), "--data", data, "--base-port", fmt.Sprint(testport.Base(t, 25)),
 		"--demo-accounts", "3", "--now", "2026-11-01", "--stop-timeout", "1m"}, extra...)
 	code := make(chan int, 1)
 	go func() { code <- Main(ctx, args, env) }()

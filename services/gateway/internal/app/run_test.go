@@ -14,20 +14,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/testport"
 	"github.com/cairn-dev/cairn/services/gateway/internal/fakes"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestRunServesAndStops wires the real process: keyring file, upstream
 // dials, HTTP and metrics listeners, and graceful shutdown.
@@ -43,7 +34,7 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		HTTPAddr: freeAddr(t), MetricsAddr: freeAddr(t),
+		HTTPAddr: testport.Addr(t), MetricsAddr: testport.Addr(t),
 		IngestionAddr: f.Addr, StagesAddr: f.Addr, HealthAddr: f.Addr, RoutingAddr: f.Addr,
 		KeysFile: keysFile, MaxBody: 1 << 20, Rate: 100, Burst: 100, ShutdownTimeout: 5 * time.Second,
 	}
@@ -115,7 +106,7 @@ func TestRunFailsCleanly(t *testing.T) {
 	}
 	defer busy.Close()
 	good := Config{
-		HTTPAddr: freeAddr(t), MetricsAddr: freeAddr(t),
+		HTTPAddr: testport.Addr(t), MetricsAddr: testport.Addr(t),
 		IngestionAddr: f.Addr, StagesAddr: f.Addr, HealthAddr: f.Addr, RoutingAddr: f.Addr,
 		KeysFile: keysFile, MaxBody: 1 << 20, Rate: 100, Burst: 100, ShutdownTimeout: 5 * time.Second, Partitions: 8,
 	}

@@ -376,18 +376,25 @@ func (s *Service) applyCRM(tx *store.Tx, e *ingestionv1.Event) error {
 				}
 			}
 		}
-		_, err = s.RouteTx(tx, r)
-		return skipChurned(err)
+		a, err := s.RouteTx(tx, r)
+		if err != nil {
+			return skipChurned(err)
+		}
+		return s.touchedSince(tx, a, r.At.Add(-TouchSkew))
 	case "crm.closed_won":
 		if e.GetAccountId() == "" {
 			return nil
 		}
-		_, err := s.RouteTx(tx, Route{
+		r := Route{
 			Type: routingv1.HandoffType_HANDOFF_TYPE_CLOSED_WON, AccountID: e.GetAccountId(), RequestID: reqID,
 			Lead: &routingv1.Lead{AccountId: e.GetAccountId()}, Reason: "closed won", Signal: flat(e.GetProperties()),
 			At: account.EventTime(e),
-		})
-		return skipChurned(err)
+		}
+		a, err := s.RouteTx(tx, r)
+		if err != nil {
+			return skipChurned(err)
+		}
+		return s.touchedSince(tx, a, r.At.Add(-TouchSkew))
 	}
 	if slices.Contains(touchNames, name) {
 		kind := strings.TrimPrefix(name, "crm.")
@@ -723,13 +730,18 @@ func (s *Service) recordTouch(tx *store.Tx, e *ingestionv1.Event, kind string) e
 	return tx.PutAccount(acctID, acct)
 }
 
-// touchedSince gives a handoff made from a health signal the account's
-// first CRM touch after the signal opened. Health's log trails ingestion's,
-// so a call made right after a renewal window opened can reach routing
-// before the handoff it answers exists, and during a backlog routing may
-// have read weeks further into the event log by then; without this the
-// call would be lost, or the latest one credited, and the handoff breach
-// although the owner acted in time.
+// touchedSince gives a new handoff the account's CRM touches from since
+// on, in time order, as if they had arrived after it. Health's log trails
+// ingestion's, so a call made right after a renewal window opened can
+// reach routing before the handoff it answers exists, and during a backlog
+// routing may have read weeks further into the event log by then; a CRM
+// sync can also deliver the contact before the MQL it answers. Without
+// this the call would be lost, or the latest one credited, and the handoff
+// breach although the owner acted in time.
+//
+// Touches are kept per account, not per lead: on an account with several
+// leads a touch of one may be credited to another's handoff that arrived
+// after it.
 func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time.Time) error {
 	if a.GetAssignmentId() == "" || a.GetFirstTouchAt() != nil || !store.Open(a.GetState()) {
 		return nil
@@ -738,9 +750,16 @@ func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time
 	if err != nil {
 		return err
 	}
-	if t, ok := acct.FirstTouchSince(since.Unix()); ok {
-		_, err = s.TouchTx(tx, a.GetAssignmentId(), t.Kind, time.Unix(t.At, 0).UTC())
-		return err
+	if ts := acct.TouchesSince(since.Unix()); len(ts) > 0 {
+		for _, t := range ts {
+			if a, err = s.TouchTx(tx, a.GetAssignmentId(), t.Kind, time.Unix(t.At, 0).UTC()); err != nil {
+				return err
+			}
+			if !store.Open(a.GetState()) {
+				return nil
+			}
+		}
+		return nil
 	}
 	if len(acct.Touches) > 0 {
 		return nil // touches are recorded, and none came after the signal

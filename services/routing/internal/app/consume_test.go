@@ -485,3 +485,55 @@ func TestTouchBeforeHealthHandoff(t *testing.T) {
 		})
 	}
 }
+
+// TestTouchBeforeCRMHandoff checks that a CRM contact delivered before the
+// MQL, SQL or closed-won event it answers (a CRM sync out of order) still
+// counts for it when it is dated after the handoff (TouchSkew allowing),
+// the same as when the events arrive in time order.
+func TestTouchBeforeCRMHandoff(t *testing.T) {
+	created := ny(16, 10, 0)
+	tests := []struct {
+		name      string
+		handoff   string
+		touch     string
+		touchAt   time.Time
+		wantState string
+		wantMet   bool
+	}{
+		{"contact ten minutes after the mql", "crm.mql", "crm.contacted", created.Add(10 * time.Minute), "touched", true},
+		{"contact within the clock skew before the mql", "crm.mql", "crm.contacted", created.Add(-5 * time.Minute), "touched", true},
+		{"contact a day before the mql answers an earlier one", "crm.mql", "crm.contacted", created.Add(-24 * time.Hour), "open", false},
+		{"contact after the mql's deadline is met late", "crm.mql", "crm.contacted", created.Add(3 * 24 * time.Hour), "touched", false},
+		{"meeting after the closed-won kickoff", "crm.closed_won", "crm.meeting_booked", created.Add(time.Hour), "touched", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, "", ny(20, 10, 0))
+			h.applyExample()
+			touch := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+				Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: tt.touch, MessageId: "touch",
+				AccountId: "acme", Properties: st(t, map[string]any{"email": "pat@acme.com"}), Timestamp: timestamppb.New(tt.touchAt),
+			}}}
+			handoff := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+				Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: tt.handoff, MessageId: "handoff",
+				AccountId: "acme", Properties: st(t, map[string]any{"email": "pat@acme.com"}), Timestamp: timestamppb.New(created),
+			}}}
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{touch}) })
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{handoff}) })
+			as := h.list(&routingv1.ListAssignmentsRequest{})
+			if len(as) != 1 {
+				t.Fatalf("assignments %q, want one", summary(as))
+			}
+			a := as[0]
+			if got := strings.ToLower(strings.TrimPrefix(a.GetState().String(), "ASSIGNMENT_STATE_")); got != tt.wantState {
+				t.Fatalf("state %s, want %s (sla %v)", got, tt.wantState, a.GetSla())
+			}
+			if met := a.GetSla().GetMetAt() != nil; met != tt.wantMet {
+				t.Errorf("SLA met on time = %v, want %v (sla %v)", met, tt.wantMet, a.GetSla())
+			}
+			if tt.wantState == "touched" && !tt.wantMet && !a.GetSla().GetMetLate() {
+				t.Errorf("a touch after the deadline is not met late: %v", a.GetSla())
+			}
+		})
+	}
+}

@@ -43,6 +43,10 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 			{lag: &behind, event: "crm.contacted", at: ny(16, 18, 0), events: "breach[warning_50,warning_80]:alice met_late:alice"},
 			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice met_late:alice"},
 		}},
+		{"touch from before the deadline heard after the breach meets on time", []step{
+			{lag: &caughtUp, events: "breach[warning_50,warning_80]:alice"},
+			{lag: &caughtUp, event: "crm.contacted", at: ny(16, 11, 0), events: "breach[warning_50,warning_80]:alice met:alice"},
+		}},
 		{"backlog events passing the deadline fire it", []step{
 			{lag: &behind, event: "page_viewed", at: ny(16, 14, 0), events: "warning_50:alice"},
 			{lag: &behind, event: "page_viewed", at: ny(16, 18, 0), events: "warning_50:alice breach[warning_80]:alice"},
@@ -100,6 +104,13 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 				h.fire()
 				if got := strings.Join(slaEvents(t, h.db, id), " "); got != st.events {
 					t.Fatalf("step %d: events %q, want %q", i, got, st.events)
+				}
+			}
+			// Met on time is met on time, whatever routing believed before.
+			if last := tt.steps[len(tt.steps)-1].events; strings.HasSuffix(last, " met:alice") || last == "met:alice" {
+				a := h.list(&routingv1.ListAssignmentsRequest{})[0]
+				if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED || a.GetSla().GetBreached() || a.GetSla().GetMetAt() == nil {
+					t.Fatalf("met on time: state %s sla %v", a.GetState(), a.GetSla())
 				}
 			}
 		})

@@ -662,6 +662,10 @@ func (s *Service) TouchTx(tx *store.Tx, id, touch string, at time.Time) (*routin
 		}
 	case a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN && (a.GetSla() == nil || a.GetSla().GetMetAt() != nil):
 		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED
+	case a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED && a.GetSla().GetMetAt() != nil:
+		// A touch from before the due time that arrived after the breach
+		// fired (sla.Meet): met on time after all.
+		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED
 	case a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED && a.GetSla().GetMetLate():
 		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED
 	}

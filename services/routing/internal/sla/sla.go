@@ -189,11 +189,31 @@ func Satisfies(p *routingv1.SlaPolicy, touch string) bool {
 	return slices.Contains(p.GetSatisfiedBy(), touch)
 }
 
-// Meet stops a running or paused clock as met at now. A breached clock stays
-// breached; Meet then reports false.
+// Meet stops a running or paused clock as met at now. A clock that breached
+// before now stays breached; Meet then reports false.
+//
+// A breached clock whose touch happened at or before its due time was met
+// on time: the touch reached routing after the breach timer had fired (a
+// CRM sync that lags, a replay, events sent out of order). The SLA is
+// judged by when the owner acted, not by when routing heard of it, so the
+// breach (and any late touch recorded since) is withdrawn; the breach event
+// stays in the log as what routing believed then.
 func Meet(s *routingv1.SlaState, cal *hours.Calendar, now time.Time) bool {
-	if s == nil || s.GetBreached() || s.GetMetAt() != nil {
+	if s == nil || s.GetMetAt() != nil {
 		return false
+	}
+	if s.GetBreached() {
+		due := s.GetDueAt().AsTime()
+		if now.After(due) {
+			return false
+		}
+		allowed := s.GetAllowed().AsDuration()
+		used := min(max(allowed-cal.BusinessBetween(now, due), 0), allowed)
+		s.Breached, s.MetLate, s.MetLateAt, s.Paused = false, false, nil, false
+		s.Warned_50, s.Warned_80 = used >= allowed/2, used >= allowed*8/10
+		s.Used = durationpb.New(used)
+		s.MetAt = timestamppb.New(now)
+		return true
 	}
 	if !s.GetPaused() {
 		s.Used = durationpb.New(Used(s, cal, now))

@@ -96,6 +96,37 @@ func TestClock(t *testing.T) {
 			},
 		},
 		{
+			name: "a touch from before the breach, heard after it, meets on time", start: "2026-11-16 09:00",
+			steps: []step{
+				{"fire", "", "warning_80@2026-11-16 15:24"},
+				{"fire", "", "breach@2026-11-16 17:00"},
+				{"fire", "", ""},
+				{"meet", "2026-11-16 12:00", ""},
+			},
+			final: func(t *testing.T, s *routingv1.SlaState) {
+				if s.GetBreached() || s.GetMetLate() || s.GetMetAt() == nil || s.GetUsed().AsDuration() != 3*time.Hour {
+					t.Fatalf("state %v, want met on time with 3h used, not breached", s)
+				}
+				if s.GetWarned_50() || s.GetWarned_80() {
+					t.Fatalf("state %v: warnings of a clock met at 37%% still set", s)
+				}
+			},
+		},
+		{
+			name: "a touch at the due time meets on time", start: "2026-11-16 09:00",
+			steps: []step{
+				{"fire", "", "warning_80@2026-11-16 15:24"},
+				{"fire", "", "breach@2026-11-16 17:00"},
+				{"fire", "", ""},
+				{"meet", "2026-11-16 17:00", ""},
+			},
+			final: func(t *testing.T, s *routingv1.SlaState) {
+				if s.GetBreached() || s.GetUsed().AsDuration() != 8*time.Hour || !s.GetWarned_80() {
+					t.Fatalf("state %v, want met on time with 8h used", s)
+				}
+			},
+		},
+		{
 			name: "friday afternoon rolls over the weekend", start: "2026-11-20 15:00",
 			steps: []step{
 				{"next", "", "warning_50@2026-11-23 11:00"},

@@ -763,13 +763,11 @@ func (a *Account) AddTouch(at int64, kind string) {
 	}
 }
 
-// FirstTouchSince returns the earliest recorded touch at or after since.
-func (a *Account) FirstTouchSince(since int64) (Touch, bool) {
+// TouchesSince returns the recorded touches at or after since, oldest
+// first.
+func (a *Account) TouchesSince(since int64) []Touch {
 	i := sort.Search(len(a.Touches), func(i int) bool { return a.Touches[i].At >= since })
-	if i == len(a.Touches) {
-		return Touch{}, false
-	}
-	return a.Touches[i], true
+	return a.Touches[i:]
 }
 
 // Account returns an account; a missing one is empty, not an error.
