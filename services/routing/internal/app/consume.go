@@ -99,6 +99,9 @@ func (s *Service) forget(tx *store.Tx, ts *commonv1.Tombstone, forward bool) err
 		if err := tx.DeleteAggregates(acct); err != nil {
 			return err
 		}
+		if err := tx.DeleteTouches(acct); err != nil {
+			return err
+		}
 	}
 	if uid := ts.GetUserId(); uid != "" {
 		u, err := tx.User(uid)
@@ -722,13 +725,13 @@ func (s *Service) recordTouch(tx *store.Tx, e *ingestionv1.Event, kind string) e
 	if err != nil || acctID == "" {
 		return err
 	}
-	acct, err := tx.Account(acctID)
-	if err != nil {
-		return err
-	}
-	acct.AddTouch(account.EventTime(e).Unix(), kind)
-	return tx.PutAccount(acctID, acct)
+	return tx.AddTouch(acctID, account.EventTime(e).Unix(), kind)
 }
+
+// maxCredited bounds the touches touchedSince replays on one handoff: a
+// handoff still open after that many is waiting for a kind of touch the
+// account's team does not make.
+const maxCredited = 256
 
 // touchedSince gives a new handoff the account's CRM touches from since
 // on, in time order, as if they had arrived after it. Health's log trails
@@ -746,11 +749,11 @@ func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time
 	if a.GetAssignmentId() == "" || a.GetFirstTouchAt() != nil || !store.Open(a.GetState()) {
 		return nil
 	}
-	acct, err := tx.Account(a.GetAccountId())
+	ts, err := tx.TouchesSince(a.GetAccountId(), since.Unix(), maxCredited)
 	if err != nil {
 		return err
 	}
-	if ts := acct.TouchesSince(since.Unix()); len(ts) > 0 {
+	if len(ts) > 0 {
 		for _, t := range ts {
 			if a, err = s.TouchTx(tx, a.GetAssignmentId(), t.Kind, time.Unix(t.At, 0).UTC()); err != nil {
 				return err
@@ -761,8 +764,8 @@ func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time
 		}
 		return nil
 	}
-	if len(acct.Touches) > 0 {
-		return nil // touches are recorded, and none came after the signal
+	if has, err := tx.HasTouches(a.GetAccountId()); err != nil || has {
+		return err // touches are recorded, and none came after the signal
 	}
 	// Accounts from before touches were recorded: the aggregates keep the
 	// first and last time of each touch name only, so the latest touch is

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -15,13 +16,15 @@ import (
 //  1. the layout of this package's doc comment, with config versions in
 //     ws/<workspace>/configs
 //  2. config versions in pkg/store.Versions (kind "config")
-const SchemaVersion = 2
+//  3. CRM touches in ws/<workspace>/touches, one key each, instead of the
+//     64 newest in each Account
+const SchemaVersion = 3
 
 // OpenDB opens (creating or migrating) the routing file at path. opts'
 // SchemaVersion and Migrations are routing's own.
 func OpenDB(path string, opts store.Options) (*store.DB, error) {
 	opts.SchemaVersion = SchemaVersion
-	opts.Migrations = map[uint32]func(*bbolt.Tx) error{2: migrateConfigs}
+	opts.Migrations = map[uint32]func(*bbolt.Tx) error{2: migrateConfigs, 3: migrateTouches}
 	return store.Open(path, opts)
 }
 
@@ -71,6 +74,55 @@ func migrateConfigs(btx *bbolt.Tx) error {
 		}
 		if err := wb.DeleteBucket([]byte("configs")); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
 			return fmt.Errorf("drop configs of workspace %q: %w", ws, err)
+		}
+	}
+	return nil
+}
+
+// migrateTouches moves every account's recent touches (Account.Touches,
+// schema 2) to the touches bucket and rewrites the account without them.
+func migrateTouches(btx *bbolt.Tx) error {
+	root := btx.Bucket([]byte("ws"))
+	if root == nil {
+		return nil
+	}
+	var workspaces []string
+	if err := root.ForEachBucket(func(k []byte) error {
+		workspaces = append(workspaces, string(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	tx := store.Wrap(btx)
+	for _, ws := range workspaces {
+		accounts := root.Bucket([]byte(ws)).Bucket([]byte("accounts"))
+		if accounts == nil {
+			continue
+		}
+		var ids []string
+		if err := accounts.ForEach(func(k, v []byte) error {
+			if bytes.Contains(v, []byte(`"touches"`)) {
+				ids = append(ids, string(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		t := In(tx, ws)
+		for _, id := range ids {
+			a, err := t.Account(id)
+			if err != nil {
+				return fmt.Errorf("migrate touches of workspace %q: %w", ws, err)
+			}
+			for _, tc := range a.Touches {
+				if err := t.AddTouch(id, tc.At, tc.Kind); err != nil {
+					return fmt.Errorf("migrate touches of workspace %q: %w", ws, err)
+				}
+			}
+			a.Touches = nil
+			if err := t.PutAccount(id, a); err != nil {
+				return fmt.Errorf("migrate touches of workspace %q: %w", ws, err)
+			}
 		}
 	}
 	return nil

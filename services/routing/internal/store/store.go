@@ -18,6 +18,7 @@
 //	ws/<workspace>/cursors/<pool id>                    -> round-robin position
 //	ws/<workspace>/load/<owner id>                      -> open, breached (2x8 bytes)
 //	ws/<workspace>/requests/<request id>                -> assignment id
+//	ws/<workspace>/touches/<len(account id), uvarint><account id><at unix s, 8 bytes><kind> -> empty
 //
 // The routing configuration's versions are pkg/store.Versions of kind
 // "config": one definition id, "config", whose latest version is the
@@ -33,8 +34,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -735,39 +734,10 @@ type Account struct {
 	SignalAttributes map[string]any `json:"signal_attributes,omitempty"`
 	// PQLHolding are the PQL rules that currently hold.
 	PQLHolding []string `json:"pql_holding,omitempty"`
-	// Touches are the account's most recent CRM touches, oldest first (at
-	// most MaxTouches): a handoff opened from a health signal is credited
-	// the first touch after the signal opened, which may have reached
-	// routing long before the handoff did.
+	// Touches were the account's most recent CRM touches, up to 64, in
+	// schema 2; schema 3 keeps every touch of the last TouchRetention in
+	// the touches bucket (Tx.AddTouch), and OpenDB moves these there.
 	Touches []Touch `json:"touches,omitempty"`
-}
-
-// MaxTouches bounds Account.Touches.
-const MaxTouches = 64
-
-// Touch is one CRM touch of an account.
-type Touch struct {
-	// At is the event time, in Unix seconds.
-	At int64 `json:"at"`
-	// Kind is "contacted" or "meeting_booked".
-	Kind string `json:"kind"`
-}
-
-// AddTouch records a touch at at, keeping Touches in time order (a late
-// event lands in its place) and at most MaxTouches, the newest.
-func (a *Account) AddTouch(at int64, kind string) {
-	i := sort.Search(len(a.Touches), func(i int) bool { return a.Touches[i].At > at })
-	a.Touches = slices.Insert(a.Touches, i, Touch{At: at, Kind: kind})
-	if n := len(a.Touches); n > MaxTouches {
-		a.Touches = slices.Delete(a.Touches, 0, n-MaxTouches)
-	}
-}
-
-// TouchesSince returns the recorded touches at or after since, oldest
-// first.
-func (a *Account) TouchesSince(since int64) []Touch {
-	i := sort.Search(len(a.Touches), func(i int) bool { return a.Touches[i].At >= since })
-	return a.Touches[i:]
 }
 
 // Account returns an account; a missing one is empty, not an error.
