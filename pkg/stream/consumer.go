@@ -151,6 +151,20 @@ type ConsumerOptions[T any] struct {
 	Registerer prometheus.Registerer
 	// MinBackoff and MaxBackoff bound reconnect delays (default 50ms, 5s).
 	MinBackoff, MaxBackoff time.Duration
+	// EventTime, when set, gives a record's event time (zero for records
+	// without one). The consumer keeps each partition's watermark, the
+	// latest event time applied, for its Horizon; with After it also
+	// decides which records are held back.
+	EventTime func(T) time.Time
+	// After, when set (with EventTime), is the horizon of another log's
+	// consumer that this one must not overtake: a record whose event time
+	// is after that horizon waits, and the records behind it with it,
+	// until the other consumer has applied its upstream up to that time
+	// or caught up. Records without an event time never wait.
+	After Horizon
+
+	// changed is shared by the Consumers of one upstream (NewConsumers).
+	changed *broadcast
 }
 
 // Consumer follows upstream partitions and applies their records
@@ -166,6 +180,9 @@ type Consumer[T any] struct {
 	// upstream is heard again.
 	failing map[uint32]error
 	wake    chan struct{}
+	// marks are the watermarks by partition (EventTime).
+	marks   map[uint32]time.Time
+	changed *broadcast
 
 	lag    *prometheus.GaugeVec
 	cursor *prometheus.GaugeVec
@@ -202,6 +219,11 @@ func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
 		known:   make(map[uint32]bool),
 		failing: make(map[uint32]error),
 		wake:    make(chan struct{}),
+		marks:   make(map[uint32]time.Time),
+		changed: opts.changed,
+	}
+	if c.changed == nil {
+		c.changed = newBroadcast()
 	}
 	err := opts.DB.View(func(tx *store.Tx) error {
 		for _, p := range opts.Partitions {
@@ -386,15 +408,33 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 		return false, fmt.Errorf("subscribe to %s partition %d: %w", c.opts.Name, p, err)
 	}
 	progressed := false
+	var held []T // received, waiting for After's horizon
 	for {
-		recs, head, err := sub.Recv()
-		if err != nil {
-			return progressed, fmt.Errorf("receive from %s partition %d: %w", c.opts.Name, p, err)
+		var recs []T
+		if len(held) > 0 {
+			recs, held = held, nil
+		} else {
+			got, head, err := sub.Recv()
+			if err != nil {
+				return progressed, fmt.Errorf("receive from %s partition %d: %w", c.opts.Name, p, err)
+			}
+			c.setHead(p, head)
+			recs = got
 		}
-		c.setHead(p, head)
 		if len(recs) == 0 {
 			continue
 		}
+		var moved <-chan struct{}
+		if recs, held, moved = c.admit(recs); len(recs) == 0 {
+			// Nothing may go yet: wait for the other consumer to move.
+			select {
+			case <-sctx.Done():
+				return progressed, sctx.Err()
+			case <-moved:
+			}
+			continue
+		}
+		var latest time.Time
 		applied, err := store.CommitValue(ctx, c.opts.DB, func(tx *store.Tx) (uint64, error) {
 			// Re-read the cursor inside the transaction: redelivered
 			// records (at-least-once) are dropped here, atomically.
@@ -414,6 +454,14 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 			if err := c.opts.Apply(tx, p, fresh); err != nil {
 				return 0, err
 			}
+			latest = time.Time{}
+			if c.opts.EventTime != nil {
+				for _, r := range fresh {
+					if t := c.opts.EventTime(r); t.After(latest) {
+						latest = t
+					}
+				}
+			}
 			last := c.opts.Offset(fresh[len(fresh)-1])
 			return last, writeCursor(tx, c.opts.Name, p, last)
 		})
@@ -421,24 +469,57 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 			return progressed, fmt.Errorf("apply %s partition %d: %w", c.opts.Name, p, err)
 		}
 		progressed = true
-		c.setCursor(p, applied)
+		c.advance(p, applied, latest)
 	}
+}
+
+// admit splits recs into the prefix that may be applied now and the rest,
+// which waits for ConsumerOptions.After's horizon; moved is closed when
+// that horizon next changes. It is taken before the horizon is read, so a
+// wait on it misses no change.
+func (c *Consumer[T]) admit(recs []T) (now, later []T, moved <-chan struct{}) {
+	if c.opts.After == nil || c.opts.EventTime == nil {
+		return recs, nil, nil
+	}
+	moved = c.opts.After.Changed()
+	limit, bounded := c.opts.After.Horizon()
+	if !bounded {
+		return recs, nil, moved
+	}
+	n := 0
+	for n < len(recs) && !c.opts.EventTime(recs[n]).After(limit) {
+		n++
+	}
+	return recs[:n], recs[n:], moved
 }
 
 func (c *Consumer[T]) setHead(p uint32, head uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	changed := !c.known[p] || head > c.heads[p]
 	c.known[p] = true
 	delete(c.failing, p)
 	if head > c.heads[p] {
 		c.heads[p] = head
 	}
 	c.updateGauges(p)
+	if changed {
+		c.changed.fire()
+	}
 }
 
-func (c *Consumer[T]) setCursor(p uint32, v uint64) {
+// advance records that partition p is applied up to offset v, with event
+// times up to latest.
+func (c *Consumer[T]) advance(p uint32, v uint64, latest time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if latest.After(c.marks[p]) {
+		c.marks[p] = latest
+	}
+	c.setCursorLocked(p, v)
+}
+
+func (c *Consumer[T]) setCursorLocked(p uint32, v uint64) {
 	c.cursors[p] = v
 	if v > c.heads[p] {
 		c.heads[p] = v
@@ -446,6 +527,7 @@ func (c *Consumer[T]) setCursor(p uint32, v uint64) {
 	close(c.wake)
 	c.wake = make(chan struct{})
 	c.updateGauges(p)
+	c.changed.fire()
 }
 
 // LagGauge returns the lag gauge of partition p (nil without a Registerer);

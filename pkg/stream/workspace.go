@@ -61,6 +61,7 @@ func NewConsumers[T any](opts ConsumerOptions[T], sources []Source[T], apply fun
 		return nil, errors.New("consumers: no sources")
 	}
 	out := make(Consumers[T], 0, len(sources))
+	opts.changed = newBroadcast() // one Horizon.Changed for all
 	for k, src := range sources {
 		o := opts
 		o.Name, o.Source = ReplicaName(opts.Name, k), src

@@ -9,6 +9,7 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/logtime"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
@@ -61,6 +62,7 @@ func (a *App) Workers(s Sources) (*Workers, error) {
 		Name: "ingestion", DB: a.db, Partitions: s.Partitions,
 		Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
 		Apply:  a.ApplyIngestion, Clock: a.clk, Logger: a.logger, Registerer: s.Registerer,
+		EventTime: logtime.Ingestion,
 	}, s.Ingestion, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create ingestion consumers: %w", err)
@@ -69,6 +71,12 @@ func (a *App) Workers(s Sources) (*Workers, error) {
 	if s.Stages != nil {
 		w.Stages, err = stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
 			Name: "stages", DB: a.db, Source: s.Stages, Partitions: s.Partitions,
+			// A stage change is applied only once the events up to its
+			// time are: applied ahead of them, it would rescore the
+			// account at a time its events have not reached, and the
+			// score, band and signals would depend on which consumer ran
+			// ahead (stream.ConsumerOptions.After).
+			EventTime: logtime.Stages, After: w.Ingestion,
 			Offset: func(r *stagesv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply:  a.ApplyStages, Clock: a.clk, Logger: a.logger, Registerer: s.Registerer,
 		})

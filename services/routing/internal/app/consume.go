@@ -37,28 +37,13 @@ func ownerTraits() map[string]routingv1.Team {
 
 // ApplyIngestion applies ingestion log records inside the consumer's
 // transaction: identify/group traits, CRM qualifications and handoffs, and
-// touches. Records are processed in offset order.
-//
-// source names the upstream log the records came from: the partition with
-// one ingestion replica, a key for (ingestion replica, partition) with
-// several (the caller's choice). It keys the event-time watermark only, and
-// SetIngestionProgress must report lags under the same keys.
-func (s *Service) ApplyIngestion(btx *pstore.Tx, source uint32, recs []*ingestionv1.LogRecord) error {
-	// Records may arm SLA timers, and they move the event-time watermark
-	// that holds timers back during a backlog; the timer loop may be asleep,
-	// so wake it once this transaction commits.
-	var latest time.Time
-	for _, r := range recs {
-		if e := r.GetEvent(); e != nil {
-			if t := account.EventTime(e); t.After(latest) {
-				latest = t
-			}
-		}
-	}
-	btx.OnCommit(func() {
-		s.advanceWatermark(source, latest)
-		s.notify()
-	})
+// touches. Records are processed in offset order. The partition is not
+// used: the consumer keeps the event-time horizon (SetIngestionHorizon).
+func (s *Service) ApplyIngestion(btx *pstore.Tx, _ uint32, recs []*ingestionv1.LogRecord) error {
+	// Records may arm SLA timers, and they move the event-time horizon that
+	// holds timers back during a backlog; the timer loop may be asleep, so
+	// wake it once this transaction commits.
+	btx.OnCommit(s.notify)
 	for _, r := range recs {
 		if ts := r.GetTombstone(); ts != nil {
 			if err := s.forget(store.In(btx, ts.GetWorkspace()), ts, true); err != nil {

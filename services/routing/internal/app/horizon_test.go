@@ -67,25 +67,15 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, "", ny(16, 9, 0))
 			h.setup(policy)
-			var (
-				mu  sync.Mutex
-				lag *stream.Lag
-			)
-			progress := func() []stream.Lag {
-				mu.Lock()
-				defer mu.Unlock()
-				if lag == nil {
-					return nil
-				}
-				return []stream.Lag{*lag}
-			}
+			hz := &stepHorizon{}
 			props, _ := structpb.NewStruct(map[string]any{"email": "lee@acme.com"})
 			mql := &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.mql", UserId: "lee", AccountId: "acme", Properties: props}
 			if tt.steps[0].lag != nil {
-				lag = tt.steps[0].lag
-				h.svc.SetIngestionProgress(progress)
+				hz.set(tt.steps[0].lag, time.Time{})
+				h.svc.SetIngestionHorizon(hz)
 			}
 			h.ingest("mql", ny(16, 9, 0), mql)
+			hz.set(hz.lagNow(), ny(16, 9, 0))
 			// The routing service catches up two days later.
 			h.clk.Set(ny(18, 9, 0))
 			as := h.list(&routingv1.ListAssignmentsRequest{})
@@ -94,12 +84,11 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 			}
 			id := as[0].GetAssignmentId()
 			for i, st := range tt.steps {
-				mu.Lock()
-				lag = st.lag
-				mu.Unlock()
+				hz.set(st.lag, time.Time{})
 				if st.event != "" {
 					p, _ := structpb.NewStruct(map[string]any{"email": "lee@acme.com"})
 					h.ingest(st.event+"-"+string(rune('a'+i)), st.at, &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: st.event, UserId: "lee", AccountId: "acme", Properties: p})
+					hz.set(st.lag, st.at)
 				}
 				h.fire()
 				if got := strings.Join(slaEvents(t, h.db, id), " "); got != st.events {
@@ -116,3 +105,42 @@ func TestTimersWaitForIngestionBacklog(t *testing.T) {
 		})
 	}
 }
+
+// stepHorizon is the ingestion consumer's horizon as the test steps set it:
+// its position (lag) and the latest event time applied (the watermark,
+// which only moves forward; zero until an event is applied with a lag
+// known).
+type stepHorizon struct {
+	mu   sync.Mutex
+	lag  *stream.Lag
+	mark time.Time
+}
+
+func (h *stepHorizon) set(lag *stream.Lag, applied time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lag = lag
+	if applied.After(h.mark) {
+		h.mark = applied
+	}
+}
+
+func (h *stepHorizon) lagNow() *stream.Lag {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lag
+}
+
+func (h *stepHorizon) Horizon() (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.lag == nil || h.lag.CaughtUp():
+		return time.Time{}, false
+	case !h.lag.Known:
+		return time.Time{}, true
+	}
+	return h.mark, true
+}
+
+func (h *stepHorizon) Changed() <-chan struct{} { return nil }

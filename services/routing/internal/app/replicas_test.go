@@ -132,9 +132,4 @@ func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
 	if got := owned(mine, st, stagesWorkspace); len(got) != 1 || got[0].GetOffset() != 2 {
 		t.Errorf("stages records kept %v, want offset 2", got)
 	}
-	// Several ingestion replicas keep separate watermarks per partition.
-	key := watermarkKey(8, 2)
-	if key(0, 3) != 3 || key(1, 3) != 11 || watermarkKey(8, 1)(0, 3) != 3 {
-		t.Errorf("watermark keys: %d %d", key(0, 3), key(1, 3))
-	}
 }

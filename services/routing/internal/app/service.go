@@ -77,13 +77,11 @@ type Service struct {
 	AfterFire func(total int)
 	fired     int
 
-	// progress reports the ingestion consumer's position per partition and
-	// watermark the latest event time applied per ingestion source (ApplyIngestion); they
-	// hold timers back while touches may still be waiting in the log
+	// horizon is the ingestion consumers' event-time horizon: it holds
+	// timers back while touches may still be waiting in the log
 	// (fireHorizon).
-	progressMu sync.Mutex
-	progress   func() []stream.Lag
-	watermark  map[uint32]time.Time
+	horizonMu sync.Mutex
+	horizon   stream.Horizon
 
 	mu      sync.Mutex
 	engines map[string]engineEntry
@@ -119,11 +117,10 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		db: opts.DB, log: opts.Log, parts: opts.Partitions, clk: opts.Clock, logger: opts.Logger, batch: opts.TimerBatch,
-		wake:      make(chan struct{}, 1),
-		watermark: map[uint32]time.Time{},
-		engines:   map[string]engineEntry{},
-		zones:     map[string]*time.Location{},
-		owners:    map[string]map[string]*rules.Owner{},
+		wake:    make(chan struct{}, 1),
+		engines: map[string]engineEntry{},
+		zones:   map[string]*time.Location{},
+		owners:  map[string]map[string]*rules.Owner{},
 		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_sla_breaches_total", Help: "SLA breaches by handoff type.",
 		}, []string{"type"}),

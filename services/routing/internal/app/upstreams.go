@@ -11,6 +11,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/logtime"
 	"github.com/cairn-dev/cairn/pkg/server"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -50,6 +51,12 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		parts[i] = uint32(i)
 	}
 	var runs []func(context.Context) error
+	// events, when ingestion is read, is the horizon the derived logs wait
+	// for: a health signal or stage change is applied only once the events
+	// up to its time are, so what routing does with it (a duplicate fold,
+	// a touch credited, a PQL rule) does not depend on which consumer ran
+	// ahead (stream.ConsumerOptions.After).
+	var events stream.Horizon
 	if cfg.IngestionAddr != "" {
 		// IngestionAddr lists the ingestion replicas (split by workspace),
 		// each with its own log and so its own consumer ("ingestion",
@@ -58,32 +65,23 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		if err != nil {
 			return nil, err
 		}
-		watermark := watermarkKey(o.partitions, len(sources))
 		cons, err := stream.NewConsumers(stream.ConsumerOptions[*ingestionv1.LogRecord]{
 			Name: "ingestion", DB: o.db, Partitions: parts, Clock: o.clk, Logger: o.logger, Registerer: o.reg,
-			Offset: func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
+			Offset:    func(r *ingestionv1.LogRecord) uint64 { return r.GetOffset() },
+			EventTime: logtime.Ingestion,
 		}, sources, func(k int) func(*pstore.Tx, uint32, []*ingestionv1.LogRecord) error {
 			return func(tx *pstore.Tx, p uint32, recs []*ingestionv1.LogRecord) error {
-				return s.ApplyIngestion(tx, watermark(k, p), owned(o.owns, recs, ingestionWorkspace))
+				return s.ApplyIngestion(tx, p, owned(o.owns, recs, ingestionWorkspace))
 			}
 		})
 		if err != nil {
 			return nil, fmt.Errorf("ingestion consumer: %w", err)
 		}
 		// SLA timers wait for the touches still in the ingestion backlog of
-		// any ingestion replica: each (replica, partition) is reported
-		// under the key its watermark is kept under, so the horizon is the
-		// lowest over every replica's backlog.
-		s.SetIngestionProgress(func() []stream.Lag {
-			lags := make([]stream.Lag, 0, len(sources)*len(parts))
-			for k, c := range cons {
-				for _, l := range c.Lag() {
-					l.Partition = watermark(k, l.Partition)
-					lags = append(lags, l)
-				}
-			}
-			return lags
-		})
+		// any ingestion replica, and the stages and health logs, derived
+		// from the same events, are applied in event time behind it.
+		s.SetIngestionHorizon(cons)
+		events = cons
 		runs = append(runs, cons.Run)
 		o.readyOn(cons)
 	}
@@ -97,7 +95,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		}
 		cons, err := stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
 			Name: "stages", DB: o.db, Partitions: parts, Clock: o.clk, Logger: o.logger, Registerer: o.reg,
-			Source: source,
+			Source: source, EventTime: logtime.Stages, After: events,
 			Offset: func(r *stagesv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply: func(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecord) error {
 				return s.ApplyStages(tx, p, owned(o.owns, recs, stagesWorkspace))
@@ -116,7 +114,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		}
 		cons, err := stream.NewConsumer(stream.ConsumerOptions[*healthv1.LogRecord]{
 			Name: "health", DB: o.db, Partitions: parts, Clock: o.clk, Logger: o.logger, Registerer: o.reg,
-			Source: source,
+			Source: source, EventTime: logtime.Health, After: events,
 			Offset: func(r *healthv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply: func(tx *pstore.Tx, p uint32, recs []*healthv1.LogRecord) error {
 				return s.ApplyHealth(tx, p, owned(o.owns, recs, healthWorkspace))
@@ -174,16 +172,4 @@ func healthWorkspace(r *healthv1.LogRecord) string {
 		return r.GetSignal().GetWorkspace()
 	}
 	return r.GetTombstone().GetWorkspace()
-}
-
-// watermarkKey returns the key under which the service keeps the event-time
-// watermark of partition p of ingestion replica k (ApplyIngestion's source
-// argument, which it uses for nothing else): p itself for one
-// replica, k*partitions+p for several, so that one replica's progress on a
-// partition does not hide another's backlog on it.
-func watermarkKey(partitions uint32, replicas int) func(k int, p uint32) uint32 {
-	if replicas < 2 {
-		return func(_ int, p uint32) uint32 { return p }
-	}
-	return func(k int, p uint32) uint32 { return uint32(k)*partitions + p }
 }
