@@ -485,9 +485,60 @@ func (s *Service) ApplyStages(btx *pstore.Tx, _ uint32, recs []*stagesv1.LogReco
 	return nil
 }
 
+// handoffKind is "risk" or "renewal" for the health signal kinds that open
+// handoffs, else "".
+func handoffKind(k commonv1.SignalKind) string {
+	switch k {
+	case commonv1.SignalKind_SIGNAL_KIND_RISK:
+		return "risk"
+	case commonv1.SignalKind_SIGNAL_KIND_RENEWAL:
+		return "renewal"
+	}
+	return ""
+}
+
+// closeCleared closes the account's pending RISK (or RENEWAL) handoffs once
+// a health signal of that kind closes and none of its kind is still open:
+// the risk cleared, or the renewal window passed (renewed, or churned), so
+// nobody can still do that work and it leaves the open queue. A handoff
+// that had breached stays counted as breached untouched; one closed before
+// its due time is not judged (docs/routing.md, Reports).
+func (s *Service) closeCleared(tx *store.Tx, sig *commonv1.Signal) error {
+	kind := handoffKind(sig.GetKind())
+	if kind == "" {
+		return nil
+	}
+	acct, err := tx.Account(sig.GetAccountId())
+	if err != nil {
+		return err
+	}
+	for _, k := range acct.SignalKinds {
+		if k == kind {
+			return nil // another signal of the kind is open: the work stands
+		}
+	}
+	t := routingv1.HandoffType_HANDOFF_TYPE_RISK
+	if kind == "renewal" {
+		t = routingv1.HandoffType_HANDOFF_TYPE_RENEWAL
+	}
+	return s.closePending(tx, sig.GetAccountId(), signalTime(s, sig), CloseReasonCleared, func(a *routingv1.Assignment) bool {
+		return a.GetType() == t
+	})
+}
+
+// applySignal records a signal's change in the account's product context:
+// its reason among the open signals, its attributes, and its kind when it
+// opens handoffs.
 func applySignal(a *store.Account, sig *commonv1.Signal) {
 	reason := sig.GetReason()
 	a.Signals = slices.DeleteFunc(a.Signals, func(s string) bool { return s == reason })
+	delete(a.SignalKinds, reason)
+	if k := handoffKind(sig.GetKind()); k != "" && sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
+		if a.SignalKinds == nil {
+			a.SignalKinds = map[string]string{}
+		}
+		a.SignalKinds[reason] = k
+	}
 	if sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
 		a.Signals = append(a.Signals, reason)
 		if len(sig.GetAttributes()) > 0 && a.SignalAttributes == nil {
@@ -629,7 +680,7 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 		return err
 	}
 	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN {
-		return nil
+		return s.closeCleared(tx, sig)
 	}
 	var t routingv1.HandoffType
 	switch sig.GetKind() {

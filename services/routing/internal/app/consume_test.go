@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -533,6 +534,87 @@ func TestTouchBeforeCRMHandoff(t *testing.T) {
 			}
 			if tt.wantState == "touched" && !tt.wantMet && !a.GetSla().GetMetLate() {
 				t.Errorf("a touch after the deadline is not met late: %v", a.GetSla())
+			}
+		})
+	}
+}
+
+// TestClearedSignalsCloseHandoffs checks that a pending RISK or RENEWAL
+// handoff closes with reason "signal_cleared" once every health signal of
+// its kind on the account has closed, and stays while one is still open.
+func TestClearedSignalsCloseHandoffs(t *testing.T) {
+	opened := ny(16, 10, 0)
+	sig := func(kind commonv1.SignalKind, reason string, open bool, at time.Time) *healthv1.LogRecord {
+		s := &commonv1.Signal{
+			Workspace: "ws", AccountId: "acme", SignalId: "acme:" + reason, Kind: kind, Reason: reason,
+			State: commonv1.SignalState_SIGNAL_STATE_OPEN, OpenedAt: timestamppb.New(opened),
+		}
+		if !open {
+			s.State, s.ClosedAt = commonv1.SignalState_SIGNAL_STATE_CLOSED, timestamppb.New(at)
+		}
+		return &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: s}}
+	}
+	risk, renewal := commonv1.SignalKind_SIGNAL_KIND_RISK, commonv1.SignalKind_SIGNAL_KIND_RENEWAL
+	tests := []struct {
+		name    string
+		records []*healthv1.LogRecord
+		want    string // state/close reason of each handoff, by type
+		// touch, when set, is a crm.contacted at that time that routing
+		// reads before the last record (its event consumer ran ahead).
+		touch time.Time
+	}{
+		{"risk cleared before its due time", []*healthv1.LogRecord{
+			sig(risk, "usage_drop_30d", true, opened), sig(risk, "usage_drop_30d", false, opened.Add(time.Hour)),
+		}, "risk:closed:signal_cleared:breached=false", time.Time{}},
+		{"risk cleared after the breach stays breached", []*healthv1.LogRecord{
+			sig(risk, "usage_drop_30d", true, opened), sig(risk, "usage_drop_30d", false, opened.Add(72*time.Hour)),
+		}, "risk:closed:signal_cleared:breached=true", time.Time{}},
+		{"another risk still open keeps the handoff", []*healthv1.LogRecord{
+			sig(risk, "usage_drop_30d", true, opened), sig(risk, "nps_detractor", true, opened),
+			sig(risk, "usage_drop_30d", false, opened.Add(time.Hour)),
+		}, "risk:open::breached=false", time.Time{}},
+		{"a renewal signal closing does not close a risk", []*healthv1.LogRecord{
+			sig(risk, "usage_drop_30d", true, opened), sig(renewal, "renewal_window_90", true, opened),
+			sig(renewal, "renewal_window_90", false, opened.Add(time.Hour)),
+		}, "renewal:closed:signal_cleared:breached=false risk:open::breached=false", time.Time{}},
+		{"a touch after the clear, read first, does not keep the handoff", []*healthv1.LogRecord{
+			sig(risk, "usage_drop_30d", true, opened), sig(risk, "usage_drop_30d", false, opened.Add(72*time.Hour)),
+		}, "risk:closed:signal_cleared:breached=true", opened.Add(96 * time.Hour)},
+		{"a touch before the clear, read first, stands", []*healthv1.LogRecord{
+			sig(risk, "usage_drop_30d", true, opened), sig(risk, "usage_drop_30d", false, opened.Add(72*time.Hour)),
+		}, "risk:touched::breached=false", opened.Add(time.Hour)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, "", ny(20, 10, 0))
+			h.applyExample()
+			group := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+				Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_GROUP, GroupId: "acme", AccountId: "acme",
+				Traits: st(t, map[string]any{"csm_id": "cara"}), Timestamp: timestamppb.New(opened.Add(-48 * time.Hour)),
+			}}}
+			h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{group}) })
+			for i, r := range tt.records {
+				if i == len(tt.records)-1 && !tt.touch.IsZero() {
+					touch := &ingestionv1.LogRecord{Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+						Workspace: "ws", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "crm.contacted", MessageId: "touch",
+						UserId: "cara@vendor", AccountId: "acme", Timestamp: timestamppb.New(tt.touch),
+					}}}
+					h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyIngestion(tx, 0, []*ingestionv1.LogRecord{touch}) })
+				}
+				h.apply(func(tx *pstore.Tx) error { return h.svc.ApplyHealth(tx, 0, []*healthv1.LogRecord{r}) })
+			}
+			var got []string
+			for _, a := range h.list(&routingv1.ListAssignmentsRequest{}) {
+				typ := strings.ToLower(strings.TrimPrefix(a.GetType().String(), "HANDOFF_TYPE_"))
+				state := strings.ToLower(strings.TrimPrefix(a.GetState().String(), "ASSIGNMENT_STATE_"))
+				if state == "breached" {
+					state = "open"
+				}
+				got = append(got, fmt.Sprintf("%s:%s:%s:breached=%v", typ, state, a.GetCloseReason(), a.GetSla().GetBreached()))
+			}
+			sort.Strings(got)
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Fatalf("handoffs %q, want %q", g, tt.want)
 			}
 		})
 	}

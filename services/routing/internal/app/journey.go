@@ -25,6 +25,11 @@ import (
 // because its account churned.
 const CloseReasonChurned = "churned"
 
+// CloseReasonCleared is Assignment.close_reason for a RISK or RENEWAL
+// handoff closed because every health signal of its kind on the account
+// closed: the risk cleared, or the renewal window passed.
+const CloseReasonCleared = "signal_cleared"
+
 // errChurned matches the error RouteTx returns for a churned account.
 var errChurned = errors.New("account churned")
 
@@ -147,13 +152,48 @@ func (s *Service) foldDuplicate(tx *store.Tx, a *routingv1.Assignment, requestID
 }
 
 // closeChurned closes the account's pending assignments with reason
-// "churned", at the churn's time: timers that fell due before it fire
-// first (a breach that happened before the churn stands), the rest are
-// disarmed. TOUCHED assignments are already worked and stay as they are.
-// With openedBefore, only the work opened before the churn closes: the
-// account was won back since, and what was opened after that is the new
-// relationship's.
+// "churned", at the churn's time (closePending). With openedBefore, only
+// the work opened before the churn closes: the account was won back since,
+// and what was opened after that is the new relationship's.
 func (s *Service) closeChurned(tx *store.Tx, accountID string, at time.Time, openedBefore bool) error {
+	return s.closePending(tx, accountID, at, CloseReasonChurned, func(a *routingv1.Assignment) bool {
+		return !openedBefore || !a.GetCreatedAt().AsTime().After(at)
+	})
+}
+
+// touchedAfter reports whether a was still pending at at and has been
+// touched since: TOUCHED, opened by then, first touched after it.
+func touchedAfter(a *routingv1.Assignment, at time.Time) bool {
+	return a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_TOUCHED &&
+		a.GetFirstTouchAt() != nil && a.GetFirstTouchAt().AsTime().After(at) &&
+		!a.GetCreatedAt().AsTime().After(at)
+}
+
+// untouch takes back a's touches after at (touchedAfter): no first touch,
+// the SLA clock as it stood at at (breached if it was due by then), and
+// the state that goes with it.
+func untouch(a *routingv1.Assignment, at time.Time) {
+	a.FirstTouchAt, a.TimeToFirstTouch = nil, nil
+	a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN
+	if c := a.GetSla(); c != nil {
+		c.MetAt, c.MetLate, c.MetLateAt, c.Paused = nil, false, nil, false
+		if due := c.GetDueAt(); due != nil && !due.AsTime().After(at) {
+			c.Breached, c.Warned_50, c.Warned_80 = true, true, true
+			c.Used = c.GetAllowed()
+			a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED
+		} else {
+			c.Breached = false
+		}
+	}
+}
+
+// closePending closes the account's pending assignments that match with
+// reason, at at: timers that fell due before it fire first (a breach that
+// happened before stands), the rest are disarmed. TOUCHED assignments are
+// already worked and stay as they are, unless they were worked only after
+// at (touchedAfter): the close is judged as of at, whichever of the two
+// records routing read first.
+func (s *Service) closePending(tx *store.Tx, accountID string, at time.Time, reason string, match func(*routingv1.Assignment) bool) error {
 	if now := s.clk.Now(); at.After(now) {
 		at = now
 	}
@@ -167,22 +207,36 @@ func (s *Service) closeChurned(tx *store.Tx, accountID string, at time.Time, ope
 		if err != nil {
 			return err
 		}
-		if !pending(a.GetState()) || (openedBefore && a.GetCreatedAt().AsTime().After(at)) {
+		if !match(a) {
 			continue
 		}
-		if err := s.fireUntil(tx, id, at); err != nil {
-			return err
-		}
-		if a, err = tx.Assignment(id); err != nil {
-			return err
-		}
+		stored := a.GetState()
 		if !pending(a.GetState()) {
-			continue
+			if !touchedAfter(a, at) {
+				continue
+			}
+			// Worked only after at: routing read the touch before the
+			// record that closes the handoff (its event consumer ran
+			// ahead). In time order the touch would have found it closed,
+			// so it is closed as it was at at (the touch's SLA event stays
+			// in the log, as what routing believed then).
+			untouch(a, at)
+		} else {
+			if err := s.fireUntil(tx, id, at); err != nil {
+				return err
+			}
+			if a, err = tx.Assignment(id); err != nil {
+				return err
+			}
+			if !pending(a.GetState()) {
+				continue
+			}
+			stored = a.GetState()
 		}
-		prevOwner, prevState := a.GetOwnerId(), a.GetState()
+		prevOwner, prevState := a.GetOwnerId(), stored
 		freed = freed || store.Open(prevState)
 		a.State = routingv1.AssignmentState_ASSIGNMENT_STATE_CLOSED
-		a.CloseReason = CloseReasonChurned
+		a.CloseReason = reason
 		if err := tx.Disarm(id); err != nil {
 			return err
 		}

@@ -730,6 +730,10 @@ type Account struct {
 	HealthScore float64 `json:"health_score,omitempty"`
 	// Signals are the reasons of open signals, from stages and health.
 	Signals []string `json:"signals,omitempty"`
+	// SignalKinds maps the reason of each open health RISK or RENEWAL
+	// signal to its kind ("risk", "renewal"): a handoff of that kind stays
+	// open while one of its kind is.
+	SignalKinds map[string]string `json:"signal_kinds,omitempty"`
 	// SignalAttributes are the attributes of open signals, merged.
 	SignalAttributes map[string]any `json:"signal_attributes,omitempty"`
 	// PQLHolding are the PQL rules that currently hold.
