@@ -276,6 +276,7 @@ func TestDemoFiguresInRange(t *testing.T) {
 		}
 		for _, typ := range []routingv1.HandoffType{routingv1.HandoffType_HANDOFF_TYPE_RISK, routingv1.HandoffType_HANDOFF_TYPE_RENEWAL} {
 			lateWithTouch, late := 0, 0
+			untouchedBy := map[string]int{} // reason/close reason/rule
 			token := ""
 			for {
 				resp, err := routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Type: typ, Page: &commonv1.PageRequest{PageSize: 1000, PageToken: token}})
@@ -284,6 +285,9 @@ func TestDemoFiguresInRange(t *testing.T) {
 				}
 				for _, a := range resp.GetAssignments() {
 					sla := a.GetSla()
+					if sla.GetBreached() && a.GetFirstTouchAt() == nil {
+						untouchedBy[a.GetReason()+"/"+a.GetCloseReason()+"/"+a.GetDecision().GetRule()]++
+					}
 					if !sla.GetBreached() || a.GetFirstTouchAt() == nil {
 						continue
 					}
@@ -305,6 +309,7 @@ func TestDemoFiguresInRange(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d met late, of which %d had a demo touch between creation and due time", typ, late, lateWithTouch)
+			t.Logf("%s breached untouched by reason/close reason/rule: %v", typ, untouchedBy)
 			if lateWithTouch > 0 {
 				t.Errorf("%s: %d handoffs met late although the demo touched the account in time", typ, lateWithTouch)
 			}
@@ -330,7 +335,7 @@ func TestDemoFiguresInRange(t *testing.T) {
 		}
 		var line []string
 		for _, s := range resp.GetStages() {
-			line = append(line, fmt.Sprintf("%s %d", s.GetStage(), s.GetCurrent()))
+			line = append(line, fmt.Sprintf("%s %d (entered %d, flagged %d)", s.GetStage(), s.GetCurrent(), s.GetEntered(), s.GetDropoffSignals()))
 		}
 		t.Logf("funnel: %s; churned %d, not placed %d, total %d", strings.Join(line, ", "), resp.GetChurned(), resp.GetNotPlaced(), resp.GetTotalAccounts())
 		if len(resp.GetStages()) != 5 {
