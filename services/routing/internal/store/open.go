@@ -33,15 +33,8 @@ func OpenDB(path string, opts store.Options) (*store.DB, error) {
 // Versions store, the latest one active, and drops the old buckets. The
 // versions keep their numbers, so the next ApplyConfig continues them.
 func migrateConfigs(btx *bbolt.Tx) error {
-	root := btx.Bucket([]byte("ws"))
-	if root == nil {
-		return nil
-	}
-	var workspaces []string
-	if err := root.ForEachBucket(func(k []byte) error {
-		workspaces = append(workspaces, string(k))
-		return nil
-	}); err != nil {
+	root, workspaces, err := wsBuckets(btx)
+	if root == nil || err != nil {
 		return err
 	}
 	tx := store.Wrap(btx)
@@ -82,15 +75,8 @@ func migrateConfigs(btx *bbolt.Tx) error {
 // migrateTouches moves every account's recent touches (Account.Touches,
 // schema 2) to the touches bucket and rewrites the account without them.
 func migrateTouches(btx *bbolt.Tx) error {
-	root := btx.Bucket([]byte("ws"))
-	if root == nil {
-		return nil
-	}
-	var workspaces []string
-	if err := root.ForEachBucket(func(k []byte) error {
-		workspaces = append(workspaces, string(k))
-		return nil
-	}); err != nil {
+	root, workspaces, err := wsBuckets(btx)
+	if root == nil || err != nil {
 		return err
 	}
 	tx := store.Wrap(btx)
@@ -126,4 +112,19 @@ func migrateTouches(btx *bbolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// wsBuckets returns the ws bucket (nil in a file without one) and the
+// names of the workspaces under it, for migrations that visit each.
+func wsBuckets(btx *bbolt.Tx) (*bbolt.Bucket, []string, error) {
+	root := btx.Bucket([]byte("ws"))
+	if root == nil {
+		return nil, nil, nil
+	}
+	var workspaces []string
+	err := root.ForEachBucket(func(k []byte) error {
+		workspaces = append(workspaces, string(k))
+		return nil
+	})
+	return root, workspaces, err
 }
