@@ -299,6 +299,42 @@ test('a trial account shows "not scored" instead of a health score', async (t) =
   await shot(p, 'account-trial');
 });
 
+test('a trial account shows its lead fit: the PQL rules with their criteria, as the API explains them', async (t) => {
+  const trials = (await api('/v1/journey/accounts?status=ACCOUNT_STATUS_TRIAL&page.pageSize=50')).accounts || [];
+  assert.ok(trials.length > 0, 'the demo has trial accounts');
+  // A trial that fits some rule and has a PQL handoff open, else one that fits some rule, else the first.
+  let pick = null;
+  for (const a of trials) {
+    const fit = (await api(`/v1/accounts/${encodeURIComponent(a.accountId)}/fit`)).fit;
+    const rank = ((fit.rules || []).some((r) => r.holds) ? 1 : 0) + (fit.openPqlHandoff ? 2 : 0);
+    if (!pick || rank > pick.rank) pick = { id: a.accountId, fit, rank };
+    if (rank === 3) break;
+  }
+  const { id, fit } = pick;
+  assert.ok((fit.rules || []).length > 0, 'the demo workspace has PQL rules');
+  const p = await open(t, 'account/' + encodeURIComponent(id), '[data-testid=fit-rule]');
+  assert.match(await p.textContent('[data-testid=health-not-scored]'), /^not scored: customer health is for paying customers/);
+  assert.equal(await p.$('[data-testid=health-score]'), null, 'no score shown');
+  const shown = await p.$$eval('[data-testid=fit-rule]', (els) => els.map((el) => ({
+    name: el.dataset.rule,
+    holds: el.dataset.holds === 'true',
+    criteria: [...el.querySelectorAll('li')].map((li) => ({ met: li.dataset.met === 'true', expr: li.querySelector('code').textContent })),
+  })));
+  const after = (await api(`/v1/accounts/${encodeURIComponent(id)}/fit`)).fit;
+  const want = (f) => (f.rules || []).map((r) => ({ name: r.name, holds: !!r.holds, criteria: (r.criteria || []).map((c) => ({ met: !!c.met, expr: c.expr })) }));
+  if (JSON.stringify(shown) !== JSON.stringify(want(fit))) assert.deepEqual(shown, want(after));
+  // "as of" is a readable date with its year; no raw enum on the panel.
+  const year = String(new Date(fit.asOf).getUTCFullYear());
+  assert.ok((await p.textContent('[data-testid=fit-as-of]')).includes(year), 'as of shows the year');
+  const panel = await p.textContent('[data-testid=health-panel]');
+  assert.doesNotMatch(panel, /ACCOUNT_STATUS_|ASSIGNMENT_STATE_|HANDOFF_TYPE_/, 'no raw enums');
+  const handoff = await p.textContent('[data-testid=fit-handoff]');
+  if (fit.openPqlHandoff) assert.ok(handoff.includes(fit.openPqlHandoff.ownerId || 'nobody'), 'the open PQL handoff\'s owner is shown');
+  else assert.match(handoff, /No PQL handoff is open/);
+  assert.ok(await p.isVisible('[data-testid=fit-activity]'), 'the inputs are shown');
+  await shot(p, 'account-trial-fit');
+});
+
 test('the funnel adds up', async (t) => {
   const before = await api('/v1/funnel');
   const p = await open(t, 'journey', '[data-testid=funnel-totals]');

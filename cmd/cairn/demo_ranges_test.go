@@ -5,13 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,54 +72,14 @@ func TestDemoFiguresInRange(t *testing.T) {
 	now, _ := time.Parse("2006-01-02", e2eNow)
 	opts := demo.Options{Seed: 1, Accounts: 300, Now: now, Workspace: cli.DemoWorkspace}
 
-	data := filepath.Join(t.TempDir(), "data")
-	base := testport.Base(t, 25)
-	out := &syncBuffer{}
 	started := time.Now()
-	cmd := exec.Command(filepath.Join(bin, "cairn"), "run", "--bin", bin, "--data", data, "--base-port", fmt.Sprint(base),
+	suite := startSuite(t, bin, true, "--base-port", fmt.Sprint(testport.Base(t, 25)),
 		"--seed", fmt.Sprint(opts.Seed), "--demo-accounts", fmt.Sprint(opts.Accounts), "--now", now.Format("2006-01-02"),
 		"--services", strings.Join(services, ","))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("cairn run output:\n%s", out)
-		}
-	}()
-
-	runJSON := filepath.Join(data, "run.json")
-	deadline := time.Now().Add(4 * time.Minute) // failure guard, not a speed assertion
-	for {
-		if _, err := os.Stat(runJSON); err == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("cairn run exited before the suite was up: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("run.json not written: the suite did not come up")
-		}
-	}
-	if !strings.Contains(out.String(), "rejected 0 in") {
+	if !strings.Contains(suite.out.String(), "rejected 0 in") {
 		t.Fatalf("the demo load rejected events or did not finish (see output)")
 	}
-	ri, err := cli.ReadRunInfo(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ri := suite.info
 	t.Logf("suite up and demo loaded in %s", time.Since(started).Round(time.Second))
 	waitCaughtUp(t, ri, services)
 	t.Logf("every consumer caught up after %s", time.Since(started).Round(time.Second))
@@ -315,7 +271,7 @@ func TestDemoFiguresInRange(t *testing.T) {
 			}
 		}
 		// Every handoff type the demo's routing config holds to an SLA.
-		for _, typ := range []string{"mql", "sql", "closed_won", "risk"} {
+		for _, typ := range []string{"mql", "pql", "sql", "closed_won", "risk"} {
 			found := false
 			for k := range judged {
 				if strings.HasSuffix(k, typ) {

@@ -130,54 +130,9 @@ func TestSuiteEndToEnd(t *testing.T) {
 		t.Logf("NOT COVERED: gateway not started because an upstream is missing")
 		services = slices.DeleteFunc(slices.Clone(built), func(s string) bool { return s == "gateway" })
 	}
-	data := filepath.Join(t.TempDir(), "data")
-	base := testport.Base(t, 25)
-	out := &syncBuffer{}
-	cmd := exec.Command(filepath.Join(bin, "cairn"), "run", "--bin", bin, "--data", data, "--base-port", fmt.Sprint(base),
+	suite := startSuite(t, bin, true, "--base-port", fmt.Sprint(testport.Base(t, 25)),
 		"--demo-accounts", "30", "--now", e2eNow, "--services", strings.Join(services, ","), "--partitions", "4")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			select {
-			case <-exited:
-			case <-time.After(time.Minute):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("cairn run output:\n%s", out)
-		}
-	}()
-
-	// run.json appears once every service is SERVING and the demo is loaded.
-	runJSON := filepath.Join(data, "run.json")
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		if _, err := os.Stat(runJSON); err == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			stopped = true
-			t.Fatalf("cairn run exited before the suite was up: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("run.json not written: the suite did not come up")
-		}
-	}
-	ri, err := cli.ReadRunInfo(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, out, ri := suite.data, suite.out, suite.info
 	t.Logf("suite up with %v", services)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -324,24 +279,100 @@ func TestSuiteEndToEnd(t *testing.T) {
 	})
 
 	t.Run("interrupt stops the suite cleanly", func(t *testing.T) {
-		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-			t.Fatal(err)
-		}
-		stopped = true
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("cairn run exited with %v after SIGINT, want status 0", err)
-			}
-		case <-time.After(150 * time.Second): // failure guard (5 children x 20s stop bound), not a speed assertion
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatal("cairn run did not stop after SIGINT")
+		// failure guard (5 children x 20s stop bound), not a speed assertion
+		if err := suite.stop(150 * time.Second); err != nil {
+			t.Errorf("cairn run after SIGINT: %v, want status 0", err)
 		}
 		if !strings.Contains(out.String(), "stopping the suite") || strings.Contains(out.String(), "killed after not stopping") {
 			t.Errorf("unclean stop (see output)")
 		}
 	})
+}
+
+// runningSuite is one `cairn run` started by a test.
+type runningSuite struct {
+	data string
+	out  *syncBuffer
+	cmd  *exec.Cmd
+	// exited is closed when the process has exited, with err its status.
+	exited chan struct{}
+	err    error
+	info   *cli.RunInfo
+}
+
+// startSuite starts `cairn run` with args on a fresh data directory and,
+// when wantReady, waits for run.json (every service SERVING, the demo
+// loaded if any). The suite is stopped when the test ends.
+func startSuite(t *testing.T, bin string, wantReady bool, args ...string) *runningSuite {
+	t.Helper()
+	s := &runningSuite{data: filepath.Join(t.TempDir(), "data"), out: &syncBuffer{}, exited: make(chan struct{})}
+	s.cmd = exec.Command(filepath.Join(bin, "cairn"), append([]string{"run", "--bin", bin, "--data", s.data}, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = s.cmd.Wait(); close(s.exited) }()
+	t.Cleanup(func() {
+		if err := s.stop(time.Minute); err != nil {
+			t.Logf("cairn run %s: %v", strings.Join(args, " "), err)
+		}
+		if t.Failed() {
+			t.Logf("cairn run %s output:\n%s", strings.Join(args, " "), s.out)
+		}
+	})
+	if !wantReady {
+		return s
+	}
+	deadline := time.Now().Add(4 * time.Minute) // failure guard, not a speed assertion
+	for {
+		if _, err := os.Stat(filepath.Join(s.data, "run.json")); err == nil {
+			break
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("cairn run %s exited before the suite was up: %v", strings.Join(args, " "), s.err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cairn run %s: run.json not written: the suite did not come up", strings.Join(args, " "))
+		}
+	}
+	info, err := cli.ReadRunInfo(s.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.info = info
+	return s
+}
+
+// conn dials one of the suite's services with its admin key.
+func (s *runningSuite) conn(t *testing.T, service string) *grpc.ClientConn {
+	t.Helper()
+	c, err := grpc.NewClient(s.info.GRPC[service], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(s.info.AdminKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// stop interrupts the suite, kills it if it has not exited within bound
+// (a failure guard), and returns its exit status.
+func (s *runningSuite) stop(bound time.Duration) error {
+	select {
+	case <-s.exited:
+		return s.err
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+		return s.err
+	case <-time.After(bound):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return fmt.Errorf("killed after not stopping within %s on SIGINT", bound)
+	}
 }
 
 // listServices asks the server's reflection service for its services.

@@ -10,92 +10,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/cairn-dev/cairn/cmd/cairn/internal/cli"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/testport"
 )
-
-// runningSuite is one `cairn run` started by a test.
-type runningSuite struct {
-	data string
-	out  *syncBuffer
-	cmd  *exec.Cmd
-	done chan error
-	info *cli.RunInfo
-}
-
-// startSuite starts `cairn run` with args and, unless wantReady is false,
-// waits for run.json (every service SERVING, the demo loaded if any).
-func startSuite(t *testing.T, bin string, wantReady bool, args ...string) *runningSuite {
-	t.Helper()
-	s := &runningSuite{data: filepath.Join(t.TempDir(), "data"), out: &syncBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(filepath.Join(bin, "cairn"), append([]string{"run", "--bin", bin, "--data", s.data}, args...)...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.done:
-		case <-time.After(time.Minute):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("cairn run %s output:\n%s", strings.Join(args, " "), s.out)
-		}
-	})
-	if !wantReady {
-		return s
-	}
-	deadline := time.Now().Add(4 * time.Minute) // failure guard
-	for {
-		if _, err := os.Stat(filepath.Join(s.data, "run.json")); err == nil {
-			break
-		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			t.Fatalf("cairn run %s exited before the suite was up: %v\n%s", strings.Join(args, " "), err, s.out)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cairn run %s: run.json not written", strings.Join(args, " "))
-		}
-	}
-	info, err := cli.ReadRunInfo(s.data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.info = info
-	return s
-}
-
-func (s *runningSuite) conn(t *testing.T, service string) *grpc.ClientConn {
-	t.Helper()
-	c, err := grpc.NewClient(s.info.GRPC[service], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(s.info.AdminKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
 
 // defaultPortsFree reports whether `cairn run` without --base-port could
 // bind every port it uses.
@@ -243,8 +170,8 @@ func TestTwoSuitesKeepApart(t *testing.T) {
 	lone := testport.Base(t, 25)
 	missing := startSuite(t, bin, false, "--services=ingestion,health", "--base-port", fmt.Sprint(lone), "--no-demo", "--partitions", "4", "--ready-timeout", "5s")
 	select {
-	case err := <-missing.done:
-		missing.done <- err
+	case <-missing.exited:
+		err := missing.err
 		// The supervisor's last word is the reason it stopped:
 		// "cairn run: start the suite: health not ready: ... upstream:
 		// stages: ... dial tcp 127.0.0.1:<base+2> ...".

@@ -225,7 +225,7 @@ func TestPolicy(t *testing.T) {
 		})},
 		"routing": {methods.Routing, roles("cairn.routing.v1.RoutingService", map[auth.Role][]string{
 			auth.RoleRead: {"GetOwner", "ListOwners", "GetPool", "ListPools", "GetConfig", "ValidateConfig", "GetAssignment",
-				"ListAssignments", "GetReport", "ListOwnerLoad"},
+				"ListAssignments", "GetReport", "ListOwnerLoad", "GetAccountFit"},
 			auth.RoleWrite:   {"Qualify", "Handoff", "RecordTouch", "PauseSla", "ResumeSla"},
 			auth.RoleAdmin:   {"UpsertOwner", "DeleteOwner", "UpsertPool", "DeletePool", "ApplyConfig"},
 			auth.RoleService: {"Subscribe"},

@@ -84,5 +84,6 @@ var Routing = table("cairn.routing.v1.RoutingService", true,
 	m("ResumeSla", auth.RoleWrite, ByWorkspace, post("/v1/assignments/{assignment_id}:resume", "*")),
 	m("GetReport", auth.RoleRead, ByWorkspace, get("/v1/routing/report")),
 	m("ListOwnerLoad", auth.RoleRead, ByWorkspace, get("/v1/routing/load")),
+	m("GetAccountFit", auth.RoleRead, ByWorkspace, get("/v1/accounts/{account_id}/fit")),
 	m("Subscribe", auth.RoleService, NotRouted, grpcOnly),
 )

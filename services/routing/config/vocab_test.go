@@ -57,6 +57,7 @@ func TestExampleConfigUsesTheVocabulary(t *testing.T) {
 	}
 	// The variables of routing's PQL environment (internal/rules).
 	env, err := account.NewEnv(account.Config{},
+		cel.Variable("status", cel.StringType),
 		cel.Variable("stage", cel.StringType),
 		cel.Variable("previous_stage", cel.StringType),
 		cel.Variable("health_band", cel.StringType),

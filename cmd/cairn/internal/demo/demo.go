@@ -107,6 +107,22 @@ type Dataset struct {
 	Events []Event
 }
 
+// Identified is the number of accounts with at least one event attributed
+// to them (through context.groupId or a group call). The others only
+// visited anonymously, so no service has an account for them.
+func (d *Dataset) Identified() int {
+	ids := map[string]bool{}
+	for _, ev := range d.Events {
+		if g, _ := ev.Context["groupId"].(string); g != "" {
+			ids[g] = true
+		}
+		if ev.GroupID != "" {
+			ids[ev.GroupID] = true
+		}
+	}
+	return len(ids)
+}
+
 // Generate simulates the workspace. It never fails: bad options fall back to
 // defaults.
 func Generate(opts Options) Dataset {
@@ -134,6 +150,7 @@ func Generate(opts Options) Dataset {
 		s := &sim{rng: rng, now: now, start: now.AddDate(0, 0, -365), idPrefix: fmt.Sprintf("%s-%d-%d", opts.Workspace, opts.Seed, i)}
 		s.account = names.account(rng, i)
 		s.run()
+		s.answerPQLs()
 		ds.Accounts = append(ds.Accounts, s.account)
 		for _, ev := range s.events {
 			all = append(all, stamped{ev: ev, seq: len(all)})
@@ -259,6 +276,49 @@ func (s *sim) nextStep(accepted time.Time) {
 	}
 	at := s.workTime(accepted.AddDate(0, 0, days))
 	s.system("crm.meeting_booked", at, map[string]any{"meeting_at": s.workTime(at.AddDate(0, 0, 3)).Format(time.RFC3339), "purpose": "discovery"})
+}
+
+// trialTeam is the rest of a trial started at started: the champion
+// invites colleagues, who try a few features on a few days (better-fitting
+// accounts bring more of them), and some trials connect an integration.
+// These are what the demo's PQL rules look for. Choices and times come
+// from side hashes, so the random stream is unchanged.
+func (s *sim) trialTeam(started time.Time) {
+	day := func(d int, key string) time.Time {
+		return started.UTC().Truncate(24*time.Hour).AddDate(0, 0, d).Add(time.Duration(8*60+s.side(key+"/at")*10*60) * time.Minute)
+	}
+	for k, p := range s.people[1:] {
+		key := fmt.Sprintf("trial-team/%d", k)
+		if s.side(key) > 0.2+0.5*s.fit {
+			continue
+		}
+		first := 2 + int(s.side(key+"/day")*8)
+		for u, d := 0, first; u < 1+int(s.side(key+"/uses")*3) && d < 14; u++ {
+			use := fmt.Sprintf("%s/%d", key, u)
+			s.track(p, s.sideFeature(use), day(d, use), nil)
+			d += 1 + int(s.side(use+"/gap")*3)
+		}
+	}
+	if key := "trial-integration"; s.side(key) < 0.15+0.35*s.fit {
+		name := integrationNames[int(s.side(key+"/name")*float64(len(integrationNames)))]
+		s.track(s.people[0], vocab.IntegrationConnected, day(3+int(s.side(key+"/day")*10), key), map[string]any{"integration": name})
+	}
+}
+
+// sideFeature draws a product feature like feature(-1), from a side hash.
+func (s *sim) sideFeature(key string) string {
+	total := 0.0
+	for _, f := range featureMix {
+		total += f.weight
+	}
+	r := s.side(key+"/feature") * total
+	for _, f := range featureMix {
+		if r < f.weight {
+			return f.name
+		}
+		r -= f.weight
+	}
+	return featureMix[len(featureMix)-1].name
 }
 
 // renewalCalls has the CSM call the account soon after each renewal window
@@ -486,6 +546,7 @@ func (s *sim) pipeline() (time.Time, bool) {
 		for d := 1; d < 14; d += s.intn(1, 4) {
 			s.track(champ, s.feature(-1), s.workTime(t.AddDate(0, 0, d)), nil)
 		}
+		s.trialTeam(t.Add(time.Hour))
 	} else {
 		s.track(champ, "demo_requested", t.Add(time.Hour), nil)
 	}
@@ -583,6 +644,7 @@ func (s *sim) customer(contractStart time.Time) {
 	}
 	connected := map[string]bool{}
 	var weeks []week
+	saveWeeks := 0  // weeks of save play left
 	var order []int // indexes into users, the regulars first; users[0] (the champion) leads
 	recentUtil := []float64{}
 	for w := 0; ; w++ {
@@ -684,8 +746,17 @@ func (s *sim) customer(contractStart time.Time) {
 			}
 		}
 		weeks = append(weeks, wk)
+		// The save play runs while the account looks troubled and for two
+		// weeks after: health's 30-day rules (usage drop, single active
+		// user) and band drops open a week or two after the behaviour that
+		// causes them, and a team working its risk queue keeps calling an
+		// account it was worried about.
 		if s.troubled(weeks, h) {
+			saveWeeks = 3
+		}
+		if saveWeeks > 0 {
 			s.savePlay(ws)
+			saveWeeks--
 		}
 		// Renewal decision at contract end.
 		if !ws.Before(contractEnd) {
@@ -735,8 +806,21 @@ func (s *sim) troubled(weeks []week, h float64) bool {
 	n := len(weeks)
 	events, users, features := sum(weeks[n-4:])
 	before, _, _ := sum(weeks[max(0, n-8) : n-4])
+	// A short dip (last week well below the four before) is what moves a
+	// score across a band boundary, and health reports that as a band drop.
+	last, prior := weeks[n-1].events, float64(eventsIn(weeks[n-5:n-1]))/4
 	return len(users) <= 1 || len(features) < 3 || !users[0] ||
-		(before >= 10 && float64(events) < 0.7*float64(before))
+		(before >= 10 && float64(events) < 0.7*float64(before)) ||
+		(prior >= 5 && float64(last) < 0.85*prior)
+}
+
+// eventsIn is the number of events of ws.
+func eventsIn(ws []week) int {
+	n := 0
+	for _, w := range ws {
+		n += w.events
+	}
+	return n
 }
 
 // savePlay is the CSM working a troubled account: every other day of a

@@ -169,3 +169,26 @@ func BenchmarkGenerate(b *testing.B) {
 		Generate(Options{Seed: 1, Accounts: 300, Now: fixedNow})
 	}
 }
+
+func TestIdentified(t *testing.T) {
+	tests := []struct {
+		name   string
+		events []Event
+		want   int
+	}{
+		{"none", nil, 0},
+		{"anonymous visits only", []Event{{Type: "page", AnonymousID: "a1"}}, 0},
+		{"by context and by group call, counted once", []Event{
+			{Type: "track", Context: map[string]any{"groupId": "acme"}},
+			{Type: "group", GroupID: "acme"},
+			{Type: "group", GroupID: "globex"},
+		}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (&Dataset{Events: tt.events}).Identified(); got != tt.want {
+				t.Fatalf("Identified() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -37,6 +37,7 @@ type fakeIngestion struct {
 	mu       sync.Mutex
 	seen     map[string]bool
 	requests int
+	unary    int // requests by unary Ingest
 }
 
 // fakeRetryDelay is the delay the fake asks throttled callers to wait.
@@ -88,6 +89,9 @@ func (f *fakeIngestion) answer(req *ingestionv1.IngestRequest) *ingestionv1.Inge
 }
 
 func (f *fakeIngestion) Ingest(_ context.Context, req *ingestionv1.IngestRequest) (*ingestionv1.IngestResponse, error) {
+	f.mu.Lock()
+	f.unary++
+	f.mu.Unlock()
 	if err := f.refusal(req); err != nil {
 		return nil, err
 	}
@@ -153,12 +157,19 @@ func TestSend(t *testing.T) {
 	tests := []struct {
 		name      string
 		noStream  bool
+		ordered   bool
 		batch     int
 		events    []string
 		twice     bool
 		want      Summary
 		wantCalls int
 	}{
+		{
+			name: "ordered: one unary batch at a time although the stream exists", ordered: true, batch: 2,
+			events:    []string{"a", "b", "bad", "c", "d"},
+			want:      Summary{Sent: 5, Accepted: 4, Rejected: 1, Rejections: []Rejection{{Line: 3, MessageID: "m2", Field: "event", Reason: "bad name"}}},
+			wantCalls: 3,
+		},
 		{
 			name: "stream, batches of 2, one rejection", batch: 2,
 			events:    []string{"a", "b", "bad", "c", "d"},
@@ -184,7 +195,7 @@ func TestSend(t *testing.T) {
 			client := dial(t, f)
 			var sum Summary
 			var progress []int
-			opts := Options{BatchSize: tt.batch, Progress: func(done, total int) { progress = append(progress, done) }}
+			opts := Options{BatchSize: tt.batch, Ordered: tt.ordered, Progress: func(done, total int) { progress = append(progress, done) }}
 			rounds := 1
 			if tt.twice {
 				rounds = 2
@@ -199,6 +210,9 @@ func TestSend(t *testing.T) {
 			}
 			if f.requests != tt.wantCalls {
 				t.Errorf("server saw %d requests, want %d", f.requests, tt.wantCalls)
+			}
+			if tt.ordered && f.unary != tt.wantCalls {
+				t.Errorf("ordered upload made %d unary calls of %d requests, want all unary", f.unary, f.requests)
 			}
 			if len(progress) == 0 || progress[len(progress)-1] != len(tt.events) {
 				t.Errorf("progress = %v, want it to end at %d", progress, len(tt.events))

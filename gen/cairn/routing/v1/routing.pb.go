@@ -3840,6 +3840,731 @@ func (x *ListOwnerLoadResponse) GetPage() *v1.PageResponse {
 	return nil
 }
 
+// GetAccountFitRequest names an account.
+type GetAccountFitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workspace     string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountFitRequest) Reset() {
+	*x = GetAccountFitRequest{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountFitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountFitRequest) ProtoMessage() {}
+
+func (x *GetAccountFitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountFitRequest.ProtoReflect.Descriptor instead.
+func (*GetAccountFitRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *GetAccountFitRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *GetAccountFitRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+// GetAccountFitResponse returns the account's fit.
+type GetAccountFitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fit           *AccountFit            `protobuf:"bytes,1,opt,name=fit,proto3" json:"fit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountFitResponse) Reset() {
+	*x = GetAccountFitResponse{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountFitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountFitResponse) ProtoMessage() {}
+
+func (x *GetAccountFitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountFitResponse.ProtoReflect.Descriptor instead.
+func (*GetAccountFitResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GetAccountFitResponse) GetFit() *AccountFit {
+	if x != nil {
+		return x.Fit
+	}
+	return nil
+}
+
+// AccountFit is what routing's PQL rules see for one account and what they
+// make of it: a prospect's or trial's lead fit (customer health is for
+// paying customers only).
+type AccountFit struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The account's status as routing derives it from the events it applied
+	// (pkg/domain/account.Lifecycle, as every service does); the PQL rules'
+	// `status` variable is its name.
+	Lifecycle *v1.Lifecycle `protobuf:"bytes,2,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// The evaluation time: the account's latest applied event time, the
+	// `now` of the rules' window functions ("14d" ends on this day).
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// The inputs of the rules' variables and functions.
+	Inputs *FitInputs `protobuf:"bytes,4,opt,name=inputs,proto3" json:"inputs,omitempty"`
+	// The active routing config's version; 0 when none was applied.
+	ConfigVersion uint32 `protobuf:"varint,5,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// Every PQL rule of the active config, in config order; empty when it
+	// has none.
+	Rules []*PqlRuleFit `protobuf:"bytes,6,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The account's pending PQL handoff (UNASSIGNED, OPEN, PAUSED, or
+	// BREACHED and untouched), if any.
+	OpenPqlHandoff *Assignment `protobuf:"bytes,7,opt,name=open_pql_handoff,json=openPqlHandoff,proto3" json:"open_pql_handoff,omitempty"`
+	// The name of open_pql_handoff's owner, when routing knows the owner.
+	OpenPqlOwnerName string `protobuf:"bytes,8,opt,name=open_pql_owner_name,json=openPqlOwnerName,proto3" json:"open_pql_owner_name,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AccountFit) Reset() {
+	*x = AccountFit{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountFit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountFit) ProtoMessage() {}
+
+func (x *AccountFit) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountFit.ProtoReflect.Descriptor instead.
+func (*AccountFit) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *AccountFit) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AccountFit) GetLifecycle() *v1.Lifecycle {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return nil
+}
+
+func (x *AccountFit) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *AccountFit) GetInputs() *FitInputs {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *AccountFit) GetConfigVersion() uint32 {
+	if x != nil {
+		return x.ConfigVersion
+	}
+	return 0
+}
+
+func (x *AccountFit) GetRules() []*PqlRuleFit {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *AccountFit) GetOpenPqlHandoff() *Assignment {
+	if x != nil {
+		return x.OpenPqlHandoff
+	}
+	return nil
+}
+
+func (x *AccountFit) GetOpenPqlOwnerName() string {
+	if x != nil {
+		return x.OpenPqlOwnerName
+	}
+	return ""
+}
+
+// FitInputs are the values PQL rules read, rendered readably.
+type FitInputs struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `status` variable: "prospect", "trial", "customer", "churned" or
+	// "won_back".
+	Status string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// The `stage` and `previous_stage` variables (from the stages log).
+	Stage         string `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	PreviousStage string `protobuf:"bytes,3,opt,name=previous_stage,json=previousStage,proto3" json:"previous_stage,omitempty"`
+	// The `health_band` ("healthy", "neutral", "at_risk"; empty when the
+	// account has no customer health band) and `health_score` variables.
+	HealthBand  string  `protobuf:"bytes,4,opt,name=health_band,json=healthBand,proto3" json:"health_band,omitempty"`
+	HealthScore float64 `protobuf:"fixed64,5,opt,name=health_score,json=healthScore,proto3" json:"health_score,omitempty"`
+	// The `signals` variable: reasons of the open stage and health signals.
+	Signals []string `protobuf:"bytes,6,rep,name=signals,proto3" json:"signals,omitempty"`
+	// The `account` variable: group traits and open signal attributes, as
+	// text (values longer than 200 characters are cut); at most 100 keys.
+	Account map[string]string `protobuf:"bytes,7,rep,name=account,proto3" json:"account,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What the aggregate functions read.
+	Product       *ProductActivity `protobuf:"bytes,8,opt,name=product,proto3" json:"product,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FitInputs) Reset() {
+	*x = FitInputs{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FitInputs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FitInputs) ProtoMessage() {}
+
+func (x *FitInputs) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FitInputs.ProtoReflect.Descriptor instead.
+func (*FitInputs) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *FitInputs) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *FitInputs) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *FitInputs) GetPreviousStage() string {
+	if x != nil {
+		return x.PreviousStage
+	}
+	return ""
+}
+
+func (x *FitInputs) GetHealthBand() string {
+	if x != nil {
+		return x.HealthBand
+	}
+	return ""
+}
+
+func (x *FitInputs) GetHealthScore() float64 {
+	if x != nil {
+		return x.HealthScore
+	}
+	return 0
+}
+
+func (x *FitInputs) GetSignals() []string {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *FitInputs) GetAccount() map[string]string {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *FitInputs) GetProduct() *ProductActivity {
+	if x != nil {
+		return x.Product
+	}
+	return nil
+}
+
+// ProductActivity summarises the aggregates the rules' functions read, at
+// as_of.
+type ProductActivity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// active_users("7d"), active_users("14d"), active_users("30d").
+	ActiveUsers_7D  int64 `protobuf:"varint,1,opt,name=active_users_7d,json=activeUsers7d,proto3" json:"active_users_7d,omitempty"`
+	ActiveUsers_14D int64 `protobuf:"varint,2,opt,name=active_users_14d,json=activeUsers14d,proto3" json:"active_users_14d,omitempty"`
+	ActiveUsers_30D int64 `protobuf:"varint,3,opt,name=active_users_30d,json=activeUsers30d,proto3" json:"active_users_30d,omitempty"`
+	// features_used("7d"), features_used("14d"), features_used("30d"):
+	// distinct vocabulary features (pkg/domain/vocab) used in the window.
+	FeaturesUsed_7D  int64 `protobuf:"varint,4,opt,name=features_used_7d,json=featuresUsed7d,proto3" json:"features_used_7d,omitempty"`
+	FeaturesUsed_14D int64 `protobuf:"varint,5,opt,name=features_used_14d,json=featuresUsed14d,proto3" json:"features_used_14d,omitempty"`
+	FeaturesUsed_30D int64 `protobuf:"varint,6,opt,name=features_used_30d,json=featuresUsed30d,proto3" json:"features_used_30d,omitempty"`
+	// The features used in the last 30 days, by name.
+	Features_30D []string `protobuf:"bytes,7,rep,name=features_30d,json=features30d,proto3" json:"features_30d,omitempty"`
+	// count("", "7d") and count("", "30d"): product events.
+	ProductEvents_7D  int64 `protobuf:"varint,8,opt,name=product_events_7d,json=productEvents7d,proto3" json:"product_events_7d,omitempty"`
+	ProductEvents_30D int64 `protobuf:"varint,9,opt,name=product_events_30d,json=productEvents30d,proto3" json:"product_events_30d,omitempty"`
+	// known_users(), integrations().
+	KnownUsers   int64 `protobuf:"varint,10,opt,name=known_users,json=knownUsers,proto3" json:"known_users,omitempty"`
+	Integrations int64 `protobuf:"varint,11,opt,name=integrations,proto3" json:"integrations,omitempty"`
+	// The first and latest event times applied for the account.
+	FirstEventAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=first_event_at,json=firstEventAt,proto3" json:"first_event_at,omitempty"`
+	LastEventAt  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_event_at,json=lastEventAt,proto3" json:"last_event_at,omitempty"`
+	// Per event name (track names; pages and screens as "page:<name>",
+	// "screen:<name>"), latest first, at most 50.
+	Events        []*EventActivity `protobuf:"bytes,14,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProductActivity) Reset() {
+	*x = ProductActivity{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProductActivity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProductActivity) ProtoMessage() {}
+
+func (x *ProductActivity) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProductActivity.ProtoReflect.Descriptor instead.
+func (*ProductActivity) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ProductActivity) GetActiveUsers_7D() int64 {
+	if x != nil {
+		return x.ActiveUsers_7D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetActiveUsers_14D() int64 {
+	if x != nil {
+		return x.ActiveUsers_14D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetActiveUsers_30D() int64 {
+	if x != nil {
+		return x.ActiveUsers_30D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetFeaturesUsed_7D() int64 {
+	if x != nil {
+		return x.FeaturesUsed_7D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetFeaturesUsed_14D() int64 {
+	if x != nil {
+		return x.FeaturesUsed_14D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetFeaturesUsed_30D() int64 {
+	if x != nil {
+		return x.FeaturesUsed_30D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetFeatures_30D() []string {
+	if x != nil {
+		return x.Features_30D
+	}
+	return nil
+}
+
+func (x *ProductActivity) GetProductEvents_7D() int64 {
+	if x != nil {
+		return x.ProductEvents_7D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetProductEvents_30D() int64 {
+	if x != nil {
+		return x.ProductEvents_30D
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetKnownUsers() int64 {
+	if x != nil {
+		return x.KnownUsers
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetIntegrations() int64 {
+	if x != nil {
+		return x.Integrations
+	}
+	return 0
+}
+
+func (x *ProductActivity) GetFirstEventAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstEventAt
+	}
+	return nil
+}
+
+func (x *ProductActivity) GetLastEventAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEventAt
+	}
+	return nil
+}
+
+func (x *ProductActivity) GetEvents() []*EventActivity {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// EventActivity is one event name's counts as the rules' functions see them.
+type EventActivity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// count(name, "7d"), count(name, "30d"), count(name, "400d").
+	Count_7D      int64                  `protobuf:"varint,2,opt,name=count_7d,json=count7d,proto3" json:"count_7d,omitempty"`
+	Count_30D     int64                  `protobuf:"varint,3,opt,name=count_30d,json=count30d,proto3" json:"count_30d,omitempty"`
+	Count_400D    int64                  `protobuf:"varint,4,opt,name=count_400d,json=count400d,proto3" json:"count_400d,omitempty"`
+	FirstSeen     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventActivity) Reset() {
+	*x = EventActivity{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventActivity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventActivity) ProtoMessage() {}
+
+func (x *EventActivity) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventActivity.ProtoReflect.Descriptor instead.
+func (*EventActivity) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *EventActivity) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EventActivity) GetCount_7D() int64 {
+	if x != nil {
+		return x.Count_7D
+	}
+	return 0
+}
+
+func (x *EventActivity) GetCount_30D() int64 {
+	if x != nil {
+		return x.Count_30D
+	}
+	return 0
+}
+
+func (x *EventActivity) GetCount_400D() int64 {
+	if x != nil {
+		return x.Count_400D
+	}
+	return 0
+}
+
+func (x *EventActivity) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *EventActivity) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+// PqlRuleFit is one PQL rule evaluated for the account at as_of.
+type PqlRuleFit struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Condition string                 `protobuf:"bytes,2,opt,name=condition,proto3" json:"condition,omitempty"`
+	// Whether the condition holds at as_of.
+	Holds bool `protobuf:"varint,3,opt,name=holds,proto3" json:"holds,omitempty"`
+	// The evaluation error, when the condition failed to evaluate (it then
+	// does not hold).
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The condition's top-level `&&` conjuncts, each evaluated on its own;
+	// one criterion when the condition has no top-level `&&`.
+	Criteria []*FitCriterion `protobuf:"bytes,5,rep,name=criteria,proto3" json:"criteria,omitempty"`
+	// Whether the rule held at routing's latest evaluation for the account:
+	// it fired then (or earlier) and fires again only after it stopped
+	// holding.
+	Qualified     bool `protobuf:"varint,6,opt,name=qualified,proto3" json:"qualified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PqlRuleFit) Reset() {
+	*x = PqlRuleFit{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PqlRuleFit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PqlRuleFit) ProtoMessage() {}
+
+func (x *PqlRuleFit) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PqlRuleFit.ProtoReflect.Descriptor instead.
+func (*PqlRuleFit) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *PqlRuleFit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PqlRuleFit) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *PqlRuleFit) GetHolds() bool {
+	if x != nil {
+		return x.Holds
+	}
+	return false
+}
+
+func (x *PqlRuleFit) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PqlRuleFit) GetCriteria() []*FitCriterion {
+	if x != nil {
+		return x.Criteria
+	}
+	return nil
+}
+
+func (x *PqlRuleFit) GetQualified() bool {
+	if x != nil {
+		return x.Qualified
+	}
+	return false
+}
+
+// FitCriterion is one conjunct of a PQL rule's condition.
+type FitCriterion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conjunct as CEL source (unparsed from the condition).
+	Expr string `protobuf:"bytes,1,opt,name=expr,proto3" json:"expr,omitempty"`
+	Met  bool   `protobuf:"varint,2,opt,name=met,proto3" json:"met,omitempty"`
+	// The evaluation error, when the conjunct failed to evaluate (for example
+	// a missing map key that an earlier `has()` conjunct guards).
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FitCriterion) Reset() {
+	*x = FitCriterion{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FitCriterion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FitCriterion) ProtoMessage() {}
+
+func (x *FitCriterion) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FitCriterion.ProtoReflect.Descriptor instead.
+func (*FitCriterion) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *FitCriterion) GetExpr() string {
+	if x != nil {
+		return x.Expr
+	}
+	return ""
+}
+
+func (x *FitCriterion) GetMet() bool {
+	if x != nil {
+		return x.Met
+	}
+	return false
+}
+
+func (x *FitCriterion) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // SubscribeRequest starts a stream of one partition.
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3851,7 +4576,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3863,7 +4588,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3876,7 +4601,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{54}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -3921,7 +4646,7 @@ type SlaEvent struct {
 
 func (x *SlaEvent) Reset() {
 	*x = SlaEvent{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4658,7 @@ func (x *SlaEvent) String() string {
 func (*SlaEvent) ProtoMessage() {}
 
 func (x *SlaEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4671,7 @@ func (x *SlaEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaEvent.ProtoReflect.Descriptor instead.
 func (*SlaEvent) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{55}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SlaEvent) GetWorkspace() string {
@@ -4017,7 +4742,7 @@ type PassedThreshold struct {
 
 func (x *PassedThreshold) Reset() {
 	*x = PassedThreshold{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4754,7 @@ func (x *PassedThreshold) String() string {
 func (*PassedThreshold) ProtoMessage() {}
 
 func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4767,7 @@ func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PassedThreshold.ProtoReflect.Descriptor instead.
 func (*PassedThreshold) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{56}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PassedThreshold) GetKind() string {
@@ -4076,7 +4801,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4813,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4826,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{57}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -4185,7 +4910,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4197,7 +4922,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4210,7 +4935,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{58}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -4506,7 +5231,75 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\bbreached\x18\x06 \x01(\x05R\bbreached\"\x7f\n" +
 	"\x15ListOwnerLoadResponse\x123\n" +
 	"\x06owners\x18\x01 \x03(\v2\x1b.cairn.routing.v1.OwnerLoadR\x06owners\x121\n" +
-	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"Q\n" +
+	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"S\n" +
+	"\x14GetAccountFitRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\"G\n" +
+	"\x15GetAccountFitResponse\x12.\n" +
+	"\x03fit\x18\x01 \x01(\v2\x1c.cairn.routing.v1.AccountFitR\x03fit\"\x9d\x03\n" +
+	"\n" +
+	"AccountFit\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x128\n" +
+	"\tlifecycle\x18\x02 \x01(\v2\x1a.cairn.common.v1.LifecycleR\tlifecycle\x12/\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x123\n" +
+	"\x06inputs\x18\x04 \x01(\v2\x1b.cairn.routing.v1.FitInputsR\x06inputs\x12%\n" +
+	"\x0econfig_version\x18\x05 \x01(\rR\rconfigVersion\x122\n" +
+	"\x05rules\x18\x06 \x03(\v2\x1c.cairn.routing.v1.PqlRuleFitR\x05rules\x12F\n" +
+	"\x10open_pql_handoff\x18\a \x01(\v2\x1c.cairn.routing.v1.AssignmentR\x0eopenPqlHandoff\x12-\n" +
+	"\x13open_pql_owner_name\x18\b \x01(\tR\x10openPqlOwnerName\"\xfb\x02\n" +
+	"\tFitInputs\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\tR\x05stage\x12%\n" +
+	"\x0eprevious_stage\x18\x03 \x01(\tR\rpreviousStage\x12\x1f\n" +
+	"\vhealth_band\x18\x04 \x01(\tR\n" +
+	"healthBand\x12!\n" +
+	"\fhealth_score\x18\x05 \x01(\x01R\vhealthScore\x12\x18\n" +
+	"\asignals\x18\x06 \x03(\tR\asignals\x12B\n" +
+	"\aaccount\x18\a \x03(\v2(.cairn.routing.v1.FitInputs.AccountEntryR\aaccount\x12;\n" +
+	"\aproduct\x18\b \x01(\v2!.cairn.routing.v1.ProductActivityR\aproduct\x1a:\n" +
+	"\fAccountEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x05\n" +
+	"\x0fProductActivity\x12&\n" +
+	"\x0factive_users_7d\x18\x01 \x01(\x03R\ractiveUsers7d\x12(\n" +
+	"\x10active_users_14d\x18\x02 \x01(\x03R\x0eactiveUsers14d\x12(\n" +
+	"\x10active_users_30d\x18\x03 \x01(\x03R\x0eactiveUsers30d\x12(\n" +
+	"\x10features_used_7d\x18\x04 \x01(\x03R\x0efeaturesUsed7d\x12*\n" +
+	"\x11features_used_14d\x18\x05 \x01(\x03R\x0ffeaturesUsed14d\x12*\n" +
+	"\x11features_used_30d\x18\x06 \x01(\x03R\x0ffeaturesUsed30d\x12!\n" +
+	"\ffeatures_30d\x18\a \x03(\tR\vfeatures30d\x12*\n" +
+	"\x11product_events_7d\x18\b \x01(\x03R\x0fproductEvents7d\x12,\n" +
+	"\x12product_events_30d\x18\t \x01(\x03R\x10productEvents30d\x12\x1f\n" +
+	"\vknown_users\x18\n" +
+	" \x01(\x03R\n" +
+	"knownUsers\x12\"\n" +
+	"\fintegrations\x18\v \x01(\x03R\fintegrations\x12@\n" +
+	"\x0efirst_event_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\ffirstEventAt\x12>\n" +
+	"\rlast_event_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vlastEventAt\x127\n" +
+	"\x06events\x18\x0e \x03(\v2\x1f.cairn.routing.v1.EventActivityR\x06events\"\xee\x01\n" +
+	"\rEventActivity\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\bcount_7d\x18\x02 \x01(\x03R\acount7d\x12\x1b\n" +
+	"\tcount_30d\x18\x03 \x01(\x03R\bcount30d\x12\x1d\n" +
+	"\n" +
+	"count_400d\x18\x04 \x01(\x03R\tcount400d\x129\n" +
+	"\n" +
+	"first_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n" +
+	"\tlast_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\xc4\x01\n" +
+	"\n" +
+	"PqlRuleFit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcondition\x18\x02 \x01(\tR\tcondition\x12\x14\n" +
+	"\x05holds\x18\x03 \x01(\bR\x05holds\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12:\n" +
+	"\bcriteria\x18\x05 \x03(\v2\x1e.cairn.routing.v1.FitCriterionR\bcriteria\x12\x1c\n" +
+	"\tqualified\x18\x06 \x01(\bR\tqualified\"J\n" +
+	"\fFitCriterion\x12\x12\n" +
+	"\x04expr\x18\x01 \x01(\tR\x04expr\x12\x10\n" +
+	"\x03met\x18\x02 \x01(\bR\x03met\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"Q\n" +
 	"\x10SubscribeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1f\n" +
 	"\vfrom_offset\x18\x02 \x01(\x04R\n" +
@@ -4573,7 +5366,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x17ASSIGNMENT_STATE_PAUSED\x10\x03\x12\x1d\n" +
 	"\x19ASSIGNMENT_STATE_BREACHED\x10\x04\x12\x1b\n" +
 	"\x17ASSIGNMENT_STATE_CLOSED\x10\x05\x12\x1f\n" +
-	"\x1bASSIGNMENT_STATE_UNASSIGNED\x10\x062\xe2\x0e\n" +
+	"\x1bASSIGNMENT_STATE_UNASSIGNED\x10\x062\xc4\x0f\n" +
 	"\x0eRoutingService\x12Z\n" +
 	"\vUpsertOwner\x12$.cairn.routing.v1.UpsertOwnerRequest\x1a%.cairn.routing.v1.UpsertOwnerResponse\x12Q\n" +
 	"\bGetOwner\x12!.cairn.routing.v1.GetOwnerRequest\x1a\".cairn.routing.v1.GetOwnerResponse\x12W\n" +
@@ -4597,7 +5390,8 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\bPauseSla\x12!.cairn.routing.v1.PauseSlaRequest\x1a\".cairn.routing.v1.PauseSlaResponse\x12T\n" +
 	"\tResumeSla\x12\".cairn.routing.v1.ResumeSlaRequest\x1a#.cairn.routing.v1.ResumeSlaResponse\x12T\n" +
 	"\tGetReport\x12\".cairn.routing.v1.GetReportRequest\x1a#.cairn.routing.v1.GetReportResponse\x12`\n" +
-	"\rListOwnerLoad\x12&.cairn.routing.v1.ListOwnerLoadRequest\x1a'.cairn.routing.v1.ListOwnerLoadResponse\x12V\n" +
+	"\rListOwnerLoad\x12&.cairn.routing.v1.ListOwnerLoadRequest\x1a'.cairn.routing.v1.ListOwnerLoadResponse\x12`\n" +
+	"\rGetAccountFit\x12&.cairn.routing.v1.GetAccountFitRequest\x1a'.cairn.routing.v1.GetAccountFitResponse\x12V\n" +
 	"\tSubscribe\x12\".cairn.routing.v1.SubscribeRequest\x1a#.cairn.routing.v1.SubscribeResponse0\x01B\xc1\x01\n" +
 	"\x14com.cairn.routing.v1B\fRoutingProtoP\x01Z9github.com/cairn-dev/cairn/gen/cairn/routing/v1;routingv1\xa2\x02\x03CRX\xaa\x02\x10Cairn.Routing.V1\xca\x02\x10Cairn\\Routing\\V1\xe2\x02\x1cCairn\\Routing\\V1\\GPBMetadata\xea\x02\x12Cairn::Routing::V1b\x06proto3"
 
@@ -4614,7 +5408,7 @@ func file_cairn_routing_v1_routing_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(Team)(0),                       // 0: cairn.routing.v1.Team
 	(Strategy)(0),                   // 1: cairn.routing.v1.Strategy
@@ -4675,53 +5469,63 @@ var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(*ListOwnerLoadRequest)(nil),    // 56: cairn.routing.v1.ListOwnerLoadRequest
 	(*OwnerLoad)(nil),               // 57: cairn.routing.v1.OwnerLoad
 	(*ListOwnerLoadResponse)(nil),   // 58: cairn.routing.v1.ListOwnerLoadResponse
-	(*SubscribeRequest)(nil),        // 59: cairn.routing.v1.SubscribeRequest
-	(*SlaEvent)(nil),                // 60: cairn.routing.v1.SlaEvent
-	(*PassedThreshold)(nil),         // 61: cairn.routing.v1.PassedThreshold
-	(*LogRecord)(nil),               // 62: cairn.routing.v1.LogRecord
-	(*SubscribeResponse)(nil),       // 63: cairn.routing.v1.SubscribeResponse
-	nil,                             // 64: cairn.routing.v1.Lead.AttributesEntry
-	(*v1.TimeWindow)(nil),           // 65: cairn.common.v1.TimeWindow
-	(*v1.PageRequest)(nil),          // 66: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),         // 67: cairn.common.v1.PageResponse
-	(*durationpb.Duration)(nil),     // 68: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 69: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),      // 70: cairn.common.v1.ValidationError
-	(*v1.Tombstone)(nil),            // 71: cairn.common.v1.Tombstone
+	(*GetAccountFitRequest)(nil),    // 59: cairn.routing.v1.GetAccountFitRequest
+	(*GetAccountFitResponse)(nil),   // 60: cairn.routing.v1.GetAccountFitResponse
+	(*AccountFit)(nil),              // 61: cairn.routing.v1.AccountFit
+	(*FitInputs)(nil),               // 62: cairn.routing.v1.FitInputs
+	(*ProductActivity)(nil),         // 63: cairn.routing.v1.ProductActivity
+	(*EventActivity)(nil),           // 64: cairn.routing.v1.EventActivity
+	(*PqlRuleFit)(nil),              // 65: cairn.routing.v1.PqlRuleFit
+	(*FitCriterion)(nil),            // 66: cairn.routing.v1.FitCriterion
+	(*SubscribeRequest)(nil),        // 67: cairn.routing.v1.SubscribeRequest
+	(*SlaEvent)(nil),                // 68: cairn.routing.v1.SlaEvent
+	(*PassedThreshold)(nil),         // 69: cairn.routing.v1.PassedThreshold
+	(*LogRecord)(nil),               // 70: cairn.routing.v1.LogRecord
+	(*SubscribeResponse)(nil),       // 71: cairn.routing.v1.SubscribeResponse
+	nil,                             // 72: cairn.routing.v1.Lead.AttributesEntry
+	nil,                             // 73: cairn.routing.v1.FitInputs.AccountEntry
+	(*v1.TimeWindow)(nil),           // 74: cairn.common.v1.TimeWindow
+	(*v1.PageRequest)(nil),          // 75: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),         // 76: cairn.common.v1.PageResponse
+	(*durationpb.Duration)(nil),     // 77: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 78: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),      // 79: cairn.common.v1.ValidationError
+	(*v1.Lifecycle)(nil),            // 80: cairn.common.v1.Lifecycle
+	(*v1.Tombstone)(nil),            // 81: cairn.common.v1.Tombstone
 }
 var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	0,   // 0: cairn.routing.v1.Owner.team:type_name -> cairn.routing.v1.Team
 	5,   // 1: cairn.routing.v1.Owner.working_hours:type_name -> cairn.routing.v1.WorkingHours
-	65,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
+	74,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
 	6,   // 3: cairn.routing.v1.UpsertOwnerRequest.owner:type_name -> cairn.routing.v1.Owner
 	6,   // 4: cairn.routing.v1.UpsertOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	6,   // 5: cairn.routing.v1.GetOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	0,   // 6: cairn.routing.v1.ListOwnersRequest.team:type_name -> cairn.routing.v1.Team
-	66,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
+	75,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
 	6,   // 8: cairn.routing.v1.ListOwnersResponse.owners:type_name -> cairn.routing.v1.Owner
-	67,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
+	76,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
 	1,   // 10: cairn.routing.v1.Pool.strategy:type_name -> cairn.routing.v1.Strategy
 	15,  // 11: cairn.routing.v1.UpsertPoolRequest.pool:type_name -> cairn.routing.v1.Pool
 	15,  // 12: cairn.routing.v1.UpsertPoolResponse.pool:type_name -> cairn.routing.v1.Pool
 	15,  // 13: cairn.routing.v1.GetPoolResponse.pool:type_name -> cairn.routing.v1.Pool
-	66,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
+	75,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
 	15,  // 15: cairn.routing.v1.ListPoolsResponse.pools:type_name -> cairn.routing.v1.Pool
-	67,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
+	76,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
 	2,   // 17: cairn.routing.v1.Rule.types:type_name -> cairn.routing.v1.HandoffType
 	3,   // 18: cairn.routing.v1.Rule.action:type_name -> cairn.routing.v1.ActionKind
 	0,   // 19: cairn.routing.v1.Rule.team:type_name -> cairn.routing.v1.Team
 	2,   // 20: cairn.routing.v1.SlaPolicy.type:type_name -> cairn.routing.v1.HandoffType
-	68,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
+	77,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
 	24,  // 22: cairn.routing.v1.Config.rules:type_name -> cairn.routing.v1.Rule
 	25,  // 23: cairn.routing.v1.Config.pql_rules:type_name -> cairn.routing.v1.PqlRule
 	26,  // 24: cairn.routing.v1.Config.sla_policies:type_name -> cairn.routing.v1.SlaPolicy
-	69,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
 	27,  // 26: cairn.routing.v1.ValidateConfigRequest.config:type_name -> cairn.routing.v1.Config
-	70,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
+	79,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
 	27,  // 28: cairn.routing.v1.ApplyConfigRequest.config:type_name -> cairn.routing.v1.Config
 	27,  // 29: cairn.routing.v1.ApplyConfigResponse.config:type_name -> cairn.routing.v1.Config
 	27,  // 30: cairn.routing.v1.GetConfigResponse.config:type_name -> cairn.routing.v1.Config
-	64,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
+	72,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
 	2,   // 32: cairn.routing.v1.QualifyRequest.type:type_name -> cairn.routing.v1.HandoffType
 	34,  // 33: cairn.routing.v1.QualifyRequest.lead:type_name -> cairn.routing.v1.Lead
 	42,  // 34: cairn.routing.v1.QualifyResponse.assignment:type_name -> cairn.routing.v1.Assignment
@@ -4729,93 +5533,109 @@ var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	42,  // 36: cairn.routing.v1.HandoffResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	39,  // 37: cairn.routing.v1.Decision.candidates:type_name -> cairn.routing.v1.Candidate
 	1,   // 38: cairn.routing.v1.Decision.strategy:type_name -> cairn.routing.v1.Strategy
-	68,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
-	68,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
-	69,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
-	69,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
-	69,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
+	77,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
+	77,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
+	78,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
+	78,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
+	78,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
 	2,   // 44: cairn.routing.v1.Assignment.type:type_name -> cairn.routing.v1.HandoffType
 	34,  // 45: cairn.routing.v1.Assignment.lead:type_name -> cairn.routing.v1.Lead
 	4,   // 46: cairn.routing.v1.Assignment.state:type_name -> cairn.routing.v1.AssignmentState
 	40,  // 47: cairn.routing.v1.Assignment.decision:type_name -> cairn.routing.v1.Decision
 	41,  // 48: cairn.routing.v1.Assignment.sla:type_name -> cairn.routing.v1.SlaState
-	69,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	69,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
-	68,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
-	69,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
+	78,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	77,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
+	78,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
 	42,  // 53: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	4,   // 54: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
 	2,   // 55: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
-	66,  // 56: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
+	75,  // 56: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
 	42,  // 57: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
-	67,  // 58: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
-	69,  // 59: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
+	76,  // 58: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
+	78,  // 59: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
 	42,  // 60: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	42,  // 61: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	42,  // 62: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	65,  // 63: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
-	68,  // 64: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
-	68,  // 65: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
+	74,  // 63: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
+	77,  // 64: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
+	77,  // 65: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
 	54,  // 66: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
-	66,  // 67: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
+	75,  // 67: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
 	0,   // 68: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
 	57,  // 69: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
-	67,  // 70: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
-	69,  // 71: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
-	61,  // 72: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
-	42,  // 73: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
-	69,  // 74: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
-	42,  // 75: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
-	60,  // 76: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
-	71,  // 77: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	62,  // 78: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
-	7,   // 79: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
-	9,   // 80: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
-	11,  // 81: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
-	13,  // 82: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
-	16,  // 83: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
-	18,  // 84: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
-	20,  // 85: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
-	22,  // 86: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
-	28,  // 87: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
-	30,  // 88: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
-	32,  // 89: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
-	35,  // 90: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
-	37,  // 91: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
-	43,  // 92: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
-	45,  // 93: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
-	47,  // 94: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
-	49,  // 95: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
-	51,  // 96: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
-	53,  // 97: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
-	56,  // 98: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
-	59,  // 99: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
-	8,   // 100: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
-	10,  // 101: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
-	12,  // 102: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
-	14,  // 103: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
-	17,  // 104: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
-	19,  // 105: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
-	21,  // 106: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
-	23,  // 107: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
-	29,  // 108: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
-	31,  // 109: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
-	33,  // 110: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
-	36,  // 111: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
-	38,  // 112: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
-	44,  // 113: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
-	46,  // 114: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
-	48,  // 115: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
-	50,  // 116: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
-	52,  // 117: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
-	55,  // 118: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
-	58,  // 119: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
-	63,  // 120: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
-	100, // [100:121] is the sub-list for method output_type
-	79,  // [79:100] is the sub-list for method input_type
-	79,  // [79:79] is the sub-list for extension type_name
-	79,  // [79:79] is the sub-list for extension extendee
-	0,   // [0:79] is the sub-list for field type_name
+	76,  // 70: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
+	61,  // 71: cairn.routing.v1.GetAccountFitResponse.fit:type_name -> cairn.routing.v1.AccountFit
+	80,  // 72: cairn.routing.v1.AccountFit.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	78,  // 73: cairn.routing.v1.AccountFit.as_of:type_name -> google.protobuf.Timestamp
+	62,  // 74: cairn.routing.v1.AccountFit.inputs:type_name -> cairn.routing.v1.FitInputs
+	65,  // 75: cairn.routing.v1.AccountFit.rules:type_name -> cairn.routing.v1.PqlRuleFit
+	42,  // 76: cairn.routing.v1.AccountFit.open_pql_handoff:type_name -> cairn.routing.v1.Assignment
+	73,  // 77: cairn.routing.v1.FitInputs.account:type_name -> cairn.routing.v1.FitInputs.AccountEntry
+	63,  // 78: cairn.routing.v1.FitInputs.product:type_name -> cairn.routing.v1.ProductActivity
+	78,  // 79: cairn.routing.v1.ProductActivity.first_event_at:type_name -> google.protobuf.Timestamp
+	78,  // 80: cairn.routing.v1.ProductActivity.last_event_at:type_name -> google.protobuf.Timestamp
+	64,  // 81: cairn.routing.v1.ProductActivity.events:type_name -> cairn.routing.v1.EventActivity
+	78,  // 82: cairn.routing.v1.EventActivity.first_seen:type_name -> google.protobuf.Timestamp
+	78,  // 83: cairn.routing.v1.EventActivity.last_seen:type_name -> google.protobuf.Timestamp
+	66,  // 84: cairn.routing.v1.PqlRuleFit.criteria:type_name -> cairn.routing.v1.FitCriterion
+	78,  // 85: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
+	69,  // 86: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
+	42,  // 87: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
+	78,  // 88: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
+	42,  // 89: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
+	68,  // 90: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
+	81,  // 91: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	70,  // 92: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
+	7,   // 93: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
+	9,   // 94: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
+	11,  // 95: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
+	13,  // 96: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
+	16,  // 97: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
+	18,  // 98: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
+	20,  // 99: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
+	22,  // 100: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
+	28,  // 101: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
+	30,  // 102: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
+	32,  // 103: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
+	35,  // 104: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
+	37,  // 105: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
+	43,  // 106: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
+	45,  // 107: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
+	47,  // 108: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
+	49,  // 109: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
+	51,  // 110: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
+	53,  // 111: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
+	56,  // 112: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
+	59,  // 113: cairn.routing.v1.RoutingService.GetAccountFit:input_type -> cairn.routing.v1.GetAccountFitRequest
+	67,  // 114: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
+	8,   // 115: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
+	10,  // 116: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
+	12,  // 117: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
+	14,  // 118: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
+	17,  // 119: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
+	19,  // 120: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
+	21,  // 121: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
+	23,  // 122: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
+	29,  // 123: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
+	31,  // 124: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
+	33,  // 125: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
+	36,  // 126: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
+	38,  // 127: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
+	44,  // 128: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
+	46,  // 129: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
+	48,  // 130: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
+	50,  // 131: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
+	52,  // 132: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
+	55,  // 133: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
+	58,  // 134: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
+	60,  // 135: cairn.routing.v1.RoutingService.GetAccountFit:output_type -> cairn.routing.v1.GetAccountFitResponse
+	71,  // 136: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
+	115, // [115:137] is the sub-list for method output_type
+	93,  // [93:115] is the sub-list for method input_type
+	93,  // [93:93] is the sub-list for extension type_name
+	93,  // [93:93] is the sub-list for extension extendee
+	0,   // [0:93] is the sub-list for field type_name
 }
 
 func init() { file_cairn_routing_v1_routing_proto_init() }
@@ -4823,7 +5643,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 	if File_cairn_routing_v1_routing_proto != nil {
 		return
 	}
-	file_cairn_routing_v1_routing_proto_msgTypes[57].OneofWrappers = []any{
+	file_cairn_routing_v1_routing_proto_msgTypes[65].OneofWrappers = []any{
 		(*LogRecord_Assignment)(nil),
 		(*LogRecord_SlaEvent)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -4834,7 +5654,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_routing_v1_routing_proto_rawDesc), len(file_cairn_routing_v1_routing_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,7 @@ const (
 	RoutingService_ResumeSla_FullMethodName       = "/cairn.routing.v1.RoutingService/ResumeSla"
 	RoutingService_GetReport_FullMethodName       = "/cairn.routing.v1.RoutingService/GetReport"
 	RoutingService_ListOwnerLoad_FullMethodName   = "/cairn.routing.v1.RoutingService/ListOwnerLoad"
+	RoutingService_GetAccountFit_FullMethodName   = "/cairn.routing.v1.RoutingService/GetAccountFit"
 	RoutingService_Subscribe_FullMethodName       = "/cairn.routing.v1.RoutingService/Subscribe"
 )
 
@@ -90,6 +91,11 @@ type RoutingServiceClient interface {
 	GetReport(ctx context.Context, in *GetReportRequest, opts ...grpc.CallOption) (*GetReportResponse, error)
 	// ListOwnerLoad returns open assignments per owner.
 	ListOwnerLoad(ctx context.Context, in *ListOwnerLoadRequest, opts ...grpc.CallOption) (*ListOwnerLoadResponse, error)
+	// GetAccountFit explains an account's lead fit: what the PQL rules of the
+	// active config see for it (status, stage, signals, product activity),
+	// whether each rule holds and which of its criteria are met, as of the
+	// account's latest event, and its open PQL handoff.
+	GetAccountFit(ctx context.Context, in *GetAccountFitRequest, opts ...grpc.CallOption) (*GetAccountFitResponse, error)
 	// Subscribe streams the routing log (assignments, SLA outcomes).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
@@ -302,6 +308,16 @@ func (c *routingServiceClient) ListOwnerLoad(ctx context.Context, in *ListOwnerL
 	return out, nil
 }
 
+func (c *routingServiceClient) GetAccountFit(ctx context.Context, in *GetAccountFitRequest, opts ...grpc.CallOption) (*GetAccountFitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAccountFitResponse)
+	err := c.cc.Invoke(ctx, RoutingService_GetAccountFit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *routingServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &RoutingService_ServiceDesc.Streams[0], RoutingService_Subscribe_FullMethodName, cOpts...)
@@ -369,6 +385,11 @@ type RoutingServiceServer interface {
 	GetReport(context.Context, *GetReportRequest) (*GetReportResponse, error)
 	// ListOwnerLoad returns open assignments per owner.
 	ListOwnerLoad(context.Context, *ListOwnerLoadRequest) (*ListOwnerLoadResponse, error)
+	// GetAccountFit explains an account's lead fit: what the PQL rules of the
+	// active config see for it (status, stage, signals, product activity),
+	// whether each rule holds and which of its criteria are met, as of the
+	// account's latest event, and its open PQL handoff.
+	GetAccountFit(context.Context, *GetAccountFitRequest) (*GetAccountFitResponse, error)
 	// Subscribe streams the routing log (assignments, SLA outcomes).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedRoutingServiceServer()
@@ -440,6 +461,9 @@ func (UnimplementedRoutingServiceServer) GetReport(context.Context, *GetReportRe
 }
 func (UnimplementedRoutingServiceServer) ListOwnerLoad(context.Context, *ListOwnerLoadRequest) (*ListOwnerLoadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOwnerLoad not implemented")
+}
+func (UnimplementedRoutingServiceServer) GetAccountFit(context.Context, *GetAccountFitRequest) (*GetAccountFitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAccountFit not implemented")
 }
 func (UnimplementedRoutingServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -825,6 +849,24 @@ func _RoutingService_ListOwnerLoad_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoutingService_GetAccountFit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccountFitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoutingServiceServer).GetAccountFit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoutingService_GetAccountFit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoutingServiceServer).GetAccountFit(ctx, req.(*GetAccountFitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RoutingService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -922,6 +964,10 @@ var RoutingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOwnerLoad",
 			Handler:    _RoutingService_ListOwnerLoad_Handler,
+		},
+		{
+			MethodName: "GetAccountFit",
+			Handler:    _RoutingService_GetAccountFit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

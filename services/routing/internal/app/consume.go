@@ -602,12 +602,20 @@ func (s *Service) evaluatePQL(tx *store.Tx, acctID string, agg *account.Aggregat
 		}
 	}
 	for _, rule := range fired {
-		_, err := s.RouteTx(tx, Route{
+		a, err := s.RouteTx(tx, Route{
 			Type: routingv1.HandoffType_HANDOFF_TYPE_PQL, AccountID: acctID, Reason: "PQL rule " + rule,
 			Lead:   &routingv1.Lead{AccountId: acctID, Attributes: map[string]string{"pql_rule": rule}},
 			Signal: map[string]any{"pql_rule": rule}, At: at,
 		})
-		if err := skipChurned(err); err != nil {
+		if err != nil {
+			if err := skipChurned(err); err != nil {
+				return err
+			}
+			continue
+		}
+		// A contact routing read before the rule started to hold (a
+		// stage record applied late) answers the PQL as it would an MQL.
+		if err := s.touchedSince(tx, a, at.Add(-TouchSkew)); err != nil {
 			return err
 		}
 	}

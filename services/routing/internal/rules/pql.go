@@ -11,20 +11,27 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 )
 
 // Product is the product-signal context of one account that PQL rules see.
-// The CEL variables are `stage` (string), `previous_stage` (string),
-// `health_band` (string, e.g. "healthy"), `health_score` (double), `signals`
-// (list of open signal reasons, e.g. "activation_reached") and `account`
-// (map of account traits and signal attributes); the functions are
-// pkg/domain/account's over the account's product aggregates (count(name, window),
-// has_event(name), active_users(window), features_used(window), ...).
+// The CEL variables are `status` (string: the account's lifecycle status,
+// "prospect", "trial", "customer", "churned" or "won_back", derived from the
+// aggregates), `stage` (string), `previous_stage` (string), `health_band`
+// (string, e.g. "healthy"), `health_score` (double), `signals` (list of open
+// signal reasons, e.g. "activation_reached") and `account` (map of account
+// traits and signal attributes); the functions are pkg/domain/account's over
+// the account's product aggregates (count(name, window), has_event(name),
+// active_users(window), features_used(window), ...), with the event
+// vocabulary's features (pkg/domain/vocab) as the features.
 type Product struct {
 	// Aggregates are the account's product aggregates; nil means none.
 	Aggregates *account.Aggregates
 	// Now is the evaluation time of the aggregate functions' windows: the
-	// time of the record that triggered the evaluation.
+	// time of the record that triggered the evaluation. An earlier time than
+	// the aggregates' latest event (a stage or health record, whose logs
+	// trail ingestion's; an event that arrived late) evaluates as of that
+	// latest event instead (Product.At).
 	Now time.Time
 	// Stage is the account's current journey stage.
 	Stage string
@@ -45,10 +52,16 @@ type compiledPQL struct {
 	prg  *account.Program
 }
 
+// PQLConfig is how PQL rules read the aggregates: features_used counts the
+// event vocabulary's features, as health's default model does, so page
+// views, content views and lifecycle events are not feature adoption.
+var PQLConfig = account.Config{Features: vocab.Features()}
+
 // pqlEnv is pkg/domain/account's environment (aggregate functions, cost limit) plus
 // routing's product-signal variables.
 func pqlEnv() (*account.Env, error) {
-	return account.NewEnv(account.Config{},
+	return account.NewEnv(PQLConfig,
+		cel.Variable("status", cel.StringType),
 		cel.Variable("stage", cel.StringType),
 		cel.Variable("previous_stage", cel.StringType),
 		cel.Variable("health_band", cel.StringType),
@@ -100,24 +113,10 @@ func (e *Engine) EvaluatePQL(p Product, holding []string) (fired, now []string, 
 	for _, h := range holding {
 		was[h] = true
 	}
-	signals := p.Signals
-	if signals == nil {
-		signals = []string{}
-	}
-	vars := map[string]any{
-		"stage":          p.Stage,
-		"previous_stage": p.PreviousStage,
-		"health_band":    p.HealthBand,
-		"health_score":   p.HealthScore,
-		"signals":        signals,
-		"account":        orEmpty(p.Account),
-	}
-	agg := p.Aggregates
-	if agg == nil {
-		agg = account.New("", "")
-	}
+	agg, vars := p.inputs()
+	at := p.At()
 	for _, r := range e.pql {
-		ok, err := r.prg.EvalBool(agg, p.Now, vars)
+		ok, err := r.prg.EvalBool(agg, at, vars)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("evaluate PQL rule %q: %w", r.name, err))
 			continue
@@ -132,4 +131,41 @@ func (e *Engine) EvaluatePQL(p Product, holding []string) (fired, now []string, 
 	}
 	sort.Strings(now)
 	return fired, now, errs
+}
+
+// At is the evaluation time: Now, or the aggregates' latest event time
+// when that is later. The aggregates already hold every event applied up
+// to it, so windows ending on an earlier day would mix that day's windows
+// with later events and the account's later status: a rule over recent
+// activity would seem to stop holding when a stage record dated before the
+// activity is applied, and fire again at the next evaluation. Like
+// health's, an account's PQL evaluation time never moves backwards.
+func (p Product) At() time.Time {
+	if p.Aggregates != nil && p.Aggregates.LastEventAt != 0 {
+		if last := time.Unix(p.Aggregates.LastEventAt, 0).UTC(); last.After(p.Now) {
+			return last
+		}
+	}
+	return p.Now
+}
+
+// inputs are the aggregates (never nil) and CEL variables of an evaluation.
+func (p Product) inputs() (*account.Aggregates, map[string]any) {
+	agg := p.Aggregates
+	if agg == nil {
+		agg = account.New("", "")
+	}
+	signals := p.Signals
+	if signals == nil {
+		signals = []string{}
+	}
+	return agg, map[string]any{
+		"status":         string(agg.Status()),
+		"stage":          p.Stage,
+		"previous_stage": p.PreviousStage,
+		"health_band":    p.HealthBand,
+		"health_score":   p.HealthScore,
+		"signals":        signals,
+		"account":        orEmpty(p.Account),
+	}
 }

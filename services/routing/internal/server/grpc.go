@@ -74,6 +74,9 @@ type App interface {
 	ResumeSla(ctx context.Context, ws, id string) (*routingv1.Assignment, error)
 	Report(ws string, from, to time.Time) ([]*routingv1.Attainment, error)
 	OwnerLoad(ws string, after []byte, size int) ([]*routingv1.OwnerLoad, []byte, bool, error)
+	// GetAccountFit explains what the PQL rules see for an account; an
+	// account routing never heard of is apierr.ErrNotFound.
+	GetAccountFit(ws, accountID string) (*routingv1.AccountFit, error)
 }
 
 // Server implements routingv1.RoutingServiceServer.

@@ -35,6 +35,7 @@ type harness struct {
 	t      *testing.T
 	clk    *clock.Manual
 	svc    *app.Service
+	db     *pstore.DB
 	client routingv1.RoutingServiceClient
 }
 
@@ -94,7 +95,7 @@ func newHarness(t *testing.T, now time.Time) *harness {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return &harness{t: t, clk: clk, svc: svc, client: routingv1.NewRoutingServiceClient(conn)}
+	return &harness{t: t, clk: clk, svc: svc, db: db, client: routingv1.NewRoutingServiceClient(conn)}
 }
 
 // ctxWith returns a context carrying a bearer token.

@@ -142,6 +142,8 @@
   const statusWord = (v) => (STATUSES.find((x) => x[0] === v) || [])[1] || '';
   const statusEnum = (word) => (STATUSES.find((x) => x[1] === word) || [])[0] || '';
   const paying = (v) => v === 'ACCOUNT_STATUS_CUSTOMER' || v === 'ACCOUNT_STATUS_WON_BACK';
+  // A lead (prospect or trial) has no customer health score; it has a lead fit.
+  const lead = (v) => v === 'ACCOUNT_STATUS_PROSPECT' || v === 'ACCOUNT_STATUS_TRIAL';
   function statusPill(v) {
     const x = STATUSES.find((st) => st[0] === v);
     return h('span', { class: 'pill ' + (x ? x[2] : 'muted'), 'data-status': x ? x[1] : 'unknown' }, x ? x[1] : 'unknown');
@@ -394,6 +396,11 @@
       const [j, hl] = await Promise.all([optional(journeyP), optional(healthP)]);
       return (j && j.journey && j.journey.lifecycle) || (hl && hl.health && hl.health.lifecycle) || null;
     })();
+    // A prospect's or trial's lead fit: what routing's PQL rules see for it.
+    const fitP = (async () => {
+      const lc = await lifecycleP;
+      return lc && lead(lc.status) ? api(`/v1/accounts/${enc}/fit`) : null;
+    })();
     fill(statusEl, 'status', async () => {
       const lc = await lifecycleP;
       if (!lc || !lc.status) return h('span', { class: 'muted' }, 'status unknown');
@@ -405,12 +412,13 @@
       try { resp = await healthP; } catch (err) {
         // An account the health service has no score for: say why when its status explains it.
         const lc = await lifecycleP;
+        if (err.status === 404 && lc && lead(lc.status)) return leadFit(lc, fitP);
         if (err.status === 404 && lc && !paying(lc.status)) return notScored(lc, null);
         throw err;
       }
       const hl = resp.health || {};
       const lc = hl.lifecycle || (await lifecycleP);
-      if (lc && (lc.status === 'ACCOUNT_STATUS_PROSPECT' || lc.status === 'ACCOUNT_STATUS_TRIAL')) return notScored(lc, hl);
+      if (lc && lead(lc.status)) return leadFit(lc, fitP);
       const churned = lc && lc.status === 'ACCOUNT_STATUS_CHURNED';
       const cls = churned ? 'muted' : scoreClass(hl.score, hl.band);
       const comps = (hl.components || []).map((c) => h('div', { class: 'comp' },
@@ -433,9 +441,7 @@
     });
     fill(trendEl, 'trend', async () => {
       const lc = await lifecycleP;
-      if (lc && (lc.status === 'ACCOUNT_STATUS_PROSPECT' || lc.status === 'ACCOUNT_STATUS_TRIAL')) {
-        return [h('h2', {}, '30-day health trend'), empty(`No health trend: a ${statusWord(lc.status)} is not scored.`)];
-      }
+      if (lc && lead(lc.status)) return fitInputs(fitP);
       if (lc && lc.status === 'ACCOUNT_STATUS_CHURNED' && Date.now() - new Date(lc.since) > 30 * 86400e3) {
         return [h('h2', {}, '30-day health trend'), empty(`No recent scores: the account churned on ${fmtDate(lc.since)}.`)];
       }
@@ -518,6 +524,101 @@
         h('div', { class: 'sub' }, `This account is a ${statusWord(lc.status)} since ${fmtDate(lc.since)}.`))];
   }
 
+  // ---- lead fit (routing's GetAccountFit): a prospect's or trial's PQL rules.
+
+  // fitOf awaits the fit; null with a message when routing cannot give one.
+  async function fitOf(fitP) {
+    try {
+      const r = await fitP;
+      return { fit: (r && r.fit) || null };
+    } catch (err) {
+      if (err.status === 404) return { fit: null, msg: empty('Routing has not seen this account yet, so no PQL rule has evaluated it.') };
+      return { fit: null, msg: failure(err) };
+    }
+  }
+  const fitAsOf = (fit, id) => fit && validTime(fit.asOf) ? h('span', { class: 'asof', 'data-testid': id }, 'as of ' + fmtStamp(fit.asOf)) : null;
+
+  // leadFit is the health panel of a prospect or trial: no customer health
+  // score, but each PQL rule of the workspace with its criteria met or
+  // missing, and the open PQL handoff.
+  async function leadFit(lc, fitP) {
+    const { fit, msg } = await fitOf(fitP);
+    const note = h('div', { class: 'sub fit-note', 'data-testid': 'health-not-scored' }, 'not scored: customer health is for paying customers. ',
+      `This account is a ${statusWord(lc.status)} since ${fmtDate(lc.since)}; it is judged by how it fits the workspace's PQL rules (product-qualified lead).`);
+    const head = h('h2', {}, 'Lead fit ', fitAsOf(fit, 'fit-as-of'));
+    if (!fit) return [head, note, msg];
+    const rules = fit.rules || [];
+    if (!rules.length) {
+      return [head, note, h('div', { class: 'empty', 'data-testid': 'fit-no-rules' },
+        'This workspace has no PQL rules: add a pql_rules list to the routing config (docs/routing.md, “PQL rules”) and apply it with cairn apply -f routing.yaml.'),
+        fitHandoff(fit)];
+    }
+    const holding = rules.filter((r) => r.holds).length;
+    return [head, note,
+      h('div', { class: 'kpis', style: 'margin:10px 0' },
+        h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'fit-holding' }, `${holding} of ${rules.length}`), h('div', { class: 'l' }, 'PQL rules hold'))),
+      rules.map(fitRule), fitHandoff(fit)];
+  }
+
+  function fitRule(r) {
+    const crit = r.criteria || [];
+    const met = crit.filter((c) => c.met).length;
+    return h('div', { class: 'fit-rule', 'data-testid': 'fit-rule', 'data-rule': r.name, 'data-holds': r.holds ? 'true' : 'false' },
+      h('div', {}, h('b', {}, r.name), ' ', h('span', { class: 'pill ' + (r.holds ? 'good' : 'muted') }, r.holds ? 'holds' : 'does not hold'),
+        crit.length > 1 ? h('span', { class: 'muted' }, ` ${met} of ${crit.length} criteria met`) : null),
+      r.qualified ? h('div', { class: 'sub' }, 'Routing qualified the account as a PQL when this rule started to hold; it qualifies again only after the rule stopped holding.') : null,
+      r.error ? h('div', { class: 'drop' }, 'The rule failed to evaluate: ' + r.error) : null,
+      h('ul', { class: 'criteria' }, crit.map((c) => h('li', { class: c.met ? 'met' : 'unmet', 'data-met': c.met ? 'true' : 'false' },
+        h('span', { class: 'mark' }, c.met ? '✓' : '○'),
+        h('div', {}, h('code', {}, c.expr), c.error ? h('div', { class: 'drop' }, c.error) : null)))));
+  }
+
+  function fitHandoff(fit) {
+    const a = fit.openPqlHandoff;
+    if (!a) return h('div', { class: 'fit-handoff sub', 'data-testid': 'fit-handoff' }, 'No PQL handoff is open for this account.');
+    const owner = a.ownerId ? (fit.openPqlOwnerName ? `${fit.openPqlOwnerName} (${a.ownerId})` : a.ownerId) : 'nobody yet: no owner was available';
+    return h('div', { class: 'fit-handoff', 'data-testid': 'fit-handoff' },
+      h('div', {}, h('b', {}, 'Open PQL handoff: '), h('span', { 'data-testid': 'fit-handoff-owner' }, owner), ' ', statePill(a)),
+      h('div', { class: 'sub' }, (a.reason ? a.reason + ' · ' : '') + 'opened ' + fmtStamp(a.createdAt) + ' · ' + slaText(a)));
+  }
+
+  // fitInputs shows what a lead's PQL rules read: its status, stage and
+  // signals, and the product activity behind the aggregate functions.
+  async function fitInputs(fitP) {
+    const { fit, msg } = await fitOf(fitP);
+    const head = h('h2', {}, 'What the PQL rules see ', fitAsOf(fit, 'fit-inputs-as-of'));
+    if (!fit) return [head, msg];
+    const inp = fit.inputs || {}, p = inp.product || {};
+    const trio = (a, b, c) => `${fmtInt(a)} / ${fmtInt(b)} / ${fmtInt(c)}`;
+    const kpi = (v, l) => h('div', { class: 'kpi' }, h('div', { class: 'v' }, v), h('div', { class: 'l' }, l));
+    const evs = p.events || [];
+    const attrs = Object.entries(inp.account || {});
+    return [head,
+      h('dl', { class: 'defs', 'data-testid': 'fit-inputs', style: 'margin-top:0' },
+        h('dt', {}, 'status'), h('dd', {}, String(inp.status || '—').replace(/_/g, ' ')),
+        h('dt', {}, 'stage'), h('dd', {}, inp.stage || 'not placed yet', inp.previousStage ? ` (before: ${inp.previousStage})` : ''),
+        h('dt', {}, 'open signals'), h('dd', {}, (inp.signals || []).length ? inp.signals.map((x) => x.replace(/_/g, ' ')).join(', ') : 'none'),
+        inp.healthBand ? [h('dt', {}, 'health band'), h('dd', {}, inp.healthBand.replace(/_/g, ' ') + ' (' + fmtScore(inp.healthScore) + ')')] : null,
+        h('dt', {}, 'first event'), h('dd', {}, fmtStamp(p.firstEventAt)),
+        h('dt', {}, 'latest event'), h('dd', {}, fmtStamp(p.lastEventAt))),
+      h('div', { class: 'kpis fit-kpis', 'data-testid': 'fit-activity' },
+        kpi(trio(p.activeUsers7d, p.activeUsers14d, p.activeUsers30d), 'active users, 7 / 14 / 30 days'),
+        kpi(trio(p.featuresUsed7d, p.featuresUsed14d, p.featuresUsed30d), 'features used, 7 / 14 / 30 days'),
+        kpi(`${fmtInt(p.productEvents7d)} / ${fmtInt(p.productEvents30d)}`, 'product events, 7 / 30 days'),
+        kpi(fmtInt(p.knownUsers), 'known users'),
+        kpi(fmtInt(p.integrations), 'integrations')),
+      h('div', { class: 'sub', style: 'margin:8px 0' }, 'Features used in the last 30 days: ',
+        (p.features30d || []).length ? p.features30d.map((f, i) => [i ? ', ' : '', h('code', {}, f)]) : 'none'),
+      evs.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'fit-events' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'Event'), h('th', { class: 'num' }, '7 days'), h('th', { class: 'num' }, '30 days'), h('th', { class: 'num' }, '400 days'), h('th', {}, 'Last seen'))),
+        h('tbody', {}, evs.slice(0, 12).map((e) => h('tr', {}, h('td', {}, h('code', {}, e.name)), h('td', { class: 'num' }, fmtInt(e.count7d)),
+          h('td', { class: 'num' }, fmtInt(e.count30d)), h('td', { class: 'num' }, fmtInt(e.count400d)), h('td', { class: 'nowrap' }, fmtDate(e.lastSeen)))))))
+        : empty('No events applied for this account yet.'),
+      evs.length > 12 ? h('div', { class: 'sub' }, `and ${evs.length - 12} more event names`) : null,
+      attrs.length ? h('details', { class: 'assignment', style: 'margin-top:8px' }, h('summary', {}, `account variable (${attrs.length} traits and signal attributes)`),
+        h('dl', { class: 'defs' }, attrs.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))) : null];
+  }
+
   // assignmentDetails lists what a lead checks about one handoff.
   function assignmentDetails(a) {
     const sla = a.sla || {};
@@ -525,7 +626,7 @@
       ['opened', fmtStamp(a.createdAt)],
       seconds(a.timeToFirstTouch) ? ['first touch after', fmtDuration(a.timeToFirstTouch) + (sla.metLate ? ' (late)' : '')] : null,
       sla.metLate ? ['met late', fmtStamp(sla.metLateAt)] : null,
-      a.closeReason ? ['closed because', a.closeReason === 'churned' ? 'the account churned' : a.closeReason] : null,
+      a.closeReason ? ['closed because', a.closeReason === 'churned' ? 'the account churned' : a.closeReason === 'signal_cleared' ? 'every signal behind it cleared' : a.closeReason] : null,
       num(a.duplicatesSuppressed) ? ['duplicates folded in', fmtInt(a.duplicatesSuppressed) + (validTime(a.lastDuplicateAt) ? ', last ' + fmtStamp(a.lastDuplicateAt) : '')] : null,
       (a.previousOwnerIds || []).length ? ['previous owners', a.previousOwnerIds.join(', ')] : null,
       a.decision && a.decision.rule ? ['rule', a.decision.rule] : null,
@@ -537,6 +638,7 @@
 
   function statePill(a) {
     if (a.closeReason === 'churned') return h('span', { class: 'pill muted', 'data-testid': 'closed-churned' }, 'closed: churned');
+    if (a.closeReason === 'signal_cleared') return h('span', { class: 'pill muted', 'data-testid': 'closed-cleared' }, 'closed: signal cleared');
     if (a.sla && a.sla.metLate) return h('span', { class: 'pill warn', 'data-testid': 'met-late' }, 'met late');
     const st = enumName(a.state, 'ASSIGNMENT_STATE_');
     const cls = { breached: 'bad', open: 'warn', touched: 'good', closed: 'muted', paused: 'muted', unassigned: 'bad' }[st] || 'muted';
@@ -547,6 +649,7 @@
     if (validTime(sla.metAt)) return 'SLA met on time ' + fmtStamp(sla.metAt);
     if (sla.metLate) return 'SLA met late ' + fmtStamp(sla.metLateAt) + ' (was due ' + fmtStamp(sla.dueAt) + ')';
     if (a.closeReason === 'churned') return 'closed: the account churned' + (sla.breached ? ' (SLA had breached, due ' + fmtStamp(sla.dueAt) + ')' : '');
+    if (a.closeReason === 'signal_cleared') return 'closed: the signal cleared' + (sla.breached ? ' (SLA had breached, due ' + fmtStamp(sla.dueAt) + ')' : '');
     if (sla.breached) return 'SLA breached (due ' + fmtStamp(sla.dueAt) + ')';
     if (sla.paused) return 'SLA paused';
     if (validTime(sla.dueAt)) return 'SLA due ' + fmtStamp(sla.dueAt);
