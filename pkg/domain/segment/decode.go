@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/jsonpos"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -20,9 +21,13 @@ import (
 // recorded. It replaced encoding/json (map[string]json.RawMessage per level,
 // then map[string]any and structpb.NewStruct), which cost ~140 allocations
 // per event on the gateway's /v1/batch path. Its observable behaviour is the
-// old one's, down to duplicate keys (the last wins), invalid UTF-8 (replaced
-// by U+FFFD), numbers beyond float64 (the object is rejected) and the nesting
-// limit; reference_test.go keeps the old implementation as the oracle.
+// old one's, down to duplicate keys (the last wins) and lone surrogate
+// escapes (replaced by U+FFFD); reference_test.go keeps the old
+// implementation as the oracle. It parts from it only to name what it
+// refuses: invalid UTF-8 and nesting beyond maxDepth refuse the whole
+// document (ErrMalformed) naming the field where they occur, and a number
+// beyond float64 rejects its call naming the property, where the old one
+// said "not a JSON object" of the enclosing object.
 //
 // The body is copied once into a string so that strings without escapes
 // become substrings of it instead of allocations of their own. The caller's
@@ -32,7 +37,50 @@ import (
 // are accepted.
 const maxDepth = 10000
 
-var errSyntax = errors.New("invalid JSON")
+// ErrMalformed marks a *FieldError about the JSON text itself, invalid
+// UTF-8 or nesting deeper than the limit: the whole document is refused,
+// though the error names the field where the problem is.
+var ErrMalformed = errors.New("malformed JSON")
+
+var (
+	errSyntax = errors.New("invalid JSON")
+	errDepth  = errors.New("nested too deep")
+	errUTF8   = errors.New("invalid UTF-8")
+)
+
+// numberError is a number that does not fit a float64. path is where it is
+// below the object being built, innermost segment first (".plan", "[2]"):
+// segments are added only on the way out of an error.
+type numberError struct {
+	text string
+	path []string
+}
+
+func (e *numberError) Error() string { return "number out of range" }
+
+// within adds seg to err's path when err is a *numberError.
+func within(err error, seg string) error {
+	if ne, ok := err.(*numberError); ok {
+		ne.path = append(ne.path, seg)
+	}
+	return err
+}
+
+// fieldOf returns the FieldError for a struct field (key) that failed with
+// err: a number out of range names the property, anything else is
+// "not a JSON object" as before.
+func fieldOf(key string, err error) *FieldError {
+	ne, ok := err.(*numberError)
+	if !ok {
+		return &FieldError{Index: -1, Field: key, Reason: "not a JSON object"}
+	}
+	var b strings.Builder
+	b.WriteString(key)
+	for i := len(ne.path) - 1; i >= 0; i-- {
+		b.WriteString(ne.path[i])
+	}
+	return &FieldError{Index: -1, Field: b.String(), Reason: fmt.Sprintf("number %s is out of range (more than a 64-bit float holds)", truncate(ne.text))}
+}
 
 // errNotObject marks a struct field whose value is not a JSON object or holds
 // a number that does not fit a float64.
@@ -42,9 +90,11 @@ var errNotObject = errors.New("not a JSON object")
 type span struct{ a, b int }
 
 // parser holds the document; depth counts the open objects and arrays.
+// errAt is the offset of the last errDepth or errUTF8.
 type parser struct {
 	s     string
 	depth int
+	errAt int
 	arena arena
 }
 
@@ -159,7 +209,8 @@ func (p *parser) literal(i int, lit string) (int, error) {
 func (p *parser) object(i int, member func(key string, v span) error) (int, error) {
 	p.depth++
 	if p.depth > maxDepth {
-		return 0, errSyntax
+		p.errAt = i
+		return 0, errDepth
 	}
 	i = p.ws(i + 1)
 	if i < len(p.s) && p.s[i] == '}' {
@@ -220,7 +271,8 @@ func (p *parser) next(i int, closing byte) (int, bool, error) {
 func (p *parser) array(i int, elem func(n int, v span) error) (int, error) {
 	p.depth++
 	if p.depth > maxDepth {
-		return 0, errSyntax
+		p.errAt = i
+		return 0, errDepth
 	}
 	i = p.ws(i + 1)
 	if i < len(p.s) && p.s[i] == ']' {
@@ -246,7 +298,7 @@ func (p *parser) array(i int, elem func(n int, v span) error) (int, error) {
 
 // scanString validates the string whose opening quote is at i and returns
 // the index after its closing quote. plain reports that the text between the
-// quotes is the value itself: no escapes and valid UTF-8.
+// quotes is the value itself: no escapes. Invalid UTF-8 is errUTF8.
 func (p *parser) scanString(i int) (end int, plain bool, err error) {
 	s := p.s
 	escaped, high := false, false
@@ -254,8 +306,11 @@ func (p *parser) scanString(i int) (end int, plain bool, err error) {
 		c := s[j]
 		switch {
 		case c == '"':
-			plain = !escaped && (!high || utf8.ValidString(s[i+1:j]))
-			return j + 1, plain, nil
+			if high && !utf8.ValidString(s[i+1:j]) {
+				p.errAt = i + 1 + invalidAt(s[i+1:j])
+				return 0, false, errUTF8
+			}
+			return j + 1, !escaped, nil
 		case c == '\\':
 			escaped = true
 			j++
@@ -284,6 +339,18 @@ func (p *parser) scanString(i int) (end int, plain bool, err error) {
 		}
 	}
 	return 0, false, errSyntax
+}
+
+// invalidAt returns the offset of the first invalid UTF-8 sequence of s.
+func invalidAt(s string) int {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(s)
 }
 
 func isHex(c byte) bool {
@@ -476,7 +543,7 @@ func (p *parser) structValue(v span) (*structpb.Struct, error) {
 	_, err := p.object(v.a, func(key string, v span) error {
 		val, err := p.value(v)
 		if err != nil {
-			return err
+			return within(err, "."+key)
 		}
 		st.Fields[key] = val
 		return nil
@@ -495,7 +562,7 @@ func (p *parser) value(v span) (*structpb.Value, error) {
 		_, err := p.object(v.a, func(key string, v span) error {
 			val, err := p.value(v)
 			if err != nil {
-				return err
+				return within(err, "."+key)
 			}
 			st.Fields[key] = val
 			return nil
@@ -506,10 +573,10 @@ func (p *parser) value(v span) (*structpb.Value, error) {
 		return structpb.NewStructValue(st), nil
 	case c == '[':
 		l := &structpb.ListValue{}
-		_, err := p.array(v.a, func(_ int, v span) error {
+		_, err := p.array(v.a, func(i int, v span) error {
 			val, err := p.value(v)
 			if err != nil {
-				return err
+				return within(err, "["+strconv.Itoa(i)+"]")
 			}
 			l.Values = append(l.Values, val)
 			return nil
@@ -527,9 +594,10 @@ func (p *parser) value(v span) (*structpb.Value, error) {
 	case c == 'n':
 		return structpb.NewNullValue(), nil
 	default:
+		// The text is a valid JSON number, so the only error is range.
 		f, err := strconv.ParseFloat(p.text(v), 64)
 		if err != nil {
-			return nil, errNotObject
+			return nil, &numberError{text: p.text(v)}
 		}
 		return p.numberValue(f), nil
 	}
@@ -553,7 +621,7 @@ func (p *parser) mergedStruct(top []member, own span, present bool) (*structpb.S
 	for _, m := range mine {
 		val, err := p.value(m.v)
 		if err != nil {
-			return nil, err
+			return nil, within(err, "."+m.key)
 		}
 		st.Fields[m.key] = val
 	}
@@ -563,7 +631,7 @@ func (p *parser) mergedStruct(top []member, own span, present bool) (*structpb.S
 		}
 		val, err := p.value(m.v)
 		if err != nil {
-			return nil, err
+			return nil, within(err, "."+m.key)
 		}
 		st.Fields[m.key] = val
 	}
@@ -723,7 +791,7 @@ func (p *parser) decode(c *call, typ string, env *envelope) (*ingestionv1.Event,
 			*f.dst, err = p.structValue(c.v[f.k])
 		}
 		if err != nil {
-			return nil, &FieldError{Index: -1, Field: keyNames[f.k], Reason: "not a JSON object"}
+			return nil, fieldOf(keyNames[f.k], err)
 		}
 	}
 	if !c.has[kSentAt] && env != nil && env.hasSentAt {
@@ -744,15 +812,23 @@ func (p *parser) decode(c *call, typ string, env *envelope) (*ingestionv1.Event,
 }
 
 // document validates body as one JSON object followed by nothing but
-// whitespace, calling member for each of its top-level members.
-func document(body []byte, member func(key string, v span) error) (*parser, error) {
+// whitespace, calling member for each of its top-level members. A nesting
+// error names the field holding the deep value, at most depthSegs segments
+// of its path ("properties" in a call, "batch[3].properties" in a batch).
+func document(body []byte, depthSegs int, member func(key string, v span) error) (*parser, error) {
 	p := &parser{s: string(body)}
 	i := p.ws(0)
 	if i >= len(p.s) || p.s[i] != '{' {
 		return nil, &FieldError{Index: -1, Reason: "not a JSON object"}
 	}
 	end, err := p.object(i, member)
-	if err != nil {
+	switch {
+	case errors.Is(err, errDepth):
+		return nil, &FieldError{Index: -1, Field: jsonpos.Path(body, p.errAt, depthSegs),
+			Reason: fmt.Sprintf("nested more than %d levels deep", maxDepth), err: ErrMalformed}
+	case errors.Is(err, errUTF8):
+		return nil, &FieldError{Index: -1, Field: jsonpos.Path(body, p.errAt, 0), Reason: "not valid UTF-8", err: ErrMalformed}
+	case err != nil:
 		return nil, &FieldError{Index: -1, Reason: "not a JSON object"}
 	}
 	// As json.Decoder.More, a closing bracket does not count as more data.
@@ -768,7 +844,7 @@ func document(body []byte, member func(key string, v span) error) (*parser, erro
 // present they must agree.
 func DecodeCall(typ string, body []byte) (*ingestionv1.Event, error) {
 	var c call
-	p, err := document(body, c.member)
+	p, err := document(body, 1, c.member)
 	if err != nil {
 		return nil, err
 	}
@@ -796,7 +872,7 @@ func DecodeBatch(body []byte) (*Batch, error) {
 		tSentAt
 		tBatch
 	)
-	p, err := document(body, func(key string, v span) error {
+	p, err := document(body, 3, func(key string, v span) error {
 		k := -1
 		switch key {
 		case "writeKey":

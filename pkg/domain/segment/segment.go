@@ -32,6 +32,8 @@ type FieldError struct {
 	Field string
 	// Reason says what is wrong, e.g. "not RFC 3339".
 	Reason string
+	// err is ErrMalformed when the JSON text itself is refused.
+	err error
 }
 
 // Error formats the error as "field: reason".
@@ -41,6 +43,9 @@ func (e *FieldError) Error() string {
 	}
 	return e.Field + ": " + e.Reason
 }
+
+// Unwrap returns ErrMalformed for errors about the JSON text itself.
+func (e *FieldError) Unwrap() error { return e.err }
 
 // Batch is a decoded Segment batch request (POST /v1/batch).
 type Batch struct {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"google.golang.org/protobuf/proto"
@@ -254,6 +255,12 @@ func checkFieldError(t *testing.T, err error) {
 	if !errors.As(err, &fe) || fe.Reason == "" {
 		t.Fatalf("error %v is not a *FieldError with a reason", err)
 	}
+	if !utf8.ValidString(fe.Field) || !utf8.ValidString(fe.Reason) {
+		t.Fatalf("error %q is not valid UTF-8", fe)
+	}
+	if errors.Is(err, ErrMalformed) && fe.Field == "" {
+		t.Fatalf("malformed JSON refused without naming where: %v", fe)
+	}
 }
 
 func FuzzDecodeCall(f *testing.F) {
@@ -315,5 +322,81 @@ func TestDecodeBatchWithoutTopLevelFields(t *testing.T) {
 	}
 	if b.Events[0].GetIntegrations() != nil || b.Events[0].GetContext().GetFields()["ip"].GetStringValue() != "1.2.3.4" {
 		t.Errorf("event = %v", b.Events[0])
+	}
+}
+
+// TestHostileInput: what the decoder refuses, it refuses by name. Invalid
+// UTF-8 and nesting past the limit refuse the document (ErrMalformed); a
+// number beyond float64 rejects its call, naming the property.
+func TestHostileInput(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	tests := []struct {
+		name      string
+		batch     bool
+		body      string
+		field     string
+		reason    string
+		malformed bool
+	}{
+		{name: "number out of range", body: `{"type":"track","properties":{"seats":1e400}}`,
+			field: "properties.seats", reason: "number 1e400 is out of range (more than a 64-bit float holds)"},
+		{name: "negative number out of range in a list", body: `{"type":"track","traits":{"l":[1,{"x":-2e999}]}}`,
+			field: "traits.l[1].x", reason: "number -2e999 is out of range (more than a 64-bit float holds)"},
+		{name: "number out of range in a batch item", batch: true,
+			body:  `{"batch":[{"type":"track"},{"type":"track","properties":{"n":1e400}}]}`,
+			field: "batch[1].properties.n", reason: "number 1e400 is out of range (more than a 64-bit float holds)"},
+		{name: "number out of range in the batch context", batch: true,
+			body:  `{"batch":[{"type":"track"}],"context":{"n":1e400}}`,
+			field: "batch[0].context.n", reason: "number 1e400 is out of range (more than a 64-bit float holds)"},
+		{name: "properties nested 10,000 deep", body: `{"type":"track","properties":` + deep(10000) + `}`,
+			field: "properties", reason: "nested more than 10000 levels deep", malformed: true},
+		{name: "batch item nested 10,000 deep", batch: true, body: `{"batch":[{},{"type":"track","context":` + deep(10000) + `}]}`,
+			field: "batch[1].context", reason: "nested more than 10000 levels deep", malformed: true},
+		{name: "invalid UTF-8 in a property", body: "{\"type\":\"track\",\"properties\":{\"plan\":\"pro\xff\"}}",
+			field: "properties.plan", reason: "not valid UTF-8", malformed: true},
+		{name: "invalid UTF-8 in a key", body: "{\"type\":\"track\",\"properties\":{\"pl\xc3\x28an\":1}}",
+			field: "properties.pl\uFFFD(an", reason: "not valid UTF-8", malformed: true},
+		{name: "invalid UTF-8 in the event name", body: "{\"type\":\"track\",\"event\":\"\xed\xa0\x80\"}",
+			field: "event", reason: "not valid UTF-8", malformed: true},
+		{name: "invalid UTF-8 in a batch item", batch: true, body: "{\"batch\":[{\"type\":\"track\",\"userId\":\"u\xfe\"}]}",
+			field: "batch[0].userId", reason: "not valid UTF-8", malformed: true},
+		{name: "invalid UTF-8 in an ignored field", body: "{\"type\":\"track\",\"other\":[\"\xff\"]}",
+			field: "other[0]", reason: "not valid UTF-8", malformed: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.batch {
+				var b *Batch
+				b, err = DecodeBatch([]byte(tc.body))
+				if err == nil {
+					if len(b.Errors) != 1 {
+						t.Fatalf("DecodeBatch() = %+v, want one item error", b)
+					}
+					err = b.Errors[0]
+				}
+			} else {
+				_, err = DecodeCall("", []byte(tc.body))
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error = %v, want a *FieldError", err)
+			}
+			if fe.Field != tc.field || fe.Reason != tc.reason {
+				t.Errorf("error = %q: %q, want %q: %q", fe.Field, fe.Reason, tc.field, tc.reason)
+			}
+			if errors.Is(err, ErrMalformed) != tc.malformed {
+				t.Errorf("errors.Is(ErrMalformed) = %t, want %t", !tc.malformed, tc.malformed)
+			}
+		})
+	}
+}
+
+func TestEscapedSurrogatesAreNotInvalidUTF8(t *testing.T) {
+	// A lone surrogate escape is valid JSON text; as encoding/json, the
+	// decoder replaces it.
+	ev, err := DecodeCall("track", []byte(`{"event":"a\ud800b"}`))
+	if err != nil || ev.GetEvent() != "a\uFFFDb" {
+		t.Fatalf("DecodeCall() = %v, %v", ev, err)
 	}
 }

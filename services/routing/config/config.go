@@ -19,6 +19,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 )
 
 // MaxSize bounds the YAML accepted, in bytes.
@@ -172,11 +173,19 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Parse decodes a routing YAML file. It rejects unknown fields and returns an
-// *Error naming every bad field.
+// Parse decodes a routing YAML file. It rejects unknown fields, a second
+// YAML document and numbers that are NaN, infinite or out of range, and
+// returns an *Error naming every bad field.
 func Parse(data []byte) (*routingv1.Config, []*routingv1.Owner, []*routingv1.Pool, error) {
 	if len(data) > MaxSize {
 		return nil, nil, nil, &Error{Problems: []*commonv1.ValidationError{{Message: fmt.Sprintf("file is larger than %d bytes", MaxSize)}}}
+	}
+	if err := yamldoc.Check(data); err != nil {
+		var ye *yamldoc.Error
+		if errors.As(err, &ye) {
+			return nil, nil, nil, &Error{Problems: []*commonv1.ValidationError{{Path: ye.Path, Message: ye.Message()}}}
+		}
+		return nil, nil, nil, &Error{Problems: []*commonv1.ValidationError{{Message: err.Error()}}}
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))

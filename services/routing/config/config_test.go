@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 )
 
@@ -70,6 +72,9 @@ func TestParseErrors(t *testing.T) {
 		{"negative days", "sla_policies: [{name: s, type: mql, within: -1d}]", "sla_policies[0].within"},
 		{"not yaml", "rules: [", "decode YAML"},
 		{"wrong kind", "kind: journey", "kind"},
+		{"two documents", "fallback_pool: a\n---\nfallback_pool: b\n", "line 2: a second YAML document: multi-document files are not supported"},
+		{"capacity .nan", "owners:\n  - id: a\n    capacity: .nan\n", "owners[0].capacity: line 3: .nan is not a finite number"},
+		{"weight out of range", "owners:\n  - id: a\n    weight: 1e400\n", "owners[0].weight: line 3: number 1e400 is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,10 +93,25 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("rules: [{name: r, action: pool, pool: p}]"))
 	f.Add([]byte("sla_policies: [{name: s, type: mql, within: 1.5d}]"))
 	f.Add([]byte("owners: [{id: a, working_hours: [{weekday: '7'}]}]"))
+	f.Add([]byte("owners: [{id: a, capacity: .inf}]\n---\nrules: []\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, _, _, err := Parse(data)
 		if err != nil {
+			// Every refusal says what is wrong, and a second document or
+			// a non-finite number is never let through.
+			var ce *Error
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("Parse = %v, want an *Error listing problems", err)
+			}
+			for _, p := range ce.Problems {
+				if p.GetMessage() == "" {
+					t.Fatalf("problem without a message: %v", p)
+				}
+			}
 			return
+		}
+		if yerr := yamldoc.Check(data); yerr != nil {
+			t.Fatalf("Parse accepted a file yamldoc refuses: %v", yerr)
 		}
 		out, err := Format(cfg)
 		if err != nil {

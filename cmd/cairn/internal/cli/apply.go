@@ -13,6 +13,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	routingconfig "github.com/cairn-dev/cairn/services/routing/config"
 	"google.golang.org/grpc"
 	"gopkg.in/yaml.v3"
@@ -43,8 +44,15 @@ var kindKeys = map[string]string{
 
 // DetectKind decides what a YAML file defines, from a top-level `kind:` field
 // or else from its keys, and returns the document without the `kind:` field
-// (the services' strict parsers do not know it).
+// (the services' strict parsers do not know it). A file with a second YAML
+// document, or a number that is NaN, infinite or out of range, is refused
+// naming the line (and the field).
 func DetectKind(data []byte) (kind string, body []byte, err error) {
+	// Refused here too, so that a second document is never dropped by the
+	// re-encoding below and a .nan is named before anything is sent.
+	if err := yamldoc.Check(data); err != nil {
+		return "", nil, fmt.Errorf("parse YAML: %w", err)
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return "", nil, fmt.Errorf("parse YAML: %w", err)

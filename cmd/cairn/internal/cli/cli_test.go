@@ -22,6 +22,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	routingconfig "github.com/cairn-dev/cairn/services/routing/config"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -529,6 +530,12 @@ func TestDetectKind(t *testing.T) {
 		{name: "a list", in: "- a\n", wantErr: "must be a mapping"},
 		{name: "empty", in: "", wantErr: "must be a mapping"},
 		{name: "not yaml", in: "a: [\n", wantErr: "parse YAML"},
+		{name: "two documents", in: "kind: journey\nid: a\n---\nkind: journey\nid: b\n",
+			wantErr: "parse YAML: line 3: a second YAML document: multi-document files are not supported; apply one definition per file"},
+		{name: "health weight .nan", in: "kind: health\ncomponents:\n  - name: usage\n    weight: .nan\n",
+			wantErr: "parse YAML: line 4: components[0].weight: .nan is not a finite number"},
+		{name: "routing capacity .inf", in: "owners:\n  - id: a\n    capacity: .inf\n", wantErr: "line 3: owners[0].capacity: .inf is not a finite number"},
+		{name: "trailing document marker", in: "kind: journey\nid: b2b\n---\n", want: KindJourney, wantBody: "id: b2b\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -553,10 +560,17 @@ func FuzzDetectKind(f *testing.F) {
 	for _, s := range []string{"kind: journey\nid: b2b\n", "stages: []\n", "kind: [1]\n", "- x\n", "{", "kind: routing\nowners:\n  - id: a\n"} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte("kind: health\ncomponents: [{weight: .nan}]\n---\nkind: journey\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		kind, body, err := DetectKind(data)
 		if err == nil && (kind == "" || body == nil) {
 			t.Fatalf("no error but kind %q body %v", kind, body)
+		}
+		if err == nil {
+			// What is sent is one document, with finite numbers only.
+			if yerr := yamldoc.Check(body); yerr != nil {
+				t.Fatalf("DetectKind passed on a body yamldoc refuses: %v\n%s", yerr, body)
+			}
 		}
 	})
 }

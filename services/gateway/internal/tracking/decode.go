@@ -43,13 +43,15 @@ type Decoded struct {
 }
 
 // DecodeCall decodes the body of a single call of type typ ("track",
-// "identify", ...). A body that is not a JSON object is ErrUnparseable; a bad
-// field is a Problem, so the response can name it like a batch rejection.
+// "identify", ...). A body that is not a JSON object, or not valid UTF-8, or
+// nested past the limit is ErrUnparseable (naming the field where it can);
+// a bad field is a Problem, so the response can name it like a batch
+// rejection.
 func DecodeCall(typ string, body []byte) (Decoded, error) {
 	ev, err := segment.DecodeCall(typ, body)
 	if err != nil {
 		var fe *segment.FieldError
-		if !errors.As(err, &fe) || fe.Field == "" {
+		if !errors.As(err, &fe) || fe.Field == "" || errors.Is(err, segment.ErrMalformed) {
 			return Decoded{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
 		}
 		return Decoded{WriteKey: segment.WriteKey(body), Problems: []Problem{{Field: fe.Field, Reason: fe.Reason}}}, nil

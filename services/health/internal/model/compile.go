@@ -68,7 +68,8 @@ func Compile(m *healthv1.Model, c Compiler) (*Compiled, error) {
 		v.add("id", "must match "+namePattern.String())
 	}
 	out.healthy, out.neutral = Bands(m)
-	if out.healthy > 100 || out.neutral <= 0 || out.healthy <= out.neutral {
+	// NaN compares false with everything, so it is refused by name.
+	if bad(out.healthy) || bad(out.neutral) || out.healthy > 100 || out.neutral <= 0 || out.healthy <= out.neutral {
 		v.add("bands", fmt.Sprintf("want 0 < neutral (%g) < healthy (%g) <= 100", out.neutral, out.healthy))
 	}
 	out.base = v.components("components", m.GetComponents())

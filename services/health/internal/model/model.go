@@ -13,6 +13,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 )
@@ -72,10 +73,20 @@ func (e *ValidationError) Unwrap() error { return ErrInvalid }
 
 // ParseYAML decodes a model written in YAML (field names as in the proto,
 // snake_case or lowerCamelCase). Unknown fields are rejected so that typos do
-// not silently vanish.
+// not silently vanish, and so are a second YAML document and numbers that
+// are NaN, infinite or out of range, by line and field.
 func ParseYAML(src []byte) (*healthv1.Model, error) {
 	if len(src) > MaxYAMLBytes {
 		return nil, &ValidationError{Problems: []*commonv1.ValidationError{{Path: "yaml", Message: fmt.Sprintf("larger than %d bytes", MaxYAMLBytes)}}}
+	}
+	// A second document would be dropped and .nan would fail below
+	// without a line or a field; yamldoc names both.
+	if err := yamldoc.Check(src); err != nil {
+		var ye *yamldoc.Error
+		if errors.As(err, &ye) && ye.Path != "" {
+			return nil, &ValidationError{Problems: []*commonv1.ValidationError{{Path: ye.Path, Message: ye.Message()}}}
+		}
+		return nil, &ValidationError{Problems: []*commonv1.ValidationError{{Path: "yaml", Message: err.Error()}}}
 	}
 	js, err := yaml.YAMLToJSON(src)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"google.golang.org/protobuf/proto"
@@ -177,6 +178,8 @@ func TestValidate(t *testing.T) {
 			want: []string{"components[trend].measure: required"}},
 		{name: "bands unordered", mutate: func(m *healthv1.Model) { m.Bands = &healthv1.BandThresholds{Healthy: 50, Neutral: 70} },
 			want: []string{"bands: want 0 < neutral (70) < healthy (50) <= 100"}},
+		{name: "bands NaN", mutate: func(m *healthv1.Model) { m.Bands = &healthv1.BandThresholds{Healthy: math.NaN(), Neutral: 60} },
+			want: []string{"bands: want 0 < neutral (60) < healthy (NaN) <= 100"}},
 		{name: "thresholds unordered", mutate: func(m *healthv1.Model) { m.Components[0].Thresholds = thresholds(0, 0, 0.5, 100, 0.2, 40) },
 			want: []string{"components[breadth].thresholds[2].min: must be above the previous min (0.5)"}},
 		{name: "points out of range", mutate: func(m *healthv1.Model) { m.Components[0].Thresholds = thresholds(0, 120) },
@@ -287,6 +290,10 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"unknown field", "id: x\ncomponnets: []\n", "yaml: "},
 		{"not yaml", "id: [\n", "yaml: "},
 		{"wrong type", "components: 3\n", "yaml: "},
+		{".nan weight", "id: x\ncomponents:\n  - name: usage\n    weight: .nan\n", "components[0].weight: line 4: .nan is not a finite number"},
+		{".inf threshold", "components:\n  - name: usage\n    thresholds: [{min: -.inf, points: 0}]\n", "components[0].thresholds[0].min: line 3: -.inf is not a finite number"},
+		{"band out of range", "bands:\n  healthy: 1e400\n", "bands.healthy: line 2: number 1e400 is out of range"},
+		{"two documents", "id: a\n---\nid: b\n", "yaml: line 2: a second YAML document: multi-document files are not supported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,10 +313,20 @@ func FuzzParseYAML(f *testing.F) {
 	f.Add(src)
 	f.Add([]byte("id: x"))
 	f.Add([]byte("components: [{name: a, weight: 1e400}]"))
+	f.Add([]byte("components: [{name: a, weight: .nan, linear: {from: 0, to: .inf}}]\n---\nid: b\n"))
+	f.Add([]byte("bands: {healthy: NaN, neutral: \"Infinity\"}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := model.ParseYAML(b)
 		if err != nil {
+			// A refusal names where (a field path or "yaml") and why.
+			var ve *model.ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 || ve.Problems[0].GetPath() == "" || ve.Problems[0].GetMessage() == "" {
+				t.Fatalf("ParseYAML = %v, want problems with a path and a message", err)
+			}
 			return
+		}
+		if yerr := yamldoc.Check(b); yerr != nil {
+			t.Fatalf("ParseYAML accepted a file yamldoc refuses: %v", yerr)
 		}
 		c, err := model.Compile(m, fakeCompiler{})
 		if err != nil {
@@ -318,6 +335,9 @@ func FuzzParseYAML(f *testing.F) {
 		r := c.Score(map[string]float64{})
 		if r.Score < 0 || r.Score > 100 {
 			t.Fatalf("score %v out of range", r.Score)
+		}
+		if h, n := model.Bands(m); math.IsNaN(h) || math.IsNaN(n) || math.IsInf(h, 0) || math.IsInf(n, 0) {
+			t.Fatalf("a model with bands %v/%v compiled", h, n)
 		}
 	})
 }

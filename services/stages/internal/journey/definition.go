@@ -13,6 +13,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"gopkg.in/yaml.v3"
 )
@@ -72,10 +73,15 @@ type CriterionDef struct {
 	CheckAfter string `yaml:"check_after,omitempty"`
 }
 
-// ParseYAML decodes a YAML definition, rejecting unknown fields.
+// ParseYAML decodes a YAML definition, rejecting unknown fields, a second
+// YAML document (which the decoder would silently drop) and numbers that
+// are NaN, infinite or out of range, by line and field.
 func ParseYAML(data []byte) (*Definition, error) {
 	if len(data) > MaxYAMLBytes {
 		return nil, fmt.Errorf("parse journey YAML: longer than %d bytes", MaxYAMLBytes)
+	}
+	if err := yamldoc.Check(data); err != nil {
+		return nil, fmt.Errorf("parse journey YAML: %w", err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

@@ -12,6 +12,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -305,6 +306,26 @@ func TestNextCheck(t *testing.T) {
 	}
 }
 
+func TestParseYAMLRefusesHostileFiles(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"two documents", "id: a\nstages: [{id: one}]\n---\nid: b\n",
+			"parse journey YAML: line 3: a second YAML document: multi-document files are not supported; apply one definition per file"},
+		{"a number out of range", "id: a\nstages: [{id: one, name: 1e400}]\n",
+			"parse journey YAML: line 2: stages[0].name: number 1e400 is out of range (more than a 64-bit float holds)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseYAML([]byte(tt.yaml))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("ParseYAML = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := ParseYAML([]byte("id: a\nstages: [{id: one}]\n---\n")); err != nil {
+		t.Fatalf("a trailing document marker: %v", err)
+	}
+}
+
 func TestPathologicalCriterionCannotBrick(t *testing.T) {
 	y := `
 id: evil
@@ -355,13 +376,22 @@ func FuzzParseYAML(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(toy))
+	f.Add([]byte("id: a\nstages: [{id: one}]\n---\nid: b\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		def, errs := ProtoFromYAML(data)
 		if def == nil {
 			if len(errs) == 0 {
 				t.Fatal("no definition and no error")
 			}
+			for _, e := range errs {
+				if e.GetPath() == "" || e.GetMessage() == "" {
+					t.Fatalf("error without a path or message: %v", e)
+				}
+			}
 			return
+		}
+		if err := yamldoc.Check(data); err != nil {
+			t.Fatalf("ProtoFromYAML accepted a file yamldoc refuses: %v", err)
 		}
 		// Validation must report problems, never panic; a valid definition
 		// must evaluate an empty account without panicking.
