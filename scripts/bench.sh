@@ -7,6 +7,8 @@
 #   scripts/bench.sh gateway    # only the tracking API: gateway + ingestion, no consumers
 #   scripts/bench.sh suite      # only the running-suite part
 #   scripts/bench.sh memory     # 10 M events through ingestion, RSS sampled (not in "all")
+#   scripts/bench.sh overload   # 1,000 clients at 8x capacity through the gateway, 60 s (not in "all")
+#   scripts/bench.sh overload-grpc  # the same straight to ingestion over gRPC (not in "all")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -134,6 +136,58 @@ if [ "$what" = memory ]; then
   stop_ingestion
   kill "$sampler" 2>/dev/null || true
 fi
+
+# Not part of "all": overload. 1,000 clients send batches of 500 events
+# (about 95 KB of Segment JSON, 60 KB of protobuf) with 8 write keys, paced
+# at 8 times the capacity measured first with 16 callers, for 60 s; every
+# request has a 60 s client timeout. Reported: timeouts (must be 0), shed
+# requests (429 / ResourceExhausted), accepted latency, RssAnon of the
+# gateway and ingestion before, at the peak during and 30 s after the load,
+# and a one-event write right after it (must succeed within 1 s).
+overload() {
+  local mode=$1 target url
+  build_binaries
+  start_ingestion
+  local keys=$key
+  for _ in 2 3 4 5 6 7 8; do
+    keys="$keys,$(./bin/cairn keys create --role write --workspace bench --keys "$d/keys.json" 2>/dev/null)"
+  done
+  # The per-key rate limit (-rate) is off: what is measured is admission.
+  ./bin/cairn-gateway -http-addr 127.0.0.1:8280 -metrics-addr 127.0.0.1:9280 -ingestion-addr 127.0.0.1:7201 \
+    -keys "$d/keys.json" -rate 0 >"$d/gateway.log" 2>&1 &
+  gw=$!
+  # The keys made after the start are known once the keyring is reloaded.
+  for _ in $(seq 1 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -u "${keys##*,}:" -H 'Content-Type: application/json' \
+      -d '{"userId":"u0","event":"warm_up"}' 127.0.0.1:8280/v1/track)" = 200 ] && break
+    sleep 0.2
+  done
+  if [ "$mode" = gateway ]; then target=(-segment http://127.0.0.1:8280); else target=(-addr 127.0.0.1:7201); fi
+  rss() { awk '/RssAnon/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
+  echo "at start: gateway RssAnon $(rss $gw) MB, ingestion RssAnon $(rss $ing) MB" | tee "$out/overload-$mode.txt"
+  say "overload ($mode): capacity with 16 callers, batches of 500, 15 s"
+  /tmp/cairn-ingestload "${target[@]}" -key "$keys" -batch 500 -conc 16 -duration 15s | tee -a "$out/overload-$mode.txt"
+  cap=$(sed -n 's/^events\/s=\([0-9]*\).*/\1/p' "$out/overload-$mode.txt" | tail -1)
+  sleep 10 # idle, as before any load
+  echo "before the load: gateway RssAnon $(rss $gw) MB, ingestion RssAnon $(rss $ing) MB" | tee -a "$out/overload-$mode.txt"
+  ( while kill -0 "$gw" 2>/dev/null; do echo "$(date +%s) $(rss $gw) $(rss $ing)"; sleep 1; done ) >"$d/rss.txt" &
+  sampler=$!
+  say "overload ($mode): 1,000 clients at 8 x $cap events/s, batches of 500, 8 keys, 60 s"
+  /tmp/cairn-ingestload "${target[@]}" -key "$keys" -batch 500 -conc 1000 -rate $((cap * 8)) -duration 60s -timeout 60s | tee -a "$out/overload-$mode.txt"
+  url=http://127.0.0.1:8280/v1/track
+  curl -s -o /dev/null -m 1 -w "one-event write after the load: HTTP %{http_code} in %{time_total} s\n" -u "$key:" \
+    -H 'Content-Type: application/json' -d '{"userId":"u1","event":"after_the_load"}' "$url" | tee -a "$out/overload-$mode.txt" || echo "one-event write after the load: no answer within 1 s" | tee -a "$out/overload-$mode.txt"
+  end=$(date +%s)
+  sleep 30
+  kill "$sampler"
+  awk -v end="$end" '$1 <= end { if ($2 > g) g = $2; if ($3 > i) i = $3 } END { printf "peak during the load: gateway RssAnon %d MB, ingestion RssAnon %d MB\n", g, i }' "$d/rss.txt" | tee -a "$out/overload-$mode.txt"
+  echo "30 s after the load: gateway RssAnon $(rss $gw) MB, ingestion RssAnon $(rss $ing) MB" | tee -a "$out/overload-$mode.txt"
+  curl -s 127.0.0.1:9280/metrics 127.0.0.1:9201/metrics | { grep -E '^cairn_admit_(shed|admitted)_total' || true; } | { grep -v ' 0$' || true; } | tee -a "$out/overload-$mode.txt"
+  kill -TERM "$gw"; wait "$gw" || true
+  stop_ingestion
+}
+if [ "$what" = overload ]; then overload gateway; fi
+if [ "$what" = overload-grpc ]; then overload grpc; fi
 
 if [ "$what" = all ] || [ "$what" = suite ]; then
   build_binaries

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -90,6 +91,9 @@ type Config struct {
 	// Clock paces the drain delay and shutdown timeout; nil means the real
 	// clock. Tests use a manual clock.
 	Clock clock.Clock
+	// ServerOptions are added to the gRPC server's own (set by the service,
+	// not a flag): ingestion's admission tap (pkg/admit), for one.
+	ServerOptions []grpc.ServerOption
 
 	// envErrs records environment values that did not parse, reported by
 	// Validate because RegisterFlags cannot return an error.

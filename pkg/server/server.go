@@ -1,6 +1,7 @@
 // Package server bootstraps a Cairn gRPC service: configuration from flags
 // and environment, a grpc.Server with tracing, recovery, auth, default
-// deadlines, size limits and keepalive enforcement, gRPC health and
+// deadlines, size limits, keepalive enforcement and a codec that answers
+// requests that do not decode with InvalidArgument, gRPC health and
 // reflection, a Prometheus /metrics listener, and a Run loop that drives the
 // server and the service's background work (consumers, timers) in one
 // errgroup and shuts everything down gracefully when its context ends.
@@ -121,11 +122,15 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 		stop:       stop,
 		metrics:    m,
 	}
-	s.GRPC = grpc.NewServer(
+	// A request that does not decode is InvalidArgument (see codec).
+	c := newCodec()
+	s.GRPC = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.ForceServerCodecV2(c),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithFilter(filters.Not(filters.HealthCheck())))),
 		grpc.ChainUnaryInterceptor(
 			m.unary,
+			c.unary,
 			s.recoverUnary,
 			s.deadline,
 			auth.UnaryServerInterceptor(a, policy),
@@ -134,6 +139,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 		),
 		grpc.ChainStreamInterceptor(
 			m.stream,
+			c.stream,
 			s.recoverStream,
 			s.cutOnShutdown,
 			auth.StreamServerInterceptor(a, policy),
@@ -151,7 +157,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			Time:    time.Minute,
 			Timeout: 20 * time.Second,
 		}),
-	)
+	}, cfg.ServerOptions...)...)
 	s.Health = health.NewServer()
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)

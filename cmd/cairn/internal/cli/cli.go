@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/status"
+
+	"github.com/cairn-dev/cairn/pkg/clock"
 )
 
 // Env is what a command sees of the outside world; tests substitute it.
@@ -25,6 +27,9 @@ type Env struct {
 	Getenv func(string) string
 	// IsTTY reports whether Stderr is a terminal, to draw progress bars.
 	IsTTY bool
+	// Clock paces `cairn run`'s restarts of children that died; nil means
+	// the real clock. Tests use a manual one.
+	Clock clock.Clock
 }
 
 // command is one `cairn <name>` subcommand.

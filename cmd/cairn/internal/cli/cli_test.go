@@ -81,29 +81,43 @@ func (f fakeIngestion) IngestStream(s grpc.BidiStreamingServer[ingestionv1.Inges
 		if err != nil {
 			return err
 		}
-		resp := &ingestionv1.IngestResponse{}
-		f.mu.Lock()
-		for i, ev := range req.GetBatch().GetEvents() {
-			r := &ingestionv1.EventResult{Index: int32(i), MessageId: ev.GetMessageId()}
-			switch {
-			case ev.GetEvent() == "bad":
-				r.Status, r.Field, r.Reason = ingestionv1.EventStatus_EVENT_STATUS_REJECTED, fmt.Sprintf("events[%d].event", i), `"bad" is not allowed`
-				resp.Rejected++
-			case f.seen[ev.GetMessageId()]:
-				r.Status = ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE
-				resp.Duplicates++
-			default:
-				f.seen[ev.GetMessageId()] = true
-				r.Status = ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED
-				resp.Accepted++
-			}
-			resp.Results = append(resp.Results, r)
-		}
-		f.mu.Unlock()
-		if err := s.Send(&ingestionv1.IngestStreamResponse{Sequence: req.GetSequence(), Result: resp}); err != nil {
+		if err := s.Send(&ingestionv1.IngestStreamResponse{Sequence: req.GetSequence(), Result: f.answer(req.GetBatch())}); err != nil {
 			return err
 		}
 	}
+}
+
+// Ingest is the unary path, which ordered uploads (the demo load) use.
+func (f fakeIngestion) Ingest(ctx context.Context, req *ingestionv1.IngestRequest) (*ingestionv1.IngestResponse, error) {
+	if err := f.record(ctx, "Ingest"); err != nil {
+		return nil, err
+	}
+	return f.answer(req), nil
+}
+
+// answer accepts every event of a batch but those named "bad", and reports
+// message ids seen before as duplicates.
+func (f fakeIngestion) answer(batch *ingestionv1.IngestRequest) *ingestionv1.IngestResponse {
+	resp := &ingestionv1.IngestResponse{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, ev := range batch.GetEvents() {
+		r := &ingestionv1.EventResult{Index: int32(i), MessageId: ev.GetMessageId()}
+		switch {
+		case ev.GetEvent() == "bad":
+			r.Status, r.Field, r.Reason = ingestionv1.EventStatus_EVENT_STATUS_REJECTED, fmt.Sprintf("events[%d].event", i), `"bad" is not allowed`
+			resp.Rejected++
+		case f.seen[ev.GetMessageId()]:
+			r.Status = ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE
+			resp.Duplicates++
+		default:
+			f.seen[ev.GetMessageId()] = true
+			r.Status = ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED
+			resp.Accepted++
+		}
+		resp.Results = append(resp.Results, r)
+	}
+	return resp
 }
 
 func (f fakeIngestion) GetLogInfo(ctx context.Context, _ *ingestionv1.GetLogInfoRequest) (*ingestionv1.GetLogInfoResponse, error) {

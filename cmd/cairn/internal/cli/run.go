@@ -43,6 +43,8 @@ type runConfig struct {
 	services     string
 	readyTimeout time.Duration
 	stopTimeout  time.Duration
+	// restart says when a child that died is started again.
+	restart restartPolicy
 }
 
 // ports derives every address from the base ports.
@@ -65,7 +67,7 @@ func (rc *runConfig) ports() ports {
 
 func runSuite(ctx context.Context, env *Env, args []string) error {
 	fs := helpFlagSet(env, "run", "run [--bin ./bin] [--data ./data] [--no-demo] [--base-port 7100]")
-	rc := &runConfig{}
+	rc := &runConfig{restart: defaultRestartPolicy}
 	fs.StringVar(&rc.bin, "bin", "./bin", "directory holding cairn-<service> binaries")
 	fs.StringVar(&rc.data, "data", "./data", "data directory: bbolt files, keys.json, run.json")
 	fs.BoolVar(&rc.demo, "demo", true, "load the demo workspace when the ingestion log is empty")
@@ -182,44 +184,87 @@ func superviseSuite(ctx context.Context, env *Env, rc *runConfig, opts demo.Opti
 		return fmt.Errorf("start the suite: %w", err)
 	}
 	logf(env.Stdout, "all services are ready")
-
-	// The demo loads while the children run; a child dying meanwhile still
-	// stops everything.
-	loadCtx, cancelLoad := context.WithCancel(ctx)
-	loaded := make(chan struct{})
-	go func() {
-		defer close(loaded)
+	return keepUp(ctx, env, rc, g, stop, func(loadCtx context.Context) error {
 		if rc.demo && enabled["ingestion"] {
 			loadDemo(loadCtx, env.Stdout, p, info, opts, enabled)
 		}
-	}()
-	var exit *supervisor.Exit
-	select {
-	case <-loaded:
-	case e := <-g.Exits():
-		exit = &e
-	case <-ctx.Done():
-	}
-	cancelLoad()
-	<-loaded
-	if exit == nil && ctx.Err() == nil {
+		if loadCtx.Err() != nil {
+			return nil
+		}
 		if err := writeRunInfo(data, info); err != nil {
-			_ = stop()
 			return err
 		}
 		printBanner(env.Stdout, info, enabled, data)
+		return nil
+	})
+}
+
+// keepUp runs the started suite until ctx ends (Ctrl-C, SIGTERM), then stops
+// it. Meanwhile it runs load (the demo, run.json and the banner) and restarts
+// every child that dies, after the backoff of rc.restart, saying so; it stops
+// the suite only when load fails, or a child keeps dying (rc.restart's limit)
+// or cannot be started again.
+func keepUp(ctx context.Context, env *Env, rc *runConfig, g *supervisor.Group, stop func() error, load func(context.Context) error) error {
+	clk := env.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	loadCtx, cancelLoad := context.WithCancel(ctx)
+	loadDone := make(chan struct{})
+	loadErr := make(chan error, 1)
+	go func() {
+		defer close(loadDone)
+		loadErr <- load(loadCtx)
+	}()
+	// Pending restarts wait in their own goroutines, so that several
+	// children can be backing off at once; they end with the suite.
+	waitCtx, cancelWaits := context.WithCancel(ctx)
+	defer cancelWaits()
+	due := make(chan string)
+	halt := func() error {
+		cancelLoad()
+		<-loadDone
+		return stop()
+	}
+	rs := newRestarts(rc.restart)
+	for {
 		select {
 		case e := <-g.Exits():
-			exit = &e
+			d := rs.onExit(e.Name, clk.Now())
+			if d.giveUp {
+				logf(env.Stdout, "%s", d.message(e.Name, e.Err, rs.policy))
+				_ = halt()
+				return fmt.Errorf("%s keeps exiting (%s): restarted %d times within %s", e.Name, exitText(e.Err), rs.policy.limit, rs.policy.window)
+			}
+			// The wait is registered before the line is printed, so that
+			// whoever reads the line (a test with a manual clock) finds it.
+			wait := clk.After(d.delay)
+			logf(env.Stdout, "%s", d.message(e.Name, e.Err, rs.policy))
+			go func(name string) {
+				select {
+				case <-wait:
+					select {
+					case due <- name:
+					case <-waitCtx.Done():
+					}
+				case <-waitCtx.Done():
+				}
+			}(e.Name)
+		case err := <-loadErr:
+			if err != nil {
+				_ = halt()
+				return err
+			}
+		case name := <-due:
+			if err := g.Restart(name); err != nil {
+				logf(env.Stdout, "cannot restart %s: %v; stopping the suite", name, err)
+				_ = halt()
+				return fmt.Errorf("restart %s: %w", name, err)
+			}
 		case <-ctx.Done():
+			return halt()
 		}
 	}
-	if exit != nil {
-		logf(env.Stdout, "%s exited unexpectedly (%s); stopping the others", exit.Name, exitText(exit.Err))
-		_ = stop()
-		return fmt.Errorf("%s exited unexpectedly (%s)", exit.Name, exitText(exit.Err))
-	}
-	return stop()
 }
 
 func exitText(err error) string {
@@ -384,11 +429,12 @@ func loadDemo(ctx context.Context, w io.Writer, p ports, info *RunInfo, opts dem
 		logf(w, "demo: %v", err)
 		return
 	}
-	logf(w, "demo: loading %d events for %d accounts (seed %d, up to %s)", len(items), len(ds.Accounts), opts.Seed, opts.Now.Format("2006-01-02"))
+	logf(w, "demo: loading %d events for %d simulated companies (seed %d, up to %s); %d of them identify themselves, the other %d only visit anonymously, so the workspace has %d accounts",
+		len(items), len(ds.Accounts), opts.Seed, opts.Now.Format("2006-01-02"), ds.Identified(), len(ds.Accounts)-ds.Identified(), ds.Identified())
 	next := 10
 	var sum ingest.Summary
 	start := time.Now()
-	err = ingest.Send(ctx, client, items, ingest.Options{BatchSize: 500, Progress: func(done, total int) {
+	err = ingest.Send(ctx, client, items, ingest.Options{BatchSize: 500, Ordered: true, Progress: func(done, total int) {
 		if pct := done * 100 / total; pct >= next {
 			logf(w, "demo: %d%% (%d/%d events)", pct, done, total)
 			next = pct/10*10 + 10

@@ -23,6 +23,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/testport"
 )
 
@@ -152,14 +153,37 @@ func (l *lockedBuf) String() string {
 // startRun runs `cairn run` in the background against fake services.
 func startRun(t *testing.T, ctx context.Context, data string, extra ...string) (*lockedBuf, <-chan int) {
 	t.Helper()
+	return startRunClock(t, ctx, data, nil, extra...)
+}
+
+// startRunClock is startRun with the clock that paces restarts.
+func startRunClock(t *testing.T, ctx context.Context, data string, clk clock.Clock, extra ...string) (*lockedBuf, <-chan int) {
+	t.Helper()
 	t.Setenv(helperEnv, data)
 	out := &lockedBuf{}
-	env := &Env{Stdout: out, Stderr: out, Getenv: os.Getenv}
+	env := &Env{Stdout: out, Stderr: out, Getenv: os.Getenv, Clock: clk}
 	args := append([]string{"run", "--bin", fakeBin(t), "--data", data, "--base-port", fmt.Sprint(testport.Base(t, 25)),
 		"--demo-accounts", "3", "--now", "2026-11-01", "--stop-timeout", "1m"}, extra...)
 	code := make(chan int, 1)
 	go func() { code <- Main(ctx, args, env) }()
 	return out, code
+}
+
+// waitOutput waits until the output holds want n times.
+func waitOutput(t *testing.T, want string, n int, code <-chan int, out *lockedBuf) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute) // failure guard, not a speed assertion
+	for strings.Count(out.String(), want) < n {
+		select {
+		case c := <-code:
+			t.Fatalf("cairn run exited %d before printing %q %d times:\n%s", c, want, n, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("output lacks %q %d times:\n%s", want, n, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func waitFile(t *testing.T, path string, code <-chan int, out *lockedBuf) {
@@ -260,39 +284,94 @@ func TestRunSuiteLifecycle(t *testing.T) {
 	}
 }
 
-func TestRunSuiteChildFails(t *testing.T) {
-	tests := []struct {
-		name    string
-		crash   string // child failing at start
-		kill    string // child dying after the suite is up
-		wantOut string
-	}{
-		{name: "child fails at start", crash: "health", wantOut: "health exited before it was ready"},
-		{name: "child dies later", kill: "routing", wantOut: "routing exited unexpectedly (exit status 3); stopping the others"},
+func TestRunSuiteChildFailsAtStart(t *testing.T) {
+	data := t.TempDir()
+	t.Setenv(helperEnv+"_CRASH", "health")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, code := startRun(t, ctx, data, "--no-demo")
+	if c := <-code; c != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", c, out)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			data := t.TempDir()
-			t.Setenv(helperEnv+"_CRASH", tt.crash)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			out, code := startRun(t, ctx, data, "--no-demo")
-			if tt.kill != "" {
-				waitFile(t, filepath.Join(data, "run.json"), code, out)
-				if err := os.WriteFile(filepath.Join(data, "kill-"+tt.kill), nil, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if c := <-code; c != 1 {
-				t.Fatalf("exit %d, want 1:\n%s", c, out)
-			}
-			if !strings.Contains(out.String(), tt.wantOut) {
-				t.Errorf("output lacks %q:\n%s", tt.wantOut, out)
-			}
-			if !strings.Contains(out.String(), "ingestion | stopped on SIGTERM") {
-				t.Errorf("the other children were not stopped:\n%s", out)
-			}
-		})
+	if want := "health exited before it was ready"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+	if !strings.Contains(out.String(), "ingestion | stopped on SIGTERM") {
+		t.Errorf("the other children were not stopped:\n%s", out)
+	}
+}
+
+// TestRunSuiteRestartsChild: a child that dies after the suite is up is
+// started again after a backoff that doubles, and the supervisor says so;
+// the suite keeps running until it is interrupted.
+func TestRunSuiteRestartsChild(t *testing.T) {
+	data := t.TempDir()
+	clk := clock.NewManual(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, code := startRunClock(t, ctx, data, clk, "--no-demo")
+	waitFile(t, filepath.Join(data, "run.json"), code, out)
+	kill := filepath.Join(data, "kill-routing")
+	for i, msg := range []string{
+		"routing exited (exit status 3); restarting in 500ms (restart 1)",
+		"routing exited (exit status 3); restarting in 1s (restart 2)",
+	} {
+		if err := os.WriteFile(kill, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		waitOutput(t, msg, 1, code, out)
+		// The fake dies at once while the file exists.
+		if err := os.Remove(kill); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(out.String(), "routing   | serving") != i+1 {
+			t.Fatalf("routing restarted before its backoff was over:\n%s", out)
+		}
+		clk.Advance(time.Duration(500<<i) * time.Millisecond)
+		waitOutput(t, "routing   | serving", i+2, code, out)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d after interrupt, want 0:\n%s", c, out)
+	}
+	for _, want := range []string{"routing   | stopped on SIGTERM", "ingestion | stopped on SIGTERM"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out.String(), "stopping the others") {
+		t.Errorf("a restarted child stopped the suite:\n%s", out)
+	}
+}
+
+// TestRunSuiteGivesUpOnCrashLoop: a child that keeps dying is restarted up
+// to the limit, then the supervisor says why and stops the suite.
+func TestRunSuiteGivesUpOnCrashLoop(t *testing.T) {
+	data := t.TempDir()
+	clk := clock.NewManual(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, code := startRunClock(t, ctx, data, clk, "--no-demo")
+	waitFile(t, filepath.Join(data, "run.json"), code, out)
+	if err := os.WriteFile(filepath.Join(data, "kill-health"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	delay := 500 * time.Millisecond
+	for n := 1; n <= defaultRestartPolicy.limit; n++ {
+		waitOutput(t, fmt.Sprintf("health exited (exit status 3); restarting in %s (restart %d)", delay, n), 1, code, out)
+		clk.Advance(delay)
+		delay *= 2
+	}
+	if c := <-code; c != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", c, out)
+	}
+	for _, want := range []string{
+		"health exited (exit status 3) after 5 restarts within 1m0s; stopping the suite",
+		"routing   | stopped on SIGTERM", "ingestion | stopped on SIGTERM",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
 

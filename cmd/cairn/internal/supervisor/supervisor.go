@@ -1,7 +1,7 @@
 // Package supervisor runs the suite's binaries as child processes: it starts
 // them with their flags, prefixes their output with the service name, waits
-// until each is ready, notices when one dies, and stops them all with SIGTERM
-// (then SIGKILL after a bound).
+// until each is ready, notices when one dies (and restarts it when told to),
+// and stops them all with SIGTERM (then SIGKILL after a bound).
 package supervisor
 
 import (
@@ -91,16 +91,54 @@ func (g *Group) Start(p Process) error {
 	if _, err := os.Stat(p.Path); err != nil {
 		return fmt.Errorf("start %s: %w (build it with `make build`)", p.Name, err)
 	}
+	c, err := g.spawnLocked(p)
+	if err != nil {
+		return err
+	}
+	g.procs = append(g.procs, c)
+	return nil
+}
+
+// Restart starts again the child called name, which must have exited, with
+// the same command line. It keeps the child's place in the start order, so
+// Stop still stops downstream services first.
+func (g *Group) Restart(name string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("restart " + name + ": group is stopping")
+	}
+	for i, c := range g.procs {
+		if c.p.Name != name {
+			continue
+		}
+		select {
+		case <-c.done:
+		default:
+			return fmt.Errorf("restart %s: it is still running", name)
+		}
+		nc, err := g.spawnLocked(c.p)
+		if err != nil {
+			return err
+		}
+		g.procs[i] = nc
+		return nil
+	}
+	return fmt.Errorf("restart %s: no such child", name)
+}
+
+// spawnLocked starts p's process and reports its exit on Exits; g.mu is
+// held.
+func (g *Group) spawnLocked(p Process) (*child, error) {
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env = append(os.Environ(), p.Env...)
 	pw := &prefixWriter{prefix: []byte(fmt.Sprintf("%-9s | ", p.Name)), out: g.out}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.Name, err)
+		return nil, fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	c := &child{p: p, cmd: cmd, done: make(chan struct{}), out: pw}
-	g.procs = append(g.procs, c)
 	go func() {
 		c.err = cmd.Wait()
 		pw.flush()
@@ -110,7 +148,7 @@ func (g *Group) Start(p Process) error {
 		default: // Nobody is listening any more: we are stopping.
 		}
 	}()
-	return nil
+	return c, nil
 }
 
 // WaitReady polls every child's readiness check until all pass, ctx ends, or

@@ -39,6 +39,12 @@ type Config struct {
 	// disables limiting (-rate, -burst).
 	Rate  float64
 	Burst int
+	// Admission bounds the requests and body bytes handled at once, per
+	// key and overall (admission.go).
+	Admission Admission
+	// MemoryLimitMiB is the soft memory limit (as GOMEMLIMIT, in MiB) set
+	// at start when GOMEMLIMIT is unset (-memory-limit-mib); 0: none.
+	MemoryLimitMiB int64
 	// ShutdownTimeout bounds graceful shutdown (-shutdown-timeout).
 	ShutdownTimeout time.Duration
 }
@@ -65,6 +71,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.MaxBody, "max-body", 1<<20, "maximum request body in bytes")
 	fs.Float64Var(&c.Rate, "rate", 1000, "requests per second allowed per API key (0 disables)")
 	fs.IntVar(&c.Burst, "burst", 2000, "burst of requests allowed per API key")
+	c.Admission.register(fs)
+	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", 256, "soft memory limit in MiB (as GOMEMLIMIT) when the GOMEMLIMIT environment variable is unset; 0: none")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "graceful shutdown limit")
 	if err := server.ParseFlags(fs, args, getenv); err != nil {
 		return c, err
@@ -115,6 +123,14 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "%v is not positive", c.ShutdownTimeout)
+	}
+	c.Admission.check(c.MaxBody, bad)
+	if c.MemoryLimitMiB < 0 {
+		bad("memory-limit-mib", "%d is negative", c.MemoryLimitMiB)
+	}
+	if getenv("GOMEMLIMIT") != "" {
+		// The operator chose; the runtime has already applied it.
+		c.MemoryLimitMiB = 0
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("%w: %w", server.ErrConfig, err)

@@ -23,6 +23,11 @@ func TestParseDefaults(t *testing.T) {
 		HTTPAddr: "127.0.0.1:8080", MetricsAddr: "127.0.0.1:9105",
 		IngestionAddr: "127.0.0.1:7101", StagesAddr: "127.0.0.1:7102", HealthAddr: "127.0.0.1:7103", RoutingAddr: "127.0.0.1:7104",
 		Partitions: 8, KeysFile: "./data/keys.json", MaxBody: 1 << 20, Rate: 1000, Burst: 2000, ShutdownTimeout: 10 * time.Second,
+		Admission: Admission{
+			Bytes: 8 << 20, BytesPerKey: 4 << 20, Requests: 256, RequestsPerKey: 64, Readers: 256, ReadersPerKey: 64,
+			Wait: 100 * time.Millisecond, Target: 100 * time.Millisecond,
+		},
+		MemoryLimitMiB: 256,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -37,6 +42,9 @@ func TestParseEnv(t *testing.T) {
 		"CAIRN_INGESTION_ADDR": "i0:1,i1:1", "CAIRN_STAGES_ADDR": "s:1", "CAIRN_HEALTH_ADDR": "h:1", "CAIRN_ROUTING_ADDR": "r:1",
 		"CAIRN_PARTITIONS": "16", "CAIRN_KEYS": "/k.json", "CAIRN_CORS_ORIGINS": " https://a.example, *",
 		"CAIRN_RATE": "0", "CAIRN_BURST": "5", "CAIRN_SHUTDOWN_TIMEOUT": "3s",
+		"CAIRN_MAX_INFLIGHT_BYTES": "100", "CAIRN_MAX_INFLIGHT_BYTES_PER_KEY": "50", "CAIRN_MAX_INFLIGHT_REQUESTS": "9",
+		"CAIRN_MAX_INFLIGHT_REQUESTS_PER_KEY": "3", "CAIRN_MAX_READERS": "8", "CAIRN_MAX_READERS_PER_KEY": "2",
+		"CAIRN_ADMIT_WAIT": "20ms", "CAIRN_ADMIT_TARGET": "50ms", "CAIRN_MEMORY_LIMIT_MIB": "64",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +54,8 @@ func TestParseEnv(t *testing.T) {
 		IngestionAddr: "i0:1,i1:1", StagesAddr: "s:1", HealthAddr: "h:1", RoutingAddr: "r:1",
 		Partitions: 16, KeysFile: "/k.json", CORSOrigins: []string{"https://a.example", "*"},
 		MaxBody: 34, Rate: 0, Burst: 5, ShutdownTimeout: 3 * time.Second,
+		Admission:      Admission{Bytes: 100, BytesPerKey: 50, Requests: 9, RequestsPerKey: 3, Readers: 8, ReadersPerKey: 2, Wait: 20 * time.Millisecond, Target: 50 * time.Millisecond},
+		MemoryLimitMiB: 64,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config = %+v\nwant %+v: env for every flag and the flag winning for max-body", c, want)
@@ -75,6 +85,12 @@ func TestParseRejects(t *testing.T) {
 		"http addr no port":     {args: []string{"-http-addr", "localhost"}, want: []string{"-http-addr"}},
 		"metrics addr empty":    {args: []string{"-metrics-addr", ""}, want: []string{"-metrics-addr: empty"}},
 		"zero shutdown":         {args: []string{"-shutdown-timeout", "0s"}, want: []string{"-shutdown-timeout: 0s"}},
+		"per-key above overall": {args: []string{"-max-readers", "4", "-max-readers-per-key", "5"}, want: []string{"-max-readers-per-key: 5 is above -max-readers 4"}},
+		"negative bound":        {args: []string{"-max-inflight-requests", "-1"}, want: []string{"-max-inflight-requests: -1"}},
+		"bytes below the body":  {args: []string{"-max-body", "2000", "-max-inflight-bytes-per-key", "1000"}, want: []string{"-max-inflight-bytes-per-key: 1000 is below -max-body 2000"}},
+		"negative admit wait":   {args: []string{"-admit-wait", "-1s"}, want: []string{"-admit-wait: -1s"}},
+		"negative admit target": {args: []string{"-admit-target", "-1s"}, want: []string{"-admit-target: -1s"}},
+		"negative memory limit": {args: []string{"-memory-limit-mib", "-5"}, want: []string{"-memory-limit-mib: -5"}},
 		"every problem at once": {args: []string{"-burst", "0", "-max-body", "-1"}, want: []string{"-burst: 0", "-max-body: -1"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -117,5 +133,25 @@ func TestMainExitCodes(t *testing.T) {
 				t.Errorf("exit %d (ran %v), stderr %q; want exit %d, not run, stderr containing %q", code, ran, stderr.String(), tc.code, tc.stderr)
 			}
 		})
+	}
+}
+
+// TestParseMemoryLimit: GOMEMLIMIT set by the operator wins over
+// -memory-limit-mib, which then sets nothing.
+func TestParseMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want int64
+	}{
+		{want: 256},
+		{args: []string{"-memory-limit-mib", "512"}, want: 512},
+		{env: map[string]string{"GOMEMLIMIT": "1GiB"}, want: 0},
+		{args: []string{"-memory-limit-mib", "0"}, want: 0},
+	} {
+		c, err := Parse(tc.args, env(tc.env))
+		if err != nil || c.MemoryLimitMiB != tc.want {
+			t.Errorf("Parse(%v, %v): limit %d MiB, %v; want %d", tc.args, tc.env, c.MemoryLimitMiB, err, tc.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/methods"
@@ -56,12 +58,33 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimitMiB << 20)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	adm := cfg.Admission.controllers(clock.Real{})
+	for _, c := range adm.Controllers() {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register admission metrics: %w", err)
+		}
+	}
+	// Once a burst is over, the memory it took goes back to the OS.
+	reclaimCtx, stopReclaim := context.WithCancel(ctx)
+	reclaimed := make(chan struct{})
+	go func() {
+		defer close(reclaimed)
+		_ = (&admit.Reclaimer{Controllers: adm.Controllers()}).Run(reclaimCtx)
+	}()
+	defer func() {
+		stopReclaim()
+		<-reclaimed
+	}()
 	h, err := server.New(ctx, server.Config{
 		Upstreams:   ups,
 		Auth:        keys,
 		Limiter:     web.NewRateLimiter(cfg.Rate, cfg.Burst, clock.Real{}),
+		Admission:   adm,
 		CORSOrigins: cfg.CORSOrigins,
 		MaxBody:     cfg.MaxBody,
 		Registerer:  reg,

@@ -52,6 +52,9 @@ type Config struct {
 	Auth web.Authenticator
 	// Limiter applies per-key rate limits; nil means unlimited.
 	Limiter *web.RateLimiter
+	// Admission bounds the requests handled at once, per key and overall;
+	// nil means unbounded (admission.go).
+	Admission *Admission
 	// CORSOrigins may call the REST API from browsers; "*" allows any.
 	CORSOrigins []string
 	// MaxBody caps request bodies in bytes (413 beyond); 0 means 1 MiB.
@@ -96,11 +99,14 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 
 	mux := http.NewServeMux()
 	tr := &tracking.Handler{Ingestion: ingestionv1.NewIngestionServiceClient(u.Ingestion), Auth: cfg.Auth, Limiter: cfg.Limiter}
+	if cfg.Admission != nil {
+		tr.Admission = cfg.Admission.Writes
+	}
 	tr.Register(mux)
 	for _, p := range tracking.Paths() {
 		mux.HandleFunc("OPTIONS /v1/"+p, tracking.Preflight)
 	}
-	mux.Handle("/v1/", keyed(cfg.Auth, cfg.Limiter, rest))
+	mux.Handle("/v1/", keyed(cfg.Auth, cfg.Limiter, cfg.Admission, rest))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "/openapi.json")
 		w.Header().Set("Content-Type", "application/json")
@@ -116,17 +122,19 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	var h http.Handler = mux
 	h = web.LimitBody(cfg.MaxBody, h)
 	h = web.CORS{Origins: cfg.CORSOrigins}.Wrap(h)
+	h = web.RequireUTF8(h)
 	h = web.Identify(h)
 	h = metrics.Wrap(h)
 	return h, nil
 }
 
 func newREST(ctx context.Context, u Upstreams, log *slog.Logger) (*runtime.ServeMux, error) {
+	u = u.utf8Checked()
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, web.FieldNamingJSON{Marshaler: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-		}),
+		}}),
 		runtime.WithErrorHandler(func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 			if body := web.WriteError(w, r, err); body.HTTPStatus >= 500 {
 				log.WarnContext(ctx, "upstream call failed", "path", r.URL.Path, "request_id", body.RequestID, "error", err)
@@ -146,6 +154,10 @@ func newREST(ctx context.Context, u Upstreams, log *slog.Logger) (*runtime.Serve
 			return func(w http.ResponseWriter, r *http.Request, p map[string]string) {
 				if pat, ok := runtime.HTTPPattern(r.Context()); ok {
 					web.SetRoute(r.Context(), r.Method+" "+strings.ReplaceAll(pat.String(), "=*}", "}"))
+				}
+				if err := web.CheckPathParams(p); err != nil {
+					web.WriteError(w, r, err)
+					return
 				}
 				next(w, r, p)
 			}
@@ -173,9 +185,9 @@ func newREST(ctx context.Context, u Upstreams, log *slog.Logger) (*runtime.Serve
 }
 
 // keyed checks the Bearer key before forwarding, so that bad keys are refused
-// without an upstream round trip and rate limits are kept per key. The
-// services authorize the forwarded key again (role, workspace).
-func keyed(a web.Authenticator, l *web.RateLimiter, next http.Handler) http.Handler {
+// without an upstream round trip and rate limits and admission are kept per
+// key. The services authorize the forwarded key again (role, workspace).
+func keyed(a web.Authenticator, l *web.RateLimiter, adm *Admission, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "unmatched /v1")
 		tok, ok := web.BearerToken(r.Header.Get("Authorization"))
@@ -192,6 +204,12 @@ func keyed(a web.Authenticator, l *web.RateLimiter, next http.Handler) http.Hand
 			web.WriteError(w, r, web.RateLimited(wait))
 			return
 		}
+		ticket, err := adm.rest(r, key.ID)
+		if err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+		defer ticket.Release()
 		next.ServeHTTP(w, r)
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
 
@@ -30,6 +31,10 @@ type Handler struct {
 	Auth web.Authenticator
 	// Limiter applies per-key rate limits; nil means unlimited.
 	Limiter *web.RateLimiter
+	// Admission bounds the requests and body bytes handled at once, per
+	// key and overall, before a body is read (see admit.go); nil means
+	// unbounded.
+	Admission *admit.Controller
 	// MaxInflated caps gzip-encoded bodies after inflation; 0 means 4 MiB.
 	MaxInflated int64
 }
@@ -107,24 +112,34 @@ func Preflight(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]byte) (Decoded, error)) {
+	// A key in a header is checked, and the request admitted, before the
+	// body is read: a refused request costs no buffer.
+	token, fromHeader := headerKey(r)
+	var (
+		key web.Key
+		err error
+	)
+	if fromHeader {
+		if key, err = h.authenticate(token); err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+	}
+	ticket, err := h.admit(r, key.ID)
+	if err != nil {
+		web.WriteError(w, r, err)
+		return
+	}
+	defer ticket.Release()
 	buf := getBuffer()
-	body, err := h.readBody(r, buf)
+	body, err := h.readBody(r, buf, ticket)
 	if err != nil {
 		putBuffer(buf)
-		if !web.TooLarge(err) {
+		if !web.TooLarge(err) && status.Code(err) != codes.ResourceExhausted {
 			err = status.Error(codes.InvalidArgument, "could not read request body: "+err.Error())
 		}
 		web.WriteError(w, r, err)
 		return
-	}
-	token, fromHeader := headerKey(r)
-	var key web.Key
-	if fromHeader {
-		if key, err = h.authenticate(token); err != nil {
-			putBuffer(buf)
-			web.WriteError(w, r, err)
-			return
-		}
 	}
 	// The decoders keep nothing of body, so its buffer serves the next request.
 	d, err := decode(body)
@@ -199,11 +214,13 @@ func writeResponse(w http.ResponseWriter, resp Response) {
 // readBody reads the request body into buf, inflating it when the client
 // sent Content-Encoding: gzip (RudderStack's and several Segment SDKs do). The
 // inflated size is capped too, so a small compressed body cannot expand
-// without bound. The result aliases buf.
-func (h *Handler) readBody(r *http.Request, buf *bytes.Buffer) ([]byte, error) {
+// without bound. Bytes beyond those admitted with t (a chunked body, the
+// inflated body) are charged to t as they are read (counted). The result
+// aliases buf.
+func (h *Handler) readBody(r *http.Request, buf *bytes.Buffer, t *admit.Ticket) ([]byte, error) {
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
-		if _, err := buf.ReadFrom(r.Body); err != nil {
+		if _, err := buf.ReadFrom(counted(r.Body, t, r.ContentLength)); err != nil {
 			return nil, err
 		}
 		return buf.Bytes(), nil
@@ -217,7 +234,7 @@ func (h *Handler) readBody(r *http.Request, buf *bytes.Buffer) ([]byte, error) {
 		if limit <= 0 {
 			limit = defaultMaxInflated
 		}
-		if _, err := buf.ReadFrom(io.LimitReader(zr, limit+1)); err != nil {
+		if _, err := buf.ReadFrom(io.LimitReader(counted(zr, t, -1), limit+1)); err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		if int64(buf.Len()) > limit {

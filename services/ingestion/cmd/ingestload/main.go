@@ -4,8 +4,16 @@
 // -segment it posts the same batches as Segment /v1/batch JSON to the
 // gateway instead, to measure the tracking API end to end.
 //
+// Failed batches are told apart: shed (HTTP 429, ResourceExhausted: the
+// server refused them at once, as admission control should), timeouts (the
+// -timeout per request ran out, HTTP 504, DeadlineExceeded) and other
+// errors. Latency percentiles are of accepted batches; "ack" counts from
+// when a batch was due (its scheduled time with -rate), "sent" from when it
+// was sent, so that a generator falling behind its schedule shows.
+//
 //	ingestload -addr 127.0.0.1:7101 -key $CAIRN_API_KEY -batch 100 -conc 8 -duration 30s
 //	ingestload -segment http://127.0.0.1:8080 -key $WRITE_KEY -batch 100 -conc 16 -duration 30s
+//	ingestload -segment http://127.0.0.1:8080 -key $K1,$K2 -batch 500 -conc 1000 -rate 200000 -duration 60s   # overload
 package main
 
 import (
@@ -16,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -25,13 +34,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
 )
 
 // options are the command-line flags.
@@ -46,17 +57,50 @@ type options struct {
 	runID                string
 	rate                 float64
 	segment              string
+	timeout              time.Duration
+	keys                 []string
 }
 
 // totals are shared counters of all workers.
 type totals struct {
 	accepted, duplicates, rejected, failed atomic.Int64
+	// failed batches by kind
+	shed, timeouts, others atomic.Int64
+}
+
+// httpError is a gateway answer other than 200.
+type httpError struct {
+	code int
+	body string
+}
+
+func (e *httpError) Error() string {
+	return fmt.Sprintf("POST /v1/batch: %d %s: %s", e.code, http.StatusText(e.code), e.body)
+}
+
+// kind sorts a failed batch: shed, timeout or other.
+func kind(err error) string {
+	var he *httpError
+	var ne net.Error
+	switch {
+	case errors.As(err, &he) && he.code == http.StatusTooManyRequests,
+		status.Code(err) == codes.ResourceExhausted:
+		return "shed"
+	case errors.As(err, &he) && he.code == http.StatusGatewayTimeout,
+		status.Code(err) == codes.DeadlineExceeded,
+		errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "other"
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:7101", "ingestion gRPC address")
-	flag.StringVar(&o.key, "key", os.Getenv("CAIRN_API_KEY"), "API key with the write role (default $CAIRN_API_KEY)")
+	var keys string
+	flag.StringVar(&keys, "key", os.Getenv("CAIRN_API_KEY"), "API key with the write role (default $CAIRN_API_KEY); several comma-separated are used by the callers in turn")
+	flag.DurationVar(&o.timeout, "timeout", time.Minute, "give up on a request after this long (counted as a timeout)")
 	flag.StringVar(&o.workspace, "workspace", "", "workspace (required with a service key)")
 	flag.IntVar(&o.batch, "batch", 100, "events per batch")
 	flag.IntVar(&o.conc, "conc", 8, "concurrent callers (streams with -stream)")
@@ -69,6 +113,14 @@ func main() {
 	flag.StringVar(&o.segment, "segment", "", "instead of gRPC, POST Segment /v1/batch JSON to this gateway base URL (e.g. http://127.0.0.1:8080), write key in Basic auth")
 	flag.StringVar(&o.runID, "run", fmt.Sprint(time.Now().UnixNano()), "prefix of generated message ids")
 	flag.Parse()
+	for _, k := range strings.Split(keys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			o.keys = append(o.keys, k)
+		}
+	}
+	if len(o.keys) > 0 {
+		o.key = o.keys[0]
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestload:", err)
 		os.Exit(1)
@@ -88,14 +140,20 @@ func run(o options) error {
 	if o.segment != "" && o.stream {
 		return errors.New("-segment and -stream: choose one")
 	}
-	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(auth.Bearer(o.key)), grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", o.addr, err)
+	// One connection per key: the key travels as the connection's
+	// credentials.
+	clients := make([]ingestionv1.IngestionServiceClient, len(o.keys))
+	conns := make([]*grpc.ClientConn, len(o.keys))
+	for i, k := range o.keys {
+		conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(auth.Bearer(k)), grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", o.addr, err)
+		}
+		defer conn.Close()
+		clients[i], conns[i] = ingestionv1.NewIngestionServiceClient(conn), conn
 	}
-	defer conn.Close()
-	client := ingestionv1.NewIngestionServiceClient(conn)
-	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc}}
+	httpClient := &http.Client{Timeout: o.timeout, Transport: &http.Transport{MaxIdleConnsPerHost: o.conc, MaxIdleConns: o.conc}}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -107,6 +165,7 @@ func run(o options) error {
 		next    atomic.Int64
 		mu      sync.Mutex
 		lat     []time.Duration
+		sentLat []time.Duration
 		wg      sync.WaitGroup
 		firstMu sync.Mutex
 		firstEr error
@@ -121,7 +180,7 @@ func run(o options) error {
 			seq := n*int64(o.batch) + int64(i)
 			c, _ := structpb.NewStruct(map[string]any{"groupId": fmt.Sprint("acct-", seq%int64(o.accounts))})
 			req.Events[i] = &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK,
-				MessageId: fmt.Sprint(o.runID, "-", seq), UserId: fmt.Sprint("user-", seq%(int64(o.accounts)*5)),
+				MessageId: fmt.Sprintf("%s-%0*d", o.runID, seqWidth, seq), UserId: fmt.Sprint("user-", seq%(int64(o.accounts)*5)),
 				Event: "report_created", Properties: props, Context: c}
 		}
 		return req
@@ -155,6 +214,15 @@ func run(o options) error {
 	}
 	fail := func(err error) {
 		t.failed.Add(1)
+		switch kind(err) {
+		case "shed":
+			t.shed.Add(1)
+			return // expected under overload; the first error shown is another kind
+		case "timeout":
+			t.timeouts.Add(1)
+		default:
+			t.others.Add(1)
+		}
 		firstMu.Lock()
 		if firstEr == nil {
 			firstEr = err
@@ -162,21 +230,36 @@ func run(o options) error {
 		firstMu.Unlock()
 	}
 	start = time.Now()
-	for range o.conc {
+	for w := range o.conc {
 		wg.Add(1)
+		client, conn := clients[w%len(clients)], conns[w%len(conns)]
+		key := o.keys[w%len(o.keys)]
 		go func() {
 			defer wg.Done()
-			var local []time.Duration
-			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
+			var local, localSent []time.Duration
+			defer func() {
+				mu.Lock()
+				lat, sentLat = append(lat, local...), append(sentLat, localSent...)
+				mu.Unlock()
+			}()
+			var (
+				seg segmentBody
+				raw *rawBatch
+			)
 			if !o.stream {
 				for {
 					n, due, ok := take()
 					if !ok {
 						return
 					}
-					var req *ingestionv1.IngestRequest
+					// A caller encodes its batch once and then patches only
+					// the message ids, so that a thousand callers on the
+					// load machine spend their CPU sending, not encoding.
 					if o.segment == "" {
-						req = makeBatch(n)
+						if raw == nil {
+							raw = newRawBatch(makeBatch(n), o.runID)
+						}
+						raw.patch(n * int64(o.batch))
 					}
 					t0 := time.Now()
 					if o.rate > 0 {
@@ -186,16 +269,21 @@ func run(o options) error {
 						resp *ingestionv1.IngestResponse
 						err  error
 					)
+					sent := time.Now()
 					if o.segment != "" {
-						resp, err = postSegment(httpClient, o, n)
+						resp, err = seg.post(httpClient, o, key, n)
 					} else {
-						resp, err = client.Ingest(context.WithoutCancel(ctx), req)
+						cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+						resp = &ingestionv1.IngestResponse{}
+						err = conn.Invoke(cctx, ingestionv1.IngestionService_Ingest_FullMethodName, raw, resp, grpc.ForceCodec(rawCodec{}))
+						cancel()
 					}
 					if err != nil {
 						fail(err)
 						continue
 					}
 					record(resp, time.Since(t0), &local)
+					localSent = append(localSent, time.Since(sent))
 				}
 			}
 			s, err := client.IngestStream(context.WithoutCancel(ctx))
@@ -263,12 +351,14 @@ func run(o options) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	pct := func(q float64) time.Duration {
-		if len(lat) == 0 {
+	slices.Sort(sentLat)
+	pctOf := func(l []time.Duration, q float64) time.Duration {
+		if len(l) == 0 {
 			return 0
 		}
-		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
+		return l[min(len(l)-1, int(q*float64(len(l))))]
 	}
+	pct := func(q float64) time.Duration { return pctOf(lat, q) }
 	mode := "unary"
 	switch {
 	case o.stream:
@@ -280,32 +370,75 @@ func run(o options) error {
 	fmt.Printf("accepted=%d duplicates=%d rejected=%d failed_batches=%d\n", t.accepted.Load(), t.duplicates.Load(), t.rejected.Load(), t.failed.Load())
 	fmt.Printf("events/s=%.0f batches=%d ack_p50=%s ack_p99=%s ack_max=%s\n",
 		float64(t.accepted.Load())/elapsed.Seconds(), len(lat), pct(0.50), pct(0.99), pct(1))
+	if len(sentLat) > 0 {
+		fmt.Printf("sent_p50=%s sent_p99=%s sent_max=%s\n", pctOf(sentLat, 0.5), pctOf(sentLat, 0.99), pctOf(sentLat, 1))
+	}
+	fmt.Printf("shed=%d timeouts=%d other_failures=%d\n", t.shed.Load(), t.timeouts.Load(), t.others.Load())
 	if firstEr != nil {
 		fmt.Printf("first error: %v\n", firstEr)
 	}
 	return nil
 }
 
-// postSegment sends batch n as a Segment /v1/batch request with the write
-// key in Basic auth, as analytics SDKs do, and reads the gateway's counts.
-func postSegment(c *http.Client, o options, n int64) (*ingestionv1.IngestResponse, error) {
-	var b bytes.Buffer
-	b.WriteString(`{"batch":[`)
+// segmentBody is one caller's Segment /v1/batch body, built once and then
+// patched in place for each batch: only the sequence numbers in message
+// ids, users and accounts change, so that a generator driving a thousand
+// callers on the same machine spends little CPU on it.
+type segmentBody struct {
+	buf []byte
+	// seqs are the offsets of each event's fixed-width sequence fields:
+	// message id (digits of seq), user (seq % users), account.
+	msg, user, acct []int
+}
+
+const seqWidth = 16
+
+func (b *segmentBody) build(o options, n int64) {
+	if b.buf == nil {
+		var buf bytes.Buffer
+		buf.WriteString(`{"batch":[`)
+		zeros := strings.Repeat("0", seqWidth)
+		for i := range o.batch {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			buf.WriteString(`{"type":"track","messageId":"` + o.runID + `-`)
+			b.msg = append(b.msg, buf.Len())
+			buf.WriteString(zeros + `","userId":"user-`)
+			b.user = append(b.user, buf.Len())
+			buf.WriteString(zeros + `","event":"report_created",` +
+				`"properties":{"plan":"pro","rows":12,"path":"/reports/new"},"context":{"groupId":"acct-`)
+			b.acct = append(b.acct, buf.Len())
+			buf.WriteString(zeros + `"}}`)
+		}
+		buf.WriteString(`]}`)
+		b.buf = buf.Bytes()
+	}
 	for i := range o.batch {
 		seq := n*int64(o.batch) + int64(i)
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"type":"track","messageId":"%s-%d","userId":"user-%d","event":"report_created",`+
-			`"properties":{"plan":"pro","rows":12,"path":"/reports/new"},"context":{"groupId":"acct-%d"}}`,
-			o.runID, seq, seq%(int64(o.accounts)*5), seq%int64(o.accounts))
+		putDigits(b.buf[b.msg[i]:b.msg[i]+seqWidth], seq)
+		putDigits(b.buf[b.user[i]:b.user[i]+seqWidth], seq%(int64(o.accounts)*5))
+		putDigits(b.buf[b.acct[i]:b.acct[i]+seqWidth], seq%int64(o.accounts))
 	}
-	b.WriteString(`]}`)
-	req, err := http.NewRequest(http.MethodPost, strings.TrimSuffix(o.segment, "/")+"/v1/batch", &b)
+}
+
+// putDigits writes v into dst in decimal, zero-padded to len(dst).
+func putDigits(dst []byte, v int64) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
+}
+
+// post sends batch n as a Segment /v1/batch request with the write key in
+// Basic auth, as analytics SDKs do, and reads the gateway's counts.
+func (b *segmentBody) post(c *http.Client, o options, key string, n int64) (*ingestionv1.IngestResponse, error) {
+	b.build(o, n)
+	req, err := http.NewRequest(http.MethodPost, strings.TrimSuffix(o.segment, "/")+"/v1/batch", bytes.NewReader(b.buf))
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth(o.key, "")
+	req.SetBasicAuth(key, "")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
@@ -317,7 +450,7 @@ func postSegment(c *http.Client, o options, n int64) (*ingestionv1.IngestRespons
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("POST /v1/batch: %s: %s", resp.Status, bytes.TrimSpace(body))
+		return nil, &httpError{code: resp.StatusCode, body: string(bytes.TrimSpace(body))}
 	}
 	var r struct {
 		Accepted   int               `json:"accepted"`
@@ -329,3 +462,49 @@ func postSegment(c *http.Client, o options, n int64) (*ingestionv1.IngestRespons
 	}
 	return &ingestionv1.IngestResponse{Accepted: int32(r.Accepted), Duplicates: int32(r.Duplicates), Rejected: int32(len(r.Rejected))}, nil
 }
+
+// rawBatch is an encoded IngestRequest whose message ids are patched in
+// place for each batch (they have a fixed width).
+type rawBatch struct {
+	b   []byte
+	ids []int // offsets of each event's sequence digits
+}
+
+func newRawBatch(req *ingestionv1.IngestRequest, runID string) *rawBatch {
+	b, err := proto.Marshal(req)
+	if err != nil {
+		panic(err) // a batch built here always encodes
+	}
+	r := &rawBatch{b: b}
+	prefix := []byte(runID + "-")
+	for i := 0; ; {
+		j := bytes.Index(b[i:], prefix)
+		if j < 0 {
+			break
+		}
+		r.ids = append(r.ids, i+j+len(prefix))
+		i += j + len(prefix) + seqWidth
+	}
+	return r
+}
+
+// patch numbers the events first, first+1, ...
+func (r *rawBatch) patch(first int64) {
+	for i, off := range r.ids {
+		putDigits(r.b[off:off+seqWidth], first+int64(i))
+	}
+}
+
+// rawCodec sends a rawBatch as it is and decodes answers as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if r, ok := v.(*rawBatch); ok {
+		return r.b, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+
+func (rawCodec) Name() string { return "proto" }

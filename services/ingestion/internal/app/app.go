@@ -12,12 +12,11 @@ package app
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -59,11 +58,20 @@ type Options struct {
 	IndexTxRows int
 	// MaxInflightBytes bounds the protobuf bytes of batches being processed
 	// at once; beyond it callers get ResourceExhausted with a retry delay
-	// instead of queueing without limit (default 64 MiB).
+	// sized from the backlog instead of queueing without limit (default 64
+	// MiB).
 	MaxInflightBytes int64
-	// RetryDelay is the delay suggested to callers that hit the budget
-	// (default 200ms).
-	RetryDelay time.Duration
+	// MaxInflightBytesPerKey bounds them for one API key, so that one
+	// caller cannot take the whole budget (default: half of
+	// MaxInflightBytes).
+	MaxInflightBytesPerKey int64
+	// AdmitWait is the longest a batch waits for room in the budget before
+	// it is refused (default 100ms; pkg/admit).
+	AdmitWait time.Duration
+	// AdmitTarget, when set, is the mean time a batch may take while
+	// batches are refused or wait; above it the budget is lowered
+	// (pkg/admit Limits.Target).
+	AdmitTarget time.Duration
 	// Logger receives Index's failures, which it retries rather than
 	// stopping the service over (default slog.Default()).
 	Logger *slog.Logger
@@ -71,10 +79,10 @@ type Options struct {
 
 // App is the ingestion service's use cases over one store.
 type App struct {
-	db       *pkgstore.DB
-	st       *store.Store
-	opts     Options
-	inflight atomic.Int64
+	db      *pkgstore.DB
+	st      *store.Store
+	opts    Options
+	batches *admit.Controller
 }
 
 // New opens the store in db and returns the app.
@@ -106,8 +114,11 @@ func New(db *pkgstore.DB, opts Options) (*App, error) {
 	if opts.MaxInflightBytes <= 0 {
 		opts.MaxInflightBytes = 64 << 20
 	}
-	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = 200 * time.Millisecond
+	if opts.MaxInflightBytesPerKey <= 0 {
+		opts.MaxInflightBytesPerKey = opts.MaxInflightBytes / 2
+	}
+	if opts.AdmitWait <= 0 {
+		opts.AdmitWait = 100 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -116,7 +127,10 @@ func New(db *pkgstore.DB, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{db: db, st: st, opts: opts}, nil
+	batches := admit.New("ingestion batches", admit.Limits{
+		Bytes: opts.MaxInflightBytes, KeyBytes: opts.MaxInflightBytesPerKey, Wait: opts.AdmitWait, Target: opts.AdmitTarget,
+	}, opts.Clock)
+	return &App{db: db, st: st, opts: opts, batches: batches}, nil
 }
 
 // Log returns the event log.
@@ -168,21 +182,20 @@ func writer[T any](ctx context.Context, a *App, fn func(*store.Writer) (T, error
 	})
 }
 
-// Admit charges a batch of size bytes against the in-flight budget
-// (MaxInflightBytes), or refuses it with ResourceExhausted and the retry
-// delay when the budget is spent. A lone batch is always admitted, so that a
+// Admit charges a batch of size bytes sent with the API key key against
+// the in-flight budget, overall (MaxInflightBytes) and the key's
+// (MaxInflightBytesPerKey), waiting at most AdmitWait for room, or refuses
+// it with ResourceExhausted and a retry delay sized from the backlog
+// (pkg/admit). A batch larger than a budget is admitted alone, so that a
 // budget smaller than one batch cannot wedge the service. Every admitted
-// batch must be released once processed.
-func (a *App) Admit(size int) error {
-	if n := a.inflight.Add(int64(size)); n > a.opts.MaxInflightBytes && n != int64(size) {
-		a.inflight.Add(-int64(size))
-		return apierr.Exhausted(a.opts.RetryDelay, "ingestion is at its in-flight limit; retry later")
-	}
-	return nil
+// batch's ticket must be released once processed.
+func (a *App) Admit(ctx context.Context, key string, size int) (*admit.Ticket, error) {
+	return a.batches.Acquire(ctx, key, int64(size))
 }
 
-// Release returns an admitted batch's bytes to the budget.
-func (a *App) Release(size int) { a.inflight.Add(-int64(size)) }
-
 // Inflight is the bytes of the batches admitted and not yet released.
-func (a *App) Inflight() int64 { return a.inflight.Load() }
+func (a *App) Inflight() int64 { return a.batches.Stats().Bytes }
+
+// Batches is the admission controller of the in-flight budget, for its
+// metrics and for reclaiming memory after a burst (pkg/admit.Reclaimer).
+func (a *App) Batches() *admit.Controller { return a.batches }

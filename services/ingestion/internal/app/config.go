@@ -26,6 +26,11 @@ type Config struct {
 	Limits validate.Limits
 	// MaxInflightBytes bounds batch bytes in process before ResourceExhausted.
 	MaxInflightBytes int64
+	// MaxInflightBytesPerKey bounds them for one API key.
+	MaxInflightBytesPerKey int64
+	// Admission bounds the calls in process, overall and per key, checked
+	// before their messages are read (pkg/admit).
+	Admission Admission
 	// NoGroupCommit gives every batch its own fsync; for benchmarks only.
 	NoGroupCommit bool
 	// IndexInterval is the pause between passes that move staged index rows
@@ -74,6 +79,8 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	integer(&c.Limits.MaxKeys, "max-keys", c.Limits.MaxKeys, "most keys per object (and items per list)")
 	integer(&c.Limits.MaxStringLen, "max-string-len", c.Limits.MaxStringLen, "longest string value, in characters")
 	f.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
+	f.Int64Var(&c.MaxInflightBytesPerKey, "max-inflight-bytes-per-key", 32<<20, "batch bytes in process for one API key before it gets ResourceExhausted")
+	c.Admission.register(f)
 	dur(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
 	// The live heap is small and every event allocates, so at Go's default
 	// target (100) collection took ~10% of the CPU; 400 saved ~15% of CPU per
@@ -112,6 +119,12 @@ func (c *Config) validate() error {
 		return errors.New("-gc-percent: must not be negative")
 	case c.MemoryLimitMiB < 0:
 		return errors.New("-memory-limit-mib: must not be negative")
+	case c.MaxInflightBytes <= 0:
+		return errors.New("-max-inflight-bytes: must be positive")
+	case c.MaxInflightBytesPerKey <= 0 || c.MaxInflightBytesPerKey > c.MaxInflightBytes:
+		return fmt.Errorf("-max-inflight-bytes-per-key: %d must be positive and at most -max-inflight-bytes %d", c.MaxInflightBytesPerKey, c.MaxInflightBytes)
+	case c.Admission.validate() != nil:
+		return c.Admission.validate()
 	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
 		return fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
 	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||

@@ -71,6 +71,25 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "negative memory limit", args: []string{"-memory-limit-mib", "-1"}, wantErr: "-memory-limit-mib"},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
+		{name: "admission defaults", check: func(t *testing.T, c Config) {
+			want := Admission{Writes: 128, WritesPerKey: 64, Streams: 128, StreamsPerKey: 64, Readers: 128, ReadersPerKey: 64, Subscribers: 1024, SubscribersPerKey: 512,
+				Wait: 100 * time.Millisecond, Target: 100 * time.Millisecond}
+			if c.Admission != want || c.MaxInflightBytesPerKey != 32<<20 {
+				t.Errorf("admission = %+v, per-key bytes %d", c.Admission, c.MaxInflightBytesPerKey)
+			}
+		}},
+		{name: "admission by flag and environment", args: []string{"-max-subscribers", "10", "-admit-wait", "50ms"},
+			env: map[string]string{"CAIRN_MAX_SUBSCRIBERS_PER_KEY": "4"},
+			check: func(t *testing.T, c Config) {
+				if c.Admission.Subscribers != 10 || c.Admission.SubscribersPerKey != 4 || c.Admission.Wait != 50*time.Millisecond {
+					t.Errorf("admission = %+v", c.Admission)
+				}
+			}},
+		{name: "per-key bound above the overall one", args: []string{"-max-readers", "8", "-max-readers-per-key", "9"}, wantErr: "-max-readers-per-key"},
+		{name: "zero subscribers", args: []string{"-max-subscribers", "0"}, wantErr: "-max-subscribers"},
+		{name: "negative admission wait", args: []string{"-admit-wait", "-1s"}, wantErr: "-admit-wait"},
+		{name: "negative admission target", args: []string{"-admit-target", "-1s"}, wantErr: "-admit-target"},
+		{name: "per-key bytes above the budget", args: []string{"-max-inflight-bytes", "100", "-max-inflight-bytes-per-key", "200"}, wantErr: "-max-inflight-bytes-per-key"},
 		{name: "split by workspace", args: []string{"-replicas", "2", "-replica", "1"},
 			check: func(t *testing.T, c Config) {
 				// Replica 1 of 2 takes half the workspaces and writes every

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
@@ -46,21 +47,33 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
 	a, err := New(db, Options{
-		Partitions:       cfg.Server.Partitions,
-		Retention:        cfg.Retention,
-		DedupWindow:      cfg.DedupWindow,
-		Clock:            clock.Real{},
-		NoGroupCommit:    cfg.NoGroupCommit,
-		IndexInterval:    cfg.IndexInterval,
-		MaxInflightBytes: cfg.MaxInflightBytes,
-		Logger:           logger,
+		Partitions:             cfg.Server.Partitions,
+		Retention:              cfg.Retention,
+		DedupWindow:            cfg.DedupWindow,
+		Clock:                  clock.Real{},
+		NoGroupCommit:          cfg.NoGroupCommit,
+		IndexInterval:          cfg.IndexInterval,
+		MaxInflightBytes:       cfg.MaxInflightBytes,
+		MaxInflightBytesPerKey: cfg.MaxInflightBytesPerKey,
+		AdmitWait:              cfg.Admission.Wait,
+		AdmitTarget:            cfg.Admission.Target,
+		Logger:                 logger,
 	})
 	if err != nil {
 		return err
 	}
+	// Calls are admitted before their messages are read, per key and
+	// overall; batches are admitted by their bytes in the handler.
+	calls := newCalls(cfg.Admission, clock.Real{})
+	cfg.Server.ServerOptions = append(cfg.Server.ServerOptions, calls.tap(keys).ServerOption())
 	srv, err := pkgserver.New(cfg.Server, server.Policy(), keys)
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
+	}
+	for _, c := range append(calls.all(), a.Batches()) {
+		if err := srv.Registry.Register(c); err != nil {
+			return errors.Join(fmt.Errorf("register admission metrics: %w", err), srv.Close())
+		}
 	}
 	if err := srv.Registry.Register(db.Collector("ingestion")); err != nil {
 		return errors.Join(fmt.Errorf("register store metrics: %w", err), srv.Close())
@@ -77,10 +90,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return errors.Join(err, srv.Close())
 	}
 	ingestionv1.RegisterIngestionServiceServer(srv.GRPC, svc)
+	// Once a burst of batches is over, the heap it grew goes back to the
+	// OS instead of staying resident until the next forced collection.
+	reclaim := &admit.Reclaimer{Controllers: []*admit.Controller{a.Batches()}}
 	background := []func(context.Context) error{
 		a.Sweep,
 		a.Index,
 		func(ctx context.Context) error { return a.Retention(ctx, cfg.RetentionInterval) },
+		reclaim.Run,
 	}
 	if cfg.PprofAddr != "" {
 		background = append(background, func(ctx context.Context) error { return servePprof(ctx, cfg.PprofAddr) })

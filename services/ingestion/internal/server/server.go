@@ -24,6 +24,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -43,12 +44,11 @@ func Policy() auth.Policy { return methods.Policy(methods.Ingestion) }
 // pkg/apierr errors, the log's (stream.ErrCompacted, stream.ErrBeyondHead)
 // or unexpected ones.
 type App interface {
-	// Admit charges a batch of size bytes against the in-flight budget, or
+	// Admit charges a batch of size bytes sent with the API key key
+	// against the in-flight budget (waiting a short while for room), or
 	// refuses it with ResourceExhausted and a retry delay; every admitted
-	// batch is released once processed.
-	Admit(size int) error
-	// Release returns an admitted batch's bytes to the budget.
-	Release(size int)
+	// batch's ticket is released once processed.
+	Admit(ctx context.Context, key string, size int) (*admit.Ticket, error)
 	// Inflight is the bytes of the batches admitted and not yet released.
 	Inflight() int64
 	// Ingest deduplicates, attributes and durably logs validated events
@@ -166,10 +166,11 @@ func (s *Server) ingest(ctx context.Context, ws string, req *ingestionv1.IngestR
 	if ferr := validate.Batch(len(req.GetEvents()), size, s.cfg.Limits); ferr != nil {
 		return nil, apierr.Field(ferr.Field, "%s", ferr.Reason)
 	}
-	if err := s.app.Admit(size); err != nil {
+	ticket, err := s.app.Admit(ctx, admit.KeyOf(ctx), size)
+	if err != nil {
 		return nil, err
 	}
-	defer s.app.Release(size)
+	defer ticket.Release()
 
 	now := s.cfg.Clock.Now()
 	n := len(req.GetEvents())

@@ -7,19 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
-	"github.com/cairn-dev/cairn/pkg/apierr"
-	"github.com/cairn-dev/cairn/pkg/auth"
-	"github.com/cairn-dev/cairn/pkg/clock"
-	"github.com/cairn-dev/cairn/pkg/store/storetest"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/server"
-	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
@@ -31,6 +23,17 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/admit"
+	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/store/storetest"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/app"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/server"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/validate"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -215,14 +218,35 @@ func TestIngestBatchLimits(t *testing.T) {
 	}
 }
 
+// passWait lets a batch that waits for room in the in-flight budget give
+// up: once it waits on the fixture's clock, the clock moves past the wait.
+func passWait(t *testing.T, f *fixture) {
+	t.Helper()
+	for i := 0; f.clk.Waiters() == 0; i++ {
+		if i > 10_000_000 {
+			t.Fatal("no batch waits for room")
+		}
+		runtime.Gosched()
+	}
+	f.clk.Advance(100 * time.Millisecond) // app.Options.AdmitWait's default
+}
+
 func TestBackpressure(t *testing.T) {
 	opts := defaultOptions()
-	opts.MaxInflightBytes, opts.RetryDelay = 10, 300*time.Millisecond
+	opts.MaxInflightBytes = 10
 	f := startWith(t, server.Config{}, opts)
-	if err := f.app.Admit(5); err != nil { // another batch is being processed
+	// Another caller's batch is being processed.
+	busy, err := f.app.Admit(context.Background(), "another key", 5)
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.clients[writeKey].Ingest(context.Background(), &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "", "x", nil)}})
+	got := make(chan error, 1)
+	go func() {
+		_, err := f.clients[writeKey].Ingest(context.Background(), &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "", "x", nil)}})
+		got <- err
+	}()
+	passWait(t, f)
+	err = <-got
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
 		t.Fatalf("Ingest() = %v, want ResourceExhausted", err)
@@ -233,10 +257,12 @@ func TestBackpressure(t *testing.T) {
 			retry = r
 		}
 	}
-	if retry == nil || retry.GetRetryDelay().AsDuration() != 300*time.Millisecond {
-		t.Errorf("details = %v, want RetryInfo of 300ms", st.Details())
+	// Nothing has been held for any time yet on the manual clock, so the
+	// backlog drains at once and the delay is the floor.
+	if retry == nil || retry.GetRetryDelay().AsDuration() != admit.MinRetry {
+		t.Errorf("details = %v, want RetryInfo of %s", st.Details(), admit.MinRetry)
 	}
-	f.app.Release(5)
+	busy.Release()
 	if _, err := f.clients[writeKey].Ingest(context.Background(), &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track("a", "u", "", "x", nil)}}); err != nil {
 		t.Errorf("Ingest() alone over the budget = %v, want admitted", err)
 	}
@@ -290,7 +316,7 @@ func TestIngestStreamBatchErrors(t *testing.T) {
 	lim := validate.DefaultLimits()
 	lim.MaxBatchEvents = 1
 	opts := defaultOptions()
-	opts.MaxInflightBytes, opts.RetryDelay = 1<<20, 250*time.Millisecond
+	opts.MaxInflightBytes = 1 << 20
 	f := startWith(t, server.Config{Limits: lim}, opts)
 	one := func(id string) *ingestionv1.IngestRequest {
 		return &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{track(id, "u", "acme", "x", nil)}}
@@ -307,7 +333,7 @@ func TestIngestStreamBatchErrors(t *testing.T) {
 		{name: "over the batch limit", batch: &ingestionv1.IngestRequest{Events: []*ingestionv1.Event{
 			track("b", "u", "", "x", nil), track("c", "u", "", "x", nil)}}, wantCode: codes.InvalidArgument, wantMsg: "events: 2 events"},
 		{name: "accepted after a refused batch", batch: one("d")},
-		{name: "throttled", batch: one("e"), busy: true, wantCode: codes.ResourceExhausted, wantRetry: 250 * time.Millisecond},
+		{name: "throttled", batch: one("e"), busy: true, wantCode: codes.ResourceExhausted, wantRetry: admit.MinRetry},
 		{name: "resent after throttling", batch: one("e")},
 		{name: "other workspace", batch: &ingestionv1.IngestRequest{Workspace: "other", Events: one("f").Events}, wantCode: codes.PermissionDenied},
 	}
@@ -318,13 +344,17 @@ func TestIngestStreamBatchErrors(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.busy {
-				if err := f.app.Admit(1 << 20); err != nil {
+				busy, err := f.app.Admit(context.Background(), "another key", 1<<20)
+				if err != nil {
 					t.Fatal(err)
 				}
-				defer f.app.Release(1 << 20)
+				defer busy.Release()
 			}
 			if err := s.Send(&ingestionv1.IngestStreamRequest{Sequence: uint64(i), Batch: tt.batch}); err != nil {
 				t.Fatal(err)
+			}
+			if tt.busy {
+				passWait(t, f)
 			}
 			resp, err := s.Recv()
 			if err != nil {
