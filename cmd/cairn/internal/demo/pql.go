@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"cel.dev/cel-go/cel"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"gopkg.in/yaml.v3"
@@ -34,10 +33,6 @@ type pqlRule struct {
 	prg  *account.Program
 }
 
-// pqlConfig is how routing's PQL rules read the aggregates (routing's
-// rules.PQLConfig): the vocabulary's features.
-var pqlConfig = account.Config{Features: vocab.Features()}
-
 // demoPQL compiles the PQL rules of routing.yaml once.
 var demoPQL = sync.OnceValues(func() ([]pqlRule, error) { return compilePQL(RoutingYAML) })
 
@@ -53,15 +48,7 @@ func compilePQL(routingYAML []byte) ([]pqlRule, error) {
 	if err := yaml.Unmarshal(routingYAML, &cfg); err != nil {
 		return nil, fmt.Errorf("read pql_rules: %w", err)
 	}
-	env, err := account.NewEnv(pqlConfig,
-		cel.Variable("status", cel.StringType),
-		cel.Variable("stage", cel.StringType),
-		cel.Variable("previous_stage", cel.StringType),
-		cel.Variable("health_band", cel.StringType),
-		cel.Variable("health_score", cel.DoubleType),
-		cel.Variable("signals", cel.ListType(cel.StringType)),
-		cel.Variable("account", cel.MapType(cel.StringType, cel.DynType)),
-	)
+	env, err := account.NewPQLEnv()
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +80,7 @@ func (s *sim) answerPQLs() {
 		if in == nil {
 			continue
 		}
-		agg.Apply(in, &pqlConfig)
+		agg.Apply(in, &account.PQLConfig)
 		st := agg.Status()
 		if st != account.StatusProspect && st != account.StatusTrial {
 			return // a customer (or later churned) never becomes a lead again

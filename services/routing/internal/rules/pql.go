@@ -6,12 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"cel.dev/cel-go/cel"
-
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
-	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 )
 
 // Product is the product-signal context of one account that PQL rules see.
@@ -52,24 +49,11 @@ type compiledPQL struct {
 	prg  *account.Program
 }
 
-// PQLConfig is how PQL rules read the aggregates: features_used counts the
-// event vocabulary's features, as health's default model does, so page
-// views, content views and lifecycle events are not feature adoption.
-var PQLConfig = account.Config{Features: vocab.Features()}
+// PQLConfig is how PQL rules read the aggregates (account.PQLConfig).
+var PQLConfig = account.PQLConfig
 
-// pqlEnv is pkg/domain/account's environment (aggregate functions, cost limit) plus
-// routing's product-signal variables.
-func pqlEnv() (*account.Env, error) {
-	return account.NewEnv(PQLConfig,
-		cel.Variable("status", cel.StringType),
-		cel.Variable("stage", cel.StringType),
-		cel.Variable("previous_stage", cel.StringType),
-		cel.Variable("health_band", cel.StringType),
-		cel.Variable("health_score", cel.DoubleType),
-		cel.Variable("signals", cel.ListType(cel.StringType)),
-		cel.Variable("account", cel.MapType(cel.StringType, cel.DynType)),
-	)
-}
+// pqlEnv is the PQL rules' environment, shared with the demo generator.
+func pqlEnv() (*account.Env, error) { return account.NewPQLEnv() }
 
 func compilePQL(rs []*routingv1.PqlRule) ([]compiledPQL, []*commonv1.ValidationError) {
 	var errs []*commonv1.ValidationError
