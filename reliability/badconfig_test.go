@@ -144,7 +144,7 @@ func testBadConfig(t *testing.T, s *suite) {
 			{"unknown CEL function", comp(`no_such_fn()`), "components[c].measure: 1:11: undeclared reference", ""},
 			{"CEL does not compile", comp(`double(`), "components[c].measure: 1:8: Syntax error", ""},
 			{"huge document", "id: default\n" + huge + "components: []\n", "larger than 262144 bytes", ""},
-			{"deeply nested", deepYAML("components", 10000), "line 1:16", ""},
+			{"deeply nested", deepYAML("components", 10000), "line 1: nested more than 1000 levels deep", ""},
 			{"alias bomb", aliasBomb("components"), "excessive aliasing", ""},
 			{"hostile id", "id: " + strconvQuote(hostile) + "\n" + comp("1.0")[len("id: default\n"):], "id: must match", ""},
 		}, func(ctx context.Context, y string) error {

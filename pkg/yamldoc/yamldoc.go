@@ -92,6 +92,11 @@ func empty(doc *yaml.Node) bool {
 // followed: their anchor is checked where it is defined.
 func finite(n *yaml.Node, path string, depth int) error {
 	if depth > 1000 {
+		// The path of the innermost node would be a thousand "[0]"s: name
+		// where the nesting starts instead.
+		if len(path) > 64 {
+			path = path[:64] + "…"
+		}
 		return &Error{Line: n.Line, Path: path, Reason: "nested more than 1000 levels deep"}
 	}
 	switch n.Kind {
