@@ -17,6 +17,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/logtime"
 	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
@@ -485,16 +486,16 @@ func (s *Service) ApplyStages(btx *pstore.Tx, _ uint32, recs []*stagesv1.LogReco
 	return nil
 }
 
-// handoffKind is "risk" or "renewal" for the health signal kinds that open
-// handoffs, else "".
-func handoffKind(k commonv1.SignalKind) string {
+// signalHandoff is the handoff type a health signal kind opens: RISK or
+// RENEWAL, else unspecified (the signal opens none).
+func signalHandoff(k commonv1.SignalKind) routingv1.HandoffType {
 	switch k {
 	case commonv1.SignalKind_SIGNAL_KIND_RISK:
-		return "risk"
+		return routingv1.HandoffType_HANDOFF_TYPE_RISK
 	case commonv1.SignalKind_SIGNAL_KIND_RENEWAL:
-		return "renewal"
+		return routingv1.HandoffType_HANDOFF_TYPE_RENEWAL
 	}
-	return ""
+	return routingv1.HandoffType_HANDOFF_TYPE_UNSPECIFIED
 }
 
 // closeCleared closes the account's pending RISK (or RENEWAL) handoffs once
@@ -504,8 +505,8 @@ func handoffKind(k commonv1.SignalKind) string {
 // that had breached stays counted as breached untouched; one closed before
 // its due time is not judged (docs/routing.md, Reports).
 func (s *Service) closeCleared(tx *store.Tx, sig *commonv1.Signal) error {
-	kind := handoffKind(sig.GetKind())
-	if kind == "" {
+	t := signalHandoff(sig.GetKind())
+	if t == routingv1.HandoffType_HANDOFF_TYPE_UNSPECIFIED {
 		return nil
 	}
 	acct, err := tx.Account(sig.GetAccountId())
@@ -513,13 +514,9 @@ func (s *Service) closeCleared(tx *store.Tx, sig *commonv1.Signal) error {
 		return err
 	}
 	for _, k := range acct.SignalKinds {
-		if k == kind {
+		if k == rules.TypeName(t) {
 			return nil // another signal of the kind is open: the work stands
 		}
-	}
-	t := routingv1.HandoffType_HANDOFF_TYPE_RISK
-	if kind == "renewal" {
-		t = routingv1.HandoffType_HANDOFF_TYPE_RENEWAL
 	}
 	return s.closePending(tx, sig.GetAccountId(), signalTime(s, sig), CloseReasonCleared, func(a *routingv1.Assignment) bool {
 		return a.GetType() == t
@@ -533,11 +530,11 @@ func applySignal(a *store.Account, sig *commonv1.Signal) {
 	reason := sig.GetReason()
 	a.Signals = slices.DeleteFunc(a.Signals, func(s string) bool { return s == reason })
 	delete(a.SignalKinds, reason)
-	if k := handoffKind(sig.GetKind()); k != "" && sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
+	if t := signalHandoff(sig.GetKind()); t != routingv1.HandoffType_HANDOFF_TYPE_UNSPECIFIED && sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
 		if a.SignalKinds == nil {
 			a.SignalKinds = map[string]string{}
 		}
-		a.SignalKinds[reason] = k
+		a.SignalKinds[reason] = rules.TypeName(t)
 	}
 	if sig.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN {
 		a.Signals = append(a.Signals, reason)
@@ -630,12 +627,13 @@ func (s *Service) recordTime(ts *timestamppb.Timestamp) time.Time {
 	return ts.AsTime()
 }
 
-// signalTime is when a signal opened or closed: its state change time.
+// signalTime is when a signal opened or closed (logtime.Signal, the time
+// its consumer waits for), or now for a signal without a valid time.
 func signalTime(s *Service, sig *commonv1.Signal) time.Time {
-	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN && sig.GetClosedAt() != nil {
-		return s.recordTime(sig.GetClosedAt())
+	if t := logtime.Signal(sig); !t.IsZero() {
+		return t
 	}
-	return s.recordTime(sig.GetOpenedAt())
+	return s.clk.Now()
 }
 
 // bandName is "healthy", "neutral" or "at_risk".
@@ -690,13 +688,8 @@ func (s *Service) applyHealthSignal(tx *store.Tx, sig *commonv1.Signal) error {
 	if sig.GetState() != commonv1.SignalState_SIGNAL_STATE_OPEN {
 		return s.closeCleared(tx, sig)
 	}
-	var t routingv1.HandoffType
-	switch sig.GetKind() {
-	case commonv1.SignalKind_SIGNAL_KIND_RENEWAL:
-		t = routingv1.HandoffType_HANDOFF_TYPE_RENEWAL
-	case commonv1.SignalKind_SIGNAL_KIND_RISK:
-		t = routingv1.HandoffType_HANDOFF_TYPE_RISK
-	default:
+	t := signalHandoff(sig.GetKind())
+	if t == routingv1.HandoffType_HANDOFF_TYPE_UNSPECIFIED {
 		return nil
 	}
 	// Renewal windows (120/90/60/30 days) and several risk reasons open
@@ -797,16 +790,16 @@ func (s *Service) touchedSince(tx *store.Tx, a *routingv1.Assignment, since time
 	if err != nil {
 		return err
 	}
-	if len(ts) > 0 {
-		for _, t := range ts {
-			if a, err = s.TouchTx(tx, a.GetAssignmentId(), t.Kind, time.Unix(t.At, 0).UTC()); err != nil {
-				return err
-			}
-			if !store.Open(a.GetState()) {
-				return nil
-			}
+	for _, t := range ts {
+		if a, err = s.TouchTx(tx, a.GetAssignmentId(), t.Kind, time.Unix(t.At, 0).UTC()); err != nil {
+			return err
 		}
-		return nil
+		if !store.Open(a.GetState()) {
+			return nil
+		}
+	}
+	if len(ts) > 0 {
+		return nil // still waiting for a kind of touch the policy accepts
 	}
 	if has, err := tx.HasTouches(a.GetAccountId()); err != nil || has {
 		return err // touches are recorded, and none came after the signal
