@@ -179,9 +179,10 @@ type Consumer[T any] struct {
 	// failing holds the last subscription error of a partition, until its
 	// upstream is heard again.
 	failing map[uint32]error
-	wake    chan struct{}
 	// marks are the watermarks by partition (EventTime).
-	marks   map[uint32]time.Time
+	marks map[uint32]time.Time
+	// changed wakes WaitFor and the consumers held behind this one
+	// (Horizon.Changed) when a cursor or head moves.
 	changed *broadcast
 
 	lag    *prometheus.GaugeVec
@@ -218,7 +219,6 @@ func NewConsumer[T any](opts ConsumerOptions[T]) (*Consumer[T], error) {
 		heads:   make(map[uint32]uint64),
 		known:   make(map[uint32]bool),
 		failing: make(map[uint32]error),
-		wake:    make(chan struct{}),
 		marks:   make(map[uint32]time.Time),
 		changed: opts.changed,
 	}
@@ -339,9 +339,9 @@ func (c *Consumer[T]) Ready() error {
 // WaitFor blocks until the cursor of p reaches offset or ctx ends.
 func (c *Consumer[T]) WaitFor(ctx context.Context, p uint32, offset uint64) error {
 	for {
+		wake := c.changed.wait() // before the cursor is read: no move is missed
 		c.mu.Lock()
 		done := c.cursors[p] >= offset
-		wake := c.wake
 		c.mu.Unlock()
 		if done {
 			return nil
@@ -434,7 +434,17 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 			}
 			continue
 		}
+		// The watermark counts every record received, redelivered ones
+		// included: those were applied before, so it overstates nothing,
+		// and it is computed once, outside the (possibly rerun) commit.
 		var latest time.Time
+		if c.opts.EventTime != nil {
+			for _, r := range recs {
+				if t := c.opts.EventTime(r); t.After(latest) {
+					latest = t
+				}
+			}
+		}
 		applied, err := store.CommitValue(ctx, c.opts.DB, func(tx *store.Tx) (uint64, error) {
 			// Re-read the cursor inside the transaction: redelivered
 			// records (at-least-once) are dropped here, atomically.
@@ -453,14 +463,6 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 			}
 			if err := c.opts.Apply(tx, p, fresh); err != nil {
 				return 0, err
-			}
-			latest = time.Time{}
-			if c.opts.EventTime != nil {
-				for _, r := range fresh {
-					if t := c.opts.EventTime(r); t.After(latest) {
-						latest = t
-					}
-				}
 			}
 			last := c.opts.Offset(fresh[len(fresh)-1])
 			return last, writeCursor(tx, c.opts.Name, p, last)
@@ -524,8 +526,6 @@ func (c *Consumer[T]) setCursorLocked(p uint32, v uint64) {
 	if v > c.heads[p] {
 		c.heads[p] = v
 	}
-	close(c.wake)
-	c.wake = make(chan struct{})
 	c.updateGauges(p)
 	c.changed.fire()
 }
