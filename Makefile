@@ -46,7 +46,7 @@ bench:
 
 ## apply: apply a journey/health/routing YAML file: make apply FILE=journey.yaml
 apply: build
-	./bin/cairn apply -f $(FILE)
+	./bin/cairn apply --activate -f $(FILE)
 
 clean:
 	rm -rf bin

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc/status"
 
@@ -39,18 +40,24 @@ type command struct {
 }
 
 func commands() map[string]command {
+	// tasks (the plays service's work queue) is not here: that service does
+	// not exist yet.
 	return map[string]command{
-		"run":         {"start the whole suite on localhost (what `make run` does)", runSuite},
+		"run":         {"start the whole suite on localhost (what make run does)", runSuite},
 		"demo":        {"write the demo workspace as Segment NDJSON", runDemo},
 		"ingest":      {"send a Segment NDJSON file to ingestion", runIngest},
+		"accounts":    {"list accounts with stage, status, owner and health; filter by stage, band, status, owner, renewal window", runAccounts},
+		"account":     {"show one account: stage, criteria met and missing, health and why, owner, open handoffs", runAccount},
+		"owners":      {"list owners with their team, capacity and open load", runOwners},
 		"journey":     {"show an account's journey stage, history and what's left", runJourney},
 		"funnel":      {"show the journey funnel", runFunnel},
 		"health":      {"show an account's health score and its explanation", runHealth},
 		"signals":     {"list risk, expansion, renewal, drop-off and stuck signals", runSignals},
 		"assignments": {"list routing assignments and their SLA state", runAssignments},
-		"apply":       {"apply a journey, health model or routing YAML file", runApply},
-		"keys":        {"manage API keys: keys create --role write --workspace W", runKeys},
+		"apply":       {"apply a journey, health model or routing YAML file (--activate places existing accounts)", runApply},
+		"keys":        {"manage API keys: keys create|list|revoke", runKeys},
 		"backtest":    {"measure how well the health model predicted churn", runBacktest},
+		"version":     {"print the version of this binary", runVersion},
 	}
 }
 
@@ -121,8 +128,9 @@ func printUsage(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nCommands that call the services find addresses and an API key in --data/run.json")
-	fmt.Fprintln(w, "(written by `cairn run`) unless --addr-<service>, --key or CAIRN_KEY say otherwise.")
+	fmt.Fprintln(w, "\nCommands that call the services find addresses and an API key in <data>/run.json")
+	fmt.Fprintln(w, "(written by cairn run; --data defaults to ./data) unless --addr-<service>, --key or")
+	fmt.Fprintln(w, "CAIRN_KEY say otherwise. cairn <command> -h lists a command's flags.")
 }
 
 // parse parses flags that may appear before, between or after positional
@@ -149,14 +157,40 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// helpFlagSet returns a flag set whose -h prints its defaults to env.Stdout.
+// hidden holds, per flag set, flags that are accepted but left out of its
+// help (the address flags of services a command does not call).
+var hidden sync.Map // *flag.FlagSet -> map[string]bool
+
+func hideFlags(fs *flag.FlagSet, names ...string) {
+	m, _ := hidden.LoadOrStore(fs, map[string]bool{})
+	for _, n := range names {
+		m.(map[string]bool)[n] = true
+	}
+}
+
+// helpFlagSet returns a flag set whose -h prints its usage and the flags it
+// shows to env.Stdout.
 func helpFlagSet(env *Env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stdout, "Usage: cairn %s\n\nFlags:\n", usage)
-		fs.SetOutput(env.Stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		fmt.Fprintf(env.Stdout, "Usage: cairn %s\n", usage)
+		shown := flag.NewFlagSet(name, flag.ContinueOnError)
+		m, _ := hidden.Load(fs)
+		hide, _ := m.(map[string]bool)
+		n := 0
+		fs.VisitAll(func(f *flag.Flag) {
+			if hide[f.Name] {
+				return
+			}
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+			n++
+		})
+		if n > 0 {
+			fmt.Fprintln(env.Stdout, "\nFlags:")
+			shown.SetOutput(env.Stdout)
+			shown.PrintDefaults()
+		}
 	}
 	return fs
 }

@@ -15,6 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
@@ -24,13 +32,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/yamldoc"
 	routingconfig "github.com/cairn-dev/cairn/services/routing/config"
-	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func TestMain(m *testing.M) {
@@ -285,6 +286,12 @@ func (f fakeRouting) ListAssignments(ctx context.Context, req *routingv1.ListAss
 	f.mu.Lock()
 	f.listReqs = append(f.listReqs, req)
 	f.mu.Unlock()
+	// Two pages: the CLI fetches both.
+	if req.GetPage().GetPageToken() == "next-1" {
+		return &routingv1.ListAssignmentsResponse{Assignments: []*routingv1.Assignment{{
+			AssignmentId: "as-2", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, AccountId: "globex", OwnerId: "bob", State: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN, CreatedAt: timestamppb.New(t0),
+		}}}, nil
+	}
 	return &routingv1.ListAssignmentsResponse{Assignments: []*routingv1.Assignment{{
 		AssignmentId: "as-1", Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, AccountId: "acme", OwnerId: "alice", State: routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN,
 		Decision: &routingv1.Decision{Rule: "known-account"}, CreatedAt: timestamppb.New(t0),
@@ -347,10 +354,12 @@ func TestQueryCommands(t *testing.T) {
 		{name: "signals from both services, newest first", args: []string{"signals"}, want: []string{"risk     usage_drop_30d     globex", "dropoff  no_activation_14d  acme", "more: --from health --page-token h2"}},
 		{name: "signals of a stages kind asks only stages", args: []string{"signals", "--kind", "dropoff", "-o", "json"}, want: []string{`"stages"`, `"no_activation_14d"`}},
 		{name: "signals bad kind", args: []string{"signals", "--kind", "sad"}, wantCode: 2, wantErr: `unknown --kind "sad"`},
-		{name: "assignments", args: []string{"assignments", "--state", "open", "--type", "mql"}, want: []string{"as-1", "mql", "alice", "known-account", "running 1h/4h", "more: --page-token next-1"}},
+		{name: "assignments, every page", args: []string{"assignments", "--state", "open", "--type", "mql"}, want: []string{"as-1", "mql", "alice", "known-account", "running 1h/4h", "as-2"}},
+		{name: "assignments limit", args: []string{"assignments", "--limit", "1", "-o", "csv"}, want: []string{"ID,TYPE,ACCOUNT,OWNER,STATE,RULE,CREATED,SLA DUE,SLA\nas-1,mql,acme,alice,open,known-account,2026-10-01 09:00,2026-10-01 13:00,running 1h/4h\n"}},
 		{name: "assignments bad state", args: []string{"assignments", "--state", "snoozed"}, wantCode: 2, wantErr: `unknown --state "snoozed"`},
 		{name: "backtest", args: []string{"backtest", "--horizon", "60"}, want: []string{"Horizon 60 days: 80 renewed, 20 churned, AUC 0.810", "at_risk", "56.0%"}, wantCall: "Backtest 60"},
 		{name: "bad output format", args: []string{"funnel", "-o", "yaml"}, wantCode: 2, wantErr: "-o must be table or json"},
+		{name: "csv where there is no list", args: []string{"funnel", "-o", "csv"}, wantCode: 2, wantErr: "-o must be table or json, not \"csv\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,8 +488,10 @@ func TestApplyCommand(t *testing.T) {
 	}
 	for _, w := range []string{
 		"journey b2b version 4 applied (1 stages, active: true)",
-		"health model default version 3 applied (1 components, active: true)",
+		"health model default version 3 applied (1 components, active: false)",
 		"routing: 6 owners and 4 pools upserted; config version 1 applied (4 rules, 2 PQL rules, 2 SLA policies)",
+		"next: existing accounts are not placed by a new version: run cairn apply -f testdata/journey.yaml --activate",
+		"next: version 3 does not score anyone yet: run cairn apply -f testdata/health.yaml --activate",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
@@ -512,7 +523,7 @@ func TestApplyErrors(t *testing.T) {
 		wantErr string
 	}{
 		{name: "ambiguous", file: "testdata/ambiguous.yaml", wantErr: "add a top-level `kind: journey|health|routing`"},
-		{name: "invalid routing", file: bad, wantErr: "routing file is invalid:\n  rules[0].action"},
+		{name: "invalid routing", file: bad, wantErr: "routing file is invalid (1 problem):\n  line 4: rules[0].action: must be"},
 		{name: "missing", file: "testdata/nope.yaml", wantErr: "open definition"},
 	}
 	for _, tt := range tests {
@@ -683,7 +694,7 @@ func TestUsage(t *testing.T) {
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantErr: `unknown command "frobnicate"`},
 		{name: "command help", args: []string{"ingest", "-h"}, wantOut: "Usage: cairn ingest"},
 		{name: "unknown flag", args: []string{"funnel", "--colour"}, wantCode: 2, wantErr: "flag provided but not defined: -colour"},
-		{name: "keys without subcommand", args: []string{"keys"}, wantCode: 2, wantErr: "keys create"},
+		{name: "keys without subcommand", args: []string{"keys"}, wantCode: 2, wantErr: "name a subcommand: create, list or revoke"},
 		{name: "demo with a bad date", args: []string{"demo", "--now", "tomorrow"}, wantCode: 2, wantErr: "--now"},
 	}
 	for _, tt := range tests {

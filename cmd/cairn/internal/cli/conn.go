@@ -12,21 +12,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cairn-dev/cairn/pkg/auth"
-	pkgserver "github.com/cairn-dev/cairn/pkg/server"
-	"github.com/cairn-dev/cairn/pkg/stream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-)
 
-// Default addresses of `make run`.
-const (
-	defaultIngestion = "127.0.0.1:7101"
-	defaultStages    = "127.0.0.1:7102"
-	defaultHealth    = "127.0.0.1:7103"
-	defaultRouting   = "127.0.0.1:7104"
+	"github.com/cairn-dev/cairn/pkg/auth"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
+	"github.com/cairn-dev/cairn/pkg/stream"
 )
 
 // RunInfo is <data>/run.json, written by `cairn run` so that other commands
@@ -64,6 +57,7 @@ type connFlags struct {
 	key       string
 	workspace string
 	output    string
+	formats   []string
 	timeout   time.Duration
 	addrs     map[string]*string
 	// keyWorkspace is the workspace of the key in use when run.json names
@@ -71,17 +65,36 @@ type connFlags struct {
 	keyWorkspace string
 }
 
-func addConnFlags(fs *flag.FlagSet, env *Env) *connFlags {
-	c := &connFlags{env: env, addrs: map[string]*string{}}
-	fs.StringVar(&c.data, "data", "./data", "data directory of `cairn run` (its run.json supplies addresses and the admin key)")
+// addConnFlags registers the connection flags. Help shows the address
+// flags of the services a command calls; the others are still accepted
+// (hidden), so that scripts can pass every address to every command.
+// formats are the -o values the command prints (default table and json).
+func addConnFlags(fs *flag.FlagSet, env *Env, services []string, formats ...string) *connFlags {
+	if len(formats) == 0 {
+		formats = []string{"table", "json"}
+	}
+	c := &connFlags{env: env, addrs: map[string]*string{}, formats: formats}
+	fs.StringVar(&c.data, "data", "./data", "data directory of cairn run (its run.json supplies addresses and the admin key)")
 	fs.StringVar(&c.key, "key", "", "API key (default $CAIRN_KEY, else the admin key in <data>/run.json)")
 	fs.StringVar(&c.workspace, "workspace", "", "workspace (default: the key's own)")
-	fs.StringVar(&c.output, "o", "table", "output format: table or json")
+	fs.StringVar(&c.output, "o", "table", "output format: "+orList(formats))
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of each call")
-	for name, def := range map[string]string{"ingestion": defaultIngestion, "stages": defaultStages, "health": defaultHealth, "routing": defaultRouting} {
-		c.addrs[name] = fs.String("addr-"+name, def, name+" gRPC address (default from run.json, else "+def+"; env CAIRN_ADDR_"+upper(name)+")"+listUsage(name))
+	for _, name := range []string{"ingestion", "stages", "health", "routing"} {
+		def := pkgserver.DefaultGRPCAddr(name)
+		c.addrs[name] = fs.String("addr-"+name, def, name+" gRPC address (default from run.json, else "+def+"; env CAIRN_ADDR_"+upper(name)+")"+listUsage(fs.Name(), name))
+		if !contains(services, name) {
+			hideFlags(fs, "addr-"+name)
+		}
 	}
 	return c
+}
+
+// orList is "table, json or csv".
+func orList(ss []string) string {
+	if len(ss) == 1 {
+		return ss[0]
+	}
+	return strings.Join(ss[:len(ss)-1], ", ") + " or " + ss[len(ss)-1]
 }
 
 func upper(s string) string { return strings.ToUpper(s) }
@@ -89,8 +102,8 @@ func upper(s string) string { return strings.ToUpper(s) }
 // resolve fills unset addresses and the key from the environment and
 // run.json, in that order of precedence after explicit flags.
 func (c *connFlags) resolve(fs *flag.FlagSet) error {
-	if c.output != "table" && c.output != "json" {
-		return usagef("-o must be table or json, not %q", c.output)
+	if !contains(c.formats, c.output) {
+		return usagef("-o must be %s, not %q", orList(c.formats), c.output)
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
@@ -118,7 +131,7 @@ func (c *connFlags) resolve(fs *flag.FlagSet) error {
 		c.keyWorkspace = ri.Workspace
 	}
 	if c.key == "" {
-		return fmt.Errorf("no API key: pass --key, set CAIRN_KEY, or start the suite with `cairn run --data %s` (it writes run.json)", c.data)
+		return fmt.Errorf("no API key: pass --key, set CAIRN_KEY, or start the suite with cairn run --data %s (it writes run.json)", c.data)
 	}
 	return nil
 }
@@ -219,13 +232,13 @@ func (c *connFlags) pick(service string) (string, error) {
 	return addrs[stream.WorkspaceReplica(ws, len(addrs))], nil
 }
 
-// listUsage tells which --addr flags take a replica list.
-func listUsage(service string) string {
-	if service == "ingestion" || service == "routing" {
+// listUsage tells which --addr flags of command take a replica list.
+func listUsage(command, service string) string {
+	switch {
+	case service == "ingestion" || service == "routing":
 		return "; or its replicas' addresses comma-separated in replica order, the workspace's replica is called"
-	}
-	if service == "stages" || service == "health" {
-		return "; funnel and backtest also take its replicas' addresses comma-separated in replica order and merge their answers"
+	case command == "funnel" && service == "stages", command == "backtest" && service == "health":
+		return "; or its replicas' addresses comma-separated in replica order, whose answers are merged"
 	}
 	return ""
 }

@@ -53,8 +53,8 @@ func ReadNDJSON(r io.Reader) ([]ingest.Item, []ingest.Rejection, error) {
 }
 
 func runIngest(ctx context.Context, env *Env, args []string) error {
-	fs := helpFlagSet(env, "ingest", "ingest FILE.ndjson|- [--batch 500] [-o json]")
-	c := addConnFlags(fs, env)
+	fs := helpFlagSet(env, "ingest", "ingest FILE.ndjson|- [--batch 500] [-o table|json]")
+	c := addConnFlags(fs, env, []string{"ingestion"})
 	batch := fs.Int("batch", 500, "events per request (at most 2500)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -160,7 +160,7 @@ func (p *progressBar) done() {
 
 // runDemo writes the demo workspace as NDJSON.
 func runDemo(_ context.Context, env *Env, args []string) error {
-	fs := helpFlagSet(env, "demo", "demo --out FILE.ndjson [--seed 1] [--accounts 300] [--now 2026-11-01]")
+	fs := helpFlagSet(env, "demo", "demo --out FILE.ndjson [--seed 1] [--demo-accounts 300] [--now 2026-11-01]")
 	d := addDemoFlags(fs)
 	out := fs.String("out", "-", "output file (- for stdout)")
 	if _, err := parse(fs, args); err != nil {

@@ -9,28 +9,40 @@ import (
 	"sort"
 	"strings"
 
-	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
-	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
-	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
-	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 )
 
+// cmdSpec describes a command that calls the services.
+type cmdSpec struct {
+	name, usage string
+	// services are the services it calls (their address flags are shown).
+	services []string
+	// formats are the -o values it prints (default table and json).
+	formats []string
+	// npos is the number of positional arguments.
+	npos  int
+	extra func(fs *flag.FlagSet)
+}
+
 // queryCmd is the shared prologue of commands that call one or more services.
-func queryCmd(ctx context.Context, env *Env, args []string, name, usage string, extra func(fs *flag.FlagSet), npos int) (*connFlags, []string, context.Context, context.CancelFunc, error) {
-	fs := helpFlagSet(env, name, usage)
-	c := addConnFlags(fs, env)
-	if extra != nil {
-		extra(fs)
+func queryCmd(ctx context.Context, env *Env, args []string, sp cmdSpec) (*connFlags, []string, context.Context, context.CancelFunc, error) {
+	fs := helpFlagSet(env, sp.name, sp.usage)
+	c := addConnFlags(fs, env, sp.services, sp.formats...)
+	if sp.extra != nil {
+		sp.extra(fs)
 	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if len(pos) != npos {
-		return nil, nil, nil, nil, usagef("want %d argument(s), got %d: usage: cairn %s", npos, len(pos), usage)
+	if len(pos) != sp.npos {
+		return nil, nil, nil, nil, usagef("want %d argument(s), got %d: usage: cairn %s", sp.npos, len(pos), sp.usage)
 	}
 	if err := c.resolve(fs); err != nil {
 		return nil, nil, nil, nil, err
@@ -41,9 +53,9 @@ func queryCmd(ctx context.Context, env *Env, args []string, name, usage string, 
 
 func runJourney(ctx context.Context, env *Env, args []string) error {
 	var journeyID string
-	c, pos, ctx, cancel, err := queryCmd(ctx, env, args, "journey", "journey ACCOUNT [--journey ID] [-o json]", func(fs *flag.FlagSet) {
+	c, pos, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "journey", usage: "journey ACCOUNT [--journey ID] [-o table|json]", services: []string{"stages"}, npos: 1, extra: func(fs *flag.FlagSet) {
 		fs.StringVar(&journeyID, "journey", "", "journey id (default: the workspace's default journey)")
-	}, 1)
+	}})
 	if err != nil {
 		return err
 	}
@@ -134,11 +146,11 @@ func check(cr *stagesv1.CriterionResult) string {
 
 func runFunnel(ctx context.Context, env *Env, args []string) error {
 	var journeyID, cohort, segment string
-	c, _, ctx, cancel, err := queryCmd(ctx, env, args, "funnel", "funnel [--journey ID] [--cohort 2026-03] [--segment smb] [-o json]", func(fs *flag.FlagSet) {
+	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "funnel", usage: "funnel [--journey ID] [--cohort 2026-03] [--segment smb] [-o table|json]", services: []string{"stages"}, extra: func(fs *flag.FlagSet) {
 		fs.StringVar(&journeyID, "journey", "", "journey id (default: the workspace's default journey)")
 		fs.StringVar(&cohort, "cohort", "", "cohort month, e.g. 2026-03 (default: all)")
 		fs.StringVar(&segment, "segment", "", "only accounts of this segment")
-	}, 0)
+	}})
 	if err != nil {
 		return err
 	}
@@ -174,7 +186,7 @@ func runFunnel(ctx context.Context, env *Env, args []string) error {
 }
 
 func runHealth(ctx context.Context, env *Env, args []string) error {
-	c, pos, ctx, cancel, err := queryCmd(ctx, env, args, "health", "health ACCOUNT [-o json]", nil, 1)
+	c, pos, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "health", usage: "health ACCOUNT [-o table|json]", services: []string{"health"}, npos: 1})
 	if err != nil {
 		return err
 	}
@@ -273,7 +285,7 @@ var signalStates = map[string]commonv1.SignalState{
 func runSignals(ctx context.Context, env *Env, args []string) error {
 	var account, kind, state, from, reason, token string
 	var size int
-	c, _, ctx, cancel, err := queryCmd(ctx, env, args, "signals", "signals [--account A] [--kind risk|expansion|renewal|dropoff|stuck] [--state open|closed|all] [--from all|health|stages] [-o json]", func(fs *flag.FlagSet) {
+	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "signals", usage: "signals [--account A] [--kind risk|expansion|renewal|dropoff|stuck] [--state open|closed|all] [--from all|health|stages] [-o table|json]", services: []string{"stages", "health"}, extra: func(fs *flag.FlagSet) {
 		fs.StringVar(&account, "account", "", "only this account")
 		fs.StringVar(&kind, "kind", "", "risk, expansion, renewal (health) or dropoff, stuck (stages)")
 		fs.StringVar(&state, "state", "open", "open, closed or all")
@@ -281,7 +293,7 @@ func runSignals(ctx context.Context, env *Env, args []string) error {
 		fs.StringVar(&from, "from", "all", "which service to ask: all, health or stages")
 		fs.IntVar(&size, "page-size", 0, "signals per service (default: server's, 50)")
 		fs.StringVar(&token, "page-token", "", "page token from a previous call (requires --from)")
-	}, 0)
+	}})
 	if err != nil {
 		return err
 	}
@@ -381,77 +393,6 @@ func runSignals(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func runAssignments(ctx context.Context, env *Env, args []string) error {
-	var owner, state, typ, account, token string
-	var size int
-	c, _, ctx, cancel, err := queryCmd(ctx, env, args, "assignments", "assignments [--owner O] [--state open|touched|paused|breached|closed|unassigned] [--type mql|pql|sql|closed_won|renewal|risk|manual] [--account A] [-o json]", func(fs *flag.FlagSet) {
-		fs.StringVar(&owner, "owner", "", "only this owner")
-		fs.StringVar(&state, "state", "", "only this state")
-		fs.StringVar(&typ, "type", "", "only this handoff type")
-		fs.StringVar(&account, "account", "", "only this account")
-		fs.IntVar(&size, "page-size", 0, "assignments per page (default: server's, 50)")
-		fs.StringVar(&token, "page-token", "", "page token from a previous call")
-	}, 0)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	req := &routingv1.ListAssignmentsRequest{Workspace: c.workspace, OwnerId: owner, AccountId: account, Page: pageRequest(size, token)}
-	if state != "" {
-		v, ok := routingv1.AssignmentState_value["ASSIGNMENT_STATE_"+upper(state)]
-		if !ok {
-			return usagef("unknown --state %q", state)
-		}
-		req.State = routingv1.AssignmentState(v)
-	}
-	if typ != "" {
-		v, ok := routingv1.HandoffType_value["HANDOFF_TYPE_"+upper(typ)]
-		if !ok {
-			return usagef("unknown --type %q", typ)
-		}
-		req.Type = routingv1.HandoffType(v)
-	}
-	conn, err := c.dial("routing")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	resp, err := routingv1.NewRoutingServiceClient(conn).ListAssignments(ctx, req)
-	if err != nil {
-		return fmt.Errorf("list assignments: %w", err)
-	}
-	if c.output == "json" {
-		return c.printJSON(resp)
-	}
-	t := newTable(env.Stdout, "ID", "TYPE", "ACCOUNT", "OWNER", "STATE", "RULE", "CREATED", "SLA DUE", "SLA")
-	for _, a := range resp.GetAssignments() {
-		sla := "-"
-		if s := a.GetSla(); s != nil {
-			switch {
-			case s.GetBreached():
-				sla = "breached"
-			case s.GetMetAt() != nil:
-				sla = "met"
-			case s.GetPaused():
-				sla = "paused"
-			default:
-				sla = "running " + dur(s.GetUsed()) + "/" + dur(s.GetAllowed())
-			}
-		}
-		acct := a.GetAccountId()
-		if acct == "" {
-			acct = a.GetLead().GetEmail()
-		}
-		t.row(a.GetAssignmentId(), enumName(a.GetType(), "HANDOFF_TYPE_"), dash(acct), dash(a.GetOwnerId()), enumName(a.GetState(), "ASSIGNMENT_STATE_"),
-			dash(a.GetDecision().GetRule()), ts(a.GetCreatedAt()), ts(a.GetSla().GetDueAt()), sla)
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	nextPage(env.Stdout, resp.GetPage())
-	return nil
-}
-
 // replicaErr names replica i of n in err when there are several.
 func replicaErr(i, n int, err error) error {
 	if n == 1 {
@@ -464,11 +405,11 @@ func runBacktest(ctx context.Context, env *Env, args []string) error {
 	var horizon int
 	var model string
 	var version uint
-	c, _, ctx, cancel, err := queryCmd(ctx, env, args, "backtest", "backtest [--horizon 90] [--model ID] [--version N] [-o json]", func(fs *flag.FlagSet) {
+	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "backtest", usage: "backtest [--horizon 90] [--model ID] [--version N] [-o table|json]", services: []string{"health"}, extra: func(fs *flag.FlagSet) {
 		fs.IntVar(&horizon, "horizon", 90, "days before each outcome at which the score is taken")
 		fs.StringVar(&model, "model", "", "model id (default: the active model)")
 		fs.UintVar(&version, "version", 0, "model version (default: active)")
-	}, 0)
+	}})
 	if err != nil {
 		return err
 	}

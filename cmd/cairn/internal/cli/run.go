@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/ingest"
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/supervisor"
@@ -21,8 +24,6 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/domain/segment"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // DemoWorkspace is the workspace `cairn run` creates keys for and loads.
@@ -414,12 +415,12 @@ func loadDemo(ctx context.Context, w io.Writer, p ports, info *RunInfo, opts dem
 	if enabled["routing"] {
 		rc, err := dial("routing")
 		if err == nil {
-			a := &applier{workspace: "", routing: routingv1.NewRoutingServiceClient(rc)}
-			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			if err := a.apply(actx, prefixed{w}, demo.RoutingYAML); err != nil {
+			a := &applier{workspace: "", timeout: 30 * time.Second, routing: routingv1.NewRoutingServiceClient(rc)}
+			if res, err := a.apply(ctx, "routing.yaml", demo.RoutingYAML); err != nil {
 				logf(w, "demo: routing config not applied: %s", describe(err))
+			} else {
+				fmt.Fprintln(prefixed{w}, res.Summary)
 			}
-			cancel()
 			rc.Close()
 		}
 	}

@@ -7,9 +7,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 )
 
 // table prints aligned columns.
@@ -50,6 +51,14 @@ func ts(t *timestamppb.Timestamp) string {
 		return "-"
 	}
 	return t.AsTime().UTC().Format("2006-01-02 15:04")
+}
+
+// tsDay formats a timestamp as its UTC date, "" when unset.
+func tsDay(t *timestamppb.Timestamp) string {
+	if t == nil || (t.GetSeconds() == 0 && t.GetNanos() == 0) {
+		return ""
+	}
+	return t.AsTime().UTC().Format("2006-01-02")
 }
 
 // dur formats a duration coarsely (days and hours), "-" when unset.

@@ -734,9 +734,12 @@ func (x *ApplyModelRequest) GetActivate() bool {
 
 // ApplyModelResponse returns the stored model.
 type ApplyModelResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Model  *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Active bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// The model equals the model's latest version, so no version was stored:
+	// model is that latest version (activated when asked).
+	Unchanged     bool `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -781,6 +784,13 @@ func (x *ApplyModelResponse) GetModel() *Model {
 func (x *ApplyModelResponse) GetActive() bool {
 	if x != nil {
 		return x.Active
+	}
+	return false
+}
+
+func (x *ApplyModelResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
 	}
 	return false
 }
@@ -2928,10 +2938,11 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12,\n" +
 	"\x05model\x18\x02 \x01(\v2\x16.cairn.health.v1.ModelR\x05model\x12\x12\n" +
 	"\x04yaml\x18\x03 \x01(\tR\x04yaml\x12\x1a\n" +
-	"\bactivate\x18\x04 \x01(\bR\bactivate\"Z\n" +
+	"\bactivate\x18\x04 \x01(\bR\bactivate\"x\n" +
 	"\x12ApplyModelResponse\x12,\n" +
 	"\x05model\x18\x01 \x01(\v2\x16.cairn.health.v1.ModelR\x05model\x12\x16\n" +
-	"\x06active\x18\x02 \x01(\bR\x06active\"d\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x12\x1c\n" +
+	"\tunchanged\x18\x03 \x01(\bR\tunchanged\"d\n" +
 	"\x0fGetModelRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x19\n" +
 	"\bmodel_id\x18\x02 \x01(\tR\amodelId\x12\x18\n" +

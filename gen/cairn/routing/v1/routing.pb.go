@@ -1900,8 +1900,11 @@ func (x *ApplyConfigRequest) GetYaml() string {
 
 // ApplyConfigResponse returns it.
 type ApplyConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Config *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// The config equals the active (latest) version, so no version was
+	// stored: config is that version.
+	Unchanged     bool `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1941,6 +1944,13 @@ func (x *ApplyConfigResponse) GetConfig() *Config {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *ApplyConfigResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
 }
 
 // GetConfigRequest asks for the active config.
@@ -5060,9 +5070,10 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x12ApplyConfigRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x120\n" +
 	"\x06config\x18\x02 \x01(\v2\x18.cairn.routing.v1.ConfigR\x06config\x12\x12\n" +
-	"\x04yaml\x18\x03 \x01(\tR\x04yaml\"G\n" +
+	"\x04yaml\x18\x03 \x01(\tR\x04yaml\"e\n" +
 	"\x13ApplyConfigResponse\x120\n" +
-	"\x06config\x18\x01 \x01(\v2\x18.cairn.routing.v1.ConfigR\x06config\"0\n" +
+	"\x06config\x18\x01 \x01(\v2\x18.cairn.routing.v1.ConfigR\x06config\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"0\n" +
 	"\x10GetConfigRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"Y\n" +
 	"\x11GetConfigResponse\x120\n" +

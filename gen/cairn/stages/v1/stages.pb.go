@@ -571,9 +571,12 @@ func (x *ApplyJourneyRequest) GetActivate() bool {
 
 // ApplyJourneyResponse returns the stored version.
 type ApplyJourneyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Definition    *JourneyDefinition     `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
-	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Definition *JourneyDefinition     `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	Active     bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// The definition equals the journey's latest version, so no version was
+	// stored: definition is that latest version (activated when asked).
+	Unchanged     bool `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +621,13 @@ func (x *ApplyJourneyResponse) GetDefinition() *JourneyDefinition {
 func (x *ApplyJourneyResponse) GetActive() bool {
 	if x != nil {
 		return x.Active
+	}
+	return false
+}
+
+func (x *ApplyJourneyResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
 	}
 	return false
 }
@@ -3347,12 +3357,13 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"definition\x18\x02 \x01(\v2\".cairn.stages.v1.JourneyDefinitionR\n" +
 	"definition\x12\x12\n" +
 	"\x04yaml\x18\x03 \x01(\tR\x04yaml\x12\x1a\n" +
-	"\bactivate\x18\x04 \x01(\bR\bactivate\"r\n" +
+	"\bactivate\x18\x04 \x01(\bR\bactivate\"\x90\x01\n" +
 	"\x14ApplyJourneyResponse\x12B\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2\".cairn.stages.v1.JourneyDefinitionR\n" +
 	"definition\x12\x16\n" +
-	"\x06active\x18\x02 \x01(\bR\x06active\"j\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x12\x1c\n" +
+	"\tunchanged\x18\x03 \x01(\bR\tunchanged\"j\n" +
 	"\x11GetJourneyRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +

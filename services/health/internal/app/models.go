@@ -48,16 +48,37 @@ func (a *App) checkModel(m *healthv1.Model) error {
 // ApplyModel stores m, a valid model (ValidateModel), as the next version
 // of its id ("default" when empty) and, with activate, makes it the
 // workspace's scoring model. It sets m's id, version and creation time and
-// returns m.
-func (a *App) ApplyModel(_ context.Context, ws string, m *healthv1.Model, activate bool) (*healthv1.Model, error) {
+// returns m and whether it is active. A model equal to the latest version of
+// its id but for those is not stored again: that version is returned, with
+// unchanged set (and activated when asked).
+func (a *App) ApplyModel(_ context.Context, ws string, m *healthv1.Model, activate bool) (_ *healthv1.Model, active, unchanged bool, err error) {
 	if m.GetId() == "" {
 		m.Id = "default"
 	}
 	if err := a.checkModel(m); err != nil {
-		return nil, err
+		return nil, false, false, err
 	}
 	m.CreatedAt = timestamppb.New(a.clk.Now())
-	err := a.db.Update(func(tx *kv.Tx) error {
+	err = a.db.Update(func(tx *kv.Tx) error {
+		latest, err := store.ListModels(tx, ws, m.GetId(), 0, 1)
+		if err != nil {
+			return err
+		}
+		// Applying the same file again must not make a version that
+		// differs from the latest only by its number and time.
+		if len(latest) == 1 && sameModel(latest[0], m) {
+			m, unchanged = latest[0], true
+			activeID, activeVer, err := store.Active(tx, ws)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			active = activate || (err == nil && activeID == m.GetId() && activeVer == m.GetVersion())
+			if activate {
+				return store.SetActive(tx, ws, m.GetId(), m.GetVersion())
+			}
+			return nil
+		}
+		active = activate
 		if err := store.PutModel(tx, ws, m); err != nil {
 			return err
 		}
@@ -67,9 +88,18 @@ func (a *App) ApplyModel(_ context.Context, ws string, m *healthv1.Model, activa
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("apply model %q: %w", m.GetId(), err)
+		return nil, false, false, fmt.Errorf("apply model %q: %w", m.GetId(), err)
 	}
-	return m, nil
+	return m, active, unchanged, nil
+}
+
+// sameModel reports whether two models differ at most in their version
+// number and creation time.
+func sameModel(a, b *healthv1.Model) bool {
+	a, b = proto.Clone(a).(*healthv1.Model), proto.Clone(b).(*healthv1.Model)
+	a.Version, b.Version = 0, 0
+	a.CreatedAt, b.CreatedAt = nil, nil
+	return proto.Equal(a, b)
 }
 
 // GetModel returns a stored version, the active one when id and version

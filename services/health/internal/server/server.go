@@ -40,7 +40,7 @@ type App interface {
 	ValidateModel(m *healthv1.Model) []*commonv1.ValidationError
 	// ApplyModel stores a valid model as the next version of its id and
 	// activates it with activate.
-	ApplyModel(ctx context.Context, ws string, m *healthv1.Model, activate bool) (*healthv1.Model, error)
+	ApplyModel(ctx context.Context, ws string, m *healthv1.Model, activate bool) (_ *healthv1.Model, active, unchanged bool, err error)
 	// GetModel returns a stored model version (the active one when id and
 	// version are empty) and whether it is active.
 	GetModel(ctx context.Context, ws, id string, version uint32) (*healthv1.Model, bool, error)
@@ -142,10 +142,11 @@ func (s *Server) ApplyModel(ctx context.Context, req *healthv1.ApplyModelRequest
 	if err != nil {
 		return nil, err
 	}
-	if m, err = s.app.ApplyModel(ctx, ws, m, req.GetActivate()); err != nil {
+	m, active, unchanged, err := s.app.ApplyModel(ctx, ws, m, req.GetActivate())
+	if err != nil {
 		return nil, err
 	}
-	return &healthv1.ApplyModelResponse{Model: m, Active: req.GetActivate()}, nil
+	return &healthv1.ApplyModelResponse{Model: m, Active: active, Unchanged: unchanged}, nil
 }
 
 // GetModel returns a stored version, the active one by default, or the

@@ -399,9 +399,16 @@ func TestModels(t *testing.T) {
 		t.Fatalf("read key applied a model: %v", err)
 	}
 	for i := 1; i <= 3; i++ {
-		r, err := admin.ApplyModel(ctx, &healthv1.ApplyModelRequest{Yaml: validYAML, Activate: i == 2})
-		if err != nil || r.GetModel().GetVersion() != uint32(i) {
+		// Each version differs (its second threshold); the same model
+		// again stores nothing and says so.
+		yml := strings.Replace(validYAML, "{min: 2, points: 100}", fmt.Sprintf("{min: %d, points: 100}", i+1), 1)
+		r, err := admin.ApplyModel(ctx, &healthv1.ApplyModelRequest{Yaml: yml, Activate: i == 2})
+		if err != nil || r.GetModel().GetVersion() != uint32(i) || r.GetUnchanged() || r.GetActive() != (i == 2) {
 			t.Fatalf("apply %d: %v %v", i, r, err)
+		}
+		again, err := admin.ApplyModel(ctx, &healthv1.ApplyModelRequest{Yaml: yml})
+		if err != nil || again.GetModel().GetVersion() != uint32(i) || !again.GetUnchanged() || again.GetActive() != (i == 2) {
+			t.Fatalf("apply %d again: %v %v", i, again, err)
 		}
 	}
 	got, err := read.GetModel(ctx, &healthv1.GetModelRequest{})

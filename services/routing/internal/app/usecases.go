@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -118,19 +119,39 @@ func (s *Service) DeletePool(ws, id string) error {
 // workspace's next config version, stamped now, and returns it with its
 // version. A config whose rules or fallback name a pool the workspace does
 // not have is refused.
-func (s *Service) ApplyConfig(ws string, cfg *routingv1.Config) (*routingv1.Config, error) {
+//
+// A config equal to the active one but for its version and time is not
+// stored again: ApplyConfig returns the active config and unchanged.
+func (s *Service) ApplyConfig(ws string, cfg *routingv1.Config) (_ *routingv1.Config, unchanged bool, err error) {
 	cfg.CreatedAt = timestamppb.New(s.clk.Now())
-	err := s.Update(ws, func(tx *store.Tx) error {
+	err = s.Update(ws, func(tx *store.Tx) error {
 		if err := checkConfigPools(tx, cfg); err != nil {
 			return err
+		}
+		prev, err := tx.Config()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && sameConfig(prev, cfg) {
+			cfg, unchanged = prev, true
+			return nil
 		}
 		if err := tx.PutConfig(cfg); err != nil {
 			return err
 		}
-		_, err := s.RerouteUnassigned(tx, rerouteOnDirectory)
+		_, err = s.RerouteUnassigned(tx, rerouteOnDirectory)
 		return err
 	})
-	return cfg, err
+	return cfg, unchanged, err
+}
+
+// sameConfig reports whether two configs differ at most in their version
+// number and creation time.
+func sameConfig(a, b *routingv1.Config) bool {
+	a, b = proto.Clone(a).(*routingv1.Config), proto.Clone(b).(*routingv1.Config)
+	a.Version, b.Version = 0, 0
+	a.CreatedAt, b.CreatedAt = nil, nil
+	return proto.Equal(a, b)
 }
 
 // checkConfigPools refuses a config whose rules or fallback name a pool the

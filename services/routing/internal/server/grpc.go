@@ -62,7 +62,7 @@ type App interface {
 	ListPools(ws string, after []byte, size int) ([]*routingv1.Pool, []byte, bool, error)
 	DeletePool(ws, id string) error
 	// ApplyConfig stores a compiled config as the next version.
-	ApplyConfig(ws string, cfg *routingv1.Config) (*routingv1.Config, error)
+	ApplyConfig(ws string, cfg *routingv1.Config) (_ *routingv1.Config, unchanged bool, err error)
 	GetConfig(ws string) (*routingv1.Config, error)
 
 	Qualify(ctx context.Context, ws string, t routingv1.HandoffType, lead *routingv1.Lead, requestID string) (*routingv1.Assignment, error)
@@ -359,11 +359,11 @@ func (s *Server) ApplyConfig(ctx context.Context, req *routingv1.ApplyConfigRequ
 	if err := checkConfigIDs(cfg); err != nil {
 		return nil, err
 	}
-	cfg, err = s.app.ApplyConfig(ws, cfg)
+	cfg, unchanged, err := s.app.ApplyConfig(ws, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &routingv1.ApplyConfigResponse{Config: cfg}, nil
+	return &routingv1.ApplyConfigResponse{Config: cfg, Unchanged: unchanged}, nil
 }
 
 // checkConfigIDs bounds the ids and names a config stores and shows back:

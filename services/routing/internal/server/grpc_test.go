@@ -245,17 +245,30 @@ func TestConfigRoundTrip(t *testing.T) {
 	if _, err := h.client.UpsertPool(ctx, &routingv1.UpsertPoolRequest{Pool: &routingv1.Pool{PoolId: "p"}}); err != nil {
 		t.Fatal(err)
 	}
-	for want := uint32(1); want <= 2; want++ {
-		a, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: yml})
-		if err != nil || a.GetConfig().GetVersion() != want {
-			t.Fatalf("apply: %v %v", a, err)
+	// The same config again stores no version and says so; a changed one
+	// is the next version.
+	for i, tc := range []struct {
+		yml       string
+		want      uint32
+		unchanged bool
+	}{{yml, 1, false}, {yml, 1, true}, {strings.Replace(yml, "within: 3d", "within: 3d\n", 1) + "\n", 1, true}} {
+		a, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: tc.yml})
+		if err != nil || a.GetConfig().GetVersion() != tc.want || a.GetUnchanged() != tc.unchanged {
+			t.Fatalf("apply %d: %v %v, want version %d unchanged %t", i, a, err, tc.want, tc.unchanged)
 		}
+	}
+	changed := strings.Replace(yml, "within: 3d", "within: 4d", 1)
+	if a, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: changed}); err != nil || a.GetConfig().GetVersion() != 2 || a.GetUnchanged() {
+		t.Fatalf("apply changed: %v %v", a, err)
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Yaml: yml}); err != nil {
+		t.Fatal(err)
 	}
 	g, err := h.client.GetConfig(ctxWith(readKey), &routingv1.GetConfigRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.GetConfig().GetVersion() != 2 || !strings.Contains(g.GetYaml(), "within: 3d") || g.GetConfig().GetSlaPolicies()[0].GetWithin().AsDuration() != 24*time.Hour {
+	if g.GetConfig().GetVersion() != 3 || !strings.Contains(g.GetYaml(), "within: 3d") || g.GetConfig().GetSlaPolicies()[0].GetWithin().AsDuration() != 24*time.Hour {
 		t.Fatalf("get config: %v\n%s", g.GetConfig(), g.GetYaml())
 	}
 }

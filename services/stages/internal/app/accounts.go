@@ -2,16 +2,21 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // AccountJourney returns an account's journey (jid "": the workspace's
@@ -62,6 +67,9 @@ func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountF
 	err = a.db.View(func(tx *pstore.Tx) error {
 		id, err := resolveJourney(tx, ws, jid)
 		if err != nil {
+			return err
+		}
+		if err := checkStage(tx, ws, id, f.Stage); err != nil {
 			return err
 		}
 		return store.Live.Accounts(tx, ws, id, after, func(key []byte, aj *stagesv1.AccountJourney) (bool, error) {
@@ -126,4 +134,36 @@ func lifecycleOf(tx *pstore.Tx, ns store.Namespace, jid string, aj *stagesv1.Acc
 		return nil, err
 	}
 	return acc.Aggs.Lifecycle().Proto(), nil
+}
+
+// checkStage refuses a stage filter that names no stage of the journey:
+// an empty answer would say no account is in it, when the caller most
+// likely misspelt it. A stage of any version counts, since accounts placed
+// under an older version may still be in a stage the newest one dropped.
+// A journey with no versions is not checked (its list is empty anyway).
+func checkStage(tx *pstore.Tx, ws, id, stage string) error {
+	if stage == "" {
+		return nil
+	}
+	var known []string
+	found := false
+	err := store.Versions(tx, ws, id, 0, func(def *stagesv1.JourneyDefinition) (bool, error) {
+		for _, st := range def.GetStages() {
+			if st.GetId() == stage {
+				found = true
+				return false, nil
+			}
+			if !slices.Contains(known, st.GetId()) {
+				known = append(known, st.GetId())
+			}
+		}
+		return true, nil
+	})
+	switch {
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return err
+	case found || len(known) == 0:
+		return nil
+	}
+	return apierr.Field("stage", "unknown stage %q in journey %q; its stages are %s", stage, id, strings.Join(known, ", "))
 }

@@ -9,6 +9,7 @@ import (
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -16,13 +17,37 @@ import (
 // its version and creation time, and activates it when activate is set or
 // when the journey has no active version. def must be valid (the server
 // refuses what journey.Validate reports); ApplyJourney fills in its
-// Version and CreatedAt. It returns def and whether it is active.
-func (a *App) ApplyJourney(_ context.Context, ws string, def *stagesv1.JourneyDefinition, activate bool) (*stagesv1.JourneyDefinition, bool, error) {
-	active := false
-	err := a.db.Update(func(tx *pstore.Tx) error {
+// Version and CreatedAt. It returns def and whether it is active. A
+// definition equal to the latest version but for those is not stored again:
+// that version is returned, with unchanged set (and activated when asked or
+// when none is active).
+func (a *App) ApplyJourney(_ context.Context, ws string, def *stagesv1.JourneyDefinition, activate bool) (_ *stagesv1.JourneyDefinition, active, unchanged bool, err error) {
+	err = a.db.Update(func(tx *pstore.Tx) error {
 		latest, err := store.LatestVersion(tx, ws, def.GetId())
 		if err != nil {
 			return err
+		}
+		if latest > 0 {
+			prev, err := store.GetDefinition(tx, ws, def.GetId(), latest)
+			if err != nil {
+				return err
+			}
+			// Applying the same file again must not make a version that
+			// differs from the latest only by its number and time.
+			if sameDefinition(prev, def) {
+				def, unchanged = prev, true
+				act, err := store.Active(tx, ws, def.GetId())
+				switch {
+				case err == nil && act == latest:
+					active = true
+				case err != nil && !errors.Is(err, store.ErrNotFound):
+					return err
+				case activate || errors.Is(err, store.ErrNotFound):
+					active = true
+					return store.SetActive(tx, ws, def.GetId(), latest)
+				}
+				return nil
+			}
 		}
 		def.Version = latest + 1
 		def.CreatedAt = timestamppb.New(a.clock.Now())
@@ -36,9 +61,18 @@ func (a *App) ApplyJourney(_ context.Context, ws string, def *stagesv1.JourneyDe
 		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("apply journey %q: %w", def.GetId(), err)
+		return nil, false, false, fmt.Errorf("apply journey %q: %w", def.GetId(), err)
 	}
-	return def, active, nil
+	return def, active, unchanged, nil
+}
+
+// sameDefinition reports whether two definitions differ at most in their
+// version number and creation time.
+func sameDefinition(a, b *stagesv1.JourneyDefinition) bool {
+	a, b = proto.Clone(a).(*stagesv1.JourneyDefinition), proto.Clone(b).(*stagesv1.JourneyDefinition)
+	a.Version, b.Version = 0, 0
+	a.CreatedAt, b.CreatedAt = nil, nil
+	return proto.Equal(a, b)
 }
 
 // resolveJourney returns the journey id a request means: the named one, else

@@ -34,7 +34,7 @@ func Policy() auth.Policy { return methods.Policy(methods.Stages) }
 // App is what the API needs of the application: internal/app.App. (The
 // application wires the server, so the server names it by its methods.)
 type App interface {
-	ApplyJourney(ctx context.Context, ws string, def *stagesv1.JourneyDefinition, activate bool) (*stagesv1.JourneyDefinition, bool, error)
+	ApplyJourney(ctx context.Context, ws string, def *stagesv1.JourneyDefinition, activate bool) (_ *stagesv1.JourneyDefinition, active, unchanged bool, err error)
 	GetJourney(ctx context.Context, ws, id string, version uint32) (*stagesv1.JourneyDefinition, bool, error)
 	ListJourneyVersions(ctx context.Context, ws, id string, before uint32, size int) ([]*stagesv1.JourneyDefinition, uint32, bool, error)
 	ActivateJourney(ctx context.Context, ws, id string, version uint32) (*stagesv1.JourneyDefinition, error)
@@ -144,11 +144,11 @@ func (s *Server) ApplyJourney(ctx context.Context, req *stagesv1.ApplyJourneyReq
 	if len(errs) > 0 {
 		return nil, &journey.InvalidError{Errors: errs}
 	}
-	def, active, err := s.app.ApplyJourney(ctx, ws, def, req.GetActivate())
+	def, active, unchanged, err := s.app.ApplyJourney(ctx, ws, def, req.GetActivate())
 	if err != nil {
 		return nil, err
 	}
-	return &stagesv1.ApplyJourneyResponse{Definition: def, Active: active}, nil
+	return &stagesv1.ApplyJourneyResponse{Definition: def, Active: active, Unchanged: unchanged}, nil
 }
 
 // GetJourney returns one version (default: the active one) with its YAML.
@@ -162,7 +162,7 @@ func (s *Server) GetJourney(ctx context.Context, req *stagesv1.GetJourneyRequest
 	}
 	def, active, err := s.app.GetJourney(ctx, ws, req.GetJourneyId(), req.GetVersion())
 	if err != nil {
-		return nil, err
+		return nil, journeyNotFound(err, req.GetJourneyId(), req.GetVersion())
 	}
 	yml, err := journey.ProtoYAML(def)
 	if err != nil {
@@ -247,7 +247,7 @@ func (s *Server) GetAccountJourney(ctx context.Context, req *stagesv1.GetAccount
 	}
 	aj, err := s.app.AccountJourney(ctx, ws, req.GetJourneyId(), req.GetAccountId())
 	if err != nil {
-		return nil, err
+		return nil, accountNotFound(err, req.GetJourneyId(), req.GetAccountId())
 	}
 	return &stagesv1.GetAccountJourneyResponse{Journey: aj}, nil
 }

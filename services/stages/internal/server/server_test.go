@@ -206,8 +206,13 @@ func TestDefinitions(t *testing.T) {
 	if err != nil || a1.GetDefinition().GetVersion() != 1 || !a1.GetActive() {
 		t.Fatalf("apply v1 = %v, %v", a1, err)
 	}
-	a2, err := admin.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Definition: a1.GetDefinition()})
-	if err != nil || a2.GetDefinition().GetVersion() != 2 || a2.GetActive() {
+	same, err := admin.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Definition: a1.GetDefinition()})
+	if err != nil || same.GetDefinition().GetVersion() != 1 || !same.GetUnchanged() || !same.GetActive() {
+		t.Fatalf("apply v1 again = %v, %v", same, err)
+	}
+	changed := strings.Replace(good, "  - id: two\n", "  - id: two\n    name: Two\n", 1)
+	a2, err := admin.ApplyJourney(ctx, &stagesv1.ApplyJourneyRequest{Yaml: changed})
+	if err != nil || a2.GetDefinition().GetVersion() != 2 || a2.GetActive() || a2.GetUnchanged() {
 		t.Fatalf("apply v2 = %v, %v", a2, err)
 	}
 	g, err := admin.GetJourney(rctx, &stagesv1.GetJourneyRequest{JourneyId: "j"})
