@@ -74,7 +74,7 @@ func TestRunServesAndStops(t *testing.T) {
 		{"healthz", base + "/healthz", "", 200, `"ok"`},
 		{"readyz", base + "/readyz", "", 200, `"ready"`},
 		{"keyring key forwarded", base + "/v1/accounts/acme/journey", readKey, 200, `"onboarding"`},
-		{"unknown key", base + "/v1/accounts/acme/journey", "nope", 401, "UNAUTHENTICATED"},
+		{"unknown key", base + "/v1/accounts/acme/journey", "nope", 401, `"code":16`},
 		{"metrics", "http://" + cfg.MetricsAddr + "/metrics", "", 200, "cairn_http_requests_total"},
 	}
 	for _, tc := range tests {

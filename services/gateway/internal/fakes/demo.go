@@ -396,6 +396,15 @@ type routingServer struct {
 	d *Demo
 }
 
+// ListOwners lists the demo's CSMs, one page.
+func (s routingServer) ListOwners(context.Context, *routingv1.ListOwnersRequest) (*routingv1.ListOwnersResponse, error) {
+	var out []*routingv1.Owner
+	for _, id := range []string{"emma", "liam", "noah", "olivia"} {
+		out = append(out, &routingv1.Owner{OwnerId: id, Name: strings.ToUpper(id[:1]) + id[1:], Team: routingv1.Team_TEAM_CSM})
+	}
+	return &routingv1.ListOwnersResponse{Owners: out, Page: &commonv1.PageResponse{}}, nil
+}
+
 func (s routingServer) ListAssignments(ctx context.Context, req *routingv1.ListAssignmentsRequest) (*routingv1.ListAssignmentsResponse, error) {
 	return s.d.assignments(ctx, req)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -123,7 +124,7 @@ func TestAdmissionSheds(t *testing.T) {
 				if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
 					t.Errorf("Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
 				}
-				if e := decodeBody(t, body); e.Code != "RESOURCE_EXHAUSTED" || len(e.Details) == 0 || e.Details[0].Type != "retry" {
+				if e := decodeBody(t, body); e.Code != codes.ResourceExhausted || e.RetryDelay <= 0 {
 					t.Errorf("error body %+v, want RESOURCE_EXHAUSTED with a retry detail", e)
 				}
 			}
@@ -152,7 +153,7 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
-func decodeBody(t *testing.T, b []byte) web.Error {
+func decodeBody(t *testing.T, b []byte) web.Body {
 	t.Helper()
 	return decodeError(t, response{body: b})
 }

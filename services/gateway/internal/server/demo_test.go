@@ -78,12 +78,12 @@ func TestDemoTellsTheTrueStory(t *testing.T) {
 	t.Run("funnel adds up", func(t *testing.T) {
 		var f struct {
 			Stages []struct {
-				Current, Entered, Converted, Dropped, Churned, EnteredDirectly int64 `json:",string"`
+				Current, Entered, Converted, Dropped, Churned, EnteredDirectly int64
 			} `json:"stages"`
-			Accounts         int64 `json:"accounts,string"`
-			Churned          int64 `json:"churned,string"`
-			NotPlaced        int64 `json:"notPlaced,string"`
-			TotalAccounts    int64 `json:"totalAccounts,string"`
+			Accounts         int64 `json:"accounts"`
+			Churned          int64 `json:"churned"`
+			NotPlaced        int64 `json:"notPlaced"`
+			TotalAccounts    int64 `json:"totalAccounts"`
 			NotPlacedReasons []struct {
 				Reason string `json:"reason"`
 			} `json:"notPlacedReasons"`
@@ -230,9 +230,9 @@ func TestDemoTellsTheTrueStory(t *testing.T) {
 		var r struct {
 			Rows []struct {
 				GroupBy           string  `json:"groupBy"`
-				MetOnTime         int64   `json:"metOnTime,string"`
-				MetLate           int64   `json:"metLate,string"`
-				BreachedUntouched int64   `json:"breachedUntouched,string"`
+				MetOnTime         int64   `json:"metOnTime"`
+				MetLate           int64   `json:"metLate"`
+				BreachedUntouched int64   `json:"breachedUntouched"`
 				Attainment        float64 `json:"attainment"`
 			}
 		}

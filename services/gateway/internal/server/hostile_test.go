@@ -79,7 +79,7 @@ func TestHostileInput(t *testing.T) {
 				}
 				return
 			}
-			if got := decodeError(t, r); got.Code != "INVALID_ARGUMENT" || got.Message != tc.msg {
+			if got := decodeError(t, r); got.Code != codes.InvalidArgument || got.Message != tc.msg {
 				t.Fatalf("error = %s %q, want INVALID_ARGUMENT %q", got.Code, got.Message, tc.msg)
 			}
 		})
@@ -164,8 +164,7 @@ func FuzzGateway(f *testing.F) {
 			t.Fatalf("%s %q (%q): status %d, body %s", method, target, header, w.Code, w.Body)
 		}
 		if w.Code >= 400 && strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
-			var e web.Error
-			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Message == "" {
+			if e, err := web.ParseBody(w.Body.Bytes()); err != nil || e.Message == "" || e.RequestID == "" {
 				t.Fatalf("error body %q is not the gateway's error", w.Body)
 			}
 		}

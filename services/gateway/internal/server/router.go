@@ -335,7 +335,9 @@ func (r *Router) concat(ctx context.Context, method string, req, out proto.Messa
 		}
 	}
 	if f := out.ProtoReflect().Descriptor().Fields().ByName("page"); f != nil && f.Message() != nil && f.Message().FullName() == "cairn.common.v1.PageResponse" {
-		out.ProtoReflect().Set(f, protoreflect.ValueOfMessage((&commonv1.PageResponse{NextPageToken: next}).ProtoReflect()))
+		// The replicas' totals are not added up: a replica's answer may not
+		// know its own, so the total is unknown (-1).
+		out.ProtoReflect().Set(f, protoreflect.ValueOfMessage((&commonv1.PageResponse{NextPageToken: next, TotalSize: -1}).ProtoReflect()))
 	}
 	return nil
 }

@@ -19,13 +19,12 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/grpc/status"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
-	"github.com/cairn-dev/cairn/gen/openapi"
 	"github.com/cairn-dev/cairn/services/gateway/internal/dashboard"
 	"github.com/cairn-dev/cairn/services/gateway/internal/tracking"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
@@ -63,7 +62,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// ReadyTimeout bounds each upstream health check of /readyz; 0 means 2s.
 	ReadyTimeout time.Duration
-	// Logger receives one line per failed upstream call.
+	// Logger receives one line per 5xx answer, with the request id and the
+	// error the client does not see.
 	Logger *slog.Logger
 }
 
@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: register metrics: %w", err)
 	}
-	rest, err := newREST(ctx, u, cfg.Logger)
+	rest, err := newREST(ctx, u)
 	if err != nil {
 		return nil, err
 	}
@@ -107,10 +107,20 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		mux.HandleFunc("OPTIONS /v1/"+p, tracking.Preflight)
 	}
 	mux.Handle("/v1/", keyed(cfg.Auth, cfg.Limiter, cfg.Admission, rest))
+	// The dashboard's joined account list and portfolio (dashboard.Report),
+	// built from the services' list RPCs with the caller's key.
+	mux.Handle("GET /v1/dashboard/accounts", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
+		dashboard.Accounts(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
+	mux.Handle("GET /v1/dashboard/health-trend", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
+		dashboard.HealthTrend(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
+	doc, err := OpenAPI()
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "/openapi.json")
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.JSON)
+		_, _ = w.Write(doc)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "/healthz")
@@ -123,22 +133,50 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	h = web.LimitBody(cfg.MaxBody, h)
 	h = web.CORS{Origins: cfg.CORSOrigins}.Wrap(h)
 	h = web.RequireUTF8(h)
+	h = web.WithLogger(cfg.Logger, h)
 	h = web.Identify(h)
 	h = metrics.Wrap(h)
 	return h, nil
 }
 
-func newREST(ctx context.Context, u Upstreams, log *slog.Logger) (*runtime.ServeMux, error) {
+// setQueryParser installs web.QueryParser, grpc-gateway's one query parser.
+var setQueryParser sync.Once
+
+// routingError is the error for a request no REST route takes.
+func routingError(r *http.Request, code int) error {
+	switch code {
+	case http.StatusMethodNotAllowed:
+		return &runtime.HTTPStatusError{HTTPStatus: code, Err: status.Errorf(codes.Unimplemented, "method %s is not allowed on %s", r.Method, printablePath(r))}
+	case http.StatusNotFound:
+		return status.Errorf(codes.NotFound, "no such endpoint: %s %s (see /openapi.json)", r.Method, printablePath(r))
+	}
+	return &runtime.HTTPStatusError{HTTPStatus: code, Err: status.Error(codes.InvalidArgument, http.StatusText(code))}
+}
+
+// printablePath is the request path as a message may show it: escaped,
+// and cut short.
+func printablePath(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if len(p) > 200 {
+		p = p[:200] + "..."
+	}
+	return p
+}
+
+func newREST(ctx context.Context, u Upstreams) (*runtime.ServeMux, error) {
 	u = u.utf8Checked()
+	setQueryParser.Do(func() {
+		// grpc-gateway keeps the parser in a package variable, whatever the
+		// mux: set it once, before any mux serves.
+		runtime.SetQueryParameterParser(&web.QueryParser{})(nil)
+	})
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, web.FieldNamingJSON{Marshaler: &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-		}}),
-		runtime.WithErrorHandler(func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-			if body := web.WriteError(w, r, err); body.HTTPStatus >= 500 {
-				log.WarnContext(ctx, "upstream call failed", "path", r.URL.Path, "request_id", body.RequestID, "error", err)
-			}
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, web.FieldNamingJSON{Marshaler: web.NewJSON()}),
+		runtime.WithErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+			web.WriteError(w, r, err)
+		}),
+		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+			web.WriteError(w, r, routingError(r, code))
 		}),
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
 			md := metadata.MD{}

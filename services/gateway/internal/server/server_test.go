@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
@@ -90,11 +90,11 @@ func (e *env) do(t *testing.T, method, path, key string, body []byte, hdr map[st
 	return response{code: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func decodeError(t *testing.T, r response) web.Error {
+func decodeError(t *testing.T, r response) web.Body {
 	t.Helper()
-	var e web.Error
-	if err := json.Unmarshal(r.body, &e); err != nil {
-		t.Fatalf("error body %q is not JSON: %v", r.body, err)
+	e, err := web.ParseBody(r.body)
+	if err != nil {
+		t.Fatalf("error body %q is not a google.rpc.Status: %v", r.body, err)
 	}
 	return e
 }
@@ -147,20 +147,20 @@ func TestErrorShape(t *testing.T) {
 		path        string
 		key         string
 		wantStatus  int
-		wantCode    string
+		wantCode    codes.Code
 		wantMessage string
 		retryAfter  string
 	}{
-		{"missing key", "GET", "/v1/accounts/acme/journey", "", 401, "UNAUTHENTICATED", "Authorization: Bearer", ""},
-		{"unknown key", "GET", "/v1/accounts/acme/journey", "nope", 401, "UNAUTHENTICATED", "not recognized", ""},
-		{"not found", "GET", "/v1/accounts/missing/journey", fakes.ReadKey, 404, "NOT_FOUND", `account "missing" not found`, ""},
-		{"invalid field", "GET", "/v1/accounts/bad!/journey", fakes.ReadKey, 400, "INVALID_ARGUMENT", "account_id:", ""},
-		{"internal hidden", "GET", "/v1/accounts/boom/journey", fakes.ReadKey, 500, "INTERNAL", "internal error", ""},
-		{"upstream exhausted", "GET", "/v1/accounts/slow/journey", fakes.ReadKey, 429, "RESOURCE_EXHAUSTED", "too many reads", "2"},
-		{"unimplemented upstream", "GET", "/v1/log", fakes.ReadKey, 501, "UNIMPLEMENTED", "", ""},
-		{"no such route", "GET", "/v1/nowhere", fakes.ReadKey, 404, "NOT_FOUND", "", ""},
-		{"bad json body", "POST", "/v1/events:batch", fakes.WriteKey, 400, "INVALID_ARGUMENT", "", ""},
-		{"no such page", "GET", "/nowhere", "", 404, "NOT_FOUND", "no such page", ""},
+		{"missing key", "GET", "/v1/accounts/acme/journey", "", 401, codes.Unauthenticated, "Authorization: Bearer", ""},
+		{"unknown key", "GET", "/v1/accounts/acme/journey", "nope", 401, codes.Unauthenticated, "not recognized", ""},
+		{"not found", "GET", "/v1/accounts/missing/journey", fakes.ReadKey, 404, codes.NotFound, `account "missing" not found`, ""},
+		{"invalid field", "GET", "/v1/accounts/bad!/journey", fakes.ReadKey, 400, codes.InvalidArgument, "account_id:", ""},
+		{"internal hidden", "GET", "/v1/accounts/boom/journey", fakes.ReadKey, 500, codes.Internal, "internal error", ""},
+		{"upstream exhausted", "GET", "/v1/accounts/slow/journey", fakes.ReadKey, 429, codes.ResourceExhausted, "too many reads", "2"},
+		{"unimplemented upstream", "GET", "/v1/log", fakes.ReadKey, 501, codes.Unimplemented, "", ""},
+		{"no such route", "GET", "/v1/nowhere", fakes.ReadKey, 404, codes.NotFound, "", ""},
+		{"bad json body", "POST", "/v1/events:batch", fakes.WriteKey, 400, codes.InvalidArgument, "", ""},
+		{"no such page", "GET", "/nowhere", "", 404, codes.NotFound, "no such page", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,14 +176,14 @@ func TestErrorShape(t *testing.T) {
 				t.Errorf("Content-Type = %q", ct)
 			}
 			got := decodeError(t, r)
-			if got.Code != tc.wantCode || got.HTTPStatus != tc.wantStatus {
-				t.Errorf("code = %s/%d, want %s/%d", got.Code, got.HTTPStatus, tc.wantCode, tc.wantStatus)
+			if got.Code != tc.wantCode {
+				t.Errorf("code = %v, want %v", got.Code, tc.wantCode)
 			}
 			if !strings.Contains(got.Message, tc.wantMessage) {
 				t.Errorf("message %q lacks %q", got.Message, tc.wantMessage)
 			}
 			if got.RequestID == "" || got.RequestID != r.header.Get("X-Request-Id") {
-				t.Errorf("request_id %q, header %q", got.RequestID, r.header.Get("X-Request-Id"))
+				t.Errorf("requestId %q, header %q", got.RequestID, r.header.Get("X-Request-Id"))
 			}
 			if bytes.Contains(r.body, []byte("disk on fire")) || bytes.Contains(r.body, []byte("/var/lib")) {
 				t.Errorf("internal detail leaked: %s", r.body)
@@ -272,7 +272,7 @@ func TestBodyLimit(t *testing.T) {
 			if r.code != http.StatusRequestEntityTooLarge {
 				t.Fatalf("status = %d, want 413; body %s", r.code, r.body)
 			}
-			if got := decodeError(t, r); got.HTTPStatus != 413 || !strings.Contains(got.Message, "1024") {
+			if got := decodeError(t, r); got.Code != codes.InvalidArgument || !strings.Contains(got.Message, "1024") || len(got.Violations) != 1 {
 				t.Errorf("error = %+v", got)
 			}
 		})
@@ -294,8 +294,8 @@ func TestRateLimitPerKey(t *testing.T) {
 	if r.code != http.StatusTooManyRequests || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("over burst: status %d Retry-After %q, want 429 and 1", r.code, r.header.Get("Retry-After"))
 	}
-	if got := decodeError(t, r); got.Code != "RESOURCE_EXHAUSTED" {
-		t.Errorf("code = %s", got.Code)
+	if got := decodeError(t, r); got.Code != codes.ResourceExhausted || got.RetryDelay != time.Second {
+		t.Errorf("code = %v, retry %v", got.Code, got.RetryDelay)
 	}
 	if r := get(fakes.WriteKey); r.code == http.StatusTooManyRequests {
 		t.Errorf("another key was limited by the first key's bucket")

@@ -52,7 +52,7 @@ func DecodeCall(typ string, body []byte) (Decoded, error) {
 	if err != nil {
 		var fe *segment.FieldError
 		if !errors.As(err, &fe) || fe.Field == "" || errors.Is(err, segment.ErrMalformed) {
-			return Decoded{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
+			return Decoded{}, fmt.Errorf("%w: %w", ErrUnparseable, err)
 		}
 		return Decoded{WriteKey: segment.WriteKey(body), Problems: []Problem{{Field: fe.Field, Reason: fe.Reason}}}, nil
 	}
@@ -64,7 +64,7 @@ func DecodeCall(typ string, body []byte) (Decoded, error) {
 func DecodeBatch(body []byte) (Decoded, error) {
 	b, err := segment.DecodeBatch(body)
 	if err != nil {
-		return Decoded{}, fmt.Errorf("%w: %v", ErrUnparseable, err)
+		return Decoded{}, fmt.Errorf("%w: %w", ErrUnparseable, err)
 	}
 	d := Decoded{WriteKey: b.WriteKey, Events: b.Events, Index: b.Indexes}
 	for _, fe := range b.Errors {

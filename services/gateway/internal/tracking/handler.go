@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,12 +15,14 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/admit"
+	"github.com/cairn-dev/cairn/pkg/domain/segment"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
 
@@ -136,7 +139,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]by
 	if err != nil {
 		putBuffer(buf)
 		if !web.TooLarge(err) && status.Code(err) != codes.ResourceExhausted {
-			err = status.Error(codes.InvalidArgument, "could not read request body: "+err.Error())
+			err = web.FieldError("body", "could not be read: "+err.Error())
 		}
 		web.WriteError(w, r, err)
 		return
@@ -145,7 +148,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]by
 	d, err := decode(body)
 	putBuffer(buf)
 	if err != nil {
-		web.WriteStatus(w, r, codes.InvalidArgument, err.Error())
+		web.WriteError(w, r, unparseable(err))
 		return
 	}
 	if !fromHeader {
@@ -351,4 +354,21 @@ func relativeField(field string, i int) string {
 
 func sortRejections(rs []Rejection) {
 	slices.SortStableFunc(rs, func(a, b Rejection) int { return cmp.Compare(a.Index, b.Index) })
+}
+
+// unparseable is the 400 for a body the decoder refused, naming the field
+// where it stopped ("body" for the document as a whole).
+func unparseable(err error) error {
+	field := "body"
+	var fe *segment.FieldError
+	if errors.As(err, &fe) && fe.Field != "" {
+		field = fe.Field
+	}
+	st := status.New(codes.InvalidArgument, err.Error())
+	if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+		{Field: field, Description: strings.TrimPrefix(err.Error(), ErrUnparseable.Error()+": ")},
+	}}); derr == nil {
+		st = d
+	}
+	return st.Err()
 }

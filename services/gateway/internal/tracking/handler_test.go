@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -78,17 +79,17 @@ func TestWriteKeySources(t *testing.T) {
 		body       []byte
 		auth       string
 		wantStatus int
-		wantCode   string
+		wantCode   codes.Code
 	}{
-		{"basic auth", track(""), basic(fakes.WriteKey), 200, ""},
-		{"bearer", track(""), "Bearer " + fakes.WriteKey, 200, ""},
-		{"body writeKey", track(`,"writeKey":"` + fakes.WriteKey + `"`), "", 200, ""},
-		{"header wins over body", track(`,"writeKey":"nope"`), basic(fakes.WriteKey), 200, ""},
-		{"unknown basic key", track(""), basic("nope"), 401, "UNAUTHENTICATED"},
-		{"unknown body key", track(`,"writeKey":"nope"`), "", 401, "UNAUTHENTICATED"},
-		{"no key", track(""), "", 401, "UNAUTHENTICATED"},
-		{"garbled basic", track(""), "Basic !!!", 401, "UNAUTHENTICATED"},
-		{"read key", track(""), "Bearer " + fakes.ReadKey, 403, "PERMISSION_DENIED"},
+		{"basic auth", track(""), basic(fakes.WriteKey), 200, codes.OK},
+		{"bearer", track(""), "Bearer " + fakes.WriteKey, 200, codes.OK},
+		{"body writeKey", track(`,"writeKey":"` + fakes.WriteKey + `"`), "", 200, codes.OK},
+		{"header wins over body", track(`,"writeKey":"nope"`), basic(fakes.WriteKey), 200, codes.OK},
+		{"unknown basic key", track(""), basic("nope"), 401, codes.Unauthenticated},
+		{"unknown body key", track(`,"writeKey":"nope"`), "", 401, codes.Unauthenticated},
+		{"no key", track(""), "", 401, codes.Unauthenticated},
+		{"garbled basic", track(""), "Basic !!!", 401, codes.Unauthenticated},
+		{"read key", track(""), "Bearer " + fakes.ReadKey, 403, codes.PermissionDenied},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,9 +99,8 @@ func TestWriteKeySources(t *testing.T) {
 				t.Fatalf("status = %d, want %d; body %s", code, tc.wantStatus, body)
 			}
 			if tc.wantStatus != 200 {
-				var got web.Error
-				if err := json.Unmarshal(body, &got); err != nil || got.Code != tc.wantCode {
-					t.Errorf("error body %s, want code %s", body, tc.wantCode)
+				if got, err := web.ParseBody(body); err != nil || got.Code != tc.wantCode || got.RequestID == "" {
+					t.Errorf("error body %s, want code %v", body, tc.wantCode)
 				}
 				if e.fakes.Ingestion.Calls.Count() != before {
 					t.Error("a refused request reached ingestion")
@@ -243,9 +243,15 @@ func TestRefusals(t *testing.T) {
 			if code != tc.wantStatus {
 				t.Fatalf("status = %d, want %d; body %s", code, tc.wantStatus, body)
 			}
-			var got web.Error
-			if err := json.Unmarshal(body, &got); err != nil || got.HTTPStatus != tc.wantStatus || got.Message == "" {
+			got, err := web.ParseBody(body)
+			if err != nil || got.Message == "" || got.RequestID == "" {
 				t.Errorf("error body %s", body)
+			}
+			if tc.wantStatus == 400 && len(got.Violations) != 1 {
+				t.Errorf("error body %s: want one field violation", body)
+			}
+			if tc.retryAfter != "" && got.RetryDelay <= 0 {
+				t.Errorf("error body %s: want a RetryInfo", body)
 			}
 			if ra := hdr.Get("Retry-After"); ra != tc.retryAfter {
 				t.Errorf("Retry-After = %q, want %q", ra, tc.retryAfter)

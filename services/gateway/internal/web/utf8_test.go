@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -45,11 +46,11 @@ func TestRequireUTF8(t *testing.T) {
 			if tc.msg == "" {
 				return
 			}
-			var e Error
-			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
+			e, err := ParseBody(w.Body.Bytes())
+			if err != nil {
 				t.Fatal(err)
 			}
-			if e.Code != "INVALID_ARGUMENT" || e.Message != tc.msg {
+			if e.Code != codes.InvalidArgument || e.Message != tc.msg {
 				t.Errorf("error = %s %q, want INVALID_ARGUMENT %q", e.Code, e.Message, tc.msg)
 			}
 		})
@@ -61,9 +62,10 @@ func TestCheckPathParams(t *testing.T) {
 		t.Fatalf("valid params: %v", err)
 	}
 	err := CheckPathParams(map[string]string{"account_id": "\xff\xfe", "z": "\xff"})
-	body, _ := FromError("id", err)
-	if body.HTTPStatus != http.StatusBadRequest || body.Message != "path parameter account_id: not valid UTF-8" ||
-		len(body.Details) != 1 || body.Details[0].Field != "account_id" {
+	body := FromError("id", err)
+	br, _ := Detail[*errdetails.BadRequest](body)
+	if body.HTTPStatus != http.StatusBadRequest || body.Message() != "path parameter account_id: not valid UTF-8" ||
+		len(br.GetFieldViolations()) != 1 || br.GetFieldViolations()[0].GetField() != "account_id" {
 		t.Fatalf("error = %+v", body)
 	}
 }

@@ -51,12 +51,19 @@
   }
 
   // ---- API
+  // APIError reads the gateway's error body: google.rpc.Status JSON
+  // ({"code": 5, "message": ..., "details": [...]}) or the older
+  // {"code": "NOT_FOUND", "message": ..., "request_id": ...}.
+  const CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+    'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
   class APIError extends Error {
     constructor(status, body) {
-      super((body && body.message) || ('HTTP ' + status));
+      const b = body && typeof body === 'object' ? (body.error && typeof body.error === 'object' ? body.error : body) : {};
+      super(typeof b.message === 'string' && b.message ? b.message : 'HTTP ' + status);
       this.status = status;
-      this.code = (body && body.code) || '';
-      this.requestId = (body && body.request_id) || '';
+      this.code = typeof b.code === 'number' ? CODES[b.code] || String(b.code) : b.code || '';
+      const info = (Array.isArray(b.details) ? b.details : []).find((d) => d && (d.requestId || d.request_id));
+      this.requestId = b.request_id || b.requestId || (info && (info.requestId || info.request_id)) || '';
     }
   }
   async function api(path, params) {
@@ -72,6 +79,8 @@
       if (resp.status === 401) askKey();
       throw new APIError(resp.status, body);
     }
+    const d = document.getElementById('key-dialog');
+    if (d.open) d.close();
     return body || {};
   }
   // optional returns null instead of failing for data a page can do without.
@@ -108,7 +117,7 @@
     if (!ts) return '—';
     const d = new Date(ts);
     if (isNaN(d) || d.getUTCFullYear() < 1971) return '—';
-    return d.toLocaleString('en-US', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    return d.toLocaleString('en-US', { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
   }
   // fmtStamp is a point in time with its year, for "as of" and "since".
   function fmtStamp(ts) {
@@ -132,7 +141,7 @@
   function signalPill(sig) {
     const kind = enumName(sig.kind, 'SIGNAL_KIND_');
     const cls = { risk: 'bad', dropoff: 'bad', stuck: 'warn', expansion: 'good', renewal: '' }[kind];
-    return h('span', { class: 'pill ' + (cls === undefined ? 'muted' : cls), title: sig.message || '' }, kind + ': ' + (sig.reason || '').replace(/_/g, ' '));
+    return h('span', { class: 'pill ' + (cls === undefined ? 'muted' : cls), title: sig.message || '' }, kind + ': ' + label(sig.reason).toLowerCase());
   }
   // ---- account status (cairn.common.v1.AccountStatus), in words.
   const STATUSES = [
@@ -148,14 +157,19 @@
     const x = STATUSES.find((st) => st[0] === v);
     return h('span', { class: 'pill ' + (x ? x[2] : 'muted'), 'data-status': x ? x[1] : 'unknown' }, x ? x[1] : 'unknown');
   }
-  const accountLink = (id, label) => h('a', { href: '#/account/' + encodeURIComponent(id), 'data-account': id }, label || id);
+  const accountLink = (id, text) => h('a', { href: '#/account/' + encodeURIComponent(id), 'data-account': id }, text || names.get(id) || id);
 
   // ---- states
   const loading = (what) => h('div', { class: 'loading' }, 'Loading ' + what);
   const empty = (msg) => h('div', { class: 'empty' }, msg);
   function failure(err) {
+    // Server errors carry internal detail that means nothing to a reader;
+    // they get a plain sentence and the request id to report.
     const msg = err.status === 401 ? 'Your API key was not accepted. Enter a read key to continue.'
       : err.status === 403 ? 'This key may not read this data (use a read or admin key).'
+      : err.status === 404 ? 'Not found.'
+      : err.status === 429 ? 'Cairn is busy; try again in a moment.'
+      : err.status >= 500 || !err.status ? 'Cairn could not answer this part of the page right now. Reload to try again.'
       : err.message || String(err);
     return h('div', { class: 'error', role: 'alert' }, msg,
       err.requestId ? h('small', {}, (err.code ? err.code + ' · ' : '') + 'request ' + err.requestId) : null);
@@ -344,36 +358,338 @@
         h('td', { class: 'num' }, num(a.openSignals) ? h('span', { class: 'pill warn' }, a.openSignals) : '0'))))));
   }
 
-  async function accountsPage(params) {
-    const stage = params.get('stage') || '';
-    // status: '' is the API's default, the live accounts (churned excluded);
-    // 'all' is every status; otherwise one status in words.
-    const status = params.get('status') || '';
-    const statuses = status === 'all' ? STATUSES.map((x) => x[0]) : status ? [statusEnum(status)].filter(Boolean) : [];
-    const sel = h('select', { id: 'status', 'aria-label': 'Status', 'data-testid': 'status-filter', onchange: (e) => go('accounts', { stage, status: e.target.value }) },
-      h('option', { value: '' }, 'Live accounts (not churned)'),
-      STATUSES.map((x) => h('option', { value: x[1], selected: x[1] === status }, x[1])),
-      h('option', { value: 'all', selected: status === 'all' }, 'All, churned included'));
-    const what = status === 'all' ? 'Every account, churned included' : status ? `Accounts whose status is ${status}` : 'Live accounts (churned accounts excluded: choose “churned” to see them)';
-    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub', 'data-testid': 'accounts-sub' }, what)),
-      h('div', { class: 'controls' }, h('label', { for: 'status' }, 'Status'), sel));
+  // ---- shared data: the joined account report (GET /v1/dashboard/accounts),
+  // the funnel's stage names and routing's owner names, cached briefly so that
+  // moving between pages does not refetch them.
+  const cache = {};
+  function cached(key, ttl, load) {
+    const c = cache[key];
+    if (c && Date.now() - c.at < ttl) return c.p;
+    const p = load();
+    cache[key] = { at: Date.now(), p };
+    p.catch(() => { if (cache[key] && cache[key].p === p) delete cache[key]; });
+    return p;
+  }
+  const reportP = () => cached('report', 15e3, () => api('/v1/dashboard/accounts'));
+  const names = new Map(), stageNames = new Map(), ownerNames = new Map();
+  // lookups fills the name maps; pages await it before rendering so that
+  // links, headings and lists show names, not ids.
+  async function lookups() {
+    const [rep, f, o] = await Promise.all([optional(reportP()), optional(cached('funnel', 60e3, () => api('/v1/funnel'))),
+      optional(cached('owners', 60e3, () => api('/v1/owners', { 'page.pageSize': 1000 })))]);
+    for (const r of (rep && rep.rows) || []) if (r.name) names.set(r.accountId, r.name);
+    for (const st of (f && f.stages) || []) if (st.name) stageNames.set(st.stage, st.name);
+    for (const x of (o && o.owners) || []) if (x.name) ownerNames.set(x.ownerId, x.name);
+    return rep;
+  }
+  const stageName = (id) => (id ? stageNames.get(id) || label(id) : '');
+  const ownerName = (id) => (id ? ownerNames.get(id) || id : '');
+
+  // label turns an id ("usage_drop_30d", "adoption.declining_wau",
+  // "renewal_window_90") into words.
+  const WORDS = { wau: 'weekly active users', dau: 'daily active users', mau: 'monthly active users', nps: 'NPS', p1: 'P1', p2: 'P2',
+    arr: 'ARR', mrr: 'MRR', csm: 'CSM', sdr: 'SDR', ae: 'AE', mql: 'MQL', pql: 'PQL', sql: 'SQL', sla: 'SLA', qbr: 'QBR', '7d': '(7 days)',
+    '14d': '(14 days)', '30d': '(30 days)', '90d': '(90 days)', smb: 'SMB', crm: 'CRM' };
+  function label(id) {
+    const s = String(id || '').trim();
+    if (!s) return '';
+    let m = s.match(/^renewal_window_(\d+)$/);
+    if (m) return `Renewal in ≤ ${m[1]} days`;
+    // A sentence (the service's own words) keeps its words.
+    if (/\s/.test(s) && !/[._]/.test(s)) return s.charAt(0).toUpperCase() + s.slice(1);
+    const out = s.split('.').map((part) => part.split(/[_\s-]+/).filter(Boolean).map((w) => WORDS[w.toLowerCase()] || w.toLowerCase()).join(' ')).join(': ');
+    return out.charAt(0).toUpperCase() + out.slice(1);
+  }
+  // tidy rounds the long decimals in a server's sentence ("73.991 points" → "74 points").
+  const tidy = (text) => String(text || '').replace(/-?\d+\.\d{2,}/g, (x) => { const v = parseFloat(x); return Math.abs(v) >= 10 ? String(Math.round(v)) : v.toFixed(1); });
+  const fmtMoneyShort = (v) => { const n = num(v); if (!n) return '$0'; if (Math.abs(n) >= 1e6) return '$' + (n / 1e6).toFixed(n >= 1e7 ? 0 : 1) + 'M'; if (Math.abs(n) >= 1e4) return '$' + Math.round(n / 1e3) + 'k'; return '$' + Math.round(n).toLocaleString('en-US'); };
+  const BANDS = [['healthy', 'Healthy', 'good'], ['neutral', 'Neutral', 'warn'], ['at_risk', 'At risk', 'bad'], ['unscored', 'Not scored yet', 'muted']];
+  const bandWordPill = (b) => { const x = BANDS.find((y) => y[0] === (b || 'unscored')); return h('span', { class: 'pill ' + x[2], 'data-band': x[0] }, x[1]); };
+  // Account statuses as the report names them, with the words the page shows.
+  const RSTATUS = { prospect: 'prospect', trial: 'trial', customer: 'customer', won_back: 'won back', churned: 'churned', unknown: 'unknown' };
+  const accountsHref = (f) => '#/accounts?' + new URLSearchParams(Object.entries(f).filter(([, v]) => v)).toString();
+
+  // ---- account filters: the same predicate serves the accounts list and
+  // every click-through count, so a number and its list cannot disagree.
+  const FILTERS = ['q', 'status', 'stage', 'band', 'owner', 'segment', 'plan', 'renewal'];
+  function matches(r, f, now) {
+    const st = f.status || '';
+    if (st === '' && r.status === 'churned') return false;
+    if (st === 'paying' && !(r.status === 'customer' || r.status === 'won_back')) return false;
+    if (st && st !== 'all' && st !== 'paying' && RSTATUS[r.status] !== st && r.status !== st) return false;
+    if (f.stage && r.stage !== f.stage) return false;
+    if (f.band && (r.band || 'unscored') !== f.band) return false;
+    if (f.owner && (r.ownerId || 'none') !== f.owner) return false;
+    if (f.segment && (r.segment || 'none') !== f.segment) return false;
+    if (f.plan && (r.plan || 'none') !== f.plan) return false;
+    if (f.renewal) {
+      if (!r.contractEnd) return false;
+      const days = (new Date(r.contractEnd) - now) / 86400e3;
+      // "overdue", "N" (within N days) or "A-B" (after A days, within B).
+      const [lo, hi] = f.renewal.includes('-') ? f.renewal.split('-').map(Number) : [0, Number(f.renewal)];
+      if (f.renewal === 'overdue' ? days >= 0 : (days < 0 || days > hi || (f.renewal.includes('-') && days <= lo))) return false;
+    }
+    if (f.q) {
+      const q = f.q.toLowerCase();
+      if (!r.accountId.toLowerCase().includes(q) && !(r.name || '').toLowerCase().includes(q)) return false;
+    }
+    return true;
+  }
+  const SORTS = {
+    name: (a, b) => (a.name || a.accountId).localeCompare(b.name || b.accountId),
+    status: (a, b) => String(a.status).localeCompare(String(b.status)),
+    stage: (a, b) => String(a.stage || '~').localeCompare(String(b.stage || '~')),
+    health: (a, b) => (a.band ? a.score : -1) - (b.band ? b.score : -1),
+    arr: (a, b) => num(a.arr) - num(b.arr),
+    renewal: (a, b) => (a.contractEnd ? new Date(a.contractEnd) : 8.64e15) - (b.contractEnd ? new Date(b.contractEnd) : 8.64e15),
+    owner: (a, b) => (a.ownerName || '~').localeCompare(b.ownerName || '~'),
+    segment: (a, b) => (a.segment || '~').localeCompare(b.segment || '~'),
+    signals: (a, b) => num(a.openSignals) - num(b.openSignals),
+  };
+
+  // ---- portfolio (the CS lead's view)
+  async function portfolioPage(params) {
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Portfolio'),
+      h('div', { class: 'sub', id: 'portfolio-sub' }, 'Paying customers (customers and won-back accounts) by health, owner, segment and plan')));
     const body = h('div', {});
-    view.replaceChildren(head, panel('', body));
-    const rows = [];
-    const more = async (token) => {
-      const r = await api('/v1/journey/accounts', { stage, status: statuses, 'page.pageSize': 200, 'page.pageToken': token });
-      rows.push(...(r.accounts || []));
-      const next = r.page && r.page.nextPageToken;
-      return [accountTable(rows, status ? 'No accounts with this status.' : 'No accounts yet.'),
-        next ? h('div', { style: 'text-align:center;margin-top:12px' }, h('button', { type: 'button', 'data-testid': 'load-more',
-          onclick: () => fill(body, 'more accounts', () => more(next)) }, 'Load more')) : null];
-    };
-    await fill(body, 'accounts', () => more(''));
+    view.replaceChildren(head, body);
+    const trendEl = h('section', { class: 'panel', 'data-testid': 'health-trend' });
+    healthTrend(trendEl, Number(params.get('days')) || 90);
+    await fill(body, 'portfolio', async () => {
+      const rep = await lookups();
+      if (!rep) return reportP(); // surfaces the error
+      const p = rep.portfolio || {};
+      document.getElementById('portfolio-sub').textContent = `Paying customers (customers and won-back accounts), as of ${fmtStamp(rep.asOf)}. Every number opens the accounts it counts.`;
+      const link = (n, f, id, text) => h('a', { href: accountsHref({ status: 'paying', ...f }), 'data-count': n, 'data-testid': id, 'aria-label': `${n} accounts${text ? ': ' + text : ''}` }, fmtInt(n));
+      const bandByKey = Object.fromEntries((p.bands || []).map((b) => [b.key, b]));
+      const atRisk = bandByKey.at_risk || { accounts: 0, arr: 0 };
+      const total = Math.max(1, num(p.customers));
+      const kpis = h('div', { class: 'kpis', 'data-testid': 'portfolio-kpis' },
+        h('div', { class: 'kpi' }, h('div', { class: 'v' }, link(p.customers, {}, 'kpi-customers', 'paying customers')), h('div', { class: 'l' }, 'paying customers')),
+        h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtMoney(p.arr)), h('div', { class: 'l' }, 'ARR')),
+        h('div', { class: 'kpi' }, h('div', { class: 'v drop', 'data-testid': 'kpi-arr-at-risk' }, h('a', { href: accountsHref({ status: 'paying', band: 'at_risk' }), class: 'drop', 'data-count': atRisk.accounts }, fmtMoney(p.atRiskArr))),
+          h('div', { class: 'l' }, `ARR at risk (${fmtInt(atRisk.accounts)} accounts, ${fmtPct(num(p.arr) ? num(p.atRiskArr) / num(p.arr) : 0)} of ARR)`)));
+      // One stacked bar of the customers by band, and the same as a table.
+      const stack = h('div', { class: 'stack', role: 'img', 'aria-label': 'Customers by health band: ' + BANDS.map(([k, l]) => `${l} ${num((bandByKey[k] || {}).accounts)}`).join(', ') },
+        BANDS.filter(([k]) => num((bandByKey[k] || {}).accounts)).map(([k, l, cls]) => h('span', { class: cls, style: `flex:${num(bandByKey[k].accounts)}`, title: `${l}: ${bandByKey[k].accounts}` }, Math.round(num(bandByKey[k].accounts) / total * 100) + '%')));
+      const bandTable = h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'band-table' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'Health band'), h('th', { class: 'num' }, 'Customers'), h('th', { class: 'num' }, 'ARR'), h('th', { class: 'num' }, 'Share of ARR'))),
+        h('tbody', {}, BANDS.map(([k, l, cls]) => { const b = bandByKey[k] || { accounts: 0, arr: 0 }; return h('tr', { 'data-band': k },
+          h('td', {}, h('span', { class: 'pill ' + cls }, l)), h('td', { class: 'num' }, link(b.accounts, { band: k }, 'band-' + k, l)),
+          h('td', { class: 'num' }, fmtMoney(b.arr)), h('td', { class: 'num' }, fmtPct(num(p.arr) ? num(b.arr) / num(p.arr) : 0))); }))));
+      const breakdown = (title, groups, field, id) => panel(title, groups.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': id },
+        h('thead', {}, h('tr', {}, h('th', {}, title.replace(/^By /, '')), h('th', { class: 'num' }, 'Customers'), h('th', { class: 'num' }, 'ARR'),
+          h('th', { class: 'num' }, 'Healthy'), h('th', { class: 'num' }, 'Neutral'), h('th', { class: 'num' }, 'At risk'), h('th', { class: 'num' }, 'ARR at risk'), h('th', { class: 'num' }, 'Avg score'), h('th', { class: 'hide-sm' }, 'Mix'))),
+        h('tbody', {}, groups.map((g) => {
+          const f = { [field]: g.key };
+          const nm = g.key === 'none' ? (field === 'owner' ? 'No owner' : 'Not set') : field === 'owner' ? (g.label || ownerName(g.key)) : label(g.key);
+          return h('tr', { 'data-key': g.key },
+            h('td', {}, nm), h('td', { class: 'num' }, link(g.accounts, f, null, nm)), h('td', { class: 'num' }, fmtMoney(g.arr)),
+            h('td', { class: 'num' }, link(g.healthy, { ...f, band: 'healthy' }, null, nm + ', healthy')),
+            h('td', { class: 'num' }, link(g.neutral, { ...f, band: 'neutral' }, null, nm + ', neutral')),
+            h('td', { class: 'num' }, num(g.atRisk) ? h('span', { class: 'drop' }, link(g.atRisk, { ...f, band: 'at_risk' }, null, nm + ', at risk')) : link(0, { ...f, band: 'at_risk' }, null, nm + ', at risk')),
+            h('td', { class: 'num' }, fmtMoney(g.atRiskArr)), h('td', { class: 'num' }, g.healthy + g.neutral + g.atRisk ? fmtScore(g.avgScore) : '—'),
+            h('td', { class: 'hide-sm' }, miniStack(g)));
+        })))) : empty('No paying customers yet.'));
+      const rows = (rep.rows || []).filter((r) => r.status === 'customer' || r.status === 'won_back');
+      const now = Date.now();
+      const renew = [['overdue', 'Overdue'], ['30', '≤ 30 days'], ['90', '≤ 90 days']].map(([k, l]) => {
+        const list = rows.filter((r) => matches(r, { status: 'paying', renewal: k }, now));
+        return h('div', { class: 'kpi' }, h('div', { class: 'v' }, link(list.length, { renewal: k }, 'renewal-' + k, 'renewals ' + l)),
+          h('div', { class: 'l' }, `${l}: ${fmtMoneyShort(list.reduce((t, r) => t + num(r.arr), 0))} ARR`));
+      });
+      return [h('section', { class: 'panel' }, kpis),
+        h('div', { class: 'grid two' }, panel('Customers by health band', stack, bandTable),
+          panel('Renewals', h('div', { class: 'kpis', 'data-testid': 'portfolio-renewals' }, renew),
+            h('div', { class: 'sub', style: 'margin-top:10px' }, 'Contract ends of paying customers; overdue means the contract end has passed without a renewal recorded. ', h('a', { href: '#/lists' }, 'Renewal calendar')))),
+        h('div', { style: 'margin-top:18px' }, trendEl, breakdown('By CSM / owner', p.byOwner || [], 'owner', 'by-owner'),
+          breakdown('By segment', p.bySegment || [], 'segment', 'by-segment'), breakdown('By plan', p.byPlan || [], 'plan', 'by-plan'))];
+    });
+  }
+  // healthTrend draws today's paying customers by band on each past day
+  // (GET /v1/dashboard/health-trend) with uPlot, and the same figures as a
+  // table for keyboards and screen readers.
+  function healthTrend(el, days) {
+    const range = h('select', { id: 'trend-days', 'aria-label': 'Period', onchange: (e) => go('portfolio', { days: e.target.value === '90' ? '' : e.target.value }) },
+      [30, 90, 180, 365].map((d) => h('option', { value: d, selected: d === days }, `last ${d} days`)));
+    const plot = h('div', { class: 'trend-plot', 'data-testid': 'trend-plot' });
+    fill(el, 'health over time', async () => {
+      const r = await api('/v1/dashboard/health-trend', { days });
+      const ds = (r.days || []).filter((d) => d.healthy + d.neutral + d.atRisk > 0);
+      if (!ds.length) return [h('h2', {}, 'Health over time'), empty('No daily scores recorded yet.')];
+      const first = ds[0], last = ds[ds.length - 1];
+      const change = (k) => { const d = num(last[k]) - num(first[k]); return (d > 0 ? '+' : '') + d; };
+      drawTrend(plot, ds);
+      return [h('div', { class: 'panel-head' }, h('h2', {}, 'Health over time'), h('div', { class: 'controls' }, h('label', { for: 'trend-days' }, 'Period'), range)),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, `Today's ${fmtInt(r.accounts)} paying customers by health band on each day (a day without a new score keeps the last one). Since ${fmtDate(first.day + 'T12:00:00Z')}: healthy ${change('healthy')}, neutral ${change('neutral')}, at risk ${change('atRisk')}; ARR at risk ${fmtMoney(first.atRiskArr)} → ${fmtMoney(last.atRiskArr)}.`),
+        plot,
+        h('details', { class: 'assignment' }, h('summary', {}, 'the figures by week'),
+          h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'trend-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Day'), h('th', { class: 'num' }, 'Healthy'), h('th', { class: 'num' }, 'Neutral'), h('th', { class: 'num' }, 'At risk'), h('th', { class: 'num' }, 'ARR at risk'), h('th', { class: 'num' }, 'Avg score'))),
+            h('tbody', {}, ds.filter((d, i) => (ds.length - 1 - i) % 7 === 0).map((d) => h('tr', {}, h('td', { class: 'nowrap' }, fmtDate(d.day + 'T12:00:00Z')), h('td', { class: 'num' }, d.healthy), h('td', { class: 'num' }, d.neutral),
+              h('td', { class: 'num' }, d.atRisk), h('td', { class: 'num' }, fmtMoney(d.atRiskArr)), h('td', { class: 'num' }, fmtScore(d.avgScore))))))))];
+    });
+  }
+  function drawTrend(el, ds) {
+    if (typeof window.uPlot !== 'function') return;
+    // The panel may be rendered before the page puts it in the document:
+    // draw once it has a width, then follow its width.
+    let u = null;
+    const ro = new ResizeObserver(() => {
+      if (!u && el.clientWidth > 0) u = plot();
+      else if (u && el.isConnected) u.setSize(size());
+    });
+    ro.observe(el);
+    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
+    function plot() {
+    const xs = ds.map((d) => Date.parse(d.day + 'T00:00:00Z') / 1000);
+    const chart = new window.uPlot({ ...size(), tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+      scales: { x: { time: true }, y: { range: (self, min, max) => [0, Math.max(5, Math.ceil(max * 1.1))] } },
+      series: [{ label: 'Day', value: (self, v) => (v == null ? '—' : fmtDate(new Date(v * 1e3).toISOString())) },
+        { label: 'Healthy', stroke: '#237032', width: 2, value: (self, v) => (v == null ? '—' : String(v)) },
+        { label: 'Neutral', stroke: '#b35c00', width: 2, value: (self, v) => (v == null ? '—' : String(v)) },
+        { label: 'At risk', stroke: '#c92a2a', width: 2.5, value: (self, v) => (v == null ? '—' : String(v)) }],
+      axes: [{ stroke: '#667085', grid: { stroke: '#eef0f4' } }, { stroke: '#667085', grid: { stroke: '#eef0f4' }, label: 'customers', size: 50 }] },
+    [xs, ds.map((d) => d.healthy), ds.map((d) => d.neutral), ds.map((d) => d.atRisk)], el);
+    el.setAttribute('role', 'img');
+    el.setAttribute('aria-label', `Customers by health band over ${ds.length} days; the figures are in the table below.`);
+    return chart;
+    }
+  }
+  function miniStack(g) {
+    const n = Math.max(1, num(g.accounts));
+    return h('div', { class: 'stack mini', 'aria-hidden': 'true' }, [['healthy', 'good'], ['neutral', 'neutral-c warn'], ['atRisk', 'bad'], ['unscored', 'muted']]
+      .filter(([k]) => num(g[k])).map(([k, cls]) => h('span', { class: cls.split(' ').pop(), style: `flex:${num(g[k]) / n}` })));
+  }
+
+  // ---- accounts: every account with health, ARR, renewal and owner,
+  // filtered and sorted in the page.
+  async function accountsPage(params) {
+    const f = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || '']));
+    const sort = params.get('sort') || 'name', dir = params.get('dir') === 'desc' ? 'desc' : 'asc';
+    const set = (changes) => go('accounts', { ...f, sort: sort === 'name' ? '' : sort, dir: dir === 'asc' ? '' : dir, ...changes });
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub', 'data-testid': 'accounts-sub' }, 'Loading accounts')));
+    const controls = h('form', { class: 'controls filters', 'aria-label': 'Filter accounts', onsubmit: (e) => { e.preventDefault(); set({ q: e.target.querySelector('#q').value.trim() }); } });
+    const body = h('div', {});
+    view.replaceChildren(head, h('section', { class: 'panel' }, controls, body));
+    await fill(body, 'accounts', async () => {
+      const rep = await lookups();
+      if (!rep) return reportP();
+      const all = rep.rows || [];
+      const uniq = (fn) => [...new Set(all.map(fn).filter(Boolean))].sort();
+      const select = (id, lbl, opts, value) => [h('label', { for: id }, lbl), h('select', { id, 'data-testid': id + '-filter', onchange: (e) => set({ [id]: e.target.value }) },
+        opts.map(([v, t]) => h('option', { value: v, selected: v === value }, t)))];
+      const owners = [...new Map(all.filter((r) => r.ownerId).map((r) => [r.ownerId, r.ownerName || r.ownerId])).entries()].sort((a, b) => a[1].localeCompare(b[1]));
+      controls.replaceChildren(...[
+        h('label', { for: 'q' }, 'Name or id'), h('input', { id: 'q', type: 'search', value: f.q, placeholder: 'e.g. Redgrid', autocomplete: 'off' }),
+        select('status', 'Status', [['', 'Live (not churned)'], ['paying', 'Paying customers'], ['prospect', 'prospect'], ['trial', 'trial'], ['customer', 'customer'], ['won back', 'won back'], ['churned', 'churned'], ['all', 'All, churned included']], f.status),
+        select('stage', 'Stage', [['', 'Any stage'], ...uniq((r) => r.stage).map((s) => [s, stageName(s)])], f.stage),
+        select('band', 'Health', [['', 'Any health'], ...BANDS.map(([k, l]) => [k, l])], f.band),
+        select('owner', 'Owner', [['', 'Any owner'], ...owners, ['none', 'No owner']], f.owner),
+        select('segment', 'Segment', [['', 'Any segment'], ...uniq((r) => r.segment).map((s) => [s, label(s)]), ['none', 'Not set']], f.segment),
+        select('plan', 'Plan', [['', 'Any plan'], ...uniq((r) => r.plan).map((s) => [s, label(s)]), ['none', 'Not set']], f.plan),
+        select('renewal', 'Renewal', [['', 'Any renewal'], ['overdue', 'Overdue'], ['30', 'In ≤ 30 days'], ['60', 'In ≤ 60 days'], ['90', 'In ≤ 90 days'], ['120', 'In ≤ 120 days'], ...(f.renewal.includes('-') ? [[f.renewal, `In ${f.renewal.replace('-', '–')} days`]] : [])], f.renewal),
+        h('button', { type: 'submit' }, 'Search'),
+        FILTERS.some((k) => f[k]) ? h('a', { href: '#/accounts', 'data-testid': 'clear-filters' }, 'Clear filters') : null].flat().filter(Boolean));
+      const now = Date.now();
+      const rows = all.filter((r) => matches(r, f, now)).sort(SORTS[sort] || SORTS.name);
+      if (dir === 'desc') rows.reverse();
+      const desc = [f.status === 'all' ? 'Every account, churned included' : f.status === 'paying' ? 'Paying customers' : f.status ? `Status ${f.status}` : 'Live accounts (churned excluded: choose “churned” to see them)',
+        f.stage && 'stage ' + stageName(f.stage), f.band && 'health ' + BANDS.find((b) => b[0] === f.band)[1].toLowerCase(), f.owner && 'owner ' + (f.owner === 'none' ? 'none' : ownerName(f.owner)),
+        f.segment && 'segment ' + label(f.segment), f.plan && 'plan ' + label(f.plan), f.renewal && (f.renewal === 'overdue' ? 'renewal overdue' : f.renewal.includes('-') ? `renewal in ${f.renewal.replace('-', '–')} days` : `renewal in ≤ ${f.renewal} days`), f.q && `matching “${f.q}”`].filter(Boolean).join(' · ');
+      head.querySelector('[data-testid=accounts-sub]').textContent = desc;
+      const arr = rows.reduce((t, r) => t + num(r.arr), 0);
+      const th = (key, text, cls) => {
+        const active = sort === key;
+        return h('th', { class: cls, 'aria-sort': active ? (dir === 'asc' ? 'ascending' : 'descending') : 'none' },
+          h('button', { type: 'button', class: 'sort', 'data-sort': key, onclick: () => set({ sort: key === 'name' ? '' : key, dir: active && dir === 'asc' ? 'desc' : '' }) },
+            text, h('span', { 'aria-hidden': 'true' }, active ? (dir === 'asc' ? ' ▲' : ' ▼') : '')));
+      };
+      if (!rows.length) {
+        return h('div', { class: 'empty', 'data-testid': 'no-match' }, f.q ? `No account matches “${f.q}”` + (FILTERS.some((k) => k !== 'q' && f[k]) ? ' with these filters.' : '.') : 'No accounts match these filters.',
+          FILTERS.some((k) => f[k]) ? h('div', {}, h('a', { href: '#/accounts' }, 'Show all accounts')) : null);
+      }
+      return [h('div', { class: 'sub', style: 'margin:8px 0', 'data-testid': 'accounts-count', 'data-count': rows.length }, `${fmtInt(rows.length)} account${rows.length === 1 ? '' : 's'} · ${fmtMoney(arr)} ARR`),
+        h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'account-table' },
+          h('thead', {}, h('tr', {}, th('name', 'Account'), th('status', 'Status'), th('stage', 'Stage'), th('health', 'Health', 'num'), th('arr', 'ARR', 'num'),
+            th('renewal', 'Renewal'), th('owner', 'Owner'), th('segment', 'Segment'), th('signals', 'Signals', 'num'))),
+          h('tbody', {}, rows.map((r) => {
+            const days = r.contractEnd ? Math.round((new Date(r.contractEnd) - now) / 86400e3) : null;
+            return h('tr', { 'data-account-row': r.accountId, 'data-status': RSTATUS[r.status] || 'unknown' },
+              h('td', {}, accountLink(r.accountId, r.name || r.accountId), r.name && r.name !== r.accountId ? h('div', { class: 'when muted' }, r.accountId) : null),
+              h('td', { class: 'nowrap' }, h('span', { class: 'pill ' + ({ customer: 'good', won_back: 'good', churned: 'bad', trial: 'warn' }[r.status] || 'muted'), 'data-status': RSTATUS[r.status] }, RSTATUS[r.status] || 'unknown')),
+              h('td', {}, r.stage ? stageName(r.stage) : h('span', { class: 'muted' }, r.status === 'churned' ? 'none (churned)' : '—')),
+              h('td', { class: 'num nowrap' }, r.band ? [h('b', {}, fmtScore(r.score)), ' ', bandWordPill(r.band)] : h('span', { class: 'muted', title: 'Health scores paying customers only' }, r.status === 'customer' || r.status === 'won_back' ? 'not scored yet' : 'n/a')),
+              h('td', { class: 'num' }, num(r.arr) ? fmtMoney(r.arr) : h('span', { class: 'muted' }, '—')),
+              h('td', { class: 'nowrap' }, r.contractEnd ? [fmtDate(r.contractEnd), h('div', { class: 'when ' + (days < 0 ? 'drop' : 'muted') }, days < 0 ? `overdue by ${-days} days` : `in ${days} days`)] : h('span', { class: 'muted' }, '—')),
+              h('td', {}, r.ownerId ? r.ownerName || r.ownerId : h('span', { class: 'muted' }, 'no owner')),
+              h('td', {}, r.segment ? label(r.segment) : '—'),
+              h('td', { class: 'num' }, num(r.openSignals) ? h('span', { class: 'pill warn' }, r.openSignals) : '0'));
+          }))))];
+    });
+  }
+
+  // ---- routing: attainment, speed to lead, leaderboard and why each owner.
+  async function routingPage(params) {
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Routing'), h('div', { class: 'sub' }, 'SLA attainment and speed to lead by handoff type and owner, and why each open handoff went to its owner')));
+    const board = h('section', { class: 'panel', 'data-testid': 'leaderboard' }), types = h('section', { class: 'panel', 'data-testid': 'routing-types' });
+    const why = h('section', { class: 'panel', 'data-testid': 'decisions' });
+    view.replaceChildren(head, board, types, why);
+    await lookups();
+    const report = api('/v1/routing/report');
+    const attRow = (x, name, rank) => h('tr', { 'data-key': x.key },
+      rank ? h('td', { class: 'num' }, rank) : null, h('td', {}, name),
+      h('td', { class: 'num' }, h('b', {}, judged(x) ? fmtPct(x.attainment) : '—'), judged(x) ? h('div', { class: 'bar ' + (num(x.attainment) >= 0.9 ? 'good' : num(x.attainment) >= 0.75 ? 'warn' : 'bad') }, h('span', { style: `width:${Math.round(num(x.attainment) * 100)}%` })) : null),
+      h('td', { class: 'num' }, fmtInt(x.assignments)), h('td', { class: 'num' }, fmtInt(x.metOnTime)), h('td', { class: 'num' }, fmtInt(x.metLate)),
+      h('td', { class: 'num ' + (num(x.breachedUntouched) ? 'drop' : '') }, fmtInt(x.breachedUntouched)),
+      h('td', { class: 'num' }, fmtDuration(x.medianSpeedToLead)), h('td', { class: 'num' }, fmtDuration(x.p90SpeedToLead)));
+    const judged = (x) => num(x.metOnTime) + num(x.metLate) + num(x.breachedUntouched) > 0;
+    const headRow = (first, rank) => h('thead', {}, h('tr', {}, rank ? h('th', { class: 'num' }, '#') : null, h('th', {}, first), h('th', { class: 'num' }, 'Attainment'), h('th', { class: 'num' }, 'Handoffs'),
+      h('th', { class: 'num' }, 'Met on time'), h('th', { class: 'num' }, 'Met late'), h('th', { class: 'num' }, 'Breached, untouched'), h('th', { class: 'num' }, 'Median speed to lead'), h('th', { class: 'num' }, 'p90')));
+    fill(board, 'leaderboard', async () => {
+      const r = await report;
+      const owners = (r.rows || []).filter((x) => x.groupBy === 'owner').sort((a, b) => (judged(b) - judged(a)) || num(b.attainment) - num(a.attainment) || seconds(a.medianSpeedToLead) - seconds(b.medianSpeedToLead));
+      return [h('h2', {}, 'Owner leaderboard'), h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Ranked by SLA attainment, then by median speed to lead. Attainment = met on time ÷ (met on time + met late + breached untouched).'),
+        owners.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'leaderboard-table' }, headRow('Owner', true),
+          h('tbody', {}, owners.map((x, i) => attRow(x, ownerName(x.key), i + 1))))) : empty('No SLA clock judged yet.')];
+    });
+    fill(types, 'attainment by type', async () => {
+      const r = await report;
+      const byType = (r.rows || []).filter((x) => x.groupBy === 'type'), byTeam = (r.rows || []).filter((x) => x.groupBy === 'team');
+      return [h('h2', {}, 'By handoff type and team'),
+        byType.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'routing-type-table' }, headRow('Handoff type'), h('tbody', {}, byType.map((x) => attRow(x, label(x.key)))))) : empty('No handoffs yet.'),
+        byTeam.length ? h('div', { class: 'table-wrap', style: 'margin-top:14px' }, h('table', { 'data-testid': 'routing-team-table' }, headRow('Team'), h('tbody', {}, byTeam.map((x) => attRow(x, label(x.key)))))) : null];
+    });
+    fill(why, 'decisions', async () => {
+      const r = await api('/v1/assignments', { openQueue: true, 'page.pageSize': 40 });
+      const rows = r.assignments || [];
+      return [h('h2', {}, 'Why this owner'), h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Open handoffs, soonest due first: the rule that matched, the rules that did not, and every candidate owner with why they were skipped.'),
+        rows.length ? h('ul', { class: 'decisions' }, rows.map(decisionItem)) : empty('No open handoffs.')];
+    });
+  }
+  const SKIP = { outside_working_hours: 'outside working hours', segment_mismatch: 'not in the account\'s segment', territory_mismatch: 'not in the territory', at_capacity: 'at capacity', out_of_office: 'out of office', inactive: 'inactive' };
+  function decisionItem(a) {
+    const d = a.decision || {};
+    const cands = d.candidates || [];
+    return h('li', { 'data-assignment': a.assignmentId },
+      h('div', {}, h('b', {}, label(enumName(a.type, 'HANDOFF_TYPE_'))), ' · ', a.accountId ? accountLink(a.accountId) : ((a.lead && (a.lead.email || a.lead.leadId)) || 'lead'),
+        ' → ', h('b', {}, a.ownerId ? ownerName(a.ownerId) : 'unassigned'), ' ', statePill(a), ' ', countdown(a)),
+      h('details', { class: 'assignment why' }, h('summary', {}, 'why ' + (a.ownerId ? ownerName(a.ownerId) : 'nobody')),
+        h('dl', { class: 'defs' },
+          h('dt', {}, 'reason'), h('dd', {}, a.reason ? label(a.reason) : '—'),
+          h('dt', {}, 'rule matched'), h('dd', {}, d.rule ? h('code', {}, d.rule) : 'none'),
+          (d.rulesNotMatched || []).length ? [h('dt', {}, 'rules not matched'), h('dd', {}, d.rulesNotMatched.map((x, i) => [i ? ', ' : '', h('code', {}, x)]))] : null,
+          d.poolId ? [h('dt', {}, 'pool'), h('dd', {}, d.poolId + (d.strategy ? ' · ' + enumName(d.strategy, 'STRATEGY_') : ''))] : null),
+        cands.length ? h('table', { class: 'candidates', 'data-testid': 'candidates' }, h('thead', {}, h('tr', {}, h('th', {}, 'Candidate'), h('th', {}, 'Outcome'), h('th', { class: 'num' }, 'Open then'))),
+          h('tbody', {}, cands.map((c) => h('tr', {}, h('td', {}, ownerName(c.ownerId)),
+            h('td', {}, c.chosen ? h('span', { class: 'pill good' }, 'chosen') : h('span', { class: 'muted' }, 'skipped: ' + (SKIP[c.skippedBecause] || label(c.skippedBecause) || 'not chosen'))),
+            h('td', { class: 'num' }, fmtInt(c.openAssignments)))))) : h('div', { class: 'sub' }, 'No pool candidates: the rule named the owner directly.')));
   }
 
   async function accountPage(id) {
     const statusEl = h('div', { class: 'status-line', 'data-testid': 'account-status-line' });
-    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', { 'data-testid': 'account-id' }, id), statusEl, h('div', { class: 'traits', id: 'traits' })));
+    const title = h('h1', { 'data-testid': 'account-name' }, names.get(id) || id);
+    const head = h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'muted' }, 'id ', h('code', { 'data-testid': 'account-id' }, id)), statusEl, h('div', { class: 'traits', id: 'traits' })));
+    const namesP = lookups().then(() => { title.textContent = names.get(id) || id; }, () => {});
     const top = h('div', { class: 'grid two' });
     const healthEl = h('section', { class: 'panel', 'data-testid': 'health-panel' });
     const trendEl = h('section', { class: 'panel' });
@@ -422,11 +738,11 @@
       const churned = lc && lc.status === 'ACCOUNT_STATUS_CHURNED';
       const cls = churned ? 'muted' : scoreClass(hl.score, hl.band);
       const comps = (hl.components || []).map((c) => h('div', { class: 'comp' },
-        h('span', { class: 'n' }, c.name.replace(/_/g, ' ')),
-        h('div', { class: 'bar ' + (num(c.points) >= 80 ? 'good' : num(c.points) >= 50 ? 'warn' : 'bad'), title: `${fmtScore(c.points)} of 100 points × weight ${num(c.weight)}` },
+        h('span', { class: 'n' }, label(c.name)),
+        h('div', { class: 'bar ' + (num(c.points) >= 80 ? 'good' : num(c.points) >= 50 ? 'warn' : 'bad'), title: `${fmtScore(c.points)} of 100 points × weight ${tidy(num(c.weight))}` },
           h('span', { style: `width:${Math.max(0, Math.min(100, num(c.points)))}%` })),
-        h('span', { class: 'num' }, '+' + num(c.contribution).toFixed(1)),
-        c.explanation || c.error ? h('div', { class: 'x' }, c.error || c.explanation) : null));
+        h('span', { class: 'num' }, '+' + fmtScore(c.contribution) + ' pts'),
+        c.explanation || c.error ? h('div', { class: 'x' }, c.error ? 'Could not compute this component.' : tidy(c.explanation)) : null));
       const delta = num(hl.trend30d);
       return [h('h2', {}, 'Health ', h('span', { class: 'asof', 'data-testid': 'health-as-of' }, 'as of ' + fmtStamp(hl.asOf || hl.computedAt))),
         churned ? h('div', { class: 'error', 'data-testid': 'health-churned' }, `Churned since ${fmtDate(lc.since)}: this is the last score before the churn, kept for history; the account is in no band, at-risk list or ARR total.`) : null,
@@ -437,7 +753,7 @@
           h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDate(hl.contractEnd)), h('div', { class: 'l' }, 'contract end'))),
         h('h3', { style: 'margin-top:16px' }, 'Components'),
         comps.length ? comps : empty('No components.'),
-        (hl.changes || []).length ? h('div', { class: 'sub', style: 'margin-top:8px' }, 'Recent change: ', hl.changes.map((c) => c.reason).join('; ')) : null];
+        (hl.changes || []).length ? h('div', { class: 'sub', style: 'margin-top:8px' }, 'Recent change: ', hl.changes.map((c) => tidy(label(c.reason))).join('; ')) : null];
     });
     fill(trendEl, 'trend', async () => {
       const lc = await lifecycleP;
@@ -452,15 +768,17 @@
     });
     fill(stageEl, 'journey', async () => {
       const j = (await journeyP).journey || {};
+      await namesP;
+      if (j.traits && j.traits.name) title.textContent = j.traits.name;
       const traits = document.getElementById('traits');
-      traits.replaceChildren(...Object.entries(j.traits || {}).slice(0, 8).map(([k, v]) => h('span', {}, k + ' ', h('b', {}, v))));
+      traits.replaceChildren(...Object.entries(j.traits || {}).filter(([k]) => k !== 'name').slice(0, 8).map(([k, v]) => h('span', {}, label(k) + ' ', h('b', {}, k === 'arr' && Number(v) ? fmtMoney(v) : v))));
       const hist = (j.history || []).slice().reverse();
       const lc = j.lifecycle || {};
       const churned = lc.status === 'ACCOUNT_STATUS_CHURNED';
       const changes = (lc.history || []).slice().reverse();
       return [h('h2', {}, 'Journey ', h('span', { class: 'asof', 'data-testid': 'journey-as-of' }, 'as of ' + fmtStamp(j.asOf))),
         h('div', { class: 'kpis', style: 'margin-bottom:14px' },
-          h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'account-stage' }, j.stage || (churned ? 'none' : '—')), h('div', { class: 'l' }, churned ? 'churned: in no stage until won back' : 'current stage')),
+          h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'account-stage', 'data-stage': j.stage || '' }, j.stage ? stageName(j.stage) : (churned ? 'none' : '—')), h('div', { class: 'l' }, churned ? 'churned: in no stage until won back' : 'current stage')),
           j.stage ? h('div', { class: 'kpi' }, h('div', { class: 'v' }, fmtDuration(j.timeInStage)), h('div', { class: 'l' }, 'in stage since ' + fmtDate(j.enteredAt))) : null),
         h('h3', {}, 'Status history'),
         changes.length ? h('ul', { class: 'timeline', 'data-testid': 'status-history', style: 'margin-bottom:14px' }, changes.map((c) => h('li', {},
@@ -469,9 +787,9 @@
           : empty('No status changes recorded.'),
         h('h3', {}, 'Stage history'),
         hist.length ? h('ul', { class: 'timeline' }, hist.map((t) => h('li', {},
-          h('div', {}, h('b', {}, !t.toStage ? (t.fromStage || '') + ' → left the journey' : (t.fromStage ? t.fromStage + ' → ' : 'placed in ') + t.toStage), ' ', h('span', { class: 'pill muted' }, t.cause || 'event')),
+          h('div', {}, h('b', {}, !t.toStage ? stageName(t.fromStage) + ' → left the journey' : (t.fromStage ? stageName(t.fromStage) + ' → ' : 'placed in ') + stageName(t.toStage)), ' ', h('span', { class: 'pill muted' }, label(t.cause || 'event'))),
           h('div', { class: 'when' }, fmtDateTime(t.at) + (t.triggerMessageId ? ' · ' + t.triggerMessageId : '')),
-          (t.criteria || []).filter((c) => c.met).length ? h('div', { class: 'sub' }, 'moved by: ', (t.criteria || []).filter((c) => c.met).map((c) => c.name).join(', ')) : null)))
+          (t.criteria || []).filter((c) => c.met).length ? h('div', { class: 'sub' }, 'moved by: ', (t.criteria || []).filter((c) => c.met).map((c) => label(c.name)).join(', ')) : null)))
           : empty('No transitions recorded.')];
     });
     fill(leftEl, 'criteria', async () => {
@@ -482,7 +800,8 @@
       const exit = j.exitCriteria || [];
       const left = exit.filter((c) => !c.met).length;
       const drop = (j.dropoffCriteria || []).filter((c) => c.met);
-      return [h('h2', {}, "What's left in " + (j.stage || 'this stage')),
+      await namesP;
+      return [h('h2', {}, "What's left in " + (j.stage ? stageName(j.stage) : 'this stage')),
         h('div', { class: 'sub', style: 'margin-bottom:8px' }, exit.length ? `${exit.length - left} of ${exit.length} exit criteria met` : 'This stage has no exit criteria.'),
         exit.length ? crit(exit) : null,
         drop.length ? [h('h3', { style: 'margin-top:14px' }, 'Drop-off warnings'), crit(drop)] : null];
@@ -500,7 +819,7 @@
       const r = await api('/v1/assignments', { accountId: id, 'page.pageSize': 20 });
       const rows = r.assignments || [];
       return [h('h2', {}, 'Handoffs'), rows.length ? h('ul', { class: 'criteria' }, rows.map((a) => h('li', {},
-        h('div', {}, h('div', {}, h('b', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()), ' → ', a.ownerId || 'unassigned', ' ', statePill(a)),
+        h('div', {}, h('div', {}, h('b', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase()), ' → ', a.ownerId ? ownerName(a.ownerId) : 'unassigned', ' ', statePill(a)),
           h('div', { class: 'sub', 'data-testid': 'handoff-sla' }, slaText(a)), assignmentDetails(a)))))
         : empty('No handoffs for this account.')];
     });
@@ -512,7 +831,13 @@
         h('div', { class: 'when' }, fmtDateTime(e.timestamp) + (e.userId ? ' · ' + e.userId : '')))))
         : empty('No events for this account.')];
     });
-    try { await Promise.all([journeyP, healthP]); } catch (e) { /* shown in the panels */ }
+    // An id nothing knows (a typo, or a name typed into the address): one
+    // plain message instead of an error in every panel.
+    const [jr, hr] = await Promise.allSettled([journeyP, healthP]);
+    if (jr.status === 'rejected' && hr.status === 'rejected' && jr.reason.status === 404 && hr.reason.status === 404 && location.hash.startsWith('#/account/')) {
+      view.replaceChildren(h('div', { class: 'page-head' }, h('h1', {}, 'No account matches')),
+        h('div', { class: 'empty', 'data-testid': 'no-match' }, `No account matches “${id}”. `, h('a', { href: accountsHref({ status: 'all', q: id }) }, 'Search the accounts by name')));
+    }
   }
 
   // notScored is the health panel of an account that has no customer health
@@ -628,7 +953,7 @@
       sla.metLate ? ['met late', fmtStamp(sla.metLateAt)] : null,
       a.closeReason ? ['closed because', a.closeReason === 'churned' ? 'the account churned' : a.closeReason === 'signal_cleared' ? 'every signal behind it cleared' : a.closeReason] : null,
       num(a.duplicatesSuppressed) ? ['duplicates folded in', fmtInt(a.duplicatesSuppressed) + (validTime(a.lastDuplicateAt) ? ', last ' + fmtStamp(a.lastDuplicateAt) : '')] : null,
-      (a.previousOwnerIds || []).length ? ['previous owners', a.previousOwnerIds.join(', ')] : null,
+      (a.previousOwnerIds || []).length ? ['previous owners', a.previousOwnerIds.map(ownerName).join(', ')] : null,
       a.decision && a.decision.rule ? ['rule', a.decision.rule] : null,
     ].filter(Boolean);
     return h('details', { class: 'assignment', 'data-assignment': a.assignmentId },
@@ -683,11 +1008,12 @@
     const report = h('section', { class: 'panel', 'data-testid': 'sla-report' });
     view.replaceChildren(head, h('div', { class: 'grid two' }, risk, exp), h('div', { style: 'margin-top:18px' }, ren),
       queue, report, load);
+    try { await lookups(); } catch (e) { /* each panel shows its own error */ }
     const scoreRows = (rows) => h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', { class: 'num' }, 'Score'), h('th', { class: 'num' }, '30d'), h('th', { class: 'num' }, 'ARR'), h('th', {}, 'Stage'))),
       h('tbody', {}, rows.map((a) => h('tr', {}, h('td', {}, accountLink(a.accountId)), h('td', { class: 'num' }, h('span', { class: 'pill ' + scoreClass(a.score, a.band) }, fmtScore(a.score))),
         h('td', { class: 'num ' + (num(a.scoreChange30d) < 0 ? 'drop' : '') }, (num(a.scoreChange30d) > 0 ? '+' : '') + num(a.scoreChange30d).toFixed(1)),
-        h('td', { class: 'num' }, fmtMoney(a.arr)), h('td', {}, a.stage || '—'))))));
+        h('td', { class: 'num' }, fmtMoney(a.arr)), h('td', {}, a.stage ? stageName(a.stage) : '—'))))));
     fill(risk, 'at-risk accounts', async () => {
       // The health service lists paying accounts only: churned accounts, prospects and trials are in no band.
       const r = await api('/v1/health/accounts', { band: 'BAND_AT_RISK', sort: 'ACCOUNT_SORT_ARR', 'page.pageSize': 25 });
@@ -707,16 +1033,34 @@
         : empty('No expansion signals open.')];
     });
     fill(ren, 'renewal calendar', async () => {
-      const windows = [30, 60, 90, 120];
-      const res = await Promise.all(windows.map((w) => api('/v1/health/accounts', { renewalWindow: w, sort: 'ACCOUNT_SORT_ARR', 'page.pageSize': 50 })));
-      // Each window includes the shorter ones; show each account once, in its nearest window.
-      const seen = new Set();
-      const byEnd = (a, b) => new Date(a.contractEnd || 0) - new Date(b.contractEnd || 0);
-      const buckets = windows.map((w, i) => ({ w, rows: (res[i].accounts || []).filter((a) => !seen.has(a.accountId) && seen.add(a.accountId)).sort(byEnd) }));
-      return [h('h2', {}, 'Renewal calendar'), h('div', { class: 'renewals' }, buckets.map((b) => h('div', { class: 'bucket', 'data-window': b.w },
-        h('h4', {}, `≤ ${b.w} days `, h('span', { class: 'pill muted' }, b.rows.length)),
-        b.rows.length ? h('ul', {}, b.rows.slice(0, 12).map((a) => h('li', {}, accountLink(a.accountId), h('span', { class: 'muted nowrap' }, fmtDate(a.contractEnd)))))
-          : h('div', { class: 'muted' }, 'none'))))];
+      // Every paying customer with a contract end in the next 120 days, or
+      // past it without a renewal recorded (overdue), in its nearest window.
+      const rows = ((await reportP()).rows || []).filter((r) => (r.status === 'customer' || r.status === 'won_back') && r.contractEnd);
+      const now = Date.now();
+      const windows = ['overdue', '30', '30-60', '60-90', '90-120'];
+      const byEnd = (a, b) => new Date(a.contractEnd) - new Date(b.contractEnd);
+      const buckets = windows.map((w) => ({ w, rows: rows.filter((r) => matches(r, { status: 'paying', renewal: w }, now)).sort(byEnd) }));
+      const listed = buckets.flatMap((b) => b.rows.map((r) => ({ r, w: b.w })));
+      const shown = listed.slice(0, 40);
+      const wLabel = (w) => (w === 'overdue' ? 'overdue' : w.includes('-') ? `${w.replace('-', '–')} days` : `≤ ${w} days`);
+      return [h('h2', {}, 'Renewal calendar'), h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Paying customers by contract end, soonest first; overdue means the contract end has passed without a renewal recorded. Each count opens the accounts it counts.'),
+        h('div', { class: 'renewals' }, buckets.map((b) => h('div', { class: 'bucket' + (b.w === 'overdue' && b.rows.length ? ' overdue' : ''), 'data-window': b.w },
+          h('h4', {}, b.w === 'overdue' ? 'Overdue' : wLabel(b.w)),
+          h('div', { class: 'kpi' }, h('div', { class: 'v' }, h('a', { href: accountsHref({ status: 'paying', renewal: b.w, sort: 'renewal' }), 'data-count': b.rows.length, 'aria-label': `${b.rows.length} renewals ${wLabel(b.w)}` }, b.rows.length)),
+            h('div', { class: 'l' }, fmtMoneyShort(b.rows.reduce((t, r) => t + num(r.arr), 0)) + ' ARR'))))),
+        shown.length ? h('div', { class: 'table-wrap', style: 'margin-top:12px' }, h('table', { 'data-testid': 'renewal-table' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Contract end'), h('th', {}, 'Account'), h('th', { class: 'num' }, 'ARR'), h('th', {}, 'Health'), h('th', {}, 'Renewal play'), h('th', {}, 'Owner'))),
+          h('tbody', {}, shown.map(({ r, w }) => {
+            const days = Math.round((new Date(r.contractEnd) - now) / 86400e3);
+            return h('tr', { 'data-account-row': r.accountId, 'data-window': w },
+              h('td', { class: 'nowrap' }, fmtDate(r.contractEnd), h('div', { class: 'when ' + (days < 0 ? 'drop' : 'muted') }, days < 0 ? `overdue by ${-days} days` : `in ${days} days`)),
+              h('td', {}, accountLink(r.accountId, r.name)), h('td', { class: 'num' }, fmtMoney(r.arr)),
+              h('td', { class: 'nowrap' }, r.band ? [h('b', {}, fmtScore(r.score)), ' ', bandWordPill(r.band)] : h('span', { class: 'muted' }, 'not scored yet')),
+              h('td', {}, r.renewalPlay ? label(r.renewalPlay) : h('span', { class: 'muted' }, 'none yet')),
+              h('td', {}, r.ownerName || h('span', { class: 'muted' }, 'no owner')));
+          })),
+          listed.length > shown.length ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 6 }, h('a', { href: accountsHref({ status: 'paying', renewal: '120', sort: 'renewal' }) }, `${listed.length - shown.length} more: every renewal due in the next 120 days`)))) : null))
+          : empty('No renewals in the next 120 days and none overdue.')];
     });
     fill(queue, 'open work queue', async () => {
       // The open queue: work someone can still do (open, and breached but not
@@ -735,7 +1079,7 @@
           h('tbody', {}, rows.map((a) => h('tr', { 'data-assignment': a.assignmentId, 'data-state': enumName(a.state, 'ASSIGNMENT_STATE_'), 'data-due': (a.sla && a.sla.dueAt) || '' },
             h('td', {}, enumName(a.type, 'HANDOFF_TYPE_').toUpperCase(), num(a.duplicatesSuppressed) ? h('div', { class: 'when muted' }, '+' + a.duplicatesSuppressed + ' duplicate' + (num(a.duplicatesSuppressed) > 1 ? 's' : '') + ' folded in') : null),
             h('td', {}, a.accountId ? accountLink(a.accountId) : ((a.lead && (a.lead.email || a.lead.leadId)) || '—')),
-            h('td', {}, a.ownerId || h('span', { class: 'pill bad' }, 'unassigned')),
+            h('td', {}, a.ownerId ? ownerName(a.ownerId) : h('span', { class: 'pill bad' }, 'unassigned')),
             h('td', { class: 'nowrap' }, a.sla && validTime(a.sla.dueAt) ? fmtStamp(a.sla.dueAt) : '—'),
             h('td', { class: 'nowrap' }, countdown(a))))),
           all.length > rows.length || hasMore(r) ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 5, class: 'muted' }, `and ${hasMore(r) && !known(r) ? 'more than ' + fmtInt(all.length - rows.length) : fmtInt((known(r) ? num(r.page.totalSize) : all.length) - rows.length)} more`))) : null))
@@ -794,6 +1138,8 @@
       case 'account': accountPage(decodeURIComponent(rest.join('/'))); break;
       case 'accounts': accountsPage(params); break;
       case 'lists': listsPage(); break;
+      case 'portfolio': portfolioPage(params); break;
+      case 'routing': routingPage(params); break;
       default: journeyPage(params);
     }
     window.scrollTo(0, 0);
@@ -812,8 +1158,42 @@
   document.getElementById('search').addEventListener('submit', (e) => {
     e.preventDefault();
     const v = document.getElementById('search-input').value.trim();
-    if (v) go('account/' + encodeURIComponent(v));
+    if (v) search(v);
   });
+  // search opens the account whose id or name is v, or the one account
+  // whose id or name contains it; otherwise it lists the matches (or says
+  // that none matches).
+  async function search(v) {
+    let rows = [];
+    try { rows = ((await reportP()).rows) || []; } catch (e) { /* fall back to the id */ }
+    const q = v.toLowerCase();
+    const exact = rows.filter((r) => r.accountId.toLowerCase() === q || (r.name || '').toLowerCase() === q);
+    const partial = rows.filter((r) => matches(r, { status: 'all', q: v }, Date.now()));
+    const one = exact.length === 1 ? exact[0] : partial.length === 1 ? partial[0] : null;
+    if (one) go('account/' + encodeURIComponent(one.accountId));
+    else if (!rows.length) go('account/' + encodeURIComponent(v));
+    else go('accounts', { status: 'all', q: v });
+  }
   window.addEventListener('hashchange', route);
+  // The gateway's /readyz says whether every service can answer truthfully
+  // (ADR 0016); while one cannot, say that figures may be stale or moving.
+  // The services do not expose their consumer lag over the API, so the
+  // banner cannot count the events still to be processed.
+  async function readiness() {
+    const el = document.getElementById('processing');
+    try {
+      const resp = await fetch('/readyz', { headers: { Accept: 'application/json' } });
+      const body = await resp.json().catch(() => ({}));
+      const waiting = Object.entries(body.upstreams || {}).filter(([, v]) => v !== 'SERVING').map(([k]) => k).sort();
+      el.hidden = resp.ok;
+      el.textContent = resp.ok ? '' : 'Processing: ' + (waiting.length ? waiting.join(', ') + (waiting.length > 1 ? ' are' : ' is') : 'some services are') +
+        ' still catching up or cannot reach an upstream service, so figures may change.';
+    } catch (e) {
+      el.hidden = false;
+      el.textContent = 'Cannot reach the gateway; figures may be out of date.';
+    }
+  }
+  readiness();
+  setInterval(readiness, 15000);
   route();
 })();

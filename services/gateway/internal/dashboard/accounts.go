@@ -1,0 +1,168 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
+)
+
+// Clients are the service connections the accounts report reads.
+type Clients struct {
+	Stages  grpc.ClientConnInterface
+	Health  grpc.ClientConnInterface
+	Routing grpc.ClientConnInterface
+}
+
+// pageSize is the largest page every list RPC serves (pkg/page.MaxSize).
+const pageSize = 1000
+
+// traitCalls bounds the account journey calls in flight for one report.
+const traitCalls = 16
+
+// maxPages bounds the pages read from one list, so a report cannot loop
+// on a server that keeps returning a page token.
+const maxPages = 1000
+
+// Accounts serves GET /v1/dashboard/accounts: every account with its
+// status, stage, health, ARR, renewal and owner, and the portfolio of the
+// paying ones (Report). The caller's key is forwarded with every call, so
+// the services authorize it as for any REST call.
+func Accounts(c Clients, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), "GET /v1/dashboard/accounts")
+		in, err := fetch(outgoing(r), c)
+		if err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+		web.WriteJSON(w, http.StatusOK, Build(now(), in))
+	})
+}
+
+// outgoing forwards the caller's key and the request id with every call
+// made for r, as the REST facade does.
+func outgoing(r *http.Request) context.Context {
+	md := metadata.MD{}
+	if a := r.Header.Get("Authorization"); a != "" {
+		md.Set("authorization", a)
+	}
+	if id := web.RequestID(r.Context()); id != "" {
+		md.Set("x-request-id", id)
+	}
+	return metadata.NewOutgoingContext(r.Context(), md)
+}
+
+// fetch reads the inputs of a report: the four lists at once, then the
+// traits of every listed account.
+func fetch(ctx context.Context, c Clients) (Inputs, error) {
+	var (
+		in   Inputs
+		wg   sync.WaitGroup
+		errs = make([]error, 4)
+	)
+	stages := stagesv1.NewStagesServiceClient(c.Stages)
+	health := healthv1.NewHealthServiceClient(c.Health)
+	routing := routingv1.NewRoutingServiceClient(c.Routing)
+	wg.Go(func() {
+		all := []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT, commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL,
+			commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER, commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK, commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED}
+		in.Journey, errs[0] = pages(func(p *commonv1.PageRequest) ([]*stagesv1.AccountSummary, *commonv1.PageResponse, error) {
+			resp, err := stages.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Status: all, Page: p})
+			return resp.GetAccounts(), resp.GetPage(), err
+		}, "list journey accounts")
+	})
+	wg.Go(func() {
+		in.Health, errs[1] = pages(func(p *commonv1.PageRequest) ([]*healthv1.AccountRow, *commonv1.PageResponse, error) {
+			resp, err := health.ListAccounts(ctx, &healthv1.ListAccountsRequest{Page: p})
+			return resp.GetAccounts(), resp.GetPage(), err
+		}, "list health accounts")
+	})
+	wg.Go(func() {
+		in.Owners, errs[2] = pages(func(p *commonv1.PageRequest) ([]*routingv1.Owner, *commonv1.PageResponse, error) {
+			resp, err := routing.ListOwners(ctx, &routingv1.ListOwnersRequest{Page: p})
+			return resp.GetOwners(), resp.GetPage(), err
+		}, "list owners")
+	})
+	wg.Go(func() {
+		in.Assignments, errs[3] = pages(func(p *commonv1.PageRequest) ([]*routingv1.Assignment, *commonv1.PageResponse, error) {
+			resp, err := routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Page: p})
+			return resp.GetAssignments(), resp.GetPage(), err
+		}, "list assignments")
+	})
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return Inputs{}, err
+		}
+	}
+	traits, err := accountTraits(ctx, stages, in.Journey)
+	if err != nil {
+		return Inputs{}, err
+	}
+	in.Traits = traits
+	return in, nil
+}
+
+// pages reads every page of one list.
+func pages[T any](list func(*commonv1.PageRequest) ([]T, *commonv1.PageResponse, error), what string) ([]T, error) {
+	var out []T
+	token := ""
+	for range maxPages {
+		items, p, err := list(&commonv1.PageRequest{PageSize: pageSize, PageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, items...)
+		token = p.GetNextPageToken()
+		if token == "" {
+			return out, nil
+		}
+	}
+	return out, fmt.Errorf("%s: more than %d pages", what, maxPages)
+}
+
+// accountTraits reads each account's traits (its plan, and owners set in
+// the CRM), which the account list does not carry. An account that went
+// away between the list and this call has no traits.
+func accountTraits(ctx context.Context, stages stagesv1.StagesServiceClient, accounts []*stagesv1.AccountSummary) (map[string]map[string]string, error) {
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+		sem   = make(chan struct{}, traitCalls)
+		out   = make(map[string]map[string]string, len(accounts))
+	)
+	for _, a := range accounts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			resp, err := stages.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: a.GetAccountId()})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				out[a.GetAccountId()] = resp.GetJourney().GetTraits()
+			case isNotFound(err):
+			case first == nil:
+				first = fmt.Errorf("get account %q: %w", a.GetAccountId(), err)
+			}
+		})
+	}
+	wg.Wait()
+	return out, first
+}
+
+func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }

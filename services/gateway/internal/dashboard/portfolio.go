@@ -1,0 +1,339 @@
+package dashboard
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+)
+
+// Inputs are the service answers one portfolio is built from: every
+// listed account of the journey (live and churned), every scored account of
+// health, the account traits, and routing's owners and assignments.
+type Inputs struct {
+	Journey     []*stagesv1.AccountSummary
+	Health      []*healthv1.AccountRow
+	Traits      map[string]map[string]string
+	Owners      []*routingv1.Owner
+	Assignments []*routingv1.Assignment
+}
+
+// Row is one account as the dashboard lists it: the journey's status and
+// stage, health's score, ARR and renewal, and the owner routing assigned.
+type Row struct {
+	AccountID      string  `json:"accountId"`
+	Name           string  `json:"name"`
+	Status         string  `json:"status"` // prospect, trial, customer, won_back, churned, unknown
+	Stage          string  `json:"stage"`
+	Segment        string  `json:"segment"`
+	Plan           string  `json:"plan"`
+	Band           string  `json:"band"` // healthy, neutral, at_risk, or "" when not scored
+	Score          float64 `json:"score"`
+	ScoreChange30d float64 `json:"scoreChange30d"`
+	ARR            float64 `json:"arr"`
+	ContractEnd    string  `json:"contractEnd"` // RFC 3339, or "" when unknown
+	RenewalPlay    string  `json:"renewalPlay"`
+	OpenSignals    int32   `json:"openSignals"`
+	OwnerID        string  `json:"ownerId"`
+	OwnerName      string  `json:"ownerName"`
+	OwnerTeam      string  `json:"ownerTeam"` // csm, ae, sdr, implementation, manager
+}
+
+// Paying reports whether the account is a live paying customer: the
+// accounts health scores and every portfolio figure counts.
+func (r Row) Paying() bool { return r.Status == "customer" || r.Status == "won_back" }
+
+// Group is one slice of the paying accounts: a health band, an owner, a
+// segment or a plan.
+type Group struct {
+	Key       string  `json:"key"`
+	Label     string  `json:"label"`
+	Accounts  int     `json:"accounts"`
+	ARR       float64 `json:"arr"`
+	Healthy   int     `json:"healthy"`
+	Neutral   int     `json:"neutral"`
+	AtRisk    int     `json:"atRisk"`
+	Unscored  int     `json:"unscored"`
+	AtRiskARR float64 `json:"atRiskArr"`
+	// AvgScore is the mean score of the group's scored accounts.
+	AvgScore float64 `json:"avgScore"`
+	scored   int
+	sum      float64
+}
+
+// Portfolio is the CS lead's view of the paying accounts. Every count is
+// of Rows with Paying() true and the group's key in the named field, so the
+// dashboard can list exactly the accounts behind each figure.
+type Portfolio struct {
+	Customers int     `json:"customers"`
+	ARR       float64 `json:"arr"`
+	AtRiskARR float64 `json:"atRiskArr"`
+	// Bands is healthy, neutral, at_risk and unscored, in that order.
+	Bands []*Group `json:"bands"`
+	// ByOwner, BySegment and ByPlan are ordered by ARR, largest first; an
+	// empty key is "none" (no owner, segment or plan known).
+	ByOwner   []*Group `json:"byOwner"`
+	BySegment []*Group `json:"bySegment"`
+	ByPlan    []*Group `json:"byPlan"`
+}
+
+// Report is the answer of GET /v1/dashboard/accounts.
+type Report struct {
+	AsOf      time.Time `json:"asOf"`
+	Rows      []Row     `json:"rows"`
+	Portfolio Portfolio `json:"portfolio"`
+}
+
+// Unassigned is the key of the accounts that have no owner.
+const Unassigned = "none"
+
+// ownerTraits are the account traits that name an owner, in the order the
+// dashboard prefers them: routing reads the same traits (its ACCOUNT_OWNER
+// rules), so an owner set in the CRM shows even before any handoff.
+var ownerTraits = []struct {
+	trait string
+	team  routingv1.Team
+}{
+	{"csm_id", routingv1.Team_TEAM_CSM},
+	{"ae_id", routingv1.Team_TEAM_AE},
+	{"implementation_id", routingv1.Team_TEAM_IMPLEMENTATION},
+	{"sdr_id", routingv1.Team_TEAM_SDR},
+}
+
+// ownerPreference is the team whose owner is "the" owner of an account:
+// the CSM of a customer, else its AE, implementation lead or SDR.
+var ownerPreference = []routingv1.Team{routingv1.Team_TEAM_CSM, routingv1.Team_TEAM_AE, routingv1.Team_TEAM_IMPLEMENTATION, routingv1.Team_TEAM_SDR, routingv1.Team_TEAM_MANAGER}
+
+// Build joins the inputs into one row per account and sums the portfolio.
+func Build(asOf time.Time, in Inputs) Report {
+	owners := make(map[string]*routingv1.Owner, len(in.Owners))
+	for _, o := range in.Owners {
+		owners[o.GetOwnerId()] = o
+	}
+	// An account's owner per team is the owner of its latest assignment to
+	// that team, as routing's own directory records it.
+	byTeam := map[string]map[routingv1.Team]pick{}
+	for _, a := range in.Assignments {
+		o, ok := owners[a.GetOwnerId()]
+		if a.GetAccountId() == "" || !ok {
+			continue
+		}
+		at := a.GetCreatedAt().AsTime()
+		m := byTeam[a.GetAccountId()]
+		if m == nil {
+			m = map[routingv1.Team]pick{}
+			byTeam[a.GetAccountId()] = m
+		}
+		if p, seen := m[o.GetTeam()]; !seen || !at.Before(p.at) {
+			m[o.GetTeam()] = pick{owner: o.GetOwnerId(), at: at}
+		}
+	}
+
+	rows := make([]Row, 0, len(in.Journey))
+	index := map[string]int{}
+	for _, j := range in.Journey {
+		if _, dup := index[j.GetAccountId()]; dup {
+			continue
+		}
+		index[j.GetAccountId()] = len(rows)
+		rows = append(rows, Row{
+			AccountID: j.GetAccountId(), Name: j.GetName(), Status: statusWord(j.GetStatus()),
+			Stage: j.GetStage(), Segment: j.GetSegment(), OpenSignals: j.GetOpenSignals(), OwnerID: j.GetOwner(),
+		})
+	}
+	for _, h := range in.Health {
+		i, ok := index[h.GetAccountId()]
+		if !ok {
+			// Health scores paying accounts only, so one the journey did not
+			// list (not placed in a stage yet) is a customer.
+			i = len(rows)
+			index[h.GetAccountId()] = i
+			rows = append(rows, Row{AccountID: h.GetAccountId(), Status: "customer", Stage: h.GetStage()})
+		}
+		r := &rows[i]
+		r.Band = bandWord(h.GetBand())
+		r.Score = h.GetScore()
+		r.ScoreChange30d = h.GetScoreChange_30D()
+		r.ARR = h.GetArr()
+		if ce := h.GetContractEnd(); ce != nil && ce.AsTime().Year() > 1971 {
+			r.ContractEnd = ce.AsTime().UTC().Format(time.RFC3339)
+		}
+		r.RenewalPlay = h.GetRenewalPlay()
+		r.OpenSignals = max(r.OpenSignals, h.GetOpenSignals())
+	}
+	for i := range rows {
+		r := &rows[i]
+		t := in.Traits[r.AccountID]
+		if r.Name == "" {
+			r.Name = cmp.Or(t["name"], r.AccountID)
+		}
+		r.Segment = cmp.Or(r.Segment, t["segment"])
+		r.Plan = t["plan"]
+		if r.OwnerID == "" {
+			r.OwnerID = accountOwner(byTeam[r.AccountID], t)
+		}
+		if o, ok := owners[r.OwnerID]; ok {
+			r.OwnerName = o.GetName()
+			r.OwnerTeam = teamWord(o.GetTeam())
+		}
+		if r.OwnerName == "" {
+			r.OwnerName = r.OwnerID
+		}
+	}
+	slices.SortFunc(rows, func(a, b Row) int {
+		return cmp.Or(cmp.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.AccountID, b.AccountID))
+	})
+	return Report{AsOf: asOf.UTC(), Rows: rows, Portfolio: Summarize(rows)}
+}
+
+// pick is the owner of an account's latest assignment to one team.
+type pick struct {
+	owner string
+	at    time.Time
+}
+
+// accountOwner is the owner of the preferred team: from the latest
+// assignment, else from an owner trait.
+func accountOwner(assigned map[routingv1.Team]pick, traits map[string]string) string {
+	for _, team := range ownerPreference {
+		if p, ok := assigned[team]; ok {
+			return p.owner
+		}
+		for _, ot := range ownerTraits {
+			if ot.team == team && traits[ot.trait] != "" {
+				return traits[ot.trait]
+			}
+		}
+	}
+	return ""
+}
+
+// Summarize sums the paying rows by band, owner, segment and plan.
+func Summarize(rows []Row) Portfolio {
+	p := Portfolio{}
+	bands := map[string]*Group{}
+	for _, k := range []string{"healthy", "neutral", "at_risk", "unscored"} {
+		g := &Group{Key: k, Label: strings.ReplaceAll(k, "_", " ")}
+		bands[k] = g
+		p.Bands = append(p.Bands, g)
+	}
+	owners, segments, plans := map[string]*Group{}, map[string]*Group{}, map[string]*Group{}
+	group := func(m map[string]*Group, key, label string) *Group {
+		if key == "" {
+			key, label = Unassigned, ""
+		}
+		g, ok := m[key]
+		if !ok {
+			g = &Group{Key: key, Label: cmp.Or(label, key)}
+			m[key] = g
+		}
+		return g
+	}
+	for _, r := range rows {
+		if !r.Paying() {
+			continue
+		}
+		p.Customers++
+		p.ARR += r.ARR
+		if r.Band == "at_risk" {
+			p.AtRiskARR += r.ARR
+		}
+		for _, g := range []*Group{
+			bands[cmp.Or(r.Band, "unscored")],
+			group(owners, r.OwnerID, r.OwnerName),
+			group(segments, r.Segment, ""),
+			group(plans, r.Plan, ""),
+		} {
+			g.add(r)
+		}
+	}
+	for _, g := range p.Bands {
+		g.finish()
+	}
+	p.ByOwner, p.BySegment, p.ByPlan = sorted(owners), sorted(segments), sorted(plans)
+	return p
+}
+
+func (g *Group) add(r Row) {
+	g.Accounts++
+	g.ARR += r.ARR
+	switch r.Band {
+	case "healthy":
+		g.Healthy++
+	case "neutral":
+		g.Neutral++
+	case "at_risk":
+		g.AtRisk++
+		g.AtRiskARR += r.ARR
+	default:
+		g.Unscored++
+		return
+	}
+	g.scored++
+	g.sum += r.Score
+}
+
+func (g *Group) finish() {
+	if g.scored > 0 {
+		g.AvgScore = g.sum / float64(g.scored)
+	}
+}
+
+// sorted lists the groups by ARR, largest first, then by key; "none" last.
+func sorted(m map[string]*Group) []*Group {
+	out := make([]*Group, 0, len(m))
+	for _, g := range m {
+		g.finish()
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b *Group) int {
+		if (a.Key == Unassigned) != (b.Key == Unassigned) {
+			if a.Key == Unassigned {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(b.ARR, a.ARR), cmp.Compare(b.Accounts, a.Accounts), cmp.Compare(a.Key, b.Key))
+	})
+	return out
+}
+
+func statusWord(s commonv1.AccountStatus) string {
+	switch s {
+	case commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT:
+		return "prospect"
+	case commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL:
+		return "trial"
+	case commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER:
+		return "customer"
+	case commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK:
+		return "won_back"
+	case commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED:
+		return "churned"
+	}
+	return "unknown"
+}
+
+func bandWord(b healthv1.Band) string {
+	switch b {
+	case healthv1.Band_BAND_HEALTHY:
+		return "healthy"
+	case healthv1.Band_BAND_NEUTRAL:
+		return "neutral"
+	case healthv1.Band_BAND_AT_RISK:
+		return "at_risk"
+	}
+	return ""
+}
+
+func teamWord(t routingv1.Team) string {
+	if t == routingv1.Team_TEAM_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(t.String(), "TEAM_"))
+}
