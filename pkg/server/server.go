@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 	if a == nil {
 		return nil, fmt.Errorf("new %s server: nil authenticator", cfg.Name)
 	}
+	setRuntime(cfg, os.Getenv)
 
 	reg := prometheus.NewRegistry()
 	m := newRPCMetrics()
@@ -224,6 +226,9 @@ func (s *Server) Run(ctx context.Context, background ...func(ctx context.Context
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 		mux.HandleFunc("GET /readyz", s.readyz)
+		if s.cfg.Pprof {
+			MountPprof(mux)
+		}
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := httpSrv.Serve(s.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -347,3 +352,15 @@ type ctxStream struct {
 }
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
+
+// setRuntime applies the configured GC target and memory limit, unless the
+// operator set the runtime's own variables (GOGC, GOMEMLIMIT), which the
+// runtime has applied already.
+func setRuntime(cfg Config, getenv func(string) string) {
+	if cfg.GCPercent > 0 && getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.MemoryLimitMiB > 0 && getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimitMiB << 20)
+	}
+}

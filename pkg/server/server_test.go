@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -419,5 +421,41 @@ func BenchmarkUnaryCall(b *testing.B) {
 		if err := cc.Invoke(ctx, method("Echo"), req, resp); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSetRuntime checks that the configured GC target and memory limit are
+// applied unless the operator set GOGC or GOMEMLIMIT.
+func TestSetRuntime(t *testing.T) {
+	prevGC := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevGC)
+		debug.SetMemoryLimit(prevLimit)
+	})
+	tests := []struct {
+		name      string
+		cfg       Config
+		env       map[string]string
+		wantGC    int
+		wantLimit int64
+	}{
+		{name: "configured", cfg: Config{GCPercent: 400, MemoryLimitMiB: 512}, wantGC: 400, wantLimit: 512 << 20},
+		{name: "zero leaves the runtime's", cfg: Config{}, wantGC: 100, wantLimit: math.MaxInt64},
+		{name: "the environment wins", cfg: Config{GCPercent: 400, MemoryLimitMiB: 512},
+			env: map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB"}, wantGC: 100, wantLimit: math.MaxInt64},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			debug.SetMemoryLimit(math.MaxInt64)
+			setRuntime(tc.cfg, func(k string) string { return tc.env[k] })
+			if got := debug.SetGCPercent(100); got != tc.wantGC {
+				t.Errorf("GC percent = %d, want %d", got, tc.wantGC)
+			}
+			if got := debug.SetMemoryLimit(-1); got != tc.wantLimit {
+				t.Errorf("memory limit = %d, want %d", got, tc.wantLimit)
+			}
+		})
 	}
 }

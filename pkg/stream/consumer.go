@@ -408,18 +408,61 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 		return false, fmt.Errorf("subscribe to %s partition %d: %w", c.opts.Name, p, err)
 	}
 	progressed := false
-	var held []T // received, waiting for After's horizon
-	for {
-		var recs []T
-		if len(held) > 0 {
-			recs, held = held, nil
-		} else {
-			got, head, err := sub.Recv()
-			if err != nil {
-				return progressed, fmt.Errorf("receive from %s partition %d: %w", c.opts.Name, p, err)
+	// A pump receives ahead while a batch is applied, and the loop below
+	// applies everything that has arrived by then as one transaction (up
+	// to maxCoalesce records). Under load each upstream commit wakes the
+	// subscription with a small batch; applying each in its own
+	// transaction cost every consumer a commit and an account load and
+	// store per event instead of per account and batch.
+	in := make(chan received[T], recvAhead)
+	go func() {
+		for {
+			recs, head, err := sub.Recv()
+			select {
+			case in <- received[T]{recs: recs, head: head, err: err}:
+			case <-sctx.Done():
+				return
 			}
-			c.setHead(p, head)
-			recs = got
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var held []T // received, waiting for After's horizon
+	var recvErr error
+	for {
+		if recvErr != nil {
+			return progressed, fmt.Errorf("receive from %s partition %d: %w", c.opts.Name, p, recvErr)
+		}
+		recs := held
+		held = nil
+		if len(recs) == 0 {
+			var m received[T]
+			select {
+			case m = <-in:
+			case <-sctx.Done():
+				return progressed, sctx.Err()
+			}
+			if m.err != nil {
+				return progressed, fmt.Errorf("receive from %s partition %d: %w", c.opts.Name, p, m.err)
+			}
+			c.setHead(p, m.head)
+			recs = m.recs
+		}
+	drain:
+		for len(recs) < maxCoalesce {
+			select {
+			case m := <-in:
+				if m.err != nil {
+					// Apply what came before it first.
+					recvErr = m.err
+					break drain
+				}
+				c.setHead(p, m.head)
+				recs = append(recs[:len(recs):len(recs)], m.recs...)
+			default:
+				break drain
+			}
 		}
 		if len(recs) == 0 {
 			continue
@@ -473,6 +516,22 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 		progressed = true
 		c.advance(p, applied, latest)
 	}
+}
+
+// recvAhead is how many upstream batches a partition's pump may receive
+// ahead of the transaction being applied.
+const recvAhead = 16
+
+// maxCoalesce bounds the records applied in one transaction when several
+// upstream batches have arrived (each is at most LogOptions.ReadBatch, 512
+// by default).
+const maxCoalesce = 4096
+
+// received is one upstream batch, or the error that ended the subscription.
+type received[T any] struct {
+	recs []T
+	head uint64
+	err  error
 }
 
 // admit splits recs into the prefix that may be applied now and the rest,

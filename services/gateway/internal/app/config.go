@@ -47,6 +47,9 @@ type Config struct {
 	MemoryLimitMiB int64
 	// ShutdownTimeout bounds graceful shutdown (-shutdown-timeout).
 	ShutdownTimeout time.Duration
+	// Pprof serves net/http/pprof on the metrics address (-pprof), as the
+	// services' -pprof does.
+	Pprof bool
 }
 
 // Parse reads the command line and the environment (CAIRN_<FLAG>) into a
@@ -74,6 +77,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	c.Admission.register(fs)
 	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", 256, "soft memory limit in MiB (as GOMEMLIMIT) when the GOMEMLIMIT environment variable is unset; 0: none")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "graceful shutdown limit")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the metrics address")
 	if err := server.ParseFlags(fs, args, getenv); err != nil {
 		return c, err
 	}

@@ -95,6 +95,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.Pprof {
+		pkgserver.MountPprof(metricsMux)
+	}
 	return listenAndServe(ctx, logger, cfg.ShutdownTimeout, []listener{
 		{cfg.HTTPAddr, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 			WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}},

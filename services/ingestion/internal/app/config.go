@@ -41,16 +41,6 @@ type Config struct {
 	// full load by 22 s and p99 at 50,000 events/s was 30 ms, at 100ms 3 s
 	// and 20 ms (services/ingestion/BENCHMARKS.md).
 	IndexInterval time.Duration
-	// GCPercent is the garbage collector's target (as GOGC) the process
-	// sets at start; 0 leaves the runtime's alone, which Parse chooses when
-	// the operator set the GOGC environment variable.
-	GCPercent int
-	// MemoryLimitMiB is the soft memory limit (as GOMEMLIMIT, in MiB) the
-	// process sets at start: with the raised GC target the heap would
-	// otherwise grow to five times the live heap under load; near the limit
-	// the runtime collects more often instead. 0 leaves the runtime's alone,
-	// which Parse chooses when the operator set GOMEMLIMIT.
-	MemoryLimitMiB int64
 	// PprofAddr, when set, serves net/http/pprof there, so that the running
 	// binary can be profiled under load; empty (the default) serves nothing.
 	PprofAddr string
@@ -82,23 +72,11 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	f.Int64Var(&c.MaxInflightBytesPerKey, "max-inflight-bytes-per-key", 32<<20, "batch bytes in process for one API key before it gets ResourceExhausted")
 	c.Admission.register(f)
 	dur(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
-	// The live heap is small and every event allocates, so at Go's default
-	// target (100) collection took ~10% of the CPU; 400 saved ~15% of CPU per
-	// event for ~200 MB more heap under full load (BENCHMARKS.md).
-	integer(&c.GCPercent, "gc-percent", 400, "garbage collector target (as GOGC) when the GOGC environment variable is unset")
-	f.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", 512, "soft memory limit in MiB (as GOMEMLIMIT) when the GOMEMLIMIT environment variable is unset; 0: none")
 	f.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	f.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
 	f.Check(c.validate)
 	if err := f.Parse(args, getenv); err != nil {
 		return c, err
-	}
-	if getenv("GOGC") != "" {
-		// The operator chose; the runtime has already applied it.
-		c.GCPercent = 0
-	}
-	if getenv("GOMEMLIMIT") != "" {
-		c.MemoryLimitMiB = 0
 	}
 	return c, nil
 }
@@ -115,10 +93,6 @@ func (c *Config) validate() error {
 		return errors.New("-retention-interval: must be positive")
 	case c.IndexInterval <= 0:
 		return errors.New("-index-interval: must be positive")
-	case c.GCPercent < 0:
-		return errors.New("-gc-percent: must not be negative")
-	case c.MemoryLimitMiB < 0:
-		return errors.New("-memory-limit-mib: must not be negative")
 	case c.MaxInflightBytes <= 0:
 		return errors.New("-max-inflight-bytes: must be positive")
 	case c.MaxInflightBytesPerKey <= 0 || c.MaxInflightBytesPerKey > c.MaxInflightBytes:

@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 		{name: "defaults", check: func(t *testing.T, c Config) {
 			if c.Server.GRPCAddr != "127.0.0.1:7101" || c.Server.Partitions != 8 || c.DedupWindow != 7*24*time.Hour ||
 				c.Limits.MaxSkew != 10*time.Minute || c.Retention != 0 || c.MaxInflightBytes != 64<<20 || c.PprofAddr != "" ||
-				c.IndexInterval != 100*time.Millisecond || c.GCPercent != 400 || c.MemoryLimitMiB != 512 {
+				c.IndexInterval != 100*time.Millisecond || c.Server.GCPercent != 400 || c.Server.MemoryLimitMiB != 512 {
 				t.Errorf("defaults = %+v", c)
 			}
 			if c.Server.DBPath() != "data/ingestion.db" {
@@ -44,29 +44,17 @@ func TestParse(t *testing.T) {
 					t.Errorf("pprof addr = %q", c.PprofAddr)
 				}
 			}},
-		{name: "GOGC set leaves the collector alone", env: map[string]string{"GOGC": "150"},
-			check: func(t *testing.T, c Config) {
-				if c.GCPercent != 0 {
-					t.Errorf("gc percent = %d, want 0 (leave GOGC=150 alone)", c.GCPercent)
-				}
-			}},
 		{name: "gc percent by flag", args: []string{"-gc-percent", "200"},
 			check: func(t *testing.T, c Config) {
-				if c.GCPercent != 200 {
-					t.Errorf("gc percent = %d, want 200", c.GCPercent)
+				if c.Server.GCPercent != 200 {
+					t.Errorf("gc percent = %d, want 200", c.Server.GCPercent)
 				}
 			}},
 		{name: "negative gc percent", args: []string{"-gc-percent", "-1"}, wantErr: "-gc-percent"},
-		{name: "GOMEMLIMIT set leaves the limit alone", env: map[string]string{"GOMEMLIMIT": "1GiB"},
-			check: func(t *testing.T, c Config) {
-				if c.MemoryLimitMiB != 0 {
-					t.Errorf("memory limit = %d MiB, want 0 (leave GOMEMLIMIT alone)", c.MemoryLimitMiB)
-				}
-			}},
 		{name: "memory limit by flag", args: []string{"-memory-limit-mib", "2048"},
 			check: func(t *testing.T, c Config) {
-				if c.MemoryLimitMiB != 2048 {
-					t.Errorf("memory limit = %d MiB, want 2048", c.MemoryLimitMiB)
+				if c.Server.MemoryLimitMiB != 2048 {
+					t.Errorf("memory limit = %d MiB, want 2048", c.Server.MemoryLimitMiB)
 				}
 			}},
 		{name: "negative memory limit", args: []string{"-memory-limit-mib", "-1"}, wantErr: "-memory-limit-mib"},

@@ -8,6 +8,7 @@ import (
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
+	"github.com/cairn-dev/cairn/services/ingestion/internal/store/wire"
 )
 
 // TimelineQuery selects events of one account (see store.TimelineQuery).
@@ -42,20 +43,24 @@ func (a *App) Timeline(ctx context.Context, q TimelineQuery) (events []*ingestio
 	return events, next, nil
 }
 
-// Subscribe serves partition p of the event log from offset from until ctx
-// ends or send fails: send gets the records read, decoded and with their
-// positions, and the partition's head. Errors are the log's
+// SubscribeEncoded serves partition p of the event log from offset from
+// until ctx ends or send fails. Each send gets a SubscribeResponse in wire
+// form, built from the stored bytes without decoding them: the records read,
+// with their positions, and the partition's head. Errors are the log's
 // (stream.ErrCompacted, stream.ErrBeyondHead) or send's.
-func (a *App) Subscribe(ctx context.Context, p uint32, from uint64, send func(recs []*ingestionv1.LogRecord, head uint64) error) error {
+func (a *App) SubscribeEncoded(ctx context.Context, p uint32, from uint64, send func(msg []byte) error) error {
 	return a.st.Log().Serve(ctx, p, from, func(recs []stream.Record, head uint64) error {
-		out := make([]*ingestionv1.LogRecord, 0, len(recs))
+		// A fresh buffer each time: gRPC may still be writing the
+		// previous one when send returns.
+		n := 16
 		for _, r := range recs {
-			rec, err := store.Decode(r)
-			if err != nil {
-				return err
-			}
-			out = append(out, rec)
+			n += len(r.Data) + 24
 		}
-		return send(out, head)
+		buf := make([]byte, 0, n)
+		for _, r := range recs {
+			buf = wire.AppendSubscribed(buf, r.Data, r.Offset, r.Partition)
+		}
+		buf = wire.AppendSubscribeHead(buf, head)
+		return send(buf)
 	})
 }

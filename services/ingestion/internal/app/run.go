@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
-	"runtime/debug"
 	"time"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -30,12 +28,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer func() { err = errors.Join(err, shutdown(context.Background())) }()
 	cfg.Server.Logger = logger
-	if cfg.GCPercent > 0 {
-		debug.SetGCPercent(cfg.GCPercent)
-	}
-	if cfg.MemoryLimitMiB > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimitMiB << 20)
-	}
 
 	keys, err := auth.LoadKeyring(cfg.Server.KeysPath())
 	if err != nil {
@@ -108,11 +100,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 // servePprof serves the runtime profiles on addr until ctx ends.
 func servePprof(ctx context.Context, addr string) error {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	pkgserver.MountPprof(mux)
 	hs := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()

@@ -27,6 +27,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
@@ -62,9 +63,10 @@ type App interface {
 	DeleteSubject(ctx context.Context, ws, userID, accountID string) (int64, *commonv1.LogPosition, error)
 	// Partitions is the number of partitions of the event log.
 	Partitions() uint32
-	// Subscribe serves a partition of the event log from an offset until
-	// ctx ends or send fails.
-	Subscribe(ctx context.Context, p uint32, from uint64, send func(recs []*ingestionv1.LogRecord, head uint64) error) error
+	// SubscribeEncoded serves a partition of the event log from an offset
+	// until ctx ends or send fails, each send given a SubscribeResponse in
+	// wire form.
+	SubscribeEncoded(ctx context.Context, p uint32, from uint64, send func(msg []byte) error) error
 	// LogInfo describes the event log.
 	LogInfo() *ingestionv1.GetLogInfoResponse
 }
@@ -344,8 +346,11 @@ func (s *Server) Subscribe(req *ingestionv1.SubscribeRequest, srv grpc.ServerStr
 	if n := s.app.Partitions(); req.GetPartition() >= n {
 		return apierr.Field("partition", "%d is out of range, the log has %d partitions", req.GetPartition(), n)
 	}
-	err := s.app.Subscribe(srv.Context(), req.GetPartition(), req.GetFromOffset(), func(recs []*ingestionv1.LogRecord, head uint64) error {
-		return srv.Send(&ingestionv1.SubscribeResponse{HeadOffset: head, Records: recs})
+	// The records go out as the log stores them (pkgserver.Encoded): the
+	// same bytes a SubscribeResponse of the decoded records encodes to,
+	// without decoding and re-encoding every event for every consumer.
+	err := s.app.SubscribeEncoded(srv.Context(), req.GetPartition(), req.GetFromOffset(), func(msg []byte) error {
+		return srv.SendMsg(pkgserver.Encoded(msg))
 	})
 	if srv.Context().Err() != nil {
 		return nil

@@ -45,9 +45,22 @@ func (s *Service) ApplyIngestion(btx *pstore.Tx, _ uint32, recs []*ingestionv1.L
 	// holds timers back during a backlog; the timer loop may be asleep, so
 	// wake it once this transaction commits.
 	btx.OnCommit(s.notify)
+	// One Tx per workspace for the batch, deferring aggregate writes to
+	// its end: an account's aggregates are decoded and encoded once per
+	// batch rather than once per event.
+	txs := map[string]*store.Tx{}
+	in := func(ws string) *store.Tx {
+		tx, ok := txs[ws]
+		if !ok {
+			tx = store.In(btx, ws)
+			tx.DeferAggregates()
+			txs[ws] = tx
+		}
+		return tx
+	}
 	for _, r := range recs {
 		if ts := r.GetTombstone(); ts != nil {
-			if err := s.forget(store.In(btx, ts.GetWorkspace()), ts, true); err != nil {
+			if err := s.forget(in(ts.GetWorkspace()), ts, true); err != nil {
 				return err
 			}
 			continue
@@ -56,8 +69,18 @@ func (s *Service) ApplyIngestion(btx *pstore.Tx, _ uint32, recs []*ingestionv1.L
 		if e == nil || e.GetWorkspace() == "" {
 			continue
 		}
-		if err := s.applyEvent(store.In(btx, e.GetWorkspace()), e); err != nil {
+		if err := s.applyEvent(in(e.GetWorkspace()), e); err != nil {
 			return fmt.Errorf("apply ingestion record %d: %w", r.GetOffset(), err)
+		}
+	}
+	wss := make([]string, 0, len(txs))
+	for ws := range txs {
+		wss = append(wss, ws)
+	}
+	slices.Sort(wss)
+	for _, ws := range wss {
+		if err := txs[ws].FlushAggregates(); err != nil {
+			return err
 		}
 	}
 	return nil

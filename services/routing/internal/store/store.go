@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,12 @@ type Tx struct {
 	// repositioned cursor reuses its stack, where Bucket.Get and Delete
 	// allocate a new cursor each call.
 	cursors map[string]*bbolt.Cursor
+	// aggs, when not nil, holds the aggregates read or written since
+	// DeferAggregates, and dirty the accounts whose FlushAggregates must
+	// write: an account with several events in one batch is then decoded
+	// and encoded once, not once per event.
+	aggs  map[string]*account.Aggregates
+	dirty map[string]bool
 }
 
 // seek positions name's cached cursor at key and returns the value stored
@@ -127,6 +134,33 @@ func (t *Tx) FlushLoad() error {
 	t.loads = nil
 	for owner, c := range loads {
 		if err := t.putCounters(owner, c[0], c[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeferAggregates keeps aggregates read and written through this Tx in
+// memory until FlushAggregates; reads through this Tx see the writes. A
+// caller must not change aggregates it does not put back.
+func (t *Tx) DeferAggregates() {
+	if t.aggs == nil {
+		t.aggs, t.dirty = map[string]*account.Aggregates{}, map[string]bool{}
+	}
+}
+
+// FlushAggregates writes the aggregates put since DeferAggregates, in
+// account order, and stops deferring.
+func (t *Tx) FlushAggregates() error {
+	aggs, dirty := t.aggs, t.dirty
+	t.aggs, t.dirty = nil, nil
+	ids := make([]string, 0, len(dirty))
+	for id := range dirty {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if err := t.put("aggregates", []byte(id), aggs[id].Marshal()); err != nil {
 			return err
 		}
 	}
@@ -949,13 +983,21 @@ func unmarshal(v []byte, m proto.Message) error {
 // Aggregates returns an account's product aggregates (empty when none were
 // kept yet).
 func (t *Tx) Aggregates(accountID string) (*account.Aggregates, error) {
-	v := t.get("aggregates", []byte(accountID))
-	if v == nil {
-		return account.New(t.ws, accountID), nil
+	if a, ok := t.aggs[accountID]; ok {
+		return a, nil
 	}
-	a, err := account.Unmarshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("decode aggregates of account %q: %w", accountID, err)
+	v := t.get("aggregates", []byte(accountID))
+	var a *account.Aggregates
+	if v == nil {
+		a = account.New(t.ws, accountID)
+	} else {
+		var err error
+		if a, err = account.Unmarshal(v); err != nil {
+			return nil, fmt.Errorf("decode aggregates of account %q: %w", accountID, err)
+		}
+	}
+	if t.aggs != nil {
+		t.aggs[accountID] = a
 	}
 	return a, nil
 }
@@ -963,11 +1005,19 @@ func (t *Tx) Aggregates(accountID string) (*account.Aggregates, error) {
 // PutAggregates stores an account's product aggregates; pkg/domain/account bounds
 // their size per account.
 func (t *Tx) PutAggregates(accountID string, a *account.Aggregates) error {
+	if t.aggs != nil {
+		t.aggs[accountID], t.dirty[accountID] = a, true
+		return nil
+	}
 	return t.put("aggregates", []byte(accountID), a.Marshal())
 }
 
 // DeleteAggregates drops an account's product aggregates.
 func (t *Tx) DeleteAggregates(accountID string) error {
+	if t.aggs != nil {
+		delete(t.aggs, accountID)
+		delete(t.dirty, accountID)
+	}
 	return t.del("aggregates", []byte(accountID))
 }
 

@@ -53,7 +53,12 @@ const (
 	evFlags             = 20
 	evReattributed      = 21
 
-	recEvent = 3
+	recOffset    = 1
+	recPartition = 2
+	recEvent     = 3
+
+	subRecords = 1
+	subHead    = 2
 
 	reqWorkspace = 1
 	reqEvents    = 2
@@ -259,6 +264,37 @@ func AppendLogRecord(b []byte, ev *ingestionv1.Event) ([]byte, error) {
 		return nil, err
 	}
 	return closeLen(b, start), nil
+}
+
+// AppendSubscribed appends one entry of SubscribeResponse.records to b: a
+// LogRecord as the log stores it (data, offset and partition unset) with its
+// offset and partition added. The fields follow the stored ones, so the
+// result decodes to the stored record with its position filled in, as
+// store.Decode returns it.
+func AppendSubscribed(b, data []byte, offset uint64, partition uint32) []byte {
+	n := len(data) + protowire.SizeTag(recOffset) + protowire.SizeVarint(offset)
+	if partition != 0 {
+		n += protowire.SizeTag(recPartition) + protowire.SizeVarint(uint64(partition))
+	}
+	b = protowire.AppendTag(b, subRecords, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b = append(b, data...)
+	b = protowire.AppendTag(b, recOffset, protowire.VarintType)
+	b = protowire.AppendVarint(b, offset)
+	if partition != 0 {
+		b = protowire.AppendTag(b, recPartition, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(partition))
+	}
+	return b
+}
+
+// AppendSubscribeHead appends SubscribeResponse.head_offset to b.
+func AppendSubscribeHead(b []byte, head uint64) []byte {
+	if head == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, subHead, protowire.VarintType)
+	return protowire.AppendVarint(b, head)
 }
 
 // openLen appends a one-byte placeholder for the length of a message whose

@@ -296,3 +296,50 @@ func TestKnowsEveryField(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscribeResponseMatchesProto holds the hand-built SubscribeResponse
+// (stored records plus their positions) to what the protobuf runtime reads
+// back from a SubscribeResponse of the decoded records.
+func TestSubscribeResponseMatchesProto(t *testing.T) {
+	evs := events(t)
+	tests := []struct {
+		name      string
+		partition uint32
+		head      uint64
+		names     []string
+	}{
+		{name: "no records, head only", partition: 3, head: 42},
+		{name: "partition zero", partition: 0, head: 7, names: []string{"full"}},
+		{name: "several records", partition: 5, head: 1 << 40, names: []string{"full", "minimal", "unknown", "big"}},
+		{name: "head zero", partition: 1, names: []string{"full"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := &ingestionv1.SubscribeResponse{HeadOffset: tc.head}
+			var got []byte
+			for i, n := range tc.names {
+				ev, ok := evs[n]
+				if !ok {
+					t.Fatalf("no event %q in the fixtures", n)
+				}
+				stored, err := AppendLogRecord(nil, ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				off := uint64(300 + i)
+				got = AppendSubscribed(got, stored, off, tc.partition)
+				want.Records = append(want.Records, &ingestionv1.LogRecord{
+					Offset: off, Partition: tc.partition, Kind: &ingestionv1.LogRecord_Event{Event: ev},
+				})
+			}
+			got = AppendSubscribeHead(got, tc.head)
+			var dec ingestionv1.SubscribeResponse
+			if err := proto.Unmarshal(got, &dec); err != nil {
+				t.Fatalf("Unmarshal: %v", err)
+			}
+			if !proto.Equal(&dec, want) {
+				t.Errorf("decoded %v\nwant %v", &dec, want)
+			}
+		})
+	}
+}
