@@ -189,11 +189,73 @@ overload() {
 if [ "$what" = overload ]; then overload gateway; fi
 if [ "$what" = overload-grpc ]; then overload grpc; fi
 
+# suite_pids: "name pid" for each service process of the running suite (the
+# children of `cairn run`, $suite).
+suite_pids() {
+  for p in $(pgrep -P "$suite"); do
+    n=$(tr '\0' ' ' </proc/$p/cmdline | cut -d' ' -f1 | xargs basename)
+    case "$n" in cairn-*) echo "$n $p" ;; esac
+  done | sort
+}
+# suite_cpu: "name ticks" (user+system, 1/100 s) for each suite process.
+suite_cpu() { suite_pids | while read -r n p; do echo "$n $(awk '{print $14+$15}' /proc/$p/stat)"; done; }
+# suite_lag: records the consumers have not applied yet, summed.
+suite_lag() {
+  curl -s "127.0.0.1:$((mbase + 2))/metrics" "127.0.0.1:$((mbase + 3))/metrics" "127.0.0.1:$((mbase + 4))/metrics" |
+    awk '/^cairn_consumer_lag/ {s+=$2} END {print s+0}'
+}
+# suite_load NAME DRIVER-ARGS...: runs the load driver against the suite and
+# reports, besides the driver's own figures: the consumers' lag (sampled every
+# second: the largest, and how long after the load they were idle again), the
+# events fully processed per second (accepted ÷ (load + catch-up)), and each
+# process's CPU per accepted event. With PROFILE=1 it also saves a 20 s CPU
+# profile of every process, taken during the load, under $out/pprof-NAME-*.
+suite_load() {
+  local name=$1; shift
+  suite_cpu >"$out/cpu-before"
+  local t0 t1 t2 maxlag=0 lag lp
+  t0=$(date +%s.%N)
+  /tmp/cairn-ingestload "$@" >"$out/$name.txt" 2>&1 &
+  lp=$!
+  if [ "${PROFILE:-0}" = 1 ]; then
+    (sleep 3; i=1; for svc in ingestion stages health routing gateway; do
+       curl -s "127.0.0.1:$((mbase + i))/debug/pprof/profile?seconds=20" -o "$out/pprof-$name-$svc.pb.gz" & i=$((i + 1))
+     done; wait) &
+  fi
+  printf 'time_s lag\n' >"$out/$name-lag.txt"
+  while kill -0 "$lp" 2>/dev/null; do
+    lag=$(suite_lag); [ "$lag" -gt "$maxlag" ] && maxlag=$lag
+    printf '%s %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$lag" >>"$out/$name-lag.txt"
+    sleep 1
+  done
+  wait "$lp" || true
+  t1=$(date +%s.%N)
+  for _ in $(seq 1 1200); do [ "$(suite_lag)" = 0 ] && break; sleep 0.25; done
+  t2=$(date +%s.%N)
+  wait
+  suite_cpu >"$out/cpu-after"
+  cat "$out/$name.txt"
+  local acc
+  acc=$(grep -o 'accepted=[0-9]*' "$out/$name.txt" | cut -d= -f2)
+  echo "consumers: largest lag ${maxlag} records; idle $(printf '%.2f' "$(echo "$t2 - $t1" | bc)") s after the load; fully processed $(echo "$acc / ($t2 - $t0)" | bc) events/s"
+  join "$out/cpu-before" "$out/cpu-after" | awk -v n="$acc" '
+    {d = $3 - $2; tot += d; printf "  %-16s %7.1f CPU-s %7.1f CPU-µs/event\n", $1, d / 100, d * 1e4 / n}
+    END {printf "  %-16s %7.1f CPU-s %7.1f CPU-µs/event\n", "whole suite", tot / 100, tot * 1e4 / n}'
+  suite_pids | while read -r n p; do
+    printf '  %-16s %s\n' "$n" "$(grep -E 'VmHWM|RssAnon' "/proc/$p/status" | tr -s ' \t\n' ' ')"
+  done
+}
+
 if [ "$what" = all ] || [ "$what" = suite ]; then
   build_binaries
   data=$(mktemp -d /tmp/cairn-bench-XXXXXX)
-  # The gateway's per-key limit (default 1,000 req/s) would answer 429 at the paced rate.
-  CAIRN_RATE=0 ./bin/cairn run --bin ./bin --data "$data" >"$data/suite.log" 2>&1 &
+  base=${SUITE_BASE_PORT:-7100}
+  mbase=$((base + 10)) http=$((base + 20))
+  [ "$base" = 7100 ] && mbase=9100 http=8080
+  # The gateway's per-key limit (default 1,000 req/s) would answer 429 at
+  # the paced rate; CAIRN_PPROF serves /debug/pprof on the metrics ports.
+  CAIRN_PPROF=1 CAIRN_RATE=0 ./bin/cairn run --bin ./bin --data "$data" --base-port "$base" \
+    --metrics-base-port "$mbase" --http-addr "127.0.0.1:$http" >"$data/suite.log" 2>&1 &
   suite=$!
   trap 'kill -INT $suite 2>/dev/null; wait $suite 2>/dev/null; rm -rf "$data"' EXIT
   for _ in $(seq 1 120); do [ -s "$data/run.json" ] && break; sleep 1; done
@@ -201,26 +263,19 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
   rkey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['read_key'])" "$data/run.json")
   go build -o "$data/pace" ./reliability/cmd/pace
   # run.json appears once the demo is loaded; let the consumers catch up.
-  for _ in $(seq 1 300); do
-    lag=$(curl -s 127.0.0.1:9102/metrics 127.0.0.1:9103/metrics 127.0.0.1:9104/metrics | awk '/^cairn_consumer_lag/ {s+=$2} END {print s+0}')
-    [ "$lag" = 0 ] && break
-    sleep 1
-  done
+  for _ in $(seq 1 300); do [ "$(suite_lag)" = 0 ] && break; sleep 1; done
   say "REST reads through the gateway, paced at 1,000 req/s"
-  acct=$(curl -s -H "Authorization: Bearer $rkey" '127.0.0.1:8080/v1/journey/accounts?page.page_size=1' | python3 -c "import json,sys;a=json.load(sys.stdin).get('accounts',[]);print(a[0]['accountId'] if a else 'none')")
+  acct=$(curl -s -H "Authorization: Bearer $rkey" "127.0.0.1:$http/v1/journey/accounts?page.pageSize=1" | python3 -c "import json,sys;a=json.load(sys.stdin).get('accounts',[]);print(a[0]['accountId'] if a else 'none')")
   "$data/pace" -rate 1000 -duration 20s -H "Authorization: Bearer $rkey" \
-    "http://127.0.0.1:8080/v1/accounts/$acct/health" "http://127.0.0.1:8080/v1/accounts/$acct/journey" | tee "$out/rest.txt"
+    "http://127.0.0.1:$http/v1/accounts/$acct/health" "http://127.0.0.1:$http/v1/accounts/$acct/journey" | tee "$out/rest.txt"
   for conc in 8 32; do
-    say "ingestion binary, fsync, IngestStream batches of 100, $conc streams"
-    /tmp/cairn-ingestload -addr 127.0.0.1:7101 -key "$wkey" -batch 100 -conc "$conc" -stream -duration 15s | tee -a "$out/ingest-suite.txt"
+    say "whole suite: Segment /v1/batch of 100 events through the gateway, $conc callers, ${SUITE_SECONDS:-30} s"
+    suite_load "suite-batch-$conc" -segment "http://127.0.0.1:$http" -key "$wkey" -batch 100 -conc "$conc" -duration "${SUITE_SECONDS:-30}s"
   done
-  for conc in 8 16; do
-    say "gateway Segment /v1/batch of 100 events to the real ingestion, $conc callers"
-    /tmp/cairn-ingestload -segment http://127.0.0.1:8080 -key "$wkey" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-suite.txt"
+  for conc in 8 32; do
+    say "whole suite: IngestStream batches of 100 straight to ingestion, $conc streams, ${SUITE_SECONDS:-30} s"
+    suite_load "suite-grpc-$conc" -addr "127.0.0.1:$((base + 1))" -key "$wkey" -batch 100 -conc "$conc" -stream -duration "${SUITE_SECONDS:-30}s"
   done
-  say "suite memory after the ingest runs (RssFile is bbolt's mmap of the data files)"
-  for p in $(pgrep -f "bin/cairn-(ingestion|stages|health|routing|gateway)"); do
-    printf '%s ' "$(tr '\0' ' ' </proc/$p/cmdline | cut -d' ' -f1 | xargs basename)"
-    grep -E 'RssAnon|RssFile' "/proc/$p/status" | tr -s ' \t\n' ' '; echo
-  done | tee -a "$out/ingest-suite.txt"
+  say "whole suite: single events, /v1/track, 32 callers, ${SUITE_SECONDS:-30} s"
+  suite_load "suite-track-32" -segment "http://127.0.0.1:$http" -key "$wkey" -batch 1 -conc 32 -duration "${SUITE_SECONDS:-30}s"
 fi
