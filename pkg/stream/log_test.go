@@ -302,3 +302,79 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+// TestSubscriberLag follows one Serve batch by batch: the lag is what the
+// subscription has not been sent yet, and a finished Serve no longer counts.
+func TestSubscriberLag(t *testing.T) {
+	_, l := openLog(t, stream.LogOptions{Partitions: 2, ReadBatch: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		if _, err := l.Append(ctx, 1, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.SubscriberLag(); got != 0 {
+		t.Fatalf("lag with no subscription = %d, want 0", got)
+	}
+	sending := make(chan int, 1)
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Serve(ctx, 1, 0, func(recs []stream.Record, _ uint64) error {
+			if len(recs) == 0 {
+				return nil
+			}
+			sending <- len(recs)
+			<-release
+			return nil
+		})
+	}()
+	wait := func() int {
+		select {
+		case n := <-sending:
+			return n
+		case <-time.After(10 * time.Second): // failure guard only
+			t.Fatal("no batch sent")
+			return 0
+		}
+	}
+	tests := []struct {
+		name    string
+		append  int // records appended while the previous batch is in flight
+		wantLen int
+		wantLag uint64
+	}{
+		{name: "first batch handed over", wantLen: 4, wantLag: 6},
+		{name: "second batch", wantLen: 4, wantLag: 2},
+		{name: "last batch", wantLen: 2, wantLag: 0},
+		{name: "three appended while it is in flight", append: 3, wantLen: 3, wantLag: 0},
+	}
+	for i, tc := range tests {
+		for j := 0; j < tc.append; j++ {
+			if _, err := l.Append(ctx, 1, []byte("new")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tc.append > 0 {
+			if got := l.SubscriberLag(); got != uint64(tc.append) {
+				t.Errorf("%s: lag before the next batch = %d, want %d", tc.name, got, tc.append)
+			}
+		}
+		if i > 0 {
+			release <- struct{}{}
+		}
+		if n := wait(); n != tc.wantLen {
+			t.Fatalf("%s: sent %d records, want %d", tc.name, n, tc.wantLen)
+		}
+		if got := l.SubscriberLag(); got != tc.wantLag {
+			t.Errorf("%s: lag = %d, want %d", tc.name, got, tc.wantLag)
+		}
+	}
+	cancel()
+	release <- struct{}{}
+	<-done
+	if got := l.SubscriberLag(); got != 0 {
+		t.Errorf("lag after Serve returned = %d, want 0", got)
+	}
+}

@@ -12,11 +12,13 @@ package app
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/admit"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -72,6 +74,14 @@ type Options struct {
 	// batches are refused or wait; above it the budget is lowered
 	// (pkg/admit Limits.Target).
 	AdmitTarget time.Duration
+	// LagBudget, when set, is how many records the furthest-behind
+	// subscriber (a downstream consumer) may have left to receive before
+	// Ingest refuses new events with ResourceExhausted: past it the
+	// consumers are not keeping up, and acking more would only grow the
+	// time until the suite's numbers are current again.
+	LagBudget uint64
+	// LagRetry is the retry delay sent with such a refusal (default 1s).
+	LagRetry time.Duration
 	// Logger receives Index's failures, which it retries rather than
 	// stopping the service over (default slog.Default()).
 	Logger *slog.Logger
@@ -83,6 +93,7 @@ type App struct {
 	st      *store.Store
 	opts    Options
 	batches *admit.Controller
+	lagShed atomic.Uint64
 }
 
 // New opens the store in db and returns the app.
@@ -95,6 +106,9 @@ func New(db *pkgstore.DB, opts Options) (*App, error) {
 	}
 	if opts.SweepChunk <= 0 {
 		opts.SweepChunk = 5000
+	}
+	if opts.LagRetry <= 0 {
+		opts.LagRetry = time.Second
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Minute
@@ -192,6 +206,26 @@ func writer[T any](ctx context.Context, a *App, fn func(*store.Writer) (T, error
 func (a *App) Admit(ctx context.Context, key string, size int) (*admit.Ticket, error) {
 	return a.batches.Acquire(ctx, key, int64(size))
 }
+
+// SubscriberLag is how many records the furthest-behind subscriber of the
+// event log has not been sent yet (stream.Log.SubscriberLag).
+func (a *App) SubscriberLag() uint64 { return a.st.Log().SubscriberLag() }
+
+// checkLag refuses a write while the subscribers are further behind than
+// the lag budget.
+func (a *App) checkLag() error {
+	if a.opts.LagBudget == 0 {
+		return nil
+	}
+	if lag := a.SubscriberLag(); lag > a.opts.LagBudget {
+		a.lagShed.Add(1)
+		return apierr.Exhausted(a.opts.LagRetry, "the services behind ingestion are %d events behind, over the lag budget of %d (-lag-budget): retry later", lag, a.opts.LagBudget)
+	}
+	return nil
+}
+
+// LagShed is how many Ingest calls the lag budget has refused.
+func (a *App) LagShed() uint64 { return a.lagShed.Load() }
 
 // Inflight is the bytes of the batches admitted and not yet released.
 func (a *App) Inflight() int64 { return a.batches.Stats().Bytes }

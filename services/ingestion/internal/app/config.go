@@ -41,6 +41,8 @@ type Config struct {
 	// full load by 22 s and p99 at 50,000 events/s was 30 ms, at 100ms 3 s
 	// and 20 ms (services/ingestion/BENCHMARKS.md).
 	IndexInterval time.Duration
+	// LagBudget is Options.LagBudget (-lag-budget).
+	LagBudget uint64
 	// PprofAddr, when set, serves net/http/pprof there, so that the running
 	// binary can be profiled under load; empty (the default) serves nothing.
 	PprofAddr string
@@ -71,6 +73,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	f.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 64<<20, "batch bytes in process before callers get ResourceExhausted")
 	f.Int64Var(&c.MaxInflightBytesPerKey, "max-inflight-bytes-per-key", 32<<20, "batch bytes in process for one API key before it gets ResourceExhausted")
 	c.Admission.register(f)
+	f.Uint64Var(&c.LagBudget, "lag-budget", 500000, "records the furthest-behind downstream consumer may have left to receive before writes get ResourceExhausted (0: no bound)")
 	dur(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
 	f.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	f.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")

@@ -37,6 +37,9 @@ type prepared struct {
 // the same batch). Events must have a message id; Ingest sets their
 // workspace and account_id.
 func (a *App) Ingest(ctx context.Context, ws string, events []*ingestionv1.Event) ([]*commonv1.LogPosition, error) {
+	if err := a.checkLag(); err != nil {
+		return nil, err
+	}
 	now := a.opts.Clock.Now()
 	// Encode outside the write transaction. The account of an event
 	// without context.groupId is guessed from the user map in a concurrent

@@ -49,6 +49,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		MaxInflightBytesPerKey: cfg.MaxInflightBytesPerKey,
 		AdmitWait:              cfg.Admission.Wait,
 		AdmitTarget:            cfg.Admission.Target,
+		LagBudget:              cfg.LagBudget,
 		Logger:                 logger,
 	})
 	if err != nil {
@@ -69,6 +70,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if err := srv.Registry.Register(db.Collector("ingestion")); err != nil {
 		return errors.Join(fmt.Errorf("register store metrics: %w", err), srv.Close())
+	}
+	for _, c := range lagMetrics(a, cfg.LagBudget) {
+		if err := srv.Registry.Register(c); err != nil {
+			return errors.Join(fmt.Errorf("register lag metrics: %w", err), srv.Close())
+		}
 	}
 	svc, err := server.New(a, server.Config{
 		Limits:     cfg.Limits,
