@@ -593,6 +593,66 @@ test('the key dialog closes once a key works', async (t) => {
   assert.equal(await p.$('#key-dialog[open]'), null, 'the dialog closed');
 });
 
+// waitCaughtUp polls the gateway's status until the services have no
+// backlog (a test before may have sent events of its own) and returns it.
+async function waitCaughtUp() {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const st = await api('/v1/dashboard/status');
+    if (st.caughtUp && st.behind === 0) return st;
+    if (Date.now() > deadline) assert.fail(`still processing after ${TIMEOUT} ms: ${JSON.stringify(st)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+test('processing: the status adds up the services\' backlogs, and no banner shows once they have caught up', async (t) => {
+  const st = await waitCaughtUp();
+  assert.deepEqual(st.services.map((x) => x.service), ['stages', 'health', 'routing']);
+  for (const x of st.services) {
+    assert.equal(typeof x.behind, 'number', `${x.service}: behind is a number`);
+    assert.equal(x.caughtUp, true, `${x.service} caught up`);
+  }
+  assert.equal(st.behind, st.services.reduce((a, x) => a + x.behind, 0));
+
+  const p = await open(t, 'portfolio', '#view .panel');
+  // The page polls the status every few seconds: wait for one answer to
+  // reach it, then for the banner to be (still) hidden.
+  await p.waitForResponse((r) => new URL(r.url()).pathname === '/v1/dashboard/status', { timeout: TIMEOUT });
+  await p.waitForFunction(() => document.getElementById('processing').hidden, null, { timeout: TIMEOUT });
+  assert.equal(await p.$('[data-testid=processing-count]'), null, 'no count shown');
+});
+
+test('processing: a banner counts the events behind while the services catch up, and goes once they have', async (t) => {
+  // The suite has caught up by now, so the page is given a backlog.
+  const behind = (stages, routing) => ({
+    behind: stages + routing, caughtUp: false, services: [
+      { service: 'stages', behind: stages, caughtUp: stages === 0 },
+      { service: 'health', behind: 0, caughtUp: true },
+      { service: 'routing', behind: routing, caughtUp: routing === 0 }],
+  });
+  let answer = behind(12000, 345);
+  const p = await page(t);
+  await p.route('**/v1/dashboard/status', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(answer) }));
+  await p.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await p.goto(`${BASE}/#/portfolio`);
+  const banner = p.locator('[data-testid=processing]');
+  await banner.waitFor({ state: 'visible', timeout: TIMEOUT });
+  assert.equal(await banner.getAttribute('role'), 'status');
+  assert.equal(await banner.getAttribute('aria-live'), 'polite');
+  assert.equal(await banner.textContent(), 'Processing: 12,345 events behind — numbers are still moving (stages, routing).');
+  await settled(p);
+  await shot(p, 'processing-banner');
+
+  // The count moves in place, at the next poll.
+  answer = behind(11000, 0);
+  await p.waitForFunction(() => document.getElementById('processing').textContent ===
+    'Processing: 11,000 events behind — numbers are still moving (stages).', null, { timeout: TIMEOUT });
+  // Caught up: the banner goes.
+  answer = behind(0, 0);
+  answer.caughtUp = true;
+  await banner.waitFor({ state: 'hidden', timeout: TIMEOUT });
+});
+
 // axe-core checks each view against WCAG 2 A/AA; serious and critical
 // violations are written to screenshots/axe.json and printed, for review
 // (not failed on: some predate these views).

@@ -213,19 +213,19 @@ func TestPolicy(t *testing.T) {
 		})},
 		"stages": {methods.Stages, roles("cairn.stages.v1.StagesService", map[auth.Role][]string{
 			auth.RoleRead: {"GetJourney", "ListJourneyVersions", "ListJourneyTemplates", "GetReplay", "GetAccountJourney",
-				"ListAccounts", "ListSignals", "GetFunnel", "GetMomentsOfTruth", "GetBuyingCommittee", "ValidateJourney"},
+				"ListAccounts", "ListSignals", "GetFunnel", "GetMomentsOfTruth", "GetBuyingCommittee", "ValidateJourney", "GetStatus"},
 			auth.RoleAdmin:   {"ApplyJourney", "ActivateJourney", "StartReplay"},
 			auth.RoleService: {"Subscribe"},
 		})},
 		"health": {methods.Health, roles("cairn.health.v1.HealthService", map[auth.Role][]string{
 			auth.RoleRead: {"ValidateModel", "GetModel", "ListModelVersions", "GetAccountHealth", "ListHealthHistory",
-				"ListAccounts", "ListSignals", "Backtest"},
+				"ListAccounts", "ListSignals", "Backtest", "GetStatus"},
 			auth.RoleAdmin:   {"ApplyModel", "Rescore"},
 			auth.RoleService: {"Subscribe"},
 		})},
 		"routing": {methods.Routing, roles("cairn.routing.v1.RoutingService", map[auth.Role][]string{
 			auth.RoleRead: {"GetOwner", "ListOwners", "GetPool", "ListPools", "GetConfig", "ValidateConfig", "GetAssignment",
-				"ListAssignments", "GetReport", "ListOwnerLoad", "GetAccountFit"},
+				"ListAssignments", "GetReport", "ListOwnerLoad", "GetAccountFit", "GetStatus"},
 			auth.RoleWrite:   {"Qualify", "Handoff", "RecordTouch", "PauseSla", "ResumeSla"},
 			auth.RoleAdmin:   {"UpsertOwner", "DeleteOwner", "UpsertPool", "DeletePool", "ApplyConfig"},
 			auth.RoleService: {"Subscribe"},

@@ -40,6 +40,9 @@ var Stages = table("cairn.stages.v1.StagesService", false,
 	m("GetFunnel", auth.RoleRead, Aggregate, get("/v1/funnel")),
 	m("GetMomentsOfTruth", auth.RoleRead, Aggregate, get("/v1/moments-of-truth")),
 	m("GetBuyingCommittee", auth.RoleRead, ByAccount, get("/v1/accounts/{account_id}/committee")),
+	// Every replica reports its own consumers' lag; the gateway joins them
+	// (its /v1/dashboard/status adds them up).
+	m("GetStatus", auth.RoleRead, Broadcast, grpcOnly),
 	m("Subscribe", auth.RoleService, NotRouted, grpcOnly),
 )
 
@@ -58,6 +61,7 @@ var Health = table("cairn.health.v1.HealthService", false,
 	m("Backtest", auth.RoleRead, Aggregate, post("/v1/health:backtest", "*")),
 	// Every replica rescores its own accounts.
 	m("Rescore", auth.RoleAdmin, Broadcast, post("/v1/health:rescore", "*")),
+	m("GetStatus", auth.RoleRead, Broadcast, grpcOnly),
 	m("Subscribe", auth.RoleService, NotRouted, grpcOnly),
 )
 
@@ -85,5 +89,9 @@ var Routing = table("cairn.routing.v1.RoutingService", true,
 	m("GetReport", auth.RoleRead, ByWorkspace, get("/v1/routing/report")),
 	m("ListOwnerLoad", auth.RoleRead, ByWorkspace, get("/v1/routing/load")),
 	m("GetAccountFit", auth.RoleRead, ByWorkspace, get("/v1/accounts/{account_id}/fit")),
+	// The replica of the caller's workspace answers: every replica reads
+	// every upstream record, and that replica's lag is what delays the
+	// workspace's answers.
+	m("GetStatus", auth.RoleRead, ByWorkspace, grpcOnly),
 	m("Subscribe", auth.RoleService, NotRouted, grpcOnly),
 )

@@ -535,7 +535,8 @@ func (x *PartitionInfo) GetLastOffset() uint64 {
 // ConsumerLag reports how far a consumer is behind one upstream partition.
 type ConsumerLag struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Upstream service, e.g. "ingestion".
+	// Upstream log, e.g. "ingestion"; "ingestion-1" for the log of ingestion
+	// replica 1 (stream.ReplicaName).
 	Source    string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	Partition uint32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	// Last offset applied by the consumer.
@@ -543,7 +544,10 @@ type ConsumerLag struct {
 	// Last offset known upstream.
 	Head uint64 `protobuf:"varint,4,opt,name=head,proto3" json:"head,omitempty"`
 	// head - cursor.
-	Lag           uint64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	Lag uint64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Whether the upstream has told the consumer its head since the consumer
+	// started; until then head is only the cursor, and lag says nothing.
+	HeadKnown     bool `protobuf:"varint,6,opt,name=head_known,json=headKnown,proto3" json:"head_known,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +617,79 @@ func (x *ConsumerLag) GetLag() uint64 {
 	return 0
 }
 
+func (x *ConsumerLag) GetHeadKnown() bool {
+	if x != nil {
+		return x.HeadKnown
+	}
+	return false
+}
+
+// Backlog is how far a service is behind the logs it consumes: while it is
+// behind, its answers are true of the records applied so far and still
+// moving (ADR 0016: a service catching up is ready).
+type Backlog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per consumer and upstream partition it follows.
+	Consumers []*ConsumerLag `protobuf:"bytes,1,rep,name=consumers,proto3" json:"consumers,omitempty"`
+	// Upstream records not yet applied, over every consumer and partition.
+	Lag uint64 `protobuf:"varint,2,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Every consumer has heard its upstream's head and applied up to it.
+	CaughtUp      bool `protobuf:"varint,3,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Backlog) Reset() {
+	*x = Backlog{}
+	mi := &file_cairn_common_v1_common_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Backlog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Backlog) ProtoMessage() {}
+
+func (x *Backlog) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_common_v1_common_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Backlog.ProtoReflect.Descriptor instead.
+func (*Backlog) Descriptor() ([]byte, []int) {
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Backlog) GetConsumers() []*ConsumerLag {
+	if x != nil {
+		return x.Consumers
+	}
+	return nil
+}
+
+func (x *Backlog) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *Backlog) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
 // Tombstone tells downstream services to forget a subject (right to be forgotten).
 type Tombstone struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -628,7 +705,7 @@ type Tombstone struct {
 
 func (x *Tombstone) Reset() {
 	*x = Tombstone{}
-	mi := &file_cairn_common_v1_common_proto_msgTypes[7]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +717,7 @@ func (x *Tombstone) String() string {
 func (*Tombstone) ProtoMessage() {}
 
 func (x *Tombstone) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_common_v1_common_proto_msgTypes[7]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +730,7 @@ func (x *Tombstone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tombstone.ProtoReflect.Descriptor instead.
 func (*Tombstone) Descriptor() ([]byte, []int) {
-	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{7}
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Tombstone) GetWorkspace() string {
@@ -707,7 +784,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_cairn_common_v1_common_proto_msgTypes[8]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +796,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_common_v1_common_proto_msgTypes[8]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +809,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{8}
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Signal) GetWorkspace() string {
@@ -817,7 +894,7 @@ type ValidationError struct {
 
 func (x *ValidationError) Reset() {
 	*x = ValidationError{}
-	mi := &file_cairn_common_v1_common_proto_msgTypes[9]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +906,7 @@ func (x *ValidationError) String() string {
 func (*ValidationError) ProtoMessage() {}
 
 func (x *ValidationError) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_common_v1_common_proto_msgTypes[9]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +919,7 @@ func (x *ValidationError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationError.ProtoReflect.Descriptor instead.
 func (*ValidationError) Descriptor() ([]byte, []int) {
-	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{9}
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ValidationError) GetPath() string {
@@ -873,7 +950,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_cairn_common_v1_common_proto_msgTypes[10]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +962,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_common_v1_common_proto_msgTypes[10]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +975,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{10}
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusChange) GetStatus() AccountStatus {
@@ -935,7 +1012,7 @@ type Lifecycle struct {
 
 func (x *Lifecycle) Reset() {
 	*x = Lifecycle{}
-	mi := &file_cairn_common_v1_common_proto_msgTypes[11]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1024,7 @@ func (x *Lifecycle) String() string {
 func (*Lifecycle) ProtoMessage() {}
 
 func (x *Lifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_common_v1_common_proto_msgTypes[11]
+	mi := &file_cairn_common_v1_common_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1037,7 @@ func (x *Lifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lifecycle.ProtoReflect.Descriptor instead.
 func (*Lifecycle) Descriptor() ([]byte, []int) {
-	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{11}
+	return file_cairn_common_v1_common_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Lifecycle) GetStatus() AccountStatus {
@@ -1013,13 +1090,19 @@ const file_cairn_common_v1_common_proto_rawDesc = "" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12!\n" +
 	"\ffirst_offset\x18\x02 \x01(\x04R\vfirstOffset\x12\x1f\n" +
 	"\vlast_offset\x18\x03 \x01(\x04R\n" +
-	"lastOffset\"\x81\x01\n" +
+	"lastOffset\"\xa0\x01\n" +
 	"\vConsumerLag\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x16\n" +
 	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12\x12\n" +
 	"\x04head\x18\x04 \x01(\x04R\x04head\x12\x10\n" +
-	"\x03lag\x18\x05 \x01(\x04R\x03lag\"\x9c\x01\n" +
+	"\x03lag\x18\x05 \x01(\x04R\x03lag\x12\x1d\n" +
+	"\n" +
+	"head_known\x18\x06 \x01(\bR\theadKnown\"t\n" +
+	"\aBacklog\x12:\n" +
+	"\tconsumers\x18\x01 \x03(\v2\x1c.cairn.common.v1.ConsumerLagR\tconsumers\x12\x10\n" +
+	"\x03lag\x18\x02 \x01(\x04R\x03lag\x12\x1b\n" +
+	"\tcaught_up\x18\x03 \x01(\bR\bcaughtUp\"\x9c\x01\n" +
 	"\tTombstone\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -1090,7 +1173,7 @@ func file_cairn_common_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cairn_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_cairn_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_cairn_common_v1_common_proto_goTypes = []any{
 	(SignalKind)(0),               // 0: cairn.common.v1.SignalKind
 	(SignalState)(0),              // 1: cairn.common.v1.SignalState
@@ -1102,33 +1185,35 @@ var file_cairn_common_v1_common_proto_goTypes = []any{
 	(*LogPosition)(nil),           // 7: cairn.common.v1.LogPosition
 	(*PartitionInfo)(nil),         // 8: cairn.common.v1.PartitionInfo
 	(*ConsumerLag)(nil),           // 9: cairn.common.v1.ConsumerLag
-	(*Tombstone)(nil),             // 10: cairn.common.v1.Tombstone
-	(*Signal)(nil),                // 11: cairn.common.v1.Signal
-	(*ValidationError)(nil),       // 12: cairn.common.v1.ValidationError
-	(*StatusChange)(nil),          // 13: cairn.common.v1.StatusChange
-	(*Lifecycle)(nil),             // 14: cairn.common.v1.Lifecycle
-	nil,                           // 15: cairn.common.v1.Signal.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Backlog)(nil),               // 10: cairn.common.v1.Backlog
+	(*Tombstone)(nil),             // 11: cairn.common.v1.Tombstone
+	(*Signal)(nil),                // 12: cairn.common.v1.Signal
+	(*ValidationError)(nil),       // 13: cairn.common.v1.ValidationError
+	(*StatusChange)(nil),          // 14: cairn.common.v1.StatusChange
+	(*Lifecycle)(nil),             // 15: cairn.common.v1.Lifecycle
+	nil,                           // 16: cairn.common.v1.Signal.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_cairn_common_v1_common_proto_depIdxs = []int32{
-	16, // 0: cairn.common.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	16, // 1: cairn.common.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
-	16, // 2: cairn.common.v1.Tombstone.deleted_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: cairn.common.v1.Signal.kind:type_name -> cairn.common.v1.SignalKind
-	1,  // 4: cairn.common.v1.Signal.state:type_name -> cairn.common.v1.SignalState
-	16, // 5: cairn.common.v1.Signal.opened_at:type_name -> google.protobuf.Timestamp
-	16, // 6: cairn.common.v1.Signal.closed_at:type_name -> google.protobuf.Timestamp
-	15, // 7: cairn.common.v1.Signal.attributes:type_name -> cairn.common.v1.Signal.AttributesEntry
-	2,  // 8: cairn.common.v1.StatusChange.status:type_name -> cairn.common.v1.AccountStatus
-	16, // 9: cairn.common.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
-	2,  // 10: cairn.common.v1.Lifecycle.status:type_name -> cairn.common.v1.AccountStatus
-	16, // 11: cairn.common.v1.Lifecycle.since:type_name -> google.protobuf.Timestamp
-	13, // 12: cairn.common.v1.Lifecycle.history:type_name -> cairn.common.v1.StatusChange
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 0: cairn.common.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	17, // 1: cairn.common.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	9,  // 2: cairn.common.v1.Backlog.consumers:type_name -> cairn.common.v1.ConsumerLag
+	17, // 3: cairn.common.v1.Tombstone.deleted_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: cairn.common.v1.Signal.kind:type_name -> cairn.common.v1.SignalKind
+	1,  // 5: cairn.common.v1.Signal.state:type_name -> cairn.common.v1.SignalState
+	17, // 6: cairn.common.v1.Signal.opened_at:type_name -> google.protobuf.Timestamp
+	17, // 7: cairn.common.v1.Signal.closed_at:type_name -> google.protobuf.Timestamp
+	16, // 8: cairn.common.v1.Signal.attributes:type_name -> cairn.common.v1.Signal.AttributesEntry
+	2,  // 9: cairn.common.v1.StatusChange.status:type_name -> cairn.common.v1.AccountStatus
+	17, // 10: cairn.common.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
+	2,  // 11: cairn.common.v1.Lifecycle.status:type_name -> cairn.common.v1.AccountStatus
+	17, // 12: cairn.common.v1.Lifecycle.since:type_name -> google.protobuf.Timestamp
+	14, // 13: cairn.common.v1.Lifecycle.history:type_name -> cairn.common.v1.StatusChange
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_cairn_common_v1_common_proto_init() }
@@ -1142,7 +1227,7 @@ func file_cairn_common_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_common_v1_common_proto_rawDesc), len(file_cairn_common_v1_common_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

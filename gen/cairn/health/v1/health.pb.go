@@ -2569,6 +2569,99 @@ func (x *RescoreResponse) GetElapsedMs() int64 {
 	return 0
 }
 
+// GetStatusRequest asks how far the service is behind its upstream logs.
+type GetStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's workspace (default: the key's). The backlog is this
+	// replica's over every workspace (a partition holds many); the gateway
+	// adds up every replica's.
+	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusRequest) Reset() {
+	*x = GetStatusRequest{}
+	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusRequest) ProtoMessage() {}
+
+func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetStatusRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetStatusRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+// GetStatusResponse is the service's status.
+type GetStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backlog       *v1.Backlog            `protobuf:"bytes,1,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusResponse) Reset() {
+	*x = GetStatusResponse{}
+	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusResponse) ProtoMessage() {}
+
+func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetStatusResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetStatusResponse) GetBacklog() *v1.Backlog {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
 // SubscribeRequest starts a stream of one partition.
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2580,7 +2673,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2685,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[34]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2698,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{34}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -2641,7 +2734,7 @@ type ScoreChange struct {
 
 func (x *ScoreChange) Reset() {
 	*x = ScoreChange{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2746,7 @@ func (x *ScoreChange) String() string {
 func (*ScoreChange) ProtoMessage() {}
 
 func (x *ScoreChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[35]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2759,7 @@ func (x *ScoreChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreChange.ProtoReflect.Descriptor instead.
 func (*ScoreChange) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{35}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ScoreChange) GetWorkspace() string {
@@ -2735,7 +2828,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +2840,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[36]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +2853,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{36}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -2844,7 +2937,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_health_v1_health_proto_msgTypes[37]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +2949,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_health_v1_health_proto_msgTypes[37]
+	mi := &file_cairn_health_v1_health_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +2962,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{37}
+	return file_cairn_health_v1_health_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -3087,7 +3180,11 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\x0fRescoreResponse\x12\x1a\n" +
 	"\baccounts\x18\x01 \x01(\x03R\baccounts\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\x02 \x01(\x03R\telapsedMs\"Q\n" +
+	"elapsed_ms\x18\x02 \x01(\x03R\telapsedMs\"0\n" +
+	"\x10GetStatusRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"G\n" +
+	"\x11GetStatusResponse\x122\n" +
+	"\abacklog\x18\x01 \x01(\v2\x18.cairn.common.v1.BacklogR\abacklog\"Q\n" +
 	"\x10SubscribeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1f\n" +
 	"\vfrom_offset\x18\x02 \x01(\x04R\n" +
@@ -3121,7 +3218,7 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\x18ACCOUNT_SORT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ACCOUNT_SORT_ARR\x10\x01\x12\x1d\n" +
 	"\x19ACCOUNT_SORT_SCORE_CHANGE\x10\x02\x12\x16\n" +
-	"\x12ACCOUNT_SORT_SCORE\x10\x032\x84\b\n" +
+	"\x12ACCOUNT_SORT_SCORE\x10\x032\xd8\b\n" +
 	"\rHealthService\x12^\n" +
 	"\rValidateModel\x12%.cairn.health.v1.ValidateModelRequest\x1a&.cairn.health.v1.ValidateModelResponse\x12U\n" +
 	"\n" +
@@ -3133,7 +3230,8 @@ const file_cairn_health_v1_health_proto_rawDesc = "" +
 	"\fListAccounts\x12$.cairn.health.v1.ListAccountsRequest\x1a%.cairn.health.v1.ListAccountsResponse\x12X\n" +
 	"\vListSignals\x12#.cairn.health.v1.ListSignalsRequest\x1a$.cairn.health.v1.ListSignalsResponse\x12O\n" +
 	"\bBacktest\x12 .cairn.health.v1.BacktestRequest\x1a!.cairn.health.v1.BacktestResponse\x12L\n" +
-	"\aRescore\x12\x1f.cairn.health.v1.RescoreRequest\x1a .cairn.health.v1.RescoreResponse\x12T\n" +
+	"\aRescore\x12\x1f.cairn.health.v1.RescoreRequest\x1a .cairn.health.v1.RescoreResponse\x12R\n" +
+	"\tGetStatus\x12!.cairn.health.v1.GetStatusRequest\x1a\".cairn.health.v1.GetStatusResponse\x12T\n" +
 	"\tSubscribe\x12!.cairn.health.v1.SubscribeRequest\x1a\".cairn.health.v1.SubscribeResponse0\x01B\xb9\x01\n" +
 	"\x13com.cairn.health.v1B\vHealthProtoP\x01Z7github.com/cairn-dev/cairn/gen/cairn/health/v1;healthv1\xa2\x02\x03CHX\xaa\x02\x0fCairn.Health.V1\xca\x02\x0fCairn\\Health\\V1\xe2\x02\x1bCairn\\Health\\V1\\GPBMetadata\xea\x02\x11Cairn::Health::V1b\x06proto3"
 
@@ -3150,7 +3248,7 @@ func file_cairn_health_v1_health_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_health_v1_health_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cairn_health_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_cairn_health_v1_health_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_cairn_health_v1_health_proto_goTypes = []any{
 	(Band)(0),                         // 0: cairn.health.v1.Band
 	(AccountSort)(0),                  // 1: cairn.health.v1.AccountSort
@@ -3188,20 +3286,23 @@ var file_cairn_health_v1_health_proto_goTypes = []any{
 	(*BacktestResponse)(nil),          // 33: cairn.health.v1.BacktestResponse
 	(*RescoreRequest)(nil),            // 34: cairn.health.v1.RescoreRequest
 	(*RescoreResponse)(nil),           // 35: cairn.health.v1.RescoreResponse
-	(*SubscribeRequest)(nil),          // 36: cairn.health.v1.SubscribeRequest
-	(*ScoreChange)(nil),               // 37: cairn.health.v1.ScoreChange
-	(*LogRecord)(nil),                 // 38: cairn.health.v1.LogRecord
-	(*SubscribeResponse)(nil),         // 39: cairn.health.v1.SubscribeResponse
-	(*timestamppb.Timestamp)(nil),     // 40: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),        // 41: cairn.common.v1.ValidationError
-	(*v1.PageRequest)(nil),            // 42: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),           // 43: cairn.common.v1.PageResponse
-	(*v1.Signal)(nil),                 // 44: cairn.common.v1.Signal
-	(*v1.Lifecycle)(nil),              // 45: cairn.common.v1.Lifecycle
-	(*v1.TimeWindow)(nil),             // 46: cairn.common.v1.TimeWindow
-	(v1.SignalKind)(0),                // 47: cairn.common.v1.SignalKind
-	(v1.SignalState)(0),               // 48: cairn.common.v1.SignalState
-	(*v1.Tombstone)(nil),              // 49: cairn.common.v1.Tombstone
+	(*GetStatusRequest)(nil),          // 36: cairn.health.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 37: cairn.health.v1.GetStatusResponse
+	(*SubscribeRequest)(nil),          // 38: cairn.health.v1.SubscribeRequest
+	(*ScoreChange)(nil),               // 39: cairn.health.v1.ScoreChange
+	(*LogRecord)(nil),                 // 40: cairn.health.v1.LogRecord
+	(*SubscribeResponse)(nil),         // 41: cairn.health.v1.SubscribeResponse
+	(*timestamppb.Timestamp)(nil),     // 42: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),        // 43: cairn.common.v1.ValidationError
+	(*v1.PageRequest)(nil),            // 44: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),           // 45: cairn.common.v1.PageResponse
+	(*v1.Signal)(nil),                 // 46: cairn.common.v1.Signal
+	(*v1.Lifecycle)(nil),              // 47: cairn.common.v1.Lifecycle
+	(*v1.TimeWindow)(nil),             // 48: cairn.common.v1.TimeWindow
+	(v1.SignalKind)(0),                // 49: cairn.common.v1.SignalKind
+	(v1.SignalState)(0),               // 50: cairn.common.v1.SignalState
+	(*v1.Backlog)(nil),                // 51: cairn.common.v1.Backlog
+	(*v1.Tombstone)(nil),              // 52: cairn.common.v1.Tombstone
 }
 var file_cairn_health_v1_health_proto_depIdxs = []int32{
 	2,  // 0: cairn.health.v1.Component.thresholds:type_name -> cairn.health.v1.Threshold
@@ -3210,81 +3311,84 @@ var file_cairn_health_v1_health_proto_depIdxs = []int32{
 	4,  // 3: cairn.health.v1.Model.components:type_name -> cairn.health.v1.Component
 	6,  // 4: cairn.health.v1.Model.bands:type_name -> cairn.health.v1.BandThresholds
 	5,  // 5: cairn.health.v1.Model.profiles:type_name -> cairn.health.v1.Profile
-	40, // 6: cairn.health.v1.Model.created_at:type_name -> google.protobuf.Timestamp
+	42, // 6: cairn.health.v1.Model.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: cairn.health.v1.ValidateModelRequest.model:type_name -> cairn.health.v1.Model
-	41, // 8: cairn.health.v1.ValidateModelResponse.errors:type_name -> cairn.common.v1.ValidationError
+	43, // 8: cairn.health.v1.ValidateModelResponse.errors:type_name -> cairn.common.v1.ValidationError
 	7,  // 9: cairn.health.v1.ApplyModelRequest.model:type_name -> cairn.health.v1.Model
 	7,  // 10: cairn.health.v1.ApplyModelResponse.model:type_name -> cairn.health.v1.Model
 	7,  // 11: cairn.health.v1.GetModelResponse.model:type_name -> cairn.health.v1.Model
-	42, // 12: cairn.health.v1.ListModelVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
+	44, // 12: cairn.health.v1.ListModelVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
 	7,  // 13: cairn.health.v1.ListModelVersionsResponse.models:type_name -> cairn.health.v1.Model
-	43, // 14: cairn.health.v1.ListModelVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
+	45, // 14: cairn.health.v1.ListModelVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
 	0,  // 15: cairn.health.v1.AccountHealth.band:type_name -> cairn.health.v1.Band
 	16, // 16: cairn.health.v1.AccountHealth.components:type_name -> cairn.health.v1.ComponentScore
 	17, // 17: cairn.health.v1.AccountHealth.changes:type_name -> cairn.health.v1.Change
-	40, // 18: cairn.health.v1.AccountHealth.computed_at:type_name -> google.protobuf.Timestamp
-	44, // 19: cairn.health.v1.AccountHealth.open_signals:type_name -> cairn.common.v1.Signal
-	40, // 20: cairn.health.v1.AccountHealth.contract_end:type_name -> google.protobuf.Timestamp
-	45, // 21: cairn.health.v1.AccountHealth.lifecycle:type_name -> cairn.common.v1.Lifecycle
-	40, // 22: cairn.health.v1.AccountHealth.as_of:type_name -> google.protobuf.Timestamp
+	42, // 18: cairn.health.v1.AccountHealth.computed_at:type_name -> google.protobuf.Timestamp
+	46, // 19: cairn.health.v1.AccountHealth.open_signals:type_name -> cairn.common.v1.Signal
+	42, // 20: cairn.health.v1.AccountHealth.contract_end:type_name -> google.protobuf.Timestamp
+	47, // 21: cairn.health.v1.AccountHealth.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	42, // 22: cairn.health.v1.AccountHealth.as_of:type_name -> google.protobuf.Timestamp
 	18, // 23: cairn.health.v1.GetAccountHealthResponse.health:type_name -> cairn.health.v1.AccountHealth
 	0,  // 24: cairn.health.v1.Snapshot.band:type_name -> cairn.health.v1.Band
-	46, // 25: cairn.health.v1.ListHealthHistoryRequest.window:type_name -> cairn.common.v1.TimeWindow
-	42, // 26: cairn.health.v1.ListHealthHistoryRequest.page:type_name -> cairn.common.v1.PageRequest
+	48, // 25: cairn.health.v1.ListHealthHistoryRequest.window:type_name -> cairn.common.v1.TimeWindow
+	44, // 26: cairn.health.v1.ListHealthHistoryRequest.page:type_name -> cairn.common.v1.PageRequest
 	21, // 27: cairn.health.v1.ListHealthHistoryResponse.snapshots:type_name -> cairn.health.v1.Snapshot
-	43, // 28: cairn.health.v1.ListHealthHistoryResponse.page:type_name -> cairn.common.v1.PageResponse
+	45, // 28: cairn.health.v1.ListHealthHistoryResponse.page:type_name -> cairn.common.v1.PageResponse
 	0,  // 29: cairn.health.v1.ListAccountsRequest.band:type_name -> cairn.health.v1.Band
 	1,  // 30: cairn.health.v1.ListAccountsRequest.sort:type_name -> cairn.health.v1.AccountSort
-	42, // 31: cairn.health.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	44, // 31: cairn.health.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
 	0,  // 32: cairn.health.v1.AccountRow.band:type_name -> cairn.health.v1.Band
-	40, // 33: cairn.health.v1.AccountRow.contract_end:type_name -> google.protobuf.Timestamp
+	42, // 33: cairn.health.v1.AccountRow.contract_end:type_name -> google.protobuf.Timestamp
 	25, // 34: cairn.health.v1.ListAccountsResponse.accounts:type_name -> cairn.health.v1.AccountRow
-	43, // 35: cairn.health.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	47, // 36: cairn.health.v1.ListSignalsRequest.kind:type_name -> cairn.common.v1.SignalKind
-	48, // 37: cairn.health.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	42, // 38: cairn.health.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	44, // 39: cairn.health.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	43, // 40: cairn.health.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	45, // 35: cairn.health.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	49, // 36: cairn.health.v1.ListSignalsRequest.kind:type_name -> cairn.common.v1.SignalKind
+	50, // 37: cairn.health.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	44, // 38: cairn.health.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	46, // 39: cairn.health.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	45, // 40: cairn.health.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
 	7,  // 41: cairn.health.v1.BacktestRequest.model:type_name -> cairn.health.v1.Model
 	0,  // 42: cairn.health.v1.BacktestSample.band:type_name -> cairn.health.v1.Band
 	0,  // 43: cairn.health.v1.BandOutcome.band:type_name -> cairn.health.v1.Band
 	31, // 44: cairn.health.v1.BacktestResponse.bands:type_name -> cairn.health.v1.BandOutcome
 	32, // 45: cairn.health.v1.BacktestResponse.components:type_name -> cairn.health.v1.ComponentLift
 	30, // 46: cairn.health.v1.BacktestResponse.samples:type_name -> cairn.health.v1.BacktestSample
-	0,  // 47: cairn.health.v1.ScoreChange.previous_band:type_name -> cairn.health.v1.Band
-	0,  // 48: cairn.health.v1.ScoreChange.band:type_name -> cairn.health.v1.Band
-	40, // 49: cairn.health.v1.ScoreChange.at:type_name -> google.protobuf.Timestamp
-	37, // 50: cairn.health.v1.LogRecord.score_change:type_name -> cairn.health.v1.ScoreChange
-	44, // 51: cairn.health.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	49, // 52: cairn.health.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	38, // 53: cairn.health.v1.SubscribeResponse.records:type_name -> cairn.health.v1.LogRecord
-	8,  // 54: cairn.health.v1.HealthService.ValidateModel:input_type -> cairn.health.v1.ValidateModelRequest
-	10, // 55: cairn.health.v1.HealthService.ApplyModel:input_type -> cairn.health.v1.ApplyModelRequest
-	12, // 56: cairn.health.v1.HealthService.GetModel:input_type -> cairn.health.v1.GetModelRequest
-	14, // 57: cairn.health.v1.HealthService.ListModelVersions:input_type -> cairn.health.v1.ListModelVersionsRequest
-	19, // 58: cairn.health.v1.HealthService.GetAccountHealth:input_type -> cairn.health.v1.GetAccountHealthRequest
-	22, // 59: cairn.health.v1.HealthService.ListHealthHistory:input_type -> cairn.health.v1.ListHealthHistoryRequest
-	24, // 60: cairn.health.v1.HealthService.ListAccounts:input_type -> cairn.health.v1.ListAccountsRequest
-	27, // 61: cairn.health.v1.HealthService.ListSignals:input_type -> cairn.health.v1.ListSignalsRequest
-	29, // 62: cairn.health.v1.HealthService.Backtest:input_type -> cairn.health.v1.BacktestRequest
-	34, // 63: cairn.health.v1.HealthService.Rescore:input_type -> cairn.health.v1.RescoreRequest
-	36, // 64: cairn.health.v1.HealthService.Subscribe:input_type -> cairn.health.v1.SubscribeRequest
-	9,  // 65: cairn.health.v1.HealthService.ValidateModel:output_type -> cairn.health.v1.ValidateModelResponse
-	11, // 66: cairn.health.v1.HealthService.ApplyModel:output_type -> cairn.health.v1.ApplyModelResponse
-	13, // 67: cairn.health.v1.HealthService.GetModel:output_type -> cairn.health.v1.GetModelResponse
-	15, // 68: cairn.health.v1.HealthService.ListModelVersions:output_type -> cairn.health.v1.ListModelVersionsResponse
-	20, // 69: cairn.health.v1.HealthService.GetAccountHealth:output_type -> cairn.health.v1.GetAccountHealthResponse
-	23, // 70: cairn.health.v1.HealthService.ListHealthHistory:output_type -> cairn.health.v1.ListHealthHistoryResponse
-	26, // 71: cairn.health.v1.HealthService.ListAccounts:output_type -> cairn.health.v1.ListAccountsResponse
-	28, // 72: cairn.health.v1.HealthService.ListSignals:output_type -> cairn.health.v1.ListSignalsResponse
-	33, // 73: cairn.health.v1.HealthService.Backtest:output_type -> cairn.health.v1.BacktestResponse
-	35, // 74: cairn.health.v1.HealthService.Rescore:output_type -> cairn.health.v1.RescoreResponse
-	39, // 75: cairn.health.v1.HealthService.Subscribe:output_type -> cairn.health.v1.SubscribeResponse
-	65, // [65:76] is the sub-list for method output_type
-	54, // [54:65] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	51, // 47: cairn.health.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	0,  // 48: cairn.health.v1.ScoreChange.previous_band:type_name -> cairn.health.v1.Band
+	0,  // 49: cairn.health.v1.ScoreChange.band:type_name -> cairn.health.v1.Band
+	42, // 50: cairn.health.v1.ScoreChange.at:type_name -> google.protobuf.Timestamp
+	39, // 51: cairn.health.v1.LogRecord.score_change:type_name -> cairn.health.v1.ScoreChange
+	46, // 52: cairn.health.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	52, // 53: cairn.health.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	40, // 54: cairn.health.v1.SubscribeResponse.records:type_name -> cairn.health.v1.LogRecord
+	8,  // 55: cairn.health.v1.HealthService.ValidateModel:input_type -> cairn.health.v1.ValidateModelRequest
+	10, // 56: cairn.health.v1.HealthService.ApplyModel:input_type -> cairn.health.v1.ApplyModelRequest
+	12, // 57: cairn.health.v1.HealthService.GetModel:input_type -> cairn.health.v1.GetModelRequest
+	14, // 58: cairn.health.v1.HealthService.ListModelVersions:input_type -> cairn.health.v1.ListModelVersionsRequest
+	19, // 59: cairn.health.v1.HealthService.GetAccountHealth:input_type -> cairn.health.v1.GetAccountHealthRequest
+	22, // 60: cairn.health.v1.HealthService.ListHealthHistory:input_type -> cairn.health.v1.ListHealthHistoryRequest
+	24, // 61: cairn.health.v1.HealthService.ListAccounts:input_type -> cairn.health.v1.ListAccountsRequest
+	27, // 62: cairn.health.v1.HealthService.ListSignals:input_type -> cairn.health.v1.ListSignalsRequest
+	29, // 63: cairn.health.v1.HealthService.Backtest:input_type -> cairn.health.v1.BacktestRequest
+	34, // 64: cairn.health.v1.HealthService.Rescore:input_type -> cairn.health.v1.RescoreRequest
+	36, // 65: cairn.health.v1.HealthService.GetStatus:input_type -> cairn.health.v1.GetStatusRequest
+	38, // 66: cairn.health.v1.HealthService.Subscribe:input_type -> cairn.health.v1.SubscribeRequest
+	9,  // 67: cairn.health.v1.HealthService.ValidateModel:output_type -> cairn.health.v1.ValidateModelResponse
+	11, // 68: cairn.health.v1.HealthService.ApplyModel:output_type -> cairn.health.v1.ApplyModelResponse
+	13, // 69: cairn.health.v1.HealthService.GetModel:output_type -> cairn.health.v1.GetModelResponse
+	15, // 70: cairn.health.v1.HealthService.ListModelVersions:output_type -> cairn.health.v1.ListModelVersionsResponse
+	20, // 71: cairn.health.v1.HealthService.GetAccountHealth:output_type -> cairn.health.v1.GetAccountHealthResponse
+	23, // 72: cairn.health.v1.HealthService.ListHealthHistory:output_type -> cairn.health.v1.ListHealthHistoryResponse
+	26, // 73: cairn.health.v1.HealthService.ListAccounts:output_type -> cairn.health.v1.ListAccountsResponse
+	28, // 74: cairn.health.v1.HealthService.ListSignals:output_type -> cairn.health.v1.ListSignalsResponse
+	33, // 75: cairn.health.v1.HealthService.Backtest:output_type -> cairn.health.v1.BacktestResponse
+	35, // 76: cairn.health.v1.HealthService.Rescore:output_type -> cairn.health.v1.RescoreResponse
+	37, // 77: cairn.health.v1.HealthService.GetStatus:output_type -> cairn.health.v1.GetStatusResponse
+	41, // 78: cairn.health.v1.HealthService.Subscribe:output_type -> cairn.health.v1.SubscribeResponse
+	67, // [67:79] is the sub-list for method output_type
+	55, // [55:67] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_cairn_health_v1_health_proto_init() }
@@ -3292,7 +3396,7 @@ func file_cairn_health_v1_health_proto_init() {
 	if File_cairn_health_v1_health_proto != nil {
 		return
 	}
-	file_cairn_health_v1_health_proto_msgTypes[36].OneofWrappers = []any{
+	file_cairn_health_v1_health_proto_msgTypes[38].OneofWrappers = []any{
 		(*LogRecord_ScoreChange)(nil),
 		(*LogRecord_Signal)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -3303,7 +3407,7 @@ func file_cairn_health_v1_health_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_health_v1_health_proto_rawDesc), len(file_cairn_health_v1_health_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	HealthService_ListSignals_FullMethodName       = "/cairn.health.v1.HealthService/ListSignals"
 	HealthService_Backtest_FullMethodName          = "/cairn.health.v1.HealthService/Backtest"
 	HealthService_Rescore_FullMethodName           = "/cairn.health.v1.HealthService/Rescore"
+	HealthService_GetStatus_FullMethodName         = "/cairn.health.v1.HealthService/GetStatus"
 	HealthService_Subscribe_FullMethodName         = "/cairn.health.v1.HealthService/Subscribe"
 )
 
@@ -64,6 +65,9 @@ type HealthServiceClient interface {
 	Backtest(ctx context.Context, in *BacktestRequest, opts ...grpc.CallOption) (*BacktestResponse, error)
 	// Rescore recomputes every account of the workspace with the active model.
 	Rescore(ctx context.Context, in *RescoreRequest, opts ...grpc.CallOption) (*RescoreResponse, error)
+	// GetStatus reports how far the service is behind the logs it consumes
+	// (its consumers' lag), for "still processing" indicators.
+	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
 	// Subscribe streams the health log (score changes, band changes, signals).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
@@ -176,6 +180,16 @@ func (c *healthServiceClient) Rescore(ctx context.Context, in *RescoreRequest, o
 	return out, nil
 }
 
+func (c *healthServiceClient) GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatusResponse)
+	err := c.cc.Invoke(ctx, HealthService_GetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *healthServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &HealthService_ServiceDesc.Streams[0], HealthService_Subscribe_FullMethodName, cOpts...)
@@ -227,6 +241,9 @@ type HealthServiceServer interface {
 	Backtest(context.Context, *BacktestRequest) (*BacktestResponse, error)
 	// Rescore recomputes every account of the workspace with the active model.
 	Rescore(context.Context, *RescoreRequest) (*RescoreResponse, error)
+	// GetStatus reports how far the service is behind the logs it consumes
+	// (its consumers' lag), for "still processing" indicators.
+	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
 	// Subscribe streams the health log (score changes, band changes, signals).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedHealthServiceServer()
@@ -268,6 +285,9 @@ func (UnimplementedHealthServiceServer) Backtest(context.Context, *BacktestReque
 }
 func (UnimplementedHealthServiceServer) Rescore(context.Context, *RescoreRequest) (*RescoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rescore not implemented")
+}
+func (UnimplementedHealthServiceServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
 }
 func (UnimplementedHealthServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -473,6 +493,24 @@ func _HealthService_Rescore_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HealthService_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HealthServiceServer).GetStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HealthService_GetStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HealthServiceServer).GetStatus(ctx, req.(*GetStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _HealthService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -530,6 +568,10 @@ var HealthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rescore",
 			Handler:    _HealthService_Rescore_Handler,
+		},
+		{
+			MethodName: "GetStatus",
+			Handler:    _HealthService_GetStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -4575,6 +4575,99 @@ func (x *FitCriterion) GetError() string {
 	return ""
 }
 
+// GetStatusRequest asks how far the service is behind its upstream logs.
+type GetStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's workspace (default: the key's). The answer is its
+	// replica's: routing is split by workspace, and the replica that keeps
+	// the workspace is the one whose backlog delays its answers.
+	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusRequest) Reset() {
+	*x = GetStatusRequest{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusRequest) ProtoMessage() {}
+
+func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetStatusRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetStatusRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+// GetStatusResponse is the service's status.
+type GetStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backlog       *v1.Backlog            `protobuf:"bytes,1,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusResponse) Reset() {
+	*x = GetStatusResponse{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusResponse) ProtoMessage() {}
+
+func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetStatusResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetStatusResponse) GetBacklog() *v1.Backlog {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
 // SubscribeRequest starts a stream of one partition.
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4586,7 +4679,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4598,7 +4691,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4611,7 +4704,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{62}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -4656,7 +4749,7 @@ type SlaEvent struct {
 
 func (x *SlaEvent) Reset() {
 	*x = SlaEvent{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4668,7 +4761,7 @@ func (x *SlaEvent) String() string {
 func (*SlaEvent) ProtoMessage() {}
 
 func (x *SlaEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4681,7 +4774,7 @@ func (x *SlaEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaEvent.ProtoReflect.Descriptor instead.
 func (*SlaEvent) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{63}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SlaEvent) GetWorkspace() string {
@@ -4752,7 +4845,7 @@ type PassedThreshold struct {
 
 func (x *PassedThreshold) Reset() {
 	*x = PassedThreshold{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4764,7 +4857,7 @@ func (x *PassedThreshold) String() string {
 func (*PassedThreshold) ProtoMessage() {}
 
 func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4777,7 +4870,7 @@ func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PassedThreshold.ProtoReflect.Descriptor instead.
 func (*PassedThreshold) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{64}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PassedThreshold) GetKind() string {
@@ -4811,7 +4904,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4823,7 +4916,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4836,7 +4929,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{65}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -4920,7 +5013,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4932,7 +5025,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4945,7 +5038,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{66}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -5310,7 +5403,11 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\fFitCriterion\x12\x12\n" +
 	"\x04expr\x18\x01 \x01(\tR\x04expr\x12\x10\n" +
 	"\x03met\x18\x02 \x01(\bR\x03met\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"Q\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"0\n" +
+	"\x10GetStatusRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"G\n" +
+	"\x11GetStatusResponse\x122\n" +
+	"\abacklog\x18\x01 \x01(\v2\x18.cairn.common.v1.BacklogR\abacklog\"Q\n" +
 	"\x10SubscribeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1f\n" +
 	"\vfrom_offset\x18\x02 \x01(\x04R\n" +
@@ -5377,7 +5474,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x17ASSIGNMENT_STATE_PAUSED\x10\x03\x12\x1d\n" +
 	"\x19ASSIGNMENT_STATE_BREACHED\x10\x04\x12\x1b\n" +
 	"\x17ASSIGNMENT_STATE_CLOSED\x10\x05\x12\x1f\n" +
-	"\x1bASSIGNMENT_STATE_UNASSIGNED\x10\x062\xc4\x0f\n" +
+	"\x1bASSIGNMENT_STATE_UNASSIGNED\x10\x062\x9a\x10\n" +
 	"\x0eRoutingService\x12Z\n" +
 	"\vUpsertOwner\x12$.cairn.routing.v1.UpsertOwnerRequest\x1a%.cairn.routing.v1.UpsertOwnerResponse\x12Q\n" +
 	"\bGetOwner\x12!.cairn.routing.v1.GetOwnerRequest\x1a\".cairn.routing.v1.GetOwnerResponse\x12W\n" +
@@ -5402,7 +5499,8 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\tResumeSla\x12\".cairn.routing.v1.ResumeSlaRequest\x1a#.cairn.routing.v1.ResumeSlaResponse\x12T\n" +
 	"\tGetReport\x12\".cairn.routing.v1.GetReportRequest\x1a#.cairn.routing.v1.GetReportResponse\x12`\n" +
 	"\rListOwnerLoad\x12&.cairn.routing.v1.ListOwnerLoadRequest\x1a'.cairn.routing.v1.ListOwnerLoadResponse\x12`\n" +
-	"\rGetAccountFit\x12&.cairn.routing.v1.GetAccountFitRequest\x1a'.cairn.routing.v1.GetAccountFitResponse\x12V\n" +
+	"\rGetAccountFit\x12&.cairn.routing.v1.GetAccountFitRequest\x1a'.cairn.routing.v1.GetAccountFitResponse\x12T\n" +
+	"\tGetStatus\x12\".cairn.routing.v1.GetStatusRequest\x1a#.cairn.routing.v1.GetStatusResponse\x12V\n" +
 	"\tSubscribe\x12\".cairn.routing.v1.SubscribeRequest\x1a#.cairn.routing.v1.SubscribeResponse0\x01B\xc1\x01\n" +
 	"\x14com.cairn.routing.v1B\fRoutingProtoP\x01Z9github.com/cairn-dev/cairn/gen/cairn/routing/v1;routingv1\xa2\x02\x03CRX\xaa\x02\x10Cairn.Routing.V1\xca\x02\x10Cairn\\Routing\\V1\xe2\x02\x1cCairn\\Routing\\V1\\GPBMetadata\xea\x02\x12Cairn::Routing::V1b\x06proto3"
 
@@ -5419,7 +5517,7 @@ func file_cairn_routing_v1_routing_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(Team)(0),                       // 0: cairn.routing.v1.Team
 	(Strategy)(0),                   // 1: cairn.routing.v1.Strategy
@@ -5488,55 +5586,58 @@ var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(*EventActivity)(nil),           // 64: cairn.routing.v1.EventActivity
 	(*PqlRuleFit)(nil),              // 65: cairn.routing.v1.PqlRuleFit
 	(*FitCriterion)(nil),            // 66: cairn.routing.v1.FitCriterion
-	(*SubscribeRequest)(nil),        // 67: cairn.routing.v1.SubscribeRequest
-	(*SlaEvent)(nil),                // 68: cairn.routing.v1.SlaEvent
-	(*PassedThreshold)(nil),         // 69: cairn.routing.v1.PassedThreshold
-	(*LogRecord)(nil),               // 70: cairn.routing.v1.LogRecord
-	(*SubscribeResponse)(nil),       // 71: cairn.routing.v1.SubscribeResponse
-	nil,                             // 72: cairn.routing.v1.Lead.AttributesEntry
-	nil,                             // 73: cairn.routing.v1.FitInputs.AccountEntry
-	(*v1.TimeWindow)(nil),           // 74: cairn.common.v1.TimeWindow
-	(*v1.PageRequest)(nil),          // 75: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),         // 76: cairn.common.v1.PageResponse
-	(*durationpb.Duration)(nil),     // 77: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 78: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),      // 79: cairn.common.v1.ValidationError
-	(*v1.Lifecycle)(nil),            // 80: cairn.common.v1.Lifecycle
-	(*v1.Tombstone)(nil),            // 81: cairn.common.v1.Tombstone
+	(*GetStatusRequest)(nil),        // 67: cairn.routing.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),       // 68: cairn.routing.v1.GetStatusResponse
+	(*SubscribeRequest)(nil),        // 69: cairn.routing.v1.SubscribeRequest
+	(*SlaEvent)(nil),                // 70: cairn.routing.v1.SlaEvent
+	(*PassedThreshold)(nil),         // 71: cairn.routing.v1.PassedThreshold
+	(*LogRecord)(nil),               // 72: cairn.routing.v1.LogRecord
+	(*SubscribeResponse)(nil),       // 73: cairn.routing.v1.SubscribeResponse
+	nil,                             // 74: cairn.routing.v1.Lead.AttributesEntry
+	nil,                             // 75: cairn.routing.v1.FitInputs.AccountEntry
+	(*v1.TimeWindow)(nil),           // 76: cairn.common.v1.TimeWindow
+	(*v1.PageRequest)(nil),          // 77: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),         // 78: cairn.common.v1.PageResponse
+	(*durationpb.Duration)(nil),     // 79: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 80: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),      // 81: cairn.common.v1.ValidationError
+	(*v1.Lifecycle)(nil),            // 82: cairn.common.v1.Lifecycle
+	(*v1.Backlog)(nil),              // 83: cairn.common.v1.Backlog
+	(*v1.Tombstone)(nil),            // 84: cairn.common.v1.Tombstone
 }
 var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	0,   // 0: cairn.routing.v1.Owner.team:type_name -> cairn.routing.v1.Team
 	5,   // 1: cairn.routing.v1.Owner.working_hours:type_name -> cairn.routing.v1.WorkingHours
-	74,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
+	76,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
 	6,   // 3: cairn.routing.v1.UpsertOwnerRequest.owner:type_name -> cairn.routing.v1.Owner
 	6,   // 4: cairn.routing.v1.UpsertOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	6,   // 5: cairn.routing.v1.GetOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	0,   // 6: cairn.routing.v1.ListOwnersRequest.team:type_name -> cairn.routing.v1.Team
-	75,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
+	77,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
 	6,   // 8: cairn.routing.v1.ListOwnersResponse.owners:type_name -> cairn.routing.v1.Owner
-	76,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
+	78,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
 	1,   // 10: cairn.routing.v1.Pool.strategy:type_name -> cairn.routing.v1.Strategy
 	15,  // 11: cairn.routing.v1.UpsertPoolRequest.pool:type_name -> cairn.routing.v1.Pool
 	15,  // 12: cairn.routing.v1.UpsertPoolResponse.pool:type_name -> cairn.routing.v1.Pool
 	15,  // 13: cairn.routing.v1.GetPoolResponse.pool:type_name -> cairn.routing.v1.Pool
-	75,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
+	77,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
 	15,  // 15: cairn.routing.v1.ListPoolsResponse.pools:type_name -> cairn.routing.v1.Pool
-	76,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
+	78,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
 	2,   // 17: cairn.routing.v1.Rule.types:type_name -> cairn.routing.v1.HandoffType
 	3,   // 18: cairn.routing.v1.Rule.action:type_name -> cairn.routing.v1.ActionKind
 	0,   // 19: cairn.routing.v1.Rule.team:type_name -> cairn.routing.v1.Team
 	2,   // 20: cairn.routing.v1.SlaPolicy.type:type_name -> cairn.routing.v1.HandoffType
-	77,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
+	79,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
 	24,  // 22: cairn.routing.v1.Config.rules:type_name -> cairn.routing.v1.Rule
 	25,  // 23: cairn.routing.v1.Config.pql_rules:type_name -> cairn.routing.v1.PqlRule
 	26,  // 24: cairn.routing.v1.Config.sla_policies:type_name -> cairn.routing.v1.SlaPolicy
-	78,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	80,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
 	27,  // 26: cairn.routing.v1.ValidateConfigRequest.config:type_name -> cairn.routing.v1.Config
-	79,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
+	81,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
 	27,  // 28: cairn.routing.v1.ApplyConfigRequest.config:type_name -> cairn.routing.v1.Config
 	27,  // 29: cairn.routing.v1.ApplyConfigResponse.config:type_name -> cairn.routing.v1.Config
 	27,  // 30: cairn.routing.v1.GetConfigResponse.config:type_name -> cairn.routing.v1.Config
-	72,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
+	74,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
 	2,   // 32: cairn.routing.v1.QualifyRequest.type:type_name -> cairn.routing.v1.HandoffType
 	34,  // 33: cairn.routing.v1.QualifyRequest.lead:type_name -> cairn.routing.v1.Lead
 	42,  // 34: cairn.routing.v1.QualifyResponse.assignment:type_name -> cairn.routing.v1.Assignment
@@ -5544,109 +5645,112 @@ var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	42,  // 36: cairn.routing.v1.HandoffResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	39,  // 37: cairn.routing.v1.Decision.candidates:type_name -> cairn.routing.v1.Candidate
 	1,   // 38: cairn.routing.v1.Decision.strategy:type_name -> cairn.routing.v1.Strategy
-	77,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
-	77,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
-	78,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
-	78,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
-	78,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
+	79,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
+	79,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
+	80,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
+	80,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
+	80,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
 	2,   // 44: cairn.routing.v1.Assignment.type:type_name -> cairn.routing.v1.HandoffType
 	34,  // 45: cairn.routing.v1.Assignment.lead:type_name -> cairn.routing.v1.Lead
 	4,   // 46: cairn.routing.v1.Assignment.state:type_name -> cairn.routing.v1.AssignmentState
 	40,  // 47: cairn.routing.v1.Assignment.decision:type_name -> cairn.routing.v1.Decision
 	41,  // 48: cairn.routing.v1.Assignment.sla:type_name -> cairn.routing.v1.SlaState
-	78,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	78,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
-	77,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
-	78,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
+	80,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	80,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	79,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
+	80,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
 	42,  // 53: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	4,   // 54: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
 	2,   // 55: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
-	75,  // 56: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
+	77,  // 56: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
 	42,  // 57: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
-	76,  // 58: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
-	78,  // 59: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
+	78,  // 58: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
+	80,  // 59: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
 	42,  // 60: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	42,  // 61: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	42,  // 62: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	74,  // 63: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
-	77,  // 64: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
-	77,  // 65: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
+	76,  // 63: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
+	79,  // 64: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
+	79,  // 65: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
 	54,  // 66: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
-	75,  // 67: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
+	77,  // 67: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
 	0,   // 68: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
 	57,  // 69: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
-	76,  // 70: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
+	78,  // 70: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
 	61,  // 71: cairn.routing.v1.GetAccountFitResponse.fit:type_name -> cairn.routing.v1.AccountFit
-	80,  // 72: cairn.routing.v1.AccountFit.lifecycle:type_name -> cairn.common.v1.Lifecycle
-	78,  // 73: cairn.routing.v1.AccountFit.as_of:type_name -> google.protobuf.Timestamp
+	82,  // 72: cairn.routing.v1.AccountFit.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	80,  // 73: cairn.routing.v1.AccountFit.as_of:type_name -> google.protobuf.Timestamp
 	62,  // 74: cairn.routing.v1.AccountFit.inputs:type_name -> cairn.routing.v1.FitInputs
 	65,  // 75: cairn.routing.v1.AccountFit.rules:type_name -> cairn.routing.v1.PqlRuleFit
 	42,  // 76: cairn.routing.v1.AccountFit.open_pql_handoff:type_name -> cairn.routing.v1.Assignment
-	73,  // 77: cairn.routing.v1.FitInputs.account:type_name -> cairn.routing.v1.FitInputs.AccountEntry
+	75,  // 77: cairn.routing.v1.FitInputs.account:type_name -> cairn.routing.v1.FitInputs.AccountEntry
 	63,  // 78: cairn.routing.v1.FitInputs.product:type_name -> cairn.routing.v1.ProductActivity
-	78,  // 79: cairn.routing.v1.ProductActivity.first_event_at:type_name -> google.protobuf.Timestamp
-	78,  // 80: cairn.routing.v1.ProductActivity.last_event_at:type_name -> google.protobuf.Timestamp
+	80,  // 79: cairn.routing.v1.ProductActivity.first_event_at:type_name -> google.protobuf.Timestamp
+	80,  // 80: cairn.routing.v1.ProductActivity.last_event_at:type_name -> google.protobuf.Timestamp
 	64,  // 81: cairn.routing.v1.ProductActivity.events:type_name -> cairn.routing.v1.EventActivity
-	78,  // 82: cairn.routing.v1.EventActivity.first_seen:type_name -> google.protobuf.Timestamp
-	78,  // 83: cairn.routing.v1.EventActivity.last_seen:type_name -> google.protobuf.Timestamp
+	80,  // 82: cairn.routing.v1.EventActivity.first_seen:type_name -> google.protobuf.Timestamp
+	80,  // 83: cairn.routing.v1.EventActivity.last_seen:type_name -> google.protobuf.Timestamp
 	66,  // 84: cairn.routing.v1.PqlRuleFit.criteria:type_name -> cairn.routing.v1.FitCriterion
-	78,  // 85: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
-	69,  // 86: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
-	42,  // 87: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
-	78,  // 88: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
-	42,  // 89: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
-	68,  // 90: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
-	81,  // 91: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	70,  // 92: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
-	7,   // 93: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
-	9,   // 94: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
-	11,  // 95: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
-	13,  // 96: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
-	16,  // 97: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
-	18,  // 98: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
-	20,  // 99: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
-	22,  // 100: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
-	28,  // 101: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
-	30,  // 102: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
-	32,  // 103: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
-	35,  // 104: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
-	37,  // 105: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
-	43,  // 106: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
-	45,  // 107: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
-	47,  // 108: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
-	49,  // 109: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
-	51,  // 110: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
-	53,  // 111: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
-	56,  // 112: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
-	59,  // 113: cairn.routing.v1.RoutingService.GetAccountFit:input_type -> cairn.routing.v1.GetAccountFitRequest
-	67,  // 114: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
-	8,   // 115: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
-	10,  // 116: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
-	12,  // 117: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
-	14,  // 118: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
-	17,  // 119: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
-	19,  // 120: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
-	21,  // 121: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
-	23,  // 122: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
-	29,  // 123: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
-	31,  // 124: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
-	33,  // 125: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
-	36,  // 126: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
-	38,  // 127: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
-	44,  // 128: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
-	46,  // 129: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
-	48,  // 130: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
-	50,  // 131: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
-	52,  // 132: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
-	55,  // 133: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
-	58,  // 134: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
-	60,  // 135: cairn.routing.v1.RoutingService.GetAccountFit:output_type -> cairn.routing.v1.GetAccountFitResponse
-	71,  // 136: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
-	115, // [115:137] is the sub-list for method output_type
-	93,  // [93:115] is the sub-list for method input_type
-	93,  // [93:93] is the sub-list for extension type_name
-	93,  // [93:93] is the sub-list for extension extendee
-	0,   // [0:93] is the sub-list for field type_name
+	83,  // 85: cairn.routing.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	80,  // 86: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
+	71,  // 87: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
+	42,  // 88: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
+	80,  // 89: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
+	42,  // 90: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
+	70,  // 91: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
+	84,  // 92: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	72,  // 93: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
+	7,   // 94: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
+	9,   // 95: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
+	11,  // 96: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
+	13,  // 97: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
+	16,  // 98: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
+	18,  // 99: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
+	20,  // 100: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
+	22,  // 101: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
+	28,  // 102: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
+	30,  // 103: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
+	32,  // 104: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
+	35,  // 105: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
+	37,  // 106: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
+	43,  // 107: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
+	45,  // 108: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
+	47,  // 109: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
+	49,  // 110: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
+	51,  // 111: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
+	53,  // 112: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
+	56,  // 113: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
+	59,  // 114: cairn.routing.v1.RoutingService.GetAccountFit:input_type -> cairn.routing.v1.GetAccountFitRequest
+	67,  // 115: cairn.routing.v1.RoutingService.GetStatus:input_type -> cairn.routing.v1.GetStatusRequest
+	69,  // 116: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
+	8,   // 117: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
+	10,  // 118: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
+	12,  // 119: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
+	14,  // 120: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
+	17,  // 121: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
+	19,  // 122: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
+	21,  // 123: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
+	23,  // 124: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
+	29,  // 125: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
+	31,  // 126: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
+	33,  // 127: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
+	36,  // 128: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
+	38,  // 129: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
+	44,  // 130: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
+	46,  // 131: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
+	48,  // 132: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
+	50,  // 133: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
+	52,  // 134: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
+	55,  // 135: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
+	58,  // 136: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
+	60,  // 137: cairn.routing.v1.RoutingService.GetAccountFit:output_type -> cairn.routing.v1.GetAccountFitResponse
+	68,  // 138: cairn.routing.v1.RoutingService.GetStatus:output_type -> cairn.routing.v1.GetStatusResponse
+	73,  // 139: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
+	117, // [117:140] is the sub-list for method output_type
+	94,  // [94:117] is the sub-list for method input_type
+	94,  // [94:94] is the sub-list for extension type_name
+	94,  // [94:94] is the sub-list for extension extendee
+	0,   // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_cairn_routing_v1_routing_proto_init() }
@@ -5654,7 +5758,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 	if File_cairn_routing_v1_routing_proto != nil {
 		return
 	}
-	file_cairn_routing_v1_routing_proto_msgTypes[65].OneofWrappers = []any{
+	file_cairn_routing_v1_routing_proto_msgTypes[67].OneofWrappers = []any{
 		(*LogRecord_Assignment)(nil),
 		(*LogRecord_SlaEvent)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -5665,7 +5769,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_routing_v1_routing_proto_rawDesc), len(file_cairn_routing_v1_routing_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   69,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

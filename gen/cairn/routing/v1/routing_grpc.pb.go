@@ -40,6 +40,7 @@ const (
 	RoutingService_GetReport_FullMethodName       = "/cairn.routing.v1.RoutingService/GetReport"
 	RoutingService_ListOwnerLoad_FullMethodName   = "/cairn.routing.v1.RoutingService/ListOwnerLoad"
 	RoutingService_GetAccountFit_FullMethodName   = "/cairn.routing.v1.RoutingService/GetAccountFit"
+	RoutingService_GetStatus_FullMethodName       = "/cairn.routing.v1.RoutingService/GetStatus"
 	RoutingService_Subscribe_FullMethodName       = "/cairn.routing.v1.RoutingService/Subscribe"
 )
 
@@ -96,6 +97,9 @@ type RoutingServiceClient interface {
 	// whether each rule holds and which of its criteria are met, as of the
 	// account's latest event, and its open PQL handoff.
 	GetAccountFit(ctx context.Context, in *GetAccountFitRequest, opts ...grpc.CallOption) (*GetAccountFitResponse, error)
+	// GetStatus reports how far the service is behind the logs it consumes
+	// (its consumers' lag), for "still processing" indicators.
+	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
 	// Subscribe streams the routing log (assignments, SLA outcomes).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
@@ -318,6 +322,16 @@ func (c *routingServiceClient) GetAccountFit(ctx context.Context, in *GetAccount
 	return out, nil
 }
 
+func (c *routingServiceClient) GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatusResponse)
+	err := c.cc.Invoke(ctx, RoutingService_GetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *routingServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &RoutingService_ServiceDesc.Streams[0], RoutingService_Subscribe_FullMethodName, cOpts...)
@@ -390,6 +404,9 @@ type RoutingServiceServer interface {
 	// whether each rule holds and which of its criteria are met, as of the
 	// account's latest event, and its open PQL handoff.
 	GetAccountFit(context.Context, *GetAccountFitRequest) (*GetAccountFitResponse, error)
+	// GetStatus reports how far the service is behind the logs it consumes
+	// (its consumers' lag), for "still processing" indicators.
+	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
 	// Subscribe streams the routing log (assignments, SLA outcomes).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedRoutingServiceServer()
@@ -464,6 +481,9 @@ func (UnimplementedRoutingServiceServer) ListOwnerLoad(context.Context, *ListOwn
 }
 func (UnimplementedRoutingServiceServer) GetAccountFit(context.Context, *GetAccountFitRequest) (*GetAccountFitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccountFit not implemented")
+}
+func (UnimplementedRoutingServiceServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
 }
 func (UnimplementedRoutingServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -867,6 +887,24 @@ func _RoutingService_GetAccountFit_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoutingService_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoutingServiceServer).GetStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoutingService_GetStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoutingServiceServer).GetStatus(ctx, req.(*GetStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RoutingService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -968,6 +1006,10 @@ var RoutingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAccountFit",
 			Handler:    _RoutingService_GetAccountFit_Handler,
+		},
+		{
+			MethodName: "GetStatus",
+			Handler:    _RoutingService_GetStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

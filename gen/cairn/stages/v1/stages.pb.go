@@ -3087,6 +3087,99 @@ func (x *GetBuyingCommitteeResponse) GetStuckSignals() []*v1.Signal {
 	return nil
 }
 
+// GetStatusRequest asks how far the service is behind its upstream logs.
+type GetStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's workspace (default: the key's). The backlog is this
+	// replica's over every workspace (a partition holds many); the gateway
+	// adds up every replica's.
+	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusRequest) Reset() {
+	*x = GetStatusRequest{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusRequest) ProtoMessage() {}
+
+func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetStatusRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetStatusRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+// GetStatusResponse is the service's status.
+type GetStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backlog       *v1.Backlog            `protobuf:"bytes,1,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatusResponse) Reset() {
+	*x = GetStatusResponse{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatusResponse) ProtoMessage() {}
+
+func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetStatusResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetStatusResponse) GetBacklog() *v1.Backlog {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
 // SubscribeRequest starts a stream of one partition.
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3098,7 +3191,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3110,7 +3203,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3123,7 +3216,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{40}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -3157,7 +3250,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3262,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3275,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{41}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -3266,7 +3359,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3371,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3384,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{42}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -3578,7 +3671,11 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x12days_since_engaged\x18\x05 \x01(\x05R\x10daysSinceEngaged\"\x90\x01\n" +
 	"\x1aGetBuyingCommitteeResponse\x124\n" +
 	"\bpersonas\x18\x01 \x03(\v2\x18.cairn.stages.v1.PersonaR\bpersonas\x12<\n" +
-	"\rstuck_signals\x18\x02 \x03(\v2\x17.cairn.common.v1.SignalR\fstuckSignals\"Q\n" +
+	"\rstuck_signals\x18\x02 \x03(\v2\x17.cairn.common.v1.SignalR\fstuckSignals\"0\n" +
+	"\x10GetStatusRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"G\n" +
+	"\x11GetStatusResponse\x122\n" +
+	"\abacklog\x18\x01 \x01(\v2\x18.cairn.common.v1.BacklogR\abacklog\"Q\n" +
 	"\x10SubscribeRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1f\n" +
 	"\vfrom_offset\x18\x02 \x01(\x04R\n" +
@@ -3600,7 +3697,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x18REPLAY_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14REPLAY_STATE_RUNNING\x10\x01\x12\x15\n" +
 	"\x11REPLAY_STATE_DONE\x10\x02\x12\x17\n" +
-	"\x13REPLAY_STATE_FAILED\x10\x032\xcc\v\n" +
+	"\x13REPLAY_STATE_FAILED\x10\x032\xa0\f\n" +
 	"\rStagesService\x12d\n" +
 	"\x0fValidateJourney\x12'.cairn.stages.v1.ValidateJourneyRequest\x1a(.cairn.stages.v1.ValidateJourneyResponse\x12[\n" +
 	"\fApplyJourney\x12$.cairn.stages.v1.ApplyJourneyRequest\x1a%.cairn.stages.v1.ApplyJourneyResponse\x12U\n" +
@@ -3616,7 +3713,8 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\vListSignals\x12#.cairn.stages.v1.ListSignalsRequest\x1a$.cairn.stages.v1.ListSignalsResponse\x12R\n" +
 	"\tGetFunnel\x12!.cairn.stages.v1.GetFunnelRequest\x1a\".cairn.stages.v1.GetFunnelResponse\x12j\n" +
 	"\x11GetMomentsOfTruth\x12).cairn.stages.v1.GetMomentsOfTruthRequest\x1a*.cairn.stages.v1.GetMomentsOfTruthResponse\x12m\n" +
-	"\x12GetBuyingCommittee\x12*.cairn.stages.v1.GetBuyingCommitteeRequest\x1a+.cairn.stages.v1.GetBuyingCommitteeResponse\x12T\n" +
+	"\x12GetBuyingCommittee\x12*.cairn.stages.v1.GetBuyingCommitteeRequest\x1a+.cairn.stages.v1.GetBuyingCommitteeResponse\x12R\n" +
+	"\tGetStatus\x12!.cairn.stages.v1.GetStatusRequest\x1a\".cairn.stages.v1.GetStatusResponse\x12T\n" +
 	"\tSubscribe\x12!.cairn.stages.v1.SubscribeRequest\x1a\".cairn.stages.v1.SubscribeResponse0\x01B\xb9\x01\n" +
 	"\x13com.cairn.stages.v1B\vStagesProtoP\x01Z7github.com/cairn-dev/cairn/gen/cairn/stages/v1;stagesv1\xa2\x02\x03CSX\xaa\x02\x0fCairn.Stages.V1\xca\x02\x0fCairn\\Stages\\V1\xe2\x02\x1bCairn\\Stages\\V1\\GPBMetadata\xea\x02\x11Cairn::Stages::V1b\x06proto3"
 
@@ -3633,7 +3731,7 @@ func file_cairn_stages_v1_stages_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_stages_v1_stages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(ReplayState)(0),                     // 0: cairn.stages.v1.ReplayState
 	(*Criterion)(nil),                    // 1: cairn.stages.v1.Criterion
@@ -3676,117 +3774,123 @@ var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(*GetBuyingCommitteeRequest)(nil),    // 38: cairn.stages.v1.GetBuyingCommitteeRequest
 	(*Persona)(nil),                      // 39: cairn.stages.v1.Persona
 	(*GetBuyingCommitteeResponse)(nil),   // 40: cairn.stages.v1.GetBuyingCommitteeResponse
-	(*SubscribeRequest)(nil),             // 41: cairn.stages.v1.SubscribeRequest
-	(*LogRecord)(nil),                    // 42: cairn.stages.v1.LogRecord
-	(*SubscribeResponse)(nil),            // 43: cairn.stages.v1.SubscribeResponse
-	nil,                                  // 44: cairn.stages.v1.Replay.StageCountsEntry
-	nil,                                  // 45: cairn.stages.v1.AccountJourney.TraitsEntry
-	(*durationpb.Duration)(nil),          // 46: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 47: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),           // 48: cairn.common.v1.ValidationError
-	(*v1.PageRequest)(nil),               // 49: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),              // 50: cairn.common.v1.PageResponse
-	(*v1.Signal)(nil),                    // 51: cairn.common.v1.Signal
-	(*v1.Lifecycle)(nil),                 // 52: cairn.common.v1.Lifecycle
-	(v1.AccountStatus)(0),                // 53: cairn.common.v1.AccountStatus
-	(v1.SignalState)(0),                  // 54: cairn.common.v1.SignalState
-	(*v1.Tombstone)(nil),                 // 55: cairn.common.v1.Tombstone
+	(*GetStatusRequest)(nil),             // 41: cairn.stages.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),            // 42: cairn.stages.v1.GetStatusResponse
+	(*SubscribeRequest)(nil),             // 43: cairn.stages.v1.SubscribeRequest
+	(*LogRecord)(nil),                    // 44: cairn.stages.v1.LogRecord
+	(*SubscribeResponse)(nil),            // 45: cairn.stages.v1.SubscribeResponse
+	nil,                                  // 46: cairn.stages.v1.Replay.StageCountsEntry
+	nil,                                  // 47: cairn.stages.v1.AccountJourney.TraitsEntry
+	(*durationpb.Duration)(nil),          // 48: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),           // 50: cairn.common.v1.ValidationError
+	(*v1.PageRequest)(nil),               // 51: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),              // 52: cairn.common.v1.PageResponse
+	(*v1.Signal)(nil),                    // 53: cairn.common.v1.Signal
+	(*v1.Lifecycle)(nil),                 // 54: cairn.common.v1.Lifecycle
+	(v1.AccountStatus)(0),                // 55: cairn.common.v1.AccountStatus
+	(v1.SignalState)(0),                  // 56: cairn.common.v1.SignalState
+	(*v1.Backlog)(nil),                   // 57: cairn.common.v1.Backlog
+	(*v1.Tombstone)(nil),                 // 58: cairn.common.v1.Tombstone
 }
 var file_cairn_stages_v1_stages_proto_depIdxs = []int32{
-	46, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
+	48, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
 	1,  // 1: cairn.stages.v1.Stage.entry:type_name -> cairn.stages.v1.Criterion
 	1,  // 2: cairn.stages.v1.Stage.exit:type_name -> cairn.stages.v1.Criterion
 	1,  // 3: cairn.stages.v1.Stage.dropoff:type_name -> cairn.stages.v1.Criterion
 	2,  // 4: cairn.stages.v1.JourneyDefinition.stages:type_name -> cairn.stages.v1.Stage
-	47, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
+	49, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: cairn.stages.v1.ValidateJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	48, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
+	50, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
 	3,  // 8: cairn.stages.v1.ApplyJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
 	3,  // 9: cairn.stages.v1.ApplyJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
 	3,  // 10: cairn.stages.v1.GetJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	49, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
+	51, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
 	3,  // 12: cairn.stages.v1.ListJourneyVersionsResponse.definitions:type_name -> cairn.stages.v1.JourneyDefinition
-	50, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
-	49, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
+	52, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
+	51, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
 	3,  // 15: cairn.stages.v1.ListJourneyTemplatesResponse.templates:type_name -> cairn.stages.v1.JourneyDefinition
-	50, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
+	52, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
 	18, // 17: cairn.stages.v1.StartReplayResponse.replay:type_name -> cairn.stages.v1.Replay
 	18, // 18: cairn.stages.v1.GetReplayResponse.replay:type_name -> cairn.stages.v1.Replay
 	0,  // 19: cairn.stages.v1.Replay.state:type_name -> cairn.stages.v1.ReplayState
-	44, // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
-	47, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
-	47, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
+	46, // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
+	49, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
+	49, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 23: cairn.stages.v1.ActivateJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	47, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	49, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
 	22, // 25: cairn.stages.v1.Transition.criteria:type_name -> cairn.stages.v1.CriterionResult
-	47, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
-	46, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
+	49, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
+	48, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
 	23, // 28: cairn.stages.v1.AccountJourney.history:type_name -> cairn.stages.v1.Transition
 	22, // 29: cairn.stages.v1.AccountJourney.exit_criteria:type_name -> cairn.stages.v1.CriterionResult
 	22, // 30: cairn.stages.v1.AccountJourney.dropoff_criteria:type_name -> cairn.stages.v1.CriterionResult
-	51, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
-	45, // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
-	52, // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
-	47, // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
+	53, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
+	47, // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
+	54, // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	49, // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
 	24, // 35: cairn.stages.v1.GetAccountJourneyResponse.journey:type_name -> cairn.stages.v1.AccountJourney
-	49, // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
-	53, // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
-	47, // 38: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
-	53, // 39: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
-	47, // 40: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
+	51, // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	55, // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
+	49, // 38: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
+	55, // 39: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
+	49, // 40: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
 	27, // 41: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
-	50, // 42: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	54, // 43: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	49, // 44: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	51, // 45: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	50, // 46: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
-	46, // 47: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
-	46, // 48: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
+	52, // 42: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	56, // 43: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	51, // 44: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	53, // 45: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	52, // 46: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	48, // 47: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
+	48, // 48: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
 	32, // 49: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
 	33, // 50: cairn.stages.v1.GetFunnelResponse.not_placed_reasons:type_name -> cairn.stages.v1.NotPlacedReason
 	36, // 51: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
-	47, // 52: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
+	49, // 52: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
 	39, // 53: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
-	51, // 54: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
-	23, // 55: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
-	51, // 56: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	55, // 57: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	42, // 58: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
-	4,  // 59: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
-	6,  // 60: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
-	8,  // 61: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
-	10, // 62: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
-	12, // 63: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
-	14, // 64: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
-	16, // 65: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
-	19, // 66: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
-	21, // 67: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
-	26, // 68: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
-	29, // 69: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
-	31, // 70: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
-	35, // 71: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
-	38, // 72: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
-	41, // 73: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
-	5,  // 74: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
-	7,  // 75: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
-	9,  // 76: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
-	11, // 77: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
-	13, // 78: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
-	15, // 79: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
-	17, // 80: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
-	20, // 81: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
-	25, // 82: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
-	28, // 83: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
-	30, // 84: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
-	34, // 85: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
-	37, // 86: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
-	40, // 87: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
-	43, // 88: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
-	74, // [74:89] is the sub-list for method output_type
-	59, // [59:74] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	53, // 54: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
+	57, // 55: cairn.stages.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	23, // 56: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
+	53, // 57: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	58, // 58: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	44, // 59: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
+	4,  // 60: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
+	6,  // 61: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
+	8,  // 62: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
+	10, // 63: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
+	12, // 64: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
+	14, // 65: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
+	16, // 66: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
+	19, // 67: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
+	21, // 68: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
+	26, // 69: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
+	29, // 70: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
+	31, // 71: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
+	35, // 72: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
+	38, // 73: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
+	41, // 74: cairn.stages.v1.StagesService.GetStatus:input_type -> cairn.stages.v1.GetStatusRequest
+	43, // 75: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
+	5,  // 76: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
+	7,  // 77: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
+	9,  // 78: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
+	11, // 79: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
+	13, // 80: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
+	15, // 81: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
+	17, // 82: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
+	20, // 83: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
+	25, // 84: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
+	28, // 85: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
+	30, // 86: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
+	34, // 87: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
+	37, // 88: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
+	40, // 89: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
+	42, // 90: cairn.stages.v1.StagesService.GetStatus:output_type -> cairn.stages.v1.GetStatusResponse
+	45, // 91: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
+	76, // [76:92] is the sub-list for method output_type
+	60, // [60:76] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_cairn_stages_v1_stages_proto_init() }
@@ -3794,7 +3898,7 @@ func file_cairn_stages_v1_stages_proto_init() {
 	if File_cairn_stages_v1_stages_proto != nil {
 		return
 	}
-	file_cairn_stages_v1_stages_proto_msgTypes[41].OneofWrappers = []any{
+	file_cairn_stages_v1_stages_proto_msgTypes[43].OneofWrappers = []any{
 		(*LogRecord_Transition)(nil),
 		(*LogRecord_Signal)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -3805,7 +3909,7 @@ func file_cairn_stages_v1_stages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_stages_v1_stages_proto_rawDesc), len(file_cairn_stages_v1_stages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

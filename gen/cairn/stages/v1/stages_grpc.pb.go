@@ -33,6 +33,7 @@ const (
 	StagesService_GetFunnel_FullMethodName            = "/cairn.stages.v1.StagesService/GetFunnel"
 	StagesService_GetMomentsOfTruth_FullMethodName    = "/cairn.stages.v1.StagesService/GetMomentsOfTruth"
 	StagesService_GetBuyingCommittee_FullMethodName   = "/cairn.stages.v1.StagesService/GetBuyingCommittee"
+	StagesService_GetStatus_FullMethodName            = "/cairn.stages.v1.StagesService/GetStatus"
 	StagesService_Subscribe_FullMethodName            = "/cairn.stages.v1.StagesService/Subscribe"
 )
 
@@ -74,6 +75,9 @@ type StagesServiceClient interface {
 	GetMomentsOfTruth(ctx context.Context, in *GetMomentsOfTruthRequest, opts ...grpc.CallOption) (*GetMomentsOfTruthResponse, error)
 	// GetBuyingCommittee reports personas engaged on an account.
 	GetBuyingCommittee(ctx context.Context, in *GetBuyingCommitteeRequest, opts ...grpc.CallOption) (*GetBuyingCommitteeResponse, error)
+	// GetStatus reports how far the service is behind the logs it consumes
+	// (its consumers' lag), for "still processing" indicators.
+	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
 	// Subscribe streams the stages log (transitions, signals, tombstones).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
@@ -226,6 +230,16 @@ func (c *stagesServiceClient) GetBuyingCommittee(ctx context.Context, in *GetBuy
 	return out, nil
 }
 
+func (c *stagesServiceClient) GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatusResponse)
+	err := c.cc.Invoke(ctx, StagesService_GetStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *stagesServiceClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &StagesService_ServiceDesc.Streams[0], StagesService_Subscribe_FullMethodName, cOpts...)
@@ -283,6 +297,9 @@ type StagesServiceServer interface {
 	GetMomentsOfTruth(context.Context, *GetMomentsOfTruthRequest) (*GetMomentsOfTruthResponse, error)
 	// GetBuyingCommittee reports personas engaged on an account.
 	GetBuyingCommittee(context.Context, *GetBuyingCommitteeRequest) (*GetBuyingCommitteeResponse, error)
+	// GetStatus reports how far the service is behind the logs it consumes
+	// (its consumers' lag), for "still processing" indicators.
+	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
 	// Subscribe streams the stages log (transitions, signals, tombstones).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedStagesServiceServer()
@@ -336,6 +353,9 @@ func (UnimplementedStagesServiceServer) GetMomentsOfTruth(context.Context, *GetM
 }
 func (UnimplementedStagesServiceServer) GetBuyingCommittee(context.Context, *GetBuyingCommitteeRequest) (*GetBuyingCommitteeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBuyingCommittee not implemented")
+}
+func (UnimplementedStagesServiceServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
 }
 func (UnimplementedStagesServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -613,6 +633,24 @@ func _StagesService_GetBuyingCommittee_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StagesService_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StagesServiceServer).GetStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StagesService_GetStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StagesServiceServer).GetStatus(ctx, req.(*GetStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StagesService_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -686,6 +724,10 @@ var StagesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBuyingCommittee",
 			Handler:    _StagesService_GetBuyingCommittee_Handler,
+		},
+		{
+			MethodName: "GetStatus",
+			Handler:    _StagesService_GetStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -108,6 +108,8 @@ type Stages struct {
 	stagesv1.UnimplementedStagesServiceServer
 	// Calls records what was received.
 	Calls Calls
+	// Status is what GetStatus answers (Status.Set); caught up until set.
+	Status StatusAnswer
 }
 
 // SecretDetail is part of the Internal error message the gateway must hide.
@@ -147,6 +149,8 @@ type Health struct {
 	healthv1.UnimplementedHealthServiceServer
 	// Calls records what was received.
 	Calls Calls
+	// Status is what GetStatus answers (Status.Set); caught up until set.
+	Status StatusAnswer
 }
 
 // GetAccountHealth implements HealthService.GetAccountHealth.
@@ -162,6 +166,8 @@ type Routing struct {
 	routingv1.UnimplementedRoutingServiceServer
 	// Calls records what was received.
 	Calls Calls
+	// Status is what GetStatus answers (Status.Set); caught up until set.
+	Status StatusAnswer
 }
 
 // ListAssignments implements RoutingService.ListAssignments.
@@ -241,4 +247,61 @@ func (Keys) Authenticate(token string) (web.Key, error) {
 		return web.Key{ID: "id-" + token, Workspace: "ws1"}, nil
 	}
 	return web.Key{}, errors.New("unknown API key")
+}
+
+// GetStatus implements StagesService.GetStatus with f.Status.
+func (f *Stages) GetStatus(ctx context.Context, req *stagesv1.GetStatusRequest) (*stagesv1.GetStatusResponse, error) {
+	f.Calls.record(ctx, req)
+	b, err := f.Status.answer()
+	if err != nil {
+		return nil, err
+	}
+	return &stagesv1.GetStatusResponse{Backlog: b}, nil
+}
+
+// GetStatus implements HealthService.GetStatus with f.Status.
+func (f *Health) GetStatus(ctx context.Context, req *healthv1.GetStatusRequest) (*healthv1.GetStatusResponse, error) {
+	f.Calls.record(ctx, req)
+	b, err := f.Status.answer()
+	if err != nil {
+		return nil, err
+	}
+	return &healthv1.GetStatusResponse{Backlog: b}, nil
+}
+
+// GetStatus implements RoutingService.GetStatus with f.Status.
+func (f *Routing) GetStatus(ctx context.Context, req *routingv1.GetStatusRequest) (*routingv1.GetStatusResponse, error) {
+	f.Calls.record(ctx, req)
+	b, err := f.Status.answer()
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.GetStatusResponse{Backlog: b}, nil
+}
+
+// StatusAnswer is what a fake's GetStatus answers: a backlog or an error,
+// set while the fake serves.
+type StatusAnswer struct {
+	mu      sync.Mutex
+	backlog *commonv1.Backlog
+	err     error
+}
+
+// Set makes GetStatus answer b, or err when it is not nil.
+func (a *StatusAnswer) Set(b *commonv1.Backlog, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.backlog, a.err = b, err
+}
+
+func (a *StatusAnswer) answer() (*commonv1.Backlog, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return nil, a.err
+	}
+	if a.backlog == nil {
+		return &commonv1.Backlog{CaughtUp: true}, nil
+	}
+	return a.backlog, nil
 }

@@ -36,12 +36,35 @@ var merges = map[string]func(dst, src proto.Message){
 		d.Accounts += s.GetAccounts()
 		d.ElapsedMs = max(d.GetElapsedMs(), s.GetElapsedMs())
 	},
+	// Every replica reports the backlog of its own consumers.
+	"/cairn.stages.v1.StagesService/GetStatus": func(dst, src proto.Message) {
+		d := dst.(*stagesv1.GetStatusResponse)
+		d.Backlog = mergeBacklog(d.GetBacklog(), src.(*stagesv1.GetStatusResponse).GetBacklog())
+	},
+	"/cairn.health.v1.HealthService/GetStatus": func(dst, src proto.Message) {
+		d := dst.(*healthv1.GetStatusResponse)
+		d.Backlog = mergeBacklog(d.GetBacklog(), src.(*healthv1.GetStatusResponse).GetBacklog())
+	},
 	methods.HealthCheck.Name: func(dst, src proto.Message) {
 		d, s := dst.(*healthpb.HealthCheckResponse), src.(*healthpb.HealthCheckResponse)
 		if s.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			d.Status = s.GetStatus()
 		}
 	},
+}
+
+// mergeBacklog adds replica i's backlog src to dst, the earlier
+// replicas'. A replica that reports none is not known to be caught up.
+func mergeBacklog(dst, src *commonv1.Backlog) *commonv1.Backlog {
+	if dst == nil {
+		dst = &commonv1.Backlog{}
+	}
+	if src == nil {
+		dst.CaughtUp = false
+		return dst
+	}
+	pkgserver.MergeBacklog(dst, src)
+	return dst
 }
 
 // aggregator asks every replica for its part of an aggregate and merges

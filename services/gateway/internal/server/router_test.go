@@ -56,6 +56,10 @@ func (c *replicaConn) Invoke(_ context.Context, method string, args, reply any, 
 		out.Accounts, out.ElapsedMs = int64(len(c.accounts)), int64(10*(c.id+1))
 	case *healthpb.HealthCheckResponse:
 		out.Status = c.status
+	case *stagesv1.GetStatusResponse:
+		out.Backlog = c.backlog()
+	case *healthv1.GetStatusResponse:
+		out.Backlog = c.backlog()
 	case *stagesv1.ListAccountsResponse:
 		pr := args.(*stagesv1.ListAccountsRequest).GetPage()
 		start := 0
@@ -74,6 +78,16 @@ func (c *replicaConn) Invoke(_ context.Context, method string, args, reply any, 
 		return fmt.Errorf("fake replica: unexpected reply %T", reply)
 	}
 	return nil
+}
+
+// backlog is the replica's GetStatus answer: one record behind on its own
+// partition per account it holds.
+func (c *replicaConn) backlog() *commonv1.Backlog {
+	n := uint64(len(c.accounts))
+	return &commonv1.Backlog{
+		Consumers: []*commonv1.ConsumerLag{{Source: "ingestion", Partition: uint32(c.id), Cursor: 1, Head: 1 + n, Lag: n, HeadKnown: true}},
+		Lag:       n, CaughtUp: n == 0,
+	}
 }
 
 func (c *replicaConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -330,6 +344,7 @@ func TestRouteByTable(t *testing.T) {
 		"/cairn.stages.v1.StagesService/GetFunnel":            {agg, agg},
 		"/cairn.stages.v1.StagesService/GetMomentsOfTruth":    {agg, agg},
 		"/cairn.stages.v1.StagesService/GetBuyingCommittee":   {none, owner},
+		"/cairn.stages.v1.StagesService/GetStatus":            {bcast, bcast},
 		"/cairn.stages.v1.StagesService/Subscribe":            {none, none},
 		"/cairn.health.v1.HealthService/ValidateModel":        {anyR, anyR},
 		"/cairn.health.v1.HealthService/ApplyModel":           {bcast, bcast},
@@ -341,6 +356,7 @@ func TestRouteByTable(t *testing.T) {
 		"/cairn.health.v1.HealthService/ListSignals":          {pages, owner},
 		"/cairn.health.v1.HealthService/Backtest":             {agg, agg},
 		"/cairn.health.v1.HealthService/Rescore":              {bcast, bcast},
+		"/cairn.health.v1.HealthService/GetStatus":            {bcast, bcast},
 		"/cairn.health.v1.HealthService/Subscribe":            {none, none},
 	}
 	for _, sd := range []protoreflect.ServiceDescriptor{

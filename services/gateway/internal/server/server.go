@@ -113,6 +113,11 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		dashboard.Accounts(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
 	mux.Handle("GET /v1/dashboard/health-trend", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
 		dashboard.HealthTrend(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
+	// How far stages, health and routing are behind their upstream logs
+	// (their GetStatus), which the dashboard polls to say that its numbers
+	// are still moving.
+	mux.Handle("GET /v1/dashboard/status", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
+		dashboard.Status(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing})))
 	doc, err := OpenAPI()
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,20 @@ func TestConsumersApplyUpstreamLogs(t *testing.T) {
 	}
 	if hLog.Head(p) == 0 {
 		t.Error("nothing published on the health log")
+	}
+	// GetStatus reports every consumer's partitions, the ingestion
+	// replicas' first; partition p of each is applied up to its head.
+	var got []string
+	for _, l := range w.Lag() {
+		got = append(got, fmt.Sprintf("%s/%d", l.Name, l.Partition))
+		if l.Partition == p {
+			if want := map[string]uint64{"ingestion": off + 1, "stages": soff}[l.Name]; l.Cursor != want {
+				t.Errorf("%s partition %d: cursor %d, want %d", l.Name, p, l.Cursor, want)
+			}
+		}
+	}
+	if want := []string{"ingestion/0", "ingestion/1", "stages/0", "stages/1"}; !slices.Equal(got, want) {
+		t.Errorf("Lag() lists %v, want %v", got, want)
 	}
 	cancel()
 	if err := g.Wait(); err != nil && ctx.Err() == nil {

@@ -57,8 +57,6 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 		return err
 	}
-	hserver.New(a, log).Register(srv.GRPC)
-
 	up := server.NewUpstreams(cfg.Server.ServiceKey)
 	defer func() { _ = up.Close() }()
 	src := Sources{Partitions: cfg.Server.OwnedPartitions(), Registerer: srv.Registry}
@@ -77,6 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 		return err
 	}
+	hserver.New(a, log, w.Lag).Register(srv.GRPC)
 	srv.Ready("upstream", w.Ready)
 	return srv.Run(ctx, w.Run...)
 }

@@ -50,6 +50,16 @@ func (w *Workers) Ready() error {
 	return stream.JoinReady(w.Ingestion.Ready(), w.Stages.Ready())
 }
 
+// Lag reports the lag of every consumer, the ingestion replicas' first,
+// for GetStatus.
+func (w *Workers) Lag() []stream.Lag {
+	lags := w.Ingestion.Lag()
+	if w.Stages != nil {
+		lags = append(lags, w.Stages.Lag()...)
+	}
+	return lags
+}
+
 // Workers builds the consumers of s, which apply records with
 // ApplyIngestion and ApplyStages, and the daily timer loop (RunTimers).
 func (a *App) Workers(s Sources) (*Workers, error) {

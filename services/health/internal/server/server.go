@@ -67,10 +67,15 @@ type Server struct {
 	healthv1.UnimplementedHealthServiceServer
 	app App
 	log *stream.Log
+	lag func() []stream.Lag
 }
 
-// New returns a Server over a; log serves Subscribe.
-func New(a App, log *stream.Log) *Server { return &Server{app: a, log: log} }
+// New returns a Server over a; log serves Subscribe, and lag reports the
+// lag of the service's consumers for GetStatus (pkg/server.Lags.Lag; nil
+// reports none).
+func New(a App, log *stream.Log, lag func() []stream.Lag) *Server {
+	return &Server{app: a, log: log, lag: lag}
+}
 
 // Register adds the service to g.
 func (s *Server) Register(g grpc.ServiceRegistrar) { healthv1.RegisterHealthServiceServer(g, s) }

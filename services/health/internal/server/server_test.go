@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"github.com/cairn-dev/cairn/pkg/domain/vocab"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -52,6 +53,8 @@ type env struct {
 	clk     *clock.Manual
 	log     *stream.Log
 	clients map[string]healthv1.HealthServiceClient
+	// lags is what GetStatus reports; the tests add consumers' lag to it.
+	lags *pkgserver.Lags
 }
 
 func setup(t *testing.T) *env { return setupB(t) }
@@ -77,10 +80,11 @@ func setupB(t testing.TB) *env {
 		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), apierr.UnaryServerInterceptor(logger)),
 		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), apierr.StreamServerInterceptor(logger)),
 	)
-	server.New(a, log).Register(g)
+	lags := &pkgserver.Lags{}
+	server.New(a, log, lags.Lag).Register(g)
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
-	e := &env{db: db, app: a, clk: clk, log: log, clients: map[string]healthv1.HealthServiceClient{}}
+	e := &env{db: db, app: a, clk: clk, log: log, clients: map[string]healthv1.HealthServiceClient{}, lags: lags}
 	for tok := range keys {
 		conn, err := grpc.NewClient("passthrough:///bufnet",
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),

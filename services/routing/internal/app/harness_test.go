@@ -159,7 +159,7 @@ func newHarness(t *testing.T, path string, now time.Time) *harness {
 		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, rserver.Policy()), apierr.UnaryServerInterceptor(slog.Default())),
 		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, rserver.Policy()), apierr.StreamServerInterceptor(slog.Default())),
 	)
-	routingv1.RegisterRoutingServiceServer(gs, rserver.NewServer(h.svc, nil))
+	routingv1.RegisterRoutingServiceServer(gs, rserver.NewServer(h.svc, nil, nil))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = gs.Serve(lis) }()

@@ -69,13 +69,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if h := cfg.hooks; h != nil {
 		svc.AfterFire = h.afterFire
 	}
-	routingv1.RegisterRoutingServiceServer(srv.GRPC, rserver.NewServer(svc, rserver.LogSubscriber(log)))
+	// The consumers are built below; GetStatus reads their lag through lags.
+	var lags server.Lags
+	routingv1.RegisterRoutingServiceServer(srv.GRPC, rserver.NewServer(svc, rserver.LogSubscriber(log), lags.Lag))
 
 	up := server.NewUpstreams(cfg.Server.ServiceKey)
 	defer func() { _ = up.Close() }()
 	runs, err := svc.consumers(cfg, up, consumerOptions{
 		db: db, partitions: cfg.Server.Partitions, clk: clk, logger: logger, reg: srv.Registry,
-		owns: owns(srv.Config()), ready: srv.Ready,
+		owns: owns(srv.Config()), ready: srv.Ready, lags: &lags,
 	})
 	if err != nil {
 		_ = srv.Close()

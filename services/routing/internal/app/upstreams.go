@@ -33,12 +33,20 @@ type consumerOptions struct {
 	// (server.Server.Ready), so that routing reports NOT_SERVING while an
 	// upstream it reads is unreachable.
 	ready func(name string, check func() error)
+	// lags, when set, is given each consumer's lag, for GetStatus.
+	lags *server.Lags
 }
 
-// readyOn registers c's readiness, when o asks for it.
-func (o consumerOptions) readyOn(c interface{ Ready() error }) {
+// readyOn registers c's readiness and lag, when o asks for them.
+func (o consumerOptions) readyOn(c interface {
+	Ready() error
+	Lag() []stream.Lag
+}) {
 	if o.ready != nil {
 		o.ready("upstream", c.Ready)
+	}
+	if o.lags != nil {
+		o.lags.Add(c.Lag)
 	}
 }
 

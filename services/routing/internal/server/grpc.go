@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/config"
 	"github.com/cairn-dev/cairn/services/routing/internal/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
@@ -84,10 +85,15 @@ type Server struct {
 	routingv1.UnimplementedRoutingServiceServer
 	app App
 	sub Subscriber
+	lag func() []stream.Lag
 }
 
-// NewServer returns the gRPC server over an App; sub serves Subscribe.
-func NewServer(a App, sub Subscriber) *Server { return &Server{app: a, sub: sub} }
+// NewServer returns the gRPC server over an App; sub serves Subscribe, and
+// lag reports the lag of the service's consumers for GetStatus
+// (pkg/server.Lags.Lag; nil reports none).
+func NewServer(a App, sub Subscriber, lag func() []stream.Lag) *Server {
+	return &Server{app: a, sub: sub, lag: lag}
+}
 
 // checkID refuses what apierr.CheckID refuses, and ids longer than MaxID.
 func checkID(field, v string, required bool) error {

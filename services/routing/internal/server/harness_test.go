@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/app"
@@ -37,6 +38,8 @@ type harness struct {
 	svc    *app.Service
 	db     *pstore.DB
 	client routingv1.RoutingServiceClient
+	// lags is what GetStatus reports; tests add consumers' lag to it.
+	lags *pkgserver.Lags
 }
 
 // Tokens of the test keyring.
@@ -77,7 +80,8 @@ func newHarness(t *testing.T, now time.Time) *harness {
 		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor(keys, server.Policy()), apierr.UnaryServerInterceptor(slog.Default())),
 		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor(keys, server.Policy()), apierr.StreamServerInterceptor(slog.Default())),
 	)
-	routingv1.RegisterRoutingServiceServer(gs, server.NewServer(svc, server.LogSubscriber(log)))
+	lags := &pkgserver.Lags{}
+	routingv1.RegisterRoutingServiceServer(gs, server.NewServer(svc, server.LogSubscriber(log), lags.Lag))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = gs.Serve(lis) }()
@@ -95,7 +99,7 @@ func newHarness(t *testing.T, now time.Time) *harness {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return &harness{t: t, clk: clk, svc: svc, db: db, client: routingv1.NewRoutingServiceClient(conn)}
+	return &harness{t: t, clk: clk, svc: svc, db: db, client: routingv1.NewRoutingServiceClient(conn), lags: lags}
 }
 
 // ctxWith returns a context carrying a bearer token.

@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	api, err := stagesserver.New(stagesserver.Options{App: a, Log: out})
+	api, err := stagesserver.New(stagesserver.Options{App: a, Log: out, Lag: consumers.Lag})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,9 @@ type Options struct {
 	App App
 	// Log is the stages log served by Subscribe.
 	Log *stream.Log
+	// Lag reports the lag of the service's consumers, for GetStatus
+	// (pkg/server.Lags.Lag); nil reports none.
+	Lag func() []stream.Lag
 }
 
 // Server implements stagesv1.StagesServiceServer.
@@ -61,6 +64,7 @@ type Server struct {
 	stagesv1.UnimplementedStagesServiceServer
 	app App
 	log *stream.Log
+	lag func() []stream.Lag
 }
 
 // New returns a server.
@@ -68,7 +72,7 @@ func New(opts Options) (*Server, error) {
 	if opts.App == nil || opts.Log == nil {
 		return nil, errors.New("new stages server: App and Log are required")
 	}
-	return &Server{app: opts.App, log: opts.Log}, nil
+	return &Server{app: opts.App, log: opts.Log, lag: opts.Lag}, nil
 }
 
 // Register adds the service to a gRPC server.

@@ -91,7 +91,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{App: a, Log: out})
+	srv, err := server.New(server.Options{App: a, Log: out, Lag: consumer.Lag})
 	if err != nil {
 		t.Fatal(err)
 	}

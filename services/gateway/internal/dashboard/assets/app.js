@@ -1175,25 +1175,75 @@
     else go('accounts', { status: 'all', q: v });
   }
   window.addEventListener('hashchange', route);
+  // The banner under the top bar says when the numbers may not be final.
   // The gateway's /readyz says whether every service can answer truthfully
-  // (ADR 0016); while one cannot, say that figures may be stale or moving.
-  // The services do not expose their consumer lag over the API, so the
-  // banner cannot count the events still to be processed.
-  async function readiness() {
-    const el = document.getElementById('processing');
+  // (ADR 0016); while one cannot, figures may be stale or moving. A service
+  // that is ready may still be working through a backlog (after `make run`,
+  // an import, an outage): /v1/dashboard/status counts the records the
+  // services have still to process, and while there are some the banner
+  // says how many. Polled every few seconds; hidden once caught up.
+  const POLL_MS = 5000;
+  const banner = document.getElementById('processing');
+  let bannerState = '';
+  // showBanner sets what the banner says: its state (a sentence, announced
+  // by the role=status region when it changes) and a count updated in
+  // place, outside the announcement, so a screen reader is not told every
+  // few seconds that a number moved.
+  function showBanner(state, before, count, after) {
+    if (!state) {
+      banner.hidden = true;
+      banner.replaceChildren();
+      bannerState = '';
+      return;
+    }
+    banner.hidden = false;
+    if (state === bannerState) {
+      const el = banner.querySelector('[data-testid=processing-count]');
+      if (el && count !== undefined) el.textContent = count;
+      return;
+    }
+    bannerState = state;
+    banner.replaceChildren(before, count === undefined ? '' : h('strong', { 'data-testid': 'processing-count', 'aria-live': 'off' }, count), after || '');
+  }
+  async function backlog() {
+    if (!apiKey()) return null;
+    // A plain fetch, not api(): a refused key must not open the key dialog
+    // (nor a success close it) behind the page's back.
+    const resp = await fetch('/v1/dashboard/status', { headers: { Authorization: 'Bearer ' + apiKey(), Accept: 'application/json' } });
+    if (!resp.ok) return null;
+    return resp.json();
+  }
+  let polling = false; // one poll at a time, however slow the answers
+  async function processing() {
+    if (document.hidden || polling) return; // polled again when the tab is shown
+    polling = true;
     try {
       const resp = await fetch('/readyz', { headers: { Accept: 'application/json' } });
       const body = await resp.json().catch(() => ({}));
-      const waiting = Object.entries(body.upstreams || {}).filter(([, v]) => v !== 'SERVING').map(([k]) => k).sort();
-      el.hidden = resp.ok;
-      el.textContent = resp.ok ? '' : 'Processing: ' + (waiting.length ? waiting.join(', ') + (waiting.length > 1 ? ' are' : ' is') : 'some services are') +
-        ' still catching up or cannot reach an upstream service, so figures may change.';
+      if (!resp.ok) {
+        const waiting = Object.entries(body.upstreams || {}).filter(([, v]) => v !== 'SERVING').map(([k]) => k).sort();
+        const text = 'Processing: ' + (waiting.length ? waiting.join(', ') + (waiting.length > 1 ? ' are' : ' is') : 'some services are') +
+          ' still catching up or cannot reach an upstream service, so figures may change.';
+        showBanner('ready:' + text, text);
+        return;
+      }
+      const st = await backlog().catch(() => null);
+      const behind = st ? num(st.behind) : 0;
+      if (behind > 0) {
+        const which = (st.services || []).filter((x) => num(x.behind) > 0).map((x) => x.service);
+        showBanner('behind:' + which.join(','), 'Processing: ', fmtInt(behind) + ' events behind',
+          ' — numbers are still moving' + (which.length ? ' (' + which.join(', ') + ')' : '') + '.');
+        return;
+      }
+      showBanner('');
     } catch (e) {
-      el.hidden = false;
-      el.textContent = 'Cannot reach the gateway; figures may be out of date.';
+      showBanner('down', 'Cannot reach the gateway; figures may be out of date.');
+    } finally {
+      polling = false;
     }
   }
-  readiness();
-  setInterval(readiness, 15000);
+  processing();
+  setInterval(processing, POLL_MS);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) processing(); });
   route();
 })();

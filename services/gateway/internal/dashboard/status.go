@@ -1,0 +1,117 @@
+package dashboard
+
+import (
+	"context"
+	"net/http"
+	"sync"
+
+	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
+)
+
+// ServiceBacklog is how far one service is behind the logs it consumes.
+type ServiceBacklog struct {
+	// Service is "stages", "health" or "routing".
+	Service string `json:"service"`
+	// Behind is the upstream records not yet applied, over every consumer
+	// and partition (and every replica of stages and health).
+	Behind uint64 `json:"behind"`
+	// CaughtUp says every consumer has heard its upstream's head and
+	// applied up to it.
+	CaughtUp bool `json:"caughtUp"`
+}
+
+// Processing is the answer of GET /v1/dashboard/status: whether the
+// services are still working through records they have been sent, so
+// that the numbers they answer are still moving.
+type Processing struct {
+	// Behind is the records not yet applied, over the three services. A
+	// record behind in two services (an event both stages and health have
+	// still to read) counts twice.
+	Behind uint64 `json:"behind"`
+	// CaughtUp says every service has caught up.
+	CaughtUp bool `json:"caughtUp"`
+	// Services are stages, health and routing, in that order.
+	Services []ServiceBacklog `json:"services"`
+}
+
+// SumBacklogs adds up the backlogs of the services, given in the order they
+// are reported. A service without a backlog is not known to have caught up.
+func SumBacklogs(services []string, backlogs []*commonv1.Backlog) Processing {
+	out := Processing{CaughtUp: true, Services: make([]ServiceBacklog, len(services))}
+	for i, name := range services {
+		b := backlogs[i]
+		s := ServiceBacklog{Service: name, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp()}
+		out.Services[i] = s
+		out.Behind += s.Behind
+		out.CaughtUp = out.CaughtUp && s.CaughtUp
+	}
+	return out
+}
+
+// processingServices are the services that consume logs, in the order
+// Status reports them.
+var processingServices = []string{"stages", "health", "routing"}
+
+// Status serves GET /v1/dashboard/status from the GetStatus RPC of stages,
+// health and routing, asked at once with the caller's key. The gateway's
+// routers ask every replica of stages and health and add up their
+// backlogs; routing's replica is the caller's workspace's. Any failure is
+// the answer, as a google.rpc.Status naming the service.
+func Status(c Clients) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		web.SetRoute(r.Context(), "GET /v1/dashboard/status")
+		backlogs, err := fetchBacklogs(outgoing(r), c)
+		if err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+		web.WriteJSON(w, http.StatusOK, SumBacklogs(processingServices, backlogs))
+	})
+}
+
+// fetchBacklogs asks the three services for their backlogs, in the order
+// of processingServices.
+func fetchBacklogs(ctx context.Context, c Clients) ([]*commonv1.Backlog, error) {
+	calls := []func() (*commonv1.Backlog, error){
+		func() (*commonv1.Backlog, error) {
+			resp, err := stagesv1.NewStagesServiceClient(c.Stages).GetStatus(ctx, &stagesv1.GetStatusRequest{})
+			return resp.GetBacklog(), err
+		},
+		func() (*commonv1.Backlog, error) {
+			resp, err := healthv1.NewHealthServiceClient(c.Health).GetStatus(ctx, &healthv1.GetStatusRequest{})
+			return resp.GetBacklog(), err
+		},
+		func() (*commonv1.Backlog, error) {
+			resp, err := routingv1.NewRoutingServiceClient(c.Routing).GetStatus(ctx, &routingv1.GetStatusRequest{})
+			return resp.GetBacklog(), err
+		},
+	}
+	var wg sync.WaitGroup
+	out := make([]*commonv1.Backlog, len(calls))
+	errs := make([]error, len(calls))
+	for i, call := range calls {
+		wg.Go(func() { out[i], errs[i] = call() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, serviceError(processingServices[i], err)
+		}
+	}
+	return out, nil
+}
+
+// serviceError keeps the code and details of err and names the service
+// ("health status: ..."); wrapping it would put grpc's "rpc error: code =
+// ..." text in the message.
+func serviceError(service string, err error) error {
+	st := status.Convert(err).Proto()
+	st.Message = service + " status: " + st.GetMessage()
+	return status.FromProto(st).Err()
+}

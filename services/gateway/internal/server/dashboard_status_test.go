@@ -1,0 +1,100 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	"github.com/cairn-dev/cairn/services/gateway/internal/dashboard"
+	"github.com/cairn-dev/cairn/services/gateway/internal/fakes"
+)
+
+// TestDashboardStatus serves GET /v1/dashboard/status over the fakes: the
+// three services' backlogs, added up, with the caller's key forwarded;
+// any failure as a google.rpc.Status naming the service.
+func TestDashboardStatus(t *testing.T) {
+	behind := func(n uint64) *commonv1.Backlog {
+		return &commonv1.Backlog{Lag: n, Consumers: []*commonv1.ConsumerLag{{Source: "ingestion", Head: n, Lag: n, HeadKnown: true}}}
+	}
+	for _, tc := range []struct {
+		name                    string
+		stages, health, routing *commonv1.Backlog
+		healthErr               error
+		key                     string
+		wantCode                int
+		want                    dashboard.Processing
+		wantMessage             string
+	}{
+		{
+			name: "caught up", key: fakes.ReadKey, wantCode: http.StatusOK,
+			want: dashboard.Processing{CaughtUp: true, Services: []dashboard.ServiceBacklog{
+				{Service: "stages", CaughtUp: true}, {Service: "health", CaughtUp: true}, {Service: "routing", CaughtUp: true},
+			}},
+		},
+		{
+			name: "behind", key: fakes.ReadKey, wantCode: http.StatusOK,
+			stages: behind(12000), routing: behind(345),
+			want: dashboard.Processing{Behind: 12345, Services: []dashboard.ServiceBacklog{
+				{Service: "stages", Behind: 12000}, {Service: "health", CaughtUp: true}, {Service: "routing", Behind: 345},
+			}},
+		},
+		{
+			name: "a service unreachable", key: fakes.ReadKey, wantCode: http.StatusServiceUnavailable,
+			healthErr: status.Error(codes.Unavailable, "connection refused"), wantMessage: "service temporarily unavailable",
+		},
+		{
+			name: "a key that may not read", key: fakes.ReadKey, wantCode: http.StatusForbidden,
+			healthErr:   status.Error(codes.PermissionDenied, "the API key's role may not call this method"),
+			wantMessage: "health status: the API key's role may not call this method",
+		},
+		{name: "no key", wantCode: http.StatusUnauthorized, wantMessage: "missing API key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			e.fakes.Stages.Status.Set(tc.stages, nil)
+			e.fakes.Health.Status.Set(tc.health, tc.healthErr)
+			e.fakes.Routing.Status.Set(tc.routing, nil)
+			r := e.do(t, "GET", "/v1/dashboard/status", tc.key, nil, nil)
+			if r.code != tc.wantCode {
+				t.Fatalf("status %d, want %d: %s", r.code, tc.wantCode, r.body)
+			}
+			if tc.wantCode != http.StatusOK {
+				if b := decodeError(t, r); !strings.Contains(b.Message, tc.wantMessage) || strings.Contains(b.Message, "rpc error") {
+					t.Errorf("message %q, want it to contain %q (and no grpc error text)", b.Message, tc.wantMessage)
+				}
+				return
+			}
+			var got dashboard.Processing
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+			for name, calls := range map[string]*fakes.Calls{"stages": &e.fakes.Stages.Calls, "health": &e.fakes.Health.Calls, "routing": &e.fakes.Routing.Calls} {
+				md, _ := calls.Last()
+				if v := md.Get("authorization"); len(v) != 1 || v[0] != "Bearer "+tc.key {
+					t.Errorf("%s got authorization %v, want the caller's key", name, v)
+				}
+			}
+		})
+	}
+}
+
+// TestDashboardStatusShape pins the JSON the dashboard reads.
+func TestDashboardStatusShape(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.fakes.Stages.Status.Set(&commonv1.Backlog{Lag: 7}, nil)
+	r := e.do(t, "GET", "/v1/dashboard/status", fakes.ReadKey, nil, nil)
+	want := `{"behind":7,"caughtUp":false,"services":[{"service":"stages","behind":7,"caughtUp":false},` +
+		`{"service":"health","behind":0,"caughtUp":true},{"service":"routing","behind":0,"caughtUp":true}]}`
+	if got := strings.TrimSpace(string(r.body)); got != want {
+		t.Errorf("body %s\nwant %s", got, want)
+	}
+}
