@@ -213,7 +213,7 @@ suite_lag() {
 suite_load() {
   local name=$1; shift
   suite_cpu >"$out/cpu-before"
-  local t0 t1 t2 maxlag=0 lag lp
+  local t0 t1 t2 maxlag=0 lag lp prof=
   t0=$(date +%s.%N)
   /tmp/cairn-ingestload "$@" >"$out/$name.txt" 2>&1 &
   lp=$!
@@ -221,6 +221,7 @@ suite_load() {
     (sleep 3; i=1; for svc in ingestion stages health routing gateway; do
        curl -s "127.0.0.1:$((mbase + i))/debug/pprof/profile?seconds=20" -o "$out/pprof-$name-$svc.pb.gz" & i=$((i + 1))
      done; wait) &
+    prof=$!
   fi
   printf 'time_s lag\n' >"$out/$name-lag.txt"
   while kill -0 "$lp" 2>/dev/null; do
@@ -232,7 +233,7 @@ suite_load() {
   t1=$(date +%s.%N)
   for _ in $(seq 1 1200); do [ "$(suite_lag)" = 0 ] && break; sleep 0.25; done
   t2=$(date +%s.%N)
-  wait
+  [ -n "$prof" ] && wait "$prof"
   suite_cpu >"$out/cpu-after"
   cat "$out/$name.txt"
   local acc
@@ -276,6 +277,6 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     say "whole suite: IngestStream batches of 100 straight to ingestion, $conc streams, ${SUITE_SECONDS:-30} s"
     suite_load "suite-grpc-$conc" -addr "127.0.0.1:$((base + 1))" -key "$wkey" -batch 100 -conc "$conc" -stream -duration "${SUITE_SECONDS:-30}s"
   done
-  say "whole suite: single events, /v1/track, 32 callers, ${SUITE_SECONDS:-30} s"
+  say "whole suite: single events, one per /v1/batch request, 32 callers, ${SUITE_SECONDS:-30} s"
   suite_load "suite-track-32" -segment "http://127.0.0.1:$http" -key "$wkey" -batch 1 -conc 32 -duration "${SUITE_SECONDS:-30}s"
 fi
