@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Versions keeps the versioned definitions of one kind (journeys, health
@@ -201,4 +202,20 @@ func parsePointer(slot string, val []byte) (Pointer, bool) {
 		return Pointer{}, false
 	}
 	return Pointer{Slot: slot, ID: string(val[:i]), Version: binary.BigEndian.Uint32(val[i+1:])}, true
+}
+
+// SameContent reports whether a and b, two messages of the same type,
+// differ at most in the fields a new version gets when it is stored
+// (version, created_at), so that applying the stored content again can be
+// answered "unchanged" instead of storing a copy.
+func SameContent(a, b proto.Message) bool {
+	a, b = proto.Clone(a), proto.Clone(b)
+	for _, m := range []protoreflect.Message{a.ProtoReflect(), b.ProtoReflect()} {
+		for _, name := range []protoreflect.Name{"version", "created_at"} {
+			if f := m.Descriptor().Fields().ByName(name); f != nil {
+				m.Clear(f)
+			}
+		}
+	}
+	return proto.Equal(a, b)
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/store"
 )
 
@@ -109,5 +112,37 @@ func TestVersions(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSameContent(t *testing.T) {
+	base := func() *stagesv1.JourneyDefinition {
+		return &stagesv1.JourneyDefinition{Id: "j", Name: "Journey", Version: 3, CreatedAt: timestamppb.New(time.Unix(100, 0)),
+			Stages: []*stagesv1.Stage{{Id: "trial", Name: "Trial"}}}
+	}
+	tests := []struct {
+		name   string
+		change func(*stagesv1.JourneyDefinition)
+		want   bool
+	}{
+		{name: "identical", change: func(*stagesv1.JourneyDefinition) {}, want: true},
+		{name: "another version and time", change: func(d *stagesv1.JourneyDefinition) {
+			d.Version, d.CreatedAt = 4, timestamppb.New(time.Unix(200, 0))
+		}, want: true},
+		{name: "no version or time", change: func(d *stagesv1.JourneyDefinition) { d.Version, d.CreatedAt = 0, nil }, want: true},
+		{name: "a stage renamed", change: func(d *stagesv1.JourneyDefinition) { d.Stages[0].Name = "Free trial" }, want: false},
+		{name: "a name changed", change: func(d *stagesv1.JourneyDefinition) { d.Name = "Other" }, want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := base(), base()
+			tc.change(b)
+			if got := store.SameContent(a, b); got != tc.want {
+				t.Errorf("SameContent = %v, want %v", got, tc.want)
+			}
+			if a.GetVersion() != 3 || a.GetCreatedAt() == nil {
+				t.Errorf("SameContent changed its argument: %v", a)
+			}
+		})
 	}
 }

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	kv "github.com/cairn-dev/cairn/pkg/store"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
@@ -66,7 +67,7 @@ func (a *App) ApplyModel(_ context.Context, ws string, m *healthv1.Model, activa
 		}
 		// Applying the same file again must not make a version that
 		// differs from the latest only by its number and time.
-		if len(latest) == 1 && sameModel(latest[0], m) {
+		if len(latest) == 1 && kv.SameContent(latest[0], m) {
 			m, unchanged = latest[0], true
 			activeID, activeVer, err := store.Active(tx, ws)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -91,15 +92,6 @@ func (a *App) ApplyModel(_ context.Context, ws string, m *healthv1.Model, activa
 		return nil, false, false, fmt.Errorf("apply model %q: %w", m.GetId(), err)
 	}
 	return m, active, unchanged, nil
-}
-
-// sameModel reports whether two models differ at most in their version
-// number and creation time.
-func sameModel(a, b *healthv1.Model) bool {
-	a, b = proto.Clone(a).(*healthv1.Model), proto.Clone(b).(*healthv1.Model)
-	a.Version, b.Version = 0, 0
-	a.CreatedAt, b.CreatedAt = nil, nil
-	return proto.Equal(a, b)
 }
 
 // GetModel returns a stored version, the active one when id and version

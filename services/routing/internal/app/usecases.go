@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
+	pstore "github.com/cairn-dev/cairn/pkg/store"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -132,7 +133,7 @@ func (s *Service) ApplyConfig(ws string, cfg *routingv1.Config) (_ *routingv1.Co
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err == nil && sameConfig(prev, cfg) {
+		if err == nil && pstore.SameContent(prev, cfg) {
 			cfg, unchanged = prev, true
 			return nil
 		}
@@ -143,15 +144,6 @@ func (s *Service) ApplyConfig(ws string, cfg *routingv1.Config) (_ *routingv1.Co
 		return err
 	})
 	return cfg, unchanged, err
-}
-
-// sameConfig reports whether two configs differ at most in their version
-// number and creation time.
-func sameConfig(a, b *routingv1.Config) bool {
-	a, b = proto.Clone(a).(*routingv1.Config), proto.Clone(b).(*routingv1.Config)
-	a.Version, b.Version = 0, 0
-	a.CreatedAt, b.CreatedAt = nil, nil
-	return proto.Equal(a, b)
 }
 
 // checkConfigPools refuses a config whose rules or fallback name a pool the

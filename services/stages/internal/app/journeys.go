@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // ApplyJourney stores def as the next version of its journey, stamped with
@@ -34,7 +34,7 @@ func (a *App) ApplyJourney(_ context.Context, ws string, def *stagesv1.JourneyDe
 			}
 			// Applying the same file again must not make a version that
 			// differs from the latest only by its number and time.
-			if sameDefinition(prev, def) {
+			if pstore.SameContent(prev, def) {
 				def, unchanged = prev, true
 				act, err := store.Active(tx, ws, def.GetId())
 				switch {
@@ -64,15 +64,6 @@ func (a *App) ApplyJourney(_ context.Context, ws string, def *stagesv1.JourneyDe
 		return nil, false, false, fmt.Errorf("apply journey %q: %w", def.GetId(), err)
 	}
 	return def, active, unchanged, nil
-}
-
-// sameDefinition reports whether two definitions differ at most in their
-// version number and creation time.
-func sameDefinition(a, b *stagesv1.JourneyDefinition) bool {
-	a, b = proto.Clone(a).(*stagesv1.JourneyDefinition), proto.Clone(b).(*stagesv1.JourneyDefinition)
-	a.Version, b.Version = 0, 0
-	a.CreatedAt, b.CreatedAt = nil, nil
-	return proto.Equal(a, b)
 }
 
 // resolveJourney returns the journey id a request means: the named one, else
