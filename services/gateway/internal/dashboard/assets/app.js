@@ -107,6 +107,13 @@
     if (abs >= 60) return Math.round(sec / 60) + 'm';
     return Math.round(sec) + 's';
   }
+  // fmtSpeed is fmtDuration for speed to lead, where a present zero is a
+  // real figure (the owner had already acted when the handoff opened), not
+  // a missing one.
+  function fmtSpeed(d) {
+    if (d !== undefined && d !== null && d !== '' && seconds(d) === 0) return '0m';
+    return fmtDuration(d);
+  }
   function fmtDate(ts) {
     if (!ts) return '—';
     const d = new Date(ts);
@@ -641,7 +648,7 @@
       h('td', { class: 'num' }, h('b', {}, judged(x) ? fmtPct(x.attainment) : '—'), judged(x) ? h('div', { class: 'bar ' + (num(x.attainment) >= 0.9 ? 'good' : num(x.attainment) >= 0.75 ? 'warn' : 'bad') }, h('span', { style: `width:${Math.round(num(x.attainment) * 100)}%` })) : null),
       h('td', { class: 'num' }, fmtInt(x.assignments)), h('td', { class: 'num' }, fmtInt(x.metOnTime)), h('td', { class: 'num' }, fmtInt(x.metLate)),
       h('td', { class: 'num ' + (num(x.breachedUntouched) ? 'drop' : '') }, fmtInt(x.breachedUntouched)),
-      h('td', { class: 'num' }, fmtDuration(x.medianSpeedToLead)), h('td', { class: 'num' }, fmtDuration(x.p90SpeedToLead)));
+      h('td', { class: 'num' }, fmtSpeed(x.medianSpeedToLead)), h('td', { class: 'num' }, fmtSpeed(x.p90SpeedToLead)));
     const judged = (x) => num(x.metOnTime) + num(x.metLate) + num(x.breachedUntouched) > 0;
     const headRow = (first, rank) => h('thead', {}, h('tr', {}, rank ? h('th', { class: 'num' }, '#') : null, h('th', {}, first), h('th', { class: 'num' }, 'Attainment'), h('th', { class: 'num' }, 'Handoffs'),
       h('th', { class: 'num' }, 'Met on time'), h('th', { class: 'num' }, 'Met late'), h('th', { class: 'num' }, 'Breached, untouched'), h('th', { class: 'num' }, 'Median speed to lead'), h('th', { class: 'num' }, 'p90')));
@@ -1096,7 +1103,7 @@
           h('td', { class: 'num' }, h('b', {}, fmtPct(x.attainment))),
           h('td', { class: 'num' }, fmtInt(x.metOnTime)), h('td', { class: 'num' }, fmtInt(x.metLate)),
           h('td', { class: 'num ' + (num(x.breachedUntouched) ? 'drop' : '') }, fmtInt(x.breachedUntouched)),
-          h('td', { class: 'num' }, fmtDuration(x.medianSpeedToLead)), h('td', { class: 'num' }, fmtDuration(x.p90SpeedToLead))))));
+          h('td', { class: 'num' }, fmtSpeed(x.medianSpeedToLead)), h('td', { class: 'num' }, fmtSpeed(x.p90SpeedToLead))))));
       return [h('h2', {}, 'SLA attainment'),
         h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Attainment = met on time ÷ (met on time + met late + breached untouched). Met late: breached, then worked. Clocks still running, paused, or closed before due (e.g. the account churned) are not judged.'),
         rows.length || teams.length ? h('div', { class: 'grid two' }, h('div', { class: 'table-wrap' }, table(rows, 'type')), h('div', { class: 'table-wrap' }, table(teams, 'team')))
