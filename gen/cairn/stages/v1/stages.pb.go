@@ -2013,8 +2013,12 @@ type AccountSummary struct {
 	Owner       string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
 	OpenSignals int32                  `protobuf:"varint,7,opt,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
 	// The account's commercial status and since when.
-	Status        v1.AccountStatus       `protobuf:"varint,8,opt,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
-	StatusSince   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=status_since,json=statusSince,proto3" json:"status_since,omitempty"`
+	Status      v1.AccountStatus       `protobuf:"varint,8,opt,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
+	StatusSince *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=status_since,json=statusSince,proto3" json:"status_since,omitempty"`
+	// The account's traits as its journey state keeps them (name, segment,
+	// plan, the CRM's owner ids csm_id, ae_id, sdr_id, cohort...), so that a
+	// list needs no call per account.
+	Traits        map[string]string `protobuf:"bytes,10,rep,name=traits,proto3" json:"traits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2108,6 +2112,13 @@ func (x *AccountSummary) GetStatus() v1.AccountStatus {
 func (x *AccountSummary) GetStatusSince() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StatusSince
+	}
+	return nil
+}
+
+func (x *AccountSummary) GetTraits() map[string]string {
+	if x != nil {
+		return x.Traits
 	}
 	return nil
 }
@@ -3584,7 +3595,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\asegment\x18\x05 \x01(\tR\asegment\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x120\n" +
 	"\x04page\x18\a \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\x126\n" +
-	"\x06status\x18\b \x03(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\"\xde\x02\n" +
+	"\x06status\x18\b \x03(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\"\xde\x03\n" +
 	"\x0eAccountSummary\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -3596,7 +3607,12 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x12!\n" +
 	"\fopen_signals\x18\a \x01(\x05R\vopenSignals\x126\n" +
 	"\x06status\x18\b \x01(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\x12=\n" +
-	"\fstatus_since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\"\x86\x01\n" +
+	"\fstatus_since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\x12C\n" +
+	"\x06traits\x18\n" +
+	" \x03(\v2+.cairn.stages.v1.AccountSummary.TraitsEntryR\x06traits\x1a9\n" +
+	"\vTraitsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x01\n" +
 	"\x14ListAccountsResponse\x12;\n" +
 	"\baccounts\x18\x01 \x03(\v2\x1f.cairn.stages.v1.AccountSummaryR\baccounts\x121\n" +
 	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\xcf\x01\n" +
@@ -3731,7 +3747,7 @@ func file_cairn_stages_v1_stages_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_stages_v1_stages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(ReplayState)(0),                     // 0: cairn.stages.v1.ReplayState
 	(*Criterion)(nil),                    // 1: cairn.stages.v1.Criterion
@@ -3781,116 +3797,118 @@ var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(*SubscribeResponse)(nil),            // 45: cairn.stages.v1.SubscribeResponse
 	nil,                                  // 46: cairn.stages.v1.Replay.StageCountsEntry
 	nil,                                  // 47: cairn.stages.v1.AccountJourney.TraitsEntry
-	(*durationpb.Duration)(nil),          // 48: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),           // 50: cairn.common.v1.ValidationError
-	(*v1.PageRequest)(nil),               // 51: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),              // 52: cairn.common.v1.PageResponse
-	(*v1.Signal)(nil),                    // 53: cairn.common.v1.Signal
-	(*v1.Lifecycle)(nil),                 // 54: cairn.common.v1.Lifecycle
-	(v1.AccountStatus)(0),                // 55: cairn.common.v1.AccountStatus
-	(v1.SignalState)(0),                  // 56: cairn.common.v1.SignalState
-	(*v1.Backlog)(nil),                   // 57: cairn.common.v1.Backlog
-	(*v1.Tombstone)(nil),                 // 58: cairn.common.v1.Tombstone
+	nil,                                  // 48: cairn.stages.v1.AccountSummary.TraitsEntry
+	(*durationpb.Duration)(nil),          // 49: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 50: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),           // 51: cairn.common.v1.ValidationError
+	(*v1.PageRequest)(nil),               // 52: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),              // 53: cairn.common.v1.PageResponse
+	(*v1.Signal)(nil),                    // 54: cairn.common.v1.Signal
+	(*v1.Lifecycle)(nil),                 // 55: cairn.common.v1.Lifecycle
+	(v1.AccountStatus)(0),                // 56: cairn.common.v1.AccountStatus
+	(v1.SignalState)(0),                  // 57: cairn.common.v1.SignalState
+	(*v1.Backlog)(nil),                   // 58: cairn.common.v1.Backlog
+	(*v1.Tombstone)(nil),                 // 59: cairn.common.v1.Tombstone
 }
 var file_cairn_stages_v1_stages_proto_depIdxs = []int32{
-	48, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
+	49, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
 	1,  // 1: cairn.stages.v1.Stage.entry:type_name -> cairn.stages.v1.Criterion
 	1,  // 2: cairn.stages.v1.Stage.exit:type_name -> cairn.stages.v1.Criterion
 	1,  // 3: cairn.stages.v1.Stage.dropoff:type_name -> cairn.stages.v1.Criterion
 	2,  // 4: cairn.stages.v1.JourneyDefinition.stages:type_name -> cairn.stages.v1.Stage
-	49, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
+	50, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: cairn.stages.v1.ValidateJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	50, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
+	51, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
 	3,  // 8: cairn.stages.v1.ApplyJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
 	3,  // 9: cairn.stages.v1.ApplyJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
 	3,  // 10: cairn.stages.v1.GetJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	51, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
+	52, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
 	3,  // 12: cairn.stages.v1.ListJourneyVersionsResponse.definitions:type_name -> cairn.stages.v1.JourneyDefinition
-	52, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
-	51, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
+	53, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
+	52, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
 	3,  // 15: cairn.stages.v1.ListJourneyTemplatesResponse.templates:type_name -> cairn.stages.v1.JourneyDefinition
-	52, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
+	53, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
 	18, // 17: cairn.stages.v1.StartReplayResponse.replay:type_name -> cairn.stages.v1.Replay
 	18, // 18: cairn.stages.v1.GetReplayResponse.replay:type_name -> cairn.stages.v1.Replay
 	0,  // 19: cairn.stages.v1.Replay.state:type_name -> cairn.stages.v1.ReplayState
 	46, // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
-	49, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
-	49, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
+	50, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
+	50, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 23: cairn.stages.v1.ActivateJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	49, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	50, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
 	22, // 25: cairn.stages.v1.Transition.criteria:type_name -> cairn.stages.v1.CriterionResult
-	49, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
-	48, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
+	50, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
+	49, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
 	23, // 28: cairn.stages.v1.AccountJourney.history:type_name -> cairn.stages.v1.Transition
 	22, // 29: cairn.stages.v1.AccountJourney.exit_criteria:type_name -> cairn.stages.v1.CriterionResult
 	22, // 30: cairn.stages.v1.AccountJourney.dropoff_criteria:type_name -> cairn.stages.v1.CriterionResult
-	53, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
+	54, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
 	47, // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
-	54, // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
-	49, // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
+	55, // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	50, // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
 	24, // 35: cairn.stages.v1.GetAccountJourneyResponse.journey:type_name -> cairn.stages.v1.AccountJourney
-	51, // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
-	55, // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
-	49, // 38: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
-	55, // 39: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
-	49, // 40: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
-	27, // 41: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
-	52, // 42: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	56, // 43: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	51, // 44: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	53, // 45: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	52, // 46: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
-	48, // 47: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
-	48, // 48: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
-	32, // 49: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
-	33, // 50: cairn.stages.v1.GetFunnelResponse.not_placed_reasons:type_name -> cairn.stages.v1.NotPlacedReason
-	36, // 51: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
-	49, // 52: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
-	39, // 53: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
-	53, // 54: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
-	57, // 55: cairn.stages.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
-	23, // 56: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
-	53, // 57: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	58, // 58: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	44, // 59: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
-	4,  // 60: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
-	6,  // 61: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
-	8,  // 62: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
-	10, // 63: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
-	12, // 64: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
-	14, // 65: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
-	16, // 66: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
-	19, // 67: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
-	21, // 68: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
-	26, // 69: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
-	29, // 70: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
-	31, // 71: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
-	35, // 72: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
-	38, // 73: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
-	41, // 74: cairn.stages.v1.StagesService.GetStatus:input_type -> cairn.stages.v1.GetStatusRequest
-	43, // 75: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
-	5,  // 76: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
-	7,  // 77: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
-	9,  // 78: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
-	11, // 79: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
-	13, // 80: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
-	15, // 81: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
-	17, // 82: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
-	20, // 83: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
-	25, // 84: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
-	28, // 85: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
-	30, // 86: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
-	34, // 87: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
-	37, // 88: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
-	40, // 89: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
-	42, // 90: cairn.stages.v1.StagesService.GetStatus:output_type -> cairn.stages.v1.GetStatusResponse
-	45, // 91: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
-	76, // [76:92] is the sub-list for method output_type
-	60, // [60:76] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	52, // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	56, // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
+	50, // 38: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
+	56, // 39: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
+	50, // 40: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
+	48, // 41: cairn.stages.v1.AccountSummary.traits:type_name -> cairn.stages.v1.AccountSummary.TraitsEntry
+	27, // 42: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
+	53, // 43: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	57, // 44: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	52, // 45: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	54, // 46: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	53, // 47: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	49, // 48: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
+	49, // 49: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
+	32, // 50: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
+	33, // 51: cairn.stages.v1.GetFunnelResponse.not_placed_reasons:type_name -> cairn.stages.v1.NotPlacedReason
+	36, // 52: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
+	50, // 53: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
+	39, // 54: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
+	54, // 55: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
+	58, // 56: cairn.stages.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	23, // 57: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
+	54, // 58: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	59, // 59: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	44, // 60: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
+	4,  // 61: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
+	6,  // 62: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
+	8,  // 63: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
+	10, // 64: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
+	12, // 65: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
+	14, // 66: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
+	16, // 67: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
+	19, // 68: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
+	21, // 69: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
+	26, // 70: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
+	29, // 71: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
+	31, // 72: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
+	35, // 73: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
+	38, // 74: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
+	41, // 75: cairn.stages.v1.StagesService.GetStatus:input_type -> cairn.stages.v1.GetStatusRequest
+	43, // 76: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
+	5,  // 77: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
+	7,  // 78: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
+	9,  // 79: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
+	11, // 80: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
+	13, // 81: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
+	15, // 82: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
+	17, // 83: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
+	20, // 84: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
+	25, // 85: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
+	28, // 86: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
+	30, // 87: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
+	34, // 88: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
+	37, // 89: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
+	40, // 90: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
+	42, // 91: cairn.stages.v1.StagesService.GetStatus:output_type -> cairn.stages.v1.GetStatusResponse
+	45, // 92: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
+	77, // [77:93] is the sub-list for method output_type
+	61, // [61:77] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_cairn_stages_v1_stages_proto_init() }
@@ -3909,7 +3927,7 @@ func file_cairn_stages_v1_stages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_stages_v1_stages_proto_rawDesc), len(file_cairn_stages_v1_stages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
@@ -29,8 +27,8 @@ type Clients struct {
 // pageSize is the largest page every list RPC serves (pkg/page.MaxSize).
 const pageSize = 1000
 
-// traitCalls bounds the account journey calls in flight for one report.
-const traitCalls = 16
+// historyCalls bounds the health history calls in flight for one trend.
+const historyCalls = 16
 
 // maxPages bounds the pages read from one list, so a report cannot loop
 // on a server that keeps returning a page token.
@@ -108,11 +106,7 @@ func fetch(ctx context.Context, c Clients) (Inputs, error) {
 			return Inputs{}, err
 		}
 	}
-	traits, err := accountTraits(ctx, stages, in.Journey)
-	if err != nil {
-		return Inputs{}, err
-	}
-	in.Traits = traits
+	in.Traits = accountTraits(in.Journey)
 	return in, nil
 }
 
@@ -134,35 +128,13 @@ func pages[T any](list func(*commonv1.PageRequest) ([]T, *commonv1.PageResponse,
 	return out, fmt.Errorf("%s: more than %d pages", what, maxPages)
 }
 
-// accountTraits reads each account's traits (its plan, and owners set in
-// the CRM), which the account list does not carry. An account that went
-// away between the list and this call has no traits.
-func accountTraits(ctx context.Context, stages stagesv1.StagesServiceClient, accounts []*stagesv1.AccountSummary) (map[string]map[string]string, error) {
-	var (
-		mu    sync.Mutex
-		wg    sync.WaitGroup
-		first error
-		sem   = make(chan struct{}, traitCalls)
-		out   = make(map[string]map[string]string, len(accounts))
-	)
+// accountTraits gives each listed account's traits (its plan, and owners
+// set in the CRM), which the stages list carries: one call per account
+// would not scale past a few thousand accounts.
+func accountTraits(accounts []*stagesv1.AccountSummary) map[string]map[string]string {
+	out := make(map[string]map[string]string, len(accounts))
 	for _, a := range accounts {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			resp, err := stages.GetAccountJourney(ctx, &stagesv1.GetAccountJourneyRequest{AccountId: a.GetAccountId()})
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				out[a.GetAccountId()] = resp.GetJourney().GetTraits()
-			case isNotFound(err):
-			case first == nil:
-				first = fmt.Errorf("get account %q: %w", a.GetAccountId(), err)
-			}
-		})
+		out[a.GetAccountId()] = a.GetTraits()
 	}
-	wg.Wait()
-	return out, first
+	return out
 }
-
-func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }

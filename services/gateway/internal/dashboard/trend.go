@@ -148,7 +148,7 @@ func histories(ctx context.Context, health healthv1.HealthServiceClient, rows []
 		mu    sync.Mutex
 		wg    sync.WaitGroup
 		first error
-		sem   = make(chan struct{}, traitCalls)
+		sem   = make(chan struct{}, historyCalls)
 		out   = make(map[string][]*healthv1.Snapshot, len(rows))
 	)
 	window := &commonv1.TimeWindow{Start: timestamppb.New(start), End: timestamppb.New(end)}

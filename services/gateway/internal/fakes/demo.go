@@ -248,9 +248,15 @@ func (d *Demo) stageAccounts(_ context.Context, req *stagesv1.ListAccountsReques
 		lc := a.lifecycleProto()
 		resp.Accounts = append(resp.Accounts, &stagesv1.AccountSummary{AccountId: a.id, Name: a.name, Stage: stage,
 			EnteredAt: timestamppb.New(a.entered), Segment: a.segment, Owner: a.owner, OpenSignals: int32(len(d.signals(a))),
-			Status: lc.GetStatus(), StatusSince: lc.GetSince()})
+			Status: lc.GetStatus(), StatusSince: lc.GetSince(), Traits: a.traits()})
 	}
 	return resp, nil
+}
+
+// traits are the account's traits, as the real service's journey state
+// keeps them.
+func (a *demoAccount) traits() map[string]string {
+	return map[string]string{"name": a.name, "segment": a.segment, "owner": a.owner, "plan": []string{"starter", "pro", "enterprise"}[a.stageIdx%3]}
 }
 
 func (d *Demo) signals(a demoAccount) []*commonv1.Signal {
@@ -279,7 +285,7 @@ func (d *Demo) accountJourney(_ context.Context, req *stagesv1.GetAccountJourney
 	}
 	j := &stagesv1.AccountJourney{AccountId: a.id, JourneyId: "b2b", Version: 3, Stage: a.stage, EnteredAt: timestamppb.New(a.entered),
 		TimeInStage: durationpb.New(d.Now.Sub(a.entered)), OpenSignals: d.signals(a),
-		Traits: map[string]string{"name": a.name, "segment": a.segment, "owner": a.owner, "plan": []string{"starter", "pro", "enterprise"}[a.stageIdx%3]}}
+		Traits: a.traits()}
 	j.Lifecycle, j.AsOf = a.lifecycleProto(), timestamppb.New(d.Now)
 	at := a.entered.Add(-time.Duration((a.stageIdx-a.placedIdx)*21) * 24 * time.Hour)
 	prev := ""
