@@ -14,6 +14,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 )
 
 // listPageSize is the page size list commands ask for; the services cap
@@ -316,9 +317,11 @@ func runAccount(ctx context.Context, env *Env, args []string) error {
 		return handoffs[a].GetCreatedAt().AsTime().Before(handoffs[b].GetCreatedAt().AsTime())
 	})
 	j, h := jr.GetJourney(), hr.GetHealth()
-	// The owner is the account's owner trait, else whoever holds its latest
-	// open handoff (a customer's CSM rather than the SDR of its first MQL).
-	owner := j.GetTraits()["owner"]
+	// The owner is the account's owner of record (its owner trait, else the
+	// CRM's csm_id, ae_id or sdr_id, as stages lists it), else whoever holds
+	// its latest open handoff (a customer's CSM rather than the SDR of its
+	// first MQL).
+	owner := account.OwnerOf(j.GetTraits())
 	for i := len(handoffs) - 1; owner == "" && i >= 0; i-- {
 		owner = handoffs[i].GetOwnerId()
 	}

@@ -1901,10 +1901,11 @@ type ListAccountsRequest struct {
 	JourneyId string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
 	Stage     string                 `protobuf:"bytes,3,opt,name=stage,proto3" json:"stage,omitempty"`
 	// Only accounts with an open signal with this reason.
-	Signal  string          `protobuf:"bytes,4,opt,name=signal,proto3" json:"signal,omitempty"`
-	Segment string          `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
-	Owner   string          `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	Page    *v1.PageRequest `protobuf:"bytes,7,opt,name=page,proto3" json:"page,omitempty"`
+	Signal  string `protobuf:"bytes,4,opt,name=signal,proto3" json:"signal,omitempty"`
+	Segment string `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
+	// Only accounts of this owner of record (AccountSummary.owner).
+	Owner string          `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	Page  *v1.PageRequest `protobuf:"bytes,7,opt,name=page,proto3" json:"page,omitempty"`
 	// Only accounts with one of these statuses. Empty (the default) lists
 	// the live accounts: every account placed in a stage, whatever its status
 	// except churned (a churned account is in no stage). With
@@ -2004,14 +2005,16 @@ func (x *ListAccountsRequest) GetStatus() []v1.AccountStatus {
 
 // AccountSummary is one row of an account list.
 type AccountSummary struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	AccountId   string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Stage       string                 `protobuf:"bytes,3,opt,name=stage,proto3" json:"stage,omitempty"`
-	EnteredAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=entered_at,json=enteredAt,proto3" json:"entered_at,omitempty"`
-	Segment     string                 `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
-	Owner       string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	OpenSignals int32                  `protobuf:"varint,7,opt,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Stage     string                 `protobuf:"bytes,3,opt,name=stage,proto3" json:"stage,omitempty"`
+	EnteredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=entered_at,json=enteredAt,proto3" json:"entered_at,omitempty"`
+	Segment   string                 `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
+	// The owner of record: the account's owner trait, else the CRM's csm_id,
+	// ae_id or sdr_id trait, in that order.
+	Owner       string `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	OpenSignals int32  `protobuf:"varint,7,opt,name=open_signals,json=openSignals,proto3" json:"open_signals,omitempty"`
 	// The account's commercial status and since when.
 	Status      v1.AccountStatus       `protobuf:"varint,8,opt,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
 	StatusSince *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=status_since,json=statusSince,proto3" json:"status_since,omitempty"`

@@ -87,7 +87,7 @@ func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountF
 			}
 			accounts = append(accounts, &stagesv1.AccountSummary{
 				AccountId: aj.GetAccountId(), Name: aj.GetTraits()["name"], Stage: aj.GetStage(), EnteredAt: aj.GetEnteredAt(),
-				Segment: aj.GetTraits()["segment"], Owner: aj.GetTraits()["owner"], OpenSignals: int32(len(aj.GetOpenSignals())),
+				Segment: aj.GetTraits()["segment"], Owner: journey.Owner(aj), OpenSignals: int32(len(aj.GetOpenSignals())),
 				Status: lc.GetStatus(), StatusSince: lc.GetSince(), Traits: maps.Clone(aj.GetTraits()),
 			})
 			last = append(last[:0], key...)

@@ -95,6 +95,10 @@ type AccountFilter struct {
 	Statuses []account.Status
 }
 
+// Owner is the account's owner of record (account.OwnerOf its traits).
+// Lists show it and the owner filter matches it.
+func Owner(aj *stagesv1.AccountJourney) string { return account.OwnerOf(aj.GetTraits()) }
+
 // Matches reports whether the account, whose status is status, matches
 // every field set: with no statuses, a placed account that is live; with
 // statuses, a placed account with one of them, or a churned account (in no
@@ -113,7 +117,7 @@ func (f AccountFilter) Matches(aj *stagesv1.AccountJourney, status account.Statu
 	if f.Segment != "" && aj.GetTraits()["segment"] != f.Segment {
 		return false
 	}
-	if f.Owner != "" && aj.GetTraits()["owner"] != f.Owner {
+	if f.Owner != "" && Owner(aj) != f.Owner {
 		return false
 	}
 	if f.Signal != "" {
