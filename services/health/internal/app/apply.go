@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -12,9 +14,9 @@ import (
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-dev/cairn/services/health/internal/measure"
+	"github.com/cairn-dev/cairn/services/health/internal/model"
 	"github.com/cairn-dev/cairn/services/health/internal/store"
 )
 
@@ -215,9 +217,14 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		return err
 	}
 	at = asOf(st.acc, at)
-	pr, err := priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.AccountID, at)
-	if err != nil {
-		return err
+	// Trends compare with past scores, and only paying accounts have
+	// scores: a prospect's or trial's events (most of the traffic in a
+	// product-led funnel) skip the two snapshot lookups.
+	var pr model.Priors
+	if st.acc.Agg.Lifecycle().Status.Paying() {
+		if pr, err = priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.AccountID, at); err != nil {
+			return err
+		}
 	}
 	act := b.a.acts.Get().(*measure.Activation)
 	out, err := compute(st, cm, at, pr, act)
