@@ -57,6 +57,7 @@ func commands() map[string]command {
 		"apply":       {"apply a journey, health model or routing YAML file (--activate places existing accounts)", runApply},
 		"keys":        {"manage API keys: keys create|list|revoke", runKeys},
 		"backtest":    {"measure how well the health model predicted churn", runBacktest},
+		"status":      {"show how many events the services are still processing (stages, health, routing)", runStatus},
 		"version":     {"print the version of this binary", runVersion},
 	}
 }

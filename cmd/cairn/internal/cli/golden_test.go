@@ -195,6 +195,8 @@ func realSuite(t *testing.T) string {
 		}
 	})
 	waitOutput(t, "demo: accepted", 1, code, logs)
+	// The demo's line comes before run.json is written.
+	waitFile(t, filepath.Join(data, "run.json"), code, logs)
 	ri, err := ReadRunInfo(data)
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +265,8 @@ func TestGoldenCommands(t *testing.T) {
 		{name: "accounts_csv", args: []string{"accounts", "-o", "csv"}},
 		{name: "accounts_customers_limit", args: []string{"accounts", "--status", "customer", "--limit", "2"}},
 		{name: "accounts_healthy", args: []string{"accounts", "--band", "healthy", "-o", "csv"}},
+		{name: "status", args: []string{"status"}},
+		{name: "status_json", args: []string{"status", "-o", "json"}},
 		{name: "owners", args: []string{"owners"}},
 		{name: "owners_json", args: []string{"owners", "-o", "json"}},
 		{name: "owners_csv", args: []string{"owners", "--team", "csm", "-o", "csv"}},

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+)
+
+// statusRow is one service's backlog, as `cairn status` prints it.
+type statusRow struct {
+	Service  string `json:"service"`
+	Behind   uint64 `json:"behind"`
+	CaughtUp bool   `json:"caughtUp"`
+}
+
+// runStatus shows how far behind the services that consume logs are: the
+// same figures as the dashboard's "Processing: N events behind" banner
+// (GetStatus on stages, health and routing).
+func runStatus(ctx context.Context, env *Env, args []string) error {
+	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{
+		name:     "status",
+		usage:    "status [-o table|json|csv]",
+		services: []string{"stages", "health", "routing"}, formats: formatsWithCSV,
+	})
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	calls := []struct {
+		service string
+		get     func() (*commonv1.Backlog, error)
+	}{
+		{"stages", func() (*commonv1.Backlog, error) {
+			conn, err := c.dial("stages")
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			r, err := stagesv1.NewStagesServiceClient(conn).GetStatus(ctx, &stagesv1.GetStatusRequest{Workspace: c.workspace})
+			return r.GetBacklog(), err
+		}},
+		{"health", func() (*commonv1.Backlog, error) {
+			conn, err := c.dial("health")
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			r, err := healthv1.NewHealthServiceClient(conn).GetStatus(ctx, &healthv1.GetStatusRequest{Workspace: c.workspace})
+			return r.GetBacklog(), err
+		}},
+		{"routing", func() (*commonv1.Backlog, error) {
+			conn, err := c.dial("routing")
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			r, err := routingv1.NewRoutingServiceClient(conn).GetStatus(ctx, &routingv1.GetStatusRequest{Workspace: c.workspace})
+			return r.GetBacklog(), err
+		}},
+	}
+	rows := make([]statusRow, 0, len(calls))
+	for _, call := range calls {
+		b, err := call.get()
+		if err != nil {
+			return fmt.Errorf("%s status: %w", call.service, err)
+		}
+		rows = append(rows, statusRow{Service: call.service, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp()})
+	}
+	if c.output == "json" {
+		return writeJSON(env.Stdout, map[string]any{"services": rows})
+	}
+	g := &grid{header: []string{"SERVICE", "BEHIND", "STATE"}}
+	for _, r := range rows {
+		state := "processing"
+		if r.CaughtUp {
+			state = "caught up"
+		}
+		g.add(r.Service, r.Behind, state)
+	}
+	return g.print(env.Stdout, c.output)
+}
