@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
@@ -30,28 +32,40 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer cancel()
+	// Stages and health split accounts by partition, so each replica has
+	// its own backlog: ask every one and add them up, as the gateway does.
+	// Every routing replica reads every record, so one answers for all.
+	every := func(service string, get func(*grpc.ClientConn) (*commonv1.Backlog, error)) func() (*commonv1.Backlog, error) {
+		return func() (*commonv1.Backlog, error) {
+			conns, closeAll, err := c.dialEvery(service)
+			if err != nil {
+				return nil, err
+			}
+			defer closeAll()
+			sum := &commonv1.Backlog{CaughtUp: true}
+			for _, cc := range conns {
+				b, err := get(cc)
+				if err != nil {
+					return nil, err
+				}
+				sum.Lag += b.GetLag()
+				sum.CaughtUp = sum.CaughtUp && b.GetCaughtUp()
+			}
+			return sum, nil
+		}
+	}
 	calls := []struct {
 		service string
 		get     func() (*commonv1.Backlog, error)
 	}{
-		{"stages", func() (*commonv1.Backlog, error) {
-			conn, err := c.dial("stages")
-			if err != nil {
-				return nil, err
-			}
-			defer conn.Close()
-			r, err := stagesv1.NewStagesServiceClient(conn).GetStatus(ctx, &stagesv1.GetStatusRequest{Workspace: c.workspace})
+		{"stages", every("stages", func(cc *grpc.ClientConn) (*commonv1.Backlog, error) {
+			r, err := stagesv1.NewStagesServiceClient(cc).GetStatus(ctx, &stagesv1.GetStatusRequest{Workspace: c.workspace})
 			return r.GetBacklog(), err
-		}},
-		{"health", func() (*commonv1.Backlog, error) {
-			conn, err := c.dial("health")
-			if err != nil {
-				return nil, err
-			}
-			defer conn.Close()
-			r, err := healthv1.NewHealthServiceClient(conn).GetStatus(ctx, &healthv1.GetStatusRequest{Workspace: c.workspace})
+		})},
+		{"health", every("health", func(cc *grpc.ClientConn) (*commonv1.Backlog, error) {
+			r, err := healthv1.NewHealthServiceClient(cc).GetStatus(ctx, &healthv1.GetStatusRequest{Workspace: c.workspace})
 			return r.GetBacklog(), err
-		}},
+		})},
 		{"routing", func() (*commonv1.Backlog, error) {
 			conn, err := c.dial("routing")
 			if err != nil {
