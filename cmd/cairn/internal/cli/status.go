@@ -10,6 +10,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 )
 
 // statusRow is one service's backlog, as `cairn status` prints it.
@@ -48,8 +49,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 				if err != nil {
 					return nil, err
 				}
-				sum.Lag += b.GetLag()
-				sum.CaughtUp = sum.CaughtUp && b.GetCaughtUp()
+				pkgserver.MergeBacklog(sum, b)
 			}
 			return sum, nil
 		}

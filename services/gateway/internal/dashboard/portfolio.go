@@ -6,10 +6,12 @@ import (
 	"strings"
 	"time"
 
-	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
 
 // Inputs are the service answers one portfolio is built from: every
@@ -142,7 +144,7 @@ func Build(asOf time.Time, in Inputs) Report {
 		}
 		index[j.GetAccountId()] = len(rows)
 		rows = append(rows, Row{
-			AccountID: j.GetAccountId(), Name: j.GetName(), Status: statusWord(j.GetStatus()),
+			AccountID: j.GetAccountId(), Name: j.GetName(), Status: cmp.Or(shortName(j.GetStatus()), "unknown"),
 			Stage: j.GetStage(), Segment: j.GetSegment(), OpenSignals: j.GetOpenSignals(), OwnerID: j.GetOwner(),
 		})
 	}
@@ -156,7 +158,7 @@ func Build(asOf time.Time, in Inputs) Report {
 			rows = append(rows, Row{AccountID: h.GetAccountId(), Status: "customer", Stage: h.GetStage()})
 		}
 		r := &rows[i]
-		r.Band = bandWord(h.GetBand())
+		r.Band = shortName(h.GetBand())
 		r.Score = h.GetScore()
 		r.ScoreChange30d = h.GetScoreChange_30D()
 		r.ARR = h.GetArr()
@@ -179,7 +181,7 @@ func Build(asOf time.Time, in Inputs) Report {
 		}
 		if o, ok := owners[r.OwnerID]; ok {
 			r.OwnerName = o.GetName()
-			r.OwnerTeam = teamWord(o.GetTeam())
+			r.OwnerTeam = shortName(o.GetTeam())
 		}
 		if r.OwnerName == "" {
 			r.OwnerName = r.OwnerID
@@ -303,37 +305,16 @@ func sorted(m map[string]*Group) []*Group {
 	return out
 }
 
-func statusWord(s commonv1.AccountStatus) string {
-	switch s {
-	case commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT:
-		return "prospect"
-	case commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL:
-		return "trial"
-	case commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER:
-		return "customer"
-	case commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK:
-		return "won_back"
-	case commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED:
-		return "churned"
-	}
-	return "unknown"
-}
-
-func bandWord(b healthv1.Band) string {
-	switch b {
-	case healthv1.Band_BAND_HEALTHY:
-		return "healthy"
-	case healthv1.Band_BAND_NEUTRAL:
-		return "neutral"
-	case healthv1.Band_BAND_AT_RISK:
-		return "at_risk"
-	}
-	return ""
-}
-
-func teamWord(t routingv1.Team) string {
-	if t == routingv1.Team_TEAM_UNSPECIFIED {
+// shortName is an enum value's short form, as the REST API reads and writes
+// it (web.ShortName: "at_risk" for BAND_AT_RISK, "won_back" for
+// ACCOUNT_STATUS_WON_BACK), or "" when the value is unset or unknown.
+func shortName(e protoreflect.Enum) string {
+	if e.Number() == 0 {
 		return ""
 	}
-	return strings.ToLower(strings.TrimPrefix(t.String(), "TEAM_"))
+	ev := e.Descriptor().Values().ByNumber(e.Number())
+	if ev == nil {
+		return ""
+	}
+	return web.ShortName(ev)
 }
