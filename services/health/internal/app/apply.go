@@ -217,17 +217,11 @@ func (b *batch) evaluate(st *state, at time.Time) error {
 		return err
 	}
 	at = asOf(st.acc, at)
-	// Trends compare with past scores, and only paying accounts have
-	// scores: a prospect's or trial's events (most of the traffic in a
-	// product-led funnel) skip the two snapshot lookups.
-	var pr model.Priors
-	if st.acc.Agg.Lifecycle().Status.Paying() {
-		if pr, err = priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.AccountID, at); err != nil {
-			return err
-		}
+	priors := func() (model.Priors, error) {
+		return priorsIn(b.tx, st.acc.Agg.Workspace, st.acc.Agg.AccountID, at)
 	}
 	act := b.a.acts.Get().(*measure.Activation)
-	out, err := compute(st, cm, at, pr, act)
+	out, err := compute(st, cm, at, priors, act)
 	act.Reset(measure.Input{}) // keep no account alive in the pool
 	b.a.acts.Put(act)
 	if err != nil {

@@ -6,11 +6,12 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	kv "github.com/cairn-dev/cairn/pkg/store"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairn-dev/cairn/services/health/internal/measure"
 	"github.com/cairn-dev/cairn/services/health/internal/model"
@@ -78,9 +79,12 @@ func scoredBefore(prev *healthv1.AccountHealth) bool {
 
 // compute scores st as of at (see asOf) with cm and updates st.acc's meta.
 // It reads and writes nothing else, so it is safe to run concurrently for
-// different accounts. act, when not nil, is reused for the measures (one per
+// different accounts. priors gives the trend inputs; it is called only for
+// a paying account, the only kind with past scores, so that a prospect's
+// or trial's events (most of the traffic in a product-led funnel) skip the
+// snapshot lookups. act, when not nil, is reused for the measures (one per
 // goroutine).
-func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *measure.Activation) (*outcome, error) {
+func compute(st *state, cm *model.Compiled, at time.Time, priors func() (model.Priors, error), act *measure.Activation) (*outcome, error) {
 	acc := st.acc
 	ws, acct := acc.Agg.Workspace, acc.Agg.AccountID
 	acc.LastEval = at
@@ -110,6 +114,10 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *
 	if !scoredBefore(prev) {
 		// A trial that converted: its first customer score.
 		prev = nil
+	}
+	pr, err := priors()
+	if err != nil {
+		return nil, err
 	}
 	moved := model.Follow(h, prev, pr)
 
@@ -166,7 +174,6 @@ func compute(st *state, cm *model.Compiled, at time.Time, pr model.Priors, act *
 	out.enc.Snapshot = store.EncodeSnapshotOf(out.enc.Day, res.Score, res.Band, res.When, measured)
 	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
 		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
-	var err error
 	if out.enc.Row, err = store.MarshalRow(row); err != nil {
 		return nil, fmt.Errorf("marshal account row: %w", err)
 	}

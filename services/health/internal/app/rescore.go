@@ -336,7 +336,7 @@ func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, dec *d
 			return fmt.Errorf("rescore %q: decode health: %w", j.id, err)
 		}
 	}
-	if j.out, err = compute(st, cm, j.at, j.pr, act); err != nil {
+	if j.out, err = compute(st, cm, j.at, func() (model.Priors, error) { return j.pr, nil }, act); err != nil {
 		return fmt.Errorf("rescore %q: %w", j.id, err)
 	}
 	j.meta = store.EncodeMeta(&acc.Meta)
