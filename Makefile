@@ -1,8 +1,8 @@
 # Cairn — the two commands are `make run` and `make test`.
 SHELL := /bin/bash
 GO ?= go
-SERVICES := ingestion stages health routing gateway
-MODULES := ./gen/... ./pkg/... ./services/ingestion/... ./services/stages/... ./services/health/... ./services/routing/... ./services/gateway/... ./cmd/cairn/... ./reliability/...
+SERVICES := ingestion stages health routing plays gateway
+MODULES := ./gen/... ./pkg/... ./services/ingestion/... ./services/stages/... ./services/health/... ./services/routing/... ./services/plays/... ./services/gateway/... ./cmd/cairn/... ./reliability/...
 TEST_FLAGS ?=
 
 .PHONY: all build run test race vet gen gen-check lint bench apply clean

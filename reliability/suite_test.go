@@ -190,6 +190,9 @@ func (s *suite) command(name string) *exec.Cmd {
 		for _, u := range upstreams[svc] {
 			args = append(args, "-"+u+"-addr", s.addrList(u))
 		}
+		// These suites run no plays service (its default address would
+		// leave the gateway waiting for one).
+		args = append(args, "-plays-addr", "")
 	} else {
 		data := filepath.Join(s.dir, "data")
 		if d := s.dataDirs[name]; d != "" {

@@ -86,7 +86,7 @@ func buildSuite(t *testing.T, root, bin string) []string {
 		t.Fatalf("build cairn: %v", err)
 	}
 	var built []string
-	for _, s := range []string{"ingestion", "stages", "health", "routing", "gateway"} {
+	for _, s := range []string{"ingestion", "stages", "health", "routing", "plays", "gateway"} {
 		if err := build(filepath.Join(bin, "cairn-"+s), "./services/"+s); err != nil {
 			t.Logf("NOT COVERED: %s does not build yet, so it is not started: %v", s, err)
 			continue

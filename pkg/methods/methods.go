@@ -122,7 +122,7 @@ func Lookup(name string) (Method, bool) {
 }
 
 // Tables returns the tables of the four services.
-func Tables() []Table { return []Table{Ingestion, Stages, Health, Routing} }
+func Tables() []Table { return []Table{Ingestion, Stages, Health, Routing, Plays} }
 
 // HealthCheck is the gRPC health check every service serves. It is public
 // (auth lets it through without a key, so no Policy lists it), and the
@@ -156,10 +156,11 @@ func m(name string, role auth.Role, route Route, rest REST) Method {
 	return Method{Name: name, Role: role, Route: route, REST: rest}
 }
 
-func get(path string) REST        { return REST{Verb: "GET", Path: path} }
-func del(path string) REST        { return REST{Verb: "DELETE", Path: path} }
-func post(path, body string) REST { return REST{Verb: "POST", Path: path, Body: body} }
-func put(path, body string) REST  { return REST{Verb: "PUT", Path: path, Body: body} }
+func get(path string) REST         { return REST{Verb: "GET", Path: path} }
+func del(path string) REST         { return REST{Verb: "DELETE", Path: path} }
+func post(path, body string) REST  { return REST{Verb: "POST", Path: path, Body: body} }
+func put(path, body string) REST   { return REST{Verb: "PUT", Path: path, Body: body} }
+func patch(path, body string) REST { return REST{Verb: "PATCH", Path: path, Body: body} }
 
 // grpcOnly marks a method without a REST binding.
 var grpcOnly REST

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
@@ -37,6 +38,7 @@ func services(t *testing.T) map[string]struct {
 		"stages":    {methods.Stages, stagesv1.File_cairn_stages_v1_stages_proto},
 		"health":    {methods.Health, healthv1.File_cairn_health_v1_health_proto},
 		"routing":   {methods.Routing, routingv1.File_cairn_routing_v1_routing_proto},
+		"plays":     {methods.Plays, playsv1.File_cairn_plays_v1_plays_proto},
 	} {
 		if n := c.file.Services().Len(); n != 1 {
 			t.Fatalf("%s: %s declares %d services, want 1", name, c.file.Path(), n)
@@ -56,8 +58,8 @@ func fullName(sd protoreflect.ServiceDescriptor, md protoreflect.MethodDescripto
 // TestTablesMatchDescriptors checks that every RPC of each generated
 // service is in its table exactly once, and nothing else is.
 func TestTablesMatchDescriptors(t *testing.T) {
-	if got := len(methods.Tables()); got != 4 {
-		t.Fatalf("Tables() has %d tables, want 4", got)
+	if got := len(methods.Tables()); got != 5 {
+		t.Fatalf("Tables() has %d tables, want 5", got)
 	}
 	for name, s := range services(t) {
 		t.Run(name, func(t *testing.T) {
@@ -229,6 +231,11 @@ func TestPolicy(t *testing.T) {
 			auth.RoleWrite:   {"Qualify", "Handoff", "RecordTouch", "PauseSla", "ResumeSla"},
 			auth.RoleAdmin:   {"UpsertOwner", "DeleteOwner", "UpsertPool", "DeletePool", "ApplyConfig"},
 			auth.RoleService: {"Subscribe"},
+		})},
+		"plays": {methods.Plays, roles("cairn.plays.v1.PlaysService", map[auth.Role][]string{
+			auth.RoleRead:  {"GetPlays", "ListTasks", "ListFirings", "ListDeliveries", "ListDestinations", "GetStatus"},
+			auth.RoleWrite: {"UpdateTask", "Redeliver"},
+			auth.RoleAdmin: {"ApplyPlays"},
 		})},
 	}
 	for name, tc := range want {

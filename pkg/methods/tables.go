@@ -95,3 +95,18 @@ var Routing = table("cairn.routing.v1.RoutingService", true,
 	m("GetStatus", auth.RoleRead, ByWorkspace, grpcOnly),
 	m("Subscribe", auth.RoleService, NotRouted, grpcOnly),
 )
+
+// Plays is cairn.plays.v1.PlaysService, split by workspace like routing:
+// plays files, cooldowns, tasks and the delivery outbox are kept per
+// workspace.
+var Plays = table("cairn.plays.v1.PlaysService", true,
+	m("ApplyPlays", auth.RoleAdmin, ByWorkspace, put("/v1/plays", "*")),
+	m("GetPlays", auth.RoleRead, ByWorkspace, get("/v1/plays")),
+	m("ListTasks", auth.RoleRead, ByWorkspace, get("/v1/tasks")),
+	m("UpdateTask", auth.RoleWrite, ByWorkspace, patch("/v1/tasks/{task_id}", "*")),
+	m("ListFirings", auth.RoleRead, ByWorkspace, get("/v1/plays/firings")),
+	m("ListDeliveries", auth.RoleRead, ByWorkspace, get("/v1/deliveries")),
+	m("Redeliver", auth.RoleWrite, ByWorkspace, post("/v1/deliveries:redeliver", "*")),
+	m("ListDestinations", auth.RoleRead, ByWorkspace, get("/v1/destinations")),
+	m("GetStatus", auth.RoleRead, ByWorkspace, grpcOnly),
+)

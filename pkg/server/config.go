@@ -138,6 +138,8 @@ func DefaultGRPCAddr(name string) string {
 		return "127.0.0.1:7103"
 	case "routing":
 		return "127.0.0.1:7104"
+	case "plays":
+		return "127.0.0.1:7105"
 	default:
 		return ""
 	}
@@ -157,6 +159,8 @@ func DefaultMetricsAddr(name string) string {
 		return "127.0.0.1:9104"
 	case "gateway":
 		return "127.0.0.1:9105"
+	case "plays":
+		return "127.0.0.1:9106"
 	default:
 		return ""
 	}

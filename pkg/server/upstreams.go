@@ -9,6 +9,7 @@ import (
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/stream"
 )
@@ -46,6 +47,20 @@ func (u *Upstreams) Ingestion(list string) ([]stream.Source[*ingestionv1.LogReco
 	sources := make([]stream.Source[*ingestionv1.LogRecord], len(cs))
 	for k, c := range cs {
 		sources[k] = IngestionSource(c, k, len(cs))
+	}
+	return sources, nil
+}
+
+// Routing returns one source per routing replica, in replica order:
+// routing is split by workspace, as ingestion is (see Ingestion).
+func (u *Upstreams) Routing(list string) ([]stream.Source[*routingv1.LogRecord], error) {
+	cs, err := u.dial("routing", list)
+	if err != nil {
+		return nil, err
+	}
+	sources := make([]stream.Source[*routingv1.LogRecord], len(cs))
+	for k, c := range cs {
+		sources[k] = RoutingSource(c, k, len(cs))
 	}
 	return sources, nil
 }

@@ -12,6 +12,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 )
@@ -44,6 +45,18 @@ func Health(r *healthv1.LogRecord) time.Time {
 		return ts(r.GetScoreChange().GetAt())
 	case r.GetSignal() != nil:
 		return Signal(r.GetSignal())
+	}
+	return time.Time{}
+}
+
+// Routing is an assignment's time (its creation) or an SLA event's; zero
+// for a tombstone.
+func Routing(r *routingv1.LogRecord) time.Time {
+	switch {
+	case r.GetAssignment() != nil:
+		return ts(r.GetAssignment().GetCreatedAt())
+	case r.GetSlaEvent() != nil:
+		return ts(r.GetSlaEvent().GetAt())
 	}
 	return time.Time{}
 }

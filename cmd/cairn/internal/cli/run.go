@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/ingest"
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/supervisor"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -30,7 +31,14 @@ import (
 const DemoWorkspace = "demo"
 
 // Services in start order: upstreams first, so consumers find them.
-var suiteServices = []string{"ingestion", "stages", "health", "routing", "gateway"}
+var suiteServices = []string{"ingestion", "stages", "health", "routing", "plays", "gateway"}
+
+// portOffsets are each service's gRPC and metrics ports above the base
+// ports: plays came after the gateway's metrics port was 9105, so it takes
+// the next one rather than moving the gateway's.
+var portOffsets = map[string]struct{ grpc, metrics int }{
+	"ingestion": {1, 1}, "stages": {2, 2}, "health": {3, 3}, "routing": {4, 4}, "gateway": {0, 5}, "plays": {5, 6},
+}
 
 // runConfig is the configuration of `cairn run`.
 type runConfig struct {
@@ -57,11 +65,12 @@ type ports struct {
 
 func (rc *runConfig) ports() ports {
 	p := ports{grpc: map[string]string{}, metrics: map[string]string{}, http: rc.httpAddr}
-	for i, s := range suiteServices {
+	for _, s := range suiteServices {
+		off := portOffsets[s]
 		if s != "gateway" {
-			p.grpc[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.basePort+i+1))
+			p.grpc[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.basePort+off.grpc))
 		}
-		p.metrics[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.metricsBase+i+1))
+		p.metrics[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.metricsBase+off.metrics))
 	}
 	return p
 }
@@ -74,8 +83,8 @@ func runSuite(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&rc.demo, "demo", true, "load the demo workspace when the ingestion log is empty")
 	fs.BoolVar(&rc.noDemo, "no-demo", false, "do not load the demo workspace")
 	rc.demoFlags = addDemoFlags(fs)
-	fs.IntVar(&rc.basePort, "base-port", 7100, "gRPC ports are base+1 (ingestion) .. base+4 (routing)")
-	fs.IntVar(&rc.metricsBase, "metrics-base-port", 9100, "metrics ports are base+1 .. base+5 (gateway); default base-port+10 when --base-port is set")
+	fs.IntVar(&rc.basePort, "base-port", 7100, "gRPC ports are base+1 (ingestion) .. base+4 (routing), base+5 (plays)")
+	fs.IntVar(&rc.metricsBase, "metrics-base-port", 9100, "metrics ports are base+1 .. base+5 (gateway), base+6 (plays); default base-port+10 when --base-port is set")
 	fs.StringVar(&rc.httpAddr, "http-addr", "127.0.0.1:8080", "gateway HTTP address; default port base-port+20 when --base-port is set")
 	fs.IntVar(&rc.partitions, "partitions", 8, "log partitions (the same for every service)")
 	fs.StringVar(&rc.services, "services", strings.Join(suiteServices, ","), "services to start (comma-separated)")
@@ -98,7 +107,7 @@ func runSuite(ctx context.Context, env *Env, args []string) error {
 			rc.httpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.basePort+20))
 		}
 	}
-	if rc.basePort <= 0 || rc.basePort+20 > 65535 || rc.metricsBase <= 0 || rc.metricsBase+5 > 65535 {
+	if rc.basePort <= 0 || rc.basePort+20 > 65535 || rc.metricsBase <= 0 || rc.metricsBase+6 > 65535 {
 		return usagef("ports out of range")
 	}
 	if rc.partitions <= 0 {
@@ -153,8 +162,19 @@ func superviseSuite(ctx context.Context, env *Env, rc *runConfig, opts demo.Opti
 	info.GatewayURL = "http://" + p.http
 	info.DashboardURL = info.GatewayURL + "/#key=" + info.ReadKey
 	info.Workspace = DemoWorkspace
-	info.GRPC = p.grpc
-	info.Metrics = p.metrics
+	// run.json names only the services this suite runs, so that tools
+	// reading it (cairn status, the tests) do not wait on one it does not.
+	info.GRPC, info.Metrics = map[string]string{}, map[string]string{}
+	for s, addr := range p.grpc {
+		if enabled[s] {
+			info.GRPC[s] = addr
+		}
+	}
+	for s, addr := range p.metrics {
+		if enabled[s] {
+			info.Metrics[s] = addr
+		}
+	}
 	info.PID = os.Getpid()
 
 	g := supervisor.NewGroup(env.Stdout, clock.Real{})
@@ -289,15 +309,25 @@ func processFor(name string, rc *runConfig, p ports, data, keysPath, serviceKey 
 		"stages":  {"ingestion"},
 		"health":  {"ingestion", "stages"},
 		"routing": {"ingestion", "stages", "health"},
-		"gateway": {"ingestion", "stages", "health", "routing"},
+		"plays":   {"stages", "health", "routing"},
+		"gateway": {"ingestion", "stages", "health", "routing", "plays"},
 	}[name]
 	for _, u := range upstreams {
 		proc.Env = append(proc.Env, "CAIRN_"+upper(u)+"_ADDR="+p.grpc[u])
 	}
+	if name == "plays" {
+		// Everything runs on this machine, so the plays file's webhooks
+		// may go to receivers on loopback; a deployment leaves this off.
+		proc.Args = append(proc.Args, "-allow-private-destinations", "-dashboard-url", "http://"+p.http)
+	}
 	if name == "gateway" {
 		proc.Args = append(proc.Args, "-http-addr", p.http)
 		for _, u := range upstreams {
-			proc.Args = append(proc.Args, "-"+u+"-addr", p.grpc[u])
+			addr := p.grpc[u]
+			if u == "plays" && rc.services != "" && !contains(strings.Split(rc.services, ","), "plays") {
+				addr = "" // a suite started without plays: the gateway serves no plays paths
+			}
+			proc.Args = append(proc.Args, "-"+u+"-addr", addr)
 		}
 		proc.ReadyURL = "http://" + p.http + "/readyz"
 		return proc
@@ -422,6 +452,21 @@ func loadDemo(ctx context.Context, w io.Writer, p ports, info *RunInfo, opts dem
 				fmt.Fprintln(prefixed{w}, res.Summary)
 			}
 			rc.Close()
+		}
+	}
+	if enabled["plays"] {
+		// Before the events, so that the plays fire on the history as it
+		// is processed.
+		if pc, err := dial("plays"); err == nil {
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			resp, err := playsv1.NewPlaysServiceClient(pc).ApplyPlays(actx, &playsv1.ApplyPlaysRequest{Yaml: string(demo.PlaysYAML)})
+			cancel()
+			if err != nil {
+				logf(w, "demo: plays not applied: %s", describe(err))
+			} else {
+				logf(w, "demo: plays version %d applied (%d plays)", resp.GetPlays().GetVersion(), len(resp.GetPlays().GetPlays()))
+			}
+			pc.Close()
 		}
 	}
 	ds := demo.Generate(opts)

@@ -45,9 +45,11 @@ func fakeService(dir string) int {
 	fs.String("keys", "", "")
 	fs.String("data", "", "")
 	fs.String("partitions", "", "")
-	for _, u := range []string{"ingestion", "stages", "health", "routing"} {
+	for _, u := range []string{"ingestion", "stages", "health", "routing", "plays"} {
 		fs.String(u+"-addr", "", "")
 	}
+	fs.Bool("allow-private-destinations", false, "")
+	fs.String("dashboard-url", "", "")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -228,7 +230,7 @@ func TestRunSuiteLifecycle(t *testing.T) {
 			t.Errorf("run.json key for %v authenticates as %+v, %v", want, p, err)
 		}
 	}
-	if len(ri.GRPC) != 4 || !strings.HasPrefix(ri.GatewayURL, "http://127.0.0.1:") || !strings.Contains(ri.DashboardURL, "#key="+ri.ReadKey) {
+	if len(ri.GRPC) != 5 || !strings.HasPrefix(ri.GatewayURL, "http://127.0.0.1:") || !strings.Contains(ri.DashboardURL, "#key="+ri.ReadKey) {
 		t.Errorf("run.json = %+v", ri)
 	}
 	if fi, err := os.Stat(filepath.Join(data, "run.json")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -381,10 +383,10 @@ func TestRunSuiteGivesUpOnCrashLoop(t *testing.T) {
 func TestProcessForBasePort(t *testing.T) {
 	rc := &runConfig{bin: "/b", basePort: 23000, metricsBase: 25000, httpAddr: "127.0.0.1:28080", partitions: 8}
 	p := rc.ports()
-	for _, name := range []string{"ingestion", "stages", "health", "routing", "gateway"} {
+	for _, name := range suiteServices {
 		proc := processFor(name, rc, p, "/d", "/d/keys.json", "sk")
 		all := strings.Join(append(append([]string{}, proc.Args...), proc.Env...), " ")
-		for _, def := range []string{":7101", ":7102", ":7103", ":7104", ":9101", ":9102", ":9103", ":9104", ":9105", ":8080"} {
+		for _, def := range []string{":7101", ":7102", ":7103", ":7104", ":7105", ":9101", ":9102", ":9103", ":9104", ":9105", ":9106", ":8080"} {
 			if strings.Contains(all, def) {
 				t.Errorf("%s is given a default address %s: %s", name, def, all)
 			}
@@ -409,7 +411,8 @@ func TestProcessFor(t *testing.T) {
 		{name: "ingestion", service: "ingestion", wantArgs: "-metrics-addr 127.0.0.1:9101 -keys /d/keys.json -grpc-addr 127.0.0.1:7101 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk", ready: "127.0.0.1:7101"},
 		{name: "health reads ingestion and stages", service: "health", wantArgs: "-metrics-addr 127.0.0.1:9103 -keys /d/keys.json -grpc-addr 127.0.0.1:7103 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk CAIRN_INGESTION_ADDR=127.0.0.1:7101 CAIRN_STAGES_ADDR=127.0.0.1:7102", ready: "127.0.0.1:7103"},
 		{name: "routing reads three upstreams", service: "routing", wantArgs: "-metrics-addr 127.0.0.1:9104 -keys /d/keys.json -grpc-addr 127.0.0.1:7104 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk CAIRN_INGESTION_ADDR=127.0.0.1:7101 CAIRN_STAGES_ADDR=127.0.0.1:7102 CAIRN_HEALTH_ADDR=127.0.0.1:7103", ready: "127.0.0.1:7104"},
-		{name: "gateway", service: "gateway", wantArgs: "-metrics-addr 127.0.0.1:9105 -keys /d/keys.json -http-addr 127.0.0.1:8080 -ingestion-addr 127.0.0.1:7101 -stages-addr 127.0.0.1:7102 -health-addr 127.0.0.1:7103 -routing-addr 127.0.0.1:7104", ready: "http://127.0.0.1:8080/readyz"},
+		{name: "gateway", service: "gateway", wantArgs: "-metrics-addr 127.0.0.1:9105 -keys /d/keys.json -http-addr 127.0.0.1:8080 -ingestion-addr 127.0.0.1:7101 -stages-addr 127.0.0.1:7102 -health-addr 127.0.0.1:7103 -routing-addr 127.0.0.1:7104 -plays-addr 127.0.0.1:7105", ready: "http://127.0.0.1:8080/readyz"},
+		{name: "plays reads the derived logs", service: "plays", wantArgs: "-metrics-addr 127.0.0.1:9106 -keys /d/keys.json -allow-private-destinations -dashboard-url http://127.0.0.1:8080 -grpc-addr 127.0.0.1:7105 -data /d -partitions 8", wantEnv: "CAIRN_SERVICE_KEY=sk CAIRN_STAGES_ADDR=127.0.0.1:7102 CAIRN_HEALTH_ADDR=127.0.0.1:7103 CAIRN_ROUTING_ADDR=127.0.0.1:7104", ready: "127.0.0.1:7105"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

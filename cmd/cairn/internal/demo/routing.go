@@ -7,3 +7,9 @@ import _ "embed"
 //
 //go:embed routing.yaml
 var RoutingYAML []byte
+
+// PlaysYAML is the demo workspace's plays, in the format of
+// `cairn apply -f plays.yaml`.
+//
+//go:embed plays.yaml
+var PlaysYAML []byte

@@ -24,6 +24,8 @@ type Config struct {
 	// upstream gRPC services (-ingestion-addr, ...); each may list the
 	// service's replicas comma-separated in replica order.
 	IngestionAddr, StagesAddr, HealthAddr, RoutingAddr string
+	// PlaysAddr is the plays service; empty when the deployment runs none.
+	PlaysAddr string
 	// Partitions is the suite's -partitions, needed to find an account's
 	// replica.
 	Partitions uint32
@@ -68,6 +70,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.StagesAddr, "stages-addr", server.DefaultGRPCAddr("stages"), "stages gRPC address, or its replicas' addresses comma-separated in replica order")
 	fs.StringVar(&c.HealthAddr, "health-addr", server.DefaultGRPCAddr("health"), "health gRPC address, or its replicas' addresses comma-separated in replica order")
 	fs.UintVar(&partitions, "partitions", server.DefaultPartitions, "log partitions, the services' -partitions (routes accounts to replicas)")
+	fs.StringVar(&c.PlaysAddr, "plays-addr", "", "plays gRPC address (e.g. "+server.DefaultGRPCAddr("plays")+"), or its replicas' addresses comma-separated in replica order (split by workspace); empty (the default): no plays service, its REST paths answer 404")
 	fs.StringVar(&c.RoutingAddr, "routing-addr", server.DefaultGRPCAddr("routing"), "routing gRPC address, or its replicas' addresses comma-separated in replica order (split by workspace)")
 	fs.StringVar(&c.KeysFile, "keys", "./data/keys.json", "keyring file shared with the services")
 	fs.StringVar(&cors, "cors-origins", "", `comma-separated origins allowed to call the REST API ("*" for any)`)

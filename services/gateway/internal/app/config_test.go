@@ -39,7 +39,7 @@ func TestParseDefaults(t *testing.T) {
 func TestParseEnv(t *testing.T) {
 	c, err := Parse([]string{"-max-body", "34"}, env(map[string]string{
 		"CAIRN_HTTP_ADDR": "127.0.0.1:9999", "CAIRN_MAX_BODY": "12", "CAIRN_METRICS_ADDR": ":9200",
-		"CAIRN_INGESTION_ADDR": "i0:1,i1:1", "CAIRN_STAGES_ADDR": "s:1", "CAIRN_HEALTH_ADDR": "h:1", "CAIRN_ROUTING_ADDR": "r:1",
+		"CAIRN_INGESTION_ADDR": "i0:1,i1:1", "CAIRN_STAGES_ADDR": "s:1", "CAIRN_HEALTH_ADDR": "h:1", "CAIRN_ROUTING_ADDR": "r:1", "CAIRN_PLAYS_ADDR": "p:1",
 		"CAIRN_PARTITIONS": "16", "CAIRN_KEYS": "/k.json", "CAIRN_CORS_ORIGINS": " https://a.example, *",
 		"CAIRN_RATE": "0", "CAIRN_BURST": "5", "CAIRN_SHUTDOWN_TIMEOUT": "3s",
 		"CAIRN_MAX_INFLIGHT_BYTES": "100", "CAIRN_MAX_INFLIGHT_BYTES_PER_KEY": "50", "CAIRN_MAX_INFLIGHT_REQUESTS": "9",
@@ -51,7 +51,7 @@ func TestParseEnv(t *testing.T) {
 	}
 	want := Config{
 		HTTPAddr: "127.0.0.1:9999", MetricsAddr: ":9200",
-		IngestionAddr: "i0:1,i1:1", StagesAddr: "s:1", HealthAddr: "h:1", RoutingAddr: "r:1",
+		IngestionAddr: "i0:1,i1:1", StagesAddr: "s:1", HealthAddr: "h:1", RoutingAddr: "r:1", PlaysAddr: "p:1",
 		Partitions: 16, KeysFile: "/k.json", CORSOrigins: []string{"https://a.example", "*"},
 		MaxBody: 34, Rate: 0, Burst: 5, ShutdownTimeout: 3 * time.Second,
 		Admission:      Admission{Bytes: 100, BytesPerKey: 50, Requests: 9, RequestsPerKey: 3, Readers: 8, ReadersPerKey: 2, Wait: 20 * time.Millisecond, Target: 50 * time.Millisecond},

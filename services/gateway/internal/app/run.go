@@ -127,7 +127,11 @@ func dialUpstreams(cfg Config, keys web.Authenticator) (server.Upstreams, []*grp
 		{"-stages-addr", cfg.StagesAddr, methods.Stages, &ups.Stages},
 		{"-health-addr", cfg.HealthAddr, methods.Health, &ups.Health},
 		{"-routing-addr", cfg.RoutingAddr, methods.Routing, &ups.Routing},
+		{"-plays-addr", cfg.PlaysAddr, methods.Plays, &ups.Plays},
 	} {
+		if u.list == "" && u.dst == &ups.Plays {
+			continue // no plays service
+		}
 		conns, err := pkgserver.DialList(u.list, "")
 		if err != nil {
 			return ups, all, fmt.Errorf("%s: %w", u.flag, err)

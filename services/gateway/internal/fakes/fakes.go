@@ -25,6 +25,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
@@ -161,6 +162,11 @@ func (f *Health) GetAccountHealth(ctx context.Context, req *healthv1.GetAccountH
 	}}, nil
 }
 
+// Plays is a fake PlaysService: every method is unimplemented.
+type Plays struct {
+	playsv1.UnimplementedPlaysServiceServer
+}
+
 // Routing answers ListAssignments with one open assignment.
 type Routing struct {
 	routingv1.UnimplementedRoutingServiceServer
@@ -185,6 +191,7 @@ type Suite struct {
 	Stages    *Stages
 	Health    *Health
 	Routing   *Routing
+	Plays     *Plays
 	// Status is the gRPC health server, to flip readiness.
 	Status *health.Server
 	// Conn is a client connection to the server.
@@ -200,12 +207,13 @@ func Start(tb testing.TB) *Suite {
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
 	}
-	s := &Suite{Ingestion: &Ingestion{}, Stages: &Stages{}, Health: &Health{}, Routing: &Routing{}, Status: health.NewServer()}
+	s := &Suite{Ingestion: &Ingestion{}, Stages: &Stages{}, Health: &Health{}, Routing: &Routing{}, Plays: &Plays{}, Status: health.NewServer()}
 	srv := grpc.NewServer()
 	ingestionv1.RegisterIngestionServiceServer(srv, s.Ingestion)
 	stagesv1.RegisterStagesServiceServer(srv, s.Stages)
 	healthv1.RegisterHealthServiceServer(srv, s.Health)
 	routingv1.RegisterRoutingServiceServer(srv, s.Routing)
+	playsv1.RegisterPlaysServiceServer(srv, s.Plays)
 	healthpb.RegisterHealthServer(srv, s.Status)
 	done := make(chan struct{})
 	go func() {

@@ -192,7 +192,7 @@ func newConventionsEnv(t *testing.T) *conventionsEnv {
 	t.Helper()
 	conn := &scriptConn{last: map[string]proto.Message{}}
 	h, err := New(t.Context(), Config{
-		Upstreams: Upstreams{Ingestion: conn, Stages: conn, Health: conn, Routing: conn},
+		Upstreams: Upstreams{Ingestion: conn, Stages: conn, Health: conn, Routing: conn, Plays: conn},
 		Auth:      fakes.Keys{},
 	})
 	if err != nil {

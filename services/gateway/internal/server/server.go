@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
@@ -40,6 +41,9 @@ type Upstreams struct {
 	Health grpc.ClientConnInterface
 	// Routing is the RoutingService connection.
 	Routing grpc.ClientConnInterface
+	// Plays is the PlaysService connection; nil when the deployment runs
+	// no plays service (its REST paths then answer 404).
+	Plays grpc.ClientConnInterface
 }
 
 // Config configures the handler.
@@ -219,6 +223,12 @@ func newREST(ctx context.Context, u Upstreams) (*runtime.ServeMux, error) {
 		"routing": func() error {
 			return routingv1.RegisterRoutingServiceHandlerClient(ctx, mux, routingv1.NewRoutingServiceClient(u.Routing))
 		},
+		"plays": func() error {
+			if u.Plays == nil {
+				return nil
+			}
+			return playsv1.RegisterPlaysServiceHandlerClient(ctx, mux, playsv1.NewPlaysServiceClient(u.Plays))
+		},
 	} {
 		if err := reg(); err != nil {
 			return nil, fmt.Errorf("register %s REST handlers: %w", name, err)
@@ -262,6 +272,9 @@ func keyed(a web.Authenticator, l *web.RateLimiter, adm *Admission, next http.Ha
 func readiness(u Upstreams, timeout time.Duration) http.Handler {
 	conns := map[string]grpc.ClientConnInterface{
 		"ingestion": u.Ingestion, "stages": u.Stages, "health": u.Health, "routing": u.Routing,
+	}
+	if u.Plays != nil {
+		conns["plays"] = u.Plays
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "/readyz")

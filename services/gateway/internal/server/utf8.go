@@ -20,10 +20,14 @@ import (
 // such a string into a request. grpc-go fails to marshal it and answers
 // Internal, so the request is only walked after an Internal error.
 func (u Upstreams) utf8Checked() Upstreams {
-	return Upstreams{
+	out := Upstreams{
 		Ingestion: utf8Conn{u.Ingestion}, Stages: utf8Conn{u.Stages},
 		Health: utf8Conn{u.Health}, Routing: utf8Conn{u.Routing},
 	}
+	if u.Plays != nil {
+		out.Plays = utf8Conn{u.Plays}
+	}
+	return out
 }
 
 type utf8Conn struct {

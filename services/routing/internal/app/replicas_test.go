@@ -17,6 +17,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
+	"github.com/cairn-dev/cairn/pkg/domain/logws"
 	"github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/pkg/stream/streamtest"
@@ -118,10 +119,10 @@ func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
 		}
 		return out
 	}
-	if got := offsets(owned(mine, ing, ingestionWorkspace)); !slices.Equal(got, []uint64{1, 3}) {
+	if got := offsets(logws.Owned(mine, ing, logws.Ingestion)); !slices.Equal(got, []uint64{1, 3}) {
 		t.Errorf("ingestion records kept %v, want [1 3]", got)
 	}
-	if got := owned(nil, ing, ingestionWorkspace); len(got) != len(ing) {
+	if got := logws.Owned(nil, ing, logws.Ingestion); len(got) != len(ing) {
 		t.Errorf("a single replica kept %d of %d records", len(got), len(ing))
 	}
 	st := []*stagesv1.LogRecord{
@@ -129,7 +130,7 @@ func TestOwnedSkipsOtherWorkspaces(t *testing.T) {
 		{Offset: 2, Kind: &stagesv1.LogRecord_Signal{Signal: &commonv1.Signal{Workspace: "mine"}}},
 		{Offset: 3, Kind: &stagesv1.LogRecord_Tombstone{Tombstone: &commonv1.Tombstone{Workspace: "theirs"}}},
 	}
-	if got := owned(mine, st, stagesWorkspace); len(got) != 1 || got[0].GetOffset() != 2 {
+	if got := logws.Owned(mine, st, logws.Stages); len(got) != 1 || got[0].GetOffset() != 2 {
 		t.Errorf("stages records kept %v, want offset 2", got)
 	}
 }

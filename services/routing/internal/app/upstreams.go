@@ -12,6 +12,7 @@ import (
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/domain/logtime"
+	"github.com/cairn-dev/cairn/pkg/domain/logws"
 	"github.com/cairn-dev/cairn/pkg/server"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -79,7 +80,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			EventTime: logtime.Ingestion,
 		}, sources, func(k int) func(*pstore.Tx, uint32, []*ingestionv1.LogRecord) error {
 			return func(tx *pstore.Tx, p uint32, recs []*ingestionv1.LogRecord) error {
-				return s.ApplyIngestion(tx, p, owned(o.owns, recs, ingestionWorkspace))
+				return s.ApplyIngestion(tx, p, logws.Owned(o.owns, recs, logws.Ingestion))
 			}
 		})
 		if err != nil {
@@ -106,7 +107,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			Source: source, EventTime: logtime.Stages, After: events,
 			Offset: func(r *stagesv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply: func(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecord) error {
-				return s.ApplyStages(tx, p, owned(o.owns, recs, stagesWorkspace))
+				return s.ApplyStages(tx, p, logws.Owned(o.owns, recs, logws.Stages))
 			},
 		})
 		if err != nil {
@@ -125,7 +126,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			Source: source, EventTime: logtime.Health, After: events,
 			Offset: func(r *healthv1.LogRecord) uint64 { return r.GetOffset() },
 			Apply: func(tx *pstore.Tx, p uint32, recs []*healthv1.LogRecord) error {
-				return s.ApplyHealth(tx, p, owned(o.owns, recs, healthWorkspace))
+				return s.ApplyHealth(tx, p, logws.Owned(o.owns, recs, logws.Health))
 			},
 		})
 		if err != nil {
@@ -135,49 +136,4 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		o.readyOn(cons)
 	}
 	return runs, nil
-}
-
-// owned drops the records of workspaces another routing replica keeps.
-// Routing is split by workspace: every replica reads every partition of
-// every upstream and applies only its own workspaces' records (the cursor
-// still moves past the others). A single replica keeps everything, and
-// the slice is returned as is.
-func owned[T any](owns func(string) bool, recs []T, workspace func(T) string) []T {
-	if owns == nil {
-		return recs
-	}
-	out := recs[:0:0]
-	for _, r := range recs {
-		if owns(workspace(r)) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func ingestionWorkspace(r *ingestionv1.LogRecord) string {
-	if ts := r.GetTombstone(); ts != nil {
-		return ts.GetWorkspace()
-	}
-	return r.GetEvent().GetWorkspace()
-}
-
-func stagesWorkspace(r *stagesv1.LogRecord) string {
-	switch {
-	case r.GetTransition() != nil:
-		return r.GetTransition().GetWorkspace()
-	case r.GetSignal() != nil:
-		return r.GetSignal().GetWorkspace()
-	}
-	return r.GetTombstone().GetWorkspace()
-}
-
-func healthWorkspace(r *healthv1.LogRecord) string {
-	switch {
-	case r.GetScoreChange() != nil:
-		return r.GetScoreChange().GetWorkspace()
-	case r.GetSignal() != nil:
-		return r.GetSignal().GetWorkspace()
-	}
-	return r.GetTombstone().GetWorkspace()
 }
