@@ -9,6 +9,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 )
 
@@ -32,6 +33,9 @@ func TestTimes(t *testing.T) {
 		{"health signal closed", Health(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: closed}}), t2},
 		{"closed without closed_at", Signal(closedNoTime), t1},
 		{"health tombstone", Health(&healthv1.LogRecord{Kind: &healthv1.LogRecord_Tombstone{Tombstone: tomb}}), time.Time{}},
+		{"assignment", Routing(&routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: &routingv1.Assignment{CreatedAt: timestamppb.New(t1)}}}), t1},
+		{"sla event", Routing(&routingv1.LogRecord{Kind: &routingv1.LogRecord_SlaEvent{SlaEvent: &routingv1.SlaEvent{At: timestamppb.New(t2)}}}), t2},
+		{"routing tombstone", Routing(&routingv1.LogRecord{Kind: &routingv1.LogRecord_Tombstone{Tombstone: tomb}}), time.Time{}},
 		{"invalid timestamp", Signal(&commonv1.Signal{OpenedAt: &timestamppb.Timestamp{Seconds: -1 << 62}}), time.Time{}},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/services/plays/internal/deliver"
 	"github.com/cairn-dev/cairn/services/plays/internal/play"
 )
 
@@ -373,4 +376,20 @@ func TestForget(t *testing.T) {
 		ds, _, _, err := e.svc.ListDeliveries(ws, &playsv1.ListDeliveriesRequest{AccountId: "x"}, nil, 100)
 		return err == nil && len(ds) == 0
 	})
+}
+
+// TestDemoPlaysCompile: the plays file `cairn run` applies to the demo
+// workspace compiles under the default address policy.
+func TestDemoPlaysCompile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "cmd", "cairn", "internal", "demo", "plays.yaml"))
+	if err != nil {
+		t.Skipf("not in the repository: %v", err)
+	}
+	set, err := play.Load(b, func(u string) error { return deliver.CheckURL(u, deliver.Policy{}) })
+	if err != nil {
+		t.Fatalf("demo plays: %v", err)
+	}
+	if len(set.Plays()) < 5 {
+		t.Errorf("demo plays has %d plays", len(set.Plays()))
+	}
 }
