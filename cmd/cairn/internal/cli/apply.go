@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
@@ -34,6 +35,7 @@ const (
 	KindJourney = "journey"
 	KindHealth  = "health"
 	KindRouting = "routing"
+	KindPlays   = "plays"
 )
 
 // maxApplyFile bounds a definition file; the services enforce their own limits.
@@ -43,6 +45,7 @@ var kindAliases = map[string]string{
 	"journey": KindJourney, "journeys": KindJourney, "journeydefinition": KindJourney,
 	"health": KindHealth, "healthmodel": KindHealth, "health_model": KindHealth, "model": KindHealth,
 	"routing": KindRouting, "routingconfig": KindRouting, "routing_config": KindRouting,
+	"plays": KindPlays, "play": KindPlays, "playsfile": KindPlays, "plays_file": KindPlays,
 }
 
 // Top-level keys that give a file's kind away when it has no `kind:`.
@@ -50,6 +53,7 @@ var kindKeys = map[string]string{
 	"stages": KindJourney, "features": KindJourney, "integration_events": KindJourney, "activity_events": KindJourney,
 	"components": KindHealth, "bands": KindHealth, "profiles": KindHealth,
 	"rules": KindRouting, "owners": KindRouting, "pools": KindRouting, "pql_rules": KindRouting, "sla_policies": KindRouting, "fallback_pool": KindRouting,
+	"plays": KindPlays, "destinations": KindPlays, "playbooks": KindPlays,
 }
 
 // DetectKind decides what a YAML file defines, from a top-level `kind:` field
@@ -57,6 +61,10 @@ var kindKeys = map[string]string{
 // (the services' strict parsers do not know it). A file with a second YAML
 // document, or a number that is NaN, infinite or out of range, is refused
 // naming the line (and the field).
+//
+// A plays file's `kind:` line is blanked rather than the document
+// re-encoded: the plays service reports problems by line, and re-encoding
+// would move every line after a blank line or a comment.
 func DetectKind(data []byte) (kind string, body []byte, err error) {
 	// Refused here too, so that a second document is never dropped by the
 	// re-encoding below and a .nan is named before anything is sent.
@@ -77,7 +85,12 @@ func DetectKind(data []byte) (kind string, body []byte, err error) {
 		if key == "kind" {
 			k, ok := kindAliases[strings.ToLower(strings.TrimSpace(val.Value))]
 			if !ok {
-				return "", nil, fmt.Errorf("kind: %q is not one of journey, health, routing", val.Value)
+				return "", nil, fmt.Errorf("kind: %q is not one of journey, health, routing, plays", val.Value)
+			}
+			if k == KindPlays {
+				if body, ok := blankLine(data, m.Content[i], val, len(m.Content)/2-1); ok {
+					return k, body, nil
+				}
 			}
 			m.Content = append(m.Content[:i:i], m.Content[i+2:]...)
 			var buf bytes.Buffer
@@ -97,7 +110,47 @@ func DetectKind(data []byte) (kind string, body []byte, err error) {
 			return k, data, nil
 		}
 	}
-	return "", nil, errors.New("cannot tell whether this is a journey, health model or routing file: add a top-level `kind: journey|health|routing`")
+	return "", nil, errors.New("cannot tell whether this is a journey, health model, routing or plays file: add a top-level `kind: journey|health|routing|plays`")
+}
+
+// blankLine returns data with the line of a top-level `kind: value` entry
+// emptied, so that every other line keeps its number; ok is false when
+// the entry does not sit alone on its line (a flow mapping, a value
+// continued on the next line), and the caller re-encodes instead. keys is
+// how many top-level keys must remain.
+func blankLine(data []byte, key, val *yaml.Node, keys int) ([]byte, bool) {
+	if key.Column != 1 || val.Kind != yaml.ScalarNode || val.Line != key.Line {
+		return nil, false
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if key.Line < 1 || key.Line > len(lines) {
+		return nil, false
+	}
+	out := make([]byte, 0, len(data))
+	for i, l := range lines {
+		if i == key.Line-1 {
+			if bytes.HasSuffix(l, []byte("\r\n")) {
+				l = []byte("\r\n")
+			} else if bytes.HasSuffix(l, []byte("\n")) {
+				l = []byte("\n")
+			} else {
+				l = nil
+			}
+		}
+		out = append(out, l...)
+	}
+	// What is left must be the same mapping without kind: else the value
+	// went on past its line.
+	var doc yaml.Node
+	if yaml.Unmarshal(out, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode || len(doc.Content[0].Content) != 2*keys {
+		return nil, false
+	}
+	for i := 0; i < len(doc.Content[0].Content); i += 2 {
+		if doc.Content[0].Content[i].Value == "kind" {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // applier applies definitions to the services over existing connections.
@@ -110,17 +163,22 @@ type applier struct {
 	// timeout bounds each call; replayTimeout bounds waiting for a replay.
 	timeout, replayTimeout time.Duration
 	clock                  clock.Clock
+	// dryRun validates plays files and stores nothing; other kinds are
+	// refused, having no such mode.
+	dryRun bool
 	// progress receives replay progress lines (nil: none).
 	progress io.Writer
 	stages   stagesv1.StagesServiceClient
 	health   healthv1.HealthServiceClient
 	routing  routingv1.RoutingServiceClient
+	plays    playsv1.PlaysServiceClient
 }
 
-func newApplier(workspace string, activate bool, stages, health, routing grpc.ClientConnInterface) *applier {
+func newApplier(workspace string, activate bool, stages, health, routing, plays grpc.ClientConnInterface) *applier {
 	return &applier{
 		workspace: workspace, activate: activate, timeout: 30 * time.Second, replayTimeout: 30 * time.Minute, clock: clock.Real{},
 		stages: stagesv1.NewStagesServiceClient(stages), health: healthv1.NewHealthServiceClient(health), routing: routingv1.NewRoutingServiceClient(routing),
+		plays: playsv1.NewPlaysServiceClient(plays),
 	}
 }
 
@@ -144,6 +202,12 @@ type applyResult struct {
 	Pools         int `json:"pools,omitempty"`
 	PoolsChanged  int `json:"poolsChanged,omitempty"`
 	Rules         int `json:"rules,omitempty"`
+	// Plays files: what the version holds; DryRun when it was only
+	// validated.
+	Plays        int      `json:"plays,omitempty"`
+	Destinations int      `json:"destinations,omitempty"`
+	Playbooks    []string `json:"playbooks,omitempty"`
+	DryRun       bool     `json:"dryRun,omitempty"`
 	// Summary is the line the table output prints; Next, what to run next.
 	Summary string `json:"summary"`
 	Next    string `json:"next,omitempty"`
@@ -337,7 +401,12 @@ func (a *applier) apply(ctx context.Context, name string, data []byte) (*applyRe
 		return nil, err
 	}
 	res := &applyResult{File: name, Kind: kind}
+	if a.dryRun && kind != KindPlays {
+		return nil, usagef("--dry-run validates plays files only; this is a %s file", kind)
+	}
 	switch kind {
+	case KindPlays:
+		return res, a.applyPlays(ctx, res, data, body)
 	case KindJourney:
 		return res, a.applyJourney(ctx, res, data, body)
 	case KindHealth:
@@ -517,12 +586,37 @@ func (a *applier) applyRouting(ctx context.Context, res *applyResult, data, body
 	return nil
 }
 
+func (a *applier) applyPlays(ctx context.Context, res *applyResult, data, body []byte) error {
+	cctx, cancel := a.call(ctx)
+	defer cancel()
+	resp, err := a.plays.ApplyPlays(cctx, &playsv1.ApplyPlaysRequest{Workspace: a.workspace, Yaml: string(body), DryRun: a.dryRun})
+	if err != nil {
+		return fmt.Errorf("apply plays: %w", invalid("plays file", data, err))
+	}
+	v := resp.GetPlays()
+	res.Version, res.Unchanged, res.DryRun = v.GetVersion(), resp.GetUnchanged(), a.dryRun
+	res.Plays, res.Destinations, res.Playbooks = len(v.GetPlays()), len(v.GetDestinations()), v.GetPlaybooks()
+	// Plays have no activation step: a stored version is the live one.
+	res.Active = !a.dryRun
+	contents := fmt.Sprintf("%d plays, %d destinations, playbooks: %s", res.Plays, res.Destinations, dash(strings.Join(res.Playbooks, ", ")))
+	switch {
+	case a.dryRun:
+		res.Summary = fmt.Sprintf("plays file is valid (%s); --dry-run: nothing stored", contents)
+	case res.Unchanged:
+		res.Summary = fmt.Sprintf("plays unchanged: identical to version %d, the live one; no new version stored", v.GetVersion())
+	default:
+		res.Summary = fmt.Sprintf("plays version %d applied (%s); live now", v.GetVersion(), contents)
+	}
+	return nil
+}
+
 func runApply(ctx context.Context, env *Env, args []string) error {
-	fs := helpFlagSet(env, "apply", "apply -f FILE.yaml [-f ...] [--activate] [-o table|json]")
-	c := addConnFlags(fs, env, []string{"stages", "health", "routing"})
+	fs := helpFlagSet(env, "apply", "apply -f FILE.yaml [-f ...] [--activate | --dry-run] [-o table|json]")
+	c := addConnFlags(fs, env, []string{"stages", "health", "routing", "plays"})
 	var files multiFlag
-	fs.Var(&files, "f", "journey, health model or routing YAML file (repeatable; - for stdin)")
-	activate := fs.Bool("activate", false, "make what is applied live: replay a journey over the history so existing accounts are placed, then activate it; activate a health model and rescore every account")
+	fs.Var(&files, "f", "journey, health model, routing or plays YAML file (repeatable; - for stdin)")
+	activate := fs.Bool("activate", false, "make what is applied live: replay a journey over the history so existing accounts are placed, then activate it; activate a health model and rescore every account (plays are live when applied)")
+	dryRun := fs.Bool("dry-run", false, "validate plays files and store nothing (plays files only)")
 	replayTimeout := fs.Duration("replay-timeout", 30*time.Minute, "with --activate, how long to wait for a journey's replay")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -532,11 +626,14 @@ func runApply(ctx context.Context, env *Env, args []string) error {
 	if len(files) == 0 {
 		return usagef("name a file with -f")
 	}
+	if *dryRun && *activate {
+		return usagef("--dry-run and --activate do not combine")
+	}
 	if err := c.resolve(fs); err != nil {
 		return err
 	}
 	conns := map[string]*grpc.ClientConn{}
-	for _, s := range []string{"stages", "health", "routing"} {
+	for _, s := range []string{"stages", "health", "routing", "plays"} {
 		conn, err := c.dial(s)
 		if err != nil {
 			return err
@@ -544,8 +641,8 @@ func runApply(ctx context.Context, env *Env, args []string) error {
 		defer conn.Close()
 		conns[s] = conn
 	}
-	a := newApplier(c.workspace, *activate, conns["stages"], conns["health"], conns["routing"])
-	a.timeout, a.replayTimeout = c.timeout, *replayTimeout
+	a := newApplier(c.workspace, *activate, conns["stages"], conns["health"], conns["routing"], conns["plays"])
+	a.timeout, a.replayTimeout, a.dryRun = c.timeout, *replayTimeout, *dryRun
 	if env.Clock != nil {
 		a.clock = env.Clock
 	}

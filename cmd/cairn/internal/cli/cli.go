@@ -40,25 +40,28 @@ type command struct {
 }
 
 func commands() map[string]command {
-	// tasks (the plays service's work queue) is not here: that service does
-	// not exist yet.
 	return map[string]command{
-		"run":         {"start the whole suite on localhost (what make run does)", runSuite},
-		"demo":        {"write the demo workspace as Segment NDJSON", runDemo},
-		"ingest":      {"send a Segment NDJSON file to ingestion", runIngest},
-		"accounts":    {"list accounts with stage, status, owner and health; filter by stage, band, status, owner, renewal window", runAccounts},
-		"account":     {"show one account: stage, criteria met and missing, health and why, owner, open handoffs", runAccount},
-		"owners":      {"list owners with their team, capacity and open load", runOwners},
-		"journey":     {"show an account's journey stage, history and what's left", runJourney},
-		"funnel":      {"show the journey funnel", runFunnel},
-		"health":      {"show an account's health score and its explanation", runHealth},
-		"signals":     {"list risk, expansion, renewal, drop-off and stuck signals", runSignals},
-		"assignments": {"list routing assignments and their SLA state", runAssignments},
-		"apply":       {"apply a journey, health model or routing YAML file (--activate places existing accounts)", runApply},
-		"keys":        {"manage API keys: keys create|list|revoke", runKeys},
-		"backtest":    {"measure how well the health model predicted churn", runBacktest},
-		"status":      {"show how many events the services are still processing (stages, health, routing)", runStatus},
-		"version":     {"print the version of this binary", runVersion},
+		"run":          {"start the whole suite on localhost (what make run does)", runSuite},
+		"demo":         {"write the demo workspace as Segment NDJSON", runDemo},
+		"ingest":       {"send a Segment NDJSON file to ingestion", runIngest},
+		"accounts":     {"list accounts with stage, status, owner and health; filter by stage, band, status, owner, renewal window", runAccounts},
+		"account":      {"show one account: stage, criteria met and missing, health and why, owner, open handoffs", runAccount},
+		"owners":       {"list owners with their team, capacity and open load", runOwners},
+		"journey":      {"show an account's journey stage, history and what's left", runJourney},
+		"funnel":       {"show the journey funnel", runFunnel},
+		"health":       {"show an account's health score and its explanation", runHealth},
+		"signals":      {"list risk, expansion, renewal, drop-off and stuck signals", runSignals},
+		"assignments":  {"list routing assignments and their SLA state", runAssignments},
+		"apply":        {"apply a journey, health model, routing or plays YAML file (--activate places existing accounts)", runApply},
+		"plays":        {"show the active plays: triggers and actions (--yaml: the file, secrets redacted)", runPlays},
+		"tasks":        {"list the tasks plays made for owners; tasks done|skip|reopen TASK_ID", runTasks},
+		"firings":      {"list the plays that fired, what triggered them and what they did", runFirings},
+		"deliveries":   {"list webhook and Slack deliveries (--state dead: dead letters); deliveries redeliver", runDeliveries},
+		"destinations": {"show each webhook and Slack destination's queue, breaker, failures and latency", runDestinations},
+		"keys":         {"manage API keys: keys create|list|revoke", runKeys},
+		"backtest":     {"measure how well the health model predicted churn", runBacktest},
+		"status":       {"show how many events the services are still processing (stages, health, routing)", runStatus},
+		"version":      {"print the version of this binary", runVersion},
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -55,6 +56,8 @@ type fakes struct {
 	pools     []string
 	listReqs  []*routingv1.ListAssignmentsRequest
 	healthErr error
+	// plays is fakePlays' state (plays_test.go).
+	plays playsState
 }
 
 func (f *fakes) record(ctx context.Context, call string) error {
@@ -313,10 +316,11 @@ func suite(t *testing.T) (*fakes, []string) {
 	stagesv1.RegisterStagesServiceServer(s, fakeStages{fakes: f})
 	healthv1.RegisterHealthServiceServer(s, fakeHealth{fakes: f})
 	routingv1.RegisterRoutingServiceServer(s, fakeRouting{fakes: f})
+	playsv1.RegisterPlaysServiceServer(s, fakePlays{fakes: f})
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	addr := lis.Addr().String()
-	return f, []string{"--addr-ingestion", addr, "--addr-stages", addr, "--addr-health", addr, "--addr-routing", addr, "--data", t.TempDir()}
+	return f, []string{"--addr-ingestion", addr, "--addr-stages", addr, "--addr-health", addr, "--addr-routing", addr, "--addr-plays", addr, "--data", t.TempDir()}
 }
 
 // run runs the CLI with the key in CAIRN_KEY and returns exit code, stdout, stderr.
@@ -522,7 +526,7 @@ func TestApplyErrors(t *testing.T) {
 		file    string
 		wantErr string
 	}{
-		{name: "ambiguous", file: "testdata/ambiguous.yaml", wantErr: "add a top-level `kind: journey|health|routing`"},
+		{name: "ambiguous", file: "testdata/ambiguous.yaml", wantErr: "add a top-level `kind: journey|health|routing|plays`"},
 		{name: "invalid routing", file: bad, wantErr: "routing file is invalid (1 problem):\n  line 4: rules[0].action: must be"},
 		{name: "missing", file: "testdata/nope.yaml", wantErr: "open definition"},
 	}
@@ -582,7 +586,7 @@ func TestDetectKind(t *testing.T) {
 }
 
 func FuzzDetectKind(f *testing.F) {
-	for _, s := range []string{"kind: journey\nid: b2b\n", "stages: []\n", "kind: [1]\n", "- x\n", "{", "kind: routing\nowners:\n  - id: a\n"} {
+	for _, s := range []string{"kind: journey\nid: b2b\n", "stages: []\n", "kind: [1]\n", "- x\n", "{", "kind: routing\nowners:\n  - id: a\n", "# c\nkind: plays\n\nplays: []\n"} {
 		f.Add([]byte(s))
 	}
 	f.Add([]byte("kind: health\ncomponents: [{weight: .nan}]\n---\nkind: journey\n"))

@@ -79,7 +79,7 @@ func addConnFlags(fs *flag.FlagSet, env *Env, services []string, formats ...stri
 	fs.StringVar(&c.workspace, "workspace", "", "workspace (default: the key's own)")
 	fs.StringVar(&c.output, "o", "table", "output format: "+orList(formats))
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of each call")
-	for _, name := range []string{"ingestion", "stages", "health", "routing"} {
+	for _, name := range []string{"ingestion", "stages", "health", "routing", "plays"} {
 		def := pkgserver.DefaultGRPCAddr(name)
 		c.addrs[name] = fs.String("addr-"+name, def, name+" gRPC address (default from run.json, else "+def+"; env CAIRN_ADDR_"+upper(name)+")"+listUsage(fs.Name(), name))
 		if !contains(services, name) {
@@ -206,7 +206,7 @@ func (c *connFlags) printJSON(m proto.Message) error {
 }
 
 // pick returns the address to call service at. An address list of
-// ingestion or routing (split by workspace, replicas in replica order) is
+// ingestion, routing or plays (split by workspace, replicas in replica order) is
 // resolved to the replica of the workspace: --workspace, else the
 // workspace of run.json's key when that is the key in use. Stages and
 // health are split by account, which a command does not know when it
@@ -219,7 +219,7 @@ func (c *connFlags) pick(service string) (string, error) {
 		return "", usagef("--addr-%s is empty", service)
 	case len(addrs) == 1:
 		return addrs[0], nil
-	case service != "ingestion" && service != "routing":
+	case !byWorkspace(service):
 		return "", usagef("--addr-%s lists %d addresses: %s replicas split accounts, so name one replica (or use the gateway's REST API, which routes)", service, len(addrs), service)
 	}
 	ws := c.workspace
@@ -235,10 +235,17 @@ func (c *connFlags) pick(service string) (string, error) {
 // listUsage tells which --addr flags of command take a replica list.
 func listUsage(command, service string) string {
 	switch {
-	case service == "ingestion" || service == "routing":
+	case byWorkspace(service):
 		return "; or its replicas' addresses comma-separated in replica order, the workspace's replica is called"
 	case command == "funnel" && service == "stages", command == "backtest" && service == "health":
 		return "; or its replicas' addresses comma-separated in replica order, whose answers are merged"
 	}
 	return ""
+}
+
+// byWorkspace tells the services whose replicas split the workspaces
+// between them (rather than the accounts), so that a command can pick the
+// replica of its workspace.
+func byWorkspace(service string) bool {
+	return service == "ingestion" || service == "routing" || service == "plays"
 }
