@@ -166,7 +166,7 @@ func (s *Service) addTask(t *store.Tx, a *store.Account, f *playsv1.Firing, why,
 		Why: why, FiringId: f.GetFiringId(),
 	}
 	if due > 0 {
-		k.DueAt = timestamppb.New(starts.Add(due))
+		k.DueAt = timestamppb.New(s.dueAt(t.Workspace(), k.GetOwnerId(), starts, due))
 	}
 	if starts.After(now) {
 		k.State = playsv1.TaskState_TASK_STATE_SCHEDULED
@@ -177,6 +177,16 @@ func (s *Service) addTask(t *store.Tx, a *store.Account, f *playsv1.Firing, why,
 		return "", err
 	}
 	return k.TaskId, t.PutTask(k)
+}
+
+// dueAt is due after starts on the owner's business-hours clock, or in
+// calendar time for an owner the directory does not know (a pool, a role
+// nobody holds yet).
+func (s *Service) dueAt(ws, owner string, starts time.Time, due time.Duration) time.Time {
+	if c := s.directory.Calendar(ws, owner); c != nil && owner != "" {
+		return c.AddBusiness(starts, due)
+	}
+	return starts.Add(due)
 }
 
 // armExpiry arms the timer that expires an open task left past its due

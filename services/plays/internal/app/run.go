@@ -60,9 +60,10 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 		return err
 	}
+	dir := NewDirectory()
 	svc = New(Options{
 		DB: db, Clock: clk, Logger: logger, Engine: engine, Policy: cfg.policy(),
-		DashboardURL: cfg.DashboardURL, TaskExpiry: cfg.TaskExpiry,
+		DashboardURL: cfg.DashboardURL, TaskExpiry: cfg.TaskExpiry, Directory: dir,
 	})
 	n, err := svc.Resume()
 	if err != nil {
@@ -85,7 +86,26 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Close()
 		return err
 	}
-	return srv.Run(ctx, append([]func(context.Context) error{svc.RunTimers, engine.Run}, runs...)...)
+	background := []func(context.Context) error{svc.RunTimers, engine.Run}
+	if cfg.RoutingAddr != "" {
+		// Owners' business hours, for due dates, from routing's directory.
+		conns, err := server.DialList(cfg.RoutingAddr, cfg.Server.ServiceKey)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("-routing-addr: %w", err)
+		}
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		clients := make([]routingv1.RoutingServiceClient, len(conns))
+		for i, c := range conns {
+			clients[i] = routingv1.NewRoutingServiceClient(c)
+		}
+		background = append(background, func(ctx context.Context) error { return svc.RunDirectory(ctx, clients) })
+	}
+	return srv.Run(ctx, append(background, runs...)...)
 }
 
 // owns is the workspace filter of a plays replica: nil for a single one.

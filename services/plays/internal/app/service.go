@@ -44,6 +44,9 @@ type Options struct {
 	// TaskExpiry is how long an open task may stay past its due date
 	// before it expires; zero means 14 days.
 	TaskExpiry time.Duration
+	// Directory gives owners' business hours for due dates; nil counts
+	// calendar time.
+	Directory *Directory
 }
 
 // Service is the plays application.
@@ -55,6 +58,7 @@ type Service struct {
 	policy       deliver.Policy
 	dashboardURL string
 	taskExpiry   time.Duration
+	directory    *Directory
 
 	mu   sync.Mutex
 	sets map[setKey]*play.Set
@@ -75,7 +79,7 @@ func New(o Options) *Service {
 	}
 	return &Service{
 		db: o.DB, clk: o.Clock, logger: o.Logger, engine: o.Engine, policy: o.Policy,
-		dashboardURL: strings.TrimRight(o.DashboardURL, "/"), taskExpiry: o.TaskExpiry,
+		dashboardURL: strings.TrimRight(o.DashboardURL, "/"), taskExpiry: o.TaskExpiry, directory: o.Directory,
 		sets: map[setKey]*play.Set{},
 	}
 }

@@ -27,7 +27,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/pkg/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/sla"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
@@ -167,26 +167,7 @@ func (s *Service) location(name string) (*time.Location, error) {
 
 // Calendar builds an owner's business-hours calendar.
 func (s *Service) Calendar(o *routingv1.Owner) (*hours.Calendar, error) {
-	loc, err := s.location(o.GetTimeZone())
-	if err != nil {
-		return nil, err
-	}
-	var days []hours.Day
-	for _, w := range o.GetWorkingHours() {
-		days = append(days, hours.Day{Weekday: time.Weekday(w.GetWeekday()), Start: w.GetStart(), End: w.GetEnd()})
-	}
-	var away []hours.Window
-	if w := o.GetOutOfOffice(); w != nil {
-		var win hours.Window
-		if w.GetStart() != nil {
-			win.Start = w.GetStart().AsTime()
-		}
-		if w.GetEnd() != nil {
-			win.End = w.GetEnd().AsTime()
-		}
-		away = append(away, win)
-	}
-	return hours.New(loc, days, o.GetHolidays(), away)
+	return hours.ForOwner(o, s.location)
 }
 
 // utcCalendar is used for clocks whose owner is gone: plain default hours.

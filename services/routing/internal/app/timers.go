@@ -13,7 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/gc"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/pkg/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/sla"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"

@@ -21,7 +21,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
-	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/pkg/hours"
 )
 
 // CostLimit bounds the CEL evaluation cost of one condition, so that a

@@ -12,7 +12,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
-	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/pkg/hours"
 )
 
 // monday10 is Monday 2026-11-16 10:00 UTC, inside default working hours.

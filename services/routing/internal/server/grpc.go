@@ -22,7 +22,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/config"
-	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/pkg/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 )
 

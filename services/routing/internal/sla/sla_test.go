@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
-	"github.com/cairn-dev/cairn/services/routing/internal/hours"
+	"github.com/cairn-dev/cairn/pkg/hours"
 )
 
 func nyCal(t *testing.T) (*hours.Calendar, *time.Location) {
