@@ -393,3 +393,26 @@ func TestDemoPlaysCompile(t *testing.T) {
 		t.Errorf("demo plays has %d plays", len(set.Plays()))
 	}
 }
+
+// TestDueOnBusinessHours: "due: 4h" for an owner working 09:00-17:00 in
+// Berlin, given on Friday at 16:00, is due on Monday at 12:00; a task for
+// an owner the directory does not know is due in calendar time.
+func TestDueOnBusinessHours(t *testing.T) {
+	e := newEnv(t, nil)
+	e.apply(playsFile(t, newReceiver(t)))
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip(err)
+	}
+	d := NewDirectory()
+	d.Set(ws, []*routingv1.Owner{{OwnerId: "lena", TimeZone: "Europe/Berlin"}})
+	e.svc.directory = d
+	fri := time.Date(2031, 1, 3, 16, 0, 0, 0, berlin)
+	e.routing(assignment("p1", "x", routingv1.HandoffType_HANDOFF_TYPE_PQL, "lena", fri), assignment("p2", "y", routingv1.HandoffType_HANDOFF_TYPE_PQL, "sam", fri))
+	if got, want := e.tasks("x")[0].GetDueAt().AsTime(), time.Date(2031, 1, 6, 12, 0, 0, 0, berlin); !got.Equal(want) {
+		t.Errorf("lena's task due %v, want %v (4 business hours)", got.In(berlin), want)
+	}
+	if got, want := e.tasks("y")[0].GetDueAt().AsTime(), fri.Add(4*time.Hour); !got.Equal(want) {
+		t.Errorf("sam's task due %v, want %v (calendar time: not in the directory)", got, want)
+	}
+}
