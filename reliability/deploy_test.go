@@ -13,6 +13,26 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// deployedStateful are the stateful services the deployment files run: the
+// ones the suites start (services) and plays, which the deployment files
+// carry although the crash suites do not start it.
+var deployedStateful = append(append([]string{}, services...), "plays")
+
+// binary returns the path of cairn-<name> in binDir, building it first
+// when TestMain did not (TestMain builds what the suites start).
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(binDir, "cairn-"+name)
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	out, err := exec.Command("go", "build", "-o", path, "github.com/cairn-dev/cairn/services/"+name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build cairn-%s: %v\n%s", name, err, out)
+	}
+	return path
+}
+
 // flagLine matches a flag in the standard flag package's -h output.
 var flagLine = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 
@@ -22,7 +42,7 @@ var flagLine = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 func knownEnv(t *testing.T, name string) map[string]bool {
 	t.Helper()
 	// -h exits non-zero with the usage on stderr; only the text matters.
-	out, _ := exec.Command(filepath.Join(binDir, "cairn-"+name), "-h").CombinedOutput()
+	out, _ := exec.Command(binary(t, name), "-h").CombinedOutput()
 	env := map[string]bool{"CAIRN_LOG_LEVEL": true}
 	for _, m := range flagLine.FindAllStringSubmatch(string(out), -1) {
 		env["CAIRN_"+strings.ToUpper(strings.ReplaceAll(m[1], "-", "_"))] = true
@@ -41,7 +61,7 @@ func TestDeployEnv(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the service binaries")
 	}
-	names := append(append([]string{}, services...), "gateway")
+	names := append(append([]string{}, deployedStateful...), "gateway")
 	known := map[string]map[string]bool{}
 	for _, n := range names {
 		known[n] = knownEnv(t, n)
@@ -105,7 +125,7 @@ func TestDeployEnv(t *testing.T) {
 	}
 	for _, g := range kust.ConfigMapGenerator {
 		for _, l := range g.Literals {
-			for _, n := range services {
+			for _, n := range deployedStateful {
 				add("k8s/base/kustomization.yaml", n, strings.SplitN(l, "=", 2)[0])
 			}
 		}

@@ -59,10 +59,12 @@ func TestRenderBase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rendered base: %v", err)
 	}
-	if n != 16 {
-		t.Fatalf("rendered base has %d objects, want 16", n)
+	// Five stateful services (Service, StatefulSet, PDB), the gateway
+	// (Service, Deployment, PDB) and the ConfigMap.
+	if n != 19 {
+		t.Fatalf("rendered base has %d objects, want 19", n)
 	}
-	for _, want := range []string{"kind: ConfigMap", "name: cairn-config-", "image: ghcr.io/cairn-dev/cairn-ingestion:latest", "app.kubernetes.io/part-of: cairn"} {
+	for _, want := range []string{"kind: ConfigMap", "name: cairn-config-", "image: ghcr.io/cairn-dev/cairn-ingestion:latest", "image: ghcr.io/cairn-dev/cairn-plays:latest", "app.kubernetes.io/part-of: cairn"} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("rendered base lacks %q (kustomize generators, images or labels not applied)", want)
 		}
