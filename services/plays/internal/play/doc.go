@@ -76,7 +76,9 @@
 //	    assignment_id, type ("mql" | "pql" | "sql" | "closed_won" |
 //	    "renewal" | "risk" | "manual"), owner_id, state, reason, rule
 //	sla.warning, sla.breach, sla.escalation, sla.met
-//	    kind ("warning_50" | "warning_80" | "breach" | "escalation" | "met"),
+//	    kind ("warning_50" | "warning_80" | "breach" | "escalation" |
+//	    "manager_notified" (under sla.escalation) | "met" | "met_late" (under
+//	    sla.met)),
 //	    assignment_id, owner_id, new_owner_id, type
 //
 // and account with: id, name, segment, status ("active" | "churned"), stage,
