@@ -33,6 +33,10 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   (cd services/routing && go test -run '^$' -bench Decision -benchtime 2000x ./internal/rules && \
      go test -run '^$' -bench 'QualifyAtRate' -benchtime 3000x ./internal/app && \
      CAIRN_BENCH_TIMERS=${CAIRN_BENCH_TIMERS:-100000} go test -run '^$' -bench RestartTimers -benchtime 1x ./internal/app) | tee "$out/routing.txt"
+  say "plays: deliveries/s to a loopback receiver; trigger -> delivery in bursts and at 1,000/s; resume 100k pending; isolation from a timing-out destination"
+  (cd services/plays && go test -run '^$' -bench BenchmarkDeliver -benchtime 20000x ./internal/deliver && \
+     go test -run '^$' -bench 'TriggerToDelivery|Resume100kPending' -benchtime 1x ./internal/app && \
+     go test -run '^$' -bench BenchmarkIsolation -benchtime 1x ./internal/deliver) | tee "$out/plays.txt"
   say "gateway: Segment /v1/batch of 100 events to a loopback ingestion fake"
   (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
 fi
@@ -201,7 +205,7 @@ suite_pids() {
 suite_cpu() { suite_pids | while read -r n p; do echo "$n $(awk '{print $14+$15}' /proc/$p/stat)"; done; }
 # suite_lag: records the consumers have not applied yet, summed.
 suite_lag() {
-  curl -s "127.0.0.1:$((mbase + 2))/metrics" "127.0.0.1:$((mbase + 3))/metrics" "127.0.0.1:$((mbase + 4))/metrics" |
+  curl -s "127.0.0.1:$((mbase + 2))/metrics" "127.0.0.1:$((mbase + 3))/metrics" "127.0.0.1:$((mbase + 4))/metrics" "127.0.0.1:$((mbase + 6))/metrics" |
     awk '/^cairn_consumer_lag/ {s+=$2} END {print s+0}'
 }
 # suite_load NAME DRIVER-ARGS...: runs the load driver against the suite and
@@ -218,7 +222,7 @@ suite_load() {
   /tmp/cairn-ingestload "$@" >"$out/$name.txt" 2>&1 &
   lp=$!
   if [ "${PROFILE:-0}" = 1 ]; then
-    (sleep 3; i=1; for svc in ingestion stages health routing gateway; do
+    (sleep 3; i=1; for svc in ingestion stages health routing gateway plays; do
        curl -s "127.0.0.1:$((mbase + i))/debug/pprof/profile?seconds=20" -o "$out/pprof-$name-$svc.pb.gz" & i=$((i + 1))
      done; wait) &
     prof=$!
