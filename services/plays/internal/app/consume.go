@@ -155,12 +155,21 @@ func (s *Service) applySignal(tx *pstore.Tx, source string, sg *commonv1.Signal)
 		return err
 	}
 	open := sg.GetState() == commonv1.SignalState_SIGNAL_STATE_OPEN
-	i := slices.Index(a.Signals, sg.GetReason())
-	switch {
-	case open && i < 0:
+	// A signal's record comes again when its attributes change (a renewal
+	// window's band, say) while it stays open: that is no new opening, and
+	// fires nothing. Opening and closing are the changes of state.
+	was := slices.Contains(a.OpenIDs, sg.GetSignalId())
+	if open == was {
+		return nil
+	}
+	if open {
+		a.OpenIDs = append(a.OpenIDs, sg.GetSignalId())
 		a.Signals = append(a.Signals, sg.GetReason())
-	case !open && i >= 0:
-		a.Signals = slices.Delete(a.Signals, i, i+1)
+	} else {
+		a.OpenIDs = slices.DeleteFunc(a.OpenIDs, func(id string) bool { return id == sg.GetSignalId() })
+		if i := slices.Index(a.Signals, sg.GetReason()); i >= 0 {
+			a.Signals = slices.Delete(a.Signals, i, i+1)
+		}
 	}
 	if err := t.PutAccount(a); err != nil {
 		return err

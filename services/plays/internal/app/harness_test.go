@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -63,7 +65,7 @@ func newReceiver(t *testing.T) *receiver {
 		t.Fatal(err)
 	}
 	r := &receiver{t: t, wh: wh, n: map[string]int{}}
-	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		n := r.n[req.URL.Path]
@@ -93,6 +95,9 @@ func newReceiver(t *testing.T) *receiver {
 		r.mu.Unlock()
 		w.WriteHeader(status)
 	}))
+	// Handshakes cut short when a test ends are not news.
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	r.srv.StartTLS()
 	t.Cleanup(r.srv.Close)
 	return r
 }
@@ -272,6 +277,13 @@ func risk(account, reason string, at time.Time) *healthv1.LogRecord {
 		Workspace: ws, AccountId: account, SignalId: account + "/risk/" + reason, Kind: commonv1.SignalKind_SIGNAL_KIND_RISK,
 		Reason: reason, Message: "usage fell 40% over 30 days", State: commonv1.SignalState_SIGNAL_STATE_OPEN, OpenedAt: ts(at),
 	}}}
+}
+
+// closed is r's signal closed at at.
+func closed(r *healthv1.LogRecord, at time.Time) *healthv1.LogRecord {
+	sg := proto.Clone(r.GetSignal()).(*commonv1.Signal)
+	sg.State, sg.ClosedAt = commonv1.SignalState_SIGNAL_STATE_CLOSED, ts(at)
+	return &healthv1.LogRecord{Kind: &healthv1.LogRecord_Signal{Signal: sg}}
 }
 
 func score(account string, prev, band healthv1.Band, s float64, at time.Time) *healthv1.LogRecord {

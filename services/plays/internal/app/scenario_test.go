@@ -168,9 +168,11 @@ func TestCooldown(t *testing.T) {
 	e := newEnv(t, rcv)
 	e.apply(playsFile(t, rcv))
 	at := e.clk.Now()
-	e.health(risk("a", "usage_drop_30d", at))
-	e.health(risk("a", "usage_drop_30d", at.Add(24*time.Hour)))
-	e.health(risk("a", "usage_drop_30d", at.Add(8*24*time.Hour)))
+	// The signal opens, closes and opens again: each opening is a trigger.
+	for _, d := range []time.Duration{0, 24 * time.Hour, 8 * 24 * time.Hour} {
+		e.health(risk("a", "usage_drop_30d", at.Add(d)))
+		e.health(closed(risk("a", "usage_drop_30d", at.Add(d)), at.Add(d+time.Hour)))
+	}
 	fs := e.firings("a")
 	if len(fs) != 3 {
 		t.Fatalf("%d firings, want 3", len(fs))
@@ -358,6 +360,28 @@ func TestTaskLifecycle(t *testing.T) {
 	}
 	if got := e.tasks("x")[0]; got.GetState() != playsv1.TaskState_TASK_STATE_DONE {
 		t.Errorf("a done task changed on expiry: %v", got)
+	}
+}
+
+// TestSignalUpdateIsNoOpening: a signal's record coming again while it
+// stays open (its attributes changed) fires nothing; closing and opening
+// again does.
+func TestSignalUpdateIsNoOpening(t *testing.T) {
+	e := newEnv(t, nil)
+	e.apply(playsFile(t, newReceiver(t)))
+	at := e.clk.Now()
+	e.health(renewal("r", 90, "neutral", at))
+	n := len(e.tasks("r"))
+	if n == 0 {
+		t.Fatal("no renewal tasks")
+	}
+	e.health(renewal("r", 90, "at_risk", at.Add(time.Hour)))
+	if got := len(e.tasks("r")); got != n {
+		t.Errorf("%d tasks after the open signal's band changed, want %d", got, n)
+	}
+	e.health(closed(renewal("r", 90, "at_risk", at), at.Add(2*time.Hour)), renewal("r", 90, "at_risk", at.Add(3*time.Hour)))
+	if got := len(e.tasks("r")); got <= n {
+		t.Errorf("%d tasks after the signal closed and opened again, want more than %d", got, n)
 	}
 }
 

@@ -198,6 +198,8 @@ func summarize(ws string, set *play.Set) *playsv1.PlaysVersion {
 			DestinationId: d.ID, Type: d.Type, Url: d.URL, Signed: d.Secret != "", Concurrency: int32(d.Concurrency),
 		})
 	}
+	// The built-in playbooks are always available; then the file's own.
+	v.Playbooks = []string{play.PlaybookRenewal, play.PlaybookOnboarding}
 	for _, pb := range set.Playbooks() {
 		v.Playbooks = append(v.Playbooks, pb.ID)
 	}

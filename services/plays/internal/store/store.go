@@ -67,8 +67,9 @@ type Account struct {
 	Score   float64           `json:"score,omitempty"`
 	// Owners maps a role (csm, ae, sdr) to its owner id.
 	Owners map[string]string `json:"owners,omitempty"`
-	// Signals are the open signals' reasons.
+	// Signals are the open signals' reasons, OpenIDs their ids.
 	Signals []string `json:"signals,omitempty"`
+	OpenIDs []string `json:"open_ids,omitempty"`
 }
 
 // Map is the account as the plays' CEL sees it (play package doc).
