@@ -653,6 +653,213 @@ test('processing: a banner counts the events behind while the services catch up,
   await banner.waitFor({ state: 'hidden', timeout: TIMEOUT });
 });
 
+// ---- plays: tasks for owners, playbooks, firings, deliveries.
+
+// playsActive says whether the workspace has a plays file (the demo's may
+// not be applied yet): the page then shows its empty state instead.
+async function playsActive() {
+  const r = await fetch(`${BASE}/v1/plays`, { headers: { Authorization: 'Bearer ' + KEY } });
+  if (r.status === 404) return false;
+  assert.equal(r.status, 200, `GET /v1/plays: ${r.status}`);
+  return true;
+}
+const PLAYS_READY = '[data-testid=tasks-table], [data-testid=tasks-empty], [data-testid=plays-empty], [data-testid=plays-absent]';
+
+test('plays: my work soonest due first, playbook progress, firings and the active plays, without error boxes', async (t) => {
+  const active = await playsActive();
+  const p = await open(t, 'plays', PLAYS_READY);
+  await noRawText(p, 'plays');
+  if (!active) {
+    assert.ok(await p.$('[data-testid=plays-empty]'), 'no plays file: the empty state');
+    assert.match(await p.textContent('[data-testid=plays-empty]'), /cairn apply -f plays\.yaml/);
+    await shot(p, 'plays-empty-demo');
+    return;
+  }
+  for (const id of ['plays-tasks', 'plays-playbooks', 'plays-firings', 'plays-list', 'plays-destinations']) {
+    assert.ok(await p.$(`[data-testid=${id}]`), `${id} shown`);
+  }
+  // The open tasks, as many as the API lists, soonest due first, overdue ones marked.
+  const openTasks = await all('/v1/tasks?state=TASK_STATE_OPEN', 'tasks');
+  const rows = await p.$$eval('[data-testid=tasks-table] tbody tr', (rs) => rs.map((r) => ({ id: r.dataset.task, state: r.dataset.taskState, due: r.dataset.due, overdue: r.classList.contains('overdue') })));
+  assert.equal(rows.length, Math.min(50, openTasks.length), 'one row per open task, up to 50');
+  if (openTasks.length) assert.match(await p.textContent('[data-testid=tasks-count]'), new RegExp('^' + openTasks.length.toLocaleString('en-US') + ' task'));
+  assert.ok(rows.every((r) => r.state === 'open'), 'open tasks only');
+  const dues = rows.map((r) => (r.due ? Date.parse(r.due) : Infinity));
+  assert.deepEqual(dues, [...dues].sort((a, b) => a - b), 'soonest due first');
+  const now = Date.now();
+  assert.ok(rows.filter((r) => r.due && Date.parse(r.due) < now - 60e3).every((r) => r.overdue), 'every task past due is marked overdue');
+  assert.ok(rows.filter((r) => !r.due || Date.parse(r.due) > now + 60e3).every((r) => !r.overdue), 'no task due later is marked overdue');
+  if (rows.length) {
+    // Due dates carry their year; with a read key, Done and Skip say a write key is needed.
+    assert.match(await p.textContent('[data-testid=tasks-table] tbody tr td:first-child'), /\w{3} \d{1,2}, \d{4}/);
+    const btn = p.locator('[data-testid=tasks-table] tbody tr:first-child button[data-action=done]');
+    assert.equal(await btn.getAttribute('aria-disabled'), 'true');
+    assert.match(await btn.getAttribute('title'), /key that may write/);
+    // Still focusable (aria-disabled), so a keyboard reaches the reason too.
+    await btn.focus();
+    await p.keyboard.press('Enter');
+    assert.match(await p.textContent('[data-testid=action-status]'), /key that may write/);
+  }
+  // Cooldown holds read in words, with the date's year.
+  for (const held of await p.$$eval('[data-testid=held]', (els) => els.map((e) => e.textContent))) {
+    assert.match(held, /^held: /);
+    if (/cooldown/.test(held)) assert.match(held, /^held: cooldown until \w{3} \d{1,2}, \d{4}/);
+  }
+  const plays = (await api('/v1/plays')).plays.plays || [];
+  assert.equal(await p.$$eval('[data-testid=plays-list] [data-play]', (els) => els.length), plays.length, 'every active play listed');
+  await shot(p, 'plays');
+  await panelShot(p, '[data-testid=plays-tasks]', 'plays-tasks');
+  await panelShot(p, '[data-testid=plays-playbooks]', 'plays-playbooks');
+
+  // The owner filter: one owner's tasks only.
+  const owned = openTasks.find((x) => x.ownerId);
+  if (owned) {
+    await p.selectOption('#task-owner', owned.ownerId);
+    await p.waitForFunction((o) => location.hash.includes('owner=' + o), owned.ownerId, { timeout: TIMEOUT });
+    await p.waitForSelector(PLAYS_READY, { timeout: TIMEOUT });
+    await settled(p);
+    const ids = new Set(openTasks.filter((x) => x.ownerId === owned.ownerId).map((x) => x.taskId));
+    const shown = await p.$$eval('[data-testid=tasks-table] tbody tr', (rs) => rs.map((r) => r.dataset.task));
+    assert.deepEqual(shown.filter((id) => !ids.has(id)), [], 'only the owner\'s tasks');
+    assert.equal(shown.length, Math.min(50, ids.size));
+    await p.selectOption('#task-owner', ''); // the choice is remembered; leave it at everyone
+  }
+
+  // The account page: its open tasks with playbook progress, and its firings.
+  const acct = (openTasks[0] || {}).accountId || (await api('/v1/plays/firings?page.pageSize=1')).firings?.[0]?.accountId;
+  if (acct) {
+    const q = await open(t, 'account/' + encodeURIComponent(acct), '[data-testid=account-tasks] h2');
+    await settled(q);
+    assert.equal(await q.$('[data-testid=account-tasks] .error'), null, 'account tasks without error');
+    assert.equal(await q.$('[data-testid=account-firings] .error'), null, 'account firings without error');
+    const mine = openTasks.filter((x) => x.accountId === acct).length;
+    assert.match(await q.textContent('[data-testid=account-open-count]'), new RegExp('^' + mine + ' open'));
+    await panelShot(q, '[data-testid=account-tasks]', 'plays-account-tasks');
+    await panelShot(q, '[data-testid=account-firings]', 'plays-account-firings');
+  }
+});
+
+test('plays: with a key that may write, Done closes a task and Reopen opens it again', async (t) => {
+  if (!WRITE_KEY || !(await playsActive())) return t.skip('needs CAIRN_WRITE_KEY and an applied plays file');
+  if (!(await all('/v1/tasks?state=TASK_STATE_OPEN', 'tasks')).length) return t.skip('no open task');
+  const p = await open(t, 'plays', PLAYS_READY);
+  // The key dialog takes a second key for actions, keeping the read key.
+  await p.click('#key-button');
+  await p.fill('#write-key-input', WRITE_KEY);
+  await p.click('#key-form button[type=submit]');
+  await p.waitForSelector('[data-testid=tasks-table]', { timeout: TIMEOUT });
+  await settled(p);
+  const row = p.locator('[data-testid=tasks-table] tbody tr').first();
+  const id = await row.getAttribute('data-task');
+  const task = (await all('/v1/tasks?state=TASK_STATE_OPEN', 'tasks')).find((x) => x.taskId === id);
+  assert.ok(task, `${id} is open`);
+  const stateOf = async () => (await all(`/v1/tasks?accountId=${encodeURIComponent(task.accountId)}`, 'tasks')).find((x) => x.taskId === id).state;
+  assert.equal(await row.locator('button[data-action=done]').getAttribute('aria-disabled'), null, 'Done is enabled');
+  await row.locator('button[data-action=done]').click();
+  await p.waitForSelector(`tr[data-task="${id}"][data-task-state=done]`, { timeout: TIMEOUT });
+  assert.match(await p.textContent('[data-testid=action-status]'), /^Marked done: /);
+  assert.equal(await stateOf(), 'TASK_STATE_DONE');
+  await shot(p, 'plays-task-done');
+  await p.locator(`tr[data-task="${id}"] button[data-action=reopen]`).click();
+  await p.waitForSelector(`tr[data-task="${id}"][data-task-state=open]`, { timeout: TIMEOUT });
+  assert.equal(await stateOf(), 'TASK_STATE_OPEN');
+  await p.evaluate(() => localStorage.removeItem('cairn.writeKey'));
+});
+// at matches a request to one REST path, whatever its query.
+const at = (pathname) => (url) => url.pathname === pathname;
+
+// A plays version with two destinations, and deliveries in every state: the
+// demo sends no webhooks, so the delivery views are shown these.
+const MOCK_VERSION = {
+  plays: {
+    workspace: 'demo', version: 3, appliedAt: '2026-03-02T09:00:00Z', playbooks: ['renewal'],
+    destinations: [{ destinationId: 'crm', type: 'webhook', url: 'https://hooks.example.com/cairn/secret-path', signed: true, concurrency: 4 },
+      { destinationId: 'cs-alerts', type: 'slack', url: 'https://hooks.slack.com/services/T000/B000/XXXX' }],
+    plays: [{ playId: 'at-risk-alert', name: 'Tell the CS channel when an account turns at risk', on: ['health.band_changed'], when: 'record.band == "at_risk"', cooldown: '604800s',
+      actions: ['slack: cs-alerts', 'webhook: crm', 'task: Call the champion (csm, due in 2d)'] }],
+  },
+};
+const MOCK_DESTINATIONS = {
+  destinations: [
+    { destination: MOCK_VERSION.plays.destinations[0], pending: '3', inFlight: '1', delivered: '1204', failedAttempts: '17', dead: '2', breaker: 'open', lastError: 'receiver answered 503', lastStatus: 503, latencyP50: '0.012s', latencyP99: '1.250s' },
+    { destination: MOCK_VERSION.plays.destinations[1], pending: '0', delivered: '88', failedAttempts: '0', dead: '0', breaker: 'closed', latencyP50: '0.180s', latencyP99: '0.420s' }],
+};
+const delivery = (n, state, extra) => ({ workspace: 'demo', deliveryId: `msg_0badf00d_${n}`, destinationId: 'crm', accountId: 'acme', playId: 'at-risk-alert', firingId: 'f_' + n, action: 'webhook',
+  state, attempts: 1, createdAt: `2026-03-0${n}T10:00:00Z`, lastAttemptAt: `2026-03-0${n}T10:00:01Z`, lastStatus: 200, lastLatency: '0.034s', ...extra });
+const MOCK_DELIVERIES = [
+  delivery(5, 'DELIVERY_STATE_PENDING', { attempts: 3, lastStatus: 503, lastError: 'receiver answered 503', nextAttemptAt: '2026-03-05T10:05:00Z' }),
+  delivery(4, 'DELIVERY_STATE_DELIVERED'),
+  delivery(3, 'DELIVERY_STATE_DEAD', { attempts: 12, lastStatus: 0, lastError: 'dial tcp: connection refused', lastLatency: undefined }),
+  delivery(2, 'DELIVERY_STATE_DEAD', { attempts: 1, lastStatus: 410, lastError: 'receiver refused the message (410 Gone)' })];
+
+test('plays: destinations, the delivery log and dead letters, with Redeliver', async (t) => {
+  const p = await page(t);
+  const posted = [];
+  await p.route(at('/v1/plays'), (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(MOCK_VERSION) }));
+  await p.route(at('/v1/destinations'), (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(MOCK_DESTINATIONS) }));
+  await p.route(at('/v1/deliveries'), (r) => {
+    const u = new URL(r.request().url());
+    const st = u.searchParams.get('state');
+    const list = MOCK_DELIVERIES.filter((d) => !st || d.state === st);
+    r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ deliveries: list, page: {} }) });
+  });
+  await p.route(at('/v1/deliveries:redeliver'), (r) => {
+    posted.push({ method: r.request().method(), auth: r.request().headers().authorization, body: JSON.parse(r.request().postData()) });
+    r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ queued: 1 }) });
+  });
+  await p.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await p.evaluate(() => localStorage.setItem('cairn.writeKey', 'cairn_write_e2e'));
+  await p.goto(`${BASE}/#/plays`);
+  await p.waitForSelector('[data-testid=dead-table] tbody tr', { timeout: TIMEOUT });
+  await settled(p);
+  await noRawText(p, 'plays with deliveries');
+  const crm = await p.textContent('[data-testid=destinations-table] tr[data-destination=crm]');
+  assert.ok(crm.includes('hooks.example.com') && !crm.includes('secret-path'), 'the URL\'s host, not its path');
+  assert.match(crm, /1,204/);
+  assert.match(crm, /12 ms/);
+  assert.match(crm, /1\.3 s|1\.2 s/);
+  assert.equal(await p.getAttribute('tr[data-destination=crm] [data-breaker]', 'data-breaker'), 'open');
+  assert.equal(await p.$$eval('[data-testid=deliveries-table] tbody tr', (r) => r.length), 4, 'the log lists every delivery');
+  assert.equal(await p.$$eval('[data-testid=dead-table] tbody tr', (r) => r.length), 2, 'the dead letters');
+  assert.match(await p.textContent('[data-testid=plays-list]'), /Slack message to cs-alerts/);
+  await panelShot(p, '[data-testid=plays-destinations]', 'plays-destinations');
+  await panelShot(p, '[data-testid=plays-deliveries]', 'plays-deliveries');
+  await panelShot(p, '[data-testid=plays-dead]', 'plays-dead');
+
+  await p.click('[data-testid=dead-table] tr[data-delivery=msg_0badf00d_3] button[data-action=redeliver]');
+  await p.waitForFunction(() => /Queued 1/.test(document.querySelector('[data-testid=action-status]').textContent), null, { timeout: TIMEOUT });
+  await p.waitForSelector('[data-testid=dead-table] tbody tr', { timeout: TIMEOUT });
+  await p.click('tr[data-destination=crm] button[data-action=redeliver-all]');
+  await p.waitForFunction((n) => document.querySelectorAll('[data-testid=dead-table] tbody tr').length === n, 2, { timeout: TIMEOUT });
+  assert.deepEqual(posted.map((x) => x.body), [{ deliveryIds: ['msg_0badf00d_3'] }, { destinationId: 'crm' }]);
+  assert.ok(posted.every((x) => x.method === 'POST' && x.auth === 'Bearer cairn_write_e2e'), 'sent with the key that may write');
+  await p.evaluate(() => localStorage.removeItem('cairn.writeKey'));
+});
+
+test('plays: no plays file shows how to apply one; no plays service says plays is not running', async (t) => {
+  const p = await page(t);
+  await p.route(at('/v1/plays'), (r) => r.fulfill({ status: 404, contentType: 'application/json',
+    body: JSON.stringify({ code: 5, message: 'workspace "demo" has no plays: apply a plays file with cairn apply -f plays.yaml' }) }));
+  await p.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await p.goto(`${BASE}/#/plays`);
+  await p.waitForSelector('[data-testid=plays-empty]', { timeout: TIMEOUT });
+  assert.match(await p.textContent('[data-testid=plays-empty]'), /cairn apply -f plays\.yaml/);
+  assert.equal(await p.$('#view .error'), null, 'an empty state, not an error');
+  await shot(p, 'plays-empty');
+
+  const q = await page(t);
+  const gone = (r) => r.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ code: 5, message: 'no such endpoint' }) });
+  await q.route(at('/v1/plays'), gone);
+  await q.route(at('/v1/tasks'), gone);
+  await q.route(at('/v1/plays/firings'), gone);
+  await q.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await q.goto(`${BASE}/#/plays`);
+  await q.waitForSelector('[data-testid=plays-absent]', { timeout: TIMEOUT });
+  assert.match(await q.textContent('[data-testid=plays-absent]'), /Plays is not running/);
+  assert.equal(await q.$('#view .error'), null, 'a message, not an error');
+  await shot(q, 'plays-absent');
+});
+
 // axe-core checks each view against WCAG 2 A/AA; serious and critical
 // violations are written to screenshots/axe.json and printed, for review
 // (not failed on: some predate these views).
@@ -661,7 +868,7 @@ test('accessibility (axe-core): serious and critical violations per view', async
   const { readFile, writeFile } = await import('node:fs/promises');
   const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
   const found = {};
-  for (const view of ['portfolio', 'accounts?status=paying', 'lists', 'routing', 'journey']) {
+  for (const view of ['portfolio', 'accounts?status=paying', 'lists', 'routing', 'journey', 'plays']) {
     const p = await open(t, view, '#view .panel');
     await p.evaluate(axeSource); // through the DevTools protocol: the page's CSP forbids inline scripts
     const res = await p.evaluate(async () => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));

@@ -5,6 +5,10 @@
 
 (function () {
   const KEY_STORE = 'cairn.apiKey';
+  // WRITE_STORE keeps an optional second key for the few actions the
+  // dashboard takes (Done, Skip, Redeliver): the key the page reads with is
+  // usually a read key, which may not change anything.
+  const WRITE_STORE = 'cairn.writeKey';
   const view = document.getElementById('view');
   const SVGNS = 'http://www.w3.org/2000/svg';
 
@@ -44,9 +48,26 @@
     history.replaceState(null, '', location.pathname + location.search + '#/journey');
   }
   function apiKey() { return localStorage.getItem(KEY_STORE) || ''; }
+  // keyRole reads the role Cairn writes into the keys it makes
+  // ("cairn_read_…"); another key's role is not known until it is used.
+  const keyRole = (k) => (String(k || '').match(/^cairn_(read|write|admin|service)_/) || [])[1] || '';
+  // writeKey is the key for actions: the one entered for writing, else the
+  // reading key unless it is known to be a read (or write-only) key.
+  function writeKey() {
+    const w = localStorage.getItem(WRITE_STORE);
+    if (w) return w;
+    const k = apiKey(), role = keyRole(k);
+    return role === 'read' || role === 'write' ? '' : k;
+  }
   function askKey() {
     const d = document.getElementById('key-dialog');
-    document.getElementById('key-input').value = '';
+    const input = document.getElementById('key-input'), wInput = document.getElementById('write-key-input');
+    input.value = '';
+    wInput.value = '';
+    // With a key stored, the dialog may be used to add a write key only.
+    input.required = !apiKey();
+    input.placeholder = apiKey() ? 'leave empty to keep the current key' : '';
+    wInput.placeholder = localStorage.getItem(WRITE_STORE) ? 'leave empty to keep the current write key' : 'none';
     if (!d.open) d.showModal();
   }
 
@@ -708,7 +729,11 @@
     const low = h('div', { class: 'grid three', style: 'margin-top:18px' });
     const sigEl = h('section', { class: 'panel' }), handEl = h('section', { class: 'panel' }), evEl = h('section', { class: 'panel' });
     low.append(sigEl, handEl, evEl);
-    view.replaceChildren(head, top, mid, low);
+    // The plays row: the account's tasks and playbooks, and what fired for it.
+    const playsRow = h('div', { class: 'grid two', style: 'margin-top:18px' });
+    const tasksEl = h('section', { class: 'panel', 'data-testid': 'account-tasks' }), firingsEl = h('section', { class: 'panel', 'data-testid': 'account-firings' });
+    playsRow.append(tasksEl, firingsEl);
+    view.replaceChildren(head, top, mid, playsRow, low);
     const enc = encodeURIComponent(id);
 
     const journeyP = api(`/v1/accounts/${enc}/journey`);
@@ -830,6 +855,7 @@
           h('div', { class: 'sub', 'data-testid': 'handoff-sla' }, slaText(a)), assignmentDetails(a)))))
         : empty('No handoffs for this account.')];
     });
+    accountPlays(id, tasksEl, firingsEl);
     fill(evEl, 'events', async () => {
       const r = await api(`/v1/accounts/${enc}/events`, { 'page.pageSize': 25 });
       const evs = r.events || [];
@@ -1124,6 +1150,606 @@
     });
   }
 
+  // ---- plays (cairn.plays.v1): tasks for owners, playbook runs, the plays
+  // that make them, and the webhook and Slack deliveries they send.
+
+  // send makes a change with the key that may write. A refused key does not
+  // open the key dialog: the page stays as it is and says why.
+  async function send(method, path, body) {
+    const resp = await fetch(new URL(path, location.origin), {
+      method, body: JSON.stringify(body || {}),
+      headers: { Authorization: 'Bearer ' + writeKey(), Accept: 'application/json', 'Content-Type': 'application/json' },
+    });
+    let b = null;
+    try { b = await resp.json(); } catch (e) { b = null; }
+    if (!resp.ok) throw new APIError(resp.status, b);
+    return b || {};
+  }
+  const NEEDS_WRITE = 'Needs a key that may write (a write or admin key); this dashboard reads with a read key. Add one under Key, top right.';
+  // actionError is a refused change in words.
+  function actionError(err) {
+    if (err.status === 401) return 'The key that may write was not accepted: check it under Key, top right.';
+    if (err.status === 403) return 'This key may not make changes: use a write or admin key (Key, top right).';
+    if (err.status === 429) return 'Cairn is busy; try again in a moment.';
+    if (err.status >= 500 || !err.status) return 'Cairn could not make the change right now; try again.' + (err.requestId ? ' (request ' + err.requestId + ')' : '');
+    // The service's sentence, without the API's enum names.
+    return String(err.message || 'The change was refused.').replace(/\s*\(state TASK_STATE_\w+\)/g, '')
+      .replace(/\b(?:TASK|DELIVERY)_STATE_(\w+)\b/g, (m, w) => w.toLowerCase());
+  }
+  // notice is a page's status line for the outcome of an action (announced
+  // to screen readers by role=status).
+  let noticeEl = null;
+  function makeNotice() {
+    noticeEl = h('div', { class: 'notice', role: 'status', 'data-testid': 'action-status' });
+    return noticeEl;
+  }
+  function announce(msg, bad) {
+    if (!noticeEl) return;
+    noticeEl.className = 'notice' + (bad ? ' bad' : '') + (msg ? ' shown' : '');
+    noticeEl.textContent = msg;
+  }
+  // actionButton is a button that changes something. Without a key that may
+  // write it stays visible, marked disabled (aria-disabled keeps it
+  // focusable so that its tooltip can be read) and says what is missing.
+  function actionButton(text, name, run, attrs) {
+    const can = !!writeKey();
+    const btn = h('button', { type: 'button', class: 'small', 'aria-disabled': can ? null : 'true', title: can ? name : NEEDS_WRITE, 'aria-label': text + ': ' + name, ...attrs }, text);
+    btn.addEventListener('click', async () => {
+      if (!can) { announce(NEEDS_WRITE, true); return; }
+      if (btn.dataset.busy) return;
+      btn.dataset.busy = '1';
+      btn.setAttribute('aria-busy', 'true');
+      try { await run(); } catch (err) { announce(actionError(err), true); } finally { delete btn.dataset.busy; btn.removeAttribute('aria-busy'); }
+    });
+    return btn;
+  }
+
+  // playsInfo says whether plays runs here and what is active: "active"
+  // (with the version), "none" (the workspace has no plays file) or
+  // "absent" (the gateway has no plays service). GetPlays answers 404 in
+  // both of the last cases; the task list, which never does when the
+  // service is there, tells them apart.
+  function playsInfo() {
+    return cached('plays', 30e3, async () => {
+      try {
+        const r = await api('/v1/plays');
+        return { state: 'active', version: r.plays || {} };
+      } catch (err) {
+        if (err.status !== 404) throw err;
+        try {
+          await api('/v1/tasks', { 'page.pageSize': 1 });
+          return { state: 'none' };
+        } catch (e2) {
+          if (e2.status === 404) return { state: 'absent' };
+          throw e2;
+        }
+      }
+    });
+  }
+  const playNames = new Map(), poolNames = new Map();
+  async function playsLookups() {
+    const [info, pools] = await Promise.all([playsInfo(), optional(cached('pools', 60e3, () => api('/v1/pools', { 'page.pageSize': 1000 })))]);
+    for (const p of (info.version && info.version.plays) || []) if (p.name) playNames.set(p.playId, p.name);
+    for (const p of (pools && pools.pools) || []) if (p.name) poolNames.set(p.poolId, p.name);
+    return info;
+  }
+  const playName = (id) => playNames.get(id) || label(id);
+  const playbookName = (id) => label(id) + ' playbook';
+  function playsUnavailable(info, testid) {
+    if (info.state === 'absent') {
+      return h('div', { class: 'empty', 'data-testid': 'plays-absent' }, h('b', {}, 'Plays is not running.'),
+        h('div', {}, 'This gateway has no plays service, so there are no tasks, playbooks or deliveries to show. ', h('code', {}, 'cairn run'),
+          ' starts it with the suite; a deployment points the gateway at it with ', h('code', {}, '--plays-addr'), '.'));
+    }
+    return h('div', { class: 'empty', 'data-testid': testid || 'plays-empty' }, h('b', {}, 'No plays yet.'),
+      h('div', {}, 'A play turns a stage change, a health signal, a handoff or an SLA event into tasks for owners, playbooks of tasks, and webhook or Slack messages. This workspace has no plays file: write one (see docs/plays.md) and apply it with ',
+        h('code', {}, 'cairn apply -f plays.yaml'), '.'));
+  }
+
+  // loadAll pages through a list up to cap items.
+  async function loadAll(path, params, field, cap) {
+    const items = [];
+    let token = '';
+    do {
+      const r = await api(path, { ...params, 'page.pageSize': Math.min(1000, cap - items.length), 'page.pageToken': token || undefined });
+      items.push(...(r[field] || []));
+      token = (r.page && r.page.nextPageToken) || '';
+    } while (token && items.length < cap);
+    return { items, more: !!token };
+  }
+
+  // ---- words for the plays service's ids and sentences
+  const TASK_STATES = [['open', 'TASK_STATE_OPEN', 'Open', 'warn'], ['scheduled', 'TASK_STATE_SCHEDULED', 'Scheduled', 'muted'],
+    ['done', 'TASK_STATE_DONE', 'Done', 'good'], ['skipped', 'TASK_STATE_SKIPPED', 'Skipped', 'muted'], ['expired', 'TASK_STATE_EXPIRED', 'Expired', 'bad']];
+  const taskState = (v) => TASK_STATES.find((x) => x[1] === v) || ['unknown', v, 'Unknown', 'muted'];
+  const taskPill = (t) => { const x = taskState(t.state); return h('span', { class: 'pill ' + x[3], 'data-task-state': x[0] }, x[2].toLowerCase()); };
+  const TRIGGERS = { 'stage.entered': 'entered a stage', 'stage.exited': 'left a stage', 'status.churned': 'churned', 'status.won_back': 'won back',
+    'signal.opened': 'a signal opened', 'signal.closed': 'a signal closed', 'health.band_changed': 'health band changed',
+    'assignment.created': 'handoff assigned', 'assignment.reassigned': 'handoff reassigned', 'assignment.closed': 'handoff closed',
+    'sla.warning': 'SLA warning', 'sla.breach': 'SLA breached', 'sla.escalation': 'SLA escalated', 'sla.met': 'SLA met' };
+  const words = (id) => String(id || '').split(/[._\s]+/).filter(Boolean).map((w) => WORDS[w.toLowerCase()] || w.toLowerCase()).join(' ');
+  const triggerWords = (k) => TRIGGERS[k] || words(k);
+  const cap1 = (x) => (x ? x.charAt(0).toUpperCase() + x.slice(1) : x);
+  // humanize puts the ids inside a service's sentence into words:
+  // trigger kinds, and snake_case reasons such as renewal_window_90.
+  function humanize(text) {
+    return tidy(String(text || '')
+      .replace(/\b(?:stage|status|signal|health|assignment|sla)\.[a-z_]+\b/g, (k) => triggerWords(k))
+      // "renewal signal renewal_window_90 opened": the reason is a name.
+      .replace(/\b(signal) ([a-z][a-z0-9]*(?:_[a-z0-9]+)+) (opened|closed)\b/g, (m, a, r, b) => `${a} “${humanize(r)}” ${b}`)
+      .replace(/\b[a-z][a-z0-9]*(?:[._][a-z0-9]+)*_[a-z0-9]+(?:[._][a-z0-9]+)*\b/g, (x) => {
+        const m = x.match(/^renewal_window_(\d+)$/);
+        return m ? `renewal in ≤ ${m[1]} days` : words(x);
+      }));
+  }
+  // whyText reads a task's why ('play "NAME" fired on KIND: SUMMARY').
+  function whyText(why) {
+    const m = String(why || '').match(/^play "(.*?)" fired on ([a-z_.]+): ([\s\S]*)$/);
+    // The summary says what happened in full; the play is in its own column.
+    return cap1(humanize(m ? m[3] : why));
+  }
+  // fmtSpan is a length of time in words ("3 days", "4 hours").
+  function fmtSpan(sec) {
+    const a = Math.abs(sec);
+    const n = (v, unit) => `${v} ${unit}${v === 1 ? '' : 's'}`;
+    if (a >= 2 * 86400) return n(Math.round(a / 86400), 'day');
+    if (a >= 3600) return n(Math.round(a / 3600), 'hour');
+    return n(Math.max(1, Math.round(a / 60)), 'minute');
+  }
+  // spanWords turns a plays file's duration ("2d", "4h", "90m") into words.
+  const spanWords = (d) => { const m = String(d || '').trim().match(/^(\d+)\s*([dhmw])$/); return m ? `${m[1]} ${{ d: 'day', h: 'hour', m: 'minute', w: 'week' }[m[2]]}${m[1] === '1' ? '' : 's'}` : d; };
+  function roleWords(r) {
+    r = String(r || '');
+    if (r.startsWith('pool:')) return 'pool ' + (poolNames.get(r.slice(5)) || label(r.slice(5)));
+    if (r.startsWith('owner:')) return ownerName(r.slice(6));
+    return { csm: 'the account\'s CSM', ae: 'the account\'s AE', sdr: 'the account\'s SDR' }[r] || words(r);
+  }
+  function ownerCell(t) {
+    const r = String(t.ownerRole || '');
+    if (t.ownerId) return [h('div', {}, ownerName(t.ownerId)), h('div', { class: 'when muted' }, r.startsWith('owner:') ? 'named in the play' : roleWords(r))];
+    if (r.startsWith('pool:')) return [h('div', {}, 'Pool: ' + (poolNames.get(r.slice(5)) || label(r.slice(5)))), h('div', { class: 'when muted' }, 'anyone in the pool')];
+    return [h('span', { class: 'pill warn' }, 'no owner yet'), h('div', { class: 'when muted' }, roleWords(r) + ', once assigned')];
+  }
+  // fmtLatency is a delivery's time to answer.
+  function fmtLatency(d) {
+    if (d === undefined || d === null || d === '') return '—';
+    const sec = seconds(d);
+    if (sec < 0.001) return '<1 ms';
+    if (sec < 1) return Math.round(sec * 1000) + ' ms';
+    return sec.toFixed(sec < 10 ? 1 : 0) + ' s';
+  }
+  const urlHost = (u) => { try { return new URL(u).host; } catch (e) { return '—'; } };
+  const due = (t) => (validTime(t.dueAt) ? new Date(t.dueAt).getTime() : 8.64e15);
+  const soonestDue = (a, b) => due(a) - due(b) || String(a.taskId).localeCompare(String(b.taskId), 'en', { numeric: true });
+  const isOpen = (t) => t.state === 'TASK_STATE_OPEN';
+  const isOverdue = (t, now) => isOpen(t) && validTime(t.dueAt) && new Date(t.dueAt).getTime() < now;
+  function dueCell(t, now) {
+    const st = taskState(t.state)[0];
+    if (st === 'scheduled') {
+      return [h('div', {}, 'starts ' + fmtStamp(t.startsAt)), validTime(t.dueAt) ? h('div', { class: 'when muted' }, 'due ' + fmtStamp(t.dueAt)) : null];
+    }
+    if (!validTime(t.dueAt)) return h('span', { class: 'muted' }, 'no due date');
+    const left = (new Date(t.dueAt).getTime() - now) / 1000;
+    return [h('div', {}, fmtStamp(t.dueAt)),
+      st === 'open' ? h('div', { class: 'when countdown ' + (left < 0 ? 'late' : left < 86400 ? 'soon' : '') }, left < 0 ? 'overdue by ' + fmtSpan(left) : 'due in ' + fmtSpan(left)) : null];
+  }
+  // runs groups playbook tasks into runs: the steps one firing made for one
+  // account, in step order.
+  function playbookRuns(tasks) {
+    const runs = new Map();
+    for (const t of tasks) {
+      if (!t.playbookId) continue;
+      const k = t.accountId + '\u0000' + t.playbookId + '\u0000' + t.firingId;
+      if (!runs.has(k)) runs.set(k, { key: k, accountId: t.accountId, playbookId: t.playbookId, playId: t.playId, why: t.why, started: t.createdAt, steps: [] });
+      runs.get(k).steps.push(t);
+    }
+    for (const r of runs.values()) {
+      r.steps.sort((a, b) => num(a.step) - num(b.step));
+      const count = (s) => r.steps.filter((t) => t.state === s).length;
+      r.done = count('TASK_STATE_DONE');
+      r.skipped = count('TASK_STATE_SKIPPED');
+      r.expired = count('TASK_STATE_EXPIRED');
+      r.active = r.steps.filter((t) => t.state === 'TASK_STATE_OPEN' || t.state === 'TASK_STATE_SCHEDULED');
+      r.next = r.active.slice().sort(soonestDue)[0] || null;
+    }
+    return runs;
+  }
+  const runKey = (t) => t.accountId + '\u0000' + t.playbookId + '\u0000' + t.firingId;
+  const STEP_MARK = { open: '○', scheduled: '◷', done: '✓', skipped: '–', expired: '✕' };
+  function runProgress(r, withAccount) {
+    const total = r.steps.length;
+    const rest = [r.skipped ? `${r.skipped} skipped` : '', r.expired ? `${r.expired} expired` : ''].filter(Boolean).join(' · ');
+    return h('div', { class: 'run', 'data-testid': 'playbook-run', 'data-account': r.accountId, 'data-playbook': r.playbookId, 'data-done': r.done, 'data-steps': total },
+      h('div', { class: 'run-head' }, withAccount ? [accountLink(r.accountId), ' · '] : null, h('b', {}, playbookName(r.playbookId)),
+        ' ', h('span', { class: 'muted' }, 'started ' + fmtDate(r.started))),
+      h('div', { class: 'run-bar' }, h('div', { class: 'bar good', role: 'img', 'aria-label': `${r.done} of ${total} steps done` }, h('span', { style: `width:${total ? (r.done / total) * 100 : 0}%` })),
+        h('span', { class: 'nowrap' }, h('b', {}, `${r.done} of ${total}`), ' steps done', rest ? h('span', { class: 'muted' }, ' · ' + rest) : null)),
+      h('ol', { class: 'steps' }, r.steps.map((t) => {
+        const st = taskState(t.state);
+        return h('li', { class: 'step ' + st[0], title: `Step ${t.step}: ${t.title} (${st[2].toLowerCase()})` },
+          h('span', { class: 'mark', 'aria-hidden': 'true' }, STEP_MARK[st[0]] || '?'), h('span', { class: 'sr-only' }, st[2].toLowerCase() + ': '), t.title);
+      })),
+      r.next ? h('div', { class: 'when muted' }, 'next: ' + r.next.title + (validTime(r.next.dueAt) ? ', due ' + fmtDate(r.next.dueAt) : '')) : null);
+  }
+
+  // taskActions is what can be done with a task: Done or Skip while it is
+  // open (or scheduled), Reopen once someone closed it, and who closed it.
+  function taskActions(t, redraw) {
+    const st = taskState(t.state)[0];
+    const name = `“${t.title}” (${names.get(t.accountId) || t.accountId})`;
+    const set = (state, verb) => async () => {
+      const r = await send('PATCH', '/v1/tasks/' + encodeURIComponent(t.taskId), { state });
+      Object.assign(t, r.task || { state });
+      delete cache.tasks;
+      announce(`${cap1(verb)}: ${name}.`);
+      redraw();
+    };
+    if (st === 'open' || st === 'scheduled') {
+      return h('div', { class: 'actions' }, actionButton('Done', name, set('TASK_STATE_DONE', 'marked done'), { 'data-action': 'done' }),
+        actionButton('Skip', name, set('TASK_STATE_SKIPPED', 'skipped'), { 'data-action': 'skip' }));
+    }
+    const by = t.closedBy === 'plays' ? 'automatically' : t.closedBy ? 'by ' + String(t.closedBy).replace(/^key /, 'key ') : '';
+    return h('div', { class: 'actions' },
+      validTime(t.closedAt) ? h('div', { class: 'when muted' }, `${taskState(t.state)[2].toLowerCase()} ${fmtDate(t.closedAt)} ${by}`.trim()) : null,
+      t.note ? h('div', { class: 'when muted' }, humanize(t.note)) : null,
+      st === 'done' || st === 'skipped' ? actionButton('Reopen', name, set('TASK_STATE_OPEN', 'reopened'), { 'data-action': 'reopen', class: 'small link' }) : null);
+  }
+
+  function taskRow(t, now, runs) {
+    const run = t.playbookId && runs ? runs.get(runKey(t)) : null;
+    const tr = h('tr', { 'data-task': t.taskId, 'data-task-state': taskState(t.state)[0], 'data-due': t.dueAt || '', class: isOverdue(t, now) ? 'overdue' : null });
+    const draw = () => {
+      tr.dataset.taskState = taskState(t.state)[0];
+      tr.classList.toggle('overdue', isOverdue(t, now));
+      tr.replaceChildren(
+        h('td', { class: 'nowrap' }, dueCell(t, now)),
+        h('td', {}, accountLink(t.accountId)),
+        h('td', {}, h('div', {}, h('b', {}, t.title)), ' ', taskPill(t)),
+        h('td', {}, ownerCell(t)),
+        h('td', {}, h('div', {}, playName(t.playId)),
+          t.playbookId ? h('div', { class: 'when muted' }, `${playbookName(t.playbookId)} · step ${num(t.step)}` + (run ? ` of ${run.steps.length}` : '')) : null),
+        h('td', { class: 'why' }, whyText(t.why)),
+        h('td', {}, taskActions(t, draw)));
+    };
+    draw();
+    return tr;
+  }
+  const taskHead = () => h('thead', {}, h('tr', {}, h('th', {}, 'Due'), h('th', {}, 'Account'), h('th', {}, 'Task'), h('th', {}, 'Owner'),
+    h('th', {}, 'Play and step'), h('th', {}, 'Why'), h('th', {}, h('span', { class: 'sr-only' }, 'Actions'))));
+
+  // more is a "Show more" row under a list: run adds the next rows and says
+  // whether there are still more.
+  function moreButton(text, run, testid) {
+    const status = h('span', { class: 'muted' });
+    const btn = h('button', { type: 'button', class: 'small', 'data-testid': testid }, text);
+    const row = h('div', { class: 'more' }, btn, status);
+    btn.addEventListener('click', async () => {
+      btn.disabled = true;
+      status.textContent = 'Loading…';
+      try {
+        const left = await run();
+        status.textContent = '';
+        if (!left) row.remove();
+      } catch (err) {
+        status.replaceChildren(failure(err));
+      } finally {
+        btn.disabled = false;
+      }
+    });
+    return row;
+  }
+
+  async function playsPage(params) {
+    const state = TASK_STATES.some((x) => x[0] === params.get('state')) || params.get('state') === 'all' ? params.get('state') : 'open';
+    const owner = params.has('owner') ? params.get('owner') : localStorage.getItem('cairn.playsOwner') || '';
+    const set = (changes) => go('plays', { state: state === 'open' ? '' : state, owner, ...changes });
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Plays'),
+      h('div', { class: 'sub', 'data-testid': 'plays-sub' }, 'Tasks for owners, playbooks, and the messages plays send')), makeNotice());
+    const body = h('div', {});
+    view.replaceChildren(head, body);
+    await fill(body, 'plays', async () => {
+      const [info] = await Promise.all([playsLookups(), lookups().catch(() => null)]);
+      if (info.state !== 'active') return h('section', { class: 'panel' }, playsUnavailable(info));
+      const v = info.version;
+      head.querySelector('[data-testid=plays-sub]').textContent = `${fmtInt((v.plays || []).length)} active plays, version ${fmtInt(v.version)} applied ${fmtStamp(v.appliedAt)}. Tasks for owners, playbooks, and the messages plays send.`;
+      const work = h('section', { class: 'panel', 'data-testid': 'plays-tasks' });
+      const books = h('section', { class: 'panel', 'data-testid': 'plays-playbooks' });
+      const firings = h('section', { class: 'panel', 'data-testid': 'plays-firings' });
+      const list = h('section', { class: 'panel', 'data-testid': 'plays-list' });
+      const dests = h('section', { class: 'panel', 'data-testid': 'plays-destinations' });
+      const log = h('section', { class: 'panel', 'data-testid': 'plays-deliveries' });
+      const dead = h('section', { class: 'panel', 'data-testid': 'plays-dead' });
+      // Every task (to count states and group playbook runs), up to a cap.
+      const allP = cached('tasks', 15e3, () => loadAll('/v1/tasks', {}, 'tasks', 5000));
+      workPanel(work, allP, { state, owner, set });
+      playbooksPanel(books, allP);
+      firingsPanel(firings, v);
+      playsList(list, v);
+      deliveriesPanels(dests, log, dead, v);
+      return [work, books, firings, list, dests, log, dead];
+    });
+  }
+
+  function workPanel(el, allP, { state, owner, set }) {
+    const PAGE = 50;
+    fill(el, 'tasks', async () => {
+      const all = await allP;
+      const now = Date.now();
+      const mine = all.items.filter((t) => !owner || (owner === 'none' ? !t.ownerId : t.ownerId === owner));
+      const counts = Object.fromEntries(TASK_STATES.map(([k, e]) => [k, mine.filter((t) => t.state === e).length]));
+      const overdue = mine.filter((t) => isOverdue(t, now)).length;
+      // The list itself asks the service with the filters, so that it is
+      // complete even past the cap of the counts above.
+      const st = TASK_STATES.find((x) => x[0] === state);
+      const r = await loadAll('/v1/tasks', { state: st ? st[1] : undefined, ownerId: owner && owner !== 'none' ? owner : undefined }, 'tasks', 5000);
+      const rows = r.items.filter((t) => owner !== 'none' || !t.ownerId);
+      // Soonest due first; closed tasks newest closed first.
+      rows.sort(state === 'open' || state === 'scheduled' || state === 'all' ? soonestDue : (a, b) => new Date(b.closedAt || 0) - new Date(a.closedAt || 0));
+      const runs = playbookRuns(all.items);
+      const ownerOpts = [['', 'Everyone'], ...[...ownerNames.entries()].sort((a, b) => a[1].localeCompare(b[1])), ['none', 'No owner yet (pools, unassigned roles)']];
+      if (owner && owner !== 'none' && !ownerNames.has(owner)) ownerOpts.push([owner, owner]);
+      const controls = h('div', { class: 'controls filters' },
+        h('label', { for: 'task-owner' }, 'Owner'), h('select', { id: 'task-owner', 'data-testid': 'task-owner-filter', onchange: (e) => { localStorage.setItem('cairn.playsOwner', e.target.value); set({ owner: e.target.value }); } },
+          ownerOpts.map(([k, l]) => h('option', { value: k, selected: k === owner }, l))),
+        h('label', { for: 'task-state' }, 'State'), h('select', { id: 'task-state', 'data-testid': 'task-state-filter', onchange: (e) => set({ state: e.target.value === 'open' ? '' : e.target.value }) },
+          [...TASK_STATES.map(([k, , l]) => [k, `${l} (${fmtInt(counts[k])}${all.more ? '+' : ''})`]), ['all', 'Any state']].map(([k, l]) => h('option', { value: k, selected: k === state }, l))));
+      const tbody = h('tbody', {});
+      let shown = 0;
+      const showMore = () => {
+        const next = rows.slice(shown, shown + PAGE);
+        tbody.append(...next.map((t) => taskRow(t, now, runs)));
+        shown += next.length;
+        return rows.length - shown;
+      };
+      showMore();
+      const who = owner === 'none' ? 'with no owner yet' : owner ? 'for ' + ownerName(owner) : 'for everyone';
+      return [h('div', { class: 'panel-head' }, h('h2', {}, 'My work ', h('span', { class: 'pill warn', 'data-testid': 'tasks-open-count' }, fmtInt(counts.open) + (all.more ? '+' : '') + ' open'), ' ',
+        overdue ? h('span', { class: 'pill bad', 'data-testid': 'tasks-overdue-count' }, fmtInt(overdue) + (all.more ? '+' : '') + ' overdue') : null), controls),
+      h('div', { class: 'sub', style: 'margin-bottom:8px' }, `${st ? st[2] : 'All'} tasks ${who}, ` + (state === 'open' || state === 'scheduled' || state === 'all' ? 'soonest due first.' : 'latest closed first.') +
+        ' Pick yourself under Owner: this browser remembers it. Done and Skip close a task; a task left open past its due date expires after a while.'),
+      rows.length ? [h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'tasks-table', class: 'tasks' }, taskHead(), tbody)),
+        h('div', { class: 'sub', 'data-testid': 'tasks-count' }, `${fmtInt(rows.length)}${r.more ? '+' : ''} task${rows.length === 1 ? '' : 's'}`),
+        rows.length > shown ? moreButton(`Show ${PAGE} more`, async () => showMore(), 'tasks-more') : null]
+        : h('div', { class: 'empty', 'data-testid': 'tasks-empty' }, `No ${st ? st[2].toLowerCase() + ' ' : ''}tasks ${who}.`)];
+    });
+  }
+
+  function playbooksPanel(el, allP) {
+    const PAGE = 12;
+    fill(el, 'playbooks', async () => {
+      const all = await allP;
+      const runs = [...playbookRuns(all.items).values()];
+      const going = runs.filter((r) => r.active.length).sort((a, b) => soonestDue(a.next, b.next));
+      const finished = runs.length - going.length;
+      const box = h('div', { class: 'runs' });
+      let shown = 0;
+      const showMore = () => { const next = going.slice(shown, shown + PAGE); box.append(...next.map((r) => runProgress(r, true))); shown += next.length; return going.length - shown; };
+      showMore();
+      return [h('h2', {}, 'Playbook progress'),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, `Playbook runs with steps still to do, the one due soonest first: each run is the steps a play made for one account. ${fmtInt(finished)} run${finished === 1 ? '' : 's'} finished` + (all.more ? ' (counted over the latest 5,000 tasks).' : '.')),
+        going.length ? [box, going.length > shown ? moreButton(`Show ${PAGE} more`, async () => showMore(), 'playbooks-more') : null]
+          : h('div', { class: 'empty', 'data-testid': 'playbooks-empty' }, 'No playbook has steps to do.')];
+    });
+  }
+
+  // heldText says why a play that matched did nothing.
+  function heldText(held) {
+    const m = String(held).match(/^cooldown until (\S+)$/);
+    if (m && validTime(m[1])) return 'held: cooldown until ' + fmtStamp(m[1]);
+    return 'held: ' + humanize(held);
+  }
+  function firingResult(f) {
+    if (f.held) return h('span', { class: 'held', 'data-testid': 'held' }, heldText(f.held));
+    const t = (f.taskIds || []).length, d = (f.deliveryIds || []).length;
+    const parts = [t ? `${t} task${t === 1 ? '' : 's'}` : '', d ? `${d} message${d === 1 ? '' : 's'}` : ''].filter(Boolean);
+    return h('span', {}, parts.length ? parts.join(' · ') : 'nothing to do');
+  }
+  function firingsPanel(el, v) {
+    const SIZE = 25;
+    const plays = v.plays || [];
+    const draw = (playId) => fill(el, 'firings', async () => {
+      const tbody = h('tbody', {});
+      let token = '';
+      const next = async () => {
+        const r = await api('/v1/plays/firings', { playId: playId || undefined, 'page.pageSize': SIZE, 'page.pageToken': token || undefined });
+        tbody.append(...(r.firings || []).map((f) => h('tr', { 'data-firing': f.firingId, 'data-held': f.held ? 'true' : 'false' },
+          h('td', { class: 'nowrap' }, fmtStamp(f.at)), h('td', {}, accountLink(f.accountId)), h('td', {}, playName(f.playId)),
+          h('td', {}, cap1(triggerWords(f.trigger)), h('div', { class: 'when muted' }, humanize(f.record))), h('td', {}, firingResult(f)))));
+        token = (r.page && r.page.nextPageToken) || '';
+        return (r.firings || []).length;
+      };
+      const n = await next();
+      const sel = h('select', { id: 'firing-play', 'data-testid': 'firing-play-filter', onchange: (e) => draw(e.target.value) },
+        h('option', { value: '' }, 'Every play'), plays.map((p) => h('option', { value: p.playId, selected: p.playId === playId }, p.name || label(p.playId))));
+      return [h('div', { class: 'panel-head' }, h('h2', {}, 'Recent firings'), h('div', { class: 'controls' }, h('label', { for: 'firing-play' }, 'Play'), sel)),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Each time a play matched an account, newest first, and what it did. A play held by its cooldown did nothing, so that one account is not asked twice.'),
+        n ? [h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'firings-table' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'When'), h('th', {}, 'Account'), h('th', {}, 'Play'), h('th', {}, 'Trigger'), h('th', {}, 'Result'))), tbody)),
+        token ? moreButton(`Show ${SIZE} more`, async () => { await next(); return token; }, 'firings-more') : null]
+          : h('div', { class: 'empty' }, playId ? 'This play has not fired yet.' : 'No play has fired yet.')];
+    });
+    draw('');
+  }
+
+  // actionWords reads the service's action summary ("task: TITLE (csm,
+  // due in 2d)", "playbook: renewal", "webhook: crm") as a sentence.
+  function actionWords(a) {
+    const m = String(a).match(/^(\w+):\s*([\s\S]*)$/);
+    if (!m) return humanize(a);
+    const [, kind, rest] = m;
+    if (kind === 'task') {
+      const t = rest.match(/^([\s\S]*) \(([^,()]+)(?:, due in ([^)]+))?\)$/);
+      if (t) return ['Task ', h('b', {}, '“' + t[1] + '”'), ' for ' + roleWords(t[2].trim()) + (t[3] ? ', due in ' + spanWords(t[3]) : '')];
+      return ['Task ', h('b', {}, '“' + rest + '”')];
+    }
+    if (kind === 'playbook') return ['Run the ', h('b', {}, playbookName(rest.trim())), ' (its steps become tasks as they fall due)'];
+    const what = { webhook: 'Webhook to ', slack: 'Slack message to ', content: 'Content to ' }[kind];
+    return what ? [what, h('b', {}, rest)] : cap1(words(kind)) + ': ' + rest;
+  }
+  function playsList(el, v) {
+    const plays = v.plays || [];
+    const dests = v.destinations || [];
+    // The playbooks the plays run (the version lists those it defines).
+    const books = [...new Set([...(v.playbooks || []), ...plays.flatMap((p) => (p.actions || []).map((a) => (String(a).match(/^playbook:\s*(\S+)/) || [])[1]).filter(Boolean))])];
+    el.append(h('h2', {}, 'Active plays'),
+      h('div', { class: 'sub', style: 'margin-bottom:8px' }, `Version ${fmtInt(v.version)}, applied ${fmtStamp(v.appliedAt)}. Playbooks: ${books.map(label).join(', ') || 'none'}. Destinations: ${dests.map((d) => d.destinationId).join(', ') || 'none'}.`),
+      plays.length ? h('ul', { class: 'plays' }, plays.map((p) => h('li', { 'data-play': p.playId },
+        h('div', {}, h('b', {}, p.name || label(p.playId)), ' ', h('span', { class: 'muted' }, 'id ', h('code', {}, p.playId))),
+        h('dl', { class: 'defs' },
+          h('dt', {}, 'on'), h('dd', {}, (p.on || []).map((k, i) => [i ? ', ' : '', triggerWords(k)])),
+          p.when ? [h('dt', {}, 'when'), h('dd', {}, h('code', {}, p.when))] : null,
+          p.conditions ? [h('dt', {}, 'and'), h('dd', {}, h('code', {}, p.conditions))] : null,
+          h('dt', {}, 'cooldown'), h('dd', {}, seconds(p.cooldown) ? `at most once per account every ${fmtSpan(seconds(p.cooldown))}` : 'none: fires every time it matches'),
+          h('dt', {}, 'does'), h('dd', {}, h('ul', { class: 'plain' }, (p.actions || []).map((a) => h('li', {}, actionWords(a)))))))))
+        : empty('The plays file has no plays.'));
+  }
+
+  const DELIVERY_STATES = [['pending', 'DELIVERY_STATE_PENDING', 'pending', 'warn'], ['delivered', 'DELIVERY_STATE_DELIVERED', 'delivered', 'good'], ['dead', 'DELIVERY_STATE_DEAD', 'dead', 'bad']];
+  const deliveryPill = (d) => { const x = DELIVERY_STATES.find((s) => s[1] === d.state) || ['unknown', '', 'unknown', 'muted']; return h('span', { class: 'pill ' + x[3], 'data-delivery-state': x[0] }, x[2]); };
+  const BREAKER = { closed: ['sending', 'good', 'closed: sending normally'], open: ['paused', 'bad', 'open: paused after repeated failures; retries later'], 'half-open': ['trying again', 'warn', 'half-open: trying one delivery before sending the rest'] };
+  const breakerPill = (b) => { const x = BREAKER[b]; return x ? h('span', { class: 'pill ' + x[1], title: 'Circuit breaker ' + x[2], 'data-breaker': b }, x[0]) : h('span', { class: 'muted' }, '—'); };
+  const actionName = (a) => ({ webhook: 'webhook', slack: 'Slack message', content: 'content' }[a] || words(a));
+  const statusCode = (d) => (num(d.lastStatus) ? 'HTTP ' + d.lastStatus : '—');
+
+  function deliveriesPanels(destEl, logEl, deadEl, v) {
+    const SIZE = 25;
+    const redrawAll = () => { drawDests(); drawLog(logState); drawDead(); };
+    const redeliver = async (body, what) => {
+      const r = await send('POST', '/v1/deliveries:redeliver', body);
+      announce(`Queued ${fmtInt(r.queued)} ${what} again.`);
+      redrawAll();
+    };
+    const drawDests = () => fill(destEl, 'destinations', async () => {
+      const r = await api('/v1/destinations');
+      const ds = r.destinations || [];
+      return [h('h2', {}, 'Destinations'),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Where plays send webhooks and Slack messages, with figures since the plays service started. A destination that keeps failing is paused for a while (its breaker opens) so that retries do not pile up.'),
+        ds.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'destinations-table' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'Destination'), h('th', {}, 'Type'), h('th', {}, 'Host'), h('th', { class: 'num' }, 'Pending'), h('th', { class: 'num' }, 'Delivered'),
+            h('th', { class: 'num' }, 'Failed attempts'), h('th', { class: 'num' }, 'Dead'), h('th', {}, 'Breaker'), h('th', {}, 'Last error'), h('th', { class: 'num' }, 'p50'), h('th', { class: 'num' }, 'p99'),
+            h('th', {}, h('span', { class: 'sr-only' }, 'Actions')))),
+          h('tbody', {}, ds.map((x) => {
+            const d = x.destination || {};
+            return h('tr', { 'data-destination': d.destinationId },
+              h('td', {}, h('b', {}, d.destinationId)), h('td', {}, d.type === 'slack' ? 'Slack' : d.type === 'webhook' ? 'webhook' : words(d.type), d.signed ? h('div', { class: 'when muted' }, 'signed') : null),
+              h('td', { class: 'nowrap' }, h('code', {}, urlHost(d.url))),
+              h('td', { class: 'num' }, fmtInt(x.pending), num(x.inFlight) ? h('div', { class: 'when muted' }, fmtInt(x.inFlight) + ' sending') : null),
+              h('td', { class: 'num' }, fmtInt(x.delivered)), h('td', { class: 'num ' + (num(x.failedAttempts) ? 'drop' : '') }, fmtInt(x.failedAttempts)),
+              h('td', { class: 'num ' + (num(x.dead) ? 'drop' : '') }, fmtInt(x.dead)), h('td', {}, breakerPill(x.breaker)),
+              h('td', { class: 'why' }, x.lastError ? [num(x.lastStatus) ? h('b', {}, 'HTTP ' + x.lastStatus + ' ') : null, x.lastError] : h('span', { class: 'muted' }, 'none')),
+              h('td', { class: 'num nowrap' }, fmtLatency(x.latencyP50)), h('td', { class: 'num nowrap' }, fmtLatency(x.latencyP99)),
+              h('td', {}, num(x.dead) ? actionButton('Redeliver all dead', `the ${fmtInt(x.dead)} dead deliveries to ${d.destinationId}`,
+                () => redeliver({ destinationId: d.destinationId }, `dead deliveries to ${d.destinationId}`), { 'data-action': 'redeliver-all' }) : null));
+          }))))
+          : h('div', { class: 'empty', 'data-testid': 'destinations-empty' }, 'No destinations: the plays file sends no webhook or Slack message. Add a destinations list and a webhook or slack action to a play to send them.')];
+    });
+    const deliveryRow = (d, withRedeliver) => h('tr', { 'data-delivery': d.deliveryId },
+      h('td', { class: 'nowrap' }, fmtStamp(d.createdAt)), h('td', {}, deliveryPill(d)),
+      h('td', {}, h('b', {}, d.destinationId), h('div', { class: 'when muted' }, actionName(d.action))),
+      h('td', { class: 'num' }, fmtInt(d.attempts), d.state === 'DELIVERY_STATE_PENDING' && validTime(d.nextAttemptAt) ? h('div', { class: 'when muted' }, 'next ' + fmtStamp(d.nextAttemptAt)) : null),
+      h('td', { class: 'num nowrap' }, statusCode(d)), h('td', { class: 'num nowrap' }, fmtLatency(d.lastLatency)),
+      h('td', { class: 'why' }, d.lastError || h('span', { class: 'muted' }, '—')),
+      h('td', {}, playName(d.playId)), h('td', {}, d.accountId ? accountLink(d.accountId) : '—'),
+      withRedeliver ? h('td', {}, actionButton('Redeliver', `delivery ${d.deliveryId} to ${d.destinationId}`, () => redeliver({ deliveryIds: [d.deliveryId] }, 'the delivery'), { 'data-action': 'redeliver' })) : null);
+    const deliveryHead = (withRedeliver) => h('thead', {}, h('tr', {}, h('th', {}, 'Created'), h('th', {}, 'State'), h('th', {}, 'Destination'), h('th', { class: 'num' }, 'Attempts'),
+      h('th', { class: 'num' }, 'Last status'), h('th', { class: 'num' }, 'Latency'), h('th', {}, 'Last error'), h('th', {}, 'Play'), h('th', {}, 'Account'),
+      withRedeliver ? h('th', {}, h('span', { class: 'sr-only' }, 'Actions')) : null));
+    // deliveryList renders one page of deliveries and a "more" button.
+    async function deliveryList(params, withRedeliver, testid, emptyMsg) {
+      const tbody = h('tbody', {});
+      let token = '';
+      const next = async () => {
+        const r = await api('/v1/deliveries', { ...params, 'page.pageSize': SIZE, 'page.pageToken': token || undefined });
+        tbody.append(...(r.deliveries || []).map((d) => deliveryRow(d, withRedeliver)));
+        token = (r.page && r.page.nextPageToken) || '';
+        return (r.deliveries || []).length;
+      };
+      if (!(await next())) return h('div', { class: 'empty', 'data-testid': testid + '-empty' }, emptyMsg);
+      return [h('div', { class: 'table-wrap' }, h('table', { 'data-testid': testid }, deliveryHead(withRedeliver), tbody)),
+        token ? moreButton(`Show ${SIZE} more`, async () => { await next(); return token; }, testid + '-more') : null];
+    }
+    const destIds = (v.destinations || []).map((d) => d.destinationId);
+    let logState = { destinationId: '', state: '' };
+    const drawLog = (f) => {
+      logState = f;
+      fill(logEl, 'delivery log', async () => {
+        const sel = (id, lbl, opts, value, key) => [h('label', { for: id }, lbl), h('select', { id, onchange: (e) => drawLog({ ...logState, [key]: e.target.value }) },
+          opts.map(([k, l]) => h('option', { value: k, selected: k === value }, l)))];
+        const list = await deliveryList({ destinationId: f.destinationId || undefined, state: f.state || undefined }, false, 'deliveries-table',
+          f.destinationId || f.state ? 'No deliveries match these filters.' : 'Nothing sent yet.');
+        return [h('div', { class: 'panel-head' }, h('h2', {}, 'Delivery log'), h('div', { class: 'controls' },
+          sel('delivery-dest', 'Destination', [['', 'Every destination'], ...destIds.map((d) => [d, d])], f.destinationId, 'destinationId'),
+          sel('delivery-state', 'State', [['', 'Any state'], ...DELIVERY_STATES.map(([, e, l]) => [e, l])], f.state, 'state'))),
+        h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Every webhook and Slack message, newest first. A failed attempt is retried with backoff; one the receiver refuses, or still failing after the retry horizon, is dead.'),
+        list];
+      });
+    };
+    const drawDead = () => fill(deadEl, 'dead letters', async () => [h('h2', {}, 'Dead letters'),
+      h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Deliveries that gave up, newest first. Redeliver queues one again with the same webhook-id, so a receiver that already has it can tell.'),
+      await deliveryList({ state: 'DELIVERY_STATE_DEAD' }, true, 'dead-table', 'No dead deliveries.')]);
+    // Without destinations there is nothing to log, unless an earlier
+    // version had some: the log and dead letters show only then.
+    drawDests();
+    (destIds.length ? Promise.resolve(true) : api('/v1/deliveries', { 'page.pageSize': 1 }).then((r) => (r.deliveries || []).length > 0, () => true)).then((any) => {
+      if (any) { drawLog(logState); drawDead(); } else { logEl.hidden = true; deadEl.hidden = true; }
+    });
+  }
+
+  // accountPlays fills the account page's open tasks (with its playbook
+  // runs) and the plays that fired for it.
+  function accountPlays(id, tasksEl, firingsEl) {
+    const infoP = playsLookups();
+    fill(tasksEl, 'tasks', async () => {
+      const info = await infoP;
+      if (info.state !== 'active') return [h('h2', {}, 'Open tasks'), playsUnavailable(info, 'account-plays-empty')];
+      await lookups().catch(() => null);
+      const r = await loadAll('/v1/tasks', { accountId: id }, 'tasks', 2000);
+      const now = Date.now();
+      const active = r.items.filter((t) => t.state === 'TASK_STATE_OPEN' || t.state === 'TASK_STATE_SCHEDULED').sort(soonestDue);
+      const runs = [...playbookRuns(r.items).values()].sort((a, b) => (b.active.length > 0) - (a.active.length > 0) || new Date(b.started) - new Date(a.started));
+      const closed = r.items.length - active.length;
+      const item = (t) => {
+        const li = h('li', { 'data-task': t.taskId, class: isOverdue(t, now) ? 'overdue' : null });
+        const draw = () => li.replaceChildren(h('div', { class: 'task-item' },
+          h('div', {}, h('div', {}, h('b', {}, t.title), ' ', taskPill(t)),
+            h('div', { class: 'sub' }, dueCell(t, now)),
+            h('div', { class: 'when muted' }, [t.ownerId ? ownerName(t.ownerId) : roleWords(t.ownerRole), ' · ', playName(t.playId),
+              t.playbookId ? ` · step ${num(t.step)}` : '']),
+            h('div', { class: 'when muted' }, whyText(t.why))),
+          taskActions(t, draw)));
+        draw();
+        return li;
+      };
+      const SHOW = 10;
+      const ul = h('ul', { class: 'criteria tasks-list', 'data-testid': 'account-task-list' }, active.slice(0, SHOW).map(item));
+      let shown = Math.min(SHOW, active.length);
+      return [h('h2', {}, 'Open tasks ', h('span', { class: 'pill warn', 'data-testid': 'account-open-count' }, fmtInt(active.filter(isOpen).length) + ' open')), makeNotice(),
+        active.length ? [ul, active.length > shown ? moreButton('Show more', async () => { ul.append(...active.slice(shown, shown + SHOW).map(item)); shown += SHOW; return active.length - shown; }, 'account-tasks-more') : null]
+          : empty('No open or scheduled tasks for this account.'),
+        runs.length ? [h('h3', { style: 'margin-top:14px' }, 'Playbooks'), runs.slice(0, 4).map((x) => runProgress(x, false)),
+          runs.length > 4 ? h('div', { class: 'sub' }, `and ${runs.length - 4} earlier run${runs.length - 4 === 1 ? '' : 's'}`) : null] : null,
+        closed ? h('div', { class: 'sub', style: 'margin-top:8px' }, `${fmtInt(closed)} closed task${closed === 1 ? '' : 's'} (done, skipped or expired): `, h('a', { href: '#/plays?state=all' }, 'every task, on the Plays page')) : null];
+    });
+    fill(firingsEl, 'firings', async () => {
+      const info = await infoP;
+      if (info.state !== 'active') return [h('h2', {}, 'Recent firings'), h('div', { class: 'empty' }, info.state === 'absent' ? 'Plays is not running.' : 'No plays applied.')];
+      const ul = h('ul', { class: 'timeline', 'data-testid': 'account-firing-list' });
+      let token = '';
+      const next = async () => {
+        const r = await api('/v1/plays/firings', { accountId: id, 'page.pageSize': 10, 'page.pageToken': token || undefined });
+        ul.append(...(r.firings || []).map((f) => h('li', { 'data-firing': f.firingId },
+          h('div', {}, h('b', {}, playName(f.playId)), ' ', f.held ? h('span', { class: 'pill muted' }, 'held') : null),
+          h('div', { class: 'sub' }, cap1(humanize(f.record))),
+          h('div', { class: 'when' }, fmtStamp(f.at) + ' · ', f.held ? heldText(f.held) : firingResult(f)))));
+        token = (r.page && r.page.nextPageToken) || '';
+        return (r.firings || []).length;
+      };
+      const n = await next();
+      return [h('h2', {}, 'Recent firings'), n ? [ul, token ? moreButton('Show more', async () => { await next(); return token; }, 'account-firings-more') : null]
+        : empty('No play has fired for this account.')];
+    });
+  }
+
   // ---- routing
   function go(page, params) {
     const q = new URLSearchParams(Object.entries(params || {}).filter(([, v]) => v)).toString();
@@ -1147,6 +1773,7 @@
       case 'lists': listsPage(); break;
       case 'portfolio': portfolioPage(params); break;
       case 'routing': routingPage(params); break;
+      case 'plays': playsPage(params); break;
       default: journeyPage(params);
     }
     window.scrollTo(0, 0);
@@ -1154,10 +1781,14 @@
 
   document.getElementById('key-form').addEventListener('submit', () => {
     const v = document.getElementById('key-input').value.trim();
-    if (v) { localStorage.setItem(KEY_STORE, v); route(); }
+    const w = document.getElementById('write-key-input').value.trim();
+    if (v) localStorage.setItem(KEY_STORE, v);
+    if (w) localStorage.setItem(WRITE_STORE, w);
+    if (v || w) route();
   });
   document.getElementById('key-forget').addEventListener('click', () => {
     localStorage.removeItem(KEY_STORE);
+    localStorage.removeItem(WRITE_STORE);
     document.getElementById('key-dialog').close();
     route();
   });
