@@ -11,9 +11,9 @@ import (
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/gc"
+	"github.com/cairn-dev/cairn/pkg/hours"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
-	"github.com/cairn-dev/cairn/pkg/hours"
 	"github.com/cairn-dev/cairn/services/routing/internal/rules"
 	"github.com/cairn-dev/cairn/services/routing/internal/sla"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
