@@ -233,9 +233,9 @@ func TestPolicy(t *testing.T) {
 			auth.RoleService: {"Subscribe"},
 		})},
 		"plays": {methods.Plays, roles("cairn.plays.v1.PlaysService", map[auth.Role][]string{
-			auth.RoleRead:  {"GetPlays", "ListTasks", "ListFirings", "ListDeliveries", "ListDestinations", "GetStatus"},
+			auth.RoleRead:  {"GetPlays", "ListTasks", "ListFirings", "ListDeliveries", "ListDestinations", "GetReplay", "GetStatus"},
 			auth.RoleWrite: {"UpdateTask", "Redeliver"},
-			auth.RoleAdmin: {"ApplyPlays"},
+			auth.RoleAdmin: {"ApplyPlays", "StartReplay"},
 		})},
 	}
 	for name, tc := range want {

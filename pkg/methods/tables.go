@@ -108,5 +108,7 @@ var Plays = table("cairn.plays.v1.PlaysService", true,
 	m("ListDeliveries", auth.RoleRead, ByWorkspace, get("/v1/deliveries")),
 	m("Redeliver", auth.RoleWrite, ByWorkspace, post("/v1/deliveries:redeliver", "*")),
 	m("ListDestinations", auth.RoleRead, ByWorkspace, get("/v1/destinations")),
+	m("StartReplay", auth.RoleAdmin, ByWorkspace, post("/v1/plays:replay", "*")),
+	m("GetReplay", auth.RoleRead, ByWorkspace, get("/v1/plays/replays/{replay_id}")),
 	m("GetStatus", auth.RoleRead, ByWorkspace, grpcOnly),
 )

@@ -141,6 +141,61 @@ func (DeliveryState) EnumDescriptor() ([]byte, []int) {
 	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{1}
 }
 
+// ReplayState is where a replay is.
+type ReplayState int32
+
+const (
+	ReplayState_REPLAY_STATE_UNSPECIFIED ReplayState = 0
+	ReplayState_REPLAY_STATE_RUNNING     ReplayState = 1
+	ReplayState_REPLAY_STATE_DONE        ReplayState = 2
+	// It stopped: error says why. Starting it again is safe: what it fired
+	// is not fired twice.
+	ReplayState_REPLAY_STATE_FAILED ReplayState = 3
+)
+
+// Enum value maps for ReplayState.
+var (
+	ReplayState_name = map[int32]string{
+		0: "REPLAY_STATE_UNSPECIFIED",
+		1: "REPLAY_STATE_RUNNING",
+		2: "REPLAY_STATE_DONE",
+		3: "REPLAY_STATE_FAILED",
+	}
+	ReplayState_value = map[string]int32{
+		"REPLAY_STATE_UNSPECIFIED": 0,
+		"REPLAY_STATE_RUNNING":     1,
+		"REPLAY_STATE_DONE":        2,
+		"REPLAY_STATE_FAILED":      3,
+	}
+)
+
+func (x ReplayState) Enum() *ReplayState {
+	p := new(ReplayState)
+	*p = x
+	return p
+}
+
+func (x ReplayState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplayState) Descriptor() protoreflect.EnumDescriptor {
+	return file_cairn_plays_v1_plays_proto_enumTypes[2].Descriptor()
+}
+
+func (ReplayState) Type() protoreflect.EnumType {
+	return &file_cairn_plays_v1_plays_proto_enumTypes[2]
+}
+
+func (x ReplayState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplayState.Descriptor instead.
+func (ReplayState) EnumDescriptor() ([]byte, []int) {
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{2}
+}
+
 // ApplyPlaysRequest carries a plays file.
 type ApplyPlaysRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1070,7 +1125,9 @@ type Firing struct {
 	DeliveryIds []string `protobuf:"bytes,10,rep,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
 	// Set when the play matched but did nothing: "cooldown until ...",
 	// or an evaluation error.
-	Held          string `protobuf:"bytes,11,opt,name=held,proto3" json:"held,omitempty"`
+	Held string `protobuf:"bytes,11,opt,name=held,proto3" json:"held,omitempty"`
+	// Set when a replay fired it.
+	ReplayId      string `protobuf:"bytes,12,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1178,6 +1235,13 @@ func (x *Firing) GetDeliveryIds() []string {
 func (x *Firing) GetHeld() string {
 	if x != nil {
 		return x.Held
+	}
+	return ""
+}
+
+func (x *Firing) GetReplayId() string {
+	if x != nil {
+		return x.ReplayId
 	}
 	return ""
 }
@@ -1927,6 +1991,348 @@ func (x *ListDestinationsResponse) GetDestinations() []*DestinationStatus {
 	return nil
 }
 
+// Replay is a run of plays over the history.
+type Replay struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Workspace string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	ReplayId  string                 `protobuf:"bytes,2,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
+	PlayIds   []string               `protobuf:"bytes,3,rep,name=play_ids,json=playIds,proto3" json:"play_ids,omitempty"`
+	Since     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	State     ReplayState            `protobuf:"varint,5,opt,name=state,proto3,enum=cairn.plays.v1.ReplayState" json:"state,omitempty"`
+	// Upstream records read, of the total the logs held when it started.
+	RecordsRead  int64 `protobuf:"varint,6,opt,name=records_read,json=recordsRead,proto3" json:"records_read,omitempty"`
+	RecordsTotal int64 `protobuf:"varint,7,opt,name=records_total,json=recordsTotal,proto3" json:"records_total,omitempty"`
+	// Plays fired, and triggers skipped because they had fired before.
+	Fired         int64                  `protobuf:"varint,8,opt,name=fired,proto3" json:"fired,omitempty"`
+	AlreadyFired  int64                  `protobuf:"varint,9,opt,name=already_fired,json=alreadyFired,proto3" json:"already_fired,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Error         string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replay) Reset() {
+	*x = Replay{}
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replay) ProtoMessage() {}
+
+func (x *Replay) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replay.ProtoReflect.Descriptor instead.
+func (*Replay) Descriptor() ([]byte, []int) {
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Replay) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *Replay) GetReplayId() string {
+	if x != nil {
+		return x.ReplayId
+	}
+	return ""
+}
+
+func (x *Replay) GetPlayIds() []string {
+	if x != nil {
+		return x.PlayIds
+	}
+	return nil
+}
+
+func (x *Replay) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Replay) GetState() ReplayState {
+	if x != nil {
+		return x.State
+	}
+	return ReplayState_REPLAY_STATE_UNSPECIFIED
+}
+
+func (x *Replay) GetRecordsRead() int64 {
+	if x != nil {
+		return x.RecordsRead
+	}
+	return 0
+}
+
+func (x *Replay) GetRecordsTotal() int64 {
+	if x != nil {
+		return x.RecordsTotal
+	}
+	return 0
+}
+
+func (x *Replay) GetFired() int64 {
+	if x != nil {
+		return x.Fired
+	}
+	return 0
+}
+
+func (x *Replay) GetAlreadyFired() int64 {
+	if x != nil {
+		return x.AlreadyFired
+	}
+	return 0
+}
+
+func (x *Replay) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Replay) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *Replay) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// StartReplayRequest names the plays to replay (of the active version)
+// and how far back.
+type StartReplayRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Workspace string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	PlayIds   []string               `protobuf:"bytes,2,rep,name=play_ids,json=playIds,proto3" json:"play_ids,omitempty"`
+	// Records before this time do not fire (they still tell the replay what
+	// each account was like). Unset: the whole history.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartReplayRequest) Reset() {
+	*x = StartReplayRequest{}
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartReplayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartReplayRequest) ProtoMessage() {}
+
+func (x *StartReplayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartReplayRequest.ProtoReflect.Descriptor instead.
+func (*StartReplayRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StartReplayRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *StartReplayRequest) GetPlayIds() []string {
+	if x != nil {
+		return x.PlayIds
+	}
+	return nil
+}
+
+func (x *StartReplayRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+// StartReplayResponse returns the replay, running.
+type StartReplayResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replay        *Replay                `protobuf:"bytes,1,opt,name=replay,proto3" json:"replay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartReplayResponse) Reset() {
+	*x = StartReplayResponse{}
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartReplayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartReplayResponse) ProtoMessage() {}
+
+func (x *StartReplayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartReplayResponse.ProtoReflect.Descriptor instead.
+func (*StartReplayResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StartReplayResponse) GetReplay() *Replay {
+	if x != nil {
+		return x.Replay
+	}
+	return nil
+}
+
+// GetReplayRequest names a replay.
+type GetReplayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workspace     string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	ReplayId      string                 `protobuf:"bytes,2,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReplayRequest) Reset() {
+	*x = GetReplayRequest{}
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReplayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReplayRequest) ProtoMessage() {}
+
+func (x *GetReplayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReplayRequest.ProtoReflect.Descriptor instead.
+func (*GetReplayRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetReplayRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *GetReplayRequest) GetReplayId() string {
+	if x != nil {
+		return x.ReplayId
+	}
+	return ""
+}
+
+// GetReplayResponse returns it.
+type GetReplayResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replay        *Replay                `protobuf:"bytes,1,opt,name=replay,proto3" json:"replay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReplayResponse) Reset() {
+	*x = GetReplayResponse{}
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReplayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReplayResponse) ProtoMessage() {}
+
+func (x *GetReplayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReplayResponse.ProtoReflect.Descriptor instead.
+func (*GetReplayResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetReplayResponse) GetReplay() *Replay {
+	if x != nil {
+		return x.Replay
+	}
+	return nil
+}
+
 // GetStatusRequest asks for the service's status.
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1937,7 +2343,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_cairn_plays_v1_plays_proto_msgTypes[23]
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2355,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_plays_v1_plays_proto_msgTypes[23]
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2368,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{23}
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetStatusRequest) GetWorkspace() string {
@@ -1982,7 +2388,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_cairn_plays_v1_plays_proto_msgTypes[24]
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2400,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_plays_v1_plays_proto_msgTypes[24]
+	mi := &file_cairn_plays_v1_plays_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2413,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{24}
+	return file_cairn_plays_v1_plays_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetStatusResponse) GetBacklog() *v1.Backlog {
@@ -2098,7 +2504,7 @@ const file_cairn_plays_v1_plays_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\x0e2\x19.cairn.plays.v1.TaskStateR\x05state\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\">\n" +
 	"\x12UpdateTaskResponse\x12(\n" +
-	"\x04task\x18\x01 \x01(\v2\x14.cairn.plays.v1.TaskR\x04task\"\xd0\x02\n" +
+	"\x04task\x18\x01 \x01(\v2\x14.cairn.plays.v1.TaskR\x04task\"\xed\x02\n" +
 	"\x06Firing\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
 	"\tfiring_id\x18\x02 \x01(\tR\bfiringId\x12\x17\n" +
@@ -2112,7 +2518,8 @@ const file_cairn_plays_v1_plays_proto_rawDesc = "" +
 	"\btask_ids\x18\t \x03(\tR\ataskIds\x12!\n" +
 	"\fdelivery_ids\x18\n" +
 	" \x03(\tR\vdeliveryIds\x12\x12\n" +
-	"\x04held\x18\v \x01(\tR\x04held\"\x9c\x01\n" +
+	"\x04held\x18\v \x01(\tR\x04held\x12\x1b\n" +
+	"\treplay_id\x18\f \x01(\tR\breplayId\"\x9c\x01\n" +
 	"\x12ListFiringsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -2183,7 +2590,34 @@ const file_cairn_plays_v1_plays_proto_rawDesc = "" +
 	"\vlatency_p99\x18\v \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"latencyP99\"a\n" +
 	"\x18ListDestinationsResponse\x12E\n" +
-	"\fdestinations\x18\x01 \x03(\v2!.cairn.plays.v1.DestinationStatusR\fdestinations\"0\n" +
+	"\fdestinations\x18\x01 \x03(\v2!.cairn.plays.v1.DestinationStatusR\fdestinations\"\xd4\x03\n" +
+	"\x06Replay\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
+	"\treplay_id\x18\x02 \x01(\tR\breplayId\x12\x19\n" +
+	"\bplay_ids\x18\x03 \x03(\tR\aplayIds\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x121\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1b.cairn.plays.v1.ReplayStateR\x05state\x12!\n" +
+	"\frecords_read\x18\x06 \x01(\x03R\vrecordsRead\x12#\n" +
+	"\rrecords_total\x18\a \x01(\x03R\frecordsTotal\x12\x14\n" +
+	"\x05fired\x18\b \x01(\x03R\x05fired\x12#\n" +
+	"\ralready_fired\x18\t \x01(\x03R\falreadyFired\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\"\x7f\n" +
+	"\x12StartReplayRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x19\n" +
+	"\bplay_ids\x18\x02 \x03(\tR\aplayIds\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"E\n" +
+	"\x13StartReplayResponse\x12.\n" +
+	"\x06replay\x18\x01 \x01(\v2\x16.cairn.plays.v1.ReplayR\x06replay\"M\n" +
+	"\x10GetReplayRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
+	"\treplay_id\x18\x02 \x01(\tR\breplayId\"C\n" +
+	"\x11GetReplayResponse\x12.\n" +
+	"\x06replay\x18\x01 \x01(\v2\x16.cairn.plays.v1.ReplayR\x06replay\"0\n" +
 	"\x10GetStatusRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"G\n" +
 	"\x11GetStatusResponse\x122\n" +
@@ -2199,7 +2633,12 @@ const file_cairn_plays_v1_plays_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DELIVERY_STATE_PENDING\x10\x01\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x17\n" +
-	"\x13DELIVERY_STATE_DEAD\x10\x032\x9d\x06\n" +
+	"\x13DELIVERY_STATE_DEAD\x10\x03*u\n" +
+	"\vReplayState\x12\x1c\n" +
+	"\x18REPLAY_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14REPLAY_STATE_RUNNING\x10\x01\x12\x15\n" +
+	"\x11REPLAY_STATE_DONE\x10\x02\x12\x17\n" +
+	"\x13REPLAY_STATE_FAILED\x10\x032\xc7\a\n" +
 	"\fPlaysService\x12S\n" +
 	"\n" +
 	"ApplyPlays\x12!.cairn.plays.v1.ApplyPlaysRequest\x1a\".cairn.plays.v1.ApplyPlaysResponse\x12M\n" +
@@ -2210,7 +2649,9 @@ const file_cairn_plays_v1_plays_proto_rawDesc = "" +
 	"\vListFirings\x12\".cairn.plays.v1.ListFiringsRequest\x1a#.cairn.plays.v1.ListFiringsResponse\x12_\n" +
 	"\x0eListDeliveries\x12%.cairn.plays.v1.ListDeliveriesRequest\x1a&.cairn.plays.v1.ListDeliveriesResponse\x12P\n" +
 	"\tRedeliver\x12 .cairn.plays.v1.RedeliverRequest\x1a!.cairn.plays.v1.RedeliverResponse\x12e\n" +
-	"\x10ListDestinations\x12'.cairn.plays.v1.ListDestinationsRequest\x1a(.cairn.plays.v1.ListDestinationsResponse\x12P\n" +
+	"\x10ListDestinations\x12'.cairn.plays.v1.ListDestinationsRequest\x1a(.cairn.plays.v1.ListDestinationsResponse\x12V\n" +
+	"\vStartReplay\x12\".cairn.plays.v1.StartReplayRequest\x1a#.cairn.plays.v1.StartReplayResponse\x12P\n" +
+	"\tGetReplay\x12 .cairn.plays.v1.GetReplayRequest\x1a!.cairn.plays.v1.GetReplayResponse\x12P\n" +
 	"\tGetStatus\x12 .cairn.plays.v1.GetStatusRequest\x1a!.cairn.plays.v1.GetStatusResponseB\xb1\x01\n" +
 	"\x12com.cairn.plays.v1B\n" +
 	"PlaysProtoP\x01Z5github.com/cairn-dev/cairn/gen/cairn/plays/v1;playsv1\xa2\x02\x03CPX\xaa\x02\x0eCairn.Plays.V1\xca\x02\x0eCairn\\Plays\\V1\xe2\x02\x1aCairn\\Plays\\V1\\GPBMetadata\xea\x02\x10Cairn::Plays::V1b\x06proto3"
@@ -2227,101 +2668,118 @@ func file_cairn_plays_v1_plays_proto_rawDescGZIP() []byte {
 	return file_cairn_plays_v1_plays_proto_rawDescData
 }
 
-var file_cairn_plays_v1_plays_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cairn_plays_v1_plays_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_cairn_plays_v1_plays_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_cairn_plays_v1_plays_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_cairn_plays_v1_plays_proto_goTypes = []any{
 	(TaskState)(0),                   // 0: cairn.plays.v1.TaskState
 	(DeliveryState)(0),               // 1: cairn.plays.v1.DeliveryState
-	(*ApplyPlaysRequest)(nil),        // 2: cairn.plays.v1.ApplyPlaysRequest
-	(*ApplyPlaysResponse)(nil),       // 3: cairn.plays.v1.ApplyPlaysResponse
-	(*PlaysVersion)(nil),             // 4: cairn.plays.v1.PlaysVersion
-	(*PlaySummary)(nil),              // 5: cairn.plays.v1.PlaySummary
-	(*Destination)(nil),              // 6: cairn.plays.v1.Destination
-	(*GetPlaysRequest)(nil),          // 7: cairn.plays.v1.GetPlaysRequest
-	(*GetPlaysResponse)(nil),         // 8: cairn.plays.v1.GetPlaysResponse
-	(*Task)(nil),                     // 9: cairn.plays.v1.Task
-	(*ListTasksRequest)(nil),         // 10: cairn.plays.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 11: cairn.plays.v1.ListTasksResponse
-	(*UpdateTaskRequest)(nil),        // 12: cairn.plays.v1.UpdateTaskRequest
-	(*UpdateTaskResponse)(nil),       // 13: cairn.plays.v1.UpdateTaskResponse
-	(*Firing)(nil),                   // 14: cairn.plays.v1.Firing
-	(*ListFiringsRequest)(nil),       // 15: cairn.plays.v1.ListFiringsRequest
-	(*ListFiringsResponse)(nil),      // 16: cairn.plays.v1.ListFiringsResponse
-	(*Delivery)(nil),                 // 17: cairn.plays.v1.Delivery
-	(*ListDeliveriesRequest)(nil),    // 18: cairn.plays.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),   // 19: cairn.plays.v1.ListDeliveriesResponse
-	(*RedeliverRequest)(nil),         // 20: cairn.plays.v1.RedeliverRequest
-	(*RedeliverResponse)(nil),        // 21: cairn.plays.v1.RedeliverResponse
-	(*ListDestinationsRequest)(nil),  // 22: cairn.plays.v1.ListDestinationsRequest
-	(*DestinationStatus)(nil),        // 23: cairn.plays.v1.DestinationStatus
-	(*ListDestinationsResponse)(nil), // 24: cairn.plays.v1.ListDestinationsResponse
-	(*GetStatusRequest)(nil),         // 25: cairn.plays.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),        // 26: cairn.plays.v1.GetStatusResponse
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
-	(*v1.PageRequest)(nil),           // 29: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),          // 30: cairn.common.v1.PageResponse
-	(*v1.Backlog)(nil),               // 31: cairn.common.v1.Backlog
+	(ReplayState)(0),                 // 2: cairn.plays.v1.ReplayState
+	(*ApplyPlaysRequest)(nil),        // 3: cairn.plays.v1.ApplyPlaysRequest
+	(*ApplyPlaysResponse)(nil),       // 4: cairn.plays.v1.ApplyPlaysResponse
+	(*PlaysVersion)(nil),             // 5: cairn.plays.v1.PlaysVersion
+	(*PlaySummary)(nil),              // 6: cairn.plays.v1.PlaySummary
+	(*Destination)(nil),              // 7: cairn.plays.v1.Destination
+	(*GetPlaysRequest)(nil),          // 8: cairn.plays.v1.GetPlaysRequest
+	(*GetPlaysResponse)(nil),         // 9: cairn.plays.v1.GetPlaysResponse
+	(*Task)(nil),                     // 10: cairn.plays.v1.Task
+	(*ListTasksRequest)(nil),         // 11: cairn.plays.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 12: cairn.plays.v1.ListTasksResponse
+	(*UpdateTaskRequest)(nil),        // 13: cairn.plays.v1.UpdateTaskRequest
+	(*UpdateTaskResponse)(nil),       // 14: cairn.plays.v1.UpdateTaskResponse
+	(*Firing)(nil),                   // 15: cairn.plays.v1.Firing
+	(*ListFiringsRequest)(nil),       // 16: cairn.plays.v1.ListFiringsRequest
+	(*ListFiringsResponse)(nil),      // 17: cairn.plays.v1.ListFiringsResponse
+	(*Delivery)(nil),                 // 18: cairn.plays.v1.Delivery
+	(*ListDeliveriesRequest)(nil),    // 19: cairn.plays.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),   // 20: cairn.plays.v1.ListDeliveriesResponse
+	(*RedeliverRequest)(nil),         // 21: cairn.plays.v1.RedeliverRequest
+	(*RedeliverResponse)(nil),        // 22: cairn.plays.v1.RedeliverResponse
+	(*ListDestinationsRequest)(nil),  // 23: cairn.plays.v1.ListDestinationsRequest
+	(*DestinationStatus)(nil),        // 24: cairn.plays.v1.DestinationStatus
+	(*ListDestinationsResponse)(nil), // 25: cairn.plays.v1.ListDestinationsResponse
+	(*Replay)(nil),                   // 26: cairn.plays.v1.Replay
+	(*StartReplayRequest)(nil),       // 27: cairn.plays.v1.StartReplayRequest
+	(*StartReplayResponse)(nil),      // 28: cairn.plays.v1.StartReplayResponse
+	(*GetReplayRequest)(nil),         // 29: cairn.plays.v1.GetReplayRequest
+	(*GetReplayResponse)(nil),        // 30: cairn.plays.v1.GetReplayResponse
+	(*GetStatusRequest)(nil),         // 31: cairn.plays.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),        // 32: cairn.plays.v1.GetStatusResponse
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
+	(*v1.PageRequest)(nil),           // 35: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),          // 36: cairn.common.v1.PageResponse
+	(*v1.Backlog)(nil),               // 37: cairn.common.v1.Backlog
 }
 var file_cairn_plays_v1_plays_proto_depIdxs = []int32{
-	4,  // 0: cairn.plays.v1.ApplyPlaysResponse.plays:type_name -> cairn.plays.v1.PlaysVersion
-	27, // 1: cairn.plays.v1.PlaysVersion.applied_at:type_name -> google.protobuf.Timestamp
-	5,  // 2: cairn.plays.v1.PlaysVersion.plays:type_name -> cairn.plays.v1.PlaySummary
-	6,  // 3: cairn.plays.v1.PlaysVersion.destinations:type_name -> cairn.plays.v1.Destination
-	28, // 4: cairn.plays.v1.PlaySummary.cooldown:type_name -> google.protobuf.Duration
-	4,  // 5: cairn.plays.v1.GetPlaysResponse.plays:type_name -> cairn.plays.v1.PlaysVersion
+	5,  // 0: cairn.plays.v1.ApplyPlaysResponse.plays:type_name -> cairn.plays.v1.PlaysVersion
+	33, // 1: cairn.plays.v1.PlaysVersion.applied_at:type_name -> google.protobuf.Timestamp
+	6,  // 2: cairn.plays.v1.PlaysVersion.plays:type_name -> cairn.plays.v1.PlaySummary
+	7,  // 3: cairn.plays.v1.PlaysVersion.destinations:type_name -> cairn.plays.v1.Destination
+	34, // 4: cairn.plays.v1.PlaySummary.cooldown:type_name -> google.protobuf.Duration
+	5,  // 5: cairn.plays.v1.GetPlaysResponse.plays:type_name -> cairn.plays.v1.PlaysVersion
 	0,  // 6: cairn.plays.v1.Task.state:type_name -> cairn.plays.v1.TaskState
-	27, // 7: cairn.plays.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	27, // 8: cairn.plays.v1.Task.starts_at:type_name -> google.protobuf.Timestamp
-	27, // 9: cairn.plays.v1.Task.due_at:type_name -> google.protobuf.Timestamp
-	27, // 10: cairn.plays.v1.Task.closed_at:type_name -> google.protobuf.Timestamp
+	33, // 7: cairn.plays.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	33, // 8: cairn.plays.v1.Task.starts_at:type_name -> google.protobuf.Timestamp
+	33, // 9: cairn.plays.v1.Task.due_at:type_name -> google.protobuf.Timestamp
+	33, // 10: cairn.plays.v1.Task.closed_at:type_name -> google.protobuf.Timestamp
 	0,  // 11: cairn.plays.v1.ListTasksRequest.state:type_name -> cairn.plays.v1.TaskState
-	29, // 12: cairn.plays.v1.ListTasksRequest.page:type_name -> cairn.common.v1.PageRequest
-	9,  // 13: cairn.plays.v1.ListTasksResponse.tasks:type_name -> cairn.plays.v1.Task
-	30, // 14: cairn.plays.v1.ListTasksResponse.page:type_name -> cairn.common.v1.PageResponse
+	35, // 12: cairn.plays.v1.ListTasksRequest.page:type_name -> cairn.common.v1.PageRequest
+	10, // 13: cairn.plays.v1.ListTasksResponse.tasks:type_name -> cairn.plays.v1.Task
+	36, // 14: cairn.plays.v1.ListTasksResponse.page:type_name -> cairn.common.v1.PageResponse
 	0,  // 15: cairn.plays.v1.UpdateTaskRequest.state:type_name -> cairn.plays.v1.TaskState
-	9,  // 16: cairn.plays.v1.UpdateTaskResponse.task:type_name -> cairn.plays.v1.Task
-	27, // 17: cairn.plays.v1.Firing.at:type_name -> google.protobuf.Timestamp
-	29, // 18: cairn.plays.v1.ListFiringsRequest.page:type_name -> cairn.common.v1.PageRequest
-	14, // 19: cairn.plays.v1.ListFiringsResponse.firings:type_name -> cairn.plays.v1.Firing
-	30, // 20: cairn.plays.v1.ListFiringsResponse.page:type_name -> cairn.common.v1.PageResponse
+	10, // 16: cairn.plays.v1.UpdateTaskResponse.task:type_name -> cairn.plays.v1.Task
+	33, // 17: cairn.plays.v1.Firing.at:type_name -> google.protobuf.Timestamp
+	35, // 18: cairn.plays.v1.ListFiringsRequest.page:type_name -> cairn.common.v1.PageRequest
+	15, // 19: cairn.plays.v1.ListFiringsResponse.firings:type_name -> cairn.plays.v1.Firing
+	36, // 20: cairn.plays.v1.ListFiringsResponse.page:type_name -> cairn.common.v1.PageResponse
 	1,  // 21: cairn.plays.v1.Delivery.state:type_name -> cairn.plays.v1.DeliveryState
-	27, // 22: cairn.plays.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	27, // 23: cairn.plays.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	27, // 24: cairn.plays.v1.Delivery.last_attempt_at:type_name -> google.protobuf.Timestamp
-	28, // 25: cairn.plays.v1.Delivery.last_latency:type_name -> google.protobuf.Duration
+	33, // 22: cairn.plays.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	33, // 23: cairn.plays.v1.Delivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	33, // 24: cairn.plays.v1.Delivery.last_attempt_at:type_name -> google.protobuf.Timestamp
+	34, // 25: cairn.plays.v1.Delivery.last_latency:type_name -> google.protobuf.Duration
 	1,  // 26: cairn.plays.v1.ListDeliveriesRequest.state:type_name -> cairn.plays.v1.DeliveryState
-	29, // 27: cairn.plays.v1.ListDeliveriesRequest.page:type_name -> cairn.common.v1.PageRequest
-	17, // 28: cairn.plays.v1.ListDeliveriesResponse.deliveries:type_name -> cairn.plays.v1.Delivery
-	30, // 29: cairn.plays.v1.ListDeliveriesResponse.page:type_name -> cairn.common.v1.PageResponse
-	6,  // 30: cairn.plays.v1.DestinationStatus.destination:type_name -> cairn.plays.v1.Destination
-	28, // 31: cairn.plays.v1.DestinationStatus.latency_p50:type_name -> google.protobuf.Duration
-	28, // 32: cairn.plays.v1.DestinationStatus.latency_p99:type_name -> google.protobuf.Duration
-	23, // 33: cairn.plays.v1.ListDestinationsResponse.destinations:type_name -> cairn.plays.v1.DestinationStatus
-	31, // 34: cairn.plays.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
-	2,  // 35: cairn.plays.v1.PlaysService.ApplyPlays:input_type -> cairn.plays.v1.ApplyPlaysRequest
-	7,  // 36: cairn.plays.v1.PlaysService.GetPlays:input_type -> cairn.plays.v1.GetPlaysRequest
-	10, // 37: cairn.plays.v1.PlaysService.ListTasks:input_type -> cairn.plays.v1.ListTasksRequest
-	12, // 38: cairn.plays.v1.PlaysService.UpdateTask:input_type -> cairn.plays.v1.UpdateTaskRequest
-	15, // 39: cairn.plays.v1.PlaysService.ListFirings:input_type -> cairn.plays.v1.ListFiringsRequest
-	18, // 40: cairn.plays.v1.PlaysService.ListDeliveries:input_type -> cairn.plays.v1.ListDeliveriesRequest
-	20, // 41: cairn.plays.v1.PlaysService.Redeliver:input_type -> cairn.plays.v1.RedeliverRequest
-	22, // 42: cairn.plays.v1.PlaysService.ListDestinations:input_type -> cairn.plays.v1.ListDestinationsRequest
-	25, // 43: cairn.plays.v1.PlaysService.GetStatus:input_type -> cairn.plays.v1.GetStatusRequest
-	3,  // 44: cairn.plays.v1.PlaysService.ApplyPlays:output_type -> cairn.plays.v1.ApplyPlaysResponse
-	8,  // 45: cairn.plays.v1.PlaysService.GetPlays:output_type -> cairn.plays.v1.GetPlaysResponse
-	11, // 46: cairn.plays.v1.PlaysService.ListTasks:output_type -> cairn.plays.v1.ListTasksResponse
-	13, // 47: cairn.plays.v1.PlaysService.UpdateTask:output_type -> cairn.plays.v1.UpdateTaskResponse
-	16, // 48: cairn.plays.v1.PlaysService.ListFirings:output_type -> cairn.plays.v1.ListFiringsResponse
-	19, // 49: cairn.plays.v1.PlaysService.ListDeliveries:output_type -> cairn.plays.v1.ListDeliveriesResponse
-	21, // 50: cairn.plays.v1.PlaysService.Redeliver:output_type -> cairn.plays.v1.RedeliverResponse
-	24, // 51: cairn.plays.v1.PlaysService.ListDestinations:output_type -> cairn.plays.v1.ListDestinationsResponse
-	26, // 52: cairn.plays.v1.PlaysService.GetStatus:output_type -> cairn.plays.v1.GetStatusResponse
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	35, // 27: cairn.plays.v1.ListDeliveriesRequest.page:type_name -> cairn.common.v1.PageRequest
+	18, // 28: cairn.plays.v1.ListDeliveriesResponse.deliveries:type_name -> cairn.plays.v1.Delivery
+	36, // 29: cairn.plays.v1.ListDeliveriesResponse.page:type_name -> cairn.common.v1.PageResponse
+	7,  // 30: cairn.plays.v1.DestinationStatus.destination:type_name -> cairn.plays.v1.Destination
+	34, // 31: cairn.plays.v1.DestinationStatus.latency_p50:type_name -> google.protobuf.Duration
+	34, // 32: cairn.plays.v1.DestinationStatus.latency_p99:type_name -> google.protobuf.Duration
+	24, // 33: cairn.plays.v1.ListDestinationsResponse.destinations:type_name -> cairn.plays.v1.DestinationStatus
+	33, // 34: cairn.plays.v1.Replay.since:type_name -> google.protobuf.Timestamp
+	2,  // 35: cairn.plays.v1.Replay.state:type_name -> cairn.plays.v1.ReplayState
+	33, // 36: cairn.plays.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
+	33, // 37: cairn.plays.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 38: cairn.plays.v1.StartReplayRequest.since:type_name -> google.protobuf.Timestamp
+	26, // 39: cairn.plays.v1.StartReplayResponse.replay:type_name -> cairn.plays.v1.Replay
+	26, // 40: cairn.plays.v1.GetReplayResponse.replay:type_name -> cairn.plays.v1.Replay
+	37, // 41: cairn.plays.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	3,  // 42: cairn.plays.v1.PlaysService.ApplyPlays:input_type -> cairn.plays.v1.ApplyPlaysRequest
+	8,  // 43: cairn.plays.v1.PlaysService.GetPlays:input_type -> cairn.plays.v1.GetPlaysRequest
+	11, // 44: cairn.plays.v1.PlaysService.ListTasks:input_type -> cairn.plays.v1.ListTasksRequest
+	13, // 45: cairn.plays.v1.PlaysService.UpdateTask:input_type -> cairn.plays.v1.UpdateTaskRequest
+	16, // 46: cairn.plays.v1.PlaysService.ListFirings:input_type -> cairn.plays.v1.ListFiringsRequest
+	19, // 47: cairn.plays.v1.PlaysService.ListDeliveries:input_type -> cairn.plays.v1.ListDeliveriesRequest
+	21, // 48: cairn.plays.v1.PlaysService.Redeliver:input_type -> cairn.plays.v1.RedeliverRequest
+	23, // 49: cairn.plays.v1.PlaysService.ListDestinations:input_type -> cairn.plays.v1.ListDestinationsRequest
+	27, // 50: cairn.plays.v1.PlaysService.StartReplay:input_type -> cairn.plays.v1.StartReplayRequest
+	29, // 51: cairn.plays.v1.PlaysService.GetReplay:input_type -> cairn.plays.v1.GetReplayRequest
+	31, // 52: cairn.plays.v1.PlaysService.GetStatus:input_type -> cairn.plays.v1.GetStatusRequest
+	4,  // 53: cairn.plays.v1.PlaysService.ApplyPlays:output_type -> cairn.plays.v1.ApplyPlaysResponse
+	9,  // 54: cairn.plays.v1.PlaysService.GetPlays:output_type -> cairn.plays.v1.GetPlaysResponse
+	12, // 55: cairn.plays.v1.PlaysService.ListTasks:output_type -> cairn.plays.v1.ListTasksResponse
+	14, // 56: cairn.plays.v1.PlaysService.UpdateTask:output_type -> cairn.plays.v1.UpdateTaskResponse
+	17, // 57: cairn.plays.v1.PlaysService.ListFirings:output_type -> cairn.plays.v1.ListFiringsResponse
+	20, // 58: cairn.plays.v1.PlaysService.ListDeliveries:output_type -> cairn.plays.v1.ListDeliveriesResponse
+	22, // 59: cairn.plays.v1.PlaysService.Redeliver:output_type -> cairn.plays.v1.RedeliverResponse
+	25, // 60: cairn.plays.v1.PlaysService.ListDestinations:output_type -> cairn.plays.v1.ListDestinationsResponse
+	28, // 61: cairn.plays.v1.PlaysService.StartReplay:output_type -> cairn.plays.v1.StartReplayResponse
+	30, // 62: cairn.plays.v1.PlaysService.GetReplay:output_type -> cairn.plays.v1.GetReplayResponse
+	32, // 63: cairn.plays.v1.PlaysService.GetStatus:output_type -> cairn.plays.v1.GetStatusResponse
+	53, // [53:64] is the sub-list for method output_type
+	42, // [42:53] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_cairn_plays_v1_plays_proto_init() }
@@ -2334,8 +2792,8 @@ func file_cairn_plays_v1_plays_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_plays_v1_plays_proto_rawDesc), len(file_cairn_plays_v1_plays_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   25,
+			NumEnums:      3,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,8 @@ const (
 	PlaysService_ListDeliveries_FullMethodName   = "/cairn.plays.v1.PlaysService/ListDeliveries"
 	PlaysService_Redeliver_FullMethodName        = "/cairn.plays.v1.PlaysService/Redeliver"
 	PlaysService_ListDestinations_FullMethodName = "/cairn.plays.v1.PlaysService/ListDestinations"
+	PlaysService_StartReplay_FullMethodName      = "/cairn.plays.v1.PlaysService/StartReplay"
+	PlaysService_GetReplay_FullMethodName        = "/cairn.plays.v1.PlaysService/GetReplay"
 	PlaysService_GetStatus_FullMethodName        = "/cairn.plays.v1.PlaysService/GetStatus"
 )
 
@@ -59,6 +61,14 @@ type PlaysServiceClient interface {
 	// ListDestinations reports each destination's queue, breaker and
 	// delivery figures.
 	ListDestinations(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error)
+	// StartReplay runs plays over the history of the stages, health and
+	// routing logs, for records at or after since. A trigger that already
+	// fired a play, live or in an earlier replay, does not fire it again, so
+	// nothing is sent twice. Only on request: a plays file applies to the
+	// records that arrive after it.
+	StartReplay(ctx context.Context, in *StartReplayRequest, opts ...grpc.CallOption) (*StartReplayResponse, error)
+	// GetReplay reports how a replay is doing.
+	GetReplay(ctx context.Context, in *GetReplayRequest, opts ...grpc.CallOption) (*GetReplayResponse, error)
 	// GetStatus reports how far the service is behind the logs it consumes.
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
 }
@@ -151,6 +161,26 @@ func (c *playsServiceClient) ListDestinations(ctx context.Context, in *ListDesti
 	return out, nil
 }
 
+func (c *playsServiceClient) StartReplay(ctx context.Context, in *StartReplayRequest, opts ...grpc.CallOption) (*StartReplayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartReplayResponse)
+	err := c.cc.Invoke(ctx, PlaysService_StartReplay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *playsServiceClient) GetReplay(ctx context.Context, in *GetReplayRequest, opts ...grpc.CallOption) (*GetReplayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReplayResponse)
+	err := c.cc.Invoke(ctx, PlaysService_GetReplay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *playsServiceClient) GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetStatusResponse)
@@ -190,6 +220,14 @@ type PlaysServiceServer interface {
 	// ListDestinations reports each destination's queue, breaker and
 	// delivery figures.
 	ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error)
+	// StartReplay runs plays over the history of the stages, health and
+	// routing logs, for records at or after since. A trigger that already
+	// fired a play, live or in an earlier replay, does not fire it again, so
+	// nothing is sent twice. Only on request: a plays file applies to the
+	// records that arrive after it.
+	StartReplay(context.Context, *StartReplayRequest) (*StartReplayResponse, error)
+	// GetReplay reports how a replay is doing.
+	GetReplay(context.Context, *GetReplayRequest) (*GetReplayResponse, error)
 	// GetStatus reports how far the service is behind the logs it consumes.
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
 	mustEmbedUnimplementedPlaysServiceServer()
@@ -225,6 +263,12 @@ func (UnimplementedPlaysServiceServer) Redeliver(context.Context, *RedeliverRequ
 }
 func (UnimplementedPlaysServiceServer) ListDestinations(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDestinations not implemented")
+}
+func (UnimplementedPlaysServiceServer) StartReplay(context.Context, *StartReplayRequest) (*StartReplayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartReplay not implemented")
+}
+func (UnimplementedPlaysServiceServer) GetReplay(context.Context, *GetReplayRequest) (*GetReplayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReplay not implemented")
 }
 func (UnimplementedPlaysServiceServer) GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
@@ -394,6 +438,42 @@ func _PlaysService_ListDestinations_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PlaysService_StartReplay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartReplayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlaysServiceServer).StartReplay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PlaysService_StartReplay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlaysServiceServer).StartReplay(ctx, req.(*StartReplayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PlaysService_GetReplay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReplayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlaysServiceServer).GetReplay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PlaysService_GetReplay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlaysServiceServer).GetReplay(ctx, req.(*GetReplayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PlaysService_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetStatusRequest)
 	if err := dec(in); err != nil {
@@ -450,6 +530,14 @@ var PlaysService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListDestinations",
 			Handler:    _PlaysService_ListDestinations_Handler,
+		},
+		{
+			MethodName: "StartReplay",
+			Handler:    _PlaysService_StartReplay_Handler,
+		},
+		{
+			MethodName: "GetReplay",
+			Handler:    _PlaysService_GetReplay_Handler,
 		},
 		{
 			MethodName: "GetStatus",

@@ -12,6 +12,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/plays/internal/play"
 	"github.com/cairn-dev/cairn/services/plays/internal/store"
 )
@@ -27,14 +28,49 @@ type trigger struct {
 	summary string
 }
 
+// scope is how records are applied: live, by the consumers, or by a
+// replay of the history through some plays.
+type scope struct {
+	// log names the upstream log (and replica) the records come from, for
+	// their source keys: "stages", "health", "routing", "routing-1", ...
+	log string
+	// replay is the replay's id; "" when live.
+	replay string
+	// plays, in a replay, are the plays replayed; nil when live (all).
+	plays map[string]bool
+	// since, in a replay, is the earliest record time that fires; older
+	// records only teach the replay what accounts were like.
+	since time.Time
+	// stats, in a replay, counts what it did.
+	stats *replayStats
+}
+
+// tx scopes a transaction to a workspace as sc says.
+func (sc scope) tx(tx *pstore.Tx, ws string) *store.Tx {
+	if sc.replay != "" {
+		return store.InReplay(tx, ws, sc.replay)
+	}
+	return store.In(tx, ws)
+}
+
+// src is an upstream record's source key: its log, partition and offset.
+func (sc scope) src(p uint32, offset uint64) string {
+	return sc.log + "/" + strconv.FormatUint(uint64(p), 10) + "/" + strconv.FormatUint(offset, 10)
+}
+
 // ApplyStages applies stages log records: stage changes and drop-off
 // signals update the account and may fire plays.
-func (s *Service) ApplyStages(tx *pstore.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
+func (s *Service) ApplyStages(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecord) error {
+	return s.applyStages(tx, p, recs, scope{log: "stages"})
+}
+
+func (s *Service) applyStages(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecord, sc scope) error {
 	for _, r := range recs {
+		src := sc.src(p, r.GetOffset())
 		switch {
 		case r.GetTransition() != nil:
 			tr := r.GetTransition()
-			t := store.In(tx, tr.GetWorkspace())
+			t := sc.tx(tx, tr.GetWorkspace())
 			a, err := t.Account(tr.GetAccountId())
 			if err != nil {
 				return err
@@ -58,15 +94,15 @@ func (s *Service) ApplyStages(tx *pstore.Tx, _ uint32, recs []*stagesv1.LogRecor
 			if err := t.PutAccount(a); err != nil {
 				return err
 			}
-			if err := s.fireAll(t, a, trigs); err != nil {
+			if err := s.fireAll(t, a, trigs, sc, src); err != nil {
 				return err
 			}
 		case r.GetSignal() != nil:
-			if err := s.applySignal(tx, "stages", r.GetSignal()); err != nil {
+			if err := s.applySignal(tx, "stages", r.GetSignal(), sc, src); err != nil {
 				return err
 			}
 		case r.GetTombstone() != nil:
-			if err := s.forget(tx, r.GetTombstone()); err != nil {
+			if err := s.forget(tx, r.GetTombstone(), sc); err != nil {
 				return err
 			}
 		}
@@ -105,12 +141,17 @@ func transitionTriggers(tr *stagesv1.Transition) []trigger {
 
 // ApplyHealth applies health log records: score changes and risk,
 // expansion and renewal signals.
-func (s *Service) ApplyHealth(tx *pstore.Tx, _ uint32, recs []*healthv1.LogRecord) error {
+func (s *Service) ApplyHealth(tx *pstore.Tx, p uint32, recs []*healthv1.LogRecord) error {
+	return s.applyHealth(tx, p, recs, scope{log: "health"})
+}
+
+func (s *Service) applyHealth(tx *pstore.Tx, p uint32, recs []*healthv1.LogRecord, scp scope) error {
 	for _, r := range recs {
+		src := scp.src(p, r.GetOffset())
 		switch {
 		case r.GetScoreChange() != nil:
 			sc := r.GetScoreChange()
-			t := store.In(tx, sc.GetWorkspace())
+			t := scp.tx(tx, sc.GetWorkspace())
 			a, err := t.Account(sc.GetAccountId())
 			if err != nil {
 				return err
@@ -130,15 +171,15 @@ func (s *Service) ApplyHealth(tx *pstore.Tx, _ uint32, recs []*healthv1.LogRecor
 					"at": sc.GetAt().AsTime(),
 				},
 				summary: fmt.Sprintf("health moved from %s to %s (score %.0f → %.0f)", words(prev), words(band), sc.GetPreviousScore(), sc.GetScore()),
-			}}); err != nil {
+			}}, scp, src); err != nil {
 				return err
 			}
 		case r.GetSignal() != nil:
-			if err := s.applySignal(tx, "health", r.GetSignal()); err != nil {
+			if err := s.applySignal(tx, "health", r.GetSignal(), scp, src); err != nil {
 				return err
 			}
 		case r.GetTombstone() != nil:
-			if err := s.forget(tx, r.GetTombstone()); err != nil {
+			if err := s.forget(tx, r.GetTombstone(), scp); err != nil {
 				return err
 			}
 		}
@@ -148,8 +189,8 @@ func (s *Service) ApplyHealth(tx *pstore.Tx, _ uint32, recs []*healthv1.LogRecor
 
 // applySignal keeps the account's open signals and fires signal.opened or
 // signal.closed.
-func (s *Service) applySignal(tx *pstore.Tx, source string, sg *commonv1.Signal) error {
-	t := store.In(tx, sg.GetWorkspace())
+func (s *Service) applySignal(tx *pstore.Tx, source string, sg *commonv1.Signal, sc scope, src string) error {
+	t := sc.tx(tx, sg.GetWorkspace())
 	a, err := t.Account(sg.GetAccountId())
 	if err != nil {
 		return err
@@ -198,24 +239,29 @@ func (s *Service) applySignal(tx *pstore.Tx, source string, sg *commonv1.Signal)
 	if sg.GetMessage() != "" {
 		summary += ": " + sg.GetMessage()
 	}
-	return s.fireAll(t, a, []trigger{{kind: tk, account: sg.GetAccountId(), at: at, record: rec, summary: summary}})
+	return s.fireAll(t, a, []trigger{{kind: tk, account: sg.GetAccountId(), at: at, record: rec, summary: summary}}, sc, src)
 }
 
-// ApplyRouting applies routing log records: assignments (new,
-// reassigned, closed) and SLA events.
-func (s *Service) ApplyRouting(tx *pstore.Tx, _ uint32, recs []*routingv1.LogRecord) error {
+// ApplyRouting applies the records of routing replica k's log:
+// assignments (new, reassigned, closed) and SLA events.
+func (s *Service) ApplyRouting(tx *pstore.Tx, k int, p uint32, recs []*routingv1.LogRecord) error {
+	return s.applyRouting(tx, p, recs, scope{log: stream.ReplicaName("routing", k)})
+}
+
+func (s *Service) applyRouting(tx *pstore.Tx, p uint32, recs []*routingv1.LogRecord, sc scope) error {
 	for _, r := range recs {
+		src := sc.src(p, r.GetOffset())
 		switch {
 		case r.GetAssignment() != nil:
-			if err := s.applyAssignment(tx, r.GetAssignment()); err != nil {
+			if err := s.applyAssignment(tx, r.GetAssignment(), sc, src); err != nil {
 				return err
 			}
 		case r.GetSlaEvent() != nil:
-			if err := s.applySLA(tx, r.GetSlaEvent()); err != nil {
+			if err := s.applySLA(tx, r.GetSlaEvent(), sc, src); err != nil {
 				return err
 			}
 		case r.GetTombstone() != nil:
-			if err := s.forget(tx, r.GetTombstone()); err != nil {
+			if err := s.forget(tx, r.GetTombstone(), sc); err != nil {
 				return err
 			}
 		}
@@ -236,8 +282,8 @@ func role(t routingv1.HandoffType) string {
 	return ""
 }
 
-func (s *Service) applyAssignment(tx *pstore.Tx, as *routingv1.Assignment) error {
-	t := store.In(tx, as.GetWorkspace())
+func (s *Service) applyAssignment(tx *pstore.Tx, as *routingv1.Assignment, sc scope, src string) error {
+	t := sc.tx(tx, as.GetWorkspace())
 	typ := strings.ToLower(strings.TrimPrefix(as.GetType().String(), "HANDOFF_TYPE_"))
 	state := strings.ToLower(strings.TrimPrefix(as.GetState().String(), "ASSIGNMENT_STATE_"))
 	prev, seen, err := t.Assignment(as.GetAssignmentId())
@@ -268,8 +314,10 @@ func (s *Service) applyAssignment(tx *pstore.Tx, as *routingv1.Assignment) error
 			a.Owners = map[string]string{}
 		}
 		a.Owners[r] = as.GetOwnerId()
-		if err := s.assignOpenTasks(t, account, r, as.GetOwnerId()); err != nil {
-			return err
+		if !t.Replaying() {
+			if err := s.assignOpenTasks(t, account, r, as.GetOwnerId()); err != nil {
+				return err
+			}
 		}
 	}
 	if err := t.PutAccount(a); err != nil {
@@ -295,7 +343,7 @@ func (s *Service) applyAssignment(tx *pstore.Tx, as *routingv1.Assignment) error
 		return nil
 	}
 	trig.account, trig.at, trig.record = account, at(as), rec
-	return s.fireAll(t, a, []trigger{trig})
+	return s.fireAll(t, a, []trigger{trig}, sc, src)
 }
 
 // at is when an assignment record happened: its creation, or its first
@@ -315,8 +363,8 @@ func ownerOr(id string) string {
 	return id
 }
 
-func (s *Service) applySLA(tx *pstore.Tx, ev *routingv1.SlaEvent) error {
-	t := store.In(tx, ev.GetWorkspace())
+func (s *Service) applySLA(tx *pstore.Tx, ev *routingv1.SlaEvent, sc scope, src string) error {
+	t := sc.tx(tx, ev.GetWorkspace())
 	if as := ev.GetAssignment(); as != nil {
 		// A breach that changed the assignment carries it: remember the
 		// new state without firing an assignment trigger for it.
@@ -357,13 +405,19 @@ func (s *Service) applySLA(tx *pstore.Tx, ev *routingv1.SlaEvent) error {
 	if ev.GetNewOwnerId() != "" {
 		summary += ", escalated to " + ev.GetNewOwnerId()
 	}
-	return s.fireAll(t, a, []trigger{{kind: kind, account: as.Account, at: ev.GetAt().AsTime(), record: rec, summary: summary}})
+	return s.fireAll(t, a, []trigger{{kind: kind, account: as.Account, at: ev.GetAt().AsTime(), record: rec, summary: summary}}, sc, src)
 }
 
-// forget erases an account deleted upstream (right to be forgotten).
-func (s *Service) forget(tx *pstore.Tx, ts *commonv1.Tombstone) error {
+// forget erases an account deleted upstream (right to be forgotten). A
+// replay that reads the tombstone erases what it made for the account too.
+func (s *Service) forget(tx *pstore.Tx, ts *commonv1.Tombstone, sc scope) error {
 	if ts.GetAccountId() == "" {
 		return nil // a single user: plays holds no per-user data
+	}
+	if sc.replay != "" {
+		if err := sc.tx(tx, ts.GetWorkspace()).ForgetFacts(ts.GetAccountId()); err != nil {
+			return err
+		}
 	}
 	return store.In(tx, ts.GetWorkspace()).Forget(ts.GetAccountId())
 }

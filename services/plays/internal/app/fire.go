@@ -20,7 +20,7 @@ import (
 // carries out the actions of those that hold, in the consumer's
 // transaction: firings, tasks and outbox rows commit with the cursor, so
 // each trigger is decided exactly once.
-func (s *Service) fireAll(t *store.Tx, a *store.Account, trigs []trigger) error {
+func (s *Service) fireAll(t *store.Tx, a *store.Account, trigs []trigger, sc scope, src string) error {
 	if len(trigs) == 0 {
 		return nil
 	}
@@ -34,10 +34,13 @@ func (s *Service) fireAll(t *store.Tx, a *store.Account, trigs []trigger) error 
 		if a.Status == "churned" && tr.kind != play.StatusChurned && tr.kind != play.StatusWonBack {
 			continue
 		}
-		if tr.kind == play.StatusChurned {
+		if tr.kind == play.StatusChurned && !t.Replaying() {
 			if err := s.closeOpenTasks(t, a.ID, tr.at, "plays: the account churned"); err != nil {
 				return err
 			}
+		}
+		if t.Replaying() && tr.at.Before(sc.since) {
+			continue // history before the replay's start: it only teaches facts
 		}
 		acct := a.Map()
 		matches, err := set.Match(play.Input{Kind: tr.kind, Record: tr.record, Account: acct})
@@ -47,23 +50,37 @@ func (s *Service) fireAll(t *store.Tx, a *store.Account, trigs []trigger) error 
 			s.logger.Warn("plays: evaluation error", "workspace", t.Workspace(), "account", a.ID, "trigger", tr.kind, "err", err)
 		}
 		for _, m := range matches {
-			if err := s.fire(t, version, a, acct, tr, m.Play); err != nil {
+			if sc.plays != nil && !sc.plays[m.Play.ID] {
+				continue
+			}
+			// One trigger fires a play once: live, or in one replay.
+			if done, err := t.Fired(m.Play.ID, src+"/"+tr.kind); err != nil {
+				return err
+			} else if done {
+				sc.stats.skip()
+				continue
+			}
+			if err := t.MarkFired(m.Play.ID, src+"/"+tr.kind); err != nil {
 				return err
 			}
+			if err := s.fire(t, version, a, acct, tr, m.Play, sc.replay); err != nil {
+				return err
+			}
+			sc.stats.fired()
 		}
 	}
 	return nil
 }
 
 // fire carries out one play for one account, unless its cooldown holds it.
-func (s *Service) fire(t *store.Tx, version uint32, a *store.Account, acct map[string]any, tr trigger, p *play.Play) error {
+func (s *Service) fire(t *store.Tx, version uint32, a *store.Account, acct map[string]any, tr trigger, p *play.Play, replay string) error {
 	seq, err := t.NextSeq()
 	if err != nil {
 		return err
 	}
 	f := &playsv1.Firing{
 		Workspace: t.Workspace(), FiringId: fmt.Sprintf("f_%d", seq), PlayId: p.ID, PlaysVersion: version,
-		AccountId: a.ID, Trigger: tr.kind, Record: tr.summary, At: timestamppb.New(tr.at),
+		AccountId: a.ID, Trigger: tr.kind, Record: tr.summary, At: timestamppb.New(tr.at), ReplayId: replay,
 	}
 	until, err := t.Cooldown(p.ID, a.ID)
 	if err != nil {

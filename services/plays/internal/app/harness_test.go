@@ -137,6 +137,7 @@ type env struct {
 	svc    *Service
 	engine *deliver.Engine
 	stop   func()
+	offset uint64
 }
 
 func newEnv(t *testing.T, rcv *receiver) *env {
@@ -192,6 +193,13 @@ func transport(rcv *receiver) http.RoundTripper {
 	return tr
 }
 
+// nextOffset numbers the records a test applies, as their logs would:
+// a record's source key (log, partition, offset) is what a play fired for.
+func (e *env) nextOffset() uint64 {
+	e.offset++
+	return e.offset
+}
+
 // apply applies a plays file and fails the test on error.
 func (e *env) apply(yaml string) *playsv1.PlaysVersion {
 	e.t.Helper()
@@ -206,6 +214,9 @@ func (e *env) apply(yaml string) *playsv1.PlaysVersion {
 // one transaction of the plays file.
 func (e *env) stages(recs ...*stagesv1.LogRecord) {
 	e.t.Helper()
+	for _, r := range recs {
+		r.Offset = e.nextOffset()
+	}
 	if err := e.db.Commit(context.Background(), func(tx *pstore.Tx) error { return e.svc.ApplyStages(tx, 0, recs) }); err != nil {
 		e.t.Fatal(err)
 	}
@@ -213,6 +224,9 @@ func (e *env) stages(recs ...*stagesv1.LogRecord) {
 
 func (e *env) health(recs ...*healthv1.LogRecord) {
 	e.t.Helper()
+	for _, r := range recs {
+		r.Offset = e.nextOffset()
+	}
 	if err := e.db.Commit(context.Background(), func(tx *pstore.Tx) error { return e.svc.ApplyHealth(tx, 0, recs) }); err != nil {
 		e.t.Fatal(err)
 	}
@@ -220,7 +234,10 @@ func (e *env) health(recs ...*healthv1.LogRecord) {
 
 func (e *env) routing(recs ...*routingv1.LogRecord) {
 	e.t.Helper()
-	if err := e.db.Commit(context.Background(), func(tx *pstore.Tx) error { return e.svc.ApplyRouting(tx, 0, recs) }); err != nil {
+	for _, r := range recs {
+		r.Offset = e.nextOffset()
+	}
+	if err := e.db.Commit(context.Background(), func(tx *pstore.Tx) error { return e.svc.ApplyRouting(tx, 0, 0, recs) }); err != nil {
 		e.t.Fatal(err)
 	}
 }

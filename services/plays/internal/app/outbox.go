@@ -120,6 +120,9 @@ func (s *Service) syncDestinations() error {
 // outbox: after a restart the engine carries on where it stopped, with
 // the same webhook-ids.
 func (s *Service) Resume() (int, error) {
+	if err := s.failInterrupted(); err != nil {
+		return 0, fmt.Errorf("replays cut short: %w", err)
+	}
 	if err := s.syncDestinations(); err != nil {
 		return 0, err
 	}

@@ -143,11 +143,13 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		o.lags.Add(c.Lag)
 	}
 	var runs []func(context.Context) error
+	replay := &Sources{Partitions: o.partitions}
 	if cfg.StagesAddr != "" {
 		source, err := up.Stages(cfg.StagesAddr)
 		if err != nil {
 			return nil, fmt.Errorf("stages sources: %w", err)
 		}
+		replay.Stages = source
 		cons, err := stream.NewConsumer(stream.ConsumerOptions[*stagesv1.LogRecord]{
 			Name: "stages", DB: o.db, Partitions: parts, Clock: o.clk, Logger: s.logger, Registerer: o.srv.Registry,
 			Source: source, EventTime: logtime.Stages,
@@ -167,6 +169,7 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		if err != nil {
 			return nil, fmt.Errorf("health sources: %w", err)
 		}
+		replay.Health = source
 		cons, err := stream.NewConsumer(stream.ConsumerOptions[*healthv1.LogRecord]{
 			Name: "health", DB: o.db, Partitions: parts, Clock: o.clk, Logger: s.logger, Registerer: o.srv.Registry,
 			Source: source, EventTime: logtime.Health,
@@ -190,9 +193,9 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 			Name: "routing", DB: o.db, Partitions: parts, Clock: o.clk, Logger: s.logger, Registerer: o.srv.Registry,
 			Offset:    func(r *routingv1.LogRecord) uint64 { return r.GetOffset() },
 			EventTime: logtime.Routing,
-		}, sources, func(int) func(*pstore.Tx, uint32, []*routingv1.LogRecord) error {
+		}, sources, func(k int) func(*pstore.Tx, uint32, []*routingv1.LogRecord) error {
 			return func(tx *pstore.Tx, p uint32, recs []*routingv1.LogRecord) error {
-				return s.ApplyRouting(tx, p, logws.Owned(o.owns, recs, logws.Routing))
+				return s.ApplyRouting(tx, k, p, logws.Owned(o.owns, recs, logws.Routing))
 			}
 		})
 		if err != nil {
@@ -200,6 +203,11 @@ func (s *Service) consumers(cfg Config, up *server.Upstreams, o consumerOptions)
 		}
 		runs = append(runs, cons.Run)
 		ready(cons)
+		replay.Routing = sources
+	}
+	if len(runs) > 0 {
+		// A replay reads the same logs again from their start.
+		s.sources = replay
 	}
 	return runs, nil
 }

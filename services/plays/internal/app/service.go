@@ -47,6 +47,8 @@ type Options struct {
 	// Directory gives owners' business hours for due dates; nil counts
 	// calendar time.
 	Directory *Directory
+	// Sources are the upstream logs a replay reads; nil refuses replays.
+	Sources *Sources
 }
 
 // Service is the plays application.
@@ -59,6 +61,8 @@ type Service struct {
 	dashboardURL string
 	taskExpiry   time.Duration
 	directory    *Directory
+	sources      *Sources
+	replays      sync.WaitGroup
 
 	mu   sync.Mutex
 	sets map[setKey]*play.Set
@@ -79,7 +83,7 @@ func New(o Options) *Service {
 	}
 	return &Service{
 		db: o.DB, clk: o.Clock, logger: o.Logger, engine: o.Engine, policy: o.Policy,
-		dashboardURL: strings.TrimRight(o.DashboardURL, "/"), taskExpiry: o.TaskExpiry, directory: o.Directory,
+		dashboardURL: strings.TrimRight(o.DashboardURL, "/"), taskExpiry: o.TaskExpiry, directory: o.Directory, sources: o.Sources,
 		sets: map[setKey]*play.Set{},
 	}
 }

@@ -6,6 +6,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
@@ -36,6 +38,8 @@ type App interface {
 	ListDeliveries(ws string, req *playsv1.ListDeliveriesRequest, after []byte, size int) ([]*playsv1.Delivery, []byte, bool, error)
 	Redeliver(ctx context.Context, ws string, ids []string, destination string) (int, error)
 	ListDestinations(ws string) ([]*playsv1.DestinationStatus, error)
+	StartReplay(ctx context.Context, ws string, playIDs []string, since time.Time) (*playsv1.Replay, error)
+	GetReplay(ws, id string) (*playsv1.Replay, error)
 }
 
 // Server implements playsv1.PlaysServiceServer.
@@ -215,6 +219,56 @@ func (s *Server) ListDestinations(ctx context.Context, req *playsv1.ListDestinat
 		return nil, err
 	}
 	return &playsv1.ListDestinationsResponse{Destinations: ds}, nil
+}
+
+// maxReplayPlays bounds the plays of one replay (a file has at most 200).
+const maxReplayPlays = 200
+
+// StartReplay starts replaying plays over the history.
+func (s *Server) StartReplay(ctx context.Context, req *playsv1.StartReplayRequest) (*playsv1.StartReplayResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetPlayIds()) == 0 {
+		return nil, apierr.Field("play_ids", "required: the plays to replay over the history")
+	}
+	if len(req.GetPlayIds()) > maxReplayPlays {
+		return nil, apierr.Field("play_ids", "%d ids; the limit is %d", len(req.GetPlayIds()), maxReplayPlays)
+	}
+	for i, id := range req.GetPlayIds() {
+		if err := apierr.CheckID(fmt.Sprintf("play_ids[%d]", i), id, true); err != nil {
+			return nil, err
+		}
+	}
+	var since time.Time
+	if t := req.GetSince(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, apierr.Field("since", "not a valid timestamp: %v", err)
+		}
+		since = t.AsTime()
+	}
+	r, err := s.app.StartReplay(ctx, ws, req.GetPlayIds(), since)
+	if err != nil {
+		return nil, err
+	}
+	return &playsv1.StartReplayResponse{Replay: r}, nil
+}
+
+// GetReplay returns a replay.
+func (s *Server) GetReplay(ctx context.Context, req *playsv1.GetReplayRequest) (*playsv1.GetReplayResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := apierr.CheckID("replay_id", req.GetReplayId(), true); err != nil {
+		return nil, err
+	}
+	r, err := s.app.GetReplay(ws, req.GetReplayId())
+	if err != nil {
+		return nil, err
+	}
+	return &playsv1.GetReplayResponse{Replay: r}, nil
 }
 
 // GetStatus reports how far the service is behind the logs it consumes.

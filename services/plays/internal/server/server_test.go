@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
@@ -52,6 +54,14 @@ func (f *fakeApp) Redeliver(_ context.Context, ws string, ids []string, dest str
 func (f *fakeApp) ListDestinations(ws string) ([]*playsv1.DestinationStatus, error) {
 	f.calls = append(f.calls, "destinations "+ws)
 	return nil, nil
+}
+func (f *fakeApp) StartReplay(_ context.Context, ws string, ids []string, _ time.Time) (*playsv1.Replay, error) {
+	f.calls = append(f.calls, "replay "+ws)
+	return &playsv1.Replay{}, nil
+}
+func (f *fakeApp) GetReplay(ws, id string) (*playsv1.Replay, error) {
+	f.calls = append(f.calls, "get replay "+id)
+	return &playsv1.Replay{}, nil
 }
 
 // call runs a handler as the interceptors would leave it: a key of
@@ -120,6 +130,18 @@ func TestValidation(t *testing.T) {
 		{"redeliver destination", func(s *Server) error {
 			return call(s, (*Server).Redeliver, &playsv1.RedeliverRequest{DestinationId: "crm"})
 		}, ""},
+		{"replay without plays", func(s *Server) error {
+			return call(s, (*Server).StartReplay, &playsv1.StartReplayRequest{})
+		}, "play_ids"},
+		{"replay bad since", func(s *Server) error {
+			return call(s, (*Server).StartReplay, &playsv1.StartReplayRequest{PlayIds: []string{"p"}, Since: &timestamppb.Timestamp{Seconds: -1 << 62}})
+		}, "since"},
+		{"replay", func(s *Server) error {
+			return call(s, (*Server).StartReplay, &playsv1.StartReplayRequest{PlayIds: []string{"p"}})
+		}, ""},
+		{"get replay without id", func(s *Server) error {
+			return call(s, (*Server).GetReplay, &playsv1.GetReplayRequest{})
+		}, "replay_id"},
 		{"other workspace", func(s *Server) error {
 			return call(s, (*Server).GetPlays, &playsv1.GetPlaysRequest{Workspace: "rival"})
 		}, "-denied"},

@@ -6,12 +6,15 @@
 //	ws/<workspace>/accounts         account id → Account (JSON)
 //	ws/<workspace>/assignments      assignment id → Assignment (JSON)
 //	ws/<workspace>/cooldowns        play id 0 account id → until (unix ns)
+//	ws/<workspace>/fired            play id 0 upstream record → nil (what fired)
+//	ws/<workspace> 0 replay 0 <id>/  a replay's scratch accounts, assignments, cooldowns
 //	ws/<workspace>/firings          firing seq (8 bytes) → playsv1.Firing
 //	ws/<workspace>/tasks            task id → playsv1.Task
 //	ws/<workspace>/tasks_by_due     due (8 bytes) task id → nil
 //	ws/<workspace>/tasks_by_account account id 0 task id → nil
 //	ws/<workspace>/deliveries       delivery id → playsv1.Delivery
 //	ws/<workspace>/delivery_log     seq (8 bytes) → delivery id, oldest first
+//	ws/<workspace>/replays          replay id → playsv1.Replay
 //	timers                          due (8 bytes) workspace 0 task id → kind
 //	pending                         workspace 0 delivery id → nil
 //
@@ -110,10 +113,42 @@ type Tx struct {
 	base *store.Tx
 	tx   *bbolt.Tx
 	ws   string
+	// facts is where accounts, assignments and cooldowns are kept: the
+	// workspace itself, or a replay's scratch space (InReplay).
+	facts string
 }
 
 // In scopes tx to workspace.
-func In(tx *store.Tx, workspace string) *Tx { return &Tx{base: tx, tx: tx.Bolt(), ws: workspace} }
+func In(tx *store.Tx, workspace string) *Tx {
+	return &Tx{base: tx, tx: tx.Bolt(), ws: workspace, facts: workspace}
+}
+
+// InReplay scopes tx to workspace for a replay: firings, tasks and
+// deliveries are the workspace's, but what the replay learns of accounts
+// as it reads the history (and its cooldowns) is kept apart, in a scratch
+// space that DropReplay removes, so the live account state is untouched.
+func InReplay(tx *store.Tx, workspace, replay string) *Tx {
+	return &Tx{base: tx, tx: tx.Bolt(), ws: workspace, facts: replayFacts(workspace, replay)}
+}
+
+// replayFacts names a replay's scratch space; NUL never occurs in a
+// workspace id (apierr.CheckID), so it cannot collide with one.
+func replayFacts(workspace, replay string) string { return workspace + "\x00replay\x00" + replay }
+
+// DropReplay removes a replay's scratch space.
+func DropReplay(tx *store.Tx, workspace, replay string) error {
+	root := tx.Bolt().Bucket([]byte("ws"))
+	if root == nil {
+		return nil
+	}
+	if err := root.DeleteBucket([]byte(replayFacts(workspace, replay))); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+		return err
+	}
+	return nil
+}
+
+// Replaying reports whether the Tx is a replay's.
+func (t *Tx) Replaying() bool { return t.facts != t.ws }
 
 // Base is the unscoped transaction.
 func (t *Tx) Base() *store.Tx { return t.base }
@@ -121,15 +156,21 @@ func (t *Tx) Base() *store.Tx { return t.base }
 // Workspace is the scope.
 func (t *Tx) Workspace() string { return t.ws }
 
-func (t *Tx) bucket(name string) (*bbolt.Bucket, error) {
+func (t *Tx) bucket(name string) (*bbolt.Bucket, error) { return t.bucketIn(t.ws, name) }
+
+// factsBucket is a bucket of what is known of accounts (accounts,
+// assignments, cooldowns): the workspace's, or a replay's scratch space.
+func (t *Tx) factsBucket(name string) (*bbolt.Bucket, error) { return t.bucketIn(t.facts, name) }
+
+func (t *Tx) bucketIn(ws, name string) (*bbolt.Bucket, error) {
 	if t.tx.Writable() {
-		return store.Bucket(t.tx, "ws", t.ws, name)
+		return store.Bucket(t.tx, "ws", ws, name)
 	}
 	root := t.tx.Bucket([]byte("ws"))
 	if root == nil {
 		return nil, nil
 	}
-	w := root.Bucket([]byte(t.ws))
+	w := root.Bucket([]byte(ws))
 	if w == nil {
 		return nil, nil
 	}
@@ -167,7 +208,7 @@ func putJSON(b *bbolt.Bucket, key string, v any) error {
 
 // Account returns the account (a fresh one when unknown).
 func (t *Tx) Account(id string) (*Account, error) {
-	b, err := t.bucket("accounts")
+	b, err := t.factsBucket("accounts")
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +221,7 @@ func (t *Tx) Account(id string) (*Account, error) {
 
 // PutAccount stores a.
 func (t *Tx) PutAccount(a *Account) error {
-	b, err := t.bucket("accounts")
+	b, err := t.factsBucket("accounts")
 	if err != nil {
 		return err
 	}
@@ -189,7 +230,7 @@ func (t *Tx) PutAccount(a *Account) error {
 
 // Assignment returns a remembered assignment.
 func (t *Tx) Assignment(id string) (*Assignment, bool, error) {
-	b, err := t.bucket("assignments")
+	b, err := t.factsBucket("assignments")
 	if err != nil {
 		return nil, false, err
 	}
@@ -200,7 +241,7 @@ func (t *Tx) Assignment(id string) (*Assignment, bool, error) {
 
 // PutAssignment remembers a.
 func (t *Tx) PutAssignment(id string, a *Assignment) error {
-	b, err := t.bucket("assignments")
+	b, err := t.factsBucket("assignments")
 	if err != nil {
 		return err
 	}
@@ -213,7 +254,7 @@ func cooldownKey(play, account string) []byte {
 
 // Cooldown returns until when play is held for account (zero: not held).
 func (t *Tx) Cooldown(play, account string) (time.Time, error) {
-	b, err := t.bucket("cooldowns")
+	b, err := t.factsBucket("cooldowns")
 	if err != nil || b == nil {
 		return time.Time{}, err
 	}
@@ -226,7 +267,7 @@ func (t *Tx) Cooldown(play, account string) (time.Time, error) {
 
 // SetCooldown holds play for account until until.
 func (t *Tx) SetCooldown(play, account string, until time.Time) error {
-	b, err := t.bucket("cooldowns")
+	b, err := t.factsBucket("cooldowns")
 	if err != nil {
 		return err
 	}
@@ -631,6 +672,82 @@ func (t *Tx) Forget(account string) error {
 		}
 		if err := p.Delete(append(append([]byte(t.ws), 0), id...)); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// ForgetFacts erases what the Tx's facts space holds about an account.
+func (t *Tx) ForgetFacts(account string) error {
+	b, err := t.factsBucket("accounts")
+	if err != nil {
+		return err
+	}
+	return b.Delete([]byte(account))
+}
+
+// Fired reports whether play already fired (or was held) for the
+// upstream record src, live or in an earlier replay: a replay skips it,
+// so history replayed never sends what was sent.
+func (t *Tx) Fired(play, src string) (bool, error) {
+	b, err := t.bucket("fired")
+	if err != nil || b == nil {
+		return false, err
+	}
+	return b.Get(firedKey(play, src)) != nil, nil
+}
+
+// MarkFired records that play fired for src.
+func (t *Tx) MarkFired(play, src string) error {
+	b, err := t.bucket("fired")
+	if err != nil {
+		return err
+	}
+	return b.Put(firedKey(play, src), []byte{})
+}
+
+func firedKey(play, src string) []byte { return append(append([]byte(play), 0), src...) }
+
+// Replay returns a replay, or nil.
+func (t *Tx) Replay(id string) (*playsv1.Replay, error) {
+	b, err := t.bucket("replays")
+	if err != nil || b == nil {
+		return nil, err
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	r := &playsv1.Replay{}
+	if err := proto.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("decode replay %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// PutReplay stores r.
+func (t *Tx) PutReplay(r *playsv1.Replay) error {
+	b, err := t.bucket("replays")
+	if err != nil {
+		return err
+	}
+	return store.PutProto(b, []byte(r.GetReplayId()), r)
+}
+
+// Replays visits the workspace's replays until fn returns false.
+func (t *Tx) Replays(fn func(*playsv1.Replay) bool) error {
+	b, err := t.bucket("replays")
+	if err != nil || b == nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		r := &playsv1.Replay{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("decode replay %s: %w", k, err)
+		}
+		if !fn(r) {
+			return nil
 		}
 	}
 	return nil
