@@ -28,8 +28,11 @@ const (
 	RoleRead
 	// RoleAdmin may read, write and change configuration within its workspace.
 	RoleAdmin
-	// RoleService is held by internal peers (consumers, the gateway); it may
-	// do everything, in any workspace, but must always name the workspace.
+	// RoleService is held by internal peers (consumers). A cluster-wide
+	// service key (bound to no workspace) may do everything, in any
+	// workspace, but must always name the workspace; a service key bound to
+	// a workspace is limited to it like any other key (Workspace) and may
+	// not Subscribe.
 	RoleService
 )
 
@@ -86,11 +89,17 @@ func Allows(have, need Role) bool {
 type Principal struct {
 	// KeyID identifies the key (never the token itself); safe to log.
 	KeyID string
-	// Workspace the key belongs to; empty for service keys.
+	// Workspace the key belongs to; empty for a cluster-wide service key.
 	Workspace string
 	// Role of the key.
 	Role Role
 }
+
+// ClusterWide reports whether p is a cluster-wide service key (bound to no
+// workspace): it may act on every workspace and Subscribe to the logs.
+// Only the suite's own processes should hold one; pkg/server counts and
+// logs every call made with one.
+func (p Principal) ClusterWide() bool { return p.Role == RoleService && p.Workspace == "" }
 
 // Authenticator turns a bearer token into a Principal. It returns
 // ErrUnknownKey when the token matches no key.

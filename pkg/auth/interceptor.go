@@ -127,7 +127,7 @@ func Workspace(ctx context.Context, requested string) (string, error) {
 	if !ok {
 		return "", errNoKey
 	}
-	if p.Role == RoleService && p.Workspace == "" {
+	if p.ClusterWide() {
 		// A cluster-wide service key (the suite's own peers) acts on any
 		// workspace, but must name it.
 		if requested == "" {

@@ -31,7 +31,7 @@ const reloadEvery = time.Second
 type KeyRecord struct {
 	// ID identifies the key in logs and admin commands.
 	ID string `json:"id"`
-	// Workspace the key belongs to; empty for service keys.
+	// Workspace the key belongs to; empty for a cluster-wide service key.
 	Workspace string `json:"workspace"`
 	// Role is the Role.String name.
 	Role string `json:"role"`
@@ -40,6 +40,15 @@ type KeyRecord struct {
 	// CreatedAt is when Create made the key.
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// ClusterWide reports whether r is a cluster-wide service key (see
+// Principal.ClusterWide).
+func (r KeyRecord) ClusterWide() bool { return r.Role == RoleService.String() && r.Workspace == "" }
+
+// ClusterWideIDPrefix starts the id of every cluster-wide service key made
+// by Create, so that the id alone, in logs, metrics and `cairn keys list`,
+// says what the key may do.
+const ClusterWideIDPrefix = "key_cluster_"
 
 // keyFile is the JSON layout of the key file.
 type keyFile struct {
@@ -206,8 +215,10 @@ func (k *Keyring) Authenticate(token string) (Principal, error) {
 }
 
 // Create makes a new key for workspace with role, stores its hash and returns
-// the token, which is shown once and never stored. Service keys may have an
-// empty workspace. The file is rewritten atomically with mode 0600.
+// the token, which is shown once and never stored. A service key with an
+// empty workspace is cluster-wide (Principal.ClusterWide), and its id starts
+// with ClusterWideIDPrefix; every other key needs a workspace. The file is
+// rewritten atomically with mode 0600.
 func (k *Keyring) Create(workspace string, role Role) (string, error) {
 	if role < RoleWrite || role > RoleService {
 		return "", fmt.Errorf("create key: invalid role %d", int(role))
@@ -225,8 +236,12 @@ func (k *Keyring) Create(workspace string, role Role) (string, error) {
 	}
 	token := "cairn_" + role.String() + "_" + hex.EncodeToString(secret)
 	sum := sha256.Sum256([]byte(token))
+	id := "key_" + hex.EncodeToString(idBytes)
+	if role == RoleService && workspace == "" {
+		id = ClusterWideIDPrefix + hex.EncodeToString(idBytes)
+	}
 	rec := KeyRecord{
-		ID:        "key_" + hex.EncodeToString(idBytes),
+		ID:        id,
 		Workspace: workspace,
 		Role:      role.String(),
 		Hash:      hex.EncodeToString(sum[:]),

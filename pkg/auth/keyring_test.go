@@ -31,6 +31,7 @@ func TestKeyringCreateAuthenticate(t *testing.T) {
 		{name: "read key", workspace: "acme", role: RoleRead},
 		{name: "admin key", workspace: "globex", role: RoleAdmin},
 		{name: "service key without workspace", role: RoleService},
+		{name: "service key bound to a workspace", workspace: "acme", role: RoleService},
 		{name: "admin key without workspace", role: RoleAdmin, err: true},
 		{name: "unspecified role", workspace: "acme", role: RoleUnspecified, err: true},
 	}
@@ -53,6 +54,12 @@ func TestKeyringCreateAuthenticate(t *testing.T) {
 			if p.Workspace != tc.workspace || p.Role != tc.role || p.KeyID == "" {
 				t.Fatalf("Authenticate = %+v, want workspace %q role %v", p, tc.workspace, tc.role)
 			}
+			// Only a service key without a workspace is cluster-wide, and
+			// its id says so.
+			wide := tc.role == RoleService && tc.workspace == ""
+			if p.ClusterWide() != wide || strings.HasPrefix(p.KeyID, ClusterWideIDPrefix) != wide {
+				t.Fatalf("key %+v: ClusterWide() = %v, id prefix %s: want cluster-wide %v", p, p.ClusterWide(), ClusterWideIDPrefix, wide)
+			}
 			if _, err := k.Authenticate(tok + "x"); !errors.Is(err, ErrUnknownKey) {
 				t.Fatalf("Authenticate(wrong token) err = %v, want ErrUnknownKey", err)
 			}
@@ -74,8 +81,8 @@ func TestKeyringCreateAuthenticate(t *testing.T) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatalf("key file is not JSON: %v", err)
 	}
-	if len(f.Keys) != 4 {
-		t.Fatalf("key file has %d keys, want 4", len(f.Keys))
+	if len(f.Keys) != 5 {
+		t.Fatalf("key file has %d keys, want 5", len(f.Keys))
 	}
 	for _, r := range f.Keys {
 		if len(r.Hash) != 64 || !r.CreatedAt.Equal(epoch) {

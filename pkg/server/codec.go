@@ -24,8 +24,9 @@ import (
 
 // codec is the servers' gRPC codec: grpc-go's protobuf codec, except that a
 // request that does not decode (invalid UTF-8 in a string field, a truncated
-// message, random bytes, nesting past protobuf's recursion limit) is the
-// client's error, InvalidArgument naming the field, instead of Internal.
+// message, random bytes, nesting past protobuf's recursion limit, a payload
+// flagged gzip that is not: see checkedGzip) is the client's error,
+// InvalidArgument naming the field, instead of Internal.
 //
 // grpc-go turns any error the codec returns into Internal, and does so
 // before any interceptor runs (for unary calls, inside the generated
@@ -73,6 +74,15 @@ func (c encodedCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.CodecV2.Marshal(v)
 }
 
+// Unmarshal refuses a message that was flagged gzip and was not (see
+// checkedGzip), as grpc-go would have, rather than decode what it holds.
+func (c encodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if reason, ok := gzipFaultSlice(data); ok {
+		return fmt.Errorf("grpc-encoding gzip: the message is not valid gzip: %s", reason)
+	}
+	return c.CodecV2.Unmarshal(data, v)
+}
+
 func init() {
 	if _, done := encoding.GetCodecV2(gproto.Name).(encodedCodec); !done {
 		encoding.RegisterCodecV2(encodedCodec{encoding.GetCodecV2(gproto.Name)})
@@ -89,13 +99,18 @@ func (c *codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	err := proto.Unmarshal(b, m)
-	if err == nil {
-		return nil
+	var st *status.Status
+	if reason, ok := gzipFault(b); ok {
+		st = status.New(codes.InvalidArgument, "malformed request: grpc-encoding gzip: the message is not valid gzip: "+reason)
+	} else {
+		err := proto.Unmarshal(b, m)
+		if err == nil {
+			return nil
+		}
+		st = malformed(m.ProtoReflect().Descriptor(), b, err)
 	}
-	st := malformed(m.ProtoReflect().Descriptor(), b, err)
-	mark, merr := proto.Marshal(st.Proto())
-	if merr != nil {
+	mark, err := proto.Marshal(st.Proto())
+	if err != nil {
 		return err // grpc-go answers Internal, as it would without this codec
 	}
 	proto.Reset(m)

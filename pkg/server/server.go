@@ -72,6 +72,7 @@ type Server struct {
 	stop     context.CancelFunc
 	started  atomic.Bool
 	metrics  *rpcMetrics
+	audit    *audit
 	checks   []readyCheck
 }
 
@@ -89,10 +90,11 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 
 	reg := prometheus.NewRegistry()
 	m := newRPCMetrics()
+	au := newAudit()
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.latency,
+		m.requests, m.latency, au.calls,
 		newFileSizeCollector(cfg.Name, cfg.DBPath()),
 	} {
 		if err := reg.Register(c); err != nil {
@@ -123,6 +125,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 		stopping:   stopping,
 		stop:       stop,
 		metrics:    m,
+		audit:      au,
 	}
 	// A request that does not decode is InvalidArgument (see codec).
 	c := newCodec()
@@ -136,6 +139,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.recoverUnary,
 			s.deadline,
 			auth.UnaryServerInterceptor(a, policy),
+			s.auditUnary,
 			s.ownedWorkspace,
 			apierr.UnaryServerInterceptor(cfg.Logger),
 		),
@@ -145,6 +149,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.recoverStream,
 			s.cutOnShutdown,
 			auth.StreamServerInterceptor(a, policy),
+			s.auditStream,
 			s.ownedPartitions,
 			apierr.StreamServerInterceptor(cfg.Logger),
 		),

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -652,7 +653,11 @@ func TestKeysCreate(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "write key", args: []string{"--role", "write", "--workspace", "acme"}, wantRole: auth.RoleWrite, wantWS: "acme"},
-		{name: "service key needs no workspace", args: []string{"--role", "service"}, wantRole: auth.RoleService},
+		{name: "cluster-wide service key", args: []string{"--role", "service", "--cluster-wide"}, wantRole: auth.RoleService},
+		{name: "service key bound to a workspace", args: []string{"--role", "service", "--workspace", "acme"}, wantRole: auth.RoleService, wantWS: "acme"},
+		{name: "service key needs a workspace or --cluster-wide", args: []string{"--role", "service"}, wantCode: 2, wantErr: "--cluster-wide makes one for every workspace"},
+		{name: "cluster-wide and a workspace", args: []string{"--role", "service", "--cluster-wide", "--workspace", "acme"}, wantCode: 2, wantErr: "exclude each other"},
+		{name: "cluster-wide is for service keys", args: []string{"--role", "admin", "--cluster-wide"}, wantCode: 2, wantErr: "only for service keys"},
 		{name: "read key, json", args: []string{"--role", "read", "--workspace", "acme", "-o", "json"}, wantRole: auth.RoleRead, wantWS: "acme"},
 		{name: "missing workspace", args: []string{"--role", "admin"}, wantCode: 2, wantErr: "--workspace is required"},
 		{name: "bad role", args: []string{"--role", "owner", "--workspace", "a"}, wantCode: 2, wantErr: "--role"},
@@ -681,6 +686,9 @@ func TestKeysCreate(t *testing.T) {
 			p, err := kr.Authenticate(token)
 			if err != nil || p.Role != tt.wantRole || p.Workspace != tt.wantWS {
 				t.Errorf("Authenticate(new token) = %+v, %v; want %v in %q", p, err, tt.wantRole, tt.wantWS)
+			}
+			if wide := slices.Contains(tt.args, "--cluster-wide"); p.ClusterWide() != wide || strings.HasPrefix(p.KeyID, auth.ClusterWideIDPrefix) != wide {
+				t.Errorf("key %+v: cluster-wide %v, want %v, named so", p, p.ClusterWide(), wide)
 			}
 		})
 	}

@@ -16,7 +16,8 @@ import (
 const keysUsage = `Usage: cairn keys <subcommand> [flags]
 
 Subcommands:
-  create   create a key: keys create --role write|read|admin|service --workspace W
+  create   create a key: keys create --role write|read|admin|service --workspace W,
+           or a cluster-wide service key: keys create --role service --cluster-wide
   list     list the keys in the keyring (ids, roles, workspaces; never tokens)
   revoke   revoke a key by id: keys revoke KEY_ID
 
@@ -72,9 +73,10 @@ func (k *keyringFlags) load() (*auth.Keyring, error) {
 }
 
 func keysCreate(env *Env, args []string) error {
-	fs := helpFlagSet(env, "keys create", "keys create --role write|read|admin|service --workspace W [--data DIR | --keys FILE] [-o table|json]")
+	fs := helpFlagSet(env, "keys create", "keys create --role write|read|admin|service (--workspace W | --cluster-wide) [--data DIR | --keys FILE] [-o table|json]")
 	role := fs.String("role", "", "role of the new key: write, read, admin or service")
-	workspace := fs.String("workspace", "", "workspace the key belongs to (service keys: none)")
+	workspace := fs.String("workspace", "", "workspace the key belongs to and is limited to")
+	clusterWide := fs.Bool("cluster-wide", false, "a service key for every workspace, which may also Subscribe to the logs (the services' own key); every call made with it is counted and logged")
 	k := addKeyringFlags(fs, "table", "json")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -87,7 +89,15 @@ func keysCreate(env *Env, args []string) error {
 	if err != nil {
 		return usagef("--role: %v", err)
 	}
-	if *workspace == "" && r != auth.RoleService {
+	switch {
+	case *clusterWide && r != auth.RoleService:
+		return usagef("--cluster-wide is only for service keys; a%s %s key needs --workspace", article(r.String()), r)
+	case *clusterWide && *workspace != "":
+		return usagef("--cluster-wide and --workspace exclude each other: a key is bound to one workspace or to none")
+	case *workspace == "" && r == auth.RoleService && !*clusterWide:
+		// A key for every tenant is never made by forgetting a flag.
+		return usagef("--workspace W binds the service key to W; --cluster-wide makes one for every workspace (the services' own)")
+	case *workspace == "" && r != auth.RoleService:
 		return usagef("--workspace is required for a%s %s key", article(r.String()), r)
 	}
 	kr, err := k.load()
@@ -99,11 +109,11 @@ func keysCreate(env *Env, args []string) error {
 		return err
 	}
 	if k.output == "json" {
-		return writeJSON(env.Stdout, map[string]string{"token": token, "role": r.String(), "workspace": *workspace, "keys_file": kr.Path()})
+		return writeJSON(env.Stdout, map[string]any{"token": token, "role": r.String(), "workspace": *workspace, "cluster_wide": *clusterWide, "keys_file": kr.Path()})
 	}
 	fmt.Fprintln(env.Stdout, token)
-	if *workspace == "" {
-		fmt.Fprintf(env.Stderr, "created a%s %s key in %s; the token is shown only once\n", article(r.String()), r, kr.Path())
+	if *clusterWide {
+		fmt.Fprintf(env.Stderr, "created a cluster-wide service key in %s: it acts on every workspace; the token is shown only once\n", kr.Path())
 	} else {
 		fmt.Fprintf(env.Stderr, "created a%s %s key for workspace %q in %s; the token is shown only once\n", article(r.String()), r, *workspace, kr.Path())
 	}
@@ -120,11 +130,15 @@ func article(word string) string {
 
 // keyView is a key as `keys list -o json` prints it: never the hash.
 type keyView struct {
-	ID        string    `json:"id"`
-	Role      string    `json:"role"`
-	Workspace string    `json:"workspace"`
-	CreatedAt time.Time `json:"created_at"`
+	ID          string    `json:"id"`
+	Role        string    `json:"role"`
+	Workspace   string    `json:"workspace"`
+	ClusterWide bool      `json:"cluster_wide"`
+	CreatedAt   time.Time `json:"created_at"`
 }
+
+// clusterWide is what the WORKSPACE column shows for a cluster-wide key.
+const clusterWideColumn = "(cluster-wide)"
 
 func keysList(env *Env, args []string) error {
 	fs := helpFlagSet(env, "keys list", "keys list [--workspace W] [--data DIR | --keys FILE] [-o table|json|csv]")
@@ -149,14 +163,18 @@ func keysList(env *Env, args []string) error {
 		if *workspace != "" && r.Workspace != *workspace {
 			continue
 		}
-		views = append(views, keyView{ID: r.ID, Role: r.Role, Workspace: r.Workspace, CreatedAt: r.CreatedAt.UTC()})
+		views = append(views, keyView{ID: r.ID, Role: r.Role, Workspace: r.Workspace, ClusterWide: r.ClusterWide(), CreatedAt: r.CreatedAt.UTC()})
 	}
 	if k.output == "json" {
 		return writeJSON(env.Stdout, map[string]any{"keys": views})
 	}
 	g := &grid{header: []string{"ID", "ROLE", "WORKSPACE", "CREATED"}}
 	for _, v := range views {
-		g.add(v.ID, v.Role, dash(v.Workspace), v.CreatedAt.Format("2006-01-02 15:04"))
+		ws := dash(v.Workspace)
+		if v.ClusterWide {
+			ws = clusterWideColumn
+		}
+		g.add(v.ID, v.Role, ws, v.CreatedAt.Format("2006-01-02 15:04"))
 	}
 	return g.print(env.Stdout, k.output)
 }

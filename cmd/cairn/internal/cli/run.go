@@ -350,7 +350,7 @@ func ensureKeys(data, keysPath string) (*RunInfo, error) {
 		valid := true
 		for tok, role := range map[string]auth.Role{prev.ReadKey: auth.RoleRead, prev.WriteKey: auth.RoleWrite, prev.AdminKey: auth.RoleAdmin, prev.ServiceKey: auth.RoleService} {
 			pr, err := kr.Authenticate(tok)
-			if err != nil || pr.Role != role {
+			if err != nil || pr.Role != role || (role == auth.RoleService && !pr.ClusterWide()) {
 				valid = false
 			}
 		}
@@ -367,6 +367,8 @@ func ensureKeys(data, keysPath string) (*RunInfo, error) {
 		{DemoWorkspace, auth.RoleWrite, &info.WriteKey},
 		{DemoWorkspace, auth.RoleRead, &info.ReadKey},
 		{DemoWorkspace, auth.RoleAdmin, &info.AdminKey},
+		// Cluster-wide: the services read each other's logs, whose
+		// partitions hold every workspace.
 		{"", auth.RoleService, &info.ServiceKey},
 	} {
 		tok, err := kr.Create(k.ws, k.role)

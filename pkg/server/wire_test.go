@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	stdgzip "compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/gzip" // as in the services (telemetry's exporter registers it)
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	"github.com/cairn-dev/cairn/pkg/auth"
+)
+
+// rawCall is one gRPC call as bytes on an HTTP/2 stream: its headers and
+// its length-prefixed messages, written by hand so that a test can send
+// what no gRPC client would (a payload flagged gzip that is not gzip).
+type rawCall struct {
+	method   string
+	encoding string   // grpc-encoding; "" for none
+	frames   [][]byte // whole frames, from frame
+}
+
+// frame is one length-prefixed message: flag 1 says compressed.
+func frame(compressed bool, payload []byte) []byte {
+	b := make([]byte, 5, 5+len(payload))
+	if compressed {
+		b[0] = 1
+	}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+func gzipped(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := stdgzip.NewWriter(&buf)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// h2c is an HTTP/2 client over plaintext TCP, as gRPC speaks on loopback.
+func h2c() *http.Client {
+	return &http.Client{Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+// do sends c to addr with token and returns the call's grpc-status and
+// grpc-message (from the trailers, or the headers of a trailers-only
+// answer).
+func (c rawCall) do(t *testing.T, client *http.Client, addr, token string) (codes.Code, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "POST", "http://"+addr+c.method, bytes.NewReader(bytes.Join(c.frames, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/grpc")
+	req.Header.Set("te", "trailers")
+	req.Header.Set("authorization", "Bearer "+token)
+	if c.encoding != "" {
+		req.Header.Set("grpc-encoding", c.encoding)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	h := resp.Trailer
+	if h.Get("grpc-status") == "" {
+		h = resp.Header
+	}
+	n, err := strconv.Atoi(h.Get("grpc-status"))
+	if err != nil {
+		t.Fatalf("no grpc-status: headers %v, trailers %v", resp.Header, resp.Trailer)
+	}
+	msg, _ := url.PathUnescape(h.Get("grpc-message"))
+	return codes.Code(n), msg
+}
+
+// TestMalformedWire sends malformed requests as raw HTTP/2 to a server
+// built with New: a payload flagged gzip that is not gzip (or whose gzip
+// stream is cut short or corrupt), and malformed protobuf, plain or
+// gzipped, to a unary and a streaming method. Each is the client's error,
+// InvalidArgument saying what was wrong, and reaches no handler.
+func TestMalformedWire(t *testing.T) {
+	var reached int
+	s, err := New(Config{Name: "test", GRPCAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)},
+		auth.Policy{
+			"/" + decodeService + "/Ingest": auth.RoleRead,
+			"/" + decodeService + "/Watch":  auth.RoleRead,
+		}, testKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := decodeDesc(&reached)
+	s.GRPC.RegisterService(&desc, nil)
+	runServer(t, s)
+	client := h2c()
+
+	valid, err := proto.Marshal(&ingestionv1.IngestRequest{Events: []*ingestionv1.Event{{UserId: "u", Event: "e"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := gzipped(t, valid)
+	corrupt := bytes.Clone(gz)
+	corrupt[len(corrupt)-5] ^= 0xff // the CRC-32 no longer matches
+	badUTF8 := ingestWith(t, structWith("plan", stringValue("pro\xff")))
+	tests := []struct {
+		name     string
+		encoding string
+		frame    []byte
+		code     codes.Code
+		msg      string
+	}{
+		{"valid", "", frame(false, valid), codes.OK, ""},
+		{"valid gzip", "gzip", frame(true, gz), codes.OK, ""},
+		{"gzip flag, payload not gzip", "gzip", frame(true, []byte("this is not gzip at all")), codes.InvalidArgument, "not valid gzip"},
+		{"gzip flag, empty payload", "gzip", frame(true, nil), codes.InvalidArgument, "not valid gzip"},
+		{"gzip cut short", "gzip", frame(true, gz[:len(gz)/2]), codes.InvalidArgument, "not valid gzip"},
+		{"gzip checksum wrong", "gzip", frame(true, corrupt), codes.InvalidArgument, "not valid gzip"},
+		{"gzip of invalid UTF-8", "gzip", frame(true, gzipped(t, badUTF8)), codes.InvalidArgument, "events[1].properties.plan: not valid UTF-8"},
+		{"gzip of a 20,000-deep Struct", "gzip", frame(true, gzipped(t, ingestWith(t, deepStruct(20000)))), codes.InvalidArgument, "nested more than 10000 levels deep"},
+		{"truncated protobuf", "", frame(false, valid[:len(valid)-3]), codes.InvalidArgument, "truncated"},
+		{"random bytes", "", frame(false, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}), codes.InvalidArgument, "malformed field tag"},
+		{"invalid UTF-8", "", frame(false, badUTF8), codes.InvalidArgument, "not valid UTF-8"},
+	}
+	for _, m := range []string{"Ingest", "Watch"} {
+		for _, tc := range tests {
+			t.Run(m+"/"+tc.name, func(t *testing.T) {
+				before := reached
+				c := rawCall{method: "/" + decodeService + "/" + m, encoding: tc.encoding, frames: [][]byte{tc.frame}}
+				code, msg := c.do(t, client, s.Addr().String(), readToken)
+				if code != tc.code || !strings.Contains(msg, tc.msg) {
+					t.Fatalf("%v %q, want %v with %q", code, msg, tc.code, tc.msg)
+				}
+				if code != codes.OK && reached != before {
+					t.Fatal("the handler saw a malformed request")
+				}
+			})
+		}
+	}
+}
+
+// decompressAll runs b through the registered gzip compressor as grpc-go
+// does, and returns the payload the codecs then see, split into buffers of
+// at most split bytes (as grpc-go's pooled reads may split it).
+func decompressAll(t testing.TB, b []byte, split int) mem.BufferSlice {
+	t.Helper()
+	r, err := encoding.GetCompressor("gzip").Decompress(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("Decompress = %v, want nil (faults travel in the payload)", err)
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read = %v, want nil", err)
+	}
+	if c, ok := r.(io.Closer); ok {
+		_ = c.Close()
+	}
+	var bs mem.BufferSlice
+	for len(out) > split {
+		bs, out = append(bs, mem.SliceBuffer(out[:split])), out[split:]
+	}
+	return append(bs, mem.SliceBuffer(out))
+}
+
+// TestGzipFaults checks both codecs on what checkedGzip hands them: the
+// servers' codec marks a fault as InvalidArgument and decodes valid gzip
+// as usual; the process-wide codec (clients, bare servers) fails on a
+// fault however the payload is split into buffers, and decodes valid gzip.
+func TestGzipFaults(t *testing.T) {
+	in := &ingestionv1.IngestRequest{Workspace: "w", Events: []*ingestionv1.Event{{UserId: "u", Event: "e"}}}
+	valid, err := proto.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := gzipped(t, valid)
+	for _, split := range []int{1, 3, 7, 1 << 20} {
+		for _, tc := range []struct {
+			name    string
+			payload []byte
+			reason  string // "" for valid gzip
+		}{
+			{"valid", gz, ""},
+			{"not gzip", []byte("plain text"), "invalid header"},
+			{"empty", nil, "the payload is empty"},
+			{"cut short", gz[:len(gz)-9], "cut short"},
+		} {
+			t.Run(fmt.Sprintf("%s/split %d", tc.name, split), func(t *testing.T) {
+				data := decompressAll(t, tc.payload, split)
+				got := new(ingestionv1.IngestRequest)
+				c := newCodec()
+				if err := c.Unmarshal(data, got); err != nil {
+					t.Fatal(err)
+				}
+				refused := c.refused(got)
+				client := new(ingestionv1.IngestRequest)
+				cerr := encoding.GetCodecV2("proto").Unmarshal(data, client)
+				if tc.reason == "" {
+					if refused != nil || cerr != nil || !proto.Equal(got, in) || !proto.Equal(client, in) {
+						t.Fatalf("valid gzip: refused %v, client %v; decoded %v and %v", refused, cerr, got, client)
+					}
+					return
+				}
+				if status.Code(refused) != codes.InvalidArgument || !strings.Contains(refused.Error(), "not valid gzip: ") || !strings.Contains(refused.Error(), tc.reason) {
+					t.Errorf("server codec: %v, want InvalidArgument naming %q", refused, tc.reason)
+				}
+				if cerr == nil || !strings.Contains(cerr.Error(), tc.reason) {
+					t.Errorf("client codec: %v, want an error naming %q", cerr, tc.reason)
+				}
+			})
+		}
+	}
+}
+
+// FuzzGzipPayload feeds arbitrary bytes flagged gzip through checkedGzip
+// and the servers' codec: nothing fails outside the payload, a payload
+// that is valid gzip of a valid request decodes to it, and anything else
+// is InvalidArgument.
+func FuzzGzipPayload(f *testing.F) {
+	valid, err := proto.Marshal(&ingestionv1.IngestRequest{Workspace: "w"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	gz := gzipped(f, valid)
+	f.Add(gz)
+	f.Add(gz[:10])
+	f.Add([]byte("not gzip"))
+	f.Add([]byte{})
+	c := newCodec()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		data := decompressAll(t, b, 1<<20)
+		got := new(ingestionv1.IngestRequest)
+		if err := c.Unmarshal(data, got); err != nil {
+			t.Fatalf("Unmarshal = %v", err)
+		}
+		refused := c.refused(got)
+		zr, zerr := stdgzip.NewReader(bytes.NewReader(b))
+		var plain []byte
+		if zerr == nil {
+			plain, zerr = io.ReadAll(zr)
+		}
+		if zerr == nil && proto.Unmarshal(plain, new(ingestionv1.IngestRequest)) == nil {
+			if refused != nil {
+				t.Fatalf("valid gzip of a valid request refused: %v", refused)
+			}
+			return
+		}
+		if status.Code(refused) != codes.InvalidArgument {
+			t.Fatalf("invalid payload (gzip error %v): refused = %v, want InvalidArgument", zerr, refused)
+		}
+	})
+}
+
+// BenchmarkUnmarshal decodes a 100-event IngestRequest with the servers'
+// codec and with the process-wide one (clients, bare servers): the gzip
+// fault check is a 16-byte comparison of the payload's tail.
+func BenchmarkUnmarshal(b *testing.B) {
+	req := &ingestionv1.IngestRequest{Workspace: "w"}
+	for i := range 100 {
+		req.Events = append(req.Events, &ingestionv1.Event{UserId: fmt.Sprint("u", i), Event: "report_created", MessageId: fmt.Sprint("m", i)})
+	}
+	data, err := proto.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		codec encoding.CodecV2
+	}{{"server", newCodec()}, {"process-wide", encoding.GetCodecV2("proto")}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, new(ingestionv1.IngestRequest)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
