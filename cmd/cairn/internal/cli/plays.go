@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
+	"github.com/cairn-dev/cairn/pkg/clock"
 )
 
 // The commands of the plays service: its tasks, firings, deliveries and
@@ -358,8 +360,12 @@ func runDestinations(ctx context.Context, env *Env, args []string) error {
 	return g.print(env.Stdout, c.output)
 }
 
-// runPlays shows the active plays version, or with --yaml its file.
+// runPlays shows the active plays version, or with --yaml its file; with
+// replay it replays plays over the history.
 func runPlays(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return replayPlays(ctx, env, args[1:])
+	}
 	var yamlOut bool
 	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{
 		name: "plays", usage: "plays [--yaml] [-o table|json]", services: []string{"plays"},
@@ -422,6 +428,94 @@ func runPlays(ctx context.Context, env *Env, args []string) error {
 		t.row(d.GetDestinationId(), d.GetType(), d.GetUrl(), yesNo(d.GetSigned()), conc)
 	}
 	return t.flush()
+}
+
+// replayPoll is how often `plays replay` asks how a replay is doing.
+const replayPollPlays = 500 * time.Millisecond
+
+// replayPlays starts a replay of plays over the history and waits for it.
+func replayPlays(ctx context.Context, env *Env, args []string) error {
+	fs := helpFlagSet(env, "plays replay", "plays replay --play ID [--play ID...] [--since YYYY-MM-DD|RFC3339] [--wait=false] [-o table|json]")
+	c := addConnFlags(fs, env, []string{"plays"})
+	var ids multiFlag
+	fs.Var(&ids, "play", "a play of the active plays file to replay (repeatable)")
+	since := fs.String("since", "", "replay records from this date or time on (default: the whole history)")
+	wait := fs.Bool("wait", true, "wait for the replay and show its progress")
+	timeout := fs.Duration("replay-timeout", 30*time.Minute, "with --wait, how long to wait")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q: name plays with --play", pos[0])
+	}
+	if len(ids) == 0 {
+		return usagef("name the plays to replay with --play ID; cairn plays lists them")
+	}
+	req := &playsv1.StartReplayRequest{PlayIds: ids}
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339, *since)
+		if err != nil {
+			if t, err = time.Parse("2006-01-02", *since); err != nil {
+				return usagef("--since %q: want YYYY-MM-DD or an RFC 3339 time", *since)
+			}
+		}
+		req.Since = timestamppb.New(t)
+	}
+	if err := c.resolve(fs); err != nil {
+		return err
+	}
+	req.Workspace = c.workspace
+	conn, err := c.dial("plays")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := playsv1.NewPlaysServiceClient(conn)
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	resp, err := client.StartReplay(cctx, req)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start replay: %w", err)
+	}
+	r := resp.GetReplay()
+	clk := env.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	deadline := clk.After(*timeout)
+	for *wait && r.GetState() == playsv1.ReplayState_REPLAY_STATE_RUNNING {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("replay %s still running after %s (--replay-timeout); see how it does with GET /v1/plays/replays/%s", r.GetReplayId(), *timeout, r.GetReplayId())
+		case <-clk.After(replayPollPlays):
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		got, err := client.GetReplay(cctx, &playsv1.GetReplayRequest{Workspace: c.workspace, ReplayId: r.GetReplayId()})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", r.GetReplayId(), err)
+		}
+		r = got.GetReplay()
+		if r.GetState() == playsv1.ReplayState_REPLAY_STATE_RUNNING {
+			fmt.Fprintf(env.Stderr, "replay %s: %d of %d records, %d fired\n", r.GetReplayId(), r.GetRecordsRead(), r.GetRecordsTotal(), r.GetFired())
+		}
+	}
+	if c.output == "json" {
+		return c.printJSON(r)
+	}
+	switch r.GetState() {
+	case playsv1.ReplayState_REPLAY_STATE_FAILED:
+		return fmt.Errorf("replay %s failed: %s", r.GetReplayId(), r.GetError())
+	case playsv1.ReplayState_REPLAY_STATE_RUNNING:
+		fmt.Fprintf(env.Stdout, "replay %s of %s started\n", r.GetReplayId(), strings.Join(ids, ", "))
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "replay %s of %s done: %d records read, %d firings, %d triggers already fired before (not sent again)\n",
+		r.GetReplayId(), strings.Join(ids, ", "), r.GetRecordsRead(), r.GetFired(), r.GetAlreadyFired())
+	return nil
 }
 
 // runFirings lists the plays that fired, newest first.

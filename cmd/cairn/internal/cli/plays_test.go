@@ -359,6 +359,11 @@ func TestPlaysCommands(t *testing.T) {
 		{"firings", []string{"firings"}, 0},
 		{"firings_account_csv", []string{"firings", "--account", "globex", "-o", "csv"}, 0},
 		{"firings_play_all_json", []string{"firings", "--play", "pql-follow-up", "--all", "-o", "json"}, 0},
+		{"plays_replay", []string{"plays", "replay", "--play", "renewal", "--play", "pql-follow-up", "--since", "2026-11-01"}, 0},
+		{"plays_replay_json", []string{"plays", "replay", "--play", "renewal", "-o", "json"}, 0},
+		{"plays_replay_no_play", []string{"plays", "replay"}, 2},
+		{"plays_replay_bad_since", []string{"plays", "replay", "--play", "renewal", "--since", "last week"}, 2},
+		{"plays_replay_unknown", []string{"plays", "replay", "--play", "nope"}, 1},
 		{"help_tasks_done", []string{"tasks", "done", "-h"}, 0},
 		{"help_deliveries_redeliver", []string{"deliveries", "redeliver", "-h"}, 0},
 	}
@@ -485,4 +490,21 @@ func TestDemoPlaysYAML(t *testing.T) {
 	if err != nil || kind != KindPlays || string(body) != string(demo.PlaysYAML) {
 		t.Fatalf("DetectKind(demo plays) = %q, %v (body changed: %t)", kind, err, string(body) != string(demo.PlaysYAML))
 	}
+}
+
+// StartReplay answers a replay that is done at once (so the command does
+// not poll), or InvalidArgument for a play named "nope".
+func (f fakePlays) StartReplay(ctx context.Context, req *playsv1.StartReplayRequest) (*playsv1.StartReplayResponse, error) {
+	if err := f.record(ctx, "StartReplay"); err != nil {
+		return nil, err
+	}
+	for i, id := range req.GetPlayIds() {
+		if id == "nope" {
+			return nil, apierr.Status(nil, "StartReplay", apierr.Field(fmt.Sprintf("play_ids[%d]", i), "no play %q in the active plays file", id))
+		}
+	}
+	return &playsv1.StartReplayResponse{Replay: &playsv1.Replay{
+		Workspace: req.GetWorkspace(), ReplayId: "r_7", PlayIds: req.GetPlayIds(), Since: req.GetSince(),
+		State: playsv1.ReplayState_REPLAY_STATE_DONE, RecordsRead: 1200, RecordsTotal: 1200, Fired: 14, AlreadyFired: 3,
+	}}, nil
 }
