@@ -38,6 +38,7 @@ var grpcServiceNames = map[string]string{
 	"stages":    "cairn.stages.v1.StagesService",
 	"health":    "cairn.health.v1.HealthService",
 	"routing":   "cairn.routing.v1.RoutingService",
+	"plays":     "cairn.plays.v1.PlaysService",
 }
 
 const e2eNow = "2026-11-01"
