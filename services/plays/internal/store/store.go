@@ -293,14 +293,25 @@ func (t *Tx) PutFiring(seq uint64, f *playsv1.Firing) error {
 	return store.PutProto(b, store.U64(seq), f)
 }
 
-// Firings visits firings newest first, starting before the key after
-// (nil: the newest), until fn returns false; it returns the last key
-// visited.
+// Firings visits firings newest first, starting before the key before
+// (nil: the newest), until fn returns false.
 func (t *Tx) Firings(before []byte, fn func(key []byte, f *playsv1.Firing) (bool, error)) error {
 	b, err := t.bucket("firings")
 	if err != nil || b == nil {
 		return err
 	}
+	return newestFirst(b, before, func(k, v []byte) (bool, error) {
+		f := &playsv1.Firing{}
+		if err := proto.Unmarshal(v, f); err != nil {
+			return false, fmt.Errorf("decode firing %x: %w", k, err)
+		}
+		return fn(k, f)
+	})
+}
+
+// newestFirst visits b's keys in descending order, starting before the
+// key before (nil: the last), until fn returns false.
+func newestFirst(b *bbolt.Bucket, before []byte, fn func(k, v []byte) (bool, error)) error {
 	c := b.Cursor()
 	var k, v []byte
 	if before == nil {
@@ -310,11 +321,7 @@ func (t *Tx) Firings(before []byte, fn func(key []byte, f *playsv1.Firing) (bool
 		k, v = c.Prev()
 	}
 	for ; k != nil; k, v = c.Prev() {
-		f := &playsv1.Firing{}
-		if err := proto.Unmarshal(v, f); err != nil {
-			return fmt.Errorf("decode firing %x: %w", k, err)
-		}
-		more, err := fn(k, f)
+		more, err := fn(k, v)
 		if err != nil || !more {
 			return err
 		}
@@ -579,28 +586,16 @@ func (t *Tx) DeliveryLog(before []byte, fn func(key []byte, d *playsv1.Delivery)
 	if err != nil || b == nil {
 		return err
 	}
-	c := b.Cursor()
-	var k, v []byte
-	if before == nil {
-		k, v = c.Last()
-	} else {
-		c.Seek(before)
-		k, v = c.Prev()
-	}
-	for ; k != nil; k, v = c.Prev() {
+	return newestFirst(b, before, func(k, v []byte) (bool, error) {
 		d, err := t.Delivery(string(v))
 		if err != nil {
-			return err
+			return false, err
 		}
 		if d == nil {
-			continue // forgotten (right to be forgotten)
+			return true, nil // forgotten (right to be forgotten)
 		}
-		more, err := fn(k, d)
-		if err != nil || !more {
-			return err
-		}
-	}
-	return nil
+		return fn(k, d)
+	})
 }
 
 // Pending visits every pending delivery of every workspace (the outbox),
