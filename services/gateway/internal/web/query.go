@@ -45,6 +45,11 @@ func (p *QueryParser) Parse(msg proto.Message, values url.Values, filter *utilit
 	for _, key := range keys {
 		vs := values[key]
 		path, fd := fieldPath(md, key)
+		if path == "" {
+			// grpc-gateway would ignore it: a misspelt filter would then
+			// answer as if no filter were given.
+			return fmt.Errorf("%s%s: no such parameter; this route takes %s", paramPrefix, printable(key), strings.Join(queryNames(md, "", 0), ", "))
+		}
 		if path != "" {
 			if other, dup := seen[path]; dup {
 				return fmt.Errorf("%s%s: sets the same field as %s", paramPrefix, printable(key), printable(other))
@@ -96,6 +101,31 @@ func fieldPath(md protoreflect.MessageDescriptor, key string) (string, protorefl
 		md = fd.Message()
 	}
 	return strings.Join(names, "."), fd
+}
+
+// queryNames lists the query parameters a request message takes: its
+// scalar and enum fields by their JSON names, nested messages' fields
+// dotted (page.pageSize), down to a few levels.
+func queryNames(md protoreflect.MessageDescriptor, prefix string, depth int) []string {
+	var out []string
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		name := prefix + fd.JSONName()
+		switch {
+		case fd.IsMap():
+			out = append(out, name+"[key]")
+		case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
+			if depth < 3 && !strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.") {
+				out = append(out, queryNames(fd.Message(), name+".", depth+1)...)
+			} else {
+				out = append(out, name)
+			}
+		default:
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // EnumPrefix is the prefix every value name of ed starts with, by the

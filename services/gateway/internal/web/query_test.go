@@ -71,3 +71,35 @@ func cloneValues(q url.Values) url.Values {
 	}
 	return out
 }
+
+// TestUnknownParameter: a query parameter that names no field of the
+// request is refused naming it and listing the ones the route takes,
+// rather than ignored (a misspelt filter would otherwise return every
+// account).
+func TestUnknownParameter(t *testing.T) {
+	p := &QueryParser{}
+	for _, tc := range []struct {
+		query, wantErr string
+	}{
+		{"band=at_risk&page.pageSize=5", ""},
+		{"bnad=at_risk", "query parameter bnad: no such parameter; this route takes "},
+		{"page.size=5", "query parameter page.size: no such parameter"},
+		{"window.start=2026-01-01T00:00:00Z", "query parameter window.start: no such parameter"},
+	} {
+		q, err := url.ParseQuery(tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.Parse(&healthv1.ListAccountsRequest{}, q, utilities.NewDoubleArray(nil))
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.query, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: %v, want %q", tc.query, err, tc.wantErr)
+		}
+	}
+	err := p.Parse(&healthv1.ListAccountsRequest{}, url.Values{"bnad": {"x"}}, utilities.NewDoubleArray(nil))
+	if err == nil || !strings.Contains(err.Error(), "band") || !strings.Contains(err.Error(), "page.pageSize") {
+		t.Errorf("the error lists no parameters: %v", err)
+	}
+}
