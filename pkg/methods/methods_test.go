@@ -214,7 +214,7 @@ func TestPolicy(t *testing.T) {
 			auth.RoleService: {"Subscribe"},
 		})},
 		"stages": {methods.Stages, roles("cairn.stages.v1.StagesService", map[auth.Role][]string{
-			auth.RoleRead: {"GetJourney", "ListJourneyVersions", "ListJourneyTemplates", "GetReplay", "GetAccountJourney",
+			auth.RoleRead: {"GetJourney", "ListJourneyVersions", "ListJourneyTemplates", "ListJourneys", "GetReplay", "GetAccountJourney",
 				"ListAccounts", "ListSignals", "GetFunnel", "GetMomentsOfTruth", "GetBuyingCommittee", "ValidateJourney", "GetStatus"},
 			auth.RoleAdmin:   {"ApplyJourney", "ActivateJourney", "StartReplay"},
 			auth.RoleService: {"Subscribe"},

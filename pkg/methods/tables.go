@@ -38,6 +38,8 @@ var Stages = table("cairn.stages.v1.StagesService", false,
 	// With account_id set, the account's owner answers (see Route).
 	m("ListSignals", auth.RoleRead, ConcatPages, get("/v1/journey/signals")),
 	m("GetFunnel", auth.RoleRead, Aggregate, get("/v1/funnel")),
+	// Definitions are broadcast on apply, so every replica knows them all.
+	m("ListJourneys", auth.RoleRead, AnyReplica, get("/v1/journeys")),
 	m("GetMomentsOfTruth", auth.RoleRead, Aggregate, get("/v1/moments-of-truth")),
 	m("GetBuyingCommittee", auth.RoleRead, ByAccount, get("/v1/accounts/{account_id}/committee")),
 	// Every replica reports its own consumers' lag; the gateway joins them

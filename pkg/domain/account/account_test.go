@@ -4,14 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"cel.dev/cel-go/cel"
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 )
 
 // t0 is the fixed origin of every test timeline: a Monday at noon UTC.
@@ -664,5 +666,51 @@ func TestLateContractEventDoesNotOverwrite(t *testing.T) {
 			t.Errorf("applied %s first: ARR %v seats %d plan %q end %d; want the newest contract (20000, 25, business, day 565)",
 				order[0].GetEvent(), a.ARR, a.Seats, a.Traits["plan"], a.ContractEnd)
 		}
+	}
+}
+
+func TestARRHistory(t *testing.T) {
+	contract := func(d int, arr float64) *ingestionv1.Event {
+		return track(t, day(d), "", "billing.contract_updated", map[string]any{"arr": arr})
+	}
+	tests := []struct {
+		name   string
+		events []*ingestionv1.Event
+		want   []ARRChange
+		at     map[int]float64 // day -> ARRAt(that day)
+	}{
+		{"none", nil, nil, map[int]float64{0: 0}},
+		{"changes, repeats dropped", []*ingestionv1.Event{contract(10, 1000), contract(20, 1000), contract(30, 1500), contract(40, 1200)},
+			[]ARRChange{{day(10).Unix(), 1000}, {day(30).Unix(), 1500}, {day(40).Unix(), 1200}},
+			map[int]float64{5: 0, 10: 1000, 29: 1000, 30: 1500, 50: 1200}},
+		{"a late event is dated, the current ARR stays the newest", []*ingestionv1.Event{contract(40, 1200), contract(10, 1000)},
+			[]ARRChange{{day(10).Unix(), 1000}, {day(40).Unix(), 1200}},
+			map[int]float64{20: 1000, 40: 1200}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := New("w", "a")
+			for _, e := range tt.events {
+				a.Apply(e, nil)
+			}
+			if !slices.Equal(a.ARRHistory, tt.want) {
+				t.Errorf("history = %v, want %v", a.ARRHistory, tt.want)
+			}
+			for d, want := range tt.at {
+				if got := a.ARRAt(day(d).Unix()); got != want {
+					t.Errorf("ARRAt(day %d) = %v, want %v", d, got, want)
+				}
+			}
+			got, err := Unmarshal(a.Marshal())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.ARRHistory, a.ARRHistory) {
+				t.Errorf("decoded history = %v, want %v", got.ARRHistory, a.ARRHistory)
+			}
+			if len(tt.events) > 0 && a.ARR != 1200 {
+				t.Errorf("ARR = %v, want the newest contract's 1200", a.ARR)
+			}
+		})
 	}
 }

@@ -9,13 +9,15 @@ package account
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 )
 
 // Storage bounds. They keep one account's aggregates to a few kilobytes
@@ -44,6 +46,9 @@ const (
 	maxTierUses = 10
 	// MaxOutcomes caps the commercial outcomes kept (the newest win).
 	MaxOutcomes = 256
+	// MaxARRChanges caps the ARR changes kept (the newest win): five years
+	// of monthly changes.
+	MaxARRChanges = 64
 	// maxTraitLen truncates trait values so one large trait cannot bloat state.
 	maxTraitLen = 256
 )
@@ -162,6 +167,14 @@ type Outcome struct {
 	At int64
 }
 
+// ARRChange is the ARR a contract event set, and when.
+type ARRChange struct {
+	// At is the event time in Unix seconds.
+	At int64
+	// ARR is the annual recurring revenue from then on.
+	ARR float64
+}
+
 // Ticket is one open support ticket.
 type Ticket struct {
 	// Priority is e.g. "p1"; lower-cased.
@@ -212,6 +225,10 @@ type Aggregates struct {
 	Domains, Departments map[string]int64
 	// Outcomes are renewals, churns and expansions, oldest first.
 	Outcomes []Outcome
+	// ARRHistory is every change of ARR the contract events carried,
+	// oldest first (the newest MaxARRChanges), so that revenue retention
+	// can read an account's ARR on any day (ARRAt).
+	ARRHistory []ARRChange
 	// UsageLimit is the plan's monthly product-event allowance (trait or
 	// billing property usage_limit); 0 means none.
 	UsageLimit float64
@@ -453,6 +470,9 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 			if name == eventRenewed {
 				a.addOutcome(OutcomeRenewed, t)
 			}
+			if v, ok := number(props, "arr"); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+				a.addARRChange(t, v)
+			}
 			break
 		}
 		if v, ok := number(props, "seats"); ok && v >= 0 && v < math.MaxInt32 {
@@ -465,6 +485,7 @@ func (a *Aggregates) applyReserved(e *ingestionv1.Event, name string, t int64, c
 		}
 		if v, ok := number(props, "arr"); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
 			a.ARR = v
+			a.addARRChange(t, v)
 		}
 		if p := str(props, "plan"); p != "" {
 			a.setPlan(p, t)
@@ -594,6 +615,34 @@ func (a *Aggregates) addOutcome(kind string, t int64) {
 	if len(a.Outcomes) > MaxOutcomes {
 		a.Outcomes = append(a.Outcomes[:0], a.Outcomes[len(a.Outcomes)-MaxOutcomes:]...)
 	}
+}
+
+// addARRChange records that the ARR became arr at t, in event-time order
+// (a late contract event, which does not change the current ARR, still
+// dates what the ARR was back then), unless the change before it already
+// set arr; it drops the oldest beyond MaxARRChanges.
+func (a *Aggregates) addARRChange(t int64, arr float64) {
+	i := sort.Search(len(a.ARRHistory), func(i int) bool { return a.ARRHistory[i].At > t })
+	if i > 0 && a.ARRHistory[i-1].ARR == arr {
+		return
+	}
+	a.ARRHistory = slices.Insert(a.ARRHistory, i, ARRChange{At: t, ARR: arr})
+	if len(a.ARRHistory) > MaxARRChanges {
+		a.ARRHistory = append(a.ARRHistory[:0], a.ARRHistory[len(a.ARRHistory)-MaxARRChanges:]...)
+	}
+}
+
+// ARRAt is the ARR at Unix time t: that of the latest change at or before
+// t, or 0 before the first one.
+func (a *Aggregates) ARRAt(t int64) float64 {
+	arr := 0.0
+	for _, c := range a.ARRHistory {
+		if c.At > t {
+			break
+		}
+		arr = c.ARR
+	}
+	return arr
 }
 
 // applyUserFacts records when each email domain and department first

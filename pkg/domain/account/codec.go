@@ -12,6 +12,11 @@ import (
 // changes and keep decoding the old one.
 const codecVersion = 2
 
+// arrVersion is the version of an encoding that ends with the ARR history.
+// Aggregates without one still encode as codecVersion, byte for byte as
+// before it was added.
+const arrVersion = 3
+
 // ErrCorrupt is returned (wrapped) by Unmarshal for bytes it cannot decode.
 var ErrCorrupt = errors.New("corrupt aggregates encoding")
 
@@ -158,6 +163,14 @@ func (a *Aggregates) Marshal() []byte {
 		w.varint(t.OpenedAt)
 	}
 	w.health(a, keys)
+	if len(a.ARRHistory) > 0 {
+		w.buf[0] = arrVersion
+		w.uvarint(uint64(len(a.ARRHistory)))
+		for _, c := range a.ARRHistory {
+			w.varint(c.At)
+			w.buf = binary.LittleEndian.AppendUint64(w.buf, math.Float64bits(c.ARR))
+		}
+	}
 	return w.buf
 }
 
@@ -166,7 +179,7 @@ func (a *Aggregates) Marshal() []byte {
 func (a *Aggregates) sizeHint() int {
 	n := 64 + len(a.Workspace) + len(a.AccountID) + 24*(len(a.Traits)+len(a.Events)+len(a.Integrations)+
 		len(a.Tickets)+len(a.Features)+len(a.HigherTier)+len(a.Domains)+len(a.Departments)+len(a.Outcomes)+
-		len(a.Users)) + len(a.ChampionID)
+		len(a.Users)) + len(a.ChampionID) + 16*len(a.ARRHistory)
 	perUser := 1 // a user's index takes one byte up to 127 users
 	if len(a.Users) >= 128 {
 		perUser = 2
@@ -237,6 +250,7 @@ func (s *Scratch) UnmarshalFrom(b []byte, from int32) (*Aggregates, error) {
 	}
 	days := a.Days[:0]
 	outcomes := a.Outcomes[:0]
+	arrs := a.ARRHistory[:0]
 	maps := []map[string]int64{a.Integrations, a.Features, a.Domains, a.Departments}
 	for _, m := range maps {
 		clear(m)
@@ -249,7 +263,7 @@ func (s *Scratch) UnmarshalFrom(b []byte, from int32) (*Aggregates, error) {
 	*a = Aggregates{
 		Events: a.Events, Users: a.Users, Traits: a.Traits, Tickets: a.Tickets, HigherTier: a.HigherTier,
 		Integrations: maps[0], Features: maps[1], Domains: maps[2], Departments: maps[3],
-		Days: days, Outcomes: outcomes,
+		Days: days, Outcomes: outcomes, ARRHistory: arrs,
 	}
 	s.users = s.users[:0]
 	if err := decode(a, b, s, from); err != nil {
@@ -299,7 +313,7 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 		r.whole, r.total = string(b), len(b)
 	}
 	version := r.byte()
-	if version != 1 && version != codecVersion {
+	if version != 1 && version != codecVersion && version != arrVersion {
 		return fmt.Errorf("decode aggregates: version %d: %w", version, ErrCorrupt)
 	}
 	a.Workspace, a.AccountID = r.str(), r.str()
@@ -435,6 +449,11 @@ func decode(a *Aggregates, b []byte, s *Scratch, from int32) error {
 	}
 	if version >= 2 {
 		decodeHealth(a, &r)
+	}
+	if version >= arrVersion {
+		for n := r.count(9); n > 0 && r.err == nil; n-- {
+			a.ARRHistory = append(a.ARRHistory, ARRChange{At: r.varint(), ARR: math.Float64frombits(r.u64())})
+		}
 	}
 	if r.err == nil && len(r.buf) != 0 {
 		r.fail("trailing bytes")

@@ -160,7 +160,7 @@ func TestUnmarshalVersion1(t *testing.T) {
 	}
 	// Version 1 knew nothing of the health facts: they decode empty.
 	a := fixture(t)
-	a.Outcomes, a.ChampionID, a.UsageLimit = nil, "", 0
+	a.Outcomes, a.ChampionID, a.UsageLimit, a.ARRHistory = nil, "", 0, nil
 	clear(a.Features)
 	clear(a.HigherTier)
 	clear(a.Domains)

@@ -131,6 +131,14 @@ func marshalReference(a *Aggregates) []byte {
 		w.varint(t.OpenedAt)
 	}
 	healthReference(&w, a)
+	if len(a.ARRHistory) > 0 {
+		w.buf[0] = arrVersion
+		w.uvarint(uint64(len(a.ARRHistory)))
+		for _, c := range a.ARRHistory {
+			w.varint(c.At)
+			w.buf = binary.LittleEndian.AppendUint64(w.buf, math.Float64bits(c.ARR))
+		}
+	}
 	return w.buf
 }
 

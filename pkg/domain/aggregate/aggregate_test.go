@@ -1,6 +1,7 @@
 package aggregate_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -369,4 +370,41 @@ func differ(want, got proto.Message) string {
 		return ""
 	}
 	return "want: " + prototext.Format(want) + "\ngot:  " + prototext.Format(got)
+}
+
+// TestFunnelMergesTheRevOpsFigures: the overall conversion adds up, groups
+// merge by key (in key order), account ids are united, and the time to
+// convert (median, p90, histogram) comes from every part's raw times.
+func TestFunnelMergesTheRevOpsFigures(t *testing.T) {
+	day := func(n int64) int64 { return n * int64(24*time.Hour) }
+	row := func(entered, converted int64, times ...int64) []*stagesv1.FunnelStage {
+		return []*stagesv1.FunnelStage{{Stage: "a", Entered: entered, Converted: converted, TimesToConvertNs: times}}
+	}
+	parts := []*stagesv1.GetFunnelResponse{
+		{Stages: row(3, 2, day(2), day(40)), Overall: &stagesv1.FunnelOverall{FirstStage: "a", LastStage: "c", Entered: 3, Reached: 1},
+			Breakdown: []*stagesv1.FunnelGroup{{Key: "team", Stages: row(3, 2, day(2), day(40))}}, AccountIds: []string{"x", "z"}, Plans: []string{"team"}},
+		{Stages: row(1, 1, day(5)), Overall: &stagesv1.FunnelOverall{FirstStage: "a", LastStage: "c", Entered: 1, Reached: 1},
+			Breakdown: []*stagesv1.FunnelGroup{{Key: "business", Stages: row(1, 1, day(5))}}, AccountIds: []string{"y"}, Plans: []string{"business"}},
+	}
+	got := aggregate.Funnel(parts, false)
+	if o := got.GetOverall(); o.GetEntered() != 4 || o.GetReached() != 2 || o.GetRate() != 0.5 || o.GetFirstStage() != "a" {
+		t.Errorf("overall = %v", o)
+	}
+	a := got.GetStages()[0]
+	if a.GetMedianTimeToConvert().AsDuration() != 5*24*time.Hour || a.GetP90TimeToConvert().AsDuration() != 40*24*time.Hour || a.GetTimesToConvertNs() != nil {
+		t.Errorf("time to convert: median %v p90 %v times %v", a.GetMedianTimeToConvert(), a.GetP90TimeToConvert(), a.GetTimesToConvertNs())
+	}
+	var hist []int64
+	for _, b := range a.GetTimeToConvert() {
+		hist = append(hist, b.GetStays())
+	}
+	if fmt.Sprint(hist) != "[0 1 1 0 0 1 0]" {
+		t.Errorf("histogram %v, want [0 1 1 0 0 1 0]", hist)
+	}
+	if len(got.GetBreakdown()) != 2 || got.GetBreakdown()[0].GetKey() != "business" || got.GetBreakdown()[1].GetStages()[0].GetConversionRate() != 2.0/3 {
+		t.Errorf("breakdown = %v", got.GetBreakdown())
+	}
+	if fmt.Sprint(got.GetAccountIds(), got.GetPlans()) != "[x y z] [business team]" {
+		t.Errorf("ids %v plans %v", got.GetAccountIds(), got.GetPlans())
+	}
 }

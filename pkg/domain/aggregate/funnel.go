@@ -2,28 +2,35 @@ package aggregate
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
-	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 )
 
 // Funnel merges funnel parts (GetFunnelResponse with every stage's
-// times_in_stage_ns) into one funnel: counts are summed by stage id,
-// cohorts and segments united, and the conversion rate, median and p90 of
-// time in stage computed over every part's stays. The stages keep the
-// first part's order; a stage only in a later part is appended. With
-// keepParts the rows keep the merged times (sorted), else they are
-// dropped. The account counts (accounts, churned, not placed, total) and
-// the not-placed reasons are summed too. The parts are not modified.
+// times_in_stage_ns and times_to_convert_ns) into one funnel: counts are
+// summed by stage id, cohorts, segments and plans united, and the
+// conversion rate, the median and p90 of time in stage and of time to
+// convert, and the time-to-convert histogram computed over every part's
+// stays. The stages keep the first part's order; a stage only in a later
+// part is appended. The overall conversion is summed (its parts count
+// accounts, each held by one replica), the breakdown and trend groups are
+// merged by key the same way, and the account ids united. With keepParts
+// the rows keep the merged times (sorted), else they are dropped. The
+// account counts (accounts, churned, not placed, total) and the not-placed
+// reasons are summed too. The parts are not modified.
 func Funnel(parts []*stagesv1.GetFunnelResponse, keepParts bool) *stagesv1.GetFunnelResponse {
 	out := &stagesv1.GetFunnelResponse{}
-	rows := map[string]*stagesv1.FunnelStage{}
-	cohorts, segments := map[string]bool{}, map[string]bool{}
+	main := newRowSet()
+	breakdown, trend := map[string]*groupSet{}, map[string]*groupSet{}
+	cohorts, segments, plans, ids := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	reasons := map[string]int64{}
 	for _, p := range parts {
 		out.Accounts += p.GetAccounts()
@@ -39,39 +46,197 @@ func Funnel(parts []*stagesv1.GetFunnelResponse, keepParts bool) *stagesv1.GetFu
 		for _, s := range p.GetSegments() {
 			segments[s] = true
 		}
-		for _, st := range p.GetStages() {
-			row, ok := rows[st.GetStage()]
-			if !ok {
-				row = &stagesv1.FunnelStage{Stage: st.GetStage(), Name: st.GetName(), OwnerTeam: st.GetOwnerTeam()}
-				rows[st.GetStage()] = row
-				out.Stages = append(out.Stages, row)
-			}
-			row.Current += st.GetCurrent()
-			row.Entered += st.GetEntered()
-			row.Converted += st.GetConverted()
-			row.Dropped += st.GetDropped()
-			row.DropoffSignals += st.GetDropoffSignals()
-			row.Churned += st.GetChurned()
-			row.EnteredDirectly += st.GetEnteredDirectly()
-			row.TimesInStageNs = append(row.TimesInStageNs, st.GetTimesInStageNs()...)
+		for _, s := range p.GetPlans() {
+			plans[s] = true
+		}
+		for _, a := range p.GetAccountIds() {
+			ids[a] = true
+		}
+		main.add(p.GetStages())
+		out.Overall = addOverall(out.Overall, p.GetOverall())
+		for _, g := range p.GetBreakdown() {
+			groupOf(breakdown, g).add(g)
+		}
+		for _, g := range p.GetTrend() {
+			groupOf(trend, g).add(g)
 		}
 	}
-	for _, row := range out.Stages {
+	out.Stages = main.finish(keepParts)
+	finishOverall(out.Overall)
+	out.Breakdown = finishGroups(breakdown, keepParts)
+	out.Trend = finishGroups(trend, keepParts)
+	out.Cohorts = Choices(cohorts)
+	out.Segments = Choices(segments)
+	out.Plans = Choices(plans)
+	if len(ids) > 0 {
+		out.AccountIds = slices.Sorted(maps.Keys(ids))
+	}
+	out.NotPlacedReasons = NotPlacedReasons(reasons)
+	return out
+}
+
+// rowSet sums funnel rows by stage id, in the order first seen.
+type rowSet struct {
+	byID map[string]*stagesv1.FunnelStage
+	rows []*stagesv1.FunnelStage
+}
+
+func newRowSet() *rowSet { return &rowSet{byID: map[string]*stagesv1.FunnelStage{}} }
+
+func (rs *rowSet) add(stages []*stagesv1.FunnelStage) {
+	for _, st := range stages {
+		row, ok := rs.byID[st.GetStage()]
+		if !ok {
+			row = &stagesv1.FunnelStage{Stage: st.GetStage(), Name: st.GetName(), OwnerTeam: st.GetOwnerTeam()}
+			rs.byID[st.GetStage()] = row
+			rs.rows = append(rs.rows, row)
+		}
+		row.Current += st.GetCurrent()
+		row.Entered += st.GetEntered()
+		row.Converted += st.GetConverted()
+		row.ConvertedLate += st.GetConvertedLate()
+		row.Dropped += st.GetDropped()
+		row.DropoffSignals += st.GetDropoffSignals()
+		row.Churned += st.GetChurned()
+		row.EnteredDirectly += st.GetEnteredDirectly()
+		row.TimesInStageNs = append(row.TimesInStageNs, st.GetTimesInStageNs()...)
+		row.TimesToConvertNs = append(row.TimesToConvertNs, st.GetTimesToConvertNs()...)
+	}
+}
+
+// finish computes each row's rate, medians, p90s and histogram.
+func (rs *rowSet) finish(keepParts bool) []*stagesv1.FunnelStage {
+	for _, row := range rs.rows {
 		if row.Entered > 0 {
 			row.ConversionRate = float64(row.Converted) / float64(row.Entered)
 		}
-		if n := len(row.TimesInStageNs); n > 0 {
-			slices.Sort(row.TimesInStageNs)
-			row.MedianTimeInStage = durationpb.New(time.Duration(row.TimesInStageNs[(n-1)/2]))
-			row.P90TimeInStage = durationpb.New(time.Duration(row.TimesInStageNs[(n*9+9)/10-1]))
-		}
+		slices.Sort(row.TimesInStageNs)
+		slices.Sort(row.TimesToConvertNs)
+		row.MedianTimeInStage, row.P90TimeInStage = medianP90(row.TimesInStageNs)
+		row.MedianTimeToConvert, row.P90TimeToConvert = medianP90(row.TimesToConvertNs)
+		row.TimeToConvert = Histogram(row.TimesToConvertNs)
 		if !keepParts {
-			row.TimesInStageNs = nil
+			row.TimesInStageNs, row.TimesToConvertNs = nil, nil
 		}
 	}
-	out.Cohorts = Choices(cohorts)
-	out.Segments = Choices(segments)
-	out.NotPlacedReasons = NotPlacedReasons(reasons)
+	return rs.rows
+}
+
+// medianP90 of sorted times: the lower median and the nearest-rank p90;
+// nil when there are none.
+func medianP90(sorted []int64) (median, p90 *durationpb.Duration) {
+	n := len(sorted)
+	if n == 0 {
+		return nil, nil
+	}
+	return durationpb.New(time.Duration(sorted[(n-1)/2])), durationpb.New(time.Duration(sorted[(n*9+9)/10-1]))
+}
+
+// Day is the unit of the time-to-convert buckets.
+const Day = 24 * time.Hour
+
+// ConvertBuckets are the time-to-convert histogram's fixed buckets: a
+// converted stay that took d falls in the bucket with Min <= d < Max (the
+// last has no Max).
+var ConvertBuckets = []struct {
+	Label    string
+	Min, Max time.Duration
+}{
+	{"<1d", 0, Day},
+	{"1–3d", Day, 3 * Day},
+	{"3–7d", 3 * Day, 7 * Day},
+	{"1–2w", 7 * Day, 14 * Day},
+	{"2–4w", 14 * Day, 28 * Day},
+	{"1–3mo", 28 * Day, 90 * Day},
+	{">3mo", 90 * Day, 0},
+}
+
+// Bucket is the 1-based index of d's bucket in ConvertBuckets.
+func Bucket(d time.Duration) int {
+	for i, b := range ConvertBuckets {
+		if b.Max == 0 || d < b.Max {
+			return i + 1
+		}
+	}
+	return len(ConvertBuckets)
+}
+
+// Histogram counts times (in nanoseconds) by ConvertBuckets; every bucket
+// is listed, empty ones too, so histograms line up. Nil without times.
+func Histogram(times []int64) []*stagesv1.FunnelBucket {
+	if len(times) == 0 {
+		return nil
+	}
+	out := make([]*stagesv1.FunnelBucket, len(ConvertBuckets))
+	for i, b := range ConvertBuckets {
+		out[i] = &stagesv1.FunnelBucket{Label: b.Label, Min: durationpb.New(b.Min)}
+		if b.Max > 0 {
+			out[i].Max = durationpb.New(b.Max)
+		}
+	}
+	for _, t := range times {
+		out[Bucket(time.Duration(t))-1].Stays++
+	}
+	return out
+}
+
+func addOverall(dst, src *stagesv1.FunnelOverall) *stagesv1.FunnelOverall {
+	if src == nil {
+		return dst
+	}
+	if dst == nil {
+		dst = &stagesv1.FunnelOverall{FirstStage: src.GetFirstStage(), LastStage: src.GetLastStage()}
+	}
+	dst.Entered += src.GetEntered()
+	dst.Reached += src.GetReached()
+	return dst
+}
+
+func finishOverall(o *stagesv1.FunnelOverall) {
+	if o == nil {
+		return
+	}
+	o.Rate = 0
+	if o.Entered > 0 {
+		o.Rate = float64(o.Reached) / float64(o.Entered)
+	}
+}
+
+// groupSet merges the parts of one breakdown key or trend period.
+type groupSet struct {
+	out  *stagesv1.FunnelGroup
+	rows *rowSet
+}
+
+func groupOf(set map[string]*groupSet, g *stagesv1.FunnelGroup) *groupSet {
+	gs, ok := set[g.GetKey()]
+	if !ok {
+		gs = &groupSet{out: &stagesv1.FunnelGroup{Key: g.GetKey()}, rows: newRowSet()}
+		if g.GetStart() != nil {
+			gs.out.Start = proto.Clone(g.GetStart()).(*timestamppb.Timestamp)
+		}
+		if g.GetEnd() != nil {
+			gs.out.End = proto.Clone(g.GetEnd()).(*timestamppb.Timestamp)
+		}
+		set[g.GetKey()] = gs
+	}
+	return gs
+}
+
+func (gs *groupSet) add(g *stagesv1.FunnelGroup) {
+	gs.rows.add(g.GetStages())
+	gs.out.Overall = addOverall(gs.out.Overall, g.GetOverall())
+}
+
+// finishGroups lists the groups by key (periods' keys sort in time order).
+func finishGroups(set map[string]*groupSet, keepParts bool) []*stagesv1.FunnelGroup {
+	var out []*stagesv1.FunnelGroup
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		gs := set[k]
+		gs.out.Stages = gs.rows.finish(keepParts)
+		finishOverall(gs.out.Overall)
+		out = append(out, gs.out)
+	}
 	return out
 }
 

@@ -77,6 +77,183 @@ func (ReplayState) EnumDescriptor() ([]byte, []int) {
 	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{0}
 }
 
+// FunnelBreakdown is the dimension a funnel is split by.
+type FunnelBreakdown int32
+
+const (
+	FunnelBreakdown_FUNNEL_BREAKDOWN_UNSPECIFIED FunnelBreakdown = 0
+	// The account's segment when the stay began.
+	FunnelBreakdown_FUNNEL_BREAKDOWN_SEGMENT FunnelBreakdown = 1
+	// The month the account entered the journey.
+	FunnelBreakdown_FUNNEL_BREAKDOWN_COHORT FunnelBreakdown = 2
+	// The account's plan when the stay began.
+	FunnelBreakdown_FUNNEL_BREAKDOWN_PLAN FunnelBreakdown = 3
+)
+
+// Enum value maps for FunnelBreakdown.
+var (
+	FunnelBreakdown_name = map[int32]string{
+		0: "FUNNEL_BREAKDOWN_UNSPECIFIED",
+		1: "FUNNEL_BREAKDOWN_SEGMENT",
+		2: "FUNNEL_BREAKDOWN_COHORT",
+		3: "FUNNEL_BREAKDOWN_PLAN",
+	}
+	FunnelBreakdown_value = map[string]int32{
+		"FUNNEL_BREAKDOWN_UNSPECIFIED": 0,
+		"FUNNEL_BREAKDOWN_SEGMENT":     1,
+		"FUNNEL_BREAKDOWN_COHORT":      2,
+		"FUNNEL_BREAKDOWN_PLAN":        3,
+	}
+)
+
+func (x FunnelBreakdown) Enum() *FunnelBreakdown {
+	p := new(FunnelBreakdown)
+	*p = x
+	return p
+}
+
+func (x FunnelBreakdown) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FunnelBreakdown) Descriptor() protoreflect.EnumDescriptor {
+	return file_cairn_stages_v1_stages_proto_enumTypes[1].Descriptor()
+}
+
+func (FunnelBreakdown) Type() protoreflect.EnumType {
+	return &file_cairn_stages_v1_stages_proto_enumTypes[1]
+}
+
+func (x FunnelBreakdown) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FunnelBreakdown.Descriptor instead.
+func (FunnelBreakdown) EnumDescriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{1}
+}
+
+// FunnelInterval is the period of a funnel's trend.
+type FunnelInterval int32
+
+const (
+	FunnelInterval_FUNNEL_INTERVAL_UNSPECIFIED FunnelInterval = 0
+	// Calendar months (UTC), key "2026-03".
+	FunnelInterval_FUNNEL_INTERVAL_MONTH FunnelInterval = 1
+	// Weeks starting on Monday (UTC), key "2026-03-02" (the Monday).
+	FunnelInterval_FUNNEL_INTERVAL_WEEK FunnelInterval = 2
+)
+
+// Enum value maps for FunnelInterval.
+var (
+	FunnelInterval_name = map[int32]string{
+		0: "FUNNEL_INTERVAL_UNSPECIFIED",
+		1: "FUNNEL_INTERVAL_MONTH",
+		2: "FUNNEL_INTERVAL_WEEK",
+	}
+	FunnelInterval_value = map[string]int32{
+		"FUNNEL_INTERVAL_UNSPECIFIED": 0,
+		"FUNNEL_INTERVAL_MONTH":       1,
+		"FUNNEL_INTERVAL_WEEK":        2,
+	}
+)
+
+func (x FunnelInterval) Enum() *FunnelInterval {
+	p := new(FunnelInterval)
+	*p = x
+	return p
+}
+
+func (x FunnelInterval) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FunnelInterval) Descriptor() protoreflect.EnumDescriptor {
+	return file_cairn_stages_v1_stages_proto_enumTypes[2].Descriptor()
+}
+
+func (FunnelInterval) Type() protoreflect.EnumType {
+	return &file_cairn_stages_v1_stages_proto_enumTypes[2]
+}
+
+func (x FunnelInterval) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FunnelInterval.Descriptor instead.
+func (FunnelInterval) EnumDescriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{2}
+}
+
+// FunnelFigure names a count of a funnel, to list the accounts behind it.
+type FunnelFigure int32
+
+const (
+	FunnelFigure_FUNNEL_FIGURE_UNSPECIFIED    FunnelFigure = 0
+	FunnelFigure_FUNNEL_FIGURE_CURRENT        FunnelFigure = 1
+	FunnelFigure_FUNNEL_FIGURE_ENTERED        FunnelFigure = 2
+	FunnelFigure_FUNNEL_FIGURE_CONVERTED      FunnelFigure = 3
+	FunnelFigure_FUNNEL_FIGURE_CONVERTED_LATE FunnelFigure = 4
+	FunnelFigure_FUNNEL_FIGURE_DROPPED        FunnelFigure = 5
+	FunnelFigure_FUNNEL_FIGURE_CHURNED        FunnelFigure = 6
+	// FunnelOverall.entered and reached (no stage).
+	FunnelFigure_FUNNEL_FIGURE_OVERALL_ENTERED FunnelFigure = 7
+	FunnelFigure_FUNNEL_FIGURE_OVERALL_REACHED FunnelFigure = 8
+)
+
+// Enum value maps for FunnelFigure.
+var (
+	FunnelFigure_name = map[int32]string{
+		0: "FUNNEL_FIGURE_UNSPECIFIED",
+		1: "FUNNEL_FIGURE_CURRENT",
+		2: "FUNNEL_FIGURE_ENTERED",
+		3: "FUNNEL_FIGURE_CONVERTED",
+		4: "FUNNEL_FIGURE_CONVERTED_LATE",
+		5: "FUNNEL_FIGURE_DROPPED",
+		6: "FUNNEL_FIGURE_CHURNED",
+		7: "FUNNEL_FIGURE_OVERALL_ENTERED",
+		8: "FUNNEL_FIGURE_OVERALL_REACHED",
+	}
+	FunnelFigure_value = map[string]int32{
+		"FUNNEL_FIGURE_UNSPECIFIED":     0,
+		"FUNNEL_FIGURE_CURRENT":         1,
+		"FUNNEL_FIGURE_ENTERED":         2,
+		"FUNNEL_FIGURE_CONVERTED":       3,
+		"FUNNEL_FIGURE_CONVERTED_LATE":  4,
+		"FUNNEL_FIGURE_DROPPED":         5,
+		"FUNNEL_FIGURE_CHURNED":         6,
+		"FUNNEL_FIGURE_OVERALL_ENTERED": 7,
+		"FUNNEL_FIGURE_OVERALL_REACHED": 8,
+	}
+)
+
+func (x FunnelFigure) Enum() *FunnelFigure {
+	p := new(FunnelFigure)
+	*p = x
+	return p
+}
+
+func (x FunnelFigure) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FunnelFigure) Descriptor() protoreflect.EnumDescriptor {
+	return file_cairn_stages_v1_stages_proto_enumTypes[3].Descriptor()
+}
+
+func (FunnelFigure) Type() protoreflect.EnumType {
+	return &file_cairn_stages_v1_stages_proto_enumTypes[3]
+}
+
+func (x FunnelFigure) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FunnelFigure.Descriptor instead.
+func (FunnelFigure) EnumDescriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{3}
+}
+
 // Criterion is one named CEL expression over account aggregates.
 type Criterion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1912,7 +2089,11 @@ type ListAccountsRequest struct {
 	// ACCOUNT_STATUS_CHURNED, churned accounts are listed too (with an empty
 	// stage). Accounts not yet placed are never listed. An unknown or
 	// unspecified value is InvalidArgument naming the field "status".
-	Status        []v1.AccountStatus `protobuf:"varint,8,rep,packed,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
+	Status []v1.AccountStatus `protobuf:"varint,8,rep,packed,name=status,proto3,enum=cairn.common.v1.AccountStatus" json:"status,omitempty"`
+	// Also fill each account's milestones (AccountSummary.milestones), which
+	// the council KPIs read (docs/kpis.md). Off by default: it decodes every
+	// listed account's aggregates.
+	Milestones    bool `protobuf:"varint,9,opt,name=milestones,proto3" json:"milestones,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2003,6 +2184,172 @@ func (x *ListAccountsRequest) GetStatus() []v1.AccountStatus {
 	return nil
 }
 
+func (x *ListAccountsRequest) GetMilestones() bool {
+	if x != nil {
+		return x.Milestones
+	}
+	return false
+}
+
+// AccountMilestones are the dates and figures of one account that the
+// council KPIs are computed from (docs/kpis.md), read from the same
+// aggregates as its journey criteria.
+type AccountMilestones struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every change of status, oldest first: when the account became a
+	// customer, churned, was won back (pkg/domain/account Lifecycle).
+	Lifecycle *v1.Lifecycle `protobuf:"bytes,1,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// The first-value (activation) moment: the first `activated` or
+	// `first_value` event, as GetMomentsOfTruth reads it; unset when none.
+	FirstValueAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=first_value_at,json=firstValueAt,proto3" json:"first_value_at,omitempty"`
+	// Distinct features used in the 30 days ending now, as the criteria's
+	// features_used("30d") counts them under the account's journey version.
+	FeaturesUsed_30D int32 `protobuf:"varint,3,opt,name=features_used_30d,json=featuresUsed30d,proto3" json:"features_used_30d,omitempty"`
+	// The current ARR (the newest contract event's arr).
+	Arr float64 `protobuf:"fixed64,4,opt,name=arr,proto3" json:"arr,omitempty"`
+	// Every change of ARR the contract events carried, oldest first (the
+	// newest 64 are kept).
+	ArrHistory []*ArrChange `protobuf:"bytes,5,rep,name=arr_history,json=arrHistory,proto3" json:"arr_history,omitempty"`
+	// The contract end; unset when unknown.
+	ContractEnd *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=contract_end,json=contractEnd,proto3" json:"contract_end,omitempty"`
+	// When each billing.renewed happened, oldest first.
+	RenewedAt     []*timestamppb.Timestamp `protobuf:"bytes,7,rep,name=renewed_at,json=renewedAt,proto3" json:"renewed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountMilestones) Reset() {
+	*x = AccountMilestones{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountMilestones) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountMilestones) ProtoMessage() {}
+
+func (x *AccountMilestones) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountMilestones.ProtoReflect.Descriptor instead.
+func (*AccountMilestones) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AccountMilestones) GetLifecycle() *v1.Lifecycle {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return nil
+}
+
+func (x *AccountMilestones) GetFirstValueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstValueAt
+	}
+	return nil
+}
+
+func (x *AccountMilestones) GetFeaturesUsed_30D() int32 {
+	if x != nil {
+		return x.FeaturesUsed_30D
+	}
+	return 0
+}
+
+func (x *AccountMilestones) GetArr() float64 {
+	if x != nil {
+		return x.Arr
+	}
+	return 0
+}
+
+func (x *AccountMilestones) GetArrHistory() []*ArrChange {
+	if x != nil {
+		return x.ArrHistory
+	}
+	return nil
+}
+
+func (x *AccountMilestones) GetContractEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ContractEnd
+	}
+	return nil
+}
+
+func (x *AccountMilestones) GetRenewedAt() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.RenewedAt
+	}
+	return nil
+}
+
+// ArrChange is the ARR a contract event set, and when.
+type ArrChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	Arr           float64                `protobuf:"fixed64,2,opt,name=arr,proto3" json:"arr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArrChange) Reset() {
+	*x = ArrChange{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArrChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArrChange) ProtoMessage() {}
+
+func (x *ArrChange) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArrChange.ProtoReflect.Descriptor instead.
+func (*ArrChange) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ArrChange) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ArrChange) GetArr() float64 {
+	if x != nil {
+		return x.Arr
+	}
+	return 0
+}
+
 // AccountSummary is one row of an account list.
 type AccountSummary struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -2021,14 +2368,16 @@ type AccountSummary struct {
 	// The account's traits as its journey state keeps them (name, segment,
 	// plan, the CRM's owner ids csm_id, ae_id, sdr_id, cohort...), so that a
 	// list needs no call per account.
-	Traits        map[string]string `protobuf:"bytes,10,rep,name=traits,proto3" json:"traits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Traits map[string]string `protobuf:"bytes,10,rep,name=traits,proto3" json:"traits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set when ListAccountsRequest.milestones is.
+	Milestones    *AccountMilestones `protobuf:"bytes,11,opt,name=milestones,proto3" json:"milestones,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccountSummary) Reset() {
 	*x = AccountSummary{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[26]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2389,7 @@ func (x *AccountSummary) String() string {
 func (*AccountSummary) ProtoMessage() {}
 
 func (x *AccountSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[26]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2402,7 @@ func (x *AccountSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountSummary.ProtoReflect.Descriptor instead.
 func (*AccountSummary) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{26}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AccountSummary) GetAccountId() string {
@@ -2126,6 +2475,13 @@ func (x *AccountSummary) GetTraits() map[string]string {
 	return nil
 }
 
+func (x *AccountSummary) GetMilestones() *AccountMilestones {
+	if x != nil {
+		return x.Milestones
+	}
+	return nil
+}
+
 // ListAccountsResponse is one page of accounts.
 type ListAccountsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2137,7 +2493,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[27]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2505,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[27]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2518,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{27}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*AccountSummary {
@@ -2193,7 +2549,7 @@ type ListSignalsRequest struct {
 
 func (x *ListSignalsRequest) Reset() {
 	*x = ListSignalsRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[28]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2561,7 @@ func (x *ListSignalsRequest) String() string {
 func (*ListSignalsRequest) ProtoMessage() {}
 
 func (x *ListSignalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[28]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2574,7 @@ func (x *ListSignalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignalsRequest.ProtoReflect.Descriptor instead.
 func (*ListSignalsRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{28}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListSignalsRequest) GetWorkspace() string {
@@ -2267,7 +2623,7 @@ type ListSignalsResponse struct {
 
 func (x *ListSignalsResponse) Reset() {
 	*x = ListSignalsResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[29]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2635,7 @@ func (x *ListSignalsResponse) String() string {
 func (*ListSignalsResponse) ProtoMessage() {}
 
 func (x *ListSignalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[29]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2648,7 @@ func (x *ListSignalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSignalsResponse.ProtoReflect.Descriptor instead.
 func (*ListSignalsResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{29}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListSignalsResponse) GetSignals() []*v1.Signal {
@@ -2309,7 +2665,9 @@ func (x *ListSignalsResponse) GetPage() *v1.PageResponse {
 	return nil
 }
 
-// GetFunnelRequest selects a cohort and segment.
+// GetFunnelRequest selects a journey, the stays to count (cohort, segment,
+// plan, date range), a conversion window, and optional breakdown, trend and
+// account list.
 type GetFunnelRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Workspace string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
@@ -2322,14 +2680,38 @@ type GetFunnelRequest struct {
 	// merge into exactly the funnel of one replica holding every account
 	// (pkg/aggregate). The gateway sets it when it fans a funnel out to
 	// several stages replicas; the rates, medians and p90 are still filled.
-	Parts         bool `protobuf:"varint,5,opt,name=parts,proto3" json:"parts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Parts bool `protobuf:"varint,5,opt,name=parts,proto3" json:"parts,omitempty"`
+	// Date range: count only the stays that began in [start, end) (an unset
+	// bound is open). The live figures (current, accounts, churned,
+	// not_placed, total_accounts) are not narrowed by it.
+	Window *v1.TimeWindow `protobuf:"bytes,6,opt,name=window,proto3" json:"window,omitempty"`
+	// Conversion window in days: a stay counts as converted only if it moved
+	// to a later stage within this many days of entering (a later move is
+	// counted in converted_late). 0: no window.
+	ConversionWindowDays int32 `protobuf:"varint,7,opt,name=conversion_window_days,json=conversionWindowDays,proto3" json:"conversion_window_days,omitempty"`
+	// The account's plan when the stay began (the "plan" trait); empty means
+	// all.
+	Plan string `protobuf:"bytes,8,opt,name=plan,proto3" json:"plan,omitempty"`
+	// Also return the funnel split by segment, cohort or plan
+	// (GetFunnelResponse.breakdown).
+	Breakdown FunnelBreakdown `protobuf:"varint,9,opt,name=breakdown,proto3,enum=cairn.stages.v1.FunnelBreakdown" json:"breakdown,omitempty"`
+	// Also return the funnel per month or per week in which the stays began
+	// (GetFunnelResponse.trend).
+	Trend FunnelInterval `protobuf:"varint,10,opt,name=trend,proto3,enum=cairn.stages.v1.FunnelInterval" json:"trend,omitempty"`
+	// Also list the accounts a figure counts (GetFunnelResponse.account_ids):
+	// the figure, its stage (for the stage figures), and for CONVERTED
+	// optionally a time-to-convert bucket (1-based index into
+	// FunnelStage.time_to_convert; 0: every bucket).
+	AccountsFigure FunnelFigure `protobuf:"varint,11,opt,name=accounts_figure,json=accountsFigure,proto3,enum=cairn.stages.v1.FunnelFigure" json:"accounts_figure,omitempty"`
+	AccountsStage  string       `protobuf:"bytes,12,opt,name=accounts_stage,json=accountsStage,proto3" json:"accounts_stage,omitempty"`
+	AccountsBucket int32        `protobuf:"varint,13,opt,name=accounts_bucket,json=accountsBucket,proto3" json:"accounts_bucket,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetFunnelRequest) Reset() {
 	*x = GetFunnelRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[30]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2723,7 @@ func (x *GetFunnelRequest) String() string {
 func (*GetFunnelRequest) ProtoMessage() {}
 
 func (x *GetFunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[30]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2736,7 @@ func (x *GetFunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelRequest.ProtoReflect.Descriptor instead.
 func (*GetFunnelRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{30}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetFunnelRequest) GetWorkspace() string {
@@ -2390,6 +2772,474 @@ func (x *GetFunnelRequest) GetParts() bool {
 		return x.Parts
 	}
 	return false
+}
+
+func (x *GetFunnelRequest) GetWindow() *v1.TimeWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *GetFunnelRequest) GetConversionWindowDays() int32 {
+	if x != nil {
+		return x.ConversionWindowDays
+	}
+	return 0
+}
+
+func (x *GetFunnelRequest) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *GetFunnelRequest) GetBreakdown() FunnelBreakdown {
+	if x != nil {
+		return x.Breakdown
+	}
+	return FunnelBreakdown_FUNNEL_BREAKDOWN_UNSPECIFIED
+}
+
+func (x *GetFunnelRequest) GetTrend() FunnelInterval {
+	if x != nil {
+		return x.Trend
+	}
+	return FunnelInterval_FUNNEL_INTERVAL_UNSPECIFIED
+}
+
+func (x *GetFunnelRequest) GetAccountsFigure() FunnelFigure {
+	if x != nil {
+		return x.AccountsFigure
+	}
+	return FunnelFigure_FUNNEL_FIGURE_UNSPECIFIED
+}
+
+func (x *GetFunnelRequest) GetAccountsStage() string {
+	if x != nil {
+		return x.AccountsStage
+	}
+	return ""
+}
+
+func (x *GetFunnelRequest) GetAccountsBucket() int32 {
+	if x != nil {
+		return x.AccountsBucket
+	}
+	return 0
+}
+
+// FunnelBucket is one bar of a time-to-convert histogram: the converted
+// stays that took at least min and less than max.
+type FunnelBucket struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "<1d", "1–3d", "3–7d", "1–2w", "2–4w", "1–3mo", ">3mo".
+	Label string               `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Min   *durationpb.Duration `protobuf:"bytes,2,opt,name=min,proto3" json:"min,omitempty"`
+	// Unset for the last bucket.
+	Max           *durationpb.Duration `protobuf:"bytes,3,opt,name=max,proto3" json:"max,omitempty"`
+	Stays         int64                `protobuf:"varint,4,opt,name=stays,proto3" json:"stays,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunnelBucket) Reset() {
+	*x = FunnelBucket{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunnelBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunnelBucket) ProtoMessage() {}
+
+func (x *FunnelBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunnelBucket.ProtoReflect.Descriptor instead.
+func (*FunnelBucket) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *FunnelBucket) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *FunnelBucket) GetMin() *durationpb.Duration {
+	if x != nil {
+		return x.Min
+	}
+	return nil
+}
+
+func (x *FunnelBucket) GetMax() *durationpb.Duration {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
+func (x *FunnelBucket) GetStays() int64 {
+	if x != nil {
+		return x.Stays
+	}
+	return 0
+}
+
+// FunnelOverall is the conversion from the journey's first stage to its
+// last, counted by account.
+type FunnelOverall struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FirstStage string                 `protobuf:"bytes,1,opt,name=first_stage,json=firstStage,proto3" json:"first_stage,omitempty"`
+	LastStage  string                 `protobuf:"bytes,2,opt,name=last_stage,json=lastStage,proto3" json:"last_stage,omitempty"`
+	// Accounts with a stay in the first stage that began in the date range and
+	// matches the filters.
+	Entered int64 `protobuf:"varint,3,opt,name=entered,proto3" json:"entered,omitempty"`
+	// Of those, the accounts that entered the last stage after entering the
+	// first (within the conversion window of that first entry, when set).
+	Reached int64 `protobuf:"varint,4,opt,name=reached,proto3" json:"reached,omitempty"`
+	// reached / entered.
+	Rate          float64 `protobuf:"fixed64,5,opt,name=rate,proto3" json:"rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunnelOverall) Reset() {
+	*x = FunnelOverall{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunnelOverall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunnelOverall) ProtoMessage() {}
+
+func (x *FunnelOverall) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunnelOverall.ProtoReflect.Descriptor instead.
+func (*FunnelOverall) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *FunnelOverall) GetFirstStage() string {
+	if x != nil {
+		return x.FirstStage
+	}
+	return ""
+}
+
+func (x *FunnelOverall) GetLastStage() string {
+	if x != nil {
+		return x.LastStage
+	}
+	return ""
+}
+
+func (x *FunnelOverall) GetEntered() int64 {
+	if x != nil {
+		return x.Entered
+	}
+	return 0
+}
+
+func (x *FunnelOverall) GetReached() int64 {
+	if x != nil {
+		return x.Reached
+	}
+	return 0
+}
+
+func (x *FunnelOverall) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+// FunnelGroup is the funnel of one breakdown key or trend period.
+type FunnelGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The segment, cohort or plan ("" when not set), or the period ("2026-03",
+	// or the Monday "2026-03-02").
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Trend periods only: the period [start, end).
+	Start         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	Stages        []*FunnelStage         `protobuf:"bytes,4,rep,name=stages,proto3" json:"stages,omitempty"`
+	Overall       *FunnelOverall         `protobuf:"bytes,5,opt,name=overall,proto3" json:"overall,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunnelGroup) Reset() {
+	*x = FunnelGroup{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunnelGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunnelGroup) ProtoMessage() {}
+
+func (x *FunnelGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunnelGroup.ProtoReflect.Descriptor instead.
+func (*FunnelGroup) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *FunnelGroup) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FunnelGroup) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *FunnelGroup) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *FunnelGroup) GetStages() []*FunnelStage {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *FunnelGroup) GetOverall() *FunnelOverall {
+	if x != nil {
+		return x.Overall
+	}
+	return nil
+}
+
+// ListJourneysRequest lists a workspace's journeys.
+type ListJourneysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workspace     string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJourneysRequest) Reset() {
+	*x = ListJourneysRequest{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJourneysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJourneysRequest) ProtoMessage() {}
+
+func (x *ListJourneysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJourneysRequest.ProtoReflect.Descriptor instead.
+func (*ListJourneysRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListJourneysRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+// JourneySummary is one journey of a workspace, at its active version.
+type JourneySummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	ActiveVersion uint32                 `protobuf:"varint,4,opt,name=active_version,json=activeVersion,proto3" json:"active_version,omitempty"`
+	// The number of stages.
+	Stages int32 `protobuf:"varint,5,opt,name=stages,proto3" json:"stages,omitempty"`
+	// The journey answered when no journey_id is given.
+	IsDefault     bool `protobuf:"varint,6,opt,name=is_default,json=isDefault,proto3" json:"is_default,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JourneySummary) Reset() {
+	*x = JourneySummary{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JourneySummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JourneySummary) ProtoMessage() {}
+
+func (x *JourneySummary) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JourneySummary.ProtoReflect.Descriptor instead.
+func (*JourneySummary) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *JourneySummary) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JourneySummary) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JourneySummary) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *JourneySummary) GetActiveVersion() uint32 {
+	if x != nil {
+		return x.ActiveVersion
+	}
+	return 0
+}
+
+func (x *JourneySummary) GetStages() int32 {
+	if x != nil {
+		return x.Stages
+	}
+	return 0
+}
+
+func (x *JourneySummary) GetIsDefault() bool {
+	if x != nil {
+		return x.IsDefault
+	}
+	return false
+}
+
+// ListJourneysResponse lists journeys, the default first, then by id.
+type ListJourneysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Journeys      []*JourneySummary      `protobuf:"bytes,1,rep,name=journeys,proto3" json:"journeys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJourneysResponse) Reset() {
+	*x = ListJourneysResponse{}
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJourneysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJourneysResponse) ProtoMessage() {}
+
+func (x *ListJourneysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJourneysResponse.ProtoReflect.Descriptor instead.
+func (*ListJourneysResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListJourneysResponse) GetJourneys() []*JourneySummary {
+	if x != nil {
+		return x.Journeys
+	}
+	return nil
 }
 
 // FunnelStage is one row of a funnel.
@@ -2428,13 +3278,24 @@ type FunnelStage struct {
 	// stage's entry criteria), or won back, placed in this stage. Always 0 for
 	// the first stage.
 	EnteredDirectly int64 `protobuf:"varint,14,opt,name=entered_directly,json=enteredDirectly,proto3" json:"entered_directly,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// With a conversion window: the stays that moved to a later stage, but
+	// only after the window; they are not counted in converted.
+	ConvertedLate int64 `protobuf:"varint,15,opt,name=converted_late,json=convertedLate,proto3" json:"converted_late,omitempty"`
+	// Time to convert of the converted stays (entered to moving on): median,
+	// p90 and a histogram with fixed buckets (FunnelBucket.label).
+	MedianTimeToConvert *durationpb.Duration `protobuf:"bytes,16,opt,name=median_time_to_convert,json=medianTimeToConvert,proto3" json:"median_time_to_convert,omitempty"`
+	P90TimeToConvert    *durationpb.Duration `protobuf:"bytes,17,opt,name=p90_time_to_convert,json=p90TimeToConvert,proto3" json:"p90_time_to_convert,omitempty"`
+	TimeToConvert       []*FunnelBucket      `protobuf:"bytes,18,rep,name=time_to_convert,json=timeToConvert,proto3" json:"time_to_convert,omitempty"`
+	// With GetFunnelRequest.parts only: the time to convert of every
+	// converted stay counted in this row, in nanoseconds, ascending.
+	TimesToConvertNs []int64 `protobuf:"varint,19,rep,packed,name=times_to_convert_ns,json=timesToConvertNs,proto3" json:"times_to_convert_ns,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *FunnelStage) Reset() {
 	*x = FunnelStage{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[31]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +3307,7 @@ func (x *FunnelStage) String() string {
 func (*FunnelStage) ProtoMessage() {}
 
 func (x *FunnelStage) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[31]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +3320,7 @@ func (x *FunnelStage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunnelStage.ProtoReflect.Descriptor instead.
 func (*FunnelStage) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{31}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FunnelStage) GetStage() string {
@@ -2560,6 +3421,41 @@ func (x *FunnelStage) GetEnteredDirectly() int64 {
 	return 0
 }
 
+func (x *FunnelStage) GetConvertedLate() int64 {
+	if x != nil {
+		return x.ConvertedLate
+	}
+	return 0
+}
+
+func (x *FunnelStage) GetMedianTimeToConvert() *durationpb.Duration {
+	if x != nil {
+		return x.MedianTimeToConvert
+	}
+	return nil
+}
+
+func (x *FunnelStage) GetP90TimeToConvert() *durationpb.Duration {
+	if x != nil {
+		return x.P90TimeToConvert
+	}
+	return nil
+}
+
+func (x *FunnelStage) GetTimeToConvert() []*FunnelBucket {
+	if x != nil {
+		return x.TimeToConvert
+	}
+	return nil
+}
+
+func (x *FunnelStage) GetTimesToConvertNs() []int64 {
+	if x != nil {
+		return x.TimesToConvertNs
+	}
+	return nil
+}
+
 // NotPlacedReason counts the accounts not yet placed for one reason.
 type NotPlacedReason struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2576,7 +3472,7 @@ type NotPlacedReason struct {
 
 func (x *NotPlacedReason) Reset() {
 	*x = NotPlacedReason{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +3484,7 @@ func (x *NotPlacedReason) String() string {
 func (*NotPlacedReason) ProtoMessage() {}
 
 func (x *NotPlacedReason) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[32]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +3497,7 @@ func (x *NotPlacedReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotPlacedReason.ProtoReflect.Descriptor instead.
 func (*NotPlacedReason) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{32}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NotPlacedReason) GetReason() string {
@@ -2644,13 +3540,26 @@ type GetFunnelResponse struct {
 	// total_accounts = sum(stages.current) + churned + not_placed, and
 	// accounts = total_accounts - churned.
 	TotalAccounts int64 `protobuf:"varint,8,opt,name=total_accounts,json=totalAccounts,proto3" json:"total_accounts,omitempty"`
+	// First stage to last stage, by account.
+	Overall *FunnelOverall `protobuf:"bytes,9,opt,name=overall,proto3" json:"overall,omitempty"`
+	// With GetFunnelRequest.breakdown: the funnel per segment, cohort or plan,
+	// by key.
+	Breakdown []*FunnelGroup `protobuf:"bytes,10,rep,name=breakdown,proto3" json:"breakdown,omitempty"`
+	// With GetFunnelRequest.trend: the funnel per period in which the stays
+	// began, oldest first.
+	Trend []*FunnelGroup `protobuf:"bytes,11,rep,name=trend,proto3" json:"trend,omitempty"`
+	// Every plan seen among the journey's stays, whatever the filter.
+	Plans []string `protobuf:"bytes,12,rep,name=plans,proto3" json:"plans,omitempty"`
+	// With GetFunnelRequest.accounts_figure: the accounts that figure counts,
+	// sorted.
+	AccountIds    []string `protobuf:"bytes,13,rep,name=account_ids,json=accountIds,proto3" json:"account_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetFunnelResponse) Reset() {
 	*x = GetFunnelResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2662,7 +3571,7 @@ func (x *GetFunnelResponse) String() string {
 func (*GetFunnelResponse) ProtoMessage() {}
 
 func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[33]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2675,7 +3584,7 @@ func (x *GetFunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunnelResponse.ProtoReflect.Descriptor instead.
 func (*GetFunnelResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{33}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetFunnelResponse) GetStages() []*FunnelStage {
@@ -2734,6 +3643,41 @@ func (x *GetFunnelResponse) GetTotalAccounts() int64 {
 	return 0
 }
 
+func (x *GetFunnelResponse) GetOverall() *FunnelOverall {
+	if x != nil {
+		return x.Overall
+	}
+	return nil
+}
+
+func (x *GetFunnelResponse) GetBreakdown() []*FunnelGroup {
+	if x != nil {
+		return x.Breakdown
+	}
+	return nil
+}
+
+func (x *GetFunnelResponse) GetTrend() []*FunnelGroup {
+	if x != nil {
+		return x.Trend
+	}
+	return nil
+}
+
+func (x *GetFunnelResponse) GetPlans() []string {
+	if x != nil {
+		return x.Plans
+	}
+	return nil
+}
+
+func (x *GetFunnelResponse) GetAccountIds() []string {
+	if x != nil {
+		return x.AccountIds
+	}
+	return nil
+}
+
 // GetMomentsOfTruthRequest selects a cohort.
 type GetMomentsOfTruthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2746,7 +3690,7 @@ type GetMomentsOfTruthRequest struct {
 
 func (x *GetMomentsOfTruthRequest) Reset() {
 	*x = GetMomentsOfTruthRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3702,7 @@ func (x *GetMomentsOfTruthRequest) String() string {
 func (*GetMomentsOfTruthRequest) ProtoMessage() {}
 
 func (x *GetMomentsOfTruthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[34]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3715,7 @@ func (x *GetMomentsOfTruthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMomentsOfTruthRequest.ProtoReflect.Descriptor instead.
 func (*GetMomentsOfTruthRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{34}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetMomentsOfTruthRequest) GetWorkspace() string {
@@ -2809,7 +3753,7 @@ type Moment struct {
 
 func (x *Moment) Reset() {
 	*x = Moment{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +3765,7 @@ func (x *Moment) String() string {
 func (*Moment) ProtoMessage() {}
 
 func (x *Moment) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[35]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3778,7 @@ func (x *Moment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Moment.ProtoReflect.Descriptor instead.
 func (*Moment) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{35}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Moment) GetName() string {
@@ -2882,7 +3826,7 @@ type GetMomentsOfTruthResponse struct {
 
 func (x *GetMomentsOfTruthResponse) Reset() {
 	*x = GetMomentsOfTruthResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +3838,7 @@ func (x *GetMomentsOfTruthResponse) String() string {
 func (*GetMomentsOfTruthResponse) ProtoMessage() {}
 
 func (x *GetMomentsOfTruthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[36]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3851,7 @@ func (x *GetMomentsOfTruthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMomentsOfTruthResponse.ProtoReflect.Descriptor instead.
 func (*GetMomentsOfTruthResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{36}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetMomentsOfTruthResponse) GetMoments() []*Moment {
@@ -2928,7 +3872,7 @@ type GetBuyingCommitteeRequest struct {
 
 func (x *GetBuyingCommitteeRequest) Reset() {
 	*x = GetBuyingCommitteeRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3884,7 @@ func (x *GetBuyingCommitteeRequest) String() string {
 func (*GetBuyingCommitteeRequest) ProtoMessage() {}
 
 func (x *GetBuyingCommitteeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[37]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3897,7 @@ func (x *GetBuyingCommitteeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuyingCommitteeRequest.ProtoReflect.Descriptor instead.
 func (*GetBuyingCommitteeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{37}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetBuyingCommitteeRequest) GetWorkspace() string {
@@ -2985,7 +3929,7 @@ type Persona struct {
 
 func (x *Persona) Reset() {
 	*x = Persona{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3941,7 @@ func (x *Persona) String() string {
 func (*Persona) ProtoMessage() {}
 
 func (x *Persona) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[38]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3954,7 @@ func (x *Persona) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Persona.ProtoReflect.Descriptor instead.
 func (*Persona) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{38}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Persona) GetRole() string {
@@ -3059,7 +4003,7 @@ type GetBuyingCommitteeResponse struct {
 
 func (x *GetBuyingCommitteeResponse) Reset() {
 	*x = GetBuyingCommitteeResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +4015,7 @@ func (x *GetBuyingCommitteeResponse) String() string {
 func (*GetBuyingCommitteeResponse) ProtoMessage() {}
 
 func (x *GetBuyingCommitteeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[39]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +4028,7 @@ func (x *GetBuyingCommitteeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBuyingCommitteeResponse.ProtoReflect.Descriptor instead.
 func (*GetBuyingCommitteeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{39}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetBuyingCommitteeResponse) GetPersonas() []*Persona {
@@ -3114,7 +4058,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +4070,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[40]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +4083,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{40}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetStatusRequest) GetWorkspace() string {
@@ -3159,7 +4103,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +4115,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[41]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +4128,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{41}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetStatusResponse) GetBacklog() *v1.Backlog {
@@ -3205,7 +4149,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +4161,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[42]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +4174,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{42}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -3264,7 +4208,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[43]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3276,7 +4220,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[43]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3289,7 +4233,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{43}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -3373,7 +4317,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[44]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +4329,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_stages_v1_stages_proto_msgTypes[44]
+	mi := &file_cairn_stages_v1_stages_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +4342,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{44}
+	return file_cairn_stages_v1_stages_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -3588,7 +4532,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\x19GetAccountJourneyResponse\x129\n" +
-	"\ajourney\x18\x01 \x01(\v2\x1f.cairn.stages.v1.AccountJourneyR\ajourney\"\x9a\x02\n" +
+	"\ajourney\x18\x01 \x01(\v2\x1f.cairn.stages.v1.AccountJourneyR\ajourney\"\xba\x02\n" +
 	"\x13ListAccountsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
@@ -3598,7 +4542,23 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\asegment\x18\x05 \x01(\tR\asegment\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x120\n" +
 	"\x04page\x18\a \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\x126\n" +
-	"\x06status\x18\b \x03(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\"\xde\x03\n" +
+	"\x06status\x18\b \x03(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\x12\x1e\n" +
+	"\n" +
+	"milestones\x18\t \x01(\bR\n" +
+	"milestones\"\x84\x03\n" +
+	"\x11AccountMilestones\x128\n" +
+	"\tlifecycle\x18\x01 \x01(\v2\x1a.cairn.common.v1.LifecycleR\tlifecycle\x12@\n" +
+	"\x0efirst_value_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ffirstValueAt\x12*\n" +
+	"\x11features_used_30d\x18\x03 \x01(\x05R\x0ffeaturesUsed30d\x12\x10\n" +
+	"\x03arr\x18\x04 \x01(\x01R\x03arr\x12;\n" +
+	"\varr_history\x18\x05 \x03(\v2\x1a.cairn.stages.v1.ArrChangeR\n" +
+	"arrHistory\x12=\n" +
+	"\fcontract_end\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcontractEnd\x129\n" +
+	"\n" +
+	"renewed_at\x18\a \x03(\v2\x1a.google.protobuf.TimestampR\trenewedAt\"I\n" +
+	"\tArrChange\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x10\n" +
+	"\x03arr\x18\x02 \x01(\x01R\x03arr\"\xa2\x04\n" +
 	"\x0eAccountSummary\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -3612,7 +4572,10 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x06status\x18\b \x01(\x0e2\x1e.cairn.common.v1.AccountStatusR\x06status\x12=\n" +
 	"\fstatus_since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vstatusSince\x12C\n" +
 	"\x06traits\x18\n" +
-	" \x03(\v2+.cairn.stages.v1.AccountSummary.TraitsEntryR\x06traits\x1a9\n" +
+	" \x03(\v2+.cairn.stages.v1.AccountSummary.TraitsEntryR\x06traits\x12B\n" +
+	"\n" +
+	"milestones\x18\v \x01(\v2\".cairn.stages.v1.AccountMilestonesR\n" +
+	"milestones\x1a9\n" +
 	"\vTraitsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x01\n" +
@@ -3628,14 +4591,54 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x04page\x18\x05 \x01(\v2\x1c.cairn.common.v1.PageRequestR\x04page\"{\n" +
 	"\x13ListSignalsResponse\x121\n" +
 	"\asignals\x18\x01 \x03(\v2\x17.cairn.common.v1.SignalR\asignals\x121\n" +
-	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\x97\x01\n" +
+	"\x04page\x18\x02 \x01(\v2\x1d.cairn.common.v1.PageResponseR\x04page\"\xa5\x04\n" +
 	"\x10GetFunnelRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x16\n" +
 	"\x06cohort\x18\x03 \x01(\tR\x06cohort\x12\x18\n" +
 	"\asegment\x18\x04 \x01(\tR\asegment\x12\x14\n" +
-	"\x05parts\x18\x05 \x01(\bR\x05parts\"\x96\x04\n" +
+	"\x05parts\x18\x05 \x01(\bR\x05parts\x123\n" +
+	"\x06window\x18\x06 \x01(\v2\x1b.cairn.common.v1.TimeWindowR\x06window\x124\n" +
+	"\x16conversion_window_days\x18\a \x01(\x05R\x14conversionWindowDays\x12\x12\n" +
+	"\x04plan\x18\b \x01(\tR\x04plan\x12>\n" +
+	"\tbreakdown\x18\t \x01(\x0e2 .cairn.stages.v1.FunnelBreakdownR\tbreakdown\x125\n" +
+	"\x05trend\x18\n" +
+	" \x01(\x0e2\x1f.cairn.stages.v1.FunnelIntervalR\x05trend\x12F\n" +
+	"\x0faccounts_figure\x18\v \x01(\x0e2\x1d.cairn.stages.v1.FunnelFigureR\x0eaccountsFigure\x12%\n" +
+	"\x0eaccounts_stage\x18\f \x01(\tR\raccountsStage\x12'\n" +
+	"\x0faccounts_bucket\x18\r \x01(\x05R\x0eaccountsBucket\"\x94\x01\n" +
+	"\fFunnelBucket\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12+\n" +
+	"\x03min\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03min\x12+\n" +
+	"\x03max\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03max\x12\x14\n" +
+	"\x05stays\x18\x04 \x01(\x03R\x05stays\"\x97\x01\n" +
+	"\rFunnelOverall\x12\x1f\n" +
+	"\vfirst_stage\x18\x01 \x01(\tR\n" +
+	"firstStage\x12\x1d\n" +
+	"\n" +
+	"last_stage\x18\x02 \x01(\tR\tlastStage\x12\x18\n" +
+	"\aentered\x18\x03 \x01(\x03R\aentered\x12\x18\n" +
+	"\areached\x18\x04 \x01(\x03R\areached\x12\x12\n" +
+	"\x04rate\x18\x05 \x01(\x01R\x04rate\"\xef\x01\n" +
+	"\vFunnelGroup\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x124\n" +
+	"\x06stages\x18\x04 \x03(\v2\x1c.cairn.stages.v1.FunnelStageR\x06stages\x128\n" +
+	"\aoverall\x18\x05 \x01(\v2\x1e.cairn.stages.v1.FunnelOverallR\aoverall\"3\n" +
+	"\x13ListJourneysRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"\xb4\x01\n" +
+	"\x0eJourneySummary\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12%\n" +
+	"\x0eactive_version\x18\x04 \x01(\rR\ractiveVersion\x12\x16\n" +
+	"\x06stages\x18\x05 \x01(\x05R\x06stages\x12\x1d\n" +
+	"\n" +
+	"is_default\x18\x06 \x01(\bR\tisDefault\"S\n" +
+	"\x14ListJourneysResponse\x12;\n" +
+	"\bjourneys\x18\x01 \x03(\v2\x1f.cairn.stages.v1.JourneySummaryR\bjourneys\"\xcd\x06\n" +
 	"\vFunnelStage\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -3652,10 +4655,15 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x0fdropoff_signals\x18\v \x01(\x03R\x0edropoffSignals\x12)\n" +
 	"\x11times_in_stage_ns\x18\f \x03(\x03R\x0etimesInStageNs\x12\x18\n" +
 	"\achurned\x18\r \x01(\x03R\achurned\x12)\n" +
-	"\x10entered_directly\x18\x0e \x01(\x03R\x0fenteredDirectly\"E\n" +
+	"\x10entered_directly\x18\x0e \x01(\x03R\x0fenteredDirectly\x12%\n" +
+	"\x0econverted_late\x18\x0f \x01(\x03R\rconvertedLate\x12N\n" +
+	"\x16median_time_to_convert\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\x13medianTimeToConvert\x12H\n" +
+	"\x13p90_time_to_convert\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x10p90TimeToConvert\x12E\n" +
+	"\x0ftime_to_convert\x18\x12 \x03(\v2\x1d.cairn.stages.v1.FunnelBucketR\rtimeToConvert\x12-\n" +
+	"\x13times_to_convert_ns\x18\x13 \x03(\x03R\x10timesToConvertNs\"E\n" +
 	"\x0fNotPlacedReason\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1a\n" +
-	"\baccounts\x18\x02 \x01(\x03R\baccounts\"\xcb\x02\n" +
+	"\baccounts\x18\x02 \x01(\x03R\baccounts\"\xac\x04\n" +
 	"\x11GetFunnelResponse\x124\n" +
 	"\x06stages\x18\x01 \x03(\v2\x1c.cairn.stages.v1.FunnelStageR\x06stages\x12\x18\n" +
 	"\acohorts\x18\x02 \x03(\tR\acohorts\x12\x1a\n" +
@@ -3665,7 +4673,14 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\n" +
 	"not_placed\x18\x06 \x01(\x03R\tnotPlaced\x12N\n" +
 	"\x12not_placed_reasons\x18\a \x03(\v2 .cairn.stages.v1.NotPlacedReasonR\x10notPlacedReasons\x12%\n" +
-	"\x0etotal_accounts\x18\b \x01(\x03R\rtotalAccounts\"j\n" +
+	"\x0etotal_accounts\x18\b \x01(\x03R\rtotalAccounts\x128\n" +
+	"\aoverall\x18\t \x01(\v2\x1e.cairn.stages.v1.FunnelOverallR\aoverall\x12:\n" +
+	"\tbreakdown\x18\n" +
+	" \x03(\v2\x1c.cairn.stages.v1.FunnelGroupR\tbreakdown\x122\n" +
+	"\x05trend\x18\v \x03(\v2\x1c.cairn.stages.v1.FunnelGroupR\x05trend\x12\x14\n" +
+	"\x05plans\x18\f \x03(\tR\x05plans\x12\x1f\n" +
+	"\vaccount_ids\x18\r \x03(\tR\n" +
+	"accountIds\"j\n" +
 	"\x18GetMomentsOfTruthRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x16\n" +
 	"\x06cohort\x18\x02 \x01(\tR\x06cohort\x12\x18\n" +
@@ -3716,7 +4731,26 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x18REPLAY_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14REPLAY_STATE_RUNNING\x10\x01\x12\x15\n" +
 	"\x11REPLAY_STATE_DONE\x10\x02\x12\x17\n" +
-	"\x13REPLAY_STATE_FAILED\x10\x032\xa0\f\n" +
+	"\x13REPLAY_STATE_FAILED\x10\x03*\x89\x01\n" +
+	"\x0fFunnelBreakdown\x12 \n" +
+	"\x1cFUNNEL_BREAKDOWN_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18FUNNEL_BREAKDOWN_SEGMENT\x10\x01\x12\x1b\n" +
+	"\x17FUNNEL_BREAKDOWN_COHORT\x10\x02\x12\x19\n" +
+	"\x15FUNNEL_BREAKDOWN_PLAN\x10\x03*f\n" +
+	"\x0eFunnelInterval\x12\x1f\n" +
+	"\x1bFUNNEL_INTERVAL_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15FUNNEL_INTERVAL_MONTH\x10\x01\x12\x18\n" +
+	"\x14FUNNEL_INTERVAL_WEEK\x10\x02*\x9e\x02\n" +
+	"\fFunnelFigure\x12\x1d\n" +
+	"\x19FUNNEL_FIGURE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15FUNNEL_FIGURE_CURRENT\x10\x01\x12\x19\n" +
+	"\x15FUNNEL_FIGURE_ENTERED\x10\x02\x12\x1b\n" +
+	"\x17FUNNEL_FIGURE_CONVERTED\x10\x03\x12 \n" +
+	"\x1cFUNNEL_FIGURE_CONVERTED_LATE\x10\x04\x12\x19\n" +
+	"\x15FUNNEL_FIGURE_DROPPED\x10\x05\x12\x19\n" +
+	"\x15FUNNEL_FIGURE_CHURNED\x10\x06\x12!\n" +
+	"\x1dFUNNEL_FIGURE_OVERALL_ENTERED\x10\a\x12!\n" +
+	"\x1dFUNNEL_FIGURE_OVERALL_REACHED\x10\b2\xfd\f\n" +
 	"\rStagesService\x12d\n" +
 	"\x0fValidateJourney\x12'.cairn.stages.v1.ValidateJourneyRequest\x1a(.cairn.stages.v1.ValidateJourneyResponse\x12[\n" +
 	"\fApplyJourney\x12$.cairn.stages.v1.ApplyJourneyRequest\x1a%.cairn.stages.v1.ApplyJourneyResponse\x12U\n" +
@@ -3730,7 +4764,8 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x11GetAccountJourney\x12).cairn.stages.v1.GetAccountJourneyRequest\x1a*.cairn.stages.v1.GetAccountJourneyResponse\x12[\n" +
 	"\fListAccounts\x12$.cairn.stages.v1.ListAccountsRequest\x1a%.cairn.stages.v1.ListAccountsResponse\x12X\n" +
 	"\vListSignals\x12#.cairn.stages.v1.ListSignalsRequest\x1a$.cairn.stages.v1.ListSignalsResponse\x12R\n" +
-	"\tGetFunnel\x12!.cairn.stages.v1.GetFunnelRequest\x1a\".cairn.stages.v1.GetFunnelResponse\x12j\n" +
+	"\tGetFunnel\x12!.cairn.stages.v1.GetFunnelRequest\x1a\".cairn.stages.v1.GetFunnelResponse\x12[\n" +
+	"\fListJourneys\x12$.cairn.stages.v1.ListJourneysRequest\x1a%.cairn.stages.v1.ListJourneysResponse\x12j\n" +
 	"\x11GetMomentsOfTruth\x12).cairn.stages.v1.GetMomentsOfTruthRequest\x1a*.cairn.stages.v1.GetMomentsOfTruthResponse\x12m\n" +
 	"\x12GetBuyingCommittee\x12*.cairn.stages.v1.GetBuyingCommitteeRequest\x1a+.cairn.stages.v1.GetBuyingCommitteeResponse\x12R\n" +
 	"\tGetStatus\x12!.cairn.stages.v1.GetStatusRequest\x1a\".cairn.stages.v1.GetStatusResponse\x12T\n" +
@@ -3749,169 +4784,207 @@ func file_cairn_stages_v1_stages_proto_rawDescGZIP() []byte {
 	return file_cairn_stages_v1_stages_proto_rawDescData
 }
 
-var file_cairn_stages_v1_stages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_cairn_stages_v1_stages_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_cairn_stages_v1_stages_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_cairn_stages_v1_stages_proto_goTypes = []any{
 	(ReplayState)(0),                     // 0: cairn.stages.v1.ReplayState
-	(*Criterion)(nil),                    // 1: cairn.stages.v1.Criterion
-	(*Stage)(nil),                        // 2: cairn.stages.v1.Stage
-	(*JourneyDefinition)(nil),            // 3: cairn.stages.v1.JourneyDefinition
-	(*ValidateJourneyRequest)(nil),       // 4: cairn.stages.v1.ValidateJourneyRequest
-	(*ValidateJourneyResponse)(nil),      // 5: cairn.stages.v1.ValidateJourneyResponse
-	(*ApplyJourneyRequest)(nil),          // 6: cairn.stages.v1.ApplyJourneyRequest
-	(*ApplyJourneyResponse)(nil),         // 7: cairn.stages.v1.ApplyJourneyResponse
-	(*GetJourneyRequest)(nil),            // 8: cairn.stages.v1.GetJourneyRequest
-	(*GetJourneyResponse)(nil),           // 9: cairn.stages.v1.GetJourneyResponse
-	(*ListJourneyVersionsRequest)(nil),   // 10: cairn.stages.v1.ListJourneyVersionsRequest
-	(*ListJourneyVersionsResponse)(nil),  // 11: cairn.stages.v1.ListJourneyVersionsResponse
-	(*ListJourneyTemplatesRequest)(nil),  // 12: cairn.stages.v1.ListJourneyTemplatesRequest
-	(*ListJourneyTemplatesResponse)(nil), // 13: cairn.stages.v1.ListJourneyTemplatesResponse
-	(*StartReplayRequest)(nil),           // 14: cairn.stages.v1.StartReplayRequest
-	(*StartReplayResponse)(nil),          // 15: cairn.stages.v1.StartReplayResponse
-	(*GetReplayRequest)(nil),             // 16: cairn.stages.v1.GetReplayRequest
-	(*GetReplayResponse)(nil),            // 17: cairn.stages.v1.GetReplayResponse
-	(*Replay)(nil),                       // 18: cairn.stages.v1.Replay
-	(*ActivateJourneyRequest)(nil),       // 19: cairn.stages.v1.ActivateJourneyRequest
-	(*ActivateJourneyResponse)(nil),      // 20: cairn.stages.v1.ActivateJourneyResponse
-	(*GetAccountJourneyRequest)(nil),     // 21: cairn.stages.v1.GetAccountJourneyRequest
-	(*CriterionResult)(nil),              // 22: cairn.stages.v1.CriterionResult
-	(*Transition)(nil),                   // 23: cairn.stages.v1.Transition
-	(*AccountJourney)(nil),               // 24: cairn.stages.v1.AccountJourney
-	(*GetAccountJourneyResponse)(nil),    // 25: cairn.stages.v1.GetAccountJourneyResponse
-	(*ListAccountsRequest)(nil),          // 26: cairn.stages.v1.ListAccountsRequest
-	(*AccountSummary)(nil),               // 27: cairn.stages.v1.AccountSummary
-	(*ListAccountsResponse)(nil),         // 28: cairn.stages.v1.ListAccountsResponse
-	(*ListSignalsRequest)(nil),           // 29: cairn.stages.v1.ListSignalsRequest
-	(*ListSignalsResponse)(nil),          // 30: cairn.stages.v1.ListSignalsResponse
-	(*GetFunnelRequest)(nil),             // 31: cairn.stages.v1.GetFunnelRequest
-	(*FunnelStage)(nil),                  // 32: cairn.stages.v1.FunnelStage
-	(*NotPlacedReason)(nil),              // 33: cairn.stages.v1.NotPlacedReason
-	(*GetFunnelResponse)(nil),            // 34: cairn.stages.v1.GetFunnelResponse
-	(*GetMomentsOfTruthRequest)(nil),     // 35: cairn.stages.v1.GetMomentsOfTruthRequest
-	(*Moment)(nil),                       // 36: cairn.stages.v1.Moment
-	(*GetMomentsOfTruthResponse)(nil),    // 37: cairn.stages.v1.GetMomentsOfTruthResponse
-	(*GetBuyingCommitteeRequest)(nil),    // 38: cairn.stages.v1.GetBuyingCommitteeRequest
-	(*Persona)(nil),                      // 39: cairn.stages.v1.Persona
-	(*GetBuyingCommitteeResponse)(nil),   // 40: cairn.stages.v1.GetBuyingCommitteeResponse
-	(*GetStatusRequest)(nil),             // 41: cairn.stages.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),            // 42: cairn.stages.v1.GetStatusResponse
-	(*SubscribeRequest)(nil),             // 43: cairn.stages.v1.SubscribeRequest
-	(*LogRecord)(nil),                    // 44: cairn.stages.v1.LogRecord
-	(*SubscribeResponse)(nil),            // 45: cairn.stages.v1.SubscribeResponse
-	nil,                                  // 46: cairn.stages.v1.Replay.StageCountsEntry
-	nil,                                  // 47: cairn.stages.v1.AccountJourney.TraitsEntry
-	nil,                                  // 48: cairn.stages.v1.AccountSummary.TraitsEntry
-	(*durationpb.Duration)(nil),          // 49: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 50: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),           // 51: cairn.common.v1.ValidationError
-	(*v1.PageRequest)(nil),               // 52: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),              // 53: cairn.common.v1.PageResponse
-	(*v1.Signal)(nil),                    // 54: cairn.common.v1.Signal
-	(*v1.Lifecycle)(nil),                 // 55: cairn.common.v1.Lifecycle
-	(v1.AccountStatus)(0),                // 56: cairn.common.v1.AccountStatus
-	(v1.SignalState)(0),                  // 57: cairn.common.v1.SignalState
-	(*v1.Backlog)(nil),                   // 58: cairn.common.v1.Backlog
-	(*v1.Tombstone)(nil),                 // 59: cairn.common.v1.Tombstone
+	(FunnelBreakdown)(0),                 // 1: cairn.stages.v1.FunnelBreakdown
+	(FunnelInterval)(0),                  // 2: cairn.stages.v1.FunnelInterval
+	(FunnelFigure)(0),                    // 3: cairn.stages.v1.FunnelFigure
+	(*Criterion)(nil),                    // 4: cairn.stages.v1.Criterion
+	(*Stage)(nil),                        // 5: cairn.stages.v1.Stage
+	(*JourneyDefinition)(nil),            // 6: cairn.stages.v1.JourneyDefinition
+	(*ValidateJourneyRequest)(nil),       // 7: cairn.stages.v1.ValidateJourneyRequest
+	(*ValidateJourneyResponse)(nil),      // 8: cairn.stages.v1.ValidateJourneyResponse
+	(*ApplyJourneyRequest)(nil),          // 9: cairn.stages.v1.ApplyJourneyRequest
+	(*ApplyJourneyResponse)(nil),         // 10: cairn.stages.v1.ApplyJourneyResponse
+	(*GetJourneyRequest)(nil),            // 11: cairn.stages.v1.GetJourneyRequest
+	(*GetJourneyResponse)(nil),           // 12: cairn.stages.v1.GetJourneyResponse
+	(*ListJourneyVersionsRequest)(nil),   // 13: cairn.stages.v1.ListJourneyVersionsRequest
+	(*ListJourneyVersionsResponse)(nil),  // 14: cairn.stages.v1.ListJourneyVersionsResponse
+	(*ListJourneyTemplatesRequest)(nil),  // 15: cairn.stages.v1.ListJourneyTemplatesRequest
+	(*ListJourneyTemplatesResponse)(nil), // 16: cairn.stages.v1.ListJourneyTemplatesResponse
+	(*StartReplayRequest)(nil),           // 17: cairn.stages.v1.StartReplayRequest
+	(*StartReplayResponse)(nil),          // 18: cairn.stages.v1.StartReplayResponse
+	(*GetReplayRequest)(nil),             // 19: cairn.stages.v1.GetReplayRequest
+	(*GetReplayResponse)(nil),            // 20: cairn.stages.v1.GetReplayResponse
+	(*Replay)(nil),                       // 21: cairn.stages.v1.Replay
+	(*ActivateJourneyRequest)(nil),       // 22: cairn.stages.v1.ActivateJourneyRequest
+	(*ActivateJourneyResponse)(nil),      // 23: cairn.stages.v1.ActivateJourneyResponse
+	(*GetAccountJourneyRequest)(nil),     // 24: cairn.stages.v1.GetAccountJourneyRequest
+	(*CriterionResult)(nil),              // 25: cairn.stages.v1.CriterionResult
+	(*Transition)(nil),                   // 26: cairn.stages.v1.Transition
+	(*AccountJourney)(nil),               // 27: cairn.stages.v1.AccountJourney
+	(*GetAccountJourneyResponse)(nil),    // 28: cairn.stages.v1.GetAccountJourneyResponse
+	(*ListAccountsRequest)(nil),          // 29: cairn.stages.v1.ListAccountsRequest
+	(*AccountMilestones)(nil),            // 30: cairn.stages.v1.AccountMilestones
+	(*ArrChange)(nil),                    // 31: cairn.stages.v1.ArrChange
+	(*AccountSummary)(nil),               // 32: cairn.stages.v1.AccountSummary
+	(*ListAccountsResponse)(nil),         // 33: cairn.stages.v1.ListAccountsResponse
+	(*ListSignalsRequest)(nil),           // 34: cairn.stages.v1.ListSignalsRequest
+	(*ListSignalsResponse)(nil),          // 35: cairn.stages.v1.ListSignalsResponse
+	(*GetFunnelRequest)(nil),             // 36: cairn.stages.v1.GetFunnelRequest
+	(*FunnelBucket)(nil),                 // 37: cairn.stages.v1.FunnelBucket
+	(*FunnelOverall)(nil),                // 38: cairn.stages.v1.FunnelOverall
+	(*FunnelGroup)(nil),                  // 39: cairn.stages.v1.FunnelGroup
+	(*ListJourneysRequest)(nil),          // 40: cairn.stages.v1.ListJourneysRequest
+	(*JourneySummary)(nil),               // 41: cairn.stages.v1.JourneySummary
+	(*ListJourneysResponse)(nil),         // 42: cairn.stages.v1.ListJourneysResponse
+	(*FunnelStage)(nil),                  // 43: cairn.stages.v1.FunnelStage
+	(*NotPlacedReason)(nil),              // 44: cairn.stages.v1.NotPlacedReason
+	(*GetFunnelResponse)(nil),            // 45: cairn.stages.v1.GetFunnelResponse
+	(*GetMomentsOfTruthRequest)(nil),     // 46: cairn.stages.v1.GetMomentsOfTruthRequest
+	(*Moment)(nil),                       // 47: cairn.stages.v1.Moment
+	(*GetMomentsOfTruthResponse)(nil),    // 48: cairn.stages.v1.GetMomentsOfTruthResponse
+	(*GetBuyingCommitteeRequest)(nil),    // 49: cairn.stages.v1.GetBuyingCommitteeRequest
+	(*Persona)(nil),                      // 50: cairn.stages.v1.Persona
+	(*GetBuyingCommitteeResponse)(nil),   // 51: cairn.stages.v1.GetBuyingCommitteeResponse
+	(*GetStatusRequest)(nil),             // 52: cairn.stages.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),            // 53: cairn.stages.v1.GetStatusResponse
+	(*SubscribeRequest)(nil),             // 54: cairn.stages.v1.SubscribeRequest
+	(*LogRecord)(nil),                    // 55: cairn.stages.v1.LogRecord
+	(*SubscribeResponse)(nil),            // 56: cairn.stages.v1.SubscribeResponse
+	nil,                                  // 57: cairn.stages.v1.Replay.StageCountsEntry
+	nil,                                  // 58: cairn.stages.v1.AccountJourney.TraitsEntry
+	nil,                                  // 59: cairn.stages.v1.AccountSummary.TraitsEntry
+	(*durationpb.Duration)(nil),          // 60: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 61: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),           // 62: cairn.common.v1.ValidationError
+	(*v1.PageRequest)(nil),               // 63: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),              // 64: cairn.common.v1.PageResponse
+	(*v1.Signal)(nil),                    // 65: cairn.common.v1.Signal
+	(*v1.Lifecycle)(nil),                 // 66: cairn.common.v1.Lifecycle
+	(v1.AccountStatus)(0),                // 67: cairn.common.v1.AccountStatus
+	(v1.SignalState)(0),                  // 68: cairn.common.v1.SignalState
+	(*v1.TimeWindow)(nil),                // 69: cairn.common.v1.TimeWindow
+	(*v1.Backlog)(nil),                   // 70: cairn.common.v1.Backlog
+	(*v1.Tombstone)(nil),                 // 71: cairn.common.v1.Tombstone
 }
 var file_cairn_stages_v1_stages_proto_depIdxs = []int32{
-	49, // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
-	1,  // 1: cairn.stages.v1.Stage.entry:type_name -> cairn.stages.v1.Criterion
-	1,  // 2: cairn.stages.v1.Stage.exit:type_name -> cairn.stages.v1.Criterion
-	1,  // 3: cairn.stages.v1.Stage.dropoff:type_name -> cairn.stages.v1.Criterion
-	2,  // 4: cairn.stages.v1.JourneyDefinition.stages:type_name -> cairn.stages.v1.Stage
-	50, // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: cairn.stages.v1.ValidateJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	51, // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
-	3,  // 8: cairn.stages.v1.ApplyJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	3,  // 9: cairn.stages.v1.ApplyJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	3,  // 10: cairn.stages.v1.GetJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	52, // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
-	3,  // 12: cairn.stages.v1.ListJourneyVersionsResponse.definitions:type_name -> cairn.stages.v1.JourneyDefinition
-	53, // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
-	52, // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
-	3,  // 15: cairn.stages.v1.ListJourneyTemplatesResponse.templates:type_name -> cairn.stages.v1.JourneyDefinition
-	53, // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
-	18, // 17: cairn.stages.v1.StartReplayResponse.replay:type_name -> cairn.stages.v1.Replay
-	18, // 18: cairn.stages.v1.GetReplayResponse.replay:type_name -> cairn.stages.v1.Replay
-	0,  // 19: cairn.stages.v1.Replay.state:type_name -> cairn.stages.v1.ReplayState
-	46, // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
-	50, // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
-	50, // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 23: cairn.stages.v1.ActivateJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
-	50, // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
-	22, // 25: cairn.stages.v1.Transition.criteria:type_name -> cairn.stages.v1.CriterionResult
-	50, // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
-	49, // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
-	23, // 28: cairn.stages.v1.AccountJourney.history:type_name -> cairn.stages.v1.Transition
-	22, // 29: cairn.stages.v1.AccountJourney.exit_criteria:type_name -> cairn.stages.v1.CriterionResult
-	22, // 30: cairn.stages.v1.AccountJourney.dropoff_criteria:type_name -> cairn.stages.v1.CriterionResult
-	54, // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
-	47, // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
-	55, // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
-	50, // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
-	24, // 35: cairn.stages.v1.GetAccountJourneyResponse.journey:type_name -> cairn.stages.v1.AccountJourney
-	52, // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
-	56, // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
-	50, // 38: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
-	56, // 39: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
-	50, // 40: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
-	48, // 41: cairn.stages.v1.AccountSummary.traits:type_name -> cairn.stages.v1.AccountSummary.TraitsEntry
-	27, // 42: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
-	53, // 43: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
-	57, // 44: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
-	52, // 45: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
-	54, // 46: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
-	53, // 47: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
-	49, // 48: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
-	49, // 49: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
-	32, // 50: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
-	33, // 51: cairn.stages.v1.GetFunnelResponse.not_placed_reasons:type_name -> cairn.stages.v1.NotPlacedReason
-	36, // 52: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
-	50, // 53: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
-	39, // 54: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
-	54, // 55: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
-	58, // 56: cairn.stages.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
-	23, // 57: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
-	54, // 58: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
-	59, // 59: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	44, // 60: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
-	4,  // 61: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
-	6,  // 62: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
-	8,  // 63: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
-	10, // 64: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
-	12, // 65: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
-	14, // 66: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
-	16, // 67: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
-	19, // 68: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
-	21, // 69: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
-	26, // 70: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
-	29, // 71: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
-	31, // 72: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
-	35, // 73: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
-	38, // 74: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
-	41, // 75: cairn.stages.v1.StagesService.GetStatus:input_type -> cairn.stages.v1.GetStatusRequest
-	43, // 76: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
-	5,  // 77: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
-	7,  // 78: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
-	9,  // 79: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
-	11, // 80: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
-	13, // 81: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
-	15, // 82: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
-	17, // 83: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
-	20, // 84: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
-	25, // 85: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
-	28, // 86: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
-	30, // 87: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
-	34, // 88: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
-	37, // 89: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
-	40, // 90: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
-	42, // 91: cairn.stages.v1.StagesService.GetStatus:output_type -> cairn.stages.v1.GetStatusResponse
-	45, // 92: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
-	77, // [77:93] is the sub-list for method output_type
-	61, // [61:77] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	60,  // 0: cairn.stages.v1.Criterion.check_after:type_name -> google.protobuf.Duration
+	4,   // 1: cairn.stages.v1.Stage.entry:type_name -> cairn.stages.v1.Criterion
+	4,   // 2: cairn.stages.v1.Stage.exit:type_name -> cairn.stages.v1.Criterion
+	4,   // 3: cairn.stages.v1.Stage.dropoff:type_name -> cairn.stages.v1.Criterion
+	5,   // 4: cairn.stages.v1.JourneyDefinition.stages:type_name -> cairn.stages.v1.Stage
+	61,  // 5: cairn.stages.v1.JourneyDefinition.created_at:type_name -> google.protobuf.Timestamp
+	6,   // 6: cairn.stages.v1.ValidateJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
+	62,  // 7: cairn.stages.v1.ValidateJourneyResponse.errors:type_name -> cairn.common.v1.ValidationError
+	6,   // 8: cairn.stages.v1.ApplyJourneyRequest.definition:type_name -> cairn.stages.v1.JourneyDefinition
+	6,   // 9: cairn.stages.v1.ApplyJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
+	6,   // 10: cairn.stages.v1.GetJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
+	63,  // 11: cairn.stages.v1.ListJourneyVersionsRequest.page:type_name -> cairn.common.v1.PageRequest
+	6,   // 12: cairn.stages.v1.ListJourneyVersionsResponse.definitions:type_name -> cairn.stages.v1.JourneyDefinition
+	64,  // 13: cairn.stages.v1.ListJourneyVersionsResponse.page:type_name -> cairn.common.v1.PageResponse
+	63,  // 14: cairn.stages.v1.ListJourneyTemplatesRequest.page:type_name -> cairn.common.v1.PageRequest
+	6,   // 15: cairn.stages.v1.ListJourneyTemplatesResponse.templates:type_name -> cairn.stages.v1.JourneyDefinition
+	64,  // 16: cairn.stages.v1.ListJourneyTemplatesResponse.page:type_name -> cairn.common.v1.PageResponse
+	21,  // 17: cairn.stages.v1.StartReplayResponse.replay:type_name -> cairn.stages.v1.Replay
+	21,  // 18: cairn.stages.v1.GetReplayResponse.replay:type_name -> cairn.stages.v1.Replay
+	0,   // 19: cairn.stages.v1.Replay.state:type_name -> cairn.stages.v1.ReplayState
+	57,  // 20: cairn.stages.v1.Replay.stage_counts:type_name -> cairn.stages.v1.Replay.StageCountsEntry
+	61,  // 21: cairn.stages.v1.Replay.started_at:type_name -> google.protobuf.Timestamp
+	61,  // 22: cairn.stages.v1.Replay.finished_at:type_name -> google.protobuf.Timestamp
+	6,   // 23: cairn.stages.v1.ActivateJourneyResponse.definition:type_name -> cairn.stages.v1.JourneyDefinition
+	61,  // 24: cairn.stages.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	25,  // 25: cairn.stages.v1.Transition.criteria:type_name -> cairn.stages.v1.CriterionResult
+	61,  // 26: cairn.stages.v1.AccountJourney.entered_at:type_name -> google.protobuf.Timestamp
+	60,  // 27: cairn.stages.v1.AccountJourney.time_in_stage:type_name -> google.protobuf.Duration
+	26,  // 28: cairn.stages.v1.AccountJourney.history:type_name -> cairn.stages.v1.Transition
+	25,  // 29: cairn.stages.v1.AccountJourney.exit_criteria:type_name -> cairn.stages.v1.CriterionResult
+	25,  // 30: cairn.stages.v1.AccountJourney.dropoff_criteria:type_name -> cairn.stages.v1.CriterionResult
+	65,  // 31: cairn.stages.v1.AccountJourney.open_signals:type_name -> cairn.common.v1.Signal
+	58,  // 32: cairn.stages.v1.AccountJourney.traits:type_name -> cairn.stages.v1.AccountJourney.TraitsEntry
+	66,  // 33: cairn.stages.v1.AccountJourney.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	61,  // 34: cairn.stages.v1.AccountJourney.as_of:type_name -> google.protobuf.Timestamp
+	27,  // 35: cairn.stages.v1.GetAccountJourneyResponse.journey:type_name -> cairn.stages.v1.AccountJourney
+	63,  // 36: cairn.stages.v1.ListAccountsRequest.page:type_name -> cairn.common.v1.PageRequest
+	67,  // 37: cairn.stages.v1.ListAccountsRequest.status:type_name -> cairn.common.v1.AccountStatus
+	66,  // 38: cairn.stages.v1.AccountMilestones.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	61,  // 39: cairn.stages.v1.AccountMilestones.first_value_at:type_name -> google.protobuf.Timestamp
+	31,  // 40: cairn.stages.v1.AccountMilestones.arr_history:type_name -> cairn.stages.v1.ArrChange
+	61,  // 41: cairn.stages.v1.AccountMilestones.contract_end:type_name -> google.protobuf.Timestamp
+	61,  // 42: cairn.stages.v1.AccountMilestones.renewed_at:type_name -> google.protobuf.Timestamp
+	61,  // 43: cairn.stages.v1.ArrChange.at:type_name -> google.protobuf.Timestamp
+	61,  // 44: cairn.stages.v1.AccountSummary.entered_at:type_name -> google.protobuf.Timestamp
+	67,  // 45: cairn.stages.v1.AccountSummary.status:type_name -> cairn.common.v1.AccountStatus
+	61,  // 46: cairn.stages.v1.AccountSummary.status_since:type_name -> google.protobuf.Timestamp
+	59,  // 47: cairn.stages.v1.AccountSummary.traits:type_name -> cairn.stages.v1.AccountSummary.TraitsEntry
+	30,  // 48: cairn.stages.v1.AccountSummary.milestones:type_name -> cairn.stages.v1.AccountMilestones
+	32,  // 49: cairn.stages.v1.ListAccountsResponse.accounts:type_name -> cairn.stages.v1.AccountSummary
+	64,  // 50: cairn.stages.v1.ListAccountsResponse.page:type_name -> cairn.common.v1.PageResponse
+	68,  // 51: cairn.stages.v1.ListSignalsRequest.state:type_name -> cairn.common.v1.SignalState
+	63,  // 52: cairn.stages.v1.ListSignalsRequest.page:type_name -> cairn.common.v1.PageRequest
+	65,  // 53: cairn.stages.v1.ListSignalsResponse.signals:type_name -> cairn.common.v1.Signal
+	64,  // 54: cairn.stages.v1.ListSignalsResponse.page:type_name -> cairn.common.v1.PageResponse
+	69,  // 55: cairn.stages.v1.GetFunnelRequest.window:type_name -> cairn.common.v1.TimeWindow
+	1,   // 56: cairn.stages.v1.GetFunnelRequest.breakdown:type_name -> cairn.stages.v1.FunnelBreakdown
+	2,   // 57: cairn.stages.v1.GetFunnelRequest.trend:type_name -> cairn.stages.v1.FunnelInterval
+	3,   // 58: cairn.stages.v1.GetFunnelRequest.accounts_figure:type_name -> cairn.stages.v1.FunnelFigure
+	60,  // 59: cairn.stages.v1.FunnelBucket.min:type_name -> google.protobuf.Duration
+	60,  // 60: cairn.stages.v1.FunnelBucket.max:type_name -> google.protobuf.Duration
+	61,  // 61: cairn.stages.v1.FunnelGroup.start:type_name -> google.protobuf.Timestamp
+	61,  // 62: cairn.stages.v1.FunnelGroup.end:type_name -> google.protobuf.Timestamp
+	43,  // 63: cairn.stages.v1.FunnelGroup.stages:type_name -> cairn.stages.v1.FunnelStage
+	38,  // 64: cairn.stages.v1.FunnelGroup.overall:type_name -> cairn.stages.v1.FunnelOverall
+	41,  // 65: cairn.stages.v1.ListJourneysResponse.journeys:type_name -> cairn.stages.v1.JourneySummary
+	60,  // 66: cairn.stages.v1.FunnelStage.median_time_in_stage:type_name -> google.protobuf.Duration
+	60,  // 67: cairn.stages.v1.FunnelStage.p90_time_in_stage:type_name -> google.protobuf.Duration
+	60,  // 68: cairn.stages.v1.FunnelStage.median_time_to_convert:type_name -> google.protobuf.Duration
+	60,  // 69: cairn.stages.v1.FunnelStage.p90_time_to_convert:type_name -> google.protobuf.Duration
+	37,  // 70: cairn.stages.v1.FunnelStage.time_to_convert:type_name -> cairn.stages.v1.FunnelBucket
+	43,  // 71: cairn.stages.v1.GetFunnelResponse.stages:type_name -> cairn.stages.v1.FunnelStage
+	44,  // 72: cairn.stages.v1.GetFunnelResponse.not_placed_reasons:type_name -> cairn.stages.v1.NotPlacedReason
+	38,  // 73: cairn.stages.v1.GetFunnelResponse.overall:type_name -> cairn.stages.v1.FunnelOverall
+	39,  // 74: cairn.stages.v1.GetFunnelResponse.breakdown:type_name -> cairn.stages.v1.FunnelGroup
+	39,  // 75: cairn.stages.v1.GetFunnelResponse.trend:type_name -> cairn.stages.v1.FunnelGroup
+	47,  // 76: cairn.stages.v1.GetMomentsOfTruthResponse.moments:type_name -> cairn.stages.v1.Moment
+	61,  // 77: cairn.stages.v1.Persona.last_engaged_at:type_name -> google.protobuf.Timestamp
+	50,  // 78: cairn.stages.v1.GetBuyingCommitteeResponse.personas:type_name -> cairn.stages.v1.Persona
+	65,  // 79: cairn.stages.v1.GetBuyingCommitteeResponse.stuck_signals:type_name -> cairn.common.v1.Signal
+	70,  // 80: cairn.stages.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	26,  // 81: cairn.stages.v1.LogRecord.transition:type_name -> cairn.stages.v1.Transition
+	65,  // 82: cairn.stages.v1.LogRecord.signal:type_name -> cairn.common.v1.Signal
+	71,  // 83: cairn.stages.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	55,  // 84: cairn.stages.v1.SubscribeResponse.records:type_name -> cairn.stages.v1.LogRecord
+	7,   // 85: cairn.stages.v1.StagesService.ValidateJourney:input_type -> cairn.stages.v1.ValidateJourneyRequest
+	9,   // 86: cairn.stages.v1.StagesService.ApplyJourney:input_type -> cairn.stages.v1.ApplyJourneyRequest
+	11,  // 87: cairn.stages.v1.StagesService.GetJourney:input_type -> cairn.stages.v1.GetJourneyRequest
+	13,  // 88: cairn.stages.v1.StagesService.ListJourneyVersions:input_type -> cairn.stages.v1.ListJourneyVersionsRequest
+	15,  // 89: cairn.stages.v1.StagesService.ListJourneyTemplates:input_type -> cairn.stages.v1.ListJourneyTemplatesRequest
+	17,  // 90: cairn.stages.v1.StagesService.StartReplay:input_type -> cairn.stages.v1.StartReplayRequest
+	19,  // 91: cairn.stages.v1.StagesService.GetReplay:input_type -> cairn.stages.v1.GetReplayRequest
+	22,  // 92: cairn.stages.v1.StagesService.ActivateJourney:input_type -> cairn.stages.v1.ActivateJourneyRequest
+	24,  // 93: cairn.stages.v1.StagesService.GetAccountJourney:input_type -> cairn.stages.v1.GetAccountJourneyRequest
+	29,  // 94: cairn.stages.v1.StagesService.ListAccounts:input_type -> cairn.stages.v1.ListAccountsRequest
+	34,  // 95: cairn.stages.v1.StagesService.ListSignals:input_type -> cairn.stages.v1.ListSignalsRequest
+	36,  // 96: cairn.stages.v1.StagesService.GetFunnel:input_type -> cairn.stages.v1.GetFunnelRequest
+	40,  // 97: cairn.stages.v1.StagesService.ListJourneys:input_type -> cairn.stages.v1.ListJourneysRequest
+	46,  // 98: cairn.stages.v1.StagesService.GetMomentsOfTruth:input_type -> cairn.stages.v1.GetMomentsOfTruthRequest
+	49,  // 99: cairn.stages.v1.StagesService.GetBuyingCommittee:input_type -> cairn.stages.v1.GetBuyingCommitteeRequest
+	52,  // 100: cairn.stages.v1.StagesService.GetStatus:input_type -> cairn.stages.v1.GetStatusRequest
+	54,  // 101: cairn.stages.v1.StagesService.Subscribe:input_type -> cairn.stages.v1.SubscribeRequest
+	8,   // 102: cairn.stages.v1.StagesService.ValidateJourney:output_type -> cairn.stages.v1.ValidateJourneyResponse
+	10,  // 103: cairn.stages.v1.StagesService.ApplyJourney:output_type -> cairn.stages.v1.ApplyJourneyResponse
+	12,  // 104: cairn.stages.v1.StagesService.GetJourney:output_type -> cairn.stages.v1.GetJourneyResponse
+	14,  // 105: cairn.stages.v1.StagesService.ListJourneyVersions:output_type -> cairn.stages.v1.ListJourneyVersionsResponse
+	16,  // 106: cairn.stages.v1.StagesService.ListJourneyTemplates:output_type -> cairn.stages.v1.ListJourneyTemplatesResponse
+	18,  // 107: cairn.stages.v1.StagesService.StartReplay:output_type -> cairn.stages.v1.StartReplayResponse
+	20,  // 108: cairn.stages.v1.StagesService.GetReplay:output_type -> cairn.stages.v1.GetReplayResponse
+	23,  // 109: cairn.stages.v1.StagesService.ActivateJourney:output_type -> cairn.stages.v1.ActivateJourneyResponse
+	28,  // 110: cairn.stages.v1.StagesService.GetAccountJourney:output_type -> cairn.stages.v1.GetAccountJourneyResponse
+	33,  // 111: cairn.stages.v1.StagesService.ListAccounts:output_type -> cairn.stages.v1.ListAccountsResponse
+	35,  // 112: cairn.stages.v1.StagesService.ListSignals:output_type -> cairn.stages.v1.ListSignalsResponse
+	45,  // 113: cairn.stages.v1.StagesService.GetFunnel:output_type -> cairn.stages.v1.GetFunnelResponse
+	42,  // 114: cairn.stages.v1.StagesService.ListJourneys:output_type -> cairn.stages.v1.ListJourneysResponse
+	48,  // 115: cairn.stages.v1.StagesService.GetMomentsOfTruth:output_type -> cairn.stages.v1.GetMomentsOfTruthResponse
+	51,  // 116: cairn.stages.v1.StagesService.GetBuyingCommittee:output_type -> cairn.stages.v1.GetBuyingCommitteeResponse
+	53,  // 117: cairn.stages.v1.StagesService.GetStatus:output_type -> cairn.stages.v1.GetStatusResponse
+	56,  // 118: cairn.stages.v1.StagesService.Subscribe:output_type -> cairn.stages.v1.SubscribeResponse
+	102, // [102:119] is the sub-list for method output_type
+	85,  // [85:102] is the sub-list for method input_type
+	85,  // [85:85] is the sub-list for extension type_name
+	85,  // [85:85] is the sub-list for extension extendee
+	0,   // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_cairn_stages_v1_stages_proto_init() }
@@ -3919,7 +4992,7 @@ func file_cairn_stages_v1_stages_proto_init() {
 	if File_cairn_stages_v1_stages_proto != nil {
 		return
 	}
-	file_cairn_stages_v1_stages_proto_msgTypes[43].OneofWrappers = []any{
+	file_cairn_stages_v1_stages_proto_msgTypes[51].OneofWrappers = []any{
 		(*LogRecord_Transition)(nil),
 		(*LogRecord_Signal)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -3929,8 +5002,8 @@ func file_cairn_stages_v1_stages_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_stages_v1_stages_proto_rawDesc), len(file_cairn_stages_v1_stages_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   48,
+			NumEnums:      4,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	StagesService_ListAccounts_FullMethodName         = "/cairn.stages.v1.StagesService/ListAccounts"
 	StagesService_ListSignals_FullMethodName          = "/cairn.stages.v1.StagesService/ListSignals"
 	StagesService_GetFunnel_FullMethodName            = "/cairn.stages.v1.StagesService/GetFunnel"
+	StagesService_ListJourneys_FullMethodName         = "/cairn.stages.v1.StagesService/ListJourneys"
 	StagesService_GetMomentsOfTruth_FullMethodName    = "/cairn.stages.v1.StagesService/GetMomentsOfTruth"
 	StagesService_GetBuyingCommittee_FullMethodName   = "/cairn.stages.v1.StagesService/GetBuyingCommittee"
 	StagesService_GetStatus_FullMethodName            = "/cairn.stages.v1.StagesService/GetStatus"
@@ -71,6 +72,9 @@ type StagesServiceClient interface {
 	// GetFunnel reports entered/converted/dropped/churned and time-in-stage per
 	// stage, and where every account is: in a stage, churned or not placed.
 	GetFunnel(ctx context.Context, in *GetFunnelRequest, opts ...grpc.CallOption) (*GetFunnelResponse, error)
+	// ListJourneys lists the workspace's journeys that have an active version
+	// (the choices of a journey selector), the default journey first.
+	ListJourneys(ctx context.Context, in *ListJourneysRequest, opts ...grpc.CallOption) (*ListJourneysResponse, error)
 	// GetMomentsOfTruth reports the share of accounts reaching key moments in time.
 	GetMomentsOfTruth(ctx context.Context, in *GetMomentsOfTruthRequest, opts ...grpc.CallOption) (*GetMomentsOfTruthResponse, error)
 	// GetBuyingCommittee reports personas engaged on an account.
@@ -210,6 +214,16 @@ func (c *stagesServiceClient) GetFunnel(ctx context.Context, in *GetFunnelReques
 	return out, nil
 }
 
+func (c *stagesServiceClient) ListJourneys(ctx context.Context, in *ListJourneysRequest, opts ...grpc.CallOption) (*ListJourneysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJourneysResponse)
+	err := c.cc.Invoke(ctx, StagesService_ListJourneys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *stagesServiceClient) GetMomentsOfTruth(ctx context.Context, in *GetMomentsOfTruthRequest, opts ...grpc.CallOption) (*GetMomentsOfTruthResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetMomentsOfTruthResponse)
@@ -293,6 +307,9 @@ type StagesServiceServer interface {
 	// GetFunnel reports entered/converted/dropped/churned and time-in-stage per
 	// stage, and where every account is: in a stage, churned or not placed.
 	GetFunnel(context.Context, *GetFunnelRequest) (*GetFunnelResponse, error)
+	// ListJourneys lists the workspace's journeys that have an active version
+	// (the choices of a journey selector), the default journey first.
+	ListJourneys(context.Context, *ListJourneysRequest) (*ListJourneysResponse, error)
 	// GetMomentsOfTruth reports the share of accounts reaching key moments in time.
 	GetMomentsOfTruth(context.Context, *GetMomentsOfTruthRequest) (*GetMomentsOfTruthResponse, error)
 	// GetBuyingCommittee reports personas engaged on an account.
@@ -347,6 +364,9 @@ func (UnimplementedStagesServiceServer) ListSignals(context.Context, *ListSignal
 }
 func (UnimplementedStagesServiceServer) GetFunnel(context.Context, *GetFunnelRequest) (*GetFunnelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFunnel not implemented")
+}
+func (UnimplementedStagesServiceServer) ListJourneys(context.Context, *ListJourneysRequest) (*ListJourneysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJourneys not implemented")
 }
 func (UnimplementedStagesServiceServer) GetMomentsOfTruth(context.Context, *GetMomentsOfTruthRequest) (*GetMomentsOfTruthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMomentsOfTruth not implemented")
@@ -597,6 +617,24 @@ func _StagesService_GetFunnel_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StagesService_ListJourneys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJourneysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StagesServiceServer).ListJourneys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StagesService_ListJourneys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StagesServiceServer).ListJourneys(ctx, req.(*ListJourneysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StagesService_GetMomentsOfTruth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetMomentsOfTruthRequest)
 	if err := dec(in); err != nil {
@@ -716,6 +754,10 @@ var StagesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetFunnel",
 			Handler:    _StagesService_GetFunnel_Handler,
+		},
+		{
+			MethodName: "ListJourneys",
+			Handler:    _StagesService_ListJourneys_Handler,
 		},
 		{
 			MethodName: "GetMomentsOfTruth",

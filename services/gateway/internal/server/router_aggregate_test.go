@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,7 @@ func (c *aggConn) funnel(req *stagesv1.GetFunnelRequest) *stagesv1.GetFunnelResp
 		rows[st] = &stagesv1.FunnelStage{Stage: st, Name: strings.ToUpper(st[:1]) + st[1:]}
 		resp.Stages = append(resp.Stages, rows[st])
 	}
+	resp.Overall = &stagesv1.FunnelOverall{FirstStage: aggStages[0], LastStage: aggStages[len(aggStages)-1]}
 	cohorts, segments := map[string]bool{}, map[string]bool{}
 	for _, a := range c.accounts {
 		cohorts[a.cohort], segments[a.segment] = true, true
@@ -182,19 +184,43 @@ func (c *aggConn) funnel(req *stagesv1.GetFunnelRequest) *stagesv1.GetFunnelResp
 			continue
 		}
 		resp.Accounts++
-		for _, s := range a.stays {
-			r := rows[s.stage]
-			r.Entered++
-			switch {
-			case s.took == 0:
-				r.Current++
-			case s.converted:
-				r.Converted++
-			default:
-				r.Dropped++
+		// With a segment breakdown, the account's stays count in its
+		// segment's group too (with the overall conversion).
+		targets := [][]*stagesv1.FunnelStage{resp.Stages}
+		overalls := []*stagesv1.FunnelOverall{resp.Overall}
+		if req.GetBreakdown() == stagesv1.FunnelBreakdown_FUNNEL_BREAKDOWN_SEGMENT {
+			g := &stagesv1.FunnelGroup{Key: a.segment, Overall: &stagesv1.FunnelOverall{FirstStage: aggStages[0], LastStage: aggStages[len(aggStages)-1]}}
+			for _, st := range aggStages {
+				g.Stages = append(g.Stages, &stagesv1.FunnelStage{Stage: st, Name: strings.ToUpper(st[:1]) + st[1:]})
 			}
-			if s.took > 0 {
-				r.TimesInStageNs = append(r.TimesInStageNs, int64(s.took))
+			resp.Breakdown = append(resp.Breakdown, g)
+			targets, overalls = append(targets, g.Stages), append(overalls, g.Overall)
+		}
+		for _, o := range overalls {
+			o.Entered++
+			if a.finalStage == aggStages[len(aggStages)-1] {
+				o.Reached++
+			}
+		}
+		for _, s := range a.stays {
+			for _, stages := range targets {
+				r := stages[slices.Index(aggStages, s.stage)]
+				r.Entered++
+				switch {
+				case s.took == 0:
+					r.Current++
+				case s.converted:
+					r.Converted++
+					r.TimesToConvertNs = append(r.TimesToConvertNs, int64(s.took))
+				default:
+					r.Dropped++
+				}
+				if s.took > 0 {
+					r.TimesInStageNs = append(r.TimesInStageNs, int64(s.took))
+				}
+			}
+			if req.GetAccountsFigure() == stagesv1.FunnelFigure_FUNNEL_FIGURE_ENTERED && req.GetAccountsStage() == s.stage {
+				resp.AccountIds = append(resp.AccountIds, a.id)
 			}
 		}
 	}
@@ -282,6 +308,10 @@ func TestRouterAggregates(t *testing.T) {
 	calls := []call{
 		funnel("", "", false), funnel("2026-02", "", false), funnel("", "ent", false), funnel("2026-01", "smb", false),
 		funnel("2026-09", "", false), funnel("", "", true),
+		{"funnel by segment, accounts entered evaluation", func(cc grpc.ClientConnInterface) (proto.Message, error) {
+			return stagesv1.NewStagesServiceClient(cc).GetFunnel(ctx, &stagesv1.GetFunnelRequest{JourneyId: "b2b",
+				Breakdown: stagesv1.FunnelBreakdown_FUNNEL_BREAKDOWN_SEGMENT, AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_ENTERED, AccountsStage: "evaluation"})
+		}},
 		moments("", ""), moments("2026-03", ""), moments("2026-01", "ent"),
 		backtest(0, false), backtest(60, false), backtest(90, true),
 	}

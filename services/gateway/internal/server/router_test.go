@@ -335,6 +335,7 @@ func TestRouteByTable(t *testing.T) {
 		"/cairn.stages.v1.StagesService/GetJourney":           {anyR, anyR},
 		"/cairn.stages.v1.StagesService/ListJourneyVersions":  {anyR, anyR},
 		"/cairn.stages.v1.StagesService/ListJourneyTemplates": {anyR, anyR},
+		"/cairn.stages.v1.StagesService/ListJourneys":         {anyR, anyR},
 		"/cairn.stages.v1.StagesService/StartReplay":          {agg, agg},
 		"/cairn.stages.v1.StagesService/GetReplay":            {agg, agg},
 		"/cairn.stages.v1.StagesService/ActivateJourney":      {bcast, bcast},

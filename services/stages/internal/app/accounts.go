@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,6 +17,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/services/stages/internal/insight"
 	"github.com/cairn-dev/cairn/services/stages/internal/journey"
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 )
@@ -65,6 +67,7 @@ func (a *App) AccountJourney(_ context.Context, ws, jid, acct string) (*stagesv1
 // key after (nil: from the start). It returns the key of the last one,
 // where the next page starts, and whether more follow.
 func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountFilter, after []byte, size int) (accounts []*stagesv1.AccountSummary, last []byte, more bool, err error) {
+	now := a.clock.Now()
 	err = a.db.View(func(tx *pstore.Tx) error {
 		id, err := resolveJourney(tx, ws, jid)
 		if err != nil {
@@ -73,6 +76,8 @@ func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountF
 		if err := checkStage(tx, ws, id, f.Stage); err != nil {
 			return err
 		}
+		features := map[uint32][]string{}
+		var scratch account.Scratch
 		return store.Live.Accounts(tx, ws, id, after, func(key []byte, aj *stagesv1.AccountJourney) (bool, error) {
 			lc, err := lifecycleOf(tx, store.Live, id, aj)
 			if err != nil {
@@ -90,6 +95,13 @@ func (a *App) ListAccounts(_ context.Context, ws, jid string, f journey.AccountF
 				Segment: aj.GetTraits()["segment"], Owner: journey.Owner(aj), OpenSignals: int32(len(aj.GetOpenSignals())),
 				Status: lc.GetStatus(), StatusSince: lc.GetSince(), Traits: maps.Clone(aj.GetTraits()),
 			})
+			if f.Milestones {
+				m, err := milestones(tx, ws, id, aj, features, &scratch, now)
+				if err != nil {
+					return false, err
+				}
+				accounts[len(accounts)-1].Milestones = m
+			}
 			last = append(last[:0], key...)
 			return true, nil
 		})
@@ -123,6 +135,48 @@ func (a *App) ListSignals(_ context.Context, ws string, f journey.SignalFilter, 
 	}
 	return signals, last, more, nil
 }
+
+// milestones reads an account's milestones from its aggregates, decoded
+// into s without the daily buckets older than features_used("30d") reads.
+// features caches each journey version's features list.
+func milestones(tx *pstore.Tx, ws, jid string, aj *stagesv1.AccountJourney, features map[uint32][]string, s *account.Scratch, now time.Time) (*stagesv1.AccountMilestones, error) {
+	ag, err := store.Live.Aggregates(tx, ws, jid, aj.GetAccountId(), s, account.DayOf(now)-milestoneDays)
+	if err != nil {
+		return nil, err
+	}
+	fs, ok := features[aj.GetVersion()]
+	if !ok && aj.GetVersion() != 0 {
+		def, err := store.GetDefinition(tx, ws, jid, aj.GetVersion())
+		if err != nil {
+			return nil, err
+		}
+		fs = def.GetFeatures()
+		features[aj.GetVersion()] = fs
+	}
+	m := &stagesv1.AccountMilestones{
+		Lifecycle:        ag.Lifecycle().Proto(),
+		FeaturesUsed_30D: int32(ag.FeaturesUsed(fs, milestoneDays, now)),
+		Arr:              ag.ARR,
+	}
+	if t := insight.FirstValue(ag); t != 0 {
+		m.FirstValueAt = timestamppb.New(time.Unix(t, 0))
+	}
+	if ag.ContractEnd != 0 {
+		m.ContractEnd = timestamppb.New(time.Unix(ag.ContractEnd, 0))
+	}
+	for _, c := range ag.ARRHistory {
+		m.ArrHistory = append(m.ArrHistory, &stagesv1.ArrChange{At: timestamppb.New(time.Unix(c.At, 0)), Arr: c.ARR})
+	}
+	for _, o := range ag.Outcomes {
+		if o.Kind == account.OutcomeRenewed {
+			m.RenewedAt = append(m.RenewedAt, timestamppb.New(time.Unix(o.At, 0)))
+		}
+	}
+	return m, nil
+}
+
+// milestoneDays is the window of AccountMilestones.features_used_30d.
+const milestoneDays = 30
 
 // lifecycleOf is the account's lifecycle as kept on its journey state, or,
 // for state written before stages kept it, derived from its aggregates.

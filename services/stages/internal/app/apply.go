@@ -235,7 +235,7 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		}
 		journey.AppendHistory(aj, tr)
 		aj.Stage, aj.EnteredAt = m.To, ts
-		v := &store.Visit{Stage: m.To, Account: acct, Entered: now, Cohort: aj.Traits["cohort"], Segment: aj.Traits["segment"], Placed: m.From == ""}
+		v := &store.Visit{Stage: m.To, Account: acct, Entered: now, Cohort: aj.Traits["cohort"], Segment: aj.Traits["segment"], Plan: aj.Traits["plan"], Placed: m.From == ""}
 		if err := b.ns.PutVisit(b.tx, ws, aj.GetJourneyId(), v); err != nil {
 			return err
 		}

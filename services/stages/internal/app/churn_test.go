@@ -67,7 +67,7 @@ func TestChurnedBeforeUpgradeLeavesOnTimer(t *testing.T) {
 	if got, want := r.published()["c1"], []string{">onboarding", "onboarding>"}; !slices.Equal(got, want) {
 		t.Errorf("published %v, want %v", got, want)
 	}
-	f, err := r.app.Funnel(ctx, ws, "", "", "", false)
+	f, err := r.app.Funnel(ctx, ws, &journey.FunnelQuery{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
@@ -14,15 +17,17 @@ import (
 	"github.com/cairn-dev/cairn/services/stages/internal/store"
 )
 
-// Funnel reports per stage of the active version of a journey (jid "": the
-// workspace's default journey) entered, converted, dropped, conversion and
-// time in stage, from the stage visits recorded on every transition,
-// narrowed to a cohort and a segment when set. With parts it keeps every
-// finished stay's time in stage, for a merge with other replicas' funnels.
-func (a *App) Funnel(_ context.Context, ws, jid, cohort, segment string, parts bool) (*stagesv1.GetFunnelResponse, error) {
+// Funnel reports per stage of the active version of a journey (q.Journey
+// "": the workspace's default journey) entered, converted, dropped,
+// conversion, time in stage and time to convert, from the stage visits
+// recorded on every transition, narrowed by q (FunnelQuery), with the
+// overall conversion and, when asked, a breakdown, a trend and the
+// accounts behind a figure. With parts it keeps every finished stay's time
+// in stage and time to convert, for a merge with other replicas' funnels.
+func (a *App) Funnel(_ context.Context, ws string, q *journey.FunnelQuery, parts bool) (*stagesv1.GetFunnelResponse, error) {
 	var resp *stagesv1.GetFunnelResponse
 	err := a.db.View(func(tx *pstore.Tx) error {
-		id, err := resolveJourney(tx, ws, jid)
+		id, err := resolveJourney(tx, ws, q.Journey)
 		if err != nil {
 			return err
 		}
@@ -30,11 +35,18 @@ func (a *App) Funnel(_ context.Context, ws, jid, cohort, segment string, parts b
 		if err != nil {
 			return err
 		}
+		if st := q.FigureStage; st != "" && !slices.ContainsFunc(def.GetStages(), func(s *stagesv1.Stage) bool { return s.GetId() == st }) {
+			var known []string
+			for _, s := range def.GetStages() {
+				known = append(known, s.GetId())
+			}
+			return apierr.Field("accounts_stage", "unknown stage %q in journey %q; its stages are %s", st, id, strings.Join(known, ", "))
+		}
 		j, err := a.journey(tx, ws, id, def.GetVersion())
 		if err != nil {
 			return err
 		}
-		part, err := funnelPart(tx, store.Live, ws, id, def, cohort, segment, j, a.clock.Now())
+		part, err := funnelPart(tx, store.Live, ws, id, def, q, j, a.clock.Now())
 		if err != nil {
 			return err
 		}
@@ -50,77 +62,29 @@ func (a *App) Funnel(_ context.Context, ws, jid, cohort, segment string, parts b
 // computeFunnel is the funnel of the accounts in this process, without
 // not-placed reasons.
 func computeFunnel(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string) (*stagesv1.GetFunnelResponse, error) {
-	part, err := funnelPart(tx, ns, ws, jid, def, cohort, segment, nil, time.Time{})
+	part, err := funnelPart(tx, ns, ws, jid, def, &journey.FunnelQuery{Cohort: cohort, Segment: segment}, nil, time.Time{})
 	if err != nil {
 		return nil, err
 	}
 	return aggregate.Funnel([]*stagesv1.GetFunnelResponse{part}, false), nil
 }
 
-// funnelPart counts the visits of this process's accounts and keeps every
-// finished stay's time in stage, the part that aggregate.Funnel merges with
-// other replicas' parts (or finishes alone). Every account of the journey
-// is counted once: in a stage (an open visit), churned, or not placed;
-// with j set, the not-placed ones are explained by j's first stage at now.
-func funnelPart(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, cohort, segment string, j *journey.Journey, now time.Time) (*stagesv1.GetFunnelResponse, error) {
-	first := ""
-	if len(def.GetStages()) > 0 {
-		first = def.GetStages()[0].GetId()
-	}
-	rows := make(map[string]*stagesv1.FunnelStage, len(def.GetStages()))
-	resp := &stagesv1.GetFunnelResponse{}
-	for _, st := range def.GetStages() {
-		row := &stagesv1.FunnelStage{Stage: st.GetId(), Name: st.GetName(), OwnerTeam: st.GetOwnerTeam()}
-		rows[st.GetId()] = row
-		resp.Stages = append(resp.Stages, row)
-	}
-	cohorts, segments := map[string]bool{}, map[string]bool{}
-	// lastInStage is the last account counted as in a stage (with an open
-	// visit); visits are keyed by account, so an account's are a run.
-	var lastInStage string
+// funnelPart counts the visits of this process's accounts (funnelCounter)
+// and keeps every finished stay's time in stage and time to convert, the
+// part that aggregate.Funnel merges with other replicas' parts (or
+// finishes alone). Every account of the journey is counted once: in a
+// stage (an open visit), churned, or not placed; with j set, the
+// not-placed ones are explained by j's first stage at now.
+func funnelPart(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1.JourneyDefinition, q *journey.FunnelQuery, j *journey.Journey, now time.Time) (*stagesv1.GetFunnelResponse, error) {
+	c := newFunnelCounter(def, q)
 	err := ns.Visits(tx, ws, jid, func(v *store.Visit) error {
-		cohorts[v.Cohort] = true
-		segments[v.Segment] = true
-		if (cohort != "" && v.Cohort != cohort) || (segment != "" && v.Segment != segment) {
-			return nil
-		}
-		if v.Outcome == store.OutcomeOpen && v.Account != lastInStage {
-			lastInStage = v.Account
-			resp.Accounts++
-		}
-		row, ok := rows[v.Stage]
-		if !ok {
-			return nil // a stage removed from the definition
-		}
-		row.Entered++
-		if v.Placed && v.Stage != first {
-			row.EnteredDirectly++
-		}
-		switch v.Outcome {
-		case store.OutcomeOpen:
-			row.Current++
-		case store.OutcomeConverted:
-			row.Converted++
-		case store.OutcomeChurned:
-			row.Churned++
-		}
-		// Dropped means did not make it: went back, or is still in the stage
-		// with a drop-off signal open. A stay flagged on the way that then
-		// converted counts only among the drop-off signals.
-		if v.Outcome == store.OutcomeRegressed || (v.Outcome == store.OutcomeOpen && v.DropoffOpen) {
-			row.Dropped++
-		}
-		if v.Dropoff {
-			row.DropoffSignals++
-		}
-		if !v.Left.IsZero() {
-			row.TimesInStageNs = append(row.TimesInStageNs, int64(v.Left.Sub(v.Entered)))
-		}
+		c.add(v)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	resp := c.done()
 	// The accounts in no stage: churned, or not placed yet.
 	var ev *journey.Evaluator
 	if j != nil {
@@ -132,7 +96,7 @@ func funnelPart(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1
 			return true, nil // counted from its open visit
 		}
 		tr := aj.GetTraits()
-		if (cohort != "" && tr["cohort"] != cohort) || (segment != "" && tr["segment"] != segment) {
+		if (q.Cohort != "" && tr["cohort"] != q.Cohort) || (q.Segment != "" && tr["segment"] != q.Segment) || (q.Plan != "" && tr["plan"] != q.Plan) {
 			return true, nil
 		}
 		lc, err := lifecycleOf(tx, ns, jid, aj)
@@ -161,10 +125,10 @@ func funnelPart(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1
 	}
 	resp.NotPlacedReasons = aggregate.NotPlacedReasons(reasons)
 	resp.TotalAccounts = resp.Accounts + resp.Churned
-	for _, row := range resp.Stages {
-		slices.Sort(row.TimesInStageNs)
-	}
-	resp.Cohorts = aggregate.Choices(cohorts)
-	resp.Segments = aggregate.Choices(segments)
 	return resp, nil
+}
+
+// sortedKeys lists a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }

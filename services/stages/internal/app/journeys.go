@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -85,6 +87,45 @@ func resolveJourney(tx *pstore.Tx, ws, id string) (string, error) {
 		return active[0].ID, nil
 	}
 	return "", fmt.Errorf("workspace has no active journey: %w", store.ErrNotFound)
+}
+
+// ListJourneys lists the workspace's journeys that have an active version,
+// at that version: the default journey (the one resolveJourney picks for
+// no id) first, then by id.
+func (a *App) ListJourneys(_ context.Context, ws string) ([]*stagesv1.JourneySummary, error) {
+	var out []*stagesv1.JourneySummary
+	err := a.db.View(func(tx *pstore.Tx) error {
+		active, err := store.ActiveJourneys(tx, ws)
+		if err != nil || len(active) == 0 {
+			return err
+		}
+		def, err := resolveJourney(tx, ws, "")
+		if err != nil {
+			return err
+		}
+		for _, j := range active {
+			d, err := store.GetDefinition(tx, ws, j.ID, j.Version)
+			if err != nil {
+				return err
+			}
+			out = append(out, &stagesv1.JourneySummary{Id: j.ID, Name: d.GetName(), Description: d.GetDescription(),
+				ActiveVersion: j.Version, Stages: int32(len(d.GetStages())), IsDefault: j.ID == def})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list journeys: %w", err)
+	}
+	slices.SortStableFunc(out, func(x, y *stagesv1.JourneySummary) int {
+		if x.IsDefault != y.IsDefault {
+			if x.IsDefault {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(x.Id, y.Id)
+	})
+	return out, nil
 }
 
 // GetJourney returns one version of a journey (version 0: the active one;

@@ -8,10 +8,11 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // ContractEvents are the event names that start a contract (docs/journeys.md).
@@ -58,6 +59,21 @@ func Moments() []Moment {
 		{"first_value_45d", "First value (activation) within 45 days of the contract.", []string{"activated", "first_value"}, 45 * day},
 	}
 }
+
+// FirstValue is when the account first reached the first-value
+// (activation) moment, the one Moments calls first_value_45d, in Unix
+// seconds; 0 when it has not.
+func FirstValue(a *account.Aggregates) int64 {
+	for _, m := range Moments() {
+		if m.Name == firstValueMoment {
+			return firstOf(a, m.Events)
+		}
+	}
+	return 0
+}
+
+// firstValueMoment names the first-value moment among Moments.
+const firstValueMoment = "first_value_45d"
 
 // Count adds one account to the counts of ms, out[i] counting ms[i]: an
 // account is eligible for a moment once its deadline has passed at now

@@ -93,6 +93,9 @@ type AccountFilter struct {
 	// Statuses are the account statuses to list; empty lists the live
 	// accounts (every placed account: a churned account is in no stage).
 	Statuses []account.Status
+	// Milestones asks for each listed account's milestones as well
+	// (stagesv1.AccountMilestones); it filters nothing.
+	Milestones bool
 }
 
 // Owner is the account's owner of record (account.OwnerOf its traits).

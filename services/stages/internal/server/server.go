@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/aggregate"
 	"github.com/cairn-dev/cairn/pkg/methods"
 	"github.com/cairn-dev/cairn/pkg/page"
 	"github.com/cairn-dev/cairn/pkg/stream"
@@ -43,7 +44,8 @@ type App interface {
 	AccountJourney(ctx context.Context, ws, jid, acct string) (*stagesv1.AccountJourney, error)
 	ListAccounts(ctx context.Context, ws, jid string, f journey.AccountFilter, after []byte, size int) ([]*stagesv1.AccountSummary, []byte, bool, error)
 	ListSignals(ctx context.Context, ws string, f journey.SignalFilter, after []byte, size int) ([]*commonv1.Signal, []byte, bool, error)
-	Funnel(ctx context.Context, ws, jid, cohort, segment string, parts bool) (*stagesv1.GetFunnelResponse, error)
+	Funnel(ctx context.Context, ws string, q *journey.FunnelQuery, parts bool) (*stagesv1.GetFunnelResponse, error)
+	ListJourneys(ctx context.Context, ws string) ([]*stagesv1.JourneySummary, error)
 	MomentsOfTruth(ctx context.Context, ws, cohort, segment string) (*stagesv1.GetMomentsOfTruthResponse, error)
 	BuyingCommittee(ctx context.Context, ws, acct string) (*stagesv1.GetBuyingCommitteeResponse, error)
 }
@@ -262,7 +264,7 @@ func (s *Server) ListAccounts(ctx context.Context, req *stagesv1.ListAccountsReq
 	if err != nil {
 		return nil, err
 	}
-	f := journey.AccountFilter{Stage: req.GetStage(), Signal: req.GetSignal(), Segment: req.GetSegment(), Owner: req.GetOwner()}
+	f := journey.AccountFilter{Stage: req.GetStage(), Signal: req.GetSignal(), Segment: req.GetSegment(), Owner: req.GetOwner(), Milestones: req.GetMilestones()}
 	for i, st := range req.GetStatus() {
 		status := account.StatusOf(st)
 		if status == "" {
@@ -316,10 +318,92 @@ func (s *Server) GetFunnel(ctx context.Context, req *stagesv1.GetFunnelRequest) 
 	if err != nil {
 		return nil, err
 	}
+	q, err := funnelQuery(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.app.Funnel(ctx, ws, q, req.GetParts())
+	if err != nil {
+		return nil, journeyNotFound(err, req.GetJourneyId(), 0)
+	}
+	return resp, nil
+}
+
+// maxConversionWindowDays bounds GetFunnelRequest.conversion_window_days
+// (ten years).
+const maxConversionWindowDays = 3660
+
+// funnelQuery validates a funnel request's filters.
+func funnelQuery(req *stagesv1.GetFunnelRequest) (*journey.FunnelQuery, error) {
 	if err := checkCohort(req.GetCohort()); err != nil {
 		return nil, err
 	}
-	return s.app.Funnel(ctx, ws, req.GetJourneyId(), req.GetCohort(), req.GetSegment(), req.GetParts())
+	for _, f := range []struct{ name, v string }{{"journey_id", req.GetJourneyId()}, {"segment", req.GetSegment()}, {"plan", req.GetPlan()}, {"accounts_stage", req.GetAccountsStage()}} {
+		if len(f.v) > maxID {
+			return nil, apierr.Field(f.name, "longer than %d characters", maxID)
+		}
+	}
+	q := &journey.FunnelQuery{
+		Journey: req.GetJourneyId(), Cohort: req.GetCohort(), Segment: req.GetSegment(), Plan: req.GetPlan(),
+		Breakdown: req.GetBreakdown(), Trend: req.GetTrend(),
+		Figure: req.GetAccountsFigure(), FigureStage: req.GetAccountsStage(), FigureBucket: int(req.GetAccountsBucket()),
+	}
+	if w := req.GetWindow(); w != nil {
+		if w.GetStart() != nil {
+			if err := w.GetStart().CheckValid(); err != nil {
+				return nil, apierr.Field("window.start", "not a valid time")
+			}
+			q.From = w.GetStart().AsTime()
+		}
+		if w.GetEnd() != nil {
+			if err := w.GetEnd().CheckValid(); err != nil {
+				return nil, apierr.Field("window.end", "not a valid time")
+			}
+			q.To = w.GetEnd().AsTime()
+		}
+		if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+			return nil, apierr.Field("window.end", "must be after window.start")
+		}
+	}
+	if d := req.GetConversionWindowDays(); d < 0 || d > maxConversionWindowDays {
+		return nil, apierr.Field("conversion_window_days", "want 0 (no window) to %d days", maxConversionWindowDays)
+	}
+	q.Window = time.Duration(req.GetConversionWindowDays()) * 24 * time.Hour
+	if _, ok := stagesv1.FunnelBreakdown_name[int32(q.Breakdown)]; !ok {
+		return nil, apierr.Field("breakdown", "unknown value %d", q.Breakdown)
+	}
+	if _, ok := stagesv1.FunnelInterval_name[int32(q.Trend)]; !ok {
+		return nil, apierr.Field("trend", "unknown value %d", q.Trend)
+	}
+	if _, ok := stagesv1.FunnelFigure_name[int32(q.Figure)]; !ok {
+		return nil, apierr.Field("accounts_figure", "unknown value %d", q.Figure)
+	}
+	stageFigure := q.Figure != stagesv1.FunnelFigure_FUNNEL_FIGURE_UNSPECIFIED &&
+		q.Figure != stagesv1.FunnelFigure_FUNNEL_FIGURE_OVERALL_ENTERED && q.Figure != stagesv1.FunnelFigure_FUNNEL_FIGURE_OVERALL_REACHED
+	switch {
+	case stageFigure && q.FigureStage == "":
+		return nil, apierr.Field("accounts_stage", "required with accounts_figure %s", q.Figure)
+	case !stageFigure && q.FigureStage != "":
+		return nil, apierr.Field("accounts_stage", "only with a stage's accounts_figure")
+	case q.FigureBucket < 0 || q.FigureBucket > len(aggregate.ConvertBuckets):
+		return nil, apierr.Field("accounts_bucket", "want 0 (any) to %d", len(aggregate.ConvertBuckets))
+	case q.FigureBucket != 0 && q.Figure != stagesv1.FunnelFigure_FUNNEL_FIGURE_CONVERTED:
+		return nil, apierr.Field("accounts_bucket", "only with accounts_figure converted")
+	}
+	return q, nil
+}
+
+// ListJourneys lists the workspace's journeys with an active version.
+func (s *Server) ListJourneys(ctx context.Context, req *stagesv1.ListJourneysRequest) (*stagesv1.ListJourneysResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	js, err := s.app.ListJourneys(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	return &stagesv1.ListJourneysResponse{Journeys: js}, nil
 }
 
 // GetMomentsOfTruth reports the share of contracted accounts reaching first

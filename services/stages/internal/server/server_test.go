@@ -339,6 +339,40 @@ func TestAccountQueries(t *testing.T) {
 	}
 	_, err = c.GetFunnel(ctx, &stagesv1.GetFunnelRequest{Cohort: "March"})
 	wantCode(t, err, codes.InvalidArgument, "cohort")
+
+	// The funnel's date range, conversion window and account lists.
+	ranged, err := c.GetFunnel(ctx, &stagesv1.GetFunnelRequest{Window: &commonv1.TimeWindow{Start: timestamppb.New(day(1))}, ConversionWindowDays: 7,
+		AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_ENTERED, AccountsStage: "evaluation"})
+	if err != nil || ranged.GetStages()[1].GetEntered() != 0 || ranged.GetStages()[1].GetCurrent() != 1 || ranged.GetAccountIds() != nil {
+		t.Errorf("funnel from day 1 (acme entered evaluation on day 0, and is in it now) = %v, %v", ranged.GetStages(), err)
+	}
+	ids, err := c.GetFunnel(ctx, &stagesv1.GetFunnelRequest{AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_ENTERED, AccountsStage: "evaluation"})
+	if err != nil || fmt.Sprint(ids.GetAccountIds()) != "[acme]" {
+		t.Errorf("accounts that entered evaluation = %v, %v", ids.GetAccountIds(), err)
+	}
+	for _, tc := range []struct {
+		req  *stagesv1.GetFunnelRequest
+		want string
+	}{
+		{&stagesv1.GetFunnelRequest{Window: &commonv1.TimeWindow{Start: timestamppb.New(day(2)), End: timestamppb.New(day(1))}}, "window.end: must be after window.start"},
+		{&stagesv1.GetFunnelRequest{ConversionWindowDays: -1}, "conversion_window_days"},
+		{&stagesv1.GetFunnelRequest{AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_CONVERTED}, "accounts_stage: required"},
+		{&stagesv1.GetFunnelRequest{AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_OVERALL_REACHED, AccountsStage: "evaluation"}, "accounts_stage"},
+		{&stagesv1.GetFunnelRequest{AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_ENTERED, AccountsStage: "evaluation", AccountsBucket: 2}, "accounts_bucket"},
+		{&stagesv1.GetFunnelRequest{AccountsFigure: stagesv1.FunnelFigure_FUNNEL_FIGURE_ENTERED, AccountsStage: "nope"}, `accounts_stage: unknown stage "nope"`},
+		{&stagesv1.GetFunnelRequest{Trend: 9}, "trend"},
+	} {
+		_, err := c.GetFunnel(ctx, tc.req)
+		wantCode(t, err, codes.InvalidArgument, tc.want)
+	}
+	_, err = c.GetFunnel(ctx, &stagesv1.GetFunnelRequest{JourneyId: "nope"})
+	wantCode(t, err, codes.NotFound, "nope")
+
+	js, err := c.ListJourneys(ctx, &stagesv1.ListJourneysRequest{})
+	if err != nil || len(js.GetJourneys()) != 1 || js.GetJourneys()[0].GetId() != "default" || !js.GetJourneys()[0].GetIsDefault() ||
+		js.GetJourneys()[0].GetStages() != 5 || js.GetJourneys()[0].GetActiveVersion() != 1 {
+		t.Errorf("journeys = %v, %v", js, err)
+	}
 }
 
 func TestSignalsAndSubscribe(t *testing.T) {

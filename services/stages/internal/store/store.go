@@ -137,6 +137,26 @@ func (ns Namespace) GetAccount(tx *store.Tx, ws, journey, acct string) (*Account
 	return &Account{Journey: aj, Aggs: agg}, nil
 }
 
+// Aggregates decodes an account's aggregates into s, stepping over the
+// daily buckets before day from (account.Scratch.UnmarshalFrom): for a list
+// that reads a few facts of every account. The result is valid until s's
+// next decode; an account without aggregates has empty ones.
+func (ns Namespace) Aggregates(tx *store.Tx, ws, journey, acct string, s *account.Scratch, from int32) (*account.Aggregates, error) {
+	gb, err := ns.bucket(tx, bucketAggs)
+	if err != nil || gb == nil {
+		return nil, fmt.Errorf("get aggregates of %q: %w", acct, ErrNotFound)
+	}
+	raw := gb.Get(Key(ws, journey, acct))
+	if raw == nil {
+		return account.New(ws, acct), nil
+	}
+	agg, err := s.UnmarshalFrom(raw, from)
+	if err != nil {
+		return nil, fmt.Errorf("get aggregates of %q: %w", acct, err)
+	}
+	return agg, nil
+}
+
 // PutAccount stores an account's state.
 func (ns Namespace) PutAccount(tx *store.Tx, a *Account) error {
 	aj := a.Journey

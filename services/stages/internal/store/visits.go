@@ -55,12 +55,16 @@ type Visit struct {
 	// first, a win-back, or after its stage was removed) rather than a move
 	// from another stage.
 	Placed bool
+	// Plan is the account's plan (its "plan" trait) when it entered the
+	// stage. Stored after the segment only when set, so visits written
+	// before it existed decode with no plan.
+	Plan string
 }
 
 // visitFields lists the Visit fields the codec below (visitKey, marshal,
 // unmarshalVisit and Visits) stores; TestVisitCodecKnowsEveryField fails
 // when Visit gains a field missing here.
-var visitFields = []string{"Stage", "Account", "Entered", "Left", "Outcome", "Dropoff", "DropoffOpen", "Cohort", "Segment", "Placed"}
+var visitFields = []string{"Stage", "Account", "Entered", "Left", "Outcome", "Dropoff", "DropoffOpen", "Cohort", "Segment", "Placed", "Plan"}
 
 func (v *Visit) marshal() []byte {
 	b := make([]byte, 0, 32+len(v.Cohort)+len(v.Segment))
@@ -84,6 +88,10 @@ func (v *Visit) marshal() []byte {
 	b = append(b, v.Cohort...)
 	b = binary.AppendUvarint(b, uint64(len(v.Segment)))
 	b = append(b, v.Segment...)
+	if v.Plan != "" {
+		b = binary.AppendUvarint(b, uint64(len(v.Plan)))
+		b = append(b, v.Plan...)
+	}
 	return b
 }
 
@@ -103,7 +111,11 @@ func unmarshalVisit(b []byte, v *Visit) error {
 	v.Dropoff = b[0]&0x80 != 0
 	v.DropoffOpen = b[0]&0x40 != 0
 	b = b[1:]
-	for _, dst := range []*string{&v.Cohort, &v.Segment} {
+	v.Plan = ""
+	for i, dst := range []*string{&v.Cohort, &v.Segment, &v.Plan} {
+		if i == 2 && len(b) == 0 {
+			break // written before visits had a plan, or without one
+		}
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {
 			return fmt.Errorf("decode visit: %w", errCorruptKey)

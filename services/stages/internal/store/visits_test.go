@@ -42,7 +42,7 @@ func randVisit(r *rand.Rand) *Visit {
 	v := &Visit{
 		Stage: randString(r), Account: randString(r), Entered: at(),
 		Outcome: Outcome(r.Intn(int(OutcomeChurned) + 1)), Dropoff: r.Intn(2) == 0, DropoffOpen: r.Intn(2) == 0,
-		Cohort: randString(r), Segment: randString(r), Placed: r.Intn(2) == 0,
+		Cohort: randString(r), Segment: randString(r), Placed: r.Intn(2) == 0, Plan: randString(r),
 	}
 	if r.Intn(3) > 0 {
 		v.Left = at()
@@ -126,4 +126,32 @@ func FuzzUnmarshalVisit(f *testing.F) {
 			t.Fatalf("re-encoded %+v decodes as %+v, %v", v, again, err)
 		}
 	})
+}
+
+// TestVisitWithoutPlan: a visit stored before visits had a plan (the bytes
+// end after the segment) decodes with no plan, and a visit without a plan
+// is still stored in those bytes.
+func TestVisitWithoutPlan(t *testing.T) {
+	old := []byte{0x00, byte(OutcomeOpen), 7}
+	old = append(old, "2026-03"...)
+	old = append(old, 3)
+	old = append(old, "smb"...)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want Visit
+	}{
+		{"old bytes", old, Visit{Cohort: "2026-03", Segment: "smb"}},
+		{"with a plan", append(append(slices.Clone(old), 4), "team"...), Visit{Cohort: "2026-03", Segment: "smb", Plan: "team"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Visit{Plan: "stale"}
+			if err := unmarshalVisit(tc.b, &v); err != nil || !reflect.DeepEqual(v, tc.want) {
+				t.Fatalf("decoded %+v, %v; want %+v", v, err, tc.want)
+			}
+			if got := v.marshal(); string(got) != string(tc.b) {
+				t.Errorf("re-encoded %x, want %x", got, tc.b)
+			}
+		})
+	}
 }
