@@ -860,15 +860,176 @@ test('plays: no plays file shows how to apply one; no plays service says plays i
   await shot(q, 'plays-absent');
 });
 
+test('funnel: journey selector, date range, conversion window, overall conversion, breakdown, trend and time to convert', async (t) => {
+  const { journeys = [] } = await api('/v1/journeys');
+  assert.ok(journeys.length >= 1 && journeys[0].isDefault, 'the journeys list has the default journey first');
+  const p = await open(t, 'journey?by=segment', '[data-testid=funnel-overall]');
+  const int = async (sel) => Number((await p.textContent(sel)).replace(/[^0-9]/g, '') || 0);
+  // The journey selector lists the journeys by name.
+  const options = await p.$$eval('[data-testid=journey-select] option', (els) => els.map((el) => el.textContent));
+  assert.equal(options.length, journeys.length);
+  assert.ok(options.every((o) => !/_/.test(o) && o.trim()), `journey names, not slugs: ${options}`);
+  // Overall conversion and the breakdown match the API (asked just before or after the page).
+  const q = '/v1/funnel?breakdown=segment&trend=month';
+  const before = await api(q);
+  const shownEntered = await int('[data-testid=overall-entered]');
+  const shownChurned = await p.$$eval('[data-testid=stage-metrics] tbody tr', (rs) => rs.map((r) => r.children[7].textContent));
+  const after2 = await api(q);
+  assert.ok([before, after2].some((f) => Number(f.overall.entered) === shownEntered), `overall entered ${shownEntered}, API ${before.overall.entered}`);
+  assert.ok(shownEntered > 0, 'the demo has accounts entering the first stage');
+  // Churned from each stage, as the API counts it.
+  const churnedApi = (f) => (f.stages || []).map((s) => Number(s.churned || 0).toLocaleString('en-US'));
+  assert.ok([before, after2].some((f) => JSON.stringify(churnedApi(f)) === JSON.stringify(shownChurned)), `churned per stage ${shownChurned}`);
+  assert.ok(after2.stages.some((s) => Number(s.churned) > 0), 'the demo has stays ended by churn');
+  assert.match(await p.textContent('[data-testid=overall-rate]'), /^\d+(\.\d)?%$/);
+  const keys = await p.$$eval('[data-testid=funnel-breakdown-table] tbody tr', (rs) => rs.map((r) => r.dataset.key));
+  assert.deepEqual(keys, (after2.breakdown || []).map((g) => g.key));
+  // The trend is drawn with uPlot, with its table; the histogram has its buckets with median and p90.
+  await p.waitForSelector('[data-testid=funnel-trend-plot] canvas', { timeout: TIMEOUT });
+  assert.ok((await p.$$('[data-testid=funnel-trend-table] tbody tr')).length >= 1, 'trend rows');
+  assert.match(await p.textContent('[data-testid=funnel-histogram]'), /median \d+[dhms] · p90 \d+[dhms]/);
+  assert.ok((await p.$$('[data-testid=funnel-histogram] .hist')).length >= 1, 'a histogram per stage that converted');
+  // Churned from each stage is shown, and no raw enum or NaN is.
+  const text = await p.textContent('#view');
+  assert.doesNotMatch(text, /FUNNEL_|NaN|undefined/);
+  await shot(p, 'funnel-overview');
+
+  // The overall "reached" count lists exactly its accounts.
+  const reached = await p.$('[data-testid=overall-reached]');
+  if (reached) {
+    const n = Number(await reached.getAttribute('data-count'));
+    await reached.click();
+    await p.waitForSelector('[data-testid=figure-accounts-count]', { timeout: TIMEOUT });
+    assert.equal(Number(await p.getAttribute('[data-testid=figure-accounts-count]', 'data-count')), n, 'reached: one row per account counted');
+    assert.equal((await p.$$('[data-testid=figure-account-table] tbody tr')).length, n);
+  }
+  // A stage's converted count lists the accounts of those stays (an account may convert twice).
+  const conv = await p.$('[data-testid=stage-metrics] [data-figure=converted]');
+  const stays = Number(await conv.getAttribute('data-count'));
+  await conv.click();
+  await p.waitForFunction(() => /converted/.test(document.querySelector('[data-testid=figure-accounts] h2').textContent) && document.querySelector('[data-testid=figure-accounts-count]'), null, { timeout: TIMEOUT });
+  const listed = Number(await p.getAttribute('[data-testid=figure-accounts-count]', 'data-count'));
+  assert.ok(listed > 0 && listed <= stays, `converted: ${listed} accounts for ${stays} stays`);
+  await shot(p, 'funnel-accounts');
+
+  // A date range and a conversion window narrow the funnel to what the API answers for them.
+  const from = new Date(Date.now() - 120 * 86400e3).toISOString().slice(0, 10);
+  await p.fill('[data-testid=funnel-from]', from);
+  await p.dispatchEvent('[data-testid=funnel-from]', 'change');
+  await p.waitForFunction((d) => location.hash.includes('from=' + d), from, { timeout: TIMEOUT });
+  await p.waitForSelector('[data-testid=funnel-overall]', { timeout: TIMEOUT });
+  await settled(p);
+  await p.fill('[data-testid=funnel-window]', '14');
+  await p.dispatchEvent('[data-testid=funnel-window]', 'change');
+  await p.waitForFunction(() => location.hash.includes('window=14'), null, { timeout: TIMEOUT });
+  await p.waitForSelector('[data-testid=funnel-overall]', { timeout: TIMEOUT });
+  await settled(p);
+  const rq = `/v1/funnel?window.start=${from}T00:00:00Z&conversionWindowDays=14`;
+  const ranged = await api(rq);
+  const enteredShown = await p.$$eval('[data-testid=stage-metrics] tbody tr', (rs) => rs.map((r) => r.children[2].textContent));
+  const enteredApi = (f) => (f.stages || []).map((s) => Number(s.entered || 0).toLocaleString('en-US'));
+  assert.ok([ranged, await api(rq)].some((f) => JSON.stringify(enteredApi(f)) === JSON.stringify(enteredShown)), `entered in range ${enteredShown} vs API ${enteredApi(ranged)}`);
+  assert.match(await p.textContent('[data-testid=stage-metrics] thead'), /Converted late/);
+  assert.match(await p.textContent('#journey-sub'), /14-day conversion window/);
+  await shot(p, 'funnel-range');
+
+  // The journey in the URL is the one selected and answered; with several journeys, the selector switches.
+  const other = journeys[journeys.length - 1];
+  await p.goto(`${BASE}/#/journey?journey=${encodeURIComponent(other.id)}&every=week`);
+  await p.waitForSelector('[data-testid=funnel-overall]', { timeout: TIMEOUT });
+  await settled(p);
+  assert.equal(await p.$eval('[data-testid=journey-select]', (el) => el.selectedOptions[0].textContent), (other.name || other.id) + (other.isDefault ? ' (default)' : ''));
+  if (journeys.length > 1) {
+    await p.selectOption('[data-testid=journey-select]', journeys[0].isDefault ? '' : journeys[0].id);
+    await p.waitForFunction(() => !/journey=/.test(location.hash), null, { timeout: TIMEOUT });
+  }
+
+  // Usable at 390 px, and axe finds no serious violation in the funnel's panels.
+  const m = await page(t, { width: 390, height: 844 });
+  await m.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await m.goto(`${BASE}/#/journey?by=plan&window=30`);
+  await m.waitForSelector('[data-testid=funnel-histogram]', { timeout: TIMEOUT });
+  await settled(m);
+  const overflow = await m.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `no sideways scroll at 390 px (${overflow}px too wide)`);
+  await shot(m, 'funnel-390');
+  const { createRequire } = await import('node:module');
+  const { readFile } = await import('node:fs/promises');
+  await m.evaluate(await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8'));
+  const res = await m.evaluate(async () => window.axe.run({ include: ['[data-testid=funnel-controls]', '[data-testid=funnel-overall]', '[data-testid=funnel-breakdown]',
+    '[data-testid=funnel-trend]', '[data-testid=funnel-histogram]', '[data-testid=stage-metrics]'].filter((s) => document.querySelector(s)).map((s) => [s]) }, { runOnly: ['wcag2a', 'wcag2aa'] }));
+  const serious = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.nodes[0].target.join(' ')}`);
+  assert.deepEqual(serious, [], 'axe: serious violations in the funnel');
+});
+
 // axe-core checks each view against WCAG 2 A/AA; serious and critical
 // violations are written to screenshots/axe.json and printed, for review
 // (not failed on: some predate these views).
+test('council KPIs: each card shows its figure, opens its definition and the accounts it counts', async (t) => {
+  const rep = await api('/v1/dashboard/kpis');
+  assert.equal(rep.kpis.length, 7, 'seven KPIs');
+  const p = await open(t, 'council', '[data-kpi]');
+  await noRawText(p, 'KPIs');
+  assert.equal((await p.$$('[data-kpi]')).length, rep.kpis.length, 'one card per KPI');
+  for (const k of rep.kpis) {
+    const card = `[data-kpi="${k.id}"]`;
+    const value = (await p.textContent(card + ' [data-testid=kpi-value]')).trim();
+    assert.match(value, /^(\d[\d,]*(\.\d)?(%| days| h| features)|—)$/, `${k.id}: readable value ${value}`);
+    assert.equal(value === '—', k.value === undefined, `${k.id}: a value when the API has one`);
+    // The definition is one click away.
+    assert.equal(await p.$eval(card + ' [data-testid=kpi-definition]', (d) => d.open), false);
+    await p.click(card + ' [data-testid=kpi-definition] summary');
+    assert.equal(await p.$eval(card + ' [data-testid=kpi-definition]', (d) => d.open), true, `${k.id}: definition opens`);
+    assert.equal((await p.textContent(card + ' [data-testid=kpi-definition] p')).trim(), k.definition);
+    // The denominator and the numerator open exactly the accounts they count.
+    for (const which of ['denominator', 'numerator']) {
+      await p.click(`${card} [data-testid=kpi-${which}]`);
+      assert.equal(await p.getAttribute(`${card} [data-testid=kpi-${which}]`, 'aria-expanded'), 'true');
+      const shown = await p.$$eval(card + ' [data-testid=kpi-accounts] a[data-account]', (as) => as.map((a) => a.dataset.account));
+      assert.deepEqual([...shown].sort(), (k[which].accounts || []).map((a) => a.id).sort(), `${k.id} ${which}: the accounts it counts`);
+    }
+  }
+  const counted = rep.kpis.find((k) => (k.denominator.accounts || []).length);
+  assert.ok(counted, 'the demo has accounts behind the KPIs');
+  await p.click(`[data-kpi="${counted.id}"] [data-testid=kpi-denominator]`);
+  await shot(p, 'kpis');
+  // A click-through opens the account.
+  const first = counted.denominator.accounts[0];
+  await p.click(`[data-kpi="${counted.id}"] [data-testid=kpi-accounts] a[data-account="${first.id}"]`);
+  await p.waitForFunction((id) => location.hash === '#/account/' + encodeURIComponent(id), first.id, { timeout: TIMEOUT });
+  // The segment and the period are chosen in the page.
+  const seg = rep.segments[0];
+  assert.ok(seg, 'the demo has segments');
+  const q = await open(t, 'council', '[data-kpi]');
+  const from = new Date(Date.parse(rep.from) - 90 * 86400e3).toISOString().slice(0, 10);
+  const toDay = new Date(Date.parse(rep.to) - 86400e3).toISOString().slice(0, 10);
+  await q.selectOption('[data-testid=kpi-segment]', seg);
+  await q.fill('#kpi-from', from);
+  await q.click('#view form button[type=submit]');
+  await q.waitForFunction(([s, f]) => location.hash.includes('segment=' + s) && location.hash.includes('from=' + f), [seg, from], { timeout: TIMEOUT });
+  await q.waitForSelector('[data-kpi]', { timeout: TIMEOUT });
+  await settled(q);
+  const bySeg = await api(`/v1/dashboard/kpis?segment=${encodeURIComponent(seg)}&from=${from}&to=${toDay}`);
+  const shownDen = await q.$eval('[data-kpi=activation_rate] [data-testid=kpi-denominator]', (b) => b.textContent);
+  assert.match(shownDen, new RegExp('^' + Number(bySeg.kpis[0].denominator.value).toLocaleString('en-US') + ' '), 'the segment\'s figures');
+  assert.equal(await q.$eval('[data-testid=kpi-segment]', (el) => el.value), seg);
+
+  const m = await page(t, { width: 390, height: 844 });
+  await m.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await m.goto(`${BASE}/#/council`);
+  await m.waitForSelector('[data-kpi]', { timeout: TIMEOUT });
+  await settled(m);
+  const overflow = await m.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `no sideways scroll at 390 px (${overflow}px too wide)`);
+  await shot(m, 'kpis-390');
+});
+
 test('accessibility (axe-core): serious and critical violations per view', async (t) => {
   const { createRequire } = await import('node:module');
   const { readFile, writeFile } = await import('node:fs/promises');
   const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
   const found = {};
-  for (const view of ['portfolio', 'accounts?status=paying', 'lists', 'routing', 'journey', 'plays']) {
+  for (const view of ['portfolio', 'accounts?status=paying', 'lists', 'routing', 'journey', 'plays', 'council']) {
     const p = await open(t, view, '#view .panel');
     await p.evaluate(axeSource); // through the DevTools protocol: the page's CSP forbids inline scripts
     const res = await p.evaluate(async () => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));

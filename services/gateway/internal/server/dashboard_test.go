@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cairn-dev/cairn/services/gateway/internal/dashboard"
+	"github.com/cairn-dev/cairn/services/gateway/internal/fakes"
 )
 
 // TestDashboardAccounts serves the joined account report over the demo
@@ -52,5 +53,37 @@ func TestDashboardAccountsNeedsAKey(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("status = %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestDashboardKPIs serves the council KPIs over the demo fakes: every KPI
+// with a name, a unit and its definition, and a bad period refused naming
+// the parameter.
+func TestDashboardKPIs(t *testing.T) {
+	srv := newDemoEnv(t)
+	var rep dashboard.KPIReport
+	getJSON(t, srv, "/v1/dashboard/kpis?from=2026-01-01&to=2026-12-31&segment=smb", &rep)
+	if len(rep.KPIs) != 7 {
+		t.Fatalf("KPIs = %d, want 7", len(rep.KPIs))
+	}
+	for _, k := range rep.KPIs {
+		if k.Name == "" || k.Unit == "" || k.Definition != dashboard.Definition(k.ID) {
+			t.Errorf("%s: name %q, unit %q, definition %q", k.ID, k.Name, k.Unit, k.Definition)
+		}
+	}
+	if rep.Segment != "smb" || len(rep.Segments) == 0 {
+		t.Errorf("segment %q, segments %v", rep.Segment, rep.Segments)
+	}
+	for _, q := range []string{"from=soon", "to=2026-02-30", "from=2026-03-02&to=2026-03-01"} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/v1/dashboard/kpis?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+fakes.ReadKey)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", q, resp.StatusCode)
+		}
 	}
 }

@@ -270,22 +270,28 @@
 
   // ---- pages
   async function journeyPage(params) {
-    const cohort = params.get('cohort') || '', segment = params.get('segment') || '';
+    const fp = funnelState(params), cohort = fp.cohort, segment = fp.segment;
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Journey map'), h('div', { class: 'sub', id: 'journey-sub' }, 'Where every account really is')));
     const body = h('div', {});
     view.replaceChildren(head, body);
     await fill(body, 'journey', async () => {
-      const f = await api('/v1/funnel', { cohort, segment });
+      const fq = funnelQuery(fp);
+      const [f, jl] = await Promise.all([api('/v1/funnel', fq), optional(cached('journeys', 60e3, () => api('/v1/journeys')))]);
       const stages = f.stages || [];
-      const cohortSel = h('select', { id: 'cohort', 'aria-label': 'Cohort', onchange: (e) => go('journey', { cohort: e.target.value, segment }) },
+      const cohortSel = h('select', { id: 'cohort', 'aria-label': 'Cohort', onchange: (e) => go('journey', { ...fp, cohort: e.target.value }) },
         h('option', { value: '' }, 'All cohorts'), (f.cohorts || []).map((c) => h('option', { value: c, selected: c === cohort }, c)));
-      const segSel = h('select', { id: 'segment', 'aria-label': 'Segment', onchange: (e) => go('journey', { cohort, segment: e.target.value }) },
+      const segSel = h('select', { id: 'segment', 'aria-label': 'Segment', onchange: (e) => go('journey', { ...fp, segment: e.target.value }) },
         // The funnel lists every segment seen, whatever the filter; keep one named in the URL too.
         [...new Set(['', ...(f.segments || []), segment])].map((v) => h('option', { value: v, selected: v === segment }, v || 'All segments')));
       head.appendChild(h('div', { class: 'controls' }, h('label', { for: 'cohort' }, 'Cohort'), cohortSel, h('label', { for: 'segment' }, 'Segment'), segSel));
-      document.getElementById('journey-sub').textContent = `${fmtInt(f.accounts)} live accounts` + (cohort ? ` · cohort ${cohort}` : '') + (segment ? ` · ${segment}` : '');
+      head.appendChild(funnelControls(fp, f, (jl && jl.journeys) || []));
+      document.getElementById('journey-sub').textContent = `${fmtInt(f.accounts)} live accounts` + (cohort ? ` · cohort ${cohort}` : '') + (segment ? ` · ${segment}` : '') +
+        (fp.plan ? ` · plan ${label(fp.plan)}` : '') + (fp.from || fp.to ? ` · stays that began ${fp.from ? 'from ' + fmtDate(fp.from + 'T12:00:00Z') : ''}${fp.to ? ' to ' + fmtDate(fp.to + 'T12:00:00Z') : ''}` : '') +
+        (fp.window ? ` · ${fp.window}-day conversion window` : '');
       if (!stages.length) return empty('No journey data yet. Apply a journey definition and send some events, or start the suite with --demo.');
       const list = h('div', {});
+      const figList = h('div', { 'data-testid': 'figure-list' });
+      const ctx = { p: fp, query: fq, list: figList, name: (id) => { const x = stages.find((st) => st.stage === id); return (x && x.name) || label(id); } };
       const row = h('div', { class: 'stages', 'data-testid': 'stage-map' });
       stages.forEach((st, i) => {
         if (i > 0) {
@@ -314,20 +320,30 @@
         h('th', { class: 'num', title: DEF.dropped }, 'Dropped'),
         h('th', { class: 'num', title: DEF.churned }, 'Churned'),
         h('th', { class: 'num', title: DEF.flagged }, 'Flagged'),
-        h('th', { class: 'num' }, 'Median time'), h('th', { class: 'num' }, 'p90 time'))),
-      h('tbody', {}, stages.map((st) => h('tr', { 'data-stage': st.stage }, h('td', {}, st.name || st.stage), h('td', { class: 'num' }, fmtInt(st.current)), h('td', { class: 'num' }, fmtInt(st.entered)),
+        fp.window ? h('th', { class: 'num', title: DEF.late }, 'Converted late') : null,
+        h('th', { class: 'num' }, 'Median time'), h('th', { class: 'num' }, 'p90 time'),
+        h('th', { class: 'num', title: DEF.toConvert }, 'Median to convert'), h('th', { class: 'num', title: DEF.toConvert }, 'p90 to convert'))),
+      h('tbody', {}, stages.map((st) => h('tr', { 'data-stage': st.stage }, h('td', {}, st.name || st.stage), h('td', { class: 'num' }, figCount(st.current, ctx, 'current', st.stage)), h('td', { class: 'num' }, figCount(st.entered, ctx, 'entered', st.stage)),
         h('td', { class: 'num' }, fmtInt(st.enteredDirectly)),
-        h('td', { class: 'num' }, fmtInt(st.converted)), h('td', { class: 'num' }, fmtPct(st.conversionRate)), h('td', { class: 'num' }, fmtInt(st.dropped)),
-        h('td', { class: 'num' }, fmtInt(st.churned)),
+        h('td', { class: 'num' }, figCount(st.converted, ctx, 'converted', st.stage)), h('td', { class: 'num' }, fmtPct(st.conversionRate)), h('td', { class: 'num' }, figCount(st.dropped, ctx, 'dropped', st.stage)),
+        h('td', { class: 'num' }, figCount(st.churned, ctx, 'churned', st.stage, {}, 'stage-churned-count')),
         h('td', { class: 'num' }, fmtInt(st.dropoffSignals)),
-        h('td', { class: 'num' }, fmtDuration(st.medianTimeInStage)), h('td', { class: 'num' }, fmtDuration(st.p90TimeInStage))))));
+        fp.window ? h('td', { class: 'num' }, figCount(st.convertedLate, ctx, 'converted_late', st.stage)) : null,
+        h('td', { class: 'num' }, fmtDuration(st.medianTimeInStage)), h('td', { class: 'num' }, fmtDuration(st.p90TimeInStage)),
+        h('td', { class: 'num' }, fmtDuration(st.medianTimeToConvert)), h('td', { class: 'num' }, fmtDuration(st.p90TimeToConvert))))));
       const defs = h('dl', { class: 'defs', 'data-testid': 'funnel-definitions' },
         h('dt', {}, 'Entered directly'), h('dd', {}, DEF.direct),
         h('dt', {}, 'Dropped'), h('dd', { 'data-testid': 'def-dropped' }, DEF.dropped),
         h('dt', {}, 'Churned'), h('dd', {}, DEF.churned),
-        h('dt', {}, 'Flagged'), h('dd', { 'data-testid': 'def-flagged' }, DEF.flagged));
-      return [whereAccounts(f, stages, cohort), row, h('div', { style: 'margin-top:18px' }, panel('Funnel', funnelChart(stages)),
-        panel('Stage metrics', h('div', { class: 'table-wrap' }, table), defs)), list];
+        h('dt', {}, 'Flagged'), h('dd', { 'data-testid': 'def-flagged' }, DEF.flagged),
+        h('dt', {}, 'Date range'), h('dd', {}, DEF.range),
+        h('dt', {}, 'Conversion window'), h('dd', {}, DEF.late),
+        h('dt', {}, 'Time to convert'), h('dd', {}, DEF.toConvert));
+      return [whereAccounts(f, stages, cohort), overallPanel(f, ctx), row, h('div', { style: 'margin-top:18px' }, panel('Funnel', funnelChart(stages)),
+        panel('Stage metrics', h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Every count opens the accounts it counts, below.'), h('div', { class: 'table-wrap' }, table), defs)), figList,
+        fp.by ? h('section', { class: 'panel', 'data-testid': 'funnel-breakdown' }, h('h2', {}, 'Conversion ' + BREAKDOWNS.find(([k]) => k === fp.by)[1].toLowerCase()),
+          (f.breakdown || []).length ? groupTable(f.breakdown, stages, ctx, fp.by, 'funnel-breakdown-table') : empty('No stay in this selection.')) : null,
+        trendPanel(f, stages, ctx), histogramPanel(stages, ctx), list];
     });
   }
 
@@ -337,6 +353,9 @@
     dropped: 'A stay that did not make it, because the account went back to an earlier stage or is still in the stage with a drop-off signal open (churned stays are counted apart).',
     flagged: 'A stay that raised a drop-off signal at any point, including one that recovered or converted afterwards — the early-warning volume, as opposed to the losses.',
     churned: 'A stay that ended because the account churned while in the stage.',
+    range: 'The stays counted are those that began in the date range (the end day included, UTC). "Now" and the account totals are live figures and ignore it.',
+    late: 'With a conversion window of N days, a stay converts only if it moved on within N days of entering; a later move counts as converted late, not converted.',
+    toConvert: 'From entering the stage to moving on to a later one, over the converted stays.',
   };
 
   // whereAccounts says where every account the journey knows is: in a
@@ -360,6 +379,172 @@
         reasons.map((r, i) => [i ? '; ' : '', h('b', {}, r.reason === 'no_behavioural_event' ? 'no behavioural event yet (only identify or group calls)' : 'not met: ' + r.reason.replace(/_/g, ' ')), ' ' + fmtInt(r.accounts)]))
         : null,
       cohort ? h('div', { class: 'sub', style: 'margin-top:6px' }, 'Accounts not yet placed have no cohort, so a cohort filter leaves them out.') : null);
+  }
+
+  // ---- funnel for RevOps: date range, conversion window, overall
+  // conversion, breakdown, trend and time to convert (GET /v1/funnel); every
+  // count lists the accounts it counts (accountsFigure), in the page.
+  const FUNNEL_PARAMS = ['journey', 'cohort', 'segment', 'plan', 'from', 'to', 'window', 'by', 'every'];
+  const BREAKDOWNS = [['', 'No breakdown'], ['segment', 'By segment'], ['cohort', 'By cohort'], ['plan', 'By plan']];
+  const FIGURES = { entered: 'stays entered', converted: 'stays converted', converted_late: 'stays converted after the window', dropped: 'stays dropped',
+    churned: 'stays ended by churn', current: 'accounts in the stage now', overall_entered: 'accounts entered the first stage', overall_reached: 'accounts reached the last stage' };
+  const isDay = (v) => /^\d{4}-\d{2}-\d{2}$/.test(v || '') && !isNaN(new Date(v + 'T00:00:00Z'));
+  function funnelState(params) {
+    const p = Object.fromEntries(FUNNEL_PARAMS.map((k) => [k, params.get(k) || '']));
+    if (!isDay(p.from)) p.from = '';
+    if (!isDay(p.to)) p.to = '';
+    if (!/^\d{1,4}$/.test(p.window) || Number(p.window) === 0) p.window = '';
+    if (!BREAKDOWNS.some(([k]) => k === p.by)) p.by = '';
+    if (p.every !== 'week') p.every = 'month';
+    return p;
+  }
+  // funnelQuery turns the page's state into GET /v1/funnel's parameters; the
+  // "to" day is included, so the window ends the next midnight (UTC).
+  function funnelQuery(p) {
+    const end = p.to ? new Date(Date.parse(p.to + 'T00:00:00Z') + 86400e3).toISOString().replace('.000Z', 'Z') : '';
+    return { journeyId: p.journey, cohort: p.cohort, segment: p.segment, plan: p.plan, 'window.start': p.from ? p.from + 'T00:00:00Z' : '', 'window.end': end,
+      conversionWindowDays: p.window, breakdown: p.by, trend: p.every };
+  }
+  // figCount shows a count that, clicked, lists its accounts under the page.
+  function figCount(n, ctx, figure, stage, extra, testid) {
+    if (!num(n)) return h('span', { class: 'muted', 'data-count': 0 }, '0');
+    const what = FIGURES[figure] + (stage ? ' in ' + ctx.name(stage) : '');
+    return h('button', { type: 'button', class: 'fig', 'data-testid': testid || 'fig', 'data-figure': figure, 'data-stage': stage || null, 'data-count': num(n),
+      'aria-label': `${fmtInt(n)} ${what}: list the accounts`,
+      onclick: () => showFigure(ctx.list, `${fmtInt(n)} ${what}${ctx.scope ? ' · ' + ctx.scope : ''}`,
+        { ...ctx.query, breakdown: '', trend: '', ...extra, accountsFigure: figure, accountsStage: stage || '' }) }, fmtInt(n));
+  }
+  function showFigure(el, title, query) {
+    const p = panel(title);
+    p.setAttribute('data-testid', 'figure-accounts');
+    const body = h('div', {});
+    p.appendChild(body);
+    el.replaceChildren(p);
+    fill(body, 'accounts', async () => {
+      const [f, rep] = await Promise.all([api('/v1/funnel', query), lookups()]);
+      const byId = new Map(((rep && rep.rows) || []).map((r) => [r.accountId, r]));
+      const ids = f.accountIds || [];
+      if (!ids.length) return empty('No account is counted here.');
+      return [h('div', { class: 'sub', style: 'margin-bottom:8px', 'data-testid': 'figure-accounts-count', 'data-count': ids.length },
+        `${fmtInt(ids.length)} account${ids.length === 1 ? '' : 's'} (an account with several stays is listed once)`),
+      h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'figure-account-table' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', {}, 'Status'), h('th', {}, 'Stage now'), h('th', {}, 'Segment'), h('th', {}, 'Plan'))),
+        h('tbody', {}, ids.map((id) => { const r = byId.get(id) || {}; return h('tr', { 'data-account-row': id },
+          h('td', {}, accountLink(id, r.name || id)), h('td', {}, RSTATUS[r.status] || '—'), h('td', {}, r.stage ? stageName(r.stage) : '—'),
+          h('td', {}, r.segment ? label(r.segment) : '—'), h('td', {}, r.plan ? label(r.plan) : '—')); }))))];
+    });
+    p.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+  // funnelControls are the journey, date range, conversion window, plan,
+  // breakdown and trend inputs; each change reloads the page's URL.
+  function funnelControls(p, f, journeys) {
+    const set = (k, v) => go('journey', { ...p, every: p.every === 'month' ? '' : p.every, [k]: v });
+    const js = journeys.length ? journeys : [{ id: p.journey || '', name: p.journey || 'Default journey', isDefault: !p.journey }];
+    return h('div', { class: 'controls funnel-controls', 'data-testid': 'funnel-controls' },
+      h('label', { for: 'f-journey' }, 'Journey'),
+      h('select', { id: 'f-journey', 'data-testid': 'journey-select', onchange: (e) => go('journey', { journey: e.target.value, from: p.from, to: p.to, window: p.window, by: p.by, every: p.every }) },
+        js.map((j) => h('option', { value: j.isDefault ? '' : j.id, selected: j.isDefault ? !p.journey || p.journey === j.id : p.journey === j.id }, (j.name || label(j.id)) + (j.isDefault ? ' (default)' : '')))),
+      h('label', { for: 'f-from' }, 'Entered from'), h('input', { id: 'f-from', type: 'date', value: p.from, 'data-testid': 'funnel-from', onchange: (e) => set('from', e.target.value) }),
+      h('label', { for: 'f-to' }, 'to'), h('input', { id: 'f-to', type: 'date', value: p.to, 'data-testid': 'funnel-to', onchange: (e) => set('to', e.target.value) }),
+      h('label', { for: 'f-window' }, 'Conversion window (days)'),
+      h('input', { id: 'f-window', type: 'number', min: 0, max: 3660, step: 1, value: p.window, placeholder: 'none', style: 'width:80px', 'data-testid': 'funnel-window', onchange: (e) => set('window', e.target.value === '0' ? '' : e.target.value) }),
+      h('label', { for: 'f-plan' }, 'Plan'),
+      h('select', { id: 'f-plan', onchange: (e) => set('plan', e.target.value) },
+        [...new Set(['', ...(f.plans || []), p.plan])].map((v) => h('option', { value: v, selected: v === p.plan }, v ? label(v) : 'All plans'))),
+      h('label', { for: 'f-by' }, 'Breakdown'),
+      h('select', { id: 'f-by', 'data-testid': 'breakdown-select', onchange: (e) => set('by', e.target.value) }, BREAKDOWNS.map(([k, l]) => h('option', { value: k, selected: k === p.by }, l))),
+      h('label', { for: 'f-every' }, 'Trend'),
+      h('select', { id: 'f-every', 'data-testid': 'trend-select', onchange: (e) => set('every', e.target.value === 'month' ? '' : e.target.value) },
+        [['month', 'by month'], ['week', 'by week']].map(([k, l]) => h('option', { value: k, selected: k === p.every }, l))));
+  }
+  function overallPanel(f, ctx) {
+    const o = f.overall || {};
+    const first = ctx.name(o.firstStage), last = ctx.name(o.lastStage);
+    return h('section', { class: 'panel', 'data-testid': 'funnel-overall' }, h('h2', {}, 'Overall conversion'),
+      h('div', { class: 'kpis' },
+        h('div', { class: 'kpi' }, h('div', { class: 'v', 'data-testid': 'overall-rate' }, num(o.entered) ? fmtPct(o.rate) : '—'), h('div', { class: 'l' }, `${first} → ${last}`)),
+        h('div', { class: 'kpi' }, h('div', { class: 'v' }, figCount(o.reached, ctx, 'overall_reached', '', {}, 'overall-reached')), h('div', { class: 'l' }, `reached ${last}`)),
+        h('div', { class: 'kpi' }, h('div', { class: 'v' }, figCount(o.entered, ctx, 'overall_entered', '', {}, 'overall-entered')), h('div', { class: 'l' }, `entered ${first}${ctx.p.from || ctx.p.to ? ' in the date range' : ''}`))),
+      h('div', { class: 'sub', style: 'margin-top:8px' }, `Accounts whose stay in ${first} began in the date range and matches the filters; reached: they entered ${last} afterwards` +
+        (ctx.p.window ? ` within ${ctx.p.window} days.` : '.') + ' Accounts placed directly in a later stage are not counted.'));
+  }
+  function histogramPanel(stages, ctx) {
+    const rows = stages.filter((st) => (st.timeToConvert || []).length);
+    return h('section', { class: 'panel', 'data-testid': 'funnel-histogram' }, h('h2', {}, 'Time to convert'),
+      h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'How long the converted stays took to move on, from entering the stage' + (ctx.p.window ? ` (within the ${ctx.p.window}-day window)` : '') + '. Buckets: under 1 day, 1–3 days, 3–7 days, 1–2 weeks, 2–4 weeks, 4 weeks–3 months, over 3 months.'),
+      rows.length ? h('div', { class: 'grid two' }, rows.map((st) => {
+        const max = Math.max(1, ...st.timeToConvert.map((b) => num(b.stays)));
+        return h('div', { class: 'hist', 'data-stage': st.stage }, h('h3', {}, st.name || label(st.stage)),
+          h('div', { class: 'sub' }, `median ${fmtDuration(st.medianTimeToConvert)} · p90 ${fmtDuration(st.p90TimeToConvert)}`),
+          h('table', { class: 'hist-table' }, h('caption', { class: 'sr-only' }, `Time to convert in ${st.name || st.stage}`),
+            h('thead', {}, h('tr', {}, h('th', {}, 'Took'), h('th', { class: 'num' }, 'Stays'), h('th', {}, h('span', { class: 'sr-only' }, 'Share')))),
+            h('tbody', {}, st.timeToConvert.map((b, i) => h('tr', {}, h('td', { class: 'nowrap' }, b.label), h('td', { class: 'num' }, figCount(b.stays, ctx, 'converted', st.stage, { accountsBucket: i + 1 }, 'hist-count')),
+              h('td', { style: 'width:60%' }, h('div', { class: 'bar', 'aria-hidden': 'true' }, h('span', { style: `width:${Math.round(num(b.stays) / max * 100)}%` }))))))));
+      })) : empty('No stay converted in this selection yet.'));
+  }
+  // groupTable lists breakdown groups or trend periods: overall conversion
+  // and each stage's conversion, with the counts behind them.
+  function groupTable(groups, stages, ctx, kind, testid) {
+    const keyName = (g) => (kind === 'period' ? (ctx.p.every === 'week' ? 'week of ' + fmtDate(g.start) : new Date(g.start).toLocaleDateString('en-US', { year: 'numeric', month: 'short', timeZone: 'UTC' }))
+      : g.key ? (kind === 'cohort' ? g.key : label(g.key)) : 'Not set');
+    const scope = (g) => {
+      if (kind === 'period') {
+        const qs = ctx.query['window.start'], qe = ctx.query['window.end'];
+        const start = qs && Date.parse(qs) > Date.parse(g.start) ? qs : g.start, end = qe && Date.parse(qe) < Date.parse(g.end) ? qe : g.end;
+        return [{ 'window.start': start, 'window.end': end }, keyName(g)];
+      }
+      return [{ [kind]: g.key }, kind + ' ' + keyName(g)];
+    };
+    return h('div', { class: 'table-wrap' }, h('table', { 'data-testid': testid },
+      h('thead', {}, h('tr', {}, h('th', {}, kind === 'period' ? 'Stays began' : label(kind)), h('th', { class: 'num' }, 'Overall'),
+        stages.map((st) => h('th', { class: 'num' }, st.name || label(st.stage))))),
+      h('tbody', {}, groups.map((g) => {
+        const [extra, where] = scope(g);
+        // An unset key cannot be asked for by filter, so its counts do not click through.
+        const c = kind !== 'period' && !g.key ? null : { ...ctx, scope: where };
+        const cnt = (n, fig, st) => (c ? figCount(n, c, fig, st, extra) : fmtInt(n));
+        const o = g.overall || {};
+        const rows = new Map((g.stages || []).map((s) => [s.stage, s]));
+        return h('tr', { 'data-key': g.key },
+          h('td', { class: 'nowrap' }, keyName(g)),
+          h('td', { class: 'num' }, h('b', {}, num(o.entered) ? fmtPct(o.rate) : '—'), h('div', { class: 'when' }, cnt(o.reached, 'overall_reached'), ' of ', cnt(o.entered, 'overall_entered'))),
+          stages.map((st) => { const s = rows.get(st.stage) || {};
+            return h('td', { class: 'num' }, h('b', {}, num(s.entered) ? fmtPct(s.conversionRate) : '—'), h('div', { class: 'when' }, cnt(s.converted, 'converted', st.stage), ' of ', cnt(s.entered, 'entered', st.stage))); }));
+      }))));
+  }
+  function trendPanel(f, stages, ctx) {
+    const trend = (f.trend || []).filter((g) => (g.stages || []).some((s) => num(s.entered)));
+    const plot = h('div', { class: 'trend-plot', 'data-testid': 'funnel-trend-plot' });
+    if (trend.length) drawFunnelTrend(plot, trend, stages);
+    return h('section', { class: 'panel', 'data-testid': 'funnel-trend' }, h('h2', {}, 'Conversion over time'),
+      h('div', { class: 'sub', style: 'margin-bottom:8px' }, `Each stage's conversion rate (converted ÷ entered) by the ${ctx.p.every === 'week' ? 'week' : 'month'} in which the stays began.`),
+      trend.length ? [plot, h('details', { class: 'assignment', open: trend.length <= 8 }, h('summary', {}, `the figures by ${ctx.p.every === 'week' ? 'week' : 'month'}, with the accounts behind them`),
+        groupTable(trend, stages, ctx, 'period', 'funnel-trend-table'))] : empty('No stay began in this selection.'));
+  }
+  const STAGE_COLORS = ['#3b5bdb', '#2b8a3e', '#b35c00', '#c92a2a', '#7048e8', '#0b7285', '#5c940d', '#862e9c'];
+  function drawFunnelTrend(el, trend, stages) {
+    if (typeof window.uPlot !== 'function') return;
+    let u = null;
+    const ro = new ResizeObserver(() => {
+      if (!u && el.clientWidth > 0) u = plot();
+      else if (u && el.isConnected) u.setSize(size());
+    });
+    ro.observe(el);
+    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
+    const pct = (self, v) => (v == null ? '—' : Math.round(v) + '%');
+    function plot() {
+      const xs = trend.map((g) => Date.parse(g.start) / 1000);
+      const series = stages.slice(0, -1).map((st, i) => ({ label: st.name || label(st.stage), stroke: STAGE_COLORS[i % STAGE_COLORS.length], width: 2, value: pct, spanGaps: true }));
+      const data = stages.slice(0, -1).map((st) => trend.map((g) => { const s = (g.stages || []).find((x) => x.stage === st.stage) || {}; return num(s.entered) ? num(s.conversionRate) * 100 : null; }));
+      const chart = new window.uPlot({ ...size(), tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+        scales: { x: { time: true }, y: { range: [0, 100] } },
+        series: [{ label: 'Period', value: (self, v) => (v == null ? '—' : fmtDate(new Date(v * 1e3).toISOString())) }, ...series],
+        axes: [{ stroke: '#667085', grid: { stroke: '#eef0f4' } }, { stroke: '#667085', grid: { stroke: '#eef0f4' }, label: 'conversion %', size: 50 }] },
+      [xs, ...data], el);
+      el.setAttribute('role', 'img');
+      el.setAttribute('aria-label', `Conversion rate per stage over ${trend.length} periods; the figures are in the table below.`);
+      return chart;
+    }
   }
 
   function showStage(el, st, segment) {
@@ -1750,6 +1935,66 @@
     });
   }
 
+  // ---- council KPIs (GET /v1/dashboard/kpis; definitions in docs/kpis.md)
+  const KPI_UNITS = { ratio: (v) => (num(v) * 100).toFixed(1) + '%', days: (v) => num(v).toFixed(1) + ' days', hours: (v) => num(v).toFixed(1) + ' h',
+    features: (v) => num(v).toFixed(1) + ' features' };
+  const fmtArr = (v) => num(v) ? fmtMoney(v) : '$0';
+  const fmtPart = (p) => p.unit === 'arr' ? fmtArr(p.value) : fmtInt(p.value);
+  const fmtFigure = (f) => f.unit === 'arr' ? fmtArr(f.value) : KPI_UNITS[f.unit] ? KPI_UNITS[f.unit](f.value) : fmtInt(f.value) + (f.unit === 'accounts' ? (num(f.value) === 1 ? ' account' : ' accounts') : '');
+  async function councilPage(params) {
+    const f = { from: params.get('from') || '', to: params.get('to') || '', segment: params.get('segment') || '' };
+    const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Council KPIs'),
+      h('div', { class: 'sub', 'data-testid': 'kpis-sub' }, 'Activation, time to value, adoption, revenue retention, renewals and speed to contact')));
+    const controls = h('form', { class: 'controls filters', 'aria-label': 'Period and segment', onsubmit: (e) => {
+      e.preventDefault();
+      const v = (id) => e.target.querySelector('#' + id).value;
+      go('council', { from: v('kpi-from'), to: v('kpi-to'), segment: v('kpi-segment') });
+    } });
+    const body = h('div', { class: 'kpi-grid', 'data-testid': 'kpi-cards' });
+    view.replaceChildren(head, h('section', { class: 'panel' }, controls), body);
+    await fill(body, 'KPIs', async () => {
+      const rep = await api('/v1/dashboard/kpis', f);
+      const day = (t, back) => new Date(new Date(t).getTime() - (back ? 86400e3 : 0)).toISOString().slice(0, 10);
+      const from = day(rep.from), to = day(rep.to, true);
+      controls.replaceChildren(
+        h('label', { for: 'kpi-from' }, 'From'), h('input', { id: 'kpi-from', type: 'date', value: from, required: true }),
+        h('label', { for: 'kpi-to' }, 'To'), h('input', { id: 'kpi-to', type: 'date', value: to, required: true }),
+        h('label', { for: 'kpi-segment' }, 'Segment'), h('select', { id: 'kpi-segment', 'data-testid': 'kpi-segment' },
+          [['', 'All segments'], ...(rep.segments || []).map((x) => [x, label(x)])].map(([v, t]) => h('option', { value: v, selected: v === (rep.segment || '') }, t))),
+        h('button', { type: 'submit' }, 'Show'));
+      const utcDay = (t) => new Date(t).toLocaleDateString('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+      head.querySelector('[data-testid=kpis-sub]').textContent = `${utcDay(rep.from)} – ${utcDay(to)}` +
+        (rep.segment ? ` · segment ${label(rep.segment)}` : ' · all segments') + ` · as of ${fmtStamp(rep.asOf)}. Every count opens the accounts it counts.`;
+      return (rep.kpis || []).map((k) => {
+        const list = h('div', { class: 'kpi-accounts', 'data-testid': 'kpi-accounts', hidden: true, tabindex: '0', role: 'region', 'aria-label': k.name + ': accounts counted' });
+        const part = (p, which) => {
+          const btn = h('button', { type: 'button', class: 'small link', 'aria-expanded': 'false', 'data-testid': 'kpi-' + which,
+            'aria-label': `${fmtPart(p)} ${p.label}: show the ${(p.accounts || []).length} accounts` }, fmtPart(p) + ' ' + p.label);
+          btn.addEventListener('click', () => {
+            const open = btn.getAttribute('aria-expanded') !== 'true';
+            body.querySelectorAll(`[data-kpi="${k.id}"] [aria-expanded]`).forEach((b) => b.setAttribute('aria-expanded', 'false'));
+            btn.setAttribute('aria-expanded', String(open));
+            list.hidden = !open;
+            const accts = p.accounts || [];
+            list.replaceChildren(h('div', { class: 'sub' }, `${cap1(p.label)}: ${fmtInt(accts.length)} account${accts.length === 1 ? '' : 's'}`),
+              accts.length ? h('ul', { class: 'plain' }, accts.map((a) => h('li', {}, h('a', { href: '#/account/' + encodeURIComponent(a.id), 'data-account': a.id }, a.name || a.id))))
+                : empty('No accounts.'));
+          });
+          return btn;
+        };
+        const has = k.value !== undefined && k.value !== null;
+        return h('section', { class: 'panel kpi-card', 'data-kpi': k.id, 'aria-labelledby': 'kpi-h-' + k.id },
+          h('h2', { id: 'kpi-h-' + k.id }, k.name),
+          h('div', { class: 'kpi-value', 'data-testid': 'kpi-value' }, has ? KPI_UNITS[k.unit](k.value) : '—'),
+          h('div', { class: 'sub' }, has ? (k.period ? 'Over ' + k.period : 'Over the period') : 'Nothing to measure: ' + k.denominator.label + ' is 0 in this period.'),
+          h('div', { class: 'kpi-parts' }, part(k.numerator, 'numerator'), h('span', { 'aria-hidden': 'true' }, ' of '), part(k.denominator, 'denominator')),
+          (k.figures || []).length ? h('div', { class: 'sub kpi-figures' }, k.figures.map((x) => `${x.label}: ${fmtFigure(x)}`).join(' · ')) : null,
+          list,
+          h('details', { class: 'kpi-def', 'data-testid': 'kpi-definition' }, h('summary', {}, 'Definition'), h('p', {}, k.definition)));
+      });
+    });
+  }
+
   // ---- routing
   function go(page, params) {
     const q = new URLSearchParams(Object.entries(params || {}).filter(([, v]) => v)).toString();
@@ -1774,6 +2019,7 @@
       case 'portfolio': portfolioPage(params); break;
       case 'routing': routingPage(params); break;
       case 'plays': playsPage(params); break;
+      case 'council': councilPage(params); break;
       default: journeyPage(params);
     }
     window.scrollTo(0, 0);
