@@ -607,7 +607,7 @@ async function waitCaughtUp() {
 
 test('processing: the status adds up the services\' backlogs, and no banner shows once they have caught up', async (t) => {
   const st = await waitCaughtUp();
-  assert.deepEqual(st.services.map((x) => x.service), ['stages', 'health', 'routing']);
+  assert.deepEqual(st.services.map((x) => x.service), ['stages', 'health', 'routing', 'plays']);
   for (const x of st.services) {
     assert.equal(typeof x.behind, 'number', `${x.service}: behind is a number`);
     assert.equal(x.caughtUp, true, `${x.service} caught up`);

@@ -22,6 +22,8 @@ type Clients struct {
 	Stages  grpc.ClientConnInterface
 	Health  grpc.ClientConnInterface
 	Routing grpc.ClientConnInterface
+	// Plays is nil when the deployment runs no plays service.
+	Plays grpc.ClientConnInterface
 }
 
 // pageSize is the largest page every list RPC serves (pkg/page.MaxSize).

@@ -9,6 +9,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
@@ -16,7 +17,7 @@ import (
 
 // ServiceBacklog is how far one service is behind the logs it consumes.
 type ServiceBacklog struct {
-	// Service is "stages", "health" or "routing".
+	// Service is "stages", "health", "routing" or "plays".
 	Service string `json:"service"`
 	// Behind is the upstream records not yet applied, over every consumer
 	// and partition (and every replica of stages and health).
@@ -36,7 +37,8 @@ type Processing struct {
 	Behind uint64 `json:"behind"`
 	// CaughtUp says every service has caught up.
 	CaughtUp bool `json:"caughtUp"`
-	// Services are stages, health and routing, in that order.
+	// Services are stages, health, routing and (when it runs) plays, in
+	// that order.
 	Services []ServiceBacklog `json:"services"`
 }
 
@@ -55,8 +57,8 @@ func SumBacklogs(services []string, backlogs []*commonv1.Backlog) Processing {
 }
 
 // processingServices are the services that consume logs, in the order
-// Status reports them.
-var processingServices = []string{"stages", "health", "routing"}
+// Status reports them; plays comes last, when the gateway has it.
+var processingServices = []string{"stages", "health", "routing", "plays"}
 
 // Status serves GET /v1/dashboard/status from the GetStatus RPC of stages,
 // health and routing, asked at once with the caller's key. The gateway's
@@ -71,11 +73,11 @@ func Status(c Clients) http.Handler {
 			web.WriteError(w, r, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, SumBacklogs(processingServices, backlogs))
+		web.WriteJSON(w, http.StatusOK, SumBacklogs(processingServices[:len(backlogs)], backlogs))
 	})
 }
 
-// fetchBacklogs asks the three services for their backlogs, in the order
+// fetchBacklogs asks the services for their backlogs, in the order
 // of processingServices.
 func fetchBacklogs(ctx context.Context, c Clients) ([]*commonv1.Backlog, error) {
 	calls := []func() (*commonv1.Backlog, error){
@@ -91,6 +93,14 @@ func fetchBacklogs(ctx context.Context, c Clients) ([]*commonv1.Backlog, error) 
 			resp, err := routingv1.NewRoutingServiceClient(c.Routing).GetStatus(ctx, &routingv1.GetStatusRequest{})
 			return resp.GetBacklog(), err
 		},
+	}
+	if c.Plays != nil {
+		// Plays' tasks and messages move while it works through the
+		// derived logs too.
+		calls = append(calls, func() (*commonv1.Backlog, error) {
+			resp, err := playsv1.NewPlaysServiceClient(c.Plays).GetStatus(ctx, &playsv1.GetStatusRequest{})
+			return resp.GetBacklog(), err
+		})
 	}
 	var wg sync.WaitGroup
 	out := make([]*commonv1.Backlog, len(calls))

@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	// (their GetStatus), which the dashboard polls to say that its numbers
 	// are still moving.
 	mux.Handle("GET /v1/dashboard/status", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
-		dashboard.Status(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing})))
+		dashboard.Status(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing, Plays: u.Plays})))
 	doc, err := OpenAPI()
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
