@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
@@ -19,9 +20,16 @@ type TimelineQuery = store.TimelineQuery
 // following page, nil when there are no more.
 func (a *App) Timeline(ctx context.Context, q TimelineQuery) (events []*ingestionv1.Event, next []byte, err error) {
 	// Every event acknowledged before the call is in the index once staged
-	// rows are flushed.
+	// rows are flushed. On a full disk the flush cannot be written: the
+	// read then serves the index as it stands (without the events acked
+	// since its last pass) rather than failing, since reads must keep
+	// working while the disk is full.
 	if err := a.flush(ctx, a.opts.IndexChunk); err != nil {
-		return nil, nil, fmt.Errorf("scan timeline of %q: %w", q.Account, err)
+		var we *pkgstore.WriteError
+		if !errors.As(err, &we) {
+			return nil, nil, fmt.Errorf("scan timeline of %q: %w", q.Account, err)
+		}
+		a.opts.Logger.Warn("timeline read without the newest events: the index pass cannot be written", "account", q.Account, "err", err)
 	}
 	var hits []store.Position
 	if err := a.db.View(func(tx *pkgstore.Tx) error {
