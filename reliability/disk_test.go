@@ -3,6 +3,8 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,6 +133,10 @@ func TestDiskFull(t *testing.T) {
 	if !s.ready(ctx, "ingestion") {
 		t.Fatalf("ingestion is not serving after a failed write\n%s", s.logTail("ingestion"))
 	}
+	// Its status says so in words (and it stays ready: reads are true).
+	if body := readyz(t, s.metrics["ingestion"]); !strings.Contains(body, "ready; storage: disk full since ") {
+		t.Errorf("/readyz on a full disk: %q, want it to say the disk is full", body)
+	}
 	// Reads keep working on the full disk: a timeline read serves the
 	// index as it stands instead of failing on the index pass it cannot
 	// write.
@@ -155,6 +161,9 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	t.Logf("the failed batch was accepted after space returned (%d transient retries)", retries)
+	if body := readyz(t, s.metrics["ingestion"]); body != "ready\n" {
+		t.Errorf("/readyz after space returned: %q, want plain ready", body)
+	}
 	more := bulkyBatch("disk-after", 50, at)
 	if _, _, err := sendBatch(guard, c, more); err != nil {
 		t.Fatalf("Ingest of a new batch after recovery: %v", err)
@@ -182,4 +191,19 @@ func TestDiskFull(t *testing.T) {
 	if err := store.Check(filepath.Join(data, "ingestion.db")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readyz reads a service's /readyz on its metrics address.
+func readyz(t *testing.T, metrics string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + metrics + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

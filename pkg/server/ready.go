@@ -31,6 +31,20 @@ func (s *Server) Ready(name string, check func() error) {
 	s.checks = append(s.checks, readyCheck{name: name, check: check})
 }
 
+// Storage registers what is wrong with writing the service's store
+// (store.DB.Trouble): "" while writes succeed. A full disk does not make
+// the service unready, since it still answers reads truthfully; /readyz
+// says it in words, and the change is logged.
+func (s *Server) Storage(trouble func() string) { s.storage = trouble }
+
+// storageTrouble is the registered storage trouble, or "".
+func (s *Server) storageTrouble() string {
+	if s.storage == nil {
+		return ""
+	}
+	return s.storage()
+}
+
 // NotReady returns why the server is not ready, or nil: every failing
 // check, "name: reason", on one line.
 func (s *Server) NotReady() error {
@@ -55,9 +69,17 @@ func (s *Server) setServing(status healthpb.HealthCheckResponse_ServingStatus) {
 // watchReady re-evaluates the checks every ReadyInterval until ctx ends,
 // reporting SERVING or NOT_SERVING and logging each change with its reason.
 func (s *Server) watchReady(ctx context.Context) error {
-	var last string
+	var last, lastStorage string
 	first := true
 	for {
+		if st := s.storageTrouble(); st != lastStorage {
+			if st != "" {
+				s.Logger.Warn("storage", "trouble", st)
+			} else {
+				s.Logger.Info("storage writes succeed again")
+			}
+			lastStorage = st
+		}
 		err := s.NotReady()
 		reason := ""
 		if err != nil {
@@ -83,13 +105,19 @@ func (s *Server) watchReady(ctx context.Context) error {
 	}
 }
 
-// readyz answers 200 "ready" or 503 with the reasons.
+// readyz answers 200 "ready" or 503 with the reasons, and says what is
+// wrong with the store's writes, if anything ("ready; storage: disk full
+// since ...").
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	storage := ""
+	if st := s.storageTrouble(); st != "" {
+		storage = "; storage: " + st
+	}
 	if err := s.NotReady(); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready: %v\n", err)
+		fmt.Fprintf(w, "not ready: %v%s\n", err, storage)
 		return
 	}
-	fmt.Fprintln(w, "ready")
+	fmt.Fprintf(w, "ready%s\n", storage)
 }

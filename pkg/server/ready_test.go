@@ -62,3 +62,30 @@ func TestReadiness(t *testing.T) {
 		t.Fatalf("/readyz = %d %q", code, body)
 	}
 }
+
+// TestReadyzSaysStorageTrouble: a store whose writes fail leaves the
+// service ready (its reads are true) and /readyz says what is wrong.
+func TestReadyzSaysStorageTrouble(t *testing.T) {
+	s := newTestServer(t, Config{MetricsAddr: "127.0.0.1:0"})
+	var trouble atomic.Value
+	trouble.Store("disk full since 17:55:02 UTC: writes fail, reads still work")
+	s.Storage(func() string { return trouble.Load().(string) })
+	runServer(t, s)
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + s.MetricsAddr().String() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != http.StatusOK || body != "ready; storage: disk full since 17:55:02 UTC: writes fail, reads still work\n" {
+		t.Errorf("/readyz on a full disk = %d %q", code, body)
+	}
+	trouble.Store("")
+	if code, body := get(); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("/readyz once writes succeed = %d %q", code, body)
+	}
+}

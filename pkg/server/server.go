@@ -74,6 +74,8 @@ type Server struct {
 	metrics  *rpcMetrics
 	audit    *audit
 	checks   []readyCheck
+	// storage says what is wrong with writing the store (Storage).
+	storage func() string
 }
 
 // New validates cfg, opens the gRPC (and metrics) listeners and builds the

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,6 +66,37 @@ type DB struct {
 	stopped chan struct{}
 	maxGrp  int
 	metrics *metrics
+	// failing is the write failure the file is in, nil while writes
+	// succeed (Trouble).
+	failing atomic.Pointer[failure]
+}
+
+// failure is a run of failed writes: what failed and since when.
+type failure struct {
+	diskFull bool
+	since    time.Time
+}
+
+// Trouble says, in words, what is wrong with writing the file: "" while
+// writes succeed, else e.g. "disk full since 17:55:02 UTC: writes fail,
+// reads still work". It clears at the next successful write.
+func (db *DB) Trouble() string {
+	f := db.failing.Load()
+	if f == nil {
+		return ""
+	}
+	what := "I/O error"
+	if f.diskFull {
+		what = "disk full"
+	}
+	return what + " since " + f.since.UTC().Format("15:04:05 MST") + ": writes fail, reads still work"
+}
+
+// wrote clears the failure once a write succeeds.
+func (db *DB) wrote() {
+	if db.failing.Load() != nil {
+		db.failing.Store(nil)
+	}
 }
 
 // Open opens (creating if needed) the bbolt file at path.
@@ -182,6 +214,9 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	if err != nil && fnErr == nil {
 		return db.writeError(err)
 	}
+	if err == nil {
+		db.wrote()
+	}
 	return err
 }
 
@@ -215,6 +250,9 @@ func (db *DB) writeError(err error) error {
 		kind = "disk_full"
 	}
 	db.metrics.writeErrors.WithLabelValues(kind).Inc()
+	if f := db.failing.Load(); f == nil || f.diskFull != we.DiskFull() {
+		db.failing.Store(&failure{diskFull: we.DiskFull(), since: time.Now()})
+	}
 	return we
 }
 
@@ -409,6 +447,7 @@ func (db *DB) runGroup(group []*commitReq) {
 			return nil
 		})
 		if err == nil {
+			db.wrote()
 			db.metrics.commitGroup.Observe(time.Since(start).Seconds())
 			db.metrics.group.Observe(float64(len(live)))
 			for _, r := range live {

@@ -48,6 +48,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// /readyz and the log say when writes fail (a full disk).
+	srv.Storage(db.Trouble)
 	if err := srv.Registry.Register(db.Collector("health")); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("register store metrics: %w", err)

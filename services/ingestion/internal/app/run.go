@@ -68,6 +68,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return errors.Join(fmt.Errorf("register admission metrics: %w", err), srv.Close())
 		}
 	}
+	// /readyz and the log say when writes fail (a full disk).
+	srv.Storage(db.Trouble)
 	if err := srv.Registry.Register(db.Collector("ingestion")); err != nil {
 		return errors.Join(fmt.Errorf("register store metrics: %w", err), srv.Close())
 	}

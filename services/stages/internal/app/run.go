@@ -44,6 +44,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer func() { _ = db.Close() }()
+	// /readyz and the log say when writes fail (a full disk).
+	srv.Storage(db.Trouble)
 	if err := srv.Registry.Register(db.Collector("stages")); err != nil {
 		return fmt.Errorf("register store metrics: %w", err)
 	}
