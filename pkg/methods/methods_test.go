@@ -229,7 +229,7 @@ func TestPolicy(t *testing.T) {
 			auth.RoleRead: {"GetOwner", "ListOwners", "GetPool", "ListPools", "GetConfig", "ValidateConfig", "GetAssignment",
 				"ListAssignments", "GetReport", "ListOwnerLoad", "GetAccountFit", "GetStatus"},
 			auth.RoleWrite:   {"Qualify", "Handoff", "RecordTouch", "PauseSla", "ResumeSla"},
-			auth.RoleAdmin:   {"UpsertOwner", "DeleteOwner", "UpsertPool", "DeletePool", "ApplyConfig"},
+			auth.RoleAdmin:   {"UpsertOwner", "DeleteOwner", "UpsertPool", "DeletePool", "ApplyConfig", "Reassign"},
 			auth.RoleService: {"Subscribe"},
 		})},
 		"plays": {methods.Plays, roles("cairn.plays.v1.PlaysService", map[auth.Role][]string{

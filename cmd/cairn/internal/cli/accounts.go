@@ -539,12 +539,15 @@ func runOwners(ctx context.Context, env *Env, args []string) error {
 }
 
 func runAssignments(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return assignmentAction(ctx, env, args[0], args[1:])
+	}
 	var owner, state, typ, account string
 	var limit int
 	var queue bool
 	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{
 		name:     "assignments",
-		usage:    "assignments [--owner O] [--state open|touched|paused|breached|closed|unassigned] [--type mql|pql|sql|closed_won|renewal|risk|manual] [--account A] [--queue] [--limit N] [-o table|json|csv]",
+		usage:    assignmentsUsage,
 		services: []string{"routing"}, formats: formatsWithCSV,
 		extra: func(fs *flag.FlagSet) {
 			fs.StringVar(&owner, "owner", "", "only this owner")

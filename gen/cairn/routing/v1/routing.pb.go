@@ -2700,8 +2700,12 @@ type Assignment struct {
 	// into it instead of opening a second one.
 	DuplicatesSuppressed int32                  `protobuf:"varint,16,opt,name=duplicates_suppressed,json=duplicatesSuppressed,proto3" json:"duplicates_suppressed,omitempty"`
 	LastDuplicateAt      *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=last_duplicate_at,json=lastDuplicateAt,proto3" json:"last_duplicate_at,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The assignment's reassignments by hand (Reassign), oldest first. Each
+	// one's from_owner_id is also in previous_owner_ids; escalations on
+	// breach are not listed here.
+	Reassignments []*Reassignment `protobuf:"bytes,18,rep,name=reassignments,proto3" json:"reassignments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -2853,6 +2857,93 @@ func (x *Assignment) GetLastDuplicateAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Assignment) GetReassignments() []*Reassignment {
+	if x != nil {
+		return x.Reassignments
+	}
+	return nil
+}
+
+// Reassignment is one hand-made change of an assignment's owner.
+type Reassignment struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FromOwnerId string                 `protobuf:"bytes,1,opt,name=from_owner_id,json=fromOwnerId,proto3" json:"from_owner_id,omitempty"`
+	ToOwnerId   string                 `protobuf:"bytes,2,opt,name=to_owner_id,json=toOwnerId,proto3" json:"to_owner_id,omitempty"`
+	At          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	Reason      string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The from owner's clock had breached (the assignment was BREACHED): the
+	// reports count the breach against them. When false, the reports do not
+	// judge the from owner for this assignment.
+	Breached      bool `protobuf:"varint,5,opt,name=breached,proto3" json:"breached,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reassignment) Reset() {
+	*x = Reassignment{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reassignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reassignment) ProtoMessage() {}
+
+func (x *Reassignment) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reassignment.ProtoReflect.Descriptor instead.
+func (*Reassignment) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Reassignment) GetFromOwnerId() string {
+	if x != nil {
+		return x.FromOwnerId
+	}
+	return ""
+}
+
+func (x *Reassignment) GetToOwnerId() string {
+	if x != nil {
+		return x.ToOwnerId
+	}
+	return ""
+}
+
+func (x *Reassignment) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Reassignment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Reassignment) GetBreached() bool {
+	if x != nil {
+		return x.Breached
+	}
+	return false
+}
+
 // GetAssignmentRequest names an assignment.
 type GetAssignmentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2864,7 +2955,7 @@ type GetAssignmentRequest struct {
 
 func (x *GetAssignmentRequest) Reset() {
 	*x = GetAssignmentRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[38]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2967,7 @@ func (x *GetAssignmentRequest) String() string {
 func (*GetAssignmentRequest) ProtoMessage() {}
 
 func (x *GetAssignmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[38]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2980,7 @@ func (x *GetAssignmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAssignmentRequest.ProtoReflect.Descriptor instead.
 func (*GetAssignmentRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{38}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetAssignmentRequest) GetWorkspace() string {
@@ -2916,7 +3007,7 @@ type GetAssignmentResponse struct {
 
 func (x *GetAssignmentResponse) Reset() {
 	*x = GetAssignmentResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[39]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3019,7 @@ func (x *GetAssignmentResponse) String() string {
 func (*GetAssignmentResponse) ProtoMessage() {}
 
 func (x *GetAssignmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[39]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3032,7 @@ func (x *GetAssignmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAssignmentResponse.ProtoReflect.Descriptor instead.
 func (*GetAssignmentResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{39}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetAssignmentResponse) GetAssignment() *Assignment {
@@ -2975,7 +3066,7 @@ type ListAssignmentsRequest struct {
 
 func (x *ListAssignmentsRequest) Reset() {
 	*x = ListAssignmentsRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[40]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3078,7 @@ func (x *ListAssignmentsRequest) String() string {
 func (*ListAssignmentsRequest) ProtoMessage() {}
 
 func (x *ListAssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[40]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3091,7 @@ func (x *ListAssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{40}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAssignmentsRequest) GetWorkspace() string {
@@ -3063,7 +3154,7 @@ type ListAssignmentsResponse struct {
 
 func (x *ListAssignmentsResponse) Reset() {
 	*x = ListAssignmentsResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[41]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3166,7 @@ func (x *ListAssignmentsResponse) String() string {
 func (*ListAssignmentsResponse) ProtoMessage() {}
 
 func (x *ListAssignmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[41]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3179,7 @@ func (x *ListAssignmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAssignmentsResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{41}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListAssignmentsResponse) GetAssignments() []*Assignment {
@@ -3119,7 +3210,7 @@ type RecordTouchRequest struct {
 
 func (x *RecordTouchRequest) Reset() {
 	*x = RecordTouchRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[42]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3222,7 @@ func (x *RecordTouchRequest) String() string {
 func (*RecordTouchRequest) ProtoMessage() {}
 
 func (x *RecordTouchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[42]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3235,7 @@ func (x *RecordTouchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTouchRequest.ProtoReflect.Descriptor instead.
 func (*RecordTouchRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{42}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecordTouchRequest) GetWorkspace() string {
@@ -3185,7 +3276,7 @@ type RecordTouchResponse struct {
 
 func (x *RecordTouchResponse) Reset() {
 	*x = RecordTouchResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[43]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3288,7 @@ func (x *RecordTouchResponse) String() string {
 func (*RecordTouchResponse) ProtoMessage() {}
 
 func (x *RecordTouchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[43]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3301,7 @@ func (x *RecordTouchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTouchResponse.ProtoReflect.Descriptor instead.
 func (*RecordTouchResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{43}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecordTouchResponse) GetAssignment() *Assignment {
@@ -3232,7 +3323,7 @@ type PauseSlaRequest struct {
 
 func (x *PauseSlaRequest) Reset() {
 	*x = PauseSlaRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[44]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3335,7 @@ func (x *PauseSlaRequest) String() string {
 func (*PauseSlaRequest) ProtoMessage() {}
 
 func (x *PauseSlaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[44]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3348,7 @@ func (x *PauseSlaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSlaRequest.ProtoReflect.Descriptor instead.
 func (*PauseSlaRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{44}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PauseSlaRequest) GetWorkspace() string {
@@ -3291,7 +3382,7 @@ type PauseSlaResponse struct {
 
 func (x *PauseSlaResponse) Reset() {
 	*x = PauseSlaResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[45]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3394,7 @@ func (x *PauseSlaResponse) String() string {
 func (*PauseSlaResponse) ProtoMessage() {}
 
 func (x *PauseSlaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[45]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3407,7 @@ func (x *PauseSlaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseSlaResponse.ProtoReflect.Descriptor instead.
 func (*PauseSlaResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{45}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PauseSlaResponse) GetAssignment() *Assignment {
@@ -3337,7 +3428,7 @@ type ResumeSlaRequest struct {
 
 func (x *ResumeSlaRequest) Reset() {
 	*x = ResumeSlaRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[46]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3440,7 @@ func (x *ResumeSlaRequest) String() string {
 func (*ResumeSlaRequest) ProtoMessage() {}
 
 func (x *ResumeSlaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[46]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3453,7 @@ func (x *ResumeSlaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSlaRequest.ProtoReflect.Descriptor instead.
 func (*ResumeSlaRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{46}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ResumeSlaRequest) GetWorkspace() string {
@@ -3389,7 +3480,7 @@ type ResumeSlaResponse struct {
 
 func (x *ResumeSlaResponse) Reset() {
 	*x = ResumeSlaResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[47]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3401,7 +3492,7 @@ func (x *ResumeSlaResponse) String() string {
 func (*ResumeSlaResponse) ProtoMessage() {}
 
 func (x *ResumeSlaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[47]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3414,10 +3505,125 @@ func (x *ResumeSlaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeSlaResponse.ProtoReflect.Descriptor instead.
 func (*ResumeSlaResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{47}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ResumeSlaResponse) GetAssignment() *Assignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+// ReassignRequest moves an assignment to another owner.
+type ReassignRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Workspace    string                 `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	AssignmentId string                 `protobuf:"bytes,2,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	// The new owner: an owner of the workspace, not the current one.
+	OwnerId       string `protobuf:"bytes,3,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignRequest) Reset() {
+	*x = ReassignRequest{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignRequest) ProtoMessage() {}
+
+func (x *ReassignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignRequest.ProtoReflect.Descriptor instead.
+func (*ReassignRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ReassignRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *ReassignRequest) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *ReassignRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *ReassignRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReassignResponse returns the updated assignment.
+type ReassignResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assignment    *Assignment            `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignResponse) Reset() {
+	*x = ReassignResponse{}
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignResponse) ProtoMessage() {}
+
+func (x *ReassignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignResponse.ProtoReflect.Descriptor instead.
+func (*ReassignResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ReassignResponse) GetAssignment() *Assignment {
 	if x != nil {
 		return x.Assignment
 	}
@@ -3435,7 +3641,7 @@ type GetReportRequest struct {
 
 func (x *GetReportRequest) Reset() {
 	*x = GetReportRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[48]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3447,7 +3653,7 @@ func (x *GetReportRequest) String() string {
 func (*GetReportRequest) ProtoMessage() {}
 
 func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[48]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3460,7 +3666,7 @@ func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportRequest.ProtoReflect.Descriptor instead.
 func (*GetReportRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{48}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetReportRequest) GetWorkspace() string {
@@ -3509,7 +3715,7 @@ type Attainment struct {
 
 func (x *Attainment) Reset() {
 	*x = Attainment{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[49]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +3727,7 @@ func (x *Attainment) String() string {
 func (*Attainment) ProtoMessage() {}
 
 func (x *Attainment) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[49]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +3740,7 @@ func (x *Attainment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attainment.ProtoReflect.Descriptor instead.
 func (*Attainment) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{49}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Attainment) GetGroupBy() string {
@@ -3624,7 +3830,7 @@ type GetReportResponse struct {
 
 func (x *GetReportResponse) Reset() {
 	*x = GetReportResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[50]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3636,7 +3842,7 @@ func (x *GetReportResponse) String() string {
 func (*GetReportResponse) ProtoMessage() {}
 
 func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[50]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3649,7 +3855,7 @@ func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportResponse.ProtoReflect.Descriptor instead.
 func (*GetReportResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{50}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetReportResponse) GetRows() []*Attainment {
@@ -3670,7 +3876,7 @@ type ListOwnerLoadRequest struct {
 
 func (x *ListOwnerLoadRequest) Reset() {
 	*x = ListOwnerLoadRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[51]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3682,7 +3888,7 @@ func (x *ListOwnerLoadRequest) String() string {
 func (*ListOwnerLoadRequest) ProtoMessage() {}
 
 func (x *ListOwnerLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[51]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3695,7 +3901,7 @@ func (x *ListOwnerLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwnerLoadRequest.ProtoReflect.Descriptor instead.
 func (*ListOwnerLoadRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{51}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListOwnerLoadRequest) GetWorkspace() string {
@@ -3727,7 +3933,7 @@ type OwnerLoad struct {
 
 func (x *OwnerLoad) Reset() {
 	*x = OwnerLoad{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[52]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3739,7 +3945,7 @@ func (x *OwnerLoad) String() string {
 func (*OwnerLoad) ProtoMessage() {}
 
 func (x *OwnerLoad) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[52]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3752,7 +3958,7 @@ func (x *OwnerLoad) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnerLoad.ProtoReflect.Descriptor instead.
 func (*OwnerLoad) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{52}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *OwnerLoad) GetOwnerId() string {
@@ -3808,7 +4014,7 @@ type ListOwnerLoadResponse struct {
 
 func (x *ListOwnerLoadResponse) Reset() {
 	*x = ListOwnerLoadResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[53]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +4026,7 @@ func (x *ListOwnerLoadResponse) String() string {
 func (*ListOwnerLoadResponse) ProtoMessage() {}
 
 func (x *ListOwnerLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[53]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +4039,7 @@ func (x *ListOwnerLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwnerLoadResponse.ProtoReflect.Descriptor instead.
 func (*ListOwnerLoadResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{53}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListOwnerLoadResponse) GetOwners() []*OwnerLoad {
@@ -3861,7 +4067,7 @@ type GetAccountFitRequest struct {
 
 func (x *GetAccountFitRequest) Reset() {
 	*x = GetAccountFitRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +4079,7 @@ func (x *GetAccountFitRequest) String() string {
 func (*GetAccountFitRequest) ProtoMessage() {}
 
 func (x *GetAccountFitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[54]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +4092,7 @@ func (x *GetAccountFitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountFitRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountFitRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{54}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetAccountFitRequest) GetWorkspace() string {
@@ -3913,7 +4119,7 @@ type GetAccountFitResponse struct {
 
 func (x *GetAccountFitResponse) Reset() {
 	*x = GetAccountFitResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3925,7 +4131,7 @@ func (x *GetAccountFitResponse) String() string {
 func (*GetAccountFitResponse) ProtoMessage() {}
 
 func (x *GetAccountFitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[55]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3938,7 +4144,7 @@ func (x *GetAccountFitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountFitResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountFitResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{55}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetAccountFitResponse) GetFit() *AccountFit {
@@ -3979,7 +4185,7 @@ type AccountFit struct {
 
 func (x *AccountFit) Reset() {
 	*x = AccountFit{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3991,7 +4197,7 @@ func (x *AccountFit) String() string {
 func (*AccountFit) ProtoMessage() {}
 
 func (x *AccountFit) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[56]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4004,7 +4210,7 @@ func (x *AccountFit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountFit.ProtoReflect.Descriptor instead.
 func (*AccountFit) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{56}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AccountFit) GetAccountId() string {
@@ -4089,7 +4295,7 @@ type FitInputs struct {
 
 func (x *FitInputs) Reset() {
 	*x = FitInputs{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4101,7 +4307,7 @@ func (x *FitInputs) String() string {
 func (*FitInputs) ProtoMessage() {}
 
 func (x *FitInputs) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[57]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4114,7 +4320,7 @@ func (x *FitInputs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FitInputs.ProtoReflect.Descriptor instead.
 func (*FitInputs) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{57}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *FitInputs) GetStatus() string {
@@ -4206,7 +4412,7 @@ type ProductActivity struct {
 
 func (x *ProductActivity) Reset() {
 	*x = ProductActivity{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4218,7 +4424,7 @@ func (x *ProductActivity) String() string {
 func (*ProductActivity) ProtoMessage() {}
 
 func (x *ProductActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[58]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4231,7 +4437,7 @@ func (x *ProductActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProductActivity.ProtoReflect.Descriptor instead.
 func (*ProductActivity) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{58}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ProductActivity) GetActiveUsers_7D() int64 {
@@ -4348,7 +4554,7 @@ type EventActivity struct {
 
 func (x *EventActivity) Reset() {
 	*x = EventActivity{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[59]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4360,7 +4566,7 @@ func (x *EventActivity) String() string {
 func (*EventActivity) ProtoMessage() {}
 
 func (x *EventActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[59]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4373,7 +4579,7 @@ func (x *EventActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventActivity.ProtoReflect.Descriptor instead.
 func (*EventActivity) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{59}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *EventActivity) GetName() string {
@@ -4441,7 +4647,7 @@ type PqlRuleFit struct {
 
 func (x *PqlRuleFit) Reset() {
 	*x = PqlRuleFit{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[60]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4453,7 +4659,7 @@ func (x *PqlRuleFit) String() string {
 func (*PqlRuleFit) ProtoMessage() {}
 
 func (x *PqlRuleFit) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[60]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4466,7 +4672,7 @@ func (x *PqlRuleFit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PqlRuleFit.ProtoReflect.Descriptor instead.
 func (*PqlRuleFit) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{60}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PqlRuleFit) GetName() string {
@@ -4526,7 +4732,7 @@ type FitCriterion struct {
 
 func (x *FitCriterion) Reset() {
 	*x = FitCriterion{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[61]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4538,7 +4744,7 @@ func (x *FitCriterion) String() string {
 func (*FitCriterion) ProtoMessage() {}
 
 func (x *FitCriterion) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[61]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4551,7 +4757,7 @@ func (x *FitCriterion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FitCriterion.ProtoReflect.Descriptor instead.
 func (*FitCriterion) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{61}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *FitCriterion) GetExpr() string {
@@ -4588,7 +4794,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4600,7 +4806,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[62]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4613,7 +4819,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{62}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetStatusRequest) GetWorkspace() string {
@@ -4633,7 +4839,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4645,7 +4851,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[63]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4658,7 +4864,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{63}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetStatusResponse) GetBacklog() *v1.Backlog {
@@ -4679,7 +4885,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4691,7 +4897,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[64]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4704,7 +4910,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{64}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SubscribeRequest) GetPartition() uint32 {
@@ -4749,7 +4955,7 @@ type SlaEvent struct {
 
 func (x *SlaEvent) Reset() {
 	*x = SlaEvent{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4761,7 +4967,7 @@ func (x *SlaEvent) String() string {
 func (*SlaEvent) ProtoMessage() {}
 
 func (x *SlaEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[65]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4774,7 +4980,7 @@ func (x *SlaEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaEvent.ProtoReflect.Descriptor instead.
 func (*SlaEvent) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{65}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *SlaEvent) GetWorkspace() string {
@@ -4845,7 +5051,7 @@ type PassedThreshold struct {
 
 func (x *PassedThreshold) Reset() {
 	*x = PassedThreshold{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4857,7 +5063,7 @@ func (x *PassedThreshold) String() string {
 func (*PassedThreshold) ProtoMessage() {}
 
 func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[66]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4870,7 +5076,7 @@ func (x *PassedThreshold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PassedThreshold.ProtoReflect.Descriptor instead.
 func (*PassedThreshold) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{66}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PassedThreshold) GetKind() string {
@@ -4904,7 +5110,7 @@ type LogRecord struct {
 
 func (x *LogRecord) Reset() {
 	*x = LogRecord{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[67]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4916,7 +5122,7 @@ func (x *LogRecord) String() string {
 func (*LogRecord) ProtoMessage() {}
 
 func (x *LogRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[67]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4929,7 +5135,7 @@ func (x *LogRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
 func (*LogRecord) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{67}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *LogRecord) GetOffset() uint64 {
@@ -5013,7 +5219,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[68]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5025,7 +5231,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_routing_v1_routing_proto_msgTypes[68]
+	mi := &file_cairn_routing_v1_routing_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5038,7 +5244,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{68}
+	return file_cairn_routing_v1_routing_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SubscribeResponse) GetRecords() []*LogRecord {
@@ -5234,7 +5440,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x06met_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05metAt\x12\x19\n" +
 	"\bmet_late\x18\n" +
 	" \x01(\bR\ametLate\x12:\n" +
-	"\vmet_late_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tmetLateAt\"\xb4\x06\n" +
+	"\vmet_late_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tmetLateAt\"\xfa\x06\n" +
 	"\n" +
 	"Assignment\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
@@ -5256,7 +5462,14 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x13time_to_first_touch\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstTouch\x12!\n" +
 	"\fclose_reason\x18\x0f \x01(\tR\vcloseReason\x123\n" +
 	"\x15duplicates_suppressed\x18\x10 \x01(\x05R\x14duplicatesSuppressed\x12F\n" +
-	"\x11last_duplicate_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDuplicateAt\"Y\n" +
+	"\x11last_duplicate_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDuplicateAt\x12D\n" +
+	"\rreassignments\x18\x12 \x03(\v2\x1e.cairn.routing.v1.ReassignmentR\rreassignments\"\xb2\x01\n" +
+	"\fReassignment\x12\"\n" +
+	"\rfrom_owner_id\x18\x01 \x01(\tR\vfromOwnerId\x12\x1e\n" +
+	"\vto_owner_id\x18\x02 \x01(\tR\ttoOwnerId\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bbreached\x18\x05 \x01(\bR\bbreached\"Y\n" +
 	"\x14GetAssignmentRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
 	"\rassignment_id\x18\x02 \x01(\tR\fassignmentId\"U\n" +
@@ -5299,6 +5512,15 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
 	"\rassignment_id\x18\x02 \x01(\tR\fassignmentId\"Q\n" +
 	"\x11ResumeSlaResponse\x12<\n" +
+	"\n" +
+	"assignment\x18\x01 \x01(\v2\x1c.cairn.routing.v1.AssignmentR\n" +
+	"assignment\"\x87\x01\n" +
+	"\x0fReassignRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12#\n" +
+	"\rassignment_id\x18\x02 \x01(\tR\fassignmentId\x12\x19\n" +
+	"\bowner_id\x18\x03 \x01(\tR\aownerId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"P\n" +
+	"\x10ReassignResponse\x12<\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1c.cairn.routing.v1.AssignmentR\n" +
 	"assignment\"e\n" +
@@ -5474,7 +5696,7 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x17ASSIGNMENT_STATE_PAUSED\x10\x03\x12\x1d\n" +
 	"\x19ASSIGNMENT_STATE_BREACHED\x10\x04\x12\x1b\n" +
 	"\x17ASSIGNMENT_STATE_CLOSED\x10\x05\x12\x1f\n" +
-	"\x1bASSIGNMENT_STATE_UNASSIGNED\x10\x062\x9a\x10\n" +
+	"\x1bASSIGNMENT_STATE_UNASSIGNED\x10\x062\xed\x10\n" +
 	"\x0eRoutingService\x12Z\n" +
 	"\vUpsertOwner\x12$.cairn.routing.v1.UpsertOwnerRequest\x1a%.cairn.routing.v1.UpsertOwnerResponse\x12Q\n" +
 	"\bGetOwner\x12!.cairn.routing.v1.GetOwnerRequest\x1a\".cairn.routing.v1.GetOwnerResponse\x12W\n" +
@@ -5496,7 +5718,8 @@ const file_cairn_routing_v1_routing_proto_rawDesc = "" +
 	"\x0fListAssignments\x12(.cairn.routing.v1.ListAssignmentsRequest\x1a).cairn.routing.v1.ListAssignmentsResponse\x12Z\n" +
 	"\vRecordTouch\x12$.cairn.routing.v1.RecordTouchRequest\x1a%.cairn.routing.v1.RecordTouchResponse\x12Q\n" +
 	"\bPauseSla\x12!.cairn.routing.v1.PauseSlaRequest\x1a\".cairn.routing.v1.PauseSlaResponse\x12T\n" +
-	"\tResumeSla\x12\".cairn.routing.v1.ResumeSlaRequest\x1a#.cairn.routing.v1.ResumeSlaResponse\x12T\n" +
+	"\tResumeSla\x12\".cairn.routing.v1.ResumeSlaRequest\x1a#.cairn.routing.v1.ResumeSlaResponse\x12Q\n" +
+	"\bReassign\x12!.cairn.routing.v1.ReassignRequest\x1a\".cairn.routing.v1.ReassignResponse\x12T\n" +
 	"\tGetReport\x12\".cairn.routing.v1.GetReportRequest\x1a#.cairn.routing.v1.GetReportResponse\x12`\n" +
 	"\rListOwnerLoad\x12&.cairn.routing.v1.ListOwnerLoadRequest\x1a'.cairn.routing.v1.ListOwnerLoadResponse\x12`\n" +
 	"\rGetAccountFit\x12&.cairn.routing.v1.GetAccountFitRequest\x1a'.cairn.routing.v1.GetAccountFitResponse\x12T\n" +
@@ -5517,7 +5740,7 @@ func file_cairn_routing_v1_routing_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_cairn_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(Team)(0),                       // 0: cairn.routing.v1.Team
 	(Strategy)(0),                   // 1: cairn.routing.v1.Strategy
@@ -5562,82 +5785,85 @@ var file_cairn_routing_v1_routing_proto_goTypes = []any{
 	(*Decision)(nil),                // 40: cairn.routing.v1.Decision
 	(*SlaState)(nil),                // 41: cairn.routing.v1.SlaState
 	(*Assignment)(nil),              // 42: cairn.routing.v1.Assignment
-	(*GetAssignmentRequest)(nil),    // 43: cairn.routing.v1.GetAssignmentRequest
-	(*GetAssignmentResponse)(nil),   // 44: cairn.routing.v1.GetAssignmentResponse
-	(*ListAssignmentsRequest)(nil),  // 45: cairn.routing.v1.ListAssignmentsRequest
-	(*ListAssignmentsResponse)(nil), // 46: cairn.routing.v1.ListAssignmentsResponse
-	(*RecordTouchRequest)(nil),      // 47: cairn.routing.v1.RecordTouchRequest
-	(*RecordTouchResponse)(nil),     // 48: cairn.routing.v1.RecordTouchResponse
-	(*PauseSlaRequest)(nil),         // 49: cairn.routing.v1.PauseSlaRequest
-	(*PauseSlaResponse)(nil),        // 50: cairn.routing.v1.PauseSlaResponse
-	(*ResumeSlaRequest)(nil),        // 51: cairn.routing.v1.ResumeSlaRequest
-	(*ResumeSlaResponse)(nil),       // 52: cairn.routing.v1.ResumeSlaResponse
-	(*GetReportRequest)(nil),        // 53: cairn.routing.v1.GetReportRequest
-	(*Attainment)(nil),              // 54: cairn.routing.v1.Attainment
-	(*GetReportResponse)(nil),       // 55: cairn.routing.v1.GetReportResponse
-	(*ListOwnerLoadRequest)(nil),    // 56: cairn.routing.v1.ListOwnerLoadRequest
-	(*OwnerLoad)(nil),               // 57: cairn.routing.v1.OwnerLoad
-	(*ListOwnerLoadResponse)(nil),   // 58: cairn.routing.v1.ListOwnerLoadResponse
-	(*GetAccountFitRequest)(nil),    // 59: cairn.routing.v1.GetAccountFitRequest
-	(*GetAccountFitResponse)(nil),   // 60: cairn.routing.v1.GetAccountFitResponse
-	(*AccountFit)(nil),              // 61: cairn.routing.v1.AccountFit
-	(*FitInputs)(nil),               // 62: cairn.routing.v1.FitInputs
-	(*ProductActivity)(nil),         // 63: cairn.routing.v1.ProductActivity
-	(*EventActivity)(nil),           // 64: cairn.routing.v1.EventActivity
-	(*PqlRuleFit)(nil),              // 65: cairn.routing.v1.PqlRuleFit
-	(*FitCriterion)(nil),            // 66: cairn.routing.v1.FitCriterion
-	(*GetStatusRequest)(nil),        // 67: cairn.routing.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),       // 68: cairn.routing.v1.GetStatusResponse
-	(*SubscribeRequest)(nil),        // 69: cairn.routing.v1.SubscribeRequest
-	(*SlaEvent)(nil),                // 70: cairn.routing.v1.SlaEvent
-	(*PassedThreshold)(nil),         // 71: cairn.routing.v1.PassedThreshold
-	(*LogRecord)(nil),               // 72: cairn.routing.v1.LogRecord
-	(*SubscribeResponse)(nil),       // 73: cairn.routing.v1.SubscribeResponse
-	nil,                             // 74: cairn.routing.v1.Lead.AttributesEntry
-	nil,                             // 75: cairn.routing.v1.FitInputs.AccountEntry
-	(*v1.TimeWindow)(nil),           // 76: cairn.common.v1.TimeWindow
-	(*v1.PageRequest)(nil),          // 77: cairn.common.v1.PageRequest
-	(*v1.PageResponse)(nil),         // 78: cairn.common.v1.PageResponse
-	(*durationpb.Duration)(nil),     // 79: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 80: google.protobuf.Timestamp
-	(*v1.ValidationError)(nil),      // 81: cairn.common.v1.ValidationError
-	(*v1.Lifecycle)(nil),            // 82: cairn.common.v1.Lifecycle
-	(*v1.Backlog)(nil),              // 83: cairn.common.v1.Backlog
-	(*v1.Tombstone)(nil),            // 84: cairn.common.v1.Tombstone
+	(*Reassignment)(nil),            // 43: cairn.routing.v1.Reassignment
+	(*GetAssignmentRequest)(nil),    // 44: cairn.routing.v1.GetAssignmentRequest
+	(*GetAssignmentResponse)(nil),   // 45: cairn.routing.v1.GetAssignmentResponse
+	(*ListAssignmentsRequest)(nil),  // 46: cairn.routing.v1.ListAssignmentsRequest
+	(*ListAssignmentsResponse)(nil), // 47: cairn.routing.v1.ListAssignmentsResponse
+	(*RecordTouchRequest)(nil),      // 48: cairn.routing.v1.RecordTouchRequest
+	(*RecordTouchResponse)(nil),     // 49: cairn.routing.v1.RecordTouchResponse
+	(*PauseSlaRequest)(nil),         // 50: cairn.routing.v1.PauseSlaRequest
+	(*PauseSlaResponse)(nil),        // 51: cairn.routing.v1.PauseSlaResponse
+	(*ResumeSlaRequest)(nil),        // 52: cairn.routing.v1.ResumeSlaRequest
+	(*ResumeSlaResponse)(nil),       // 53: cairn.routing.v1.ResumeSlaResponse
+	(*ReassignRequest)(nil),         // 54: cairn.routing.v1.ReassignRequest
+	(*ReassignResponse)(nil),        // 55: cairn.routing.v1.ReassignResponse
+	(*GetReportRequest)(nil),        // 56: cairn.routing.v1.GetReportRequest
+	(*Attainment)(nil),              // 57: cairn.routing.v1.Attainment
+	(*GetReportResponse)(nil),       // 58: cairn.routing.v1.GetReportResponse
+	(*ListOwnerLoadRequest)(nil),    // 59: cairn.routing.v1.ListOwnerLoadRequest
+	(*OwnerLoad)(nil),               // 60: cairn.routing.v1.OwnerLoad
+	(*ListOwnerLoadResponse)(nil),   // 61: cairn.routing.v1.ListOwnerLoadResponse
+	(*GetAccountFitRequest)(nil),    // 62: cairn.routing.v1.GetAccountFitRequest
+	(*GetAccountFitResponse)(nil),   // 63: cairn.routing.v1.GetAccountFitResponse
+	(*AccountFit)(nil),              // 64: cairn.routing.v1.AccountFit
+	(*FitInputs)(nil),               // 65: cairn.routing.v1.FitInputs
+	(*ProductActivity)(nil),         // 66: cairn.routing.v1.ProductActivity
+	(*EventActivity)(nil),           // 67: cairn.routing.v1.EventActivity
+	(*PqlRuleFit)(nil),              // 68: cairn.routing.v1.PqlRuleFit
+	(*FitCriterion)(nil),            // 69: cairn.routing.v1.FitCriterion
+	(*GetStatusRequest)(nil),        // 70: cairn.routing.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),       // 71: cairn.routing.v1.GetStatusResponse
+	(*SubscribeRequest)(nil),        // 72: cairn.routing.v1.SubscribeRequest
+	(*SlaEvent)(nil),                // 73: cairn.routing.v1.SlaEvent
+	(*PassedThreshold)(nil),         // 74: cairn.routing.v1.PassedThreshold
+	(*LogRecord)(nil),               // 75: cairn.routing.v1.LogRecord
+	(*SubscribeResponse)(nil),       // 76: cairn.routing.v1.SubscribeResponse
+	nil,                             // 77: cairn.routing.v1.Lead.AttributesEntry
+	nil,                             // 78: cairn.routing.v1.FitInputs.AccountEntry
+	(*v1.TimeWindow)(nil),           // 79: cairn.common.v1.TimeWindow
+	(*v1.PageRequest)(nil),          // 80: cairn.common.v1.PageRequest
+	(*v1.PageResponse)(nil),         // 81: cairn.common.v1.PageResponse
+	(*durationpb.Duration)(nil),     // 82: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 83: google.protobuf.Timestamp
+	(*v1.ValidationError)(nil),      // 84: cairn.common.v1.ValidationError
+	(*v1.Lifecycle)(nil),            // 85: cairn.common.v1.Lifecycle
+	(*v1.Backlog)(nil),              // 86: cairn.common.v1.Backlog
+	(*v1.Tombstone)(nil),            // 87: cairn.common.v1.Tombstone
 }
 var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	0,   // 0: cairn.routing.v1.Owner.team:type_name -> cairn.routing.v1.Team
 	5,   // 1: cairn.routing.v1.Owner.working_hours:type_name -> cairn.routing.v1.WorkingHours
-	76,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
+	79,  // 2: cairn.routing.v1.Owner.out_of_office:type_name -> cairn.common.v1.TimeWindow
 	6,   // 3: cairn.routing.v1.UpsertOwnerRequest.owner:type_name -> cairn.routing.v1.Owner
 	6,   // 4: cairn.routing.v1.UpsertOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	6,   // 5: cairn.routing.v1.GetOwnerResponse.owner:type_name -> cairn.routing.v1.Owner
 	0,   // 6: cairn.routing.v1.ListOwnersRequest.team:type_name -> cairn.routing.v1.Team
-	77,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
+	80,  // 7: cairn.routing.v1.ListOwnersRequest.page:type_name -> cairn.common.v1.PageRequest
 	6,   // 8: cairn.routing.v1.ListOwnersResponse.owners:type_name -> cairn.routing.v1.Owner
-	78,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
+	81,  // 9: cairn.routing.v1.ListOwnersResponse.page:type_name -> cairn.common.v1.PageResponse
 	1,   // 10: cairn.routing.v1.Pool.strategy:type_name -> cairn.routing.v1.Strategy
 	15,  // 11: cairn.routing.v1.UpsertPoolRequest.pool:type_name -> cairn.routing.v1.Pool
 	15,  // 12: cairn.routing.v1.UpsertPoolResponse.pool:type_name -> cairn.routing.v1.Pool
 	15,  // 13: cairn.routing.v1.GetPoolResponse.pool:type_name -> cairn.routing.v1.Pool
-	77,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
+	80,  // 14: cairn.routing.v1.ListPoolsRequest.page:type_name -> cairn.common.v1.PageRequest
 	15,  // 15: cairn.routing.v1.ListPoolsResponse.pools:type_name -> cairn.routing.v1.Pool
-	78,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
+	81,  // 16: cairn.routing.v1.ListPoolsResponse.page:type_name -> cairn.common.v1.PageResponse
 	2,   // 17: cairn.routing.v1.Rule.types:type_name -> cairn.routing.v1.HandoffType
 	3,   // 18: cairn.routing.v1.Rule.action:type_name -> cairn.routing.v1.ActionKind
 	0,   // 19: cairn.routing.v1.Rule.team:type_name -> cairn.routing.v1.Team
 	2,   // 20: cairn.routing.v1.SlaPolicy.type:type_name -> cairn.routing.v1.HandoffType
-	79,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
+	82,  // 21: cairn.routing.v1.SlaPolicy.within:type_name -> google.protobuf.Duration
 	24,  // 22: cairn.routing.v1.Config.rules:type_name -> cairn.routing.v1.Rule
 	25,  // 23: cairn.routing.v1.Config.pql_rules:type_name -> cairn.routing.v1.PqlRule
 	26,  // 24: cairn.routing.v1.Config.sla_policies:type_name -> cairn.routing.v1.SlaPolicy
-	80,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
+	83,  // 25: cairn.routing.v1.Config.created_at:type_name -> google.protobuf.Timestamp
 	27,  // 26: cairn.routing.v1.ValidateConfigRequest.config:type_name -> cairn.routing.v1.Config
-	81,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
+	84,  // 27: cairn.routing.v1.ValidateConfigResponse.errors:type_name -> cairn.common.v1.ValidationError
 	27,  // 28: cairn.routing.v1.ApplyConfigRequest.config:type_name -> cairn.routing.v1.Config
 	27,  // 29: cairn.routing.v1.ApplyConfigResponse.config:type_name -> cairn.routing.v1.Config
 	27,  // 30: cairn.routing.v1.GetConfigResponse.config:type_name -> cairn.routing.v1.Config
-	74,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
+	77,  // 31: cairn.routing.v1.Lead.attributes:type_name -> cairn.routing.v1.Lead.AttributesEntry
 	2,   // 32: cairn.routing.v1.QualifyRequest.type:type_name -> cairn.routing.v1.HandoffType
 	34,  // 33: cairn.routing.v1.QualifyRequest.lead:type_name -> cairn.routing.v1.Lead
 	42,  // 34: cairn.routing.v1.QualifyResponse.assignment:type_name -> cairn.routing.v1.Assignment
@@ -5645,112 +5871,117 @@ var file_cairn_routing_v1_routing_proto_depIdxs = []int32{
 	42,  // 36: cairn.routing.v1.HandoffResponse.assignment:type_name -> cairn.routing.v1.Assignment
 	39,  // 37: cairn.routing.v1.Decision.candidates:type_name -> cairn.routing.v1.Candidate
 	1,   // 38: cairn.routing.v1.Decision.strategy:type_name -> cairn.routing.v1.Strategy
-	79,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
-	79,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
-	80,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
-	80,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
-	80,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
+	82,  // 39: cairn.routing.v1.SlaState.allowed:type_name -> google.protobuf.Duration
+	82,  // 40: cairn.routing.v1.SlaState.used:type_name -> google.protobuf.Duration
+	83,  // 41: cairn.routing.v1.SlaState.due_at:type_name -> google.protobuf.Timestamp
+	83,  // 42: cairn.routing.v1.SlaState.met_at:type_name -> google.protobuf.Timestamp
+	83,  // 43: cairn.routing.v1.SlaState.met_late_at:type_name -> google.protobuf.Timestamp
 	2,   // 44: cairn.routing.v1.Assignment.type:type_name -> cairn.routing.v1.HandoffType
 	34,  // 45: cairn.routing.v1.Assignment.lead:type_name -> cairn.routing.v1.Lead
 	4,   // 46: cairn.routing.v1.Assignment.state:type_name -> cairn.routing.v1.AssignmentState
 	40,  // 47: cairn.routing.v1.Assignment.decision:type_name -> cairn.routing.v1.Decision
 	41,  // 48: cairn.routing.v1.Assignment.sla:type_name -> cairn.routing.v1.SlaState
-	80,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	80,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
-	79,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
-	80,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
-	42,  // 53: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	4,   // 54: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
-	2,   // 55: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
-	77,  // 56: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
-	42,  // 57: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
-	78,  // 58: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
-	80,  // 59: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
-	42,  // 60: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	42,  // 61: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	42,  // 62: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
-	76,  // 63: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
-	79,  // 64: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
-	79,  // 65: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
-	54,  // 66: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
-	77,  // 67: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
-	0,   // 68: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
-	57,  // 69: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
-	78,  // 70: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
-	61,  // 71: cairn.routing.v1.GetAccountFitResponse.fit:type_name -> cairn.routing.v1.AccountFit
-	82,  // 72: cairn.routing.v1.AccountFit.lifecycle:type_name -> cairn.common.v1.Lifecycle
-	80,  // 73: cairn.routing.v1.AccountFit.as_of:type_name -> google.protobuf.Timestamp
-	62,  // 74: cairn.routing.v1.AccountFit.inputs:type_name -> cairn.routing.v1.FitInputs
-	65,  // 75: cairn.routing.v1.AccountFit.rules:type_name -> cairn.routing.v1.PqlRuleFit
-	42,  // 76: cairn.routing.v1.AccountFit.open_pql_handoff:type_name -> cairn.routing.v1.Assignment
-	75,  // 77: cairn.routing.v1.FitInputs.account:type_name -> cairn.routing.v1.FitInputs.AccountEntry
-	63,  // 78: cairn.routing.v1.FitInputs.product:type_name -> cairn.routing.v1.ProductActivity
-	80,  // 79: cairn.routing.v1.ProductActivity.first_event_at:type_name -> google.protobuf.Timestamp
-	80,  // 80: cairn.routing.v1.ProductActivity.last_event_at:type_name -> google.protobuf.Timestamp
-	64,  // 81: cairn.routing.v1.ProductActivity.events:type_name -> cairn.routing.v1.EventActivity
-	80,  // 82: cairn.routing.v1.EventActivity.first_seen:type_name -> google.protobuf.Timestamp
-	80,  // 83: cairn.routing.v1.EventActivity.last_seen:type_name -> google.protobuf.Timestamp
-	66,  // 84: cairn.routing.v1.PqlRuleFit.criteria:type_name -> cairn.routing.v1.FitCriterion
-	83,  // 85: cairn.routing.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
-	80,  // 86: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
-	71,  // 87: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
-	42,  // 88: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
-	80,  // 89: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
-	42,  // 90: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
-	70,  // 91: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
-	84,  // 92: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
-	72,  // 93: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
-	7,   // 94: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
-	9,   // 95: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
-	11,  // 96: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
-	13,  // 97: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
-	16,  // 98: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
-	18,  // 99: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
-	20,  // 100: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
-	22,  // 101: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
-	28,  // 102: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
-	30,  // 103: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
-	32,  // 104: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
-	35,  // 105: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
-	37,  // 106: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
-	43,  // 107: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
-	45,  // 108: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
-	47,  // 109: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
-	49,  // 110: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
-	51,  // 111: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
-	53,  // 112: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
-	56,  // 113: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
-	59,  // 114: cairn.routing.v1.RoutingService.GetAccountFit:input_type -> cairn.routing.v1.GetAccountFitRequest
-	67,  // 115: cairn.routing.v1.RoutingService.GetStatus:input_type -> cairn.routing.v1.GetStatusRequest
-	69,  // 116: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
-	8,   // 117: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
-	10,  // 118: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
-	12,  // 119: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
-	14,  // 120: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
-	17,  // 121: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
-	19,  // 122: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
-	21,  // 123: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
-	23,  // 124: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
-	29,  // 125: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
-	31,  // 126: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
-	33,  // 127: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
-	36,  // 128: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
-	38,  // 129: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
-	44,  // 130: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
-	46,  // 131: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
-	48,  // 132: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
-	50,  // 133: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
-	52,  // 134: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
-	55,  // 135: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
-	58,  // 136: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
-	60,  // 137: cairn.routing.v1.RoutingService.GetAccountFit:output_type -> cairn.routing.v1.GetAccountFitResponse
-	68,  // 138: cairn.routing.v1.RoutingService.GetStatus:output_type -> cairn.routing.v1.GetStatusResponse
-	73,  // 139: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
-	117, // [117:140] is the sub-list for method output_type
-	94,  // [94:117] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	83,  // 49: cairn.routing.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	83,  // 50: cairn.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	82,  // 51: cairn.routing.v1.Assignment.time_to_first_touch:type_name -> google.protobuf.Duration
+	83,  // 52: cairn.routing.v1.Assignment.last_duplicate_at:type_name -> google.protobuf.Timestamp
+	43,  // 53: cairn.routing.v1.Assignment.reassignments:type_name -> cairn.routing.v1.Reassignment
+	83,  // 54: cairn.routing.v1.Reassignment.at:type_name -> google.protobuf.Timestamp
+	42,  // 55: cairn.routing.v1.GetAssignmentResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	4,   // 56: cairn.routing.v1.ListAssignmentsRequest.state:type_name -> cairn.routing.v1.AssignmentState
+	2,   // 57: cairn.routing.v1.ListAssignmentsRequest.type:type_name -> cairn.routing.v1.HandoffType
+	80,  // 58: cairn.routing.v1.ListAssignmentsRequest.page:type_name -> cairn.common.v1.PageRequest
+	42,  // 59: cairn.routing.v1.ListAssignmentsResponse.assignments:type_name -> cairn.routing.v1.Assignment
+	81,  // 60: cairn.routing.v1.ListAssignmentsResponse.page:type_name -> cairn.common.v1.PageResponse
+	83,  // 61: cairn.routing.v1.RecordTouchRequest.at:type_name -> google.protobuf.Timestamp
+	42,  // 62: cairn.routing.v1.RecordTouchResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	42,  // 63: cairn.routing.v1.PauseSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	42,  // 64: cairn.routing.v1.ResumeSlaResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	42,  // 65: cairn.routing.v1.ReassignResponse.assignment:type_name -> cairn.routing.v1.Assignment
+	79,  // 66: cairn.routing.v1.GetReportRequest.window:type_name -> cairn.common.v1.TimeWindow
+	82,  // 67: cairn.routing.v1.Attainment.median_speed_to_lead:type_name -> google.protobuf.Duration
+	82,  // 68: cairn.routing.v1.Attainment.p90_speed_to_lead:type_name -> google.protobuf.Duration
+	57,  // 69: cairn.routing.v1.GetReportResponse.rows:type_name -> cairn.routing.v1.Attainment
+	80,  // 70: cairn.routing.v1.ListOwnerLoadRequest.page:type_name -> cairn.common.v1.PageRequest
+	0,   // 71: cairn.routing.v1.OwnerLoad.team:type_name -> cairn.routing.v1.Team
+	60,  // 72: cairn.routing.v1.ListOwnerLoadResponse.owners:type_name -> cairn.routing.v1.OwnerLoad
+	81,  // 73: cairn.routing.v1.ListOwnerLoadResponse.page:type_name -> cairn.common.v1.PageResponse
+	64,  // 74: cairn.routing.v1.GetAccountFitResponse.fit:type_name -> cairn.routing.v1.AccountFit
+	85,  // 75: cairn.routing.v1.AccountFit.lifecycle:type_name -> cairn.common.v1.Lifecycle
+	83,  // 76: cairn.routing.v1.AccountFit.as_of:type_name -> google.protobuf.Timestamp
+	65,  // 77: cairn.routing.v1.AccountFit.inputs:type_name -> cairn.routing.v1.FitInputs
+	68,  // 78: cairn.routing.v1.AccountFit.rules:type_name -> cairn.routing.v1.PqlRuleFit
+	42,  // 79: cairn.routing.v1.AccountFit.open_pql_handoff:type_name -> cairn.routing.v1.Assignment
+	78,  // 80: cairn.routing.v1.FitInputs.account:type_name -> cairn.routing.v1.FitInputs.AccountEntry
+	66,  // 81: cairn.routing.v1.FitInputs.product:type_name -> cairn.routing.v1.ProductActivity
+	83,  // 82: cairn.routing.v1.ProductActivity.first_event_at:type_name -> google.protobuf.Timestamp
+	83,  // 83: cairn.routing.v1.ProductActivity.last_event_at:type_name -> google.protobuf.Timestamp
+	67,  // 84: cairn.routing.v1.ProductActivity.events:type_name -> cairn.routing.v1.EventActivity
+	83,  // 85: cairn.routing.v1.EventActivity.first_seen:type_name -> google.protobuf.Timestamp
+	83,  // 86: cairn.routing.v1.EventActivity.last_seen:type_name -> google.protobuf.Timestamp
+	69,  // 87: cairn.routing.v1.PqlRuleFit.criteria:type_name -> cairn.routing.v1.FitCriterion
+	86,  // 88: cairn.routing.v1.GetStatusResponse.backlog:type_name -> cairn.common.v1.Backlog
+	83,  // 89: cairn.routing.v1.SlaEvent.at:type_name -> google.protobuf.Timestamp
+	74,  // 90: cairn.routing.v1.SlaEvent.passed:type_name -> cairn.routing.v1.PassedThreshold
+	42,  // 91: cairn.routing.v1.SlaEvent.assignment:type_name -> cairn.routing.v1.Assignment
+	83,  // 92: cairn.routing.v1.PassedThreshold.at:type_name -> google.protobuf.Timestamp
+	42,  // 93: cairn.routing.v1.LogRecord.assignment:type_name -> cairn.routing.v1.Assignment
+	73,  // 94: cairn.routing.v1.LogRecord.sla_event:type_name -> cairn.routing.v1.SlaEvent
+	87,  // 95: cairn.routing.v1.LogRecord.tombstone:type_name -> cairn.common.v1.Tombstone
+	75,  // 96: cairn.routing.v1.SubscribeResponse.records:type_name -> cairn.routing.v1.LogRecord
+	7,   // 97: cairn.routing.v1.RoutingService.UpsertOwner:input_type -> cairn.routing.v1.UpsertOwnerRequest
+	9,   // 98: cairn.routing.v1.RoutingService.GetOwner:input_type -> cairn.routing.v1.GetOwnerRequest
+	11,  // 99: cairn.routing.v1.RoutingService.ListOwners:input_type -> cairn.routing.v1.ListOwnersRequest
+	13,  // 100: cairn.routing.v1.RoutingService.DeleteOwner:input_type -> cairn.routing.v1.DeleteOwnerRequest
+	16,  // 101: cairn.routing.v1.RoutingService.UpsertPool:input_type -> cairn.routing.v1.UpsertPoolRequest
+	18,  // 102: cairn.routing.v1.RoutingService.GetPool:input_type -> cairn.routing.v1.GetPoolRequest
+	20,  // 103: cairn.routing.v1.RoutingService.ListPools:input_type -> cairn.routing.v1.ListPoolsRequest
+	22,  // 104: cairn.routing.v1.RoutingService.DeletePool:input_type -> cairn.routing.v1.DeletePoolRequest
+	28,  // 105: cairn.routing.v1.RoutingService.ValidateConfig:input_type -> cairn.routing.v1.ValidateConfigRequest
+	30,  // 106: cairn.routing.v1.RoutingService.ApplyConfig:input_type -> cairn.routing.v1.ApplyConfigRequest
+	32,  // 107: cairn.routing.v1.RoutingService.GetConfig:input_type -> cairn.routing.v1.GetConfigRequest
+	35,  // 108: cairn.routing.v1.RoutingService.Qualify:input_type -> cairn.routing.v1.QualifyRequest
+	37,  // 109: cairn.routing.v1.RoutingService.Handoff:input_type -> cairn.routing.v1.HandoffRequest
+	44,  // 110: cairn.routing.v1.RoutingService.GetAssignment:input_type -> cairn.routing.v1.GetAssignmentRequest
+	46,  // 111: cairn.routing.v1.RoutingService.ListAssignments:input_type -> cairn.routing.v1.ListAssignmentsRequest
+	48,  // 112: cairn.routing.v1.RoutingService.RecordTouch:input_type -> cairn.routing.v1.RecordTouchRequest
+	50,  // 113: cairn.routing.v1.RoutingService.PauseSla:input_type -> cairn.routing.v1.PauseSlaRequest
+	52,  // 114: cairn.routing.v1.RoutingService.ResumeSla:input_type -> cairn.routing.v1.ResumeSlaRequest
+	54,  // 115: cairn.routing.v1.RoutingService.Reassign:input_type -> cairn.routing.v1.ReassignRequest
+	56,  // 116: cairn.routing.v1.RoutingService.GetReport:input_type -> cairn.routing.v1.GetReportRequest
+	59,  // 117: cairn.routing.v1.RoutingService.ListOwnerLoad:input_type -> cairn.routing.v1.ListOwnerLoadRequest
+	62,  // 118: cairn.routing.v1.RoutingService.GetAccountFit:input_type -> cairn.routing.v1.GetAccountFitRequest
+	70,  // 119: cairn.routing.v1.RoutingService.GetStatus:input_type -> cairn.routing.v1.GetStatusRequest
+	72,  // 120: cairn.routing.v1.RoutingService.Subscribe:input_type -> cairn.routing.v1.SubscribeRequest
+	8,   // 121: cairn.routing.v1.RoutingService.UpsertOwner:output_type -> cairn.routing.v1.UpsertOwnerResponse
+	10,  // 122: cairn.routing.v1.RoutingService.GetOwner:output_type -> cairn.routing.v1.GetOwnerResponse
+	12,  // 123: cairn.routing.v1.RoutingService.ListOwners:output_type -> cairn.routing.v1.ListOwnersResponse
+	14,  // 124: cairn.routing.v1.RoutingService.DeleteOwner:output_type -> cairn.routing.v1.DeleteOwnerResponse
+	17,  // 125: cairn.routing.v1.RoutingService.UpsertPool:output_type -> cairn.routing.v1.UpsertPoolResponse
+	19,  // 126: cairn.routing.v1.RoutingService.GetPool:output_type -> cairn.routing.v1.GetPoolResponse
+	21,  // 127: cairn.routing.v1.RoutingService.ListPools:output_type -> cairn.routing.v1.ListPoolsResponse
+	23,  // 128: cairn.routing.v1.RoutingService.DeletePool:output_type -> cairn.routing.v1.DeletePoolResponse
+	29,  // 129: cairn.routing.v1.RoutingService.ValidateConfig:output_type -> cairn.routing.v1.ValidateConfigResponse
+	31,  // 130: cairn.routing.v1.RoutingService.ApplyConfig:output_type -> cairn.routing.v1.ApplyConfigResponse
+	33,  // 131: cairn.routing.v1.RoutingService.GetConfig:output_type -> cairn.routing.v1.GetConfigResponse
+	36,  // 132: cairn.routing.v1.RoutingService.Qualify:output_type -> cairn.routing.v1.QualifyResponse
+	38,  // 133: cairn.routing.v1.RoutingService.Handoff:output_type -> cairn.routing.v1.HandoffResponse
+	45,  // 134: cairn.routing.v1.RoutingService.GetAssignment:output_type -> cairn.routing.v1.GetAssignmentResponse
+	47,  // 135: cairn.routing.v1.RoutingService.ListAssignments:output_type -> cairn.routing.v1.ListAssignmentsResponse
+	49,  // 136: cairn.routing.v1.RoutingService.RecordTouch:output_type -> cairn.routing.v1.RecordTouchResponse
+	51,  // 137: cairn.routing.v1.RoutingService.PauseSla:output_type -> cairn.routing.v1.PauseSlaResponse
+	53,  // 138: cairn.routing.v1.RoutingService.ResumeSla:output_type -> cairn.routing.v1.ResumeSlaResponse
+	55,  // 139: cairn.routing.v1.RoutingService.Reassign:output_type -> cairn.routing.v1.ReassignResponse
+	58,  // 140: cairn.routing.v1.RoutingService.GetReport:output_type -> cairn.routing.v1.GetReportResponse
+	61,  // 141: cairn.routing.v1.RoutingService.ListOwnerLoad:output_type -> cairn.routing.v1.ListOwnerLoadResponse
+	63,  // 142: cairn.routing.v1.RoutingService.GetAccountFit:output_type -> cairn.routing.v1.GetAccountFitResponse
+	71,  // 143: cairn.routing.v1.RoutingService.GetStatus:output_type -> cairn.routing.v1.GetStatusResponse
+	76,  // 144: cairn.routing.v1.RoutingService.Subscribe:output_type -> cairn.routing.v1.SubscribeResponse
+	121, // [121:145] is the sub-list for method output_type
+	97,  // [97:121] is the sub-list for method input_type
+	97,  // [97:97] is the sub-list for extension type_name
+	97,  // [97:97] is the sub-list for extension extendee
+	0,   // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_cairn_routing_v1_routing_proto_init() }
@@ -5758,7 +5989,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 	if File_cairn_routing_v1_routing_proto != nil {
 		return
 	}
-	file_cairn_routing_v1_routing_proto_msgTypes[67].OneofWrappers = []any{
+	file_cairn_routing_v1_routing_proto_msgTypes[70].OneofWrappers = []any{
 		(*LogRecord_Assignment)(nil),
 		(*LogRecord_SlaEvent)(nil),
 		(*LogRecord_Tombstone)(nil),
@@ -5769,7 +6000,7 @@ func file_cairn_routing_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_routing_v1_routing_proto_rawDesc), len(file_cairn_routing_v1_routing_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   71,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

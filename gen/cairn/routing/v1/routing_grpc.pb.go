@@ -37,6 +37,7 @@ const (
 	RoutingService_RecordTouch_FullMethodName     = "/cairn.routing.v1.RoutingService/RecordTouch"
 	RoutingService_PauseSla_FullMethodName        = "/cairn.routing.v1.RoutingService/PauseSla"
 	RoutingService_ResumeSla_FullMethodName       = "/cairn.routing.v1.RoutingService/ResumeSla"
+	RoutingService_Reassign_FullMethodName        = "/cairn.routing.v1.RoutingService/Reassign"
 	RoutingService_GetReport_FullMethodName       = "/cairn.routing.v1.RoutingService/GetReport"
 	RoutingService_ListOwnerLoad_FullMethodName   = "/cairn.routing.v1.RoutingService/ListOwnerLoad"
 	RoutingService_GetAccountFit_FullMethodName   = "/cairn.routing.v1.RoutingService/GetAccountFit"
@@ -88,6 +89,10 @@ type RoutingServiceClient interface {
 	PauseSla(ctx context.Context, in *PauseSlaRequest, opts ...grpc.CallOption) (*PauseSlaResponse, error)
 	// ResumeSla resumes a paused SLA clock.
 	ResumeSla(ctx context.Context, in *ResumeSlaRequest, opts ...grpc.CallOption) (*ResumeSlaResponse, error)
+	// Reassign moves an OPEN assignment (or a BREACHED one not yet touched)
+	// to another owner by hand; the new owner gets a fresh SLA clock on their
+	// business hours (docs/routing.md).
+	Reassign(ctx context.Context, in *ReassignRequest, opts ...grpc.CallOption) (*ReassignResponse, error)
 	// GetReport returns speed-to-lead and SLA attainment.
 	GetReport(ctx context.Context, in *GetReportRequest, opts ...grpc.CallOption) (*GetReportResponse, error)
 	// ListOwnerLoad returns open assignments per owner.
@@ -292,6 +297,16 @@ func (c *routingServiceClient) ResumeSla(ctx context.Context, in *ResumeSlaReque
 	return out, nil
 }
 
+func (c *routingServiceClient) Reassign(ctx context.Context, in *ReassignRequest, opts ...grpc.CallOption) (*ReassignResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReassignResponse)
+	err := c.cc.Invoke(ctx, RoutingService_Reassign_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *routingServiceClient) GetReport(ctx context.Context, in *GetReportRequest, opts ...grpc.CallOption) (*GetReportResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetReportResponse)
@@ -395,6 +410,10 @@ type RoutingServiceServer interface {
 	PauseSla(context.Context, *PauseSlaRequest) (*PauseSlaResponse, error)
 	// ResumeSla resumes a paused SLA clock.
 	ResumeSla(context.Context, *ResumeSlaRequest) (*ResumeSlaResponse, error)
+	// Reassign moves an OPEN assignment (or a BREACHED one not yet touched)
+	// to another owner by hand; the new owner gets a fresh SLA clock on their
+	// business hours (docs/routing.md).
+	Reassign(context.Context, *ReassignRequest) (*ReassignResponse, error)
 	// GetReport returns speed-to-lead and SLA attainment.
 	GetReport(context.Context, *GetReportRequest) (*GetReportResponse, error)
 	// ListOwnerLoad returns open assignments per owner.
@@ -472,6 +491,9 @@ func (UnimplementedRoutingServiceServer) PauseSla(context.Context, *PauseSlaRequ
 }
 func (UnimplementedRoutingServiceServer) ResumeSla(context.Context, *ResumeSlaRequest) (*ResumeSlaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeSla not implemented")
+}
+func (UnimplementedRoutingServiceServer) Reassign(context.Context, *ReassignRequest) (*ReassignResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reassign not implemented")
 }
 func (UnimplementedRoutingServiceServer) GetReport(context.Context, *GetReportRequest) (*GetReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReport not implemented")
@@ -833,6 +855,24 @@ func _RoutingService_ResumeSla_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoutingService_Reassign_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReassignRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoutingServiceServer).Reassign(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoutingService_Reassign_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoutingServiceServer).Reassign(ctx, req.(*ReassignRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RoutingService_GetReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetReportRequest)
 	if err := dec(in); err != nil {
@@ -994,6 +1034,10 @@ var RoutingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeSla",
 			Handler:    _RoutingService_ResumeSla_Handler,
+		},
+		{
+			MethodName: "Reassign",
+			Handler:    _RoutingService_Reassign_Handler,
 		},
 		{
 			MethodName: "GetReport",

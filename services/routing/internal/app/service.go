@@ -725,6 +725,63 @@ func (s *Service) ResumeTx(tx *store.Tx, id string) (*routingv1.Assignment, erro
 	return a, s.publish(tx, a.GetAccountId(), &routingv1.LogRecord{Kind: &routingv1.LogRecord_Assignment{Assignment: a}})
 }
 
+// ReassignTx moves an OPEN assignment, or a BREACHED one not yet touched,
+// to ownerID by hand. The new owner gets a fresh clock under the same
+// policy, started now on their calendar, as an escalation on breach gives
+// (reassign): they are judged on time they had. The previous owner is kept
+// in previous_owner_ids and the move in reassignments, which records
+// whether their clock had breached, so the reports count a breach against
+// them only then. Timers already due fire first, so a reassignment cannot
+// erase a breach that the timer loop has not reached yet.
+func (s *Service) ReassignTx(tx *store.Tx, id, ownerID, reason string) (*routingv1.Assignment, error) {
+	now := s.clk.Now()
+	if err := s.fireUntil(tx, id, now); err != nil {
+		return nil, err
+	}
+	a, err := tx.Assignment(id)
+	if err != nil {
+		return nil, err
+	}
+	prevOwner, prevState := a.GetOwnerId(), a.GetState()
+	switch prevState {
+	case routingv1.AssignmentState_ASSIGNMENT_STATE_OPEN, routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED:
+	default:
+		return nil, apierr.FailedPrecondition("reassign assignment %q in state %s: only OPEN or BREACHED (untouched) assignments can be reassigned", id, prevState)
+	}
+	if ownerID == prevOwner {
+		return nil, apierr.Field("owner_id", "assignment %q is already owned by %q", id, ownerID)
+	}
+	if s.owner(tx, ownerID) == nil {
+		return nil, apierr.NotFound("owner_id: no owner %q in this workspace", ownerID)
+	}
+	a.Reassignments = append(a.Reassignments, &routingv1.Reassignment{
+		FromOwnerId: prevOwner, ToOwnerId: ownerID, At: timestamppb.New(now), Reason: reason,
+		Breached: prevState == routingv1.AssignmentState_ASSIGNMENT_STATE_BREACHED,
+	})
+	// The reason stays with the move (reassignments); the assignment's own
+	// reason is why it was handed off in the first place.
+	if a.GetSla() != nil {
+		if err := s.reassign(tx, a, s.policy(tx, a), ownerID, now); err != nil {
+			return nil, err
+		}
+	} else {
+		a.PreviousOwnerIds = append(a.PreviousOwnerIds, prevOwner)
+		a.OwnerId = ownerID
+	}
+	enc, err := tx.UpdateAssignment(a, prevOwner, prevState)
+	if err != nil {
+		return nil, err
+	}
+	// The previous owner's slot is free.
+	if _, err := s.RerouteUnassigned(tx, rerouteOnFreed); err != nil {
+		return nil, err
+	}
+	if err := s.publishRaw(tx, a.GetAccountId(), store.AssignmentRecord(enc)); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // maxCatchUpFires bounds fireUntil: warnings, a breach and an escalation per
 // owner of a pool, far more than any real clock has pending at once.
 const maxCatchUpFires = 64

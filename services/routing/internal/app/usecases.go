@@ -269,6 +269,13 @@ func (s *Service) ResumeSla(ctx context.Context, ws, id string) (*routingv1.Assi
 	})
 }
 
+// Reassign moves an open assignment to ownerID by hand.
+func (s *Service) Reassign(ctx context.Context, ws, id, ownerID, reason string) (*routingv1.Assignment, error) {
+	return commitValue(ctx, s, ws, func(tx *store.Tx) (*routingv1.Assignment, error) {
+		return s.ReassignTx(tx, id, ownerID, reason)
+	})
+}
+
 // Report returns speed-to-lead (created to first touch) and SLA attainment
 // (met on time / (met on time + met late + breached untouched)) by type,
 // team and owner, for assignments created
@@ -302,7 +309,7 @@ func (s *Service) Report(ws string, from, to time.Time) ([]*routingv1.Attainment
 		case st.GetBreached():
 			g.row.BreachedUntouched++
 		}
-		if by == "type" && len(a.GetPreviousOwnerIds()) > 0 && !a.GetSla().GetBreached() {
+		if by == "type" && breachedPrevious(a) > 0 && !a.GetSla().GetBreached() {
 			// An earlier clock breached untouched and was handed on; the
 			// type counts that breach once.
 			g.row.BreachedUntouched++
@@ -331,7 +338,14 @@ func (s *Service) Report(ws string, from, to time.Time) ([]*routingv1.Attainment
 			add("type", rules.TypeName(a.GetType()), a, false)
 			add("team", teamOf(a.GetOwnerId()), a, false)
 			add("owner", a.GetOwnerId(), a, false)
+			unbreached := unbreachedHandOns(a)
 			for _, prev := range a.GetPreviousOwnerIds() {
+				if unbreached[prev] > 0 {
+					// Handed on by hand before their clock breached: not
+					// judged on this assignment.
+					unbreached[prev]--
+					continue
+				}
 				add("team", teamOf(prev), a, true)
 				add("owner", prev, a, true)
 			}
@@ -363,6 +377,33 @@ func (s *Service) Report(ws string, from, to time.Time) ([]*routingv1.Attainment
 		return a.GetKey() < b.GetKey()
 	})
 	return rows, nil
+}
+
+// unbreachedHandOns counts, per owner, the reassignments by hand away from
+// them before their clock breached.
+func unbreachedHandOns(a *routingv1.Assignment) map[string]int {
+	var m map[string]int
+	for _, r := range a.GetReassignments() {
+		if r.GetBreached() {
+			continue
+		}
+		if m == nil {
+			m = map[string]int{}
+		}
+		m[r.GetFromOwnerId()]++
+	}
+	return m
+}
+
+// breachedPrevious is the number of previous owners whose clock breached.
+func breachedPrevious(a *routingv1.Assignment) int {
+	n := len(a.GetPreviousOwnerIds())
+	for _, r := range a.GetReassignments() {
+		if !r.GetBreached() {
+			n--
+		}
+	}
+	return max(n, 0)
 }
 
 // percentile is the nearest-rank percentile of sorted values.

@@ -73,6 +73,7 @@ type App interface {
 	RecordTouch(ctx context.Context, ws, id, touch string, at time.Time) (*routingv1.Assignment, error)
 	PauseSla(ctx context.Context, ws, id, reason string) (*routingv1.Assignment, error)
 	ResumeSla(ctx context.Context, ws, id string) (*routingv1.Assignment, error)
+	Reassign(ctx context.Context, ws, id, ownerID, reason string) (*routingv1.Assignment, error)
 	Report(ws string, from, to time.Time) ([]*routingv1.Attainment, error)
 	OwnerLoad(ws string, after []byte, size int) ([]*routingv1.OwnerLoad, []byte, bool, error)
 	// GetAccountFit explains what the PQL rules see for an account; an
@@ -589,6 +590,28 @@ func (s *Server) ResumeSla(ctx context.Context, req *routingv1.ResumeSlaRequest)
 		return nil, err
 	}
 	return &routingv1.ResumeSlaResponse{Assignment: a}, nil
+}
+
+// Reassign moves an open assignment to another owner by hand.
+func (s *Server) Reassign(ctx context.Context, req *routingv1.ReassignRequest) (*routingv1.ReassignResponse, error) {
+	ws, err := auth.Workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("assignment_id", req.GetAssignmentId(), true); err != nil {
+		return nil, err
+	}
+	if err := checkID("owner_id", req.GetOwnerId(), true); err != nil {
+		return nil, err
+	}
+	if err := checkText("reason", req.GetReason()); err != nil {
+		return nil, err
+	}
+	a, err := s.app.Reassign(ctx, ws, req.GetAssignmentId(), req.GetOwnerId(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ReassignResponse{Assignment: a}, nil
 }
 
 // GetReport returns speed-to-lead (created to first touch) and SLA

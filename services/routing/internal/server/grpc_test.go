@@ -97,6 +97,34 @@ func TestAuthAndValidation(t *testing.T) {
 			_, err := h.client.PauseSla(ctxWith(writeKey), &routingv1.PauseSlaRequest{AssignmentId: "nope"})
 			return err
 		}, codes.NotFound, ""},
+		{"write key cannot reassign", func() error {
+			_, err := h.client.Reassign(ctxWith(writeKey), &routingv1.ReassignRequest{AssignmentId: "nope", OwnerId: "bob"})
+			return err
+		}, codes.PermissionDenied, ""},
+		{"reassign needs an owner", func() error {
+			_, err := h.client.Reassign(ctxWith(adminKey), &routingv1.ReassignRequest{AssignmentId: "nope"})
+			return err
+		}, codes.InvalidArgument, "owner_id: required"},
+		{"reassign needs an assignment", func() error {
+			_, err := h.client.Reassign(ctxWith(adminKey), &routingv1.ReassignRequest{OwnerId: "bob"})
+			return err
+		}, codes.InvalidArgument, "assignment_id: required"},
+		{"reassign a missing assignment", func() error {
+			_, err := h.client.Reassign(ctxWith(adminKey), &routingv1.ReassignRequest{AssignmentId: "nope", OwnerId: "bob"})
+			return err
+		}, codes.NotFound, ""},
+		{"reassign to an unknown owner", func() error {
+			a, err := h.client.Qualify(ctxWith(writeKey), &routingv1.QualifyRequest{Type: routingv1.HandoffType_HANDOFF_TYPE_MQL, Lead: &routingv1.Lead{Email: "r@acme.com"}})
+			if err != nil {
+				return err
+			}
+			_, err = h.client.Reassign(ctxWith(adminKey), &routingv1.ReassignRequest{AssignmentId: a.GetAssignment().GetAssignmentId(), OwnerId: "ghost"})
+			return err
+		}, codes.NotFound, "owner_id"},
+		{"reassign a long reason", func() error {
+			_, err := h.client.Reassign(ctxWith(adminKey), &routingv1.ReassignRequest{AssignmentId: "nope", OwnerId: "bob", Reason: strings.Repeat("x", 5000)})
+			return err
+		}, codes.InvalidArgument, "reason"},
 		{"subscribe partition out of range", func() error {
 			s, err := h.client.Subscribe(ctxWith(serviceKey), &routingv1.SubscribeRequest{Partition: 99})
 			if err == nil {

@@ -25,6 +25,7 @@ const (
 	stateField        protowire.Number = 7
 	slaField          protowire.Number = 9
 	previousOwnersFld protowire.Number = 12
+	reassignmentsFld  protowire.Number = 18
 )
 
 // assignmentFields are the field numbers of routingv1.Assignment this codec
@@ -33,7 +34,7 @@ const (
 // until it is checked here (a repeated field between state and sla, or a
 // second repeated one, needs scanAssignment's order checks revisited) and
 // added to the list.
-var assignmentFields = []protowire.Number{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}
+var assignmentFields = []protowire.Number{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18}
 
 // wireAssignment is what the timer loop needs of a stored Assignment.
 type wireAssignment struct {
@@ -72,7 +73,9 @@ func scanAssignment(b []byte) (wireAssignment, bool) {
 	last := protowire.Number(0)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < last || (num == last && num != previousOwnersFld) {
+		// Only the repeated fields (both after sla, copied as encoded)
+		// may follow themselves.
+		if n < 0 || num < last || (num == last && num != previousOwnersFld && num != reassignmentsFld) {
 			return w, false
 		}
 		last = num

@@ -846,7 +846,7 @@
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Routing'), h('div', { class: 'sub' }, 'SLA attainment and speed to lead by handoff type and owner, and why each open handoff went to its owner')));
     const board = h('section', { class: 'panel', 'data-testid': 'leaderboard' }), types = h('section', { class: 'panel', 'data-testid': 'routing-types' });
     const why = h('section', { class: 'panel', 'data-testid': 'decisions' });
-    view.replaceChildren(head, board, types, why);
+    view.replaceChildren(head, board, types, makeNotice(), why);
     await lookups();
     const report = api('/v1/routing/report');
     const attRow = (x, name, rank) => h('tr', { 'data-key': x.key },
@@ -872,20 +872,64 @@
         byType.length ? h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'routing-type-table' }, headRow('Handoff type'), h('tbody', {}, byType.map((x) => attRow(x, label(x.key)))))) : empty('No handoffs yet.'),
         byTeam.length ? h('div', { class: 'table-wrap', style: 'margin-top:14px' }, h('table', { 'data-testid': 'routing-team-table' }, headRow('Team'), h('tbody', {}, byTeam.map((x) => attRow(x, label(x.key)))))) : null];
     });
-    fill(why, 'decisions', async () => {
-      const r = await api('/v1/assignments', { openQueue: true, 'page.pageSize': 40 });
-      const rows = r.assignments || [];
-      return [h('h2', {}, 'Why this owner'), h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Open handoffs, soonest due first: the rule that matched, the rules that did not, and every candidate owner with why they were skipped.'),
-        rows.length ? h('ul', { class: 'decisions' }, rows.map(decisionItem)) : empty('No open handoffs.')];
+    const loadWhy = () => fill(why, 'decisions', async () => {
+      // The open queue, then the paused handoffs (not in the queue) so that
+      // they can be resumed from here.
+      const [r, p, owners] = await Promise.all([api('/v1/assignments', { openQueue: true, 'page.pageSize': 40 }),
+        optional(api('/v1/assignments', { state: 'ASSIGNMENT_STATE_PAUSED', 'page.pageSize': 40 })),
+        optional(cached('owners', 60e3, () => api('/v1/owners', { 'page.pageSize': 1000 })))]);
+      const rows = [...(r.assignments || []), ...((p && p.assignments) || [])];
+      const item = (a) => decisionItem(a, assignmentActions(a, (owners && owners.owners) || [], loadWhy));
+      return [h('h2', {}, 'Why this owner'), h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Open handoffs, soonest due first, then paused ones: the rule that matched, the rules that did not, and every candidate owner with why they were skipped. Reassign moves a handoff to another owner with a fresh SLA clock (admin key); Pause stops its clock while waiting on the customer.'),
+        rows.length ? h('ul', { class: 'decisions' }, rows.map(item)) : empty('No open handoffs.')];
     });
+    loadWhy();
+  }
+  const NEEDS_ADMIN = 'Reassigning needs an admin key; the key that may write here is a write key. Add an admin key under Key, top right.';
+  // assignmentActions are the routing actions on an open or paused handoff:
+  // Reassign to another owner (admin key), Pause or Resume its SLA clock
+  // (write key). done redraws the list.
+  function assignmentActions(a, owners, done) {
+    const st = enumName(a.state, 'ASSIGNMENT_STATE_');
+    const who = `${label(enumName(a.type, 'HANDOFF_TYPE_'))} handoff for ${a.accountId ? names.get(a.accountId) || a.accountId : (a.lead && (a.lead.email || a.lead.leadId)) || 'a lead'}`;
+    const path = (verb) => '/v1/assignments/' + encodeURIComponent(a.assignmentId) + ':' + verb;
+    const act = (verb, body, said) => async () => {
+      await send('POST', path(verb), body);
+      announce(`${cap1(said)}: ${who}.`);
+      done();
+    };
+    const out = [];
+    if (st === 'open' || st === 'breached') {
+      const others = owners.filter((o) => o.ownerId !== a.ownerId);
+      const pick = h('select', { class: 'small', 'aria-label': 'New owner for the ' + who, 'data-testid': 'reassign-owner' },
+        h('option', { value: '' }, 'Reassign to…'), others.map((o) => h('option', { value: o.ownerId }, o.name || o.ownerId)));
+      if (writeKey() && keyRole(writeKey()) === 'write') {
+        // A write key cannot reassign: say so instead of letting it fail
+        // (aria-disabled keeps the button focusable for its tooltip).
+        pick.disabled = true;
+        pick.title = NEEDS_ADMIN;
+        out.push(pick, h('button', { type: 'button', class: 'small', 'aria-disabled': 'true', title: NEEDS_ADMIN, 'aria-label': 'Reassign: ' + who, 'data-action': 'reassign',
+          onclick: () => announce(NEEDS_ADMIN, true) }, 'Reassign'));
+      } else {
+        out.push(pick, actionButton('Reassign', who, async () => {
+          if (!pick.value) { announce('Pick the new owner first.', true); return; }
+          await act('reassign', { ownerId: pick.value, reason: 'reassigned from the dashboard' }, 'reassigned to ' + ownerName(pick.value))();
+        }, { 'data-action': 'reassign' }));
+      }
+    }
+    if (st === 'open') out.push(actionButton('Pause', who, act('pause', {}, 'SLA paused'), { 'data-action': 'pause' }));
+    if (st === 'paused') out.push(actionButton('Resume', who, act('resume', {}, 'SLA resumed'), { 'data-action': 'resume' }));
+    return out.length ? h('div', { class: 'actions' }, out) : null;
   }
   const SKIP = { outside_working_hours: 'outside working hours', segment_mismatch: 'not in the account\'s segment', territory_mismatch: 'not in the territory', at_capacity: 'at capacity', out_of_office: 'out of office', inactive: 'inactive' };
-  function decisionItem(a) {
+  function decisionItem(a, actions) {
     const d = a.decision || {};
     const cands = d.candidates || [];
+    const prev = a.previousOwnerIds || [];
     return h('li', { 'data-assignment': a.assignmentId },
       h('div', {}, h('b', {}, label(enumName(a.type, 'HANDOFF_TYPE_'))), ' · ', a.accountId ? accountLink(a.accountId) : ((a.lead && (a.lead.email || a.lead.leadId)) || 'lead'),
-        ' → ', h('b', {}, a.ownerId ? ownerName(a.ownerId) : 'unassigned'), ' ', statePill(a), ' ', countdown(a)),
+        ' → ', h('b', {}, a.ownerId ? ownerName(a.ownerId) : 'unassigned'), prev.length ? h('span', { class: 'muted' }, ' (was ' + prev.map(ownerName).join(', ') + ')') : null, ' ', statePill(a), ' ', countdown(a)),
+      actions || null,
       h('details', { class: 'assignment why' }, h('summary', {}, 'why ' + (a.ownerId ? ownerName(a.ownerId) : 'nobody')),
         h('dl', { class: 'defs' },
           h('dt', {}, 'reason'), h('dd', {}, a.reason ? label(a.reason) : '—'),
@@ -1359,7 +1403,7 @@
     if (err.status >= 500 || !err.status) return 'Cairn could not make the change right now; try again.' + (err.requestId ? ' (request ' + err.requestId + ')' : '');
     // The service's sentence, without the API's enum names.
     return String(err.message || 'The change was refused.').replace(/\s*\(state TASK_STATE_\w+\)/g, '')
-      .replace(/\b(?:TASK|DELIVERY)_STATE_(\w+)\b/g, (m, w) => w.toLowerCase());
+      .replace(/\b(?:TASK|DELIVERY|ASSIGNMENT)_STATE_(\w+)\b/g, (m, w) => w.toLowerCase());
   }
   // notice is a page's status line for the outcome of an action (announced
   // to screen readers by role=status).
