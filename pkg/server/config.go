@@ -37,6 +37,13 @@ const (
 	DefaultGCPercent = 400
 	// DefaultMemoryLimitMiB caps what the raised target may cost.
 	DefaultMemoryLimitMiB = 512
+	// DefaultMaxSubscribers and DefaultMaxSubscribersPerKey bound the
+	// Subscribe streams of one process. A suite's consumers all present
+	// the one service key and open one stream per partition each (a
+	// service read by three consumers of 8 partitions serves 24), so the
+	// per-key bound is what a runaway or hostile reader meets first.
+	DefaultMaxSubscribers       = 512
+	DefaultMaxSubscribersPerKey = 256
 	// MaxPartitions bounds -partitions; partition ids are uint32 in the API
 	// but every partition costs a goroutine per consumer.
 	MaxPartitions = 4096
@@ -107,6 +114,17 @@ type Config struct {
 	// collects more often instead. 0 sets none, and GOMEMLIMIT, when set,
 	// wins.
 	MemoryLimitMiB int64
+	// MaxSubscribers and MaxSubscribersPerKey bound the Subscribe streams
+	// served at once, overall and per API key (-max-subscribers,
+	// -max-subscribers-per-key; defaults DefaultMaxSubscribers and
+	// DefaultMaxSubscribersPerKey; 0: no bound). Past them a new stream is
+	// refused at once with ResourceExhausted and a retry delay: the
+	// consumers reconnect with backoff.
+	MaxSubscribers, MaxSubscribersPerKey int64
+	// OwnSubscribeAdmission says the service bounds its Subscribe streams
+	// itself (ingestion does, at its tap, before a stream's first message
+	// is read): the shared flags and bound are then left out.
+	OwnSubscribeAdmission bool
 	// Pprof serves net/http/pprof under /debug/pprof/ on the metrics
 	// listener (-pprof, CAIRN_PPROF), so that the running suite can be
 	// profiled where it is measured; off by default because a profile
@@ -286,6 +304,28 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.Int64Var(&c.MemoryLimitMiB, "memory-limit-mib", c.MemoryLimitMiB, "soft memory limit in MiB (as GOMEMLIMIT) unless the GOMEMLIMIT environment variable is set; 0: none (env "+EnvName("memory-limit-mib")+")")
+	if !c.OwnSubscribeAdmission {
+		if c.MaxSubscribers == 0 {
+			c.MaxSubscribers = DefaultMaxSubscribers
+		}
+		if c.MaxSubscribersPerKey == 0 {
+			c.MaxSubscribersPerKey = DefaultMaxSubscribersPerKey
+		}
+		for _, b := range []struct {
+			name string
+			p    *int64
+		}{{"max-subscribers", &c.MaxSubscribers}, {"max-subscribers-per-key", &c.MaxSubscribersPerKey}} {
+			c.fromEnv(b.name, func(v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err == nil {
+					*b.p = n
+				}
+				return err
+			})
+		}
+		fs.Int64Var(&c.MaxSubscribers, "max-subscribers", c.MaxSubscribers, "Subscribe streams served at once before new ones get ResourceExhausted; 0: no bound (env "+EnvName("max-subscribers")+")")
+		fs.Int64Var(&c.MaxSubscribersPerKey, "max-subscribers-per-key", c.MaxSubscribersPerKey, "Subscribe streams served at once for one API key; 0: no bound (env "+EnvName("max-subscribers-per-key")+")")
+	}
 	c.fromEnv("pprof", func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err == nil {
@@ -391,6 +431,12 @@ func (c Config) Validate() error {
 	}
 	if c.MemoryLimitMiB < 0 {
 		errs = append(errs, fmt.Errorf("-memory-limit-mib: %d is negative", c.MemoryLimitMiB))
+	}
+	if c.MaxSubscribers < 0 {
+		errs = append(errs, fmt.Errorf("-max-subscribers: %d is negative", c.MaxSubscribers))
+	}
+	if c.MaxSubscribersPerKey < 0 {
+		errs = append(errs, fmt.Errorf("-max-subscribers-per-key: %d is negative", c.MaxSubscribersPerKey))
 	}
 	if c.DrainDelay < 0 {
 		errs = append(errs, fmt.Errorf("-drain-delay: %v is negative", c.DrainDelay))

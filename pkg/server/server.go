@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
 )
@@ -76,6 +78,8 @@ type Server struct {
 	checks   []readyCheck
 	// storage says what is wrong with writing the store (Storage).
 	storage func() string
+	// subscribers admits Subscribe streams (nil: no bound).
+	subscribers *admit.Controller
 }
 
 // New validates cfg, opens the gRPC (and metrics) listeners and builds the
@@ -129,6 +133,17 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 		metrics:    m,
 		audit:      au,
 	}
+	if !cfg.OwnSubscribeAdmission && (cfg.MaxSubscribers > 0 || cfg.MaxSubscribersPerKey > 0) {
+		s.subscribers = admit.New("subscribe", admit.Limits{Requests: cfg.MaxSubscribers, KeyRequests: cfg.MaxSubscribersPerKey}, cfg.Clock)
+		if err := reg.Register(s.subscribers); err != nil {
+			lis.Close()
+			if mlis != nil {
+				mlis.Close()
+			}
+			stop()
+			return nil, fmt.Errorf("register subscribe admission metrics: %w", err)
+		}
+	}
 	// A request that does not decode is InvalidArgument (see codec).
 	c := newCodec()
 	s.GRPC = grpc.NewServer(append([]grpc.ServerOption{
@@ -152,6 +167,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.cutOnShutdown,
 			auth.StreamServerInterceptor(a, policy),
 			s.auditStream,
+			s.admitSubscribe,
 			s.ownedPartitions,
 			apierr.StreamServerInterceptor(cfg.Logger),
 		),
@@ -370,4 +386,21 @@ func setRuntime(cfg Config, getenv func(string) string) {
 	if cfg.MemoryLimitMiB > 0 && getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimitMiB << 20)
 	}
+}
+
+// admitSubscribe bounds the Subscribe streams served at once, overall and
+// per API key: past a bound a new stream is refused at once with
+// ResourceExhausted and a retry delay (the consumers reconnect with
+// backoff), so a reader that opens streams without end cannot take the
+// process's memory and goroutines.
+func (s *Server) admitSubscribe(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if s.subscribers == nil || !strings.HasSuffix(info.FullMethod, "/Subscribe") {
+		return handler(srv, ss)
+	}
+	t, err := s.subscribers.Acquire(ss.Context(), admit.KeyOf(ss.Context()), 0)
+	if err != nil {
+		return err
+	}
+	defer t.Release()
+	return handler(srv, ss)
 }

@@ -56,7 +56,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	// so ingestion scales by workspace, not by partition: replica k of
 	// -replicas K takes the workspaces with stream.WorkspaceReplica == k and
 	// writes every partition of its own log (docs/scaling.md).
-	c := Config{Server: pkgserver.Config{Name: "ingestion", ByWorkspace: true}, Limits: validate.DefaultLimits()}
+	c := Config{Server: pkgserver.Config{Name: "ingestion", OwnSubscribeAdmission: true, ByWorkspace: true}, Limits: validate.DefaultLimits()}
 	f := pkgserver.NewFlags("ingestion", &c.Server)
 	dur, integer := f.DurationVar, f.IntVar
 	dur(&c.Retention, "retention", 0, "remove log records older than this (0 keeps them forever)")
