@@ -15,7 +15,10 @@ import (
 
 	"github.com/cairn-dev/cairn/cmd/cairn/internal/demo"
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 )
 
@@ -364,6 +367,7 @@ func TestPlaysCommands(t *testing.T) {
 		{"plays_replay_no_play", []string{"plays", "replay"}, 2},
 		{"plays_replay_bad_since", []string{"plays", "replay", "--play", "renewal", "--since", "last week"}, 2},
 		{"plays_replay_unknown", []string{"plays", "replay", "--play", "nope"}, 1},
+		{"status_with_plays", []string{"status"}, 0},
 		{"help_tasks_done", []string{"tasks", "done", "-h"}, 0},
 		{"help_deliveries_redeliver", []string{"deliveries", "redeliver", "-h"}, 0},
 	}
@@ -507,4 +511,21 @@ func (f fakePlays) StartReplay(ctx context.Context, req *playsv1.StartReplayRequ
 		Workspace: req.GetWorkspace(), ReplayId: "r_7", PlayIds: req.GetPlayIds(), Since: req.GetSince(),
 		State: playsv1.ReplayState_REPLAY_STATE_DONE, RecordsRead: 1200, RecordsTotal: 1200, Fired: 14, AlreadyFired: 3,
 	}}, nil
+}
+
+// GetStatus answers a small backlog on each service, for `cairn status`.
+func (f fakeStages) GetStatus(ctx context.Context, req *stagesv1.GetStatusRequest) (*stagesv1.GetStatusResponse, error) {
+	return &stagesv1.GetStatusResponse{Backlog: &commonv1.Backlog{Lag: 12}}, f.record(ctx, "GetStatus")
+}
+
+func (h fakeHealth) GetStatus(ctx context.Context, req *healthv1.GetStatusRequest) (*healthv1.GetStatusResponse, error) {
+	return &healthv1.GetStatusResponse{Backlog: &commonv1.Backlog{CaughtUp: true}}, h.record(ctx, "GetStatus")
+}
+
+func (f fakeRouting) GetStatus(ctx context.Context, req *routingv1.GetStatusRequest) (*routingv1.GetStatusResponse, error) {
+	return &routingv1.GetStatusResponse{Backlog: &commonv1.Backlog{CaughtUp: true}}, f.record(ctx, "GetStatus")
+}
+
+func (f fakePlays) GetStatus(ctx context.Context, req *playsv1.GetStatusRequest) (*playsv1.GetStatusResponse, error) {
+	return &playsv1.GetStatusResponse{Backlog: &commonv1.Backlog{Lag: 3}}, f.record(ctx, "GetStatus")
 }

@@ -8,6 +8,7 @@ import (
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
+	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
@@ -22,12 +23,12 @@ type statusRow struct {
 
 // runStatus shows how far behind the services that consume logs are: the
 // same figures as the dashboard's "Processing: N events behind" banner
-// (GetStatus on stages, health and routing).
+// (GetStatus on stages, health, routing and, when the suite runs it, plays).
 func runStatus(ctx context.Context, env *Env, args []string) error {
 	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{
 		name:     "status",
 		usage:    "status [-o table|json|csv]",
-		services: []string{"stages", "health", "routing"}, formats: formatsWithCSV,
+		services: []string{"stages", "health", "routing", "plays"}, formats: formatsWithCSV,
 	})
 	if err != nil {
 		return err
@@ -76,9 +77,30 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 			return r.GetBacklog(), err
 		}},
 	}
+	// Plays is asked when the suite runs it: run.json lists it, or there
+	// is no run.json to say (a deployment, with --addr-plays).
+	ri, _ := ReadRunInfo(c.data)
+	withPlays := ri == nil || ri.GRPC["plays"] != ""
+	if withPlays {
+		calls = append(calls, struct {
+			service string
+			get     func() (*commonv1.Backlog, error)
+		}{"plays", func() (*commonv1.Backlog, error) {
+			conn, err := c.dial("plays")
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			r, err := playsv1.NewPlaysServiceClient(conn).GetStatus(ctx, &playsv1.GetStatusRequest{Workspace: c.workspace})
+			return r.GetBacklog(), err
+		}})
+	}
 	rows := make([]statusRow, 0, len(calls))
 	for _, call := range calls {
 		b, err := call.get()
+		if err != nil && call.service == "plays" && ri == nil {
+			continue // no run.json and no plays service answering: a suite without plays
+		}
 		if err != nil {
 			return fmt.Errorf("%s status: %w", call.service, err)
 		}
