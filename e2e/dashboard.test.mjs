@@ -647,7 +647,13 @@ test('processing: a banner counts the events behind while the services catch up,
   answer = behind(11000, 0);
   await p.waitForFunction(() => document.getElementById('processing').textContent ===
     'Processing: 11,000 events behind — numbers are still moving (stages).', null, { timeout: TIMEOUT });
-  // Caught up: the banner goes.
+  // A service whose writes fail says so, before any count.
+  answer = behind(0, 0);
+  answer.caughtUp = true;
+  answer.services[0].storage = 'disk full since 17:55:02 UTC: writes fail, reads still work';
+  await p.waitForFunction(() => document.getElementById('processing').textContent ===
+    'Storage: stages: disk full since 17:55:02 UTC: writes fail, reads still work. New data cannot be saved until space is freed.', null, { timeout: TIMEOUT });
+  // Caught up, writes succeed: the banner goes.
   answer = behind(0, 0);
   answer.caughtUp = true;
   await banner.waitFor({ state: 'hidden', timeout: TIMEOUT });

@@ -44,6 +44,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
 	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -157,6 +158,7 @@ func New(cfg Config, policy auth.Policy, a auth.Authenticator) (*Server, error) 
 			s.deadline,
 			auth.UnaryServerInterceptor(a, policy),
 			s.auditUnary,
+			s.storageStatus,
 			s.ownedWorkspace,
 			apierr.UnaryServerInterceptor(cfg.Logger),
 		),
@@ -403,4 +405,20 @@ func (s *Server) admitSubscribe(srv any, ss grpc.ServerStream, info *grpc.Stream
 	}
 	defer t.Release()
 	return handler(srv, ss)
+}
+
+// storageStatus fills the storage trouble (Storage) into every GetStatus
+// answer's backlog, so that a status reader hears "disk full" in words
+// from each service without each service wiring it.
+func (s *Server) storageStatus(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil || !strings.HasSuffix(info.FullMethod, "/GetStatus") {
+		return resp, err
+	}
+	if r, ok := resp.(interface{ GetBacklog() *commonv1.Backlog }); ok {
+		if b := r.GetBacklog(); b != nil {
+			b.Storage = s.storageTrouble()
+		}
+	}
+	return resp, nil
 }

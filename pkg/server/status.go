@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
@@ -82,4 +83,11 @@ func MergeBacklog(dst, src *commonv1.Backlog) {
 	dst.Consumers = append(dst.Consumers, src.GetConsumers()...)
 	dst.Lag += src.GetLag()
 	dst.CaughtUp = dst.GetCaughtUp() && src.GetCaughtUp()
+	// A replica whose writes fail is news whichever replica it is.
+	if st := src.GetStorage(); st != "" && !strings.Contains(dst.GetStorage(), st) {
+		if dst.Storage != "" {
+			dst.Storage += "; "
+		}
+		dst.Storage += st
+	}
 }

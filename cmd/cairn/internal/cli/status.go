@@ -19,6 +19,8 @@ type statusRow struct {
 	Service  string `json:"service"`
 	Behind   uint64 `json:"behind"`
 	CaughtUp bool   `json:"caughtUp"`
+	// Storage says what is wrong with writing the service's store.
+	Storage string `json:"storage,omitempty"`
 }
 
 // runStatus shows how far behind the services that consume logs are: the
@@ -104,7 +106,7 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s status: %w", call.service, err)
 		}
-		rows = append(rows, statusRow{Service: call.service, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp()})
+		rows = append(rows, statusRow{Service: call.service, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp(), Storage: b.GetStorage()})
 	}
 	if c.output == "json" {
 		return writeJSON(env.Stdout, map[string]any{"services": rows})
@@ -114,6 +116,9 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		state := "processing"
 		if r.CaughtUp {
 			state = "caught up"
+		}
+		if r.Storage != "" {
+			state += "; " + r.Storage
 		}
 		g.add(r.Service, r.Behind, state)
 	}

@@ -634,7 +634,11 @@ type Backlog struct {
 	// Upstream records not yet applied, over every consumer and partition.
 	Lag uint64 `protobuf:"varint,2,opt,name=lag,proto3" json:"lag,omitempty"`
 	// Every consumer has heard its upstream's head and applied up to it.
-	CaughtUp      bool `protobuf:"varint,3,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	CaughtUp bool `protobuf:"varint,3,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// What is wrong with writing the service's store, in words, e.g. "disk
+	// full since 17:55:02 UTC: writes fail, reads still work"; empty while
+	// writes succeed.
+	Storage       string `protobuf:"bytes,4,opt,name=storage,proto3" json:"storage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -688,6 +692,13 @@ func (x *Backlog) GetCaughtUp() bool {
 		return x.CaughtUp
 	}
 	return false
+}
+
+func (x *Backlog) GetStorage() string {
+	if x != nil {
+		return x.Storage
+	}
+	return ""
 }
 
 // Tombstone tells downstream services to forget a subject (right to be forgotten).
@@ -1098,11 +1109,12 @@ const file_cairn_common_v1_common_proto_rawDesc = "" +
 	"\x04head\x18\x04 \x01(\x04R\x04head\x12\x10\n" +
 	"\x03lag\x18\x05 \x01(\x04R\x03lag\x12\x1d\n" +
 	"\n" +
-	"head_known\x18\x06 \x01(\bR\theadKnown\"t\n" +
+	"head_known\x18\x06 \x01(\bR\theadKnown\"\x8e\x01\n" +
 	"\aBacklog\x12:\n" +
 	"\tconsumers\x18\x01 \x03(\v2\x1c.cairn.common.v1.ConsumerLagR\tconsumers\x12\x10\n" +
 	"\x03lag\x18\x02 \x01(\x04R\x03lag\x12\x1b\n" +
-	"\tcaught_up\x18\x03 \x01(\bR\bcaughtUp\"\x9c\x01\n" +
+	"\tcaught_up\x18\x03 \x01(\bR\bcaughtUp\x12\x18\n" +
+	"\astorage\x18\x04 \x01(\tR\astorage\"\x9c\x01\n" +
 	"\tTombstone\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +

@@ -25,6 +25,9 @@ type ServiceBacklog struct {
 	// CaughtUp says every consumer has heard its upstream's head and
 	// applied up to it.
 	CaughtUp bool `json:"caughtUp"`
+	// Storage says what is wrong with writing the service's store ("disk
+	// full since ..."); absent while writes succeed.
+	Storage string `json:"storage,omitempty"`
 }
 
 // Processing is the answer of GET /v1/dashboard/status: whether the
@@ -48,7 +51,7 @@ func SumBacklogs(services []string, backlogs []*commonv1.Backlog) Processing {
 	out := Processing{CaughtUp: true, Services: make([]ServiceBacklog, len(services))}
 	for i, name := range services {
 		b := backlogs[i]
-		s := ServiceBacklog{Service: name, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp()}
+		s := ServiceBacklog{Service: name, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp(), Storage: b.GetStorage()}
 		out.Services[i] = s
 		out.Behind += s.Behind
 		out.CaughtUp = out.CaughtUp && s.CaughtUp

@@ -2156,6 +2156,14 @@
         return;
       }
       const st = await backlog().catch(() => null);
+      // A service that cannot write (a full disk) comes first: its figures
+      // stop moving although events keep arriving.
+      const troubled = ((st && st.services) || []).filter((x) => x.storage);
+      if (troubled.length) {
+        const text = 'Storage: ' + troubled.map((x) => x.service + ': ' + x.storage).join('; ') + '. New data cannot be saved until space is freed.';
+        showBanner('storage:' + text, text);
+        return;
+      }
       const behind = st ? num(st.behind) : 0;
       if (behind > 0) {
         const which = (st.services || []).filter((x) => num(x.behind) > 0).map((x) => x.service);
