@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -59,10 +60,11 @@ func BuildTrend(last time.Time, days int, history map[string][]*healthv1.Snapsho
 	scored := make([]int, days)
 	for id, snaps := range history {
 		snaps = slices.Clone(snaps)
-		slices.SortFunc(snaps, func(a, b *healthv1.Snapshot) int { return compareDays(a.GetDay(), b.GetDay()) })
+		// Days are YYYY-MM-DD: their text order is their date order.
+		slices.SortFunc(snaps, func(a, b *healthv1.Snapshot) int { return cmp.Compare(a.GetDay(), b.GetDay()) })
 		j := -1
 		for i := range out {
-			for j+1 < len(snaps) && compareDays(snaps[j+1].GetDay(), out[i].Day) <= 0 {
+			for j+1 < len(snaps) && cmp.Compare(snaps[j+1].GetDay(), out[i].Day) <= 0 {
 				j++
 			}
 			if j < 0 {
@@ -90,17 +92,6 @@ func BuildTrend(last time.Time, days int, history map[string][]*healthv1.Snapsho
 		}
 	}
 	return out
-}
-
-// compareDays orders YYYY-MM-DD strings, which sort as text.
-func compareDays(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // HealthTrend serves GET /v1/dashboard/health-trend?days=N (7 to 365,

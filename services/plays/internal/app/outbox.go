@@ -1,9 +1,11 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -137,30 +139,20 @@ func (s *Service) Resume() (int, error) {
 		return 0, fmt.Errorf("load the outbox: %w", err)
 	}
 	// Per-account order follows Seq.
-	slices.SortFunc(msgs, func(a, b deliver.Message) int { return cmpU64(a.Seq, b.Seq) })
+	slices.SortFunc(msgs, bySeq)
 	s.engine.Enqueue(msgs...)
 	return len(msgs), nil
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+// bySeq orders messages by their outbox sequence: per-account order.
+func bySeq(a, b deliver.Message) int { return cmp.Compare(a.Seq, b.Seq) }
 
-// seqOf is the sequence number at the end of a delivery id.
+// seqOf is the sequence number at the end of a delivery id (0 when there
+// is none).
 func seqOf(id string) uint64 {
-	i := strings.LastIndexByte(id, '_')
-	var n uint64
-	for _, c := range id[i+1:] {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + uint64(c-'0')
+	n, err := strconv.ParseUint(id[strings.LastIndexByte(id, '_')+1:], 10, 64)
+	if err != nil {
+		return 0
 	}
 	return n
 }
@@ -209,7 +201,7 @@ func (s *Service) Redeliver(ctx context.Context, ws string, ids []string, destin
 	if err != nil {
 		return 0, err
 	}
-	slices.SortFunc(msgs, func(a, b deliver.Message) int { return cmpU64(a.Seq, b.Seq) })
+	slices.SortFunc(msgs, bySeq)
 	s.engine.Enqueue(msgs...)
 	return len(msgs), nil
 }
