@@ -1,6 +1,8 @@
 package hours
 
 import (
+	"fmt"
+	"sync"
 	"time"
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
@@ -35,4 +37,33 @@ func ForOwner(o *routingv1.Owner, location func(name string) (*time.Location, er
 		away = append(away, win)
 	}
 	return New(loc, days, o.GetHolidays(), away)
+}
+
+// Zones caches time zones by IANA name: time.LoadLocation reads the zone
+// file on every call, and an owner's calendar is built often. The zero
+// value is ready; it is safe for concurrent use.
+type Zones struct {
+	mu    sync.RWMutex
+	zones map[string]*time.Location
+}
+
+// Load returns the named zone, loading it once.
+func (z *Zones) Load(name string) (*time.Location, error) {
+	z.mu.RLock()
+	loc, ok := z.zones[name]
+	z.mu.RUnlock()
+	if ok {
+		return loc, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("load zone %q: %w", name, err)
+	}
+	z.mu.Lock()
+	if z.zones == nil {
+		z.zones = map[string]*time.Location{}
+	}
+	z.zones[name] = loc
+	z.mu.Unlock()
+	return loc, nil
 }

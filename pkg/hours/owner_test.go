@@ -2,6 +2,7 @@ package hours
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,4 +46,19 @@ func mustLoad(t *testing.T, name string) *time.Location {
 		t.Skipf("zone %s: %v", name, err)
 	}
 	return loc
+}
+
+func TestZones(t *testing.T) {
+	var z Zones
+	a, err := z.Load("Europe/Berlin")
+	if err != nil {
+		t.Skip(err)
+	}
+	b, err := z.Load("Europe/Berlin")
+	if err != nil || a != b {
+		t.Errorf("second Load = %p, %v; want the cached %p", b, err, a)
+	}
+	if _, err := z.Load("Mars/Base"); err == nil || !strings.Contains(err.Error(), `load zone "Mars/Base"`) {
+		t.Errorf("unknown zone: %v", err)
+	}
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -20,12 +19,12 @@ import (
 type Directory struct {
 	mu    sync.RWMutex
 	cals  map[string]map[string]*hours.Calendar
-	zones map[string]*time.Location
+	zones hours.Zones
 }
 
 // NewDirectory returns an empty Directory.
 func NewDirectory() *Directory {
-	return &Directory{cals: map[string]map[string]*hours.Calendar{}, zones: map[string]*time.Location{}}
+	return &Directory{cals: map[string]map[string]*hours.Calendar{}}
 }
 
 // Calendar returns an owner's calendar, or nil when the owner is unknown.
@@ -43,31 +42,13 @@ func (d *Directory) Calendar(ws, owner string) *hours.Calendar {
 func (d *Directory) Set(ws string, owners []*routingv1.Owner) {
 	cals := make(map[string]*hours.Calendar, len(owners))
 	for _, o := range owners {
-		if c, err := hours.ForOwner(o, d.location); err == nil {
+		if c, err := hours.ForOwner(o, d.zones.Load); err == nil {
 			cals[o.GetOwnerId()] = c
 		}
 	}
 	d.mu.Lock()
 	d.cals[ws] = cals
 	d.mu.Unlock()
-}
-
-// location caches time zones: time.LoadLocation reads the zone file.
-func (d *Directory) location(name string) (*time.Location, error) {
-	d.mu.RLock()
-	loc, ok := d.zones[name]
-	d.mu.RUnlock()
-	if ok {
-		return loc, nil
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, fmt.Errorf("load zone %q: %w", name, err)
-	}
-	d.mu.Lock()
-	d.zones[name] = loc
-	d.mu.Unlock()
-	return loc, nil
 }
 
 // directoryRefresh is how often the owners are read again.

@@ -85,7 +85,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	engines map[string]engineEntry
-	zones   map[string]*time.Location
+	zones   hours.Zones
 	// owners caches owners with their calendars by workspace and id. It is
 	// filled and invalidated only inside write transactions, which bbolt
 	// serializes, so it never holds a version older than the last commit.
@@ -119,7 +119,6 @@ func New(opts Options) (*Service, error) {
 		db: opts.DB, log: opts.Log, parts: opts.Partitions, clk: opts.Clock, logger: opts.Logger, batch: opts.TimerBatch,
 		wake:    make(chan struct{}, 1),
 		engines: map[string]engineEntry{},
-		zones:   map[string]*time.Location{},
 		owners:  map[string]map[string]*rules.Owner{},
 		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_sla_breaches_total", Help: "SLA breaches by handoff type.",
@@ -147,27 +146,9 @@ func (s *Service) notify() {
 	}
 }
 
-// location caches time zones: time.LoadLocation reads the zone file each call.
-func (s *Service) location(name string) (*time.Location, error) {
-	if name == "" {
-		return time.UTC, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if loc, ok := s.zones[name]; ok {
-		return loc, nil
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, fmt.Errorf("load zone %q: %w", name, err)
-	}
-	s.zones[name] = loc
-	return loc, nil
-}
-
 // Calendar builds an owner's business-hours calendar.
 func (s *Service) Calendar(o *routingv1.Owner) (*hours.Calendar, error) {
-	return hours.ForOwner(o, s.location)
+	return hours.ForOwner(o, s.zones.Load)
 }
 
 // utcCalendar is used for clocks whose owner is gone: plain default hours.
