@@ -194,6 +194,23 @@ func (v Versions[M]) Actives(tx *Tx, ws string) ([]Pointer, error) {
 	return out, nil
 }
 
+// Workspaces lists, in order, the workspaces in which slot points at a
+// version: those with a live definition of this kind.
+func (v Versions[M]) Workspaces(tx *Tx, slot string) ([]string, error) {
+	b, err := v.active(tx)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var out []string
+	err = b.ForEach(func(k, _ []byte) error {
+		if ws, s, ok := bytes.Cut(k, []byte{0}); ok && string(s) == slot {
+			out = append(out, string(ws))
+		}
+		return nil
+	})
+	return out, err
+}
+
 func slotKey(ws, slot string) []byte { return append(append([]byte(ws), 0), slot...) }
 
 func parsePointer(slot string, val []byte) (Pointer, bool) {

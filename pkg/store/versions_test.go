@@ -146,3 +146,41 @@ func TestSameContent(t *testing.T) {
 		})
 	}
 }
+
+// TestVersionsWorkspaces: the workspaces whose slot points at a version,
+// in order, and only for that slot and kind.
+func TestVersionsWorkspaces(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "v.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	defs := store.NewVersions("plays", func() *structpb.Value { return &structpb.Value{} })
+	other := store.NewVersions("journey", func() *structpb.Value { return &structpb.Value{} })
+	if err := db.View(func(tx *store.Tx) error {
+		got, err := defs.Workspaces(tx, "plays")
+		if err != nil || len(got) != 0 {
+			t.Errorf("empty file: %v, %v", got, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *store.Tx) error {
+		for _, a := range []struct{ ws, slot string }{{"zeta", "plays"}, {"acme", "plays"}, {"acme", "other"}, {"beta", "other"}} {
+			if err := defs.SetActive(tx, a.ws, a.slot, "p", 1); err != nil {
+				return err
+			}
+		}
+		return other.SetActive(tx, "gamma", "plays", "j", 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *store.Tx) error {
+		got, err := defs.Workspaces(tx, "plays")
+		if err != nil || fmt.Sprint(got) != "[acme zeta]" {
+			t.Errorf("Workspaces = %v, %v; want [acme zeta]", got, err)
+		}
+		return nil
+	})
+}

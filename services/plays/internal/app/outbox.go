@@ -63,23 +63,7 @@ func (s *Service) Record(ctx context.Context, outs []deliver.Outcome) error {
 
 // activeWorkspaces lists every workspace with an active plays version.
 func activeWorkspaces(tx *pstore.Tx) ([]string, error) {
-	b := tx.Bolt().Bucket([]byte("_active"))
-	if b == nil {
-		return nil, nil
-	}
-	b = b.Bucket([]byte("plays"))
-	if b == nil {
-		return nil, nil
-	}
-	var out []string
-	err := b.ForEach(func(k, _ []byte) error {
-		ws, _, _ := strings.Cut(string(k), "\x00")
-		if !slices.Contains(out, ws) {
-			out = append(out, ws)
-		}
-		return nil
-	})
-	return out, err
+	return store.Versions.Workspaces(tx, store.Slot)
 }
 
 // syncDestinations gives the engine every workspace's active destinations.
