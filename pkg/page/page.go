@@ -10,6 +10,7 @@ package page
 import (
 	"encoding/base64"
 	"errors"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -114,3 +115,26 @@ func (e *inputError) GRPCStatus() *status.Status { return status.New(codes.Inval
 
 // Is makes errors.Is(err, ErrInvalidToken) true.
 func (e *inputError) Is(target error) bool { return target == ErrInvalidToken }
+
+// Collect gathers one page from a walk over items in key order: walk
+// calls visit for each item with its key until visit returns false; the
+// items keep accepts are kept, up to size. It returns them, the key of the
+// last one kept when more remain (the next page starts after it; nil on
+// the last page), and whether more remain.
+func Collect[T any](size int, keep func(T) bool, walk func(visit func(key []byte, item T) (bool, error)) error) (items []T, last []byte, more bool, err error) {
+	err = walk(func(key []byte, item T) (bool, error) {
+		if !keep(item) {
+			return true, nil
+		}
+		if len(items) == size {
+			more = true
+			return false, nil
+		}
+		items, last = append(items, item), slices.Clone(key)
+		return true, nil
+	})
+	if !more {
+		last = nil
+	}
+	return items, last, more, err
+}

@@ -3,6 +3,7 @@ package page
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -124,4 +125,35 @@ func FuzzDecodeToken(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCollect(t *testing.T) {
+	keys := []string{"a", "b", "c", "d", "e"}
+	walk := func(from int) func(func([]byte, string) (bool, error)) error {
+		return func(visit func([]byte, string) (bool, error)) error {
+			for _, k := range keys[from:] {
+				if more, err := visit([]byte(k), k); err != nil || !more {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	notC := func(s string) bool { return s != "c" }
+	for _, tc := range []struct {
+		size, from int
+		items      string
+		last       string
+		more       bool
+	}{
+		{2, 0, "[a b]", "b", true},
+		{2, 2, "[d e]", "", false},
+		{4, 0, "[a b d e]", "", false},
+		{3, 0, "[a b d]", "d", true},
+	} {
+		items, last, more, err := Collect(tc.size, notC, walk(tc.from))
+		if err != nil || fmt.Sprint(items) != tc.items || string(last) != tc.last || more != tc.more {
+			t.Errorf("Collect(%d from %d) = %v %q %t %v; want %s %q %t", tc.size, tc.from, items, last, more, err, tc.items, tc.last, tc.more)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/page"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/plays/internal/deliver"
 	"github.com/cairn-dev/cairn/services/plays/internal/play"
@@ -251,30 +252,18 @@ func (s *Service) GetPlays(ws string) (*playsv1.GetPlaysResponse, error) {
 }
 
 // ListTasks pages tasks soonest due first.
-func (s *Service) ListTasks(ws string, req *playsv1.ListTasksRequest, after []byte, size int) ([]*playsv1.Task, []byte, bool, error) {
-	var (
-		out  []*playsv1.Task
-		last []byte
-		more bool
-	)
-	err := s.db.View(func(tx *pstore.Tx) error {
-		return store.In(tx, ws).Tasks(after, func(key []byte, k *playsv1.Task) (bool, error) {
-			if (req.GetAccountId() != "" && k.GetAccountId() != req.GetAccountId()) ||
-				(req.GetOwnerId() != "" && k.GetOwnerId() != req.GetOwnerId()) ||
-				(req.GetState() != playsv1.TaskState_TASK_STATE_UNSPECIFIED && k.GetState() != req.GetState()) {
-				return true, nil
-			}
-			if len(out) == size {
-				more = true
-				return false, nil
-			}
-			out, last = append(out, k), slices.Clone(key)
-			return true, nil
-		})
-	})
-	if !more {
-		last = nil
+func (s *Service) ListTasks(ws string, req *playsv1.ListTasksRequest, after []byte, size int) (out []*playsv1.Task, last []byte, more bool, err error) {
+	keep := func(k *playsv1.Task) bool {
+		return (req.GetAccountId() == "" || k.GetAccountId() == req.GetAccountId()) &&
+			(req.GetOwnerId() == "" || k.GetOwnerId() == req.GetOwnerId()) &&
+			(req.GetState() == playsv1.TaskState_TASK_STATE_UNSPECIFIED || k.GetState() == req.GetState())
 	}
+	err = s.db.View(func(tx *pstore.Tx) error {
+		out, last, more, err = page.Collect(size, keep, func(visit func([]byte, *playsv1.Task) (bool, error)) error {
+			return store.In(tx, ws).Tasks(after, visit)
+		})
+		return err
+	})
 	return out, last, more, err
 }
 
@@ -325,56 +314,32 @@ func taskWord(s playsv1.TaskState) string {
 }
 
 // ListFirings pages firings newest first.
-func (s *Service) ListFirings(ws string, req *playsv1.ListFiringsRequest, after []byte, size int) ([]*playsv1.Firing, []byte, bool, error) {
-	var (
-		out  []*playsv1.Firing
-		last []byte
-		more bool
-	)
-	err := s.db.View(func(tx *pstore.Tx) error {
-		return store.In(tx, ws).Firings(after, func(key []byte, f *playsv1.Firing) (bool, error) {
-			if (req.GetAccountId() != "" && f.GetAccountId() != req.GetAccountId()) ||
-				(req.GetPlayId() != "" && f.GetPlayId() != req.GetPlayId()) {
-				return true, nil
-			}
-			if len(out) == size {
-				more = true
-				return false, nil
-			}
-			out, last = append(out, f), slices.Clone(key)
-			return true, nil
-		})
-	})
-	if !more {
-		last = nil
+func (s *Service) ListFirings(ws string, req *playsv1.ListFiringsRequest, after []byte, size int) (out []*playsv1.Firing, last []byte, more bool, err error) {
+	keep := func(f *playsv1.Firing) bool {
+		return (req.GetAccountId() == "" || f.GetAccountId() == req.GetAccountId()) &&
+			(req.GetPlayId() == "" || f.GetPlayId() == req.GetPlayId())
 	}
+	err = s.db.View(func(tx *pstore.Tx) error {
+		out, last, more, err = page.Collect(size, keep, func(visit func([]byte, *playsv1.Firing) (bool, error)) error {
+			return store.In(tx, ws).Firings(after, visit)
+		})
+		return err
+	})
 	return out, last, more, err
 }
 
 // ListDeliveries pages the delivery log newest first.
-func (s *Service) ListDeliveries(ws string, req *playsv1.ListDeliveriesRequest, after []byte, size int) ([]*playsv1.Delivery, []byte, bool, error) {
-	var (
-		out  []*playsv1.Delivery
-		last []byte
-		more bool
-	)
-	err := s.db.View(func(tx *pstore.Tx) error {
-		return store.In(tx, ws).DeliveryLog(after, func(key []byte, d *playsv1.Delivery) (bool, error) {
-			if (req.GetAccountId() != "" && d.GetAccountId() != req.GetAccountId()) ||
-				(req.GetDestinationId() != "" && d.GetDestinationId() != req.GetDestinationId()) ||
-				(req.GetState() != playsv1.DeliveryState_DELIVERY_STATE_UNSPECIFIED && d.GetState() != req.GetState()) {
-				return true, nil
-			}
-			if len(out) == size {
-				more = true
-				return false, nil
-			}
-			out, last = append(out, d), slices.Clone(key)
-			return true, nil
-		})
-	})
-	if !more {
-		last = nil
+func (s *Service) ListDeliveries(ws string, req *playsv1.ListDeliveriesRequest, after []byte, size int) (out []*playsv1.Delivery, last []byte, more bool, err error) {
+	keep := func(d *playsv1.Delivery) bool {
+		return (req.GetAccountId() == "" || d.GetAccountId() == req.GetAccountId()) &&
+			(req.GetDestinationId() == "" || d.GetDestinationId() == req.GetDestinationId()) &&
+			(req.GetState() == playsv1.DeliveryState_DELIVERY_STATE_UNSPECIFIED || d.GetState() == req.GetState())
 	}
+	err = s.db.View(func(tx *pstore.Tx) error {
+		out, last, more, err = page.Collect(size, keep, func(visit func([]byte, *playsv1.Delivery) (bool, error)) error {
+			return store.In(tx, ws).DeliveryLog(after, visit)
+		})
+		return err
+	})
 	return out, last, more, err
 }
