@@ -619,17 +619,12 @@ func Pending(tx *store.Tx, fn func(ws string, d *playsv1.Delivery) error) error 
 }
 
 // Forget erases what plays holds about an account (right to be
-// forgotten): its facts, cooldowns, tasks and undelivered messages. The
-// delivery log keeps ids whose delivery is gone; readers skip them.
+// forgotten): its facts, its tasks, and its deliveries, delivered or not.
+// The delivery log keeps ids whose delivery is gone; readers skip them.
+// Its cooldown rows (play and account id, until when) are not erased.
 func (t *Tx) Forget(account string) error {
-	for _, name := range []string{"accounts"} {
-		b, err := t.bucket(name)
-		if err != nil {
-			return err
-		}
-		if err := b.Delete([]byte(account)); err != nil {
-			return err
-		}
+	if err := t.ForgetFacts(account); err != nil {
+		return err
 	}
 	tasks, err := t.AccountTasks(account)
 	if err != nil {
