@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
 )
 
@@ -87,5 +91,31 @@ func TestReadyzSaysStorageTrouble(t *testing.T) {
 	trouble.Store("")
 	if code, body := get(); code != http.StatusOK || body != "ready\n" {
 		t.Errorf("/readyz once writes succeed = %d %q", code, body)
+	}
+}
+
+// TestStorageInStatus: every GetStatus answer carries the store's write
+// trouble (other answers are left alone), and replicas' troubles merge.
+func TestStorageInStatus(t *testing.T) {
+	s := newTestServer(t, Config{})
+	const full = "disk full since 17:55:02 UTC: writes fail, reads still work"
+	s.Storage(func() string { return full })
+	get := &grpc.UnaryServerInfo{FullMethod: "/cairn.stages.v1.StagesService/GetStatus"}
+	resp, err := s.storageStatus(context.Background(), nil, get, func(context.Context, any) (any, error) {
+		return &stagesv1.GetStatusResponse{Backlog: &commonv1.Backlog{CaughtUp: true}}, nil
+	})
+	if err != nil || resp.(*stagesv1.GetStatusResponse).GetBacklog().GetStorage() != full {
+		t.Errorf("GetStatus = %v, %v; want the storage trouble", resp, err)
+	}
+	other := &grpc.UnaryServerInfo{FullMethod: "/cairn.stages.v1.StagesService/GetFunnel"}
+	if _, err := s.storageStatus(context.Background(), nil, other, func(context.Context, any) (any, error) { return &stagesv1.GetFunnelResponse{}, nil }); err != nil {
+		t.Errorf("another method: %v", err)
+	}
+	dst := &commonv1.Backlog{CaughtUp: true}
+	MergeBacklog(dst, &commonv1.Backlog{CaughtUp: true})
+	MergeBacklog(dst, &commonv1.Backlog{CaughtUp: true, Storage: full})
+	MergeBacklog(dst, &commonv1.Backlog{CaughtUp: true, Storage: full})
+	if dst.GetStorage() != full {
+		t.Errorf("merged storage %q, want %q once", dst.GetStorage(), full)
 	}
 }
