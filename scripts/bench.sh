@@ -5,7 +5,7 @@
 #   scripts/bench.sh go         # only the go test -bench part
 #   scripts/bench.sh ingest     # only the ingestion binary under load
 #   scripts/bench.sh gateway    # only the tracking API: gateway + ingestion, no consumers
-#   scripts/bench.sh suite      # only the running-suite part
+#   scripts/bench.sh suite      # only the running-suite part (throughput, CPU per event, event -> transition latency)
 #   scripts/bench.sh memory     # 10 M events through ingestion, RSS sampled (not in "all")
 #   scripts/bench.sh overload   # 1,000 clients at 8x capacity through the gateway, 60 s (not in "all")
 #   scripts/bench.sh overload-grpc  # the same straight to ingestion over gRPC (not in "all")
@@ -281,6 +281,11 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     say "whole suite: IngestStream batches of 100 straight to ingestion, $conc streams, ${SUITE_SECONDS:-30} s"
     suite_load "suite-grpc-$conc" -addr "127.0.0.1:$((base + 1))" -key "$wkey" -batch 100 -conc "$conc" -stream -duration "${SUITE_SECONDS:-30}s"
   done
+  say "whole suite: event -> stage transition seen through Subscribe, paced at ${LAT_RATE:-10000} events/s, ${SUITE_SECONDS:-30} s"
+  skey=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['service_key'])" "$data/run.json")
+  go build -o "$data/e2elat" ./reliability/cmd/e2elat
+  "$data/e2elat" -gateway "http://127.0.0.1:$http" -key "$wkey" -stages "127.0.0.1:$((base + 2))" -service-key "$skey" \
+    -rate "${LAT_RATE:-10000}" -duration "${SUITE_SECONDS:-30}s" | tee "$out/suite-latency.txt"
   say "whole suite: single events, one per /v1/batch request, 32 callers, ${SUITE_SECONDS:-30} s"
   suite_load "suite-track-32" -segment "http://127.0.0.1:$http" -key "$wkey" -batch 1 -conc 32 -duration "${SUITE_SECONDS:-30}s"
 fi

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc/codes"
@@ -23,6 +24,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
@@ -305,5 +308,76 @@ func BenchmarkUnmarshal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecodeSubscribe decodes what a consumer receives from ingestion's
+// Subscribe: 512 tracked events with properties, context and timestamps, as
+// the load generator sends them. "runtime" is proto.Unmarshal (the servers'
+// codec for requests), "process-wide" the codec clients use.
+func BenchmarkDecodeSubscribe(b *testing.B) {
+	data, err := proto.Marshal(subscribeResponse(512))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("runtime", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := proto.Unmarshal(data, new(ingestionv1.SubscribeResponse)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("process-wide", func(b *testing.B) {
+		c := encoding.GetCodecV2("proto")
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, new(ingestionv1.SubscribeResponse)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func subscribeResponse(n int) *ingestionv1.SubscribeResponse {
+	resp := &ingestionv1.SubscribeResponse{HeadOffset: uint64(n)}
+	ts := timestamppb.New(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
+	for i := range n {
+		props, _ := structpb.NewStruct(map[string]any{"plan": "growth", "seats": float64(i % 40), "feature": "reports", "value": 12.5, "first": i%7 == 0})
+		ctx, _ := structpb.NewStruct(map[string]any{"groupId": fmt.Sprint("acct-", i%1000), "library": map[string]any{"name": "analytics.js", "version": "2.1.0"}})
+		resp.Records = append(resp.Records, &ingestionv1.LogRecord{
+			Offset: uint64(i + 1), Partition: 3,
+			Kind: &ingestionv1.LogRecord_Event{Event: &ingestionv1.Event{
+				Workspace: "demo", Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: "report_created", MessageId: fmt.Sprint("run-", i),
+				UserId: fmt.Sprint("user-", i%5000), AccountId: fmt.Sprint("acct-", i%1000),
+				Timestamp: ts, ReceivedAt: ts, Properties: props, Context: ctx,
+			}},
+		})
+	}
+	return resp
+}
+
+func TestDecodeSubscribeMatchesRuntime(t *testing.T) {
+	want := subscribeResponse(50)
+	data, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := new(ingestionv1.SubscribeResponse)
+	if err := encoding.GetCodecV2("proto").Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, want) {
+		t.Fatal("the generated decoder and the protobuf runtime disagree")
+	}
+	out, err := newCodec().Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := new(ingestionv1.SubscribeResponse)
+	if err := proto.Unmarshal(out.Materialize(), back); err != nil || !proto.Equal(back, want) {
+		t.Fatalf("the generated encoder's output does not decode to the same message: %v", err)
 	}
 }

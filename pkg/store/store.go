@@ -346,6 +346,9 @@ type commitReq struct {
 	ctx context.Context
 	fn  func(*Tx) error
 	err chan error
+	// due is when the group must run at the latest, for a request that
+	// may wait for others (CommitLinger); zero for one that may not.
+	due time.Time
 }
 
 // Commit runs fn in a write transaction shared with other concurrent Commit
@@ -358,7 +361,25 @@ type commitReq struct {
 // than through variables it captures. (bbolt's DB.Batch has the same
 // contract; docs/adr says why Cairn has its own.)
 func (db *DB) Commit(ctx context.Context, fn func(*Tx) error) error {
+	return db.commit(ctx, &commitReq{ctx: ctx, fn: fn, err: make(chan error, 1)})
+}
+
+// CommitLinger is Commit for a write that may wait up to linger for others
+// to share its transaction. Group commit alone only merges writes that
+// arrive while the previous transaction is being written, so a trickle of
+// small writes (a consumer's partitions, each applying a few records) costs
+// one transaction and fsync each. A lingering write holds the group open
+// until its time is up, the group is full, or a write that may not wait
+// arrives. Use it where latency matters less than the cost per write.
+func (db *DB) CommitLinger(ctx context.Context, linger time.Duration, fn func(*Tx) error) error {
 	req := &commitReq{ctx: ctx, fn: fn, err: make(chan error, 1)}
+	if linger > 0 {
+		req.due = time.Now().Add(linger)
+	}
+	return db.commit(ctx, req)
+}
+
+func (db *DB) commit(ctx context.Context, req *commitReq) error {
 	db.closeMu.RLock()
 	if db.closed {
 		db.closeMu.RUnlock()
@@ -381,8 +402,13 @@ func (db *DB) Commit(ctx context.Context, fn func(*Tx) error) error {
 // that a rerun of fn never leaves a caller holding a value from a
 // rolled-back attempt.
 func CommitValue[T any](ctx context.Context, db *DB, fn func(*Tx) (T, error)) (T, error) {
+	return CommitValueLinger(ctx, db, 0, fn)
+}
+
+// CommitValueLinger is CommitValue with CommitLinger's wait.
+func CommitValueLinger[T any](ctx context.Context, db *DB, linger time.Duration, fn func(*Tx) (T, error)) (T, error) {
 	var out T
-	err := db.Commit(ctx, func(tx *Tx) error {
+	err := db.CommitLinger(ctx, linger, func(tx *Tx) error {
 		v, err := fn(tx)
 		out = v
 		return err
@@ -419,8 +445,44 @@ func (db *DB) committer() {
 				break drain
 			}
 		}
+		group = db.gather(group)
 		db.runGroup(group)
 	}
+}
+
+// gather holds a group whose every member may wait (CommitLinger) open
+// until the earliest is due, the group is full, a member that may not wait
+// arrives, or the DB closes.
+func (db *DB) gather(group []*commitReq) []*commitReq {
+	var due time.Time
+	for _, r := range group {
+		if r.due.IsZero() {
+			return group
+		}
+		if due.IsZero() || r.due.Before(due) {
+			due = r.due
+		}
+	}
+	wait := time.Until(due)
+	if wait <= 0 {
+		return group
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(group) < db.maxGrp {
+		select {
+		case req := <-db.commits:
+			group = append(group, req)
+			if req.due.IsZero() {
+				return group
+			}
+		case <-t.C:
+			return group
+		case <-db.done:
+			return group
+		}
+	}
+	return group
 }
 
 func (db *DB) runGroup(group []*commitReq) {

@@ -102,7 +102,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 
 	mux := http.NewServeMux()
-	tr := &tracking.Handler{Ingestion: ingestionv1.NewIngestionServiceClient(u.Ingestion), Auth: cfg.Auth, Limiter: cfg.Limiter}
+	ingest := ingestionv1.NewIngestionServiceClient(u.Ingestion)
+	tr := &tracking.Handler{Ingestion: ingest, Auth: cfg.Auth, Limiter: cfg.Limiter, Coalescer: &tracking.Coalescer{Client: ingest}}
 	if cfg.Admission != nil {
 		tr.Admission = cfg.Admission.Writes
 	}

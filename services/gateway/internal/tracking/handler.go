@@ -40,6 +40,9 @@ type Handler struct {
 	Admission *admit.Controller
 	// MaxInflated caps gzip-encoded bodies after inflation; 0 means 4 MiB.
 	MaxInflated int64
+	// Coalescer, when set, merges small requests of one key into shared
+	// Ingest calls while ingestion is busy (see Coalescer).
+	Coalescer *Coalescer
 }
 
 // defaultMaxInflated is large enough for Segment's 500 KB batch limit even
@@ -167,7 +170,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, decode func([]by
 		resp.Rejected = append(resp.Rejected, Rejection{Index: p.Index, Field: p.Field, Reason: p.Reason})
 	}
 	if len(d.Events) > 0 {
-		out, err := h.Ingestion.Ingest(outgoing(r.Context(), token), &ingestionv1.IngestRequest{Events: d.Events})
+		var out *ingestionv1.IngestResponse
+		if h.Coalescer != nil {
+			out, err = h.Coalescer.Ingest(outgoing(r.Context(), token), key.ID, d.Events)
+		} else {
+			out, err = h.Ingestion.Ingest(outgoing(r.Context(), token), &ingestionv1.IngestRequest{Events: d.Events})
+		}
 		if err != nil {
 			web.WriteError(w, r, err)
 			return

@@ -783,7 +783,9 @@
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub', 'data-testid': 'accounts-sub' }, 'Loading accounts')));
     const controls = h('form', { class: 'controls filters', 'aria-label': 'Filter accounts', onsubmit: (e) => { e.preventDefault(); set({ q: e.target.querySelector('#q').value.trim() }); } });
     const body = h('div', {});
-    view.replaceChildren(head, h('section', { class: 'panel' }, controls, body));
+    const views = h('div', { class: 'saved-views', 'data-testid': 'saved-views' });
+    viewsBar(views, viewQuery({ ...f, sort: sort === 'name' ? '' : sort, dir: dir === 'asc' ? '' : dir }));
+    view.replaceChildren(head, h('section', { class: 'panel' }, controls, views, body));
     await fill(body, 'accounts', async () => {
       const rep = await lookups();
       if (!rep) return reportP();
@@ -841,14 +843,67 @@
     });
   }
 
+  // ---- saved views of the accounts grid: a name for a set of filters, a
+  // sort and a search. The dashboard has no user accounts (a key is not a
+  // person), so they are kept in this browser's local storage, not on the
+  // server: other people and other browsers do not see them.
+  const VIEWS_STORE = 'cairn.accountViews';
+  const VIEW_KEYS = [...FILTERS, 'sort', 'dir'];
+  // viewQuery is a view's query string, its keys always in the same order
+  // so that the view being shown can be recognised.
+  const viewQuery = (v) => new URLSearchParams(VIEW_KEYS.filter((k) => v[k]).map((k) => [k, v[k]])).toString();
+  function savedViews() {
+    try {
+      const v = JSON.parse(localStorage.getItem(VIEWS_STORE) || '[]');
+      return Array.isArray(v) ? v.filter((x) => x && typeof x.name === 'string' && x.name && typeof x.query === 'string') : [];
+    } catch (e) {
+      return [];
+    }
+  }
+  function viewsBar(el, current) {
+    const list = savedViews();
+    const status = h('span', { class: 'muted', role: 'status', 'data-testid': 'saved-view-status' });
+    const say = (msg) => { status.textContent = msg; };
+    const store = (next, msg) => {
+      try {
+        localStorage.setItem(VIEWS_STORE, JSON.stringify(next));
+      } catch (e) {
+        say('This browser would not store the view (its local storage is full or turned off).');
+        return;
+      }
+      viewsBar(el, current);
+      el.querySelector('[data-testid=saved-view-status]').textContent = msg;
+    };
+    const name = h('input', { id: 'view-name', type: 'text', maxlength: 60, autocomplete: 'off', placeholder: 'e.g. My at-risk renewals', 'data-testid': 'saved-view-name' });
+    const form = h('form', { class: 'controls', 'aria-label': 'Save the current view', onsubmit: (e) => {
+      e.preventDefault();
+      const n = name.value.trim();
+      if (!n) { say('Give the view a name first.'); name.focus(); return; }
+      const replaced = list.some((v) => v.name === n);
+      store([...list.filter((v) => v.name !== n), { name: n, query: current }].sort((a, b) => a.name.localeCompare(b.name)),
+        replaced ? `Saved view “${n}” updated.` : `Saved view “${n}”.`);
+    } }, h('label', { for: 'view-name' }, 'Save these filters, sort and search as'), name, h('button', { type: 'submit', 'data-testid': 'saved-view-save' }, 'Save view'));
+    el.replaceChildren(
+      h('div', { class: 'controls' }, h('span', { class: 'views-label', id: 'saved-views-label' }, 'Saved views'),
+        list.length ? h('ul', { class: 'views', 'aria-labelledby': 'saved-views-label' }, list.map((v) => h('li', { 'data-view': v.name },
+          h('a', { href: '#/accounts' + (v.query ? '?' + v.query : ''), 'data-testid': 'saved-view-link', 'aria-current': v.query === current ? 'page' : null }, v.name),
+          h('button', { type: 'button', class: 'small link', 'data-testid': 'saved-view-delete', 'aria-label': `Delete the saved view “${v.name}”`, title: 'Delete this saved view',
+            onclick: () => store(list.filter((x) => x.name !== v.name), `Deleted the saved view “${v.name}”.`) }, '✕'))))
+          : h('span', { class: 'muted', 'data-testid': 'saved-views-none' }, 'none yet')),
+      form,
+      h('div', { class: 'sub' }, 'Saved in this browser only (its local storage): other people and other browsers do not see them. Saving under an existing name replaces it. ', status));
+  }
+
   // ---- routing: attainment, speed to lead, leaderboard and why each owner.
   async function routingPage(params) {
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Routing'), h('div', { class: 'sub' }, 'SLA attainment and speed to lead by handoff type and owner, and why each open handoff went to its owner')));
     const board = h('section', { class: 'panel', 'data-testid': 'leaderboard' }), types = h('section', { class: 'panel', 'data-testid': 'routing-types' });
     const why = h('section', { class: 'panel', 'data-testid': 'decisions' });
-    view.replaceChildren(head, board, types, makeNotice(), why);
+    const trend = h('section', { class: 'panel', 'data-testid': 'routing-trend' });
+    view.replaceChildren(head, board, types, trend, makeNotice(), why);
     await lookups();
     const report = api('/v1/routing/report');
+    routingTrend(trend, params, report);
     const attRow = (x, name, rank) => h('tr', { 'data-key': x.key },
       rank ? h('td', { class: 'num' }, rank) : null, h('td', {}, name),
       h('td', { class: 'num' }, h('b', {}, judged(x) ? fmtPct(x.attainment) : '—'), judged(x) ? h('div', { class: 'bar ' + (num(x.attainment) >= 0.9 ? 'good' : num(x.attainment) >= 0.75 ? 'warn' : 'bad') }, h('span', { style: `width:${Math.round(num(x.attainment) * 100)}%` })) : null),
@@ -885,6 +940,102 @@
     });
     loadWhy();
   }
+  // ---- routing trends: attainment and speed to lead by week, from the
+  // routing report of the handoffs created in each week (GET
+  // /v1/routing/report with a window per week, asked at once).
+  const TREND_WEEK_CHOICES = [8, 12, 26];
+  // weekStarts are the Mondays (00:00 UTC) of the last n weeks, this one last.
+  function weekStarts(n, now) {
+    const d = new Date(now);
+    const monday = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - ((d.getUTCDay() + 6) % 7) * 86400e3;
+    return Array.from({ length: n }, (_, i) => monday - (n - 1 - i) * 7 * 86400e3);
+  }
+  // weekFigures picks a group's row of one week's report; "all" adds up the
+  // rows by handoff type (every handoff has exactly one type). A median
+  // cannot be added up, so "all" has no speed to lead.
+  function weekFigures(rows, group) {
+    const judged = (x) => num(x.metOnTime) + num(x.metLate) + num(x.breachedUntouched);
+    if (group === 'all') {
+      const t = rows.filter((x) => x.groupBy === 'type');
+      const sum = (k) => t.reduce((a, x) => a + num(x[k]), 0);
+      const out = { assignments: sum('assignments'), metOnTime: sum('metOnTime'), metLate: sum('metLate'), breachedUntouched: sum('breachedUntouched') };
+      out.judged = judged(out);
+      out.attainment = out.judged ? out.metOnTime / out.judged : null;
+      return out;
+    }
+    const [by, key] = [group.slice(0, group.indexOf(':')), group.slice(group.indexOf(':') + 1)];
+    const x = rows.find((r) => r.groupBy === by && r.key === key) || {};
+    const j = judged(x);
+    return { assignments: num(x.assignments), metOnTime: num(x.metOnTime), metLate: num(x.metLate), breachedUntouched: num(x.breachedUntouched), judged: j,
+      attainment: j ? num(x.attainment) : null, median: x.medianSpeedToLead, p90: x.p90SpeedToLead };
+  }
+  function routingTrend(el, params, reportP) {
+    const weeks = TREND_WEEK_CHOICES.includes(Number(params.get('weeks'))) ? Number(params.get('weeks')) : 12;
+    const group = params.get('trend') || 'all';
+    const set = (changes) => go('routing', { weeks: weeks === 12 ? '' : weeks, trend: group === 'all' ? '' : group, ...changes });
+    fill(el, 'attainment by week', async () => {
+      const starts = weekStarts(weeks, Date.now());
+      const [overall, ...reports] = await Promise.all([reportP, ...starts.map((st) => api('/v1/routing/report',
+        { 'window.start': new Date(st).toISOString(), 'window.end': new Date(st + 7 * 86400e3).toISOString() }))]);
+      const all = overall.rows || [];
+      const groupName = (x) => (x.groupBy === 'owner' ? ownerName(x.key) : x.groupBy === 'team' ? label(x.key) + ' team' : label(x.key) + ' handoffs');
+      const choices = [['all', 'All handoffs'], ...['type', 'team', 'owner'].flatMap((by) => all.filter((x) => x.groupBy === by)
+        .map((x) => [by + ':' + x.key, (by === 'type' ? 'Type: ' : by === 'team' ? 'Team: ' : 'Owner: ') + groupName(x)]))];
+      if (!choices.some(([k]) => k === group)) choices.push([group, 'Unknown group']);
+      const controls = h('div', { class: 'controls' },
+        h('label', { for: 'routing-trend-group' }, 'Handoffs'), h('select', { id: 'routing-trend-group', 'data-testid': 'routing-trend-group', onchange: (e) => set({ trend: e.target.value === 'all' ? '' : e.target.value }) },
+          choices.map(([k, t]) => h('option', { value: k, selected: k === group }, t))),
+        h('label', { for: 'routing-trend-weeks' }, 'Period'), h('select', { id: 'routing-trend-weeks', 'data-testid': 'routing-trend-weeks', onchange: (e) => set({ weeks: e.target.value === '12' ? '' : e.target.value }) },
+          TREND_WEEK_CHOICES.map((w) => h('option', { value: w, selected: w === weeks }, `last ${w} weeks`))));
+      const ws = starts.map((st, i) => ({ start: st, ...weekFigures(reports[i].rows || [], group) }));
+      const head = h('div', { class: 'panel-head' }, h('h2', {}, 'Attainment and speed to lead by week'), controls);
+      const note = h('div', { class: 'sub', style: 'margin-bottom:8px' }, 'Handoffs by the week (Monday to Sunday, UTC) in which they were created; this week is not over yet. Attainment = met on time ÷ (met on time + met late + breached untouched). ' +
+        (group === 'all' ? 'Speed to lead is a median per handoff type, team or owner: choose one to see it over time.' : 'Speed to lead: the median time from handoff to first touch.'));
+      if (!ws.some((w) => w.assignments)) return [head, note, empty(`No handoffs were created in the last ${weeks} weeks.`)];
+      const plot = h('div', { class: 'trend-plot', 'data-testid': 'routing-trend-plot' });
+      drawRoutingTrend(plot, ws, group !== 'all');
+      const weekLabel = (w) => fmtDate(new Date(w.start + 43200e3).toISOString());
+      return [head, note, plot,
+        h('details', { class: 'assignment', open: weeks <= 12 }, h('summary', {}, 'the figures by week'),
+          h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'routing-trend-table' },
+            h('thead', {}, h('tr', {}, h('th', {}, 'Week of'), h('th', { class: 'num' }, 'Handoffs'), h('th', { class: 'num' }, 'Met on time'), h('th', { class: 'num' }, 'Met late'),
+              h('th', { class: 'num' }, 'Breached, untouched'), h('th', { class: 'num' }, 'Attainment'), group === 'all' ? null : [h('th', { class: 'num' }, 'Median speed to lead'), h('th', { class: 'num' }, 'p90')])),
+            h('tbody', {}, ws.map((w) => h('tr', { 'data-week': new Date(w.start).toISOString().slice(0, 10) },
+              h('td', { class: 'nowrap' }, weekLabel(w)), h('td', { class: 'num' }, fmtInt(w.assignments)), h('td', { class: 'num' }, fmtInt(w.metOnTime)), h('td', { class: 'num' }, fmtInt(w.metLate)),
+              h('td', { class: 'num ' + (w.breachedUntouched ? 'drop' : '') }, fmtInt(w.breachedUntouched)),
+              h('td', { class: 'num', 'data-testid': 'week-attainment' }, w.attainment === null ? h('span', { class: 'muted', title: 'No SLA clock of this week has been judged yet' }, 'none judged') : h('b', {}, fmtPct(w.attainment))),
+              group === 'all' ? null : [h('td', { class: 'num' }, w.assignments ? fmtSpeed(w.median) : '—'), h('td', { class: 'num' }, w.assignments ? fmtSpeed(w.p90) : '—')]))))))];
+    });
+  }
+  function drawRoutingTrend(el, ws, withSpeed) {
+    if (typeof window.uPlot !== 'function') return;
+    let u = null;
+    const ro = new ResizeObserver(() => {
+      if (!u && el.clientWidth > 0) u = plot();
+      else if (u && el.isConnected) u.setSize(size());
+    });
+    ro.observe(el);
+    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
+    function plot() {
+      const xs = ws.map((w) => w.start / 1000);
+      const hours = ws.map((w) => (w.assignments && w.median !== undefined && w.median !== null && w.median !== '' ? seconds(w.median) / 3600 : null));
+      const series = [{ label: 'Week of', value: (self, v) => (v == null ? '—' : fmtDate(new Date(v * 1e3 + 43200e3).toISOString())) },
+        { label: 'Attainment', stroke: '#3b5bdb', width: 2.5, scale: '%', spanGaps: false, points: { show: true }, value: (self, v) => (v == null ? '—' : Math.round(v) + '%') }];
+      const axes = [{ stroke: '#667085', grid: { stroke: '#eef0f4' } }, { stroke: '#667085', grid: { stroke: '#eef0f4' }, scale: '%', label: 'attainment %', size: 50 }];
+      const data = [xs, ws.map((w) => (w.attainment === null ? null : w.attainment * 100))];
+      if (withSpeed) {
+        series.push({ label: 'Median speed to lead', stroke: '#b35c00', width: 2, dash: [6, 4], scale: 'h', spanGaps: false, points: { show: true }, value: (self, v) => (v == null ? '—' : fmtSpeed(v * 3600 + 's')) });
+        axes.push({ stroke: '#667085', scale: 'h', side: 1, grid: { show: false }, label: 'hours to first touch', size: 56 });
+        data.push(hours);
+      }
+      const chart = new window.uPlot({ ...size(), tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+        scales: { x: { time: true }, '%': { range: [0, 100] }, h: { range: (self, min, max) => [0, Math.max(1, Math.ceil((max || 0) * 1.1))] } }, series, axes }, data, el);
+      el.setAttribute('role', 'img');
+      el.setAttribute('aria-label', `SLA attainment${withSpeed ? ' and median speed to lead' : ''} by week over ${ws.length} weeks; the figures are in the table below.`);
+      return chart;
+    }
+  }
+
   const NEEDS_ADMIN = 'Reassigning needs an admin key; the key that may write here is a write key. Add an admin key under Key, top right.';
   // assignmentActions are the routing actions on an open or paused handoff:
   // Reassign to another owner (admin key), Pause or Resume its SLA clock
@@ -1297,7 +1448,12 @@
     fill(ren, 'renewal calendar', async () => {
       // Every paying customer with a contract end in the next 120 days, or
       // past it without a renewal recorded (overdue), in its nearest window.
-      const rows = ((await reportP()).rows || []).filter((r) => (r.status === 'customer' || r.status === 'won_back') && r.contractEnd);
+      // The renewal playbook's tasks come from plays (GET /v1/tasks, the
+      // list the Plays page reads); the calendar still shows without them.
+      const [rep, tasks, info] = await Promise.all([reportP(), optional(cached('tasks', 15e3, () => loadAll('/v1/tasks', {}, 'tasks', 5000))), optional(playsLookups())]);
+      const rows = (rep.rows || []).filter((r) => (r.status === 'customer' || r.status === 'won_back') && r.contractEnd);
+      const progress = renewalProgress(tasks && tasks.items, rows);
+      const playsState = !info || !tasks ? 'unavailable' : info.state;
       const now = Date.now();
       const windows = ['overdue', '30', '30-60', '60-90', '90-120'];
       const byEnd = (a, b) => new Date(a.contractEnd) - new Date(b.contractEnd);
@@ -1311,14 +1467,14 @@
           h('div', { class: 'kpi' }, h('div', { class: 'v' }, h('a', { href: accountsHref({ status: 'paying', renewal: b.w, sort: 'renewal' }), 'data-count': b.rows.length, 'aria-label': `${b.rows.length} renewals ${wLabel(b.w)}` }, b.rows.length)),
             h('div', { class: 'l' }, fmtMoneyShort(b.rows.reduce((t, r) => t + num(r.arr), 0)) + ' ARR'))))),
         shown.length ? h('div', { class: 'table-wrap', style: 'margin-top:12px' }, h('table', { 'data-testid': 'renewal-table' },
-          h('thead', {}, h('tr', {}, h('th', {}, 'Contract end'), h('th', {}, 'Account'), h('th', { class: 'num' }, 'ARR'), h('th', {}, 'Health'), h('th', {}, 'Renewal play'), h('th', {}, 'Owner'))),
+          h('thead', {}, h('tr', {}, h('th', {}, 'Contract end'), h('th', {}, 'Account'), h('th', { class: 'num' }, 'ARR'), h('th', {}, 'Health'), h('th', {}, 'Play and playbook progress'), h('th', {}, 'Owner'))),
           h('tbody', {}, shown.map(({ r, w }) => {
             const days = Math.round((new Date(r.contractEnd) - now) / 86400e3);
             return h('tr', { 'data-account-row': r.accountId, 'data-window': w },
               h('td', { class: 'nowrap' }, fmtDate(r.contractEnd), h('div', { class: 'when ' + (days < 0 ? 'drop' : 'muted') }, days < 0 ? `overdue by ${-days} days` : `in ${days} days`)),
               h('td', {}, accountLink(r.accountId, r.name)), h('td', { class: 'num' }, fmtMoney(r.arr)),
               h('td', { class: 'nowrap' }, r.band ? [h('b', {}, fmtScore(r.score)), ' ', bandWordPill(r.band)] : h('span', { class: 'muted' }, 'not scored yet')),
-              h('td', {}, r.renewalPlay ? label(r.renewalPlay) : h('span', { class: 'muted' }, 'none yet')),
+              h('td', { class: 'renewal-play', 'data-testid': 'renewal-play' }, renewalCell(r, progress.get(r.accountId), playsState)),
               h('td', {}, r.ownerName || h('span', { class: 'muted' }, 'no owner')));
           })),
           listed.length > shown.length ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 6 }, h('a', { href: accountsHref({ status: 'paying', renewal: '120', sort: 'renewal' }) }, `${listed.length - shown.length} more: every renewal due in the next 120 days`)))) : null))
@@ -1377,6 +1533,59 @@
           h('div', { class: 'num' }, cap ? `${open}/${cap}` : String(open), num(o.breached) ? h('div', { class: 'drop' }, o.breached + ' breached') : null));
       }) : empty('No owners configured.')];
     });
+  }
+
+  // ---- renewal calendar: where each account's renewal playbook stands.
+  // RENEWAL_LEAD is how long before a contract end the renewal playbook's
+  // tasks for it can be made: the earliest renewal window opens 120 days
+  // before, and a few days more cover a window noticed late. A task made
+  // earlier belongs to a previous renewal of the account.
+  const RENEWAL_LEAD = 125 * 86400e3;
+  // renewalProgress gives, per account with a contract end, the steps the
+  // built-in renewal playbook made for that renewal (every window's run, in
+  // the order they were made), what is done and which open step is next.
+  function renewalProgress(tasks, rows) {
+    const ends = new Map(rows.map((r) => [r.accountId, new Date(r.contractEnd).getTime()]));
+    const out = new Map();
+    for (const t of tasks || []) {
+      const end = ends.get(t.accountId);
+      if (t.playbookId !== 'renewal' || end === undefined || !validTime(t.createdAt) || new Date(t.createdAt).getTime() < end - RENEWAL_LEAD) continue;
+      if (!out.has(t.accountId)) out.set(t.accountId, { steps: [], playId: t.playId });
+      out.get(t.accountId).steps.push(t);
+    }
+    for (const p of out.values()) {
+      p.steps.sort((a, b) => new Date(a.createdAt) - new Date(b.createdAt) || num(a.step) - num(b.step));
+      const count = (st) => p.steps.filter((t) => t.state === st).length;
+      p.done = count('TASK_STATE_DONE');
+      p.skipped = count('TASK_STATE_SKIPPED');
+      p.expired = count('TASK_STATE_EXPIRED');
+      p.next = p.steps.filter((t) => t.state === 'TASK_STATE_OPEN' || t.state === 'TASK_STATE_SCHEDULED').sort(soonestDue)[0] || null;
+    }
+    return out;
+  }
+  // renewalCell is the calendar's play column: the renewal playbook's steps
+  // (done, open, next) when plays made any, else "no play" in words; and the
+  // play health recommends for the renewal.
+  function renewalCell(r, p, playsState) {
+    const recommended = r.renewalPlay ? h('div', { class: 'when muted' }, 'recommended: ' + label(r.renewalPlay).toLowerCase()) : null;
+    if (!p) {
+      const why = playsState === 'absent' ? ' (plays is not running)' : playsState === 'unavailable' ? ' (playbook progress could not be read)' : playsState === 'none' ? ' (no plays applied)' : '';
+      return [h('div', { 'data-testid': 'renewal-progress', 'data-steps': 0 }, 'no play', why ? h('span', { class: 'muted' }, why) : null), recommended];
+    }
+    const total = p.steps.length, now = Date.now();
+    const rest = [p.skipped ? `${p.skipped} skipped` : '', p.expired ? `${p.expired} expired` : ''].filter(Boolean).join(', ');
+    return [h('div', { 'data-testid': 'renewal-progress', 'data-steps': total, 'data-done': p.done },
+      h('div', {}, h('b', {}, `${p.done} of ${total} step${total === 1 ? '' : 's'} done`), rest ? h('span', { class: 'muted' }, ' · ' + rest) : null),
+      h('div', { class: 'when muted' }, playName(p.playId)),
+      h('ol', { class: 'steps' }, p.steps.map((t) => {
+        const st = taskState(t.state), next = p.next === t;
+        return h('li', { class: 'step ' + st[0] + (next ? ' next' : ''), 'data-task-state': next ? 'next' : st[0] },
+          h('span', { class: 'mark', 'aria-hidden': 'true' }, next ? '➜' : STEP_MARK[st[0]] || '?'),
+          h('span', {}, h('span', { class: 'sr-only' }, (next ? 'next, ' : '') + st[2].toLowerCase() + ': '), t.title));
+      })),
+      p.next ? h('div', { class: 'when ' + (isOverdue(p.next, now) ? 'drop' : 'muted'), 'data-testid': 'renewal-next' }, 'next: ' + p.next.title +
+        (validTime(p.next.dueAt) ? (isOverdue(p.next, now) ? ', overdue since ' : ', due ') + fmtDate(p.next.dueAt) : ''))
+        : h('div', { class: 'when muted', 'data-testid': 'renewal-next' }, 'no step open')), recommended];
   }
 
   // ---- plays (cairn.plays.v1): tasks for owners, playbook runs, the plays
