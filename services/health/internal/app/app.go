@@ -71,6 +71,8 @@ type App struct {
 	// acts are the measure activations of incremental evaluations (building
 	// one binds every CEL function, which would cost more than the measures).
 	acts sync.Pool
+	// cache keeps the consumers' decoded accounts between batches.
+	cache *accountCache
 
 	// chunk is how many accounts a rescore commits per transaction
 	// (rescoreChunk; tests lower it to exercise chunk boundaries).
@@ -111,6 +113,7 @@ func New(o Options) (*App, error) {
 		return nil, fmt.Errorf("compile built-in default model: %w", err)
 	}
 	a := &App{db: o.DB, log: o.Log, clk: o.Clock, logger: o.Logger, comp: comp, def: def, models: map[string]cachedModel{}, reaches: map[*model.Compiled]int{}, chunk: rescoreChunk,
+		cache:          newAccountCache(accountCacheBytes),
 		signalCounters: map[[2]int32]prometheus.Counter{},
 		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "cairn_health_evaluation_seconds", Help: "Time to rescore one account after an event, stage change or timer.",

@@ -55,11 +55,18 @@ func priorsFrom(scoreAt func(day string) (float64, error), at time.Time) (model.
 	return p, nil
 }
 
-// outcome is everything an evaluation produced, already encoded, so that a
-// rescore can compute accounts in parallel and only write in the transaction.
+// outcome is everything an evaluation produced, its records already
+// encoded, so that a rescore can compute accounts in parallel and only write
+// in the transaction. The account's health and list row are encoded by
+// encode: a consumer's batch keeps only an account's last evaluation of the
+// batch and encodes that one.
 type outcome struct {
 	health *healthv1.AccountHealth
-	enc    store.Encoded
+	// row is the account's list row; nil for an account that is not
+	// scored (it leaves the lists).
+	row *healthv1.AccountRow
+	// enc holds the encoded records; Health and Row are set by encode.
+	enc store.Encoded
 	// records are encoded health-log records, in publishing order.
 	records [][]byte
 	// arm says the account is scored and keeps a timer for its time rules;
@@ -172,15 +179,25 @@ func compute(st *state, cm *model.Compiled, at time.Time, priors func() (model.P
 			Raw: c.GetRawValue(), HasRaw: c.GetError() == ""})
 	}
 	out.enc.Snapshot = store.EncodeSnapshotOf(out.enc.Day, res.Score, res.Band, res.When, measured)
-	row := &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
+	out.row = &healthv1.AccountRow{AccountId: acct, Score: res.Score, Band: res.Band, ScoreChange_30D: h.Trend_30D,
 		Arr: acc.Agg.ARR, ContractEnd: h.ContractEnd, OpenSignals: int32(len(h.OpenSignals)), Stage: acc.Stage, RenewalPlay: play}
-	if out.enc.Row, err = store.MarshalRow(row); err != nil {
-		return nil, fmt.Errorf("marshal account row: %w", err)
-	}
-	if out.enc.Health, err = store.MarshalHealth(h); err != nil {
-		return nil, fmt.Errorf("marshal account health: %w", err)
-	}
 	return out, nil
+}
+
+// encode sets o.enc's Health and Row from o.health and o.row.
+func (o *outcome) encode() error {
+	var err error
+	if o.enc.Health, err = store.MarshalHealth(o.health); err != nil {
+		return fmt.Errorf("marshal account health: %w", err)
+	}
+	if o.row == nil {
+		o.enc.Row = nil
+		return nil
+	}
+	if o.enc.Row, err = store.MarshalRow(o.row); err != nil {
+		return fmt.Errorf("marshal account row: %w", err)
+	}
+	return nil
 }
 
 // unscored evaluates an account that is not paying (a prospect, a trial or
@@ -212,7 +229,8 @@ func unscored(st *state, cm *model.Compiled, at time.Time, lc account.Lifecycle)
 			h.AsOf = prev.GetComputedAt()
 		}
 	}
-	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct, Day: at.Format(time.DateOnly)}}
+	// No snapshot, so no snapshot day.
+	out := &outcome{health: h, enc: store.Encoded{Workspace: ws, Account: acct}}
 	sst := &signals.State{Open: map[string]*commonv1.Signal{}}
 	for _, s := range prev.GetOpenSignals() {
 		sst.Open[s.GetReason()] = s
@@ -242,10 +260,6 @@ func unscored(st *state, cm *model.Compiled, at time.Time, lc account.Lifecycle)
 			return nil, fmt.Errorf("marshal health log record: %w", err)
 		}
 		out.records = append(out.records, data)
-	}
-	var err error
-	if out.enc.Health, err = store.MarshalHealth(h); err != nil {
-		return nil, fmt.Errorf("marshal account health: %w", err)
 	}
 	return out, nil
 }

@@ -25,5 +25,9 @@ func EvaluateOne(a *App, tx *kv.Tx, ws, acct string) error {
 	if err := b.evaluate(st, a.clk.Now()); err != nil {
 		return err
 	}
-	return b.flush()
+	return b.flush(false)
 }
+
+// SetAccountCache replaces a's account cache by one of limit bytes (0:
+// nothing is cached).
+func SetAccountCache(a *App, limit int) { a.cache = newAccountCache(limit) }

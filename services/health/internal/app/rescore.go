@@ -339,6 +339,9 @@ func scoreJob(j *rescoreJob, cm *model.Compiled, act *measure.Activation, dec *d
 	if j.out, err = compute(st, cm, j.at, func() (model.Priors, error) { return j.pr, nil }, act); err != nil {
 		return fmt.Errorf("rescore %q: %w", j.id, err)
 	}
+	if err := j.out.encode(); err != nil {
+		return fmt.Errorf("rescore %q: %w", j.id, err)
+	}
 	j.meta = store.EncodeMeta(&acc.Meta)
 	return nil
 }

@@ -11,15 +11,17 @@ import (
 )
 
 // Writer writes evaluation outputs of one workspace in one write
-// transaction. Each bucket is resolved once, on first use, instead of once
-// per record: a full rescore writes about ten records per account.
+// transaction, and reads back the records a consumer's batch needs. Each
+// bucket is resolved once, on first use, instead of once per record: a full
+// rescore writes about ten records per account, and a consumer reads and
+// writes about eight per event.
 type Writer struct {
 	tx *kv.Tx
 	ws string
 	// fill, when not zero, is the FillPercent of every bucket written.
 	fill float64
 
-	signals, sigidx, snapshots, health, rows, meta, timeridx, timers *bbolt.Bucket
+	accounts, signals, sigidx, snapshots, health, rows, meta, timeridx, timers *bbolt.Bucket
 }
 
 // NewWriter returns a Writer for workspace ws in the writable tx.
@@ -49,6 +51,44 @@ func (w *Writer) bucket(b **bbolt.Bucket, name string) (*bbolt.Bucket, error) {
 		(*b).FillPercent = w.fill
 	}
 	return *b, err
+}
+
+// Stored returns acct's stored working state (Agg nil: no such account),
+// read through the Writer's buckets; the bytes are only valid during the
+// transaction and must not be changed.
+func (w *Writer) Stored(acct string) (Stored, error) {
+	b, err := w.bucket(&w.accounts, "accounts")
+	if err != nil {
+		return Stored{}, err
+	}
+	k := []byte(acct)
+	s := Stored{Agg: b.Get(k)}
+	if s.Agg != nil {
+		if b, err = w.bucket(&w.meta, "meta"); err != nil {
+			return Stored{}, err
+		}
+		s.Meta = b.Get(k)
+	}
+	if b, err = w.bucket(&w.health, "health"); err != nil {
+		return Stored{}, err
+	}
+	s.Health = b.Get(k)
+	return s, nil
+}
+
+// SnapshotScoreAt is store.SnapshotScoreAt through the Writer's buckets.
+func (w *Writer) SnapshotScoreAt(acct, day string) (float64, error) {
+	b, err := w.bucket(&w.snapshots, "snapshots")
+	if err != nil {
+		return 0, err
+	}
+	return snapshotScoreAt(b.Cursor(), acct, day)
+}
+
+// PutAggregate stores an account's encoded aggregate (account.Aggregates
+// Marshal).
+func (w *Writer) PutAggregate(acct string, agg []byte) error {
+	return w.put(&w.accounts, "accounts", []byte(acct), agg, "aggregate", acct)
 }
 
 // PutEncoded writes an evaluation's signals, snapshot, health and row.

@@ -53,7 +53,7 @@ func (s *Service) ApplyIngestion(btx *pstore.Tx, _ uint32, recs []*ingestionv1.L
 		tx, ok := txs[ws]
 		if !ok {
 			tx = store.In(btx, ws)
-			tx.DeferAggregates()
+			tx.DeferAggregates(s.aggs)
 			txs[ws] = tx
 		}
 		return tx
@@ -284,7 +284,8 @@ func (s *Service) applyAggregates(tx *store.Tx, e *ingestionv1.Event) error {
 	// The account's status, derived from these aggregates as every service
 	// derives it (pkg/domain/account): when it becomes churned its pending
 	// handoffs close, and RouteTx opens none for it until it is won back.
-	switch life := agg.Lifecycle(); {
+	life := agg.Lifecycle()
+	switch {
 	case life.Status == account.StatusChurned && before != account.StatusChurned:
 		if err := s.closeChurned(tx, acct, time.Unix(life.Since, 0).UTC(), false); err != nil {
 			return err
@@ -301,7 +302,7 @@ func (s *Service) applyAggregates(tx *store.Tx, e *ingestionv1.Event) error {
 	if err != nil || !eng.HasPQL() {
 		return err
 	}
-	return s.evaluatePQL(tx, acct, agg, account.EventTime(e))
+	return s.evaluatePQL(tx, eng, acct, agg, life.Status, account.EventTime(e))
 }
 
 // domainOf extracts the host of a website trait, without "www.".
@@ -590,17 +591,20 @@ func (s *Service) updateProduct(tx *store.Tx, account string, at time.Time, upda
 	if err != nil {
 		return err
 	}
-	return s.evaluatePQL(tx, account, agg, at)
+	return s.evaluatePQL(tx, eng, account, agg, agg.Status(), at)
 }
 
-// evaluatePQL evaluates the PQL rules for an account at at and routes a PQL
-// handoff, created at at, for every rule that starts to hold.
-func (s *Service) evaluatePQL(tx *store.Tx, acctID string, agg *account.Aggregates, at time.Time) error {
-	a, err := tx.Account(acctID)
-	if err != nil {
-		return err
+// evaluatePQL evaluates the PQL rules of eng for an account, whose
+// aggregates give it status, at at and routes a PQL handoff, created at at,
+// for every rule that starts to hold.
+func (s *Service) evaluatePQL(tx *store.Tx, eng *rules.Engine, acctID string, agg *account.Aggregates, status account.Status, at time.Time) error {
+	// When no rule can hold for the account's status, none holds now and
+	// none fires: unless some held before, nothing changes, and neither
+	// the account's record nor the rules need reading.
+	if !eng.PQLCanHold(status) && !tx.AccountListsPQL(acctID) {
+		return nil
 	}
-	_, eng, err := s.engine(tx)
+	a, err := tx.Account(acctID)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
 
 // ingest applies one event, stamped at at, as the ingestion consumer does.
@@ -143,5 +146,62 @@ func TestConsumerUsesEventTime(t *testing.T) {
 	as = h.list(&routingv1.ListAssignmentsRequest{AccountId: "beta"})
 	if len(as) != 1 || !as[0].GetCreatedAt().AsTime().Equal(ny(16, 14, 0)) {
 		t.Fatalf("future-stamped MQL: %v", as)
+	}
+}
+
+// TestPQLStatusGuard follows a rule that requires a lifecycle status, as
+// the demo's do (`status == "trial" && ...`): events of an account in
+// another status need not evaluate it, yet it fires once when the account
+// enters trial with its condition met, and stops holding (the account's
+// record forgets it) when the account becomes a customer.
+func TestPQLStatusGuard(t *testing.T) {
+	start := ny(16, 9, 0)
+	h := newHarness(t, "", start.Add(time.Hour))
+	h.setup(nil)
+	cfg := &routingv1.Config{
+		FallbackPoolId: "sdr",
+		Rules:          []*routingv1.Rule{{Name: "sdr", Action: routingv1.ActionKind_ACTION_KIND_POOL, PoolId: "sdr"}},
+		PqlRules:       []*routingv1.PqlRule{{Name: "trial-integration", Condition: `status == "trial" && integrations() >= 1`}},
+	}
+	if _, err := h.client.ApplyConfig(ctxWith(adminKey), &routingv1.ApplyConfigRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	track := func(name string, props map[string]any) *ingestionv1.Event {
+		return &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: name, UserId: "u1", AccountId: "acme", Properties: st(t, props)}
+	}
+	steps := []struct {
+		event   *ingestionv1.Event
+		holding []string
+		pqls    int
+	}{
+		{track("integration.connected", map[string]any{"integration": "slack"}), nil, 0},
+		{track("report_created", nil), nil, 0},
+		{track("trial_started", nil), []string{"trial-integration"}, 1},
+		{track("report_created", nil), []string{"trial-integration"}, 1},
+		{track("trial_converted", nil), nil, 1},
+		{track("report_created", nil), nil, 1},
+	}
+	for i, s := range steps {
+		at := start.Add(time.Duration(i+1) * time.Minute)
+		h.ingest(fmt.Sprint("e", i), at, s.event)
+		var holding []string
+		err := h.db.View(func(btx *pstore.Tx) error {
+			a, err := store.In(btx, "ws").Account("acme")
+			holding = a.PQLHolding
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(holding, s.holding) {
+			t.Fatalf("after %s: holding %q, want %q", s.event.GetEvent(), holding, s.holding)
+		}
+		got := h.list(&routingv1.ListAssignmentsRequest{Type: routingv1.HandoffType_HANDOFF_TYPE_PQL})
+		if len(got) != s.pqls {
+			t.Fatalf("after %s: PQLs %q, want %d", s.event.GetEvent(), summary(got), s.pqls)
+		}
+		if len(got) == 1 && !got[0].GetCreatedAt().AsTime().Equal(start.Add(3*time.Minute)) {
+			t.Fatalf("PQL created at %s, want the trial start's time", got[0].GetCreatedAt().AsTime())
+		}
 	}
 }

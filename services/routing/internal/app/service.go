@@ -90,7 +90,14 @@ type Service struct {
 	// filled and invalidated only inside write transactions, which bbolt
 	// serializes, so it never holds a version older than the last commit.
 	owners map[string]map[string]*rules.Owner
+	// aggs keeps the aggregates the ingestion consumer wrote last, decoded
+	// (store.AggregateCache).
+	aggs *store.AggregateCache
 }
+
+// aggregateCacheBytes bounds the aggregate cache by the encoded size of
+// what it holds: a thousand busy accounts fit.
+const aggregateCacheBytes = 8 << 20
 
 type engineEntry struct {
 	version uint32
@@ -120,6 +127,7 @@ func New(opts Options) (*Service, error) {
 		wake:    make(chan struct{}, 1),
 		engines: map[string]engineEntry{},
 		owners:  map[string]map[string]*rules.Owner{},
+		aggs:    store.NewAggregateCache(aggregateCacheBytes),
 		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_sla_breaches_total", Help: "SLA breaches by handoff type.",
 		}, []string{"type"}),

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type Product struct {
 type compiledPQL struct {
 	name string
 	prg  *account.Program
+	// statuses are the lifecycle statuses the condition requires
+	// (account.Env.StatusGuard): for any other status it cannot hold.
+	statuses []string
 }
 
 // PQLConfig is how PQL rules read the aggregates (account.PQLConfig).
@@ -80,13 +84,28 @@ func compilePQL(rs []*routingv1.PqlRule) ([]compiledPQL, []*commonv1.ValidationE
 			errs = append(errs, &commonv1.ValidationError{Path: path + ".condition", Message: err.Error()})
 			continue
 		}
-		out = append(out, compiledPQL{name: r.GetName(), prg: prg})
+		out = append(out, compiledPQL{name: r.GetName(), prg: prg, statuses: env.StatusGuard(r.GetCondition())})
 	}
 	return out, errs
 }
 
 // HasPQL reports whether the config has PQL rules.
 func (e *Engine) HasPQL() bool { return len(e.pql) > 0 }
+
+// PQLCanHold reports whether a PQL rule can hold for an account of a
+// lifecycle status (the `status` of Product.inputs): false when every rule
+// requires another status in a top-level `status == "..."` conjunct, so
+// that EvaluatePQL would find none holding, and no error, whatever the rest
+// of the product context. Most accounts are not in trial, which is what PQL
+// rules look for: their events then need no evaluation.
+func (e *Engine) PQLCanHold(status account.Status) bool {
+	for _, r := range e.pql {
+		if !slices.ContainsFunc(r.statuses, func(s string) bool { return s != string(status) }) {
+			return true
+		}
+	}
+	return false
+}
 
 // EvaluatePQL returns the PQL rules that newly hold for an account, and the
 // full set that holds now. A rule fires once per qualification: it fires when

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
+	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/hours"
 )
 
@@ -429,6 +432,62 @@ func TestTerritoryAndSegment(t *testing.T) {
 			}
 			if r.OwnerID != tt.wantOwner || strings.Join(skips, " ") != tt.wantSkips {
 				t.Fatalf("owner %q candidates %q, want %q %q", r.OwnerID, strings.Join(skips, " "), tt.wantOwner, tt.wantSkips)
+			}
+		})
+	}
+}
+
+// TestPQLCanHold checks that rules requiring a lifecycle status in a
+// top-level conjunct are known not to hold for other statuses, and that
+// evaluating them then indeed finds none holding and no error, even where
+// the rest of the condition would hold or fail.
+func TestPQLCanHold(t *testing.T) {
+	// A churn event with no purchase before it makes a churned account;
+	// trial_started a trial.
+	aggs := map[account.Status]*account.Aggregates{account.StatusProspect: account.New("ws", "acme")}
+	for status, event := range map[account.Status]string{account.StatusTrial: "trial_started", account.StatusChurned: "billing.churned", account.StatusCustomer: "crm.closed_won"} {
+		a := account.New("ws", "acme")
+		a.Apply(&ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK, Event: event, Timestamp: timestamppb.New(monday10)}, &account.Config{})
+		if a.Status() != status {
+			t.Fatalf("%s gives status %s, want %s", event, a.Status(), status)
+		}
+		aggs[status] = a
+	}
+	tests := []struct {
+		name  string
+		rules []string
+		// can are the statuses some rule can hold for; nil: all.
+		can []account.Status
+	}{
+		{"demo rules", []string{`status == "trial" && active_users("14d") >= 0`, `status == "trial" && integrations() >= 0`}, []account.Status{account.StatusTrial}},
+		{"reversed operands, nested and", []string{`true && ("customer" == status && !has_event("x"))`, `(health_score >= 0.0 && status == "churned") && true`}, []account.Status{account.StatusCustomer, account.StatusChurned}},
+		{"erroring rest", []string{`account.missing == 1 && status == "trial"`}, []account.Status{account.StatusTrial}},
+		{"two statuses never hold", []string{`status == "trial" && status == "customer"`}, []account.Status{}},
+		{"one unguarded rule", []string{`status == "trial"`, `health_score >= 0.0`}, nil},
+		{"or is no guard", []string{`status == "trial" || true`}, nil},
+		{"not equal is no guard", []string{`status != "trial" && true`}, nil},
+		{"comprehension is no guard", []string{`["trial"].exists(status, status == "trial")`}, nil},
+		{"guard under a negation is none", []string{`!(status == "trial" && false)`}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &routingv1.Config{}
+			for i, r := range tt.rules {
+				cfg.PqlRules = append(cfg.PqlRules, &routingv1.PqlRule{Name: fmt.Sprint("r", i), Condition: r})
+			}
+			e := compile(t, cfg)
+			for status, agg := range aggs {
+				want := tt.can == nil || slices.Contains(tt.can, status)
+				if got := e.PQLCanHold(status); got != want {
+					t.Fatalf("PQLCanHold(%s) = %v, want %v", status, got, want)
+				}
+				if want {
+					continue
+				}
+				_, now, errs := e.EvaluatePQL(Product{Aggregates: agg, Now: monday10, Account: map[string]any{}}, nil)
+				if len(now) > 0 || len(errs) > 0 {
+					t.Fatalf("status %s: rules %v hold, errors %v; PQLCanHold said none can", status, now, errs)
+				}
 			}
 		})
 	}

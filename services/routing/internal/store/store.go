@@ -75,6 +75,14 @@ type Tx struct {
 	// and encoded once, not once per event.
 	aggs  map[string]*account.Aggregates
 	dirty map[string]bool
+	// cache, when not nil, holds aggregates decoded in earlier
+	// transactions; deferred reads take theirs from it and
+	// FlushAggregates puts what it writes back.
+	cache *AggregateCache
+	// version memoizes ConfigVersion (valid when versionOK), which a
+	// consumer asks for on each event; putConfigVersion resets it.
+	version   uint32
+	versionOK bool
 }
 
 // seek positions name's cached cursor at key and returns the value stored
@@ -142,26 +150,35 @@ func (t *Tx) FlushLoad() error {
 
 // DeferAggregates keeps aggregates read and written through this Tx in
 // memory until FlushAggregates; reads through this Tx see the writes. A
-// caller must not change aggregates it does not put back.
-func (t *Tx) DeferAggregates() {
+// caller must not change aggregates it does not put back. With a cache
+// (nil: none), the reads take aggregates decoded earlier from it, and
+// FlushAggregates puts the ones it writes in it.
+func (t *Tx) DeferAggregates(cache *AggregateCache) {
 	if t.aggs == nil {
 		t.aggs, t.dirty = map[string]*account.Aggregates{}, map[string]bool{}
 	}
+	t.cache = cache
 }
 
 // FlushAggregates writes the aggregates put since DeferAggregates, in
 // account order, and stops deferring.
 func (t *Tx) FlushAggregates() error {
-	aggs, dirty := t.aggs, t.dirty
-	t.aggs, t.dirty = nil, nil
+	aggs, dirty, cache := t.aggs, t.dirty, t.cache
+	t.aggs, t.dirty, t.cache = nil, nil, nil
 	ids := make([]string, 0, len(dirty))
 	for id := range dirty {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		if err := t.put("aggregates", []byte(id), aggs[id].Marshal()); err != nil {
+		enc := aggs[id].Marshal()
+		if err := t.put("aggregates", []byte(id), enc); err != nil {
 			return err
+		}
+		if cache != nil {
+			// The transaction's writes are done with the aggregates: the
+			// cache owns them now.
+			cache.put([2]string{t.ws, id}, cachedAggregates{enc: enc, agg: aggs[id]})
 		}
 	}
 	return nil
@@ -380,11 +397,17 @@ func (t *Tx) Config() (*routingv1.Config, error) {
 
 // ConfigVersion returns the active config's version without decoding it;
 // 0 when none was applied.
+// A Tx remembers it until it stores a config itself: configurations
+// change through one Tx per transaction, the one that stores it.
 func (t *Tx) ConfigVersion() uint32 {
+	if t.versionOK {
+		return t.version
+	}
 	p, err := configs.Active(t.base, t.ws, configSlot)
 	if err != nil {
 		return 0
 	}
+	t.version, t.versionOK = p.Version, true
 	return p.Version
 }
 
@@ -401,6 +424,7 @@ func (t *Tx) PutConfig(cfg *routingv1.Config) error {
 
 // putConfigVersion stores cfg under its own version and makes it active.
 func (t *Tx) putConfigVersion(cfg *routingv1.Config) error {
+	t.versionOK = false
 	if err := configs.Put(t.base, t.ws, configID, cfg.GetVersion(), cfg); err != nil {
 		return err
 	}
@@ -791,6 +815,15 @@ func (t *Tx) Account(id string) (*Account, error) {
 	return a, nil
 }
 
+// AccountListsPQL reports whether an account's stored record may list PQL
+// rules holding (Account.PQLHolding), without decoding it: false when it
+// lists none. PutAccount writes the list under the key "pql_holding" only
+// when it is not empty; a trait that contains that text only makes the
+// answer a needless true.
+func (t *Tx) AccountListsPQL(id string) bool {
+	return bytes.Contains(t.get("accounts", []byte(id)), []byte(`"pql_holding"`))
+}
+
 // PutAccount stores an account and its domain index.
 func (t *Tx) PutAccount(id string, a *Account) error {
 	v, err := json.Marshal(a)
@@ -990,6 +1023,8 @@ func (t *Tx) Aggregates(accountID string) (*account.Aggregates, error) {
 	var a *account.Aggregates
 	if v == nil {
 		a = account.New(t.ws, accountID)
+	} else if e, ok := t.takeCached(accountID); ok && bytes.Equal(e.enc, v) {
+		a = e.agg
 	} else {
 		var err error
 		if a, err = account.Unmarshal(v); err != nil {
@@ -1000,6 +1035,14 @@ func (t *Tx) Aggregates(accountID string) (*account.Aggregates, error) {
 		t.aggs[accountID] = a
 	}
 	return a, nil
+}
+
+// takeCached takes an account's entry out of the cache of a deferring Tx.
+func (t *Tx) takeCached(accountID string) (cachedAggregates, bool) {
+	if t.cache == nil || t.aggs == nil {
+		return cachedAggregates{}, false
+	}
+	return t.cache.take([2]string{t.ws, accountID})
 }
 
 // PutAggregates stores an account's product aggregates; pkg/domain/account bounds

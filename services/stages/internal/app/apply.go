@@ -71,6 +71,9 @@ type acctState struct {
 	acc   *store.Account
 	c     *compiled
 	dirty bool
+	// timer is when this batch armed the account's timer (zero: not yet),
+	// so that its next events skip arming it at the same time again.
+	timer time.Time
 }
 
 func (a *App) newBatch(tx *pstore.Tx, ns store.Namespace, o *only) *batch {
@@ -171,8 +174,35 @@ func (b *batch) event(ev *ingestionv1.Event, cause string) error {
 // aggregates). It returns the status.
 func syncLifecycle(st *acctState) account.Status {
 	lc := st.acc.Aggs.Lifecycle()
-	st.acc.Journey.Lifecycle = lc.Proto()
+	if !sameLifecycle(st.acc.Journey.GetLifecycle(), lc) {
+		st.acc.Journey.Lifecycle = lc.Proto()
+	}
 	return lc.Status
+}
+
+// sameLifecycle reports whether p is what l.Proto() returns, so that the
+// status kept on the journey state is only rebuilt when it changed.
+func sameLifecycle(p *commonv1.Lifecycle, l account.Lifecycle) bool {
+	if p == nil || p.GetStatus() != l.Status.Proto() || !sameUnix(p.GetSince(), l.Since) || len(p.GetHistory()) != len(l.History) ||
+		len(p.ProtoReflect().GetUnknown()) > 0 {
+		return false
+	}
+	for i, c := range l.History {
+		h := p.GetHistory()[i]
+		if h.GetStatus() != c.Status.Proto() || !sameUnix(h.GetAt(), c.At) || h.GetEvent() != c.Event || len(h.ProtoReflect().GetUnknown()) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sameUnix reports whether ts is what account.Lifecycle.Proto makes of
+// sec: nil for 0, else sec whole seconds.
+func sameUnix(ts *timestamppb.Timestamp, sec int64) bool {
+	if sec == 0 {
+		return ts == nil
+	}
+	return ts != nil && ts.GetSeconds() == sec && ts.GetNanos() == 0 && len(ts.ProtoReflect().GetUnknown()) == 0
 }
 
 // statusOf is the status kept on an account's journey state.
@@ -194,6 +224,7 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		if aj.GetStage() == "" {
 			return nil
 		}
+		st.timer = time.Time{} // churnOut clears it
 		return b.churnOut(aj, now, trigger)
 	}
 	if aj.GetStage() == "" && (status == account.StatusWonBack || was == account.StatusChurned) {
@@ -214,7 +245,10 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 	aj.Version = j.Def.GetVersion()
 	journey.SyncTraits(aj, st.acc.Aggs)
 	ws, acct := aj.GetWorkspace(), aj.GetAccountId()
-	ts := timestamppb.New(now)
+	var ts *timestamppb.Timestamp
+	if len(out.Moves) > 0 || len(out.Signals) > 0 {
+		ts = timestamppb.New(now)
+	}
 
 	for _, m := range out.Moves {
 		if aj.Traits["cohort"] == "" {
@@ -269,15 +303,21 @@ func (b *batch) evaluate(st *acctState, now time.Time, cause, trigger string) er
 		})
 	}
 	aj.Stage = out.State.Stage
-	if !out.State.EnteredAt.IsZero() {
-		aj.EnteredAt = timestamppb.New(out.State.EnteredAt)
+	if e := out.State.EnteredAt; !e.IsZero() && !sameTime(aj.GetEnteredAt(), e) {
+		aj.EnteredAt = timestamppb.New(e)
 	}
-	if b.ns == store.Live && !out.NextCheck.IsZero() {
+	if b.ns == store.Live && !out.NextCheck.IsZero() && !out.NextCheck.Equal(st.timer) {
 		if err := b.ns.SetTimer(b.tx, ws, aj.GetJourneyId(), acct, out.NextCheck, b.partition(ws, acct)); err != nil {
 			return err
 		}
+		st.timer = out.NextCheck
 	}
 	return nil
+}
+
+// sameTime reports whether ts is t, to the nanosecond.
+func sameTime(ts *timestamppb.Timestamp, t time.Time) bool {
+	return ts != nil && ts.GetSeconds() == t.Unix() && ts.GetNanos() == int32(t.Nanosecond()) && len(ts.ProtoReflect().GetUnknown()) == 0
 }
 
 // retire closes the visit and the open signals of a stage that no longer

@@ -50,6 +50,7 @@ func (a *App) FireDue(ctx context.Context, now time.Time) (int, error) {
 				if err != nil {
 					return err
 				}
+				st.timer = time.Time{} // Fired removed it
 				if st.acc.Journey.GetStage() == "" {
 					continue
 				}

@@ -1,6 +1,7 @@
 package journey
 
 import (
+	"slices"
 	"time"
 
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
@@ -91,45 +92,88 @@ type Evaluator struct {
 	vars map[string]any
 	agg  *account.Aggregates
 	now  time.Time
+	// stageIDs are the stages' ids as VarStage values, boxed once.
+	stageIDs []any
+	// visited and met are scratch space of Evaluate and dropoffs.
+	visited []bool
+	met     []bool
 }
 
 // NewEvaluator returns an evaluator for the journey.
 func (j *Journey) NewEvaluator() *Evaluator {
-	return &Evaluator{j: j, ev: j.env.NewEvaluator(), vars: map[string]any{VarStage: "", VarDaysInStage: int64(0)}}
+	e := &Evaluator{j: j, ev: j.env.NewEvaluator(), vars: map[string]any{VarStage: "", VarDaysInStage: int64(0)},
+		stageIDs: make([]any, len(j.Stages)), visited: make([]bool, len(j.Stages))}
+	for i, s := range j.Stages {
+		e.stageIDs[i] = s.Def.GetId()
+	}
+	return e
 }
 
-// holds evaluates a list of criteria for stage s entered at entered. An
-// evaluation error counts as not met, so a broken criterion cannot stall an
-// account or the service.
-func (e *Evaluator) holds(s *Stage, list []*Criterion, entered time.Time, results *[]*stagesv1.CriterionResult) bool {
-	e.vars[VarStage] = s.Def.GetId()
+// bind points the CEL evaluator at stage s entered at entered.
+func (e *Evaluator) bind(s *Stage, entered time.Time) {
+	e.vars[VarStage] = e.stageIDs[s.Index]
 	days := int64(0)
 	if !entered.IsZero() && e.now.After(entered) {
 		days = int64(e.now.Sub(entered) / (24 * time.Hour))
 	}
 	e.vars[VarDaysInStage] = days
 	e.ev.Reset(e.agg, e.now, e.vars)
+}
+
+// holds evaluates a list of criteria for stage s entered at entered. An
+// evaluation error counts as not met, so a broken criterion cannot stall an
+// account or the service. With results, the result of every criterion is
+// appended to *results.
+func (e *Evaluator) holds(s *Stage, list []*Criterion, entered time.Time, results *[]*stagesv1.CriterionResult) bool {
+	if results == nil {
+		return e.allHold(s, list, entered)
+	}
+	e.bind(s, entered)
 	all := true
 	for _, c := range list {
 		ok, err := c.prog.Bool(e.ev)
 		if err != nil {
 			ok = false
 		}
-		if results != nil {
-			r := &stagesv1.CriterionResult{Name: c.Name, Expr: c.Expr, Met: ok, Description: c.Description}
-			if err != nil {
-				r.Error = err.Error()
-			}
-			*results = append(*results, r)
+		r := &stagesv1.CriterionResult{Name: c.Name, Expr: c.Expr, Met: ok, Description: c.Description}
+		if err != nil {
+			r.Error = err.Error()
 		}
+		*results = append(*results, r)
 		if !ok {
 			all = false
-			if results == nil {
-				return false
-			}
 		}
 	}
 	return all
+}
+
+// allHold is holds without results: it stops at the first criterion that
+// does not hold.
+func (e *Evaluator) allHold(s *Stage, list []*Criterion, entered time.Time) bool {
+	if len(list) == 0 {
+		return true
+	}
+	e.bind(s, entered)
+	for _, c := range list {
+		if ok, err := c.prog.Bool(e.ev); err != nil || !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// holdsAll is holds for lists whose results only matter when every
+// criterion holds (the criteria that justify a move): it evaluates until
+// the first criterion that does not hold, and only then builds the results,
+// which are then all met and without error, as holds would have found them.
+func (e *Evaluator) holdsAll(s *Stage, list []*Criterion, entered time.Time, results *[]*stagesv1.CriterionResult) bool {
+	if !e.allHold(s, list, entered) {
+		return false
+	}
+	for _, c := range list {
+		*results = append(*results, &stagesv1.CriterionResult{Name: c.Name, Expr: c.Expr, Met: true, Description: c.Description})
+	}
+	return true
 }
 
 // Evaluate places the account, moves it as the definition allows, and opens
@@ -166,7 +210,7 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 				continue
 			}
 			var r []*stagesv1.CriterionResult
-			if e.holds(s, s.Entry, time.Time{}, &r) {
+			if e.holdsAll(s, s.Entry, time.Time{}, &r) {
 				pick, res = i, r
 				break
 			}
@@ -177,7 +221,9 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 		e.move(&out, pick, cause, res)
 		cur = pick
 	}
-	visited := map[int]bool{cur: true}
+	visited := e.visited
+	clear(visited)
+	visited[cur] = true
 	for steps := 0; steps < len(j.Stages); steps++ {
 		s := j.Stages[cur]
 		next := -1
@@ -185,7 +231,7 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 		moveCause := cause
 		if len(s.Exit) > 0 {
 			var exitRes []*stagesv1.CriterionResult
-			if e.holds(s, s.Exit, out.State.EnteredAt, &exitRes) {
+			if e.holdsAll(s, s.Exit, out.State.EnteredAt, &exitRes) {
 				targets := make([]int, 0, 1+len(s.Moves))
 				if cur+1 < len(j.Stages) {
 					targets = append(targets, cur+1)
@@ -197,7 +243,7 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 					}
 					t := j.Stages[m]
 					r := append([]*stagesv1.CriterionResult(nil), exitRes...)
-					if e.holds(t, t.Entry, time.Time{}, &r) {
+					if e.holdsAll(t, t.Entry, time.Time{}, &r) {
 						next, res = m, r
 						break
 					}
@@ -213,7 +259,7 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 					continue
 				}
 				var r []*stagesv1.CriterionResult
-				if e.holds(t, t.Entry, time.Time{}, &r) {
+				if e.holdsAll(t, t.Entry, time.Time{}, &r) {
 					next, res = i, r
 					break
 				}
@@ -226,7 +272,7 @@ func (e *Evaluator) Evaluate(a *account.Aggregates, st State, now time.Time, cau
 					continue
 				}
 				var r []*stagesv1.CriterionResult
-				if e.holds(t, t.Entry, time.Time{}, &r) {
+				if e.holdsAll(t, t.Entry, time.Time{}, &r) {
 					next, res, moveCause = m, r, CauseRegression
 				}
 			}
@@ -277,30 +323,33 @@ func (e *Evaluator) dropoffs(out *Outcome, s *Stage) {
 	if len(s.Dropoff) == 0 && len(out.State.Open) == 0 {
 		return
 	}
-	var res []*stagesv1.CriterionResult
-	e.holds(s, s.Dropoff, out.State.EnteredAt, &res)
-	open := map[string]bool{}
-	for _, n := range out.State.Open {
-		open[n] = true
+	// Every drop-off criterion is evaluated, as holds with results does;
+	// only whether each is met is read.
+	met := e.met[:0]
+	if len(s.Dropoff) > 0 {
+		e.bind(s, out.State.EnteredAt)
 	}
+	for _, c := range s.Dropoff {
+		ok, err := c.prog.Bool(e.ev)
+		met = append(met, ok && err == nil)
+	}
+	e.met = met
 	var now []string
-	known := map[string]bool{}
 	for i, c := range s.Dropoff {
-		known[c.Name] = true
-		met := res[i].GetMet()
+		open := slices.Contains(out.State.Open, c.Name)
 		switch {
-		case met && !open[c.Name]:
+		case met[i] && !open:
 			out.Signals = append(out.Signals, SignalChange{Stage: s.Def.GetId(), Name: c.Name, Description: c.Description, Open: true})
-		case !met && open[c.Name]:
+		case !met[i] && open:
 			out.Signals = append(out.Signals, SignalChange{Stage: s.Def.GetId(), Name: c.Name, Description: c.Description, Open: false})
 		}
-		if met {
+		if met[i] {
 			now = append(now, c.Name)
 		}
 	}
 	// Signals of criteria removed from the definition close too.
 	for _, n := range out.State.Open {
-		if !known[n] {
+		if !slices.ContainsFunc(s.Dropoff, func(c *Criterion) bool { return c.Name == n }) {
 			out.Signals = append(out.Signals, SignalChange{Stage: s.Def.GetId(), Name: n, Open: false})
 		}
 	}
