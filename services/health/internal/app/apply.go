@@ -102,7 +102,7 @@ func (b *batch) get(ws, acct string, create bool) (*state, error) {
 		return nil, err
 	}
 	st := &state{}
-	if c := b.a.cache.take(k); c != nil && c.stored.Equal(&raw) {
+	if c, _ := b.a.cache.Take(k); c != nil && c.stored.Equal(&raw) {
 		// The account as this consumer last wrote it, still current.
 		st.acc, st.health, st.stored = c.acc, c.health, &c.stored
 	} else {
@@ -145,7 +145,7 @@ func (b *batch) flush(last bool) error {
 			return err
 		}
 		if last && stored != nil {
-			b.a.cache.put(k, &cachedAccount{stored: *stored, acc: st.acc, health: st.health})
+			b.a.cache.Put(k, &cachedAccount{stored: *stored, acc: st.acc, health: st.health})
 		}
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"testing"
 
-	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/store/storetest"
@@ -83,40 +82,3 @@ func TestAggregateCache(t *testing.T) {
 }
 
 var errFail = errors.New("fail")
-
-// TestAggregateCacheLimit checks that the cache holds no more encoded
-// bytes than its limit.
-func TestAggregateCacheLimit(t *testing.T) {
-	c := NewAggregateCache(100)
-	for i := range 10 {
-		c.put([2]string{"ws", string(rune('a' + i))}, cachedAggregates{enc: make([]byte, 30), agg: account.New("ws", "a")})
-		if c.size > 100 || c.size != 30*len(c.m) {
-			t.Fatalf("after %d puts: size %d with %d entries", i+1, c.size, len(c.m))
-		}
-	}
-	c.put([2]string{"ws", "big"}, cachedAggregates{enc: make([]byte, 101)})
-	if _, ok := c.take([2]string{"ws", "big"}); ok {
-		t.Fatal("an entry over the limit was kept")
-	}
-}
-
-// TestConfigVersionAfterPut checks that a Tx that read the config version
-// and then stores a config reports the new version.
-func TestConfigVersionAfterPut(t *testing.T) {
-	db := storetest.Open(t)
-	err := db.Update(func(btx *pstore.Tx) error {
-		tx := In(btx, "ws")
-		for want := range uint32(3) {
-			if got := tx.ConfigVersion(); got != want {
-				t.Errorf("version %d, want %d", got, want)
-			}
-			if err := tx.PutConfig(&routingv1.Config{}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}

@@ -178,7 +178,7 @@ func (t *Tx) FlushAggregates() error {
 		if cache != nil {
 			// The transaction's writes are done with the aggregates: the
 			// cache owns them now.
-			cache.put([2]string{t.ws, id}, cachedAggregates{enc: enc, agg: aggs[id]})
+			cache.Put([2]string{t.ws, id}, cachedAggregates{enc: enc, agg: aggs[id]})
 		}
 	}
 	return nil
@@ -1042,7 +1042,7 @@ func (t *Tx) takeCached(accountID string) (cachedAggregates, bool) {
 	if t.cache == nil || t.aggs == nil {
 		return cachedAggregates{}, false
 	}
-	return t.cache.take([2]string{t.ws, accountID})
+	return t.cache.Take([2]string{t.ws, accountID})
 }
 
 // PutAggregates stores an account's product aggregates; pkg/domain/account bounds
