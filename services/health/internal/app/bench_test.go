@@ -12,6 +12,7 @@ import (
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/cputime"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	kv "github.com/cairn-dev/cairn/pkg/store"
@@ -100,7 +101,7 @@ func benchRescoreAfter(b *testing.B, n, warm int, durable bool) {
 		}
 	}
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		clk.Advance(24 * time.Hour) // each run is a new day: new snapshots, real work
 		got, err := e.Rescore(context.Background(), "w")
@@ -109,7 +110,7 @@ func benchRescoreAfter(b *testing.B, n, warm int, durable bool) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/rescore")
-	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/rescore")
+	b.ReportMetric(float64((cputime.Process()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/rescore")
 }
 
 // BenchmarkRescore100k rescores a workspace of 100,000 accounts (target ≤ 2 s).
@@ -144,8 +145,8 @@ func BenchmarkApplyEvent(b *testing.B) {
 	}
 	recs := make([]*ingestionv1.LogRecord, 0, 500)
 	b.ResetTimer()
-	cpu0 := cpuTime()
-	defer func() { b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event") }()
+	cpu0 := cputime.Process()
+	defer func() { b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event") }()
 	for i := 0; i < b.N; {
 		recs = recs[:0]
 		for ; len(recs) < 500 && i < b.N; i++ {
@@ -217,7 +218,7 @@ func benchApplySuite(b *testing.B, batch int) {
 	run(build(accounts * 10)) // every account exists, with its five users
 	recs := build(b.N)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	run(recs)
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+	b.ReportMetric(float64((cputime.Process()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
 }

@@ -17,6 +17,7 @@ import (
 
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/cputime"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/routing/internal/sla"
@@ -127,7 +128,7 @@ func BenchmarkRestartTimers(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cpu0 := cpuTime()
+		cpu0 := cputime.Process()
 		// Serving again: handoffs (group-committed like Qualify) sent every
 		// 10 ms while the backlog fires; the first is sent as it starts.
 		var (
@@ -165,7 +166,7 @@ func BenchmarkRestartTimers(b *testing.B) {
 			b.Fatal(err)
 		}
 		total += time.Since(start)
-		cpu += cpuTime() - cpu0
+		cpu += cputime.Process() - cpu0
 		close(stop)
 		serve += <-served
 		writeMax = max(writeMax, <-slowest)

@@ -14,6 +14,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/cputime"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/routing/internal/store"
 )
@@ -103,9 +104,9 @@ func BenchmarkApplyIngestionDemo(b *testing.B) {
 		b.StopTimer()
 		build()
 		b.StartTimer()
-		c0 := cpuTime()
+		c0 := cputime.Process()
 		commit()
-		cpu += cpuTime() - c0
+		cpu += cputime.Process() - c0
 		events += batch
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(events), "cpu-µs/event")
