@@ -11,6 +11,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,11 @@ type Options struct {
 	// removes (default 5000); a larger subject takes several transactions and
 	// the tombstone is logged with the last one.
 	DeleteChunk int
+	// ServeLinger is stream.LogOptions.ServeLinger for the event log (0:
+	// none): a caught-up Subscribe waits this long after an append before
+	// sending, so that a trickle of small commits reaches the consumers as
+	// one send (and one transaction in each) instead of many.
+	ServeLinger time.Duration
 	// IndexInterval is the pause between Index passes (default 1s). Longer
 	// passes index more events per leaf page they dirty; since a pass is
 	// written in small transactions (IndexTxRows), acks do not wait for it.
@@ -82,6 +88,11 @@ type Options struct {
 	LagBudget uint64
 	// LagRetry is the retry delay sent with such a refusal (default 1s).
 	LagRetry time.Duration
+	// Log, when set, is the replicated backend the event log is served
+	// from (pkg/stream/jetlog): every batch is committed to ingestion.db as
+	// before, then copied to it (stream.Mirror), and acknowledged only once
+	// it holds the batch. Nil serves the log in ingestion.db.
+	Log stream.Backend
 	// Logger receives Index's failures, which it retries rather than
 	// stopping the service over (default slog.Default()).
 	Logger *slog.Logger
@@ -89,9 +100,13 @@ type Options struct {
 
 // App is the ingestion service's use cases over one store.
 type App struct {
-	db      *pkgstore.DB
-	st      *store.Store
-	opts    Options
+	db   *pkgstore.DB
+	st   *store.Store
+	opts Options
+	// served is the log Subscribe serves: the local one, or opts.Log,
+	// which mirror fills from the local one.
+	served  stream.Backend
+	mirror  *stream.Mirror
 	batches *admit.Controller
 	lagShed atomic.Uint64
 }
@@ -137,18 +152,30 @@ func New(db *pkgstore.DB, opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	st, err := store.Open(db, store.Options{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock})
+	st, err := store.Open(db, store.Options{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock, Purge: opts.Log != nil, ServeLinger: opts.ServeLinger})
 	if err != nil {
 		return nil, err
+	}
+	var served stream.Backend = st.Log()
+	var mirror *stream.Mirror
+	if opts.Log != nil {
+		if mirror, err = stream.NewMirror(st.Log(), opts.Log, stream.MirrorOptions{Clock: opts.Clock, Logger: opts.Logger}); err != nil {
+			return nil, fmt.Errorf("replicate the event log: %w", err)
+		}
+		served = opts.Log
 	}
 	batches := admit.New("ingestion batches", admit.Limits{
 		Bytes: opts.MaxInflightBytes, KeyBytes: opts.MaxInflightBytesPerKey, Wait: opts.AdmitWait, Target: opts.AdmitTarget,
 	}, opts.Clock)
-	return &App{db: db, st: st, opts: opts, batches: batches}, nil
+	return &App{db: db, st: st, opts: opts, batches: batches, served: served, mirror: mirror}, nil
 }
 
-// Log returns the event log.
+// Log returns the event log in ingestion.db.
 func (a *App) Log() *stream.Log { return a.st.Log() }
+
+// Served returns the log Subscribe serves: Log, or the replicated backend
+// (Options.Log).
+func (a *App) Served() stream.Backend { return a.served }
 
 // Partitions is the number of partitions of the event log.
 func (a *App) Partitions() uint32 { return a.st.Log().Partitions() }
@@ -156,7 +183,7 @@ func (a *App) Partitions() uint32 { return a.st.Log().Partitions() }
 // LogInfo describes the event log: its retention, the dedup window and the
 // offsets each partition holds.
 func (a *App) LogInfo() *ingestionv1.GetLogInfoResponse {
-	l := a.st.Log()
+	l := a.served
 	resp := &ingestionv1.GetLogInfoResponse{
 		RetentionSeconds:   int64(a.opts.Retention / time.Second),
 		DedupWindowSeconds: int64(a.opts.DedupWindow / time.Second),
@@ -209,7 +236,7 @@ func (a *App) Admit(ctx context.Context, key string, size int) (*admit.Ticket, e
 
 // SubscriberLag is how many records the furthest-behind subscriber of the
 // event log has not been sent yet (stream.Log.SubscriberLag).
-func (a *App) SubscriberLag() uint64 { return a.st.Log().SubscriberLag() }
+func (a *App) SubscriberLag() uint64 { return a.served.SubscriberLag() }
 
 // checkLag refuses a write while the subscribers are further behind than
 // the lag budget.

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
@@ -41,11 +42,39 @@ type Config struct {
 	// full load by 22 s and p99 at 50,000 events/s was 30 ms, at 100ms 3 s
 	// and 20 ms (services/ingestion/BENCHMARKS.md).
 	IndexInterval time.Duration
+	// ServeLinger is Options.ServeLinger (-serve-linger).
+	ServeLinger time.Duration
 	// LagBudget is Options.LagBudget (-lag-budget).
 	LagBudget uint64
+	// LogBackend is where the event log is served from: "bbolt" (the
+	// log in ingestion.db, the default) or "jetstream" (copied from
+	// ingestion.db to replicated NATS JetStream streams before each
+	// acknowledgement, ADR 0021).
+	LogBackend string
+	// NATS configures the jetstream backend.
+	NATS NATS
 	// PprofAddr, when set, serves net/http/pprof there, so that the running
 	// binary can be profiled under load; empty (the default) serves nothing.
 	PprofAddr string
+}
+
+// Log backends (-log-backend).
+const (
+	BackendBBolt     = "bbolt"
+	BackendJetStream = "jetstream"
+)
+
+// NATS is the configuration of the jetstream log backend.
+type NATS struct {
+	// URLs are the servers' client URLs, comma-separated (-nats-url).
+	URLs string
+	// Replicas is each partition stream's replica count (-nats-replicas).
+	Replicas int
+	// MaxBytes bounds each partition stream; a full stream refuses
+	// appends (-nats-max-bytes, 0: unbounded).
+	MaxBytes int64
+	// Timeout bounds each request to the servers (-nats-timeout).
+	Timeout time.Duration
 }
 
 // Parse reads the configuration from the command line args and, for every
@@ -75,6 +104,12 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	c.Admission.register(f)
 	f.Uint64Var(&c.LagBudget, "lag-budget", 500000, "records the furthest-behind downstream consumer may have left to receive before writes get ResourceExhausted (0: no bound)")
 	dur(&c.IndexInterval, "index-interval", 100*time.Millisecond, "pause between passes that index staged events")
+	dur(&c.ServeLinger, "serve-linger", 5*time.Millisecond, "how long a caught-up Subscribe waits for more events before sending them (0: at once); fewer, larger sends when events trickle in")
+	f.StringVar(&c.LogBackend, "log-backend", BackendBBolt, "where the event log is served from: bbolt (ingestion.db) or jetstream (replicated NATS JetStream streams, with -nats-url)")
+	f.StringVar(&c.NATS.URLs, "nats-url", "", "NATS servers for -log-backend jetstream, comma-separated, e.g. nats://n1:4222,nats://n2:4222,nats://n3:4222")
+	integer(&c.NATS.Replicas, "nats-replicas", 3, "replicas of each partition stream (-log-backend jetstream); 3 survives the loss of any one server")
+	f.Int64Var(&c.NATS.MaxBytes, "nats-max-bytes", 0, "bytes each partition stream may hold before appends are refused (-log-backend jetstream; 0: unbounded)")
+	dur(&c.NATS.Timeout, "nats-timeout", 5*time.Second, "bound on each request to the NATS servers, including waiting for a batch's acknowledgements (-log-backend jetstream)")
 	f.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	f.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
 	f.Check(c.validate)
@@ -96,12 +131,26 @@ func (c *Config) validate() error {
 		return errors.New("-retention-interval: must be positive")
 	case c.IndexInterval <= 0:
 		return errors.New("-index-interval: must be positive")
+	case c.ServeLinger < 0 || c.ServeLinger > time.Second:
+		return errors.New("-serve-linger: must be between 0 and 1s")
 	case c.MaxInflightBytes <= 0:
 		return errors.New("-max-inflight-bytes: must be positive")
 	case c.MaxInflightBytesPerKey <= 0 || c.MaxInflightBytesPerKey > c.MaxInflightBytes:
 		return fmt.Errorf("-max-inflight-bytes-per-key: %d must be positive and at most -max-inflight-bytes %d", c.MaxInflightBytesPerKey, c.MaxInflightBytes)
 	case c.Admission.validate() != nil:
 		return c.Admission.validate()
+	case c.LogBackend != BackendBBolt && c.LogBackend != BackendJetStream:
+		return fmt.Errorf("-log-backend: %q is not one of %s, %s", c.LogBackend, BackendBBolt, BackendJetStream)
+	case c.LogBackend == BackendJetStream && strings.TrimSpace(c.NATS.URLs) == "":
+		return errors.New("-nats-url: required with -log-backend jetstream (the NATS servers' URLs, comma-separated)")
+	case c.LogBackend == BackendBBolt && c.NATS.URLs != "":
+		return errors.New("-nats-url: set, but -log-backend is bbolt: add -log-backend jetstream to use it")
+	case c.LogBackend == BackendJetStream && (c.NATS.Replicas < 1 || c.NATS.Replicas > 5):
+		return fmt.Errorf("-nats-replicas: %d must be between 1 and 5 (3 for production)", c.NATS.Replicas)
+	case c.NATS.MaxBytes < 0:
+		return errors.New("-nats-max-bytes: must not be negative")
+	case c.NATS.Timeout <= 0:
+		return errors.New("-nats-timeout: must be positive")
 	case c.Limits.MaxBatchBytes >= c.Server.MaxRecvBytes:
 		return fmt.Errorf("-max-batch-bytes: %d must be below -max-recv-bytes %d, so that oversized batches get a clear error", c.Limits.MaxBatchBytes, c.Server.MaxRecvBytes)
 	case c.Limits.MaxEventBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxDepth <= 0 || c.Limits.MaxKeys <= 0 ||

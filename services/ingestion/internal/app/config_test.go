@@ -59,6 +59,7 @@ func TestParse(t *testing.T) {
 			}},
 		{name: "negative memory limit", args: []string{"-memory-limit-mib", "-1"}, wantErr: "-memory-limit-mib"},
 		{name: "zero index interval", args: []string{"-index-interval", "0s"}, wantErr: "-index-interval"},
+		{name: "negative serve linger", args: []string{"-serve-linger", "-1ms"}, wantErr: "-serve-linger"},
 		{name: "admission defaults", check: func(t *testing.T, c Config) {
 			want := Admission{Writes: 128, WritesPerKey: 64, Streams: 128, StreamsPerKey: 64, Readers: 128, ReadersPerKey: 64, Subscribers: 1024, SubscribersPerKey: 512,
 				Wait: 100 * time.Millisecond, Target: 100 * time.Millisecond}
@@ -93,6 +94,23 @@ func TestParse(t *testing.T) {
 		{name: "batch above recv limit", args: []string{"-max-batch-bytes", "5000000"}, wantErr: "-max-batch-bytes"},
 		{name: "zero depth", args: []string{"-max-depth", "0"}, wantErr: "limits"},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "nope"},
+		{name: "log backend bbolt by default", check: func(t *testing.T, c Config) {
+			if c.LogBackend != BackendBBolt || c.NATS.URLs != "" || c.NATS.Replicas != 3 {
+				t.Errorf("log backend %q, nats %+v", c.LogBackend, c.NATS)
+			}
+		}},
+		{name: "log backend jetstream", args: []string{"-log-backend", "jetstream", "-nats-url", "nats://a:4222,nats://b:4222", "-nats-max-bytes", "1000"},
+			env: map[string]string{"CAIRN_NATS_REPLICAS": "5"},
+			check: func(t *testing.T, c Config) {
+				if c.LogBackend != BackendJetStream || c.NATS.URLs != "nats://a:4222,nats://b:4222" || c.NATS.Replicas != 5 || c.NATS.MaxBytes != 1000 {
+					t.Errorf("log backend %q, nats %+v", c.LogBackend, c.NATS)
+				}
+			}},
+		{name: "unknown log backend", args: []string{"-log-backend", "kafka"}, wantErr: "-log-backend"},
+		{name: "jetstream without servers", args: []string{"-log-backend", "jetstream"}, wantErr: "-nats-url"},
+		{name: "servers without jetstream", args: []string{"-nats-url", "nats://a:4222"}, wantErr: "-nats-url"},
+		{name: "jetstream replicas out of range", args: []string{"-log-backend", "jetstream", "-nats-url", "nats://a:4222", "-nats-replicas", "0"}, wantErr: "-nats-replicas"},
+		{name: "negative stream bound", args: []string{"-nats-max-bytes", "-1"}, wantErr: "-nats-max-bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

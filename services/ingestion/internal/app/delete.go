@@ -100,6 +100,12 @@ func (a *App) DeleteSubject(ctx context.Context, ws, userID, accountID string) (
 			touched[p] = true
 		}
 		if c.done {
+			if err := a.replicated(ctx); err != nil {
+				return 0, nil, fmt.Errorf("delete subject: %w", err)
+			}
+			if err := a.purge(ctx); err != nil {
+				return 0, nil, fmt.Errorf("delete subject: %w", err)
+			}
 			return deleted, c.tombstone, nil
 		}
 	}

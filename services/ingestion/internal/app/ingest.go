@@ -133,6 +133,9 @@ func (a *App) Ingest(ctx context.Context, ws string, events []*ingestionv1.Event
 	if err != nil {
 		return nil, fmt.Errorf("commit batch of %d events: %w", len(events), err)
 	}
+	if err := a.replicated(ctx); err != nil {
+		return nil, fmt.Errorf("batch of %d events: %w", len(events), err)
+	}
 	return out, nil
 }
 

@@ -57,7 +57,7 @@ func (a *App) Timeline(ctx context.Context, q TimelineQuery) (events []*ingestio
 // with their positions, and the partition's head. Errors are the log's
 // (stream.ErrCompacted, stream.ErrBeyondHead) or send's.
 func (a *App) SubscribeEncoded(ctx context.Context, p uint32, from uint64, send func(msg []byte) error) error {
-	return a.st.Log().Serve(ctx, p, from, func(recs []stream.Record, head uint64) error {
+	return a.served.Serve(ctx, p, from, func(recs []stream.Record, head uint64) error {
 		// A fresh buffer each time: gRPC may still be writing the
 		// previous one when send returns.
 		n := 16

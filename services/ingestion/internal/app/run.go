@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	"github.com/cairn-dev/cairn/pkg/admit"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	pkgstore "github.com/cairn-dev/cairn/pkg/store"
+	"github.com/cairn-dev/cairn/pkg/stream/jetlog"
 	"github.com/cairn-dev/cairn/pkg/telemetry"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/server"
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
@@ -38,20 +41,45 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
-	a, err := New(db, Options{
+	var replicated *jetlog.Log
+	if cfg.LogBackend == BackendJetStream {
+		nc, err := connectNATS(cfg)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		replicated, err = jetlog.Open(ctx, nc, jetlog.Options{
+			Name:       streamName(cfg),
+			Partitions: cfg.Server.Partitions,
+			Replicas:   cfg.NATS.Replicas,
+			MaxAge:     cfg.Retention,
+			MaxBytes:   cfg.NATS.MaxBytes,
+			Timeout:    cfg.NATS.Timeout,
+			Logger:     logger,
+		})
+		if err != nil {
+			return fmt.Errorf("-log-backend jetstream: %w", err)
+		}
+	}
+	opts := Options{
 		Partitions:             cfg.Server.Partitions,
 		Retention:              cfg.Retention,
 		DedupWindow:            cfg.DedupWindow,
 		Clock:                  clock.Real{},
 		NoGroupCommit:          cfg.NoGroupCommit,
 		IndexInterval:          cfg.IndexInterval,
+		ServeLinger:            cfg.ServeLinger,
 		MaxInflightBytes:       cfg.MaxInflightBytes,
 		MaxInflightBytesPerKey: cfg.MaxInflightBytesPerKey,
 		AdmitWait:              cfg.Admission.Wait,
 		AdmitTarget:            cfg.Admission.Target,
 		LagBudget:              cfg.LagBudget,
 		Logger:                 logger,
-	})
+	}
+	if replicated != nil {
+		opts.Log = replicated
+	}
+	a, err := New(db, opts)
 	if err != nil {
 		return err
 	}
@@ -72,6 +100,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	srv.Storage(db.Trouble)
 	if err := srv.Registry.Register(db.Collector("ingestion")); err != nil {
 		return errors.Join(fmt.Errorf("register store metrics: %w", err), srv.Close())
+	}
+	if replicated != nil {
+		for _, c := range replicated.Collectors() {
+			if err := srv.Registry.Register(c); err != nil {
+				return errors.Join(fmt.Errorf("register log metrics: %w", err), srv.Close())
+			}
+		}
 	}
 	for _, c := range lagMetrics(a, cfg.LagBudget) {
 		if err := srv.Registry.Register(c); err != nil {
@@ -98,11 +133,35 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		a.Index,
 		func(ctx context.Context) error { return a.Retention(ctx, cfg.RetentionInterval) },
 		reclaim.Run,
+		a.Replicate,
 	}
 	if cfg.PprofAddr != "" {
 		background = append(background, func(ctx context.Context) error { return servePprof(ctx, cfg.PprofAddr) })
 	}
 	return srv.Run(ctx, background...)
+}
+
+// connectNATS connects to the servers of -nats-url, reconnecting without
+// limit: while none answers, acknowledgements wait (and time out as
+// Unavailable) rather than the process exiting.
+func connectNATS(cfg Config) (*nats.Conn, error) {
+	nc, err := nats.Connect(cfg.NATS.URLs,
+		nats.Name(fmt.Sprintf("cairn-ingestion-%d", cfg.Server.Replica)),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.Timeout(cfg.NATS.Timeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("-nats-url %q: connect: %w", cfg.NATS.URLs, err)
+	}
+	return nc, nil
+}
+
+// streamName names ingestion replica k's event log on JetStream: each
+// replica writes every partition with its own offsets, so each has its own
+// streams (cairn-ingestion-<k>-events-p<NNNNN>).
+func streamName(cfg Config) string {
+	return fmt.Sprintf("cairn-ingestion-%d-events", cfg.Server.Replica)
 }
 
 // servePprof serves the runtime profiles on addr until ctx ends.

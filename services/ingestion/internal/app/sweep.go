@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cairn-dev/cairn/services/ingestion/internal/store"
 )
 
@@ -12,7 +14,15 @@ import (
 // one pass every interval (stream.Log.RunRetention); Sweep then prunes the
 // index rows of the removed records.
 func (a *App) Retention(ctx context.Context, interval time.Duration) error {
-	return a.st.Log().RunRetention(ctx, interval)
+	if a.mirror == nil {
+		return a.st.Log().RunRetention(ctx, interval)
+	}
+	// The replicated log applies its own limits; the local copy keeps the
+	// same retention (timelines read it).
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.st.Log().RunRetention(ctx, interval) })
+	g.Go(func() error { return a.served.RunRetention(ctx, interval) })
+	return g.Wait()
 }
 
 // Sweep keeps storage bounded until ctx ends: in passes separated by

@@ -74,6 +74,9 @@ func (w *Writer) DeleteEvents(ws, userID, accountID string, max int, touched map
 		if err := w.s.log.DeleteTx(w.ptx, p, off); err != nil && !errors.Is(err, stream.ErrCompacted) {
 			return 0, fmt.Errorf("delete log record %d/%d: %w", p, off, err)
 		}
+		if err := w.queuePurge(p, off); err != nil {
+			return 0, err
+		}
 		touched[p] = true
 		if err := w.dedup.Delete(key(ws, e.MessageID)); err != nil {
 			return 0, fmt.Errorf("delete dedup id: %w", err)

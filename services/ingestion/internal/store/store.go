@@ -54,12 +54,18 @@ type Options struct {
 	Retention time.Duration
 	// Clock tells the log's retention the time.
 	Clock clock.Clock
+	// Purge queues the positions of deleted records (Purges), for a log
+	// that is also served from a replicated copy.
+	Purge bool
+	// ServeLinger is the log's stream.LogOptions.ServeLinger.
+	ServeLinger time.Duration
 }
 
 // Store is the ingestion service's state: the event log and the buckets
 // beside it in the same file.
 type Store struct {
-	log *stream.Log
+	log   *stream.Log
+	purge bool
 }
 
 // Open opens the event log in db and returns the store.
@@ -70,11 +76,11 @@ func Open(db *pkgstore.DB, opts Options) (*Store, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
 	}
-	l, err := stream.OpenLog(db, LogName, stream.LogOptions{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock})
+	l, err := stream.OpenLog(db, LogName, stream.LogOptions{Partitions: opts.Partitions, Retention: opts.Retention, Clock: opts.Clock, ServeLinger: opts.ServeLinger})
 	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
-	return &Store{log: l}, nil
+	return &Store{log: l, purge: opts.Purge}, nil
 }
 
 // Log returns the event log, which Subscribe serves.
