@@ -605,14 +605,16 @@ async function waitCaughtUp() {
   }
 }
 
-test('processing: the status adds up the services\' backlogs, and no banner shows once they have caught up', async (t) => {
+test('processing: the status counts each record behind once, and no banner shows once the services have caught up', async (t) => {
   const st = await waitCaughtUp();
   assert.deepEqual(st.services.map((x) => x.service), ['stages', 'health', 'routing', 'plays']);
   for (const x of st.services) {
     assert.equal(typeof x.behind, 'number', `${x.service}: behind is a number`);
     assert.equal(x.caughtUp, true, `${x.service} caught up`);
   }
-  assert.equal(st.behind, st.services.reduce((a, x) => a + x.behind, 0));
+  // Each record behind is counted once (0 here, since all caught up): events plus updates.
+  assert.equal(st.behind, st.events + st.updates);
+  assert.equal(st.behind, 0);
 
   const p = await open(t, 'portfolio', '#view .panel');
   // The page polls the status every few seconds: wait for one answer to
@@ -623,9 +625,11 @@ test('processing: the status adds up the services\' backlogs, and no banner show
 });
 
 test('processing: a banner counts the events behind while the services catch up, and goes once they have', async (t) => {
-  // The suite has caught up by now, so the page is given a backlog.
-  const behind = (stages, routing) => ({
-    behind: stages + routing, caughtUp: false, services: [
+  // The suite has caught up by now, so the page is given a backlog. The
+  // gateway counts each record once (events and updates); a service's own
+  // figure may include a record another service is behind on too.
+  const behind = (stages, routing, updates = 0) => ({
+    behind: stages + routing + updates, events: stages + routing, updates, caughtUp: false, services: [
       { service: 'stages', behind: stages, caughtUp: stages === 0 },
       { service: 'health', behind: 0, caughtUp: true },
       { service: 'routing', behind: routing, caughtUp: routing === 0 }],
@@ -647,6 +651,16 @@ test('processing: a banner counts the events behind while the services catch up,
   answer = behind(11000, 0);
   await p.waitForFunction(() => document.getElementById('processing').textContent ===
     'Processing: 11,000 events behind — numbers are still moving (stages).', null, { timeout: TIMEOUT });
+  // Records the services pass on to each other are updates, counted apart from events.
+  answer = behind(0, 0, 1);
+  answer.services[1].behind = 1;
+  await p.waitForFunction(() => document.getElementById('processing').textContent ===
+    'Processing: 1 update behind — numbers are still moving (health).', null, { timeout: TIMEOUT });
+  answer = behind(2500, 0, 40);
+  answer.services[1].behind = 2540;
+  await p.waitForFunction(() => document.getElementById('processing').textContent ===
+    'Processing: 2,500 events and 40 updates behind — numbers are still moving (stages, health).', null, { timeout: TIMEOUT });
+  assert.match(await banner.getAttribute('title'), /counted once/);
   // A service whose writes fail says so, before any count.
   answer = behind(0, 0);
   answer.caughtUp = true;
@@ -1028,6 +1042,212 @@ test('council KPIs: each card shows its figure, opens its definition and the acc
   const overflow = await m.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no sideways scroll at 390 px (${overflow}px too wide)`);
   await shot(m, 'kpis-390');
+});
+
+// ---- issue 17: saved views, renewal playbook progress, routing trends.
+
+// axeSerious runs axe-core on the parts of the page the selectors name and
+// returns its serious and critical violations.
+async function axeSerious(p, selectors) {
+  const { createRequire } = await import('node:module');
+  const { readFile } = await import('node:fs/promises');
+  await p.evaluate(await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8'));
+  const res = await p.evaluate(async (sels) => window.axe.run({ include: sels.filter((s) => document.querySelector(s)).map((s) => [s]) }, { runOnly: ['wcag2a', 'wcag2aa'] }), selectors);
+  return res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.nodes[0].target.join(' ')}`);
+}
+
+// noSideways fails when the page scrolls sideways.
+async function noSideways(p, what) {
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `${what}: no sideways scroll at 390 px (${overflow}px too wide)`);
+}
+
+test('accounts: a saved view keeps filters, sort and search under a name, re-opens them, and can be deleted', async (t) => {
+  const NAME = 'At-risk customers by ARR';
+  const query = 'status=paying&band=at_risk&sort=arr&dir=desc';
+  const p = await open(t, 'accounts?' + query, '[data-testid=saved-views]');
+  await p.evaluate(() => localStorage.removeItem('cairn.accountViews'));
+  await p.reload();
+  await p.waitForSelector('[data-testid=saved-views-none]', { timeout: TIMEOUT });
+  await settled(p);
+  assert.match(await p.textContent('[data-testid=saved-views]'), /this browser only/, 'says where views are kept');
+  const count = await p.getAttribute('[data-testid=accounts-count]', 'data-count');
+
+  // Save: the view is listed, marked as the one shown.
+  await p.fill('[data-testid=saved-view-name]', NAME);
+  await p.click('[data-testid=saved-view-save]');
+  await p.waitForSelector(`[data-testid=saved-views] li[data-view="${NAME}"]`, { timeout: TIMEOUT });
+  assert.equal(await p.textContent('[data-testid=saved-view-status]'), `Saved view “${NAME}”.`);
+  assert.equal(await p.getAttribute(`li[data-view="${NAME}"] a`, 'aria-current'), 'page');
+  const stored = await p.evaluate(() => JSON.parse(localStorage.getItem('cairn.accountViews')));
+  assert.deepEqual(stored, [{ name: NAME, query: 'status=paying&band=at_risk&sort=arr&dir=desc' }]);
+  await shot(p, 'accounts-saved-views');
+
+  // Elsewhere, and after a reload, the view re-opens the same filters, sort and rows.
+  await p.goto(`${BASE}/#/accounts?q=zzz`);
+  await p.reload();
+  await p.waitForSelector(`li[data-view="${NAME}"] a`, { timeout: TIMEOUT });
+  await settled(p);
+  assert.equal(await p.getAttribute(`li[data-view="${NAME}"] a`, 'aria-current'), null, 'not the view shown');
+  await p.click(`li[data-view="${NAME}"] a`);
+  await p.waitForFunction((q) => location.hash === '#/accounts?' + q, query, { timeout: TIMEOUT });
+  await p.waitForSelector('[data-testid=accounts-count]', { timeout: TIMEOUT });
+  await settled(p);
+  assert.equal(await p.$eval('#band', (el) => el.value), 'at_risk');
+  assert.equal(await p.$eval('#status', (el) => el.value), 'paying');
+  assert.equal(await p.getAttribute('th:has(button[data-sort=arr])', 'aria-sort'), 'descending');
+  assert.equal(await p.getAttribute('[data-testid=accounts-count]', 'data-count'), count, 'the same accounts as when it was saved');
+
+  // Saving under the same name replaces the view; delete removes it.
+  await p.selectOption('#band', 'neutral');
+  await p.waitForFunction(() => location.hash.includes('band=neutral'), null, { timeout: TIMEOUT });
+  await settled(p);
+  await p.fill('[data-testid=saved-view-name]', NAME);
+  await p.click('[data-testid=saved-view-save]');
+  await p.waitForFunction((n) => document.querySelector('[data-testid=saved-view-status]').textContent === `Saved view “${n}” updated.`, NAME, { timeout: TIMEOUT });
+  assert.equal(await p.$$eval('[data-testid=saved-views] li', (l) => l.length), 1, 'one view of that name');
+  assert.match(await p.getAttribute(`li[data-view="${NAME}"] a`, 'href'), /band=neutral/);
+  assert.deepEqual(await axeSerious(p, ['[data-testid=saved-views]']), [], 'axe: serious violations in the saved views');
+
+  const m = await page(t, { width: 390, height: 844 });
+  await m.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await m.goto(`${BASE}/#/accounts?status=paying`);
+  await m.waitForSelector(`li[data-view="${NAME}"]`, { timeout: TIMEOUT });
+  await settled(m);
+  await noSideways(m, 'accounts with saved views');
+  await shot(m, 'accounts-saved-views-390');
+
+  await p.click(`li[data-view="${NAME}"] [data-testid=saved-view-delete]`);
+  await p.waitForSelector('[data-testid=saved-views-none]', { timeout: TIMEOUT });
+  assert.equal(await p.textContent('[data-testid=saved-view-status]'), `Deleted the saved view “${NAME}”.`);
+  assert.deepEqual(await p.evaluate(() => JSON.parse(localStorage.getItem('cairn.accountViews'))), []);
+});
+
+test('renewal calendar: each renewal shows its renewal playbook steps (done, open, next) or "no play", overdue first', async (t) => {
+  const rep = await api('/v1/dashboard/accounts');
+  const tasks = await all('/v1/tasks', 'tasks');
+  const p = await open(t, 'lists', '[data-testid=renewal-table]');
+  await noRawText(p, 'renewal calendar');
+  assert.match(await p.textContent('[data-testid=renewal-table] thead'), /Play and playbook progress/);
+  // Overdue renewals come first.
+  const windows = await p.$$eval('[data-testid=renewal-table] tbody tr', (rs) => rs.map((r) => r.dataset.window));
+  const firstOther = windows.findIndex((w) => w !== 'overdue');
+  assert.ok(firstOther === -1 || windows.slice(firstOther).every((w) => w !== 'overdue'), `overdue first: ${windows.join(' ')}`);
+  // Every play cell says something: the steps, or "no play" in words.
+  const cells = await p.$$eval('[data-testid=renewal-table] tbody tr', (rs) => rs.map((r) => {
+    const c = r.querySelector('[data-testid=renewal-play]');
+    const prog = c.querySelector('[data-testid=renewal-progress]');
+    return { id: r.dataset.accountRow, text: c.textContent.trim(), steps: Number(prog.dataset.steps), done: Number(prog.dataset.done || 0),
+      marks: [...c.querySelectorAll('ol.steps li')].map((li) => li.dataset.taskState), next: (c.querySelector('[data-testid=renewal-next]') || {}).textContent || '' };
+  }));
+  assert.ok(cells.length > 0, 'renewals listed');
+  for (const c of cells) assert.ok(c.text.length > 0, `${c.id}: an empty play cell`);
+  // The column agrees with the plays service's tasks for the account's current renewal.
+  const DAY = 86400e3;
+  const expected = (id) => {
+    const end = Date.parse(rep.rows.find((r) => r.accountId === id).contractEnd);
+    return tasks.filter((x) => x.accountId === id && x.playbookId === 'renewal' && Date.parse(x.createdAt) >= end - 125 * DAY);
+  };
+  const withPlay = cells.filter((c) => c.steps > 0);
+  assert.ok(withPlay.length > 0, 'some demo renewal has playbook steps');
+  for (const c of withPlay) {
+    const want = expected(c.id);
+    assert.equal(c.steps, want.length, `${c.id}: steps`);
+    assert.equal(c.done, want.filter((x) => x.state === 'TASK_STATE_DONE').length, `${c.id}: steps done`);
+    assert.match(c.text, new RegExp(`^${c.done} of ${c.steps} steps? done`));
+    const open = want.filter((x) => x.state === 'TASK_STATE_OPEN' || x.state === 'TASK_STATE_SCHEDULED');
+    assert.equal(c.marks.filter((x) => x === 'next').length, open.length ? 1 : 0, `${c.id}: one next step while any is open`);
+    assert.match(c.next, open.length ? /^next: / : /^no step open$/);
+  }
+  for (const c of cells.filter((x) => x.steps === 0)) {
+    assert.equal(expected(c.id).length, 0, `${c.id}: "no play" although the playbook made steps`);
+    assert.match(c.text, /^no play/);
+  }
+  const demo = withPlay[0];
+  t.diagnostic(`${demo.id}: ${demo.text.replace(/\s+/g, ' ').slice(0, 160)}`);
+
+  // Overdue renewals come first: the demo may have none, so the page is
+  // given a report where the latest renewal's contract ended 10 days ago.
+  const paying = rep.rows.filter((r) => (r.status === 'customer' || r.status === 'won_back') && r.contractEnd);
+  const late = paying.reduce((a, b) => (Date.parse(b.contractEnd) > Date.parse(a.contractEnd) ? b : a));
+  const doctored = { ...rep, rows: rep.rows.map((r) => (r.accountId === late.accountId ? { ...r, contractEnd: new Date(Date.now() - 10 * 86400e3).toISOString() } : r)) };
+  const o = await page(t);
+  await o.route('**/v1/dashboard/accounts', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(doctored) }));
+  await o.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await o.goto(`${BASE}/#/lists`);
+  await o.waitForSelector('[data-testid=renewal-table]', { timeout: TIMEOUT });
+  await settled(o);
+  const first = await o.$eval('[data-testid=renewal-table] tbody tr', (r) => ({ id: r.dataset.accountRow, window: r.dataset.window, when: r.children[0].textContent,
+    play: r.querySelector('[data-testid=renewal-play]').textContent.trim() }));
+  assert.deepEqual([first.id, first.window], [late.accountId, 'overdue'], 'the overdue renewal is the first row');
+  assert.match(first.when, /overdue by 10 days/);
+  assert.ok(first.play.length > 0, 'the overdue renewal says what play it has');
+  assert.equal(await o.getAttribute('[data-testid=renewals] .bucket[data-window=overdue] a', 'data-count'), '1');
+  assert.deepEqual(await axeSerious(p, ['[data-testid=renewals]']), [], 'axe: serious violations in the renewal calendar');
+  await panelShot(p, '[data-testid=renewals]', 'renewals-playbook');
+
+  const m = await page(t, { width: 390, height: 844 });
+  await m.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await m.goto(`${BASE}/#/lists`);
+  await m.waitForSelector('[data-testid=renewal-table]', { timeout: TIMEOUT });
+  await settled(m);
+  await noSideways(m, 'lists');
+  await shot(m, 'lists-390');
+});
+
+test('routing: attainment and speed to lead by week, drawn with uPlot, with the figures the API gives for each week', async (t) => {
+  const p = await open(t, 'routing', '[data-testid=routing-trend-table]');
+  await noRawText(p, 'routing');
+  await p.waitForSelector('[data-testid=routing-trend-plot] canvas', { timeout: TIMEOUT });
+  const weeks = await p.$$eval('[data-testid=routing-trend-table] tbody tr', (rs) => rs.map((r) => ({ week: r.dataset.week,
+    handoffs: r.children[1].textContent, attainment: r.querySelector('[data-testid=week-attainment]').textContent })));
+  assert.equal(weeks.length, 12, 'twelve weeks by default');
+  for (const w of weeks) assert.equal(new Date(w.week + 'T00:00:00Z').getUTCDay(), 1, `${w.week} is a Monday`);
+  const pct = (v) => (v * 100).toFixed(v >= 0.1 || v === 0 ? 0 : 1) + '%';
+  // "All handoffs" adds up the rows by type of the week's report.
+  const byWeek = async (w, group) => {
+    const end = new Date(Date.parse(w + 'T00:00:00Z') + 7 * 86400e3).toISOString();
+    const rows = (await api(`/v1/routing/report?window.start=${w}T00:00:00Z&window.end=${end}`)).rows || [];
+    return group ? rows.find((x) => x.groupBy === group[0] && x.key === group[1]) || {} : rows.filter((x) => x.groupBy === 'type');
+  };
+  let judgedWeeks = 0;
+  for (const w of weeks) {
+    const types = await byWeek(w.week);
+    const sum = (k) => types.reduce((a, x) => a + Number(x[k] || 0), 0);
+    const judged = sum('metOnTime') + sum('metLate') + sum('breachedUntouched');
+    assert.equal(w.handoffs, sum('assignments').toLocaleString('en-US'), `${w.week}: handoffs`);
+    assert.equal(w.attainment, judged ? pct(sum('metOnTime') / judged) : 'none judged', `${w.week}: attainment`);
+    if (judged) judgedWeeks++;
+  }
+  assert.ok(judgedWeeks >= 4, `the demo has judged handoffs in most recent weeks (${judgedWeeks})`);
+  assert.match(await p.textContent('[data-testid=routing-trend]'), /choose one to see it over time/);
+  await panelShot(p, '[data-testid=routing-trend]', 'routing-trend');
+
+  // One owner: attainment and median speed to lead per week, as the API gives them for that owner.
+  const owner = ((await api('/v1/routing/report')).rows || []).filter((x) => x.groupBy === 'owner').sort((a, b) => b.assignments - a.assignments)[0];
+  await p.selectOption('[data-testid=routing-trend-group]', 'owner:' + owner.key);
+  await p.waitForFunction((k) => location.hash.includes('trend=owner' + encodeURIComponent(':') + k) || location.hash.includes('trend=owner:' + k), owner.key, { timeout: TIMEOUT });
+  await p.waitForSelector('[data-testid=routing-trend-plot] canvas', { timeout: TIMEOUT });
+  await settled(p);
+  assert.match(await p.textContent('[data-testid=routing-trend-table] thead'), /Median speed to lead/);
+  const rows = await p.$$eval('[data-testid=routing-trend-table] tbody tr', (rs) => rs.map((r) => ({ week: r.dataset.week, attainment: r.children[5].textContent, median: r.children[6].textContent })));
+  for (const r of rows.slice(-4)) {
+    const x = await byWeek(r.week, ['owner', owner.key]);
+    const judged = Number(x.metOnTime || 0) + Number(x.metLate || 0) + Number(x.breachedUntouched || 0);
+    assert.equal(r.attainment, judged ? pct(Number(x.attainment || 0)) : 'none judged', `${owner.key} ${r.week}: attainment`);
+    assert.ok(x.assignments ? r.median !== '—' : r.median === '—', `${owner.key} ${r.week}: speed to lead ${r.median}`);
+  }
+  assert.deepEqual(await axeSerious(p, ['[data-testid=routing-trend]']), [], 'axe: serious violations in the routing trend');
+  await panelShot(p, '[data-testid=routing-trend]', 'routing-trend-owner');
+
+  const m = await page(t, { width: 390, height: 844 });
+  await m.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await m.goto(`${BASE}/#/routing?weeks=26`);
+  await m.waitForSelector('[data-testid=routing-trend-plot] canvas', { timeout: TIMEOUT });
+  await settled(m);
+  assert.equal(await m.$$eval('[data-testid=routing-trend-table] tbody tr', (r) => r.length), 26);
+  await noSideways(m, 'routing');
+  await shot(m, 'routing-390');
 });
 
 test('accessibility (axe-core): serious and critical violations per view', async (t) => {

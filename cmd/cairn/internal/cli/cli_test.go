@@ -363,8 +363,10 @@ func TestQueryCommands(t *testing.T) {
 		{name: "assignments limit", args: []string{"assignments", "--limit", "1", "-o", "csv"}, want: []string{"ID,TYPE,ACCOUNT,OWNER,STATE,RULE,CREATED,SLA DUE,SLA\nas-1,mql,acme,alice,open,known-account,2026-10-01 09:00,2026-10-01 13:00,running 1h/4h\n"}},
 		{name: "assignments bad state", args: []string{"assignments", "--state", "snoozed"}, wantCode: 2, wantErr: `unknown --state "snoozed"`},
 		{name: "backtest", args: []string{"backtest", "--horizon", "60"}, want: []string{"Horizon 60 days: 80 renewed, 20 churned, AUC 0.810", "at_risk", "56.0%"}, wantCall: "Backtest 60"},
-		{name: "bad output format", args: []string{"funnel", "-o", "yaml"}, wantCode: 2, wantErr: "-o must be table or json"},
-		{name: "csv where there is no list", args: []string{"funnel", "-o", "csv"}, wantCode: 2, wantErr: "-o must be table or json, not \"csv\""},
+		{name: "funnel csv", args: []string{"funnel", "-o", "csv"}, want: []string{"group_by,key,stage,name,current,entered,converted,converted_late,dropped,churned,flagged,conversion_rate,", ",,trial,Trial,40,120,60,0,20,0,0,0.5000,777600,,,\n"}},
+		{name: "funnel bad --by", args: []string{"funnel", "--by", "region"}, wantCode: 2, wantErr: `--by must be segment, cohort or plan, not "region"`},
+		{name: "bad output format", args: []string{"funnel", "-o", "yaml"}, wantCode: 2, wantErr: "-o must be table, json or csv"},
+		{name: "csv where there is no list", args: []string{"journey", "acme", "-o", "csv"}, wantCode: 2, wantErr: "-o must be table or json, not \"csv\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

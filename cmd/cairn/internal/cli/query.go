@@ -144,47 +144,6 @@ func check(cr *stagesv1.CriterionResult) string {
 	}
 }
 
-func runFunnel(ctx context.Context, env *Env, args []string) error {
-	var journeyID, cohort, segment string
-	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "funnel", usage: "funnel [--journey ID] [--cohort 2026-03] [--segment smb] [-o table|json]", services: []string{"stages"}, extra: func(fs *flag.FlagSet) {
-		fs.StringVar(&journeyID, "journey", "", "journey id (default: the workspace's default journey)")
-		fs.StringVar(&cohort, "cohort", "", "cohort month, e.g. 2026-03 (default: all)")
-		fs.StringVar(&segment, "segment", "", "only accounts of this segment")
-	}})
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	conns, closeConns, err := c.dialEvery("stages")
-	if err != nil {
-		return err
-	}
-	defer closeConns()
-	// Several replicas: each answers for its accounts with the raw times in
-	// stage, and the parts merge into the funnel over every account.
-	req := &stagesv1.GetFunnelRequest{Workspace: c.workspace, JourneyId: journeyID, Cohort: cohort, Segment: segment, Parts: len(conns) > 1}
-	parts := make([]*stagesv1.GetFunnelResponse, len(conns))
-	for i, conn := range conns {
-		if parts[i], err = stagesv1.NewStagesServiceClient(conn).GetFunnel(ctx, req); err != nil {
-			return fmt.Errorf("get funnel: %w", replicaErr(i, len(conns), err))
-		}
-	}
-	resp := parts[0]
-	if len(parts) > 1 {
-		resp = aggregate.Funnel(parts, false)
-	}
-	if c.output == "json" {
-		return c.printJSON(resp)
-	}
-	fmt.Fprintf(env.Stdout, "Accounts: %d\n\n", resp.GetAccounts())
-	t := newTable(env.Stdout, "STAGE", "NAME", "OWNER", "CURRENT", "ENTERED", "CONVERTED", "DROPPED", "FLAGGED", "CONV%", "MEDIAN", "P90")
-	for _, s := range resp.GetStages() {
-		t.row(s.GetStage(), s.GetName(), dash(s.GetOwnerTeam()), s.GetCurrent(), s.GetEntered(), s.GetConverted(), s.GetDropped(), s.GetDropoffSignals(),
-			fmt.Sprintf("%.1f", 100*s.GetConversionRate()), dur(s.GetMedianTimeInStage()), dur(s.GetP90TimeInStage()))
-	}
-	return t.flush()
-}
-
 func runHealth(ctx context.Context, env *Env, args []string) error {
 	c, pos, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{name: "health", usage: "health ACCOUNT [-o table|json]", services: []string{"health"}, npos: 1})
 	if err != nil {

@@ -16,8 +16,9 @@ import (
 )
 
 // TestDashboardStatus serves GET /v1/dashboard/status over the fakes: the
-// three services' backlogs, added up, with the caller's key forwarded;
-// any failure as a google.rpc.Status naming the service.
+// three services' backlogs, each upstream record counted once, with the
+// caller's key forwarded; any failure as a google.rpc.Status naming the
+// service.
 func TestDashboardStatus(t *testing.T) {
 	behind := func(n uint64) *commonv1.Backlog {
 		return &commonv1.Backlog{Lag: n, Consumers: []*commonv1.ConsumerLag{{Source: "ingestion", Head: n, Lag: n, HeadKnown: true}}}
@@ -38,9 +39,11 @@ func TestDashboardStatus(t *testing.T) {
 			}},
 		},
 		{
+			// Both are behind on ingestion's partition 0: its first 345
+			// events are behind in both, and counted once.
 			name: "behind", key: fakes.ReadKey, wantCode: http.StatusOK,
 			stages: behind(12000), routing: behind(345),
-			want: dashboard.Processing{Behind: 12345, Services: []dashboard.ServiceBacklog{
+			want: dashboard.Processing{Behind: 12000, Events: 12000, Services: []dashboard.ServiceBacklog{
 				{Service: "stages", Behind: 12000}, {Service: "health", CaughtUp: true}, {Service: "routing", Behind: 345},
 			}},
 		},
@@ -90,9 +93,9 @@ func TestDashboardStatus(t *testing.T) {
 // TestDashboardStatusShape pins the JSON the dashboard reads.
 func TestDashboardStatusShape(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	e.fakes.Stages.Status.Set(&commonv1.Backlog{Lag: 7}, nil)
+	e.fakes.Stages.Status.Set(&commonv1.Backlog{Lag: 7, Consumers: []*commonv1.ConsumerLag{{Source: "ingestion", Cursor: 3, Head: 10, Lag: 7, HeadKnown: true}}}, nil)
 	r := e.do(t, "GET", "/v1/dashboard/status", fakes.ReadKey, nil, nil)
-	want := `{"behind":7,"caughtUp":false,"services":[{"service":"stages","behind":7,"caughtUp":false},` +
+	want := `{"behind":7,"events":7,"updates":0,"caughtUp":false,"services":[{"service":"stages","behind":7,"caughtUp":false},` +
 		`{"service":"health","behind":0,"caughtUp":true},{"service":"routing","behind":0,"caughtUp":true}]}`
 	if got := strings.TrimSpace(string(r.body)); got != want {
 		t.Errorf("body %s\nwant %s", got, want)

@@ -978,7 +978,7 @@
       const [overall, ...reports] = await Promise.all([reportP, ...starts.map((st) => api('/v1/routing/report',
         { 'window.start': new Date(st).toISOString(), 'window.end': new Date(st + 7 * 86400e3).toISOString() }))]);
       const all = overall.rows || [];
-      const groupName = (x) => (x.groupBy === 'owner' ? ownerName(x.key) : x.groupBy === 'team' ? label(x.key) + ' team' : label(x.key) + ' handoffs');
+      const groupName = (x) => (x.groupBy === 'owner' ? ownerName(x.key) : label(x.key));
       const choices = [['all', 'All handoffs'], ...['type', 'team', 'owner'].flatMap((by) => all.filter((x) => x.groupBy === by)
         .map((x) => [by + ':' + x.key, (by === 'type' ? 'Type: ' : by === 'team' ? 'Team: ' : 'Owner: ') + groupName(x)]))];
       if (!choices.some(([k]) => k === group)) choices.push([group, 'Unknown group']);
@@ -2329,6 +2329,7 @@
   function showBanner(state, before, count, after) {
     if (!state) {
       banner.hidden = true;
+      banner.removeAttribute('title');
       banner.replaceChildren();
       bannerState = '';
       return;
@@ -2340,6 +2341,7 @@
       return;
     }
     bannerState = state;
+    banner.removeAttribute('title');
     banner.replaceChildren(before, count === undefined ? '' : h('strong', { 'data-testid': 'processing-count', 'aria-live': 'off' }, count), after || '');
   }
   async function backlog() {
@@ -2373,11 +2375,17 @@
         showBanner('storage:' + text, text);
         return;
       }
+      // Each record behind is counted once, however many services have
+      // still to read it: events (what was sent to Cairn) and updates (stage
+      // changes, scores, signals and handoffs the services pass on).
       const behind = st ? num(st.behind) : 0;
       if (behind > 0) {
+        const events = st.events === undefined ? behind : num(st.events), updates = st.events === undefined ? 0 : num(st.updates);
         const which = (st.services || []).filter((x) => num(x.behind) > 0).map((x) => x.service);
-        showBanner('behind:' + which.join(','), 'Processing: ', fmtInt(behind) + ' events behind',
+        const count = [events ? fmtInt(events) + (events === 1 ? ' event' : ' events') : '', updates ? fmtInt(updates) + (updates === 1 ? ' update' : ' updates') : ''].filter(Boolean).join(' and ') + ' behind';
+        showBanner('behind:' + which.join(','), 'Processing: ', count,
           ' — numbers are still moving' + (which.length ? ' (' + which.join(', ') + ')' : '') + '.');
+        banner.title = 'Events: what was sent to Cairn. Updates: the stage changes, scores, signals and handoffs the services pass on to each other. Each is counted once, however many services still have to read it.';
         return;
       }
       showBanner('');
