@@ -511,7 +511,7 @@ test('portfolio: bands, ARR at risk and breakdowns add up and click through to t
 test('accounts: health, ARR, renewal and owner columns, filters in the page, sorting, search by name', async (t) => {
   const p = await open(t, 'accounts?status=paying', '[data-testid=account-table] tbody tr');
   await noRawText(p, 'accounts');
-  const owners = await p.$$eval('[data-testid=account-table] tbody tr td:nth-child(7)', (tds) => tds.map((td) => td.textContent));
+  const owners = await p.$$eval('[data-testid=account-table] tbody tr td:nth-child(8)', (tds) => tds.map((td) => td.textContent));
   assert.ok(owners.length > 0 && owners.every((o) => o && o !== '—' && o !== 'no owner'), 'every paying account shows its owner');
   for (const id of ['#status', '#stage', '#band', '#owner', '#segment', '#plan', '#renewal', '#q']) assert.ok(await p.isVisible(id), `${id} filter visible`);
   await shot(p, 'accounts-paying');
@@ -531,7 +531,7 @@ test('accounts: health, ARR, renewal and owner columns, filters in the page, sor
   await p.click('button.sort[data-sort=arr]');
   await p.waitForFunction(() => location.hash.includes('dir=desc'), null, { timeout: TIMEOUT });
   await settled(p);
-  const arrs = await p.$$eval('[data-testid=account-table] tbody tr td:nth-child(5)', (tds) => tds.map((td) => Number(td.textContent.replace(/[^0-9.]/g, '')) || 0));
+  const arrs = await p.$$eval('[data-testid=account-table] tbody tr td:nth-child(6)', (tds) => tds.map((td) => Number(td.textContent.replace(/[^0-9.]/g, '')) || 0));
   assert.deepEqual(arrs, [...arrs].sort((a, b) => b - a), 'sorted by ARR, largest first');
   assert.equal(await p.getAttribute('th:has(button[data-sort=arr])', 'aria-sort'), 'descending');
 
@@ -1121,6 +1121,24 @@ test('accounts: a saved view keeps filters, sort and search under a name, re-ope
   await p.waitForSelector('[data-testid=saved-views-none]', { timeout: TIMEOUT });
   assert.equal(await p.textContent('[data-testid=saved-view-status]'), `Deleted the saved view “${NAME}”.`);
   assert.deepEqual(await p.evaluate(() => JSON.parse(localStorage.getItem('cairn.accountViews'))), []);
+});
+
+test('accounts: the 30-day change column and CSV export of the rows shown, as filtered and sorted', async (t) => {
+  const p = await open(t, 'accounts?status=paying&sort=arr&dir=desc', '[data-testid=export-csv]');
+  await settled(p);
+  const count = Number(await p.getAttribute('[data-testid=accounts-count]', 'data-count'));
+  assert.ok(count > 0, 'paying accounts in the demo');
+  const shown = await p.$$eval('[data-account-row]', (rows) => rows.map((r) => ({ id: r.getAttribute('data-account-row'), change: r.querySelector('[data-testid=change-30d]').textContent.trim() })));
+  for (const r of shown) assert.match(r.change, /^([+-]?\d+\.\d|0\.0|n\/a)$/, `30-day change of ${r.id} reads as a number`);
+  const [download] = await Promise.all([p.waitForEvent('download', { timeout: TIMEOUT }), p.click('[data-testid=export-csv]')]);
+  assert.match(download.suggestedFilename(), /^cairn-accounts-\d{4}-\d{2}-\d{2}\.csv$/);
+  const file = await download.path();
+  const { readFile } = await import('node:fs/promises');
+  const lines = (await readFile(file, 'utf8')).trimEnd().split('\r\n');
+  assert.equal(lines[0], 'account_id,name,status,stage,health_score,health_band,score_change_30d,arr,renewal_date,owner,segment,plan,open_signals');
+  assert.equal(lines.length - 1, count, 'one line per account shown');
+  assert.deepEqual(lines.slice(1).map((l) => l.split(',')[0]), shown.map((r) => r.id), 'the rows in the order shown (ARR, largest first)');
+  await shot(p, 'accounts-30d-and-csv');
 });
 
 test('renewal calendar: each renewal shows its renewal playbook steps (done, open, next) or "no play", overdue first', async (t) => {

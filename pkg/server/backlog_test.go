@@ -1,4 +1,4 @@
-package dashboard
+package server
 
 import (
 	"reflect"

@@ -98,6 +98,8 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		}})
 	}
 	rows := make([]statusRow, 0, len(calls))
+	var names []string
+	var backlogs []*commonv1.Backlog
 	for _, call := range calls {
 		b, err := call.get()
 		if err != nil && call.service == "plays" && ri == nil {
@@ -107,9 +109,15 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("%s status: %w", call.service, err)
 		}
 		rows = append(rows, statusRow{Service: call.service, Behind: b.GetLag(), CaughtUp: b.GetCaughtUp(), Storage: b.GetStorage()})
+		names, backlogs = append(names, call.service), append(backlogs, b)
 	}
+	// The total counts each record once, however many services have still
+	// to read it, as the dashboard's banner does (pkg/server.SumBacklogs);
+	// the services' own figures may add up to more.
+	total := pkgserver.SumBacklogs(names, backlogs)
 	if c.output == "json" {
-		return writeJSON(env.Stdout, map[string]any{"services": rows})
+		return writeJSON(env.Stdout, map[string]any{"behind": total.Behind, "events": total.Events, "updates": total.Updates,
+			"caughtUp": total.CaughtUp, "services": rows})
 	}
 	g := &grid{header: []string{"SERVICE", "BEHIND", "STATE"}}
 	for _, r := range rows {
@@ -122,5 +130,10 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		}
 		g.add(r.Service, r.Behind, state)
 	}
+	state := "processing"
+	if total.CaughtUp {
+		state = "caught up"
+	}
+	g.add("all (each record once)", total.Behind, fmt.Sprintf("%s; %d events and %d updates behind", state, total.Events, total.Updates))
 	return g.print(env.Stdout, c.output)
 }

@@ -653,6 +653,7 @@
     status: (a, b) => String(a.status).localeCompare(String(b.status)),
     stage: (a, b) => String(a.stage || '~').localeCompare(String(b.stage || '~')),
     health: (a, b) => (a.band ? a.score : -1) - (b.band ? b.score : -1),
+    change: (a, b) => (a.band ? num(a.scoreChange30d) : -1e9) - (b.band ? num(b.scoreChange30d) : -1e9),
     arr: (a, b) => num(a.arr) - num(b.arr),
     renewal: (a, b) => (a.contractEnd ? new Date(a.contractEnd) : 8.64e15) - (b.contractEnd ? new Date(b.contractEnd) : 8.64e15),
     owner: (a, b) => (a.ownerName || '~').localeCompare(b.ownerName || '~'),
@@ -823,9 +824,10 @@
         return h('div', { class: 'empty', 'data-testid': 'no-match' }, f.q ? `No account matches “${f.q}”` + (FILTERS.some((k) => k !== 'q' && f[k]) ? ' with these filters.' : '.') : 'No accounts match these filters.',
           FILTERS.some((k) => f[k]) ? h('div', {}, h('a', { href: '#/accounts' }, 'Show all accounts')) : null);
       }
-      return [h('div', { class: 'sub', style: 'margin:8px 0', 'data-testid': 'accounts-count', 'data-count': rows.length }, `${fmtInt(rows.length)} account${rows.length === 1 ? '' : 's'} · ${fmtMoney(arr)} ARR`),
+      return [h('div', { class: 'sub', style: 'margin:8px 0', 'data-testid': 'accounts-count', 'data-count': rows.length }, `${fmtInt(rows.length)} account${rows.length === 1 ? '' : 's'} · ${fmtMoney(arr)} ARR `,
+        h('button', { type: 'button', 'data-testid': 'export-csv', onclick: () => downloadCSV(rows) }, 'Export these rows as CSV')),
         h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'account-table' },
-          h('thead', {}, h('tr', {}, th('name', 'Account'), th('status', 'Status'), th('stage', 'Stage'), th('health', 'Health', 'num'), th('arr', 'ARR', 'num'),
+          h('thead', {}, h('tr', {}, th('name', 'Account'), th('status', 'Status'), th('stage', 'Stage'), th('health', 'Health', 'num'), th('change', '30-day change', 'num'), th('arr', 'ARR', 'num'),
             th('renewal', 'Renewal'), th('owner', 'Owner'), th('segment', 'Segment'), th('signals', 'Signals', 'num'))),
           h('tbody', {}, rows.map((r) => {
             const days = r.contractEnd ? Math.round((new Date(r.contractEnd) - now) / 86400e3) : null;
@@ -834,6 +836,7 @@
               h('td', { class: 'nowrap' }, h('span', { class: 'pill ' + ({ customer: 'good', won_back: 'good', churned: 'bad', trial: 'warn' }[r.status] || 'muted'), 'data-status': RSTATUS[r.status] }, RSTATUS[r.status] || 'unknown')),
               h('td', {}, r.stage ? stageName(r.stage) : h('span', { class: 'muted' }, r.status === 'churned' ? 'none (churned)' : '—')),
               h('td', { class: 'num nowrap' }, r.band ? [h('b', {}, fmtScore(r.score)), ' ', bandWordPill(r.band)] : h('span', { class: 'muted', title: 'Health scores paying customers only' }, r.status === 'customer' || r.status === 'won_back' ? 'not scored yet' : 'n/a')),
+              h('td', { class: 'num ' + (r.band && num(r.scoreChange30d) < 0 ? 'drop' : ''), 'data-testid': 'change-30d' }, r.band ? (num(r.scoreChange30d) > 0 ? '+' : '') + num(r.scoreChange30d).toFixed(1) : h('span', { class: 'muted' }, 'n/a')),
               h('td', { class: 'num' }, num(r.arr) ? fmtMoney(r.arr) : h('span', { class: 'muted' }, '—')),
               h('td', { class: 'nowrap' }, r.contractEnd ? [fmtDate(r.contractEnd), h('div', { class: 'when ' + (days < 0 ? 'drop' : 'muted') }, days < 0 ? `overdue by ${-days} days` : `in ${days} days`)] : h('span', { class: 'muted' }, '—')),
               h('td', {}, r.ownerId ? r.ownerName || r.ownerId : h('span', { class: 'muted' }, 'no owner')),
@@ -841,6 +844,28 @@
               h('td', { class: 'num' }, num(r.openSignals) ? h('span', { class: 'pill warn' }, r.openSignals) : '0'));
           }))))];
     });
+  }
+
+  // downloadCSV saves the grid's rows, as filtered and sorted, as a CSV
+  // file. A cell that a spreadsheet would run as a formula (=, +, -, @) is
+  // prefixed with an apostrophe: account names come from the CRM.
+  function downloadCSV(rows) {
+    const cols = [['account_id', (r) => r.accountId], ['name', (r) => r.name], ['status', (r) => RSTATUS[r.status] || ''], ['stage', (r) => r.stage ? stageName(r.stage) : ''],
+      ['health_score', (r) => r.band ? num(r.score).toFixed(1) : ''], ['health_band', (r) => r.band ? (BANDS.find((b) => b[0] === r.band) || [0, r.band])[1] : ''],
+      ['score_change_30d', (r) => r.band ? num(r.scoreChange30d).toFixed(1) : ''], ['arr', (r) => num(r.arr) ? String(num(r.arr)) : ''],
+      ['renewal_date', (r) => r.contractEnd ? String(r.contractEnd).slice(0, 10) : ''], ['owner', (r) => r.ownerName || r.ownerId || ''],
+      ['segment', (r) => r.segment || ''], ['plan', (r) => r.plan || ''], ['open_signals', (r) => String(num(r.openSignals))]];
+    const cell = (v) => {
+      let t = v == null ? '' : String(v);
+      if (/^[=+\-@]/.test(t) && !/^-?\d/.test(t)) t = "'" + t;
+      return /[",\n\r]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
+    };
+    const text = [cols.map((c) => c[0]).join(','), ...rows.map((r) => cols.map((c) => cell(c[1](r))).join(','))].join('\r\n') + '\r\n';
+    const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv' })), download: `cairn-accounts-${new Date().toISOString().slice(0, 10)}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   }
 
   // ---- saved views of the accounts grid: a name for a set of filters, a
