@@ -121,6 +121,9 @@ type suite struct {
 	logLevel string
 	// replicas is the replica count of a service (default 1), set by scale.
 	replicas map[string]int
+	// extraArgs are added to a process's command line (e.g. ingestion's
+	// -log-backend jetstream).
+	extraArgs map[string][]string
 	// spreadOver, when set (spread), are the workspaces the workload's
 	// accounts are spread over, and wsKeys their keys; otherwise every
 	// account is in workspace, with keys.
@@ -203,6 +206,7 @@ func (s *suite) command(name string) *exec.Cmd {
 			args = append(args, "-replica", strconv.Itoa(index), "-replicas", strconv.Itoa(n))
 		}
 	}
+	args = append(args, s.extraArgs[name]...)
 	cmd := exec.Command(filepath.Join(binDir, "cairn-"+svc), args...)
 	cmd.Env = env
 	return cmd

@@ -381,3 +381,21 @@ func TestDecodeSubscribeMatchesRuntime(t *testing.T) {
 		t.Fatalf("the generated encoder's output does not decode to the same message: %v", err)
 	}
 }
+
+func TestVTCodecEncodesAsTheRuntime(t *testing.T) {
+	req := &ingestionv1.IngestRequest{Workspace: "w"}
+	for _, r := range subscribeResponse(20).GetRecords() {
+		req.Events = append(req.Events, r.GetEvent())
+	}
+	out, err := VTCodec{}.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := new(ingestionv1.IngestRequest)
+	if err := proto.Unmarshal(out.Materialize(), back); err != nil || !proto.Equal(back, req) {
+		t.Fatalf("VTCodec's encoding does not decode to the same request: %v", err)
+	}
+	if (VTCodec{}).Name() != "proto" {
+		t.Fatal("VTCodec must keep the proto content subtype")
+	}
+}

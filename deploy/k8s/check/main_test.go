@@ -88,3 +88,44 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderOverlays renders every overlay with the kustomize Go API and
+// checks it, and that the jetstream overlay wires ingestion to the NATS
+// cluster it adds.
+func TestRenderOverlays(t *testing.T) {
+	tests := []struct {
+		dir     string
+		objects int
+		want    []string
+	}{
+		{dir: "../overlays/two-replicas", objects: 19, want: []string{"value: cairn-stages-0.cairn-stages:7102,cairn-stages-1.cairn-stages:7102"}},
+		{dir: "../overlays/jetstream", objects: 23, want: []string{
+			"name: cairn-nats-config-", // the generated ConfigMap, hashed, and the volume naming it
+			"sync_interval: always",
+			"replicas: 3",
+			"- name: CAIRN_LOG_BACKEND\n          value: jetstream",
+			"value: nats://cairn-nats-0.cairn-nats:4222,nats://cairn-nats-1.cairn-nats:4222,nats://cairn-nats-2.cairn-nats:4222",
+			"nats://cairn-nats-2.cairn-nats:6222",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.dir, func(t *testing.T) {
+			data, err := load(tc.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := check(data)
+			if err != nil {
+				t.Fatalf("rendered %s: %v", tc.dir, err)
+			}
+			if n != tc.objects {
+				t.Errorf("rendered %s has %d objects, want %d", tc.dir, n, tc.objects)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(data), w) {
+					t.Errorf("rendered %s lacks %q", tc.dir, w)
+				}
+			}
+		})
+	}
+}

@@ -473,6 +473,16 @@ func (l *Log) resync(ctx context.Context, pt *partition) error {
 	if err != nil {
 		return fmt.Errorf("jetlog: read back stream %s: %w", pt.name, err)
 	}
+	// The servers let a member that is not the stream's leader answer
+	// with its own state when the stream has no leader, or when the
+	// member's group was just created there: a node that lost its disk
+	// and came back empty then answers "empty stream". Only the leader's
+	// state (LeaderSince is set only in the leader's answer) may say that
+	// acknowledged records are gone; otherwise try again later (a
+	// transient error: the mirror retries).
+	if info.Config.Replicas > 1 && (info.Cluster == nil || info.Cluster.LeaderSince == nil) {
+		return fmt.Errorf("jetlog: read back stream %s: answered by a replica that is not the leader (leader %q), whose state may be behind", pt.name, leaderName(info.Cluster))
+	}
 	_, last := bounds(info.State)
 	head := pt.wroteHead()
 	if last < head {
@@ -733,3 +743,11 @@ func (l *Log) RunRetention(ctx context.Context, interval time.Duration) error {
 }
 
 var _ stream.Backend = (*Log)(nil)
+
+// leaderName is the leader a stream's info names ("" when none).
+func leaderName(c *jetstream.ClusterInfo) string {
+	if c == nil {
+		return ""
+	}
+	return c.Leader
+}

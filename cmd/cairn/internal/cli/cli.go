@@ -39,6 +39,10 @@ type command struct {
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
+// hiddenCommands are left out of the usage: cairn run starts them, people
+// do not.
+var hiddenCommands = map[string]bool{"nats-node": true}
+
 func commands() map[string]command {
 	return map[string]command{
 		"run":          {"start the whole suite on localhost (what make run does)", runSuite},
@@ -62,6 +66,7 @@ func commands() map[string]command {
 		"backtest":     {"measure how well the health model predicted churn", runBacktest},
 		"status":       {"show how many events the services are still processing (stages, health, routing)", runStatus},
 		"version":      {"print the version of this binary", runVersion},
+		"nats-node":    {"run one NATS JetStream node (started by cairn run --cluster)", runNATSNode},
 	}
 }
 
@@ -126,7 +131,9 @@ func printUsage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {
-		names = append(names, n)
+		if !hiddenCommands[n] {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

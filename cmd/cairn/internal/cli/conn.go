@@ -35,6 +35,8 @@ type RunInfo struct {
 	GRPC         map[string]string `json:"grpc"`
 	Metrics      map[string]string `json:"metrics,omitempty"`
 	PID          int               `json:"pid,omitempty"`
+	// NATS is the -nats-url of the cluster `cairn run --cluster` started.
+	NATS string `json:"nats_url,omitempty"`
 }
 
 // ReadRunInfo reads <dir>/run.json.

@@ -54,13 +54,48 @@ type runConfig struct {
 	stopTimeout  time.Duration
 	// restart says when a child that died is started again.
 	restart restartPolicy
+	// cluster starts a 3-node NATS JetStream cluster on loopback and puts
+	// ingestion's log on it (-log-backend jetstream).
+	cluster bool
+	// self is this binary, which runs each NATS node (cairn nats-node).
+	self string
 }
+
+// natsNodes is the node count of `cairn run --cluster`: three, the fewest
+// that keep an R3 stream writable with one node down.
+const natsNodes = 3
+
+// NATS ports of `cairn run --cluster`, above the base port, clear of the
+// services (base+1 .. base+5), their metrics (base+10 .. base+16 when
+// --base-port is set) and the gateway (base+20): node i takes client port
+// base+21+i, route port base+24+i and monitoring port base+27+i. With the
+// default base, 7121-7129.
+const (
+	natsClientOffset  = 21
+	natsRouteOffset   = 24
+	natsMonitorOffset = 27
+	natsLastOffset    = natsMonitorOffset + natsNodes - 1
+)
 
 // ports derives every address from the base ports.
 type ports struct {
 	grpc    map[string]string
 	metrics map[string]string
 	http    string
+	// nats are the NATS nodes' ports, with --cluster only.
+	nats []natsPorts
+}
+
+// natsPorts are one NATS node's ports.
+type natsPorts struct{ client, route, monitor int }
+
+// natsURL is the -nats-url of a cluster: every node's client URL.
+func (p ports) natsURL() string {
+	var u []string
+	for _, n := range p.nats {
+		u = append(u, "nats://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(n.client)))
+	}
+	return strings.Join(u, ",")
 }
 
 func (rc *runConfig) ports() ports {
@@ -72,11 +107,16 @@ func (rc *runConfig) ports() ports {
 		}
 		p.metrics[s] = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.metricsBase+off.metrics))
 	}
+	if rc.cluster {
+		for i := range natsNodes {
+			p.nats = append(p.nats, natsPorts{client: rc.basePort + natsClientOffset + i, route: rc.basePort + natsRouteOffset + i, monitor: rc.basePort + natsMonitorOffset + i})
+		}
+	}
 	return p
 }
 
 func runSuite(ctx context.Context, env *Env, args []string) error {
-	fs := helpFlagSet(env, "run", "run [--bin ./bin] [--data ./data] [--no-demo] [--base-port 7100]")
+	fs := helpFlagSet(env, "run", "run [--bin ./bin] [--data ./data] [--no-demo] [--base-port 7100] [--cluster]")
 	rc := &runConfig{restart: defaultRestartPolicy}
 	fs.StringVar(&rc.bin, "bin", "./bin", "directory holding cairn-<service> binaries")
 	fs.StringVar(&rc.data, "data", "./data", "data directory: bbolt files, keys.json, run.json")
@@ -90,6 +130,7 @@ func runSuite(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&rc.services, "services", strings.Join(suiteServices, ","), "services to start (comma-separated)")
 	fs.DurationVar(&rc.readyTimeout, "ready-timeout", 2*time.Minute, "how long to wait for every service to report SERVING")
 	fs.DurationVar(&rc.stopTimeout, "stop-timeout", 20*time.Second, "how long children get to stop before they are killed")
+	fs.BoolVar(&rc.cluster, "cluster", false, "also start a 3-node NATS JetStream cluster on loopback (ports base+21 .. base+29, stores in <data>/nats) and keep ingestion's log on it")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -107,7 +148,11 @@ func runSuite(ctx context.Context, env *Env, args []string) error {
 			rc.httpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(rc.basePort+20))
 		}
 	}
-	if rc.basePort <= 0 || rc.basePort+20 > 65535 || rc.metricsBase <= 0 || rc.metricsBase+6 > 65535 {
+	last := 20 // the gateway's HTTP port
+	if rc.cluster {
+		last = natsLastOffset
+	}
+	if rc.basePort <= 0 || rc.basePort+last > 65535 || rc.metricsBase <= 0 || rc.metricsBase+6 > 65535 {
 		return usagef("ports out of range")
 	}
 	if rc.partitions <= 0 {
@@ -115,6 +160,13 @@ func runSuite(ctx context.Context, env *Env, args []string) error {
 	}
 	if rc.noDemo {
 		rc.demo = false
+	}
+	if rc.cluster {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--cluster: find this binary to run the NATS nodes: %w", err)
+		}
+		rc.self = self
 	}
 	opts, err := rc.demoFlags.options()
 	if err != nil {
@@ -176,6 +228,9 @@ func superviseSuite(ctx context.Context, env *Env, rc *runConfig, opts demo.Opti
 		}
 	}
 	info.PID = os.Getpid()
+	if rc.cluster {
+		info.NATS = p.natsURL()
+	}
 
 	g := supervisor.NewGroup(env.Stdout, clock.Real{})
 	stop := func() error {
@@ -184,6 +239,28 @@ func superviseSuite(ctx context.Context, env *Env, rc *runConfig, opts demo.Opti
 			logf(env.Stdout, "warning: %v", err)
 		}
 		return nil
+	}
+	if rc.cluster {
+		// The NATS nodes first, ready before ingestion starts: ingestion
+		// exits when it cannot reach them or create its streams. They stop
+		// last, being first in the group.
+		for i := range p.nats {
+			if err := g.Start(natsProcess(i, rc, p, data)); err != nil {
+				_ = stop()
+				return err
+			}
+		}
+		readyCtx, cancel := context.WithTimeout(ctx, rc.readyTimeout)
+		err := g.WaitReady(readyCtx, 100*time.Millisecond)
+		cancel()
+		if err != nil {
+			_ = stop()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("start the NATS cluster: %w", err)
+		}
+		logf(env.Stdout, "NATS JetStream cluster of %d nodes is ready at %s", len(p.nats), info.NATS)
 	}
 	for _, s := range suiteServices {
 		if !enabled[s] {
@@ -333,9 +410,33 @@ func processFor(name string, rc *runConfig, p ports, data, keysPath, serviceKey 
 		return proc
 	}
 	proc.Args = append(proc.Args, "-grpc-addr", p.grpc[name], "-data", data, "-partitions", strconv.Itoa(rc.partitions))
+	if name == "ingestion" && len(p.nats) > 0 {
+		proc.Args = append(proc.Args, "-log-backend", "jetstream", "-nats-url", p.natsURL())
+	}
 	proc.GRPCAddr = p.grpc[name]
 	proc.ReasonURL = "http://" + p.metrics[name] + "/readyz"
 	return proc
+}
+
+// natsProcess is NATS node i of --cluster: this binary's nats-node
+// command, its store under <data>/nats/n<i>, routes to every node. Ready
+// when /healthz answers 200, which a node does once it has joined the
+// JetStream cluster.
+func natsProcess(i int, rc *runConfig, p ports, data string) supervisor.Process {
+	var routes []string
+	for _, n := range p.nats {
+		routes = append(routes, "nats://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(n.route)))
+	}
+	name := "n" + strconv.Itoa(i)
+	n := p.nats[i]
+	return supervisor.Process{
+		Name: "nats-" + name,
+		Path: rc.self,
+		Args: []string{"nats-node", "--name", name, "--cluster", "cairn-local",
+			"--port", strconv.Itoa(n.client), "--cluster-port", strconv.Itoa(n.route), "--monitor-port", strconv.Itoa(n.monitor),
+			"--routes", strings.Join(routes, ","), "--store", filepath.Join(data, "nats", name)},
+		ReadyURL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.monitor)) + "/healthz",
+	}
 }
 
 // ensureKeys returns the suite's keys. Tokens are stored only hashed, so the
@@ -403,6 +504,9 @@ func printBanner(w io.Writer, info *RunInfo, enabled map[string]bool, data strin
 	if enabled["gateway"] {
 		fmt.Fprintf(w, "  Gateway:    %s   (OpenAPI: %s/openapi.json)\n", info.GatewayURL, info.GatewayURL)
 		fmt.Fprintf(w, "  Dashboard:  %s\n", info.DashboardURL)
+	}
+	if info.NATS != "" {
+		fmt.Fprintf(w, "  NATS:       %s   (3-node JetStream cluster; ingestion's log, stores in %s)\n", info.NATS, filepath.Join(data, "nats"))
 	}
 	fmt.Fprintln(w, "  gRPC:")
 	for _, s := range suiteServices {

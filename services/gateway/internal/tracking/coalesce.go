@@ -8,7 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 )
 
 // Coalescer merges small tracking requests that arrive together under the
@@ -42,6 +45,11 @@ type Coalescer struct {
 	mu    sync.Mutex
 	lanes map[string]*lane
 }
+
+// vtCodec encodes the tracking path's requests with the generated
+// encoder: the Segment decoder has already refused what proto.Marshal would
+// (pkg/server.VTCodec).
+var vtCodec = grpc.ForceCodecV2(pkgserver.VTCodec{})
 
 // lane is one write key's calls: how many are running and who waits.
 type lane struct {
@@ -85,7 +93,7 @@ func (c *Coalescer) limits() (perRequest, perCall, inFlight int, timeout time.Du
 func (c *Coalescer) Ingest(ctx context.Context, key string, events []*ingestionv1.Event) (*ingestionv1.IngestResponse, error) {
 	perRequest, perCall, inFlight, _ := c.limits()
 	if len(events) > perRequest {
-		return c.Client.Ingest(ctx, &ingestionv1.IngestRequest{Events: events})
+		return c.Client.Ingest(ctx, &ingestionv1.IngestRequest{Events: events}, vtCodec)
 	}
 	w := &waiter{ctx: ctx, events: events, done: make(chan outcome, 1)}
 	c.mu.Lock()
@@ -139,7 +147,7 @@ func (c *Coalescer) send(key string, batch []*waiter) {
 		// cancellation ends it, but it carries the first caller's
 		// credentials and metadata.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), timeout)
-		resp, err := c.Client.Ingest(ctx, &ingestionv1.IngestRequest{Events: events})
+		resp, err := c.Client.Ingest(ctx, &ingestionv1.IngestRequest{Events: events}, vtCodec)
 		cancel()
 		split(batch, resp, err)
 		batch = c.next(key, perCall)
