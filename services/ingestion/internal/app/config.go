@@ -109,7 +109,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	f.StringVar(&c.NATS.URLs, "nats-url", "", "NATS servers for -log-backend jetstream, comma-separated, e.g. nats://n1:4222,nats://n2:4222,nats://n3:4222")
 	integer(&c.NATS.Replicas, "nats-replicas", 3, "replicas of each partition stream (-log-backend jetstream); 3 survives the loss of any one server")
 	f.Int64Var(&c.NATS.MaxBytes, "nats-max-bytes", 0, "bytes each partition stream may hold before appends are refused (-log-backend jetstream; 0: unbounded)")
-	dur(&c.NATS.Timeout, "nats-timeout", 5*time.Second, "bound on each request to the NATS servers, including waiting for a batch's acknowledgements (-log-backend jetstream)")
+	dur(&c.NATS.Timeout, "nats-timeout", 2*time.Second, "bound on each request to the NATS servers, including waiting for a batch's acknowledgements (-log-backend jetstream)")
 	f.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6101 (empty: off)")
 	f.BoolVar(&c.NoGroupCommit, "no-group-commit", false, "one fsync per batch instead of shared commits (benchmarks only)")
 	f.Check(c.validate)
