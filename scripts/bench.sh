@@ -9,6 +9,7 @@
 #   scripts/bench.sh memory     # 10 M events through ingestion, RSS sampled (not in "all")
 #   scripts/bench.sh overload   # 1,000 clients at 8x capacity through the gateway, 60 s (not in "all")
 #   scripts/bench.sh overload-grpc  # the same straight to ingestion over gRPC (not in "all")
+#   scripts/bench.sh soak       # the suite under /v1/batch load for 10 minutes: lag and RSS over time (not in "all")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -251,7 +252,10 @@ suite_load() {
   done
 }
 
-if [ "$what" = all ] || [ "$what" = suite ]; then
+# start_suite starts the suite as `make run` does (demo workspace loaded) on
+# SUITE_BASE_PORT and waits until the consumers have caught up; sets data,
+# base, mbase, http, suite, wkey and rkey.
+start_suite() {
   build_binaries
   data=$(mktemp -d /tmp/cairn-bench-XXXXXX)
   base=${SUITE_BASE_PORT:-7100}
@@ -269,6 +273,10 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
   go build -o "$data/pace" ./reliability/cmd/pace
   # run.json appears once the demo is loaded; let the consumers catch up.
   for _ in $(seq 1 300); do [ "$(suite_lag)" = 0 ] && break; sleep 1; done
+}
+
+if [ "$what" = all ] || [ "$what" = suite ]; then
+  start_suite
   say "REST reads through the gateway, paced at 1,000 req/s"
   acct=$(curl -s -H "Authorization: Bearer $rkey" "127.0.0.1:$http/v1/journey/accounts?page.pageSize=1" | python3 -c "import json,sys;a=json.load(sys.stdin).get('accounts',[]);print(a[0]['accountId'] if a else 'none')")
   "$data/pace" -rate 1000 -duration 20s -H "Authorization: Bearer $rkey" \
@@ -288,4 +296,28 @@ if [ "$what" = all ] || [ "$what" = suite ]; then
     -rate "${LAT_RATE:-10000}" -duration "${SUITE_SECONDS:-30}s" | tee "$out/suite-latency.txt"
   say "whole suite: single events, one per /v1/batch request, 32 callers, ${SUITE_SECONDS:-30} s"
   suite_load "suite-track-32" -segment "http://127.0.0.1:$http" -key "$wkey" -batch 1 -conc 32 -duration "${SUITE_SECONDS:-30}s"
+fi
+
+# Not part of "all": soak. The suite under sustained /v1/batch load for
+# SOAK_SECONDS (default 600) with SOAK_CALLERS callers (default 32), or paced
+# at SOAK_RATE events/s when set: the consumers' lag is sampled every second
+# (records, and seconds of input at the accepted rate), RSS every 30 s.
+if [ "$what" = soak ]; then
+  start_suite
+  secs=${SOAK_SECONDS:-600}
+  rate_args=()
+  [ -n "${SOAK_RATE:-}" ] && rate_args=(-rate "$SOAK_RATE")
+  ( while kill -0 "$suite" 2>/dev/null; do
+      suite_pids | while read -r n p; do printf '%s %s %s\n' "$(date +%T)" "$n" "$(awk '/RssAnon/{print $2}' /proc/$p/status)"; done
+      sleep 30
+    done ) >"$out/soak-rss.txt" &
+  rss=$!
+  say "whole suite: Segment /v1/batch of 100 events, ${SOAK_CALLERS:-32} callers${SOAK_RATE:+, paced at $SOAK_RATE events/s}, $secs s"
+  suite_load soak -segment "http://127.0.0.1:$http" -key "$wkey" -batch 100 -conc "${SOAK_CALLERS:-32}" "${rate_args[@]}" -duration "${secs}s"
+  kill "$rss" 2>/dev/null || true
+  acc=$(grep -o 'accepted=[0-9]*' "$out/soak.txt" | cut -d= -f2)
+  awk -v n="$acc" -v secs="$secs" 'NR > 1 { if ($2 > m) m = $2; if ($1 > 10 && $1 < secs) { s += $2; c++ } }
+    END { r = n / secs; printf "consumer lag over the run: largest %d records (%.2f s of input at %.0f events/s), mean after the first 10 s %.0f records (%.2f s)\n", m, m / r, r, s / c, s / c / r }' "$out/soak-lag.txt"
+  echo "RssAnon (kB) at the start and at the end of the run:"
+  head -6 "$out/soak-rss.txt"; tail -6 "$out/soak-rss.txt"
 fi
