@@ -83,21 +83,14 @@ type Log struct {
 	heads []uint64
 	first []uint64
 	wake  []chan struct{}
-	// served holds, for each Serve in progress, the last offset it has
-	// sent (SubscriberLag).
-	served map[*served]struct{}
+	// serving tracks each Serve in progress (SubscriberLag).
+	serving Serving
 
 	// w caches the current write transaction's buckets and heads, so that
 	// appending many records in one transaction resolves the nested buckets
 	// once per partition and wakes subscribers once per partition. Only
 	// write transactions touch it, and bbolt runs one at a time.
 	w *txState
-}
-
-// served is the progress of one Serve call.
-type served struct {
-	p    uint32
-	sent uint64 // last offset sent; guarded by Log.mu
 }
 
 // SubscriberLag returns how many records the furthest-behind subscription
@@ -108,15 +101,7 @@ type served struct {
 // lower bound of its lag; a consumer that is not subscribed (down) is not
 // counted. Ingestion sheds writes when it exceeds the lag budget.
 func (l *Log) SubscriberLag() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var lag uint64
-	for s := range l.served {
-		if h := l.heads[s.p]; h > s.sent && h-s.sent > lag {
-			lag = h - s.sent
-		}
-	}
-	return lag
+	return l.serving.Lag(l.Head)
 }
 
 // txState is one write transaction's view of the log.
@@ -419,21 +404,12 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 	if from == 0 {
 		from = l.First(p)
 	}
-	sv := &served{p: p}
+	var sent uint64
 	if from > 0 {
-		sv.sent = from - 1
+		sent = from - 1
 	}
-	l.mu.Lock()
-	if l.served == nil {
-		l.served = map[*served]struct{}{}
-	}
-	l.served[sv] = struct{}{}
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		delete(l.served, sv)
-		l.mu.Unlock()
-	}()
+	sv := l.serving.Track(p, sent)
+	defer sv.Done()
 	first := true
 	for {
 		// Take the wake channel before reading so an append that lands
@@ -455,9 +431,7 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 			// Counted as sent once handed to send: the lag is what the
 			// subscriber has not been given yet.
 			from = recs[len(recs)-1].Offset + 1
-			l.mu.Lock()
-			sv.sent = from - 1
-			l.mu.Unlock()
+			sv.Sent(from - 1)
 			if err := send(recs, head); err != nil {
 				return err
 			}
@@ -467,9 +441,7 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 		// snapshot's head are deleted gaps; later ones are not written yet.
 		if from <= head {
 			from = head + 1
-			l.mu.Lock()
-			sv.sent = head
-			l.mu.Unlock()
+			sv.Sent(head)
 		}
 		select {
 		case <-wake:

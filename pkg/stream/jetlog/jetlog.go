@@ -76,8 +76,7 @@ type Log struct {
 
 	parts []*partition
 
-	mu     sync.Mutex
-	served map[*served]struct{}
+	serving stream.Serving
 
 	acked     *prometheus.CounterVec
 	ackedHead *prometheus.GaugeVec
@@ -104,11 +103,6 @@ type partition struct {
 	// They are apart so that a reader seeing another writer's records
 	// never lets this writer append after them.
 	wrote, seen, first uint64
-}
-
-type served struct {
-	p    uint32
-	sent uint64
 }
 
 // Open creates or updates the streams of the log on the cluster behind nc
@@ -604,18 +598,8 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sv := &served{p: p, sent: from - 1}
-	l.mu.Lock()
-	if l.served == nil {
-		l.served = map[*served]struct{}{}
-	}
-	l.served[sv] = struct{}{}
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		delete(l.served, sv)
-		l.mu.Unlock()
-	}()
+	sv := l.serving.Track(p, from-1)
+	defer sv.Done()
 	started := from > head
 	if started {
 		// Caught up already: the subscriber still learns the head.
@@ -692,9 +676,7 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 			}
 			recs = append(recs, stream.Record{Partition: p, Offset: last, Data: n.m.Data()})
 		}
-		l.mu.Lock()
-		sv.sent = max(sv.sent, last)
-		l.mu.Unlock()
+		sv.Sent(last)
 		if len(recs) == 0 && started {
 			continue
 		}
@@ -708,15 +690,7 @@ func (l *Log) Serve(ctx context.Context, p uint32, from uint64, send func(recs [
 // SubscriberLag returns the largest head - sent over the Serve calls in
 // progress in this process.
 func (l *Log) SubscriberLag() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var lag uint64
-	for s := range l.served {
-		if h := l.Head(s.p); h > s.sent && h-s.sent > lag {
-			lag = h - s.sent
-		}
-	}
-	return lag
+	return l.serving.Lag(l.Head)
 }
 
 // RunRetention reads every stream's bounds back every interval until ctx
