@@ -317,6 +317,23 @@ func ParseU64(b []byte) uint64 {
 	return binary.BigEndian.Uint64(b)
 }
 
+// Unmarshal decodes a record a service stored itself into m, with the
+// generated UnmarshalVT where m has one (gen/ has it for every Cairn
+// message), else proto.Unmarshal. Stored records were checked when they
+// were written, so the runtime's UTF-8 checks are not needed again, and
+// scans decode many: the funnel over 100,000 accounts spent three quarters
+// of its time in proto.Unmarshal. The bytes are copied, so m outlives the
+// transaction.
+func Unmarshal(raw []byte, m proto.Message) error {
+	if vt, ok := m.(interface {
+		UnmarshalVT([]byte) error
+	}); ok {
+		proto.Reset(m)
+		return vt.UnmarshalVT(raw)
+	}
+	return proto.Unmarshal(raw, m)
+}
+
 // PutProto stores m under key.
 func PutProto(b *bbolt.Bucket, key []byte, m proto.Message) error {
 	raw, err := proto.Marshal(m)
@@ -335,7 +352,7 @@ func GetProto(b *bbolt.Bucket, key []byte, m proto.Message) error {
 	if raw == nil {
 		return ErrNotFound
 	}
-	if err := proto.Unmarshal(raw, m); err != nil {
+	if err := Unmarshal(raw, m); err != nil {
 		return fmt.Errorf("unmarshal %T: %w", m, err)
 	}
 	return nil

@@ -233,7 +233,7 @@ func (ns Namespace) Accounts(tx *store.Tx, ws, journey string, after []byte, fn 
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		aj := &stagesv1.AccountJourney{}
-		if err := proto.Unmarshal(v, aj); err != nil {
+		if err := store.Unmarshal(v, aj); err != nil {
 			return fmt.Errorf("decode account: %w", err)
 		}
 		more, err := fn(k, aj)
