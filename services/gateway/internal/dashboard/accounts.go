@@ -76,14 +76,7 @@ func fetch(ctx context.Context, c Clients) (Inputs, error) {
 	stages := stagesv1.NewStagesServiceClient(c.Stages)
 	health := healthv1.NewHealthServiceClient(c.Health)
 	routing := routingv1.NewRoutingServiceClient(c.Routing)
-	wg.Go(func() {
-		all := []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT, commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL,
-			commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER, commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK, commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED}
-		in.Journey, errs[0] = pages(func(p *commonv1.PageRequest) ([]*stagesv1.AccountSummary, *commonv1.PageResponse, error) {
-			resp, err := stages.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Status: all, Page: p})
-			return resp.GetAccounts(), resp.GetPage(), err
-		}, "list journey accounts")
-	})
+	wg.Go(func() { in.Journey, errs[0] = journeyAccounts(ctx, stages, false) })
 	wg.Go(func() {
 		in.Health, errs[1] = pages(func(p *commonv1.PageRequest) ([]*healthv1.AccountRow, *commonv1.PageResponse, error) {
 			resp, err := health.ListAccounts(ctx, &healthv1.ListAccountsRequest{Page: p})
@@ -96,12 +89,7 @@ func fetch(ctx context.Context, c Clients) (Inputs, error) {
 			return resp.GetOwners(), resp.GetPage(), err
 		}, "list owners")
 	})
-	wg.Go(func() {
-		in.Assignments, errs[3] = pages(func(p *commonv1.PageRequest) ([]*routingv1.Assignment, *commonv1.PageResponse, error) {
-			resp, err := routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Page: p})
-			return resp.GetAssignments(), resp.GetPage(), err
-		}, "list assignments")
-	})
+	wg.Go(func() { in.Assignments, errs[3] = assignments(ctx, routing) })
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
@@ -110,6 +98,28 @@ func fetch(ctx context.Context, c Clients) (Inputs, error) {
 	}
 	in.Traits = accountTraits(in.Journey)
 	return in, nil
+}
+
+// everyStatus lists every account status, churned included: reports count
+// each account whatever its status.
+var everyStatus = []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT, commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL,
+	commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER, commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK, commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED}
+
+// journeyAccounts lists every account of stages, with milestones when asked
+// (the KPIs need them; the account report does not).
+func journeyAccounts(ctx context.Context, stages stagesv1.StagesServiceClient, milestones bool) ([]*stagesv1.AccountSummary, error) {
+	return pages(func(p *commonv1.PageRequest) ([]*stagesv1.AccountSummary, *commonv1.PageResponse, error) {
+		resp, err := stages.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Status: everyStatus, Milestones: milestones, Page: p})
+		return resp.GetAccounts(), resp.GetPage(), err
+	}, "list journey accounts")
+}
+
+// assignments lists every assignment of routing.
+func assignments(ctx context.Context, routing routingv1.RoutingServiceClient) ([]*routingv1.Assignment, error) {
+	return pages(func(p *commonv1.PageRequest) ([]*routingv1.Assignment, *commonv1.PageResponse, error) {
+		resp, err := routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Page: p})
+		return resp.GetAssignments(), resp.GetPage(), err
+	}, "list assignments")
 }
 
 // pages reads every page of one list.

@@ -552,20 +552,8 @@ func fetchKPIInputs(ctx context.Context, c Clients) (KPIInputs, error) {
 	)
 	stages := stagesv1.NewStagesServiceClient(c.Stages)
 	routing := routingv1.NewRoutingServiceClient(c.Routing)
-	wg.Go(func() {
-		all := []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT, commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL,
-			commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER, commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK, commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED}
-		in.Accounts, errs[0] = pages(func(p *commonv1.PageRequest) ([]*stagesv1.AccountSummary, *commonv1.PageResponse, error) {
-			resp, err := stages.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Status: all, Milestones: true, Page: p})
-			return resp.GetAccounts(), resp.GetPage(), err
-		}, "list journey accounts")
-	})
-	wg.Go(func() {
-		in.Assignments, errs[1] = pages(func(p *commonv1.PageRequest) ([]*routingv1.Assignment, *commonv1.PageResponse, error) {
-			resp, err := routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Page: p})
-			return resp.GetAssignments(), resp.GetPage(), err
-		}, "list assignments")
-	})
+	wg.Go(func() { in.Accounts, errs[0] = journeyAccounts(ctx, stages, true) })
+	wg.Go(func() { in.Assignments, errs[1] = assignments(ctx, routing) })
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
