@@ -16,16 +16,6 @@ import (
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
 
-// ServiceBacklog, Processing and SumBacklogs are pkg/server's, which
-// `cairn status` shares, so that the CLI and the dashboard count alike.
-type (
-	ServiceBacklog = pkgserver.ServiceBacklog
-	Processing     = pkgserver.Processing
-)
-
-// SumBacklogs is pkgserver.SumBacklogs.
-var SumBacklogs = pkgserver.SumBacklogs
-
 // processingServices are the services that consume logs, in the order
 // Status reports them; plays comes last, when the gateway has it.
 var processingServices = []string{"stages", "health", "routing", "plays"}
@@ -43,7 +33,7 @@ func Status(c Clients) http.Handler {
 			web.WriteError(w, r, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, SumBacklogs(processingServices[:len(backlogs)], backlogs))
+		web.WriteJSON(w, http.StatusOK, pkgserver.SumBacklogs(processingServices[:len(backlogs)], backlogs))
 	})
 }
 

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	commonv1 "github.com/cairn-dev/cairn/gen/cairn/common/v1"
-	"github.com/cairn-dev/cairn/services/gateway/internal/dashboard"
+	pkgserver "github.com/cairn-dev/cairn/pkg/server"
 	"github.com/cairn-dev/cairn/services/gateway/internal/fakes"
 )
 
@@ -29,12 +29,12 @@ func TestDashboardStatus(t *testing.T) {
 		healthErr               error
 		key                     string
 		wantCode                int
-		want                    dashboard.Processing
+		want                    pkgserver.Processing
 		wantMessage             string
 	}{
 		{
 			name: "caught up", key: fakes.ReadKey, wantCode: http.StatusOK,
-			want: dashboard.Processing{CaughtUp: true, Services: []dashboard.ServiceBacklog{
+			want: pkgserver.Processing{CaughtUp: true, Services: []pkgserver.ServiceBacklog{
 				{Service: "stages", CaughtUp: true}, {Service: "health", CaughtUp: true}, {Service: "routing", CaughtUp: true},
 			}},
 		},
@@ -43,7 +43,7 @@ func TestDashboardStatus(t *testing.T) {
 			// events are behind in both, and counted once.
 			name: "behind", key: fakes.ReadKey, wantCode: http.StatusOK,
 			stages: behind(12000), routing: behind(345),
-			want: dashboard.Processing{Behind: 12000, Events: 12000, Services: []dashboard.ServiceBacklog{
+			want: pkgserver.Processing{Behind: 12000, Events: 12000, Services: []pkgserver.ServiceBacklog{
 				{Service: "stages", Behind: 12000}, {Service: "health", CaughtUp: true}, {Service: "routing", Behind: 345},
 			}},
 		},
@@ -73,7 +73,7 @@ func TestDashboardStatus(t *testing.T) {
 				}
 				return
 			}
-			var got dashboard.Processing
+			var got pkgserver.Processing
 			if err := json.Unmarshal(r.body, &got); err != nil {
 				t.Fatal(err)
 			}
