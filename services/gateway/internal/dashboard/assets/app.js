@@ -521,22 +521,27 @@
       trend.length ? [plot, h('details', { class: 'assignment', open: trend.length <= 8 }, h('summary', {}, `the figures by ${ctx.p.every === 'week' ? 'week' : 'month'}, with the accounts behind them`),
         groupTable(trend, stages, ctx, 'period', 'funnel-trend-table'))] : empty('No stay began in this selection.'));
   }
+  // mountChart draws a uPlot chart into el with plot(size) once el has a
+  // width (a panel may be rendered before the page puts it in the
+  // document), then follows its width.
+  function mountChart(el, plot) {
+    if (typeof window.uPlot !== 'function') return;
+    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
+    let u = null;
+    new ResizeObserver(() => {
+      if (!u && el.clientWidth > 0) u = plot(size());
+      else if (u && el.isConnected) u.setSize(size());
+    }).observe(el);
+  }
   const STAGE_COLORS = ['#3b5bdb', '#2b8a3e', '#b35c00', '#c92a2a', '#7048e8', '#0b7285', '#5c940d', '#862e9c'];
   function drawFunnelTrend(el, trend, stages) {
-    if (typeof window.uPlot !== 'function') return;
-    let u = null;
-    const ro = new ResizeObserver(() => {
-      if (!u && el.clientWidth > 0) u = plot();
-      else if (u && el.isConnected) u.setSize(size());
-    });
-    ro.observe(el);
-    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
+    mountChart(el, plot);
     const pct = (self, v) => (v == null ? '—' : Math.round(v) + '%');
-    function plot() {
+    function plot(size) {
       const xs = trend.map((g) => Date.parse(g.start) / 1000);
       const series = stages.slice(0, -1).map((st, i) => ({ label: st.name || label(st.stage), stroke: STAGE_COLORS[i % STAGE_COLORS.length], width: 2, value: pct, spanGaps: true }));
       const data = stages.slice(0, -1).map((st) => trend.map((g) => { const s = (g.stages || []).find((x) => x.stage === st.stage) || {}; return num(s.entered) ? num(s.conversionRate) * 100 : null; }));
-      const chart = new window.uPlot({ ...size(), tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+      const chart = new window.uPlot({ ...size, tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
         scales: { x: { time: true }, y: { range: [0, 100] } },
         series: [{ label: 'Period', value: (self, v) => (v == null ? '—' : fmtDate(new Date(v * 1e3).toISOString())) }, ...series],
         axes: [{ stroke: '#667085', grid: { stroke: '#eef0f4' } }, { stroke: '#667085', grid: { stroke: '#eef0f4' }, label: 'conversion %', size: 50 }] },
@@ -744,19 +749,10 @@
     });
   }
   function drawTrend(el, ds) {
-    if (typeof window.uPlot !== 'function') return;
-    // The panel may be rendered before the page puts it in the document:
-    // draw once it has a width, then follow its width.
-    let u = null;
-    const ro = new ResizeObserver(() => {
-      if (!u && el.clientWidth > 0) u = plot();
-      else if (u && el.isConnected) u.setSize(size());
-    });
-    ro.observe(el);
-    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
-    function plot() {
+    mountChart(el, plot);
+    function plot(size) {
     const xs = ds.map((d) => Date.parse(d.day + 'T00:00:00Z') / 1000);
-    const chart = new window.uPlot({ ...size(), tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+    const chart = new window.uPlot({ ...size, tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
       scales: { x: { time: true }, y: { range: (self, min, max) => [0, Math.max(5, Math.ceil(max * 1.1))] } },
       series: [{ label: 'Day', value: (self, v) => (v == null ? '—' : fmtDate(new Date(v * 1e3).toISOString())) },
         { label: 'Healthy', stroke: '#237032', width: 2, value: (self, v) => (v == null ? '—' : String(v)) },
@@ -1033,15 +1029,8 @@
     });
   }
   function drawRoutingTrend(el, ws, withSpeed) {
-    if (typeof window.uPlot !== 'function') return;
-    let u = null;
-    const ro = new ResizeObserver(() => {
-      if (!u && el.clientWidth > 0) u = plot();
-      else if (u && el.isConnected) u.setSize(size());
-    });
-    ro.observe(el);
-    const size = () => ({ width: Math.max(260, el.clientWidth), height: el.clientWidth < 500 ? 200 : 260 });
-    function plot() {
+    mountChart(el, plot);
+    function plot(size) {
       const xs = ws.map((w) => w.start / 1000);
       const hours = ws.map((w) => (w.assignments && w.median !== undefined && w.median !== null && w.median !== '' ? seconds(w.median) / 3600 : null));
       const series = [{ label: 'Week of', value: (self, v) => (v == null ? '—' : fmtDate(new Date(v * 1e3 + 43200e3).toISOString())) },
@@ -1053,7 +1042,7 @@
         axes.push({ stroke: '#667085', scale: 'h', side: 1, grid: { show: false }, label: 'hours to first touch', size: 56 });
         data.push(hours);
       }
-      const chart = new window.uPlot({ ...size(), tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+      const chart = new window.uPlot({ ...size, tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
         scales: { x: { time: true }, '%': { range: [0, 100] }, h: { range: (self, min, max) => [0, Math.max(1, Math.ceil((max || 0) * 1.1))] } }, series, axes }, data, el);
       el.setAttribute('role', 'img');
       el.setAttribute('aria-label', `SLA attainment${withSpeed ? ' and median speed to lead' : ''} by week over ${ws.length} weeks; the figures are in the table below.`);
