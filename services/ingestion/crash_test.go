@@ -263,6 +263,23 @@ func dial(t *testing.T, addr, token string) *grpc.ClientConn {
 // message ids.
 func readLog(t *testing.T, addr, serviceTok string) map[string]int {
 	t.Helper()
+	counts := map[string]int{}
+	eachRecord(t, addr, serviceTok, func(p uint32, r *ingestionv1.LogRecord) {
+		ev := r.GetEvent()
+		if ev == nil || ev.GetWorkspace() != "w" || ev.GetMessageId() == "" || ev.GetTimestamp() == nil {
+			t.Errorf("partition %d offset %d: malformed record %v", p, r.GetOffset(), r)
+			return
+		}
+		counts[ev.GetMessageId()]++
+	})
+	return counts
+}
+
+// eachRecord reads every partition of workspace w's log from its start up
+// to its head through Subscribe, checks that offsets increase, and calls fn
+// for each record.
+func eachRecord(t *testing.T, addr, serviceTok string, fn func(p uint32, r *ingestionv1.LogRecord)) {
+	t.Helper()
 	conn := dial(t, addr, serviceTok)
 	defer conn.Close()
 	c := ingestionv1.NewIngestionServiceClient(conn)
@@ -272,13 +289,12 @@ func readLog(t *testing.T, addr, serviceTok string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts := map[string]int{}
 	for _, p := range info.GetPartitions() {
 		if p.GetLastOffset() == 0 {
 			continue
 		}
 		sctx, scancel := context.WithCancel(ctx)
-		s, err := c.Subscribe(sctx, &ingestionv1.SubscribeRequest{Partition: p.GetPartition()})
+		s, err := c.Subscribe(sctx, &ingestionv1.SubscribeRequest{Partition: p.GetPartition(), FromOffset: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,15 +309,12 @@ func readLog(t *testing.T, addr, serviceTok string) map[string]int {
 					t.Errorf("partition %d: offset %d after %d", p.GetPartition(), r.GetOffset(), last)
 				}
 				last = r.GetOffset()
-				ev := r.GetEvent()
-				if ev == nil || ev.GetWorkspace() != "w" || ev.GetMessageId() == "" || ev.GetTimestamp() == nil {
-					t.Errorf("partition %d offset %d: malformed record %v", p.GetPartition(), r.GetOffset(), r)
-					continue
-				}
-				counts[ev.GetMessageId()]++
+				fn(p.GetPartition(), r)
+			}
+			if len(resp.GetRecords()) == 0 && resp.GetHeadOffset() <= last {
+				break // the head is a deleted record
 			}
 		}
 		scancel()
 	}
-	return counts
 }

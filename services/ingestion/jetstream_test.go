@@ -205,44 +205,13 @@ func withGroupCtx(account string) *structpb.Struct {
 // the events by message id and the tombstones (under "tombstone").
 func served(t *testing.T, addr, serviceTok string) map[string]int {
 	t.Helper()
-	conn := dial(t, addr, serviceTok)
-	defer conn.Close()
-	c := ingestionv1.NewIngestionServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	info, err := c.GetLogInfo(ctx, &ingestionv1.GetLogInfoRequest{Workspace: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	counts := map[string]int{}
-	for _, p := range info.GetPartitions() {
-		sctx, scancel := context.WithCancel(ctx)
-		s, err := c.Subscribe(sctx, &ingestionv1.SubscribeRequest{Partition: p.GetPartition(), FromOffset: 1})
-		if err != nil {
-			t.Fatal(err)
+	eachRecord(t, addr, serviceTok, func(_ uint32, r *ingestionv1.LogRecord) {
+		if r.GetTombstone() != nil {
+			counts["tombstone"]++
+			return
 		}
-		var last uint64
-		for last < p.GetLastOffset() {
-			resp, err := s.Recv()
-			if err != nil {
-				t.Fatalf("partition %d: Recv: %v", p.GetPartition(), err)
-			}
-			for _, r := range resp.GetRecords() {
-				if r.GetOffset() <= last {
-					t.Errorf("partition %d: offset %d after %d", p.GetPartition(), r.GetOffset(), last)
-				}
-				last = r.GetOffset()
-				if r.GetTombstone() != nil {
-					counts["tombstone"]++
-					continue
-				}
-				counts[r.GetEvent().GetMessageId()]++
-			}
-			if len(resp.GetRecords()) == 0 && resp.GetHeadOffset() <= last {
-				break // the head is a deleted record
-			}
-		}
-		scancel()
-	}
+		counts[r.GetEvent().GetMessageId()]++
+	})
 	return counts
 }
