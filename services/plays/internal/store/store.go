@@ -619,9 +619,9 @@ func Pending(tx *store.Tx, fn func(ws string, d *playsv1.Delivery) error) error 
 }
 
 // Forget erases what plays holds about an account (right to be
-// forgotten): its facts, its tasks, and its deliveries, delivered or not.
-// The delivery log keeps ids whose delivery is gone; readers skip them.
-// Its cooldown rows (play and account id, until when) are not erased.
+// forgotten): its facts (account, assignments, cooldowns), its tasks, and
+// its deliveries, delivered or not. The delivery log keeps ids whose
+// delivery is gone; readers skip them.
 func (t *Tx) Forget(account string) error {
 	if err := t.ForgetFacts(account); err != nil {
 		return err
@@ -667,13 +667,61 @@ func (t *Tx) Forget(account string) error {
 	return nil
 }
 
-// ForgetFacts erases what the Tx's facts space holds about an account.
+// ForgetFacts erases what the Tx's facts space holds about an account:
+// its row, the assignments that name it, and its cooldown rows. The two
+// scans are over the workspace, which a tombstone (rare) can afford; an
+// index per account would cost every assignment and firing a write.
 func (t *Tx) ForgetFacts(account string) error {
 	b, err := t.factsBucket("accounts")
 	if err != nil {
 		return err
 	}
-	return b.Delete([]byte(account))
+	if err := b.Delete([]byte(account)); err != nil {
+		return err
+	}
+	as, err := t.factsBucket("assignments")
+	if err != nil {
+		return err
+	}
+	if err := deleteWhere(as, func(k, v []byte) (bool, error) {
+		a := &Assignment{}
+		if err := json.Unmarshal(v, a); err != nil {
+			return false, fmt.Errorf("decode assignment %q: %w", k, err)
+		}
+		return a.Account == account, nil
+	}); err != nil {
+		return err
+	}
+	cs, err := t.factsBucket("cooldowns")
+	if err != nil {
+		return err
+	}
+	// A cooldown key is play id, 0, account id; play ids hold no 0 byte.
+	return deleteWhere(cs, func(k, _ []byte) (bool, error) {
+		i := bytes.IndexByte(k, 0)
+		return i >= 0 && string(k[i+1:]) == account, nil
+	})
+}
+
+// deleteWhere deletes the keys of b for which match is true. Keys are
+// collected first: bbolt forbids deleting under a ForEach.
+func deleteWhere(b *bbolt.Bucket, match func(k, v []byte) (bool, error)) error {
+	var gone [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		ok, err := match(k, v)
+		if ok {
+			gone = append(gone, append([]byte(nil), k...))
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, k := range gone {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Fired reports whether play already fired (or was held) for the

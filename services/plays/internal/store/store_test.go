@@ -164,6 +164,52 @@ func TestCooldown(t *testing.T) {
 	})
 }
 
+// TestForgetFacts: forgetting an account erases its row, the assignments
+// that name it and its cooldowns, and nothing of an account whose id it
+// prefixes ("a" and "ab").
+func TestForgetFacts(t *testing.T) {
+	db := open(t)
+	until := time.Date(2031, 1, 8, 0, 0, 0, 0, time.UTC)
+	if err := db.Update(func(tx *store.Tx) error {
+		w := In(tx, "w")
+		for _, acc := range []string{"a", "ab"} {
+			if _, err := w.Account(acc); err != nil {
+				return err
+			}
+			for _, p := range []string{"p", "q"} {
+				if err := w.SetCooldown(p, acc, until); err != nil {
+					return err
+				}
+			}
+			if err := w.PutAssignment("as_"+acc, &Assignment{Account: acc, Type: "pql", Owner: "sam"}); err != nil {
+				return err
+			}
+		}
+		return w.Forget("a")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *store.Tx) error {
+		w := In(tx, "w")
+		for _, tc := range []struct {
+			account string
+			kept    bool
+		}{{"a", false}, {"ab", true}} {
+			for _, p := range []string{"p", "q"} {
+				got, err := w.Cooldown(p, tc.account)
+				if err != nil || got.IsZero() == tc.kept {
+					t.Errorf("Cooldown(%s, %s) = %v, %v; kept want %v", p, tc.account, got, err, tc.kept)
+				}
+			}
+			_, ok, err := w.Assignment("as_" + tc.account)
+			if err != nil || ok != tc.kept {
+				t.Errorf("Assignment(as_%s) found %v, %v; want %v", tc.account, ok, err, tc.kept)
+			}
+		}
+		return nil
+	})
+}
+
 func equal(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
