@@ -464,6 +464,10 @@ func (db *DB) committer() {
 		}
 		group = db.gather(group)
 		db.runGroup(group)
+		// The slice is reused; a finished request left in it would keep
+		// its closure's data (a decoded batch, an index snapshot) alive
+		// until a group as large comes again: after an overload, for good.
+		clear(group)
 	}
 }
 
