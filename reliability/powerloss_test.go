@@ -6,17 +6,18 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
+	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/reliability/internal/lazyfs"
@@ -25,9 +26,9 @@ import (
 // Power-loss test knobs. The defaults are the short version that runs in
 // `go test` (and make test); the long version raises them, e.g.
 //
-//	CAIRN_POWERLOSS_CUTS=20 CAIRN_POWERLOSS_ACCOUNTS=150 go test -count=1 -run TestPowerLoss -v .
+//	CAIRN_POWERLOSS_CUTS=20 CAIRN_POWERLOSS_ACCOUNTS=300 go test -count=1 -run TestPowerLoss -v .
 const (
-	envPowerCuts     = "CAIRN_POWERLOSS_CUTS"     // power cuts in the run (default 3)
+	envPowerCuts     = "CAIRN_POWERLOSS_CUTS"     // power cuts per target: each service and the whole machine (default 1)
 	envPowerSeed     = "CAIRN_POWERLOSS_SEED"     // seed of the cut plan (default 2026)
 	envPowerAccounts = "CAIRN_POWERLOSS_ACCOUNTS" // workload accounts (default 50)
 	envPowerRate     = "CAIRN_POWERLOSS_RATE"     // offered events/s (default 500)
@@ -36,6 +37,17 @@ const (
 // powerBatch is the batch size: small, so that the workload has many
 // batches for cuts to land in.
 const powerBatch = 10
+
+// powerServices are the stateful services, in dependency order: each runs
+// on its own lazyfs mount, so that a cut can hit one process (its
+// unsynced writes dropped, SIGKILL, restart) or all of them at once.
+var powerServices = []string{"ingestion", "stages", "health", "routing", "plays"}
+
+// wholeMachine is the cut target that hits every service at once.
+const wholeMachine = "all"
+
+// powerTargets are what a cut hits, in report order.
+var powerTargets = append(append([]string{}, powerServices...), wholeMachine)
 
 func envInt(t *testing.T, name string, def int) int {
 	t.Helper()
@@ -50,28 +62,68 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-// powerCounts are the figures of one run, summed over its cuts.
+// powerCounts are the figures of one cut target, summed over its cuts.
 type powerCounts struct {
 	cuts          int
-	ackedAtCut    int // acknowledged events that had to survive a cut, summed over cuts
-	lost, doubled int // of those, missing from or doubled in the log after the restart
 	pagesDropped  int // unsynced pages the cuts dropped
 	midWrite      int // cuts that dropped any: they landed between a write and its fsync
-	cursorLost    int // stages cursors (partition × cut) behind what was committed before the cut
-	ahead         int // stages cursors past the durable ingestion head after a cut
-	checkFailed   int // bbolt check failures after a cut
-	acked, stored int // at the end of the run: distinct events acknowledged, distinct ids in the log
-	endDoubled    int // ids in the log more than once at the end
+	ackedAtCut    int // acknowledged events that had to survive a cut of ingestion, summed over cuts
+	lost, doubled int // of those, missing from or doubled in the log after the restart
+	cursors       int // committed cursors (consumer × partition × cut) compared with the disk
+	cursorLost    int // of those, behind on the disk
+	downstream    int // cursors of consumers of a cut log compared with its durable head
+	ahead         int // of those, past it
+	checks        int // bbolt checks of the files of the cut processes
+	checkFailed   int
 }
 
-// TestPowerLoss runs ingestion and stages with their data directory on a
-// lazyfs mount (reliability/internal/lazyfs): writes not yet fsynced live
-// only in memory. Under paced load it cuts the power at seeded random
-// moments (drops every unsynced write, SIGKILLs both processes), checks
-// the files on the "disk", remounts and restarts them, and finally
-// requires that nothing acknowledged was lost or doubled and that stages
-// ends equal to a run that never lost power. A control run with stages on
-// -no-sync must see committed cursors go back: proof that the cuts bite.
+func (c *powerCounts) add(o powerCounts) {
+	c.cuts += o.cuts
+	c.pagesDropped += o.pagesDropped
+	c.midWrite += o.midWrite
+	c.ackedAtCut += o.ackedAtCut
+	c.lost += o.lost
+	c.doubled += o.doubled
+	c.cursors += o.cursors
+	c.cursorLost += o.cursorLost
+	c.downstream += o.downstream
+	c.ahead += o.ahead
+	c.checks += o.checks
+	c.checkFailed += o.checkFailed
+}
+
+func (c powerCounts) broken() int {
+	return c.lost + c.doubled + c.cursorLost + c.ahead + c.checkFailed
+}
+
+// powerResult is one run: the counts by cut target and the end state of
+// the log.
+type powerResult struct {
+	by                        map[string]*powerCounts
+	acked, stored, endDoubled int
+}
+
+func (r powerResult) total() powerCounts {
+	var c powerCounts
+	for _, n := range r.by {
+		c.add(*n)
+	}
+	return c
+}
+
+// TestPowerLoss runs every stateful service (ingestion, stages, health,
+// routing, plays) with its data directory on its own lazyfs mount
+// (reliability/internal/lazyfs): writes not yet fsynced live only in
+// memory. Under paced load it cuts the power at seeded random moments,
+// CAIRN_POWERLOSS_CUTS times to each service alone and to all of them at
+// once: the cut processes lose every unsynced write and are SIGKILLed;
+// the test checks their files on the "disk" (bbolt check, every committed
+// cursor there, no consumer past a log's durable head), remounts and
+// restarts them, and checks that every acknowledged event is in the log
+// once. At the end nothing acknowledged may be lost or doubled and the
+// state of stages, health, routing and plays must equal a run that never
+// lost power. A control run with stages on -no-sync must see committed
+// cursors go back: proof that the cuts bite.
 func TestPowerLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("suite-level test")
@@ -79,7 +131,7 @@ func TestPowerLoss(t *testing.T) {
 	if why := lazyfs.Available(); why != "" {
 		t.Skip("power-loss test: " + why)
 	}
-	cuts := envInt(t, envPowerCuts, 3)
+	perTarget := envInt(t, envPowerCuts, 1)
 	cutSeed := uint64(envInt(t, envPowerSeed, 2026))
 	nAcc := envInt(t, envPowerAccounts, nAccounts)
 	rate := envInt(t, envPowerRate, 500)
@@ -90,22 +142,27 @@ func TestPowerLoss(t *testing.T) {
 		accounts[a] = fmt.Sprintf("acct-%03d", a)
 	}
 	nBatches := (len(events) + powerBatch - 1) / powerBatch
-	if cuts > nBatches/2 {
+	if cuts := perTarget * len(powerTargets); cuts > nBatches/2 {
 		t.Fatalf("%d cuts in %d batches: raise %s", cuts, nBatches, envPowerAccounts)
 	}
+	run := powerRun{events: events, accounts: accounts, rate: rate, services: powerServices}
 
 	var want snapshot
 	t.Run("undisturbed", func(t *testing.T) {
-		want, _ = powerRun(t, events, accounts, rate, nil, false)
-		staged := 0
-		for _, v := range want {
-			if v != "not found" {
-				staged++
+		want, _ = run.do(t, nil)
+		if want == nil {
+			return
+		}
+		checkNonTrivial(t, want)
+		fired := 0
+		for k := range want {
+			if strings.HasPrefix(k, "plays/") {
+				fired++
 			}
 		}
-		t.Logf("baseline: %d of %d accounts staged", staged, len(accounts))
-		if staged == 0 {
-			t.Fatal("baseline stages nothing: the comparison would prove nothing")
+		t.Logf("baseline: plays fired for %d accounts", fired)
+		if fired == 0 {
+			t.Fatal("baseline fires no play: the comparison would prove nothing")
 		}
 	})
 	if want == nil {
@@ -113,18 +170,22 @@ func TestPowerLoss(t *testing.T) {
 	}
 
 	t.Run("power cuts", func(t *testing.T) {
-		got, n := powerRun(t, events, accounts, rate, cutPlan(cutSeed, cuts, nBatches, rate), false)
-		t.Logf("%d cuts, %d of them between a write and its fsync (%d unsynced pages dropped): %d acked events had to survive a cut (summed), %d lost, %d doubled; "+
-			"%d committed stages cursors went back, %d ran ahead of the log, %d bbolt checks failed; "+
-			"end: %d acked, %d stored, %d doubled",
-			n.cuts, n.midWrite, n.pagesDropped, n.ackedAtCut, n.lost, n.doubled, n.cursorLost, n.ahead, n.checkFailed, n.acked, n.stored, n.endDoubled)
-		if n.lost+n.doubled+n.cursorLost+n.ahead+n.checkFailed+n.endDoubled > 0 || n.acked != n.stored {
+		got, r := run.do(t, cutPlan(cutSeed, perTarget, powerTargets, nBatches, rate))
+		for _, target := range powerTargets {
+			n := r.by[target]
+			if n == nil {
+				continue
+			}
+			t.Logf("%-9s %2d cuts, %d between a write and its fsync (%d unsynced pages dropped); acked events that had to survive a cut %d: %d lost, %d doubled; "+
+				"committed cursors %d: %d went back; downstream cursors %d: %d past the durable log head; bbolt checks %d: %d failed",
+				target, n.cuts, n.midWrite, n.pagesDropped, n.ackedAtCut, n.lost, n.doubled, n.cursors, n.cursorLost, n.downstream, n.ahead, n.checks, n.checkFailed)
+		}
+		t.Logf("end: %d acked, %d stored, %d doubled", r.acked, r.stored, r.endDoubled)
+		if n := r.total(); n.broken()+r.endDoubled > 0 || r.acked != r.stored {
 			t.Errorf("power cuts lost or broke acknowledged state (see above)")
 		}
 		if got != nil {
-			if d := want.diff(got, 10, all); len(d) > 0 {
-				t.Errorf("stages after power cuts differs from the undisturbed run:\n%s", strings.Join(d, "\n"))
-			}
+			compare(t, "after power cuts", want, got)
 		}
 	})
 
@@ -133,110 +194,207 @@ func TestPowerLoss(t *testing.T) {
 		// lazyfs's memory until bbolt grows the file, so a cut must take
 		// committed cursors back. Late cuts: stages has committed a lot.
 		t.Setenv("CAIRN_NO_SYNC", "1")
-		plan := map[int]time.Duration{nBatches / 2: 0, 3 * nBatches / 4: 0}
-		got, n := powerRun(t, events, accounts, rate, plan, true)
-		t.Logf("control, %d cuts (%d unsynced pages dropped): %d committed stages cursors went back, %d bbolt checks failed; acked events lost %d",
-			n.cuts, n.pagesDropped, n.cursorLost, n.checkFailed, n.lost)
+		ctl := powerRun{events: events, accounts: accounts, rate: rate, services: []string{"ingestion", "stages"}, control: true}
+		plan := map[int]cutSpec{nBatches / 2: {target: "stages"}, 3 * nBatches / 4: {target: "stages"}}
+		got, r := ctl.do(t, plan)
+		n := r.total()
+		t.Logf("control, %d cuts of stages (%d unsynced pages dropped): %d of %d committed cursors went back, %d bbolt checks failed; acked events lost %d",
+			n.cuts, n.pagesDropped, n.cursorLost, n.cursors, n.checkFailed, n.lost)
 		if n.cursorLost == 0 && n.checkFailed == 0 {
 			t.Errorf("stages ran without fsync and %d power cuts lost none of its committed cursors: the harness does not bite", n.cuts)
 		}
 		// Losing cursors with the state they commit is consistent: stages
 		// re-reads the log and still ends where the baseline did.
 		if got != nil {
-			if d := want.diff(got, 10, all); len(d) > 0 {
+			if d := want.diff(got, 10, func(k string) bool { return strings.HasPrefix(k, "stages/") }); len(d) > 0 {
 				t.Logf("stages without fsync after cuts differs from the undisturbed run:\n%s", strings.Join(d, "\n"))
 			}
 		}
 	})
 }
 
-// cutPlan picks, with the seed, the batches during which the power is cut
-// and how long after the batch is sent (within two batch intervals).
-func cutPlan(seed uint64, cuts, nBatches, rate int) map[int]time.Duration {
+// cutSpec is one planned cut: what it hits and how long after its batch
+// is sent.
+type cutSpec struct {
+	target string
+	delay  time.Duration
+}
+
+// cutPlan picks, with the seed, perTarget batches for each target during
+// which the power is cut, and how long after the batch is sent (within
+// two batch intervals).
+func cutPlan(seed uint64, perTarget int, targets []string, nBatches, rate int) map[int]cutSpec {
 	rng := rand.New(rand.NewPCG(seed, 0x9c))
 	interval := time.Duration(powerBatch) * time.Second / time.Duration(rate)
-	plan := map[int]time.Duration{}
-	for len(plan) < cuts {
-		plan[2+rng.IntN(nBatches-2)] = time.Duration(rng.Int64N(int64(2 * interval)))
+	plan := map[int]cutSpec{}
+	for range perTarget {
+		for _, target := range targets {
+			for {
+				b := 2 + rng.IntN(nBatches-2)
+				if _, taken := plan[b]; !taken {
+					plan[b] = cutSpec{target: target, delay: time.Duration(rng.Int64N(int64(2 * interval)))}
+					break
+				}
+			}
+		}
 	}
 	return plan
 }
 
-// powerRun starts ingestion and stages on a lazyfs mount, sends the
-// workload paced at rate events/s, cuts the power as planned, and returns
-// stages' settled state and the counts. control makes losses expected: it
-// counts them without failing.
-func powerRun(t *testing.T, events []*ingestionv1.Event, accounts []string, rate int, plan map[int]time.Duration, control bool) (snapshot, powerCounts) {
-	t.Helper()
-	backing, mnt := t.TempDir(), t.TempDir()
-	var (
-		fsMu sync.Mutex
-		lfs  *lazyfs.FS
-	)
-	mount := func() error {
-		l, err := lazyfs.Mount(backing, mnt)
-		if err != nil {
-			return err
-		}
-		fsMu.Lock()
-		lfs = l
-		fsMu.Unlock()
-		return nil
+// powerRun is one run of the workload on lazyfs mounts.
+type powerRun struct {
+	events   []*ingestionv1.Event
+	accounts []string
+	rate     int
+	services []string // the processes to run, in dependency order
+	control  bool     // losses are expected: count them without failing
+}
+
+// mounts are the lazyfs mounts of a run, one per service.
+type mounts struct {
+	mu             sync.Mutex
+	backing, point map[string]string
+	fs             map[string]*lazyfs.FS
+}
+
+func (m *mounts) mount(svc string) error {
+	l, err := lazyfs.Mount(m.backing[svc], m.point[svc])
+	if err != nil {
+		return err
 	}
-	if err := mount(); err != nil {
-		t.Skipf("power-loss test: cannot mount FUSE here: %v", err)
+	m.mu.Lock()
+	m.fs[svc] = l
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *mounts) get(svc string) *lazyfs.FS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fs[svc]
+}
+
+// do starts the run's services, each on its own lazyfs mount, sends the
+// workload paced at rate events/s, cuts the power as planned, and returns
+// the settled state and the counts.
+func (r powerRun) do(t *testing.T, plan map[int]cutSpec) (snapshot, powerResult) {
+	t.Helper()
+	root := t.TempDir()
+	m := &mounts{backing: map[string]string{}, point: map[string]string{}, fs: map[string]*lazyfs.FS{}}
+	for _, svc := range r.services {
+		m.backing[svc], m.point[svc] = filepath.Join(root, "disk", svc), filepath.Join(root, "mnt", svc)
+		for _, d := range []string{m.backing[svc], m.point[svc]} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.mount(svc); err != nil {
+			t.Skipf("power-loss test: cannot mount FUSE here: %v", err)
+		}
 	}
 	// Registered before the suite's cleanup, so it runs after the
 	// processes are stopped.
 	t.Cleanup(func() {
-		fsMu.Lock()
-		defer fsMu.Unlock()
-		if err := lfs.Unmount(); err != nil {
-			t.Error(err)
+		for _, svc := range r.services {
+			if err := m.get(svc).Unmount(); err != nil {
+				t.Error(err)
+			}
 		}
 	})
 	s := newSuite(t)
-	s.dataDirs = map[string]string{"ingestion": mnt, "stages": mnt}
-	s.start("ingestion")
-	s.start("stages")
+	s.dataDirs = map[string]string{}
+	for _, svc := range r.services {
+		s.dataDirs[svc] = m.point[svc]
+	}
+	runs := func(svc string) bool { return slices.Contains(r.services, svc) }
 	ctx := t.Context()
+	for _, svc := range r.services {
+		if svc == "plays" {
+			s.addPlays(t)
+		}
+		s.start(svc)
+		var err error
+		switch svc {
+		case "routing":
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = setupRouting(actx, routingv1.NewRoutingServiceClient(s.conn("routing", s.keys.admin)))
+			cancel()
+		case "plays":
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = s.applyPlays(actx)
+			cancel()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(svc string) string { return filepath.Join(m.backing[svc], svc+".db") }
 	ic := ingestionv1.NewIngestionServiceClient(s.conn("ingestion", s.keys.write))
 
 	var (
-		n       powerCounts
+		res     = powerResult{by: map[string]*powerCounts{}}
 		ackMu   sync.Mutex
 		acked   = map[string]bool{}
 		failf   = t.Errorf
-		nBatch  = (len(events) + powerBatch - 1) / powerBatch
-		tick    = time.Duration(powerBatch) * time.Second / time.Duration(rate)
+		nBatch  = (len(r.events) + powerBatch - 1) / powerBatch
+		tick    = time.Duration(powerBatch) * time.Second / time.Duration(r.rate)
 		started = time.Now()
 	)
-	if control {
+	if r.control {
 		failf = t.Logf
 	}
-	cut := func(batch int, delay time.Duration) {
+	cut := func(batch int, spec cutSpec) {
+		var hit []string
+		for _, svc := range r.services {
+			if spec.target == wholeMachine || spec.target == svc {
+				hit = append(hit, svc)
+			}
+		}
+		var n powerCounts
+		defer func() {
+			if res.by[spec.target] == nil {
+				res.by[spec.target] = &powerCounts{}
+			}
+			res.by[spec.target].add(n)
+		}()
+		at := fmt.Sprintf("cut of %s at batch %d", spec.target, batch)
+		// What the processes about to lose power have committed.
+		committed := map[string]cursors{}
+		for _, svc := range hit {
+			if powerUpstreams[svc] == nil {
+				continue
+			}
+			c, err := s.committedCursors(ctx, svc)
+			if err != nil {
+				t.Errorf("%s: read %s cursors: %v", at, svc, err)
+				return
+			}
+			committed[svc] = c
+		}
+		var mustHave []string
+		if slices.Contains(hit, "ingestion") {
+			ackMu.Lock()
+			for id := range acked {
+				mustHave = append(mustHave, id)
+			}
+			ackMu.Unlock()
+		}
 		// The power goes at once: first the data that was not synced,
-		// then the processes (SIGKILL), then the mount.
-		committed, err := s.stagesCursors(ctx)
-		if err != nil {
-			t.Errorf("cut at batch %d: read stages cursors: %v", batch, err)
-			return
+		// then the processes (SIGKILL), then the mounts.
+		var lost lazyfs.Lost
+		for _, svc := range hit {
+			l := m.get(svc).Cut()
+			lost.Pages += l.Pages
+			lost.Files += l.Files
 		}
-		ackMu.Lock()
-		mustHave := make([]string, 0, len(acked))
-		for id := range acked {
-			mustHave = append(mustHave, id)
+		for _, svc := range hit {
+			s.kill(svc)
 		}
-		ackMu.Unlock()
-		fsMu.Lock()
-		l := lfs
-		fsMu.Unlock()
-		lost := l.Cut()
-		s.kill("ingestion")
-		s.kill("stages")
-		if err := l.Unmount(); err != nil {
-			t.Errorf("cut at batch %d: %v", batch, err)
-			return
+		for _, svc := range hit {
+			if err := m.get(svc).Unmount(); err != nil {
+				t.Errorf("%s: %v", at, err)
+				return
+			}
 		}
 		n.cuts++
 		n.pagesDropped += lost.Pages
@@ -244,66 +402,100 @@ func powerRun(t *testing.T, events []*ingestionv1.Event, accounts []string, rate
 			n.midWrite++
 		}
 
-		// The disk after the cut: both files pass bbolt's check, and
-		// every cursor stages had committed is there.
-		for _, f := range []string{"ingestion.db", "stages.db"} {
-			if err := store.Check(filepath.Join(backing, f)); err != nil {
+		// The disk after the cut: each file passes bbolt's check and
+		// holds every cursor its process had committed.
+		disk := map[string]onDisk{}
+		for _, svc := range hit {
+			n.checks++
+			if err := store.Check(file(svc)); err != nil {
 				n.checkFailed++
-				failf("cut at batch %d: %v", batch, err)
+				failf("%s: %v", at, err)
+			}
+			d, err := readDisk(file(svc), logNames[svc])
+			if err != nil {
+				n.checkFailed++
+				failf("%s: %v", at, err)
+			}
+			disk[svc] = d
+		}
+		for svc, com := range committed {
+			for consumer, ps := range com {
+				for p, c := range ps {
+					n.cursors++
+					if d := disk[svc].cursors[consumer][p]; d < c {
+						n.cursorLost++
+						failf("%s: %s committed its %s cursor of partition %d up to %d, the disk holds %d", at, svc, consumer, p, c, d)
+					}
+				}
 			}
 		}
-		durable, err := durableCursors(filepath.Join(backing, "stages.db"))
-		if err != nil {
-			n.checkFailed++
-			failf("cut at batch %d: %v", batch, err)
-		}
-		for p, c := range committed {
-			if durable[p] < c {
-				n.cursorLost++
-				failf("cut at batch %d: stages committed partition %d up to %d, the disk holds %d", batch, p, c, durable[p])
+		// No consumer of a cut log has applied a record that the log
+		// then lost: the consumers that lost power too as their files
+		// hold it, the others as they report it (they can only have
+		// received records sent before the cut).
+		for _, up := range hit {
+			if logNames[up] == "" {
+				continue
+			}
+			for _, down := range r.services {
+				if !slices.Contains(powerUpstreams[down], up) {
+					continue
+				}
+				var cur map[uint32]uint64
+				if slices.Contains(hit, down) {
+					cur = disk[down].cursors[up]
+				} else {
+					c, err := s.committedCursors(ctx, down)
+					if err != nil {
+						t.Errorf("%s: read %s cursors: %v", at, down, err)
+						return
+					}
+					cur = c[up]
+				}
+				for p, c := range cur {
+					n.downstream++
+					if h := disk[up].heads[p]; c > h {
+						n.ahead++
+						t.Errorf("%s: %s applied %s partition %d up to %d, the log ends at %d on the disk", at, down, up, p, c, h)
+					}
+				}
 			}
 		}
 
-		if err := mount(); err != nil {
-			t.Errorf("remount after the cut at batch %d: %v", batch, err)
-			return
-		}
-		s.start("ingestion")
-		s.start("stages")
-		heads, err := s.ingestionHeads(ctx)
-		if err != nil {
-			t.Errorf("after the cut at batch %d: %v", batch, err)
-			return
-		}
-		for p, c := range durable {
-			if c > heads[p] {
-				n.ahead++
-				t.Errorf("after the cut at batch %d: stages applied partition %d up to %d, the log ends at %d", batch, p, c, heads[p])
+		for _, svc := range hit {
+			if err := m.mount(svc); err != nil {
+				t.Errorf("%s: remount %s: %v", at, svc, err)
+				return
 			}
 		}
-		ids, err := s.ingestedIDs(ctx)
-		if err != nil {
-			t.Errorf("after the cut at batch %d: %v", batch, err)
-			return
+		for _, svc := range hit {
+			s.start(svc)
 		}
 		var missing, doubled int
-		for _, id := range mustHave {
-			switch ids[id] {
-			case 0:
-				missing++
-			case 1:
-			default:
-				doubled++
+		if len(mustHave) > 0 {
+			ids, err := s.ingestedIDs(ctx)
+			if err != nil {
+				t.Errorf("after the %s: %v", at, err)
+				return
+			}
+			for _, id := range mustHave {
+				switch ids[id] {
+				case 0:
+					missing++
+				case 1:
+				default:
+					doubled++
+				}
+			}
+			n.ackedAtCut += len(mustHave)
+			n.lost += missing
+			n.doubled += doubled
+			if missing+doubled > 0 {
+				t.Errorf("%s: of %d acknowledged events %d are not in the log and %d are in it twice", at, len(mustHave), missing, doubled)
 			}
 		}
-		n.ackedAtCut += len(mustHave)
-		n.lost += missing
-		n.doubled += doubled
-		if missing+doubled > 0 {
-			t.Errorf("cut at batch %d: of %d acknowledged events %d are not in the log and %d are in it twice", batch, len(mustHave), missing, doubled)
-		}
-		t.Logf("cut at batch %d (+%v): dropped %d unsynced pages of %d files; %d acked events: %d lost, %d doubled; stages cursors committed %v, on disk %v, log heads %v",
-			batch, delay.Round(time.Millisecond), lost.Pages, lost.Files, len(mustHave), missing, doubled, committed, durable, heads)
+		t.Logf("%s (+%v): dropped %d unsynced pages of %d files; %d committed cursors, %d behind on the disk; %d acked events: %d lost, %d doubled",
+			at, spec.delay.Round(time.Millisecond), lost.Pages, lost.Files, n.cursors, n.cursorLost, len(mustHave), missing, doubled)
 	}
 
 	for i := range nBatch {
@@ -312,33 +504,33 @@ func powerRun(t *testing.T, events []*ingestionv1.Event, accounts []string, rate
 		if wait := time.Until(started.Add(time.Duration(i) * tick)); wait > 0 {
 			time.Sleep(wait)
 		}
-		batch := events[i*powerBatch : min((i+1)*powerBatch, len(events))]
+		batch := r.events[i*powerBatch : min((i+1)*powerBatch, len(r.events))]
 		var done chan struct{}
-		if delay, ok := plan[i]; ok {
+		if spec, ok := plan[i]; ok {
 			done = make(chan struct{})
 			go func() {
 				defer close(done)
-				time.Sleep(delay) // a seeded point while the batch is in flight
-				cut(i, delay)
+				time.Sleep(spec.delay) // a seeded point while the batch is in flight
+				cut(i, spec)
 			}()
 		}
 		resp, _, err := sendBatch(ctx, ic, batch)
 		if done != nil {
 			<-done
 		}
-		if t.Failed() && !control {
+		if t.Failed() && !r.control {
 			t.FailNow()
 		}
 		if err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 		ackMu.Lock()
-		for _, r := range resp.GetResults() {
-			switch r.GetStatus() {
+		for _, rs := range resp.GetResults() {
+			switch rs.GetStatus() {
 			case ingestionv1.EventStatus_EVENT_STATUS_ACCEPTED, ingestionv1.EventStatus_EVENT_STATUS_DUPLICATE:
-				acked[r.GetMessageId()] = true
+				acked[rs.GetMessageId()] = true
 			default:
-				t.Fatalf("batch %d event %s: %v %s", i, r.GetMessageId(), r.GetStatus(), r.GetReason())
+				t.Fatalf("batch %d event %s: %v %s", i, rs.GetMessageId(), rs.GetStatus(), rs.GetReason())
 			}
 		}
 		ackMu.Unlock()
@@ -348,10 +540,10 @@ func powerRun(t *testing.T, events []*ingestionv1.Event, accounts []string, rate
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.acked, n.stored = len(acked), len(ids)
+	res.acked, res.stored = len(acked), len(ids)
 	for id, c := range ids {
 		if c > 1 {
-			n.endDoubled++
+			res.endDoubled++
 			t.Errorf("message %s is in the log %d times", id, c)
 		}
 	}
@@ -360,22 +552,28 @@ func powerRun(t *testing.T, events []*ingestionv1.Event, accounts []string, rate
 			t.Errorf("acknowledged %s is not in the log", id)
 		}
 	}
-	if len(acked) != len(events) {
-		t.Errorf("acknowledged %d distinct events, want %d", len(acked), len(events))
+	if len(acked) != len(r.events) {
+		t.Errorf("acknowledged %d distinct events, want %d", len(acked), len(r.events))
 	}
-	got, err := s.settleStages(ctx, accounts)
+	var got snapshot
+	if runs("plays") {
+		got, err = s.settleAll(ctx, r.accounts)
+	} else {
+		got, err = s.settleStages(ctx, r.accounts)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Stop both and check the files as they are on the disk.
-	s.stop("stages")
-	s.stop("ingestion")
-	for _, f := range []string{"ingestion.db", "stages.db"} {
-		if err := store.Check(filepath.Join(backing, f)); err != nil {
+	// Stop every process and check the files as they are on the disk.
+	for i := len(r.services) - 1; i >= 0; i-- {
+		s.stop(r.services[i])
+	}
+	for _, svc := range r.services {
+		if err := store.Check(file(svc)); err != nil {
 			t.Errorf("at the end: %v", err)
 		}
 	}
-	return got, n
+	return got, res
 }
 
 // stagesCursors reads stages' committed ingestion cursors from /metrics
@@ -397,28 +595,6 @@ func (s *suite) stagesCursors(ctx context.Context) (map[uint32]uint64, error) {
 		out[uint32(p)] = uint64(c.value)
 	}
 	return out, nil
-}
-
-// durableCursors reads stages' ingestion cursors from its file on the
-// disk (pkg/stream keeps them in bucket _cursors as "<name>/<partition>").
-func durableCursors(path string) (map[uint32]uint64, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", filepath.Base(path), err)
-	}
-	defer db.Close()
-	out := map[uint32]uint64{}
-	err = db.View(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("_cursors"))
-		if b == nil {
-			return nil
-		}
-		for p := uint32(0); p < partitions; p++ {
-			out[p] = store.ParseU64(b.Get([]byte("ingestion/" + strconv.Itoa(int(p)))))
-		}
-		return nil
-	})
-	return out, err
 }
 
 // ingestionHeads reads the last offset of every ingestion partition.

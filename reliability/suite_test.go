@@ -124,6 +124,8 @@ type suite struct {
 	// extraArgs are added to a process's command line (e.g. ingestion's
 	// -log-backend jetstream).
 	extraArgs map[string][]string
+	// extraEnv is added to a process's environment (e.g. CAIRN_FAILPOINTS).
+	extraEnv map[string][]string
 	// spreadOver, when set (spread), are the workspaces the workload's
 	// accounts are spread over, and wsKeys their keys; otherwise every
 	// account is in workspace, with keys.
@@ -208,7 +210,7 @@ func (s *suite) command(name string) *exec.Cmd {
 	}
 	args = append(args, s.extraArgs[name]...)
 	cmd := exec.Command(filepath.Join(binDir, "cairn-"+svc), args...)
-	cmd.Env = env
+	cmd.Env = append(env, s.extraEnv[name]...)
 	return cmd
 }
 
@@ -337,6 +339,24 @@ func splitReplica(name string) (string, int) {
 // health; the gateway's /readyz).
 func (s *suite) start(name string) {
 	s.t.Helper()
+	done := s.launch(name)
+	exited := func() error {
+		select {
+		case err := <-done:
+			done <- err
+			return fmt.Errorf("%s exited while starting: %v\n%s", name, err, s.logTail(name))
+		default:
+			return nil
+		}
+	}
+	s.waitReady(name, exited)
+}
+
+// launch starts a process without waiting for it to be ready and returns
+// the channel that receives its Wait result (once: put it back after
+// reading it, for kill and stop).
+func (s *suite) launch(name string) chan error {
+	s.t.Helper()
 	cmd := s.command(name)
 	logf, err := os.OpenFile(filepath.Join(s.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -353,16 +373,7 @@ func (s *suite) start(name string) {
 	s.procs[name] = cmd
 	s.waits()[name] = done
 	s.mu.Unlock()
-	exited := func() error {
-		select {
-		case err := <-done:
-			done <- err
-			return fmt.Errorf("%s exited while starting: %v\n%s", name, err, s.logTail(name))
-		default:
-			return nil
-		}
-	}
-	s.waitReady(name, exited)
+	return done
 }
 
 // waits returns the Wait results by process; call with mu held.

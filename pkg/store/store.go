@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-dev/cairn/pkg/apierr"
+	"github.com/cairn-dev/cairn/pkg/failpoint"
 )
 
 // ErrNotFound is returned when a key or bucket does not exist. It is
@@ -101,6 +102,11 @@ func (db *DB) wrote() {
 
 // Open opens (creating if needed) the bbolt file at path.
 func Open(path string, opts Options) (*DB, error) {
+	// Crash tests arm failpoints in a child process through the
+	// environment; a value that does not parse must stop the service.
+	if err := failpoint.FromEnv(); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
@@ -209,12 +215,18 @@ func (db *DB) View(fn func(*Tx) error) error {
 func (db *DB) Update(fn func(*Tx) error) error {
 	start := time.Now()
 	var fnErr error
-	err := db.bolt.Update(func(b *bbolt.Tx) error { fnErr = fn(&Tx{b: b}); return fnErr })
+	err := db.bolt.Update(func(b *bbolt.Tx) error {
+		if fnErr = fn(&Tx{b: b}); fnErr == nil {
+			failpoint.StoreBeforeCommit.Hit()
+		}
+		return fnErr
+	})
 	db.metrics.commitUpdate.Observe(time.Since(start).Seconds())
 	if err != nil && fnErr == nil {
 		return db.writeError(err)
 	}
 	if err == nil {
+		failpoint.StoreAfterCommit.Hit()
 		db.wrote()
 	}
 	return err
@@ -527,9 +539,11 @@ func (db *DB) runGroup(group []*commitReq) {
 					return err
 				}
 			}
+			failpoint.StoreBeforeCommit.Hit()
 			return nil
 		})
 		if err == nil {
+			failpoint.StoreAfterCommit.Hit()
 			db.wrote()
 			db.metrics.commitGroup.Observe(time.Since(start).Seconds())
 			db.metrics.group.Observe(float64(len(live)))

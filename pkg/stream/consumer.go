@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/failpoint"
 	"github.com/cairn-dev/cairn/pkg/store"
 )
 
@@ -527,11 +528,16 @@ func (c *Consumer[T]) session(ctx context.Context, p uint32) (bool, error) {
 				return 0, err
 			}
 			last := c.opts.Offset(fresh[len(fresh)-1])
-			return last, writeCursor(tx, c.opts.Name, p, last)
+			if err := writeCursor(tx, c.opts.Name, p, last); err != nil {
+				return 0, err
+			}
+			failpoint.CursorBeforeCommit.Hit()
+			return last, nil
 		})
 		if err != nil {
 			return progressed, fmt.Errorf("apply %s partition %d: %w", c.opts.Name, p, err)
 		}
+		failpoint.CursorAfterCommit.Hit()
 		progressed = true
 		c.advance(p, applied, latest)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairn-dev/cairn/pkg/apierr"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/failpoint"
 	"github.com/cairn-dev/cairn/pkg/store"
 )
 
@@ -221,6 +222,7 @@ func (l *Log) state(tx *store.Tx, p uint32) (*txState, error) {
 		st = &txState{tx: tx.Bolt(), meta: make([]*bbolt.Bucket, n), recs: make([]*bbolt.Bucket, n), head: make([]uint64, n)}
 		l.w = st
 		tx.OnCommit(func() {
+			failpoint.AppendAfterCommit.Hit()
 			for p, m := range st.meta {
 				if m != nil {
 					l.advance(uint32(p), st.head[p])
@@ -286,6 +288,7 @@ func (l *Log) AppendBatchTx(tx *store.Tx, p uint32, data [][]byte) (uint64, erro
 		return 0, fmt.Errorf("append to log %q: %w", l.name, err)
 	}
 	st.head[p] = off
+	failpoint.AppendBeforeCommit.Hit()
 	return first, nil
 }
 
