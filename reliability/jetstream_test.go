@@ -39,6 +39,11 @@ type natsCluster struct {
 	dir  string
 	base int
 
+	// hosts[i] is the address node i binds (127.0.0.1 when empty);
+	// netns[i], when set, is the network namespace it runs in.
+	hosts [3]string
+	netns [3]string
+
 	mu    sync.Mutex
 	procs [3]*exec.Cmd
 	waits [3]chan error
@@ -47,6 +52,15 @@ type natsCluster struct {
 // startNATS builds cmd/cairn and starts the three nodes, ready when each
 // node's /healthz answers 200 (it has joined the JetStream cluster).
 func startNATS(t *testing.T) *natsCluster {
+	t.Helper()
+	c := newNATS(t)
+	c.startAll()
+	return c
+}
+
+// newNATS builds cmd/cairn and returns a cluster not yet started, so that
+// a test can place its nodes (hosts, netns) first.
+func newNATS(t *testing.T) *natsCluster {
 	t.Helper()
 	bin := filepath.Join(binDir, "cairn")
 	if _, err := os.Stat(bin); err != nil {
@@ -57,13 +71,25 @@ func startNATS(t *testing.T) *natsCluster {
 	}
 	c := &natsCluster{t: t, bin: bin, dir: t.TempDir(), base: testport.Base(t, 9)}
 	t.Cleanup(c.close)
+	return c
+}
+
+// startAll starts the three nodes and waits until each is healthy.
+func (c *natsCluster) startAll() {
+	c.t.Helper()
 	for i := range 3 {
 		c.start(i)
 	}
 	for i := range 3 {
 		c.waitHealthy(i)
 	}
-	return c
+}
+
+func (c *natsCluster) host(i int) string {
+	if c.hosts[i] == "" {
+		return "127.0.0.1"
+	}
+	return c.hosts[i]
 }
 
 func (c *natsCluster) client(i int) int  { return c.base + 1 + i }
@@ -74,10 +100,13 @@ func (c *natsCluster) store(i int) string {
 }
 
 // urls is the -nats-url of the cluster.
-func (c *natsCluster) urls() string {
+func (c *natsCluster) urls() string { return c.urlsOf(0, 1, 2) }
+
+// urlsOf is the client URL list of the nodes given.
+func (c *natsCluster) urlsOf(nodes ...int) string {
 	var u []string
-	for i := range 3 {
-		u = append(u, fmt.Sprintf("nats://127.0.0.1:%d", c.client(i)))
+	for _, i := range nodes {
+		u = append(u, fmt.Sprintf("nats://%s:%d", c.host(i), c.client(i)))
 	}
 	return strings.Join(u, ",")
 }
@@ -87,11 +116,17 @@ func (c *natsCluster) start(i int) {
 	c.t.Helper()
 	var routes []string
 	for j := range 3 {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", c.route(j)))
+		routes = append(routes, fmt.Sprintf("nats://%s:%d", c.host(j), c.route(j)))
 	}
-	cmd := exec.Command(c.bin, "nats-node", "--name", "n"+strconv.Itoa(i), "--cluster", "cairn-rel",
+	args := []string{c.bin, "nats-node", "--name", "n" + strconv.Itoa(i), "--cluster", "cairn-rel", "--host", c.host(i),
 		"--port", strconv.Itoa(c.client(i)), "--cluster-port", strconv.Itoa(c.route(i)), "--monitor-port", strconv.Itoa(c.monitor(i)),
-		"--routes", strings.Join(routes, ","), "--store", c.store(i))
+		"--routes", strings.Join(routes, ","), "--store", c.store(i)}
+	if c.netns[i] != "" {
+		// ip netns exec enters the namespace and execs in place, so the
+		// process signalled below is the node itself.
+		args = append([]string{"ip", "netns", "exec", c.netns[i]}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	logf, err := os.OpenFile(filepath.Join(c.dir, "n"+strconv.Itoa(i)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		c.t.Fatal(err)
@@ -112,7 +147,7 @@ func (c *natsCluster) start(i int) {
 func (c *natsCluster) waitHealthy(i int) {
 	c.t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
-	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", c.monitor(i))
+	url := fmt.Sprintf("http://%s:%d/healthz", c.host(i), c.monitor(i))
 	for {
 		resp, err := http.Get(url)
 		if err == nil {
