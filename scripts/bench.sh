@@ -42,6 +42,18 @@ if [ "$what" = all ] || [ "$what" = go ]; then
   (cd services/gateway && go test -run '^$' -bench TrackBatch -benchtime 3s ./internal/server) | tee "$out/gateway.txt"
 fi
 
+# The single-process modes (ingest, gateway, memory, overload) serve
+# ingestion's gRPC and metrics and the gateway's HTTP and metrics on these
+# ports (and with PROFILE=1, ingestion's pprof on the last);
+# BENCH_BASE_PORT=N moves them to N+1, N+11, N+20, N+30 and N+41, so that a
+# run can share the machine with another.
+if [ -n "${BENCH_BASE_PORT:-}" ]; then
+  ingport=$((BENCH_BASE_PORT + 1)) ingmport=$((BENCH_BASE_PORT + 11)) gwport=$((BENCH_BASE_PORT + 20)) gwmport=$((BENCH_BASE_PORT + 30))
+  ingpprof=$((BENCH_BASE_PORT + 41))
+else
+  ingport=7201 ingmport=9201 gwport=8280 gwmport=9280 ingpprof=6201
+fi
+
 # build_binaries builds the suite (bin/) and the load tool once per run.
 built=
 build_binaries() {
@@ -51,14 +63,14 @@ build_binaries() {
   built=1
 }
 
-# start_ingestion FLAGS...: a fresh ingestion service on 127.0.0.1:7201 with
+# start_ingestion FLAGS...: a fresh ingestion service on 127.0.0.1:$ingport with
 # its own data directory; sets d, key and ing.
 start_ingestion() {
   d=$(mktemp -d /tmp/cairn-ingest-XXXXXX)
   key=$(./bin/cairn keys create --role write --workspace bench --keys "$d/keys.json" 2>/dev/null)
-  ./bin/cairn-ingestion -grpc-addr 127.0.0.1:7201 -metrics-addr 127.0.0.1:9201 -data "$d" -keys "$d/keys.json" "$@" >"$d/log" 2>&1 &
+  ./bin/cairn-ingestion -grpc-addr 127.0.0.1:$ingport -metrics-addr 127.0.0.1:$ingmport -data "$d" -keys "$d/keys.json" "$@" >"$d/log" 2>&1 &
   ing=$!
-  for _ in $(seq 1 50); do curl -s 127.0.0.1:9201/metrics >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 1 50); do curl -s 127.0.0.1:$ingmport/metrics >/dev/null && break; sleep 0.2; done
 }
 stop_ingestion() { kill -TERM "$ing"; wait "$ing" || true; rm -rf "$d"; }
 
@@ -88,7 +100,7 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
   for args in "-conc 8 -stream" "-conc 32 -stream" "-conc 32 -stream -window 4" "-conc 64" "-conc 32 -stream -rate 20000" "-conc 32 -stream -rate 50000"; do
     start_ingestion
     say "ingestion alone, fsync, batches of 100, fresh file, 60 s: $args"
-    /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 $args -duration 60s | tee -a "$out/ingest-alone.txt"
+    /tmp/cairn-ingestload -addr 127.0.0.1:$ingport -key "$key" -batch 100 $args -duration 60s | tee -a "$out/ingest-alone.txt"
     catchup=$(wait_idle "$ing")
     n=$(sed -n 's/.*accepted=\([0-9]*\).*/\1/p' "$out/ingest-alone.txt" | tail -1)
     echo "index caught up ${catchup} s after the run; indexed events/s=$((n / (60 + catchup)))" | tee -a "$out/ingest-alone.txt"
@@ -97,13 +109,13 @@ if [ "$what" = all ] || [ "$what" = ingest ]; then
   done
   start_ingestion
   say "ingestion alone, one event per request, 64 callers, group commit"
-  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
+  /tmp/cairn-ingestload -addr 127.0.0.1:$ingport -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
   stop_ingestion
   start_ingestion -no-group-commit
   say "ingestion alone, one event per request, 64 callers, one fsync per request (-no-group-commit)"
-  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
+  /tmp/cairn-ingestload -addr 127.0.0.1:$ingport -key "$key" -batch 1 -conc 64 -duration 10s | tee -a "$out/ingest-alone.txt"
   say "ingestion alone, batches of 100, 32 streams, one fsync per batch (-no-group-commit)"
-  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 -conc 32 -stream -duration 15s | tee -a "$out/ingest-alone.txt"
+  /tmp/cairn-ingestload -addr 127.0.0.1:$ingport -key "$key" -batch 100 -conc 32 -stream -duration 15s | tee -a "$out/ingest-alone.txt"
   stop_ingestion
 fi
 
@@ -111,13 +123,13 @@ if [ "$what" = all ] || [ "$what" = gateway ]; then
   # The tracking API alone: gateway -> ingestion (fsync), no consumers.
   build_binaries
   start_ingestion
-  ./bin/cairn-gateway -http-addr 127.0.0.1:8280 -metrics-addr 127.0.0.1:9280 -ingestion-addr 127.0.0.1:7201 \
+  ./bin/cairn-gateway -http-addr 127.0.0.1:$gwport -metrics-addr 127.0.0.1:$gwmport -ingestion-addr 127.0.0.1:$ingport \
     -keys "$d/keys.json" -rate 0 >"$d/gateway.log" 2>&1 &
   gw=$!
-  for _ in $(seq 1 50); do curl -s 127.0.0.1:8280/healthz >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 1 50); do curl -s 127.0.0.1:$gwport/healthz >/dev/null && break; sleep 0.2; done
   for conc in 8 16 32; do
     say "gateway Segment /v1/batch of 100 events -> ingestion (fsync), no consumers, $conc callers"
-    /tmp/cairn-ingestload -segment http://127.0.0.1:8280 -key "$key" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-alone.txt"
+    /tmp/cairn-ingestload -segment http://127.0.0.1:$gwport -key "$key" -batch 100 -conc "$conc" -duration 15s | tee -a "$out/segment-alone.txt"
   done
   kill -TERM "$gw"; wait "$gw" || true
   stop_ingestion
@@ -134,8 +146,8 @@ if [ "$what" = memory ]; then
     done ) | tee "$out/memory-rss.txt" &
   sampler=$!
   say "ingestion alone, 10,000,000 events, batches of 100, 32 streams"
-  /tmp/cairn-ingestload -addr 127.0.0.1:7201 -key "$key" -batch 100 -conc 32 -stream -n 10000000 -duration 30m | tee "$out/memory.txt"
-  curl -s 127.0.0.1:9201/metrics | grep -E '^go_memstats_heap_inuse_bytes|^go_goroutines' | tee -a "$out/memory.txt"
+  /tmp/cairn-ingestload -addr 127.0.0.1:$ingport -key "$key" -batch 100 -conc 32 -stream -n 10000000 -duration 30m | tee "$out/memory.txt"
+  curl -s 127.0.0.1:$ingmport/metrics | grep -E '^go_memstats_heap_inuse_bytes|^go_goroutines' | tee -a "$out/memory.txt"
   grep -E 'VmHWM|VmRSS|RssAnon|RssFile' "/proc/$ing/status" | tee -a "$out/memory.txt"
   ls -l "$d/ingestion.db" | tee -a "$out/memory.txt"
   stop_ingestion
@@ -148,46 +160,74 @@ fi
 # request has a 60 s client timeout. Reported: timeouts (must be 0), shed
 # requests (429 / ResourceExhausted), accepted latency, RssAnon of the
 # gateway and ingestion before, at the peak during and 30 s after the load,
-# and a one-event write right after it (must succeed within 1 s).
+# and a one-event write right after it (must succeed within 1 s). With
+# PROFILE=1, ingestion's CPU profile from 10 to 40 s into the load and its
+# heap profiles at 40 s and 25 s after it are saved under
+# $out/pprof-overload-MODE-*.
 overload() {
-  local mode=$1 target url
+  local mode=$1 target url prof=
   build_binaries
-  start_ingestion
+  if [ "${PROFILE:-0}" = 1 ]; then start_ingestion -pprof-addr "127.0.0.1:$ingpprof"; else start_ingestion; fi
   local keys=$key
   for _ in 2 3 4 5 6 7 8; do
     keys="$keys,$(./bin/cairn keys create --role write --workspace bench --keys "$d/keys.json" 2>/dev/null)"
   done
   # The per-key rate limit (-rate) is off: what is measured is admission.
-  ./bin/cairn-gateway -http-addr 127.0.0.1:8280 -metrics-addr 127.0.0.1:9280 -ingestion-addr 127.0.0.1:7201 \
+  ./bin/cairn-gateway -http-addr 127.0.0.1:$gwport -metrics-addr 127.0.0.1:$gwmport -ingestion-addr 127.0.0.1:$ingport \
     -keys "$d/keys.json" -rate 0 >"$d/gateway.log" 2>&1 &
   gw=$!
   # The keys made after the start are known once the keyring is reloaded.
   for _ in $(seq 1 50); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' -u "${keys##*,}:" -H 'Content-Type: application/json' \
-      -d '{"userId":"u0","event":"warm_up"}' 127.0.0.1:8280/v1/track)" = 200 ] && break
+      -d '{"userId":"u0","event":"warm_up"}' 127.0.0.1:$gwport/v1/track)" = 200 ] && break
     sleep 0.2
   done
-  if [ "$mode" = gateway ]; then target=(-segment http://127.0.0.1:8280); else target=(-addr 127.0.0.1:7201); fi
+  if [ "$mode" = gateway ]; then target=(-segment http://127.0.0.1:$gwport); else target=(-addr 127.0.0.1:$ingport); fi
   rss() { awk '/RssAnon/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
   echo "at start: gateway RssAnon $(rss $gw) MB, ingestion RssAnon $(rss $ing) MB" | tee "$out/overload-$mode.txt"
   say "overload ($mode): capacity with 16 callers, batches of 500, 15 s"
   /tmp/cairn-ingestload "${target[@]}" -key "$keys" -batch 500 -conc 16 -duration 15s | tee -a "$out/overload-$mode.txt"
   cap=$(sed -n 's/^events\/s=\([0-9]*\).*/\1/p' "$out/overload-$mode.txt" | tail -1)
-  sleep 10 # idle, as before any load
+  # Idle, as before any load: the index has caught up with the capacity run
+  # and the memory it took has been given back (pkg/admit.Reclaimer, 5 s
+  # after the last request; a second pass 5 s later).
+  wait_idle "$ing" >/dev/null
+  sleep 11
   echo "before the load: gateway RssAnon $(rss $gw) MB, ingestion RssAnon $(rss $ing) MB" | tee -a "$out/overload-$mode.txt"
   ( while kill -0 "$gw" 2>/dev/null; do echo "$(date +%s) $(rss $gw) $(rss $ing)"; sleep 1; done ) >"$d/rss.txt" &
   sampler=$!
   say "overload ($mode): 1,000 clients at 8 x $cap events/s, batches of 500, 8 keys, 60 s"
+  if [ "${PROFILE:-0}" = 1 ]; then
+    (sleep 10
+     curl -s "127.0.0.1:$ingpprof/debug/pprof/profile?seconds=30" -o "$out/pprof-overload-$mode-cpu.pb.gz"
+     curl -s "127.0.0.1:$ingpprof/debug/pprof/heap" -o "$out/pprof-overload-$mode-heap.pb.gz"
+     curl -s "127.0.0.1:$ingpprof/debug/pprof/goroutine" -o "$out/pprof-overload-$mode-goroutine.pb.gz") &
+    prof=$!
+  fi
   /tmp/cairn-ingestload "${target[@]}" -key "$keys" -batch 500 -conc 1000 -rate $((cap * 8)) -duration 60s -timeout 60s | tee -a "$out/overload-$mode.txt"
-  url=http://127.0.0.1:8280/v1/track
+  url=http://127.0.0.1:$gwport/v1/track
   curl -s -o /dev/null -m 1 -w "one-event write after the load: HTTP %{http_code} in %{time_total} s\n" -u "$key:" \
     -H 'Content-Type: application/json' -d '{"userId":"u1","event":"after_the_load"}' "$url" | tee -a "$out/overload-$mode.txt" || echo "one-event write after the load: no answer within 1 s" | tee -a "$out/overload-$mode.txt"
   end=$(date +%s)
-  sleep 30
+  if [ -n "$prof" ]; then
+    wait "$prof"
+    sleep 25
+    curl -s "127.0.0.1:$ingpprof/debug/pprof/heap" -o "$out/pprof-overload-$mode-heap-after.pb.gz"
+    sleep 5
+  else
+    sleep 30
+  fi
   kill "$sampler"
+  cp "$d/rss.txt" "$out/overload-$mode-rss.txt" # epoch seconds, gateway and ingestion RssAnon MB
   awk -v end="$end" '$1 <= end { if ($2 > g) g = $2; if ($3 > i) i = $3 } END { printf "peak during the load: gateway RssAnon %d MB, ingestion RssAnon %d MB\n", g, i }' "$d/rss.txt" | tee -a "$out/overload-$mode.txt"
   echo "30 s after the load: gateway RssAnon $(rss $gw) MB, ingestion RssAnon $(rss $ing) MB" | tee -a "$out/overload-$mode.txt"
-  curl -s 127.0.0.1:9280/metrics 127.0.0.1:9201/metrics | { grep -E '^cairn_admit_(shed|admitted)_total' || true; } | { grep -v ' 0$' || true; } | tee -a "$out/overload-$mode.txt"
+  # What ingestion holds 30 s after is mostly its index catching up with
+  # the load's events: report when it is idle again, and its memory then.
+  local idle
+  idle=$(wait_idle "$ing")
+  sleep 6
+  echo "ingestion idle $((30 + idle)) s after the load; 6 s later RssAnon $(rss $ing) MB" | tee -a "$out/overload-$mode.txt"
+  curl -s 127.0.0.1:$gwmport/metrics 127.0.0.1:$ingmport/metrics | { grep -E '^cairn_admit_(shed|admitted)_total' || true; } | { grep -v ' 0$' || true; } | tee -a "$out/overload-$mode.txt"
   kill -TERM "$gw"; wait "$gw" || true
   stop_ingestion
 }

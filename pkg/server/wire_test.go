@@ -173,6 +173,67 @@ func TestMalformedWire(t *testing.T) {
 	}
 }
 
+// TestMalformedFrames sends length-prefixed frames that grpc-go's own
+// reader refuses before any codec or interceptor runs: a message flagged
+// compressed in a call with no (or identity) grpc-encoding, a flag byte
+// that is neither 0 nor 1, and a stream that ends inside a message or its
+// length prefix. They are the client's faults, but grpc-go answers Internal
+// and writes that status itself before RecvMsg returns, so no Cairn hook can
+// make them InvalidArgument (docs/reliability.md, "Malformed frames", gives
+// the grpc-go lines). This test pins that behaviour, and that no handler
+// sees such a request: should a grpc-go upgrade change the codes, it fails
+// and the documentation needs updating.
+func TestMalformedFrames(t *testing.T) {
+	var reached int
+	s, err := New(Config{Name: "test", GRPCAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)},
+		auth.Policy{
+			"/" + decodeService + "/Ingest": auth.RoleRead,
+			"/" + decodeService + "/Watch":  auth.RoleRead,
+		}, testKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := decodeDesc(&reached)
+	s.GRPC.RegisterService(&desc, nil)
+	runServer(t, s)
+	client := h2c()
+
+	valid, err := proto.Marshal(&ingestionv1.IngestRequest{Events: []*ingestionv1.Event{{UserId: "u", Event: "e"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag2 := frame(false, valid)
+	flag2[0] = 2
+	whole := frame(false, valid)
+	tests := []struct {
+		name     string
+		encoding string
+		frame    []byte
+		msg      string
+	}{
+		{"compressed flag, no grpc-encoding", "", frame(true, valid), "compressed flag set with identity or empty encoding"},
+		{"compressed flag, identity encoding", "identity", frame(true, valid), "compressed flag set with identity or empty encoding"},
+		{"flag byte 2", "", flag2, "unexpected payload format 2"},
+		{"stream ends inside the message", "", whole[:len(whole)-3], "unexpected EOF"},
+		{"stream ends inside the length prefix", "", whole[:3], "unexpected EOF"},
+	}
+	for _, tc := range tests {
+		for _, m := range []string{"Ingest", "Watch"} {
+			t.Run(m+"/"+tc.name, func(t *testing.T) {
+				before := reached
+				c := rawCall{method: "/" + decodeService + "/" + m, encoding: tc.encoding, frames: [][]byte{tc.frame}}
+				code, msg := c.do(t, client, s.Addr().String(), readToken)
+				if code != codes.Internal || !strings.Contains(msg, tc.msg) {
+					t.Fatalf("%v %q, want grpc-go's Internal with %q", code, msg, tc.msg)
+				}
+				if reached != before {
+					t.Fatal("the handler saw a malformed request")
+				}
+			})
+		}
+	}
+}
+
 // decompressAll runs b through the registered gzip compressor as grpc-go
 // does, and returns the payload the codecs then see, split into buffers of
 // at most split bytes (as grpc-go's pooled reads may split it).
