@@ -1763,9 +1763,15 @@ type Transition struct {
 	// was won back and placed again).
 	Cause string `protobuf:"bytes,9,opt,name=cause,proto3" json:"cause,omitempty"`
 	// Criteria that held.
-	Criteria      []*CriterionResult `protobuf:"bytes,10,rep,name=criteria,proto3" json:"criteria,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Criteria []*CriterionResult `protobuf:"bytes,10,rep,name=criteria,proto3" json:"criteria,omitempty"`
+	// True when journey_id was the workspace's default journey when the
+	// change was logged ("default" if active, else the active journey
+	// ListJourneys lists first): the journey whose stage is the account's stage for health,
+	// routing and plays (ADR 0023). Records logged before the field existed
+	// leave it false; readers then take journey_id "default" as the default.
+	DefaultJourney bool `protobuf:"varint,11,opt,name=default_journey,json=defaultJourney,proto3" json:"default_journey,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Transition) Reset() {
@@ -1866,6 +1872,13 @@ func (x *Transition) GetCriteria() []*CriterionResult {
 		return x.Criteria
 	}
 	return nil
+}
+
+func (x *Transition) GetDefaultJourney() bool {
+	if x != nil {
+		return x.DefaultJourney
+	}
+	return false
 }
 
 // AccountJourney is an account's state in one journey.
@@ -4492,7 +4505,7 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x04expr\x18\x02 \x01(\tR\x04expr\x12\x10\n" +
 	"\x03met\x18\x03 \x01(\bR\x03met\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"\xea\x02\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"\x93\x03\n" +
 	"\n" +
 	"Transition\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
@@ -4508,7 +4521,8 @@ const file_cairn_stages_v1_stages_proto_rawDesc = "" +
 	"\x12trigger_message_id\x18\b \x01(\tR\x10triggerMessageId\x12\x14\n" +
 	"\x05cause\x18\t \x01(\tR\x05cause\x12<\n" +
 	"\bcriteria\x18\n" +
-	" \x03(\v2 .cairn.stages.v1.CriterionResultR\bcriteria\"\x88\x06\n" +
+	" \x03(\v2 .cairn.stages.v1.CriterionResultR\bcriteria\x12'\n" +
+	"\x0fdefault_journey\x18\v \x01(\bR\x0edefaultJourney\"\x88\x06\n" +
 	"\x0eAccountJourney\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1d\n" +
 	"\n" +

@@ -11,6 +11,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/journey"
 	kv "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 
@@ -273,8 +274,11 @@ func (a *App) ApplyIngestion(tx *kv.Tx, _ uint32, recs []*ingestionv1.LogRecord)
 }
 
 // ApplyStages records each account's current stage and rescores it, so
-// measures may use stage and days_in_stage. Stage signals are not health's
-// business; stage tombstones are applied but not forwarded (ingestion's are).
+// measures may use stage and days_in_stage. The account's stage is its
+// stage in the workspace's default journey: other journeys' stage changes
+// are skipped (pkg/domain/journey, ADR 0023). Stage signals are not
+// health's business; stage tombstones are applied but not forwarded
+// (ingestion's are).
 func (a *App) ApplyStages(tx *kv.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
 	b := a.newBatch(tx)
 	for _, r := range recs {
@@ -283,7 +287,7 @@ func (a *App) ApplyStages(tx *kv.Tx, _ uint32, recs []*stagesv1.LogRecord) error
 			t := k.Transition
 			// An empty to_stage with a from_stage is an account leaving its
 			// journey (cause "churn"): it is then in no stage, as stages says.
-			if t.GetWorkspace() == "" || t.GetAccountId() == "" || (t.GetToStage() == "" && t.GetFromStage() == "") {
+			if t.GetWorkspace() == "" || t.GetAccountId() == "" || (t.GetToStage() == "" && t.GetFromStage() == "") || !journey.IsDefault(t) {
 				continue
 			}
 			st, err := b.get(t.GetWorkspace(), t.GetAccountId(), true)

@@ -11,6 +11,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/journey"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/pkg/stream"
 	"github.com/cairn-dev/cairn/services/plays/internal/play"
@@ -26,6 +27,9 @@ type trigger struct {
 	record  map[string]any
 	// summary says what happened, for tasks, firings and messages.
 	summary string
+	// inJourney, for stage triggers, says whether the stage change is one
+	// of a journey ("" = the default one); nil for other triggers.
+	inJourney func(id string) bool
 }
 
 // scope is how records are applied: live, by the consumers, or by a
@@ -75,7 +79,7 @@ func (s *Service) applyStages(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecor
 			if err != nil {
 				return err
 			}
-			trigs := transitionTriggers(tr)
+			trigs := transitionTriggers(tr, a.Status)
 			if a.Stages == nil {
 				a.Stages = map[string]string{}
 			}
@@ -84,7 +88,11 @@ func (s *Service) applyStages(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecor
 			} else {
 				a.Stages[tr.GetJourneyId()] = tr.GetToStage()
 			}
-			a.Journey, a.Stage = tr.GetJourneyId(), tr.GetToStage()
+			// account.stage is the account's stage in the default journey;
+			// other journeys' are in account.stages (ADR 0023).
+			if journey.IsDefault(tr) {
+				a.Journey, a.Stage = tr.GetJourneyId(), tr.GetToStage()
+			}
 			switch tr.GetCause() {
 			case "churn":
 				a.Status = "churned"
@@ -111,8 +119,13 @@ func (s *Service) applyStages(tx *pstore.Tx, p uint32, recs []*stagesv1.LogRecor
 }
 
 // transitionTriggers are the triggers of one stage change: the stage left,
-// the stage entered, and a churn or win-back.
-func transitionTriggers(tr *stagesv1.Transition) []trigger {
+// the stage entered (each matched against a play's journey), and a churn
+// or win-back. Every active journey logs its own churn and win-back of the
+// account; status is the account's before this record ("churned",
+// "active" after a win-back, "" before either), so that the status
+// triggers fire once per change of the account's status, on the first
+// journey's record of it.
+func transitionTriggers(tr *stagesv1.Transition, status string) []trigger {
 	rec := map[string]any{
 		"journey": tr.GetJourneyId(), "version": int64(tr.GetVersion()), "from_stage": tr.GetFromStage(),
 		"to_stage": tr.GetToStage(), "cause": tr.GetCause(), "at": tr.GetAt().AsTime(),
@@ -122,19 +135,22 @@ func transitionTriggers(tr *stagesv1.Transition) []trigger {
 	add := func(kind, summary string) {
 		t := base
 		t.kind, t.summary = kind, summary
+		if kind == play.StageEntered || kind == play.StageExited {
+			t.inJourney = func(id string) bool { return journey.In(id, tr) }
+		}
 		out = append(out, t)
 	}
 	if tr.GetFromStage() != "" {
-		add("stage.exited", fmt.Sprintf("left stage %s of journey %s (%s)", tr.GetFromStage(), tr.GetJourneyId(), tr.GetCause()))
+		add(play.StageExited, fmt.Sprintf("left stage %s of journey %s (%s)", tr.GetFromStage(), tr.GetJourneyId(), tr.GetCause()))
 	}
 	if tr.GetToStage() != "" {
-		add("stage.entered", fmt.Sprintf("entered stage %s of journey %s", tr.GetToStage(), tr.GetJourneyId()))
+		add(play.StageEntered, fmt.Sprintf("entered stage %s of journey %s", tr.GetToStage(), tr.GetJourneyId()))
 	}
-	switch tr.GetCause() {
-	case "churn":
-		add("status.churned", "the account churned")
-	case "win_back":
-		add("status.won_back", "the account was won back")
+	switch {
+	case tr.GetCause() == "churn" && status != "churned":
+		add(play.StatusChurned, "the account churned")
+	case tr.GetCause() == "win_back" && status != "active":
+		add(play.StatusWonBack, "the account was won back")
 	}
 	return out
 }

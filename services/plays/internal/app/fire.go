@@ -43,7 +43,7 @@ func (s *Service) fireAll(t *store.Tx, a *store.Account, trigs []trigger, sc sco
 			continue // history before the replay's start: it only teaches facts
 		}
 		acct := a.Map()
-		matches, err := set.Match(play.Input{Kind: tr.kind, Record: tr.record, Account: acct})
+		matches, err := set.Match(play.Input{Kind: tr.kind, Record: tr.record, Account: acct, InJourney: tr.inJourney})
 		if err != nil {
 			// Evaluation errors are per play; Match has returned the
 			// plays that held. Record the error for the operator.

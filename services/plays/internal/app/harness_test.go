@@ -26,6 +26,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/clock"
+	"github.com/cairn-dev/cairn/pkg/domain/journey"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
 	"github.com/cairn-dev/cairn/services/plays/internal/deliver"
 	"github.com/cairn-dev/cairn/services/plays/internal/store"
@@ -274,9 +275,16 @@ func (e *env) deliveriesOf(state playsv1.DeliveryState) []*playsv1.Delivery {
 
 func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 
+// transition is a stage change of the workspace's default journey, the
+// one plays that name no journey follow.
 func transition(account, from, to, cause string, at time.Time) *stagesv1.LogRecord {
+	return transitionIn(journey.Default, account, from, to, cause, at)
+}
+
+// transitionIn is a stage change of journey j.
+func transitionIn(j, account, from, to, cause string, at time.Time) *stagesv1.LogRecord {
 	return &stagesv1.LogRecord{Kind: &stagesv1.LogRecord_Transition{Transition: &stagesv1.Transition{
-		Workspace: ws, AccountId: account, JourneyId: "b2b", Version: 1, FromStage: from, ToStage: to, Cause: cause, At: ts(at),
+		Workspace: ws, AccountId: account, JourneyId: j, Version: 1, FromStage: from, ToStage: to, Cause: cause, At: ts(at),
 	}}}
 }
 

@@ -16,6 +16,8 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
+
+	"github.com/cairn-dev/cairn/pkg/domain/journey"
 )
 
 // CEL variables.
@@ -181,6 +183,9 @@ type Play struct {
 	Index int
 	// On lists the trigger kinds.
 	On []string
+	// Journey is the journey whose stage changes the play's stage.entered
+	// and stage.exited triggers match; "" means the default journey.
+	Journey string
 	// When and Conditions are the source expressions ("" when none).
 	When, Conditions string
 	// Cooldown is how long after running for an account the play does not
@@ -283,7 +288,7 @@ func compile(f *File, ps *problems, checkURL func(string) error) (*Set, error) {
 
 	for i, def := range f.Plays {
 		p := fmt.Sprintf("plays[%d]", i)
-		pl := &Play{ID: def.ID, Name: def.Name, Index: i, On: slices.Clone(def.On), When: def.When, Conditions: def.Conditions}
+		pl := &Play{ID: def.ID, Name: def.Name, Index: i, On: slices.Clone(def.On), Journey: def.Journey, When: def.When, Conditions: def.Conditions}
 		pl.Cooldown, _ = parseDuration(def.Cooldown, false)
 		pl.when = compileExpr(ps, p+".when", def.When, false)
 		pl.cond = compileExpr(ps, p+".conditions", def.Conditions, true)
@@ -471,7 +476,23 @@ type Input struct {
 	Kind    string
 	Record  map[string]any
 	Account map[string]any
+	// InJourney, for a stage.entered or stage.exited input, reports
+	// whether its stage change is one of journey id ("" names the
+	// workspace's default journey): the app passes pkg/domain/journey's
+	// rule for the record. Nil means a stage change of the default journey.
+	InJourney func(id string) bool
 }
+
+// inJourney reports whether a stage input is a stage change of journey id.
+func (in Input) inJourney(id string) bool {
+	if in.InJourney == nil {
+		return id == "" || id == journey.Default
+	}
+	return in.InJourney(id)
+}
+
+// isStageKind reports whether k is a trigger kind a play's journey narrows.
+func isStageKind(k string) bool { return k == StageEntered || k == StageExited }
 
 // Match is a play whose on, when and conditions hold for an input.
 type Match struct {
@@ -547,8 +568,9 @@ func celMap(m map[string]any) ref.Val {
 	return types.NewStringInterfaceMap(types.DefaultTypeAdapter, m)
 }
 
-// Match returns the plays, in file order, whose on includes in.Kind and
-// whose when and conditions hold. Plays whose expressions fail to evaluate
+// Match returns the plays, in file order, whose on includes in.Kind, whose
+// journey is the stage change's (stage kinds only) and whose when and
+// conditions hold. Plays whose expressions fail to evaluate
 // (a missing field, the cost limit) do not match; they are returned as a
 // *MatchError beside the matches, so the app can record them. Cooldowns
 // are the app's: it knows when a play last ran for an account.
@@ -564,6 +586,9 @@ func (s *Set) Match(in Input) ([]Match, error) {
 	var out []Match
 	var failed []*EvalError
 	for _, p := range plays {
+		if isStageKind(in.Kind) && !in.inJourney(p.Journey) {
+			continue
+		}
 		ok, field, err := p.holds(act)
 		if err != nil {
 			failed = append(failed, &EvalError{Play: p, Field: field, Err: err})

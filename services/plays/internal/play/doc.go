@@ -15,9 +15,12 @@
 //     concurrency bounds deliveries in flight (1 to 64; left out: the
 //     engine's default). URLs must be http(s) (slack: https) with a host
 //     and no user info; Compile also asks the app's address policy.
-//   - plays: on (one or more trigger kinds, see Kinds), when (optional CEL
-//     over record, account and kind), conditions (optional CEL over account
-//     only), cooldown (optional; the same play for the same account), and
+//   - plays: on (one or more trigger kinds, see Kinds), journey (optional;
+//     the journey whose stage changes stage.entered and stage.exited match,
+//     the workspace's default journey when left out; only with one of those
+//     kinds), when (optional CEL over record, account and kind), conditions
+//     (optional CEL over account only), cooldown (optional; the same play
+//     for the same account), and
 //     actions run in order: task {title, owner, due}, slack {destination},
 //     webhook {destination}, content {destination, content_id, url} and
 //     playbook <id>.
@@ -81,9 +84,15 @@
 //	    sla.met)),
 //	    assignment_id, owner_id, new_owner_id, type
 //
-// and account with: id, name, segment, status ("active" | "churned"), stage,
-// journey, band, score, csm, ae, sdr (owner ids, "" when none) and
-// open_signals (the reasons of the open signals, a list of strings).
+// and account with: id, name, segment, status ("active" | "churned"), stage
+// and journey (the account's stage in the workspace's default journey and
+// that journey's id; "" when in none of its stages), stages (map journey
+// id → stage, every journey the account is in a stage of), band, score,
+// csm, ae, sdr (owner ids, "" when none) and open_signals (the reasons of
+// the open signals, a list of strings).
+//
+// status.churned and status.won_back fire once per change of the
+// account's status, although every journey logs the churn or win-back.
 //
 // # Playbooks
 //

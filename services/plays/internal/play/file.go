@@ -88,6 +88,10 @@ type PlayDef struct {
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// On lists the trigger kinds the play listens to.
 	On []string `yaml:"on" json:"on"`
+	// Journey is the journey whose stage changes its stage.entered and
+	// stage.exited triggers match; empty means the workspace's default
+	// journey (ADR 0023).
+	Journey string `yaml:"journey,omitempty" json:"journey,omitempty"`
 	// When is CEL over record, account and kind returning bool.
 	When string `yaml:"when,omitempty" json:"when,omitempty"`
 	// Conditions is CEL over account only returning bool.
@@ -519,6 +523,14 @@ func validate(f *File, ps *problems) {
 				ps.add(fmt.Sprintf("%s.on[%d]", p, j), "%s is listed twice", k)
 			}
 			on[k] = true
+		}
+		if pl.Journey != "" {
+			// A journey only narrows stage changes: status and every other
+			// trigger are the account's, whatever the journey.
+			checkRef(ps, p+".journey", pl.Journey)
+			if !on[StageEntered] && !on[StageExited] {
+				ps.add(p+".journey", "selects the stage changes of stage.entered and stage.exited; on lists neither")
+			}
 		}
 		checkExprLen(ps, p+".when", pl.When)
 		checkExprLen(ps, p+".conditions", pl.Conditions)

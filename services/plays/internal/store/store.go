@@ -60,9 +60,11 @@ type Account struct {
 	ID      string `json:"id"`
 	Name    string `json:"name,omitempty"`
 	Segment string `json:"segment,omitempty"`
-	// Status is "active" or "churned".
+	// Status is "active" or "churned" ("" until a churn or win-back).
 	Status string `json:"status,omitempty"`
-	// Journey and Stage are the latest stage change's.
+	// Journey and Stage are the latest stage change's of the workspace's
+	// default journey (pkg/domain/journey); Stages maps every journey the
+	// account is in a stage of to that stage.
 	Journey string            `json:"journey,omitempty"`
 	Stage   string            `json:"stage,omitempty"`
 	Stages  map[string]string `json:"stages,omitempty"`
@@ -83,9 +85,13 @@ func (a *Account) Map() map[string]any {
 	}
 	sig := make([]string, len(a.Signals))
 	copy(sig, a.Signals)
+	stages := make(map[string]any, len(a.Stages))
+	for j, st := range a.Stages {
+		stages[j] = st
+	}
 	return map[string]any{
 		"id": a.ID, "name": a.Name, "segment": a.Segment, "status": status,
-		"journey": a.Journey, "stage": a.Stage, "band": a.Band, "score": a.Score,
+		"journey": a.Journey, "stage": a.Stage, "stages": stages, "band": a.Band, "score": a.Score,
 		"csm": a.Owners["csm"], "ae": a.Owners["ae"], "sdr": a.Owners["sdr"],
 		"open_signals": sig,
 	}

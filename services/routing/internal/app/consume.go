@@ -17,6 +17,7 @@ import (
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/domain/account"
+	"github.com/cairn-dev/cairn/pkg/domain/journey"
 	"github.com/cairn-dev/cairn/pkg/domain/logtime"
 	"github.com/cairn-dev/cairn/pkg/domain/vocab"
 	pstore "github.com/cairn-dev/cairn/pkg/store"
@@ -472,7 +473,10 @@ func (s *Service) touchMatching(tx *store.Tx, e *ingestionv1.Event, touch string
 }
 
 // ApplyStages applies stage transitions and signals: they update the
-// account's product context and re-evaluate PQL rules.
+// account's product context and re-evaluate PQL rules. stage and
+// previous_stage are the account's stages in the workspace's default
+// journey: other journeys' stage changes are skipped (pkg/domain/journey,
+// ADR 0023).
 func (s *Service) ApplyStages(btx *pstore.Tx, _ uint32, recs []*stagesv1.LogRecord) error {
 	// Records may arm SLA timers; the timer loop may be asleep with nothing
 	// pending, so wake it once this transaction commits.
@@ -491,6 +495,9 @@ func (s *Service) ApplyStages(btx *pstore.Tx, _ uint32, recs []*stagesv1.LogReco
 			continue
 		case r.GetTransition() != nil:
 			t := r.GetTransition()
+			if !journey.IsDefault(t) {
+				continue
+			}
 			ws, account, at = t.GetWorkspace(), t.GetAccountId(), s.recordTime(t.GetAt())
 			update = func(a *store.Account) { a.PreviousStage, a.Stage = t.GetFromStage(), t.GetToStage() }
 		case r.GetSignal() != nil:

@@ -780,7 +780,8 @@ type Account struct {
 	Traits map[string]any `json:"traits,omitempty"`
 	// Domain is the account's email domain, for lead-to-account matching.
 	Domain string `json:"domain,omitempty"`
-	// Stage and PreviousStage come from the stages log.
+	// Stage and PreviousStage come from the stages log: the account's stage
+	// in the workspace's default journey and the one before it.
 	Stage         string `json:"stage,omitempty"`
 	PreviousStage string `json:"previous_stage,omitempty"`
 	// HealthBand and HealthScore come from the health log.

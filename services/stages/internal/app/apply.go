@@ -490,6 +490,15 @@ func (b *batch) emit(rec *stagesv1.LogRecord, ws, acct string) error {
 	if !b.publish {
 		return nil
 	}
+	if tr := rec.GetTransition(); tr != nil {
+		// Consumers read "the account's stage" from the default journey's
+		// changes only, and cannot tell which journey that is (ADR 0023).
+		active, err := b.journeys(ws)
+		if err != nil {
+			return err
+		}
+		tr.DefaultJourney = tr.GetJourneyId() == defaultOf(active)
+	}
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode stages record: %w", err)

@@ -78,15 +78,25 @@ func resolveJourney(tx *pstore.Tx, ws, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if id := defaultOf(active); id != "" {
+		return id, nil
+	}
+	return "", fmt.Errorf("workspace has no active journey: %w", store.ErrNotFound)
+}
+
+// defaultOf is the default journey among a workspace's active ones:
+// "default" when it is active, else the first in store order (shorter ids
+// first, the order ListJourneys lists them); "" when none is active.
+func defaultOf(active []store.ActiveJourney) string {
 	for _, a := range active {
 		if a.ID == journey.DefaultJourney {
-			return a.ID, nil
+			return a.ID
 		}
 	}
 	if len(active) > 0 {
-		return active[0].ID, nil
+		return active[0].ID
 	}
-	return "", fmt.Errorf("workspace has no active journey: %w", store.ErrNotFound)
+	return ""
 }
 
 // ListJourneys lists the workspace's journeys that have an active version,
