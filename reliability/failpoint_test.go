@@ -613,25 +613,7 @@ func (r failRun) do(t *testing.T, plan map[string][]failCase) (snapshot, failRes
 		fold(<-scraped)
 	}
 
-	ids, err := s.ingestedIDs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.acked, res.stored = len(acked), len(ids)
-	for id, c := range ids {
-		if c > 1 {
-			res.endDoubled++
-			t.Errorf("message %s is in the log %d times", id, c)
-		}
-	}
-	for id := range acked {
-		if ids[id] == 0 {
-			t.Errorf("acknowledged %s is not in the log", id)
-		}
-	}
-	if len(acked) != len(r.events) {
-		t.Errorf("acknowledged %d distinct events, want %d", len(acked), len(r.events))
-	}
+	s.checkLogEnd(t, ctx, acked, len(r.events), &res.powerResult)
 	got, err := s.settleStages(ctx, r.accounts)
 	if err != nil {
 		t.Fatal(err)

@@ -103,6 +103,32 @@ type powerResult struct {
 	acked, stored, endDoubled int
 }
 
+// checkLogEnd reads ingestion's log back at the end of a run: every
+// acknowledged event in it once, and want distinct events acknowledged.
+// It sets res's end counts.
+func (s *suite) checkLogEnd(t *testing.T, ctx context.Context, acked map[string]bool, want int, res *powerResult) {
+	t.Helper()
+	ids, err := s.ingestedIDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.acked, res.stored = len(acked), len(ids)
+	for id, c := range ids {
+		if c > 1 {
+			res.endDoubled++
+			t.Errorf("message %s is in the log %d times", id, c)
+		}
+	}
+	for id := range acked {
+		if ids[id] == 0 {
+			t.Errorf("acknowledged %s is not in the log", id)
+		}
+	}
+	if len(acked) != want {
+		t.Errorf("acknowledged %d distinct events, want %d", len(acked), want)
+	}
+}
+
 func (r powerResult) total() powerCounts {
 	var c powerCounts
 	for _, n := range r.by {
@@ -536,26 +562,9 @@ func (r powerRun) do(t *testing.T, plan map[int]cutSpec) (snapshot, powerResult)
 		ackMu.Unlock()
 	}
 
-	ids, err := s.ingestedIDs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.acked, res.stored = len(acked), len(ids)
-	for id, c := range ids {
-		if c > 1 {
-			res.endDoubled++
-			t.Errorf("message %s is in the log %d times", id, c)
-		}
-	}
-	for id := range acked {
-		if ids[id] == 0 {
-			t.Errorf("acknowledged %s is not in the log", id)
-		}
-	}
-	if len(acked) != len(r.events) {
-		t.Errorf("acknowledged %d distinct events, want %d", len(acked), len(r.events))
-	}
+	s.checkLogEnd(t, ctx, acked, len(r.events), &res)
 	var got snapshot
+	var err error
 	if runs("plays") {
 		got, err = s.settleAll(ctx, r.accounts)
 	} else {
