@@ -181,9 +181,12 @@ func run(o options) error {
 		req := &ingestionv1.IngestRequest{Workspace: o.workspace, Events: make([]*ingestionv1.Event, o.batch)}
 		for i := range req.Events {
 			seq := n*int64(o.batch) + int64(i)
-			c, _ := structpb.NewStruct(map[string]any{"groupId": fmt.Sprint("acct-", seq%int64(o.accounts))})
+			// Fixed-width ids, as the Segment body has them, so that a
+			// raw batch can be patched in place (rawBatch) and every path
+			// names the same accounts.
+			c, _ := structpb.NewStruct(map[string]any{"groupId": fmt.Sprintf("acct-%0*d", seqWidth, seq%int64(o.accounts))})
 			req.Events[i] = &ingestionv1.Event{Type: ingestionv1.EventType_EVENT_TYPE_TRACK,
-				MessageId: fmt.Sprintf("%s-%0*d", o.runID, seqWidth, seq), UserId: fmt.Sprint("user-", seq%(int64(o.accounts)*5)),
+				MessageId: fmt.Sprintf("%s-%0*d", o.runID, seqWidth, seq), UserId: fmt.Sprintf("user-%0*d", seqWidth, seq%(int64(o.accounts)*5)),
 				Event: "report_created", Properties: props, Context: c}
 		}
 		return req
@@ -260,7 +263,7 @@ func run(o options) error {
 					// load machine spend their CPU sending, not encoding.
 					if o.segment == "" {
 						if raw == nil {
-							raw = newRawBatch(makeBatch(n), o.runID)
+							raw = newRawBatch(makeBatch(n), o.runID, int64(o.accounts))
 						}
 						raw.patch(n * int64(o.batch))
 					}
@@ -471,35 +474,52 @@ func (b *segmentBody) post(c *http.Client, o options, key string, n int64) (*ing
 	return &ingestionv1.IngestResponse{Accepted: int32(r.Accepted), Duplicates: int32(r.Duplicates), Rejected: int32(len(r.Rejected))}, nil
 }
 
-// rawBatch is an encoded IngestRequest whose message ids are patched in
-// place for each batch (they have a fixed width).
+// rawBatch is an encoded IngestRequest whose message ids, users and
+// accounts are patched in place for each batch (they have a fixed width).
+// Patching only the message ids would send every batch of a caller to the
+// same accounts: callers x batch accounts in all, whatever -accounts says.
 type rawBatch struct {
-	b   []byte
-	ids []int // offsets of each event's sequence digits
+	b              []byte
+	accounts       int64
+	ids, user, acc []int // offsets of each event's sequence digits
 }
 
-func newRawBatch(req *ingestionv1.IngestRequest, runID string) *rawBatch {
+func newRawBatch(req *ingestionv1.IngestRequest, runID string, accounts int64) *rawBatch {
 	b, err := proto.Marshal(req)
 	if err != nil {
 		panic(err) // a batch built here always encodes
 	}
-	r := &rawBatch{b: b}
-	prefix := []byte(runID + "-")
-	for i := 0; ; {
-		j := bytes.Index(b[i:], prefix)
-		if j < 0 {
-			break
-		}
-		r.ids = append(r.ids, i+j+len(prefix))
-		i += j + len(prefix) + seqWidth
+	r := &rawBatch{b: b, accounts: accounts}
+	r.ids = offsets(b, runID+"-")
+	r.user = offsets(b, "user-")
+	r.acc = offsets(b, "acct-")
+	if len(r.user) != len(r.ids) || len(r.acc) != len(r.ids) {
+		panic("ingestload: a batch's users or accounts are not one per event") // makeBatch writes one of each
 	}
 	return r
 }
 
-// patch numbers the events first, first+1, ...
+// offsets are the positions of the seqWidth digits after each prefix in b.
+func offsets(b []byte, prefix string) []int {
+	var out []int
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(prefix))
+		if j < 0 {
+			return out
+		}
+		out = append(out, i+j+len(prefix))
+		i += j + len(prefix) + seqWidth
+	}
+}
+
+// patch numbers the events first, first+1, ..., with their users and
+// accounts as makeBatch derives them from the sequence number.
 func (r *rawBatch) patch(first int64) {
-	for i, off := range r.ids {
-		putDigits(r.b[off:off+seqWidth], first+int64(i))
+	for i := range r.ids {
+		seq := first + int64(i)
+		putDigits(r.b[r.ids[i]:r.ids[i]+seqWidth], seq)
+		putDigits(r.b[r.user[i]:r.user[i]+seqWidth], seq%(r.accounts*5))
+		putDigits(r.b[r.acc[i]:r.acc[i]+seqWidth], seq%r.accounts)
 	}
 }
 
