@@ -457,9 +457,20 @@ async function noRawText(p, what) {
   assert.equal(await p.$('#view .error'), null, `${what}: an error box is shown`);
 }
 
+// GRID_PAGE is the accounts grid's page size (app.js).
+const GRID_PAGE = 100;
+
+// everyAccount is the joined report's rows, every account (the demo has
+// fewer than 1,000).
+async function everyAccount() {
+  const rep = await api('/v1/dashboard/accounts?status=all&page.pageSize=1000');
+  assert.equal(rep.page.nextPageToken, undefined, 'the demo fits one page of 1,000');
+  return rep;
+}
+
 // countsClickThrough follows every link carrying data-count in the view
-// (up to max) and checks that the accounts list it opens has exactly that
-// many rows.
+// (up to max) and checks that the accounts list it opens counts exactly
+// that many rows (and shows them, up to a page).
 async function countsClickThrough(t, p, selector, max = 40) {
   const links = await p.$$eval(selector, (as) => as.map((a) => ({ href: a.getAttribute('href'), n: Number(a.dataset.count) })));
   assert.ok(links.length > 0, `no counts found for ${selector}`);
@@ -470,13 +481,18 @@ async function countsClickThrough(t, p, selector, max = 40) {
     await q.waitForFunction(() => document.querySelector('[data-testid=accounts-count], [data-testid=no-match], #view .error'), null, { timeout: TIMEOUT });
     await settled(q);
     const rows = await q.$$eval('[data-testid=account-table] tbody tr', (r) => r.length);
-    assert.equal(rows, l.n, `${l.href}: the number says ${l.n}, the list has ${rows}`);
+    // An empty list has no count element; getAttribute would wait its
+    // whole timeout for one, so look it up without waiting.
+    const count = await q.$('[data-testid=accounts-count]');
+    const total = Number((count && (await count.getAttribute('data-count'))) || 0);
+    assert.equal(total, l.n, `${l.href}: the number says ${l.n}, the list counts ${total}`);
+    assert.equal(rows, Math.min(l.n, GRID_PAGE), `${l.href}: the number says ${l.n}, the page shows ${rows}`);
   }
   return links.length;
 }
 
 test('portfolio: bands, ARR at risk and breakdowns add up and click through to their accounts', async (t) => {
-  const rep = await api('/v1/dashboard/accounts');
+  const rep = await everyAccount();
   const paying = rep.rows.filter((r) => r.status === 'customer' || r.status === 'won_back');
   const health = await all('/v1/health/accounts', 'accounts');
   assert.equal(rep.portfolio.customers, paying.length, 'customers = paying rows');
@@ -536,7 +552,7 @@ test('accounts: health, ARR, renewal and owner columns, filters in the page, sor
   assert.equal(await p.getAttribute('th:has(button[data-sort=arr])', 'aria-sort'), 'descending');
 
   // Search by name from the top bar opens the account; a miss is one friendly message.
-  const rep = await api('/v1/dashboard/accounts');
+  const rep = await everyAccount();
   const acct = rep.rows.find((r) => r.name && r.name !== r.accountId && r.status === 'customer');
   await p.fill('#search-input', acct.name.toLowerCase());
   await p.press('#search-input', 'Enter');
@@ -1136,13 +1152,13 @@ test('accounts: the 30-day change column and CSV export of the rows shown, as fi
   const { readFile } = await import('node:fs/promises');
   const lines = (await readFile(file, 'utf8')).trimEnd().split('\r\n');
   assert.equal(lines[0], 'account_id,name,status,stage,health_score,health_band,score_change_30d,arr,renewal_date,owner,segment,plan,open_signals');
-  assert.equal(lines.length - 1, count, 'one line per account shown');
-  assert.deepEqual(lines.slice(1).map((l) => l.split(',')[0]), shown.map((r) => r.id), 'the rows in the order shown (ARR, largest first)');
+  assert.equal(lines.length - 1, count, 'one line per matching account, not only the page shown');
+  assert.deepEqual(lines.slice(1, 1 + shown.length).map((l) => l.split(',')[0]), shown.map((r) => r.id), 'the rows in the order shown (ARR, largest first)');
   await shot(p, 'accounts-30d-and-csv');
 });
 
 test('renewal calendar: each renewal shows its renewal playbook steps (done, open, next) or "no play", overdue first', async (t) => {
-  const rep = await api('/v1/dashboard/accounts');
+  const rep = await everyAccount();
   const tasks = await all('/v1/tasks', 'tasks');
   const p = await open(t, 'lists', '[data-testid=renewal-table]');
   await noRawText(p, 'renewal calendar');
@@ -1190,7 +1206,7 @@ test('renewal calendar: each renewal shows its renewal playbook steps (done, ope
   const late = paying.reduce((a, b) => (Date.parse(b.contractEnd) > Date.parse(a.contractEnd) ? b : a));
   const doctored = { ...rep, rows: rep.rows.map((r) => (r.accountId === late.accountId ? { ...r, contractEnd: new Date(Date.now() - 10 * 86400e3).toISOString() } : r)) };
   const o = await page(t);
-  await o.route('**/v1/dashboard/accounts', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(doctored) }));
+  await o.route('**/v1/dashboard/accounts?*', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(doctored) }));
   await o.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
   await o.goto(`${BASE}/#/lists`);
   await o.waitForSelector('[data-testid=renewal-table]', { timeout: TIMEOUT });
@@ -1284,4 +1300,62 @@ test('accessibility (axe-core): serious and critical violations per view', async
   for (const [view, vs] of Object.entries(found)) {
     t.diagnostic(`${view}: ${vs.length ? vs.map((v) => `${v.impact} ${v.id} (${v.nodes}×, e.g. ${v.example})`).join('; ') : 'no serious violations'}`);
   }
+});
+
+// ---- the account grid at 100,000 accounts: the gateway filters, sorts
+// and pages; the page asks for one page at a time.
+test('accounts: server-side paging moves through every matching row, keeps the sort, and bad parameters are a 400 naming them', async (t) => {
+  const all = await api('/v1/dashboard/accounts?status=all&sort=arr&dir=desc&page.pageSize=1000');
+  const total = all.page.totalSize;
+  assert.equal(typeof total, 'number', 'totalSize is a number');
+  assert.equal(all.rows.length, total);
+  // Through the API, pages of 7 add up to the whole sorted list, once each.
+  const ids = [];
+  let token = '';
+  for (let i = 0; i < 1000; i++) {
+    const r = await api(`/v1/dashboard/accounts?status=all&sort=arr&dir=desc&page.pageSize=7${token ? '&page.pageToken=' + encodeURIComponent(token) : ''}`);
+    assert.equal(r.page.totalSize, total);
+    ids.push(...r.rows.map((x) => x.accountId));
+    if (!(token = r.page.nextPageToken)) break;
+  }
+  assert.deepEqual(ids, all.rows.map((x) => x.accountId), 'the pages are the sorted list');
+  for (const [q, field] of [['sort=bogus', 'sort'], ['dir=up', 'dir'], ['band=red', 'band'], ['status=lost', 'status'], ['renewal=soon', 'renewal'],
+    ['page.pageSize=ten', 'page.pageSize'], ['page.pageToken=nope', 'page.pageToken'], ['colour=red', 'colour']]) {
+    const resp = await fetch(`${BASE}/v1/dashboard/accounts?${q}`, { headers: { Authorization: 'Bearer ' + KEY } });
+    assert.equal(resp.status, 400, q);
+    const body = await resp.json();
+    assert.ok(body.message.startsWith(field + ': '), `${q}: ${body.message}`);
+  }
+
+  // In the browser, with the page size cut to 10 so that the demo has pages.
+  const p = await page(t);
+  await p.route('**/v1/dashboard/accounts?*', (r) => {
+    const u = new URL(r.request().url());
+    if (u.searchParams.get('page.pageSize') === String(GRID_PAGE)) u.searchParams.set('page.pageSize', '10');
+    return r.continue({ url: u.toString() });
+  });
+  await p.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
+  await p.goto(`${BASE}/#/accounts?status=all&sort=arr&dir=desc`);
+  await p.waitForSelector('[data-testid=accounts-range]', { timeout: TIMEOUT });
+  await settled(p);
+  const rowsShown = () => p.$$eval('[data-testid=account-table] tbody tr', (rs) => rs.map((r) => r.dataset.accountRow));
+  assert.equal(await p.textContent('[data-testid=accounts-range]'), `1–10 of ${total.toLocaleString('en-US')}`);
+  assert.equal(await p.getAttribute('[data-testid=accounts-count]', 'data-count'), String(total), 'the count is of every matching row');
+  assert.deepEqual(await rowsShown(), ids.slice(0, 10));
+  await p.click('[data-testid=accounts-next]');
+  await p.waitForFunction(() => /^11–/.test(document.querySelector('[data-testid=accounts-range]')?.textContent || ''), null, { timeout: TIMEOUT });
+  await settled(p);
+  assert.deepEqual(await rowsShown(), ids.slice(10, 20), 'the second page continues the sort');
+  assert.equal(await p.getAttribute('th:has(button[data-sort=arr])', 'aria-sort'), 'descending', 'the sort is kept');
+  await shot(p, 'accounts-paged');
+  await p.click('[data-testid=accounts-prev]');
+  await p.waitForFunction(() => /^1–10 /.test(document.querySelector('[data-testid=accounts-range]')?.textContent || ''), null, { timeout: TIMEOUT });
+  assert.deepEqual(await rowsShown(), ids.slice(0, 10), 'back to the first page');
+  // A filter change starts again from the first page.
+  await p.click('[data-testid=accounts-next]');
+  await p.waitForFunction(() => location.hash.includes('page='), null, { timeout: TIMEOUT });
+  await p.selectOption('#status', 'paying');
+  await p.waitForFunction(() => location.hash.includes('status=paying') && !location.hash.includes('page='), null, { timeout: TIMEOUT });
+  await p.waitForFunction(() => /^1–/.test(document.querySelector('[data-testid=accounts-range]')?.textContent || ''), null, { timeout: TIMEOUT });
+  assert.deepEqual(await axeSerious(p, ['[data-testid=accounts-pager]']), [], 'axe: serious violations in the pager');
 });

@@ -98,12 +98,12 @@ func runAccounts(ctx context.Context, env *Env, args []string) error {
 	c, _, ctx, cancel, err := queryCmd(ctx, env, args, cmdSpec{
 		name:     "accounts",
 		usage:    "accounts [--stage S] [--status customer,trial] [--band healthy|neutral|at_risk] [--owner O] [--segment S] [--renewal-window 120|90|60|30] [--limit N] [-o table|json|csv]",
-		services: []string{"stages", "health"}, formats: formatsWithCSV,
+		services: []string{"stages", "health", "routing"}, formats: formatsWithCSV,
 		extra: func(fs *flag.FlagSet) {
 			fs.StringVar(&stage, "stage", "", "only accounts in this journey stage")
 			fs.StringVar(&statusList, "status", "", "only these statuses, comma-separated: prospect, trial, customer, churned, won_back (default: every status but churned)")
 			fs.StringVar(&band, "band", "", "only accounts in this health band: healthy, neutral or at_risk")
-			fs.StringVar(&owner, "owner", "", "only accounts of this owner")
+			fs.StringVar(&owner, "owner", "", "only accounts of this owner (none: accounts without one), as the dashboard assigns owners")
 			fs.StringVar(&segment, "segment", "", "only accounts of this segment")
 			fs.StringVar(&signal, "signal", "", "only accounts with an open stage signal of this reason")
 			fs.IntVar(&renewal, "renewal-window", 0, "only accounts whose renewal is within this many days: 120, 90, 60 or 30")
@@ -145,6 +145,16 @@ func runAccounts(ctx context.Context, env *Env, args []string) error {
 	// Health first: its filters (band, renewal window) narrow the list, and
 	// its rows carry the score of every account it scores.
 	healthFiltered := b != healthv1.Band_BAND_UNSPECIFIED || renewal != 0
+	// Owners as the dashboard shows them (account.Owner): the traits stages
+	// lists, else routing's assignments. Without routing, only the traits.
+	assigned, rerr := routingAssignments(ctx, c)
+	if rerr != nil {
+		if owner != "" {
+			return fmt.Errorf("list owners' assignments: %w", rerr)
+		}
+		fmt.Fprintf(env.Stderr, "warning: routing: %s; owners come from the account traits alone\n", describe(rerr))
+	}
+
 	scored := map[string]*healthv1.AccountRow{}
 	hc := healthv1.NewHealthServiceClient(healthConn)
 	err = pages(0, func(size int, token string) (int, string, error) {
@@ -167,11 +177,13 @@ func runAccounts(ctx context.Context, env *Env, args []string) error {
 	var rows []*accountRow
 	sc := stagesv1.NewStagesServiceClient(stagesConn)
 	want := limit
-	if healthFiltered {
-		want = 0 // the stages pages hold accounts the health filter drops
+	if healthFiltered || owner != "" {
+		want = 0 // the stages pages hold accounts the health or owner filter drops
 	}
 	err = pages(want, func(size int, token string) (int, string, error) {
-		resp, err := sc.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Workspace: c.workspace, JourneyId: journeyID, Stage: stage, Signal: signal, Segment: segment, Owner: owner, Status: statuses, Page: pageRequest(size, token)})
+		// Not stages' owner filter: it knows the traits, not routing's
+		// assignments.
+		resp, err := sc.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Workspace: c.workspace, JourneyId: journeyID, Stage: stage, Signal: signal, Segment: segment, Status: statuses, Page: pageRequest(size, token)})
 		if err != nil {
 			return 0, "", err
 		}
@@ -180,7 +192,11 @@ func runAccounts(ctx context.Context, env *Env, args []string) error {
 			if healthFiltered && !ok {
 				continue
 			}
-			rows = append(rows, accountRowOf(a, h))
+			r := accountRowOf(a, h, assigned[a.GetAccountId()])
+			if owner != "" && r.Owner != owner && (owner != noOwner || r.Owner != "") {
+				continue
+			}
+			rows = append(rows, r)
 		}
 		return len(resp.GetAccounts()), resp.GetPage().GetNextPageToken(), nil
 	})
@@ -210,8 +226,48 @@ func runAccounts(ctx context.Context, env *Env, args []string) error {
 	return g.print(env.Stdout, c.output)
 }
 
-func accountRowOf(a *stagesv1.AccountSummary, h *healthv1.AccountRow) *accountRow {
-	r := &accountRow{AccountID: a.GetAccountId(), Name: a.GetName(), Stage: a.GetStage(), Owner: a.GetOwner(), Segment: a.GetSegment(), OpenSignals: a.GetOpenSignals()}
+// noOwner is the --owner value of the accounts without one, as the
+// dashboard's owner filter names them.
+const noOwner = "none"
+
+// routingAssignments reads routing's owner directory and every assignment,
+// grouped by account for account.Owner.
+func routingAssignments(ctx context.Context, c *connFlags) (map[string][]account.Assignment, error) {
+	rconn, err := c.dial("routing")
+	if err != nil {
+		return nil, err
+	}
+	defer rconn.Close()
+	rc := routingv1.NewRoutingServiceClient(rconn)
+	var owners []*routingv1.Owner
+	err = pages(0, func(size int, token string) (int, string, error) {
+		r, err := rc.ListOwners(ctx, &routingv1.ListOwnersRequest{Workspace: c.workspace, Page: pageRequest(size, token)})
+		if err != nil {
+			return 0, "", err
+		}
+		owners = append(owners, r.GetOwners()...)
+		return len(r.GetOwners()), r.GetPage().GetNextPageToken(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var as []*routingv1.Assignment
+	err = pages(0, func(size int, token string) (int, string, error) {
+		r, err := rc.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Workspace: c.workspace, Page: pageRequest(size, token)})
+		if err != nil {
+			return 0, "", err
+		}
+		as = append(as, r.GetAssignments()...)
+		return len(r.GetAssignments()), r.GetPage().GetNextPageToken(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return account.RoutingAssignments(owners, as), nil
+}
+
+func accountRowOf(a *stagesv1.AccountSummary, h *healthv1.AccountRow, assigned []account.Assignment) *accountRow {
+	r := &accountRow{AccountID: a.GetAccountId(), Name: a.GetName(), Stage: a.GetStage(), Owner: account.Owner(a.GetTraits(), assigned), Segment: a.GetSegment(), OpenSignals: a.GetOpenSignals()}
 	if a.GetStatus() != commonv1.AccountStatus_ACCOUNT_STATUS_UNSPECIFIED {
 		r.Status = enumName(a.GetStatus(), "ACCOUNT_STATUS_")
 		r.StatusSince = tsDay(a.GetStatusSince())
@@ -295,13 +351,14 @@ func runAccount(ctx context.Context, env *Env, args []string) error {
 	if herr != nil && status.Code(herr) != codes.NotFound {
 		fmt.Fprintf(env.Stderr, "warning: health: %s\n", describe(herr))
 	}
-	var handoffs []*routingv1.Assignment
+	var all, handoffs []*routingv1.Assignment
 	rc := routingv1.NewRoutingServiceClient(routingConn)
 	rerr := pages(0, func(size int, token string) (int, string, error) {
 		resp, err := rc.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{Workspace: c.workspace, AccountId: id, Page: pageRequest(size, token)})
 		if err != nil {
 			return 0, "", err
 		}
+		all = append(all, resp.GetAssignments()...)
 		for _, a := range resp.GetAssignments() {
 			if openStates[a.GetState()] {
 				handoffs = append(handoffs, a)
@@ -309,6 +366,17 @@ func runAccount(ctx context.Context, env *Env, args []string) error {
 		}
 		return len(resp.GetAssignments()), resp.GetPage().GetNextPageToken(), nil
 	})
+	var owners []*routingv1.Owner
+	if rerr == nil {
+		rerr = pages(0, func(size int, token string) (int, string, error) {
+			resp, err := rc.ListOwners(ctx, &routingv1.ListOwnersRequest{Workspace: c.workspace, Page: pageRequest(size, token)})
+			if err != nil {
+				return 0, "", err
+			}
+			owners = append(owners, resp.GetOwners()...)
+			return len(resp.GetOwners()), resp.GetPage().GetNextPageToken(), nil
+		})
+	}
 	if rerr != nil {
 		fmt.Fprintf(env.Stderr, "warning: routing: %s\n", describe(rerr))
 	}
@@ -317,14 +385,9 @@ func runAccount(ctx context.Context, env *Env, args []string) error {
 		return handoffs[a].GetCreatedAt().AsTime().Before(handoffs[b].GetCreatedAt().AsTime())
 	})
 	j, h := jr.GetJourney(), hr.GetHealth()
-	// The owner is the account's owner of record (its owner trait, else the
-	// CRM's csm_id, ae_id or sdr_id, as stages lists it), else whoever holds
-	// its latest open handoff (a customer's CSM rather than the SDR of its
-	// first MQL).
-	owner := account.OwnerOf(j.GetTraits())
-	for i := len(handoffs) - 1; owner == "" && i >= 0; i-- {
-		owner = handoffs[i].GetOwnerId()
-	}
+	// The owner as the dashboard and `cairn accounts` show it: the one rule
+	// of account.Owner over the traits and every assignment of the account.
+	owner := account.Owner(j.GetTraits(), account.RoutingAssignments(owners, all)[id])
 	switch c.output {
 	case "json":
 		out := map[string]any{"accountId": id, "owner": owner, "journey": stableJSON(j), "openHandoffs": []any{}}

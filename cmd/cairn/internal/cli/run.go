@@ -22,6 +22,7 @@ import (
 	ingestionv1 "github.com/cairn-dev/cairn/gen/cairn/ingestion/v1"
 	playsv1 "github.com/cairn-dev/cairn/gen/cairn/plays/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
+	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
 	"github.com/cairn-dev/cairn/pkg/auth"
 	"github.com/cairn-dev/cairn/pkg/clock"
 	"github.com/cairn-dev/cairn/pkg/domain/segment"
@@ -560,6 +561,14 @@ func loadDemo(ctx context.Context, w io.Writer, p ports, info *RunInfo, opts dem
 			rc.Close()
 		}
 	}
+	if enabled["stages"] {
+		// Before the events, so that both journeys place every account as
+		// its history arrives and no replay is needed.
+		if sc, err := dial("stages"); err == nil {
+			applyDemoJourneys(ctx, w, stagesv1.NewStagesServiceClient(sc))
+			sc.Close()
+		}
+	}
 	if enabled["plays"] {
 		// Before the events, so that the plays fire on the history as it
 		// is processed.
@@ -599,6 +608,49 @@ func loadDemo(ctx context.Context, w io.Writer, p ports, info *RunInfo, opts dem
 	logf(w, "demo: accepted %d, duplicate %d, rejected %d in %s", sum.Accepted, sum.Duplicates, sum.Rejected, time.Since(start).Round(time.Millisecond))
 	for _, r := range sum.Rejections {
 		logf(w, "demo: rejected event %d (%s): %s %s", r.Line, r.MessageID, r.Field, r.Reason)
+	}
+}
+
+// demoDefaultTemplate is the template stages applies as journey "default"
+// to a workspace whose first event arrives before any journey was applied
+// (services/stages/internal/journey.DefaultTemplate).
+const demoDefaultTemplate = "five-stage"
+
+// applyDemoJourneys gives the demo workspace two journeys: the sales-led
+// default and the self-serve one (demo.JourneyYAML). Stages installs the
+// default only in a workspace that has no journey when its first event
+// arrives, so once the second journey is applied the default must be
+// applied too: the same template under the same id, as stages would.
+func applyDemoJourneys(ctx context.Context, w io.Writer, sc stagesv1.StagesServiceClient) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tl, err := sc.ListJourneyTemplates(cctx, &stagesv1.ListJourneyTemplatesRequest{})
+	if err != nil {
+		logf(w, "demo: journeys not applied: list templates: %s", describe(err))
+		return
+	}
+	var def *stagesv1.JourneyDefinition
+	for _, t := range tl.GetTemplates() {
+		if t.GetId() == demoDefaultTemplate {
+			def = t
+		}
+	}
+	if def == nil {
+		logf(w, "demo: journeys not applied: stages has no %s template", demoDefaultTemplate)
+		return
+	}
+	def.Id = "default"
+	for _, req := range []*stagesv1.ApplyJourneyRequest{
+		{Definition: def, Activate: true},
+		{Yaml: string(demo.JourneyYAML), Activate: true},
+	} {
+		resp, err := sc.ApplyJourney(cctx, req)
+		if err != nil {
+			logf(w, "demo: journey not applied: %s", describe(err))
+			return
+		}
+		d := resp.GetDefinition()
+		logf(w, "demo: journey %s (%s) version %d applied (%d stages, active: %t)", d.GetId(), d.GetName(), d.GetVersion(), len(d.GetStages()), resp.GetActive())
 	}
 }
 

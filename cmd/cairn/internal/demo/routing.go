@@ -13,3 +13,10 @@ var RoutingYAML []byte
 //
 //go:embed plays.yaml
 var PlaysYAML []byte
+
+// JourneyYAML is the demo workspace's second journey, the self-serve
+// (trial-led) one next to the default five-stage journey, in the format of
+// `cairn apply -f journey.yaml`.
+//
+//go:embed journey.yaml
+var JourneyYAML []byte

@@ -36,20 +36,56 @@ const historyCalls = 16
 // on a server that keeps returning a page token.
 const maxPages = 1000
 
-// Accounts serves GET /v1/dashboard/accounts: every account with its
-// status, stage, health, ARR, renewal and owner, and the portfolio of the
-// paying ones (Report). The caller's key is forwarded with every call, so
-// the services authorize it as for any REST call.
+// Accounts serves GET /v1/dashboard/accounts: one page of the account
+// grid (every account with its status, stage, health, ARR, renewal and
+// owner, filtered, sorted and paged as Query says), the total that match,
+// and the portfolio of the paying ones (Report); with format=csv, every
+// matching row as CSV. The caller's key is forwarded with every call, so
+// the services authorize it as for any REST call. The joined rows are
+// kept between requests (Snapshots) until the services' state moves.
 func Accounts(c Clients, now func() time.Time) http.Handler {
+	cache := &Snapshots{Now: now}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "GET /v1/dashboard/accounts")
-		in, err := fetch(outgoing(r), c)
+		q, err := ParseQuery(r.URL.Query())
+		if err != nil {
+			fe := err.(*FieldError)
+			web.WriteFieldError(w, r, fe.Field, fe.Problem)
+			return
+		}
+		ctx := outgoing(r)
+		g, err := loadGrid(ctx, c, cache, r.Header.Get("Authorization"), now)
 		if err != nil {
 			web.WriteError(w, r, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, Build(now(), in))
+		at := now().UTC()
+		if q.CSV {
+			writeCSV(w, g.match(&q, at), at)
+			return
+		}
+		web.WriteJSON(w, http.StatusOK, g.page(&q, at))
 	})
+}
+
+// loadGrid is the caller's snapshot of the joined report, rebuilt when the
+// services' state has moved since it was built.
+func loadGrid(ctx context.Context, c Clients, cache *Snapshots, authorization string, now func() time.Time) (*grid, error) {
+	fp, err := Fingerprint(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	v, _, err := cache.get(cacheKey("accounts", authorization), fp, func() (any, error) {
+		in, err := fetch(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return newGrid(Build(now(), in)), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*grid), nil
 }
 
 // outgoing forwards the caller's key and the request id with every call
@@ -83,12 +119,7 @@ func fetch(ctx context.Context, c Clients) (Inputs, error) {
 			return resp.GetAccounts(), resp.GetPage(), err
 		}, "list health accounts")
 	})
-	wg.Go(func() {
-		in.Owners, errs[2] = pages(func(p *commonv1.PageRequest) ([]*routingv1.Owner, *commonv1.PageResponse, error) {
-			resp, err := routing.ListOwners(ctx, &routingv1.ListOwnersRequest{Page: p})
-			return resp.GetOwners(), resp.GetPage(), err
-		}, "list owners")
-	})
+	wg.Go(func() { in.Owners, errs[2] = listOwners(ctx, routing) })
 	wg.Go(func() { in.Assignments, errs[3] = assignments(ctx, routing) })
 	wg.Wait()
 	for _, err := range errs {
@@ -108,10 +139,24 @@ var everyStatus = []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS
 // journeyAccounts lists every account of stages, with milestones when asked
 // (the KPIs need them; the account report does not).
 func journeyAccounts(ctx context.Context, stages stagesv1.StagesServiceClient, milestones bool) ([]*stagesv1.AccountSummary, error) {
+	return journeyAccountsIn(ctx, stages, everyStatus, milestones)
+}
+
+// journeyAccountsIn lists the accounts of stages whose status is one of
+// statuses.
+func journeyAccountsIn(ctx context.Context, stages stagesv1.StagesServiceClient, statuses []commonv1.AccountStatus, milestones bool) ([]*stagesv1.AccountSummary, error) {
 	return pages(func(p *commonv1.PageRequest) ([]*stagesv1.AccountSummary, *commonv1.PageResponse, error) {
-		resp, err := stages.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Status: everyStatus, Milestones: milestones, Page: p})
+		resp, err := stages.ListAccounts(ctx, &stagesv1.ListAccountsRequest{Status: statuses, Milestones: milestones, Page: p})
 		return resp.GetAccounts(), resp.GetPage(), err
 	}, "list journey accounts")
+}
+
+// listOwners lists every owner of routing.
+func listOwners(ctx context.Context, routing routingv1.RoutingServiceClient) ([]*routingv1.Owner, error) {
+	return pages(func(p *commonv1.PageRequest) ([]*routingv1.Owner, *commonv1.PageResponse, error) {
+		resp, err := routing.ListOwners(ctx, &routingv1.ListOwnersRequest{Page: p})
+		return resp.GetOwners(), resp.GetPage(), err
+	}, "list owners")
 }
 
 // assignments lists every assignment of routing.

@@ -221,51 +221,111 @@ func within(t, from, to time.Time) bool { return !t.IsZero() && !t.Before(from) 
 
 // BuildKPIs computes the council KPIs over [from, to) as of asOf.
 func BuildKPIs(asOf, from, to time.Time, segment string, in KPIInputs) KPIReport {
+	return prepareKPIs(in).build(asOf, from, to, segment)
+}
+
+// kpiBase is what the KPIs read of a workspace, worked out once per
+// snapshot of the services (Snapshots): the milestones of the accounts
+// any KPI can count, in name order, and every account's name and segment.
+type kpiBase struct {
+	// ms are the accounts that have been paying or churned, or renewed:
+	// the others (prospects and trials that never bought) count in no
+	// KPI, and at 100,000 accounts they are nearly all of them.
+	ms       []milestone
+	segs     []string // segs[i] is the segment of ms[i]
+	segments []string
+	bySeg    map[string]string
+	names    map[string]AccountRef
+	handoffs []*routingv1.Assignment
+}
+
+func prepareKPIs(in KPIInputs) *kpiBase {
+	b := &kpiBase{segments: []string{}, bySeg: make(map[string]string, len(in.Accounts)), names: make(map[string]AccountRef, len(in.Accounts)),
+		handoffs: in.Assignments}
+	var ms []milestone
+	var segs []string
+	for _, a := range in.Accounts {
+		id := a.GetAccountId()
+		if _, dup := b.bySeg[id]; dup {
+			continue
+		}
+		seg := cmp.Or(a.GetSegment(), a.GetTraits()["segment"])
+		b.bySeg[id] = seg
+		m := readMilestone(a)
+		b.names[id] = m.ref
+		if !m.counts() {
+			continue
+		}
+		ms = append(ms, m)
+		segs = append(segs, seg)
+	}
+	for _, seg := range b.bySeg {
+		if seg != "" {
+			b.segments = append(b.segments, seg)
+		}
+	}
+	slices.Sort(b.segments)
+	b.segments = slices.Compact(b.segments)
+	// Sort positions rather than the milestones themselves, which are
+	// large to swap.
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		return cmp.Or(cmp.Compare(ms[i].ref.Name, ms[j].ref.Name), cmp.Compare(ms[i].ref.ID, ms[j].ref.ID))
+	})
+	b.ms, b.segs = make([]milestone, len(ms)), make([]string, len(ms))
+	for i, j := range order {
+		b.ms[i], b.segs[i] = ms[j], segs[j]
+	}
+	return b
+}
+
+// counts reports whether any KPI can count the account: it has been a
+// customer, won back or churned, or renewed.
+func (m *milestone) counts() bool {
+	if len(m.renewed) > 0 {
+		return true
+	}
+	for _, c := range m.changes {
+		switch c.GetStatus() {
+		case commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER, commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK, commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED:
+			return true
+		}
+	}
+	return false
+}
+
+// build computes the KPIs over [from, to) as of asOf for one segment ("":
+// every account).
+func (b *kpiBase) build(asOf, from, to time.Time, segment string) KPIReport {
 	end := to
 	if asOf.Before(end) {
 		end = asOf
 	}
-	rep := KPIReport{AsOf: asOf.UTC(), From: from.UTC(), To: to.UTC(), Segment: segment, Segments: []string{}}
-	segs := map[string]bool{}
-	ms := make([]milestone, 0, len(in.Accounts))
-	bySeg := map[string]string{}
-	seen := map[string]bool{}
-	for _, a := range in.Accounts {
-		if seen[a.GetAccountId()] {
-			continue
+	rep := KPIReport{AsOf: asOf.UTC(), From: from.UTC(), To: to.UTC(), Segment: segment, Segments: b.segments}
+	ms := b.ms
+	if segment != "" {
+		ms = nil
+		for i, m := range b.ms {
+			if b.segs[i] == segment {
+				ms = append(ms, m)
+			}
 		}
-		seen[a.GetAccountId()] = true
-		seg := cmp.Or(a.GetSegment(), a.GetTraits()["segment"])
-		bySeg[a.GetAccountId()] = seg
-		if seg != "" && !segs[seg] {
-			segs[seg] = true
-			rep.Segments = append(rep.Segments, seg)
-		}
-		if segment != "" && seg != segment {
-			continue
-		}
-		ms = append(ms, readMilestone(a))
-	}
-	slices.Sort(rep.Segments)
-	slices.SortFunc(ms, func(a, b milestone) int {
-		return cmp.Or(cmp.Compare(a.ref.Name, b.ref.Name), cmp.Compare(a.ref.ID, b.ref.ID))
-	})
-	names := map[string]AccountRef{}
-	for _, m := range ms {
-		names[m.ref.ID] = m.ref
 	}
 	rep.KPIs = append(rep.KPIs, activation(ms, from, to, asOf)...)
 	rep.KPIs = append(rep.KPIs, adoption(ms, asOf))
 	rep.KPIs = append(rep.KPIs, retention(ms, from, end)...)
 	rep.KPIs = append(rep.KPIs, renewals(ms, from, to, end))
 	var handoffs []*routingv1.Assignment
-	for _, a := range in.Assignments {
-		if segment != "" && bySeg[a.GetAccountId()] != segment {
+	for _, a := range b.handoffs {
+		if segment != "" && b.bySeg[a.GetAccountId()] != segment {
 			continue
 		}
 		handoffs = append(handoffs, a)
 	}
-	rep.KPIs = append(rep.KPIs, speedToContact(handoffs, names, from, to))
+	rep.KPIs = append(rep.KPIs, speedToContact(handoffs, b.names, from, to))
 	return rep
 }
 
@@ -520,8 +580,11 @@ func ParsePeriod(q map[string][]string, now time.Time) (from, to time.Time, fiel
 }
 
 // KPIs serves GET /v1/dashboard/kpis?from=YYYY-MM-DD&to=YYYY-MM-DD&segment=S:
-// the council KPIs of the caller's workspace (docs/kpis.md).
+// the council KPIs of the caller's workspace (docs/kpis.md). What they
+// are computed from is kept between requests (Snapshots) until the
+// services' state moves; the period and segment are applied per request.
 func KPIs(c Clients, now func() time.Time) http.Handler {
+	cache := &Snapshots{Now: now}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.SetRoute(r.Context(), "GET /v1/dashboard/kpis")
 		q := r.URL.Query()
@@ -532,33 +595,62 @@ func KPIs(c Clients, now func() time.Time) http.Handler {
 			return
 		}
 		segment := q.Get("segment")
-		in, err := fetchKPIInputs(outgoing(r), c)
+		ctx := outgoing(r)
+		fp, err := Fingerprint(ctx, c)
 		if err != nil {
 			web.WriteError(w, r, err)
 			return
 		}
-		web.WriteJSON(w, http.StatusOK, BuildKPIs(asOf, from, to, segment, in))
+		base, _, err := cache.get(cacheKey("kpis", r.Header.Get("Authorization")), fp, func() (any, error) {
+			in, err := fetchKPIInputs(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			return prepareKPIs(in), nil
+		})
+		if err != nil {
+			web.WriteError(w, r, err)
+			return
+		}
+		web.WriteJSON(w, http.StatusOK, base.(*kpiBase).build(asOf, from, to, segment))
 	})
 }
 
-// fetchKPIInputs reads every account with its milestones and every
-// assignment, at once. The segment is filtered here rather than by
-// stages, so that the report can list every segment for the selector.
+// The statuses of the accounts that have bought (the KPIs read their
+// milestones) and of those that have not.
+var (
+	boughtStatuses = []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS_CUSTOMER, commonv1.AccountStatus_ACCOUNT_STATUS_WON_BACK,
+		commonv1.AccountStatus_ACCOUNT_STATUS_CHURNED}
+	notBoughtStatuses = []commonv1.AccountStatus{commonv1.AccountStatus_ACCOUNT_STATUS_PROSPECT, commonv1.AccountStatus_ACCOUNT_STATUS_TRIAL}
+)
+
+// fetchKPIInputs reads every account (with its milestones when it has
+// bought) and every assignment, at once. The segment is filtered here
+// rather than by stages, so that the report can list every segment for the
+// selector.
 func fetchKPIInputs(ctx context.Context, c Clients) (KPIInputs, error) {
 	var (
 		in   KPIInputs
 		wg   sync.WaitGroup
-		errs = make([]error, 2)
+		errs = make([]error, 3)
 	)
 	stages := stagesv1.NewStagesServiceClient(c.Stages)
 	routing := routingv1.NewRoutingServiceClient(c.Routing)
-	wg.Go(func() { in.Accounts, errs[0] = journeyAccounts(ctx, stages, true) })
-	wg.Go(func() { in.Assignments, errs[1] = assignments(ctx, routing) })
+	var before []*stagesv1.AccountSummary
+	// Milestones (which stages reads from every account's aggregates) only
+	// of the accounts that are or were paying: an account's status never
+	// goes back to prospect or trial once it bought (account.Lifecycle),
+	// and a renewal makes it a customer, so the prospects and trials count
+	// in no KPI; their names and segments are enough.
+	wg.Go(func() { in.Accounts, errs[0] = journeyAccountsIn(ctx, stages, boughtStatuses, true) })
+	wg.Go(func() { before, errs[1] = journeyAccountsIn(ctx, stages, notBoughtStatuses, false) })
+	wg.Go(func() { in.Assignments, errs[2] = assignments(ctx, routing) })
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return KPIInputs{}, err
 		}
 	}
+	in.Accounts = append(in.Accounts, before...)
 	return in, nil
 }

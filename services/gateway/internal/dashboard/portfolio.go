@@ -11,6 +11,7 @@ import (
 	healthv1 "github.com/cairn-dev/cairn/gen/cairn/health/v1"
 	routingv1 "github.com/cairn-dev/cairn/gen/cairn/routing/v1"
 	stagesv1 "github.com/cairn-dev/cairn/gen/cairn/stages/v1"
+	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/services/gateway/internal/web"
 )
 
@@ -44,6 +45,10 @@ type Row struct {
 	OwnerID        string  `json:"ownerId"`
 	OwnerName      string  `json:"ownerName"`
 	OwnerTeam      string  `json:"ownerTeam"` // csm, ae, sdr, implementation, manager
+
+	// What the grid filters and sorts by, worked out once per snapshot.
+	contractEnd                    time.Time
+	idLower, nameLower, ownerLower string
 }
 
 // Paying reports whether the account is a live paying customer: the
@@ -82,9 +87,13 @@ type Portfolio struct {
 	ByOwner   []*Group `json:"byOwner"`
 	BySegment []*Group `json:"bySegment"`
 	ByPlan    []*Group `json:"byPlan"`
+	// Renewals are the paying accounts by contract end: overdue, within
+	// 30 and within 90 days (the accounts endpoint fills them at its now).
+	Renewals []Renewal `json:"renewals,omitempty"`
 }
 
-// Report is the answer of GET /v1/dashboard/accounts.
+// Report is the joined account report, every row and the portfolio, that
+// GET /v1/dashboard/accounts filters, sorts and pages (Page).
 type Report struct {
 	AsOf      time.Time `json:"asOf"`
 	Rows      []Row     `json:"rows"`
@@ -94,47 +103,15 @@ type Report struct {
 // Unassigned is the key of the accounts that have no owner.
 const Unassigned = "none"
 
-// ownerTraits are the account traits that name an owner, in the order the
-// dashboard prefers them: routing reads the same traits (its ACCOUNT_OWNER
-// rules), so an owner set in the CRM shows even before any handoff.
-var ownerTraits = []struct {
-	trait string
-	team  routingv1.Team
-}{
-	{"csm_id", routingv1.Team_TEAM_CSM},
-	{"ae_id", routingv1.Team_TEAM_AE},
-	{"implementation_id", routingv1.Team_TEAM_IMPLEMENTATION},
-	{"sdr_id", routingv1.Team_TEAM_SDR},
-}
-
-// ownerPreference is the team whose owner is "the" owner of an account:
-// the CSM of a customer, else its AE, implementation lead or SDR.
-var ownerPreference = []routingv1.Team{routingv1.Team_TEAM_CSM, routingv1.Team_TEAM_AE, routingv1.Team_TEAM_IMPLEMENTATION, routingv1.Team_TEAM_SDR, routingv1.Team_TEAM_MANAGER}
-
 // Build joins the inputs into one row per account and sums the portfolio.
 func Build(asOf time.Time, in Inputs) Report {
 	owners := make(map[string]*routingv1.Owner, len(in.Owners))
 	for _, o := range in.Owners {
 		owners[o.GetOwnerId()] = o
 	}
-	// An account's owner per team is the owner of its latest assignment to
-	// that team, as routing's own directory records it.
-	byTeam := map[string]map[routingv1.Team]pick{}
-	for _, a := range in.Assignments {
-		o, ok := owners[a.GetOwnerId()]
-		if a.GetAccountId() == "" || !ok {
-			continue
-		}
-		at := a.GetCreatedAt().AsTime()
-		m := byTeam[a.GetAccountId()]
-		if m == nil {
-			m = map[routingv1.Team]pick{}
-			byTeam[a.GetAccountId()] = m
-		}
-		if p, seen := m[o.GetTeam()]; !seen || !at.Before(p.at) {
-			m[o.GetTeam()] = pick{owner: o.GetOwnerId(), at: at}
-		}
-	}
+	// The owner rule is shared with the CLI (account.Owner): the traits,
+	// else the latest assignment per team, as routing's directory has it.
+	assigned := account.RoutingAssignments(in.Owners, in.Assignments)
 
 	rows := make([]Row, 0, len(in.Journey))
 	index := map[string]int{}
@@ -145,7 +122,7 @@ func Build(asOf time.Time, in Inputs) Report {
 		index[j.GetAccountId()] = len(rows)
 		rows = append(rows, Row{
 			AccountID: j.GetAccountId(), Name: j.GetName(), Status: cmp.Or(shortName(j.GetStatus()), "unknown"),
-			Stage: j.GetStage(), Segment: j.GetSegment(), OpenSignals: j.GetOpenSignals(), OwnerID: j.GetOwner(),
+			Stage: j.GetStage(), Segment: j.GetSegment(), OpenSignals: j.GetOpenSignals(),
 		})
 	}
 	for _, h := range in.Health {
@@ -163,7 +140,8 @@ func Build(asOf time.Time, in Inputs) Report {
 		r.ScoreChange30d = h.GetScoreChange_30D()
 		r.ARR = h.GetArr()
 		if ce := h.GetContractEnd(); ce != nil && ce.AsTime().Year() > 1971 {
-			r.ContractEnd = ce.AsTime().UTC().Format(time.RFC3339)
+			r.contractEnd = ce.AsTime().UTC()
+			r.ContractEnd = r.contractEnd.Format(time.RFC3339)
 		}
 		r.RenewalPlay = h.GetRenewalPlay()
 		r.OpenSignals = max(r.OpenSignals, h.GetOpenSignals())
@@ -176,9 +154,7 @@ func Build(asOf time.Time, in Inputs) Report {
 		}
 		r.Segment = cmp.Or(r.Segment, t["segment"])
 		r.Plan = t["plan"]
-		if r.OwnerID == "" {
-			r.OwnerID = accountOwner(byTeam[r.AccountID], t)
-		}
+		r.OwnerID = account.Owner(t, assigned[r.AccountID])
 		if o, ok := owners[r.OwnerID]; ok {
 			r.OwnerName = o.GetName()
 			r.OwnerTeam = shortName(o.GetTeam())
@@ -186,33 +162,10 @@ func Build(asOf time.Time, in Inputs) Report {
 		if r.OwnerName == "" {
 			r.OwnerName = r.OwnerID
 		}
+		r.idLower, r.nameLower, r.ownerLower = strings.ToLower(r.AccountID), strings.ToLower(r.Name), strings.ToLower(r.OwnerName)
 	}
-	slices.SortFunc(rows, func(a, b Row) int {
-		return cmp.Or(cmp.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.AccountID, b.AccountID))
-	})
+	slices.SortFunc(rows, func(a, b Row) int { return byName(&a, &b) })
 	return Report{AsOf: asOf.UTC(), Rows: rows, Portfolio: Summarize(rows)}
-}
-
-// pick is the owner of an account's latest assignment to one team.
-type pick struct {
-	owner string
-	at    time.Time
-}
-
-// accountOwner is the owner of the preferred team: from the latest
-// assignment, else from an owner trait.
-func accountOwner(assigned map[routingv1.Team]pick, traits map[string]string) string {
-	for _, team := range ownerPreference {
-		if p, ok := assigned[team]; ok {
-			return p.owner
-		}
-		for _, ot := range ownerTraits {
-			if ot.team == team && traits[ot.trait] != "" {
-				return traits[ot.trait]
-			}
-		}
-	}
-	return ""
 }
 
 // Summarize sums the paying rows by band, owner, segment and plan.

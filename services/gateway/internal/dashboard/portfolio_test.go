@@ -43,8 +43,10 @@ func TestBuildOwner(t *testing.T) {
 		{name: "CSM trait when no assignment", traits: map[string]string{"csm_id": "nora"}, wantID: "nora", wantName: "Nora Lind"},
 		{name: "CSM trait before an AE assignment", traits: map[string]string{"csm_id": "nora"},
 			assignments: []*routingv1.Assignment{assignment("a", "ravi", t0)}, wantID: "nora", wantName: "Nora Lind"},
-		{name: "journey owner trait kept", summary: &stagesv1.AccountSummary{AccountId: "a", Owner: "someone"},
+		{name: "owner trait wins over assignments", summary: &stagesv1.AccountSummary{AccountId: "a", Owner: "someone"}, traits: map[string]string{"owner": "someone"},
 			assignments: []*routingv1.Assignment{assignment("a", "nora", t0)}, wantID: "someone", wantName: "someone"},
+		{name: "a CSM assignment before an SDR trait", summary: &stagesv1.AccountSummary{AccountId: "a", Owner: "sam"}, traits: map[string]string{"sdr_id": "sam"},
+			assignments: []*routingv1.Assignment{assignment("a", "nora", t0)}, wantID: "nora", wantName: "Nora Lind"},
 		{name: "unknown owner ignored", assignments: []*routingv1.Assignment{assignment("a", "ghost", t0)}, wantID: "", wantName: ""},
 	}
 	for _, tt := range tests {

@@ -115,12 +115,12 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	// The dashboard's joined account list and portfolio (dashboard.Report),
 	// built from the services' list RPCs with the caller's key.
 	mux.Handle("GET /v1/dashboard/accounts", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
-		dashboard.Accounts(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
+		dashboard.Accounts(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing, Plays: u.Plays}, time.Now)))
 	mux.Handle("GET /v1/dashboard/health-trend", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
 		dashboard.HealthTrend(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
 	// The council KPIs (docs/kpis.md) over a period and segment.
 	mux.Handle("GET /v1/dashboard/kpis", keyed(cfg.Auth, cfg.Limiter, cfg.Admission,
-		dashboard.KPIs(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing}, time.Now)))
+		dashboard.KPIs(dashboard.Clients{Stages: u.Stages, Health: u.Health, Routing: u.Routing, Plays: u.Plays}, time.Now)))
 	// How far stages, health and routing are behind their upstream logs
 	// (their GetStatus), which the dashboard polls to say that its numbers
 	// are still moving.

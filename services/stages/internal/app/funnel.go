@@ -91,34 +91,32 @@ func funnelPart(tx *pstore.Tx, ns store.Namespace, ws, jid string, def *stagesv1
 		ev = j.NewEvaluator()
 	}
 	reasons := map[string]int64{}
-	err = ns.Accounts(tx, ws, jid, nil, func(_ []byte, aj *stagesv1.AccountJourney) (bool, error) {
-		if aj.GetStage() != "" {
-			return true, nil // counted from its open visit
-		}
+	// The accounts in a stage were counted from their open visits.
+	err = ns.AccountsInNoStage(tx, ws, jid, func(aj *stagesv1.AccountJourney) error {
 		tr := aj.GetTraits()
 		if (q.Cohort != "" && tr["cohort"] != q.Cohort) || (q.Segment != "" && tr["segment"] != q.Segment) || (q.Plan != "" && tr["plan"] != q.Plan) {
-			return true, nil
+			return nil
 		}
 		lc, err := lifecycleOf(tx, ns, jid, aj)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if account.StatusOf(lc.GetStatus()) == account.StatusChurned {
 			resp.Churned++
-			return true, nil
+			return nil
 		}
 		resp.NotPlaced++
 		resp.Accounts++
 		if ev != nil {
 			acc, err := ns.GetAccount(tx, ws, jid, aj.GetAccountId())
 			if err != nil {
-				return false, err
+				return err
 			}
 			for _, r := range ev.NotPlaced(acc.Aggs, now) {
 				reasons[r]++
 			}
 		}
-		return true, nil
+		return nil
 	})
 	if err != nil {
 		return nil, err

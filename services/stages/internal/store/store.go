@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/pkg/domain/account"
 	"github.com/cairn-dev/cairn/pkg/store"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -242,6 +243,68 @@ func (ns Namespace) Accounts(tx *store.Tx, ws, journey string, after []byte, fn 
 		}
 	}
 	return nil
+}
+
+// AccountsInNoStage calls fn for each account of a journey that is in no
+// stage (churned, or not placed yet), in key order. It reads only the top
+// level of each stored record to skip the accounts in a stage, which at
+// 100,000 accounts are nearly all of them: decoding every record was half
+// of a funnel's time.
+func (ns Namespace) AccountsInNoStage(tx *store.Tx, ws, journey string, fn func(aj *stagesv1.AccountJourney) error) error {
+	b, err := ns.bucket(tx, bucketAccounts)
+	if err != nil || b == nil {
+		return err
+	}
+	prefix := Key(ws, journey)
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		staged, err := HasStage(v)
+		if err != nil {
+			return fmt.Errorf("decode account: %w", err)
+		}
+		if staged {
+			continue
+		}
+		aj := &stagesv1.AccountJourney{}
+		if err := store.Unmarshal(v, aj); err != nil {
+			return fmt.Errorf("decode account: %w", err)
+		}
+		if err := fn(aj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// accountStageField is AccountJourney.stage's field number.
+const accountStageField = 5
+
+// HasStage reports whether an encoded AccountJourney has a stage, without
+// decoding it: it walks the top-level fields only. As protobuf decoding
+// does, the last stage field wins.
+func HasStage(raw []byte) (bool, error) {
+	staged := false
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return false, protowire.ParseError(n)
+		}
+		raw = raw[n:]
+		if num == accountStageField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(raw)
+			if m < 0 {
+				return false, protowire.ParseError(m)
+			}
+			staged, raw = len(v) > 0, raw[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, raw)
+		if m < 0 {
+			return false, protowire.ParseError(m)
+		}
+		raw = raw[m:]
+	}
+	return staged, nil
 }
 
 // AggKeys lists the (journey, account) pairs of a workspace with aggregates.

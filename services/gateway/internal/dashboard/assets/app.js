@@ -207,11 +207,22 @@
     el.replaceChildren(loading(what));
     try {
       const out = await render();
-      el.replaceChildren(...[out].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false)
-        .map((x) => (x instanceof Node ? x : document.createTextNode(String(x)))));
+      const nodes = [out].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false)
+        .map((x) => (x instanceof Node ? x : document.createTextNode(String(x))));
+      await nameLinks(nodes);
+      el.replaceChildren(...nodes);
     } catch (err) {
       el.replaceChildren(failure(err));
     }
+  }
+  // nameLinks gives the account links that show a bare id their account's
+  // name, asking the report for those accounts only.
+  async function nameLinks(nodes) {
+    const links = nodes.flatMap((n) => (n.querySelectorAll ? [...(n.matches && n.matches('a[data-account]') ? [n] : []), ...n.querySelectorAll('a[data-account]')] : []))
+      .filter((a) => a.textContent === a.dataset.account && !names.has(a.dataset.account));
+    if (!links.length) return;
+    await optional(namedRows(links.map((a) => a.dataset.account)));
+    for (const a of links) if (names.get(a.dataset.account)) a.textContent = names.get(a.dataset.account);
   }
   const panel = (title, ...kids) => h('section', { class: 'panel' }, title ? h('h2', {}, title) : null, ...kids);
 
@@ -300,7 +311,7 @@
             h('span', { class: 'pct' }, fmtPct(prev.conversionRate)), arrowSvg(), h('span', {}, 'convert')));
         }
         const card = h('button', { class: 'stage', type: 'button', 'data-stage': st.stage, 'data-testid': 'stage-card',
-          onclick: () => { row.querySelectorAll('.stage').forEach((c) => c.classList.remove('selected')); card.classList.add('selected'); showStage(list, st, segment); } },
+          onclick: () => { row.querySelectorAll('.stage').forEach((c) => c.classList.remove('selected')); card.classList.add('selected'); showStage(list, st, segment, fp.journey); } },
           h('div', { class: 'name' }, st.name || st.stage),
           h('div', { class: 'team' }, st.ownerTeam || ''),
           h('div', { class: 'count', 'data-testid': 'stage-count' }, fmtInt(st.current), h('small', {}, 'now')),
@@ -421,9 +432,9 @@
     p.appendChild(body);
     el.replaceChildren(p);
     fill(body, 'accounts', async () => {
-      const [f, rep] = await Promise.all([api('/v1/funnel', query), lookups()]);
-      const byId = new Map(((rep && rep.rows) || []).map((r) => [r.accountId, r]));
+      const [f] = await Promise.all([api('/v1/funnel', query), lookups()]);
       const ids = f.accountIds || [];
+      const byId = (await optional(namedRows(ids))) || new Map();
       if (!ids.length) return empty('No account is counted here.');
       return [h('div', { class: 'sub', style: 'margin-bottom:8px', 'data-testid': 'figure-accounts-count', 'data-count': ids.length },
         `${fmtInt(ids.length)} account${ids.length === 1 ? '' : 's'} (an account with several stays is listed once)`),
@@ -552,14 +563,14 @@
     }
   }
 
-  function showStage(el, st, segment) {
+  function showStage(el, st, segment, journeyId) {
     el.replaceChildren();
     const p = panel('Accounts in ' + (st.name || st.stage));
     el.appendChild(p);
     const body = h('div', {});
     p.appendChild(body);
     fill(body, 'accounts', async () => {
-      const r = await api('/v1/journey/accounts', { stage: st.stage, segment, 'page.pageSize': 100 });
+      const r = await api('/v1/journey/accounts', { journeyId, stage: st.stage, segment, 'page.pageSize': 100 });
       return accountTable(r.accounts || [], 'No accounts are in this stage right now.');
     });
     p.scrollIntoView({ behavior: 'smooth', block: 'start' });
@@ -576,9 +587,10 @@
         h('td', { class: 'num' }, num(a.openSignals) ? h('span', { class: 'pill warn' }, a.openSignals) : '0'))))));
   }
 
-  // ---- shared data: the joined account report (GET /v1/dashboard/accounts),
-  // the funnel's stage names and routing's owner names, cached briefly so that
-  // moving between pages does not refetch them.
+  // ---- shared data: the funnel's stage names and routing's owner names,
+  // cached briefly so that moving between pages does not refetch them. The
+  // joined account report (GET /v1/dashboard/accounts) is asked a page or a
+  // few named accounts at a time: a workspace may have 100,000 accounts.
   const cache = {};
   function cached(key, ttl, load) {
     const c = cache[key];
@@ -588,17 +600,29 @@
     p.catch(() => { if (cache[key] && cache[key].p === p) delete cache[key]; });
     return p;
   }
-  const reportP = () => cached('report', 15e3, () => api('/v1/dashboard/accounts'));
   const names = new Map(), stageNames = new Map(), ownerNames = new Map();
-  // lookups fills the name maps; pages await it before rendering so that
-  // links, headings and lists show names, not ids.
+  // accountRows asks the report for one page of the grid (q: its filters,
+  // sort and page) and remembers the names of the accounts it lists.
+  async function accountRows(q) {
+    const rep = await cached('accounts?' + new URLSearchParams(Object.entries(q).filter(([, v]) => v !== '' && v != null)).toString(), 15e3, () => api('/v1/dashboard/accounts', q));
+    for (const r of rep.rows || []) if (r.name) names.set(r.accountId, r.name);
+    return rep;
+  }
+  // namedRows is the report's rows of the given accounts (at most 1,000),
+  // by id.
+  async function namedRows(ids) {
+    const want = [...new Set(ids)].slice(0, 1000);
+    if (!want.length) return new Map();
+    const rep = await accountRows({ ids: want.join(','), status: 'all', 'page.pageSize': 1000 });
+    return new Map((rep.rows || []).map((r) => [r.accountId, r]));
+  }
+  // lookups fills the stage and owner name maps; pages await it before
+  // rendering so that links, headings and lists show names, not ids.
   async function lookups() {
-    const [rep, f, o] = await Promise.all([optional(reportP()), optional(cached('funnel', 60e3, () => api('/v1/funnel'))),
+    const [f, o] = await Promise.all([optional(cached('funnel', 60e3, () => api('/v1/funnel'))),
       optional(cached('owners', 60e3, () => api('/v1/owners', { 'page.pageSize': 1000 })))]);
-    for (const r of (rep && rep.rows) || []) if (r.name) names.set(r.accountId, r.name);
     for (const st of (f && f.stages) || []) if (st.name) stageNames.set(st.stage, st.name);
     for (const x of (o && o.owners) || []) if (x.name) ownerNames.set(x.ownerId, x.name);
-    return rep;
   }
   const stageName = (id) => (id ? stageNames.get(id) || label(id) : '');
   const ownerName = (id) => (id ? ownerNames.get(id) || id : '');
@@ -627,8 +651,11 @@
   const RSTATUS = { prospect: 'prospect', trial: 'trial', customer: 'customer', won_back: 'won back', churned: 'churned', unknown: 'unknown' };
   const accountsHref = (f) => '#/accounts?' + new URLSearchParams(Object.entries(f).filter(([, v]) => v)).toString();
 
-  // ---- account filters: the same predicate serves the accounts list and
-  // every click-through count, so a number and its list cannot disagree.
+  // ---- account filters. The gateway applies them to the grid and to the
+  // portfolio's counts (Query.Match in the dashboard package); matches is
+  // the same predicate for the few rows a page already holds (the renewal
+  // calendar's windows, the search box), so a number and its list cannot
+  // disagree.
   const FILTERS = ['q', 'status', 'stage', 'band', 'owner', 'segment', 'plan', 'renewal'];
   function matches(r, f, now) {
     const st = f.status || '';
@@ -653,18 +680,6 @@
     }
     return true;
   }
-  const SORTS = {
-    name: (a, b) => (a.name || a.accountId).localeCompare(b.name || b.accountId),
-    status: (a, b) => String(a.status).localeCompare(String(b.status)),
-    stage: (a, b) => String(a.stage || '~').localeCompare(String(b.stage || '~')),
-    health: (a, b) => (a.band ? a.score : -1) - (b.band ? b.score : -1),
-    change: (a, b) => (a.band ? num(a.scoreChange30d) : -1e9) - (b.band ? num(b.scoreChange30d) : -1e9),
-    arr: (a, b) => num(a.arr) - num(b.arr),
-    renewal: (a, b) => (a.contractEnd ? new Date(a.contractEnd) : 8.64e15) - (b.contractEnd ? new Date(b.contractEnd) : 8.64e15),
-    owner: (a, b) => (a.ownerName || '~').localeCompare(b.ownerName || '~'),
-    segment: (a, b) => (a.segment || '~').localeCompare(b.segment || '~'),
-    signals: (a, b) => num(a.openSignals) - num(b.openSignals),
-  };
 
   // ---- portfolio (the CS lead's view)
   async function portfolioPage(params) {
@@ -675,8 +690,7 @@
     const trendEl = h('section', { class: 'panel', 'data-testid': 'health-trend' });
     healthTrend(trendEl, Number(params.get('days')) || 90);
     await fill(body, 'portfolio', async () => {
-      const rep = await lookups();
-      if (!rep) return reportP(); // surfaces the error
+      const [rep] = await Promise.all([accountRows({ status: 'paying', 'page.pageSize': 1 }), lookups()]);
       const p = rep.portfolio || {};
       document.getElementById('portfolio-sub').textContent = `Paying customers (customers and won-back accounts), as of ${fmtStamp(rep.asOf)}. Every number opens the accounts it counts.`;
       const link = (n, f, id, text) => h('a', { href: accountsHref({ status: 'paying', ...f }), 'data-count': n, 'data-testid': id, 'aria-label': `${n} accounts${text ? ': ' + text : ''}` }, fmtInt(n));
@@ -710,12 +724,12 @@
             h('td', { class: 'num' }, fmtMoney(g.atRiskArr)), h('td', { class: 'num' }, g.healthy + g.neutral + g.atRisk ? fmtScore(g.avgScore) : '—'),
             h('td', { class: 'hide-sm' }, miniStack(g)));
         })))) : empty('No paying customers yet.'));
-      const rows = (rep.rows || []).filter((r) => r.status === 'customer' || r.status === 'won_back');
-      const now = Date.now();
+      // The server counts them with the same filter the accounts page lists them with.
+      const byWindow = Object.fromEntries((p.renewals || []).map((x) => [x.window, x]));
       const renew = [['overdue', 'Overdue'], ['30', '≤ 30 days'], ['90', '≤ 90 days']].map(([k, l]) => {
-        const list = rows.filter((r) => matches(r, { status: 'paying', renewal: k }, now));
-        return h('div', { class: 'kpi' }, h('div', { class: 'v' }, link(list.length, { renewal: k }, 'renewal-' + k, 'renewals ' + l)),
-          h('div', { class: 'l' }, `${l}: ${fmtMoneyShort(list.reduce((t, r) => t + num(r.arr), 0))} ARR`));
+        const x = byWindow[k] || { accounts: 0, arr: 0 };
+        return h('div', { class: 'kpi' }, h('div', { class: 'v' }, link(num(x.accounts), { renewal: k }, 'renewal-' + k, 'renewals ' + l)),
+          h('div', { class: 'l' }, `${l}: ${fmtMoneyShort(x.arr)} ARR`));
       });
       return [h('section', { class: 'panel' }, kpis),
         h('div', { class: 'grid two' }, panel('Customers by health band', stack, bandTable),
@@ -771,57 +785,83 @@
       .filter(([k]) => num(g[k])).map(([k, cls]) => h('span', { class: cls.split(' ').pop(), style: `flex:${num(g[k]) / n}` })));
   }
 
-  // ---- accounts: every account with health, ARR, renewal and owner,
-  // filtered and sorted in the page.
+  // ---- accounts: every account with health, ARR, renewal and owner. The
+  // gateway filters, sorts and pages (GET /v1/dashboard/accounts): the page
+  // asks for one page of rows at a time, and the export streams every
+  // matching row from the server.
+  const GRID_PAGE = 100;
+  // pageTrail remembers, per view, the pages before the one shown, so that
+  // "Previous page" can go back without the server keeping state.
+  const pageTrail = new Map();
   async function accountsPage(params) {
     const f = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || '']));
     const sort = params.get('sort') || 'name', dir = params.get('dir') === 'desc' ? 'desc' : 'asc';
+    const token = params.get('page') || '';
     const set = (changes) => go('accounts', { ...f, sort: sort === 'name' ? '' : sort, dir: dir === 'asc' ? '' : dir, ...changes });
     const head = h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Accounts'), h('div', { class: 'sub', 'data-testid': 'accounts-sub' }, 'Loading accounts')));
     const controls = h('form', { class: 'controls filters', 'aria-label': 'Filter accounts', onsubmit: (e) => { e.preventDefault(); set({ q: e.target.querySelector('#q').value.trim() }); } });
     const body = h('div', {});
     const views = h('div', { class: 'saved-views', 'data-testid': 'saved-views' });
-    viewsBar(views, viewQuery({ ...f, sort: sort === 'name' ? '' : sort, dir: dir === 'asc' ? '' : dir }));
+    const current = viewQuery({ ...f, sort: sort === 'name' ? '' : sort, dir: dir === 'asc' ? '' : dir });
+    viewsBar(views, current);
     view.replaceChildren(head, h('section', { class: 'panel' }, controls, views, body));
+    // The server's query: the page's filters, sort and page, as the
+    // gateway names them ("won back" is won_back there).
+    const query = { ...f, status: f.status === 'won back' ? 'won_back' : f.status, sort: sort === 'name' ? '' : sort, dir: dir === 'asc' ? '' : dir };
     await fill(body, 'accounts', async () => {
-      const rep = await lookups();
-      if (!rep) return reportP();
-      const all = rep.rows || [];
-      const uniq = (fn) => [...new Set(all.map(fn).filter(Boolean))].sort();
+      const [rep] = await Promise.all([accountRows({ ...query, 'page.pageSize': GRID_PAGE, 'page.pageToken': token }), lookups()]);
+      const fc = rep.facets || {};
       const select = (id, lbl, opts, value) => [h('label', { for: id }, lbl), h('select', { id, 'data-testid': id + '-filter', onchange: (e) => set({ [id]: e.target.value }) },
         opts.map(([v, t]) => h('option', { value: v, selected: v === value }, t)))];
-      const owners = [...new Map(all.filter((r) => r.ownerId).map((r) => [r.ownerId, r.ownerName || r.ownerId])).entries()].sort((a, b) => a[1].localeCompare(b[1]));
+      const owners = (fc.owners || []).map((o) => [o.id, o.name || o.id]);
       controls.replaceChildren(...[
         h('label', { for: 'q' }, 'Name or id'), h('input', { id: 'q', type: 'search', value: f.q, placeholder: 'e.g. Redgrid', autocomplete: 'off' }),
         select('status', 'Status', [['', 'Live (not churned)'], ['paying', 'Paying customers'], ['prospect', 'prospect'], ['trial', 'trial'], ['customer', 'customer'], ['won back', 'won back'], ['churned', 'churned'], ['all', 'All, churned included']], f.status),
-        select('stage', 'Stage', [['', 'Any stage'], ...uniq((r) => r.stage).map((s) => [s, stageName(s)])], f.stage),
+        select('stage', 'Stage', [['', 'Any stage'], ...(fc.stages || []).map((x) => [x, stageName(x)])], f.stage),
         select('band', 'Health', [['', 'Any health'], ...BANDS.map(([k, l]) => [k, l])], f.band),
         select('owner', 'Owner', [['', 'Any owner'], ...owners, ['none', 'No owner']], f.owner),
-        select('segment', 'Segment', [['', 'Any segment'], ...uniq((r) => r.segment).map((s) => [s, label(s)]), ['none', 'Not set']], f.segment),
-        select('plan', 'Plan', [['', 'Any plan'], ...uniq((r) => r.plan).map((s) => [s, label(s)]), ['none', 'Not set']], f.plan),
+        select('segment', 'Segment', [['', 'Any segment'], ...(fc.segments || []).map((x) => [x, label(x)]), ['none', 'Not set']], f.segment),
+        select('plan', 'Plan', [['', 'Any plan'], ...(fc.plans || []).map((x) => [x, label(x)]), ['none', 'Not set']], f.plan),
         select('renewal', 'Renewal', [['', 'Any renewal'], ['overdue', 'Overdue'], ['30', 'In ≤ 30 days'], ['60', 'In ≤ 60 days'], ['90', 'In ≤ 90 days'], ['120', 'In ≤ 120 days'], ...(f.renewal.includes('-') ? [[f.renewal, `In ${f.renewal.replace('-', '–')} days`]] : [])], f.renewal),
         h('button', { type: 'submit' }, 'Search'),
         FILTERS.some((k) => f[k]) ? h('a', { href: '#/accounts', 'data-testid': 'clear-filters' }, 'Clear filters') : null].flat().filter(Boolean));
       const now = Date.now();
-      const rows = all.filter((r) => matches(r, f, now)).sort(SORTS[sort] || SORTS.name);
-      if (dir === 'desc') rows.reverse();
+      const rows = rep.rows || [];
+      const total = num((rep.page || {}).totalSize);
       const desc = [f.status === 'all' ? 'Every account, churned included' : f.status === 'paying' ? 'Paying customers' : f.status ? `Status ${f.status}` : 'Live accounts (churned excluded: choose “churned” to see them)',
         f.stage && 'stage ' + stageName(f.stage), f.band && 'health ' + BANDS.find((b) => b[0] === f.band)[1].toLowerCase(), f.owner && 'owner ' + (f.owner === 'none' ? 'none' : ownerName(f.owner)),
         f.segment && 'segment ' + label(f.segment), f.plan && 'plan ' + label(f.plan), f.renewal && (f.renewal === 'overdue' ? 'renewal overdue' : f.renewal.includes('-') ? `renewal in ${f.renewal.replace('-', '–')} days` : `renewal in ≤ ${f.renewal} days`), f.q && `matching “${f.q}”`].filter(Boolean).join(' · ');
       head.querySelector('[data-testid=accounts-sub]').textContent = desc;
-      const arr = rows.reduce((t, r) => t + num(r.arr), 0);
       const th = (key, text, cls) => {
         const active = sort === key;
         return h('th', { class: cls, 'aria-sort': active ? (dir === 'asc' ? 'ascending' : 'descending') : 'none' },
           h('button', { type: 'button', class: 'sort', 'data-sort': key, onclick: () => set({ sort: key === 'name' ? '' : key, dir: active && dir === 'asc' ? 'desc' : '' }) },
             text, h('span', { 'aria-hidden': 'true' }, active ? (dir === 'asc' ? ' ▲' : ' ▼') : '')));
       };
-      if (!rows.length) {
+      if (!total) {
         return h('div', { class: 'empty', 'data-testid': 'no-match' }, f.q ? `No account matches “${f.q}”` + (FILTERS.some((k) => k !== 'q' && f[k]) ? ' with these filters.' : '.') : 'No accounts match these filters.',
           FILTERS.some((k) => f[k]) ? h('div', {}, h('a', { href: '#/accounts' }, 'Show all accounts')) : null);
       }
-      return [h('div', { class: 'sub', style: 'margin:8px 0', 'data-testid': 'accounts-count', 'data-count': rows.length }, `${fmtInt(rows.length)} account${rows.length === 1 ? '' : 's'} · ${fmtMoney(arr)} ARR `,
-        h('button', { type: 'button', 'data-testid': 'export-csv', onclick: () => downloadCSV(rows) }, 'Export these rows as CSV')),
+      // Paging: trail holds this view's pages seen so far, each its token
+      // ("" for the first) and the position of its first row, so that the
+      // range and "Previous page" can be shown; a page opened from a link
+      // starts a trail of its own, its position unknown.
+      let trail = pageTrail.get(current) || [{ t: '', start: 1 }];
+      let at = trail.findIndex((x) => x.t === token);
+      if (at < 0) { trail = token ? [{ t: null, start: null }, { t: token, start: null }] : [{ t: '', start: 1 }]; at = trail.length - 1; pageTrail.set(current, trail); }
+      const first = trail[at].start;
+      const next = (rep.page || {}).nextPageToken;
+      const pager = h('nav', { class: 'controls pager', 'aria-label': 'Pages of accounts', 'data-testid': 'accounts-pager' },
+        h('span', { 'data-testid': 'accounts-range' }, first === null ? `${fmtInt(rows.length)} of ${fmtInt(total)}` : `${fmtInt(first)}–${fmtInt(first + rows.length - 1)} of ${fmtInt(total)}`),
+        token ? h('button', { type: 'button', 'data-testid': 'accounts-prev', onclick: () => set({ page: (trail[at - 1] && trail[at - 1].t) || '' }) },
+          trail[at - 1] && trail[at - 1].t === null ? 'First page' : 'Previous page') : null,
+        next ? h('button', { type: 'button', 'data-testid': 'accounts-next', onclick: () => {
+          pageTrail.set(current, [...trail.slice(0, at + 1), { t: next, start: first === null ? null : first + rows.length }]);
+          set({ page: next });
+        } }, 'Next page') : null);
+      return [h('div', { class: 'sub', style: 'margin:8px 0', 'data-testid': 'accounts-count', 'data-count': total }, `${fmtInt(total)} account${total === 1 ? '' : 's'} · ${fmtMoney(rep.arr)} ARR `,
+        h('button', { type: 'button', 'data-testid': 'export-csv', onclick: (e) => downloadCSV(query, e.currentTarget) }, `Export ${total === 1 ? 'this row' : `all ${fmtInt(total)} rows`} as CSV`)),
+        pager,
         h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'account-table' },
           h('thead', {}, h('tr', {}, th('name', 'Account'), th('status', 'Status'), th('stage', 'Stage'), th('health', 'Health', 'num'), th('change', '30-day change', 'num'), th('arr', 'ARR', 'num'),
             th('renewal', 'Renewal'), th('owner', 'Owner'), th('segment', 'Segment'), th('signals', 'Signals', 'num'))),
@@ -842,26 +882,32 @@
     });
   }
 
-  // downloadCSV saves the grid's rows, as filtered and sorted, as a CSV
-  // file. A cell that a spreadsheet would run as a formula (=, +, -, @) is
-  // prefixed with an apostrophe: account names come from the CRM.
-  function downloadCSV(rows) {
-    const cols = [['account_id', (r) => r.accountId], ['name', (r) => r.name], ['status', (r) => RSTATUS[r.status] || ''], ['stage', (r) => r.stage ? stageName(r.stage) : ''],
-      ['health_score', (r) => r.band ? num(r.score).toFixed(1) : ''], ['health_band', (r) => r.band ? (BANDS.find((b) => b[0] === r.band) || [0, r.band])[1] : ''],
-      ['score_change_30d', (r) => r.band ? num(r.scoreChange30d).toFixed(1) : ''], ['arr', (r) => num(r.arr) ? String(num(r.arr)) : ''],
-      ['renewal_date', (r) => r.contractEnd ? String(r.contractEnd).slice(0, 10) : ''], ['owner', (r) => r.ownerName || r.ownerId || ''],
-      ['segment', (r) => r.segment || ''], ['plan', (r) => r.plan || ''], ['open_signals', (r) => String(num(r.openSignals))]];
-    const cell = (v) => {
-      let t = v == null ? '' : String(v);
-      if (/^[=+\-@]/.test(t) && !/^-?\d/.test(t)) t = "'" + t;
-      return /[",\n\r]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
-    };
-    const text = [cols.map((c) => c[0]).join(','), ...rows.map((r) => cols.map((c) => cell(c[1](r))).join(','))].join('\r\n') + '\r\n';
-    const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv' })), download: `cairn-accounts-${new Date().toISOString().slice(0, 10)}.csv` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  // downloadCSV saves every account that matches the grid's filters, in its
+  // sort order, as a CSV file: the gateway streams it (format=csv), so the
+  // export is not limited to the page shown. Cells that a spreadsheet would
+  // run as a formula are defused by the server.
+  async function downloadCSV(query, button) {
+    const url = new URL('/v1/dashboard/accounts', location.origin);
+    for (const [k, v] of Object.entries({ ...query, format: 'csv' })) if (v) url.searchParams.set(k, v);
+    if (button) button.disabled = true;
+    try {
+      const resp = await fetch(url, { headers: { Authorization: 'Bearer ' + apiKey(), Accept: 'text/csv' } });
+      if (!resp.ok) {
+        let b = null;
+        try { b = await resp.json(); } catch (e) { b = null; }
+        throw new APIError(resp.status, b);
+      }
+      const blob = await resp.blob();
+      const a = h('a', { href: URL.createObjectURL(blob), download: `cairn-accounts-${new Date().toISOString().slice(0, 10)}.csv` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+    } catch (err) {
+      alert('The export failed: ' + (err.message || err));
+    } finally {
+      if (button) button.disabled = false;
+    }
   }
 
   // ---- saved views of the accounts grid: a name for a set of filters, a
@@ -1111,7 +1157,7 @@
     const statusEl = h('div', { class: 'status-line', 'data-testid': 'account-status-line' });
     const title = h('h1', { 'data-testid': 'account-name' }, names.get(id) || id);
     const head = h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'muted' }, 'id ', h('code', { 'data-testid': 'account-id' }, id)), statusEl, h('div', { class: 'traits', id: 'traits' })));
-    const namesP = lookups().then(() => { title.textContent = names.get(id) || id; }, () => {});
+    const namesP = Promise.all([lookups(), namedRows([id])]).then(() => { title.textContent = names.get(id) || id; }, () => {});
     const top = h('div', { class: 'grid two' });
     const healthEl = h('section', { class: 'panel', 'data-testid': 'health-panel' });
     const trendEl = h('section', { class: 'panel' });
@@ -1464,8 +1510,9 @@
       // past it without a renewal recorded (overdue), in its nearest window.
       // The renewal playbook's tasks come from plays (GET /v1/tasks, the
       // list the Plays page reads); the calendar still shows without them.
-      const [rep, tasks, info] = await Promise.all([reportP(), optional(cached('tasks', 15e3, () => loadAll('/v1/tasks', {}, 'tasks', 5000))), optional(playsLookups())]);
-      const rows = (rep.rows || []).filter((r) => (r.status === 'customer' || r.status === 'won_back') && r.contractEnd);
+      const due = (renewal) => accountRows({ status: 'paying', renewal, sort: 'renewal', 'page.pageSize': 1000 });
+      const [overdueRep, soonRep, tasks, info] = await Promise.all([due('overdue'), due('120'), optional(cached('tasks', 15e3, () => loadAll('/v1/tasks', {}, 'tasks', 5000))), optional(playsLookups())]);
+      const rows = [...new Map([...(overdueRep.rows || []), ...(soonRep.rows || [])].map((r) => [r.accountId, r])).values()];
       const progress = renewalProgress(tasks && tasks.items, rows);
       const playsState = !info || !tasks ? 'unavailable' : info.state;
       const now = Date.now();
@@ -2315,14 +2362,14 @@
   // whose id or name contains it; otherwise it lists the matches (or says
   // that none matches).
   async function search(v) {
-    let rows = [];
-    try { rows = ((await reportP()).rows) || []; } catch (e) { /* fall back to the id */ }
+    let rows = [], failed = false;
+    try { rows = (await accountRows({ status: 'all', q: v, 'page.pageSize': 1000 })).rows || []; } catch (e) { failed = true; /* fall back to the id */ }
     const q = v.toLowerCase();
     const exact = rows.filter((r) => r.accountId.toLowerCase() === q || (r.name || '').toLowerCase() === q);
     const partial = rows.filter((r) => matches(r, { status: 'all', q: v }, Date.now()));
     const one = exact.length === 1 ? exact[0] : partial.length === 1 ? partial[0] : null;
     if (one) go('account/' + encodeURIComponent(one.accountId));
-    else if (!rows.length) go('account/' + encodeURIComponent(v));
+    else if (failed) go('account/' + encodeURIComponent(v));
     else go('accounts', { status: 'all', q: v });
   }
   window.addEventListener('hashchange', route);
