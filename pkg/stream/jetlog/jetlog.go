@@ -61,6 +61,11 @@ type Options struct {
 	Writer string
 	// Timeout bounds each request to the servers (default 10 s).
 	Timeout time.Duration
+	// OpenTimeout bounds how long Open keeps retrying requests that time
+	// out or find JetStream unavailable (default 30 s): a cluster that has
+	// just started may still be electing its meta leader, and a process
+	// started with it should wait for it rather than exit.
+	OpenTimeout time.Duration
 	// ReadBatch caps records per Serve send (default 512).
 	ReadBatch int
 	// Logger receives resync notes (default slog.Default()).
@@ -126,6 +131,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = 30 * time.Second
+	}
 	if opts.ReadBatch <= 0 {
 		opts.ReadBatch = 512
 	}
@@ -165,14 +173,21 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		if opts.MaxBytes > 0 {
 			cfg.MaxBytes = opts.MaxBytes
 		}
-		cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-		st, err := js.CreateOrUpdateStream(cctx, cfg)
-		cancel()
+		deadline := time.Now().Add(opts.OpenTimeout)
+		err := untilUp(ctx, deadline, opts.Timeout/4, opts.Logger, "create stream "+pt.name, func() error {
+			cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+			defer cancel()
+			st, err := js.CreateOrUpdateStream(cctx, cfg)
+			if err != nil {
+				return fmt.Errorf("jetlog: create stream %s: %w", pt.name, err)
+			}
+			pt.st = st
+			return nil
+		})
 		if err != nil {
-			return nil, fmt.Errorf("jetlog: create stream %s: %w", pt.name, err)
+			return nil, err
 		}
-		pt.st = st
-		if err := l.refresh(ctx, pt); err != nil {
+		if err := untilUp(ctx, deadline, opts.Timeout/4, opts.Logger, "read stream "+pt.name, func() error { return l.refresh(ctx, pt) }); err != nil {
 			return nil, err
 		}
 		// Opening takes the partition over at its current head: records
@@ -182,6 +197,42 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		l.parts = append(l.parts, pt)
 	}
 	return l, nil
+}
+
+// untilUp runs fn until it succeeds, fails in a way a starting cluster
+// does not explain (see starting), ctx ends, or deadline passes, pausing
+// between attempts.
+func untilUp(ctx context.Context, deadline time.Time, pause time.Duration, log *slog.Logger, what string, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !starting(err) || ctx.Err() != nil || !time.Now().Before(deadline) {
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			return err
+		}
+		log.Info("jetlog: JetStream not ready yet, retrying", "op", what, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// starting reports whether err is what a JetStream cluster that is still
+// forming answers: no answer in time, no responder, or "temporarily
+// unavailable" (503) while it elects a meta leader.
+func starting(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503
+	}
+	return false
 }
 
 // Collectors are the log's metrics, for the process's registry: the
