@@ -4,82 +4,10 @@
 // returns, and save screenshots to e2e/screenshots/.
 //
 //   CAIRN_URL=http://127.0.0.1:8080 CAIRN_KEY=<read key> npm test
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const BASE = (process.env.CAIRN_URL || '').replace(/\/$/, '');
-const KEY = process.env.CAIRN_KEY || '';
-// WRITE_KEY, when given, lets a test send its own events (Segment /v1/batch)
-// to make a situation the demo data may not hold.
-const WRITE_KEY = process.env.CAIRN_WRITE_KEY || '';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = path.join(HERE, 'screenshots');
-const TIMEOUT = 20_000;
-
-if (!BASE || !KEY) {
-  throw new Error('set CAIRN_URL and CAIRN_KEY (a read key) to a running suite, or use e2e/run.sh');
-}
-
-let context;
-let profile;
-
-async function api(p) {
-  const r = await fetch(BASE + p, { headers: { Authorization: 'Bearer ' + KEY } });
-  const body = await r.json();
-  assert.equal(r.status, 200, `GET ${p}: ${r.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
-// page opens a fresh tab that fails the test on any console error or
-// uncaught exception (for example a Content-Security-Policy violation).
-async function page(t, viewport = { width: 1366, height: 900 }) {
-  const p = await context.newPage();
-  await p.setViewportSize(viewport);
-  const problems = [];
-  p.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
-  p.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
-  t.after(async () => {
-    await p.close();
-    assert.deepEqual(problems.filter((x) => !/status of 40[134]/.test(x)), [], 'browser errors');
-  });
-  return p;
-}
-
-// settled waits until no section of the view is still loading.
-async function settled(p) {
-  await p.waitForFunction(() => !document.querySelector('#view .loading'), null, { timeout: TIMEOUT });
-}
-
-// shot saves the whole page. The sticky top bar is unstuck first, so that a
-// page scrolled by a click does not show it over the middle of the page.
-async function shot(p, name) {
-  await p.addStyleTag({ content: '.topbar { position: static !important; }' });
-  await p.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
-}
-
-before(async () => {
-  await mkdir(SHOTS, { recursive: true });
-  profile = await mkdtemp(path.join(tmpdir(), 'cairn-e2e-profile-'));
-  // A persistent context on a new temporary directory is a fresh
-  // --user-data-dir, which playwright does not accept as a plain argument.
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
-
-after(async () => {
-  await context?.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
-});
+import { BASE, KEY, WRITE_KEY, TIMEOUT, SHOTS, api, page, settled, shot } from './harness.mjs';
 
 test('journey map shows each stage with the API\'s account counts', async (t) => {
   const funnel = await api('/v1/funnel');

@@ -6,83 +6,16 @@
 // each clicks through to exactly the accounts it counts.
 //
 //   CAIRN_URL=http://127.0.0.1:8080 CAIRN_KEY=<read key> node --test journeys.test.mjs
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { BASE, KEY, TIMEOUT, api, page as blankPage, settled, shot, axeSerious } from './harness.mjs';
 
-const BASE = (process.env.CAIRN_URL || '').replace(/\/$/, '');
-const KEY = process.env.CAIRN_KEY || '';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SHOTS = path.join(HERE, 'screenshots');
-const TIMEOUT = 20_000;
-
-if (!BASE || !KEY) {
-  throw new Error('set CAIRN_URL and CAIRN_KEY (a read key) to a running suite, or use e2e/run.sh');
-}
-
-let context;
-let profile;
-
-async function api(p, query = {}) {
-  const qs = new URLSearchParams(Object.entries(query).filter(([, v]) => v !== '' && v !== undefined)).toString();
-  const r = await fetch(BASE + p + (qs ? '?' + qs : ''), { headers: { Authorization: 'Bearer ' + KEY } });
-  const body = await r.json();
-  assert.equal(r.status, 200, `GET ${p}?${qs}: ${r.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
-// page opens a fresh tab, with the key, that fails the test on any console
-// error or uncaught exception.
-async function page(t, viewport = { width: 1366, height: 900 }) {
-  const p = await context.newPage();
-  await p.setViewportSize(viewport);
-  const problems = [];
-  p.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
-  p.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
-  t.after(async () => {
-    await p.close();
-    assert.deepEqual(problems.filter((x) => !/status of 40[134]/.test(x)), [], 'browser errors');
-  });
+// page opens a fresh tab with the key, failing the test on a browser error.
+async function page(t, viewport) {
+  const p = await blankPage(t, viewport);
   await p.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`);
   return p;
 }
-
-async function settled(p) {
-  await p.waitForFunction(() => !document.querySelector('#view .loading'), null, { timeout: TIMEOUT });
-}
-
-async function shot(p, name) {
-  await p.addStyleTag({ content: '.topbar { position: static !important; }' });
-  await p.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
-}
-
-async function axeSerious(p, selectors) {
-  await p.evaluate(await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8'));
-  const res = await p.evaluate(async (sels) => window.axe.run({ include: sels.filter((s) => document.querySelector(s)).map((s) => [s]) }, { runOnly: ['wcag2a', 'wcag2aa'] }), selectors);
-  return res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.nodes[0].target.join(' ')}`);
-}
-
-before(async () => {
-  await mkdir(SHOTS, { recursive: true });
-  profile = await mkdtemp(path.join(tmpdir(), 'cairn-e2e-profile-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
-
-after(async () => {
-  await context?.close();
-  if (profile) await rm(profile, { recursive: true, force: true });
-});
 
 // shown reads what the funnel view shows: per stage its card's "now" count
 // and its row of the stage metrics, and the "where every account is" terms.
