@@ -241,27 +241,9 @@ func (r failRun) do(t *testing.T, plan map[string][]failCase) (snapshot, failRes
 	root := t.TempDir()
 	var m *mounts
 	if r.cut {
-		m = &mounts{backing: map[string]string{}, point: map[string]string{}, fs: map[string]*lazyfs.FS{}}
-		for _, svc := range failServices {
-			m.backing[svc], m.point[svc] = filepath.Join(root, "disk", svc), filepath.Join(root, "mnt", svc)
-			for _, d := range []string{m.backing[svc], m.point[svc]} {
-				if err := os.MkdirAll(d, 0o700); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := m.mount(svc); err != nil {
-				t.Skipf("power cuts at failpoints: cannot mount FUSE here: %v", err)
-			}
-		}
-		// Registered before the suite's cleanup, so it runs after the
-		// processes are stopped.
-		t.Cleanup(func() {
-			for _, svc := range failServices {
-				if err := m.get(svc).Unmount(); err != nil {
-					t.Error(err)
-				}
-			}
-		})
+		// Registered before the suite's cleanup, so the mounts are undone
+		// after the processes are stopped.
+		m = mountAll(t, root, failServices, "power cuts at failpoints")
 	}
 	s := newSuite(t)
 	s.dataDirs = map[string]string{}

@@ -103,6 +103,35 @@ type powerResult struct {
 	acked, stored, endDoubled int
 }
 
+// mountAll gives each service a lazyfs mount under root (its backing
+// directory root/disk/<svc>, mounted on root/mnt/<svc>), skipping the test,
+// with why, where FUSE cannot mount. The mounts are undone at cleanup,
+// which a caller registers before the suite's so that it runs after the
+// processes are stopped.
+func mountAll(t *testing.T, root string, services []string, why string) *mounts {
+	t.Helper()
+	m := &mounts{backing: map[string]string{}, point: map[string]string{}, fs: map[string]*lazyfs.FS{}}
+	for _, svc := range services {
+		m.backing[svc], m.point[svc] = filepath.Join(root, "disk", svc), filepath.Join(root, "mnt", svc)
+		for _, d := range []string{m.backing[svc], m.point[svc]} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.mount(svc); err != nil {
+			t.Skipf("%s: cannot mount FUSE here: %v", why, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, svc := range services {
+			if err := m.get(svc).Unmount(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	return m
+}
+
 // checkLogEnd reads ingestion's log back at the end of a run: every
 // acknowledged event in it once, and want distinct events acknowledged.
 // It sets res's end counts.
@@ -306,27 +335,7 @@ func (m *mounts) get(svc string) *lazyfs.FS {
 func (r powerRun) do(t *testing.T, plan map[int]cutSpec) (snapshot, powerResult) {
 	t.Helper()
 	root := t.TempDir()
-	m := &mounts{backing: map[string]string{}, point: map[string]string{}, fs: map[string]*lazyfs.FS{}}
-	for _, svc := range r.services {
-		m.backing[svc], m.point[svc] = filepath.Join(root, "disk", svc), filepath.Join(root, "mnt", svc)
-		for _, d := range []string{m.backing[svc], m.point[svc]} {
-			if err := os.MkdirAll(d, 0o700); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := m.mount(svc); err != nil {
-			t.Skipf("power-loss test: cannot mount FUSE here: %v", err)
-		}
-	}
-	// Registered before the suite's cleanup, so it runs after the
-	// processes are stopped.
-	t.Cleanup(func() {
-		for _, svc := range r.services {
-			if err := m.get(svc).Unmount(); err != nil {
-				t.Error(err)
-			}
-		}
-	})
+	m := mountAll(t, root, r.services, "power-loss test")
 	s := newSuite(t)
 	s.dataDirs = map[string]string{}
 	for _, svc := range r.services {
