@@ -149,18 +149,21 @@ func (l *netLab) close() {
 
 // partCounts are the figures of one partition run.
 type partCounts struct {
-	cuts                 int
-	acked, stored        int
-	missing, double      int
-	appendErrs           int
-	minoritySent         int
-	minorityAcked        int
-	minorityStored       int
-	ackedPartitioned     int
-	electMax, catchUpMax time.Duration
-	gap                  time.Duration
-	records              int
-	digest               string
+	cuts             int
+	acked, stored    int
+	missing, double  int
+	appendErrs       int
+	minoritySent     int
+	minorityAcked    int
+	minorityStored   int
+	ackedPartitioned int
+	// The stranded writer: connected to the node that gets cut off, with
+	// every node in its URL list, on a log of its own.
+	strandedAcked, strandedPartitioned, strandedMissing int
+	electMax, catchUpMax                                time.Duration
+	gap                                                 time.Duration
+	records                                             int
+	digest                                              string
 }
 
 // TestJetStreamPartition runs a 3-node NATS cluster (`cairn nats-node`),
@@ -202,6 +205,11 @@ func TestJetStreamPartition(t *testing.T) {
 	}
 	if pc.minorityAcked != 0 || pc.minorityStored != 0 {
 		t.Errorf("the minority side acknowledged %d records and the stream holds %d of its records; want 0 and 0", pc.minorityAcked, pc.minorityStored)
+	}
+	t.Logf("partition: the stranded writer (connected to the node cut off) acked %d (%d while partitioned, after the election), %d missing or doubled",
+		pc.strandedAcked, pc.strandedPartitioned, pc.strandedMissing)
+	if pc.strandedPartitioned == 0 || pc.strandedMissing != 0 {
+		t.Errorf("the writer connected to the node cut off: %d appends acknowledged while partitioned (want some: it must move to the majority), %d missing or doubled (want 0)", pc.strandedPartitioned, pc.strandedMissing)
 	}
 	if pc.ackedPartitioned == 0 {
 		t.Errorf("no append was acknowledged on the majority side while partitioned")
@@ -284,6 +292,41 @@ func partitionRun(t *testing.T, c *natsCluster, lab *netLab, cuts int, hold time
 		}
 	}
 
+	// The stranded writer appends to a second log through a connection
+	// to the node about to be cut off (its URL first, no randomising):
+	// jetlog must move it to a server that can reach a quorum.
+	optsB := opts
+	optsB.Name, optsB.Writer = partStream+"-b", "stranded"
+	ackedB := map[string]int{}
+	stranded := func(ctx context.Context, conn *nats.Conn, from int) (int, error) {
+		lg, err := jetlog.Open(ctx, conn, optsB)
+		if err != nil {
+			return from, err
+		}
+		n := from
+		for ctx.Err() == nil {
+			b := fmt.Appendf(nil, "b-%07d", n)
+			n++
+			actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := lg.Append(actx, 0, b)
+			acancel()
+			mu.Lock()
+			if err == nil {
+				ackedB[string(b)]++
+				if !electedAt.IsZero() {
+					pc.strandedPartitioned++
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return n, nil
+	}
+	nextB := 0
+
 	next := 0
 	for cut := range cuts {
 		leader, err := leaderOf(ctx, ajs, name)
@@ -310,6 +353,23 @@ func partitionRun(t *testing.T, c *natsCluster, lab *netLab, cuts int, hold time
 				t.Errorf("writer: %v", err)
 			}
 			wdone <- n
+		}()
+		order := append([]int{leader}, majority...)
+		sconn, err := nats.Connect(c.urlsOf(order...), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatalf("connect the stranded writer: %v", err)
+		}
+		if got := sconn.ConnectedServerName(); got != fmt.Sprintf("n%d", leader) {
+			t.Fatalf("the stranded writer is connected to %s, not the leader n%d", got, leader)
+		}
+		sctx, sstop := context.WithCancel(ctx)
+		sdone := make(chan int, 1)
+		go func() {
+			n, err := stranded(sctx, sconn, nextB)
+			if err != nil {
+				t.Errorf("stranded writer: %v", err)
+			}
+			sdone <- n
 		}()
 		waitAcks(t, ctx, &mu, acked, 100)
 
@@ -396,9 +456,19 @@ func partitionRun(t *testing.T, c *natsCluster, lab *netLab, cuts int, hold time
 		wstop()
 		next = <-wdone
 		mconn.Close()
+		sstop()
+		nextB = <-sdone
+		sconn.Close()
 		pc.cuts++
 	}
 	pc.acked = len(acked)
+	pc.strandedAcked = len(ackedB)
+	gotB, _, _ := readStream(t, ctx, ajs, partStream+"-b-p00000")
+	for id := range ackedB {
+		if gotB[id] != 1 {
+			pc.strandedMissing++
+		}
+	}
 
 	// Every replica, made leader in turn, must serve the same records.
 	var digests []string

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,8 +77,12 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Log is a partitioned log on JetStream streams.
 type Log struct {
+	nc   *nats.Conn
 	js   jetstream.JetStream
 	opts Options
+	// kicked is when the log last made its connection move to another
+	// server (unix ns), so that a stall reconnects once per Timeout.
+	kicked atomic.Int64
 
 	parts []*partition
 
@@ -145,6 +150,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("jetlog: %w", err)
 	}
 	l := &Log{
+		nc:   nc,
 		js:   js,
 		opts: opts,
 		acked: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -197,6 +203,26 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		l.parts = append(l.parts, pt)
 	}
 	return l, nil
+}
+
+// reconnect moves the connection to another server after a read-back of
+// a stream went unanswered or was answered by a replica that is not the
+// leader. A server cut off from its peers
+// still answers the client's pings, so the client would stay with it and
+// every append would time out until the network healed, while the other
+// servers elected leaders and took writes (reliability's
+// TestJetStreamPartition). Moving costs a reconnect when the stall had
+// another cause, an election say; it happens at most once per Timeout.
+func (l *Log) reconnect(cause error) {
+	now := time.Now().UnixNano()
+	last := l.kicked.Load()
+	if now-last < int64(l.opts.Timeout) || !l.kicked.CompareAndSwap(last, now) {
+		return
+	}
+	l.opts.Logger.Warn("jetlog: no answer through this server; reconnecting to another", "server", l.nc.ConnectedServerName(), "err", cause)
+	if err := l.nc.ForceReconnect(); err != nil {
+		l.opts.Logger.Warn("jetlog: reconnect", "err", err)
+	}
 }
 
 // untilUp runs fn until it succeeds, fails in a way a starting cluster
@@ -516,7 +542,11 @@ func (l *Log) resync(ctx context.Context, pt *partition) error {
 	defer cancel()
 	info, err := pt.st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("jetlog: read back stream %s: %w", pt.name, err)
+		err = fmt.Errorf("jetlog: read back stream %s: %w", pt.name, err)
+		if starting(err) {
+			l.reconnect(err)
+		}
+		return err
 	}
 	// The servers let a member that is not the stream's leader answer
 	// with its own state when the stream has no leader, or when the
@@ -526,7 +556,11 @@ func (l *Log) resync(ctx context.Context, pt *partition) error {
 	// acknowledged records are gone; otherwise try again later (a
 	// transient error: the mirror retries).
 	if info.Config.Replicas > 1 && (info.Cluster == nil || info.Cluster.LeaderSince == nil) {
-		return fmt.Errorf("jetlog: read back stream %s: answered by a replica that is not the leader (leader %q), whose state may be behind", pt.name, leaderName(info.Cluster))
+		// A server cut off from its peers answers this way too, for as
+		// long as the cut lasts: try another server.
+		err := fmt.Errorf("jetlog: read back stream %s: answered by a replica that is not the leader (leader %q), whose state may be behind", pt.name, leaderName(info.Cluster))
+		l.reconnect(err)
+		return err
 	}
 	_, last := bounds(info.State)
 	head := pt.wroteHead()
