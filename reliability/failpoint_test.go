@@ -390,20 +390,7 @@ func (r failRun) do(t *testing.T, plan map[string][]failCase) (snapshot, failRes
 				n.checkFailed++
 				failf("%s: %v", at, err)
 			}
-			var missing, doubled int
-			for _, id := range mustHave {
-				switch ids[id] {
-				case 0:
-					missing++
-				case 1:
-				default:
-					doubled++
-				}
-			}
-			n.ackedAtCut += len(mustHave)
-			n.lost += missing
-			n.doubled += doubled
-			if missing+doubled > 0 {
+			if missing, doubled := n.countAcked(ids, mustHave); missing+doubled > 0 {
 				failf("%s: of %d acknowledged events %d are not in the log on the disk and %d are in it twice", at, len(mustHave), missing, doubled)
 			}
 			// Stages can only have applied records the log had committed.

@@ -92,6 +92,25 @@ func (c *powerCounts) add(o powerCounts) {
 	c.checkFailed += o.checkFailed
 }
 
+// countAcked counts, of the events acknowledged before a cut (mustHave),
+// those missing from the log read back (ids: message id to copies) and
+// those in it twice, and adds them to c.
+func (c *powerCounts) countAcked(ids map[string]int, mustHave []string) (missing, doubled int) {
+	for _, id := range mustHave {
+		switch ids[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			doubled++
+		}
+	}
+	c.ackedAtCut += len(mustHave)
+	c.lost += missing
+	c.doubled += doubled
+	return missing, doubled
+}
+
 func (c powerCounts) broken() int {
 	return c.lost + c.doubled + c.cursorLost + c.ahead + c.checkFailed
 }
@@ -513,19 +532,7 @@ func (r powerRun) do(t *testing.T, plan map[int]cutSpec) (snapshot, powerResult)
 				t.Errorf("after the %s: %v", at, err)
 				return
 			}
-			for _, id := range mustHave {
-				switch ids[id] {
-				case 0:
-					missing++
-				case 1:
-				default:
-					doubled++
-				}
-			}
-			n.ackedAtCut += len(mustHave)
-			n.lost += missing
-			n.doubled += doubled
-			if missing+doubled > 0 {
+			if missing, doubled = n.countAcked(ids, mustHave); missing+doubled > 0 {
 				t.Errorf("%s: of %d acknowledged events %d are not in the log and %d are in it twice", at, len(mustHave), missing, doubled)
 			}
 		}
