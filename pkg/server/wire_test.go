@@ -109,13 +109,13 @@ func (c rawCall) do(t *testing.T, client *http.Client, addr, token string) (code
 	return codes.Code(n), msg
 }
 
-// TestMalformedWire sends malformed requests as raw HTTP/2 to a server
-// built with New: a payload flagged gzip that is not gzip (or whose gzip
-// stream is cut short or corrupt), and malformed protobuf, plain or
-// gzipped, to a unary and a streaming method. Each is the client's error,
-// InvalidArgument saying what was wrong, and reaches no handler.
-func TestMalformedWire(t *testing.T) {
-	var reached int
+// wireServer starts a server built with New serving the decode test
+// service (a unary Ingest and a streaming Watch) to the read key, and
+// returns it, the count of requests that reached a handler, an h2c client
+// and a valid encoded IngestRequest.
+func wireServer(t *testing.T) (*Server, *int, *http.Client, []byte) {
+	t.Helper()
+	reached := new(int)
 	s, err := New(Config{Name: "test", GRPCAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)},
 		auth.Policy{
 			"/" + decodeService + "/Ingest": auth.RoleRead,
@@ -124,15 +124,23 @@ func TestMalformedWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc := decodeDesc(&reached)
+	desc := decodeDesc(reached)
 	s.GRPC.RegisterService(&desc, nil)
 	runServer(t, s)
-	client := h2c()
-
 	valid, err := proto.Marshal(&ingestionv1.IngestRequest{Events: []*ingestionv1.Event{{UserId: "u", Event: "e"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, reached, h2c(), valid
+}
+
+// TestMalformedWire sends malformed requests as raw HTTP/2 to a server
+// built with New: a payload flagged gzip that is not gzip (or whose gzip
+// stream is cut short or corrupt), and malformed protobuf, plain or
+// gzipped, to a unary and a streaming method. Each is the client's error,
+// InvalidArgument saying what was wrong, and reaches no handler.
+func TestMalformedWire(t *testing.T) {
+	s, reached, client, valid := wireServer(t)
 	gz := gzipped(t, valid)
 	corrupt := bytes.Clone(gz)
 	corrupt[len(corrupt)-5] ^= 0xff // the CRC-32 no longer matches
@@ -159,13 +167,13 @@ func TestMalformedWire(t *testing.T) {
 	for _, m := range []string{"Ingest", "Watch"} {
 		for _, tc := range tests {
 			t.Run(m+"/"+tc.name, func(t *testing.T) {
-				before := reached
+				before := *reached
 				c := rawCall{method: "/" + decodeService + "/" + m, encoding: tc.encoding, frames: [][]byte{tc.frame}}
 				code, msg := c.do(t, client, s.Addr().String(), readToken)
 				if code != tc.code || !strings.Contains(msg, tc.msg) {
 					t.Fatalf("%v %q, want %v with %q", code, msg, tc.code, tc.msg)
 				}
-				if code != codes.OK && reached != before {
+				if code != codes.OK && *reached != before {
 					t.Fatal("the handler saw a malformed request")
 				}
 			})
@@ -184,24 +192,7 @@ func TestMalformedWire(t *testing.T) {
 // sees such a request: should a grpc-go upgrade change the codes, it fails
 // and the documentation needs updating.
 func TestMalformedFrames(t *testing.T) {
-	var reached int
-	s, err := New(Config{Name: "test", GRPCAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)},
-		auth.Policy{
-			"/" + decodeService + "/Ingest": auth.RoleRead,
-			"/" + decodeService + "/Watch":  auth.RoleRead,
-		}, testKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc := decodeDesc(&reached)
-	s.GRPC.RegisterService(&desc, nil)
-	runServer(t, s)
-	client := h2c()
-
-	valid, err := proto.Marshal(&ingestionv1.IngestRequest{Events: []*ingestionv1.Event{{UserId: "u", Event: "e"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, reached, client, valid := wireServer(t)
 	flag2 := frame(false, valid)
 	flag2[0] = 2
 	whole := frame(false, valid)
@@ -220,13 +211,13 @@ func TestMalformedFrames(t *testing.T) {
 	for _, tc := range tests {
 		for _, m := range []string{"Ingest", "Watch"} {
 			t.Run(m+"/"+tc.name, func(t *testing.T) {
-				before := reached
+				before := *reached
 				c := rawCall{method: "/" + decodeService + "/" + m, encoding: tc.encoding, frames: [][]byte{tc.frame}}
 				code, msg := c.do(t, client, s.Addr().String(), readToken)
 				if code != codes.Internal || !strings.Contains(msg, tc.msg) {
 					t.Fatalf("%v %q, want grpc-go's Internal with %q", code, msg, tc.msg)
 				}
-				if reached != before {
+				if *reached != before {
 					t.Fatal("the handler saw a malformed request")
 				}
 			})
