@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"cmp"
-	"encoding/base64"
 	"fmt"
 	"math"
 	"net/url"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/pkg/page"
 )
 
 // Account grid paging: the page size when none is asked for and the
@@ -201,19 +202,19 @@ func parseRenewal(r string) (renewalWindow, error) {
 }
 
 // encodeToken and decodeToken make a page token of the offset of the next
-// page's first row. The grid is re-filtered for every page, so a token
-// stays valid as rows come and go (a row may then show twice or be
-// skipped, as with any offset).
+// page's first row, in pkg/page's token format. The grid is re-filtered
+// for every page, so a token stays valid as rows come and go (a row may
+// then show twice or be skipped, as with any offset).
 func encodeToken(offset int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("o" + strconv.Itoa(offset)))
+	return page.EncodeToken([]byte(strconv.Itoa(offset)))
 }
 
 func decodeToken(t string) (int, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(t)
-	if err != nil || len(b) < 2 || b[0] != 'o' {
+	b, err := page.DecodeToken(t)
+	if err != nil || len(b) == 0 {
 		return 0, false
 	}
-	n, err := strconv.Atoi(string(b[1:]))
+	n, err := strconv.Atoi(string(b))
 	return n, err == nil && n >= 0
 }
 
