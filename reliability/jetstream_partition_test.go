@@ -463,6 +463,7 @@ func partitionRun(t *testing.T, c *natsCluster, lab *netLab, cuts int, hold time
 	}
 	pc.acked = len(acked)
 	pc.strandedAcked = len(ackedB)
+	waitStreamCurrent(t, ctx, ajs, partStream+"-b-p00000") // its leader may still be settling after the last heal
 	gotB, _, _ := readStream(t, ctx, ajs, partStream+"-b-p00000")
 	for id := range ackedB {
 		if gotB[id] != 1 {
